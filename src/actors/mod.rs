@@ -1,0 +1,580 @@
+//! The actors and the engine that routes to them.
+//!
+//! - `stock_shard`: `StockShard`, the SKU actors of one shard: stock records
+//!   and holds.
+//! - `reservation_book`: `ReservationBook` shards: reservations, transitions,
+//!   expiry.
+//! - `Engine` (here): starts the actix system with one arbiter per core,
+//!   recovers the state from the journal, and coordinates multi-line carts
+//!   (hold every line, undo on any shortage, one journal record per cart).
+
+pub mod reservation_book;
+pub mod stock_shard;
+
+use actix::prelude::*;
+use parking_lot::{Mutex, RwLock};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+use crate::clock::Clock;
+use crate::domain::catalog::{Catalog, LocIdx, Location, Sku, SkuIdx};
+use crate::domain::event::{Event, IdemKey};
+use crate::domain::ids::{LocationId, ReservationId, SkuId};
+use crate::domain::model::{IdemEntry, Shortage, TransitionRefused};
+use crate::domain::reservation::{Line, Reservation, Status, Transition};
+use crate::domain::stock::{AdjustReason, AdjustRefused, StockDelta, StockRecord, StockTable};
+use crate::metrics::Metrics;
+use crate::persistence::recovery::recover_model;
+use crate::persistence::{Durability, Journal, JournalError, RecoveryReport, Storage};
+use reservation_book::{Create, DumpBook, Get, ReservationBook, Transit};
+use stock_shard::{ApplyDeltas, Count, CountItem, Dump, Hold, HoldLine, Read, StockShard};
+
+/// A write could not be taken; nothing about the client's input is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// A mailbox or the journal queue is full: retry shortly (503).
+    #[error("the engine is at capacity")]
+    Overloaded,
+    /// The journal failed; the engine refuses writes until restarted (503).
+    #[error("storage: {0}")]
+    Storage(JournalError),
+    #[error("the engine is shutting down")]
+    Stopped,
+}
+
+impl From<JournalError> for EngineError {
+    fn from(e: JournalError) -> Self {
+        match e {
+            JournalError::Full => EngineError::Overloaded,
+            e => EngineError::Storage(e),
+        }
+    }
+}
+
+fn full<M>(e: SendError<M>) -> EngineError {
+    match e {
+        SendError::Full(_) => EngineError::Overloaded,
+        SendError::Closed(_) => EngineError::Stopped,
+    }
+}
+
+async fn reply<T>(rx: oneshot::Receiver<T>) -> Result<T, EngineError> {
+    rx.await.map_err(|_| EngineError::Stopped)
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+    /// Arbiters (threads) for the actors; 0: one per core.
+    pub shards: usize,
+}
+
+/// What recovery found, for the HTTP layer to seed itself with.
+pub struct Recovered {
+    pub report: RecoveryReport,
+    pub idempotency: Vec<((u64, String), IdemEntry)>,
+}
+
+struct Inner {
+    catalog: Arc<RwLock<Catalog>>,
+    stock: Vec<Addr<StockShard>>,
+    books: Vec<Addr<ReservationBook>>,
+    journal: Journal,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    /// Reservation ids: a random per-process prefix and a counter.
+    boot_nonce: u64,
+    next_id: AtomicU64,
+    system: System,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+/// The engine: cheap to clone; every clone talks to the same actors.
+#[derive(Clone)]
+pub struct Engine(Arc<Inner>);
+
+/// A reservation line to hold, resolved, with its index in the cart.
+pub struct CartLine {
+    pub sku: SkuIdx,
+    pub location: LocIdx,
+    pub qty: u32,
+}
+
+impl Engine {
+    /// Recovers the state under `data_dir/journal` and starts the actors.
+    pub fn open(
+        cfg: &EngineConfig,
+        storage: Arc<dyn Storage>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Engine, Recovered), EngineError> {
+        let dir = cfg.data_dir.join("journal");
+        let (model, report) = recover_model(storage.as_ref(), &dir)?;
+        let (journal, writer) = Journal::start(storage, dir, report.last_seq, cfg.durability)?;
+        let n = if cfg.shards == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        } else {
+            cfg.shards
+        };
+        let catalog = Arc::new(RwLock::new(model.catalog));
+        // Split the recovered state among the shards.
+        let mut stock_tables = Vec::with_capacity(n);
+        let mut rest = model.stock;
+        for i in 0..n {
+            stock_tables.push(rest.split_off(|s| s as usize % n != i));
+        }
+        let mut books: Vec<ahash::AHashMap<ReservationId, Reservation>> =
+            vec![Default::default(); n];
+        for (id, r) in model.reservations {
+            books[book_of(&id, n)].insert(id, r);
+        }
+        let idempotency = model.idem.into_iter().collect();
+
+        let (tx, rx) = std::sync::mpsc::channel();
+        let journal2 = journal.clone();
+        let catalog2 = catalog.clone();
+        let clock2 = clock.clone();
+        let metrics2 = metrics.clone();
+        let actix_thread = std::thread::Builder::new()
+            .name("actix-system".into())
+            .spawn(move || {
+                let sys = System::new();
+                sys.block_on(async move {
+                    let arbiters: Vec<Arbiter> = (0..n).map(|_| Arbiter::new()).collect();
+                    let stock: Vec<Addr<StockShard>> = stock_tables
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, t)| {
+                            let j = journal2.clone();
+                            StockShard::start_in_arbiter(&arbiters[i].handle(), move |_| {
+                                StockShard::new(t, j)
+                            })
+                        })
+                        .collect();
+                    let books: Vec<Addr<ReservationBook>> = books
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, b)| {
+                            let (j, s, c, k, m) = (
+                                journal2.clone(),
+                                stock.clone(),
+                                catalog2.clone(),
+                                clock2.clone(),
+                                metrics2.clone(),
+                            );
+                            ReservationBook::start_in_arbiter(&arbiters[i].handle(), move |_| {
+                                ReservationBook::new(b, j, s, c, k, m)
+                            })
+                        })
+                        .collect();
+                    let _ = tx.send((stock, books, System::current(), arbiters));
+                });
+                sys.run().ok();
+            })
+            .map_err(|_| EngineError::Stopped)?;
+        let (stock, books, system, _arbiters) = rx.recv().map_err(|_| EngineError::Stopped)?;
+        let engine = Engine(Arc::new(Inner {
+            catalog,
+            stock,
+            books,
+            journal,
+            clock,
+            metrics,
+            boot_nonce: rand::random::<u64>(),
+            next_id: AtomicU64::new(0),
+            system,
+            threads: Mutex::new(vec![actix_thread, writer]),
+        }));
+        Ok((
+            engine,
+            Recovered {
+                report,
+                idempotency,
+            },
+        ))
+    }
+
+    /// Stops the actors. Every acknowledged write is already durable.
+    pub fn shutdown(&self) {
+        self.0.system.stop();
+        let threads: Vec<_> = self.0.threads.lock().drain(..).collect();
+        if let Some(actix) = threads.into_iter().next() {
+            let _ = actix.join();
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.0.metrics
+    }
+    pub fn journal(&self) -> &Journal {
+        &self.0.journal
+    }
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.0.clock
+    }
+    pub fn catalog(&self) -> parking_lot::RwLockReadGuard<'_, Catalog> {
+        self.0.catalog.read()
+    }
+
+    fn stock_of(&self, sku: SkuIdx) -> &Addr<StockShard> {
+        &self.0.stock[sku as usize % self.0.stock.len()]
+    }
+    fn book_for(&self, id: &ReservationId) -> &Addr<ReservationBook> {
+        &self.0.books[book_of(id, self.0.books.len())]
+    }
+
+    // ---- catalog -------------------------------------------------------
+
+    pub async fn put_sku(&self, id: SkuId, sku: Sku) -> Result<(), EngineError> {
+        let durable = {
+            // The write lock orders the record and the change alike.
+            let mut c = self.0.catalog.write();
+            let d = self.0.journal.append(&Event::SkuPut {
+                sku: id.clone(),
+                value: sku.clone(),
+            })?;
+            c.put_sku(id, sku);
+            d
+        };
+        durable.await?;
+        Ok(())
+    }
+
+    pub async fn put_location(&self, id: LocationId, loc: Location) -> Result<(), EngineError> {
+        let durable = {
+            let mut c = self.0.catalog.write();
+            let d = self.0.journal.append(&Event::LocationPut {
+                location: id.clone(),
+                value: loc.clone(),
+            })?;
+            c.put_location(id, loc);
+            d
+        };
+        durable.await?;
+        Ok(())
+    }
+
+    // ---- stock ---------------------------------------------------------
+
+    /// Counts: sets on_hand and safety_stock of records; one journal record
+    /// per shard touched. Waits for mailbox room (a back-office path).
+    pub async fn count(&self, items: Vec<CountItem>) -> Result<Vec<StockRecord>, EngineError> {
+        let n = self.0.stock.len();
+        let mut per_shard: Vec<Vec<(usize, CountItem)>> = (0..n).map(|_| Vec::new()).collect();
+        for (i, it) in items.into_iter().enumerate() {
+            per_shard[it.sku_idx as usize % n].push((i, it));
+        }
+        let mut pending = Vec::new();
+        for (shard, v) in per_shard.into_iter().enumerate() {
+            if v.is_empty() {
+                continue;
+            }
+            let (order, items): (Vec<usize>, Vec<CountItem>) = v.into_iter().unzip();
+            let (tx, rx) = oneshot::channel();
+            self.0.stock[shard]
+                .send(Count { items, reply: tx })
+                .await
+                .map_err(|_| EngineError::Stopped)?;
+            pending.push((order, rx));
+        }
+        let mut out = Vec::new();
+        let mut durables = Vec::new();
+        for (order, rx) in pending {
+            let (recs, d) = reply(rx).await??;
+            durables.push(d);
+            out.extend(order.into_iter().zip(recs));
+        }
+        for d in durables {
+            d.await?;
+        }
+        out.sort_by_key(|(i, _)| *i);
+        Ok(out.into_iter().map(|(_, r)| r).collect())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn adjust(
+        &self,
+        sku_idx: SkuIdx,
+        loc_idx: LocIdx,
+        sku: SkuId,
+        location: LocationId,
+        delta: i64,
+        reason: AdjustReason,
+    ) -> Result<Result<StockRecord, AdjustRefused>, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.stock_of(sku_idx)
+            .try_send(stock_shard::Adjust {
+                sku_idx,
+                loc_idx,
+                sku,
+                location,
+                delta,
+                reason,
+                reply: tx,
+            })
+            .map_err(full)?;
+        match reply(rx).await?? {
+            Err(refused) => Ok(Err(refused)),
+            Ok((rec, d)) => {
+                d.await?;
+                Ok(Ok(rec))
+            }
+        }
+    }
+
+    pub async fn stock_records(
+        &self,
+        sku: SkuIdx,
+        locations: Option<Vec<LocIdx>>,
+    ) -> Result<Vec<StockRecord>, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.stock_of(sku)
+            .try_send(Read {
+                sku,
+                locations,
+                reply: tx,
+            })
+            .map_err(full)?;
+        reply(rx).await
+    }
+
+    // ---- reservations --------------------------------------------------
+
+    fn new_reservation_id(&self) -> ReservationId {
+        let n = self.0.next_id.fetch_add(1, Ordering::Relaxed);
+        let s = format!("r{:016x}{:08x}", self.0.boot_nonce, n);
+        ReservationId::parse(&s).expect("hex ids are valid")
+    }
+
+    /// Holds a cart: every line or none (or what is available with
+    /// `partial`). Answers once the cart's journal record is durable.
+    pub async fn reserve(
+        &self,
+        lines: &[CartLine],
+        partial: bool,
+        ttl_s: u64,
+        idem: Option<IdemKey>,
+    ) -> Result<Result<Reservation, Vec<Shortage>>, EngineError> {
+        let n = self.0.stock.len();
+        let mut per_shard: Vec<Vec<HoldLine>> = vec![Vec::new(); n];
+        for (i, l) in lines.iter().enumerate() {
+            per_shard[l.sku as usize % n].push(HoldLine {
+                line: i,
+                sku: l.sku,
+                location: l.location,
+                qty: l.qty,
+            });
+        }
+        // Ask every shard of the cart at once.
+        let mut waiting = Vec::with_capacity(n);
+        let mut overloaded = false;
+        for (shard, hl) in per_shard.into_iter().enumerate() {
+            if hl.is_empty() {
+                continue;
+            }
+            let (tx, rx) = oneshot::channel();
+            match self.0.stock[shard].try_send(Hold {
+                lines: hl,
+                partial,
+                reply: tx,
+            }) {
+                Ok(()) => waiting.push(rx),
+                Err(_) => overloaded = true,
+            }
+        }
+        let mut outcomes = Vec::with_capacity(lines.len());
+        for rx in waiting {
+            outcomes.extend(reply(rx).await?);
+        }
+        let short = outcomes.iter().any(|o| o.short);
+        let nothing = outcomes.iter().all(|o| o.held == 0);
+        if overloaded || (short && !partial) || nothing {
+            self.undo_holds(lines, &outcomes);
+            if overloaded {
+                self.0
+                    .metrics
+                    .overload_rejections
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(EngineError::Overloaded);
+            }
+            self.0
+                .metrics
+                .reservations_rejected
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(Err(self.shortages(lines, &outcomes)));
+        }
+        outcomes.sort_by_key(|o| o.line);
+        let now = self.0.clock.now_ms();
+        let id = self.new_reservation_id();
+        let held: Vec<Line> = {
+            let c = self.0.catalog.read();
+            outcomes
+                .iter()
+                .filter(|o| o.held > 0)
+                .filter_map(|o| {
+                    let l = &lines[o.line];
+                    Some(Line {
+                        sku: c.sku(l.sku)?.0.clone(),
+                        location: c.location(l.location)?.0.clone(),
+                        qty: o.held,
+                        requested: l.qty,
+                    })
+                })
+                .collect()
+        };
+        let reservation = Reservation {
+            id: id.clone(),
+            lines: held.clone(),
+            status: Status::Held,
+            created_ms: now,
+            expires_at_ms: now + ttl_s as i64 * 1000,
+            updated_ms: now,
+        };
+        let event = Event::ReservationHeld {
+            id: id.clone(),
+            lines: held,
+            created_ms: now,
+            expires_at_ms: reservation.expires_at_ms,
+            idem,
+        };
+        let (tx, rx) = oneshot::channel();
+        if let Err(e) = self.book_for(&id).try_send(Create {
+            event,
+            reservation: reservation.clone(),
+            reply: tx,
+        }) {
+            self.undo_holds(lines, &outcomes);
+            self.0
+                .metrics
+                .overload_rejections
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(full(e));
+        }
+        match reply(rx).await? {
+            Ok(durable) => {
+                durable.await?;
+                self.0
+                    .metrics
+                    .reservations_held
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(Ok(reservation))
+            }
+            Err(e) => {
+                // Not journaled: nothing of it exists.
+                self.undo_holds(lines, &outcomes);
+                Err(e.into())
+            }
+        }
+    }
+
+    fn undo_holds(&self, lines: &[CartLine], outcomes: &[stock_shard::HoldOutcome]) {
+        let n = self.0.stock.len();
+        let mut per_shard: Vec<Vec<(SkuIdx, LocIdx, StockDelta)>> = vec![Vec::new(); n];
+        for o in outcomes.iter().filter(|o| o.held > 0) {
+            let l = &lines[o.line];
+            per_shard[l.sku as usize % n].push((
+                l.sku,
+                l.location,
+                StockDelta {
+                    reserved: -i64::from(o.held),
+                    ..StockDelta::default()
+                },
+            ));
+        }
+        for (i, d) in per_shard.into_iter().enumerate() {
+            if !d.is_empty() {
+                self.0.stock[i].do_send(ApplyDeltas(d));
+            }
+        }
+    }
+
+    fn shortages(
+        &self,
+        lines: &[CartLine],
+        outcomes: &[stock_shard::HoldOutcome],
+    ) -> Vec<Shortage> {
+        let c = self.0.catalog.read();
+        let mut v: Vec<_> = outcomes
+            .iter()
+            .filter(|o| o.short)
+            .filter_map(|o| {
+                let l = &lines[o.line];
+                Some((
+                    o.line,
+                    Shortage {
+                        sku: c.sku(l.sku)?.0.clone(),
+                        location: c.location(l.location)?.0.clone(),
+                        requested: l.qty,
+                        available: o.available,
+                    },
+                ))
+            })
+            .collect();
+        v.sort_by_key(|(i, _)| *i);
+        v.into_iter().map(|(_, s)| s).collect()
+    }
+
+    pub async fn transition(
+        &self,
+        id: ReservationId,
+        transition: Transition,
+    ) -> Result<Result<Reservation, TransitionRefused>, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        let now = self.0.clock.now_ms();
+        self.book_for(&id)
+            .try_send(Transit {
+                id,
+                transition,
+                now,
+                reply: tx,
+            })
+            .map_err(full)?;
+        match reply(rx).await?? {
+            Err(refused) => Ok(Err(refused)),
+            Ok((r, durable)) => {
+                durable.await?;
+                Ok(Ok(r))
+            }
+        }
+    }
+
+    pub async fn reservation(&self, id: ReservationId) -> Result<Option<Reservation>, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.book_for(&id)
+            .try_send(Get { id, reply: tx })
+            .map_err(full)?;
+        reply(rx).await
+    }
+
+    /// A copy of the whole state (tests, invariant checks). Not for the hot path.
+    pub async fn dump(&self) -> Result<(Catalog, StockTable, Vec<Reservation>), EngineError> {
+        let mut stock = StockTable::default();
+        for s in &self.0.stock {
+            let (tx, rx) = oneshot::channel();
+            s.send(Dump { reply: tx })
+                .await
+                .map_err(|_| EngineError::Stopped)?;
+            for (sku, r) in reply(rx).await?.iter() {
+                *stock.get_mut_or_insert(sku, r.location) = *r;
+            }
+        }
+        let mut res = Vec::new();
+        for b in &self.0.books {
+            let (tx, rx) = oneshot::channel();
+            b.send(DumpBook { reply: tx })
+                .await
+                .map_err(|_| EngineError::Stopped)?;
+            res.extend(reply(rx).await?);
+        }
+        Ok((self.0.catalog.read().clone(), stock, res))
+    }
+}
+
+fn book_of(id: &ReservationId, n: usize) -> usize {
+    (crate::domain::event::fnv1a64(id.as_str().as_bytes()) % n as u64) as usize
+}

@@ -1,0 +1,238 @@
+//! `ReservationBook`: one shard of the reservations, keyed by id. It alone
+//! decides confirm, release, fulfil, extend and expiry, so a confirm and an
+//! expiry can never both win.
+
+use actix::prelude::*;
+use ahash::AHashMap;
+use parking_lot::RwLock;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+use super::stock_shard::{ApplyDeltas, StockShard};
+use crate::clock::Clock;
+use crate::domain::catalog::Catalog;
+use crate::domain::event::Event;
+use crate::domain::ids::ReservationId;
+use crate::domain::model::{transition_event, TransitionRefused};
+use crate::domain::reservation::{Reservation, Status, Transition};
+use crate::domain::TimeMs;
+use crate::limits::{EXPIRY_BATCH_MAX, EXPIRY_TICK_MS, MAILBOX_CAPACITY};
+use crate::metrics::Metrics;
+use crate::persistence::{Durable, Journal, JournalError};
+
+pub struct ReservationBook {
+    reservations: AHashMap<ReservationId, Reservation>,
+    /// Held reservations by expiry: the expiry tick pops from the front.
+    expiries: BTreeSet<(TimeMs, ReservationId)>,
+    journal: Journal,
+    stock: Vec<Addr<StockShard>>,
+    catalog: Arc<RwLock<Catalog>>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+}
+
+impl ReservationBook {
+    pub fn new(
+        reservations: AHashMap<ReservationId, Reservation>,
+        journal: Journal,
+        stock: Vec<Addr<StockShard>>,
+        catalog: Arc<RwLock<Catalog>>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let expiries = reservations
+            .values()
+            .filter(|r| r.status == Status::Held)
+            .map(|r| (r.expires_at_ms, r.id.clone()))
+            .collect();
+        Self {
+            reservations,
+            expiries,
+            journal,
+            stock,
+            catalog,
+            clock,
+            metrics,
+        }
+    }
+
+    /// Sends the stock effects of moving `r` to `to` to the stock shards.
+    fn send_effects(&self, r: &Reservation, to: Status) {
+        let catalog = self.catalog.read();
+        let n = self.stock.len();
+        let mut per_shard: Vec<Vec<_>> = vec![Vec::new(); n];
+        for (line, d) in r.stock_effects(to) {
+            // Lines were validated against the catalog when held, and the
+            // catalog never forgets an entry.
+            if let (Some(s), Some(l)) = (
+                catalog.sku_idx(line.sku.as_str()),
+                catalog.location_idx(line.location.as_str()),
+            ) {
+                per_shard[s as usize % n].push((s, l, d));
+            }
+        }
+        for (i, deltas) in per_shard.into_iter().enumerate() {
+            if !deltas.is_empty() {
+                self.stock[i].do_send(ApplyDeltas(deltas));
+            }
+        }
+    }
+
+    /// Applies a journaled transition event to the book (and the stock).
+    fn apply(&mut self, e: &Event) {
+        match e {
+            Event::ReservationStatus { id, status, at_ms } => {
+                if let Some(r) = self.reservations.get(id) {
+                    self.send_effects(r, *status);
+                    self.expiries.remove(&(r.expires_at_ms, id.clone()));
+                }
+                if let Some(r) = self.reservations.get_mut(id) {
+                    r.status = *status;
+                    r.updated_ms = *at_ms;
+                }
+                self.metrics.reservation_transition(*status);
+            }
+            Event::ReservationExtended {
+                id,
+                expires_at_ms,
+                at_ms,
+            } => {
+                if let Some(r) = self.reservations.get_mut(id) {
+                    self.expiries.remove(&(r.expires_at_ms, id.clone()));
+                    r.expires_at_ms = *expires_at_ms;
+                    r.updated_ms = *at_ms;
+                    self.expiries.insert((*expires_at_ms, id.clone()));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn expire_due(&mut self) {
+        let now = self.clock.now_ms();
+        for _ in 0..EXPIRY_BATCH_MAX {
+            let Some((at, id)) = self.expiries.first().cloned() else {
+                break;
+            };
+            if at > now {
+                break;
+            }
+            let Some(r) = self.reservations.get(&id) else {
+                self.expiries.remove(&(at, id));
+                continue;
+            };
+            match transition_event(r, Transition::Expire, now) {
+                Ok(Some(e)) => {
+                    if self.journal.append_unacknowledged(&e).is_err() {
+                        // Queue full or journal poisoned: try again next tick.
+                        break;
+                    }
+                    self.apply(&e);
+                }
+                _ => {
+                    self.expiries.remove(&(at, id));
+                }
+            }
+        }
+    }
+}
+
+impl Actor for ReservationBook {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        ctx.run_interval(Duration::from_millis(EXPIRY_TICK_MS), |book, _| {
+            book.expire_due()
+        });
+    }
+}
+
+/// Records a new reservation whose lines the stock shards hold: journals the
+/// cart as one record and answers when it is queued; the caller awaits the
+/// `Durable` before answering its client.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Create {
+    pub event: Event,
+    pub reservation: Reservation,
+    pub reply: oneshot::Sender<Result<Durable, JournalError>>,
+}
+
+impl Handler<Create> for ReservationBook {
+    type Result = ();
+    fn handle(&mut self, m: Create, _: &mut Context<Self>) {
+        let r = self.journal.append(&m.event).inspect(|_| {
+            let res = m.reservation;
+            self.expiries.insert((res.expires_at_ms, res.id.clone()));
+            self.reservations.insert(res.id.clone(), res);
+        });
+        let _ = m.reply.send(r);
+    }
+}
+
+pub type TransitionReply = Result<Result<(Reservation, Durable), TransitionRefused>, JournalError>;
+
+/// Confirm, release, fulfil or extend a reservation.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Transit {
+    pub id: ReservationId,
+    pub transition: Transition,
+    pub now: TimeMs,
+    pub reply: oneshot::Sender<TransitionReply>,
+}
+
+impl Handler<Transit> for ReservationBook {
+    type Result = ();
+    fn handle(&mut self, m: Transit, _: &mut Context<Self>) {
+        let reply = match self.reservations.get(&m.id) {
+            None => Ok(Err(TransitionRefused::NotFound)),
+            Some(r) => match transition_event(r, m.transition, m.now) {
+                Err(nh) => Ok(Err(TransitionRefused::NotHeld(nh.0))),
+                // Nothing changes, but the write that made it so may still be
+                // in flight: answer once everything queued is durable.
+                Ok(None) => self.journal.barrier().map(|d| Ok((r.clone(), d))),
+                Ok(Some(e)) => match self.journal.append(&e) {
+                    Err(err) => Err(err),
+                    Ok(d) => {
+                        self.apply(&e);
+                        let r = self.reservations.get(&m.id).cloned();
+                        Ok(r.map(|r| (r, d)).ok_or(TransitionRefused::NotFound))
+                    }
+                },
+            },
+        };
+        let _ = m.reply.send(reply);
+    }
+}
+
+/// Reads one reservation.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Get {
+    pub id: ReservationId,
+    pub reply: oneshot::Sender<Option<Reservation>>,
+}
+
+impl Handler<Get> for ReservationBook {
+    type Result = ();
+    fn handle(&mut self, m: Get, _: &mut Context<Self>) {
+        let _ = m.reply.send(self.reservations.get(&m.id).cloned());
+    }
+}
+
+/// A copy of every reservation of the shard (invariant checks, snapshots).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DumpBook {
+    pub reply: oneshot::Sender<Vec<Reservation>>,
+}
+
+impl Handler<DumpBook> for ReservationBook {
+    type Result = ();
+    fn handle(&mut self, m: DumpBook, _: &mut Context<Self>) {
+        let _ = m.reply.send(self.reservations.values().cloned().collect());
+    }
+}

@@ -1,0 +1,275 @@
+//! `StockShard`: the `SkuActor`s of the SKUs hashed to one shard.
+//!
+//! One actix actor per SKU would cost a mailbox and a context per SKU (a
+//! network of 1,000,000 records would not fit the 64-bytes-a-record budget),
+//! so a shard actor owns the stock records of many SKUs and serializes every
+//! write to them: no locks, no oversell by construction. There is one shard
+//! per arbiter (per core), as in TiKV's batch system.
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use crate::domain::catalog::{LocIdx, SkuIdx};
+use crate::domain::event::{Count as CountFact, Event};
+use crate::domain::ids::{LocationId, SkuId};
+use crate::domain::stock::{AdjustReason, AdjustRefused, StockDelta, StockRecord, StockTable};
+use crate::limits::MAILBOX_CAPACITY;
+use crate::persistence::{Durable, Journal, JournalError};
+
+pub struct StockShard {
+    table: StockTable,
+    journal: Journal,
+}
+
+impl StockShard {
+    pub fn new(table: StockTable, journal: Journal) -> Self {
+        Self { table, journal }
+    }
+}
+
+impl Actor for StockShard {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+    }
+}
+
+/// One line to hold: its index in the cart, the record, the quantity.
+#[derive(Debug, Clone, Copy)]
+pub struct HoldLine {
+    pub line: usize,
+    pub sku: SkuIdx,
+    pub location: LocIdx,
+    pub qty: u32,
+}
+
+/// What a line got: `held` (0 when short) and the availability seen.
+#[derive(Debug, Clone, Copy)]
+pub struct HoldOutcome {
+    pub line: usize,
+    pub held: u32,
+    pub available: i64,
+    /// Fewer than the requested quantity were available.
+    pub short: bool,
+}
+
+/// Holds the lines of this shard. All or nothing within the shard unless
+/// `partial`; the coordinator undoes the other shards' holds when needed.
+/// Holds are applied in memory only: the reservation book journals the cart.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Hold {
+    pub lines: Vec<HoldLine>,
+    pub partial: bool,
+    pub reply: oneshot::Sender<Vec<HoldOutcome>>,
+}
+
+impl Handler<Hold> for StockShard {
+    type Result = ();
+    fn handle(&mut self, m: Hold, _: &mut Context<Self>) {
+        let mut out = Vec::with_capacity(m.lines.len());
+        let mut short = false;
+        for l in &m.lines {
+            let rec = self.table.get_mut_or_insert(l.sku, l.location);
+            let want = i64::from(l.qty);
+            let available = rec.available();
+            let got = if m.partial {
+                rec.decide_hold_partial(want)
+            } else if short {
+                // The cart fails anyway: hold nothing more, but say which
+                // lines are short.
+                0
+            } else {
+                rec.decide_hold(want).map(|_| want).unwrap_or(0)
+            };
+            if got > 0 {
+                rec.apply(StockDelta {
+                    reserved: got,
+                    ..StockDelta::default()
+                });
+            }
+            let line_short = available < want;
+            short |= line_short;
+            out.push(HoldOutcome {
+                line: l.line,
+                held: got as u32,
+                available,
+                short: line_short,
+            });
+        }
+        if short && !m.partial {
+            // Undo this shard's holds: all or nothing.
+            for (l, o) in m.lines.iter().zip(out.iter_mut()) {
+                if o.held > 0 {
+                    self.table.apply(
+                        l.sku,
+                        l.location,
+                        StockDelta {
+                            reserved: -i64::from(o.held),
+                            ..StockDelta::default()
+                        },
+                    );
+                    o.held = 0;
+                }
+            }
+        }
+        let _ = m.reply.send(out);
+    }
+}
+
+/// Applies deltas decided elsewhere and already queued in the journal
+/// (undoing holds of a failed cart, or the effects of a release, expiry or
+/// fulfilment). Sent with `do_send`: these must never be dropped, and their
+/// number is bounded by the holds that exist.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ApplyDeltas(pub Vec<(SkuIdx, LocIdx, StockDelta)>);
+
+impl Handler<ApplyDeltas> for StockShard {
+    type Result = ();
+    fn handle(&mut self, m: ApplyDeltas, _: &mut Context<Self>) {
+        for (s, l, d) in m.0 {
+            self.table.apply(s, l, d);
+        }
+    }
+}
+
+/// A count of one record, resolved.
+#[derive(Debug, Clone)]
+pub struct CountItem {
+    pub sku_idx: SkuIdx,
+    pub loc_idx: LocIdx,
+    pub sku: SkuId,
+    pub location: LocationId,
+    pub on_hand: i64,
+    /// `None` keeps the current safety stock.
+    pub safety_stock: Option<i64>,
+}
+
+/// Counts (sets on_hand and safety_stock) as one journal record.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Count {
+    pub items: Vec<CountItem>,
+    pub reply: oneshot::Sender<Result<(Vec<StockRecord>, Durable), JournalError>>,
+}
+
+impl Handler<Count> for StockShard {
+    type Result = ();
+    fn handle(&mut self, m: Count, _: &mut Context<Self>) {
+        let facts: Vec<CountFact> = m
+            .items
+            .iter()
+            .map(|c| {
+                let rec = self.table.get_or_empty(c.sku_idx, c.loc_idx);
+                let safety_stock = c.safety_stock.unwrap_or(i64::from(rec.safety_stock));
+                let d = rec.decide_count(c.on_hand, safety_stock);
+                CountFact {
+                    sku: c.sku.clone(),
+                    location: c.location.clone(),
+                    on_hand: c.on_hand,
+                    safety_stock,
+                    on_hand_delta: d.on_hand,
+                    safety_stock_delta: d.safety_stock,
+                }
+            })
+            .collect();
+        // Persist first (the record's place is fixed), then apply.
+        let r = self
+            .journal
+            .append(&Event::Counted {
+                items: facts.clone(),
+            })
+            .map(|durable| {
+                let recs = m
+                    .items
+                    .iter()
+                    .zip(&facts)
+                    .map(|(c, f)| {
+                        self.table.apply(
+                            c.sku_idx,
+                            c.loc_idx,
+                            StockDelta {
+                                on_hand: f.on_hand_delta,
+                                reserved: 0,
+                                safety_stock: f.safety_stock_delta,
+                            },
+                        )
+                    })
+                    .collect();
+                (recs, durable)
+            });
+        let _ = m.reply.send(r);
+    }
+}
+
+/// A stock adjustment with its reason.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Adjust {
+    pub sku_idx: SkuIdx,
+    pub loc_idx: LocIdx,
+    pub sku: SkuId,
+    pub location: LocationId,
+    pub delta: i64,
+    pub reason: AdjustReason,
+    #[allow(clippy::type_complexity)]
+    pub reply: oneshot::Sender<Result<Result<(StockRecord, Durable), AdjustRefused>, JournalError>>,
+}
+
+impl Handler<Adjust> for StockShard {
+    type Result = ();
+    fn handle(&mut self, m: Adjust, _: &mut Context<Self>) {
+        let rec = self.table.get_or_empty(m.sku_idx, m.loc_idx);
+        let r = match rec.decide_adjust(m.delta) {
+            Err(refused) => Ok(Err(refused)),
+            Ok(d) => self
+                .journal
+                .append(&Event::Adjusted {
+                    sku: m.sku,
+                    location: m.location,
+                    delta: m.delta,
+                    reason: m.reason,
+                })
+                .map(|durable| Ok((self.table.apply(m.sku_idx, m.loc_idx, d), durable))),
+        };
+        let _ = m.reply.send(r);
+    }
+}
+
+/// Reads records of one SKU: at the given locations, or all of them (`None`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Read {
+    pub sku: SkuIdx,
+    pub locations: Option<Vec<LocIdx>>,
+    pub reply: oneshot::Sender<Vec<StockRecord>>,
+}
+
+impl Handler<Read> for StockShard {
+    type Result = ();
+    fn handle(&mut self, m: Read, _: &mut Context<Self>) {
+        let out = match m.locations {
+            Some(locs) => locs
+                .iter()
+                .map(|l| self.table.get_or_empty(m.sku, *l))
+                .collect(),
+            None => self.table.records_of(m.sku).to_vec(),
+        };
+        let _ = m.reply.send(out);
+    }
+}
+
+/// A copy of the whole table (for invariant checks and snapshots).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Dump {
+    pub reply: oneshot::Sender<StockTable>,
+}
+
+impl Handler<Dump> for StockShard {
+    type Result = ();
+    fn handle(&mut self, m: Dump, _: &mut Context<Self>) {
+        let _ = m.reply.send(self.table.clone());
+    }
+}

@@ -1,0 +1,52 @@
+//! The only place that reads the wall clock. The domain gets time as a value.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use crate::domain::TimeMs;
+
+pub trait Clock: Send + Sync + 'static {
+    fn now_ms(&self) -> TimeMs;
+}
+
+/// The system's wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> TimeMs {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as TimeMs)
+            .unwrap_or(0)
+    }
+}
+
+/// A clock that tests move by hand.
+#[derive(Debug, Default, Clone)]
+pub struct ManualClock(Arc<AtomicI64>);
+
+impl ManualClock {
+    pub fn new(start_ms: TimeMs) -> Self {
+        Self(Arc::new(AtomicI64::new(start_ms)))
+    }
+    pub fn advance_ms(&self, ms: i64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> TimeMs {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// RFC 3339 in UTC with milliseconds, e.g. `2026-11-24T14:20:00.000Z`.
+pub fn rfc3339(ms: TimeMs) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let f = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.format(&f).unwrap_or_default()
+}

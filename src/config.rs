@@ -1,0 +1,232 @@
+//! One typed configuration: the TOML file (strict: unknown fields are
+//! refused), then environment overrides, then validation into `Config`.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::domain::ids::LocationId;
+use crate::persistence::Durability;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerSection,
+    pub auth: Option<AuthSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+    /// Actor threads (arbiters); 0: one per core.
+    pub shards: usize,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            durability: Durability::Fsync,
+            shards: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    #[serde(default)]
+    pub tokens: Vec<TokenSection>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleName {
+    Admin,
+    Channel,
+    Store,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSection {
+    pub token: String,
+    pub role: RoleName,
+    pub location: Option<String>,
+    /// Requests a second this token may make on average; absent: unlimited.
+    pub rate_limit_per_s: Option<u32>,
+    /// Requests it may make at once after a quiet spell; default: one second's worth.
+    pub rate_limit_burst: Option<u32>,
+}
+
+/// A role with what it is bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    Channel,
+    Store(LocationId),
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenConfig {
+    pub token: String,
+    pub role: Role,
+    pub rate_limit_per_s: Option<u32>,
+    pub rate_limit_burst: u32,
+}
+
+/// The resolved, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+    pub shards: usize,
+    /// `None`: open (every request is admin), the local-development default.
+    pub tokens: Option<Vec<TokenConfig>>,
+}
+
+impl Config {
+    /// Reads `path` (if any), applies `HOLDFAST_LISTEN`, `HOLDFAST_DATA_DIR`
+    /// and `HOLDFAST_DURABILITY`, validates.
+    pub fn load(path: Option<&Path>) -> Result<Config, String> {
+        let file = match path {
+            None => FileConfig::default(),
+            Some(p) => {
+                let text =
+                    std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                toml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?
+            }
+        };
+        Self::resolve(file, |k| std::env::var(k).ok())
+    }
+
+    pub fn resolve(
+        mut f: FileConfig,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, String> {
+        if let Some(v) = env("HOLDFAST_LISTEN") {
+            f.server.listen = v;
+        }
+        if let Some(v) = env("HOLDFAST_DATA_DIR") {
+            f.server.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = env("HOLDFAST_DURABILITY") {
+            f.server.durability = match v.as_str() {
+                "fsync" => Durability::Fsync,
+                "none" => Durability::None,
+                _ => return Err(format!("HOLDFAST_DURABILITY={v}: expected fsync or none")),
+            };
+        }
+        let listen: SocketAddr = f
+            .server
+            .listen
+            .parse()
+            .map_err(|e| format!("server.listen {:?}: {e}", f.server.listen))?;
+        let tokens = match f.auth {
+            None => None,
+            Some(a) => {
+                let mut out = Vec::new();
+                for (i, t) in a.tokens.into_iter().enumerate() {
+                    if t.token.len() < 8 {
+                        return Err(format!(
+                            "auth.tokens[{i}]: a token must have at least 8 characters"
+                        ));
+                    }
+                    if out.iter().any(|o: &TokenConfig| o.token == t.token) {
+                        return Err(format!("auth.tokens[{i}]: duplicate token"));
+                    }
+                    let role = match (t.role, t.location) {
+                        (RoleName::Store, Some(l)) => Role::Store(
+                            LocationId::parse(&l)
+                                .map_err(|e| format!("auth.tokens[{i}].location: {}", e.0))?,
+                        ),
+                        (RoleName::Store, None) => {
+                            return Err(format!("auth.tokens[{i}]: a store token needs a location"))
+                        }
+                        (_, Some(_)) => {
+                            return Err(format!(
+                                "auth.tokens[{i}]: only a store token has a location"
+                            ))
+                        }
+                        (RoleName::Admin, None) => Role::Admin,
+                        (RoleName::Channel, None) => Role::Channel,
+                    };
+                    if t.rate_limit_per_s == Some(0) {
+                        return Err(format!(
+                            "auth.tokens[{i}].rate_limit_per_s must be at least 1"
+                        ));
+                    }
+                    out.push(TokenConfig {
+                        token: t.token,
+                        role,
+                        rate_limit_per_s: t.rate_limit_per_s,
+                        rate_limit_burst: t
+                            .rate_limit_burst
+                            .or(t.rate_limit_per_s)
+                            .unwrap_or(1)
+                            .max(1),
+                    });
+                }
+                Some(out)
+            }
+        };
+        Ok(Config {
+            listen,
+            data_dir: f.server.data_dir,
+            durability: f.server.durability,
+            shards: f.server.shards,
+            tokens,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_embedded_default() {
+        let c = Config::resolve(FileConfig::default(), |_| None).expect("default");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.durability, Durability::Fsync);
+        assert!(c.tokens.is_none());
+    }
+
+    #[test]
+    fn strict_and_overridden() {
+        let f: FileConfig = toml::from_str(
+            r#"
+            [server]
+            listen = "127.0.0.1:9000"
+            durability = "none"
+            [[auth.tokens]]
+            token = "store-s001"
+            role = "store"
+            location = "S001"
+            "#,
+        )
+        .expect("parse");
+        let c = Config::resolve(f, |k| {
+            (k == "HOLDFAST_LISTEN").then(|| "127.0.0.1:9001".to_string())
+        })
+        .expect("valid");
+        assert_eq!(c.listen.port(), 9001);
+        assert_eq!(c.durability, Durability::None);
+        assert_eq!(
+            c.tokens.expect("tokens")[0].role,
+            Role::Store(LocationId::parse("S001").expect("id"))
+        );
+        assert!(toml::from_str::<FileConfig>("[server]\nlisten_typo = 1").is_err());
+        let bad: FileConfig =
+            toml::from_str("[[auth.tokens]]\ntoken = \"store-xyz1\"\nrole = \"store\"")
+                .expect("parse");
+        assert!(Config::resolve(bad, |_| None).is_err());
+    }
+}

@@ -1,0 +1,140 @@
+//! SKUs and locations, interned to dense `u32` indices so that a stock record
+//! is keyed by two small integers instead of two strings.
+
+use ahash::AHashMap;
+use serde::{Deserialize, Serialize};
+
+use super::ids::{LocationId, SkuId};
+
+/// Dense index of a SKU, assigned in the order SKUs were first put (so replay
+/// assigns the same indices).
+pub type SkuIdx = u32;
+/// Dense index of a location, same rule.
+pub type LocIdx = u32;
+
+/// A SKU as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sku {
+    pub name: String,
+    pub weight_g: Option<u32>,
+    /// Flash-sale guard against scalping bots: no reservation line may ask for
+    /// more than this of the SKU. `None`: only the global bound applies.
+    pub max_qty_per_reservation: Option<u32>,
+}
+
+/// Store or distribution centre.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LocationKind {
+    Store,
+    Dc,
+}
+
+/// A location as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    pub name: String,
+    pub kind: LocationKind,
+    pub lat: f64,
+    pub lon: f64,
+    /// 0..=1000, lower is preferred.
+    pub priority: u32,
+    pub ship: bool,
+    pub pickup: bool,
+    /// Orders a day; `None` is unlimited.
+    pub daily_capacity: Option<u32>,
+    pub active: bool,
+}
+
+/// Every SKU and location known, with their indices.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Catalog {
+    skus: Vec<(SkuId, Sku)>,
+    locations: Vec<(LocationId, Location)>,
+    #[serde(skip)]
+    sku_index: AHashMap<SkuId, SkuIdx>,
+    #[serde(skip)]
+    location_index: AHashMap<LocationId, LocIdx>,
+}
+
+impl Catalog {
+    /// Rebuilds the lookup maps after deserialization.
+    pub fn reindex(&mut self) {
+        self.sku_index = self
+            .skus
+            .iter()
+            .enumerate()
+            .map(|(i, (id, _))| (id.clone(), i as SkuIdx))
+            .collect();
+        self.location_index = self
+            .locations
+            .iter()
+            .enumerate()
+            .map(|(i, (id, _))| (id.clone(), i as LocIdx))
+            .collect();
+    }
+
+    pub fn put_sku(&mut self, id: SkuId, sku: Sku) -> SkuIdx {
+        if let Some(&i) = self.sku_index.get(&id) {
+            self.skus[i as usize].1 = sku;
+            return i;
+        }
+        let i = self.skus.len() as SkuIdx;
+        self.sku_index.insert(id.clone(), i);
+        self.skus.push((id, sku));
+        i
+    }
+
+    pub fn put_location(&mut self, id: LocationId, location: Location) -> LocIdx {
+        if let Some(&i) = self.location_index.get(&id) {
+            self.locations[i as usize].1 = location;
+            return i;
+        }
+        let i = self.locations.len() as LocIdx;
+        self.location_index.insert(id.clone(), i);
+        self.locations.push((id, location));
+        i
+    }
+
+    pub fn sku_idx(&self, id: &str) -> Option<SkuIdx> {
+        self.sku_index.get(id).copied()
+    }
+    pub fn location_idx(&self, id: &str) -> Option<LocIdx> {
+        self.location_index.get(id).copied()
+    }
+    pub fn sku(&self, idx: SkuIdx) -> Option<&(SkuId, Sku)> {
+        self.skus.get(idx as usize)
+    }
+    pub fn location(&self, idx: LocIdx) -> Option<&(LocationId, Location)> {
+        self.locations.get(idx as usize)
+    }
+    pub fn sku_by_id(&self, id: &str) -> Option<&Sku> {
+        self.sku_idx(id).and_then(|i| self.sku(i)).map(|(_, s)| s)
+    }
+    pub fn location_by_id(&self, id: &str) -> Option<&Location> {
+        self.location_idx(id)
+            .and_then(|i| self.location(i))
+            .map(|(_, l)| l)
+    }
+    pub fn locations(&self) -> impl Iterator<Item = &(LocationId, Location)> {
+        self.locations.iter()
+    }
+    pub fn sku_count(&self) -> usize {
+        self.skus.len()
+    }
+    pub fn location_count(&self) -> usize {
+        self.locations.len()
+    }
+}
+
+// Borrowing a `SkuId` as `str` lets the maps be queried with a `&str`.
+impl std::borrow::Borrow<str> for SkuId {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+impl std::borrow::Borrow<str> for LocationId {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}

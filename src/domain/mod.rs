@@ -1,0 +1,21 @@
+//! Pure logic of the engine: no I/O, no actix, no clock reads.
+//!
+//! - `ids`: validated identifiers (`SkuId`, `LocationId`, `ReservationId`, ...).
+//! - `catalog`: SKUs and locations, interned to dense indices.
+//! - `stock`: one stock record and the decisions on it (hold, count, adjust).
+//! - `reservation`: a reservation's lines, status and transitions.
+//! - `event`: the journal record bodies: facts that replay applies.
+//! - `model`: the whole engine state in one struct, decide + apply; the
+//!   reference the actors and the property tests are held to.
+
+pub mod catalog;
+pub mod event;
+pub mod ids;
+pub mod model;
+pub mod reservation;
+pub mod stock;
+
+pub use ids::*;
+
+/// Milliseconds since the Unix epoch. Time enters the domain only as a value.
+pub type TimeMs = i64;

@@ -1,0 +1,380 @@
+//! The whole engine state in one struct: decide (pure, time passed in) and
+//! apply (replay). Recovery replays the journal into a `Model` and splits it
+//! among the actors; the property tests hold the decisions to the invariants.
+
+use ahash::AHashMap;
+use serde::{Deserialize, Serialize};
+
+use super::catalog::{Catalog, LocIdx, SkuIdx};
+use super::event::{Count, Event, IdemKey};
+use super::ids::{LocationId, ReservationId, SkuId};
+use super::reservation::{Decision, Line, NotHeld, Reservation, Status, Transition};
+use super::stock::{StockDelta, StockTable};
+use super::TimeMs;
+
+/// A line short of stock (api.md 409 `insufficient_stock`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Shortage {
+    pub sku: SkuId,
+    pub location: LocationId,
+    pub requested: u32,
+    pub available: i64,
+}
+
+/// A reservation line to hold, resolved to indices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineRequest {
+    pub sku: SkuIdx,
+    pub location: LocIdx,
+    pub qty: u32,
+}
+
+/// What an idempotency key maps to after a 201.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdemEntry {
+    pub body_hash: u64,
+    pub reservation: ReservationId,
+    /// The first answer's expiry and lines, as answered.
+    pub expires_at_ms: TimeMs,
+    pub lines: Vec<Line>,
+    pub created_ms: TimeMs,
+}
+
+/// The journal holds a fact the state cannot take: the journal is corrupt or
+/// was written by a different program.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("replay: {0}")]
+pub struct ReplayError(pub String);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransitionRefused {
+    NotFound,
+    NotHeld(Status),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Model {
+    pub catalog: Catalog,
+    pub stock: StockTable,
+    pub reservations: AHashMap<ReservationId, Reservation>,
+    pub idem: AHashMap<(u64, String), IdemEntry>,
+}
+
+impl Model {
+    fn sku_loc(&self, sku: &SkuId, loc: &LocationId) -> Result<(SkuIdx, LocIdx), ReplayError> {
+        let s = self
+            .catalog
+            .sku_idx(sku.as_str())
+            .ok_or_else(|| ReplayError(format!("unknown sku {sku}")))?;
+        let l = self
+            .catalog
+            .location_idx(loc.as_str())
+            .ok_or_else(|| ReplayError(format!("unknown location {loc}")))?;
+        Ok((s, l))
+    }
+
+    /// Applies one fact. Never decides: a hold is applied even if it would not
+    /// be granted now, because it was granted when it was written.
+    pub fn apply(&mut self, e: &Event) -> Result<(), ReplayError> {
+        match e {
+            Event::SkuPut { sku, value } => {
+                self.catalog.put_sku(sku.clone(), value.clone());
+            }
+            Event::LocationPut { location, value } => {
+                self.catalog.put_location(location.clone(), value.clone());
+            }
+            Event::Counted { items } => {
+                for c in items {
+                    let (s, l) = self.sku_loc(&c.sku, &c.location)?;
+                    self.stock.apply(
+                        s,
+                        l,
+                        StockDelta {
+                            on_hand: c.on_hand_delta,
+                            reserved: 0,
+                            safety_stock: c.safety_stock_delta,
+                        },
+                    );
+                }
+            }
+            Event::Adjusted {
+                sku,
+                location,
+                delta,
+                ..
+            } => {
+                let (s, l) = self.sku_loc(sku, location)?;
+                self.stock.apply(
+                    s,
+                    l,
+                    StockDelta {
+                        on_hand: *delta,
+                        ..Default::default()
+                    },
+                );
+            }
+            Event::ReservationHeld {
+                id,
+                lines,
+                created_ms,
+                expires_at_ms,
+                idem,
+            } => {
+                if self.reservations.contains_key(id) {
+                    return Err(ReplayError(format!("reservation {id} held twice")));
+                }
+                for line in lines {
+                    let (s, l) = self.sku_loc(&line.sku, &line.location)?;
+                    self.stock.apply(
+                        s,
+                        l,
+                        StockDelta {
+                            reserved: i64::from(line.qty),
+                            ..Default::default()
+                        },
+                    );
+                }
+                let r = Reservation {
+                    id: id.clone(),
+                    lines: lines.clone(),
+                    status: Status::Held,
+                    created_ms: *created_ms,
+                    expires_at_ms: *expires_at_ms,
+                    updated_ms: *created_ms,
+                };
+                if let Some(k) = idem {
+                    self.idem.insert(
+                        (k.scope, k.key.clone()),
+                        IdemEntry {
+                            body_hash: k.body_hash,
+                            reservation: id.clone(),
+                            expires_at_ms: *expires_at_ms,
+                            lines: lines.clone(),
+                            created_ms: *created_ms,
+                        },
+                    );
+                }
+                self.reservations.insert(id.clone(), r);
+            }
+            Event::ReservationStatus { id, status, at_ms } => {
+                let r = self
+                    .reservations
+                    .get(id)
+                    .ok_or_else(|| ReplayError(format!("status of unknown reservation {id}")))?;
+                let effects: Vec<(SkuId, LocationId, StockDelta)> = r
+                    .stock_effects(*status)
+                    .map(|(l, d)| (l.sku.clone(), l.location.clone(), d))
+                    .collect();
+                for (sku, loc, d) in effects {
+                    let (s, l) = self.sku_loc(&sku, &loc)?;
+                    self.stock.apply(s, l, d);
+                }
+                if let Some(r) = self.reservations.get_mut(id) {
+                    r.status = *status;
+                    r.updated_ms = *at_ms;
+                }
+            }
+            Event::ReservationExtended {
+                id,
+                expires_at_ms,
+                at_ms,
+            } => {
+                let r = self
+                    .reservations
+                    .get_mut(id)
+                    .ok_or_else(|| ReplayError(format!("extension of unknown reservation {id}")))?;
+                r.expires_at_ms = *expires_at_ms;
+                r.updated_ms = *at_ms;
+            }
+        }
+        Ok(())
+    }
+
+    /// Decides a cart: all or nothing (or partial). Pure.
+    #[allow(clippy::too_many_arguments)]
+    pub fn decide_hold(
+        &self,
+        id: ReservationId,
+        lines: &[LineRequest],
+        allow_partial: bool,
+        now: TimeMs,
+        ttl_s: u64,
+        idem: Option<IdemKey>,
+    ) -> Result<Event, Vec<Shortage>> {
+        // Lines of one cart may name the same record twice: count them together.
+        let mut taken: AHashMap<(SkuIdx, LocIdx), i64> = AHashMap::new();
+        let mut held = Vec::with_capacity(lines.len());
+        let mut short = Vec::new();
+        for l in lines {
+            let rec = self.stock.get_or_empty(l.sku, l.location);
+            let t = taken.entry((l.sku, l.location)).or_insert(0);
+            let available = (rec.available() - *t).max(0);
+            let qty = i64::from(l.qty);
+            let got = if allow_partial {
+                qty.min(available)
+            } else if available >= qty {
+                qty
+            } else {
+                0
+            };
+            if got < qty && !allow_partial || got == 0 {
+                short.push(self.shortage(l, available));
+                continue;
+            }
+            *t += got;
+            held.push(self.line(l, got as u32));
+        }
+        if held.is_empty() || (!allow_partial && !short.is_empty()) {
+            return Err(short);
+        }
+        Ok(Event::ReservationHeld {
+            id,
+            lines: held,
+            created_ms: now,
+            expires_at_ms: now + (ttl_s as i64) * 1000,
+            idem,
+        })
+    }
+
+    fn line(&self, l: &LineRequest, qty: u32) -> Line {
+        Line {
+            sku: self
+                .catalog
+                .sku(l.sku)
+                .map(|s| s.0.clone())
+                .expect("resolved sku"),
+            location: self
+                .catalog
+                .location(l.location)
+                .map(|s| s.0.clone())
+                .expect("resolved location"),
+            qty,
+            requested: l.qty,
+        }
+    }
+
+    fn shortage(&self, l: &LineRequest, available: i64) -> Shortage {
+        let line = self.line(l, 0);
+        Shortage {
+            sku: line.sku,
+            location: line.location,
+            requested: l.qty,
+            available,
+        }
+    }
+
+    /// Decides a transition of one reservation. `Ok(None)`: nothing to write.
+    pub fn decide_transition(
+        &self,
+        id: &ReservationId,
+        t: Transition,
+        now: TimeMs,
+    ) -> Result<Option<Event>, TransitionRefused> {
+        let r = self
+            .reservations
+            .get(id)
+            .ok_or(TransitionRefused::NotFound)?;
+        transition_event(r, t, now).map_err(|NotHeld(s)| TransitionRefused::NotHeld(s))
+    }
+
+    /// Decides a count of one record.
+    pub fn decide_count(&self, sku: SkuIdx, loc: LocIdx, on_hand: i64, safety_stock: i64) -> Count {
+        let d = self
+            .stock
+            .get_or_empty(sku, loc)
+            .decide_count(on_hand, safety_stock);
+        let line = self.line(
+            &LineRequest {
+                sku,
+                location: loc,
+                qty: 0,
+            },
+            0,
+        );
+        Count {
+            sku: line.sku,
+            location: line.location,
+            on_hand,
+            safety_stock,
+            on_hand_delta: d.on_hand,
+            safety_stock_delta: d.safety_stock,
+        }
+    }
+
+    /// Reservations held past their expiry at `now`.
+    pub fn due(&self, now: TimeMs) -> Vec<ReservationId> {
+        let mut v: Vec<_> = self
+            .reservations
+            .values()
+            .filter(|r| r.is_due(now))
+            .map(|r| r.id.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The invariants of ARCHITECTURE.md that a state can show by itself.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        check_reserved(&self.catalog, &self.stock, self.reservations.values())
+    }
+}
+
+/// The event a transition writes, if any. Shared by the model and the book.
+pub fn transition_event(
+    r: &Reservation,
+    t: Transition,
+    now: TimeMs,
+) -> Result<Option<Event>, NotHeld> {
+    Ok(match r.decide(t, now)? {
+        Decision::Unchanged => None,
+        Decision::Change {
+            status: Status::Held,
+            expires_at_ms,
+        } => Some(Event::ReservationExtended {
+            id: r.id.clone(),
+            expires_at_ms,
+            at_ms: now,
+        }),
+        Decision::Change { status, .. } => Some(Event::ReservationStatus {
+            id: r.id.clone(),
+            status,
+            at_ms: now,
+        }),
+    })
+}
+
+/// `0 <= reserved` and `reserved == sum of held and confirmed lines` for
+/// every record.
+pub fn check_reserved<'a>(
+    catalog: &Catalog,
+    stock: &StockTable,
+    reservations: impl Iterator<Item = &'a Reservation>,
+) -> Result<(), String> {
+    let mut sums: AHashMap<(SkuIdx, LocIdx), i64> = AHashMap::new();
+    for r in reservations.filter(|r| r.status.is_live()) {
+        for l in &r.lines {
+            let s = catalog
+                .sku_idx(l.sku.as_str())
+                .ok_or("line of unknown sku")?;
+            let c = catalog
+                .location_idx(l.location.as_str())
+                .ok_or("line of unknown location")?;
+            *sums.entry((s, c)).or_insert(0) += i64::from(l.qty);
+        }
+    }
+    for (s, r) in stock.iter() {
+        let want = sums.remove(&(s, r.location)).unwrap_or(0);
+        if r.reserved != want || r.reserved < 0 {
+            return Err(format!(
+                "record sku#{s} loc#{}: reserved {} but live lines sum to {want}",
+                r.location, r.reserved
+            ));
+        }
+    }
+    if let Some(((s, l), q)) = sums.into_iter().find(|(_, q)| *q != 0) {
+        return Err(format!(
+            "live lines of {q} on sku#{s} loc#{l} without a record"
+        ));
+    }
+    Ok(())
+}

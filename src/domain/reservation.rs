@@ -1,0 +1,234 @@
+//! A reservation: its lines, its status and the transitions between statuses.
+//!
+//! The reservation book alone decides a transition, so a confirm and an expiry
+//! can never both win: each is a pure function of the current status and `now`.
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::{LocationId, ReservationId, SkuId};
+use super::stock::StockDelta;
+use super::TimeMs;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Held,
+    Confirmed,
+    Released,
+    Expired,
+    Fulfilled,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Held => "held",
+            Status::Confirmed => "confirmed",
+            Status::Released => "released",
+            Status::Expired => "expired",
+            Status::Fulfilled => "fulfilled",
+        }
+    }
+    /// Held and confirmed lines count in `reserved`.
+    pub fn is_live(self) -> bool {
+        matches!(self, Status::Held | Status::Confirmed)
+    }
+}
+
+/// One line of a reservation: `qty` held of `requested` (equal unless the
+/// cart allowed partial holds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Line {
+    pub sku: SkuId,
+    pub location: LocationId,
+    pub qty: u32,
+    pub requested: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub id: ReservationId,
+    pub lines: Vec<Line>,
+    pub status: Status,
+    pub created_ms: TimeMs,
+    pub expires_at_ms: TimeMs,
+    /// When it reached its current status.
+    pub updated_ms: TimeMs,
+}
+
+/// A transition the book may be asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Confirm,
+    Release,
+    Fulfil,
+    Extend { ttl_s: u64 },
+    Expire,
+}
+
+/// The reservation is not in a status that allows the transition (409).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotHeld(pub Status);
+
+/// What a transition decided: the new status and expiry, or nothing to do
+/// (idempotent repeats such as confirming a confirmed reservation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Change {
+        status: Status,
+        expires_at_ms: TimeMs,
+    },
+    Unchanged,
+}
+
+impl Reservation {
+    /// Decides a transition at time `now`. Pure.
+    pub fn decide(&self, t: Transition, now: TimeMs) -> Result<Decision, NotHeld> {
+        use Status::*;
+        let change = |status| Decision::Change {
+            status,
+            expires_at_ms: self.expires_at_ms,
+        };
+        match (t, self.status) {
+            // A held reservation whose time has passed is as good as expired:
+            // the expiry tick may just not have run yet.
+            (Transition::Confirm | Transition::Extend { .. }, Held) if self.is_due(now) => {
+                Err(NotHeld(Expired))
+            }
+            (Transition::Confirm, Held) => Ok(change(Confirmed)),
+            (Transition::Confirm, Confirmed) => Ok(Decision::Unchanged),
+            (Transition::Confirm, s) => Err(NotHeld(s)),
+            (Transition::Release, Held | Confirmed) => Ok(change(Released)),
+            (Transition::Release, Released | Expired) => Ok(Decision::Unchanged),
+            (Transition::Release, s @ Fulfilled) => Err(NotHeld(s)),
+            (Transition::Fulfil, Confirmed) => Ok(change(Fulfilled)),
+            (Transition::Fulfil, s) => Err(NotHeld(s)),
+            (Transition::Extend { ttl_s }, Held) => Ok(Decision::Change {
+                status: Held,
+                expires_at_ms: now + (ttl_s as i64) * 1000,
+            }),
+            (Transition::Extend { .. }, s) => Err(NotHeld(s)),
+            (Transition::Expire, Held) if self.is_due(now) => Ok(change(Expired)),
+            (Transition::Expire, s) => Err(NotHeld(s)),
+        }
+    }
+
+    pub fn is_due(&self, now: TimeMs) -> bool {
+        self.status == Status::Held && self.expires_at_ms <= now
+    }
+
+    /// The stock deltas of moving from the current status to `to`, per line.
+    pub fn stock_effects(&self, to: Status) -> impl Iterator<Item = (&Line, StockDelta)> + '_ {
+        let from_live = self.status.is_live();
+        self.lines.iter().filter_map(move |l| {
+            let q = i64::from(l.qty);
+            let d = match to {
+                Status::Released | Status::Expired if from_live => StockDelta {
+                    reserved: -q,
+                    ..Default::default()
+                },
+                Status::Fulfilled if from_live => StockDelta {
+                    reserved: -q,
+                    on_hand: -q,
+                    ..Default::default()
+                },
+                _ => return None,
+            };
+            Some((l, d))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn res(status: Status, expires_at_ms: TimeMs) -> Reservation {
+        Reservation {
+            id: ReservationId::parse("r1").expect("id"),
+            lines: vec![Line {
+                sku: SkuId::parse("A").expect("id"),
+                location: LocationId::parse("S").expect("id"),
+                qty: 2,
+                requested: 2,
+            }],
+            status,
+            created_ms: 0,
+            expires_at_ms,
+            updated_ms: 0,
+        }
+    }
+
+    #[test]
+    fn the_table_of_api_md() {
+        use Status::*;
+        use Transition::*;
+        let now = 500;
+        assert!(matches!(
+            res(Held, 1000).decide(Confirm, now),
+            Ok(Decision::Change {
+                status: Confirmed,
+                ..
+            })
+        ));
+        assert_eq!(
+            res(Confirmed, 1000).decide(Confirm, now),
+            Ok(Decision::Unchanged)
+        );
+        assert_eq!(
+            res(Released, 1000).decide(Confirm, now),
+            Err(NotHeld(Released))
+        );
+        assert_eq!(res(Held, 400).decide(Confirm, now), Err(NotHeld(Expired)));
+        assert_eq!(
+            res(Released, 1000).decide(Release, now),
+            Ok(Decision::Unchanged)
+        );
+        assert_eq!(
+            res(Expired, 1000).decide(Release, now),
+            Ok(Decision::Unchanged)
+        );
+        assert_eq!(
+            res(Fulfilled, 1000).decide(Release, now),
+            Err(NotHeld(Fulfilled))
+        );
+        assert_eq!(res(Held, 1000).decide(Fulfil, now), Err(NotHeld(Held)));
+        assert!(matches!(
+            res(Confirmed, 1000).decide(Fulfil, now),
+            Ok(Decision::Change {
+                status: Fulfilled,
+                ..
+            })
+        ));
+        assert_eq!(
+            res(Held, 1000).decide(Extend { ttl_s: 10 }, now),
+            Ok(Decision::Change {
+                status: Held,
+                expires_at_ms: 10_500
+            })
+        );
+        assert_eq!(
+            res(Confirmed, 1000).decide(Extend { ttl_s: 10 }, now),
+            Err(NotHeld(Confirmed))
+        );
+        assert_eq!(res(Held, 1000).decide(Expire, now), Err(NotHeld(Held)));
+        assert!(res(Held, 400).decide(Expire, now).is_ok());
+        assert!(res(Confirmed, 400).decide(Expire, now).is_err());
+    }
+
+    #[test]
+    fn effects() {
+        let r = res(Status::Confirmed, 0);
+        let f: Vec<_> = r.stock_effects(Status::Fulfilled).map(|(_, d)| d).collect();
+        assert_eq!(
+            f,
+            vec![StockDelta {
+                on_hand: -2,
+                reserved: -2,
+                safety_stock: 0
+            }]
+        );
+        let r = res(Status::Released, 0);
+        assert_eq!(r.stock_effects(Status::Released).count(), 0);
+    }
+}

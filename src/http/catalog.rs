@@ -1,0 +1,128 @@
+//! `/v1/skus/{sku}` and `/v1/locations[/{id}]`: admin writes, any role reads.
+
+use serde_json::{json, Value};
+
+use super::error::{json_response, ApiError, ApiResult, Code};
+use super::input::{parse_object, path_id, Errors};
+use super::{AppState, Request};
+use crate::domain::catalog::{Location, LocationKind, Sku};
+use crate::domain::ids::{LocationId, SkuId};
+use crate::limits::{QTY_MAX, STOCK_MAX};
+
+const NAME_LEN_MAX: usize = 256;
+
+pub fn sku_json(id: &str, s: &Sku) -> Value {
+    json!({
+        "sku": id,
+        "name": s.name,
+        "weight_g": s.weight_g,
+        "max_qty_per_reservation": s.max_qty_per_reservation,
+    })
+}
+
+pub fn location_json(id: &str, l: &Location) -> Value {
+    json!({
+        "id": id,
+        "name": l.name,
+        "kind": l.kind,
+        "lat": l.lat,
+        "lon": l.lon,
+        "priority": l.priority,
+        "ship": l.ship,
+        "pickup": l.pickup,
+        "daily_capacity": l.daily_capacity,
+        "active": l.active,
+    })
+}
+
+pub async fn put_sku(state: &AppState, req: &Request, sku: &str) -> ApiResult {
+    let sku = path_id(sku, "sku")?;
+    req.principal.require_admin()?;
+    let m = parse_object(&req.body)?;
+    let mut e = Errors::default();
+    let name = e.string(&m, "name", "", NAME_LEN_MAX, true);
+    let weight_g = e.int(&m, "weight_g", "", 0, STOCK_MAX, false);
+    let max_qty = e.int(&m, "max_qty_per_reservation", "", 1, QTY_MAX, false);
+    e.into_result()?;
+    let value = Sku {
+        name: name.unwrap_or_default(),
+        weight_g: weight_g.map(|w| w as u32),
+        max_qty_per_reservation: max_qty.map(|q| q as u32),
+    };
+    let id = SkuId::parse(&sku).map_err(|_| ApiError::new(Code::ValidationFailed, "sku"))?;
+    state.engine.put_sku(id, value.clone()).await?;
+    Ok(json_response(200, &sku_json(&sku, &value)))
+}
+
+pub fn get_sku(state: &AppState, _req: &Request, sku: &str) -> ApiResult {
+    let sku = path_id(sku, "sku")?;
+    let c = state.engine.catalog();
+    let s = c
+        .sku_by_id(&sku)
+        .ok_or_else(|| ApiError::new(Code::NotFound, format!("no SKU {sku}")))?;
+    Ok(json_response(200, &sku_json(&sku, s)))
+}
+
+pub async fn put_location(state: &AppState, req: &Request, id: &str) -> ApiResult {
+    let id = path_id(id, "location")?;
+    req.principal.require_admin()?;
+    let m = parse_object(&req.body)?;
+    let mut e = Errors::default();
+    let name = e.string(&m, "name", "", NAME_LEN_MAX, true);
+    let kind = match m.get("kind").and_then(Value::as_str) {
+        Some("store") => Some(LocationKind::Store),
+        Some("dc") => Some(LocationKind::Dc),
+        None if m.get("kind").is_none() => {
+            e.add("kind", "is required");
+            None
+        }
+        _ => {
+            e.add("kind", "must be \"store\" or \"dc\"");
+            None
+        }
+    };
+    let lat = e.float(&m, "lat", "", -90.0, 90.0, true);
+    let lon = e.float(&m, "lon", "", -180.0, 180.0, true);
+    let priority = e.int(&m, "priority", "", 0, 1000, false);
+    let ship = e.boolean(&m, "ship", "");
+    let pickup = e.boolean(&m, "pickup", "");
+    let daily_capacity = e.int(&m, "daily_capacity", "", 0, STOCK_MAX, false);
+    let active = e.boolean(&m, "active", "");
+    e.into_result()?;
+    let kind = kind.unwrap_or(LocationKind::Store);
+    let value = Location {
+        name: name.unwrap_or_default(),
+        kind,
+        lat: lat.unwrap_or_default(),
+        lon: lon.unwrap_or_default(),
+        // Defaults a back office would expect: a middling priority, shipping
+        // on, pickup where there is a counter (stores), active.
+        priority: priority.unwrap_or(100) as u32,
+        ship: ship.unwrap_or(true),
+        pickup: pickup.unwrap_or(kind == LocationKind::Store),
+        daily_capacity: daily_capacity.map(|c| c as u32),
+        active: active.unwrap_or(true),
+    };
+    let lid =
+        LocationId::parse(&id).map_err(|_| ApiError::new(Code::ValidationFailed, "location"))?;
+    state.engine.put_location(lid, value.clone()).await?;
+    Ok(json_response(200, &location_json(&id, &value)))
+}
+
+pub fn get_location(state: &AppState, _req: &Request, id: &str) -> ApiResult {
+    let id = path_id(id, "location")?;
+    let c = state.engine.catalog();
+    let l = c
+        .location_by_id(&id)
+        .ok_or_else(|| ApiError::new(Code::NotFound, format!("no location {id}")))?;
+    Ok(json_response(200, &location_json(&id, l)))
+}
+
+pub fn list_locations(state: &AppState, _req: &Request) -> ApiResult {
+    let c = state.engine.catalog();
+    let v: Vec<Value> = c
+        .locations()
+        .map(|(id, l)| location_json(id.as_str(), l))
+        .collect();
+    Ok(json_response(200, &json!({ "locations": v })))
+}

@@ -1,0 +1,171 @@
+//! The one table mapping error codes to HTTP status and title, and the
+//! problem+json (RFC 9457) body.
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use warp::http::{header, Response, StatusCode};
+use warp::hyper::Body;
+
+use crate::actors::EngineError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    ValidationFailed,
+    UnknownSku,
+    UnknownLocation,
+    InsufficientStock,
+    ReservationNotHeld,
+    IdempotencyKeyReused,
+    RateLimited,
+    Unavailable,
+}
+
+impl Code {
+    /// The table: code, status, title.
+    pub fn meta(self) -> (&'static str, u16, &'static str) {
+        match self {
+            Code::BadRequest => ("bad_request", 400, "Malformed request"),
+            Code::Unauthorized => ("unauthorized", 401, "Missing or unknown token"),
+            Code::Forbidden => ("forbidden", 403, "Not allowed for this token"),
+            Code::NotFound => ("not_found", 404, "Not found"),
+            Code::MethodNotAllowed => ("method_not_allowed", 405, "Method not allowed"),
+            Code::PayloadTooLarge => ("payload_too_large", 413, "Request body too large"),
+            Code::ValidationFailed => ("validation_failed", 422, "Validation failed"),
+            Code::UnknownSku => ("unknown_sku", 422, "Unknown SKU"),
+            Code::UnknownLocation => ("unknown_location", 422, "Unknown location"),
+            Code::InsufficientStock => ("insufficient_stock", 409, "Insufficient stock"),
+            Code::ReservationNotHeld => ("reservation_not_held", 409, "Reservation not held"),
+            Code::IdempotencyKeyReused => (
+                "idempotency_key_reused",
+                422,
+                "Idempotency key reused with a different body",
+            ),
+            Code::RateLimited => ("rate_limited", 429, "Too many requests"),
+            Code::Unavailable => ("unavailable", 503, "Temporarily unavailable"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// An error answer: its code, a detail for humans, and extra members.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: Code,
+    pub detail: String,
+    pub errors: Vec<FieldError>,
+    /// Extra members merged into the body (e.g. `lines` of a 409).
+    pub extra: Option<(&'static str, Value)>,
+    pub retry_after_s: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(code: Code, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+            extra: None,
+            retry_after_s: None,
+        }
+    }
+
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        let detail = match errors.first() {
+            Some(e) => format!("{}: {}", e.field, e.message),
+            None => "invalid request".into(),
+        };
+        Self {
+            errors,
+            ..Self::new(Code::ValidationFailed, detail)
+        }
+    }
+
+    pub fn with(mut self, key: &'static str, v: Value) -> Self {
+        self.extra = Some((key, v));
+        self
+    }
+
+    pub fn retry_after(mut self, s: u64) -> Self {
+        self.retry_after_s = Some(s);
+        self
+    }
+
+    pub fn status(&self) -> u16 {
+        self.code.meta().1
+    }
+
+    pub fn body(&self) -> Value {
+        let (code, status, title) = self.code.meta();
+        let mut v = json!({
+            "type": format!("https://holdfast.dev/problems/{code}"),
+            "title": title,
+            "status": status,
+            "code": code,
+            "detail": self.detail,
+        });
+        if !self.errors.is_empty() {
+            v["errors"] = json!(self.errors);
+        }
+        if let Some((k, x)) = &self.extra {
+            v[*k] = x.clone();
+        }
+        v
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let status = self.status();
+        let mut b = Response::builder()
+            .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+            .header(header::CONTENT_TYPE, "application/problem+json");
+        if let Some(s) = self.retry_after_s {
+            b = b.header(header::RETRY_AFTER, s.to_string());
+        }
+        b.body(Body::from(self.body().to_string()))
+            .unwrap_or_else(|_| Response::new(Body::empty()))
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Overloaded => ApiError::new(
+                Code::Unavailable,
+                "the engine is at capacity; retry shortly",
+            )
+            .retry_after(1),
+            EngineError::Storage(err) => {
+                tracing::error!(error = %err, "write refused: storage failure");
+                ApiError::new(
+                    Code::Unavailable,
+                    "storage is failing; writes are refused until the server is restarted",
+                )
+                .retry_after(30)
+            }
+            EngineError::Stopped => {
+                ApiError::new(Code::Unavailable, "the server is shutting down").retry_after(5)
+            }
+        }
+    }
+}
+
+pub type ApiResult = Result<Response<Body>, ApiError>;
+
+/// A JSON answer.
+pub fn json_response(status: u16, v: &Value) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::OK))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(v.to_string()))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}

@@ -1,0 +1,208 @@
+//! Reading request JSON field by field, collecting every error with its path,
+//! so a client learns everything wrong with a request in one answer.
+
+use serde_json::{Map, Value};
+
+use super::error::{ApiError, Code, FieldError};
+use crate::domain::ids::validate_id;
+
+/// Parses a body: malformed JSON is 400, anything but an object is 422.
+pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::new(
+            Code::BadRequest,
+            "the request needs a JSON body",
+        ));
+    }
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(Code::BadRequest, format!("malformed JSON: {e}")))?;
+    match v {
+        Value::Object(m) => Ok(m),
+        _ => Err(ApiError::validation(vec![FieldError {
+            field: "".into(),
+            message: "the body must be a JSON object".into(),
+        }])),
+    }
+}
+
+/// Collects field errors while reading an object.
+#[derive(Default)]
+pub struct Errors(pub Vec<FieldError>);
+
+impl Errors {
+    pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        // Bounded: a 10,000-item batch with every item wrong answers the first 100.
+        if self.0.len() < 100 {
+            self.0.push(FieldError {
+                field: field.into(),
+                message: message.into(),
+            });
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn into_result(self) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::validation(self.0))
+        }
+    }
+
+    /// An integer in `min..=max`; `None` if absent (not an error) or wrong (an error).
+    pub fn int(
+        &mut self,
+        m: &Map<String, Value>,
+        key: &str,
+        path: &str,
+        min: i64,
+        max: i64,
+        required: bool,
+    ) -> Option<i64> {
+        let field = join(path, key);
+        match m.get(key) {
+            None | Some(Value::Null) => {
+                if required {
+                    self.add(field, "is required");
+                }
+                None
+            }
+            Some(v) => match v.as_i64() {
+                Some(n) if (min..=max).contains(&n) => Some(n),
+                Some(_) => {
+                    self.add(field, format!("must be between {min} and {max}"));
+                    None
+                }
+                None => {
+                    let msg = if v.is_number() {
+                        format!("must be an integer between {min} and {max}")
+                    } else {
+                        "must be an integer".to_string()
+                    };
+                    self.add(field, msg);
+                    None
+                }
+            },
+        }
+    }
+
+    pub fn float(
+        &mut self,
+        m: &Map<String, Value>,
+        key: &str,
+        path: &str,
+        min: f64,
+        max: f64,
+        required: bool,
+    ) -> Option<f64> {
+        let field = join(path, key);
+        match m.get(key) {
+            None | Some(Value::Null) => {
+                if required {
+                    self.add(field, "is required");
+                }
+                None
+            }
+            Some(v) => match v.as_f64() {
+                Some(n) if n.is_finite() && (min..=max).contains(&n) => Some(n),
+                _ => {
+                    self.add(field, format!("must be a number between {min} and {max}"));
+                    None
+                }
+            },
+        }
+    }
+
+    pub fn boolean(&mut self, m: &Map<String, Value>, key: &str, path: &str) -> Option<bool> {
+        match m.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => {
+                self.add(join(path, key), "must be true or false");
+                None
+            }
+        }
+    }
+
+    pub fn string(
+        &mut self,
+        m: &Map<String, Value>,
+        key: &str,
+        path: &str,
+        max_len: usize,
+        required: bool,
+    ) -> Option<String> {
+        let field = join(path, key);
+        match m.get(key) {
+            None | Some(Value::Null) => {
+                if required {
+                    self.add(field, "is required");
+                }
+                None
+            }
+            Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= max_len => {
+                Some(s.clone())
+            }
+            Some(Value::String(_)) => {
+                self.add(field, format!("must have 1 to {max_len} characters"));
+                None
+            }
+            Some(_) => {
+                self.add(field, "must be a string");
+                None
+            }
+        }
+    }
+
+    /// An identifier per api.md (1 to 64 of `A-Z a-z 0-9 . _ : -`).
+    pub fn id(
+        &mut self,
+        m: &Map<String, Value>,
+        key: &str,
+        path: &str,
+        required: bool,
+    ) -> Option<String> {
+        let field = join(path, key);
+        match m.get(key) {
+            None | Some(Value::Null) => {
+                if required {
+                    self.add(field, "is required");
+                }
+                None
+            }
+            Some(Value::String(s)) => match validate_id(s) {
+                Ok(()) => Some(s.clone()),
+                Err(e) => {
+                    self.add(field, e.0);
+                    None
+                }
+            },
+            Some(_) => {
+                self.add(field, "must be a string identifier");
+                None
+            }
+        }
+    }
+}
+
+pub fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// Validates a path segment as an identifier: 422 when it is not one.
+pub fn path_id(s: &str, what: &str) -> Result<String, ApiError> {
+    validate_id(s).map_err(|e| {
+        ApiError::validation(vec![FieldError {
+            field: what.into(),
+            message: e.0.into(),
+        }])
+    })?;
+    Ok(s.to_string())
+}

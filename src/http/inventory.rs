@@ -1,0 +1,246 @@
+//! `/v1/inventory/...` and `/v1/availability/{sku}`.
+
+use serde_json::{json, Value};
+
+use super::error::{json_response, ApiError, ApiResult, Code};
+use super::input::{parse_object, path_id, Errors};
+use super::{AppState, Request};
+use crate::actors::stock_shard::CountItem;
+use crate::config::Role;
+use crate::domain::catalog::{Catalog, LocIdx, SkuIdx};
+use crate::domain::ids::{LocationId, SkuId};
+use crate::domain::stock::{AdjustReason, StockRecord};
+use crate::limits::{BATCH_ITEMS_MAX, STOCK_MAX};
+
+pub fn record_json(sku: &str, location: &str, r: &StockRecord) -> Value {
+    json!({
+        "location": location,
+        "sku": sku,
+        "on_hand": r.on_hand,
+        "reserved": r.reserved,
+        "safety_stock": r.safety_stock,
+        "available": r.available(),
+        "version": r.version,
+    })
+}
+
+/// Resolves a known SKU and location (422 `unknown_sku` / `unknown_location`).
+pub fn resolve(
+    c: &Catalog,
+    sku: &str,
+    location: &str,
+    field: &str,
+) -> Result<(SkuIdx, LocIdx), ApiError> {
+    let s = c.sku_idx(sku).ok_or_else(|| {
+        ApiError::new(Code::UnknownSku, format!("unknown SKU {sku}"))
+            .with("field", json!(format!("{field}sku")))
+    })?;
+    let l = c.location_idx(location).ok_or_else(|| {
+        ApiError::new(
+            Code::UnknownLocation,
+            format!("unknown location {location}"),
+        )
+        .with("field", json!(format!("{field}location")))
+    })?;
+    Ok((s, l))
+}
+
+fn ids(sku: &str, location: &str) -> Result<(SkuId, LocationId), ApiError> {
+    let bad = |_| ApiError::new(Code::ValidationFailed, "identifier");
+    Ok((
+        SkuId::parse(sku).map_err(bad)?,
+        LocationId::parse(location).map_err(bad)?,
+    ))
+}
+
+pub async fn put(state: &AppState, req: &Request, loc: &str, sku: &str) -> ApiResult {
+    let loc = path_id(loc, "location")?;
+    let sku = path_id(sku, "sku")?;
+    req.principal.require_location(&loc)?;
+    let m = parse_object(&req.body)?;
+    let mut e = Errors::default();
+    let on_hand = e.int(&m, "on_hand", "", 0, STOCK_MAX, true);
+    let safety_stock = e.int(&m, "safety_stock", "", 0, STOCK_MAX, false);
+    e.into_result()?;
+    let (s, l) = resolve(&state.engine.catalog(), &sku, &loc, "")?;
+    let (sku_id, loc_id) = ids(&sku, &loc)?;
+    let recs = state
+        .engine
+        .count(vec![CountItem {
+            sku_idx: s,
+            loc_idx: l,
+            sku: sku_id,
+            location: loc_id,
+            on_hand: on_hand.unwrap_or_default(),
+            safety_stock,
+        }])
+        .await?;
+    let r = recs.first().copied().unwrap_or_default();
+    Ok(json_response(200, &record_json(&sku, &loc, &r)))
+}
+
+pub async fn adjust(state: &AppState, req: &Request, loc: &str, sku: &str) -> ApiResult {
+    let loc = path_id(loc, "location")?;
+    let sku = path_id(sku, "sku")?;
+    req.principal.require_location(&loc)?;
+    let m = parse_object(&req.body)?;
+    let mut e = Errors::default();
+    let delta = e.int(&m, "delta", "", -STOCK_MAX, STOCK_MAX, true);
+    if delta == Some(0) {
+        e.add("delta", "must not be 0");
+    }
+    let reason = match m.get("reason") {
+        None | Some(Value::Null) => {
+            e.add("reason", "is required");
+            None
+        }
+        Some(v) => {
+            let r = v.as_str().and_then(AdjustReason::parse);
+            if r.is_none() {
+                e.add(
+                    "reason",
+                    "must be one of receipt, sale, return, damage, correction",
+                );
+            }
+            r
+        }
+    };
+    e.into_result()?;
+    let (Some(delta), Some(reason)) = (delta, reason) else {
+        return Err(ApiError::new(
+            Code::ValidationFailed,
+            "delta and reason are required",
+        ));
+    };
+    let (s, l) = resolve(&state.engine.catalog(), &sku, &loc, "")?;
+    let (sku_id, loc_id) = ids(&sku, &loc)?;
+    match state
+        .engine
+        .adjust(s, l, sku_id, loc_id, delta, reason)
+        .await?
+    {
+        Ok(r) => Ok(json_response(200, &record_json(&sku, &loc, &r))),
+        Err(refused) => Err(ApiError::new(
+            Code::InsufficientStock,
+            format!(
+                "on_hand is {}: a delta of {delta} would take it out of 0..={STOCK_MAX}",
+                refused.on_hand
+            ),
+        )),
+    }
+}
+
+pub async fn get(state: &AppState, req: &Request, loc: &str, sku: &str) -> ApiResult {
+    let loc = path_id(loc, "location")?;
+    let sku = path_id(sku, "sku")?;
+    req.principal.require_location(&loc)?;
+    let (s, l) = {
+        let c = state.engine.catalog();
+        let s = c
+            .sku_idx(&sku)
+            .ok_or_else(|| ApiError::new(Code::NotFound, format!("no SKU {sku}")))?;
+        let l = c
+            .location_idx(&loc)
+            .ok_or_else(|| ApiError::new(Code::NotFound, format!("no location {loc}")))?;
+        (s, l)
+    };
+    let recs = state.engine.stock_records(s, Some(vec![l])).await?;
+    let r = recs
+        .first()
+        .copied()
+        .unwrap_or_else(|| StockRecord::empty(l));
+    Ok(json_response(200, &record_json(&sku, &loc, &r)))
+}
+
+pub async fn availability(state: &AppState, req: &Request, sku: &str) -> ApiResult {
+    let sku = path_id(sku, "sku")?;
+    req.principal.require_channel()?;
+    let s = state
+        .engine
+        .catalog()
+        .sku_idx(&sku)
+        .ok_or_else(|| ApiError::new(Code::NotFound, format!("no SKU {sku}")))?;
+    let recs = state.engine.stock_records(s, None).await?;
+    let c = state.engine.catalog();
+    let mut total = 0i64;
+    let locations: Vec<Value> = recs
+        .iter()
+        .filter_map(|r| {
+            let (id, l) = c.location(r.location)?;
+            // Inactive locations sell nothing.
+            if !l.active {
+                return None;
+            }
+            total += r.available();
+            Some(json!({"location": id.as_str(), "available": r.available()}))
+        })
+        .collect();
+    Ok(json_response(
+        200,
+        &json!({"sku": sku, "available": total, "locations": locations}),
+    ))
+}
+
+pub async fn batch(state: &AppState, req: &Request) -> ApiResult {
+    let m = parse_object(&req.body)?;
+    let mut e = Errors::default();
+    let items = match m.get("items") {
+        Some(Value::Array(a)) if a.len() <= BATCH_ITEMS_MAX => a,
+        Some(Value::Array(_)) => {
+            e.add("items", format!("at most {BATCH_ITEMS_MAX} items"));
+            return Err(ApiError::validation(e.0));
+        }
+        _ => {
+            e.add(
+                "items",
+                "is required: an array of {location, sku, on_hand, safety_stock}",
+            );
+            return Err(ApiError::validation(e.0));
+        }
+    };
+    // Validate everything before writing anything.
+    let mut parsed = Vec::with_capacity(items.len());
+    for (i, it) in items.iter().enumerate() {
+        let path = format!("items[{i}]");
+        let Some(o) = it.as_object() else {
+            e.add(path, "must be an object");
+            continue;
+        };
+        let loc = e.id(o, "location", &path, true);
+        let sku = e.id(o, "sku", &path, true);
+        let on_hand = e.int(o, "on_hand", &path, 0, STOCK_MAX, true);
+        let safety = e.int(o, "safety_stock", &path, 0, STOCK_MAX, false);
+        if let (Some(loc), Some(sku), Some(on_hand)) = (loc, sku, on_hand) {
+            parsed.push((i, loc, sku, on_hand, safety));
+        }
+    }
+    e.into_result()?;
+    match &req.principal.role {
+        Role::Admin => {}
+        Role::Store(l) if parsed.iter().all(|p| p.1 == l.as_str()) => {}
+        _ => {
+            return Err(super::auth::forbidden(
+                "a batch needs an admin token, or a store token for its own location",
+            ))
+        }
+    }
+    let mut counts = Vec::with_capacity(parsed.len());
+    {
+        let c = state.engine.catalog();
+        for (i, loc, sku, on_hand, safety) in parsed {
+            let (s, l) = resolve(&c, &sku, &loc, &format!("items[{i}]."))?;
+            let (sku_id, loc_id) = ids(&sku, &loc)?;
+            counts.push(CountItem {
+                sku_idx: s,
+                loc_idx: l,
+                sku: sku_id,
+                location: loc_id,
+                on_hand,
+                safety_stock: safety,
+            });
+        }
+    }
+    let n = counts.len();
+    state.engine.count(counts).await?;
+    Ok(json_response(200, &json!({ "applied": n })))
+}

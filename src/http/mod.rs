@@ -1,0 +1,243 @@
+//! The HTTP API of api.md over warp.
+//!
+//! One filter takes every request, reads its body under the 1 MiB bound
+//! (before any parsing), and `dispatch` routes it by method and path to one
+//! handler per endpoint; every error leaves through the one table in `error`.
+//!
+//! - `auth`: tokens, roles, rate limits.
+//! - `input`: field-by-field validation with paths.
+//! - `idempotency`: the Idempotency-Key table.
+//! - `catalog`, `inventory`, `reservations`, `ops`: the endpoints.
+
+pub mod auth;
+pub mod catalog;
+pub mod error;
+pub mod idempotency;
+pub mod input;
+pub mod inventory;
+pub mod openapi;
+pub mod ops;
+pub mod reservations;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures::StreamExt;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use warp::http::{HeaderMap, Method, Response};
+use warp::hyper::Body;
+use warp::Filter;
+
+use crate::actors::Engine;
+use crate::limits::REQUEST_BODY_BYTES_MAX;
+use auth::{Auth, Principal};
+use error::{ApiError, ApiResult, Code};
+use idempotency::IdemTable;
+
+/// What every handler may use.
+pub struct AppState {
+    pub engine: Engine,
+    pub auth: Auth,
+    pub idem: IdemTable,
+}
+
+/// A request as the handlers see it.
+pub struct Request {
+    pub method: Method,
+    pub headers: HeaderMap,
+    pub query: Option<String>,
+    pub body: Bytes,
+    pub principal: Principal,
+}
+
+/// The warp filter serving the whole API.
+pub fn routes(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (Response<Body>,), Error = Infallible> + Clone {
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::headers_cloned())
+        .and(warp::body::stream())
+        .and(warp::any().map(move || state.clone()))
+        .then(
+            |method: Method,
+             path: warp::path::FullPath,
+             query: String,
+             headers: HeaderMap,
+             body,
+             state: Arc<AppState>| async move {
+                let started = Instant::now();
+                let route = route_of(&method, path.as_str());
+                let resp = match read_body(&headers, body).await {
+                    Ok(body) => {
+                        let query = (!query.is_empty()).then_some(query);
+                        handle(&state, method, path.as_str(), query, headers, body)
+                            .await
+                            .unwrap_or_else(ApiError::into_response)
+                    }
+                    Err(e) => e.into_response(),
+                };
+                state.engine.metrics().observe_request(
+                    route,
+                    resp.status().as_u16(),
+                    started.elapsed().as_micros() as u64,
+                );
+                resp
+            },
+        )
+        .recover(|r: warp::Rejection| async move {
+            // Only the extractors above can reject; none should, but a
+            // rejection still leaves as problem+json, never as a 5xx.
+            let e = if r.find::<warp::reject::MethodNotAllowed>().is_some() {
+                ApiError::new(Code::MethodNotAllowed, "method not allowed")
+            } else {
+                ApiError::new(Code::BadRequest, format!("unreadable request: {r:?}"))
+            };
+            Ok::<_, Infallible>(e.into_response())
+        })
+        .unify()
+}
+
+/// Reads the body under the bound: a declared length over it is refused
+/// before reading, a chunked body as soon as it passes it.
+async fn read_body<S, B>(headers: &HeaderMap, mut stream: S) -> Result<Bytes, ApiError>
+where
+    S: futures::Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let too_large = || {
+        ApiError::new(
+            Code::PayloadTooLarge,
+            format!("request bodies are limited to {REQUEST_BODY_BYTES_MAX} bytes"),
+        )
+    };
+    let declared = headers
+        .get(warp::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > REQUEST_BODY_BYTES_MAX as u64) {
+        return Err(too_large());
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
+    while let Some(chunk) = stream.next().await {
+        let mut chunk =
+            chunk.map_err(|e| ApiError::new(Code::BadRequest, format!("reading the body: {e}")))?;
+        if buf.len() + chunk.remaining() > REQUEST_BODY_BYTES_MAX {
+            return Err(too_large());
+        }
+        while chunk.has_remaining() {
+            let c = chunk.chunk();
+            let n = c.len();
+            buf.extend_from_slice(c);
+            chunk.advance(n);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+fn route_of(method: &Method, path: &str) -> usize {
+    let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let i = match (seg.as_slice(), method == Method::GET) {
+        (["v1", "reservations"], _) => 0,
+        (["v1", "reservations", _, _], _) => 1,
+        (["v1", "reservations", _], _) => 2,
+        (["v1", "inventory", "batch"], _) => 5,
+        (["v1", "inventory", ..], false) => 3,
+        (["v1", "inventory", ..], true) => 4,
+        (["v1", "availability", _], _) => 6,
+        (["v1", "skus" | "locations", ..], false) => 7,
+        (["v1", "skus" | "locations", ..], true) => 8,
+        (["healthz"] | ["metrics"] | ["v1", "openapi.json"], _) => 9,
+        (["v1", "feed"], _) => 10,
+        _ => 11,
+    };
+    i
+}
+
+fn method_not_allowed(allowed: &str) -> ApiError {
+    ApiError::new(Code::MethodNotAllowed, format!("allowed: {allowed}"))
+}
+
+async fn handle(
+    state: &AppState,
+    method: Method,
+    path: &str,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // Operations need no token.
+    match seg.as_slice() {
+        ["healthz"] => return ops::healthz(state),
+        ["metrics"] => return ops::metrics(state),
+        ["v1", "openapi.json"] => return ops::openapi(),
+        _ => {}
+    }
+    if seg.first() != Some(&"v1") {
+        return Err(ApiError::new(
+            Code::NotFound,
+            format!("no such endpoint: {path}"),
+        ));
+    }
+    let principal = state.auth.authenticate(&headers, None)?;
+    let req = Request {
+        method,
+        headers,
+        query,
+        body,
+        principal,
+    };
+    let m = &req.method;
+    match (&seg[1..], m) {
+        (["skus", sku], &Method::PUT) => catalog::put_sku(state, &req, sku).await,
+        (["skus", sku], &Method::GET) => catalog::get_sku(state, &req, sku),
+        (["skus", _], _) => Err(method_not_allowed("GET, PUT")),
+        (["locations"], &Method::GET) => catalog::list_locations(state, &req),
+        (["locations"], _) => Err(method_not_allowed("GET")),
+        (["locations", id], &Method::PUT) => catalog::put_location(state, &req, id).await,
+        (["locations", id], &Method::GET) => catalog::get_location(state, &req, id),
+        (["locations", _], _) => Err(method_not_allowed("GET, PUT")),
+        (["inventory", "batch"], &Method::POST) => inventory::batch(state, &req).await,
+        (["inventory", "batch"], _) => Err(method_not_allowed("POST")),
+        (["inventory", loc, sku], &Method::PUT) => inventory::put(state, &req, loc, sku).await,
+        (["inventory", loc, sku], &Method::GET) => inventory::get(state, &req, loc, sku).await,
+        (["inventory", _, _], _) => Err(method_not_allowed("GET, PUT")),
+        (["inventory", loc, sku, "adjustments"], &Method::POST) => {
+            inventory::adjust(state, &req, loc, sku).await
+        }
+        (["inventory", _, _, "adjustments"], _) => Err(method_not_allowed("POST")),
+        (["availability", sku], &Method::GET) => inventory::availability(state, &req, sku).await,
+        (["availability", _], _) => Err(method_not_allowed("GET")),
+        (["reservations"], &Method::POST) => reservations::create(state, &req).await,
+        (["reservations"], _) => Err(method_not_allowed("POST")),
+        (["reservations", id], &Method::GET) => reservations::get(state, &req, id).await,
+        (["reservations", _], _) => Err(method_not_allowed("GET")),
+        (["reservations", id, action], &Method::POST) => {
+            reservations::transition(state, &req, id, action).await
+        }
+        (["reservations", _, _], _) => Err(method_not_allowed("POST")),
+        _ => Err(ApiError::new(
+            Code::NotFound,
+            format!("no such endpoint: {path}"),
+        )),
+    }
+}
+
+/// Serves until `shutdown` resolves, then finishes the requests in flight.
+/// Calls `ready` with the bound address once listening.
+pub async fn serve(
+    state: Arc<AppState>,
+    listen: SocketAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<(), String> {
+    let (addr, server) = warp::serve(routes(state))
+        .try_bind_with_graceful_shutdown(listen, shutdown)
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    ready(addr);
+    server.await;
+    Ok(())
+}

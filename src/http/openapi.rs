@@ -1,0 +1,269 @@
+//! The OpenAPI 3 description of every endpoint, built from one table.
+
+use serde_json::{json, Map, Value};
+
+/// (method, path, summary, request schema, success status, response schema, error statuses)
+type Op = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    u16,
+    &'static str,
+    &'static [u16],
+);
+
+const OPS: &[Op] = &[
+    (
+        "put",
+        "/v1/skus/{sku}",
+        "Create or replace a SKU (admin)",
+        Some("SkuInput"),
+        200,
+        "Sku",
+        &[400, 401, 403, 413, 422],
+    ),
+    (
+        "get",
+        "/v1/skus/{sku}",
+        "Read a SKU",
+        None,
+        200,
+        "Sku",
+        &[401, 404, 422],
+    ),
+    (
+        "put",
+        "/v1/locations/{id}",
+        "Create or replace a location (admin)",
+        Some("LocationInput"),
+        200,
+        "Location",
+        &[400, 401, 403, 413, 422],
+    ),
+    (
+        "get",
+        "/v1/locations/{id}",
+        "Read a location",
+        None,
+        200,
+        "Location",
+        &[401, 404, 422],
+    ),
+    (
+        "get",
+        "/v1/locations",
+        "List the locations",
+        None,
+        200,
+        "LocationList",
+        &[401],
+    ),
+    (
+        "put",
+        "/v1/inventory/{location}/{sku}",
+        "Count: set on_hand (and safety_stock)",
+        Some("CountInput"),
+        200,
+        "StockRecord",
+        &[400, 401, 403, 413, 422, 503],
+    ),
+    (
+        "get",
+        "/v1/inventory/{location}/{sku}",
+        "Read a stock record",
+        None,
+        200,
+        "StockRecord",
+        &[401, 403, 404, 422],
+    ),
+    (
+        "post",
+        "/v1/inventory/{location}/{sku}/adjustments",
+        "Adjust on_hand with a reason",
+        Some("AdjustmentInput"),
+        200,
+        "StockRecord",
+        &[400, 401, 403, 409, 413, 422, 503],
+    ),
+    (
+        "post",
+        "/v1/inventory/batch",
+        "Bulk count (at most 10,000 items)",
+        Some("BatchInput"),
+        200,
+        "BatchResult",
+        &[400, 401, 403, 413, 422, 503],
+    ),
+    (
+        "get",
+        "/v1/availability/{sku}",
+        "Availability of a SKU across the network",
+        None,
+        200,
+        "Availability",
+        &[401, 403, 404, 422],
+    ),
+    (
+        "post",
+        "/v1/reservations",
+        "Hold a cart (all or nothing); optional Idempotency-Key",
+        Some("ReservationInput"),
+        201,
+        "Reservation",
+        &[400, 401, 403, 409, 413, 422, 429, 503],
+    ),
+    (
+        "get",
+        "/v1/reservations/{id}",
+        "Read a reservation",
+        None,
+        200,
+        "Reservation",
+        &[401, 403, 404, 422],
+    ),
+    (
+        "post",
+        "/v1/reservations/{id}/confirm",
+        "Confirm a held reservation",
+        None,
+        200,
+        "Reservation",
+        &[401, 403, 404, 409, 503],
+    ),
+    (
+        "post",
+        "/v1/reservations/{id}/release",
+        "Release a reservation",
+        None,
+        200,
+        "Reservation",
+        &[401, 403, 404, 409, 503],
+    ),
+    (
+        "post",
+        "/v1/reservations/{id}/fulfil",
+        "Fulfil a confirmed reservation",
+        None,
+        200,
+        "Reservation",
+        &[401, 403, 404, 409, 503],
+    ),
+    (
+        "post",
+        "/v1/reservations/{id}/extend",
+        "Extend a held reservation",
+        Some("ExtendInput"),
+        200,
+        "Reservation",
+        &[400, 401, 403, 404, 409, 422, 503],
+    ),
+    (
+        "get",
+        "/healthz",
+        "Liveness and readiness",
+        None,
+        200,
+        "Health",
+        &[503],
+    ),
+    (
+        "get",
+        "/metrics",
+        "Prometheus metrics (text format)",
+        None,
+        200,
+        "Metrics",
+        &[],
+    ),
+    (
+        "get",
+        "/v1/openapi.json",
+        "This document",
+        None,
+        200,
+        "OpenApi",
+        &[],
+    ),
+];
+
+fn schemas() -> Value {
+    let id = json!({"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"});
+    let qty = json!({"type": "integer", "minimum": 1, "maximum": 1_000_000});
+    let stock = json!({"type": "integer", "minimum": 0, "maximum": 1_000_000_000i64});
+    let line = json!({"type": "object", "required": ["sku", "qty", "location"], "properties": {"sku": id, "qty": qty, "location": id, "requested": qty}});
+    json!({
+        "SkuInput": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}, "weight_g": {"type": "integer"}, "max_qty_per_reservation": qty}},
+        "Sku": {"type": "object", "properties": {"sku": id, "name": {"type": "string"}, "weight_g": {"type": ["integer", "null"]}, "max_qty_per_reservation": {"type": ["integer", "null"]}}},
+        "LocationInput": {"type": "object", "required": ["name", "kind", "lat", "lon"], "properties": {
+            "name": {"type": "string"}, "kind": {"enum": ["store", "dc"]}, "lat": {"type": "number", "minimum": -90, "maximum": 90},
+            "lon": {"type": "number", "minimum": -180, "maximum": 180}, "priority": {"type": "integer", "minimum": 0, "maximum": 1000},
+            "ship": {"type": "boolean"}, "pickup": {"type": "boolean"}, "daily_capacity": {"type": ["integer", "null"]}, "active": {"type": "boolean"}}},
+        "Location": {"allOf": [{"$ref": "#/components/schemas/LocationInput"}, {"type": "object", "properties": {"id": id}}]},
+        "LocationList": {"type": "object", "properties": {"locations": {"type": "array", "items": {"$ref": "#/components/schemas/Location"}}}},
+        "CountInput": {"type": "object", "required": ["on_hand"], "properties": {"on_hand": stock, "safety_stock": stock}},
+        "AdjustmentInput": {"type": "object", "required": ["delta", "reason"], "properties": {"delta": {"type": "integer"}, "reason": {"enum": ["receipt", "sale", "return", "damage", "correction"]}}},
+        "StockRecord": {"type": "object", "properties": {"location": id, "sku": id, "on_hand": {"type": "integer"}, "reserved": {"type": "integer"}, "safety_stock": {"type": "integer"}, "available": {"type": "integer"}, "version": {"type": "integer"}}},
+        "BatchInput": {"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "maxItems": 10000, "items": {"type": "object", "required": ["location", "sku", "on_hand"], "properties": {"location": id, "sku": id, "on_hand": stock, "safety_stock": stock}}}}},
+        "BatchResult": {"type": "object", "properties": {"applied": {"type": "integer"}}},
+        "Availability": {"type": "object", "properties": {"sku": id, "available": {"type": "integer"}, "locations": {"type": "array", "items": {"type": "object", "properties": {"location": id, "available": {"type": "integer"}}}}}},
+        "ReservationInput": {"type": "object", "required": ["lines"], "properties": {"lines": {"type": "array", "minItems": 1, "maxItems": 100, "items": line}, "ttl_s": {"type": "integer", "minimum": 1, "maximum": 86400, "default": 900}, "allow_partial": {"type": "boolean"}}},
+        "ExtendInput": {"type": "object", "required": ["ttl_s"], "properties": {"ttl_s": {"type": "integer", "minimum": 1, "maximum": 86400}}},
+        "Reservation": {"type": "object", "properties": {"id": id, "status": {"enum": ["held", "confirmed", "released", "expired", "fulfilled"]}, "expires_at": {"type": ["string", "null"], "format": "date-time"}, "created_at": {"type": "string", "format": "date-time"}, "lines": {"type": "array", "items": line}}},
+        "Health": {"type": "object", "properties": {"status": {"type": "string"}}},
+        "Metrics": {"type": "string"},
+        "OpenApi": {"type": "object"},
+        "Problem": {"type": "object", "required": ["type", "title", "status", "code"], "properties": {
+            "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"}, "code": {"type": "string"}, "detail": {"type": "string"},
+            "errors": {"type": "array", "items": {"type": "object", "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}},
+            "lines": {"type": "array", "items": {"type": "object", "properties": {"sku": id, "location": id, "requested": {"type": "integer"}, "available": {"type": "integer"}}}}}}
+    })
+}
+
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for (method, path, summary, input, status, output, errors) in OPS {
+        let params: Vec<Value> = path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|p| json!({"name": p, "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"}}))
+            .collect();
+        let mut responses = Map::new();
+        let content_type = if *path == "/metrics" {
+            "text/plain"
+        } else {
+            "application/json"
+        };
+        responses.insert(
+            status.to_string(),
+            json!({"description": "success", "content": {content_type: {"schema": {"$ref": format!("#/components/schemas/{output}")}}}}),
+        );
+        for e in *errors {
+            responses.insert(
+                e.to_string(),
+                json!({"description": "problem", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}),
+            );
+        }
+        let mut op = json!({"summary": summary, "parameters": params, "responses": responses});
+        if *path == "/v1/reservations" {
+            if let Some(a) = op["parameters"].as_array_mut() {
+                a.push(json!({"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"}}));
+            }
+        }
+        if let Some(i) = input {
+            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{i}")}}}});
+        }
+        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
+        entry[*method] = op;
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "holdfast", "version": env!("CARGO_PKG_VERSION"), "description": "Order-management and stock-reservation engine"},
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}
+        },
+        "security": [{"bearer": []}],
+        "paths": paths,
+    })
+}

@@ -1,0 +1,324 @@
+//! `/v1/reservations`: the checkout hot path.
+
+use serde_json::{json, Value};
+
+use super::error::{json_response, ApiError, ApiResult, Code};
+use super::idempotency::{Answer, Claim};
+use super::input::{parse_object, path_id, Errors};
+use super::inventory::resolve;
+use super::{AppState, Request};
+use crate::actors::CartLine;
+use crate::clock::rfc3339;
+use crate::domain::event::{fnv1a64, IdemKey};
+use crate::domain::ids::{validate_id, ReservationId};
+use crate::domain::model::{IdemEntry, TransitionRefused};
+use crate::domain::reservation::{Line, Reservation, Status, Transition};
+use crate::domain::TimeMs;
+use crate::limits::{CART_LINES_MAX, QTY_MAX, TTL_S_DEFAULT, TTL_S_MAX, TTL_S_MIN};
+
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+fn lines_json(lines: &[Line]) -> Vec<Value> {
+    lines
+        .iter()
+        .map(|l| json!({"sku": l.sku.as_str(), "qty": l.qty, "location": l.location.as_str(), "requested": l.requested}))
+        .collect()
+}
+
+fn reservation_body(
+    id: &str,
+    status: Status,
+    expires_at_ms: TimeMs,
+    created_ms: TimeMs,
+    lines: &[Line],
+) -> Value {
+    json!({
+        "id": id,
+        "status": status.as_str(),
+        "expires_at": rfc3339(expires_at_ms),
+        "created_at": rfc3339(created_ms),
+        "lines": lines_json(lines),
+    })
+}
+
+pub fn reservation_json(r: &Reservation) -> Value {
+    let mut v = reservation_body(
+        r.id.as_str(),
+        r.status,
+        r.expires_at_ms,
+        r.created_ms,
+        &r.lines,
+    );
+    // A reservation that no longer expires says so.
+    if r.status != Status::Held {
+        v["expires_at"] = Value::Null;
+        if r.status == Status::Expired {
+            v["expires_at"] = json!(rfc3339(r.expires_at_ms));
+        }
+    }
+    v
+}
+
+/// The first answer of a key, rebuilt from the durable record at recovery:
+/// the same bytes as the 201 that was sent.
+pub fn idempotent_answer(e: &IdemEntry) -> Answer {
+    Answer {
+        body_hash: e.body_hash,
+        status: 201,
+        body: reservation_body(
+            e.reservation.as_str(),
+            Status::Held,
+            e.expires_at_ms,
+            e.created_ms,
+            &e.lines,
+        )
+        .to_string(),
+    }
+}
+
+fn replay(a: &Answer, body_hash: u64) -> ApiResult {
+    if a.body_hash != body_hash {
+        return Err(ApiError::new(
+            Code::IdempotencyKeyReused,
+            "this Idempotency-Key was used with a different body",
+        ));
+    }
+    let v: Value = serde_json::from_str(&a.body).unwrap_or(Value::Null);
+    if a.status >= 400 {
+        let mut resp = json_response(a.status, &v);
+        resp.headers_mut().insert(
+            warp::http::header::CONTENT_TYPE,
+            warp::http::HeaderValue::from_static("application/problem+json"),
+        );
+        return Ok(resp);
+    }
+    Ok(json_response(a.status, &v))
+}
+
+pub async fn create(state: &AppState, req: &Request) -> ApiResult {
+    req.principal.require_channel()?;
+    let key = match req.headers.get(IDEMPOTENCY_KEY) {
+        None => None,
+        Some(v) => {
+            let k = v
+                .to_str()
+                .ok()
+                .filter(|k| validate_id(k).is_ok())
+                .ok_or_else(|| {
+                    ApiError::validation(vec![super::error::FieldError {
+                        field: "Idempotency-Key".into(),
+                        message: "must be 1 to 64 characters of A-Z a-z 0-9 . _ : -".into(),
+                    }])
+                })?;
+            Some((req.principal.scope, k.to_string()))
+        }
+    };
+    let body_hash = fnv1a64(&req.body);
+    let Some(key) = key else {
+        return serve_create(state, req, None).await.map(|(r, _)| r);
+    };
+    let tx = match state.idem.claim(&key).await {
+        Claim::Answered(a) => return replay(&a, body_hash),
+        Claim::Mine(tx) => tx,
+    };
+    let idem = IdemKey {
+        scope: key.0,
+        key: key.1.clone(),
+        body_hash,
+    };
+    match serve_create(state, req, Some(idem)).await {
+        Ok((resp, Some(answer))) => {
+            state.idem.finish(key, tx, answer);
+            Ok(resp)
+        }
+        Ok((resp, None)) => {
+            state.idem.abandon(&key, tx);
+            Ok(resp)
+        }
+        Err(e) if e.code == Code::InsufficientStock => {
+            let answer = Answer {
+                body_hash,
+                status: e.status(),
+                body: e.body().to_string(),
+            };
+            state.idem.finish(key, tx, answer);
+            Err(e)
+        }
+        Err(e) => {
+            state.idem.abandon(&key, tx);
+            Err(e)
+        }
+    }
+}
+
+/// Validates, holds and answers; with a key, also the answer to remember.
+async fn serve_create(
+    state: &AppState,
+    req: &Request,
+    idem: Option<IdemKey>,
+) -> Result<(warp::http::Response<warp::hyper::Body>, Option<Answer>), ApiError> {
+    let m = parse_object(&req.body)?;
+    let mut e = Errors::default();
+    let ttl_s = e
+        .int(&m, "ttl_s", "", TTL_S_MIN as i64, TTL_S_MAX as i64, false)
+        .map(|t| t as u64)
+        .unwrap_or(TTL_S_DEFAULT);
+    let partial = e.boolean(&m, "allow_partial", "").unwrap_or(false);
+    let sourcing_asked = m.contains_key("destination") || m.contains_key("pickup_location");
+    let mut wanted = Vec::new();
+    match m.get("lines") {
+        Some(Value::Array(a)) if a.is_empty() => e.add("lines", "must have at least one line"),
+        Some(Value::Array(a)) if a.len() > CART_LINES_MAX => e.add(
+            "lines",
+            format!("a cart has at most {CART_LINES_MAX} lines"),
+        ),
+        Some(Value::Array(a)) => {
+            for (i, l) in a.iter().enumerate() {
+                let path = format!("lines[{i}]");
+                let Some(o) = l.as_object() else {
+                    e.add(path, "must be an object");
+                    continue;
+                };
+                let sku = e.id(o, "sku", &path, true);
+                let qty = e.int(o, "qty", &path, 1, QTY_MAX, true);
+                let loc = e.id(o, "location", &path, false);
+                if loc.is_none() && !o.contains_key("location") {
+                    e.add(
+                        format!("{path}.location"),
+                        if sourcing_asked {
+                            "is required: sourcing lines without a location is not available yet"
+                        } else {
+                            "is required (or give a destination or pickup_location to have it sourced)"
+                        },
+                    );
+                }
+                if let (Some(sku), Some(qty), Some(loc)) = (sku, qty, loc) {
+                    wanted.push((i, sku, loc, qty as u32));
+                }
+            }
+        }
+        _ => e.add("lines", "is required: an array of {sku, qty, location}"),
+    }
+    e.into_result()?;
+    let mut e = Errors::default();
+    let lines = {
+        let c = state.engine.catalog();
+        let mut lines = Vec::with_capacity(wanted.len());
+        let mut per_sku: ahash::AHashMap<u32, u64> = ahash::AHashMap::new();
+        for (i, sku, loc, qty) in &wanted {
+            let (s, l) = resolve(&c, sku, loc, &format!("lines[{i}]."))?;
+            *per_sku.entry(s).or_default() += u64::from(*qty);
+            if let Some(max) = c.sku(s).and_then(|x| x.1.max_qty_per_reservation) {
+                if per_sku[&s] > u64::from(max) {
+                    e.add(
+                        format!("lines[{i}].qty"),
+                        format!("at most {max} of SKU {sku} may be reserved at once"),
+                    );
+                }
+            }
+            lines.push(CartLine {
+                sku: s,
+                location: l,
+                qty: *qty,
+            });
+        }
+        lines
+    };
+    e.into_result()?;
+    let keyed = idem.as_ref().map(|k| k.body_hash);
+    match state.engine.reserve(&lines, partial, ttl_s, idem).await? {
+        Ok(r) => {
+            let v = reservation_body(
+                r.id.as_str(),
+                r.status,
+                r.expires_at_ms,
+                r.created_ms,
+                &r.lines,
+            );
+            let answer = keyed.map(|body_hash| Answer {
+                body_hash,
+                status: 201,
+                body: v.to_string(),
+            });
+            let mut resp = json_response(201, &v);
+            if let Ok(loc) = format!("/v1/reservations/{}", r.id).parse() {
+                resp.headers_mut().insert(warp::http::header::LOCATION, loc);
+            }
+            Ok((resp, answer))
+        }
+        Err(short) => {
+            let lines: Vec<Value> = short
+                .iter()
+                .map(|s| {
+                    json!({"sku": s.sku.as_str(), "location": s.location.as_str(), "requested": s.requested, "available": s.available})
+                })
+                .collect();
+            let detail = match short.first() {
+                Some(s) => format!(
+                    "{} of SKU {} wanted at {}, {} available",
+                    s.requested, s.sku, s.location, s.available
+                ),
+                None => "nothing could be held".into(),
+            };
+            Err(ApiError::new(Code::InsufficientStock, detail).with("lines", json!(lines)))
+        }
+    }
+}
+
+fn parse_reservation_id(id: &str) -> Result<ReservationId, ApiError> {
+    let id = path_id(id, "id")?;
+    ReservationId::parse(&id).map_err(|_| ApiError::new(Code::ValidationFailed, "id"))
+}
+
+pub async fn get(state: &AppState, req: &Request, id: &str) -> ApiResult {
+    req.principal.require_channel()?;
+    let rid = parse_reservation_id(id)?;
+    match state.engine.reservation(rid).await? {
+        Some(r) => Ok(json_response(200, &reservation_json(&r))),
+        None => Err(ApiError::new(
+            Code::NotFound,
+            format!("no reservation {id}"),
+        )),
+    }
+}
+
+pub async fn transition(state: &AppState, req: &Request, id: &str, action: &str) -> ApiResult {
+    let t = match action {
+        "confirm" => Transition::Confirm,
+        "release" => Transition::Release,
+        "fulfil" => Transition::Fulfil,
+        "extend" => {
+            req.principal.require_channel()?;
+            let m = parse_object(&req.body)?;
+            let mut e = Errors::default();
+            let ttl = e.int(&m, "ttl_s", "", TTL_S_MIN as i64, TTL_S_MAX as i64, true);
+            e.into_result()?;
+            Transition::Extend {
+                ttl_s: ttl.unwrap_or(TTL_S_DEFAULT as i64) as u64,
+            }
+        }
+        _ => {
+            return Err(ApiError::new(
+                Code::NotFound,
+                format!("no action {action} on reservations"),
+            ))
+        }
+    };
+    req.principal.require_channel()?;
+    let rid = parse_reservation_id(id)?;
+    match state.engine.transition(rid, t).await? {
+        Ok(r) => Ok(json_response(200, &reservation_json(&r))),
+        Err(TransitionRefused::NotFound) => Err(ApiError::new(
+            Code::NotFound,
+            format!("no reservation {id}"),
+        )),
+        Err(TransitionRefused::NotHeld(s)) => Err(ApiError::new(
+            Code::ReservationNotHeld,
+            format!(
+                "reservation {id} is {}: it cannot be {action}ed",
+                s.as_str()
+            ),
+        )
+        .with("status", json!(s.as_str()))),
+    }
+}

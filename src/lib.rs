@@ -1,0 +1,21 @@
+//! holdfast: the order-management and stock-reservation engine.
+//!
+//! # Layout (data flows down; nothing below imports what is above)
+//! - `config`: one typed configuration (TOML + environment overrides).
+//! - `http`: warp routes, auth, validation, problem+json errors.
+//! - `actors`: actix actors that own domain state and talk to the journal.
+//! - `persistence`: the journal (append, group commit, recovery) and snapshots.
+//! - `domain`: pure logic: no I/O, no clock reads.
+//! - `limits`: every bound, with what it costs.
+//! - `clock`: the only place that reads the wall clock.
+
+pub mod actors;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod import;
+pub mod limits;
+pub mod metrics;
+pub mod persistence;
+pub mod server;

@@ -1,0 +1,69 @@
+//! Every bound in the engine, in one place, with what it costs.
+//!
+//! A queue or an input without a bound is a bug: at peak it turns overload into
+//! unbounded memory and latency. Each constant says what a unit costs.
+
+/// Largest request body read, in bytes (api.md: over 1 MiB is 413).
+/// Cost: one buffer of at most this size per in-flight request.
+pub const REQUEST_BODY_BYTES_MAX: usize = 1024 * 1024;
+
+/// Lines in one cart (api.md: at most 100).
+pub const CART_LINES_MAX: usize = 100;
+
+/// Items in one `POST /v1/inventory/batch` (api.md: at most 10,000).
+pub const BATCH_ITEMS_MAX: usize = 10_000;
+
+/// Identifier length bounds (api.md: 1 to 64 characters).
+pub const ID_LEN_MAX: usize = 64;
+
+/// Reservation line quantity bounds (api.md).
+pub const QTY_MAX: i64 = 1_000_000;
+
+/// on_hand and safety_stock bounds (api.md).
+pub const STOCK_MAX: i64 = 1_000_000_000;
+
+/// Reservation TTL bounds and default, in seconds (api.md).
+pub const TTL_S_MIN: u64 = 1;
+pub const TTL_S_MAX: u64 = 86_400;
+pub const TTL_S_DEFAULT: u64 = 900;
+
+/// Messages waiting in one actor's mailbox. A full mailbox answers 503 with
+/// Retry-After. Cost: one boxed message (~100-300 bytes) per slot.
+pub const MAILBOX_CAPACITY: usize = 16_384;
+
+/// Records waiting for the journal writer. A full queue answers 503.
+/// Cost: one encoded record (~100 bytes for a one-line cart) per slot.
+pub const JOURNAL_QUEUE_RECORDS_MAX: usize = 65_536;
+
+/// Records written by one group commit (one write + one fdatasync).
+/// Bounds the latency of the batch and the size of the reused buffer.
+pub const JOURNAL_BATCH_RECORDS_MAX: usize = 8_192;
+
+/// Size of one encoded journal record body; a larger one is a bug (a cart of
+/// 100 lines of 64-character ids is ~15 KiB).
+pub const JOURNAL_RECORD_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// A journal segment is closed and a new one started past this size.
+pub const JOURNAL_SEGMENT_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+/// Idempotency keys remembered. Past this the oldest (beyond the 24 h promise
+/// of api.md, first) are forgotten. Cost: ~300 bytes per key with its answer.
+pub const IDEMPOTENCY_KEYS_MAX: usize = 2_000_000;
+
+/// How long idempotency keys are remembered at least, in milliseconds (api.md: 24 h).
+pub const IDEMPOTENCY_RETENTION_MS: i64 = 24 * 3600 * 1000;
+
+/// How often the reservation book looks for expired holds, in milliseconds
+/// (api.md: an expired hold is released within one second).
+pub const EXPIRY_TICK_MS: u64 = 200;
+
+/// Expirations journaled per tick and per book shard; the rest wait for the
+/// next tick (bounds the work of one tick).
+pub const EXPIRY_BATCH_MAX: usize = 10_000;
+
+/// Connections served at once; more wait in the kernel's accept queue.
+pub const CONNECTIONS_MAX: usize = 10_000;
+
+/// Finished reservations (released, expired, fulfilled) kept in memory for
+/// `GET`. Cost: ~200 bytes per one-line reservation.
+pub const FINISHED_RESERVATIONS_MAX: usize = 5_000_000;

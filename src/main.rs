@@ -1,0 +1,67 @@
+//! The `holdfast` command: thin; the work is in the library.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "holdfast",
+    version,
+    about = "Order-management and stock-reservation engine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the HTTP API (default: 127.0.0.1:8080, data under ./data, open).
+    Serve {
+        /// TOML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Load stock counts (CSV `location,sku,on_hand` or JSON lines with those
+    /// fields) into a running server through `POST /v1/inventory/batch`.
+    Import {
+        file: PathBuf,
+        /// The server's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Bearer token (an admin token when the server has `[auth]`).
+        #[arg(long, env = "HOLDFAST_TOKEN")]
+        token: Option<String>,
+        /// Items per request (at most 10,000).
+        #[arg(long, default_value_t = 10_000)]
+        batch: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let r = match Cli::parse().cmd {
+        Cmd::Serve { config } => holdfast::server::run(config.as_deref()),
+        Cmd::Import {
+            file,
+            url,
+            token,
+            batch,
+        } => holdfast::import::run(&file, &url, token.as_deref(), batch),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("holdfast: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Counters and histograms for `/metrics` (Prometheus text format), kept in
+//! atomics: recording is a few relaxed adds on the hot path.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::domain::reservation::Status;
+use crate::persistence::JournalStats;
+
+/// Upper bounds of the latency buckets, in microseconds.
+const LATENCY_BUCKETS_US: [u64; 14] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 5_000_000,
+];
+
+/// Routes named in the request histogram (a bounded label set).
+pub const ROUTES: [&str; 12] = [
+    "reservations_create",
+    "reservations_transition",
+    "reservations_get",
+    "inventory_write",
+    "inventory_read",
+    "inventory_batch",
+    "availability",
+    "catalog_write",
+    "catalog_read",
+    "operations",
+    "feed",
+    "other",
+];
+
+#[derive(Default)]
+struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS_US.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, us: u64) {
+        if let Some(i) = LATENCY_BUCKETS_US.iter().position(|b| us <= *b) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(us, Relaxed);
+    }
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    pub reservations_held: AtomicU64,
+    pub reservations_rejected: AtomicU64,
+    pub reservations_confirmed: AtomicU64,
+    pub reservations_released: AtomicU64,
+    pub reservations_expired: AtomicU64,
+    pub reservations_fulfilled: AtomicU64,
+    pub overload_rejections: AtomicU64,
+    /// Per route: latency histogram; per route and status class: counts.
+    latency: [Histogram; ROUTES.len()],
+    responses: [[AtomicU64; 5]; ROUTES.len()],
+}
+
+impl Metrics {
+    pub fn reservation_transition(&self, to: Status) {
+        let c = match to {
+            Status::Held => &self.reservations_held,
+            Status::Confirmed => &self.reservations_confirmed,
+            Status::Released => &self.reservations_released,
+            Status::Expired => &self.reservations_expired,
+            Status::Fulfilled => &self.reservations_fulfilled,
+        };
+        c.fetch_add(1, Relaxed);
+    }
+
+    pub fn observe_request(&self, route: usize, status: u16, us: u64) {
+        let route = route.min(ROUTES.len() - 1);
+        self.latency[route].observe(us);
+        let class = (usize::from(status / 100)).clamp(1, 5) - 1;
+        self.responses[route][class].fetch_add(1, Relaxed);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self, journal: &JournalStats) -> String {
+        let mut s = String::with_capacity(8192);
+        let counter = |s: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        };
+        let _ = writeln!(
+            s,
+            "# HELP holdfast_reservations_total Reservations by the status they reached.\n# TYPE holdfast_reservations_total counter"
+        );
+        for (st, c) in [
+            ("held", &self.reservations_held),
+            ("confirmed", &self.reservations_confirmed),
+            ("released", &self.reservations_released),
+            ("expired", &self.reservations_expired),
+            ("fulfilled", &self.reservations_fulfilled),
+        ] {
+            let _ = writeln!(
+                s,
+                "holdfast_reservations_total{{status=\"{st}\"}} {}",
+                c.load(Relaxed)
+            );
+        }
+        counter(
+            &mut s,
+            "holdfast_reservations_insufficient_stock_total",
+            "Carts refused for insufficient stock.",
+            self.reservations_rejected.load(Relaxed),
+        );
+        counter(
+            &mut s,
+            "holdfast_overload_rejections_total",
+            "Requests answered 503 because a mailbox or the journal queue was full.",
+            self.overload_rejections.load(Relaxed),
+        );
+        counter(
+            &mut s,
+            "holdfast_journal_records_total",
+            "Records written to the journal.",
+            journal.records.load(Relaxed),
+        );
+        counter(
+            &mut s,
+            "holdfast_journal_batches_total",
+            "Group commits.",
+            journal.batches.load(Relaxed),
+        );
+        counter(
+            &mut s,
+            "holdfast_journal_fsyncs_total",
+            "fdatasync calls of the journal.",
+            journal.syncs.load(Relaxed),
+        );
+        counter(
+            &mut s,
+            "holdfast_journal_bytes_total",
+            "Bytes written to the journal.",
+            journal.bytes.load(Relaxed),
+        );
+        let _ = writeln!(
+            s,
+            "# HELP holdfast_journal_last_seq Sequence of the last durable record.\n# TYPE holdfast_journal_last_seq gauge\nholdfast_journal_last_seq {}",
+            journal.last_seq.load(Relaxed)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP holdfast_http_request_duration_seconds Request latency by route.\n# TYPE holdfast_http_request_duration_seconds histogram"
+        );
+        for (i, route) in ROUTES.iter().enumerate() {
+            let h = &self.latency[i];
+            let mut cum = 0;
+            for (b, c) in LATENCY_BUCKETS_US.iter().zip(h.buckets.iter()) {
+                cum += c.load(Relaxed);
+                let _ = writeln!(
+                    s,
+                    "holdfast_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{}\"}} {cum}",
+                    *b as f64 / 1e6
+                );
+            }
+            let n = h.count.load(Relaxed);
+            let _ = writeln!(s, "holdfast_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {n}");
+            let _ = writeln!(
+                s,
+                "holdfast_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
+                h.sum_us.load(Relaxed) as f64 / 1e6
+            );
+            let _ = writeln!(
+                s,
+                "holdfast_http_request_duration_seconds_count{{route=\"{route}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP holdfast_http_responses_total Responses by route and status class.\n# TYPE holdfast_http_responses_total counter"
+        );
+        for (i, route) in ROUTES.iter().enumerate() {
+            for (c, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
+                let _ = writeln!(
+                    s,
+                    "holdfast_http_responses_total{{route=\"{route}\",class=\"{class}\"}} {}",
+                    self.responses[i][c].load(Relaxed)
+                );
+            }
+        }
+        s
+    }
+}

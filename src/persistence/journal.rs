@@ -1,0 +1,457 @@
+//! The journal: append-only segment files of framed records, one writer
+//! thread with group commit, and recovery.
+//!
+//! Segment file `NNNNNNNNNNNNNNNNNNNN.log` (the first sequence it holds):
+//! header `b"HFJ1"`, format version (u32 LE), first sequence (u64 LE); then
+//! records `len: u32 LE | crc32c(seq ++ body): u32 LE | seq: u64 LE | body`.
+//!
+//! Discipline: the writer fdatasyncs a batch before acknowledging any record
+//! of it (`Durability::Fsync`), fsyncs the directory after creating a segment,
+//! and on any write or sync error poisons the journal: every pending and later
+//! append fails, and a sync is never retried (after a failed fdatasync the
+//! kernel may have dropped the dirty pages; a retry could falsely succeed).
+
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+use tokio::sync::oneshot;
+
+use super::storage::{Storage, WritableFile};
+use crate::domain::event::{Event, EVENT_FORMAT_VERSION};
+use crate::limits::{
+    JOURNAL_BATCH_RECORDS_MAX, JOURNAL_QUEUE_RECORDS_MAX, JOURNAL_RECORD_BYTES_MAX,
+    JOURNAL_SEGMENT_BYTES_MAX,
+};
+
+const MAGIC: &[u8; 4] = b"HFJ1";
+const HEADER_LEN: usize = 16;
+const FRAME_HEADER_LEN: usize = 16;
+
+/// What an acknowledgement guarantees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Acknowledged after fdatasync: survives a power cut.
+    #[default]
+    Fsync,
+    /// Acknowledged after write(2): survives a crash of the process (the
+    /// kernel still has the pages), not a power cut.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JournalError {
+    #[error(
+        "the journal is poisoned by an earlier I/O failure and refuses writes; restart to recover"
+    )]
+    Poisoned,
+    #[error("the journal queue is full")]
+    Full,
+    #[error("the journal is closed")]
+    Closed,
+    #[error("journal I/O: {0}")]
+    Io(String),
+    #[error("journal corrupt: {0}")]
+    Corrupt(String),
+    #[error("journal record encoding: {0}")]
+    Encode(String),
+}
+
+type Ack = oneshot::Sender<Result<u64, JournalError>>;
+
+struct Append {
+    body: Vec<u8>,
+    ack: Option<Ack>,
+}
+
+/// Counters the writer keeps for `/metrics`.
+#[derive(Debug, Default)]
+pub struct JournalStats {
+    pub records: AtomicU64,
+    pub batches: AtomicU64,
+    pub syncs: AtomicU64,
+    pub bytes: AtomicU64,
+    pub last_seq: AtomicU64,
+}
+
+/// Resolves when the record is durable (per the durability mode), with its
+/// sequence number.
+pub struct Durable(oneshot::Receiver<Result<u64, JournalError>>);
+
+impl Future for Durable {
+    type Output = Result<u64, JournalError>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match Pin::new(&mut self.0).poll(cx) {
+            Poll::Ready(Ok(r)) => Poll::Ready(r),
+            Poll::Ready(Err(_)) => Poll::Ready(Err(JournalError::Closed)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Durable {
+    /// Blocks the current thread (not for async contexts).
+    pub fn wait(self) -> Result<u64, JournalError> {
+        self.0.blocking_recv().unwrap_or(Err(JournalError::Closed))
+    }
+}
+
+/// The handle to the journal: cheap to clone, shared by every writer actor.
+#[derive(Clone)]
+pub struct Journal {
+    tx: Sender<Append>,
+    poisoned: Arc<AtomicBool>,
+    pub stats: Arc<JournalStats>,
+}
+
+/// What recovery found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub segments: usize,
+    pub records: u64,
+    pub last_seq: u64,
+    /// Bytes cut off a torn tail.
+    pub truncated_bytes: u64,
+}
+
+fn segment_name(first_seq: u64) -> String {
+    format!("{first_seq:020}.log")
+}
+
+fn encode_frame(buf: &mut Vec<u8>, seq: u64, body: &[u8]) {
+    let mut crc = crc32c::crc32c(&seq.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, body);
+    buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&crc.to_le_bytes());
+    buf.extend_from_slice(&seq.to_le_bytes());
+    buf.extend_from_slice(body);
+}
+
+/// A frame at `at` of `data`, if it is whole and its checksum holds.
+fn decode_frame(data: &[u8], at: usize) -> Option<(u64, &[u8], usize)> {
+    let h = data.get(at..at + FRAME_HEADER_LEN)?;
+    let len = u32::from_le_bytes(h[0..4].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(h[4..8].try_into().ok()?);
+    let seq = u64::from_le_bytes(h[8..16].try_into().ok()?);
+    if len == 0 || len > JOURNAL_RECORD_BYTES_MAX {
+        return None;
+    }
+    let body = data.get(at + FRAME_HEADER_LEN..at + FRAME_HEADER_LEN + len)?;
+    let mut c = crc32c::crc32c(&seq.to_le_bytes());
+    c = crc32c::crc32c_append(c, body);
+    (c == crc).then_some((seq, body, at + FRAME_HEADER_LEN + len))
+}
+
+pub fn encode_event(e: &Event) -> Result<Vec<u8>, JournalError> {
+    let body = rmp_serde::to_vec(e).map_err(|e| JournalError::Encode(e.to_string()))?;
+    if body.len() > JOURNAL_RECORD_BYTES_MAX {
+        return Err(JournalError::Encode(format!(
+            "record of {} bytes",
+            body.len()
+        )));
+    }
+    Ok(body)
+}
+
+pub fn decode_event(body: &[u8]) -> Result<Event, JournalError> {
+    rmp_serde::from_slice(body)
+        .map_err(|e| JournalError::Corrupt(format!("undecodable record: {e}")))
+}
+
+/// Reads every segment in `dir` in order and calls `apply` for each record
+/// after `after_seq`. A torn tail of the last segment is cut off (and synced);
+/// a bad record anywhere else, or a gap in the sequence, is an error.
+pub fn recover(
+    storage: &dyn Storage,
+    dir: &Path,
+    after_seq: u64,
+    mut apply: impl FnMut(u64, &[u8]) -> Result<(), JournalError>,
+) -> Result<RecoveryReport, JournalError> {
+    let io = |e: std::io::Error| JournalError::Io(e.to_string());
+    storage.create_dir_all(dir).map_err(io)?;
+    let names: Vec<String> = storage
+        .list(dir)
+        .map_err(io)?
+        .into_iter()
+        .filter(|n| n.ends_with(".log"))
+        .collect();
+    let mut report = RecoveryReport::default();
+    let mut expected: Option<u64> = None;
+    for (i, name) in names.iter().enumerate() {
+        let last = i + 1 == names.len();
+        let path = dir.join(name);
+        let data = storage.read(&path).map_err(io)?;
+        report.segments += 1;
+        if data.len() < HEADER_LEN || &data[0..4] != MAGIC {
+            if last && data.len() < HEADER_LEN && MAGIC.starts_with(&data[..data.len().min(4)]) {
+                // A segment whose header never became durable: nothing in it was acknowledged.
+                tracing::warn!(segment = %name, bytes = data.len(), "cutting a segment with a torn header");
+                storage.remove(&path).map_err(io)?;
+                storage.sync_dir(dir).map_err(io)?;
+                report.truncated_bytes += data.len() as u64;
+                report.segments -= 1;
+                continue;
+            }
+            return Err(JournalError::Corrupt(format!("{name}: bad segment header")));
+        }
+        let version = u32::from_le_bytes([data[4], data[5], data[6], data[7]]);
+        if version != EVENT_FORMAT_VERSION {
+            return Err(JournalError::Corrupt(format!(
+                "{name}: format version {version}"
+            )));
+        }
+        let first = u64::from_le_bytes(
+            data[8..16]
+                .try_into()
+                .map_err(|_| JournalError::Corrupt("header".into()))?,
+        );
+        if let Some(e) = expected {
+            if first != e {
+                return Err(JournalError::Corrupt(format!(
+                    "{name}: starts at {first}, expected {e}"
+                )));
+            }
+        }
+        let mut next = first;
+        let mut at = HEADER_LEN;
+        while at < data.len() {
+            match decode_frame(&data, at) {
+                Some((seq, body, end)) if seq == next => {
+                    if seq > after_seq {
+                        apply(seq, body)?;
+                    }
+                    report.records += 1;
+                    next += 1;
+                    at = end;
+                }
+                Some((seq, ..)) => {
+                    return Err(JournalError::Corrupt(format!(
+                        "{name} at {at}: sequence {seq}, expected {next}"
+                    )));
+                }
+                None => {
+                    // Torn tail or corruption? Only if no whole record follows
+                    // is it a tail that never became durable.
+                    let later = (at + 1..data.len()).any(|p| {
+                        matches!(decode_frame(&data, p), Some((s, ..)) if s >= next && s < next + (1 << 40))
+                    });
+                    if !last || later {
+                        return Err(JournalError::Corrupt(format!(
+                            "{name}: bad record at byte {at} followed by valid records; refusing to guess"
+                        )));
+                    }
+                    let cut = (data.len() - at) as u64;
+                    tracing::warn!(segment = %name, at, bytes = cut, "cutting the torn tail of the journal");
+                    storage.truncate(&path, at as u64).map_err(io)?;
+                    report.truncated_bytes += cut;
+                    break;
+                }
+            }
+        }
+        expected = Some(next);
+        report.last_seq = next - 1;
+    }
+    Ok(report)
+}
+
+impl Journal {
+    /// Starts the writer on a new segment after `last_seq` (from recovery).
+    pub fn start(
+        storage: Arc<dyn Storage>,
+        dir: PathBuf,
+        last_seq: u64,
+        durability: Durability,
+    ) -> Result<(Journal, JoinHandle<()>), JournalError> {
+        let (tx, rx) = bounded(JOURNAL_QUEUE_RECORDS_MAX);
+        let poisoned = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(JournalStats::default());
+        stats.last_seq.store(last_seq, Ordering::Relaxed);
+        let mut w = Writer {
+            storage,
+            dir,
+            durability,
+            file: None,
+            segment_bytes: 0,
+            next_seq: last_seq + 1,
+            poisoned: poisoned.clone(),
+            stats: stats.clone(),
+            buf: Vec::with_capacity(1 << 20),
+        };
+        w.open_segment()?;
+        let handle = std::thread::Builder::new()
+            .name("journal-writer".into())
+            .spawn(move || w.run(rx))
+            .map_err(|e| JournalError::Io(e.to_string()))?;
+        Ok((
+            Journal {
+                tx,
+                poisoned,
+                stats,
+            },
+            handle,
+        ))
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+
+    /// Queues a record; its place in the journal is fixed when this returns,
+    /// so a caller that applies the change after `append` returns can never
+    /// have its effect seen before the record is ordered.
+    pub fn append(&self, e: &Event) -> Result<Durable, JournalError> {
+        let body = encode_event(e)?;
+        let (ack, rx) = oneshot::channel();
+        self.send(Append {
+            body,
+            ack: Some(ack),
+        })?;
+        Ok(Durable(rx))
+    }
+
+    /// Resolves when every record queued before it is durable; writes nothing.
+    /// For answers that repeat an earlier write (confirming a confirmed
+    /// reservation): the earlier write may still be in flight.
+    pub fn barrier(&self) -> Result<Durable, JournalError> {
+        let (ack, rx) = oneshot::channel();
+        self.send(Append {
+            body: Vec::new(),
+            ack: Some(ack),
+        })?;
+        Ok(Durable(rx))
+    }
+
+    /// Queues a record nobody waits for (an expiry decided by the engine).
+    pub fn append_unacknowledged(&self, e: &Event) -> Result<(), JournalError> {
+        let body = encode_event(e)?;
+        self.send(Append { body, ack: None })
+    }
+
+    fn send(&self, a: Append) -> Result<(), JournalError> {
+        if self.is_poisoned() {
+            return Err(JournalError::Poisoned);
+        }
+        self.tx.try_send(a).map_err(|e| match e {
+            TrySendError::Full(_) => JournalError::Full,
+            TrySendError::Disconnected(_) => JournalError::Closed,
+        })
+    }
+}
+
+struct Writer {
+    storage: Arc<dyn Storage>,
+    dir: PathBuf,
+    durability: Durability,
+    file: Option<Box<dyn WritableFile>>,
+    segment_bytes: u64,
+    next_seq: u64,
+    poisoned: Arc<AtomicBool>,
+    stats: Arc<JournalStats>,
+    /// Reused for every batch.
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    fn open_segment(&mut self) -> Result<(), JournalError> {
+        let io = |e: std::io::Error| JournalError::Io(e.to_string());
+        self.file = None;
+        let path = self.dir.join(segment_name(self.next_seq));
+        let mut f = self.storage.create(&path).map_err(io)?;
+        let mut h = Vec::with_capacity(HEADER_LEN);
+        h.extend_from_slice(MAGIC);
+        h.extend_from_slice(&EVENT_FORMAT_VERSION.to_le_bytes());
+        h.extend_from_slice(&self.next_seq.to_le_bytes());
+        f.write_all(&h).map_err(io)?;
+        f.sync_data().map_err(io)?;
+        self.storage.sync_dir(&self.dir).map_err(io)?;
+        self.file = Some(f);
+        self.segment_bytes = HEADER_LEN as u64;
+        Ok(())
+    }
+
+    fn run(mut self, rx: Receiver<Append>) {
+        let mut batch: Vec<Append> = Vec::with_capacity(JOURNAL_BATCH_RECORDS_MAX);
+        while let Ok(first) = rx.recv() {
+            batch.push(first);
+            while batch.len() < JOURNAL_BATCH_RECORDS_MAX {
+                match rx.try_recv() {
+                    Ok(a) => batch.push(a),
+                    Err(_) => break,
+                }
+            }
+            let result = if self.poisoned.load(Ordering::Acquire) {
+                Err(JournalError::Poisoned)
+            } else {
+                self.commit(&batch)
+            };
+            match result {
+                Ok(first_seq) => {
+                    // Barriers (empty bodies) take no sequence: they answer the
+                    // sequence of the record before them.
+                    let mut seq = first_seq - 1;
+                    for a in batch.drain(..) {
+                        if !a.body.is_empty() {
+                            seq += 1;
+                        }
+                        if let Some(ack) = a.ack {
+                            let _ = ack.send(Ok(seq));
+                        }
+                    }
+                }
+                Err(e) => {
+                    if !self.poisoned.swap(true, Ordering::AcqRel) {
+                        tracing::error!(error = %e, "journal write failed: poisoned, refusing every write until restart");
+                    }
+                    for a in batch.drain(..) {
+                        if let Some(ack) = a.ack {
+                            let _ = ack.send(Err(JournalError::Poisoned));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes one batch with one write and one fdatasync.
+    fn commit(&mut self, batch: &[Append]) -> Result<u64, JournalError> {
+        let io = |e: std::io::Error| JournalError::Io(e.to_string());
+        if self.segment_bytes >= JOURNAL_SEGMENT_BYTES_MAX {
+            self.open_segment()?;
+        }
+        let first_seq = self.next_seq;
+        self.buf.clear();
+        let mut records = 0u64;
+        for a in batch.iter().filter(|a| !a.body.is_empty()) {
+            encode_frame(&mut self.buf, first_seq + records, &a.body);
+            records += 1;
+        }
+        if records == 0 {
+            // Only barriers: everything before them was acknowledged already
+            // (or the journal would be poisoned).
+            return Ok(first_seq);
+        }
+        let f = self.file.as_mut().ok_or(JournalError::Poisoned)?;
+        f.write_all(&self.buf).map_err(io)?;
+        if self.durability == Durability::Fsync {
+            f.sync_data().map_err(io)?;
+            self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+        }
+        self.next_seq += records;
+        self.segment_bytes += self.buf.len() as u64;
+        self.stats.records.fetch_add(records, Ordering::Relaxed);
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .bytes
+            .fetch_add(self.buf.len() as u64, Ordering::Relaxed);
+        self.stats
+            .last_seq
+            .store(self.next_seq - 1, Ordering::Relaxed);
+        Ok(first_seq)
+    }
+}

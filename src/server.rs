@@ -1,0 +1,78 @@
+//! `holdfast serve`: configuration, data-dir lock, recovery, HTTP, shutdown.
+
+use std::fs::{self, File};
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::actors::{Engine, EngineConfig};
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::http::{self, auth::Auth, idempotency::IdemTable, AppState};
+use crate::metrics::Metrics;
+use crate::persistence::RealStorage;
+
+pub fn run(config: Option<&Path>) -> Result<(), String> {
+    let cfg = Config::load(config)?;
+    fs::create_dir_all(&cfg.data_dir).map_err(|e| format!("{}: {e}", cfg.data_dir.display()))?;
+    // One server per data dir: a second writer would interleave journals.
+    let lock_path = cfg.data_dir.join("LOCK");
+    let lock = File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    lock.try_lock()
+        .map_err(|_| format!("{} is in use by another holdfast", cfg.data_dir.display()))?;
+
+    if cfg.tokens.is_none() {
+        tracing::warn!("NO [auth] SECTION: the server runs OPEN, every request is admin. For local development only.");
+    }
+    let (engine, recovered) = Engine::open(
+        &EngineConfig {
+            data_dir: cfg.data_dir.clone(),
+            durability: cfg.durability,
+            shards: cfg.shards,
+        },
+        Arc::new(RealStorage),
+        Arc::new(SystemClock),
+        Arc::new(Metrics::default()),
+    )
+    .map_err(|e| format!("recovery failed: {e}"))?;
+    let idem = IdemTable::default();
+    for (key, entry) in &recovered.idempotency {
+        idem.seed(key.clone(), http::reservations::idempotent_answer(entry));
+    }
+    let state = Arc::new(AppState {
+        engine: engine.clone(),
+        auth: Auth::new(cfg.tokens.as_deref()),
+        idem,
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("http")
+        .build()
+        .map_err(|e| e.to_string())?;
+    let durability = cfg.durability;
+    let data_dir = cfg.data_dir.clone();
+    let r = rt.block_on(http::serve(
+        state,
+        cfg.listen,
+        shutdown_signal(),
+        move |addr| {
+            tracing::info!(%addr, data_dir = %data_dir.display(), ?durability, "ready");
+        },
+    ));
+    engine.shutdown();
+    tracing::info!("stopped");
+    drop(lock);
+    r
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down: finishing the requests in flight");
+}
