@@ -7,6 +7,11 @@
 /// Cost: one buffer of at most this size per in-flight request.
 pub const REQUEST_BODY_BYTES_MAX: usize = 1024 * 1024;
 
+/// A body over the limit is still read (and discarded) up to this size, so
+/// that an ordinary client gets to read its 413 instead of a broken pipe;
+/// past it the connection is cut. Cost: bandwidth only, nothing is kept.
+pub const REQUEST_BODY_DRAIN_BYTES_MAX: usize = 8 * 1024 * 1024;
+
 /// Lines in one cart (api.md: at most 100).
 pub const CART_LINES_MAX: usize = 100;
 

@@ -185,6 +185,10 @@ pub async fn batch(state: &AppState, req: &Request) -> ApiResult {
     let m = parse_object(&req.body)?;
     let mut e = Errors::default();
     let items = match m.get("items") {
+        Some(Value::Array(a)) if a.is_empty() => {
+            e.add("items", "must have at least one item");
+            return Err(ApiError::validation(e.0));
+        }
         Some(Value::Array(a)) if a.len() <= BATCH_ITEMS_MAX => a,
         Some(Value::Array(_)) => {
             e.add("items", format!("at most {BATCH_ITEMS_MAX} items"));

@@ -30,7 +30,7 @@ use warp::hyper::Body;
 use warp::Filter;
 
 use crate::actors::Engine;
-use crate::limits::REQUEST_BODY_BYTES_MAX;
+use crate::limits::{REQUEST_BODY_BYTES_MAX, REQUEST_BODY_DRAIN_BYTES_MAX};
 use auth::{Auth, Principal};
 use error::{ApiError, ApiResult, Code};
 use idempotency::IdemTable;
@@ -135,6 +135,21 @@ where
         }
     }
     Ok(buf.freeze())
+}
+
+/// Reads and discards the rest of a body, up to the drain bound.
+async fn drain<S, B>(stream: &mut S)
+where
+    S: futures::Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let mut seen = 0usize;
+    while let Some(Ok(chunk)) = stream.next().await {
+        seen += chunk.remaining();
+        if seen > REQUEST_BODY_DRAIN_BYTES_MAX {
+            break;
+        }
+    }
 }
 
 fn route_of(method: &Method, path: &str) -> usize {

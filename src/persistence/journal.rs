@@ -268,6 +268,23 @@ impl Journal {
         last_seq: u64,
         durability: Durability,
     ) -> Result<(Journal, JoinHandle<()>), JournalError> {
+        Self::start_with_segment_size(
+            storage,
+            dir,
+            last_seq,
+            durability,
+            JOURNAL_SEGMENT_BYTES_MAX,
+        )
+    }
+
+    /// `start` with another segment size (tests roll segments quickly).
+    pub fn start_with_segment_size(
+        storage: Arc<dyn Storage>,
+        dir: PathBuf,
+        last_seq: u64,
+        durability: Durability,
+        segment_bytes_max: u64,
+    ) -> Result<(Journal, JoinHandle<()>), JournalError> {
         let (tx, rx) = bounded(JOURNAL_QUEUE_RECORDS_MAX);
         let poisoned = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(JournalStats::default());
@@ -278,6 +295,7 @@ impl Journal {
             durability,
             file: None,
             segment_bytes: 0,
+            segment_bytes_max,
             next_seq: last_seq + 1,
             poisoned: poisoned.clone(),
             stats: stats.clone(),
@@ -350,6 +368,7 @@ struct Writer {
     durability: Durability,
     file: Option<Box<dyn WritableFile>>,
     segment_bytes: u64,
+    segment_bytes_max: u64,
     next_seq: u64,
     poisoned: Arc<AtomicBool>,
     stats: Arc<JournalStats>,
@@ -421,7 +440,7 @@ impl Writer {
     /// Writes one batch with one write and one fdatasync.
     fn commit(&mut self, batch: &[Append]) -> Result<u64, JournalError> {
         let io = |e: std::io::Error| JournalError::Io(e.to_string());
-        if self.segment_bytes >= JOURNAL_SEGMENT_BYTES_MAX {
+        if self.segment_bytes >= self.segment_bytes_max {
             self.open_segment()?;
         }
         let first_seq = self.next_seq;

@@ -104,6 +104,8 @@ struct SimState {
     files: BTreeMap<PathBuf, SimFile>,
     /// fdatasync calls still to succeed before they start failing; `None`: never fail.
     syncs_before_failure: Option<u64>,
+    /// Between `power_cut` and `power_on` the machine is off: every call fails.
+    off: bool,
     rng: u64,
 }
 
@@ -116,7 +118,18 @@ impl SimState {
         self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
+    fn check_on(&self) -> io::Result<()> {
+        if self.off {
+            Err(io::Error::other("simulated power cut: the machine is off"))
+        } else {
+            Ok(())
+        }
+    }
+
     fn sync_allowed(&mut self) -> bool {
+        if self.off {
+            return false;
+        }
         match &mut self.syncs_before_failure {
             None => true,
             Some(0) => false,
@@ -161,6 +174,14 @@ impl SimStorage {
             f.data.truncate(f.durable_len + keep);
             f.durable_len = f.data.len();
         }
+        s.off = true;
+    }
+
+    /// Power back on after a cut: the files are as the cut left them.
+    pub fn power_on(&self) {
+        let mut s = self.0.lock();
+        s.off = false;
+        s.syncs_before_failure = None;
     }
 
     /// After `n` more successful fdatasyncs, every fdatasync fails.
@@ -181,6 +202,25 @@ impl SimStorage {
         }
     }
 
+    /// The bytes of a file (tests build torn tails from them).
+    pub fn bytes(&self, path: &Path) -> Vec<u8> {
+        self.0
+            .lock()
+            .files
+            .get(path)
+            .map(|f| f.data.clone())
+            .unwrap_or_default()
+    }
+
+    /// Replaces a file's bytes, all durable.
+    pub fn replace(&self, path: &Path, data: Vec<u8>) {
+        let mut s = self.0.lock();
+        let f = s.files.entry(path.to_path_buf()).or_default();
+        f.durable_len = data.len();
+        f.data = data;
+        f.entry_durable = true;
+    }
+
     pub fn file_len(&self, path: &Path) -> Option<usize> {
         self.0.lock().files.get(path).map(|f| f.data.len())
     }
@@ -194,6 +234,7 @@ struct SimWritable {
 impl WritableFile for SimWritable {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         let mut s = self.fs.0.lock();
+        s.check_on()?;
         let f = s
             .files
             .get_mut(&self.path)
@@ -226,6 +267,7 @@ impl Storage for SimStorage {
     }
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
         let s = self.0.lock();
+        s.check_on()?;
         Ok(s.files
             .keys()
             .filter(|p| p.parent() == Some(dir))
@@ -234,6 +276,7 @@ impl Storage for SimStorage {
     }
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         let s = self.0.lock();
+        s.check_on()?;
         s.files
             .get(path)
             .map(|f| f.data.clone())
@@ -241,6 +284,7 @@ impl Storage for SimStorage {
     }
     fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
         let mut s = self.0.lock();
+        s.check_on()?;
         let f = s.files.entry(path.to_path_buf()).or_default();
         f.data.clear();
         f.durable_len = 0;
@@ -263,7 +307,9 @@ impl Storage for SimStorage {
         Ok(())
     }
     fn remove(&self, path: &Path) -> io::Result<()> {
-        self.0.lock().files.remove(path);
+        let mut s = self.0.lock();
+        s.check_on()?;
+        s.files.remove(path);
         Ok(())
     }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {

@@ -1,0 +1,865 @@
+//! The contract of api.md against the real binary on a free port.
+
+mod common;
+
+use common::{call, call_full, client, seed, Server};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+fn is_problem(headers: &reqwest::header::HeaderMap, v: &Value, status: u16) -> bool {
+    headers
+        .get("content-type")
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|h| h.starts_with("application/problem+json"))
+        && v["status"] == status
+        && v["code"].is_string()
+        && v["title"].is_string()
+        && v["type"].is_string()
+}
+
+#[test]
+fn catalog_inventory_and_reservation_lifecycle() {
+    let s = Server::start("");
+    let c = client();
+    let u = |p: &str| s.url(p);
+
+    // Catalog and locations.
+    let (st, v) = call(
+        &c,
+        "PUT",
+        &u("/v1/skus/A1"),
+        None,
+        Some(r#"{"name":"Trail shoe 42","weight_g":850}"#),
+    );
+    assert_eq!(
+        (st, v["name"].as_str(), v["weight_g"].as_i64()),
+        (200, Some("Trail shoe 42"), Some(850))
+    );
+    assert_eq!(
+        call(&c, "GET", &u("/v1/skus/A1"), None, None).1["sku"],
+        "A1"
+    );
+    assert_eq!(call(&c, "GET", &u("/v1/skus/NOPE"), None, None).0, 404);
+    let loc = r#"{"name":"Milano Duomo","kind":"store","lat":45.4642,"lon":9.19,"priority":1,"ship":true,"pickup":true,"daily_capacity":200,"active":true}"#;
+    let (st, v) = call(&c, "PUT", &u("/v1/locations/S001"), None, Some(loc));
+    assert_eq!(
+        (st, v["kind"].as_str(), v["daily_capacity"].as_i64()),
+        (200, Some("store"), Some(200))
+    );
+    call(
+        &c,
+        "PUT",
+        &u("/v1/locations/DC1"),
+        None,
+        Some(r#"{"name":"DC","kind":"dc","lat":45.0,"lon":9.0,"priority":0}"#),
+    );
+    let (st, v) = call(&c, "GET", &u("/v1/locations"), None, None);
+    assert_eq!(st, 200);
+    assert_eq!(v["locations"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        call(&c, "GET", &u("/v1/locations/S001"), None, None).1["name"],
+        "Milano Duomo"
+    );
+    assert_eq!(call(&c, "GET", &u("/v1/locations/S999"), None, None).0, 404);
+
+    // Inventory.
+    let (st, v) = call(&c, "GET", &u("/v1/inventory/S001/A1"), None, None);
+    assert_eq!(
+        (st, v["on_hand"].as_i64(), v["version"].as_i64()),
+        (200, Some(0), Some(0))
+    );
+    let (st, v) = call(
+        &c,
+        "PUT",
+        &u("/v1/inventory/S001/A1"),
+        None,
+        Some(r#"{"on_hand":10,"safety_stock":1}"#),
+    );
+    assert_eq!(st, 200);
+    assert_eq!(
+        v,
+        json!({"location":"S001","sku":"A1","on_hand":10,"reserved":0,"safety_stock":1,"available":9,"version":1})
+    );
+    let (st, v) = call(
+        &c,
+        "POST",
+        &u("/v1/inventory/S001/A1/adjustments"),
+        None,
+        Some(r#"{"delta":-2,"reason":"sale"}"#),
+    );
+    assert_eq!(
+        (st, v["on_hand"].as_i64(), v["version"].as_i64()),
+        (200, Some(8), Some(2))
+    );
+    let (st, v) = call(
+        &c,
+        "POST",
+        &u("/v1/inventory/S001/A1/adjustments"),
+        None,
+        Some(r#"{"delta":-9,"reason":"damage"}"#),
+    );
+    assert_eq!((st, v["code"].as_str()), (409, Some("insufficient_stock")));
+    assert_eq!(
+        call(
+            &c,
+            "PUT",
+            &u("/v1/inventory/S001/NOPE"),
+            None,
+            Some(r#"{"on_hand":1}"#)
+        )
+        .1["code"],
+        "unknown_sku"
+    );
+    assert_eq!(
+        call(
+            &c,
+            "PUT",
+            &u("/v1/inventory/NOPE/A1"),
+            None,
+            Some(r#"{"on_hand":1}"#)
+        )
+        .1["code"],
+        "unknown_location"
+    );
+    let (st, v) = call(
+        &c,
+        "POST",
+        &u("/v1/inventory/batch"),
+        None,
+        Some(r#"{"items":[{"location":"DC1","sku":"A1","on_hand":100,"safety_stock":0}]}"#),
+    );
+    assert_eq!((st, v["applied"].as_i64()), (200, Some(1)));
+    let (st, v) = call(&c, "GET", &u("/v1/availability/A1"), None, None);
+    assert_eq!((st, v["available"].as_i64()), (200, Some(107)));
+    assert_eq!(v["locations"].as_array().map(Vec::len), Some(2));
+
+    // Reservations: hold, read, confirm (twice), fulfil.
+    let (st, h, r) = call_full(
+        &c,
+        "POST",
+        &u("/v1/reservations"),
+        None,
+        Some(
+            r#"{"lines":[{"sku":"A1","qty":2,"location":"S001"},{"sku":"A1","qty":5,"location":"DC1"}],"ttl_s":600}"#,
+        ),
+        &[],
+    );
+    assert_eq!(st, 201, "{r}");
+    assert!(h.get("location").is_some());
+    assert_eq!(r["status"], "held");
+    assert_eq!(r["lines"].as_array().map(Vec::len), Some(2));
+    assert!(r["expires_at"].as_str().is_some_and(|t| t.ends_with('Z')));
+    let id = r["id"].as_str().expect("id").to_string();
+    assert_eq!(
+        call(&c, "GET", &u("/v1/inventory/S001/A1"), None, None).1["reserved"],
+        2
+    );
+    assert_eq!(
+        call(&c, "GET", &u(&format!("/v1/reservations/{id}")), None, None).1["status"],
+        "held"
+    );
+    let (st, v) = call(
+        &c,
+        "POST",
+        &u(&format!("/v1/reservations/{id}/extend")),
+        None,
+        Some(r#"{"ttl_s":60}"#),
+    );
+    assert_eq!((st, v["status"].as_str()), (200, Some("held")));
+    assert_eq!(
+        call(
+            &c,
+            "POST",
+            &u(&format!("/v1/reservations/{id}/fulfil")),
+            None,
+            None
+        )
+        .0,
+        409
+    );
+    assert_eq!(
+        call(
+            &c,
+            "POST",
+            &u(&format!("/v1/reservations/{id}/confirm")),
+            None,
+            None
+        )
+        .1["status"],
+        "confirmed"
+    );
+    assert_eq!(
+        call(
+            &c,
+            "POST",
+            &u(&format!("/v1/reservations/{id}/confirm")),
+            None,
+            None
+        )
+        .0,
+        200
+    );
+    let (st, v) = call(
+        &c,
+        "POST",
+        &u(&format!("/v1/reservations/{id}/extend")),
+        None,
+        Some(r#"{"ttl_s":60}"#),
+    );
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (409, Some("reservation_not_held"))
+    );
+    assert_eq!(
+        call(
+            &c,
+            "POST",
+            &u(&format!("/v1/reservations/{id}/fulfil")),
+            None,
+            None
+        )
+        .1["status"],
+        "fulfilled"
+    );
+    let v = call(&c, "GET", &u("/v1/inventory/S001/A1"), None, None).1;
+    assert_eq!(
+        (v["on_hand"].as_i64(), v["reserved"].as_i64()),
+        (Some(6), Some(0))
+    );
+    let (st, v) = call(
+        &c,
+        "POST",
+        &u(&format!("/v1/reservations/{id}/release")),
+        None,
+        None,
+    );
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (409, Some("reservation_not_held"))
+    );
+
+    // Release gives the quantity back at once; releasing again is 200.
+    let (_, r) = call(
+        &c,
+        "POST",
+        &u("/v1/reservations"),
+        None,
+        Some(r#"{"lines":[{"sku":"A1","qty":3,"location":"S001"}]}"#),
+    );
+    let id2 = r["id"].as_str().expect("id").to_string();
+    assert_eq!(
+        call(&c, "GET", &u("/v1/inventory/S001/A1"), None, None).1["available"],
+        2
+    );
+    assert_eq!(
+        call(
+            &c,
+            "POST",
+            &u(&format!("/v1/reservations/{id2}/release")),
+            None,
+            None
+        )
+        .1["status"],
+        "released"
+    );
+    assert_eq!(
+        call(
+            &c,
+            "POST",
+            &u(&format!("/v1/reservations/{id2}/release")),
+            None,
+            None
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        call(
+            &c,
+            "POST",
+            &u(&format!("/v1/reservations/{id2}/confirm")),
+            None,
+            None
+        )
+        .0,
+        409
+    );
+    assert_eq!(
+        call(&c, "GET", &u("/v1/inventory/S001/A1"), None, None).1["available"],
+        5
+    );
+
+    // All or nothing: a short line holds nothing and is named.
+    let (st, v) = call(
+        &c,
+        "POST",
+        &u("/v1/reservations"),
+        None,
+        Some(
+            r#"{"lines":[{"sku":"A1","qty":1,"location":"DC1"},{"sku":"A1","qty":50,"location":"S001"}]}"#,
+        ),
+    );
+    assert_eq!((st, v["code"].as_str()), (409, Some("insufficient_stock")));
+    assert_eq!(
+        v["lines"],
+        json!([{"sku":"A1","location":"S001","requested":50,"available":5}])
+    );
+    assert_eq!(
+        call(&c, "GET", &u("/v1/inventory/DC1/A1"), None, None).1["reserved"],
+        0
+    );
+
+    // Partial: holds what there is.
+    let (st, v) = call(
+        &c,
+        "POST",
+        &u("/v1/reservations"),
+        None,
+        Some(r#"{"lines":[{"sku":"A1","qty":50,"location":"S001"}],"allow_partial":true}"#),
+    );
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["lines"][0]["qty"], 5);
+    assert_eq!(v["lines"][0]["requested"], 50);
+    let (st, v) = call(
+        &c,
+        "POST",
+        &u("/v1/reservations"),
+        None,
+        Some(r#"{"lines":[{"sku":"A1","qty":1,"location":"S001"}],"allow_partial":true}"#),
+    );
+    assert_eq!((st, v["code"].as_str()), (409, Some("insufficient_stock")));
+
+    // Until sourcing exists, a line without a location is 422.
+    let (st, v) = call(
+        &c,
+        "POST",
+        &u("/v1/reservations"),
+        None,
+        Some(r#"{"lines":[{"sku":"A1","qty":1}],"destination":{"lat":45.1,"lon":9.2}}"#),
+    );
+    assert_eq!((st, v["code"].as_str()), (422, Some("validation_failed")));
+    assert_eq!(
+        call(&c, "GET", &u("/v1/reservations/nope"), None, None).0,
+        404
+    );
+
+    // Operations.
+    assert_eq!(call(&c, "GET", &u("/healthz"), None, None).0, 200);
+    let (st, v) = call(&c, "GET", &u("/v1/openapi.json"), None, None);
+    assert_eq!(st, 200);
+    assert!(v["paths"]["/v1/reservations"]["post"].is_object());
+    assert!(v["paths"]["/v1/inventory/{location}/{sku}/adjustments"]["post"].is_object());
+    let m = c
+        .get(u("/metrics"))
+        .send()
+        .expect("metrics")
+        .text()
+        .expect("text");
+    assert!(
+        m.contains("holdfast_reservations_total{status=\"held\"} 3"),
+        "{m}"
+    );
+    assert!(
+        m.contains("holdfast_http_request_duration_seconds_bucket{route=\"reservations_create\"")
+    );
+    assert!(m.contains("holdfast_reservations_total{status=\"fulfilled\"} 1"));
+}
+
+#[test]
+fn a_reservation_with_ttl_1_expires() {
+    let s = Server::start("");
+    let c = client();
+    seed(&c, &s, None, 1, 1, 5);
+    let (st, r) = call(
+        &c,
+        "POST",
+        &s.url("/v1/reservations"),
+        None,
+        Some(r#"{"lines":[{"sku":"A0","qty":5,"location":"S000"}],"ttl_s":1}"#),
+    );
+    assert_eq!(st, 201);
+    let id = r["id"].as_str().expect("id").to_string();
+    assert_eq!(
+        call(&c, "GET", &s.url("/v1/inventory/S000/A0"), None, None).1["available"],
+        0
+    );
+    let t0 = Instant::now();
+    loop {
+        let (_, v) = call(
+            &c,
+            "GET",
+            &s.url(&format!("/v1/reservations/{id}")),
+            None,
+            None,
+        );
+        if v["status"] == "expired" {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "never expired: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        call(&c, "GET", &s.url("/v1/inventory/S000/A0"), None, None).1["available"],
+        5
+    );
+    assert_eq!(
+        call(
+            &c,
+            "POST",
+            &s.url(&format!("/v1/reservations/{id}/confirm")),
+            None,
+            None
+        )
+        .0,
+        409
+    );
+    assert_eq!(
+        call(
+            &c,
+            "POST",
+            &s.url(&format!("/v1/reservations/{id}/release")),
+            None,
+            None
+        )
+        .1["status"],
+        "expired"
+    );
+}
+
+#[test]
+fn idempotency_keys_replay_and_race() {
+    let s = Server::start("");
+    let c = client();
+    seed(&c, &s, None, 1, 1, 100);
+    let body = r#"{"lines":[{"sku":"A0","qty":3,"location":"S000"}]}"#;
+    let k = [("Idempotency-Key", "cart-1")];
+    let (st1, _, a) = call_full(&c, "POST", &s.url("/v1/reservations"), None, Some(body), &k);
+    let (st2, _, b) = call_full(&c, "POST", &s.url("/v1/reservations"), None, Some(body), &k);
+    assert_eq!((st1, st2), (201, 201));
+    assert_eq!(a, b);
+    assert_eq!(
+        call(&c, "GET", &s.url("/v1/inventory/S000/A0"), None, None).1["reserved"],
+        3
+    );
+    let (st, _, v) = call_full(
+        &c,
+        "POST",
+        &s.url("/v1/reservations"),
+        None,
+        Some(r#"{"lines":[{"sku":"A0","qty":4,"location":"S000"}]}"#),
+        &k,
+    );
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (422, Some("idempotency_key_reused"))
+    );
+    let (st, _, _) = call_full(
+        &c,
+        "POST",
+        &s.url("/v1/reservations"),
+        None,
+        Some(body),
+        &[("Idempotency-Key", "bad key!")],
+    );
+    assert_eq!(st, 422);
+
+    // Eight clients at once with one key: one hold, one answer.
+    let answers: Vec<(u16, Value)> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..8)
+            .map(|_| {
+                sc.spawn(|| {
+                    let c = client();
+                    let (st, _, v) = call_full(
+                        &c,
+                        "POST",
+                        &s.url("/v1/reservations"),
+                        None,
+                        Some(body),
+                        &[("Idempotency-Key", "cart-2")],
+                    );
+                    (st, v)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    assert!(
+        answers
+            .iter()
+            .all(|(st, v)| *st == 201 && *v == answers[0].1),
+        "{answers:?}"
+    );
+    assert_eq!(
+        call(&c, "GET", &s.url("/v1/inventory/S000/A0"), None, None).1["reserved"],
+        6
+    );
+
+    // Keys survive a restart.
+    let mut s = s;
+    s.kill_and_restart("");
+    let (st, _, again) = call_full(&c, "POST", &s.url("/v1/reservations"), None, Some(body), &k);
+    assert_eq!((st, &again), (201, &a));
+    assert_eq!(
+        call(&c, "GET", &s.url("/v1/inventory/S000/A0"), None, None).1["reserved"],
+        6
+    );
+}
+
+/// A small deterministic generator for random bodies.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn bad_input_is_4xx_problem_json_and_writes_nothing() {
+    let s = Server::start("");
+    let c = client();
+    seed(&c, &s, None, 1, 1, 10);
+    let (_, r) = call(
+        &c,
+        "POST",
+        &s.url("/v1/reservations"),
+        None,
+        Some(r#"{"lines":[{"sku":"A0","qty":1,"location":"S000"}]}"#),
+    );
+    let rid = r["id"].as_str().expect("id").to_string();
+    let before = call(&c, "GET", &s.url("/v1/inventory/S000/A0"), None, None).1;
+
+    let endpoints = [
+        ("PUT", "/v1/skus/A0".to_string()),
+        ("PUT", "/v1/locations/S000".to_string()),
+        ("PUT", "/v1/inventory/S000/A0".to_string()),
+        ("POST", "/v1/inventory/S000/A0/adjustments".to_string()),
+        ("POST", "/v1/inventory/batch".to_string()),
+        ("POST", "/v1/reservations".to_string()),
+        ("POST", format!("/v1/reservations/{rid}/extend")),
+    ];
+    let big = format!(r#"{{"name":"{}"}}"#, "x".repeat(1_100_000));
+    let too_many: Vec<Value> = (0..101)
+        .map(|_| json!({"sku":"A0","qty":1,"location":"S000"}))
+        .collect();
+    let mut bodies: Vec<String> = vec![
+        "".into(),
+        "{".into(),
+        "not json".into(),
+        "[]".into(),
+        "null".into(),
+        "42".into(),
+        r#"{"name":""}"#.into(),
+        r#"{"name":5,"on_hand":-1,"delta":"x","reason":"theft","items":"no","lines":[],"ttl_s":0}"#.into(),
+        r#"{"on_hand":1000000001,"safety_stock":-1,"delta":0,"reason":"sale","kind":"shop","lat":91,"lon":0,"ttl_s":86401}"#.into(),
+        r#"{"on_hand":1.5,"delta":1e3,"lines":[{"sku":"A0","qty":0,"location":"S000"}],"ttl_s":"600","items":[{"location":"S000","sku":"A0"}]}"#.into(),
+        r#"{"lines":[{"sku":"bad sku","qty":1000001,"location":"S000"}],"items":[{"location":"S000","sku":"NOPE","on_hand":1}],"name":["ok"],"kind":"store","lat":"x","lon":9}"#.into(),
+        json!({"lines": too_many, "items": (0..10_001).map(|_| json!({})).collect::<Vec<_>>()}).to_string(),
+        json!({"lines":[{"sku":"NOPE","qty":1,"location":"S000"}], "items":[{"location":"NOPE","sku":"A0","on_hand":1}]}).to_string(),
+        big,
+    ];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for _ in 0..40 {
+        let n = (rng.next() % 200) as usize;
+        let bytes: Vec<u8> = (0..n).map(|_| (rng.next() % 256) as u8).collect();
+        bodies.push(String::from_utf8_lossy(&bytes).into_owned());
+        // Random JSON-looking bodies too.
+        let keys = [
+            "name", "on_hand", "delta", "reason", "lines", "items", "ttl_s", "kind", "lat", "qty",
+        ];
+        let vals = [
+            "-1",
+            "1e99",
+            "\"\"",
+            "[]",
+            "{}",
+            "null",
+            "true",
+            "\" \"",
+            "99999999999999999999",
+            "[{\"sku\":{}}]",
+        ];
+        let k = keys[(rng.next() % 10) as usize];
+        let v = vals[(rng.next() % 10) as usize];
+        bodies.push(format!("{{\"{k}\":{v}}}"));
+    }
+    for (m, p) in &endpoints {
+        for b in &bodies {
+            let (st, h, v) = call_full(&c, m, &s.url(p), None, Some(b), &[]);
+            assert!((400..500).contains(&st), "{m} {p} {b:.80}: {st} {v}");
+            assert!(is_problem(&h, &v, st), "{m} {p}: not problem+json: {v}");
+        }
+    }
+    let after = call(&c, "GET", &s.url("/v1/inventory/S000/A0"), None, None).1;
+    assert_eq!(before, after, "a refused request changed the record");
+    assert_eq!(
+        call(&c, "GET", &s.url("/v1/skus/A0"), None, None).1["name"],
+        "sku 0"
+    );
+    let (st, v) = call(
+        &c,
+        "GET",
+        &s.url(&format!("/v1/reservations/{rid}")),
+        None,
+        None,
+    );
+    assert_eq!((st, v["status"].as_str()), (200, Some("held")));
+    let (st, h, v) = call_full(
+        &c,
+        "PUT",
+        &s.url("/v1/skus/A0"),
+        None,
+        Some(&"x".repeat(2 << 20)),
+        &[],
+    );
+    assert_eq!(st, 413);
+    assert!(is_problem(&h, &v, 413));
+    let (st, h, v) = call_full(&c, "DELETE", &s.url("/v1/skus/A0"), None, None, &[]);
+    assert_eq!(st, 405);
+    assert!(is_problem(&h, &v, 405));
+    let (st, h, v) = call_full(&c, "GET", &s.url("/v1/nothing/here"), None, None, &[]);
+    assert_eq!(st, 404);
+    assert!(is_problem(&h, &v, 404));
+    let (st, _, _) = call_full(&c, "GET", &s.url("/v1/skus/bad%20id"), None, None, &[]);
+    assert_eq!(st, 422);
+}
+
+const AUTH: &str = r#"
+[[auth.tokens]]
+token = "admin-secret"
+role = "admin"
+[[auth.tokens]]
+token = "web-checkout"
+role = "channel"
+[[auth.tokens]]
+token = "store-s000"
+role = "store"
+location = "S000"
+[[auth.tokens]]
+token = "slow-client"
+role = "channel"
+rate_limit_per_s = 2
+rate_limit_burst = 3
+"#;
+
+#[test]
+fn every_role_against_every_endpoint() {
+    let s = Server::start(AUTH);
+    let c = client();
+    seed(&c, &s, Some("admin-secret"), 1, 2, 50);
+    let (_, r) = call(
+        &c,
+        "POST",
+        &s.url("/v1/reservations"),
+        Some("web-checkout"),
+        Some(r#"{"lines":[{"sku":"A0","qty":1,"location":"S000"}]}"#),
+    );
+    let rid = r["id"].as_str().expect("a reservation").to_string();
+    let res = r#"{"lines":[{"sku":"A0","qty":1,"location":"S000"}]}"#;
+    // (method, path, body, admin, channel, store S000)
+    let cases: Vec<(&str, String, Option<&str>, u16, u16, u16)> = vec![
+        (
+            "PUT",
+            "/v1/skus/A0".into(),
+            Some(r#"{"name":"x"}"#),
+            200,
+            403,
+            403,
+        ),
+        ("GET", "/v1/skus/A0".into(), None, 200, 200, 200),
+        (
+            "PUT",
+            "/v1/locations/S000".into(),
+            Some(r#"{"name":"x","kind":"store","lat":1,"lon":1}"#),
+            200,
+            403,
+            403,
+        ),
+        ("GET", "/v1/locations/S000".into(), None, 200, 200, 200),
+        ("GET", "/v1/locations".into(), None, 200, 200, 200),
+        (
+            "PUT",
+            "/v1/inventory/S000/A0".into(),
+            Some(r#"{"on_hand":50}"#),
+            200,
+            403,
+            200,
+        ),
+        (
+            "PUT",
+            "/v1/inventory/S001/A0".into(),
+            Some(r#"{"on_hand":50}"#),
+            200,
+            403,
+            403,
+        ),
+        ("GET", "/v1/inventory/S000/A0".into(), None, 200, 403, 200),
+        ("GET", "/v1/inventory/S001/A0".into(), None, 200, 403, 403),
+        (
+            "POST",
+            "/v1/inventory/S000/A0/adjustments".into(),
+            Some(r#"{"delta":1,"reason":"receipt"}"#),
+            200,
+            403,
+            200,
+        ),
+        (
+            "POST",
+            "/v1/inventory/S001/A0/adjustments".into(),
+            Some(r#"{"delta":1,"reason":"receipt"}"#),
+            200,
+            403,
+            403,
+        ),
+        (
+            "POST",
+            "/v1/inventory/batch".into(),
+            Some(r#"{"items":[{"location":"S001","sku":"A0","on_hand":5}]}"#),
+            200,
+            403,
+            403,
+        ),
+        (
+            "POST",
+            "/v1/inventory/batch".into(),
+            Some(r#"{"items":[{"location":"S000","sku":"A0","on_hand":50}]}"#),
+            200,
+            403,
+            200,
+        ),
+        ("GET", "/v1/availability/A0".into(), None, 200, 200, 403),
+        ("POST", "/v1/reservations".into(), Some(res), 201, 201, 403),
+        (
+            "GET",
+            format!("/v1/reservations/{rid}"),
+            None,
+            200,
+            200,
+            403,
+        ),
+        (
+            "POST",
+            format!("/v1/reservations/{rid}/extend"),
+            Some(r#"{"ttl_s":100}"#),
+            200,
+            200,
+            403,
+        ),
+        (
+            "POST",
+            format!("/v1/reservations/{rid}/confirm"),
+            None,
+            200,
+            200,
+            403,
+        ),
+        (
+            "POST",
+            format!("/v1/reservations/{rid}/fulfil"),
+            None,
+            200,
+            409,
+            403,
+        ),
+        (
+            "POST",
+            format!("/v1/reservations/{rid}/release"),
+            None,
+            409,
+            409,
+            403,
+        ),
+    ];
+    for (m, p, b, admin, channel, store) in &cases {
+        for (tok, want) in [
+            ("admin-secret", admin),
+            ("web-checkout", channel),
+            ("store-s000", store),
+        ] {
+            let (st, v) = call(&c, m, &s.url(p), Some(tok), *b);
+            assert_eq!(st, *want, "{tok} {m} {p}: {v}");
+        }
+        assert_eq!(call(&c, m, &s.url(p), None, *b).0, 401, "no token {m} {p}");
+        assert_eq!(
+            call(&c, m, &s.url(p), Some("wrong-token"), *b).0,
+            401,
+            "bad token {m} {p}"
+        );
+    }
+    // Operations are open.
+    assert_eq!(call(&c, "GET", &s.url("/healthz"), None, None).0, 200);
+    assert_eq!(
+        call(&c, "GET", &s.url("/v1/openapi.json"), None, None).0,
+        200
+    );
+
+    // Rate limit: a burst of 3, then 429 with Retry-After.
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..5 {
+        let (st, h, v) = call_full(
+            &c,
+            "GET",
+            &s.url("/v1/skus/A0"),
+            Some("slow-client"),
+            None,
+            &[],
+        );
+        if st == 429 {
+            assert_eq!(v["code"], "rate_limited");
+            retry_after = h
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+        }
+        statuses.push(st);
+    }
+    assert_eq!(&statuses[..3], &[200, 200, 200]);
+    assert!(statuses[3..].contains(&429), "{statuses:?}");
+    assert!(retry_after.is_some_and(|s| s.parse::<u64>().is_ok_and(|n| n >= 1)));
+}
+
+#[test]
+fn flash_sale_cap_per_reservation() {
+    let s = Server::start("");
+    let c = client();
+    seed(&c, &s, None, 1, 1, 100);
+    call(
+        &c,
+        "PUT",
+        &s.url("/v1/skus/A0"),
+        None,
+        Some(r#"{"name":"hot","max_qty_per_reservation":2}"#),
+    );
+    let (st, v) = call(
+        &c,
+        "POST",
+        &s.url("/v1/reservations"),
+        None,
+        Some(r#"{"lines":[{"sku":"A0","qty":3,"location":"S000"}]}"#),
+    );
+    assert_eq!((st, v["code"].as_str()), (422, Some("validation_failed")));
+    let (st, _) = call(
+        &c,
+        "POST",
+        &s.url("/v1/reservations"),
+        None,
+        Some(
+            r#"{"lines":[{"sku":"A0","qty":2,"location":"S000"},{"sku":"A0","qty":1,"location":"S000"}]}"#,
+        ),
+    );
+    assert_eq!(st, 422, "the cap counts every line of the SKU");
+    assert_eq!(
+        call(
+            &c,
+            "POST",
+            &s.url("/v1/reservations"),
+            None,
+            Some(r#"{"lines":[{"sku":"A0","qty":2,"location":"S000"}]}"#)
+        )
+        .0,
+        201
+    );
+}

@@ -1,0 +1,197 @@
+//! Starts the real `holdfast` binary on a free port with its own data dir.
+#![allow(dead_code)]
+
+use reqwest::blocking::{Client, Response};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    config: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Server {
+    /// A server with `extra_toml` appended to its `[server]` config.
+    pub fn start(extra_toml: &str) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data_dir = tmp.path().join("data");
+        let mut s = Self::start_on(&data_dir, free_port(), extra_toml);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    pub fn start_on(data_dir: &Path, port: u16, extra_toml: &str) -> Server {
+        std::fs::create_dir_all(data_dir).expect("data dir");
+        let config = data_dir.with_extension("toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n{extra_toml}\n",
+                data_dir.display()
+            ),
+        )
+        .expect("config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_holdfast"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start holdfast");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("ready") {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                if std::env::var("HOLDFAST_TEST_LOG").is_ok() {
+                    eprintln!("[server] {line}");
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("the server logs ready");
+        Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            data_dir: data_dir.to_path_buf(),
+            config,
+            _tmp: None,
+        }
+    }
+
+    /// SIGKILL, then start again on the same data dir and port.
+    pub fn kill_and_restart(&mut self, extra_toml: &str) {
+        self.child.kill().expect("kill -9");
+        let _ = self.child.wait();
+        let tmp = self._tmp.take();
+        let mut s = Self::start_on(&self.data_dir.clone(), self.port, extra_toml);
+        s._tmp = tmp;
+        std::mem::swap(self, &mut s);
+        std::mem::forget(s); // its child is dead and waited for
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
+
+pub fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("client")
+}
+
+/// Sends a JSON request; returns the status and the parsed body.
+pub fn call(
+    c: &Client,
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let (status, _, v) = call_full(c, method, url, token, body, &[]);
+    (status, v)
+}
+
+pub fn call_full(
+    c: &Client,
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut r = c.request(m, url);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    if let Some(b) = body {
+        r = r
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let resp: Response = r.send().expect("request");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().unwrap_or_default();
+    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, headers, v)
+}
+
+/// A catalog of `skus` SKUs and `locs` stores, each record with `on_hand`.
+pub fn seed(c: &Client, s: &Server, token: Option<&str>, skus: usize, locs: usize, on_hand: i64) {
+    for i in 0..skus {
+        let (st, b) = call(
+            c,
+            "PUT",
+            &s.url(&format!("/v1/skus/A{i}")),
+            token,
+            Some(&format!(r#"{{"name":"sku {i}"}}"#)),
+        );
+        assert_eq!(st, 200, "{b}");
+    }
+    for j in 0..locs {
+        let (st, b) = call(
+            c,
+            "PUT",
+            &s.url(&format!("/v1/locations/S{j:03}")),
+            token,
+            Some(&format!(
+                r#"{{"name":"store {j}","kind":"store","lat":45.4,"lon":9.1,"priority":1}}"#
+            )),
+        );
+        assert_eq!(st, 200, "{b}");
+    }
+    let items: Vec<Value> = (0..skus)
+        .flat_map(|i| (0..locs).map(move |j| serde_json::json!({"location": format!("S{j:03}"), "sku": format!("A{i}"), "on_hand": on_hand})))
+        .collect();
+    let (st, b) = call(
+        c,
+        "POST",
+        &s.url("/v1/inventory/batch"),
+        token,
+        Some(&serde_json::json!({ "items": items }).to_string()),
+    );
+    assert_eq!(st, 200, "{b}");
+}
