@@ -659,7 +659,8 @@ fn every_role_against_every_endpoint() {
     let rid = r["id"].as_str().expect("a reservation").to_string();
     let res = r#"{"lines":[{"sku":"A0","qty":1,"location":"S000"}]}"#;
     // (method, path, body, admin, channel, store S000)
-    let cases: Vec<(&str, String, Option<&str>, u16, u16, u16)> = vec![
+    type Case<'a> = (&'a str, String, Option<&'a str>, u16, u16, u16);
+    let cases: Vec<Case> = vec![
         (
             "PUT",
             "/v1/skus/A0".into(),

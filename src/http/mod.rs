@@ -117,7 +117,10 @@ where
         .get(warp::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > REQUEST_BODY_BYTES_MAX as u64) {
+    if let Some(n) = declared.filter(|n| *n > REQUEST_BODY_BYTES_MAX as u64) {
+        if n <= REQUEST_BODY_DRAIN_BYTES_MAX as u64 {
+            drain(&mut stream).await;
+        }
         return Err(too_large());
     }
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
@@ -125,6 +128,7 @@ where
         let mut chunk =
             chunk.map_err(|e| ApiError::new(Code::BadRequest, format!("reading the body: {e}")))?;
         if buf.len() + chunk.remaining() > REQUEST_BODY_BYTES_MAX {
+            drain(&mut stream).await;
             return Err(too_large());
         }
         while chunk.has_remaining() {
