@@ -195,3 +195,22 @@ pub fn seed(c: &Client, s: &Server, token: Option<&str>, skus: usize, locs: usiz
     );
     assert_eq!(st, 200, "{b}");
 }
+
+/// Like `call`, but a failed connection is `None` instead of a panic (the
+/// server may be killed under the load).
+pub fn try_call(c: &Client, method: &str, url: &str, body: Option<&str>) -> Option<(u16, Value)> {
+    let m = reqwest::Method::from_bytes(method.as_bytes()).ok()?;
+    let mut r = c.request(m, url);
+    if let Some(b) = body {
+        r = r
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let resp = r.send().ok()?;
+    let status = resp.status().as_u16();
+    let text = resp.text().ok()?;
+    Some((
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    ))
+}
