@@ -110,7 +110,7 @@ async fn load(engine: &Engine, skus: u32, locs: u32, on_hand: i64, progress: boo
                     .count(std::mem::take(&mut batch))
                     .await
                     .expect("count");
-                if progress && done % 200_000 == 0 {
+                if progress && done.is_multiple_of(200_000) {
                     eprintln!("  loaded {done}/{total} stock records");
                 }
             }
@@ -249,7 +249,7 @@ fn main() {
                         }];
                         if let Ok(Ok(_)) = engine.reserve(&cart, false, 86_400, None).await {
                             let m = made.fetch_add(1, Ordering::Relaxed) + 1;
-                            if m % 200_000 == 0 {
+                            if m.is_multiple_of(200_000) {
                                 eprintln!("  {m} reservations held");
                             }
                         }
