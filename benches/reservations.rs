@@ -48,6 +48,7 @@ fn open(dir: &std::path::Path, durability: Durability) -> Engine {
             data_dir: dir.to_path_buf(),
             durability,
             shards: 0,
+            snapshot: None,
         },
         Arc::new(RealStorage),
         Arc::new(SystemClock),

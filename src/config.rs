@@ -14,6 +14,27 @@ pub struct FileConfig {
     #[serde(default)]
     pub server: ServerSection,
     pub auth: Option<AuthSection>,
+    #[serde(default)]
+    pub snapshot: SnapshotSection,
+}
+
+/// When snapshots are taken (off the hot path, from the journal).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotSection {
+    /// Take one once the journal has this many records past the last.
+    pub every_records: u64,
+    /// ... or this many seconds have passed with anything new.
+    pub every_s: u64,
+}
+
+impl Default for SnapshotSection {
+    fn default() -> Self {
+        Self {
+            every_records: 1_000_000,
+            every_s: 300,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -89,6 +110,7 @@ pub struct Config {
     pub shards: usize,
     /// `None`: open (every request is admin), the local-development default.
     pub tokens: Option<Vec<TokenConfig>>,
+    pub snapshot: SnapshotSection,
 }
 
 impl Config {
@@ -122,6 +144,9 @@ impl Config {
                 "none" => Durability::None,
                 _ => return Err(format!("HOLDFAST_DURABILITY={v}: expected fsync or none")),
             };
+        }
+        if f.snapshot.every_records == 0 || f.snapshot.every_s == 0 {
+            return Err("snapshot.every_records and snapshot.every_s must be at least 1".into());
         }
         let listen: SocketAddr = f
             .server
@@ -182,6 +207,7 @@ impl Config {
             durability: f.server.durability,
             shards: f.server.shards,
             tokens,
+            snapshot: f.snapshot,
         })
     }
 }

@@ -9,6 +9,7 @@ use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::http::{self, auth::Auth, idempotency::IdemTable, AppState};
 use crate::metrics::Metrics;
+use crate::persistence::snapshot::SnapshotPolicy;
 use crate::persistence::RealStorage;
 
 pub fn run(config: Option<&Path>) -> Result<(), String> {
@@ -28,6 +29,10 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
             data_dir: cfg.data_dir.clone(),
             durability: cfg.durability,
             shards: cfg.shards,
+            snapshot: Some(SnapshotPolicy {
+                every_records: cfg.snapshot.every_records,
+                every_s: cfg.snapshot.every_s,
+            }),
         },
         Arc::new(RealStorage),
         Arc::new(SystemClock),

@@ -264,3 +264,94 @@ fn sigterm_finishes_and_exits_cleanly() {
         4
     );
 }
+
+#[test]
+fn snapshots_bound_the_journal_and_a_bad_one_is_rebuilt() {
+    let cfg = "[snapshot]\nevery_records = 50\nevery_s = 1\n";
+    let mut s = Server::start(cfg);
+    let c = client();
+    seed(&c, &s, None, 3, 2, 100_000);
+    let mut ids = Vec::new();
+    let journal_dir = s.data_dir.join("journal");
+    let segments = |d: &std::path::Path| std::fs::read_dir(d).map(|r| r.count()).unwrap_or(0);
+    for round in 0..4 {
+        for i in 0..120 {
+            let (st, v) = call(
+                &c,
+                "POST",
+                &s.url("/v1/reservations"),
+                None,
+                Some(&format!(
+                    r#"{{"lines":[{{"sku":"A{}","qty":2,"location":"S00{}"}}]}}"#,
+                    i % 3,
+                    i % 2
+                )),
+            );
+            assert_eq!(st, 201, "{v}");
+            let id = v["id"].as_str().expect("id").to_string();
+            if i % 3 == 0 {
+                assert_eq!(
+                    call(
+                        &c,
+                        "POST",
+                        &s.url(&format!("/v1/reservations/{id}/confirm")),
+                        None,
+                        None
+                    )
+                    .0,
+                    200
+                );
+            }
+            ids.push((id, if i % 3 == 0 { "confirmed" } else { "held" }));
+        }
+        // Let the snapshotter run (every second), then crash.
+        std::thread::sleep(Duration::from_millis(1800));
+        if round == 2 {
+            s.child.kill().expect("kill");
+            let _ = s.child.wait();
+            let store =
+                holdfast::persistence::snapshot::SnapshotStore::open(&s.data_dir.join("snapshots"))
+                    .expect("open snapshots");
+            store.corrupt_newest().expect("corrupt");
+            drop(store);
+        }
+        s.kill_and_restart(cfg);
+        for (id, status) in &ids {
+            assert_eq!(
+                call(
+                    &c,
+                    "GET",
+                    &s.url(&format!("/v1/reservations/{id}")),
+                    None,
+                    None
+                )
+                .1["status"],
+                *status,
+                "round {round}"
+            );
+        }
+        let total: i64 = (0..3)
+            .flat_map(|k| (0..2).map(move |l| (k, l)))
+            .map(|(k, l)| {
+                call(
+                    &c,
+                    "GET",
+                    &s.url(&format!("/v1/inventory/S00{l}/A{k}")),
+                    None,
+                    None,
+                )
+                .1["reserved"]
+                    .as_i64()
+                    .expect("reserved")
+            })
+            .sum();
+        assert_eq!(total, 2 * ids.len() as i64, "round {round}");
+    }
+    assert!(s.data_dir.join("snapshots").exists());
+    // Every start opens a segment; snapshots let the covered ones go.
+    assert!(
+        segments(&journal_dir) < 5,
+        "{} segments after 5 starts",
+        segments(&journal_dir)
+    );
+}

@@ -14,7 +14,7 @@ pub mod stock_shard;
 use actix::prelude::*;
 use parking_lot::{Mutex, RwLock};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
@@ -27,6 +27,7 @@ use crate::domain::reservation::{Line, Reservation, Status, Transition};
 use crate::domain::stock::{AdjustReason, AdjustRefused, StockDelta, StockRecord, StockTable};
 use crate::metrics::Metrics;
 use crate::persistence::recovery::recover_model;
+use crate::persistence::snapshot::{run_snapshotter, SnapshotPolicy, SnapshotStore};
 use crate::persistence::{Durability, Journal, JournalError, RecoveryReport, Storage};
 use reservation_book::{Create, DumpBook, Get, ReservationBook, Transit};
 use stock_shard::{ApplyDeltas, Count, CountItem, Dump, Hold, HoldLine, Read, StockShard};
@@ -70,6 +71,8 @@ pub struct EngineConfig {
     pub durability: Durability,
     /// Arbiters (threads) for the actors; 0: one per core.
     pub shards: usize,
+    /// `None`: no snapshots (the journal alone; tests on simulated storage).
+    pub snapshot: Option<SnapshotPolicy>,
 }
 
 /// What recovery found, for the HTTP layer to seed itself with.
@@ -89,7 +92,10 @@ struct Inner {
     boot_nonce: u64,
     next_id: AtomicU64,
     system: System,
+    actix_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The journal writer and the snapshotter.
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    stop_snapshots: Arc<AtomicBool>,
 }
 
 /// The engine: cheap to clone; every clone talks to the same actors.
@@ -112,8 +118,36 @@ impl Engine {
         metrics: Arc<Metrics>,
     ) -> Result<(Engine, Recovered), EngineError> {
         let dir = cfg.data_dir.join("journal");
-        let (model, report) = recover_model(storage.as_ref(), &dir)?;
-        let (journal, writer) = Journal::start(storage, dir, report.last_seq, cfg.durability)?;
+        let snapshots = match cfg.snapshot {
+            Some(_) => Some(Arc::new(SnapshotStore::open(
+                &cfg.data_dir.join("snapshots"),
+            )?)),
+            None => None,
+        };
+        let snapshot = snapshots.as_ref().and_then(|s| s.load());
+        let (model, report) = recover_model(storage.as_ref(), &dir, snapshot)?;
+        let (journal, writer) = Journal::start(
+            storage.clone(),
+            dir.clone(),
+            report.last_seq,
+            cfg.durability,
+        )?;
+        let stop_snapshots = Arc::new(AtomicBool::new(false));
+        let mut threads = vec![writer];
+        if let (Some(store), Some(policy)) = (snapshots, cfg.snapshot) {
+            let (stats, stop, last) = (
+                journal.stats.clone(),
+                stop_snapshots.clone(),
+                report.last_seq,
+            );
+            let storage = storage.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("snapshotter".into())
+                    .spawn(move || run_snapshotter(store, storage, dir, stats, policy, stop, last))
+                    .map_err(|_| EngineError::Stopped)?,
+            );
+        }
         let n = if cfg.shards == 0 {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -188,7 +222,9 @@ impl Engine {
             boot_nonce: rand::random::<u64>(),
             next_id: AtomicU64::new(0),
             system,
-            threads: Mutex::new(vec![actix_thread, writer]),
+            actix_thread: Mutex::new(Some(actix_thread)),
+            threads: Mutex::new(threads),
+            stop_snapshots,
         }));
         Ok((
             engine,
@@ -202,9 +238,15 @@ impl Engine {
     /// Stops the actors. Every acknowledged write is already durable.
     pub fn shutdown(&self) {
         self.0.system.stop();
-        let threads: Vec<_> = self.0.threads.lock().drain(..).collect();
-        if let Some(actix) = threads.into_iter().next() {
+        if let Some(actix) = self.0.actix_thread.lock().take() {
             let _ = actix.join();
+        }
+        // The journal writer ends when the last handle drops (with the
+        // engine); the snapshotter is told to stop.
+        self.0.stop_snapshots.store(true, Ordering::Relaxed);
+        let threads: Vec<_> = self.0.threads.lock().drain(..).collect();
+        for t in threads.into_iter().skip(1) {
+            let _ = t.join();
         }
     }
 

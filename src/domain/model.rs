@@ -52,7 +52,7 @@ pub enum TransitionRefused {
     NotHeld(Status),
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Model {
     pub catalog: Catalog,
     pub stock: StockTable,

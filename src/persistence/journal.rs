@@ -171,17 +171,87 @@ pub fn recover(
     storage: &dyn Storage,
     dir: &Path,
     after_seq: u64,
-    mut apply: impl FnMut(u64, &[u8]) -> Result<(), JournalError>,
+    apply: impl FnMut(u64, &[u8]) -> Result<(), JournalError>,
 ) -> Result<RecoveryReport, JournalError> {
+    read(storage, dir, after_seq, None, apply)
+}
+
+/// Reads the records after `after_seq` up to `upto_seq` without changing
+/// anything: for a reader that follows a live journal (the snapshotter), which
+/// must not take the writer's unfinished tail for a torn one.
+pub fn read_range(
+    storage: &dyn Storage,
+    dir: &Path,
+    after_seq: u64,
+    upto_seq: u64,
+    apply: impl FnMut(u64, &[u8]) -> Result<(), JournalError>,
+) -> Result<RecoveryReport, JournalError> {
+    read(storage, dir, after_seq, Some(upto_seq), apply)
+}
+
+/// The segments in `dir`, by first sequence.
+pub fn segments(storage: &dyn Storage, dir: &Path) -> Result<Vec<(u64, String)>, JournalError> {
     let io = |e: std::io::Error| JournalError::Io(e.to_string());
     storage.create_dir_all(dir).map_err(io)?;
-    let names: Vec<String> = storage
+    let mut v: Vec<(u64, String)> = storage
         .list(dir)
         .map_err(io)?
         .into_iter()
-        .filter(|n| n.ends_with(".log"))
+        .filter_map(|n| Some((n.strip_suffix(".log")?.parse().ok()?, n)))
         .collect();
-    let mut report = RecoveryReport::default();
+    v.sort();
+    Ok(v)
+}
+
+/// Removes the segments whose every record is at or before `seq` (covered by
+/// a snapshot), never the newest one.
+pub fn remove_segments_through(
+    storage: &dyn Storage,
+    dir: &Path,
+    seq: u64,
+) -> Result<usize, JournalError> {
+    let io = |e: std::io::Error| JournalError::Io(e.to_string());
+    let segs = segments(storage, dir)?;
+    let mut removed = 0;
+    for w in segs.windows(2) {
+        // Segment w[0] holds w[0].0 ..= w[1].0 - 1.
+        if w[1].0 <= seq + 1 {
+            storage.remove(&dir.join(&w[0].1)).map_err(io)?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        storage.sync_dir(dir).map_err(io)?;
+    }
+    Ok(removed)
+}
+
+fn read(
+    storage: &dyn Storage,
+    dir: &Path,
+    after_seq: u64,
+    upto_seq: Option<u64>,
+    mut apply: impl FnMut(u64, &[u8]) -> Result<(), JournalError>,
+) -> Result<RecoveryReport, JournalError> {
+    let io = |e: std::io::Error| JournalError::Io(e.to_string());
+    let segs = segments(storage, dir)?;
+    // Skip the segments wholly covered by `after_seq`.
+    let skip = segs
+        .windows(2)
+        .take_while(|w| w[1].0 <= after_seq + 1)
+        .count();
+    if let Some((first, name)) = segs.get(skip) {
+        if *first > after_seq + 1 {
+            return Err(JournalError::Corrupt(format!(
+                "{name}: the journal starts at {first} but the state covers only up to {after_seq}"
+            )));
+        }
+    }
+    let names: Vec<String> = segs.into_iter().skip(skip).map(|(_, n)| n).collect();
+    let mut report = RecoveryReport {
+        last_seq: after_seq,
+        ..RecoveryReport::default()
+    };
     let mut expected: Option<u64> = None;
     for (i, name) in names.iter().enumerate() {
         let last = i + 1 == names.len();
@@ -189,6 +259,9 @@ pub fn recover(
         let data = storage.read(&path).map_err(io)?;
         report.segments += 1;
         if data.len() < HEADER_LEN || &data[0..4] != MAGIC {
+            if upto_seq.is_some() && last {
+                break; // the writer is creating it
+            }
             if last && data.len() < HEADER_LEN && MAGIC.starts_with(&data[..data.len().min(4)]) {
                 // A segment whose header never became durable: nothing in it was acknowledged.
                 tracing::warn!(segment = %name, bytes = data.len(), "cutting a segment with a torn header");
@@ -221,6 +294,9 @@ pub fn recover(
         let mut next = first;
         let mut at = HEADER_LEN;
         while at < data.len() {
+            if upto_seq.is_some_and(|u| next > u) {
+                break;
+            }
             match decode_frame(&data, at) {
                 Some((seq, body, end)) if seq == next => {
                     if seq > after_seq {
@@ -235,6 +311,7 @@ pub fn recover(
                         "{name} at {at}: sequence {seq}, expected {next}"
                     )));
                 }
+                None if upto_seq.is_some() => break,
                 None => {
                     // Torn tail or corruption? Only if no whole record follows
                     // is it a tail that never became durable.
@@ -255,7 +332,7 @@ pub fn recover(
             }
         }
         expected = Some(next);
-        report.last_seq = next - 1;
+        report.last_seq = report.last_seq.max(next - 1);
     }
     Ok(report)
 }

@@ -8,6 +8,7 @@
 
 pub mod journal;
 pub mod recovery;
+pub mod snapshot;
 pub mod storage;
 
 pub use journal::{Durability, Durable, Journal, JournalError, JournalStats, RecoveryReport};

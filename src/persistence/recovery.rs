@@ -11,13 +11,18 @@ use crate::domain::model::Model;
 /// Log a progress line every this many records.
 const PROGRESS_RECORDS: u64 = 1_000_000;
 
+/// Replays the journal after the snapshot (if any) into its model.
 pub fn recover_model(
     storage: &dyn Storage,
     dir: &Path,
+    snapshot: Option<(u64, Model)>,
 ) -> Result<(Model, RecoveryReport), JournalError> {
     let started = Instant::now();
-    let mut model = Model::default();
-    let report = recover(storage, dir, 0, |seq, body| {
+    let (after_seq, mut model) = snapshot.unwrap_or_default();
+    if after_seq > 0 {
+        tracing::info!(seq = after_seq, "loaded snapshot");
+    }
+    let report = recover(storage, dir, after_seq, |seq, body| {
         let e = decode_event(body)?;
         model
             .apply(&e)

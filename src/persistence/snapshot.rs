@@ -1,0 +1,234 @@
+//! Snapshots of the whole state in sled, and the snapshotter that takes them
+//! off the hot path.
+//!
+//! Why not per-actor snapshots: a stock shard's memory holds carts still
+//! being journaled (holds come first, the cart's record after), so no actor's
+//! state at a moment is the state of a journal prefix. A snapshot must be.
+//! So the snapshotter builds it from the journal itself: it loads the last
+//! snapshot, applies the durable records after it (read from the segment
+//! files, never from the actors), and writes the result. The actors never
+//! wait for it; it costs one core for a moment and the state's size in
+//! memory while it runs.
+//!
+//! sled is beta: it holds snapshots only, pinned to one version, and each is
+//! framed with its own magic, version and CRC32C. Two generations are kept;
+//! journal segments are removed only when the older one covers them, so a bad
+//! newest snapshot is rebuilt from the older one and the journal.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::journal::{
+    decode_event, read_range, remove_segments_through, JournalError, JournalStats,
+};
+use super::storage::Storage;
+use crate::domain::model::Model;
+
+const MAGIC: &[u8; 4] = b"HFS1";
+const FORMAT_VERSION: u32 = 1;
+const KEYS: [&str; 2] = ["model.0", "model.1"];
+
+pub struct SnapshotStore {
+    db: sled::Db,
+}
+
+fn err(e: impl std::fmt::Display) -> JournalError {
+    JournalError::Io(format!("snapshot store: {e}"))
+}
+
+/// What a snapshot value holds after its header.
+fn encode(seq: u64, model: &Model) -> Result<Vec<u8>, JournalError> {
+    let body = rmp_serde::to_vec(model).map_err(|e| JournalError::Encode(e.to_string()))?;
+    let mut v = Vec::with_capacity(body.len() + 20);
+    v.extend_from_slice(MAGIC);
+    v.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    v.extend_from_slice(&seq.to_le_bytes());
+    v.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+    v.extend_from_slice(&body);
+    Ok(v)
+}
+
+fn decode(v: &[u8]) -> Result<(u64, Model), String> {
+    if v.len() < 20 || &v[0..4] != MAGIC {
+        return Err("bad header".into());
+    }
+    let version = u32::from_le_bytes([v[4], v[5], v[6], v[7]]);
+    if version != FORMAT_VERSION {
+        return Err(format!("format version {version}"));
+    }
+    let seq = u64::from_le_bytes(v[8..16].try_into().map_err(|_| "header")?);
+    let crc = u32::from_le_bytes(v[16..20].try_into().map_err(|_| "header")?);
+    if crc32c::crc32c(&v[20..]) != crc {
+        return Err("checksum mismatch".into());
+    }
+    let mut m: Model = rmp_serde::from_slice(&v[20..]).map_err(|e| e.to_string())?;
+    m.catalog.reindex();
+    Ok((seq, m))
+}
+
+impl SnapshotStore {
+    pub fn open(dir: &Path) -> Result<SnapshotStore, JournalError> {
+        let db = sled::Config::new().path(dir).open().map_err(err)?;
+        Ok(SnapshotStore { db })
+    }
+
+    /// The sequences of the stored generations whose checksum holds, newest first.
+    fn generations(&self) -> Vec<(u64, usize)> {
+        let mut v: Vec<(u64, usize)> = KEYS
+            .iter()
+            .enumerate()
+            .filter_map(|(i, k)| {
+                let raw = self.db.get(k).ok()??;
+                if raw.len() < 20 || &raw[0..4] != MAGIC {
+                    return None;
+                }
+                let seq = u64::from_le_bytes(raw[8..16].try_into().ok()?);
+                let crc = u32::from_le_bytes(raw[16..20].try_into().ok()?);
+                (crc32c::crc32c(&raw[20..]) == crc).then_some((seq, i))
+            })
+            .collect();
+        v.sort_by(|a, b| b.cmp(a));
+        v
+    }
+
+    /// The newest snapshot that decodes and checks out; a bad one is skipped
+    /// (and said so in the log): the older one and the journal rebuild it.
+    pub fn load(&self) -> Option<(u64, Model)> {
+        let stored = KEYS
+            .iter()
+            .filter(|k| matches!(self.db.get(k), Ok(Some(_))))
+            .count();
+        let valid = self.generations();
+        if valid.len() < stored {
+            tracing::warn!(
+                damaged = stored - valid.len(),
+                "a snapshot fails its checksum: rebuilding from the older one and the journal"
+            );
+        }
+        for (seq, i) in valid {
+            let Ok(Some(raw)) = self.db.get(KEYS[i]) else {
+                continue;
+            };
+            match decode(&raw) {
+                Ok((s, m)) => match m.check_invariants() {
+                    Ok(()) => return Some((s, m)),
+                    Err(e) => {
+                        tracing::warn!(seq, error = %e, "snapshot breaks an invariant: rebuilding from the journal")
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(seq, error = %e, "bad snapshot: rebuilding from the journal")
+                }
+            }
+        }
+        None
+    }
+
+    /// The sequence covered by the older generation (0 if fewer than two):
+    /// journal segments up to it may go.
+    pub fn oldest_kept_seq(&self) -> u64 {
+        let g = self.generations();
+        if g.len() < 2 {
+            0
+        } else {
+            g[g.len() - 1].0
+        }
+    }
+
+    /// Writes a snapshot over the older generation and flushes (fsync).
+    pub fn save(&self, seq: u64, model: &Model) -> Result<(), JournalError> {
+        // Overwrite a damaged or missing generation first, else the older.
+        let g = self.generations();
+        let slot = match g.as_slice() {
+            [] => 0,
+            [(_, i)] => 1 - i,
+            [.., (_, oldest)] => *oldest,
+        };
+        self.db
+            .insert(KEYS[slot], encode(seq, model)?)
+            .map_err(err)?;
+        self.db.flush().map_err(err)?;
+        Ok(())
+    }
+
+    /// Test hook: damages the newest snapshot.
+    pub fn corrupt_newest(&self) -> Result<(), JournalError> {
+        if let Some((_, i)) = self.generations().first() {
+            // Damage the body, keep the header: only the checksum can tell.
+            if let Some(raw) = self.db.get(KEYS[*i]).map_err(err)? {
+                let mut v = raw.to_vec();
+                let n = v.len();
+                v[n - 1] ^= 0xff;
+                self.db.insert(KEYS[*i], v).map_err(err)?;
+                self.db.flush().map_err(err)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// When the snapshotter writes a snapshot.
+#[derive(Debug, Clone, Copy)]
+pub struct SnapshotPolicy {
+    pub every_records: u64,
+    pub every_s: u64,
+}
+
+/// Takes a snapshot now: the last snapshot plus the durable journal records
+/// after it. Returns the sequence covered.
+pub fn take_snapshot(
+    store: &SnapshotStore,
+    storage: &dyn Storage,
+    journal_dir: &Path,
+    durable_seq: u64,
+) -> Result<u64, JournalError> {
+    let (mut seq, mut model) = store.load().unwrap_or_default();
+    if seq >= durable_seq {
+        return Ok(seq);
+    }
+    read_range(storage, journal_dir, seq, durable_seq, |s, body| {
+        model
+            .apply(&decode_event(body)?)
+            .map_err(|e| JournalError::Corrupt(format!("record {s}: {e}")))?;
+        seq = s;
+        Ok(())
+    })?;
+    model
+        .check_invariants()
+        .map_err(|e| JournalError::Corrupt(format!("snapshot at {seq}: {e}")))?;
+    store.save(seq, &model)?;
+    let removed = remove_segments_through(storage, journal_dir, store.oldest_kept_seq())?;
+    tracing::info!(seq, removed_segments = removed, "snapshot taken");
+    Ok(seq)
+}
+
+/// Runs the snapshotter until `stop` is set.
+pub fn run_snapshotter(
+    store: Arc<SnapshotStore>,
+    storage: Arc<dyn Storage>,
+    journal_dir: PathBuf,
+    stats: Arc<JournalStats>,
+    policy: SnapshotPolicy,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    mut last_seq: u64,
+) {
+    let mut last_at = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(200));
+        let durable = stats.last_seq.load(Ordering::Relaxed);
+        let due = durable >= last_seq + policy.every_records
+            || (durable > last_seq && last_at.elapsed() >= Duration::from_secs(policy.every_s));
+        if !due {
+            continue;
+        }
+        match take_snapshot(&store, storage.as_ref(), &journal_dir, durable) {
+            Ok(s) => last_seq = s,
+            Err(e) => {
+                tracing::error!(error = %e, "snapshot failed; the journal still holds everything")
+            }
+        }
+        last_at = Instant::now();
+    }
+}
