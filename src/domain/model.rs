@@ -206,16 +206,17 @@ impl Model {
         let mut held = Vec::with_capacity(lines.len());
         let mut short = Vec::new();
         for l in lines {
-            let rec = self.stock.get_or_empty(l.sku, l.location);
+            // The same decisions as the stock actors, on a scratch copy
+            // that counts this cart's earlier lines.
+            let mut rec = self.stock.get_or_empty(l.sku, l.location);
             let t = taken.entry((l.sku, l.location)).or_insert(0);
-            let available = (rec.available() - *t).max(0);
+            rec.reserved += *t;
+            let available = rec.available();
             let qty = i64::from(l.qty);
             let got = if allow_partial {
-                qty.min(available)
-            } else if available >= qty {
-                qty
+                rec.decide_hold_partial(qty)
             } else {
-                0
+                rec.decide_hold(qty).map(|d| d.reserved).unwrap_or(0)
             };
             if got < qty && !allow_partial || got == 0 {
                 short.push(self.shortage(l, available));

@@ -1,0 +1,253 @@
+//! A model-based state-machine test: long random command sequences, restarts
+//! and power cuts included, against the engine (actors + journal over
+//! simulated storage) and against a plain model written separately.
+
+use holdfast::actors::stock_shard::CountItem;
+use holdfast::actors::{CartLine, Engine, EngineConfig};
+use holdfast::clock::{Clock, ManualClock};
+use holdfast::domain::catalog::{Location, LocationKind, Sku};
+use holdfast::domain::model::TransitionRefused;
+use holdfast::domain::reservation::{Status, Transition};
+use holdfast::domain::stock::AdjustReason;
+use holdfast::domain::{LocationId, ReservationId, SkuId};
+use holdfast::metrics::Metrics;
+use holdfast::persistence::{Durability, SimStorage};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SKUS: u32 = 3;
+const LOCS: u32 = 2;
+
+#[derive(Debug, Clone)]
+enum Cmd {
+    Count(u32, u32, i64),
+    Adjust(u32, u32, i64),
+    Reserve(Vec<(u32, u32, u32)>, bool, u64),
+    Transit(usize, u8),
+    Advance(i64),
+    Restart,
+    PowerCut,
+}
+
+fn cmd() -> impl Strategy<Value = Cmd> {
+    prop_oneof![
+        3 => (0..SKUS, 0..LOCS, 0..20i64).prop_map(|(s, l, n)| Cmd::Count(s, l, n)),
+        2 => (0..SKUS, 0..LOCS, -6..6i64).prop_filter("nonzero", |x| x.2 != 0).prop_map(|(s, l, d)| Cmd::Adjust(s, l, d)),
+        6 => (prop::collection::vec((0..SKUS, 0..LOCS, 1..5u32), 1..4), any::<bool>(), 1..30u64).prop_map(|(l, p, t)| Cmd::Reserve(l, p, t)),
+        6 => (0..64usize, 0..4u8).prop_map(|(i, t)| Cmd::Transit(i, t)),
+        1 => (1..20_000i64).prop_map(Cmd::Advance),
+        1 => Just(Cmd::Restart),
+        1 => Just(Cmd::PowerCut),
+    ]
+}
+
+/// The plain model: what api.md says, in the simplest terms.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Plain {
+    /// (sku, loc) -> (on_hand, reserved)
+    stock: BTreeMap<(u32, u32), (i64, i64)>,
+    /// in creation order: (lines (sku, loc, qty), status, expires_at)
+    res: Vec<(Vec<(u32, u32, i64)>, Status, i64)>,
+}
+
+impl Plain {
+    fn avail(&self, k: (u32, u32)) -> i64 {
+        let (o, r) = self.stock.get(&k).copied().unwrap_or((0, 0));
+        (o - r).max(0)
+    }
+    fn add(&mut self, k: (u32, u32), on_hand: i64, reserved: i64) {
+        let e = self.stock.entry(k).or_insert((0, 0));
+        e.0 += on_hand;
+        e.1 += reserved;
+    }
+    fn expire(&mut self, now: i64) {
+        for i in 0..self.res.len() {
+            if self.res[i].1 == Status::Held && self.res[i].2 <= now {
+                self.res[i].1 = Status::Expired;
+                for (s, l, q) in self.res[i].0.clone() {
+                    self.add((s, l), 0, -q);
+                }
+            }
+        }
+    }
+}
+
+fn sku(i: u32) -> SkuId {
+    SkuId::parse(&format!("S{i}")).expect("id")
+}
+fn loc(i: u32) -> LocationId {
+    LocationId::parse(&format!("L{i}")).expect("id")
+}
+
+fn open(fs: &SimStorage, clock: &ManualClock) -> Engine {
+    Engine::open(
+        &EngineConfig {
+            data_dir: "/sim".into(),
+            durability: Durability::Fsync,
+            shards: 2,
+            snapshot: None,
+        },
+        Arc::new(fs.clone()),
+        Arc::new(clock.clone()),
+        Arc::new(Metrics::default()),
+    )
+    .expect("open")
+    .0
+}
+
+/// The engine's state in the plain model's terms.
+fn observe(rt: &tokio::runtime::Runtime, e: &Engine, ids: &[ReservationId]) -> Plain {
+    let (catalog, stock, res) = rt.block_on(e.dump()).expect("dump");
+    let mut p = Plain::default();
+    for (s, r) in stock.iter() {
+        if r.version > 0 {
+            p.stock.insert((s, r.location), (r.on_hand, r.reserved));
+        }
+    }
+    let by_id: BTreeMap<_, _> = res.into_iter().map(|r| (r.id.clone(), r)).collect();
+    for id in ids {
+        let r = &by_id[id];
+        let lines = r
+            .lines
+            .iter()
+            .map(|l| {
+                (
+                    catalog.sku_idx(l.sku.as_str()).expect("sku"),
+                    catalog.location_idx(l.location.as_str()).expect("loc"),
+                    i64::from(l.qty),
+                )
+            })
+            .collect();
+        p.res.push((lines, r.status, r.expires_at_ms));
+    }
+    p
+}
+
+/// Waits until the engine's expiry tick has caught up with the clock (only
+/// while some held reservation is due: otherwise there is nothing to wait for).
+fn settle(
+    rt: &tokio::runtime::Runtime,
+    e: &Engine,
+    ids: &[ReservationId],
+    want: &Plain,
+    now: i64,
+) -> Plain {
+    let t0 = Instant::now();
+    loop {
+        let got = observe(rt, e, ids);
+        let due = got.res.iter().any(|r| r.1 == Status::Held && r.2 <= now);
+        if got == *want || !due || t0.elapsed() > Duration::from_secs(3) {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+proptest! {
+    // Few shrink steps: each runs actors and waits on their ticks.
+    #![proptest_config(ProptestConfig { cases: 48, max_shrink_iters: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn engine_matches_the_plain_model(cmds in prop::collection::vec(cmd(), 10..80), seed in any::<u64>()) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+        let fs = SimStorage::new(seed);
+        let clock = ManualClock::new(1_700_000_000_000);
+        let mut e = open(&fs, &clock);
+        rt.block_on(async {
+            for s in 0..SKUS {
+                e.put_sku(sku(s), Sku { name: "x".into(), weight_g: None, max_qty_per_reservation: None }).await.expect("sku");
+            }
+            for l in 0..LOCS {
+                e.put_location(loc(l), Location { name: "y".into(), kind: LocationKind::Store, lat: 0.0, lon: 0.0, priority: 1, ship: true, pickup: true, daily_capacity: None, active: true }).await.expect("loc");
+            }
+        });
+        let mut plain = Plain::default();
+        let mut ids: Vec<ReservationId> = Vec::new();
+        for c in cmds {
+            let now = clock.now_ms();
+            match c.clone() {
+                Cmd::Count(s, l, n) => {
+                    let recs = rt.block_on(e.count(vec![CountItem { sku_idx: s, loc_idx: l, sku: sku(s), location: loc(l), on_hand: n, safety_stock: Some(0) }])).expect("count");
+                    let old = plain.stock.get(&(s, l)).copied().unwrap_or((0, 0));
+                    plain.stock.insert((s, l), (n, old.1));
+                    prop_assert_eq!(recs[0].on_hand, n);
+                }
+                Cmd::Adjust(s, l, d) => {
+                    let r = rt.block_on(e.adjust(s, l, sku(s), loc(l), d, AdjustReason::Correction)).expect("adjust");
+                    let old = plain.stock.get(&(s, l)).copied().unwrap_or((0, 0));
+                    let ok = old.0 + d >= 0;
+                    prop_assert_eq!(r.is_ok(), ok, "adjust {} on {:?}", d, old);
+                    if ok { plain.add((s, l), d, 0); }
+                }
+                Cmd::Reserve(lines, partial, ttl) => {
+                    let cart: Vec<CartLine> = lines.iter().map(|(s, l, q)| CartLine { sku: *s, location: *l, qty: *q }).collect();
+                    let r = rt.block_on(e.reserve(&cart, partial, ttl, None)).expect("reserve");
+                    // The plain rule: all or nothing, or each line what is left.
+                    let mut trial = plain.clone();
+                    let mut held = Vec::new();
+                    let mut short = false;
+                    for (s, l, q) in &lines {
+                        let a = trial.avail((*s, *l));
+                        let got = if partial { a.min(i64::from(*q)) } else if a >= i64::from(*q) { i64::from(*q) } else { 0 };
+                        if got < i64::from(*q) { short = true; }
+                        if got > 0 { trial.add((*s, *l), 0, got); held.push((*s, *l, got)); }
+                    }
+                    let granted = if partial { !held.is_empty() } else { !short };
+                    prop_assert_eq!(r.is_ok(), granted, "cart {:?} partial {} on {:?}", lines, partial, plain.stock);
+                    if let Ok(res) = r {
+                        trial.res.push((held, Status::Held, now + ttl as i64 * 1000));
+                        plain = trial;
+                        ids.push(res.id);
+                    }
+                }
+                Cmd::Transit(_, _) if ids.is_empty() => {}
+                Cmd::Transit(i, t) => {
+                    let i = i % ids.len();
+                    let t = match t { 0 => Transition::Confirm, 1 => Transition::Release, 2 => Transition::Fulfil, _ => Transition::Extend { ttl_s: 20 } };
+                    let r = rt.block_on(e.transition(ids[i].clone(), t)).expect("transition");
+                    let (lines, st, exp) = plain.res[i].clone();
+                    use Status::*;
+                    let next = match (t, st) {
+                        (Transition::Confirm, Held | Confirmed) => Some((Confirmed, exp)),
+                        (Transition::Release, Held | Confirmed) => Some((Released, exp)),
+                        (Transition::Release, Released | Expired) => Some((st, exp)),
+                        (Transition::Fulfil, Confirmed) => Some((Fulfilled, exp)),
+                        (Transition::Extend { ttl_s }, Held) => Some((Held, now + ttl_s as i64 * 1000)),
+                        _ => None,
+                    };
+                    match (&r, next) {
+                        (Ok(_), Some((to, exp))) => {
+                            if st.is_live() && !to.is_live() {
+                                for (s, l, q) in &lines {
+                                    plain.add((*s, *l), if to == Fulfilled { -q } else { 0 }, -q);
+                                }
+                            }
+                            plain.res[i].1 = to;
+                            plain.res[i].2 = exp;
+                        }
+                        (Err(TransitionRefused::NotHeld(_)), None) => {}
+                        _ => prop_assert!(false, "{:?} on {:?}: engine {:?}", t, st, r),
+                    }
+                }
+                Cmd::Advance(ms) => {
+                    clock.advance_ms(ms);
+                    plain.expire(clock.now_ms());
+                }
+                Cmd::Restart | Cmd::PowerCut => {
+                    e.shutdown();
+                    drop(e);
+                    if matches!(c, Cmd::PowerCut) {
+                        fs.power_cut();
+                        fs.power_on();
+                    }
+                    e = open(&fs, &clock);
+                }
+            }
+            let got = settle(&rt, &e, &ids, &plain, clock.now_ms());
+            prop_assert_eq!(&got, &plain, "after {:?}", c);
+        }
+        e.shutdown();
+    }
+}
