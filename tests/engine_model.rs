@@ -43,13 +43,16 @@ fn cmd() -> impl Strategy<Value = Cmd> {
     ]
 }
 
+/// Lines (sku, loc, qty), status, expires_at.
+type PlainReservation = (Vec<(u32, u32, i64)>, Status, i64);
+
 /// The plain model: what api.md says, in the simplest terms.
 #[derive(Debug, Default, Clone, PartialEq)]
 struct Plain {
     /// (sku, loc) -> (on_hand, reserved)
     stock: BTreeMap<(u32, u32), (i64, i64)>,
     /// in creation order: (lines (sku, loc, qty), status, expires_at)
-    res: Vec<(Vec<(u32, u32, i64)>, Status, i64)>,
+    res: Vec<PlainReservation>,
 }
 
 impl Plain {
