@@ -9,6 +9,9 @@
 //! Options: `--seconds N` per run (default 3), `--callers C` (default 256),
 //! `--big` (the 1M data set; slower), `--records N` to size it.
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use holdfast::actors::stock_shard::CountItem;
 use holdfast::actors::{CartLine, Engine, EngineConfig};
 use holdfast::clock::SystemClock;

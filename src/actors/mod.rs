@@ -30,7 +30,9 @@ use crate::persistence::recovery::recover_model;
 use crate::persistence::snapshot::{run_snapshotter, SnapshotPolicy, SnapshotStore};
 use crate::persistence::{Durability, Journal, JournalError, RecoveryReport, Storage};
 use reservation_book::{Create, DumpBook, Get, ReservationBook, Transit};
-use stock_shard::{ApplyDeltas, Count, CountItem, Dump, Hold, HoldLine, Read, StockShard};
+use stock_shard::{
+    ApplyDeltas, Count, CountItem, Dump, Hold, HoldAndRecord, HoldLine, Read, StockShard,
+};
 
 /// A write could not be taken; nothing about the client's input is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -403,6 +405,17 @@ impl Engine {
         idem: Option<IdemKey>,
     ) -> Result<Result<Reservation, Vec<Shortage>>, EngineError> {
         let n = self.0.stock.len();
+        let first_shard = lines.first().map(|l| l.sku as usize % n);
+        if lines
+            .iter()
+            .all(|l| Some(l.sku as usize % n) == first_shard)
+        {
+            if let Some(shard) = first_shard {
+                return self
+                    .reserve_in_one_shard(shard, lines, partial, ttl_s, idem)
+                    .await;
+            }
+        }
         let mut per_shard: Vec<Vec<HoldLine>> = vec![Vec::new(); n];
         for (i, l) in lines.iter().enumerate() {
             per_shard[l.sku as usize % n].push(HoldLine {
@@ -510,6 +523,75 @@ impl Engine {
                 // Not journaled: nothing of it exists.
                 self.undo_holds(lines, &outcomes);
                 Err(e.into())
+            }
+        }
+    }
+
+    /// The fast path: every line in one stock shard, which journals the cart.
+    async fn reserve_in_one_shard(
+        &self,
+        shard: usize,
+        lines: &[CartLine],
+        partial: bool,
+        ttl_s: u64,
+        idem: Option<IdemKey>,
+    ) -> Result<Result<Reservation, Vec<Shortage>>, EngineError> {
+        let names: Vec<(SkuId, LocationId)> = {
+            let c = self.0.catalog.read();
+            lines
+                .iter()
+                .filter_map(|l| Some((c.sku(l.sku)?.0.clone(), c.location(l.location)?.0.clone())))
+                .collect()
+        };
+        if names.len() != lines.len() {
+            // Lines are resolved against the catalog, which never forgets.
+            return Err(EngineError::Stopped);
+        }
+        let hold_lines = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| HoldLine {
+                line: i,
+                sku: l.sku,
+                location: l.location,
+                qty: l.qty,
+            })
+            .collect();
+        let id = self.new_reservation_id();
+        let (tx, rx) = oneshot::channel();
+        let sent = self.0.stock[shard].try_send(HoldAndRecord {
+            lines: hold_lines,
+            names,
+            partial,
+            book: self.book_for(&id).clone(),
+            id,
+            now: self.0.clock.now_ms(),
+            ttl_s,
+            idem,
+            reply: tx,
+        });
+        if let Err(e) = sent {
+            self.0
+                .metrics
+                .overload_rejections
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(full(e));
+        }
+        match reply(rx).await?? {
+            Ok((reservation, durable)) => {
+                durable.await?;
+                self.0
+                    .metrics
+                    .reservations_held
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(Ok(reservation))
+            }
+            Err(outcomes) => {
+                self.0
+                    .metrics
+                    .reservations_rejected
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(Err(self.shortages(lines, &outcomes)))
             }
         }
     }

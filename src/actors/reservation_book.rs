@@ -172,6 +172,20 @@ impl Handler<Create> for ReservationBook {
     }
 }
 
+/// A reservation whose cart a stock shard journaled (the fast path).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Insert(pub Reservation);
+
+impl Handler<Insert> for ReservationBook {
+    type Result = ();
+    fn handle(&mut self, m: Insert, _: &mut Context<Self>) {
+        let res = m.0;
+        self.expiries.insert((res.expires_at_ms, res.id.clone()));
+        self.reservations.insert(res.id.clone(), res);
+    }
+}
+
 pub type TransitionReply = Result<Result<(Reservation, Durable), TransitionRefused>, JournalError>;
 
 /// Confirm, release, fulfil or extend a reservation.
