@@ -7,7 +7,7 @@
 //!   stock records and 1,000,000 live reservations.
 //!
 //! Options: `--seconds N` per run (default 3), `--callers C` (default 256),
-//! `--big` (the 1M data set; slower), `--records N` to size it.
+//! `--big` (only the 1M data set, in a fresh process), `--records N` to size it.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -179,7 +179,112 @@ async fn run(
     (n as f64 / elapsed, failed.load(Ordering::Relaxed))
 }
 
+/// In a fresh process (this binary with `--measure-restart DIR`): opens the
+/// engine on DIR and prints the restart time and the resident memory.
+fn measure_restart(dir: &str) {
+    let t0 = Instant::now();
+    let engine = open(std::path::Path::new(dir), Durability::None);
+    println!("{} {}", t0.elapsed().as_secs_f64(), rss_bytes());
+    engine.shutdown();
+}
+
+fn child_restart(dir: &std::path::Path) -> (f64, u64) {
+    let out = std::process::Command::new(std::env::current_exe().expect("exe"))
+        .arg("--measure-restart")
+        .arg(dir)
+        .output()
+        .expect("child");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut it = text.split_whitespace();
+    let secs = it
+        .next()
+        .and_then(|s| s.parse().ok())
+        .expect("restart seconds");
+    let rss = it.next().and_then(|s| s.parse().ok()).expect("rss");
+    (secs, rss)
+}
+
+/// Memory per stock record and restart time with `records` records and as
+/// many live reservations, each measured in a fresh process.
+fn big_run(rt: &tokio::runtime::Runtime, records: u64, callers: usize) {
+    let locs = 1000u32;
+    let skus = (records / u64::from(locs)).max(1) as u32;
+    let n_records = u64::from(skus) * u64::from(locs);
+    let empty = tempfile::tempdir().expect("tmp");
+    open(empty.path(), Durability::None).shutdown();
+    let (_, rss_empty) = child_restart(empty.path());
+
+    let tmp = tempfile::tempdir().expect("tmp");
+    let engine = open(tmp.path(), Durability::None);
+    let t0 = Instant::now();
+    rt.block_on(load(&engine, skus, locs, 1_000_000, true));
+    println!(
+        "loaded {n_records} stock records in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    engine.shutdown();
+    drop(engine);
+    let (secs, rss) = child_restart(tmp.path());
+    println!(
+        "restart with {n_records} stock records: {secs:.2} s; RSS {:.1} MiB over an empty engine's {:.1} MiB: {:.1} bytes/record",
+        rss.saturating_sub(rss_empty) as f64 / 1048576.0,
+        rss_empty as f64 / 1048576.0,
+        rss.saturating_sub(rss_empty) as f64 / n_records as f64
+    );
+
+    let engine = open(tmp.path(), Durability::None);
+    let t0 = Instant::now();
+    let target = records;
+    let made = rt.block_on(async {
+        let made = Arc::new(AtomicU64::new(0));
+        let mut hs = Vec::new();
+        for c in 0..callers as u64 {
+            let (engine, made) = (engine.clone(), made.clone());
+            hs.push(tokio::spawn(async move {
+                let mut i = c;
+                while made.load(Ordering::Relaxed) < target {
+                    let cart = [CartLine {
+                        sku: (i % u64::from(skus)) as u32,
+                        location: ((i / u64::from(skus)) % u64::from(locs)) as u32,
+                        qty: 1,
+                    }];
+                    if let Ok(Ok(_)) = engine.reserve(&cart, false, 86_400, None).await {
+                        let m = made.fetch_add(1, Ordering::Relaxed) + 1;
+                        if m.is_multiple_of(200_000) {
+                            eprintln!("  {m} reservations held");
+                        }
+                    }
+                    i += callers as u64;
+                }
+            }));
+        }
+        for h in hs {
+            let _ = h.await;
+        }
+        made.load(Ordering::Relaxed)
+    });
+    println!(
+        "held {made} reservations in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    engine.shutdown();
+    drop(engine);
+    let (secs2, rss2) = child_restart(tmp.path());
+    println!(
+        "restart with {n_records} stock records and {made} live reservations: {secs2:.2} s; RSS {:.1} MiB: {:.0} bytes/reservation beyond the records",
+        rss2 as f64 / 1048576.0,
+        rss2.saturating_sub(rss) as f64 / made as f64
+    );
+}
+
 fn main() {
+    if let Some(dir) = std::env::args()
+        .skip_while(|a| a != "--measure-restart")
+        .nth(1)
+    {
+        measure_restart(&dir);
+        return;
+    }
     let secs: f64 = arg("--seconds", 3.0);
     let callers: usize = arg("--callers", 256);
     let big = std::env::args().any(|a| a == "--big");
@@ -200,7 +305,14 @@ fn main() {
         "run", "reservations/s", "vs base", "refused"
     );
     let mut base = None;
-    for (durability, name) in [(Durability::None, "none"), (Durability::Fsync, "fsync")] {
+    // `--big` alone measures memory: throughput runs first would leave their
+    // freed pages in the allocator and blur the RSS figures.
+    let runs: &[(Durability, &str)] = if big {
+        &[]
+    } else {
+        &[(Durability::None, "none"), (Durability::Fsync, "fsync")]
+    };
+    for &(durability, name) in runs {
         for lines in [1usize, 5] {
             let tmp = tempfile::tempdir().expect("tmp");
             let engine = open(tmp.path(), durability);
@@ -219,69 +331,6 @@ fn main() {
         }
     }
     if big {
-        let tmp = tempfile::tempdir().expect("tmp");
-        let locs = 1000u32;
-        let skus = (records / u64::from(locs)).max(1) as u32;
-        let rss0 = rss_bytes();
-        let engine = open(tmp.path(), Durability::None);
-        let rss_empty = rss_bytes();
-        let t0 = Instant::now();
-        rt.block_on(load(&engine, skus, locs, 1_000_000, true));
-        let rss_records = rss_bytes();
-        let n_records = u64::from(skus) * u64::from(locs);
-        println!(
-            "loaded {n_records} stock records in {:.1} s; RSS +{:.1} MiB: {:.1} bytes/record (RSS at start {:.1} MiB)",
-            t0.elapsed().as_secs_f64(),
-            (rss_records - rss_empty) as f64 / 1048576.0,
-            (rss_records.saturating_sub(rss_empty)) as f64 / n_records as f64,
-            rss0 as f64 / 1048576.0
-        );
-        let t0 = Instant::now();
-        let target = records;
-        let made = rt.block_on(async {
-            let made = Arc::new(AtomicU64::new(0));
-            let mut hs = Vec::new();
-            for c in 0..callers as u64 {
-                let (engine, made) = (engine.clone(), made.clone());
-                hs.push(tokio::spawn(async move {
-                    let mut i = c;
-                    while made.load(Ordering::Relaxed) < target {
-                        let cart = [CartLine {
-                            sku: (i % u64::from(skus)) as u32,
-                            location: ((i / u64::from(skus)) % u64::from(locs)) as u32,
-                            qty: 1,
-                        }];
-                        if let Ok(Ok(_)) = engine.reserve(&cart, false, 86_400, None).await {
-                            let m = made.fetch_add(1, Ordering::Relaxed) + 1;
-                            if m.is_multiple_of(200_000) {
-                                eprintln!("  {m} reservations held");
-                            }
-                        }
-                        i += callers as u64;
-                    }
-                }));
-            }
-            for h in hs {
-                let _ = h.await;
-            }
-            made.load(Ordering::Relaxed)
-        });
-        let rss_full = rss_bytes();
-        println!(
-            "held {made} reservations in {:.1} s; RSS +{:.1} MiB: {:.0} bytes/reservation",
-            t0.elapsed().as_secs_f64(),
-            (rss_full - rss_records) as f64 / 1048576.0,
-            (rss_full.saturating_sub(rss_records)) as f64 / made as f64
-        );
-        engine.shutdown();
-        drop(engine);
-        let t0 = Instant::now();
-        let engine = open(tmp.path(), Durability::None);
-        println!(
-            "restart (journal replay of {n_records} records and {made} reservations): {:.2} s; RSS now {:.1} MiB",
-            t0.elapsed().as_secs_f64(),
-            rss_bytes() as f64 / 1048576.0
-        );
-        engine.shutdown();
+        big_run(&rt, records, callers);
     }
 }
