@@ -67,8 +67,5 @@ pub const EXPIRY_TICK_MS: u64 = 200;
 pub const EXPIRY_BATCH_MAX: usize = 10_000;
 
 /// Connections served at once; more wait in the kernel's accept queue.
+/// Cost: a connection's buffers (~16 KiB) and one in-flight request each.
 pub const CONNECTIONS_MAX: usize = 10_000;
-
-/// Finished reservations (released, expired, fulfilled) kept in memory for
-/// `GET`. Cost: ~200 bytes per one-line reservation.
-pub const FINISHED_RESERVATIONS_MAX: usize = 5_000_000;

@@ -864,3 +864,94 @@ fn flash_sale_cap_per_reservation() {
         201
     );
 }
+
+#[test]
+fn import_loads_a_network_through_the_batch_endpoint() {
+    let s = Server::start(AUTH);
+    let c = client();
+    // The catalog first (import loads counts of known SKUs and locations).
+    for i in 0..3 {
+        call(
+            &c,
+            "PUT",
+            &s.url(&format!("/v1/skus/A{i}")),
+            Some("admin-secret"),
+            Some(r#"{"name":"x"}"#),
+        );
+    }
+    for j in 0..2 {
+        call(
+            &c,
+            "PUT",
+            &s.url(&format!("/v1/locations/S00{j}")),
+            Some("admin-secret"),
+            Some(r#"{"name":"s","kind":"store","lat":1,"lon":1}"#),
+        );
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let csv = dir.path().join("counts.csv");
+    let mut text = String::from("location,sku,on_hand\n");
+    for i in 0..3 {
+        for j in 0..2 {
+            text.push_str(&format!("S00{j},A{i},{}\n", 10 * i + j));
+        }
+    }
+    std::fs::write(&csv, text).expect("csv");
+    let jsonl = dir.path().join("counts.jsonl");
+    std::fs::write(
+        &jsonl,
+        "{\"location\":\"S001\",\"sku\":\"A2\",\"on_hand\":77,\"safety_stock\":2}\n",
+    )
+    .expect("jsonl");
+    let run = |file: &std::path::Path, token: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
+            .args([
+                "import",
+                file.to_str().expect("path"),
+                "--url",
+                &s.base,
+                "--token",
+                token,
+                "--batch",
+                "4",
+            ])
+            .output()
+            .expect("import")
+    };
+    let out = run(&csv, "admin-secret");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("imported 6 stock records"));
+    assert_eq!(
+        call(
+            &c,
+            "GET",
+            &s.url("/v1/inventory/S001/A2"),
+            Some("admin-secret"),
+            None
+        )
+        .1["on_hand"],
+        21
+    );
+    let out = run(&jsonl, "admin-secret");
+    assert!(out.status.success());
+    let v = call(
+        &c,
+        "GET",
+        &s.url("/v1/inventory/S001/A2"),
+        Some("admin-secret"),
+        None,
+    )
+    .1;
+    assert_eq!(
+        (v["on_hand"].as_i64(), v["safety_stock"].as_i64()),
+        (Some(77), Some(2))
+    );
+    // A refused batch stops the import with the server's answer.
+    let out = run(&csv, "web-checkout");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("403"));
+}

@@ -314,6 +314,23 @@ impl Model {
         v
     }
 
+    /// Forgets idempotency keys first used before `cutoff_ms` (api.md keeps
+    /// them at least 24 hours; snapshots drop the older ones).
+    pub fn forget_idempotency_before(&mut self, cutoff_ms: TimeMs) -> usize {
+        let before = self.idem.len();
+        self.idem.retain(|_, e| e.created_ms >= cutoff_ms);
+        before - self.idem.len()
+    }
+
+    /// The latest time any record of this state carries (a clock-free "now").
+    pub fn latest_ms(&self) -> TimeMs {
+        self.reservations
+            .values()
+            .map(|r| r.updated_ms.max(r.created_ms))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The invariants of ARCHITECTURE.md that a state can show by itself.
     pub fn check_invariants(&self) -> Result<(), String> {
         check_reserved(&self.catalog, &self.stock, self.reservations.values())
@@ -378,4 +395,29 @@ pub fn check_reserved<'a>(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotency_keys_are_forgotten_after_the_cutoff_only() {
+        let mut m = Model::default();
+        for (i, t) in [(0u64, 1_000i64), (1, 5_000)] {
+            m.idem.insert(
+                (i, format!("k{i}")),
+                IdemEntry {
+                    body_hash: 0,
+                    reservation: ReservationId::parse(&format!("r{i}")).expect("id"),
+                    expires_at_ms: t,
+                    lines: Vec::new(),
+                    created_ms: t,
+                },
+            );
+        }
+        assert_eq!(m.forget_idempotency_before(2_000), 1);
+        assert!(m.idem.contains_key(&(1, "k1".to_string())));
+        assert_eq!(m.forget_idempotency_before(2_000), 0);
+    }
 }

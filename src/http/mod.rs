@@ -30,10 +30,11 @@ use warp::hyper::Body;
 use warp::Filter;
 
 use crate::actors::Engine;
-use crate::limits::{REQUEST_BODY_BYTES_MAX, REQUEST_BODY_DRAIN_BYTES_MAX};
+use crate::limits::{CONNECTIONS_MAX, REQUEST_BODY_BYTES_MAX, REQUEST_BODY_DRAIN_BYTES_MAX};
 use auth::{Auth, Principal};
 use error::{ApiError, ApiResult, Code};
 use idempotency::IdemTable;
+use tokio::sync::Semaphore;
 
 /// What every handler may use.
 pub struct AppState {
@@ -253,10 +254,84 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), String> {
-    let (addr, server) = warp::serve(routes(state))
-        .try_bind_with_graceful_shutdown(listen, shutdown)
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    // Past CONNECTIONS_MAX open connections, new ones wait in the kernel's
+    // accept queue until one closes.
+    let incoming = futures::stream::unfold((listener, permits), |(listener, permits)| async move {
+        let permit = permits.clone().acquire_owned().await.ok()?;
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    let conn = Limited {
+                        stream,
+                        _permit: permit,
+                    };
+                    return Some((Ok::<_, std::io::Error>(conn), (listener, permits)));
+                }
+                Err(e) => {
+                    // Out of file descriptors, say: never stop serving for it.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    });
     ready(addr);
-    server.await;
+    warp::serve(routes(state))
+        .serve_incoming_with_graceful_shutdown(incoming, shutdown)
+        .await;
     Ok(())
+}
+
+/// A connection holding one of the `CONNECTIONS_MAX` permits while open.
+struct Limited {
+    stream: tokio::net::TcpStream,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl tokio::io::AsyncRead for Limited {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Limited {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
 }
