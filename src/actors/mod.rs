@@ -274,33 +274,43 @@ impl Engine {
 
     // ---- catalog -------------------------------------------------------
 
-    pub async fn put_sku(&self, id: SkuId, sku: Sku) -> Result<(), EngineError> {
+    /// Journals a catalog change, applies it, and waits for durability. The
+    /// write lock orders the record and the change alike.
+    async fn write_catalog(
+        &self,
+        event: Event,
+        apply: impl FnOnce(&mut Catalog),
+    ) -> Result<(), EngineError> {
         let durable = {
-            // The write lock orders the record and the change alike.
             let mut c = self.0.catalog.write();
-            let d = self.0.journal.append(&Event::SkuPut {
-                sku: id.clone(),
-                value: sku.clone(),
-            })?;
-            c.put_sku(id, sku);
+            let d = self.0.journal.append(&event)?;
+            apply(&mut c);
             d
         };
         durable.await?;
         Ok(())
     }
 
-    pub async fn put_location(&self, id: LocationId, loc: Location) -> Result<(), EngineError> {
-        let durable = {
-            let mut c = self.0.catalog.write();
-            let d = self.0.journal.append(&Event::LocationPut {
-                location: id.clone(),
-                value: loc.clone(),
-            })?;
-            c.put_location(id, loc);
-            d
+    pub async fn put_sku(&self, id: SkuId, sku: Sku) -> Result<(), EngineError> {
+        let event = Event::SkuPut {
+            sku: id.clone(),
+            value: sku.clone(),
         };
-        durable.await?;
-        Ok(())
+        self.write_catalog(event, |c| {
+            c.put_sku(id, sku);
+        })
+        .await
+    }
+
+    pub async fn put_location(&self, id: LocationId, loc: Location) -> Result<(), EngineError> {
+        let event = Event::LocationPut {
+            location: id.clone(),
+            value: loc.clone(),
+        };
+        self.write_catalog(event, |c| {
+            c.put_location(id, loc);
+        })
+        .await
     }
 
     // ---- stock ---------------------------------------------------------

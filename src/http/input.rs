@@ -52,7 +52,29 @@ impl Errors {
         }
     }
 
+    /// The value of `key` with its field path, or `None` when it is absent
+    /// (an error only if `required`).
+    fn present<'a>(
+        &mut self,
+        m: &'a Map<String, Value>,
+        key: &str,
+        path: &str,
+        required: bool,
+    ) -> Option<(&'a Value, String)> {
+        let field = join(path, key);
+        match m.get(key) {
+            None | Some(Value::Null) => {
+                if required {
+                    self.add(field, "is required");
+                }
+                None
+            }
+            Some(v) => Some((v, field)),
+        }
+    }
+
     /// An integer in `min..=max`; `None` if absent (not an error) or wrong (an error).
+    #[allow(clippy::too_many_arguments)]
     pub fn int(
         &mut self,
         m: &Map<String, Value>,
@@ -62,33 +84,25 @@ impl Errors {
         max: i64,
         required: bool,
     ) -> Option<i64> {
-        let field = join(path, key);
-        match m.get(key) {
-            None | Some(Value::Null) => {
-                if required {
-                    self.add(field, "is required");
-                }
+        let (v, field) = self.present(m, key, path, required)?;
+        match v.as_i64() {
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            Some(_) => {
+                self.add(field, format!("must be between {min} and {max}"));
                 None
             }
-            Some(v) => match v.as_i64() {
-                Some(n) if (min..=max).contains(&n) => Some(n),
-                Some(_) => {
-                    self.add(field, format!("must be between {min} and {max}"));
-                    None
-                }
-                None => {
-                    let msg = if v.is_number() {
-                        format!("must be an integer between {min} and {max}")
-                    } else {
-                        "must be an integer".to_string()
-                    };
-                    self.add(field, msg);
-                    None
-                }
-            },
+            None if v.is_number() => {
+                self.add(field, format!("must be an integer between {min} and {max}"));
+                None
+            }
+            None => {
+                self.add(field, "must be an integer");
+                None
+            }
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub fn float(
         &mut self,
         m: &Map<String, Value>,
@@ -98,30 +112,22 @@ impl Errors {
         max: f64,
         required: bool,
     ) -> Option<f64> {
-        let field = join(path, key);
-        match m.get(key) {
-            None | Some(Value::Null) => {
-                if required {
-                    self.add(field, "is required");
-                }
+        let (v, field) = self.present(m, key, path, required)?;
+        match v.as_f64() {
+            Some(n) if n.is_finite() && (min..=max).contains(&n) => Some(n),
+            _ => {
+                self.add(field, format!("must be a number between {min} and {max}"));
                 None
             }
-            Some(v) => match v.as_f64() {
-                Some(n) if n.is_finite() && (min..=max).contains(&n) => Some(n),
-                _ => {
-                    self.add(field, format!("must be a number between {min} and {max}"));
-                    None
-                }
-            },
         }
     }
 
     pub fn boolean(&mut self, m: &Map<String, Value>, key: &str, path: &str) -> Option<bool> {
-        match m.get(key) {
-            None | Some(Value::Null) => None,
-            Some(Value::Bool(b)) => Some(*b),
-            Some(_) => {
-                self.add(join(path, key), "must be true or false");
+        let (v, field) = self.present(m, key, path, false)?;
+        match v {
+            Value::Bool(b) => Some(*b),
+            _ => {
+                self.add(field, "must be true or false");
                 None
             }
         }
@@ -135,22 +141,16 @@ impl Errors {
         max_len: usize,
         required: bool,
     ) -> Option<String> {
-        let field = join(path, key);
-        match m.get(key) {
-            None | Some(Value::Null) => {
-                if required {
-                    self.add(field, "is required");
-                }
-                None
-            }
-            Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= max_len => {
+        let (v, field) = self.present(m, key, path, required)?;
+        match v {
+            Value::String(s) if !s.trim().is_empty() && s.chars().count() <= max_len => {
                 Some(s.clone())
             }
-            Some(Value::String(_)) => {
+            Value::String(_) => {
                 self.add(field, format!("must have 1 to {max_len} characters"));
                 None
             }
-            Some(_) => {
+            _ => {
                 self.add(field, "must be a string");
                 None
             }
@@ -165,22 +165,16 @@ impl Errors {
         path: &str,
         required: bool,
     ) -> Option<String> {
-        let field = join(path, key);
-        match m.get(key) {
-            None | Some(Value::Null) => {
-                if required {
-                    self.add(field, "is required");
-                }
-                None
-            }
-            Some(Value::String(s)) => match validate_id(s) {
+        let (v, field) = self.present(m, key, path, required)?;
+        match v {
+            Value::String(s) => match validate_id(s) {
                 Ok(()) => Some(s.clone()),
                 Err(e) => {
                     self.add(field, e.0);
                     None
                 }
             },
-            Some(_) => {
+            _ => {
                 self.add(field, "must be a string identifier");
                 None
             }
