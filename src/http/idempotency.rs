@@ -62,6 +62,13 @@ impl IdemTable {
                 let mut g = self.inner.lock();
                 match g.map.get(key) {
                     Some(Slot::Done(a)) => return Claim::Answered(a.clone()),
+                    // A holder that went away without an answer (its task
+                    // panicked): the key is free again.
+                    Some(Slot::Pending(rx)) if rx.has_changed().is_err() => {
+                        let (tx, rx) = watch::channel(None);
+                        g.map.insert(key.clone(), Slot::Pending(rx));
+                        return Claim::Mine(tx);
+                    }
                     Some(Slot::Pending(rx)) => rx.clone(),
                     None => {
                         let (tx, rx) = watch::channel(None);
@@ -93,5 +100,46 @@ impl IdemTable {
     pub fn abandon(&self, key: &Key, tx: watch::Sender<Option<Answer>>) {
         self.inner.lock().map.remove(key);
         drop(tx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16) -> Answer {
+        Answer {
+            body_hash: 1,
+            status,
+            body: "{}".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_waiter_gets_the_holders_answer_and_a_dead_holder_frees_the_key() {
+        let t = std::sync::Arc::new(IdemTable::default());
+        let key = (7u64, "k".to_string());
+        let Claim::Mine(tx) = t.claim(&key).await else {
+            panic!("first claim")
+        };
+        let (t2, k2) = (t.clone(), key.clone());
+        let waiter = tokio::spawn(async move {
+            match t2.claim(&k2).await {
+                Claim::Answered(a) => a.status,
+                Claim::Mine(_) => 0,
+            }
+        });
+        tokio::task::yield_now().await;
+        t.finish(key.clone(), tx, answer(201));
+        assert_eq!(waiter.await.expect("waiter"), 201);
+
+        // A holder that vanished without finishing (its sender dropped).
+        let key2 = (7u64, "k2".to_string());
+        let Claim::Mine(tx) = t.claim(&key2).await else {
+            panic!("claim")
+        };
+        drop(tx);
+        let got = tokio::time::timeout(std::time::Duration::from_secs(1), t.claim(&key2)).await;
+        assert!(matches!(got, Ok(Claim::Mine(_))), "the key stayed stuck");
     }
 }

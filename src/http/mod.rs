@@ -74,9 +74,21 @@ pub fn routes(
                 let resp = match read_body(&headers, body).await {
                     Ok(body) => {
                         let query = (!query.is_empty()).then_some(query);
-                        handle(&state, method, path.as_str(), query, headers, body)
-                            .await
-                            .unwrap_or_else(ApiError::into_response)
+                        // The request runs in its own task: a client that hangs
+                        // up does not cancel a write half way (undoing holds,
+                        // recording an idempotency key's answer).
+                        let st = state.clone();
+                        let path = path.as_str().to_string();
+                        let task = tokio::spawn(async move {
+                            handle(&st, method, &path, query, headers, body)
+                                .await
+                                .unwrap_or_else(ApiError::into_response)
+                        });
+                        task.await.unwrap_or_else(|_| {
+                            ApiError::new(Code::Unavailable, "the request failed inside the server")
+                                .retry_after(1)
+                                .into_response()
+                        })
                     }
                     Err(e) => e.into_response(),
                 };
