@@ -105,6 +105,7 @@ struct Inner {
 pub struct Engine(Arc<Inner>);
 
 /// A reservation line to hold, resolved, with its index in the cart.
+#[derive(Debug, Clone, Copy)]
 pub struct CartLine {
     pub sku: SkuIdx,
     pub location: LocIdx,
@@ -421,11 +422,29 @@ impl Engine {
             .all(|l| Some(l.sku as usize % n) == first_shard)
         {
             if let Some(shard) = first_shard {
+                // Cancelling this future after the send is harmless: the
+                // shard completes the cart on its own.
                 return self
                     .reserve_in_one_shard(shard, lines, partial, ttl_s, idem)
                     .await;
             }
         }
+        // Across shards the coordinator itself undoes holds: it runs in its
+        // own task so that a caller that goes away cannot leak them.
+        let (me, lines) = (self.clone(), lines.to_vec());
+        tokio::spawn(async move { me.reserve_across_shards(&lines, partial, ttl_s, idem).await })
+            .await
+            .map_err(|_| EngineError::Stopped)?
+    }
+
+    async fn reserve_across_shards(
+        &self,
+        lines: &[CartLine],
+        partial: bool,
+        ttl_s: u64,
+        idem: Option<IdemKey>,
+    ) -> Result<Result<Reservation, Vec<Shortage>>, EngineError> {
+        let n = self.0.stock.len();
         let mut per_shard: Vec<Vec<HoldLine>> = vec![Vec::new(); n];
         for (i, l) in lines.iter().enumerate() {
             per_shard[l.sku as usize % n].push(HoldLine {

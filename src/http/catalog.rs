@@ -36,8 +36,8 @@ pub fn location_json(id: &str, l: &Location) -> Value {
 }
 
 pub async fn put_sku(state: &AppState, req: &Request, sku: &str) -> ApiResult {
-    let sku = path_id(sku, "sku")?;
     req.principal.require_admin()?;
+    let sku = path_id(sku, "sku")?;
     let m = parse_object(&req.body)?;
     let mut e = Errors::default();
     let name = e.string(&m, "name", "", NAME_LEN_MAX, true);
@@ -64,8 +64,8 @@ pub fn get_sku(state: &AppState, _req: &Request, sku: &str) -> ApiResult {
 }
 
 pub async fn put_location(state: &AppState, req: &Request, id: &str) -> ApiResult {
-    let id = path_id(id, "location")?;
     req.principal.require_admin()?;
+    let id = path_id(id, "location")?;
     let m = parse_object(&req.body)?;
     let mut e = Errors::default();
     let name = e.string(&m, "name", "", NAME_LEN_MAX, true);

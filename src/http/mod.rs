@@ -44,6 +44,7 @@ pub struct AppState {
 }
 
 /// A request as the handlers see it.
+#[derive(Clone)]
 pub struct Request {
     pub method: Method,
     pub headers: HeaderMap,
@@ -74,21 +75,9 @@ pub fn routes(
                 let resp = match read_body(&headers, body).await {
                     Ok(body) => {
                         let query = (!query.is_empty()).then_some(query);
-                        // The request runs in its own task: a client that hangs
-                        // up does not cancel a write half way (undoing holds,
-                        // recording an idempotency key's answer).
-                        let st = state.clone();
-                        let path = path.as_str().to_string();
-                        let task = tokio::spawn(async move {
-                            handle(&st, method, &path, query, headers, body)
-                                .await
-                                .unwrap_or_else(ApiError::into_response)
-                        });
-                        task.await.unwrap_or_else(|_| {
-                            ApiError::new(Code::Unavailable, "the request failed inside the server")
-                                .retry_after(1)
-                                .into_response()
-                        })
+                        handle(&state, method, path.as_str(), query, headers, body)
+                            .await
+                            .unwrap_or_else(ApiError::into_response)
                     }
                     Err(e) => e.into_response(),
                 };
@@ -193,7 +182,7 @@ fn method_not_allowed(allowed: &str) -> ApiError {
 }
 
 async fn handle(
-    state: &AppState,
+    state: &Arc<AppState>,
     method: Method,
     path: &str,
     query: Option<String>,

@@ -1,6 +1,7 @@
 //! `/v1/reservations`: the checkout hot path.
 
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 use super::error::{json_response, ApiError, ApiResult, Code};
 use super::idempotency::{Answer, Claim};
@@ -95,7 +96,7 @@ fn replay(a: &Answer, body_hash: u64) -> ApiResult {
     Ok(json_response(a.status, &v))
 }
 
-pub async fn create(state: &AppState, req: &Request) -> ApiResult {
+pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
     req.principal.require_channel()?;
     let key = match req.headers.get(IDEMPOTENCY_KEY) {
         None => None,
@@ -126,7 +127,18 @@ pub async fn create(state: &AppState, req: &Request) -> ApiResult {
         key: key.1.clone(),
         body_hash,
     };
-    match serve_create(state, req, Some(idem)).await {
+    // In its own task: a client that hangs up must not leave the key
+    // without the answer of a hold that was made (its retry would hold again).
+    let (st, owned) = (state.clone(), req.clone());
+    let served = tokio::spawn(async move { serve_create(&st, &owned, Some(idem)).await })
+        .await
+        .unwrap_or_else(|_| {
+            Err(
+                ApiError::new(Code::Unavailable, "the request failed inside the server")
+                    .retry_after(1),
+            )
+        });
+    match served {
         Ok((resp, Some(answer))) => {
             state.idem.finish(key, tx, answer);
             Ok(resp)
