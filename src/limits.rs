@@ -58,6 +58,12 @@ pub const IDEMPOTENCY_KEYS_MAX: usize = 2_000_000;
 /// How long idempotency keys are remembered at least, in milliseconds (api.md: 24 h).
 pub const IDEMPOTENCY_RETENTION_MS: i64 = 24 * 3600 * 1000;
 
+/// Finished reservations (released, expired, fulfilled) are answered by
+/// `GET` for this long after they finished, then forgotten (404): the book's
+/// memory is bounded by a day of traffic, not by all time. Cost: ~600 bytes
+/// per one-line reservation while kept.
+pub const FINISHED_RETENTION_MS: i64 = 24 * 3600 * 1000;
+
 /// How often the reservation book looks for expired holds, in milliseconds
 /// (api.md: an expired hold is released within one second).
 pub const EXPIRY_TICK_MS: u64 = 200;

@@ -254,3 +254,100 @@ proptest! {
         e.shutdown();
     }
 }
+
+#[test]
+fn finished_reservations_are_forgotten_after_a_day_live_ones_never() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let fs = SimStorage::new(1);
+    let clock = ManualClock::new(1_700_000_000_000);
+    let e = open(&fs, &clock);
+    let (released, confirmed) = rt.block_on(async {
+        e.put_sku(
+            sku(0),
+            Sku {
+                name: "x".into(),
+                weight_g: None,
+                max_qty_per_reservation: None,
+            },
+        )
+        .await
+        .expect("sku");
+        e.put_location(
+            loc(0),
+            Location {
+                name: "y".into(),
+                kind: LocationKind::Store,
+                lat: 0.0,
+                lon: 0.0,
+                priority: 1,
+                ship: true,
+                pickup: true,
+                daily_capacity: None,
+                active: true,
+            },
+        )
+        .await
+        .expect("loc");
+        e.count(vec![CountItem {
+            sku_idx: 0,
+            loc_idx: 0,
+            sku: sku(0),
+            location: loc(0),
+            on_hand: 10,
+            safety_stock: None,
+        }])
+        .await
+        .expect("count");
+        let cart = [CartLine {
+            sku: 0,
+            location: 0,
+            qty: 1,
+        }];
+        let a = e
+            .reserve(&cart, false, 900, None)
+            .await
+            .expect("engine")
+            .expect("held");
+        let b = e
+            .reserve(&cart, false, 900, None)
+            .await
+            .expect("engine")
+            .expect("held");
+        e.transition(a.id.clone(), Transition::Release)
+            .await
+            .expect("engine")
+            .expect("released");
+        e.transition(b.id.clone(), Transition::Confirm)
+            .await
+            .expect("engine")
+            .expect("confirmed");
+        (a.id, b.id)
+    });
+    clock.advance_ms(23 * 3600 * 1000);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        rt.block_on(e.reservation(released.clone()))
+            .expect("engine")
+            .is_some(),
+        "kept within the day"
+    );
+    clock.advance_ms(3600 * 1000 + 1000);
+    let t0 = Instant::now();
+    while rt
+        .block_on(e.reservation(released.clone()))
+        .expect("engine")
+        .is_some()
+    {
+        assert!(t0.elapsed() < Duration::from_secs(5), "never forgotten");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kept = rt
+        .block_on(e.reservation(confirmed))
+        .expect("engine")
+        .expect("a live reservation stays");
+    assert_eq!(kept.status, Status::Confirmed);
+    e.shutdown();
+}

@@ -5,7 +5,7 @@
 use actix::prelude::*;
 use ahash::AHashMap;
 use parking_lot::RwLock;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -18,7 +18,7 @@ use crate::domain::ids::ReservationId;
 use crate::domain::model::{transition_event, TransitionRefused};
 use crate::domain::reservation::{Reservation, Status, Transition};
 use crate::domain::TimeMs;
-use crate::limits::{EXPIRY_BATCH_MAX, EXPIRY_TICK_MS, MAILBOX_CAPACITY};
+use crate::limits::{EXPIRY_BATCH_MAX, EXPIRY_TICK_MS, FINISHED_RETENTION_MS, MAILBOX_CAPACITY};
 use crate::metrics::Metrics;
 use crate::persistence::{Durable, Journal, JournalError};
 
@@ -26,6 +26,9 @@ pub struct ReservationBook {
     reservations: AHashMap<ReservationId, Reservation>,
     /// Held reservations by expiry: the expiry tick pops from the front.
     expiries: BTreeSet<(TimeMs, ReservationId)>,
+    /// Finished reservations in the order they finished: forgotten after
+    /// `FINISHED_RETENTION_MS`.
+    finished: VecDeque<(TimeMs, ReservationId)>,
     journal: Journal,
     stock: Vec<Addr<StockShard>>,
     catalog: Arc<RwLock<Catalog>>,
@@ -47,9 +50,16 @@ impl ReservationBook {
             .filter(|r| r.status == Status::Held)
             .map(|r| (r.expires_at_ms, r.id.clone()))
             .collect();
+        let mut finished: Vec<(TimeMs, ReservationId)> = reservations
+            .values()
+            .filter(|r| !r.status.is_live())
+            .map(|r| (r.updated_ms, r.id.clone()))
+            .collect();
+        finished.sort();
         Self {
             reservations,
             expiries,
+            finished: finished.into(),
             journal,
             stock,
             catalog,
@@ -92,6 +102,9 @@ impl ReservationBook {
                     r.status = *status;
                     r.updated_ms = *at_ms;
                 }
+                if !status.is_live() {
+                    self.finished.push_back((*at_ms, id.clone()));
+                }
                 self.metrics.reservation_transition(*status);
             }
             Event::ReservationExtended {
@@ -110,8 +123,28 @@ impl ReservationBook {
         }
     }
 
+    /// Forgets reservations finished more than `FINISHED_RETENTION_MS` ago.
+    fn forget_finished(&mut self, now: TimeMs) {
+        for _ in 0..EXPIRY_BATCH_MAX {
+            match self.finished.front() {
+                Some((at, _)) if *at + FINISHED_RETENTION_MS <= now => {}
+                _ => break,
+            }
+            if let Some((_, id)) = self.finished.pop_front() {
+                if self
+                    .reservations
+                    .get(&id)
+                    .is_some_and(|r| !r.status.is_live())
+                {
+                    self.reservations.remove(&id);
+                }
+            }
+        }
+    }
+
     fn expire_due(&mut self) {
         let now = self.clock.now_ms();
+        self.forget_finished(now);
         for _ in 0..EXPIRY_BATCH_MAX {
             let Some((at, id)) = self.expiries.first().cloned() else {
                 break;

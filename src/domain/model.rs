@@ -322,6 +322,15 @@ impl Model {
         before - self.idem.len()
     }
 
+    /// Forgets reservations that finished (released, expired, fulfilled)
+    /// before `cutoff_ms`, as the books do.
+    pub fn forget_finished_before(&mut self, cutoff_ms: TimeMs) -> usize {
+        let before = self.reservations.len();
+        self.reservations
+            .retain(|_, r| r.status.is_live() || r.updated_ms >= cutoff_ms);
+        before - self.reservations.len()
+    }
+
     /// The latest time any record of this state carries (a clock-free "now").
     pub fn latest_ms(&self) -> TimeMs {
         self.reservations
@@ -419,5 +428,39 @@ mod tests {
         assert_eq!(m.forget_idempotency_before(2_000), 1);
         assert!(m.idem.contains_key(&(1, "k1".to_string())));
         assert_eq!(m.forget_idempotency_before(2_000), 0);
+    }
+
+    #[test]
+    fn only_finished_reservations_are_forgotten() {
+        let mut m = Model::default();
+        for (i, status) in [
+            Status::Released,
+            Status::Confirmed,
+            Status::Fulfilled,
+            Status::Held,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let id = ReservationId::parse(&format!("r{i}")).expect("id");
+            m.reservations.insert(
+                id.clone(),
+                Reservation {
+                    id,
+                    lines: Vec::new(),
+                    status,
+                    created_ms: 0,
+                    expires_at_ms: 10,
+                    updated_ms: if i == 2 { 5_000 } else { 1_000 },
+                },
+            );
+        }
+        assert_eq!(m.forget_finished_before(2_000), 1);
+        let left: Vec<&str> = {
+            let mut v: Vec<&str> = m.reservations.keys().map(|k| k.as_str()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(left, vec!["r1", "r2", "r3"]);
     }
 }

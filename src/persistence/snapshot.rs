@@ -25,7 +25,7 @@ use super::journal::{
 };
 use super::storage::Storage;
 use crate::domain::model::Model;
-use crate::limits::IDEMPOTENCY_RETENTION_MS;
+use crate::limits::{FINISHED_RETENTION_MS, IDEMPOTENCY_RETENTION_MS};
 
 const MAGIC: &[u8; 4] = b"HFS1";
 const FORMAT_VERSION: u32 = 1;
@@ -201,13 +201,16 @@ pub fn take_snapshot(
         .map_err(|e| JournalError::Corrupt(format!("snapshot at {seq}: {e}")))?;
     // Idempotency keys are kept 24 hours after their first use, measured
     // on the records' own clock: the snapshot reads no clock.
-    let forgotten = model.forget_idempotency_before(model.latest_ms() - IDEMPOTENCY_RETENTION_MS);
+    let latest = model.latest_ms();
+    let forgotten = model.forget_idempotency_before(latest - IDEMPOTENCY_RETENTION_MS);
+    let archived = model.forget_finished_before(latest - FINISHED_RETENTION_MS);
     store.save(seq, &model)?;
     let removed = remove_segments_through(storage, journal_dir, store.oldest_kept_seq())?;
     tracing::info!(
         seq,
         removed_segments = removed,
         forgotten_idempotency_keys = forgotten,
+        forgotten_finished_reservations = archived,
         "snapshot taken"
     );
     Ok(seq)
