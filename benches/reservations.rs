@@ -50,7 +50,7 @@ fn open(dir: &std::path::Path, durability: Durability) -> Engine {
         &EngineConfig {
             data_dir: dir.to_path_buf(),
             durability,
-            shards: 0,
+            shards: arg("--shards", 0),
             snapshot: None,
         },
         Arc::new(RealStorage),

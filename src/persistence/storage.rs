@@ -221,6 +221,16 @@ impl SimStorage {
         f.entry_durable = true;
     }
 
+    /// How many files `dir` holds.
+    pub fn list_len(&self, dir: &Path) -> usize {
+        self.0
+            .lock()
+            .files
+            .keys()
+            .filter(|p| p.parent() == Some(dir))
+            .count()
+    }
+
     pub fn file_len(&self, path: &Path) -> Option<usize> {
         self.0.lock().files.get(path).map(|f| f.data.len())
     }
