@@ -554,6 +554,7 @@ fn bad_input_is_4xx_problem_json_and_writes_nothing() {
         r#"{"name":""}"#.into(),
         r#"{"name":5,"on_hand":-1,"delta":"x","reason":"theft","items":"no","lines":[],"ttl_s":0}"#.into(),
         r#"{"on_hand":1000000001,"safety_stock":-1,"delta":0,"reason":"sale","kind":"shop","lat":91,"lon":0,"ttl_s":86401}"#.into(),
+        r#"{"lines":[{"sku":"A0","qty":1,"location":null}],"on_hand":null,"delta":null,"name":null,"items":[{"location":null,"sku":"A0","on_hand":1}]}"#.into(),
         r#"{"on_hand":1.5,"delta":1e3,"lines":[{"sku":"A0","qty":0,"location":"S000"}],"ttl_s":"600","items":[{"location":"S000","sku":"A0"}]}"#.into(),
         r#"{"lines":[{"sku":"bad sku","qty":1000001,"location":"S000"}],"items":[{"location":"S000","sku":"NOPE","on_hand":1}],"name":["ok"],"kind":"store","lat":"x","lon":9}"#.into(),
         json!({"lines": too_many, "items": (0..10_001).map(|_| json!({})).collect::<Vec<_>>()}).to_string(),

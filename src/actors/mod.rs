@@ -415,6 +415,10 @@ impl Engine {
         ttl_s: u64,
         idem: Option<IdemKey>,
     ) -> Result<Result<Reservation, Vec<Shortage>>, EngineError> {
+        if lines.is_empty() {
+            // The HTTP layer refuses empty carts; an empty one holds nothing.
+            return Ok(Err(Vec::new()));
+        }
         let n = self.0.stock.len();
         let first_shard = lines.first().map(|l| l.sku as usize % n);
         if lines

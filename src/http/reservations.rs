@@ -194,7 +194,7 @@ async fn serve_create(
                 let sku = e.id(o, "sku", &path, true);
                 let qty = e.int(o, "qty", &path, 1, QTY_MAX, true);
                 let loc = e.id(o, "location", &path, false);
-                if loc.is_none() && !o.contains_key("location") {
+                if loc.is_none() && matches!(o.get("location"), None | Some(Value::Null)) {
                     e.add(
                         format!("{path}.location"),
                         if sourcing_asked {
