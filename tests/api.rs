@@ -338,6 +338,17 @@ fn catalog_inventory_and_reservation_lifecycle() {
         Some(r#"{"lines":[{"sku":"A1","qty":1}],"destination":{"lat":45.1,"lon":9.2}}"#),
     );
     assert_eq!((st, v["code"].as_str()), (422, Some("validation_failed")));
+    let (st, v) = call(
+        &c,
+        "POST",
+        &u("/v1/reservations"),
+        None,
+        Some(r#"{"lines":[{"sku":"A1","qty":1,"location":null}]}"#),
+    );
+    assert_eq!(
+        (st, v["errors"][0]["field"].as_str()),
+        (422, Some("lines[0].location"))
+    );
     assert_eq!(
         call(&c, "GET", &u("/v1/reservations/nope"), None, None).0,
         404
