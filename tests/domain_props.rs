@@ -157,7 +157,7 @@ proptest! {
                         }
                     }
                 }
-                Cmd::Confirm(i) | Cmd::Release(i) | Cmd::Fulfil(i) | Cmd::Extend(i, _) if ids.is_empty() => { let _ = i; None }
+                Cmd::Confirm(_) | Cmd::Release(_) | Cmd::Fulfil(_) | Cmd::Extend(..) if ids.is_empty() => None,
                 Cmd::Confirm(i) => m.decide_transition(&ids[i % ids.len()], Transition::Confirm, now).ok().flatten(),
                 Cmd::Release(i) => m.decide_transition(&ids[i % ids.len()], Transition::Release, now).ok().flatten(),
                 Cmd::Fulfil(i) => {
