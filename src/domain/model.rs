@@ -123,6 +123,10 @@ impl Model {
                 if self.reservations.contains_key(id) {
                     return Err(ReplayError(format!("reservation {id} held twice")));
                 }
+                // The lines share the catalog's id strings instead of the
+                // copies decoded from the record (a million reservations
+                // would otherwise hold two million small strings).
+                let mut shared = Vec::with_capacity(lines.len());
                 for line in lines {
                     let (s, l) = self.sku_loc(&line.sku, &line.location)?;
                     self.stock.apply(
@@ -133,10 +137,24 @@ impl Model {
                             ..Default::default()
                         },
                     );
+                    shared.push(Line {
+                        sku: self
+                            .catalog
+                            .sku(s)
+                            .map(|x| x.0.clone())
+                            .unwrap_or_else(|| line.sku.clone()),
+                        location: self
+                            .catalog
+                            .location(l)
+                            .map(|x| x.0.clone())
+                            .unwrap_or_else(|| line.location.clone()),
+                        qty: line.qty,
+                        requested: line.requested,
+                    });
                 }
                 let r = Reservation {
                     id: id.clone(),
-                    lines: lines.clone(),
+                    lines: shared,
                     status: Status::Held,
                     created_ms: *created_ms,
                     expires_at_ms: *expires_at_ms,
