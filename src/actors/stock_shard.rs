@@ -165,19 +165,17 @@ impl Handler<HoldAndRecord> for StockShard {
             let _ = m.reply.send(Ok(Err(out)));
             return;
         }
-        let lines: Vec<Line> = out
+        // `hold` answers one outcome per line, in the lines' order.
+        let lines: Vec<Line> = m
+            .lines
             .iter()
-            .filter(|o| o.held > 0)
-            .map(|o| Line {
-                sku: m.names[o.line].0.clone(),
-                location: m.names[o.line].1.clone(),
+            .zip(&out)
+            .filter(|(_, o)| o.held > 0)
+            .map(|(l, o)| Line {
+                sku: m.names[l.line].0.clone(),
+                location: m.names[l.line].1.clone(),
                 qty: o.held,
-                requested: m
-                    .lines
-                    .iter()
-                    .find(|l| l.line == o.line)
-                    .map(|l| l.qty)
-                    .unwrap_or(o.held),
+                requested: l.qty,
             })
             .collect();
         let reservation = Reservation {
