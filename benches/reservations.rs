@@ -293,7 +293,7 @@ fn main() {
     let big = !smoke && std::env::args().any(|a| a == "--big");
     let records: u64 = arg("--records", 1_000_000);
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(arg("--workers", 2))
         .enable_all()
         .build()
         .expect("runtime");

@@ -138,6 +138,11 @@ impl Config {
         if let Some(v) = env("HOLDFAST_DATA_DIR") {
             f.server.data_dir = PathBuf::from(v);
         }
+        if let Some(v) = env("HOLDFAST_SHARDS") {
+            f.server.shards = v
+                .parse()
+                .map_err(|_| format!("HOLDFAST_SHARDS={v}: expected a number of actor threads"))?;
+        }
         if let Some(v) = env("HOLDFAST_DURABILITY") {
             f.server.durability = match v.as_str() {
                 "fsync" => Durability::Fsync,

@@ -59,7 +59,8 @@ struct Known {
 
 #[test]
 fn sigkill_under_write_load_loses_nothing_acknowledged() {
-    let mut s = Server::start("");
+    // Two shards: carts across shards are killed in flight too.
+    let mut s = Server::start("shards = 2");
     let c = client();
     seed(&c, &s, None, 4, 2, 1_000_000);
     let known: Arc<Mutex<HashMap<String, Known>>> = Arc::default();
@@ -137,7 +138,7 @@ fn sigkill_under_write_load_loses_nothing_acknowledged() {
             })
         };
         std::thread::sleep(Duration::from_millis(600 + 200 * round));
-        s.kill_and_restart("");
+        s.kill_and_restart("shards = 2");
         stop.store(true, Ordering::Relaxed);
         for h in hs {
             h.join().expect("load thread");

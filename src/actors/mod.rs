@@ -152,9 +152,7 @@ impl Engine {
             );
         }
         let n = if cfg.shards == 0 {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
+            default_shards()
         } else {
             cfg.shards
         };
@@ -730,6 +728,16 @@ impl Engine {
         }
         Ok((self.0.catalog.read().clone(), stock, res))
     }
+}
+
+/// One actor thread per core (ARCHITECTURE.md). One shard fewer was tried on
+/// this 2-core machine: in-process and multi-line carts gained, but the HTTP
+/// p99 with fsync went from ~6 ms to ~37 ms (BENCHMARKS.md), so not.
+pub fn default_shards() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .max(1)
 }
 
 fn book_of(id: &ReservationId, n: usize) -> usize {
