@@ -244,11 +244,17 @@ mod tests {
             "#,
         )
         .expect("parse");
-        let c = Config::resolve(f, |k| {
-            (k == "HOLDFAST_LISTEN").then(|| "127.0.0.1:9001".to_string())
+        let c = Config::resolve(f.clone(), |k| match k {
+            "HOLDFAST_LISTEN" => Some("127.0.0.1:9001".to_string()),
+            "HOLDFAST_SHARDS" => Some("3".to_string()),
+            _ => None,
         })
         .expect("valid");
         assert_eq!(c.listen.port(), 9001);
+        assert_eq!(c.shards, 3);
+        assert!(Config::resolve(f.clone(), |k| (k == "HOLDFAST_SHARDS")
+            .then(|| "many".to_string()))
+        .is_err());
         assert_eq!(c.durability, Durability::None);
         assert_eq!(
             c.tokens.expect("tokens")[0].role,
