@@ -4,12 +4,10 @@
 //!   and holds.
 //! - `reservation_book`: `ReservationBook` shards: reservations, transitions,
 //!   expiry.
-//! - `expiry`: the books' expiry index (100 ms buckets, lazy deletion).
 //! - `Engine` (here): starts the actix system with one arbiter per core,
 //!   recovers the state from the journal, and coordinates multi-line carts
 //!   (hold every line, undo on any shortage, one journal record per cart).
 
-pub mod expiry;
 pub mod reservation_book;
 pub mod stock_shard;
 

@@ -5,12 +5,11 @@
 use actix::prelude::*;
 use ahash::AHashMap;
 use parking_lot::RwLock;
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-use super::expiry::ExpiryWheel;
 use super::stock_shard::{ApplyDeltas, StockShard};
 use crate::clock::Clock;
 use crate::domain::catalog::Catalog;
@@ -25,8 +24,8 @@ use crate::persistence::{Durable, Journal, JournalError};
 
 pub struct ReservationBook {
     reservations: AHashMap<ReservationId, Reservation>,
-    /// Held reservations by expiry (lazy: may name finished ones).
-    expiries: ExpiryWheel,
+    /// Held reservations by expiry: the expiry tick pops from the front.
+    expiries: BTreeSet<(TimeMs, ReservationId)>,
     /// Finished reservations in the order they finished: forgotten after
     /// `FINISHED_RETENTION_MS`.
     finished: VecDeque<(TimeMs, ReservationId)>,
@@ -46,10 +45,11 @@ impl ReservationBook {
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let mut expiries = ExpiryWheel::default();
-        for r in reservations.values().filter(|r| r.status == Status::Held) {
-            expiries.insert(r.expires_at_ms, r.id.clone());
-        }
+        let expiries = reservations
+            .values()
+            .filter(|r| r.status == Status::Held)
+            .map(|r| (r.expires_at_ms, r.id.clone()))
+            .collect();
         let mut finished: Vec<(TimeMs, ReservationId)> = reservations
             .values()
             .filter(|r| !r.status.is_live())
@@ -96,6 +96,7 @@ impl ReservationBook {
             Event::ReservationStatus { id, status, at_ms } => {
                 if let Some(r) = self.reservations.get(id) {
                     self.send_effects(r, *status);
+                    self.expiries.remove(&(r.expires_at_ms, id.clone()));
                 }
                 if let Some(r) = self.reservations.get_mut(id) {
                     r.status = *status;
@@ -112,10 +113,10 @@ impl ReservationBook {
                 at_ms,
             } => {
                 if let Some(r) = self.reservations.get_mut(id) {
-                    // The old entry goes stale; the tick will skip it.
+                    self.expiries.remove(&(r.expires_at_ms, id.clone()));
                     r.expires_at_ms = *expires_at_ms;
                     r.updated_ms = *at_ms;
-                    self.expiries.insert(*expires_at_ms, id.clone());
+                    self.expiries.insert((*expires_at_ms, id.clone()));
                 }
             }
             _ => {}
@@ -144,28 +145,28 @@ impl ReservationBook {
     fn expire_due(&mut self) {
         let now = self.clock.now_ms();
         self.forget_finished(now);
-        let mut due = Vec::new();
-        self.expiries.take_due(now, EXPIRY_BATCH_MAX, &mut due);
-        let mut due = due.into_iter();
-        while let Some(id) = due.next() {
+        for _ in 0..EXPIRY_BATCH_MAX {
+            let Some((at, id)) = self.expiries.first().cloned() else {
+                break;
+            };
+            if at > now {
+                break;
+            }
             let Some(r) = self.reservations.get(&id) else {
+                self.expiries.remove(&(at, id));
                 continue;
             };
-            // Stale entries (confirmed, released, extended) decide nothing.
-            if let Ok(Some(e)) = transition_event(r, Transition::Expire, now) {
-                if self.journal.append_unacknowledged(&e).is_err() {
-                    // Queue full or journal poisoned: these wait for the next tick.
-                    let expires_at_ms = r.expires_at_ms;
-                    self.expiries.insert(expires_at_ms, id);
-                    for rest in due.by_ref() {
-                        if let Some(r) = self.reservations.get(&rest) {
-                            let at = r.expires_at_ms;
-                            self.expiries.insert(at, rest);
-                        }
+            match transition_event(r, Transition::Expire, now) {
+                Ok(Some(e)) => {
+                    if self.journal.append_unacknowledged(&e).is_err() {
+                        // Queue full or journal poisoned: try again next tick.
+                        break;
                     }
-                    break;
+                    self.apply(&e);
                 }
-                self.apply(&e);
+                _ => {
+                    self.expiries.remove(&(at, id));
+                }
             }
         }
     }
@@ -197,7 +198,7 @@ impl Handler<Create> for ReservationBook {
     fn handle(&mut self, m: Create, _: &mut Context<Self>) {
         let r = self.journal.append(&m.event).inspect(|_| {
             let res = m.reservation;
-            self.expiries.insert(res.expires_at_ms, res.id.clone());
+            self.expiries.insert((res.expires_at_ms, res.id.clone()));
             self.reservations.insert(res.id.clone(), res);
         });
         let _ = m.reply.send(r);
@@ -213,7 +214,7 @@ impl Handler<Insert> for ReservationBook {
     type Result = ();
     fn handle(&mut self, m: Insert, _: &mut Context<Self>) {
         let res = m.0;
-        self.expiries.insert(res.expires_at_ms, res.id.clone());
+        self.expiries.insert((res.expires_at_ms, res.id.clone()));
         self.reservations.insert(res.id.clone(), res);
     }
 }
