@@ -67,11 +67,7 @@ async fn load(engine: &Engine, skus: u32, locs: u32, on_hand: i64, progress: boo
         engine
             .put_sku(
                 SkuId::parse(&format!("A{s}")).expect("id"),
-                Sku {
-                    name: format!("sku {s}"),
-                    weight_g: None,
-                    max_qty_per_reservation: None,
-                },
+                Sku::named(format!("sku {s}")),
             )
             .await
             .expect("sku");
@@ -80,17 +76,7 @@ async fn load(engine: &Engine, skus: u32, locs: u32, on_hand: i64, progress: boo
         engine
             .put_location(
                 LocationId::parse(&format!("S{l}")).expect("id"),
-                Location {
-                    name: format!("store {l}"),
-                    kind: LocationKind::Store,
-                    lat: 45.0,
-                    lon: 9.0,
-                    priority: 1,
-                    ship: true,
-                    pickup: true,
-                    daily_capacity: None,
-                    active: true,
-                },
+                Location::new(format!("store {l}"), LocationKind::Store, 45.0, 9.0),
             )
             .await
             .expect("location");

@@ -14,20 +14,56 @@ const LATENCY_BUCKETS_US: [u64; 14] = [
 ];
 
 /// Routes named in the request histogram (a bounded label set).
-pub const ROUTES: [&str; 12] = [
-    "reservations_create",
-    "reservations_transition",
-    "reservations_get",
-    "inventory_write",
-    "inventory_read",
-    "inventory_batch",
-    "availability",
-    "catalog_write",
-    "catalog_read",
-    "operations",
-    "feed",
-    "other",
-];
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    ReservationsCreate,
+    ReservationsTransition,
+    ReservationsGet,
+    InventoryWrite,
+    InventoryRead,
+    InventoryBatch,
+    Availability,
+    CatalogWrite,
+    CatalogRead,
+    Operations,
+    Feed,
+    Other,
+}
+
+impl Route {
+    pub const ALL: [Route; 12] = [
+        Route::ReservationsCreate,
+        Route::ReservationsTransition,
+        Route::ReservationsGet,
+        Route::InventoryWrite,
+        Route::InventoryRead,
+        Route::InventoryBatch,
+        Route::Availability,
+        Route::CatalogWrite,
+        Route::CatalogRead,
+        Route::Operations,
+        Route::Feed,
+        Route::Other,
+    ];
+
+    /// The `route` label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Route::ReservationsCreate => "reservations_create",
+            Route::ReservationsTransition => "reservations_transition",
+            Route::ReservationsGet => "reservations_get",
+            Route::InventoryWrite => "inventory_write",
+            Route::InventoryRead => "inventory_read",
+            Route::InventoryBatch => "inventory_batch",
+            Route::Availability => "availability",
+            Route::CatalogWrite => "catalog_write",
+            Route::CatalogRead => "catalog_read",
+            Route::Operations => "operations",
+            Route::Feed => "feed",
+            Route::Other => "other",
+        }
+    }
+}
 
 #[derive(Default)]
 struct Histogram {
@@ -56,8 +92,8 @@ pub struct Metrics {
     pub reservations_fulfilled: AtomicU64,
     pub overload_rejections: AtomicU64,
     /// Per route: latency histogram; per route and status class: counts.
-    latency: [Histogram; ROUTES.len()],
-    responses: [[AtomicU64; 5]; ROUTES.len()],
+    latency: [Histogram; Route::ALL.len()],
+    responses: [[AtomicU64; 5]; Route::ALL.len()],
 }
 
 impl Metrics {
@@ -72,8 +108,8 @@ impl Metrics {
         c.fetch_add(1, Relaxed);
     }
 
-    pub fn observe_request(&self, route: usize, status: u16, us: u64) {
-        let route = route.min(ROUTES.len() - 1);
+    pub fn observe_request(&self, route: Route, status: u16, us: u64) {
+        let route = route as usize;
         self.latency[route].observe(us);
         let class = (usize::from(status / 100)).clamp(1, 5) - 1;
         self.responses[route][class].fetch_add(1, Relaxed);
@@ -147,7 +183,7 @@ impl Metrics {
             s,
             "# HELP holdfast_http_request_duration_seconds Request latency by route.\n# TYPE holdfast_http_request_duration_seconds histogram"
         );
-        for (i, route) in ROUTES.iter().enumerate() {
+        for (i, route) in Route::ALL.iter().map(|r| r.name()).enumerate() {
             let h = &self.latency[i];
             let mut cum = 0;
             for (b, c) in LATENCY_BUCKETS_US.iter().zip(h.buckets.iter()) {
@@ -174,7 +210,7 @@ impl Metrics {
             s,
             "# HELP holdfast_http_responses_total Responses by route and status class.\n# TYPE holdfast_http_responses_total counter"
         );
-        for (i, route) in ROUTES.iter().enumerate() {
+        for (i, route) in Route::ALL.iter().map(|r| r.name()).enumerate() {
             for (c, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
                 let _ = writeln!(
                     s,

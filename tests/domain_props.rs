@@ -76,11 +76,7 @@ fn setup(m: &mut Model, log: &mut Vec<Event>) {
     for s in 0..SKUS {
         let e = Event::SkuPut {
             sku: SkuId::parse(&format!("S{s}")).expect("id"),
-            value: Sku {
-                name: format!("sku {s}"),
-                weight_g: None,
-                max_qty_per_reservation: None,
-            },
+            value: Sku::named(format!("sku {s}")),
         };
         m.apply(&e).expect("apply");
         log.push(e);
@@ -88,17 +84,7 @@ fn setup(m: &mut Model, log: &mut Vec<Event>) {
     for l in 0..LOCS {
         let e = Event::LocationPut {
             location: LocationId::parse(&format!("L{l}")).expect("id"),
-            value: Location {
-                name: format!("loc {l}"),
-                kind: LocationKind::Store,
-                lat: 45.0,
-                lon: 9.0,
-                priority: 1,
-                ship: true,
-                pickup: true,
-                daily_capacity: None,
-                active: true,
-            },
+            value: Location::new(format!("loc {l}"), LocationKind::Store, 45.0, 9.0),
         };
         m.apply(&e).expect("apply");
         log.push(e);

@@ -160,10 +160,10 @@ proptest! {
         let mut e = open(&fs, &clock);
         rt.block_on(async {
             for s in 0..SKUS {
-                e.put_sku(sku(s), Sku { name: "x".into(), weight_g: None, max_qty_per_reservation: None }).await.expect("sku");
+                e.put_sku(sku(s), Sku::named("x")).await.expect("sku");
             }
             for l in 0..LOCS {
-                e.put_location(loc(l), Location { name: "y".into(), kind: LocationKind::Store, lat: 0.0, lon: 0.0, priority: 1, ship: true, pickup: true, daily_capacity: None, active: true }).await.expect("loc");
+                e.put_location(loc(l), Location::new("y", LocationKind::Store, 0.0, 0.0)).await.expect("loc");
             }
         });
         let mut plain = Plain::default();
@@ -265,32 +265,10 @@ fn finished_reservations_are_forgotten_after_a_day_live_ones_never() {
     let clock = ManualClock::new(1_700_000_000_000);
     let e = open(&fs, &clock);
     let (released, confirmed) = rt.block_on(async {
-        e.put_sku(
-            sku(0),
-            Sku {
-                name: "x".into(),
-                weight_g: None,
-                max_qty_per_reservation: None,
-            },
-        )
-        .await
-        .expect("sku");
-        e.put_location(
-            loc(0),
-            Location {
-                name: "y".into(),
-                kind: LocationKind::Store,
-                lat: 0.0,
-                lon: 0.0,
-                priority: 1,
-                ship: true,
-                pickup: true,
-                daily_capacity: None,
-                active: true,
-            },
-        )
-        .await
-        .expect("loc");
+        e.put_sku(sku(0), Sku::named("x")).await.expect("sku");
+        e.put_location(loc(0), Location::new("y", LocationKind::Store, 0.0, 0.0))
+            .await
+            .expect("loc");
         e.count(vec![CountItem {
             sku_idx: 0,
             loc_idx: 0,

@@ -219,25 +219,11 @@ fn snapshots_and_segment_removal_survive_power_cuts() {
     let setup = [
         Event::SkuPut {
             sku: SkuId::parse("A").expect("id"),
-            value: Sku {
-                name: "a".into(),
-                weight_g: None,
-                max_qty_per_reservation: None,
-            },
+            value: Sku::named("a"),
         },
         Event::LocationPut {
             location: LocationId::parse("S001").expect("id"),
-            value: Location {
-                name: "s".into(),
-                kind: LocationKind::Store,
-                lat: 0.0,
-                lon: 0.0,
-                priority: 1,
-                ship: true,
-                pickup: true,
-                daily_capacity: None,
-                active: true,
-            },
+            value: Location::new("s", LocationKind::Store, 0.0, 0.0),
         },
     ];
     for round in 0..8u64 {

@@ -23,7 +23,7 @@ use crate::domain::catalog::{Catalog, LocIdx, Location, Sku, SkuIdx};
 use crate::domain::event::{Event, IdemKey};
 use crate::domain::ids::{LocationId, ReservationId, SkuId};
 use crate::domain::model::{IdemEntry, Shortage, TransitionRefused};
-use crate::domain::reservation::{Line, Reservation, Status, Transition};
+use crate::domain::reservation::{expires_at, Line, Reservation, Transition};
 use crate::domain::stock::{AdjustReason, AdjustRefused, StockDelta, StockRecord, StockTable};
 use crate::metrics::Metrics;
 use crate::persistence::recovery::recover_model;
@@ -513,21 +513,8 @@ impl Engine {
                 })
                 .collect()
         };
-        let reservation = Reservation {
-            id: id.clone(),
-            lines: held.clone(),
-            status: Status::Held,
-            created_ms: now,
-            expires_at_ms: now + ttl_s as i64 * 1000,
-            updated_ms: now,
-        };
-        let event = Event::ReservationHeld {
-            id: id.clone(),
-            lines: held,
-            created_ms: now,
-            expires_at_ms: reservation.expires_at_ms,
-            idem,
-        };
+        let reservation = Reservation::held(id.clone(), held, now, expires_at(now, ttl_s));
+        let event = Event::held(&reservation, idem);
         let (tx, rx) = oneshot::channel();
         if let Err(e) = self.book_for(&id).try_send(Create {
             event,

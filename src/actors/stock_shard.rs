@@ -14,7 +14,7 @@ use crate::domain::catalog::{LocIdx, SkuIdx};
 use crate::domain::event::{Count as CountFact, Event, IdemKey};
 use crate::domain::ids::ReservationId;
 use crate::domain::ids::{LocationId, SkuId};
-use crate::domain::reservation::{Line, Reservation, Status};
+use crate::domain::reservation::{expires_at, Line, Reservation};
 use crate::domain::stock::{AdjustReason, AdjustRefused, StockDelta, StockRecord, StockTable};
 use crate::domain::TimeMs;
 use crate::limits::MAILBOX_CAPACITY;
@@ -178,21 +178,8 @@ impl Handler<HoldAndRecord> for StockShard {
                 requested: l.qty,
             })
             .collect();
-        let reservation = Reservation {
-            id: m.id.clone(),
-            lines: lines.clone(),
-            status: Status::Held,
-            created_ms: m.now,
-            expires_at_ms: m.now + m.ttl_s as i64 * 1000,
-            updated_ms: m.now,
-        };
-        let event = Event::ReservationHeld {
-            id: m.id,
-            lines,
-            created_ms: m.now,
-            expires_at_ms: reservation.expires_at_ms,
-            idem: m.idem,
-        };
+        let reservation = Reservation::held(m.id, lines, m.now, expires_at(m.now, m.ttl_s));
+        let event = Event::held(&reservation, m.idem);
         match self.journal.append(&event) {
             Err(e) => {
                 self.undo(&m.lines, &mut out);

@@ -22,6 +22,17 @@ pub struct Sku {
     pub max_qty_per_reservation: Option<u32>,
 }
 
+impl Sku {
+    /// A SKU with a name and nothing else set.
+    pub fn named(name: impl Into<String>) -> Self {
+        Sku {
+            name: name.into(),
+            weight_g: None,
+            max_qty_per_reservation: None,
+        }
+    }
+}
+
 /// Store or distribution centre.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -44,6 +55,25 @@ pub struct Location {
     /// Orders a day; `None` is unlimited.
     pub daily_capacity: Option<u32>,
     pub active: bool,
+}
+
+impl Location {
+    /// A location with the defaults a back office would expect: a middling
+    /// priority, shipping on, pickup where there is a counter (stores),
+    /// active, no daily cap.
+    pub fn new(name: impl Into<String>, kind: LocationKind, lat: f64, lon: f64) -> Self {
+        Location {
+            name: name.into(),
+            kind,
+            lat,
+            lon,
+            priority: 100,
+            ship: true,
+            pickup: kind == LocationKind::Store,
+            daily_capacity: None,
+            active: true,
+        }
+    }
 }
 
 /// Every SKU and location known, with their indices.

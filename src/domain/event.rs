@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::catalog::{Location, Sku};
 use super::ids::{LocationId, ReservationId, SkuId};
-use super::reservation::{Line, Status};
+use super::reservation::{Line, Reservation, Status};
 use super::stock::AdjustReason;
 use super::TimeMs;
 
@@ -78,6 +78,19 @@ pub enum Event {
         expires_at_ms: TimeMs,
         at_ms: TimeMs,
     },
+}
+
+impl Event {
+    /// The record of a reservation just held: the whole cart in one record.
+    pub fn held(r: &Reservation, idem: Option<IdemKey>) -> Event {
+        Event::ReservationHeld {
+            id: r.id.clone(),
+            lines: r.lines.clone(),
+            created_ms: r.created_ms,
+            expires_at_ms: r.expires_at_ms,
+            idem,
+        }
+    }
 }
 
 /// FNV-1a, 64 bits: a stable hash for the idempotency scope and body (stable

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::catalog::{Catalog, LocIdx, SkuIdx};
 use super::event::{Count, Event, IdemKey};
 use super::ids::{LocationId, ReservationId, SkuId};
-use super::reservation::{Decision, Line, NotHeld, Reservation, Status, Transition};
+use super::reservation::{expires_at, Decision, Line, NotHeld, Reservation, Status, Transition};
 use super::stock::{StockDelta, StockTable};
 use super::TimeMs;
 
@@ -152,14 +152,7 @@ impl Model {
                         requested: line.requested,
                     });
                 }
-                let r = Reservation {
-                    id: id.clone(),
-                    lines: shared,
-                    status: Status::Held,
-                    created_ms: *created_ms,
-                    expires_at_ms: *expires_at_ms,
-                    updated_ms: *created_ms,
-                };
+                let r = Reservation::held(id.clone(), shared, *created_ms, *expires_at_ms);
                 if let Some(k) = idem {
                     self.idem.insert(
                         (k.scope, k.key.clone()),
@@ -250,7 +243,7 @@ impl Model {
             id,
             lines: held,
             created_ms: now,
-            expires_at_ms: now + (ttl_s as i64) * 1000,
+            expires_at_ms: expires_at(now, ttl_s),
             idem,
         })
     }

@@ -81,7 +81,29 @@ pub enum Decision {
     Unchanged,
 }
 
+/// When a hold taken at `now` for `ttl_s` seconds expires.
+pub fn expires_at(now: TimeMs, ttl_s: u64) -> TimeMs {
+    now + ttl_s as i64 * 1000
+}
+
 impl Reservation {
+    /// A reservation just held.
+    pub fn held(
+        id: ReservationId,
+        lines: Vec<Line>,
+        created_ms: TimeMs,
+        expires_at_ms: TimeMs,
+    ) -> Self {
+        Reservation {
+            id,
+            lines,
+            status: Status::Held,
+            created_ms,
+            expires_at_ms,
+            updated_ms: created_ms,
+        }
+    }
+
     /// Decides a transition at time `now`. Pure.
     pub fn decide(&self, t: Transition, now: TimeMs) -> Result<Decision, NotHeld> {
         use Status::*;
@@ -105,7 +127,7 @@ impl Reservation {
             (Transition::Fulfil, s) => Err(NotHeld(s)),
             (Transition::Extend { ttl_s }, Held) => Ok(Decision::Change {
                 status: Held,
-                expires_at_ms: now + (ttl_s as i64) * 1000,
+                expires_at_ms: expires_at(now, ttl_s),
             }),
             (Transition::Extend { .. }, s) => Err(NotHeld(s)),
             (Transition::Expire, Held) if self.is_due(now) => Ok(change(Expired)),

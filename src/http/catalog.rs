@@ -45,9 +45,9 @@ pub async fn put_sku(state: &AppState, req: &Request, sku: &str) -> ApiResult {
     let max_qty = e.int(&m, "max_qty_per_reservation", "", 1, QTY_MAX, false);
     e.into_result()?;
     let value = Sku {
-        name: name.unwrap_or_default(),
         weight_g: weight_g.map(|w| w as u32),
         max_qty_per_reservation: max_qty.map(|q| q as u32),
+        ..Sku::named(name.unwrap_or_default())
     };
     let id = SkuId::parse(&sku).map_err(|_| ApiError::new(Code::ValidationFailed, "sku"))?;
     state.engine.put_sku(id, value.clone()).await?;
@@ -89,19 +89,19 @@ pub async fn put_location(state: &AppState, req: &Request, id: &str) -> ApiResul
     let daily_capacity = e.int(&m, "daily_capacity", "", 0, STOCK_MAX, false);
     let active = e.boolean(&m, "active", "");
     e.into_result()?;
-    let kind = kind.unwrap_or(LocationKind::Store);
+    let d = Location::new(
+        name.unwrap_or_default(),
+        kind.unwrap_or(LocationKind::Store),
+        lat.unwrap_or_default(),
+        lon.unwrap_or_default(),
+    );
     let value = Location {
-        name: name.unwrap_or_default(),
-        kind,
-        lat: lat.unwrap_or_default(),
-        lon: lon.unwrap_or_default(),
-        // Defaults a back office would expect: a middling priority, shipping
-        // on, pickup where there is a counter (stores), active.
-        priority: priority.unwrap_or(100) as u32,
-        ship: ship.unwrap_or(true),
-        pickup: pickup.unwrap_or(kind == LocationKind::Store),
+        priority: priority.map_or(d.priority, |p| p as u32),
+        ship: ship.unwrap_or(d.ship),
+        pickup: pickup.unwrap_or(d.pickup),
         daily_capacity: daily_capacity.map(|c| c as u32),
-        active: active.unwrap_or(true),
+        active: active.unwrap_or(d.active),
+        ..d
     };
     let lid =
         LocationId::parse(&id).map_err(|_| ApiError::new(Code::ValidationFailed, "location"))?;

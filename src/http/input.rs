@@ -74,7 +74,6 @@ impl Errors {
     }
 
     /// An integer in `min..=max`; `None` if absent (not an error) or wrong (an error).
-    #[allow(clippy::too_many_arguments)]
     pub fn int(
         &mut self,
         m: &Map<String, Value>,
@@ -102,7 +101,6 @@ impl Errors {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub fn float(
         &mut self,
         m: &Map<String, Value>,

@@ -31,6 +31,7 @@ use warp::Filter;
 
 use crate::actors::Engine;
 use crate::limits::{CONNECTIONS_MAX, REQUEST_BODY_BYTES_MAX, REQUEST_BODY_DRAIN_BYTES_MAX};
+use crate::metrics::Route;
 use auth::{Auth, Principal};
 use error::{ApiError, ApiResult, Code};
 use idempotency::IdemTable;
@@ -71,11 +72,13 @@ pub fn routes(
              body,
              state: Arc<AppState>| async move {
                 let started = Instant::now();
-                let route = route_of(&method, path.as_str());
+                // The path is split once: for the route label and for dispatch.
+                let seg: Vec<&str> = path.as_str().trim_matches('/').split('/').collect();
+                let route = route_of(&method, &seg);
                 let resp = match read_body(&headers, body).await {
                     Ok(body) => {
                         let query = (!query.is_empty()).then_some(query);
-                        handle(&state, method, path.as_str(), query, headers, body)
+                        handle(&state, method, path.as_str(), &seg, query, headers, body)
                             .await
                             .unwrap_or_else(ApiError::into_response)
                     }
@@ -158,23 +161,21 @@ where
     }
 }
 
-fn route_of(method: &Method, path: &str) -> usize {
-    let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let i = match (seg.as_slice(), method == Method::GET) {
-        (["v1", "reservations"], _) => 0,
-        (["v1", "reservations", _, _], _) => 1,
-        (["v1", "reservations", _], _) => 2,
-        (["v1", "inventory", "batch"], _) => 5,
-        (["v1", "inventory", ..], false) => 3,
-        (["v1", "inventory", ..], true) => 4,
-        (["v1", "availability", _], _) => 6,
-        (["v1", "skus" | "locations", ..], false) => 7,
-        (["v1", "skus" | "locations", ..], true) => 8,
-        (["healthz"] | ["metrics"] | ["v1", "openapi.json"], _) => 9,
-        (["v1", "feed"], _) => 10,
-        _ => 11,
-    };
-    i
+fn route_of(method: &Method, seg: &[&str]) -> Route {
+    match (seg, method == Method::GET) {
+        (["v1", "reservations"], _) => Route::ReservationsCreate,
+        (["v1", "reservations", _, _], _) => Route::ReservationsTransition,
+        (["v1", "reservations", _], _) => Route::ReservationsGet,
+        (["v1", "inventory", "batch"], _) => Route::InventoryBatch,
+        (["v1", "inventory", ..], false) => Route::InventoryWrite,
+        (["v1", "inventory", ..], true) => Route::InventoryRead,
+        (["v1", "availability", _], _) => Route::Availability,
+        (["v1", "skus" | "locations", ..], false) => Route::CatalogWrite,
+        (["v1", "skus" | "locations", ..], true) => Route::CatalogRead,
+        (["healthz"] | ["metrics"] | ["v1", "openapi.json"], _) => Route::Operations,
+        (["v1", "feed"], _) => Route::Feed,
+        _ => Route::Other,
+    }
 }
 
 fn method_not_allowed(allowed: &str) -> ApiError {
@@ -185,13 +186,13 @@ async fn handle(
     state: &Arc<AppState>,
     method: Method,
     path: &str,
+    seg: &[&str],
     query: Option<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
     // Operations need no token.
-    match seg.as_slice() {
+    match seg {
         ["healthz"] => return ops::healthz(state),
         ["metrics"] => return ops::metrics(state),
         ["v1", "openapi.json"] => return ops::openapi(),
