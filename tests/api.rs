@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{call, call_full, client, seed, Server};
+use common::{call, call_full, client, get, post, seed, Server};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -35,11 +35,8 @@ fn catalog_inventory_and_reservation_lifecycle() {
         (st, v["name"].as_str(), v["weight_g"].as_i64()),
         (200, Some("Trail shoe 42"), Some(850))
     );
-    assert_eq!(
-        call(&c, "GET", &u("/v1/skus/A1"), None, None).1["sku"],
-        "A1"
-    );
-    assert_eq!(call(&c, "GET", &u("/v1/skus/NOPE"), None, None).0, 404);
+    assert_eq!(get(&c, &s, "/v1/skus/A1").1["sku"], "A1");
+    assert_eq!(get(&c, &s, "/v1/skus/NOPE").0, 404);
     let loc = r#"{"name":"Milano Duomo","kind":"store","lat":45.4642,"lon":9.19,"priority":1,"ship":true,"pickup":true,"daily_capacity":200,"active":true}"#;
     let (st, v) = call(&c, "PUT", &u("/v1/locations/S001"), None, Some(loc));
     assert_eq!(
@@ -53,17 +50,14 @@ fn catalog_inventory_and_reservation_lifecycle() {
         None,
         Some(r#"{"name":"DC","kind":"dc","lat":45.0,"lon":9.0,"priority":0}"#),
     );
-    let (st, v) = call(&c, "GET", &u("/v1/locations"), None, None);
+    let (st, v) = get(&c, &s, "/v1/locations");
     assert_eq!(st, 200);
     assert_eq!(v["locations"].as_array().map(Vec::len), Some(2));
-    assert_eq!(
-        call(&c, "GET", &u("/v1/locations/S001"), None, None).1["name"],
-        "Milano Duomo"
-    );
-    assert_eq!(call(&c, "GET", &u("/v1/locations/S999"), None, None).0, 404);
+    assert_eq!(get(&c, &s, "/v1/locations/S001").1["name"], "Milano Duomo");
+    assert_eq!(get(&c, &s, "/v1/locations/S999").0, 404);
 
     // Inventory.
-    let (st, v) = call(&c, "GET", &u("/v1/inventory/S001/A1"), None, None);
+    let (st, v) = get(&c, &s, "/v1/inventory/S001/A1");
     assert_eq!(
         (st, v["on_hand"].as_i64(), v["version"].as_i64()),
         (200, Some(0), Some(0))
@@ -80,22 +74,20 @@ fn catalog_inventory_and_reservation_lifecycle() {
         v,
         json!({"location":"S001","sku":"A1","on_hand":10,"reserved":0,"safety_stock":1,"available":9,"version":1})
     );
-    let (st, v) = call(
+    let (st, v) = post(
         &c,
-        "POST",
-        &u("/v1/inventory/S001/A1/adjustments"),
-        None,
+        &s,
+        "/v1/inventory/S001/A1/adjustments",
         Some(r#"{"delta":-2,"reason":"sale"}"#),
     );
     assert_eq!(
         (st, v["on_hand"].as_i64(), v["version"].as_i64()),
         (200, Some(8), Some(2))
     );
-    let (st, v) = call(
+    let (st, v) = post(
         &c,
-        "POST",
-        &u("/v1/inventory/S001/A1/adjustments"),
-        None,
+        &s,
+        "/v1/inventory/S001/A1/adjustments",
         Some(r#"{"delta":-9,"reason":"damage"}"#),
     );
     assert_eq!((st, v["code"].as_str()), (409, Some("insufficient_stock")));
@@ -121,15 +113,14 @@ fn catalog_inventory_and_reservation_lifecycle() {
         .1["code"],
         "unknown_location"
     );
-    let (st, v) = call(
+    let (st, v) = post(
         &c,
-        "POST",
-        &u("/v1/inventory/batch"),
-        None,
+        &s,
+        "/v1/inventory/batch",
         Some(r#"{"items":[{"location":"DC1","sku":"A1","on_hand":100,"safety_stock":0}]}"#),
     );
     assert_eq!((st, v["applied"].as_i64()), (200, Some(1)));
-    let (st, v) = call(&c, "GET", &u("/v1/availability/A1"), None, None);
+    let (st, v) = get(&c, &s, "/v1/availability/A1");
     assert_eq!((st, v["available"].as_i64()), (200, Some(107)));
     assert_eq!(v["locations"].as_array().map(Vec::len), Some(2));
 
@@ -150,60 +141,34 @@ fn catalog_inventory_and_reservation_lifecycle() {
     assert_eq!(r["lines"].as_array().map(Vec::len), Some(2));
     assert!(r["expires_at"].as_str().is_some_and(|t| t.ends_with('Z')));
     let id = r["id"].as_str().expect("id").to_string();
+    assert_eq!(get(&c, &s, "/v1/inventory/S001/A1").1["reserved"], 2);
     assert_eq!(
-        call(&c, "GET", &u("/v1/inventory/S001/A1"), None, None).1["reserved"],
-        2
-    );
-    assert_eq!(
-        call(&c, "GET", &u(&format!("/v1/reservations/{id}")), None, None).1["status"],
+        get(&c, &s, &format!("/v1/reservations/{id}")).1["status"],
         "held"
     );
-    let (st, v) = call(
+    let (st, v) = post(
         &c,
-        "POST",
-        &u(&format!("/v1/reservations/{id}/extend")),
-        None,
+        &s,
+        &format!("/v1/reservations/{id}/extend"),
         Some(r#"{"ttl_s":60}"#),
     );
     assert_eq!((st, v["status"].as_str()), (200, Some("held")));
     assert_eq!(
-        call(
-            &c,
-            "POST",
-            &u(&format!("/v1/reservations/{id}/fulfil")),
-            None,
-            None
-        )
-        .0,
+        post(&c, &s, &format!("/v1/reservations/{id}/fulfil"), None).0,
         409
     );
     assert_eq!(
-        call(
-            &c,
-            "POST",
-            &u(&format!("/v1/reservations/{id}/confirm")),
-            None,
-            None
-        )
-        .1["status"],
+        post(&c, &s, &format!("/v1/reservations/{id}/confirm"), None).1["status"],
         "confirmed"
     );
     assert_eq!(
-        call(
-            &c,
-            "POST",
-            &u(&format!("/v1/reservations/{id}/confirm")),
-            None,
-            None
-        )
-        .0,
+        post(&c, &s, &format!("/v1/reservations/{id}/confirm"), None).0,
         200
     );
-    let (st, v) = call(
+    let (st, v) = post(
         &c,
-        "POST",
-        &u(&format!("/v1/reservations/{id}/extend")),
-        None,
+        &s,
+        &format!("/v1/reservations/{id}/extend"),
         Some(r#"{"ttl_s":60}"#),
     );
     assert_eq!(
@@ -211,83 +176,42 @@ fn catalog_inventory_and_reservation_lifecycle() {
         (409, Some("reservation_not_held"))
     );
     assert_eq!(
-        call(
-            &c,
-            "POST",
-            &u(&format!("/v1/reservations/{id}/fulfil")),
-            None,
-            None
-        )
-        .1["status"],
+        post(&c, &s, &format!("/v1/reservations/{id}/fulfil"), None).1["status"],
         "fulfilled"
     );
-    let v = call(&c, "GET", &u("/v1/inventory/S001/A1"), None, None).1;
+    let v = get(&c, &s, "/v1/inventory/S001/A1").1;
     assert_eq!(
         (v["on_hand"].as_i64(), v["reserved"].as_i64()),
         (Some(6), Some(0))
     );
-    let (st, v) = call(
-        &c,
-        "POST",
-        &u(&format!("/v1/reservations/{id}/release")),
-        None,
-        None,
-    );
+    let (st, v) = post(&c, &s, &format!("/v1/reservations/{id}/release"), None);
     assert_eq!(
         (st, v["code"].as_str()),
         (409, Some("reservation_not_held"))
     );
 
     // Release gives the quantity back at once; releasing again is 200.
-    let (_, r) = call(
+    let (_, r) = post(
         &c,
-        "POST",
-        &u("/v1/reservations"),
-        None,
+        &s,
+        "/v1/reservations",
         Some(r#"{"lines":[{"sku":"A1","qty":3,"location":"S001"}]}"#),
     );
     let id2 = r["id"].as_str().expect("id").to_string();
+    assert_eq!(get(&c, &s, "/v1/inventory/S001/A1").1["available"], 2);
     assert_eq!(
-        call(&c, "GET", &u("/v1/inventory/S001/A1"), None, None).1["available"],
-        2
-    );
-    assert_eq!(
-        call(
-            &c,
-            "POST",
-            &u(&format!("/v1/reservations/{id2}/release")),
-            None,
-            None
-        )
-        .1["status"],
+        post(&c, &s, &format!("/v1/reservations/{id2}/release"), None).1["status"],
         "released"
     );
     assert_eq!(
-        call(
-            &c,
-            "POST",
-            &u(&format!("/v1/reservations/{id2}/release")),
-            None,
-            None
-        )
-        .0,
+        post(&c, &s, &format!("/v1/reservations/{id2}/release"), None).0,
         200
     );
     assert_eq!(
-        call(
-            &c,
-            "POST",
-            &u(&format!("/v1/reservations/{id2}/confirm")),
-            None,
-            None
-        )
-        .0,
+        post(&c, &s, &format!("/v1/reservations/{id2}/confirm"), None).0,
         409
     );
-    assert_eq!(
-        call(&c, "GET", &u("/v1/inventory/S001/A1"), None, None).1["available"],
-        5
-    );
+    assert_eq!(get(&c, &s, "/v1/inventory/S001/A1").1["available"], 5);
 
     // All or nothing: a short line holds nothing and is named.
     let (st, v) = call(
@@ -304,59 +228,49 @@ fn catalog_inventory_and_reservation_lifecycle() {
         v["lines"],
         json!([{"sku":"A1","location":"S001","requested":50,"available":5}])
     );
-    assert_eq!(
-        call(&c, "GET", &u("/v1/inventory/DC1/A1"), None, None).1["reserved"],
-        0
-    );
+    assert_eq!(get(&c, &s, "/v1/inventory/DC1/A1").1["reserved"], 0);
 
     // Partial: holds what there is.
-    let (st, v) = call(
+    let (st, v) = post(
         &c,
-        "POST",
-        &u("/v1/reservations"),
-        None,
+        &s,
+        "/v1/reservations",
         Some(r#"{"lines":[{"sku":"A1","qty":50,"location":"S001"}],"allow_partial":true}"#),
     );
     assert_eq!(st, 201, "{v}");
     assert_eq!(v["lines"][0]["qty"], 5);
     assert_eq!(v["lines"][0]["requested"], 50);
-    let (st, v) = call(
+    let (st, v) = post(
         &c,
-        "POST",
-        &u("/v1/reservations"),
-        None,
+        &s,
+        "/v1/reservations",
         Some(r#"{"lines":[{"sku":"A1","qty":1,"location":"S001"}],"allow_partial":true}"#),
     );
     assert_eq!((st, v["code"].as_str()), (409, Some("insufficient_stock")));
 
     // Until sourcing exists, a line without a location is 422.
-    let (st, v) = call(
+    let (st, v) = post(
         &c,
-        "POST",
-        &u("/v1/reservations"),
-        None,
+        &s,
+        "/v1/reservations",
         Some(r#"{"lines":[{"sku":"A1","qty":1}],"destination":{"lat":45.1,"lon":9.2}}"#),
     );
     assert_eq!((st, v["code"].as_str()), (422, Some("validation_failed")));
-    let (st, v) = call(
+    let (st, v) = post(
         &c,
-        "POST",
-        &u("/v1/reservations"),
-        None,
+        &s,
+        "/v1/reservations",
         Some(r#"{"lines":[{"sku":"A1","qty":1,"location":null}]}"#),
     );
     assert_eq!(
         (st, v["errors"][0]["field"].as_str()),
         (422, Some("lines[0].location"))
     );
-    assert_eq!(
-        call(&c, "GET", &u("/v1/reservations/nope"), None, None).0,
-        404
-    );
+    assert_eq!(get(&c, &s, "/v1/reservations/nope").0, 404);
 
     // Operations.
-    assert_eq!(call(&c, "GET", &u("/healthz"), None, None).0, 200);
-    let (st, v) = call(&c, "GET", &u("/v1/openapi.json"), None, None);
+    assert_eq!(get(&c, &s, "/healthz").0, 200);
+    let (st, v) = get(&c, &s, "/v1/openapi.json");
     assert_eq!(st, 200);
     assert!(v["paths"]["/v1/reservations"]["post"].is_object());
     assert!(v["paths"]["/v1/inventory/{location}/{sku}/adjustments"]["post"].is_object());
@@ -381,58 +295,31 @@ fn a_reservation_with_ttl_1_expires() {
     let s = Server::start("");
     let c = client();
     seed(&c, &s, None, 1, 1, 5);
-    let (st, r) = call(
+    let (st, r) = post(
         &c,
-        "POST",
-        &s.url("/v1/reservations"),
-        None,
+        &s,
+        "/v1/reservations",
         Some(r#"{"lines":[{"sku":"A0","qty":5,"location":"S000"}],"ttl_s":1}"#),
     );
     assert_eq!(st, 201);
     let id = r["id"].as_str().expect("id").to_string();
-    assert_eq!(
-        call(&c, "GET", &s.url("/v1/inventory/S000/A0"), None, None).1["available"],
-        0
-    );
+    assert_eq!(get(&c, &s, "/v1/inventory/S000/A0").1["available"], 0);
     let t0 = Instant::now();
     loop {
-        let (_, v) = call(
-            &c,
-            "GET",
-            &s.url(&format!("/v1/reservations/{id}")),
-            None,
-            None,
-        );
+        let (_, v) = get(&c, &s, &format!("/v1/reservations/{id}"));
         if v["status"] == "expired" {
             break;
         }
         assert!(t0.elapsed() < Duration::from_secs(10), "never expired: {v}");
         std::thread::sleep(Duration::from_millis(100));
     }
+    assert_eq!(get(&c, &s, "/v1/inventory/S000/A0").1["available"], 5);
     assert_eq!(
-        call(&c, "GET", &s.url("/v1/inventory/S000/A0"), None, None).1["available"],
-        5
-    );
-    assert_eq!(
-        call(
-            &c,
-            "POST",
-            &s.url(&format!("/v1/reservations/{id}/confirm")),
-            None,
-            None
-        )
-        .0,
+        post(&c, &s, &format!("/v1/reservations/{id}/confirm"), None).0,
         409
     );
     assert_eq!(
-        call(
-            &c,
-            "POST",
-            &s.url(&format!("/v1/reservations/{id}/release")),
-            None,
-            None
-        )
-        .1["status"],
+        post(&c, &s, &format!("/v1/reservations/{id}/release"), None).1["status"],
         "expired"
     );
 }
@@ -448,10 +335,7 @@ fn idempotency_keys_replay_and_race() {
     let (st2, _, b) = call_full(&c, "POST", &s.url("/v1/reservations"), None, Some(body), &k);
     assert_eq!((st1, st2), (201, 201));
     assert_eq!(a, b);
-    assert_eq!(
-        call(&c, "GET", &s.url("/v1/inventory/S000/A0"), None, None).1["reserved"],
-        3
-    );
+    assert_eq!(get(&c, &s, "/v1/inventory/S000/A0").1["reserved"], 3);
     let (st, _, v) = call_full(
         &c,
         "POST",
@@ -500,20 +384,14 @@ fn idempotency_keys_replay_and_race() {
             .all(|(st, v)| *st == 201 && *v == answers[0].1),
         "{answers:?}"
     );
-    assert_eq!(
-        call(&c, "GET", &s.url("/v1/inventory/S000/A0"), None, None).1["reserved"],
-        6
-    );
+    assert_eq!(get(&c, &s, "/v1/inventory/S000/A0").1["reserved"], 6);
 
     // Keys survive a restart.
     let mut s = s;
     s.kill_and_restart("");
     let (st, _, again) = call_full(&c, "POST", &s.url("/v1/reservations"), None, Some(body), &k);
     assert_eq!((st, &again), (201, &a));
-    assert_eq!(
-        call(&c, "GET", &s.url("/v1/inventory/S000/A0"), None, None).1["reserved"],
-        6
-    );
+    assert_eq!(get(&c, &s, "/v1/inventory/S000/A0").1["reserved"], 6);
 }
 
 /// A small deterministic generator for random bodies.
@@ -532,15 +410,14 @@ fn bad_input_is_4xx_problem_json_and_writes_nothing() {
     let s = Server::start("");
     let c = client();
     seed(&c, &s, None, 1, 1, 10);
-    let (_, r) = call(
+    let (_, r) = post(
         &c,
-        "POST",
-        &s.url("/v1/reservations"),
-        None,
+        &s,
+        "/v1/reservations",
         Some(r#"{"lines":[{"sku":"A0","qty":1,"location":"S000"}]}"#),
     );
     let rid = r["id"].as_str().expect("id").to_string();
-    let before = call(&c, "GET", &s.url("/v1/inventory/S000/A0"), None, None).1;
+    let before = get(&c, &s, "/v1/inventory/S000/A0").1;
 
     let endpoints = [
         ("PUT", "/v1/skus/A0".to_string()),
@@ -604,19 +481,10 @@ fn bad_input_is_4xx_problem_json_and_writes_nothing() {
             assert!(is_problem(&h, &v, st), "{m} {p}: not problem+json: {v}");
         }
     }
-    let after = call(&c, "GET", &s.url("/v1/inventory/S000/A0"), None, None).1;
+    let after = get(&c, &s, "/v1/inventory/S000/A0").1;
     assert_eq!(before, after, "a refused request changed the record");
-    assert_eq!(
-        call(&c, "GET", &s.url("/v1/skus/A0"), None, None).1["name"],
-        "sku 0"
-    );
-    let (st, v) = call(
-        &c,
-        "GET",
-        &s.url(&format!("/v1/reservations/{rid}")),
-        None,
-        None,
-    );
+    assert_eq!(get(&c, &s, "/v1/skus/A0").1["name"], "sku 0");
+    let (st, v) = get(&c, &s, &format!("/v1/reservations/{rid}"));
     assert_eq!((st, v["status"].as_str()), (200, Some("held")));
     let (st, h, v) = call_full(
         &c,
@@ -802,11 +670,8 @@ fn every_role_against_every_endpoint() {
         );
     }
     // Operations are open.
-    assert_eq!(call(&c, "GET", &s.url("/healthz"), None, None).0, 200);
-    assert_eq!(
-        call(&c, "GET", &s.url("/v1/openapi.json"), None, None).0,
-        200
-    );
+    assert_eq!(get(&c, &s, "/healthz").0, 200);
+    assert_eq!(get(&c, &s, "/v1/openapi.json").0, 200);
 
     // Rate limit: a burst of 3, then 429 with Retry-After.
     let mut statuses = Vec::new();
@@ -846,11 +711,10 @@ fn flash_sale_cap_per_reservation() {
         None,
         Some(r#"{"name":"hot","max_qty_per_reservation":2}"#),
     );
-    let (st, v) = call(
+    let (st, v) = post(
         &c,
-        "POST",
-        &s.url("/v1/reservations"),
-        None,
+        &s,
+        "/v1/reservations",
         Some(r#"{"lines":[{"sku":"A0","qty":3,"location":"S000"}]}"#),
     );
     assert_eq!((st, v["code"].as_str()), (422, Some("validation_failed")));
@@ -865,11 +729,10 @@ fn flash_sale_cap_per_reservation() {
     );
     assert_eq!(st, 422, "the cap counts every line of the SKU");
     assert_eq!(
-        call(
+        post(
             &c,
-            "POST",
-            &s.url("/v1/reservations"),
-            None,
+            &s,
+            "/v1/reservations",
             Some(r#"{"lines":[{"sku":"A0","qty":2,"location":"S000"}]}"#)
         )
         .0,

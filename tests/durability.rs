@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{call, client, seed, try_call, Server};
+use common::{client, get, post, seed, try_call, Server};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,11 +21,10 @@ fn thirty_two_clients_race_for_500_units_and_win_exactly_500() {
                     let c = client();
                     let mut wins = 0;
                     loop {
-                        let (st, v) = call(
+                        let (st, v) = post(
                             &c,
-                            "POST",
-                            &s.url("/v1/reservations"),
-                            None,
+                            &s,
+                            "/v1/reservations",
                             Some(r#"{"lines":[{"sku":"A0","qty":1,"location":"S000"}]}"#),
                         );
                         match st {
@@ -40,7 +39,7 @@ fn thirty_two_clients_race_for_500_units_and_win_exactly_500() {
         hs.into_iter().map(|h| h.join().expect("client")).collect()
     });
     assert_eq!(won.iter().sum::<usize>(), 500, "{won:?}");
-    let v = call(&c, "GET", &s.url("/v1/inventory/S000/A0"), None, None).1;
+    let v = get(&c, &s, "/v1/inventory/S000/A0").1;
     assert_eq!(
         (v["reserved"].as_i64(), v["available"].as_i64()),
         (Some(500), Some(0))
@@ -155,13 +154,7 @@ fn sigkill_under_write_load_loses_nothing_acknowledged() {
             k.len()
         );
         for (id, e) in k.iter_mut() {
-            let (st, v) = call(
-                &c,
-                "GET",
-                &s.url(&format!("/v1/reservations/{id}")),
-                None,
-                None,
-            );
+            let (st, v) = get(&c, &s, &format!("/v1/reservations/{id}"));
             assert_eq!(st, 200, "round {round}: acknowledged reservation {id} lost");
             let now = v["status"].as_str().expect("status").to_string();
             let ok = now == e.status
@@ -187,14 +180,7 @@ fn sigkill_under_write_load_loses_nothing_acknowledged() {
         for sku in 0..4 {
             for loc in 0..2 {
                 let (sku, loc) = (format!("A{sku}"), format!("S{loc:03}"));
-                let v = call(
-                    &c,
-                    "GET",
-                    &s.url(&format!("/v1/inventory/{loc}/{sku}")),
-                    None,
-                    None,
-                )
-                .1;
+                let v = get(&c, &s, &format!("/v1/inventory/{loc}/{sku}")).1;
                 let want = live.get(&(sku.clone(), loc.clone())).copied().unwrap_or(0);
                 let reserved = v["reserved"].as_i64().expect("reserved");
                 assert!(
@@ -232,11 +218,10 @@ fn sigterm_finishes_and_exits_cleanly() {
     let mut s = Server::start("");
     let c = client();
     seed(&c, &s, None, 1, 1, 10);
-    let (st, r) = call(
+    let (st, r) = post(
         &c,
-        "POST",
-        &s.url("/v1/reservations"),
-        None,
+        &s,
+        "/v1/reservations",
         Some(r#"{"lines":[{"sku":"A0","qty":4,"location":"S000"}]}"#),
     );
     assert_eq!(st, 201);
@@ -250,20 +235,10 @@ fn sigterm_finishes_and_exits_cleanly() {
     s.kill_and_restart("");
     let id = r["id"].as_str().expect("id");
     assert_eq!(
-        call(
-            &c,
-            "GET",
-            &s.url(&format!("/v1/reservations/{id}")),
-            None,
-            None
-        )
-        .1["status"],
+        get(&c, &s, &format!("/v1/reservations/{id}")).1["status"],
         "held"
     );
-    assert_eq!(
-        call(&c, "GET", &s.url("/v1/inventory/S000/A0"), None, None).1["reserved"],
-        4
-    );
+    assert_eq!(get(&c, &s, "/v1/inventory/S000/A0").1["reserved"], 4);
 }
 
 #[test]
@@ -277,11 +252,10 @@ fn snapshots_bound_the_journal_and_a_bad_one_is_rebuilt() {
     let segments = |d: &std::path::Path| std::fs::read_dir(d).map(|r| r.count()).unwrap_or(0);
     for round in 0..4 {
         for i in 0..120 {
-            let (st, v) = call(
+            let (st, v) = post(
                 &c,
-                "POST",
-                &s.url("/v1/reservations"),
-                None,
+                &s,
+                "/v1/reservations",
                 Some(&format!(
                     r#"{{"lines":[{{"sku":"A{}","qty":2,"location":"S00{}"}}]}}"#,
                     i % 3,
@@ -292,14 +266,7 @@ fn snapshots_bound_the_journal_and_a_bad_one_is_rebuilt() {
             let id = v["id"].as_str().expect("id").to_string();
             if i % 3 == 0 {
                 assert_eq!(
-                    call(
-                        &c,
-                        "POST",
-                        &s.url(&format!("/v1/reservations/{id}/confirm")),
-                        None,
-                        None
-                    )
-                    .0,
+                    post(&c, &s, &format!("/v1/reservations/{id}/confirm"), None).0,
                     200
                 );
             }
@@ -319,14 +286,7 @@ fn snapshots_bound_the_journal_and_a_bad_one_is_rebuilt() {
         s.kill_and_restart(cfg);
         for (id, status) in &ids {
             assert_eq!(
-                call(
-                    &c,
-                    "GET",
-                    &s.url(&format!("/v1/reservations/{id}")),
-                    None,
-                    None
-                )
-                .1["status"],
+                get(&c, &s, &format!("/v1/reservations/{id}")).1["status"],
                 *status,
                 "round {round}"
             );
@@ -334,14 +294,7 @@ fn snapshots_bound_the_journal_and_a_bad_one_is_rebuilt() {
         let total: i64 = (0..3)
             .flat_map(|k| (0..2).map(move |l| (k, l)))
             .map(|(k, l)| {
-                call(
-                    &c,
-                    "GET",
-                    &s.url(&format!("/v1/inventory/S00{l}/A{k}")),
-                    None,
-                    None,
-                )
-                .1["reserved"]
+                get(&c, &s, &format!("/v1/inventory/S00{l}/A{k}")).1["reserved"]
                     .as_i64()
                     .expect("reserved")
             })

@@ -214,3 +214,13 @@ pub fn try_call(c: &Client, method: &str, url: &str, body: Option<&str>) -> Opti
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     ))
 }
+
+/// `GET path` without a token.
+pub fn get(c: &Client, s: &Server, path: &str) -> (u16, Value) {
+    call(c, "GET", &s.url(path), None, None)
+}
+
+/// `POST path` without a token.
+pub fn post(c: &Client, s: &Server, path: &str, body: Option<&str>) -> (u16, Value) {
+    call(c, "POST", &s.url(path), None, body)
+}
