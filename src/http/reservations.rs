@@ -114,10 +114,11 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
             Some((req.principal.scope, k.to_string()))
         }
     };
-    let body_hash = fnv1a64(&req.body);
     let Some(key) = key else {
         return serve_create(state, req, None).await.map(|(r, _)| r);
     };
+    // Only a keyed request needs its body's hash.
+    let body_hash = fnv1a64(&req.body);
     let tx = match state.idem.claim(&key).await {
         Claim::Answered(a) => return replay(&a, body_hash),
         Claim::Mine(tx) => tx,
