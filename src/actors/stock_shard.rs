@@ -251,28 +251,24 @@ impl Handler<Count> for StockShard {
                 }
             })
             .collect();
+        let deltas: Vec<StockDelta> = facts
+            .iter()
+            .map(|f| StockDelta {
+                on_hand: f.on_hand_delta,
+                reserved: 0,
+                safety_stock: f.safety_stock_delta,
+            })
+            .collect();
         // Persist first (the record's place is fixed), then apply.
         let r = self
             .journal
-            .append(&Event::Counted {
-                items: facts.clone(),
-            })
+            .append(&Event::Counted { items: facts })
             .map(|durable| {
                 let recs = m
                     .items
                     .iter()
-                    .zip(&facts)
-                    .map(|(c, f)| {
-                        self.table.apply(
-                            c.sku_idx,
-                            c.loc_idx,
-                            StockDelta {
-                                on_hand: f.on_hand_delta,
-                                reserved: 0,
-                                safety_stock: f.safety_stock_delta,
-                            },
-                        )
-                    })
+                    .zip(deltas)
+                    .map(|(c, d)| self.table.apply(c.sku_idx, c.loc_idx, d))
                     .collect();
                 (recs, durable)
             });
