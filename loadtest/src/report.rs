@@ -1,0 +1,364 @@
+//! What a run found, in three forms: a table on the terminal, a JSON file,
+//! and an HTML report with throughput and latency over time (inline SVG, no
+//! external assets).
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::driver::{Counts, Model, Second};
+use crate::verify::Verification;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub count: u64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+}
+
+impl Latency {
+    pub fn of(h: &Histogram<u64>) -> Latency {
+        Latency {
+            count: h.len(),
+            p50_us: h.value_at_quantile(0.5),
+            p90_us: h.value_at_quantile(0.9),
+            p99_us: h.value_at_quantile(0.99),
+            p999_us: h.value_at_quantile(0.999),
+            max_us: h.max(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OpLatency {
+    pub op: &'static str,
+    #[serde(flatten)]
+    pub latency: Latency,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Environment {
+    pub date: String,
+    pub cpus: usize,
+    pub client_cpus: Option<String>,
+    pub server_cpus: Option<String>,
+    pub how: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    pub target: String,
+    pub target_detail: String,
+    pub durable: bool,
+    pub scenario: String,
+    #[serde(flatten)]
+    pub model: Model,
+    pub connections: usize,
+    pub duration_s: f64,
+    pub requests: u64,
+    pub requests_per_s: f64,
+    /// Carts held per second (reservations that got a 201).
+    pub carts_held_per_s: f64,
+    pub counts: Counts,
+    pub latency: Latency,
+    pub ops: Vec<OpLatency>,
+    pub timeline: Vec<Second>,
+    pub verification: Option<Verification>,
+    pub environment: Environment,
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
+}
+
+fn model_name(m: &Model) -> String {
+    match m {
+        Model::Closed => "closed".into(),
+        Model::Open { rate_per_s } => format!("open {rate_per_s:.0}/s"),
+    }
+}
+
+/// The terminal table: one row per run; ratios against the first run.
+pub fn table(runs: &[RunResult]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<16} {:<11} {:<14} {:>10} {:>7} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8}  {:<8}",
+        "target",
+        "scenario",
+        "model",
+        "req/s",
+        "ratio",
+        "carts/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "max ms",
+        "verified"
+    );
+    let base = runs
+        .first()
+        .map(|r| r.requests_per_s)
+        .unwrap_or(1.0)
+        .max(f64::MIN_POSITIVE);
+    for r in runs {
+        let verified = match &r.verification {
+            None => "skipped",
+            Some(v) if v.passed => "yes",
+            Some(_) => "FAILED",
+        };
+        let _ = writeln!(
+            s,
+            "{:<16} {:<11} {:<14} {:>10.0} {:>6.2}x {:>10.0} {:>8} {:>8} {:>8} {:>8} {:>8}  {:<8}",
+            r.target,
+            r.scenario,
+            model_name(&r.model),
+            r.requests_per_s,
+            r.requests_per_s / base,
+            r.carts_held_per_s,
+            ms(r.latency.p50_us),
+            ms(r.latency.p90_us),
+            ms(r.latency.p99_us),
+            ms(r.latency.p999_us),
+            ms(r.latency.max_us),
+            verified
+        );
+    }
+    s
+}
+
+/// Per-run detail: answers by class, latency per operation, checks.
+pub fn detail(r: &RunResult) -> String {
+    let mut s = String::new();
+    let c = &r.counts;
+    let _ = writeln!(
+        s,
+        "{} / {} / {}: {} requests in {:.1} s; 2xx {}, 409 {}, 503 {}, other 4xx {}, 5xx {}, no answer {}",
+        r.target,
+        r.scenario,
+        model_name(&r.model),
+        r.requests,
+        r.duration_s,
+        c.ok_2xx,
+        c.conflict_409,
+        c.unavailable_503,
+        c.other_4xx,
+        c.server_5xx,
+        c.no_answer
+    );
+    for o in r.ops.iter().filter(|o| o.latency.count > 0) {
+        let _ = writeln!(
+            s,
+            "  {:<13} {:>9}  p50 {:>7} ms  p99 {:>7} ms  max {:>8} ms",
+            o.op,
+            o.latency.count,
+            ms(o.latency.p50_us),
+            ms(o.latency.p99_us),
+            ms(o.latency.max_us)
+        );
+    }
+    if let Some(v) = &r.verification {
+        for ch in &v.checks {
+            let _ = writeln!(
+                s,
+                "  [{}] {}: {}",
+                if ch.passed { "ok" } else { "FAIL" },
+                ch.name,
+                ch.detail
+            );
+        }
+    }
+    s
+}
+
+const COLORS: [&str; 6] = [
+    "#0b7285", "#e8590c", "#5f3dc4", "#2b8a3e", "#c2255c", "#495057",
+];
+
+/// A line chart of several series over seconds.
+fn svg_chart(title: &str, unit: &str, series: &[(String, Vec<(f64, f64)>)]) -> String {
+    let (w, h, left, bottom, top, right) = (720.0, 260.0, 70.0, 30.0, 28.0, 150.0);
+    let xmax = series
+        .iter()
+        .flat_map(|s| s.1.iter().map(|p| p.0))
+        .fold(1.0f64, f64::max);
+    let ymax = series
+        .iter()
+        .flat_map(|s| s.1.iter().map(|p| p.1))
+        .fold(0.0f64, f64::max)
+        .max(f64::MIN_POSITIVE)
+        * 1.1;
+    let (pw, ph) = (w - left - right, h - top - bottom);
+    let x = |v: f64| left + v / xmax * pw;
+    let y = |v: f64| top + ph - v / ymax * ph;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg viewBox="0 0 {w} {h}" class="chart" role="img" aria-label="{title}"><text x="{left}" y="18" class="t">{title}</text>"#
+    );
+    for i in 0..=4 {
+        let v = ymax * f64::from(i) / 4.0;
+        let yy = y(v);
+        let _ = write!(
+            s,
+            r##"<line x1="{left}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke="#dee2e6"/><text x="{}" y="{:.1}" class="a" text-anchor="end">{} {unit}</text>"##,
+            left + pw,
+            left - 6.0,
+            yy + 4.0,
+            fmt_axis(v)
+        );
+    }
+    let _ = write!(
+        s,
+        r#"<text x="{}" y="{}" class="a" text-anchor="middle">seconds</text>"#,
+        left + pw / 2.0,
+        h - 6.0
+    );
+    for (i, (name, pts)) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let path: Vec<String> = pts
+            .iter()
+            .map(|(a, b)| format!("{:.1},{:.1}", x(*a), y(*b)))
+            .collect();
+        let _ = write!(
+            s,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/><rect x="{}" y="{}" width="12" height="3" fill="{color}"/><text x="{}" y="{}" class="a">{}</text>"#,
+            path.join(" "),
+            left + pw + 12.0,
+            top + 10.0 + 18.0 * i as f64,
+            left + pw + 28.0,
+            top + 14.0 + 18.0 * i as f64,
+            html_escape(name)
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+fn fmt_axis(v: f64) -> String {
+    if v >= 10_000.0 {
+        format!("{:.0}k", v / 1000.0)
+    } else if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn label(r: &RunResult) -> String {
+    format!("{} {}", r.target, model_name(&r.model))
+}
+
+pub fn html(runs: &[RunResult], command: &str) -> String {
+    let mut s = String::from(
+        r#"<!doctype html><html lang="en"><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>holdfast load test</title><style>
+body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:1000px;padding:0 1rem;color:#212529}
+h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}code{background:#f1f3f5;padding:.1rem .3rem;border-radius:4px}
+table{border-collapse:collapse;width:100%;margin:.5rem 0}td,th{padding:.3rem .5rem;border-bottom:1px solid #dee2e6;text-align:right}
+td:first-child,th:first-child{text-align:left}.ok{color:#2b8a3e;font-weight:600}.bad{color:#c92a2a;font-weight:600}
+.chart{width:100%;height:auto;background:#fff;border:1px solid #e9ecef;border-radius:6px;margin:.5rem 0}
+.t{font-size:14px;font-weight:600}.a{font-size:11px;fill:#495057}
+</style><h1>holdfast load test</h1>"#,
+    );
+    let _ = write!(s, "<p>Command: <code>{}</code></p>", html_escape(command));
+    if let Some(r) = runs.first() {
+        let _ = write!(
+            s,
+            "<p>{} &middot; {} CPUs &middot; {}</p>",
+            html_escape(&r.environment.date),
+            r.environment.cpus,
+            html_escape(&r.environment.how)
+        );
+    }
+    s.push_str(&format!("<h2>Summary</h2><pre>{}</pre>", html_escape(&table(runs))));
+    let series = |f: &dyn Fn(&Second) -> f64| -> Vec<(String, Vec<(f64, f64)>)> {
+        runs.iter()
+            .map(|r| {
+                (
+                    label(r),
+                    r.timeline.iter().map(|p| (f64::from(p.t_s), f(p))).collect(),
+                )
+            })
+            .collect()
+    };
+    s.push_str(&svg_chart(
+        "Throughput",
+        "req/s",
+        &series(&|p| p.requests as f64),
+    ));
+    s.push_str(&svg_chart(
+        "Latency p99",
+        "ms",
+        &series(&|p| p.p99_us as f64 / 1000.0),
+    ));
+    s.push_str(&svg_chart(
+        "Latency p50",
+        "ms",
+        &series(&|p| p.p50_us as f64 / 1000.0),
+    ));
+    for r in runs {
+        let _ = write!(
+            s,
+            "<h2>{}</h2><p>{}</p><table><tr><th>operation</th><th>count</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th></tr>",
+            html_escape(&label(r)),
+            html_escape(&r.target_detail)
+        );
+        for o in r.ops.iter().filter(|o| o.latency.count > 0) {
+            let l = &o.latency;
+            let _ = write!(
+                s,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                o.op,
+                l.count,
+                ms(l.p50_us),
+                ms(l.p90_us),
+                ms(l.p99_us),
+                ms(l.p999_us),
+                ms(l.max_us)
+            );
+        }
+        s.push_str("</table>");
+        if let Some(v) = &r.verification {
+            s.push_str("<ul>");
+            for c in &v.checks {
+                let _ = write!(
+                    s,
+                    "<li><span class=\"{}\">{}</span> {}: {}</li>",
+                    if c.passed { "ok" } else { "bad" },
+                    if c.passed { "passed" } else { "FAILED" },
+                    html_escape(&c.name),
+                    html_escape(&c.detail)
+                );
+            }
+            s.push_str("</ul>");
+        }
+    }
+    s.push_str("</html>\n");
+    s
+}
+
+/// Writes `results.json` and `report.html` under `dir`.
+pub fn write(dir: &Path, runs: &[RunResult], command: &str) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let json = serde_json::to_string_pretty(&serde_json::json!({
+        "command": command,
+        "runs": runs,
+    }))
+    .map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("results.json"), json).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("report.html"), html(runs, command)).map_err(|e| e.to_string())?;
+    Ok(())
+}

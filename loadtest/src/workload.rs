@@ -1,0 +1,626 @@
+//! The scenarios: what each simulated client asks next, and the ledger of
+//! what the target acknowledged, which the end-of-run verification checks.
+//!
+//! - `checkout`: carts of 1-5 lines over N SKUs with Zipf popularity at L
+//!   locations; each cart is reserved, then confirmed (70 %), released
+//!   (20 %) or abandoned to expire (10 %); a confirmed cart is then fulfilled.
+//! - `flash-sale`: one hot SKU with limited stock and many more buyers than
+//!   units; every buyer who wins confirms.
+//! - `mixed`: availability reads (60 %), store adjustments (10 %) and
+//!   one-line reservations released at once (30 %).
+//!
+//! Every arrival is one HTTP request: a session's follow-ups (confirm,
+//! fulfil, release) take the next arrivals of the same connection.
+
+use ahash::{AHashMap, AHashSet};
+use bytes::Bytes;
+use hyper::Method;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::Deserialize;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::client::Failure;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    Checkout,
+    FlashSale,
+    Mixed,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Checkout => "checkout",
+            Scenario::FlashSale => "flash-sale",
+            Scenario::Mixed => "mixed",
+        }
+    }
+}
+
+/// The kinds of request, each with its own latency histogram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    Reserve,
+    Confirm,
+    Release,
+    Fulfil,
+    Availability,
+    Adjust,
+}
+
+pub const OPS: [Op; 6] = [
+    Op::Reserve,
+    Op::Confirm,
+    Op::Release,
+    Op::Fulfil,
+    Op::Availability,
+    Op::Adjust,
+];
+
+impl Op {
+    pub fn index(self) -> usize {
+        self as usize
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Reserve => "reserve",
+            Op::Confirm => "confirm",
+            Op::Release => "release",
+            Op::Fulfil => "fulfil",
+            Op::Availability => "availability",
+            Op::Adjust => "adjust",
+        }
+    }
+}
+
+/// The stock network a run sets up: SKUs `{prefix}A{i}` at locations
+/// `{prefix}S{j}`. The prefix is new for every run, so a run against a
+/// long-lived server (`--url`) never meets another run's records.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Network {
+    pub prefix: String,
+    pub skus: u32,
+    pub locations: u32,
+    pub on_hand: i64,
+    /// Zipf exponent of SKU popularity.
+    pub zipf_s: f64,
+}
+
+impl Network {
+    pub fn for_scenario(scenario: Scenario, opts: &WorkloadOptions, prefix: String) -> Network {
+        match scenario {
+            Scenario::FlashSale => Network {
+                prefix,
+                skus: 1,
+                locations: 1,
+                on_hand: opts.hot_stock,
+                zipf_s: 0.0,
+            },
+            _ => Network {
+                prefix,
+                skus: opts.skus,
+                locations: opts.locations,
+                on_hand: opts.on_hand,
+                zipf_s: opts.zipf_s,
+            },
+        }
+    }
+    pub fn sku(&self, i: u32) -> String {
+        format!("{}A{i}", self.prefix)
+    }
+    pub fn location(&self, j: u32) -> String {
+        format!("{}S{j:03}", self.prefix)
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WorkloadOptions {
+    pub skus: u32,
+    pub locations: u32,
+    pub on_hand: i64,
+    pub zipf_s: f64,
+    pub hot_stock: i64,
+    /// TTL of carts that will be confirmed or released.
+    pub ttl_s: u64,
+    /// TTL of carts abandoned to expire (short, so the run can verify them).
+    pub abandon_ttl_s: u64,
+}
+
+/// Zipf popularity over `0..n` by inverse CDF (binary search).
+pub struct Zipf {
+    cdf: Vec<f64>,
+}
+
+impl Zipf {
+    pub fn new(n: u32, s: f64) -> Zipf {
+        let mut acc = 0.0;
+        let mut cdf: Vec<f64> = (1..=n.max(1))
+            .map(|k| {
+                acc += 1.0 / f64::from(k).powf(s);
+                acc
+            })
+            .collect();
+        for c in &mut cdf {
+            *c /= acc;
+        }
+        Zipf { cdf }
+    }
+    pub fn sample(&self, rng: &mut SmallRng) -> u32 {
+        let u: f64 = rng.gen();
+        self.cdf.partition_point(|&c| c < u).min(self.cdf.len() - 1) as u32
+    }
+}
+
+/// (sku index, location index, qty)
+pub type LineRef = (u32, u32, i64);
+type RecordKey = (u32, u32);
+
+/// One request to send.
+pub struct Req {
+    pub op: Op,
+    pub method: Method,
+    pub path: String,
+    pub body: Option<Bytes>,
+    what: What,
+}
+
+enum What {
+    NewCart { lines: Vec<LineRef>, fate: Fate },
+    Follow(Follow),
+    Read,
+    Adjust { key: RecordKey, delta: i64 },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Confirm,
+    Release,
+    Abandon,
+}
+
+#[derive(Clone)]
+struct Follow {
+    op: Op,
+    id: String,
+    lines: Vec<LineRef>,
+}
+
+/// What the target acknowledged, per worker; merged at the end.
+#[derive(Default)]
+pub struct Ledger {
+    /// Quantity fulfilled (acknowledged) per record.
+    pub fulfilled: AHashMap<RecordKey, i64>,
+    /// Sum of acknowledged adjustment deltas per record.
+    pub adjusted: AHashMap<RecordKey, i64>,
+    /// Quantity held or confirmed and not finished, per record (abandoned
+    /// carts excluded: they expire).
+    pub open: AHashMap<RecordKey, i64>,
+    /// Records touched by a write whose outcome is unknown (no answer, 5xx):
+    /// exact checks skip them.
+    pub doubt: AHashSet<RecordKey>,
+    /// Every record a write touched.
+    pub touched: AHashSet<RecordKey>,
+    /// Confirmed reservations and whether their fulfilment was acknowledged.
+    pub confirmed: Vec<(String, bool)>,
+    /// Units won on the hot SKU (flash sale).
+    pub won: i64,
+    pub carts_held: u64,
+    pub carts_short: u64,
+    /// Latest expiry of an abandoned cart.
+    pub abandon_deadline: Option<Instant>,
+    /// Answers no correct target gives (bounded list).
+    pub unexpected: Vec<String>,
+    pub unexpected_count: u64,
+}
+
+const UNEXPECTED_KEPT: usize = 20;
+
+impl Ledger {
+    fn add(map: &mut AHashMap<RecordKey, i64>, lines: &[LineRef], sign: i64) {
+        for &(s, l, q) in lines {
+            *map.entry((s, l)).or_default() += sign * q;
+        }
+    }
+    fn doubt(&mut self, lines: &[LineRef]) {
+        for &(s, l, _) in lines {
+            self.doubt.insert((s, l));
+        }
+    }
+    fn unexpected(&mut self, what: String) {
+        self.unexpected_count += 1;
+        if self.unexpected.len() < UNEXPECTED_KEPT {
+            self.unexpected.push(what);
+        }
+    }
+    pub fn merge(&mut self, o: Ledger) {
+        for (k, v) in o.fulfilled {
+            *self.fulfilled.entry(k).or_default() += v;
+        }
+        for (k, v) in o.adjusted {
+            *self.adjusted.entry(k).or_default() += v;
+        }
+        for (k, v) in o.open {
+            *self.open.entry(k).or_default() += v;
+        }
+        self.doubt.extend(o.doubt);
+        self.touched.extend(o.touched);
+        self.confirmed.extend(o.confirmed);
+        self.won += o.won;
+        self.carts_held += o.carts_held;
+        self.carts_short += o.carts_short;
+        self.abandon_deadline = self.abandon_deadline.max(o.abandon_deadline);
+        self.unexpected_count += o.unexpected_count;
+        for u in o.unexpected {
+            if self.unexpected.len() < UNEXPECTED_KEPT {
+                self.unexpected.push(u);
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Created {
+    id: String,
+}
+
+/// One simulated client: its next request, and what it learns from answers.
+pub struct Session {
+    scenario: Scenario,
+    net: Arc<Network>,
+    zipf: Arc<Zipf>,
+    opts: Arc<WorkloadOptions>,
+    rng: SmallRng,
+    follow: VecDeque<Follow>,
+    pub ledger: Ledger,
+}
+
+impl Session {
+    pub fn new(
+        scenario: Scenario,
+        net: Arc<Network>,
+        zipf: Arc<Zipf>,
+        opts: Arc<WorkloadOptions>,
+        seed: u64,
+    ) -> Session {
+        Session {
+            scenario,
+            net,
+            zipf,
+            opts,
+            rng: SmallRng::seed_from_u64(seed),
+            follow: VecDeque::new(),
+            ledger: Ledger::default(),
+        }
+    }
+
+    /// The next request; when `stopping`, only follow-ups of carts already
+    /// held (so the run ends with nothing half done), else `None`.
+    pub fn next(&mut self, stopping: bool) -> Option<Req> {
+        if let Some(f) = self.follow.pop_front() {
+            return Some(self.follow_req(f));
+        }
+        if stopping {
+            return None;
+        }
+        Some(match self.scenario {
+            Scenario::Checkout => self.new_cart(),
+            Scenario::FlashSale => self.cart_req(vec![(0, 0, 1)], Fate::Confirm),
+            Scenario::Mixed => {
+                let roll = self.rng.gen_range(0..100);
+                if roll < 60 {
+                    let sku = self.net.sku(self.zipf.sample(&mut self.rng));
+                    Req {
+                        op: Op::Availability,
+                        method: Method::GET,
+                        path: format!("/v1/availability/{sku}"),
+                        body: None,
+                        what: What::Read,
+                    }
+                } else if roll < 70 {
+                    let key = (
+                        self.zipf.sample(&mut self.rng),
+                        self.rng.gen_range(0..self.net.locations),
+                    );
+                    let (delta, reason) = if self.rng.gen_bool(0.5) {
+                        (self.rng.gen_range(1..=3), "receipt")
+                    } else {
+                        (-1, "sale")
+                    };
+                    Req {
+                        op: Op::Adjust,
+                        method: Method::POST,
+                        path: format!(
+                            "/v1/inventory/{}/{}/adjustments",
+                            self.net.location(key.1),
+                            self.net.sku(key.0)
+                        ),
+                        body: Some(Bytes::from(format!(
+                            r#"{{"delta":{delta},"reason":"{reason}"}}"#
+                        ))),
+                        what: What::Adjust { key, delta },
+                    }
+                } else {
+                    let line = (
+                        self.zipf.sample(&mut self.rng),
+                        self.rng.gen_range(0..self.net.locations),
+                        1,
+                    );
+                    self.cart_req(vec![line], Fate::Release)
+                }
+            }
+        })
+    }
+
+    fn new_cart(&mut self) -> Req {
+        let n = self.rng.gen_range(1..=5usize).min(self.net.skus as usize);
+        let loc = self.rng.gen_range(0..self.net.locations);
+        let mut lines: Vec<LineRef> = Vec::with_capacity(n);
+        // Distinct SKUs; Zipf makes repeats likely, so a bounded number of tries.
+        for _ in 0..n * 8 {
+            if lines.len() == n {
+                break;
+            }
+            let s = self.zipf.sample(&mut self.rng);
+            if !lines.iter().any(|l| l.0 == s) {
+                lines.push((s, loc, self.rng.gen_range(1..=2)));
+            }
+        }
+        let roll = self.rng.gen_range(0..100);
+        let fate = if roll < 70 {
+            Fate::Confirm
+        } else if roll < 90 {
+            Fate::Release
+        } else {
+            Fate::Abandon
+        };
+        self.cart_req(lines, fate)
+    }
+
+    fn cart_req(&self, lines: Vec<LineRef>, fate: Fate) -> Req {
+        let ttl = if fate == Fate::Abandon {
+            self.opts.abandon_ttl_s
+        } else {
+            self.opts.ttl_s
+        };
+        let mut body = String::with_capacity(64 + 80 * lines.len());
+        body.push_str(r#"{"lines":["#);
+        for (i, &(s, l, q)) in lines.iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            body.push_str(&format!(
+                r#"{{"sku":"{}","qty":{q},"location":"{}"}}"#,
+                self.net.sku(s),
+                self.net.location(l)
+            ));
+        }
+        body.push_str(&format!(r#"],"ttl_s":{ttl}}}"#));
+        Req {
+            op: Op::Reserve,
+            method: Method::POST,
+            path: "/v1/reservations".into(),
+            body: Some(Bytes::from(body)),
+            what: What::NewCart { lines, fate },
+        }
+    }
+
+    fn follow_req(&self, f: Follow) -> Req {
+        Req {
+            op: f.op,
+            method: Method::POST,
+            path: format!("/v1/reservations/{}/{}", f.id, f.op.name()),
+            body: None,
+            what: What::Follow(f),
+        }
+    }
+
+    /// Learns from one answer (`Err`: no answer).
+    pub fn answer(&mut self, req: Req, result: &Result<(u16, Bytes), Failure>) {
+        let status = match result {
+            Ok((s, _)) => Some(*s),
+            Err(_) => None,
+        };
+        // A 503 says nothing was done: a follow-up is tried again.
+        let in_doubt = match status {
+            None => true,
+            Some(s) => s >= 500 && s != 503,
+        };
+        match req.what {
+            What::Read => {
+                if status.is_some_and(|s| s != 200 && s != 503) && !in_doubt {
+                    self.ledger
+                        .unexpected(format!("{} {}: {status:?}", req.method, req.path));
+                }
+            }
+            What::Adjust { key, delta } => {
+                self.ledger.touched.insert(key);
+                match status {
+                    Some(200) => *self.ledger.adjusted.entry(key).or_default() += delta,
+                    Some(409) | Some(503) => {}
+                    _ if in_doubt => {
+                        self.ledger.doubt.insert(key);
+                    }
+                    other => self
+                        .ledger
+                        .unexpected(format!("adjust {}: {other:?}", req.path)),
+                }
+            }
+            What::NewCart { lines, fate } => {
+                for &(s, l, _) in &lines {
+                    self.ledger.touched.insert((s, l));
+                }
+                match (status, result) {
+                    (Some(201), Ok((_, body))) => {
+                        let Ok(c) = serde_json::from_slice::<Created>(body) else {
+                            self.ledger.unexpected("201 without an id".into());
+                            self.ledger.doubt(&lines);
+                            return;
+                        };
+                        self.ledger.carts_held += 1;
+                        if self.scenario == Scenario::FlashSale {
+                            self.ledger.won += lines.iter().map(|l| l.2).sum::<i64>();
+                        }
+                        match fate {
+                            Fate::Abandon => {
+                                let until = Instant::now()
+                                    + Duration::from_secs(self.opts.abandon_ttl_s);
+                                self.ledger.abandon_deadline =
+                                    self.ledger.abandon_deadline.max(Some(until));
+                            }
+                            Fate::Confirm | Fate::Release => {
+                                Ledger::add(&mut self.ledger.open, &lines, 1);
+                                let op = if fate == Fate::Confirm {
+                                    Op::Confirm
+                                } else {
+                                    Op::Release
+                                };
+                                self.follow.push_back(Follow {
+                                    op,
+                                    id: c.id,
+                                    lines,
+                                });
+                            }
+                        }
+                    }
+                    (Some(409), _) => self.ledger.carts_short += 1,
+                    (Some(503), _) => {}
+                    _ if in_doubt => self.ledger.doubt(&lines),
+                    (other, _) => {
+                        self.ledger
+                            .unexpected(format!("reserve: {other:?} {}", body_text(result)));
+                    }
+                }
+            }
+            What::Follow(f) => match status {
+                Some(200) => match f.op {
+                    Op::Confirm => {
+                        if self.scenario == Scenario::Checkout {
+                            self.follow.push_back(Follow {
+                                op: Op::Fulfil,
+                                ..f.clone()
+                            });
+                        } else {
+                            self.ledger.confirmed.push((f.id, false));
+                        }
+                    }
+                    Op::Release => Ledger::add(&mut self.ledger.open, &f.lines, -1),
+                    Op::Fulfil => {
+                        Ledger::add(&mut self.ledger.open, &f.lines, -1);
+                        Ledger::add(&mut self.ledger.fulfilled, &f.lines, 1);
+                        self.ledger.confirmed.push((f.id, true));
+                    }
+                    _ => {}
+                },
+                Some(503) => self.follow.push_back(f),
+                _ if in_doubt => self.ledger.doubt(&f.lines),
+                other => {
+                    self.ledger.unexpected(format!(
+                        "{} {}: {other:?} {}",
+                        f.op.name(),
+                        f.id,
+                        body_text(result)
+                    ));
+                    self.ledger.doubt(&f.lines);
+                }
+            },
+        }
+    }
+}
+
+fn body_text(result: &Result<(u16, Bytes), Failure>) -> String {
+    match result {
+        Ok((_, b)) => String::from_utf8_lossy(&b[..b.len().min(200)]).into_owned(),
+        Err(f) => format!("{f:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zipf_prefers_the_first_items_and_covers_the_range() {
+        let z = Zipf::new(100, 1.0);
+        let mut rng = SmallRng::seed_from_u64(7);
+        let mut counts = [0u32; 100];
+        for _ in 0..100_000 {
+            counts[z.sample(&mut rng) as usize] += 1;
+        }
+        // With s = 1 the first item is about H(100) = 5.19 times rarer than
+        // all: ~19 %; the tenth ~1.9 %.
+        assert!(counts[0] > 17_000 && counts[0] < 21_500, "{}", counts[0]);
+        assert!(counts[0] > 8 * counts[9]);
+        assert!(counts[99] > 0);
+    }
+
+    fn session(s: Scenario) -> Session {
+        let opts = WorkloadOptions {
+            skus: 50,
+            locations: 3,
+            on_hand: 100,
+            zipf_s: 1.0,
+            hot_stock: 10,
+            ttl_s: 600,
+            abandon_ttl_s: 2,
+        };
+        let net = Arc::new(Network::for_scenario(s, &opts, "t-".into()));
+        let zipf = Arc::new(Zipf::new(net.skus, net.zipf_s));
+        Session::new(s, net, zipf, Arc::new(opts), 1)
+    }
+
+    #[test]
+    fn a_confirmed_cart_is_fulfilled_and_the_ledger_follows() {
+        let mut s = session(Scenario::Checkout);
+        // Draw carts until one is to be confirmed.
+        let req = loop {
+            let r = s.next(false).expect("a cart");
+            if matches!(r.what, What::NewCart { fate: Fate::Confirm, .. }) {
+                break r;
+            }
+        };
+        let What::NewCart { lines, .. } = &req.what else {
+            unreachable!()
+        };
+        let lines = lines.clone();
+        assert!((1..=5).contains(&lines.len()));
+        let body: serde_json::Value =
+            serde_json::from_slice(req.body.as_ref().expect("body")).expect("json");
+        assert_eq!(body["lines"].as_array().map(Vec::len), Some(lines.len()));
+        s.answer(req, &Ok((201, Bytes::from(r#"{"id":"r1"}"#))));
+        // Stopping: the follow-ups still come, then nothing.
+        let confirm = s.next(true).expect("confirm");
+        assert_eq!(confirm.path, "/v1/reservations/r1/confirm");
+        s.answer(confirm, &Ok((200, Bytes::new())));
+        let fulfil = s.next(true).expect("fulfil");
+        assert_eq!(fulfil.op, Op::Fulfil);
+        s.answer(fulfil, &Ok((200, Bytes::new())));
+        assert!(s.next(true).is_none());
+        let total: i64 = lines.iter().map(|l| l.2).sum();
+        assert_eq!(s.ledger.fulfilled.values().sum::<i64>(), total);
+        assert_eq!(s.ledger.open.values().sum::<i64>(), 0);
+        assert_eq!(s.ledger.confirmed, vec![("r1".to_string(), true)]);
+    }
+
+    #[test]
+    fn no_answer_puts_the_records_in_doubt_and_a_503_is_retried() {
+        let mut s = session(Scenario::FlashSale);
+        let req = s.next(false).expect("cart");
+        s.answer(req, &Err(Failure::Timeout));
+        assert!(s.ledger.doubt.contains(&(0, 0)));
+        let req = s.next(false).expect("cart");
+        s.answer(req, &Ok((201, Bytes::from(r#"{"id":"r2"}"#))));
+        assert_eq!(s.ledger.won, 1);
+        let confirm = s.next(false).expect("confirm");
+        s.answer(confirm, &Ok((503, Bytes::new())));
+        let again = s.next(true).expect("the confirm again");
+        assert_eq!(again.op, Op::Confirm);
+        s.answer(again, &Ok((422, Bytes::new())));
+        assert_eq!(s.ledger.unexpected_count, 1);
+    }
+}
