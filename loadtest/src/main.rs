@@ -34,7 +34,10 @@ use targets::{TargetKind, TargetOptions};
 use workload::{Network, Scenario, Session, WorkloadOptions, Zipf};
 
 #[derive(Parser)]
-#[command(name = "loadtest", about = "Load tests for holdfast, beside its rivals")]
+#[command(
+    name = "loadtest",
+    about = "Load tests for holdfast, beside its rivals"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -53,8 +56,12 @@ enum Cmd {
     /// `--open-fraction F`, each target is also run open loop at F x its own
     /// closed-loop peak.
     Compare {
-        #[arg(long, value_enum, value_delimiter = ',',
-              default_value = "holdfast,ceiling,redis-always,redis-everysec")]
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "holdfast,ceiling,redis-always,redis-everysec"
+        )]
         targets: Vec<TargetKind>,
         /// Open-loop run at this fraction of each target's peak (0: none).
         #[arg(long, default_value_t = 0.5)]
@@ -213,11 +220,7 @@ fn pin_self(cpus: &str) -> Result<(), String> {
     }
 }
 
-fn run_cmd(
-    kinds: Vec<TargetKind>,
-    open_fraction: Option<f64>,
-    c: Common,
-) -> Result<bool, String> {
+fn run_cmd(kinds: Vec<TargetKind>, open_fraction: Option<f64>, c: Common) -> Result<bool, String> {
     if let Some(cpus) = &c.client_cpus {
         pin_self(cpus)?;
     }
@@ -301,8 +304,10 @@ async fn one_run(
         c.scenario.name(),
         match model {
             Model::Closed => format!("closed loop, {} connections", c.connections),
-            Model::Open { rate_per_s } =>
-                format!("open loop at {rate_per_s:.0}/s over {} connections", c.connections),
+            Model::Open { rate_per_s } => format!(
+                "open loop at {rate_per_s:.0}/s over {} connections",
+                c.connections
+            ),
         },
         c.duration
     );

@@ -283,13 +283,19 @@ td:first-child,th:first-child{text-align:left}.ok{color:#2b8a3e;font-weight:600}
             html_escape(&r.environment.how)
         );
     }
-    s.push_str(&format!("<h2>Summary</h2><pre>{}</pre>", html_escape(&table(runs))));
+    s.push_str(&format!(
+        "<h2>Summary</h2><pre>{}</pre>",
+        html_escape(&table(runs))
+    ));
     let series = |f: &dyn Fn(&Second) -> f64| -> Vec<(String, Vec<(f64, f64)>)> {
         runs.iter()
             .map(|r| {
                 (
                     label(r),
-                    r.timeline.iter().map(|p| (f64::from(p.t_s), f(p))).collect(),
+                    r.timeline
+                        .iter()
+                        .map(|p| (f64::from(p.t_s), f(p)))
+                        .collect(),
                 )
             })
             .collect()

@@ -138,7 +138,9 @@ fn wait_healthy(port: u16, child: &mut Child, what: &str) -> Result<(), String> 
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Err(format!("{what} did not answer /healthz within {START_TIMEOUT:?}"))
+    Err(format!(
+        "{what} did not answer /healthz within {START_TIMEOUT:?}"
+    ))
 }
 
 /// Waits until a redis-server answers PING.
@@ -150,7 +152,10 @@ fn wait_redis(port: u16, child: &mut Child) -> Result<(), String> {
         }
         if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
             let mut buf = [0u8; 8];
-            if s.write_all(b"PING\r\n").is_ok() && s.read(&mut buf).is_ok() && buf.starts_with(b"+PONG") {
+            if s.write_all(b"PING\r\n").is_ok()
+                && s.read(&mut buf).is_ok()
+                && buf.starts_with(b"+PONG")
+            {
                 return Ok(());
             }
         }
@@ -233,7 +238,9 @@ pub fn start(kind: TargetKind, opts: &TargetOptions) -> Result<Running, String> 
             cmd.args(["rival", "ceiling", "--listen"])
                 .arg(format!("127.0.0.1:{port}"));
             let log = tmp.path().join("ceiling.log");
-            running.children.push(spawn(cmd, &log, "the ceiling service")?);
+            running
+                .children
+                .push(spawn(cmd, &log, "the ceiling service")?);
             running.logs.push(log);
             running.describe = format!("ceiling: in-memory, one mutex, no durability{pin}");
         }
@@ -262,7 +269,9 @@ pub fn start(kind: TargetKind, opts: &TargetOptions) -> Result<Running, String> 
                 .arg("--redis-url")
                 .arg(format!("redis://127.0.0.1:{rport}/"));
             let log = tmp.path().join("redis-rival.log");
-            running.children.push(spawn(cmd, &log, "the redis service")?);
+            running
+                .children
+                .push(spawn(cmd, &log, "the redis service")?);
             running.logs.push(log);
             running.describe = format!(
                 "warp + Lua scripts on redis-server (appendonly, appendfsync {fsync}){pin}"

@@ -94,14 +94,20 @@ pub async fn setup(base: &str, token: &Option<String>, net: &Arc<Network>) -> Re
         let (kind, lat, lon) = if j == 0 {
             ("dc", 45.46, 9.19)
         } else {
-            ("store", 44.0 + f64::from(j % 20) * 0.1, 8.0 + f64::from(j / 20) * 0.1)
+            (
+                "store",
+                44.0 + f64::from(j % 20) * 0.1,
+                8.0 + f64::from(j / 20) * 0.1,
+            )
         };
         let (st, b) = conn
             .json(
                 Method::PUT,
                 &format!("/v1/locations/{}", net.location(j)),
-                Some(json!({"name": format!("load-test location {j}"), "kind": kind,
-                            "lat": lat, "lon": lon, "priority": 1})),
+                Some(
+                    json!({"name": format!("load-test location {j}"), "kind": kind,
+                            "lat": lat, "lon": lon, "priority": 1}),
+                ),
             )
             .await?;
         expect(st, &[200, 201], "PUT location", &b)?;
@@ -211,7 +217,9 @@ pub async fn verify(
         let want_on_hand = net.on_hand + ledger.adjusted.get(k).copied().unwrap_or(0)
             - ledger.fulfilled.get(k).copied().unwrap_or(0);
         if on_hand != want_on_hand {
-            unconserved.push(format!("{name}: on_hand {on_hand}, expected {want_on_hand}"));
+            unconserved.push(format!(
+                "{name}: on_hand {on_hand}, expected {want_on_hand}"
+            ));
         }
         let want_reserved = ledger.open.get(k).copied().unwrap_or(0);
         if reserved != want_reserved {
@@ -255,7 +263,11 @@ pub async fn verify(
         if reserved_off.is_empty() {
             format!("{exact} records: reserved = held + confirmed lines the run knows of")
         } else {
-            format!("{} records off: {}", reserved_off.len(), first(&reserved_off))
+            format!(
+                "{} records off: {}",
+                reserved_off.len(),
+                first(&reserved_off)
+            )
         },
     );
 
@@ -290,12 +302,7 @@ pub async fn verify(
     // Every confirmed reservation, with its status (a sample beyond the cap).
     let total = ledger.confirmed.len();
     let step = total.div_ceil(confirmed_max.max(1)).max(1);
-    let sample: Vec<(String, bool)> = ledger
-        .confirmed
-        .iter()
-        .step_by(step)
-        .cloned()
-        .collect();
+    let sample: Vec<(String, bool)> = ledger.confirmed.iter().step_by(step).cloned().collect();
     let checked = sample.len();
     let wrong: Vec<String> = parallel(base, token, sample, |mut conn, chunk| async move {
         let mut bad = Vec::new();
@@ -305,7 +312,10 @@ pub async fn verify(
                 .await?;
             let want = if fulfilled { "fulfilled" } else { "confirmed" };
             if st != 200 || b["status"] != want {
-                bad.push(format!("{id}: HTTP {st} status {} (want {want})", b["status"]));
+                bad.push(format!(
+                    "{id}: HTTP {st} status {} (want {want})",
+                    b["status"]
+                ));
             }
         }
         Ok(bad)

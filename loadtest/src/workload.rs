@@ -468,8 +468,8 @@ impl Session {
                         }
                         match fate {
                             Fate::Abandon => {
-                                let until = Instant::now()
-                                    + Duration::from_secs(self.opts.abandon_ttl_s);
+                                let until =
+                                    Instant::now() + Duration::from_secs(self.opts.abandon_ttl_s);
                                 self.ledger.abandon_deadline =
                                     self.ledger.abandon_deadline.max(Some(until));
                             }
@@ -580,7 +580,13 @@ mod tests {
         // Draw carts until one is to be confirmed.
         let req = loop {
             let r = s.next(false).expect("a cart");
-            if matches!(r.what, What::NewCart { fate: Fate::Confirm, .. }) {
+            if matches!(
+                r.what,
+                What::NewCart {
+                    fate: Fate::Confirm,
+                    ..
+                }
+            ) {
                 break r;
             }
         };

@@ -139,10 +139,7 @@ impl Backend for Ceiling {
         for it in items {
             let key = (it.location.clone(), it.sku.clone());
             if !st.stock.contains_key(&key) {
-                st.locations_of
-                    .entry(it.sku)
-                    .or_default()
-                    .push(it.location);
+                st.locations_of.entry(it.sku).or_default().push(it.location);
             }
             let s = st.stock.entry(key).or_default();
             s.on_hand = it.on_hand;

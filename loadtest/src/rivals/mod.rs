@@ -131,7 +131,8 @@ pub trait Backend: Send + Sync + 'static {
         id: &str,
         t: Transition,
     ) -> impl Future<Output = Result<TransitionOutcome, String>> + Send;
-    fn get(&self, id: &str) -> impl Future<Output = Result<Option<ReservationView>, String>> + Send;
+    fn get(&self, id: &str)
+        -> impl Future<Output = Result<Option<ReservationView>, String>> + Send;
 }
 
 pub fn rfc3339_ms(ms: u64) -> String {
@@ -235,7 +236,9 @@ async fn dispatch<B: Backend>(
             .await?;
             reply(200, &json!(b.record(loc, sku).await?))
         }
-        (&Method::GET, ["v1", "inventory", loc, sku]) => reply(200, &json!(b.record(loc, sku).await?)),
+        (&Method::GET, ["v1", "inventory", loc, sku]) => {
+            reply(200, &json!(b.record(loc, sku).await?))
+        }
         (&Method::POST, ["v1", "inventory", loc, sku, "adjustments"]) => {
             let a = parse!(AdjustBody);
             match b.adjust(loc, sku, a.delta).await? {
@@ -250,7 +253,10 @@ async fn dispatch<B: Backend>(
                 .into_iter()
                 .map(|(l, a)| json!({"location": l, "available": a}))
                 .collect();
-            reply(200, &json!({"sku": sku, "available": total, "locations": locations}))
+            reply(
+                200,
+                &json!({"sku": sku, "available": total, "locations": locations}),
+            )
         }
         (&Method::POST, ["v1", "reservations"]) => {
             let mut rb = parse!(ReserveBody);
@@ -283,9 +289,11 @@ async fn dispatch<B: Backend>(
             };
             match b.transition(id, t).await? {
                 TransitionOutcome::Done(r) => reply(200, &json!(r)),
-                TransitionOutcome::NotHeld(st) => {
-                    problem(409, "reservation_not_held", &format!("the reservation is {st}"))
-                }
+                TransitionOutcome::NotHeld(st) => problem(
+                    409,
+                    "reservation_not_held",
+                    &format!("the reservation is {st}"),
+                ),
                 TransitionOutcome::NotFound => problem(404, "not_found", "no such reservation"),
             }
         }

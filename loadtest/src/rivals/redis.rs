@@ -257,8 +257,7 @@ impl Backend for RedisRival {
                 .arg("on_hand")
                 .arg("reserved");
         }
-        let vals: Vec<(Option<i64>, Option<i64>)> =
-            pipe.query_async(&mut c).await.map_err(err)?;
+        let vals: Vec<(Option<i64>, Option<i64>)> = pipe.query_async(&mut c).await.map_err(err)?;
         Ok(locs
             .into_iter()
             .zip(vals)

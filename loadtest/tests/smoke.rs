@@ -1,0 +1,168 @@
+//! CI's smoke of the harness: 10 seconds of `checkout` and of `flash-sale`
+//! against a freshly started holdfast with verification on, and a short
+//! flash sale against each rival so that the baselines are held to the same
+//! invariants as the engine they are compared with.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The holdfast binary of this build (same profile dir as this harness).
+fn holdfast_bin() -> PathBuf {
+    let me = PathBuf::from(env!("CARGO_BIN_EXE_loadtest"));
+    let bin = me.with_file_name("holdfast");
+    if !bin.exists() {
+        // `cargo test -p loadtest` alone does not build the engine.
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", "holdfast", "--bin", "holdfast"]);
+        if me.parent().and_then(|p| p.file_name()) == Some("release".as_ref()) {
+            cmd.arg("--release");
+        }
+        let st = cmd.status().expect("cargo build");
+        assert!(st.success(), "building holdfast failed");
+    }
+    bin
+}
+
+/// Runs the harness; returns its runs from results.json.
+fn loadtest(args: &[&str]) -> Vec<Value> {
+    let out = tempfile::tempdir().expect("tempdir");
+    let o = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args(args)
+        .arg("--holdfast-bin")
+        .arg(holdfast_bin())
+        .arg("--out")
+        .arg(out.path())
+        .arg("--quiet")
+        .output()
+        .expect("run loadtest");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "loadtest {args:?} failed: {}\n{stdout}\n{stderr}",
+        o.status
+    );
+    eprintln!("{stderr}{stdout}");
+    let json: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.path().join("results.json")).expect("results.json"),
+    )
+    .expect("json");
+    let html = std::fs::read_to_string(out.path().join("report.html")).expect("report.html");
+    assert!(html.contains("<svg") && html.contains("Throughput"));
+    json["runs"].as_array().cloned().expect("runs")
+}
+
+fn checks(run: &Value) -> Vec<(String, bool, String)> {
+    run["verification"]["checks"]
+        .as_array()
+        .expect("verification ran")
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap_or("").to_string(),
+                c["passed"].as_bool().unwrap_or(false),
+                c["detail"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn checkout_smoke_against_holdfast_verifies() {
+    let runs = loadtest(&[
+        "run",
+        "--target",
+        "holdfast",
+        "--scenario",
+        "checkout",
+        "--duration",
+        "10",
+        "--connections",
+        "16",
+    ]);
+    let r = &runs[0];
+    assert_eq!(r["verification"]["passed"], true, "{r}");
+    assert!(r["counts"]["ok_2xx"].as_u64().unwrap_or(0) > 100, "{r}");
+    assert_eq!(r["counts"]["server_5xx"], 0);
+    let names: Vec<String> = checks(r).into_iter().map(|c| c.0).collect();
+    for want in [
+        "never oversold",
+        "conservation of on_hand",
+        "reserved = live holds",
+        "every confirmed reservation present",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} missing: {names:?}");
+    }
+    assert!(r["timeline"].as_array().is_some_and(|t| t.len() == 10));
+}
+
+#[test]
+fn flash_sale_smoke_wins_exactly_the_stock() {
+    let runs = loadtest(&[
+        "run",
+        "--target",
+        "holdfast",
+        "--scenario",
+        "flash-sale",
+        "--duration",
+        "10",
+        "--connections",
+        "32",
+        "--hot-stock",
+        "1500",
+    ]);
+    let r = &runs[0];
+    assert_eq!(r["verification"]["passed"], true, "{r}");
+    let (_, passed, detail) = checks(r)
+        .into_iter()
+        .find(|c| c.0 == "flash sale: exactly the stock won")
+        .expect("flash-sale check");
+    assert!(passed);
+    assert!(detail.starts_with("1500 units of 1500 won"), "{detail}");
+    // Many more buyers than units: most were turned away.
+    assert!(
+        r["counts"]["conflict_409"].as_u64().unwrap_or(0) > 1500,
+        "{r}"
+    );
+}
+
+#[test]
+fn rivals_keep_the_same_invariants() {
+    let mut targets = "ceiling".to_string();
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        targets.push_str(",redis-always");
+    } else {
+        eprintln!("redis-server not installed: the redis rival is not checked here");
+    }
+    let runs = loadtest(&[
+        "compare",
+        "--targets",
+        &targets,
+        "--open-fraction",
+        "0",
+        "--scenario",
+        "flash-sale",
+        "--duration",
+        "3",
+        "--connections",
+        "16",
+        "--hot-stock",
+        "500",
+    ]);
+    assert_eq!(runs.len(), targets.split(',').count());
+    for r in &runs {
+        assert_eq!(r["verification"]["passed"], true, "{r}");
+        let detail = checks(r)
+            .into_iter()
+            .find(|c| c.0 == "flash sale: exactly the stock won")
+            .map(|c| c.2)
+            .unwrap_or_default();
+        assert!(detail.starts_with("500 units of 500 won"), "{detail}");
+    }
+}
