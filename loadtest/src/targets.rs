@@ -22,6 +22,9 @@ pub enum TargetKind {
     RedisAlways,
     /// Lua scripts on redis-server with `appendfsync everysec`.
     RedisEverysec,
+    /// Conditional UPDATEs in transactions on PostgreSQL (`--pg-url`),
+    /// `synchronous_commit = on`, in a database of its own.
+    Postgres,
 }
 
 impl TargetKind {
@@ -31,13 +34,14 @@ impl TargetKind {
             TargetKind::Ceiling => "ceiling",
             TargetKind::RedisAlways => "redis-always",
             TargetKind::RedisEverysec => "redis-everysec",
+            TargetKind::Postgres => "postgres",
         }
     }
     /// Whether an acknowledgement means the write is on disk.
     pub fn durable(self, holdfast_durability: &str) -> bool {
         match self {
             TargetKind::Holdfast => holdfast_durability == "fsync",
-            TargetKind::RedisAlways => true,
+            TargetKind::RedisAlways | TargetKind::Postgres => true,
             TargetKind::Ceiling | TargetKind::RedisEverysec => false,
         }
     }
@@ -52,6 +56,9 @@ pub struct TargetOptions {
     pub durability: String,
     /// `taskset -c` list for the servers.
     pub server_cpus: Option<String>,
+    /// libpq-style connection string of a PostgreSQL server whose user may
+    /// create databases.
+    pub pg_url: String,
 }
 
 /// A target that is up. Dropping it stops what it started.
@@ -62,6 +69,8 @@ pub struct Running {
     pub describe: String,
     children: Vec<Child>,
     logs: Vec<PathBuf>,
+    /// Run once the children are gone (drops the postgres rival's database).
+    cleanup: Option<Command>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -71,6 +80,9 @@ impl Drop for Running {
         for c in self.children.iter_mut().rev() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        if let Some(mut c) = self.cleanup.take() {
+            let _ = c.stdout(Stdio::null()).status();
         }
     }
 }
@@ -188,6 +200,7 @@ pub fn start(kind: TargetKind, opts: &TargetOptions) -> Result<Running, String> 
             describe: format!("holdfast at {url} (started elsewhere)"),
             children: Vec::new(),
             logs: Vec::new(),
+            cleanup: None,
             _tmp: None,
         });
     }
@@ -204,6 +217,7 @@ pub fn start(kind: TargetKind, opts: &TargetOptions) -> Result<Running, String> 
         describe: String::new(),
         children: Vec::new(),
         logs: Vec::new(),
+        cleanup: None,
         _tmp: None,
     };
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
@@ -275,6 +289,34 @@ pub fn start(kind: TargetKind, opts: &TargetOptions) -> Result<Running, String> 
             running.logs.push(log);
             running.describe = format!(
                 "warp + Lua scripts on redis-server (appendonly, appendfsync {fsync}){pin}"
+            );
+        }
+        TargetKind::Postgres => {
+            let database = format!(
+                "holdfast_lt_{}_{}",
+                std::process::id(),
+                rand::random::<u32>()
+            );
+            let mut cmd = command(me.as_os_str(), &opts.server_cpus);
+            cmd.args(["rival", "postgres", "--listen"])
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--pg-url")
+                .arg(&opts.pg_url)
+                .arg("--database")
+                .arg(&database);
+            let log = tmp.path().join("postgres-rival.log");
+            running.children.push(spawn(cmd, &log, "the postgres service")?);
+            running.logs.push(log);
+            let mut drop_db = Command::new(&me);
+            drop_db
+                .args(["rival", "postgres-drop", "--listen", "127.0.0.1:0", "--pg-url"])
+                .arg(&opts.pg_url)
+                .arg("--database")
+                .arg(&database);
+            running.cleanup = Some(drop_db);
+            running.describe = format!(
+                "warp + conditional UPDATEs in transactions on PostgreSQL ({}, database {database}, synchronous_commit on){pin}",
+                opts.pg_url
             );
         }
     }

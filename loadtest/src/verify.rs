@@ -277,9 +277,15 @@ pub async fn verify(
             .first()
             .and_then(|(_, r)| r["reserved"].as_i64())
             .unwrap_or(0);
+        // Sold out: exactly the stock won. Still on sale at the end (no
+        // buyer was turned away): nothing is over- or under-sold so far.
+        let sold_out = ledger.carts_short > 0;
         let passed = ledger.won <= net.on_hand
-            && (in_doubt || ledger.won == net.on_hand)
-            && reserved == net.on_hand;
+            && if sold_out {
+                (in_doubt || ledger.won == net.on_hand) && reserved == net.on_hand
+            } else {
+                in_doubt || reserved == ledger.won
+            };
         check(
             &mut checks,
             "flash sale: exactly the stock won",
@@ -290,10 +296,13 @@ pub async fn verify(
                 net.on_hand,
                 ledger.carts_held,
                 ledger.carts_short,
-                if in_doubt {
-                    " (some answers lost: won may be short)"
-                } else {
-                    ""
+                match (in_doubt, sold_out) {
+                    (true, _) => " (some answers lost: won may be short)".to_string(),
+                    (false, false) => format!(
+                        " (still on sale at the end, {} left: raise --duration or lower --hot-stock to see it sell out)",
+                        net.on_hand - ledger.won
+                    ),
+                    (false, true) => String::new(),
                 }
             ),
         );

@@ -6,6 +6,7 @@
 //! - `ceiling`: an in-memory conditional decrement behind one mutex, no
 //!   durability: the limit of this HTTP stack on this machine.
 //! - `redis`: the same semantics as Lua scripts (EVALSHA) on a redis-server.
+//! - `postgres`: conditional UPDATEs in transactions on PostgreSQL.
 //!
 //! Served endpoints: `PUT /v1/skus/{id}`, `PUT /v1/locations/{id}` (accepted,
 //! nothing to keep), `POST /v1/inventory/batch`, `GET /v1/inventory/{l}/{s}`,
@@ -16,6 +17,7 @@
 //! rival is a baseline, not a product.
 
 pub mod ceiling;
+pub mod postgres;
 pub mod redis;
 
 use bytes::Bytes;
