@@ -305,11 +305,19 @@ pub fn start(kind: TargetKind, opts: &TargetOptions) -> Result<Running, String> 
                 .arg("--database")
                 .arg(&database);
             let log = tmp.path().join("postgres-rival.log");
-            running.children.push(spawn(cmd, &log, "the postgres service")?);
+            running
+                .children
+                .push(spawn(cmd, &log, "the postgres service")?);
             running.logs.push(log);
             let mut drop_db = Command::new(&me);
             drop_db
-                .args(["rival", "postgres-drop", "--listen", "127.0.0.1:0", "--pg-url"])
+                .args([
+                    "rival",
+                    "postgres-drop",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--pg-url",
+                ])
                 .arg(&opts.pg_url)
                 .arg("--database")
                 .arg(&database);
