@@ -60,7 +60,7 @@ enum Cmd {
             long,
             value_enum,
             value_delimiter = ',',
-            default_value = "holdfast,ceiling,redis-always,redis-everysec"
+            default_value = "holdfast,ceiling,redis-always,redis-everysec,postgres"
         )]
         targets: Vec<TargetKind>,
         /// Open-loop run at this fraction of each target's peak (0: none).
