@@ -157,10 +157,13 @@ fn catalog_inventory_and_reservation_lifecycle() {
         post(&c, &s, &format!("/v1/reservations/{id}/fulfil"), None).0,
         409
     );
-    assert_eq!(
-        post(&c, &s, &format!("/v1/reservations/{id}/confirm"), None).1["status"],
-        "confirmed"
-    );
+    let confirmed = post(&c, &s, &format!("/v1/reservations/{id}/confirm"), None).1;
+    assert_eq!(confirmed["status"], "confirmed");
+    // A confirmed reservation no longer expires, and says so.
+    assert!(confirmed["expires_at"].is_null(), "{confirmed}");
+    assert!(confirmed["created_at"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z')));
     assert_eq!(
         post(&c, &s, &format!("/v1/reservations/{id}/confirm"), None).0,
         200
@@ -308,6 +311,11 @@ fn a_reservation_with_ttl_1_expires() {
     loop {
         let (_, v) = get(&c, &s, &format!("/v1/reservations/{id}"));
         if v["status"] == "expired" {
+            // An expired reservation still tells when it expired.
+            assert!(
+                v["expires_at"].as_str().is_some_and(|t| t.ends_with('Z')),
+                "{v}"
+            );
             break;
         }
         assert!(t0.elapsed() < Duration::from_secs(10), "never expired: {v}");

@@ -163,9 +163,14 @@ pub type ApiResult = Result<Response<Body>, ApiError>;
 
 /// A JSON answer.
 pub fn json_response(status: u16, v: &Value) -> Response<Body> {
+    json_text_response(status, v.to_string())
+}
+
+/// A JSON body already serialized.
+pub fn json_text_response(status: u16, body: String) -> Response<Body> {
     Response::builder()
         .status(StatusCode::from_u16(status).unwrap_or(StatusCode::OK))
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(v.to_string()))
+        .body(Body::from(body))
         .unwrap_or_else(|_| Response::new(Body::empty()))
 }

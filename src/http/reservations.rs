@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-use super::error::{json_response, ApiError, ApiResult, Code};
+use super::error::{json_response, json_text_response, ApiError, ApiResult, Code};
 use super::idempotency::{Answer, Claim};
 use super::input::{parse_object, path_id, Errors};
 use super::inventory::resolve;
@@ -19,11 +19,24 @@ use crate::limits::{CART_LINES_MAX, QTY_MAX, TTL_S_DEFAULT, TTL_S_MAX, TTL_S_MIN
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
-fn lines_json(lines: &[Line]) -> Vec<Value> {
-    lines
-        .iter()
-        .map(|l| json!({"sku": l.sku.as_str(), "qty": l.qty, "location": l.location.as_str(), "requested": l.requested}))
-        .collect()
+/// A reservation as JSON, serialized straight from borrowed fields (no
+/// `Value` tree: building one showed in the profile of the hot path).
+#[derive(serde::Serialize)]
+struct ReservationOut<'a> {
+    id: &'a str,
+    status: &'static str,
+    /// Null once the reservation no longer expires (not held, not expired).
+    expires_at: Option<String>,
+    created_at: String,
+    lines: Vec<LineOut<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct LineOut<'a> {
+    sku: &'a str,
+    qty: u32,
+    location: &'a str,
+    requested: u32,
 }
 
 fn reservation_body(
@@ -32,32 +45,34 @@ fn reservation_body(
     expires_at_ms: TimeMs,
     created_ms: TimeMs,
     lines: &[Line],
-) -> Value {
-    json!({
-        "id": id,
-        "status": status.as_str(),
-        "expires_at": rfc3339(expires_at_ms),
-        "created_at": rfc3339(created_ms),
-        "lines": lines_json(lines),
-    })
+) -> String {
+    let out = ReservationOut {
+        id,
+        status: status.as_str(),
+        expires_at: matches!(status, Status::Held | Status::Expired)
+            .then(|| rfc3339(expires_at_ms)),
+        created_at: rfc3339(created_ms),
+        lines: lines
+            .iter()
+            .map(|l| LineOut {
+                sku: l.sku.as_str(),
+                qty: l.qty,
+                location: l.location.as_str(),
+                requested: l.requested,
+            })
+            .collect(),
+    };
+    serde_json::to_string(&out).unwrap_or_default()
 }
 
-pub fn reservation_json(r: &Reservation) -> Value {
-    let mut v = reservation_body(
+pub fn reservation_json(r: &Reservation) -> String {
+    reservation_body(
         r.id.as_str(),
         r.status,
         r.expires_at_ms,
         r.created_ms,
         &r.lines,
-    );
-    // A reservation that no longer expires says so.
-    if r.status != Status::Held {
-        v["expires_at"] = Value::Null;
-        if r.status == Status::Expired {
-            v["expires_at"] = json!(rfc3339(r.expires_at_ms));
-        }
-    }
-    v
+    )
 }
 
 /// The first answer of a key, rebuilt from the durable record at recovery:
@@ -72,8 +87,7 @@ pub fn idempotent_answer(e: &IdemEntry) -> Answer {
             e.expires_at_ms,
             e.created_ms,
             &e.lines,
-        )
-        .to_string(),
+        ),
     }
 }
 
@@ -241,19 +255,13 @@ async fn serve_create(
     let keyed = idem.as_ref().map(|k| k.body_hash);
     match state.engine.reserve(&lines, partial, ttl_s, idem).await? {
         Ok(r) => {
-            let v = reservation_body(
-                r.id.as_str(),
-                r.status,
-                r.expires_at_ms,
-                r.created_ms,
-                &r.lines,
-            );
+            let body = reservation_json(&r);
             let answer = keyed.map(|body_hash| Answer {
                 body_hash,
                 status: 201,
-                body: v.to_string(),
+                body: body.clone(),
             });
-            let mut resp = json_response(201, &v);
+            let mut resp = json_text_response(201, body);
             if let Ok(loc) = format!("/v1/reservations/{}", r.id).parse() {
                 resp.headers_mut().insert(warp::http::header::LOCATION, loc);
             }
@@ -287,7 +295,7 @@ pub async fn get(state: &AppState, req: &Request, id: &str) -> ApiResult {
     req.principal.require_channel()?;
     let rid = parse_reservation_id(id)?;
     match state.engine.reservation(rid).await? {
-        Some(r) => Ok(json_response(200, &reservation_json(&r))),
+        Some(r) => Ok(json_text_response(200, reservation_json(&r))),
         None => Err(ApiError::new(
             Code::NotFound,
             format!("no reservation {id}"),
@@ -320,7 +328,7 @@ pub async fn transition(state: &AppState, req: &Request, id: &str, action: &str)
     req.principal.require_channel()?;
     let rid = parse_reservation_id(id)?;
     match state.engine.transition(rid, t).await? {
-        Ok(r) => Ok(json_response(200, &reservation_json(&r))),
+        Ok(r) => Ok(json_text_response(200, reservation_json(&r))),
         Err(TransitionRefused::NotFound) => Err(ApiError::new(
             Code::NotFound,
             format!("no reservation {id}"),
