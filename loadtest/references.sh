@@ -22,12 +22,13 @@ HOLD="local v = redis.call('HMGET', KEYS[1], 'on_hand', 'reserved') if (tonumber
 
 for fsync in always everysec; do
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  mkdir -p "$tmp/$fsync"
   redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync "$fsync" \
-    --dir "$tmp" --daemonize no >"$tmp/redis-$fsync.log" 2>&1 &
+    --dir "$tmp/$fsync" --daemonize no >"$tmp/redis-$fsync.log" 2>&1 &
   rpid=$!
-  for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  for _ in $(seq 50); do [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ] && break; sleep 0.1; done
   n=$((secs * 40000))
-  out=$(redis-benchmark -p "$port" -c 64 -n "$n" -r 1000 -q EVAL "$HOLD" 1 "s:L:A__rand_int__" | tr '\r' '\n' | grep -E 'requests per second' | tail -1)
+  out=$(redis-benchmark -p "$port" -c 64 -n "$n" -r 1000 -q EVAL "$HOLD" 1 "s:L:A__rand_int__" | tr '\r' '\n' | grep -oE '[0-9.]+ requests per second.*' | tail -1)
   echo "redis-benchmark EVAL hold, appendfsync $fsync, 64 clients: $out"
   kill "$rpid"; wait "$rpid" 2>/dev/null || true; rpid=
 done
