@@ -8,7 +8,7 @@
 //! - `driver`: closed and open loop, HDR histograms, progress bar.
 //! - `verify`: the network's setup and the end-of-run checks.
 //! - `targets`: starting holdfast and the rivals (optionally pinned).
-//! - `rivals`: the rival services (ceiling, redis).
+//! - `rivals`: the rival services (ceiling, redis, postgres).
 //! - `report`: terminal table, JSON, HTML.
 //!
 //! `loadtest run --target holdfast --scenario checkout` runs one;
@@ -83,6 +83,9 @@ enum Cmd {
         /// The postgres rival's own database (created, or dropped).
         #[arg(long)]
         database: Option<String>,
+        /// A deliberate bug (ceiling only), to prove the verification fails.
+        #[arg(long, value_enum)]
+        fault: Option<rivals::ceiling::Fault>,
     },
 }
 
@@ -132,7 +135,8 @@ struct Common {
     /// The holdfast binary (default: beside this one).
     #[arg(long)]
     holdfast_bin: Option<PathBuf>,
-    /// PostgreSQL for the postgres rival (a user that may create databases).
+    /// PostgreSQL for the postgres rival, in key=value form (a user that
+    /// may create databases; the run adds `dbname=` of its own database).
     #[arg(long, default_value = "host=127.0.0.1 user=postgres dbname=postgres")]
     pg_url: String,
     /// Pin the servers to these CPUs (`taskset -c` list, e.g. `1`).
@@ -141,6 +145,9 @@ struct Common {
     /// Pin this harness to these CPUs (e.g. `0`).
     #[arg(long)]
     client_cpus: Option<String>,
+    /// Give the ceiling rival a deliberate bug (tests of the verification).
+    #[arg(long, value_enum, hide = true)]
+    ceiling_fault: Option<rivals::ceiling::Fault>,
     /// Skip the end-of-run verification.
     #[arg(long)]
     no_verify: bool,
@@ -174,7 +181,8 @@ fn main() -> ExitCode {
             redis_url,
             pg_url,
             database,
-        } => serve_rival(&kind, listen, redis_url, pg_url, database),
+            fault,
+        } => serve_rival(&kind, listen, redis_url, pg_url, database, fault),
         Cmd::Run { target, common } => run_cmd(vec![target], None, common),
         Cmd::Compare {
             targets,
@@ -201,9 +209,10 @@ fn serve_rival(
     redis_url: Option<String>,
     pg_url: Option<String>,
     database: Option<String>,
+    fault: Option<rivals::ceiling::Fault>,
 ) -> Result<bool, String> {
     match kind {
-        "ceiling" => rivals::serve(listen, Arc::new(rivals::ceiling::Ceiling::start()))?,
+        "ceiling" => rivals::serve(listen, Arc::new(rivals::ceiling::Ceiling::start(fault)))?,
         "postgres" | "postgres-drop" => {
             let url = pg_url.ok_or("--pg-url is required")?;
             let db = database.ok_or("--database is required")?;
@@ -259,6 +268,7 @@ fn run_cmd(kinds: Vec<TargetKind>, open_fraction: Option<f64>, c: Common) -> Res
         durability: c.durability.clone(),
         server_cpus: c.server_cpus.clone(),
         pg_url: c.pg_url.clone(),
+        ceiling_fault: c.ceiling_fault,
     };
     let mut runs = Vec::new();
     let mut all_passed = true;

@@ -59,6 +59,8 @@ pub struct TargetOptions {
     /// libpq-style connection string of a PostgreSQL server whose user may
     /// create databases.
     pub pg_url: String,
+    /// A deliberate bug for the ceiling rival (tests of the verification).
+    pub ceiling_fault: Option<crate::rivals::ceiling::Fault>,
 }
 
 /// A target that is up. Dropping it stops what it started.
@@ -251,6 +253,9 @@ pub fn start(kind: TargetKind, opts: &TargetOptions) -> Result<Running, String> 
             let mut cmd = command(me.as_os_str(), &opts.server_cpus);
             cmd.args(["rival", "ceiling", "--listen"])
                 .arg(format!("127.0.0.1:{port}"));
+            if let Some(f) = opts.ceiling_fault {
+                cmd.arg("--fault").arg(f.name());
+            }
             let log = tmp.path().join("ceiling.log");
             running
                 .children

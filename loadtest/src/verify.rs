@@ -297,6 +297,7 @@ pub async fn verify(
                 ledger.carts_held,
                 ledger.carts_short,
                 match (in_doubt, sold_out) {
+                    _ if ledger.won > net.on_hand => " (more units won than exist)".to_string(),
                     (true, _) => " (some answers lost: won may be short)".to_string(),
                     (false, false) => format!(
                         " (still on sale at the end, {} left: raise --duration or lower --hot-stock to see it sell out)",

@@ -25,8 +25,8 @@ fn holdfast_bin() -> PathBuf {
     bin
 }
 
-/// Runs the harness; returns its runs from results.json.
-fn loadtest(args: &[&str]) -> Vec<Value> {
+/// Runs the harness; its exit code and its runs from results.json.
+fn loadtest_status(args: &[&str]) -> (Option<i32>, Vec<Value>, String) {
     let out = tempfile::tempdir().expect("tempdir");
     let o = Command::new(env!("CARGO_BIN_EXE_loadtest"))
         .args(args)
@@ -37,21 +37,27 @@ fn loadtest(args: &[&str]) -> Vec<Value> {
         .arg("--quiet")
         .output()
         .expect("run loadtest");
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "loadtest {args:?} failed: {}\n{stdout}\n{stderr}",
-        o.status
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
     );
-    eprintln!("{stderr}{stdout}");
+    eprintln!("{text}");
     let json: Value = serde_json::from_str(
         &std::fs::read_to_string(out.path().join("results.json")).expect("results.json"),
     )
     .expect("json");
     let html = std::fs::read_to_string(out.path().join("report.html")).expect("report.html");
     assert!(html.contains("<svg") && html.contains("Throughput"));
-    json["runs"].as_array().cloned().expect("runs")
+    let runs = json["runs"].as_array().cloned().expect("runs");
+    (o.status.code(), runs, text)
+}
+
+/// Runs the harness, which must succeed; its runs.
+fn loadtest(args: &[&str]) -> Vec<Value> {
+    let (code, runs, text) = loadtest_status(args);
+    assert_eq!(code, Some(0), "loadtest {args:?} failed:\n{text}");
+    runs
 }
 
 fn checks(run: &Value) -> Vec<(String, bool, String)> {
@@ -164,5 +170,41 @@ fn rivals_keep_the_same_invariants() {
             .map(|c| c.2)
             .unwrap_or_default();
         assert!(detail.starts_with("500 units of 500 won"), "{detail}");
+    }
+}
+
+/// The verification is only worth its "yes" if it says "no" to a target
+/// that breaks the invariants: a ceiling with a deliberate bug must fail it,
+/// and the harness must exit 1.
+#[test]
+fn verification_catches_an_oversell_and_a_lost_confirm() {
+    for (fault, check) in [
+        ("oversell", "flash sale: exactly the stock won"),
+        ("lose-confirm", "every confirmed reservation present"),
+    ] {
+        let (code, runs, text) = loadtest_status(&[
+            "run",
+            "--target",
+            "ceiling",
+            "--ceiling-fault",
+            fault,
+            "--scenario",
+            "flash-sale",
+            "--duration",
+            "2",
+            "--connections",
+            "8",
+            "--hot-stock",
+            "100",
+        ]);
+        assert_eq!(code, Some(1), "{fault}: the run should fail:\n{text}");
+        let r = &runs[0];
+        assert_eq!(r["verification"]["passed"], false);
+        let failed: Vec<String> = checks(r)
+            .into_iter()
+            .filter(|c| !c.1)
+            .map(|c| c.0)
+            .collect();
+        assert!(failed.iter().any(|c| c == check), "{fault}: {failed:?}");
     }
 }

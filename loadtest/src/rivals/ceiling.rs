@@ -112,14 +112,34 @@ impl State {
     }
 }
 
+/// A deliberate bug, so that tests can show the harness's verification
+/// catches what it claims to catch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fault {
+    /// Holds without checking what is available.
+    Oversell,
+    /// Answers a confirm with 200 and forgets it.
+    LoseConfirm,
+}
+
+impl Fault {
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::Oversell => "oversell",
+            Fault::LoseConfirm => "lose-confirm",
+        }
+    }
+}
+
 pub struct Ceiling {
     state: Arc<Mutex<State>>,
     next_id: AtomicU64,
+    fault: Option<Fault>,
 }
 
 impl Ceiling {
     /// With a sweeper thread expiring held reservations every 100 ms.
-    pub fn start() -> Ceiling {
+    pub fn start(fault: Option<Fault>) -> Ceiling {
         let state: Arc<Mutex<State>> = Arc::default();
         let s = state.clone();
         std::thread::spawn(move || loop {
@@ -129,6 +149,7 @@ impl Ceiling {
         Ceiling {
             state,
             next_id: AtomicU64::new(1),
+            fault,
         }
     }
 }
@@ -204,7 +225,7 @@ impl Backend for Ceiling {
                 })
             })
             .collect();
-        if !short.is_empty() {
+        if !short.is_empty() && self.fault != Some(Fault::Oversell) {
             return Ok(Err(short));
         }
         for l in &lines {
@@ -253,6 +274,11 @@ impl Backend for Ceiling {
         let Some(r) = st.res.get_mut(id) else {
             return Ok(TransitionOutcome::NotFound);
         };
+        if t == Transition::Confirm && self.fault == Some(Fault::LoseConfirm) {
+            let mut view = State::view(id, r);
+            view.status = "confirmed".into();
+            return Ok(TransitionOutcome::Done(view));
+        }
         r.status = next;
         Ok(TransitionOutcome::Done(State::view(id, r)))
     }

@@ -14,7 +14,8 @@
 //! `POST /v1/reservations`, `GET /v1/reservations/{id}`,
 //! `POST /v1/reservations/{id}/{confirm|release|fulfil}`, `GET /healthz`.
 //! They trust the harness's input more than holdfast trusts a client's: a
-//! rival is a baseline, not a product.
+//! rival is a baseline, not a product. A cart names each (sku, location)
+//! once (duplicates: 422), as the harness's carts do.
 
 pub mod ceiling;
 pub mod postgres;
@@ -264,6 +265,16 @@ async fn dispatch<B: Backend>(
             let mut rb = parse!(ReserveBody);
             if rb.lines.is_empty() || rb.lines.iter().any(|l| l.qty < 1) {
                 return Ok(problem(422, "validation_failed", "lines"));
+            }
+            // The rivals check every line before holding any, so a cart
+            // must name each record once (the harness's carts do).
+            let mut seen = std::collections::HashSet::new();
+            if !rb.lines.iter().all(|l| seen.insert((&l.sku, &l.location))) {
+                return Ok(problem(
+                    422,
+                    "validation_failed",
+                    "a cart names each (sku, location) once",
+                ));
             }
             for l in &mut rb.lines {
                 l.requested = l.qty;
