@@ -128,20 +128,17 @@ fn observe(rt: &tokio::runtime::Runtime, e: &Engine, ids: &[ReservationId]) -> P
     p
 }
 
-/// Waits until the engine's expiry tick has caught up with the clock (only
-/// while some held reservation is due: otherwise there is nothing to wait for).
-fn settle(
-    rt: &tokio::runtime::Runtime,
-    e: &Engine,
-    ids: &[ReservationId],
-    want: &Plain,
-    now: i64,
-) -> Plain {
+/// Waits until the engine agrees with the model, or 3 s. The engine gets
+/// there on its own: its expiry tick catches up with the clock, and an
+/// expiry's stock delta reaches the stock shard just after the book marks
+/// the reservation expired (a dump reads the shards, then the books, so it
+/// can see the mark without the delta). What must hold is the state it
+/// settles in, which is what is compared.
+fn settle(rt: &tokio::runtime::Runtime, e: &Engine, ids: &[ReservationId], want: &Plain) -> Plain {
     let t0 = Instant::now();
     loop {
         let got = observe(rt, e, ids);
-        let due = got.res.iter().any(|r| r.1 == Status::Held && r.2 <= now);
-        if got == *want || !due || t0.elapsed() > Duration::from_secs(3) {
+        if got == *want || t0.elapsed() > Duration::from_secs(3) {
             return got;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -248,7 +245,7 @@ proptest! {
                     e = open(&fs, &clock);
                 }
             }
-            let got = settle(&rt, &e, &ids, &plain, clock.now_ms());
+            let got = settle(&rt, &e, &ids, &plain);
             prop_assert_eq!(&got, &plain, "after {:?}", c);
         }
         e.shutdown();
