@@ -176,64 +176,119 @@ pub fn detail(r: &RunResult) -> String {
     s
 }
 
-const COLORS: [&str; 6] = [
-    "#0b7285", "#e8590c", "#5f3dc4", "#2b8a3e", "#c2255c", "#495057",
+const COLORS: [&str; 8] = [
+    "#0b7285", "#e8590c", "#5f3dc4", "#2b8a3e", "#c2255c", "#495057", "#1971c2", "#a61e4d",
 ];
 
-/// A line chart of several series over seconds.
-fn svg_chart(title: &str, unit: &str, series: &[(String, Vec<(f64, f64)>)]) -> String {
-    let (w, h, left, bottom, top, right) = (720.0, 260.0, 70.0, 30.0, 28.0, 150.0);
+/// One line of a chart: a color per target, dashed for the open loop.
+struct Series {
+    name: String,
+    color: &'static str,
+    dashed: bool,
+    points: Vec<(f64, f64)>,
+}
+
+/// A line chart of several series over seconds; `log` for latencies, whose
+/// targets differ by orders of magnitude.
+fn svg_chart(title: &str, unit: &str, series: &[Series], log: bool) -> String {
+    let (w, h, left, bottom, top, right) = (760.0, 280.0, 70.0, 34.0, 28.0, 200.0);
     let xmax = series
         .iter()
-        .flat_map(|s| s.1.iter().map(|p| p.0))
+        .flat_map(|s| s.points.iter().map(|p| p.0))
         .fold(1.0f64, f64::max);
-    let ymax = series
-        .iter()
-        .flat_map(|s| s.1.iter().map(|p| p.1))
-        .fold(0.0f64, f64::max)
-        .max(f64::MIN_POSITIVE)
-        * 1.1;
+    let values = || series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
+    let ymax = values().fold(0.0f64, f64::max).max(f64::MIN_POSITIVE);
+    // Log scale: from the decade below the smallest value to the one above
+    // the largest; linear: from 0 to 110 % of the largest.
+    let (lo, hi) = if log {
+        let min = values().filter(|v| *v > 0.0).fold(f64::MAX, f64::min);
+        let min = if min == f64::MAX { 0.1 } else { min };
+        let lo = min.log10().floor();
+        (lo, ymax.log10().ceil().max(lo + 1.0))
+    } else {
+        (0.0, ymax * 1.1)
+    };
     let (pw, ph) = (w - left - right, h - top - bottom);
     let x = |v: f64| left + v / xmax * pw;
-    let y = |v: f64| top + ph - v / ymax * ph;
+    let y = |v: f64| {
+        let t = if log {
+            (v.max(10f64.powf(lo)).log10() - lo) / (hi - lo)
+        } else {
+            v / hi
+        };
+        top + ph - t * ph
+    };
     let mut s = String::new();
     let _ = write!(
         s,
         r#"<svg viewBox="0 0 {w} {h}" class="chart" role="img" aria-label="{title}"><text x="{left}" y="18" class="t">{title}</text>"#
     );
-    for i in 0..=4 {
-        let v = ymax * f64::from(i) / 4.0;
+    let ticks: Vec<f64> = if log {
+        let mut t = Vec::new();
+        let mut d = lo;
+        while d <= hi {
+            for m in [1.0, 2.0, 5.0] {
+                let v = m * 10f64.powf(d);
+                if v <= 10f64.powf(hi) * 1.0001 {
+                    t.push(v);
+                }
+            }
+            d += 1.0;
+        }
+        t
+    } else {
+        (0..=4).map(|i| hi * f64::from(i) / 4.0).collect()
+    };
+    for v in ticks {
         let yy = y(v);
         let _ = write!(
             s,
-            r##"<line x1="{left}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke="#dee2e6"/><text x="{}" y="{:.1}" class="a" text-anchor="end">{} {unit}</text>"##,
+            r##"<line x1="{left}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke="#e9ecef"/><text x="{}" y="{:.1}" class="a" text-anchor="end">{} {unit}</text>"##,
             left + pw,
             left - 6.0,
             yy + 4.0,
             fmt_axis(v)
         );
     }
+    let step = (xmax / 10.0).ceil().max(1.0);
+    let mut t = step;
+    while t <= xmax {
+        let _ = write!(
+            s,
+            r#"<text x="{:.1}" y="{}" class="a" text-anchor="middle">{t:.0}</text>"#,
+            x(t),
+            top + ph + 14.0
+        );
+        t += step;
+    }
     let _ = write!(
         s,
         r#"<text x="{}" y="{}" class="a" text-anchor="middle">seconds</text>"#,
         left + pw / 2.0,
-        h - 6.0
+        h - 4.0
     );
-    for (i, (name, pts)) in series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        let path: Vec<String> = pts
+    for (i, se) in series.iter().enumerate() {
+        let path: Vec<String> = se
+            .points
             .iter()
             .map(|(a, b)| format!("{:.1},{:.1}", x(*a), y(*b)))
             .collect();
+        let dash = if se.dashed {
+            r#" stroke-dasharray="6 4""#
+        } else {
+            ""
+        };
+        let ly = top + 8.0 + 17.0 * i as f64;
         let _ = write!(
             s,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/><rect x="{}" y="{}" width="12" height="3" fill="{color}"/><text x="{}" y="{}" class="a">{}</text>"#,
+            r#"<polyline fill="none" stroke="{c}" stroke-width="2"{dash} points="{}"/><line x1="{}" x2="{}" y1="{ly:.1}" y2="{ly:.1}" stroke="{c}" stroke-width="3"{dash}/><text x="{}" y="{:.1}" class="a">{}</text>"#,
             path.join(" "),
             left + pw + 12.0,
-            top + 10.0 + 18.0 * i as f64,
-            left + pw + 28.0,
-            top + 14.0 + 18.0 * i as f64,
-            html_escape(name)
+            left + pw + 34.0,
+            left + pw + 40.0,
+            ly + 4.0,
+            html_escape(&se.name),
+            c = se.color,
         );
     }
     s.push_str("</svg>");
@@ -243,10 +298,12 @@ fn svg_chart(title: &str, unit: &str, series: &[(String, Vec<(f64, f64)>)]) -> S
 fn fmt_axis(v: f64) -> String {
     if v >= 10_000.0 {
         format!("{:.0}k", v / 1000.0)
-    } else if v >= 100.0 {
+    } else if v >= 100.0 || v.fract() == 0.0 {
         format!("{v:.0}")
-    } else {
+    } else if v >= 0.1 {
         format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
     }
 }
 
@@ -269,7 +326,7 @@ body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:1000px;paddi
 h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}code{background:#f1f3f5;padding:.1rem .3rem;border-radius:4px}
 table{border-collapse:collapse;width:100%;margin:.5rem 0}td,th{padding:.3rem .5rem;border-bottom:1px solid #dee2e6;text-align:right}
 td:first-child,th:first-child{text-align:left}.ok{color:#2b8a3e;font-weight:600}.bad{color:#c92a2a;font-weight:600}
-.chart{width:100%;height:auto;background:#fff;border:1px solid #e9ecef;border-radius:6px;margin:.5rem 0}
+pre{overflow-x:auto;font-size:13px}.chart{width:100%;height:auto;background:#fff;border:1px solid #e9ecef;border-radius:6px;margin:.5rem 0}
 .t{font-size:14px;font-weight:600}.a{font-size:11px;fill:#495057}
 </style><h1>holdfast load test</h1>"#,
     );
@@ -287,33 +344,46 @@ td:first-child,th:first-child{text-align:left}.ok{color:#2b8a3e;font-weight:600}
         "<h2>Summary</h2><pre>{}</pre>",
         html_escape(&table(runs))
     ));
-    let series = |f: &dyn Fn(&Second) -> f64| -> Vec<(String, Vec<(f64, f64)>)> {
+    // One color per target, in the order they ran.
+    let mut targets: Vec<&str> = Vec::new();
+    for r in runs {
+        if !targets.contains(&r.target.as_str()) {
+            targets.push(&r.target);
+        }
+    }
+    let series = |f: &dyn Fn(&Second) -> f64| -> Vec<Series> {
         runs.iter()
-            .map(|r| {
-                (
-                    label(r),
-                    r.timeline
-                        .iter()
-                        .map(|p| (f64::from(p.t_s), f(p)))
-                        .collect(),
-                )
+            .map(|r| Series {
+                name: label(r),
+                color: COLORS
+                    [targets.iter().position(|t| *t == r.target).unwrap_or(0) % COLORS.len()],
+                dashed: matches!(r.model, Model::Open { .. }),
+                points: r
+                    .timeline
+                    .iter()
+                    .map(|p| (f64::from(p.t_s), f(p)))
+                    .collect(),
             })
             .collect()
     };
+    s.push_str("<p>Solid: closed loop; dashed: open loop. Latency axes are logarithmic.</p>");
     s.push_str(&svg_chart(
         "Throughput",
         "req/s",
         &series(&|p| p.requests as f64),
+        false,
     ));
     s.push_str(&svg_chart(
-        "Latency p99",
+        "Latency p99, per second",
         "ms",
         &series(&|p| p.p99_us as f64 / 1000.0),
+        true,
     ));
     s.push_str(&svg_chart(
-        "Latency p50",
+        "Latency p50, per second",
         "ms",
         &series(&|p| p.p50_us as f64 / 1000.0),
+        true,
     ));
     for r in runs {
         let _ = write!(
@@ -367,4 +437,59 @@ pub fn write(dir: &Path, runs: &[RunResult], command: &str) -> Result<(), String
     std::fs::write(dir.join("results.json"), json).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("report.html"), html(runs, command)).map_err(|e| e.to_string())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(name: &str, dashed: bool, ys: &[f64]) -> Series {
+        Series {
+            name: name.into(),
+            color: COLORS[0],
+            dashed,
+            points: ys
+                .iter()
+                .enumerate()
+                .map(|(i, y)| (i as f64 + 1.0, *y))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_log_chart_spans_its_decades_and_draws_every_series() {
+        let svg = svg_chart(
+            "p99",
+            "ms",
+            &[
+                series("a <closed>", false, &[1.5, 3.0]),
+                series("b", true, &[40.0, 120.0]),
+            ],
+            true,
+        );
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        assert_eq!(
+            svg.matches("stroke-dasharray").count(),
+            2,
+            "line and legend"
+        );
+        // 1.5 .. 120: the decades 1 to 1000.
+        for tick in [">1 ms<", ">10 ms<", ">100 ms<", ">1000 ms<"] {
+            assert!(svg.contains(tick), "{tick} missing");
+        }
+        assert!(!svg.contains(">0.1 ms<"));
+        assert!(svg.contains("a &lt;closed&gt;"), "names are escaped");
+    }
+
+    #[test]
+    fn a_linear_chart_starts_at_zero() {
+        let svg = svg_chart(
+            "req/s",
+            "req/s",
+            &[series("a", false, &[100.0, 200.0])],
+            false,
+        );
+        assert!(svg.contains(">0 req/s<"));
+        assert!(svg.contains(">220 req/s<"), "110 % of the largest value");
+    }
 }
