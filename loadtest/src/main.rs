@@ -254,6 +254,8 @@ fn pin_self(cpus: &str) -> Result<(), String> {
 }
 
 fn run_cmd(kinds: Vec<TargetKind>, open_fraction: Option<f64>, c: Common) -> Result<bool, String> {
+    // Counted before this process pins itself (the count follows affinity).
+    let cpus_all = std::thread::available_parallelism().map_or(1, |n| n.get());
     if let Some(cpus) = &c.client_cpus {
         pin_self(cpus)?;
     }
@@ -266,7 +268,13 @@ fn run_cmd(kinds: Vec<TargetKind>, open_fraction: Option<f64>, c: Common) -> Res
         holdfast_bin: c.holdfast_bin.clone(),
         url: c.url.clone(),
         durability: c.durability.clone(),
-        server_cpus: c.server_cpus.clone(),
+        // Servers would inherit this process's pinning: unpin them unless
+        // they are pinned themselves.
+        server_cpus: c.server_cpus.clone().or_else(|| {
+            c.client_cpus
+                .as_ref()
+                .map(|_| format!("0-{}", cpus_all.saturating_sub(1)))
+        }),
         pg_url: c.pg_url.clone(),
         ceiling_fault: c.ceiling_fault,
     };
@@ -288,7 +296,7 @@ fn run_cmd(kinds: Vec<TargetKind>, open_fraction: Option<f64>, c: Common) -> Res
             Some(r) => Model::Open { rate_per_s: r },
             None => Model::Closed,
         };
-        let r = rt.block_on(one_run(&target, first_model, &c, &topts))?;
+        let r = rt.block_on(one_run(&target, first_model, &c, &topts, cpus_all))?;
         eprint!("{}", report::detail(&r));
         all_passed &= r.verification.as_ref().is_none_or(|v| v.passed);
         let peak = r.requests_per_s;
@@ -298,7 +306,7 @@ fn run_cmd(kinds: Vec<TargetKind>, open_fraction: Option<f64>, c: Common) -> Res
                 let model = Model::Open {
                     rate_per_s: (peak * f).max(1.0),
                 };
-                let r = rt.block_on(one_run(&target, model, &c, &topts))?;
+                let r = rt.block_on(one_run(&target, model, &c, &topts, cpus_all))?;
                 eprint!("{}", report::detail(&r));
                 all_passed &= r.verification.as_ref().is_none_or(|v| v.passed);
                 runs.push(r);
@@ -320,6 +328,7 @@ async fn one_run(
     model: Model,
     c: &Common,
     topts: &TargetOptions,
+    cpus_all: usize,
 ) -> Result<RunResult, String> {
     let wopts = Arc::new(WorkloadOptions {
         skus: c.skus.max(1),
@@ -422,9 +431,7 @@ async fn one_run(
             date: time::OffsetDateTime::now_utc()
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
-            cpus: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
+            cpus: cpus_all,
             client_cpus: c.client_cpus.clone(),
             server_cpus: c.server_cpus.clone(),
             how: match (&c.client_cpus, &c.server_cpus) {
