@@ -5,13 +5,12 @@
 use ahash::AHashMap;
 use parking_lot::Mutex;
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
-    now_ms, rfc3339_ms, Backend, CountItem, Line, Record, ReservationView, Shortage, Transition,
-    TransitionOutcome,
+    now_ms, rfc3339_ms, Backend, CountItem, Ids, Line, Record, ReservationView, Shortage,
+    Transition, TransitionOutcome,
 };
 
 #[derive(Default, Clone, Copy)]
@@ -133,7 +132,7 @@ impl Fault {
 
 pub struct Ceiling {
     state: Arc<Mutex<State>>,
-    next_id: AtomicU64,
+    ids: Ids,
     fault: Option<Fault>,
 }
 
@@ -148,7 +147,7 @@ impl Ceiling {
         });
         Ceiling {
             state,
-            next_id: AtomicU64::new(1),
+            ids: Ids::new('c'),
             fault,
         }
     }
@@ -210,7 +209,7 @@ impl Backend for Ceiling {
         lines: Vec<Line>,
         ttl_s: u64,
     ) -> Result<Result<ReservationView, Vec<Shortage>>, String> {
-        let id = format!("c{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        let id = self.ids.next();
         let expires_ms = now_ms() + ttl_s * 1000;
         let mut st = self.state.lock();
         let short: Vec<Shortage> = lines

@@ -148,6 +148,28 @@ pub fn rfc3339_ms(ms: u64) -> String {
         .unwrap_or_default()
 }
 
+/// Reservation ids of one rival process: a letter, a random nonce (ids of
+/// two runs of the same rival never meet) and a counter.
+pub struct Ids {
+    letter: char,
+    nonce: u32,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Ids {
+    pub fn new(letter: char) -> Ids {
+        Ids {
+            letter,
+            nonce: rand::random(),
+            next: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+    pub fn next(&self) -> String {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{}{:08x}{n}", self.letter, self.nonce)
+    }
+}
+
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

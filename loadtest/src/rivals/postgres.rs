@@ -6,15 +6,15 @@
 //! deadlock; a reservation row is locked (`FOR UPDATE`) by its transition.
 //! Connections: a fixed pool, each with its statements prepared once.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls, Statement};
 
 use super::{
-    now_ms, rfc3339_ms, Backend, CountItem, Line, Record, ReservationView, Shortage, Transition,
-    TransitionOutcome,
+    now_ms, rfc3339_ms, Backend, CountItem, Ids, Line, Record, ReservationView, Shortage,
+    Transition, TransitionOutcome,
 };
 
 /// Connections to PostgreSQL (its default `max_connections` is 100).
@@ -48,8 +48,7 @@ struct Conn {
 pub struct PostgresRival {
     pool: Vec<Arc<Mutex<Conn>>>,
     next: AtomicUsize,
-    nonce: u64,
-    next_id: AtomicU64,
+    ids: Ids,
 }
 
 fn err(e: tokio_postgres::Error) -> String {
@@ -169,8 +168,7 @@ impl PostgresRival {
         Ok(PostgresRival {
             pool,
             next: AtomicUsize::new(0),
-            nonce: rand::random::<u32>().into(),
-            next_id: AtomicU64::new(1),
+            ids: Ids::new('p'),
         })
     }
 
@@ -365,11 +363,7 @@ impl Backend for PostgresRival {
         lines: Vec<Line>,
         ttl_s: u64,
     ) -> Result<Result<ReservationView, Vec<Shortage>>, String> {
-        let id = format!(
-            "p{:08x}{}",
-            self.nonce,
-            self.next_id.fetch_add(1, Ordering::Relaxed)
-        );
+        let id = self.ids.next();
         let expires_ms = now_ms() + ttl_s * 1000;
         let json = serde_json::to_string(&lines).map_err(|e| e.to_string())?;
         let mut order: Vec<&Line> = lines.iter().collect();

@@ -11,12 +11,11 @@
 
 use redis::aio::MultiplexedConnection;
 use redis::Script;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::{
-    now_ms, rfc3339_ms, Backend, CountItem, Line, Record, ReservationView, Shortage, Transition,
-    TransitionOutcome,
+    now_ms, rfc3339_ms, Backend, CountItem, Ids, Line, Record, ReservationView, Shortage,
+    Transition, TransitionOutcome,
 };
 
 /// KEYS: the lines' stock keys, then `r:{id}`, then `expiries`.
@@ -114,8 +113,7 @@ pub struct RedisRival {
     reserve: Script,
     transition: Script,
     adjust: Script,
-    nonce: u64,
-    next_id: AtomicU64,
+    ids: Ids,
 }
 
 fn stock_key(location: &str, sku: &str) -> String {
@@ -138,8 +136,7 @@ impl RedisRival {
             reserve: Script::new(RESERVE),
             transition: Script::new(TRANSITION),
             adjust: Script::new(ADJUST),
-            nonce: rand::random::<u32>().into(),
-            next_id: AtomicU64::new(1),
+            ids: Ids::new('x'),
         };
         Ok(rival)
     }
@@ -288,11 +285,7 @@ impl Backend for RedisRival {
         lines: Vec<Line>,
         ttl_s: u64,
     ) -> Result<Result<ReservationView, Vec<Shortage>>, String> {
-        let id = format!(
-            "x{:08x}{}",
-            self.nonce,
-            self.next_id.fetch_add(1, Ordering::Relaxed)
-        );
+        let id = self.ids.next();
         let expires_ms = now_ms() + ttl_s * 1000;
         let json = serde_json::to_string(&lines).map_err(|e| e.to_string())?;
         let mut inv = self.reserve.prepare_invoke();
