@@ -208,3 +208,36 @@ fn verification_catches_an_oversell_and_a_lost_confirm() {
         assert!(failed.iter().any(|c| c == check), "{fault}: {failed:?}");
     }
 }
+
+#[test]
+fn mixed_smoke_reads_adjusts_and_reserves_and_verifies() {
+    let runs = loadtest(&[
+        "run",
+        "--target",
+        "holdfast",
+        "--scenario",
+        "mixed",
+        "--duration",
+        "4",
+        "--connections",
+        "8",
+        "--skus",
+        "50",
+        "--on-hand",
+        "20",
+    ]);
+    let r = &runs[0];
+    assert_eq!(r["verification"]["passed"], true, "{r}");
+    // Every kind of request of the scenario was made and answered.
+    for op in ["availability", "adjust", "reserve", "release"] {
+        let n = r["ops"]
+            .as_array()
+            .and_then(|ops| ops.iter().find(|o| o["op"] == op))
+            .and_then(|o| o["count"].as_u64())
+            .unwrap_or(0);
+        assert!(n > 0, "no {op} in {r}");
+    }
+    // Sales on small stock may be refused (409); nothing fails.
+    assert_eq!(r["counts"]["server_5xx"], 0);
+    assert_eq!(r["counts"]["no_answer"], 0);
+}
