@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
-    now_ms, rfc3339_ms, Backend, CountItem, Ids, Line, Record, ReservationView, Shortage,
-    Transition, TransitionOutcome,
+    now_ms, Backend, CountItem, Ids, Line, Record, ReservationView, Shortage, Transition,
+    TransitionOutcome,
 };
 
 #[derive(Default, Clone, Copy)]
@@ -20,6 +20,9 @@ struct Stock {
     version: i64,
 }
 
+/// The rival's own statuses: a baseline shares no code with the engine it
+/// is compared with (holdfast's `domain::reservation::Status` is the same
+/// list by design, from api.md).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Status {
     Held,
@@ -81,13 +84,7 @@ impl State {
     }
 
     fn view(id: &str, r: &Res) -> ReservationView {
-        ReservationView {
-            id: id.to_string(),
-            status: r.status.name().into(),
-            expires_at: matches!(r.status, Status::Held | Status::Expired)
-                .then(|| rfc3339_ms(r.expires_ms)),
-            lines: r.lines.clone(),
-        }
+        ReservationView::new(id, r.status.name(), r.expires_ms, r.lines.clone())
     }
 
     fn expire_due(&mut self, now: u64) {

@@ -77,6 +77,19 @@ pub struct ReservationView {
     pub lines: Vec<Line>,
 }
 
+impl ReservationView {
+    /// As holdfast answers it: `expires_at` only while the reservation is
+    /// held or once it has expired, null otherwise.
+    pub fn new(id: &str, status: &str, expires_ms: u64, lines: Vec<Line>) -> ReservationView {
+        ReservationView {
+            id: id.into(),
+            status: status.into(),
+            expires_at: matches!(status, "held" | "expired").then(|| rfc3339_ms(expires_ms)),
+            lines,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Shortage {
     pub sku: String,

@@ -13,8 +13,8 @@ use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls, Statement};
 
 use super::{
-    now_ms, rfc3339_ms, Backend, CountItem, Ids, Line, Record, ReservationView, Shortage,
-    Transition, TransitionOutcome,
+    now_ms, Backend, CountItem, Ids, Line, Record, ReservationView, Shortage, Transition,
+    TransitionOutcome,
 };
 
 /// Connections to PostgreSQL (its default `max_connections` is 100).
@@ -272,13 +272,12 @@ impl PostgresRival {
             status = to.into();
         }
         tx.commit().await.map_err(err)?;
-        Ok(TransitionOutcome::Done(ReservationView {
-            id: id.into(),
-            expires_at: (status == "held" || status == "expired")
-                .then(|| rfc3339_ms(expires_ms as u64)),
-            status,
+        Ok(TransitionOutcome::Done(ReservationView::new(
+            id,
+            &status,
+            expires_ms as u64,
             lines,
-        }))
+        )))
     }
 }
 
@@ -407,12 +406,7 @@ impl Backend for PostgresRival {
             .await
             .map_err(err)?;
         tx.commit().await.map_err(err)?;
-        Ok(Ok(ReservationView {
-            id,
-            status: "held".into(),
-            expires_at: Some(rfc3339_ms(expires_ms)),
-            lines,
-        }))
+        Ok(Ok(ReservationView::new(&id, "held", expires_ms, lines)))
     }
 
     async fn transition(&self, id: &str, t: Transition) -> Result<TransitionOutcome, String> {
@@ -433,12 +427,12 @@ impl Backend for PostgresRival {
         };
         let Some(r) = row else { return Ok(None) };
         let (status, expires_ms, lines): (String, i64, String) = (r.get(0), r.get(1), r.get(2));
-        Ok(Some(ReservationView {
-            id: id.into(),
-            expires_at: (status == "held" || status == "expired")
-                .then(|| rfc3339_ms(expires_ms as u64)),
-            status,
-            lines: serde_json::from_str(&lines).map_err(|e| e.to_string())?,
-        }))
+        let lines = serde_json::from_str(&lines).map_err(|e| e.to_string())?;
+        Ok(Some(ReservationView::new(
+            id,
+            &status,
+            expires_ms as u64,
+            lines,
+        )))
     }
 }

@@ -14,8 +14,8 @@ use redis::Script;
 use std::time::Duration;
 
 use super::{
-    now_ms, rfc3339_ms, Backend, CountItem, Ids, Line, Record, ReservationView, Shortage,
-    Transition, TransitionOutcome,
+    now_ms, Backend, CountItem, Ids, Line, Record, ReservationView, Shortage, Transition,
+    TransitionOutcome,
 };
 
 /// KEYS: the lines' stock keys, then `r:{id}`, then `expiries`.
@@ -196,12 +196,7 @@ impl RedisRival {
             return Ok(None);
         };
         let lines: Vec<Line> = serde_json::from_str(&lines).map_err(|e| e.to_string())?;
-        Ok(Some(ReservationView {
-            id: id.into(),
-            expires_at: (status == "held" || status == "expired").then(|| rfc3339_ms(expires)),
-            status,
-            lines,
-        }))
+        Ok(Some(ReservationView::new(id, &status, expires, lines)))
     }
 }
 
@@ -300,12 +295,7 @@ impl Backend for RedisRival {
         let mut c = self.conn.clone();
         let short: Vec<i64> = inv.invoke_async(&mut c).await.map_err(err)?;
         if short.is_empty() {
-            return Ok(Ok(ReservationView {
-                id,
-                status: "held".into(),
-                expires_at: Some(rfc3339_ms(expires_ms)),
-                lines,
-            }));
+            return Ok(Ok(ReservationView::new(&id, "held", expires_ms, lines)));
         }
         Ok(Err(short
             .chunks(2)
@@ -346,13 +336,9 @@ impl Backend for RedisRival {
                     .get(3)
                     .and_then(|l| serde_json::from_str(l).ok())
                     .unwrap_or_default();
-                Ok(TransitionOutcome::Done(ReservationView {
-                    id: id.into(),
-                    expires_at: (status == "held" || status == "expired")
-                        .then(|| rfc3339_ms(expires)),
-                    status,
-                    lines,
-                }))
+                Ok(TransitionOutcome::Done(ReservationView::new(
+                    id, &status, expires, lines,
+                )))
             }
             Some("not_held") => Ok(TransitionOutcome::NotHeld(
                 out.get(1).cloned().unwrap_or_default(),
