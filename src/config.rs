@@ -43,7 +43,7 @@ pub struct ServerSection {
     pub listen: String,
     pub data_dir: PathBuf,
     pub durability: Durability,
-    /// Actor threads (arbiters); 0: one per core.
+    /// Actor threads (arbiters); 0: one for every two cores, at least one.
     pub shards: usize,
 }
 

@@ -398,9 +398,15 @@ impl Engine {
 
     // ---- reservations --------------------------------------------------
 
-    fn new_reservation_id(&self) -> ReservationId {
-        let n = self.0.next_id.fetch_add(1, Ordering::Relaxed);
-        let s = format!("r{:016x}{:08x}", self.0.boot_nonce, n);
+    /// A new id whose book is `book` (see `book_of`): a cart held in one
+    /// stock shard gets the book on the same arbiter thread, so that the
+    /// reservation's insert, and later its confirm or release and their
+    /// stock deltas, never wake the other thread.
+    fn new_reservation_id(&self, book: usize) -> ReservationId {
+        let n = self.0.books.len() as u64;
+        let k = self.0.next_id.fetch_add(1, Ordering::Relaxed);
+        let counter = k * n + book as u64;
+        let s = format!("r{:016x}{:08x}", self.0.boot_nonce, counter);
         ReservationId::parse(&s).expect("hex ids are valid")
     }
 
@@ -496,7 +502,8 @@ impl Engine {
         }
         outcomes.sort_by_key(|o| o.line);
         let now = self.0.clock.now_ms();
-        let id = self.new_reservation_id();
+        let book = self.0.next_id.load(Ordering::Relaxed) as usize % self.0.books.len();
+        let id = self.new_reservation_id(book);
         let held: Vec<Line> = {
             let c = self.0.catalog.read();
             outcomes
@@ -575,7 +582,7 @@ impl Engine {
                 qty: l.qty,
             })
             .collect();
-        let id = self.new_reservation_id();
+        let id = self.new_reservation_id(shard);
         let (tx, rx) = oneshot::channel();
         let sent = self.0.stock[shard].try_send(HoldAndRecord {
             lines: hold_lines,
@@ -717,16 +724,60 @@ impl Engine {
     }
 }
 
-/// One actor thread per core (ARCHITECTURE.md). One shard fewer was tried on
-/// this 2-core machine: in-process and multi-line carts gained, but the HTTP
-/// p99 with fsync went from ~6 ms to ~37 ms (BENCHMARKS.md), so not.
+/// Actor threads by default: one for every two cores, at least one.
+///
+/// The HTTP runtime already has a worker per core, and the journal writer
+/// its own thread; an actor thread per core as well put twice as many busy
+/// threads as cores, and every hop between them became a context switch.
+/// Measured on the 2-core machine (BENCHMARKS.md, "Actor threads"): one
+/// actor thread instead of two took server CPU per checkout request from
+/// ~35 to ~29 us and context switches per request from ~1.3 to ~0.85, and
+/// raised closed-loop throughput by ~10 %. `[server] shards` (or
+/// `HOLDFAST_SHARDS`) overrides it.
 pub fn default_shards() -> usize {
     std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
+        .map(|n| n.get() / 2)
+        .unwrap_or(1)
         .max(1)
 }
 
 fn book_of(id: &ReservationId, n: usize) -> usize {
-    (crate::domain::event::fnv1a64(id.as_str().as_bytes()) % n as u64) as usize
+    let s = id.as_str();
+    let counter = s
+        .strip_prefix('r')
+        .and_then(|rest| rest.get(16..))
+        .filter(|counter| !counter.is_empty())
+        .and_then(|counter| u64::from_str_radix(counter, 16).ok());
+    match counter {
+        Some(c) => (c % n as u64) as usize,
+        None => (crate::domain::event::fnv1a64(s.as_bytes()) % n as u64) as usize,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> ReservationId {
+        ReservationId::parse(s).expect("a valid id")
+    }
+
+    #[test]
+    fn an_id_we_make_names_its_book_and_any_other_id_is_hashed() {
+        // counter 0x0b = 11: book 11 % 2 = 1 of 2, 11 % 3 = 2 of 3.
+        let ours = id("r0123456789abcdef0000000b");
+        assert_eq!(book_of(&ours, 2), 1);
+        assert_eq!(book_of(&ours, 3), 2);
+        for other in [
+            "r1",
+            "rzzzzzzzzzzzzzzzzzzzzzz",
+            "abc",
+            "r0123456789abcdefxyz",
+        ] {
+            let other = id(other);
+            let b = book_of(&other, 4);
+            assert!(b < 4);
+            assert_eq!(b, book_of(&other, 4), "a pure function of the id");
+        }
+    }
 }
