@@ -1,0 +1,1155 @@
+//! Sourcing: which location serves which line of a cart (api.md, Sourcing).
+//!
+//! Pure: the caller hands in the network (`Sites`, built once per catalog
+//! change), each line's stock per location and the weights; the planner
+//! answers a `Plan`. No I/O, no clock, no locks.
+//!
+//! The rules, all used together, in this order of precedence:
+//! 1. Only eligible locations: active, not at their daily capacity, and
+//!    able to ship (delivery) or, for a pickup at S, S itself (if it is
+//!    active, has a pickup counter and room today) and locations able to
+//!    ship a transfer to S.
+//! 2. Fewest shipments first: one location for the whole cart beats any
+//!    split, and among splits fewer parts win. Found exactly (dynamic
+//!    programming over the subsets of lines, O(3^n)) for carts of up to
+//!    `Weights::max_exact_lines` distinct SKUs; beyond, a bounded greedy
+//!    cover improved line by line, and the plan says `Heuristic`.
+//! 3. For a pickup, fewer transfers next: the pickup store serving itself
+//!    beats a transfer of the same parts.
+//! 4. Then the lowest cost: per shipment `distance_km * distance_per_km +
+//!    priority * priority`, per line `rotation * rotation_index` (slow
+//!    rotation preferred: stores keep their fast sellers for walk-ins).
+//! 5. Ties: the lower location index (the older location), so equal inputs
+//!    always give equal plans.
+//!
+//! Lines of the same SKU are planned together (their quantities added): a
+//! plan never promises a record more than it has. A line is never split
+//! across locations: a line that no single location can serve whole is
+//! unsourced.
+//!
+//! Pruning: the candidates of each distinct set of lines a location can
+//! serve (its "mask") are ranked by their cost to serve that whole set, and
+//! only the best `candidates_per_mask` of each are kept. The number of
+//! shipments is exact whatever the pruning (every mask keeps at least one
+//! location); the cost is optimal among the kept candidates.
+
+use serde::{Deserialize, Serialize};
+
+use super::catalog::{LocIdx, Location, SkuIdx};
+
+/// Mean Earth radius (IUGG), km.
+const EARTH_RADIUS_KM: f64 = 6371.0088;
+
+/// The weights of the cost rules and the planner's bounds: the
+/// `[sourcing]` section of the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Weights {
+    /// Cost of one km between a shipping location and the destination (or
+    /// the pickup store).
+    pub distance_per_km: f64,
+    /// Cost of one point of location priority (0..1000, lower preferred),
+    /// per shipment.
+    pub priority: f64,
+    /// Cost of one unit of rotation index (units sold per average unit on
+    /// hand over the window), per line.
+    pub rotation: f64,
+    /// Carts of up to this many distinct SKUs get the exact fewest
+    /// shipments; larger ones the bounded heuristic. At most 12 (3^12 =
+    /// 531,441 steps).
+    pub max_exact_lines: usize,
+    /// Locations kept per distinct set of servable lines.
+    pub candidates_per_mask: usize,
+}
+
+impl Default for Weights {
+    /// 1 per km; 10 points of priority weigh as 1 km; a rotation index of
+    /// 1 (a store that sells its average stock once per window) weighs as
+    /// 25 km. Defaults chosen so that distance leads, priority breaks near
+    /// ties between stores of one town, and rotation moves an order to a
+    /// slow store only when it is not much farther.
+    fn default() -> Self {
+        Weights {
+            distance_per_km: 1.0,
+            priority: 0.1,
+            rotation: 25.0,
+            max_exact_lines: 10,
+            candidates_per_mask: 6,
+        }
+    }
+}
+
+impl Weights {
+    /// Checks the bounds; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("distance_per_km", self.distance_per_km),
+            ("priority", self.priority),
+            ("rotation", self.rotation),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(format!("sourcing.{name} must be a finite number >= 0"));
+            }
+        }
+        if !(1..=12).contains(&self.max_exact_lines) {
+            return Err("sourcing.max_exact_lines must be 1..=12".into());
+        }
+        if !(1..=64).contains(&self.candidates_per_mask) {
+            return Err("sourcing.candidates_per_mask must be 1..=64".into());
+        }
+        Ok(())
+    }
+}
+
+/// One location as the planner sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Site {
+    /// A point on the unit sphere.
+    xyz: [f64; 3],
+    pub priority: u32,
+    pub ship: bool,
+    pub pickup: bool,
+    pub active: bool,
+    /// Today's orders have reached `daily_capacity`.
+    pub at_capacity: bool,
+}
+
+impl Site {
+    pub fn new(lat: f64, lon: f64) -> Self {
+        Site {
+            xyz: unit_vector(lat, lon),
+            priority: 100,
+            ship: true,
+            pickup: false,
+            active: true,
+            at_capacity: false,
+        }
+    }
+
+    pub fn of(l: &Location, at_capacity: bool) -> Self {
+        Site {
+            xyz: unit_vector(l.lat, l.lon),
+            priority: l.priority,
+            ship: l.ship,
+            pickup: l.pickup,
+            active: l.active,
+            at_capacity,
+        }
+    }
+}
+
+fn unit_vector(lat: f64, lon: f64) -> [f64; 3] {
+    let (lat, lon) = (lat.to_radians(), lon.to_radians());
+    [lat.cos() * lon.cos(), lat.cos() * lon.sin(), lat.sin()]
+}
+
+/// Great-circle distance between two points on the unit sphere, in km:
+/// from the chord, which stays exact for near points (acos of a dot
+/// product does not).
+fn km_between(a: &[f64; 3], b: &[f64; 3]) -> f64 {
+    let (dx, dy, dz) = (a[0] - b[0], a[1] - b[1], a[2] - b[2]);
+    let chord = (dx * dx + dy * dy + dz * dz).sqrt();
+    2.0 * (chord / 2.0).min(1.0).asin() * EARTH_RADIUS_KM
+}
+
+/// Great-circle distance in km between two (lat, lon) points in degrees.
+pub fn distance_km(a: (f64, f64), b: (f64, f64)) -> f64 {
+    km_between(&unit_vector(a.0, a.1), &unit_vector(b.0, b.1))
+}
+
+/// Every location of the network, by `LocIdx`.
+#[derive(Debug, Clone, Default)]
+pub struct Sites(pub Vec<Site>);
+
+impl Sites {
+    fn get(&self, l: LocIdx) -> Option<&Site> {
+        self.0.get(l as usize)
+    }
+}
+
+/// Where the cart goes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Target {
+    Deliver { lat: f64, lon: f64 },
+    Pickup { location: LocIdx },
+}
+
+/// The stock of one line's SKU at one location.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LineStock {
+    pub location: LocIdx,
+    /// `on_hand - reserved - safety_stock`, at least 0.
+    pub available: i64,
+    /// The rotation index of this SKU at this location (0 when unknown).
+    pub rotation: f64,
+}
+
+/// A line to source with the stock of its SKU.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanLine {
+    pub sku: SkuIdx,
+    pub qty: u32,
+    pub stock: Vec<LineStock>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// The fewest shipments, proven.
+    Exact,
+    /// A bounded greedy cover (large carts).
+    Heuristic,
+}
+
+/// One location's part of a plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shipment {
+    pub location: LocIdx,
+    /// Indices into the request's lines, ascending.
+    pub lines: Vec<usize>,
+    pub distance_km: f64,
+    /// A transfer to the pickup store (pickups only).
+    pub transfer: bool,
+}
+
+/// Why a location was or was not chosen: each rule's score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub location: LocIdx,
+    /// The lines it could serve whole.
+    pub lines: Vec<usize>,
+    pub distance_km: f64,
+    pub distance_score: f64,
+    pub priority_score: f64,
+    /// Over the lines it could serve.
+    pub rotation_score: f64,
+    pub total: f64,
+    pub chosen: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Ordered by location index.
+    pub shipments: Vec<Shipment>,
+    /// Lines no eligible location can serve whole; ascending.
+    pub unsourced: Vec<usize>,
+    pub method: Method,
+    /// Filled when asked: the kept candidates, cheapest first.
+    pub explain: Option<Vec<Candidate>>,
+}
+
+/// A pickup the pickup store cannot take at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PickupRefused {
+    #[error("the pickup location is unknown")]
+    Unknown,
+    #[error("the pickup location is not active")]
+    Inactive,
+    #[error("the pickup location has no pickup counter")]
+    NoPickup,
+    #[error("the pickup location has reached its daily capacity")]
+    AtCapacity,
+}
+
+/// A SKU of the cart with every line of it.
+struct Unit {
+    qty: i64,
+    lines: Vec<usize>,
+}
+
+/// A location able to serve some units whole.
+struct Cand {
+    location: LocIdx,
+    mask: u128,
+    distance_km: f64,
+    transfer: bool,
+    /// Distance and priority: paid once per shipment.
+    ship_cost: f64,
+    /// Rotation cost per unit (meaningful where `mask` has the bit).
+    unit_cost: Vec<f64>,
+}
+
+impl Cand {
+    fn cost_of(&self, units: u128) -> f64 {
+        let mut c = self.ship_cost;
+        let mut m = units;
+        while m != 0 {
+            let u = m.trailing_zeros() as usize;
+            c += self.unit_cost[u];
+            m &= m - 1;
+        }
+        c
+    }
+}
+
+/// Plans `lines` for `target` over `sites`.
+pub fn plan(
+    lines: &[PlanLine],
+    target: Target,
+    sites: &Sites,
+    weights: &Weights,
+    explain: bool,
+) -> Result<Plan, PickupRefused> {
+    let (dest, pickup) = match target {
+        Target::Deliver { lat, lon } => (unit_vector(lat, lon), None),
+        Target::Pickup { location } => {
+            let s = sites.get(location).ok_or(PickupRefused::Unknown)?;
+            if !s.active {
+                return Err(PickupRefused::Inactive);
+            }
+            if !s.pickup {
+                return Err(PickupRefused::NoPickup);
+            }
+            if s.at_capacity {
+                return Err(PickupRefused::AtCapacity);
+            }
+            (s.xyz, Some(location))
+        }
+    };
+
+    // Units: one per distinct SKU, in order of first appearance. A cart
+    // has at most 100 lines (api.md), so at most 100 units: a u128 mask.
+    let mut units: Vec<Unit> = Vec::new();
+    let mut unit_sku: Vec<SkuIdx> = Vec::new();
+    let mut unit_of_line = Vec::with_capacity(lines.len());
+    for (i, l) in lines.iter().enumerate() {
+        match unit_sku.iter().position(|s| *s == l.sku) {
+            Some(u) => {
+                units[u].qty += i64::from(l.qty);
+                units[u].lines.push(i);
+                unit_of_line.push(u);
+            }
+            None => {
+                unit_sku.push(l.sku);
+                units.push(Unit {
+                    qty: i64::from(l.qty),
+                    lines: vec![i],
+                });
+                unit_of_line.push(units.len() - 1);
+            }
+        }
+    }
+    let n = units.len().min(128);
+
+    // Candidates: every eligible location able to serve a unit whole.
+    let mut cands: Vec<Cand> = Vec::new();
+    let mut slot: ahash::AHashMap<LocIdx, usize> = ahash::AHashMap::new();
+    for (u, unit) in units.iter().enumerate().take(n) {
+        // The stock of a unit is that of its first line (same SKU).
+        let first = &lines[unit.lines[0]];
+        for st in &first.stock {
+            if st.available < unit.qty {
+                continue;
+            }
+            let Some(site) = sites.get(st.location) else {
+                continue;
+            };
+            let own = pickup == Some(st.location);
+            let eligible = site.active && !site.at_capacity && (own || site.ship);
+            if !eligible {
+                continue;
+            }
+            let c = *slot.entry(st.location).or_insert_with(|| {
+                let d = if own {
+                    0.0
+                } else {
+                    km_between(&site.xyz, &dest)
+                };
+                // The pickup store serving itself moves nothing: no
+                // distance, and its priority does not count against it.
+                let ship_cost = if own {
+                    0.0
+                } else {
+                    d * weights.distance_per_km + f64::from(site.priority) * weights.priority
+                };
+                cands.push(Cand {
+                    location: st.location,
+                    mask: 0,
+                    distance_km: d,
+                    transfer: pickup.is_some() && !own,
+                    ship_cost,
+                    unit_cost: vec![0.0; n],
+                });
+                cands.len() - 1
+            });
+            cands[c].mask |= 1u128 << u;
+            cands[c].unit_cost[u] = st.rotation.max(0.0) * weights.rotation;
+        }
+    }
+
+    // Keep the best few per distinct mask: the pickup store first (so the
+    // fewest transfers stay exact too), then by the cost to serve it all.
+    cands.sort_by(|a, b| {
+        a.mask
+            .cmp(&b.mask)
+            .then(a.transfer.cmp(&b.transfer))
+            .then(a.cost_of(a.mask).total_cmp(&b.cost_of(b.mask)))
+            .then(a.location.cmp(&b.location))
+    });
+    let mut kept: Vec<Cand> = Vec::new();
+    let mut run = 0;
+    for c in cands {
+        if kept.last().map(|k: &Cand| k.mask) == Some(c.mask) {
+            run += 1;
+        } else {
+            run = 1;
+        }
+        if run <= weights.candidates_per_mask {
+            kept.push(c);
+        }
+    }
+    let servable = kept.iter().fold(0u128, |m, c| m | c.mask);
+
+    let (parts, method) = if n <= weights.max_exact_lines {
+        (exact(&kept, servable, n), Method::Exact)
+    } else {
+        (greedy(&kept, servable, n), Method::Heuristic)
+    };
+
+    let mut shipments: Vec<Shipment> = parts
+        .iter()
+        .map(|&(c, units_mask)| {
+            let cand = &kept[c];
+            let mut ls: Vec<usize> = (0..n)
+                .filter(|u| units_mask & (1u128 << u) != 0)
+                .flat_map(|u| units[u].lines.iter().copied())
+                .collect();
+            ls.sort_unstable();
+            Shipment {
+                location: cand.location,
+                lines: ls,
+                distance_km: cand.distance_km,
+                transfer: cand.transfer,
+            }
+        })
+        .collect();
+    shipments.sort_by_key(|s| s.location);
+    let unsourced: Vec<usize> = (0..lines.len())
+        .filter(|&i| {
+            let u = unit_of_line[i];
+            u >= n || servable & (1u128 << u) == 0
+        })
+        .collect();
+
+    let explain = explain.then(|| {
+        let mut v: Vec<Candidate> = kept
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let site = sites.get(c.location);
+                let own = !c.transfer && pickup == Some(c.location);
+                let distance_score = c.distance_km * weights.distance_per_km;
+                let priority_score = match site {
+                    Some(s) if !own => f64::from(s.priority) * weights.priority,
+                    _ => 0.0,
+                };
+                let rotation_score = c.cost_of(c.mask) - c.ship_cost;
+                let mut ls: Vec<usize> = (0..n)
+                    .filter(|u| c.mask & (1u128 << u) != 0)
+                    .flat_map(|u| units[u].lines.iter().copied())
+                    .collect();
+                ls.sort_unstable();
+                Candidate {
+                    location: c.location,
+                    lines: ls,
+                    distance_km: c.distance_km,
+                    distance_score,
+                    priority_score,
+                    rotation_score,
+                    total: c.cost_of(c.mask),
+                    chosen: parts.iter().any(|&(p, _)| p == i),
+                }
+            })
+            .collect();
+        v.sort_by(|a, b| {
+            a.total
+                .total_cmp(&b.total)
+                .then(a.location.cmp(&b.location))
+        });
+        v
+    });
+
+    Ok(Plan {
+        shipments,
+        unsourced,
+        method,
+        explain,
+    })
+}
+
+/// The order of two partial plans: fewer parts, then fewer transfers, then
+/// the lower cost.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Score {
+    parts: u32,
+    transfers: u32,
+    cost: f64,
+}
+
+impl Score {
+    const NONE: Score = Score {
+        parts: u32::MAX,
+        transfers: u32::MAX,
+        cost: f64::INFINITY,
+    };
+    fn better_than(&self, o: &Score) -> bool {
+        (self.parts, self.transfers)
+            .cmp(&(o.parts, o.transfers))
+            .then(self.cost.total_cmp(&o.cost))
+            .is_lt()
+    }
+}
+
+/// The fewest shipments exactly: `best[T]` is the cheapest single location
+/// serving exactly the units `T`; `dp[S]` the best partition of `S` into
+/// such parts. Returns (candidate, units) per part.
+fn exact(kept: &[Cand], servable: u128, n: usize) -> Vec<(usize, u128)> {
+    // Compress the servable units to the low bits: 2^k states.
+    let bits: Vec<usize> = (0..n).filter(|u| servable & (1u128 << u) != 0).collect();
+    let k = bits.len();
+    if k == 0 {
+        return Vec::new();
+    }
+    let full = (1usize << k) - 1;
+    let compress = |m: u128| -> usize {
+        bits.iter()
+            .enumerate()
+            .filter(|(_, u)| m & (1u128 << **u) != 0)
+            .fold(0usize, |acc, (i, _)| acc | (1 << i))
+    };
+    let expand = |t: usize| -> u128 {
+        bits.iter()
+            .enumerate()
+            .filter(|(i, _)| t & (1 << i) != 0)
+            .fold(0u128, |acc, (_, u)| acc | (1u128 << u))
+    };
+
+    let mut best: Vec<(Score, usize)> = vec![(Score::NONE, usize::MAX); full + 1];
+    for (ci, c) in kept.iter().enumerate() {
+        let m = compress(c.mask);
+        // Every non-empty subset of m.
+        let mut t = m;
+        while t != 0 {
+            let s = Score {
+                parts: 1,
+                transfers: u32::from(c.transfer),
+                cost: c.cost_of(expand(t)),
+            };
+            if s.better_than(&best[t].0) {
+                best[t] = (s, ci);
+            }
+            t = (t - 1) & m;
+        }
+    }
+
+    // dp[S]: best partition of S; every part holds the lowest unit of what
+    // is left, so each partition is seen once.
+    let mut dp: Vec<(Score, usize)> = vec![(Score::NONE, 0); full + 1];
+    dp[0].0 = Score {
+        parts: 0,
+        transfers: 0,
+        cost: 0.0,
+    };
+    for s in 1..=full {
+        let low = s & s.wrapping_neg();
+        let rest = s ^ low;
+        // T = low | any subset of rest.
+        let mut sub = rest;
+        loop {
+            let t = low | sub;
+            let (bt, _) = best[t];
+            let prev = dp[s ^ t].0;
+            if bt.parts != u32::MAX && prev.parts != u32::MAX {
+                let cand = Score {
+                    parts: prev.parts + 1,
+                    transfers: prev.transfers + bt.transfers,
+                    cost: prev.cost + bt.cost,
+                };
+                if cand.better_than(&dp[s].0) {
+                    dp[s] = (cand, t);
+                }
+            }
+            if sub == 0 {
+                break;
+            }
+            sub = (sub - 1) & rest;
+        }
+    }
+    let mut out = Vec::new();
+    let mut s = full;
+    while s != 0 {
+        let t = dp[s].1;
+        out.push((best[t].1, expand(t)));
+        s ^= t;
+    }
+    out
+}
+
+/// A bounded greedy cover: take the location serving the most units left
+/// (then fewer transfers, then the lowest cost per unit), until every
+/// servable unit is taken; then move each unit to the cheapest chosen
+/// location that can serve it, and drop locations left empty.
+/// O(units x candidates).
+fn greedy(kept: &[Cand], servable: u128, n: usize) -> Vec<(usize, u128)> {
+    let mut left = servable;
+    let mut chosen: Vec<usize> = Vec::new();
+    while left != 0 {
+        let mut pick: Option<(u32, bool, f64, usize)> = None;
+        for (ci, c) in kept.iter().enumerate() {
+            let m = c.mask & left;
+            let cover = m.count_ones();
+            if cover == 0 {
+                continue;
+            }
+            let per = c.cost_of(m) / f64::from(cover);
+            let better = match pick {
+                None => true,
+                Some((pc, pt, pp, _)) => (cover, !c.transfer)
+                    .cmp(&(pc, !pt))
+                    .then(pp.total_cmp(&per))
+                    .is_gt(),
+            };
+            if better {
+                pick = Some((cover, c.transfer, per, ci));
+            }
+        }
+        let Some((_, _, _, ci)) = pick else { break };
+        chosen.push(ci);
+        left &= !kept[ci].mask;
+    }
+    // Each unit to the chosen location that serves it cheapest.
+    let mut parts: Vec<u128> = vec![0; chosen.len()];
+    for u in 0..n {
+        let bit = 1u128 << u;
+        if servable & bit == 0 {
+            continue;
+        }
+        let mut at: Option<(f64, usize)> = None;
+        for (j, &ci) in chosen.iter().enumerate() {
+            let c = &kept[ci];
+            if c.mask & bit != 0 {
+                let cost = c.unit_cost[u];
+                if at.is_none_or(|(best, _)| cost < best) {
+                    at = Some((cost, j));
+                }
+            }
+        }
+        if let Some((_, j)) = at {
+            parts[j] |= bit;
+        }
+    }
+    chosen
+        .into_iter()
+        .zip(parts)
+        .filter(|(_, m)| *m != 0)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A hand-made network: sites by index, stock by (sku, location).
+    #[derive(Default)]
+    struct Net {
+        sites: Vec<Site>,
+        stock: Vec<(SkuIdx, LocIdx, i64, f64)>,
+    }
+
+    impl Net {
+        fn site(&mut self, lat: f64, lon: f64, f: impl FnOnce(&mut Site)) -> LocIdx {
+            let mut s = Site::new(lat, lon);
+            f(&mut s);
+            self.sites.push(s);
+            (self.sites.len() - 1) as LocIdx
+        }
+        fn put(&mut self, sku: SkuIdx, loc: LocIdx, available: i64) -> &mut Self {
+            self.stock.push((sku, loc, available, 0.0));
+            self
+        }
+        fn put_rot(&mut self, sku: SkuIdx, loc: LocIdx, available: i64, rotation: f64) {
+            self.stock.push((sku, loc, available, rotation));
+        }
+        fn lines(&self, cart: &[(SkuIdx, u32)]) -> Vec<PlanLine> {
+            cart.iter()
+                .map(|&(sku, qty)| PlanLine {
+                    sku,
+                    qty,
+                    stock: self
+                        .stock
+                        .iter()
+                        .filter(|s| s.0 == sku)
+                        .map(|s| LineStock {
+                            location: s.1,
+                            available: s.2,
+                            rotation: s.3,
+                        })
+                        .collect(),
+                })
+                .collect()
+        }
+        fn plan(&self, cart: &[(SkuIdx, u32)], target: Target) -> Plan {
+            plan(
+                &self.lines(cart),
+                target,
+                &Sites(self.sites.clone()),
+                &Weights::default(),
+                true,
+            )
+            .expect("a delivery or an open pickup store")
+        }
+    }
+
+    const MILANO: (f64, f64) = (45.4642, 9.19);
+
+    fn to(p: (f64, f64)) -> Target {
+        Target::Deliver { lat: p.0, lon: p.1 }
+    }
+
+    /// (location, lines) per shipment.
+    fn parts(p: &Plan) -> Vec<(LocIdx, Vec<usize>)> {
+        p.shipments
+            .iter()
+            .map(|s| (s.location, s.lines.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn great_circle_distances_are_right() {
+        let roma = (41.9028, 12.4964);
+        let d = distance_km(MILANO, roma);
+        assert!((d - 477.0).abs() < 3.0, "Milano-Roma {d}");
+        assert!(distance_km(MILANO, MILANO) < 1e-9);
+        // 1 km steps stay exact (the chord form does not lose them).
+        let d = distance_km((45.0, 9.0), (45.0 + 1.0 / 111.195, 9.0));
+        assert!((d - 1.0).abs() < 1e-3, "{d}");
+        let antipode = distance_km((0.0, 0.0), (0.0, 180.0));
+        assert!((antipode - 20015.1).abs() < 1.0, "{antipode}");
+    }
+
+    #[test]
+    fn the_pickup_store_serves_itself_when_it_can() {
+        let mut n = Net::default();
+        // The DC is nearer the customer's home but the order is a pickup.
+        let dc = n.site(45.0, 9.0, |s| s.priority = 0);
+        let store = n.site(45.5, 9.2, |s| {
+            s.pickup = true;
+            s.priority = 900
+        });
+        n.put(1, dc, 100)
+            .put(1, store, 2)
+            .put(2, dc, 100)
+            .put(2, store, 1);
+        let p = n.plan(&[(1, 2), (2, 1)], Target::Pickup { location: store });
+        assert_eq!(parts(&p), vec![(store, vec![0, 1])]);
+        assert!(!p.shipments[0].transfer);
+        assert_eq!(p.shipments[0].distance_km, 0.0);
+        assert_eq!(p.method, Method::Exact);
+    }
+
+    #[test]
+    fn a_pickup_the_store_cannot_serve_comes_by_transfer() {
+        let mut n = Net::default();
+        let dc = n.site(45.0, 9.0, |_| {});
+        let store = n.site(45.5, 9.2, |s| s.pickup = true);
+        n.put(1, dc, 100).put(1, store, 1);
+        let p = n.plan(&[(1, 2)], Target::Pickup { location: store });
+        assert_eq!(parts(&p), vec![(dc, vec![0])]);
+        assert!(p.shipments[0].transfer);
+        let d = distance_km((45.0, 9.0), (45.5, 9.2));
+        assert!((p.shipments[0].distance_km - d).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_pickup_at_a_closed_full_or_counterless_store_is_refused() {
+        let mut n = Net::default();
+        let full = n.site(45.0, 9.0, |s| {
+            s.pickup = true;
+            s.at_capacity = true
+        });
+        let counterless = n.site(45.0, 9.0, |_| {});
+        let closed = n.site(45.0, 9.0, |s| {
+            s.pickup = true;
+            s.active = false
+        });
+        let w = Weights::default();
+        let sites = Sites(n.sites.clone());
+        let go = |l| {
+            plan(
+                &n.lines(&[(1, 1)]),
+                Target::Pickup { location: l },
+                &sites,
+                &w,
+                false,
+            )
+        };
+        assert_eq!(go(full), Err(PickupRefused::AtCapacity));
+        assert_eq!(go(counterless), Err(PickupRefused::NoPickup));
+        assert_eq!(go(closed), Err(PickupRefused::Inactive));
+        assert_eq!(go(99), Err(PickupRefused::Unknown));
+    }
+
+    #[test]
+    fn one_location_for_the_whole_cart_beats_a_nearer_split() {
+        let mut n = Net::default();
+        let near_a = n.site(45.47, 9.19, |_| {});
+        let near_b = n.site(45.46, 9.18, |_| {});
+        let far = n.site(44.0, 11.0, |_| {});
+        n.put(1, near_a, 10)
+            .put(2, near_b, 10)
+            .put(1, far, 10)
+            .put(2, far, 10);
+        let p = n.plan(&[(1, 1), (2, 1)], to(MILANO));
+        assert_eq!(parts(&p), vec![(far, vec![0, 1])]);
+    }
+
+    #[test]
+    fn among_splits_fewer_parts_win() {
+        let mut n = Net::default();
+        // Three nearby stores each hold one SKU; a farther one holds two
+        // of the three: two shipments beat three.
+        let a = n.site(45.47, 9.19, |_| {});
+        let b = n.site(45.46, 9.18, |_| {});
+        let c = n.site(45.45, 9.20, |_| {});
+        let pair = n.site(45.0, 10.0, |_| {});
+        n.put(1, a, 5)
+            .put(2, b, 5)
+            .put(3, c, 5)
+            .put(1, pair, 5)
+            .put(2, pair, 5);
+        let p = n.plan(&[(1, 1), (2, 1), (3, 1)], to(MILANO));
+        assert_eq!(parts(&p), vec![(c, vec![2]), (pair, vec![0, 1])]);
+    }
+
+    #[test]
+    fn the_fewest_shipments_are_exact_where_greedy_would_take_three() {
+        let mut n = Net::default();
+        // The nearest store holds four of the six SKUs: a greedy cover
+        // takes it, then needs two more. Two farther stores hold three
+        // each and cover the cart in two.
+        let big = n.site(45.46, 9.19, |_| {});
+        let a = n.site(45.0, 9.0, |_| {});
+        let b = n.site(45.2, 9.5, |_| {});
+        for s in [1, 2, 3, 4] {
+            n.put(s, big, 5);
+        }
+        for s in [1, 2, 5] {
+            n.put(s, a, 5);
+        }
+        for s in [3, 4, 6] {
+            n.put(s, b, 5);
+        }
+        let cart = [(1, 1), (2, 1), (3, 1), (4, 1), (5, 1), (6, 1)];
+        let p = n.plan(&cart, to(MILANO));
+        assert_eq!(p.method, Method::Exact);
+        assert_eq!(parts(&p), vec![(a, vec![0, 1, 4]), (b, vec![2, 3, 5])]);
+        // The bounded heuristic, forced, shows what exactness buys.
+        let w = Weights {
+            max_exact_lines: 1,
+            ..Weights::default()
+        };
+        let h = plan(
+            &n.lines(&cart),
+            to(MILANO),
+            &Sites(n.sites.clone()),
+            &w,
+            false,
+        )
+        .expect("a delivery");
+        assert_eq!(h.method, Method::Heuristic);
+        assert_eq!(h.shipments.len(), 3);
+    }
+
+    #[test]
+    fn priority_breaks_a_distance_tie() {
+        let mut n = Net::default();
+        let low = n.site(45.0, 9.0, |s| s.priority = 50);
+        let high = n.site(45.0, 9.0, |s| s.priority = 10);
+        n.put(1, low, 5).put(1, high, 5);
+        let p = n.plan(&[(1, 1)], to(MILANO));
+        assert_eq!(parts(&p), vec![(high, vec![0])]);
+    }
+
+    #[test]
+    fn a_slow_rotation_store_beats_a_fast_one() {
+        let mut n = Net::default();
+        let fast = n.site(45.0, 9.0, |_| {});
+        let slow = n.site(45.0, 9.0, |_| {});
+        n.put_rot(1, fast, 5, 2.0);
+        n.put_rot(1, slow, 5, 0.1);
+        let p = n.plan(&[(1, 1)], to(MILANO));
+        assert_eq!(parts(&p), vec![(slow, vec![0])]);
+        let ex = p.explain.expect("asked for");
+        assert_eq!(ex[0].location, slow);
+        assert!(ex[0].chosen && !ex[1].chosen);
+        assert!(ex[1].rotation_score > ex[0].rotation_score);
+    }
+
+    #[test]
+    fn full_inactive_and_non_shipping_locations_are_skipped() {
+        let mut n = Net::default();
+        let full = n.site(45.46, 9.19, |s| s.at_capacity = true);
+        let closed = n.site(45.46, 9.19, |s| s.active = false);
+        let no_ship = n.site(45.46, 9.19, |s| s.ship = false);
+        let far = n.site(41.9, 12.5, |_| {});
+        for l in [full, closed, no_ship, far] {
+            n.put(1, l, 5);
+        }
+        let p = n.plan(&[(1, 1)], to(MILANO));
+        assert_eq!(parts(&p), vec![(far, vec![0])]);
+        assert_eq!(
+            p.explain.expect("asked for").len(),
+            1,
+            "only the eligible one"
+        );
+    }
+
+    #[test]
+    fn a_line_no_location_can_serve_whole_is_unsourced() {
+        let mut n = Net::default();
+        let a = n.site(45.0, 9.0, |_| {});
+        let b = n.site(45.1, 9.0, |_| {});
+        // 3 + 3 units exist, but a line is never split.
+        n.put(1, a, 3).put(1, b, 3).put(2, a, 1);
+        let p = n.plan(&[(1, 4), (2, 1)], to(MILANO));
+        assert_eq!(p.unsourced, vec![0]);
+        assert_eq!(parts(&p), vec![(a, vec![1])]);
+    }
+
+    #[test]
+    fn lines_of_one_sku_are_planned_together() {
+        let mut n = Net::default();
+        let near = n.site(45.46, 9.19, |_| {});
+        let far = n.site(45.0, 9.0, |_| {});
+        // Each line alone fits near, both together do not.
+        n.put(1, near, 4).put(1, far, 6);
+        let p = n.plan(&[(1, 3), (1, 3)], to(MILANO));
+        assert_eq!(parts(&p), vec![(far, vec![0, 1])]);
+    }
+
+    #[test]
+    fn equal_candidates_tie_break_on_the_lower_index() {
+        let mut n = Net::default();
+        let first = n.site(45.0, 9.0, |_| {});
+        let second = n.site(45.0, 9.0, |_| {});
+        n.put(1, second, 5).put(1, first, 5);
+        for _ in 0..3 {
+            let p = n.plan(&[(1, 1)], to(MILANO));
+            assert_eq!(parts(&p), vec![(first, vec![0])]);
+        }
+    }
+
+    #[test]
+    fn a_large_cart_uses_the_bounded_heuristic_and_says_so() {
+        let mut n = Net::default();
+        let dc = n.site(45.0, 9.0, |_| {});
+        let store = n.site(45.46, 9.19, |_| {});
+        let cart: Vec<(SkuIdx, u32)> = (0..40).map(|s| (s, 1)).collect();
+        for s in 0..40 {
+            n.put(s, dc, 10);
+            if s % 2 == 0 {
+                n.put(s, store, 10);
+            }
+        }
+        let p = n.plan(&cart, to(MILANO));
+        assert_eq!(p.method, Method::Heuristic);
+        // The DC serves everything: one shipment.
+        assert_eq!(parts(&p), vec![(dc, (0..40).collect())]);
+        assert!(p.unsourced.is_empty());
+    }
+
+    #[test]
+    fn explain_scores_add_up_to_the_total() {
+        let mut n = Net::default();
+        let a = n.site(45.0, 9.0, |s| s.priority = 30);
+        n.put_rot(1, a, 5, 0.5);
+        let p = n.plan(&[(1, 1)], to(MILANO));
+        let c = &p.explain.expect("asked for")[0];
+        let w = Weights::default();
+        assert!((c.distance_score - c.distance_km * w.distance_per_km).abs() < 1e-9);
+        assert!((c.priority_score - 30.0 * w.priority).abs() < 1e-9);
+        assert!((c.rotation_score - 0.5 * w.rotation).abs() < 1e-9);
+        assert!((c.total - (c.distance_score + c.priority_score + c.rotation_score)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn weights_are_validated() {
+        assert!(Weights::default().validate().is_ok());
+        let bad = Weights {
+            rotation: -1.0,
+            ..Weights::default()
+        };
+        assert!(bad.validate().expect_err("refused").contains("rotation"));
+        let bad = Weights {
+            max_exact_lines: 13,
+            ..Weights::default()
+        };
+        assert!(bad.validate().is_err());
+    }
+
+    // ---- properties --------------------------------------------------
+
+    #[derive(Debug, Clone)]
+    struct Case {
+        sites: Vec<(f64, f64, u32, bool, bool, bool, bool)>,
+        stock: Vec<(SkuIdx, LocIdx, i64, f64)>,
+        cart: Vec<(SkuIdx, u32)>,
+        pickup: Option<LocIdx>,
+    }
+
+    fn case() -> impl Strategy<Value = Case> {
+        let site = (
+            44.0..46.0f64,
+            8.0..10.0f64,
+            0..1000u32,
+            any::<bool>(),
+            prop::bool::weighted(0.85),
+            prop::bool::weighted(0.85),
+            prop::bool::weighted(0.1),
+        );
+        (
+            prop::collection::vec(site, 1..8),
+            // A dense matrix of 8 SKUs x 7 locations, about half stocked.
+            prop::collection::vec((-6..9i64, 0.0..3.0f64), 56),
+            prop::collection::vec((0..8u32, 1..4u32), 1..10),
+            prop::option::of(0..7u32),
+        )
+            .prop_map(|(sites, stock, cart, pickup)| {
+                let k = sites.len() as LocIdx;
+                let stock = stock
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (a, r))| ((i / 7) as SkuIdx, (i % 7) as LocIdx, a.max(0), r))
+                    .filter(|s| s.1 < k && s.2 > 0)
+                    .collect();
+                Case {
+                    stock,
+                    pickup: pickup.filter(|p| *p < k),
+                    sites,
+                    cart,
+                }
+            })
+    }
+
+    fn build(c: &Case) -> (Net, Target) {
+        let mut n = Net::default();
+        for &(lat, lon, priority, pickup, ship, active, full) in &c.sites {
+            n.site(lat, lon, |s| {
+                s.priority = priority;
+                s.pickup = pickup;
+                s.ship = ship;
+                s.active = active;
+                s.at_capacity = full;
+            });
+        }
+        // One record per (sku, location): the last wins.
+        for &(sku, loc, a, r) in &c.stock {
+            n.stock.retain(|s| (s.0, s.1) != (sku, loc));
+            n.stock.push((sku, loc, a, r));
+        }
+        let t = match c.pickup {
+            Some(l) => Target::Pickup { location: l },
+            None => to(MILANO),
+        };
+        (n, t)
+    }
+
+    fn eligible(n: &Net, t: Target, l: LocIdx) -> bool {
+        let s = &n.sites[l as usize];
+        let own = t == Target::Pickup { location: l };
+        s.active && !s.at_capacity && (own || s.ship)
+    }
+
+    /// The fewest shipments by brute force: the smallest set of eligible
+    /// locations such that each SKU of the cart that some eligible location
+    /// can serve whole (all its lines together) is served by one of them.
+    fn brute_min_parts(n: &Net, t: Target, cart: &[(SkuIdx, u32)]) -> usize {
+        let mut skus: Vec<(SkuIdx, i64)> = Vec::new();
+        for &(s, q) in cart {
+            match skus.iter_mut().find(|x| x.0 == s) {
+                Some(x) => x.1 += i64::from(q),
+                None => skus.push((s, i64::from(q))),
+            }
+        }
+        let serves = |l: LocIdx, (s, q): (SkuIdx, i64)| {
+            eligible(n, t, l) && n.stock.iter().any(|r| r.0 == s && r.1 == l && r.2 >= q)
+        };
+        let k = n.sites.len() as LocIdx;
+        let servable: Vec<(SkuIdx, i64)> = skus
+            .into_iter()
+            .filter(|&u| (0..k).any(|l| serves(l, u)))
+            .collect();
+        (0u32..1 << k)
+            .filter(|set| {
+                servable
+                    .iter()
+                    .all(|&u| (0..k).any(|l| set & (1 << l) != 0 && serves(l, u)))
+            })
+            .map(|set| set.count_ones() as usize)
+            .min()
+            .unwrap_or(0)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(600))]
+
+        #[test]
+        fn plans_keep_every_rule(c in case()) {
+            let (n, t) = build(&c);
+            let sites = Sites(n.sites.clone());
+            let lines = n.lines(&c.cart);
+            let Ok(p) = plan(&lines, t, &sites, &Weights::default(), false) else {
+                // Refused pickups: only for a store that cannot take them.
+                let Target::Pickup { location } = t else { panic!("refused a delivery") };
+                let s = &n.sites[location as usize];
+                prop_assert!(!s.active || !s.pickup || s.at_capacity);
+                return Ok(());
+            };
+            // Every line exactly once: in one shipment or unsourced.
+            let mut seen = vec![0; c.cart.len()];
+            for s in &p.shipments {
+                for &i in &s.lines {
+                    seen[i] += 1;
+                }
+            }
+            for &i in &p.unsourced {
+                seen[i] += 1;
+            }
+            prop_assert!(seen.iter().all(|&k| k == 1), "{:?}", seen);
+            // Never more shipments than lines; one shipment per location.
+            prop_assert!(p.shipments.len() <= c.cart.len());
+            let mut locs: Vec<LocIdx> = p.shipments.iter().map(|s| s.location).collect();
+            locs.dedup();
+            prop_assert_eq!(locs.len(), p.shipments.len());
+            for s in &p.shipments {
+                // Never an ineligible location.
+                prop_assert!(eligible(&n, t, s.location));
+                // Never more than the record has, lines of a SKU together.
+                for sku in 0..8u32 {
+                    let want: i64 = s.lines.iter()
+                        .filter(|&&i| c.cart[i].0 == sku)
+                        .map(|&i| i64::from(c.cart[i].1)).sum();
+                    if want > 0 {
+                        let have = n.stock.iter()
+                            .find(|r| r.0 == sku && r.1 == s.location)
+                            .map_or(0, |r| r.2);
+                        prop_assert!(want <= have, "sku {} at {}: {} > {}", sku, s.location, want, have);
+                    }
+                }
+            }
+            // A line is unsourced only if no eligible location has its SKU's
+            // whole cart quantity.
+            for &i in &p.unsourced {
+                let sku = c.cart[i].0;
+                let q: i64 = c.cart.iter().filter(|l| l.0 == sku).map(|l| i64::from(l.1)).sum();
+                prop_assert!(!n.stock.iter().any(|r| r.0 == sku && r.2 >= q && eligible(&n, t, r.1)));
+            }
+            // The fewest shipments, exactly.
+            prop_assert_eq!(p.shipments.len(), brute_min_parts(&n, t, &c.cart));
+            // Deterministic.
+            let again = plan(&lines, t, &sites, &Weights::default(), false).expect("planned once");
+            prop_assert_eq!(again, p);
+        }
+    }
+}
