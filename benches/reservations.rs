@@ -12,6 +12,9 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod common;
+use common::arg;
+
 use holdfast::actors::stock_shard::CountItem;
 use holdfast::actors::{CartLine, Engine, EngineConfig};
 use holdfast::clock::SystemClock;
@@ -22,15 +25,6 @@ use holdfast::persistence::{Durability, RealStorage};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")

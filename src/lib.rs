@@ -11,6 +11,7 @@
 
 pub mod actors;
 pub mod clock;
+pub mod collections;
 pub mod config;
 pub mod domain;
 pub mod http;

@@ -5,13 +5,14 @@
 use actix::prelude::*;
 use ahash::AHashMap;
 use parking_lot::RwLock;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::stock_shard::{ApplyDeltas, StockShard};
 use crate::clock::Clock;
+use crate::collections::{ChunkedQueue, SegmentedMap};
 use crate::domain::catalog::Catalog;
 use crate::domain::event::Event;
 use crate::domain::ids::ReservationId;
@@ -23,12 +24,14 @@ use crate::metrics::Metrics;
 use crate::persistence::{Durable, Journal, JournalError};
 
 pub struct ReservationBook {
-    reservations: AHashMap<ReservationId, Reservation>,
+    /// Segmented: a book of a few hundred thousand reservations grows
+    /// without one insert moving them all (crate::collections).
+    reservations: SegmentedMap<ReservationId, Reservation>,
     /// Held reservations by expiry: the expiry tick pops from the front.
     expiries: BTreeSet<(TimeMs, ReservationId)>,
     /// Finished reservations in the order they finished: forgotten after
     /// `FINISHED_RETENTION_MS`.
-    finished: VecDeque<(TimeMs, ReservationId)>,
+    finished: ChunkedQueue<(TimeMs, ReservationId)>,
     journal: Journal,
     stock: Vec<Addr<StockShard>>,
     catalog: Arc<RwLock<Catalog>>,
@@ -57,9 +60,9 @@ impl ReservationBook {
             .collect();
         finished.sort();
         Self {
-            reservations,
+            reservations: reservations.into_iter().collect(),
             expiries,
-            finished: finished.into(),
+            finished: finished.into_iter().collect(),
             journal,
             stock,
             catalog,

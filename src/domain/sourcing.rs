@@ -331,13 +331,23 @@ pub fn plan(
     }
     let n = units.len().min(128);
 
-    // Candidates: every eligible location able to serve a unit whole.
-    let mut cands: Vec<Cand> = Vec::new();
-    let mut slot: ahash::AHashMap<LocIdx, usize> = ahash::AHashMap::new();
+    // Masks: which units each eligible location can serve whole. One pass
+    // over the stock lists with a dense slot per location; rotation costs
+    // kept flat (n per location touched).
+    let mut slot: Vec<u32> = vec![u32::MAX; sites.0.len()];
+    // Sized once for the most locations the lists can name: growing them
+    // location by location copied them over and over.
+    let most = units
+        .iter()
+        .take(n)
+        .map(|u| lines[u.lines[0]].stock.len())
+        .sum::<usize>()
+        .min(sites.0.len());
+    let mut touched: Vec<(LocIdx, u128)> = Vec::with_capacity(most);
+    let mut rot: Vec<f64> = Vec::with_capacity(most * n);
     for (u, unit) in units.iter().enumerate().take(n) {
         // The stock of a unit is that of its first line (same SKU).
-        let first = &lines[unit.lines[0]];
-        for st in &first.stock {
+        for st in &lines[unit.lines[0]].stock {
             if st.available < unit.qty {
                 continue;
             }
@@ -345,59 +355,140 @@ pub fn plan(
                 continue;
             };
             let own = pickup == Some(st.location);
-            let eligible = site.active && !site.at_capacity && (own || site.ship);
-            if !eligible {
+            if !(site.active && !site.at_capacity && (own || site.ship)) {
                 continue;
             }
-            let c = *slot.entry(st.location).or_insert_with(|| {
-                let d = if own {
-                    0.0
-                } else {
-                    km_between(&site.xyz, &dest)
-                };
-                // The pickup store serving itself moves nothing: no
-                // distance, and its priority does not count against it.
-                let ship_cost = if own {
-                    0.0
-                } else {
-                    d * weights.distance_per_km + f64::from(site.priority) * weights.priority
-                };
-                cands.push(Cand {
-                    location: st.location,
-                    mask: 0,
-                    distance_km: d,
-                    transfer: pickup.is_some() && !own,
-                    ship_cost,
-                    unit_cost: vec![0.0; n],
-                });
-                cands.len() - 1
-            });
-            cands[c].mask |= 1u128 << u;
-            cands[c].unit_cost[u] = st.rotation.max(0.0) * weights.rotation;
+            let s = &mut slot[st.location as usize];
+            if *s == u32::MAX {
+                *s = touched.len() as u32;
+                touched.push((st.location, 0));
+                rot.resize(rot.len() + n, 0.0);
+            }
+            let t = *s as usize;
+            touched[t].1 |= 1u128 << u;
+            rot[t * n + u] = st.rotation.max(0.0) * weights.rotation;
         }
     }
 
     // Keep the best few per distinct mask: the pickup store first (so the
-    // fewest transfers stay exact too), then by the cost to serve it all.
-    cands.sort_by(|a, b| {
-        a.mask
-            .cmp(&b.mask)
-            .then(a.transfer.cmp(&b.transfer))
-            .then(a.cost_of(a.mask).total_cmp(&b.cost_of(b.mask)))
-            .then(a.location.cmp(&b.location))
-    });
-    let mut kept: Vec<Cand> = Vec::new();
-    let mut run = 0;
-    for c in cands {
-        if kept.last().map(|k: &Cand| k.mask) == Some(c.mask) {
-            run += 1;
-        } else {
-            run = 1;
+    // fewest transfers stay exact too), then by the cost to serve the whole
+    // mask, then the lower index. The great-circle distance (an arcsine)
+    // is computed only for a location that might make its mask's cut:
+    // `R * chord` is a lower bound of the distance, so a location whose
+    // bound already loses to a full list is skipped without it.
+    struct Group {
+        mask: u128,
+        best: Vec<(bool, f64, LocIdx, usize)>,
+    }
+    let k = weights.candidates_per_mask;
+    let mut groups: Vec<Group> = Vec::new();
+    // Group by mask: a direct table for small carts, a map beyond.
+    let mut group_direct: Vec<u32> = if n <= 12 {
+        vec![u32::MAX; 1 << n]
+    } else {
+        Vec::new()
+    };
+    let mut group_of: ahash::AHashMap<u128, usize> = ahash::AHashMap::new();
+    let mut dist: Vec<f64> = vec![f64::NAN; touched.len()];
+    for (t, &(loc, mask)) in touched.iter().enumerate() {
+        let site = &sites.0[loc as usize];
+        let own = pickup == Some(loc);
+        let mut rot_sum = 0.0;
+        let mut m = mask;
+        while m != 0 {
+            rot_sum += rot[t * n + m.trailing_zeros() as usize];
+            m &= m - 1;
         }
-        if run <= weights.candidates_per_mask {
-            kept.push(c);
+        let prio = if own {
+            0.0
+        } else {
+            f64::from(site.priority) * weights.priority
+        };
+        let known = if group_direct.is_empty() {
+            group_of.get(&mask).copied()
+        } else {
+            Some(group_direct[mask as usize] as usize).filter(|&g| g != u32::MAX as usize)
+        };
+        let g = match known {
+            Some(g) => g,
+            None => {
+                groups.push(Group {
+                    mask,
+                    best: Vec::with_capacity(k + 1),
+                });
+                let g = groups.len() - 1;
+                if group_direct.is_empty() {
+                    group_of.insert(mask, g);
+                } else {
+                    group_direct[mask as usize] = g as u32;
+                }
+                g
+            }
+        };
+        let best = &mut groups[g].best;
+        let key_of = |cost: f64| (!own, cost, loc);
+        let beats = |a: (bool, f64, LocIdx), b: &(bool, f64, LocIdx, usize)| {
+            a.0.cmp(&b.0)
+                .then(a.1.total_cmp(&b.1))
+                .then(a.2.cmp(&b.2))
+                .is_lt()
+        };
+        if !own && best.len() >= k {
+            let chord_km = {
+                let (dx, dy, dz) = (
+                    site.xyz[0] - dest[0],
+                    site.xyz[1] - dest[1],
+                    site.xyz[2] - dest[2],
+                );
+                (dx * dx + dy * dy + dz * dz).sqrt() * EARTH_RADIUS_KM
+            };
+            let bound = chord_km * weights.distance_per_km + prio + rot_sum;
+            if let Some(worst) = best.last() {
+                if !beats(key_of(bound), worst) {
+                    continue;
+                }
+            }
+        }
+        let d = if own {
+            0.0
+        } else {
+            km_between(&site.xyz, &dest)
+        };
+        dist[t] = d;
+        let key = key_of(d * weights.distance_per_km + prio + rot_sum);
+        let at = best
+            .iter()
+            .position(|b| beats(key, b))
+            .unwrap_or(best.len());
+        if at < k {
+            best.insert(at, (key.0, key.1, key.2, t));
+            best.truncate(k);
         }
     }
+    let kept: Vec<Cand> = groups
+        .iter()
+        .flat_map(|g| g.best.iter().map(move |b| (g.mask, b.3)))
+        .map(|(mask, t)| {
+            let (loc, _) = touched[t];
+            let site = &sites.0[loc as usize];
+            let own = pickup == Some(loc);
+            let d = dist[t];
+            Cand {
+                location: loc,
+                mask,
+                distance_km: d,
+                transfer: pickup.is_some() && !own,
+                // The pickup store serving itself moves nothing: no
+                // distance, and its priority does not count against it.
+                ship_cost: if own {
+                    0.0
+                } else {
+                    d * weights.distance_per_km + f64::from(site.priority) * weights.priority
+                },
+                unit_cost: rot[t * n..(t + 1) * n].to_vec(),
+            }
+        })
+        .collect();
     let servable = kept.iter().fold(0u128, |m, c| m | c.mask);
 
     let (parts, method) = if n <= weights.max_exact_lines {
@@ -535,7 +626,10 @@ fn exact(kept: &[Cand], servable: u128, n: usize) -> Vec<(usize, u128)> {
                 transfers: u32::from(c.transfer),
                 cost: c.cost_of(expand(t)),
             };
-            if s.better_than(&best[t].0) {
+            // Equal scores: the lower location index, whatever the order
+            // the candidates came in.
+            let (bs, bi) = best[t];
+            if s.better_than(&bs) || (s == bs && c.location < kept[bi].location) {
                 best[t] = (s, ci);
             }
             t = (t - 1) & m;

@@ -7,11 +7,10 @@
 //! rebuilt at recovery); 409 answers are remembered in memory only, as a 409
 //! wrote nothing.
 
-use ahash::AHashMap;
 use parking_lot::Mutex;
-use std::collections::VecDeque;
 use tokio::sync::watch;
 
+use crate::collections::{ChunkedQueue, SegmentedMap};
 use crate::limits::IDEMPOTENCY_KEYS_MAX;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,11 +32,13 @@ pub struct IdemTable {
     inner: Mutex<Inner>,
 }
 
+/// Segmented, so that growing never moves every key while the lock is
+/// held (crate::collections).
 #[derive(Default)]
 struct Inner {
-    map: AHashMap<Key, Slot>,
+    map: SegmentedMap<Key, Slot>,
     /// Insertion order, to forget the oldest past the bound.
-    order: VecDeque<Key>,
+    order: ChunkedQueue<Key>,
 }
 
 /// What to do with a request carrying a key.
