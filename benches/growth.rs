@@ -10,7 +10,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod common;
-use common::arg;
+use common::{arg, smoke};
 
 use ahash::AHashMap;
 use holdfast::collections::SegmentedMap;
@@ -58,7 +58,11 @@ fn run(
 }
 
 fn main() {
-    let n: u64 = arg("--count", 1_000_000);
+    let n: u64 = if smoke() {
+        20_000
+    } else {
+        arg("--count", 1_000_000)
+    };
     println!("{n} one-line reservations inserted one by one, three rounds");
     println!(
         "{:<14} {:>10} {:>14} {:>10} {:>12}",
@@ -72,14 +76,14 @@ fn main() {
                 let r = run(n, |id, v| {
                     m.insert(id, v);
                 });
-                drop(m);
+                assert_eq!(m.len() as u64, n);
                 r
             } else {
                 let mut m = SegmentedMap::new();
                 let r = run(n, |id, v| {
                     m.insert(id, v);
                 });
-                drop(m);
+                assert_eq!(m.len() as u64, n);
                 r
             };
             worst[k] = longest.as_secs_f64() * 1e3;

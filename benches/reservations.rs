@@ -13,7 +13,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod common;
-use common::arg;
+use common::{arg, smoke};
 
 use holdfast::actors::stock_shard::CountItem;
 use holdfast::actors::{CartLine, Engine, EngineConfig};
@@ -46,6 +46,7 @@ fn open(dir: &std::path::Path, durability: Durability) -> Engine {
             durability,
             shards: arg("--shards", 0),
             snapshot: None,
+            sourcing: Default::default(),
         },
         Arc::new(RealStorage),
         Arc::new(SystemClock),
@@ -265,9 +266,7 @@ fn main() {
         measure_restart(&dir);
         return;
     }
-    // `cargo test --all-targets` runs this binary without `--bench`: then a
-    // short smoke run proves it still works, without the figures' cost.
-    let smoke = !std::env::args().any(|a| a == "--bench");
+    let smoke = smoke();
     let secs: f64 = if smoke { 0.2 } else { arg("--seconds", 3.0) };
     let callers: usize = arg("--callers", 256);
     let big = !smoke && std::env::args().any(|a| a == "--big");

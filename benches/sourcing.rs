@@ -14,7 +14,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod common;
-use common::arg;
+use common::{arg, smoke};
 
 use holdfast::domain::sourcing::{plan, LineStock, Method, PlanLine, Site, Sites, Target, Weights};
 use rand::rngs::StdRng;
@@ -34,9 +34,14 @@ fn point(rng: &mut StdRng) -> (f64, f64) {
 }
 
 fn main() {
-    let locations: usize = arg("--locations", 5_000);
-    let skus: usize = arg("--skus", 10_000);
-    let plans: usize = arg("--plans", 20_000);
+    let small = smoke();
+    let locations: usize = if small {
+        200
+    } else {
+        arg("--locations", 5_000)
+    };
+    let skus: usize = if small { 300 } else { arg("--skus", 10_000) };
+    let plans: usize = if small { 300 } else { arg("--plans", 20_000) };
     let lines: usize = arg("--lines", 5);
     let mut rng = StdRng::seed_from_u64(7);
 
@@ -122,6 +127,9 @@ fn main() {
             unsourced += p.unsourced.len();
         }
     }
+    // The DC stocks every SKU: every plan that was not refused served
+    // something.
+    assert!(shipments > 0 && exact > 0, "plans served nothing");
     times.sort_unstable();
     let q = |f: f64| times[((times.len() - 1) as f64 * f) as usize].as_secs_f64() * 1e6;
     println!(

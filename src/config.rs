@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::domain::ids::LocationId;
+use crate::domain::sourcing::Weights;
 use crate::persistence::Durability;
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -16,6 +17,10 @@ pub struct FileConfig {
     pub auth: Option<AuthSection>,
     #[serde(default)]
     pub snapshot: SnapshotSection,
+    /// The sourcing planner's weights and bounds (defaults documented on
+    /// `Weights`).
+    #[serde(default)]
+    pub sourcing: Weights,
 }
 
 /// When snapshots are taken (off the hot path, from the journal).
@@ -111,6 +116,7 @@ pub struct Config {
     /// `None`: open (every request is admin), the local-development default.
     pub tokens: Option<Vec<TokenConfig>>,
     pub snapshot: SnapshotSection,
+    pub sourcing: Weights,
 }
 
 impl Config {
@@ -150,6 +156,7 @@ impl Config {
                 _ => return Err(format!("HOLDFAST_DURABILITY={v}: expected fsync or none")),
             };
         }
+        f.sourcing.validate()?;
         if f.snapshot.every_records == 0 || f.snapshot.every_s == 0 {
             return Err("snapshot.every_records and snapshot.every_s must be at least 1".into());
         }
@@ -213,6 +220,7 @@ impl Config {
             shards: f.server.shards,
             tokens,
             snapshot: f.snapshot,
+            sourcing: f.sourcing,
         })
     }
 }
@@ -228,6 +236,26 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert_eq!(c.durability, Durability::Fsync);
         assert!(c.tokens.is_none());
+    }
+
+    #[test]
+    fn the_sourcing_section_sets_the_weights_and_is_checked() {
+        let f: FileConfig = toml::from_str(
+            r#"
+            [sourcing]
+            distance_per_km = 2.0
+            rotation = 0.0
+            "#,
+        )
+        .expect("parses");
+        let c = Config::resolve(f, |_| None).expect("valid");
+        assert_eq!(c.sourcing.distance_per_km, 2.0);
+        assert_eq!(c.sourcing.rotation, 0.0);
+        assert_eq!(c.sourcing.priority, Weights::default().priority);
+        let f: FileConfig = toml::from_str("[sourcing]\npriority = -1.0\n").expect("parses");
+        let e = Config::resolve(f, |_| None).expect_err("negative weight");
+        assert!(e.contains("sourcing.priority"), "{e}");
+        assert!(toml::from_str::<FileConfig>("[sourcing]\nspeed = 1\n").is_err());
     }
 
     #[test]

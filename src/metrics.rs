@@ -23,6 +23,7 @@ pub enum Route {
     InventoryRead,
     InventoryBatch,
     Availability,
+    SourcingPlan,
     CatalogWrite,
     CatalogRead,
     Operations,
@@ -31,7 +32,7 @@ pub enum Route {
 }
 
 impl Route {
-    pub const ALL: [Route; 12] = [
+    pub const ALL: [Route; 13] = [
         Route::ReservationsCreate,
         Route::ReservationsTransition,
         Route::ReservationsGet,
@@ -39,6 +40,7 @@ impl Route {
         Route::InventoryRead,
         Route::InventoryBatch,
         Route::Availability,
+        Route::SourcingPlan,
         Route::CatalogWrite,
         Route::CatalogRead,
         Route::Operations,
@@ -56,6 +58,7 @@ impl Route {
             Route::InventoryRead => "inventory_read",
             Route::InventoryBatch => "inventory_batch",
             Route::Availability => "availability",
+            Route::SourcingPlan => "sourcing_plan",
             Route::CatalogWrite => "catalog_write",
             Route::CatalogRead => "catalog_read",
             Route::Operations => "operations",

@@ -29,6 +29,7 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
             data_dir: cfg.data_dir.clone(),
             durability: cfg.durability,
             shards: cfg.shards,
+            sourcing: cfg.sourcing,
             snapshot: Some(SnapshotPolicy {
                 every_records: cfg.snapshot.every_records,
                 every_s: cfg.snapshot.every_s,

@@ -91,6 +91,7 @@ fn open(fs: &SimStorage, clock: &ManualClock) -> Engine {
             durability: Durability::Fsync,
             shards: 2,
             snapshot: None,
+            sourcing: Default::default(),
         },
         Arc::new(fs.clone()),
         Arc::new(clock.clone()),

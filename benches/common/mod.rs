@@ -9,3 +9,10 @@ pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// `cargo test --all-targets` runs a bench binary without `--bench`: then
+/// it runs small, as a smoke test that it still works, without the cost of
+/// the figures.
+pub fn smoke() -> bool {
+    !std::env::args().any(|a| a == "--bench")
+}

@@ -24,6 +24,9 @@ use crate::domain::event::{Event, IdemKey};
 use crate::domain::ids::{LocationId, ReservationId, SkuId};
 use crate::domain::model::{IdemEntry, Shortage, TransitionRefused};
 use crate::domain::reservation::{expires_at, Line, Reservation, Transition};
+use crate::domain::sourcing::{
+    self, LineStock, PickupRefused, Plan, PlanLine, Site, Sites, Target, Weights,
+};
 use crate::domain::stock::{AdjustReason, AdjustRefused, StockDelta, StockRecord, StockTable};
 use crate::metrics::Metrics;
 use crate::persistence::recovery::recover_model;
@@ -75,6 +78,8 @@ pub struct EngineConfig {
     pub shards: usize,
     /// `None`: no snapshots (the journal alone; tests on simulated storage).
     pub snapshot: Option<SnapshotPolicy>,
+    /// The sourcing planner's weights (`[sourcing]`).
+    pub sourcing: Weights,
 }
 
 /// What recovery found, for the HTTP layer to seed itself with.
@@ -98,6 +103,11 @@ struct Inner {
     /// The journal writer and the snapshotter.
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     stop_snapshots: Arc<AtomicBool>,
+    weights: Weights,
+    /// Grows with every location written: the planner's `Sites` are rebuilt
+    /// from the catalog when it has moved.
+    locations_version: AtomicU64,
+    sites: RwLock<Option<(u64, Arc<Sites>)>>,
 }
 
 /// The engine: cheap to clone; every clone talks to the same actors.
@@ -226,6 +236,9 @@ impl Engine {
             actix_thread: Mutex::new(Some(actix_thread)),
             threads: Mutex::new(threads),
             stop_snapshots,
+            weights: cfg.sourcing,
+            locations_version: AtomicU64::new(0),
+            sites: RwLock::new(None),
         }));
         Ok((
             engine,
@@ -306,10 +319,91 @@ impl Engine {
             location: id.clone(),
             value: loc.clone(),
         };
+        let version = &self.0.locations_version;
         self.write_catalog(event, |c| {
             c.put_location(id, loc);
+            version.fetch_add(1, Ordering::Release);
         })
         .await
+    }
+
+    // ---- sourcing ------------------------------------------------------
+
+    /// The network as the planner sees it, rebuilt only when a location
+    /// was written since the last build.
+    fn sites(&self) -> Arc<Sites> {
+        let v = self.0.locations_version.load(Ordering::Acquire);
+        if let Some((built, s)) = &*self.0.sites.read() {
+            if *built == v {
+                return s.clone();
+            }
+        }
+        // Read after the version: what is built is at least version `v`; a
+        // later write bumps the version and the next call rebuilds.
+        let sites = Arc::new(Sites(
+            self.catalog()
+                .locations()
+                // Daily capacity is counted by the orders (issue 4, not yet
+                // built): no location is at capacity until then.
+                .map(|(_, l)| Site::of(l, false))
+                .collect(),
+        ));
+        *self.0.sites.write() = Some((v, sites.clone()));
+        sites
+    }
+
+    /// Plans `lines` (SKU, quantity) for `target`: reads the stock of each
+    /// SKU from its shard, then runs the planner. Holds nothing.
+    pub async fn plan(
+        &self,
+        lines: &[(SkuIdx, u32)],
+        target: Target,
+        explain: bool,
+    ) -> Result<Result<Plan, PickupRefused>, EngineError> {
+        let mut skus: Vec<SkuIdx> = lines.iter().map(|l| l.0).collect();
+        skus.sort_unstable();
+        skus.dedup();
+        // Every SKU's shard asked at once.
+        let records =
+            futures::future::try_join_all(skus.iter().map(|&s| self.stock_records(s, None)))
+                .await?;
+        let stock: Vec<(SkuIdx, Vec<LineStock>)> = skus
+            .into_iter()
+            .zip(records)
+            .map(|(sku, recs)| {
+                let v = recs
+                    .iter()
+                    .map(|r| LineStock {
+                        location: r.location,
+                        available: r.available(),
+                        // The rotation index comes with the sales window
+                        // (issue 4, not yet built): 0 for every record.
+                        rotation: 0.0,
+                    })
+                    .collect();
+                (sku, v)
+            })
+            .collect();
+        let plan_lines: Vec<PlanLine> = lines
+            .iter()
+            .map(|&(sku, qty)| PlanLine {
+                sku,
+                qty,
+                stock: stock
+                    .iter()
+                    .find(|(s, _)| *s == sku)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        let sites = self.sites();
+        Ok(sourcing::plan(
+            &plan_lines,
+            target,
+            &sites,
+            &self.0.weights,
+            explain,
+        ))
     }
 
     // ---- stock ---------------------------------------------------------

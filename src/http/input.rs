@@ -180,6 +180,36 @@ impl Errors {
     }
 }
 
+/// The `lines` of a cart: an array of 1 to `CART_LINES_MAX` objects. Gives
+/// each object with its index and path (`lines[i]`); anything else is an error named
+/// by its path. `shape` completes "is required: an array of ...".
+pub fn cart_lines<'a>(
+    e: &mut Errors,
+    m: &'a Map<String, Value>,
+    shape: &str,
+) -> Vec<(usize, String, &'a Map<String, Value>)> {
+    use crate::limits::CART_LINES_MAX;
+    let mut out = Vec::new();
+    match m.get("lines") {
+        Some(Value::Array(a)) if a.is_empty() => e.add("lines", "must have at least one line"),
+        Some(Value::Array(a)) if a.len() > CART_LINES_MAX => e.add(
+            "lines",
+            format!("a cart has at most {CART_LINES_MAX} lines"),
+        ),
+        Some(Value::Array(a)) => {
+            for (i, l) in a.iter().enumerate() {
+                let path = format!("lines[{i}]");
+                match l.as_object() {
+                    Some(o) => out.push((i, path, o)),
+                    None => e.add(path, "must be an object"),
+                }
+            }
+        }
+        _ => e.add("lines", format!("is required: an array of {shape}")),
+    }
+    out
+}
+
 pub fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_string()

@@ -7,7 +7,7 @@
 //! - `auth`: tokens, roles, rate limits.
 //! - `input`: field-by-field validation with paths.
 //! - `idempotency`: the Idempotency-Key table.
-//! - `catalog`, `inventory`, `reservations`, `ops`: the endpoints.
+//! - `catalog`, `inventory`, `reservations`, `sourcing`, `ops`: the endpoints.
 
 pub mod auth;
 pub mod catalog;
@@ -18,6 +18,7 @@ pub mod inventory;
 pub mod openapi;
 pub mod ops;
 pub mod reservations;
+pub mod sourcing;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::StreamExt;
@@ -170,6 +171,7 @@ fn route_of(method: &Method, seg: &[&str]) -> Route {
         (["v1", "inventory", ..], false) => Route::InventoryWrite,
         (["v1", "inventory", ..], true) => Route::InventoryRead,
         (["v1", "availability", _], _) => Route::Availability,
+        (["v1", "sourcing", "plan"], _) => Route::SourcingPlan,
         (["v1", "skus" | "locations", ..], false) => Route::CatalogWrite,
         (["v1", "skus" | "locations", ..], true) => Route::CatalogRead,
         (["healthz"] | ["metrics"] | ["v1", "openapi.json"], _) => Route::Operations,
@@ -241,6 +243,8 @@ async fn handle(
             reservations::transition(state, &req, id, action).await
         }
         (["reservations", _, _], _) => Err(method_not_allowed("POST")),
+        (["sourcing", "plan"], &Method::POST) => sourcing::plan(state, &req).await,
+        (["sourcing", "plan"], _) => Err(method_not_allowed("POST")),
         _ => Err(ApiError::new(
             Code::NotFound,
             format!("no such endpoint: {path}"),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::error::{json_response, json_text_response, ApiError, ApiResult, Code};
 use super::idempotency::{Answer, Claim};
-use super::input::{parse_object, path_id, Errors};
+use super::input::{cart_lines, parse_object, path_id, Errors};
 use super::inventory::resolve;
 use super::{AppState, Request};
 use crate::actors::CartLine;
@@ -15,7 +15,7 @@ use crate::domain::ids::{validate_id, ReservationId};
 use crate::domain::model::{IdemEntry, TransitionRefused};
 use crate::domain::reservation::{Line, Reservation, Status, Transition};
 use crate::domain::TimeMs;
-use crate::limits::{CART_LINES_MAX, QTY_MAX, TTL_S_DEFAULT, TTL_S_MAX, TTL_S_MIN};
+use crate::limits::{QTY_MAX, TTL_S_DEFAULT, TTL_S_MAX, TTL_S_MIN};
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
@@ -193,38 +193,23 @@ async fn serve_create(
     let partial = e.boolean(&m, "allow_partial", "").unwrap_or(false);
     let sourcing_asked = m.contains_key("destination") || m.contains_key("pickup_location");
     let mut wanted = Vec::new();
-    match m.get("lines") {
-        Some(Value::Array(a)) if a.is_empty() => e.add("lines", "must have at least one line"),
-        Some(Value::Array(a)) if a.len() > CART_LINES_MAX => e.add(
-            "lines",
-            format!("a cart has at most {CART_LINES_MAX} lines"),
-        ),
-        Some(Value::Array(a)) => {
-            for (i, l) in a.iter().enumerate() {
-                let path = format!("lines[{i}]");
-                let Some(o) = l.as_object() else {
-                    e.add(path, "must be an object");
-                    continue;
-                };
-                let sku = e.id(o, "sku", &path, true);
-                let qty = e.int(o, "qty", &path, 1, QTY_MAX, true);
-                let loc = e.id(o, "location", &path, false);
-                if loc.is_none() && matches!(o.get("location"), None | Some(Value::Null)) {
-                    e.add(
-                        format!("{path}.location"),
-                        if sourcing_asked {
-                            "is required: sourcing lines without a location is not available yet"
-                        } else {
-                            "is required (or give a destination or pickup_location to have it sourced)"
-                        },
-                    );
-                }
-                if let (Some(sku), Some(qty), Some(loc)) = (sku, qty, loc) {
-                    wanted.push((i, sku, loc, qty as u32));
-                }
-            }
+    for (i, path, o) in cart_lines(&mut e, &m, "{sku, qty, location}") {
+        let sku = e.id(o, "sku", &path, true);
+        let qty = e.int(o, "qty", &path, 1, QTY_MAX, true);
+        let loc = e.id(o, "location", &path, false);
+        if loc.is_none() && matches!(o.get("location"), None | Some(Value::Null)) {
+            e.add(
+                format!("{path}.location"),
+                if sourcing_asked {
+                    "is required: sourcing lines without a location is not available yet"
+                } else {
+                    "is required (or give a destination or pickup_location to have it sourced)"
+                },
+            );
         }
-        _ => e.add("lines", "is required: an array of {sku, qty, location}"),
+        if let (Some(sku), Some(qty), Some(loc)) = (sku, qty, loc) {
+            wanted.push((i, sku, loc, qty as u32));
+        }
     }
     e.into_result()?;
     let mut e = Errors::default();

@@ -1,0 +1,156 @@
+//! `POST /v1/sourcing/plan`: which location would serve which line. A plan
+//! holds nothing (api.md, Sourcing).
+
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+use super::error::{json_response, ApiError, ApiResult, Code};
+use super::input::{cart_lines, parse_object, Errors};
+use super::{AppState, Request};
+use crate::domain::catalog::{Catalog, SkuIdx};
+use crate::domain::sourcing::{Method, PickupRefused, Plan, Target};
+use crate::limits::QTY_MAX;
+
+/// Kilometres to the metre: enough for people, stable for tests.
+fn km(d: f64) -> f64 {
+    (d * 1000.0).round() / 1000.0
+}
+
+fn lines_json(c: &Catalog, lines: &[(SkuIdx, u32)], idx: &[usize]) -> Vec<Value> {
+    idx.iter()
+        .map(|&i| {
+            let (sku, qty) = lines[i];
+            let id = c.sku(sku).map(|s| s.0.as_str()).unwrap_or_default();
+            json!({"sku": id, "qty": qty})
+        })
+        .collect()
+}
+
+fn plan_json(c: &Catalog, lines: &[(SkuIdx, u32)], p: &Plan) -> Value {
+    let name = |l| c.location(l).map(|x| x.0.as_str()).unwrap_or_default();
+    let shipments: Vec<Value> = p
+        .shipments
+        .iter()
+        .map(|s| {
+            json!({
+                "location": name(s.location),
+                "lines": lines_json(c, lines, &s.lines),
+                "distance_km": km(s.distance_km),
+                "transfer": s.transfer,
+            })
+        })
+        .collect();
+    let mut out = json!({
+        "shipments": shipments,
+        "unsourced": lines_json(c, lines, &p.unsourced),
+        "method": match p.method {
+            Method::Exact => "exact",
+            Method::Heuristic => "heuristic",
+        },
+    });
+    if let Some(ex) = &p.explain {
+        out["explain"] = ex
+            .iter()
+            .map(|k| {
+                json!({
+                    "location": name(k.location),
+                    "lines": lines_json(c, lines, &k.lines),
+                    "distance_km": km(k.distance_km),
+                    "scores": {
+                        "distance": k.distance_score,
+                        "priority": k.priority_score,
+                        "rotation": k.rotation_score,
+                        "total": k.total,
+                    },
+                    "chosen": k.chosen,
+                })
+            })
+            .collect();
+    }
+    out
+}
+
+pub async fn plan(state: &Arc<AppState>, req: &Request) -> ApiResult {
+    req.principal.require_channel()?;
+    let m = parse_object(&req.body)?;
+    let mut e = Errors::default();
+    let explain = e.boolean(&m, "explain", "").unwrap_or(false);
+    let mut wanted: Vec<(usize, String, u32)> = Vec::new();
+    for (i, path, o) in cart_lines(&mut e, &m, "{sku, qty}") {
+        let sku = e.id(o, "sku", &path, true);
+        let qty = e.int(o, "qty", &path, 1, QTY_MAX, true);
+        if let (Some(sku), Some(qty)) = (sku, qty) {
+            wanted.push((i, sku, qty as u32));
+        }
+    }
+    let destination = match m.get("destination") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(d)) => {
+            let lat = e.float(d, "lat", "destination", -90.0, 90.0, true);
+            let lon = e.float(d, "lon", "destination", -180.0, 180.0, true);
+            lat.zip(lon)
+        }
+        Some(_) => {
+            e.add("destination", "must be an object {lat, lon}");
+            None
+        }
+    };
+    let pickup = e.id(&m, "pickup_location", "", false);
+    let has_destination = !matches!(m.get("destination"), None | Some(Value::Null));
+    match (has_destination, m.contains_key("pickup_location")) {
+        (true, true) => e.add(
+            "pickup_location",
+            "give a destination or a pickup_location, not both",
+        ),
+        (false, false) => e.add(
+            "destination",
+            "is required (or give a pickup_location instead)",
+        ),
+        _ => {}
+    }
+    e.into_result()?;
+
+    let (lines, target) = {
+        let c = state.engine.catalog();
+        let mut lines = Vec::with_capacity(wanted.len());
+        for (i, sku, qty) in &wanted {
+            let s = c.sku_idx(sku).ok_or_else(|| {
+                ApiError::new(Code::UnknownSku, format!("unknown SKU {sku}"))
+                    .with("field", json!(format!("lines[{i}].sku")))
+            })?;
+            lines.push((s, *qty));
+        }
+        let target = match (destination, pickup) {
+            (Some((lat, lon)), _) => Target::Deliver { lat, lon },
+            (None, Some(p)) => Target::Pickup {
+                location: c.location_idx(&p).ok_or_else(|| {
+                    ApiError::new(Code::UnknownLocation, format!("unknown location {p}"))
+                        .with("field", json!("pickup_location"))
+                })?,
+            },
+            // Validation above leaves one of the two.
+            (None, None) => return Err(ApiError::new(Code::ValidationFailed, "destination")),
+        };
+        (lines, target)
+    };
+    match state.engine.plan(&lines, target, explain).await? {
+        Ok(p) => Ok(json_response(
+            200,
+            &plan_json(&state.engine.catalog(), &lines, &p),
+        )),
+        Err(refused) => {
+            let mut e = Errors::default();
+            e.add(
+                "pickup_location",
+                match refused {
+                    PickupRefused::Unknown => "is unknown",
+                    PickupRefused::Inactive => "is not active",
+                    PickupRefused::NoPickup => "has no pickup counter",
+                    PickupRefused::AtCapacity => "has reached its daily capacity",
+                },
+            );
+            e.into_result()?;
+            Err(ApiError::new(Code::ValidationFailed, "pickup_location"))
+        }
+    }
+}

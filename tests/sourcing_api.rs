@@ -1,0 +1,271 @@
+//! `POST /v1/sourcing/plan` against the real binary: the rules of api.md's
+//! Sourcing section on a small network where the right answer is known.
+
+mod common;
+
+use common::{call, client, get, post, Server};
+use serde_json::{json, Value};
+
+fn put(c: &reqwest::blocking::Client, s: &Server, path: &str, body: Value) {
+    let (st, v) = call(c, "PUT", &s.url(path), None, Some(&body.to_string()));
+    assert_eq!(st, 200, "{path}: {v}");
+}
+
+fn location(
+    c: &reqwest::blocking::Client,
+    s: &Server,
+    id: &str,
+    kind: &str,
+    lat: f64,
+    lon: f64,
+    extra: Value,
+) {
+    let mut body = json!({"name": id, "kind": kind, "lat": lat, "lon": lon, "priority": 10, "ship": true, "pickup": kind == "store", "active": true});
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    put(c, s, &format!("/v1/locations/{id}"), body);
+}
+
+fn plan(c: &reqwest::blocking::Client, s: &Server, body: Value) -> (u16, Value) {
+    post(c, s, "/v1/sourcing/plan", Some(&body.to_string()))
+}
+
+/// (location, [(sku, qty)]) per shipment.
+fn shipments(v: &Value) -> Vec<(String, Vec<(String, u64)>)> {
+    v["shipments"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| {
+                    let lines = s["lines"]
+                        .as_array()
+                        .map(|l| {
+                            l.iter()
+                                .map(|x| {
+                                    (
+                                        x["sku"].as_str().unwrap_or("").to_string(),
+                                        x["qty"].as_u64().unwrap_or(0),
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    (s["location"].as_str().unwrap_or("").to_string(), lines)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn one(loc: &str, lines: &[(&str, u64)]) -> Vec<(String, Vec<(String, u64)>)> {
+    vec![(
+        loc.to_string(),
+        lines.iter().map(|(s, q)| (s.to_string(), *q)).collect(),
+    )]
+}
+
+const MILANO: (f64, f64) = (45.4642, 9.19);
+const ROMA: (f64, f64) = (41.9028, 12.4964);
+const TORINO: (f64, f64) = (45.0703, 7.6869);
+
+#[test]
+fn plans_follow_the_rules_and_hold_nothing() {
+    let s = Server::start("");
+    let c = client();
+    for sku in ["A", "B"] {
+        put(&c, &s, &format!("/v1/skus/{sku}"), json!({"name": sku}));
+    }
+    location(&c, &s, "DC1", "dc", 45.52, 9.21, json!({"priority": 0}));
+    location(&c, &s, "S_MI", "store", MILANO.0, MILANO.1, json!({}));
+    location(&c, &s, "S_RM", "store", ROMA.0, ROMA.1, json!({}));
+    location(
+        &c,
+        &s,
+        "S_TO",
+        "store",
+        TORINO.0,
+        TORINO.1,
+        json!({"active": false}),
+    );
+    location(
+        &c,
+        &s,
+        "S_NP",
+        "store",
+        40.85,
+        14.27,
+        json!({"pickup": false}),
+    );
+    let items = json!({"items": [
+        {"location": "DC1", "sku": "A", "on_hand": 10}, {"location": "DC1", "sku": "B", "on_hand": 10},
+        {"location": "S_MI", "sku": "A", "on_hand": 1},
+        {"location": "S_RM", "sku": "A", "on_hand": 5}, {"location": "S_RM", "sku": "B", "on_hand": 5},
+        {"location": "S_TO", "sku": "A", "on_hand": 50}, {"location": "S_TO", "sku": "B", "on_hand": 50},
+    ]});
+    let (st, v) = post(&c, &s, "/v1/inventory/batch", Some(&items.to_string()));
+    assert_eq!(st, 200, "{v}");
+    let cart = json!([{"sku": "A", "qty": 2}, {"sku": "B", "qty": 1}]);
+
+    // Delivered near Roma: the Roma store holds the whole cart.
+    let (st, v) = plan(
+        &c,
+        &s,
+        json!({"lines": cart, "destination": {"lat": 41.89, "lon": 12.49}}),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(shipments(&v), one("S_RM", &[("A", 2), ("B", 1)]));
+    assert_eq!(v["method"], "exact");
+    assert_eq!(v["unsourced"], json!([]));
+    let d = v["shipments"][0]["distance_km"].as_f64().unwrap_or(-1.0);
+    assert!(d > 0.5 && d < 3.0, "{d}");
+
+    // Delivered in Milano: the Milano store has one A only; the DC, a few
+    // km out, serves the whole cart in one shipment (no split).
+    let (_, v) = plan(
+        &c,
+        &s,
+        json!({"lines": cart, "destination": {"lat": MILANO.0, "lon": MILANO.1}}),
+    );
+    assert_eq!(shipments(&v), one("DC1", &[("A", 2), ("B", 1)]));
+
+    // Delivered in Torino: the Torino store is inactive, never chosen.
+    let (_, v) = plan(
+        &c,
+        &s,
+        json!({"lines": cart, "destination": {"lat": TORINO.0, "lon": TORINO.1}, "explain": true}),
+    );
+    assert_eq!(shipments(&v), one("DC1", &[("A", 2), ("B", 1)]));
+    let explained: Vec<(&str, bool)> = v["explain"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|k| (k["location"].as_str().unwrap_or(""), k["chosen"] == true))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(explained.contains(&("DC1", true)), "{v}");
+    assert!(explained.iter().all(|(l, _)| *l != "S_TO"), "{v}");
+    let first = &v["explain"][0]["scores"];
+    let sum = first["distance"].as_f64().unwrap_or(0.0)
+        + first["priority"].as_f64().unwrap_or(0.0)
+        + first["rotation"].as_f64().unwrap_or(0.0);
+    assert!(
+        (sum - first["total"].as_f64().unwrap_or(-1.0)).abs() < 1e-6,
+        "{first}"
+    );
+
+    // Pay and collect in Milano: one A comes from the store itself...
+    let (_, v) = plan(
+        &c,
+        &s,
+        json!({"lines": [{"sku": "A", "qty": 1}], "pickup_location": "S_MI"}),
+    );
+    assert_eq!(shipments(&v), one("S_MI", &[("A", 1)]));
+    assert_eq!(
+        (
+            v["shipments"][0]["transfer"].as_bool(),
+            v["shipments"][0]["distance_km"].as_f64()
+        ),
+        (Some(false), Some(0.0))
+    );
+    // ... the whole cart by a transfer from the DC.
+    let (_, v) = plan(&c, &s, json!({"lines": cart, "pickup_location": "S_MI"}));
+    assert_eq!(shipments(&v), one("DC1", &[("A", 2), ("B", 1)]));
+    assert_eq!(v["shipments"][0]["transfer"], true);
+
+    // More than any location has: unsourced, nothing shipped.
+    let (st, v) = plan(
+        &c,
+        &s,
+        json!({"lines": [{"sku": "A", "qty": 40}, {"sku": "B", "qty": 1}], "destination": {"lat": ROMA.0, "lon": ROMA.1}}),
+    );
+    assert_eq!(st, 200);
+    assert_eq!(v["unsourced"], json!([{"sku": "A", "qty": 40}]));
+    assert_eq!(shipments(&v), one("S_RM", &[("B", 1)]));
+
+    // A plan holds nothing.
+    let (_, r) = get(&c, &s, "/v1/inventory/S_RM/A");
+    assert_eq!(
+        (r["reserved"].as_i64(), r["available"].as_i64()),
+        (Some(0), Some(5))
+    );
+
+    // A location written since the last plan is seen: Roma closes.
+    location(
+        &c,
+        &s,
+        "S_RM",
+        "store",
+        ROMA.0,
+        ROMA.1,
+        json!({"active": false}),
+    );
+    let (_, v) = plan(
+        &c,
+        &s,
+        json!({"lines": cart, "destination": {"lat": ROMA.0, "lon": ROMA.1}}),
+    );
+    assert_eq!(shipments(&v), one("DC1", &[("A", 2), ("B", 1)]));
+
+    // Bad input: a clear 422 naming the field, never a 5xx.
+    let bad = [
+        (json!({"lines": cart}), "destination"),
+        (
+            json!({"lines": cart, "destination": {"lat": 1, "lon": 1}, "pickup_location": "S_MI"}),
+            "pickup_location",
+        ),
+        (
+            json!({"lines": cart, "destination": {"lat": 91, "lon": 1}}),
+            "destination.lat",
+        ),
+        (
+            json!({"lines": cart, "destination": "Milano"}),
+            "destination",
+        ),
+        (
+            json!({"lines": [], "destination": {"lat": 1, "lon": 1}}),
+            "lines",
+        ),
+        (
+            json!({"lines": [{"sku": "A", "qty": 0}], "destination": {"lat": 1, "lon": 1}}),
+            "lines[0].qty",
+        ),
+        (
+            json!({"lines": [{"sku": "A", "qty": 1}], "pickup_location": "S_NP"}),
+            "pickup_location",
+        ),
+        (
+            json!({"lines": [{"sku": "A", "qty": 1}], "pickup_location": "S_TO"}),
+            "pickup_location",
+        ),
+    ];
+    for (body, field) in bad {
+        let (st, v) = plan(&c, &s, body.clone());
+        assert_eq!(
+            (st, v["code"].as_str()),
+            (422, Some("validation_failed")),
+            "{body}: {v}"
+        );
+        assert_eq!(v["errors"][0]["field"], field, "{body}: {v}");
+    }
+    let (st, v) = plan(
+        &c,
+        &s,
+        json!({"lines": [{"sku": "NOPE", "qty": 1}], "destination": {"lat": 1, "lon": 1}}),
+    );
+    assert_eq!((st, v["code"].as_str()), (422, Some("unknown_sku")), "{v}");
+    let (st, v) = plan(&c, &s, json!({"lines": cart, "pickup_location": "S_XX"}));
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (422, Some("unknown_location")),
+        "{v}"
+    );
+    let (st, _) = post(&c, &s, "/v1/sourcing/plan", Some("{not json"));
+    assert_eq!(st, 400);
+    assert_eq!(get(&c, &s, "/v1/sourcing/plan").0, 405);
+    let (_, doc) = get(&c, &s, "/v1/openapi.json");
+    assert!(doc["paths"]["/v1/sourcing/plan"]["post"].is_object());
+}
