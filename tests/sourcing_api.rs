@@ -269,3 +269,170 @@ fn plans_follow_the_rules_and_hold_nothing() {
     let (_, doc) = get(&c, &s, "/v1/openapi.json");
     assert!(doc["paths"]["/v1/sourcing/plan"]["post"].is_object());
 }
+
+/// The network of these tests: a DC near Milano, stores in Milano and Roma.
+fn network(c: &reqwest::blocking::Client, s: &Server) {
+    for sku in ["A", "B"] {
+        put(c, s, &format!("/v1/skus/{sku}"), json!({"name": sku}));
+    }
+    location(c, s, "DC1", "dc", 45.52, 9.21, json!({"priority": 0}));
+    location(c, s, "S_MI", "store", MILANO.0, MILANO.1, json!({}));
+    location(c, s, "S_RM", "store", ROMA.0, ROMA.1, json!({}));
+    let items = json!({"items": [
+        {"location": "DC1", "sku": "A", "on_hand": 10}, {"location": "DC1", "sku": "B", "on_hand": 10},
+        {"location": "S_MI", "sku": "A", "on_hand": 1},
+        {"location": "S_RM", "sku": "A", "on_hand": 5}, {"location": "S_RM", "sku": "B", "on_hand": 5},
+    ]});
+    let (st, v) = post(c, s, "/v1/inventory/batch", Some(&items.to_string()));
+    assert_eq!(st, 200, "{v}");
+}
+
+fn reserved(c: &reqwest::blocking::Client, s: &Server, loc: &str, sku: &str) -> i64 {
+    get(c, s, &format!("/v1/inventory/{loc}/{sku}")).1["reserved"]
+        .as_i64()
+        .unwrap_or(-1)
+}
+
+#[test]
+fn reservations_without_locations_are_sourced_and_held() {
+    let s = Server::start("");
+    let c = client();
+    network(&c, &s);
+    let reserve = |body: Value| post(&c, &s, "/v1/reservations", Some(&body.to_string()));
+
+    // Near Roma: the Roma store holds the whole cart; the answer names it.
+    let (st, v) = reserve(
+        json!({"lines": [{"sku": "A", "qty": 2}, {"sku": "B", "qty": 1}], "destination": {"lat": 41.89, "lon": 12.49}}),
+    );
+    assert_eq!(st, 201, "{v}");
+    let at: Vec<(&str, &str, u64)> = v["lines"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|l| {
+                    (
+                        l["sku"].as_str().unwrap_or(""),
+                        l["location"].as_str().unwrap_or(""),
+                        l["qty"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(at, vec![("A", "S_RM", 2), ("B", "S_RM", 1)]);
+    assert_eq!(
+        (reserved(&c, &s, "S_RM", "A"), reserved(&c, &s, "S_RM", "B")),
+        (2, 1)
+    );
+
+    // A line the client placed stays where it was placed; the other is
+    // sourced (pickup in Milano: the store itself has the one A).
+    let (st, v) = reserve(
+        json!({"lines": [{"sku": "B", "qty": 1, "location": "DC1"}, {"sku": "A", "qty": 1}], "pickup_location": "S_MI"}),
+    );
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(
+        (
+            v["lines"][0]["location"].as_str(),
+            v["lines"][1]["location"].as_str()
+        ),
+        (Some("DC1"), Some("S_MI"))
+    );
+
+    // More than any one location has: 409 naming the line, nothing held.
+    let before = (reserved(&c, &s, "DC1", "B"), reserved(&c, &s, "S_RM", "B"));
+    let (st, v) = reserve(
+        json!({"lines": [{"sku": "A", "qty": 30}, {"sku": "B", "qty": 1}], "destination": {"lat": ROMA.0, "lon": ROMA.1}}),
+    );
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (409, Some("insufficient_stock")),
+        "{v}"
+    );
+    assert_eq!(
+        (
+            v["lines"][0]["sku"].as_str(),
+            v["lines"][0]["requested"].as_u64()
+        ),
+        (Some("A"), Some(30))
+    );
+    assert_eq!(
+        (reserved(&c, &s, "DC1", "B"), reserved(&c, &s, "S_RM", "B")),
+        before
+    );
+    // With allow_partial the servable line is held, the other left out.
+    let (st, v) = reserve(
+        json!({"lines": [{"sku": "A", "qty": 30}, {"sku": "B", "qty": 1}], "destination": {"lat": ROMA.0, "lon": ROMA.1}, "allow_partial": true}),
+    );
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["lines"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        (
+            v["lines"][0]["sku"].as_str(),
+            v["lines"][0]["location"].as_str()
+        ),
+        (Some("B"), Some("S_RM"))
+    );
+
+    // Without a destination or pickup, a line without a location is 422.
+    let (st, v) = reserve(json!({"lines": [{"sku": "A", "qty": 1}]}));
+    assert_eq!(
+        (st, v["errors"][0]["field"].as_str()),
+        (422, Some("lines[0].location"))
+    );
+    let (st, v) = reserve(json!({"lines": [{"sku": "A", "qty": 1}], "pickup_location": "NOPE"}));
+    assert_eq!((st, v["code"].as_str()), (422, Some("unknown_location")));
+}
+
+#[test]
+fn concurrent_sourced_reservations_replan_and_never_oversell() {
+    let s = Server::start("");
+    network(&client(), &s);
+    // Roma has 3 A left after this, Milano 1, the DC 10: 12 buyers near
+    // Roma, one A each, all at once. Plans made at the same moment pick the
+    // same store; the holds that find it empty plan again and get the next.
+    // Every buyer is served, no store is oversold.
+    let c = client();
+    let (st, _) = post(
+        &c,
+        &s,
+        "/v1/reservations",
+        Some(&json!({"lines": [{"sku": "A", "qty": 2, "location": "S_RM"}]}).to_string()),
+    );
+    assert_eq!(st, 201);
+    let results: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..12)
+            .map(|_| {
+                let s = &s;
+                scope.spawn(move || {
+                    let c = client();
+                    post(&c, s, "/v1/reservations", Some(&json!({"lines": [{"sku": "A", "qty": 1}], "destination": {"lat": ROMA.0, "lon": ROMA.1}}).to_string()))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client thread"))
+            .collect()
+    });
+    for (st, v) in &results {
+        assert_eq!(*st, 201, "{v}");
+    }
+    let count = |loc: &str| {
+        results
+            .iter()
+            .filter(|(_, v)| v["lines"][0]["location"] == loc)
+            .count()
+    };
+    // Once Roma is empty, the Milano store (one A, a few km nearer Roma
+    // than the DC) and then the DC.
+    assert_eq!((count("S_RM"), count("S_MI"), count("DC1")), (3, 1, 8));
+    assert_eq!(
+        (
+            reserved(&c, &s, "S_RM", "A"),
+            reserved(&c, &s, "S_MI", "A"),
+            reserved(&c, &s, "DC1", "A")
+        ),
+        (5, 1, 8)
+    );
+}

@@ -25,16 +25,21 @@ pub fn record_json(sku: &str, location: &str, r: &StockRecord) -> Value {
 }
 
 /// Resolves a known SKU and location (422 `unknown_sku` / `unknown_location`).
+/// A SKU id against the catalog: 422 `unknown_sku` naming `{field}sku`.
+pub fn resolve_sku(c: &Catalog, sku: &str, field: &str) -> Result<SkuIdx, ApiError> {
+    c.sku_idx(sku).ok_or_else(|| {
+        ApiError::new(Code::UnknownSku, format!("unknown SKU {sku}"))
+            .with("field", json!(format!("{field}sku")))
+    })
+}
+
 pub fn resolve(
     c: &Catalog,
     sku: &str,
     location: &str,
     field: &str,
 ) -> Result<(SkuIdx, LocIdx), ApiError> {
-    let s = c.sku_idx(sku).ok_or_else(|| {
-        ApiError::new(Code::UnknownSku, format!("unknown SKU {sku}"))
-            .with("field", json!(format!("{field}sku")))
-    })?;
+    let s = resolve_sku(c, sku, field)?;
     let l = c.location_idx(location).ok_or_else(|| {
         ApiError::new(
             Code::UnknownLocation,

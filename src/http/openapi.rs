@@ -216,7 +216,12 @@ fn schemas() -> Value {
         "BatchInput": {"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "maxItems": 10000, "items": {"type": "object", "required": ["location", "sku", "on_hand"], "properties": {"location": id, "sku": id, "on_hand": stock, "safety_stock": stock}}}}},
         "BatchResult": {"type": "object", "properties": {"applied": {"type": "integer"}}},
         "Availability": {"type": "object", "properties": {"sku": id, "available": {"type": "integer"}, "locations": {"type": "array", "items": {"type": "object", "properties": {"location": id, "available": {"type": "integer"}}}}}},
-        "ReservationInput": {"type": "object", "required": ["lines"], "properties": {"lines": {"type": "array", "minItems": 1, "maxItems": 100, "items": line}, "ttl_s": {"type": "integer", "minimum": 1, "maximum": 86400, "default": 900}, "allow_partial": {"type": "boolean"}}},
+        "ReservationInput": {"type": "object", "required": ["lines"], "properties": {
+            "lines": {"type": "array", "minItems": 1, "maxItems": 100, "items": {"type": "object", "required": ["sku", "qty"], "properties": {"sku": id, "qty": qty, "location": id},
+                "description": "A line without a location is sourced (a destination or a pickup_location is then required)."}},
+            "ttl_s": {"type": "integer", "minimum": 1, "maximum": 86400, "default": 900}, "allow_partial": {"type": "boolean"},
+            "destination": {"type": "object", "required": ["lat", "lon"], "properties": {"lat": {"type": "number", "minimum": -90, "maximum": 90}, "lon": {"type": "number", "minimum": -180, "maximum": 180}}},
+            "pickup_location": id}},
         "PlanInput": {"type": "object", "required": ["lines"], "properties": {
             "lines": {"type": "array", "minItems": 1, "maxItems": 100, "items": {"type": "object", "required": ["sku", "qty"], "properties": {"sku": id, "qty": qty}}},
             "destination": {"type": "object", "required": ["lat", "lon"], "properties": {"lat": {"type": "number", "minimum": -90, "maximum": 90}, "lon": {"type": "number", "minimum": -180, "maximum": 180}}},

@@ -6,16 +6,19 @@ use std::sync::Arc;
 use super::error::{json_response, json_text_response, ApiError, ApiResult, Code};
 use super::idempotency::{Answer, Claim};
 use super::input::{cart_lines, parse_object, path_id, Errors};
-use super::inventory::resolve;
+use super::inventory::{resolve, resolve_sku};
+use super::sourcing::{parse_target, pickup_refused, resolve_target};
 use super::{AppState, Request};
 use crate::actors::CartLine;
 use crate::clock::rfc3339;
+use crate::domain::catalog::{LocIdx, SkuIdx};
 use crate::domain::event::{fnv1a64, IdemKey};
 use crate::domain::ids::{validate_id, ReservationId};
-use crate::domain::model::{IdemEntry, TransitionRefused};
+use crate::domain::model::{IdemEntry, Shortage, TransitionRefused};
 use crate::domain::reservation::{Line, Reservation, Status, Transition};
+use crate::domain::sourcing::Target;
 use crate::domain::TimeMs;
-use crate::limits::{QTY_MAX, TTL_S_DEFAULT, TTL_S_MAX, TTL_S_MIN};
+use crate::limits::{QTY_MAX, SOURCING_REPLANS_MAX, TTL_S_DEFAULT, TTL_S_MAX, TTL_S_MIN};
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
@@ -192,33 +195,45 @@ async fn serve_create(
         .unwrap_or(TTL_S_DEFAULT);
     let partial = e.boolean(&m, "allow_partial", "").unwrap_or(false);
     let sourcing_asked = m.contains_key("destination") || m.contains_key("pickup_location");
+    let target = if sourcing_asked {
+        parse_target(&mut e, &m, false)
+    } else {
+        None
+    };
+    // (line index, sku, location or None to source it, qty)
     let mut wanted = Vec::new();
     for (i, path, o) in cart_lines(&mut e, &m, "{sku, qty, location}") {
         let sku = e.id(o, "sku", &path, true);
         let qty = e.int(o, "qty", &path, 1, QTY_MAX, true);
         let loc = e.id(o, "location", &path, false);
-        if loc.is_none() && matches!(o.get("location"), None | Some(Value::Null)) {
+        let absent = matches!(o.get("location"), None | Some(Value::Null));
+        if absent && !sourcing_asked {
             e.add(
                 format!("{path}.location"),
-                if sourcing_asked {
-                    "is required: sourcing lines without a location is not available yet"
-                } else {
-                    "is required (or give a destination or pickup_location to have it sourced)"
-                },
+                "is required (or give a destination or pickup_location to have it sourced)",
             );
         }
-        if let (Some(sku), Some(qty), Some(loc)) = (sku, qty, loc) {
-            wanted.push((i, sku, loc, qty as u32));
+        if let (Some(sku), Some(qty)) = (sku, qty) {
+            if loc.is_some() || absent {
+                wanted.push((i, sku, loc, qty as u32));
+            }
         }
     }
     e.into_result()?;
     let mut e = Errors::default();
-    let lines = {
+    let (lines, target) = {
         let c = state.engine.catalog();
-        let mut lines = Vec::with_capacity(wanted.len());
+        let mut lines: Vec<(SkuIdx, Option<LocIdx>, u32)> = Vec::with_capacity(wanted.len());
         let mut per_sku: ahash::AHashMap<u32, u64> = ahash::AHashMap::new();
         for (i, sku, loc, qty) in &wanted {
-            let (s, l) = resolve(&c, sku, loc, &format!("lines[{i}]."))?;
+            let field = format!("lines[{i}].");
+            let (s, l) = match loc {
+                Some(loc) => {
+                    let (s, l) = resolve(&c, sku, loc, &field)?;
+                    (s, Some(l))
+                }
+                None => (resolve_sku(&c, sku, &field)?, None),
+            };
             *per_sku.entry(s).or_default() += u64::from(*qty);
             if let Some(max) = c.sku(s).and_then(|x| x.1.max_qty_per_reservation) {
                 if per_sku[&s] > u64::from(max) {
@@ -228,47 +243,151 @@ async fn serve_create(
                     );
                 }
             }
-            lines.push(CartLine {
-                sku: s,
-                location: l,
-                qty: *qty,
-            });
+            lines.push((s, l, *qty));
         }
-        lines
+        let target = target.map(|t| resolve_target(&c, t)).transpose()?;
+        (lines, target)
     };
     e.into_result()?;
     let keyed = idem.as_ref().map(|k| k.body_hash);
-    match state.engine.reserve(&lines, partial, ttl_s, idem).await? {
-        Ok(r) => {
-            let body = reservation_json(&r);
-            let answer = keyed.map(|body_hash| Answer {
-                body_hash,
-                status: 201,
-                body: body.clone(),
-            });
-            let mut resp = json_text_response(201, body);
-            if let Ok(loc) = format!("/v1/reservations/{}", r.id).parse() {
-                resp.headers_mut().insert(warp::http::header::LOCATION, loc);
-            }
-            Ok((resp, answer))
+    let held = match target {
+        Some(target) if lines.iter().any(|l| l.1.is_none()) => {
+            reserve_sourced(state, &lines, target, partial, ttl_s, idem).await?
         }
-        Err(short) => {
-            let lines: Vec<Value> = short
+        _ => {
+            let cart: Vec<CartLine> = lines
                 .iter()
-                .map(|s| {
-                    json!({"sku": s.sku.as_str(), "location": s.location.as_str(), "requested": s.requested, "available": s.available})
+                .filter_map(|&(sku, l, qty)| l.map(|location| CartLine { sku, location, qty }))
+                .collect();
+            state
+                .engine
+                .reserve(&cart, partial, ttl_s, idem)
+                .await?
+                .map_err(|short| shortage_error(&short))?
+        }
+    };
+    let body = reservation_json(&held);
+    let answer = keyed.map(|body_hash| Answer {
+        body_hash,
+        status: 201,
+        body: body.clone(),
+    });
+    let mut resp = json_text_response(201, body);
+    if let Ok(loc) = format!("/v1/reservations/{}", held.id).parse() {
+        resp.headers_mut().insert(warp::http::header::LOCATION, loc);
+    }
+    Ok((resp, answer))
+}
+
+/// Sources the lines without a location, then holds the whole cart; if
+/// the stock moved between the plan and the hold (a sourced line came up
+/// short), plans again, at most `SOURCING_REPLANS_MAX` times. Each attempt
+/// is one all-or-nothing hold: a failed one held nothing.
+async fn reserve_sourced(
+    state: &AppState,
+    lines: &[(SkuIdx, Option<LocIdx>, u32)],
+    target: Target,
+    partial: bool,
+    ttl_s: u64,
+    idem: Option<IdemKey>,
+) -> Result<Reservation, ApiError> {
+    let to_source: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].1.is_none()).collect();
+    let asked: Vec<(SkuIdx, u32)> = to_source
+        .iter()
+        .map(|&i| (lines[i].0, lines[i].2))
+        .collect();
+    let mut attempt = 0;
+    loop {
+        let plan = state
+            .engine
+            .plan(&asked, target, false)
+            .await?
+            .map_err(pickup_refused)?;
+        if !plan.unsourced.is_empty() && !partial {
+            let c = state.engine.catalog();
+            let short: Vec<Value> = plan
+                .unsourced
+                .iter()
+                .map(|&k| {
+                    let (sku, qty) = asked[k];
+                    let id = c.sku(sku).map(|s| s.0.as_str()).unwrap_or_default();
+                    json!({"sku": id, "location": null, "requested": qty, "available": 0})
                 })
                 .collect();
-            let detail = match short.first() {
-                Some(s) => format!(
-                    "{} of SKU {} wanted at {}, {} available",
-                    s.requested, s.sku, s.location, s.available
-                ),
-                None => "nothing could be held".into(),
-            };
-            Err(ApiError::new(Code::InsufficientStock, detail).with("lines", json!(lines)))
+            return Err(ApiError::new(
+                Code::InsufficientStock,
+                "no eligible location can serve every line whole",
+            )
+            .with("lines", json!(short)));
+        }
+        let mut chosen: Vec<Option<LocIdx>> = vec![None; lines.len()];
+        for sh in &plan.shipments {
+            for &k in &sh.lines {
+                chosen[to_source[k]] = Some(sh.location);
+            }
+        }
+        let cart: Vec<CartLine> = lines
+            .iter()
+            .zip(&chosen)
+            .filter_map(|(&(sku, fixed, qty), planned)| {
+                fixed
+                    .or(*planned)
+                    .map(|location| CartLine { sku, location, qty })
+            })
+            .collect();
+        if cart.is_empty() {
+            return Err(ApiError::new(
+                Code::InsufficientStock,
+                "no eligible location can serve any line",
+            )
+            .with("lines", json!([])));
+        }
+        match state
+            .engine
+            .reserve(&cart, partial, ttl_s, idem.clone())
+            .await?
+        {
+            Ok(r) => return Ok(r),
+            Err(short) => {
+                // Short on a line the planner chose: the stock moved since
+                // the plan. Short only on a line the client fixed: planning
+                // again cannot help.
+                let c = state.engine.catalog();
+                let moved = short.iter().any(|s| {
+                    let (sku, loc) = (
+                        c.sku_idx(s.sku.as_str()),
+                        c.location_idx(s.location.as_str()),
+                    );
+                    to_source
+                        .iter()
+                        .any(|&i| Some(lines[i].0) == sku && chosen[i] == loc)
+                });
+                drop(c);
+                if !moved || attempt >= SOURCING_REPLANS_MAX {
+                    return Err(shortage_error(&short));
+                }
+                attempt += 1;
+                tracing::debug!(attempt, "stock moved between plan and hold: planning again");
+            }
         }
     }
+}
+
+fn shortage_error(short: &[Shortage]) -> ApiError {
+    let lines: Vec<Value> = short
+        .iter()
+        .map(|s| {
+            json!({"sku": s.sku.as_str(), "location": s.location.as_str(), "requested": s.requested, "available": s.available})
+        })
+        .collect();
+    let detail = match short.first() {
+        Some(s) => format!(
+            "{} of SKU {} wanted at {}, {} available",
+            s.requested, s.sku, s.location, s.available
+        ),
+        None => "nothing could be held".into(),
+    };
+    ApiError::new(Code::InsufficientStock, detail).with("lines", json!(lines))
 }
 
 fn parse_reservation_id(id: &str) -> Result<ReservationId, ApiError> {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::error::{json_response, ApiError, ApiResult, Code};
 use super::input::{cart_lines, parse_object, Errors};
+use super::inventory::resolve_sku;
 use super::{AppState, Request};
 use crate::domain::catalog::{Catalog, SkuIdx};
 use crate::domain::sourcing::{Method, PickupRefused, Plan, Target};
@@ -70,6 +71,87 @@ fn plan_json(c: &Catalog, lines: &[(SkuIdx, u32)], p: &Plan) -> Value {
     out
 }
 
+/// Where a cart goes, as the client named it.
+pub enum TargetInput {
+    Deliver(f64, f64),
+    Pickup(String),
+}
+
+/// Reads `destination` `{lat, lon}` or `pickup_location` (exactly one;
+/// `required`: one must be there).
+pub fn parse_target(
+    e: &mut Errors,
+    m: &serde_json::Map<String, Value>,
+    required: bool,
+) -> Option<TargetInput> {
+    let destination = match m.get("destination") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(d)) => {
+            let lat = e.float(d, "lat", "destination", -90.0, 90.0, true);
+            let lon = e.float(d, "lon", "destination", -180.0, 180.0, true);
+            lat.zip(lon)
+        }
+        Some(_) => {
+            e.add("destination", "must be an object {lat, lon}");
+            None
+        }
+    };
+    let pickup = e.id(m, "pickup_location", "", false);
+    let has_destination = !matches!(m.get("destination"), None | Some(Value::Null));
+    let has_pickup = !matches!(m.get("pickup_location"), None | Some(Value::Null));
+    match (has_destination, has_pickup) {
+        (true, true) => {
+            e.add(
+                "pickup_location",
+                "give a destination or a pickup_location, not both",
+            );
+            None
+        }
+        (false, false) => {
+            if required {
+                e.add(
+                    "destination",
+                    "is required (or give a pickup_location instead)",
+                );
+            }
+            None
+        }
+        _ => match (destination, pickup) {
+            (Some((lat, lon)), _) => Some(TargetInput::Deliver(lat, lon)),
+            (None, Some(p)) => Some(TargetInput::Pickup(p)),
+            (None, None) => None,
+        },
+    }
+}
+
+/// The target against the catalog: an unknown pickup location is 422
+/// `unknown_location`.
+pub fn resolve_target(c: &Catalog, t: TargetInput) -> Result<Target, ApiError> {
+    Ok(match t {
+        TargetInput::Deliver(lat, lon) => Target::Deliver { lat, lon },
+        TargetInput::Pickup(p) => Target::Pickup {
+            location: c.location_idx(&p).ok_or_else(|| {
+                ApiError::new(Code::UnknownLocation, format!("unknown location {p}"))
+                    .with("field", json!("pickup_location"))
+            })?,
+        },
+    })
+}
+
+/// A pickup the store cannot take: 422 on `pickup_location`.
+pub fn pickup_refused(refused: PickupRefused) -> ApiError {
+    ApiError::validation(vec![super::error::FieldError {
+        field: "pickup_location".into(),
+        message: match refused {
+            PickupRefused::Unknown => "is unknown",
+            PickupRefused::Inactive => "is not active",
+            PickupRefused::NoPickup => "has no pickup counter",
+            PickupRefused::AtCapacity => "has reached its daily capacity",
+        }
+        .into(),
+    }])
+}
+
 pub async fn plan(state: &Arc<AppState>, req: &Request) -> ApiResult {
     req.principal.require_channel()?;
     let m = parse_object(&req.body)?;
@@ -83,53 +165,19 @@ pub async fn plan(state: &Arc<AppState>, req: &Request) -> ApiResult {
             wanted.push((i, sku, qty as u32));
         }
     }
-    let destination = match m.get("destination") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(d)) => {
-            let lat = e.float(d, "lat", "destination", -90.0, 90.0, true);
-            let lon = e.float(d, "lon", "destination", -180.0, 180.0, true);
-            lat.zip(lon)
-        }
-        Some(_) => {
-            e.add("destination", "must be an object {lat, lon}");
-            None
-        }
-    };
-    let pickup = e.id(&m, "pickup_location", "", false);
-    let has_destination = !matches!(m.get("destination"), None | Some(Value::Null));
-    match (has_destination, m.contains_key("pickup_location")) {
-        (true, true) => e.add(
-            "pickup_location",
-            "give a destination or a pickup_location, not both",
-        ),
-        (false, false) => e.add(
-            "destination",
-            "is required (or give a pickup_location instead)",
-        ),
-        _ => {}
-    }
+    let target = parse_target(&mut e, &m, true);
     e.into_result()?;
 
     let (lines, target) = {
         let c = state.engine.catalog();
         let mut lines = Vec::with_capacity(wanted.len());
         for (i, sku, qty) in &wanted {
-            let s = c.sku_idx(sku).ok_or_else(|| {
-                ApiError::new(Code::UnknownSku, format!("unknown SKU {sku}"))
-                    .with("field", json!(format!("lines[{i}].sku")))
-            })?;
-            lines.push((s, *qty));
+            lines.push((resolve_sku(&c, sku, &format!("lines[{i}]."))?, *qty));
         }
-        let target = match (destination, pickup) {
-            (Some((lat, lon)), _) => Target::Deliver { lat, lon },
-            (None, Some(p)) => Target::Pickup {
-                location: c.location_idx(&p).ok_or_else(|| {
-                    ApiError::new(Code::UnknownLocation, format!("unknown location {p}"))
-                        .with("field", json!("pickup_location"))
-                })?,
-            },
-            // Validation above leaves one of the two.
-            (None, None) => return Err(ApiError::new(Code::ValidationFailed, "destination")),
+        let target = match target {
+            Some(t) => resolve_target(&c, t)?,
+            // Validation above leaves one (it was required).
+            None => return Err(ApiError::new(Code::ValidationFailed, "destination")),
         };
         (lines, target)
     };
@@ -138,19 +186,6 @@ pub async fn plan(state: &Arc<AppState>, req: &Request) -> ApiResult {
             200,
             &plan_json(&state.engine.catalog(), &lines, &p),
         )),
-        Err(refused) => {
-            let mut e = Errors::default();
-            e.add(
-                "pickup_location",
-                match refused {
-                    PickupRefused::Unknown => "is unknown",
-                    PickupRefused::Inactive => "is not active",
-                    PickupRefused::NoPickup => "has no pickup counter",
-                    PickupRefused::AtCapacity => "has reached its daily capacity",
-                },
-            );
-            e.into_result()?;
-            Err(ApiError::new(Code::ValidationFailed, "pickup_location"))
-        }
+        Err(refused) => Err(pickup_refused(refused)),
     }
 }
