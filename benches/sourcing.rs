@@ -107,6 +107,7 @@ fn main() {
                     sku: sku as u32,
                     qty: rng.gen_range(1..3),
                     stock: stock[sku].clone(),
+                    ship_alone: false,
                 }
             })
             .collect();

@@ -12,6 +12,9 @@ pub const REQUEST_BODY_BYTES_MAX: usize = 1024 * 1024;
 /// past it the connection is cut. Cost: bandwidth only, nothing is kept.
 pub const REQUEST_BODY_DRAIN_BYTES_MAX: usize = 8 * 1024 * 1024;
 
+/// The largest side of a SKU, in mm (30 m: anything a retailer ships).
+pub const DIMENSION_MM_MAX: i64 = 30_000;
+
 /// Lines in one cart (api.md: at most 100).
 pub const CART_LINES_MAX: usize = 100;
 

@@ -436,3 +436,78 @@ fn concurrent_sourced_reservations_replan_and_never_oversell() {
         (5, 1, 8)
     );
 }
+
+#[test]
+fn oversized_goods_ship_alone_and_skus_carry_their_dimensions() {
+    let s = Server::start("");
+    let c = client();
+    network(&c, &s);
+    let (st, v) = call(
+        &c,
+        "PUT",
+        &s.url("/v1/skus/SOFA"),
+        None,
+        Some(&json!({"name": "Sofa", "weight_g": 52000, "dimensions_mm": {"length": 2100, "width": 900, "height": 800}, "ship_alone": true}).to_string()),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        get(&c, &s, "/v1/skus/SOFA").1,
+        json!({"sku": "SOFA", "name": "Sofa", "weight_g": 52000, "max_qty_per_reservation": null,
+               "dimensions_mm": {"length": 2100, "width": 900, "height": 800}, "ship_alone": true})
+    );
+    assert_eq!(get(&c, &s, "/v1/skus/A").1["ship_alone"], false);
+    let (st, v) = post(
+        &c,
+        &s,
+        "/v1/inventory/batch",
+        Some(&json!({"items": [{"location": "DC1", "sku": "SOFA", "on_hand": 3}]}).to_string()),
+    );
+    assert_eq!(st, 200, "{v}");
+    // The DC has everything, but the sofa travels on its own.
+    let (st, v) = plan(
+        &c,
+        &s,
+        json!({"lines": [{"sku": "A", "qty": 1}, {"sku": "SOFA", "qty": 1}, {"sku": "B", "qty": 1}], "destination": {"lat": MILANO.0, "lon": MILANO.1}}),
+    );
+    assert_eq!(st, 200, "{v}");
+    let mut got = shipments(&v);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "DC1".to_string(),
+                vec![("A".to_string(), 1), ("B".to_string(), 1)]
+            ),
+            ("DC1".to_string(), vec![("SOFA".to_string(), 1)]),
+        ]
+    );
+    for (body, field) in [
+        (
+            json!({"name": "x", "dimensions_mm": {"length": 0, "width": 1, "height": 1}}),
+            "dimensions_mm.length",
+        ),
+        (
+            json!({"name": "x", "dimensions_mm": {"length": 1, "width": 1}}),
+            "dimensions_mm.height",
+        ),
+        (
+            json!({"name": "x", "dimensions_mm": [1, 2, 3]}),
+            "dimensions_mm",
+        ),
+        (json!({"name": "x", "ship_alone": "yes"}), "ship_alone"),
+    ] {
+        let (st, v) = call(
+            &c,
+            "PUT",
+            &s.url("/v1/skus/X"),
+            None,
+            Some(&body.to_string()),
+        );
+        assert_eq!(
+            (st, v["errors"][0]["field"].as_str()),
+            (422, Some(field)),
+            "{body}: {v}"
+        );
+    }
+}

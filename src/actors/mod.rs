@@ -384,18 +384,22 @@ impl Engine {
                 (sku, v)
             })
             .collect();
-        let plan_lines: Vec<PlanLine> = lines
-            .iter()
-            .map(|&(sku, qty)| PlanLine {
-                sku,
-                qty,
-                stock: stock
-                    .iter()
-                    .find(|(s, _)| *s == sku)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default(),
-            })
-            .collect();
+        let plan_lines: Vec<PlanLine> = {
+            let c = self.catalog();
+            lines
+                .iter()
+                .map(|&(sku, qty)| PlanLine {
+                    sku,
+                    qty,
+                    stock: stock
+                        .iter()
+                        .find(|(s, _)| *s == sku)
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default(),
+                    ship_alone: c.sku(sku).is_some_and(|s| s.1.ship_alone),
+                })
+                .collect()
+        };
         let sites = self.sites();
         Ok(sourcing::plan(
             &plan_lines,

@@ -20,6 +20,15 @@ pub struct Sku {
     /// Flash-sale guard against scalping bots: no reservation line may ask for
     /// more than this of the SKU. `None`: only the global bound applies.
     pub max_qty_per_reservation: Option<u32>,
+    /// Length, width, height in mm, for shipment planning.
+    /// (Fields added after the first journal format carry `serde(default)`:
+    /// a record written before them decodes with the default.)
+    #[serde(default)]
+    pub dimensions_mm: Option<[u32; 3]>,
+    /// Oversized goods (a sofa, a bicycle): always a shipment of their own,
+    /// never packed with other lines.
+    #[serde(default)]
+    pub ship_alone: bool,
 }
 
 impl Sku {
@@ -29,6 +38,8 @@ impl Sku {
             name: name.into(),
             weight_g: None,
             max_qty_per_reservation: None,
+            dimensions_mm: None,
+            ship_alone: false,
         }
     }
 }
@@ -166,5 +177,33 @@ impl std::borrow::Borrow<str> for SkuId {
 impl std::borrow::Borrow<str> for LocationId {
     fn borrow(&self) -> &str {
         self.as_str()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sku_journaled_before_dimensions_and_ship_alone_still_decodes() {
+        // The journal's shape of a SKU before those fields: an array of
+        // three (rmp-serde writes structs as arrays).
+        let old = rmp_serde::to_vec(&("Sofa", Some(52_000u32), None::<u32>)).expect("encode");
+        let sku: Sku = rmp_serde::from_slice(&old).expect("decodes with defaults");
+        assert_eq!(
+            sku,
+            Sku {
+                weight_g: Some(52_000),
+                ..Sku::named("Sofa")
+            }
+        );
+        let new = Sku {
+            dimensions_mm: Some([2100, 900, 800]),
+            ship_alone: true,
+            ..Sku::named("Sofa")
+        };
+        let back: Sku =
+            rmp_serde::from_slice(&rmp_serde::to_vec(&new).expect("encode")).expect("decode");
+        assert_eq!(back, new);
     }
 }

@@ -23,7 +23,9 @@
 //!    always give equal plans.
 //!
 //! Lines of the same SKU are planned together (their quantities added): a
-//! plan never promises a record more than it has. A line is never split
+//! plan never promises a record more than it has. A `ship_alone` SKU
+//! (oversized goods) is a shipment of its own, even from a location that
+//! ships other lines of the cart too. A line is never split
 //! across locations: a line that no single location can serve whole is
 //! unsourced.
 //!
@@ -190,6 +192,8 @@ pub struct PlanLine {
     pub sku: SkuIdx,
     pub qty: u32,
     pub stock: Vec<LineStock>,
+    /// The SKU is `ship_alone`: its lines form a shipment of their own.
+    pub ship_alone: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -255,6 +259,7 @@ pub enum PickupRefused {
 struct Unit {
     qty: i64,
     lines: Vec<usize>,
+    alone: bool,
 }
 
 /// A location able to serve some units whole.
@@ -324,6 +329,7 @@ pub fn plan(
                 units.push(Unit {
                     qty: i64::from(l.qty),
                     lines: vec![i],
+                    alone: l.ship_alone,
                 });
                 unit_of_line.push(units.len() - 1);
             }
@@ -490,11 +496,17 @@ pub fn plan(
         })
         .collect();
     let servable = kept.iter().fold(0u128, |m, c| m | c.mask);
+    let alone = units
+        .iter()
+        .take(n)
+        .enumerate()
+        .filter(|(_, u)| u.alone)
+        .fold(0u128, |m, (i, _)| m | (1u128 << i));
 
     let (parts, method) = if n <= weights.max_exact_lines {
-        (exact(&kept, servable, n), Method::Exact)
+        (exact(&kept, servable, alone, n), Method::Exact)
     } else {
-        (greedy(&kept, servable, n), Method::Heuristic)
+        (greedy(&kept, servable, alone, n), Method::Heuristic)
     };
 
     let mut shipments: Vec<Shipment> = parts
@@ -593,8 +605,9 @@ impl Score {
 
 /// The fewest shipments exactly: `best[T]` is the cheapest single location
 /// serving exactly the units `T`; `dp[S]` the best partition of `S` into
-/// such parts. Returns (candidate, units) per part.
-fn exact(kept: &[Cand], servable: u128, n: usize) -> Vec<(usize, u128)> {
+/// such parts. A `ship_alone` unit (bit of `alone`) is only ever a part by
+/// itself. Returns (candidate, units) per part.
+fn exact(kept: &[Cand], servable: u128, alone: u128, n: usize) -> Vec<(usize, u128)> {
     // Compress the servable units to the low bits: 2^k states.
     let bits: Vec<usize> = (0..n).filter(|u| servable & (1u128 << u) != 0).collect();
     let k = bits.len();
@@ -621,6 +634,10 @@ fn exact(kept: &[Cand], servable: u128, n: usize) -> Vec<(usize, u128)> {
         // Every non-empty subset of m.
         let mut t = m;
         while t != 0 {
+            if t.count_ones() > 1 && expand(t) & alone != 0 {
+                t = (t - 1) & m;
+                continue;
+            }
             let s = Score {
                 parts: 1,
                 transfers: u32::from(c.transfer),
@@ -684,7 +701,30 @@ fn exact(kept: &[Cand], servable: u128, n: usize) -> Vec<(usize, u128)> {
 /// servable unit is taken; then move each unit to the cheapest chosen
 /// location that can serve it, and drop locations left empty.
 /// O(units x candidates).
-fn greedy(kept: &[Cand], servable: u128, n: usize) -> Vec<(usize, u128)> {
+fn greedy(kept: &[Cand], servable: u128, alone: u128, n: usize) -> Vec<(usize, u128)> {
+    // A `ship_alone` unit is a part by itself: from the location that
+    // serves it best (the pickup store first, then the lowest cost).
+    let mut alone_parts: Vec<(usize, u128)> = Vec::new();
+    for u in 0..n {
+        let bit = 1u128 << u;
+        if servable & alone & bit == 0 {
+            continue;
+        }
+        let best = kept
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.mask & bit != 0)
+            .min_by(|(_, a), (_, b)| {
+                a.transfer
+                    .cmp(&b.transfer)
+                    .then(a.cost_of(bit).total_cmp(&b.cost_of(bit)))
+                    .then(a.location.cmp(&b.location))
+            });
+        if let Some((ci, _)) = best {
+            alone_parts.push((ci, bit));
+        }
+    }
+    let servable = servable & !alone;
     let mut left = servable;
     let mut chosen: Vec<usize> = Vec::new();
     while left != 0 {
@@ -736,6 +776,7 @@ fn greedy(kept: &[Cand], servable: u128, n: usize) -> Vec<(usize, u128)> {
         .into_iter()
         .zip(parts)
         .filter(|(_, m)| *m != 0)
+        .chain(alone_parts)
         .collect()
 }
 
@@ -749,6 +790,8 @@ mod tests {
     struct Net {
         sites: Vec<Site>,
         stock: Vec<(SkuIdx, LocIdx, i64, f64)>,
+        /// SKUs that ship alone.
+        alone: Vec<SkuIdx>,
     }
 
     impl Net {
@@ -770,6 +813,7 @@ mod tests {
                 .map(|&(sku, qty)| PlanLine {
                     sku,
                     qty,
+                    ship_alone: self.alone.contains(&sku),
                     stock: self
                         .stock
                         .iter()
@@ -782,6 +826,21 @@ mod tests {
                         .collect(),
                 })
                 .collect()
+        }
+        /// The bounded heuristic, forced (every cart is "large").
+        fn plan_heuristic(&self, cart: &[(SkuIdx, u32)], target: Target) -> Plan {
+            let w = Weights {
+                max_exact_lines: 1,
+                ..Weights::default()
+            };
+            plan(
+                &self.lines(cart),
+                target,
+                &Sites(self.sites.clone()),
+                &w,
+                false,
+            )
+            .expect("a delivery or an open pickup store")
         }
         fn plan(&self, cart: &[(SkuIdx, u32)], target: Target) -> Plan {
             plan(
@@ -939,20 +998,28 @@ mod tests {
         assert_eq!(p.method, Method::Exact);
         assert_eq!(parts(&p), vec![(a, vec![0, 1, 4]), (b, vec![2, 3, 5])]);
         // The bounded heuristic, forced, shows what exactness buys.
-        let w = Weights {
-            max_exact_lines: 1,
-            ..Weights::default()
-        };
-        let h = plan(
-            &n.lines(&cart),
-            to(MILANO),
-            &Sites(n.sites.clone()),
-            &w,
-            false,
-        )
-        .expect("a delivery");
+        let h = n.plan_heuristic(&cart, to(MILANO));
         assert_eq!(h.method, Method::Heuristic);
         assert_eq!(h.shipments.len(), 3);
+    }
+
+    #[test]
+    fn a_ship_alone_sku_is_a_shipment_of_its_own() {
+        let mut n = Net::default();
+        let dc = n.site(45.0, 9.0, |_| {});
+        n.put(1, dc, 5).put(2, dc, 5).put(3, dc, 5);
+        n.alone.push(2);
+        let cart = [(1, 1), (2, 1), (3, 1), (2, 1)];
+        let p = n.plan(&cart, to(MILANO));
+        let mut got = parts(&p);
+        got.sort();
+        // Both lines of the sofa together, on their own; the rest together.
+        assert_eq!(got, vec![(dc, vec![0, 2]), (dc, vec![1, 3])]);
+        // The bounded heuristic keeps the rule too.
+        let h = n.plan_heuristic(&cart, to(MILANO));
+        let mut got: Vec<_> = parts(&h);
+        got.sort();
+        assert_eq!(got, vec![(dc, vec![0, 2]), (dc, vec![1, 3])]);
     }
 
     #[test]
@@ -1090,6 +1157,7 @@ mod tests {
         stock: Vec<(SkuIdx, LocIdx, i64, f64)>,
         cart: Vec<(SkuIdx, u32)>,
         pickup: Option<LocIdx>,
+        alone: Vec<SkuIdx>,
     }
 
     fn case() -> impl Strategy<Value = Case> {
@@ -1108,8 +1176,9 @@ mod tests {
             prop::collection::vec((-6..9i64, 0.0..3.0f64), 56),
             prop::collection::vec((0..8u32, 1..4u32), 1..10),
             prop::option::of(0..7u32),
+            prop::collection::vec(prop::bool::weighted(0.2), 8),
         )
-            .prop_map(|(sites, stock, cart, pickup)| {
+            .prop_map(|(sites, stock, cart, pickup, alone)| {
                 let k = sites.len() as LocIdx;
                 let stock = stock
                     .into_iter()
@@ -1119,6 +1188,7 @@ mod tests {
                     .collect();
                 Case {
                     stock,
+                    alone: (0..8).filter(|&i| alone[i as usize]).collect(),
                     pickup: pickup.filter(|p| *p < k),
                     sites,
                     cart,
@@ -1142,6 +1212,7 @@ mod tests {
             n.stock.retain(|s| (s.0, s.1) != (sku, loc));
             n.stock.push((sku, loc, a, r));
         }
+        n.alone = c.alone.clone();
         let t = match c.pickup {
             Some(l) => Target::Pickup { location: l },
             None => to(MILANO),
@@ -1174,15 +1245,22 @@ mod tests {
             .into_iter()
             .filter(|&u| (0..k).any(|l| serves(l, u)))
             .collect();
-        (0u32..1 << k)
-            .filter(|set| {
-                servable
-                    .iter()
-                    .all(|&u| (0..k).any(|l| set & (1 << l) != 0 && serves(l, u)))
-            })
-            .map(|set| set.count_ones() as usize)
-            .min()
-            .unwrap_or(0)
+        // A SKU that ships alone is one shipment, whatever else.
+        let alone = servable.iter().filter(|u| n.alone.contains(&u.0)).count();
+        let servable: Vec<(SkuIdx, i64)> = servable
+            .into_iter()
+            .filter(|u| !n.alone.contains(&u.0))
+            .collect();
+        alone
+            + (0u32..1 << k)
+                .filter(|set| {
+                    servable
+                        .iter()
+                        .all(|&u| (0..k).any(|l| set & (1 << l) != 0 && serves(l, u)))
+                })
+                .map(|set| set.count_ones() as usize)
+                .min()
+                .unwrap_or(0)
     }
 
     proptest! {
@@ -1213,9 +1291,18 @@ mod tests {
             prop_assert!(seen.iter().all(|&k| k == 1), "{:?}", seen);
             // Never more shipments than lines; one shipment per location.
             prop_assert!(p.shipments.len() <= c.cart.len());
-            let mut locs: Vec<LocIdx> = p.shipments.iter().map(|s| s.location).collect();
+            // One shipment per location, but for ship-alone SKUs: each of
+            // those is a shipment holding exactly that SKU's lines.
+            let is_alone = |s: &Shipment| s.lines.iter().any(|&i| n.alone.contains(&c.cart[i].0));
+            let mut locs: Vec<LocIdx> = p.shipments.iter().filter(|s| !is_alone(s)).map(|s| s.location).collect();
+            let together = locs.len();
             locs.dedup();
-            prop_assert_eq!(locs.len(), p.shipments.len());
+            prop_assert_eq!(locs.len(), together);
+            for s in p.shipments.iter().filter(|s| is_alone(s)) {
+                let sku = c.cart[s.lines[0]].0;
+                let all: Vec<usize> = (0..c.cart.len()).filter(|&i| c.cart[i].0 == sku).collect();
+                prop_assert_eq!(&s.lines, &all);
+            }
             for s in &p.shipments {
                 // Never an ineligible location.
                 prop_assert!(eligible(&n, t, s.location));

@@ -7,7 +7,7 @@ use super::input::{parse_object, path_id, Errors};
 use super::{AppState, Request};
 use crate::domain::catalog::{Location, LocationKind, Sku};
 use crate::domain::ids::{LocationId, SkuId};
-use crate::limits::{QTY_MAX, STOCK_MAX};
+use crate::limits::{DIMENSION_MM_MAX, QTY_MAX, STOCK_MAX};
 
 const NAME_LEN_MAX: usize = 256;
 
@@ -17,6 +17,8 @@ pub fn sku_json(id: &str, s: &Sku) -> Value {
         "name": s.name,
         "weight_g": s.weight_g,
         "max_qty_per_reservation": s.max_qty_per_reservation,
+        "dimensions_mm": s.dimensions_mm.map(|[l, w, h]| json!({"length": l, "width": w, "height": h})),
+        "ship_alone": s.ship_alone,
     })
 }
 
@@ -43,10 +45,32 @@ pub async fn put_sku(state: &AppState, req: &Request, sku: &str) -> ApiResult {
     let name = e.string(&m, "name", "", NAME_LEN_MAX, true);
     let weight_g = e.int(&m, "weight_g", "", 0, STOCK_MAX, false);
     let max_qty = e.int(&m, "max_qty_per_reservation", "", 1, QTY_MAX, false);
+    let ship_alone = e.boolean(&m, "ship_alone", "").unwrap_or(false);
+    let dimensions = match m.get("dimensions_mm") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(d)) => {
+            let side = |e: &mut Errors, k| e.int(d, k, "dimensions_mm", 1, DIMENSION_MM_MAX, true);
+            let (l, w, h) = (
+                side(&mut e, "length"),
+                side(&mut e, "width"),
+                side(&mut e, "height"),
+            );
+            match (l, w, h) {
+                (Some(l), Some(w), Some(h)) => Some([l as u32, w as u32, h as u32]),
+                _ => None,
+            }
+        }
+        Some(_) => {
+            e.add("dimensions_mm", "must be an object {length, width, height}");
+            None
+        }
+    };
     e.into_result()?;
     let value = Sku {
         weight_g: weight_g.map(|w| w as u32),
         max_qty_per_reservation: max_qty.map(|q| q as u32),
+        dimensions_mm: dimensions,
+        ship_alone,
         ..Sku::named(name.unwrap_or_default())
     };
     let id = SkuId::parse(&sku).map_err(|_| ApiError::new(Code::ValidationFailed, "sku"))?;

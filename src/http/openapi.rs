@@ -200,10 +200,14 @@ fn schemas() -> Value {
     let id = json!({"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"});
     let qty = json!({"type": "integer", "minimum": 1, "maximum": 1_000_000});
     let stock = json!({"type": "integer", "minimum": 0, "maximum": 1_000_000_000i64});
+    let side = json!({"type": "integer", "minimum": 1, "maximum": 30_000});
+    let dims = json!({"type": "object", "required": ["length", "width", "height"], "properties": {"length": side, "width": side, "height": side}});
     let line = json!({"type": "object", "required": ["sku", "qty", "location"], "properties": {"sku": id, "qty": qty, "location": id, "requested": qty}});
     json!({
-        "SkuInput": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}, "weight_g": {"type": "integer"}, "max_qty_per_reservation": qty}},
-        "Sku": {"type": "object", "properties": {"sku": id, "name": {"type": "string"}, "weight_g": {"type": ["integer", "null"]}, "max_qty_per_reservation": {"type": ["integer", "null"]}}},
+        "SkuInput": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}, "weight_g": {"type": "integer"}, "max_qty_per_reservation": qty,
+            "dimensions_mm": dims, "ship_alone": {"type": "boolean", "default": false}}},
+        "Sku": {"type": "object", "properties": {"sku": id, "name": {"type": "string"}, "weight_g": {"type": ["integer", "null"]}, "max_qty_per_reservation": {"type": ["integer", "null"]},
+            "dimensions_mm": {"oneOf": [dims, {"type": "null"}]}, "ship_alone": {"type": "boolean"}}},
         "LocationInput": {"type": "object", "required": ["name", "kind", "lat", "lon"], "properties": {
             "name": {"type": "string"}, "kind": {"enum": ["store", "dc"]}, "lat": {"type": "number", "minimum": -90, "maximum": 90},
             "lon": {"type": "number", "minimum": -180, "maximum": 180}, "priority": {"type": "integer", "minimum": 0, "maximum": 1000},
