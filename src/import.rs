@@ -1,5 +1,6 @@
 //! `holdfast import FILE`: stock counts of a whole network into a running
-//! server, in batches, with a progress bar.
+//! server, in batches, with a progress bar; `--catalog`: SKUs instead
+//! (`POST /v1/skus/batch`).
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
@@ -8,6 +9,68 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use crate::limits::BATCH_ITEMS_MAX;
+
+/// What a file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `location,sku,on_hand[,safety_stock]` or JSON lines of those.
+    Counts,
+    /// `sku,name[,weight_g[,ship_alone]]` or JSON lines of whole SKUs
+    /// (with `dimensions_mm`, `max_qty_per_reservation`, ...).
+    Catalog,
+}
+
+impl Kind {
+    fn endpoint(self) -> &'static str {
+        match self {
+            Kind::Counts => "/v1/inventory/batch",
+            Kind::Catalog => "/v1/skus/batch",
+        }
+    }
+    fn noun(self) -> &'static str {
+        match self {
+            Kind::Counts => "stock records",
+            Kind::Catalog => "SKUs",
+        }
+    }
+}
+
+/// One line of a catalog file as a batch item, or why not.
+fn parse_sku_line(line: &str, n: usize) -> Result<Option<Value>, String> {
+    let t = line.trim();
+    if t.is_empty() || t.starts_with('#') {
+        return Ok(None);
+    }
+    if t.starts_with('{') {
+        // The server validates every field and names it.
+        return serde_json::from_str(t)
+            .map(Some)
+            .map_err(|e| format!("line {n}: {e}"));
+    }
+    let f: Vec<&str> = t.split(',').map(str::trim).collect();
+    if n == 1 && f.first() == Some(&"sku") {
+        return Ok(None); // header
+    }
+    if f.len() < 2 {
+        return Err(format!(
+            "line {n}: expected sku,name[,weight_g[,ship_alone]]"
+        ));
+    }
+    let mut item = json!({"sku": f[0], "name": f[1]});
+    if let Some(w) = f.get(2).filter(|s| !s.is_empty()) {
+        item["weight_g"] = json!(w
+            .parse::<i64>()
+            .map_err(|_| format!("line {n}: weight_g {w:?} is not an integer"))?);
+    }
+    if let Some(a) = f.get(3).filter(|s| !s.is_empty()) {
+        item["ship_alone"] = json!(match *a {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            _ => return Err(format!("line {n}: ship_alone {a:?}: true or false")),
+        });
+    }
+    Ok(Some(item))
+}
 
 /// One line of the file as a batch item, or why not.
 fn parse_line(line: &str, n: usize) -> Result<Option<Value>, String> {
@@ -42,7 +105,13 @@ fn parse_line(line: &str, n: usize) -> Result<Option<Value>, String> {
     Ok(Some(item))
 }
 
-pub fn run(file: &Path, url: &str, token: Option<&str>, batch: usize) -> Result<(), String> {
+pub fn run(
+    file: &Path,
+    url: &str,
+    token: Option<&str>,
+    batch: usize,
+    kind: Kind,
+) -> Result<(), String> {
     let batch = batch.clamp(1, BATCH_ITEMS_MAX);
     let f = File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let total = f.metadata().map(|m| m.len()).unwrap_or(0);
@@ -52,7 +121,11 @@ pub fn run(file: &Path, url: &str, token: Option<&str>, batch: usize) -> Result<
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let client = reqwest::blocking::Client::new();
-    let endpoint = format!("{}/v1/inventory/batch", url.trim_end_matches('/'));
+    let endpoint = format!("{}{}", url.trim_end_matches('/'), kind.endpoint());
+    let parse = match kind {
+        Kind::Counts => parse_line,
+        Kind::Catalog => parse_sku_line,
+    };
     let mut items = Vec::with_capacity(batch);
     let mut applied = 0u64;
     let send = |items: &mut Vec<Value>, applied: &mut u64| -> Result<(), String> {
@@ -73,19 +146,19 @@ pub fn run(file: &Path, url: &str, token: Option<&str>, batch: usize) -> Result<
     for (i, line) in BufReader::new(f).lines().enumerate() {
         let line = line.map_err(|e| e.to_string())?;
         bar.inc(line.len() as u64 + 1);
-        if let Some(item) = parse_line(&line, i + 1)? {
+        if let Some(item) = parse(&line, i + 1)? {
             items.push(item);
         }
         if items.len() == batch {
             send(&mut items, &mut applied)?;
-            bar.set_message(format!("{applied} records"));
+            bar.set_message(format!("{applied} {}", kind.noun()));
         }
     }
     if !items.is_empty() {
         send(&mut items, &mut applied)?;
     }
-    bar.finish_with_message(format!("{applied} records"));
-    eprintln!("imported {applied} stock records from {}", file.display());
+    bar.finish_with_message(format!("{applied} {}", kind.noun()));
+    eprintln!("imported {applied} {} from {}", kind.noun(), file.display());
     Ok(())
 }
 
@@ -103,5 +176,27 @@ mod tests {
             .expect("item");
         assert_eq!(v["sku"], "A");
         assert!(parse_line("S1,A,x", 4).is_err());
+    }
+
+    #[test]
+    fn catalog_csv_and_json_lines() {
+        assert_eq!(parse_sku_line("sku,name,weight_g", 1), Ok(None));
+        let v = parse_sku_line("SOFA, Sofa 3 seats, 52000, true", 2)
+            .expect("ok")
+            .expect("item");
+        assert_eq!(
+            v,
+            json!({"sku": "SOFA", "name": "Sofa 3 seats", "weight_g": 52000, "ship_alone": true})
+        );
+        let v = parse_sku_line(
+            r#"{"sku":"A","name":"a","dimensions_mm":{"length":1,"width":2,"height":3}}"#,
+            3,
+        )
+        .expect("ok")
+        .expect("item");
+        assert_eq!(v["dimensions_mm"]["height"], 3);
+        assert!(parse_sku_line("A", 4).is_err());
+        assert!(parse_sku_line("A,a,heavy", 5).is_err());
+        assert!(parse_sku_line("A,a,1,maybe", 6).is_err());
     }
 }

@@ -39,6 +39,10 @@ enum Cmd {
         /// Items per request (at most 10,000).
         #[arg(long, default_value_t = 10_000)]
         batch: usize,
+        /// The file holds SKUs (`sku,name[,weight_g[,ship_alone]]` or JSON
+        /// lines of SKUs), not stock counts.
+        #[arg(long)]
+        catalog: bool,
     },
 }
 
@@ -58,7 +62,15 @@ fn main() -> ExitCode {
             url,
             token,
             batch,
-        } => holdfast::import::run(&file, &url, token.as_deref(), batch),
+            catalog,
+        } => {
+            let kind = if catalog {
+                holdfast::import::Kind::Catalog
+            } else {
+                holdfast::import::Kind::Counts
+            };
+            holdfast::import::run(&file, &url, token.as_deref(), batch, kind)
+        }
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

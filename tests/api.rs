@@ -758,16 +758,38 @@ fn flash_sale_cap_per_reservation() {
 fn import_loads_a_network_through_the_batch_endpoint() {
     let s = Server::start(AUTH);
     let c = client();
-    // The catalog first (import loads counts of known SKUs and locations).
-    for i in 0..3 {
-        call(
-            &c,
-            "PUT",
-            &s.url(&format!("/v1/skus/A{i}")),
-            Some("admin-secret"),
-            Some(r#"{"name":"x"}"#),
-        );
-    }
+    // The catalog first (import loads counts of known SKUs and locations),
+    // by `import --catalog`.
+    let dir = tempfile::tempdir().expect("tmp");
+    let skus = dir.path().join("skus.csv");
+    std::fs::write(
+        &skus,
+        "sku,name,weight_g,ship_alone\nA0,x,100,\nA1,x,,\nA2,sofa,52000,true\n",
+    )
+    .expect("skus");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
+        .args([
+            "import",
+            "--catalog",
+            skus.to_str().expect("path"),
+            "--url",
+            &s.base,
+            "--token",
+            "admin-secret",
+        ])
+        .output()
+        .expect("import --catalog");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("imported 3 SKUs"));
+    let (_, sofa) = call(&c, "GET", &s.url("/v1/skus/A2"), Some("admin-secret"), None);
+    assert_eq!(
+        (sofa["weight_g"].as_u64(), sofa["ship_alone"].as_bool()),
+        (Some(52000), Some(true))
+    );
     for j in 0..2 {
         call(
             &c,
@@ -777,7 +799,6 @@ fn import_loads_a_network_through_the_batch_endpoint() {
             Some(r#"{"name":"s","kind":"store","lat":1,"lon":1}"#),
         );
     }
-    let dir = tempfile::tempdir().expect("tmp");
     let csv = dir.path().join("counts.csv");
     let mut text = String::from("location,sku,on_hand\n");
     for i in 0..3 {
@@ -843,4 +864,53 @@ fn import_loads_a_network_through_the_batch_endpoint() {
     let out = run(&csv, "web-checkout");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("403"));
+}
+
+#[test]
+fn a_bulk_catalog_import_is_all_or_nothing_and_survives_kill_9() {
+    let mut s = Server::start("");
+    let c = client();
+    let items: Vec<Value> = (0..500)
+        .map(|i| json!({"sku": format!("K{i:04}"), "name": format!("item {i}"), "weight_g": i, "ship_alone": i % 100 == 0}))
+        .collect();
+    let (st, v) = post(
+        &c,
+        &s,
+        "/v1/skus/batch",
+        Some(&json!({ "items": items }).to_string()),
+    );
+    assert_eq!((st, v["applied"].as_u64()), (200, Some(500)), "{v}");
+    assert_eq!(get(&c, &s, "/v1/skus/K0100").1["ship_alone"], true);
+
+    // One bad item: nothing of the batch is written, the item is named.
+    let (st, v) = post(
+        &c,
+        &s,
+        "/v1/skus/batch",
+        Some(&json!({"items": [{"sku": "NEW1", "name": "fine"}, {"sku": "NEW2"}, {"sku": "bad id!", "name": "x"}]}).to_string()),
+    );
+    assert_eq!(st, 422, "{v}");
+    let fields: Vec<&str> = v["errors"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|e| e["field"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(fields, vec!["items[1].name", "items[2].sku"]);
+    assert_eq!(get(&c, &s, "/v1/skus/NEW1").0, 404);
+    for body in [json!({"items": []}), json!({"items": "x"}), json!({})] {
+        let (st, v) = post(&c, &s, "/v1/skus/batch", Some(&body.to_string()));
+        assert_eq!(
+            (st, v["errors"][0]["field"].as_str()),
+            (422, Some("items")),
+            "{v}"
+        );
+    }
+
+    // Acknowledged is durable: the batch is one journal record, replayed.
+    s.kill_and_restart("");
+    let (st, v) = get(&c, &s, "/v1/skus/K0499");
+    assert_eq!(
+        (st, v["name"].as_str(), v["weight_g"].as_u64()),
+        (200, Some("item 499"), Some(499))
+    );
+    assert_eq!(get(&c, &s, "/v1/skus/K0000").1["ship_alone"], true);
 }

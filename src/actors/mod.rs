@@ -314,6 +314,18 @@ impl Engine {
         .await
     }
 
+    /// A bulk catalog import: one journal record for every SKU of it, so
+    /// that it is applied whole or not at all.
+    pub async fn put_skus(&self, skus: Vec<(SkuId, Sku)>) -> Result<(), EngineError> {
+        let event = Event::SkusPut { skus: skus.clone() };
+        self.write_catalog(event, |c| {
+            for (id, sku) in skus {
+                c.put_sku(id, sku);
+            }
+        })
+        .await
+    }
+
     pub async fn put_location(&self, id: LocationId, loc: Location) -> Result<(), EngineError> {
         let event = Event::LocationPut {
             location: id.clone(),

@@ -78,6 +78,12 @@ pub enum Event {
         expires_at_ms: TimeMs,
         at_ms: TimeMs,
     },
+    /// A bulk catalog import: every SKU of it, applied as one record.
+    /// (Added after the first journal format: new variants go last, so
+    /// older records keep their variant index.)
+    SkusPut {
+        skus: Vec<(SkuId, Sku)>,
+    },
 }
 
 impl Event {

@@ -80,6 +80,11 @@ impl Model {
             Event::SkuPut { sku, value } => {
                 self.catalog.put_sku(sku.clone(), value.clone());
             }
+            Event::SkusPut { skus } => {
+                for (sku, value) in skus {
+                    self.catalog.put_sku(sku.clone(), value.clone());
+                }
+            }
             Event::LocationPut { location, value } => {
                 self.catalog.put_location(location.clone(), value.clone());
             }

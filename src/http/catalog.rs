@@ -1,13 +1,14 @@
-//! `/v1/skus/{sku}` and `/v1/locations[/{id}]`: admin writes, any role reads.
+//! `/v1/skus/{sku}`, `/v1/skus/batch` and `/v1/locations[/{id}]`: admin
+//! writes, any role reads.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::error::{json_response, ApiError, ApiResult, Code};
-use super::input::{parse_object, path_id, Errors};
+use super::input::{join, objects, parse_object, path_id, Errors};
 use super::{AppState, Request};
 use crate::domain::catalog::{Location, LocationKind, Sku};
 use crate::domain::ids::{LocationId, SkuId};
-use crate::limits::{DIMENSION_MM_MAX, QTY_MAX, STOCK_MAX};
+use crate::limits::{BATCH_ITEMS_MAX, DIMENSION_MM_MAX, QTY_MAX, STOCK_MAX};
 
 const NAME_LEN_MAX: usize = 256;
 
@@ -37,45 +38,76 @@ pub fn location_json(id: &str, l: &Location) -> Value {
     })
 }
 
-pub async fn put_sku(state: &AppState, req: &Request, sku: &str) -> ApiResult {
-    req.principal.require_admin()?;
-    let sku = path_id(sku, "sku")?;
-    let m = parse_object(&req.body)?;
-    let mut e = Errors::default();
-    let name = e.string(&m, "name", "", NAME_LEN_MAX, true);
-    let weight_g = e.int(&m, "weight_g", "", 0, STOCK_MAX, false);
-    let max_qty = e.int(&m, "max_qty_per_reservation", "", 1, QTY_MAX, false);
-    let ship_alone = e.boolean(&m, "ship_alone", "").unwrap_or(false);
+/// A SKU's fields from `m`, errors named under `path`.
+fn parse_sku(e: &mut Errors, m: &Map<String, Value>, path: &str) -> Option<Sku> {
+    let name = e.string(m, "name", path, NAME_LEN_MAX, true);
+    let weight_g = e.int(m, "weight_g", path, 0, STOCK_MAX, false);
+    let max_qty = e.int(m, "max_qty_per_reservation", path, 1, QTY_MAX, false);
+    let ship_alone = e.boolean(m, "ship_alone", path).unwrap_or(false);
+    let dims_path = join(path, "dimensions_mm");
     let dimensions = match m.get("dimensions_mm") {
         None | Some(Value::Null) => None,
         Some(Value::Object(d)) => {
-            let side = |e: &mut Errors, k| e.int(d, k, "dimensions_mm", 1, DIMENSION_MM_MAX, true);
-            let (l, w, h) = (
-                side(&mut e, "length"),
-                side(&mut e, "width"),
-                side(&mut e, "height"),
-            );
-            match (l, w, h) {
+            let mut side = |k| e.int(d, k, &dims_path, 1, DIMENSION_MM_MAX, true);
+            match (side("length"), side("width"), side("height")) {
                 (Some(l), Some(w), Some(h)) => Some([l as u32, w as u32, h as u32]),
                 _ => None,
             }
         }
         Some(_) => {
-            e.add("dimensions_mm", "must be an object {length, width, height}");
+            e.add(dims_path, "must be an object {length, width, height}");
             None
         }
     };
-    e.into_result()?;
-    let value = Sku {
+    Some(Sku {
         weight_g: weight_g.map(|w| w as u32),
         max_qty_per_reservation: max_qty.map(|q| q as u32),
         dimensions_mm: dimensions,
         ship_alone,
-        ..Sku::named(name.unwrap_or_default())
-    };
+        ..Sku::named(name?)
+    })
+}
+
+pub async fn put_sku(state: &AppState, req: &Request, sku: &str) -> ApiResult {
+    req.principal.require_admin()?;
+    let sku = path_id(sku, "sku")?;
+    let m = parse_object(&req.body)?;
+    let mut e = Errors::default();
+    let value = parse_sku(&mut e, &m, "");
+    e.into_result()?;
+    let value = value.ok_or_else(|| ApiError::new(Code::ValidationFailed, "name"))?;
     let id = SkuId::parse(&sku).map_err(|_| ApiError::new(Code::ValidationFailed, "sku"))?;
     state.engine.put_sku(id, value.clone()).await?;
     Ok(json_response(200, &sku_json(&sku, &value)))
+}
+
+/// `POST /v1/skus/batch` `{"items":[{"sku", "name", ...}]}`: a bulk catalog
+/// import of up to `BATCH_ITEMS_MAX` SKUs, validated whole, then written as
+/// one journal record (all or nothing).
+pub async fn put_skus(state: &AppState, req: &Request) -> ApiResult {
+    req.principal.require_admin()?;
+    let m = parse_object(&req.body)?;
+    let mut e = Errors::default();
+    let mut skus = Vec::new();
+    let items = objects(
+        &mut e,
+        &m,
+        "items",
+        "item",
+        BATCH_ITEMS_MAX,
+        "{sku, name, ...}",
+    );
+    for (_, path, o) in items {
+        let id = e.id(o, "sku", &path, true);
+        let value = parse_sku(&mut e, o, &path);
+        if let (Some(id), Some(value)) = (id.and_then(|i| SkuId::parse(&i).ok()), value) {
+            skus.push((id, value));
+        }
+    }
+    e.into_result()?;
+    let applied = skus.len();
+    state.engine.put_skus(skus).await?;
+    Ok(json_response(200, &json!({ "applied": applied })))
 }
 
 pub fn get_sku(state: &AppState, _req: &Request, sku: &str) -> ApiResult {

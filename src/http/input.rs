@@ -180,34 +180,45 @@ impl Errors {
     }
 }
 
-/// The `lines` of a cart: an array of 1 to `CART_LINES_MAX` objects. Gives
-/// each object with its index and path (`lines[i]`); anything else is an error named
-/// by its path. `shape` completes "is required: an array of ...".
-pub fn cart_lines<'a>(
+/// An array of 1 to `max` objects under `key` (`noun` names one: "line",
+/// "item"). Gives each object with its index and path (`key[i]`); anything
+/// else is an error named by its path. `shape` completes "is required: an
+/// array of ...".
+pub fn objects<'a>(
     e: &mut Errors,
     m: &'a Map<String, Value>,
+    key: &str,
+    noun: &str,
+    max: usize,
     shape: &str,
 ) -> Vec<(usize, String, &'a Map<String, Value>)> {
-    use crate::limits::CART_LINES_MAX;
     let mut out = Vec::new();
-    match m.get("lines") {
-        Some(Value::Array(a)) if a.is_empty() => e.add("lines", "must have at least one line"),
-        Some(Value::Array(a)) if a.len() > CART_LINES_MAX => e.add(
-            "lines",
-            format!("a cart has at most {CART_LINES_MAX} lines"),
-        ),
+    match m.get(key) {
+        Some(Value::Array(a)) if a.is_empty() => {
+            e.add(key, format!("must have at least one {noun}"))
+        }
+        Some(Value::Array(a)) if a.len() > max => e.add(key, format!("at most {max} {noun}s")),
         Some(Value::Array(a)) => {
-            for (i, l) in a.iter().enumerate() {
-                let path = format!("lines[{i}]");
-                match l.as_object() {
+            for (i, x) in a.iter().enumerate() {
+                let path = format!("{key}[{i}]");
+                match x.as_object() {
                     Some(o) => out.push((i, path, o)),
                     None => e.add(path, "must be an object"),
                 }
             }
         }
-        _ => e.add("lines", format!("is required: an array of {shape}")),
+        _ => e.add(key, format!("is required: an array of {shape}")),
     }
     out
+}
+
+/// The `lines` of a cart: 1 to `CART_LINES_MAX` objects.
+pub fn cart_lines<'a>(
+    e: &mut Errors,
+    m: &'a Map<String, Value>,
+    shape: &str,
+) -> Vec<(usize, String, &'a Map<String, Value>)> {
+    objects(e, m, "lines", "line", crate::limits::CART_LINES_MAX, shape)
 }
 
 pub fn join(path: &str, key: &str) -> String {

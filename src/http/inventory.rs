@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use super::error::{json_response, ApiError, ApiResult, Code};
-use super::input::{parse_object, path_id, Errors};
+use super::input::{objects, parse_object, path_id, Errors};
 use super::{AppState, Request};
 use crate::actors::stock_shard::CountItem;
 use crate::config::Role;
@@ -189,32 +189,16 @@ pub async fn availability(state: &AppState, req: &Request, sku: &str) -> ApiResu
 pub async fn batch(state: &AppState, req: &Request) -> ApiResult {
     let m = parse_object(&req.body)?;
     let mut e = Errors::default();
-    let items = match m.get("items") {
-        Some(Value::Array(a)) if a.is_empty() => {
-            e.add("items", "must have at least one item");
-            return Err(ApiError::validation(e.0));
-        }
-        Some(Value::Array(a)) if a.len() <= BATCH_ITEMS_MAX => a,
-        Some(Value::Array(_)) => {
-            e.add("items", format!("at most {BATCH_ITEMS_MAX} items"));
-            return Err(ApiError::validation(e.0));
-        }
-        _ => {
-            e.add(
-                "items",
-                "is required: an array of {location, sku, on_hand, safety_stock}",
-            );
-            return Err(ApiError::validation(e.0));
-        }
-    };
     // Validate everything before writing anything.
-    let mut parsed = Vec::with_capacity(items.len());
-    for (i, it) in items.iter().enumerate() {
-        let path = format!("items[{i}]");
-        let Some(o) = it.as_object() else {
-            e.add(path, "must be an object");
-            continue;
-        };
+    let mut parsed = Vec::new();
+    for (i, path, o) in objects(
+        &mut e,
+        &m,
+        "items",
+        "item",
+        BATCH_ITEMS_MAX,
+        "{location, sku, on_hand, safety_stock}",
+    ) {
         let loc = e.id(o, "location", &path, true);
         let sku = e.id(o, "sku", &path, true);
         let on_hand = e.int(o, "on_hand", &path, 0, STOCK_MAX, true);

@@ -216,6 +216,7 @@ async fn handle(
     };
     let m = &req.method;
     match (&seg[1..], m) {
+        (["skus", "batch"], &Method::POST) => catalog::put_skus(state, &req).await,
         (["skus", sku], &Method::PUT) => catalog::put_sku(state, &req, sku).await,
         (["skus", sku], &Method::GET) => catalog::get_sku(state, &req, sku),
         (["skus", _], _) => Err(method_not_allowed("GET, PUT")),

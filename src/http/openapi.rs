@@ -106,6 +106,15 @@ const OPS: &[Op] = &[
     ),
     (
         "post",
+        "/v1/skus/batch",
+        "Bulk catalog import: up to 10,000 SKUs, all or nothing",
+        Some("SkuBatchInput"),
+        200,
+        "BatchResult",
+        &[400, 401, 403, 413, 422, 503],
+    ),
+    (
+        "post",
         "/v1/sourcing/plan",
         "Plan which locations would serve a cart (holds nothing)",
         Some("PlanInput"),
@@ -197,6 +206,37 @@ const OPS: &[Op] = &[
 ];
 
 fn schemas() -> Value {
+    let mut all = core_schemas();
+    if let (Some(a), Value::Object(more)) = (all.as_object_mut(), sourcing_schemas()) {
+        a.extend(more);
+    }
+    all
+}
+
+/// The bulk catalog import and the sourcing planner (one `json!` per half:
+/// the macro's recursion limit).
+fn sourcing_schemas() -> Value {
+    let id = json!({"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"});
+    let qty = json!({"type": "integer", "minimum": 1, "maximum": 1_000_000});
+    json!({
+        "SkuBatchInput": {"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "minItems": 1, "maxItems": 10000,
+            "items": {"allOf": [{"$ref": "#/components/schemas/SkuInput"}, {"type": "object", "required": ["sku"], "properties": {"sku": id}}]}}}},
+        "PlanInput": {"type": "object", "required": ["lines"], "properties": {
+            "lines": {"type": "array", "minItems": 1, "maxItems": 100, "items": {"type": "object", "required": ["sku", "qty"], "properties": {"sku": id, "qty": qty}}},
+            "destination": {"type": "object", "required": ["lat", "lon"], "properties": {"lat": {"type": "number", "minimum": -90, "maximum": 90}, "lon": {"type": "number", "minimum": -180, "maximum": 180}}},
+            "pickup_location": id, "explain": {"type": "boolean", "default": false}},
+            "description": "A destination or a pickup_location, exactly one."},
+        "Plan": {"type": "object", "properties": {
+            "shipments": {"type": "array", "items": {"type": "object", "properties": {"location": id, "lines": {"type": "array", "items": {"type": "object", "properties": {"sku": id, "qty": qty}}}, "distance_km": {"type": "number"}, "transfer": {"type": "boolean"}}}},
+            "unsourced": {"type": "array", "items": {"type": "object", "properties": {"sku": id, "qty": qty}}},
+            "method": {"enum": ["exact", "heuristic"]},
+            "explain": {"type": "array", "items": {"type": "object", "properties": {"location": id, "distance_km": {"type": "number"}, "chosen": {"type": "boolean"},
+                "lines": {"type": "array", "items": {"type": "object", "properties": {"sku": id, "qty": qty}}},
+                "scores": {"type": "object", "properties": {"distance": {"type": "number"}, "priority": {"type": "number"}, "rotation": {"type": "number"}, "total": {"type": "number"}}}}}}}}
+    })
+}
+
+fn core_schemas() -> Value {
     let id = json!({"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"});
     let qty = json!({"type": "integer", "minimum": 1, "maximum": 1_000_000});
     let stock = json!({"type": "integer", "minimum": 0, "maximum": 1_000_000_000i64});
@@ -226,18 +266,6 @@ fn schemas() -> Value {
             "ttl_s": {"type": "integer", "minimum": 1, "maximum": 86400, "default": 900}, "allow_partial": {"type": "boolean"},
             "destination": {"type": "object", "required": ["lat", "lon"], "properties": {"lat": {"type": "number", "minimum": -90, "maximum": 90}, "lon": {"type": "number", "minimum": -180, "maximum": 180}}},
             "pickup_location": id}},
-        "PlanInput": {"type": "object", "required": ["lines"], "properties": {
-            "lines": {"type": "array", "minItems": 1, "maxItems": 100, "items": {"type": "object", "required": ["sku", "qty"], "properties": {"sku": id, "qty": qty}}},
-            "destination": {"type": "object", "required": ["lat", "lon"], "properties": {"lat": {"type": "number", "minimum": -90, "maximum": 90}, "lon": {"type": "number", "minimum": -180, "maximum": 180}}},
-            "pickup_location": id, "explain": {"type": "boolean", "default": false}},
-            "description": "A destination or a pickup_location, exactly one."},
-        "Plan": {"type": "object", "properties": {
-            "shipments": {"type": "array", "items": {"type": "object", "properties": {"location": id, "lines": {"type": "array", "items": {"type": "object", "properties": {"sku": id, "qty": qty}}}, "distance_km": {"type": "number"}, "transfer": {"type": "boolean"}}}},
-            "unsourced": {"type": "array", "items": {"type": "object", "properties": {"sku": id, "qty": qty}}},
-            "method": {"enum": ["exact", "heuristic"]},
-            "explain": {"type": "array", "items": {"type": "object", "properties": {"location": id, "distance_km": {"type": "number"}, "chosen": {"type": "boolean"},
-                "lines": {"type": "array", "items": {"type": "object", "properties": {"sku": id, "qty": qty}}},
-                "scores": {"type": "object", "properties": {"distance": {"type": "number"}, "priority": {"type": "number"}, "rotation": {"type": "number"}, "total": {"type": "number"}}}}}}}},
         "ExtendInput": {"type": "object", "required": ["ttl_s"], "properties": {"ttl_s": {"type": "integer", "minimum": 1, "maximum": 86400}}},
         "Reservation": {"type": "object", "properties": {"id": id, "status": {"enum": ["held", "confirmed", "released", "expired", "fulfilled"]}, "expires_at": {"type": ["string", "null"], "format": "date-time"}, "created_at": {"type": "string", "format": "date-time"}, "lines": {"type": "array", "items": line}}},
         "Health": {"type": "object", "properties": {"status": {"type": "string"}}},
