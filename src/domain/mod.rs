@@ -4,6 +4,7 @@
 //! - `catalog`: SKUs and locations, interned to dense indices.
 //! - `stock`: one stock record and the decisions on it (hold, count, adjust).
 //! - `reservation`: a reservation's lines, status and transitions.
+//! - `order`: the order state machine: shipments, payment, cancel, returns.
 //! - `sourcing`: the fulfilment planner: which location serves which line.
 //! - `event`: the journal record bodies: facts that replay applies.
 //! - `model`: the whole engine state in one struct, decide + apply; the
@@ -13,6 +14,7 @@ pub mod catalog;
 pub mod event;
 pub mod ids;
 pub mod model;
+pub mod order;
 pub mod reservation;
 pub mod sourcing;
 pub mod stock;

@@ -1,0 +1,883 @@
+//! Orders: the state machine from checkout to doorstep or pickup counter,
+//! cancellations and returns (api.md, Orders). Pure: every change is decided
+//! here against the current order and returned as an `OrderEvent`, which
+//! `apply` folds in (the journal stores the events; replay applies them and
+//! never decides again).
+//!
+//! The lifecycle, per shipment (one per fulfilling location):
+//! - delivery: `pending` -> `picked` -> `packed` -> `shipped` -> `delivered`;
+//! - pickup from the pickup store itself: `pending` -> `picked` -> `packed`
+//!   -> `ready_for_pickup` -> `collected`;
+//! - pickup by transfer from another location: ... `packed` -> `shipped`
+//!   (to the store) -> `ready_for_pickup` -> `collected`.
+//!
+//! A shipment moves forward only. A step may be skipped (a carrier scans
+//! `shipped` without a `packed` scan) except into `delivered` (only from
+//! `shipped`) and `collected` (only from `ready_for_pickup`). The same status
+//! again changes nothing (a retried webhook). Money: the payment is
+//! authorized when the order is placed, captured when its first shipment
+//! ships (or is ready for pickup), voided on a cancel before that, refunded
+//! line by line on returns. An order can be cancelled until something has
+//! left a building; after that, returns.
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::{LocationId, SkuId};
+use super::TimeMs;
+
+/// An amount in minor units (cents).
+pub type Minor = i64;
+
+/// Parses a decimal amount of at most two decimals ("59.90", "12", "0.5")
+/// into minor units; `None` for anything else (signs, exponents, three
+/// decimals, more than 10^13 minor units).
+pub fn parse_minor(s: &str) -> Option<Minor> {
+    let (whole, frac) = match s.split_once('.') {
+        Some((w, f)) => (w, f),
+        None => (s, ""),
+    };
+    if whole.is_empty()
+        || whole.len() > 11
+        || frac.len() > 2
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+        || (s.contains('.') && frac.is_empty())
+    {
+        return None;
+    }
+    let w: i64 = whole.parse().ok()?;
+    let f: i64 = match frac.len() {
+        0 => 0,
+        1 => frac.parse::<i64>().ok()? * 10,
+        _ => frac.parse().ok()?,
+    };
+    w.checked_mul(100)?.checked_add(f)
+}
+
+/// Minor units as a decimal string with two decimals.
+pub fn format_minor(m: Minor) -> String {
+    format!("{}.{:02}", m / 100, m % 100)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Delivery {
+    Ship { lat: f64, lon: f64 },
+    Pickup { location: LocationId },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLine {
+    pub sku: SkuId,
+    pub qty: u32,
+    pub unit_price: Minor,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ShipStatus {
+    Pending,
+    Picked,
+    Packed,
+    Shipped,
+    ReadyForPickup,
+    Delivered,
+    Collected,
+}
+
+impl ShipStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShipStatus::Pending => "pending",
+            ShipStatus::Picked => "picked",
+            ShipStatus::Packed => "packed",
+            ShipStatus::Shipped => "shipped",
+            ShipStatus::ReadyForPickup => "ready_for_pickup",
+            ShipStatus::Delivered => "delivered",
+            ShipStatus::Collected => "collected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "picked" => ShipStatus::Picked,
+            "packed" => ShipStatus::Packed,
+            "shipped" => ShipStatus::Shipped,
+            "ready_for_pickup" => ShipStatus::ReadyForPickup,
+            "delivered" => ShipStatus::Delivered,
+            "collected" => ShipStatus::Collected,
+            _ => return None,
+        })
+    }
+
+    /// Goods have left their building (or are at the counter): no cancel.
+    fn left(self) -> bool {
+        self >= ShipStatus::Shipped
+    }
+
+    fn done(self) -> bool {
+        matches!(self, ShipStatus::Delivered | ShipStatus::Collected)
+    }
+}
+
+/// The kind of a shipment, which fixes its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Route {
+    /// To the customer's address.
+    Deliver,
+    /// Picked at the pickup store itself.
+    PickupHere,
+    /// From another location to the pickup store.
+    Transfer,
+}
+
+impl Route {
+    /// The statuses of this route, in order.
+    fn path(self) -> &'static [ShipStatus] {
+        use ShipStatus::*;
+        match self {
+            Route::Deliver => &[Pending, Picked, Packed, Shipped, Delivered],
+            Route::PickupHere => &[Pending, Picked, Packed, ReadyForPickup, Collected],
+            Route::Transfer => &[Pending, Picked, Packed, Shipped, ReadyForPickup, Collected],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shipment {
+    /// 1, 2, ... within the order.
+    pub id: u32,
+    pub location: LocationId,
+    pub route: Route,
+    /// (order line index, quantity).
+    pub lines: Vec<(usize, u32)>,
+    pub status: ShipStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PayState {
+    /// Waiting for the provider's answer.
+    Pending,
+    Authorized,
+    Declined,
+    Captured,
+    /// The authorization was released (a cancel before capture).
+    Voided,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payment {
+    pub provider: String,
+    pub state: PayState,
+    pub authorized: Minor,
+    pub captured: Minor,
+    pub refunded: Minor,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OrderStatus {
+    PendingPayment,
+    PaymentDeclined,
+    Confirmed,
+    InFulfilment,
+    Shipped,
+    ReadyForPickup,
+    Delivered,
+    Collected,
+    Cancelled,
+    Returned,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::PendingPayment => "pending_payment",
+            OrderStatus::PaymentDeclined => "payment_declined",
+            OrderStatus::Confirmed => "confirmed",
+            OrderStatus::InFulfilment => "in_fulfilment",
+            OrderStatus::Shipped => "shipped",
+            OrderStatus::ReadyForPickup => "ready_for_pickup",
+            OrderStatus::Delivered => "delivered",
+            OrderStatus::Collected => "collected",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::Returned => "returned",
+        }
+    }
+
+    /// Nothing more can happen but returns (or nothing at all).
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::PaymentDeclined
+                | OrderStatus::Delivered
+                | OrderStatus::Collected
+                | OrderStatus::Cancelled
+                | OrderStatus::Returned
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Order {
+    pub id: String,
+    pub lines: Vec<OrderLine>,
+    pub delivery: Delivery,
+    pub shipments: Vec<Shipment>,
+    pub payment: Payment,
+    /// Returned quantity per line.
+    pub returned: Vec<u32>,
+    pub cancelled: bool,
+    pub created_ms: TimeMs,
+    pub updated_ms: TimeMs,
+}
+
+/// Why a change was refused (409 `invalid_transition`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("the order is {0}")]
+    Finished(&'static str),
+    #[error("no shipment {0} in this order")]
+    NoShipment(u32),
+    #[error("shipment {id} is {from}: it cannot become {to}")]
+    Backwards {
+        id: u32,
+        from: &'static str,
+        to: &'static str,
+    },
+    #[error("a {route} shipment never becomes {to}")]
+    NotOnRoute {
+        route: &'static str,
+        to: &'static str,
+    },
+    #[error("shipment {id} must be {need} before it is {to}")]
+    Skipped {
+        id: u32,
+        need: &'static str,
+        to: &'static str,
+    },
+    #[error("shipment {0} has left its building: return the goods instead")]
+    AlreadyLeft(u32),
+    #[error("the payment is not authorized")]
+    NotPaid,
+    #[error(
+        "line {line}: {asked} returned, but only {can} can be (delivered and not yet returned)"
+    )]
+    TooManyReturned { line: usize, asked: u32, can: u32 },
+    #[error("a return must name at least one unit")]
+    EmptyReturn,
+}
+
+/// A fact about an order, as the journal keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum OrderEvent {
+    Placed(Box<Order>),
+    PaymentAuthorized {
+        amount: Minor,
+        at_ms: TimeMs,
+    },
+    PaymentDeclined {
+        at_ms: TimeMs,
+    },
+    ShipmentMoved {
+        shipment: u32,
+        to: ShipStatus,
+        /// Captured with this move (the first shipment to leave).
+        captured: Minor,
+        at_ms: TimeMs,
+    },
+    Cancelled {
+        voided: bool,
+        at_ms: TimeMs,
+    },
+    Returned {
+        /// (line, quantity)
+        lines: Vec<(usize, u32)>,
+        location: LocationId,
+        refund: Minor,
+        at_ms: TimeMs,
+    },
+}
+
+impl Order {
+    /// A new order, its payment pending.
+    pub fn new(
+        id: String,
+        lines: Vec<OrderLine>,
+        delivery: Delivery,
+        shipments: Vec<Shipment>,
+        provider: String,
+        now: TimeMs,
+    ) -> Order {
+        let n = lines.len();
+        Order {
+            id,
+            lines,
+            delivery,
+            shipments,
+            payment: Payment {
+                provider,
+                state: PayState::Pending,
+                authorized: 0,
+                captured: 0,
+                refunded: 0,
+            },
+            returned: vec![0; n],
+            cancelled: false,
+            created_ms: now,
+            updated_ms: now,
+        }
+    }
+
+    pub fn total(&self) -> Minor {
+        self.lines
+            .iter()
+            .map(|l| l.unit_price * i64::from(l.qty))
+            .sum()
+    }
+
+    pub fn status(&self) -> OrderStatus {
+        if self.cancelled {
+            return OrderStatus::Cancelled;
+        }
+        match self.payment.state {
+            PayState::Pending => return OrderStatus::PendingPayment,
+            PayState::Declined => return OrderStatus::PaymentDeclined,
+            _ => {}
+        }
+        let pickup = matches!(self.delivery, Delivery::Pickup { .. });
+        let all = |f: &dyn Fn(ShipStatus) -> bool| self.shipments.iter().all(|s| f(s.status));
+        if !self.shipments.is_empty() && all(&|s| s.done()) {
+            let fully_returned = self
+                .lines
+                .iter()
+                .zip(&self.returned)
+                .all(|(l, r)| *r >= l.qty);
+            return if fully_returned {
+                OrderStatus::Returned
+            } else if pickup {
+                OrderStatus::Collected
+            } else {
+                OrderStatus::Delivered
+            };
+        }
+        if pickup && all(&|s| s >= ShipStatus::ReadyForPickup) {
+            return OrderStatus::ReadyForPickup;
+        }
+        if !pickup && all(&|s| s >= ShipStatus::Shipped) {
+            return OrderStatus::Shipped;
+        }
+        if self
+            .shipments
+            .iter()
+            .any(|s| s.status > ShipStatus::Pending)
+        {
+            return OrderStatus::InFulfilment;
+        }
+        OrderStatus::Confirmed
+    }
+
+    fn refuse_if_finished(&self) -> Result<(), Refused> {
+        let s = self.status();
+        if matches!(
+            s,
+            OrderStatus::Cancelled | OrderStatus::PaymentDeclined | OrderStatus::Returned
+        ) {
+            return Err(Refused::Finished(s.as_str()));
+        }
+        Ok(())
+    }
+
+    /// Decides a shipment event.
+    pub fn decide_move(
+        &self,
+        shipment: u32,
+        to: ShipStatus,
+        now: TimeMs,
+    ) -> Result<Option<OrderEvent>, Refused> {
+        self.refuse_if_finished()?;
+        if !matches!(
+            self.payment.state,
+            PayState::Authorized | PayState::Captured
+        ) {
+            return Err(Refused::NotPaid);
+        }
+        let s = self
+            .shipments
+            .iter()
+            .find(|s| s.id == shipment)
+            .ok_or(Refused::NoShipment(shipment))?;
+        let path = s.route.path();
+        let route = match s.route {
+            Route::Deliver => "delivery",
+            Route::PickupHere => "pickup",
+            Route::Transfer => "transfer",
+        };
+        let Some(to_i) = path.iter().position(|p| *p == to) else {
+            return Err(Refused::NotOnRoute {
+                route,
+                to: to.as_str(),
+            });
+        };
+        let from_i = path.iter().position(|p| *p == s.status).unwrap_or(0);
+        if to_i == from_i {
+            return Ok(None);
+        }
+        if to_i < from_i {
+            return Err(Refused::Backwards {
+                id: shipment,
+                from: s.status.as_str(),
+                to: to.as_str(),
+            });
+        }
+        // The last step of a route is taken only from the one before it.
+        if to.done() && from_i + 1 != to_i {
+            return Err(Refused::Skipped {
+                id: shipment,
+                need: path[to_i - 1].as_str(),
+                to: to.as_str(),
+            });
+        }
+        let captured = if to.left() && self.payment.state == PayState::Authorized {
+            self.payment.authorized
+        } else {
+            0
+        };
+        Ok(Some(OrderEvent::ShipmentMoved {
+            shipment,
+            to,
+            captured,
+            at_ms: now,
+        }))
+    }
+
+    /// Decides a cancel: only while nothing has left a building.
+    pub fn decide_cancel(&self, now: TimeMs) -> Result<Option<OrderEvent>, Refused> {
+        if self.cancelled {
+            return Ok(None);
+        }
+        self.refuse_if_finished()?;
+        if let Some(s) = self.shipments.iter().find(|s| s.status.left()) {
+            return Err(Refused::AlreadyLeft(s.id));
+        }
+        Ok(Some(OrderEvent::Cancelled {
+            voided: self.payment.state == PayState::Authorized,
+            at_ms: now,
+        }))
+    }
+
+    /// Decides a return of `lines` (line, quantity) restocked at `location`:
+    /// only what was delivered or collected and not yet returned.
+    pub fn decide_return(
+        &self,
+        lines: &[(usize, u32)],
+        location: LocationId,
+        now: TimeMs,
+    ) -> Result<OrderEvent, Refused> {
+        if self.cancelled {
+            return Err(Refused::Finished("cancelled"));
+        }
+        if lines.iter().all(|(_, q)| *q == 0) {
+            return Err(Refused::EmptyReturn);
+        }
+        let mut asked = vec![0u32; self.lines.len()];
+        for &(line, qty) in lines {
+            let Some(a) = asked.get_mut(line) else {
+                return Err(Refused::TooManyReturned {
+                    line,
+                    asked: qty,
+                    can: 0,
+                });
+            };
+            *a = a.saturating_add(qty);
+        }
+        let mut refund = 0;
+        for (line, &a) in asked.iter().enumerate() {
+            if a == 0 {
+                continue;
+            }
+            let delivered: u32 = self
+                .shipments
+                .iter()
+                .filter(|s| s.status.done())
+                .flat_map(|s| s.lines.iter())
+                .filter(|(l, _)| *l == line)
+                .map(|(_, q)| *q)
+                .sum();
+            let can = delivered.saturating_sub(self.returned[line]);
+            if a > can {
+                return Err(Refused::TooManyReturned {
+                    line,
+                    asked: a,
+                    can,
+                });
+            }
+            refund += self.lines[line].unit_price * i64::from(a);
+        }
+        // Never more than was captured and not yet refunded.
+        let refund = refund.min(self.payment.captured - self.payment.refunded);
+        Ok(OrderEvent::Returned {
+            lines: asked
+                .iter()
+                .enumerate()
+                .filter(|(_, q)| **q > 0)
+                .map(|(l, q)| (l, *q))
+                .collect(),
+            location,
+            refund,
+            at_ms: now,
+        })
+    }
+
+    /// Folds in one fact (replay applies, never decides).
+    pub fn apply(&mut self, e: &OrderEvent) {
+        match e {
+            OrderEvent::Placed(o) => *self = (**o).clone(),
+            OrderEvent::PaymentAuthorized { amount, at_ms } => {
+                self.payment.state = PayState::Authorized;
+                self.payment.authorized = *amount;
+                self.updated_ms = *at_ms;
+            }
+            OrderEvent::PaymentDeclined { at_ms } => {
+                self.payment.state = PayState::Declined;
+                self.updated_ms = *at_ms;
+            }
+            OrderEvent::ShipmentMoved {
+                shipment,
+                to,
+                captured,
+                at_ms,
+            } => {
+                if let Some(s) = self.shipments.iter_mut().find(|s| s.id == *shipment) {
+                    s.status = *to;
+                }
+                if *captured > 0 {
+                    self.payment.state = PayState::Captured;
+                    self.payment.captured = *captured;
+                }
+                self.updated_ms = *at_ms;
+            }
+            OrderEvent::Cancelled { voided, at_ms } => {
+                self.cancelled = true;
+                if *voided {
+                    self.payment.state = PayState::Voided;
+                }
+                self.updated_ms = *at_ms;
+            }
+            OrderEvent::Returned {
+                lines,
+                refund,
+                at_ms,
+                ..
+            } => {
+                for (l, q) in lines {
+                    if let Some(r) = self.returned.get_mut(*l) {
+                        *r += q;
+                    }
+                }
+                self.payment.refunded += refund;
+                self.updated_ms = *at_ms;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn loc(s: &str) -> LocationId {
+        LocationId::parse(s).expect("id")
+    }
+
+    /// Two lines (2 x 10.00, 1 x 5.50) from two locations.
+    fn order(pickup: bool) -> Order {
+        let lines = vec![
+            OrderLine {
+                sku: SkuId::parse("A").expect("id"),
+                qty: 2,
+                unit_price: 1000,
+            },
+            OrderLine {
+                sku: SkuId::parse("B").expect("id"),
+                qty: 1,
+                unit_price: 550,
+            },
+        ];
+        let (delivery, routes) = if pickup {
+            (
+                Delivery::Pickup {
+                    location: loc("S1"),
+                },
+                [Route::PickupHere, Route::Transfer],
+            )
+        } else {
+            (
+                Delivery::Ship {
+                    lat: 45.0,
+                    lon: 9.0,
+                },
+                [Route::Deliver, Route::Deliver],
+            )
+        };
+        let shipments = vec![
+            Shipment {
+                id: 1,
+                location: loc("S1"),
+                route: routes[0],
+                lines: vec![(0, 2)],
+                status: ShipStatus::Pending,
+            },
+            Shipment {
+                id: 2,
+                location: loc("DC"),
+                route: routes[1],
+                lines: vec![(1, 1)],
+                status: ShipStatus::Pending,
+            },
+        ];
+        let mut o = Order::new(
+            "O-1".into(),
+            lines,
+            delivery,
+            shipments,
+            "sandbox".into(),
+            0,
+        );
+        let total = o.total();
+        o.apply(&OrderEvent::PaymentAuthorized {
+            amount: total,
+            at_ms: 1,
+        });
+        o
+    }
+
+    fn step(o: &mut Order, shipment: u32, to: ShipStatus) -> Result<(), Refused> {
+        if let Some(e) = o.decide_move(shipment, to, 10)? {
+            o.apply(&e);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn amounts_parse_as_minor_units() {
+        assert_eq!(parse_minor("59.90"), Some(5990));
+        assert_eq!(parse_minor("12"), Some(1200));
+        assert_eq!(parse_minor("0.5"), Some(50));
+        for bad in ["", "-1", "1.234", "1e3", "1.", ".5", "abc", "999999999999"] {
+            assert_eq!(parse_minor(bad), None, "{bad}");
+        }
+        assert_eq!(format_minor(5990), "59.90");
+        assert_eq!(format_minor(5), "0.05");
+    }
+
+    #[test]
+    fn ship_to_home_captures_on_the_first_shipment_and_ends_delivered() {
+        let mut o = order(false);
+        assert_eq!((o.status(), o.total()), (OrderStatus::Confirmed, 2550));
+        step(&mut o, 1, ShipStatus::Picked).expect("picked");
+        assert_eq!(o.status(), OrderStatus::InFulfilment);
+        assert_eq!(o.payment.captured, 0);
+        // A carrier scan may skip `packed`.
+        step(&mut o, 1, ShipStatus::Shipped).expect("shipped");
+        assert_eq!(
+            (o.payment.state, o.payment.captured),
+            (PayState::Captured, 2550)
+        );
+        // The same status again changes nothing.
+        assert_eq!(o.decide_move(1, ShipStatus::Shipped, 11), Ok(None));
+        // Never backwards; delivered only from shipped.
+        assert!(matches!(
+            o.decide_move(1, ShipStatus::Packed, 11),
+            Err(Refused::Backwards { .. })
+        ));
+        assert!(matches!(
+            o.decide_move(2, ShipStatus::Delivered, 11),
+            Err(Refused::Skipped { .. })
+        ));
+        assert!(matches!(
+            o.decide_move(2, ShipStatus::ReadyForPickup, 11),
+            Err(Refused::NotOnRoute { .. })
+        ));
+        // Nothing can be cancelled once a parcel left.
+        assert_eq!(o.decide_cancel(12), Err(Refused::AlreadyLeft(1)));
+        step(&mut o, 2, ShipStatus::Shipped).expect("shipped");
+        assert_eq!(o.status(), OrderStatus::Shipped);
+        // Captured once.
+        assert_eq!(o.payment.captured, 2550);
+        step(&mut o, 1, ShipStatus::Delivered).expect("delivered");
+        step(&mut o, 2, ShipStatus::Delivered).expect("delivered");
+        assert_eq!(o.status(), OrderStatus::Delivered);
+    }
+
+    #[test]
+    fn pay_and_collect_from_the_store_and_by_transfer() {
+        let mut o = order(true);
+        // The store's own part is never "shipped"; the transfer is.
+        assert!(matches!(
+            o.decide_move(1, ShipStatus::Shipped, 5),
+            Err(Refused::NotOnRoute { .. })
+        ));
+        step(&mut o, 1, ShipStatus::ReadyForPickup).expect("ready");
+        assert_eq!(o.payment.state, PayState::Captured);
+        assert_eq!(o.status(), OrderStatus::InFulfilment);
+        assert!(matches!(
+            o.decide_move(2, ShipStatus::Collected, 5),
+            Err(Refused::Skipped { .. })
+        ));
+        step(&mut o, 2, ShipStatus::Shipped).expect("transfer left the DC");
+        step(&mut o, 2, ShipStatus::ReadyForPickup).expect("arrived");
+        assert_eq!(o.status(), OrderStatus::ReadyForPickup);
+        step(&mut o, 1, ShipStatus::Collected).expect("collected");
+        step(&mut o, 2, ShipStatus::Collected).expect("collected");
+        assert_eq!(o.status(), OrderStatus::Collected);
+    }
+
+    #[test]
+    fn cancel_voids_the_authorization_and_ends_everything() {
+        let mut o = order(false);
+        step(&mut o, 1, ShipStatus::Packed).expect("packed");
+        let e = o.decide_cancel(3).expect("cancellable").expect("an event");
+        o.apply(&e);
+        assert_eq!(
+            (o.status(), o.payment.state),
+            (OrderStatus::Cancelled, PayState::Voided)
+        );
+        assert_eq!(o.decide_cancel(4), Ok(None), "cancelling twice is a no-op");
+        assert_eq!(
+            o.decide_move(1, ShipStatus::Shipped, 4),
+            Err(Refused::Finished("cancelled"))
+        );
+        assert!(o.decide_return(&[(0, 1)], loc("S1"), 4).is_err());
+    }
+
+    #[test]
+    fn returns_refund_only_what_was_delivered_once() {
+        let mut o = order(false);
+        for s in [1, 2] {
+            step(&mut o, s, ShipStatus::Shipped).expect("shipped");
+        }
+        // Nothing delivered yet: nothing to return.
+        assert!(matches!(
+            o.decide_return(&[(0, 1)], loc("S1"), 5),
+            Err(Refused::TooManyReturned { can: 0, .. })
+        ));
+        step(&mut o, 1, ShipStatus::Delivered).expect("delivered");
+        let e = o.decide_return(&[(0, 1)], loc("S1"), 6).expect("a return");
+        assert!(matches!(&e, OrderEvent::Returned { refund: 1000, .. }));
+        o.apply(&e);
+        assert_eq!((o.returned.clone(), o.payment.refunded), (vec![1, 0], 1000));
+        assert!(matches!(
+            o.decide_return(&[(0, 2)], loc("S1"), 7),
+            Err(Refused::TooManyReturned {
+                asked: 2,
+                can: 1,
+                ..
+            })
+        ));
+        assert_eq!(
+            o.decide_return(&[(0, 0)], loc("S1"), 7),
+            Err(Refused::EmptyReturn)
+        );
+        assert!(o.decide_return(&[(9, 1)], loc("S1"), 7).is_err());
+        step(&mut o, 2, ShipStatus::Delivered).expect("delivered");
+        let e = o
+            .decide_return(&[(0, 1), (1, 1)], loc("S1"), 8)
+            .expect("the rest");
+        o.apply(&e);
+        assert_eq!(o.status(), OrderStatus::Returned);
+        assert_eq!(o.payment.refunded, o.payment.captured);
+    }
+
+    #[test]
+    fn nothing_moves_before_the_payment_is_authorized_or_after_a_decline() {
+        let mut o = order(false);
+        o.payment.state = PayState::Pending;
+        assert_eq!(o.status(), OrderStatus::PendingPayment);
+        assert_eq!(
+            o.decide_move(1, ShipStatus::Picked, 1),
+            Err(Refused::NotPaid)
+        );
+        o.apply(&OrderEvent::PaymentDeclined { at_ms: 2 });
+        assert_eq!(o.status(), OrderStatus::PaymentDeclined);
+        assert!(o.decide_move(1, ShipStatus::Picked, 3).is_err());
+        assert!(o.decide_cancel(3).is_err());
+    }
+
+    #[derive(Debug, Clone)]
+    enum Cmd {
+        Move(u32, ShipStatus),
+        Cancel,
+        Return(usize, u32),
+    }
+
+    fn cmd() -> impl Strategy<Value = Cmd> {
+        let status = prop_oneof![
+            Just(ShipStatus::Picked),
+            Just(ShipStatus::Packed),
+            Just(ShipStatus::Shipped),
+            Just(ShipStatus::ReadyForPickup),
+            Just(ShipStatus::Delivered),
+            Just(ShipStatus::Collected),
+        ];
+        prop_oneof![
+            6 => (1..4u32, status).prop_map(|(s, t)| Cmd::Move(s, t)),
+            1 => Just(Cmd::Cancel),
+            2 => (0..3usize, 0..3u32).prop_map(|(l, q)| Cmd::Return(l, q)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        /// Whatever the clients send, in any order: money never goes
+        /// backwards or beyond what was authorized, returns never exceed
+        /// deliveries, shipments only move forward, a cancelled order has
+        /// nothing out of its buildings, and replaying the events gives the
+        /// same order.
+        #[test]
+        fn any_command_sequence_keeps_the_invariants(
+            pickup in any::<bool>(),
+            cmds in prop::collection::vec(cmd(), 0..40),
+        ) {
+            let start = order(pickup);
+            let mut o = start.clone();
+            let mut events = Vec::new();
+            for (t, c) in cmds.into_iter().enumerate() {
+                let before = o.clone();
+                let e = match c {
+                    Cmd::Move(s, to) => o.decide_move(s, to, t as i64).ok().flatten(),
+                    Cmd::Cancel => o.decide_cancel(t as i64).ok().flatten(),
+                    Cmd::Return(l, q) => o.decide_return(&[(l, q)], loc("S1"), t as i64).ok(),
+                };
+                if let Some(e) = e {
+                    o.apply(&e);
+                    events.push(e);
+                }
+                for (a, b) in before.shipments.iter().zip(&o.shipments) {
+                    prop_assert!(b.status >= a.status, "a shipment moved backwards");
+                }
+                prop_assert!(o.payment.captured >= before.payment.captured);
+                prop_assert!(o.payment.refunded >= before.payment.refunded);
+                prop_assert!(o.payment.captured <= o.payment.authorized);
+                prop_assert!(o.payment.refunded <= o.payment.captured);
+                for (l, line) in o.lines.iter().enumerate() {
+                    let delivered: u32 = o.shipments.iter()
+                        .filter(|s| s.status.done())
+                        .flat_map(|s| s.lines.iter())
+                        .filter(|(x, _)| *x == l)
+                        .map(|(_, q)| *q)
+                        .sum();
+                    prop_assert!(o.returned[l] <= delivered && delivered <= line.qty);
+                }
+                if o.cancelled {
+                    prop_assert!(o.shipments.iter().all(|s| !s.status.left()));
+                    prop_assert_eq!(o.payment.captured, 0);
+                }
+            }
+            let mut replayed = start;
+            for e in &events {
+                replayed.apply(e);
+            }
+            prop_assert_eq!(replayed, o);
+        }
+    }
+}
