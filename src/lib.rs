@@ -5,6 +5,8 @@
 //! - `http`: warp routes, auth, validation, problem+json errors.
 //! - `actors`: actix actors that own domain state and talk to the journal.
 //! - `persistence`: the journal (append, group commit, recovery) and snapshots.
+//! - `payments`: the `PaymentProvider` trait and its providers (the sandbox).
+//! - `collections`: maps and queues that grow without a pause.
 //! - `domain`: pure logic: no I/O, no clock reads.
 //! - `limits`: every bound, with what it costs.
 //! - `clock`: the only place that reads the wall clock.
@@ -18,5 +20,6 @@ pub mod http;
 pub mod import;
 pub mod limits;
 pub mod metrics;
+pub mod payments;
 pub mod persistence;
 pub mod server;

@@ -1,0 +1,64 @@
+//! Payments behind one trait: authorize, capture, refund, void, each
+//! idempotent by a key the caller chooses (a retry after a timeout must
+//! never charge twice).
+//!
+//! - `sandbox`: outcomes fixed by the amount, so order flows are tested end
+//!   to end without a provider. The real adapters (Adyen, Amazon Pay,
+//!   Scalapay, GestPay) speak their providers' wire formats (issue 7).
+
+pub mod sandbox;
+
+use futures::future::BoxFuture;
+
+use crate::domain::order::Minor;
+
+/// What an authorization asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorize {
+    /// The same key again answers the first answer again.
+    pub idempotency_key: String,
+    pub order: String,
+    pub amount: Minor,
+    /// ISO 4217, e.g. "EUR".
+    pub currency: String,
+}
+
+/// A capture, refund or void of an authorization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Follow {
+    pub idempotency_key: String,
+    /// The provider's reference of the authorization.
+    pub reference: String,
+    pub amount: Minor,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authorization {
+    Authorized { reference: String },
+    Declined { reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PaymentError {
+    /// The provider could not be reached or answered 5xx: try again later
+    /// with the same key.
+    #[error("payment provider unavailable: {0}")]
+    Unavailable(String),
+    /// The provider refused the request itself (an amount over what is
+    /// left, a key reused with other parameters): retrying cannot help.
+    #[error("payment provider refused the request: {0}")]
+    Rejected(String),
+}
+
+/// A payment provider. Every call is idempotent by its key.
+pub trait PaymentProvider: Send + Sync {
+    fn name(&self) -> &str;
+    fn authorize<'a>(
+        &'a self,
+        r: &'a Authorize,
+    ) -> BoxFuture<'a, Result<Authorization, PaymentError>>;
+    fn capture<'a>(&'a self, r: &'a Follow) -> BoxFuture<'a, Result<(), PaymentError>>;
+    fn refund<'a>(&'a self, r: &'a Follow) -> BoxFuture<'a, Result<(), PaymentError>>;
+    /// Releases what is authorized and not captured.
+    fn void<'a>(&'a self, r: &'a Follow) -> BoxFuture<'a, Result<(), PaymentError>>;
+}
