@@ -24,6 +24,7 @@ pub enum Route {
     InventoryBatch,
     Availability,
     SourcingPlan,
+    Orders,
     CatalogWrite,
     CatalogRead,
     Operations,
@@ -32,7 +33,7 @@ pub enum Route {
 }
 
 impl Route {
-    pub const ALL: [Route; 13] = [
+    pub const ALL: [Route; 14] = [
         Route::ReservationsCreate,
         Route::ReservationsTransition,
         Route::ReservationsGet,
@@ -41,6 +42,7 @@ impl Route {
         Route::InventoryBatch,
         Route::Availability,
         Route::SourcingPlan,
+        Route::Orders,
         Route::CatalogWrite,
         Route::CatalogRead,
         Route::Operations,
@@ -59,6 +61,7 @@ impl Route {
             Route::InventoryBatch => "inventory_batch",
             Route::Availability => "availability",
             Route::SourcingPlan => "sourcing_plan",
+            Route::Orders => "orders",
             Route::CatalogWrite => "catalog_write",
             Route::CatalogRead => "catalog_read",
             Route::Operations => "operations",

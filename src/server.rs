@@ -48,6 +48,10 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
         engine: engine.clone(),
         auth: Auth::new(cfg.tokens.as_deref()),
         idem,
+        payments: vec![(
+            "sandbox".to_string(),
+            Arc::new(crate::payments::sandbox::Sandbox::new()),
+        )],
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -23,6 +23,7 @@ use crate::domain::catalog::{Catalog, LocIdx, Location, Sku, SkuIdx};
 use crate::domain::event::{Event, IdemKey};
 use crate::domain::ids::{LocationId, ReservationId, SkuId};
 use crate::domain::model::{IdemEntry, Shortage, TransitionRefused};
+use crate::domain::order::{Order, OrderEvent, Refused};
 use crate::domain::reservation::{expires_at, Line, Reservation, Transition};
 use crate::domain::sourcing::{
     self, LineStock, PickupRefused, Plan, PlanLine, Site, Sites, Target, Weights,
@@ -108,7 +109,22 @@ struct Inner {
     /// from the catalog when it has moved.
     locations_version: AtomicU64,
     sites: RwLock<Option<(u64, Arc<Sites>)>>,
+    /// Live and finished orders, in shards by id. Each shard's lock orders
+    /// the decision, the journal append and the change alike (as the
+    /// catalog's does): one order is one state machine, never two writers.
+    orders: Vec<Mutex<ahash::AHashMap<String, Order>>>,
 }
+
+/// Order shards: enough that two orders rarely share a lock.
+const ORDER_SHARDS: usize = 64;
+
+fn order_shard(id: &str) -> usize {
+    (crate::domain::event::fnv1a64(id.as_bytes()) % ORDER_SHARDS as u64) as usize
+}
+
+/// An order with this id exists already.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderExists(pub Order);
 
 /// The engine: cheap to clone; every clone talks to the same actors.
 #[derive(Clone)]
@@ -179,6 +195,12 @@ impl Engine {
             books[book_of(&id, n)].insert(id, r);
         }
         let idempotency = model.idem.into_iter().collect();
+        let orders: Vec<Mutex<ahash::AHashMap<String, Order>>> = (0..ORDER_SHARDS)
+            .map(|_| Mutex::new(Default::default()))
+            .collect();
+        for (id, o) in model.orders {
+            orders[order_shard(&id)].lock().insert(id, o);
+        }
 
         let (tx, rx) = std::sync::mpsc::channel();
         let journal2 = journal.clone();
@@ -239,6 +261,7 @@ impl Engine {
             weights: cfg.sourcing,
             locations_version: AtomicU64::new(0),
             sites: RwLock::new(None),
+            orders,
         }));
         Ok((
             engine,
@@ -420,6 +443,97 @@ impl Engine {
             &self.0.weights,
             explain,
         ))
+    }
+
+    // ---- orders --------------------------------------------------------
+
+    pub fn order(&self, id: &str) -> Option<Order> {
+        self.0.orders[order_shard(id)].lock().get(id).cloned()
+    }
+
+    /// Places `order` with the payment's answer `then`, as one journal
+    /// record. Answers once it is durable.
+    pub async fn place_order(
+        &self,
+        order: Order,
+        then: OrderEvent,
+    ) -> Result<Result<Order, OrderExists>, EngineError> {
+        let id = order.id.clone();
+        let (placed, durable) = {
+            let mut shard = self.0.orders[order_shard(&id)].lock();
+            if let Some(o) = shard.get(&id) {
+                return Ok(Err(OrderExists(o.clone())));
+            }
+            let events = vec![OrderEvent::Placed(Box::new(order.clone())), then];
+            let durable = self.0.journal.append(&Event::Order {
+                id: id.clone(),
+                events: events.clone(),
+            })?;
+            let mut o = order;
+            for e in &events[1..] {
+                o.apply(e);
+            }
+            shard.insert(id, o.clone());
+            (o, durable)
+        };
+        durable.await?;
+        Ok(Ok(placed))
+    }
+
+    /// Decides a change of order `id` under its shard's lock, journals it
+    /// and applies it; a return's restock goes to the stock shard. `None`:
+    /// no such order. The event is `None` when nothing changed.
+    pub async fn order_change(
+        &self,
+        id: &str,
+        decide: impl FnOnce(&Order) -> Result<Option<OrderEvent>, Refused>,
+    ) -> Result<Option<Result<(Order, Option<OrderEvent>), Refused>>, EngineError> {
+        let (o, e, durable) = {
+            let mut shard = self.0.orders[order_shard(id)].lock();
+            let Some(o) = shard.get_mut(id) else {
+                return Ok(None);
+            };
+            let e = match decide(o) {
+                Err(r) => return Ok(Some(Err(r))),
+                Ok(None) => return Ok(Some(Ok((o.clone(), None)))),
+                Ok(Some(e)) => e,
+            };
+            let durable = self.0.journal.append(&Event::Order {
+                id: id.to_string(),
+                events: vec![e.clone()],
+            })?;
+            if let OrderEvent::Returned {
+                lines, location, ..
+            } = &e
+            {
+                self.restock(o, lines, location);
+            }
+            o.apply(&e);
+            (o.clone(), e, durable)
+        };
+        durable.await?;
+        Ok(Some(Ok((o, Some(e)))))
+    }
+
+    /// The stock side of a journaled return: on_hand grows where the goods
+    /// came back (replay does the same from the order's record).
+    fn restock(&self, o: &Order, lines: &[(usize, u32)], location: &LocationId) {
+        let c = self.catalog();
+        let Some(l) = c.location_idx(location.as_str()) else {
+            return;
+        };
+        for (line, qty) in lines {
+            if let Some(s) = o.lines.get(*line).and_then(|x| c.sku_idx(x.sku.as_str())) {
+                self.stock_of(s).do_send(ApplyDeltas(vec![(
+                    s,
+                    l,
+                    StockDelta {
+                        on_hand: i64::from(*qty),
+                        ..StockDelta::default()
+                    },
+                )]));
+            }
+        }
     }
 
     // ---- stock ---------------------------------------------------------

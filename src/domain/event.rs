@@ -84,6 +84,12 @@ pub enum Event {
     SkusPut {
         skus: Vec<(SkuId, Sku)>,
     },
+    /// Facts about one order, applied together (placing an order and its
+    /// payment's answer are one record).
+    Order {
+        id: String,
+        events: Vec<super::order::OrderEvent>,
+    },
 }
 
 impl Event {

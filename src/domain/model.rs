@@ -58,6 +58,9 @@ pub struct Model {
     pub stock: StockTable,
     pub reservations: AHashMap<ReservationId, Reservation>,
     pub idem: AHashMap<(u64, String), IdemEntry>,
+    /// Orders by id (added after the first snapshot format: default).
+    #[serde(default)]
+    pub orders: std::collections::BTreeMap<String, super::order::Order>,
 }
 
 impl Model {
@@ -79,6 +82,44 @@ impl Model {
         match e {
             Event::SkuPut { sku, value } => {
                 self.catalog.put_sku(sku.clone(), value.clone());
+            }
+            Event::Order { id, events } => {
+                for e in events {
+                    if let super::order::OrderEvent::Placed(o) = e {
+                        self.orders.insert(id.clone(), (**o).clone());
+                        continue;
+                    }
+                    // A return restocks where the goods came back.
+                    if let super::order::OrderEvent::Returned {
+                        lines, location, ..
+                    } = e
+                    {
+                        let skus: Vec<SkuId> = self
+                            .orders
+                            .get(id)
+                            .map(|o| {
+                                lines
+                                    .iter()
+                                    .filter_map(|(l, _)| o.lines.get(*l).map(|x| x.sku.clone()))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        for (sku, (_, qty)) in skus.iter().zip(lines) {
+                            let (s, l) = self.sku_loc(sku, location)?;
+                            self.stock.apply(
+                                s,
+                                l,
+                                StockDelta {
+                                    on_hand: i64::from(*qty),
+                                    ..StockDelta::default()
+                                },
+                            );
+                        }
+                    }
+                    if let Some(o) = self.orders.get_mut(id) {
+                        o.apply(e);
+                    }
+                }
             }
             Event::SkusPut { skus } => {
                 for (sku, value) in skus {

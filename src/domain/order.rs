@@ -113,7 +113,7 @@ impl ShipStatus {
         self >= ShipStatus::Shipped
     }
 
-    fn done(self) -> bool {
+    pub fn done(self) -> bool {
         matches!(self, ShipStatus::Delivered | ShipStatus::Collected)
     }
 }
@@ -130,6 +130,22 @@ pub enum Route {
 }
 
 impl Route {
+    /// Whether a move from `from` to `to` takes the goods out of their
+    /// location's stock: when they are shipped (delivery, transfer), or
+    /// handed over at the counter (pickup at the store itself), even if a
+    /// step was skipped on the way.
+    pub fn leaves_stock(self, from: ShipStatus, to: ShipStatus) -> bool {
+        let exit = match self {
+            Route::Deliver | Route::Transfer => ShipStatus::Shipped,
+            Route::PickupHere => ShipStatus::Collected,
+        };
+        let at = |s| self.path().iter().position(|p| *p == s);
+        match (at(from), at(to), at(exit)) {
+            (Some(f), Some(t), Some(x)) => f < x && t >= x,
+            _ => false,
+        }
+    }
+
     /// The statuses of this route, in order.
     fn path(self) -> &'static [ShipStatus] {
         use ShipStatus::*;
@@ -150,6 +166,9 @@ pub struct Shipment {
     /// (order line index, quantity).
     pub lines: Vec<(usize, u32)>,
     pub status: ShipStatus,
+    /// The reservation holding this shipment's stock: fulfilled when the
+    /// goods leave their building, released on a cancel.
+    pub reservation: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,6 +185,8 @@ pub enum PayState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Payment {
     pub provider: String,
+    /// The provider's reference of the authorization (empty before it).
+    pub reference: String,
     pub state: PayState,
     pub authorized: Minor,
     pub captured: Minor,
@@ -271,6 +292,7 @@ pub enum OrderEvent {
     Placed(Box<Order>),
     PaymentAuthorized {
         amount: Minor,
+        reference: String,
         at_ms: TimeMs,
     },
     PaymentDeclined {
@@ -314,6 +336,7 @@ impl Order {
             shipments,
             payment: Payment {
                 provider,
+                reference: String::new(),
                 state: PayState::Pending,
                 authorized: 0,
                 captured: 0,
@@ -530,9 +553,14 @@ impl Order {
     pub fn apply(&mut self, e: &OrderEvent) {
         match e {
             OrderEvent::Placed(o) => *self = (**o).clone(),
-            OrderEvent::PaymentAuthorized { amount, at_ms } => {
+            OrderEvent::PaymentAuthorized {
+                amount,
+                reference,
+                at_ms,
+            } => {
                 self.payment.state = PayState::Authorized;
                 self.payment.authorized = *amount;
+                self.payment.reference = reference.clone();
                 self.updated_ms = *at_ms;
             }
             OrderEvent::PaymentDeclined { at_ms } => {
@@ -625,6 +653,7 @@ mod tests {
                 route: routes[0],
                 lines: vec![(0, 2)],
                 status: ShipStatus::Pending,
+                reservation: None,
             },
             Shipment {
                 id: 2,
@@ -632,6 +661,7 @@ mod tests {
                 route: routes[1],
                 lines: vec![(1, 1)],
                 status: ShipStatus::Pending,
+                reservation: None,
             },
         ];
         let mut o = Order::new(
@@ -645,6 +675,7 @@ mod tests {
         let total = o.total();
         o.apply(&OrderEvent::PaymentAuthorized {
             amount: total,
+            reference: "sbx-test".into(),
             at_ms: 1,
         });
         o

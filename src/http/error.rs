@@ -24,6 +24,9 @@ pub enum Code {
     IdempotencyKeyReused,
     RateLimited,
     Unavailable,
+    InvalidTransition,
+    PaymentDeclined,
+    OrderExists,
 }
 
 impl Code {
@@ -48,6 +51,9 @@ impl Code {
             ),
             Code::RateLimited => ("rate_limited", 429, "Too many requests"),
             Code::Unavailable => ("unavailable", 503, "Temporarily unavailable"),
+            Code::InvalidTransition => ("invalid_transition", 409, "Invalid transition"),
+            Code::PaymentDeclined => ("payment_declined", 402, "Payment declined"),
+            Code::OrderExists => ("order_exists", 409, "Order exists"),
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod input;
 pub mod inventory;
 pub mod openapi;
 pub mod ops;
+pub mod orders;
 pub mod reservations;
 pub mod sourcing;
 
@@ -43,6 +44,9 @@ pub struct AppState {
     pub engine: Engine,
     pub auth: Auth,
     pub idem: IdemTable,
+    /// Payment providers by the name an order gives (`sandbox` for now;
+    /// the real adapters come with issue 7).
+    pub payments: Vec<(String, Arc<dyn crate::payments::PaymentProvider>)>,
 }
 
 /// A request as the handlers see it.
@@ -172,6 +176,7 @@ fn route_of(method: &Method, seg: &[&str]) -> Route {
         (["v1", "inventory", ..], true) => Route::InventoryRead,
         (["v1", "availability", _], _) => Route::Availability,
         (["v1", "sourcing", "plan"], _) => Route::SourcingPlan,
+        (["v1", "orders", ..], _) => Route::Orders,
         (["v1", "skus" | "locations", ..], false) => Route::CatalogWrite,
         (["v1", "skus" | "locations", ..], true) => Route::CatalogRead,
         (["healthz"] | ["metrics"] | ["v1", "openapi.json"], _) => Route::Operations,
@@ -244,6 +249,18 @@ async fn handle(
             reservations::transition(state, &req, id, action).await
         }
         (["reservations", _, _], _) => Err(method_not_allowed("POST")),
+        (["orders"], &Method::POST) => orders::create(state, &req).await,
+        (["orders"], _) => Err(method_not_allowed("POST")),
+        (["orders", id], &Method::GET) => orders::get(state, &req, id),
+        (["orders", _], _) => Err(method_not_allowed("GET")),
+        (["orders", id, "cancel"], &Method::POST) => orders::cancel(state, &req, id).await,
+        (["orders", id, "returns"], &Method::POST) => orders::returns(state, &req, id).await,
+        (["orders", id, "shipments", n, "events"], &Method::POST) => {
+            orders::shipment_event(state, &req, id, n).await
+        }
+        (["orders", _, "cancel" | "returns"], _) | (["orders", _, "shipments", _, "events"], _) => {
+            Err(method_not_allowed("POST"))
+        }
         (["sourcing", "plan"], &Method::POST) => sourcing::plan(state, &req).await,
         (["sourcing", "plan"], _) => Err(method_not_allowed("POST")),
         _ => Err(ApiError::new(

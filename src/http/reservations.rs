@@ -7,7 +7,7 @@ use super::error::{json_response, json_text_response, ApiError, ApiResult, Code}
 use super::idempotency::{Answer, Claim};
 use super::input::{cart_lines, parse_object, path_id, Errors};
 use super::inventory::{resolve, resolve_sku};
-use super::sourcing::{parse_target, pickup_refused, resolve_target};
+use super::sourcing::{parse_target, pickup_refused, resolve_target, unsourced_error};
 use super::{AppState, Request};
 use crate::actors::CartLine;
 use crate::clock::rfc3339;
@@ -304,21 +304,12 @@ async fn reserve_sourced(
             .await?
             .map_err(pickup_refused)?;
         if !plan.unsourced.is_empty() && !partial {
-            let c = state.engine.catalog();
-            let short: Vec<Value> = plan
-                .unsourced
-                .iter()
-                .map(|&k| {
-                    let (sku, qty) = asked[k];
-                    let id = c.sku(sku).map(|s| s.0.as_str()).unwrap_or_default();
-                    json!({"sku": id, "location": null, "requested": qty, "available": 0})
-                })
-                .collect();
-            return Err(ApiError::new(
-                Code::InsufficientStock,
+            return Err(unsourced_error(
+                &state.engine.catalog(),
+                &asked,
+                &plan.unsourced,
                 "no eligible location can serve every line whole",
-            )
-            .with("lines", json!(short)));
+            ));
         }
         let mut chosen: Vec<Option<LocIdx>> = vec![None; lines.len()];
         for sh in &plan.shipments {

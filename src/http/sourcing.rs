@@ -138,6 +138,25 @@ pub fn resolve_target(c: &Catalog, t: TargetInput) -> Result<Target, ApiError> {
     })
 }
 
+/// 409 `insufficient_stock` naming the lines (indices into `asked`, SKU
+/// and quantity) no eligible location can serve whole.
+pub fn unsourced_error(
+    c: &Catalog,
+    asked: &[(SkuIdx, u32)],
+    unsourced: &[usize],
+    detail: &str,
+) -> ApiError {
+    let short: Vec<Value> = unsourced
+        .iter()
+        .map(|&k| {
+            let (sku, qty) = asked[k];
+            let id = c.sku(sku).map(|s| s.0.as_str()).unwrap_or_default();
+            json!({"sku": id, "location": null, "requested": qty, "available": 0})
+        })
+        .collect();
+    ApiError::new(Code::InsufficientStock, detail).with("lines", json!(short))
+}
+
 /// A pickup the store cannot take: 422 on `pickup_location`.
 pub fn pickup_refused(refused: PickupRefused) -> ApiError {
     ApiError::validation(vec![super::error::FieldError {

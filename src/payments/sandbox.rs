@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `51` (e.g. 10.51) | declined: "refused by the issuer" |
 //! | `52` (e.g. 10.52) | `Unavailable` (the provider is down: retry) |
-//! | anything else | authorized, reference `sbx-<n>` |
+//! | anything else | authorized, reference `sbx-<boot>-<n>-<amount>` |
 //!
 //! Captures, refunds and voids follow the money: never more captured than
 //! authorized, never more refunded than captured, nothing captured after a
@@ -26,6 +26,20 @@ struct Auth {
     captured: Minor,
     refunded: Minor,
     voided: bool,
+    /// Rebuilt from its reference after a restart: what was captured
+    /// before is unknown, so captures and refunds are bounded by the
+    /// authorized amount only.
+    rebuilt: bool,
+}
+
+impl Auth {
+    fn refundable(&self) -> Minor {
+        if self.rebuilt {
+            self.authorized
+        } else {
+            self.captured
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +50,8 @@ enum Answer {
 
 #[derive(Default)]
 struct State {
+    /// Tells this process's references from an earlier one's.
+    boot: u64,
     next: u64,
     auths: HashMap<String, Auth>,
     /// key -> (what was asked, what was answered)
@@ -82,7 +98,12 @@ enum Op {
 
 impl Sandbox {
     pub fn new() -> Self {
-        Self::default()
+        Sandbox {
+            state: Mutex::new(State {
+                boot: rand::random::<u32>() as u64,
+                ..State::default()
+            }),
+        }
     }
 
     fn authorize_now(&self, r: &Authorize) -> Result<Authorization, PaymentError> {
@@ -106,7 +127,7 @@ impl Sandbox {
             52 => return Err(PaymentError::Unavailable("sandbox: provider down".into())),
             _ => {
                 s.next += 1;
-                let reference = format!("sbx-{}", s.next);
+                let reference = format!("sbx-{:x}-{}-{}", s.boot, s.next, r.amount);
                 s.auths.insert(
                     reference.clone(),
                     Auth {
@@ -133,6 +154,29 @@ impl Sandbox {
             return a.map(|_| ());
         }
         let reject = |m: &str| Err(PaymentError::Rejected(format!("{name}: {m}")));
+        // A provider keeps its authorizations across our restarts: one
+        // this process never saw is rebuilt from its reference, which
+        // carries the amount (`sbx-<boot>-<n>-<amount>`).
+        if !s.auths.contains_key(&r.reference) {
+            let amount = r
+                .reference
+                .strip_prefix("sbx-")
+                .and_then(|x| x.rsplit('-').next())
+                .and_then(|a| a.parse::<Minor>().ok());
+            match amount {
+                Some(authorized) => {
+                    s.auths.insert(
+                        r.reference.clone(),
+                        Auth {
+                            authorized,
+                            rebuilt: true,
+                            ..Auth::default()
+                        },
+                    );
+                }
+                None => return reject("unknown reference"),
+            }
+        }
         let Some(a) = s.auths.get_mut(&r.reference) else {
             return reject("unknown reference");
         };
@@ -145,7 +189,7 @@ impl Sandbox {
                 return reject("more than authorized")
             }
             Op::Capture => a.captured += r.amount,
-            Op::Refund if a.refunded + r.amount > a.captured => {
+            Op::Refund if a.refunded + r.amount > a.refundable() => {
                 return reject("more than captured")
             }
             Op::Refund => a.refunded += r.amount,
@@ -263,6 +307,17 @@ mod tests {
         };
         p.void(&follow("v", &reference, 0)).await.expect("void");
         assert!(p.capture(&follow("c", &reference, 1000)).await.is_err());
-        assert!(p.capture(&follow("c", "sbx-999", 1)).await.is_err());
+        assert!(p.capture(&follow("c2", "nope", 1)).await.is_err());
+        // A reference from before a restart is known by its amount.
+        let other = Sandbox::new();
+        other
+            .refund(&follow("r3", &reference, 400))
+            .await
+            .expect("a fresh sandbox knows it: a refund up to the amount");
+        other
+            .capture(&follow("c3", &reference, 1000))
+            .await
+            .expect("a capture up to the amount");
+        assert!(other.capture(&follow("c4", &reference, 1)).await.is_err());
     }
 }

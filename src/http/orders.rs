@@ -1,0 +1,638 @@
+//! `/v1/orders`: orders from cart to doorstep or pickup counter (api.md,
+//! Orders).
+//!
+//! Placing an order: plan it (the sourcing planner), hold each shipment's
+//! lines as its own reservation (all shipments or none: the ones held are
+//! released if another fails, then the cart is planned again), authorize
+//! the payment, journal the order with the payment's answer as one record,
+//! then confirm the reservations and answer. A declined payment releases
+//! every hold: nothing stays held. Moving a shipment out of its building
+//! fulfils its reservation (on_hand falls) and, the first time, captures the
+//! payment; a cancel releases the holds and voids the authorization; a
+//! return restocks where the goods came back (in the order's own journal
+//! record) and refunds. Provider calls carry idempotency keys derived from
+//! the order, so a retry never charges twice.
+
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+use super::error::{json_response, ApiError, ApiResult, Code};
+use super::input::{cart_lines, objects, parse_object, path_id, Errors};
+use super::inventory::resolve_sku;
+use super::sourcing::{pickup_refused, resolve_target, unsourced_error, TargetInput};
+use super::{AppState, Request};
+use crate::actors::CartLine;
+use crate::clock::rfc3339;
+use crate::domain::catalog::SkuIdx;
+use crate::domain::ids::{LocationId, ReservationId, SkuId};
+use crate::domain::order::{
+    format_minor, parse_minor, Delivery, Order, OrderEvent, OrderLine, PayState, Refused, Route,
+    ShipStatus, Shipment,
+};
+use crate::domain::reservation::Transition;
+use crate::domain::sourcing::Target;
+use crate::limits::{QTY_MAX, SOURCING_REPLANS_MAX};
+use crate::payments::{Authorization, Authorize, Follow, PaymentError, PaymentProvider};
+
+/// Holds of an order waiting for its payment: long enough for a slow
+/// provider, short enough that a crash before the order is journaled gives
+/// the stock back soon.
+const ORDER_HOLD_TTL_S: u64 = 900;
+
+fn order_json(o: &Order) -> Value {
+    let shipments: Vec<Value> = o
+        .shipments
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.id,
+                "location": s.location.as_str(),
+                "type": match s.route {
+                    Route::Deliver => "delivery",
+                    Route::PickupHere => "pickup",
+                    Route::Transfer => "transfer",
+                },
+                "status": s.status.as_str(),
+                "lines": s.lines.iter().map(|(l, q)| json!({"sku": o.lines[*l].sku.as_str(), "qty": q})).collect::<Vec<_>>(),
+                "reservation_id": s.reservation,
+            })
+        })
+        .collect();
+    json!({
+        "id": o.id,
+        "status": o.status().as_str(),
+        "lines": o.lines.iter().zip(&o.returned).map(|(l, r)| json!({
+            "sku": l.sku.as_str(), "qty": l.qty, "unit_price": format_minor(l.unit_price), "returned": r,
+        })).collect::<Vec<_>>(),
+        "delivery": match &o.delivery {
+            Delivery::Ship { lat, lon } => json!({"type": "ship", "lat": lat, "lon": lon}),
+            Delivery::Pickup { location } => json!({"type": "pickup", "location": location.as_str()}),
+        },
+        "total": format_minor(o.total()),
+        "payment": {
+            "provider": o.payment.provider,
+            "state": match o.payment.state {
+                PayState::Pending => "pending",
+                PayState::Authorized => "authorized",
+                PayState::Declined => "declined",
+                PayState::Captured => "captured",
+                PayState::Voided => "voided",
+            },
+            "authorized": format_minor(o.payment.authorized),
+            "captured": format_minor(o.payment.captured),
+            "refunded": format_minor(o.payment.refunded),
+        },
+        "shipments": shipments,
+        "created_at": rfc3339(o.created_ms),
+        "updated_at": rfc3339(o.updated_ms),
+    })
+}
+
+fn refused(r: Refused) -> ApiError {
+    ApiError::new(Code::InvalidTransition, r.to_string())
+}
+
+fn provider_error(e: PaymentError) -> ApiError {
+    match e {
+        PaymentError::Unavailable(m) => ApiError::new(Code::Unavailable, m).retry_after(5),
+        PaymentError::Rejected(m) => ApiError::new(Code::InvalidTransition, m),
+    }
+}
+
+fn provider(state: &AppState, name: &str) -> Option<Arc<dyn PaymentProvider>> {
+    state
+        .payments
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, p)| p.clone())
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::new(Code::NotFound, format!("no order {id}"))
+}
+
+pub fn get(state: &AppState, req: &Request, id: &str) -> ApiResult {
+    req.principal.require_channel()?;
+    let id = path_id(id, "id")?;
+    let o = state.engine.order(&id).ok_or_else(|| not_found(&id))?;
+    Ok(json_response(200, &order_json(&o)))
+}
+
+/// Releases the reservations of `held` (a failed or declined placement).
+async fn release_all(state: &AppState, held: &[ReservationId]) {
+    for r in held {
+        // A release that fails leaves a hold that expires by its TTL.
+        let _ = state
+            .engine
+            .transition(r.clone(), Transition::Release)
+            .await;
+    }
+}
+
+pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
+    req.principal.require_channel()?;
+    let m = parse_object(&req.body)?;
+    let mut e = Errors::default();
+    let id = e.id(&m, "id", "", true);
+    let mut wanted = Vec::new();
+    for (i, path, o) in cart_lines(&mut e, &m, "{sku, qty, unit_price}") {
+        let sku = e.id(o, "sku", &path, true);
+        let qty = e.int(o, "qty", &path, 1, QTY_MAX, true);
+        let price = match o.get("unit_price") {
+            Some(Value::String(p)) => match parse_minor(p) {
+                Some(v) => Some(v),
+                None => {
+                    e.add(
+                        format!("{path}.unit_price"),
+                        "must be a decimal amount with at most two decimals, e.g. \"59.90\"",
+                    );
+                    None
+                }
+            },
+            _ => {
+                e.add(
+                    format!("{path}.unit_price"),
+                    "is required: a decimal string, e.g. \"59.90\"",
+                );
+                None
+            }
+        };
+        if let (Some(sku), Some(qty), Some(price)) = (sku, qty, price) {
+            wanted.push((i, sku, qty as u32, price));
+        }
+    }
+    let delivery = match m.get("delivery") {
+        Some(Value::Object(d)) => match d.get("type").and_then(Value::as_str) {
+            Some("ship") => {
+                let lat = e.float(d, "lat", "delivery", -90.0, 90.0, true);
+                let lon = e.float(d, "lon", "delivery", -180.0, 180.0, true);
+                lat.zip(lon).map(|(a, b)| TargetInput::Deliver(a, b))
+            }
+            Some("pickup") => e
+                .id(d, "location", "delivery", true)
+                .map(TargetInput::Pickup),
+            _ => {
+                e.add("delivery.type", "must be \"ship\" or \"pickup\"");
+                None
+            }
+        },
+        _ => {
+            e.add(
+                "delivery",
+                "is required: {type: ship, lat, lon} or {type: pickup, location}",
+            );
+            None
+        }
+    };
+    let provider_name = match m.get("payment") {
+        Some(Value::Object(p)) => e.string(p, "provider", "payment", 64, true),
+        _ => {
+            e.add("payment", "is required: {provider}");
+            None
+        }
+    };
+    let provider = provider_name.as_deref().and_then(|n| {
+        let p = provider(state, n);
+        if p.is_none() {
+            e.add(
+                "payment.provider",
+                format!("{n} is not configured here (available: sandbox)"),
+            );
+        }
+        p
+    });
+    if m.get("reservation_id").is_some_and(|v| !v.is_null()) {
+        e.add(
+            "reservation_id",
+            "turning a held reservation into an order is not available yet: omit it",
+        );
+    }
+    e.into_result()?;
+    let (Some(id), Some(delivery), Some(provider)) = (id, delivery, provider) else {
+        return Err(ApiError::new(Code::ValidationFailed, "order"));
+    };
+    if let Some(o) = state.engine.order(&id) {
+        return Err(ApiError::new(
+            Code::OrderExists,
+            format!("order {id} exists ({})", o.status().as_str()),
+        ));
+    }
+
+    let (lines, asked, target, pickup_at) = {
+        let c = state.engine.catalog();
+        let mut lines = Vec::with_capacity(wanted.len());
+        let mut asked: Vec<(SkuIdx, u32)> = Vec::with_capacity(wanted.len());
+        for (i, sku, qty, price) in &wanted {
+            let s = resolve_sku(&c, sku, &format!("lines[{i}]."))?;
+            asked.push((s, *qty));
+            lines.push(OrderLine {
+                sku: SkuId::parse(sku).map_err(|_| ApiError::new(Code::ValidationFailed, "sku"))?,
+                qty: *qty,
+                unit_price: *price,
+            });
+        }
+        let pickup_at = match &delivery {
+            TargetInput::Pickup(p) => Some(p.clone()),
+            TargetInput::Deliver(..) => None,
+        };
+        let target = resolve_target(&c, delivery)
+            .map_err(|e| e.with("field", json!("delivery.location")))?;
+        (lines, asked, target, pickup_at)
+    };
+
+    // Plan, then hold each shipment as its own reservation; all or none.
+    let (shipments, held) = hold_shipments(state, &asked, target).await?;
+    let now = state.engine.clock().now_ms();
+    let delivery = match (&target, pickup_at) {
+        (Target::Deliver { lat, lon }, _) => Delivery::Ship {
+            lat: *lat,
+            lon: *lon,
+        },
+        (Target::Pickup { .. }, Some(p)) => Delivery::Pickup {
+            location: LocationId::parse(&p)
+                .map_err(|_| ApiError::new(Code::ValidationFailed, "delivery"))?,
+        },
+        (Target::Pickup { .. }, None) => {
+            return Err(ApiError::new(Code::ValidationFailed, "delivery"))
+        }
+    };
+    let order = Order::new(
+        id.clone(),
+        lines,
+        delivery,
+        shipments,
+        provider.name().to_string(),
+        now,
+    );
+
+    let auth = Authorize {
+        idempotency_key: format!("{id}:authorize"),
+        order: id.clone(),
+        amount: order.total(),
+        currency: "EUR".into(),
+    };
+    let answer = match provider.authorize(&auth).await {
+        Ok(a) => a,
+        Err(e) => {
+            release_all(state, &held).await;
+            return Err(provider_error(e));
+        }
+    };
+    match answer {
+        Authorization::Declined { reason } => {
+            release_all(state, &held).await;
+            let mut declined = order;
+            for s in &mut declined.shipments {
+                s.reservation = None;
+            }
+            let placed = state
+                .engine
+                .place_order(declined, OrderEvent::PaymentDeclined { at_ms: now })
+                .await?
+                .map_err(|x| {
+                    ApiError::new(Code::OrderExists, format!("order {} exists", x.0.id))
+                })?;
+            Err(ApiError::new(
+                Code::PaymentDeclined,
+                format!("the payment was declined: {reason}; nothing is held"),
+            )
+            .with("order", order_json(&placed)))
+        }
+        Authorization::Authorized { reference } => {
+            let placed = state
+                .engine
+                .place_order(
+                    order,
+                    OrderEvent::PaymentAuthorized {
+                        amount: auth.amount,
+                        reference,
+                        at_ms: now,
+                    },
+                )
+                .await?;
+            let placed = match placed {
+                Ok(o) => o,
+                Err(exists) => {
+                    // Another request placed this id meanwhile.
+                    release_all(state, &held).await;
+                    return Err(ApiError::new(
+                        Code::OrderExists,
+                        format!("order {} exists", exists.0.id),
+                    ));
+                }
+            };
+            for r in &held {
+                state
+                    .engine
+                    .transition(r.clone(), Transition::Confirm)
+                    .await?
+                    .map_err(|_| {
+                        ApiError::new(
+                            Code::Unavailable,
+                            "a hold of the order expired before it was confirmed",
+                        )
+                    })?;
+            }
+            let mut resp = json_response(201, &order_json(&placed));
+            if let Ok(loc) = format!("/v1/orders/{}", placed.id).parse() {
+                resp.headers_mut().insert(warp::http::header::LOCATION, loc);
+            }
+            Ok(resp)
+        }
+    }
+}
+
+/// Plans the cart and holds each planned shipment as a reservation. If a
+/// hold fails (the stock moved), releases what was held and plans again.
+async fn hold_shipments(
+    state: &AppState,
+    asked: &[(SkuIdx, u32)],
+    target: Target,
+) -> Result<(Vec<Shipment>, Vec<ReservationId>), ApiError> {
+    let mut attempt = 0;
+    loop {
+        let plan = state
+            .engine
+            .plan(asked, target, false)
+            .await?
+            .map_err(pickup_refused)?;
+        if !plan.unsourced.is_empty() {
+            return Err(unsourced_error(
+                &state.engine.catalog(),
+                asked,
+                &plan.unsourced,
+                "no eligible location can serve every line whole: nothing is held",
+            ));
+        }
+        let mut held = Vec::new();
+        let mut shipments = Vec::new();
+        let mut moved = false;
+        for (n, sh) in plan.shipments.iter().enumerate() {
+            let cart: Vec<CartLine> = sh
+                .lines
+                .iter()
+                .map(|&k| CartLine {
+                    sku: asked[k].0,
+                    location: sh.location,
+                    qty: asked[k].1,
+                })
+                .collect();
+            match state
+                .engine
+                .reserve(&cart, false, ORDER_HOLD_TTL_S, None)
+                .await
+            {
+                Ok(Ok(r)) => {
+                    let location = state
+                        .engine
+                        .catalog()
+                        .location(sh.location)
+                        .map(|l| l.0.clone())
+                        .ok_or_else(|| ApiError::new(Code::Unavailable, "location"))?;
+                    let route = match target {
+                        Target::Deliver { .. } => Route::Deliver,
+                        Target::Pickup { .. } if sh.transfer => Route::Transfer,
+                        Target::Pickup { .. } => Route::PickupHere,
+                    };
+                    shipments.push(Shipment {
+                        id: n as u32 + 1,
+                        location,
+                        route,
+                        lines: sh.lines.iter().map(|&k| (k, asked[k].1)).collect(),
+                        status: ShipStatus::Pending,
+                        reservation: Some(r.id.as_str().to_string()),
+                    });
+                    held.push(r.id);
+                }
+                Ok(Err(_)) => {
+                    moved = true;
+                    break;
+                }
+                Err(e) => {
+                    release_all(state, &held).await;
+                    return Err(e.into());
+                }
+            }
+        }
+        if !moved {
+            return Ok((shipments, held));
+        }
+        release_all(state, &held).await;
+        if attempt >= SOURCING_REPLANS_MAX {
+            return Err(ApiError::new(
+                Code::InsufficientStock,
+                "the stock kept moving while the order was placed: nothing is held",
+            )
+            .with("lines", json!([])));
+        }
+        attempt += 1;
+    }
+}
+
+pub async fn shipment_event(state: &AppState, req: &Request, id: &str, n: &str) -> ApiResult {
+    req.principal.require_channel()?;
+    let id = path_id(id, "id")?;
+    let n: u32 = n
+        .parse()
+        .map_err(|_| ApiError::new(Code::NotFound, format!("no shipment {n}")))?;
+    let m = parse_object(&req.body)?;
+    let mut e = Errors::default();
+    let to = match m.get("status").and_then(Value::as_str) {
+        Some(s) => match ShipStatus::parse(s) {
+            Some(t) => Some(t),
+            None => {
+                e.add("status", "must be one of picked, packed, shipped, delivered, ready_for_pickup, collected");
+                None
+            }
+        },
+        None => {
+            e.add("status", "is required");
+            None
+        }
+    };
+    e.into_result()?;
+    let Some(to) = to else {
+        return Err(ApiError::new(Code::ValidationFailed, "status"));
+    };
+    let now = state.engine.clock().now_ms();
+    let o = state.engine.order(&id).ok_or_else(|| not_found(&id))?;
+    // Capture first (idempotent by key) when this move is the first to
+    // leave: the journal then records it captured.
+    let mut captured_here = None;
+    if let Some(OrderEvent::ShipmentMoved { captured, .. }) =
+        o.decide_move(n, to, now).map_err(refused)?
+    {
+        if captured > 0 {
+            let p = provider(state, &o.payment.provider).ok_or_else(|| {
+                ApiError::new(Code::Unavailable, "payment provider gone").retry_after(5)
+            })?;
+            p.capture(&Follow {
+                idempotency_key: format!("{id}:capture"),
+                reference: o.payment.reference.clone(),
+                amount: captured,
+            })
+            .await
+            .map_err(provider_error)?;
+            captured_here = Some((p, captured));
+        }
+    }
+    let from = o.shipments.iter().find(|s| s.id == n).map(|s| s.status);
+    let changed = state
+        .engine
+        .order_change(&id, |o| o.decide_move(n, to, now))
+        .await?
+        .ok_or_else(|| not_found(&id))?;
+    let (o, event) = match changed {
+        Ok(x) => x,
+        Err(r) => {
+            // Refused after the capture (a cancel won the race): the money
+            // goes back.
+            if let Some((p, amount)) = captured_here {
+                p.refund(&Follow {
+                    idempotency_key: format!("{id}:capture-undo"),
+                    reference: o.payment.reference.clone(),
+                    amount,
+                })
+                .await
+                .map_err(provider_error)?;
+            }
+            return Err(refused(r));
+        }
+    };
+    // The goods left their building: their reservation is fulfilled.
+    if let (Some(_), Some(from), Some(s)) = (event, from, o.shipments.iter().find(|s| s.id == n)) {
+        if s.route.leaves_stock(from, to) {
+            if let Some(r) = s
+                .reservation
+                .as_deref()
+                .and_then(|r| ReservationId::parse(r).ok())
+            {
+                state
+                    .engine
+                    .transition(r, Transition::Fulfil)
+                    .await?
+                    .map_err(|_| {
+                        ApiError::new(
+                            Code::InvalidTransition,
+                            "the shipment's reservation is not confirmed",
+                        )
+                    })?;
+            }
+        }
+    }
+    Ok(json_response(200, &order_json(&o)))
+}
+
+pub async fn cancel(state: &AppState, req: &Request, id: &str) -> ApiResult {
+    req.principal.require_channel()?;
+    let id = path_id(id, "id")?;
+    let now = state.engine.clock().now_ms();
+    let o = state.engine.order(&id).ok_or_else(|| not_found(&id))?;
+    if let Some(OrderEvent::Cancelled { voided: true, .. }) =
+        o.decide_cancel(now).map_err(refused)?
+    {
+        if let Some(p) = provider(state, &o.payment.provider) {
+            p.void(&Follow {
+                idempotency_key: format!("{id}:void"),
+                reference: o.payment.reference.clone(),
+                amount: 0,
+            })
+            .await
+            .map_err(provider_error)?;
+        }
+    }
+    let (o, _) = state
+        .engine
+        .order_change(&id, |o| o.decide_cancel(now))
+        .await?
+        .ok_or_else(|| not_found(&id))?
+        .map_err(refused)?;
+    for s in &o.shipments {
+        if let Some(r) = s
+            .reservation
+            .as_deref()
+            .and_then(|r| ReservationId::parse(r).ok())
+        {
+            // Released at once; a held one would also expire by its TTL.
+            let _ = state.engine.transition(r, Transition::Release).await?;
+        }
+    }
+    Ok(json_response(200, &order_json(&o)))
+}
+
+pub async fn returns(state: &AppState, req: &Request, id: &str) -> ApiResult {
+    req.principal.require_channel()?;
+    let id = path_id(id, "id")?;
+    let m = parse_object(&req.body)?;
+    let mut e = Errors::default();
+    let location = e.id(&m, "location", "", true);
+    let mut wanted = Vec::new();
+    for (i, path, o) in objects(&mut e, &m, "lines", "line", 100, "{sku, qty}") {
+        let sku = e.id(o, "sku", &path, true);
+        let qty = e.int(o, "qty", &path, 1, QTY_MAX, true);
+        if let (Some(sku), Some(qty)) = (sku, qty) {
+            wanted.push((i, sku, qty as u32));
+        }
+    }
+    e.into_result()?;
+    let location = location
+        .and_then(|l| LocationId::parse(&l).ok())
+        .ok_or_else(|| ApiError::new(Code::ValidationFailed, "location"))?;
+    if state
+        .engine
+        .catalog()
+        .location_idx(location.as_str())
+        .is_none()
+    {
+        return Err(ApiError::new(
+            Code::UnknownLocation,
+            format!("unknown location {location}"),
+        )
+        .with("field", json!("location")));
+    }
+    let now = state.engine.clock().now_ms();
+    let o = state.engine.order(&id).ok_or_else(|| not_found(&id))?;
+    // Each returned SKU against the order's lines of it, first line first.
+    let mut asked: Vec<(usize, u32)> = Vec::new();
+    for (i, sku, qty) in &wanted {
+        let line = o
+            .lines
+            .iter()
+            .position(|l| l.sku.as_str() == sku)
+            .ok_or_else(|| {
+                ApiError::validation(vec![super::error::FieldError {
+                    field: format!("lines[{i}].sku"),
+                    message: format!("{sku} is not in order {id}"),
+                }])
+            })?;
+        asked.push((line, *qty));
+    }
+    let decided = o
+        .decide_return(&asked, location.clone(), now)
+        .map_err(refused)?;
+    if let OrderEvent::Returned { refund, .. } = &decided {
+        if *refund > 0 {
+            let p = provider(state, &o.payment.provider).ok_or_else(|| {
+                ApiError::new(Code::Unavailable, "payment provider gone").retry_after(5)
+            })?;
+            p.refund(&Follow {
+                // What was refunded before names this refund: a retry of the
+                // same return reuses the key, a later return gets its own.
+                idempotency_key: format!("{id}:refund:{}:{refund}", o.payment.refunded),
+                reference: o.payment.reference.clone(),
+                amount: *refund,
+            })
+            .await
+            .map_err(provider_error)?;
+        }
+    }
+    let (o, _) = state
+        .engine
+        .order_change(&id, |o| {
+            o.decide_return(&asked, location.clone(), now).map(Some)
+        })
+        .await?
+        .ok_or_else(|| not_found(&id))?
+        .map_err(refused)?;
+    Ok(json_response(200, &order_json(&o)))
+}

@@ -1,0 +1,396 @@
+//! Orders through HTTP against the real binary (api.md, Orders): ship to
+//! home, pay and collect (from the store, by transfer), a split, cancel,
+//! partial returns, a declined payment, illegal transitions, and kill -9 in
+//! the middle of a flow.
+
+mod common;
+
+use common::{call, client, get, post, Server};
+use reqwest::blocking::Client;
+use serde_json::{json, Value};
+
+fn put(c: &Client, s: &Server, path: &str, body: Value) {
+    let (st, v) = call(c, "PUT", &s.url(path), None, Some(&body.to_string()));
+    assert_eq!(st, 200, "{path}: {v}");
+}
+
+/// DC1 near Milano (A, B, D), stores in Milano (A) and Roma (A, B, C).
+fn network(c: &Client, s: &Server) {
+    for sku in ["A", "B", "C", "D"] {
+        put(c, s, &format!("/v1/skus/{sku}"), json!({"name": sku}));
+    }
+    let loc = |id: &str, kind: &str, lat: f64, lon: f64| {
+        put(
+            c,
+            s,
+            &format!("/v1/locations/{id}"),
+            json!({"name": id, "kind": kind, "lat": lat, "lon": lon, "priority": 10, "ship": true, "pickup": kind == "store"}),
+        );
+    };
+    loc("DC1", "dc", 45.52, 9.21);
+    loc("S_MI", "store", 45.4642, 9.19);
+    loc("S_RM", "store", 41.9028, 12.4964);
+    let items = json!({"items": [
+        {"location": "DC1", "sku": "A", "on_hand": 10}, {"location": "DC1", "sku": "B", "on_hand": 10}, {"location": "DC1", "sku": "D", "on_hand": 3},
+        {"location": "S_MI", "sku": "A", "on_hand": 2},
+        {"location": "S_RM", "sku": "A", "on_hand": 5}, {"location": "S_RM", "sku": "B", "on_hand": 5}, {"location": "S_RM", "sku": "C", "on_hand": 3},
+    ]});
+    let (st, v) = post(c, s, "/v1/inventory/batch", Some(&items.to_string()));
+    assert_eq!(st, 200, "{v}");
+}
+
+/// (on_hand, reserved) of a record.
+fn stock(c: &Client, s: &Server, loc: &str, sku: &str) -> (i64, i64) {
+    let (_, v) = get(c, s, &format!("/v1/inventory/{loc}/{sku}"));
+    (
+        v["on_hand"].as_i64().unwrap_or(-1),
+        v["reserved"].as_i64().unwrap_or(-1),
+    )
+}
+
+fn order(c: &Client, s: &Server, body: Value) -> (u16, Value) {
+    post(c, s, "/v1/orders", Some(&body.to_string()))
+}
+
+fn event(c: &Client, s: &Server, id: &str, n: u32, status: &str) -> (u16, Value) {
+    post(
+        c,
+        s,
+        &format!("/v1/orders/{id}/shipments/{n}/events"),
+        Some(&json!({"status": status}).to_string()),
+    )
+}
+
+/// Delivered near Roma.
+fn roma() -> Value {
+    json!({"type": "ship", "lat": 41.89, "lon": 12.49})
+}
+
+#[test]
+fn ship_to_home_from_order_to_return() {
+    let s = Server::start("");
+    let c = client();
+    network(&c, &s);
+    let (st, o) = order(
+        &c,
+        &s,
+        json!({"id": "O-1", "lines": [{"sku": "A", "qty": 2, "unit_price": "10.00"}, {"sku": "B", "qty": 1, "unit_price": "5.50"}], "delivery": roma(), "payment": {"provider": "sandbox"}}),
+    );
+    assert_eq!(st, 201, "{o}");
+    assert_eq!(
+        (
+            o["status"].as_str(),
+            o["total"].as_str(),
+            o["payment"]["state"].as_str()
+        ),
+        (Some("confirmed"), Some("25.50"), Some("authorized"))
+    );
+    assert_eq!(o["shipments"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        (
+            o["shipments"][0]["location"].as_str(),
+            o["shipments"][0]["type"].as_str()
+        ),
+        (Some("S_RM"), Some("delivery"))
+    );
+    assert_eq!(stock(&c, &s, "S_RM", "A"), (5, 2));
+    assert_eq!(stock(&c, &s, "S_RM", "B"), (5, 1));
+    // The same id again: 409, nothing more held.
+    let (st, v) = order(
+        &c,
+        &s,
+        json!({"id": "O-1", "lines": [{"sku": "A", "qty": 1, "unit_price": "1"}], "delivery": roma(), "payment": {"provider": "sandbox"}}),
+    );
+    assert_eq!((st, v["code"].as_str()), (409, Some("order_exists")));
+    assert_eq!(stock(&c, &s, "S_RM", "A"), (5, 2));
+
+    let (st, o) = event(&c, &s, "O-1", 1, "picked");
+    assert_eq!(
+        (st, o["status"].as_str(), o["payment"]["captured"].as_str()),
+        (200, Some("in_fulfilment"), Some("0.00"))
+    );
+    // Captured when it ships; the goods leave the store's stock.
+    let (st, o) = event(&c, &s, "O-1", 1, "shipped");
+    assert_eq!(
+        (st, o["status"].as_str(), o["payment"]["captured"].as_str()),
+        (200, Some("shipped"), Some("25.50"))
+    );
+    assert_eq!(stock(&c, &s, "S_RM", "A"), (3, 0));
+    assert_eq!(stock(&c, &s, "S_RM", "B"), (4, 0));
+    // A retried webhook changes nothing.
+    let (st, _) = event(&c, &s, "O-1", 1, "shipped");
+    assert_eq!(st, 200);
+    assert_eq!(stock(&c, &s, "S_RM", "A"), (3, 0));
+    // Illegal: backwards, an unknown shipment, a cancel after it left.
+    let (st, v) = event(&c, &s, "O-1", 1, "packed");
+    assert_eq!((st, v["code"].as_str()), (409, Some("invalid_transition")));
+    assert_eq!(event(&c, &s, "O-1", 9, "picked").0, 409);
+    assert_eq!(event(&c, &s, "O-1", 1, "teleported").0, 422);
+    let (st, v) = post(&c, &s, "/v1/orders/O-1/cancel", None);
+    assert_eq!((st, v["code"].as_str()), (409, Some("invalid_transition")));
+    let (st, o) = event(&c, &s, "O-1", 1, "delivered");
+    assert_eq!((st, o["status"].as_str()), (200, Some("delivered")));
+
+    // A partial return to the Milano store: restocked there, refunded.
+    let (st, o) = post(
+        &c,
+        &s,
+        "/v1/orders/O-1/returns",
+        Some(&json!({"lines": [{"sku": "A", "qty": 1}], "location": "S_MI"}).to_string()),
+    );
+    assert_eq!(
+        (st, o["payment"]["refunded"].as_str()),
+        (200, Some("10.00")),
+        "{o}"
+    );
+    assert_eq!(o["lines"][0]["returned"], 1);
+    assert_eq!(stock(&c, &s, "S_MI", "A"), (3, 0));
+    let (st, v) = post(
+        &c,
+        &s,
+        "/v1/orders/O-1/returns",
+        Some(&json!({"lines": [{"sku": "A", "qty": 2}], "location": "S_MI"}).to_string()),
+    );
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (409, Some("invalid_transition")),
+        "{v}"
+    );
+    let (st, v) = post(
+        &c,
+        &s,
+        "/v1/orders/O-1/returns",
+        Some(&json!({"lines": [{"sku": "C", "qty": 1}], "location": "S_MI"}).to_string()),
+    );
+    assert_eq!(
+        (st, v["errors"][0]["field"].as_str()),
+        (422, Some("lines[0].sku"))
+    );
+    assert_eq!(get(&c, &s, "/v1/orders/O-1").1["status"], "delivered");
+    assert_eq!(get(&c, &s, "/v1/orders/NOPE").0, 404);
+    let (_, doc) = get(&c, &s, "/v1/openapi.json");
+    assert!(doc["paths"]["/v1/orders"]["post"].is_object());
+    assert!(doc["paths"]["/v1/orders/{id}/shipments/{shipment}/events"]["post"].is_object());
+    assert_eq!(
+        doc["components"]["schemas"]["OrderInput"]["properties"]["lines"]["items"]["properties"]
+            ["unit_price"]["pattern"],
+        "^[0-9]{1,11}(\\.[0-9]{1,2})?$"
+    );
+}
+
+#[test]
+fn pay_and_collect_from_the_store_or_by_transfer_and_a_split() {
+    let s = Server::start("");
+    let c = client();
+    network(&c, &s);
+    let pickup = json!({"type": "pickup", "location": "S_MI"});
+    // The Milano store has the A itself.
+    let (st, o) = order(
+        &c,
+        &s,
+        json!({"id": "P-1", "lines": [{"sku": "A", "qty": 1, "unit_price": "3"}], "delivery": pickup, "payment": {"provider": "sandbox"}}),
+    );
+    assert_eq!(st, 201, "{o}");
+    assert_eq!(
+        (
+            o["shipments"][0]["location"].as_str(),
+            o["shipments"][0]["type"].as_str()
+        ),
+        (Some("S_MI"), Some("pickup"))
+    );
+    let (st, o) = event(&c, &s, "P-1", 1, "ready_for_pickup");
+    assert_eq!(
+        (st, o["status"].as_str(), o["payment"]["state"].as_str()),
+        (200, Some("ready_for_pickup"), Some("captured"))
+    );
+    assert_eq!(
+        stock(&c, &s, "S_MI", "A"),
+        (2, 1),
+        "still on the shelf until collected"
+    );
+    let (st, o) = event(&c, &s, "P-1", 1, "collected");
+    assert_eq!((st, o["status"].as_str()), (200, Some("collected")));
+    assert_eq!(stock(&c, &s, "S_MI", "A"), (1, 0));
+
+    // A and B: the store has no B, so the DC sends the whole cart over.
+    let (st, o) = order(
+        &c,
+        &s,
+        json!({"id": "P-2", "lines": [{"sku": "A", "qty": 1, "unit_price": "3"}, {"sku": "B", "qty": 1, "unit_price": "4"}], "delivery": pickup, "payment": {"provider": "sandbox"}}),
+    );
+    assert_eq!(st, 201, "{o}");
+    assert_eq!(
+        (
+            o["shipments"][0]["location"].as_str(),
+            o["shipments"][0]["type"].as_str()
+        ),
+        (Some("DC1"), Some("transfer"))
+    );
+    assert_eq!(
+        event(&c, &s, "P-2", 1, "collected").0,
+        409,
+        "not before it is ready"
+    );
+    let (st, _) = event(&c, &s, "P-2", 1, "shipped");
+    assert_eq!(st, 200);
+    assert_eq!(stock(&c, &s, "DC1", "B"), (9, 0));
+    assert_eq!(event(&c, &s, "P-2", 1, "ready_for_pickup").0, 200);
+    let (st, o) = event(&c, &s, "P-2", 1, "collected");
+    assert_eq!((st, o["status"].as_str()), (200, Some("collected")));
+
+    // C only in Roma, D only at the DC: two shipments, each its own path.
+    let (st, o) = order(
+        &c,
+        &s,
+        json!({"id": "S-1", "lines": [{"sku": "C", "qty": 1, "unit_price": "1"}, {"sku": "D", "qty": 1, "unit_price": "1"}], "delivery": roma(), "payment": {"provider": "sandbox"}}),
+    );
+    assert_eq!(st, 201, "{o}");
+    let mut locs: Vec<&str> = o["shipments"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|s| s["location"].as_str()).collect())
+        .unwrap_or_default();
+    locs.sort();
+    assert_eq!(locs, vec!["DC1", "S_RM"]);
+    assert_eq!(event(&c, &s, "S-1", 1, "shipped").0, 200);
+    assert_eq!(get(&c, &s, "/v1/orders/S-1").1["status"], "in_fulfilment");
+    assert_eq!(event(&c, &s, "S-1", 2, "shipped").0, 200);
+    assert_eq!(get(&c, &s, "/v1/orders/S-1").1["status"], "shipped");
+}
+
+#[test]
+fn cancel_declined_payment_and_short_stock_leave_nothing_held() {
+    let s = Server::start("");
+    let c = client();
+    network(&c, &s);
+    let (st, _) = order(
+        &c,
+        &s,
+        json!({"id": "C-1", "lines": [{"sku": "A", "qty": 3, "unit_price": "2"}], "delivery": roma(), "payment": {"provider": "sandbox"}}),
+    );
+    assert_eq!(st, 201);
+    assert_eq!(stock(&c, &s, "S_RM", "A"), (5, 3));
+    assert_eq!(event(&c, &s, "C-1", 1, "packed").0, 200);
+    let (st, o) = post(&c, &s, "/v1/orders/C-1/cancel", None);
+    assert_eq!(
+        (st, o["status"].as_str(), o["payment"]["state"].as_str()),
+        (200, Some("cancelled"), Some("voided"))
+    );
+    assert_eq!(stock(&c, &s, "S_RM", "A"), (5, 0));
+    assert_eq!(
+        post(&c, &s, "/v1/orders/C-1/cancel", None).0,
+        200,
+        "cancelling twice"
+    );
+    assert_eq!(event(&c, &s, "C-1", 1, "shipped").0, 409);
+
+    // The sandbox declines amounts ending in .51: the order is kept, as
+    // payment_declined, and nothing stays held.
+    let (st, v) = order(
+        &c,
+        &s,
+        json!({"id": "D-1", "lines": [{"sku": "A", "qty": 1, "unit_price": "10.51"}], "delivery": roma(), "payment": {"provider": "sandbox"}}),
+    );
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (402, Some("payment_declined")),
+        "{v}"
+    );
+    assert_eq!(stock(&c, &s, "S_RM", "A"), (5, 0));
+    assert_eq!(
+        get(&c, &s, "/v1/orders/D-1").1["status"],
+        "payment_declined"
+    );
+    assert_eq!(event(&c, &s, "D-1", 1, "picked").0, 409);
+    // Provider down (.52): 503, nothing held, nothing recorded.
+    let (st, _) = order(
+        &c,
+        &s,
+        json!({"id": "U-1", "lines": [{"sku": "A", "qty": 1, "unit_price": "10.52"}], "delivery": roma(), "payment": {"provider": "sandbox"}}),
+    );
+    assert_eq!(st, 503);
+    assert_eq!(stock(&c, &s, "S_RM", "A"), (5, 0));
+    assert_eq!(get(&c, &s, "/v1/orders/U-1").0, 404);
+
+    // More than anyone has: 409 naming the line, nothing held.
+    let (st, v) = order(
+        &c,
+        &s,
+        json!({"id": "X-1", "lines": [{"sku": "A", "qty": 1, "unit_price": "1"}, {"sku": "B", "qty": 500, "unit_price": "1"}], "delivery": roma(), "payment": {"provider": "sandbox"}}),
+    );
+    assert_eq!(
+        (st, v["code"].as_str(), v["lines"][0]["sku"].as_str()),
+        (409, Some("insufficient_stock"), Some("B"))
+    );
+    assert_eq!(stock(&c, &s, "S_RM", "A"), (5, 0));
+
+    // Bad input: 422 naming the field.
+    for (body, field) in [
+        (
+            json!({"id": "V-1", "lines": [{"sku": "A", "qty": 1}], "delivery": roma(), "payment": {"provider": "sandbox"}}),
+            "lines[0].unit_price",
+        ),
+        (
+            json!({"id": "V-1", "lines": [{"sku": "A", "qty": 1, "unit_price": "1.234"}], "delivery": roma(), "payment": {"provider": "sandbox"}}),
+            "lines[0].unit_price",
+        ),
+        (
+            json!({"id": "V-1", "lines": [{"sku": "A", "qty": 1, "unit_price": "1"}], "delivery": {"type": "drone"}, "payment": {"provider": "sandbox"}}),
+            "delivery.type",
+        ),
+        (
+            json!({"id": "V-1", "lines": [{"sku": "A", "qty": 1, "unit_price": "1"}], "delivery": roma(), "payment": {"provider": "adyen"}}),
+            "payment.provider",
+        ),
+        (
+            json!({"lines": [{"sku": "A", "qty": 1, "unit_price": "1"}], "delivery": roma(), "payment": {"provider": "sandbox"}}),
+            "id",
+        ),
+    ] {
+        let (st, v) = order(&c, &s, body.clone());
+        assert_eq!(
+            (st, v["errors"][0]["field"].as_str()),
+            (422, Some(field)),
+            "{body}: {v}"
+        );
+    }
+}
+
+#[test]
+fn orders_survive_kill_9_in_the_middle_of_their_flow() {
+    let mut s = Server::start("");
+    let c = client();
+    network(&c, &s);
+    let (st, _) = order(
+        &c,
+        &s,
+        json!({"id": "K-1", "lines": [{"sku": "A", "qty": 2, "unit_price": "7.00"}], "delivery": roma(), "payment": {"provider": "sandbox"}}),
+    );
+    assert_eq!(st, 201);
+    assert_eq!(event(&c, &s, "K-1", 1, "shipped").0, 200);
+    s.kill_and_restart("");
+    let (st, o) = get(&c, &s, "/v1/orders/K-1");
+    assert_eq!(
+        (st, o["status"].as_str(), o["payment"]["captured"].as_str()),
+        (200, Some("shipped"), Some("14.00"))
+    );
+    assert_eq!(stock(&c, &s, "S_RM", "A"), (3, 0));
+    assert_eq!(event(&c, &s, "K-1", 1, "delivered").0, 200);
+    let (st, v) = post(
+        &c,
+        &s,
+        "/v1/orders/K-1/returns",
+        Some(&json!({"lines": [{"sku": "A", "qty": 2}], "location": "S_RM"}).to_string()),
+    );
+    assert_eq!(st, 200, "{v}");
+    s.kill_and_restart("");
+    let (_, o) = get(&c, &s, "/v1/orders/K-1");
+    assert_eq!(
+        (o["status"].as_str(), o["payment"]["refunded"].as_str()),
+        (Some("returned"), Some("14.00"))
+    );
+    assert_eq!(
+        stock(&c, &s, "S_RM", "A"),
+        (5, 0),
+        "the restock is in the order's record"
+    );
+}
