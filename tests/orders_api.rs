@@ -394,3 +394,63 @@ fn orders_survive_kill_9_in_the_middle_of_their_flow() {
         "the restock is in the order's record"
     );
 }
+
+#[test]
+fn daily_capacity_is_taken_by_orders_and_given_back_by_cancels() {
+    let mut s = Server::start("");
+    let c = client();
+    network(&c, &s);
+    let capped = |id: &str, lat: f64, lon: f64, cap: u32| {
+        put(
+            &c,
+            &s,
+            &format!("/v1/locations/{id}"),
+            json!({"name": id, "kind": "store", "lat": lat, "lon": lon, "priority": 10, "pickup": true, "daily_capacity": cap}),
+        );
+    };
+    capped("S_RM", 41.9028, 12.4964, 1);
+    capped("S_MI", 45.4642, 9.19, 2);
+    let one_a = |id: &str, delivery: Value| json!({"id": id, "lines": [{"sku": "A", "qty": 1, "unit_price": "1"}], "delivery": delivery, "payment": {"provider": "sandbox"}});
+    let from = |v: &Value| {
+        v["shipments"][0]["location"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+
+    let (st, o1) = order(&c, &s, one_a("Q-1", roma()));
+    assert_eq!((st, from(&o1).as_str()), (201, "S_RM"));
+    // Roma has had its one order today: the next goes to the next best,
+    // the Milano store (one of its two for today).
+    let (st, o2) = order(&c, &s, one_a("Q-2", roma()));
+    assert_eq!((st, from(&o2).as_str()), (201, "S_MI"));
+    // A cancel gives the slot back.
+    assert_eq!(post(&c, &s, "/v1/orders/Q-1/cancel", None).0, 200);
+    let (_, o3) = order(&c, &s, one_a("Q-3", roma()));
+    assert_eq!(from(&o3), "S_RM");
+
+    // A pickup counts against the pickup store: Milano's second today.
+    let pickup = json!({"type": "pickup", "location": "S_MI"});
+    let (st, v) = order(&c, &s, one_a("Q-4", pickup.clone()));
+    assert_eq!(st, 201, "{v}");
+    let (st, v) = order(&c, &s, one_a("Q-5", pickup.clone()));
+    assert_eq!(
+        (st, v["errors"][0]["field"].as_str()),
+        (422, Some("pickup_location")),
+        "{v}"
+    );
+    // A plan sees it too.
+    let (st, _) = post(
+        &c,
+        &s,
+        "/v1/sourcing/plan",
+        Some(&json!({"lines": [{"sku": "A", "qty": 1}], "pickup_location": "S_MI"}).to_string()),
+    );
+    assert_eq!(st, 422);
+
+    // The counts are rebuilt from the orders after kill -9.
+    s.kill_and_restart("");
+    let (_, o6) = order(&c, &s, one_a("Q-6", roma()));
+    assert_eq!(from(&o6), "DC1", "both stores are full today");
+    assert_eq!(order(&c, &s, one_a("Q-7", pickup)).0, 422);
+}

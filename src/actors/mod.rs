@@ -113,6 +113,29 @@ struct Inner {
     /// the decision, the journal append and the change alike (as the
     /// catalog's does): one order is one state machine, never two writers.
     orders: Vec<Mutex<ahash::AHashMap<String, Order>>>,
+    /// Orders taken today per location, for `daily_capacity`: (day, count),
+    /// the day in days since the epoch (UTC).
+    capacity: Mutex<ahash::AHashMap<LocationId, (i64, u32)>>,
+}
+
+const DAY_MS: crate::domain::TimeMs = 86_400_000;
+
+/// Adds `delta` orders of the day of `at_ms` to `loc`'s count: a newer day
+/// starts from zero, an older one no longer matters.
+fn count_capacity(
+    counts: &mut ahash::AHashMap<LocationId, (i64, u32)>,
+    loc: LocationId,
+    at_ms: crate::domain::TimeMs,
+    delta: i32,
+) {
+    let day = at_ms.div_euclid(DAY_MS);
+    let e = counts.entry(loc).or_insert((day, 0));
+    if day > e.0 {
+        *e = (day, 0);
+    }
+    if day == e.0 {
+        e.1 = e.1.saturating_add_signed(delta);
+    }
 }
 
 /// Order shards: enough that two orders rarely share a lock.
@@ -198,7 +221,13 @@ impl Engine {
         let orders: Vec<Mutex<ahash::AHashMap<String, Order>>> = (0..ORDER_SHARDS)
             .map(|_| Mutex::new(Default::default()))
             .collect();
+        let mut capacity = ahash::AHashMap::new();
         for (id, o) in model.orders {
+            if o.takes_capacity() {
+                for l in o.capacity_locations() {
+                    count_capacity(&mut capacity, l, o.created_ms, 1);
+                }
+            }
             orders[order_shard(&id)].lock().insert(id, o);
         }
 
@@ -262,6 +291,7 @@ impl Engine {
             locations_version: AtomicU64::new(0),
             sites: RwLock::new(None),
             orders,
+            capacity: Mutex::new(capacity),
         }));
         Ok((
             engine,
@@ -378,13 +408,44 @@ impl Engine {
         let sites = Arc::new(Sites(
             self.catalog()
                 .locations()
-                // Daily capacity is counted by the orders (issue 4, not yet
-                // built): no location is at capacity until then.
+                // Today's capacity is marked per plan (`sites_now`).
                 .map(|(_, l)| Site::of(l, false))
                 .collect(),
         ));
         *self.0.sites.write() = Some((v, sites.clone()));
         sites
+    }
+
+    /// The network with today's full locations marked (`daily_capacity`
+    /// reached). Usually none is full and the cached network serves as is.
+    /// The count is checked when planning: two orders placed at the same
+    /// moment can both take a location's last slot of the day.
+    fn sites_now(&self) -> Arc<Sites> {
+        let sites = self.sites();
+        let today = self.0.clock.now_ms().div_euclid(DAY_MS);
+        let full: Vec<LocIdx> = {
+            let counts = self.0.capacity.lock();
+            let c = self.catalog();
+            counts
+                .iter()
+                .filter(|(_, (day, _))| *day == today)
+                .filter_map(|(l, (_, n))| {
+                    let idx = c.location_idx(l.as_str())?;
+                    let cap = c.location(idx)?.1.daily_capacity?;
+                    (*n >= cap).then_some(idx)
+                })
+                .collect()
+        };
+        if full.is_empty() {
+            return sites;
+        }
+        let mut marked = (*sites).clone();
+        for l in full {
+            if let Some(s) = marked.0.get_mut(l as usize) {
+                s.at_capacity = true;
+            }
+        }
+        Arc::new(marked)
     }
 
     /// Plans `lines` (SKU, quantity) for `target`: reads the stock of each
@@ -435,7 +496,7 @@ impl Engine {
                 })
                 .collect()
         };
-        let sites = self.sites();
+        let sites = self.sites_now();
         Ok(sourcing::plan(
             &plan_lines,
             target,
@@ -473,6 +534,12 @@ impl Engine {
             for e in &events[1..] {
                 o.apply(e);
             }
+            if o.takes_capacity() {
+                let mut counts = self.0.capacity.lock();
+                for l in o.capacity_locations() {
+                    count_capacity(&mut counts, l, o.created_ms, 1);
+                }
+            }
             shard.insert(id, o.clone());
             (o, durable)
         };
@@ -508,7 +575,15 @@ impl Engine {
             {
                 self.restock(o, lines, location);
             }
+            let took = o.takes_capacity();
             o.apply(&e);
+            if took && !o.takes_capacity() {
+                // A cancel gives its day's capacity back.
+                let mut counts = self.0.capacity.lock();
+                for l in o.capacity_locations() {
+                    count_capacity(&mut counts, l, o.created_ms, -1);
+                }
+            }
             (o.clone(), e, durable)
         };
         durable.await?;

@@ -349,6 +349,27 @@ impl Order {
         }
     }
 
+    /// The locations whose daily capacity this order takes: every
+    /// fulfilling location, and the pickup store (which hands it over).
+    pub fn capacity_locations(&self) -> Vec<LocationId> {
+        let mut v: Vec<LocationId> = self.shipments.iter().map(|s| s.location.clone()).collect();
+        if let Delivery::Pickup { location } = &self.delivery {
+            v.push(location.clone());
+        }
+        v.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        v.dedup();
+        v
+    }
+
+    /// Counts against capacity: paid for and not cancelled.
+    pub fn takes_capacity(&self) -> bool {
+        !self.cancelled
+            && matches!(
+                self.payment.state,
+                PayState::Authorized | PayState::Captured
+            )
+    }
+
     pub fn total(&self) -> Minor {
         self.lines
             .iter()
