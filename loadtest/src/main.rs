@@ -282,6 +282,17 @@ fn run_cmd(kinds: Vec<TargetKind>, open_fraction: Option<f64>, c: Common) -> Res
     let mut all_passed = true;
     let comparing = kinds.len() > 1;
     for kind in kinds {
+        // The rivals answer the reservation endpoints only.
+        if c.scenario == Scenario::Orders && kind != TargetKind::Holdfast {
+            if comparing {
+                eprintln!("{}: skipped, it has no orders", kind.name());
+                continue;
+            }
+            return Err(format!(
+                "{}: the orders scenario needs holdfast",
+                kind.name()
+            ));
+        }
         let target = match targets::start(kind, &topts) {
             Ok(t) => t,
             // A comparison goes on without a rival this machine lacks.

@@ -241,3 +241,34 @@ fn mixed_smoke_reads_adjusts_and_reserves_and_verifies() {
     assert_eq!(r["counts"]["server_5xx"], 0);
     assert_eq!(r["counts"]["no_answer"], 0);
 }
+
+#[test]
+fn orders_smoke_places_ships_delivers_and_cancels_and_verifies() {
+    // Little stock: some orders find nothing left (409), and the holds,
+    // fulfilments and cancels must still add up.
+    let runs = loadtest(&[
+        "run",
+        "--target",
+        "holdfast",
+        "--scenario",
+        "orders",
+        "--duration",
+        "4",
+        "--connections",
+        "8",
+        "--skus",
+        "30",
+        "--on-hand",
+        "20",
+    ]);
+    let r = &runs[0];
+    assert_eq!(r["verification"]["passed"], true, "{r}");
+    for op in ["order", "shipment_event", "cancel"] {
+        let n = r["ops"]
+            .as_array()
+            .and_then(|ops| ops.iter().find(|o| o["op"] == op))
+            .and_then(|o| o["count"].as_u64())
+            .unwrap_or(0);
+        assert!(n > 0, "no {op} in {r}");
+    }
+}
