@@ -230,12 +230,7 @@ fn mixed_smoke_reads_adjusts_and_reserves_and_verifies() {
     assert_eq!(r["verification"]["passed"], true, "{r}");
     // Every kind of request of the scenario was made and answered.
     for op in ["availability", "adjust", "reserve", "release"] {
-        let n = r["ops"]
-            .as_array()
-            .and_then(|ops| ops.iter().find(|o| o["op"] == op))
-            .and_then(|o| o["count"].as_u64())
-            .unwrap_or(0);
-        assert!(n > 0, "no {op} in {r}");
+        assert!(op_count(r, op) > 0, "no {op} in {r}");
     }
     // Sales on small stock may be refused (409); nothing fails.
     assert_eq!(r["counts"]["server_5xx"], 0);
@@ -264,11 +259,15 @@ fn orders_smoke_places_ships_delivers_and_cancels_and_verifies() {
     let r = &runs[0];
     assert_eq!(r["verification"]["passed"], true, "{r}");
     for op in ["order", "shipment_event", "cancel"] {
-        let n = r["ops"]
-            .as_array()
-            .and_then(|ops| ops.iter().find(|o| o["op"] == op))
-            .and_then(|o| o["count"].as_u64())
-            .unwrap_or(0);
-        assert!(n > 0, "no {op} in {r}");
+        assert!(op_count(r, op) > 0, "no {op} in {r}");
     }
+}
+
+/// How many requests of kind `op` a run's result made.
+fn op_count(r: &Value, op: &str) -> u64 {
+    r["ops"]
+        .as_array()
+        .and_then(|ops| ops.iter().find(|o| o["op"] == op))
+        .and_then(|o| o["count"].as_u64())
+        .unwrap_or(0)
 }
