@@ -309,10 +309,17 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
                         at_ms: now,
                     },
                 )
-                .await?;
+                .await;
             let placed = match placed {
-                Ok(o) => o,
-                Err(exists) => {
+                Ok(Ok(o)) => o,
+                Err(e) => {
+                    // Not recorded (the journal refused): give the stock
+                    // back now; a retry with the same id authorizes with
+                    // the same key, so it is never charged twice.
+                    release_all(state, &held).await;
+                    return Err(e.into());
+                }
+                Ok(Err(exists)) => {
                     // Another request placed this id meanwhile.
                     release_all(state, &held).await;
                     return Err(ApiError::new(
