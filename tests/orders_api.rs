@@ -454,3 +454,134 @@ fn daily_capacity_is_taken_by_orders_and_given_back_by_cancels() {
     assert_eq!(from(&o6), "DC1", "both stores are full today");
     assert_eq!(order(&c, &s, one_a("Q-7", pickup)).0, 422);
 }
+
+const AUTH: &str = r#"
+[[auth.tokens]]
+token = "admin-secret"
+role = "admin"
+[[auth.tokens]]
+token = "web-checkout"
+role = "channel"
+[[auth.tokens]]
+token = "store-milano"
+role = "store"
+location = "S_MI"
+[[auth.tokens]]
+token = "store-roma"
+role = "store"
+location = "S_RM"
+"#;
+
+#[test]
+fn store_tokens_move_their_own_shipments_and_hand_over_their_pickups() {
+    let s = Server::start(AUTH);
+    let c = client();
+    let as_ = |tok: &str, method: &str, path: &str, body: Option<Value>| {
+        call(
+            &c,
+            method,
+            &s.url(path),
+            Some(tok),
+            body.map(|b| b.to_string()).as_deref(),
+        )
+    };
+    assert_eq!(
+        as_(
+            "admin-secret",
+            "PUT",
+            "/v1/skus/A",
+            Some(json!({"name": "A"}))
+        )
+        .0,
+        200
+    );
+    for (id, kind, lat, lon) in [
+        ("DC1", "dc", 45.52, 9.21),
+        ("S_MI", "store", 45.4642, 9.19),
+        ("S_RM", "store", 41.9028, 12.4964),
+    ] {
+        let body =
+            json!({"name": id, "kind": kind, "lat": lat, "lon": lon, "pickup": kind == "store"});
+        assert_eq!(
+            as_(
+                "admin-secret",
+                "PUT",
+                &format!("/v1/locations/{id}"),
+                Some(body)
+            )
+            .0,
+            200
+        );
+    }
+    let items = json!({"items": [{"location": "DC1", "sku": "A", "on_hand": 10}, {"location": "S_RM", "sku": "A", "on_hand": 5}]});
+    assert_eq!(
+        as_("admin-secret", "POST", "/v1/inventory/batch", Some(items)).0,
+        200
+    );
+    let place = |id: &str, delivery: Value| {
+        as_(
+            "web-checkout",
+            "POST",
+            "/v1/orders",
+            Some(
+                json!({"id": id, "lines": [{"sku": "A", "qty": 1, "unit_price": "5"}], "delivery": delivery, "payment": {"provider": "sandbox"}}),
+            ),
+        )
+    };
+    let ev = |tok: &str, id: &str, status: &str| {
+        as_(
+            tok,
+            "POST",
+            &format!("/v1/orders/{id}/shipments/1/events"),
+            Some(json!({"status": status})),
+        )
+        .0
+    };
+
+    // Shipped from Roma: the Roma store moves it, Milano neither sees nor moves it.
+    let (st, o) = place("T-1", json!({"type": "ship", "lat": 41.89, "lon": 12.49}));
+    assert_eq!(
+        (st, o["shipments"][0]["location"].as_str()),
+        (201, Some("S_RM"))
+    );
+    assert_eq!(as_("store-milano", "GET", "/v1/orders/T-1", None).0, 403);
+    assert_eq!(as_("store-roma", "GET", "/v1/orders/T-1", None).0, 200);
+    assert_eq!(ev("store-milano", "T-1", "picked"), 403);
+    assert_eq!(ev("store-roma", "T-1", "picked"), 200);
+    assert_eq!(ev("store-roma", "T-1", "shipped"), 200);
+    assert_eq!(
+        as_("store-roma", "POST", "/v1/orders/T-1/cancel", None).0,
+        403,
+        "cancels are the channel's"
+    );
+    assert_eq!(ev("web-checkout", "T-1", "delivered"), 200);
+    // Returns at the store's own counter only.
+    let ret = |tok: &str, at: &str| {
+        as_(
+            tok,
+            "POST",
+            "/v1/orders/T-1/returns",
+            Some(json!({"lines": [{"sku": "A", "qty": 1}], "location": at})),
+        )
+        .0
+    };
+    assert_eq!(ret("store-roma", "S_MI"), 403);
+    assert_eq!(ret("store-roma", "S_RM"), 200);
+
+    // Collected in Milano, sent by the DC: Milano hands it over but does not ship it.
+    let (st, o) = place("T-2", json!({"type": "pickup", "location": "S_MI"}));
+    assert_eq!(
+        (st, o["shipments"][0]["type"].as_str()),
+        (201, Some("transfer"))
+    );
+    assert_eq!(as_("store-milano", "GET", "/v1/orders/T-2", None).0, 200);
+    assert_eq!(ev("store-milano", "T-2", "shipped"), 403);
+    assert_eq!(ev("admin-secret", "T-2", "shipped"), 200);
+    assert_eq!(ev("store-milano", "T-2", "ready_for_pickup"), 200);
+    assert_eq!(ev("store-milano", "T-2", "collected"), 200);
+    assert_eq!(
+        as_("store-milano", "POST", "/v1/orders", Some(json!({}))).0,
+        403,
+        "stores do not place orders"
+    );
+}

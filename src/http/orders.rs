@@ -23,6 +23,7 @@ use super::sourcing::{pickup_refused, resolve_target, unsourced_error, TargetInp
 use super::{AppState, Request};
 use crate::actors::CartLine;
 use crate::clock::rfc3339;
+use crate::config::Role;
 use crate::domain::catalog::SkuIdx;
 use crate::domain::ids::{LocationId, ReservationId, SkuId};
 use crate::domain::order::{
@@ -107,14 +108,44 @@ fn provider(state: &AppState, name: &str) -> Option<Arc<dyn PaymentProvider>> {
         .map(|(_, p)| p.clone())
 }
 
+/// A store token's reach over an order: the shipments its store sends,
+/// and, at its pickup counter, the handing over. Admin and channel tokens
+/// reach everything.
+fn store_may(
+    req: &Request,
+    o: &Order,
+    shipment: Option<(u32, ShipStatus)>,
+) -> Result<(), ApiError> {
+    let Role::Store(own) = &req.principal.role else {
+        return req.principal.require_channel();
+    };
+    let counter = matches!(&o.delivery, Delivery::Pickup { location } if location == own);
+    let sends = |n: u32| o.shipments.iter().any(|s| s.id == n && &s.location == own);
+    let allowed = match shipment {
+        // Reading: any order the store sends or hands over.
+        None => counter || o.shipments.iter().any(|s| &s.location == own),
+        Some((n, to)) => {
+            sends(n)
+                || (counter && matches!(to, ShipStatus::ReadyForPickup | ShipStatus::Collected))
+        }
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(super::auth::forbidden(
+            "a store token may only act on its own shipments and pickups",
+        ))
+    }
+}
+
 fn not_found(id: &str) -> ApiError {
     ApiError::new(Code::NotFound, format!("no order {id}"))
 }
 
 pub fn get(state: &AppState, req: &Request, id: &str) -> ApiResult {
-    req.principal.require_channel()?;
     let id = path_id(id, "id")?;
     let o = state.engine.order(&id).ok_or_else(|| not_found(&id))?;
+    store_may(req, &o, None)?;
     Ok(json_response(200, &order_json(&o)))
 }
 
@@ -437,7 +468,6 @@ async fn hold_shipments(
 }
 
 pub async fn shipment_event(state: &AppState, req: &Request, id: &str, n: &str) -> ApiResult {
-    req.principal.require_channel()?;
     let id = path_id(id, "id")?;
     let n: u32 = n
         .parse()
@@ -463,6 +493,7 @@ pub async fn shipment_event(state: &AppState, req: &Request, id: &str, n: &str) 
     };
     let now = state.engine.clock().now_ms();
     let o = state.engine.order(&id).ok_or_else(|| not_found(&id))?;
+    store_may(req, &o, Some((n, to)))?;
     // Capture first (idempotent by key) when this move is the first to
     // leave: the journal then records it captured.
     let mut captured_here = None;
@@ -568,7 +599,6 @@ pub async fn cancel(state: &AppState, req: &Request, id: &str) -> ApiResult {
 }
 
 pub async fn returns(state: &AppState, req: &Request, id: &str) -> ApiResult {
-    req.principal.require_channel()?;
     let id = path_id(id, "id")?;
     let m = parse_object(&req.body)?;
     let mut e = Errors::default();
@@ -585,6 +615,12 @@ pub async fn returns(state: &AppState, req: &Request, id: &str) -> ApiResult {
     let location = location
         .and_then(|l| LocationId::parse(&l).ok())
         .ok_or_else(|| ApiError::new(Code::ValidationFailed, "location"))?;
+    // A store takes returns at its own counter.
+    if let Role::Store(_) = req.principal.role {
+        req.principal.require_location(location.as_str())?;
+    } else {
+        req.principal.require_channel()?;
+    }
     if state
         .engine
         .catalog()
