@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{call, call_full, client, get, post, seed, Server};
+use common::{auth_with, call, call_full, client, get, post, seed, Server};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -520,13 +520,7 @@ fn bad_input_is_4xx_problem_json_and_writes_nothing() {
     assert_eq!(st, 422);
 }
 
-const AUTH: &str = r#"
-[[auth.tokens]]
-token = "admin-secret"
-role = "admin"
-[[auth.tokens]]
-token = "web-checkout"
-role = "channel"
+const STORE_AND_SLOW: &str = r#"
 [[auth.tokens]]
 token = "store-s000"
 role = "store"
@@ -540,7 +534,7 @@ rate_limit_burst = 3
 
 #[test]
 fn every_role_against_every_endpoint() {
-    let s = Server::start(AUTH);
+    let s = Server::start(&auth_with(STORE_AND_SLOW));
     let c = client();
     seed(&c, &s, Some("admin-secret"), 1, 2, 50);
     let (_, r) = call(
@@ -756,7 +750,7 @@ fn flash_sale_cap_per_reservation() {
 
 #[test]
 fn import_loads_a_network_through_the_batch_endpoint() {
-    let s = Server::start(AUTH);
+    let s = Server::start(&auth_with(STORE_AND_SLOW));
     let c = client();
     // The catalog first (import loads counts of known SKUs and locations),
     // by `import --catalog`.

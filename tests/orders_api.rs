@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{call, client, get, post, Server};
+use common::{auth_with, call, client, get, post, Server};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 
@@ -455,13 +455,7 @@ fn daily_capacity_is_taken_by_orders_and_given_back_by_cancels() {
     assert_eq!(order(&c, &s, one_a("Q-7", pickup)).0, 422);
 }
 
-const AUTH: &str = r#"
-[[auth.tokens]]
-token = "admin-secret"
-role = "admin"
-[[auth.tokens]]
-token = "web-checkout"
-role = "channel"
+const STORES: &str = r#"
 [[auth.tokens]]
 token = "store-milano"
 role = "store"
@@ -474,7 +468,7 @@ location = "S_RM"
 
 #[test]
 fn store_tokens_move_their_own_shipments_and_hand_over_their_pickups() {
-    let s = Server::start(AUTH);
+    let s = Server::start(&auth_with(STORES));
     let c = client();
     let as_ = |tok: &str, method: &str, path: &str, body: Option<Value>| {
         call(

@@ -224,3 +224,11 @@ pub fn get(c: &Client, s: &Server, path: &str) -> (u16, Value) {
 pub fn post(c: &Client, s: &Server, path: &str, body: Option<&str>) -> (u16, Value) {
     call(c, "POST", &s.url(path), None, body)
 }
+
+/// An `[auth]` section: `admin-secret` (admin), `web-checkout` (channel),
+/// then `extra` (more `[[auth.tokens]]` entries).
+pub fn auth_with(extra: &str) -> String {
+    format!(
+        "[[auth.tokens]]\ntoken = \"admin-secret\"\nrole = \"admin\"\n[[auth.tokens]]\ntoken = \"web-checkout\"\nrole = \"channel\"\n{extra}"
+    )
+}
