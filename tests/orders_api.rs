@@ -311,6 +311,19 @@ fn cancel_declined_payment_and_short_stock_leave_nothing_held() {
     assert_eq!(stock(&c, &s, "S_RM", "A"), (5, 0));
     assert_eq!(get(&c, &s, "/v1/orders/U-1").0, 404);
 
+    // A free order (a promotion) needs no payment provider's yes.
+    let (st, o) = order(
+        &c,
+        &s,
+        json!({"id": "F-1", "lines": [{"sku": "A", "qty": 1, "unit_price": "0"}], "delivery": roma(), "payment": {"provider": "sandbox"}}),
+    );
+    assert_eq!(
+        (st, o["status"].as_str(), o["total"].as_str()),
+        (201, Some("confirmed"), Some("0.00")),
+        "{o}"
+    );
+    assert_eq!(post(&c, &s, "/v1/orders/F-1/cancel", None).0, 200);
+
     // More than anyone has: 409 naming the line, nothing held.
     let (st, v) = order(
         &c,

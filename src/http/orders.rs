@@ -302,7 +302,15 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
         amount: order.total(),
         currency: "EUR".into(),
     };
-    let answer = match provider.authorize(&auth).await {
+    // A free order (a promotion) has nothing to authorize.
+    let answer = if auth.amount == 0 {
+        Ok(Authorization::Authorized {
+            reference: String::new(),
+        })
+    } else {
+        provider.authorize(&auth).await
+    };
+    let answer = match answer {
         Ok(a) => a,
         Err(e) => {
             release_all(state, &held).await;
@@ -569,7 +577,9 @@ pub async fn cancel(state: &AppState, req: &Request, id: &str) -> ApiResult {
     if let Some(OrderEvent::Cancelled { voided: true, .. }) =
         o.decide_cancel(now).map_err(refused)?
     {
-        if let Some(p) = provider(state, &o.payment.provider) {
+        // A free order was never sent to the provider: nothing to void.
+        let sent = !o.payment.reference.is_empty();
+        if let Some(p) = provider(state, &o.payment.provider).filter(|_| sent) {
             p.void(&Follow {
                 idempotency_key: format!("{id}:void"),
                 reference: o.payment.reference.clone(),
