@@ -58,6 +58,14 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
         .thread_name("http")
         .build()
         .map_err(|e| e.to_string())?;
+    // Orders paid but not yet confirmed when the last process died.
+    match rt.block_on(engine.reconcile_orders()) {
+        Ok((0, 0)) => {}
+        Ok((confirmed, lost)) => {
+            tracing::info!(confirmed, lost, "orders reconciled with their holds")
+        }
+        Err(e) => return Err(format!("reconciling orders: {e}")),
+    }
     let durability = cfg.durability;
     let data_dir = cfg.data_dir.clone();
     let r = rt.block_on(http::serve(

@@ -2,19 +2,20 @@
 //! and power cuts included, against the engine (actors + journal over
 //! simulated storage) and against a plain model written separately.
 
+mod common;
+
+use common::sim::{hold_one, one_record};
 use holdfast::actors::stock_shard::CountItem;
-use holdfast::actors::{CartLine, Engine, EngineConfig};
+use holdfast::actors::{CartLine, Engine};
 use holdfast::clock::{Clock, ManualClock};
 use holdfast::domain::catalog::{Location, LocationKind, Sku};
 use holdfast::domain::model::TransitionRefused;
 use holdfast::domain::reservation::{Status, Transition};
 use holdfast::domain::stock::AdjustReason;
 use holdfast::domain::{LocationId, ReservationId, SkuId};
-use holdfast::metrics::Metrics;
-use holdfast::persistence::{Durability, SimStorage};
+use holdfast::persistence::SimStorage;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SKUS: u32 = 3;
@@ -85,20 +86,7 @@ fn loc(i: u32) -> LocationId {
 }
 
 fn open(fs: &SimStorage, clock: &ManualClock) -> Engine {
-    Engine::open(
-        &EngineConfig {
-            data_dir: "/sim".into(),
-            durability: Durability::Fsync,
-            shards: 2,
-            snapshot: None,
-            sourcing: Default::default(),
-        },
-        Arc::new(fs.clone()),
-        Arc::new(clock.clone()),
-        Arc::new(Metrics::default()),
-    )
-    .expect("open")
-    .0
+    common::sim::open(fs, clock, 2)
 }
 
 /// The engine's state in the plain model's terms.
@@ -263,35 +251,9 @@ fn finished_reservations_are_forgotten_after_a_day_live_ones_never() {
     let clock = ManualClock::new(1_700_000_000_000);
     let e = open(&fs, &clock);
     let (released, confirmed) = rt.block_on(async {
-        e.put_sku(sku(0), Sku::named("x")).await.expect("sku");
-        e.put_location(loc(0), Location::new("y", LocationKind::Store, 0.0, 0.0))
-            .await
-            .expect("loc");
-        e.count(vec![CountItem {
-            sku_idx: 0,
-            loc_idx: 0,
-            sku: sku(0),
-            location: loc(0),
-            on_hand: 10,
-            safety_stock: None,
-        }])
-        .await
-        .expect("count");
-        let cart = [CartLine {
-            sku: 0,
-            location: 0,
-            qty: 1,
-        }];
-        let a = e
-            .reserve(&cart, false, 900, None)
-            .await
-            .expect("engine")
-            .expect("held");
-        let b = e
-            .reserve(&cart, false, 900, None)
-            .await
-            .expect("engine")
-            .expect("held");
+        one_record(&e, 10).await;
+        let a = hold_one(&e, 900).await;
+        let b = hold_one(&e, 900).await;
         e.transition(a.id.clone(), Transition::Release)
             .await
             .expect("engine")

@@ -24,7 +24,7 @@ use crate::domain::event::{Event, IdemKey};
 use crate::domain::ids::{LocationId, ReservationId, SkuId};
 use crate::domain::model::{IdemEntry, Shortage, TransitionRefused};
 use crate::domain::order::{Order, OrderEvent, Refused};
-use crate::domain::reservation::{expires_at, Line, Reservation, Transition};
+use crate::domain::reservation::{expires_at, Line, Reservation, Status, Transition};
 use crate::domain::sourcing::{
     self, LineStock, PickupRefused, Plan, PlanLine, Site, Sites, Target, Weights,
 };
@@ -588,6 +588,40 @@ impl Engine {
         };
         durable.await?;
         Ok(Some(Ok((o, Some(e)))))
+    }
+
+    /// After recovery: an order journaled as paid whose shipments' holds
+    /// were not confirmed yet (the process died between the two) gets them
+    /// confirmed now; one whose holds expired meanwhile has lost its stock
+    /// and is named in the log. Returns (confirmed, lost).
+    pub async fn reconcile_orders(&self) -> Result<(usize, usize), EngineError> {
+        let mut pending = Vec::new();
+        for shard in &self.0.orders {
+            for o in shard.lock().values().filter(|o| o.takes_capacity()) {
+                for s in &o.shipments {
+                    if let Some(r) = s.reservation.as_deref() {
+                        if let Ok(r) = ReservationId::parse(r) {
+                            pending.push((o.id.clone(), r));
+                        }
+                    }
+                }
+            }
+        }
+        let (mut confirmed, mut lost) = (0, 0);
+        for (order, r) in pending {
+            match self.reservation(r.clone()).await?.map(|x| x.status) {
+                Some(Status::Held) => {
+                    let done = self.transition(r, Transition::Confirm).await?;
+                    confirmed += usize::from(done.is_ok());
+                }
+                Some(Status::Expired | Status::Released) => {
+                    lost += 1;
+                    tracing::warn!(%order, reservation = %r, "an order's hold expired before it was confirmed: the order has lost that stock");
+                }
+                _ => {}
+            }
+        }
+        Ok((confirmed, lost))
     }
 
     /// The stock side of a journaled return: on_hand grows where the goods

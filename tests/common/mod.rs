@@ -1,6 +1,8 @@
 //! Starts the real `holdfast` binary on a free port with its own data dir.
 #![allow(dead_code)]
 
+pub mod sim;
+
 use reqwest::blocking::{Client, Response};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};

@@ -1,0 +1,66 @@
+//! An engine on simulated storage and a manual clock, in-process.
+
+use holdfast::actors::stock_shard::CountItem;
+use holdfast::actors::{CartLine, Engine, EngineConfig};
+use holdfast::clock::ManualClock;
+use holdfast::domain::catalog::{Location, LocationKind, Sku};
+use holdfast::domain::reservation::Reservation;
+use holdfast::domain::{LocationId, SkuId};
+use holdfast::metrics::Metrics;
+use holdfast::persistence::{Durability, SimStorage};
+use std::sync::Arc;
+
+pub fn open(fs: &SimStorage, clock: &ManualClock, shards: usize) -> Engine {
+    Engine::open(
+        &EngineConfig {
+            data_dir: "/sim".into(),
+            durability: Durability::Fsync,
+            shards,
+            snapshot: None,
+            sourcing: Default::default(),
+        },
+        Arc::new(fs.clone()),
+        Arc::new(clock.clone()),
+        Arc::new(Metrics::default()),
+    )
+    .expect("open")
+    .0
+}
+
+/// SKU `S0` at location `L0` with `on_hand` units.
+pub async fn one_record(e: &Engine, on_hand: i64) {
+    let (sku, loc) = (
+        SkuId::parse("S0").expect("id"),
+        LocationId::parse("L0").expect("id"),
+    );
+    e.put_sku(sku.clone(), Sku::named("x")).await.expect("sku");
+    e.put_location(
+        loc.clone(),
+        Location::new("y", LocationKind::Store, 45.0, 9.0),
+    )
+    .await
+    .expect("loc");
+    e.count(vec![CountItem {
+        sku_idx: 0,
+        loc_idx: 0,
+        sku,
+        location: loc,
+        on_hand,
+        safety_stock: None,
+    }])
+    .await
+    .expect("count");
+}
+
+/// Holds one unit of `S0` at `L0` for `ttl_s`.
+pub async fn hold_one(e: &Engine, ttl_s: u64) -> Reservation {
+    let cart = [CartLine {
+        sku: 0,
+        location: 0,
+        qty: 1,
+    }];
+    e.reserve(&cart, false, ttl_s, None)
+        .await
+        .expect("engine")
+        .expect("held")
+}
