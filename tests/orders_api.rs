@@ -5,22 +5,17 @@
 
 mod common;
 
-use common::{auth_with, call, client, get, post, Server};
+use common::{auth_with, call, client, get, post, put_ok, stock, Server};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
-
-fn put(c: &Client, s: &Server, path: &str, body: Value) {
-    let (st, v) = call(c, "PUT", &s.url(path), None, Some(&body.to_string()));
-    assert_eq!(st, 200, "{path}: {v}");
-}
 
 /// DC1 near Milano (A, B, D), stores in Milano (A) and Roma (A, B, C).
 fn network(c: &Client, s: &Server) {
     for sku in ["A", "B", "C", "D"] {
-        put(c, s, &format!("/v1/skus/{sku}"), json!({"name": sku}));
+        put_ok(c, s, &format!("/v1/skus/{sku}"), json!({"name": sku}));
     }
     let loc = |id: &str, kind: &str, lat: f64, lon: f64| {
-        put(
+        put_ok(
             c,
             s,
             &format!("/v1/locations/{id}"),
@@ -37,15 +32,6 @@ fn network(c: &Client, s: &Server) {
     ]});
     let (st, v) = post(c, s, "/v1/inventory/batch", Some(&items.to_string()));
     assert_eq!(st, 200, "{v}");
-}
-
-/// (on_hand, reserved) of a record.
-fn stock(c: &Client, s: &Server, loc: &str, sku: &str) -> (i64, i64) {
-    let (_, v) = get(c, s, &format!("/v1/inventory/{loc}/{sku}"));
-    (
-        v["on_hand"].as_i64().unwrap_or(-1),
-        v["reserved"].as_i64().unwrap_or(-1),
-    )
 }
 
 fn order(c: &Client, s: &Server, body: Value) -> (u16, Value) {
@@ -414,7 +400,7 @@ fn daily_capacity_is_taken_by_orders_and_given_back_by_cancels() {
     let c = client();
     network(&c, &s);
     let capped = |id: &str, lat: f64, lon: f64, cap: u32| {
-        put(
+        put_ok(
             &c,
             &s,
             &format!("/v1/locations/{id}"),

@@ -3,13 +3,8 @@
 
 mod common;
 
-use common::{call, client, get, post, Server};
+use common::{call, client, get, post, put_ok, stock, Server};
 use serde_json::{json, Value};
-
-fn put(c: &reqwest::blocking::Client, s: &Server, path: &str, body: Value) {
-    let (st, v) = call(c, "PUT", &s.url(path), None, Some(&body.to_string()));
-    assert_eq!(st, 200, "{path}: {v}");
-}
 
 fn location(
     c: &reqwest::blocking::Client,
@@ -26,7 +21,7 @@ fn location(
             b.insert(k.clone(), v.clone());
         }
     }
-    put(c, s, &format!("/v1/locations/{id}"), body);
+    put_ok(c, s, &format!("/v1/locations/{id}"), body);
 }
 
 fn plan(c: &reqwest::blocking::Client, s: &Server, body: Value) -> (u16, Value) {
@@ -76,7 +71,7 @@ fn plans_follow_the_rules_and_hold_nothing() {
     let s = Server::start("");
     let c = client();
     for sku in ["A", "B"] {
-        put(&c, &s, &format!("/v1/skus/{sku}"), json!({"name": sku}));
+        put_ok(&c, &s, &format!("/v1/skus/{sku}"), json!({"name": sku}));
     }
     location(&c, &s, "DC1", "dc", 45.52, 9.21, json!({"priority": 0}));
     location(&c, &s, "S_MI", "store", MILANO.0, MILANO.1, json!({}));
@@ -273,7 +268,7 @@ fn plans_follow_the_rules_and_hold_nothing() {
 /// The network of these tests: a DC near Milano, stores in Milano and Roma.
 fn network(c: &reqwest::blocking::Client, s: &Server) {
     for sku in ["A", "B"] {
-        put(c, s, &format!("/v1/skus/{sku}"), json!({"name": sku}));
+        put_ok(c, s, &format!("/v1/skus/{sku}"), json!({"name": sku}));
     }
     location(c, s, "DC1", "dc", 45.52, 9.21, json!({"priority": 0}));
     location(c, s, "S_MI", "store", MILANO.0, MILANO.1, json!({}));
@@ -288,9 +283,7 @@ fn network(c: &reqwest::blocking::Client, s: &Server) {
 }
 
 fn reserved(c: &reqwest::blocking::Client, s: &Server, loc: &str, sku: &str) -> i64 {
-    get(c, s, &format!("/v1/inventory/{loc}/{sku}")).1["reserved"]
-        .as_i64()
-        .unwrap_or(-1)
+    stock(c, s, loc, sku).1
 }
 
 #[test]

@@ -113,28 +113,69 @@ struct Inner {
     /// the decision, the journal append and the change alike (as the
     /// catalog's does): one order is one state machine, never two writers.
     orders: Vec<Mutex<ahash::AHashMap<String, Order>>>,
-    /// Orders taken today per location, for `daily_capacity`: (day, count),
-    /// the day in days since the epoch (UTC).
-    capacity: Mutex<ahash::AHashMap<LocationId, (i64, u32)>>,
+    capacity: Mutex<DailyCapacity>,
 }
 
 const DAY_MS: crate::domain::TimeMs = 86_400_000;
 
-/// Adds `delta` orders of the day of `at_ms` to `loc`'s count: a newer day
-/// starts from zero, an older one no longer matters.
-fn count_capacity(
-    counts: &mut ahash::AHashMap<LocationId, (i64, u32)>,
-    loc: LocationId,
-    at_ms: crate::domain::TimeMs,
-    delta: i32,
-) {
-    let day = at_ms.div_euclid(DAY_MS);
-    let e = counts.entry(loc).or_insert((day, 0));
-    if day > e.0 {
-        *e = (day, 0);
+/// Orders taken per location and day, for `daily_capacity`, and the
+/// locations that have reached theirs: a plan reads only those, not every
+/// count. Lock order: the catalog before this.
+#[derive(Default)]
+struct DailyCapacity {
+    /// (day since the epoch, UTC; orders that day)
+    counts: ahash::AHashMap<LocationId, (i64, u32)>,
+    /// Locations whose count reached their capacity on the day counted.
+    full: ahash::AHashSet<LocationId>,
+}
+
+impl DailyCapacity {
+    /// Adds `delta` orders of the day of `at_ms` to `loc`'s count: a newer
+    /// day starts from zero, an older one no longer matters.
+    fn add(
+        &mut self,
+        loc: &LocationId,
+        at_ms: crate::domain::TimeMs,
+        delta: i32,
+        cap: Option<u32>,
+    ) {
+        let day = at_ms.div_euclid(DAY_MS);
+        let e = self.counts.entry(loc.clone()).or_insert((day, 0));
+        if day > e.0 {
+            *e = (day, 0);
+        }
+        if day == e.0 {
+            e.1 = e.1.saturating_add_signed(delta);
+        }
+        self.recheck(loc, cap);
     }
-    if day == e.0 {
-        e.1 = e.1.saturating_add_signed(delta);
+
+    /// `loc` against its (maybe new) capacity.
+    fn recheck(&mut self, loc: &LocationId, cap: Option<u32>) {
+        let n = self.counts.get(loc).map_or(0, |e| e.1);
+        if cap.is_some_and(|c| n >= c) {
+            self.full.insert(loc.clone());
+        } else {
+            self.full.remove(loc);
+        }
+    }
+
+    /// The locations full on `day`.
+    fn full_on(&self, day: i64) -> Vec<LocationId> {
+        self.full
+            .iter()
+            .filter(|l| self.counts.get(*l).is_some_and(|e| e.0 == day))
+            .cloned()
+            .collect()
+    }
+
+    /// Counts `o` (`delta` +1 placed, -1 cancelled) at every location it
+    /// takes capacity from.
+    fn count_order(&mut self, c: &Catalog, o: &Order, delta: i32) {
+        for l in o.capacity_locations() {
+            let cap = c.location_by_id(l.as_str()).and_then(|x| x.daily_capacity);
+            self.add(&l, o.created_ms, delta, cap);
+        }
     }
 }
 
@@ -221,12 +262,10 @@ impl Engine {
         let orders: Vec<Mutex<ahash::AHashMap<String, Order>>> = (0..ORDER_SHARDS)
             .map(|_| Mutex::new(Default::default()))
             .collect();
-        let mut capacity = ahash::AHashMap::new();
+        let mut capacity = DailyCapacity::default();
         for (id, o) in model.orders {
             if o.takes_capacity() {
-                for l in o.capacity_locations() {
-                    count_capacity(&mut capacity, l, o.created_ms, 1);
-                }
+                capacity.count_order(&catalog.read(), &o, 1);
             }
             orders[order_shard(&id)].lock().insert(id, o);
         }
@@ -384,8 +423,10 @@ impl Engine {
             location: id.clone(),
             value: loc.clone(),
         };
-        let version = &self.0.locations_version;
+        let (version, capacity) = (&self.0.locations_version, &self.0.capacity);
         self.write_catalog(event, |c| {
+            // A new capacity may make the location full, or not any more.
+            capacity.lock().recheck(&id, loc.daily_capacity);
             c.put_location(id, loc);
             version.fetch_add(1, Ordering::Release);
         })
@@ -423,22 +464,16 @@ impl Engine {
     fn sites_now(&self) -> Arc<Sites> {
         let sites = self.sites();
         let today = self.0.clock.now_ms().div_euclid(DAY_MS);
-        let full: Vec<LocIdx> = {
-            let counts = self.0.capacity.lock();
-            let c = self.catalog();
-            counts
-                .iter()
-                .filter(|(_, (day, _))| *day == today)
-                .filter_map(|(l, (_, n))| {
-                    let idx = c.location_idx(l.as_str())?;
-                    let cap = c.location(idx)?.1.daily_capacity?;
-                    (*n >= cap).then_some(idx)
-                })
-                .collect()
-        };
+        let full = self.0.capacity.lock().full_on(today);
         if full.is_empty() {
             return sites;
         }
+        let full: Vec<LocIdx> = {
+            let c = self.catalog();
+            full.iter()
+                .filter_map(|l| c.location_idx(l.as_str()))
+                .collect()
+        };
         let mut marked = (*sites).clone();
         for l in full {
             if let Some(s) = marked.0.get_mut(l as usize) {
@@ -463,7 +498,7 @@ impl Engine {
         let records =
             futures::future::try_join_all(skus.iter().map(|&s| self.stock_records(s, None)))
                 .await?;
-        let stock: Vec<(SkuIdx, Vec<LineStock>)> = skus
+        let mut stock: Vec<(SkuIdx, Vec<LineStock>)> = skus
             .into_iter()
             .zip(records)
             .map(|(sku, recs)| {
@@ -487,10 +522,12 @@ impl Engine {
                 .map(|&(sku, qty)| PlanLine {
                     sku,
                     qty,
+                    // The planner reads a SKU's stock from its first line
+                    // (sourcing.rs): moved there, not copied to every line.
                     stock: stock
-                        .iter()
+                        .iter_mut()
                         .find(|(s, _)| *s == sku)
-                        .map(|(_, v)| v.clone())
+                        .map(|(_, v)| std::mem::take(v))
                         .unwrap_or_default(),
                     ship_alone: c.sku(sku).is_some_and(|s| s.1.ship_alone),
                 })
@@ -535,10 +572,8 @@ impl Engine {
                 o.apply(e);
             }
             if o.takes_capacity() {
-                let mut counts = self.0.capacity.lock();
-                for l in o.capacity_locations() {
-                    count_capacity(&mut counts, l, o.created_ms, 1);
-                }
+                let c = self.catalog();
+                self.0.capacity.lock().count_order(&c, &o, 1);
             }
             shard.insert(id, o.clone());
             (o, durable)
@@ -579,10 +614,8 @@ impl Engine {
             o.apply(&e);
             if took && !o.takes_capacity() {
                 // A cancel gives its day's capacity back.
-                let mut counts = self.0.capacity.lock();
-                for l in o.capacity_locations() {
-                    count_capacity(&mut counts, l, o.created_ms, -1);
-                }
+                let c = self.catalog();
+                self.0.capacity.lock().count_order(&c, o, -1);
             }
             (o.clone(), e, durable)
         };
@@ -597,7 +630,12 @@ impl Engine {
     pub async fn reconcile_orders(&self) -> Result<(usize, usize), EngineError> {
         let mut pending = Vec::new();
         for shard in &self.0.orders {
-            for o in shard.lock().values().filter(|o| o.takes_capacity()) {
+            // Only orders nothing has moved yet: once a shipment moved, its
+            // holds were confirmed (the 201 came after them), and a
+            // finished order's are fulfilled or released. So a start does
+            // not ask the books about every order ever kept.
+            let unmoved = |o: &&Order| o.status() == crate::domain::order::OrderStatus::Confirmed;
+            for o in shard.lock().values().filter(unmoved) {
                 for s in &o.shipments {
                     if let Some(r) = s.reservation.as_deref() {
                         if let Ok(r) = ReservationId::parse(r) {
@@ -631,18 +669,10 @@ impl Engine {
         let Some(l) = c.location_idx(location.as_str()) else {
             return;
         };
-        for (line, qty) in lines {
-            if let Some(s) = o.lines.get(*line).and_then(|x| c.sku_idx(x.sku.as_str())) {
-                self.stock_of(s).do_send(ApplyDeltas(vec![(
-                    s,
-                    l,
-                    StockDelta {
-                        on_hand: i64::from(*qty),
-                        ..StockDelta::default()
-                    },
-                )]));
-            }
-        }
+        self.send_deltas(
+            o.restock(lines)
+                .filter_map(|(sku, d)| Some((c.sku_idx(sku.as_str())?, l, d))),
+        );
     }
 
     // ---- stock ---------------------------------------------------------
@@ -955,18 +985,26 @@ impl Engine {
     }
 
     fn undo_holds(&self, lines: &[CartLine], outcomes: &[stock_shard::HoldOutcome]) {
-        let n = self.0.stock.len();
-        let mut per_shard: Vec<Vec<(SkuIdx, LocIdx, StockDelta)>> = vec![Vec::new(); n];
-        for o in outcomes.iter().filter(|o| o.held > 0) {
+        self.send_deltas(outcomes.iter().filter(|o| o.held > 0).map(|o| {
             let l = &lines[o.line];
-            per_shard[l.sku as usize % n].push((
+            (
                 l.sku,
                 l.location,
                 StockDelta {
                     reserved: -i64::from(o.held),
                     ..StockDelta::default()
                 },
-            ));
+            )
+        }));
+    }
+
+    /// Sends deltas already decided (and journaled) to their stock shards,
+    /// one message per shard touched.
+    fn send_deltas(&self, deltas: impl IntoIterator<Item = (SkuIdx, LocIdx, StockDelta)>) {
+        let n = self.0.stock.len();
+        let mut per_shard: Vec<Vec<(SkuIdx, LocIdx, StockDelta)>> = vec![Vec::new(); n];
+        for d in deltas {
+            per_shard[d.0 as usize % n].push(d);
         }
         for (i, d) in per_shard.into_iter().enumerate() {
             if !d.is_empty() {

@@ -90,30 +90,18 @@ impl Model {
                         continue;
                     }
                     // A return restocks where the goods came back.
-                    if let super::order::OrderEvent::Returned {
-                        lines, location, ..
-                    } = e
+                    if let (
+                        super::order::OrderEvent::Returned {
+                            lines, location, ..
+                        },
+                        Some(o),
+                    ) = (e, self.orders.get(id))
                     {
-                        let skus: Vec<SkuId> = self
-                            .orders
-                            .get(id)
-                            .map(|o| {
-                                lines
-                                    .iter()
-                                    .filter_map(|(l, _)| o.lines.get(*l).map(|x| x.sku.clone()))
-                                    .collect()
-                            })
-                            .unwrap_or_default();
-                        for (sku, (_, qty)) in skus.iter().zip(lines) {
-                            let (s, l) = self.sku_loc(sku, location)?;
-                            self.stock.apply(
-                                s,
-                                l,
-                                StockDelta {
-                                    on_hand: i64::from(*qty),
-                                    ..StockDelta::default()
-                                },
-                            );
+                        let back: Vec<(SkuId, StockDelta)> =
+                            o.restock(lines).map(|(s, d)| (s.clone(), d)).collect();
+                        for (sku, d) in back {
+                            let (s, l) = self.sku_loc(&sku, location)?;
+                            self.stock.apply(s, l, d);
                         }
                     }
                     if let Some(o) = self.orders.get_mut(id) {

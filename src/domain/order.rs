@@ -23,6 +23,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ids::{LocationId, SkuId};
+use super::stock::StockDelta;
 use super::TimeMs;
 
 /// An amount in minor units (cents).
@@ -368,6 +369,25 @@ impl Order {
                 self.payment.state,
                 PayState::Authorized | PayState::Captured
             )
+    }
+
+    /// What a return of `lines` (line, quantity) puts back on the shelf
+    /// where it is returned: each line's SKU with its on_hand delta. The
+    /// one rule for replay (the model) and the running engine alike.
+    pub fn restock<'a>(
+        &'a self,
+        lines: &'a [(usize, u32)],
+    ) -> impl Iterator<Item = (&'a SkuId, StockDelta)> + 'a {
+        lines.iter().filter_map(|(l, q)| {
+            let line = self.lines.get(*l)?;
+            Some((
+                &line.sku,
+                StockDelta {
+                    on_hand: i64::from(*q),
+                    ..StockDelta::default()
+                },
+            ))
+        })
     }
 
     pub fn total(&self) -> Minor {

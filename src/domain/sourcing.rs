@@ -191,6 +191,8 @@ pub struct LineStock {
 pub struct PlanLine {
     pub sku: SkuIdx,
     pub qty: u32,
+    /// The SKU's stock per location. Read from the first line of each SKU
+    /// only: later lines of the same SKU may leave it empty.
     pub stock: Vec<LineStock>,
     /// The SKU is `ship_alone`: its lines form a shipment of their own.
     pub ship_alone: bool,

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 use super::error::{json_response, ApiError, ApiResult, Code};
-use super::input::{cart_lines, objects, parse_object, path_id, Errors};
+use super::input::{cart_lines, parse_object, path_id, Errors};
 use super::inventory::resolve_sku;
 use super::sourcing::{pickup_refused, resolve_target, unsourced_error, TargetInput};
 use super::{AppState, Request};
@@ -249,7 +249,7 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
         ));
     }
 
-    let (lines, asked, target, pickup_at) = {
+    let (lines, asked, target, delivery) = {
         let c = state.engine.catalog();
         let mut lines = Vec::with_capacity(wanted.len());
         let mut asked: Vec<(SkuIdx, u32)> = Vec::with_capacity(wanted.len());
@@ -262,31 +262,25 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
                 unit_price: *price,
             });
         }
-        let pickup_at = match &delivery {
-            TargetInput::Pickup(p) => Some(p.clone()),
-            TargetInput::Deliver(..) => None,
+        // What the order keeps, from what the client named.
+        let kept = match &delivery {
+            TargetInput::Deliver(lat, lon) => Delivery::Ship {
+                lat: *lat,
+                lon: *lon,
+            },
+            TargetInput::Pickup(p) => Delivery::Pickup {
+                location: LocationId::parse(p)
+                    .map_err(|_| ApiError::new(Code::ValidationFailed, "delivery.location"))?,
+            },
         };
         let target = resolve_target(&c, delivery)
             .map_err(|e| e.with("field", json!("delivery.location")))?;
-        (lines, asked, target, pickup_at)
+        (lines, asked, target, kept)
     };
 
     // Plan, then hold each shipment as its own reservation; all or none.
     let (shipments, held) = hold_shipments(state, &asked, target).await?;
     let now = state.engine.clock().now_ms();
-    let delivery = match (&target, pickup_at) {
-        (Target::Deliver { lat, lon }, _) => Delivery::Ship {
-            lat: *lat,
-            lon: *lon,
-        },
-        (Target::Pickup { .. }, Some(p)) => Delivery::Pickup {
-            location: LocationId::parse(&p)
-                .map_err(|_| ApiError::new(Code::ValidationFailed, "delivery"))?,
-        },
-        (Target::Pickup { .. }, None) => {
-            return Err(ApiError::new(Code::ValidationFailed, "delivery"))
-        }
-    };
     let order = Order::new(
         id.clone(),
         lines,
@@ -614,7 +608,7 @@ pub async fn returns(state: &AppState, req: &Request, id: &str) -> ApiResult {
     let mut e = Errors::default();
     let location = e.id(&m, "location", "", true);
     let mut wanted = Vec::new();
-    for (i, path, o) in objects(&mut e, &m, "lines", "line", 100, "{sku, qty}") {
+    for (i, path, o) in cart_lines(&mut e, &m, "{sku, qty}") {
         let sku = e.id(o, "sku", &path, true);
         let qty = e.int(o, "qty", &path, 1, QTY_MAX, true);
         if let (Some(sku), Some(qty)) = (sku, qty) {

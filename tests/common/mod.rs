@@ -234,3 +234,18 @@ pub fn auth_with(extra: &str) -> String {
         "[[auth.tokens]]\ntoken = \"admin-secret\"\nrole = \"admin\"\n[[auth.tokens]]\ntoken = \"web-checkout\"\nrole = \"channel\"\n{extra}"
     )
 }
+
+/// `PUT path` without a token, which must answer 200.
+pub fn put_ok(c: &Client, s: &Server, path: &str, body: Value) {
+    let (st, v) = call(c, "PUT", &s.url(path), None, Some(&body.to_string()));
+    assert_eq!(st, 200, "{path}: {v}");
+}
+
+/// (on_hand, reserved) of a stock record; -1 where the answer has none.
+pub fn stock(c: &Client, s: &Server, loc: &str, sku: &str) -> (i64, i64) {
+    let (_, v) = get(c, s, &format!("/v1/inventory/{loc}/{sku}"));
+    (
+        v["on_hand"].as_i64().unwrap_or(-1),
+        v["reserved"].as_i64().unwrap_or(-1),
+    )
+}
