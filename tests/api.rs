@@ -72,7 +72,7 @@ fn catalog_inventory_and_reservation_lifecycle() {
     assert_eq!(st, 200);
     assert_eq!(
         v,
-        json!({"location":"S001","sku":"A1","on_hand":10,"reserved":0,"safety_stock":1,"available":9,"version":1})
+        json!({"location":"S001","sku":"A1","on_hand":10,"reserved":0,"safety_stock":1,"available":9,"version":1,"rotation":0.0})
     );
     let (st, v) = post(
         &c,

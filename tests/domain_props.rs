@@ -109,7 +109,7 @@ proptest! {
                 Cmd::Count { sku, loc, on_hand: oh, safety } => {
                     let count = m.decide_count(sku, loc, oh, safety);
                     on_hand.insert((sku, loc), oh);
-                    Some(Event::Counted { items: vec![count] })
+                    Some(Event::Counted { items: vec![count], at_ms: now })
                 }
                 Cmd::Adjust { sku, loc, delta } => {
                     let r = m.stock.get_or_empty(sku, loc);
@@ -121,6 +121,7 @@ proptest! {
                                 location: LocationId::parse(&format!("L{loc}")).expect("id"),
                                 delta,
                                 reason: AdjustReason::Correction,
+                                at_ms: now,
                             })
                         }
                         Err(_) => {

@@ -161,7 +161,7 @@ proptest! {
                     let recs = rt.block_on(e.count(vec![CountItem { sku_idx: s, loc_idx: l, sku: sku(s), location: loc(l), on_hand: n, safety_stock: Some(0) }])).expect("count");
                     let old = plain.stock.get(&(s, l)).copied().unwrap_or((0, 0));
                     plain.stock.insert((s, l), (n, old.1));
-                    prop_assert_eq!(recs[0].on_hand, n);
+                    prop_assert_eq!(recs[0].record.on_hand, n);
                 }
                 Cmd::Adjust(s, l, d) => {
                     let r = rt.block_on(e.adjust(s, l, sku(s), loc(l), d, AdjustReason::Correction)).expect("adjust");

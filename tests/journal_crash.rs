@@ -19,6 +19,7 @@ fn event(i: u64) -> Event {
         location: LocationId::parse("S001").expect("id"),
         delta: i as i64 + 1,
         reason: AdjustReason::Receipt,
+        at_ms: 0,
     }
 }
 
@@ -241,6 +242,7 @@ fn snapshots_and_segment_removal_survive_power_cuts() {
                 location: LocationId::parse("S001").expect("id"),
                 delta: i + 1,
                 reason: AdjustReason::Receipt,
+                at_ms: 0,
             };
             journal.append(&e).expect("append").wait().expect("durable");
             acked_delta += i + 1;
@@ -260,6 +262,7 @@ fn snapshots_and_segment_removal_survive_power_cuts() {
                 location: LocationId::parse("S001").expect("id"),
                 delta: 1,
                 reason: AdjustReason::Receipt,
+                at_ms: 0,
             };
             journal.append(&e).expect("append").wait().expect("durable");
             acked_delta += 1;

@@ -578,3 +578,174 @@ fn store_tokens_move_their_own_shipments_and_hand_over_their_pickups() {
         "stores do not place orders"
     );
 }
+
+fn reserve(c: &Client, s: &Server, lines: Value, ttl_s: u64) -> String {
+    let (st, v) = post(
+        c,
+        s,
+        "/v1/reservations",
+        Some(&json!({"lines": lines, "ttl_s": ttl_s}).to_string()),
+    );
+    assert_eq!(st, 201, "{v}");
+    v["id"].as_str().unwrap_or_default().to_string()
+}
+
+fn reservation_status(c: &Client, s: &Server, id: &str) -> String {
+    let (_, v) = get(c, s, &format!("/v1/reservations/{id}"));
+    v["status"].as_str().unwrap_or_default().to_string()
+}
+
+/// api.md: "`reservation_id` may name a held reservation to turn into the
+/// order". The cart's units stay reserved throughout (nobody else can take
+/// them between checkout and order), become one reservation per shipment,
+/// and survive kill -9.
+#[test]
+fn a_held_reservation_becomes_the_order() {
+    let mut s = Server::start("");
+    let c = client();
+    network(&c, &s);
+    let cart = reserve(
+        &c,
+        &s,
+        json!([{"sku": "A", "location": "S_RM", "qty": 2}, {"sku": "B", "location": "DC1", "qty": 1}]),
+        600,
+    );
+    let lines = json!([{"sku": "A", "qty": 2, "unit_price": "10.00"}, {"sku": "B", "qty": 1, "unit_price": "5.00"}]);
+    let body = |id: &str, lines: &Value, r: &str| json!({"id": id, "lines": lines, "delivery": roma(), "payment": {"provider": "sandbox"}, "reservation_id": r});
+
+    // Lines that are not what the reservation holds: 422, nothing moved.
+    let (st, v) = order(
+        &c,
+        &s,
+        body(
+            "O-X",
+            &json!([{"sku": "A", "qty": 1, "unit_price": "10.00"}, {"sku": "B", "qty": 1, "unit_price": "5.00"}]),
+            &cart,
+        ),
+    );
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (422, Some("validation_failed")),
+        "{v}"
+    );
+    assert_eq!(v["errors"][0]["field"], "reservation_id", "{v}");
+    let (st, v) = order(&c, &s, body("O-X", &lines, "r-none"));
+    assert_eq!(
+        (st, v["errors"][0]["field"].as_str()),
+        (422, Some("reservation_id")),
+        "{v}"
+    );
+    // A declined payment leaves the cart held: the shopper pays again.
+    let declined = json!([{"sku": "A", "qty": 2, "unit_price": "10.00"}, {"sku": "B", "qty": 1, "unit_price": "5.51"}]);
+    let (st, v) = order(&c, &s, body("O-D", &declined, &cart));
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (402, Some("payment_declined")),
+        "{v}"
+    );
+    assert_eq!(reservation_status(&c, &s, &cart), "held");
+    assert_eq!(stock(&c, &s, "S_RM", "A"), (5, 2));
+    assert_eq!(stock(&c, &s, "DC1", "B"), (10, 1));
+
+    let (st, o) = order(&c, &s, body("O-R", &lines, &cart));
+    assert_eq!(st, 201, "{o}");
+    assert_eq!(o["status"], "confirmed", "{o}");
+    let ships = o["shipments"].as_array().cloned().unwrap_or_default();
+    let got: Vec<(String, String, String, u64)> = ships
+        .iter()
+        .map(|x| {
+            (
+                x["location"].as_str().unwrap_or("").to_string(),
+                x["type"].as_str().unwrap_or("").to_string(),
+                x["lines"][0]["sku"].as_str().unwrap_or("").to_string(),
+                x["lines"][0]["qty"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("S_RM".into(), "delivery".into(), "A".into(), 2),
+            ("DC1".into(), "delivery".into(), "B".into(), 1)
+        ]
+    );
+    // The same units, still reserved: nothing was released in between.
+    assert_eq!(stock(&c, &s, "S_RM", "A"), (5, 2));
+    assert_eq!(stock(&c, &s, "DC1", "B"), (10, 1));
+    assert_eq!(reservation_status(&c, &s, &cart), "released");
+    let parts: Vec<String> = ships
+        .iter()
+        .map(|x| x["reservation_id"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        parts.iter().all(|p| !p.is_empty() && *p != cart),
+        "{parts:?}"
+    );
+    for p in &parts {
+        assert_eq!(reservation_status(&c, &s, p), "confirmed");
+    }
+    // A reservation becomes one order only.
+    let (st, v) = order(&c, &s, body("O-R2", &lines, &cart));
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (409, Some("reservation_not_held")),
+        "{v}"
+    );
+
+    assert_eq!(event(&c, &s, "O-R", 1, "shipped").0, 200);
+    assert_eq!(stock(&c, &s, "S_RM", "A"), (3, 0));
+    s.kill_and_restart("");
+    assert_eq!(get(&c, &s, "/v1/orders/O-R").1["status"], "in_fulfilment");
+    assert_eq!(reservation_status(&c, &s, &cart), "released");
+    assert_eq!(reservation_status(&c, &s, &parts[1]), "confirmed");
+    assert_eq!(stock(&c, &s, "S_RM", "A"), (3, 0));
+    assert_eq!(stock(&c, &s, "DC1", "B"), (10, 1));
+    assert_eq!(event(&c, &s, "O-R", 2, "shipped").0, 200);
+    assert_eq!(stock(&c, &s, "DC1", "B"), (9, 0));
+
+    // Pay and collect at S_MI from a cart held there and at the DC: a
+    // pickup from the store's own shelf and a transfer to it.
+    let cart = reserve(
+        &c,
+        &s,
+        json!([{"sku": "A", "location": "S_MI", "qty": 1}, {"sku": "D", "location": "DC1", "qty": 1}]),
+        600,
+    );
+    let (st, o) = order(
+        &c,
+        &s,
+        json!({"id": "O-P", "lines": [{"sku": "D", "qty": 1, "unit_price": "1.00"}, {"sku": "A", "qty": 1, "unit_price": "1.00"}],
+               "delivery": {"type": "pickup", "location": "S_MI"}, "payment": {"provider": "sandbox"}, "reservation_id": cart}),
+    );
+    assert_eq!(st, 201, "{o}");
+    let types: Vec<&str> = o["shipments"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x["type"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(types, vec!["pickup", "transfer"], "{o}");
+
+    // An expired reservation cannot become an order.
+    let cart = reserve(
+        &c,
+        &s,
+        json!([{"sku": "A", "location": "S_RM", "qty": 1}]),
+        1,
+    );
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    let (st, v) = order(
+        &c,
+        &s,
+        body(
+            "O-E",
+            &json!([{"sku": "A", "qty": 1, "unit_price": "1.00"}]),
+            &cart,
+        ),
+    );
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (409, Some("reservation_not_held")),
+        "{v}"
+    );
+    assert_eq!(stock(&c, &s, "S_RM", "A"), (3, 0));
+    assert_eq!(get(&c, &s, "/v1/orders/O-E").0, 404);
+}

@@ -504,3 +504,79 @@ fn oversized_goods_ship_alone_and_skus_carry_their_dimensions() {
         );
     }
 }
+
+/// api.md: "slow rotation is preferred, so stores keep their fast sellers
+/// for walk-in customers". Two stores side by side with the same stock: the
+/// one selling at the till is the one that reads as fast, and the plan goes
+/// to the other, before and after a kill -9.
+#[test]
+fn the_store_that_sells_fast_keeps_its_stock_for_walk_ins() {
+    let mut s = Server::start("");
+    let c = client();
+    put_ok(&c, &s, "/v1/skus/A", json!({"name": "A"}));
+    location(&c, &s, "S_QUIET", "store", MILANO.0, MILANO.1, json!({}));
+    location(
+        &c,
+        &s,
+        "S_TILL",
+        "store",
+        MILANO.0,
+        MILANO.1 + 0.001,
+        json!({}),
+    );
+    for l in ["S_QUIET", "S_TILL"] {
+        put_ok(
+            &c,
+            &s,
+            &format!("/v1/inventory/{l}/A"),
+            json!({"on_hand": 20}),
+        );
+    }
+    let rotation = |s: &Server, l: &str| {
+        let (_, v) = get(&c, s, &format!("/v1/inventory/{l}/A"));
+        v["rotation"].as_f64().unwrap_or(-1.0)
+    };
+    assert_eq!(rotation(&s, "S_QUIET"), 0.0);
+    assert_eq!(rotation(&s, "S_TILL"), 0.0);
+    let body = json!({"lines": [{"sku": "A", "qty": 1}], "destination": {"lat": MILANO.0, "lon": MILANO.1 + 0.01}, "explain": true});
+    // Equal rotation: the nearer one, S_TILL, by a few metres.
+    let (_, v) = plan(&c, &s, body.clone());
+    assert_eq!(shipments(&v), one("S_TILL", &[("A", 1)]), "{v}");
+
+    // S_TILL sells 8 at the till: now it is the fast one.
+    let (st, v) = post(
+        &c,
+        &s,
+        "/v1/inventory/S_TILL/A/adjustments",
+        Some(&json!({"delta": -8, "reason": "sale"}).to_string()),
+    );
+    assert_eq!(st, 200, "{v}");
+    let r = v["rotation"].as_f64().unwrap_or(-1.0);
+    assert!(
+        r > 0.3 && r < 0.5,
+        "8 sold over ~19 on hand on average: {v}"
+    );
+    // A receipt is not a sale.
+    let (st, _) = post(
+        &c,
+        &s,
+        "/v1/inventory/S_QUIET/A/adjustments",
+        Some(&json!({"delta": 5, "reason": "receipt"}).to_string()),
+    );
+    assert_eq!(st, 200);
+    assert_eq!(rotation(&s, "S_QUIET"), 0.0);
+    let (_, v) = plan(&c, &s, body.clone());
+    assert_eq!(shipments(&v), one("S_QUIET", &[("A", 1)]), "{v}");
+    let till_score = v["explain"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["location"] == "S_TILL"))
+        .map(|x| x["scores"]["rotation"].as_f64().unwrap_or(-1.0));
+    assert!(till_score.is_some_and(|x| x > 0.0), "explained: {v}");
+
+    // Rebuilt from the journal after kill -9: the same figure and plan.
+    let before = rotation(&s, "S_TILL");
+    s.kill_and_restart("");
+    assert_eq!(rotation(&s, "S_TILL"), before);
+    let (_, v) = plan(&c, &s, body);
+    assert_eq!(shipments(&v), one("S_QUIET", &[("A", 1)]), "{v}");
+}

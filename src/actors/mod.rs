@@ -24,18 +24,20 @@ use crate::domain::event::{Event, IdemKey};
 use crate::domain::ids::{LocationId, ReservationId, SkuId};
 use crate::domain::model::{IdemEntry, Shortage, TransitionRefused};
 use crate::domain::order::{Order, OrderEvent, Refused};
-use crate::domain::reservation::{expires_at, Line, Reservation, Status, Transition};
+use crate::domain::reservation::{expires_at, Line, Reservation, SplitRefused, Status, Transition};
 use crate::domain::sourcing::{
     self, LineStock, PickupRefused, Plan, PlanLine, Site, Sites, Target, Weights,
 };
-use crate::domain::stock::{AdjustReason, AdjustRefused, StockDelta, StockRecord, StockTable};
+use crate::domain::stock::{AdjustReason, AdjustRefused, StockDelta, StockTable};
+use crate::domain::TimeMs;
 use crate::metrics::Metrics;
 use crate::persistence::recovery::recover_model;
 use crate::persistence::snapshot::{run_snapshotter, SnapshotPolicy, SnapshotStore};
 use crate::persistence::{Durability, Journal, JournalError, RecoveryReport, Storage};
-use reservation_book::{Create, DumpBook, Get, ReservationBook, Transit};
+use reservation_book::{Create, DumpBook, Get, ReservationBook, Split, Transit};
 use stock_shard::{
-    ApplyDeltas, Count, CountItem, Dump, Hold, HoldAndRecord, HoldLine, Read, StockShard,
+    ApplyDeltas, Count, CountItem, Dump, Hold, HoldAndRecord, HoldLine, Read, RecordView,
+    StockShard,
 };
 
 /// A write could not be taken; nothing about the client's input is wrong.
@@ -250,8 +252,13 @@ impl Engine {
         // Split the recovered state among the shards.
         let mut stock_tables = Vec::with_capacity(n);
         let mut rest = model.stock;
+        let mut rotation = model.rotation;
+        rotation.forget_stale(clock.now_ms());
         for i in 0..n {
-            stock_tables.push(rest.split_off(|s| s as usize % n != i));
+            stock_tables.push((
+                rest.split_off(|s| s as usize % n != i),
+                rotation.split_off(|s| s as usize % n != i),
+            ));
         }
         let mut books: Vec<ahash::AHashMap<ReservationId, Reservation>> =
             vec![Default::default(); n];
@@ -284,10 +291,10 @@ impl Engine {
                     let stock: Vec<Addr<StockShard>> = stock_tables
                         .into_iter()
                         .enumerate()
-                        .map(|(i, t)| {
-                            let j = journal2.clone();
+                        .map(|(i, (t, r))| {
+                            let (j, c) = (journal2.clone(), clock2.clone());
                             StockShard::start_in_arbiter(&arbiters[i].handle(), move |_| {
-                                StockShard::new(t, j)
+                                StockShard::new(t, r, j, c)
                             })
                         })
                         .collect();
@@ -504,12 +511,10 @@ impl Engine {
             .map(|(sku, recs)| {
                 let v = recs
                     .iter()
-                    .map(|r| LineStock {
-                        location: r.location,
-                        available: r.available(),
-                        // The rotation index comes with the sales window
-                        // (issue 4, not yet built): 0 for every record.
-                        rotation: 0.0,
+                    .map(|v| LineStock {
+                        location: v.record.location,
+                        available: v.record.available(),
+                        rotation: v.rotation,
                     })
                     .collect();
                 (sku, v)
@@ -605,10 +610,13 @@ impl Engine {
                 events: vec![e.clone()],
             })?;
             if let OrderEvent::Returned {
-                lines, location, ..
+                lines,
+                location,
+                at_ms,
+                ..
             } = &e
             {
-                self.restock(o, lines, location);
+                self.restock(o, lines, location, *at_ms);
             }
             let took = o.takes_capacity();
             o.apply(&e);
@@ -664,12 +672,13 @@ impl Engine {
 
     /// The stock side of a journaled return: on_hand grows where the goods
     /// came back (replay does the same from the order's record).
-    fn restock(&self, o: &Order, lines: &[(usize, u32)], location: &LocationId) {
+    fn restock(&self, o: &Order, lines: &[(usize, u32)], location: &LocationId, at_ms: TimeMs) {
         let c = self.catalog();
         let Some(l) = c.location_idx(location.as_str()) else {
             return;
         };
         self.send_deltas(
+            at_ms,
             o.restock(lines)
                 .filter_map(|(sku, d)| Some((c.sku_idx(sku.as_str())?, l, d))),
         );
@@ -679,7 +688,7 @@ impl Engine {
 
     /// Counts: sets on_hand and safety_stock of records; one journal record
     /// per shard touched. Waits for mailbox room (a back-office path).
-    pub async fn count(&self, items: Vec<CountItem>) -> Result<Vec<StockRecord>, EngineError> {
+    pub async fn count(&self, items: Vec<CountItem>) -> Result<Vec<RecordView>, EngineError> {
         let n = self.0.stock.len();
         let mut per_shard: Vec<Vec<(usize, CountItem)>> = (0..n).map(|_| Vec::new()).collect();
         for (i, it) in items.into_iter().enumerate() {
@@ -721,7 +730,7 @@ impl Engine {
         location: LocationId,
         delta: i64,
         reason: AdjustReason,
-    ) -> Result<Result<StockRecord, AdjustRefused>, EngineError> {
+    ) -> Result<Result<RecordView, AdjustRefused>, EngineError> {
         let (tx, rx) = oneshot::channel();
         self.stock_of(sku_idx)
             .try_send(stock_shard::Adjust {
@@ -747,7 +756,7 @@ impl Engine {
         &self,
         sku: SkuIdx,
         locations: Option<Vec<LocIdx>>,
-    ) -> Result<Vec<StockRecord>, EngineError> {
+    ) -> Result<Vec<RecordView>, EngineError> {
         let (tx, rx) = oneshot::channel();
         self.stock_of(sku)
             .try_send(Read {
@@ -985,22 +994,30 @@ impl Engine {
     }
 
     fn undo_holds(&self, lines: &[CartLine], outcomes: &[stock_shard::HoldOutcome]) {
-        self.send_deltas(outcomes.iter().filter(|o| o.held > 0).map(|o| {
-            let l = &lines[o.line];
-            (
-                l.sku,
-                l.location,
-                StockDelta {
-                    reserved: -i64::from(o.held),
-                    ..StockDelta::default()
-                },
-            )
-        }));
+        // Holds only: on_hand untouched, so the time does not matter.
+        self.send_deltas(
+            0,
+            outcomes.iter().filter(|o| o.held > 0).map(|o| {
+                let l = &lines[o.line];
+                (
+                    l.sku,
+                    l.location,
+                    StockDelta {
+                        reserved: -i64::from(o.held),
+                        ..StockDelta::default()
+                    },
+                )
+            }),
+        );
     }
 
-    /// Sends deltas already decided (and journaled) to their stock shards,
-    /// one message per shard touched.
-    fn send_deltas(&self, deltas: impl IntoIterator<Item = (SkuIdx, LocIdx, StockDelta)>) {
+    /// Sends deltas already decided (and journaled at `at_ms`; none is a
+    /// sale) to their stock shards, one message per shard touched.
+    fn send_deltas(
+        &self,
+        at_ms: TimeMs,
+        deltas: impl IntoIterator<Item = (SkuIdx, LocIdx, StockDelta)>,
+    ) {
         let n = self.0.stock.len();
         let mut per_shard: Vec<Vec<(SkuIdx, LocIdx, StockDelta)>> = vec![Vec::new(); n];
         for d in deltas {
@@ -1008,7 +1025,11 @@ impl Engine {
         }
         for (i, d) in per_shard.into_iter().enumerate() {
             if !d.is_empty() {
-                self.0.stock[i].do_send(ApplyDeltas(d));
+                self.0.stock[i].do_send(ApplyDeltas {
+                    deltas: d,
+                    at_ms,
+                    sale: false,
+                });
             }
         }
     }
@@ -1059,6 +1080,42 @@ impl Engine {
             Ok((r, durable)) => {
                 durable.await?;
                 Ok(Ok(r))
+            }
+        }
+    }
+
+    /// Turns the held reservation `from` into one new reservation per part
+    /// (an order's shipments), expiring `ttl_s` from now: one journal
+    /// record, no stock moved. Answers once it is durable.
+    pub async fn split_reservation(
+        &self,
+        from: ReservationId,
+        parts: Vec<Vec<Line>>,
+        ttl_s: u64,
+    ) -> Result<Result<Vec<Reservation>, SplitRefused>, EngineError> {
+        let book = book_of(&from, self.0.books.len());
+        // The parts live in the same book as `from`: the book inserts them
+        // as it journals the split, no other actor involved.
+        let into = parts
+            .into_iter()
+            .map(|lines| (self.new_reservation_id(book), lines))
+            .collect();
+        let now = self.0.clock.now_ms();
+        let (tx, rx) = oneshot::channel();
+        self.0.books[book]
+            .try_send(Split {
+                from,
+                into,
+                now,
+                expires_at_ms: expires_at(now, ttl_s),
+                reply: tx,
+            })
+            .map_err(full)?;
+        match reply(rx).await?? {
+            Err(refused) => Ok(Err(refused)),
+            Ok((parts, durable)) => {
+                durable.await?;
+                Ok(Ok(parts))
             }
         }
     }

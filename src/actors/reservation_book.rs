@@ -17,7 +17,7 @@ use crate::domain::catalog::Catalog;
 use crate::domain::event::Event;
 use crate::domain::ids::ReservationId;
 use crate::domain::model::{transition_event, TransitionRefused};
-use crate::domain::reservation::{Reservation, Status, Transition};
+use crate::domain::reservation::{Line, Reservation, SplitRefused, Status, Transition};
 use crate::domain::TimeMs;
 use crate::limits::{EXPIRY_BATCH_MAX, EXPIRY_TICK_MS, FINISHED_RETENTION_MS, MAILBOX_CAPACITY};
 use crate::metrics::Metrics;
@@ -71,8 +71,9 @@ impl ReservationBook {
         }
     }
 
-    /// Sends the stock effects of moving `r` to `to` to the stock shards.
-    fn send_effects(&self, r: &Reservation, to: Status) {
+    /// Sends the stock effects of moving `r` to `to` at `at_ms` to the
+    /// stock shards.
+    fn send_effects(&self, r: &Reservation, to: Status, at_ms: TimeMs) {
         let catalog = self.catalog.read();
         let n = self.stock.len();
         let mut per_shard: Vec<Vec<_>> = vec![Vec::new(); n];
@@ -88,7 +89,11 @@ impl ReservationBook {
         }
         for (i, deltas) in per_shard.into_iter().enumerate() {
             if !deltas.is_empty() {
-                self.stock[i].do_send(ApplyDeltas(deltas));
+                self.stock[i].do_send(ApplyDeltas {
+                    deltas,
+                    at_ms,
+                    sale: to == Status::Fulfilled,
+                });
             }
         }
     }
@@ -98,7 +103,7 @@ impl ReservationBook {
         match e {
             Event::ReservationStatus { id, status, at_ms } => {
                 if let Some(r) = self.reservations.get(id) {
-                    self.send_effects(r, *status);
+                    self.send_effects(r, *status, *at_ms);
                     self.expiries.remove(&(r.expires_at_ms, id.clone()));
                 }
                 if let Some(r) = self.reservations.get_mut(id) {
@@ -255,6 +260,76 @@ impl Handler<Transit> for ReservationBook {
             },
         };
         let _ = m.reply.send(reply);
+    }
+}
+
+pub type SplitReply = Result<Result<(Vec<Reservation>, Durable), SplitRefused>, JournalError>;
+
+/// Turns a held reservation into parts (an order's shipments), each a new
+/// reservation of this same book. The book that holds `from` decides, so a
+/// split and an expiry or a release can never both win; no stock moves.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Split {
+    pub from: ReservationId,
+    pub into: Vec<(ReservationId, Vec<Line>)>,
+    pub now: TimeMs,
+    pub expires_at_ms: TimeMs,
+    pub reply: oneshot::Sender<SplitReply>,
+}
+
+impl Handler<Split> for ReservationBook {
+    type Result = ();
+    fn handle(&mut self, m: Split, _: &mut Context<Self>) {
+        let reply = match self.reservations.get(&m.from) {
+            None => Ok(Err(SplitRefused::NotHeld(Status::Released))),
+            Some(r) => {
+                let parts: Vec<Vec<Line>> = m.into.iter().map(|p| p.1.clone()).collect();
+                match r.decide_split(&parts, m.now) {
+                    Err(refused) => Ok(Err(refused)),
+                    Ok(()) => {
+                        let e = Event::ReservationSplit {
+                            from: m.from.clone(),
+                            into: m.into.clone(),
+                            at_ms: m.now,
+                            expires_at_ms: m.expires_at_ms,
+                        };
+                        self.journal.append(&e).map(|d| {
+                            Ok((self.apply_split(&m.from, m.into, m.now, m.expires_at_ms), d))
+                        })
+                    }
+                }
+            }
+        };
+        let _ = m.reply.send(reply);
+    }
+}
+
+impl ReservationBook {
+    /// The book's side of a journaled split: `from` released without stock
+    /// effects (the parts hold the same units), the parts held.
+    fn apply_split(
+        &mut self,
+        from: &ReservationId,
+        into: Vec<(ReservationId, Vec<Line>)>,
+        now: TimeMs,
+        expires_at_ms: TimeMs,
+    ) -> Vec<Reservation> {
+        if let Some(r) = self.reservations.get_mut(from) {
+            self.expiries.remove(&(r.expires_at_ms, from.clone()));
+            r.status = Status::Released;
+            r.updated_ms = now;
+            self.finished.push_back((now, from.clone()));
+            self.metrics.reservation_transition(Status::Released);
+        }
+        into.into_iter()
+            .map(|(id, lines)| {
+                let part = Reservation::held(id.clone(), lines, now, expires_at_ms);
+                self.expiries.insert((expires_at_ms, id.clone()));
+                self.reservations.insert(id, part.clone());
+                part
+            })
+            .collect()
     }
 }
 

@@ -7,14 +7,18 @@
 //! per arbiter (per core), as in TiKV's batch system.
 
 use actix::prelude::*;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::reservation_book::{Insert, ReservationBook};
+use crate::clock::Clock;
 use crate::domain::catalog::{LocIdx, SkuIdx};
-use crate::domain::event::{Count as CountFact, Event, IdemKey};
+use crate::domain::event::{sold_by_adjustment, Count as CountFact, Event, IdemKey};
 use crate::domain::ids::ReservationId;
 use crate::domain::ids::{LocationId, SkuId};
 use crate::domain::reservation::{expires_at, Line, Reservation};
+use crate::domain::rotation::RotationTable;
 use crate::domain::stock::{AdjustReason, AdjustRefused, StockDelta, StockRecord, StockTable};
 use crate::domain::TimeMs;
 use crate::limits::MAILBOX_CAPACITY;
@@ -22,20 +26,53 @@ use crate::persistence::{Durable, Journal, JournalError};
 
 pub struct StockShard {
     table: StockTable,
+    /// The sales windows of this shard's records (domain::rotation).
+    rotation: RotationTable,
     journal: Journal,
+    clock: Arc<dyn Clock>,
 }
 
 impl StockShard {
-    pub fn new(table: StockTable, journal: Journal) -> Self {
-        Self { table, journal }
+    pub fn new(
+        table: StockTable,
+        rotation: RotationTable,
+        journal: Journal,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            table,
+            rotation,
+            journal,
+            clock,
+        }
+    }
+
+    fn view(&self, sku: SkuIdx, record: StockRecord, now: TimeMs) -> RecordView {
+        RecordView {
+            rotation: self.rotation.index(sku, record.location, now),
+            record,
+        }
     }
 }
+
+/// How often a shard drops the sales windows that sold nothing lately.
+const ROTATION_SWEEP: Duration = Duration::from_secs(3600);
 
 impl Actor for StockShard {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        ctx.run_interval(ROTATION_SWEEP, |shard, _| {
+            shard.rotation.forget_stale(shard.clock.now_ms())
+        });
     }
+}
+
+/// A stock record as read: the record and its rotation index today.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct RecordView {
+    pub record: StockRecord,
+    pub rotation: f64,
 }
 
 /// One line to hold: its index in the cart, the record, the quantity.
@@ -195,18 +232,32 @@ impl Handler<HoldAndRecord> for StockShard {
 }
 
 /// Applies deltas decided elsewhere and already queued in the journal
-/// (undoing holds of a failed cart, or the effects of a release, expiry or
-/// fulfilment). Sent with `do_send`: these must never be dropped, and their
-/// number is bounded by the holds that exist.
+/// (undoing holds of a failed cart, the effects of a release, expiry or
+/// fulfilment, a return's restock). Sent with `do_send`: these must never
+/// be dropped, and their number is bounded by the holds that exist.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct ApplyDeltas(pub Vec<(SkuIdx, LocIdx, StockDelta)>);
+pub struct ApplyDeltas {
+    pub deltas: Vec<(SkuIdx, LocIdx, StockDelta)>,
+    /// The time of the journaled fact (for the rotation window).
+    pub at_ms: TimeMs,
+    /// The on_hand these deltas take out was sold (a fulfilment).
+    pub sale: bool,
+}
 
 impl Handler<ApplyDeltas> for StockShard {
     type Result = ();
     fn handle(&mut self, m: ApplyDeltas, _: &mut Context<Self>) {
-        for (s, l, d) in m.0 {
-            self.table.apply(s, l, d);
+        for (s, l, d) in m.deltas {
+            let r = self.table.apply(s, l, d);
+            if d.on_hand != 0 {
+                let sold = if m.sale && d.on_hand < 0 {
+                    u32::try_from(-d.on_hand).unwrap_or(u32::MAX)
+                } else {
+                    0
+                };
+                self.rotation.record(s, l, m.at_ms, sold, r.on_hand);
+            }
         }
     }
 }
@@ -228,7 +279,7 @@ pub struct CountItem {
 #[rtype(result = "()")]
 pub struct Count {
     pub items: Vec<CountItem>,
-    pub reply: oneshot::Sender<Result<(Vec<StockRecord>, Durable), JournalError>>,
+    pub reply: oneshot::Sender<Result<(Vec<RecordView>, Durable), JournalError>>,
 }
 
 impl Handler<Count> for StockShard {
@@ -260,15 +311,24 @@ impl Handler<Count> for StockShard {
             })
             .collect();
         // Persist first (the record's place is fixed), then apply.
+        let now = self.clock.now_ms();
         let r = self
             .journal
-            .append(&Event::Counted { items: facts })
+            .append(&Event::Counted {
+                items: facts,
+                at_ms: now,
+            })
             .map(|durable| {
                 let recs = m
                     .items
                     .iter()
                     .zip(deltas)
-                    .map(|(c, d)| self.table.apply(c.sku_idx, c.loc_idx, d))
+                    .map(|(c, d)| {
+                        let r = self.table.apply(c.sku_idx, c.loc_idx, d);
+                        self.rotation
+                            .record(c.sku_idx, c.loc_idx, now, 0, r.on_hand);
+                        self.view(c.sku_idx, r, now)
+                    })
                     .collect();
                 (recs, durable)
             });
@@ -287,13 +347,14 @@ pub struct Adjust {
     pub delta: i64,
     pub reason: AdjustReason,
     #[allow(clippy::type_complexity)]
-    pub reply: oneshot::Sender<Result<Result<(StockRecord, Durable), AdjustRefused>, JournalError>>,
+    pub reply: oneshot::Sender<Result<Result<(RecordView, Durable), AdjustRefused>, JournalError>>,
 }
 
 impl Handler<Adjust> for StockShard {
     type Result = ();
     fn handle(&mut self, m: Adjust, _: &mut Context<Self>) {
         let rec = self.table.get_or_empty(m.sku_idx, m.loc_idx);
+        let now = self.clock.now_ms();
         let r = match rec.decide_adjust(m.delta) {
             Err(refused) => Ok(Err(refused)),
             Ok(d) => self
@@ -303,8 +364,15 @@ impl Handler<Adjust> for StockShard {
                     location: m.location,
                     delta: m.delta,
                     reason: m.reason,
+                    at_ms: now,
                 })
-                .map(|durable| Ok((self.table.apply(m.sku_idx, m.loc_idx, d), durable))),
+                .map(|durable| {
+                    let r = self.table.apply(m.sku_idx, m.loc_idx, d);
+                    let sold = sold_by_adjustment(m.reason, m.delta);
+                    self.rotation
+                        .record(m.sku_idx, m.loc_idx, now, sold, r.on_hand);
+                    Ok((self.view(m.sku_idx, r, now), durable))
+                }),
         };
         let _ = m.reply.send(r);
     }
@@ -316,18 +384,24 @@ impl Handler<Adjust> for StockShard {
 pub struct Read {
     pub sku: SkuIdx,
     pub locations: Option<Vec<LocIdx>>,
-    pub reply: oneshot::Sender<Vec<StockRecord>>,
+    pub reply: oneshot::Sender<Vec<RecordView>>,
 }
 
 impl Handler<Read> for StockShard {
     type Result = ();
     fn handle(&mut self, m: Read, _: &mut Context<Self>) {
+        let now = self.clock.now_ms();
         let out = match m.locations {
             Some(locs) => locs
                 .iter()
-                .map(|l| self.table.get_or_empty(m.sku, *l))
+                .map(|l| self.view(m.sku, self.table.get_or_empty(m.sku, *l), now))
                 .collect(),
-            None => self.table.records_of(m.sku).to_vec(),
+            None => self
+                .table
+                .records_of(m.sku)
+                .iter()
+                .map(|r| self.view(m.sku, *r, now))
+                .collect(),
         };
         let _ = m.reply.send(out);
     }

@@ -52,12 +52,19 @@ pub enum Event {
     /// One count or a batch of them, applied as one record.
     Counted {
         items: Vec<Count>,
+        /// When (for the rotation window). Records written before the
+        /// field existed decode as 0: outside any window.
+        #[serde(default)]
+        at_ms: TimeMs,
     },
     Adjusted {
         sku: SkuId,
         location: LocationId,
         delta: i64,
         reason: AdjustReason,
+        /// When (for the rotation window); 0 in older records.
+        #[serde(default)]
+        at_ms: TimeMs,
     },
     /// A whole cart: the unit of atomicity of a multi-line reservation.
     ReservationHeld {
@@ -90,6 +97,16 @@ pub enum Event {
         id: String,
         events: Vec<super::order::OrderEvent>,
     },
+    /// A held reservation turned into an order's reservations: `from` is
+    /// released and each of `into` holds a part of its lines, in one
+    /// record. No stock moves: every unit stays reserved throughout, so
+    /// no other buyer can take it in between.
+    ReservationSplit {
+        from: ReservationId,
+        into: Vec<(ReservationId, Vec<Line>)>,
+        at_ms: TimeMs,
+        expires_at_ms: TimeMs,
+    },
 }
 
 impl Event {
@@ -105,6 +122,15 @@ impl Event {
     }
 }
 
+/// Units sold by an adjustment: a sale takes stock out.
+pub fn sold_by_adjustment(reason: AdjustReason, delta: i64) -> u32 {
+    if reason == AdjustReason::Sale && delta < 0 {
+        u32::try_from(-delta).unwrap_or(u32::MAX)
+    } else {
+        0
+    }
+}
+
 /// FNV-1a, 64 bits: a stable hash for the idempotency scope and body (stable
 /// across builds and versions, unlike the std or ahash hashers).
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
@@ -114,4 +140,62 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records written before `at_ms` existed still decode (as 0).
+    #[test]
+    fn older_stock_records_decode_with_time_zero() {
+        #[derive(Serialize)]
+        enum Old {
+            #[allow(dead_code)]
+            SkuPut,
+            #[allow(dead_code)]
+            LocationPut,
+            Counted {
+                items: Vec<Count>,
+            },
+            Adjusted {
+                sku: SkuId,
+                location: LocationId,
+                delta: i64,
+                reason: AdjustReason,
+            },
+        }
+        let sku = SkuId::parse("A1").expect("id");
+        let location = LocationId::parse("S1").expect("id");
+        let old = rmp_serde::to_vec(&Old::Adjusted {
+            sku: sku.clone(),
+            location: location.clone(),
+            delta: -2,
+            reason: AdjustReason::Sale,
+        })
+        .expect("encode");
+        let e: Event = rmp_serde::from_slice(&old).expect("decode");
+        assert_eq!(
+            e,
+            Event::Adjusted {
+                sku: sku.clone(),
+                location: location.clone(),
+                delta: -2,
+                reason: AdjustReason::Sale,
+                at_ms: 0
+            }
+        );
+        let old = rmp_serde::to_vec(&Old::Counted { items: vec![] }).expect("encode");
+        let e: Event = rmp_serde::from_slice(&old).expect("decode");
+        assert_eq!(
+            e,
+            Event::Counted {
+                items: vec![],
+                at_ms: 0
+            }
+        );
+        assert_eq!(sold_by_adjustment(AdjustReason::Sale, -3), 3);
+        assert_eq!(sold_by_adjustment(AdjustReason::Damage, -3), 0);
+        assert_eq!(sold_by_adjustment(AdjustReason::Sale, 3), 0);
+    }
 }

@@ -5,6 +5,7 @@
 //! - `stock`: one stock record and the decisions on it (hold, count, adjust).
 //! - `reservation`: a reservation's lines, status and transitions.
 //! - `order`: the order state machine: shipments, payment, cancel, returns.
+//! - `rotation`: the rotation index of a record (sales over average stock).
 //! - `sourcing`: the fulfilment planner: which location serves which line.
 //! - `event`: the journal record bodies: facts that replay applies.
 //! - `model`: the whole engine state in one struct, decide + apply; the
@@ -16,6 +17,7 @@ pub mod ids;
 pub mod model;
 pub mod order;
 pub mod reservation;
+pub mod rotation;
 pub mod sourcing;
 pub mod stock;
 

@@ -6,9 +6,12 @@ use ahash::AHashMap;
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{Catalog, LocIdx, SkuIdx};
-use super::event::{Count, Event, IdemKey};
+use super::event::{sold_by_adjustment, Count, Event, IdemKey};
 use super::ids::{LocationId, ReservationId, SkuId};
-use super::reservation::{expires_at, Decision, Line, NotHeld, Reservation, Status, Transition};
+use super::reservation::{
+    expires_at, sold_by_effect, Decision, Line, NotHeld, Reservation, Status, Transition,
+};
+use super::rotation::RotationTable;
 use super::stock::{StockDelta, StockTable};
 use super::TimeMs;
 
@@ -61,6 +64,9 @@ pub struct Model {
     /// Orders by id (added after the first snapshot format: default).
     #[serde(default)]
     pub orders: std::collections::BTreeMap<String, super::order::Order>,
+    /// The sales windows of the records selling lately (added later: default).
+    #[serde(default)]
+    pub rotation: RotationTable,
 }
 
 impl Model {
@@ -92,7 +98,10 @@ impl Model {
                     // A return restocks where the goods came back.
                     if let (
                         super::order::OrderEvent::Returned {
-                            lines, location, ..
+                            lines,
+                            location,
+                            at_ms,
+                            ..
                         },
                         Some(o),
                     ) = (e, self.orders.get(id))
@@ -101,7 +110,8 @@ impl Model {
                             o.restock(lines).map(|(s, d)| (s.clone(), d)).collect();
                         for (sku, d) in back {
                             let (s, l) = self.sku_loc(&sku, location)?;
-                            self.stock.apply(s, l, d);
+                            let r = self.stock.apply(s, l, d);
+                            self.rotation.record(s, l, *at_ms, 0, r.on_hand);
                         }
                     }
                     if let Some(o) = self.orders.get_mut(id) {
@@ -117,10 +127,10 @@ impl Model {
             Event::LocationPut { location, value } => {
                 self.catalog.put_location(location.clone(), value.clone());
             }
-            Event::Counted { items } => {
+            Event::Counted { items, at_ms } => {
                 for c in items {
                     let (s, l) = self.sku_loc(&c.sku, &c.location)?;
-                    self.stock.apply(
+                    let r = self.stock.apply(
                         s,
                         l,
                         StockDelta {
@@ -129,16 +139,18 @@ impl Model {
                             safety_stock: c.safety_stock_delta,
                         },
                     );
+                    self.rotation.record(s, l, *at_ms, 0, r.on_hand);
                 }
             }
             Event::Adjusted {
                 sku,
                 location,
                 delta,
-                ..
+                reason,
+                at_ms,
             } => {
                 let (s, l) = self.sku_loc(sku, location)?;
-                self.stock.apply(
+                let r = self.stock.apply(
                     s,
                     l,
                     StockDelta {
@@ -146,6 +158,8 @@ impl Model {
                         ..Default::default()
                     },
                 );
+                let sold = sold_by_adjustment(*reason, *delta);
+                self.rotation.record(s, l, *at_ms, sold, r.on_hand);
             }
             Event::ReservationHeld {
                 id,
@@ -212,11 +226,37 @@ impl Model {
                     .collect();
                 for (sku, loc, d) in effects {
                     let (s, l) = self.sku_loc(&sku, &loc)?;
-                    self.stock.apply(s, l, d);
+                    let r = self.stock.apply(s, l, d);
+                    if d.on_hand != 0 {
+                        self.rotation
+                            .record(s, l, *at_ms, sold_by_effect(*status, d), r.on_hand);
+                    }
                 }
                 if let Some(r) = self.reservations.get_mut(id) {
                     r.status = *status;
                     r.updated_ms = *at_ms;
+                }
+            }
+            Event::ReservationSplit {
+                from,
+                into,
+                at_ms,
+                expires_at_ms,
+            } => {
+                // The release of `from` and the holds of `into` cancel out
+                // on every record: the stock is left as it is.
+                let r = self
+                    .reservations
+                    .get_mut(from)
+                    .ok_or_else(|| ReplayError(format!("split of unknown reservation {from}")))?;
+                r.status = Status::Released;
+                r.updated_ms = *at_ms;
+                for (id, lines) in into {
+                    if self.reservations.contains_key(id) {
+                        return Err(ReplayError(format!("reservation {id} held twice")));
+                    }
+                    let part = Reservation::held(id.clone(), lines.clone(), *at_ms, *expires_at_ms);
+                    self.reservations.insert(id.clone(), part);
                 }
             }
             Event::ReservationExtended {

@@ -161,9 +161,88 @@ impl Reservation {
     }
 }
 
+/// Why a held reservation cannot be split as asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SplitRefused {
+    /// Not held (released, expired, confirmed or fulfilled): 409.
+    NotHeld(Status),
+    /// The parts do not hold exactly the reservation's lines.
+    LinesDiffer,
+}
+
+impl Reservation {
+    /// Decides turning this held reservation into `parts` (each a list of
+    /// lines) at `now`: every unit it holds goes to exactly one part, by
+    /// SKU and location. Pure.
+    pub fn decide_split(&self, parts: &[Vec<Line>], now: TimeMs) -> Result<(), SplitRefused> {
+        if self.status != Status::Held || self.is_due(now) {
+            let s = if self.status == Status::Held {
+                Status::Expired
+            } else {
+                self.status
+            };
+            return Err(SplitRefused::NotHeld(s));
+        }
+        let key = |l: &Line| (l.sku.clone(), l.location.clone());
+        let mut want: std::collections::BTreeMap<(SkuId, LocationId), i64> = Default::default();
+        for l in &self.lines {
+            *want.entry(key(l)).or_default() += i64::from(l.qty);
+        }
+        for l in parts.iter().flatten() {
+            *want.entry(key(l)).or_default() -= i64::from(l.qty);
+        }
+        if want.values().any(|v| *v != 0) || parts.iter().any(Vec::is_empty) {
+            return Err(SplitRefused::LinesDiffer);
+        }
+        Ok(())
+    }
+}
+
+/// Units sold by a stock effect of moving to `to`: a fulfilled line left
+/// the building for a customer.
+pub fn sold_by_effect(to: Status, d: StockDelta) -> u32 {
+    if to == Status::Fulfilled && d.on_hand < 0 {
+        u32::try_from(-d.on_hand).unwrap_or(u32::MAX)
+    } else {
+        0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_split_gives_every_unit_to_one_part() {
+        let line = |sku: &str, loc: &str, qty| Line {
+            sku: SkuId::parse(sku).expect("id"),
+            location: LocationId::parse(loc).expect("id"),
+            qty,
+            requested: qty,
+        };
+        let mut r = res(Status::Held, 1000);
+        r.lines = vec![line("A", "S1", 2), line("B", "S2", 1), line("A", "S1", 1)];
+        let good = vec![vec![line("A", "S1", 3)], vec![line("B", "S2", 1)]];
+        assert_eq!(r.decide_split(&good, 10), Ok(()));
+        let short = vec![vec![line("A", "S1", 2)], vec![line("B", "S2", 1)]];
+        assert_eq!(r.decide_split(&short, 10), Err(SplitRefused::LinesDiffer));
+        let moved = vec![vec![line("A", "S2", 3)], vec![line("B", "S2", 1)]];
+        assert_eq!(r.decide_split(&moved, 10), Err(SplitRefused::LinesDiffer));
+        let empty_part = vec![good[0].clone(), good[1].clone(), vec![]];
+        assert_eq!(
+            r.decide_split(&empty_part, 10),
+            Err(SplitRefused::LinesDiffer)
+        );
+        assert_eq!(
+            r.decide_split(&good, 1000),
+            Err(SplitRefused::NotHeld(Status::Expired))
+        );
+        r.status = Status::Confirmed;
+        assert_eq!(
+            r.decide_split(&good, 10),
+            Err(SplitRefused::NotHeld(Status::Confirmed))
+        );
+    }
 
     fn res(status: Status, expires_at_ms: TimeMs) -> Reservation {
         Reservation {

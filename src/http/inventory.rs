@@ -5,14 +5,17 @@ use serde_json::{json, Value};
 use super::error::{json_response, ApiError, ApiResult, Code};
 use super::input::{objects, parse_object, path_id, Errors};
 use super::{AppState, Request};
-use crate::actors::stock_shard::CountItem;
+use crate::actors::stock_shard::{CountItem, RecordView};
 use crate::config::Role;
 use crate::domain::catalog::{Catalog, LocIdx, SkuIdx};
 use crate::domain::ids::{LocationId, SkuId};
 use crate::domain::stock::{AdjustReason, StockRecord};
 use crate::limits::{BATCH_ITEMS_MAX, STOCK_MAX};
 
-pub fn record_json(sku: &str, location: &str, r: &StockRecord) -> Value {
+/// A stock record as api.md shows it, with its rotation index (units sold
+/// over the last 7 days per average unit on hand; 0 when it sold nothing).
+pub fn record_json(sku: &str, location: &str, v: &RecordView) -> Value {
+    let r = &v.record;
     json!({
         "location": location,
         "sku": sku,
@@ -21,6 +24,7 @@ pub fn record_json(sku: &str, location: &str, r: &StockRecord) -> Value {
         "safety_stock": r.safety_stock,
         "available": r.available(),
         "version": r.version,
+        "rotation": (v.rotation * 10_000.0).round() / 10_000.0,
     })
 }
 
@@ -150,10 +154,10 @@ pub async fn get(state: &AppState, req: &Request, loc: &str, sku: &str) -> ApiRe
         (s, l)
     };
     let recs = state.engine.stock_records(s, Some(vec![l])).await?;
-    let r = recs
-        .first()
-        .copied()
-        .unwrap_or_else(|| StockRecord::empty(l));
+    let r = recs.first().copied().unwrap_or(RecordView {
+        record: StockRecord::empty(l),
+        rotation: 0.0,
+    });
     Ok(json_response(200, &record_json(&sku, &loc, &r)))
 }
 
@@ -171,6 +175,7 @@ pub async fn availability(state: &AppState, req: &Request, sku: &str) -> ApiResu
     let locations: Vec<Value> = recs
         .iter()
         .filter_map(|r| {
+            let r = &r.record;
             let (id, l) = c.location(r.location)?;
             // Inactive locations sell nothing.
             if !l.active {

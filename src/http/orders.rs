@@ -30,10 +30,11 @@ use crate::domain::order::{
     format_minor, parse_minor, Delivery, Order, OrderEvent, OrderLine, PayState, Refused, Route,
     ShipStatus, Shipment,
 };
-use crate::domain::reservation::Transition;
+use crate::domain::reservation::{Line, SplitRefused, Status, Transition};
 use crate::domain::sourcing::Target;
 use crate::limits::{QTY_MAX, SOURCING_REPLANS_MAX};
 use crate::payments::{Authorization, Authorize, Follow, PaymentError, PaymentProvider};
+use std::collections::BTreeMap;
 
 /// Holds of an order waiting for its payment: long enough for a slow
 /// provider, short enough that a crash before the order is journaled gives
@@ -232,12 +233,23 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
         }
         p
     });
-    if m.get("reservation_id").is_some_and(|v| !v.is_null()) {
-        e.add(
-            "reservation_id",
-            "turning a held reservation into an order is not available yet: omit it",
-        );
-    }
+    let from = match m.get("reservation_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(r)) => match ReservationId::parse(r) {
+            Ok(r) => Some(r),
+            Err(_) => {
+                e.add("reservation_id", "is not a reservation id");
+                None
+            }
+        },
+        Some(_) => {
+            e.add(
+                "reservation_id",
+                "must be a string: a held reservation's id",
+            );
+            None
+        }
+    };
     e.into_result()?;
     let (Some(id), Some(delivery), Some(provider)) = (id, delivery, provider) else {
         return Err(ApiError::new(Code::ValidationFailed, "order"));
@@ -279,7 +291,18 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
     };
 
     // Plan, then hold each shipment as its own reservation; all or none.
-    let (shipments, held) = hold_shipments(state, &asked, target).await?;
+    // Or, with a reservation named, its lines make the shipments, split
+    // into them once the payment is authorized.
+    let (shipments, mut held, parts) = match &from {
+        None => {
+            let (shipments, held) = hold_shipments(state, &asked, target).await?;
+            (shipments, held, Vec::new())
+        }
+        Some(r) => {
+            let (shipments, parts) = shipments_of_reservation(state, r, &lines, &delivery).await?;
+            (shipments, Vec::new(), parts)
+        }
+    };
     let now = state.engine.clock().now_ms();
     let order = Order::new(
         id.clone(),
@@ -314,6 +337,12 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
     match answer {
         Authorization::Declined { reason } => {
             release_all(state, &held).await;
+            // A named reservation is left held until its own expiry: the
+            // shopper may pay again, with another card, in a new order.
+            let left = match &from {
+                None => "nothing is held".to_string(),
+                Some(r) => format!("reservation {r} is left as it was, held until it expires"),
+            };
             let mut declined = order;
             for s in &mut declined.shipments {
                 s.reservation = None;
@@ -327,11 +356,39 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
                 })?;
             Err(ApiError::new(
                 Code::PaymentDeclined,
-                format!("the payment was declined: {reason}; nothing is held"),
+                format!("the payment was declined: {reason}; {left}"),
             )
             .with("order", order_json(&placed)))
         }
         Authorization::Authorized { reference } => {
+            let mut order = order;
+            if let Some(r) = &from {
+                let refused = match state
+                    .engine
+                    .split_reservation(r.clone(), parts, ORDER_HOLD_TTL_S)
+                    .await
+                {
+                    Ok(Ok(split)) => {
+                        for (s, part) in order.shipments.iter_mut().zip(&split) {
+                            s.reservation = Some(part.id.as_str().to_string());
+                        }
+                        held = split.into_iter().map(|p| p.id).collect();
+                        None
+                    }
+                    Ok(Err(SplitRefused::NotHeld(st))) => Some(not_held(r, st)),
+                    Ok(Err(SplitRefused::LinesDiffer)) => Some(ApiError::new(
+                        Code::ReservationNotHeld,
+                        format!("reservation {r} changed while the order was placed"),
+                    )),
+                    Err(e) => Some(e.into()),
+                };
+                if let Some(err) = refused {
+                    // Expired or released since it was read: nothing is
+                    // held for the order, so its authorization goes.
+                    void_quietly(provider.as_ref(), &id, &reference).await;
+                    return Err(err);
+                }
+            }
             let placed = state
                 .engine
                 .place_order(
@@ -380,6 +437,163 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
             Ok(resp)
         }
     }
+}
+
+fn not_held(r: &ReservationId, st: Status) -> ApiError {
+    ApiError::new(
+        Code::ReservationNotHeld,
+        format!(
+            "reservation {r} is {}: only a held reservation can become an order",
+            st.as_str()
+        ),
+    )
+    .with("status", json!(st.as_str()))
+}
+
+/// Voids an authorization that nothing will use; a failure is logged (the
+/// provider lets an unused authorization lapse on its own).
+async fn void_quietly(p: &dyn PaymentProvider, order: &str, reference: &str) {
+    if reference.is_empty() {
+        return;
+    }
+    let void = Follow {
+        idempotency_key: format!("{order}:void"),
+        reference: reference.to_string(),
+        amount: 0,
+    };
+    if let Err(e) = p.void(&void).await {
+        tracing::warn!(%order, error = %e, "could not void an unused authorization");
+    }
+}
+
+/// The shipments of an order made from the held reservation `rid`: one per
+/// location of its lines (a delivery, a pickup at the store itself, or a
+/// transfer to it), and each shipment's lines as reservation lines for the
+/// split. The order must ask for exactly what the reservation holds.
+async fn shipments_of_reservation(
+    state: &AppState,
+    rid: &ReservationId,
+    lines: &[OrderLine],
+    delivery: &Delivery,
+) -> Result<(Vec<Shipment>, Vec<Vec<Line>>), ApiError> {
+    let field = |msg: String| {
+        ApiError::validation(vec![super::error::FieldError {
+            field: "reservation_id".into(),
+            message: msg,
+        }])
+    };
+    let r = state
+        .engine
+        .reservation(rid.clone())
+        .await?
+        .ok_or_else(|| field(format!("no reservation {rid}")))?;
+    if r.status != Status::Held {
+        return Err(not_held(rid, r.status));
+    }
+    let mut ordered: BTreeMap<&str, u64> = BTreeMap::new();
+    for l in lines {
+        *ordered.entry(l.sku.as_str()).or_default() += u64::from(l.qty);
+    }
+    let mut holds: BTreeMap<&str, u64> = BTreeMap::new();
+    for l in &r.lines {
+        *holds.entry(l.sku.as_str()).or_default() += u64::from(l.qty);
+    }
+    if ordered != holds {
+        let list = |m: &BTreeMap<&str, u64>| {
+            m.iter()
+                .map(|(s, q)| format!("{s} x{q}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        return Err(field(format!(
+            "the order's lines must be what the reservation holds: it holds {}, the order asks {}",
+            list(&holds),
+            list(&ordered)
+        )));
+    }
+    // One shipment per location, in the order the reservation names them.
+    let mut groups: Vec<(LocationId, Vec<Line>)> = Vec::new();
+    for l in &r.lines {
+        match groups.iter_mut().find(|g| g.0 == l.location) {
+            Some(g) => g.1.push(l.clone()),
+            None => groups.push((l.location.clone(), vec![l.clone()])),
+        }
+    }
+    let pickup = match delivery {
+        Delivery::Pickup { location } => Some(location),
+        Delivery::Ship { .. } => None,
+    };
+    let c = state.engine.catalog();
+    if let Some(p) = pickup {
+        match c.location_idx(p.as_str()).and_then(|i| c.location(i)) {
+            Some((_, l)) if l.active && l.pickup => {}
+            _ => {
+                return Err(ApiError::validation(vec![super::error::FieldError {
+                    field: "delivery.location".into(),
+                    message: "is not an active location with a pickup counter".into(),
+                }]))
+            }
+        }
+    }
+    // What is left to place of each order line.
+    let mut left: Vec<u32> = lines.iter().map(|l| l.qty).collect();
+    let mut shipments = Vec::with_capacity(groups.len());
+    for (n, (location, held)) in groups.iter().enumerate() {
+        let route = match pickup {
+            None => Route::Deliver,
+            Some(p) if p == location => Route::PickupHere,
+            Some(_) => Route::Transfer,
+        };
+        let can = c
+            .location_idx(location.as_str())
+            .and_then(|i| c.location(i))
+            .is_some_and(|(_, l)| l.active && (route == Route::PickupHere || l.ship));
+        if !can {
+            return Err(field(format!(
+                "holds stock at {location}, which is inactive or does not ship"
+            )));
+        }
+        let mut mine: Vec<(usize, u32)> = Vec::new();
+        for h in held {
+            let mut want = h.qty;
+            for (k, l) in lines.iter().enumerate() {
+                if want == 0 {
+                    break;
+                }
+                if l.sku != h.sku || left[k] == 0 {
+                    continue;
+                }
+                let take = want.min(left[k]);
+                left[k] -= take;
+                want -= take;
+                match mine.iter_mut().find(|x| x.0 == k) {
+                    Some(x) => x.1 += take,
+                    None => mine.push((k, take)),
+                }
+            }
+        }
+        mine.sort_unstable();
+        shipments.push(Shipment {
+            id: n as u32 + 1,
+            location: location.clone(),
+            route,
+            lines: mine,
+            status: ShipStatus::Pending,
+            reservation: None,
+        });
+    }
+    let parts = groups
+        .into_iter()
+        .map(|(_, held)| {
+            held.into_iter()
+                .map(|l| Line {
+                    requested: l.qty,
+                    ..l
+                })
+                .collect()
+        })
+        .collect();
+    Ok((shipments, parts))
 }
 
 /// Plans the cart and holds each planned shipment as a reservation. If a
