@@ -83,3 +83,12 @@ pub const EXPIRY_BATCH_MAX: usize = 10_000;
 /// Connections served at once; more wait in the kernel's accept queue.
 /// Cost: a connection's buffers (~16 KiB) and one in-flight request each.
 pub const CONNECTIONS_MAX: usize = 10_000;
+
+/// A finished order (delivered, collected, cancelled, returned, declined)
+/// untouched this long, and placed on an earlier UTC day (today's orders
+/// count against today's capacity), is passivated: written to the order
+/// archive in sled and dropped from memory; read back on demand.
+pub const ORDER_PASSIVATE_IDLE_MS: i64 = 3600 * 1000;
+
+/// How often the engine drops the orders the snapshotter has archived.
+pub const ORDER_SWEEP_EVERY_S: u64 = 60;

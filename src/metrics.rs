@@ -97,6 +97,10 @@ pub struct Metrics {
     pub reservations_expired: AtomicU64,
     pub reservations_fulfilled: AtomicU64,
     pub overload_rejections: AtomicU64,
+    /// Finished orders dropped from memory (archived in sled), and orders
+    /// read back into memory to change.
+    pub orders_passivated: AtomicU64,
+    pub orders_activated: AtomicU64,
     /// Per route: latency histogram; per route and status class: counts.
     latency: [Histogram; Route::ALL.len()],
     responses: [[AtomicU64; 5]; Route::ALL.len()],
@@ -155,6 +159,18 @@ impl Metrics {
             "holdfast_overload_rejections_total",
             "Requests answered 503 because a mailbox or the journal queue was full.",
             self.overload_rejections.load(Relaxed),
+        );
+        counter(
+            &mut s,
+            "holdfast_orders_passivated_total",
+            "Finished orders dropped from memory; they are read back from the archive on demand.",
+            self.orders_passivated.load(Relaxed),
+        );
+        counter(
+            &mut s,
+            "holdfast_orders_activated_total",
+            "Passivated orders read back into memory to change (a late return).",
+            self.orders_activated.load(Relaxed),
         );
         counter(
             &mut s,

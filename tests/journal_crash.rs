@@ -271,7 +271,8 @@ fn snapshots_and_segment_removal_survive_power_cuts() {
         drop(journal);
         let _ = writer.join();
         fs.power_on();
-        let (model, report) = recover_model(&fs, &dir(), store.load()).expect("recovery");
+        let (model, report) =
+            recover_model(&fs, &dir(), store.load(), Some(&store)).expect("recovery");
         let rec = model.stock.get_or_empty(0, 0);
         assert_eq!(
             rec.on_hand, acked_delta,

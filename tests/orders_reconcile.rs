@@ -5,48 +5,11 @@
 
 mod common;
 
-use common::sim::{hold_one, one_record, open};
+use common::sim::{hold_one, one_record, open, paid_order};
 use holdfast::clock::ManualClock;
-use holdfast::domain::order::{
-    Delivery, Order, OrderEvent, OrderLine, Route, ShipStatus, Shipment,
-};
 use holdfast::domain::reservation::Status;
-use holdfast::domain::{LocationId, SkuId};
 use holdfast::persistence::SimStorage;
 use std::time::Duration;
-
-fn paid_order(id: &str, reservation: &str, now: i64) -> (Order, OrderEvent) {
-    let lines = vec![OrderLine {
-        sku: SkuId::parse("S0").expect("id"),
-        qty: 1,
-        unit_price: 100,
-    }];
-    let shipments = vec![Shipment {
-        id: 1,
-        location: LocationId::parse("L0").expect("id"),
-        route: Route::Deliver,
-        lines: vec![(0, 1)],
-        status: ShipStatus::Pending,
-        reservation: Some(reservation.to_string()),
-    }];
-    let o = Order::new(
-        id.into(),
-        lines,
-        Delivery::Ship {
-            lat: 45.0,
-            lon: 9.0,
-        },
-        shipments,
-        "sandbox".into(),
-        now,
-    );
-    let paid = OrderEvent::PaymentAuthorized {
-        amount: 100,
-        reference: "sbx-test".into(),
-        at_ms: now,
-    };
-    (o, paid)
-}
 
 #[test]
 fn a_paid_order_whose_holds_were_not_confirmed_is_reconciled_at_start() {
@@ -97,6 +60,7 @@ fn a_paid_order_whose_holds_were_not_confirmed_is_reconciled_at_start() {
         assert_eq!(e.reconcile_orders().await.expect("engine"), (0, 1));
         assert!(e
             .order("O-1")
+            .expect("engine")
             .is_some_and(|o| o.shipments[0].reservation.as_deref() == Some(kept.as_str())));
     });
     e.shutdown();

@@ -116,6 +116,9 @@ struct Inner {
     /// catalog's does): one order is one state machine, never two writers.
     orders: Vec<Mutex<ahash::AHashMap<String, Order>>>,
     capacity: Mutex<DailyCapacity>,
+    /// The order archive (in the snapshot store): passivated orders.
+    /// `None` without snapshots: every order stays in memory.
+    archive: Option<Arc<SnapshotStore>>,
 }
 
 const DAY_MS: crate::domain::TimeMs = 86_400_000;
@@ -220,7 +223,9 @@ impl Engine {
             None => None,
         };
         let snapshot = snapshots.as_ref().and_then(|s| s.load());
-        let (model, report) = recover_model(storage.as_ref(), &dir, snapshot)?;
+        let (model, report) =
+            recover_model(storage.as_ref(), &dir, snapshot, snapshots.as_deref())?;
+        let archive = snapshots.clone();
         let (journal, writer) = Journal::start(
             storage.clone(),
             dir.clone(),
@@ -338,7 +343,17 @@ impl Engine {
             sites: RwLock::new(None),
             orders,
             capacity: Mutex::new(capacity),
+            archive,
         }));
+        if engine.0.archive.is_some() {
+            let weak = Arc::downgrade(&engine.0);
+            let stop = engine.0.stop_snapshots.clone();
+            let sweeper = std::thread::Builder::new()
+                .name("order-sweeper".into())
+                .spawn(move || sweep_orders(weak, stop))
+                .map_err(|_| EngineError::Stopped)?;
+            engine.0.threads.lock().push(sweeper);
+        }
         Ok((
             engine,
             Recovered {
@@ -550,8 +565,62 @@ impl Engine {
 
     // ---- orders --------------------------------------------------------
 
-    pub fn order(&self, id: &str) -> Option<Order> {
-        self.0.orders[order_shard(id)].lock().get(id).cloned()
+    /// An order: from memory, or read back from the archive if it was
+    /// passivated (without bringing it back: a read changes nothing).
+    pub fn order(&self, id: &str) -> Result<Option<Order>, EngineError> {
+        if let Some(o) = self.0.orders[order_shard(id)].lock().get(id) {
+            return Ok(Some(o.clone()));
+        }
+        self.archived(id)
+    }
+
+    fn archived(&self, id: &str) -> Result<Option<Order>, EngineError> {
+        match &self.0.archive {
+            Some(a) => Ok(a.archived_order(id, None)?),
+            None => Ok(None),
+        }
+    }
+
+    /// Orders held in memory (the rest are passivated).
+    pub fn orders_in_memory(&self) -> usize {
+        self.0.orders.iter().map(|s| s.lock().len()).sum()
+    }
+
+    /// Drops from memory the finished, idle orders that the snapshotter
+    /// has archived exactly as they are here; returns how many. A later
+    /// change reads one back first (`order_change`).
+    pub fn passivate_orders(&self) -> Result<usize, EngineError> {
+        let Some(archive) = &self.0.archive else {
+            return Ok(0);
+        };
+        let now = self.0.clock.now_ms();
+        let mut dropped = 0;
+        for shard in self.0.orders.iter() {
+            let due: Vec<String> = shard
+                .lock()
+                .iter()
+                .filter(|(_, o)| o.is_passivable(now))
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in due {
+                let Some(kept) = archive.archived_order(&id, None)? else {
+                    continue;
+                };
+                let mut s = shard.lock();
+                if s.get(&id) == Some(&kept) {
+                    s.remove(&id);
+                    dropped += 1;
+                }
+            }
+        }
+        if dropped > 0 {
+            self.0
+                .metrics
+                .orders_passivated
+                .fetch_add(dropped as u64, Ordering::Relaxed);
+            tracing::info!(orders = dropped, "passivated finished orders");
+        }
+        Ok(dropped)
     }
 
     /// Places `order` with the payment's answer `then`, as one journal
@@ -566,6 +635,9 @@ impl Engine {
             let mut shard = self.0.orders[order_shard(&id)].lock();
             if let Some(o) = shard.get(&id) {
                 return Ok(Err(OrderExists(o.clone())));
+            }
+            if let Some(o) = self.archived(&id)? {
+                return Ok(Err(OrderExists(o)));
             }
             let events = vec![OrderEvent::Placed(Box::new(order.clone())), then];
             let durable = self.0.journal.append(&Event::Order {
@@ -597,6 +669,17 @@ impl Engine {
     ) -> Result<Option<Result<(Order, Option<OrderEvent>), Refused>>, EngineError> {
         let (o, e, durable) = {
             let mut shard = self.0.orders[order_shard(id)].lock();
+            if !shard.contains_key(id) {
+                // Passivated: read back into memory before it changes.
+                let Some(o) = self.archived(id)? else {
+                    return Ok(None);
+                };
+                self.0
+                    .metrics
+                    .orders_activated
+                    .fetch_add(1, Ordering::Relaxed);
+                shard.insert(id.to_string(), o);
+            }
             let Some(o) = shard.get_mut(id) else {
                 return Ok(None);
             };
@@ -1167,6 +1250,26 @@ pub fn default_shards() -> usize {
         .map(|n| n.get() / 2)
         .unwrap_or(1)
         .max(1)
+}
+
+/// The engine's order sweeper: every `ORDER_SWEEP_EVERY_S`, drops the
+/// orders the snapshotter archived. Holds the engine weakly: it ends with
+/// the engine or on `stop`.
+fn sweep_orders(engine: std::sync::Weak<Inner>, stop: Arc<AtomicBool>) {
+    let mut last = std::time::Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        if last.elapsed() < std::time::Duration::from_secs(crate::limits::ORDER_SWEEP_EVERY_S) {
+            continue;
+        }
+        last = std::time::Instant::now();
+        let Some(inner) = engine.upgrade() else {
+            return;
+        };
+        if let Err(e) = Engine(inner).passivate_orders() {
+            tracing::warn!(error = %e, "order sweep failed; orders stay in memory");
+        }
+    }
 }
 
 fn book_of(id: &ReservationId, n: usize) -> usize {

@@ -418,11 +418,26 @@ impl Model {
 
     /// The latest time any record of this state carries (a clock-free "now").
     pub fn latest_ms(&self) -> TimeMs {
-        self.reservations
+        let reservations = self
+            .reservations
             .values()
-            .map(|r| r.updated_ms.max(r.created_ms))
-            .max()
-            .unwrap_or(0)
+            .map(|r| r.updated_ms.max(r.created_ms));
+        let orders = self.orders.values().map(|o| o.updated_ms.max(o.created_ms));
+        reservations.chain(orders).max().unwrap_or(0)
+    }
+
+    /// Takes out the orders that may leave memory at `now` (finished and
+    /// idle: `Order::is_passivable`), for the order archive.
+    pub fn take_passivable(&mut self, now: TimeMs) -> Vec<(String, super::order::Order)> {
+        let ids: Vec<String> = self
+            .orders
+            .iter()
+            .filter(|(_, o)| o.is_passivable(now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.into_iter()
+            .filter_map(|id| self.orders.remove(&id).map(|o| (id, o)))
+            .collect()
     }
 
     /// The invariants of ARCHITECTURE.md that a state can show by itself.

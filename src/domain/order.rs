@@ -397,6 +397,20 @@ impl Order {
             .sum()
     }
 
+    /// Finished and idle: nothing will move it but a late return, so it
+    /// may leave memory (passivation). Placed on an earlier UTC day than
+    /// `now`: the day's capacity counts are rebuilt from the orders in
+    /// memory.
+    pub fn is_passivable(&self, now: TimeMs) -> bool {
+        use OrderStatus::*;
+        const DAY: TimeMs = 86_400_000;
+        matches!(
+            self.status(),
+            PaymentDeclined | Delivered | Collected | Cancelled | Returned
+        ) && self.updated_ms + crate::limits::ORDER_PASSIVATE_IDLE_MS <= now
+            && self.created_ms.div_euclid(DAY) < now.div_euclid(DAY)
+    }
+
     pub fn status(&self) -> OrderStatus {
         if self.cancelled {
             return OrderStatus::Cancelled;

@@ -145,7 +145,7 @@ fn not_found(id: &str) -> ApiError {
 
 pub fn get(state: &AppState, req: &Request, id: &str) -> ApiResult {
     let id = path_id(id, "id")?;
-    let o = state.engine.order(&id).ok_or_else(|| not_found(&id))?;
+    let o = state.engine.order(&id)?.ok_or_else(|| not_found(&id))?;
     store_may(req, &o, None)?;
     Ok(json_response(200, &order_json(&o)))
 }
@@ -254,7 +254,7 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
     let (Some(id), Some(delivery), Some(provider)) = (id, delivery, provider) else {
         return Err(ApiError::new(Code::ValidationFailed, "order"));
     };
-    if let Some(o) = state.engine.order(&id) {
+    if let Some(o) = state.engine.order(&id)? {
         return Err(ApiError::new(
             Code::OrderExists,
             format!("order {id} exists ({})", o.status().as_str()),
@@ -708,7 +708,7 @@ pub async fn shipment_event(state: &AppState, req: &Request, id: &str, n: &str) 
         return Err(ApiError::new(Code::ValidationFailed, "status"));
     };
     let now = state.engine.clock().now_ms();
-    let o = state.engine.order(&id).ok_or_else(|| not_found(&id))?;
+    let o = state.engine.order(&id)?.ok_or_else(|| not_found(&id))?;
     store_may(req, &o, Some((n, to)))?;
     // Capture first (idempotent by key) when this move is the first to
     // leave: the journal then records it captured.
@@ -781,7 +781,7 @@ pub async fn cancel(state: &AppState, req: &Request, id: &str) -> ApiResult {
     req.principal.require_channel()?;
     let id = path_id(id, "id")?;
     let now = state.engine.clock().now_ms();
-    let o = state.engine.order(&id).ok_or_else(|| not_found(&id))?;
+    let o = state.engine.order(&id)?.ok_or_else(|| not_found(&id))?;
     if let Some(OrderEvent::Cancelled { voided: true, .. }) =
         o.decide_cancel(now).map_err(refused)?
     {
@@ -852,7 +852,7 @@ pub async fn returns(state: &AppState, req: &Request, id: &str) -> ApiResult {
         .with("field", json!("location")));
     }
     let now = state.engine.clock().now_ms();
-    let o = state.engine.order(&id).ok_or_else(|| not_found(&id))?;
+    let o = state.engine.order(&id)?.ok_or_else(|| not_found(&id))?;
     // Each returned SKU against the order's lines of it, first line first.
     let mut asked: Vec<(usize, u32)> = Vec::new();
     for (i, sku, qty) in &wanted {

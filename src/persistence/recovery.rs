@@ -5,17 +5,42 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::journal::{decode_event, recover, JournalError, RecoveryReport};
+use super::snapshot::SnapshotStore;
 use super::storage::Storage;
+use crate::domain::event::Event;
 use crate::domain::model::Model;
 
 /// Log a progress line every this many records.
 const PROGRESS_RECORDS: u64 = 1_000_000;
 
-/// Replays the journal after the snapshot (if any) into its model.
+/// Applies one journal record to `model`. An order event for an order the
+/// snapshot passivated loads it back from `archive` first: the version
+/// archived at or before `base`, the snapshot the replay started from
+/// (a later version would already hold the records being replayed).
+pub fn apply_record(
+    model: &mut Model,
+    e: &Event,
+    archive: Option<(&SnapshotStore, u64)>,
+) -> Result<(), JournalError> {
+    if let (Event::Order { id, .. }, Some((store, base))) = (e, archive) {
+        if !model.orders.contains_key(id) {
+            if let Some(o) = store.archived_order(id, Some(base))? {
+                model.orders.insert(id.clone(), o);
+            }
+        }
+    }
+    model
+        .apply(e)
+        .map_err(|err| JournalError::Corrupt(err.to_string()))
+}
+
+/// Replays the journal after the snapshot (if any) into its model;
+/// `archive` holds the orders that snapshots passivated.
 pub fn recover_model(
     storage: &dyn Storage,
     dir: &Path,
     snapshot: Option<(u64, Model)>,
+    archive: Option<&SnapshotStore>,
 ) -> Result<(Model, RecoveryReport), JournalError> {
     let started = Instant::now();
     let (after_seq, mut model) = snapshot.unwrap_or_default();
@@ -24,8 +49,7 @@ pub fn recover_model(
     }
     let report = recover(storage, dir, after_seq, |seq, body| {
         let e = decode_event(body)?;
-        model
-            .apply(&e)
+        apply_record(&mut model, &e, archive.map(|a| (a, after_seq)))
             .map_err(|err| JournalError::Corrupt(format!("record {seq}: {err}")))?;
         if seq % PROGRESS_RECORDS == 0 {
             tracing::info!(

@@ -23,13 +23,36 @@ use std::time::{Duration, Instant};
 use super::journal::{
     decode_event, read_range, remove_segments_through, JournalError, JournalStats,
 };
+use super::recovery::apply_record;
 use super::storage::Storage;
 use crate::domain::model::Model;
+use crate::domain::order::Order;
 use crate::limits::{FINISHED_RETENTION_MS, IDEMPOTENCY_RETENTION_MS};
 
 const MAGIC: &[u8; 4] = b"HFS1";
 const FORMAT_VERSION: u32 = 1;
 const KEYS: [&str; 2] = ["model.0", "model.1"];
+/// The order archive: key `order id, 0, snapshot sequence (u64 BE)`,
+/// value the order (rmp). Order ids never hold a 0 byte (ids.rs).
+const ORDERS_TREE: &str = "orders";
+
+fn order_prefix(id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(id.len() + 9);
+    k.extend_from_slice(id.as_bytes());
+    k.push(0);
+    k
+}
+
+fn order_key(id: &str, through: u64) -> Vec<u8> {
+    let mut k = order_prefix(id);
+    k.extend_from_slice(&through.to_be_bytes());
+    k
+}
+
+fn version_of(key: &[u8]) -> Option<u64> {
+    let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(tail))
+}
 
 pub struct SnapshotStore {
     db: sled::Db,
@@ -154,6 +177,67 @@ impl SnapshotStore {
         Ok(())
     }
 
+    fn orders_tree(&self) -> Result<sled::Tree, JournalError> {
+        self.db.open_tree(ORDERS_TREE).map_err(err)
+    }
+
+    /// Archives passivated orders as of snapshot `through` (written with
+    /// it: `save` flushes both). Per order, a version is kept for each
+    /// snapshot that may still be replayed from: the one being written and
+    /// the newest one at or before the newest stored generation.
+    pub fn archive_orders(
+        &self,
+        through: u64,
+        orders: &[(String, Order)],
+    ) -> Result<(), JournalError> {
+        if orders.is_empty() {
+            return Ok(());
+        }
+        let tree = self.orders_tree()?;
+        let newest = self.generations().first().map_or(0, |g| g.0);
+        for (id, o) in orders {
+            let versions: Vec<(u64, sled::IVec)> = tree
+                .scan_prefix(order_prefix(id))
+                .keys()
+                .filter_map(|k| k.ok())
+                .filter_map(|k| Some((version_of(&k)?, k)))
+                .collect();
+            let needed = versions.iter().map(|v| v.0).filter(|v| *v <= newest).max();
+            for (v, k) in versions {
+                if Some(v) != needed {
+                    tree.remove(k).map_err(err)?;
+                }
+            }
+            let body = rmp_serde::to_vec(o).map_err(|e| JournalError::Encode(e.to_string()))?;
+            tree.insert(order_key(id, through), body).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// A passivated order: its newest archived version, or with `at_most`
+    /// the newest one archived by a snapshot at or before that sequence
+    /// (replaying from that snapshot: later versions hold later records).
+    pub fn archived_order(
+        &self,
+        id: &str,
+        at_most: Option<u64>,
+    ) -> Result<Option<Order>, JournalError> {
+        let tree = self.orders_tree()?;
+        for kv in tree.scan_prefix(order_prefix(id)).rev() {
+            let (k, v) = kv.map_err(err)?;
+            let Some(version) = version_of(&k) else {
+                continue;
+            };
+            if at_most.is_some_and(|m| version > m) {
+                continue;
+            }
+            let o = rmp_serde::from_slice(&v)
+                .map_err(|e| JournalError::Corrupt(format!("archived order {id}: {e}")))?;
+            return Ok(Some(o));
+        }
+        Ok(None)
+    }
+
     /// Test hook: damages the newest snapshot.
     pub fn corrupt_newest(&self) -> Result<(), JournalError> {
         if let Some((_, i)) = self.generations().first() {
@@ -185,13 +269,13 @@ pub fn take_snapshot(
     journal_dir: &Path,
     durable_seq: u64,
 ) -> Result<u64, JournalError> {
-    let (mut seq, mut model) = store.load().unwrap_or_default();
+    let (base, mut model) = store.load().unwrap_or_default();
+    let mut seq = base;
     if seq >= durable_seq {
         return Ok(seq);
     }
     read_range(storage, journal_dir, seq, durable_seq, |s, body| {
-        model
-            .apply(&decode_event(body)?)
+        apply_record(&mut model, &decode_event(body)?, Some((store, base)))
             .map_err(|e| JournalError::Corrupt(format!("record {s}: {e}")))?;
         seq = s;
         Ok(())
@@ -204,6 +288,8 @@ pub fn take_snapshot(
     let latest = model.latest_ms();
     let forgotten = model.forget_idempotency_before(latest - IDEMPOTENCY_RETENTION_MS);
     let archived = model.forget_finished_before(latest - FINISHED_RETENTION_MS);
+    let passivated = model.take_passivable(latest);
+    store.archive_orders(seq, &passivated)?;
     store.save(seq, &model)?;
     let removed = remove_segments_through(storage, journal_dir, store.oldest_kept_seq())?;
     tracing::info!(
@@ -211,6 +297,7 @@ pub fn take_snapshot(
         removed_segments = removed,
         forgotten_idempotency_keys = forgotten,
         forgotten_finished_reservations = archived,
+        passivated_orders = passivated.len(),
         "snapshot taken"
     );
     Ok(seq)

@@ -4,6 +4,9 @@ use holdfast::actors::stock_shard::CountItem;
 use holdfast::actors::{CartLine, Engine, EngineConfig};
 use holdfast::clock::ManualClock;
 use holdfast::domain::catalog::{Location, LocationKind, Sku};
+use holdfast::domain::order::{
+    Delivery, Order, OrderEvent, OrderLine, Route, ShipStatus, Shipment,
+};
 use holdfast::domain::reservation::Reservation;
 use holdfast::domain::{LocationId, SkuId};
 use holdfast::metrics::Metrics;
@@ -63,4 +66,39 @@ pub async fn hold_one(e: &Engine, ttl_s: u64) -> Reservation {
         .await
         .expect("engine")
         .expect("held")
+}
+
+/// An order of one `S0` from `L0`, shipped to an address, held by
+/// `reservation`, and its payment's yes.
+pub fn paid_order(id: &str, reservation: &str, now: i64) -> (Order, OrderEvent) {
+    let lines = vec![OrderLine {
+        sku: SkuId::parse("S0").expect("id"),
+        qty: 1,
+        unit_price: 100,
+    }];
+    let shipments = vec![Shipment {
+        id: 1,
+        location: LocationId::parse("L0").expect("id"),
+        route: Route::Deliver,
+        lines: vec![(0, 1)],
+        status: ShipStatus::Pending,
+        reservation: Some(reservation.to_string()),
+    }];
+    let o = Order::new(
+        id.into(),
+        lines,
+        Delivery::Ship {
+            lat: 45.0,
+            lon: 9.0,
+        },
+        shipments,
+        "sandbox".into(),
+        now,
+    );
+    let paid = OrderEvent::PaymentAuthorized {
+        amount: 100,
+        reference: "sbx-test".into(),
+        at_ms: now,
+    };
+    (o, paid)
 }
