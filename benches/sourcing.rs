@@ -8,7 +8,10 @@
 //! address, half picked up at a random store, and prints p50, p99 and max
 //! of one `plan` call (the stock lists are gathered before the clock
 //! starts, as the engine gathers them from the shards), the share of exact
-//! plans and the mean shipments.
+//! plans and the mean shipments; and, for the same carts in the same run,
+//! the same figures without the one-location path (`plan_every_location`),
+//! with the ratio. `--assortment N`: stores also stock the N most popular
+//! SKUs, so that the store near the customer can serve the whole cart.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -16,7 +19,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod common;
 use common::{arg, smoke};
 
-use holdfast::domain::sourcing::{plan, LineStock, Method, PlanLine, Site, Sites, Target, Weights};
+use holdfast::domain::sourcing::{
+    plan, plan_every_location, LineStock, Method, PlanLine, Site, Sites, Target, Weights,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
@@ -43,6 +48,9 @@ fn main() {
     let skus: usize = if small { 300 } else { arg("--skus", 10_000) };
     let plans: usize = if small { 300 } else { arg("--plans", 20_000) };
     let lines: usize = arg("--lines", 5);
+    // Stores also stock the `--assortment N` most popular SKUs (0: only
+    // one SKU in five): the store near the customer can serve the cart.
+    let assortment: usize = arg("--assortment", 0);
     let mut rng = StdRng::seed_from_u64(7);
 
     let mut sites = Vec::with_capacity(locations);
@@ -68,7 +76,7 @@ fn main() {
             rotation: 0.5,
         });
         for loc in 1..locations {
-            if (sku + loc) % 5 == 0 || rng.gen_bool(0.02) {
+            if sku < assortment || (sku + loc) % 5 == 0 || rng.gen_bool(0.02) {
                 recs.push(LineStock {
                     location: loc as u32,
                     available: rng.gen_range(0..6),
@@ -98,6 +106,7 @@ fn main() {
     };
     let weights = Weights::default();
     let mut times = Vec::with_capacity(plans);
+    let mut baseline = Vec::with_capacity(plans);
     let (mut exact, mut shipments, mut unsourced) = (0usize, 0usize, 0usize);
     for i in 0..plans {
         let cart: Vec<PlanLine> = (0..lines)
@@ -119,9 +128,26 @@ fn main() {
                 location: rng.gen_range(1..locations) as u32,
             }
         };
-        let t = Instant::now();
-        let p = plan(&cart, target, &sites, &weights, false);
-        times.push(t.elapsed());
+        // The same cart over every location, alternating which runs
+        // first: the baseline of the same run.
+        let (p, base) = if i % 4 < 2 {
+            let t = Instant::now();
+            let p = plan(&cart, target, &sites, &weights, false);
+            times.push(t.elapsed());
+            let t = Instant::now();
+            let base = plan_every_location(&cart, target, &sites, &weights);
+            baseline.push(t.elapsed());
+            (p, base)
+        } else {
+            let t = Instant::now();
+            let base = plan_every_location(&cart, target, &sites, &weights);
+            baseline.push(t.elapsed());
+            let t = Instant::now();
+            let p = plan(&cart, target, &sites, &weights, false);
+            times.push(t.elapsed());
+            (p, base)
+        };
+        assert_eq!(p, base, "the one-location path changed a plan");
         if let Ok(p) = p {
             exact += usize::from(p.method == Method::Exact);
             shipments += p.shipments.len();
@@ -132,7 +158,9 @@ fn main() {
     // something.
     assert!(shipments > 0 && exact > 0, "plans served nothing");
     times.sort_unstable();
+    baseline.sort_unstable();
     let q = |f: f64| times[((times.len() - 1) as f64 * f) as usize].as_secs_f64() * 1e6;
+    let qb = |f: f64| baseline[((baseline.len() - 1) as f64 * f) as usize].as_secs_f64() * 1e6;
     println!(
         "plan: p50 {:.1} us, p99 {:.1} us, max {:.1} us; exact {:.1} %, mean shipments {:.2}, unsourced lines {}",
         q(0.5),
@@ -141,5 +169,13 @@ fn main() {
         100.0 * exact as f64 / plans as f64,
         shipments as f64 / plans as f64,
         unsourced
+    );
+    println!(
+        "every location (no one-location path): p50 {:.1} us, p99 {:.1} us, max {:.1} us; p50 ratio {:.2}x, p99 ratio {:.2}x",
+        qb(0.5),
+        qb(0.99),
+        qb(1.0),
+        qb(0.5) / q(0.5),
+        qb(0.99) / q(0.99)
     );
 }
