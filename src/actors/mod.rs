@@ -111,9 +111,14 @@ struct Inner {
     /// from the catalog when it has moved.
     locations_version: AtomicU64,
     sites: RwLock<Option<(u64, Arc<Sites>)>>,
-    /// Live and finished orders, in shards by id. Each shard's lock orders
-    /// the decision, the journal append and the change alike (as the
-    /// catalog's does): one order is one state machine, never two writers.
+    /// Live orders (and finished ones not passivated yet), in shards by id.
+    /// Each shard's lock orders the decision, the journal append and the
+    /// change alike (as the catalog's does): one order is one state
+    /// machine, never two writers. ARCHITECTURE.md's `OrderActor` per order
+    /// in this form: an actix actor per order would cost a mailbox and a
+    /// context more than the order itself, and the lock is held only for
+    /// the decision and the journal enqueue, never across an await (the
+    /// durability wait comes after it is released).
     orders: Vec<Mutex<ahash::AHashMap<String, Order>>>,
     capacity: Mutex<DailyCapacity>,
     /// The order archive (in the snapshot store): passivated orders.
