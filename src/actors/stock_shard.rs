@@ -17,7 +17,7 @@ use crate::domain::catalog::{LocIdx, SkuIdx};
 use crate::domain::event::{sold_by_adjustment, Count as CountFact, Event, IdemKey};
 use crate::domain::ids::ReservationId;
 use crate::domain::ids::{LocationId, SkuId};
-use crate::domain::reservation::{expires_at, Line, Reservation};
+use crate::domain::reservation::{expires_at, sold_by_effect, Line, Reservation, Status};
 use crate::domain::rotation::RotationTable;
 use crate::domain::stock::{AdjustReason, AdjustRefused, StockDelta, StockRecord, StockTable};
 use crate::domain::TimeMs;
@@ -251,8 +251,8 @@ impl Handler<ApplyDeltas> for StockShard {
         for (s, l, d) in m.deltas {
             let r = self.table.apply(s, l, d);
             if d.on_hand != 0 {
-                let sold = if m.sale && d.on_hand < 0 {
-                    u32::try_from(-d.on_hand).unwrap_or(u32::MAX)
+                let sold = if m.sale {
+                    sold_by_effect(Status::Fulfilled, d)
                 } else {
                     0
                 };

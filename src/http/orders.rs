@@ -314,7 +314,13 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
     );
 
     let auth = Authorize {
-        idempotency_key: format!("{id}:authorize"),
+        // From a reservation, the key names it too: if the split loses a
+        // race, the authorization is voided, and a retry of this order id
+        // with another cart must get a fresh one, not the voided answer.
+        idempotency_key: match &from {
+            None => format!("{id}:authorize"),
+            Some(r) => format!("{id}:authorize:{r}"),
+        },
         order: id.clone(),
         amount: order.total(),
         currency: "EUR".into(),
@@ -385,7 +391,7 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
                 if let Some(err) = refused {
                     // Expired or released since it was read: nothing is
                     // held for the order, so its authorization goes.
-                    void_quietly(provider.as_ref(), &id, &reference).await;
+                    void_quietly(provider.as_ref(), &format!("{id}:{r}"), &reference).await;
                     return Err(err);
                 }
             }
@@ -450,19 +456,20 @@ fn not_held(r: &ReservationId, st: Status) -> ApiError {
     .with("status", json!(st.as_str()))
 }
 
-/// Voids an authorization that nothing will use; a failure is logged (the
-/// provider lets an unused authorization lapse on its own).
-async fn void_quietly(p: &dyn PaymentProvider, order: &str, reference: &str) {
+/// Voids an authorization that nothing will use (`key`: the order and the
+/// reservation it was for); a failure is logged (the provider lets an
+/// unused authorization lapse on its own).
+async fn void_quietly(p: &dyn PaymentProvider, key: &str, reference: &str) {
     if reference.is_empty() {
         return;
     }
     let void = Follow {
-        idempotency_key: format!("{order}:void"),
+        idempotency_key: format!("{key}:void"),
         reference: reference.to_string(),
         amount: 0,
     };
     if let Err(e) = p.void(&void).await {
-        tracing::warn!(%order, error = %e, "could not void an unused authorization");
+        tracing::warn!(%key, error = %e, "could not void an unused authorization");
     }
 }
 
@@ -523,6 +530,9 @@ async fn shipments_of_reservation(
         Delivery::Pickup { location } => Some(location),
         Delivery::Ship { .. } => None,
     };
+    // The day's capacity is not asked here, unlike a planned order: the
+    // stock is already held for this shopper; the order counts against it
+    // all the same once placed.
     let c = state.engine.catalog();
     if let Some(p) = pickup {
         match c.location_idx(p.as_str()).and_then(|i| c.location(i)) {
