@@ -16,6 +16,7 @@ pub mod clock;
 pub mod collections;
 pub mod config;
 pub mod domain;
+pub mod feed;
 pub mod http;
 pub mod import;
 pub mod limits;

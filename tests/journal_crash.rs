@@ -287,3 +287,47 @@ fn snapshots_and_segment_removal_survive_power_cuts() {
         "covered segments were not removed: {segments}"
     );
 }
+
+/// Tickets follow the queue: once a record is acknowledged, the durable
+/// ticket covers it and every append before it, whatever the threads; and
+/// each ticket is given once.
+#[test]
+fn durable_tickets_cover_every_acknowledged_append() {
+    let fs = SimStorage::new(5);
+    let storage: Arc<dyn Storage> = Arc::new(fs.clone());
+    let (journal, writer) = Journal::start(storage, dir(), 0, Durability::Fsync).expect("start");
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let j = journal.clone();
+            std::thread::spawn(move || {
+                let mut mine = Vec::new();
+                for i in 0..500u64 {
+                    let before = j.ticket_issued();
+                    let (d, ticket) = j.append_ticketed(&event(t * 1000 + i)).expect("append");
+                    assert!(ticket > before, "a new ticket is past every earlier one");
+                    d.wait().expect("durable");
+                    let durable = j.durable_ticket();
+                    assert!(
+                        durable >= ticket,
+                        "acknowledged {ticket}, durable {durable}"
+                    );
+                    mine.push(ticket);
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("thread"))
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), 2000, "each ticket given once");
+    // A barrier takes a ticket too and, answered, covers everything.
+    journal.barrier().expect("barrier").wait().expect("durable");
+    assert_eq!(journal.durable_ticket(), journal.ticket_issued());
+    assert_eq!(journal.ticket_issued(), 2001);
+    drop(journal);
+    let _ = writer.join();
+}

@@ -28,16 +28,17 @@ use crate::domain::reservation::{expires_at, Line, Reservation, SplitRefused, St
 use crate::domain::sourcing::{
     self, LineStock, PickupRefused, Plan, PlanLine, Site, Sites, Target, Weights,
 };
-use crate::domain::stock::{AdjustReason, AdjustRefused, StockDelta, StockTable};
+use crate::domain::stock::{AdjustReason, AdjustRefused, StockDelta, StockRecord, StockTable};
 use crate::domain::TimeMs;
+use crate::feed::{Feed, Scope, Sink, Subscription};
 use crate::metrics::Metrics;
 use crate::persistence::recovery::recover_model;
 use crate::persistence::snapshot::{run_snapshotter, SnapshotPolicy, SnapshotStore};
 use crate::persistence::{Durability, Journal, JournalError, RecoveryReport, Storage};
 use reservation_book::{Create, DumpBook, Get, ReservationBook, Split, Transit};
 use stock_shard::{
-    ApplyDeltas, Count, CountItem, Dump, Hold, HoldAndRecord, HoldLine, Read, RecordView,
-    StockShard,
+    ApplyDeltas, Commit, Count, CountItem, Dump, FeedSnapshot, FeedSnapshotReply, Hold,
+    HoldAndRecord, HoldLine, Read, RecordView, StockShard,
 };
 
 /// A write could not be taken; nothing about the client's input is wrong.
@@ -124,6 +125,8 @@ struct Inner {
     /// The order archive (in the snapshot store): passivated orders.
     /// `None` without snapshots: every order stays in memory.
     archive: Option<Arc<SnapshotStore>>,
+    /// The stock feed's hub (committed changes for store apps).
+    feed: Feed,
 }
 
 const DAY_MS: crate::domain::TimeMs = 86_400_000;
@@ -196,6 +199,15 @@ fn order_shard(id: &str) -> usize {
     (crate::domain::event::fnv1a64(id.as_bytes()) % ORDER_SHARDS as u64) as usize
 }
 
+/// What the stock feed may show of a scope at a moment (`feed_view`).
+#[derive(Debug, Clone, Default)]
+pub struct FeedView {
+    /// (SKU, committed record), by shard then SKU.
+    pub records: Vec<(SkuIdx, StockRecord)>,
+    /// Per stock shard, its count of changes the records include.
+    pub seen: Vec<u64>,
+}
+
 /// An order with this id exists already.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrderExists(pub Order);
@@ -239,6 +251,9 @@ impl Engine {
         )?;
         let stop_snapshots = Arc::new(AtomicBool::new(false));
         let mut threads = vec![writer];
+        let (feed, feed_thread) = Feed::start(journal.clone(), stop_snapshots.clone())
+            .map_err(|_| EngineError::Stopped)?;
+        threads.push(feed_thread);
         if let (Some(store), Some(policy)) = (snapshots, cfg.snapshot) {
             let (stats, stop, last) = (
                 journal.stats.clone(),
@@ -291,6 +306,7 @@ impl Engine {
         let journal2 = journal.clone();
         let catalog2 = catalog.clone();
         let clock2 = clock.clone();
+        let feed2 = feed.clone();
         let metrics2 = metrics.clone();
         let actix_thread = std::thread::Builder::new()
             .name("actix-system".into())
@@ -302,9 +318,9 @@ impl Engine {
                         .into_iter()
                         .enumerate()
                         .map(|(i, (t, r))| {
-                            let (j, c) = (journal2.clone(), clock2.clone());
+                            let (j, c, f) = (journal2.clone(), clock2.clone(), feed2.clone());
                             StockShard::start_in_arbiter(&arbiters[i].handle(), move |_| {
-                                StockShard::new(t, r, j, c)
+                                StockShard::new(t, r, j, c, f, i as u32)
                             })
                         })
                         .collect();
@@ -349,6 +365,7 @@ impl Engine {
             orders,
             capacity: Mutex::new(capacity),
             archive,
+            feed,
         }));
         if engine.0.archive.is_some() {
             let weak = Arc::downgrade(&engine.0);
@@ -568,6 +585,56 @@ impl Engine {
         ))
     }
 
+    // ---- stock feed ----------------------------------------------------
+
+    /// Follows `scope`: `sink` gets every committed change of its records
+    /// from now on (see `feed`), and the answer is what the feed may show
+    /// of the scope now. Changes the sink gets that the view holds already
+    /// are those at or before `FeedView::seen` of their shard: drop them.
+    pub async fn feed_subscribe(
+        &self,
+        scope: Scope,
+        sink: Box<dyn Sink>,
+    ) -> Result<(Subscription, FeedView), EngineError> {
+        // Subscribed first: a change after the view then reaches the sink.
+        let sub = self.0.feed.subscribe(scope, sink);
+        let view = self.feed_view(scope).await?;
+        Ok((sub, view))
+    }
+
+    /// What the feed may show of `scope` now: the committed records of
+    /// every shard, once the journal holds everything they show.
+    pub async fn feed_view(&self, scope: Scope) -> Result<FeedView, EngineError> {
+        let n = self.0.stock.len();
+        let shards: Vec<usize> = match scope {
+            Scope::Sku(s) => vec![s as usize % n],
+            Scope::Location(_) => (0..n).collect(),
+        };
+        let mut view = FeedView {
+            records: Vec::new(),
+            seen: vec![0; n],
+        };
+        for i in shards {
+            let (tx, rx) = oneshot::channel();
+            self.0.stock[i]
+                .send(FeedSnapshot { scope, reply: tx })
+                .await
+                .map_err(|_| EngineError::Stopped)?;
+            let r: FeedSnapshotReply = reply(rx).await?;
+            view.records.extend(r.records);
+            view.seen[r.shard as usize] = r.changes;
+        }
+        // Every change those records show was queued to the journal before
+        // this barrier: once it is durable, so are they.
+        self.0.journal.barrier()?.await?;
+        Ok(view)
+    }
+
+    /// Subscribers of the feed and its counters (for `/metrics`).
+    pub fn feed_stats(&self) -> &Arc<crate::feed::FeedStats> {
+        &self.0.feed.stats
+    }
+
     // ---- orders --------------------------------------------------------
 
     /// An order: from memory, or read back from the archive if it was
@@ -693,7 +760,7 @@ impl Engine {
                 Ok(None) => return Ok(Some(Ok((o.clone(), None)))),
                 Ok(Some(e)) => e,
             };
-            let durable = self.0.journal.append(&Event::Order {
+            let (durable, ticket) = self.0.journal.append_ticketed(&Event::Order {
                 id: id.to_string(),
                 events: vec![e.clone()],
             })?;
@@ -704,7 +771,7 @@ impl Engine {
                 ..
             } = &e
             {
-                self.restock(o, lines, location, *at_ms);
+                self.restock(o, lines, location, *at_ms, ticket);
             }
             let took = o.takes_capacity();
             o.apply(&e);
@@ -760,13 +827,21 @@ impl Engine {
 
     /// The stock side of a journaled return: on_hand grows where the goods
     /// came back (replay does the same from the order's record).
-    fn restock(&self, o: &Order, lines: &[(usize, u32)], location: &LocationId, at_ms: TimeMs) {
+    fn restock(
+        &self,
+        o: &Order,
+        lines: &[(usize, u32)],
+        location: &LocationId,
+        at_ms: TimeMs,
+        ticket: u64,
+    ) {
         let c = self.catalog();
         let Some(l) = c.location_idx(location.as_str()) else {
             return;
         };
         self.send_deltas(
             at_ms,
+            Some(ticket),
             o.restock(lines)
                 .filter_map(|(sku, d)| Some((c.sku_idx(sku.as_str())?, l, d))),
         );
@@ -996,7 +1071,23 @@ impl Engine {
             return Err(full(e));
         }
         match reply(rx).await? {
-            Ok(durable) => {
+            Ok((durable, ticket)) => {
+                // The holds are journaled: the feed may show them.
+                let mut per_shard: Vec<Vec<(SkuIdx, LocIdx, u32)>> = vec![Vec::new(); n];
+                for o in outcomes.iter().filter(|o| o.held > 0) {
+                    let l = &lines[o.line];
+                    per_shard[l.sku as usize % n].push((l.sku, l.location, o.held));
+                }
+                for (i, lines) in per_shard.into_iter().enumerate() {
+                    if !lines.is_empty() {
+                        // Must not be dropped: bounded by the carts in flight.
+                        self.0.stock[i].do_send(Commit {
+                            lines,
+                            at_ms: now,
+                            ticket,
+                        });
+                    }
+                }
                 durable.await?;
                 self.0
                     .metrics
@@ -1082,9 +1173,11 @@ impl Engine {
     }
 
     fn undo_holds(&self, lines: &[CartLine], outcomes: &[stock_shard::HoldOutcome]) {
-        // Holds only: on_hand untouched, so the time does not matter.
+        // Provisional holds only: on_hand untouched (the time does not
+        // matter), never journaled (no ticket).
         self.send_deltas(
             0,
+            None,
             outcomes.iter().filter(|o| o.held > 0).map(|o| {
                 let l = &lines[o.line];
                 (
@@ -1099,11 +1192,13 @@ impl Engine {
         );
     }
 
-    /// Sends deltas already decided (and journaled at `at_ms`; none is a
-    /// sale) to their stock shards, one message per shard touched.
+    /// Sends deltas already decided (journaled at `at_ms` with `ticket`,
+    /// or `None`: undoing provisional holds; none is a sale) to their stock
+    /// shards, one message per shard touched.
     fn send_deltas(
         &self,
         at_ms: TimeMs,
+        ticket: Option<u64>,
         deltas: impl IntoIterator<Item = (SkuIdx, LocIdx, StockDelta)>,
     ) {
         let n = self.0.stock.len();
@@ -1117,6 +1212,7 @@ impl Engine {
                     deltas: d,
                     at_ms,
                     sale: false,
+                    ticket,
                 });
             }
         }

@@ -73,7 +73,7 @@ impl ReservationBook {
 
     /// Sends the stock effects of moving `r` to `to` at `at_ms` to the
     /// stock shards.
-    fn send_effects(&self, r: &Reservation, to: Status, at_ms: TimeMs) {
+    fn send_effects(&self, r: &Reservation, to: Status, at_ms: TimeMs, ticket: u64) {
         let catalog = self.catalog.read();
         let n = self.stock.len();
         let mut per_shard: Vec<Vec<_>> = vec![Vec::new(); n];
@@ -93,17 +93,19 @@ impl ReservationBook {
                     deltas,
                     at_ms,
                     sale: to == Status::Fulfilled,
+                    ticket: Some(ticket),
                 });
             }
         }
     }
 
-    /// Applies a journaled transition event to the book (and the stock).
-    fn apply(&mut self, e: &Event) {
+    /// Applies a journaled transition event (its journal ticket) to the
+    /// book (and the stock).
+    fn apply(&mut self, e: &Event, ticket: u64) {
         match e {
             Event::ReservationStatus { id, status, at_ms } => {
                 if let Some(r) = self.reservations.get(id) {
-                    self.send_effects(r, *status, *at_ms);
+                    self.send_effects(r, *status, *at_ms, ticket);
                     self.expiries.remove(&(r.expires_at_ms, id.clone()));
                 }
                 if let Some(r) = self.reservations.get_mut(id) {
@@ -166,11 +168,11 @@ impl ReservationBook {
             };
             match transition_event(r, Transition::Expire, now) {
                 Ok(Some(e)) => {
-                    if self.journal.append_unacknowledged(&e).is_err() {
+                    let Ok(ticket) = self.journal.append_unacknowledged(&e) else {
                         // Queue full or journal poisoned: try again next tick.
                         break;
-                    }
-                    self.apply(&e);
+                    };
+                    self.apply(&e, ticket);
                 }
                 _ => {
                     self.expiries.remove(&(at, id));
@@ -198,13 +200,14 @@ impl Actor for ReservationBook {
 pub struct Create {
     pub event: Event,
     pub reservation: Reservation,
-    pub reply: oneshot::Sender<Result<Durable, JournalError>>,
+    /// The record's durability and its journal ticket.
+    pub reply: oneshot::Sender<Result<(Durable, u64), JournalError>>,
 }
 
 impl Handler<Create> for ReservationBook {
     type Result = ();
     fn handle(&mut self, m: Create, _: &mut Context<Self>) {
-        let r = self.journal.append(&m.event).inspect(|_| {
+        let r = self.journal.append_ticketed(&m.event).inspect(|_| {
             let res = m.reservation;
             self.expiries.insert((res.expires_at_ms, res.id.clone()));
             self.reservations.insert(res.id.clone(), res);
@@ -249,10 +252,10 @@ impl Handler<Transit> for ReservationBook {
                 // Nothing changes, but the write that made it so may still be
                 // in flight: answer once everything queued is durable.
                 Ok(None) => self.journal.barrier().map(|d| Ok((r.clone(), d))),
-                Ok(Some(e)) => match self.journal.append(&e) {
+                Ok(Some(e)) => match self.journal.append_ticketed(&e) {
                     Err(err) => Err(err),
-                    Ok(d) => {
-                        self.apply(&e);
+                    Ok((d, ticket)) => {
+                        self.apply(&e, ticket);
                         let r = self.reservations.get(&m.id).cloned();
                         Ok(r.map(|r| (r, d)).ok_or(TransitionRefused::NotFound))
                     }

@@ -21,8 +21,10 @@ use crate::domain::reservation::{expires_at, sold_by_effect, Line, Reservation, 
 use crate::domain::rotation::RotationTable;
 use crate::domain::stock::{AdjustReason, AdjustRefused, StockDelta, StockRecord, StockTable};
 use crate::domain::TimeMs;
+use crate::feed::{Change, Feed, Scope};
 use crate::limits::MAILBOX_CAPACITY;
 use crate::persistence::{Durable, Journal, JournalError};
+use ahash::AHashMap;
 
 pub struct StockShard {
     table: StockTable,
@@ -30,6 +32,13 @@ pub struct StockShard {
     rotation: RotationTable,
     journal: Journal,
     clock: Arc<dyn Clock>,
+    /// The stock feed, this shard's index, and its count of changes sent.
+    feed: Feed,
+    index: u32,
+    changes: u64,
+    /// Units held by carts spanning shards whose record is not journaled
+    /// yet (`Hold`, then `Commit` or an undo): the feed never shows them.
+    provisional: AHashMap<(SkuIdx, LocIdx), i64>,
 }
 
 impl StockShard {
@@ -38,12 +47,48 @@ impl StockShard {
         rotation: RotationTable,
         journal: Journal,
         clock: Arc<dyn Clock>,
+        feed: Feed,
+        index: u32,
     ) -> Self {
         Self {
             table,
             rotation,
             journal,
             clock,
+            feed,
+            index,
+            changes: 0,
+            provisional: AHashMap::new(),
+        }
+    }
+
+    /// A record as the feed may show it: provisional holds left out.
+    fn committed(&self, sku: SkuIdx, mut r: StockRecord) -> StockRecord {
+        if let Some(p) = self.provisional.get(&(sku, r.location)) {
+            r.reserved -= p;
+        }
+        r
+    }
+
+    /// Hands a change of a record to the feed, committed by `ticket`.
+    fn publish(&mut self, sku: SkuIdx, r: StockRecord, at_ms: TimeMs, ticket: u64) {
+        self.changes += 1;
+        let record = self.committed(sku, r);
+        self.feed.change(Change {
+            sku,
+            record,
+            at_ms,
+            ticket,
+            shard: self.index,
+            shard_seq: self.changes,
+        });
+    }
+
+    fn provisional_add(&mut self, sku: SkuIdx, loc: LocIdx, qty: i64) {
+        let e = self.provisional.entry((sku, loc)).or_insert(0);
+        *e += qty;
+        if *e <= 0 {
+            self.provisional.remove(&(sku, loc));
         }
     }
 
@@ -167,7 +212,34 @@ impl Handler<Hold> for StockShard {
     type Result = ();
     fn handle(&mut self, m: Hold, _: &mut Context<Self>) {
         let (out, _) = self.hold(&m.lines, m.partial);
+        // Not journaled yet: the coordinator commits or undoes them.
+        for (l, o) in m.lines.iter().zip(&out) {
+            if o.held > 0 {
+                self.provisional_add(l.sku, l.location, i64::from(o.held));
+            }
+        }
         let _ = m.reply.send(out);
+    }
+}
+
+/// The record of a cart spanning shards is in the journal (`ticket`): its
+/// holds here stop being provisional and the feed may show them.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Commit {
+    pub lines: Vec<(SkuIdx, LocIdx, u32)>,
+    pub at_ms: TimeMs,
+    pub ticket: u64,
+}
+
+impl Handler<Commit> for StockShard {
+    type Result = ();
+    fn handle(&mut self, m: Commit, _: &mut Context<Self>) {
+        for (s, l, q) in m.lines {
+            self.provisional_add(s, l, -i64::from(q));
+            let r = self.table.get_or_empty(s, l);
+            self.publish(s, r, m.at_ms, m.ticket);
+        }
     }
 }
 
@@ -217,12 +289,18 @@ impl Handler<HoldAndRecord> for StockShard {
             .collect();
         let reservation = Reservation::held(m.id, lines, m.now, expires_at(m.now, m.ttl_s));
         let event = Event::held(&reservation, m.idem);
-        match self.journal.append(&event) {
+        match self.journal.append_ticketed(&event) {
             Err(e) => {
                 self.undo(&m.lines, &mut out);
                 let _ = m.reply.send(Err(e));
             }
-            Ok(durable) => {
+            Ok((durable, ticket)) => {
+                for (l, o) in m.lines.iter().zip(&out) {
+                    if o.held > 0 {
+                        let r = self.table.get_or_empty(l.sku, l.location);
+                        self.publish(l.sku, r, m.now, ticket);
+                    }
+                }
                 // Internal, must not be dropped: bounded by the carts in flight.
                 m.book.do_send(Insert(reservation.clone()));
                 let _ = m.reply.send(Ok(Ok((reservation, durable))));
@@ -243,6 +321,9 @@ pub struct ApplyDeltas {
     pub at_ms: TimeMs,
     /// The on_hand these deltas take out was sold (a fulfilment).
     pub sale: bool,
+    /// The ticket of the journal record they come from; `None`: they undo
+    /// provisional holds of a cart that was never journaled.
+    pub ticket: Option<u64>,
 }
 
 impl Handler<ApplyDeltas> for StockShard {
@@ -250,6 +331,11 @@ impl Handler<ApplyDeltas> for StockShard {
     fn handle(&mut self, m: ApplyDeltas, _: &mut Context<Self>) {
         for (s, l, d) in m.deltas {
             let r = self.table.apply(s, l, d);
+            match m.ticket {
+                Some(t) => self.publish(s, r, m.at_ms, t),
+                // The feed never showed these holds: nothing to show.
+                None => self.provisional_add(s, l, d.reserved),
+            }
             if d.on_hand != 0 {
                 let sold = if m.sale {
                     sold_by_effect(Status::Fulfilled, d)
@@ -314,11 +400,11 @@ impl Handler<Count> for StockShard {
         let now = self.clock.now_ms();
         let r = self
             .journal
-            .append(&Event::Counted {
+            .append_ticketed(&Event::Counted {
                 items: facts,
                 at_ms: now,
             })
-            .map(|durable| {
+            .map(|(durable, ticket)| {
                 let recs = m
                     .items
                     .iter()
@@ -327,6 +413,7 @@ impl Handler<Count> for StockShard {
                         let r = self.table.apply(c.sku_idx, c.loc_idx, d);
                         self.rotation
                             .record(c.sku_idx, c.loc_idx, now, 0, r.on_hand);
+                        self.publish(c.sku_idx, r, now, ticket);
                         self.view(c.sku_idx, r, now)
                     })
                     .collect();
@@ -359,18 +446,19 @@ impl Handler<Adjust> for StockShard {
             Err(refused) => Ok(Err(refused)),
             Ok(d) => self
                 .journal
-                .append(&Event::Adjusted {
+                .append_ticketed(&Event::Adjusted {
                     sku: m.sku,
                     location: m.location,
                     delta: m.delta,
                     reason: m.reason,
                     at_ms: now,
                 })
-                .map(|durable| {
+                .map(|(durable, ticket)| {
                     let r = self.table.apply(m.sku_idx, m.loc_idx, d);
                     let sold = sold_by_adjustment(m.reason, m.delta);
                     self.rotation
                         .record(m.sku_idx, m.loc_idx, now, sold, r.on_hand);
+                    self.publish(m.sku_idx, r, now, ticket);
                     Ok((self.view(m.sku_idx, r, now), durable))
                 }),
         };
@@ -418,5 +506,54 @@ impl Handler<Dump> for StockShard {
     type Result = ();
     fn handle(&mut self, m: Dump, _: &mut Context<Self>) {
         let _ = m.reply.send(self.table.clone());
+    }
+}
+
+/// What the feed may show of a scope now, for a new subscriber: the
+/// committed records of this shard in `scope`, the shard's count of
+/// changes so far (the changes the reader gets later that are at or
+/// before it are in the snapshot already), and the ticket to wait for
+/// before showing it (every change in memory was appended by then).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FeedSnapshot {
+    pub scope: Scope,
+    pub reply: oneshot::Sender<FeedSnapshotReply>,
+}
+
+pub struct FeedSnapshotReply {
+    pub records: Vec<(SkuIdx, StockRecord)>,
+    pub shard: u32,
+    pub changes: u64,
+    pub ticket: u64,
+}
+
+impl Handler<FeedSnapshot> for StockShard {
+    type Result = ();
+    fn handle(&mut self, m: FeedSnapshot, _: &mut Context<Self>) {
+        let records = match m.scope {
+            Scope::Sku(s) => self
+                .table
+                .records_of(s)
+                .iter()
+                .map(|r| (s, self.committed(s, *r)))
+                .collect(),
+            Scope::Location(l) => {
+                let mut v: Vec<(SkuIdx, StockRecord)> = self
+                    .table
+                    .iter()
+                    .filter(|(_, r)| r.location == l)
+                    .map(|(s, r)| (s, self.committed(s, *r)))
+                    .collect();
+                v.sort_unstable_by_key(|(s, _)| *s);
+                v
+            }
+        };
+        let _ = m.reply.send(FeedSnapshotReply {
+            records,
+            shard: self.index,
+            changes: self.changes,
+            ticket: self.journal.ticket_issued(),
+        });
     }
 }

@@ -68,6 +68,8 @@ type Ack = oneshot::Sender<Result<u64, JournalError>>;
 struct Append {
     body: Vec<u8>,
     ack: Option<Ack>,
+    /// Its place in the queue (see `Journal::append_ticketed`).
+    ticket: u64,
 }
 
 /// Counters the writer keeps for `/metrics`.
@@ -78,6 +80,9 @@ pub struct JournalStats {
     pub syncs: AtomicU64,
     pub bytes: AtomicU64,
     pub last_seq: AtomicU64,
+    /// Every append with a ticket up to this one is durable (per the
+    /// durability mode): what a reader of committed changes waits for.
+    pub durable_ticket: AtomicU64,
 }
 
 /// Resolves when the record is durable (per the durability mode), with its
@@ -108,6 +113,9 @@ pub struct Journal {
     tx: Sender<Append>,
     poisoned: Arc<AtomicBool>,
     pub stats: Arc<JournalStats>,
+    /// The last ticket given. Taken with the queue push under one lock, so
+    /// tickets are in queue order: a batch's last ticket covers all before.
+    tickets: Arc<parking_lot::Mutex<u64>>,
 }
 
 /// What recovery found.
@@ -388,6 +396,7 @@ impl Journal {
                 tx,
                 poisoned,
                 stats,
+                tickets: Arc::new(parking_lot::Mutex::new(0)),
             },
             handle,
         ))
@@ -401,13 +410,31 @@ impl Journal {
     /// so a caller that applies the change after `append` returns can never
     /// have its effect seen before the record is ordered.
     pub fn append(&self, e: &Event) -> Result<Durable, JournalError> {
+        self.append_ticketed(e).map(|(d, _)| d)
+    }
+
+    /// `append`, and the record's ticket: its place among every append
+    /// (and barrier) so far. Once `durable_ticket() >= ticket` the record
+    /// is durable, and so is every change made before it was appended.
+    pub fn append_ticketed(&self, e: &Event) -> Result<(Durable, u64), JournalError> {
         let body = encode_event(e)?;
         let (ack, rx) = oneshot::channel();
-        self.send(Append {
+        let ticket = self.send(Append {
             body,
             ack: Some(ack),
+            ticket: 0,
         })?;
-        Ok(Durable(rx))
+        Ok((Durable(rx), ticket))
+    }
+
+    /// The last ticket given: every append so far is at or before it.
+    pub fn ticket_issued(&self) -> u64 {
+        *self.tickets.lock()
+    }
+
+    /// Every append up to this ticket is durable.
+    pub fn durable_ticket(&self) -> u64 {
+        self.stats.durable_ticket.load(Ordering::Acquire)
     }
 
     /// Resolves when every record queued before it is durable; writes nothing.
@@ -418,24 +445,36 @@ impl Journal {
         self.send(Append {
             body: Vec::new(),
             ack: Some(ack),
+            ticket: 0,
         })?;
         Ok(Durable(rx))
     }
 
-    /// Queues a record nobody waits for (an expiry decided by the engine).
-    pub fn append_unacknowledged(&self, e: &Event) -> Result<(), JournalError> {
+    /// Queues a record nobody waits for (an expiry decided by the engine);
+    /// answers its ticket.
+    pub fn append_unacknowledged(&self, e: &Event) -> Result<u64, JournalError> {
         let body = encode_event(e)?;
-        self.send(Append { body, ack: None })
+        self.send(Append {
+            body,
+            ack: None,
+            ticket: 0,
+        })
     }
 
-    fn send(&self, a: Append) -> Result<(), JournalError> {
+    /// Queues `a` with the next ticket; answers the ticket.
+    fn send(&self, mut a: Append) -> Result<u64, JournalError> {
         if self.is_poisoned() {
             return Err(JournalError::Poisoned);
         }
+        let mut last = self.tickets.lock();
+        let ticket = *last + 1;
+        a.ticket = ticket;
         self.tx.try_send(a).map_err(|e| match e {
             TrySendError::Full(_) => JournalError::Full,
             TrySendError::Disconnected(_) => JournalError::Closed,
-        })
+        })?;
+        *last = ticket;
+        Ok(ticket)
     }
 }
 
@@ -488,6 +527,12 @@ impl Writer {
             };
             match result {
                 Ok(first_seq) => {
+                    // Before any answer: whoever is acknowledged sees it.
+                    if let Some(last) = batch.last() {
+                        self.stats
+                            .durable_ticket
+                            .store(last.ticket, Ordering::Release);
+                    }
                     // Barriers (empty bodies) take no sequence: they answer the
                     // sequence of the record before them.
                     let mut seq = first_seq - 1;

@@ -1,0 +1,289 @@
+//! The hub of the stock feed: committed changes of stock records, fanned
+//! out to subscribers by scope. Pure (no threads, no clock): the feed's
+//! thread drives it (`feed::run`), the tests drive it directly.
+//!
+//! A stock shard hands in every change of a record with the journal ticket
+//! that commits it (`Change::ticket`); the hub holds it until the journal's
+//! durable ticket reaches it, so a subscriber never sees a change a crash
+//! could undo. Changes of one record waiting together are coalesced (the
+//! newest value, the highest ticket): api.md allows it, and it bounds the
+//! waiting set by the records, not by the writes. A subscriber's sink is
+//! bounded: one that refuses a change is marked lagging, and its reader
+//! sends a fresh snapshot instead of the backlog.
+
+use ahash::AHashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::domain::catalog::{LocIdx, SkuIdx};
+use crate::domain::stock::StockRecord;
+use crate::domain::TimeMs;
+
+/// What a subscriber follows (api.md: `?location=` or `?sku=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Location(LocIdx),
+    Sku(SkuIdx),
+}
+
+/// One change of one record, as its stock shard made it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Change {
+    pub sku: SkuIdx,
+    /// The record after the change, holds not yet journaled left out.
+    pub record: StockRecord,
+    pub at_ms: TimeMs,
+    /// Shown once the journal's durable ticket reaches this.
+    pub ticket: u64,
+    /// The shard that made it, and its count of changes: a reader drops
+    /// changes its snapshot already holds (`shard_seq` at or before it).
+    pub shard: u32,
+    pub shard_seq: u64,
+}
+
+/// Where a subscriber's changes go: bounded, never blocking.
+pub trait Sink: Send {
+    /// False when full: the change is not taken.
+    fn offer(&self, c: &Change) -> bool;
+}
+
+/// Changes waiting for the journal at most; past it, every subscriber
+/// resyncs (the hub cannot keep up, and says so rather than grow).
+pub const PENDING_MAX: usize = 1 << 20;
+
+struct Subscriber {
+    scope: Scope,
+    sink: Box<dyn Sink>,
+    lagging: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+pub struct Hub {
+    pending: AHashMap<(SkuIdx, LocIdx), Change>,
+    subs: Vec<Option<Subscriber>>,
+    free: Vec<usize>,
+    by_location: AHashMap<LocIdx, Vec<usize>>,
+    by_sku: AHashMap<SkuIdx, Vec<usize>>,
+}
+
+impl Hub {
+    /// Adds a subscriber; `lagging` is set when its sink refuses a change.
+    pub fn subscribe(
+        &mut self,
+        scope: Scope,
+        sink: Box<dyn Sink>,
+        lagging: Arc<AtomicBool>,
+    ) -> usize {
+        let s = Subscriber {
+            scope,
+            sink,
+            lagging,
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.subs[id] = Some(s);
+                id
+            }
+            None => {
+                self.subs.push(Some(s));
+                self.subs.len() - 1
+            }
+        };
+        match scope {
+            Scope::Location(l) => self.by_location.entry(l).or_default().push(id),
+            Scope::Sku(s) => self.by_sku.entry(s).or_default().push(id),
+        }
+        id
+    }
+
+    pub fn unsubscribe(&mut self, id: usize) {
+        let Some(s) = self.subs.get_mut(id).and_then(Option::take) else {
+            return;
+        };
+        let list = match s.scope {
+            Scope::Location(l) => self.by_location.get_mut(&l),
+            Scope::Sku(k) => self.by_sku.get_mut(&k),
+        };
+        if let Some(list) = list {
+            list.retain(|x| *x != id);
+        }
+        self.free.push(id);
+    }
+
+    pub fn subscribers(&self) -> usize {
+        self.subs.iter().filter(|s| s.is_some()).count()
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// A change from a stock shard, held until it is committed.
+    pub fn offer(&mut self, c: Change) {
+        let key = (c.sku, c.record.location);
+        match self.pending.get_mut(&key) {
+            // One record lives in one shard: its changes come in order.
+            Some(p) => {
+                let ticket = p.ticket.max(c.ticket);
+                *p = c;
+                p.ticket = ticket;
+            }
+            None => {
+                if self.pending.len() >= PENDING_MAX {
+                    self.overflow();
+                }
+                self.pending.insert(key, c);
+            }
+        }
+    }
+
+    /// Changes were lost on the way in (a full queue) or cannot be kept:
+    /// every subscriber resyncs from a snapshot.
+    pub fn overflow(&mut self) {
+        self.pending.clear();
+        for s in self.subs.iter().flatten() {
+            s.lagging.store(true, Ordering::Release);
+        }
+    }
+
+    /// Sends every waiting change whose ticket is durable to the
+    /// subscribers of its record; returns how many changes went out.
+    pub fn release(&mut self, durable_ticket: u64) -> usize {
+        let mut out = Vec::new();
+        self.pending.retain(|_, c| {
+            if c.ticket <= durable_ticket {
+                out.push(*c);
+                false
+            } else {
+                true
+            }
+        });
+        // In the shards' order, so that a subscriber sees each record's
+        // versions grow.
+        out.sort_unstable_by_key(|c| (c.shard, c.shard_seq));
+        for c in &out {
+            let at = self
+                .by_location
+                .get(&c.record.location)
+                .into_iter()
+                .flatten();
+            let of = self.by_sku.get(&c.sku).into_iter().flatten();
+            for &id in at.chain(of) {
+                if let Some(s) = self.subs.get(id).and_then(Option::as_ref) {
+                    if !s.lagging.load(Ordering::Acquire) && !s.sink.offer(c) {
+                        s.lagging.store(true, Ordering::Release);
+                    }
+                }
+            }
+        }
+        out.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parking_lot::Mutex;
+
+    /// A sink of `cap` changes.
+    #[derive(Clone)]
+    struct Bounded(Arc<Mutex<Vec<Change>>>, usize);
+    impl Sink for Bounded {
+        fn offer(&self, c: &Change) -> bool {
+            let mut v = self.0.lock();
+            if v.len() >= self.1 {
+                return false;
+            }
+            v.push(*c);
+            true
+        }
+    }
+
+    fn change(sku: SkuIdx, loc: LocIdx, on_hand: i64, ticket: u64, seq: u64) -> Change {
+        Change {
+            sku,
+            record: StockRecord {
+                location: loc,
+                on_hand,
+                version: seq,
+                ..StockRecord::default()
+            },
+            at_ms: 0,
+            ticket,
+            shard: sku % 2,
+            shard_seq: seq,
+        }
+    }
+
+    fn sub(hub: &mut Hub, scope: Scope, cap: usize) -> (Bounded, Arc<AtomicBool>) {
+        let sink = Bounded(Arc::default(), cap);
+        let lag = Arc::new(AtomicBool::new(false));
+        hub.subscribe(scope, Box::new(sink.clone()), lag.clone());
+        (sink, lag)
+    }
+
+    #[test]
+    fn only_committed_changes_go_out_coalesced_by_record() {
+        let mut hub = Hub::default();
+        let (at_s1, _) = sub(&mut hub, Scope::Location(1), 100);
+        let (of_a, _) = sub(&mut hub, Scope::Sku(7), 100);
+        hub.offer(change(7, 1, 10, 5, 1));
+        hub.offer(change(7, 1, 9, 4, 2)); // a later change, an earlier ticket
+        hub.offer(change(7, 2, 3, 6, 3));
+        hub.offer(change(8, 1, 1, 9, 1));
+        assert_eq!(hub.release(4), 0, "the record's coalesced ticket is 5");
+        assert_eq!(hub.release(6), 2);
+        let s1: Vec<_> = at_s1
+            .0
+            .lock()
+            .iter()
+            .map(|c| (c.sku, c.record.on_hand))
+            .collect();
+        assert_eq!(s1, vec![(7, 9)], "the newest value of S1/7 only");
+        let a: Vec<_> = of_a.0.lock().iter().map(|c| c.record.location).collect();
+        assert_eq!(a, vec![1, 2]);
+        assert_eq!(hub.pending(), 1);
+        assert_eq!(hub.release(9), 1);
+        assert_eq!(at_s1.0.lock().len(), 2);
+        assert_eq!(of_a.0.lock().len(), 2, "SKU 8 is not followed");
+    }
+
+    #[test]
+    fn a_full_sink_marks_its_subscriber_lagging_and_only_it() {
+        let mut hub = Hub::default();
+        let (slow, slow_lag) = sub(&mut hub, Scope::Location(1), 2);
+        let (fast, fast_lag) = sub(&mut hub, Scope::Location(1), 100);
+        for i in 0..5 {
+            hub.offer(change(i, 1, 1, 1, u64::from(i)));
+        }
+        hub.release(1);
+        assert_eq!(slow.0.lock().len(), 2);
+        assert!(slow_lag.load(Ordering::Acquire));
+        assert_eq!(fast.0.lock().len(), 5);
+        assert!(!fast_lag.load(Ordering::Acquire));
+        // A lagging subscriber is skipped until its reader resyncs.
+        hub.offer(change(9, 1, 1, 2, 9));
+        hub.release(2);
+        assert_eq!(slow.0.lock().len(), 2);
+        hub.overflow();
+        assert!(
+            fast_lag.load(Ordering::Acquire),
+            "an overflow resyncs everyone"
+        );
+    }
+
+    #[test]
+    fn unsubscribed_ids_are_reused_and_receive_nothing_old() {
+        let mut hub = Hub::default();
+        let sink = Bounded(Arc::default(), 10);
+        let id = hub.subscribe(Scope::Sku(1), Box::new(sink.clone()), Arc::default());
+        hub.unsubscribe(id);
+        assert_eq!(hub.subscribers(), 0);
+        let (other, _) = sub(&mut hub, Scope::Location(3), 10);
+        hub.offer(change(1, 3, 1, 1, 1));
+        hub.release(1);
+        assert!(sink.0.lock().is_empty());
+        assert_eq!(other.0.lock().len(), 1);
+        assert_eq!(hub.subscribers(), 1);
+    }
+}

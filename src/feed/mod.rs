@@ -1,0 +1,199 @@
+//! The stock feed (api.md, Stock feed): committed changes of stock records
+//! for store apps. The stock shards hand each change to the feed's thread
+//! through a bounded queue (never blocking a shard: a full queue makes
+//! every subscriber resync instead); the thread holds changes until the
+//! journal has made them durable and fans them out (`hub`).
+
+pub mod hub;
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use hub::{Change, Scope, Sink};
+
+use crate::persistence::Journal;
+
+/// Changes and requests queued for the feed's thread at most.
+pub const FEED_QUEUE_MAX: usize = 65_536;
+
+/// How long the thread waits for the journal between looks: the extra
+/// delay a change can see after its record is durable.
+const TICK: Duration = Duration::from_millis(2);
+
+enum Msg {
+    Change(Change),
+    Subscribe {
+        scope: Scope,
+        sink: Box<dyn Sink>,
+        lagging: Arc<AtomicBool>,
+        id: Arc<AtomicU64>,
+    },
+    Unsubscribe(Arc<AtomicU64>),
+}
+
+/// The handle the shards and the readers hold: cheap to clone.
+#[derive(Clone)]
+pub struct Feed {
+    tx: Sender<Msg>,
+    /// A change could not be queued: the thread resyncs everyone.
+    overflow: Arc<AtomicBool>,
+    pub stats: Arc<FeedStats>,
+}
+
+#[derive(Debug, Default)]
+pub struct FeedStats {
+    pub changes: AtomicU64,
+    pub released: AtomicU64,
+    pub dropped: AtomicU64,
+    pub subscribers: AtomicU64,
+}
+
+impl FeedStats {
+    /// The Prometheus lines of the feed.
+    pub fn render(&self, s: &mut String) {
+        use std::fmt::Write;
+        for (name, kind, help, v) in [
+            (
+                "holdfast_feed_changes_total",
+                "counter",
+                "Record changes handed to the stock feed.",
+                &self.changes,
+            ),
+            (
+                "holdfast_feed_released_total",
+                "counter",
+                "Changes sent to subscribers once durable (coalesced per record).",
+                &self.released,
+            ),
+            (
+                "holdfast_feed_dropped_total",
+                "counter",
+                "Changes the feed queue could not take (every subscriber resynced).",
+                &self.dropped,
+            ),
+            (
+                "holdfast_feed_subscribers",
+                "gauge",
+                "Subscribers of the stock feed.",
+                &self.subscribers,
+            ),
+        ] {
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+    }
+}
+
+/// A subscription: dropping it unsubscribes.
+pub struct Subscription {
+    feed: Feed,
+    /// Filled by the thread (`u64::MAX` until then).
+    id: Arc<AtomicU64>,
+    pub lagging: Arc<AtomicBool>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        // Must arrive: a blocking send on a bounded queue the thread drains.
+        let _ = self.feed.tx.send(Msg::Unsubscribe(self.id.clone()));
+    }
+}
+
+impl Feed {
+    /// Starts the feed's thread; it ends on `stop` or when every handle
+    /// is gone.
+    pub fn start(
+        journal: Journal,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<(Feed, std::thread::JoinHandle<()>)> {
+        let (tx, rx) = bounded(FEED_QUEUE_MAX);
+        let feed = Feed {
+            tx,
+            overflow: Arc::new(AtomicBool::new(false)),
+            stats: Arc::default(),
+        };
+        let (overflow, stats) = (feed.overflow.clone(), feed.stats.clone());
+        let handle = std::thread::Builder::new()
+            .name("feed".into())
+            .spawn(move || run(rx, journal, overflow, stats, stop))?;
+        Ok((feed, handle))
+    }
+
+    /// A change from a stock shard. Never blocks: when the queue is full
+    /// the change is dropped and every subscriber resyncs.
+    pub fn change(&self, c: Change) {
+        self.stats.changes.fetch_add(1, Ordering::Relaxed);
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(Msg::Change(c)) {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            self.overflow.store(true, Ordering::Release);
+        }
+    }
+
+    /// Follows `scope` into `sink`. Subscribe before reading the snapshot:
+    /// what changes after it then reaches the sink.
+    pub fn subscribe(&self, scope: Scope, sink: Box<dyn Sink>) -> Subscription {
+        let lagging = Arc::new(AtomicBool::new(false));
+        let id = Arc::new(AtomicU64::new(u64::MAX));
+        let _ = self.tx.send(Msg::Subscribe {
+            scope,
+            sink,
+            lagging: lagging.clone(),
+            id: id.clone(),
+        });
+        Subscription {
+            feed: self.clone(),
+            id,
+            lagging,
+        }
+    }
+}
+
+fn run(
+    rx: Receiver<Msg>,
+    journal: Journal,
+    overflow: Arc<AtomicBool>,
+    stats: Arc<FeedStats>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut hub = hub::Hub::default();
+    while !stop.load(Ordering::Relaxed) {
+        let first = match rx.recv_timeout(TICK) {
+            Ok(m) => Some(m),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        for m in first.into_iter().chain(rx.try_iter()) {
+            match m {
+                Msg::Change(c) => hub.offer(c),
+                Msg::Subscribe {
+                    scope,
+                    sink,
+                    lagging,
+                    id,
+                } => {
+                    let n = hub.subscribe(scope, sink, lagging);
+                    id.store(n as u64, Ordering::Release);
+                }
+                Msg::Unsubscribe(id) => {
+                    let n = id.load(Ordering::Acquire);
+                    if n != u64::MAX {
+                        hub.unsubscribe(n as usize);
+                    }
+                }
+            }
+        }
+        if overflow.swap(false, Ordering::AcqRel) {
+            hub.overflow();
+        }
+        let n = hub.release(journal.durable_ticket());
+        stats.released.fetch_add(n as u64, Ordering::Relaxed);
+        stats
+            .subscribers
+            .store(hub.subscribers() as u64, Ordering::Relaxed);
+    }
+}
