@@ -52,6 +52,7 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
             "sandbox".to_string(),
             Arc::new(crate::payments::sandbox::Sandbox::new()),
         )],
+        closing: tokio::sync::watch::channel(false).0,
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -27,6 +27,7 @@ pub enum Code {
     InvalidTransition,
     PaymentDeclined,
     OrderExists,
+    UpgradeRequired,
 }
 
 impl Code {
@@ -54,6 +55,7 @@ impl Code {
             Code::InvalidTransition => ("invalid_transition", 409, "Invalid transition"),
             Code::PaymentDeclined => ("payment_declined", 402, "Payment declined"),
             Code::OrderExists => ("order_exists", 409, "Order exists"),
+            Code::UpgradeRequired => ("upgrade_required", 426, "Upgrade to a WebSocket"),
         }
     }
 }

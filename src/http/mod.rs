@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod catalog;
 pub mod error;
+pub mod feed;
 pub mod idempotency;
 pub mod input;
 pub mod inventory;
@@ -47,6 +48,8 @@ pub struct AppState {
     /// Payment providers by the name an order gives (`sandbox` for now;
     /// the real adapters come with issue 7).
     pub payments: Vec<(String, Arc<dyn crate::payments::PaymentProvider>)>,
+    /// Set when the server stops: feed sessions close with 1001.
+    pub closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// A request as the handlers see it.
@@ -63,7 +66,28 @@ pub struct Request {
 pub fn routes(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (Response<Body>,), Error = Infallible> + Clone {
-    warp::method()
+    // The stock feed: a WebSocket upgrade; without one, the route below
+    // answers what is missing.
+    let feed_state = state.clone();
+    let feed = warp::path!("v1" / "feed")
+        .and(warp::get())
+        .and(warp::ws())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::headers_cloned())
+        .map(move |ws: warp::ws::Ws, query: String, headers: HeaderMap| {
+            let started = Instant::now();
+            let st = feed_state.clone();
+            let closing = st.closing.subscribe();
+            let resp = feed::upgrade(st.clone(), ws, &query, &headers, closing)
+                .unwrap_or_else(ApiError::into_response);
+            st.engine.metrics().observe_request(
+                Route::Feed,
+                resp.status().as_u16(),
+                started.elapsed().as_micros() as u64,
+            );
+            resp
+        });
+    let api = warp::method()
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
@@ -107,7 +131,8 @@ pub fn routes(
             };
             Ok::<_, Infallible>(e.into_response())
         })
-        .unify()
+        .unify();
+    feed.or(api).unify()
 }
 
 /// Reads the body under the bound: a declared length over it is refused
@@ -221,6 +246,10 @@ async fn handle(
     };
     let m = &req.method;
     match (&seg[1..], m) {
+        (["feed"], _) => Err(ApiError::new(
+            Code::UpgradeRequired,
+            "the stock feed is a WebSocket: GET with Connection: Upgrade, Upgrade: websocket",
+        )),
         (["skus", "batch"], &Method::POST) => catalog::put_skus(state, &req).await,
         (["skus", sku], &Method::PUT) => catalog::put_sku(state, &req, sku).await,
         (["skus", sku], &Method::GET) => catalog::get_sku(state, &req, sku),
@@ -306,6 +335,16 @@ pub async fn serve(
         }
     });
     ready(addr);
+    let st = state.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Feed sessions close with 1001; give them a moment to say so.
+        let _ = st.closing.send(true);
+        let t0 = Instant::now();
+        while st.closing.receiver_count() > 0 && t0.elapsed() < std::time::Duration::from_secs(2) {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
     warp::serve(routes(state))
         .serve_incoming_with_graceful_shutdown(incoming, shutdown)
         .await;

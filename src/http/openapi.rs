@@ -223,6 +223,15 @@ const OPS: &[Op] = &[
     ),
     (
         "get",
+        "/v1/feed",
+        "Stock feed: upgrade to a WebSocket with ?location= or ?sku= (token in Authorization or ?token=; a store token follows its own location only). Messages: {type: snapshot, records}, then {type: stock, <StockRecord>, ts} per committed change in version order; a fresh snapshot when the client falls behind; 1001 on shutdown",
+        None,
+        101,
+        "FeedMessage",
+        &[401, 403, 404, 422, 426],
+    ),
+    (
+        "get",
         "/healthz",
         "Liveness and readiness",
         None,
@@ -325,6 +334,9 @@ fn core_schemas() -> Value {
         "ExtendInput": {"type": "object", "required": ["ttl_s"], "properties": {"ttl_s": {"type": "integer", "minimum": 1, "maximum": 86400}}},
         "Reservation": {"type": "object", "properties": {"id": id, "status": {"enum": ["held", "confirmed", "released", "expired", "fulfilled"]}, "expires_at": {"type": ["string", "null"], "format": "date-time"}, "created_at": {"type": "string", "format": "date-time"}, "lines": {"type": "array", "items": line}}},
         "Health": {"type": "object", "properties": {"status": {"type": "string"}}},
+        "FeedMessage": {"type": "object", "required": ["type"], "properties": {"type": {"enum": ["snapshot", "stock"]},
+            "records": {"type": "array", "items": {"$ref": "#/components/schemas/StockRecord"}, "description": "snapshot: every record of the scope (without rotation)"},
+            "ts": {"type": "string", "format": "date-time", "description": "stock: when the change was made; the other fields are the StockRecord's"}}},
         "Metrics": {"type": "string"},
         "OpenApi": {"type": "object"},
         "Problem": {"type": "object", "required": ["type", "title", "status", "code"], "properties": {

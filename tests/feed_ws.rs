@@ -1,0 +1,339 @@
+//! The stock feed over a real WebSocket (tokio-tungstenite) against the real
+//! binary: snapshot then every change of the scope in version order after a
+//! burst of concurrent writes; the scope rule of store tokens, refused
+//! before the upgrade; a plain GET told to upgrade; clients closed with
+//! 1001 on SIGTERM.
+
+mod common;
+
+use common::{auth_with, call, client, seed, Server};
+use futures::StreamExt;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+const ADMIN: &str = "admin-secret";
+
+fn config() -> String {
+    auth_with("[[auth.tokens]]\ntoken = \"store-s000\"\nrole = \"store\"\nlocation = \"S000\"\n")
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects to the feed; `header` puts the token in `Authorization`,
+/// otherwise it goes in `?token=`. Err: the HTTP status of the refusal.
+async fn connect(s: &Server, query: &str, token: &str, header: bool) -> Result<Socket, u16> {
+    let url = if header {
+        format!("ws://127.0.0.1:{}/v1/feed?{query}", s.port)
+    } else {
+        format!("ws://127.0.0.1:{}/v1/feed?{query}&token={token}", s.port)
+    };
+    let mut req = url.into_client_request().expect("request");
+    if header {
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header"),
+        );
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
+        Err(e) => panic!("connect: {e}"),
+    }
+}
+
+/// The next JSON text message (pings and pongs skipped), or None on close
+/// or after `wait`.
+async fn next_json(ws: &mut Socket, wait: Duration) -> Option<Value> {
+    loop {
+        match tokio::time::timeout(wait, ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => return serde_json::from_str(&t).ok(),
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            _ => return None,
+        }
+    }
+}
+
+/// Reads a client's snapshot, then its changes until every record it
+/// follows shows `want` (sku@location -> (on_hand, reserved)); checks each
+/// record's versions grow. Returns how many changes it read.
+async fn follow(
+    ws: &mut Socket,
+    snapshot: &mut BTreeMap<String, (i64, i64, i64)>,
+    want: &BTreeMap<String, (i64, i64)>,
+) -> usize {
+    let mut read = 0;
+    loop {
+        let done = want
+            .iter()
+            .all(|(k, v)| snapshot.get(k).map(|x| (x.0, x.1)) == Some(*v));
+        if done {
+            return read;
+        }
+        let m = next_json(ws, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("feed ended early; have {snapshot:?}, want {want:?}"));
+        assert_eq!(m["type"], "stock", "{m}");
+        assert!(m["ts"].as_str().is_some_and(|t| t.ends_with('Z')), "{m}");
+        let key = format!(
+            "{}@{}",
+            m["sku"].as_str().unwrap_or(""),
+            m["location"].as_str().unwrap_or("")
+        );
+        let version = m["version"].as_i64().unwrap_or(-1);
+        let before = snapshot.get(&key).map_or(-1, |x| x.2);
+        assert!(version > before, "{key}: version {version} after {before}");
+        snapshot.insert(
+            key,
+            (
+                m["on_hand"].as_i64().unwrap_or(-1),
+                m["reserved"].as_i64().unwrap_or(-1),
+                version,
+            ),
+        );
+        read += 1;
+    }
+}
+
+fn records(snapshot: &Value) -> BTreeMap<String, (i64, i64, i64)> {
+    snapshot["records"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            (
+                format!(
+                    "{}@{}",
+                    r["sku"].as_str().unwrap_or(""),
+                    r["location"].as_str().unwrap_or("")
+                ),
+                (
+                    r["on_hand"].as_i64().unwrap_or(-1),
+                    r["reserved"].as_i64().unwrap_or(-1),
+                    r["version"].as_i64().unwrap_or(-1),
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn clients_get_their_scope_in_version_order_after_a_burst() {
+    let s = Server::start(&config());
+    let c = client();
+    seed(&c, &s, Some(ADMIN), 3, 2, 1000);
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let (mut by_store, mut by_store_token, mut by_sku) = rt.block_on(async {
+        (
+            connect(&s, "location=S000", ADMIN, true)
+                .await
+                .expect("admin, location"),
+            connect(&s, "location=S000", "store-s000", false)
+                .await
+                .expect("store token in the query"),
+            connect(&s, "sku=A1", ADMIN, false)
+                .await
+                .expect("admin, sku"),
+        )
+    });
+    let mut snaps = rt.block_on(async {
+        let mut v = Vec::new();
+        for ws in [&mut by_store, &mut by_store_token, &mut by_sku] {
+            let m = next_json(ws, Duration::from_secs(5))
+                .await
+                .expect("snapshot");
+            assert_eq!(m["type"], "snapshot", "{m}");
+            v.push(records(&m));
+        }
+        v
+    });
+    assert_eq!(snaps[0].len(), 3, "three SKUs at S000: {:?}", snaps[0]);
+    assert_eq!(snaps[2].len(), 2, "A1 at two stores: {:?}", snaps[2]);
+    assert_eq!(snaps[0].get("A1@S000"), Some(&(1000, 0, 1)));
+
+    // A burst: reservations, releases and sales from 8 threads at once.
+    std::thread::scope(|scope| {
+        for t in 0..8 {
+            let (c, s) = (&c, &s);
+            scope.spawn(move || {
+                for i in 0..25 {
+                    let sku = format!("A{}", (t + i) % 3);
+                    let loc = format!("S00{}", i % 2);
+                    let body =
+                        format!(r#"{{"lines":[{{"sku":"{sku}","location":"{loc}","qty":1}}]}}"#);
+                    let (st, r) = call(
+                        c,
+                        "POST",
+                        &s.url("/v1/reservations"),
+                        Some(ADMIN),
+                        Some(&body),
+                    );
+                    assert_eq!(st, 201, "{r}");
+                    if i % 3 == 0 {
+                        let id = r["id"].as_str().unwrap_or("");
+                        let (st, _) = call(
+                            c,
+                            "POST",
+                            &s.url(&format!("/v1/reservations/{id}/release")),
+                            Some(ADMIN),
+                            None,
+                        );
+                        assert_eq!(st, 200);
+                    }
+                    if i % 5 == 0 {
+                        let (st, _) = call(
+                            c,
+                            "POST",
+                            &s.url(&format!("/v1/inventory/{loc}/{sku}/adjustments")),
+                            Some(ADMIN),
+                            Some(r#"{"delta":-1,"reason":"sale"}"#),
+                        );
+                        assert_eq!(st, 200);
+                    }
+                }
+            });
+        }
+    });
+
+    // What the API says now is what every client ends with.
+    let now = |keys: Vec<String>| -> BTreeMap<String, (i64, i64)> {
+        keys.into_iter()
+            .map(|k| {
+                let (sku, loc) = k.split_once('@').expect("key");
+                let (_, v) = call(
+                    &c,
+                    "GET",
+                    &s.url(&format!("/v1/inventory/{loc}/{sku}")),
+                    Some(ADMIN),
+                    None,
+                );
+                (
+                    k,
+                    (
+                        v["on_hand"].as_i64().unwrap_or(-1),
+                        v["reserved"].as_i64().unwrap_or(-1),
+                    ),
+                )
+            })
+            .collect()
+    };
+    let want: Vec<BTreeMap<String, (i64, i64)>> = snaps
+        .iter()
+        .map(|m| now(m.keys().cloned().collect()))
+        .collect();
+    assert!(
+        want[0].values().any(|v| v.1 > 0),
+        "the burst held something: {:?}",
+        want[0]
+    );
+    let read = rt.block_on(async {
+        let mut read = Vec::new();
+        for (ws, (snap, want)) in [&mut by_store, &mut by_store_token, &mut by_sku]
+            .into_iter()
+            .zip(snaps.iter_mut().zip(&want))
+        {
+            read.push(follow(ws, snap, want).await);
+        }
+        read
+    });
+    assert!(read.iter().all(|&n| n > 0), "{read:?}");
+    // Metrics and the OpenAPI description know the feed.
+    let m = c
+        .get(s.url("/metrics"))
+        .send()
+        .expect("metrics")
+        .text()
+        .expect("text");
+    assert!(m.contains("holdfast_feed_subscribers 3"), "{m}");
+    let released = m
+        .lines()
+        .find_map(|l| l.strip_prefix("holdfast_feed_released_total "))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(released.is_some_and(|n| n > 0), "{released:?}");
+    let (_, doc) = call(&c, "GET", &s.url("/v1/openapi.json"), None, None);
+    assert!(doc["paths"]["/v1/feed"]["get"].is_object());
+    // Nothing of other scopes: every record a client saw is in its scope.
+    assert!(snaps[0].keys().all(|k| k.ends_with("@S000")));
+    assert!(snaps[2].keys().all(|k| k.starts_with("A1@")));
+}
+
+#[test]
+fn scope_rules_are_refused_before_the_upgrade_and_sigterm_closes_clients() {
+    let mut s = Server::start(&config());
+    let c = client();
+    seed(&c, &s, Some(ADMIN), 1, 2, 5);
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    rt.block_on(async {
+        assert_eq!(
+            connect(&s, "location=S001", "store-s000", true).await.err(),
+            Some(403),
+            "another store"
+        );
+        assert_eq!(
+            connect(&s, "sku=A0", "store-s000", true).await.err(),
+            Some(403),
+            "a store follows its location"
+        );
+        assert_eq!(
+            connect(&s, "location=S000", "nope", true).await.err(),
+            Some(401)
+        );
+        assert_eq!(
+            connect(&s, "location=S000", ADMIN, false)
+                .await
+                .ok()
+                .map(|_| ()),
+            Some(())
+        );
+        assert_eq!(
+            connect(&s, "location=S999", ADMIN, true).await.err(),
+            Some(404)
+        );
+        assert_eq!(connect(&s, "", ADMIN, true).await.err(), Some(422));
+    });
+    // Without an upgrade: told what is missing, as problem+json.
+    let (st, v) = call(
+        &c,
+        "GET",
+        &s.url("/v1/feed?location=S000"),
+        Some(ADMIN),
+        None,
+    );
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (426, Some("upgrade_required")),
+        "{v}"
+    );
+
+    let mut ws = rt.block_on(async {
+        let mut ws = connect(&s, "location=S000", "store-s000", true)
+            .await
+            .expect("own store");
+        let m = next_json(&mut ws, Duration::from_secs(5))
+            .await
+            .expect("snapshot");
+        assert_eq!(m["type"], "snapshot");
+        ws
+    });
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &s.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let code = rt.block_on(async {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+                Ok(Some(Ok(Message::Close(f)))) => return f.map(|f| u16::from(f.code)),
+                Ok(Some(Ok(_))) => continue,
+                other => panic!("no close frame: {other:?}"),
+            }
+        }
+    });
+    assert_eq!(code, Some(1001), "going away");
+    let _ = rt.block_on(ws.close(None));
+    let exit = s.child.wait().expect("wait");
+    assert!(exit.success(), "{exit:?}");
+}
