@@ -10,6 +10,7 @@
 //! - `catalog`, `inventory`, `reservations`, `sourcing`, `ops`: the endpoints.
 
 pub mod auth;
+pub mod board;
 pub mod catalog;
 pub mod error;
 pub mod feed;
@@ -228,6 +229,9 @@ async fn handle(
         ["healthz"] => return ops::healthz(state),
         ["metrics"] => return ops::metrics(state),
         ["v1", "openapi.json"] => return ops::openapi(),
+        // The store board: a page, no token (its feed asks for one).
+        ["ui", "stores", loc] if method == Method::GET => return board::page(state, loc),
+        ["ui", "stores", _] => return Err(method_not_allowed("GET")),
         _ => {}
     }
     if seg.first() != Some(&"v1") {
