@@ -337,3 +337,104 @@ fn scope_rules_are_refused_before_the_upgrade_and_sigterm_closes_clients() {
     let exit = s.child.wait().expect("wait");
     assert!(exit.success(), "{exit:?}");
 }
+
+/// A client that stops reading: its session's bounded queue fills, and when
+/// it reads again it gets a fresh snapshot instead of the backlog, ending
+/// at the same state as everyone else; the server's memory does not grow
+/// with what it missed.
+#[test]
+fn a_slow_reader_is_resynced_instead_of_buffered() {
+    const SKUS: usize = 10_000;
+    let s = Server::start(&config());
+    let c = client();
+    seed(&c, &s, Some(ADMIN), 1, 1, 10);
+    let skus: Vec<Value> = (0..SKUS)
+        .map(|i| serde_json::json!({"sku": format!("B{i}"), "name": "b"}))
+        .collect();
+    let (st, v) = call(
+        &c,
+        "POST",
+        &s.url("/v1/skus/batch"),
+        Some(ADMIN),
+        Some(&serde_json::json!({"items": skus}).to_string()),
+    );
+    assert_eq!(st, 200, "{v}");
+    let counts = |n: i64| {
+        let items: Vec<Value> = (0..SKUS)
+            .map(|i| serde_json::json!({"location": "S000", "sku": format!("B{i}"), "on_hand": n}))
+            .collect();
+        let (st, v) = call(
+            &c,
+            "POST",
+            &s.url("/v1/inventory/batch"),
+            Some(ADMIN),
+            Some(&serde_json::json!({"items": items}).to_string()),
+        );
+        assert_eq!(st, 200, "{v}");
+    };
+    counts(1);
+    let rss = |pid: u32| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            })
+            .unwrap_or(0)
+    };
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let mut slow = rt.block_on(async {
+        let mut ws = connect(&s, "location=S000", ADMIN, true)
+            .await
+            .expect("connect");
+        let m = next_json(&mut ws, Duration::from_secs(10))
+            .await
+            .expect("snapshot");
+        assert_eq!(m["type"], "snapshot");
+        assert_eq!(m["records"].as_array().map(Vec::len), Some(SKUS + 1));
+        ws
+    });
+    let before = rss(s.pid());
+    // It reads nothing while 100,000 changes happen at its store (some
+    // 15 MB of messages: far more than its socket's buffers hold).
+    for n in 2..12 {
+        counts(n);
+    }
+    let after = rss(s.pid());
+    // Now it reads: somewhere in what it gets, a fresh snapshot, and in
+    // the end every record at the last count.
+    let resyncs = rt.block_on(async {
+        let mut resyncs = 0;
+        let mut at_last: std::collections::BTreeSet<String> = Default::default();
+        while at_last.len() < SKUS {
+            let m = next_json(&mut slow, Duration::from_secs(10))
+                .await
+                .unwrap_or_else(|| {
+                    panic!("feed ended; {} of {SKUS} at the last count", at_last.len())
+                });
+            let recs: Vec<Value> = match m["type"].as_str() {
+                Some("snapshot") => {
+                    resyncs += 1;
+                    m["records"].as_array().cloned().unwrap_or_default()
+                }
+                _ => vec![m],
+            };
+            for r in recs {
+                let sku = r["sku"].as_str().unwrap_or("").to_string();
+                if !sku.starts_with('B') {
+                    continue;
+                }
+                if r["on_hand"] == 11 {
+                    at_last.insert(sku);
+                } else {
+                    at_last.remove(&sku);
+                }
+            }
+        }
+        resyncs
+    });
+    assert!(resyncs >= 1, "the slow reader was never resynced");
+    // What it missed is not kept for it.
+    assert!(after < before + 64 * 1024, "RSS {before} kB -> {after} kB");
+}
