@@ -80,9 +80,11 @@ pub const EXPIRY_TICK_MS: u64 = 200;
 /// next tick (bounds the work of one tick).
 pub const EXPIRY_BATCH_MAX: usize = 10_000;
 
-/// Connections served at once; more wait in the kernel's accept queue.
-/// Cost: a connection's buffers (~16 KiB) and one in-flight request each.
-pub const CONNECTIONS_MAX: usize = 10_000;
+/// Connections served at once, feed sessions included; more wait in the
+/// kernel's accept queue. Cost: a connection's buffers (~16 KiB) and one
+/// in-flight request each. 16,384: 10,000 store apps on the feed leave
+/// room for the checkout traffic (the process needs as many descriptors).
+pub const CONNECTIONS_MAX: usize = 16_384;
 
 /// A finished order (delivered, collected, cancelled, returned, declined)
 /// untouched this long, and placed on an earlier UTC day (today's orders

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Default)]
 struct Collect(Arc<Mutex<Vec<Change>>>);
 impl Sink for Collect {
-    fn offer(&self, c: &Change) -> bool {
+    fn offer(&self, c: &Change, _: &Arc<str>) -> bool {
         self.0.lock().push(*c);
         true
     }

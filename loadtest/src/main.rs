@@ -16,6 +16,7 @@
 
 mod client;
 mod driver;
+mod fanout;
 mod report;
 mod rivals;
 mod targets;
@@ -163,6 +164,10 @@ struct Common {
     /// No progress bar (CI logs).
     #[arg(long)]
     quiet: bool,
+    /// WebSocket clients on holdfast's stock feed during the run, spread
+    /// over the locations: delivery latency and server memory per client.
+    #[arg(long, default_value_t = 0)]
+    feed_clients: usize,
 }
 
 fn main() -> ExitCode {
@@ -375,6 +380,24 @@ async fn one_run(
         },
         c.duration
     );
+    let feed = if c.feed_clients > 0 {
+        if target.kind != TargetKind::Holdfast {
+            return Err("--feed-clients needs holdfast".into());
+        }
+        let locations: Vec<String> = (0..net.locations).map(|j| net.location(j)).collect();
+        Some(
+            fanout::connect(
+                &target.base,
+                &token,
+                &locations,
+                c.feed_clients,
+                target.pid(),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     let zipf = Arc::new(Zipf::new(net.skus, net.zipf_s));
     let sessions = (0..c.connections.max(1))
         .map(|k| {
@@ -397,6 +420,10 @@ async fn one_run(
         progress: !c.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
     let driven = driver::drive(&plan, sessions).await?;
+    let feed = match feed {
+        Some(f) => Some(f.finish().await),
+        None => None,
+    };
     let verification = if c.no_verify {
         None
     } else {
@@ -438,6 +465,7 @@ async fn one_run(
             .collect(),
         timeline: driven.timeline,
         verification,
+        feed,
         environment: Environment {
             date: time::OffsetDateTime::now_utc()
                 .format(&time::format_description::well_known::Rfc3339)

@@ -68,6 +68,9 @@ pub struct RunResult {
     pub ops: Vec<OpLatency>,
     pub timeline: Vec<Second>,
     pub verification: Option<Verification>,
+    /// Stock-feed clients during the run (`--feed-clients`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feed: Option<crate::fanout::FeedResult>,
     pub environment: Environment,
 }
 
@@ -172,6 +175,22 @@ pub fn detail(r: &RunResult) -> String {
                 ch.detail
             );
         }
+    }
+    if let Some(f) = &r.feed {
+        let _ = writeln!(
+            s,
+            "  feed: {} clients (connected in {:.1} s), server RSS {} -> {} kB: {} bytes a client; {} changes delivered, {} resyncs; latency p50 {} ms, p99 {} ms, max {} ms",
+            f.clients,
+            f.connect_s,
+            f.server_rss_before_kb,
+            f.server_rss_after_kb,
+            f.bytes_per_client,
+            f.deliveries,
+            f.resyncs,
+            ms(f.latency.p50_us),
+            ms(f.latency.p99_us),
+            ms(f.latency.max_us)
+        );
     }
     s
 }

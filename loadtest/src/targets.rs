@@ -90,6 +90,11 @@ impl Drop for Running {
 }
 
 impl Running {
+    /// The server's process id (the first child: the target itself).
+    pub fn pid(&self) -> Option<u32> {
+        self.children.first().map(|c| c.id())
+    }
+
     /// The tail of each server's log, for an error message.
     pub fn log_tail(&self) -> String {
         self.logs

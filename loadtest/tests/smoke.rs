@@ -263,6 +263,34 @@ fn orders_smoke_places_ships_delivers_and_cancels_and_verifies() {
     }
 }
 
+#[test]
+fn feed_clients_get_changes_while_checkouts_run() {
+    let runs = loadtest(&[
+        "run",
+        "--target",
+        "holdfast",
+        "--scenario",
+        "checkout",
+        "--duration",
+        "3",
+        "--connections",
+        "8",
+        "--skus",
+        "50",
+        "--locations",
+        "4",
+        "--feed-clients",
+        "40",
+    ]);
+    let r = &runs[0];
+    assert_eq!(r["verification"]["passed"], true, "{r}");
+    let f = &r["feed"];
+    assert_eq!(f["clients"], 40, "{r}");
+    assert!(f["deliveries"].as_u64().is_some_and(|n| n > 0), "{f}");
+    assert!(f["latency"]["p99_us"].as_u64().is_some_and(|n| n > 0), "{f}");
+    assert!(f["server_rss_after_kb"].as_u64().is_some_and(|n| n > 0), "{f}");
+}
+
 /// How many requests of kind `op` a run's result made.
 fn op_count(r: &Value, op: &str) -> u64 {
     r["ops"]

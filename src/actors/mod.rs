@@ -251,9 +251,7 @@ impl Engine {
         )?;
         let stop_snapshots = Arc::new(AtomicBool::new(false));
         let mut threads = vec![writer];
-        let (feed, feed_thread) = Feed::start(journal.clone(), stop_snapshots.clone())
-            .map_err(|_| EngineError::Stopped)?;
-        threads.push(feed_thread);
+
         if let (Some(store), Some(policy)) = (snapshots, cfg.snapshot) {
             let (stats, stop, last) = (
                 journal.stats.clone(),
@@ -274,6 +272,10 @@ impl Engine {
             cfg.shards
         };
         let catalog = Arc::new(RwLock::new(model.catalog));
+        let (feed, feed_thread) =
+            Feed::start(journal.clone(), catalog.clone(), stop_snapshots.clone())
+                .map_err(|_| EngineError::Stopped)?;
+        threads.push(feed_thread);
         // Split the recovered state among the shards.
         let mut stock_tables = Vec::with_capacity(n);
         let mut rest = model.stock;

@@ -41,10 +41,11 @@ pub struct Change {
     pub shard_seq: u64,
 }
 
-/// Where a subscriber's changes go: bounded, never blocking.
+/// Where a subscriber's changes go: bounded, never blocking. `text` is the
+/// change as the feed sends it, encoded once for every subscriber.
 pub trait Sink: Send {
     /// False when full: the change is not taken.
-    fn offer(&self, c: &Change) -> bool;
+    fn offer(&self, c: &Change, text: &Arc<str>) -> bool;
 }
 
 /// Changes waiting for the journal at most; past it, every subscriber
@@ -147,8 +148,13 @@ impl Hub {
     }
 
     /// Sends every waiting change whose ticket is durable to the
-    /// subscribers of its record; returns how many changes went out.
-    pub fn release(&mut self, durable_ticket: u64) -> usize {
+    /// subscribers of its record, encoded once by `encode` (a change it
+    /// cannot encode is skipped); returns how many changes went out.
+    pub fn release(
+        &mut self,
+        durable_ticket: u64,
+        encode: impl Fn(&Change) -> Option<Arc<str>>,
+    ) -> usize {
         let mut out = Vec::new();
         self.pending.retain(|_, c| {
             if c.ticket <= durable_ticket {
@@ -168,11 +174,20 @@ impl Hub {
                 .into_iter()
                 .flatten();
             let of = self.by_sku.get(&c.sku).into_iter().flatten();
+            let mut text: Option<Arc<str>> = None;
             for &id in at.chain(of) {
-                if let Some(s) = self.subs.get(id).and_then(Option::as_ref) {
-                    if !s.lagging.load(Ordering::Acquire) && !s.sink.offer(c) {
-                        s.lagging.store(true, Ordering::Release);
-                    }
+                let Some(s) = self.subs.get(id).and_then(Option::as_ref) else {
+                    continue;
+                };
+                if s.lagging.load(Ordering::Acquire) {
+                    continue;
+                }
+                if text.is_none() {
+                    text = encode(c);
+                }
+                let Some(t) = &text else { break };
+                if !s.sink.offer(c, t) {
+                    s.lagging.store(true, Ordering::Release);
                 }
             }
         }
@@ -189,7 +204,7 @@ mod tests {
     #[derive(Clone)]
     struct Bounded(Arc<Mutex<Vec<Change>>>, usize);
     impl Sink for Bounded {
-        fn offer(&self, c: &Change) -> bool {
+        fn offer(&self, c: &Change, _: &Arc<str>) -> bool {
             let mut v = self.0.lock();
             if v.len() >= self.1 {
                 return false;
@@ -215,6 +230,12 @@ mod tests {
         }
     }
 
+    impl Hub {
+        fn release_t(&mut self, d: u64) -> usize {
+            self.release(d, |c| Some(Arc::from(format!("{}", c.record.on_hand))))
+        }
+    }
+
     fn sub(hub: &mut Hub, scope: Scope, cap: usize) -> (Bounded, Arc<AtomicBool>) {
         let sink = Bounded(Arc::default(), cap);
         let lag = Arc::new(AtomicBool::new(false));
@@ -231,8 +252,8 @@ mod tests {
         hub.offer(change(7, 1, 9, 4, 2)); // a later change, an earlier ticket
         hub.offer(change(7, 2, 3, 6, 3));
         hub.offer(change(8, 1, 1, 9, 1));
-        assert_eq!(hub.release(4), 0, "the record's coalesced ticket is 5");
-        assert_eq!(hub.release(6), 2);
+        assert_eq!(hub.release_t(4), 0, "the record's coalesced ticket is 5");
+        assert_eq!(hub.release_t(6), 2);
         let s1: Vec<_> = at_s1
             .0
             .lock()
@@ -243,7 +264,7 @@ mod tests {
         let a: Vec<_> = of_a.0.lock().iter().map(|c| c.record.location).collect();
         assert_eq!(a, vec![1, 2]);
         assert_eq!(hub.pending(), 1);
-        assert_eq!(hub.release(9), 1);
+        assert_eq!(hub.release_t(9), 1);
         assert_eq!(at_s1.0.lock().len(), 2);
         assert_eq!(of_a.0.lock().len(), 2, "SKU 8 is not followed");
     }
@@ -256,14 +277,14 @@ mod tests {
         for i in 0..5 {
             hub.offer(change(i, 1, 1, 1, u64::from(i)));
         }
-        hub.release(1);
+        hub.release_t(1);
         assert_eq!(slow.0.lock().len(), 2);
         assert!(slow_lag.load(Ordering::Acquire));
         assert_eq!(fast.0.lock().len(), 5);
         assert!(!fast_lag.load(Ordering::Acquire));
         // A lagging subscriber is skipped until its reader resyncs.
         hub.offer(change(9, 1, 1, 2, 9));
-        hub.release(2);
+        hub.release_t(2);
         assert_eq!(slow.0.lock().len(), 2);
         hub.overflow();
         assert!(
@@ -281,7 +302,7 @@ mod tests {
         assert_eq!(hub.subscribers(), 0);
         let (other, _) = sub(&mut hub, Scope::Location(3), 10);
         hub.offer(change(1, 3, 1, 1, 1));
-        hub.release(1);
+        hub.release_t(1);
         assert!(sink.0.lock().is_empty());
         assert_eq!(other.0.lock().len(), 1);
         assert_eq!(hub.subscribers(), 1);

@@ -13,7 +13,10 @@ use std::time::Duration;
 
 pub use hub::{Change, Scope, Sink};
 
+use crate::clock::rfc3339;
+use crate::domain::catalog::Catalog;
 use crate::persistence::Journal;
+use parking_lot::RwLock;
 
 /// Changes and requests queued for the feed's thread at most.
 pub const FEED_QUEUE_MAX: usize = 65_536;
@@ -109,6 +112,7 @@ impl Feed {
     /// is gone.
     pub fn start(
         journal: Journal,
+        catalog: Arc<RwLock<Catalog>>,
         stop: Arc<AtomicBool>,
     ) -> std::io::Result<(Feed, std::thread::JoinHandle<()>)> {
         let (tx, rx) = bounded(FEED_QUEUE_MAX);
@@ -120,7 +124,7 @@ impl Feed {
         let (overflow, stats) = (feed.overflow.clone(), feed.stats.clone());
         let handle = std::thread::Builder::new()
             .name("feed".into())
-            .spawn(move || run(rx, journal, overflow, stats, stop))?;
+            .spawn(move || run(rx, journal, catalog, overflow, stats, stop))?;
         Ok((feed, handle))
     }
 
@@ -153,9 +157,30 @@ impl Feed {
     }
 }
 
+/// A change as api.md's feed sends it: `{"type":"stock", <stock record>,
+/// "ts"}` (the record without its daily rotation figure).
+pub fn encode(catalog: &Catalog, c: &Change) -> Option<Arc<str>> {
+    let (sku, _) = catalog.sku(c.sku)?;
+    let (loc, _) = catalog.location(c.record.location)?;
+    let r = &c.record;
+    let v = serde_json::json!({
+        "type": "stock",
+        "location": loc.as_str(),
+        "sku": sku.as_str(),
+        "on_hand": r.on_hand,
+        "reserved": r.reserved,
+        "safety_stock": r.safety_stock,
+        "available": r.available(),
+        "version": r.version,
+        "ts": rfc3339(c.at_ms),
+    });
+    Some(Arc::from(v.to_string()))
+}
+
 fn run(
     rx: Receiver<Msg>,
     journal: Journal,
+    catalog: Arc<RwLock<Catalog>>,
     overflow: Arc<AtomicBool>,
     stats: Arc<FeedStats>,
     stop: Arc<AtomicBool>,
@@ -190,7 +215,10 @@ fn run(
         if overflow.swap(false, Ordering::AcqRel) {
             hub.overflow();
         }
-        let n = hub.release(journal.durable_ticket());
+        let n = {
+            let c = catalog.read();
+            hub.release(journal.durable_ticket(), |ch| encode(&c, ch))
+        };
         stats.released.fetch_add(n as u64, Ordering::Relaxed);
         stats
             .subscribers

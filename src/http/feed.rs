@@ -25,7 +25,6 @@ use super::inventory::record_json;
 use super::AppState;
 use crate::actors::stock_shard::RecordView;
 use crate::actors::FeedView;
-use crate::clock::rfc3339;
 use crate::config::Role;
 use crate::domain::catalog::SkuIdx;
 use crate::domain::stock::StockRecord;
@@ -36,12 +35,13 @@ pub const SESSION_QUEUE: usize = 128;
 const PING_EVERY: Duration = Duration::from_secs(20);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A session's bounded queue, as the feed's sink.
-struct Queue(mpsc::Sender<Change>);
+/// A session's bounded queue, as the feed's sink: the change (for its
+/// shard order) and its text, encoded once for every session.
+struct Queue(mpsc::Sender<(Change, Arc<str>)>);
 
 impl Sink for Queue {
-    fn offer(&self, c: &Change) -> bool {
-        self.0.try_send(*c).is_ok()
+    fn offer(&self, c: &Change, text: &Arc<str>) -> bool {
+        self.0.try_send((*c, text.clone())).is_ok()
     }
 }
 
@@ -124,14 +124,6 @@ fn snapshot_message(state: &AppState, view: &FeedView) -> Message {
     Message::text(json!({"type": "snapshot", "records": records}).to_string())
 }
 
-fn change_message(state: &AppState, c: &Change) -> Option<Message> {
-    let mut v = record(state, c.sku, &c.record)?;
-    let o = v.as_object_mut()?;
-    o.insert("type".into(), json!("stock"));
-    o.insert("ts".into(), json!(rfc3339(c.at_ms)));
-    Some(Message::text(v.to_string()))
-}
-
 async fn session(
     socket: WebSocket,
     state: Arc<AppState>,
@@ -176,15 +168,22 @@ async fn session(
         }
         tokio::select! {
             c = changes.recv() => {
-                let Some(c) = c else { break };
-                // Already in the snapshot.
-                if c.shard_seq <= view.seen.get(c.shard as usize).copied().unwrap_or(0) {
-                    continue;
-                }
-                if let Some(m) = change_message(&state, &c) {
-                    if tx.send(m).await.is_err() {
+                let Some(first) = c else { break };
+                // Everything queued goes out with one flush (one write for
+                // many changes when the feed is busy).
+                let mut failed = false;
+                let mut next = Some(first);
+                while let Some((c, text)) = next.take() {
+                    // Already in the snapshot.
+                    let seen = view.seen.get(c.shard as usize).copied().unwrap_or(0);
+                    if c.shard_seq > seen && tx.feed(Message::text(&*text)).await.is_err() {
+                        failed = true;
                         break;
                     }
+                    next = changes.try_recv().ok();
+                }
+                if failed || tx.flush().await.is_err() {
+                    break;
                 }
             }
             m = rx.next() => {
