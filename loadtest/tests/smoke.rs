@@ -287,8 +287,14 @@ fn feed_clients_get_changes_while_checkouts_run() {
     let f = &r["feed"];
     assert_eq!(f["clients"], 40, "{r}");
     assert!(f["deliveries"].as_u64().is_some_and(|n| n > 0), "{f}");
-    assert!(f["latency"]["p99_us"].as_u64().is_some_and(|n| n > 0), "{f}");
-    assert!(f["server_rss_after_kb"].as_u64().is_some_and(|n| n > 0), "{f}");
+    assert!(
+        f["latency"]["p99_us"].as_u64().is_some_and(|n| n > 0),
+        "{f}"
+    );
+    assert!(
+        f["server_rss_after_kb"].as_u64().is_some_and(|n| n > 0),
+        "{f}"
+    );
 }
 
 /// How many requests of kind `op` a run's result made.
