@@ -541,8 +541,7 @@ impl Handler<FeedSnapshot> for StockShard {
             Scope::Location(l) => {
                 let mut v: Vec<(SkuIdx, StockRecord)> = self
                     .table
-                    .iter()
-                    .filter(|(_, r)| r.location == l)
+                    .at_location(l)
                     .map(|(s, r)| (s, self.committed(s, *r)))
                     .collect();
                 v.sort_unstable_by_key(|(s, _)| *s);

@@ -165,6 +165,16 @@ impl StockTable {
         *r
     }
 
+    /// Every record at one location, by SKU: a binary search in each SKU's
+    /// records (not a pass over every record).
+    pub fn at_location(&self, loc: LocIdx) -> impl Iterator<Item = (SkuIdx, &StockRecord)> {
+        self.by_sku.iter().filter_map(move |(s, v)| {
+            v.binary_search_by_key(&loc, |r| r.location)
+                .ok()
+                .map(|i| (*s, &v[i]))
+        })
+    }
+
     /// Every record of one SKU, sorted by location index.
     pub fn records_of(&self, sku: SkuIdx) -> &[StockRecord] {
         self.by_sku.get(&sku).map(Vec::as_slice).unwrap_or(&[])
@@ -255,5 +265,10 @@ mod tests {
         assert_eq!(locs, vec![1, 3, 5]);
         assert_eq!(t.len(), 3);
         assert_eq!(t.get_or_empty(7, 2).version, 0);
+        t.apply(8, 3, StockDelta::default());
+        let mut at3: Vec<SkuIdx> = t.at_location(3).map(|(s, _)| s).collect();
+        at3.sort_unstable();
+        assert_eq!(at3, vec![7, 8]);
+        assert_eq!(t.at_location(2).count(), 0);
     }
 }
