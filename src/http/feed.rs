@@ -171,8 +171,11 @@ async fn session(
                 let Some(first) = c else { break };
                 // Everything queued goes out with one flush (one write for
                 // many changes when the feed is busy).
+                // At most a queue's worth, so that pings, closes and the
+                // lag check still get their turn under a steady stream.
                 let mut failed = false;
                 let mut next = Some(first);
+                let mut batch = 0;
                 while let Some((c, text)) = next.take() {
                     // Already in the snapshot.
                     let seen = view.seen.get(c.shard as usize).copied().unwrap_or(0);
@@ -180,7 +183,10 @@ async fn session(
                         failed = true;
                         break;
                     }
-                    next = changes.try_recv().ok();
+                    batch += 1;
+                    if batch < SESSION_QUEUE {
+                        next = changes.try_recv().ok();
+                    }
                 }
                 if failed || tx.flush().await.is_err() {
                     break;
