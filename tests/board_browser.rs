@@ -1,7 +1,8 @@
 //! The store board in a real browser: headless Chromium (Debian's package,
 //! driven through its DevTools protocol over a WebSocket) opens
 //! `/ui/stores/S000`, the stock changes through the API, and the number on
-//! the page changes. A screenshot is kept as a test artifact (its path is
+//! the page changes; a pay-and-collect order shows among its pickups. A
+//! screenshot is kept as a test artifact (its path is
 //! printed). CI installs chromium (`.ci/run`); elsewhere, without it, the
 //! test says so and passes only if `CI` is not set.
 
@@ -158,6 +159,17 @@ fn the_store_board_shows_a_stock_change_as_it_happens() {
         .expect("a page target")
         .to_string();
 
+    // A pay-and-collect order waiting at this store's counter.
+    let (st, v) = call(
+        &c,
+        "POST",
+        &s.url("/v1/orders"),
+        None,
+        Some(
+            r#"{"id":"P-1","lines":[{"sku":"A0","qty":1,"unit_price":"9.90"}],"delivery":{"type":"pickup","location":"S000"},"payment":{"provider":"sandbox"}}"#,
+        ),
+    );
+    assert_eq!(st, 201, "{v}");
     let rt = tokio::runtime::Runtime::new().expect("rt");
     let board = s.url("/ui/stores/S000");
     let cell = r#"(() => { const td = document.querySelector('tr[data-sku="A1"] td.available'); return td ? td.textContent : "" })()"#;
@@ -173,6 +185,12 @@ fn the_store_board_shows_a_stock_change_as_it_happens() {
             wait_for(&mut ws, &mut id, cell, "5").await,
             "5",
             "the snapshot"
+        );
+        let pickup = r#"(() => { const p = document.querySelector('[data-order="P-1"] .lines'); return p ? p.textContent : "" })()"#;
+        assert_eq!(
+            wait_for(&mut ws, &mut id, pickup, "1 × A0").await,
+            "1 × A0",
+            "the pickup at the counter"
         );
         // Two sold at the till, through the API.
         // (The blocking client keeps a runtime of its own.)

@@ -571,7 +571,32 @@ fn store_tokens_move_their_own_shipments_and_hand_over_their_pickups() {
     assert_eq!(ev("store-milano", "T-2", "shipped"), 403);
     assert_eq!(ev("admin-secret", "T-2", "shipped"), 200);
     assert_eq!(ev("store-milano", "T-2", "ready_for_pickup"), 200);
+    // Milano's counter lists it (its board shows it); Roma may not look.
+    let (st, p) = as_("store-milano", "GET", "/v1/locations/S_MI/pickups", None);
+    assert_eq!(st, 200, "{p}");
+    let listed: Vec<&str> = p["pickups"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|o| o["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(listed, vec!["T-2"], "{p}");
+    assert_eq!(
+        p["pickups"][0]["shipments"][0]["status"],
+        "ready_for_pickup"
+    );
+    assert_eq!(
+        as_("store-roma", "GET", "/v1/locations/S_MI/pickups", None).0,
+        403
+    );
+    assert_eq!(
+        as_("admin-secret", "GET", "/v1/locations/S_RM/pickups", None).1["pickups"],
+        json!([])
+    );
     assert_eq!(ev("store-milano", "T-2", "collected"), 200);
+    // Collected: no longer open at the counter.
+    assert_eq!(
+        as_("store-milano", "GET", "/v1/locations/S_MI/pickups", None).1["pickups"],
+        json!([])
+    );
     assert_eq!(
         as_("store-milano", "POST", "/v1/orders", Some(json!({}))).0,
         403,

@@ -655,6 +655,33 @@ impl Engine {
         }
     }
 
+    /// The open pickups at `location` (pay and collect orders not yet
+    /// collected, cancelled or declined), oldest first, at most `limit`.
+    /// A pass over the orders in memory: finished ones are passivated, so
+    /// it holds about a day of orders.
+    pub fn pickups_at(&self, location: &LocationId, limit: usize) -> Vec<Order> {
+        use crate::domain::order::{Delivery, OrderStatus};
+        let mut v: Vec<Order> = Vec::new();
+        for shard in self.0.orders.iter() {
+            for o in shard.lock().values() {
+                let here = matches!(&o.delivery, Delivery::Pickup { location: l } if l == location);
+                let open = !matches!(
+                    o.status(),
+                    OrderStatus::Collected
+                        | OrderStatus::Cancelled
+                        | OrderStatus::PaymentDeclined
+                        | OrderStatus::Returned
+                );
+                if here && open {
+                    v.push(o.clone());
+                }
+            }
+        }
+        v.sort_by(|a, b| a.created_ms.cmp(&b.created_ms).then(a.id.cmp(&b.id)));
+        v.truncate(limit);
+        v
+    }
+
     /// Orders held in memory (the rest are passivated).
     pub fn orders_in_memory(&self) -> usize {
         self.0.orders.iter().map(|s| s.lock().len()).sum()

@@ -223,6 +223,15 @@ const OPS: &[Op] = &[
     ),
     (
         "get",
+        "/v1/locations/{id}/pickups",
+        "The store's open pickups (pay and collect orders not yet collected, cancelled or declined), oldest first, at most 200 (admin or the store's token)",
+        None,
+        200,
+        "PickupList",
+        &[401, 403, 404, 422],
+    ),
+    (
+        "get",
         "/v1/feed",
         "Stock feed: upgrade to a WebSocket with ?location= or ?sku= (token in Authorization or ?token=; a store token follows its own location only). Messages: {type: snapshot, records}, then {type: stock, <StockRecord>, ts} per committed change in version order; a fresh snapshot when the client falls behind; 1001 on shutdown",
         None,
@@ -334,6 +343,7 @@ fn core_schemas() -> Value {
         "ExtendInput": {"type": "object", "required": ["ttl_s"], "properties": {"ttl_s": {"type": "integer", "minimum": 1, "maximum": 86400}}},
         "Reservation": {"type": "object", "properties": {"id": id, "status": {"enum": ["held", "confirmed", "released", "expired", "fulfilled"]}, "expires_at": {"type": ["string", "null"], "format": "date-time"}, "created_at": {"type": "string", "format": "date-time"}, "lines": {"type": "array", "items": line}}},
         "Health": {"type": "object", "properties": {"status": {"type": "string"}}},
+        "PickupList": {"type": "object", "properties": {"location": {"type": "string"}, "pickups": {"type": "array", "items": {"$ref": "#/components/schemas/Order"}}}},
         "FeedMessage": {"type": "object", "required": ["type"], "properties": {"type": {"enum": ["snapshot", "stock"]},
             "records": {"type": "array", "items": {"$ref": "#/components/schemas/StockRecord"}, "description": "snapshot: every record of the scope (without rotation)"},
             "ts": {"type": "string", "format": "date-time", "description": "stock: when the change was made; the other fields are the StockRecord's"}}},

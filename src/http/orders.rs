@@ -41,7 +41,7 @@ use std::collections::BTreeMap;
 /// the stock back soon.
 const ORDER_HOLD_TTL_S: u64 = 900;
 
-fn order_json(o: &Order) -> Value {
+pub fn order_json(o: &Order) -> Value {
     let shipments: Vec<Value> = o
         .shipments
         .iter()
@@ -906,4 +906,30 @@ pub async fn returns(state: &AppState, req: &Request, id: &str) -> ApiResult {
         .ok_or_else(|| not_found(&id))?
         .map_err(refused)?;
     Ok(json_response(200, &order_json(&o)))
+}
+
+/// Pickups listed at most (the oldest first).
+const PICKUPS_MAX: usize = 200;
+
+/// `GET /v1/locations/{id}/pickups`: the store's open pickups (pay and
+/// collect orders not yet collected, cancelled or declined), for its
+/// counter and its board. Admin, or the store's own token.
+pub fn pickups(state: &AppState, req: &Request, id: &str) -> ApiResult {
+    let id = path_id(id, "location")?;
+    req.principal.require_location(&id)?;
+    let loc =
+        LocationId::parse(&id).map_err(|_| ApiError::new(Code::ValidationFailed, "location"))?;
+    if state.engine.catalog().location_idx(&id).is_none() {
+        return Err(ApiError::new(Code::NotFound, format!("no location {id}")));
+    }
+    let list: Vec<Value> = state
+        .engine
+        .pickups_at(&loc, PICKUPS_MAX)
+        .iter()
+        .map(order_json)
+        .collect();
+    Ok(json_response(
+        200,
+        &json!({"location": id, "pickups": list}),
+    ))
 }
