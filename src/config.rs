@@ -21,6 +21,22 @@ pub struct FileConfig {
     /// `Weights`).
     #[serde(default)]
     pub sourcing: Weights,
+    #[serde(default)]
+    pub feed: FeedSection,
+}
+
+/// The stock feed's sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedSection {
+    /// A client silent this long is closed (it is pinged a third of it).
+    pub idle_timeout_s: u64,
+}
+
+impl Default for FeedSection {
+    fn default() -> Self {
+        Self { idle_timeout_s: 60 }
+    }
 }
 
 /// When snapshots are taken (off the hot path, from the journal).
@@ -117,6 +133,7 @@ pub struct Config {
     pub tokens: Option<Vec<TokenConfig>>,
     pub snapshot: SnapshotSection,
     pub sourcing: Weights,
+    pub feed: FeedSection,
 }
 
 impl Config {
@@ -157,6 +174,9 @@ impl Config {
             };
         }
         f.sourcing.validate()?;
+        if !(3..=3600).contains(&f.feed.idle_timeout_s) {
+            return Err("feed.idle_timeout_s must be 3..=3600".into());
+        }
         if f.snapshot.every_records == 0 || f.snapshot.every_s == 0 {
             return Err("snapshot.every_records and snapshot.every_s must be at least 1".into());
         }
@@ -221,6 +241,7 @@ impl Config {
             tokens,
             snapshot: f.snapshot,
             sourcing: f.sourcing,
+            feed: f.feed,
         })
     }
 }

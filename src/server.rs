@@ -53,6 +53,7 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
             Arc::new(crate::payments::sandbox::Sandbox::new()),
         )],
         closing: tokio::sync::watch::channel(false).0,
+        feed_idle: std::time::Duration::from_secs(cfg.feed.idle_timeout_s),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -438,3 +438,77 @@ fn a_slow_reader_is_resynced_instead_of_buffered() {
     // What it missed is not kept for it.
     assert!(after < before + 64 * 1024, "RSS {before} kB -> {after} kB");
 }
+
+/// A client that answers nothing (not even the pings) is closed after
+/// `[feed] idle_timeout_s`; one that keeps reading (and so answers the
+/// pings) stays.
+#[test]
+fn a_silent_client_is_closed_after_the_idle_timeout() {
+    let s = Server::start(&format!("[feed]\nidle_timeout_s = 3\n{}", config()));
+    let c = client();
+    seed(&c, &s, Some(ADMIN), 1, 1, 5);
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let (code, alive) = rt.block_on(async {
+        let mut silent = connect(&s, "location=S000", ADMIN, true)
+            .await
+            .expect("connect");
+        let mut awake = connect(&s, "location=S000", ADMIN, true)
+            .await
+            .expect("connect");
+        for ws in [&mut silent, &mut awake] {
+            assert_eq!(
+                next_json(ws, Duration::from_secs(5))
+                    .await
+                    .expect("snapshot")["type"],
+                "snapshot"
+            );
+        }
+        // `awake` reads (answering pings) for 5 s; `silent` reads nothing.
+        let t0 = tokio::time::Instant::now();
+        while t0.elapsed() < Duration::from_secs(5) {
+            let _ = tokio::time::timeout(Duration::from_millis(200), awake.next()).await;
+        }
+        // The server let the silent one go: one subscriber left.
+        let metrics = tokio::task::block_in_place(|| {
+            c.get(s.url("/metrics"))
+                .send()
+                .expect("metrics")
+                .text()
+                .expect("text")
+        });
+        assert!(
+            metrics.contains("holdfast_feed_subscribers 1\n"),
+            "{metrics}"
+        );
+        // It sent a close (1000) before letting go; reading it now, the
+        // client may first fail to answer a ping on the closed socket.
+        let code = loop {
+            match tokio::time::timeout(Duration::from_secs(5), silent.next()).await {
+                Ok(Some(Ok(Message::Close(f)))) => break f.map(|f| u16::from(f.code)),
+                Ok(Some(Ok(_))) => continue,
+                // Closed under it: no frame to read.
+                Ok(Some(Err(_)) | None) => break None,
+                Err(_) => panic!("the silent client was never closed"),
+            }
+        };
+        // The awake one still gets changes.
+        let (st, _) = tokio::task::block_in_place(|| {
+            call(
+                &c,
+                "POST",
+                &s.url("/v1/inventory/S000/A0/adjustments"),
+                Some(ADMIN),
+                Some(r#"{"delta":-1,"reason":"sale"}"#),
+            )
+        });
+        assert_eq!(st, 200);
+        let m = next_json(&mut awake, Duration::from_secs(5)).await;
+        (code, m.map(|m| m["on_hand"].clone()))
+    });
+    assert!(code.is_none_or(|c| c == 1000), "closed as idle: {code:?}");
+    assert_eq!(
+        alive,
+        Some(serde_json::json!(4)),
+        "the reading client stays"
+    );
+}

@@ -6,9 +6,9 @@
 //! A session: subscribe, send the scope's snapshot, then every committed
 //! change after it (`{"type":"stock", <record>, "ts"}`), in each record's
 //! version order. Its queue is bounded (`SESSION_QUEUE`): a reader that
-//! falls behind is sent a fresh snapshot instead of the backlog. A ping
-//! every `PING_EVERY`; a client silent for `IDLE_TIMEOUT` is closed; on
-//! SIGTERM every session is closed with 1001 (going away).
+//! falls behind is sent a fresh snapshot instead of the backlog. A client
+//! silent for `[feed] idle_timeout_s` (60 s) is closed, and pinged every
+//! third of it; on SIGTERM every session is closed with 1001 (going away).
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -32,8 +32,6 @@ use crate::feed::{Change, Scope, Sink};
 
 /// Changes queued for one session at most (about 100 bytes each).
 pub const SESSION_QUEUE: usize = 128;
-const PING_EVERY: Duration = Duration::from_secs(20);
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A session's bounded queue, as the feed's sink: the change (for its
 /// shard order) and its text, encoded once for every session.
@@ -147,7 +145,8 @@ async fn session(
     if tx.send(snapshot_message(&state, &view)).await.is_err() {
         return;
     }
-    let mut ping = tokio::time::interval(PING_EVERY);
+    let idle = state.feed_idle;
+    let mut ping = tokio::time::interval(idle / 3);
     ping.tick().await;
     // A lagging session's queue is no longer fed: look at the flag often.
     let mut lag_check = tokio::time::interval(Duration::from_millis(100));
@@ -200,7 +199,7 @@ async fn session(
                 }
             }
             _ = ping.tick() => {
-                if last_heard.elapsed() > IDLE_TIMEOUT {
+                if last_heard.elapsed() > idle {
                     let _ = tx.send(Message::close_with(1000u16, "idle")).await;
                     break;
                 }

@@ -51,6 +51,8 @@ pub struct AppState {
     pub payments: Vec<(String, Arc<dyn crate::payments::PaymentProvider>)>,
     /// Set when the server stops: feed sessions close with 1001.
     pub closing: tokio::sync::watch::Sender<bool>,
+    /// A feed client silent this long is closed (`[feed] idle_timeout_s`).
+    pub feed_idle: std::time::Duration,
 }
 
 /// A request as the handlers see it.
