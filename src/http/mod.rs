@@ -69,27 +69,6 @@ pub struct Request {
 pub fn routes(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (Response<Body>,), Error = Infallible> + Clone {
-    // The stock feed: a WebSocket upgrade; without one, the route below
-    // answers what is missing.
-    let feed_state = state.clone();
-    let feed = warp::path!("v1" / "feed")
-        .and(warp::get())
-        .and(warp::ws())
-        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-        .and(warp::header::headers_cloned())
-        .map(move |ws: warp::ws::Ws, query: String, headers: HeaderMap| {
-            let started = Instant::now();
-            let st = feed_state.clone();
-            let closing = st.closing.subscribe();
-            let resp = feed::upgrade(st.clone(), ws, &query, &headers, closing)
-                .unwrap_or_else(ApiError::into_response);
-            st.engine.metrics().observe_request(
-                Route::Feed,
-                resp.status().as_u16(),
-                started.elapsed().as_micros() as u64,
-            );
-            resp
-        });
     let api = warp::method()
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
@@ -135,7 +114,7 @@ pub fn routes(
             Ok::<_, Infallible>(e.into_response())
         })
         .unify();
-    feed.or(api).unify()
+    api
 }
 
 /// Reads the body under the bound: a declared length over it is refused
@@ -353,9 +332,28 @@ pub async fn serve(
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     };
-    warp::serve(routes(state))
-        .serve_incoming_with_graceful_shutdown(incoming, shutdown)
-        .await;
+    // hyper serves, warp routes; a feed upgrade is taken before warp (see
+    // feed.rs: its sessions keep small buffers).
+    let api = warp::service(routes(state.clone()));
+    let make = warp::hyper::service::make_service_fn(move |_conn| {
+        let (api, state) = (api.clone(), state.clone());
+        async move {
+            Ok::<_, Infallible>(warp::hyper::service::service_fn(move |req| {
+                let (mut api, state) = (api.clone(), state.clone());
+                async move {
+                    if feed::is_upgrade(&req) {
+                        return Ok::<_, Infallible>(feed::accept(state, req));
+                    }
+                    warp::hyper::service::Service::call(&mut api, req).await
+                }
+            }))
+        }
+    });
+    warp::hyper::Server::builder(warp::hyper::server::accept::from_stream(incoming))
+        .serve(make)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| format!("serving: {e}"))?;
     Ok(())
 }
 
