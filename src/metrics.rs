@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::domain::reservation::Status;
+use crate::feed::FeedStats;
 use crate::persistence::JournalStats;
 
 /// Upper bounds of the latency buckets, in microseconds.
@@ -126,7 +127,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self, journal: &JournalStats) -> String {
+    pub fn render(&self, journal: &JournalStats, feed: &FeedStats) -> String {
         let mut s = String::with_capacity(8192);
         let counter = |s: &mut String, name: &str, help: &str, v: u64| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
@@ -171,6 +172,30 @@ impl Metrics {
             "holdfast_orders_activated_total",
             "Passivated orders read back into memory to change (a late return).",
             self.orders_activated.load(Relaxed),
+        );
+        for (name, help, v) in [
+            (
+                "holdfast_feed_changes_total",
+                "Record changes handed to the stock feed.",
+                &feed.changes,
+            ),
+            (
+                "holdfast_feed_released_total",
+                "Changes sent to subscribers once durable (coalesced per record).",
+                &feed.released,
+            ),
+            (
+                "holdfast_feed_dropped_total",
+                "Changes the feed queue could not take (every subscriber resynced).",
+                &feed.dropped,
+            ),
+        ] {
+            counter(&mut s, name, help, v.load(Relaxed));
+        }
+        let _ = writeln!(
+            s,
+            "# HELP holdfast_feed_subscribers Subscribers of the stock feed.\n# TYPE holdfast_feed_subscribers gauge\nholdfast_feed_subscribers {}",
+            feed.subscribers.load(Relaxed)
         );
         counter(
             &mut s,

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::sim::{hold_one, one_record};
+use common::sim::{hold_one, loc, one_record, rt, sku};
 use holdfast::actors::stock_shard::CountItem;
 use holdfast::actors::{CartLine, Engine};
 use holdfast::clock::{Clock, ManualClock};
@@ -12,7 +12,7 @@ use holdfast::domain::catalog::{Location, LocationKind, Sku};
 use holdfast::domain::model::TransitionRefused;
 use holdfast::domain::reservation::{Status, Transition};
 use holdfast::domain::stock::AdjustReason;
-use holdfast::domain::{LocationId, ReservationId, SkuId};
+use holdfast::domain::ReservationId;
 use holdfast::persistence::SimStorage;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -78,13 +78,6 @@ impl Plain {
     }
 }
 
-fn sku(i: u32) -> SkuId {
-    SkuId::parse(&format!("S{i}")).expect("id")
-}
-fn loc(i: u32) -> LocationId {
-    LocationId::parse(&format!("L{i}")).expect("id")
-}
-
 fn open(fs: &SimStorage, clock: &ManualClock) -> Engine {
     common::sim::open(fs, clock, 2)
 }
@@ -140,7 +133,7 @@ proptest! {
 
     #[test]
     fn engine_matches_the_plain_model(cmds in prop::collection::vec(cmd(), 10..80), seed in any::<u64>()) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+        let rt = rt();
         let fs = SimStorage::new(seed);
         let clock = ManualClock::new(1_700_000_000_000);
         let mut e = open(&fs, &clock);
@@ -243,10 +236,7 @@ proptest! {
 
 #[test]
 fn finished_reservations_are_forgotten_after_a_day_live_ones_never() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
+    let rt = rt();
     let fs = SimStorage::new(1);
     let clock = ManualClock::new(1_700_000_000_000);
     let e = open(&fs, &clock);

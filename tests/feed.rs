@@ -5,14 +5,13 @@
 
 mod common;
 
-use common::sim::open;
+use common::sim::{loc, open, rt, sku};
 use holdfast::actors::stock_shard::CountItem;
 use holdfast::actors::{CartLine, Engine};
 use holdfast::clock::ManualClock;
 use holdfast::domain::catalog::{Location, LocationKind, Sku};
 use holdfast::domain::reservation::Transition;
 use holdfast::domain::stock::AdjustReason;
-use holdfast::domain::{LocationId, SkuId};
 use holdfast::feed::{Change, Scope, Sink};
 use holdfast::persistence::SimStorage;
 use parking_lot::Mutex;
@@ -27,13 +26,6 @@ impl Sink for Collect {
         self.0.lock().push(*c);
         true
     }
-}
-
-fn sku(i: u32) -> SkuId {
-    SkuId::parse(&format!("S{i}")).expect("id")
-}
-fn loc(i: u32) -> LocationId {
-    LocationId::parse(&format!("L{i}")).expect("id")
 }
 
 async fn setup(e: &Engine) {
@@ -70,10 +62,7 @@ fn state(rt: &tokio::runtime::Runtime, e: &Engine, l: u32) -> BTreeMap<u32, (i64
 
 #[test]
 fn subscribers_get_every_committed_change_in_order_and_no_unjournaled_hold() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
+    let rt = rt();
     let fs = SimStorage::new(3);
     let clock = ManualClock::new(1_700_000_000_000);
     // Two shards: SKUs 0 and 2 in one, 1 and 3 in the other.
@@ -228,10 +217,7 @@ fn subscribers_get_every_committed_change_in_order_and_no_unjournaled_hold() {
 /// its sync) is never shown, though the shard applied it in memory.
 #[test]
 fn a_change_the_journal_could_not_keep_is_never_shown() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
+    let rt = rt();
     let fs = SimStorage::new(9);
     let clock = ManualClock::new(1_700_000_000_000);
     let e = open(&fs, &clock, 2);

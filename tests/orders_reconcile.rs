@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::sim::{hold_one, one_record, open, paid_order};
+use common::sim::{hold_one, one_record, open, paid_order, rt};
 use holdfast::clock::ManualClock;
 use holdfast::domain::reservation::Status;
 use holdfast::persistence::SimStorage;
@@ -13,10 +13,7 @@ use std::time::Duration;
 
 #[test]
 fn a_paid_order_whose_holds_were_not_confirmed_is_reconciled_at_start() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
+    let rt = rt();
     let fs = SimStorage::new(7);
     let clock = ManualClock::new(1_700_000_000_000);
     let e = open(&fs, &clock, 1);

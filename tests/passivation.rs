@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::sim::{hold_one, one_record, paid_order};
+use common::sim::{hold_one, one_record, paid_order, rt};
 use holdfast::actors::{Engine, EngineConfig};
 use holdfast::clock::{Clock, ManualClock};
 use holdfast::domain::order::{OrderStatus, ShipStatus};
@@ -97,10 +97,7 @@ fn change(
 
 #[test]
 fn finished_orders_leave_memory_and_come_back_on_demand() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
+    let rt = rt();
     let tmp = tempfile::tempdir().expect("tempdir");
     let clock = ManualClock::new(20_000 * DAY + DAY / 2);
     let e = open(tmp.path(), &clock, true);

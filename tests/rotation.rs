@@ -5,25 +5,17 @@
 
 mod common;
 
-use common::sim::open;
+use common::sim::{loc, open, rt, sku};
 use holdfast::actors::stock_shard::CountItem;
 use holdfast::actors::{CartLine, Engine};
 use holdfast::clock::ManualClock;
 use holdfast::domain::catalog::{Location, LocationKind, Sku};
 use holdfast::domain::reservation::Transition;
 use holdfast::domain::stock::AdjustReason;
-use holdfast::domain::{LocationId, SkuId};
 use holdfast::persistence::SimStorage;
 use std::time::{Duration, Instant};
 
 const DAY: i64 = 86_400_000;
-
-fn sku() -> SkuId {
-    SkuId::parse("S0").expect("id")
-}
-fn loc(i: u32) -> LocationId {
-    LocationId::parse(&format!("L{i}")).expect("id")
-}
 
 /// The rotation index of S0 at L0 and L1.
 fn rotations(rt: &tokio::runtime::Runtime, e: &Engine) -> (f64, f64) {
@@ -49,16 +41,13 @@ fn settle(rt: &tokio::runtime::Runtime, e: &Engine, want: (f64, f64)) -> (f64, f
 
 #[test]
 fn sales_and_fulfilments_make_the_index_and_it_survives_restarts() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
+    let rt = rt();
     let fs = SimStorage::new(7);
     // Noon UTC, so the day boundaries are where the arithmetic says.
     let clock = ManualClock::new(20_000 * DAY + DAY / 2);
     let mut e = open(&fs, &clock, 2);
     rt.block_on(async {
-        e.put_sku(sku(), Sku::named("x")).await.expect("sku");
+        e.put_sku(sku(0), Sku::named("x")).await.expect("sku");
         for l in 0..2 {
             e.put_location(loc(l), Location::new("y", LocationKind::Store, 45.0, 9.0))
                 .await
@@ -68,7 +57,7 @@ fn sales_and_fulfilments_make_the_index_and_it_survives_restarts() {
             .map(|l| CountItem {
                 sku_idx: 0,
                 loc_idx: l,
-                sku: sku(),
+                sku: sku(0),
                 location: loc(l),
                 on_hand: 100,
                 safety_stock: None,
@@ -81,12 +70,12 @@ fn sales_and_fulfilments_make_the_index_and_it_survives_restarts() {
     rt.block_on(async {
         // L0 sells 10 at the till; a receipt or damage is not a sale.
         let sold = e
-            .adjust(0, 0, sku(), loc(0), -10, AdjustReason::Sale)
+            .adjust(0, 0, sku(0), loc(0), -10, AdjustReason::Sale)
             .await
             .expect("engine")
             .expect("sold");
         assert!(sold.rotation > 0.0, "the answer carries the index");
-        e.adjust(0, 1, sku(), loc(1), -3, AdjustReason::Damage)
+        e.adjust(0, 1, sku(0), loc(1), -3, AdjustReason::Damage)
             .await
             .expect("engine")
             .expect("damaged");
@@ -112,7 +101,7 @@ fn sales_and_fulfilments_make_the_index_and_it_survives_restarts() {
     });
     clock.advance_ms(DAY);
     rt.block_on(async {
-        e.adjust(0, 0, sku(), loc(0), -10, AdjustReason::Sale)
+        e.adjust(0, 0, sku(0), loc(0), -10, AdjustReason::Sale)
             .await
             .expect("engine")
             .expect("sold");

@@ -84,6 +84,25 @@ impl StockShard {
         });
     }
 
+    /// Applies a journaled change (`ticket`) made at `at_ms`, `sold` units
+    /// of it sold: the record, its sales window, the feed.
+    fn apply_journaled(
+        &mut self,
+        sku: SkuIdx,
+        loc: LocIdx,
+        d: StockDelta,
+        at_ms: TimeMs,
+        sold: u32,
+        ticket: u64,
+    ) -> StockRecord {
+        let r = self.table.apply(sku, loc, d);
+        if d.on_hand != 0 {
+            self.rotation.record(sku, loc, at_ms, sold, r.on_hand);
+        }
+        self.publish(sku, r, at_ms, ticket);
+        r
+    }
+
     fn provisional_add(&mut self, sku: SkuIdx, loc: LocIdx, qty: i64) {
         let e = self.provisional.entry((sku, loc)).or_insert(0);
         *e += qty;
@@ -330,19 +349,20 @@ impl Handler<ApplyDeltas> for StockShard {
     type Result = ();
     fn handle(&mut self, m: ApplyDeltas, _: &mut Context<Self>) {
         for (s, l, d) in m.deltas {
-            let r = self.table.apply(s, l, d);
             match m.ticket {
-                Some(t) => self.publish(s, r, m.at_ms, t),
-                // The feed never showed these holds: nothing to show.
-                None => self.provisional_add(s, l, d.reserved),
-            }
-            if d.on_hand != 0 {
-                let sold = if m.sale {
-                    sold_by_effect(Status::Fulfilled, d)
-                } else {
-                    0
-                };
-                self.rotation.record(s, l, m.at_ms, sold, r.on_hand);
+                Some(t) => {
+                    let sold = if m.sale {
+                        sold_by_effect(Status::Fulfilled, d)
+                    } else {
+                        0
+                    };
+                    self.apply_journaled(s, l, d, m.at_ms, sold, t);
+                }
+                // Undoing holds the feed never showed: on_hand untouched.
+                None => {
+                    self.table.apply(s, l, d);
+                    self.provisional_add(s, l, d.reserved);
+                }
             }
         }
     }
@@ -410,10 +430,7 @@ impl Handler<Count> for StockShard {
                     .iter()
                     .zip(deltas)
                     .map(|(c, d)| {
-                        let r = self.table.apply(c.sku_idx, c.loc_idx, d);
-                        self.rotation
-                            .record(c.sku_idx, c.loc_idx, now, 0, r.on_hand);
-                        self.publish(c.sku_idx, r, now, ticket);
+                        let r = self.apply_journaled(c.sku_idx, c.loc_idx, d, now, 0, ticket);
                         self.view(c.sku_idx, r, now)
                     })
                     .collect();
@@ -454,11 +471,8 @@ impl Handler<Adjust> for StockShard {
                     at_ms: now,
                 })
                 .map(|(durable, ticket)| {
-                    let r = self.table.apply(m.sku_idx, m.loc_idx, d);
                     let sold = sold_by_adjustment(m.reason, m.delta);
-                    self.rotation
-                        .record(m.sku_idx, m.loc_idx, now, sold, r.on_hand);
-                    self.publish(m.sku_idx, r, now, ticket);
+                    let r = self.apply_journaled(m.sku_idx, m.loc_idx, d, now, sold, ticket);
                     Ok((self.view(m.sku_idx, r, now), durable))
                 }),
         };
@@ -510,10 +524,11 @@ impl Handler<Dump> for StockShard {
 }
 
 /// What the feed may show of a scope now, for a new subscriber: the
-/// committed records of this shard in `scope`, the shard's count of
+/// committed records of this shard in `scope`, and the shard's count of
 /// changes so far (the changes the reader gets later that are at or
-/// before it are in the snapshot already), and the ticket to wait for
-/// before showing it (every change in memory was appended by then).
+/// before it are in the snapshot already). Every change they show was
+/// queued to the journal before this answer: the reader waits on a
+/// journal barrier before showing them (`Engine::feed_view`).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct FeedSnapshot {
@@ -525,7 +540,6 @@ pub struct FeedSnapshotReply {
     pub records: Vec<(SkuIdx, StockRecord)>,
     pub shard: u32,
     pub changes: u64,
-    pub ticket: u64,
 }
 
 impl Handler<FeedSnapshot> for StockShard {
@@ -552,7 +566,6 @@ impl Handler<FeedSnapshot> for StockShard {
             records,
             shard: self.index,
             changes: self.changes,
-            ticket: self.journal.ticket_issued(),
         });
     }
 }

@@ -139,6 +139,12 @@ impl Site {
         }
     }
 
+    /// May serve a plan: active, room left today, and able to ship, unless
+    /// it is the pickup store serving itself (`own`).
+    fn serves(&self, own: bool) -> bool {
+        self.active && !self.at_capacity && (own || self.ship)
+    }
+
     pub fn of(l: &Location, at_capacity: bool) -> Self {
         Site {
             xyz: unit_vector(l.lat, l.lon),
@@ -160,9 +166,15 @@ fn unit_vector(lat: f64, lon: f64) -> [f64; 3] {
 /// from the chord, which stays exact for near points (acos of a dot
 /// product does not).
 fn km_between(a: &[f64; 3], b: &[f64; 3]) -> f64 {
+    2.0 * (chord(a, b) / 2.0).min(1.0).asin() * EARTH_RADIUS_KM
+}
+
+/// The straight-line distance between two points on the unit sphere.
+/// `R * chord` is a lower bound of the great-circle distance: the planner
+/// compares it first and computes the arcsine only where it may matter.
+fn chord(a: &[f64; 3], b: &[f64; 3]) -> f64 {
     let (dx, dy, dz) = (a[0] - b[0], a[1] - b[1], a[2] - b[2]);
-    let chord = (dx * dx + dy * dy + dz * dz).sqrt();
-    2.0 * (chord / 2.0).min(1.0).asin() * EARTH_RADIUS_KM
+    (dx * dx + dy * dy + dz * dz).sqrt()
 }
 
 /// Great-circle distance in km between two (lat, lon) points in degrees.
@@ -277,6 +289,33 @@ struct Unit {
     alone: bool,
 }
 
+/// The units of a cart: one per distinct SKU, in order of first
+/// appearance (its lines' quantities added), and each line's unit.
+fn units_of(lines: &[PlanLine]) -> (Vec<Unit>, Vec<usize>) {
+    let mut units: Vec<Unit> = Vec::new();
+    let mut unit_sku: Vec<SkuIdx> = Vec::new();
+    let mut unit_of_line = Vec::with_capacity(lines.len());
+    for (i, l) in lines.iter().enumerate() {
+        match unit_sku.iter().position(|s| *s == l.sku) {
+            Some(u) => {
+                units[u].qty += i64::from(l.qty);
+                units[u].lines.push(i);
+                unit_of_line.push(u);
+            }
+            None => {
+                unit_sku.push(l.sku);
+                units.push(Unit {
+                    qty: i64::from(l.qty),
+                    lines: vec![i],
+                    alone: l.ship_alone,
+                });
+                unit_of_line.push(units.len() - 1);
+            }
+        }
+    }
+    (units, unit_of_line)
+}
+
 /// A location able to serve some units whole.
 struct Cand {
     location: LocIdx,
@@ -371,21 +410,11 @@ fn one_location(
         // An unknown or closed pickup store: the full planner says why.
         Target::Pickup { location } => (sites.get(location)?.xyz, Some(location)),
     };
-    // Units (one per SKU): the first line's index, the total quantity.
-    let mut units: Vec<(SkuIdx, usize, i64)> = Vec::new();
-    for (i, l) in lines.iter().enumerate() {
-        if l.ship_alone {
-            return None;
-        }
-        match units.iter_mut().find(|u| u.0 == l.sku) {
-            Some(u) => u.2 += i64::from(l.qty),
-            None => units.push((l.sku, i, i64::from(l.qty))),
-        }
-    }
-    if units.is_empty() || units.len() > weights.max_exact_lines {
+    let (units, _) = units_of(lines);
+    if units.is_empty() || units.len() > weights.max_exact_lines || units.iter().any(|u| u.alone) {
         return None;
     }
-    let lists: Vec<&[LineStock]> = units.iter().map(|u| &lines[u.1].stock[..]).collect();
+    let lists: Vec<&[LineStock]> = units.iter().map(|u| &lines[u.lines[0]].stock[..]).collect();
     debug_assert!(lists
         .iter()
         .all(|l| l.windows(2).all(|w| w[0].location < w[1].location)));
@@ -415,12 +444,7 @@ fn one_location(
         };
         if let Some(b) = best.as_ref().filter(|_| !own) {
             // The chord bound first: the arcsine only if it may win.
-            let (dx, dy, dz) = (
-                site.xyz[0] - dest[0],
-                site.xyz[1] - dest[1],
-                site.xyz[2] - dest[2],
-            );
-            let chord_km = (dx * dx + dy * dy + dz * dz).sqrt() * EARTH_RADIUS_KM;
+            let chord_km = chord(&site.xyz, &dest) * EARTH_RADIUS_KM;
             let floor = chord_km * weights.distance_per_km + ship;
             // Rotation costs are >= 0: without them first, then with.
             if !wins(key(floor), b) || !wins(key(with_rotation(floor, at)), b) {
@@ -446,11 +470,11 @@ fn one_location(
             .map(|(list, u)| {
                 list.binary_search_by_key(&own, |e| e.location)
                     .ok()
-                    .filter(|&i| list[i].available >= u.2)
+                    .filter(|&i| list[i].available >= u.qty)
             })
             .collect();
         if let (Some(found), Some(site)) = (found, sites.get(own)) {
-            if site.active && !site.at_capacity {
+            if site.serves(true) {
                 consider(&mut best, site, true, own, &found);
             }
         }
@@ -464,7 +488,7 @@ fn one_location(
         let mut top = x;
         for (u, list) in lists.iter().enumerate() {
             let mut i = gallop(list, at[u], x);
-            while i < list.len() && list[i].available < units[u].2 {
+            while i < list.len() && list[i].available < units[u].qty {
                 i += 1;
             }
             if i == list.len() {
@@ -485,7 +509,7 @@ fn one_location(
         let loc = top;
         if let Some(site) = sites.get(loc) {
             let own = pickup == Some(loc);
-            if site.active && !site.at_capacity && (own || site.ship) {
+            if site.serves(own) {
                 consider(&mut best, site, own, loc, &at);
             }
         }
@@ -505,7 +529,7 @@ fn one_location(
                 ship_alone: false,
                 stock: units
                     .iter()
-                    .position(|u| u.1 == i)
+                    .position(|u| u.lines[0] == i)
                     .map(|u| vec![lists[u][picked[u]]])
                     .unwrap_or_default(),
             })
@@ -538,29 +562,9 @@ fn plan_all(
         }
     };
 
-    // Units: one per distinct SKU, in order of first appearance. A cart
-    // has at most 100 lines (api.md), so at most 100 units: a u128 mask.
-    let mut units: Vec<Unit> = Vec::new();
-    let mut unit_sku: Vec<SkuIdx> = Vec::new();
-    let mut unit_of_line = Vec::with_capacity(lines.len());
-    for (i, l) in lines.iter().enumerate() {
-        match unit_sku.iter().position(|s| *s == l.sku) {
-            Some(u) => {
-                units[u].qty += i64::from(l.qty);
-                units[u].lines.push(i);
-                unit_of_line.push(u);
-            }
-            None => {
-                unit_sku.push(l.sku);
-                units.push(Unit {
-                    qty: i64::from(l.qty),
-                    lines: vec![i],
-                    alone: l.ship_alone,
-                });
-                unit_of_line.push(units.len() - 1);
-            }
-        }
-    }
+    // A cart has at most 100 lines (api.md), so at most 100 units: a u128
+    // mask.
+    let (units, unit_of_line) = units_of(lines);
     let n = units.len().min(128);
 
     // Masks: which units each eligible location can serve whole. One pass
@@ -587,7 +591,7 @@ fn plan_all(
                 continue;
             };
             let own = pickup == Some(st.location);
-            if !(site.active && !site.at_capacity && (own || site.ship)) {
+            if !site.serves(own) {
                 continue;
             }
             let s = &mut slot[st.location as usize];
@@ -666,14 +670,7 @@ fn plan_all(
                 .is_lt()
         };
         if !own && best.len() >= k {
-            let chord_km = {
-                let (dx, dy, dz) = (
-                    site.xyz[0] - dest[0],
-                    site.xyz[1] - dest[1],
-                    site.xyz[2] - dest[2],
-                );
-                (dx * dx + dy * dy + dz * dz).sqrt() * EARTH_RADIUS_KM
-            };
+            let chord_km = chord(&site.xyz, &dest) * EARTH_RADIUS_KM;
             let bound = chord_km * weights.distance_per_km + prio + rot_sum;
             if let Some(worst) = best.last() {
                 if !beats(key_of(bound), worst) {

@@ -65,6 +65,8 @@ pub struct Hub {
     free: Vec<usize>,
     by_location: AHashMap<LocIdx, Vec<usize>>,
     by_sku: AHashMap<SkuIdx, Vec<usize>>,
+    /// Subscribers now (kept, not counted: read every tick).
+    live: usize,
 }
 
 impl Hub {
@@ -94,6 +96,7 @@ impl Hub {
             Scope::Location(l) => self.by_location.entry(l).or_default().push(id),
             Scope::Sku(s) => self.by_sku.entry(s).or_default().push(id),
         }
+        self.live += 1;
         id
     }
 
@@ -109,10 +112,11 @@ impl Hub {
             list.retain(|x| *x != id);
         }
         self.free.push(id);
+        self.live -= 1;
     }
 
     pub fn subscribers(&self) -> usize {
-        self.subs.iter().filter(|s| s.is_some()).count()
+        self.live
     }
 
     pub fn pending(&self) -> usize {

@@ -15,6 +15,7 @@ pub use hub::{Change, Scope, Sink};
 
 use crate::clock::rfc3339;
 use crate::domain::catalog::Catalog;
+use crate::domain::stock::StockRecord;
 use crate::persistence::Journal;
 use parking_lot::RwLock;
 
@@ -51,45 +52,6 @@ pub struct FeedStats {
     pub released: AtomicU64,
     pub dropped: AtomicU64,
     pub subscribers: AtomicU64,
-}
-
-impl FeedStats {
-    /// The Prometheus lines of the feed.
-    pub fn render(&self, s: &mut String) {
-        use std::fmt::Write;
-        for (name, kind, help, v) in [
-            (
-                "holdfast_feed_changes_total",
-                "counter",
-                "Record changes handed to the stock feed.",
-                &self.changes,
-            ),
-            (
-                "holdfast_feed_released_total",
-                "counter",
-                "Changes sent to subscribers once durable (coalesced per record).",
-                &self.released,
-            ),
-            (
-                "holdfast_feed_dropped_total",
-                "counter",
-                "Changes the feed queue could not take (every subscriber resynced).",
-                &self.dropped,
-            ),
-            (
-                "holdfast_feed_subscribers",
-                "gauge",
-                "Subscribers of the stock feed.",
-                &self.subscribers,
-            ),
-        ] {
-            let _ = writeln!(
-                s,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
-                v.load(Ordering::Relaxed)
-            );
-        }
-    }
 }
 
 /// A subscription: dropping it unsubscribes.
@@ -157,23 +119,29 @@ impl Feed {
     }
 }
 
-/// A change as api.md's feed sends it: `{"type":"stock", <stock record>,
-/// "ts"}` (the record without its daily rotation figure).
-pub fn encode(catalog: &Catalog, c: &Change) -> Option<Arc<str>> {
-    let (sku, _) = catalog.sku(c.sku)?;
-    let (loc, _) = catalog.location(c.record.location)?;
-    let r = &c.record;
-    let v = serde_json::json!({
-        "type": "stock",
-        "location": loc.as_str(),
-        "sku": sku.as_str(),
+/// A stock record as api.md shows it (the fields every answer and the
+/// feed share; the HTTP answers add the daily `rotation`).
+pub fn record_json(sku: &str, location: &str, r: &StockRecord) -> serde_json::Value {
+    serde_json::json!({
+        "location": location,
+        "sku": sku,
         "on_hand": r.on_hand,
         "reserved": r.reserved,
         "safety_stock": r.safety_stock,
         "available": r.available(),
         "version": r.version,
-        "ts": rfc3339(c.at_ms),
-    });
+    })
+}
+
+/// A change as api.md's feed sends it: `{"type":"stock", <stock record>,
+/// "ts"}`.
+pub fn encode(catalog: &Catalog, c: &Change) -> Option<Arc<str>> {
+    let (sku, _) = catalog.sku(c.sku)?;
+    let (loc, _) = catalog.location(c.record.location)?;
+    let mut v = record_json(sku.as_str(), loc.as_str(), &c.record);
+    let o = v.as_object_mut()?;
+    o.insert("type".into(), "stock".into());
+    o.insert("ts".into(), rfc3339(c.at_ms).into());
     Some(Arc::from(v.to_string()))
 }
 

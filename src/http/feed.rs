@@ -27,9 +27,7 @@ use warp::hyper::upgrade::Upgraded;
 use warp::hyper::Body;
 
 use super::error::{ApiError, Code};
-use super::inventory::record_json;
 use super::AppState;
-use crate::actors::stock_shard::RecordView;
 use crate::actors::FeedView;
 use crate::config::Role;
 use crate::domain::catalog::SkuIdx;
@@ -179,19 +177,7 @@ fn record(state: &AppState, sku: SkuIdx, r: &StockRecord) -> Option<Value> {
     let c = state.engine.catalog();
     let (sku, _) = c.sku(sku)?;
     let (loc, _) = c.location(r.location)?;
-    // The feed carries no rotation figure: it is a daily one.
-    let mut v = record_json(
-        sku.as_str(),
-        loc.as_str(),
-        &RecordView {
-            record: *r,
-            rotation: 0.0,
-        },
-    );
-    if let Some(o) = v.as_object_mut() {
-        o.remove("rotation");
-    }
-    Some(v)
+    Some(crate::feed::record_json(sku.as_str(), loc.as_str(), r))
 }
 
 fn snapshot_text(state: &AppState, view: &FeedView) -> String {

@@ -15,17 +15,14 @@ use crate::limits::{BATCH_ITEMS_MAX, STOCK_MAX};
 /// A stock record as api.md shows it, with its rotation index (units sold
 /// over the last 7 days per average unit on hand; 0 when it sold nothing).
 pub fn record_json(sku: &str, location: &str, v: &RecordView) -> Value {
-    let r = &v.record;
-    json!({
-        "location": location,
-        "sku": sku,
-        "on_hand": r.on_hand,
-        "reserved": r.reserved,
-        "safety_stock": r.safety_stock,
-        "available": r.available(),
-        "version": r.version,
-        "rotation": (v.rotation * 10_000.0).round() / 10_000.0,
-    })
+    let mut j = crate::feed::record_json(sku, location, &v.record);
+    if let Some(o) = j.as_object_mut() {
+        o.insert(
+            "rotation".into(),
+            json!((v.rotation * 10_000.0).round() / 10_000.0),
+        );
+    }
+    j
 }
 
 /// Resolves a known SKU and location (422 `unknown_sku` / `unknown_location`).

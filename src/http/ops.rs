@@ -18,8 +18,10 @@ pub fn healthz(state: &AppState) -> ApiResult {
 }
 
 pub fn metrics(state: &AppState) -> ApiResult {
-    let mut text = state.engine.metrics().render(&state.engine.journal().stats);
-    state.engine.feed_stats().render(&mut text);
+    let text = state
+        .engine
+        .metrics()
+        .render(&state.engine.journal().stats, state.engine.feed_stats());
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
         .body(Body::from(text))

@@ -13,6 +13,23 @@ use holdfast::metrics::Metrics;
 use holdfast::persistence::{Durability, SimStorage};
 use std::sync::Arc;
 
+/// A single-threaded runtime for driving an in-process engine.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt")
+}
+
+/// SKU `S{i}` and location `L{i}`: the sim tests' naming (index `i` once
+/// they are put in that order).
+pub fn sku(i: u32) -> SkuId {
+    SkuId::parse(&format!("S{i}")).expect("id")
+}
+pub fn loc(i: u32) -> LocationId {
+    LocationId::parse(&format!("L{i}")).expect("id")
+}
+
 pub fn open(fs: &SimStorage, clock: &ManualClock, shards: usize) -> Engine {
     Engine::open(
         &EngineConfig {
