@@ -47,6 +47,7 @@ fn open(dir: &std::path::Path, durability: Durability) -> Engine {
             shards: arg("--shards", 0),
             snapshot: None,
             sourcing: Default::default(),
+            feed_window: std::time::Duration::from_millis(2),
         },
         Arc::new(RealStorage),
         Arc::new(SystemClock),

@@ -31,11 +31,25 @@ pub struct FileConfig {
 pub struct FeedSection {
     /// A client silent this long is closed (it is pinged a third of it).
     pub idle_timeout_s: u64,
+    /// Committed changes go out once a window: a record changed several
+    /// times in it is sent once (a flash sale's hot record reaches a
+    /// client 200 times a second at most, not at the checkout's rate), and
+    /// a session wakes once a window at most. 5 ms adds 2.5 ms on average
+    /// to a change's delivery (BENCHMARKS.md, "Stock feed").
+    pub window_ms: u64,
+    /// Threads of the sessions' own runtime (0: one per core, as the API's
+    /// runtime has): however many clients follow a busy store, the OS
+    /// shares the cores between the API and them (BENCHMARKS.md).
+    pub threads: usize,
 }
 
 impl Default for FeedSection {
     fn default() -> Self {
-        Self { idle_timeout_s: 60 }
+        Self {
+            idle_timeout_s: 60,
+            window_ms: 5,
+            threads: 0,
+        }
     }
 }
 
@@ -137,8 +151,9 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads `path` (if any), applies `HOLDFAST_LISTEN`, `HOLDFAST_DATA_DIR`
-    /// and `HOLDFAST_DURABILITY`, validates.
+    /// Reads `path` (if any), applies `HOLDFAST_LISTEN`, `HOLDFAST_DATA_DIR`,
+    /// `HOLDFAST_SHARDS`, `HOLDFAST_DURABILITY`, `HOLDFAST_FEED_WINDOW_MS` and
+    /// `HOLDFAST_FEED_THREADS`, validates.
     pub fn load(path: Option<&Path>) -> Result<Config, String> {
         let file = match path {
             None => FileConfig::default(),
@@ -173,9 +188,25 @@ impl Config {
                 _ => return Err(format!("HOLDFAST_DURABILITY={v}: expected fsync or none")),
             };
         }
+        if let Some(v) = env("HOLDFAST_FEED_THREADS") {
+            f.feed.threads = v
+                .parse()
+                .map_err(|_| format!("HOLDFAST_FEED_THREADS={v}: expected a number of threads"))?;
+        }
+        if let Some(v) = env("HOLDFAST_FEED_WINDOW_MS") {
+            f.feed.window_ms = v
+                .parse()
+                .map_err(|_| format!("HOLDFAST_FEED_WINDOW_MS={v}: expected milliseconds"))?;
+        }
         f.sourcing.validate()?;
         if !(3..=3600).contains(&f.feed.idle_timeout_s) {
             return Err("feed.idle_timeout_s must be 3..=3600".into());
+        }
+        if !(1..=1000).contains(&f.feed.window_ms) {
+            return Err("feed.window_ms must be 1..=1000".into());
+        }
+        if f.feed.threads > 64 {
+            return Err("feed.threads must be 0 (one per core) to 64".into());
         }
         if f.snapshot.every_records == 0 || f.snapshot.every_s == 0 {
             return Err("snapshot.every_records and snapshot.every_s must be at least 1".into());
@@ -296,11 +327,27 @@ mod tests {
         let c = Config::resolve(f.clone(), |k| match k {
             "HOLDFAST_LISTEN" => Some("127.0.0.1:9001".to_string()),
             "HOLDFAST_SHARDS" => Some("3".to_string()),
+            "HOLDFAST_FEED_WINDOW_MS" => Some("25".to_string()),
             _ => None,
         })
         .expect("valid");
         assert_eq!(c.listen.port(), 9001);
         assert_eq!(c.shards, 3);
+        assert_eq!(c.feed.window_ms, 25);
+        assert_eq!(
+            Config::resolve(f.clone(), |_| None)
+                .expect("valid")
+                .feed
+                .window_ms,
+            5
+        );
+        for bad in ["0", "1001", "soon"] {
+            assert!(
+                Config::resolve(f.clone(), |k| (k == "HOLDFAST_FEED_WINDOW_MS")
+                    .then(|| bad.to_string()))
+                .is_err()
+            );
+        }
         assert!(Config::resolve(f.clone(), |k| (k == "HOLDFAST_SHARDS")
             .then(|| "many".to_string()))
         .is_err());

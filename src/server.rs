@@ -30,6 +30,7 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
             durability: cfg.durability,
             shards: cfg.shards,
             sourcing: cfg.sourcing,
+            feed_window: std::time::Duration::from_millis(cfg.feed.window_ms),
             snapshot: Some(SnapshotPolicy {
                 every_records: cfg.snapshot.every_records,
                 every_s: cfg.snapshot.every_s,
@@ -44,6 +45,19 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
     for (key, entry) in &recovered.idempotency {
         idem.seed(key.clone(), http::reservations::idempotent_answer(entry));
     }
+    // The feed's sessions run on a runtime of their own: thousands of them
+    // woken by one busy store would otherwise queue the API's requests
+    // behind them; the OS shares the cores between the two.
+    let feed_threads = match cfg.feed.threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    let feed_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(feed_threads)
+        .enable_all()
+        .thread_name("feed-ws")
+        .build()
+        .map_err(|e| e.to_string())?;
     let state = Arc::new(AppState {
         engine: engine.clone(),
         auth: Auth::new(cfg.tokens.as_deref()),
@@ -54,6 +68,8 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
         )],
         closing: tokio::sync::watch::channel(false).0,
         feed_idle: std::time::Duration::from_secs(cfg.feed.idle_timeout_s),
+        feed_snapshots: tokio::sync::Semaphore::new(crate::http::feed::SNAPSHOTS_AT_ONCE),
+        feed_rt: feed_rt.handle().clone(),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -78,6 +94,7 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
             tracing::info!(%addr, data_dir = %data_dir.display(), ?durability, "ready");
         },
     ));
+    feed_rt.shutdown_timeout(std::time::Duration::from_secs(1));
     engine.shutdown();
     tracing::info!("stopped");
     drop(lock);

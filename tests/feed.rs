@@ -12,7 +12,7 @@ use holdfast::clock::ManualClock;
 use holdfast::domain::catalog::{Location, LocationKind, Sku};
 use holdfast::domain::reservation::Transition;
 use holdfast::domain::stock::AdjustReason;
-use holdfast::feed::{Change, Scope, Sink};
+use holdfast::feed::{Batch, Change, Scope, Sink};
 use holdfast::persistence::SimStorage;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Default)]
 struct Collect(Arc<Mutex<Vec<Change>>>);
 impl Sink for Collect {
-    fn offer(&self, c: &Change, _: &Arc<str>) -> bool {
-        self.0.lock().push(*c);
+    fn offer(&self, b: &Arc<Batch>) -> bool {
+        self.0.lock().extend_from_slice(&b.changes);
         true
     }
 }

@@ -43,6 +43,7 @@ fn open(dir: &Path, clock: &ManualClock, auto: bool) -> Engine {
             shards: 1,
             snapshot: Some(policy),
             sourcing: Default::default(),
+            feed_window: std::time::Duration::from_millis(2),
         },
         Arc::new(RealStorage),
         Arc::new(clock.clone()),

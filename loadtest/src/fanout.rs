@@ -4,7 +4,10 @@
 //! change's delivery latency (its arrival minus its `ts`, the moment the
 //! engine made it: so commit, fan-out and transport; `ts` has millisecond
 //! resolution, so a figure may read up to 1 ms high) and the server's
-//! memory per connected client (its RSS before and after connecting them).
+//! memory per connected client: its RSS before and after connecting them,
+//! and, because the allocator first reuses what the setup freed (which
+//! can make the first figure read low, even negative), the growth from
+//! the second half of the clients alone (the marginal figure).
 
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
@@ -25,6 +28,10 @@ pub struct FeedResult {
     pub server_rss_after_kb: u64,
     /// (after - before) / clients.
     pub bytes_per_client: u64,
+    /// RSS once half the clients were connected, and (after - half) /
+    /// (the clients of the second half).
+    pub server_rss_half_kb: u64,
+    pub marginal_bytes_per_client: u64,
     /// Changes delivered to all clients during the run, and their latency.
     pub deliveries: u64,
     pub resyncs: u64,
@@ -35,7 +42,8 @@ pub struct FeedClients {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<(Histogram<u64>, u64)>>,
     connect_s: f64,
-    rss: (u64, u64),
+    /// Before, at half, after.
+    rss: (u64, u64, u64),
 }
 
 /// The resident memory of process `pid`, in kB (0 if unknown).
@@ -66,22 +74,20 @@ fn now_ms() -> i128 {
     time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000
 }
 
-/// Connects `n` clients (at most 256 handshakes at a time), each following
-/// one of `locations` in turn, and waits for every snapshot.
-pub async fn connect(
-    base: &str,
+type Client =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects clients `range` (at most 256 handshakes at a time), each
+/// following one of `locations` in turn, and waits for every snapshot.
+async fn connect_some(
+    ws_base: &str,
     token: &Option<String>,
     locations: &[String],
-    n: usize,
-    server_pid: Option<u32>,
-) -> Result<FeedClients, String> {
-    let rss_before = rss_kb(server_pid);
-    let ws_base = base.replacen("http://", "ws://", 1);
-    let (stop, stopped) = watch::channel(false);
+    range: std::ops::Range<usize>,
+) -> Result<Vec<Client>, String> {
     let gate = Arc::new(Semaphore::new(256));
-    let t0 = Instant::now();
-    let mut pending = Vec::with_capacity(n);
-    for k in 0..n {
+    let mut pending = Vec::with_capacity(range.len());
+    for k in range {
         let mut url = format!(
             "{ws_base}/v1/feed?location={}",
             locations[k % locations.len()]
@@ -109,19 +115,45 @@ pub async fn connect(
             eprintln!("  feed clients: {} connecting", k + 1);
         }
     }
-    let mut tasks = Vec::with_capacity(n);
+    let mut out = Vec::with_capacity(pending.len());
     for p in pending {
-        let ws = p.await.map_err(|e| e.to_string())??;
+        out.push(p.await.map_err(|e| e.to_string())??);
+    }
+    Ok(out)
+}
+
+/// Connects `n` clients, spread over `locations`, in two halves (the
+/// server's RSS read before, between and after, each once it settled).
+pub async fn connect(
+    base: &str,
+    token: &Option<String>,
+    locations: &[String],
+    n: usize,
+    server_pid: Option<u32>,
+) -> Result<FeedClients, String> {
+    let settle = Duration::from_millis(500);
+    let rss_before = rss_kb(server_pid);
+    let ws_base = base.replacen("http://", "ws://", 1);
+    let (stop, stopped) = watch::channel(false);
+    let t0 = Instant::now();
+    let mut clients = connect_some(&ws_base, token, locations, 0..n / 2).await?;
+    tokio::time::sleep(settle).await;
+    let rss_half = rss_kb(server_pid);
+    clients.extend(connect_some(&ws_base, token, locations, n / 2..n).await?);
+    let connect_s = t0.elapsed().as_secs_f64() - settle.as_secs_f64();
+    let mut tasks = Vec::with_capacity(n);
+    for ws in clients {
         let mut stopped = stopped.clone();
         tasks.push(tokio::spawn(async move {
-            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            let mut h =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
             let mut resyncs = 0;
             let mut ws = ws;
             loop {
                 tokio::select! {
                     m = ws.next() => match m {
                         Some(Ok(Message::Text(t))) => {
-                            if t.starts_with("{\"records\"") || t.contains("\"type\":\"snapshot\"") {
+                            if t.contains("\"type\":\"snapshot\"") {
                                 resyncs += 1;
                                 continue;
                             }
@@ -143,18 +175,17 @@ pub async fn connect(
             (h, resyncs)
         }));
     }
-    let connect_s = t0.elapsed().as_secs_f64();
     // Let the server settle its buffers before reading its memory.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(settle).await;
     let rss_after = rss_kb(server_pid);
     eprintln!(
-        "  feed clients: {n} connected in {connect_s:.1} s; server RSS {rss_before} kB -> {rss_after} kB"
+        "  feed clients: {n} connected in {connect_s:.1} s; server RSS {rss_before} kB -> {rss_half} kB (half) -> {rss_after} kB"
     );
     Ok(FeedClients {
         stop,
         tasks,
         connect_s,
-        rss: (rss_before, rss_after),
+        rss: (rss_before, rss_half, rss_after),
     })
 }
 
@@ -173,13 +204,16 @@ impl FeedClients {
                 resyncs += r;
             }
         }
-        let (before, after) = self.rss;
+        let (before, half, after) = self.rss;
+        let second_half = (clients - clients / 2).max(1) as u64;
         FeedResult {
             clients,
             connect_s: self.connect_s,
             server_rss_before_kb: before,
             server_rss_after_kb: after,
             bytes_per_client: after.saturating_sub(before) * 1024 / clients.max(1) as u64,
+            server_rss_half_kb: half,
+            marginal_bytes_per_client: after.saturating_sub(half) * 1024 / second_half,
             deliveries: all.len(),
             resyncs,
             latency: Latency::of(&all),

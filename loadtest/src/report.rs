@@ -179,12 +179,13 @@ pub fn detail(r: &RunResult) -> String {
     if let Some(f) = &r.feed {
         let _ = writeln!(
             s,
-            "  feed: {} clients (connected in {:.1} s), server RSS {} -> {} kB: {} bytes a client; {} changes delivered, {} resyncs; latency p50 {} ms, p99 {} ms, max {} ms",
+            "  feed: {} clients (connected in {:.1} s), server RSS {} -> {} kB: {} bytes a client, {} bytes a client of the second half; {} changes delivered, {} resyncs; latency p50 {} ms, p99 {} ms, max {} ms",
             f.clients,
             f.connect_s,
             f.server_rss_before_kb,
             f.server_rss_after_kb,
             f.bytes_per_client,
+            f.marginal_bytes_per_client,
             f.deliveries,
             f.resyncs,
             ms(f.latency.p50_us),

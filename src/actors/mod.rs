@@ -84,6 +84,8 @@ pub struct EngineConfig {
     pub snapshot: Option<SnapshotPolicy>,
     /// The sourcing planner's weights (`[sourcing]`).
     pub sourcing: Weights,
+    /// The stock feed's window (`[feed] window_ms`).
+    pub feed_window: std::time::Duration,
 }
 
 /// What recovery found, for the HTTP layer to seed itself with.
@@ -272,9 +274,13 @@ impl Engine {
             cfg.shards
         };
         let catalog = Arc::new(RwLock::new(model.catalog));
-        let (feed, feed_thread) =
-            Feed::start(journal.clone(), catalog.clone(), stop_snapshots.clone())
-                .map_err(|_| EngineError::Stopped)?;
+        let (feed, feed_thread) = Feed::start(
+            journal.clone(),
+            catalog.clone(),
+            cfg.feed_window,
+            stop_snapshots.clone(),
+        )
+        .map_err(|_| EngineError::Stopped)?;
         threads.push(feed_thread);
         // Split the recovered state among the shards.
         let mut stock_tables = Vec::with_capacity(n);

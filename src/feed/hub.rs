@@ -41,11 +41,37 @@ pub struct Change {
     pub shard_seq: u64,
 }
 
-/// Where a subscriber's changes go: bounded, never blocking. `text` is the
-/// change as the feed sends it, encoded once for every subscriber.
+/// What one release sends to the subscribers of one scope: its changes in
+/// the shards' order and their messages, encoded once for every
+/// subscriber of the scope (for the WebSocket sessions, each a frame, back
+/// to back, so that a session writes them as they are).
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub changes: Vec<Change>,
+    pub wire: Vec<u8>,
+    /// Where each change's message ends in `wire`.
+    pub ends: Vec<usize>,
+}
+
+impl Batch {
+    /// The message of change `i`.
+    pub fn message(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.wire[start..self.ends[i]]
+    }
+
+    fn push(&mut self, c: &Change, message: &[u8]) {
+        self.changes.push(*c);
+        self.wire.extend_from_slice(message);
+        self.ends.push(self.wire.len());
+    }
+}
+
+/// Where a subscriber's changes go: bounded, never blocking; a batch is
+/// shared by every subscriber of its scope.
 pub trait Sink: Send {
-    /// False when full: the change is not taken.
-    fn offer(&self, c: &Change, text: &Arc<str>) -> bool;
+    /// False when full: the batch is not taken.
+    fn offer(&self, batch: &Arc<Batch>) -> bool;
 }
 
 /// Changes waiting for the journal at most; past it, every subscriber
@@ -152,12 +178,13 @@ impl Hub {
     }
 
     /// Sends every waiting change whose ticket is durable to the
-    /// subscribers of its record, encoded once by `encode` (a change it
-    /// cannot encode is skipped); returns how many changes went out.
+    /// subscribers of its record: one batch a scope, each change encoded
+    /// once by `encode` (a change it cannot encode is skipped); returns
+    /// how many changes went out.
     pub fn release(
         &mut self,
         durable_ticket: u64,
-        encode: impl Fn(&Change) -> Option<Arc<str>>,
+        encode: impl Fn(&Change) -> Option<Vec<u8>>,
     ) -> usize {
         let mut out = Vec::new();
         self.pending.retain(|_, c| {
@@ -171,26 +198,40 @@ impl Hub {
         // In the shards' order, so that a subscriber sees each record's
         // versions grow.
         out.sort_unstable_by_key(|c| (c.shard, c.shard_seq));
+        let followed = |list: Option<&Vec<usize>>| list.is_some_and(|l| !l.is_empty());
+        let mut batches: AHashMap<Scope, Batch> = AHashMap::new();
         for c in &out {
-            let at = self
-                .by_location
-                .get(&c.record.location)
-                .into_iter()
-                .flatten();
-            let of = self.by_sku.get(&c.sku).into_iter().flatten();
-            let mut text: Option<Arc<str>> = None;
-            for &id in at.chain(of) {
+            let scopes = [Scope::Location(c.record.location), Scope::Sku(c.sku)];
+            let mut message = None;
+            for scope in scopes {
+                let subs = match scope {
+                    Scope::Location(l) => self.by_location.get(&l),
+                    Scope::Sku(k) => self.by_sku.get(&k),
+                };
+                if !followed(subs) {
+                    continue;
+                }
+                if message.is_none() {
+                    message = encode(c);
+                }
+                let Some(m) = &message else { break };
+                batches.entry(scope).or_default().push(c, m);
+            }
+        }
+        for (scope, batch) in batches {
+            let batch = Arc::new(batch);
+            let subs = match scope {
+                Scope::Location(l) => self.by_location.get(&l),
+                Scope::Sku(k) => self.by_sku.get(&k),
+            };
+            for &id in subs.into_iter().flatten() {
                 let Some(s) = self.subs.get(id).and_then(Option::as_ref) else {
                     continue;
                 };
                 if s.lagging.load(Ordering::Acquire) {
                     continue;
                 }
-                if text.is_none() {
-                    text = encode(c);
-                }
-                let Some(t) = &text else { break };
-                if !s.sink.offer(c, t) {
+                if !s.sink.offer(&batch) {
                     s.lagging.store(true, Ordering::Release);
                 }
             }
@@ -207,13 +248,14 @@ mod tests {
     /// A sink of `cap` changes.
     #[derive(Clone)]
     struct Bounded(Arc<Mutex<Vec<Change>>>, usize);
+    /// Takes a batch while it holds fewer than `cap` changes.
     impl Sink for Bounded {
-        fn offer(&self, c: &Change, _: &Arc<str>) -> bool {
+        fn offer(&self, b: &Arc<Batch>) -> bool {
             let mut v = self.0.lock();
             if v.len() >= self.1 {
                 return false;
             }
-            v.push(*c);
+            v.extend_from_slice(&b.changes);
             true
         }
     }
@@ -236,7 +278,7 @@ mod tests {
 
     impl Hub {
         fn release_t(&mut self, d: u64) -> usize {
-            self.release(d, |c| Some(Arc::from(format!("{}", c.record.on_hand))))
+            self.release(d, |c| Some(format!("{};", c.record.on_hand).into_bytes()))
         }
     }
 
@@ -278,23 +320,62 @@ mod tests {
         let mut hub = Hub::default();
         let (slow, slow_lag) = sub(&mut hub, Scope::Location(1), 2);
         let (fast, fast_lag) = sub(&mut hub, Scope::Location(1), 100);
+        // A batch a release: the slow sink takes two, then refuses.
         for i in 0..5 {
-            hub.offer(change(i, 1, 1, 1, u64::from(i)));
+            hub.offer(change(i, 1, 1, u64::from(i) + 1, u64::from(i)));
+            hub.release_t(u64::from(i) + 1);
         }
-        hub.release_t(1);
         assert_eq!(slow.0.lock().len(), 2);
         assert!(slow_lag.load(Ordering::Acquire));
         assert_eq!(fast.0.lock().len(), 5);
         assert!(!fast_lag.load(Ordering::Acquire));
         // A lagging subscriber is skipped until its reader resyncs.
-        hub.offer(change(9, 1, 1, 2, 9));
-        hub.release_t(2);
+        hub.offer(change(9, 1, 1, 6, 9));
+        hub.release_t(6);
         assert_eq!(slow.0.lock().len(), 2);
+        assert_eq!(fast.0.lock().len(), 6);
         hub.overflow();
         assert!(
             fast_lag.load(Ordering::Acquire),
             "an overflow resyncs everyone"
         );
+    }
+
+    /// Keeps every batch it is offered.
+    #[derive(Clone, Default)]
+    struct Keep(Arc<Mutex<Vec<Arc<Batch>>>>);
+    impl Sink for Keep {
+        fn offer(&self, b: &Arc<Batch>) -> bool {
+            self.0.lock().push(b.clone());
+            true
+        }
+    }
+
+    #[test]
+    fn one_batch_a_scope_shared_by_its_subscribers_in_shard_order() {
+        let mut hub = Hub::default();
+        let (a, b, other) = (Keep::default(), Keep::default(), Keep::default());
+        hub.subscribe(Scope::Location(1), Box::new(a.clone()), Arc::default());
+        hub.subscribe(Scope::Location(1), Box::new(b.clone()), Arc::default());
+        hub.subscribe(Scope::Sku(4), Box::new(other.clone()), Arc::default());
+        // Shard 1 (odd SKUs), then shard 0; offered out of order.
+        hub.offer(change(3, 1, 30, 1, 2));
+        hub.offer(change(4, 1, 40, 1, 1));
+        hub.offer(change(1, 1, 10, 1, 1));
+        hub.offer(change(5, 2, 50, 1, 3)); // nobody follows location 2 or SKU 5
+        assert_eq!(hub.release_t(1), 4);
+        let (a, b, other) = (a.0.lock(), b.0.lock(), other.0.lock());
+        assert_eq!(a.len(), 1, "one batch for the release");
+        assert!(Arc::ptr_eq(&a[0], &b[0]), "shared, not copied");
+        assert_eq!(
+            a[0].wire,
+            b"40;10;30;".to_vec(),
+            "shard 0, then shard 1 in its order"
+        );
+        assert_eq!(a[0].message(1), b"10;");
+        assert_eq!(a[0].ends, vec![3, 6, 9]);
+        assert_eq!(other.len(), 1);
+        assert_eq!(other[0].wire, b"40;".to_vec());
     }
 
     #[test]

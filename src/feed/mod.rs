@@ -2,29 +2,29 @@
 //! for store apps. The stock shards hand each change to the feed's thread
 //! through a bounded queue (never blocking a shard: a full queue makes
 //! every subscriber resync instead); the thread holds changes until the
-//! journal has made them durable and fans them out (`hub`).
+//! journal has made them durable and fans them out (`hub`) once a window
+//! (`[feed] window_ms`): each record's latest value in that window, framed
+//! once for every WebSocket session of its scope (`ws`).
 
 pub mod hub;
+pub mod ws;
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-pub use hub::{Change, Scope, Sink};
+pub use hub::{Batch, Change, Scope, Sink};
 
 use crate::clock::rfc3339;
-use crate::domain::catalog::Catalog;
+use crate::domain::catalog::{Catalog, SkuIdx};
 use crate::domain::stock::StockRecord;
 use crate::persistence::Journal;
 use parking_lot::RwLock;
+use serde::Serialize;
 
 /// Changes and requests queued for the feed's thread at most.
 pub const FEED_QUEUE_MAX: usize = 65_536;
-
-/// How long the thread waits for the journal between looks: the extra
-/// delay a change can see after its record is durable.
-const TICK: Duration = Duration::from_millis(2);
 
 enum Msg {
     Change(Change),
@@ -70,11 +70,12 @@ impl Drop for Subscription {
 }
 
 impl Feed {
-    /// Starts the feed's thread; it ends on `stop` or when every handle
-    /// is gone.
+    /// Starts the feed's thread, releasing what is durable every
+    /// `window`; it ends on `stop` or when every handle is gone.
     pub fn start(
         journal: Journal,
         catalog: Arc<RwLock<Catalog>>,
+        window: Duration,
         stop: Arc<AtomicBool>,
     ) -> std::io::Result<(Feed, std::thread::JoinHandle<()>)> {
         let (tx, rx) = bounded(FEED_QUEUE_MAX);
@@ -86,7 +87,7 @@ impl Feed {
         let (overflow, stats) = (feed.overflow.clone(), feed.stats.clone());
         let handle = std::thread::Builder::new()
             .name("feed".into())
-            .spawn(move || run(rx, journal, catalog, overflow, stats, stop))?;
+            .spawn(move || run(rx, journal, catalog, window, overflow, stats, stop))?;
         Ok((feed, handle))
     }
 
@@ -120,74 +121,133 @@ impl Feed {
 }
 
 /// A stock record as api.md shows it (the fields every answer and the
-/// feed share; the HTTP answers add the daily `rotation`).
-pub fn record_json(sku: &str, location: &str, r: &StockRecord) -> serde_json::Value {
-    serde_json::json!({
-        "location": location,
-        "sku": sku,
-        "on_hand": r.on_hand,
-        "reserved": r.reserved,
-        "safety_stock": r.safety_stock,
-        "available": r.available(),
-        "version": r.version,
-    })
+/// feed share; the HTTP answers add the daily `rotation`), and as the
+/// feed's change message with `type` and `ts`. Serialized straight into
+/// the message's bytes: a snapshot of a store is thousands of these.
+#[derive(Serialize)]
+pub struct RecordWire<'a> {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    pub location: &'a str,
+    pub sku: &'a str,
+    pub on_hand: i64,
+    pub reserved: i64,
+    pub safety_stock: u32,
+    pub available: i64,
+    pub version: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ts: Option<String>,
 }
 
-/// A change as api.md's feed sends it: `{"type":"stock", <stock record>,
-/// "ts"}`.
-pub fn encode(catalog: &Catalog, c: &Change) -> Option<Arc<str>> {
+impl<'a> RecordWire<'a> {
+    pub fn new(sku: &'a str, location: &'a str, r: &StockRecord) -> Self {
+        RecordWire {
+            kind: None,
+            location,
+            sku,
+            on_hand: r.on_hand,
+            reserved: r.reserved,
+            safety_stock: r.safety_stock,
+            available: r.available(),
+            version: r.version,
+            ts: None,
+        }
+    }
+}
+
+/// A stock record as a JSON value (the HTTP answers).
+pub fn record_json(sku: &str, location: &str, r: &StockRecord) -> serde_json::Value {
+    serde_json::to_value(RecordWire::new(sku, location, r)).unwrap_or_default()
+}
+
+/// A change as api.md's feed sends it, `{"type":"stock", <stock record>,
+/// "ts"}`, in a WebSocket text frame.
+pub fn encode(catalog: &Catalog, c: &Change) -> Option<Vec<u8>> {
     let (sku, _) = catalog.sku(c.sku)?;
     let (loc, _) = catalog.location(c.record.location)?;
-    let mut v = record_json(sku.as_str(), loc.as_str(), &c.record);
-    let o = v.as_object_mut()?;
-    o.insert("type".into(), "stock".into());
-    o.insert("ts".into(), rfc3339(c.at_ms).into());
-    Some(Arc::from(v.to_string()))
+    let wire = RecordWire {
+        kind: Some("stock"),
+        ts: Some(rfc3339(c.at_ms)),
+        ..RecordWire::new(sku.as_str(), loc.as_str(), &c.record)
+    };
+    let text = serde_json::to_vec(&wire).ok()?;
+    let mut frame = Vec::with_capacity(text.len() + 4);
+    ws::frame_into(&mut frame, ws::OP_TEXT, &text);
+    Some(frame)
+}
+
+/// The feed's snapshot message, `{"type":"snapshot","records":[...]}`, of
+/// `records` (those the catalog cannot name are left out).
+pub fn snapshot_message(catalog: &Catalog, records: &[(SkuIdx, StockRecord)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + records.len() * 140);
+    out.extend_from_slice(br#"{"type":"snapshot","records":["#);
+    let mut first = true;
+    for (s, r) in records {
+        let (Some((sku, _)), Some((loc, _))) = (catalog.sku(*s), catalog.location(r.location))
+        else {
+            continue;
+        };
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, &RecordWire::new(sku.as_str(), loc.as_str(), r));
+    }
+    out.extend_from_slice(b"]}");
+    out
 }
 
 fn run(
     rx: Receiver<Msg>,
     journal: Journal,
     catalog: Arc<RwLock<Catalog>>,
+    window: Duration,
     overflow: Arc<AtomicBool>,
     stats: Arc<FeedStats>,
     stop: Arc<AtomicBool>,
 ) {
     let mut hub = hub::Hub::default();
+    let mut next_release = Instant::now() + window;
     while !stop.load(Ordering::Relaxed) {
-        let first = match rx.recv_timeout(TICK) {
+        // Messages until the window closes: a record changed ten times in
+        // it goes out once, and a session wakes once a window at most.
+        let m = match rx.recv_deadline(next_release) {
             Ok(m) => Some(m),
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => return,
         };
-        for m in first.into_iter().chain(rx.try_iter()) {
-            match m {
-                Msg::Change(c) => hub.offer(c),
-                Msg::Subscribe {
-                    scope,
-                    sink,
-                    lagging,
-                    id,
-                } => {
-                    let n = hub.subscribe(scope, sink, lagging);
-                    id.store(n as u64, Ordering::Release);
-                }
-                Msg::Unsubscribe(id) => {
-                    let n = id.load(Ordering::Acquire);
-                    if n != u64::MAX {
-                        hub.unsubscribe(n as usize);
-                    }
+        match m {
+            Some(Msg::Change(c)) => hub.offer(c),
+            Some(Msg::Subscribe {
+                scope,
+                sink,
+                lagging,
+                id,
+            }) => {
+                let n = hub.subscribe(scope, sink, lagging);
+                id.store(n as u64, Ordering::Release);
+            }
+            Some(Msg::Unsubscribe(id)) => {
+                let n = id.load(Ordering::Acquire);
+                if n != u64::MAX {
+                    hub.unsubscribe(n as usize);
                 }
             }
+            None => {}
         }
+        if Instant::now() < next_release {
+            continue;
+        }
+        next_release = Instant::now() + window;
         if overflow.swap(false, Ordering::AcqRel) {
             hub.overflow();
         }
-        let n = {
+        if hub.pending() > 0 {
             let c = catalog.read();
-            hub.release(journal.durable_ticket(), |ch| encode(&c, ch))
-        };
-        stats.released.fetch_add(n as u64, Ordering::Relaxed);
+            let n = hub.release(journal.durable_ticket(), |ch| encode(&c, ch));
+            stats.released.fetch_add(n as u64, Ordering::Relaxed);
+        }
         stats
             .subscribers
             .store(hub.subscribers() as u64, Ordering::Relaxed);

@@ -10,60 +10,54 @@
 //! silent for `[feed] idle_timeout_s` (60 s) is closed, and pinged every
 //! third of it; on SIGTERM every session is closed with 1001 (going away).
 
-use futures::{SinkExt, StreamExt};
-use serde_json::{json, Value};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncWriteExt, WriteHalf};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
-use tokio_tungstenite::tungstenite::protocol::frame::Frame;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role as WsRole, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 use warp::http::{header, HeaderMap, Method, Request, Response, StatusCode};
 use warp::hyper::upgrade::Upgraded;
 use warp::hyper::Body;
 
 use super::error::{ApiError, Code};
 use super::AppState;
-use crate::actors::FeedView;
+use crate::actors::EngineError;
 use crate::config::Role;
-use crate::domain::catalog::SkuIdx;
-use crate::domain::stock::StockRecord;
-use crate::feed::{Change, Scope, Sink};
+use crate::feed::ws::{self, Incoming, ReadError, Reader};
+use crate::feed::{Batch, Scope, Sink, Subscription};
 use crate::metrics::Route;
 
-/// Changes queued for one session at most (about 100 bytes each).
-pub const SESSION_QUEUE: usize = 128;
+/// Batches queued for one session at most: a batch is what one window of
+/// the feed (`[feed] window_ms`) changed in the session's scope, shared by
+/// every session of the scope.
+pub const SESSION_QUEUE: usize = 64;
 
-/// A snapshot goes out in frames of this size (one text message, api.md),
-/// so that no connection's write buffer grows past a few of them: a
-/// snapshot of 1,000 records is ~150 KB, and the buffer would keep that
-/// capacity for the life of the connection.
-const SNAPSHOT_PART: usize = 8 * 1024;
+/// The bytes of the batches a session holds (queued or being written) at
+/// most, beyond one: what a reader that stopped reading can keep alive
+/// before it is resynced instead. One batch is always taken, so the bound
+/// is this or one window's changes of the scope (no more than a snapshot).
+pub const SESSION_BYTES: usize = 128 * 1024;
 
-fn ws_config() -> WebSocketConfig {
-    WebSocketConfig {
-        // Written to the socket once this much is buffered (and on flush).
-        write_buffer_size: SNAPSHOT_PART,
-        // Clients send pongs and closes only.
-        max_message_size: Some(64 * 1024),
-        max_frame_size: Some(64 * 1024),
-        ..WebSocketConfig::default()
-    }
+/// Snapshots built at once at most (see `snapshot`).
+pub const SNAPSHOTS_AT_ONCE: usize = 4;
+
+/// A session's bounded queue, as the feed's sink.
+struct Queue {
+    tx: mpsc::Sender<Arc<Batch>>,
+    /// Bytes of the batches the session holds; it subtracts what it wrote.
+    held: Arc<AtomicUsize>,
 }
 
-type Socket = WebSocketStream<Upgraded>;
-
-/// A session's bounded queue, as the feed's sink: the change (for its
-/// shard order) and its text, encoded once for every session.
-struct Queue(mpsc::Sender<(Change, Arc<str>)>);
-
 impl Sink for Queue {
-    fn offer(&self, c: &Change, text: &Arc<str>) -> bool {
-        self.0.try_send((*c, text.clone())).is_ok()
+    fn offer(&self, b: &Arc<Batch>) -> bool {
+        let n = b.wire.len();
+        let before = self.held.fetch_add(n, Ordering::AcqRel);
+        if (before > 0 && before + n > SESSION_BYTES) || self.tx.try_send(b.clone()).is_err() {
+            self.held.fetch_sub(n, Ordering::AcqRel);
+            return false;
+        }
+        true
     }
 }
 
@@ -76,7 +70,8 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
 
 /// A WebSocket upgrade of `/v1/feed` (the server routes it here before
 /// the rest of the API: warp's own WebSocket keeps buffers as large as the
-/// largest message sent, a snapshot).
+/// largest message sent, a snapshot, and encodes every message per
+/// connection; the feed's frames are encoded once, `feed::ws`).
 pub fn is_upgrade(req: &Request<Body>) -> bool {
     req.uri().path() == "/v1/feed"
         && req.method() == Method::GET
@@ -120,13 +115,9 @@ fn handshake(state: Arc<AppState>, mut req: Request<Body>) -> Result<Response<Bo
     let upgrade = warp::hyper::upgrade::on(&mut req);
     // Taken now: the server waits for every session to close on SIGTERM.
     let closing = state.closing.subscribe();
-    tokio::spawn(async move {
+    state.feed_rt.clone().spawn(async move {
         match upgrade.await {
-            Ok(up) => {
-                let ws =
-                    WebSocketStream::from_raw_socket(up, WsRole::Server, Some(ws_config())).await;
-                session(ws, state, scope, closing).await;
-            }
+            Ok(up) => session(up, state, scope, closing).await,
             Err(e) => tracing::debug!(error = %e, "feed: the upgrade did not complete"),
         }
     });
@@ -173,79 +164,125 @@ fn check(state: &AppState, query: &str, headers: &HeaderMap) -> Result<Scope, Ap
     }
 }
 
-fn record(state: &AppState, sku: SkuIdx, r: &StockRecord) -> Option<Value> {
-    let c = state.engine.catalog();
-    let (sku, _) = c.sku(sku)?;
-    let (loc, _) = c.location(r.location)?;
-    Some(crate::feed::record_json(sku.as_str(), loc.as_str(), r))
+/// Subscribes `sink` to the scope and builds the scope's snapshot message,
+/// under the snapshot gate: when thousands of store apps reconnect at once
+/// (a restart, a network blip), the snapshots are built a few at a time,
+/// so the memory and CPU of the burst stay those of a few snapshots (~140
+/// bytes a record). Subscribed first: a change after the view reaches the
+/// sink. With no sink, a fresh snapshot for a session that fell behind.
+async fn snapshot(
+    state: &AppState,
+    scope: Scope,
+    sink: Option<Box<dyn Sink>>,
+) -> Result<(Option<Subscription>, Vec<u8>, Vec<u64>), EngineError> {
+    let _permit = state
+        .feed_snapshots
+        .acquire()
+        .await
+        .map_err(|_| EngineError::Stopped)?;
+    let (sub, view) = match sink {
+        Some(sink) => {
+            let (sub, view) = state.engine.feed_subscribe(scope, sink).await?;
+            (Some(sub), view)
+        }
+        None => (None, state.engine.feed_view(scope).await?),
+    };
+    let text = crate::feed::snapshot_message(&state.engine.catalog(), &view.records);
+    Ok((sub, text, view.seen))
 }
 
-fn snapshot_text(state: &AppState, view: &FeedView) -> String {
-    let records: Vec<Value> = view
-        .records
-        .iter()
-        .filter_map(|(s, r)| record(state, *s, r))
-        .collect();
-    json!({"type": "snapshot", "records": records}).to_string()
+/// The write side of a session: every write bounded by `limit`, so that a
+/// client that stopped reading cannot hold its session forever.
+struct Writer {
+    w: WriteHalf<Upgraded>,
+    limit: Duration,
 }
 
-/// Sends the snapshot as one text message in `SNAPSHOT_PART` frames.
-async fn send_snapshot<S>(tx: &mut S, text: String) -> Result<(), ()>
-where
-    S: futures::Sink<Message> + Unpin,
-{
-    let bytes = text.into_bytes();
-    let parts = bytes.len().div_ceil(SNAPSHOT_PART).max(1);
-    for (i, part) in bytes.chunks(SNAPSHOT_PART).enumerate() {
-        let opcode = if i == 0 {
-            OpCode::Data(Data::Text)
-        } else {
-            OpCode::Data(Data::Continue)
-        };
-        let frame = Frame::message(part.to_vec(), opcode, i + 1 == parts);
-        tx.feed(Message::Frame(frame)).await.map_err(|_| ())?;
-        // Out before the next parts pile up in the buffer.
-        tx.flush().await.map_err(|_| ())?;
+impl Writer {
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), ()> {
+        match tokio::time::timeout(self.limit, self.w.write_all(bytes)).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(()),
+        }
     }
-    Ok(())
-}
 
-fn close(code: u16, reason: &'static str) -> Message {
-    Message::Close(Some(CloseFrame {
-        code: CloseCode::from(code),
-        reason: reason.into(),
-    }))
+    /// The snapshot as one text message, written from the text itself (no
+    /// copy of it is kept once it is out).
+    async fn snapshot(&mut self, text: Vec<u8>) -> Result<(), ()> {
+        self.write(&ws::header(ws::OP_TEXT, text.len())).await?;
+        self.write(&text).await
+    }
+
+    /// A batch's messages, less those the snapshot already holds (a
+    /// change at or before its shard's count in the snapshot).
+    async fn batch(&mut self, b: &Batch, seen: &[u64]) -> Result<(), ()> {
+        let old = |c: &crate::feed::Change| {
+            c.shard_seq <= seen.get(c.shard as usize).copied().unwrap_or(0)
+        };
+        if !b.changes.iter().any(old) {
+            return self.write(&b.wire).await;
+        }
+        let mut fresh = Vec::new();
+        for (i, c) in b.changes.iter().enumerate() {
+            if !old(c) {
+                fresh.extend_from_slice(b.message(i));
+            }
+        }
+        self.write(&fresh).await
+    }
+
+    /// Sends a close frame and waits a moment for the client's (RFC 6455
+    /// closing handshake); then the connection is dropped either way.
+    async fn close<R: tokio::io::AsyncRead + Unpin>(
+        &mut self,
+        code: u16,
+        reason: &str,
+        reader: &mut Reader,
+        rd: &mut R,
+    ) {
+        if self.write(&ws::close_frame(code, reason)).await.is_err() {
+            return;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while let Ok(m) = reader.next(rd).await {
+                if let Incoming::Close(_) = m {
+                    break;
+                }
+            }
+        })
+        .await;
+        let _ = self.w.shutdown().await;
+    }
 }
 
 async fn session(
-    socket: Socket,
+    up: Upgraded,
     state: Arc<AppState>,
     scope: Scope,
     mut closing: watch::Receiver<bool>,
 ) {
-    let (mut tx, mut rx) = socket.split();
-    let (queue, mut changes) = mpsc::channel(SESSION_QUEUE);
-    let (sub, view) = match state
-        .engine
-        .feed_subscribe(scope, Box::new(Queue(queue)))
-        .await
-    {
-        Ok(x) => x,
-        Err(e) => {
-            tracing::warn!(error = %e, "feed: no snapshot, closing");
-            let _ = tx.send(close(1011, "unavailable")).await;
+    let (mut rd, w) = tokio::io::split(up);
+    let idle = state.feed_idle;
+    let mut tx = Writer { w, limit: idle };
+    let mut reader = Reader::default();
+    let (queue, mut batches) = mpsc::channel(SESSION_QUEUE);
+    let held = Arc::new(AtomicUsize::new(0));
+    let sink = Queue {
+        tx: queue,
+        held: held.clone(),
+    };
+    let (sub, text, mut seen) = match snapshot(&state, scope, Some(Box::new(sink))).await {
+        Ok((Some(sub), text, seen)) => (sub, text, seen),
+        Ok((None, ..)) | Err(_) => {
+            tracing::warn!("feed: no snapshot, closing");
+            tx.close(1011, "unavailable", &mut reader, &mut rd).await;
             return;
         }
     };
-    if send_snapshot(&mut tx, snapshot_text(&state, &view))
-        .await
-        .is_err()
-    {
+    // Only the shards' counts are kept once the records went out.
+    if tx.snapshot(text).await.is_err() {
         return;
     }
-    // Only the shards' counts are kept: the records went out.
-    let mut seen = view.seen;
-    let idle = state.feed_idle;
     let mut ping = tokio::time::interval(idle / 3);
     ping.tick().await;
     // A lagging session's queue is no longer fed: look at the flag often.
@@ -255,68 +292,123 @@ async fn session(
         if sub.lagging.load(Ordering::Acquire) {
             // Fell behind: a fresh snapshot instead of the backlog.
             sub.lagging.store(false, Ordering::Release);
-            while changes.try_recv().is_ok() {}
-            let view = match state.engine.feed_view(scope).await {
-                Ok(v) => v,
-                Err(_) => break,
+            while let Ok(b) = batches.try_recv() {
+                held.fetch_sub(b.wire.len(), Ordering::AcqRel);
+            }
+            let Ok((_, text, now_seen)) = snapshot(&state, scope, None).await else {
+                break;
             };
-            if send_snapshot(&mut tx, snapshot_text(&state, &view))
-                .await
-                .is_err()
-            {
+            if tx.snapshot(text).await.is_err() {
                 break;
             }
-            seen = view.seen;
+            seen = now_seen;
             continue;
         }
         tokio::select! {
-            c = changes.recv() => {
-                let Some(first) = c else { break };
-                // Everything queued goes out with one flush (one write for
-                // many changes when the feed is busy).
-                // At most a queue's worth, so that pings, closes and the
-                // lag check still get their turn under a steady stream.
-                let mut failed = false;
+            b = batches.recv() => {
+                let Some(first) = b else { break };
+                // What else is queued goes out now too; at most a queue's
+                // worth, so that pings, closes and the lag check still get
+                // their turn under a steady stream.
                 let mut next = Some(first);
-                let mut batch = 0;
-                while let Some((c, text)) = next.take() {
-                    // Already in the snapshot.
-                    let had = seen.get(c.shard as usize).copied().unwrap_or(0);
-                    if c.shard_seq > had && tx.feed(Message::Text(text.to_string())).await.is_err() {
+                let mut sent = 0;
+                let mut failed = false;
+                while let Some(b) = next.take() {
+                    let wrote = tx.batch(&b, &seen).await;
+                    held.fetch_sub(b.wire.len(), Ordering::AcqRel);
+                    if wrote.is_err() {
                         failed = true;
                         break;
                     }
-                    batch += 1;
-                    if batch < SESSION_QUEUE {
-                        next = changes.try_recv().ok();
+                    sent += 1;
+                    if sent < SESSION_QUEUE {
+                        next = batches.try_recv().ok();
                     }
                 }
-                if failed || tx.flush().await.is_err() {
+                if failed {
                     break;
                 }
             }
-            m = rx.next() => {
+            m = reader.next(&mut rd) => {
+                last_heard = tokio::time::Instant::now();
                 match m {
-                    Some(Ok(m)) if m.is_close() => break,
-                    Some(Ok(_)) => last_heard = tokio::time::Instant::now(),
-                    _ => break,
+                    Ok(Incoming::Ping(p)) => {
+                        let mut pong = Vec::with_capacity(p.len() + 2);
+                        ws::frame_into(&mut pong, ws::OP_PONG, &p);
+                        if tx.write(&pong).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(Incoming::Pong | Incoming::Data) => {}
+                    Ok(Incoming::Close(code)) => {
+                        // The closing handshake: the client's code echoed.
+                        let _ = tx.write(&ws::close_frame(code.unwrap_or(1000), "")).await;
+                        let _ = tx.w.shutdown().await;
+                        break;
+                    }
+                    Err(ReadError::Gone) => break,
+                    Err(ReadError::Protocol(code, why)) => {
+                        tx.close(code, why, &mut reader, &mut rd).await;
+                        break;
+                    }
                 }
             }
             _ = ping.tick() => {
                 if last_heard.elapsed() > idle {
-                    let _ = tx.send(close(1000, "idle")).await;
+                    tx.close(1000, "idle", &mut reader, &mut rd).await;
                     break;
                 }
-                if tx.send(Message::Ping(Vec::new())).await.is_err() {
+                if tx.write(&ws::header(ws::OP_PING, 0)).await.is_err() {
                     break;
                 }
             }
             _ = lag_check.tick() => {}
             _ = closing.changed() => {
-                let _ = tx.send(close(1001, "server shutting down")).await;
+                tx.close(1001, "server shutting down", &mut reader, &mut rd).await;
                 break;
             }
         }
     }
-    let _ = tx.close().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(bytes: usize) -> Arc<Batch> {
+        Arc::new(Batch {
+            wire: vec![0; bytes],
+            ..Batch::default()
+        })
+    }
+
+    #[test]
+    fn a_session_holds_one_batch_of_any_size_and_more_only_within_its_bytes() {
+        let (tx, mut rx) = mpsc::channel(SESSION_QUEUE);
+        let held = Arc::new(AtomicUsize::new(0));
+        let q = Queue {
+            tx,
+            held: held.clone(),
+        };
+        assert!(q.offer(&batch(SESSION_BYTES * 4)), "one batch always goes");
+        assert!(!q.offer(&batch(10)), "nothing more past the bound");
+        assert_eq!(held.load(Ordering::Acquire), SESSION_BYTES * 4);
+        // The session wrote it and gave its bytes back.
+        let b = rx.try_recv().expect("queued");
+        held.fetch_sub(b.wire.len(), Ordering::AcqRel);
+        let small = SESSION_BYTES / 4;
+        for _ in 0..4 {
+            assert!(q.offer(&batch(small)));
+        }
+        assert!(!q.offer(&batch(1)), "the bound counts bytes");
+        assert_eq!(held.load(Ordering::Acquire), SESSION_BYTES);
+        // And the count: many small batches stop at SESSION_QUEUE.
+        while rx.try_recv().is_ok() {}
+        held.store(0, Ordering::Release);
+        let taken = (0..SESSION_QUEUE * 2)
+            .filter(|_| q.offer(&batch(1)))
+            .count();
+        assert_eq!(taken, SESSION_QUEUE);
+        assert_eq!(held.load(Ordering::Acquire), SESSION_QUEUE);
+    }
 }

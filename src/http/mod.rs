@@ -53,6 +53,10 @@ pub struct AppState {
     pub closing: tokio::sync::watch::Sender<bool>,
     /// A feed client silent this long is closed (`[feed] idle_timeout_s`).
     pub feed_idle: std::time::Duration,
+    /// Feed snapshots built at once at most (`feed::SNAPSHOTS_AT_ONCE`).
+    pub feed_snapshots: tokio::sync::Semaphore,
+    /// Where the feed's sessions run (`[feed] threads`).
+    pub feed_rt: tokio::runtime::Handle,
 }
 
 /// A request as the handlers see it.

@@ -38,6 +38,7 @@ pub fn open(fs: &SimStorage, clock: &ManualClock, shards: usize) -> Engine {
             shards,
             snapshot: None,
             sourcing: Default::default(),
+            feed_window: std::time::Duration::from_millis(2),
         },
         Arc::new(fs.clone()),
         Arc::new(clock.clone()),
