@@ -8,7 +8,7 @@
 //! could undo. Changes of one record waiting together are coalesced (the
 //! newest value, the highest ticket): api.md allows it, and it bounds the
 //! waiting set by the records, not by the writes. A subscriber's sink is
-//! bounded: one that refuses a change is marked lagging, and its reader
+//! bounded: one that refuses a batch is marked lagging, and its reader
 //! sends a fresh snapshot instead of the backlog.
 
 use ahash::AHashMap;
@@ -96,7 +96,7 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Adds a subscriber; `lagging` is set when its sink refuses a change.
+    /// Adds a subscriber; `lagging` is set when its sink refuses a batch.
     pub fn subscribe(
         &mut self,
         scope: Scope,
