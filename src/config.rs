@@ -176,10 +176,17 @@ impl Config {
         if let Some(v) = env("HOLDFAST_DATA_DIR") {
             f.server.data_dir = PathBuf::from(v);
         }
-        if let Some(v) = env("HOLDFAST_SHARDS") {
-            f.server.shards = v
-                .parse()
-                .map_err(|_| format!("HOLDFAST_SHARDS={v}: expected a number of actor threads"))?;
+        // A number from the environment, or a clear error naming it.
+        let number = |name: &str, what: &str| -> Result<Option<usize>, String> {
+            env(name)
+                .map(|v| {
+                    v.parse()
+                        .map_err(|_| format!("{name}={v}: expected {what}"))
+                })
+                .transpose()
+        };
+        if let Some(n) = number("HOLDFAST_SHARDS", "a number of actor threads")? {
+            f.server.shards = n;
         }
         if let Some(v) = env("HOLDFAST_DURABILITY") {
             f.server.durability = match v.as_str() {
@@ -188,15 +195,11 @@ impl Config {
                 _ => return Err(format!("HOLDFAST_DURABILITY={v}: expected fsync or none")),
             };
         }
-        if let Some(v) = env("HOLDFAST_FEED_THREADS") {
-            f.feed.threads = v
-                .parse()
-                .map_err(|_| format!("HOLDFAST_FEED_THREADS={v}: expected a number of threads"))?;
+        if let Some(n) = number("HOLDFAST_FEED_THREADS", "a number of threads")? {
+            f.feed.threads = n;
         }
-        if let Some(v) = env("HOLDFAST_FEED_WINDOW_MS") {
-            f.feed.window_ms = v
-                .parse()
-                .map_err(|_| format!("HOLDFAST_FEED_WINDOW_MS={v}: expected milliseconds"))?;
+        if let Some(n) = number("HOLDFAST_FEED_WINDOW_MS", "milliseconds")? {
+            f.feed.window_ms = n as u64;
         }
         f.sourcing.validate()?;
         if !(3..=3600).contains(&f.feed.idle_timeout_s) {

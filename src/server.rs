@@ -48,12 +48,12 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
     // The feed's sessions run on a runtime of their own: thousands of them
     // woken by one busy store would otherwise queue the API's requests
     // behind them; the OS shares the cores between the two.
-    let feed_threads = match cfg.feed.threads {
-        0 => std::thread::available_parallelism().map_or(1, usize::from),
-        n => n,
-    };
-    let feed_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(feed_threads)
+    let mut feed_rt = tokio::runtime::Builder::new_multi_thread();
+    // 0: tokio's own default, one per core (as the API's runtime).
+    if cfg.feed.threads > 0 {
+        feed_rt.worker_threads(cfg.feed.threads);
+    }
+    let feed_rt = feed_rt
         .enable_all()
         .thread_name("feed-ws")
         .build()

@@ -141,6 +141,15 @@ impl Hub {
         self.live -= 1;
     }
 
+    /// The subscribers of `scope`.
+    fn followers(&self, scope: Scope) -> &[usize] {
+        let list = match scope {
+            Scope::Location(l) => self.by_location.get(&l),
+            Scope::Sku(k) => self.by_sku.get(&k),
+        };
+        list.map_or(&[], Vec::as_slice)
+    }
+
     pub fn subscribers(&self) -> usize {
         self.live
     }
@@ -198,17 +207,12 @@ impl Hub {
         // In the shards' order, so that a subscriber sees each record's
         // versions grow.
         out.sort_unstable_by_key(|c| (c.shard, c.shard_seq));
-        let followed = |list: Option<&Vec<usize>>| list.is_some_and(|l| !l.is_empty());
         let mut batches: AHashMap<Scope, Batch> = AHashMap::new();
         for c in &out {
             let scopes = [Scope::Location(c.record.location), Scope::Sku(c.sku)];
             let mut message = None;
             for scope in scopes {
-                let subs = match scope {
-                    Scope::Location(l) => self.by_location.get(&l),
-                    Scope::Sku(k) => self.by_sku.get(&k),
-                };
-                if !followed(subs) {
+                if self.followers(scope).is_empty() {
                     continue;
                 }
                 if message.is_none() {
@@ -220,11 +224,7 @@ impl Hub {
         }
         for (scope, batch) in batches {
             let batch = Arc::new(batch);
-            let subs = match scope {
-                Scope::Location(l) => self.by_location.get(&l),
-                Scope::Sku(k) => self.by_sku.get(&k),
-            };
-            for &id in subs.into_iter().flatten() {
+            for &id in self.followers(scope) {
                 let Some(s) = self.subs.get(id).and_then(Option::as_ref) else {
                     continue;
                 };

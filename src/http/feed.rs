@@ -22,10 +22,10 @@ use warp::hyper::Body;
 
 use super::error::{ApiError, Code};
 use super::AppState;
-use crate::actors::EngineError;
+use crate::actors::{EngineError, FeedView};
 use crate::config::Role;
 use crate::feed::ws::{self, Incoming, ReadError, Reader};
-use crate::feed::{Batch, Scope, Sink, Subscription};
+use crate::feed::{Batch, Scope, Sink};
 use crate::metrics::Route;
 
 /// Batches queued for one session at most: a batch is what one window of
@@ -164,31 +164,23 @@ fn check(state: &AppState, query: &str, headers: &HeaderMap) -> Result<Scope, Ap
     }
 }
 
-/// Subscribes `sink` to the scope and builds the scope's snapshot message,
-/// under the snapshot gate: when thousands of store apps reconnect at once
-/// (a restart, a network blip), the snapshots are built a few at a time,
-/// so the memory and CPU of the burst stay those of a few snapshots (~140
-/// bytes a record). Subscribed first: a change after the view reaches the
-/// sink. With no sink, a fresh snapshot for a session that fell behind.
-async fn snapshot(
+/// The snapshot message of the view `view` gives (with what else it
+/// gives), built under the snapshot gate: when thousands of store apps
+/// reconnect at once (a restart, a network blip), the snapshots are built a
+/// few at a time, so the memory and CPU of the burst stay those of a few
+/// snapshots (~140 bytes a record).
+async fn snapshot<T>(
     state: &AppState,
-    scope: Scope,
-    sink: Option<Box<dyn Sink>>,
-) -> Result<(Option<Subscription>, Vec<u8>, Vec<u64>), EngineError> {
+    view: impl std::future::Future<Output = Result<(T, FeedView), EngineError>>,
+) -> Result<(T, Vec<u8>, Vec<u64>), EngineError> {
     let _permit = state
         .feed_snapshots
         .acquire()
         .await
         .map_err(|_| EngineError::Stopped)?;
-    let (sub, view) = match sink {
-        Some(sink) => {
-            let (sub, view) = state.engine.feed_subscribe(scope, sink).await?;
-            (Some(sub), view)
-        }
-        None => (None, state.engine.feed_view(scope).await?),
-    };
+    let (with, view) = view.await?;
     let text = crate::feed::snapshot_message(&state.engine.catalog(), &view.records);
-    Ok((sub, text, view.seen))
+    Ok((with, text, view.seen))
 }
 
 /// The write side of a session: every write bounded by `limit`, so that a
@@ -271,10 +263,12 @@ async fn session(
         tx: queue,
         held: held.clone(),
     };
-    let (sub, text, mut seen) = match snapshot(&state, scope, Some(Box::new(sink))).await {
-        Ok((Some(sub), text, seen)) => (sub, text, seen),
-        Ok((None, ..)) | Err(_) => {
-            tracing::warn!("feed: no snapshot, closing");
+    // Subscribed first: a change after the view then reaches the sink.
+    let first = state.engine.feed_subscribe(scope, Box::new(sink));
+    let (sub, text, mut seen) = match snapshot(&state, first).await {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!(error = %e, "feed: no snapshot, closing");
             tx.close(1011, "unavailable", &mut reader, &mut rd).await;
             return;
         }
@@ -295,7 +289,8 @@ async fn session(
             while let Ok(b) = batches.try_recv() {
                 held.fetch_sub(b.wire.len(), Ordering::AcqRel);
             }
-            let Ok((_, text, now_seen)) = snapshot(&state, scope, None).await else {
+            let view = async { Ok(((), state.engine.feed_view(scope).await?)) };
+            let Ok(((), text, now_seen)) = snapshot(&state, view).await else {
                 break;
             };
             if tx.snapshot(text).await.is_err() {
