@@ -2,6 +2,7 @@
 //!
 //! # Layout (data flows down; nothing below imports what is above)
 //! - `config`: one typed configuration (TOML + environment overrides).
+//! - `cluster`: `cluster.toml` and the shard logs on Redis (leases, streams).
 //! - `http`: warp routes, auth, validation, problem+json errors.
 //! - `actors`: actix actors that own domain state and talk to the journal.
 //! - `persistence`: the journal (append, group commit, recovery) and snapshots.
@@ -13,6 +14,7 @@
 
 pub mod actors;
 pub mod clock;
+pub mod cluster;
 pub mod collections;
 pub mod config;
 pub mod domain;

@@ -1,0 +1,465 @@
+//! A shard's log in Redis: its lease, its stream of committed events, its
+//! published snapshot. Every rule that two nodes could disagree on is
+//! decided inside Redis by one Lua script, so it is atomic:
+//!
+//! - Lease `holdfast:{c}:lease:{n}` (a hash: holder, epoch; expires after
+//!   the TTL). Taking a free or lapsed lease bumps the shard's epoch
+//!   counter `holdfast:{c}:epoch:{n}`, which never goes back, so every
+//!   owner has an epoch of its own. A holder is `node/incarnation`: a node
+//!   restarted under the same id waits for its old lease to lapse and
+//!   comes back with a new epoch, never the old one.
+//! - Stream `holdfast:{c}:shard:{n}`: an append names the epoch it writes
+//!   under and the sequence number of its first event; it is refused when
+//!   the epoch is not the lease's (a stale owner: fencing), and when the
+//!   sequence does not follow the shard's last (`holdfast:{c}:seq:{n}`);
+//!   a retry of events already in is a no-op (`Appended::Duplicate`).
+//! - Snapshot `holdfast:{c}:snapshot:{n}`: published by the owner at a
+//!   sequence number with the stream entry that holds it; the stream is
+//!   trimmed only behind a published snapshot, in the same script.
+//!
+//! A follower (`Follower`) applies entries in sequence: a duplicate is
+//! skipped; a gap (trimmed or lost entries) or an entry that contradicts
+//! what it applied (a Redis failover lost the tail it had read, and a new
+//! owner wrote other events under the same numbers) means: resync from the
+//! published snapshot.
+
+use redis::{Connection, Script};
+use std::collections::HashMap;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LogError {
+    /// Redis could not be reached or answered an error: nothing is known
+    /// to be written.
+    #[error("redis: {0}")]
+    Redis(String),
+    /// The lease is not held under this epoch (now `current`, 0: nobody).
+    #[error("stale epoch: the shard's lease is at epoch {current}")]
+    Stale { current: u64 },
+    /// The first sequence number does not follow the shard's last.
+    #[error("sequence gap: the shard expects {expected}")]
+    Gap { expected: u64 },
+    /// A snapshot at or before the published one, or whose stream entry
+    /// does not hold its sequence number.
+    #[error("snapshot refused: {0}")]
+    Snapshot(String),
+}
+
+impl From<redis::RedisError> for LogError {
+    fn from(e: redis::RedisError) -> Self {
+        LogError::Redis(e.to_string())
+    }
+}
+
+/// What an append did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// In the stream; the id of its last entry.
+    Added { last_id: String },
+    /// Every event was in already (a retry after an unclear answer).
+    Duplicate,
+}
+
+/// One event of a shard's stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub id: String,
+    pub seq: u64,
+    pub epoch: u64,
+    pub data: Vec<u8>,
+}
+
+/// A published snapshot: the shard's state after event `seq`, which is
+/// stream entry `id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub seq: u64,
+    pub id: String,
+    pub epoch: u64,
+    pub data: Vec<u8>,
+}
+
+const ACQUIRE: &str = r"
+local holder = redis.call('HGET', KEYS[1], 'holder')
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return tonumber(redis.call('HGET', KEYS[1], 'epoch'))
+end
+if holder then return 0 end
+local e = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[1], 'holder', ARGV[1], 'epoch', e)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return e
+";
+
+const RENEW: &str = r"
+if redis.call('HGET', KEYS[1], 'holder') == ARGV[1]
+   and tonumber(redis.call('HGET', KEYS[1], 'epoch')) == tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return 1
+end
+return 0
+";
+
+const APPEND: &str = r"
+local e = redis.call('HGET', KEYS[1], 'epoch')
+if not e or tonumber(e) ~= tonumber(ARGV[1]) then return {'stale', tostring(e or 0)} end
+local last = tonumber(redis.call('GET', KEYS[3]) or '0')
+local first = tonumber(ARGV[2])
+local n = #ARGV - 2
+if first + n - 1 <= last then return {'dup', ''} end
+if first ~= last + 1 then return {'gap', tostring(last + 1)} end
+local id = ''
+for i = 1, n do
+  id = redis.call('XADD', KEYS[2], '*', 'seq', first + i - 1, 'epoch', ARGV[1], 'data', ARGV[2 + i])
+end
+redis.call('SET', KEYS[3], first + n - 1)
+return {'ok', id}
+";
+
+const PUBLISH: &str = r"
+local e = redis.call('HGET', KEYS[1], 'epoch')
+if not e or tonumber(e) ~= tonumber(ARGV[1]) then return {'stale', tostring(e or 0)} end
+local have = tonumber(redis.call('HGET', KEYS[3], 'seq') or '0')
+if tonumber(ARGV[2]) <= have then return {'snapshot', 'at or before the published one'} end
+local at = redis.call('XRANGE', KEYS[2], ARGV[3], ARGV[3])
+if #at == 0 then return {'snapshot', 'no such stream entry'} end
+local f = at[1][2]
+local seq = nil
+for i = 1, #f, 2 do if f[i] == 'seq' then seq = f[i + 1] end end
+if tonumber(seq) ~= tonumber(ARGV[2]) then return {'snapshot', 'the entry holds another sequence'} end
+redis.call('HSET', KEYS[3], 'seq', ARGV[2], 'id', ARGV[3], 'epoch', ARGV[1], 'data', ARGV[5])
+redis.call('XTRIM', KEYS[2], 'MINID', ARGV[4])
+return {'ok', ''}
+";
+
+/// The first stream id after `id` ("ms-n" -> "ms-(n+1)").
+fn next_id(id: &str) -> Result<String, LogError> {
+    let bad = || LogError::Snapshot(format!("stream id {id:?}"));
+    let (ms, n) = id.split_once('-').ok_or_else(bad)?;
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    Ok(format!("{ms}-{}", n + 1))
+}
+
+/// A script's `{status, detail}` answer, as an outcome.
+fn outcome(status: &str, detail: String) -> Result<String, LogError> {
+    let number = || detail.parse::<u64>().unwrap_or(0);
+    match status {
+        "ok" | "dup" => Ok(detail),
+        "stale" => Err(LogError::Stale { current: number() }),
+        "gap" => Err(LogError::Gap { expected: number() }),
+        _ => Err(LogError::Snapshot(detail)),
+    }
+}
+
+/// A node's connection to the shard logs of one cluster.
+pub struct ShardLog {
+    conn: Connection,
+    cluster: String,
+    acquire: Script,
+    renew: Script,
+    append: Script,
+    publish: Script,
+}
+
+impl ShardLog {
+    /// Connects (bounded by `timeout`, and so is every command after).
+    pub fn open(url: &str, cluster: &str, timeout: Duration) -> Result<ShardLog, LogError> {
+        let client = redis::Client::open(url)?;
+        let conn = client.get_connection_with_timeout(timeout)?;
+        conn.set_read_timeout(Some(timeout))?;
+        conn.set_write_timeout(Some(timeout))?;
+        Ok(ShardLog {
+            conn,
+            cluster: cluster.to_string(),
+            acquire: Script::new(ACQUIRE),
+            renew: Script::new(RENEW),
+            append: Script::new(APPEND),
+            publish: Script::new(PUBLISH),
+        })
+    }
+
+    fn key(&self, what: &str, shard: u32) -> String {
+        format!("holdfast:{}:{what}:{shard}", self.cluster)
+    }
+
+    /// Takes the shard's lease for `holder` (`node/incarnation`), or
+    /// renews it if `holder` has it: its epoch; `None` while another
+    /// holder's lease runs.
+    pub fn acquire(
+        &mut self,
+        shard: u32,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<u64>, LogError> {
+        let epoch: u64 = self
+            .acquire
+            .key(self.key("lease", shard))
+            .key(self.key("epoch", shard))
+            .arg(holder)
+            .arg(ttl.as_millis() as u64)
+            .invoke(&mut self.conn)?;
+        Ok((epoch > 0).then_some(epoch))
+    }
+
+    /// Extends the lease `holder` has under `epoch`; false when it lapsed
+    /// or another took it (the holder must stop writing).
+    pub fn renew(
+        &mut self,
+        shard: u32,
+        holder: &str,
+        epoch: u64,
+        ttl: Duration,
+    ) -> Result<bool, LogError> {
+        let ok: u32 = self
+            .renew
+            .key(self.key("lease", shard))
+            .arg(holder)
+            .arg(epoch)
+            .arg(ttl.as_millis() as u64)
+            .invoke(&mut self.conn)?;
+        Ok(ok == 1)
+    }
+
+    /// The lease's holder and epoch, if it runs.
+    pub fn owner(&mut self, shard: u32) -> Result<Option<(String, u64)>, LogError> {
+        let h: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.key("lease", shard))
+            .query(&mut self.conn)?;
+        Ok(match (h.get("holder"), h.get("epoch")) {
+            (Some(holder), Some(e)) => Some((holder.clone(), e.parse().unwrap_or(0))),
+            _ => None,
+        })
+    }
+
+    /// Appends `events` (sequence numbers `first..`) under `epoch`, all or
+    /// none, fenced by the lease (see the module's rules).
+    pub fn append(
+        &mut self,
+        shard: u32,
+        epoch: u64,
+        first: u64,
+        events: &[Vec<u8>],
+    ) -> Result<Appended, LogError> {
+        if events.is_empty() {
+            return Ok(Appended::Duplicate);
+        }
+        let mut call = self.append.prepare_invoke();
+        call.key(self.key("lease", shard))
+            .key(self.key("shard", shard))
+            .key(self.key("seq", shard))
+            .arg(epoch)
+            .arg(first);
+        for e in events {
+            call.arg(e.as_slice());
+        }
+        let (status, detail): (String, String) = call.invoke(&mut self.conn)?;
+        let detail = outcome(&status, detail)?;
+        Ok(if status == "dup" {
+            Appended::Duplicate
+        } else {
+            Appended::Added { last_id: detail }
+        })
+    }
+
+    /// Up to `count` entries after stream id `after` ("0-0": from the
+    /// start), in order.
+    pub fn read(&mut self, shard: u32, after: &str, count: usize) -> Result<Vec<Entry>, LogError> {
+        type Raw = Vec<(String, HashMap<String, Vec<u8>>)>;
+        let raw: Raw = redis::cmd("XRANGE")
+            .arg(self.key("shard", shard))
+            .arg(format!("({after}"))
+            .arg("+")
+            .arg("COUNT")
+            .arg(count)
+            .query(&mut self.conn)?;
+        raw.into_iter()
+            .map(|(id, mut f)| {
+                let num = |f: &HashMap<String, Vec<u8>>, k: &str| {
+                    f.get(k)
+                        .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+                        .ok_or_else(|| LogError::Redis(format!("entry {id}: no {k}")))
+                };
+                Ok(Entry {
+                    seq: num(&f, "seq")?,
+                    epoch: num(&f, "epoch")?,
+                    data: f.remove("data").unwrap_or_default(),
+                    id,
+                })
+            })
+            .collect()
+    }
+
+    /// The shard's last sequence number in Redis (0: none yet).
+    pub fn last_seq(&mut self, shard: u32) -> Result<u64, LogError> {
+        let v: Option<u64> = redis::cmd("GET")
+            .arg(self.key("seq", shard))
+            .query(&mut self.conn)?;
+        Ok(v.unwrap_or(0))
+    }
+
+    /// Publishes the shard's state after event `seq` (stream entry `id`)
+    /// under `epoch`, and trims the stream up to that entry.
+    pub fn publish_snapshot(
+        &mut self,
+        shard: u32,
+        epoch: u64,
+        seq: u64,
+        id: &str,
+        data: &[u8],
+    ) -> Result<(), LogError> {
+        let (status, detail): (String, String) = self
+            .publish
+            .key(self.key("lease", shard))
+            .key(self.key("shard", shard))
+            .key(self.key("snapshot", shard))
+            .arg(epoch)
+            .arg(seq)
+            .arg(id)
+            .arg(next_id(id)?)
+            .arg(data)
+            .invoke(&mut self.conn)?;
+        outcome(&status, detail).map(|_| ())
+    }
+
+    /// The shard's published snapshot, if any.
+    pub fn snapshot(&mut self, shard: u32) -> Result<Option<Published>, LogError> {
+        let mut h: HashMap<String, Vec<u8>> = redis::cmd("HGETALL")
+            .arg(self.key("snapshot", shard))
+            .query(&mut self.conn)?;
+        if h.is_empty() {
+            return Ok(None);
+        }
+        let mut text = |k: &str| {
+            h.remove(k)
+                .and_then(|v| String::from_utf8(v).ok())
+                .ok_or_else(|| LogError::Redis(format!("snapshot of shard {shard}: no {k}")))
+        };
+        let (seq, id, epoch) = (text("seq")?, text("id")?, text("epoch")?);
+        let number = |v: &str| {
+            v.parse()
+                .map_err(|_| LogError::Redis(format!("snapshot of shard {shard}: {v:?}")))
+        };
+        Ok(Some(Published {
+            seq: number(&seq)?,
+            epoch: number(&epoch)?,
+            id,
+            data: h.remove("data").unwrap_or_default(),
+        }))
+    }
+}
+
+/// Why a follower must resync from the published snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resync {
+    /// Entries between are gone (trimmed, or lost by Redis).
+    Gap { expected: u64, got: u64 },
+    /// An entry under a number it applied, from a later epoch: what it
+    /// applied was lost by Redis and written over.
+    Diverged { seq: u64 },
+    /// An epoch went back: two writers (never, if the fencing holds).
+    EpochBack { seq: u64 },
+}
+
+/// Where a follower of one shard is: the next sequence number it applies,
+/// the epoch of the last it applied, and the stream id to read after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Follower {
+    pub next_seq: u64,
+    pub epoch: u64,
+    pub after: String,
+}
+
+impl Default for Follower {
+    fn default() -> Self {
+        Follower {
+            next_seq: 1,
+            epoch: 0,
+            after: "0-0".into(),
+        }
+    }
+}
+
+impl Follower {
+    /// Resumes after a published snapshot.
+    pub fn at(p: &Published) -> Follower {
+        Follower {
+            next_seq: p.seq + 1,
+            epoch: p.epoch,
+            after: p.id.clone(),
+        }
+    }
+
+    /// Whether to apply `e` (false: a duplicate, already applied); moves
+    /// past it.
+    pub fn accept(&mut self, e: &Entry) -> Result<bool, Resync> {
+        if e.seq < self.next_seq {
+            if e.epoch > self.epoch {
+                return Err(Resync::Diverged { seq: e.seq });
+            }
+            self.after = e.id.clone();
+            return Ok(false);
+        }
+        if e.seq > self.next_seq {
+            return Err(Resync::Gap {
+                expected: self.next_seq,
+                got: e.seq,
+            });
+        }
+        if e.epoch < self.epoch {
+            return Err(Resync::EpochBack { seq: e.seq });
+        }
+        self.next_seq += 1;
+        self.epoch = e.epoch;
+        self.after = e.id.clone();
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(seq: u64, epoch: u64) -> Entry {
+        Entry {
+            id: format!("1-{seq}"),
+            seq,
+            epoch,
+            data: vec![],
+        }
+    }
+
+    #[test]
+    fn a_follower_applies_in_order_skips_duplicates_and_stops_at_gaps() {
+        let mut f = Follower::default();
+        assert_eq!(f.accept(&entry(1, 1)), Ok(true));
+        assert_eq!(f.accept(&entry(2, 1)), Ok(true));
+        assert_eq!(f.accept(&entry(2, 1)), Ok(false), "a duplicate delivery");
+        assert_eq!(f.accept(&entry(3, 2)), Ok(true), "a new owner continues");
+        assert_eq!(
+            f.accept(&entry(5, 2)),
+            Err(Resync::Gap {
+                expected: 4,
+                got: 5
+            })
+        );
+        assert_eq!(f.accept(&entry(3, 3)), Err(Resync::Diverged { seq: 3 }));
+        assert_eq!(f.accept(&entry(4, 1)), Err(Resync::EpochBack { seq: 4 }));
+        assert_eq!(f.next_seq, 4, "nothing refused moved it");
+        assert_eq!(f.after, "1-3");
+        let p = Published {
+            seq: 10,
+            id: "7-0".into(),
+            epoch: 2,
+            data: vec![],
+        };
+        let mut g = Follower::at(&p);
+        assert_eq!(g.accept(&entry(11, 2)), Ok(true));
+    }
+
+    #[test]
+    fn stream_ids_step_to_the_next() {
+        assert_eq!(next_id("1700-4"), Ok("1700-5".to_string()));
+        assert!(next_id("nonsense").is_err());
+    }
+}

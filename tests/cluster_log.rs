@@ -1,0 +1,194 @@
+//! The shard log on a real `redis-server` of the test's own: leases and
+//! their epochs, fenced appends, sequence rules, followers, published
+//! snapshots and the trim behind them, Redis down.
+
+mod common;
+
+use common::redis::Redis;
+use holdfast::cluster::log::{Appended, Follower, LogError, Resync, ShardLog};
+use std::time::Duration;
+
+const TTL: Duration = Duration::from_millis(300);
+
+fn open(r: &Redis) -> ShardLog {
+    ShardLog::open(&r.url(), "t", Duration::from_secs(2)).expect("connect")
+}
+
+fn events(range: std::ops::RangeInclusive<u64>) -> Vec<Vec<u8>> {
+    range.map(|i| format!("event {i}").into_bytes()).collect()
+}
+
+#[test]
+fn one_owner_an_epoch_and_a_stale_owner_cannot_write() {
+    let r = Redis::start();
+    let (mut a, mut b) = (open(&r), open(&r));
+    assert_eq!(a.acquire(0, "n1/1", TTL), Ok(Some(1)));
+    assert_eq!(b.acquire(0, "n2/1", TTL), Ok(None), "held by n1");
+    assert_eq!(
+        a.acquire(0, "n1/1", TTL),
+        Ok(Some(1)),
+        "a renewal, same epoch"
+    );
+    assert_eq!(b.acquire(1, "n2/1", TTL), Ok(Some(1)), "shards are apart");
+    // n1 restarted (a new incarnation): it waits for its own old lease.
+    assert_eq!(b.acquire(0, "n1/2", TTL), Ok(None));
+    assert!(a.renew(0, "n1/1", 1, TTL).expect("renew"));
+    assert!(!b.renew(0, "n2/1", 1, TTL).expect("renew"), "not its lease");
+    assert!(matches!(
+        a.append(0, 1, 1, &events(1..=3)),
+        Ok(Appended::Added { .. })
+    ));
+
+    // n1 stops renewing; the lease lapses; n2 takes the shard, epoch 2.
+    std::thread::sleep(TTL + Duration::from_millis(100));
+    assert_eq!(b.acquire(0, "n2/1", TTL), Ok(Some(2)));
+    assert_eq!(b.owner(0), Ok(Some(("n2/1".to_string(), 2))));
+    assert!(!a.renew(0, "n1/1", 1, TTL).expect("renew"), "n1 lost it");
+    // The old owner, back, is refused by Redis itself.
+    assert_eq!(
+        a.append(0, 1, 4, &events(4..=4)),
+        Err(LogError::Stale { current: 2 })
+    );
+    assert!(matches!(
+        b.append(0, 2, 4, &events(4..=5)),
+        Ok(Appended::Added { .. })
+    ));
+    let seen: Vec<(u64, u64)> = a
+        .read(0, "0-0", 100)
+        .expect("read")
+        .iter()
+        .map(|e| (e.seq, e.epoch))
+        .collect();
+    assert_eq!(seen, vec![(1, 1), (2, 1), (3, 1), (4, 2), (5, 2)]);
+    // A lease that lapsed with nobody taking it comes back with a new epoch.
+    std::thread::sleep(TTL + Duration::from_millis(100));
+    assert_eq!(a.acquire(0, "n1/2", TTL), Ok(Some(3)));
+}
+
+#[test]
+fn sequence_numbers_follow_and_a_retry_is_applied_once() {
+    let r = Redis::start();
+    let mut log = open(&r);
+    let epoch = log
+        .acquire(7, "n1/1", Duration::from_secs(30))
+        .expect("ok")
+        .expect("epoch");
+    assert!(matches!(
+        log.append(7, epoch, 1, &events(1..=3)),
+        Ok(Appended::Added { .. })
+    ));
+    assert_eq!(
+        log.append(7, epoch, 1, &events(1..=3)),
+        Ok(Appended::Duplicate)
+    );
+    assert_eq!(
+        log.append(7, epoch, 2, &events(2..=2)),
+        Ok(Appended::Duplicate)
+    );
+    assert_eq!(
+        log.append(7, epoch, 5, &events(5..=5)),
+        Err(LogError::Gap { expected: 4 })
+    );
+    assert_eq!(
+        log.append(7, epoch, 3, &events(3..=4)),
+        Err(LogError::Gap { expected: 4 }),
+        "an overlap is not a retry"
+    );
+    assert_eq!(log.last_seq(7), Ok(3));
+    let all = log.read(7, "0-0", 100).expect("read");
+    assert_eq!(all.len(), 3, "the refused appends left nothing");
+    assert_eq!(all[2].data, b"event 3".to_vec());
+    // Read in pages, after an id.
+    let tail = log.read(7, &all[0].id, 1).expect("read");
+    assert_eq!(tail.len(), 1);
+    assert_eq!(tail[0].seq, 2);
+}
+
+#[test]
+fn followers_resume_from_a_published_snapshot_and_see_trimmed_gaps() {
+    let r = Redis::start();
+    let mut log = open(&r);
+    let epoch = log
+        .acquire(3, "n1/1", Duration::from_secs(30))
+        .expect("ok")
+        .expect("epoch");
+    log.append(3, epoch, 1, &events(1..=5)).expect("append");
+    let all = log.read(3, "0-0", 100).expect("read");
+
+    // A follower from the start applies each once, however often delivered.
+    let mut f = Follower::default();
+    let applied: Vec<u64> = all
+        .iter()
+        .chain(all.iter())
+        .filter(|e| f.accept(e).expect("in order"))
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(applied, vec![1, 2, 3, 4, 5]);
+
+    // Refused: a stale epoch, an entry not holding the sequence, an old seq.
+    assert_eq!(
+        log.publish_snapshot(3, epoch + 1, 3, &all[2].id, b"state@3"),
+        Err(LogError::Stale { current: epoch })
+    );
+    assert!(matches!(
+        log.publish_snapshot(3, epoch, 3, &all[1].id, b"state@3"),
+        Err(LogError::Snapshot(_))
+    ));
+    log.publish_snapshot(3, epoch, 3, &all[2].id, b"state@3")
+        .expect("publish");
+    assert!(matches!(
+        log.publish_snapshot(3, epoch, 2, &all[1].id, b"state@2"),
+        Err(LogError::Snapshot(_))
+    ));
+    let p = log.snapshot(3).expect("read").expect("published");
+    assert_eq!(
+        (p.seq, p.epoch, p.data.as_slice()),
+        (3, epoch, &b"state@3"[..])
+    );
+
+    // Trimmed up to the snapshot's entry, never past it.
+    let left: Vec<u64> = log
+        .read(3, "0-0", 100)
+        .expect("read")
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(left, vec![4, 5]);
+    // A new node bootstraps from the snapshot and the rest of the stream.
+    let mut g = Follower::at(&p);
+    let rest = log.read(3, &g.after.clone(), 100).expect("read");
+    assert!(rest.iter().all(|e| g.accept(e).expect("no gap")));
+    assert_eq!(g.next_seq, 6);
+    // A follower that was behind the trim finds the gap and must resync.
+    let mut behind = Follower::default();
+    behind.accept(&all[0]).expect("1");
+    let next = log.read(3, &behind.after.clone(), 100).expect("read");
+    assert_eq!(
+        behind.accept(&next[0]),
+        Err(Resync::Gap {
+            expected: 2,
+            got: 4
+        })
+    );
+}
+
+#[test]
+fn redis_down_is_an_error_never_a_silent_write() {
+    let mut r = Redis::start();
+    let mut log = open(&r);
+    let epoch = log
+        .acquire(0, "n1/1", Duration::from_secs(30))
+        .expect("ok")
+        .expect("epoch");
+    log.append(0, epoch, 1, &events(1..=1)).expect("append");
+    r.kill();
+    assert!(matches!(
+        log.append(0, epoch, 2, &events(2..=2)),
+        Err(LogError::Redis(_))
+    ));
+    assert!(matches!(
+        log.renew(0, "n1/1", epoch, TTL),
+        Err(LogError::Redis(_))
+    ));
+    assert!(ShardLog::open(&r.url(), "t", Duration::from_millis(500)).is_err());
+}
