@@ -223,26 +223,12 @@ impl Writer {
         self.write(&fresh).await
     }
 
-    /// Sends a close frame and waits a moment for the client's (RFC 6455
-    /// closing handshake); then the connection is dropped either way.
-    async fn close<R: tokio::io::AsyncRead + Unpin>(
-        &mut self,
-        code: u16,
-        reason: &str,
-        reader: &mut Reader,
-        rd: &mut R,
-    ) {
-        if self.write(&ws::close_frame(code, reason)).await.is_err() {
-            return;
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            while let Ok(m) = reader.next(rd).await {
-                if let Incoming::Close(_) = m {
-                    break;
-                }
-            }
-        })
-        .await;
+    /// Sends a close frame and ends the connection. The client's close
+    /// is not awaited: the sessions that close are those of a client gone
+    /// silent, one breaking the protocol, or the server stopping, and
+    /// none of them should hold the session any longer.
+    async fn close(&mut self, code: u16, reason: &str) {
+        let _ = self.write(&ws::close_frame(code, reason)).await;
         let _ = self.w.shutdown().await;
     }
 }
@@ -269,7 +255,7 @@ async fn session(
         Ok(x) => x,
         Err(e) => {
             tracing::warn!(error = %e, "feed: no snapshot, closing");
-            tx.close(1011, "unavailable", &mut reader, &mut rd).await;
+            tx.close(1011, "unavailable").await;
             return;
         }
     };
@@ -337,20 +323,19 @@ async fn session(
                     Ok(Incoming::Pong | Incoming::Data) => {}
                     Ok(Incoming::Close(code)) => {
                         // The closing handshake: the client's code echoed.
-                        let _ = tx.write(&ws::close_frame(code.unwrap_or(1000), "")).await;
-                        let _ = tx.w.shutdown().await;
+                        tx.close(code.unwrap_or(1000), "").await;
                         break;
                     }
                     Err(ReadError::Gone) => break,
                     Err(ReadError::Protocol(code, why)) => {
-                        tx.close(code, why, &mut reader, &mut rd).await;
+                        tx.close(code, why).await;
                         break;
                     }
                 }
             }
             _ = ping.tick() => {
                 if last_heard.elapsed() > idle {
-                    tx.close(1000, "idle", &mut reader, &mut rd).await;
+                    tx.close(1000, "idle").await;
                     break;
                 }
                 if tx.write(&ws::header(ws::OP_PING, 0)).await.is_err() {
@@ -359,7 +344,7 @@ async fn session(
             }
             _ = lag_check.tick() => {}
             _ = closing.changed() => {
-                tx.close(1001, "server shutting down", &mut reader, &mut rd).await;
+                tx.close(1001, "server shutting down").await;
                 break;
             }
         }
