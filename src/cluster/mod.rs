@@ -8,6 +8,7 @@
 //! follower's rule for gaps and duplicates. The server does not run as a
 //! cluster yet: the next steps wire these into the engine (issue 6).
 
+pub mod lease;
 pub mod log;
 
 use serde::Deserialize;

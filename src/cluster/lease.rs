@@ -1,0 +1,175 @@
+//! A node's leases: a thread that takes and renews the leases of the
+//! shards this node should own, takes over any shard whose owner let its
+//! lease lapse, and says, for each shard, whether and under which epoch
+//! this node may write it now.
+//!
+//! "Now" is judged on this node's monotonic clock, from the moment a
+//! renewal was sent: Redis starts the TTL when it runs the script, later
+//! than that, so this node stops believing it owns a shard before Redis
+//! lets anyone else take it (minus `margin` for the clocks' drift). A
+//! renewal that fails or cannot reach Redis is not retried into the past:
+//! ownership simply ends when its time does.
+
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::log::ShardLog;
+use super::LeaseTimings;
+
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    epoch: u64,
+    until: Instant,
+}
+
+/// What the keeper knows and the engine asks.
+#[derive(Default)]
+struct Shared {
+    held: Mutex<HashMap<u32, Held>>,
+}
+
+/// Where a keeper stands in the cluster.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    pub redis_url: String,
+    pub cluster: String,
+    pub shards: u32,
+    /// This node's position among `nodes`: shard `s` is its own when
+    /// `s % nodes == index`.
+    pub index: u32,
+    pub nodes: u32,
+    /// `node/incarnation`: a restarted node is a new holder.
+    pub holder: String,
+    pub timings: LeaseTimings,
+}
+
+pub struct LeaseKeeper {
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LeaseKeeper {
+    pub fn start(p: Placement) -> std::io::Result<LeaseKeeper> {
+        let shared = Arc::new(Shared::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (shared.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("leases".into())
+            .spawn(move || run(p, s, st))?;
+        Ok(LeaseKeeper {
+            shared,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The epoch under which this node may write `shard` now, if it may.
+    pub fn owns(&self, shard: u32) -> Option<u64> {
+        let held = self.shared.held.lock();
+        let h = held.get(&shard)?;
+        (Instant::now() < h.until).then_some(h.epoch)
+    }
+
+    /// The shards this node may write now, with their epochs, in order.
+    pub fn owned(&self) -> Vec<(u32, u64)> {
+        let now = Instant::now();
+        let mut v: Vec<(u32, u64)> = self
+            .shared
+            .held
+            .lock()
+            .iter()
+            .filter(|(_, h)| now < h.until)
+            .map(|(s, h)| (*s, h.epoch))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Stops renewing (the leases lapse by themselves: as a crash would).
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.shared.held.lock().clear();
+    }
+}
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn run(p: Placement, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
+    let t = p.timings;
+    let (ttl, every) = (t.ttl(), Duration::from_millis(t.renew_ms));
+    // A tenth of the TTL for the clocks' drift and the time a renewal's
+    // answer takes to come back.
+    let valid = ttl - ttl / 10;
+    let started = Instant::now();
+    let mut log: Option<ShardLog> = None;
+    while !stop.load(Ordering::Acquire) {
+        let tick = Instant::now();
+        if log.is_none() {
+            log = ShardLog::open(&p.redis_url, &p.cluster, every)
+                .map_err(|e| tracing::warn!(error = %e, "leases: Redis unreachable"))
+                .ok();
+        }
+        if let Some(l) = log.as_mut() {
+            // Others' shards only once their owners had a TTL to take them.
+            let takeover = started.elapsed() >= ttl;
+            let mut failed = false;
+            for shard in 0..p.shards {
+                let mine = shard % p.nodes.max(1) == p.index;
+                let had = shared.held.lock().get(&shard).copied();
+                if had.is_none() && !mine && !takeover {
+                    continue;
+                }
+                let sent = Instant::now();
+                let got = match had {
+                    Some(h) => l
+                        .renew(shard, &p.holder, h.epoch, ttl)
+                        .map(|ok| ok.then_some(h.epoch)),
+                    None => l.acquire(shard, &p.holder, ttl),
+                };
+                let mut held = shared.held.lock();
+                match got {
+                    Ok(Some(epoch)) => {
+                        if had.is_none() {
+                            tracing::info!(shard, epoch, "leases: shard taken");
+                        }
+                        held.insert(
+                            shard,
+                            Held {
+                                epoch,
+                                until: sent + valid,
+                            },
+                        );
+                    }
+                    Ok(None) => {
+                        if had.is_some() {
+                            tracing::warn!(shard, "leases: shard lost");
+                        }
+                        held.remove(&shard);
+                    }
+                    Err(e) => {
+                        // Held until its time runs out, no longer.
+                        tracing::warn!(shard, error = %e, "leases: Redis did not answer");
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            if failed {
+                log = None;
+            }
+        }
+        let rest = every.saturating_sub(tick.elapsed());
+        std::thread::sleep(rest);
+    }
+}
