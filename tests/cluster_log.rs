@@ -5,13 +5,20 @@
 mod common;
 
 use common::redis::Redis;
-use holdfast::cluster::log::{Appended, Follower, LogError, Resync, ShardLog};
+use holdfast::cluster::log::{Appended, Fence, Follower, LogError, Resync, ShardLog};
 use std::time::Duration;
 
 const TTL: Duration = Duration::from_millis(300);
 
 fn open(r: &Redis) -> ShardLog {
     ShardLog::open(&r.url(), "t", Duration::from_secs(2)).expect("connect")
+}
+
+fn fence(holder: &str, epoch: u64) -> Fence {
+    Fence {
+        holder: holder.into(),
+        epoch,
+    }
 }
 
 fn events(range: std::ops::RangeInclusive<u64>) -> Vec<Vec<u8>> {
@@ -22,35 +29,39 @@ fn events(range: std::ops::RangeInclusive<u64>) -> Vec<Vec<u8>> {
 fn one_owner_an_epoch_and_a_stale_owner_cannot_write() {
     let r = Redis::start();
     let (mut a, mut b) = (open(&r), open(&r));
-    assert_eq!(a.acquire(0, "n1/1", TTL), Ok(Some(1)));
-    assert_eq!(b.acquire(0, "n2/1", TTL), Ok(None), "held by n1");
+    assert_eq!(a.acquire(0, "n1/1", TTL, 0), Ok(Some(1)));
+    assert_eq!(b.acquire(0, "n2/1", TTL, 0), Ok(None), "held by n1");
     assert_eq!(
-        a.acquire(0, "n1/1", TTL),
+        a.acquire(0, "n1/1", TTL, 0),
         Ok(Some(1)),
         "a renewal, same epoch"
     );
-    assert_eq!(b.acquire(1, "n2/1", TTL), Ok(Some(1)), "shards are apart");
+    assert_eq!(
+        b.acquire(1, "n2/1", TTL, 0),
+        Ok(Some(1)),
+        "shards are apart"
+    );
     // n1 restarted (a new incarnation): it waits for its own old lease.
-    assert_eq!(b.acquire(0, "n1/2", TTL), Ok(None));
+    assert_eq!(b.acquire(0, "n1/2", TTL, 0), Ok(None));
     assert!(a.renew(0, "n1/1", 1, TTL).expect("renew"));
     assert!(!b.renew(0, "n2/1", 1, TTL).expect("renew"), "not its lease");
     assert!(matches!(
-        a.append(0, 1, 1, &events(1..=3)),
+        a.append(0, &fence("n1/1", 1), 1, &events(1..=3)),
         Ok(Appended::Added { .. })
     ));
 
     // n1 stops renewing; the lease lapses; n2 takes the shard, epoch 2.
     std::thread::sleep(TTL + Duration::from_millis(100));
-    assert_eq!(b.acquire(0, "n2/1", TTL), Ok(Some(2)));
+    assert_eq!(b.acquire(0, "n2/1", TTL, 0), Ok(Some(2)));
     assert_eq!(b.owner(0), Ok(Some(("n2/1".to_string(), 2))));
     assert!(!a.renew(0, "n1/1", 1, TTL).expect("renew"), "n1 lost it");
     // The old owner, back, is refused by Redis itself.
     assert_eq!(
-        a.append(0, 1, 4, &events(4..=4)),
+        a.append(0, &fence("n1/1", 1), 4, &events(4..=4)),
         Err(LogError::Stale { current: 2 })
     );
     assert!(matches!(
-        b.append(0, 2, 4, &events(4..=5)),
+        b.append(0, &fence("n2/1", 2), 4, &events(4..=5)),
         Ok(Appended::Added { .. })
     ));
     let seen: Vec<(u64, u64)> = a
@@ -62,7 +73,7 @@ fn one_owner_an_epoch_and_a_stale_owner_cannot_write() {
     assert_eq!(seen, vec![(1, 1), (2, 1), (3, 1), (4, 2), (5, 2)]);
     // A lease that lapsed with nobody taking it comes back with a new epoch.
     std::thread::sleep(TTL + Duration::from_millis(100));
-    assert_eq!(a.acquire(0, "n1/2", TTL), Ok(Some(3)));
+    assert_eq!(a.acquire(0, "n1/2", TTL, 0), Ok(Some(3)));
 }
 
 #[test]
@@ -70,27 +81,27 @@ fn sequence_numbers_follow_and_a_retry_is_applied_once() {
     let r = Redis::start();
     let mut log = open(&r);
     let epoch = log
-        .acquire(7, "n1/1", Duration::from_secs(30))
+        .acquire(7, "n1/1", Duration::from_secs(30), 0)
         .expect("ok")
         .expect("epoch");
     assert!(matches!(
-        log.append(7, epoch, 1, &events(1..=3)),
+        log.append(7, &fence("n1/1", epoch), 1, &events(1..=3)),
         Ok(Appended::Added { .. })
     ));
     assert_eq!(
-        log.append(7, epoch, 1, &events(1..=3)),
+        log.append(7, &fence("n1/1", epoch), 1, &events(1..=3)),
         Ok(Appended::Duplicate)
     );
     assert_eq!(
-        log.append(7, epoch, 2, &events(2..=2)),
+        log.append(7, &fence("n1/1", epoch), 2, &events(2..=2)),
         Ok(Appended::Duplicate)
     );
     assert_eq!(
-        log.append(7, epoch, 5, &events(5..=5)),
+        log.append(7, &fence("n1/1", epoch), 5, &events(5..=5)),
         Err(LogError::Gap { expected: 4 })
     );
     assert_eq!(
-        log.append(7, epoch, 3, &events(3..=4)),
+        log.append(7, &fence("n1/1", epoch), 3, &events(3..=4)),
         Err(LogError::Gap { expected: 4 }),
         "an overlap is not a retry"
     );
@@ -109,10 +120,11 @@ fn followers_resume_from_a_published_snapshot_and_see_trimmed_gaps() {
     let r = Redis::start();
     let mut log = open(&r);
     let epoch = log
-        .acquire(3, "n1/1", Duration::from_secs(30))
+        .acquire(3, "n1/1", Duration::from_secs(30), 0)
         .expect("ok")
         .expect("epoch");
-    log.append(3, epoch, 1, &events(1..=5)).expect("append");
+    log.append(3, &fence("n1/1", epoch), 1, &events(1..=5))
+        .expect("append");
     let all = log.read(3, "0-0", 100).expect("read");
 
     // A follower from the start applies each once, however often delivered.
@@ -127,17 +139,17 @@ fn followers_resume_from_a_published_snapshot_and_see_trimmed_gaps() {
 
     // Refused: a stale epoch, an entry not holding the sequence, an old seq.
     assert_eq!(
-        log.publish_snapshot(3, epoch + 1, 3, &all[2].id, b"state@3"),
+        log.publish_snapshot(3, &fence("n1/1", epoch + 1), 3, &all[2].id, b"state@3"),
         Err(LogError::Stale { current: epoch })
     );
     assert!(matches!(
-        log.publish_snapshot(3, epoch, 3, &all[1].id, b"state@3"),
+        log.publish_snapshot(3, &fence("n1/1", epoch), 3, &all[1].id, b"state@3"),
         Err(LogError::Snapshot(_))
     ));
-    log.publish_snapshot(3, epoch, 3, &all[2].id, b"state@3")
+    log.publish_snapshot(3, &fence("n1/1", epoch), 3, &all[2].id, b"state@3")
         .expect("publish");
     assert!(matches!(
-        log.publish_snapshot(3, epoch, 2, &all[1].id, b"state@2"),
+        log.publish_snapshot(3, &fence("n1/1", epoch), 2, &all[1].id, b"state@2"),
         Err(LogError::Snapshot(_))
     ));
     let p = log.snapshot(3).expect("read").expect("published");
@@ -177,13 +189,14 @@ fn redis_down_is_an_error_never_a_silent_write() {
     let mut r = Redis::start();
     let mut log = open(&r);
     let epoch = log
-        .acquire(0, "n1/1", Duration::from_secs(30))
+        .acquire(0, "n1/1", Duration::from_secs(30), 0)
         .expect("ok")
         .expect("epoch");
-    log.append(0, epoch, 1, &events(1..=1)).expect("append");
+    log.append(0, &fence("n1/1", epoch), 1, &events(1..=1))
+        .expect("append");
     r.kill();
     assert!(matches!(
-        log.append(0, epoch, 2, &events(2..=2)),
+        log.append(0, &fence("n1/1", epoch), 2, &events(2..=2)),
         Err(LogError::Redis(_))
     ));
     assert!(matches!(
@@ -191,4 +204,52 @@ fn redis_down_is_an_error_never_a_silent_write() {
         Err(LogError::Redis(_))
     ));
     assert!(ShardLog::open(&r.url(), "t", Duration::from_millis(500)).is_err());
+}
+
+/// A Redis failover can lose the last writes of the lease and the epoch
+/// counter. The next epoch is still above every epoch the stream, the
+/// snapshot or the taker has seen, and a holder is fenced by its name as
+/// well as its epoch.
+#[test]
+fn epochs_are_never_handed_out_twice_even_when_redis_forgets_the_counter() {
+    let r = Redis::start();
+    let mut log = open(&r);
+    let long = Duration::from_secs(30);
+    let e1 = log.acquire(0, "n1/1", long, 0).expect("ok").expect("epoch");
+    log.append(0, &fence("n1/1", e1), 1, &events(1..=2))
+        .expect("append");
+    // A second holder name under the same epoch is not the lease's.
+    assert_eq!(
+        log.append(0, &fence("n2/1", e1), 3, &events(3..=3)),
+        Err(LogError::Stale { current: e1 })
+    );
+    // What a failover could lose: the lease and the counter, not the
+    // (replicated) stream.
+    let mut raw = redis::Client::open(r.url())
+        .expect("client")
+        .get_connection()
+        .expect("conn");
+    let _: () = redis::cmd("DEL")
+        .arg("holdfast:t:lease:0")
+        .arg("holdfast:t:epoch:0")
+        .query(&mut raw)
+        .expect("del");
+    let e2 = log.acquire(0, "n2/1", long, 0).expect("ok").expect("epoch");
+    assert_eq!(e2, e1 + 1, "above the stream's last entry");
+    // And the entries themselves may be lost: the taker's floor counts.
+    let _: () = redis::cmd("DEL")
+        .arg("holdfast:t:lease:0")
+        .arg("holdfast:t:epoch:0")
+        .arg("holdfast:t:shard:0")
+        .query(&mut raw)
+        .expect("del");
+    let e3 = log
+        .acquire(0, "n3/1", long, e2)
+        .expect("ok")
+        .expect("epoch");
+    assert_eq!(e3, e2 + 1, "above the floor");
+    assert_eq!(
+        log.append(0, &fence("n2/1", e2), 3, &events(3..=3)),
+        Err(LogError::Stale { current: e3 })
+    );
 }

@@ -113,6 +113,8 @@ fn run(p: Placement, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
     let valid = ttl - ttl / 10;
     let started = Instant::now();
     let mut log: Option<ShardLog> = None;
+    // The highest epoch this node held of each shard: a new one is above.
+    let mut floor: HashMap<u32, u64> = HashMap::new();
     while !stop.load(Ordering::Acquire) {
         let tick = Instant::now();
         if log.is_none() {
@@ -135,13 +137,19 @@ fn run(p: Placement, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
                     Some(h) => l
                         .renew(shard, &p.holder, h.epoch, ttl)
                         .map(|ok| ok.then_some(h.epoch)),
-                    None => l.acquire(shard, &p.holder, ttl),
+                    None => l.acquire(
+                        shard,
+                        &p.holder,
+                        ttl,
+                        floor.get(&shard).copied().unwrap_or(0),
+                    ),
                 };
                 let mut held = shared.held.lock();
                 match got {
                     Ok(Some(epoch)) => {
                         if had.is_none() {
                             tracing::info!(shard, epoch, "leases: shard taken");
+                            floor.insert(shard, epoch);
                         }
                         held.insert(
                             shard,

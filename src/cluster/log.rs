@@ -3,16 +3,20 @@
 //! decided inside Redis by one Lua script, so it is atomic:
 //!
 //! - Lease `holdfast:{c}:lease:{n}` (a hash: holder, epoch; expires after
-//!   the TTL). Taking a free or lapsed lease bumps the shard's epoch
-//!   counter `holdfast:{c}:epoch:{n}`, which never goes back, so every
-//!   owner has an epoch of its own. A holder is `node/incarnation`: a node
-//!   restarted under the same id waits for its old lease to lapse and
-//!   comes back with a new epoch, never the old one.
-//! - Stream `holdfast:{c}:shard:{n}`: an append names the epoch it writes
-//!   under and the sequence number of its first event; it is refused when
-//!   the epoch is not the lease's (a stale owner: fencing), and when the
-//!   sequence does not follow the shard's last (`holdfast:{c}:seq:{n}`);
-//!   a retry of events already in is a no-op (`Appended::Duplicate`).
+//!   the TTL). Taking a free or lapsed lease gives a new epoch: above the
+//!   shard's counter `holdfast:{c}:epoch:{n}`, above the epoch of the
+//!   stream's last entry and of its snapshot, and above the `floor` the
+//!   taker names (the highest it has seen): a Redis failover that lost the
+//!   counter's last steps cannot hand out an epoch again that a follower
+//!   saw. A holder is `node/incarnation`: a node restarted under the same
+//!   id waits for its old lease to lapse and comes back with a new epoch.
+//! - Stream `holdfast:{c}:shard:{n}`: an append names the lease it writes
+//!   under (`Fence`: holder and epoch) and the sequence number of its
+//!   first event; it is refused unless that lease is the one running (a
+//!   stale owner: fencing; the holder is checked too, so even a reused
+//!   epoch could not let two writers in), and when the sequence does not
+//!   follow the shard's last (`holdfast:{c}:seq:{n}`); a retry of events
+//!   already in is a no-op (`Appended::Duplicate`).
 //! - Snapshot `holdfast:{c}:snapshot:{n}`: published by the owner at a
 //!   sequence number with the stream entry that holds it; the stream is
 //!   trimmed only behind a published snapshot, in the same script.
@@ -60,6 +64,13 @@ pub enum Appended {
     Duplicate,
 }
 
+/// The lease a write is made under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub holder: String,
+    pub epoch: u64,
+}
+
 /// One event of a shard's stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -86,7 +97,14 @@ if holder == ARGV[1] then
   return tonumber(redis.call('HGET', KEYS[1], 'epoch'))
 end
 if holder then return 0 end
-local e = redis.call('INCR', KEYS[2])
+local e = math.max(tonumber(redis.call('GET', KEYS[2]) or '0'), tonumber(ARGV[3]))
+local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
+if #last > 0 then
+  local f = last[1][2]
+  for i = 1, #f, 2 do if f[i] == 'epoch' then e = math.max(e, tonumber(f[i + 1])) end end
+end
+e = math.max(e, tonumber(redis.call('HGET', KEYS[4], 'epoch') or '0')) + 1
+redis.call('SET', KEYS[2], e)
 redis.call('HSET', KEYS[1], 'holder', ARGV[1], 'epoch', e)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return e
@@ -101,35 +119,40 @@ end
 return 0
 ";
 
-const APPEND: &str = r"
+// The fence, shared by the scripts that write: ARGV[1] holder, ARGV[2]
+// epoch must be the running lease's.
+const FENCE: &str = r"
 local e = redis.call('HGET', KEYS[1], 'epoch')
-if not e or tonumber(e) ~= tonumber(ARGV[1]) then return {'stale', tostring(e or 0)} end
+if not e or tonumber(e) ~= tonumber(ARGV[2]) or redis.call('HGET', KEYS[1], 'holder') ~= ARGV[1] then
+  return {'stale', tostring(e or 0)}
+end
+";
+
+const APPEND: &str = r"
 local last = tonumber(redis.call('GET', KEYS[3]) or '0')
-local first = tonumber(ARGV[2])
-local n = #ARGV - 2
+local first = tonumber(ARGV[3])
+local n = #ARGV - 3
 if first + n - 1 <= last then return {'dup', ''} end
 if first ~= last + 1 then return {'gap', tostring(last + 1)} end
 local id = ''
 for i = 1, n do
-  id = redis.call('XADD', KEYS[2], '*', 'seq', first + i - 1, 'epoch', ARGV[1], 'data', ARGV[2 + i])
+  id = redis.call('XADD', KEYS[2], '*', 'seq', first + i - 1, 'epoch', ARGV[2], 'data', ARGV[3 + i])
 end
 redis.call('SET', KEYS[3], first + n - 1)
 return {'ok', id}
 ";
 
 const PUBLISH: &str = r"
-local e = redis.call('HGET', KEYS[1], 'epoch')
-if not e or tonumber(e) ~= tonumber(ARGV[1]) then return {'stale', tostring(e or 0)} end
 local have = tonumber(redis.call('HGET', KEYS[3], 'seq') or '0')
-if tonumber(ARGV[2]) <= have then return {'snapshot', 'at or before the published one'} end
-local at = redis.call('XRANGE', KEYS[2], ARGV[3], ARGV[3])
+if tonumber(ARGV[3]) <= have then return {'snapshot', 'at or before the published one'} end
+local at = redis.call('XRANGE', KEYS[2], ARGV[4], ARGV[4])
 if #at == 0 then return {'snapshot', 'no such stream entry'} end
 local f = at[1][2]
 local seq = nil
 for i = 1, #f, 2 do if f[i] == 'seq' then seq = f[i + 1] end end
-if tonumber(seq) ~= tonumber(ARGV[2]) then return {'snapshot', 'the entry holds another sequence'} end
-redis.call('HSET', KEYS[3], 'seq', ARGV[2], 'id', ARGV[3], 'epoch', ARGV[1], 'data', ARGV[5])
-redis.call('XTRIM', KEYS[2], 'MINID', ARGV[4])
+if tonumber(seq) ~= tonumber(ARGV[3]) then return {'snapshot', 'the entry holds another sequence'} end
+redis.call('HSET', KEYS[3], 'seq', ARGV[3], 'id', ARGV[4], 'epoch', ARGV[2], 'data', ARGV[6])
+redis.call('XTRIM', KEYS[2], 'MINID', ARGV[5])
 return {'ok', ''}
 ";
 
@@ -174,8 +197,8 @@ impl ShardLog {
             cluster: cluster.to_string(),
             acquire: Script::new(ACQUIRE),
             renew: Script::new(RENEW),
-            append: Script::new(APPEND),
-            publish: Script::new(PUBLISH),
+            append: Script::new(&format!("{FENCE}{APPEND}")),
+            publish: Script::new(&format!("{FENCE}{PUBLISH}")),
         })
     }
 
@@ -183,21 +206,26 @@ impl ShardLog {
         format!("holdfast:{}:{what}:{shard}", self.cluster)
     }
 
-    /// Takes the shard's lease for `holder` (`node/incarnation`), or
-    /// renews it if `holder` has it: its epoch; `None` while another
+    /// Takes the shard's lease for `holder` (`node/incarnation`) with an
+    /// epoch above `floor` (the highest this node has seen of the shard),
+    /// or renews it if `holder` has it: its epoch; `None` while another
     /// holder's lease runs.
     pub fn acquire(
         &mut self,
         shard: u32,
         holder: &str,
         ttl: Duration,
+        floor: u64,
     ) -> Result<Option<u64>, LogError> {
         let epoch: u64 = self
             .acquire
             .key(self.key("lease", shard))
             .key(self.key("epoch", shard))
+            .key(self.key("shard", shard))
+            .key(self.key("snapshot", shard))
             .arg(holder)
             .arg(ttl.as_millis() as u64)
+            .arg(floor)
             .invoke(&mut self.conn)?;
         Ok((epoch > 0).then_some(epoch))
     }
@@ -232,12 +260,12 @@ impl ShardLog {
         })
     }
 
-    /// Appends `events` (sequence numbers `first..`) under `epoch`, all or
-    /// none, fenced by the lease (see the module's rules).
+    /// Appends `events` (sequence numbers `first..`) under the lease
+    /// `fence`, all or none (see the module's rules).
     pub fn append(
         &mut self,
         shard: u32,
-        epoch: u64,
+        fence: &Fence,
         first: u64,
         events: &[Vec<u8>],
     ) -> Result<Appended, LogError> {
@@ -248,7 +276,8 @@ impl ShardLog {
         call.key(self.key("lease", shard))
             .key(self.key("shard", shard))
             .key(self.key("seq", shard))
-            .arg(epoch)
+            .arg(&fence.holder)
+            .arg(fence.epoch)
             .arg(first);
         for e in events {
             call.arg(e.as_slice());
@@ -299,11 +328,11 @@ impl ShardLog {
     }
 
     /// Publishes the shard's state after event `seq` (stream entry `id`)
-    /// under `epoch`, and trims the stream up to that entry.
+    /// under the lease `fence`, and trims the stream up to that entry.
     pub fn publish_snapshot(
         &mut self,
         shard: u32,
-        epoch: u64,
+        fence: &Fence,
         seq: u64,
         id: &str,
         data: &[u8],
@@ -313,7 +342,8 @@ impl ShardLog {
             .key(self.key("lease", shard))
             .key(self.key("shard", shard))
             .key(self.key("snapshot", shard))
-            .arg(epoch)
+            .arg(&fence.holder)
+            .arg(fence.epoch)
             .arg(seq)
             .arg(id)
             .arg(next_id(id)?)
