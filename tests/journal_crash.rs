@@ -4,6 +4,9 @@
 //! recovery gives a prefix of the written history that holds every
 //! acknowledged record, and nothing is acknowledged after a failed fsync.
 
+mod common;
+
+use common::sim::journal_event as event;
 use holdfast::domain::event::Event;
 use holdfast::domain::stock::AdjustReason;
 use holdfast::domain::{LocationId, SkuId};
@@ -12,16 +15,6 @@ use holdfast::persistence::{Durability, Journal, JournalError, SimStorage, Stora
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-
-fn event(i: u64) -> Event {
-    Event::Adjusted {
-        sku: SkuId::parse(&format!("SKU-{}", i % 7)).expect("id"),
-        location: LocationId::parse("S001").expect("id"),
-        delta: i as i64 + 1,
-        reason: AdjustReason::Receipt,
-        at_ms: 0,
-    }
-}
 
 fn dir() -> PathBuf {
     PathBuf::from("/data/journal")

@@ -22,6 +22,7 @@ use crate::clock::Clock;
 use crate::domain::catalog::{Catalog, LocIdx, Location, Sku, SkuIdx};
 use crate::domain::event::{Event, IdemKey};
 use crate::domain::ids::{LocationId, ReservationId, SkuId};
+use crate::domain::model::Model;
 use crate::domain::model::{IdemEntry, Shortage, TransitionRefused};
 use crate::domain::order::{Order, OrderEvent, Refused};
 use crate::domain::reservation::{expires_at, Line, Reservation, SplitRefused, Status, Transition};
@@ -32,6 +33,7 @@ use crate::domain::stock::{AdjustReason, AdjustRefused, StockDelta, StockRecord,
 use crate::domain::TimeMs;
 use crate::feed::{Feed, Scope, Sink, Subscription};
 use crate::metrics::Metrics;
+use crate::persistence::journal::Replication;
 use crate::persistence::recovery::recover_model;
 use crate::persistence::snapshot::{run_snapshotter, SnapshotPolicy, SnapshotStore};
 use crate::persistence::{Durability, Journal, JournalError, RecoveryReport, Storage};
@@ -86,6 +88,16 @@ pub struct EngineConfig {
     pub sourcing: Weights,
     /// The stock feed's window (`[feed] window_ms`).
     pub feed_window: std::time::Duration,
+}
+
+/// How an engine starts beyond its configuration.
+#[derive(Default)]
+pub struct Start {
+    /// The state at the journal's last record, already in memory (a
+    /// follower of a cluster shard taking it over): no replay.
+    pub recovered: Option<(Model, RecoveryReport)>,
+    /// The journal's replication (a cluster shard's owner).
+    pub replication: Option<Replication>,
 }
 
 /// What recovery found, for the HTTP layer to seed itself with.
@@ -234,6 +246,17 @@ impl Engine {
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
     ) -> Result<(Engine, Recovered), EngineError> {
+        Self::open_with(cfg, storage, clock, metrics, Start::default())
+    }
+
+    /// `open`, from a state already in memory or with a replicated journal.
+    pub fn open_with(
+        cfg: &EngineConfig,
+        storage: Arc<dyn Storage>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        start: Start,
+    ) -> Result<(Engine, Recovered), EngineError> {
         let dir = cfg.data_dir.join("journal");
         let snapshots = match cfg.snapshot {
             Some(_) => Some(Arc::new(SnapshotStore::open(
@@ -241,15 +264,21 @@ impl Engine {
             )?)),
             None => None,
         };
-        let snapshot = snapshots.as_ref().and_then(|s| s.load());
-        let (model, report) =
-            recover_model(storage.as_ref(), &dir, snapshot, snapshots.as_deref())?;
+        let (model, report) = match start.recovered {
+            Some(r) => r,
+            None => {
+                let snapshot = snapshots.as_ref().and_then(|s| s.load());
+                recover_model(storage.as_ref(), &dir, snapshot, snapshots.as_deref())?
+            }
+        };
         let archive = snapshots.clone();
-        let (journal, writer) = Journal::start(
+        let (journal, writer) = Journal::start_replicated(
             storage.clone(),
             dir.clone(),
             report.last_seq,
             cfg.durability,
+            crate::limits::JOURNAL_SEGMENT_BYTES_MAX,
+            start.replication,
         )?;
         let stop_snapshots = Arc::new(AtomicBool::new(false));
         let mut threads = vec![writer];

@@ -267,7 +267,7 @@ impl ShardLog {
         shard: u32,
         fence: &Fence,
         first: u64,
-        events: &[Vec<u8>],
+        events: &[impl AsRef<[u8]>],
     ) -> Result<Appended, LogError> {
         if events.is_empty() {
             return Ok(Appended::Duplicate);
@@ -280,7 +280,7 @@ impl ShardLog {
             .arg(fence.epoch)
             .arg(first);
         for e in events {
-            call.arg(e.as_slice());
+            call.arg(e.as_ref());
         }
         let (status, detail): (String, String) = call.invoke(&mut self.conn)?;
         let detail = outcome(&status, detail)?;
@@ -294,29 +294,32 @@ impl ShardLog {
     /// Up to `count` entries after stream id `after` ("0-0": from the
     /// start), in order.
     pub fn read(&mut self, shard: u32, after: &str, count: usize) -> Result<Vec<Entry>, LogError> {
-        type Raw = Vec<(String, HashMap<String, Vec<u8>>)>;
-        let raw: Raw = redis::cmd("XRANGE")
+        let raw: RawEntries = redis::cmd("XRANGE")
             .arg(self.key("shard", shard))
             .arg(format!("({after}"))
             .arg("+")
             .arg("COUNT")
             .arg(count)
             .query(&mut self.conn)?;
-        raw.into_iter()
-            .map(|(id, mut f)| {
-                let num = |f: &HashMap<String, Vec<u8>>, k: &str| {
-                    f.get(k)
-                        .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
-                        .ok_or_else(|| LogError::Redis(format!("entry {id}: no {k}")))
-                };
-                Ok(Entry {
-                    seq: num(&f, "seq")?,
-                    epoch: num(&f, "epoch")?,
-                    data: f.remove("data").unwrap_or_default(),
-                    id,
-                })
-            })
-            .collect()
+        entries(raw)
+    }
+
+    /// Up to `count` entries from `before` ("+": the last; "(id": before
+    /// id) backwards, newest first.
+    pub fn read_back(
+        &mut self,
+        shard: u32,
+        before: &str,
+        count: usize,
+    ) -> Result<Vec<Entry>, LogError> {
+        let raw: RawEntries = redis::cmd("XREVRANGE")
+            .arg(self.key("shard", shard))
+            .arg(before)
+            .arg("-")
+            .arg("COUNT")
+            .arg(count)
+            .query(&mut self.conn)?;
+        entries(raw)
     }
 
     /// The shard's last sequence number in Redis (0: none yet).
@@ -377,6 +380,27 @@ impl ShardLog {
             data: h.remove("data").unwrap_or_default(),
         }))
     }
+}
+
+type RawEntries = Vec<(String, HashMap<String, Vec<u8>>)>;
+
+/// Stream entries as Redis answers them, read.
+fn entries(raw: RawEntries) -> Result<Vec<Entry>, LogError> {
+    raw.into_iter()
+        .map(|(id, mut f)| {
+            let num = |f: &HashMap<String, Vec<u8>>, k: &str| {
+                f.get(k)
+                    .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+                    .ok_or_else(|| LogError::Redis(format!("entry {id}: no {k}")))
+            };
+            Ok(Entry {
+                seq: num(&f, "seq")?,
+                epoch: num(&f, "epoch")?,
+                data: f.remove("data").unwrap_or_default(),
+                id,
+            })
+        })
+        .collect()
 }
 
 /// Why a follower must resync from the published snapshot.

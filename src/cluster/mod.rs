@@ -10,6 +10,7 @@
 
 pub mod lease;
 pub mod log;
+pub mod replica;
 
 use serde::Deserialize;
 use std::collections::HashSet;

@@ -10,6 +10,14 @@
 //! and on any write or sync error poisons the journal: every pending and later
 //! append fails, and a sync is never retried (after a failed fdatasync the
 //! kernel may have dropped the dirty pages; a retry could falsely succeed).
+//!
+//! Replication (a cluster shard's journal): a `Replication` hook gets every
+//! committed record, in order, from a shipper thread of the journal's own,
+//! which takes what queued up while it shipped in one call (pipelining: the
+//! next batch's fsync overlaps the last one's shipping). With `ack_after`,
+//! a record is acknowledged (and shown as durable) only once shipped;
+//! without, the shipper trails the acknowledgements and, when it falls
+//! behind its bounded queue, reads what it missed back from the segments.
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use serde::{Deserialize, Serialize};
@@ -61,6 +69,28 @@ pub enum JournalError {
     Corrupt(String),
     #[error("journal record encoding: {0}")]
     Encode(String),
+    /// The replicas refused or could not be reached in time: the journal
+    /// is poisoned (what it holds beyond them is not the cluster's).
+    #[error("replication: {0}")]
+    Replication(String),
+}
+
+/// Where committed records go beyond the local disk.
+pub trait Replicate: Send + 'static {
+    /// Ships records `first..` (bodies as journaled, in order): `Ok` once
+    /// the replicas hold them. An error is final: the journal is poisoned
+    /// (the implementation retries what is worth retrying first).
+    fn ship(&mut self, first: u64, bodies: &[&[u8]]) -> Result<(), String>;
+}
+
+/// A journal's replication: the hook and when records are acknowledged.
+pub struct Replication {
+    pub hook: Box<dyn Replicate>,
+    /// Acknowledge a record only once shipped (cluster durability
+    /// `replicated`); otherwise after the local write, shipping behind.
+    pub ack_after: bool,
+    /// The most records in one `ship`.
+    pub batch_max: usize,
 }
 
 type Ack = oneshot::Sender<Result<u64, JournalError>>;
@@ -370,10 +400,33 @@ impl Journal {
         durability: Durability,
         segment_bytes_max: u64,
     ) -> Result<(Journal, JoinHandle<()>), JournalError> {
+        Self::start_replicated(storage, dir, last_seq, durability, segment_bytes_max, None)
+    }
+
+    /// `start` with a replication hook (a cluster shard's journal).
+    pub fn start_replicated(
+        storage: Arc<dyn Storage>,
+        dir: PathBuf,
+        last_seq: u64,
+        durability: Durability,
+        segment_bytes_max: u64,
+        replication: Option<Replication>,
+    ) -> Result<(Journal, JoinHandle<()>), JournalError> {
         let (tx, rx) = bounded(JOURNAL_QUEUE_RECORDS_MAX);
         let poisoned = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(JournalStats::default());
         stats.last_seq.store(last_seq, Ordering::Relaxed);
+        let ship = match replication {
+            Some(r) => Some(Shipper::start(
+                r,
+                storage.clone(),
+                dir.clone(),
+                last_seq + 1,
+                poisoned.clone(),
+                stats.clone(),
+            )?),
+            None => None,
+        };
         let mut w = Writer {
             storage,
             dir,
@@ -385,6 +438,7 @@ impl Journal {
             poisoned: poisoned.clone(),
             stats: stats.clone(),
             buf: Vec::with_capacity(1 << 20),
+            ship,
         };
         w.open_segment()?;
         let handle = std::thread::Builder::new()
@@ -461,6 +515,22 @@ impl Journal {
         })
     }
 
+    /// Queues a record already encoded (a follower copying its shard's
+    /// stream); nobody waits for it. Answers its ticket.
+    pub fn append_encoded(&self, body: Vec<u8>) -> Result<u64, JournalError> {
+        if body.is_empty() || body.len() > JOURNAL_RECORD_BYTES_MAX {
+            return Err(JournalError::Encode(format!(
+                "record of {} bytes",
+                body.len()
+            )));
+        }
+        self.send(Append {
+            body,
+            ack: None,
+            ticket: 0,
+        })
+    }
+
     /// Queues `a` with the next ticket; answers the ticket.
     fn send(&self, mut a: Append) -> Result<u64, JournalError> {
         if self.is_poisoned() {
@@ -490,6 +560,7 @@ struct Writer {
     stats: Arc<JournalStats>,
     /// Reused for every batch.
     buf: Vec<u8>,
+    ship: Option<Shipper>,
 }
 
 impl Writer {
@@ -526,25 +597,16 @@ impl Writer {
                 self.commit(&batch)
             };
             match result {
-                Ok(first_seq) => {
-                    // Before any answer: whoever is acknowledged sees it.
-                    if let Some(last) = batch.last() {
-                        self.stats
-                            .durable_ticket
-                            .store(last.ticket, Ordering::Release);
-                    }
-                    // Barriers (empty bodies) take no sequence: they answer the
-                    // sequence of the record before them.
-                    let mut seq = first_seq - 1;
-                    for a in batch.drain(..) {
-                        if !a.body.is_empty() {
-                            seq += 1;
-                        }
-                        if let Some(ack) = a.ack {
-                            let _ = ack.send(Ok(seq));
+                Ok(first_seq) => match &self.ship {
+                    Some(ship) if ship.ack_after => ship.after(first_seq, &mut batch),
+                    ship => {
+                        let shipment = ship.as_ref().map(|_| Shipment::of(first_seq, &batch));
+                        acknowledge(&self.stats, first_seq, &mut batch);
+                        if let (Some(ship), Some(s)) = (ship, shipment) {
+                            ship.behind(s);
                         }
                     }
-                }
+                },
                 Err(e) => {
                     if !self.poisoned.swap(true, Ordering::AcqRel) {
                         tracing::error!(error = %e, "journal write failed: poisoned, refusing every write until restart");
@@ -559,7 +621,8 @@ impl Writer {
         }
     }
 
-    /// Writes one batch with one write and one fdatasync.
+    /// Writes one batch with one write and one fdatasync; answers the
+    /// sequence number of its first record.
     fn commit(&mut self, batch: &[Append]) -> Result<u64, JournalError> {
         let io = |e: std::io::Error| JournalError::Io(e.to_string());
         if self.segment_bytes >= self.segment_bytes_max {
@@ -594,5 +657,255 @@ impl Writer {
             .last_seq
             .store(self.next_seq - 1, Ordering::Relaxed);
         Ok(first_seq)
+    }
+}
+
+/// Answers a committed batch (`first_seq`: its first record's number) and
+/// marks it durable.
+fn acknowledge(stats: &JournalStats, first_seq: u64, batch: &mut Vec<Append>) {
+    // Before any answer: whoever is acknowledged sees it.
+    if let Some(last) = batch.last() {
+        stats.durable_ticket.store(last.ticket, Ordering::Release);
+    }
+    // Barriers (empty bodies) take no sequence: they answer the sequence of
+    // the record before them.
+    let mut seq = first_seq - 1;
+    for a in batch.drain(..) {
+        if !a.body.is_empty() {
+            seq += 1;
+        }
+        if let Some(ack) = a.ack {
+            let _ = ack.send(Ok(seq));
+        }
+    }
+}
+
+/// Committed records on their way to the replicas.
+struct Shipment {
+    first: u64,
+    bodies: Vec<Vec<u8>>,
+    /// With `ack_after`: the batch itself, answered once shipped.
+    batch: Vec<Append>,
+}
+
+impl Shipment {
+    /// The records of `batch` (copied: the batch is answered first).
+    fn of(first: u64, batch: &[Append]) -> Shipment {
+        Shipment {
+            first,
+            bodies: batch
+                .iter()
+                .filter(|a| !a.body.is_empty())
+                .map(|a| a.body.clone())
+                .collect(),
+            batch: Vec::new(),
+        }
+    }
+}
+
+/// The writer's end of the shipper thread.
+struct Shipper {
+    tx: Sender<Shipment>,
+    ack_after: bool,
+}
+
+/// Shipments queued to the shipper: beyond them the writer waits
+/// (`ack_after`) or the shipper reads from the segments.
+const SHIP_QUEUE: usize = 64;
+
+impl Shipper {
+    fn start(
+        r: Replication,
+        storage: Arc<dyn Storage>,
+        dir: PathBuf,
+        next: u64,
+        poisoned: Arc<AtomicBool>,
+        stats: Arc<JournalStats>,
+    ) -> Result<Shipper, JournalError> {
+        let (tx, rx) = bounded(SHIP_QUEUE);
+        let ack_after = r.ack_after;
+        let mut t = ShipperThread {
+            hook: r.hook,
+            batch_max: r.batch_max.max(1),
+            storage,
+            dir,
+            next,
+            poisoned,
+            stats,
+            failed: None,
+        };
+        std::thread::Builder::new()
+            .name("journal-shipper".into())
+            .spawn(move || t.run(rx))
+            .map_err(|e| JournalError::Io(e.to_string()))?;
+        Ok(Shipper { tx, ack_after })
+    }
+
+    /// `ack_after`: hands the batch over to be answered once shipped
+    /// (waiting for room: the shipper's pace is the journal's).
+    fn after(&self, first: u64, batch: &mut Vec<Append>) {
+        let batch = std::mem::take(batch);
+        let bodies = Vec::new();
+        let s = Shipment {
+            first,
+            bodies,
+            batch,
+        };
+        if let Err(e) = self.tx.send(s) {
+            // The shipper is gone (it never leaves first): fail the batch.
+            for a in e.into_inner().batch {
+                if let Some(ack) = a.ack {
+                    let _ = ack.send(Err(JournalError::Closed));
+                }
+            }
+        }
+    }
+
+    /// Without `ack_after`: records already answered; when the queue is
+    /// full they are left to be read back from the segments.
+    fn behind(&self, s: Shipment) {
+        let _ = self.tx.try_send(s);
+    }
+}
+
+struct ShipperThread {
+    hook: Box<dyn Replicate>,
+    batch_max: usize,
+    storage: Arc<dyn Storage>,
+    dir: PathBuf,
+    /// The next record to ship.
+    next: u64,
+    poisoned: Arc<AtomicBool>,
+    stats: Arc<JournalStats>,
+    failed: Option<String>,
+}
+
+impl ShipperThread {
+    fn run(&mut self, rx: Receiver<Shipment>) {
+        loop {
+            let first = match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+                Ok(s) => s,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    // Records the queue dropped and nothing came after.
+                    let last = self.stats.last_seq.load(Ordering::Relaxed);
+                    if self.failed.is_none() && last >= self.next {
+                        self.catch_up(last);
+                    }
+                    continue;
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+            };
+            let mut group = vec![first];
+            let mut records: usize = group[0].len();
+            while records < self.batch_max {
+                match rx.try_recv() {
+                    Ok(s) => {
+                        records += s.len();
+                        group.push(s);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.ship_group(group);
+        }
+    }
+
+    /// Ships the records of `group` not shipped yet (reading back any the
+    /// queue dropped before them), then answers the batches in it.
+    fn ship_group(&mut self, group: Vec<Shipment>) {
+        if self.failed.is_none() {
+            if let Some(s) = group.first() {
+                if s.first > self.next {
+                    self.catch_up(s.first - 1);
+                }
+            }
+        }
+        // `ack_after` shipments carry their records in the batch.
+        let mut bodies: Vec<&[u8]> = Vec::new();
+        let mut first = self.next;
+        for s in &group {
+            let records = s.bodies.iter().map(Vec::as_slice).chain(
+                s.batch
+                    .iter()
+                    .filter(|a| !a.body.is_empty())
+                    .map(|a| a.body.as_slice()),
+            );
+            for (i, b) in records.enumerate() {
+                let seq = s.first + i as u64;
+                if seq < self.next {
+                    continue; // read back from the segments already
+                }
+                if bodies.is_empty() {
+                    first = seq;
+                }
+                bodies.push(b);
+            }
+        }
+        let outcome = match &self.failed {
+            Some(e) => Err(e.clone()),
+            None if bodies.is_empty() => Ok(()),
+            None => self.ship(first, &bodies),
+        };
+        let shipped = bodies.len() as u64;
+        drop(bodies);
+        match outcome {
+            Ok(()) => {
+                self.next = first + shipped;
+                for mut s in group {
+                    if !s.batch.is_empty() {
+                        acknowledge(&self.stats, s.first, &mut s.batch);
+                    }
+                }
+            }
+            Err(e) => {
+                for s in group {
+                    for a in s.batch {
+                        if let Some(ack) = a.ack {
+                            let _ = ack.send(Err(JournalError::Replication(e.clone())));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ships `bodies` (records `first..`) in calls of `batch_max`; the
+    /// first failure poisons the journal.
+    fn ship(&mut self, first: u64, bodies: &[&[u8]]) -> Result<(), String> {
+        for (i, chunk) in bodies.chunks(self.batch_max).enumerate() {
+            let at = first + (i * self.batch_max) as u64;
+            if let Err(e) = self.hook.ship(at, chunk) {
+                if !self.poisoned.swap(true, Ordering::AcqRel) {
+                    tracing::error!(error = %e, seq = at, "replication failed: the journal is poisoned, refusing every write");
+                }
+                self.failed = Some(e.clone());
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads records `next..=upto` back from the segments and ships them.
+    fn catch_up(&mut self, upto: u64) {
+        let mut bodies: Vec<Vec<u8>> = Vec::new();
+        let from = self.next;
+        let read = read_range(self.storage.as_ref(), &self.dir, from - 1, upto, |_, b| {
+            bodies.push(b.to_vec());
+            Ok(())
+        });
+        if let Err(e) = read {
+            tracing::warn!(error = %e, from, upto, "shipper: reading back the journal");
+            return;
+        }
+        let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+        if !refs.is_empty() && self.ship(from, &refs).is_ok() {
+            self.next = from + refs.len() as u64;
+        }
+    }
+}
+
+impl Shipment {
+    fn len(&self) -> usize {
+        self.bodies.len() + self.batch.iter().filter(|a| !a.body.is_empty()).count()
     }
 }

@@ -120,3 +120,14 @@ pub fn paid_order(id: &str, reservation: &str, now: i64) -> (Order, OrderEvent) 
     };
     (o, paid)
 }
+
+/// Record `i` of a journal test: receipts of SKU `SKU-{i % 7}` at `S001`.
+pub fn journal_event(i: u64) -> holdfast::domain::event::Event {
+    holdfast::domain::event::Event::Adjusted {
+        sku: SkuId::parse(&format!("SKU-{}", i % 7)).expect("id"),
+        location: LocationId::parse("S001").expect("id"),
+        delta: i as i64 + 1,
+        reason: holdfast::domain::stock::AdjustReason::Receipt,
+        at_ms: 0,
+    }
+}

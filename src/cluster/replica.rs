@@ -1,0 +1,323 @@
+//! A cluster shard's copies. The owner's engine journals as a single node's
+//! does and ships every committed record to the shard's stream under its
+//! lease (`StreamShip`, the journal's replication hook). A follower
+//! (`Mirror`) copies the stream into a journal of its own, record for
+//! record under the same sequence numbers, and applies each record to a
+//! model in memory: the shard stays hot, and taking it over is starting an
+//! engine on that model (`Mirror::promote`), with no replay.
+//!
+//! A mirror opened on a shard directory that holds a tail the stream does
+//! not (an owner that crashed before shipping it, or whose Redis lost it in
+//! a failover) finds it by comparing its last record with the stream's
+//! under that number, and rebuilds from the stream: what the cluster never
+//! acknowledged is not kept.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::log::{Entry, Fence, Follower, LogError, Resync, ShardLog};
+use crate::domain::model::Model;
+use crate::persistence::journal::{decode_event, read_range, Replicate};
+use crate::persistence::recovery::{apply_record, recover_model};
+use crate::persistence::snapshot::SnapshotStore;
+use crate::persistence::{Durability, Journal, JournalError, RecoveryReport, Storage};
+
+/// The owner's shipping: appends under the lease it was started with. A
+/// moved lease (a stale epoch) fails at once; an unreachable Redis is
+/// retried with backoff for `patience`, then fails. Either way the journal
+/// is poisoned and the engine refuses writes from then on.
+pub struct StreamShip {
+    url: String,
+    cluster: String,
+    shard: u32,
+    fence: Fence,
+    patience: Duration,
+    timeout: Duration,
+    log: Option<ShardLog>,
+}
+
+impl StreamShip {
+    pub fn new(url: &str, cluster: &str, shard: u32, fence: Fence, patience: Duration) -> Self {
+        StreamShip {
+            url: url.to_string(),
+            cluster: cluster.to_string(),
+            shard,
+            fence,
+            patience,
+            timeout: Duration::from_secs(2).min(patience.max(Duration::from_millis(100))),
+            log: None,
+        }
+    }
+
+    fn append(&mut self, first: u64, bodies: &[&[u8]]) -> Result<(), LogError> {
+        let log = match &mut self.log {
+            Some(l) => l,
+            None => self
+                .log
+                .insert(ShardLog::open(&self.url, &self.cluster, self.timeout)?),
+        };
+        log.append(self.shard, &self.fence, first, bodies)
+            .map(|_| ())
+    }
+}
+
+impl Replicate for StreamShip {
+    fn ship(&mut self, first: u64, bodies: &[&[u8]]) -> Result<(), String> {
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            match self.append(first, bodies) {
+                Ok(()) => return Ok(()),
+                Err(LogError::Redis(e)) => {
+                    self.log = None; // a fresh connection next time
+                    if started.elapsed() + backoff > self.patience {
+                        return Err(format!("shard {}: redis unreachable: {e}", self.shard));
+                    }
+                    tracing::warn!(shard = self.shard, error = %e, "shipping: redis unreachable, retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+                Err(e) => return Err(format!("shard {}: {e}", self.shard)),
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorError {
+    #[error("{0}")]
+    Log(#[from] LogError),
+    #[error("{0}")]
+    Journal(#[from] JournalError),
+    /// The stream no longer follows what this copy applied.
+    #[error("resync needed: {0:?}")]
+    Resync(Resync),
+    #[error("shard {shard}: {detail}")]
+    Stream { shard: u32, detail: String },
+}
+
+/// A follower's copy of one shard.
+pub struct Mirror {
+    shard: u32,
+    dir: PathBuf,
+    storage: Arc<dyn Storage>,
+    durability: Durability,
+    journal: Option<(Journal, JoinHandle<()>)>,
+    /// Orders the owner's snapshots passivated (when this directory was an
+    /// owner's): an event of one loads it back.
+    archive: Option<(Arc<SnapshotStore>, u64)>,
+    model: Model,
+    follow: Follower,
+    last_seq: u64,
+}
+
+/// Stream entries read at once.
+const READ_BATCH: usize = 1000;
+
+impl Mirror {
+    /// Opens the copy of `shard` under `dir` (`journal/`, `snapshots/`), and
+    /// finds where it stands in the stream: after its last record if the
+    /// stream holds that record, else (a tail the cluster never took) from
+    /// the stream's start.
+    pub fn open(
+        dir: &Path,
+        storage: Arc<dyn Storage>,
+        durability: Durability,
+        log: &mut ShardLog,
+        shard: u32,
+    ) -> Result<Mirror, MirrorError> {
+        let store = Arc::new(SnapshotStore::open(&dir.join("snapshots"))?);
+        let snapshot = store.load();
+        let base = snapshot.as_ref().map_or(0, |(s, _)| *s);
+        let (model, report) = recover_model(
+            storage.as_ref(),
+            &dir.join("journal"),
+            snapshot,
+            Some(&store),
+        )?;
+        let mut m = Mirror {
+            shard,
+            dir: dir.to_path_buf(),
+            storage,
+            durability,
+            journal: None,
+            archive: Some((store, base)),
+            model,
+            follow: Follower::default(),
+            last_seq: report.last_seq,
+        };
+        if m.last_seq > 0 {
+            match m.place(log)? {
+                Some(f) => m.follow = f,
+                None => {
+                    tracing::warn!(
+                        shard,
+                        last_seq = m.last_seq,
+                        "this copy holds records the stream does not: rebuilding it from the stream"
+                    );
+                    m.wipe()?;
+                }
+            }
+        }
+        m.start_journal()?;
+        Ok(m)
+    }
+
+    /// The stream's entry under this copy's last record, if it holds the
+    /// same record: where to follow from.
+    fn place(&self, log: &mut ShardLog) -> Result<Option<Follower>, MirrorError> {
+        let mut local: Option<Vec<u8>> = None;
+        read_range(
+            self.storage.as_ref(),
+            &self.dir.join("journal"),
+            self.last_seq - 1,
+            self.last_seq,
+            |_, b| {
+                local = Some(b.to_vec());
+                Ok(())
+            },
+        )?;
+        // Only a snapshot holds the last record: nothing to compare.
+        let Some(local) = local else { return Ok(None) };
+        let mut before = "+".to_string();
+        loop {
+            let page = log.read_back(self.shard, &before, READ_BATCH)?;
+            let Some(last) = page.last() else {
+                return Ok(None);
+            };
+            if let Some(e) = page.iter().find(|e| e.seq <= self.last_seq) {
+                return Ok(
+                    (e.seq == self.last_seq && e.data == local).then(|| Follower {
+                        next_seq: e.seq + 1,
+                        epoch: e.epoch,
+                        after: e.id.clone(),
+                    }),
+                );
+            }
+            before = format!("({}", last.id);
+        }
+    }
+
+    /// Drops the local copy: it starts again from nothing.
+    fn wipe(&mut self) -> Result<(), MirrorError> {
+        self.stop_journal()?;
+        self.archive = None;
+        for sub in ["journal", "snapshots"] {
+            match std::fs::remove_dir_all(self.dir.join(sub)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(JournalError::Io(e.to_string()).into()),
+            }
+        }
+        self.model = Model::default();
+        self.follow = Follower::default();
+        self.last_seq = 0;
+        Ok(())
+    }
+
+    fn start_journal(&mut self) -> Result<(), MirrorError> {
+        let dir = self.dir.join("journal");
+        self.storage
+            .create_dir_all(&dir)
+            .map_err(|e| JournalError::Io(e.to_string()))?;
+        self.journal = Some(Journal::start(
+            self.storage.clone(),
+            dir,
+            self.last_seq,
+            self.durability,
+        )?);
+        Ok(())
+    }
+
+    /// Waits until every record copied is durable, and stops the writer.
+    fn stop_journal(&mut self) -> Result<(), MirrorError> {
+        if let Some((journal, writer)) = self.journal.take() {
+            let synced = journal.barrier().map(|d| d.wait());
+            drop(journal);
+            let _ = writer.join();
+            synced??;
+        }
+        Ok(())
+    }
+
+    /// Copies and applies up to `max` stream entries after the last one
+    /// applied; answers how many it read (0: none there yet).
+    pub fn poll(&mut self, log: &mut ShardLog, max: usize) -> Result<usize, MirrorError> {
+        let entries = log.read(self.shard, &self.follow.after, max)?;
+        for e in &entries {
+            self.apply(e)?;
+        }
+        Ok(entries.len())
+    }
+
+    /// Polls until the stream has nothing more.
+    pub fn catch_up(&mut self, log: &mut ShardLog) -> Result<(), MirrorError> {
+        while self.poll(log, READ_BATCH)? > 0 {}
+        Ok(())
+    }
+
+    fn apply(&mut self, e: &Entry) -> Result<(), MirrorError> {
+        let mut next = self.follow.clone();
+        if !next.accept(e).map_err(MirrorError::Resync)? {
+            self.follow = next; // a duplicate delivery: nothing changes
+            return Ok(());
+        }
+        let bad = |detail: String| MirrorError::Stream {
+            shard: self.shard,
+            detail,
+        };
+        let event = decode_event(&e.data).map_err(|err| bad(format!("entry {}: {err}", e.seq)))?;
+        apply_record(
+            &mut self.model,
+            &event,
+            self.archive.as_ref().map(|(s, b)| (s.as_ref(), *b)),
+        )
+        .map_err(|err| bad(format!("entry {}: {err}", e.seq)))?;
+        let (journal, _) = self.journal.as_ref().ok_or(JournalError::Closed)?;
+        journal.append_encoded(e.data.clone())?;
+        self.follow = next;
+        self.last_seq = e.seq;
+        Ok(())
+    }
+
+    /// Starts again from the stream's start (after `Resync`).
+    pub fn rebuild(&mut self, log: &mut ShardLog) -> Result<(), MirrorError> {
+        self.wipe()?;
+        self.start_journal()?;
+        self.catch_up(log)
+    }
+
+    /// The state after the last record applied.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// The epoch of the last record applied.
+    pub fn epoch(&self) -> u64 {
+        self.follow.epoch
+    }
+
+    /// Ends the copy for its owner's engine to start on (`Start::recovered`):
+    /// every record copied is durable and its journal closed.
+    pub fn promote(mut self) -> Result<(Model, RecoveryReport), MirrorError> {
+        self.stop_journal()?;
+        self.archive = None; // the engine opens the snapshot store itself
+        let report = RecoveryReport {
+            last_seq: self.last_seq,
+            ..RecoveryReport::default()
+        };
+        Ok((std::mem::take(&mut self.model), report))
+    }
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        let _ = self.stop_journal();
+    }
+}

@@ -1,0 +1,203 @@
+//! A cluster shard's copies on a `redis-server` of the test's own: the
+//! owner's engine ships every committed record to the shard's stream; a
+//! follower's mirror keeps the same state (same records under the same
+//! numbers); when the owner's lease lapses the follower takes the shard
+//! with the next epoch and serves from the last record it applied; the old
+//! owner's next write is refused by the fence and acknowledged to nobody,
+//! and back as a follower it drops the tail the cluster never took.
+
+mod common;
+
+use common::redis::Redis;
+use common::sim::{hold_one, one_record, rt};
+use holdfast::actors::{CartLine, Engine, EngineConfig, EngineError, Start};
+use holdfast::clock::ManualClock;
+use holdfast::cluster::log::{Fence, ShardLog};
+use holdfast::cluster::replica::{Mirror, StreamShip};
+use holdfast::domain::reservation::Reservation;
+use holdfast::metrics::Metrics;
+use holdfast::persistence::journal::Replication;
+use holdfast::persistence::{Durability, JournalError, RealStorage};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+const TTL: Duration = Duration::from_millis(400);
+
+fn log(r: &Redis) -> ShardLog {
+    ShardLog::open(&r.url(), "t", Duration::from_secs(2)).expect("connect")
+}
+
+fn mirror(dir: &Path, log: &mut ShardLog) -> Mirror {
+    Mirror::open(dir, Arc::new(RealStorage), Durability::Fsync, log, 0).expect("mirror")
+}
+
+/// The engine of the shard's owner, started on what `m` holds.
+fn own(r: &Redis, dir: &Path, m: Mirror, holder: &str, epoch: u64, clock: &ManualClock) -> Engine {
+    let recovered = m.promote().expect("promote");
+    Engine::open_with(
+        &EngineConfig {
+            data_dir: dir.to_path_buf(),
+            durability: Durability::Fsync,
+            shards: 2,
+            snapshot: None,
+            sourcing: Default::default(),
+            feed_window: Duration::from_millis(2),
+        },
+        Arc::new(RealStorage),
+        Arc::new(clock.clone()),
+        Arc::new(Metrics::default()),
+        Start {
+            recovered: Some(recovered),
+            replication: Some(Replication {
+                hook: Box::new(StreamShip::new(
+                    &r.url(),
+                    "t",
+                    0,
+                    Fence {
+                        holder: holder.into(),
+                        epoch,
+                    },
+                    Duration::from_secs(1),
+                )),
+                ack_after: true,
+                batch_max: 64,
+            }),
+        },
+    )
+    .expect("open")
+    .0
+}
+
+fn sorted(mut v: Vec<Reservation>) -> Vec<Reservation> {
+    v.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+    v
+}
+
+/// The mirror's state equals the engine's: stock and reservations.
+fn same_state(rt: &tokio::runtime::Runtime, m: &Mirror, e: &Engine) {
+    let (_, stock, res) = rt.block_on(e.dump()).expect("dump");
+    assert_eq!(m.model().stock, stock, "stock records");
+    assert_eq!(
+        sorted(m.model().reservations.values().cloned().collect()),
+        sorted(res),
+        "reservations"
+    );
+}
+
+#[test]
+fn a_follower_takes_over_and_the_old_owner_is_fenced_then_rebuilt() {
+    let redis = Redis::start();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (dir_a, dir_b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let clock = ManualClock::new(1_700_000_000_000);
+    let rt = rt();
+
+    // Node a takes shard 0 (epoch 1) and serves it.
+    let mut log_a = log(&redis);
+    assert_eq!(log_a.acquire(0, "a/1", TTL, 0), Ok(Some(1)));
+    let m = mirror(&dir_a, &mut log_a);
+    let a = own(&redis, &dir_a, m, "a/1", 1, &clock);
+    rt.block_on(one_record(&a, 20));
+    let mut held = Vec::new();
+    for _ in 0..12 {
+        held.push(rt.block_on(hold_one(&a, 600)));
+    }
+    let last_a = a
+        .journal()
+        .stats
+        .last_seq
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        log_a.last_seq(0),
+        Ok(last_a),
+        "every acknowledged record is in the stream"
+    );
+
+    // Node b follows: the same records, the same state.
+    let mut log_b = log(&redis);
+    let mut b_copy = mirror(&dir_b, &mut log_b);
+    b_copy.catch_up(&mut log_b).expect("catch up");
+    assert_eq!(b_copy.last_seq(), last_a);
+    same_state(&rt, &b_copy, &a);
+
+    // Node a stops renewing (as if it hung); its lease lapses and b takes
+    // the shard with the next epoch, from the last record it applied.
+    std::thread::sleep(TTL + Duration::from_millis(150));
+    assert_eq!(log_b.acquire(0, "b/1", TTL, b_copy.epoch()), Ok(Some(2)));
+    b_copy.catch_up(&mut log_b).expect("catch up");
+    let b = own(&redis, &dir_b, b_copy, "b/1", 2, &clock);
+    let (_, _, res) = rt.block_on(b.dump()).expect("dump");
+    assert_eq!(res.len(), 12, "every hold a acknowledged is b's");
+    // Only 20 - 12 = 8 units are left: b never oversells what a held.
+    let cart = [CartLine {
+        sku: 0,
+        location: 0,
+        qty: 9,
+    }];
+    let short = rt
+        .block_on(b.reserve(&cart, false, 600, None))
+        .expect("engine");
+    assert!(short.is_err(), "9 of 8 available");
+    for _ in 0..3 {
+        rt.block_on(hold_one(&b, 600));
+    }
+
+    // a, stale, tries to write (a hold it would grant: it sees 8 units):
+    // the fence refuses it, nobody is told it happened, and a refuses
+    // every write from then on.
+    let one = [CartLine { qty: 1, ..cart[0] }];
+    let refused = rt.block_on(a.reserve(&one, false, 600, None));
+    assert!(
+        matches!(
+            refused,
+            Err(EngineError::Storage(JournalError::Replication(ref e))) if e.contains("stale")
+        ),
+        "{refused:?}"
+    );
+    let again = rt.block_on(a.reserve(&one, false, 600, None));
+    assert!(matches!(again, Err(EngineError::Storage(_))), "{again:?}");
+    let epochs: Vec<(u64, u64)> = log_b
+        .read(0, "0-0", 10_000)
+        .expect("read")
+        .iter()
+        .map(|e| (e.seq, e.epoch))
+        .collect();
+    assert_eq!(epochs.len() as u64, last_a + 3);
+    for (i, (seq, epoch)) in epochs.iter().enumerate() {
+        assert_eq!(*seq, i as u64 + 1, "one sequence, no gap");
+        assert_eq!(*epoch, if *seq <= last_a { 1 } else { 2 }, "seq {seq}");
+    }
+
+    // a restarts as a follower: its journal ends with the refused hold,
+    // which the stream holds no record of under that number: it rebuilds
+    // from the stream and ends at b's state.
+    a.shutdown();
+    drop(a);
+    let mut a_copy = mirror(&dir_a, &mut log_a);
+    assert_eq!(
+        a_copy.last_seq(),
+        0,
+        "the tail the cluster never took is dropped"
+    );
+    a_copy.catch_up(&mut log_a).expect("catch up");
+    assert_eq!(a_copy.last_seq(), last_a + 3);
+    same_state(&rt, &a_copy, &b);
+    assert_eq!(
+        a_copy.model().reservations.len(),
+        15,
+        "12 holds of epoch 1, 3 of epoch 2, not a's refused one"
+    );
+    drop(held);
+
+    // A follower whose copy is the stream's resumes where it stopped.
+    b.shutdown();
+    drop(b);
+    let b_again = mirror(&dir_b, &mut log_b);
+    assert_eq!(
+        b_again.last_seq(),
+        last_a + 3,
+        "b's own records are the stream's"
+    );
+    assert_eq!(b_again.epoch(), 2);
+}

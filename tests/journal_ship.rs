@@ -1,0 +1,160 @@
+//! The journal's replication hook (what a cluster shard's owner ships to
+//! its stream), over `SimStorage` and a hook of the test's own: records
+//! reach the hook in order and whole, acknowledged only once shipped with
+//! `ack_after`, read back from the segments when a trailing shipper fell
+//! behind its queue, and a refused shipment poisons the journal.
+
+mod common;
+
+use common::sim::journal_event as event;
+use holdfast::domain::event::Event;
+use holdfast::persistence::journal::{decode_event, Replicate, Replication};
+use holdfast::persistence::{Durability, Journal, JournalError, SimStorage, Storage};
+use parking_lot::{Condvar, Mutex};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What the hook got, and a gate that holds it (closed: it waits).
+#[derive(Default)]
+struct Seen {
+    /// (sequence, record) in the order shipped.
+    records: Mutex<Vec<(u64, Event)>>,
+    calls: Mutex<usize>,
+    open: Mutex<bool>,
+    opened: Condvar,
+    /// Refuse every shipment from this sequence on.
+    refuse_from: Mutex<Option<u64>>,
+}
+
+struct Hook(Arc<Seen>);
+
+impl Replicate for Hook {
+    fn ship(&mut self, first: u64, bodies: &[&[u8]]) -> Result<(), String> {
+        let mut open = self.0.open.lock();
+        while !*open {
+            self.0.opened.wait(&mut open);
+        }
+        drop(open);
+        if self
+            .0
+            .refuse_from
+            .lock()
+            .is_some_and(|s| first + bodies.len() as u64 > s)
+        {
+            return Err("refused: a stale epoch".into());
+        }
+        *self.0.calls.lock() += 1;
+        let mut r = self.0.records.lock();
+        for (i, b) in bodies.iter().enumerate() {
+            r.push((first + i as u64, decode_event(b).expect("a whole record")));
+        }
+        Ok(())
+    }
+}
+
+impl Seen {
+    fn gate(&self, open: bool) {
+        *self.open.lock() = open;
+        self.opened.notify_all();
+    }
+}
+
+fn start(seen: &Arc<Seen>, ack_after: bool) -> (Journal, std::thread::JoinHandle<()>) {
+    let fs = SimStorage::new(7);
+    let storage: Arc<dyn Storage> = Arc::new(fs);
+    Journal::start_replicated(
+        storage,
+        PathBuf::from("/data/journal"),
+        0,
+        Durability::Fsync,
+        4096, // segments roll: read-back crosses them
+        Some(Replication {
+            hook: Box::new(Hook(seen.clone())),
+            ack_after,
+            batch_max: 50,
+        }),
+    )
+    .expect("start")
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn with_ack_after_a_record_is_answered_only_once_shipped() {
+    let seen = Arc::new(Seen::default());
+    let (journal, _writer) = start(&seen, true);
+    let pending: Vec<_> = (0..300)
+        .map(|i| journal.append(&event(i)).expect("queued"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        journal.durable_ticket(),
+        0,
+        "nothing is durable before it is shipped"
+    );
+    seen.gate(true);
+    for (i, d) in pending.into_iter().enumerate() {
+        assert_eq!(d.wait(), Ok(i as u64 + 1));
+    }
+    let r = seen.records.lock();
+    assert_eq!(r.len(), 300);
+    for (i, (seq, e)) in r.iter().enumerate() {
+        assert_eq!((*seq, e), (i as u64 + 1, &event(i as u64)));
+    }
+    let calls = *seen.calls.lock();
+    assert!(
+        (6..300).contains(&calls),
+        "shipped in batches of at most 50: {calls} calls"
+    );
+    // A barrier waits for the shipping of what is before it, too.
+    assert!(journal.barrier().expect("barrier").wait().is_ok());
+}
+
+#[test]
+fn a_refused_shipment_fails_its_records_and_poisons_the_journal() {
+    let seen = Arc::new(Seen::default());
+    *seen.refuse_from.lock() = Some(11);
+    seen.gate(true);
+    let (journal, _writer) = start(&seen, true);
+    for i in 0..10 {
+        assert_eq!(journal.append(&event(i)).expect("queued").wait(), Ok(i + 1));
+    }
+    let refused = journal.append(&event(10)).expect("queued").wait();
+    assert!(
+        matches!(refused, Err(JournalError::Replication(ref e)) if e.contains("stale")),
+        "{refused:?}"
+    );
+    assert!(journal.is_poisoned());
+    assert_eq!(
+        journal.append(&event(11)).err(),
+        Some(JournalError::Poisoned)
+    );
+    assert_eq!(seen.records.lock().len(), 10, "nothing past the refusal");
+}
+
+#[test]
+fn a_trailing_shipper_reads_back_what_its_queue_dropped() {
+    let seen = Arc::new(Seen::default());
+    let (journal, _writer) = start(&seen, false);
+    // The hook is held: every record is answered anyway, one batch at a
+    // time, far more batches than the shipper's queue holds.
+    for i in 0..400 {
+        assert_eq!(journal.append(&event(i)).expect("queued").wait(), Ok(i + 1));
+    }
+    assert!(seen.records.lock().is_empty());
+    seen.gate(true);
+    wait_for("every record shipped", || seen.records.lock().len() >= 400);
+    std::thread::sleep(Duration::from_millis(300));
+    let r = seen.records.lock();
+    assert_eq!(r.len(), 400, "each record shipped once");
+    for (i, (seq, e)) in r.iter().enumerate() {
+        assert_eq!((*seq, e), (i as u64 + 1, &event(i as u64)));
+    }
+}
