@@ -25,6 +25,13 @@ enum Cmd {
         /// TOML configuration file.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Run as a node of the cluster this file describes (`cluster.toml`);
+        /// its `http` address and `data_dir` replace `[server]`'s.
+        #[arg(long, requires = "node")]
+        cluster: Option<PathBuf>,
+        /// This node's id in the cluster file.
+        #[arg(long, requires = "cluster")]
+        node: Option<String>,
     },
     /// Load stock counts (CSV `location,sku,on_hand` or JSON lines with those
     /// fields) into a running server through `POST /v1/inventory/batch`.
@@ -56,7 +63,16 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let r = match Cli::parse().cmd {
-        Cmd::Serve { config } => holdfast::server::run(config.as_deref()),
+        Cmd::Serve {
+            config,
+            cluster,
+            node,
+        } => match (cluster, node) {
+            (Some(cluster), Some(node)) => {
+                holdfast::server::run_cluster(config.as_deref(), &cluster, &node)
+            }
+            _ => holdfast::server::run(config.as_deref()),
+        },
         Cmd::Import {
             file,
             url,

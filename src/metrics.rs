@@ -72,15 +72,41 @@ impl Route {
     }
 }
 
+/// Latencies (or any durations) in the buckets of `LATENCY_BUCKETS_US`.
 #[derive(Default)]
-struct Histogram {
+pub struct Histogram {
     buckets: [AtomicU64; LATENCY_BUCKETS_US.len()],
     count: AtomicU64,
     sum_us: AtomicU64,
 }
 
 impl Histogram {
-    fn observe(&self, us: u64) {
+    /// Its lines (buckets, sum, count) under `name`, in seconds; `labels`
+    /// are put first in each line's braces (`k="v",` or empty).
+    pub fn write(&self, s: &mut String, name: &str, labels: &str) {
+        let mut cum = 0;
+        for (b, c) in LATENCY_BUCKETS_US.iter().zip(self.buckets.iter()) {
+            cum += c.load(Relaxed);
+            let _ = writeln!(
+                s,
+                "{name}_bucket{{{labels}le=\"{}\"}} {cum}",
+                *b as f64 / 1e6
+            );
+        }
+        let n = self.count.load(Relaxed);
+        let _ = writeln!(s, "{name}_bucket{{{labels}le=\"+Inf\"}} {n}");
+        let plain = labels.trim_end_matches(',');
+        let braces = if plain.is_empty() {
+            String::new()
+        } else {
+            format!("{{{plain}}}")
+        };
+        let sum = self.sum_us.load(Relaxed) as f64 / 1e6;
+        let _ = writeln!(s, "{name}_sum{braces} {sum}");
+        let _ = writeln!(s, "{name}_count{braces} {n}");
+    }
+
+    pub fn observe(&self, us: u64) {
         if let Some(i) = LATENCY_BUCKETS_US.iter().position(|b| us <= *b) {
             self.buckets[i].fetch_add(1, Relaxed);
         }
@@ -231,26 +257,10 @@ impl Metrics {
             "# HELP holdfast_http_request_duration_seconds Request latency by route.\n# TYPE holdfast_http_request_duration_seconds histogram"
         );
         for (i, route) in Route::ALL.iter().map(|r| r.name()).enumerate() {
-            let h = &self.latency[i];
-            let mut cum = 0;
-            for (b, c) in LATENCY_BUCKETS_US.iter().zip(h.buckets.iter()) {
-                cum += c.load(Relaxed);
-                let _ = writeln!(
-                    s,
-                    "holdfast_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{}\"}} {cum}",
-                    *b as f64 / 1e6
-                );
-            }
-            let n = h.count.load(Relaxed);
-            let _ = writeln!(s, "holdfast_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {n}");
-            let _ = writeln!(
-                s,
-                "holdfast_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
-                h.sum_us.load(Relaxed) as f64 / 1e6
-            );
-            let _ = writeln!(
-                s,
-                "holdfast_http_request_duration_seconds_count{{route=\"{route}\"}} {n}"
+            self.latency[i].write(
+                &mut s,
+                "holdfast_http_request_duration_seconds",
+                &format!("route=\"{route}\","),
             );
         }
         let _ = writeln!(

@@ -4,7 +4,7 @@ use std::fs::{self, File};
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::actors::{Engine, EngineConfig};
+use crate::actors::{Engine, EngineConfig, Recovered};
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::http::{self, auth::Auth, idempotency::IdemTable, AppState};
@@ -14,63 +14,20 @@ use crate::persistence::RealStorage;
 
 pub fn run(config: Option<&Path>) -> Result<(), String> {
     let cfg = Config::load(config)?;
-    fs::create_dir_all(&cfg.data_dir).map_err(|e| format!("{}: {e}", cfg.data_dir.display()))?;
-    // One server per data dir: a second writer would interleave journals.
-    let lock_path = cfg.data_dir.join("LOCK");
-    let lock = File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
-    lock.try_lock()
-        .map_err(|_| format!("{} is in use by another holdfast", cfg.data_dir.display()))?;
+    let lock = lock_data_dir(&cfg.data_dir)?;
 
     if cfg.tokens.is_none() {
         tracing::warn!("NO [auth] SECTION: the server runs OPEN, every request is admin. For local development only.");
     }
     let (engine, recovered) = Engine::open(
-        &EngineConfig {
-            data_dir: cfg.data_dir.clone(),
-            durability: cfg.durability,
-            shards: cfg.shards,
-            sourcing: cfg.sourcing,
-            feed_window: std::time::Duration::from_millis(cfg.feed.window_ms),
-            snapshot: Some(SnapshotPolicy {
-                every_records: cfg.snapshot.every_records,
-                every_s: cfg.snapshot.every_s,
-            }),
-        },
+        &engine_config(&cfg),
         Arc::new(RealStorage),
         Arc::new(SystemClock),
         Arc::new(Metrics::default()),
     )
     .map_err(|e| format!("recovery failed: {e}"))?;
-    let idem = IdemTable::default();
-    for (key, entry) in &recovered.idempotency {
-        idem.seed(key.clone(), http::reservations::idempotent_answer(entry));
-    }
-    // The feed's sessions run on a runtime of their own: thousands of them
-    // woken by one busy store would otherwise queue the API's requests
-    // behind them; the OS shares the cores between the two.
-    let mut feed_rt = tokio::runtime::Builder::new_multi_thread();
-    // 0: tokio's own default, one per core (as the API's runtime).
-    if cfg.feed.threads > 0 {
-        feed_rt.worker_threads(cfg.feed.threads);
-    }
-    let feed_rt = feed_rt
-        .enable_all()
-        .thread_name("feed-ws")
-        .build()
-        .map_err(|e| e.to_string())?;
-    let state = Arc::new(AppState {
-        engine: engine.clone(),
-        auth: Auth::new(cfg.tokens.as_deref()),
-        idem,
-        payments: vec![(
-            "sandbox".to_string(),
-            Arc::new(crate::payments::sandbox::Sandbox::new()),
-        )],
-        closing: tokio::sync::watch::channel(false).0,
-        feed_idle: std::time::Duration::from_secs(cfg.feed.idle_timeout_s),
-        feed_snapshots: tokio::sync::Semaphore::new(crate::http::feed::SNAPSHOTS_AT_ONCE),
-        feed_rt: feed_rt.handle().clone(),
-    });
+    let feed_rt = feed_runtime(&cfg)?;
+    let state = app_state(&cfg, engine.clone(), &recovered, feed_rt.handle().clone());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("http")
@@ -87,7 +44,7 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
     let durability = cfg.durability;
     let data_dir = cfg.data_dir.clone();
     let r = rt.block_on(http::serve(
-        state,
+        http::Api::Node(state),
         cfg.listen,
         shutdown_signal(),
         move |addr| {
@@ -96,6 +53,124 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
     ));
     feed_rt.shutdown_timeout(std::time::Duration::from_secs(1));
     engine.shutdown();
+    tracing::info!("stopped");
+    drop(lock);
+    r
+}
+
+/// Creates and locks `dir`: one server per data dir, a second writer
+/// would interleave journals. Held while the answer lives.
+fn lock_data_dir(dir: &Path) -> Result<File, String> {
+    fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let lock_path = dir.join("LOCK");
+    let lock = File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    lock.try_lock()
+        .map_err(|_| format!("{} is in use by another holdfast", dir.display()))?;
+    Ok(lock)
+}
+
+/// The feed's sessions run on a runtime of their own: thousands of them
+/// woken by one busy store would otherwise queue the API's requests behind
+/// them; the OS shares the cores between the two.
+fn feed_runtime(cfg: &Config) -> Result<tokio::runtime::Runtime, String> {
+    let mut feed_rt = tokio::runtime::Builder::new_multi_thread();
+    // 0: tokio's own default, one per core (as the API's runtime).
+    if cfg.feed.threads > 0 {
+        feed_rt.worker_threads(cfg.feed.threads);
+    }
+    feed_rt
+        .enable_all()
+        .thread_name("feed-ws")
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// What the handlers of one engine use: the engine, the tokens, the
+/// idempotency table seeded from what recovery found.
+fn app_state(
+    cfg: &Config,
+    engine: Engine,
+    recovered: &Recovered,
+    feed_rt: tokio::runtime::Handle,
+) -> Arc<AppState> {
+    let idem = IdemTable::default();
+    for (key, entry) in &recovered.idempotency {
+        idem.seed(key.clone(), http::reservations::idempotent_answer(entry));
+    }
+    Arc::new(AppState {
+        engine,
+        auth: Auth::new(cfg.tokens.as_deref()),
+        idem,
+        payments: vec![(
+            "sandbox".to_string(),
+            Arc::new(crate::payments::sandbox::Sandbox::new()),
+        )],
+        closing: tokio::sync::watch::channel(false).0,
+        feed_idle: std::time::Duration::from_secs(cfg.feed.idle_timeout_s),
+        feed_snapshots: tokio::sync::Semaphore::new(crate::http::feed::SNAPSHOTS_AT_ONCE),
+        feed_rt,
+    })
+}
+
+fn engine_config(cfg: &Config) -> EngineConfig {
+    EngineConfig {
+        data_dir: cfg.data_dir.clone(),
+        durability: cfg.durability,
+        shards: cfg.shards,
+        sourcing: cfg.sourcing,
+        feed_window: std::time::Duration::from_millis(cfg.feed.window_ms),
+        id_prefix: String::new(),
+        snapshot: Some(SnapshotPolicy {
+            every_records: cfg.snapshot.every_records,
+            every_s: cfg.snapshot.every_s,
+        }),
+    }
+}
+
+/// `holdfast serve --cluster F --node ID`: this node of the cluster in
+/// `F`, on its `http` address and `data_dir` (the rest of `config` as on
+/// one node: tokens, durability of the local journal, feed, sourcing).
+pub fn run_cluster(config: Option<&Path>, cluster: &Path, node_id: &str) -> Result<(), String> {
+    let mut cfg = Config::load(config)?;
+    let cc = crate::cluster::ClusterConfig::load(cluster)?;
+    let me = cc.node(node_id)?.clone();
+    cfg.listen = me.http;
+    cfg.data_dir = me.data_dir.clone();
+    let lock = lock_data_dir(&cfg.data_dir)?;
+    if cfg.tokens.is_none() {
+        tracing::warn!("NO [auth] SECTION: the cluster node runs OPEN, every request is admin. For local development only.");
+    }
+    let feed_rt = feed_runtime(&cfg)?;
+    let handle = feed_rt.handle().clone();
+    let cfg2 = cfg.clone();
+    let node = crate::cluster::node::ClusterNode::start(
+        cc.clone(),
+        node_id,
+        crate::cluster::node::Template {
+            engine: engine_config(&cfg),
+            clock: Arc::new(SystemClock),
+            make_state: Box::new(move |engine, recovered| {
+                app_state(&cfg2, engine, recovered, handle.clone())
+            }),
+        },
+    )?;
+    let front = Arc::new(crate::cluster::front::Front::new(node.clone())?);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("http")
+        .build()
+        .map_err(|e| e.to_string())?;
+    let (cluster_name, shards) = (cc.cluster.clone(), cc.shards);
+    let r = rt.block_on(http::serve(
+        http::Api::Cluster(front),
+        cfg.listen,
+        shutdown_signal(),
+        move |addr| {
+            tracing::info!(%addr, node = %me.id, cluster = %cluster_name, shards, "ready");
+        },
+    ));
+    node.shutdown();
+    feed_rt.shutdown_timeout(std::time::Duration::from_secs(1));
     tracing::info!("stopped");
     drop(lock);
     r

@@ -88,6 +88,9 @@ pub struct EngineConfig {
     pub sourcing: Weights,
     /// The stock feed's window (`[feed] window_ms`).
     pub feed_window: std::time::Duration,
+    /// Put before every reservation id (a cluster shard's `"{shard}."`,
+    /// which routes requests about it; empty on a single node).
+    pub id_prefix: String,
 }
 
 /// How an engine starts beyond its configuration.
@@ -116,6 +119,7 @@ struct Inner {
     /// Reservation ids: a random per-process prefix and a counter.
     boot_nonce: u64,
     next_id: AtomicU64,
+    id_prefix: String,
     system: System,
     actix_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The journal writer and the snapshotter.
@@ -392,6 +396,7 @@ impl Engine {
             metrics,
             boot_nonce: rand::random::<u64>(),
             next_id: AtomicU64::new(0),
+            id_prefix: cfg.id_prefix.clone(),
             system,
             actix_thread: Mutex::new(Some(actix_thread)),
             threads: Mutex::new(threads),
@@ -1005,7 +1010,10 @@ impl Engine {
         let n = self.0.books.len() as u64;
         let k = self.0.next_id.fetch_add(1, Ordering::Relaxed);
         let counter = k * n + book as u64;
-        let s = format!("r{:016x}{:08x}", self.0.boot_nonce, counter);
+        let s = format!(
+            "{}r{:016x}{:08x}",
+            self.0.id_prefix, self.0.boot_nonce, counter
+        );
         ReservationId::parse(&s).expect("hex ids are valid")
     }
 
@@ -1439,7 +1447,11 @@ fn sweep_orders(engine: std::sync::Weak<Inner>, stop: Arc<AtomicBool>) {
 
 fn book_of(id: &ReservationId, n: usize) -> usize {
     let s = id.as_str();
+    // After a cluster shard's prefix (`id_prefix`), if any.
     let counter = s
+        .rsplit('.')
+        .next()
+        .unwrap_or(s)
         .strip_prefix('r')
         .and_then(|rest| rest.get(16..))
         .filter(|counter| !counter.is_empty())

@@ -2,14 +2,19 @@
 //! shards, each shard owned by one node at a time through a lease in Redis
 //! whose growing epoch fences every append to the shard's stream.
 //!
-//! This module holds the cluster's typed configuration and the shard log
-//! (`log`): leases, fenced appends with per-shard sequence numbers,
-//! reading, published snapshots and the trim behind them, and the
-//! follower's rule for gaps and duplicates. The server does not run as a
-//! cluster yet: the next steps wire these into the engine (issue 6).
+//! - `log`: the shard log on Redis (leases, fenced appends with per-shard
+//!   sequence numbers, reading, published snapshots and the trim behind
+//!   them, the follower's rule for gaps and duplicates).
+//! - `lease`: the node's lease keeper.
+//! - `replica`: a shard's copies (the owner's shipping, the follower's
+//!   mirror and its promotion to an engine).
+//! - `node`: a node's copy of every shard, switched by its leases.
+//! - `front`: any node accepts any request (served or forwarded).
 
+pub mod front;
 pub mod lease;
 pub mod log;
+pub mod node;
 pub mod replica;
 
 use serde::Deserialize;

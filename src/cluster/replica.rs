@@ -298,6 +298,12 @@ impl Mirror {
         self.last_seq
     }
 
+    /// The stream id of the last entry read (`ms-n`: Redis's clock when
+    /// it was appended).
+    pub fn last_id(&self) -> &str {
+        &self.follow.after
+    }
+
     /// The epoch of the last record applied.
     pub fn epoch(&self) -> u64 {
         self.follow.epoch

@@ -28,6 +28,8 @@ pub enum Code {
     PaymentDeclined,
     OrderExists,
     UpgradeRequired,
+    /// A route a cluster node does not serve yet (it does on one node).
+    NotImplemented,
 }
 
 impl Code {
@@ -56,6 +58,7 @@ impl Code {
             Code::PaymentDeclined => ("payment_declined", 402, "Payment declined"),
             Code::OrderExists => ("order_exists", 409, "Order exists"),
             Code::UpgradeRequired => ("upgrade_required", 426, "Upgrade to a WebSocket"),
+            Code::NotImplemented => ("not_implemented", 501, "Not served by a cluster node yet"),
         }
     }
 }

@@ -69,23 +69,37 @@ pub struct Request {
     pub principal: Principal,
 }
 
+/// What serves the API: one node's engine, or a cluster node's front.
+#[derive(Clone)]
+pub enum Api {
+    Node(Arc<AppState>),
+    Cluster(Arc<crate::cluster::front::Front>),
+}
+
+impl Api {
+    fn metrics(&self) -> &crate::metrics::Metrics {
+        match self {
+            Api::Node(s) => s.engine.metrics(),
+            Api::Cluster(f) => &f.node.metrics,
+        }
+    }
+}
+
 /// The warp filter serving the whole API.
-pub fn routes(
-    state: Arc<AppState>,
-) -> impl Filter<Extract = (Response<Body>,), Error = Infallible> + Clone {
+pub fn routes(api: Api) -> impl Filter<Extract = (Response<Body>,), Error = Infallible> + Clone {
     let api = warp::method()
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
-        .and(warp::any().map(move || state.clone()))
+        .and(warp::any().map(move || api.clone()))
         .then(
             |method: Method,
              path: warp::path::FullPath,
              query: String,
              headers: HeaderMap,
              body,
-             state: Arc<AppState>| async move {
+             api: Api| async move {
                 let started = Instant::now();
                 // The path is split once: for the route label and for dispatch.
                 let seg: Vec<&str> = path.as_str().trim_matches('/').split('/').collect();
@@ -93,13 +107,20 @@ pub fn routes(
                 let resp = match read_body(&headers, body).await {
                     Ok(body) => {
                         let query = (!query.is_empty()).then_some(query);
-                        handle(&state, method, path.as_str(), &seg, query, headers, body)
-                            .await
-                            .unwrap_or_else(ApiError::into_response)
+                        let p = path.as_str();
+                        match &api {
+                            Api::Node(state) => {
+                                handle(state, method, p, &seg, query, headers, body).await
+                            }
+                            Api::Cluster(front) => {
+                                front.handle(method, p, &seg, query, headers, body).await
+                            }
+                        }
+                        .unwrap_or_else(ApiError::into_response)
                     }
                     Err(e) => e.into_response(),
                 };
-                state.engine.metrics().observe_request(
+                api.metrics().observe_request(
                     route,
                     resp.status().as_u16(),
                     started.elapsed().as_micros() as u64,
@@ -200,7 +221,8 @@ fn method_not_allowed(allowed: &str) -> ApiError {
     ApiError::new(Code::MethodNotAllowed, format!("allowed: {allowed}"))
 }
 
-async fn handle(
+/// Serves one request with one engine (a node's, or a cluster shard's).
+pub async fn handle(
     state: &Arc<AppState>,
     method: Method,
     path: &str,
@@ -293,7 +315,7 @@ async fn handle(
 /// Serves until `shutdown` resolves, then finishes the requests in flight.
 /// Calls `ready` with the bound address once listening.
 pub async fn serve(
-    state: Arc<AppState>,
+    api: Api,
     listen: SocketAddr,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ready: impl FnOnce(SocketAddr),
@@ -326,27 +348,42 @@ pub async fn serve(
         }
     });
     ready(addr);
-    let st = state.clone();
+    let node = match &api {
+        Api::Node(state) => Some(state.clone()),
+        Api::Cluster(_) => None,
+    };
+    let st = node.clone();
     let shutdown = async move {
         shutdown.await;
         // Feed sessions close with 1001; give them a moment to say so.
-        let _ = st.closing.send(true);
-        let t0 = Instant::now();
-        while st.closing.receiver_count() > 0 && t0.elapsed() < std::time::Duration::from_secs(2) {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        if let Some(st) = st {
+            let _ = st.closing.send(true);
+            let t0 = Instant::now();
+            while st.closing.receiver_count() > 0
+                && t0.elapsed() < std::time::Duration::from_secs(2)
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
         }
     };
     // hyper serves, warp routes; a feed upgrade is taken before warp (see
     // feed.rs: its sessions keep small buffers).
-    let api = warp::service(routes(state.clone()));
+    let api = warp::service(routes(api));
     let make = warp::hyper::service::make_service_fn(move |_conn| {
-        let (api, state) = (api.clone(), state.clone());
+        let (api, node) = (api.clone(), node.clone());
         async move {
             Ok::<_, Infallible>(warp::hyper::service::service_fn(move |req| {
-                let (mut api, state) = (api.clone(), state.clone());
+                let (mut api, node) = (api.clone(), node.clone());
                 async move {
                     if feed::is_upgrade(&req) {
-                        return Ok::<_, Infallible>(feed::accept(state, req));
+                        return Ok::<_, Infallible>(match node {
+                            Some(state) => feed::accept(state, req),
+                            None => ApiError::new(
+                                Code::NotImplemented,
+                                "the stock feed is not served by a cluster node yet",
+                            )
+                            .into_response(),
+                        });
                     }
                     warp::hyper::service::Service::call(&mut api, req).await
                 }

@@ -50,9 +50,35 @@ impl Server {
             ),
         )
         .expect("config");
+        let args = [
+            "serve".into(),
+            "--config".into(),
+            config.clone().into_os_string(),
+        ];
+        Self::launch(&args, data_dir, port, config)
+    }
+
+    /// Node `node` of the cluster `cluster_file` (its data dir and port are
+    /// the file's), with `config` as its `--config`.
+    pub fn start_node(cluster_file: &Path, node: &str, port: u16, data_dir: &Path) -> Server {
+        let config = data_dir.with_extension("toml");
+        std::fs::write(&config, "").expect("config");
+        let args = [
+            "serve".into(),
+            "--config".into(),
+            config.clone().into_os_string(),
+            "--cluster".into(),
+            cluster_file.as_os_str().to_owned(),
+            "--node".into(),
+            node.into(),
+        ];
+        Self::launch(&args, data_dir, port, config)
+    }
+
+    /// Runs the binary with `args` and waits for its "ready".
+    fn launch(args: &[std::ffi::OsString], data_dir: &Path, port: u16, config: PathBuf) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_holdfast"))
-            .args(["serve", "--config"])
-            .arg(&config)
+            .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

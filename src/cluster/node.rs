@@ -1,0 +1,457 @@
+//! A node of the cluster: a copy of every shard, each either followed (a
+//! `Mirror`, kept hot from the shard's stream) or owned (an engine whose
+//! journal ships to the stream under the lease's fence), switched by the
+//! lease keeper's word. One manager thread does every switch and every
+//! follower's reading, so a shard is never both at once on this node.
+//!
+//! Taking a shard: the lease is held first (nobody else appends), the
+//! mirror reads the stream to its end, and the engine starts on the
+//! mirror's model. Losing one (the lease lapsed, or the fence refused a
+//! write): the engine stops, and the shard is opened again as a mirror,
+//! which drops any tail the stream does not hold.
+
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::lease::{LeaseKeeper, Placement};
+use super::log::ShardLog;
+use super::replica::{Mirror, MirrorError, StreamShip};
+use super::{ClusterConfig, ClusterDurability};
+use crate::actors::{Engine, EngineConfig, Start};
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+use crate::persistence::journal::Replication;
+use crate::persistence::{RealStorage, Storage};
+
+/// What the HTTP side needs of an owned shard.
+pub type Owned = Arc<crate::http::AppState>;
+
+/// Builds the HTTP state of a shard just taken, around its engine.
+pub type MakeState = Box<dyn Fn(Engine, &crate::actors::Recovered) -> Owned + Send + Sync>;
+
+/// Per shard, as the HTTP side sees it.
+#[derive(Default)]
+struct ShardView {
+    /// This node's engine for it, while it owns it.
+    owned: Option<Owned>,
+    /// Its owner (node id) and epoch, as last read from Redis.
+    owner: Option<(String, u64)>,
+    /// The last sequence number this node's copy applied.
+    applied: u64,
+}
+
+pub struct ClusterNode {
+    pub config: ClusterConfig,
+    pub node_id: String,
+    holder: String,
+    views: Vec<RwLock<ShardView>>,
+    stop: Arc<AtomicBool>,
+    manager: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Every shard engine of this node counts into these.
+    pub metrics: Arc<Metrics>,
+    pub stats: Arc<ClusterStats>,
+}
+
+/// For `/metrics`.
+#[derive(Default)]
+pub struct ClusterStats {
+    pub takeovers: AtomicU64,
+    pub handovers: AtomicU64,
+    pub resyncs: AtomicU64,
+    pub forwarded: AtomicU64,
+    /// The last entry applied by a follower: its stream id's age (ms).
+    pub lag_ms_last: AtomicU64,
+    pub lag: crate::metrics::Histogram,
+}
+
+/// What every shard engine of the node starts with (its `data_dir` is
+/// the shard's own).
+pub struct Template {
+    pub engine: EngineConfig,
+    pub clock: Arc<dyn Clock>,
+    pub make_state: MakeState,
+}
+
+impl ClusterNode {
+    /// Opens a copy of every shard under the node's data dir and starts
+    /// the lease keeper and the manager.
+    pub fn start(
+        config: ClusterConfig,
+        node_id: &str,
+        template: Template,
+    ) -> Result<Arc<ClusterNode>, String> {
+        let node = config.node(node_id)?.clone();
+        let index = config
+            .nodes
+            .iter()
+            .position(|n| n.id == node_id)
+            .ok_or("no such node")? as u32;
+        let holder = format!("{node_id}/{:016x}", rand::random::<u64>());
+        let metrics = Arc::new(Metrics::default());
+        let n = ClusterNode {
+            views: (0..config.shards).map(|_| Default::default()).collect(),
+            config: config.clone(),
+            node_id: node_id.to_string(),
+            holder: holder.clone(),
+            stop: Arc::new(AtomicBool::new(false)),
+            manager: parking_lot::Mutex::new(None),
+            metrics,
+            stats: Arc::new(ClusterStats::default()),
+        };
+        let node_arc = Arc::new(n);
+        let keeper = LeaseKeeper::start(Placement {
+            redis_url: config.redis_url.clone(),
+            cluster: config.cluster.clone(),
+            shards: config.shards,
+            index,
+            nodes: config.nodes.len() as u32,
+            holder,
+            timings: config.lease,
+        })
+        .map_err(|e| e.to_string())?;
+        let mut m = Manager {
+            node: node_arc.clone(),
+            keeper,
+            template,
+            dir: node.data_dir.clone(),
+            log: None,
+            copies: (0..config.shards).map(|_| Copy::Closed).collect(),
+            last_owners: Instant::now() - Duration::from_secs(1),
+        };
+        let thread = std::thread::Builder::new()
+            .name("cluster".into())
+            .spawn(move || m.run())
+            .map_err(|e| e.to_string())?;
+        *node_arc.manager.lock() = Some(thread);
+        Ok(node_arc)
+    }
+
+    /// This node's engine for `shard`, if it owns it.
+    pub fn owned(&self, shard: u32) -> Option<Owned> {
+        self.views.get(shard as usize)?.read().owned.clone()
+    }
+
+    /// Any shard this node owns (for the node-wide answers: metrics).
+    pub fn any_owned(&self) -> Option<Owned> {
+        self.views.iter().find_map(|v| v.read().owned.clone())
+    }
+
+    /// Where `shard` is written now: its owner's HTTP address (another
+    /// node's), if known.
+    pub fn owner_addr(&self, shard: u32) -> Option<std::net::SocketAddr> {
+        let v = self.views.get(shard as usize)?.read();
+        let (node, _) = v.owner.as_ref()?;
+        self.config
+            .nodes
+            .iter()
+            .find(|n| &n.id == node)
+            .map(|n| n.http)
+    }
+
+    /// Per shard: (owned here, owner node, epoch, last applied).
+    pub fn status(&self) -> Vec<(bool, Option<String>, u64, u64)> {
+        self.views
+            .iter()
+            .map(|v| {
+                let v = v.read();
+                let (owner, epoch) = v.owner.clone().map_or((None, 0), |(n, e)| (Some(n), e));
+                let applied = v.owned.as_ref().map_or(v.applied, |s| {
+                    s.engine.journal().stats.last_seq.load(Ordering::Relaxed)
+                });
+                (v.owned.is_some(), owner, epoch, applied)
+            })
+            .collect()
+    }
+
+    /// The cluster's lines of `/metrics`.
+    pub fn render_metrics(&self, s: &mut String) {
+        use std::fmt::Write;
+        let st = &self.stats;
+        let status = self.status();
+        let owned = status.iter().filter(|x| x.0).count();
+        let _ = writeln!(s, "# HELP holdfast_cluster_owned_shards Shards this node writes now.\n# TYPE holdfast_cluster_owned_shards gauge\nholdfast_cluster_owned_shards {owned}");
+        let _ = writeln!(s, "# HELP holdfast_cluster_shard_epoch The epoch of each shard's lease as last read.\n# TYPE holdfast_cluster_shard_epoch gauge");
+        for (i, (_, _, epoch, _)) in status.iter().enumerate() {
+            let _ = writeln!(s, "holdfast_cluster_shard_epoch{{shard=\"{i}\"}} {epoch}");
+        }
+        let _ = writeln!(s, "# HELP holdfast_cluster_shard_applied_seq The last sequence number of each shard this node holds.\n# TYPE holdfast_cluster_shard_applied_seq gauge");
+        for (i, (_, _, _, applied)) in status.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "holdfast_cluster_shard_applied_seq{{shard=\"{i}\"}} {applied}"
+            );
+        }
+        for (name, help, v) in [
+            (
+                "holdfast_cluster_takeovers_total",
+                "Shards this node took (its engine started).",
+                &st.takeovers,
+            ),
+            (
+                "holdfast_cluster_handovers_total",
+                "Shards this node stopped writing (lease lost or a write refused).",
+                &st.handovers,
+            ),
+            (
+                "holdfast_cluster_resyncs_total",
+                "Followed shards rebuilt from their stream (a gap or a diverged tail).",
+                &st.resyncs,
+            ),
+            (
+                "holdfast_cluster_forwarded_total",
+                "Requests forwarded to the owner of their shard.",
+                &st.forwarded,
+            ),
+        ] {
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(s, "# HELP holdfast_cluster_replication_lag_seconds Age of a stream entry when this node's follower applied it.\n# TYPE holdfast_cluster_replication_lag_seconds histogram");
+        st.lag
+            .write(s, "holdfast_cluster_replication_lag_seconds", "");
+    }
+
+    /// Stops the manager; the engines of owned shards stop; leases lapse.
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.manager.lock().take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// This node's copy of one shard.
+enum Copy {
+    /// Not opened yet, or failed to (retried).
+    Closed,
+    Following(Box<Mirror>),
+    Owning {
+        engine: Engine,
+        epoch: u64,
+    },
+}
+
+struct Manager {
+    node: Arc<ClusterNode>,
+    keeper: LeaseKeeper,
+    template: Template,
+    dir: PathBuf,
+    log: Option<ShardLog>,
+    copies: Vec<Copy>,
+    last_owners: Instant,
+}
+
+/// Stream entries a follower applies per shard per round.
+const FOLLOW_BATCH: usize = 1000;
+
+impl Manager {
+    fn run(&mut self) {
+        let storage: Arc<dyn Storage> = Arc::new(RealStorage);
+        while !self.node.stop.load(Ordering::Acquire) {
+            let read = match self.round(&storage) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cluster: redis unreachable");
+                    self.log = None;
+                    std::thread::sleep(Duration::from_millis(100));
+                    0
+                }
+            };
+            if read == 0 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        for s in 0..self.copies.len() {
+            self.close(s as u32);
+        }
+        self.keeper.stop();
+    }
+
+    fn log(&mut self) -> Result<&mut ShardLog, MirrorError> {
+        if self.log.is_none() {
+            let c = &self.node.config;
+            self.log = Some(ShardLog::open(
+                &c.redis_url,
+                &c.cluster,
+                Duration::from_secs(2),
+            )?);
+        }
+        self.log.as_mut().ok_or(MirrorError::Stream {
+            shard: 0,
+            detail: "no connection".into(),
+        })
+    }
+
+    /// One pass over the shards; answers the stream entries read.
+    fn round(&mut self, storage: &Arc<dyn Storage>) -> Result<usize, MirrorError> {
+        if self.last_owners.elapsed() >= Duration::from_millis(100) {
+            self.refresh_owners()?;
+            self.last_owners = Instant::now();
+        }
+        let mut read = 0;
+        for s in 0..self.copies.len() as u32 {
+            let lease = self.keeper.owns(s);
+            let poisoned = matches!(&self.copies[s as usize], Copy::Owning { engine, .. } if engine.journal().is_poisoned());
+            let held = match &self.copies[s as usize] {
+                Copy::Owning { epoch, .. } => Some(*epoch),
+                _ => None,
+            };
+            if held.is_some() && (lease != held || poisoned) {
+                tracing::warn!(
+                    shard = s,
+                    ?held,
+                    ?lease,
+                    poisoned,
+                    "cluster: giving up the shard"
+                );
+                self.node.stats.handovers.fetch_add(1, Ordering::Relaxed);
+                self.close(s);
+            }
+            if matches!(self.copies[s as usize], Copy::Closed) {
+                let dir = self.dir.join(format!("shard-{s}"));
+                let durability = self.template.engine.durability;
+                let log = self.log()?;
+                let m = Mirror::open(&dir, storage.clone(), durability, log, s)?;
+                self.copies[s as usize] = Copy::Following(Box::new(m));
+            }
+            if let Copy::Following(m) = &mut self.copies[s as usize] {
+                let m: &mut Mirror = m;
+                let log = match &mut self.log {
+                    Some(l) => l,
+                    None => return Ok(read),
+                };
+                match follow(m, log, &self.node.stats) {
+                    Ok(n) => read += n,
+                    Err(MirrorError::Resync(why)) => {
+                        tracing::warn!(
+                            shard = s,
+                            ?why,
+                            "cluster: resyncing the shard from its stream"
+                        );
+                        self.node.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+                        m.rebuild(log)?;
+                    }
+                    Err(e) => return Err(e),
+                }
+                self.node.views[s as usize].write().applied = m.last_seq();
+                if let Some(epoch) = lease {
+                    self.take(s, epoch)?;
+                }
+            }
+        }
+        Ok(read)
+    }
+
+    /// Starts the engine of `shard` under the lease `epoch`: the mirror
+    /// first reads the stream to its end (nobody else appends now).
+    fn take(&mut self, shard: u32, epoch: u64) -> Result<(), MirrorError> {
+        let i = shard as usize;
+        let Copy::Following(mut m) = std::mem::replace(&mut self.copies[i], Copy::Closed) else {
+            return Ok(());
+        };
+        let log = self.log()?;
+        if let Err(e) = m.catch_up(log) {
+            self.copies[i] = Copy::Following(m);
+            return Err(e);
+        }
+        let applied = m.last_seq();
+        let recovered = m.promote()?;
+        let c = &self.node.config;
+        let mut cfg = self.template.engine.clone();
+        cfg.data_dir = self.dir.join(format!("shard-{shard}"));
+        cfg.id_prefix = format!("{shard}.");
+        let ship = StreamShip::new(
+            &c.redis_url,
+            &c.cluster,
+            shard,
+            super::log::Fence {
+                holder: self.node.holder.clone(),
+                epoch,
+            },
+            c.lease.ttl(),
+        );
+        let opened = Engine::open_with(
+            &cfg,
+            Arc::new(RealStorage),
+            self.template.clock.clone(),
+            self.node.metrics.clone(),
+            Start {
+                recovered: Some(recovered),
+                replication: Some(Replication {
+                    hook: Box::new(ship),
+                    ack_after: c.replication.durability == ClusterDurability::Replicated,
+                    batch_max: c.replication.batch_max,
+                }),
+            },
+        );
+        let (engine, recovered) = match opened {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(shard, error = %e, "cluster: the shard's engine did not start");
+                return Ok(()); // Closed: opened again as a mirror next round
+            }
+        };
+        let state = (self.template.make_state)(engine.clone(), &recovered);
+        self.node.views[i].write().owned = Some(state);
+        self.copies[i] = Copy::Owning { engine, epoch };
+        self.node.stats.takeovers.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(shard, epoch, applied, "cluster: serving the shard");
+        Ok(())
+    }
+
+    /// Stops whatever copy of `shard` runs (an engine: no longer served).
+    fn close(&mut self, shard: u32) {
+        let i = shard as usize;
+        self.node.views[i].write().owned = None;
+        if let Copy::Owning { engine, .. } = std::mem::replace(&mut self.copies[i], Copy::Closed) {
+            engine.shutdown();
+        }
+    }
+
+    fn refresh_owners(&mut self) -> Result<(), MirrorError> {
+        let shards = self.copies.len() as u32;
+        let log = self.log()?;
+        let mut owners = HashMap::new();
+        for s in 0..shards {
+            owners.insert(s, log.owner(s)?);
+        }
+        for (s, o) in owners {
+            let o = o.map(|(holder, epoch)| {
+                let node = holder.split('/').next().unwrap_or_default().to_string();
+                (node, epoch)
+            });
+            self.node.views[s as usize].write().owner = o;
+        }
+        Ok(())
+    }
+}
+
+/// Applies what the stream has past the mirror; records the lag of the
+/// last entry (its stream id is Redis's clock when appended).
+fn follow(m: &mut Mirror, log: &mut ShardLog, stats: &ClusterStats) -> Result<usize, MirrorError> {
+    let before = m.last_seq();
+    let n = m.poll(log, FOLLOW_BATCH)?;
+    if m.last_seq() > before {
+        if let Some(ms) = m
+            .last_id()
+            .split('-')
+            .next()
+            .and_then(|t| t.parse::<u64>().ok())
+        {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let lag = now.saturating_sub(ms);
+            stats.lag_ms_last.store(lag, Ordering::Relaxed);
+            stats.lag.observe(lag * 1000);
+        }
+    }
+    Ok(n)
+}

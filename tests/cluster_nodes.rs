@@ -1,0 +1,375 @@
+//! Three `holdfast serve --cluster` nodes on 127.0.0.1 and a
+//! `redis-server` of the test's own: reservations through any node (served
+//! by the shard's owner, forwarded otherwise); kill -9 of a shard's owner
+//! under a write load: a standby takes the shard over within 5 s, no
+//! acknowledged reservation is lost (`replicated`), nothing is oversold;
+//! the old owner, restarted, follows and does not write the shard.
+
+mod common;
+
+use common::redis::Redis;
+use common::{call, client, free_port, Server};
+use holdfast::cluster::ClusterConfig;
+use parking_lot::Mutex;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SKUS: usize = 16;
+const ON_HAND: i64 = 100_000;
+/// The hot SKU's stock: sold out during the run, across the failover.
+const HOT_ON_HAND: i64 = 25;
+
+struct Cluster {
+    file: std::path::PathBuf,
+    config: ClusterConfig,
+    nodes: Vec<Option<Server>>,
+    ports: Vec<u16>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(redis: &Redis) -> Cluster {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let mut text = format!(
+            "cluster = \"t\"\nshards = 4\nredis_url = \"{}\"\n\
+             [replication]\ndurability = \"replicated\"\n\
+             [lease]\nttl_ms = 1500\nrenew_ms = 300\n",
+            redis.url()
+        );
+        for (i, p) in ports.iter().enumerate() {
+            text.push_str(&format!(
+                "[[nodes]]\nid = \"n{}\"\nhttp = \"127.0.0.1:{p}\"\ndata_dir = \"{}\"\n",
+                i + 1,
+                tmp.path().join(format!("n{}", i + 1)).display()
+            ));
+        }
+        let file = tmp.path().join("cluster.toml");
+        std::fs::write(&file, &text).expect("cluster.toml");
+        let config = ClusterConfig::parse(&text).expect("valid");
+        let mut c = Cluster {
+            file,
+            config,
+            nodes: Vec::new(),
+            ports,
+            _tmp: tmp,
+        };
+        for i in 0..3 {
+            let s = c.launch(i);
+            c.nodes.push(Some(s));
+        }
+        c
+    }
+
+    fn launch(&self, i: usize) -> Server {
+        let dir = self.config.nodes[i].data_dir.clone();
+        Server::start_node(&self.file, &format!("n{}", i + 1), self.ports[i], &dir)
+    }
+
+    fn url(&self, i: usize, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports[i])
+    }
+
+    /// Node `i`'s view: per shard, (owner, epoch, owned here).
+    fn view(&self, i: usize) -> Vec<(Option<String>, u64, bool)> {
+        let (st, v) = call(&client(), "GET", &self.url(i, "/v1/cluster"), None, None);
+        assert_eq!(st, 200, "{v}");
+        v["shards"]
+            .as_array()
+            .expect("shards")
+            .iter()
+            .map(|s| {
+                (
+                    s["owner"].as_str().map(String::from),
+                    s["epoch"].as_u64().unwrap_or(0),
+                    s["owned_here"].as_bool().unwrap_or(false),
+                )
+            })
+            .collect()
+    }
+
+    /// Waits until every shard is served by some live node.
+    fn wait_served(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut served = vec![false; self.config.shards as usize];
+            for i in (0..3).filter(|i| self.nodes[*i].is_some()) {
+                for (s, (_, _, here)) in self.view(i).into_iter().enumerate() {
+                    served[s] |= here;
+                }
+            }
+            if served.iter().all(|x| *x) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "shards unserved: {served:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The node (index) that serves `shard` now.
+    fn owner_of(&self, shard: u32) -> usize {
+        (0..3)
+            .filter(|i| self.nodes[*i].is_some())
+            .find(|i| self.view(*i)[shard as usize].2)
+            .expect("an owner")
+    }
+}
+
+fn reserve(url: &str, sku: &str, qty: u32) -> Result<(u16, Value), reqwest::Error> {
+    let c = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let r = c
+        .post(url)
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"lines":[{{"sku":"{sku}","qty":{qty},"location":"S000"}}],"ttl_s":3600}}"#
+        ))
+        .send()?;
+    let st = r.status().as_u16();
+    Ok((st, r.json().unwrap_or(Value::Null)))
+}
+
+#[derive(Default)]
+struct Tally {
+    /// Acknowledged holds: (id, sku).
+    acked: Vec<(String, String)>,
+    /// Per SKU: requests whose answer never came (the node died under
+    /// them): they may or may not have been held.
+    unknown: HashMap<String, i64>,
+    /// (sku, when) of every 201.
+    times: Vec<(String, Instant)>,
+}
+
+#[test]
+fn any_node_serves_and_a_killed_owner_loses_nothing() {
+    let redis = Redis::start();
+    let mut cl = Cluster::start(&redis);
+    cl.wait_served();
+    let c = client();
+
+    // The catalog through one node, the counts through another (split by
+    // shard), reads through the third.
+    for i in 0..SKUS {
+        let (st, b) = call(
+            &c,
+            "PUT",
+            &cl.url(0, &format!("/v1/skus/A{i}")),
+            None,
+            Some(r#"{"name":"x"}"#),
+        );
+        assert_eq!(st, 200, "{b}");
+    }
+    let (st, b) = call(
+        &c,
+        "PUT",
+        &cl.url(0, "/v1/locations/S000"),
+        None,
+        Some(r#"{"name":"s","kind":"store","lat":45.0,"lon":9.0}"#),
+    );
+    assert_eq!(st, 200, "{b}");
+    // The hot SKU: another of A0's shard, with little stock.
+    let shards: Vec<u32> = (0..SKUS)
+        .map(|i| cl.config.shard_of(&format!("A{i}")))
+        .collect();
+    let hot = (1..SKUS)
+        .find(|i| shards[*i] == shards[0])
+        .expect("two SKUs in one shard");
+    let on_hand = |i: usize| if i == hot { HOT_ON_HAND } else { ON_HAND };
+    let items: Vec<Value> = (0..SKUS)
+        .map(|i| serde_json::json!({"location": "S000", "sku": format!("A{i}"), "on_hand": on_hand(i)}))
+        .collect();
+    let (st, b) = call(
+        &c,
+        "POST",
+        &cl.url(1, "/v1/inventory/batch"),
+        None,
+        Some(&serde_json::json!({ "items": items }).to_string()),
+    );
+    assert_eq!((st, b["applied"].as_u64()), (200, Some(SKUS as u64)), "{b}");
+    for i in 0..SKUS {
+        let (st, b) = call(
+            &c,
+            "GET",
+            &cl.url(2, &format!("/v1/inventory/S000/A{i}")),
+            None,
+            None,
+        );
+        assert_eq!((st, b["on_hand"].as_i64()), (200, Some(on_hand(i))), "{b}");
+    }
+    // A reservation through each node, read back through the others.
+    for n in 0..3 {
+        let (st, b) = reserve(&cl.url(n, "/v1/reservations"), "A0", 1).expect("reserve");
+        assert_eq!(st, 201, "{b}");
+        let id = b["id"].as_str().expect("id");
+        assert!(id.starts_with(&format!("{}.", shards[0])), "{id}");
+        for m in 0..3 {
+            let (st, got) = call(
+                &c,
+                "GET",
+                &cl.url(m, &format!("/v1/reservations/{id}")),
+                None,
+                None,
+            );
+            assert_eq!((st, &got["status"]), (200, &Value::from("held")), "{got}");
+        }
+    }
+
+    // Load through every node; then kill -9 the owner of A0's shard.
+    let victim_shard = shards[0];
+    let victim = cl.owner_of(victim_shard);
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for w in 0..4usize {
+        let (tally, stop) = (tally.clone(), stop.clone());
+        let urls: Vec<String> = (0..3).map(|n| cl.url(n, "/v1/reservations")).collect();
+        workers.push(std::thread::spawn(move || {
+            let mut k = w;
+            while !stop.load(Ordering::Relaxed) {
+                k += 1;
+                // The hot SKU gets a share of its own.
+                let sku = if k % 4 == 0 {
+                    format!("A{hot}")
+                } else {
+                    format!("A{}", k % SKUS)
+                };
+                let node = k % 3;
+                match reserve(&urls[node], &sku, 1) {
+                    Ok((201, b)) => {
+                        let id = b["id"].as_str().expect("id").to_string();
+                        let mut t = tally.lock();
+                        t.times.push((sku.clone(), Instant::now()));
+                        t.acked.push((id, sku));
+                    }
+                    Ok((409 | 503, _)) => {}
+                    Ok((st, b)) => panic!("unexpected {st}: {b}"),
+                    Err(e) if e.is_connect() => {} // the dead node: never reached it
+                    Err(_) => *tally.lock().unknown.entry(sku).or_default() += 1,
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    let killed_at = Instant::now();
+    let mut dead = cl.nodes[victim].take().expect("running");
+    dead.child.kill().expect("kill -9");
+    let _ = dead.child.wait();
+    std::mem::forget(dead); // its data dir is the cluster's; Drop would only kill again
+    std::thread::sleep(Duration::from_secs(7));
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().expect("worker");
+    }
+    let t = tally.lock();
+
+    // A standby took the shard within 5 s: a hold of one of its SKUs was
+    // acknowledged that soon after the kill.
+    let back = t
+        .times
+        .iter()
+        .filter(|(sku, at)| *at > killed_at && cl.config.shard_of(sku) == victim_shard)
+        .map(|(_, at)| at.duration_since(killed_at))
+        .min()
+        .expect("the shard served again");
+    eprintln!(
+        "{} holds acknowledged, {} answers lost with the node; shard {victim_shard} served again {back:?} after the kill",
+        t.acked.len(),
+        t.unknown.values().sum::<i64>()
+    );
+    assert!(back < Duration::from_secs(5), "took over after {back:?}");
+    cl.wait_served();
+    let new_owner = cl.owner_of(victim_shard);
+    assert_ne!(new_owner, victim);
+    let (_, _, here) = &cl.view(new_owner)[victim_shard as usize];
+    assert!(here);
+    let live = (0..3).find(|i| *i != victim).expect("a live node");
+
+    // Nothing acknowledged is lost; nothing is oversold.
+    let mut acked_per_sku: HashMap<String, i64> = HashMap::new();
+    for (id, sku) in &t.acked {
+        let (st, got) = call(
+            &c,
+            "GET",
+            &cl.url(live, &format!("/v1/reservations/{id}")),
+            None,
+            None,
+        );
+        assert_eq!(
+            (st, &got["status"]),
+            (200, &Value::from("held")),
+            "{id}: {got}"
+        );
+        *acked_per_sku.entry(sku.clone()).or_default() += 1;
+    }
+    assert!(
+        t.acked
+            .iter()
+            .any(|(_, sku)| cl.config.shard_of(sku) == victim_shard),
+        "the victim's shard was written"
+    );
+    for i in 0..SKUS {
+        let sku = format!("A{i}");
+        let (st, r) = call(
+            &c,
+            "GET",
+            &cl.url(live, &format!("/v1/inventory/S000/{sku}")),
+            None,
+            None,
+        );
+        assert_eq!(st, 200, "{r}");
+        let reserved = r["reserved"].as_i64().expect("reserved");
+        // The three first holds were of A0.
+        let acked = acked_per_sku.get(&sku).copied().unwrap_or(0) + if i == 0 { 3 } else { 0 };
+        let unknown = t.unknown.get(&sku).copied().unwrap_or(0);
+        assert!(
+            reserved >= acked && reserved <= acked + unknown,
+            "{sku}: reserved {reserved}, acknowledged {acked}, unknown {unknown}"
+        );
+        assert!(reserved <= on_hand(i), "{sku} oversold: {r}");
+        assert_eq!(r["on_hand"].as_i64(), Some(on_hand(i)));
+        if i == hot {
+            assert_eq!(
+                reserved, HOT_ON_HAND,
+                "the hot SKU sold out across the failover"
+            );
+        }
+    }
+    drop(t);
+
+    // The old owner restarts: it follows (the shard is the new owner's, at
+    // a higher epoch) and answers through the owner.
+    let restarted = cl.launch(victim);
+    cl.nodes[victim] = Some(restarted);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = cl.view(victim);
+        let (owner, epoch, here) = &v[victim_shard as usize];
+        if owner.is_some() {
+            assert!(!here, "the restarted node took its old shard back: {v:?}");
+            assert!(*epoch >= 2, "{v:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (st, b) = reserve(&cl.url(victim, "/v1/reservations"), "A0", 1).expect("reserve");
+    assert_eq!(st, 201, "{b}");
+    let id = b["id"].as_str().expect("id").to_string();
+    let (st, got) = call(
+        &c,
+        "GET",
+        &cl.url(new_owner, &format!("/v1/reservations/{id}")),
+        None,
+        None,
+    );
+    assert_eq!((st, &got["status"]), (200, &Value::from("held")), "{got}");
+    assert!(Path::new(&cl.config.nodes[victim].data_dir)
+        .join(format!("shard-{victim_shard}"))
+        .exists());
+}
