@@ -63,6 +63,7 @@ fn own(r: &Redis, dir: &Path, m: Mirror, holder: &str, epoch: u64, clock: &Manua
                 )),
                 ack_after: true,
                 batch_max: 64,
+                shipped: 0,
             }),
         },
     )

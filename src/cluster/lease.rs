@@ -29,6 +29,11 @@ struct Held {
 #[derive(Default)]
 struct Shared {
     held: Mutex<HashMap<u32, Held>>,
+    /// The highest epoch this node has seen of each shard (held, or
+    /// applied as a follower): a lease it takes is above it.
+    floor: Mutex<HashMap<u32, u64>>,
+    /// Shards this node leaves to others until then (`step_down`).
+    back_off: Mutex<HashMap<u32, Instant>>,
 }
 
 /// Where a keeper stands in the cluster.
@@ -89,6 +94,26 @@ impl LeaseKeeper {
         v
     }
 
+    /// This node has seen `shard` at `epoch` (a follower applied an entry
+    /// of it): an epoch it takes from now on is above. After Redis lost
+    /// its counters, an epoch is never handed out twice to this node.
+    pub fn seen(&self, shard: u32, epoch: u64) {
+        let mut f = self.shared.floor.lock();
+        let e = f.entry(shard).or_default();
+        *e = (*e).max(epoch);
+    }
+
+    /// Stops holding `shard` and leaves it to others for `for_`: the
+    /// caller then releases the lease in Redis (a node whose copy is
+    /// shorter than another's lets that one take the shard).
+    pub fn step_down(&self, shard: u32, for_: Duration) {
+        self.shared
+            .back_off
+            .lock()
+            .insert(shard, Instant::now() + for_);
+        self.shared.held.lock().remove(&shard);
+    }
+
     /// Stops renewing (the leases lapse by themselves: as a crash would).
     pub fn stop(&mut self) {
         self.stop.store(true, Ordering::Release);
@@ -113,8 +138,6 @@ fn run(p: Placement, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
     let valid = ttl - ttl / 10;
     let started = Instant::now();
     let mut log: Option<ShardLog> = None;
-    // The highest epoch this node held of each shard: a new one is above.
-    let mut floor: HashMap<u32, u64> = HashMap::new();
     while !stop.load(Ordering::Acquire) {
         let tick = Instant::now();
         if log.is_none() {
@@ -132,24 +155,39 @@ fn run(p: Placement, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
                 if had.is_none() && !mine && !takeover {
                     continue;
                 }
+                let backing_off = shared
+                    .back_off
+                    .lock()
+                    .get(&shard)
+                    .is_some_and(|until| Instant::now() < *until);
+                if backing_off {
+                    continue;
+                }
                 let sent = Instant::now();
                 let got = match had {
                     Some(h) => l
                         .renew(shard, &p.holder, h.epoch, ttl)
                         .map(|ok| ok.then_some(h.epoch)),
-                    None => l.acquire(
-                        shard,
-                        &p.holder,
-                        ttl,
-                        floor.get(&shard).copied().unwrap_or(0),
-                    ),
+                    None => {
+                        let floor = shared.floor.lock().get(&shard).copied().unwrap_or(0);
+                        l.acquire(shard, &p.holder, ttl, floor)
+                    }
                 };
                 let mut held = shared.held.lock();
+                // A step down that came while Redis answered wins.
+                let stepped_down = shared
+                    .back_off
+                    .lock()
+                    .get(&shard)
+                    .is_some_and(|until| Instant::now() < *until);
                 match got {
+                    Ok(Some(_)) if stepped_down => {}
                     Ok(Some(epoch)) => {
                         if had.is_none() {
                             tracing::info!(shard, epoch, "leases: shard taken");
-                            floor.insert(shard, epoch);
+                            let mut f = shared.floor.lock();
+                            let e = f.entry(shard).or_default();
+                            *e = (*e).max(epoch);
                         }
                         held.insert(
                             shard,

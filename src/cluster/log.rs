@@ -119,6 +119,14 @@ end
 return 0
 ";
 
+const RELEASE: &str = r"
+if redis.call('HGET', KEYS[1], 'holder') == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+";
+
 // The fence, shared by the scripts that write: ARGV[1] holder, ARGV[2]
 // epoch must be the running lease's.
 const FENCE: &str = r"
@@ -181,6 +189,7 @@ pub struct ShardLog {
     cluster: String,
     acquire: Script,
     renew: Script,
+    release: Script,
     append: Script,
     publish: Script,
 }
@@ -197,6 +206,7 @@ impl ShardLog {
             cluster: cluster.to_string(),
             acquire: Script::new(ACQUIRE),
             renew: Script::new(RENEW),
+            release: Script::new(RELEASE),
             append: Script::new(&format!("{FENCE}{APPEND}")),
             publish: Script::new(&format!("{FENCE}{PUBLISH}")),
         })
@@ -247,6 +257,51 @@ impl ShardLog {
             .arg(ttl.as_millis() as u64)
             .invoke(&mut self.conn)?;
         Ok(ok == 1)
+    }
+
+    /// Gives the lease up if `holder` has it (another may take it at once).
+    pub fn release(&mut self, shard: u32, holder: &str) -> Result<bool, LogError> {
+        let ok: u32 = self
+            .release
+            .key(self.key("lease", shard))
+            .arg(holder)
+            .invoke(&mut self.conn)?;
+        Ok(ok == 1)
+    }
+
+    /// Says how far `node`'s copy of each shard goes (`last_seqs[shard]`),
+    /// at `unix_ms`: what a node about to take a shard compares its own
+    /// copy with.
+    pub fn report_copies(
+        &mut self,
+        node: &str,
+        last_seqs: &[u64],
+        unix_ms: u64,
+    ) -> Result<(), LogError> {
+        let mut pipe = redis::pipe();
+        for (shard, seq) in last_seqs.iter().enumerate() {
+            pipe.hset(
+                self.key("copies", shard as u32),
+                node,
+                format!("{seq}:{unix_ms}"),
+            )
+            .ignore();
+        }
+        pipe.query::<()>(&mut self.conn)?;
+        Ok(())
+    }
+
+    /// The copies of `shard` reported: (node, last sequence, unix ms).
+    pub fn copies(&mut self, shard: u32) -> Result<Vec<(String, u64, u64)>, LogError> {
+        let h: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.key("copies", shard))
+            .query(&mut self.conn)?;
+        Ok(h.into_iter()
+            .filter_map(|(node, v)| {
+                let (seq, ms) = v.split_once(':')?;
+                Some((node, seq.parse().ok()?, ms.parse().ok()?))
+            })
+            .collect())
     }
 
     /// The lease's holder and epoch, if it runs.

@@ -119,6 +119,7 @@ impl ClusterNode {
             template,
             dir: node.data_dir.clone(),
             log: None,
+            connected_at: Instant::now(),
             copies: (0..config.shards).map(|_| Copy::Closed).collect(),
             last_owners: Instant::now() - Duration::from_secs(1),
         };
@@ -244,9 +245,15 @@ struct Manager {
     template: Template,
     dir: PathBuf,
     log: Option<ShardLog>,
+    /// When `log` was (re)connected: shards are taken only a while after,
+    /// once every live node has said how far its copies go.
+    connected_at: Instant,
     copies: Vec<Copy>,
     last_owners: Instant,
 }
+
+/// How often a node reads the owners and says how far its copies go.
+const REPORT_EVERY: Duration = Duration::from_millis(100);
 
 /// Stream entries a follower applies per shard per round.
 const FOLLOW_BATCH: usize = 1000;
@@ -275,45 +282,21 @@ impl Manager {
     }
 
     fn log(&mut self) -> Result<&mut ShardLog, MirrorError> {
-        if self.log.is_none() {
-            let c = &self.node.config;
-            self.log = Some(ShardLog::open(
-                &c.redis_url,
-                &c.cluster,
-                Duration::from_secs(2),
-            )?);
-        }
-        self.log.as_mut().ok_or(MirrorError::Stream {
-            shard: 0,
-            detail: "no connection".into(),
-        })
+        connect(&mut self.log, &self.node.config, &mut self.connected_at)
     }
 
     /// One pass over the shards; answers the stream entries read.
     fn round(&mut self, storage: &Arc<dyn Storage>) -> Result<usize, MirrorError> {
-        if self.last_owners.elapsed() >= Duration::from_millis(100) {
+        // First what needs no Redis: engines that may no longer write.
+        self.give_up_lost();
+        if self.last_owners.elapsed() >= REPORT_EVERY {
             self.refresh_owners()?;
+            self.report_copies()?;
             self.last_owners = Instant::now();
         }
         let mut read = 0;
         for s in 0..self.copies.len() as u32 {
             let lease = self.keeper.owns(s);
-            let poisoned = matches!(&self.copies[s as usize], Copy::Owning { engine, .. } if engine.journal().is_poisoned());
-            let held = match &self.copies[s as usize] {
-                Copy::Owning { epoch, .. } => Some(*epoch),
-                _ => None,
-            };
-            if held.is_some() && (lease != held || poisoned) {
-                tracing::warn!(
-                    shard = s,
-                    ?held,
-                    ?lease,
-                    poisoned,
-                    "cluster: giving up the shard"
-                );
-                self.node.stats.handovers.fetch_add(1, Ordering::Relaxed);
-                self.close(s);
-            }
             if matches!(self.copies[s as usize], Copy::Closed) {
                 let dir = self.dir.join(format!("shard-{s}"));
                 let durability = self.template.engine.durability;
@@ -341,12 +324,36 @@ impl Manager {
                     Err(e) => return Err(e),
                 }
                 self.node.views[s as usize].write().applied = m.last_seq();
+                self.keeper.seen(s, m.epoch());
                 if let Some(epoch) = lease {
                     self.take(s, epoch)?;
                 }
             }
         }
         Ok(read)
+    }
+
+    /// Stops the engines whose lease ended or whose write was refused
+    /// (a poisoned journal): the copy opens again as a mirror.
+    fn give_up_lost(&mut self) {
+        for s in 0..self.copies.len() as u32 {
+            let (held, poisoned) = match &self.copies[s as usize] {
+                Copy::Owning { epoch, engine } => (*epoch, engine.journal().is_poisoned()),
+                _ => continue,
+            };
+            let lease = self.keeper.owns(s);
+            if lease != Some(held) || poisoned {
+                tracing::warn!(
+                    shard = s,
+                    held,
+                    ?lease,
+                    poisoned,
+                    "cluster: giving up the shard"
+                );
+                self.node.stats.handovers.fetch_add(1, Ordering::Relaxed);
+                self.close(s);
+            }
+        }
     }
 
     /// Starts the engine of `shard` under the lease `epoch`: the mirror
@@ -356,12 +363,38 @@ impl Manager {
         let Copy::Following(mut m) = std::mem::replace(&mut self.copies[i], Copy::Closed) else {
             return Ok(());
         };
-        let log = self.log()?;
+        let log = connect(&mut self.log, &self.node.config, &mut self.connected_at)?;
         if let Err(e) = m.catch_up(log) {
             self.copies[i] = Copy::Following(m);
             return Err(e);
         }
         let applied = m.last_seq();
+        // What the stream holds: a copy ahead of it ships the rest first.
+        let shipped = log.last_seq(shard)?;
+        // The stream is the truth, unless Redis lost entries: then the
+        // longest copy must take the shard, or what only it holds (writes
+        // acknowledged before the loss) would be written over.
+        let ttl = self.node.config.lease.ttl();
+        let now = unix_ms();
+        let longest = log
+            .copies(shard)?
+            .into_iter()
+            .filter(|(node, _, at)| {
+                *node != self.node.node_id && now.saturating_sub(*at) < 3 * ttl.as_millis() as u64
+            })
+            .map(|(node, seq, _)| (seq, node))
+            .max();
+        let settling = self.connected_at.elapsed() < 5 * REPORT_EVERY;
+        let behind = longest.as_ref().filter(|(seq, _)| *seq > applied);
+        if settling || behind.is_some() {
+            if let Some((seq, node)) = behind {
+                tracing::warn!(shard, applied, longest = seq, %node, "cluster: leaving the shard to the node with the longest copy");
+                self.keeper.step_down(shard, 2 * ttl);
+                log.release(shard, &self.node.holder)?;
+            }
+            self.copies[i] = Copy::Following(m);
+            return Ok(());
+        }
         let recovered = m.promote()?;
         let c = &self.node.config;
         let mut cfg = self.template.engine.clone();
@@ -388,6 +421,7 @@ impl Manager {
                     hook: Box::new(ship),
                     ack_after: c.replication.durability == ClusterDurability::Replicated,
                     batch_max: c.replication.batch_max,
+                    shipped,
                 }),
             },
         );
@@ -413,6 +447,27 @@ impl Manager {
         if let Copy::Owning { engine, .. } = std::mem::replace(&mut self.copies[i], Copy::Closed) {
             engine.shutdown();
         }
+    }
+
+    /// Says in Redis how far this node's copy of each shard goes: an
+    /// owner's, as far as the stream took it (a tail it holds alone was
+    /// never acknowledged in `replicated` mode, and must not keep a
+    /// standby from taking the shard when this node dies).
+    fn report_copies(&mut self) -> Result<(), MirrorError> {
+        let seqs: Vec<u64> = self
+            .copies
+            .iter()
+            .zip(&self.node.views)
+            .map(|(c, v)| match c {
+                Copy::Owning { engine, .. } => {
+                    engine.journal().stats.shipped_seq.load(Ordering::Acquire)
+                }
+                _ => v.read().applied,
+            })
+            .collect();
+        let id = self.node.node_id.clone();
+        self.log()?.report_copies(&id, &seqs, unix_ms())?;
+        Ok(())
     }
 
     fn refresh_owners(&mut self) -> Result<(), MirrorError> {
@@ -445,13 +500,37 @@ fn follow(m: &mut Mirror, log: &mut ShardLog, stats: &ClusterStats) -> Result<us
             .next()
             .and_then(|t| t.parse::<u64>().ok())
         {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
-            let lag = now.saturating_sub(ms);
+            let lag = unix_ms().saturating_sub(ms);
             stats.lag_ms_last.store(lag, Ordering::Relaxed);
             stats.lag.observe(lag * 1000);
         }
     }
     Ok(n)
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The manager's connection to Redis, opened if need be (a field-level
+/// borrow: the manager's other fields stay usable beside it).
+fn connect<'a>(
+    log: &'a mut Option<ShardLog>,
+    c: &ClusterConfig,
+    connected_at: &mut Instant,
+) -> Result<&'a mut ShardLog, MirrorError> {
+    if log.is_none() {
+        *log = Some(ShardLog::open(
+            &c.redis_url,
+            &c.cluster,
+            Duration::from_secs(2),
+        )?);
+        *connected_at = Instant::now();
+    }
+    log.as_mut().ok_or(MirrorError::Stream {
+        shard: 0,
+        detail: "no connection".into(),
+    })
 }

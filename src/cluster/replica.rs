@@ -6,11 +6,12 @@
 //! model in memory: the shard stays hot, and taking it over is starting an
 //! engine on that model (`Mirror::promote`), with no replay.
 //!
-//! A mirror opened on a shard directory that holds a tail the stream does
-//! not (an owner that crashed before shipping it, or whose Redis lost it in
-//! a failover) finds it by comparing its last record with the stream's
-//! under that number, and rebuilds from the stream: what the cluster never
-//! acknowledged is not kept.
+//! A mirror opened on a shard directory checks its copy against the
+//! stream: the stream's newest entry at or before its last record must be
+//! the record it holds under that number, or it rebuilds from the stream
+//! (what another owner wrote over is not the cluster's). A copy longer
+//! than the stream (Redis lost entries, or never got an owner's last ones)
+//! keeps its tail and ships it if it takes the shard.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -155,7 +156,7 @@ impl Mirror {
                     tracing::warn!(
                         shard,
                         last_seq = m.last_seq,
-                        "this copy holds records the stream does not: rebuilding it from the stream"
+                        "this copy disagrees with the stream: rebuilding it from the stream"
                     );
                     m.wipe()?;
                 }
@@ -165,39 +166,51 @@ impl Mirror {
         Ok(m)
     }
 
-    /// The stream's entry under this copy's last record, if it holds the
-    /// same record: where to follow from.
+    /// Where this copy stands in the stream, if it agrees with it: the
+    /// stream's newest entry at or before this copy's last record must be
+    /// the record this copy holds under that number. The stream may end
+    /// before this copy does (Redis lost entries it had, or never got this
+    /// owner's last ones): the copy keeps its tail, and ships it if it
+    /// takes the shard; an entry of another owner under those numbers
+    /// later makes it rebuild (`Resync::Diverged`). An empty stream (Redis
+    /// lost everything) holds nothing to disagree with.
     fn place(&self, log: &mut ShardLog) -> Result<Option<Follower>, MirrorError> {
-        let mut local: Option<Vec<u8>> = None;
-        read_range(
-            self.storage.as_ref(),
-            &self.dir.join("journal"),
-            self.last_seq - 1,
-            self.last_seq,
-            |_, b| {
-                local = Some(b.to_vec());
-                Ok(())
-            },
-        )?;
-        // Only a snapshot holds the last record: nothing to compare.
-        let Some(local) = local else { return Ok(None) };
         let mut before = "+".to_string();
         loop {
             let page = log.read_back(self.shard, &before, READ_BATCH)?;
-            let Some(last) = page.last() else {
-                return Ok(None);
+            let Some(oldest) = page.last() else {
+                return Ok((before == "+").then(|| Follower {
+                    next_seq: self.last_seq + 1,
+                    ..Follower::default()
+                }));
             };
             if let Some(e) = page.iter().find(|e| e.seq <= self.last_seq) {
-                return Ok(
-                    (e.seq == self.last_seq && e.data == local).then(|| Follower {
-                        next_seq: e.seq + 1,
-                        epoch: e.epoch,
-                        after: e.id.clone(),
-                    }),
-                );
+                let same = self.local_record(e.seq)?.is_some_and(|b| b == e.data);
+                return Ok(same.then(|| Follower {
+                    next_seq: self.last_seq + 1,
+                    epoch: e.epoch,
+                    after: e.id.clone(),
+                }));
             }
-            before = format!("({}", last.id);
+            before = format!("({}", oldest.id);
         }
+    }
+
+    /// This copy's record `seq`, if its journal still holds it (not only a
+    /// snapshot).
+    fn local_record(&self, seq: u64) -> Result<Option<Vec<u8>>, MirrorError> {
+        let mut found = None;
+        read_range(
+            self.storage.as_ref(),
+            &self.dir.join("journal"),
+            seq - 1,
+            seq,
+            |_, b| {
+                found = Some(b.to_vec());
+                Ok(())
+            },
+        )?;
+        Ok(found)
     }
 
     /// Drops the local copy: it starts again from nothing.

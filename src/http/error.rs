@@ -155,6 +155,14 @@ impl From<EngineError> for ApiError {
                 "the engine is at capacity; retry shortly",
             )
             .retry_after(1),
+            EngineError::Storage(crate::persistence::JournalError::Replication(err)) => {
+                tracing::warn!(error = %err, "write refused: not replicated");
+                ApiError::new(
+                    Code::Unavailable,
+                    "the write could not be replicated (the shard's owner is changing or Redis is unreachable); nothing was acknowledged, retry shortly",
+                )
+                .retry_after(1)
+            }
             EngineError::Storage(err) => {
                 tracing::error!(error = %err, "write refused: storage failure");
                 ApiError::new(
@@ -163,9 +171,11 @@ impl From<EngineError> for ApiError {
                 )
                 .retry_after(30)
             }
-            EngineError::Stopped => {
-                ApiError::new(Code::Unavailable, "the server is shutting down").retry_after(5)
-            }
+            EngineError::Stopped => ApiError::new(
+                Code::Unavailable,
+                "the engine is stopping (the server shuts down, or its cluster shard moves)",
+            )
+            .retry_after(1),
         }
     }
 }

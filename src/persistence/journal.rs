@@ -91,6 +91,10 @@ pub struct Replication {
     pub ack_after: bool,
     /// The most records in one `ship`.
     pub batch_max: usize,
+    /// The last record the replicas hold already: the shipper starts after
+    /// it, reading any records of the journal beyond it back first (a new
+    /// owner whose copy is ahead of a stream that lost entries).
+    pub shipped: u64,
 }
 
 type Ack = oneshot::Sender<Result<u64, JournalError>>;
@@ -113,6 +117,8 @@ pub struct JournalStats {
     /// Every append with a ticket up to this one is durable (per the
     /// durability mode): what a reader of committed changes waits for.
     pub durable_ticket: AtomicU64,
+    /// With replication: the last record the replicas hold.
+    pub shipped_seq: AtomicU64,
 }
 
 /// Resolves when the record is durable (per the durability mode), with its
@@ -146,6 +152,9 @@ pub struct Journal {
     /// The last ticket given. Taken with the queue push under one lock, so
     /// tickets are in queue order: a batch's last ticket covers all before.
     tickets: Arc<parking_lot::Mutex<u64>>,
+    /// Why replication poisoned the journal, if it did: what later writes
+    /// are refused with.
+    shipping_failed: Arc<parking_lot::Mutex<Option<String>>>,
 }
 
 /// What recovery found.
@@ -416,13 +425,15 @@ impl Journal {
         let poisoned = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(JournalStats::default());
         stats.last_seq.store(last_seq, Ordering::Relaxed);
+        let shipping_failed = Arc::new(parking_lot::Mutex::new(None));
         let ship = match replication {
             Some(r) => Some(Shipper::start(
-                r,
                 storage.clone(),
                 dir.clone(),
-                last_seq + 1,
+                r.shipped.min(last_seq) + 1,
+                r,
                 poisoned.clone(),
+                shipping_failed.clone(),
                 stats.clone(),
             )?),
             None => None,
@@ -451,6 +462,7 @@ impl Journal {
                 poisoned,
                 stats,
                 tickets: Arc::new(parking_lot::Mutex::new(0)),
+                shipping_failed,
             },
             handle,
         ))
@@ -534,7 +546,10 @@ impl Journal {
     /// Queues `a` with the next ticket; answers the ticket.
     fn send(&self, mut a: Append) -> Result<u64, JournalError> {
         if self.is_poisoned() {
-            return Err(JournalError::Poisoned);
+            return Err(match self.shipping_failed.lock().as_ref() {
+                Some(why) => JournalError::Replication(why.clone()),
+                None => JournalError::Poisoned,
+            });
         }
         let mut last = self.tickets.lock();
         let ticket = *last + 1;
@@ -715,15 +730,17 @@ const SHIP_QUEUE: usize = 64;
 
 impl Shipper {
     fn start(
-        r: Replication,
         storage: Arc<dyn Storage>,
         dir: PathBuf,
         next: u64,
+        r: Replication,
         poisoned: Arc<AtomicBool>,
+        failed: Arc<parking_lot::Mutex<Option<String>>>,
         stats: Arc<JournalStats>,
     ) -> Result<Shipper, JournalError> {
         let (tx, rx) = bounded(SHIP_QUEUE);
         let ack_after = r.ack_after;
+        stats.shipped_seq.store(next - 1, Ordering::Release);
         let mut t = ShipperThread {
             hook: r.hook,
             batch_max: r.batch_max.max(1),
@@ -732,7 +749,7 @@ impl Shipper {
             next,
             poisoned,
             stats,
-            failed: None,
+            failed,
         };
         std::thread::Builder::new()
             .name("journal-shipper".into())
@@ -777,7 +794,9 @@ struct ShipperThread {
     next: u64,
     poisoned: Arc<AtomicBool>,
     stats: Arc<JournalStats>,
-    failed: Option<String>,
+    /// The first failure: every later record fails with it (shared with
+    /// the journal's handle, which refuses new writes with it).
+    failed: Arc<parking_lot::Mutex<Option<String>>>,
 }
 
 impl ShipperThread {
@@ -788,7 +807,7 @@ impl ShipperThread {
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                     // Records the queue dropped and nothing came after.
                     let last = self.stats.last_seq.load(Ordering::Relaxed);
-                    if self.failed.is_none() && last >= self.next {
+                    if self.failed.lock().is_none() && last >= self.next {
                         self.catch_up(last);
                     }
                     continue;
@@ -813,7 +832,7 @@ impl ShipperThread {
     /// Ships the records of `group` not shipped yet (reading back any the
     /// queue dropped before them), then answers the batches in it.
     fn ship_group(&mut self, group: Vec<Shipment>) {
-        if self.failed.is_none() {
+        if self.failed.lock().is_none() {
             if let Some(s) = group.first() {
                 if s.first > self.next {
                     self.catch_up(s.first - 1);
@@ -841,8 +860,9 @@ impl ShipperThread {
                 bodies.push(b);
             }
         }
-        let outcome = match &self.failed {
-            Some(e) => Err(e.clone()),
+        let failed = self.failed.lock().clone();
+        let outcome = match failed {
+            Some(e) => Err(e),
             None if bodies.is_empty() => Ok(()),
             None => self.ship(first, &bodies),
         };
@@ -874,11 +894,17 @@ impl ShipperThread {
     fn ship(&mut self, first: u64, bodies: &[&[u8]]) -> Result<(), String> {
         for (i, chunk) in bodies.chunks(self.batch_max).enumerate() {
             let at = first + (i * self.batch_max) as u64;
-            if let Err(e) = self.hook.ship(at, chunk) {
+            let shipped = self.hook.ship(at, chunk);
+            if shipped.is_ok() {
+                let last = at + chunk.len() as u64 - 1;
+                self.stats.shipped_seq.fetch_max(last, Ordering::Release);
+            }
+            if let Err(e) = shipped {
+                // The reason first: a write refused for the poison says it.
+                *self.failed.lock() = Some(e.clone());
                 if !self.poisoned.swap(true, Ordering::AcqRel) {
                     tracing::error!(error = %e, seq = at, "replication failed: the journal is poisoned, refusing every write");
                 }
-                self.failed = Some(e.clone());
                 return Err(e);
             }
         }

@@ -16,15 +16,7 @@ impl Redis {
     pub fn start() -> Redis {
         let port = super::free_port();
         let dir = tempfile::tempdir().expect("tempdir");
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (.ci/run installs it)");
+        let child = Self::spawn(port, dir.path());
         let r = Redis {
             child,
             port,
@@ -32,6 +24,26 @@ impl Redis {
         };
         r.wait_ready();
         r
+    }
+
+    fn spawn(port: u16, dir: &std::path::Path) -> Child {
+        Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (.ci/run installs it)")
+    }
+
+    /// Starts it again on the same port, empty (it kept nothing on disk):
+    /// as a Redis that lost everything.
+    pub fn restart_empty(&mut self) {
+        self.kill();
+        self.child = Self::spawn(self.port, self._dir.path());
+        self.wait_ready();
     }
 
     pub fn url(&self) -> String {
