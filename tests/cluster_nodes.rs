@@ -227,14 +227,7 @@ fn any_node_serves_and_a_killed_owner_loses_nothing() {
         let id = b["id"].as_str().expect("id");
         assert!(id.starts_with(&format!("{}.", shards[0])), "{id}");
         for m in 0..3 {
-            let (st, got) = call(
-                &c,
-                "GET",
-                &cl.url(m, &format!("/v1/reservations/{id}")),
-                None,
-                None,
-            );
-            assert_eq!((st, &got["status"]), (200, &Value::from("held")), "{got}");
+            expect_status("GET", &cl.url(m, &format!("/v1/reservations/{id}")), "held");
         }
     }
 
@@ -382,14 +375,11 @@ fn any_node_serves_and_a_killed_owner_loses_nothing() {
     let (st, b) = reserve(&cl.url(victim, "/v1/reservations"), "A0", 1).expect("reserve");
     assert_eq!(st, 201, "{b}");
     let id = b["id"].as_str().expect("id").to_string();
-    let (st, got) = call(
-        &c,
+    expect_status(
         "GET",
         &cl.url(new_owner, &format!("/v1/reservations/{id}")),
-        None,
-        None,
+        "held",
     );
-    assert_eq!((st, &got["status"]), (200, &Value::from("held")), "{got}");
     assert!(Path::new(&cl.config.nodes[victim].data_dir)
         .join(format!("shard-{victim_shard}"))
         .exists());
@@ -487,4 +477,129 @@ fn with_redis_down_writes_are_refused_and_an_empty_redis_is_filled_again() {
         }
         break;
     }
+}
+
+/// `method url` answers 200 with a reservation in `status`.
+fn expect_status(method: &str, url: &str, status: &str) -> Value {
+    let (st, got) = call(&client(), method, url, None, None);
+    assert_eq!(
+        (st, &got["status"]),
+        (200, &Value::from(status)),
+        "{method} {url}: {got}"
+    );
+    got
+}
+
+/// Posts a cart of `(sku, qty)` lines at S000 through node `n`.
+fn cart(cl: &Cluster, n: usize, lines: &[(&str, i64)], key: Option<&str>) -> (u16, Value) {
+    let lines: Vec<Value> = lines
+        .iter()
+        .map(|(sku, qty)| serde_json::json!({"sku": sku, "qty": qty, "location": "S000"}))
+        .collect();
+    let body = serde_json::json!({ "lines": lines, "ttl_s": 600 }).to_string();
+    let headers: Vec<(&str, &str)> = key.map(|k| ("Idempotency-Key", k)).into_iter().collect();
+    let (st, _, v) = common::call_full(
+        &client(),
+        "POST",
+        &cl.url(n, "/v1/reservations"),
+        None,
+        Some(&body),
+        &headers,
+    );
+    (st, v)
+}
+
+#[test]
+fn a_cart_across_nodes_is_all_or_nothing() {
+    let redis = Redis::start();
+    let cl = Cluster::start(&redis);
+    cl.wait_served();
+    cl.seed(&|_| 10);
+    let c = client();
+    // Two SKUs whose shards two different nodes own.
+    let skus: Vec<String> = (0..SKUS).map(|i| format!("A{i}")).collect();
+    let owner = |sku: &str| cl.owner_of(cl.config.shard_of(sku));
+    let (x, y) = skus
+        .iter()
+        .flat_map(|a| skus.iter().map(move |b| (a, b)))
+        .find(|(a, b)| owner(a) != owner(b))
+        .expect("two SKUs on two nodes");
+    let third = (0..3)
+        .find(|n| *n != owner(x) && *n != owner(y))
+        .expect("a third node");
+    let reserved = |sku: &str| {
+        let (st, r) = call(
+            &c,
+            "GET",
+            &cl.url(third, &format!("/v1/inventory/S000/{sku}")),
+            None,
+            None,
+        );
+        assert_eq!(st, 200, "{r}");
+        r["reserved"].as_i64().expect("reserved")
+    };
+
+    // Held whole, through the node that owns neither line.
+    let (st, held) = cart(&cl, third, &[(x, 2), (y, 3)], None);
+    assert_eq!(st, 201, "{held}");
+    let id = held["id"].as_str().expect("id").to_string();
+    assert!(id.contains('-') && id.contains(".c"), "a cart id: {id}");
+    assert_eq!(held["lines"].as_array().map(Vec::len), Some(2), "{held}");
+    for n in 0..3 {
+        let got = expect_status("GET", &cl.url(n, &format!("/v1/reservations/{id}")), "held");
+        assert_eq!(got["lines"].as_array().map(Vec::len), Some(2), "{got}");
+    }
+    assert_eq!((reserved(x), reserved(y)), (2, 3));
+
+    // One line short: nothing held anywhere, the short line named.
+    let (st, short) = cart(&cl, owner(x), &[(x, 1), (y, 100)], None);
+    assert_eq!(
+        (st, &short["code"]),
+        (409, &Value::from("insufficient_stock")),
+        "{short}"
+    );
+    let named: Vec<&str> = short["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .filter_map(|l| l["sku"].as_str())
+        .collect();
+    assert_eq!(named, vec![y.as_str()], "{short}");
+    assert_eq!(
+        (reserved(x), reserved(y)),
+        (2, 3),
+        "the part held was released"
+    );
+
+    // A bad line is named in the cart's numbering.
+    let (st, bad) = cart(&cl, third, &[(x, 1), (y, 0)], None);
+    assert_eq!(st, 422, "{bad}");
+    assert_eq!(bad["errors"][0]["field"], "lines[1].qty", "{bad}");
+    assert_eq!((reserved(x), reserved(y)), (2, 3));
+
+    // A retry with the same key answers the same cart and holds nothing more.
+    let (st, a) = cart(&cl, third, &[(x, 1), (y, 1)], Some("cart-k1"));
+    assert_eq!(st, 201, "{a}");
+    let (st, b) = cart(&cl, owner(y), &[(x, 1), (y, 1)], Some("cart-k1"));
+    assert_eq!((st, &b["id"]), (201, &a["id"]), "{b}");
+    assert_eq!((reserved(x), reserved(y)), (3, 4));
+
+    // Confirm the first cart, release the keyed one: every part moves.
+    expect_status(
+        "POST",
+        &cl.url(owner(x), &format!("/v1/reservations/{id}/confirm")),
+        "confirmed",
+    );
+    let keyed = a["id"].as_str().expect("id");
+    expect_status(
+        "POST",
+        &cl.url(owner(y), &format!("/v1/reservations/{keyed}/release")),
+        "released",
+    );
+    assert_eq!((reserved(x), reserved(y)), (2, 3));
+    expect_status(
+        "GET",
+        &cl.url(third, &format!("/v1/reservations/{id}")),
+        "confirmed",
+    );
 }

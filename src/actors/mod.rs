@@ -445,6 +445,10 @@ impl Engine {
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.0.metrics
     }
+    /// Whether this engine is a cluster shard's (its ids carry a prefix).
+    pub fn in_cluster(&self) -> bool {
+        !self.0.id_prefix.is_empty()
+    }
     pub fn journal(&self) -> &Journal {
         &self.0.journal
     }
@@ -1026,15 +1030,30 @@ impl Engine {
         ttl_s: u64,
         idem: Option<IdemKey>,
     ) -> Result<Result<Reservation, Vec<Shortage>>, EngineError> {
+        self.reserve_as(None, lines, partial, ttl_s, idem).await
+    }
+
+    /// `reserve`, under the id `id` if given (a cluster's cart across
+    /// shards: each shard's part carries the cart's id). A chosen id goes
+    /// through the book's `Create`, which refuses an id it holds already.
+    pub async fn reserve_as(
+        &self,
+        id: Option<ReservationId>,
+        lines: &[CartLine],
+        partial: bool,
+        ttl_s: u64,
+        idem: Option<IdemKey>,
+    ) -> Result<Result<Reservation, Vec<Shortage>>, EngineError> {
         if lines.is_empty() {
             // The HTTP layer refuses empty carts; an empty one holds nothing.
             return Ok(Err(Vec::new()));
         }
         let n = self.0.stock.len();
         let first_shard = lines.first().map(|l| l.sku as usize % n);
-        if lines
-            .iter()
-            .all(|l| Some(l.sku as usize % n) == first_shard)
+        if id.is_none()
+            && lines
+                .iter()
+                .all(|l| Some(l.sku as usize % n) == first_shard)
         {
             if let Some(shard) = first_shard {
                 // Cancelling this future after the send is harmless: the
@@ -1047,13 +1066,17 @@ impl Engine {
         // Across shards the coordinator itself undoes holds: it runs in its
         // own task so that a caller that goes away cannot leak them.
         let (me, lines) = (self.clone(), lines.to_vec());
-        tokio::spawn(async move { me.reserve_across_shards(&lines, partial, ttl_s, idem).await })
-            .await
-            .map_err(|_| EngineError::Stopped)?
+        tokio::spawn(async move {
+            me.reserve_across_shards(id, &lines, partial, ttl_s, idem)
+                .await
+        })
+        .await
+        .map_err(|_| EngineError::Stopped)?
     }
 
     async fn reserve_across_shards(
         &self,
+        id: Option<ReservationId>,
         lines: &[CartLine],
         partial: bool,
         ttl_s: u64,
@@ -1109,8 +1132,10 @@ impl Engine {
         }
         outcomes.sort_by_key(|o| o.line);
         let now = self.0.clock.now_ms();
-        let book = self.0.next_id.load(Ordering::Relaxed) as usize % self.0.books.len();
-        let id = self.new_reservation_id(book);
+        let id = id.unwrap_or_else(|| {
+            let book = self.0.next_id.load(Ordering::Relaxed) as usize % self.0.books.len();
+            self.new_reservation_id(book)
+        });
         let held: Vec<Line> = {
             let c = self.0.catalog.read();
             outcomes

@@ -207,6 +207,15 @@ pub struct Create {
 impl Handler<Create> for ReservationBook {
     type Result = ();
     fn handle(&mut self, m: Create, _: &mut Context<Self>) {
+        // A chosen id (a cluster cart's part) must be new: a second
+        // reservation under one id would hide the first one's units.
+        if self.reservations.get(&m.reservation.id).is_some() {
+            let _ = m.reply.send(Err(JournalError::Encode(format!(
+                "reservation id {} is taken",
+                m.reservation.id
+            ))));
+            return;
+        }
         let r = self.journal.append_ticketed(&m.event).inspect(|_| {
             let res = m.reservation;
             self.expiries.insert((res.expires_at_ms, res.id.clone()));

@@ -11,6 +11,9 @@
 //!   are served by any shard.
 //! - Split: `/v1/inventory/batch` (each shard gets its items, the counts
 //!   applied are added).
+//! - A cart across shards: each shard holds its lines under the cart's id
+//!   (`{s}-{s}[...].c{hex}`), all or nothing (`hold_cart`); reads and
+//!   transitions go to every part (`cart_parts`).
 //!
 //! A forwarded request carries `x-holdfast-shard`: the node it reaches
 //! serves it for that shard or answers 503 (ownership is moving: the
@@ -30,6 +33,28 @@ use crate::http::error::{json_response, ApiError, ApiResult, Code};
 /// The header that marks a forwarded request, with its shard.
 pub const SHARD_HEADER: &str = "x-holdfast-shard";
 
+/// The id a cart across shards is held under in each of its shards.
+pub const CART_ID_HEADER: &str = "x-holdfast-reservation-id";
+
+/// `{shard}-{shard}[-...].c{hex}`: a cart across shards.
+pub fn is_cart_id(id: &str) -> bool {
+    cart_shards(id).is_some_and(|s| s.len() >= 2)
+}
+
+/// The shards a cart id names (ascending, distinct), if it is one.
+fn cart_shards(id: &str) -> Option<Vec<u32>> {
+    let (shards, rest) = id.split_once('.')?;
+    let hex = rest.strip_prefix('c')?;
+    if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let v: Vec<u32> = shards
+        .split('-')
+        .map(|s| s.parse().ok())
+        .collect::<Option<_>>()?;
+    v.windows(2).all(|w| w[0] < w[1]).then_some(v)
+}
+
 pub struct Front {
     pub node: Arc<ClusterNode>,
     client: reqwest::Client,
@@ -47,6 +72,10 @@ enum Target {
     All,
     /// `/v1/inventory/batch`: split by shard.
     Batch,
+    /// A cart whose lines are in these shards: held all or nothing.
+    Cart(Vec<u32>),
+    /// A cart's id (`Cart`): a read or transition of each part.
+    CartParts(Vec<u32>),
 }
 
 impl Front {
@@ -109,6 +138,8 @@ impl Front {
                 first.ok_or_else(|| ApiError::new(Code::Unavailable, "no shards"))
             }
             Target::Batch => self.batch(&req).await,
+            Target::Cart(shards) => self.hold_cart(&req, &shards).await,
+            Target::CartParts(shards) => self.cart_parts(&req, &shards).await,
         }
     }
 
@@ -125,15 +156,23 @@ impl Front {
             ["v1", "inventory", _, sku, ..] | ["v1", "availability", sku] => {
                 Target::Shard(c.shard_of(sku))
             }
-            ["v1", "reservations"] => Target::Shard(self.cart_shard(&r.body)?),
-            ["v1", "reservations", id, ..] => Target::Shard(
-                id.split_once('.')
-                    .and_then(|(s, _)| s.parse::<u32>().ok())
-                    .filter(|s| *s < c.shards)
-                    .ok_or_else(|| {
-                        ApiError::new(Code::NotFound, format!("no reservation {id}"))
-                    })?,
-            ),
+            ["v1", "reservations"] => match self.cart_shards_of(&r.body)? {
+                shards if shards.len() > 1 => Target::Cart(shards),
+                shards => Target::Shard(shards.first().copied().unwrap_or(0)),
+            },
+            ["v1", "reservations", id, ..] => match cart_shards(id) {
+                Some(shards) if shards.len() > 1 && shards.iter().all(|s| *s < c.shards) => {
+                    Target::CartParts(shards)
+                }
+                _ => Target::Shard(
+                    id.split_once('.')
+                        .and_then(|(s, _)| s.parse::<u32>().ok())
+                        .filter(|s| *s < c.shards)
+                        .ok_or_else(|| {
+                            ApiError::new(Code::NotFound, format!("no reservation {id}"))
+                        })?,
+                ),
+            },
             _ => {
                 return Err(ApiError::new(
                     Code::NotImplemented,
@@ -146,29 +185,219 @@ impl Front {
         })
     }
 
-    /// The shard of a cart: every line's SKU in one shard. A body that
-    /// does not parse goes to shard 0, whose engine answers the problem.
-    fn cart_shard(&self, body: &Bytes) -> Result<u32, ApiError> {
+    /// The shards of a cart's lines, ascending. A body that does not parse
+    /// goes to shard 0, whose engine answers the problem.
+    fn cart_shards_of(&self, body: &Bytes) -> Result<Vec<u32>, ApiError> {
         let c = &self.node.config;
-        let v: serde_json::Value = match serde_json::from_slice(body) {
-            Ok(v) => v,
-            Err(_) => return Ok(0),
+        let Some(lines) = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.get("lines")?.as_array().cloned())
+        else {
+            return Ok(vec![0]);
         };
-        let Some(lines) = v.get("lines").and_then(|l| l.as_array()) else {
-            return Ok(0);
-        };
-        let mut shards = lines
+        let mut shards: Vec<u32> = lines
             .iter()
             .filter_map(|l| l.get("sku")?.as_str())
-            .map(|sku| c.shard_of(sku));
-        let first = shards.next().unwrap_or(0);
-        if shards.any(|s| s != first) {
+            .map(|sku| c.shard_of(sku))
+            .collect();
+        shards.sort_unstable();
+        shards.dedup();
+        if shards.len() > 1
+            && lines
+                .iter()
+                .any(|l| l.get("location").is_none_or(|v| v.is_null()))
+        {
             return Err(ApiError::new(
                 Code::NotImplemented,
-                "a cart whose SKUs are in several shards is not served by the cluster yet",
+                "a cart across shards needs a location on every line (sourcing is not served by the cluster yet)",
             ));
         }
-        Ok(first)
+        Ok(if shards.is_empty() { vec![0] } else { shards })
+    }
+
+    /// Holds a cart across shards, all or nothing: each shard holds its
+    /// lines under the cart's id (`{shards}.c...`) with the cart's TTL; if
+    /// any part is refused, the parts held are released. A coordinator
+    /// that dies in between leaves nothing held past the TTL: each part
+    /// expires on its own.
+    async fn hold_cart(&self, r: &Incoming<'_>, shards: &[u32]) -> ApiResult {
+        let c = &self.node.config;
+        let mut v: serde_json::Value = serde_json::from_slice(&r.body)
+            .map_err(|e| ApiError::new(Code::BadRequest, format!("body: {e}")))?;
+        let lines = v
+            .get("lines")
+            .and_then(|l| l.as_array())
+            .cloned()
+            .unwrap_or_default();
+        let partial = v
+            .get("allow_partial")
+            .and_then(|p| p.as_bool())
+            .unwrap_or(false);
+        // The id: from the Idempotency-Key if any (a retry gets the same
+        // one, which each part's key table answers), else random.
+        let tag = match r.headers.get("idempotency-key") {
+            Some(k) => {
+                let auth = r
+                    .headers
+                    .get("authorization")
+                    .map_or(&b""[..], |a| a.as_bytes());
+                let mut seed = auth.to_vec();
+                seed.push(0);
+                seed.extend_from_slice(k.as_bytes());
+                crate::domain::event::fnv1a64(&seed)
+            }
+            None => rand::random::<u64>(),
+        };
+        let names: Vec<String> = shards.iter().map(u32::to_string).collect();
+        let id = format!("{}.c{tag:016x}", names.join("-"));
+        // Each part: the body with its lines (and where each came from).
+        let mut parts = Vec::with_capacity(shards.len());
+        for s in shards {
+            let (index, mine): (Vec<usize>, Vec<serde_json::Value>) = lines
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| {
+                    l.get("sku")
+                        .and_then(|x| x.as_str())
+                        .map(|sku| c.shard_of(sku))
+                        == Some(*s)
+                })
+                .map(|(i, l)| (i, l.clone()))
+                .unzip();
+            v["lines"] = serde_json::Value::Array(mine);
+            let body = Bytes::from(
+                serde_json::to_vec(&v)
+                    .map_err(|e| ApiError::new(Code::BadRequest, e.to_string()))?,
+            );
+            let mut headers = r.headers.clone();
+            headers.insert(
+                CART_ID_HEADER,
+                id.parse()
+                    .map_err(|_| ApiError::new(Code::BadRequest, "cart id"))?,
+            );
+            parts.push((
+                *s,
+                index,
+                Incoming {
+                    body,
+                    headers,
+                    ..r.clone()
+                },
+            ));
+        }
+        let answers =
+            futures::future::join_all(parts.iter().map(|(s, _, part)| self.answer(*s, part))).await;
+        let held: Vec<usize> = (0..parts.len()).filter(|i| answers[*i].0 == 201).collect();
+        let whole = held.len() == parts.len();
+        if whole
+            || (partial && !held.is_empty() && answers.iter().all(|a| matches!(a.0, 201 | 409)))
+        {
+            let held_parts: Vec<serde_json::Value> =
+                held.iter().map(|i| answers[*i].1.clone()).collect();
+            return Ok(json_response(201, &merge_parts(&id, &held_parts)));
+        }
+        // Not whole: release what was held.
+        let held_shards: Vec<u32> = held.iter().map(|i| parts[*i].0).collect();
+        self.release_parts(&id, &r.headers, &held_shards).await;
+        // The answer: every short line if all refusals were for stock,
+        // else the first other refusal (its field paths in the cart's
+        // numbering).
+        let refusals: Vec<usize> = (0..parts.len()).filter(|i| answers[*i].0 != 201).collect();
+        if refusals
+            .iter()
+            .all(|i| answers[*i].0 == 409 && answers[*i].1["code"] == "insufficient_stock")
+        {
+            let mut body = answers[refusals[0]].1.clone();
+            let short: Vec<serde_json::Value> = refusals
+                .iter()
+                .flat_map(|i| {
+                    answers[*i].1["lines"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                })
+                .collect();
+            body["lines"] = serde_json::Value::Array(short);
+            return Ok(problem_response(409, &body));
+        }
+        let i = refusals
+            .iter()
+            .copied()
+            .find(|i| answers[*i].0 != 409)
+            .unwrap_or(refusals[0]);
+        let (st, mut body) = answers[i].clone();
+        renumber_lines(&mut body, &parts[i].1);
+        Ok(problem_response(st, &body))
+    }
+
+    /// A read or transition of a cart across shards: each part, in shard
+    /// order; the answer merges them. A confirm that one part refuses
+    /// (it expired) releases the others: the cart stays all or nothing.
+    async fn cart_parts(&self, r: &Incoming<'_>, shards: &[u32]) -> ApiResult {
+        let id = r.seg.get(2).copied().unwrap_or_default();
+        let mut found = Vec::new();
+        let mut refused = None;
+        for s in shards {
+            let (st, b) = self.answer(*s, r).await;
+            match st {
+                200 => found.push(b),
+                404 => {}
+                _ => {
+                    refused.get_or_insert((st, b));
+                }
+            }
+        }
+        if let Some((st, b)) = refused {
+            if r.seg.get(3) == Some(&"confirm") && !found.is_empty() {
+                self.release_parts(id, &r.headers, shards).await;
+            }
+            return Ok(problem_response(st, &b));
+        }
+        if found.is_empty() {
+            return Err(ApiError::new(
+                Code::NotFound,
+                format!("no reservation {id}"),
+            ));
+        }
+        Ok(json_response(200, &merge_parts(id, &found)))
+    }
+
+    /// Releases the parts of cart `id` in `shards` (with the client's
+    /// headers: its token); a part that cannot be released now expires at
+    /// its TTL.
+    async fn release_parts(&self, id: &str, headers: &HeaderMap, shards: &[u32]) {
+        let path = format!("/v1/reservations/{id}/release");
+        let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let release = Incoming {
+            method: Method::POST,
+            path: &path,
+            seg: &seg,
+            query: None,
+            headers: headers.clone(),
+            body: Bytes::new(),
+        };
+        for s in shards {
+            let (st, b) = self.answer(*s, &release).await;
+            if st != 200 {
+                tracing::warn!(cart = %id, shard = s, status = st, answer = %b, "a part not released: it expires at its TTL");
+            }
+        }
+    }
+
+    /// `r` served for `shard` (here or by its owner): status and body.
+    async fn answer(&self, shard: u32, r: &Incoming<'_>) -> (u16, serde_json::Value) {
+        let resp = match self.to_shard(shard, r).await {
+            Ok(resp) => resp,
+            Err(e) => e.into_response(),
+        };
+        let st = resp.status().as_u16();
+        let bytes = warp::hyper::body::to_bytes(resp.into_body())
+            .await
+            .unwrap_or_default();
+        (
+            st,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     async fn to_shard(&self, shard: u32, r: &Incoming<'_>) -> ApiResult {
@@ -324,6 +553,68 @@ impl Front {
             }
         }
     }
+}
+
+/// One reservation of a cart's parts: the cart's id, the parts' common
+/// status (if they differ: the one that ends the cart soonest), the
+/// earliest expiry and creation, every line in shard order.
+fn merge_parts(id: &str, parts: &[serde_json::Value]) -> serde_json::Value {
+    let mut out = parts.first().cloned().unwrap_or_default();
+    out["id"] = id.into();
+    let rank = |s: &str| match s {
+        "expired" => 0,
+        "released" => 1,
+        "held" => 2,
+        "confirmed" => 3,
+        _ => 4, // fulfilled
+    };
+    let status = parts
+        .iter()
+        .filter_map(|p| p["status"].as_str())
+        .min_by_key(|s| rank(s))
+        .unwrap_or("held");
+    out["status"] = status.into();
+    for k in ["expires_at", "created_at"] {
+        if let Some(min) = parts.iter().filter_map(|p| p[k].as_str()).min() {
+            out[k] = min.into();
+        }
+    }
+    out["lines"] = parts
+        .iter()
+        .flat_map(|p| p["lines"].as_array().cloned().unwrap_or_default())
+        .collect();
+    out
+}
+
+/// A part's problem in the cart's numbering: `lines[k]` of the part is
+/// `lines[index[k]]` of the cart.
+fn renumber_lines(body: &mut serde_json::Value, index: &[usize]) {
+    let Some(errors) = body.get_mut("errors").and_then(|e| e.as_array_mut()) else {
+        return;
+    };
+    for e in errors {
+        let Some(field) = e["field"].as_str() else {
+            continue;
+        };
+        let Some(rest) = field.strip_prefix("lines[") else {
+            continue;
+        };
+        let Some((k, tail)) = rest.split_once(']') else {
+            continue;
+        };
+        if let Some(i) = k.parse::<usize>().ok().and_then(|k| index.get(k)) {
+            e["field"] = format!("lines[{i}]{tail}").into();
+        }
+    }
+}
+
+/// A problem+json answer with `body` as it came from a part.
+fn problem_response(status: u16, body: &serde_json::Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/problem+json")
+        .body(Body::from(body.to_string()))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
 /// 503 while a shard has no serving owner (a takeover in progress).

@@ -182,6 +182,29 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
 }
 
 /// Validates, holds and answers; with a key, also the answer to remember.
+/// The id a cluster node's coordinator gives each part of a cart across
+/// shards (`x-holdfast-reservation-id`, `{shards}.c...`); never honoured
+/// on a single node.
+fn cart_id(state: &AppState, req: &Request) -> Result<Option<ReservationId>, ApiError> {
+    let Some(v) = req.headers.get(crate::cluster::front::CART_ID_HEADER) else {
+        return Ok(None);
+    };
+    if !state.engine.in_cluster() {
+        return Ok(None);
+    }
+    v.to_str()
+        .ok()
+        .filter(|id| crate::cluster::front::is_cart_id(id))
+        .and_then(|id| ReservationId::parse(id).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::validation(vec![super::error::FieldError {
+                field: crate::cluster::front::CART_ID_HEADER.into(),
+                message: "must be a cart id: {shard}-{shard}[...].c{hex}".into(),
+            }])
+        })
+}
+
 async fn serve_create(
     state: &AppState,
     req: &Request,
@@ -261,7 +284,7 @@ async fn serve_create(
                 .collect();
             state
                 .engine
-                .reserve(&cart, partial, ttl_s, idem)
+                .reserve_as(cart_id(state, req)?, &cart, partial, ttl_s, idem)
                 .await?
                 .map_err(|short| shortage_error(&short))?
         }
