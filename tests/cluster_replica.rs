@@ -203,3 +203,55 @@ fn a_follower_takes_over_and_the_old_owner_is_fenced_then_rebuilt() {
     );
     assert_eq!(b_again.epoch(), 2);
 }
+
+/// `wait_replicas`: a batch counts as shipped only once a Redis replica
+/// has it: refused while there is none, taken once one has synced, and the
+/// replica holds the events. `wait_aof` on a Redis that cannot (no AOF, or
+/// older than 7.2) refuses rather than pretends.
+#[test]
+fn shipping_waits_for_redis_replicas_when_asked() {
+    use holdfast::persistence::journal::Replicate;
+    let primary = Redis::start();
+    let mut log = log(&primary);
+    assert_eq!(
+        log.acquire(0, "a/1", Duration::from_secs(30), 0),
+        Ok(Some(1))
+    );
+    let fence = Fence {
+        holder: "a/1".into(),
+        epoch: 1,
+    };
+    let ship = |aof: bool, replicas: u32, patience_ms: u64| {
+        StreamShip::new(
+            &primary.url(),
+            "t",
+            0,
+            fence.clone(),
+            Duration::from_millis(patience_ms),
+        )
+        .waiting_for(aof, replicas)
+    };
+    let events: Vec<Vec<u8>> = (0..3).map(|i| format!("event {i}").into_bytes()).collect();
+    let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
+
+    let alone = ship(false, 1, 400).ship(1, &refs[..1]);
+    assert!(
+        matches!(&alone, Err(e) if e.contains("0 of 1 replicas")),
+        "{alone:?}"
+    );
+    let replica = Redis::replica_of(&primary);
+    assert_eq!(
+        ship(false, 1, 5000).ship(1, &refs[..1]),
+        Ok(()),
+        "a retry once a replica has it"
+    );
+    assert_eq!(ship(false, 1, 5000).ship(2, &refs[1..]), Ok(()));
+    assert!(
+        replica.command("XLEN holdfast:t:shard:0").contains(":3"),
+        "the replica holds the three events"
+    );
+    assert!(
+        ship(true, 0, 400).ship(4, &refs[..1]).is_err(),
+        "no AOF here"
+    );
+}

@@ -346,6 +346,36 @@ impl ShardLog {
         })
     }
 
+    /// Waits until Redis's own fsync has what this connection wrote
+    /// (`aof`: `WAITAOF 1 n`) and `replicas` replicas have it (`WAIT n`),
+    /// for at most `timeout`; an error says how far it got.
+    pub fn wait(&mut self, aof: bool, replicas: u32, timeout: Duration) -> Result<(), LogError> {
+        let ms = timeout.as_millis().max(1) as u64;
+        if aof {
+            let (local, remote): (u32, u32) = redis::cmd("WAITAOF")
+                .arg(1)
+                .arg(replicas)
+                .arg(ms)
+                .query(&mut self.conn)?;
+            if local < 1 || remote < replicas {
+                return Err(LogError::Redis(format!(
+                    "WAITAOF: fsynced locally {local}, by {remote} of {replicas} replicas"
+                )));
+            }
+        } else if replicas > 0 {
+            let got: u32 = redis::cmd("WAIT")
+                .arg(replicas)
+                .arg(ms)
+                .query(&mut self.conn)?;
+            if got < replicas {
+                return Err(LogError::Redis(format!(
+                    "WAIT: {got} of {replicas} replicas have the events"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Up to `count` entries after stream id `after` ("0-0": from the
     /// start), in order.
     pub fn read(&mut self, shard: u32, after: &str, count: usize) -> Result<Vec<Entry>, LogError> {

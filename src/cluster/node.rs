@@ -409,7 +409,8 @@ impl Manager {
                 epoch,
             },
             c.lease.ttl(),
-        );
+        )
+        .waiting_for(c.replication.wait_aof, c.replication.wait_replicas);
         let opened = Engine::open_with(
             &cfg,
             Arc::new(RealStorage),

@@ -36,6 +36,10 @@ pub struct StreamShip {
     fence: Fence,
     patience: Duration,
     timeout: Duration,
+    /// `[replication] wait_aof` / `wait_replicas`: Redis's own fsync and
+    /// replicas before a batch counts as shipped.
+    wait_aof: bool,
+    wait_replicas: u32,
     log: Option<ShardLog>,
 }
 
@@ -48,8 +52,17 @@ impl StreamShip {
             fence,
             patience,
             timeout: Duration::from_secs(2).min(patience.max(Duration::from_millis(100))),
+            wait_aof: false,
+            wait_replicas: 0,
             log: None,
         }
+    }
+
+    /// Also waits for Redis's fsync (`aof`) and `replicas` replicas.
+    pub fn waiting_for(mut self, aof: bool, replicas: u32) -> Self {
+        self.wait_aof = aof;
+        self.wait_replicas = replicas;
+        self
     }
 
     fn append(&mut self, first: u64, bodies: &[&[u8]]) -> Result<(), LogError> {
@@ -59,8 +72,12 @@ impl StreamShip {
                 .log
                 .insert(ShardLog::open(&self.url, &self.cluster, self.timeout)?),
         };
-        log.append(self.shard, &self.fence, first, bodies)
-            .map(|_| ())
+        // A retry after a failed wait finds the events in (a no-op) and
+        // waits again: they count as shipped only once the wait holds.
+        log.append(self.shard, &self.fence, first, bodies)?;
+        // Half the connection's timeout: Redis answers before the socket
+        // gives up on it.
+        log.wait(self.wait_aof, self.wait_replicas, self.timeout / 2)
     }
 }
 
