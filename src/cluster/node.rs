@@ -6,9 +6,10 @@
 //!
 //! Taking a shard: the lease is held first (nobody else appends), the
 //! mirror reads the stream to its end, and the engine starts on the
-//! mirror's model. Losing one (the lease lapsed, or the fence refused a
-//! write): the engine stops, and the shard is opened again as a mirror,
-//! which drops any tail the stream does not hold.
+//! mirror's model (unless a live node reported a longer copy: Redis lost
+//! entries, and that node takes it). Losing one (the lease lapsed, or the
+//! fence refused a write): the engine stops, and the shard is opened again
+//! as a mirror, checked against the stream (`Mirror::open`).
 
 use parking_lot::RwLock;
 use std::collections::HashMap;
@@ -63,8 +64,8 @@ pub struct ClusterStats {
     pub handovers: AtomicU64,
     pub resyncs: AtomicU64,
     pub forwarded: AtomicU64,
-    /// The last entry applied by a follower: its stream id's age (ms).
-    pub lag_ms_last: AtomicU64,
+    /// Age of each entry's last applied by a follower, from its stream
+    /// id (Redis's clock when appended; millisecond resolution).
     pub lag: crate::metrics::Histogram,
 }
 
@@ -265,7 +266,8 @@ impl Manager {
             let read = match self.round(&storage) {
                 Ok(n) => n,
                 Err(e) => {
-                    tracing::warn!(error = %e, "cluster: redis unreachable");
+                    // Redis unreachable, most often: connect again.
+                    tracing::warn!(error = %e, "cluster: a round failed");
                     self.log = None;
                     std::thread::sleep(Duration::from_millis(100));
                     0
@@ -502,7 +504,6 @@ fn follow(m: &mut Mirror, log: &mut ShardLog, stats: &ClusterStats) -> Result<us
             .and_then(|t| t.parse::<u64>().ok())
         {
             let lag = unix_ms().saturating_sub(ms);
-            stats.lag_ms_last.store(lag, Ordering::Relaxed);
             stats.lag.observe(lag * 1000);
         }
     }

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The cluster against one node, in one command (BENCHMARKS.md, "Cluster"):
+# the checkout scenario, closed loop, for each of
+#   single      one node, the embedded default (fsync)
+#   replicated  a one-node cluster on a Redis of its own (durability
+#               "replicated": fsync, then Redis took the event)
+#   3 nodes     three nodes on that Redis, the harness talking to n1 (the
+#               others' shards forwarded; carts across nodes held by n1)
+# alternating, ROUNDS times; then the replication lag the followers of the
+# last 3-node run saw (holdfast_cluster_replication_lag_seconds, p50/p99 by
+# its buckets). Usage: loadtest/cluster_bench.sh [SECONDS] [ROUNDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-10}
+rounds=${2:-2}
+bin=target/release
+tmp=$(mktemp -d)
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+rport=$(port)
+redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" >/dev/null 2>&1 &
+redis_pid=$!
+pids=()
+cleanup() { kill "${pids[@]}" "$redis_pid" 2>/dev/null || true; rm -rf "$tmp"; }
+trap cleanup EXIT
+sleep 0.5
+
+cluster_file() { # nodes shards
+  local f="$tmp/cluster-$1.toml"
+  printf 'cluster = "bench%s"\nshards = %s\nredis_url = "redis://127.0.0.1:%s/"\n[replication]\ndurability = "replicated"\n' \
+    "$RANDOM" "$2" "$rport" > "$f"
+  for i in $(seq 1 "$1"); do
+    printf '[[nodes]]\nid = "n%s"\nhttp = "127.0.0.1:%s"\ndata_dir = "%s/d%s-n%s"\n' \
+      "$i" "$(port)" "$tmp" "$RANDOM" "$i" >> "$f"
+  done
+  echo "$f"
+}
+
+start_cluster() { # file nodes; sets url (n1's) and pids
+  pids=()
+  for i in $(seq 1 "$2"); do
+    RUST_LOG=warn "$bin/holdfast" serve --cluster "$1" --node "n$i" >/dev/null 2>>"$tmp/nodes.log" &
+    pids+=($!)
+  done
+  url="http://$(grep -m1 '^http' "$1" | cut -d'"' -f2)"
+  for _ in $(seq 1 100); do
+    owned=0
+    for p in $(grep '^http' "$1" | cut -d'"' -f2); do
+      n=$(curl -s "http://$p/v1/cluster" | grep -o '"owned_here":true' | wc -l || true)
+      owned=$((owned + n))
+    done
+    [ "$owned" -ge "$(grep -m1 '^shards' "$1" | grep -o '[0-9]*')" ] && break
+    sleep 0.2
+  done
+}
+
+stop_cluster() { kill "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; pids=(); }
+
+run() { # label [loadtest args]
+  local label=$1; shift
+  local line
+  line=$("$bin/loadtest" run --target holdfast --scenario checkout --duration "$secs" --quiet \
+    --out "$tmp/out" "$@" 2>&1 | tee -a "$tmp/loadtest.log" | grep -E '^holdfast +checkout' || true)
+  printf '%-12s %s\n' "$label" "${line:-FAILED (see $tmp/loadtest.log)}"
+}
+
+echo "checkout, closed loop, $secs s a run, $rounds rounds; columns as loadtest prints them"
+for r in $(seq 1 "$rounds"); do
+  run single
+  f=$(cluster_file 1 4); start_cluster "$f" 1
+  run replicated --url "$url"
+  stop_cluster
+  f=$(cluster_file 3 12); start_cluster "$f" 3
+  run "3 nodes" --url "$url"
+  if [ "$r" = "$rounds" ]; then
+    for p in $(grep '^http' "$f" | cut -d'"' -f2 | tail -n +2); do
+      curl -s "http://$p/metrics" | grep '^holdfast_cluster_replication_lag_seconds_bucket'
+    done | python3 -c '
+import sys, collections
+b = collections.Counter()
+for line in sys.stdin:
+    le = line.split("le=\"")[1].split("\"")[0]
+    b[le] += int(line.split()[-1])
+keys = sorted((float("inf") if k == "+Inf" else float(k), k) for k in b)
+total = b["+Inf"]
+def q(p):
+    for v, k in keys:
+        if b[k] >= p * total:
+            return "<= %g ms" % (v * 1000)
+print("replication lag at the followers (%d entries applied): p50 %s, p99 %s" % (total, q(0.5), q(0.99)))'
+  fi
+  stop_cluster
+done
