@@ -571,6 +571,52 @@ fn a_cart_across_nodes_is_all_or_nothing() {
         "the part held was released"
     );
 
+    // A request that names a shard (as a forwarded one does) must be that
+    // shard's: x's count sent to y's shard is refused, not stored there.
+    let (st, _, b) = common::call_full(
+        &c,
+        "PUT",
+        &cl.url(owner(y), &format!("/v1/inventory/S000/{x}")),
+        None,
+        Some(r#"{"on_hand":99}"#),
+        &[("x-holdfast-shard", &cl.config.shard_of(y).to_string())],
+    );
+    assert_eq!(st, 400, "{b}");
+    let (_, r) = call(
+        &c,
+        "GET",
+        &cl.url(third, &format!("/v1/inventory/S000/{x}")),
+        None,
+        None,
+    );
+    assert_eq!(r["on_hand"], 10, "{r}");
+
+    // A batch across shards with one bad item writes nothing, and names
+    // the item as the client numbered it.
+    let (st, b) = call(
+        &c,
+        "POST",
+        &cl.url(third, "/v1/inventory/batch"),
+        None,
+        Some(
+            &serde_json::json!({"items": [
+                {"location": "S000", "sku": x, "on_hand": 50},
+                {"location": "S000", "sku": y, "on_hand": -1},
+            ]})
+            .to_string(),
+        ),
+    );
+    assert_eq!(st, 422, "{b}");
+    assert_eq!(b["errors"][0]["field"], "items[1].on_hand", "{b}");
+    let (_, r) = call(
+        &c,
+        "GET",
+        &cl.url(third, &format!("/v1/inventory/S000/{x}")),
+        None,
+        None,
+    );
+    assert_eq!(r["on_hand"], 10, "x's part was not written: {r}");
+
     // A bad line is named in the cart's numbering.
     let (st, bad) = cart(&cl, third, &[(x, 1), (y, 0)], None);
     assert_eq!(st, 422, "{bad}");

@@ -33,6 +33,11 @@ use crate::http::error::{json_response, ApiError, ApiResult, Code};
 /// The header that marks a forwarded request, with its shard.
 pub const SHARD_HEADER: &str = "x-holdfast-shard";
 
+/// Asks a shard to check a whole inventory batch (shape, catalog, the
+/// token) and write nothing: every shard holds the whole catalog, so one
+/// checks for all before any part is written.
+pub const VALIDATE_HEADER: &str = "x-holdfast-validate-only";
+
 /// The id a cart across shards is held under in each of its shards.
 pub const CART_ID_HEADER: &str = "x-holdfast-reservation-id";
 
@@ -112,6 +117,14 @@ impl Front {
                 .and_then(|s| s.parse::<u32>().ok())
                 .filter(|s| *s < self.node.config.shards)
                 .ok_or_else(|| ApiError::new(Code::BadRequest, "bad x-holdfast-shard"))?;
+            // Only what that shard holds: a request naming another shard's
+            // SKU would put its stock where nobody reads it.
+            if !self.belongs(&req, shard)? {
+                return Err(ApiError::new(
+                    Code::BadRequest,
+                    format!("x-holdfast-shard {shard}: the request is not that shard's"),
+                ));
+            }
             return match self.node.owned(shard) {
                 Some(state) => req.serve(&state).await,
                 None => Err(moving(shard)),
@@ -141,6 +154,30 @@ impl Front {
             Target::Cart(shards) => self.hold_cart(&req, &shards).await,
             Target::CartParts(shards) => self.cart_parts(&req, &shards).await,
         }
+    }
+
+    /// Whether `r` may be served by `shard` alone: a request of that
+    /// shard, one every shard serves, or a part (of a batch or a cart)
+    /// whose SKUs are all that shard's.
+    fn belongs(&self, r: &Incoming<'_>, shard: u32) -> Result<bool, ApiError> {
+        let c = &self.node.config;
+        Ok(match self.target(r)? {
+            Target::Shard(s) => s == shard,
+            Target::Node | Target::Any | Target::All => true,
+            Target::CartParts(shards) => shards.contains(&shard),
+            Target::Cart(_) => false,
+            Target::Batch if r.headers.contains_key(VALIDATE_HEADER) => true,
+            Target::Batch => serde_json::from_slice::<serde_json::Value>(&r.body)
+                .ok()
+                .and_then(|v| v.get("items")?.as_array().cloned())
+                .is_none_or(|items| {
+                    items.iter().all(|i| {
+                        i.get("sku")
+                            .and_then(|s| s.as_str())
+                            .is_none_or(|sku| c.shard_of(sku) == shard)
+                    })
+                }),
+        })
     }
 
     fn target(&self, r: &Incoming<'_>) -> Result<Target, ApiError> {
@@ -195,11 +232,12 @@ impl Front {
         else {
             return Ok(vec![0]);
         };
-        let mut shards: Vec<u32> = lines
-            .iter()
-            .filter_map(|l| l.get("sku")?.as_str())
-            .map(|sku| c.shard_of(sku))
-            .collect();
+        let skus: Option<Vec<&str>> = lines.iter().map(|l| l.get("sku")?.as_str()).collect();
+        let Some(skus) = skus else {
+            // A line without a SKU: one shard's engine names it.
+            return Ok(vec![0]);
+        };
+        let mut shards: Vec<u32> = skus.iter().map(|sku| c.shard_of(sku)).collect();
         shards.sort_unstable();
         shards.dedup();
         if shards.len() > 1
@@ -481,6 +519,19 @@ impl Front {
                 .and_then(|s| s.as_str())
                 .map_or(0, |sku| c.shard_of(sku));
             parts[s as usize].push(item);
+        }
+        // All or nothing: the whole batch is checked by one shard first
+        // (its problem names the items as the client numbered them).
+        let first = parts.iter().position(|p| !p.is_empty()).unwrap_or(0) as u32;
+        if parts.iter().filter(|p| !p.is_empty()).count() > 1 {
+            let mut check = r.clone();
+            check
+                .headers
+                .insert(VALIDATE_HEADER, warp::http::HeaderValue::from_static("1"));
+            let resp = self.to_shard(first, &check).await?;
+            if !resp.status().is_success() {
+                return Ok(resp);
+            }
         }
         let mut applied = 0u64;
         for (s, part) in parts.iter().enumerate() {
