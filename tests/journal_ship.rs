@@ -29,6 +29,17 @@ struct Seen {
 
 struct Hook(Arc<Seen>);
 
+/// A hook that takes its time (a slow Redis): the trailing shipper's queue
+/// overflows now and then while the writer goes on.
+struct Slow(Arc<Seen>);
+
+impl Replicate for Slow {
+    fn ship(&mut self, first: u64, bodies: &[&[u8]]) -> Result<(), String> {
+        std::thread::sleep(Duration::from_millis(2));
+        Hook(self.0.clone()).ship(first, bodies)
+    }
+}
+
 impl Replicate for Hook {
     fn ship(&mut self, first: u64, bodies: &[&[u8]]) -> Result<(), String> {
         let mut open = self.0.open.lock();
@@ -158,5 +169,36 @@ fn a_trailing_shipper_reads_back_what_its_queue_dropped() {
     assert_eq!(r.len(), 400, "each record shipped once");
     for (i, (seq, e)) in r.iter().enumerate() {
         assert_eq!((*seq, e), (i as u64 + 1, &event(i as u64)));
+    }
+}
+
+#[test]
+fn records_dropped_between_shipments_are_shipped_in_their_place() {
+    let seen = Arc::new(Seen::default());
+    seen.gate(true);
+    let storage: Arc<dyn Storage> = Arc::new(SimStorage::new(11));
+    let (journal, _writer) = Journal::start_replicated(
+        storage,
+        PathBuf::from("/data/journal"),
+        0,
+        Durability::Fsync,
+        4096,
+        Some(Replication {
+            hook: Box::new(Slow(seen.clone())),
+            ack_after: false,
+            batch_max: 8,
+            shipped: 0,
+        }),
+    )
+    .expect("start");
+    for i in 0..1500 {
+        assert_eq!(journal.append(&event(i)).expect("queued").wait(), Ok(i + 1));
+    }
+    wait_for("every record shipped", || seen.records.lock().len() >= 1500);
+    std::thread::sleep(Duration::from_millis(300));
+    let r = seen.records.lock();
+    assert_eq!(r.len(), 1500, "each record shipped once");
+    for (i, (seq, e)) in r.iter().enumerate() {
+        assert_eq!((*seq, e), (i as u64 + 1, &event(i as u64)), "record {i}");
     }
 }

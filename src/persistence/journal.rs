@@ -829,56 +829,52 @@ impl ShipperThread {
         }
     }
 
-    /// Ships the records of `group` not shipped yet (reading back any the
-    /// queue dropped before them), then answers the batches in it.
+    /// Ships the records of `group` not shipped yet, in order: records the
+    /// queue dropped before a shipment (without `ack_after`) are read back
+    /// from the segments first. Then answers the batches in it: those
+    /// wholly shipped, or the failure.
     fn ship_group(&mut self, group: Vec<Shipment>) {
-        if self.failed.lock().is_none() {
-            if let Some(s) = group.first() {
-                if s.first > self.next {
-                    self.catch_up(s.first - 1);
-                }
-            }
-        }
-        // `ack_after` shipments carry their records in the batch.
-        let mut bodies: Vec<&[u8]> = Vec::new();
-        let mut first = self.next;
-        for s in &group {
-            let records = s.bodies.iter().map(Vec::as_slice).chain(
-                s.batch
-                    .iter()
-                    .filter(|a| !a.body.is_empty())
-                    .map(|a| a.body.as_slice()),
-            );
-            for (i, b) in records.enumerate() {
-                let seq = s.first + i as u64;
-                if seq < self.next {
-                    continue; // read back from the segments already
-                }
-                if bodies.is_empty() {
-                    first = seq;
-                }
-                bodies.push(b);
-            }
-        }
-        let failed = self.failed.lock().clone();
-        let outcome = match failed {
+        let mut outcome = match self.failed.lock().clone() {
             Some(e) => Err(e),
-            None if bodies.is_empty() => Ok(()),
-            None => self.ship(first, &bodies),
+            None => Ok(()),
         };
-        let shipped = bodies.len() as u64;
-        drop(bodies);
-        match outcome {
-            Ok(()) => {
-                self.next = first + shipped;
-                for mut s in group {
-                    if !s.batch.is_empty() {
-                        acknowledge(&self.stats, s.first, &mut s.batch);
+        if outcome.is_ok() {
+            // Records gathered to ship at once: `self.next..`.
+            let mut bodies: Vec<&[u8]> = Vec::new();
+            for s in &group {
+                if s.first > self.next + bodies.len() as u64 {
+                    outcome = self.ship_gathered(&mut bodies);
+                    if outcome.is_err() {
+                        break;
+                    }
+                    self.catch_up(s.first - 1);
+                    if self.next != s.first {
+                        break; // not read back: the next tick tries again
+                    }
+                }
+                for (i, b) in s.records().enumerate() {
+                    // Records before are shipped already (read back).
+                    if s.first + i as u64 == self.next + bodies.len() as u64 {
+                        bodies.push(b);
                     }
                 }
             }
-            Err(e) => {
-                for s in group {
+            if outcome.is_ok() {
+                outcome = self.ship_gathered(&mut bodies);
+            }
+        }
+        for mut s in group {
+            if s.batch.is_empty() {
+                continue;
+            }
+            let last = s.first + s.len() as u64 - 1;
+            match &outcome {
+                Ok(()) if last < self.next => acknowledge(&self.stats, s.first, &mut s.batch),
+                _ => {
+                    let e = match &outcome {
+                        Err(e) => e.clone(),
+                        Ok(()) => "not shipped".to_string(),
+                    };
                     for a in s.batch {
                         if let Some(ack) = a.ack {
                             let _ = ack.send(Err(JournalError::Replication(e.clone())));
@@ -887,6 +883,17 @@ impl ShipperThread {
                 }
             }
         }
+    }
+
+    /// Ships the records gathered (`self.next..`) and moves past them.
+    fn ship_gathered(&mut self, bodies: &mut Vec<&[u8]>) -> Result<(), String> {
+        if bodies.is_empty() {
+            return Ok(());
+        }
+        self.ship(self.next, bodies)?;
+        self.next += bodies.len() as u64;
+        bodies.clear();
+        Ok(())
     }
 
     /// Ships `bodies` (records `first..`) in calls of `batch_max`; the
@@ -933,5 +940,15 @@ impl ShipperThread {
 impl Shipment {
     fn len(&self) -> usize {
         self.bodies.len() + self.batch.iter().filter(|a| !a.body.is_empty()).count()
+    }
+
+    /// Its records in order: copied ones, or (`ack_after`) the batch's.
+    fn records(&self) -> impl Iterator<Item = &[u8]> {
+        self.bodies.iter().map(Vec::as_slice).chain(
+            self.batch
+                .iter()
+                .filter(|a| !a.body.is_empty())
+                .map(|a| a.body.as_slice()),
+        )
     }
 }
