@@ -314,10 +314,10 @@ impl Manager {
                 };
                 match follow(m, log, &self.node.stats) {
                     Ok(n) => read += n,
-                    Err(MirrorError::Resync(why)) => {
+                    Err(why @ (MirrorError::Resync(_) | MirrorError::Stream { .. })) => {
                         tracing::warn!(
                             shard = s,
-                            ?why,
+                            %why,
                             "cluster: resyncing the shard from its stream"
                         );
                         self.node.stats.resyncs.fetch_add(1, Ordering::Relaxed);

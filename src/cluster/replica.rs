@@ -299,17 +299,19 @@ impl Mirror {
             detail,
         };
         let event = decode_event(&e.data).map_err(|err| bad(format!("entry {}: {err}", e.seq)))?;
+        // The journal first: a full queue leaves nothing changed (the
+        // entry is read again); once it is queued, the model follows.
+        let (journal, _) = self.journal.as_ref().ok_or(JournalError::Closed)?;
+        journal.append_encoded(e.data.clone())?;
+        self.follow = next;
+        self.last_seq = e.seq;
         apply_record(
             &mut self.model,
             &event,
             self.archive.as_ref().map(|(s, b)| (s.as_ref(), *b)),
         )
-        .map_err(|err| bad(format!("entry {}: {err}", e.seq)))?;
-        let (journal, _) = self.journal.as_ref().ok_or(JournalError::Closed)?;
-        journal.append_encoded(e.data.clone())?;
-        self.follow = next;
-        self.last_seq = e.seq;
-        Ok(())
+        // The copy is not the stream's any more: the caller rebuilds it.
+        .map_err(|err| bad(format!("entry {}: {err}", e.seq)))
     }
 
     /// Starts again from the stream's start (after `Resync`).
