@@ -220,6 +220,21 @@ fn any_node_serves_and_a_killed_owner_loses_nothing() {
         );
         assert_eq!((st, b["on_hand"].as_i64()), (200, Some(on_hand(i))), "{b}");
     }
+    // The node's view is described and measured.
+    let (_, doc) = call(&c, "GET", &cl.url(1, "/v1/openapi.json"), None, None);
+    assert!(doc["paths"]["/v1/cluster"]["get"].is_object());
+    let m = c
+        .get(cl.url(2, "/metrics"))
+        .send()
+        .expect("metrics")
+        .text()
+        .expect("text");
+    assert!(m.contains("holdfast_cluster_owned_shards "), "{m}");
+    assert!(
+        m.contains("holdfast_cluster_shard_epoch{shard=\"0\"} "),
+        "{m}"
+    );
+
     // A reservation through each node, read back through the others.
     for n in 0..3 {
         let (st, b) = reserve(&cl.url(n, "/v1/reservations"), "A0", 1).expect("reserve");

@@ -241,6 +241,15 @@ const OPS: &[Op] = &[
     ),
     (
         "get",
+        "/v1/cluster",
+        "A cluster node's view (holdfast serve --cluster): per shard, its owner node, the lease's epoch, whether this node owns it, and the last sequence number this node's copy holds. A single node answers 404",
+        None,
+        200,
+        "ClusterView",
+        &[404],
+    ),
+    (
+        "get",
         "/healthz",
         "Liveness and readiness",
         None,
@@ -270,14 +279,27 @@ const OPS: &[Op] = &[
 
 fn schemas() -> Value {
     let mut all = core_schemas();
-    if let (Some(a), Value::Object(more)) = (all.as_object_mut(), sourcing_schemas()) {
-        a.extend(more);
+    for more in [sourcing_schemas(), cluster_schemas()] {
+        if let (Some(a), Value::Object(more)) = (all.as_object_mut(), more) {
+            a.extend(more);
+        }
     }
     all
 }
 
 /// The bulk catalog import and the sourcing planner (one `json!` per half:
 /// the macro's recursion limit).
+fn cluster_schemas() -> Value {
+    json!({
+        "ClusterView": {"type": "object", "properties": {
+            "cluster": {"type": "string"}, "node": {"type": "string"},
+            "shards": {"type": "array", "items": {"type": "object", "properties": {
+                "shard": {"type": "integer"}, "owner": {"type": ["string", "null"]},
+                "epoch": {"type": "integer"}, "owned_here": {"type": "boolean"},
+                "applied_seq": {"type": "integer"}}}}}}
+    })
+}
+
 fn sourcing_schemas() -> Value {
     let id = json!({"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"});
     let qty = json!({"type": "integer", "minimum": 1, "maximum": 1_000_000});
