@@ -63,6 +63,8 @@ fn cart_shards(id: &str) -> Option<Vec<u32>> {
 pub struct Front {
     pub node: Arc<ClusterNode>,
     client: reqwest::Client,
+    /// This node's own HTTP address (never forwarded to).
+    me: std::net::SocketAddr,
 }
 
 /// Who serves a request.
@@ -90,7 +92,8 @@ impl Front {
             .pool_max_idle_per_host(64)
             .build()
             .map_err(|e| e.to_string())?;
-        Ok(Front { node, client })
+        let me = node.config.node(&node.node_id)?.http;
+        Ok(Front { node, client, me })
     }
 
     pub async fn handle(
@@ -445,11 +448,9 @@ impl Front {
         let addr = self
             .node
             .owner_addr(shard)
-            .filter(|a| {
-                // Our own address: the lease says we own it but the engine
-                // is not up yet (or just went down).
-                self.node.config.node(&self.node.node_id).map(|n| n.http) != Ok(*a)
-            })
+            // Our own address: the lease says we own it but the engine is
+            // not up yet (or just went down).
+            .filter(|a| *a != self.me)
             .ok_or_else(|| moving(shard))?;
         self.node.stats.forwarded.fetch_add(1, Ordering::Relaxed);
         self.forward(addr, shard, r, r.body.clone()).await

@@ -51,6 +51,23 @@ pub struct Placement {
     pub timings: LeaseTimings,
 }
 
+impl Shared {
+    /// `shard`'s floor is at least `epoch`.
+    fn raise_floor(&self, shard: u32, epoch: u64) {
+        let mut f = self.floor.lock();
+        let e = f.entry(shard).or_default();
+        *e = (*e).max(epoch);
+    }
+
+    /// This node leaves `shard` to others now (`step_down`).
+    fn backing_off(&self, shard: u32) -> bool {
+        self.back_off
+            .lock()
+            .get(&shard)
+            .is_some_and(|until| Instant::now() < *until)
+    }
+}
+
 pub struct LeaseKeeper {
     shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
@@ -98,9 +115,7 @@ impl LeaseKeeper {
     /// of it): an epoch it takes from now on is above. After Redis lost
     /// its counters, an epoch is never handed out twice to this node.
     pub fn seen(&self, shard: u32, epoch: u64) {
-        let mut f = self.shared.floor.lock();
-        let e = f.entry(shard).or_default();
-        *e = (*e).max(epoch);
+        self.shared.raise_floor(shard, epoch);
     }
 
     /// Stops holding `shard` and leaves it to others for `for_`: the
@@ -155,12 +170,7 @@ fn run(p: Placement, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
                 if had.is_none() && !mine && !takeover {
                     continue;
                 }
-                let backing_off = shared
-                    .back_off
-                    .lock()
-                    .get(&shard)
-                    .is_some_and(|until| Instant::now() < *until);
-                if backing_off {
+                if shared.backing_off(shard) {
                     continue;
                 }
                 let sent = Instant::now();
@@ -175,19 +185,13 @@ fn run(p: Placement, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
                 };
                 let mut held = shared.held.lock();
                 // A step down that came while Redis answered wins.
-                let stepped_down = shared
-                    .back_off
-                    .lock()
-                    .get(&shard)
-                    .is_some_and(|until| Instant::now() < *until);
+                let stepped_down = shared.backing_off(shard);
                 match got {
                     Ok(Some(_)) if stepped_down => {}
                     Ok(Some(epoch)) => {
                         if had.is_none() {
                             tracing::info!(shard, epoch, "leases: shard taken");
-                            let mut f = shared.floor.lock();
-                            let e = f.entry(shard).or_default();
-                            *e = (*e).max(epoch);
+                            shared.raise_floor(shard, epoch);
                         }
                         held.insert(
                             shard,
