@@ -24,6 +24,8 @@ fn keeper(r: &Redis, index: u32, holder: &str) -> LeaseKeeper {
             ttl_ms: 1_200,
             renew_ms: 200,
         },
+        wait_aof: false,
+        wait_replicas: 0,
     })
     .expect("keeper")
 }

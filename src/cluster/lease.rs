@@ -49,6 +49,13 @@ pub struct Placement {
     /// `node/incarnation`: a restarted node is a new holder.
     pub holder: String,
     pub timings: LeaseTimings,
+    /// `[replication] wait_aof` / `wait_replicas`: a lease taken counts
+    /// only once Redis's own fsync / replicas have it, so that a Redis
+    /// failover cannot forget the epoch and hand it out again (two writers
+    /// in one epoch). The simulation (`tests/cluster_sim.rs`) finds that
+    /// case when this wait is left out.
+    pub wait_aof: bool,
+    pub wait_replicas: u32,
 }
 
 impl Shared {
@@ -145,12 +152,17 @@ impl Drop for LeaseKeeper {
     }
 }
 
+/// How long a lease renewed (or taken) at some instant lets its holder
+/// write, on the holder's clock from the instant the request was sent:
+/// the TTL less a tenth for the clocks' drift and the answer's way back.
+pub fn lease_valid_for(ttl: Duration) -> Duration {
+    ttl - ttl / 10
+}
+
 fn run(p: Placement, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
     let t = p.timings;
     let (ttl, every) = (t.ttl(), Duration::from_millis(t.renew_ms));
-    // A tenth of the TTL for the clocks' drift and the time a renewal's
-    // answer takes to come back.
-    let valid = ttl - ttl / 10;
+    let valid = lease_valid_for(ttl);
     let started = Instant::now();
     let mut log: Option<ShardLog> = None;
     while !stop.load(Ordering::Acquire) {
@@ -180,7 +192,12 @@ fn run(p: Placement, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
                         .map(|ok| ok.then_some(h.epoch)),
                     None => {
                         let floor = shared.floor.lock().get(&shard).copied().unwrap_or(0);
-                        l.acquire(shard, &p.holder, ttl, floor)
+                        l.acquire(shard, &p.holder, ttl, floor).and_then(|got| {
+                            if got.is_some() {
+                                l.wait(p.wait_aof, p.wait_replicas, every)?;
+                            }
+                            Ok(got)
+                        })
                     }
                 };
                 let mut held = shared.held.lock();

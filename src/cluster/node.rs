@@ -112,6 +112,8 @@ impl ClusterNode {
             nodes: config.nodes.len() as u32,
             holder,
             timings: config.lease,
+            wait_aof: config.replication.wait_aof,
+            wait_replicas: config.replication.wait_replicas,
         })
         .map_err(|e| e.to_string())?;
         let mut m = Manager {

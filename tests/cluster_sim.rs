@@ -1,0 +1,1348 @@
+//! A deterministic simulation of the cluster protocol (issue 6), on turmoil:
+//! three nodes, two clients and a fake stream server, every one a host of
+//! one simulated network whose latency, message loss, partitions, held
+//! (late) messages and crashes come from one seed. A failing seed prints
+//! the command that replays it exactly, and the run's last events.
+//!
+//! What is simulated is the protocol of `src/cluster/`, rule for rule:
+//! - the stream server (`Server`): the Lua scripts of `log.rs` (lease with
+//!   a growing epoch above the counter, the stream's last entry and the
+//!   taker's floor; appends fenced by holder and epoch, a retry of entries
+//!   already in a no-op, a gap refused), and Redis's asynchronous
+//!   replication: each write reaches the replica after a lag, `WAIT` answers
+//!   once the replica has it, and a failover promotes the replica, losing
+//!   the tail it did not have;
+//! - a node (`node`): the lease keeper's rules (a lease lets its holder write
+//!   until `lease_valid_for` after the request was sent, taken only after a
+//!   TTL for another's shard, a taken lease waited for when `WAIT` is
+//!   configured), the owner's (a reservation journaled locally, shipped
+//!   fenced, acknowledged only once shipped; a refused or unanswered
+//!   shipment hands the shard back), the follower's (`log::Follower`, the
+//!   real type: duplicates skipped, gaps and diverged tails rebuilt; a copy
+//!   placed against the stream when it starts), and the taker's (catch up,
+//!   leave the shard to a live node with a longer copy, ship a tail the
+//!   stream lost);
+//! - clients reserving one hot SKU through any node, retrying an unknown
+//!   outcome under the same id (as an Idempotency-Key).
+//!
+//! Checked on every run: never more held than the stock (on any node's
+//! copy, at any time, and in acknowledgements); no acknowledged reservation
+//! lost; no two writers in one epoch (over every append any incarnation of
+//! the server accepted, lost ones included); and, after the faults end,
+//! one owner serving and every copy equal to the stream.
+//!
+//! `HOLDFAST_SIM_SEEDS` sets how many seeds a test runs (default 250 each;
+//! 10,000 in BENCHMARKS.md); `HOLDFAST_SIM_SEED=n` replays one with its
+//! trace printed (`cargo test --test cluster_sim replay -- --nocapture`).
+
+use holdfast::cluster::lease::lease_valid_for;
+use holdfast::cluster::log::{Entry, Follower};
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::{IpAddr, Ipv4Addr};
+use std::rc::Rc;
+use std::time::Duration;
+use turmoil::net::UdpSocket;
+
+const REDIS_PORT: u16 = 6379;
+const NODE_PORT: u16 = 8080;
+const NODES: [&str; 3] = ["n1", "n2", "n3"];
+const CLIENTS: [&str; 2] = ["c1", "c2"];
+const TTL_MS: u64 = 1_500;
+const RENEW_MS: u64 = 500;
+const RPC_TIMEOUT: Duration = Duration::from_millis(60);
+const REPORT_MS: u64 = 100;
+/// Faults and clients run until then; the run ends at `END_MS`, healed.
+const FAULTS_END_MS: u64 = 7_000;
+const END_MS: u64 = 11_000;
+const READ_BATCH: usize = 64;
+
+/// Milliseconds since the simulation started (every host's one clock).
+fn now_ms() -> u64 {
+    turmoil::sim_elapsed().map_or(0, |d| d.as_millis() as u64)
+}
+
+fn any_addr(port: u16) -> (IpAddr, u16) {
+    (IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)
+}
+
+/// SplitMix64: the scenario's own randomness (the network's is turmoil's,
+/// seeded from the same seed).
+#[derive(Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// What the run allows and what it breaks on purpose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Mode {
+    /// `WAIT 1` after every append and every lease taken.
+    wait: bool,
+    /// Redis failovers among the faults.
+    failover: bool,
+    bug: Bug,
+}
+
+/// A rule of the protocol left out, to show the checks catch it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Bug {
+    None,
+    /// The owner acknowledges before the stream has the reservation.
+    AckBeforeShip,
+    /// The server appends without checking the lease (no fencing).
+    NoFence,
+}
+
+// ---------------------------------------------------------------- wire
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+struct Msg<T> {
+    id: u64,
+    body: T,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+enum Req {
+    Acquire {
+        holder: String,
+        floor: u64,
+        wait: bool,
+    },
+    Renew {
+        holder: String,
+        epoch: u64,
+    },
+    Release {
+        holder: String,
+    },
+    Append {
+        holder: String,
+        epoch: u64,
+        first: u64,
+        data: Vec<String>,
+        wait: bool,
+    },
+    Read {
+        after: u64,
+        count: usize,
+    },
+    /// The newest entry at or before `last` (a copy placing itself).
+    Place {
+        last: u64,
+    },
+    LastSeq,
+    Report {
+        node: String,
+        seq: u64,
+    },
+    Copies,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+enum Resp {
+    /// A lease taken (0: another holds it).
+    Epoch(u64),
+    Done(bool),
+    Appended,
+    Stale,
+    Gap,
+    Entries(Vec<SEntry>),
+    Placed {
+        entry: Option<SEntry>,
+        empty: bool,
+    },
+    Seq(u64),
+    Copies(Vec<(String, u64, u64)>),
+    /// `WAIT` not satisfied: the replica lost what it waited for.
+    WaitFailed,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+struct SEntry {
+    id: u64,
+    seq: u64,
+    epoch: u64,
+    data: String,
+}
+
+impl SEntry {
+    fn entry(&self) -> Entry {
+        Entry {
+            id: format!("0-{}", self.id),
+            seq: self.seq,
+            epoch: self.epoch,
+            data: self.data.clone().into_bytes(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Reserved,
+    SoldOut,
+    NotOwner,
+    Unavailable,
+}
+
+// ------------------------------------------------------------ the server
+
+#[derive(Clone, Debug)]
+struct Lease {
+    holder: String,
+    epoch: u64,
+    expires: u64,
+}
+
+/// What one Redis holds.
+#[derive(Clone, Default)]
+struct Store {
+    lease: Option<Lease>,
+    counter: u64,
+    stream: Vec<SEntry>,
+    copies: BTreeMap<String, (u64, u64)>,
+}
+
+enum Op {
+    Lease(Option<Lease>),
+    Counter(u64),
+    Push(SEntry),
+    Copy(String, u64, u64),
+}
+
+impl Store {
+    fn apply(&mut self, op: &Op) {
+        match op {
+            Op::Lease(l) => self.lease = l.clone(),
+            Op::Counter(c) => self.counter = *c,
+            Op::Push(e) => self.stream.push(e.clone()),
+            Op::Copy(n, s, at) => {
+                self.copies.insert(n.clone(), (*s, *at));
+            }
+        }
+    }
+    fn live(&self, now: u64) -> Option<&Lease> {
+        self.lease.as_ref().filter(|l| l.expires > now)
+    }
+    fn last_seq(&self) -> u64 {
+        self.stream.last().map_or(0, |e| e.seq)
+    }
+}
+
+/// The fake Redis: a primary, its replica behind it, failovers.
+struct Server {
+    primary: Store,
+    replica: Store,
+    /// Writes the replica does not have yet, with when it gets them.
+    backlog: VecDeque<(u64, Op)>,
+    written: u64,
+    replicated: u64,
+    /// Bumped by a failover: a `WAIT` across it fails.
+    generation: u64,
+    rng: Rng,
+    bug: Bug,
+    /// Every append any incarnation accepted: epoch -> holders.
+    writers: BTreeMap<u64, BTreeSet<String>>,
+    failovers: u64,
+}
+
+impl Server {
+    fn new(seed: u64, bug: Bug) -> Server {
+        Server {
+            primary: Store::default(),
+            replica: Store::default(),
+            backlog: VecDeque::new(),
+            written: 0,
+            replicated: 0,
+            generation: 0,
+            rng: Rng(seed ^ 0x5EED),
+            bug,
+            writers: BTreeMap::new(),
+            failovers: 0,
+        }
+    }
+
+    fn write(&mut self, now: u64, op: Op) {
+        self.primary.apply(&op);
+        let lag = self.rng.below(25);
+        let due = self.backlog.back().map_or(0, |(d, _)| *d).max(now + lag);
+        self.backlog.push_back((due, op));
+        self.written += 1;
+    }
+
+    fn advance(&mut self, now: u64) {
+        while self.backlog.front().is_some_and(|(due, _)| *due <= now) {
+            if let Some((_, op)) = self.backlog.pop_front() {
+                self.replica.apply(&op);
+                self.replicated += 1;
+            }
+        }
+    }
+
+    /// The replica becomes the primary: what it did not have is gone.
+    fn failover(&mut self) {
+        self.primary = self.replica.clone();
+        self.backlog.clear();
+        self.written = self.replicated;
+        self.generation += 1;
+        self.failovers += 1;
+    }
+
+    /// Answers `req`; `Some(offset)`: only once the replica has it.
+    fn handle(&mut self, now: u64, req: Req) -> (Resp, Option<u64>) {
+        self.advance(now);
+        match req {
+            Req::Acquire {
+                holder,
+                floor,
+                wait,
+            } => {
+                if let Some(l) = self.primary.live(now).cloned() {
+                    if l.holder != holder {
+                        return (Resp::Epoch(0), None);
+                    }
+                    let renewed = Lease {
+                        expires: now + TTL_MS,
+                        ..l
+                    };
+                    let e = renewed.epoch;
+                    self.write(now, Op::Lease(Some(renewed)));
+                    return (Resp::Epoch(e), wait.then_some(self.written));
+                }
+                let last = self.primary.stream.last().map_or(0, |e| e.epoch);
+                let e = self.primary.counter.max(floor).max(last) + 1;
+                self.write(now, Op::Counter(e));
+                let lease = Lease {
+                    holder,
+                    epoch: e,
+                    expires: now + TTL_MS,
+                };
+                self.write(now, Op::Lease(Some(lease)));
+                (Resp::Epoch(e), wait.then_some(self.written))
+            }
+            Req::Renew { holder, epoch } => match self.primary.live(now).cloned() {
+                Some(l) if l.holder == holder && l.epoch == epoch => {
+                    self.write(
+                        now,
+                        Op::Lease(Some(Lease {
+                            expires: now + TTL_MS,
+                            ..l
+                        })),
+                    );
+                    (Resp::Done(true), None)
+                }
+                _ => (Resp::Done(false), None),
+            },
+            Req::Release { holder } => {
+                if self.primary.live(now).is_some_and(|l| l.holder == holder) {
+                    self.write(now, Op::Lease(None));
+                    return (Resp::Done(true), None);
+                }
+                (Resp::Done(false), None)
+            }
+            Req::Append {
+                holder,
+                epoch,
+                first,
+                data,
+                wait,
+            } => {
+                let fenced = self
+                    .primary
+                    .live(now)
+                    .is_some_and(|l| l.holder == holder && l.epoch == epoch);
+                if !fenced && self.bug != Bug::NoFence {
+                    return (Resp::Stale, None);
+                }
+                let last = self.primary.last_seq();
+                let n = data.len() as u64;
+                if n == 0 || first + n - 1 <= last {
+                    return (Resp::Appended, wait.then_some(self.written));
+                }
+                if first != last + 1 {
+                    return (Resp::Gap, None);
+                }
+                // Redis's `XADD *`: the id is the clock's (ms, then a
+                // count), past the stream's last; after a failover the
+                // clock has moved on, so lost ids are not handed out again.
+                let last_id = self.primary.stream.last().map_or(0, |e| e.id);
+                let start = last_id.max(now * 1_000);
+                for (id, (i, d)) in (start + 1..).zip(data.into_iter().enumerate()) {
+                    let e = SEntry {
+                        id,
+                        seq: first + i as u64,
+                        epoch,
+                        data: d,
+                    };
+                    self.write(now, Op::Push(e));
+                }
+                self.writers.entry(epoch).or_default().insert(holder);
+                (Resp::Appended, wait.then_some(self.written))
+            }
+            Req::Read { after, count } => {
+                let from = self.primary.stream.partition_point(|e| e.id <= after);
+                let page = self.primary.stream[from..].iter().take(count).cloned();
+                (Resp::Entries(page.collect()), None)
+            }
+            Req::Place { last } => {
+                let s = &self.primary.stream;
+                let entry = s.iter().rev().find(|e| e.seq <= last).cloned();
+                (
+                    Resp::Placed {
+                        entry,
+                        empty: s.is_empty(),
+                    },
+                    None,
+                )
+            }
+            Req::LastSeq => (Resp::Seq(self.primary.last_seq()), None),
+            Req::Report { node, seq } => {
+                self.write(now, Op::Copy(node, seq, now));
+                (Resp::Done(true), None)
+            }
+            Req::Copies => {
+                let c = self.primary.copies.iter();
+                let v = c.map(|(n, (s, at))| (n.clone(), *s, now.saturating_sub(*at)));
+                (Resp::Copies(v.collect()), None)
+            }
+        }
+    }
+}
+
+async fn server_host(server: Rc<RefCell<Server>>) -> turmoil::Result {
+    let sock = UdpSocket::bind(any_addr(REDIS_PORT)).await?;
+    // Answers held for a `WAIT`: (generation, offset, to, answer).
+    let mut waiting: Vec<(u64, u64, std::net::SocketAddr, Vec<u8>)> = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let got = tokio::time::timeout(Duration::from_millis(1), sock.recv_from(&mut buf)).await;
+        let now = now_ms();
+        if let Ok(Ok((n, from))) = got {
+            if let Ok(m) = serde_json::from_slice::<Msg<Req>>(&buf[..n]) {
+                let (resp, wait) = server.borrow_mut().handle(now, m.body);
+                let bytes = serde_json::to_vec(&Msg {
+                    id: m.id,
+                    body: resp,
+                })?;
+                match wait {
+                    None => {
+                        sock.send_to(&bytes, from).await?;
+                    }
+                    Some(offset) => {
+                        let g = server.borrow().generation;
+                        waiting.push((g, offset, from, bytes));
+                    }
+                }
+                continue;
+            }
+        }
+        let (generation, replicated) = {
+            let mut s = server.borrow_mut();
+            s.advance(now);
+            (s.generation, s.replicated)
+        };
+        let mut keep = Vec::with_capacity(waiting.len());
+        for (g, offset, to, bytes) in waiting.drain(..) {
+            if g != generation {
+                let id = serde_json::from_slice::<Msg<Resp>>(&bytes)?.id;
+                let failed = serde_json::to_vec(&Msg {
+                    id,
+                    body: Resp::WaitFailed,
+                })?;
+                sock.send_to(&failed, to).await?;
+            } else if replicated >= offset {
+                sock.send_to(&bytes, to).await?;
+            } else {
+                keep.push((g, offset, to, bytes));
+            }
+        }
+        waiting = keep;
+    }
+}
+
+// ------------------------------------------------------------- the nodes
+
+/// What a node keeps across its crashes (its journal), and what the
+/// checks read.
+#[derive(Default)]
+struct NodeState {
+    /// The copy: entry `i` holds sequence number `i + 1`.
+    copy: Vec<SEntry>,
+    incarnation: u64,
+    /// The epoch it serves under, while it does.
+    serving: Option<u64>,
+}
+
+/// One run's shared record: what the checks need and the trace.
+#[derive(Default)]
+struct World {
+    trace: Vec<String>,
+    acked: BTreeSet<String>,
+    acks: u64,
+    sold_out: u64,
+    unknown: u64,
+    violations: Vec<String>,
+    takeovers: u64,
+    /// Acknowledged reservations the final stream does not hold.
+    lost: usize,
+}
+
+impl World {
+    fn log(&mut self, line: String) {
+        self.trace.push(format!("{:>6} {line}", now_ms()));
+    }
+}
+
+struct Rpc {
+    sock: UdpSocket,
+    next: u64,
+}
+
+impl Rpc {
+    async fn call(&mut self, body: Req) -> Option<Resp> {
+        self.next += 1;
+        let id = self.next;
+        let bytes = serde_json::to_vec(&Msg { id, body }).ok()?;
+        let to = (turmoil::lookup("redis"), REDIS_PORT);
+        self.sock.send_to(&bytes, to).await.ok()?;
+        let deadline = tokio::time::Instant::now() + RPC_TIMEOUT;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let got = tokio::time::timeout_at(deadline, self.sock.recv_from(&mut buf)).await;
+            let (n, _) = got.ok()?.ok()?;
+            if let Ok(m) = serde_json::from_slice::<Msg<Resp>>(&buf[..n]) {
+                if m.id == id {
+                    return Some(m.body);
+                }
+            }
+        }
+    }
+}
+
+enum Role {
+    /// Its copy not yet checked against the stream.
+    Placing,
+    Following(Follower),
+    Owning {
+        epoch: u64,
+        shipped: u64,
+    },
+}
+
+struct Node {
+    name: &'static str,
+    index: usize,
+    holder: String,
+    mode: Mode,
+    stock: usize,
+    state: Rc<RefCell<NodeState>>,
+    world: Rc<RefCell<World>>,
+    rpc: Rpc,
+    started: u64,
+    lease: Option<(u64, u64)>,
+    back_off_until: u64,
+    floor: u64,
+    role: Role,
+}
+
+impl Node {
+    fn log(&self, line: String) {
+        self.world
+            .borrow_mut()
+            .log(format!("{} {line}", self.holder));
+    }
+
+    fn owns(&self, now: u64) -> Option<u64> {
+        self.lease.filter(|(_, until)| now < *until).map(|(e, _)| e)
+    }
+
+    fn copy_len(&self) -> u64 {
+        self.state.borrow().copy.len() as u64
+    }
+
+    /// The lease keeper's round.
+    async fn leases(&mut self) {
+        let sent = now_ms();
+        let valid = lease_valid_for(Duration::from_millis(TTL_MS)).as_millis() as u64;
+        if let Some((epoch, _)) = self.lease {
+            let holder = self.holder.clone();
+            match self.rpc.call(Req::Renew { holder, epoch }).await {
+                Some(Resp::Done(true)) => self.lease = Some((epoch, sent + valid)),
+                Some(_) => {
+                    self.log(format!("lease lost at epoch {epoch}"));
+                    self.lease = None;
+                }
+                None => {} // held until its time runs out, no longer
+            }
+            return;
+        }
+        let mine = self.index == 0;
+        if sent < self.back_off_until || (!mine && sent < self.started + TTL_MS) {
+            return;
+        }
+        let req = Req::Acquire {
+            holder: self.holder.clone(),
+            floor: self.floor,
+            wait: self.mode.wait,
+        };
+        if let Some(Resp::Epoch(e)) = self.rpc.call(req).await {
+            if e > 0 {
+                self.lease = Some((e, sent + valid));
+                self.floor = self.floor.max(e);
+            }
+        }
+    }
+
+    /// Hands the shard back (a refused write, or a longer copy elsewhere).
+    async fn step_down(&mut self, why: &str) {
+        self.log(format!("steps down: {why}"));
+        self.lease = None;
+        self.back_off_until = now_ms() + 2 * TTL_MS;
+        self.role = Role::Placing;
+        self.state.borrow_mut().serving = None;
+        let holder = self.holder.clone();
+        let _ = self.rpc.call(Req::Release { holder }).await;
+    }
+
+    fn wipe(&mut self) {
+        self.log(format!("wipes its copy of {}", self.copy_len()));
+        self.state.borrow_mut().copy.clear();
+    }
+
+    /// `Mirror::place`: the stream's newest entry at or before this copy's
+    /// last must be the one this copy holds, or the copy starts again.
+    async fn place(&mut self) {
+        let last = self.copy_len();
+        let Some(Resp::Placed { entry, empty }) = self.rpc.call(Req::Place { last }).await else {
+            return;
+        };
+        let follow = match entry {
+            Some(e) => {
+                let same = self.state.borrow().copy.get(e.seq as usize - 1) == Some(&e);
+                if same {
+                    Follower {
+                        next_seq: last + 1,
+                        epoch: e.epoch,
+                        after: format!("0-{}", e.id),
+                    }
+                } else {
+                    self.wipe();
+                    Follower::default()
+                }
+            }
+            None if empty => Follower {
+                next_seq: last + 1,
+                ..Follower::default()
+            },
+            None => {
+                self.wipe();
+                Follower::default()
+            }
+        };
+        self.role = Role::Following(follow);
+    }
+
+    /// Reads and applies what follows; false if the server did not answer.
+    async fn poll(&mut self, follow: &mut Follower) -> Option<usize> {
+        let after = follow.after.trim_start_matches("0-").parse().unwrap_or(0);
+        let Some(Resp::Entries(page)) = self
+            .rpc
+            .call(Req::Read {
+                after,
+                count: READ_BATCH,
+            })
+            .await
+        else {
+            return None;
+        };
+        for e in &page {
+            match follow.accept(&e.entry()) {
+                Ok(true) => {
+                    self.floor = self.floor.max(e.epoch);
+                    self.push(e.clone());
+                }
+                Ok(false) => {}
+                Err(why) => {
+                    self.log(format!("resync: {why:?}"));
+                    self.wipe();
+                    *follow = Follower::default();
+                    return Some(0);
+                }
+            }
+        }
+        Some(page.len())
+    }
+
+    /// An entry into the copy: never more held than the stock.
+    fn push(&self, e: SEntry) {
+        let mut s = self.state.borrow_mut();
+        if e.seq != s.copy.len() as u64 + 1 {
+            let v = format!("{}: entry {} after {}", self.holder, e.seq, s.copy.len());
+            self.world.borrow_mut().violations.push(v);
+        }
+        if s.copy.iter().any(|x| x.data == e.data) {
+            let v = format!("{}: {} held twice", self.holder, e.data);
+            self.world.borrow_mut().violations.push(v);
+        }
+        s.copy.push(e);
+        if s.copy.len() > self.stock {
+            let v = format!(
+                "{}: oversold, {} held of {}",
+                self.holder,
+                s.copy.len(),
+                self.stock
+            );
+            self.world.borrow_mut().violations.push(v);
+        }
+    }
+
+    /// `Manager::take`: catch up, leave the shard to a longer copy, serve.
+    async fn take(&mut self, epoch: u64, mut follow: Follower) {
+        loop {
+            match self.poll(&mut follow).await {
+                None => {
+                    self.role = Role::Following(follow);
+                    return;
+                }
+                Some(0) => break,
+                Some(_) => {}
+            }
+        }
+        let (Some(Resp::Seq(stream)), Some(Resp::Copies(copies))) = (
+            self.rpc.call(Req::LastSeq).await,
+            self.rpc.call(Req::Copies).await,
+        ) else {
+            self.role = Role::Following(follow);
+            return;
+        };
+        let mine = self.copy_len();
+        let longest = copies
+            .into_iter()
+            .filter(|(n, _, age)| n != self.name && *age < 3 * TTL_MS)
+            .map(|(n, s, _)| (s, n))
+            .max();
+        if let Some((seq, node)) = longest.filter(|(s, _)| *s > mine) {
+            self.role = Role::Following(follow);
+            self.step_down(&format!("{node} has a longer copy ({seq} > {mine})"))
+                .await;
+            self.role = Role::Placing;
+            return;
+        }
+        if stream > mine {
+            self.role = Role::Following(follow); // written meanwhile: not caught up
+            return;
+        }
+        let shipped = stream.min(mine);
+        self.log(format!(
+            "serves at epoch {epoch}: copy {mine}, stream {stream}"
+        ));
+        self.world.borrow_mut().takeovers += 1;
+        self.state.borrow_mut().serving = Some(epoch);
+        self.role = Role::Owning { epoch, shipped };
+    }
+
+    /// Holds what it can of `batch`, ships, and answers each.
+    async fn serve(
+        &mut self,
+        epoch: u64,
+        shipped: u64,
+        batch: Vec<(u64, std::net::SocketAddr, String)>,
+    ) -> Vec<(u64, std::net::SocketAddr, Answer)> {
+        for (_, _, id) in &batch {
+            let (held, len) = {
+                let s = self.state.borrow();
+                (s.copy.iter().any(|e| &e.data == id), s.copy.len())
+            };
+            if !held && len < self.stock {
+                let e = SEntry {
+                    id: 0,
+                    seq: len as u64 + 1,
+                    epoch,
+                    data: id.clone(),
+                };
+                self.push(e);
+            }
+        }
+        let answer = |node: &Node, id: &str| {
+            let held = node.state.borrow().copy.iter().any(|e| e.data == id);
+            if held {
+                Answer::Reserved
+            } else {
+                Answer::SoldOut
+            }
+        };
+        if self.mode.bug == Bug::AckBeforeShip {
+            let early: Vec<_> = batch
+                .iter()
+                .map(|(r, f, id)| (*r, *f, answer(self, id)))
+                .collect();
+            self.ship(epoch, shipped).await;
+            return early;
+        }
+        if !self.ship(epoch, shipped).await {
+            return batch
+                .into_iter()
+                .map(|(r, f, _)| (r, f, Answer::Unavailable))
+                .collect();
+        }
+        batch
+            .iter()
+            .map(|(r, f, id)| (*r, *f, answer(self, id)))
+            .collect()
+    }
+
+    /// Ships the copy's tail after `shipped`; false: the shard is handed
+    /// back (the journal's poisoning).
+    async fn ship(&mut self, epoch: u64, shipped: u64) -> bool {
+        let tail: Vec<String> = {
+            let s = self.state.borrow();
+            s.copy[shipped as usize..]
+                .iter()
+                .map(|e| e.data.clone())
+                .collect()
+        };
+        if tail.is_empty() {
+            return true;
+        }
+        let last = shipped + tail.len() as u64;
+        let req = Req::Append {
+            holder: self.holder.clone(),
+            epoch,
+            first: shipped + 1,
+            data: tail,
+            wait: self.mode.wait,
+        };
+        match self.rpc.call(req).await {
+            Some(Resp::Appended) => {
+                self.role = Role::Owning {
+                    epoch,
+                    shipped: last,
+                };
+                true
+            }
+            other => {
+                self.step_down(&format!("shipment refused: {other:?}"))
+                    .await;
+                false
+            }
+        }
+    }
+}
+
+async fn node_host(
+    name: &'static str,
+    index: usize,
+    mode: Mode,
+    stock: usize,
+    state: Rc<RefCell<NodeState>>,
+    world: Rc<RefCell<World>>,
+) -> turmoil::Result {
+    let holder = {
+        let mut s = state.borrow_mut();
+        s.incarnation += 1;
+        s.serving = None;
+        format!("{name}/{}", s.incarnation)
+    };
+    let floor = state.borrow().copy.last().map_or(0, |e| e.epoch);
+    let inbox = UdpSocket::bind(any_addr(NODE_PORT)).await?;
+    let rpc = Rpc {
+        sock: UdpSocket::bind(any_addr(9000)).await?,
+        next: 0,
+    };
+    let mut node = Node {
+        name,
+        index,
+        holder,
+        mode,
+        stock,
+        state,
+        world,
+        rpc,
+        started: now_ms(),
+        lease: None,
+        back_off_until: 0,
+        floor,
+        role: Role::Placing,
+    };
+    node.log("starts".into());
+    let (mut next_lease, mut next_report) = (0, 0);
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let now = now_ms();
+        if now >= next_lease {
+            next_lease = now + RENEW_MS;
+            node.leases().await;
+        }
+        let owns = node.owns(now_ms());
+        match std::mem::replace(&mut node.role, Role::Placing) {
+            Role::Owning { epoch, shipped } if owns == Some(epoch) => {
+                node.role = Role::Owning { epoch, shipped };
+            }
+            Role::Owning { epoch, .. } => {
+                node.log(format!("no longer owns epoch {epoch}"));
+                node.state.borrow_mut().serving = None;
+            }
+            Role::Placing => node.place().await,
+            Role::Following(f) => match owns {
+                Some(epoch) => node.take(epoch, f).await,
+                None => {
+                    let mut f = f;
+                    node.poll(&mut f).await;
+                    node.role = Role::Following(f);
+                }
+            },
+        }
+        if now >= next_report {
+            next_report = now + REPORT_MS;
+            let seq = match node.role {
+                Role::Owning { shipped, .. } => shipped,
+                _ => node.copy_len(),
+            };
+            let _ = node
+                .rpc
+                .call(Req::Report {
+                    node: name.into(),
+                    seq,
+                })
+                .await;
+        }
+        let mut batch = Vec::new();
+        while batch.len() < 16 {
+            let Ok((n, from)) = inbox.try_recv_from(&mut buf) else {
+                break;
+            };
+            if let Ok(m) = serde_json::from_slice::<Msg<String>>(&buf[..n]) {
+                batch.push((m.id, from, m.body));
+            }
+        }
+        if !batch.is_empty() {
+            let answers = match node.role {
+                Role::Owning { epoch, shipped } if node.owns(now_ms()) == Some(epoch) => {
+                    node.serve(epoch, shipped, batch).await
+                }
+                _ => batch
+                    .into_iter()
+                    .map(|(r, f, _)| (r, f, Answer::NotOwner))
+                    .collect(),
+            };
+            for (id, to, body) in answers {
+                let bytes = serde_json::to_vec(&Msg { id, body })?;
+                inbox.send_to(&bytes, to).await?;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+// ----------------------------------------------------------- the clients
+
+async fn client_host(name: &'static str, seed: u64, world: Rc<RefCell<World>>) -> turmoil::Result {
+    let sock = UdpSocket::bind(any_addr(7000)).await?;
+    let mut rng = Rng(seed ^ name.len() as u64 ^ u64::from(name.as_bytes()[1]) << 8);
+    let mut buf = vec![0u8; 1 << 16];
+    let mut k = 0u64;
+    let mut msg = 0u64;
+    while now_ms() < FAULTS_END_MS {
+        k += 1;
+        let rid = format!("{name}-{k}");
+        let mut outcome = None;
+        for _ in 0..8 {
+            msg += 1;
+            let node = NODES[rng.below(NODES.len() as u64) as usize];
+            let bytes = serde_json::to_vec(&Msg {
+                id: msg,
+                body: rid.clone(),
+            })?;
+            sock.send_to(&bytes, (turmoil::lookup(node), NODE_PORT))
+                .await?;
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(250);
+            let answer = loop {
+                let got = tokio::time::timeout_at(deadline, sock.recv_from(&mut buf)).await;
+                let Ok(Ok((n, _))) = got else { break None };
+                if let Ok(m) = serde_json::from_slice::<Msg<Answer>>(&buf[..n]) {
+                    if m.id == msg {
+                        break Some(m.body);
+                    }
+                }
+            };
+            match answer {
+                Some(a @ (Answer::Reserved | Answer::SoldOut)) => {
+                    outcome = Some(a);
+                    break;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+        {
+            let mut w = world.borrow_mut();
+            match outcome {
+                Some(Answer::Reserved) => {
+                    w.acks += 1;
+                    w.acked.insert(rid);
+                }
+                Some(_) => w.sold_out += 1,
+                None => w.unknown += 1,
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(rng.below(15))).await;
+    }
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+// ------------------------------------------------------------ the driver
+
+#[derive(Debug, Clone)]
+enum Fault {
+    Crash(&'static str),
+    Restart(&'static str),
+    Partition(&'static str, &'static str),
+    Repair(&'static str, &'static str),
+    Hold(&'static str, &'static str),
+    Release(&'static str, &'static str),
+    Failover,
+}
+
+fn schedule(rng: &mut Rng, mode: Mode) -> Vec<(u64, Fault)> {
+    let mut v = Vec::new();
+    let faults = 4 + rng.below(7);
+    for _ in 0..faults {
+        let at = 500 + rng.below(FAULTS_END_MS - 1_500);
+        let lasts = 200 + rng.below(3_000);
+        let node = NODES[rng.below(3) as usize];
+        let end = (at + lasts).min(FAULTS_END_MS);
+        match rng.below(if mode.failover { 6 } else { 5 }) {
+            0 | 1 => {
+                v.push((at, Fault::Crash(node)));
+                v.push((end, Fault::Restart(node)));
+            }
+            2 => {
+                v.push((at, Fault::Partition(node, "redis")));
+                v.push((end, Fault::Repair(node, "redis")));
+            }
+            3 => {
+                v.push((at, Fault::Hold(node, "redis")));
+                v.push((
+                    at + rng.below(2 * TTL_MS).min(end - at),
+                    Fault::Release(node, "redis"),
+                ));
+            }
+            4 => {
+                let client = CLIENTS[rng.below(2) as usize];
+                v.push((at, Fault::Partition(node, client)));
+                v.push((end, Fault::Repair(node, client)));
+            }
+            _ => v.push((at, Fault::Failover)),
+        }
+    }
+    v.sort_by_key(|(t, _)| *t);
+    v
+}
+
+struct Outcome {
+    world: World,
+    digest: u64,
+}
+
+fn run(seed: u64, mode: Mode) -> Outcome {
+    let mut rng = Rng(seed);
+    let stock = 20 + rng.below(150) as usize;
+    let faults = schedule(&mut rng, mode);
+    let mut b = turmoil::Builder::new();
+    b.rng_seed(seed)
+        .simulation_duration(Duration::from_millis(END_MS + 1_000))
+        .min_message_latency(Duration::from_millis(0))
+        .max_message_latency(Duration::from_millis(4))
+        .fail_rate(0.0005)
+        .repair_rate(0.2);
+    let mut sim = b.build();
+    let world = Rc::new(RefCell::new(World::default()));
+    let server = Rc::new(RefCell::new(Server::new(seed, mode.bug)));
+    let states: Vec<Rc<RefCell<NodeState>>> = NODES
+        .iter()
+        .map(|_| Rc::new(RefCell::new(NodeState::default())))
+        .collect();
+    let s = server.clone();
+    sim.host("redis", move || server_host(s.clone()));
+    for (i, name) in NODES.iter().enumerate() {
+        let (st, w) = (states[i].clone(), world.clone());
+        sim.host(*name, move || {
+            node_host(name, i, mode, stock, st.clone(), w.clone())
+        });
+    }
+    for name in CLIENTS {
+        let w = world.clone();
+        sim.host(name, move || client_host(name, seed, w.clone()));
+    }
+    world.borrow_mut().trace.push(format!(
+        "seed {seed} {mode:?} stock {stock} faults {faults:?}"
+    ));
+    let mut faults = VecDeque::from(faults);
+    let mut down: BTreeSet<&str> = BTreeSet::new();
+    let mut healed = false;
+    loop {
+        let t = sim.elapsed().as_millis() as u64;
+        while faults.front().is_some_and(|(at, _)| *at <= t) {
+            let Some((_, f)) = faults.pop_front() else {
+                break;
+            };
+            world.borrow_mut().trace.push(format!("{t:>6} fault {f:?}"));
+            match f {
+                Fault::Crash(n) if down.insert(n) => sim.crash(n),
+                Fault::Restart(n) if down.remove(n) => sim.bounce(n),
+                Fault::Partition(a, b) => sim.partition(a, b),
+                Fault::Repair(a, b) => sim.repair(a, b),
+                Fault::Hold(a, b) => sim.hold(a, b),
+                Fault::Release(a, b) => sim.release(a, b),
+                Fault::Failover => server.borrow_mut().failover(),
+                _ => {}
+            }
+        }
+        if !healed && t >= FAULTS_END_MS {
+            healed = true;
+            sim.set_fail_rate(0.0);
+            for n in std::mem::take(&mut down) {
+                sim.bounce(n);
+            }
+            for n in NODES {
+                sim.release(n, "redis");
+                sim.repair(n, "redis");
+            }
+            world.borrow_mut().trace.push(format!("{t:>6} healed"));
+        }
+        if t >= END_MS {
+            break;
+        }
+        if let Err(e) = sim.step() {
+            world
+                .borrow_mut()
+                .violations
+                .push(format!("the simulation failed: {e}"));
+            break;
+        }
+    }
+    drop(sim);
+    let mut w = Rc::try_unwrap(world)
+        .map(RefCell::into_inner)
+        .unwrap_or_default();
+    check(&mut w, mode, stock, &server.borrow(), &states);
+    let mut digest = 0xcbf2_9ce4_8422_2325u64;
+    for line in &w.trace {
+        for b in line.bytes() {
+            digest = (digest ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    Outcome { world: w, digest }
+}
+
+fn check(
+    w: &mut World,
+    mode: Mode,
+    stock: usize,
+    server: &Server,
+    states: &[Rc<RefCell<NodeState>>],
+) {
+    let stream: Vec<&String> = server.primary.stream.iter().map(|e| &e.data).collect();
+    let held: BTreeSet<&String> = stream.iter().copied().collect();
+    if held.len() != stream.len() || stream.len() > stock {
+        w.violations.push(format!(
+            "the stream holds {} ({} distinct) of {stock}",
+            stream.len(),
+            held.len()
+        ));
+    }
+    let lost: Vec<String> = w
+        .acked
+        .iter()
+        .filter(|a| !held.contains(a))
+        .cloned()
+        .collect();
+    w.lost = lost.len();
+    // Lost acknowledgements (and their units sold again) are the
+    // documented window of `replicated` without WAIT when Redis fails
+    // over; every other mode loses none.
+    if mode.wait || !mode.failover || mode.bug != Bug::None {
+        if w.acked.len() > stock {
+            w.violations.push(format!(
+                "oversold: {} acknowledged of {stock}",
+                w.acked.len()
+            ));
+        }
+        if !lost.is_empty() {
+            w.violations.push(format!(
+                "{} acknowledged reservations lost: {lost:?}",
+                lost.len()
+            ));
+        }
+        for (epoch, holders) in &server.writers {
+            if holders.len() > 1 {
+                w.violations
+                    .push(format!("two writers in epoch {epoch}: {holders:?}"));
+            }
+        }
+    }
+    let serving: Vec<u64> = states.iter().filter_map(|s| s.borrow().serving).collect();
+    if serving.len() != 1 {
+        w.violations.push(format!(
+            "after healing, {} nodes serve the shard",
+            serving.len()
+        ));
+    }
+    for (i, s) in states.iter().enumerate() {
+        let st = s.borrow();
+        let copy: Vec<&String> = st.copy.iter().map(|e| &e.data).collect();
+        if copy.len() < stream.len() || copy[..stream.len()] != stream[..] {
+            w.violations.push(format!(
+                "{}'s copy ({}) is not the stream ({})",
+                NODES[i],
+                copy.len(),
+                stream.len()
+            ));
+        }
+    }
+}
+
+fn seeds() -> u64 {
+    std::env::var("HOLDFAST_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(250)
+}
+
+/// Runs `count` seeds from `first`; panics with the first failing seed.
+fn sweep(first: u64, count: u64, mode: Mode) {
+    let started = std::time::Instant::now();
+    let (mut acks, mut takeovers, mut unknown, mut sold_out) = (0, 0, 0, 0);
+    for seed in first..first + count {
+        let o = run(seed, mode);
+        if !o.world.violations.is_empty() {
+            let tail = o.world.trace.len().saturating_sub(80);
+            panic!(
+                "seed {seed} ({mode:?}): {:?}\nreplay: HOLDFAST_SIM_SEED={seed} HOLDFAST_SIM_MODE={} cargo test --test cluster_sim replay -- --nocapture\n{}",
+                o.world.violations,
+                mode_name(mode),
+                o.world.trace[tail..].join("\n")
+            );
+        }
+        acks += o.world.acks;
+        takeovers += o.world.takeovers;
+        unknown += o.world.unknown;
+        sold_out += o.world.sold_out;
+    }
+    println!(
+        "{count} seeds from {first} ({mode:?}) in {:.1} s: {acks} acknowledged, {sold_out} sold out, {unknown} unknown, {takeovers} takeovers; no violation",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn mode_name(m: Mode) -> &'static str {
+    match (m.wait, m.failover) {
+        (true, _) => "wait",
+        (false, true) => "nowait-failover",
+        (false, false) => "nowait",
+    }
+}
+
+const WAIT: Mode = Mode {
+    wait: true,
+    failover: true,
+    bug: Bug::None,
+};
+const NO_WAIT: Mode = Mode {
+    wait: false,
+    failover: false,
+    bug: Bug::None,
+};
+
+/// `replicated` with `wait_replicas = 1`: partitions, crashes, late and
+/// lost messages and Redis failovers lose nothing acknowledged.
+#[test]
+fn replicated_with_wait_survives_failovers() {
+    sweep(1, seeds(), WAIT);
+}
+
+/// `replicated` without WAIT, every fault but Redis's failover.
+#[test]
+fn replicated_survives_crashes_and_partitions() {
+    sweep(1_000_001, seeds(), NO_WAIT);
+}
+
+/// The window README.md documents: without WAIT, a Redis failover can
+/// lose acknowledged reservations (and sell their units again); the
+/// simulation finds such seeds, so the checks above are not blind to it.
+#[test]
+fn without_wait_a_redis_failover_can_lose_acknowledged_holds() {
+    let mode = Mode {
+        wait: false,
+        failover: true,
+        bug: Bug::None,
+    };
+    let found = (1..=400).find(|s| run(*s, mode).world.lost > 0);
+    assert!(
+        found.is_some(),
+        "no seed of 400 lost an acknowledged hold without WAIT"
+    );
+    println!(
+        "without WAIT, seed {} lost acknowledged holds in a failover",
+        found.unwrap_or(0)
+    );
+}
+
+/// Each rule left out is caught within a few hundred seeds.
+#[test]
+fn a_broken_protocol_is_caught() {
+    for bug in [Bug::AckBeforeShip, Bug::NoFence] {
+        let mode = Mode { bug, ..WAIT };
+        let caught = (1..=300).find(|s| !run(*s, mode).world.violations.is_empty());
+        assert!(caught.is_some(), "{bug:?} went unnoticed in 300 seeds");
+        println!("{bug:?}: caught by seed {}", caught.unwrap_or(0));
+    }
+}
+
+/// A seed replays exactly: the same trace, event for event.
+#[test]
+fn a_seed_replays_exactly() {
+    for seed in [7, 8] {
+        let (a, b) = (run(seed, WAIT), run(seed, WAIT));
+        assert_eq!(a.world.trace, b.world.trace, "seed {seed}");
+        assert_eq!(a.digest, b.digest);
+        assert!(a.world.trace.len() > 10, "the run did something");
+    }
+}
+
+/// `HOLDFAST_SIM_SEED=n [HOLDFAST_SIM_MODE=wait|nowait|nowait-failover]`:
+/// one run, its trace printed.
+#[test]
+fn replay() {
+    let Some(seed) = std::env::var("HOLDFAST_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    else {
+        return;
+    };
+    let mode = match std::env::var("HOLDFAST_SIM_MODE").as_deref() {
+        Ok("nowait") => NO_WAIT,
+        Ok("nowait-failover") => Mode {
+            wait: false,
+            failover: true,
+            bug: Bug::None,
+        },
+        _ => WAIT,
+    };
+    let o = run(seed, mode);
+    println!("{}", o.world.trace.join("\n"));
+    println!("violations: {:?}", o.world.violations);
+    assert!(o.world.violations.is_empty());
+}
