@@ -35,8 +35,11 @@
 //! 10,000 in BENCHMARKS.md); `HOLDFAST_SIM_SEED=n` replays one with its
 //! trace printed (`cargo test --test cluster_sim replay -- --nocapture`).
 
+mod common;
+
+use common::redis::Redis;
 use holdfast::cluster::lease::lease_valid_for;
-use holdfast::cluster::log::{Entry, Follower};
+use holdfast::cluster::log::{Appended, Entry, Fence, Follower, LogError, ShardLog};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -1319,6 +1322,132 @@ fn a_seed_replays_exactly() {
         assert_eq!(a.world.trace, b.world.trace, "seed {seed}");
         assert_eq!(a.digest, b.digest);
         assert!(a.world.trace.len() > 10, "the run did something");
+    }
+}
+
+/// The fake server is only as good as its likeness to the real one: the
+/// same random sequences of lease and append requests (three holders,
+/// floors, stale and foreign epochs, retries, gaps) go to the Lua scripts
+/// on a `redis-server` of the test's own and to the fake, and every answer
+/// and the streams they leave must agree.
+#[test]
+fn the_fake_server_answers_as_the_lua_scripts_do() {
+    let redis = Redis::start();
+    let ttl = Duration::from_millis(TTL_MS);
+    let mut answers: BTreeMap<String, u64> = BTreeMap::new();
+    for round in 0..20u64 {
+        let cluster = format!("diff{round}");
+        let mut real =
+            ShardLog::open(&redis.url(), &cluster, Duration::from_secs(2)).expect("connect");
+        let mut fake = Server::new(round, Bug::None);
+        let mut rng = Rng(round);
+        for step in 0..60 {
+            // Mostly the running lease's holder and epoch (so that appends
+            // go through), else any holder and an epoch near the counter.
+            let running = fake.primary.lease.clone().filter(|_| rng.below(3) > 0);
+            let near = fake.primary.counter + rng.below(3);
+            let (holder, epoch) = match running {
+                Some(l) => (l.holder, l.epoch),
+                None => (
+                    ["a", "b", "c"][rng.below(3) as usize].to_string(),
+                    near.saturating_sub(1),
+                ),
+            };
+            let what = rng.below(5);
+            let (got, want) = match what {
+                0 => {
+                    let floor = rng.below(4) * near;
+                    let r = real.acquire(0, &holder, ttl, floor).expect("acquire");
+                    let (f, _) = fake.handle(
+                        0,
+                        Req::Acquire {
+                            holder,
+                            floor,
+                            wait: false,
+                        },
+                    );
+                    (
+                        format!("{:?}", r.unwrap_or(0)),
+                        format!("{f:?}").replace("Epoch(", "").replace(')', ""),
+                    )
+                }
+                1 => {
+                    let r = real.renew(0, &holder, epoch, ttl).expect("renew");
+                    let (f, _) = fake.handle(0, Req::Renew { holder, epoch });
+                    (format!("Done({r})"), format!("{f:?}"))
+                }
+                2 => {
+                    let r = real.release(0, &holder).expect("release");
+                    let (f, _) = fake.handle(0, Req::Release { holder });
+                    (format!("Done({r})"), format!("{f:?}"))
+                }
+                _ => {
+                    let last = fake.primary.last_seq();
+                    let first = (last + 1 + rng.below(3))
+                        .saturating_sub(rng.below(3))
+                        .max(1);
+                    let n = 1 + rng.below(3);
+                    let data: Vec<String> = (0..n).map(|i| format!("{round}-{step}-{i}")).collect();
+                    let fence = Fence {
+                        holder: holder.clone(),
+                        epoch,
+                    };
+                    let r = match real.append(0, &fence, first, &data) {
+                        Ok(Appended::Added { .. } | Appended::Duplicate) => "Appended".to_string(),
+                        Err(LogError::Stale { .. }) => "Stale".to_string(),
+                        Err(LogError::Gap { .. }) => "Gap".to_string(),
+                        Err(e) => panic!("append: {e}"),
+                    };
+                    let (f, _) = fake.handle(
+                        0,
+                        Req::Append {
+                            holder,
+                            epoch,
+                            first,
+                            data,
+                            wait: false,
+                        },
+                    );
+                    (r, format!("{f:?}"))
+                }
+            };
+            assert_eq!(got, want, "round {round} step {step} (request kind {what})");
+            let kind = match (what, want.as_str()) {
+                (0, "0") => "refused".to_string(),
+                (0, _) => "taken".to_string(),
+                _ => want,
+            };
+            *answers.entry(kind).or_default() += 1;
+        }
+        let real_stream: Vec<(u64, u64, Vec<u8>)> = real
+            .read(0, "0-0", 10_000)
+            .expect("read")
+            .into_iter()
+            .map(|e| (e.seq, e.epoch, e.data))
+            .collect();
+        let fake_stream: Vec<(u64, u64, Vec<u8>)> = fake
+            .primary
+            .stream
+            .iter()
+            .map(|e| (e.seq, e.epoch, e.data.clone().into_bytes()))
+            .collect();
+        assert_eq!(real_stream, fake_stream, "round {round}");
+    }
+    println!("answers compared: {answers:?}");
+    // Each kind of answer was compared, not only refusals.
+    for kind in [
+        "Appended",
+        "Stale",
+        "Gap",
+        "Done(true)",
+        "Done(false)",
+        "taken",
+        "refused",
+    ] {
+        assert!(
+            answers.get(kind).is_some_and(|n| *n >= 5),
+            "{kind}: {answers:?}"
+        );
     }
 }
 
