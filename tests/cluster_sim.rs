@@ -177,10 +177,18 @@ struct SEntry {
     id: u64,
     seq: u64,
     epoch: u64,
+    /// The record: `{reservation}@{ms}`, the time its owner made it (a
+    /// real event carries its expiry, so the same reservation made again
+    /// by another owner is another record).
     data: String,
 }
 
 impl SEntry {
+    /// The reservation it holds.
+    fn reservation(&self) -> &str {
+        self.data.split('@').next().unwrap_or_default()
+    }
+
     fn entry(&self) -> Entry {
         Entry {
             id: format!("0-{}", self.id),
@@ -632,8 +640,17 @@ impl Node {
         };
         let follow = match entry {
             Some(e) => {
-                let same = self.state.borrow().copy.get(e.seq as usize - 1) == Some(&e);
+                // The record, as the real copy compares its journal's
+                // bytes (an owner's own entries carry no stream id).
+                let same = self
+                    .state
+                    .borrow()
+                    .copy
+                    .get(e.seq as usize - 1)
+                    .map(|x| &x.data)
+                    == Some(&e.data);
                 if same {
+                    self.log(format!("placed at {last} (stream entry {} agrees)", e.seq));
                     Follower {
                         next_seq: last + 1,
                         epoch: e.epoch,
@@ -656,7 +673,8 @@ impl Node {
         self.role = Role::Following(follow);
     }
 
-    /// Reads and applies what follows; false if the server did not answer.
+    /// Reads and applies what follows: how many entries it read (0 after a
+    /// resync), None if the server did not answer.
     async fn poll(&mut self, follow: &mut Follower) -> Option<usize> {
         let after = follow.after.trim_start_matches("0-").parse().unwrap_or(0);
         let Some(Resp::Entries(page)) = self
@@ -694,8 +712,8 @@ impl Node {
             let v = format!("{}: entry {} after {}", self.holder, e.seq, s.copy.len());
             self.world.borrow_mut().violations.push(v);
         }
-        if s.copy.iter().any(|x| x.data == e.data) {
-            let v = format!("{}: {} held twice", self.holder, e.data);
+        if s.copy.iter().any(|x| x.reservation() == e.reservation()) {
+            let v = format!("{}: {} held twice", self.holder, e.reservation());
             self.world.borrow_mut().violations.push(v);
         }
         s.copy.push(e);
@@ -736,10 +754,8 @@ impl Node {
             .map(|(n, s, _)| (s, n))
             .max();
         if let Some((seq, node)) = longest.filter(|(s, _)| *s > mine) {
-            self.role = Role::Following(follow);
             self.step_down(&format!("{node} has a longer copy ({seq} > {mine})"))
                 .await;
-            self.role = Role::Placing;
             return;
         }
         if stream > mine {
@@ -765,20 +781,25 @@ impl Node {
         for (_, _, id) in &batch {
             let (held, len) = {
                 let s = self.state.borrow();
-                (s.copy.iter().any(|e| &e.data == id), s.copy.len())
+                (s.copy.iter().any(|e| e.reservation() == id), s.copy.len())
             };
             if !held && len < self.stock {
                 let e = SEntry {
                     id: 0,
                     seq: len as u64 + 1,
                     epoch,
-                    data: id.clone(),
+                    data: format!("{id}@{}", now_ms()),
                 };
                 self.push(e);
             }
         }
         let answer = |node: &Node, id: &str| {
-            let held = node.state.borrow().copy.iter().any(|e| e.data == id);
+            let held = node
+                .state
+                .borrow()
+                .copy
+                .iter()
+                .any(|e| e.reservation() == id);
             if held {
                 Answer::Reserved
             } else {
@@ -952,7 +973,7 @@ async fn node_host(
 
 async fn client_host(name: &'static str, seed: u64, world: Rc<RefCell<World>>) -> turmoil::Result {
     let sock = UdpSocket::bind(any_addr(7000)).await?;
-    let mut rng = Rng(seed ^ name.len() as u64 ^ u64::from(name.as_bytes()[1]) << 8);
+    let mut rng = Rng(seed ^ (u64::from(name.as_bytes()[1]) << 8));
     let mut buf = vec![0u8; 1 << 16];
     let mut k = 0u64;
     let mut msg = 0u64;
@@ -1158,7 +1179,12 @@ fn check(
     states: &[Rc<RefCell<NodeState>>],
 ) {
     let stream: Vec<&String> = server.primary.stream.iter().map(|e| &e.data).collect();
-    let held: BTreeSet<&String> = stream.iter().copied().collect();
+    let held: BTreeSet<&str> = server
+        .primary
+        .stream
+        .iter()
+        .map(SEntry::reservation)
+        .collect();
     if held.len() != stream.len() || stream.len() > stock {
         w.violations.push(format!(
             "the stream holds {} ({} distinct) of {stock}",
@@ -1169,7 +1195,7 @@ fn check(
     let lost: Vec<String> = w
         .acked
         .iter()
-        .filter(|a| !held.contains(a))
+        .filter(|a| !held.contains(a.as_str()))
         .cloned()
         .collect();
     w.lost = lost.len();
@@ -1206,12 +1232,14 @@ fn check(
     for (i, s) in states.iter().enumerate() {
         let st = s.borrow();
         let copy: Vec<&String> = st.copy.iter().map(|e| &e.data).collect();
-        if copy.len() < stream.len() || copy[..stream.len()] != stream[..] {
+        let differ = copy.iter().zip(&stream).position(|(a, b)| a != b);
+        if copy.len() < stream.len() || differ.is_some() {
             w.violations.push(format!(
-                "{}'s copy ({}) is not the stream ({})",
+                "{}'s copy ({}) is not the stream ({}): they differ from sequence {:?}",
                 NODES[i],
                 copy.len(),
-                stream.len()
+                stream.len(),
+                differ.map(|d| d + 1)
             ));
         }
     }
