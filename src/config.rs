@@ -152,8 +152,9 @@ pub struct Config {
 
 impl Config {
     /// Reads `path` (if any), applies `HOLDFAST_LISTEN`, `HOLDFAST_DATA_DIR`,
-    /// `HOLDFAST_SHARDS`, `HOLDFAST_DURABILITY`, `HOLDFAST_FEED_WINDOW_MS` and
-    /// `HOLDFAST_FEED_THREADS`, validates.
+    /// `HOLDFAST_SHARDS`, `HOLDFAST_DURABILITY`, `HOLDFAST_FEED_WINDOW_MS`,
+    /// `HOLDFAST_FEED_THREADS`, `HOLDFAST_SNAPSHOT_EVERY_RECORDS` and
+    /// `HOLDFAST_SNAPSHOT_EVERY_S`, validates.
     pub fn load(path: Option<&Path>) -> Result<Config, String> {
         let file = match path {
             None => FileConfig::default(),
@@ -200,6 +201,12 @@ impl Config {
         }
         if let Some(n) = number("HOLDFAST_FEED_WINDOW_MS", "milliseconds")? {
             f.feed.window_ms = n as u64;
+        }
+        if let Some(n) = number("HOLDFAST_SNAPSHOT_EVERY_RECORDS", "a number of records")? {
+            f.snapshot.every_records = n as u64;
+        }
+        if let Some(n) = number("HOLDFAST_SNAPSHOT_EVERY_S", "seconds")? {
+            f.snapshot.every_s = n as u64;
         }
         f.sourcing.validate()?;
         if !(3..=3600).contains(&f.feed.idle_timeout_s) {
@@ -331,12 +338,20 @@ mod tests {
             "HOLDFAST_LISTEN" => Some("127.0.0.1:9001".to_string()),
             "HOLDFAST_SHARDS" => Some("3".to_string()),
             "HOLDFAST_FEED_WINDOW_MS" => Some("25".to_string()),
+            "HOLDFAST_SNAPSHOT_EVERY_RECORDS" => Some("500".to_string()),
+            "HOLDFAST_SNAPSHOT_EVERY_S" => Some("2".to_string()),
             _ => None,
         })
         .expect("valid");
         assert_eq!(c.listen.port(), 9001);
         assert_eq!(c.shards, 3);
         assert_eq!(c.feed.window_ms, 25);
+        assert_eq!((c.snapshot.every_records, c.snapshot.every_s), (500, 2));
+        assert!(
+            Config::resolve(f.clone(), |k| (k == "HOLDFAST_SNAPSHOT_EVERY_S")
+                .then(|| "0".to_string()))
+            .is_err()
+        );
         assert_eq!(
             Config::resolve(f.clone(), |_| None)
                 .expect("valid")

@@ -253,3 +253,42 @@ fn epochs_are_never_handed_out_twice_even_when_redis_forgets_the_counter() {
         Err(LogError::Stale { current: e3 })
     );
 }
+
+/// The stream id of a sequence number, found by a binary search over the
+/// ids' milliseconds: every entry's, in batches spread over time and many
+/// in one millisecond; none for numbers the stream does not hold (trimmed
+/// or not yet written).
+#[test]
+fn the_entry_of_a_sequence_number_is_found() {
+    let r = Redis::start();
+    let mut log = open(&r);
+    let epoch = log
+        .acquire(1, "n1/1", Duration::from_secs(30), 0)
+        .expect("ok")
+        .expect("epoch");
+    assert_eq!(log.id_of(1, 1), Ok(None), "an empty stream");
+    let mut next = 1;
+    for batch in 0..40u64 {
+        let n = 1 + batch % 7;
+        log.append(1, &fence("n1/1", epoch), next, &events(next..=next + n - 1))
+            .expect("append");
+        next += n;
+        if batch % 3 == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let all = log.read(1, "0-0", 1000).expect("read");
+    assert_eq!(all.len() as u64, next - 1);
+    for e in &all {
+        assert_eq!(log.id_of(1, e.seq), Ok(Some(e.id.clone())), "seq {}", e.seq);
+    }
+    assert_eq!(log.id_of(1, next), Ok(None), "not written yet");
+    log.publish_snapshot(1, &fence("n1/1", epoch), 50, &all[49].id, b"s")
+        .expect("publish");
+    assert_eq!(
+        log.id_of(1, 50),
+        Ok(None),
+        "trimmed with the snapshot's entry"
+    );
+    assert_eq!(log.id_of(1, 51), Ok(Some(all[50].id.clone())));
+}

@@ -28,11 +28,23 @@ struct Cluster {
     config: ClusterConfig,
     nodes: Vec<Option<Server>>,
     ports: Vec<u16>,
+    /// Each node's holdfast.toml.
+    node_config: String,
     _tmp: tempfile::TempDir,
 }
 
 impl Cluster {
+    /// Three nodes, all started.
     fn start(redis: &Redis) -> Cluster {
+        let mut c = Cluster::new(redis, "");
+        for i in 0..3 {
+            c.nodes[i] = Some(c.launch(i));
+        }
+        c
+    }
+
+    /// Three nodes (each with holdfast.toml `node_config`), none started.
+    fn new(redis: &Redis, node_config: &str) -> Cluster {
         let tmp = tempfile::tempdir().expect("tmp");
         let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let mut text = format!(
@@ -51,23 +63,25 @@ impl Cluster {
         let file = tmp.path().join("cluster.toml");
         std::fs::write(&file, &text).expect("cluster.toml");
         let config = ClusterConfig::parse(&text).expect("valid");
-        let mut c = Cluster {
+        Cluster {
             file,
             config,
-            nodes: Vec::new(),
+            nodes: vec![None, None, None],
             ports,
+            node_config: node_config.to_string(),
             _tmp: tmp,
-        };
-        for i in 0..3 {
-            let s = c.launch(i);
-            c.nodes.push(Some(s));
         }
-        c
     }
 
     fn launch(&self, i: usize) -> Server {
         let dir = self.config.nodes[i].data_dir.clone();
-        Server::start_node(&self.file, &format!("n{}", i + 1), self.ports[i], &dir)
+        Server::start_node(
+            &self.file,
+            &format!("n{}", i + 1),
+            self.ports[i],
+            &dir,
+            &self.node_config,
+        )
     }
 
     fn url(&self, i: usize, path: &str) -> String {
@@ -650,4 +664,115 @@ fn a_cart_across_nodes_is_all_or_nothing() {
         &cl.url(third, &format!("/v1/reservations/{id}")),
         "confirmed",
     );
+}
+
+/// Owners publish snapshots of their shards and trim the streams behind
+/// them; a node that joins with nothing starts from the snapshots and the
+/// streams' tails (the streams no longer hold the history), and, the two
+/// others killed, serves every acknowledged hold.
+#[test]
+fn a_new_node_starts_from_published_snapshots() {
+    let redis = Redis::start();
+    let mut cl = Cluster::new(&redis, "[snapshot]\nevery_records = 50\nevery_s = 1\n");
+    for i in 0..2 {
+        cl.nodes[i] = Some(cl.launch(i));
+    }
+    cl.wait_served();
+    cl.seed(&|_| ON_HAND);
+    let mut held = Vec::new();
+    for k in 0..600 {
+        let (st, b) = reserve(
+            &cl.url(k % 2, "/v1/reservations"),
+            &format!("A{}", k % SKUS),
+            1,
+        )
+        .expect("reserve");
+        assert_eq!(st, 201, "{b}");
+        held.push(b["id"].as_str().expect("id").to_string());
+    }
+    // Every shard's snapshot published, its stream trimmed behind it.
+    let number = |cmd: &str| resp_number(&redis.command(cmd));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let trimmed: Vec<(u64, u64, u64)> = (0..cl.config.shards)
+            .map(|s| {
+                let published = number(&format!("HGET holdfast:t:snapshot:{s} seq"));
+                let last = number(&format!("GET holdfast:t:seq:{s}"));
+                let len = number(&format!("XLEN holdfast:t:shard:{s}"));
+                (published, last, len)
+            })
+            .collect();
+        if trimmed.iter().all(|(p, last, len)| *p > 0 && *len < *last) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "(published, last, stream length) per shard: {trimmed:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let m = client()
+        .get(cl.url(0, "/metrics"))
+        .send()
+        .expect("metrics")
+        .text()
+        .expect("text");
+    assert!(
+        m.lines().any(
+            |l| l.starts_with("holdfast_cluster_snapshots_published_total ") && !l.ends_with(" 0")
+        ),
+        "{m}"
+    );
+
+    // n3 joins with nothing, catches up, and is left alone with the shards.
+    cl.nodes[2] = Some(cl.launch(2));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, v) = call(&client(), "GET", &cl.url(2, "/v1/cluster"), None, None);
+        let behind: Vec<(u64, u64)> = (0..cl.config.shards)
+            .map(|s| {
+                let applied = v["shards"][s as usize]["applied_seq"].as_u64().unwrap_or(0);
+                let last = number(&format!("GET holdfast:t:seq:{s}"));
+                (applied, last)
+            })
+            .filter(|(a, l)| a < l)
+            .collect();
+        if behind.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "n3 behind: {behind:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for i in 0..2 {
+        drop(cl.nodes[i].take()); // SIGKILL
+    }
+    cl.wait_served();
+    for id in &held {
+        let (st, got) = get_retrying(&cl.url(2, &format!("/v1/reservations/{id}")));
+        assert_eq!(
+            (st, &got["status"]),
+            (200, &Value::from("held")),
+            "{id}: {got}"
+        );
+    }
+    for i in 0..SKUS {
+        let (st, b) = get_retrying(&cl.url(2, &format!("/v1/inventory/S000/A{i}")));
+        let reserved = held.len() / SKUS + usize::from(i < held.len() % SKUS);
+        assert_eq!(
+            (st, b["reserved"].as_u64()),
+            (200, Some(reserved as u64)),
+            "A{i}: {b}"
+        );
+    }
+}
+
+/// An integer from a RESP answer: `:n`, or a bulk string holding one (0
+/// for nil).
+fn resp_number(answer: &str) -> u64 {
+    let mut lines = answer.lines();
+    match lines.next() {
+        Some(l) if l.starts_with(':') => l[1..].parse().unwrap_or(0),
+        Some(l) if l.starts_with('$') => lines.next().and_then(|v| v.parse().ok()).unwrap_or(0),
+        _ => 0,
+    }
 }

@@ -452,6 +452,10 @@ impl Engine {
     pub fn journal(&self) -> &Journal {
         &self.0.journal
     }
+    /// Its snapshot store (`None`: snapshots are off).
+    pub fn snapshots(&self) -> Option<&Arc<SnapshotStore>> {
+        self.0.archive.as_ref()
+    }
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.0.clock
     }

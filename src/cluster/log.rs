@@ -407,6 +407,52 @@ impl ShardLog {
         entries(raw)
     }
 
+    /// The stream id of the entry holding sequence number `seq`, if the
+    /// stream holds it. Ids are Redis's clock and sequence numbers grow
+    /// along the stream, so a binary search over the milliseconds finds it
+    /// in about 40 one-entry reads, however long the stream.
+    pub fn id_of(&mut self, shard: u32, seq: u64) -> Result<Option<String>, LogError> {
+        let ms_of = |e: &Entry| -> Result<u64, LogError> {
+            e.id.split_once('-')
+                .and_then(|(ms, _)| ms.parse().ok())
+                .ok_or_else(|| LogError::Redis(format!("stream id {:?}", e.id)))
+        };
+        let (Some(first), Some(last)) = (
+            self.read(shard, "0-0", 1)?.pop(),
+            self.read_back(shard, "+", 1)?.pop(),
+        ) else {
+            return Ok(None);
+        };
+        if seq < first.seq || seq > last.seq {
+            return Ok(None);
+        }
+        // The entry's millisecond is within lo..=hi.
+        let (mut lo, mut hi) = (ms_of(&first)?, ms_of(&last)?);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let raw: RawEntries = redis::cmd("XRANGE")
+                .arg(self.key("shard", shard))
+                .arg(mid + 1)
+                .arg("+")
+                .arg("COUNT")
+                .arg(1)
+                .query(&mut self.conn)?;
+            match entries(raw)?.pop() {
+                Some(e) if e.seq <= seq => lo = ms_of(&e)?,
+                _ => hi = mid,
+            }
+        }
+        let raw: RawEntries = redis::cmd("XRANGE")
+            .arg(self.key("shard", shard))
+            .arg(format!("{lo}-0"))
+            .arg(format!("{lo}-{}", u64::MAX))
+            .query(&mut self.conn)?;
+        Ok(entries(raw)?
+            .into_iter()
+            .find(|e| e.seq == seq)
+            .map(|e| e.id))
+    }
+
     /// The shard's last sequence number in Redis (0: none yet).
     pub fn last_seq(&mut self, shard: u32) -> Result<u64, LogError> {
         let v: Option<u64> = redis::cmd("GET")

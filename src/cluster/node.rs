@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::lease::{LeaseKeeper, Placement};
-use super::log::ShardLog;
+use super::log::{Fence, LogError, ShardLog};
 use super::replica::{Mirror, MirrorError, StreamShip};
 use super::{ClusterConfig, ClusterDurability};
 use crate::actors::{Engine, EngineConfig, Start};
@@ -64,6 +64,7 @@ pub struct ClusterStats {
     pub handovers: AtomicU64,
     pub resyncs: AtomicU64,
     pub forwarded: AtomicU64,
+    pub snapshots_published: AtomicU64,
     /// Age of each entry's last applied by a follower, from its stream
     /// id (Redis's clock when appended; millisecond resolution).
     pub lag: crate::metrics::Histogram,
@@ -125,6 +126,8 @@ impl ClusterNode {
             connected_at: Instant::now(),
             copies: (0..config.shards).map(|_| Copy::Closed).collect(),
             last_owners: Instant::now() - Duration::from_secs(1),
+            published: vec![0; config.shards as usize],
+            last_snapshots: Instant::now(),
         };
         let thread = std::thread::Builder::new()
             .name("cluster".into())
@@ -210,6 +213,11 @@ impl ClusterNode {
                 "Requests forwarded to the owner of their shard.",
                 &st.forwarded,
             ),
+            (
+                "holdfast_cluster_snapshots_published_total",
+                "Snapshots of owned shards published to Redis (the stream trimmed behind each).",
+                &st.snapshots_published,
+            ),
         ] {
             let _ = writeln!(
                 s,
@@ -253,10 +261,18 @@ struct Manager {
     connected_at: Instant,
     copies: Vec<Copy>,
     last_owners: Instant,
+    /// Per shard, the last snapshot this node published (or found
+    /// published at or after it).
+    published: Vec<u64>,
+    last_snapshots: Instant,
 }
 
 /// How often a node reads the owners and says how far its copies go.
 const REPORT_EVERY: Duration = Duration::from_millis(100);
+
+/// How often a node looks for snapshots to publish (shards it owns) and
+/// to take (copies it follows).
+const SNAPSHOTS_EVERY: Duration = Duration::from_secs(1);
 
 /// Stream entries a follower applies per shard per round.
 const FOLLOW_BATCH: usize = 1000;
@@ -297,6 +313,10 @@ impl Manager {
             self.refresh_owners()?;
             self.report_copies()?;
             self.last_owners = Instant::now();
+        }
+        if self.last_snapshots.elapsed() >= SNAPSHOTS_EVERY {
+            self.last_snapshots = Instant::now();
+            self.snapshots()?;
         }
         let mut read = 0;
         for s in 0..self.copies.len() as u32 {
@@ -408,7 +428,7 @@ impl Manager {
             &c.redis_url,
             &c.cluster,
             shard,
-            super::log::Fence {
+            Fence {
                 holder: self.node.holder.clone(),
                 epoch,
             },
@@ -442,6 +462,63 @@ impl Manager {
         self.copies[i] = Copy::Owning { engine, epoch };
         self.node.stats.takeovers.fetch_add(1, Ordering::Relaxed);
         tracing::info!(shard, epoch, applied, "cluster: serving the shard");
+        Ok(())
+    }
+
+    /// Publishes the newest snapshot of each owned shard that the stream
+    /// holds (its engine's snapshotter took it; publishing trims the
+    /// stream behind it, so a new node starts from it rather than from the
+    /// whole history), and snapshots the followed copies (their journals
+    /// are cut behind).
+    fn snapshots(&mut self) -> Result<(), MirrorError> {
+        let Some(policy) = self.template.engine.snapshot else {
+            return Ok(());
+        };
+        for (s, copy) in self.copies.iter_mut().enumerate() {
+            let shard = s as u32;
+            match copy {
+                Copy::Owning { engine, epoch } => {
+                    let Some((seq, bytes)) = engine.snapshots().and_then(|st| st.newest_encoded())
+                    else {
+                        continue;
+                    };
+                    let shipped = engine.journal().stats.shipped_seq.load(Ordering::Acquire);
+                    if seq <= self.published[s] || seq > shipped {
+                        continue;
+                    }
+                    let log = connect(&mut self.log, &self.node.config, &mut self.connected_at)?;
+                    let Some(id) = log.id_of(shard, seq)? else {
+                        continue; // not in the stream (trimmed): a later one will be
+                    };
+                    let fence = Fence {
+                        holder: self.node.holder.clone(),
+                        epoch: *epoch,
+                    };
+                    match log.publish_snapshot(shard, &fence, seq, &id, &bytes) {
+                        Ok(()) => {
+                            tracing::info!(
+                                shard,
+                                seq,
+                                bytes = bytes.len(),
+                                "cluster: snapshot published, stream trimmed behind it"
+                            );
+                            self.node
+                                .stats
+                                .snapshots_published
+                                .fetch_add(1, Ordering::Relaxed);
+                            self.published[s] = seq;
+                        }
+                        // One at or after it is published already.
+                        Err(LogError::Snapshot(_)) => self.published[s] = seq,
+                        // The lease moved: the engine is given up next round.
+                        Err(LogError::Stale { .. }) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Copy::Following(m) => m.snapshot_if_due(&policy)?,
+                Copy::Closed => {}
+            }
+        }
         Ok(())
     }
 

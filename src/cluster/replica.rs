@@ -14,6 +14,7 @@
 //! keeps its tail and ships it if it takes the shard.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -22,7 +23,7 @@ use super::log::{Entry, Fence, Follower, LogError, Resync, ShardLog};
 use crate::domain::model::Model;
 use crate::persistence::journal::{decode_event, read_range, Replicate};
 use crate::persistence::recovery::{apply_record, recover_model};
-use crate::persistence::snapshot::SnapshotStore;
+use crate::persistence::snapshot::{decode_snapshot, take_snapshot, SnapshotPolicy, SnapshotStore};
 use crate::persistence::{Durability, Journal, JournalError, RecoveryReport, Storage};
 
 /// The owner's shipping: appends under the lease it was started with. A
@@ -129,6 +130,8 @@ pub struct Mirror {
     model: Model,
     follow: Follower,
     last_seq: u64,
+    /// The last snapshot of this copy (sequence, when taken).
+    snapped: (u64, Instant),
 }
 
 /// Stream entries read at once.
@@ -165,6 +168,7 @@ impl Mirror {
             model,
             follow: Follower::default(),
             last_seq: report.last_seq,
+            snapped: (base, Instant::now()),
         };
         if m.last_seq > 0 {
             match m.place(log)? {
@@ -230,7 +234,8 @@ impl Mirror {
         Ok(found)
     }
 
-    /// Drops the local copy: it starts again from nothing.
+    /// Drops the local copy: it starts again from nothing (with an empty
+    /// snapshot store of its own).
     fn wipe(&mut self) -> Result<(), MirrorError> {
         self.stop_journal()?;
         self.archive = None;
@@ -241,9 +246,12 @@ impl Mirror {
                 Err(e) => return Err(JournalError::Io(e.to_string()).into()),
             }
         }
+        let store = SnapshotStore::open(&self.dir.join("snapshots"))?;
+        self.archive = Some((Arc::new(store), 0));
         self.model = Model::default();
         self.follow = Follower::default();
         self.last_seq = 0;
+        self.snapped = (0, Instant::now());
         Ok(())
     }
 
@@ -314,11 +322,58 @@ impl Mirror {
         .map_err(|err| bad(format!("entry {}: {err}", e.seq)))
     }
 
-    /// Starts again from the stream's start (after `Resync`).
+    /// Starts again (after `Resync`): from the shard's published snapshot
+    /// if there is one (the stream is trimmed behind it), else from the
+    /// stream's start.
     pub fn rebuild(&mut self, log: &mut ShardLog) -> Result<(), MirrorError> {
         self.wipe()?;
+        if let Some(p) = log.snapshot(self.shard)? {
+            let bad = |detail: String| MirrorError::Stream {
+                shard: self.shard,
+                detail: format!("published snapshot: {detail}"),
+            };
+            let (seq, model) = decode_snapshot(&p.data).map_err(bad)?;
+            if seq != p.seq {
+                return Err(bad(format!("holds {seq}, published as {}", p.seq)));
+            }
+            if let Some((store, base)) = &mut self.archive {
+                store.save(seq, &model)?;
+                *base = seq;
+            }
+            tracing::info!(
+                shard = self.shard,
+                seq,
+                "copy bootstrapped from the published snapshot"
+            );
+            self.model = model;
+            self.last_seq = seq;
+            self.follow = Follower::at(&p);
+        }
         self.start_journal()?;
         self.catch_up(log)
+    }
+
+    /// Takes a snapshot of the copy when `policy` says, as an engine's
+    /// snapshotter does (from the journal, off the model in memory), and
+    /// cuts the copy's journal behind it: a follower's disk stays bounded.
+    pub fn snapshot_if_due(&mut self, policy: &SnapshotPolicy) -> Result<(), MirrorError> {
+        let (Some((store, _)), Some((journal, _))) = (&self.archive, &self.journal) else {
+            return Ok(());
+        };
+        let durable = journal.stats.last_seq.load(Ordering::Acquire);
+        let (seq, at) = self.snapped;
+        let due = durable >= seq + policy.every_records
+            || (durable > seq && at.elapsed() >= Duration::from_secs(policy.every_s));
+        if due {
+            let done = take_snapshot(
+                store,
+                self.storage.as_ref(),
+                &self.dir.join("journal"),
+                durable,
+            )?;
+            self.snapped = (done, Instant::now());
+        }
+        Ok(())
     }
 
     /// The state after the last record applied.

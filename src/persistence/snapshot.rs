@@ -92,6 +92,14 @@ fn decode(v: &[u8]) -> Result<(u64, Model), String> {
     Ok((seq, m))
 }
 
+/// A snapshot as `SnapshotStore::newest_encoded` gives it: its sequence
+/// number and model, checked (header, checksum, invariants).
+pub fn decode_snapshot(v: &[u8]) -> Result<(u64, Model), String> {
+    let (seq, m) = decode(v)?;
+    m.check_invariants().map_err(|e| e.to_string())?;
+    Ok((seq, m))
+}
+
 impl SnapshotStore {
     pub fn open(dir: &Path) -> Result<SnapshotStore, JournalError> {
         let db = sled::Config::new().path(dir).open().map_err(err)?;
@@ -148,6 +156,15 @@ impl SnapshotStore {
             }
         }
         None
+    }
+
+    /// The newest snapshot as stored (header, checksum, body: what
+    /// `decode_snapshot` reads back), with its sequence number: what a
+    /// cluster owner publishes.
+    pub fn newest_encoded(&self) -> Option<(u64, Vec<u8>)> {
+        let (seq, i) = self.generations().into_iter().next()?;
+        let raw = self.db.get(KEYS[i]).ok()??;
+        Some((seq, raw.to_vec()))
     }
 
     /// The sequence covered by the older generation (0 if fewer than two):

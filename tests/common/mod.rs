@@ -60,9 +60,16 @@ impl Server {
 
     /// Node `node` of the cluster `cluster_file` (its data dir and port are
     /// the file's), with `config` as its `--config`.
-    pub fn start_node(cluster_file: &Path, node: &str, port: u16, data_dir: &Path) -> Server {
+    /// A cluster node, with `config` (holdfast.toml's text) beside it.
+    pub fn start_node(
+        cluster_file: &Path,
+        node: &str,
+        port: u16,
+        data_dir: &Path,
+        config_text: &str,
+    ) -> Server {
         let config = data_dir.with_extension("toml");
-        std::fs::write(&config, "").expect("config");
+        std::fs::write(&config, config_text).expect("config");
         let args = [
             "serve".into(),
             "--config".into(),
