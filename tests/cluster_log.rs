@@ -292,3 +292,68 @@ fn the_entry_of_a_sequence_number_is_found() {
     );
     assert_eq!(log.id_of(1, 51), Ok(Some(all[50].id.clone())));
 }
+
+/// A log that lost what an owner holds only as a snapshot starts again
+/// from it: published with no entry, the sequence set to it, appends
+/// continuing after it, a new follower starting from it; refused under a
+/// stale lease, a no-op where the log already reaches it.
+#[test]
+fn a_log_that_lost_everything_is_seeded_from_a_snapshot() {
+    let r = Redis::start();
+    let mut log = open(&r);
+    let epoch = log
+        .acquire(2, "n1/1", Duration::from_secs(30), 0)
+        .expect("ok")
+        .expect("epoch");
+    log.append(2, &fence("n1/1", epoch), 1, &events(1..=3))
+        .expect("append");
+    assert!(matches!(
+        log.seed(2, &fence("n1/1", epoch + 1), 40, b"state@40"),
+        Err(LogError::Stale { .. })
+    ));
+    assert_eq!(log.seed(2, &fence("n1/1", epoch), 3, b"state@3"), Ok(false));
+    assert_eq!(
+        log.last_seq(2),
+        Ok(3),
+        "the log reaches it: nothing changed"
+    );
+    assert_eq!(
+        log.seed(2, &fence("n1/1", epoch), 40, b"state@40"),
+        Ok(true)
+    );
+    assert_eq!(log.last_seq(2), Ok(40));
+    assert_eq!(
+        log.read(2, "0-0", 10).expect("read"),
+        vec![],
+        "older entries dropped"
+    );
+    assert_eq!(
+        log.append(2, &fence("n1/1", epoch), 4, &events(4..=4)),
+        Ok(Appended::Duplicate),
+        "within the snapshot"
+    );
+    assert_eq!(
+        log.append(2, &fence("n1/1", epoch), 45, &events(45..=45)),
+        Err(LogError::Gap { expected: 41 })
+    );
+    log.append(2, &fence("n1/1", epoch), 41, &events(41..=42))
+        .expect("append");
+    let p = log.snapshot(2).expect("read").expect("seeded");
+    assert_eq!((p.seq, p.data.as_slice()), (40, &b"state@40"[..]));
+    let mut f = Follower::at(&p);
+    let rest = log.read(2, &f.after.clone(), 10).expect("read");
+    let applied: Vec<u64> = rest
+        .iter()
+        .filter(|e| f.accept(e).expect("in order"))
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(applied, vec![41, 42]);
+    assert_eq!(log.seed(2, &fence("n1/1", epoch), 41, b"x"), Ok(false));
+    // A new epoch stays above the seeded snapshot's.
+    log.release(2, "n1/1").expect("release");
+    let next = log
+        .acquire(2, "n2/1", Duration::from_secs(30), 0)
+        .expect("ok")
+        .expect("epoch");
+    assert!(next > epoch);
+}

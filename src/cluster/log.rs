@@ -164,6 +164,23 @@ redis.call('XTRIM', KEYS[2], 'MINID', ARGV[5])
 return {'ok', ''}
 ";
 
+// A stream that lost more than an owner's copy still holds as records
+// (Redis lost its data; the copy's journal was cut behind its snapshot)
+// starts again from that snapshot: published at ARGV[3] with no entry
+// (id 0-1, before any the stream will get), the sequence set to it, what
+// the stream held before it dropped.
+const SEED: &str = r"
+local at = tonumber(ARGV[3])
+if tonumber(redis.call('GET', KEYS[4]) or '0') >= at
+   or tonumber(redis.call('HGET', KEYS[3], 'seq') or '0') >= at then
+  return {'dup', ''}
+end
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[3], 'seq', at, 'id', '0-1', 'epoch', ARGV[2], 'data', ARGV[4])
+redis.call('SET', KEYS[4], at)
+return {'ok', 'seeded'}
+";
+
 /// The first stream id after `id` ("ms-n" -> "ms-(n+1)").
 fn next_id(id: &str) -> Result<String, LogError> {
     let bad = || LogError::Snapshot(format!("stream id {id:?}"));
@@ -192,6 +209,7 @@ pub struct ShardLog {
     release: Script,
     append: Script,
     publish: Script,
+    seed: Script,
 }
 
 impl ShardLog {
@@ -209,6 +227,7 @@ impl ShardLog {
             release: Script::new(RELEASE),
             append: Script::new(&format!("{FENCE}{APPEND}")),
             publish: Script::new(&format!("{FENCE}{PUBLISH}")),
+            seed: Script::new(&format!("{FENCE}{SEED}")),
         })
     }
 
@@ -484,6 +503,31 @@ impl ShardLog {
             .arg(data)
             .invoke(&mut self.conn)?;
         outcome(&status, detail).map(|_| ())
+    }
+
+    /// Starts the shard's log again from a snapshot at `seq` (under the
+    /// lease `fence`) when it holds less than that: Redis lost what the
+    /// owner's copy now holds only as a snapshot. True if it did; false
+    /// if the stream or its published snapshot reaches `seq` already.
+    pub fn seed(
+        &mut self,
+        shard: u32,
+        fence: &Fence,
+        seq: u64,
+        data: &[u8],
+    ) -> Result<bool, LogError> {
+        let (status, detail): (String, String) = self
+            .seed
+            .key(self.key("lease", shard))
+            .key(self.key("shard", shard))
+            .key(self.key("snapshot", shard))
+            .key(self.key("seq", shard))
+            .arg(&fence.holder)
+            .arg(fence.epoch)
+            .arg(seq)
+            .arg(data)
+            .invoke(&mut self.conn)?;
+        Ok(outcome(&status, detail)? == "seeded")
     }
 
     /// The shard's published snapshot, if any.

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::lease::{LeaseKeeper, Placement};
-use super::log::{Fence, LogError, ShardLog};
+use super::log::{Fence, LogError, Resync, ShardLog};
 use super::replica::{Mirror, MirrorError, StreamShip};
 use super::{ClusterConfig, ClusterDurability};
 use crate::actors::{Engine, EngineConfig, Start};
@@ -309,7 +309,8 @@ impl Manager {
     fn round(&mut self, storage: &Arc<dyn Storage>) -> Result<usize, MirrorError> {
         // First what needs no Redis: engines that may no longer write.
         self.give_up_lost();
-        if self.last_owners.elapsed() >= REPORT_EVERY {
+        let reporting = self.last_owners.elapsed() >= REPORT_EVERY;
+        if reporting {
             self.refresh_owners()?;
             self.report_copies()?;
             self.last_owners = Instant::now();
@@ -334,7 +335,7 @@ impl Manager {
                     Some(l) => l,
                     None => return Ok(read),
                 };
-                match follow(m, log, &self.node.stats) {
+                match follow(s, m, log, &self.node.stats, reporting) {
                     Ok(n) => read += n,
                     Err(why @ (MirrorError::Resync(_) | MirrorError::Stream { .. })) => {
                         tracing::warn!(
@@ -418,6 +419,19 @@ impl Manager {
             }
             self.copies[i] = Copy::Following(m);
             return Ok(());
+        }
+        // Redis lost more than this copy's journal holds (it was cut
+        // behind its snapshot): the stream starts again from that snapshot.
+        let mut shipped = shipped;
+        if let Some((seq, bytes)) = m.newest_snapshot().filter(|(seq, _)| *seq > shipped) {
+            let fence = Fence {
+                holder: self.node.holder.clone(),
+                epoch,
+            };
+            if log.seed(shard, &fence, seq, &bytes)? {
+                tracing::warn!(shard, seq, stream = shipped, "cluster: the stream lost what this copy holds as a snapshot: started again from it");
+            }
+            shipped = log.last_seq(shard)?;
         }
         let recovered = m.promote()?;
         let c = &self.node.config;
@@ -572,9 +586,28 @@ impl Manager {
 
 /// Applies what the stream has past the mirror; records the lag of the
 /// last entry (its stream id is Redis's clock when appended).
-fn follow(m: &mut Mirror, log: &mut ShardLog, stats: &ClusterStats) -> Result<usize, MirrorError> {
+///
+/// `check` (a tenth of a second apart): the stream's last sequence number
+/// is read before the poll; numbers only grow, so a stream that says it
+/// has more than this copy while the poll finds nothing after the copy's
+/// position has lost that position (Redis started it again from a
+/// snapshot, with nothing after it yet): the copy resyncs.
+fn follow(
+    shard: u32,
+    m: &mut Mirror,
+    log: &mut ShardLog,
+    stats: &ClusterStats,
+    check: bool,
+) -> Result<usize, MirrorError> {
+    let stream = if check { log.last_seq(shard)? } else { 0 };
     let before = m.last_seq();
     let n = m.poll(log, FOLLOW_BATCH)?;
+    if n == 0 && stream > before {
+        return Err(MirrorError::Resync(Resync::Gap {
+            expected: before + 1,
+            got: stream,
+        }));
+    }
     if m.last_seq() > before {
         if let Some(ms) = m
             .last_id()

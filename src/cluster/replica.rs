@@ -353,6 +353,11 @@ impl Mirror {
         self.catch_up(log)
     }
 
+    /// The copy's newest snapshot as stored (`SnapshotStore::newest_encoded`).
+    pub fn newest_snapshot(&self) -> Option<(u64, Vec<u8>)> {
+        self.archive.as_ref()?.0.newest_encoded()
+    }
+
     /// Takes a snapshot of the copy when `policy` says, as an engine's
     /// snapshotter does (from the journal, off the model in memory), and
     /// cuts the copy's journal behind it: a follower's disk stays bounded.
