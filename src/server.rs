@@ -159,7 +159,8 @@ pub fn run_cluster(config: Option<&Path>, cluster: &Path, node_id: &str) -> Resu
             }),
         },
     )?;
-    let front = Arc::new(crate::cluster::front::Front::new(node.clone())?);
+    let auth = http::auth::Auth::new(cfg.tokens.as_deref());
+    let front = Arc::new(crate::cluster::front::Front::new(node.clone(), auth)?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("http")

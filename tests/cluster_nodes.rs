@@ -779,3 +779,93 @@ fn resp_number(answer: &str) -> u64 {
         _ => 0,
     }
 }
+
+/// GET `url` (with `Cache-Control: no-cache` if `owner`): status, body,
+/// and whether a follower's copy answered.
+fn read(url: &str, owner: bool) -> (u16, Value, bool) {
+    let mut rq = client().get(url);
+    if owner {
+        rq = rq.header("cache-control", "no-cache");
+    }
+    let r = rq.send().expect("read");
+    let follower = r
+        .headers()
+        .get("x-holdfast-read")
+        .is_some_and(|v| v == "follower");
+    let st = r.status().as_u16();
+    (st, r.json().unwrap_or(Value::Null), follower)
+}
+
+/// Availability and stock-record reads through a node that follows the
+/// shard are answered from its copy: the owner's answer, a write showing
+/// within moments; `Cache-Control: no-cache` asks the owner; a copy that
+/// cannot follow its stream (Redis gone) answers nothing.
+#[test]
+fn followers_answer_reads() {
+    let mut redis = Redis::start();
+    let cl = Cluster::start(&redis, "");
+    cl.wait_served();
+    cl.seed(&|_| 50);
+    let mut answered = 0;
+    for i in 0..SKUS {
+        let sku = format!("A{i}");
+        let owner = cl.owner_of(cl.config.shard_of(&sku));
+        let paths = [
+            format!("/v1/availability/{sku}"),
+            format!("/v1/inventory/S000/{sku}"),
+        ];
+        for n in (0..3).filter(|n| *n != owner) {
+            for path in &paths {
+                let (st, got, follower) = read(&cl.url(n, path), false);
+                let (_, want, by_follower) = read(&cl.url(owner, path), false);
+                assert!(!by_follower, "the owner answers itself");
+                assert_eq!(st, 200, "{got}");
+                assert_eq!(got, want, "{path} via n{}", n + 1);
+                answered += usize::from(follower);
+            }
+        }
+    }
+    // Every follower answered (two followers of each shard, two reads).
+    assert_eq!(answered, SKUS * 2 * 2);
+
+    // A write through the owner shows at a follower within moments.
+    let owner = cl.owner_of(cl.config.shard_of("A0"));
+    let follower = (owner + 1) % 3;
+    let (st, b) = reserve(&cl.url(owner, "/v1/reservations"), "A0", 3).expect("reserve");
+    assert_eq!(st, 201, "{b}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, got, by_follower) = read(&cl.url(follower, "/v1/availability/A0"), false);
+        assert!(by_follower);
+        if got["available"] == 47 {
+            break;
+        }
+        assert_eq!(got["available"], 50, "{got}");
+        assert!(Instant::now() < deadline, "the write never showed: {got}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Read-your-writes: the owner's answer, forwarded.
+    let (st, got, by_follower) = read(&cl.url(follower, "/v1/inventory/S000/A0"), true);
+    assert_eq!(
+        (st, got["reserved"].as_i64(), by_follower),
+        (200, Some(3), false),
+        "{got}"
+    );
+    // Bad input is refused by the follower as by the owner.
+    let (st, got, _) = read(&cl.url(follower, "/v1/inventory/S000/nope"), false);
+    assert_eq!(
+        (st, got["code"].as_str()),
+        (404, Some("not_found")),
+        "{got}"
+    );
+
+    // Redis gone: a copy that cannot follow stops answering within a
+    // moment (the read goes to the owner, or is refused once no one owns).
+    redis.kill();
+    std::thread::sleep(Duration::from_millis(600));
+    for _ in 0..20 {
+        let (st, got, by_follower) = read(&cl.url(follower, "/v1/availability/A0"), false);
+        assert!(!by_follower, "a stale copy answered: {got}");
+        assert!(st == 200 || st == 503, "{st}: {got}");
+    }
+}

@@ -79,9 +79,9 @@ fn sorted(mut v: Vec<Reservation>) -> Vec<Reservation> {
 /// The mirror's state equals the engine's: stock and reservations.
 fn same_state(rt: &tokio::runtime::Runtime, m: &Mirror, e: &Engine) {
     let (_, stock, res) = rt.block_on(e.dump()).expect("dump");
-    assert_eq!(m.model().stock, stock, "stock records");
+    assert_eq!(m.model().read().stock, stock, "stock records");
     assert_eq!(
-        sorted(m.model().reservations.values().cloned().collect()),
+        sorted(m.model().read().reservations.values().cloned().collect()),
         sorted(res),
         "reservations"
     );
@@ -186,7 +186,7 @@ fn a_follower_takes_over_and_the_old_owner_is_fenced_then_rebuilt() {
     assert_eq!(a_copy.last_seq(), last_a + 3);
     same_state(&rt, &a_copy, &b);
     assert_eq!(
-        a_copy.model().reservations.len(),
+        a_copy.model().read().reservations.len(),
         15,
         "12 holds of epoch 1, 3 of epoch 2, not a's refused one"
     );

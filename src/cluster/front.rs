@@ -18,17 +18,28 @@
 //! A forwarded request carries `x-holdfast-shard`: the node it reaches
 //! serves it for that shard or answers 503 (ownership is moving: the
 //! client retries), never forwards it again.
+//!
+//! Reads scale out: availability and stock-record reads of a shard this
+//! node follows are answered from its copy (`follower_read`) while the
+//! copy is fresh, unless the client asks for the owner's answer.
 
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use warp::http::{HeaderMap, Method, Response};
+use warp::http::{HeaderMap, HeaderValue, Method, Response};
 use warp::hyper::Body;
 
 use super::node::ClusterNode;
+use crate::clock::Clock;
 use crate::http;
 use crate::http::error::{json_response, ApiError, ApiResult, Code};
+
+/// How fresh a followed copy must be to answer a read: it had read all
+/// its stream held no longer ago than this. A write acknowledged by the
+/// owner shows in a follower's answers within this and the replication
+/// lag (milliseconds); `Cache-Control: no-cache` reads the owner's.
+const FOLLOWER_FRESH: Duration = Duration::from_millis(250);
 
 /// The header that marks a forwarded request, with its shard.
 pub const SHARD_HEADER: &str = "x-holdfast-shard";
@@ -62,6 +73,9 @@ fn cart_shards(id: &str) -> Option<Vec<u32>> {
 
 pub struct Front {
     pub node: Arc<ClusterNode>,
+    /// For the reads this node answers from a followed copy (a shard's
+    /// engine authenticates the rest).
+    auth: http::auth::Auth,
     client: reqwest::Client,
     /// This node's own HTTP address (never forwarded to).
     me: std::net::SocketAddr,
@@ -86,14 +100,19 @@ enum Target {
 }
 
 impl Front {
-    pub fn new(node: Arc<ClusterNode>) -> Result<Front, String> {
+    pub fn new(node: Arc<ClusterNode>, auth: http::auth::Auth) -> Result<Front, String> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .pool_max_idle_per_host(64)
             .build()
             .map_err(|e| e.to_string())?;
         let me = node.config.node(&node.node_id)?.http;
-        Ok(Front { node, client, me })
+        Ok(Front {
+            node,
+            auth,
+            client,
+            me,
+        })
     }
 
     pub async fn handle(
@@ -133,6 +152,9 @@ impl Front {
                 None => Err(moving(shard)),
             };
         }
+        if let Some(answer) = self.follower_read(&req) {
+            return answer;
+        }
         match self.target(&req)? {
             Target::Node => self.node_answer(&req),
             Target::Shard(s) => self.to_shard(s, &req).await,
@@ -157,6 +179,52 @@ impl Front {
             Target::Cart(shards) => self.hold_cart(&req, &shards).await,
             Target::CartParts(shards) => self.cart_parts(&req, &shards).await,
         }
+    }
+
+    /// An availability or stock-record read of a shard this node follows,
+    /// answered from its copy when the copy had read everything its stream
+    /// held within `FOLLOWER_FRESH`, and the client did not ask for the
+    /// owner's answer (`Cache-Control: no-cache`: read-your-writes). The
+    /// answer says `x-holdfast-read: follower`.
+    fn follower_read(&self, r: &Incoming<'_>) -> Option<ApiResult> {
+        let no_cache = r.headers.get_all("cache-control").iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.to_ascii_lowercase().contains("no-cache"))
+        });
+        if r.method != Method::GET || no_cache {
+            return None;
+        }
+        let sku = match r.seg {
+            ["v1", "availability", sku] | ["v1", "inventory", _, sku] => *sku,
+            _ => return None,
+        };
+        let shard = self.node.config.shard_of(sku);
+        if self.node.owned(shard).is_some() {
+            return None;
+        }
+        let copy = self.node.fresh_copy(shard, FOLLOWER_FRESH)?;
+        let answer = (|| {
+            let req = http::Request {
+                method: r.method.clone(),
+                headers: r.headers.clone(),
+                query: r.query.clone(),
+                body: r.body.clone(),
+                principal: self.auth.authenticate(&r.headers, None)?,
+            };
+            let model = copy.read();
+            match r.seg {
+                ["v1", "inventory", loc, _] => {
+                    let now = crate::clock::SystemClock.now_ms();
+                    http::inventory::get_from(&model, now, &req, loc, sku)
+                }
+                _ => http::inventory::availability_from(&model, &req, sku),
+            }
+        })();
+        Some(answer.map(|mut resp| {
+            resp.headers_mut()
+                .insert("x-holdfast-read", HeaderValue::from_static("follower"));
+            resp
+        }))
     }
 
     /// Whether `r` may be served by `shard` alone: a request of that

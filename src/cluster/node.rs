@@ -24,6 +24,7 @@ use super::replica::{Mirror, MirrorError, StreamShip};
 use super::{ClusterConfig, ClusterDurability};
 use crate::actors::{Engine, EngineConfig, Start};
 use crate::clock::Clock;
+use crate::domain::model::Model;
 use crate::metrics::Metrics;
 use crate::persistence::journal::Replication;
 use crate::persistence::{RealStorage, Storage};
@@ -43,6 +44,10 @@ struct ShardView {
     owner: Option<(String, u64)>,
     /// The last sequence number this node's copy applied.
     applied: u64,
+    /// This node's copy while it follows the shard (`Mirror::model`), and
+    /// when it last had read everything the stream held.
+    copy: Option<Arc<RwLock<Model>>>,
+    caught_up: Option<Instant>,
 }
 
 pub struct ClusterNode {
@@ -140,6 +145,15 @@ impl ClusterNode {
     /// This node's engine for `shard`, if it owns it.
     pub fn owned(&self, shard: u32) -> Option<Owned> {
         self.views.get(shard as usize)?.read().owned.clone()
+    }
+
+    /// This node's copy of `shard` while it follows it, if the copy had
+    /// read everything the stream held no longer than `fresh` ago: reads
+    /// it may answer (availability, stock records).
+    pub fn fresh_copy(&self, shard: u32, fresh: Duration) -> Option<Arc<RwLock<Model>>> {
+        let v = self.views.get(shard as usize)?.read();
+        v.caught_up.filter(|t| t.elapsed() <= fresh)?;
+        v.copy.clone()
     }
 
     /// Any shard this node owns (for the node-wide answers: metrics).
@@ -327,6 +341,10 @@ impl Manager {
                 let durability = self.template.engine.durability;
                 let log = self.log()?;
                 let m = Mirror::open(&dir, storage.clone(), durability, log, s)?;
+                let mut v = self.node.views[s as usize].write();
+                v.copy = Some(m.model().clone());
+                v.caught_up = None;
+                drop(v);
                 self.copies[s as usize] = Copy::Following(Box::new(m));
             }
             if let Copy::Following(m) = &mut self.copies[s as usize] {
@@ -335,8 +353,12 @@ impl Manager {
                     Some(l) => l,
                     None => return Ok(read),
                 };
-                match follow(s, m, log, &self.node.stats, reporting) {
-                    Ok(n) => read += n,
+                // Read to the stream's end (as it was when read)?
+                let caught_up = match follow(s, m, log, &self.node.stats, reporting) {
+                    Ok(n) => {
+                        read += n;
+                        n < FOLLOW_BATCH
+                    }
                     Err(why @ (MirrorError::Resync(_) | MirrorError::Stream { .. })) => {
                         tracing::warn!(
                             shard = s,
@@ -344,11 +366,19 @@ impl Manager {
                             "cluster: resyncing the shard from its stream"
                         );
                         self.node.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+                        // Not read from while it starts again from nothing.
+                        self.node.views[s as usize].write().caught_up = None;
                         m.rebuild(log)?;
+                        true
                     }
                     Err(e) => return Err(e),
+                };
+                let mut v = self.node.views[s as usize].write();
+                v.applied = m.last_seq();
+                if caught_up {
+                    v.caught_up = Some(Instant::now());
                 }
-                self.node.views[s as usize].write().applied = m.last_seq();
+                drop(v);
                 self.keeper.seen(s, m.epoch());
                 if let Some(epoch) = lease {
                     self.take(s, epoch)?;
@@ -433,6 +463,10 @@ impl Manager {
             }
             shipped = log.last_seq(shard)?;
         }
+        // Not read from once its model moves into the engine.
+        let mut v = self.node.views[i].write();
+        (v.copy, v.caught_up) = (None, None);
+        drop(v);
         let recovered = m.promote()?;
         let c = &self.node.config;
         let mut cfg = self.template.engine.clone();
@@ -539,7 +573,9 @@ impl Manager {
     /// Stops whatever copy of `shard` runs (an engine: no longer served).
     fn close(&mut self, shard: u32) {
         let i = shard as usize;
-        self.node.views[i].write().owned = None;
+        let mut v = self.node.views[i].write();
+        (v.owned, v.copy, v.caught_up) = (None, None, None);
+        drop(v);
         if let Copy::Owning { engine, .. } = std::mem::replace(&mut self.copies[i], Copy::Closed) {
             engine.shutdown();
         }

@@ -13,6 +13,7 @@
 //! than the stream (Redis lost entries, or never got an owner's last ones)
 //! keeps its tail and ships it if it takes the shard.
 
+use parking_lot::RwLock;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -127,7 +128,7 @@ pub struct Mirror {
     /// Orders the owner's snapshots passivated (when this directory was an
     /// owner's): an event of one loads it back.
     archive: Option<(Arc<SnapshotStore>, u64)>,
-    model: Model,
+    model: Arc<RwLock<Model>>,
     follow: Follower,
     last_seq: u64,
     /// The last snapshot of this copy (sequence, when taken).
@@ -165,7 +166,7 @@ impl Mirror {
             durability,
             journal: None,
             archive: Some((store, base)),
-            model,
+            model: Arc::new(RwLock::new(model)),
             follow: Follower::default(),
             last_seq: report.last_seq,
             snapped: (base, Instant::now()),
@@ -248,7 +249,7 @@ impl Mirror {
         }
         let store = SnapshotStore::open(&self.dir.join("snapshots"))?;
         self.archive = Some((Arc::new(store), 0));
-        self.model = Model::default();
+        *self.model.write() = Model::default();
         self.follow = Follower::default();
         self.last_seq = 0;
         self.snapped = (0, Instant::now());
@@ -314,7 +315,7 @@ impl Mirror {
         self.follow = next;
         self.last_seq = e.seq;
         apply_record(
-            &mut self.model,
+            &mut self.model.write(),
             &event,
             self.archive.as_ref().map(|(s, b)| (s.as_ref(), *b)),
         )
@@ -345,7 +346,7 @@ impl Mirror {
                 seq,
                 "copy bootstrapped from the published snapshot"
             );
-            self.model = model;
+            *self.model.write() = model;
             self.last_seq = seq;
             self.follow = Follower::at(&p);
         }
@@ -381,8 +382,10 @@ impl Mirror {
         Ok(())
     }
 
-    /// The state after the last record applied.
-    pub fn model(&self) -> &Model {
+    /// The state after the last record applied, shared with the readers
+    /// this copy serves (availability and stock records on a follower):
+    /// each record is applied under the write lock.
+    pub fn model(&self) -> &Arc<RwLock<Model>> {
         &self.model
     }
 
@@ -410,7 +413,7 @@ impl Mirror {
             last_seq: self.last_seq,
             ..RecoveryReport::default()
         };
-        Ok((std::mem::take(&mut self.model), report))
+        Ok((std::mem::take(&mut *self.model.write()), report))
     }
 }
 

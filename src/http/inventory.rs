@@ -9,7 +9,9 @@ use crate::actors::stock_shard::{CountItem, RecordView};
 use crate::config::Role;
 use crate::domain::catalog::{Catalog, LocIdx, SkuIdx};
 use crate::domain::ids::{LocationId, SkuId};
+use crate::domain::model::Model;
 use crate::domain::stock::{AdjustReason, StockRecord};
+use crate::domain::TimeMs;
 use crate::limits::{BATCH_ITEMS_MAX, STOCK_MAX};
 
 /// A stock record as api.md shows it, with its rotation index (units sold
@@ -136,20 +138,28 @@ pub async fn adjust(state: &AppState, req: &Request, loc: &str, sku: &str) -> Ap
     }
 }
 
-pub async fn get(state: &AppState, req: &Request, loc: &str, sku: &str) -> ApiResult {
+/// `GET /v1/inventory/{loc}/{sku}`'s checks: the ids, the token's
+/// location, both known. The ids and their indexes.
+fn record_of(
+    c: &Catalog,
+    req: &Request,
+    loc: &str,
+    sku: &str,
+) -> Result<(String, String, SkuIdx, LocIdx), ApiError> {
     let loc = path_id(loc, "location")?;
     let sku = path_id(sku, "sku")?;
     req.principal.require_location(&loc)?;
-    let (s, l) = {
-        let c = state.engine.catalog();
-        let s = c
-            .sku_idx(&sku)
-            .ok_or_else(|| ApiError::new(Code::NotFound, format!("no SKU {sku}")))?;
-        let l = c
-            .location_idx(&loc)
-            .ok_or_else(|| ApiError::new(Code::NotFound, format!("no location {loc}")))?;
-        (s, l)
-    };
+    let s = c
+        .sku_idx(&sku)
+        .ok_or_else(|| ApiError::new(Code::NotFound, format!("no SKU {sku}")))?;
+    let l = c
+        .location_idx(&loc)
+        .ok_or_else(|| ApiError::new(Code::NotFound, format!("no location {loc}")))?;
+    Ok((loc, sku, s, l))
+}
+
+pub async fn get(state: &AppState, req: &Request, loc: &str, sku: &str) -> ApiResult {
+    let (loc, sku, s, l) = record_of(&state.engine.catalog(), req, loc, sku)?;
     let recs = state.engine.stock_records(s, Some(vec![l])).await?;
     let r = recs.first().copied().unwrap_or(RecordView {
         record: StockRecord::empty(l),
@@ -158,21 +168,37 @@ pub async fn get(state: &AppState, req: &Request, loc: &str, sku: &str) -> ApiRe
     Ok(json_response(200, &record_json(&sku, &loc, &r)))
 }
 
-pub async fn availability(state: &AppState, req: &Request, sku: &str) -> ApiResult {
+/// `get`'s answer from a model (a cluster follower's copy of the shard)
+/// at `now`.
+pub fn get_from(model: &Model, now: TimeMs, req: &Request, loc: &str, sku: &str) -> ApiResult {
+    let (loc, sku, s, l) = record_of(&model.catalog, req, loc, sku)?;
+    let r = RecordView {
+        record: model.stock.get_or_empty(s, l),
+        rotation: model.rotation.index(s, l, now),
+    };
+    Ok(json_response(200, &record_json(&sku, &loc, &r)))
+}
+
+/// `GET /v1/availability/{sku}`'s checks: the id, a channel's token, a
+/// known SKU.
+fn available_of(c: &Catalog, req: &Request, sku: &str) -> Result<(String, SkuIdx), ApiError> {
     let sku = path_id(sku, "sku")?;
     req.principal.require_channel()?;
-    let s = state
-        .engine
-        .catalog()
+    let s = c
         .sku_idx(&sku)
         .ok_or_else(|| ApiError::new(Code::NotFound, format!("no SKU {sku}")))?;
-    let recs = state.engine.stock_records(s, None).await?;
-    let c = state.engine.catalog();
+    Ok((sku, s))
+}
+
+/// What is available of `sku` at every active location, and in all.
+fn availability_json<'a>(
+    c: &Catalog,
+    sku: &str,
+    records: impl Iterator<Item = &'a StockRecord>,
+) -> Value {
     let mut total = 0i64;
-    let locations: Vec<Value> = recs
-        .iter()
+    let locations: Vec<Value> = records
         .filter_map(|r| {
-            let r = &r.record;
             let (id, l) = c.location(r.location)?;
             // Inactive locations sell nothing.
             if !l.active {
@@ -182,10 +208,25 @@ pub async fn availability(state: &AppState, req: &Request, sku: &str) -> ApiResu
             Some(json!({"location": id.as_str(), "available": r.available()}))
         })
         .collect();
-    Ok(json_response(
-        200,
-        &json!({"sku": sku, "available": total, "locations": locations}),
-    ))
+    json!({"sku": sku, "available": total, "locations": locations})
+}
+
+pub async fn availability(state: &AppState, req: &Request, sku: &str) -> ApiResult {
+    let (sku, s) = available_of(&state.engine.catalog(), req, sku)?;
+    let recs = state.engine.stock_records(s, None).await?;
+    let body = availability_json(
+        &state.engine.catalog(),
+        &sku,
+        recs.iter().map(|r| &r.record),
+    );
+    Ok(json_response(200, &body))
+}
+
+/// `availability`'s answer from a model (a cluster follower's copy).
+pub fn availability_from(model: &Model, req: &Request, sku: &str) -> ApiResult {
+    let (sku, s) = available_of(&model.catalog, req, sku)?;
+    let body = availability_json(&model.catalog, &sku, model.stock.records_of(s).iter());
+    Ok(json_response(200, &body))
 }
 
 pub async fn batch(state: &AppState, req: &Request) -> ApiResult {
