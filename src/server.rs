@@ -134,11 +134,6 @@ pub fn run_cluster(config: Option<&Path>, cluster: &Path, node_id: &str) -> Resu
     let mut cfg = Config::load(config)?;
     let cc = crate::cluster::ClusterConfig::load(cluster)?;
     let me = cc.node(node_id)?.clone();
-    if cc.replication.redis_down == crate::cluster::RedisDown::Local {
-        return Err(
-            "[replication] redis_down = \"local\" is not supported yet: use \"refuse\"".into(),
-        );
-    }
     cfg.listen = me.http;
     cfg.data_dir = me.data_dir.clone();
     let lock = lock_data_dir(&cfg.data_dir)?;

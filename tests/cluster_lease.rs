@@ -26,6 +26,8 @@ fn keeper(r: &Redis, index: u32, holder: &str) -> LeaseKeeper {
         },
         wait_aof: false,
         wait_replicas: 0,
+        keep_when_unreachable: false,
+        peers: vec![],
     })
     .expect("keeper")
 }

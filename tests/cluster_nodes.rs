@@ -45,11 +45,16 @@ impl Cluster {
 
     /// Three nodes (each with holdfast.toml `node_config`), none started.
     fn new(redis: &Redis, node_config: &str) -> Cluster {
+        Cluster::replicating(redis, "durability = \"replicated\"", node_config)
+    }
+
+    /// `new`, with cluster.toml's `[replication]` section `replication`.
+    fn replicating(redis: &Redis, replication: &str, node_config: &str) -> Cluster {
         let tmp = tempfile::tempdir().expect("tmp");
         let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let mut text = format!(
             "cluster = \"t\"\nshards = 4\nredis_url = \"{}\"\n\
-             [replication]\ndurability = \"replicated\"\n\
+             [replication]\n{replication}\n\
              [lease]\nttl_ms = 1500\nrenew_ms = 300\n",
             redis.url()
         );
@@ -157,6 +162,32 @@ impl Cluster {
             Some(&serde_json::json!({ "items": items }).to_string()),
         );
         assert_eq!((st, b["applied"].as_u64()), (200, Some(SKUS as u64)), "{b}");
+    }
+
+    /// Waits until every node's copy of every shard ends at the same
+    /// record (the streams hold them all).
+    fn wait_copies_equal(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        'synced: loop {
+            let views: Vec<Vec<Value>> = (0..3)
+                .map(|n| {
+                    let (_, v) = call(&client(), "GET", &self.url(n, "/v1/cluster"), None, None);
+                    v["shards"].as_array().expect("shards").clone()
+                })
+                .collect();
+            for s in 0..self.config.shards as usize {
+                let seqs: Vec<u64> = views
+                    .iter()
+                    .map(|v| v[s]["applied_seq"].as_u64().unwrap_or(0))
+                    .collect();
+                if seqs.iter().any(|x| *x != seqs[0]) || seqs[0] == 0 {
+                    assert!(Instant::now() < deadline, "shard {s}: copies at {seqs:?}");
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue 'synced;
+                }
+            }
+            return;
+        }
     }
 
     /// The node (index) that serves `shard` now.
@@ -423,7 +454,6 @@ fn with_redis_down_writes_are_refused_and_an_empty_redis_is_filled_again() {
     let cl = Cluster::start(&redis, "[snapshot]\nevery_records = 5\nevery_s = 1\n");
     cl.wait_served();
     cl.seed(&|_| 100);
-    let c = client();
     let mut held = Vec::new();
     for i in 0..SKUS {
         let (st, b) =
@@ -486,29 +516,8 @@ fn with_redis_down_writes_are_refused_and_an_empty_redis_is_filled_again() {
             );
         }
     }
-    // The streams hold every shard's records again: every node's copy of
-    // a shard ends at the same record.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    'synced: loop {
-        let views: Vec<Vec<Value>> = (0..3)
-            .map(|n| {
-                let (_, v) = call(&c, "GET", &cl.url(n, "/v1/cluster"), None, None);
-                v["shards"].as_array().expect("shards").clone()
-            })
-            .collect();
-        for s in 0..cl.config.shards as usize {
-            let seqs: Vec<u64> = views
-                .iter()
-                .map(|v| v[s]["applied_seq"].as_u64().unwrap_or(0))
-                .collect();
-            if seqs.iter().any(|x| *x != seqs[0]) || seqs[0] == 0 {
-                assert!(Instant::now() < deadline, "shard {s}: copies at {seqs:?}");
-                std::thread::sleep(Duration::from_millis(100));
-                continue 'synced;
-            }
-        }
-        break;
-    }
+    // The streams hold every shard's records again.
+    cl.wait_copies_equal();
 }
 
 /// `method url` answers 200 with a reservation in `status`.
@@ -867,5 +876,81 @@ fn followers_answer_reads() {
         let (st, got, by_follower) = read(&cl.url(follower, "/v1/availability/A0"), false);
         assert!(!by_follower, "a stale copy answered: {got}");
         assert!(st == 200 || st == 503, "{st}: {got}");
+    }
+}
+
+/// `redis_down = "local"` (with `durability = "local"`): Redis gone, the
+/// owners keep taking writes, acknowledged on their own fsync, well past
+/// the lease's time; Redis back empty, they ship what it lost, and every
+/// hold is read through every node, every copy equal.
+#[test]
+fn with_redis_down_local_owners_keep_serving() {
+    let mut redis = Redis::start();
+    let mut cl = Cluster::replicating(
+        &redis,
+        "durability = \"local\"\nredis_down = \"local\"",
+        "[snapshot]\nevery_records = 20\nevery_s = 1\n",
+    );
+    for i in 0..3 {
+        cl.nodes[i] = Some(cl.launch(i));
+    }
+    cl.wait_served();
+    cl.seed(&|_| 1_000);
+    // (id, SKU index) of every hold acknowledged.
+    let mut held: Vec<(String, usize)> = Vec::new();
+    let mut hold = |k: usize| {
+        let (st, b) = reserve(
+            &cl.url(k % 3, "/v1/reservations"),
+            &format!("A{}", k % SKUS),
+            1,
+        )
+        .expect("reserve");
+        assert_eq!(st, 201, "hold {k}: {b}");
+        held.push((b["id"].as_str().expect("id").to_string(), k % SKUS));
+    };
+    for k in 0..SKUS {
+        hold(k);
+    }
+    redis.kill();
+    // Three lease times without Redis, writes through every node.
+    let until = Instant::now() + Duration::from_millis(4_500);
+    let mut k = SKUS;
+    while Instant::now() < until {
+        hold(k);
+        k += 1;
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let during = k - SKUS;
+    assert!(during > 50, "{during} holds during the outage");
+
+    redis.restart_empty();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (st, b) = reserve(&cl.url(0, "/v1/reservations"), "A1", 1).expect("reserve");
+        if st == 201 {
+            held.push((b["id"].as_str().expect("id").to_string(), 1));
+            break;
+        }
+        assert_eq!(st, 503, "{b}");
+        assert!(Instant::now() < deadline, "not serving again: {st}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cl.wait_served();
+    for (id, _) in &held {
+        for n in 0..3 {
+            let (st, got) = get_retrying(&cl.url(n, &format!("/v1/reservations/{id}")));
+            assert_eq!(
+                (st, &got["status"]),
+                (200, &Value::from("held")),
+                "{id} via n{n}: {got}"
+            );
+        }
+    }
+    cl.wait_copies_equal();
+    // Every hold counted once: on each SKU, reserved is what was held.
+    for i in 0..SKUS {
+        let want = held.iter().filter(|(_, sku)| *sku == i).count() as u64;
+        let (st, b) = get_retrying(&cl.url(1, &format!("/v1/inventory/S000/A{i}")));
+        assert_eq!((st, b["reserved"].as_u64()), (200, Some(want)), "A{i}: {b}");
     }
 }

@@ -667,6 +667,7 @@ impl Front {
                     &serde_json::json!({
                         "cluster": self.node.config.cluster,
                         "node": self.node.node_id,
+                        "redis_reachable": self.node.redis_reachable(),
                         "shards": shards,
                     }),
                 ))

@@ -34,6 +34,8 @@ struct Shared {
     floor: Mutex<HashMap<u32, u64>>,
     /// Shards this node leaves to others until then (`step_down`).
     back_off: Mutex<HashMap<u32, Instant>>,
+    /// Whether the last round reached Redis (`/v1/cluster` says it).
+    reachable: AtomicBool,
 }
 
 /// Where a keeper stands in the cluster.
@@ -56,6 +58,16 @@ pub struct Placement {
     /// case when this wait is left out.
     pub wait_aof: bool,
     pub wait_replicas: u32,
+    /// `[replication] redis_down = "local"`: while Redis cannot be reached
+    /// the shards held stay held (nobody can take them meanwhile, unless
+    /// this node alone is cut off: the trade-off README.md states). Redis
+    /// answering that a lease is gone still ends it.
+    pub keep_when_unreachable: bool,
+    /// The other nodes' HTTP addresses: with `keep_when_unreachable`,
+    /// shards stay held only while one of them confirms that it cannot
+    /// reach Redis either (or there is no other node). A node cut off from
+    /// Redis alone, or from everything, lets its leases lapse as usual.
+    pub peers: Vec<std::net::SocketAddr>,
 }
 
 impl Shared {
@@ -66,12 +78,35 @@ impl Shared {
         *e = (*e).max(epoch);
     }
 
+    fn owns(&self, shard: u32) -> Option<u64> {
+        let held = self.held.lock();
+        let h = held.get(&shard)?;
+        (Instant::now() < h.until).then_some(h.epoch)
+    }
+
     /// This node leaves `shard` to others now (`step_down`).
     fn backing_off(&self, shard: u32) -> bool {
         self.back_off
             .lock()
             .get(&shard)
             .is_some_and(|until| Instant::now() < *until)
+    }
+}
+
+/// What a keeper says of its leases, for the threads that must ask it
+/// (`LeaseKeeper::view`).
+#[derive(Clone)]
+pub struct LeaseView(Arc<Shared>);
+
+impl LeaseView {
+    /// `LeaseKeeper::owns`.
+    pub fn owns(&self, shard: u32) -> Option<u64> {
+        self.0.owns(shard)
+    }
+
+    /// Whether the keeper's last round reached Redis.
+    pub fn redis_reachable(&self) -> bool {
+        self.0.reachable.load(Ordering::Acquire)
     }
 }
 
@@ -98,9 +133,12 @@ impl LeaseKeeper {
 
     /// The epoch under which this node may write `shard` now, if it may.
     pub fn owns(&self, shard: u32) -> Option<u64> {
-        let held = self.shared.held.lock();
-        let h = held.get(&shard)?;
-        (Instant::now() < h.until).then_some(h.epoch)
+        self.shared.owns(shard)
+    }
+
+    /// A handle that answers `owns` from another thread.
+    pub fn view(&self) -> LeaseView {
+        LeaseView(self.shared.clone())
     }
 
     /// The shards this node may write now, with their epochs, in order.
@@ -152,6 +190,37 @@ impl Drop for LeaseKeeper {
     }
 }
 
+/// Whether another node confirms that Redis is down for it too (its
+/// `/v1/cluster` says `redis_reachable: false`), and none says it reaches
+/// it; with no other node there is nobody to take the shards over.
+fn outage_confirmed(
+    peers: &[std::net::SocketAddr],
+    client: &Option<reqwest::blocking::Client>,
+) -> bool {
+    if peers.is_empty() {
+        return true;
+    }
+    let Some(client) = client else {
+        return false;
+    };
+    let mut confirmed = false;
+    for peer in peers {
+        let answer = client
+            .get(format!("http://{peer}/v1/cluster"))
+            .send()
+            .and_then(|r| r.json::<serde_json::Value>());
+        match answer
+            .ok()
+            .and_then(|v| v.get("redis_reachable")?.as_bool())
+        {
+            Some(true) => return false,
+            Some(false) => confirmed = true,
+            None => {}
+        }
+    }
+    confirmed
+}
+
 /// How long a lease renewed (or taken) at some instant lets its holder
 /// write, on the holder's clock from the instant the request was sent:
 /// the TTL less a tenth for the clocks' drift and the answer's way back.
@@ -165,6 +234,10 @@ fn run(p: Placement, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
     let valid = lease_valid_for(ttl);
     let started = Instant::now();
     let mut log: Option<ShardLog> = None;
+    let confirm = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .ok();
     while !stop.load(Ordering::Acquire) {
         let tick = Instant::now();
         if log.is_none() {
@@ -236,7 +309,75 @@ fn run(p: Placement, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
                 log = None;
             }
         }
+        shared.reachable.store(log.is_some(), Ordering::Release);
+        let held_any = !shared.held.lock().is_empty();
+        if log.is_none() && p.keep_when_unreachable && held_any {
+            if outage_confirmed(&p.peers, &confirm) {
+                // Redis is down for others too: what is held stays held.
+                let until = Instant::now() + valid;
+                for h in shared.held.lock().values_mut() {
+                    h.until = h.until.max(until);
+                }
+            } else {
+                tracing::warn!("leases: Redis unreachable from here alone (no other node confirms it down): letting the leases lapse");
+            }
+        }
         let rest = every.saturating_sub(tick.elapsed());
         std::thread::sleep(rest);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpListener};
+
+    /// A peer whose `/v1/cluster` says `redis_reachable: reachable`, for
+    /// one request.
+    fn peer(reachable: bool) -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            if let Ok((mut s, _)) = l.accept() {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf);
+                let body = format!("{{\"redis_reachable\":{reachable}}}");
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        addr
+    }
+
+    /// A port nobody listens on.
+    fn gone() -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    }
+
+    #[test]
+    fn an_outage_counts_only_when_another_node_confirms_it() {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_millis(500))
+            .build()
+            .ok();
+        assert!(
+            outage_confirmed(&[], &client),
+            "alone: nobody can take over"
+        );
+        assert!(outage_confirmed(&[peer(false)], &client));
+        assert!(outage_confirmed(&[gone(), peer(false)], &client));
+        assert!(
+            !outage_confirmed(&[peer(false), peer(true)], &client),
+            "one reaches Redis: cut off alone"
+        );
+        assert!(
+            !outage_confirmed(&[gone(), gone()], &client),
+            "cut off from everything"
+        );
     }
 }

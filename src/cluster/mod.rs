@@ -169,6 +169,11 @@ impl ClusterConfig {
         if !(1..=10_000).contains(&self.replication.batch_max) {
             return Err("replication.batch_max must be 1..=10000".into());
         }
+        if self.replication.redis_down == RedisDown::Local
+            && self.replication.durability == ClusterDurability::Replicated
+        {
+            return Err("replication: redis_down = \"local\" needs durability = \"local\" (\"replicated\" acknowledges only what Redis took)".into());
+        }
         Ok(())
     }
 
@@ -225,6 +230,8 @@ mod tests {
         };
         let two = format!("{}{}", node("a", 1), node("b", 2));
         assert!(ClusterConfig::parse(&base("", &two)).is_ok());
+        let local = "[replication]\ndurability = \"local\"\nredis_down = \"local\"";
+        assert!(ClusterConfig::parse(&base(local, &two)).is_ok());
         let cases = [
             (
                 base("", &format!("{}{}", node("a", 1), node("a", 2))),
@@ -241,6 +248,10 @@ mod tests {
             (
                 base("[replication]\ndurability = \"maybe\"", &two),
                 "unknown variant",
+            ),
+            (
+                base("[replication]\nredis_down = \"local\"", &two),
+                "needs durability",
             ),
         ];
         for (text, why) in cases {

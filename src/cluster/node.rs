@@ -18,10 +18,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::lease::{LeaseKeeper, Placement};
+use super::lease::{LeaseKeeper, LeaseView, Placement};
 use super::log::{Fence, LogError, Resync, ShardLog};
 use super::replica::{Mirror, MirrorError, StreamShip};
-use super::{ClusterConfig, ClusterDurability};
+use super::{ClusterConfig, ClusterDurability, RedisDown};
 use crate::actors::{Engine, EngineConfig, Start};
 use crate::clock::Clock;
 use crate::domain::model::Model;
@@ -60,6 +60,8 @@ pub struct ClusterNode {
     /// Every shard engine of this node counts into these.
     pub metrics: Arc<Metrics>,
     pub stats: Arc<ClusterStats>,
+    /// The lease keeper's word (set once it started).
+    leases: std::sync::OnceLock<LeaseView>,
 }
 
 /// For `/metrics`.
@@ -108,6 +110,7 @@ impl ClusterNode {
             manager: parking_lot::Mutex::new(None),
             metrics,
             stats: Arc::new(ClusterStats::default()),
+            leases: std::sync::OnceLock::new(),
         };
         let node_arc = Arc::new(n);
         let keeper = LeaseKeeper::start(Placement {
@@ -120,8 +123,16 @@ impl ClusterNode {
             timings: config.lease,
             wait_aof: config.replication.wait_aof,
             wait_replicas: config.replication.wait_replicas,
+            keep_when_unreachable: config.replication.redis_down == RedisDown::Local,
+            peers: config
+                .nodes
+                .iter()
+                .filter(|n| n.id != node.id)
+                .map(|n| n.http)
+                .collect(),
         })
         .map_err(|e| e.to_string())?;
+        let _ = node_arc.leases.set(keeper.view());
         let mut m = Manager {
             node: node_arc.clone(),
             keeper,
@@ -154,6 +165,11 @@ impl ClusterNode {
         let v = self.views.get(shard as usize)?.read();
         v.caught_up.filter(|t| t.elapsed() <= fresh)?;
         v.copy.clone()
+    }
+
+    /// Whether this node's lease keeper reached Redis last time it tried.
+    pub fn redis_reachable(&self) -> bool {
+        self.leases.get().is_some_and(|l| l.redis_reachable())
     }
 
     /// Any shard this node owns (for the node-wide answers: metrics).
@@ -483,6 +499,14 @@ impl Manager {
             c.lease.ttl(),
         )
         .waiting_for(c.replication.wait_aof, c.replication.wait_replicas);
+        // `redis_down = "local"`: shipping waits out an unreachable Redis
+        // for as long as this node holds the shard.
+        let ship = if c.replication.redis_down == RedisDown::Local {
+            let lease = self.keeper.view();
+            ship.retrying_while(Box::new(move || lease.owns(shard) == Some(epoch)))
+        } else {
+            ship
+        };
         let opened = Engine::open_with(
             &cfg,
             Arc::new(RealStorage),

@@ -42,6 +42,9 @@ pub struct StreamShip {
     /// replicas before a batch counts as shipped.
     wait_aof: bool,
     wait_replicas: u32,
+    /// While this says so, an unreachable Redis is waited out past
+    /// `patience` (`redis_down = "local"`: the lease is still held).
+    retry_while: Option<Box<dyn Fn() -> bool + Send>>,
     log: Option<ShardLog>,
 }
 
@@ -56,8 +59,15 @@ impl StreamShip {
             timeout: Duration::from_secs(2).min(patience.max(Duration::from_millis(100))),
             wait_aof: false,
             wait_replicas: 0,
+            retry_while: None,
             log: None,
         }
+    }
+
+    /// Waits out an unreachable Redis for as long as `holds` says.
+    pub fn retrying_while(mut self, holds: Box<dyn Fn() -> bool + Send>) -> Self {
+        self.retry_while = Some(holds);
+        self
     }
 
     /// Also waits for Redis's fsync (`aof`) and `replicas` replicas.
@@ -92,7 +102,8 @@ impl Replicate for StreamShip {
                 Ok(()) => return Ok(()),
                 Err(LogError::Redis(e)) => {
                     self.log = None; // a fresh connection next time
-                    if started.elapsed() + backoff > self.patience {
+                    let holds = self.retry_while.as_ref().is_some_and(|h| h());
+                    if started.elapsed() + backoff > self.patience && !holds {
                         return Err(format!("shard {}: redis unreachable: {e}", self.shard));
                     }
                     tracing::warn!(shard = self.shard, error = %e, "shipping: redis unreachable, retrying");

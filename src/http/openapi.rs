@@ -293,6 +293,7 @@ fn cluster_schemas() -> Value {
     json!({
         "ClusterView": {"type": "object", "properties": {
             "cluster": {"type": "string"}, "node": {"type": "string"},
+            "redis_reachable": {"type": "boolean"},
             "shards": {"type": "array", "items": {"type": "object", "properties": {
                 "shard": {"type": "integer"}, "owner": {"type": ["string", "null"]},
                 "epoch": {"type": "integer"}, "owned_here": {"type": "boolean"},
