@@ -164,6 +164,36 @@ impl Cluster {
         assert_eq!((st, b["applied"].as_u64()), (200, Some(SKUS as u64)), "{b}");
     }
 
+    /// After Redis came back: a hold of one `A1` through node 0 once the
+    /// cluster serves again (503 until then), and every shard served. Its id.
+    fn hold_when_back(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (st, b) = reserve(&self.url(0, "/v1/reservations"), "A1", 1).expect("reserve");
+            if st == 201 {
+                self.wait_served();
+                return b["id"].as_str().expect("id").to_string();
+            }
+            assert_eq!(st, 503, "{b}");
+            assert!(Instant::now() < deadline, "not serving again: {st}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Every reservation of `ids` is read as held through every node.
+    fn expect_held_everywhere<'a>(&self, ids: impl Iterator<Item = &'a String>) {
+        for id in ids {
+            for n in 0..3 {
+                let (st, got) = get_retrying(&self.url(n, &format!("/v1/reservations/{id}")));
+                assert_eq!(
+                    (st, &got["status"]),
+                    (200, &Value::from("held")),
+                    "{id} via n{n}: {got}"
+                );
+            }
+        }
+    }
+
     /// Waits until every node's copy of every shard ends at the same
     /// record (the streams hold them all).
     fn wait_copies_equal(&self) {
@@ -496,26 +526,8 @@ fn with_redis_down_writes_are_refused_and_an_empty_redis_is_filled_again() {
     // copies are longer than the streams; the new owners ship them again,
     // and every acknowledged hold is there.
     redis.restart_empty();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (st, _) = reserve(&cl.url(0, "/v1/reservations"), "A1", 1).expect("reserve");
-        if st == 201 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not serving again: {st}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    cl.wait_served();
-    for id in &held {
-        for n in 0..3 {
-            let (st, got) = get_retrying(&cl.url(n, &format!("/v1/reservations/{id}")));
-            assert_eq!(
-                (st, &got["status"]),
-                (200, &Value::from("held")),
-                "{id} via n{n}: {got}"
-            );
-        }
-    }
+    held.push(cl.hold_when_back());
+    cl.expect_held_everywhere(held.iter());
     // The streams hold every shard's records again.
     cl.wait_copies_equal();
 }
@@ -924,28 +936,8 @@ fn with_redis_down_local_owners_keep_serving() {
     assert!(during > 50, "{during} holds during the outage");
 
     redis.restart_empty();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (st, b) = reserve(&cl.url(0, "/v1/reservations"), "A1", 1).expect("reserve");
-        if st == 201 {
-            held.push((b["id"].as_str().expect("id").to_string(), 1));
-            break;
-        }
-        assert_eq!(st, 503, "{b}");
-        assert!(Instant::now() < deadline, "not serving again: {st}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    cl.wait_served();
-    for (id, _) in &held {
-        for n in 0..3 {
-            let (st, got) = get_retrying(&cl.url(n, &format!("/v1/reservations/{id}")));
-            assert_eq!(
-                (st, &got["status"]),
-                (200, &Value::from("held")),
-                "{id} via n{n}: {got}"
-            );
-        }
-    }
+    held.push((cl.hold_when_back(), 1));
+    cl.expect_held_everywhere(held.iter().map(|(id, _)| id));
     cl.wait_copies_equal();
     // Every hold counted once: on each SKU, reserved is what was held.
     for i in 0..SKUS {
