@@ -3,7 +3,8 @@
 # the checkout scenario, closed loop, for each of
 #   single      one node, the embedded default (fsync)
 #   replicated  a one-node cluster on a Redis of its own (durability
-#               "replicated": fsync, then Redis took the event)
+#               "replicated": fsync, then Redis took the event), 4 shards
+#   repl 1 shard the same with 1 shard (no cart split across shards)
 #   3 nodes     three nodes on that Redis, the harness talking to n1 (the
 #               others' shards forwarded; carts across nodes held by n1)
 # alternating, ROUNDS times; then the replication lag the followers of the
@@ -68,6 +69,9 @@ for r in $(seq 1 "$rounds"); do
   run single
   f=$(cluster_file 1 4); start_cluster "$f" 1
   run replicated --url "$url"
+  stop_cluster
+  f=$(cluster_file 1 1); start_cluster "$f" 1
+  run "repl 1 shard" --url "$url"
   stop_cluster
   f=$(cluster_file 3 12); start_cluster "$f" 3
   run "3 nodes" --url "$url"
