@@ -29,7 +29,7 @@ fn log(r: &Redis) -> ShardLog {
 }
 
 fn mirror(dir: &Path, log: &mut ShardLog) -> Mirror {
-    Mirror::open(dir, Arc::new(RealStorage), Durability::Fsync, log, 0).expect("mirror")
+    Mirror::open(dir, Arc::new(RealStorage), Durability::Fsync, log, 0, None).expect("mirror")
 }
 
 /// The engine of the shard's owner, started on what `m` holds.

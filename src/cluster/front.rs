@@ -155,19 +155,39 @@ impl Front {
         if let Some(answer) = self.follower_read(&req) {
             return answer;
         }
-        match self.target(&req)? {
-            Target::Node => self.node_answer(&req),
-            Target::Shard(s) => self.to_shard(s, &req).await,
+        let target = self.target(&req)?;
+        let answer = self.serve(&req, &target).await;
+        if req.method != Method::GET {
+            // Reads through this node of what it wrote wait for its copies
+            // to have it (`follower_read`).
+            let all: Vec<u32> = (0..self.node.config.shards).collect();
+            let shards = match &target {
+                Target::Shard(s) => std::slice::from_ref(s),
+                Target::Cart(v) | Target::CartParts(v) => v.as_slice(),
+                Target::All | Target::Batch => all.as_slice(),
+                Target::Node | Target::Any => &[],
+            };
+            for s in shards {
+                self.node.wrote(*s);
+            }
+        }
+        answer
+    }
+
+    async fn serve(&self, req: &Incoming<'_>, target: &Target) -> ApiResult {
+        match target {
+            Target::Node => self.node_answer(req),
+            Target::Shard(s) => self.to_shard(*s, req).await,
             Target::Any => {
                 let s = (0..self.node.config.shards)
                     .find(|s| self.node.owned(*s).is_some())
                     .unwrap_or(0);
-                self.to_shard(s, &req).await
+                self.to_shard(s, req).await
             }
             Target::All => {
                 let mut first = None;
                 for s in 0..self.node.config.shards {
-                    let r = self.to_shard(s, &req).await?;
+                    let r = self.to_shard(s, req).await?;
                     if !r.status().is_success() {
                         return Ok(r);
                     }
@@ -175,17 +195,19 @@ impl Front {
                 }
                 first.ok_or_else(|| ApiError::new(Code::Unavailable, "no shards"))
             }
-            Target::Batch => self.batch(&req).await,
-            Target::Cart(shards) => self.hold_cart(&req, &shards).await,
-            Target::CartParts(shards) => self.cart_parts(&req, &shards).await,
+            Target::Batch => self.batch(req).await,
+            Target::Cart(shards) => self.hold_cart(req, shards).await,
+            Target::CartParts(shards) => self.cart_parts(req, shards).await,
         }
     }
 
     /// An availability or stock-record read of a shard this node follows,
     /// answered from its copy when the copy had read everything its stream
-    /// held within `FOLLOWER_FRESH`, and the client did not ask for the
-    /// owner's answer (`Cache-Control: no-cache`: read-your-writes). The
-    /// answer says `x-holdfast-read: follower`.
+    /// held within `FOLLOWER_FRESH` and since this node last answered a
+    /// write of the shard (a client reads its own writes through one node),
+    /// unless the client asks for the owner's answer (`Cache-Control:
+    /// no-cache`: its writes through other nodes too). The answer says
+    /// `x-holdfast-read: follower`.
     fn follower_read(&self, r: &Incoming<'_>) -> Option<ApiResult> {
         let no_cache = r.headers.get_all("cache-control").iter().any(|v| {
             v.to_str()

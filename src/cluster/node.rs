@@ -48,6 +48,8 @@ struct ShardView {
     /// when it last had read everything the stream held.
     copy: Option<Arc<RwLock<Model>>>,
     caught_up: Option<Instant>,
+    /// When this node last answered a write of the shard.
+    wrote_at: Option<Instant>,
 }
 
 pub struct ClusterNode {
@@ -163,8 +165,17 @@ impl ClusterNode {
     /// it may answer (availability, stock records).
     pub fn fresh_copy(&self, shard: u32, fresh: Duration) -> Option<Arc<RwLock<Model>>> {
         let v = self.views.get(shard as usize)?.read();
-        v.caught_up.filter(|t| t.elapsed() <= fresh)?;
+        v.caught_up
+            .filter(|t| t.elapsed() <= fresh && v.wrote_at.is_none_or(|w| *t >= w))?;
         v.copy.clone()
+    }
+
+    /// This node answered a write of `shard` now: its copy answers reads
+    /// again once it read the stream after this (`fresh_copy`).
+    pub fn wrote(&self, shard: u32) {
+        if let Some(v) = self.views.get(shard as usize) {
+            v.write().wrote_at = Some(Instant::now());
+        }
     }
 
     /// Whether this node's lease keeper reached Redis last time it tried.
@@ -300,8 +311,7 @@ struct Manager {
 /// How often a node reads the owners and says how far its copies go.
 const REPORT_EVERY: Duration = Duration::from_millis(100);
 
-/// How often a node looks for snapshots to publish (shards it owns) and
-/// to take (copies it follows).
+/// How often a node looks for snapshots of the shards it owns to publish.
 const SNAPSHOTS_EVERY: Duration = Duration::from_secs(1);
 
 /// Stream entries a follower applies per shard per round.
@@ -347,7 +357,7 @@ impl Manager {
         }
         if self.last_snapshots.elapsed() >= SNAPSHOTS_EVERY {
             self.last_snapshots = Instant::now();
-            self.snapshots()?;
+            self.publish_snapshots()?;
         }
         let mut read = 0;
         for s in 0..self.copies.len() as u32 {
@@ -355,8 +365,9 @@ impl Manager {
             if matches!(self.copies[s as usize], Copy::Closed) {
                 let dir = self.dir.join(format!("shard-{s}"));
                 let durability = self.template.engine.durability;
+                let policy = self.template.engine.snapshot;
                 let log = self.log()?;
-                let m = Mirror::open(&dir, storage.clone(), durability, log, s)?;
+                let m = Mirror::open(&dir, storage.clone(), durability, log, s, policy)?;
                 let mut v = self.node.views[s as usize].write();
                 v.copy = Some(m.model().clone());
                 v.caught_up = None;
@@ -369,7 +380,8 @@ impl Manager {
                     Some(l) => l,
                     None => return Ok(read),
                 };
-                // Read to the stream's end (as it was when read)?
+                // Read to the stream's end (as it was when the read began)?
+                let polled_at = Instant::now();
                 let caught_up = match follow(s, m, log, &self.node.stats, reporting) {
                     Ok(n) => {
                         read += n;
@@ -392,7 +404,7 @@ impl Manager {
                 let mut v = self.node.views[s as usize].write();
                 v.applied = m.last_seq();
                 if caught_up {
-                    v.caught_up = Some(Instant::now());
+                    v.caught_up = Some(polled_at);
                 }
                 drop(v);
                 self.keeper.seen(s, m.epoch());
@@ -537,58 +549,57 @@ impl Manager {
         Ok(())
     }
 
-    /// Publishes the newest snapshot of each owned shard that the stream
-    /// holds (its engine's snapshotter took it; publishing trims the
+    /// Publishes the newest snapshot of each owned shard once the stream
+    /// holds it (its engine's snapshotter took it; publishing trims the
     /// stream behind it, so a new node starts from it rather than from the
-    /// whole history), and snapshots the followed copies (their journals
-    /// are cut behind).
-    fn snapshots(&mut self) -> Result<(), MirrorError> {
-        let Some(policy) = self.template.engine.snapshot else {
-            return Ok(());
-        };
+    /// whole history). Followed copies snapshot themselves (`Mirror`).
+    fn publish_snapshots(&mut self) -> Result<(), MirrorError> {
         for (s, copy) in self.copies.iter_mut().enumerate() {
             let shard = s as u32;
-            match copy {
-                Copy::Owning { engine, epoch } => {
-                    let Some((seq, bytes)) = engine.snapshots().and_then(|st| st.newest_encoded())
-                    else {
-                        continue;
-                    };
-                    let shipped = engine.journal().stats.shipped_seq.load(Ordering::Acquire);
-                    if seq <= self.published[s] || seq > shipped {
-                        continue;
-                    }
-                    let log = connect(&mut self.log, &self.node.config, &mut self.connected_at)?;
-                    let Some(id) = log.id_of(shard, seq)? else {
-                        continue; // not in the stream (trimmed): a later one will be
-                    };
-                    let fence = Fence {
-                        holder: self.node.holder.clone(),
-                        epoch: *epoch,
-                    };
-                    match log.publish_snapshot(shard, &fence, seq, &id, &bytes) {
-                        Ok(()) => {
-                            tracing::info!(
-                                shard,
-                                seq,
-                                bytes = bytes.len(),
-                                "cluster: snapshot published, stream trimmed behind it"
-                            );
-                            self.node
-                                .stats
-                                .snapshots_published
-                                .fetch_add(1, Ordering::Relaxed);
-                            self.published[s] = seq;
-                        }
-                        // One at or after it is published already.
-                        Err(LogError::Snapshot(_)) => self.published[s] = seq,
-                        // The lease moved: the engine is given up next round.
-                        Err(LogError::Stale { .. }) => {}
-                        Err(e) => return Err(e.into()),
-                    }
+            if let Copy::Owning { engine, epoch } = copy {
+                // Read first what is cheap: whether there is a newer
+                // snapshot the stream holds (a snapshot may be large).
+                let stats = &engine.journal().stats;
+                let newest = stats.snapshot_seq.load(Ordering::Acquire);
+                let shipped = stats.shipped_seq.load(Ordering::Acquire);
+                if newest <= self.published[s] || newest > shipped {
+                    continue;
                 }
-                Copy::Following(m) => m.snapshot_if_due(&policy)?,
-                Copy::Closed => {}
+                let Some((seq, bytes)) = engine.snapshots().and_then(|st| st.newest_encoded())
+                else {
+                    continue;
+                };
+                if seq <= self.published[s] || seq > shipped {
+                    continue;
+                }
+                let log = connect(&mut self.log, &self.node.config, &mut self.connected_at)?;
+                let Some(id) = log.id_of(shard, seq)? else {
+                    continue; // not in the stream (trimmed): a later one will be
+                };
+                let fence = Fence {
+                    holder: self.node.holder.clone(),
+                    epoch: *epoch,
+                };
+                match log.publish_snapshot(shard, &fence, seq, &id, &bytes) {
+                    Ok(()) => {
+                        tracing::info!(
+                            shard,
+                            seq,
+                            bytes = bytes.len(),
+                            "cluster: snapshot published, stream trimmed behind it"
+                        );
+                        self.node
+                            .stats
+                            .snapshots_published
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.published[s] = seq;
+                    }
+                    // One at or after it is published already.
+                    Err(LogError::Snapshot(_)) => self.published[s] = seq,
+                    // The lease moved: the engine is given up next round.
+                    Err(LogError::Stale { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         Ok(())
@@ -605,16 +616,22 @@ impl Manager {
         }
     }
 
-    /// Says in Redis how far this node's copy of each shard goes: an
-    /// owner's, as far as the stream took it (a tail it holds alone was
-    /// never acknowledged in `replicated` mode, and must not keep a
-    /// standby from taking the shard when this node dies).
+    /// Says in Redis how far this node's copy of each shard goes. An
+    /// owner's in `replicated` mode: as far as the stream took it (a tail
+    /// it holds alone was never acknowledged, and must not keep a standby
+    /// from taking the shard when this node dies); in `local` mode: its
+    /// whole journal (acknowledged already: after Redis lost what it had,
+    /// this copy must be the one that takes the shard back).
     fn report_copies(&mut self) -> Result<(), MirrorError> {
+        let local = self.node.config.replication.durability == ClusterDurability::Local;
         let seqs: Vec<u64> = self
             .copies
             .iter()
             .zip(&self.node.views)
             .map(|(c, v)| match c {
+                Copy::Owning { engine, .. } if local => {
+                    engine.journal().stats.last_seq.load(Ordering::Acquire)
+                }
                 Copy::Owning { engine, .. } => {
                     engine.journal().stats.shipped_seq.load(Ordering::Acquire)
                 }

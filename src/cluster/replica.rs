@@ -15,7 +15,7 @@
 
 use parking_lot::RwLock;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -24,7 +24,9 @@ use super::log::{Entry, Fence, Follower, LogError, Resync, ShardLog};
 use crate::domain::model::Model;
 use crate::persistence::journal::{decode_event, read_range, Replicate};
 use crate::persistence::recovery::{apply_record, recover_model};
-use crate::persistence::snapshot::{decode_snapshot, take_snapshot, SnapshotPolicy, SnapshotStore};
+use crate::persistence::snapshot::{
+    decode_snapshot, run_snapshotter, SnapshotPolicy, SnapshotStore,
+};
 use crate::persistence::{Durability, Journal, JournalError, RecoveryReport, Storage};
 
 /// The owner's shipping: appends under the lease it was started with. A
@@ -142,8 +144,11 @@ pub struct Mirror {
     model: Arc<RwLock<Model>>,
     follow: Follower,
     last_seq: u64,
-    /// The last snapshot of this copy (sequence, when taken).
-    snapped: (u64, Instant),
+    /// When to snapshot the copy (as an engine's snapshotter does: from
+    /// the journal, off the model in memory; the journal is cut behind),
+    /// and the snapshotter's thread while the journal runs.
+    snapshots: Option<SnapshotPolicy>,
+    snapshotter: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
 }
 
 /// Stream entries read at once.
@@ -160,6 +165,7 @@ impl Mirror {
         durability: Durability,
         log: &mut ShardLog,
         shard: u32,
+        snapshots: Option<SnapshotPolicy>,
     ) -> Result<Mirror, MirrorError> {
         let store = Arc::new(SnapshotStore::open(&dir.join("snapshots"))?);
         let snapshot = store.load();
@@ -180,7 +186,8 @@ impl Mirror {
             model: Arc::new(RwLock::new(model)),
             follow: Follower::default(),
             last_seq: report.last_seq,
-            snapped: (base, Instant::now()),
+            snapshots,
+            snapshotter: None,
         };
         if m.last_seq > 0 {
             match m.place(log)? {
@@ -263,7 +270,6 @@ impl Mirror {
         *self.model.write() = Model::default();
         self.follow = Follower::default();
         self.last_seq = 0;
-        self.snapped = (0, Instant::now());
         Ok(())
     }
 
@@ -272,17 +278,37 @@ impl Mirror {
         self.storage
             .create_dir_all(&dir)
             .map_err(|e| JournalError::Io(e.to_string()))?;
-        self.journal = Some(Journal::start(
+        let (journal, writer) = Journal::start(
             self.storage.clone(),
-            dir,
+            dir.clone(),
             self.last_seq,
             self.durability,
-        )?);
+        )?;
+        if let (Some(policy), Some((store, _))) = (self.snapshots, &self.archive) {
+            let stop = Arc::new(AtomicBool::new(false));
+            let (store, storage, stats, halt, last) = (
+                store.clone(),
+                self.storage.clone(),
+                journal.stats.clone(),
+                stop.clone(),
+                self.last_seq,
+            );
+            let thread = std::thread::Builder::new()
+                .name("mirror-snapshots".into())
+                .spawn(move || run_snapshotter(store, storage, dir, stats, policy, halt, last))
+                .map_err(|e| JournalError::Io(e.to_string()))?;
+            self.snapshotter = Some((stop, thread));
+        }
+        self.journal = Some((journal, writer));
         Ok(())
     }
 
     /// Waits until every record copied is durable, and stops the writer.
     fn stop_journal(&mut self) -> Result<(), MirrorError> {
+        if let Some((stop, thread)) = self.snapshotter.take() {
+            stop.store(true, Ordering::Release);
+            let _ = thread.join();
+        }
         if let Some((journal, writer)) = self.journal.take() {
             let synced = journal.barrier().map(|d| d.wait());
             drop(journal);
@@ -368,29 +394,6 @@ impl Mirror {
     /// The copy's newest snapshot as stored (`SnapshotStore::newest_encoded`).
     pub fn newest_snapshot(&self) -> Option<(u64, Vec<u8>)> {
         self.archive.as_ref()?.0.newest_encoded()
-    }
-
-    /// Takes a snapshot of the copy when `policy` says, as an engine's
-    /// snapshotter does (from the journal, off the model in memory), and
-    /// cuts the copy's journal behind it: a follower's disk stays bounded.
-    pub fn snapshot_if_due(&mut self, policy: &SnapshotPolicy) -> Result<(), MirrorError> {
-        let (Some((store, _)), Some((journal, _))) = (&self.archive, &self.journal) else {
-            return Ok(());
-        };
-        let durable = journal.stats.last_seq.load(Ordering::Acquire);
-        let (seq, at) = self.snapped;
-        let due = durable >= seq + policy.every_records
-            || (durable > seq && at.elapsed() >= Duration::from_secs(policy.every_s));
-        if due {
-            let done = take_snapshot(
-                store,
-                self.storage.as_ref(),
-                &self.dir.join("journal"),
-                durable,
-            )?;
-            self.snapped = (done, Instant::now());
-        }
-        Ok(())
     }
 
     /// The state after the last record applied, shared with the readers

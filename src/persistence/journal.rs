@@ -119,6 +119,8 @@ pub struct JournalStats {
     pub durable_ticket: AtomicU64,
     /// With replication: the last record the replicas hold.
     pub shipped_seq: AtomicU64,
+    /// The sequence number the newest snapshot covers (its snapshotter's).
+    pub snapshot_seq: AtomicU64,
 }
 
 /// Resolves when the record is durable (per the durability mode), with its

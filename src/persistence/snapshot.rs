@@ -331,6 +331,9 @@ pub fn run_snapshotter(
     mut last_seq: u64,
 ) {
     let mut last_at = Instant::now();
+    if let Some((seq, _)) = store.generations().first() {
+        stats.snapshot_seq.store(*seq, Ordering::Release);
+    }
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(200));
         let durable = stats.last_seq.load(Ordering::Relaxed);
@@ -340,7 +343,10 @@ pub fn run_snapshotter(
             continue;
         }
         match take_snapshot(&store, storage.as_ref(), &journal_dir, durable) {
-            Ok(s) => last_seq = s,
+            Ok(s) => {
+                last_seq = s;
+                stats.snapshot_seq.store(s, Ordering::Release);
+            }
             Err(e) => {
                 tracing::error!(error = %e, "snapshot failed; the journal still holds everything")
             }
