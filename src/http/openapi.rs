@@ -71,7 +71,7 @@ const OPS: &[Op] = &[
     (
         "get",
         "/v1/inventory/{location}/{sku}",
-        "Read a stock record (on a cluster node that follows the SKU's shard: from its copy, fresh within 250 ms, answer header x-holdfast-read: follower; Cache-Control: no-cache asks the owner)",
+        "Read a stock record (on a cluster node that follows the SKU's shard: from its copy, fresh within 250 ms and past the node's own writes, answer header x-holdfast-read: follower; Cache-Control: no-cache asks the owner)",
         None,
         200,
         "StockRecord",
@@ -98,7 +98,7 @@ const OPS: &[Op] = &[
     (
         "get",
         "/v1/availability/{sku}",
-        "Availability of a SKU across the network (on a cluster node that follows the SKU's shard: from its copy, fresh within 250 ms, answer header x-holdfast-read: follower; Cache-Control: no-cache asks the owner)",
+        "Availability of a SKU across the network (on a cluster node that follows the SKU's shard: from its copy, fresh within 250 ms and past the node's own writes, answer header x-holdfast-read: follower; Cache-Control: no-cache asks the owner)",
         None,
         200,
         "Availability",
