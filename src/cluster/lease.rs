@@ -54,14 +54,14 @@ pub struct Placement {
     /// `[replication] wait_aof` / `wait_replicas`: a lease taken counts
     /// only once Redis's own fsync / replicas have it, so that a Redis
     /// failover cannot forget the epoch and hand it out again (two writers
-    /// in one epoch). The simulation (`tests/cluster_sim.rs`) finds that
-    /// case when this wait is left out.
+    /// in one epoch, had the first written entries the failover lost). The
+    /// simulation (`tests/cluster_sim.rs`) runs with this wait; its window
+    /// without it is too narrow for its seeds to hit.
     pub wait_aof: bool,
     pub wait_replicas: u32,
     /// `[replication] redis_down = "local"`: while Redis cannot be reached
-    /// the shards held stay held (nobody can take them meanwhile, unless
-    /// this node alone is cut off: the trade-off README.md states). Redis
-    /// answering that a lease is gone still ends it.
+    /// (and `peers` confirm it) the shards held stay held: nobody can take
+    /// them meanwhile. Redis answering that a lease is gone still ends it.
     pub keep_when_unreachable: bool,
     /// The other nodes' HTTP addresses: with `keep_when_unreachable`,
     /// shards stay held only while one of them confirms that it cannot

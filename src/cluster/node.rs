@@ -145,6 +145,7 @@ impl ClusterNode {
             copies: (0..config.shards).map(|_| Copy::Closed).collect(),
             last_owners: Instant::now() - Duration::from_secs(1),
             published: vec![0; config.shards as usize],
+            behind_since: vec![None; config.shards as usize],
             last_snapshots: Instant::now(),
         };
         let thread = std::thread::Builder::new()
@@ -306,10 +307,16 @@ struct Manager {
     /// published at or after it).
     published: Vec<u64>,
     last_snapshots: Instant,
+    /// Per owned shard, since when its stream has been behind its journal.
+    behind_since: Vec<Option<Instant>>,
 }
 
 /// How often a node reads the owners and says how far its copies go.
 const REPORT_EVERY: Duration = Duration::from_millis(100);
+
+/// In `local` mode, an owner whose stream has been behind its journal for
+/// this long reports its whole journal as its copy (`report_copies`).
+const BEHIND_REPORTED: Duration = Duration::from_secs(1);
 
 /// How often a node looks for snapshots of the shards it owns to publish.
 const SNAPSHOTS_EVERY: Duration = Duration::from_secs(1);
@@ -349,6 +356,7 @@ impl Manager {
     fn round(&mut self, storage: &Arc<dyn Storage>) -> Result<usize, MirrorError> {
         // First what needs no Redis: engines that may no longer write.
         self.give_up_lost();
+        self.track_backlog();
         let reporting = self.last_owners.elapsed() >= REPORT_EVERY;
         if reporting {
             self.refresh_owners()?;
@@ -414,6 +422,26 @@ impl Manager {
             }
         }
         Ok(read)
+    }
+
+    /// Notes since when each owned shard's stream has been behind its
+    /// journal (every round, Redis reachable or not: `report_copies`).
+    fn track_backlog(&mut self) {
+        for (c, behind) in self.copies.iter().zip(&mut self.behind_since) {
+            let lagging = match c {
+                Copy::Owning { engine, .. } => {
+                    let stats = &engine.journal().stats;
+                    stats.shipped_seq.load(Ordering::Acquire)
+                        < stats.last_seq.load(Ordering::Acquire)
+                }
+                _ => false,
+            };
+            if !lagging {
+                *behind = None;
+            } else if behind.is_none() {
+                *behind = Some(Instant::now());
+            }
+        }
     }
 
     /// Stops the engines whose lease ended or whose write was refused
@@ -617,23 +645,29 @@ impl Manager {
     }
 
     /// Says in Redis how far this node's copy of each shard goes. An
-    /// owner's in `replicated` mode: as far as the stream took it (a tail
+    /// owner's: as far as the stream took it (in `replicated` mode a tail
     /// it holds alone was never acknowledged, and must not keep a standby
-    /// from taking the shard when this node dies); in `local` mode: its
-    /// whole journal (acknowledged already: after Redis lost what it had,
-    /// this copy must be the one that takes the shard back).
+    /// from taking the shard when this node dies; in `local` mode the
+    /// shipping trails by milliseconds). But in `local` mode, a journal
+    /// the stream has been behind for a second (Redis was down: what it
+    /// holds past the stream was acknowledged) is reported whole: this
+    /// copy must be the one that takes the shard back.
     fn report_copies(&mut self) -> Result<(), MirrorError> {
         let local = self.node.config.replication.durability == ClusterDurability::Local;
         let seqs: Vec<u64> = self
             .copies
             .iter()
             .zip(&self.node.views)
-            .map(|(c, v)| match c {
-                Copy::Owning { engine, .. } if local => {
-                    engine.journal().stats.last_seq.load(Ordering::Acquire)
-                }
+            .zip(&self.behind_since)
+            .map(|((c, v), behind)| match c {
                 Copy::Owning { engine, .. } => {
-                    engine.journal().stats.shipped_seq.load(Ordering::Acquire)
+                    let stats = &engine.journal().stats;
+                    let long_behind = behind.is_some_and(|t| t.elapsed() >= BEHIND_REPORTED);
+                    if local && long_behind {
+                        stats.last_seq.load(Ordering::Acquire)
+                    } else {
+                        stats.shipped_seq.load(Ordering::Acquire)
+                    }
                 }
                 _ => v.read().applied,
             })
