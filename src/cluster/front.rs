@@ -160,15 +160,15 @@ impl Front {
         if req.method != Method::GET {
             // Reads through this node of what it wrote wait for its copies
             // to have it (`follower_read`).
-            let all: Vec<u32> = (0..self.node.config.shards).collect();
-            let shards = match &target {
-                Target::Shard(s) => std::slice::from_ref(s),
-                Target::Cart(v) | Target::CartParts(v) => v.as_slice(),
-                Target::All | Target::Batch => all.as_slice(),
-                Target::Node | Target::Any => &[],
-            };
-            for s in shards {
-                self.node.wrote(*s);
+            match &target {
+                Target::Shard(s) => self.node.wrote(*s),
+                Target::Cart(v) | Target::CartParts(v) => {
+                    v.iter().for_each(|s| self.node.wrote(*s))
+                }
+                Target::All | Target::Batch => {
+                    (0..self.node.config.shards).for_each(|s| self.node.wrote(s))
+                }
+                Target::Node | Target::Any => {}
             }
         }
         answer
@@ -204,7 +204,9 @@ impl Front {
     /// An availability or stock-record read of a shard this node follows,
     /// answered from its copy when the copy had read everything its stream
     /// held within `FOLLOWER_FRESH` and since this node last answered a
-    /// write of the shard (a client reads its own writes through one node),
+    /// write of the shard (a client reads its own writes through one node;
+    /// in `local` durability a write may reach the stream after its answer,
+    /// so only `no-cache` makes sure),
     /// unless the client asks for the owner's answer (`Cache-Control:
     /// no-cache`: its writes through other nodes too). The answer says
     /// `x-holdfast-read: follower`.
