@@ -17,6 +17,7 @@ use holdfast::cluster::replica::{Mirror, StreamShip};
 use holdfast::domain::reservation::Reservation;
 use holdfast::metrics::Metrics;
 use holdfast::persistence::journal::Replication;
+use holdfast::persistence::snapshot::SnapshotStore;
 use holdfast::persistence::{Durability, JournalError, RealStorage};
 use std::path::Path;
 use std::sync::Arc;
@@ -254,4 +255,76 @@ fn shipping_waits_for_redis_replicas_when_asked() {
         ship(true, 0, 400).ship(4, &refs[..1]).is_err(),
         "no AOF here"
     );
+}
+
+/// A snapshot published at the stream's last entry trims the stream empty:
+/// a copy can then no longer be checked against records. A stale owner's
+/// copy, whose journal ends with a record the cluster never took, starts
+/// again from the snapshot rather than keep that record (which would pass
+/// for the cluster's: found by the simulation).
+#[test]
+fn a_stale_tail_is_dropped_when_the_stream_was_trimmed_empty() {
+    let redis = Redis::start();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (dir_a, dir_b, dir_c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+    let clock = ManualClock::new(1_700_000_000_000);
+    let rt = rt();
+    let mut log_a = log(&redis);
+    assert_eq!(log_a.acquire(0, "a/1", TTL, 0), Ok(Some(1)));
+    let m = mirror(&dir_a, &mut log_a);
+    let a = own(&redis, &dir_a, m, "a/1", 1, &clock);
+    rt.block_on(one_record(&a, 20));
+    for _ in 0..3 {
+        rt.block_on(hold_one(&a, 600));
+    }
+
+    // b takes over after a's lease lapsed, and holds two more.
+    let mut log_b = log(&redis);
+    let mut b_copy = mirror(&dir_b, &mut log_b);
+    b_copy.catch_up(&mut log_b).expect("catch up");
+    std::thread::sleep(TTL + Duration::from_millis(150));
+    assert_eq!(log_b.acquire(0, "b/1", TTL, b_copy.epoch()), Ok(Some(2)));
+    let b = own(&redis, &dir_b, b_copy, "b/1", 2, &clock);
+    for _ in 0..2 {
+        rt.block_on(hold_one(&b, 600));
+    }
+    // a, stale, journals a hold the fence refuses.
+    let one = [CartLine {
+        sku: 0,
+        location: 0,
+        qty: 1,
+    }];
+    assert!(rt.block_on(a.reserve(&one, false, 600, None)).is_err());
+    a.shutdown();
+    drop(a);
+
+    // b's state at its last record, published: the stream is trimmed empty.
+    let mut log_c = log(&redis);
+    let mut c = mirror(&dir_c, &mut log_c);
+    c.catch_up(&mut log_c).expect("catch up");
+    let last = c.last_seq();
+    let store = SnapshotStore::open(&tmp.path().join("snap")).expect("store");
+    store.save(last, &c.model().read()).expect("save");
+    let (seq, bytes) = store.newest_encoded().expect("encoded");
+    let id = log_b.id_of(0, seq).expect("read").expect("in the stream");
+    let fence = Fence {
+        holder: "b/1".into(),
+        epoch: 2,
+    };
+    log_b
+        .publish_snapshot(0, &fence, seq, &id, &bytes)
+        .expect("publish");
+    assert_eq!(log_b.read(0, "0-0", 10).expect("read"), vec![]);
+
+    // a comes back as a follower: its copy cannot be checked, so it is
+    // dropped, and started again from the snapshot it ends at b's state.
+    let mut a_copy = mirror(&dir_a, &mut log_a);
+    assert_eq!(a_copy.last_seq(), 0, "the stale tail is not kept");
+    a_copy.rebuild(&mut log_a).expect("rebuild");
+    assert_eq!(a_copy.last_seq(), last);
+    same_state(&rt, &a_copy, &b);
 }

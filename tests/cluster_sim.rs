@@ -41,7 +41,7 @@ mod common;
 
 use common::redis::Redis;
 use holdfast::cluster::lease::lease_valid_for;
-use holdfast::cluster::log::{Appended, Entry, Fence, Follower, LogError, ShardLog};
+use holdfast::cluster::log::{Appended, Entry, Fence, Follower, LogError, Published, ShardLog};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -62,6 +62,8 @@ const REPORT_MS: u64 = 100;
 const FAULTS_END_MS: u64 = 7_000;
 const END_MS: u64 = 11_000;
 const READ_BATCH: usize = 64;
+/// An owner publishes a snapshot every this many records it ships.
+const PUBLISH_EVERY: u64 = 10;
 
 /// Milliseconds since the simulation started (every host's one clock).
 fn now_ms() -> u64 {
@@ -153,6 +155,23 @@ enum Req {
         seq: u64,
     },
     Copies,
+    /// The owner's state after `seq` (its records): published, and the
+    /// stream trimmed behind it.
+    Publish {
+        holder: String,
+        epoch: u64,
+        seq: u64,
+        data: Vec<String>,
+    },
+    /// A log that lost more than the taker holds as records starts again
+    /// from its snapshot (`ShardLog::seed`).
+    Seed {
+        holder: String,
+        epoch: u64,
+        seq: u64,
+        data: Vec<String>,
+    },
+    Snapshot,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -163,10 +182,13 @@ enum Resp {
     Appended,
     Stale,
     Gap,
-    Entries(Vec<SEntry>),
+    /// A page, and the shard's last sequence number.
+    Entries(Vec<SEntry>, u64),
+    Snapshot(Option<Snap>),
     Placed {
         entry: Option<SEntry>,
-        empty: bool,
+        /// No entry, and no published snapshot: Redis lost everything.
+        lost_everything: bool,
     },
     Seq(u64),
     Copies(Vec<(String, u64, u64)>),
@@ -188,7 +210,7 @@ struct SEntry {
 impl SEntry {
     /// The reservation it holds.
     fn reservation(&self) -> &str {
-        self.data.split('@').next().unwrap_or_default()
+        reservation_of(&self.data)
     }
 
     fn entry(&self) -> Entry {
@@ -199,6 +221,20 @@ impl SEntry {
             data: self.data.clone().into_bytes(),
         }
     }
+}
+
+/// A published snapshot: the records up to `seq`, stream entry `id`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+struct Snap {
+    seq: u64,
+    id: u64,
+    epoch: u64,
+    data: Vec<String>,
+}
+
+/// The reservation a record holds (`{reservation}@{ms}`).
+fn reservation_of(data: &str) -> &str {
+    data.split('@').next().unwrap_or_default()
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,6 +260,11 @@ struct Store {
     lease: Option<Lease>,
     counter: u64,
     stream: Vec<SEntry>,
+    /// The shard's last sequence number, and the stream's last id (both
+    /// outlive a trim, as Redis's `seq` key and stream metadata do).
+    seq: u64,
+    last_id: u64,
+    snapshot: Option<Snap>,
     copies: BTreeMap<String, (u64, u64)>,
 }
 
@@ -232,6 +273,8 @@ enum Op {
     Counter(u64),
     Push(SEntry),
     Copy(String, u64, u64),
+    Publish(Snap),
+    Seed(Snap),
 }
 
 impl Store {
@@ -239,9 +282,21 @@ impl Store {
         match op {
             Op::Lease(l) => self.lease = l.clone(),
             Op::Counter(c) => self.counter = *c,
-            Op::Push(e) => self.stream.push(e.clone()),
+            Op::Push(e) => {
+                self.stream.push(e.clone());
+                (self.seq, self.last_id) = (e.seq, e.id);
+            }
             Op::Copy(n, s, at) => {
                 self.copies.insert(n.clone(), (*s, *at));
+            }
+            Op::Publish(p) => {
+                self.stream.retain(|e| e.id > p.id);
+                self.snapshot = Some(p.clone());
+            }
+            Op::Seed(p) => {
+                self.stream.clear();
+                (self.seq, self.last_id) = (p.seq, 0);
+                self.snapshot = Some(p.clone());
             }
         }
     }
@@ -249,7 +304,13 @@ impl Store {
         self.lease.as_ref().filter(|l| l.expires > now)
     }
     fn last_seq(&self) -> u64 {
-        self.stream.last().map_or(0, |e| e.seq)
+        self.seq
+    }
+
+    /// Whether `holder` writes under `epoch` now (the scripts' fence).
+    fn fenced(&self, now: u64, holder: &str, epoch: u64) -> bool {
+        self.live(now)
+            .is_some_and(|l| l.holder == holder && l.epoch == epoch)
     }
 }
 
@@ -334,7 +395,8 @@ impl Server {
                     return (Resp::Epoch(e), wait.then_some(self.written));
                 }
                 let last = self.primary.stream.last().map_or(0, |e| e.epoch);
-                let e = self.primary.counter.max(floor).max(last) + 1;
+                let snap = self.primary.snapshot.as_ref().map_or(0, |p| p.epoch);
+                let e = self.primary.counter.max(floor).max(last).max(snap) + 1;
                 self.write(now, Op::Counter(e));
                 let lease = Lease {
                     holder,
@@ -371,11 +433,7 @@ impl Server {
                 data,
                 wait,
             } => {
-                let fenced = self
-                    .primary
-                    .live(now)
-                    .is_some_and(|l| l.holder == holder && l.epoch == epoch);
-                if !fenced && self.bug != Bug::NoFence {
+                if !self.primary.fenced(now, &holder, epoch) && self.bug != Bug::NoFence {
                     return (Resp::Stale, None);
                 }
                 let last = self.primary.last_seq();
@@ -389,8 +447,7 @@ impl Server {
                 // Redis's `XADD *`: the id is the clock's (ms, then a
                 // count), past the stream's last; after a failover the
                 // clock has moved on, so lost ids are not handed out again.
-                let last_id = self.primary.stream.last().map_or(0, |e| e.id);
-                let start = last_id.max(now * 1_000);
+                let start = self.primary.last_id.max(now * 1_000);
                 for (id, (i, d)) in (start + 1..).zip(data.into_iter().enumerate()) {
                     let e = SEntry {
                         id,
@@ -406,15 +463,60 @@ impl Server {
             Req::Read { after, count } => {
                 let from = self.primary.stream.partition_point(|e| e.id <= after);
                 let page = self.primary.stream[from..].iter().take(count).cloned();
-                (Resp::Entries(page.collect()), None)
+                (Resp::Entries(page.collect(), self.primary.seq), None)
             }
+            Req::Publish {
+                holder,
+                epoch,
+                seq,
+                data,
+            } => {
+                let have = self.primary.snapshot.as_ref().map_or(0, |p| p.seq);
+                let at = self.primary.stream.iter().find(|e| e.seq == seq);
+                match at.map(|e| e.id) {
+                    Some(id) if self.primary.fenced(now, &holder, epoch) && seq > have => {
+                        let snap = Snap {
+                            seq,
+                            id,
+                            epoch,
+                            data,
+                        };
+                        self.write(now, Op::Publish(snap));
+                        (Resp::Done(true), None)
+                    }
+                    _ => (Resp::Done(false), None),
+                }
+            }
+            Req::Seed {
+                holder,
+                epoch,
+                seq,
+                data,
+            } => {
+                let have = self.primary.snapshot.as_ref().map_or(0, |p| p.seq);
+                if !self.primary.fenced(now, &holder, epoch) {
+                    return (Resp::Stale, None);
+                }
+                if self.primary.seq >= seq || have >= seq {
+                    return (Resp::Done(false), None);
+                }
+                let snap = Snap {
+                    seq,
+                    id: 1,
+                    epoch,
+                    data,
+                };
+                self.write(now, Op::Seed(snap));
+                (Resp::Done(true), None)
+            }
+            Req::Snapshot => (Resp::Snapshot(self.primary.snapshot.clone()), None),
             Req::Place { last } => {
                 let s = &self.primary.stream;
                 let entry = s.iter().rev().find(|e| e.seq <= last).cloned();
                 (
                     Resp::Placed {
                         entry,
-                        empty: s.is_empty(),
+                        lost_everything: s.is_empty() && self.primary.snapshot.is_none(),
                     },
                     None,
                 )
@@ -490,11 +592,38 @@ async fn server_host(server: Rc<RefCell<Server>>) -> turmoil::Result {
 /// checks read.
 #[derive(Default)]
 struct NodeState {
-    /// The copy: entry `i` holds sequence number `i + 1`.
+    /// Records up to `base` held as a snapshot only (a copy started from a
+    /// published one), and the journal after it: `copy[i]` holds sequence
+    /// number `base + i + 1`.
+    base: u64,
+    base_data: Vec<String>,
     copy: Vec<SEntry>,
     incarnation: u64,
     /// The epoch it serves under, while it does.
     serving: Option<u64>,
+}
+
+impl NodeState {
+    fn len(&self) -> u64 {
+        self.base + self.copy.len() as u64
+    }
+    /// Every record, in order.
+    fn records(&self) -> impl Iterator<Item = &String> {
+        self.base_data
+            .iter()
+            .chain(self.copy.iter().map(|e| &e.data))
+    }
+    fn holds(&self, reservation: &str) -> bool {
+        self.records().any(|d| reservation_of(d) == reservation)
+    }
+    /// Record `seq`, if the journal has it (not only the snapshot).
+    fn record(&self, seq: u64) -> Option<&SEntry> {
+        let i = seq.checked_sub(self.base + 1)?;
+        self.copy.get(i as usize)
+    }
+    fn clear(&mut self) {
+        (self.base, self.base_data, self.copy) = (0, Vec::new(), Vec::new());
+    }
 }
 
 /// One run's shared record: what the checks need and the trace.
@@ -566,6 +695,8 @@ struct Node {
     lease: Option<(u64, u64)>,
     back_off_until: u64,
     floor: u64,
+    /// The last snapshot it published as an owner.
+    published: u64,
     role: Role,
 }
 
@@ -581,7 +712,7 @@ impl Node {
     }
 
     fn copy_len(&self) -> u64 {
-        self.state.borrow().copy.len() as u64
+        self.state.borrow().len()
     }
 
     /// The lease keeper's round.
@@ -630,27 +761,25 @@ impl Node {
 
     fn wipe(&mut self) {
         self.log(format!("wipes its copy of {}", self.copy_len()));
-        self.state.borrow_mut().copy.clear();
+        self.state.borrow_mut().clear();
     }
 
     /// `Mirror::place`: the stream's newest entry at or before this copy's
     /// last must be the one this copy holds, or the copy starts again.
     async fn place(&mut self) {
         let last = self.copy_len();
-        let Some(Resp::Placed { entry, empty }) = self.rpc.call(Req::Place { last }).await else {
+        let Some(Resp::Placed {
+            entry,
+            lost_everything,
+        }) = self.rpc.call(Req::Place { last }).await
+        else {
             return;
         };
         let follow = match entry {
             Some(e) => {
                 // The record, as the real copy compares its journal's
                 // bytes (an owner's own entries carry no stream id).
-                let same = self
-                    .state
-                    .borrow()
-                    .copy
-                    .get(e.seq as usize - 1)
-                    .map(|x| &x.data)
-                    == Some(&e.data);
+                let same = self.state.borrow().record(e.seq).map(|x| &x.data) == Some(&e.data);
                 if same {
                     self.log(format!("placed at {last} (stream entry {} agrees)", e.seq));
                     Follower {
@@ -663,7 +792,7 @@ impl Node {
                     Follower::default()
                 }
             }
-            None if empty => Follower {
+            None if lost_everything => Follower {
                 next_seq: last + 1,
                 ..Follower::default()
             },
@@ -679,7 +808,7 @@ impl Node {
     /// resync), None if the server did not answer.
     async fn poll(&mut self, follow: &mut Follower) -> Option<usize> {
         let after = follow.after.trim_start_matches("0-").parse().unwrap_or(0);
-        let Some(Resp::Entries(page)) = self
+        let Some(Resp::Entries(page, stream)) = self
             .rpc
             .call(Req::Read {
                 after,
@@ -689,6 +818,12 @@ impl Node {
         else {
             return None;
         };
+        // `follow` in node.rs: the stream says more than this copy has and
+        // nothing follows its position: the position was lost.
+        if page.is_empty() && stream > self.copy_len() {
+            self.resync(follow, "position lost").await;
+            return Some(0);
+        }
         for e in &page {
             match follow.accept(&e.entry()) {
                 Ok(true) => {
@@ -697,9 +832,7 @@ impl Node {
                 }
                 Ok(false) => {}
                 Err(why) => {
-                    self.log(format!("resync: {why:?}"));
-                    self.wipe();
-                    *follow = Follower::default();
+                    self.resync(follow, &format!("{why:?}")).await;
                     return Some(0);
                 }
             }
@@ -707,27 +840,48 @@ impl Node {
         Some(page.len())
     }
 
+    /// `Mirror::rebuild`: from nothing, or from the published snapshot.
+    async fn resync(&mut self, follow: &mut Follower, why: &str) {
+        self.log(format!("resync: {why}"));
+        self.wipe();
+        *follow = Follower::default();
+        if let Some(Resp::Snapshot(Some(p))) = self.rpc.call(Req::Snapshot).await {
+            self.log(format!("starts from the snapshot at {}", p.seq));
+            *follow = Follower::at(&Published {
+                seq: p.seq,
+                id: format!("0-{}", p.id),
+                epoch: p.epoch,
+                data: Vec::new(),
+            });
+            self.floor = self.floor.max(p.epoch);
+            let mut st = self.state.borrow_mut();
+            (st.base, st.base_data) = (p.seq, p.data);
+            self.check_stock(&st);
+        }
+    }
+
+    /// Never more held than the stock, on this copy.
+    fn check_stock(&self, s: &NodeState) {
+        let held = s.base_data.len() + s.copy.len();
+        if held > self.stock {
+            let v = format!("{}: oversold, {held} held of {}", self.holder, self.stock);
+            self.world.borrow_mut().violations.push(v);
+        }
+    }
+
     /// An entry into the copy: never more held than the stock.
     fn push(&self, e: SEntry) {
         let mut s = self.state.borrow_mut();
-        if e.seq != s.copy.len() as u64 + 1 {
-            let v = format!("{}: entry {} after {}", self.holder, e.seq, s.copy.len());
+        if e.seq != s.len() + 1 {
+            let v = format!("{}: entry {} after {}", self.holder, e.seq, s.len());
             self.world.borrow_mut().violations.push(v);
         }
-        if s.copy.iter().any(|x| x.reservation() == e.reservation()) {
+        if s.holds(e.reservation()) {
             let v = format!("{}: {} held twice", self.holder, e.reservation());
             self.world.borrow_mut().violations.push(v);
         }
         s.copy.push(e);
-        if s.copy.len() > self.stock {
-            let v = format!(
-                "{}: oversold, {} held of {}",
-                self.holder,
-                s.copy.len(),
-                self.stock
-            );
-            self.world.borrow_mut().violations.push(v);
-        }
+        self.check_stock(&s);
     }
 
     /// `Manager::take`: catch up, leave the shard to a longer copy, serve.
@@ -764,6 +918,29 @@ impl Node {
             self.role = Role::Following(follow); // written meanwhile: not caught up
             return;
         }
+        let (base, base_data) = {
+            let st = self.state.borrow();
+            (st.base, st.base_data.clone())
+        };
+        let mut stream = stream;
+        if base > stream {
+            // The stream lost what this copy holds as a snapshot only.
+            let req = Req::Seed {
+                holder: self.holder.clone(),
+                epoch,
+                seq: base,
+                data: base_data,
+            };
+            match self.rpc.call(req).await {
+                Some(Resp::Done(_)) => {}
+                _ => {
+                    self.role = Role::Following(follow);
+                    return;
+                }
+            }
+            self.log(format!("seeds the stream from its snapshot at {base}"));
+            stream = base;
+        }
         let shipped = stream.min(mine);
         self.log(format!(
             "serves at epoch {epoch}: copy {mine}, stream {stream}"
@@ -783,12 +960,13 @@ impl Node {
         for (_, _, id) in &batch {
             let (held, len) = {
                 let s = self.state.borrow();
-                (s.copy.iter().any(|e| e.reservation() == id), s.copy.len())
+                (s.holds(id), s.len())
             };
-            if !held && len < self.stock {
+            let count = self.state.borrow().records().count();
+            if !held && count < self.stock {
                 let e = SEntry {
                     id: 0,
-                    seq: len as u64 + 1,
+                    seq: len + 1,
                     epoch,
                     data: format!("{id}@{}", now_ms()),
                 };
@@ -796,13 +974,7 @@ impl Node {
             }
         }
         let answer = |node: &Node, id: &str| {
-            let held = node
-                .state
-                .borrow()
-                .copy
-                .iter()
-                .any(|e| e.reservation() == id);
-            if held {
+            if node.state.borrow().holds(id) {
                 Answer::Reserved
             } else {
                 Answer::SoldOut
@@ -833,10 +1005,8 @@ impl Node {
     async fn ship(&mut self, epoch: u64, shipped: u64) -> bool {
         let tail: Vec<String> = {
             let s = self.state.borrow();
-            s.copy[shipped as usize..]
-                .iter()
-                .map(|e| e.data.clone())
-                .collect()
+            let from = (shipped.saturating_sub(s.base) as usize).min(s.copy.len());
+            s.copy[from..].iter().map(|e| e.data.clone()).collect()
         };
         if tail.is_empty() {
             return true;
@@ -855,6 +1025,20 @@ impl Node {
                     epoch,
                     shipped: last,
                 };
+                if last >= self.published + PUBLISH_EVERY {
+                    // The engine's snapshot, published (the stream trimmed
+                    // behind it).
+                    let data: Vec<String> = self.state.borrow().records().cloned().collect();
+                    let req = Req::Publish {
+                        holder: self.holder.clone(),
+                        epoch,
+                        seq: last,
+                        data,
+                    };
+                    if let Some(Resp::Done(true)) = self.rpc.call(req).await {
+                        self.published = last;
+                    }
+                }
                 true
             }
             other => {
@@ -881,6 +1065,7 @@ async fn node_host(
         format!("{name}/{}", s.incarnation)
     };
     let floor = state.borrow().copy.last().map_or(0, |e| e.epoch);
+    let published = state.borrow().base;
     let inbox = UdpSocket::bind(any_addr(NODE_PORT)).await?;
     let rpc = Rpc {
         sock: UdpSocket::bind(any_addr(9000)).await?,
@@ -899,6 +1084,7 @@ async fn node_host(
         lease: None,
         back_off_until: 0,
         floor,
+        published,
         role: Role::Placing,
     };
     node.log("starts".into());
@@ -1180,13 +1366,28 @@ fn check(
     server: &Server,
     states: &[Rc<RefCell<NodeState>>],
 ) {
-    let stream: Vec<&String> = server.primary.stream.iter().map(|e| &e.data).collect();
-    let held: BTreeSet<&str> = server
-        .primary
-        .stream
+    // What the log holds: its snapshot's records, then the stream's after.
+    let p = &server.primary;
+    let snap_seq = p.snapshot.as_ref().map_or(0, |s| s.seq);
+    let stream: Vec<&String> = p
+        .snapshot
         .iter()
-        .map(SEntry::reservation)
+        .flat_map(|s| s.data.iter())
+        .chain(
+            p.stream
+                .iter()
+                .filter(|e| e.seq > snap_seq)
+                .map(|e| &e.data),
+        )
         .collect();
+    if stream.len() as u64 != p.seq {
+        w.violations.push(format!(
+            "the log holds {} records under {} sequence numbers",
+            stream.len(),
+            p.seq
+        ));
+    }
+    let held: BTreeSet<&str> = stream.iter().map(|d| reservation_of(d)).collect();
     if held.len() != stream.len() || stream.len() > stock {
         w.violations.push(format!(
             "the stream holds {} ({} distinct) of {stock}",
@@ -1233,7 +1434,7 @@ fn check(
     }
     for (i, s) in states.iter().enumerate() {
         let st = s.borrow();
-        let copy: Vec<&String> = st.copy.iter().map(|e| &e.data).collect();
+        let copy: Vec<&String> = st.records().collect();
         let differ = copy.iter().zip(&stream).position(|(a, b)| a != b);
         if copy.len() < stream.len() || differ.is_some() {
             w.violations.push(format!(

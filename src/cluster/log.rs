@@ -530,6 +530,15 @@ impl ShardLog {
         Ok(outcome(&status, detail)? == "seeded")
     }
 
+    /// The sequence number of the shard's published snapshot (0: none).
+    pub fn published_seq(&mut self, shard: u32) -> Result<u64, LogError> {
+        let v: Option<u64> = redis::cmd("HGET")
+            .arg(self.key("snapshot", shard))
+            .arg("seq")
+            .query(&mut self.conn)?;
+        Ok(v.unwrap_or(0))
+    }
+
     /// The shard's published snapshot, if any.
     pub fn snapshot(&mut self, shard: u32) -> Result<Option<Published>, LogError> {
         let mut h: HashMap<String, Vec<u8>> = redis::cmd("HGETALL")

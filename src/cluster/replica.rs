@@ -212,14 +212,18 @@ impl Mirror {
     /// before this copy does (Redis lost entries it had, or never got this
     /// owner's last ones): the copy keeps its tail, and ships it if it
     /// takes the shard; an entry of another owner under those numbers
-    /// later makes it rebuild (`Resync::Diverged`). An empty stream (Redis
-    /// lost everything) holds nothing to disagree with.
+    /// later makes it rebuild (`Resync::Diverged`). An empty stream with
+    /// no published snapshot (Redis lost everything) holds nothing to
+    /// disagree with; one emptied by a snapshot's trim holds its records
+    /// only in that snapshot, so the copy cannot be checked: it rebuilds
+    /// (the simulation found a stale owner's tail kept that way).
     fn place(&self, log: &mut ShardLog) -> Result<Option<Follower>, MirrorError> {
         let mut before = "+".to_string();
         loop {
             let page = log.read_back(self.shard, &before, READ_BATCH)?;
             let Some(oldest) = page.last() else {
-                return Ok((before == "+").then(|| Follower {
+                let lost_everything = before == "+" && log.published_seq(self.shard)? == 0;
+                return Ok(lost_everything.then(|| Follower {
                     next_seq: self.last_seq + 1,
                     ..Follower::default()
                 }));
