@@ -72,6 +72,22 @@ fn own(r: &Redis, dir: &Path, m: Mirror, holder: &str, epoch: u64, clock: &Manua
     .0
 }
 
+/// Node a takes shard 0 with epoch 1, serves it, and counts 20 units of
+/// its one stock record: its connection and its engine.
+fn first_owner(
+    r: &Redis,
+    dir: &Path,
+    clock: &ManualClock,
+    rt: &tokio::runtime::Runtime,
+) -> (ShardLog, Engine) {
+    let mut l = log(r);
+    assert_eq!(l.acquire(0, "a/1", TTL, 0), Ok(Some(1)));
+    let m = mirror(dir, &mut l);
+    let a = own(r, dir, m, "a/1", 1, clock);
+    rt.block_on(one_record(&a, 20));
+    (l, a)
+}
+
 fn sorted(mut v: Vec<Reservation>) -> Vec<Reservation> {
     v.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
     v
@@ -97,11 +113,7 @@ fn a_follower_takes_over_and_the_old_owner_is_fenced_then_rebuilt() {
     let rt = rt();
 
     // Node a takes shard 0 (epoch 1) and serves it.
-    let mut log_a = log(&redis);
-    assert_eq!(log_a.acquire(0, "a/1", TTL, 0), Ok(Some(1)));
-    let m = mirror(&dir_a, &mut log_a);
-    let a = own(&redis, &dir_a, m, "a/1", 1, &clock);
-    rt.block_on(one_record(&a, 20));
+    let (mut log_a, a) = first_owner(&redis, &dir_a, &clock, &rt);
     let mut held = Vec::new();
     for _ in 0..12 {
         held.push(rt.block_on(hold_one(&a, 600)));
@@ -273,11 +285,7 @@ fn a_stale_tail_is_dropped_when_the_stream_was_trimmed_empty() {
     );
     let clock = ManualClock::new(1_700_000_000_000);
     let rt = rt();
-    let mut log_a = log(&redis);
-    assert_eq!(log_a.acquire(0, "a/1", TTL, 0), Ok(Some(1)));
-    let m = mirror(&dir_a, &mut log_a);
-    let a = own(&redis, &dir_a, m, "a/1", 1, &clock);
-    rt.block_on(one_record(&a, 20));
+    let (mut log_a, a) = first_owner(&redis, &dir_a, &clock, &rt);
     for _ in 0..3 {
         rt.block_on(hold_one(&a, 600));
     }

@@ -307,6 +307,10 @@ impl Store {
         self.seq
     }
 
+    fn snapshot_seq(&self) -> u64 {
+        self.snapshot.as_ref().map_or(0, |p| p.seq)
+    }
+
     /// Whether `holder` writes under `epoch` now (the scripts' fence).
     fn fenced(&self, now: u64, holder: &str, epoch: u64) -> bool {
         self.live(now)
@@ -471,10 +475,12 @@ impl Server {
                 seq,
                 data,
             } => {
-                let have = self.primary.snapshot.as_ref().map_or(0, |p| p.seq);
                 let at = self.primary.stream.iter().find(|e| e.seq == seq);
                 match at.map(|e| e.id) {
-                    Some(id) if self.primary.fenced(now, &holder, epoch) && seq > have => {
+                    Some(id)
+                        if self.primary.fenced(now, &holder, epoch)
+                            && seq > self.primary.snapshot_seq() =>
+                    {
                         let snap = Snap {
                             seq,
                             id,
@@ -493,11 +499,10 @@ impl Server {
                 seq,
                 data,
             } => {
-                let have = self.primary.snapshot.as_ref().map_or(0, |p| p.seq);
                 if !self.primary.fenced(now, &holder, epoch) {
                     return (Resp::Stale, None);
                 }
-                if self.primary.seq >= seq || have >= seq {
+                if self.primary.seq.max(self.primary.snapshot_seq()) >= seq {
                     return (Resp::Done(false), None);
                 }
                 let snap = Snap {
@@ -1368,7 +1373,7 @@ fn check(
 ) {
     // What the log holds: its snapshot's records, then the stream's after.
     let p = &server.primary;
-    let snap_seq = p.snapshot.as_ref().map_or(0, |s| s.seq);
+    let snap_seq = p.snapshot_seq();
     let stream: Vec<&String> = p
         .snapshot
         .iter()
