@@ -6,9 +6,11 @@
 //!
 //! What is simulated is the protocol of `src/cluster/`, rule for rule:
 //! - the stream server (`Server`): the Lua scripts of `log.rs` (lease with
-//!   a growing epoch above the counter, the stream's last entry and the
-//!   taker's floor; appends fenced by holder and epoch, a retry of entries
-//!   already in a no-op, a gap refused), and Redis's asynchronous
+//!   a growing epoch above the counter, the stream's last entry, the
+//!   published snapshot and the taker's floor; appends fenced by holder and
+//!   epoch, a retry of entries already in a no-op, a gap refused; a
+//!   snapshot published at an entry trims the stream behind it; a log
+//!   seeded from a snapshot), and Redis's asynchronous
 //!   replication: each write reaches the replica after a lag, `WAIT` answers
 //!   once the replica has it, and a failover promotes the replica, losing
 //!   the tail it did not have;
@@ -16,12 +18,14 @@
 //!   until `lease_valid_for` after the request was sent, taken only after a
 //!   TTL for another's shard, a taken lease waited for when `WAIT` is
 //!   configured), the owner's (a reservation journaled locally, shipped
-//!   fenced, acknowledged only once shipped; a refused or unanswered
-//!   shipment hands the shard back), the follower's (`log::Follower`, the
-//!   real type: duplicates skipped, gaps and diverged tails rebuilt; a copy
-//!   placed against the stream when it starts), and the taker's (catch up,
-//!   leave the shard to a live node with a longer copy, ship a tail the
-//!   stream lost);
+//!   fenced, acknowledged only once shipped, a snapshot published every
+//!   ten; a refused or unanswered shipment hands the shard back), the
+//!   follower's (`log::Follower`, the real type: duplicates skipped; a gap,
+//!   a diverged tail or a lost position rebuilt from the published
+//!   snapshot; a copy placed against the stream when it starts), and the
+//!   taker's (catch up, leave the shard to a live node with a longer copy,
+//!   seed a stream that lost what its copy holds as a snapshot, ship a tail
+//!   the stream lost);
 //! - clients reserving one hot SKU through any node, retrying an unknown
 //!   outcome under the same id (as an Idempotency-Key).
 //!
