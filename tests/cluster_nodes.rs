@@ -822,12 +822,27 @@ fn followers_answer_reads() {
         ];
         for n in (0..3).filter(|n| *n != owner) {
             for path in &paths {
-                let (st, got, follower) = read(&cl.url(n, path), false);
                 let (_, want, by_follower) = read(&cl.url(owner, path), false);
                 assert!(!by_follower, "the owner answers itself");
-                assert_eq!(st, 200, "{got}");
-                assert_eq!(got, want, "{path} via n{}", n + 1);
-                answered += usize::from(follower);
+                // Whoever answers, the answer is the owner's; the node's
+                // copy answers once it has read past the writes this node
+                // took (the seeding's), within moments.
+                let deadline = Instant::now() + Duration::from_secs(2);
+                loop {
+                    let (st, got, follower) = read(&cl.url(n, path), false);
+                    assert_eq!(st, 200, "{got}");
+                    assert_eq!(got, want, "{path} via n{}", n + 1);
+                    if follower {
+                        answered += 1;
+                        break;
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "{path}: n{}'s copy never answered",
+                        n + 1
+                    );
+                    std::thread::sleep(Duration::from_millis(10));
+                }
             }
         }
     }
@@ -842,12 +857,14 @@ fn followers_answer_reads() {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let (_, got, by_follower) = read(&cl.url(follower, "/v1/availability/A0"), false);
-        assert!(by_follower);
-        if got["available"] == 47 {
+        if by_follower && got["available"] == 47 {
             break;
         }
-        assert_eq!(got["available"], 50, "{got}");
-        assert!(Instant::now() < deadline, "the write never showed: {got}");
+        assert!(got["available"] == 50 || got["available"] == 47, "{got}");
+        assert!(
+            Instant::now() < deadline,
+            "the write never showed at the copy: {got}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     // Read-your-writes: the owner's answer, forwarded.

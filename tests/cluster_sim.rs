@@ -791,20 +791,13 @@ impl Node {
                 let same = self.state.borrow().record(e.seq).map(|x| &x.data) == Some(&e.data);
                 if same {
                     self.log(format!("placed at {last} (stream entry {} agrees)", e.seq));
-                    Follower {
-                        next_seq: last + 1,
-                        epoch: e.epoch,
-                        after: format!("0-{}", e.id),
-                    }
+                    Follower::placed(last, Some(&e.entry()))
                 } else {
                     self.wipe();
                     Follower::default()
                 }
             }
-            None if lost_everything => Follower {
-                next_seq: last + 1,
-                ..Follower::default()
-            },
+            None if lost_everything => Follower::placed(last, None),
             None => {
                 self.wipe();
                 Follower::default()

@@ -606,6 +606,13 @@ pub struct Follower {
     pub next_seq: u64,
     pub epoch: u64,
     pub after: String,
+    /// The last number the stream was seen to hold as this copy holds it.
+    /// Records after it and before `next_seq` are a tail the stream did
+    /// not have when the copy was placed (`unconfirmed`): the next entry
+    /// read must be the one right after `confirmed`, for one beyond means
+    /// the stream moved past that tail (another owner wrote those numbers
+    /// and a snapshot's trim took them) unseen: the copy must resync.
+    pub confirmed: u64,
 }
 
 impl Default for Follower {
@@ -614,6 +621,7 @@ impl Default for Follower {
             next_seq: 1,
             epoch: 0,
             after: "0-0".into(),
+            confirmed: 0,
         }
     }
 }
@@ -625,17 +633,37 @@ impl Follower {
             next_seq: p.seq + 1,
             epoch: p.epoch,
             after: p.id.clone(),
+            confirmed: p.seq,
+        }
+    }
+
+    /// Placed on a copy whose records end at `last`, where the stream's
+    /// entry `at` (at or before `last`; `None`: an empty stream) holds the
+    /// copy's record: records after it are unconfirmed (`confirmed`).
+    pub fn placed(last: u64, at: Option<&Entry>) -> Follower {
+        Follower {
+            next_seq: last + 1,
+            epoch: at.map_or(0, |e| e.epoch),
+            after: at.map_or_else(|| "0-0".to_string(), |e| e.id.clone()),
+            confirmed: at.map_or(0, |e| e.seq),
         }
     }
 
     /// Whether to apply `e` (false: a duplicate, already applied); moves
     /// past it.
     pub fn accept(&mut self, e: &Entry) -> Result<bool, Resync> {
+        if e.seq > self.confirmed + 1 && self.confirmed + 1 < self.next_seq {
+            return Err(Resync::Gap {
+                expected: self.confirmed + 1,
+                got: e.seq,
+            });
+        }
         if e.seq < self.next_seq {
             if e.epoch > self.epoch {
                 return Err(Resync::Diverged { seq: e.seq });
             }
             self.after = e.id.clone();
+            self.confirmed = self.confirmed.max(e.seq);
             return Ok(false);
         }
         if e.seq > self.next_seq {
@@ -650,6 +678,7 @@ impl Follower {
         self.next_seq += 1;
         self.epoch = e.epoch;
         self.after = e.id.clone();
+        self.confirmed = e.seq;
         Ok(true)
     }
 }
@@ -693,6 +722,35 @@ mod tests {
         };
         let mut g = Follower::at(&p);
         assert_eq!(g.accept(&entry(11, 2)), Ok(true));
+    }
+
+    /// A copy placed with a tail the stream lacked: the stream going on
+    /// past that tail unseen (another owner's entries under those numbers
+    /// trimmed away) is a gap, not the next record; the tail shipped again
+    /// (the same entries) confirms it.
+    #[test]
+    fn a_tail_the_stream_lacked_is_confirmed_or_resynced() {
+        let at = entry(3, 1);
+        let mut f = Follower::placed(5, Some(&at));
+        assert_eq!(
+            f.accept(&entry(6, 2)),
+            Err(Resync::Gap {
+                expected: 4,
+                got: 6
+            })
+        );
+        assert_eq!(f.accept(&entry(4, 2)), Err(Resync::Diverged { seq: 4 }));
+        assert_eq!(f.accept(&entry(4, 1)), Ok(false), "the tail, shipped again");
+        assert_eq!(f.accept(&entry(5, 1)), Ok(false));
+        assert_eq!(f.accept(&entry(6, 2)), Ok(true), "confirmed: it goes on");
+        let mut h = Follower::placed(2, None);
+        assert_eq!(
+            h.accept(&entry(9, 2)),
+            Err(Resync::Gap {
+                expected: 1,
+                got: 9
+            })
+        );
     }
 
     #[test]

@@ -223,18 +223,11 @@ impl Mirror {
             let page = log.read_back(self.shard, &before, READ_BATCH)?;
             let Some(oldest) = page.last() else {
                 let lost_everything = before == "+" && log.published_seq(self.shard)? == 0;
-                return Ok(lost_everything.then(|| Follower {
-                    next_seq: self.last_seq + 1,
-                    ..Follower::default()
-                }));
+                return Ok(lost_everything.then(|| Follower::placed(self.last_seq, None)));
             };
             if let Some(e) = page.iter().find(|e| e.seq <= self.last_seq) {
                 let same = self.local_record(e.seq)?.is_some_and(|b| b == e.data);
-                return Ok(same.then(|| Follower {
-                    next_seq: self.last_seq + 1,
-                    epoch: e.epoch,
-                    after: e.id.clone(),
-                }));
+                return Ok(same.then(|| Follower::placed(self.last_seq, Some(e))));
             }
             before = format!("({}", oldest.id);
         }
