@@ -822,7 +822,7 @@ impl Node {
         };
         // `follow` in node.rs: the stream says more than this copy has and
         // nothing follows its position: the position was lost.
-        if page.is_empty() && stream > self.copy_len() {
+        if page.is_empty() && stream > follow.confirmed {
             self.resync(follow, "position lost").await;
             return Some(0);
         }

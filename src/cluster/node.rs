@@ -700,9 +700,10 @@ impl Manager {
 ///
 /// `check` (a tenth of a second apart): the stream's last sequence number
 /// is read before the poll; numbers only grow, so a stream that says it
-/// has more than this copy while the poll finds nothing after the copy's
-/// position has lost that position (Redis started it again from a
-/// snapshot, with nothing after it yet): the copy resyncs.
+/// has more than this copy confirms while the poll finds nothing after
+/// the copy's position has lost that position (Redis started it again
+/// from a snapshot, or a trim took what another owner wrote over a tail
+/// this copy kept): the copy resyncs.
 fn follow(
     shard: u32,
     m: &mut Mirror,
@@ -711,11 +712,14 @@ fn follow(
     check: bool,
 ) -> Result<usize, MirrorError> {
     let stream = if check { log.last_seq(shard)? } else { 0 };
-    let before = m.last_seq();
+    let (before, confirmed) = (m.last_seq(), m.confirmed());
     let n = m.poll(log, FOLLOW_BATCH)?;
-    if n == 0 && stream > before {
+    // Past what the stream was seen to hold as this copy does: a copy with
+    // a tail the stream lacked is behind too once the stream has more than
+    // the confirmed part and none of it can be read (trimmed).
+    if n == 0 && stream > confirmed {
         return Err(MirrorError::Resync(Resync::Gap {
-            expected: before + 1,
+            expected: confirmed + 1,
             got: stream,
         }));
     }

@@ -415,6 +415,12 @@ impl Mirror {
         self.follow.epoch
     }
 
+    /// The last record the stream was seen to hold as this copy does
+    /// (`Follower::confirmed`).
+    pub fn confirmed(&self) -> u64 {
+        self.follow.confirmed
+    }
+
     /// Ends the copy for its owner's engine to start on (`Start::recovered`):
     /// every record copied is durable and its journal closed.
     pub fn promote(mut self) -> Result<(Model, RecoveryReport), MirrorError> {
