@@ -336,3 +336,43 @@ fn a_stale_tail_is_dropped_when_the_stream_was_trimmed_empty() {
     assert_eq!(a_copy.last_seq(), last);
     same_state(&rt, &a_copy, &b);
 }
+
+/// A rebuild that fails half-way (Redis gone once the copy was wiped)
+/// leaves a copy that can still apply what comes next: its journal runs,
+/// so the next entries are applied rather than refused forever.
+#[test]
+fn a_rebuild_cut_short_leaves_a_copy_that_still_follows() {
+    let mut redis = Redis::start();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (dir_a, dir_b, dir_x) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("x"),
+    );
+    let clock = ManualClock::new(1_700_000_000_000);
+    let rt = rt();
+    let (_log_a, a) = first_owner(&redis, &dir_a, &clock, &rt);
+    let mut log_b = log(&redis);
+    let mut b = mirror(&dir_b, &mut log_b);
+    b.catch_up(&mut log_b).expect("catch up");
+    assert!(b.last_seq() > 0);
+    a.shutdown();
+    drop(a);
+
+    redis.kill();
+    assert!(b.rebuild(&mut log_b).is_err(), "Redis is gone");
+    assert_eq!(b.last_seq(), 0, "wiped");
+
+    // Redis back (empty); a new owner writes; the copy follows it.
+    redis.restart_empty();
+    let mut log_b = log(&redis);
+    let (_log_x, x) = first_owner(&redis, &dir_x, &clock, &rt);
+    let written = x
+        .journal()
+        .stats
+        .last_seq
+        .load(std::sync::atomic::Ordering::Relaxed);
+    b.catch_up(&mut log_b).expect("the copy applies again");
+    assert_eq!(b.last_seq(), written);
+    same_state(&rt, &b, &x);
+}

@@ -146,6 +146,7 @@ impl ClusterNode {
             last_owners: Instant::now() - Duration::from_secs(1),
             published: vec![0; config.shards as usize],
             behind_since: vec![None; config.shards as usize],
+            reopen: Vec::new(),
             last_snapshots: Instant::now(),
         };
         let thread = std::thread::Builder::new()
@@ -309,6 +310,8 @@ struct Manager {
     last_snapshots: Instant,
     /// Per owned shard, since when its stream has been behind its journal.
     behind_since: Vec<Option<Instant>>,
+    /// Followed copies that failed, to open again.
+    reopen: Vec<u32>,
 }
 
 /// How often a node reads the owners and says how far its copies go.
@@ -354,8 +357,12 @@ impl Manager {
 
     /// One pass over the shards; answers the stream entries read.
     fn round(&mut self, storage: &Arc<dyn Storage>) -> Result<usize, MirrorError> {
-        // First what needs no Redis: engines that may no longer write.
+        // First what needs no Redis: engines that may no longer write,
+        // copies that failed.
         self.give_up_lost();
+        for s in std::mem::take(&mut self.reopen) {
+            self.close(s);
+        }
         self.track_backlog();
         let reporting = self.last_owners.elapsed() >= REPORT_EVERY;
         if reporting {
@@ -406,6 +413,13 @@ impl Manager {
                         self.node.views[s as usize].write().caught_up = None;
                         m.rebuild(log)?;
                         true
+                    }
+                    // The copy itself failed (its journal): it is opened
+                    // again from its directory next round.
+                    Err(e @ MirrorError::Journal(_)) => {
+                        tracing::error!(shard = s, error = %e, "cluster: the shard's copy failed: opening it again");
+                        self.reopen.push(s);
+                        return Err(e);
                     }
                     Err(e) => return Err(e),
                 };
@@ -633,7 +647,8 @@ impl Manager {
         Ok(())
     }
 
-    /// Stops whatever copy of `shard` runs (an engine: no longer served).
+    /// Stops whatever copy of `shard` runs (an engine: no longer served; a
+    /// mirror: its journal stopped); it is opened again next round.
     fn close(&mut self, shard: u32) {
         let i = shard as usize;
         let mut v = self.node.views[i].write();

@@ -362,30 +362,42 @@ impl Mirror {
     /// stream's start.
     pub fn rebuild(&mut self, log: &mut ShardLog) -> Result<(), MirrorError> {
         self.wipe()?;
-        if let Some(p) = log.snapshot(self.shard)? {
-            let bad = |detail: String| MirrorError::Stream {
-                shard: self.shard,
-                detail: format!("published snapshot: {detail}"),
-            };
-            let (seq, model) = decode_snapshot(&p.data).map_err(bad)?;
-            if seq != p.seq {
-                return Err(bad(format!("holds {seq}, published as {}", p.seq)));
-            }
-            if let Some((store, base)) = &mut self.archive {
-                store.save(seq, &model)?;
-                *base = seq;
-            }
-            tracing::info!(
-                shard = self.shard,
-                seq,
-                "copy bootstrapped from the published snapshot"
-            );
-            *self.model.write() = model;
-            self.last_seq = seq;
-            self.follow = Follower::at(&p);
-        }
+        let bootstrapped = self.bootstrap(log);
+        // The journal runs whatever the bootstrap did: a copy left without
+        // one could apply nothing again (every later round would fail).
+        // Without the snapshot the copy is empty, and its next read finds
+        // the gap again.
         self.start_journal()?;
+        bootstrapped?;
         self.catch_up(log)
+    }
+
+    /// Starts the (wiped) copy at the published snapshot, if there is one.
+    fn bootstrap(&mut self, log: &mut ShardLog) -> Result<(), MirrorError> {
+        let Some(p) = log.snapshot(self.shard)? else {
+            return Ok(());
+        };
+        let bad = |detail: String| MirrorError::Stream {
+            shard: self.shard,
+            detail: format!("published snapshot: {detail}"),
+        };
+        let (seq, model) = decode_snapshot(&p.data).map_err(bad)?;
+        if seq != p.seq {
+            return Err(bad(format!("holds {seq}, published as {}", p.seq)));
+        }
+        if let Some((store, base)) = &mut self.archive {
+            store.save(seq, &model)?;
+            *base = seq;
+        }
+        tracing::info!(
+            shard = self.shard,
+            seq,
+            "copy bootstrapped from the published snapshot"
+        );
+        *self.model.write() = model;
+        self.last_seq = seq;
+        self.follow = Follower::at(&p);
+        Ok(())
     }
 
     /// The copy's newest snapshot as stored (`SnapshotStore::newest_encoded`).
