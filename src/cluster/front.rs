@@ -211,17 +211,22 @@ impl Front {
     /// no-cache`: its writes through other nodes too). The answer says
     /// `x-holdfast-read: follower`.
     fn follower_read(&self, r: &Incoming<'_>) -> Option<ApiResult> {
+        // Every request passes here: the route first, the header after.
+        let sku = match r.seg {
+            ["v1", "availability", sku] | ["v1", "inventory", _, sku]
+                if r.method == Method::GET =>
+            {
+                *sku
+            }
+            _ => return None,
+        };
         let no_cache = r.headers.get_all("cache-control").iter().any(|v| {
             v.to_str()
                 .is_ok_and(|v| v.to_ascii_lowercase().contains("no-cache"))
         });
-        if r.method != Method::GET || no_cache {
+        if no_cache {
             return None;
         }
-        let sku = match r.seg {
-            ["v1", "availability", sku] | ["v1", "inventory", _, sku] => *sku,
-            _ => return None,
-        };
         let shard = self.node.config.shard_of(sku);
         if self.node.owned(shard).is_some() {
             return None;

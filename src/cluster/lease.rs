@@ -234,10 +234,17 @@ fn run(p: Placement, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
     let valid = lease_valid_for(ttl);
     let started = Instant::now();
     let mut log: Option<ShardLog> = None;
-    let confirm = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_millis(200))
-        .build()
-        .ok();
+    // Only `keep_when_unreachable` asks the other nodes (a blocking client
+    // runs a thread of its own: none is made otherwise).
+    let confirm = p
+        .keep_when_unreachable
+        .then(|| {
+            reqwest::blocking::Client::builder()
+                .timeout(Duration::from_millis(200))
+                .build()
+                .ok()
+        })
+        .flatten();
     while !stop.load(Ordering::Acquire) {
         let tick = Instant::now();
         if log.is_none() {

@@ -146,7 +146,6 @@ impl ClusterNode {
             last_owners: Instant::now() - Duration::from_secs(1),
             published: vec![0; config.shards as usize],
             behind_since: vec![None; config.shards as usize],
-            reopen: Vec::new(),
             last_snapshots: Instant::now(),
         };
         let thread = std::thread::Builder::new()
@@ -177,6 +176,14 @@ impl ClusterNode {
     pub fn wrote(&self, shard: u32) {
         if let Some(v) = self.views.get(shard as usize) {
             v.write().wrote_at = Some(Instant::now());
+        }
+    }
+
+    /// The lease this node writes a shard under at `epoch`.
+    fn fence(&self, epoch: u64) -> Fence {
+        Fence {
+            holder: self.holder.clone(),
+            epoch,
         }
     }
 
@@ -310,8 +317,6 @@ struct Manager {
     last_snapshots: Instant,
     /// Per owned shard, since when its stream has been behind its journal.
     behind_since: Vec<Option<Instant>>,
-    /// Followed copies that failed, to open again.
-    reopen: Vec<u32>,
 }
 
 /// How often a node reads the owners and says how far its copies go.
@@ -357,12 +362,8 @@ impl Manager {
 
     /// One pass over the shards; answers the stream entries read.
     fn round(&mut self, storage: &Arc<dyn Storage>) -> Result<usize, MirrorError> {
-        // First what needs no Redis: engines that may no longer write,
-        // copies that failed.
+        // First what needs no Redis: engines that may no longer write.
         self.give_up_lost();
-        for s in std::mem::take(&mut self.reopen) {
-            self.close(s);
-        }
         self.track_backlog();
         let reporting = self.last_owners.elapsed() >= REPORT_EVERY;
         if reporting {
@@ -418,7 +419,7 @@ impl Manager {
                     // again from its directory next round.
                     Err(e @ MirrorError::Journal(_)) => {
                         tracing::error!(shard = s, error = %e, "cluster: the shard's copy failed: opening it again");
-                        self.reopen.push(s);
+                        self.close(s);
                         return Err(e);
                     }
                     Err(e) => return Err(e),
@@ -495,7 +496,7 @@ impl Manager {
         }
         let applied = m.last_seq();
         // What the stream holds: a copy ahead of it ships the rest first.
-        let shipped = log.last_seq(shard)?;
+        let mut shipped = log.last_seq(shard)?;
         // The stream is the truth, unless Redis lost entries: then the
         // longest copy must take the shard, or what only it holds (writes
         // acknowledged before the loss) would be written over.
@@ -522,13 +523,8 @@ impl Manager {
         }
         // Redis lost more than this copy's journal holds (it was cut
         // behind its snapshot): the stream starts again from that snapshot.
-        let mut shipped = shipped;
         if let Some((seq, bytes)) = m.newest_snapshot().filter(|(seq, _)| *seq > shipped) {
-            let fence = Fence {
-                holder: self.node.holder.clone(),
-                epoch,
-            };
-            if log.seed(shard, &fence, seq, &bytes)? {
+            if log.seed(shard, &self.node.fence(epoch), seq, &bytes)? {
                 tracing::warn!(shard, seq, stream = shipped, "cluster: the stream lost what this copy holds as a snapshot: started again from it");
             }
             shipped = log.last_seq(shard)?;
@@ -546,10 +542,7 @@ impl Manager {
             &c.redis_url,
             &c.cluster,
             shard,
-            Fence {
-                holder: self.node.holder.clone(),
-                epoch,
-            },
+            self.node.fence(epoch),
             c.lease.ttl(),
         )
         .waiting_for(c.replication.wait_aof, c.replication.wait_replicas);
@@ -618,11 +611,7 @@ impl Manager {
                 let Some(id) = log.id_of(shard, seq)? else {
                     continue; // not in the stream (trimmed): a later one will be
                 };
-                let fence = Fence {
-                    holder: self.node.holder.clone(),
-                    epoch: *epoch,
-                };
-                match log.publish_snapshot(shard, &fence, seq, &id, &bytes) {
+                match log.publish_snapshot(shard, &self.node.fence(*epoch), seq, &id, &bytes) {
                     Ok(()) => {
                         tracing::info!(
                             shard,

@@ -212,7 +212,9 @@ impl Mirror {
     /// before this copy does (Redis lost entries it had, or never got this
     /// owner's last ones): the copy keeps its tail, and ships it if it
     /// takes the shard; an entry of another owner under those numbers
-    /// later makes it rebuild (`Resync::Diverged`). An empty stream with
+    /// later makes it rebuild (`Resync::Diverged`; or a gap past
+    /// `Follower::confirmed`, when a trim took those entries first). An
+    /// empty stream with
     /// no published snapshot (Redis lost everything) holds nothing to
     /// disagree with; one emptied by a snapshot's trim holds its records
     /// only in that snapshot, so the copy cannot be checked: it rebuilds

@@ -903,12 +903,7 @@ impl ShipperThread {
     fn ship(&mut self, first: u64, bodies: &[&[u8]]) -> Result<(), String> {
         for (i, chunk) in bodies.chunks(self.batch_max).enumerate() {
             let at = first + (i * self.batch_max) as u64;
-            let shipped = self.hook.ship(at, chunk);
-            if shipped.is_ok() {
-                let last = at + chunk.len() as u64 - 1;
-                self.stats.shipped_seq.fetch_max(last, Ordering::Release);
-            }
-            if let Err(e) = shipped {
+            if let Err(e) = self.hook.ship(at, chunk) {
                 // The reason first: a write refused for the poison says it.
                 *self.failed.lock() = Some(e.clone());
                 if !self.poisoned.swap(true, Ordering::AcqRel) {
@@ -916,6 +911,8 @@ impl ShipperThread {
                 }
                 return Err(e);
             }
+            let last = at + chunk.len() as u64 - 1;
+            self.stats.shipped_seq.fetch_max(last, Ordering::Release);
         }
         Ok(())
     }
@@ -941,7 +938,7 @@ impl ShipperThread {
 
 impl Shipment {
     fn len(&self) -> usize {
-        self.bodies.len() + self.batch.iter().filter(|a| !a.body.is_empty()).count()
+        self.records().count()
     }
 
     /// Its records in order: copied ones, or (`ack_after`) the batch's.
