@@ -98,17 +98,20 @@ fn app_state(
         idem.seed(key.clone(), http::reservations::idempotent_answer(entry));
     }
     Arc::new(AppState {
-        engine,
         auth: Auth::new(cfg.tokens.as_deref()),
         idem,
         payments: vec![(
             "sandbox".to_string(),
             Arc::new(crate::payments::sandbox::Sandbox::new()),
         )],
-        closing: tokio::sync::watch::channel(false).0,
-        feed_idle: std::time::Duration::from_secs(cfg.feed.idle_timeout_s),
-        feed_snapshots: tokio::sync::Semaphore::new(crate::http::feed::SNAPSHOTS_AT_ONCE),
-        feed_rt,
+        feed: Arc::new(http::feed::FeedHost::new(
+            Arc::new(http::feed::EngineFeeds(engine.clone())),
+            Auth::new(cfg.tokens.as_deref()),
+            engine.metrics().clone(),
+            std::time::Duration::from_secs(cfg.feed.idle_timeout_s),
+            feed_rt,
+        )),
+        engine,
     })
 }
 
@@ -154,8 +157,19 @@ pub fn run_cluster(config: Option<&Path>, cluster: &Path, node_id: &str) -> Resu
             }),
         },
     )?;
-    let auth = http::auth::Auth::new(cfg.tokens.as_deref());
-    let front = Arc::new(crate::cluster::front::Front::new(node.clone(), auth)?);
+    let auth = || http::auth::Auth::new(cfg.tokens.as_deref());
+    let feed = Arc::new(http::feed::FeedHost::new(
+        Arc::new(crate::cluster::feed::ClusterFeeds(node.clone())),
+        auth(),
+        node.metrics.clone(),
+        std::time::Duration::from_secs(cfg.feed.idle_timeout_s),
+        feed_rt.handle().clone(),
+    ));
+    let front = Arc::new(crate::cluster::front::Front::new(
+        node.clone(),
+        auth(),
+        feed,
+    )?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("http")

@@ -8,11 +8,12 @@
 mod common;
 
 use common::redis::Redis;
+use common::ws::{connect, converge, next_json, records, Socket};
 use common::{call, client, free_port, Server};
 use holdfast::cluster::ClusterConfig;
 use parking_lot::Mutex;
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -965,4 +966,161 @@ fn with_redis_down_local_owners_keep_serving() {
         let (st, b) = get_retrying(&cl.url(1, &format!("/v1/inventory/S000/A{i}")));
         assert_eq!((st, b["reserved"].as_u64()), (200, Some(want)), "A{i}: {b}");
     }
+}
+
+/// Each SKU's record at `S000` as the owners answer it: (on_hand, reserved).
+fn owners_records(cl: &Cluster, through: usize) -> BTreeMap<String, (i64, i64)> {
+    (0..SKUS)
+        .map(|i| {
+            let (st, b, _) = read(&cl.url(through, &format!("/v1/inventory/S000/A{i}")), true);
+            assert_eq!(st, 200, "{b}");
+            let v = (
+                b["on_hand"].as_i64().unwrap_or(-1),
+                b["reserved"].as_i64().unwrap_or(-1),
+            );
+            (format!("A{i}@S000"), v)
+        })
+        .collect()
+}
+
+/// A feed session on a node: (node, socket, its records).
+type Session = (usize, Socket, BTreeMap<String, (i64, i64, i64)>);
+
+/// Reads every session until its records show `want` (those it follows);
+/// per session: (node, changes read, snapshots read).
+fn converge_all(
+    rt: &tokio::runtime::Runtime,
+    sessions: &mut [Session],
+    want: &BTreeMap<String, (i64, i64)>,
+) -> Vec<(usize, usize, usize)> {
+    rt.block_on(async {
+        let mut out = Vec::new();
+        for (n, ws, state) in sessions.iter_mut() {
+            let only: BTreeMap<String, (i64, i64)> = want
+                .iter()
+                .filter(|(k, _)| state.contains_key(*k))
+                .map(|(k, v)| (k.clone(), *v))
+                .collect();
+            let (changes, snapshots) = converge(ws, state, &only, Duration::from_secs(10)).await;
+            out.push((*n, changes, snapshots));
+        }
+        out
+    })
+}
+
+/// The stock feed on cluster nodes: a location's session on every node
+/// (its snapshot and changes from the node's copies of every shard, the
+/// engines of those it owns), a SKU's on a node that follows its shard;
+/// every session ends at the owners' records, versions only growing.
+/// The owner of a shard killed: the sessions on the node that takes it
+/// over follow again from a fresh snapshot and go on.
+#[test]
+fn every_node_feeds_its_sessions_across_a_takeover() {
+    let redis = Redis::start();
+    let mut cl = Cluster::start(&redis, "");
+    cl.wait_served();
+    cl.seed(&|_| 1_000);
+    cl.wait_copies_equal();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let hot = "A3";
+    let hot_shard = cl.config.shard_of(hot);
+    let victim = cl.owner_of(hot_shard);
+    let follower = (victim + 1) % 3;
+    // Connected and snapshotted: (node, socket, state).
+    let mut sessions = rt.block_on(async {
+        let mut v = Vec::new();
+        for (n, query) in (0..3)
+            .map(|n| (n, "location=S000"))
+            .chain([(follower, "sku=A3")])
+        {
+            let mut ws = connect(cl.ports[n], query, "any", true)
+                .await
+                .unwrap_or_else(|st| panic!("n{}: {query} refused with {st}", n + 1));
+            let m = next_json(&mut ws, Duration::from_secs(5))
+                .await
+                .expect("a snapshot");
+            assert_eq!(m["type"], "snapshot", "{m}");
+            let state = records(&m);
+            let expected = if query.starts_with("sku") { 1 } else { SKUS };
+            assert_eq!(state.len(), expected, "n{}: {m}", n + 1);
+            assert!(
+                state.values().all(|r| (r.0, r.1) == (1_000, 0)),
+                "n{}: {state:?}",
+                n + 1
+            );
+            v.push((n, ws, state));
+        }
+        v
+    });
+    // Unknown scopes are refused before the upgrade, as on one node.
+    rt.block_on(async {
+        assert_eq!(
+            connect(cl.ports[0], "location=S999", "any", true)
+                .await
+                .err(),
+            Some(404)
+        );
+        assert_eq!(
+            connect(cl.ports[1], "sku=nope", "any", true).await.err(),
+            Some(404)
+        );
+    });
+
+    // Holds through every node, on every SKU: every session ends at the
+    // owners' records.
+    let hold_everywhere = |cl: &Cluster, nodes: &[usize], rounds: usize| {
+        for k in 0..rounds {
+            for i in 0..SKUS {
+                let n = nodes[(k + i) % nodes.len()];
+                let (st, b) =
+                    reserve(&cl.url(n, "/v1/reservations"), &format!("A{i}"), 1).expect("reserve");
+                assert_eq!(st, 201, "{b}");
+            }
+        }
+    };
+    hold_everywhere(&cl, &[0, 1, 2], 3);
+    let want = owners_records(&cl, 0);
+    assert!(want.values().all(|r| *r == (1_000, 3)), "{want:?}");
+    for (n, changes, _) in converge_all(&rt, &mut sessions, &want) {
+        assert!(changes > 0, "n{}: no changes read", n + 1);
+    }
+    let m = client()
+        .get(cl.url(follower, "/metrics"))
+        .send()
+        .expect("metrics")
+        .text()
+        .expect("text");
+    assert!(m.contains("holdfast_cluster_feed_sessions 2\n"), "{m}");
+
+    // The owner of A3's shard killed: a standby takes it over; sessions on
+    // the survivors go on, those on the one that took it from a fresh
+    // snapshot (its feed now comes from its engine).
+    drop(cl.nodes[victim].take()); // SIGKILL
+    sessions.retain(|(n, _, _)| *n != victim);
+    cl.wait_served();
+    let taker = cl.owner_of(hot_shard);
+    let survivors: Vec<usize> = (0..3).filter(|n| *n != victim).collect();
+    hold_everywhere(&cl, &survivors, 2);
+    let want = owners_records(&cl, survivors[0]);
+    assert!(want.values().all(|r| *r == (1_000, 5)), "{want:?}");
+    rt.block_on(async {
+        for (n, ws, state) in &mut sessions {
+            let only: BTreeMap<String, (i64, i64)> = want
+                .iter()
+                .filter(|(k, _)| state.contains_key(*k))
+                .map(|(k, v)| (k.clone(), *v))
+                .collect();
+            let (_, snapshots) = converge(ws, state, &only, Duration::from_secs(10)).await;
+            if *n == taker {
+                assert!(
+                    snapshots > 0,
+                    "n{}: took the shard, no fresh snapshot",
+                    *n + 1
+                );
+            }
+        }
+    });
 }

@@ -6,118 +6,18 @@
 
 mod common;
 
+use common::ws::{connect, follow, next_json, records};
 use common::{auth_with, call, client, seed, Server};
 use futures::StreamExt;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 const ADMIN: &str = "admin-secret";
 
 fn config() -> String {
     auth_with("[[auth.tokens]]\ntoken = \"store-s000\"\nrole = \"store\"\nlocation = \"S000\"\n")
-}
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Connects to the feed; `header` puts the token in `Authorization`,
-/// otherwise it goes in `?token=`. Err: the HTTP status of the refusal.
-async fn connect(s: &Server, query: &str, token: &str, header: bool) -> Result<Socket, u16> {
-    let url = if header {
-        format!("ws://127.0.0.1:{}/v1/feed?{query}", s.port)
-    } else {
-        format!("ws://127.0.0.1:{}/v1/feed?{query}&token={token}", s.port)
-    };
-    let mut req = url.into_client_request().expect("request");
-    if header {
-        req.headers_mut().insert(
-            "authorization",
-            format!("Bearer {token}").parse().expect("header"),
-        );
-    }
-    match tokio_tungstenite::connect_async(req).await {
-        Ok((ws, _)) => Ok(ws),
-        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
-        Err(e) => panic!("connect: {e}"),
-    }
-}
-
-/// The next JSON text message (pings and pongs skipped), or None on close
-/// or after `wait`.
-async fn next_json(ws: &mut Socket, wait: Duration) -> Option<Value> {
-    loop {
-        match tokio::time::timeout(wait, ws.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) => return serde_json::from_str(&t).ok(),
-            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
-            _ => return None,
-        }
-    }
-}
-
-/// Reads a client's snapshot, then its changes until every record it
-/// follows shows `want` (sku@location -> (on_hand, reserved)); checks each
-/// record's versions grow. Returns how many changes it read.
-async fn follow(
-    ws: &mut Socket,
-    snapshot: &mut BTreeMap<String, (i64, i64, i64)>,
-    want: &BTreeMap<String, (i64, i64)>,
-) -> usize {
-    let mut read = 0;
-    loop {
-        let done = want
-            .iter()
-            .all(|(k, v)| snapshot.get(k).map(|x| (x.0, x.1)) == Some(*v));
-        if done {
-            return read;
-        }
-        let m = next_json(ws, Duration::from_secs(5))
-            .await
-            .unwrap_or_else(|| panic!("feed ended early; have {snapshot:?}, want {want:?}"));
-        assert_eq!(m["type"], "stock", "{m}");
-        assert!(m["ts"].as_str().is_some_and(|t| t.ends_with('Z')), "{m}");
-        let key = format!(
-            "{}@{}",
-            m["sku"].as_str().unwrap_or(""),
-            m["location"].as_str().unwrap_or("")
-        );
-        let version = m["version"].as_i64().unwrap_or(-1);
-        let before = snapshot.get(&key).map_or(-1, |x| x.2);
-        assert!(version > before, "{key}: version {version} after {before}");
-        snapshot.insert(
-            key,
-            (
-                m["on_hand"].as_i64().unwrap_or(-1),
-                m["reserved"].as_i64().unwrap_or(-1),
-                version,
-            ),
-        );
-        read += 1;
-    }
-}
-
-fn records(snapshot: &Value) -> BTreeMap<String, (i64, i64, i64)> {
-    snapshot["records"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|r| {
-            (
-                format!(
-                    "{}@{}",
-                    r["sku"].as_str().unwrap_or(""),
-                    r["location"].as_str().unwrap_or("")
-                ),
-                (
-                    r["on_hand"].as_i64().unwrap_or(-1),
-                    r["reserved"].as_i64().unwrap_or(-1),
-                    r["version"].as_i64().unwrap_or(-1),
-                ),
-            )
-        })
-        .collect()
 }
 
 #[test]
@@ -128,13 +28,13 @@ fn clients_get_their_scope_in_version_order_after_a_burst() {
     let rt = tokio::runtime::Runtime::new().expect("rt");
     let (mut by_store, mut by_store_token, mut by_sku) = rt.block_on(async {
         (
-            connect(&s, "location=S000", ADMIN, true)
+            connect(s.port, "location=S000", ADMIN, true)
                 .await
                 .expect("admin, location"),
-            connect(&s, "location=S000", "store-s000", false)
+            connect(s.port, "location=S000", "store-s000", false)
                 .await
                 .expect("store token in the query"),
-            connect(&s, "sku=A1", ADMIN, false)
+            connect(s.port, "sku=A1", ADMIN, false)
                 .await
                 .expect("admin, sku"),
         )
@@ -268,31 +168,33 @@ fn scope_rules_are_refused_before_the_upgrade_and_sigterm_closes_clients() {
     let rt = tokio::runtime::Runtime::new().expect("rt");
     rt.block_on(async {
         assert_eq!(
-            connect(&s, "location=S001", "store-s000", true).await.err(),
+            connect(s.port, "location=S001", "store-s000", true)
+                .await
+                .err(),
             Some(403),
             "another store"
         );
         assert_eq!(
-            connect(&s, "sku=A0", "store-s000", true).await.err(),
+            connect(s.port, "sku=A0", "store-s000", true).await.err(),
             Some(403),
             "a store follows its location"
         );
         assert_eq!(
-            connect(&s, "location=S000", "nope", true).await.err(),
+            connect(s.port, "location=S000", "nope", true).await.err(),
             Some(401)
         );
         assert_eq!(
-            connect(&s, "location=S000", ADMIN, false)
+            connect(s.port, "location=S000", ADMIN, false)
                 .await
                 .ok()
                 .map(|_| ()),
             Some(())
         );
         assert_eq!(
-            connect(&s, "location=S999", ADMIN, true).await.err(),
+            connect(s.port, "location=S999", ADMIN, true).await.err(),
             Some(404)
         );
-        assert_eq!(connect(&s, "", ADMIN, true).await.err(), Some(422));
+        assert_eq!(connect(s.port, "", ADMIN, true).await.err(), Some(422));
     });
     // Without an upgrade: told what is missing, as problem+json.
     let (st, v) = call(
@@ -309,7 +211,7 @@ fn scope_rules_are_refused_before_the_upgrade_and_sigterm_closes_clients() {
     );
 
     let mut ws = rt.block_on(async {
-        let mut ws = connect(&s, "location=S000", "store-s000", true)
+        let mut ws = connect(s.port, "location=S000", "store-s000", true)
             .await
             .expect("own store");
         let m = next_json(&mut ws, Duration::from_secs(5))
@@ -385,7 +287,7 @@ fn a_slow_reader_is_resynced_instead_of_buffered() {
     };
     let rt = tokio::runtime::Runtime::new().expect("rt");
     let mut slow = rt.block_on(async {
-        let mut ws = connect(&s, "location=S000", ADMIN, true)
+        let mut ws = connect(s.port, "location=S000", ADMIN, true)
             .await
             .expect("connect");
         let m = next_json(&mut ws, Duration::from_secs(10))
@@ -455,10 +357,10 @@ fn a_silent_client_is_closed_after_the_idle_timeout() {
     seed(&c, &s, Some(ADMIN), 1, 1, 5);
     let rt = tokio::runtime::Runtime::new().expect("rt");
     let (code, alive) = rt.block_on(async {
-        let mut silent = connect(&s, "location=S000", ADMIN, true)
+        let mut silent = connect(s.port, "location=S000", ADMIN, true)
             .await
             .expect("connect");
-        let mut awake = connect(&s, "location=S000", ADMIN, true)
+        let mut awake = connect(s.port, "location=S000", ADMIN, true)
             .await
             .expect("connect");
         for ws in [&mut silent, &mut awake] {

@@ -308,8 +308,10 @@ impl Engine {
         };
         let catalog = Arc::new(RwLock::new(model.catalog));
         let (feed, feed_thread) = Feed::start(
-            journal.clone(),
-            catalog.clone(),
+            crate::feed::Journaled {
+                journal: journal.clone(),
+                catalog: catalog.clone(),
+            },
             cfg.feed_window,
             stop_snapshots.clone(),
         )

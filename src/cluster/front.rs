@@ -73,6 +73,8 @@ fn cart_shards(id: &str) -> Option<Vec<u32>> {
 
 pub struct Front {
     pub node: Arc<ClusterNode>,
+    /// The stock feed's sessions on this node (`cluster::feed`).
+    pub feed: Arc<http::feed::FeedHost>,
     /// For the reads this node answers from a followed copy (a shard's
     /// engine authenticates the rest).
     auth: http::auth::Auth,
@@ -100,7 +102,11 @@ enum Target {
 }
 
 impl Front {
-    pub fn new(node: Arc<ClusterNode>, auth: http::auth::Auth) -> Result<Front, String> {
+    pub fn new(
+        node: Arc<ClusterNode>,
+        auth: http::auth::Auth,
+        feed: Arc<http::feed::FeedHost>,
+    ) -> Result<Front, String> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .pool_max_idle_per_host(64)
@@ -109,6 +115,7 @@ impl Front {
         let me = node.config.node(&node.node_id)?.http;
         Ok(Front {
             node,
+            feed,
             auth,
             client,
             me,
@@ -285,6 +292,13 @@ impl Front {
         let get = r.method == Method::GET;
         Ok(match r.seg {
             ["healthz"] | ["metrics"] | ["v1", "openapi.json"] | ["v1", "cluster"] => Target::Node,
+            // Its upgrades are taken before the front (`cluster::feed`).
+            ["v1", "feed"] => {
+                return Err(ApiError::new(
+                    Code::UpgradeRequired,
+                    "the stock feed is a WebSocket: GET with Connection: Upgrade, Upgrade: websocket",
+                ))
+            }
             ["v1", "skus", sku] if get => Target::Shard(c.shard_of(sku)),
             ["v1", "skus", ..] => Target::All,
             ["v1", "locations", ..] if get => Target::Any,
@@ -314,7 +328,7 @@ impl Front {
                 return Err(ApiError::new(
                     Code::NotImplemented,
                     format!(
-                        "{} {} is not served by a cluster node yet (orders, sourcing, the feed and the board run on a single node)",
+                        "{} {} is not served by a cluster node yet (orders, sourcing and the board run on a single node)",
                         r.method, r.path
                     ),
                 ))
@@ -672,6 +686,8 @@ impl Front {
                     None => String::new(),
                 };
                 self.node.render_metrics(&mut text);
+                let sessions = self.feed.sessions.load(Ordering::Relaxed);
+                text.push_str(&format!("# HELP holdfast_cluster_feed_sessions Stock feed sessions open on this node.\n# TYPE holdfast_cluster_feed_sessions gauge\nholdfast_cluster_feed_sessions {sessions}\n"));
                 Response::builder()
                     .header("content-type", "text/plain; version=0.0.4")
                     .body(Body::from(text))

@@ -10,7 +10,9 @@
 //!   mirror and its promotion to an engine).
 //! - `node`: a node's copy of every shard, switched by its leases.
 //! - `front`: any node accepts any request (served or forwarded).
+//! - `feed`: the stock feed from this node's copies of the shards.
 
+pub mod feed;
 pub mod front;
 pub mod lease;
 pub mod log;

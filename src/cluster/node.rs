@@ -20,14 +20,14 @@ use std::time::{Duration, Instant};
 
 use super::lease::{LeaseKeeper, LeaseView, Placement};
 use super::log::{Fence, LogError, Resync, ShardLog};
-use super::replica::{Mirror, MirrorError, StreamShip};
+use super::replica::{CopyFeed, Mirror, MirrorError, StreamShip};
 use super::{ClusterConfig, ClusterDurability, RedisDown};
 use crate::actors::{Engine, EngineConfig, Start};
 use crate::clock::Clock;
 use crate::domain::model::Model;
 use crate::metrics::Metrics;
 use crate::persistence::journal::Replication;
-use crate::persistence::{RealStorage, Storage};
+use crate::persistence::{JournalError, RealStorage, Storage};
 
 /// What the HTTP side needs of an owned shard.
 pub type Owned = Arc<crate::http::AppState>;
@@ -50,6 +50,26 @@ struct ShardView {
     caught_up: Option<Instant>,
     /// When this node last answered a write of the shard.
     wrote_at: Option<Instant>,
+    /// The copy's stock feed while it follows the shard (none while it
+    /// is rebuilt), and a count of the changes of what feeds the shard
+    /// here (`moved`): feed sessions follow again when it moves.
+    feed: Option<CopyFeed>,
+    moves: u64,
+}
+
+/// What feeds a shard's stock changes on this node now.
+pub enum ShardFeed {
+    /// Its engine (this node owns the shard).
+    Owned(Owned),
+    /// Its followed copy.
+    Copy(CopyFeed),
+}
+
+impl ShardView {
+    /// What feeds the shard here changed.
+    fn moved(&mut self) {
+        self.moves += 1;
+    }
 }
 
 pub struct ClusterNode {
@@ -169,6 +189,22 @@ impl ClusterNode {
         v.caught_up
             .filter(|t| t.elapsed() <= fresh && v.wrote_at.is_none_or(|w| *t >= w))?;
         v.copy.clone()
+    }
+
+    /// What feeds `shard`'s stock changes on this node now, if anything
+    /// does (a copy being rebuilt does not).
+    pub fn feed_of(&self, shard: u32) -> Option<ShardFeed> {
+        let v = self.views.get(shard as usize)?.read();
+        match (&v.owned, &v.feed) {
+            (Some(state), _) => Some(ShardFeed::Owned(state.clone())),
+            (None, Some(f)) => Some(ShardFeed::Copy(f.clone())),
+            (None, None) => None,
+        }
+    }
+
+    /// Counts the changes of what feeds `shard` here (`feed_of`).
+    pub fn feed_moves(&self, shard: u32) -> u64 {
+        self.views.get(shard as usize).map_or(0, |v| v.read().moves)
     }
 
     /// This node answered a write of `shard` now: its copy answers reads
@@ -383,7 +419,9 @@ impl Manager {
                 let durability = self.template.engine.durability;
                 let policy = self.template.engine.snapshot;
                 let log = self.log()?;
-                let m = Mirror::open(&dir, storage.clone(), durability, log, s, policy)?;
+                let mut m = Mirror::open(&dir, storage.clone(), durability, log, s, policy)?;
+                m.start_feed(self.template.engine.feed_window)
+                    .map_err(|e| JournalError::Io(e.to_string()))?;
                 let mut v = self.node.views[s as usize].write();
                 v.copy = Some(m.model().clone());
                 v.caught_up = None;
@@ -410,8 +448,12 @@ impl Manager {
                             "cluster: resyncing the shard from its stream"
                         );
                         self.node.stats.resyncs.fetch_add(1, Ordering::Relaxed);
-                        // Not read from while it starts again from nothing.
-                        self.node.views[s as usize].write().caught_up = None;
+                        // Not read from nor fed from while it starts again
+                        // from nothing.
+                        let mut v = self.node.views[s as usize].write();
+                        (v.caught_up, v.feed) = (None, None);
+                        v.moved();
+                        drop(v);
                         m.rebuild(log)?;
                         true
                     }
@@ -426,6 +468,11 @@ impl Manager {
                 };
                 let mut v = self.node.views[s as usize].write();
                 v.applied = m.last_seq();
+                if v.feed.is_none() {
+                    // Opened, or rebuilt: it feeds again.
+                    v.feed = m.feed();
+                    v.moved();
+                }
                 if caught_up {
                     v.caught_up = Some(polled_at);
                 }
@@ -531,7 +578,8 @@ impl Manager {
         }
         // Not read from once its model moves into the engine.
         let mut v = self.node.views[i].write();
-        (v.copy, v.caught_up) = (None, None);
+        (v.copy, v.caught_up, v.feed) = (None, None, None);
+        v.moved();
         drop(v);
         let recovered = m.promote()?;
         let c = &self.node.config;
@@ -577,7 +625,10 @@ impl Manager {
             }
         };
         let state = (self.template.make_state)(engine.clone(), &recovered);
-        self.node.views[i].write().owned = Some(state);
+        let mut v = self.node.views[i].write();
+        v.owned = Some(state);
+        v.moved();
+        drop(v);
         self.copies[i] = Copy::Owning { engine, epoch };
         self.node.stats.takeovers.fetch_add(1, Ordering::Relaxed);
         tracing::info!(shard, epoch, applied, "cluster: serving the shard");
@@ -641,7 +692,8 @@ impl Manager {
     fn close(&mut self, shard: u32) {
         let i = shard as usize;
         let mut v = self.node.views[i].write();
-        (v.owned, v.copy, v.caught_up) = (None, None, None);
+        (v.owned, v.copy, v.caught_up, v.feed) = (None, None, None, None);
+        v.moved();
         drop(v);
         if let Copy::Owning { engine, .. } = std::mem::replace(&mut self.copies[i], Copy::Closed) {
             engine.shutdown();

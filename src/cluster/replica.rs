@@ -15,13 +15,18 @@
 
 use parking_lot::RwLock;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::log::{Entry, Fence, Follower, LogError, Resync, ShardLog};
+use crate::clock::Clock;
+use crate::domain::catalog::SkuIdx;
 use crate::domain::model::Model;
+use crate::domain::stock::StockRecord;
+use crate::feed::{Change, Copied, Feed, Scope, Sink, SnapshotText};
+use crate::http::feed::{Part, Wanted};
 use crate::persistence::journal::{decode_event, read_range, Replicate};
 use crate::persistence::recovery::{apply_record, recover_model};
 use crate::persistence::snapshot::{
@@ -149,6 +154,51 @@ pub struct Mirror {
     /// and the snapshotter's thread while the journal runs.
     snapshots: Option<SnapshotPolicy>,
     snapshotter: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+    /// The copy's stock feed (`start_feed`): the records each entry
+    /// changes, for the feed sessions of this node. `applied` is the last
+    /// sequence number applied, set under the model's write lock.
+    feed: Option<(Feed, Arc<AtomicBool>, JoinHandle<()>)>,
+    applied: Arc<AtomicU64>,
+}
+
+/// What a node's feed sessions follow of a followed copy: its feed, and
+/// its records with the sequence number they hold.
+#[derive(Clone)]
+pub struct CopyFeed {
+    feed: Feed,
+    model: Arc<RwLock<Model>>,
+    applied: Arc<AtomicU64>,
+}
+
+impl CopyFeed {
+    /// Whether the copy's catalog names `want`.
+    pub fn names(&self, want: &Wanted) -> bool {
+        want.scope(&self.model.read().catalog).is_some()
+    }
+
+    /// Subscribes `sink` to `want`, then adds the copy's records of it to
+    /// `text`. Its changes are numbered by the entries that made them (one
+    /// stock shard, 0): those at or before the copy's last when it was
+    /// read are in `text` already.
+    pub fn follow(
+        &self,
+        want: &Wanted,
+        sink: Box<dyn Sink>,
+        text: &mut SnapshotText,
+    ) -> Option<Part> {
+        let scope = want.scope(&self.model.read().catalog)?;
+        // Subscribed first (no lock held: the feed's thread reads the
+        // model too): an entry applied after it reaches the sink.
+        let sub = self.feed.subscribe(scope, sink);
+        let m = self.model.read();
+        let seen = vec![self.applied.load(Ordering::Acquire)];
+        let records: Vec<(SkuIdx, StockRecord)> = match scope {
+            Scope::Location(l) => m.stock.at_location(l).map(|(s, r)| (s, *r)).collect(),
+            Scope::Sku(s) => m.stock.records_of(s).iter().map(|r| (s, *r)).collect(),
+        };
+        text.add(&m.catalog, &records);
+        Some(Part { sub, seen })
+    }
 }
 
 /// Stream entries read at once.
@@ -188,6 +238,8 @@ impl Mirror {
             last_seq: report.last_seq,
             snapshots,
             snapshotter: None,
+            feed: None,
+            applied: Arc::new(AtomicU64::new(report.last_seq)),
         };
         if m.last_seq > 0 {
             match m.place(log)? {
@@ -266,7 +318,10 @@ impl Mirror {
         }
         let store = SnapshotStore::open(&self.dir.join("snapshots"))?;
         self.archive = Some((Arc::new(store), 0));
-        *self.model.write() = Model::default();
+        let mut model = self.model.write();
+        *model = Model::default();
+        self.applied.store(0, Ordering::Release);
+        drop(model);
         self.follow = Follower::default();
         self.last_seq = 0;
         Ok(())
@@ -350,13 +405,59 @@ impl Mirror {
         journal.append_encoded(e.data.clone())?;
         self.follow = next;
         self.last_seq = e.seq;
+        let mut touched = Vec::new();
+        let mut model = self.model.write();
         apply_record(
-            &mut self.model.write(),
+            &mut model,
             &event,
             self.archive.as_ref().map(|(s, b)| (s.as_ref(), *b)),
+            self.feed.is_some().then_some(&mut touched),
         )
         // The copy is not the stream's any more: the caller rebuilds it.
-        .map_err(|err| bad(format!("entry {}: {err}", e.seq)))
+        .map_err(|err| bad(format!("entry {}: {err}", e.seq)))?;
+        self.applied.store(e.seq, Ordering::Release);
+        if let Some((feed, _, _)) = &self.feed {
+            let at_ms = crate::clock::SystemClock.now_ms();
+            for (sku, loc) in touched {
+                feed.change(Change {
+                    sku,
+                    record: model.stock.get_or_empty(sku, loc),
+                    at_ms,
+                    ticket: 0,
+                    shard: 0,
+                    shard_seq: e.seq,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the copy's stock feed (a thread releasing its changes every
+    /// `window`), for `feed()`.
+    pub fn start_feed(&mut self, window: Duration) -> std::io::Result<()> {
+        if self.feed.is_none() {
+            let stop = Arc::new(AtomicBool::new(false));
+            let (feed, thread) = Feed::start(Copied(self.model.clone()), window, stop.clone())?;
+            self.feed = Some((feed, stop, thread));
+        }
+        Ok(())
+    }
+
+    /// The copy's feed, once started.
+    pub fn feed(&self) -> Option<CopyFeed> {
+        let (feed, _, _) = self.feed.as_ref()?;
+        Some(CopyFeed {
+            feed: feed.clone(),
+            model: self.model.clone(),
+            applied: self.applied.clone(),
+        })
+    }
+
+    fn stop_feed(&mut self) {
+        if let Some((_, stop, thread)) = self.feed.take() {
+            stop.store(true, Ordering::Release);
+            let _ = thread.join();
+        }
     }
 
     /// Starts again (after `Resync`): from the shard's published snapshot
@@ -396,7 +497,10 @@ impl Mirror {
             seq,
             "copy bootstrapped from the published snapshot"
         );
-        *self.model.write() = model;
+        let mut m = self.model.write();
+        *m = model;
+        self.applied.store(seq, Ordering::Release);
+        drop(m);
         self.last_seq = seq;
         self.follow = Follower::at(&p);
         Ok(())
@@ -438,6 +542,7 @@ impl Mirror {
     /// Ends the copy for its owner's engine to start on (`Start::recovered`):
     /// every record copied is durable and its journal closed.
     pub fn promote(mut self) -> Result<(Model, RecoveryReport), MirrorError> {
+        self.stop_feed();
         self.stop_journal()?;
         self.archive = None; // the engine opens the snapshot store itself
         let report = RecoveryReport {
@@ -450,6 +555,7 @@ impl Mirror {
 
 impl Drop for Mirror {
     fn drop(&mut self) {
+        self.stop_feed();
         let _ = self.stop_journal();
     }
 }

@@ -69,6 +69,20 @@ pub struct Model {
     pub rotation: RotationTable,
 }
 
+/// A stock change of `apply_noting`: applied, and noted if asked.
+fn noted(
+    stock: &mut StockTable,
+    touched: &mut Option<&mut Vec<(SkuIdx, LocIdx)>>,
+    s: SkuIdx,
+    l: LocIdx,
+    d: StockDelta,
+) -> super::stock::StockRecord {
+    if let Some(t) = touched.as_deref_mut() {
+        t.push((s, l));
+    }
+    stock.apply(s, l, d)
+}
+
 impl Model {
     fn sku_loc(&self, sku: &SkuId, loc: &LocationId) -> Result<(SkuIdx, LocIdx), ReplayError> {
         let s = self
@@ -85,6 +99,16 @@ impl Model {
     /// Applies one fact. Never decides: a hold is applied even if it would not
     /// be granted now, because it was granted when it was written.
     pub fn apply(&mut self, e: &Event) -> Result<(), ReplayError> {
+        self.apply_noting(e, None)
+    }
+
+    /// `apply`, and, with `touched`, the stock records it changed pushed
+    /// there (a followed copy's feed sends them).
+    pub fn apply_noting(
+        &mut self,
+        e: &Event,
+        mut touched: Option<&mut Vec<(SkuIdx, LocIdx)>>,
+    ) -> Result<(), ReplayError> {
         match e {
             Event::SkuPut { sku, value } => {
                 self.catalog.put_sku(sku.clone(), value.clone());
@@ -110,7 +134,7 @@ impl Model {
                             o.restock(lines).map(|(s, d)| (s.clone(), d)).collect();
                         for (sku, d) in back {
                             let (s, l) = self.sku_loc(&sku, location)?;
-                            let r = self.stock.apply(s, l, d);
+                            let r = noted(&mut self.stock, &mut touched, s, l, d);
                             self.rotation.record(s, l, *at_ms, 0, r.on_hand);
                         }
                     }
@@ -130,7 +154,9 @@ impl Model {
             Event::Counted { items, at_ms } => {
                 for c in items {
                     let (s, l) = self.sku_loc(&c.sku, &c.location)?;
-                    let r = self.stock.apply(
+                    let r = noted(
+                        &mut self.stock,
+                        &mut touched,
                         s,
                         l,
                         StockDelta {
@@ -150,7 +176,9 @@ impl Model {
                 at_ms,
             } => {
                 let (s, l) = self.sku_loc(sku, location)?;
-                let r = self.stock.apply(
+                let r = noted(
+                    &mut self.stock,
+                    &mut touched,
                     s,
                     l,
                     StockDelta {
@@ -177,7 +205,9 @@ impl Model {
                 let mut shared = Vec::with_capacity(lines.len());
                 for line in lines {
                     let (s, l) = self.sku_loc(&line.sku, &line.location)?;
-                    self.stock.apply(
+                    noted(
+                        &mut self.stock,
+                        &mut touched,
                         s,
                         l,
                         StockDelta {
@@ -226,7 +256,7 @@ impl Model {
                     .collect();
                 for (sku, loc, d) in effects {
                     let (s, l) = self.sku_loc(&sku, &loc)?;
-                    let r = self.stock.apply(s, l, d);
+                    let r = noted(&mut self.stock, &mut touched, s, l, d);
                     if d.on_hand != 0 {
                         self.rotation
                             .record(s, l, *at_ms, sold_by_effect(*status, d), r.on_hand);

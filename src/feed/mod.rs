@@ -20,7 +20,7 @@ use crate::clock::rfc3339;
 use crate::domain::catalog::{Catalog, SkuIdx};
 use crate::domain::stock::StockRecord;
 use crate::persistence::Journal;
-use parking_lot::RwLock;
+use parking_lot::{MappedRwLockReadGuard, RwLock, RwLockReadGuard};
 use serde::Serialize;
 
 /// Changes and requests queued for the feed's thread at most.
@@ -35,6 +35,42 @@ enum Msg {
         id: Arc<AtomicU64>,
     },
     Unsubscribe(Arc<AtomicU64>),
+}
+
+/// Where a feed's changes come from, as its thread needs it: when they
+/// are durable, and the catalog that names their records.
+pub trait Origin: Send + 'static {
+    /// Changes with a ticket at or below this are durable.
+    fn durable_ticket(&self) -> u64;
+    fn catalog(&self) -> MappedRwLockReadGuard<'_, Catalog>;
+}
+
+/// An engine's: its journal commits the changes its stock shards make.
+pub struct Journaled {
+    pub journal: Journal,
+    pub catalog: Arc<RwLock<Catalog>>,
+}
+
+impl Origin for Journaled {
+    fn durable_ticket(&self) -> u64 {
+        self.journal.durable_ticket()
+    }
+    fn catalog(&self) -> MappedRwLockReadGuard<'_, Catalog> {
+        RwLockReadGuard::map(self.catalog.read(), |c| c)
+    }
+}
+
+/// A followed copy's (a cluster node's `Mirror`): what it applies came
+/// from the shard's stream, durable already (ticket 0).
+pub struct Copied(pub Arc<RwLock<crate::domain::model::Model>>);
+
+impl Origin for Copied {
+    fn durable_ticket(&self) -> u64 {
+        u64::MAX
+    }
+    fn catalog(&self) -> MappedRwLockReadGuard<'_, Catalog> {
+        RwLockReadGuard::map(self.0.read(), |m| &m.catalog)
+    }
 }
 
 /// The handle the shards and the readers hold: cheap to clone.
@@ -70,11 +106,10 @@ impl Drop for Subscription {
 }
 
 impl Feed {
-    /// Starts the feed's thread, releasing what is durable every
-    /// `window`; it ends on `stop` or when every handle is gone.
-    pub fn start(
-        journal: Journal,
-        catalog: Arc<RwLock<Catalog>>,
+    /// Starts the feed's thread, releasing what `origin` says is durable
+    /// every `window`; it ends on `stop` or when every handle is gone.
+    pub fn start<O: Origin>(
+        origin: O,
         window: Duration,
         stop: Arc<AtomicBool>,
     ) -> std::io::Result<(Feed, std::thread::JoinHandle<()>)> {
@@ -87,7 +122,7 @@ impl Feed {
         let (overflow, stats) = (feed.overflow.clone(), feed.stats.clone());
         let handle = std::thread::Builder::new()
             .name("feed".into())
-            .spawn(move || run(rx, journal, catalog, window, overflow, stats, stop))?;
+            .spawn(move || run(rx, origin, window, overflow, stats, stop))?;
         Ok((feed, handle))
     }
 
@@ -176,32 +211,51 @@ pub fn encode(catalog: &Catalog, c: &Change) -> Option<Vec<u8>> {
     Some(frame)
 }
 
-/// The feed's snapshot message, `{"type":"snapshot","records":[...]}`, of
-/// `records` (those the catalog cannot name are left out).
-pub fn snapshot_message(catalog: &Catalog, records: &[(SkuIdx, StockRecord)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + records.len() * 140);
-    out.extend_from_slice(br#"{"type":"snapshot","records":["#);
-    let mut first = true;
-    for (s, r) in records {
-        let (Some((sku, _)), Some((loc, _))) = (catalog.sku(*s), catalog.location(r.location))
-        else {
-            continue;
-        };
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        // Writing into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut out, &RecordWire::new(sku.as_str(), loc.as_str(), r));
-    }
-    out.extend_from_slice(b"]}");
-    out
+/// The feed's snapshot message, `{"type":"snapshot","records":[...]}`,
+/// written from the records of one or more parts, each named by its own
+/// catalog (records it cannot name are left out).
+pub struct SnapshotText {
+    out: Vec<u8>,
+    first: bool,
 }
 
-fn run(
+impl Default for SnapshotText {
+    fn default() -> Self {
+        let mut out = Vec::with_capacity(64);
+        out.extend_from_slice(br#"{"type":"snapshot","records":["#);
+        SnapshotText { out, first: true }
+    }
+}
+
+impl SnapshotText {
+    pub fn add(&mut self, catalog: &Catalog, records: &[(SkuIdx, StockRecord)]) {
+        self.out.reserve(records.len() * 140);
+        for (s, r) in records {
+            let (Some((sku, _)), Some((loc, _))) = (catalog.sku(*s), catalog.location(r.location))
+            else {
+                continue;
+            };
+            if !self.first {
+                self.out.push(b',');
+            }
+            self.first = false;
+            // Writing into a Vec cannot fail.
+            let _ = serde_json::to_writer(
+                &mut self.out,
+                &RecordWire::new(sku.as_str(), loc.as_str(), r),
+            );
+        }
+    }
+
+    pub fn finish(mut self) -> Vec<u8> {
+        self.out.extend_from_slice(b"]}");
+        self.out
+    }
+}
+
+fn run<O: Origin>(
     rx: Receiver<Msg>,
-    journal: Journal,
-    catalog: Arc<RwLock<Catalog>>,
+    origin: O,
     window: Duration,
     overflow: Arc<AtomicBool>,
     stats: Arc<FeedStats>,
@@ -244,8 +298,9 @@ fn run(
             hub.overflow();
         }
         if hub.pending() > 0 {
-            let c = catalog.read();
-            let n = hub.release(journal.durable_ticket(), |ch| encode(&c, ch));
+            let durable = origin.durable_ticket();
+            let c = origin.catalog();
+            let n = hub.release(durable, |ch| encode(&c, ch));
             stats.released.fetch_add(n as u64, Ordering::Relaxed);
         }
         stats

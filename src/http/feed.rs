@@ -10,23 +10,24 @@
 //! silent for `[feed] idle_timeout_s` (60 s) is closed, and pinged every
 //! third of it; on SIGTERM every session is closed with 1001 (going away).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use futures::future::BoxFuture;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncWriteExt, WriteHalf};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use warp::http::{header, HeaderMap, Method, Request, Response, StatusCode};
 use warp::hyper::upgrade::Upgraded;
 use warp::hyper::Body;
 
+use super::auth::Auth;
 use super::error::{ApiError, Code};
-use super::AppState;
-use crate::actors::{EngineError, FeedView};
+use crate::actors::{Engine, EngineError};
 use crate::config::Role;
 use crate::feed::ws::{self, Incoming, ReadError, Reader};
-use crate::feed::{Batch, Scope, Sink};
-use crate::metrics::Route;
+use crate::feed::{Batch, Scope, Sink, Subscription};
+use crate::metrics::{Metrics, Route};
 
 /// Batches queued for one session at most: a batch is what one window of
 /// the feed (`[feed] window_ms`) changed in the session's scope, shared by
@@ -42,18 +43,177 @@ pub const SESSION_BYTES: usize = 128 * 1024;
 /// Snapshots built at once at most (see `snapshot`).
 pub const SNAPSHOTS_AT_ONCE: usize = 4;
 
-/// A session's bounded queue, as the feed's sink.
+/// What a session follows, by name: each part of a cluster node's feed
+/// (a shard) names it in its own catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wanted {
+    Location(String),
+    Sku(String),
+}
+
+impl Wanted {
+    /// The scope in `catalog`, if it names it.
+    pub fn scope(&self, catalog: &crate::domain::catalog::Catalog) -> Option<Scope> {
+        match self {
+            Wanted::Location(l) => catalog.location_idx(l).map(Scope::Location),
+            Wanted::Sku(s) => catalog.sku_idx(s).map(Scope::Sku),
+        }
+    }
+
+    /// 404: the catalog names no such location or SKU.
+    pub fn missing(&self) -> ApiError {
+        match self {
+            Wanted::Location(l) => ApiError::new(Code::NotFound, format!("no location {l}")),
+            Wanted::Sku(s) => ApiError::new(Code::NotFound, format!("no SKU {s}")),
+        }
+    }
+}
+
+/// One part of what a session follows (a single node's engine is one;
+/// a cluster node has one per shard): its subscription, and per stock
+/// shard of the part the count of changes its snapshot holds (a change
+/// at or before it is dropped: `Change::shard_seq`).
+pub struct Part {
+    pub sub: Subscription,
+    pub seen: Vec<u64>,
+}
+
+/// A session's subscriptions and the snapshot message they start from
+/// (`{"type":"snapshot","records":[...]}`, every part's records).
+pub struct Following {
+    pub parts: Vec<Part>,
+    pub text: Vec<u8>,
+}
+
+/// Where a session's changes come from.
+pub trait Feeds: Send + Sync + 'static {
+    /// 404 unless the scope exists.
+    fn check(&self, want: &Wanted) -> Result<(), ApiError>;
+    /// Subscribes `sink(part)` to each part, then reads the snapshot
+    /// (subscribed first: a change after the snapshot reaches the sink).
+    fn follow<'a>(
+        &'a self,
+        want: &'a Wanted,
+        sink: &'a (dyn Fn(usize) -> Box<dyn Sink> + Send + Sync),
+    ) -> BoxFuture<'a, Result<Following, EngineError>>;
+    /// Changes when what serves `want` changes (a cluster shard taken or
+    /// given up on this node): the session follows again, from a fresh
+    /// snapshot.
+    fn moves(&self, want: &Wanted) -> u64;
+}
+
+/// A single node's feed: its engine, one part.
+pub struct EngineFeeds(pub Engine);
+
+impl Feeds for EngineFeeds {
+    fn check(&self, want: &Wanted) -> Result<(), ApiError> {
+        want.scope(&self.0.catalog())
+            .map(|_| ())
+            .ok_or_else(|| want.missing())
+    }
+
+    fn follow<'a>(
+        &'a self,
+        want: &'a Wanted,
+        sink: &'a (dyn Fn(usize) -> Box<dyn Sink> + Send + Sync),
+    ) -> BoxFuture<'a, Result<Following, EngineError>> {
+        Box::pin(async move {
+            let scope = want.scope(&self.0.catalog()).ok_or(EngineError::Stopped)?;
+            let (sub, view) = self.0.feed_subscribe(scope, sink(0)).await?;
+            let mut text = crate::feed::SnapshotText::default();
+            text.add(&self.0.catalog(), &view.records);
+            Ok(Following {
+                parts: vec![Part {
+                    sub,
+                    seen: view.seen,
+                }],
+                text: text.finish(),
+            })
+        })
+    }
+
+    fn moves(&self, _: &Wanted) -> u64 {
+        0
+    }
+}
+
+/// What the feed's sessions share on one server (a single node or a
+/// cluster node).
+pub struct FeedHost {
+    pub feeds: Arc<dyn Feeds>,
+    pub auth: Auth,
+    pub metrics: Arc<Metrics>,
+    /// Set when the server stops: sessions close with 1001.
+    pub closing: watch::Sender<bool>,
+    /// A client silent this long is closed (`[feed] idle_timeout_s`).
+    pub idle: Duration,
+    /// Snapshots built at once at most (`SNAPSHOTS_AT_ONCE`).
+    pub snapshots: Semaphore,
+    /// Where the sessions run (`[feed] threads`).
+    pub rt: tokio::runtime::Handle,
+    /// Sessions open now.
+    pub sessions: AtomicU64,
+}
+
+impl FeedHost {
+    pub fn new(
+        feeds: Arc<dyn Feeds>,
+        auth: Auth,
+        metrics: Arc<Metrics>,
+        idle: Duration,
+        rt: tokio::runtime::Handle,
+    ) -> FeedHost {
+        FeedHost {
+            feeds,
+            auth,
+            metrics,
+            closing: watch::channel(false).0,
+            idle,
+            snapshots: Semaphore::new(SNAPSHOTS_AT_ONCE),
+            rt,
+            sessions: AtomicU64::new(0),
+        }
+    }
+
+    /// Closes every session with 1001 (going away), giving them up to
+    /// two seconds to say so.
+    pub async fn close_all(&self) {
+        let _ = self.closing.send(true);
+        let t0 = Instant::now();
+        while self.closing.receiver_count() > 0 && t0.elapsed() < Duration::from_secs(2) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// A batch for a session, with the round and part it came from: batches
+/// of an earlier round (subscriptions dropped for a fresh snapshot) are
+/// dropped.
+struct Tagged {
+    round: u64,
+    part: usize,
+    batch: Arc<Batch>,
+}
+
+/// A session's bounded queue, as one part's sink.
 struct Queue {
-    tx: mpsc::Sender<Arc<Batch>>,
+    tx: mpsc::Sender<Tagged>,
     /// Bytes of the batches the session holds; it subtracts what it wrote.
     held: Arc<AtomicUsize>,
+    round: u64,
+    part: usize,
 }
 
 impl Sink for Queue {
     fn offer(&self, b: &Arc<Batch>) -> bool {
         let n = b.wire.len();
         let before = self.held.fetch_add(n, Ordering::AcqRel);
-        if (before > 0 && before + n > SESSION_BYTES) || self.tx.try_send(b.clone()).is_err() {
+        let tagged = Tagged {
+            round: self.round,
+            part: self.part,
+            batch: b.clone(),
+        };
+        if (before > 0 && before + n > SESSION_BYTES) || self.tx.try_send(tagged).is_err() {
             self.held.fetch_sub(n, Ordering::AcqRel);
             return false;
         }
@@ -84,10 +244,10 @@ pub fn is_upgrade(req: &Request<Body>) -> bool {
 
 /// Checks the request and answers the upgrade (101), or the refusal as
 /// problem+json before any upgrade.
-pub fn accept(state: Arc<AppState>, req: Request<Body>) -> Response<Body> {
+pub fn accept(host: Arc<FeedHost>, req: Request<Body>) -> Response<Body> {
     let started = Instant::now();
-    let resp = handshake(state.clone(), req).unwrap_or_else(ApiError::into_response);
-    state.engine.metrics().observe_request(
+    let resp = handshake(host.clone(), req).unwrap_or_else(ApiError::into_response);
+    host.metrics.observe_request(
         Route::Feed,
         resp.status().as_u16(),
         started.elapsed().as_micros() as u64,
@@ -95,9 +255,9 @@ pub fn accept(state: Arc<AppState>, req: Request<Body>) -> Response<Body> {
     resp
 }
 
-fn handshake(state: Arc<AppState>, mut req: Request<Body>) -> Result<Response<Body>, ApiError> {
+fn handshake(host: Arc<FeedHost>, mut req: Request<Body>) -> Result<Response<Body>, ApiError> {
     let query = req.uri().query().unwrap_or("").to_string();
-    let scope = check(&state, &query, req.headers())?;
+    let want = check(&host, &query, req.headers())?;
     let bad = |m: &str| ApiError::new(Code::BadRequest, m.to_string());
     let key = req
         .headers()
@@ -114,10 +274,14 @@ fn handshake(state: Arc<AppState>, mut req: Request<Body>) -> Result<Response<Bo
     let accept_key = derive_accept_key(key.as_bytes());
     let upgrade = warp::hyper::upgrade::on(&mut req);
     // Taken now: the server waits for every session to close on SIGTERM.
-    let closing = state.closing.subscribe();
-    state.feed_rt.clone().spawn(async move {
+    let closing = host.closing.subscribe();
+    host.rt.clone().spawn(async move {
         match upgrade.await {
-            Ok(up) => session(up, state, scope, closing).await,
+            Ok(up) => {
+                host.sessions.fetch_add(1, Ordering::Relaxed);
+                session(up, &host, want, closing).await;
+                host.sessions.fetch_sub(1, Ordering::Relaxed);
+            }
             Err(e) => tracing::debug!(error = %e, "feed: the upgrade did not complete"),
         }
     });
@@ -131,18 +295,13 @@ fn handshake(state: Arc<AppState>, mut req: Request<Body>) -> Result<Response<Bo
 }
 
 /// The scope asked for, if the token may follow it.
-fn check(state: &AppState, query: &str, headers: &HeaderMap) -> Result<Scope, ApiError> {
+fn check(host: &FeedHost, query: &str, headers: &HeaderMap) -> Result<Wanted, ApiError> {
     let token = query_param(query, "token");
-    let principal = state.auth.authenticate(headers, token)?;
-    match (query_param(query, "location"), query_param(query, "sku")) {
+    let principal = host.auth.authenticate(headers, token)?;
+    let want = match (query_param(query, "location"), query_param(query, "sku")) {
         (Some(l), None) if !l.is_empty() => {
             principal.require_location(l)?;
-            let idx = state
-                .engine
-                .catalog()
-                .location_idx(l)
-                .ok_or_else(|| ApiError::new(Code::NotFound, format!("no location {l}")))?;
-            Ok(Scope::Location(idx))
+            Wanted::Location(l.to_string())
         }
         (None, Some(s)) if !s.is_empty() => {
             if let Role::Store(_) = principal.role {
@@ -150,38 +309,64 @@ fn check(state: &AppState, query: &str, headers: &HeaderMap) -> Result<Scope, Ap
                     "a store token may only follow its own location (?location=)",
                 ));
             }
-            let idx = state
-                .engine
-                .catalog()
-                .sku_idx(s)
-                .ok_or_else(|| ApiError::new(Code::NotFound, format!("no SKU {s}")))?;
-            Ok(Scope::Sku(idx))
+            Wanted::Sku(s.to_string())
         }
-        _ => Err(ApiError::validation(vec![super::error::FieldError {
-            field: "location".into(),
-            message: "exactly one of ?location= or ?sku= is required".into(),
-        }])),
+        _ => {
+            return Err(ApiError::validation(vec![super::error::FieldError {
+                field: "location".into(),
+                message: "exactly one of ?location= or ?sku= is required".into(),
+            }]))
+        }
+    };
+    host.feeds.check(&want)?;
+    Ok(want)
+}
+
+/// Follows `want` (round `round`, its batches into `queue`), building the
+/// snapshot under the snapshot gate: when thousands of store apps
+/// reconnect at once (a restart, a network blip), the snapshots are built
+/// a few at a time, so the memory and CPU of the burst stay those of a
+/// few snapshots (~140 bytes a record).
+///
+/// A part with nothing to feed it for a moment (a cluster shard being
+/// taken over on this node: between its copy and its engine) is waited
+/// for, up to `FOLLOW_PATIENCE`.
+async fn follow(
+    host: &FeedHost,
+    want: &Wanted,
+    round: u64,
+    queue: &mpsc::Sender<Tagged>,
+    held: &Arc<AtomicUsize>,
+) -> Result<Following, EngineError> {
+    let sink = |part: usize| -> Box<dyn Sink> {
+        Box::new(Queue {
+            tx: queue.clone(),
+            held: held.clone(),
+            round,
+            part,
+        })
+    };
+    let started = Instant::now();
+    loop {
+        let permit = host
+            .snapshots
+            .acquire()
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        match host.feeds.follow(want, &sink).await {
+            Ok(f) => return Ok(f),
+            Err(e) if started.elapsed() >= FOLLOW_PATIENCE => return Err(e),
+            Err(_) => {
+                drop(permit);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 }
 
-/// The snapshot message of the view `view` gives (with what else it
-/// gives), built under the snapshot gate: when thousands of store apps
-/// reconnect at once (a restart, a network blip), the snapshots are built a
-/// few at a time, so the memory and CPU of the burst stay those of a few
-/// snapshots (~140 bytes a record).
-async fn snapshot<T>(
-    state: &AppState,
-    view: impl std::future::Future<Output = Result<(T, FeedView), EngineError>>,
-) -> Result<(T, Vec<u8>, Vec<u64>), EngineError> {
-    let _permit = state
-        .feed_snapshots
-        .acquire()
-        .await
-        .map_err(|_| EngineError::Stopped)?;
-    let (with, view) = view.await?;
-    let text = crate::feed::snapshot_message(&state.engine.catalog(), &view.records);
-    Ok((with, text, view.seen))
-}
+/// How long a session waits for every part of its scope to be fed again
+/// (see `follow`) before it closes with 1011 (the client connects again).
+const FOLLOW_PATIENCE: Duration = Duration::from_secs(5);
 
 /// The write side of a session: every write bounded by `limit`, so that a
 /// client that stopped reading cannot hold its session forever.
@@ -233,58 +418,56 @@ impl Writer {
     }
 }
 
-async fn session(
-    up: Upgraded,
-    state: Arc<AppState>,
-    scope: Scope,
-    mut closing: watch::Receiver<bool>,
-) {
+async fn session(up: Upgraded, host: &FeedHost, want: Wanted, mut closing: watch::Receiver<bool>) {
     let (mut rd, w) = tokio::io::split(up);
-    let idle = state.feed_idle;
+    let idle = host.idle;
     let mut tx = Writer { w, limit: idle };
     let mut reader = Reader::default();
-    let (queue, mut batches) = mpsc::channel(SESSION_QUEUE);
+    let (queue, mut batches) = mpsc::channel::<Tagged>(SESSION_QUEUE);
     let held = Arc::new(AtomicUsize::new(0));
-    let sink = Queue {
-        tx: queue,
-        held: held.clone(),
-    };
-    // Subscribed first: a change after the view then reaches the sink.
-    let first = state.engine.feed_subscribe(scope, Box::new(sink));
-    let (sub, text, mut seen) = match snapshot(&state, first).await {
-        Ok(x) => x,
-        Err(e) => {
-            tracing::warn!(error = %e, "feed: no snapshot, closing");
-            tx.close(1011, "unavailable").await;
-            return;
-        }
-    };
-    // Only the shards' counts are kept once the records went out.
-    if tx.snapshot(text).await.is_err() {
-        return;
-    }
+    // Each fresh snapshot starts a round: batches of an earlier one are
+    // dropped (their subscriptions were). The first round starts at once.
+    let mut round = 0;
+    let mut moves = 0;
+    let mut following: Option<Following> = None;
     let mut ping = tokio::time::interval(idle / 3);
     ping.tick().await;
-    // A lagging session's queue is no longer fed: look at the flag often.
+    // A lagging session's queue is no longer fed: look at the flags often.
     let mut lag_check = tokio::time::interval(Duration::from_millis(100));
     let mut last_heard = tokio::time::Instant::now();
     loop {
-        if sub.lagging.load(Ordering::Acquire) {
-            // Fell behind: a fresh snapshot instead of the backlog.
-            sub.lagging.store(false, Ordering::Release);
-            while let Ok(b) = batches.try_recv() {
-                held.fetch_sub(b.wire.len(), Ordering::AcqRel);
+        let lagging = following.as_ref().is_none_or(|f| {
+            f.parts
+                .iter()
+                .any(|p| p.sub.lagging.load(Ordering::Acquire))
+        });
+        let now_moves = host.feeds.moves(&want);
+        if lagging || now_moves != moves {
+            // The first snapshot; or fell behind, or what serves the scope
+            // changed (a cluster shard changed hands here): a fresh
+            // snapshot instead of the backlog, from subscriptions made
+            // again.
+            moves = now_moves;
+            round += 1;
+            while let Ok(t) = batches.try_recv() {
+                held.fetch_sub(t.batch.wire.len(), Ordering::AcqRel);
             }
-            let view = async { Ok(((), state.engine.feed_view(scope).await?)) };
-            let Ok(((), text, now_seen)) = snapshot(&state, view).await else {
-                break;
+            let mut f = match follow(host, &want, round, &queue, &held).await {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!(error = %e, "feed: no snapshot, closing");
+                    tx.close(1011, "unavailable").await;
+                    break;
+                }
             };
-            if tx.snapshot(text).await.is_err() {
+            // Only the parts' counts are kept once the records went out.
+            if tx.snapshot(std::mem::take(&mut f.text)).await.is_err() {
                 break;
             }
-            seen = now_seen;
+            following = Some(f);
             continue;
         }
+        let parts = following.as_ref().map_or(&[][..], |f| &f.parts[..]);
         tokio::select! {
             b = batches.recv() => {
                 let Some(first) = b else { break };
@@ -294,9 +477,13 @@ async fn session(
                 let mut next = Some(first);
                 let mut sent = 0;
                 let mut failed = false;
-                while let Some(b) = next.take() {
-                    let wrote = tx.batch(&b, &seen).await;
-                    held.fetch_sub(b.wire.len(), Ordering::AcqRel);
+                while let Some(t) = next.take() {
+                    let seen = parts.get(t.part).map(|p| &p.seen[..]);
+                    let wrote = match seen {
+                        Some(seen) if t.round == round => tx.batch(&t.batch, seen).await,
+                        _ => Ok(()),
+                    };
+                    held.fetch_sub(t.batch.wire.len(), Ordering::AcqRel);
                     if wrote.is_err() {
                         failed = true;
                         break;
@@ -369,12 +556,14 @@ mod tests {
         let q = Queue {
             tx,
             held: held.clone(),
+            round: 0,
+            part: 0,
         };
         assert!(q.offer(&batch(SESSION_BYTES * 4)), "one batch always goes");
         assert!(!q.offer(&batch(10)), "nothing more past the bound");
         assert_eq!(held.load(Ordering::Acquire), SESSION_BYTES * 4);
         // The session wrote it and gave its bytes back.
-        let b = rx.try_recv().expect("queued");
+        let b = rx.try_recv().expect("queued").batch;
         held.fetch_sub(b.wire.len(), Ordering::AcqRel);
         let small = SESSION_BYTES / 4;
         for _ in 0..4 {

@@ -49,14 +49,9 @@ pub struct AppState {
     /// Payment providers by the name an order gives (`sandbox` for now;
     /// the real adapters come with issue 7).
     pub payments: Vec<(String, Arc<dyn crate::payments::PaymentProvider>)>,
-    /// Set when the server stops: feed sessions close with 1001.
-    pub closing: tokio::sync::watch::Sender<bool>,
-    /// A feed client silent this long is closed (`[feed] idle_timeout_s`).
-    pub feed_idle: std::time::Duration,
-    /// Feed snapshots built at once at most (`feed::SNAPSHOTS_AT_ONCE`).
-    pub feed_snapshots: tokio::sync::Semaphore,
-    /// Where the feed's sessions run (`[feed] threads`).
-    pub feed_rt: tokio::runtime::Handle,
+    /// The stock feed's sessions (a cluster node's shards leave theirs
+    /// unused: the node's front has one for all of them).
+    pub feed: Arc<feed::FeedHost>,
 }
 
 /// A request as the handlers see it.
@@ -348,42 +343,27 @@ pub async fn serve(
         }
     });
     ready(addr);
-    let node = match &api {
-        Api::Node(state) => Some(state.clone()),
-        Api::Cluster(_) => None,
+    let host = match &api {
+        Api::Node(state) => state.feed.clone(),
+        Api::Cluster(front) => front.feed.clone(),
     };
-    let st = node.clone();
+    let feeds = host.clone();
     let shutdown = async move {
         shutdown.await;
         // Feed sessions close with 1001; give them a moment to say so.
-        if let Some(st) = st {
-            let _ = st.closing.send(true);
-            let t0 = Instant::now();
-            while st.closing.receiver_count() > 0
-                && t0.elapsed() < std::time::Duration::from_secs(2)
-            {
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-        }
+        feeds.close_all().await;
     };
     // hyper serves, warp routes; a feed upgrade is taken before warp (see
     // feed.rs: its sessions keep small buffers).
     let api = warp::service(routes(api));
     let make = warp::hyper::service::make_service_fn(move |_conn| {
-        let (api, node) = (api.clone(), node.clone());
+        let (api, host) = (api.clone(), host.clone());
         async move {
             Ok::<_, Infallible>(warp::hyper::service::service_fn(move |req| {
-                let (mut api, node) = (api.clone(), node.clone());
+                let (mut api, host) = (api.clone(), host.clone());
                 async move {
                     if feed::is_upgrade(&req) {
-                        return Ok::<_, Infallible>(match node {
-                            Some(state) => feed::accept(state, req),
-                            None => ApiError::new(
-                                Code::NotImplemented,
-                                "the stock feed is not served by a cluster node yet",
-                            )
-                            .into_response(),
-                        });
+                        return Ok::<_, Infallible>(feed::accept(host, req));
                     }
                     warp::hyper::service::Service::call(&mut api, req).await
                 }

@@ -7,6 +7,7 @@ use std::time::Instant;
 use super::journal::{decode_event, recover, JournalError, RecoveryReport};
 use super::snapshot::SnapshotStore;
 use super::storage::Storage;
+use crate::domain::catalog::{LocIdx, SkuIdx};
 use crate::domain::event::Event;
 use crate::domain::model::Model;
 
@@ -17,10 +18,12 @@ const PROGRESS_RECORDS: u64 = 1_000_000;
 /// snapshot passivated loads it back from `archive` first: the version
 /// archived at or before `base`, the snapshot the replay started from
 /// (a later version would already hold the records being replayed).
+/// With `touched`, the stock records it changed are pushed there.
 pub fn apply_record(
     model: &mut Model,
     e: &Event,
     archive: Option<(&SnapshotStore, u64)>,
+    touched: Option<&mut Vec<(SkuIdx, LocIdx)>>,
 ) -> Result<(), JournalError> {
     if let (Event::Order { id, .. }, Some((store, base))) = (e, archive) {
         if !model.orders.contains_key(id) {
@@ -30,7 +33,7 @@ pub fn apply_record(
         }
     }
     model
-        .apply(e)
+        .apply_noting(e, touched)
         .map_err(|err| JournalError::Corrupt(err.to_string()))
 }
 
@@ -49,7 +52,7 @@ pub fn recover_model(
     }
     let report = recover(storage, dir, after_seq, |seq, body| {
         let e = decode_event(body)?;
-        apply_record(&mut model, &e, archive.map(|a| (a, after_seq)))
+        apply_record(&mut model, &e, archive.map(|a| (a, after_seq)), None)
             .map_err(|err| JournalError::Corrupt(format!("record {seq}: {err}")))?;
         if seq % PROGRESS_RECORDS == 0 {
             tracing::info!(

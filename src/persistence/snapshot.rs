@@ -292,7 +292,7 @@ pub fn take_snapshot(
         return Ok(seq);
     }
     read_range(storage, journal_dir, seq, durable_seq, |s, body| {
-        apply_record(&mut model, &decode_event(body)?, Some((store, base)))
+        apply_record(&mut model, &decode_event(body)?, Some((store, base)), None)
             .map_err(|e| JournalError::Corrupt(format!("record {s}: {e}")))?;
         seq = s;
         Ok(())

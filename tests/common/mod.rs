@@ -3,6 +3,7 @@
 
 pub mod redis;
 pub mod sim;
+pub mod ws;
 
 use reqwest::blocking::{Client, Response};
 use serde_json::Value;
