@@ -23,6 +23,93 @@ pub struct FileConfig {
     pub sourcing: Weights,
     #[serde(default)]
     pub feed: FeedSection,
+    #[serde(default)]
+    pub payments: PaymentsSection,
+}
+
+/// The payment providers besides the sandbox (always there). Secrets
+/// never sit in the file: each names the environment variable that holds
+/// it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentsSection {
+    pub adyen: Option<AdyenSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdyenSection {
+    /// The Checkout API's, version included (`payments::adyen`).
+    pub base_url: String,
+    pub merchant_account: String,
+    #[serde(default = "adyen_api_key_env")]
+    pub api_key_env: String,
+    /// The webhook's HMAC key (hex, as Adyen's Customer Area shows it).
+    #[serde(default = "adyen_hmac_key_env")]
+    pub hmac_key_env: String,
+    pub return_url: Option<String>,
+    #[serde(default)]
+    pub calls: CallsSection,
+}
+
+fn adyen_api_key_env() -> String {
+    "HOLDFAST_ADYEN_API_KEY".into()
+}
+
+fn adyen_hmac_key_env() -> String {
+    "HOLDFAST_ADYEN_HMAC_KEY".into()
+}
+
+/// How a provider is called (`payments::wire::Policy`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallsSection {
+    pub timeout_ms: u64,
+    pub retries: u32,
+    pub backoff_ms: u64,
+    /// Failures in a row that open the circuit, and for how long.
+    pub circuit_trip: u32,
+    pub circuit_open_s: u64,
+}
+
+impl Default for CallsSection {
+    fn default() -> Self {
+        let p = crate::payments::wire::Policy::default();
+        CallsSection {
+            timeout_ms: p.timeout.as_millis() as u64,
+            retries: p.retries,
+            backoff_ms: p.backoff.as_millis() as u64,
+            circuit_trip: p.trip,
+            circuit_open_s: p.open_for.as_secs(),
+        }
+    }
+}
+
+impl CallsSection {
+    fn policy(&self, at: &str) -> Result<crate::payments::wire::Policy, String> {
+        if !(100..=60_000).contains(&self.timeout_ms)
+            || self.retries > 10
+            || self.backoff_ms > 10_000
+            || self.circuit_trip == 0
+            || !(1..=3600).contains(&self.circuit_open_s)
+        {
+            return Err(format!("{at}.calls: timeout_ms 100..=60000, retries 0..=10, backoff_ms 0..=10000, circuit_trip at least 1, circuit_open_s 1..=3600"));
+        }
+        Ok(crate::payments::wire::Policy {
+            timeout: std::time::Duration::from_millis(self.timeout_ms),
+            retries: self.retries,
+            backoff: std::time::Duration::from_millis(self.backoff_ms),
+            trip: self.circuit_trip,
+            open_for: std::time::Duration::from_secs(self.circuit_open_s),
+        })
+    }
+}
+
+/// The providers configured, secrets read.
+#[derive(Debug, Clone, Default)]
+pub struct Payments {
+    /// Adyen's, and its webhook HMAC key.
+    pub adyen: Option<(crate::payments::adyen::AdyenConfig, Vec<u8>)>,
 }
 
 /// The stock feed's sessions.
@@ -148,6 +235,8 @@ pub struct Config {
     pub snapshot: SnapshotSection,
     pub sourcing: Weights,
     pub feed: FeedSection,
+    /// Adyen's configuration and webhook HMAC key, when configured.
+    pub payments: Payments,
 }
 
 impl Config {
@@ -274,7 +363,32 @@ impl Config {
                 Some(out)
             }
         };
+        let secret = |at: &str, var: &str| {
+            env(var)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| format!("{at}: the environment variable {var} is not set"))
+        };
+        let mut payments = Payments::default();
+        if let Some(a) = &f.payments.adyen {
+            let at = "payments.adyen";
+            if !a.base_url.starts_with("http://") && !a.base_url.starts_with("https://") {
+                return Err(format!("{at}.base_url must be an http(s) URL"));
+            }
+            payments.adyen = Some((
+                crate::payments::adyen::AdyenConfig {
+                    base_url: a.base_url.clone(),
+                    merchant_account: a.merchant_account.clone(),
+                    api_key: secret(at, &a.api_key_env)?,
+                    return_url: a.return_url.clone(),
+                    policy: a.calls.policy(at)?,
+                },
+                crate::payments::adyen::hmac_key(&secret(at, &a.hmac_key_env)?).ok_or_else(
+                    || format!("{at}: {} must hold the HMAC key in hex", a.hmac_key_env),
+                )?,
+            ));
+        }
         Ok(Config {
+            payments,
             listen,
             data_dir: f.server.data_dir,
             durability: f.server.durability,

@@ -27,7 +27,14 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
     )
     .map_err(|e| format!("recovery failed: {e}"))?;
     let feed_rt = feed_runtime(&cfg)?;
-    let state = app_state(&cfg, engine.clone(), &recovered, feed_rt.handle().clone());
+    let payments = payment_providers(&cfg)?;
+    let state = app_state(
+        &cfg,
+        engine.clone(),
+        &recovered,
+        feed_rt.handle().clone(),
+        payments,
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("http")
@@ -92,6 +99,7 @@ fn app_state(
     engine: Engine,
     recovered: &Recovered,
     feed_rt: tokio::runtime::Handle,
+    payments: Providers,
 ) -> Arc<AppState> {
     let idem = IdemTable::default();
     for (key, entry) in &recovered.idempotency {
@@ -100,10 +108,8 @@ fn app_state(
     Arc::new(AppState {
         auth: Auth::new(cfg.tokens.as_deref()),
         idem,
-        payments: vec![(
-            "sandbox".to_string(),
-            Arc::new(crate::payments::sandbox::Sandbox::new()),
-        )],
+        payments,
+        adyen_hmac: cfg.payments.adyen.as_ref().map(|(_, key)| key.clone()),
         feed: Arc::new(http::feed::FeedHost::new(
             Arc::new(http::feed::EngineFeeds(engine.clone())),
             Auth::new(cfg.tokens.as_deref()),
@@ -113,6 +119,22 @@ fn app_state(
         )),
         engine,
     })
+}
+
+/// The payment providers by name.
+type Providers = Vec<(String, Arc<dyn crate::payments::PaymentProvider>)>;
+
+/// The sandbox, and every provider holdfast.toml configures.
+fn payment_providers(cfg: &Config) -> Result<Providers, String> {
+    let mut v: Providers = vec![(
+        "sandbox".to_string(),
+        Arc::new(crate::payments::sandbox::Sandbox::new()),
+    )];
+    if let Some((adyen, _)) = &cfg.payments.adyen {
+        let p = crate::payments::adyen::Adyen::new(adyen.clone())?;
+        v.push(("adyen".to_string(), Arc::new(p)));
+    }
+    Ok(v)
 }
 
 fn engine_config(cfg: &Config) -> EngineConfig {
@@ -146,6 +168,7 @@ pub fn run_cluster(config: Option<&Path>, cluster: &Path, node_id: &str) -> Resu
     let feed_rt = feed_runtime(&cfg)?;
     let handle = feed_rt.handle().clone();
     let cfg2 = cfg.clone();
+    let payments = payment_providers(&cfg)?;
     let node = crate::cluster::node::ClusterNode::start(
         cc.clone(),
         node_id,
@@ -153,7 +176,7 @@ pub fn run_cluster(config: Option<&Path>, cluster: &Path, node_id: &str) -> Resu
             engine: engine_config(&cfg),
             clock: Arc::new(SystemClock),
             make_state: Box::new(move |engine, recovered| {
-                app_state(&cfg2, engine, recovered, handle.clone())
+                app_state(&cfg2, engine, recovered, handle.clone(), payments.clone())
             }),
         },
     )?;

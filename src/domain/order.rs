@@ -192,7 +192,26 @@ pub struct Payment {
     pub authorized: Minor,
     pub captured: Minor,
     pub refunded: Minor,
+    /// What the provider said of the payment afterwards (its webhooks),
+    /// each once, at most `NOTICES_MAX` (added later: default).
+    #[serde(default)]
+    pub notices: Vec<Notice>,
 }
+
+/// A provider's word about a payment (a webhook notification): its event
+/// (`CAPTURE`, `REFUND`, ...), whether it succeeded, and the provider's
+/// reference of the notification. The same word again is the same notice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    pub event: String,
+    pub success: bool,
+    pub reference: String,
+    pub at_ms: TimeMs,
+}
+
+/// Notices an order keeps at most: a provider sends a handful per
+/// payment; past this, more are not kept (and logged by the caller).
+pub const NOTICES_MAX: usize = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OrderStatus {
@@ -317,6 +336,8 @@ pub enum OrderEvent {
         refund: Minor,
         at_ms: TimeMs,
     },
+    /// A provider's notice (added later: variants go last).
+    Notified(Notice),
 }
 
 impl Order {
@@ -342,6 +363,7 @@ impl Order {
                 authorized: 0,
                 captured: 0,
                 refunded: 0,
+                notices: Vec::new(),
             },
             returned: vec![0; n],
             cancelled: false,
@@ -604,6 +626,16 @@ impl Order {
         })
     }
 
+    /// A provider's notice, kept unless it is kept already (a webhook
+    /// delivered twice, or replayed) or the order keeps `NOTICES_MAX`.
+    pub fn decide_notice(&self, n: Notice) -> Option<OrderEvent> {
+        let seen = self.payment.notices.iter().any(|k| {
+            (k.event.as_str(), k.success, k.reference.as_str())
+                == (n.event.as_str(), n.success, n.reference.as_str())
+        });
+        (!seen && self.payment.notices.len() < NOTICES_MAX).then_some(OrderEvent::Notified(n))
+    }
+
     /// Folds in one fact (replay applies, never decides).
     pub fn apply(&mut self, e: &OrderEvent) {
         match e {
@@ -657,6 +689,10 @@ impl Order {
                 }
                 self.payment.refunded += refund;
                 self.updated_ms = *at_ms;
+            }
+            OrderEvent::Notified(n) => {
+                self.updated_ms = n.at_ms;
+                self.payment.notices.push(n.clone());
             }
         }
     }

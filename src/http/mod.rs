@@ -22,6 +22,7 @@ pub mod ops;
 pub mod orders;
 pub mod reservations;
 pub mod sourcing;
+pub mod webhooks;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::StreamExt;
@@ -49,6 +50,8 @@ pub struct AppState {
     /// Payment providers by the name an order gives (`sandbox` for now;
     /// the real adapters come with issue 7).
     pub payments: Vec<(String, Arc<dyn crate::payments::PaymentProvider>)>,
+    /// Adyen's webhook HMAC key, when Adyen is configured.
+    pub adyen_hmac: Option<Vec<u8>>,
     /// The stock feed's sessions (a cluster node's shards leave theirs
     /// unused: the node's front has one for all of them).
     pub feed: Arc<feed::FeedHost>,
@@ -203,7 +206,7 @@ fn route_of(method: &Method, seg: &[&str]) -> Route {
         (["v1", "inventory", ..], true) => Route::InventoryRead,
         (["v1", "availability", _], _) => Route::Availability,
         (["v1", "sourcing", "plan"], _) => Route::SourcingPlan,
-        (["v1", "orders", ..] | ["v1", "locations", _, "pickups"], _) => Route::Orders,
+        (["v1", "orders" | "webhooks", ..] | ["v1", "locations", _, "pickups"], _) => Route::Orders,
         (["v1", "skus" | "locations", ..], false) => Route::CatalogWrite,
         (["v1", "skus" | "locations", ..], true) => Route::CatalogRead,
         (["healthz"] | ["metrics"] | ["v1", "openapi.json"], _) => Route::Operations,
@@ -234,6 +237,11 @@ pub async fn handle(
         // The store board: a page, no token (its feed asks for one).
         ["ui", "stores", loc] if method == Method::GET => return board::page(state, loc),
         ["ui", "stores", _] => return Err(method_not_allowed("GET")),
+        // Signed by the provider instead (`webhooks`).
+        ["v1", "webhooks", "adyen"] if method == Method::POST => {
+            return webhooks::adyen(state, &body).await
+        }
+        ["v1", "webhooks", "adyen"] => return Err(method_not_allowed("POST")),
         _ => {}
     }
     if seg.first() != Some(&"v1") {

@@ -116,7 +116,7 @@ const OPS: &[Op] = &[
     (
         "post",
         "/v1/orders",
-        "Place an order: sourced, held per shipment, paid (sandbox provider)",
+        "Place an order: sourced, held per shipment, paid (authorized at its provider; captured when the first shipment ships)",
         Some("OrderInput"),
         201,
         "Order",
@@ -157,6 +157,15 @@ const OPS: &[Op] = &[
         200,
         "Order",
         &[400, 401, 403, 404, 409, 422, 503],
+    ),
+    (
+        "post",
+        "/v1/webhooks/adyen",
+        "Adyen's notifications (no token: each item's HMAC signature is checked, a forged one refuses the delivery with 401); each kept once on its order's payment.notices; answers [accepted]",
+        Some("AdyenNotification"),
+        200,
+        "Accepted",
+        &[400, 401, 404, 413],
     ),
     (
         "post",
@@ -311,12 +320,16 @@ fn sourcing_schemas() -> Value {
             "id": id,
             "lines": {"type": "array", "minItems": 1, "maxItems": 100, "items": {"type": "object", "required": ["sku", "qty", "unit_price"], "properties": {"sku": id, "qty": qty, "unit_price": {"type": "string", "pattern": "^[0-9]{1,11}(\\.[0-9]{1,2})?$"}}}},
             "delivery": {"type": "object", "required": ["type"], "properties": {"type": {"enum": ["ship", "pickup"]}, "lat": {"type": "number"}, "lon": {"type": "number"}, "location": id}},
-            "payment": {"type": "object", "required": ["provider"], "properties": {"provider": {"type": "string", "description": "sandbox: amounts ending in .51 are declined, .52 answer unavailable"}}},
+            "payment": {"type": "object", "required": ["provider"], "properties": {"provider": {"type": "string", "description": "sandbox (amounts ending in .51 are declined, .52 answer unavailable), or a provider holdfast.toml configures (adyen)"},
+                "method": {"type": "object", "description": "The shopper's payment details from the checkout, passed to the provider as they are (Adyen: the Drop-in's paymentMethod object); required by adyen; at most 4096 bytes"}}},
             "reservation_id": {"type": "string", "description": "A held reservation to turn into the order: its lines must be the order's (same SKUs and quantities); its units become one reservation per shipment without ever being released. Not held: 409 reservation_not_held. A declined payment leaves it held."}}},
         "Order": {"type": "object", "properties": {"id": id, "status": {"enum": ["pending_payment", "payment_declined", "confirmed", "in_fulfilment", "shipped", "ready_for_pickup", "delivered", "collected", "cancelled", "returned"]},
             "total": {"type": "string"}, "lines": {"type": "array", "items": {"type": "object"}}, "delivery": {"type": "object"}, "payment": {"type": "object"},
             "shipments": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "integer"}, "location": id, "type": {"enum": ["delivery", "pickup", "transfer"]}, "status": {"type": "string"}}}}}},
         "ShipmentEventInput": {"type": "object", "required": ["status"], "properties": {"status": {"enum": ["picked", "packed", "shipped", "delivered", "ready_for_pickup", "collected"]}}},
+        "Accepted": {"type": "string", "enum": ["[accepted]"]},
+        "AdyenNotification": {"type": "object", "required": ["notificationItems"], "properties": {"live": {"type": "string"},
+            "notificationItems": {"type": "array", "items": {"type": "object", "properties": {"NotificationRequestItem": {"type": "object", "required": ["pspReference", "eventCode", "success", "additionalData"]}}}}}},
         "ReturnInput": {"type": "object", "required": ["lines", "location"], "properties": {"location": id, "lines": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["sku", "qty"], "properties": {"sku": id, "qty": qty}}}}},
         "PlanInput": {"type": "object", "required": ["lines"], "properties": {
             "lines": {"type": "array", "minItems": 1, "maxItems": 100, "items": {"type": "object", "required": ["sku", "qty"], "properties": {"sku": id, "qty": qty}}},
@@ -388,7 +401,7 @@ pub fn document() -> Value {
             .map(|p| json!({"name": p, "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"}}))
             .collect();
         let mut responses = Map::new();
-        let content_type = if *path == "/metrics" {
+        let content_type = if *path == "/metrics" || *path == "/v1/webhooks/adyen" {
             "text/plain"
         } else {
             "application/json"

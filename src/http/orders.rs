@@ -41,6 +41,12 @@ use std::collections::BTreeMap;
 /// the stock back soon.
 const ORDER_HOLD_TTL_S: u64 = 900;
 
+/// The bytes of an order's `payment.method` at most.
+const PAYMENT_METHOD_MAX: usize = 4096;
+
+/// Orders are priced in euros (api.md: `unit_price` has no currency).
+const CURRENCY: &str = "EUR";
+
 pub fn order_json(o: &Order) -> Value {
     let shipments: Vec<Value> = o
         .shipments
@@ -73,6 +79,9 @@ pub fn order_json(o: &Order) -> Value {
         "total": format_minor(o.total()),
         "payment": {
             "provider": o.payment.provider,
+            // The provider's reference of the authorization (Adyen's
+            // pspReference): what its back office and webhooks name.
+            "reference": o.payment.reference,
             "state": match o.payment.state {
                 PayState::Pending => "pending",
                 PayState::Authorized => "authorized",
@@ -83,6 +92,9 @@ pub fn order_json(o: &Order) -> Value {
             "authorized": format_minor(o.payment.authorized),
             "captured": format_minor(o.payment.captured),
             "refunded": format_minor(o.payment.refunded),
+            "notices": o.payment.notices.iter().map(|n| json!({
+                "event": n.event, "success": n.success, "reference": n.reference, "at": rfc3339(n.at_ms),
+            })).collect::<Vec<_>>(),
         },
         "shipments": shipments,
         "created_at": rfc3339(o.created_ms),
@@ -226,13 +238,45 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
     let provider = provider_name.as_deref().and_then(|n| {
         let p = provider(state, n);
         if p.is_none() {
+            let names: Vec<&str> = state.payments.iter().map(|(n, _)| n.as_str()).collect();
             e.add(
                 "payment.provider",
-                format!("{n} is not configured here (available: sandbox)"),
+                format!(
+                    "{n} is not configured here (available: {})",
+                    names.join(", ")
+                ),
             );
         }
         p
     });
+    // The shopper's payment details, for the providers that take them
+    // (Adyen's `paymentMethod`): passed on as they are, bounded.
+    let method = match m.get("payment").and_then(|p| p.get("method")) {
+        None | Some(Value::Null) => None,
+        Some(v @ Value::Object(_)) if v.to_string().len() <= PAYMENT_METHOD_MAX => Some(v.clone()),
+        Some(Value::Object(_)) => {
+            e.add(
+                "payment.method",
+                format!("is longer than {PAYMENT_METHOD_MAX} bytes"),
+            );
+            None
+        }
+        Some(_) => {
+            e.add("payment.method", "must be an object");
+            None
+        }
+    };
+    if let (Some(p), None) = (&provider, &method) {
+        if p.needs_method() {
+            e.add(
+                "payment.method",
+                format!(
+                    "is required by {}: the shopper's payment details from the checkout",
+                    p.name()
+                ),
+            );
+        }
+    }
     let from = match m.get("reservation_id") {
         None | Some(Value::Null) => None,
         Some(Value::String(r)) => match ReservationId::parse(r) {
@@ -323,7 +367,8 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
         },
         order: id.clone(),
         amount: order.total(),
-        currency: "EUR".into(),
+        currency: CURRENCY.into(),
+        method: method.clone(),
     };
     // A free order (a promotion) has nothing to authorize.
     let answer = if auth.amount == 0 {
@@ -391,7 +436,7 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
                 if let Some(err) = refused {
                     // Expired or released since it was read: nothing is
                     // held for the order, so its authorization goes.
-                    void_quietly(provider.as_ref(), &format!("{id}:{r}"), &reference).await;
+                    void_quietly(provider.as_ref(), &id, &format!("{id}:{r}"), &reference).await;
                     return Err(err);
                 }
             }
@@ -459,13 +504,15 @@ fn not_held(r: &ReservationId, st: Status) -> ApiError {
 /// Voids an authorization that nothing will use (`key`: the order and the
 /// reservation it was for); a failure is logged (the provider lets an
 /// unused authorization lapse on its own).
-async fn void_quietly(p: &dyn PaymentProvider, key: &str, reference: &str) {
+async fn void_quietly(p: &dyn PaymentProvider, order: &str, key: &str, reference: &str) {
     if reference.is_empty() {
         return;
     }
     let void = Follow {
         idempotency_key: format!("{key}:void"),
+        order: order.to_string(),
         reference: reference.to_string(),
+        currency: CURRENCY.into(),
         amount: 0,
     };
     if let Err(e) = p.void(&void).await {
@@ -732,7 +779,9 @@ pub async fn shipment_event(state: &AppState, req: &Request, id: &str, n: &str) 
             })?;
             p.capture(&Follow {
                 idempotency_key: format!("{id}:capture"),
+                order: id.to_string(),
                 reference: o.payment.reference.clone(),
+                currency: CURRENCY.into(),
                 amount: captured,
             })
             .await
@@ -754,7 +803,9 @@ pub async fn shipment_event(state: &AppState, req: &Request, id: &str, n: &str) 
             if let Some((p, amount)) = captured_here {
                 p.refund(&Follow {
                     idempotency_key: format!("{id}:capture-undo"),
+                    order: id.to_string(),
                     reference: o.payment.reference.clone(),
+                    currency: CURRENCY.into(),
                     amount,
                 })
                 .await
@@ -800,7 +851,9 @@ pub async fn cancel(state: &AppState, req: &Request, id: &str) -> ApiResult {
         if let Some(p) = provider(state, &o.payment.provider).filter(|_| sent) {
             p.void(&Follow {
                 idempotency_key: format!("{id}:void"),
+                order: id.to_string(),
                 reference: o.payment.reference.clone(),
+                currency: CURRENCY.into(),
                 amount: 0,
             })
             .await
@@ -890,7 +943,9 @@ pub async fn returns(state: &AppState, req: &Request, id: &str) -> ApiResult {
                 // What was refunded before names this refund: a retry of the
                 // same return reuses the key, a later return gets its own.
                 idempotency_key: format!("{id}:refund:{}:{refund}", o.payment.refunded),
+                order: id.to_string(),
                 reference: o.payment.reference.clone(),
+                currency: CURRENCY.into(),
                 amount: *refund,
             })
             .await

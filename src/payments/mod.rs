@@ -3,10 +3,14 @@
 //! never charge twice).
 //!
 //! - `sandbox`: outcomes fixed by the amount, so order flows are tested end
-//!   to end without a provider. The real adapters (Adyen, Amazon Pay,
-//!   Scalapay, GestPay) speak their providers' wire formats (issue 7).
+//!   to end without a provider.
+//! - `adyen`: Adyen's Checkout API.
+//! - `wire`: timeouts, retries with backoff and a circuit breaker for the
+//!   adapters' HTTP calls.
 
+pub mod adyen;
 pub mod sandbox;
+pub mod wire;
 
 use futures::future::BoxFuture;
 
@@ -21,15 +25,23 @@ pub struct Authorize {
     pub amount: Minor,
     /// ISO 4217, e.g. "EUR".
     pub currency: String,
+    /// The shopper's payment details as the checkout gave them (the
+    /// order's `payment.method`: Adyen's `paymentMethod` object, say), for
+    /// the providers that need them (`needs_method`).
+    pub method: Option<serde_json::Value>,
 }
 
 /// A capture, refund or void of an authorization.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Follow {
     pub idempotency_key: String,
+    /// The order it is for.
+    pub order: String,
     /// The provider's reference of the authorization.
     pub reference: String,
     pub amount: Minor,
+    /// ISO 4217, as authorized.
+    pub currency: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +65,10 @@ pub enum PaymentError {
 /// A payment provider. Every call is idempotent by its key.
 pub trait PaymentProvider: Send + Sync {
     fn name(&self) -> &str;
+    /// Whether an authorization needs the shopper's details (`method`).
+    fn needs_method(&self) -> bool {
+        false
+    }
     fn authorize<'a>(
         &'a self,
         r: &'a Authorize,

@@ -232,14 +232,17 @@ mod tests {
             order: "O-1".into(),
             amount,
             currency: "EUR".into(),
+            method: None,
         }
     }
 
     fn follow(key: &str, reference: &str, amount: Minor) -> Follow {
         Follow {
             idempotency_key: key.into(),
+            order: "O-1".into(),
             reference: reference.into(),
             amount,
+            currency: "EUR".into(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Starts the real `holdfast` binary on a free port with its own data dir.
 #![allow(dead_code)]
 
+pub mod adyen;
 pub mod redis;
 pub mod sim;
 pub mod ws;

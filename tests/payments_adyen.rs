@@ -1,0 +1,259 @@
+//! Orders paid through the Adyen adapter against a local Adyen speaking
+//! the Checkout API (tests/common/adyen.rs), through the order API of the
+//! real binary: authorized when placed, captured when shipped, refunded
+//! on a return, voided on a cancel; a refusal; an answer lost on the way
+//! (retried under the same Idempotency-Key: charged once); Adyen down
+//! (503, nothing held, the circuit opens and stops calling), then back.
+
+mod common;
+
+use common::adyen::{self, AdyenSim};
+use common::{client, get, post, put_ok, stock, Server};
+use reqwest::blocking::Client;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const KEY: &str = "AQEyhmfxK4-test-key";
+const HMAC: &str = "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056";
+const MERCHANT: &str = "HoldfastECOM";
+
+fn config(sim: &AdyenSim, test: &str) -> String {
+    // Secrets come from the environment the server inherits, under names
+    // of this test's own.
+    let (key_env, hmac_env) = (
+        format!("HOLDFAST_T_{test}_ADYEN_KEY"),
+        format!("HOLDFAST_T_{test}_ADYEN_HMAC"),
+    );
+    std::env::set_var(&key_env, KEY);
+    std::env::set_var(&hmac_env, HMAC);
+    format!(
+        "[payments.adyen]\nbase_url = \"{}\"\nmerchant_account = \"{MERCHANT}\"\n\
+         api_key_env = \"{key_env}\"\nhmac_key_env = \"{hmac_env}\"\n\
+         [payments.adyen.calls]\ntimeout_ms = 2000\nretries = 2\nbackoff_ms = 20\n\
+         circuit_trip = 3\ncircuit_open_s = 2\n",
+        sim.base_url()
+    )
+}
+
+/// One SKU `A` with 10 units at `DC1`.
+fn network(c: &Client, s: &Server) {
+    put_ok(c, s, "/v1/skus/A", json!({"name": "A"}));
+    put_ok(
+        c,
+        s,
+        "/v1/locations/DC1",
+        json!({"name": "DC1", "kind": "dc", "lat": 45.5, "lon": 9.2, "priority": 10, "ship": true}),
+    );
+    let (st, v) = post(
+        c,
+        s,
+        "/v1/inventory/batch",
+        Some(&json!({"items": [{"location": "DC1", "sku": "A", "on_hand": 10}]}).to_string()),
+    );
+    assert_eq!(st, 200, "{v}");
+}
+
+/// An order of `qty` A at `price`, paid with Adyen (a card from the
+/// Drop-in: its encrypted fields).
+fn order(c: &Client, s: &Server, id: &str, qty: u32, price: &str) -> (u16, Value) {
+    let body = json!({
+        "id": id,
+        "lines": [{"sku": "A", "qty": qty, "unit_price": price}],
+        "delivery": {"type": "ship", "lat": 45.46, "lon": 9.19},
+        "payment": {"provider": "adyen", "method": {
+            "type": "scheme",
+            "encryptedCardNumber": "test_4111111111111111",
+            "encryptedExpiryMonth": "test_03",
+            "encryptedExpiryYear": "test_2030",
+            "encryptedSecurityCode": "test_737"
+        }},
+    });
+    post(c, s, "/v1/orders", Some(&body.to_string()))
+}
+
+fn event(c: &Client, s: &Server, id: &str, status: &str) -> (u16, Value) {
+    post(
+        c,
+        s,
+        &format!("/v1/orders/{id}/shipments/1/events"),
+        Some(&json!({ "status": status }).to_string()),
+    )
+}
+
+#[test]
+fn an_order_is_authorized_captured_and_refunded_at_adyen() {
+    let sim = AdyenSim::start(KEY, MERCHANT);
+    let s = Server::start(&config(&sim, "FLOW"));
+    let c = client();
+    network(&c, &s);
+
+    // Placed: authorized at Adyen for the order's total, under its id.
+    let (st, o) = order(&c, &s, "O-1", 2, "10.00");
+    assert_eq!(st, 201, "{o}");
+    assert_eq!(o["payment"]["state"], "authorized", "{o}");
+    let paid = sim.state.lock().payments_of("O-1");
+    assert_eq!(paid.len(), 1, "{paid:?}");
+    assert_eq!((paid[0].amount, paid[0].currency.as_str()), (2000, "EUR"));
+    let (path, body) = sim.state.lock().calls[0].clone();
+    assert_eq!(path, "/v71/payments");
+    assert_eq!(body["paymentMethod"]["type"], "scheme", "{body}");
+    assert_eq!(body["merchantAccount"], MERCHANT);
+
+    // Shipped: captured; delivered; one unit returned: refunded.
+    let (st, o) = event(&c, &s, "O-1", "shipped");
+    assert_eq!(
+        (st, o["payment"]["state"].as_str()),
+        (200, Some("captured")),
+        "{o}"
+    );
+    assert_eq!(sim.state.lock().payments_of("O-1")[0].captured, 2000);
+
+    // Adyen's word on the capture, by webhook: kept once however often it
+    // comes; a forged one (another key) refused, nothing kept.
+    let psp = o["payment"]["reference"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let capture = adyen::item("SIMCAPTURE00001", &psp, "O-1", 2000, "CAPTURE", true);
+    let hook = s.url("/v1/webhooks/adyen");
+    for _ in 0..2 {
+        assert_eq!(
+            adyen::webhook(&hook, std::slice::from_ref(&capture), HMAC),
+            (200, "[accepted]".into())
+        );
+    }
+    let refund = adyen::item("SIMREFUND000001", &psp, "O-1", 2000, "REFUND", true);
+    let forged = adyen::webhook(&hook, &[refund], &"AB".repeat(32));
+    assert_eq!(forged.0, 401, "{forged:?}");
+    let (_, o) = get(&c, &s, "/v1/orders/O-1");
+    let notices = o["payment"]["notices"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(notices.len(), 1, "{o}");
+    assert_eq!(
+        (
+            notices[0]["event"].as_str(),
+            notices[0]["success"].as_bool()
+        ),
+        (Some("CAPTURE"), Some(true))
+    );
+    // About another payment, or an order unknown here: acknowledged, not kept.
+    let other = adyen::item(
+        "SIMCAPTURE00002",
+        "SIM9999999999999",
+        "O-1",
+        2000,
+        "CAPTURE",
+        true,
+    );
+    let unknown = adyen::item("SIMCAPTURE00003", &psp, "O-404", 2000, "CAPTURE", true);
+    assert_eq!(adyen::webhook(&hook, &[other, unknown], HMAC).0, 200);
+    let (_, o) = get(&c, &s, "/v1/orders/O-1");
+    assert_eq!(
+        o["payment"]["notices"].as_array().map(Vec::len),
+        Some(1),
+        "{o}"
+    );
+    let (st, o) = event(&c, &s, "O-1", "delivered");
+    assert_eq!(st, 200, "{o}");
+    let (st, o) = post(
+        &c,
+        &s,
+        "/v1/orders/O-1/returns",
+        Some(&json!({"lines": [{"sku": "A", "qty": 1}], "location": "DC1"}).to_string()),
+    );
+    assert_eq!(
+        (st, o["payment"]["refunded"].as_str()),
+        (200, Some("10.00")),
+        "{o}"
+    );
+    assert_eq!(sim.state.lock().payments_of("O-1")[0].refunded, 1000);
+
+    // Cancelled before shipping: the authorization is cancelled at Adyen.
+    let (st, o) = order(&c, &s, "O-2", 1, "7.00");
+    assert_eq!(st, 201, "{o}");
+    let (st, o) = post(&c, &s, "/v1/orders/O-2/cancel", None);
+    assert_eq!(
+        (st, o["payment"]["state"].as_str()),
+        (200, Some("voided")),
+        "{o}"
+    );
+    assert!(sim.state.lock().payments_of("O-2")[0].cancelled);
+
+    // Refused by the issuer: 402, nothing held.
+    let before = stock(&c, &s, "DC1", "A");
+    let (st, v) = order(&c, &s, "O-3", 1, "10.51");
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (402, Some("payment_declined")),
+        "{v}"
+    );
+    assert_eq!(stock(&c, &s, "DC1", "A"), before);
+
+    // Adyen needs the shopper's details: an order without them is refused
+    // before anything is held or sent.
+    let calls = sim.state.lock().calls.len();
+    let (st, v) = post(
+        &c,
+        &s,
+        "/v1/orders",
+        Some(&json!({"id": "O-4", "lines": [{"sku": "A", "qty": 1, "unit_price": "1.00"}], "delivery": {"type": "ship", "lat": 45.0, "lon": 9.0}, "payment": {"provider": "adyen"}}).to_string()),
+    );
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (422, Some("validation_failed")),
+        "{v}"
+    );
+    assert!(v.to_string().contains("payment.method"), "{v}");
+    assert_eq!(sim.state.lock().calls.len(), calls);
+}
+
+#[test]
+fn a_lost_answer_charges_once_and_a_provider_down_opens_the_circuit() {
+    let sim = AdyenSim::start(KEY, MERCHANT);
+    let s = Server::start(&config(&sim, "FAULTS"));
+    let c = client();
+    network(&c, &s);
+
+    // Authorized, but the answer lost: the adapter asks again under the
+    // same Idempotency-Key and gets the first answer: one payment.
+    sim.state.lock().lose_answers = 1;
+    let (st, o) = order(&c, &s, "O-1", 1, "5.00");
+    assert_eq!(st, 201, "{o}");
+    assert_eq!(sim.state.lock().payments_of("O-1").len(), 1);
+
+    // Adyen down: each order is refused with 503 and nothing held; after
+    // three failed calls the circuit opens: no request reaches Adyen.
+    sim.state.lock().down = true;
+    let before = stock(&c, &s, "DC1", "A");
+    for _ in 0..3 {
+        let (st, v) = order(&c, &s, "O-2", 1, "5.00");
+        assert_eq!((st, v["code"].as_str()), (503, Some("unavailable")), "{v}");
+        assert_eq!(stock(&c, &s, "DC1", "A"), before);
+    }
+    sim.state.lock().down = false;
+    let calls = sim.state.lock().calls.len();
+    let (st, v) = order(&c, &s, "O-2", 1, "5.00");
+    assert_eq!((st, v["code"].as_str()), (503, Some("unavailable")), "{v}");
+    assert!(
+        v["detail"].as_str().unwrap_or("").contains("not called"),
+        "{v}"
+    );
+    assert_eq!(
+        sim.state.lock().calls.len(),
+        calls,
+        "the open circuit called"
+    );
+
+    // Back, and the circuit's time out: the same order goes through, paid
+    // once.
+    std::thread::sleep(Duration::from_millis(2100));
+    let (st, o) = order(&c, &s, "O-2", 1, "5.00");
+    assert_eq!(
+        (st, o["payment"]["state"].as_str()),
+        (201, Some("authorized")),
+        "{o}"
+    );
+    assert_eq!(sim.state.lock().payments_of("O-2").len(), 1);
+}
