@@ -25,6 +25,43 @@ pub struct FileConfig {
     pub feed: FeedSection,
     #[serde(default)]
     pub payments: PaymentsSection,
+    #[serde(default)]
+    pub carriers: CarriersSection,
+}
+
+/// The carriers that label and track shipments (none: shipments move by
+/// the API's events alone).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CarriersSection {
+    pub fedex: Option<FedexSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FedexSection {
+    pub base_url: String,
+    pub account_number: String,
+    #[serde(default = "fedex_client_id_env")]
+    pub client_id_env: String,
+    #[serde(default = "fedex_client_secret_env")]
+    pub client_secret_env: String,
+    #[serde(default = "fedex_service_type")]
+    pub service_type: String,
+    #[serde(default)]
+    pub calls: CallsSection,
+}
+
+fn fedex_client_id_env() -> String {
+    "HOLDFAST_FEDEX_CLIENT_ID".into()
+}
+
+fn fedex_client_secret_env() -> String {
+    "HOLDFAST_FEDEX_CLIENT_SECRET".into()
+}
+
+fn fedex_service_type() -> String {
+    "FEDEX_INTERNATIONAL_PRIORITY".into()
 }
 
 /// The payment providers besides the sandbox (always there). Secrets
@@ -74,7 +111,7 @@ pub struct CallsSection {
 
 impl Default for CallsSection {
     fn default() -> Self {
-        let p = crate::payments::wire::Policy::default();
+        let p = crate::wire::Policy::default();
         CallsSection {
             timeout_ms: p.timeout.as_millis() as u64,
             retries: p.retries,
@@ -86,7 +123,7 @@ impl Default for CallsSection {
 }
 
 impl CallsSection {
-    fn policy(&self, at: &str) -> Result<crate::payments::wire::Policy, String> {
+    fn policy(&self, at: &str) -> Result<crate::wire::Policy, String> {
         if !(100..=60_000).contains(&self.timeout_ms)
             || self.retries > 10
             || self.backoff_ms > 10_000
@@ -95,7 +132,7 @@ impl CallsSection {
         {
             return Err(format!("{at}.calls: timeout_ms 100..=60000, retries 0..=10, backoff_ms 0..=10000, circuit_trip at least 1, circuit_open_s 1..=3600"));
         }
-        Ok(crate::payments::wire::Policy {
+        Ok(crate::wire::Policy {
             timeout: std::time::Duration::from_millis(self.timeout_ms),
             retries: self.retries,
             backoff: std::time::Duration::from_millis(self.backoff_ms),
@@ -103,6 +140,12 @@ impl CallsSection {
             open_for: std::time::Duration::from_secs(self.circuit_open_s),
         })
     }
+}
+
+/// The carriers configured, secrets read.
+#[derive(Debug, Clone, Default)]
+pub struct Carriers {
+    pub fedex: Option<crate::carriers::fedex::FedexConfig>,
 }
 
 /// The providers configured, secrets read.
@@ -237,6 +280,7 @@ pub struct Config {
     pub feed: FeedSection,
     /// Adyen's configuration and webhook HMAC key, when configured.
     pub payments: Payments,
+    pub carriers: Carriers,
 }
 
 impl Config {
@@ -387,7 +431,23 @@ impl Config {
                 )?,
             ));
         }
+        let mut carriers = Carriers::default();
+        if let Some(x) = &f.carriers.fedex {
+            let at = "carriers.fedex";
+            if !x.base_url.starts_with("http://") && !x.base_url.starts_with("https://") {
+                return Err(format!("{at}.base_url must be an http(s) URL"));
+            }
+            carriers.fedex = Some(crate::carriers::fedex::FedexConfig {
+                base_url: x.base_url.clone(),
+                account_number: x.account_number.clone(),
+                client_id: secret(at, &x.client_id_env)?,
+                client_secret: secret(at, &x.client_secret_env)?,
+                service_type: x.service_type.clone(),
+                policy: x.calls.policy(at)?,
+            });
+        }
         Ok(Config {
+            carriers,
             payments,
             listen,
             data_dir: f.server.data_dir,

@@ -6,13 +6,17 @@
 //! - `http`: warp routes, auth, validation, problem+json errors.
 //! - `actors`: actix actors that own domain state and talk to the journal.
 //! - `persistence`: the journal (append, group commit, recovery) and snapshots.
-//! - `payments`: the `PaymentProvider` trait and its providers (the sandbox).
+//! - `payments`: the `PaymentProvider` trait and its providers (the sandbox,
+//!   Adyen).
+//! - `carriers`: the `Carrier` trait and its carriers (FedEx).
+//! - `wire`: how adapters call the outside (timeouts, retries, a circuit).
 //! - `collections`: maps and queues that grow without a pause.
 //! - `domain`: pure logic: no I/O, no clock reads.
 //! - `limits`: every bound, with what it costs.
 //! - `clock`: the only place that reads the wall clock.
 
 pub mod actors;
+pub mod carriers;
 pub mod clock;
 pub mod cluster;
 pub mod collections;
@@ -26,3 +30,4 @@ pub mod metrics;
 pub mod payments;
 pub mod persistence;
 pub mod server;
+pub mod wire;

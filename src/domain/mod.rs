@@ -11,6 +11,7 @@
 //! - `model`: the whole engine state in one struct, decide + apply; the
 //!   reference the actors and the property tests are held to.
 
+pub mod address;
 pub mod catalog;
 pub mod event;
 pub mod ids;

@@ -22,8 +22,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use super::wire::{Answer, Caller, Policy};
 use super::{Authorization, Authorize, Follow, PaymentError, PaymentProvider};
+use crate::wire::{Answer, Caller, Policy};
 
 #[derive(Debug, Clone)]
 pub struct AdyenConfig {
@@ -80,13 +80,14 @@ impl Adyen {
         let url = format!("{}{path}", self.cfg.base_url.trim_end_matches('/'));
         let key = idempotency_key(key);
         self.caller
-            .send(|c| {
+            .send(true, |c| {
                 c.post(&url)
                     .header("X-API-Key", &self.cfg.api_key)
                     .header("Idempotency-Key", &key)
                     .json(&body)
             })
             .await
+            .map_err(PaymentError::Unavailable)
     }
 
     /// A capture, refund or cancel of the authorization `r.reference`.

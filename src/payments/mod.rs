@@ -4,13 +4,11 @@
 //!
 //! - `sandbox`: outcomes fixed by the amount, so order flows are tested end
 //!   to end without a provider.
-//! - `adyen`: Adyen's Checkout API.
-//! - `wire`: timeouts, retries with backoff and a circuit breaker for the
-//!   adapters' HTTP calls.
+//! - `adyen`: Adyen's Checkout API (its HTTP calls through `crate::wire`:
+//!   timeouts, retries with backoff, a circuit breaker).
 
 pub mod adyen;
 pub mod sandbox;
-pub mod wire;
 
 use futures::future::BoxFuture;
 

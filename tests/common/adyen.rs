@@ -286,8 +286,7 @@ pub fn webhook(url: &str, items: &[Value], key: &str) -> (u16, String) {
 pub struct AdyenSim {
     pub port: u16,
     pub state: Arc<Mutex<State>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _served: super::serve::Served,
 }
 
 impl AdyenSim {
@@ -322,44 +321,16 @@ impl AdyenSim {
                     )
                 },
             );
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let (addr, server) =
-                    warp::serve(route).bind_with_graceful_shutdown(([127, 0, 0, 1], 0), async {
-                        let _ = stopped.await;
-                    });
-                let _ = tx.send(addr.port());
-                server.await;
-            });
-        });
-        let port = rx.recv().expect("the simulator's port");
+        let served = super::serve::serve(route);
         AdyenSim {
-            port,
+            port: served.port,
             state,
-            stop: Some(stop),
-            thread: Some(thread),
+            _served: served,
         }
     }
 
     /// The Checkout API's base URL, version included.
     pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}/v71", self.port)
-    }
-}
-
-impl Drop for AdyenSim {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }

@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 pub mod adyen;
+pub mod fedex;
 pub mod redis;
+pub mod serve;
 pub mod sim;
 pub mod ws;
 

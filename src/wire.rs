@@ -1,18 +1,23 @@
-//! How the adapters call a provider over HTTP: each call bounded by a
-//! timeout, retried with backoff while the provider may recover (a
-//! timeout, a refused connection, 429, 5xx; every call carries its
-//! idempotency key, so a retry never charges twice), and a circuit that
-//! opens after `trip` failures in a row: while open, calls fail at once
-//! with `Unavailable` (the order waits, nothing is sent) until `open_for`
-//! has passed; calls try again then, and one more failure opens it again
-//! at once.
+//! How the adapters call a payment provider or a carrier over HTTP: each
+//! call bounded by a timeout, retried with backoff while the other side
+//! may recover, and a circuit that opens after `trip` failures in a row:
+//! while open, calls fail at once (the order waits, nothing is sent)
+//! until `open_for` has passed; calls try again then, and one more
+//! failure opens it again at once.
+//!
+//! What is retried depends on whether the call is idempotent. One that
+//! carries an idempotency key (every payment call) is retried after a
+//! timeout, a refused connection, 429 and any 5xx: a retry never charges
+//! twice. One that is not (a carrier's new shipment: FedEx takes no key)
+//! is retried only when it surely did nothing: a connection that never
+//! opened, 429, 503; after a timeout or another 5xx it may have been done,
+//! and the caller is told so instead.
 
 use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
-use super::PaymentError;
-
-/// The timing of a provider's calls (`[payments.*]` of holdfast.toml).
+/// The timing of a provider's calls (`calls` of a provider's or a
+/// carrier's section of holdfast.toml).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
     /// One attempt's limit.
@@ -84,27 +89,30 @@ impl Caller {
     }
 
     /// Sends what `request` builds (built again for each attempt) until
-    /// the provider gives an answer that retrying cannot change: any
-    /// status but 429 and 5xx. Those, timeouts and unreachable providers
-    /// are retried `retries` times, then `Unavailable`.
+    /// the other side gives an answer that retrying cannot change: any
+    /// status but 429 and 5xx. Those, timeouts and unreachable hosts are
+    /// retried `retries` times (only those that surely did nothing when
+    /// the call is not `idempotent`), then the reason is the error.
     pub async fn send(
         &self,
+        idempotent: bool,
         request: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
-    ) -> Result<Answer, PaymentError> {
+    ) -> Result<Answer, String> {
         if let Some(until) = self.circuit.lock().open_until {
             if Instant::now() < until {
-                return Err(PaymentError::Unavailable(format!(
+                return Err(format!(
                     "{}: not called for {} ms more (it failed {} times in a row)",
                     self.name,
                     until.saturating_duration_since(Instant::now()).as_millis(),
                     self.policy.trip
-                )));
+                ));
             }
         }
         let mut backoff = self.policy.backoff;
         let mut attempt = 0;
         loop {
-            let why = match request(&self.client).send().await {
+            // Whether this attempt surely did nothing.
+            let (why, nothing_done) = match request(&self.client).send().await {
                 Ok(r) => {
                     let status = r.status().as_u16();
                     match r.bytes().await {
@@ -112,19 +120,27 @@ impl Caller {
                             self.succeeded();
                             return Ok(Answer { status, body });
                         }
-                        Ok(body) => format!(
-                            "{status}: {}",
-                            String::from_utf8_lossy(&body[..body.len().min(200)])
+                        Ok(body) => (
+                            format!(
+                                "{status}: {}",
+                                String::from_utf8_lossy(&body[..body.len().min(200)])
+                            ),
+                            status == 429 || status == 503,
                         ),
-                        Err(e) => e.to_string(),
+                        Err(e) => (e.to_string(), false),
                     }
                 }
-                Err(e) => e.to_string(),
+                Err(e) => (e.to_string(), e.is_connect()),
             };
-            tracing::warn!(provider = self.name, attempt, error = %why, "payment provider call failed");
-            if attempt >= self.policy.retries {
+            tracing::warn!(to = self.name, attempt, error = %why, "outbound call failed");
+            if attempt >= self.policy.retries || !(idempotent || nothing_done) {
                 self.failed();
-                return Err(PaymentError::Unavailable(format!("{}: {why}", self.name)));
+                let done = if idempotent || nothing_done {
+                    ""
+                } else {
+                    " (it may have been done)"
+                };
+                return Err(format!("{}: {why}{done}", self.name));
             }
             attempt += 1;
             tokio::time::sleep(backoff).await;
@@ -142,9 +158,9 @@ impl Caller {
         // Open before (half open now): one failure is enough.
         if c.open_until.is_some() || c.failures >= self.policy.trip {
             tracing::error!(
-                provider = self.name,
+                to = self.name,
                 open_for_ms = self.policy.open_for.as_millis() as u64,
-                "payment provider circuit open"
+                "circuit open: calls refused"
             );
             c.open_until = Some(Instant::now() + self.policy.open_for);
             c.failures = 0;

@@ -1,0 +1,141 @@
+//! The FedEx adapter against a local FedEx speaking its REST APIs
+//! (tests/common/fedex.rs): OAuth tokens fetched once and again after a
+//! 401, a label (tracking number and PDF) for a parcel, tracking mapped
+//! to places, cancelling a label not picked up, refusals (bad
+//! credentials, a bad address), FedEx down.
+
+mod common;
+
+use common::fedex::FedexSim;
+use holdfast::carriers::fedex::{Fedex, FedexConfig};
+use holdfast::carriers::{Carrier, CarrierError, LabelRequest, Tracked};
+use holdfast::domain::address::Address;
+use holdfast::wire::Policy;
+use std::time::Duration;
+
+fn fedex(sim: &FedexSim, secret: &str) -> Fedex {
+    Fedex::new(FedexConfig {
+        base_url: sim.base_url(),
+        account_number: "740561073".into(),
+        client_id: "l7xx-client".into(),
+        client_secret: secret.into(),
+        service_type: "FEDEX_INTERNATIONAL_PRIORITY".into(),
+        policy: Policy {
+            timeout: Duration::from_secs(2),
+            retries: 1,
+            backoff: Duration::from_millis(10),
+            trip: 100,
+            open_for: Duration::from_secs(1),
+        },
+    })
+    .expect("adapter")
+}
+
+fn address(name: &str, city: &str, country: &str) -> Address {
+    Address {
+        name: name.into(),
+        street: "Via Roma 1".into(),
+        city: city.into(),
+        postal_code: "20121".into(),
+        country: country.into(),
+        phone: "+39021234567".into(),
+    }
+}
+
+fn parcel(reference: &str) -> LabelRequest {
+    LabelRequest {
+        reference: reference.into(),
+        from: address("DC Milano", "Milano", "IT"),
+        to: address("Ana Ruiz", "Madrid", "ES"),
+        weight_g: 1200,
+    }
+}
+
+#[test]
+fn labels_tracking_and_cancels_at_fedex() {
+    let sim = FedexSim::start("l7xx-client", "s3cret", "740561073");
+    let f = fedex(&sim, "s3cret");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let a = f.create_label(&parcel("O-1/1")).await.expect("label");
+        assert!(a.tracking.starts_with("7946"), "{a:?}");
+        assert!(a.data.starts_with(b"%PDF"), "a PDF label");
+        assert_eq!(a.format, "PDF");
+        let b = f.create_label(&parcel("O-2/1")).await.expect("label");
+        let c = f.create_label(&parcel("O-3/1")).await.expect("label");
+        {
+            let st = sim.state.lock();
+            assert_eq!(st.tokens_issued, 1, "one token for every call");
+            let p = &st.parcels[&a.tracking];
+            assert_eq!(
+                (p.reference.as_str(), p.to_country.as_str()),
+                ("O-1/1", "ES")
+            );
+        }
+
+        // Tracking: each number's place; a number FedEx does not know is
+        // left out.
+        sim.state.lock().set_status(&a.tracking, "IT");
+        sim.state.lock().set_status(&b.tracking, "DL");
+        let asked = vec![
+            a.tracking.clone(),
+            b.tracking.clone(),
+            "000000000000".into(),
+        ];
+        let mut got = f.track(&asked).await.expect("tracked");
+        got.sort_by(|x, y| x.0.cmp(&y.0));
+        let mut want = vec![
+            (a.tracking.clone(), Tracked::InTransit),
+            (b.tracking.clone(), Tracked::Delivered),
+        ];
+        want.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(got, want);
+
+        // A label not picked up is cancelled; one in transit is not.
+        f.cancel(&c.tracking).await.expect("cancelled");
+        assert!(sim.state.lock().parcels[&c.tracking].cancelled);
+        assert!(matches!(
+            f.cancel(&a.tracking).await,
+            Err(CarrierError::Rejected(_))
+        ));
+
+        // The token revoked (or expired early): a 401, a new token, the
+        // call goes through.
+        sim.state.lock().tokens.clear();
+        f.track(&asked).await.expect("tracked after a new token");
+        assert_eq!(sim.state.lock().tokens_issued, 2);
+
+        // A recipient without a city: refused, with FedEx's code.
+        let mut bad = parcel("O-4/1");
+        bad.to.city.clear();
+        match f.create_label(&bad).await {
+            Err(CarrierError::Rejected(m)) => assert!(m.contains("INVALID.INPUT"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+
+        // FedEx down: unavailable (try later), nothing made.
+        sim.state.lock().down = true;
+        let before = sim.state.lock().parcels.len();
+        assert!(matches!(
+            f.track(&asked).await,
+            Err(CarrierError::Unavailable(_))
+        ));
+        sim.state.lock().tokens.clear();
+        assert!(matches!(
+            f.create_label(&parcel("O-5/1")).await,
+            Err(CarrierError::Unavailable(_))
+        ));
+        assert_eq!(sim.state.lock().parcels.len(), before);
+    });
+    // Wrong credentials: refused at the token.
+    let wrong = fedex(&sim, "nope");
+    sim.state.lock().down = false;
+    let r = rt.block_on(wrong.create_label(&parcel("O-6/1")));
+    match r {
+        Err(CarrierError::Rejected(m)) => assert!(m.contains("NOT.AUTHORIZED"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}

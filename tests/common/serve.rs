@@ -1,0 +1,50 @@
+//! A warp route served on a free port of 127.0.0.1 from a thread of its
+//! own, until dropped: how the providers' and carriers' simulators run.
+
+use warp::Filter;
+
+pub struct Served {
+    pub port: u16,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+pub fn serve<F>(route: F) -> Served
+where
+    F: Filter + Clone + Send + Sync + 'static,
+    F::Extract: warp::Reply,
+{
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let (addr, server) =
+                warp::serve(route).bind_with_graceful_shutdown(([127, 0, 0, 1], 0), async {
+                    let _ = stopped.await;
+                });
+            let _ = tx.send(addr.port());
+            server.await;
+        });
+    });
+    let port = rx.recv().expect("the simulator's port");
+    Served {
+        port,
+        stop: Some(stop),
+        thread: Some(thread),
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
