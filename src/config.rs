@@ -31,10 +31,35 @@ pub struct FileConfig {
 
 /// The carriers that label and track shipments (none: shipments move by
 /// the API's events alone).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct CarriersSection {
+    /// The carrier of a parcel no rule names.
+    pub default: Option<String>,
+    /// By the destination's country: `[[carriers.rules]] country = "ES"
+    /// carrier = "fedex"`.
+    pub rules: Vec<CarrierRule>,
+    /// How often parcels in transit are tracked.
+    pub track_every_s: u64,
     pub fedex: Option<FedexSection>,
+}
+
+impl Default for CarriersSection {
+    fn default() -> Self {
+        CarriersSection {
+            default: None,
+            rules: Vec::new(),
+            track_every_s: 300,
+            fedex: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CarrierRule {
+    pub country: String,
+    pub carrier: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -142,10 +167,13 @@ impl CallsSection {
     }
 }
 
-/// The carriers configured, secrets read.
+/// The carriers configured, secrets read, and how one is chosen.
 #[derive(Debug, Clone, Default)]
 pub struct Carriers {
     pub fedex: Option<crate::carriers::fedex::FedexConfig>,
+    pub rules: Vec<(String, String)>,
+    pub default: Option<String>,
+    pub track_every: std::time::Duration,
 }
 
 /// The providers configured, secrets read.
@@ -431,7 +459,28 @@ impl Config {
                 )?,
             ));
         }
-        let mut carriers = Carriers::default();
+        let c = &f.carriers;
+        let mut carriers = Carriers {
+            rules: c
+                .rules
+                .iter()
+                .map(|r| (r.country.clone(), r.carrier.clone()))
+                .collect(),
+            default: c.default.clone(),
+            track_every: std::time::Duration::from_secs(c.track_every_s),
+            ..Carriers::default()
+        };
+        if !(1..=86_400).contains(&c.track_every_s) {
+            return Err("carriers.track_every_s must be 1..=86400".into());
+        }
+        let known = |name: &str| name == "fedex" && c.fedex.is_some();
+        for name in c.rules.iter().map(|r| &r.carrier).chain(&c.default) {
+            if !known(name) {
+                return Err(format!(
+                    "carriers: {name} is named but not configured ([carriers.{name}])"
+                ));
+            }
+        }
         if let Some(x) = &f.carriers.fedex {
             let at = "carriers.fedex";
             if !x.base_url.starts_with("http://") && !x.base_url.starts_with("https://") {

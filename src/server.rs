@@ -28,12 +28,14 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
     .map_err(|e| format!("recovery failed: {e}"))?;
     let feed_rt = feed_runtime(&cfg)?;
     let payments = payment_providers(&cfg)?;
+    let shipping = shipping(&cfg, &cfg.data_dir)?;
     let state = app_state(
         &cfg,
         engine.clone(),
         &recovered,
         feed_rt.handle().clone(),
         payments,
+        &shipping,
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -48,6 +50,9 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
         }
         Err(e) => return Err(format!("reconciling orders: {e}")),
     }
+    // Parcels followed at their carriers (when any is configured).
+    let tracking = (!state.shipping.carriers.is_empty())
+        .then(|| rt.spawn(http::tracking::run(state.clone(), cfg.carriers.track_every)));
     let durability = cfg.durability;
     let data_dir = cfg.data_dir.clone();
     let r = rt.block_on(http::serve(
@@ -58,6 +63,9 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
             tracing::info!(%addr, data_dir = %data_dir.display(), ?durability, "ready");
         },
     ));
+    if let Some(t) = tracking {
+        t.abort();
+    }
     feed_rt.shutdown_timeout(std::time::Duration::from_secs(1));
     engine.shutdown();
     tracing::info!("stopped");
@@ -100,6 +108,7 @@ fn app_state(
     recovered: &Recovered,
     feed_rt: tokio::runtime::Handle,
     payments: Providers,
+    shipping: &crate::carriers::Shipping,
 ) -> Arc<AppState> {
     let idem = IdemTable::default();
     for (key, entry) in &recovered.idempotency {
@@ -110,6 +119,7 @@ fn app_state(
         idem,
         payments,
         adyen_hmac: cfg.payments.adyen.as_ref().map(|(_, key)| key.clone()),
+        shipping: shipping.clone(),
         feed: Arc::new(http::feed::FeedHost::new(
             Arc::new(http::feed::EngineFeeds(engine.clone())),
             Auth::new(cfg.tokens.as_deref()),
@@ -135,6 +145,29 @@ fn payment_providers(cfg: &Config) -> Result<Providers, String> {
         v.push(("adyen".to_string(), Arc::new(p)));
     }
     Ok(v)
+}
+
+/// The carriers holdfast.toml configures; with one and no default, that
+/// one is the default.
+fn shipping(cfg: &Config, data_dir: &Path) -> Result<crate::carriers::Shipping, String> {
+    let c = &cfg.carriers;
+    let mut carriers: Vec<(String, Arc<dyn crate::carriers::Carrier>)> = Vec::new();
+    if let Some(f) = &c.fedex {
+        carriers.push((
+            "fedex".into(),
+            Arc::new(crate::carriers::fedex::Fedex::new(f.clone())?),
+        ));
+    }
+    let default = c
+        .default
+        .clone()
+        .or_else(|| (carriers.len() == 1).then(|| carriers[0].0.clone()));
+    Ok(crate::carriers::Shipping {
+        carriers,
+        rules: c.rules.clone(),
+        default,
+        labels: data_dir.join("labels"),
+    })
 }
 
 fn engine_config(cfg: &Config) -> EngineConfig {
@@ -169,6 +202,7 @@ pub fn run_cluster(config: Option<&Path>, cluster: &Path, node_id: &str) -> Resu
     let handle = feed_rt.handle().clone();
     let cfg2 = cfg.clone();
     let payments = payment_providers(&cfg)?;
+    let shipping = shipping(&cfg, &cfg.data_dir)?;
     let node = crate::cluster::node::ClusterNode::start(
         cc.clone(),
         node_id,
@@ -176,7 +210,14 @@ pub fn run_cluster(config: Option<&Path>, cluster: &Path, node_id: &str) -> Resu
             engine: engine_config(&cfg),
             clock: Arc::new(SystemClock),
             make_state: Box::new(move |engine, recovered| {
-                app_state(&cfg2, engine, recovered, handle.clone(), payments.clone())
+                app_state(
+                    &cfg2,
+                    engine,
+                    recovered,
+                    handle.clone(),
+                    payments.clone(),
+                    &shipping,
+                )
             }),
         },
     )?;

@@ -732,6 +732,38 @@ impl Engine {
         v
     }
 
+    /// Labelled shipments whose parcel its carrier still carries: a
+    /// delivery not delivered, a transfer not shipped (at the store, the
+    /// store takes over), of orders not cancelled: (order, shipment,
+    /// parcel, status, route). A pass over the orders in memory.
+    pub fn parcels_in_transit(
+        &self,
+    ) -> Vec<(
+        String,
+        u32,
+        crate::domain::order::Parcel,
+        crate::domain::order::ShipStatus,
+        crate::domain::order::Route,
+    )> {
+        use crate::domain::order::{Route, ShipStatus};
+        let mut v = Vec::new();
+        for shard in self.0.orders.iter() {
+            for o in shard.lock().values().filter(|o| !o.cancelled) {
+                for s in &o.shipments {
+                    let carried = match s.route {
+                        Route::Deliver => s.status < ShipStatus::Delivered,
+                        Route::Transfer => s.status < ShipStatus::Shipped,
+                        Route::PickupHere => false,
+                    };
+                    if let (true, Some(p)) = (carried, &s.parcel) {
+                        v.push((o.id.clone(), s.id, p.clone(), s.status, s.route));
+                    }
+                }
+            }
+        }
+        v
+    }
+
     /// Orders held in memory (the rest are passivated).
     pub fn orders_in_memory(&self) -> usize {
         self.0.orders.iter().map(|s| s.lock().len()).sum()

@@ -8,6 +8,8 @@
 pub mod fedex;
 
 use futures::future::BoxFuture;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::domain::address::Address;
 use crate::domain::order::ShipStatus;
@@ -87,4 +89,60 @@ pub trait Carrier: Send + Sync {
     ) -> BoxFuture<'a, Result<Vec<(String, Tracked)>, CarrierError>>;
     /// Cancels a label whose parcel the carrier has not picked up.
     fn cancel<'a>(&'a self, tracking: &'a str) -> BoxFuture<'a, Result<(), CarrierError>>;
+}
+
+/// The carriers of a server and how one is chosen for a parcel: the first
+/// rule naming the destination's country, else the default.
+#[derive(Clone, Default)]
+pub struct Shipping {
+    pub carriers: Vec<(String, Arc<dyn Carrier>)>,
+    /// (country, carrier)
+    pub rules: Vec<(String, String)>,
+    pub default: Option<String>,
+    /// Where labels are kept (`{data_dir}/labels`).
+    pub labels: PathBuf,
+}
+
+impl Shipping {
+    pub fn by_name(&self, name: &str) -> Option<Arc<dyn Carrier>> {
+        self.carriers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c.clone())
+    }
+
+    /// The carrier for a parcel to `country`, if any is configured for it.
+    pub fn choose(&self, country: &str) -> Option<Arc<dyn Carrier>> {
+        let name = self
+            .rules
+            .iter()
+            .find(|(c, _)| c == country)
+            .map(|(_, n)| n)
+            .or(self.default.as_ref())?;
+        self.by_name(name)
+    }
+
+    /// The file of a shipment's label.
+    pub fn label_path(&self, order: &str, shipment: u32, format: &str) -> PathBuf {
+        let ext = match format {
+            "PDF" => "pdf",
+            "PNG" => "png",
+            _ => "zpl",
+        };
+        self.labels.join(format!("{order}.{shipment}.{ext}"))
+    }
+}
+
+/// Writes `data` at `path` durably: a temporary file fsynced, renamed
+/// over, the directory fsynced (a label acknowledged survives a crash).
+pub fn write_durably(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
 }

@@ -66,6 +66,9 @@ pub struct Location {
     /// Orders a day; `None` is unlimited.
     pub daily_capacity: Option<u32>,
     pub active: bool,
+    /// Where carriers collect from (labels need it); added later: default.
+    #[serde(default)]
+    pub address: Option<super::address::Address>,
 }
 
 impl Location {
@@ -83,6 +86,7 @@ impl Location {
             pickup: kind == LocationKind::Store,
             daily_capacity: None,
             active: true,
+            address: None,
         }
     }
 }

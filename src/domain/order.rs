@@ -22,6 +22,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::address::Address;
 use super::ids::{LocationId, SkuId};
 use super::stock::StockDelta;
 use super::TimeMs;
@@ -62,8 +63,35 @@ pub fn format_minor(m: Minor) -> String {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Delivery {
-    Ship { lat: f64, lon: f64 },
-    Pickup { location: LocationId },
+    Ship {
+        lat: f64,
+        lon: f64,
+        /// Where a carrier delivers (its label needs it); added later.
+        #[serde(default)]
+        address: Option<Address>,
+    },
+    Pickup {
+        location: LocationId,
+    },
+}
+
+impl Delivery {
+    /// Where the goods go, if the order says (a pickup's is its store's).
+    pub fn address(&self) -> Option<&Address> {
+        match self {
+            Delivery::Ship { address, .. } => address.as_ref(),
+            Delivery::Pickup { .. } => None,
+        }
+    }
+}
+
+/// A shipment's parcel at a carrier: its label's tracking number, and the
+/// label's format (the label itself is kept beside the journal).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parcel {
+    pub carrier: String,
+    pub tracking: String,
+    pub format: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,6 +198,9 @@ pub struct Shipment {
     /// The reservation holding this shipment's stock: fulfilled when the
     /// goods leave their building, released on a cancel.
     pub reservation: Option<String>,
+    /// Its carrier's parcel, once labelled (added later: default).
+    #[serde(default)]
+    pub parcel: Option<Parcel>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -338,6 +369,12 @@ pub enum OrderEvent {
     },
     /// A provider's notice (added later: variants go last).
     Notified(Notice),
+    /// A shipment labelled at its carrier.
+    Labelled {
+        shipment: u32,
+        parcel: Parcel,
+        at_ms: TimeMs,
+    },
 }
 
 impl Order {
@@ -636,6 +673,33 @@ impl Order {
         (!seen && self.payment.notices.len() < NOTICES_MAX).then_some(OrderEvent::Notified(n))
     }
 
+    /// A label for shipment `n`, unless it has one (a retried `packed`
+    /// finds the label it made). Only a shipment that has not left and
+    /// goes somewhere (a delivery, a transfer) is labelled.
+    pub fn decide_label(
+        &self,
+        n: u32,
+        parcel: Parcel,
+        now: TimeMs,
+    ) -> Result<Option<OrderEvent>, Refused> {
+        let s = self
+            .shipments
+            .iter()
+            .find(|s| s.id == n)
+            .ok_or(Refused::NoShipment(n))?;
+        if s.parcel.is_some() {
+            return Ok(None);
+        }
+        if self.cancelled || s.route == Route::PickupHere {
+            return Err(Refused::Finished(self.status().as_str()));
+        }
+        Ok(Some(OrderEvent::Labelled {
+            shipment: n,
+            parcel,
+            at_ms: now,
+        }))
+    }
+
     /// Folds in one fact (replay applies, never decides).
     pub fn apply(&mut self, e: &OrderEvent) {
         match e {
@@ -694,6 +758,16 @@ impl Order {
                 self.updated_ms = n.at_ms;
                 self.payment.notices.push(n.clone());
             }
+            OrderEvent::Labelled {
+                shipment,
+                parcel,
+                at_ms,
+            } => {
+                if let Some(s) = self.shipments.iter_mut().find(|s| s.id == *shipment) {
+                    s.parcel = Some(parcel.clone());
+                }
+                self.updated_ms = *at_ms;
+            }
         }
     }
 }
@@ -702,6 +776,77 @@ impl Order {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Orders journaled before addresses, parcels and payment notices
+    /// decode with none of them.
+    #[test]
+    fn an_order_written_before_addresses_and_parcels_still_decodes() {
+        #[derive(Serialize)]
+        enum OldDelivery {
+            Ship { lat: f64, lon: f64 },
+        }
+        #[derive(Serialize)]
+        struct OldShipment {
+            id: u32,
+            location: LocationId,
+            route: Route,
+            lines: Vec<(usize, u32)>,
+            status: ShipStatus,
+            reservation: Option<String>,
+        }
+        #[derive(Serialize)]
+        struct OldPayment {
+            provider: String,
+            reference: String,
+            state: PayState,
+            authorized: Minor,
+            captured: Minor,
+            refunded: Minor,
+        }
+        #[derive(Serialize)]
+        struct OldOrder {
+            id: String,
+            lines: Vec<OrderLine>,
+            delivery: OldDelivery,
+            shipments: Vec<OldShipment>,
+            payment: OldPayment,
+            returned: Vec<u32>,
+            cancelled: bool,
+            created_ms: TimeMs,
+            updated_ms: TimeMs,
+        }
+        let old = OldOrder {
+            id: "O-1".into(),
+            lines: vec![],
+            delivery: OldDelivery::Ship { lat: 45.0, lon: 9.0 },
+            shipments: vec![OldShipment {
+                id: 1,
+                location: loc("DC"),
+                route: Route::Deliver,
+                lines: vec![(0, 1)],
+                status: ShipStatus::Packed,
+                reservation: None,
+            }],
+            payment: OldPayment {
+                provider: "sandbox".into(),
+                reference: "r".into(),
+                state: PayState::Authorized,
+                authorized: 100,
+                captured: 0,
+                refunded: 0,
+            },
+            returned: vec![],
+            cancelled: false,
+            created_ms: 1,
+            updated_ms: 2,
+        };
+        let bytes = rmp_serde::to_vec(&old).expect("encode");
+        let o: Order = rmp_serde::from_slice(&bytes).expect("decode");
+        assert_eq!(o.delivery.address(), None);
+        assert_eq!(o.shipments[0].parcel, None);
+        assert!(o.payment.notices.is_empty());
+        assert_eq!((o.shipments[0].status, o.payment.authorized), (ShipStatus::Packed, 100));
+    }
 
     fn loc(s: &str) -> LocationId {
         LocationId::parse(s).expect("id")
@@ -733,6 +878,7 @@ mod tests {
                 Delivery::Ship {
                     lat: 45.0,
                     lon: 9.0,
+                    address: None,
                 },
                 [Route::Deliver, Route::Deliver],
             )
@@ -745,6 +891,7 @@ mod tests {
                 lines: vec![(0, 2)],
                 status: ShipStatus::Pending,
                 reservation: None,
+                parcel: None,
             },
             Shipment {
                 id: 2,
@@ -753,6 +900,7 @@ mod tests {
                 lines: vec![(1, 1)],
                 status: ShipStatus::Pending,
                 reservation: None,
+                parcel: None,
             },
         ];
         let mut o = Order::new(

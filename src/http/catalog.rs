@@ -35,6 +35,7 @@ pub fn location_json(id: &str, l: &Location) -> Value {
         "pickup": l.pickup,
         "daily_capacity": l.daily_capacity,
         "active": l.active,
+        "address": l.address,
     })
 }
 
@@ -144,6 +145,7 @@ pub async fn put_location(state: &AppState, req: &Request, id: &str) -> ApiResul
     let pickup = e.boolean(&m, "pickup", "");
     let daily_capacity = e.int(&m, "daily_capacity", "", 0, STOCK_MAX, false);
     let active = e.boolean(&m, "active", "");
+    let address = e.address(&m, "address", "");
     e.into_result()?;
     let d = Location::new(
         name.unwrap_or_default(),
@@ -157,6 +159,7 @@ pub async fn put_location(state: &AppState, req: &Request, id: &str) -> ApiResul
         pickup: pickup.unwrap_or(d.pickup),
         daily_capacity: daily_capacity.map(|c| c as u32),
         active: active.unwrap_or(d.active),
+        address,
         ..d
     };
     let lid =

@@ -131,6 +131,47 @@ impl Errors {
         }
     }
 
+    /// An optional postal address (`{name, street, city, postal_code,
+    /// country, phone}`) at `key` of `m`, errors under `path.key`.
+    pub fn address(
+        &mut self,
+        m: &Map<String, Value>,
+        key: &str,
+        path: &str,
+    ) -> Option<crate::domain::address::Address> {
+        let at = if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        };
+        let a = match m.get(key) {
+            None | Some(Value::Null) => return None,
+            Some(Value::Object(a)) => a,
+            Some(_) => {
+                self.add(
+                    at,
+                    "must be an object: {name, street, city, postal_code, country, phone}",
+                );
+                return None;
+            }
+        };
+        let max = crate::domain::address::FIELD_MAX;
+        let mut field = |k: &str| self.string(a, k, &at, max, true);
+        let address = crate::domain::address::Address {
+            name: field("name")?,
+            street: field("street")?,
+            city: field("city")?,
+            postal_code: field("postal_code")?,
+            country: field("country")?,
+            phone: field("phone")?,
+        };
+        let problems = address.problems();
+        for (f, why) in &problems {
+            self.add(format!("{at}.{f}"), *why);
+        }
+        problems.is_empty().then_some(address)
+    }
+
     pub fn string(
         &mut self,
         m: &Map<String, Value>,

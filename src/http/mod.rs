@@ -22,6 +22,7 @@ pub mod ops;
 pub mod orders;
 pub mod reservations;
 pub mod sourcing;
+pub mod tracking;
 pub mod webhooks;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -52,6 +53,8 @@ pub struct AppState {
     pub payments: Vec<(String, Arc<dyn crate::payments::PaymentProvider>)>,
     /// Adyen's webhook HMAC key, when Adyen is configured.
     pub adyen_hmac: Option<Vec<u8>>,
+    /// The carriers that label and track shipments.
+    pub shipping: crate::carriers::Shipping,
     /// The stock feed's sessions (a cluster node's shards leave theirs
     /// unused: the node's front has one for all of them).
     pub feed: Arc<feed::FeedHost>,
@@ -300,6 +303,10 @@ pub async fn handle(
         (["orders", _], _) => Err(method_not_allowed("GET")),
         (["orders", id, "cancel"], &Method::POST) => orders::cancel(state, &req, id).await,
         (["orders", id, "returns"], &Method::POST) => orders::returns(state, &req, id).await,
+        (["orders", id, "shipments", n, "label"], &Method::GET) => {
+            orders::get_label(state, &req, id, n)
+        }
+        (["orders", _, "shipments", _, "label"], _) => Err(method_not_allowed("GET")),
         (["orders", id, "shipments", n, "events"], &Method::POST) => {
             orders::shipment_event(state, &req, id, n).await
         }

@@ -143,11 +143,20 @@ const OPS: &[Op] = &[
     (
         "post",
         "/v1/orders/{id}/shipments/{shipment}/events",
-        "Move a shipment: picked, packed, shipped, delivered, ready_for_pickup, collected",
+        "Move a shipment: picked, packed (a delivery or a transfer is labelled at its carrier), shipped, delivered, ready_for_pickup, collected (a labelled parcel's carrier moves it to shipped and delivered as it tracks it)",
         Some("ShipmentEventInput"),
         200,
         "Order",
         &[400, 401, 403, 404, 409, 422, 503],
+    ),
+    (
+        "get",
+        "/v1/orders/{id}/shipments/{shipment}/label",
+        "The carrier's label of a shipment (made when it was packed: a delivery or a transfer, with a carrier configured for its destination and both addresses known)",
+        None,
+        200,
+        "Label",
+        &[401, 403, 404, 422, 503],
     ),
     (
         "post",
@@ -319,7 +328,8 @@ fn sourcing_schemas() -> Value {
         "OrderInput": {"type": "object", "required": ["id", "lines", "delivery", "payment"], "properties": {
             "id": id,
             "lines": {"type": "array", "minItems": 1, "maxItems": 100, "items": {"type": "object", "required": ["sku", "qty", "unit_price"], "properties": {"sku": id, "qty": qty, "unit_price": {"type": "string", "pattern": "^[0-9]{1,11}(\\.[0-9]{1,2})?$"}}}},
-            "delivery": {"type": "object", "required": ["type"], "properties": {"type": {"enum": ["ship", "pickup"]}, "lat": {"type": "number"}, "lon": {"type": "number"}, "location": id}},
+            "delivery": {"type": "object", "required": ["type"], "properties": {"type": {"enum": ["ship", "pickup"]}, "lat": {"type": "number"}, "lon": {"type": "number"}, "location": id,
+                "address": {"$ref": "#/components/schemas/Address"}}},
             "payment": {"type": "object", "required": ["provider"], "properties": {"provider": {"type": "string", "description": "sandbox (amounts ending in .51 are declined, .52 answer unavailable), or a provider holdfast.toml configures (adyen)"},
                 "method": {"type": "object", "description": "The shopper's payment details from the checkout, passed to the provider as they are (Adyen: the Drop-in's paymentMethod object); required by adyen; at most 4096 bytes"}}},
             "reservation_id": {"type": "string", "description": "A held reservation to turn into the order: its lines must be the order's (same SKUs and quantities); its units become one reservation per shipment without ever being released. Not held: 409 reservation_not_held. A declined payment leaves it held."}}},
@@ -328,6 +338,10 @@ fn sourcing_schemas() -> Value {
             "shipments": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "integer"}, "location": id, "type": {"enum": ["delivery", "pickup", "transfer"]}, "status": {"type": "string"}}}}}},
         "ShipmentEventInput": {"type": "object", "required": ["status"], "properties": {"status": {"enum": ["picked", "packed", "shipped", "delivered", "ready_for_pickup", "collected"]}}},
         "Accepted": {"type": "string", "enum": ["[accepted]"]},
+        "Address": {"type": "object", "description": "A postal address, for carriers' labels (a delivery's, a location's)", "required": ["name", "street", "city", "postal_code", "country", "phone"],
+            "properties": {"name": {"type": "string", "maxLength": 100}, "street": {"type": "string", "maxLength": 100}, "city": {"type": "string", "maxLength": 100},
+                "postal_code": {"type": "string", "maxLength": 100}, "country": {"type": "string", "pattern": "^[A-Z]{2}$"}, "phone": {"type": "string", "maxLength": 100}}},
+        "Label": {"type": "string", "format": "binary"},
         "AdyenNotification": {"type": "object", "required": ["notificationItems"], "properties": {"live": {"type": "string"},
             "notificationItems": {"type": "array", "items": {"type": "object", "properties": {"NotificationRequestItem": {"type": "object", "required": ["pspReference", "eventCode", "success", "additionalData"]}}}}}},
         "ReturnInput": {"type": "object", "required": ["lines", "location"], "properties": {"location": id, "lines": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["sku", "qty"], "properties": {"sku": id, "qty": qty}}}}},
@@ -361,7 +375,8 @@ fn core_schemas() -> Value {
         "LocationInput": {"type": "object", "required": ["name", "kind", "lat", "lon"], "properties": {
             "name": {"type": "string"}, "kind": {"enum": ["store", "dc"]}, "lat": {"type": "number", "minimum": -90, "maximum": 90},
             "lon": {"type": "number", "minimum": -180, "maximum": 180}, "priority": {"type": "integer", "minimum": 0, "maximum": 1000},
-            "ship": {"type": "boolean"}, "pickup": {"type": "boolean"}, "daily_capacity": {"type": ["integer", "null"]}, "active": {"type": "boolean"}}},
+            "ship": {"type": "boolean"}, "pickup": {"type": "boolean"}, "daily_capacity": {"type": ["integer", "null"]}, "active": {"type": "boolean"},
+            "address": {"$ref": "#/components/schemas/Address"}}},
         "Location": {"allOf": [{"$ref": "#/components/schemas/LocationInput"}, {"type": "object", "properties": {"id": id}}]},
         "LocationList": {"type": "object", "properties": {"locations": {"type": "array", "items": {"$ref": "#/components/schemas/Location"}}}},
         "CountInput": {"type": "object", "required": ["on_hand"], "properties": {"on_hand": stock, "safety_stock": stock}},
@@ -401,10 +416,10 @@ pub fn document() -> Value {
             .map(|p| json!({"name": p, "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"}}))
             .collect();
         let mut responses = Map::new();
-        let content_type = if *path == "/metrics" || *path == "/v1/webhooks/adyen" {
-            "text/plain"
-        } else {
-            "application/json"
+        let content_type = match *path {
+            "/metrics" | "/v1/webhooks/adyen" => "text/plain",
+            "/v1/orders/{id}/shipments/{shipment}/label" => "application/pdf",
+            _ => "application/json",
         };
         responses.insert(
             status.to_string(),

@@ -22,13 +22,14 @@ use super::inventory::resolve_sku;
 use super::sourcing::{pickup_refused, resolve_target, unsourced_error, TargetInput};
 use super::{AppState, Request};
 use crate::actors::CartLine;
+use crate::carriers::{CarrierError, LabelRequest};
 use crate::clock::rfc3339;
 use crate::config::Role;
 use crate::domain::catalog::SkuIdx;
 use crate::domain::ids::{LocationId, ReservationId, SkuId};
 use crate::domain::order::{
-    format_minor, parse_minor, Delivery, Order, OrderEvent, OrderLine, PayState, Refused, Route,
-    ShipStatus, Shipment,
+    format_minor, parse_minor, Delivery, Order, OrderEvent, OrderLine, Parcel, PayState, Refused,
+    Route, ShipStatus, Shipment,
 };
 use crate::domain::reservation::{Line, SplitRefused, Status, Transition};
 use crate::domain::sourcing::Target;
@@ -40,6 +41,9 @@ use std::collections::BTreeMap;
 /// provider, short enough that a crash before the order is journaled gives
 /// the stock back soon.
 const ORDER_HOLD_TTL_S: u64 = 900;
+
+/// A SKU's weight on a label when the catalog has none.
+const DEFAULT_WEIGHT_G: u32 = 1000;
 
 /// The bytes of an order's `payment.method` at most.
 const PAYMENT_METHOD_MAX: usize = 4096;
@@ -63,6 +67,10 @@ pub fn order_json(o: &Order) -> Value {
                 "status": s.status.as_str(),
                 "lines": s.lines.iter().map(|(l, q)| json!({"sku": o.lines[*l].sku.as_str(), "qty": q})).collect::<Vec<_>>(),
                 "reservation_id": s.reservation,
+                "parcel": s.parcel.as_ref().map(|p| json!({
+                    "carrier": p.carrier, "tracking": p.tracking,
+                    "label": format!("/v1/orders/{}/shipments/{}/label", o.id, s.id),
+                })),
             })
         })
         .collect();
@@ -73,7 +81,7 @@ pub fn order_json(o: &Order) -> Value {
             "sku": l.sku.as_str(), "qty": l.qty, "unit_price": format_minor(l.unit_price), "returned": r,
         })).collect::<Vec<_>>(),
         "delivery": match &o.delivery {
-            Delivery::Ship { lat, lon } => json!({"type": "ship", "lat": lat, "lon": lon}),
+            Delivery::Ship { lat, lon, address } => json!({"type": "ship", "lat": lat, "lon": lon, "address": address}),
             Delivery::Pickup { location } => json!({"type": "pickup", "location": location.as_str()}),
         },
         "total": format_minor(o.total()),
@@ -205,6 +213,10 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
             wanted.push((i, sku, qty as u32, price));
         }
     }
+    let address = match m.get("delivery") {
+        Some(Value::Object(d)) => e.address(d, "address", "delivery"),
+        _ => None,
+    };
     let delivery = match m.get("delivery") {
         Some(Value::Object(d)) => match d.get("type").and_then(Value::as_str) {
             Some("ship") => {
@@ -323,6 +335,7 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
             TargetInput::Deliver(lat, lon) => Delivery::Ship {
                 lat: *lat,
                 lon: *lon,
+                address: address.clone(),
             },
             TargetInput::Pickup(p) => Delivery::Pickup {
                 location: LocationId::parse(p)
@@ -637,6 +650,7 @@ async fn shipments_of_reservation(
             lines: mine,
             status: ShipStatus::Pending,
             reservation: None,
+            parcel: None,
         });
     }
     let parts = groups
@@ -712,6 +726,7 @@ async fn hold_shipments(
                         lines: sh.lines.iter().map(|&k| (k, asked[k].1)).collect(),
                         status: ShipStatus::Pending,
                         reservation: Some(r.id.as_str().to_string()),
+                        parcel: None,
                     });
                     held.push(r.id);
                 }
@@ -764,15 +779,34 @@ pub async fn shipment_event(state: &AppState, req: &Request, id: &str, n: &str) 
     let Some(to) = to else {
         return Err(ApiError::new(Code::ValidationFailed, "status"));
     };
-    let now = state.engine.clock().now_ms();
     let o = state.engine.order(&id)?.ok_or_else(|| not_found(&id))?;
     store_may(req, &o, Some((n, to)))?;
+    let o = move_shipment(state, &id, n, to).await?;
+    Ok(json_response(200, &order_json(&o)))
+}
+
+/// Moves shipment `n` of order `id` to `to`: an event of the API, or where
+/// its carrier tracked the parcel. Packing a delivery or a transfer
+/// labels it at its carrier first (when one is configured for its
+/// destination and both addresses are known; otherwise it is handled by
+/// hand); the first move that leaves captures the payment; a move that
+/// leaves fulfils the shipment's reservation.
+pub async fn move_shipment(
+    state: &AppState,
+    id: &str,
+    n: u32,
+    to: ShipStatus,
+) -> Result<Order, ApiError> {
+    let now = state.engine.clock().now_ms();
+    let mut o = state.engine.order(id)?.ok_or_else(|| not_found(id))?;
+    let decided = o.decide_move(n, to, now).map_err(refused)?;
+    if to == ShipStatus::Packed && decided.is_some() {
+        o = label(state, o, n).await?;
+    }
     // Capture first (idempotent by key) when this move is the first to
     // leave: the journal then records it captured.
     let mut captured_here = None;
-    if let Some(OrderEvent::ShipmentMoved { captured, .. }) =
-        o.decide_move(n, to, now).map_err(refused)?
-    {
+    if let Some(OrderEvent::ShipmentMoved { captured, .. }) = decided {
         if captured > 0 {
             let p = provider(state, &o.payment.provider).ok_or_else(|| {
                 ApiError::new(Code::Unavailable, "payment provider gone").retry_after(5)
@@ -792,9 +826,9 @@ pub async fn shipment_event(state: &AppState, req: &Request, id: &str, n: &str) 
     let from = o.shipments.iter().find(|s| s.id == n).map(|s| s.status);
     let changed = state
         .engine
-        .order_change(&id, |o| o.decide_move(n, to, now))
+        .order_change(id, |o| o.decide_move(n, to, now))
         .await?
-        .ok_or_else(|| not_found(&id))?;
+        .ok_or_else(|| not_found(id))?;
     let (o, event) = match changed {
         Ok(x) => x,
         Err(r) => {
@@ -835,7 +869,115 @@ pub async fn shipment_event(state: &AppState, req: &Request, id: &str, n: &str) 
             }
         }
     }
-    Ok(json_response(200, &order_json(&o)))
+    Ok(o)
+}
+
+fn carrier_error(e: CarrierError) -> ApiError {
+    match e {
+        CarrierError::Unavailable(m) => ApiError::new(Code::Unavailable, m).retry_after(30),
+        CarrierError::Rejected(m) => ApiError::new(Code::InvalidTransition, m),
+    }
+}
+
+/// Labels shipment `n` of `o` at the carrier of its destination, unless
+/// it has a label, goes nowhere (a pickup at the store itself), has no
+/// carrier, or an address is missing (the shipment is then handled by
+/// hand). The label is kept on disk before the order records it: a
+/// `packed` retried after a crash finds the label made.
+async fn label(state: &AppState, o: Order, n: u32) -> Result<Order, ApiError> {
+    let Some(s) = o.shipments.iter().find(|s| s.id == n) else {
+        return Ok(o);
+    };
+    if s.parcel.is_some() || s.route == Route::PickupHere {
+        return Ok(o);
+    }
+    let (from, to, weight_g) = {
+        let c = state.engine.catalog();
+        let from = c
+            .location_by_id(s.location.as_str())
+            .and_then(|l| l.address.clone());
+        let to = match &o.delivery {
+            Delivery::Ship { address, .. } => address.clone(),
+            Delivery::Pickup { location } => c
+                .location_by_id(location.as_str())
+                .and_then(|l| l.address.clone()),
+        };
+        let weight_g: u32 = s
+            .lines
+            .iter()
+            .map(|(l, q)| {
+                let w = o
+                    .lines
+                    .get(*l)
+                    .and_then(|line| c.sku_by_id(line.sku.as_str()).and_then(|k| k.weight_g));
+                w.unwrap_or(DEFAULT_WEIGHT_G).saturating_mul(*q)
+            })
+            .sum();
+        (from, to, weight_g)
+    };
+    let (Some(from), Some(to)) = (from, to) else {
+        return Ok(o);
+    };
+    let Some(carrier) = state.shipping.choose(&to.country) else {
+        return Ok(o);
+    };
+    let made = carrier
+        .create_label(&LabelRequest {
+            reference: format!("{}/{n}", o.id),
+            from,
+            to,
+            weight_g,
+        })
+        .await
+        .map_err(carrier_error)?;
+    let path = state.shipping.label_path(&o.id, n, &made.format);
+    crate::carriers::write_durably(&path, &made.data).map_err(|e| {
+        ApiError::new(Code::Unavailable, format!("keeping the label: {e}")).retry_after(5)
+    })?;
+    let parcel = Parcel {
+        carrier: carrier.name().to_string(),
+        tracking: made.tracking,
+        format: made.format,
+    };
+    tracing::info!(order = %o.id, shipment = n, carrier = %parcel.carrier, tracking = %parcel.tracking, "labelled");
+    let now = state.engine.clock().now_ms();
+    let (o, _) = state
+        .engine
+        .order_change(&o.id, |o| o.decide_label(n, parcel, now))
+        .await?
+        .ok_or_else(|| not_found(&o.id))?
+        .map_err(refused)?;
+    Ok(o)
+}
+
+/// `GET /v1/orders/{id}/shipments/{n}/label`: the label to print.
+pub fn get_label(state: &AppState, req: &Request, id: &str, n: &str) -> ApiResult {
+    let id = path_id(id, "id")?;
+    let o = state.engine.order(&id)?.ok_or_else(|| not_found(&id))?;
+    store_may(req, &o, None)?;
+    let Some(p) = n
+        .parse::<u32>()
+        .ok()
+        .and_then(|n| o.shipments.iter().find(|s| s.id == n))
+        .and_then(|s| Some((s.id, s.parcel.as_ref()?)))
+    else {
+        return Err(ApiError::new(
+            Code::NotFound,
+            format!("shipment {n} of order {id} has no label"),
+        ));
+    };
+    let data = std::fs::read(state.shipping.label_path(&id, p.0, &p.1.format)).map_err(|e| {
+        ApiError::new(Code::Unavailable, format!("reading the label: {e}")).retry_after(5)
+    })?;
+    let kind = match p.1.format.as_str() {
+        "PDF" => "application/pdf",
+        "PNG" => "image/png",
+        _ => "application/x-zpl",
+    };
+    warp::http::Response::builder()
+        .header("content-type", kind)
+        .body(warp::hyper::Body::from(data))
+        .map_err(|e| ApiError::new(Code::Unavailable, e.to_string()))
 }
 
 pub async fn cancel(state: &AppState, req: &Request, id: &str) -> ApiResult {
@@ -874,6 +1016,16 @@ pub async fn cancel(state: &AppState, req: &Request, id: &str) -> ApiResult {
         {
             // Released at once; a held one would also expire by its TTL.
             let _ = state.engine.transition(r, Transition::Release).await?;
+        }
+        // A label made for it is cancelled at its carrier (nothing has
+        // left, so nothing was picked up); a failure is logged: an unused
+        // label is not charged.
+        if let Some(p) = &s.parcel {
+            if let Some(c) = state.shipping.by_name(&p.carrier) {
+                if let Err(e) = c.cancel(&p.tracking).await {
+                    tracing::warn!(order = %o.id, tracking = %p.tracking, error = %e, "could not cancel a label");
+                }
+            }
         }
     }
     Ok(json_response(200, &order_json(&o)))

@@ -102,6 +102,7 @@ pub fn paid_order(id: &str, reservation: &str, now: i64) -> (Order, OrderEvent) 
         lines: vec![(0, 1)],
         status: ShipStatus::Pending,
         reservation: Some(reservation.to_string()),
+        parcel: None,
     }];
     let o = Order::new(
         id.into(),
@@ -109,6 +110,7 @@ pub fn paid_order(id: &str, reservation: &str, now: i64) -> (Order, OrderEvent) 
         Delivery::Ship {
             lat: 45.0,
             lon: 9.0,
+            address: None,
         },
         shipments,
         "sandbox".into(),

@@ -1,0 +1,187 @@
+//! Shipments labelled and tracked at FedEx (a local FedEx speaking its
+//! REST APIs, tests/common/fedex.rs), through the order API of the real
+//! binary: packing labels a delivery (the label printable, kept across a
+//! kill -9), packing again makes no second label, tracking moves the
+//! shipment to shipped (the payment captured) and delivered; a cancelled
+//! order's label is cancelled; an order without an address is handled by
+//! hand.
+
+mod common;
+
+use common::fedex::FedexSim;
+use common::{client, get, post, put_ok, Server};
+use reqwest::blocking::Client;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+fn config(sim: &FedexSim) -> String {
+    std::env::set_var("HOLDFAST_T_ORDERS_FEDEX_ID", "l7xx-client");
+    std::env::set_var("HOLDFAST_T_ORDERS_FEDEX_SECRET", "s3cret");
+    format!(
+        "[carriers]\ntrack_every_s = 1\n[carriers.fedex]\nbase_url = \"{}\"\naccount_number = \"740561073\"\n\
+         client_id_env = \"HOLDFAST_T_ORDERS_FEDEX_ID\"\nclient_secret_env = \"HOLDFAST_T_ORDERS_FEDEX_SECRET\"\n\
+         [carriers.fedex.calls]\ntimeout_ms = 2000\nretries = 1\nbackoff_ms = 10\ncircuit_trip = 100\ncircuit_open_s = 1\n",
+        sim.base_url()
+    )
+}
+
+fn address(name: &str, city: &str, country: &str) -> Value {
+    json!({"name": name, "street": "Calle Mayor 5", "city": city, "postal_code": "28013", "country": country, "phone": "+34911234567"})
+}
+
+/// SKU `A` (500 g), 10 of them at `DC1` (Milano, with its address).
+fn network(c: &Client, s: &Server) {
+    put_ok(c, s, "/v1/skus/A", json!({"name": "A", "weight_g": 500}));
+    put_ok(
+        c,
+        s,
+        "/v1/locations/DC1",
+        json!({"name": "DC1", "kind": "dc", "lat": 45.5, "lon": 9.2, "ship": true, "address": address("DC Milano", "Milano", "IT")}),
+    );
+    let (st, v) = post(
+        c,
+        s,
+        "/v1/inventory/batch",
+        Some(&json!({"items": [{"location": "DC1", "sku": "A", "on_hand": 10}]}).to_string()),
+    );
+    assert_eq!(st, 200, "{v}");
+}
+
+fn order(c: &Client, s: &Server, id: &str, to: Option<Value>) -> Value {
+    let mut delivery = json!({"type": "ship", "lat": 40.42, "lon": -3.70});
+    if let Some(a) = to {
+        delivery["address"] = a;
+    }
+    let (st, o) = post(
+        c,
+        s,
+        "/v1/orders",
+        Some(&json!({"id": id, "lines": [{"sku": "A", "qty": 2, "unit_price": "10.00"}], "delivery": delivery, "payment": {"provider": "sandbox"}}).to_string()),
+    );
+    assert_eq!(st, 201, "{o}");
+    o
+}
+
+fn event(c: &Client, s: &Server, id: &str, status: &str) -> (u16, Value) {
+    post(
+        c,
+        s,
+        &format!("/v1/orders/{id}/shipments/1/events"),
+        Some(&json!({ "status": status }).to_string()),
+    )
+}
+
+/// Waits until order `id`'s first shipment is `status`.
+fn wait_status(c: &Client, s: &Server, id: &str, status: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, o) = get(c, s, &format!("/v1/orders/{id}"));
+        if o["shipments"][0]["status"] == status {
+            return o;
+        }
+        assert!(Instant::now() < deadline, "never {status}: {o}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn packing_labels_and_tracking_moves_the_shipment() {
+    let sim = FedexSim::start("l7xx-client", "s3cret", "740561073");
+    let cfg = config(&sim);
+    let mut s = Server::start(&cfg);
+    let c = client();
+    network(&c, &s);
+
+    order(&c, &s, "O-1", Some(address("Ana Ruiz", "Madrid", "ES")));
+    let (st, o) = event(&c, &s, "O-1", "packed");
+    assert_eq!(st, 200, "{o}");
+    let parcel = o["shipments"][0]["parcel"].clone();
+    assert_eq!(parcel["carrier"], "fedex", "{o}");
+    let tracking = parcel["tracking"].as_str().unwrap_or_default().to_string();
+    {
+        let st = sim.state.lock();
+        let p = &st.parcels[&tracking];
+        assert_eq!(
+            (p.reference.as_str(), p.to_country.as_str()),
+            ("O-1/1", "ES")
+        );
+        let (_, body) = st
+            .calls
+            .iter()
+            .find(|(c, _)| c == "POST /ship/v1/shipments")
+            .expect("shipped");
+        let rs = &body["requestedShipment"];
+        assert_eq!(rs["shipper"]["address"]["city"], "Milano", "{body}");
+        assert_eq!(rs["recipients"][0]["contact"]["personName"], "Ana Ruiz");
+        assert_eq!(
+            rs["requestedPackageLineItems"][0]["weight"]["value"], 1.0,
+            "2 x 500 g"
+        );
+    }
+    // Packed again (a retry): the same label, none made again.
+    let (st, o) = event(&c, &s, "O-1", "packed");
+    assert_eq!((st, &o["shipments"][0]["parcel"]), (200, &parcel), "{o}");
+    assert_eq!(sim.state.lock().parcels.len(), 1);
+
+    // The label, printable, survives a kill -9.
+    s.kill_and_restart(&cfg);
+    let r = c
+        .get(s.url(parcel["label"].as_str().unwrap_or("/")))
+        .send()
+        .expect("label");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        r.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/pdf")
+    );
+    assert!(r.bytes().expect("bytes").starts_with(b"%PDF"));
+
+    // Picked up by FedEx: shipped, the payment captured; delivered.
+    sim.state.lock().set_status(&tracking, "PU");
+    let o = wait_status(&c, &s, "O-1", "shipped");
+    assert_eq!(o["payment"]["state"], "captured", "{o}");
+    sim.state.lock().set_status(&tracking, "DL");
+    let o = wait_status(&c, &s, "O-1", "delivered");
+    assert_eq!(o["status"], "delivered", "{o}");
+
+    // Cancelled after packing: its label is cancelled at FedEx.
+    order(&c, &s, "O-2", Some(address("Luis Gil", "Sevilla", "ES")));
+    let (_, o) = event(&c, &s, "O-2", "packed");
+    let t2 = o["shipments"][0]["parcel"]["tracking"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let (st, o) = post(&c, &s, "/v1/orders/O-2/cancel", None);
+    assert_eq!(st, 200, "{o}");
+    assert!(sim.state.lock().parcels[&t2].cancelled);
+
+    // No address: packed without a label (handled by hand).
+    order(&c, &s, "O-3", None);
+    let (st, o) = event(&c, &s, "O-3", "packed");
+    assert_eq!(
+        (st, &o["shipments"][0]["parcel"]),
+        (200, &Value::Null),
+        "{o}"
+    );
+    assert_eq!(sim.state.lock().parcels.len(), 2);
+    let (st, v) = get(&c, &s, "/v1/orders/O-3/shipments/1/label");
+    assert_eq!((st, v["code"].as_str()), (404, Some("not_found")), "{v}");
+
+    // An address a label cannot take is refused when the order is placed.
+    let (st, v) = post(
+        &c,
+        &s,
+        "/v1/orders",
+        Some(&json!({"id": "O-4", "lines": [{"sku": "A", "qty": 1, "unit_price": "1.00"}],
+            "delivery": {"type": "ship", "lat": 40.0, "lon": -3.0, "address": {"name": "x", "street": "y", "city": "z", "postal_code": "1", "country": "Spain", "phone": "1"}},
+            "payment": {"provider": "sandbox"}}).to_string()),
+    );
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (422, Some("validation_failed")),
+        "{v}"
+    );
+    assert!(v.to_string().contains("delivery.address.country"), "{v}");
+}
