@@ -818,7 +818,10 @@ mod tests {
         let old = OldOrder {
             id: "O-1".into(),
             lines: vec![],
-            delivery: OldDelivery::Ship { lat: 45.0, lon: 9.0 },
+            delivery: OldDelivery::Ship {
+                lat: 45.0,
+                lon: 9.0,
+            },
             shipments: vec![OldShipment {
                 id: 1,
                 location: loc("DC"),
@@ -845,7 +848,10 @@ mod tests {
         assert_eq!(o.delivery.address(), None);
         assert_eq!(o.shipments[0].parcel, None);
         assert!(o.payment.notices.is_empty());
-        assert_eq!((o.shipments[0].status, o.payment.authorized), (ShipStatus::Packed, 100));
+        assert_eq!(
+            (o.shipments[0].status, o.payment.authorized),
+            (ShipStatus::Packed, 100)
+        );
     }
 
     fn loc(s: &str) -> LocationId {
