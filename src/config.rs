@@ -96,6 +96,31 @@ fn fedex_service_type() -> String {
 #[serde(deny_unknown_fields)]
 pub struct PaymentsSection {
     pub adyen: Option<AdyenSection>,
+    pub gestpay: Option<GestpaySection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GestpaySection {
+    pub base_url: String,
+    pub shop_login: String,
+    #[serde(default = "gestpay_api_key_env")]
+    pub api_key_env: String,
+    #[serde(default)]
+    pub calls: CallsSection,
+}
+
+fn gestpay_api_key_env() -> String {
+    "HOLDFAST_GESTPAY_API_KEY".into()
+}
+
+/// An http(s) URL, or why not.
+fn http_url(at: &str, url: &str) -> Result<(), String> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(format!("{at}.base_url must be an http(s) URL"))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -181,6 +206,7 @@ pub struct Carriers {
 pub struct Payments {
     /// Adyen's, and its webhook HMAC key.
     pub adyen: Option<(crate::payments::adyen::AdyenConfig, Vec<u8>)>,
+    pub gestpay: Option<crate::payments::gestpay::GestpayConfig>,
 }
 
 /// The stock feed's sessions.
@@ -443,9 +469,7 @@ impl Config {
         let mut payments = Payments::default();
         if let Some(a) = &f.payments.adyen {
             let at = "payments.adyen";
-            if !a.base_url.starts_with("http://") && !a.base_url.starts_with("https://") {
-                return Err(format!("{at}.base_url must be an http(s) URL"));
-            }
+            http_url(at, &a.base_url)?;
             payments.adyen = Some((
                 crate::payments::adyen::AdyenConfig {
                     base_url: a.base_url.clone(),
@@ -458,6 +482,16 @@ impl Config {
                     || format!("{at}: {} must hold the HMAC key in hex", a.hmac_key_env),
                 )?,
             ));
+        }
+        if let Some(g) = &f.payments.gestpay {
+            let at = "payments.gestpay";
+            http_url(at, &g.base_url)?;
+            payments.gestpay = Some(crate::payments::gestpay::GestpayConfig {
+                base_url: g.base_url.clone(),
+                shop_login: g.shop_login.clone(),
+                api_key: secret(at, &g.api_key_env)?,
+                policy: g.calls.policy(at)?,
+            });
         }
         let c = &f.carriers;
         let mut carriers = Carriers {
@@ -483,9 +517,7 @@ impl Config {
         }
         if let Some(x) = &f.carriers.fedex {
             let at = "carriers.fedex";
-            if !x.base_url.starts_with("http://") && !x.base_url.starts_with("https://") {
-                return Err(format!("{at}.base_url must be an http(s) URL"));
-            }
+            http_url(at, &x.base_url)?;
             carriers.fedex = Some(crate::carriers::fedex::FedexConfig {
                 base_url: x.base_url.clone(),
                 account_number: x.account_number.clone(),

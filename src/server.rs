@@ -144,6 +144,10 @@ fn payment_providers(cfg: &Config) -> Result<Providers, String> {
         let p = crate::payments::adyen::Adyen::new(adyen.clone())?;
         v.push(("adyen".to_string(), Arc::new(p)));
     }
+    if let Some(g) = &cfg.payments.gestpay {
+        let p = crate::payments::gestpay::Gestpay::new(g.clone())?;
+        v.push(("gestpay".to_string(), Arc::new(p)));
+    }
     Ok(v)
 }
 

@@ -41,21 +41,9 @@ pub struct Adyen {
     caller: Caller,
 }
 
-/// Adyen takes idempotency keys of 64 characters at most: a longer key
-/// is cut and told apart by a hash of the whole.
+/// Adyen takes idempotency keys of 64 characters at most.
 pub fn idempotency_key(key: &str) -> String {
-    if key.len() <= 64 {
-        return key.to_string();
-    }
-    let mut cut = 40;
-    while !key.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!(
-        "{}~{:016x}",
-        &key[..cut],
-        crate::domain::event::fnv1a64(key.as_bytes())
-    )
+    super::bounded_key(key, 64)
 }
 
 /// An error answer (`{status, errorCode, message, errorType}`) as a
@@ -132,11 +120,7 @@ impl PaymentProvider for Adyen {
         r: &'a Authorize,
     ) -> BoxFuture<'a, Result<Authorization, PaymentError>> {
         Box::pin(async move {
-            let Some(method) = &r.method else {
-                return Err(PaymentError::Rejected(
-                    "adyen needs the shopper's payment.method".into(),
-                ));
-            };
+            let method = r.method_for("adyen")?;
             let mut body = json!({
                 "merchantAccount": self.cfg.merchant_account,
                 "reference": r.order,

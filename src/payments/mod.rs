@@ -6,8 +6,10 @@
 //!   to end without a provider.
 //! - `adyen`: Adyen's Checkout API (its HTTP calls through `crate::wire`:
 //!   timeouts, retries with backoff, a circuit breaker).
+//! - `gestpay`: GestPay (Axerve E-commerce Solutions)' REST API.
 
 pub mod adyen;
+pub mod gestpay;
 pub mod sandbox;
 
 use futures::future::BoxFuture;
@@ -27,6 +29,15 @@ pub struct Authorize {
     /// order's `payment.method`: Adyen's `paymentMethod` object, say), for
     /// the providers that need them (`needs_method`).
     pub method: Option<serde_json::Value>,
+}
+
+impl Authorize {
+    /// The shopper's details, which `provider` needs.
+    pub fn method_for(&self, provider: &str) -> Result<&serde_json::Value, PaymentError> {
+        self.method.as_ref().ok_or_else(|| {
+            PaymentError::Rejected(format!("{provider} needs the shopper's payment.method"))
+        })
+    }
 }
 
 /// A capture, refund or void of an authorization.
@@ -58,6 +69,23 @@ pub enum PaymentError {
     /// left, a key reused with other parameters): retrying cannot help.
     #[error("payment provider refused the request: {0}")]
     Rejected(String),
+}
+
+/// `key` cut to the `max` characters a provider takes, told apart by a
+/// hash of the whole when cut.
+pub fn bounded_key(key: &str, max: usize) -> String {
+    if key.len() <= max {
+        return key.to_string();
+    }
+    let mut cut = max.saturating_sub(17);
+    while !key.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!(
+        "{}~{:016x}",
+        &key[..cut],
+        crate::domain::event::fnv1a64(key.as_bytes())
+    )
 }
 
 /// A payment provider. Every call is idempotent by its key.

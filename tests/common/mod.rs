@@ -3,6 +3,7 @@
 
 pub mod adyen;
 pub mod fedex;
+pub mod gestpay;
 pub mod redis;
 pub mod serve;
 pub mod sim;

@@ -1,13 +1,15 @@
-//! Orders paid through the Adyen adapter against a local Adyen speaking
-//! the Checkout API (tests/common/adyen.rs), through the order API of the
-//! real binary: authorized when placed, captured when shipped, refunded
-//! on a return, voided on a cancel; a refusal; an answer lost on the way
-//! (retried under the same Idempotency-Key: charged once); Adyen down
-//! (503, nothing held, the circuit opens and stops calling), then back.
+//! Orders paid through the payment adapters against local providers
+//! speaking their wire formats (tests/common/adyen.rs, gestpay.rs),
+//! through the order API of the real binary: authorized when placed,
+//! captured when shipped, refunded on a return, voided on a cancel; a
+//! refusal; answers lost on the way (charged once); Adyen down (503,
+//! nothing held, the circuit opens and stops calling), then back; Adyen's
+//! webhooks kept once, a forged one refused.
 
 mod common;
 
 use common::adyen::{self, AdyenSim};
+use common::gestpay::GestpaySim;
 use common::{client, get, post, put_ok, stock, Server};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
@@ -56,17 +58,30 @@ fn network(c: &Client, s: &Server) {
 /// An order of `qty` A at `price`, paid with Adyen (a card from the
 /// Drop-in: its encrypted fields).
 fn order(c: &Client, s: &Server, id: &str, qty: u32, price: &str) -> (u16, Value) {
+    let card = json!({
+        "type": "scheme",
+        "encryptedCardNumber": "test_4111111111111111",
+        "encryptedExpiryMonth": "test_03",
+        "encryptedExpiryYear": "test_2030",
+        "encryptedSecurityCode": "test_737"
+    });
+    order_with(c, s, id, qty, price, "adyen", card)
+}
+
+fn order_with(
+    c: &Client,
+    s: &Server,
+    id: &str,
+    qty: u32,
+    price: &str,
+    provider: &str,
+    method: Value,
+) -> (u16, Value) {
     let body = json!({
         "id": id,
         "lines": [{"sku": "A", "qty": qty, "unit_price": price}],
         "delivery": {"type": "ship", "lat": 45.46, "lon": 9.19},
-        "payment": {"provider": "adyen", "method": {
-            "type": "scheme",
-            "encryptedCardNumber": "test_4111111111111111",
-            "encryptedExpiryMonth": "test_03",
-            "encryptedExpiryYear": "test_2030",
-            "encryptedSecurityCode": "test_737"
-        }},
+        "payment": {"provider": provider, "method": method},
     });
     post(c, s, "/v1/orders", Some(&body.to_string()))
 }
@@ -78,6 +93,23 @@ fn event(c: &Client, s: &Server, id: &str, status: &str) -> (u16, Value) {
         &format!("/v1/orders/{id}/shipments/1/events"),
         Some(&json!({ "status": status }).to_string()),
     )
+}
+
+/// Shipment 1 of `id` delivered, one A returned to DC1: `refund` refunded.
+fn deliver_and_return_one(c: &Client, s: &Server, id: &str, refund: &str) {
+    let (st, o) = event(c, s, id, "delivered");
+    assert_eq!(st, 200, "{o}");
+    let (st, o) = post(
+        c,
+        s,
+        &format!("/v1/orders/{id}/returns"),
+        Some(&json!({"lines": [{"sku": "A", "qty": 1}], "location": "DC1"}).to_string()),
+    );
+    assert_eq!(
+        (st, o["payment"]["refunded"].as_str()),
+        (200, Some(refund)),
+        "{o}"
+    );
 }
 
 #[test]
@@ -155,19 +187,7 @@ fn an_order_is_authorized_captured_and_refunded_at_adyen() {
         Some(1),
         "{o}"
     );
-    let (st, o) = event(&c, &s, "O-1", "delivered");
-    assert_eq!(st, 200, "{o}");
-    let (st, o) = post(
-        &c,
-        &s,
-        "/v1/orders/O-1/returns",
-        Some(&json!({"lines": [{"sku": "A", "qty": 1}], "location": "DC1"}).to_string()),
-    );
-    assert_eq!(
-        (st, o["payment"]["refunded"].as_str()),
-        (200, Some("10.00")),
-        "{o}"
-    );
+    deliver_and_return_one(&c, &s, "O-1", "10.00");
     assert_eq!(sim.state.lock().payments_of("O-1")[0].refunded, 1000);
 
     // Cancelled before shipping: the authorization is cancelled at Adyen.
@@ -256,4 +276,130 @@ fn a_lost_answer_charges_once_and_a_provider_down_opens_the_circuit() {
         "{o}"
     );
     assert_eq!(sim.state.lock().payments_of("O-2").len(), 1);
+}
+
+/// An order paid with GestPay: a card token from Axerve's page.
+fn gestpay_order(c: &Client, s: &Server, id: &str, price: &str) -> (u16, Value) {
+    let card =
+        json!({"creditcard": {"token": "4444xxxxxxxx4448", "expMonth": "03", "expYear": "30"}});
+    order_with(c, s, id, 1, price, "gestpay", card)
+}
+
+fn gestpay_config(sim: &GestpaySim) -> String {
+    std::env::set_var("HOLDFAST_T_GESTPAY_KEY", "R0VTVFBBWQ==");
+    format!(
+        "[payments.gestpay]\nbase_url = \"{}\"\nshop_login = \"GESPAY65987\"\napi_key_env = \"HOLDFAST_T_GESTPAY_KEY\"\n\
+         [payments.gestpay.calls]\ntimeout_ms = 2000\nretries = 2\nbackoff_ms = 20\ncircuit_trip = 100\ncircuit_open_s = 1\n",
+        sim.base_url()
+    )
+}
+
+#[test]
+fn an_order_is_paid_settled_refunded_and_cancelled_at_gestpay() {
+    let sim = GestpaySim::start("R0VTVFBBWQ==", "GESPAY65987");
+    let s = Server::start(&gestpay_config(&sim));
+    let c = client();
+    network(&c, &s);
+
+    // Created, submitted: authorized; its bankTransactionID the reference.
+    let (st, o) = gestpay_order(&c, &s, "O-1", "12.50");
+    assert_eq!(
+        (st, o["payment"]["state"].as_str()),
+        (201, Some("authorized")),
+        "{o}"
+    );
+    let paid = sim.state.lock().payments_of("O-1:authorize");
+    assert_eq!(paid.len(), 1, "{paid:?}");
+    assert_eq!((paid[0].amount, paid[0].ok), (1250, true));
+    let ops: Vec<String> = sim
+        .state
+        .lock()
+        .calls
+        .iter()
+        .map(|(op, _)| op.clone())
+        .collect();
+    assert_eq!(ops, ["detail", "create", "submit"]);
+
+    // Shipped: settled; delivered and returned: refunded.
+    let (st, o) = event(&c, &s, "O-1", "shipped");
+    assert_eq!(
+        (st, o["payment"]["state"].as_str()),
+        (200, Some("captured")),
+        "{o}"
+    );
+    deliver_and_return_one(&c, &s, "O-1", "12.50");
+    let p = &sim.state.lock().payments_of("O-1:authorize")[0];
+    assert_eq!((p.captured, p.refunded), (1250, 1250));
+
+    // Cancelled before shipping: cancelled at GestPay.
+    let (st, _) = gestpay_order(&c, &s, "O-2", "3.00");
+    assert_eq!(st, 201);
+    let (st, o) = post(&c, &s, "/v1/orders/O-2/cancel", None);
+    assert_eq!(
+        (st, o["payment"]["state"].as_str()),
+        (200, Some("voided")),
+        "{o}"
+    );
+    assert!(sim.state.lock().payments_of("O-2:authorize")[0].cancelled);
+
+    // Denied: 402, nothing held.
+    let before = stock(&c, &s, "DC1", "A");
+    let (st, v) = gestpay_order(&c, &s, "O-3", "10.51");
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (402, Some("payment_declined")),
+        "{v}"
+    );
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Authorization denied"),
+        "{v}"
+    );
+    assert_eq!(stock(&c, &s, "DC1", "A"), before);
+}
+
+/// GestPay takes no idempotency key: a submit whose answer was lost is
+/// found again by its shop transaction id (charged once), and a capture
+/// whose answer was lost is not made twice.
+#[test]
+fn lost_answers_at_gestpay_charge_and_settle_once() {
+    let sim = GestpaySim::start("R0VTVFBBWQ==", "GESPAY65987");
+    let s = Server::start(&gestpay_config(&sim));
+    let c = client();
+    network(&c, &s);
+
+    sim.state.lock().lose.push("submit".into());
+    let before = stock(&c, &s, "DC1", "A");
+    let (st, v) = gestpay_order(&c, &s, "O-1", "8.00");
+    assert_eq!((st, v["code"].as_str()), (503, Some("unavailable")), "{v}");
+    assert_eq!(stock(&c, &s, "DC1", "A"), before, "nothing held meanwhile");
+    // The client tries again: the authorization made is found.
+    let (st, o) = gestpay_order(&c, &s, "O-1", "8.00");
+    assert_eq!(
+        (st, o["payment"]["state"].as_str()),
+        (201, Some("authorized")),
+        "{o}"
+    );
+    assert_eq!(
+        sim.state.lock().payments_of("O-1:authorize").len(),
+        1,
+        "charged once"
+    );
+
+    sim.state.lock().lose.push("capture".into());
+    let (st, v) = event(&c, &s, "O-1", "shipped");
+    assert_eq!((st, v["code"].as_str()), (503, Some("unavailable")), "{v}");
+    let (st, o) = event(&c, &s, "O-1", "shipped");
+    assert_eq!(
+        (st, o["payment"]["state"].as_str()),
+        (200, Some("captured")),
+        "{o}"
+    );
+    assert_eq!(
+        sim.state.lock().payments_of("O-1:authorize")[0].captured,
+        800,
+        "settled once"
+    );
 }
