@@ -42,6 +42,46 @@ pub struct CarriersSection {
     /// How often parcels in transit are tracked.
     pub track_every_s: u64,
     pub fedex: Option<FedexSection>,
+    pub dhl: Option<DhlSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DhlSection {
+    pub base_url: String,
+    #[serde(default = "dhl_tracking_url")]
+    pub tracking_url: String,
+    pub billing_number: String,
+    #[serde(default = "dhl_product")]
+    pub product: String,
+    #[serde(default = "dhl_api_key_env")]
+    pub api_key_env: String,
+    #[serde(default = "dhl_user_env")]
+    pub user_env: String,
+    #[serde(default = "dhl_password_env")]
+    pub password_env: String,
+    #[serde(default)]
+    pub calls: CallsSection,
+}
+
+fn dhl_tracking_url() -> String {
+    "https://api-eu.dhl.com/track/shipments".into()
+}
+
+fn dhl_product() -> String {
+    "V01PAK".into()
+}
+
+fn dhl_api_key_env() -> String {
+    "HOLDFAST_DHL_API_KEY".into()
+}
+
+fn dhl_user_env() -> String {
+    "HOLDFAST_DHL_USER".into()
+}
+
+fn dhl_password_env() -> String {
+    "HOLDFAST_DHL_PASSWORD".into()
 }
 
 impl Default for CarriersSection {
@@ -51,6 +91,7 @@ impl Default for CarriersSection {
             rules: Vec::new(),
             track_every_s: 300,
             fedex: None,
+            dhl: None,
         }
     }
 }
@@ -196,6 +237,7 @@ impl CallsSection {
 #[derive(Debug, Clone, Default)]
 pub struct Carriers {
     pub fedex: Option<crate::carriers::fedex::FedexConfig>,
+    pub dhl: Option<crate::carriers::dhl::DhlConfig>,
     pub rules: Vec<(String, String)>,
     pub default: Option<String>,
     pub track_every: std::time::Duration,
@@ -507,7 +549,11 @@ impl Config {
         if !(1..=86_400).contains(&c.track_every_s) {
             return Err("carriers.track_every_s must be 1..=86400".into());
         }
-        let known = |name: &str| name == "fedex" && c.fedex.is_some();
+        let known = |name: &str| match name {
+            "fedex" => c.fedex.is_some(),
+            "dhl" => c.dhl.is_some(),
+            _ => false,
+        };
         for name in c.rules.iter().map(|r| &r.carrier).chain(&c.default) {
             if !known(name) {
                 return Err(format!(
@@ -524,6 +570,21 @@ impl Config {
                 client_id: secret(at, &x.client_id_env)?,
                 client_secret: secret(at, &x.client_secret_env)?,
                 service_type: x.service_type.clone(),
+                policy: x.calls.policy(at)?,
+            });
+        }
+        if let Some(x) = &f.carriers.dhl {
+            let at = "carriers.dhl";
+            http_url(at, &x.base_url)?;
+            http_url(at, &x.tracking_url)?;
+            carriers.dhl = Some(crate::carriers::dhl::DhlConfig {
+                base_url: x.base_url.clone(),
+                tracking_url: x.tracking_url.clone(),
+                api_key: secret(at, &x.api_key_env)?,
+                user: secret(at, &x.user_env)?,
+                password: secret(at, &x.password_env)?,
+                billing_number: x.billing_number.clone(),
+                product: x.product.clone(),
                 policy: x.calls.policy(at)?,
             });
         }

@@ -162,6 +162,12 @@ fn shipping(cfg: &Config, data_dir: &Path) -> Result<crate::carriers::Shipping, 
             Arc::new(crate::carriers::fedex::Fedex::new(f.clone())?),
         ));
     }
+    if let Some(d) = &c.dhl {
+        carriers.push((
+            "dhl".into(),
+            Arc::new(crate::carriers::dhl::Dhl::new(d.clone())?),
+        ));
+    }
     let default = c
         .default
         .clone()

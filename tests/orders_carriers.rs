@@ -1,6 +1,7 @@
-//! Shipments labelled and tracked at FedEx (a local FedEx speaking its
-//! REST APIs, tests/common/fedex.rs), through the order API of the real
-//! binary: packing labels a delivery (the label printable, kept across a
+//! Shipments labelled and tracked at their carrier (a local FedEx and a
+//! local DHL speaking their APIs, tests/common/fedex.rs, dhl.rs), through
+//! the order API of the real binary: packing labels a delivery at the
+//! carrier its country's rule names (the label printable, kept across a
 //! kill -9), packing again makes no second label, tracking moves the
 //! shipment to shipped (the payment captured) and delivered; a cancelled
 //! order's label is cancelled; an order without an address is handled by
@@ -8,20 +9,30 @@
 
 mod common;
 
+use common::dhl::DhlSim;
 use common::fedex::FedexSim;
 use common::{client, get, post, put_ok, Server};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-fn config(sim: &FedexSim) -> String {
+/// FedEx by default, DHL for Germany.
+fn config(fedex: &FedexSim, dhl: &DhlSim) -> String {
     std::env::set_var("HOLDFAST_T_ORDERS_FEDEX_ID", "l7xx-client");
     std::env::set_var("HOLDFAST_T_ORDERS_FEDEX_SECRET", "s3cret");
+    std::env::set_var("HOLDFAST_T_ORDERS_DHL_KEY", "dhl-key");
+    std::env::set_var("HOLDFAST_T_ORDERS_DHL_USER", "user-valid");
+    std::env::set_var("HOLDFAST_T_ORDERS_DHL_PASSWORD", "pw");
     format!(
-        "[carriers]\ntrack_every_s = 1\n[carriers.fedex]\nbase_url = \"{}\"\naccount_number = \"740561073\"\n\
+        "[carriers]\ntrack_every_s = 1\ndefault = \"fedex\"\n[[carriers.rules]]\ncountry = \"DE\"\ncarrier = \"dhl\"\n\
+         [carriers.fedex]\nbase_url = \"{}\"\naccount_number = \"740561073\"\n\
          client_id_env = \"HOLDFAST_T_ORDERS_FEDEX_ID\"\nclient_secret_env = \"HOLDFAST_T_ORDERS_FEDEX_SECRET\"\n\
-         [carriers.fedex.calls]\ntimeout_ms = 2000\nretries = 1\nbackoff_ms = 10\ncircuit_trip = 100\ncircuit_open_s = 1\n",
-        sim.base_url()
+         [carriers.fedex.calls]\ntimeout_ms = 2000\nretries = 1\nbackoff_ms = 10\ncircuit_trip = 100\ncircuit_open_s = 1\n\
+         [carriers.dhl]\nbase_url = \"{}\"\ntracking_url = \"{}\"\nbilling_number = \"33333333330102\"\n\
+         api_key_env = \"HOLDFAST_T_ORDERS_DHL_KEY\"\nuser_env = \"HOLDFAST_T_ORDERS_DHL_USER\"\npassword_env = \"HOLDFAST_T_ORDERS_DHL_PASSWORD\"\n",
+        fedex.base_url(),
+        dhl.base_url(),
+        dhl.tracking_url()
     )
 }
 
@@ -87,7 +98,8 @@ fn wait_status(c: &Client, s: &Server, id: &str, status: &str) -> Value {
 #[test]
 fn packing_labels_and_tracking_moves_the_shipment() {
     let sim = FedexSim::start("l7xx-client", "s3cret", "740561073");
-    let cfg = config(&sim);
+    let dhl = DhlSim::start("dhl-key", "user-valid", "pw", "33333333330102");
+    let cfg = config(&sim, &dhl);
     let mut s = Server::start(&cfg);
     let c = client();
     network(&c, &s);
@@ -156,6 +168,28 @@ fn packing_labels_and_tracking_moves_the_shipment() {
     let (st, o) = post(&c, &s, "/v1/orders/O-2/cancel", None);
     assert_eq!(st, 200, "{o}");
     assert!(sim.state.lock().parcels[&t2].cancelled);
+
+    // To Germany: DHL, by the rule; tracked there to delivered.
+    order(&c, &s, "O-5", Some(address("Jonas Weber", "Berlin", "DE")));
+    let (st, o) = event(&c, &s, "O-5", "packed");
+    assert_eq!(
+        (st, o["shipments"][0]["parcel"]["carrier"].as_str()),
+        (200, Some("dhl")),
+        "{o}"
+    );
+    let t5 = o["shipments"][0]["parcel"]["tracking"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(dhl.state.lock().parcels[&t5].to_country, "DEU");
+    dhl.state
+        .lock()
+        .parcels
+        .get_mut(&t5)
+        .expect("parcel")
+        .status = "delivered".into();
+    let o = wait_status(&c, &s, "O-5", "delivered");
+    assert_eq!(o["payment"]["state"], "captured", "{o}");
 
     // No address: packed without a label (handled by hand).
     order(&c, &s, "O-3", None);

@@ -13,7 +13,6 @@
 //!
 //! `base_url`: `https://apis-sandbox.fedex.com` (test), `https://apis.fedex.com`.
 
-use base64::Engine as _;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
@@ -201,25 +200,17 @@ impl Carrier for Fedex {
                 return Err(refused(&a));
             }
             let v = a.json();
-            let piece = &v["output"]["transactionShipments"][0]["pieceResponses"][0];
+            let shipment = &v["output"]["transactionShipments"][0];
+            let piece = &shipment["pieceResponses"][0];
             let doc = &piece["packageDocuments"][0];
-            let tracking = piece["trackingNumber"]
-                .as_str()
-                .or_else(|| v["output"]["transactionShipments"][0]["masterTrackingNumber"].as_str())
-                .filter(|t| !t.is_empty());
-            let data = doc["encodedLabel"]
-                .as_str()
-                .and_then(|l| base64::engine::general_purpose::STANDARD.decode(l).ok());
-            match (tracking, data) {
-                (Some(t), Some(data)) => Ok(Label {
-                    tracking: t.to_string(),
-                    format: doc["docType"].as_str().unwrap_or("PDF").to_string(),
-                    data,
-                }),
-                _ => Err(CarrierError::Rejected(
-                    "fedex: no tracking number or label in the answer".into(),
-                )),
-            }
+            Label::decoded(
+                "fedex",
+                piece["trackingNumber"]
+                    .as_str()
+                    .or_else(|| shipment["masterTrackingNumber"].as_str()),
+                doc["encodedLabel"].as_str(),
+                doc["docType"].as_str(),
+            )
         })
     }
 

@@ -2,9 +2,11 @@
 //! and the printable label), tracking, cancelling a label not used.
 //!
 //! - `fedex`: FedEx's Ship and Track APIs (OAuth client credentials).
+//! - `dhl`: DHL's Parcel DE Shipping API and its Unified tracking API.
 //!
-//! DHL, TNT and Correos are not built yet (issue 7).
+//! TNT and Correos are not built yet (issue 7).
 
+pub mod dhl;
 pub mod fedex;
 
 use futures::future::BoxFuture;
@@ -31,6 +33,30 @@ pub struct Label {
     /// "PDF", "ZPLII", "PNG".
     pub format: String,
     pub data: Vec<u8>,
+}
+
+impl Label {
+    /// A label from a carrier's answer: its tracking number and its
+    /// document in base64, both needed.
+    pub fn decoded(
+        carrier: &str,
+        tracking: Option<&str>,
+        b64: Option<&str>,
+        format: Option<&str>,
+    ) -> Result<Label, CarrierError> {
+        use base64::Engine as _;
+        let data = b64.and_then(|l| base64::engine::general_purpose::STANDARD.decode(l).ok());
+        match (tracking.filter(|t| !t.is_empty()), data) {
+            (Some(t), Some(data)) => Ok(Label {
+                tracking: t.to_string(),
+                format: format.unwrap_or("PDF").to_string(),
+                data,
+            }),
+            _ => Err(CarrierError::Rejected(format!(
+                "{carrier}: no tracking number or label in the answer"
+            ))),
+        }
+    }
 }
 
 /// Where a parcel is, as the carrier tracks it.

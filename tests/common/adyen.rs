@@ -15,7 +15,6 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
-use warp::http::StatusCode;
 use warp::Filter;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -315,10 +314,7 @@ impl AdyenSim {
                         idem.as_deref(),
                         body,
                     );
-                    warp::reply::with_status(
-                        warp::reply::json(&answer),
-                        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                    )
+                    super::serve::reply(status, &answer)
                 },
             );
         let served = super::serve::serve(route);

@@ -14,16 +14,9 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use warp::http::StatusCode;
 use warp::Filter;
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Parcel {
-    pub reference: String,
-    pub to_country: String,
-    pub status: String,
-    pub cancelled: bool,
-}
+pub use super::serve::Parcel;
 
 #[derive(Default)]
 pub struct State {
@@ -267,10 +260,7 @@ impl FedexSim {
                         auth.as_deref(),
                         &body,
                     );
-                    warp::reply::with_status(
-                        warp::reply::json(&answer),
-                        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                    )
+                    super::serve::reply(status, &answer)
                 },
             );
         let served = super::serve::serve(route);

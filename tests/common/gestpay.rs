@@ -14,7 +14,6 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
-use warp::http::StatusCode;
 use warp::Filter;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -270,10 +269,7 @@ impl GestpaySim {
                     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                     let (status, out) =
                         handle(&mut s.lock(), &op, key.as_deref(), token.as_deref(), body);
-                    warp::reply::with_status(
-                        warp::reply::json(&out),
-                        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                    )
+                    super::serve::reply(status, &out)
                 },
             );
         let served = super::serve::serve(route);

@@ -9,6 +9,25 @@ pub struct Served {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// What a carrier's simulator keeps of a parcel it labelled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parcel {
+    pub reference: String,
+    pub to_country: String,
+    /// The carrier's own status code.
+    pub status: String,
+    pub cancelled: bool,
+}
+
+/// A JSON answer with its status, as the simulators give them.
+pub fn reply(code: u16, body: &serde_json::Value) -> warp::reply::WithStatus<warp::reply::Json> {
+    warp::reply::with_status(
+        warp::reply::json(body),
+        warp::http::StatusCode::from_u16(code)
+            .unwrap_or(warp::http::StatusCode::INTERNAL_SERVER_ERROR),
+    )
+}
+
 pub fn serve<F>(route: F) -> Served
 where
     F: Filter + Clone + Send + Sync + 'static,

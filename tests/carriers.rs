@@ -1,17 +1,29 @@
-//! The FedEx adapter against a local FedEx speaking its REST APIs
-//! (tests/common/fedex.rs): OAuth tokens fetched once and again after a
-//! 401, a label (tracking number and PDF) for a parcel, tracking mapped
-//! to places, cancelling a label not picked up, refusals (bad
-//! credentials, a bad address), FedEx down.
+//! The carrier adapters against local carriers speaking their APIs
+//! (tests/common/fedex.rs, dhl.rs): a label (tracking number and PDF) for
+//! a parcel, tracking mapped to places, cancelling a label not picked up,
+//! refusals (bad credentials, a bad address), the carrier down; FedEx's
+//! OAuth tokens fetched once and again after a 401.
 
 mod common;
 
+use common::dhl::DhlSim;
 use common::fedex::FedexSim;
+use holdfast::carriers::dhl::{Dhl, DhlConfig};
 use holdfast::carriers::fedex::{Fedex, FedexConfig};
 use holdfast::carriers::{Carrier, CarrierError, LabelRequest, Tracked};
 use holdfast::domain::address::Address;
 use holdfast::wire::Policy;
 use std::time::Duration;
+
+fn policy() -> Policy {
+    Policy {
+        timeout: Duration::from_secs(2),
+        retries: 1,
+        backoff: Duration::from_millis(10),
+        trip: 100,
+        open_for: Duration::from_secs(1),
+    }
+}
 
 fn fedex(sim: &FedexSim, secret: &str) -> Fedex {
     Fedex::new(FedexConfig {
@@ -20,13 +32,21 @@ fn fedex(sim: &FedexSim, secret: &str) -> Fedex {
         client_id: "l7xx-client".into(),
         client_secret: secret.into(),
         service_type: "FEDEX_INTERNATIONAL_PRIORITY".into(),
-        policy: Policy {
-            timeout: Duration::from_secs(2),
-            retries: 1,
-            backoff: Duration::from_millis(10),
-            trip: 100,
-            open_for: Duration::from_secs(1),
-        },
+        policy: policy(),
+    })
+    .expect("adapter")
+}
+
+fn dhl(sim: &DhlSim, password: &str) -> Dhl {
+    Dhl::new(DhlConfig {
+        base_url: sim.base_url(),
+        tracking_url: sim.tracking_url(),
+        api_key: "dhl-key".into(),
+        user: "user-valid".into(),
+        password: password.into(),
+        billing_number: "33333333330102".into(),
+        product: "V01PAK".into(),
+        policy: policy(),
     })
     .expect("adapter")
 }
@@ -136,6 +156,99 @@ fn labels_tracking_and_cancels_at_fedex() {
     let r = rt.block_on(wrong.create_label(&parcel("O-6/1")));
     match r {
         Err(CarrierError::Rejected(m)) => assert!(m.contains("NOT.AUTHORIZED"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn labels_tracking_and_cancels_at_dhl() {
+    let sim = DhlSim::start(
+        "dhl-key",
+        "user-valid",
+        "SandboxPasswort2023!",
+        "33333333330102",
+    );
+    let d = dhl(&sim, "SandboxPasswort2023!");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let a = d.create_label(&parcel("O-1/1")).await.expect("label");
+        assert!(a.data.starts_with(b"%PDF"), "a PDF label");
+        let b = d.create_label(&parcel("O-2/1")).await.expect("label");
+        let c = d.create_label(&parcel("O-3/1")).await.expect("label");
+        {
+            let st = sim.state.lock();
+            let p = &st.parcels[&a.tracking];
+            // A short reference padded to DHL's 8 characters; countries
+            // in alpha-3 on the wire.
+            assert_eq!(
+                (p.reference.as_str(), p.to_country.as_str()),
+                ("O-1/1---", "ESP")
+            );
+        }
+        sim.state
+            .lock()
+            .parcels
+            .get_mut(&a.tracking)
+            .expect("a")
+            .status = "transit".into();
+        sim.state
+            .lock()
+            .parcels
+            .get_mut(&b.tracking)
+            .expect("b")
+            .status = "delivered".into();
+        let asked = vec![
+            a.tracking.clone(),
+            b.tracking.clone(),
+            "00340000000000000000".into(),
+        ];
+        let got = d.track(&asked).await.expect("tracked");
+        assert_eq!(
+            got,
+            vec![
+                (a.tracking.clone(), Tracked::InTransit),
+                (b.tracking.clone(), Tracked::Delivered)
+            ]
+        );
+        d.cancel(&c.tracking).await.expect("cancelled");
+        assert!(sim.state.lock().parcels[&c.tracking].cancelled);
+        assert!(matches!(
+            d.cancel(&a.tracking).await,
+            Err(CarrierError::Rejected(_))
+        ));
+
+        // A recipient without a postal code: DHL's validation message.
+        let mut bad = parcel("O-4/1");
+        bad.to.postal_code.clear();
+        match d.create_label(&bad).await {
+            Err(CarrierError::Rejected(m)) => assert!(m.contains("postalCode"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // A country DHL's table does not know: refused before any call.
+        let calls = sim.state.lock().calls.len();
+        let mut far = parcel("O-5/1");
+        far.to.country = "ZZ".into();
+        assert!(matches!(
+            d.create_label(&far).await,
+            Err(CarrierError::Rejected(_))
+        ));
+        assert_eq!(sim.state.lock().calls.len(), calls);
+        // DHL down: unavailable, nothing made.
+        sim.state.lock().down = true;
+        let before = sim.state.lock().parcels.len();
+        assert!(matches!(
+            d.create_label(&parcel("O-6/1")).await,
+            Err(CarrierError::Unavailable(_))
+        ));
+        assert_eq!(sim.state.lock().parcels.len(), before);
+    });
+    sim.state.lock().down = false;
+    let wrong = dhl(&sim, "nope");
+    match rt.block_on(wrong.create_label(&parcel("O-7/1"))) {
+        Err(CarrierError::Rejected(m)) => assert!(m.contains("401"), "{m}"),
         other => panic!("{other:?}"),
     }
 }
