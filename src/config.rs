@@ -138,6 +138,31 @@ fn fedex_service_type() -> String {
 pub struct PaymentsSection {
     pub adyen: Option<AdyenSection>,
     pub gestpay: Option<GestpaySection>,
+    pub amazonpay: Option<AmazonPaySection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmazonPaySection {
+    pub base_url: String,
+    /// "sandbox" or "live".
+    pub environment: String,
+    #[serde(default = "amazonpay_region")]
+    pub region: String,
+    pub public_key_id: String,
+    /// The environment variable holding the private key (PKCS#8 PEM).
+    #[serde(default = "amazonpay_private_key_env")]
+    pub private_key_env: String,
+    #[serde(default)]
+    pub calls: CallsSection,
+}
+
+fn amazonpay_region() -> String {
+    "eu".into()
+}
+
+fn amazonpay_private_key_env() -> String {
+    "HOLDFAST_AMAZONPAY_PRIVATE_KEY".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -249,6 +274,7 @@ pub struct Payments {
     /// Adyen's, and its webhook HMAC key.
     pub adyen: Option<(crate::payments::adyen::AdyenConfig, Vec<u8>)>,
     pub gestpay: Option<crate::payments::gestpay::GestpayConfig>,
+    pub amazonpay: Option<crate::payments::amazonpay::AmazonPayConfig>,
 }
 
 /// The stock feed's sessions.
@@ -533,6 +559,23 @@ impl Config {
                 shop_login: g.shop_login.clone(),
                 api_key: secret(at, &g.api_key_env)?,
                 policy: g.calls.policy(at)?,
+            });
+        }
+        if let Some(a) = &f.payments.amazonpay {
+            let at = "payments.amazonpay";
+            http_url(at, &a.base_url)?;
+            if a.environment != "sandbox" && a.environment != "live" {
+                return Err(format!("{at}.environment must be sandbox or live"));
+            }
+            let pem = secret(at, &a.private_key_env)?;
+            payments.amazonpay = Some(crate::payments::amazonpay::AmazonPayConfig {
+                base_url: a.base_url.clone(),
+                environment: a.environment.clone(),
+                region: a.region.clone(),
+                public_key_id: a.public_key_id.clone(),
+                private_key: crate::payments::amazonpay::private_key(&pem)
+                    .map_err(|e| format!("{at}: {}: {e}", a.private_key_env))?,
+                policy: a.calls.policy(at)?,
             });
         }
         let c = &f.carriers;

@@ -148,6 +148,10 @@ fn payment_providers(cfg: &Config) -> Result<Providers, String> {
         let p = crate::payments::gestpay::Gestpay::new(g.clone())?;
         v.push(("gestpay".to_string(), Arc::new(p)));
     }
+    if let Some(a) = &cfg.payments.amazonpay {
+        let p = crate::payments::amazonpay::AmazonPay::new(a.clone())?;
+        v.push(("amazonpay".to_string(), Arc::new(p)));
+    }
     Ok(v)
 }
 

@@ -1,5 +1,6 @@
 //! Orders paid through the payment adapters against local providers
-//! speaking their wire formats (tests/common/adyen.rs, gestpay.rs),
+//! speaking their wire formats (tests/common/adyen.rs, gestpay.rs,
+//! amazonpay.rs: every Amazon Pay request's signature verified),
 //! through the order API of the real binary: authorized when placed,
 //! captured when shipped, refunded on a return, voided on a cancel; a
 //! refusal; answers lost on the way (charged once); Adyen down (503,
@@ -9,6 +10,7 @@
 mod common;
 
 use common::adyen::{self, AdyenSim};
+use common::amazonpay::AmazonPaySim;
 use common::gestpay::GestpaySim;
 use common::{client, get, post, put_ok, stock, Server};
 use reqwest::blocking::Client;
@@ -95,6 +97,15 @@ fn event(c: &Client, s: &Server, id: &str, status: &str) -> (u16, Value) {
     )
 }
 
+/// The answer `st` of an order `o` is `status`, its payment `state`.
+fn expect_payment(st: u16, o: &Value, status: u16, state: &str) {
+    assert_eq!(
+        (st, o["payment"]["state"].as_str()),
+        (status, Some(state)),
+        "{o}"
+    );
+}
+
 /// Shipment 1 of `id` delivered, one A returned to DC1: `refund` refunded.
 fn deliver_and_return_one(c: &Client, s: &Server, id: &str, refund: &str) {
     let (st, o) = event(c, s, id, "delivered");
@@ -133,11 +144,7 @@ fn an_order_is_authorized_captured_and_refunded_at_adyen() {
 
     // Shipped: captured; delivered; one unit returned: refunded.
     let (st, o) = event(&c, &s, "O-1", "shipped");
-    assert_eq!(
-        (st, o["payment"]["state"].as_str()),
-        (200, Some("captured")),
-        "{o}"
-    );
+    expect_payment(st, &o, 200, "captured");
     assert_eq!(sim.state.lock().payments_of("O-1")[0].captured, 2000);
 
     // Adyen's word on the capture, by webhook: kept once however often it
@@ -194,11 +201,7 @@ fn an_order_is_authorized_captured_and_refunded_at_adyen() {
     let (st, o) = order(&c, &s, "O-2", 1, "7.00");
     assert_eq!(st, 201, "{o}");
     let (st, o) = post(&c, &s, "/v1/orders/O-2/cancel", None);
-    assert_eq!(
-        (st, o["payment"]["state"].as_str()),
-        (200, Some("voided")),
-        "{o}"
-    );
+    expect_payment(st, &o, 200, "voided");
     assert!(sim.state.lock().payments_of("O-2")[0].cancelled);
 
     // Refused by the issuer: 402, nothing held.
@@ -270,11 +273,7 @@ fn a_lost_answer_charges_once_and_a_provider_down_opens_the_circuit() {
     // once.
     std::thread::sleep(Duration::from_millis(2100));
     let (st, o) = order(&c, &s, "O-2", 1, "5.00");
-    assert_eq!(
-        (st, o["payment"]["state"].as_str()),
-        (201, Some("authorized")),
-        "{o}"
-    );
+    expect_payment(st, &o, 201, "authorized");
     assert_eq!(sim.state.lock().payments_of("O-2").len(), 1);
 }
 
@@ -303,11 +302,7 @@ fn an_order_is_paid_settled_refunded_and_cancelled_at_gestpay() {
 
     // Created, submitted: authorized; its bankTransactionID the reference.
     let (st, o) = gestpay_order(&c, &s, "O-1", "12.50");
-    assert_eq!(
-        (st, o["payment"]["state"].as_str()),
-        (201, Some("authorized")),
-        "{o}"
-    );
+    expect_payment(st, &o, 201, "authorized");
     let paid = sim.state.lock().payments_of("O-1:authorize");
     assert_eq!(paid.len(), 1, "{paid:?}");
     assert_eq!((paid[0].amount, paid[0].ok), (1250, true));
@@ -322,11 +317,7 @@ fn an_order_is_paid_settled_refunded_and_cancelled_at_gestpay() {
 
     // Shipped: settled; delivered and returned: refunded.
     let (st, o) = event(&c, &s, "O-1", "shipped");
-    assert_eq!(
-        (st, o["payment"]["state"].as_str()),
-        (200, Some("captured")),
-        "{o}"
-    );
+    expect_payment(st, &o, 200, "captured");
     deliver_and_return_one(&c, &s, "O-1", "12.50");
     let p = &sim.state.lock().payments_of("O-1:authorize")[0];
     assert_eq!((p.captured, p.refunded), (1250, 1250));
@@ -335,11 +326,7 @@ fn an_order_is_paid_settled_refunded_and_cancelled_at_gestpay() {
     let (st, _) = gestpay_order(&c, &s, "O-2", "3.00");
     assert_eq!(st, 201);
     let (st, o) = post(&c, &s, "/v1/orders/O-2/cancel", None);
-    assert_eq!(
-        (st, o["payment"]["state"].as_str()),
-        (200, Some("voided")),
-        "{o}"
-    );
+    expect_payment(st, &o, 200, "voided");
     assert!(sim.state.lock().payments_of("O-2:authorize")[0].cancelled);
 
     // Denied: 402, nothing held.
@@ -377,11 +364,7 @@ fn lost_answers_at_gestpay_charge_and_settle_once() {
     assert_eq!(stock(&c, &s, "DC1", "A"), before, "nothing held meanwhile");
     // The client tries again: the authorization made is found.
     let (st, o) = gestpay_order(&c, &s, "O-1", "8.00");
-    assert_eq!(
-        (st, o["payment"]["state"].as_str()),
-        (201, Some("authorized")),
-        "{o}"
-    );
+    expect_payment(st, &o, 201, "authorized");
     assert_eq!(
         sim.state.lock().payments_of("O-1:authorize").len(),
         1,
@@ -392,14 +375,117 @@ fn lost_answers_at_gestpay_charge_and_settle_once() {
     let (st, v) = event(&c, &s, "O-1", "shipped");
     assert_eq!((st, v["code"].as_str()), (503, Some("unavailable")), "{v}");
     let (st, o) = event(&c, &s, "O-1", "shipped");
-    assert_eq!(
-        (st, o["payment"]["state"].as_str()),
-        (200, Some("captured")),
-        "{o}"
-    );
+    expect_payment(st, &o, 200, "captured");
     assert_eq!(
         sim.state.lock().payments_of("O-1:authorize")[0].captured,
         800,
         "settled once"
     );
+}
+
+/// A merchant key pair (Amazon Pay's are RSA 2048), its private half as
+/// the PEM holdfast reads from the environment variable `var`.
+fn merchant_key(var: &str) -> rsa::RsaPublicKey {
+    use rsa::pkcs8::EncodePrivateKey;
+    let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).expect("key");
+    let pem = key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).expect("pem");
+    std::env::set_var(var, pem.as_str());
+    key.to_public_key()
+}
+
+fn amazonpay_config(sim: &AmazonPaySim, key_var: &str) -> String {
+    format!(
+        "[payments.amazonpay]\nbase_url = \"{}\"\nenvironment = \"sandbox\"\npublic_key_id = \"SANDBOX-AHQX\"\n\
+         private_key_env = \"{key_var}\"\n\
+         [payments.amazonpay.calls]\ntimeout_ms = 2000\nretries = 2\nbackoff_ms = 20\ncircuit_trip = 100\ncircuit_open_s = 1\n",
+        sim.base_url()
+    )
+}
+
+#[test]
+fn an_order_is_paid_at_amazon_pay_with_signed_requests() {
+    let public = merchant_key("HOLDFAST_T_AMAZONPAY_KEY");
+    let sim = AmazonPaySim::start("SANDBOX-AHQX", public);
+    let s = Server::start(&amazonpay_config(&sim, "HOLDFAST_T_AMAZONPAY_KEY"));
+    let c = client();
+    network(&c, &s);
+    let session = |id: &str| json!({"checkoutSessionId": id});
+
+    // The buyer approved a checkout session (the button): the order
+    // completes it into a charge, captured when shipped, refunded.
+    sim.state.lock().open_session("cs-1");
+    sim.state.lock().lose.push("complete".into());
+    let (st, o) = order_with(&c, &s, "O-1", 1, "20.00", "amazonpay", session("cs-1"));
+    expect_payment(st, &o, 201, "authorized");
+    assert_eq!(
+        sim.state.lock().charges_of("cs-1").len(),
+        1,
+        "the lost answer replayed, one charge"
+    );
+    let (st, o) = event(&c, &s, "O-1", "shipped");
+    expect_payment(st, &o, 200, "captured");
+    deliver_and_return_one(&c, &s, "O-1", "20.00");
+    let charge = &sim.state.lock().charges_of("cs-1")[0];
+    assert_eq!(
+        (charge.amount, charge.captured, charge.refunded),
+        (2000, 2000, 2000)
+    );
+
+    // Cancelled: the charge canceled.
+    sim.state.lock().open_session("cs-2");
+    let (st, _) = order_with(&c, &s, "O-2", 1, "4.00", "amazonpay", session("cs-2"));
+    assert_eq!(st, 201);
+    let (st, o) = post(&c, &s, "/v1/orders/O-2/cancel", None);
+    expect_payment(st, &o, 200, "voided");
+    assert!(sim.state.lock().charges_of("cs-2")[0].canceled);
+
+    // Declined: 402, nothing held; no session named: 422 before anything.
+    sim.state.lock().open_session("cs-3");
+    let before = stock(&c, &s, "DC1", "A");
+    let (st, v) = order_with(&c, &s, "O-3", 1, "10.51", "amazonpay", session("cs-3"));
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (402, Some("payment_declined")),
+        "{v}"
+    );
+    assert!(
+        v["detail"].as_str().unwrap_or("").contains("HardDeclined"),
+        "{v}"
+    );
+    assert_eq!(stock(&c, &s, "DC1", "A"), before);
+    assert_eq!(sim.state.lock().forged, 0, "every request signed");
+}
+
+#[test]
+fn amazon_pay_refuses_requests_signed_with_another_key() {
+    let _ours = merchant_key("HOLDFAST_T_AMAZONPAY_OTHER");
+    let theirs = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048)
+        .expect("key")
+        .to_public_key();
+    let sim = AmazonPaySim::start("SANDBOX-AHQX", theirs);
+    let s = Server::start(&amazonpay_config(&sim, "HOLDFAST_T_AMAZONPAY_OTHER"));
+    let c = client();
+    network(&c, &s);
+    sim.state.lock().open_session("cs-1");
+    let before = stock(&c, &s, "DC1", "A");
+    let (st, v) = order_with(
+        &c,
+        &s,
+        "O-1",
+        1,
+        "5.00",
+        "amazonpay",
+        json!({"checkoutSessionId": "cs-1"}),
+    );
+    assert_eq!(st, 409, "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("InvalidRequestSignature"),
+        "{v}"
+    );
+    assert_eq!(stock(&c, &s, "DC1", "A"), before, "nothing held");
+    assert_eq!(sim.state.lock().forged, 1);
+    assert!(sim.state.lock().charges.is_empty());
 }

@@ -18,7 +18,7 @@
 
 use base64::Engine as _;
 use futures::future::BoxFuture;
-use hmac::{Hmac, KeyInit, Mac};
+use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
@@ -228,7 +228,7 @@ fn signed_data(item: &Value) -> String {
 
 fn mac(key: &[u8]) -> Hmac<Sha256> {
     // HMAC takes a key of any length.
-    <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!())
+    <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!())
 }
 
 /// The `hmacSignature` of an item under `key` (base64).

@@ -7,8 +7,10 @@
 //! - `adyen`: Adyen's Checkout API (its HTTP calls through `crate::wire`:
 //!   timeouts, retries with backoff, a circuit breaker).
 //! - `gestpay`: GestPay (Axerve E-commerce Solutions)' REST API.
+//! - `amazonpay`: Amazon Pay's API v2, requests signed (RSASSA-PSS).
 
 pub mod adyen;
+pub mod amazonpay;
 pub mod gestpay;
 pub mod sandbox;
 

@@ -235,7 +235,7 @@ pub fn item(
 /// Adyen's signature of an item under the hex key `key`.
 pub fn signature(item: &Value, key: &str) -> String {
     use base64::Engine as _;
-    use hmac::{KeyInit, Mac};
+    use hmac::Mac;
     let key: Vec<u8> = (0..key.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&key[i..i + 2], 16).expect("hex key"))
@@ -255,7 +255,7 @@ pub fn signature(item: &Value, key: &str) -> String {
         field("success"),
     ]
     .join(":");
-    let mut m = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&key).expect("key");
+    let mut m = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&key).expect("key");
     m.update(data.as_bytes());
     base64::engine::general_purpose::STANDARD.encode(m.finalize().into_bytes())
 }

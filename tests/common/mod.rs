@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod adyen;
+pub mod amazonpay;
 pub mod dhl;
 pub mod fedex;
 pub mod gestpay;
