@@ -14,7 +14,60 @@
 //! and the caller is told so instead.
 
 use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+/// What a caller did, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct CallStats {
+    /// Calls that got an answer (any status but 429 and 5xx).
+    pub answered: AtomicU64,
+    /// Calls that failed after their retries.
+    pub failed: AtomicU64,
+    /// Calls refused at once by the open circuit.
+    pub short_circuited: AtomicU64,
+    pub open: AtomicBool,
+}
+
+/// Every caller of the process, by the name of what it calls.
+type Registry = Mutex<Vec<(&'static str, Arc<CallStats>)>>;
+
+fn registry() -> &'static Registry {
+    static R: OnceLock<Registry> = OnceLock::new();
+    R.get_or_init(Mutex::default)
+}
+
+/// The outbound calls' lines of `/metrics`.
+pub fn render_metrics(s: &mut String) {
+    use std::fmt::Write;
+    let r = registry().lock();
+    if r.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "# HELP holdfast_outbound_calls_total Calls to payment providers and carriers, by outcome.\n# TYPE holdfast_outbound_calls_total counter");
+    for (to, st) in r.iter() {
+        for (outcome, v) in [
+            ("answered", &st.answered),
+            ("failed", &st.failed),
+            ("short_circuited", &st.short_circuited),
+        ] {
+            let _ = writeln!(
+                s,
+                "holdfast_outbound_calls_total{{to=\"{to}\",outcome=\"{outcome}\"}} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+    }
+    let _ = writeln!(s, "# HELP holdfast_outbound_circuit_open 1 from its circuit opening until a call succeeds again.\n# TYPE holdfast_outbound_circuit_open gauge");
+    for (to, st) in r.iter() {
+        let _ = writeln!(
+            s,
+            "holdfast_outbound_circuit_open{{to=\"{to}\"}} {}",
+            u8::from(st.open.load(Ordering::Relaxed))
+        );
+    }
+}
 
 /// The timing of a provider's calls (`calls` of a provider's or a
 /// carrier's section of holdfast.toml).
@@ -68,6 +121,7 @@ pub struct Caller {
     client: reqwest::Client,
     policy: Policy,
     circuit: Mutex<Circuit>,
+    stats: Arc<CallStats>,
 }
 
 impl Caller {
@@ -76,11 +130,14 @@ impl Caller {
             .timeout(policy.timeout)
             .build()
             .map_err(|e| e.to_string())?;
+        let stats = Arc::new(CallStats::default());
+        registry().lock().push((name, stats.clone()));
         Ok(Caller {
             name,
             client,
             policy,
             circuit: Mutex::default(),
+            stats,
         })
     }
 
@@ -100,6 +157,7 @@ impl Caller {
     ) -> Result<Answer, String> {
         if let Some(until) = self.circuit.lock().open_until {
             if Instant::now() < until {
+                self.stats.short_circuited.fetch_add(1, Ordering::Relaxed);
                 return Err(format!(
                     "{}: not called for {} ms more (it failed {} times in a row)",
                     self.name,
@@ -150,9 +208,12 @@ impl Caller {
 
     fn succeeded(&self) {
         *self.circuit.lock() = Circuit::default();
+        self.stats.answered.fetch_add(1, Ordering::Relaxed);
+        self.stats.open.store(false, Ordering::Relaxed);
     }
 
     fn failed(&self) {
+        self.stats.failed.fetch_add(1, Ordering::Relaxed);
         let mut c = self.circuit.lock();
         c.failures += 1;
         // Open before (half open now): one failure is enough.
@@ -164,6 +225,7 @@ impl Caller {
             );
             c.open_until = Some(Instant::now() + self.policy.open_for);
             c.failures = 0;
+            self.stats.open.store(true, Ordering::Relaxed);
         }
     }
 }

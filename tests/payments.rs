@@ -268,6 +268,19 @@ fn a_lost_answer_charges_once_and_a_provider_down_opens_the_circuit() {
         calls,
         "the open circuit called"
     );
+    let m = c
+        .get(s.url("/metrics"))
+        .send()
+        .expect("metrics")
+        .text()
+        .expect("text");
+    for line in [
+        "holdfast_outbound_circuit_open{to=\"adyen\"} 1\n",
+        "holdfast_outbound_calls_total{to=\"adyen\",outcome=\"short_circuited\"} 1\n",
+        "holdfast_outbound_calls_total{to=\"adyen\",outcome=\"failed\"} 3\n",
+    ] {
+        assert!(m.contains(line), "{line} in {m}");
+    }
 
     // Back, and the circuit's time out: the same order goes through, paid
     // once.

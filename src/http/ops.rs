@@ -18,10 +18,11 @@ pub fn healthz(state: &AppState) -> ApiResult {
 }
 
 pub fn metrics(state: &AppState) -> ApiResult {
-    let text = state
+    let mut text = state
         .engine
         .metrics()
         .render(&state.engine.journal().stats, state.engine.feed_stats());
+    crate::wire::render_metrics(&mut text);
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
         .body(Body::from(text))
