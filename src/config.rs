@@ -43,6 +43,41 @@ pub struct CarriersSection {
     pub track_every_s: u64,
     pub fedex: Option<FedexSection>,
     pub dhl: Option<DhlSection>,
+    pub correos: Option<CorreosSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorreosSection {
+    pub base_url: String,
+    #[serde(default = "correos_tracking_url")]
+    pub tracking_url: String,
+    /// `CodEtiquetador`.
+    pub labeller: String,
+    #[serde(default = "correos_product")]
+    pub product: String,
+    #[serde(default = "correos_user_env")]
+    pub user_env: String,
+    #[serde(default = "correos_password_env")]
+    pub password_env: String,
+    #[serde(default)]
+    pub calls: CallsSection,
+}
+
+fn correos_tracking_url() -> String {
+    "https://localizador.correos.es/canonico/eventos_envio_servicio_auth".into()
+}
+
+fn correos_product() -> String {
+    "S0132".into()
+}
+
+fn correos_user_env() -> String {
+    "HOLDFAST_CORREOS_USER".into()
+}
+
+fn correos_password_env() -> String {
+    "HOLDFAST_CORREOS_PASSWORD".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -92,6 +127,7 @@ impl Default for CarriersSection {
             track_every_s: 300,
             fedex: None,
             dhl: None,
+            correos: None,
         }
     }
 }
@@ -263,6 +299,7 @@ impl CallsSection {
 pub struct Carriers {
     pub fedex: Option<crate::carriers::fedex::FedexConfig>,
     pub dhl: Option<crate::carriers::dhl::DhlConfig>,
+    pub correos: Option<crate::carriers::correos::CorreosConfig>,
     pub rules: Vec<(String, String)>,
     pub default: Option<String>,
     pub track_every: std::time::Duration,
@@ -595,6 +632,7 @@ impl Config {
         let known = |name: &str| match name {
             "fedex" => c.fedex.is_some(),
             "dhl" => c.dhl.is_some(),
+            "correos" => c.correos.is_some(),
             _ => false,
         };
         for name in c.rules.iter().map(|r| &r.carrier).chain(&c.default) {
@@ -627,6 +665,20 @@ impl Config {
                 user: secret(at, &x.user_env)?,
                 password: secret(at, &x.password_env)?,
                 billing_number: x.billing_number.clone(),
+                product: x.product.clone(),
+                policy: x.calls.policy(at)?,
+            });
+        }
+        if let Some(x) = &f.carriers.correos {
+            let at = "carriers.correos";
+            http_url(at, &x.base_url)?;
+            http_url(at, &x.tracking_url)?;
+            carriers.correos = Some(crate::carriers::correos::CorreosConfig {
+                base_url: x.base_url.clone(),
+                tracking_url: x.tracking_url.clone(),
+                user: secret(at, &x.user_env)?,
+                password: secret(at, &x.password_env)?,
+                labeller: x.labeller.clone(),
                 product: x.product.clone(),
                 policy: x.calls.policy(at)?,
             });

@@ -172,6 +172,12 @@ fn shipping(cfg: &Config, data_dir: &Path) -> Result<crate::carriers::Shipping, 
             Arc::new(crate::carriers::dhl::Dhl::new(d.clone())?),
         ));
     }
+    if let Some(x) = &c.correos {
+        carriers.push((
+            "correos".into(),
+            Arc::new(crate::carriers::correos::Correos::new(x.clone())?),
+        ));
+    }
     let default = c
         .default
         .clone()

@@ -1,16 +1,18 @@
 //! The carrier adapters against local carriers speaking their APIs
-//! (tests/common/fedex.rs, dhl.rs): a label (tracking number and PDF) for
+//! (tests/common/fedex.rs, dhl.rs, correos.rs): a label (tracking number and PDF) for
 //! a parcel, tracking mapped to places, cancelling a label not picked up,
 //! refusals (bad credentials, a bad address), the carrier down; FedEx's
 //! OAuth tokens fetched once and again after a 401.
 
 mod common;
 
+use common::correos::CorreosSim;
 use common::dhl::DhlSim;
 use common::fedex::FedexSim;
+use holdfast::carriers::correos::{Correos, CorreosConfig};
 use holdfast::carriers::dhl::{Dhl, DhlConfig};
 use holdfast::carriers::fedex::{Fedex, FedexConfig};
-use holdfast::carriers::{Carrier, CarrierError, LabelRequest, Tracked};
+use holdfast::carriers::{Carrier, CarrierError, Label, LabelRequest, Tracked};
 use holdfast::domain::address::Address;
 use holdfast::wire::Policy;
 use std::time::Duration;
@@ -62,6 +64,13 @@ fn address(name: &str, city: &str, country: &str) -> Address {
     }
 }
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 fn parcel(reference: &str) -> LabelRequest {
     LabelRequest {
         reference: reference.into(),
@@ -71,21 +80,59 @@ fn parcel(reference: &str) -> LabelRequest {
     }
 }
 
+/// What every carrier does, against its simulator: three labels (PDF),
+/// the first two tracked in transit and delivered (a number it does not
+/// know left out), the third cancelled, the first (on its way) not.
+/// `set(tracking, place)` moves a parcel in the simulator (in the
+/// carrier's own codes); `cancelled(tracking)` reads it back.
+async fn labels_track_and_cancel(
+    k: &dyn Carrier,
+    set: &dyn Fn(&str, Tracked),
+    cancelled: &dyn Fn(&str) -> bool,
+    unknown: &str,
+) -> [Label; 3] {
+    let a = k.create_label(&parcel("O-1/1")).await.expect("label");
+    assert!(a.data.starts_with(b"%PDF"), "a PDF label: {a:?}");
+    assert_eq!(a.format, "PDF");
+    let b = k.create_label(&parcel("O-2/1")).await.expect("label");
+    let c = k.create_label(&parcel("O-3/1")).await.expect("label");
+    set(&a.tracking, Tracked::InTransit);
+    set(&b.tracking, Tracked::Delivered);
+    let asked = vec![a.tracking.clone(), b.tracking.clone(), unknown.to_string()];
+    let mut got = k.track(&asked).await.expect("tracked");
+    got.sort_by(|x, y| x.0.cmp(&y.0));
+    let mut want = vec![
+        (a.tracking.clone(), Tracked::InTransit),
+        (b.tracking.clone(), Tracked::Delivered),
+    ];
+    want.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(got, want);
+    k.cancel(&c.tracking).await.expect("cancelled");
+    assert!(cancelled(&c.tracking));
+    assert!(matches!(
+        k.cancel(&a.tracking).await,
+        Err(CarrierError::Rejected(_))
+    ));
+    [a, b, c]
+}
+
 #[test]
 fn labels_tracking_and_cancels_at_fedex() {
     let sim = FedexSim::start("l7xx-client", "s3cret", "740561073");
     let f = fedex(&sim, "s3cret");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     rt.block_on(async {
-        let a = f.create_label(&parcel("O-1/1")).await.expect("label");
+        let set = |t: &str, place: Tracked| {
+            let code = if place == Tracked::Delivered {
+                "DL"
+            } else {
+                "IT"
+            };
+            sim.state.lock().set_status(t, code);
+        };
+        let cancelled = |t: &str| sim.state.lock().parcels[t].cancelled;
+        let [a, b, _] = labels_track_and_cancel(&f, &set, &cancelled, "000000000000").await;
         assert!(a.tracking.starts_with("7946"), "{a:?}");
-        assert!(a.data.starts_with(b"%PDF"), "a PDF label");
-        assert_eq!(a.format, "PDF");
-        let b = f.create_label(&parcel("O-2/1")).await.expect("label");
-        let c = f.create_label(&parcel("O-3/1")).await.expect("label");
         {
             let st = sim.state.lock();
             assert_eq!(st.tokens_issued, 1, "one token for every call");
@@ -95,32 +142,7 @@ fn labels_tracking_and_cancels_at_fedex() {
                 ("O-1/1", "ES")
             );
         }
-
-        // Tracking: each number's place; a number FedEx does not know is
-        // left out.
-        sim.state.lock().set_status(&a.tracking, "IT");
-        sim.state.lock().set_status(&b.tracking, "DL");
-        let asked = vec![
-            a.tracking.clone(),
-            b.tracking.clone(),
-            "000000000000".into(),
-        ];
-        let mut got = f.track(&asked).await.expect("tracked");
-        got.sort_by(|x, y| x.0.cmp(&y.0));
-        let mut want = vec![
-            (a.tracking.clone(), Tracked::InTransit),
-            (b.tracking.clone(), Tracked::Delivered),
-        ];
-        want.sort_by(|x, y| x.0.cmp(&y.0));
-        assert_eq!(got, want);
-
-        // A label not picked up is cancelled; one in transit is not.
-        f.cancel(&c.tracking).await.expect("cancelled");
-        assert!(sim.state.lock().parcels[&c.tracking].cancelled);
-        assert!(matches!(
-            f.cancel(&a.tracking).await,
-            Err(CarrierError::Rejected(_))
-        ));
+        let asked = vec![a.tracking.clone(), b.tracking.clone()];
 
         // The token revoked (or expired early): a 401, a new token, the
         // call goes through.
@@ -169,15 +191,18 @@ fn labels_tracking_and_cancels_at_dhl() {
         "33333333330102",
     );
     let d = dhl(&sim, "SandboxPasswort2023!");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     rt.block_on(async {
-        let a = d.create_label(&parcel("O-1/1")).await.expect("label");
-        assert!(a.data.starts_with(b"%PDF"), "a PDF label");
-        let b = d.create_label(&parcel("O-2/1")).await.expect("label");
-        let c = d.create_label(&parcel("O-3/1")).await.expect("label");
+        let set = |t: &str, place: Tracked| {
+            let code = if place == Tracked::Delivered {
+                "delivered"
+            } else {
+                "transit"
+            };
+            sim.state.lock().parcels.get_mut(t).expect("parcel").status = code.into();
+        };
+        let cancelled = |t: &str| sim.state.lock().parcels[t].cancelled;
+        let [a, _, _] = labels_track_and_cancel(&d, &set, &cancelled, "00340000000000000000").await;
         {
             let st = sim.state.lock();
             let p = &st.parcels[&a.tracking];
@@ -188,37 +213,6 @@ fn labels_tracking_and_cancels_at_dhl() {
                 ("O-1/1---", "ESP")
             );
         }
-        sim.state
-            .lock()
-            .parcels
-            .get_mut(&a.tracking)
-            .expect("a")
-            .status = "transit".into();
-        sim.state
-            .lock()
-            .parcels
-            .get_mut(&b.tracking)
-            .expect("b")
-            .status = "delivered".into();
-        let asked = vec![
-            a.tracking.clone(),
-            b.tracking.clone(),
-            "00340000000000000000".into(),
-        ];
-        let got = d.track(&asked).await.expect("tracked");
-        assert_eq!(
-            got,
-            vec![
-                (a.tracking.clone(), Tracked::InTransit),
-                (b.tracking.clone(), Tracked::Delivered)
-            ]
-        );
-        d.cancel(&c.tracking).await.expect("cancelled");
-        assert!(sim.state.lock().parcels[&c.tracking].cancelled);
-        assert!(matches!(
-            d.cancel(&a.tracking).await,
-            Err(CarrierError::Rejected(_))
-        ));
 
         // A recipient without a postal code: DHL's validation message.
         let mut bad = parcel("O-4/1");
@@ -249,6 +243,63 @@ fn labels_tracking_and_cancels_at_dhl() {
     let wrong = dhl(&sim, "nope");
     match rt.block_on(wrong.create_label(&parcel("O-7/1"))) {
         Err(CarrierError::Rejected(m)) => assert!(m.contains("401"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn correos(sim: &CorreosSim, password: &str) -> Correos {
+    Correos::new(CorreosConfig {
+        base_url: sim.base_url(),
+        tracking_url: sim.tracking_url(),
+        user: "holdfast".into(),
+        password: password.into(),
+        labeller: "XX1A".into(),
+        product: "S0132".into(),
+        policy: policy(),
+    })
+    .expect("adapter")
+}
+
+#[test]
+fn labels_tracking_and_cancels_at_correos() {
+    let sim = CorreosSim::start("holdfast", "s3cret", "XX1A");
+    let k = correos(&sim, "s3cret");
+    let rt = runtime();
+    rt.block_on(async {
+        let set = |t: &str, place: Tracked| {
+            let code = if place == Tracked::Delivered {
+                "Entregado"
+            } else {
+                "En tránsito"
+            };
+            sim.state.lock().parcels.get_mut(t).expect("parcel").status = code.into();
+        };
+        let cancelled = |t: &str| sim.state.lock().parcels[t].cancelled;
+        let [a, _, _] = labels_track_and_cancel(&k, &set, &cancelled, "PQ000").await;
+        assert!(a.tracking.starts_with("PQ"), "{a:?}");
+        {
+            let st = sim.state.lock();
+            let p = &st.parcels[&a.tracking];
+            assert_eq!(
+                (p.reference.as_str(), p.to_country.as_str()),
+                ("O-1/1", "ES")
+            );
+        }
+        // A name with XML in it goes through escaped; a recipient without
+        // a city is refused with Correos' own words.
+        let mut odd = parcel("O-4/1");
+        odd.to.name = "Pérez & <Hijos>".into();
+        k.create_label(&odd).await.expect("escaped");
+        let mut bad = parcel("O-5/1");
+        bad.to.city.clear();
+        match k.create_label(&bad).await {
+            Err(CarrierError::Rejected(m)) => assert!(m.contains("Destinatario/Localidad"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    });
+    let wrong = correos(&sim, "nope");
+    match rt.block_on(wrong.create_label(&parcel("O-6/1"))) {
+        Err(CarrierError::Rejected(m)) => assert!(m.contains("Unauthorized"), "{m}"),
         other => panic!("{other:?}"),
     }
 }

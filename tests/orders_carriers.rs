@@ -1,5 +1,5 @@
-//! Shipments labelled and tracked at their carrier (a local FedEx and a
-//! local DHL speaking their APIs, tests/common/fedex.rs, dhl.rs), through
+//! Shipments labelled and tracked at their carrier (a local FedEx, DHL
+//! and Correos speaking their APIs, tests/common/), through
 //! the order API of the real binary: packing labels a delivery at the
 //! carrier its country's rule names (the label printable, kept across a
 //! kill -9), packing again makes no second label, tracking moves the
@@ -9,6 +9,7 @@
 
 mod common;
 
+use common::correos::CorreosSim;
 use common::dhl::DhlSim;
 use common::fedex::FedexSim;
 use common::{client, get, post, put_ok, Server};
@@ -16,8 +17,10 @@ use reqwest::blocking::Client;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-/// FedEx by default, DHL for Germany.
-fn config(fedex: &FedexSim, dhl: &DhlSim) -> String {
+/// FedEx by default, DHL for Germany, Correos for Portugal.
+fn config(fedex: &FedexSim, dhl: &DhlSim, correos: &CorreosSim) -> String {
+    std::env::set_var("HOLDFAST_T_ORDERS_CORREOS_USER", "holdfast");
+    std::env::set_var("HOLDFAST_T_ORDERS_CORREOS_PASSWORD", "s3cret");
     std::env::set_var("HOLDFAST_T_ORDERS_FEDEX_ID", "l7xx-client");
     std::env::set_var("HOLDFAST_T_ORDERS_FEDEX_SECRET", "s3cret");
     std::env::set_var("HOLDFAST_T_ORDERS_DHL_KEY", "dhl-key");
@@ -29,10 +32,15 @@ fn config(fedex: &FedexSim, dhl: &DhlSim) -> String {
          client_id_env = \"HOLDFAST_T_ORDERS_FEDEX_ID\"\nclient_secret_env = \"HOLDFAST_T_ORDERS_FEDEX_SECRET\"\n\
          [carriers.fedex.calls]\ntimeout_ms = 2000\nretries = 1\nbackoff_ms = 10\ncircuit_trip = 100\ncircuit_open_s = 1\n\
          [carriers.dhl]\nbase_url = \"{}\"\ntracking_url = \"{}\"\nbilling_number = \"33333333330102\"\n\
-         api_key_env = \"HOLDFAST_T_ORDERS_DHL_KEY\"\nuser_env = \"HOLDFAST_T_ORDERS_DHL_USER\"\npassword_env = \"HOLDFAST_T_ORDERS_DHL_PASSWORD\"\n",
+         api_key_env = \"HOLDFAST_T_ORDERS_DHL_KEY\"\nuser_env = \"HOLDFAST_T_ORDERS_DHL_USER\"\npassword_env = \"HOLDFAST_T_ORDERS_DHL_PASSWORD\"\n\
+         [[carriers.rules]]\ncountry = \"PT\"\ncarrier = \"correos\"\n\
+         [carriers.correos]\nbase_url = \"{}\"\ntracking_url = \"{}\"\nlabeller = \"XX1A\"\n\
+         user_env = \"HOLDFAST_T_ORDERS_CORREOS_USER\"\npassword_env = \"HOLDFAST_T_ORDERS_CORREOS_PASSWORD\"\n",
         fedex.base_url(),
         dhl.base_url(),
-        dhl.tracking_url()
+        dhl.tracking_url(),
+        correos.base_url(),
+        correos.tracking_url()
     )
 }
 
@@ -82,6 +90,19 @@ fn event(c: &Client, s: &Server, id: &str, status: &str) -> (u16, Value) {
     )
 }
 
+/// Packs order `id`'s first shipment: labelled at `carrier`; its tracking
+/// number.
+fn packed_at(c: &Client, s: &Server, id: &str, carrier: &str) -> String {
+    let (st, o) = event(c, s, id, "packed");
+    let parcel = &o["shipments"][0]["parcel"];
+    assert_eq!(
+        (st, parcel["carrier"].as_str()),
+        (200, Some(carrier)),
+        "{o}"
+    );
+    parcel["tracking"].as_str().unwrap_or_default().to_string()
+}
+
 /// Waits until order `id`'s first shipment is `status`.
 fn wait_status(c: &Client, s: &Server, id: &str, status: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -99,7 +120,8 @@ fn wait_status(c: &Client, s: &Server, id: &str, status: &str) -> Value {
 fn packing_labels_and_tracking_moves_the_shipment() {
     let sim = FedexSim::start("l7xx-client", "s3cret", "740561073");
     let dhl = DhlSim::start("dhl-key", "user-valid", "pw", "33333333330102");
-    let cfg = config(&sim, &dhl);
+    let correos = CorreosSim::start("holdfast", "s3cret", "XX1A");
+    let cfg = config(&sim, &dhl, &correos);
     let mut s = Server::start(&cfg);
     let c = client();
     network(&c, &s);
@@ -171,16 +193,7 @@ fn packing_labels_and_tracking_moves_the_shipment() {
 
     // To Germany: DHL, by the rule; tracked there to delivered.
     order(&c, &s, "O-5", Some(address("Jonas Weber", "Berlin", "DE")));
-    let (st, o) = event(&c, &s, "O-5", "packed");
-    assert_eq!(
-        (st, o["shipments"][0]["parcel"]["carrier"].as_str()),
-        (200, Some("dhl")),
-        "{o}"
-    );
-    let t5 = o["shipments"][0]["parcel"]["tracking"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let t5 = packed_at(&c, &s, "O-5", "dhl");
     assert_eq!(dhl.state.lock().parcels[&t5].to_country, "DEU");
     dhl.state
         .lock()
@@ -190,6 +203,18 @@ fn packing_labels_and_tracking_moves_the_shipment() {
         .status = "delivered".into();
     let o = wait_status(&c, &s, "O-5", "delivered");
     assert_eq!(o["payment"]["state"], "captured", "{o}");
+
+    // To Portugal: Correos; admitted there: shipped.
+    order(&c, &s, "O-6", Some(address("Rui Costa", "Porto", "PT")));
+    let t6 = packed_at(&c, &s, "O-6", "correos");
+    correos
+        .state
+        .lock()
+        .parcels
+        .get_mut(&t6)
+        .expect("parcel")
+        .status = "Admitido".into();
+    wait_status(&c, &s, "O-6", "shipped");
 
     // No address: packed without a label (handled by hand).
     order(&c, &s, "O-3", None);

@@ -3,9 +3,11 @@
 //!
 //! - `fedex`: FedEx's Ship and Track APIs (OAuth client credentials).
 //! - `dhl`: DHL's Parcel DE Shipping API and its Unified tracking API.
+//! - `correos`: Correos' pre-registration web service (SOAP) and tracking.
 //!
-//! TNT and Correos are not built yet (issue 7).
+//! TNT is not built yet (issue 7).
 
+pub mod correos;
 pub mod dhl;
 pub mod fedex;
 

@@ -3,6 +3,7 @@
 
 pub mod adyen;
 pub mod amazonpay;
+pub mod correos;
 pub mod dhl;
 pub mod fedex;
 pub mod gestpay;
