@@ -172,6 +172,11 @@ fn fedex_service_type() -> String {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentsSection {
+    /// The provider of an order that names none and no rule fits.
+    pub default: Option<String>,
+    /// `[[payments.rules]]`: `channel` and/or `country` -> `provider`.
+    #[serde(default)]
+    pub rules: Vec<PaymentRule>,
     pub adyen: Option<AdyenSection>,
     pub gestpay: Option<GestpaySection>,
     pub amazonpay: Option<AmazonPaySection>,
@@ -199,6 +204,14 @@ fn amazonpay_region() -> String {
 
 fn amazonpay_private_key_env() -> String {
     "HOLDFAST_AMAZONPAY_PRIVATE_KEY".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentRule {
+    pub channel: Option<String>,
+    pub country: Option<String>,
+    pub provider: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -312,6 +325,7 @@ pub struct Payments {
     pub adyen: Option<(crate::payments::adyen::AdyenConfig, Vec<u8>)>,
     pub gestpay: Option<crate::payments::gestpay::GestpayConfig>,
     pub amazonpay: Option<crate::payments::amazonpay::AmazonPayConfig>,
+    pub routing: crate::payments::Routing,
 }
 
 /// The stock feed's sessions.
@@ -615,6 +629,33 @@ impl Config {
                 policy: a.calls.policy(at)?,
             });
         }
+        let p = &f.payments;
+        let configured = |name: &str| match name {
+            "sandbox" => true,
+            "adyen" => p.adyen.is_some(),
+            "gestpay" => p.gestpay.is_some(),
+            "amazonpay" => p.amazonpay.is_some(),
+            _ => false,
+        };
+        for name in p.rules.iter().map(|r| &r.provider).chain(&p.default) {
+            if !configured(name) {
+                return Err(format!(
+                    "payments: {name} is named but not configured ([payments.{name}])"
+                ));
+            }
+        }
+        payments.routing = crate::payments::Routing {
+            default: p.default.clone(),
+            rules: p
+                .rules
+                .iter()
+                .map(|r| crate::payments::Rule {
+                    channel: r.channel.clone(),
+                    country: r.country.clone(),
+                    provider: r.provider.clone(),
+                })
+                .collect(),
+        };
         let c = &f.carriers;
         let mut carriers = Carriers {
             rules: c

@@ -119,6 +119,7 @@ fn app_state(
         idem,
         payments,
         adyen_hmac: cfg.payments.adyen.as_ref().map(|(_, key)| key.clone()),
+        payment_routing: cfg.payments.routing.clone(),
         shipping: shipping.clone(),
         feed: Arc::new(http::feed::FeedHost::new(
             Arc::new(http::feed::EngineFeeds(engine.clone())),

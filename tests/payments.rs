@@ -502,3 +502,46 @@ fn amazon_pay_refuses_requests_signed_with_another_key() {
     assert_eq!(sim.state.lock().forged, 1);
     assert!(sim.state.lock().charges.is_empty());
 }
+
+/// An order that names no provider gets the one the payment rules choose
+/// for its channel and its destination's country, else the default; one
+/// that names a provider keeps it.
+#[test]
+fn providers_are_chosen_by_channel_and_country() {
+    let sim = GestpaySim::start("R0VTVFBBWQ==", "GESPAY65987");
+    let cfg = format!(
+        "[payments]\ndefault = \"sandbox\"\n\
+         [[payments.rules]]\nchannel = \"callcenter\"\nprovider = \"sandbox\"\n\
+         [[payments.rules]]\ncountry = \"IT\"\nprovider = \"gestpay\"\n{}",
+        gestpay_config(&sim)
+    );
+    let s = Server::start(&cfg);
+    let c = client();
+    network(&c, &s);
+    let place = |id: &str, channel: Option<&str>, country: &str, provider: Option<&str>| {
+        let mut payment = json!({"method": {"creditcard": {"token": "4444xxxxxxxx4448"}}});
+        if let Some(p) = provider {
+            payment["provider"] = json!(p);
+        }
+        let mut body = json!({
+            "id": id,
+            "lines": [{"sku": "A", "qty": 1, "unit_price": "2.00"}],
+            "delivery": {"type": "ship", "lat": 45.46, "lon": 9.19, "address": {
+                "name": "N", "street": "S", "city": "C", "postal_code": "1", "country": country, "phone": "1"}},
+            "payment": payment,
+        });
+        if let Some(ch) = channel {
+            body["channel"] = json!(ch);
+        }
+        let (st, o) = post(&c, &s, "/v1/orders", Some(&body.to_string()));
+        assert_eq!(st, 201, "{o}");
+        o["payment"]["provider"].as_str().unwrap_or("").to_string()
+    };
+    assert_eq!(place("O-1", Some("web"), "IT", None), "gestpay");
+    assert_eq!(place("O-2", Some("web"), "ES", None), "sandbox");
+    assert_eq!(place("O-3", Some("callcenter"), "IT", None), "sandbox");
+    assert_eq!(place("O-4", None, "ES", Some("gestpay")), "gestpay");
+    assert_eq!(sim.state.lock().payments_of("O-1:authorize").len(), 1);
+    assert_eq!(sim.state.lock().payments_of("O-4:authorize").len(), 1);
+    assert!(sim.state.lock().payments_of("O-3:authorize").is_empty());
+}

@@ -51,6 +51,8 @@ pub struct AppState {
     /// Payment providers by the name an order gives (`sandbox` for now;
     /// the real adapters come with issue 7).
     pub payments: Vec<(String, Arc<dyn crate::payments::PaymentProvider>)>,
+    /// How an order naming no provider gets one.
+    pub payment_routing: crate::payments::Routing,
     /// Adyen's webhook HMAC key, when Adyen is configured.
     pub adyen_hmac: Option<Vec<u8>>,
     /// The carriers that label and track shipments.

@@ -240,10 +240,40 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
             None
         }
     };
+    // The provider the order names, else the one the payment rules
+    // choose for its channel and where its goods go.
+    let channel = e.id(&m, "channel", "", false);
     let provider_name = match m.get("payment") {
-        Some(Value::Object(p)) => e.string(p, "provider", "payment", 64, true),
+        Some(Value::Object(p)) if p.get("provider").is_some_and(|v| !v.is_null()) => {
+            e.string(p, "provider", "payment", 64, true)
+        }
+        Some(Value::Object(_)) => {
+            let country = match &delivery {
+                Some(TargetInput::Pickup(l)) => state
+                    .engine
+                    .catalog()
+                    .location_by_id(l)
+                    .and_then(|x| x.address.as_ref())
+                    .map(|a| a.country.clone()),
+                _ => address.as_ref().map(|a| a.country.clone()),
+            };
+            let chosen = state
+                .payment_routing
+                .choose(channel.as_deref(), country.as_deref())
+                .map(String::from);
+            if chosen.is_none() {
+                e.add(
+                    "payment.provider",
+                    "is required: no payment rule chooses one for this order",
+                );
+            }
+            chosen
+        }
         _ => {
-            e.add("payment", "is required: {provider}");
+            e.add(
+                "payment",
+                "is required: {provider} (or {} where payment rules choose)",
+            );
             None
         }
     };

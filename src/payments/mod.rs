@@ -73,6 +73,35 @@ pub enum PaymentError {
     Rejected(String),
 }
 
+/// How an order that names no provider gets one: the first rule whose
+/// channel and country (those it names) are the order's, else the default.
+#[derive(Debug, Clone, Default)]
+pub struct Routing {
+    pub default: Option<String>,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub channel: Option<String>,
+    /// ISO 3166-1 alpha-2 of where the goods go.
+    pub country: Option<String>,
+    pub provider: String,
+}
+
+impl Routing {
+    pub fn choose(&self, channel: Option<&str>, country: Option<&str>) -> Option<&str> {
+        let fits = |want: &Option<String>, have: Option<&str>| {
+            want.as_deref().is_none_or(|w| Some(w) == have)
+        };
+        self.rules
+            .iter()
+            .find(|r| fits(&r.channel, channel) && fits(&r.country, country))
+            .map(|r| r.provider.as_str())
+            .or(self.default.as_deref())
+    }
+}
+
 /// `key` cut to the `max` characters a provider takes, told apart by a
 /// hash of the whole when cut.
 pub fn bounded_key(key: &str, max: usize) -> String {
@@ -105,4 +134,32 @@ pub trait PaymentProvider: Send + Sync {
     fn refund<'a>(&'a self, r: &'a Follow) -> BoxFuture<'a, Result<(), PaymentError>>;
     /// Releases what is authorized and not captured.
     fn void<'a>(&'a self, r: &'a Follow) -> BoxFuture<'a, Result<(), PaymentError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_rule_that_fits_chooses_else_the_default() {
+        let rule = |channel: Option<&str>, country: Option<&str>, provider: &str| Rule {
+            channel: channel.map(String::from),
+            country: country.map(String::from),
+            provider: provider.into(),
+        };
+        let r = Routing {
+            default: Some("adyen".into()),
+            rules: vec![
+                rule(Some("callcenter"), None, "sandbox"),
+                rule(None, Some("IT"), "gestpay"),
+                rule(Some("app"), Some("ES"), "amazonpay"),
+            ],
+        };
+        assert_eq!(r.choose(Some("web"), Some("IT")), Some("gestpay"));
+        assert_eq!(r.choose(Some("callcenter"), Some("IT")), Some("sandbox"));
+        assert_eq!(r.choose(Some("app"), Some("ES")), Some("amazonpay"));
+        assert_eq!(r.choose(Some("web"), Some("ES")), Some("adyen"));
+        assert_eq!(r.choose(None, None), Some("adyen"));
+        assert_eq!(Routing::default().choose(None, Some("IT")), None);
+    }
 }
