@@ -180,6 +180,21 @@ pub struct PaymentsSection {
     pub adyen: Option<AdyenSection>,
     pub gestpay: Option<GestpaySection>,
     pub amazonpay: Option<AmazonPaySection>,
+    pub scalapay: Option<ScalapaySection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScalapaySection {
+    pub base_url: String,
+    #[serde(default = "scalapay_api_key_env")]
+    pub api_key_env: String,
+    #[serde(default)]
+    pub calls: CallsSection,
+}
+
+fn scalapay_api_key_env() -> String {
+    "HOLDFAST_SCALAPAY_API_KEY".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -325,6 +340,7 @@ pub struct Payments {
     pub adyen: Option<(crate::payments::adyen::AdyenConfig, Vec<u8>)>,
     pub gestpay: Option<crate::payments::gestpay::GestpayConfig>,
     pub amazonpay: Option<crate::payments::amazonpay::AmazonPayConfig>,
+    pub scalapay: Option<crate::payments::scalapay::ScalapayConfig>,
     pub routing: crate::payments::Routing,
 }
 
@@ -629,12 +645,22 @@ impl Config {
                 policy: a.calls.policy(at)?,
             });
         }
+        if let Some(x) = &f.payments.scalapay {
+            let at = "payments.scalapay";
+            http_url(at, &x.base_url)?;
+            payments.scalapay = Some(crate::payments::scalapay::ScalapayConfig {
+                base_url: x.base_url.clone(),
+                api_key: secret(at, &x.api_key_env)?,
+                policy: x.calls.policy(at)?,
+            });
+        }
         let p = &f.payments;
         let configured = |name: &str| match name {
             "sandbox" => true,
             "adyen" => p.adyen.is_some(),
             "gestpay" => p.gestpay.is_some(),
             "amazonpay" => p.amazonpay.is_some(),
+            "scalapay" => p.scalapay.is_some(),
             _ => false,
         };
         for name in p.rules.iter().map(|r| &r.provider).chain(&p.default) {

@@ -107,7 +107,7 @@ fn app_state(
     engine: Engine,
     recovered: &Recovered,
     feed_rt: tokio::runtime::Handle,
-    payments: Providers,
+    payments: Payments,
     shipping: &crate::carriers::Shipping,
 ) -> Arc<AppState> {
     let idem = IdemTable::default();
@@ -117,7 +117,8 @@ fn app_state(
     Arc::new(AppState {
         auth: Auth::new(cfg.tokens.as_deref()),
         idem,
-        payments,
+        payments: payments.providers,
+        scalapay: payments.scalapay,
         adyen_hmac: cfg.payments.adyen.as_ref().map(|(_, key)| key.clone()),
         payment_routing: cfg.payments.routing.clone(),
         shipping: shipping.clone(),
@@ -135,8 +136,15 @@ fn app_state(
 /// The payment providers by name.
 type Providers = Vec<(String, Arc<dyn crate::payments::PaymentProvider>)>;
 
+/// The payment providers, and Scalapay's own side (its checkouts).
+#[derive(Clone)]
+struct Payments {
+    providers: Providers,
+    scalapay: Option<Arc<crate::payments::scalapay::Scalapay>>,
+}
+
 /// The sandbox, and every provider holdfast.toml configures.
-fn payment_providers(cfg: &Config) -> Result<Providers, String> {
+fn payment_providers(cfg: &Config) -> Result<Payments, String> {
     let mut v: Providers = vec![(
         "sandbox".to_string(),
         Arc::new(crate::payments::sandbox::Sandbox::new()),
@@ -153,7 +161,18 @@ fn payment_providers(cfg: &Config) -> Result<Providers, String> {
         let p = crate::payments::amazonpay::AmazonPay::new(a.clone())?;
         v.push(("amazonpay".to_string(), Arc::new(p)));
     }
-    Ok(v)
+    let scalapay = match &cfg.payments.scalapay {
+        Some(x) => {
+            let p = Arc::new(crate::payments::scalapay::Scalapay::new(x.clone())?);
+            v.push(("scalapay".to_string(), p.clone()));
+            Some(p)
+        }
+        None => None,
+    };
+    Ok(Payments {
+        providers: v,
+        scalapay,
+    })
 }
 
 /// The carriers holdfast.toml configures; with one and no default, that

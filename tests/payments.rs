@@ -1,6 +1,7 @@
 //! Orders paid through the payment adapters against local providers
 //! speaking their wire formats (tests/common/adyen.rs, gestpay.rs,
-//! amazonpay.rs: every Amazon Pay request's signature verified),
+//! amazonpay.rs: every Amazon Pay request's signature verified;
+//! scalapay.rs: the shopper approves first),
 //! through the order API of the real binary: authorized when placed,
 //! captured when shipped, refunded on a return, voided on a cancel; a
 //! refusal; answers lost on the way (charged once); Adyen down (503,
@@ -12,6 +13,7 @@ mod common;
 use common::adyen::{self, AdyenSim};
 use common::amazonpay::AmazonPaySim;
 use common::gestpay::GestpaySim;
+use common::scalapay::ScalapaySim;
 use common::{client, get, post, put_ok, stock, Server};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
@@ -95,6 +97,11 @@ fn event(c: &Client, s: &Server, id: &str, status: &str) -> (u16, Value) {
         &format!("/v1/orders/{id}/shipments/1/events"),
         Some(&json!({ "status": status }).to_string()),
     )
+}
+
+/// The answer `st`, `v` is the problem `status`, `code`.
+fn expect_problem(st: u16, v: &Value, status: u16, code: &str) {
+    assert_eq!((st, v["code"].as_str()), (status, Some(code)), "{v}");
 }
 
 /// The answer `st` of an order `o` is `status`, its payment `state`.
@@ -207,11 +214,7 @@ fn an_order_is_authorized_captured_and_refunded_at_adyen() {
     // Refused by the issuer: 402, nothing held.
     let before = stock(&c, &s, "DC1", "A");
     let (st, v) = order(&c, &s, "O-3", 1, "10.51");
-    assert_eq!(
-        (st, v["code"].as_str()),
-        (402, Some("payment_declined")),
-        "{v}"
-    );
+    expect_problem(st, &v, 402, "payment_declined");
     assert_eq!(stock(&c, &s, "DC1", "A"), before);
 
     // Adyen needs the shopper's details: an order without them is refused
@@ -223,11 +226,7 @@ fn an_order_is_authorized_captured_and_refunded_at_adyen() {
         "/v1/orders",
         Some(&json!({"id": "O-4", "lines": [{"sku": "A", "qty": 1, "unit_price": "1.00"}], "delivery": {"type": "ship", "lat": 45.0, "lon": 9.0}, "payment": {"provider": "adyen"}}).to_string()),
     );
-    assert_eq!(
-        (st, v["code"].as_str()),
-        (422, Some("validation_failed")),
-        "{v}"
-    );
+    expect_problem(st, &v, 422, "validation_failed");
     assert!(v.to_string().contains("payment.method"), "{v}");
     assert_eq!(sim.state.lock().calls.len(), calls);
 }
@@ -252,13 +251,13 @@ fn a_lost_answer_charges_once_and_a_provider_down_opens_the_circuit() {
     let before = stock(&c, &s, "DC1", "A");
     for _ in 0..3 {
         let (st, v) = order(&c, &s, "O-2", 1, "5.00");
-        assert_eq!((st, v["code"].as_str()), (503, Some("unavailable")), "{v}");
+        expect_problem(st, &v, 503, "unavailable");
         assert_eq!(stock(&c, &s, "DC1", "A"), before);
     }
     sim.state.lock().down = false;
     let calls = sim.state.lock().calls.len();
     let (st, v) = order(&c, &s, "O-2", 1, "5.00");
-    assert_eq!((st, v["code"].as_str()), (503, Some("unavailable")), "{v}");
+    expect_problem(st, &v, 503, "unavailable");
     assert!(
         v["detail"].as_str().unwrap_or("").contains("not called"),
         "{v}"
@@ -345,11 +344,7 @@ fn an_order_is_paid_settled_refunded_and_cancelled_at_gestpay() {
     // Denied: 402, nothing held.
     let before = stock(&c, &s, "DC1", "A");
     let (st, v) = gestpay_order(&c, &s, "O-3", "10.51");
-    assert_eq!(
-        (st, v["code"].as_str()),
-        (402, Some("payment_declined")),
-        "{v}"
-    );
+    expect_problem(st, &v, 402, "payment_declined");
     assert!(
         v["detail"]
             .as_str()
@@ -373,7 +368,7 @@ fn lost_answers_at_gestpay_charge_and_settle_once() {
     sim.state.lock().lose.push("submit".into());
     let before = stock(&c, &s, "DC1", "A");
     let (st, v) = gestpay_order(&c, &s, "O-1", "8.00");
-    assert_eq!((st, v["code"].as_str()), (503, Some("unavailable")), "{v}");
+    expect_problem(st, &v, 503, "unavailable");
     assert_eq!(stock(&c, &s, "DC1", "A"), before, "nothing held meanwhile");
     // The client tries again: the authorization made is found.
     let (st, o) = gestpay_order(&c, &s, "O-1", "8.00");
@@ -386,7 +381,7 @@ fn lost_answers_at_gestpay_charge_and_settle_once() {
 
     sim.state.lock().lose.push("capture".into());
     let (st, v) = event(&c, &s, "O-1", "shipped");
-    assert_eq!((st, v["code"].as_str()), (503, Some("unavailable")), "{v}");
+    expect_problem(st, &v, 503, "unavailable");
     let (st, o) = event(&c, &s, "O-1", "shipped");
     expect_payment(st, &o, 200, "captured");
     assert_eq!(
@@ -456,11 +451,7 @@ fn an_order_is_paid_at_amazon_pay_with_signed_requests() {
     sim.state.lock().open_session("cs-3");
     let before = stock(&c, &s, "DC1", "A");
     let (st, v) = order_with(&c, &s, "O-3", 1, "10.51", "amazonpay", session("cs-3"));
-    assert_eq!(
-        (st, v["code"].as_str()),
-        (402, Some("payment_declined")),
-        "{v}"
-    );
+    expect_problem(st, &v, 402, "payment_declined");
     assert!(
         v["detail"].as_str().unwrap_or("").contains("HardDeclined"),
         "{v}"
@@ -544,4 +535,111 @@ fn providers_are_chosen_by_channel_and_country() {
     assert_eq!(sim.state.lock().payments_of("O-1:authorize").len(), 1);
     assert_eq!(sim.state.lock().payments_of("O-4:authorize").len(), 1);
     assert!(sim.state.lock().payments_of("O-3:authorize").is_empty());
+}
+
+/// A Scalapay checkout for `reference` of `amount`: its token.
+fn scalapay_checkout(c: &Client, s: &Server, reference: &str, amount: &str) -> String {
+    let body = json!({
+        "reference": reference, "amount": amount,
+        "consumer": {"given_names": "Giulia", "surname": "Rossi", "email": "giulia@example.com"},
+        "redirect": {"confirm_url": "https://shop.example/ok", "cancel_url": "https://shop.example/ko"},
+    });
+    let (st, v) = post(
+        c,
+        s,
+        "/v1/payments/scalapay/checkouts",
+        Some(&body.to_string()),
+    );
+    assert_eq!(st, 201, "{v}");
+    assert!(
+        v["checkout_url"]
+            .as_str()
+            .unwrap_or("")
+            .contains("/checkout/"),
+        "{v}"
+    );
+    v["token"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn an_order_is_paid_in_3_at_scalapay() {
+    let sim = ScalapaySim::start("qhtfs87hjnc12kkos");
+    std::env::set_var("HOLDFAST_T_SCALAPAY_KEY", "qhtfs87hjnc12kkos");
+    let s = Server::start(&format!(
+        "[payments.scalapay]\nbase_url = \"{}\"\napi_key_env = \"HOLDFAST_T_SCALAPAY_KEY\"\n",
+        sim.base_url()
+    ));
+    let c = client();
+    network(&c, &s);
+    let pay = |token: &str| json!({"token": token});
+
+    // Approved by the shopper, placed: charged at once; shipping moves no
+    // money; a return is refunded.
+    let t1 = scalapay_checkout(&c, &s, "O-1", "20.00");
+    sim.state.lock().approve(&t1);
+    let (st, o) = order_with(&c, &s, "O-1", 2, "10.00", "scalapay", pay(&t1));
+    expect_payment(st, &o, 201, "authorized");
+    assert_eq!(sim.state.lock().orders[&t1].status, "charged");
+    let calls = sim.state.lock().calls.len();
+    let (st, o) = event(&c, &s, "O-1", "shipped");
+    expect_payment(st, &o, 200, "captured");
+    assert_eq!(
+        sim.state.lock().calls.len(),
+        calls,
+        "nothing sent when it ships"
+    );
+    deliver_and_return_one(&c, &s, "O-1", "10.00");
+    assert_eq!(sim.state.lock().orders[&t1].refunded, 1000);
+
+    // Cancelled: the whole amount refunded.
+    let t2 = scalapay_checkout(&c, &s, "O-2", "10.00");
+    sim.state.lock().approve(&t2);
+    let (st, _) = order_with(&c, &s, "O-2", 1, "10.00", "scalapay", pay(&t2));
+    assert_eq!(st, 201);
+    let (st, o) = post(&c, &s, "/v1/orders/O-2/cancel", None);
+    expect_payment(st, &o, 200, "voided");
+    assert_eq!(sim.state.lock().orders[&t2].refunded, 1000);
+
+    // Approved for another amount: refunded at once, the order refused,
+    // nothing held.
+    let before = stock(&c, &s, "DC1", "A");
+    let t3 = scalapay_checkout(&c, &s, "O-3", "30.00");
+    sim.state.lock().approve(&t3);
+    let (st, v) = order_with(&c, &s, "O-3", 1, "10.00", "scalapay", pay(&t3));
+    assert_eq!(st, 409, "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("approved for 30.00"),
+        "{v}"
+    );
+    assert_eq!(sim.state.lock().orders[&t3].refunded, 3000);
+    // Declined by Scalapay: 402; never approved: refused; nothing held.
+    let t4 = scalapay_checkout(&c, &s, "O-4", "10.51");
+    sim.state.lock().approve(&t4);
+    let (st, v) = order_with(&c, &s, "O-4", 1, "10.51", "scalapay", pay(&t4));
+    expect_problem(st, &v, 402, "payment_declined");
+    let t5 = scalapay_checkout(&c, &s, "O-5", "10.00");
+    let (st, v) = order_with(&c, &s, "O-5", 1, "10.00", "scalapay", pay(&t5));
+    assert_eq!(st, 409, "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("PAYMENT_NOT_APPROVED"),
+        "{v}"
+    );
+    assert_eq!(stock(&c, &s, "DC1", "A"), before);
+
+    // A checkout without its consumer: 422, nothing sent.
+    let calls = sim.state.lock().calls.len();
+    let (st, v) = post(
+        &c,
+        &s,
+        "/v1/payments/scalapay/checkouts",
+        Some(&json!({"reference": "O-6", "amount": "5.00", "redirect": {"confirm_url": "https://a", "cancel_url": "https://b"}}).to_string()),
+    );
+    expect_problem(st, &v, 422, "validation_failed");
+    assert_eq!(sim.state.lock().calls.len(), calls);
 }

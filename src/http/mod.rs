@@ -20,6 +20,7 @@ pub mod inventory;
 pub mod openapi;
 pub mod ops;
 pub mod orders;
+pub mod payments;
 pub mod reservations;
 pub mod sourcing;
 pub mod tracking;
@@ -51,6 +52,9 @@ pub struct AppState {
     /// Payment providers by the name an order gives (`sandbox` for now;
     /// the real adapters come with issue 7).
     pub payments: Vec<(String, Arc<dyn crate::payments::PaymentProvider>)>,
+    /// Scalapay's own side (the checkouts its shoppers approve), when
+    /// configured.
+    pub scalapay: Option<Arc<crate::payments::scalapay::Scalapay>>,
     /// How an order naming no provider gets one.
     pub payment_routing: crate::payments::Routing,
     /// Adyen's webhook HMAC key, when Adyen is configured.
@@ -211,7 +215,9 @@ fn route_of(method: &Method, seg: &[&str]) -> Route {
         (["v1", "inventory", ..], true) => Route::InventoryRead,
         (["v1", "availability", _], _) => Route::Availability,
         (["v1", "sourcing", "plan"], _) => Route::SourcingPlan,
-        (["v1", "orders" | "webhooks", ..] | ["v1", "locations", _, "pickups"], _) => Route::Orders,
+        (["v1", "orders" | "webhooks" | "payments", ..] | ["v1", "locations", _, "pickups"], _) => {
+            Route::Orders
+        }
         (["v1", "skus" | "locations", ..], false) => Route::CatalogWrite,
         (["v1", "skus" | "locations", ..], true) => Route::CatalogRead,
         (["healthz"] | ["metrics"] | ["v1", "openapi.json"], _) => Route::Operations,
@@ -299,6 +305,10 @@ pub async fn handle(
             reservations::transition(state, &req, id, action).await
         }
         (["reservations", _, _], _) => Err(method_not_allowed("POST")),
+        (["payments", "scalapay", "checkouts"], &Method::POST) => {
+            payments::scalapay_checkout(state, &req).await
+        }
+        (["payments", "scalapay", "checkouts"], _) => Err(method_not_allowed("POST")),
         (["orders"], &Method::POST) => orders::create(state, &req).await,
         (["orders"], _) => Err(method_not_allowed("POST")),
         (["orders", id], &Method::GET) => orders::get(state, &req, id),

@@ -169,6 +169,15 @@ const OPS: &[Op] = &[
     ),
     (
         "post",
+        "/v1/payments/scalapay/checkouts",
+        "A Scalapay order for the shopper to approve before the order is placed (pay in 3): its token (the order names it in payment.method.token) and the checkout URL to send the shopper to",
+        Some("ScalapayCheckoutInput"),
+        201,
+        "ScalapayCheckout",
+        &[400, 401, 403, 404, 409, 413, 422, 503],
+    ),
+    (
+        "post",
         "/v1/webhooks/adyen",
         "Adyen's notifications (no token: each item's HMAC signature is checked, a forged one refuses the delivery with 401); each kept once on its order's payment.notices; answers [accepted]",
         Some("AdyenNotification"),
@@ -343,6 +352,11 @@ fn sourcing_schemas() -> Value {
             "properties": {"name": {"type": "string", "maxLength": 100}, "street": {"type": "string", "maxLength": 100}, "city": {"type": "string", "maxLength": 100},
                 "postal_code": {"type": "string", "maxLength": 100}, "country": {"type": "string", "pattern": "^[A-Z]{2}$"}, "phone": {"type": "string", "maxLength": 100}}},
         "Label": {"type": "string", "format": "binary"},
+        "ScalapayCheckoutInput": {"type": "object", "required": ["reference", "amount", "consumer", "redirect"], "properties": {
+            "reference": id, "amount": {"type": "string"}, "shipping": {"$ref": "#/components/schemas/Address"},
+            "consumer": {"type": "object", "required": ["given_names", "surname", "email"]},
+            "redirect": {"type": "object", "required": ["confirm_url", "cancel_url"]}}},
+        "ScalapayCheckout": {"type": "object", "properties": {"token": {"type": "string"}, "checkout_url": {"type": "string"}, "expires": {"type": "string"}}},
         "AdyenNotification": {"type": "object", "required": ["notificationItems"], "properties": {"live": {"type": "string"},
             "notificationItems": {"type": "array", "items": {"type": "object", "properties": {"NotificationRequestItem": {"type": "object", "required": ["pspReference", "eventCode", "success", "additionalData"]}}}}}},
         "ReturnInput": {"type": "object", "required": ["lines", "location"], "properties": {"location": id, "lines": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["sku", "qty"], "properties": {"sku": id, "qty": qty}}}}},

@@ -28,8 +28,8 @@ use crate::config::Role;
 use crate::domain::catalog::SkuIdx;
 use crate::domain::ids::{LocationId, ReservationId, SkuId};
 use crate::domain::order::{
-    format_minor, parse_minor, Delivery, Order, OrderEvent, OrderLine, Parcel, PayState, Refused,
-    Route, ShipStatus, Shipment,
+    format_minor, parse_minor, Delivery, Minor, Order, OrderEvent, OrderLine, Parcel, PayState,
+    Refused, Route, ShipStatus, Shipment,
 };
 use crate::domain::reservation::{Line, SplitRefused, Status, Transition};
 use crate::domain::sourcing::Target;
@@ -114,7 +114,7 @@ fn refused(r: Refused) -> ApiError {
     ApiError::new(Code::InvalidTransition, r.to_string())
 }
 
-fn provider_error(e: PaymentError) -> ApiError {
+pub(super) fn provider_error(e: PaymentError) -> ApiError {
     match e {
         PaymentError::Unavailable(m) => ApiError::new(Code::Unavailable, m).retry_after(5),
         PaymentError::Rejected(m) => ApiError::new(Code::InvalidTransition, m),
@@ -479,7 +479,14 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
                 if let Some(err) = refused {
                     // Expired or released since it was read: nothing is
                     // held for the order, so its authorization goes.
-                    void_quietly(provider.as_ref(), &id, &format!("{id}:{r}"), &reference).await;
+                    void_quietly(
+                        provider.as_ref(),
+                        &id,
+                        &format!("{id}:{r}"),
+                        &reference,
+                        auth.amount,
+                    )
+                    .await;
                     return Err(err);
                 }
             }
@@ -547,7 +554,13 @@ fn not_held(r: &ReservationId, st: Status) -> ApiError {
 /// Voids an authorization that nothing will use (`key`: the order and the
 /// reservation it was for); a failure is logged (the provider lets an
 /// unused authorization lapse on its own).
-async fn void_quietly(p: &dyn PaymentProvider, order: &str, key: &str, reference: &str) {
+async fn void_quietly(
+    p: &dyn PaymentProvider,
+    order: &str,
+    key: &str,
+    reference: &str,
+    amount: Minor,
+) {
     if reference.is_empty() {
         return;
     }
@@ -556,7 +569,7 @@ async fn void_quietly(p: &dyn PaymentProvider, order: &str, key: &str, reference
         order: order.to_string(),
         reference: reference.to_string(),
         currency: CURRENCY.into(),
-        amount: 0,
+        amount,
     };
     if let Err(e) = p.void(&void).await {
         tracing::warn!(%key, error = %e, "could not void an unused authorization");
@@ -1026,7 +1039,9 @@ pub async fn cancel(state: &AppState, req: &Request, id: &str) -> ApiResult {
                 order: id.to_string(),
                 reference: o.payment.reference.clone(),
                 currency: CURRENCY.into(),
-                amount: 0,
+                // What a void releases (a provider that charged at once,
+                // Scalapay, refunds it).
+                amount: o.payment.authorized,
             })
             .await
             .map_err(provider_error)?;

@@ -212,14 +212,7 @@ impl PaymentProvider for AmazonPay {
         r: &'a Authorize,
     ) -> BoxFuture<'a, Result<Authorization, PaymentError>> {
         Box::pin(async move {
-            let session = r.method_for("amazonpay")?["checkoutSessionId"]
-                .as_str()
-                .filter(|s| !s.is_empty() && s.len() <= 100)
-                .ok_or_else(|| {
-                    PaymentError::Rejected(
-                        "amazonpay needs payment.method.checkoutSessionId".into(),
-                    )
-                })?;
+            let session = r.method_field("amazonpay", "checkoutSessionId", 100)?;
             let body = json!({"chargeAmount": Self::amount(r.amount, &r.currency)});
             let a = self
                 .call(

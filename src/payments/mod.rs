@@ -8,11 +8,13 @@
 //!   timeouts, retries with backoff, a circuit breaker).
 //! - `gestpay`: GestPay (Axerve E-commerce Solutions)' REST API.
 //! - `amazonpay`: Amazon Pay's API v2, requests signed (RSASSA-PSS).
+//! - `scalapay`: Scalapay's API v2 (pay in 3: the shopper approves first).
 
 pub mod adyen;
 pub mod amazonpay;
 pub mod gestpay;
 pub mod sandbox;
+pub mod scalapay;
 
 use futures::future::BoxFuture;
 
@@ -39,6 +41,22 @@ impl Authorize {
         self.method.as_ref().ok_or_else(|| {
             PaymentError::Rejected(format!("{provider} needs the shopper's payment.method"))
         })
+    }
+
+    /// The string `field` of the shopper's details (1 to `max` bytes),
+    /// which `provider` needs.
+    pub fn method_field(
+        &self,
+        provider: &str,
+        field: &str,
+        max: usize,
+    ) -> Result<&str, PaymentError> {
+        self.method_for(provider)?[field]
+            .as_str()
+            .filter(|v| !v.is_empty() && v.len() <= max)
+            .ok_or_else(|| {
+                PaymentError::Rejected(format!("{provider} needs payment.method.{field}"))
+            })
     }
 }
 

@@ -8,6 +8,7 @@ pub mod dhl;
 pub mod fedex;
 pub mod gestpay;
 pub mod redis;
+pub mod scalapay;
 pub mod serve;
 pub mod sim;
 pub mod ws;
