@@ -44,6 +44,46 @@ pub struct CarriersSection {
     pub fedex: Option<FedexSection>,
     pub dhl: Option<DhlSection>,
     pub correos: Option<CorreosSection>,
+    pub tnt: Option<TntSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TntSection {
+    #[serde(default = "tnt_base_url")]
+    pub base_url: String,
+    #[serde(default = "tnt_tracking_url")]
+    pub tracking_url: String,
+    /// The sender's TNT account number.
+    pub account: String,
+    #[serde(default = "tnt_service")]
+    pub service: String,
+    #[serde(default = "tnt_company_env")]
+    pub company_env: String,
+    #[serde(default = "tnt_password_env")]
+    pub password_env: String,
+    #[serde(default)]
+    pub calls: CallsSection,
+}
+
+fn tnt_base_url() -> String {
+    "https://express.tnt.com/expressconnect/shipping/ship".into()
+}
+
+fn tnt_tracking_url() -> String {
+    "https://express.tnt.com/expressconnect/track.do".into()
+}
+
+fn tnt_service() -> String {
+    "15N".into()
+}
+
+fn tnt_company_env() -> String {
+    "HOLDFAST_TNT_COMPANY".into()
+}
+
+fn tnt_password_env() -> String {
+    "HOLDFAST_TNT_PASSWORD".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -128,6 +168,7 @@ impl Default for CarriersSection {
             fedex: None,
             dhl: None,
             correos: None,
+            tnt: None,
         }
     }
 }
@@ -328,6 +369,7 @@ pub struct Carriers {
     pub fedex: Option<crate::carriers::fedex::FedexConfig>,
     pub dhl: Option<crate::carriers::dhl::DhlConfig>,
     pub correos: Option<crate::carriers::correos::CorreosConfig>,
+    pub tnt: Option<crate::carriers::tnt::TntConfig>,
     pub rules: Vec<(String, String)>,
     pub default: Option<String>,
     pub track_every: std::time::Duration,
@@ -700,6 +742,7 @@ impl Config {
             "fedex" => c.fedex.is_some(),
             "dhl" => c.dhl.is_some(),
             "correos" => c.correos.is_some(),
+            "tnt" => c.tnt.is_some(),
             _ => false,
         };
         for name in c.rules.iter().map(|r| &r.carrier).chain(&c.default) {
@@ -747,6 +790,20 @@ impl Config {
                 password: secret(at, &x.password_env)?,
                 labeller: x.labeller.clone(),
                 product: x.product.clone(),
+                policy: x.calls.policy(at)?,
+            });
+        }
+        if let Some(x) = &f.carriers.tnt {
+            let at = "carriers.tnt";
+            http_url(at, &x.base_url)?;
+            http_url(at, &x.tracking_url)?;
+            carriers.tnt = Some(crate::carriers::tnt::TntConfig {
+                base_url: x.base_url.clone(),
+                tracking_url: x.tracking_url.clone(),
+                company: secret(at, &x.company_env)?,
+                password: secret(at, &x.password_env)?,
+                account: x.account.clone(),
+                service: x.service.clone(),
                 policy: x.calls.policy(at)?,
             });
         }

@@ -198,6 +198,12 @@ fn shipping(cfg: &Config, data_dir: &Path) -> Result<crate::carriers::Shipping, 
             Arc::new(crate::carriers::correos::Correos::new(x.clone())?),
         ));
     }
+    if let Some(x) = &c.tnt {
+        carriers.push((
+            "tnt".into(),
+            Arc::new(crate::carriers::tnt::Tnt::new(x.clone())?),
+        ));
+    }
     let default = c
         .default
         .clone()

@@ -1,5 +1,5 @@
 //! The carrier adapters against local carriers speaking their APIs
-//! (tests/common/fedex.rs, dhl.rs, correos.rs): a label (tracking number and PDF) for
+//! (tests/common/fedex.rs, dhl.rs, correos.rs, tnt.rs): a label (tracking number and PDF) for
 //! a parcel, tracking mapped to places, cancelling a label not picked up,
 //! refusals (bad credentials, a bad address), the carrier down; FedEx's
 //! OAuth tokens fetched once and again after a 401.
@@ -9,9 +9,11 @@ mod common;
 use common::correos::CorreosSim;
 use common::dhl::DhlSim;
 use common::fedex::FedexSim;
+use common::tnt::TntSim;
 use holdfast::carriers::correos::{Correos, CorreosConfig};
 use holdfast::carriers::dhl::{Dhl, DhlConfig};
 use holdfast::carriers::fedex::{Fedex, FedexConfig};
+use holdfast::carriers::tnt::{Tnt, TntConfig};
 use holdfast::carriers::{Carrier, CarrierError, Label, LabelRequest, Tracked};
 use holdfast::domain::address::Address;
 use holdfast::wire::Policy;
@@ -300,6 +302,92 @@ fn labels_tracking_and_cancels_at_correos() {
     let wrong = correos(&sim, "nope");
     match rt.block_on(wrong.create_label(&parcel("O-6/1"))) {
         Err(CarrierError::Rejected(m)) => assert!(m.contains("Unauthorized"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn tnt(sim: &TntSim, password: &str) -> Tnt {
+    Tnt::new(TntConfig {
+        base_url: sim.base_url(),
+        tracking_url: sim.tracking_url(),
+        company: "HOLDFASTIT".into(),
+        password: password.into(),
+        account: "000123456".into(),
+        service: "15N".into(),
+        policy: policy(),
+    })
+    .expect("adapter")
+}
+
+/// TNT's label is its XML (rendered by TNT's style sheet), and
+/// ExpressConnect cancels nothing: a label not collected lapses.
+#[test]
+fn labels_and_tracking_at_tnt() {
+    let sim = TntSim::start("HOLDFASTIT", "pw", "000123456");
+    let t = tnt(&sim, "pw");
+    let rt = runtime();
+    rt.block_on(async {
+        let a = t.create_label(&parcel("O-1/1")).await.expect("label");
+        let b = t.create_label(&parcel("O-2/1")).await.expect("label");
+        assert_eq!(a.format, "XML");
+        let xml = String::from_utf8_lossy(&a.data).to_string();
+        assert!(
+            xml.contains("<labelResponse") && xml.contains(&a.tracking),
+            "{xml}"
+        );
+        {
+            let st = sim.state.lock();
+            let p = &st.parcels[&a.tracking];
+            assert_eq!(
+                (p.reference.as_str(), p.to_country.as_str()),
+                ("O-1/1", "ES")
+            );
+        }
+        // Not collected yet: not in TNT's tracking (left out).
+        assert!(t
+            .track(std::slice::from_ref(&a.tracking))
+            .await
+            .expect("tracked")
+            .is_empty());
+        sim.state
+            .lock()
+            .parcels
+            .get_mut(&a.tracking)
+            .expect("a")
+            .status = "INT".into();
+        sim.state
+            .lock()
+            .parcels
+            .get_mut(&b.tracking)
+            .expect("b")
+            .status = "DEL".into();
+        let asked = vec![
+            a.tracking.clone(),
+            b.tracking.clone(),
+            "GE000000000WW".into(),
+        ];
+        let mut got = t.track(&asked).await.expect("tracked");
+        got.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(
+            got,
+            vec![
+                (a.tracking.clone(), Tracked::InTransit),
+                (b.tracking.clone(), Tracked::Delivered)
+            ]
+        );
+        assert!(matches!(
+            t.cancel(&a.tracking).await,
+            Err(CarrierError::Rejected(_))
+        ));
+        let mut bad = parcel("O-3/1");
+        bad.to.city.clear();
+        match t.create_label(&bad).await {
+            Err(CarrierError::Rejected(m)) => assert!(m.contains("RECEIVER CITY"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    });
+    match rt.block_on(tnt(&sim, "nope").create_label(&parcel("O-4/1"))) {
+        Err(CarrierError::Rejected(m)) => assert!(m.contains("Invalid login"), "{m}"),
         other => panic!("{other:?}"),
     }
 }

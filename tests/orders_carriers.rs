@@ -1,5 +1,5 @@
-//! Shipments labelled and tracked at their carrier (a local FedEx, DHL
-//! and Correos speaking their APIs, tests/common/), through
+//! Shipments labelled and tracked at their carrier (a local FedEx, DHL,
+//! Correos and TNT speaking their APIs, tests/common/), through
 //! the order API of the real binary: packing labels a delivery at the
 //! carrier its country's rule names (the label printable, kept across a
 //! kill -9), packing again makes no second label, tracking moves the
@@ -12,13 +12,17 @@ mod common;
 use common::correos::CorreosSim;
 use common::dhl::DhlSim;
 use common::fedex::FedexSim;
+use common::tnt::TntSim;
 use common::{client, get, post, put_ok, Server};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-/// FedEx by default, DHL for Germany, Correos for Portugal.
-fn config(fedex: &FedexSim, dhl: &DhlSim, correos: &CorreosSim) -> String {
+/// FedEx by default, DHL for Germany, Correos for Portugal, TNT for
+/// France.
+fn config(fedex: &FedexSim, dhl: &DhlSim, correos: &CorreosSim, tnt: &TntSim) -> String {
+    std::env::set_var("HOLDFAST_T_ORDERS_TNT_COMPANY", "HOLDFASTIT");
+    std::env::set_var("HOLDFAST_T_ORDERS_TNT_PASSWORD", "pw");
     std::env::set_var("HOLDFAST_T_ORDERS_CORREOS_USER", "holdfast");
     std::env::set_var("HOLDFAST_T_ORDERS_CORREOS_PASSWORD", "s3cret");
     std::env::set_var("HOLDFAST_T_ORDERS_FEDEX_ID", "l7xx-client");
@@ -35,12 +39,17 @@ fn config(fedex: &FedexSim, dhl: &DhlSim, correos: &CorreosSim) -> String {
          api_key_env = \"HOLDFAST_T_ORDERS_DHL_KEY\"\nuser_env = \"HOLDFAST_T_ORDERS_DHL_USER\"\npassword_env = \"HOLDFAST_T_ORDERS_DHL_PASSWORD\"\n\
          [[carriers.rules]]\ncountry = \"PT\"\ncarrier = \"correos\"\n\
          [carriers.correos]\nbase_url = \"{}\"\ntracking_url = \"{}\"\nlabeller = \"XX1A\"\n\
-         user_env = \"HOLDFAST_T_ORDERS_CORREOS_USER\"\npassword_env = \"HOLDFAST_T_ORDERS_CORREOS_PASSWORD\"\n",
+         user_env = \"HOLDFAST_T_ORDERS_CORREOS_USER\"\npassword_env = \"HOLDFAST_T_ORDERS_CORREOS_PASSWORD\"\n\
+         [[carriers.rules]]\ncountry = \"FR\"\ncarrier = \"tnt\"\n\
+         [carriers.tnt]\nbase_url = \"{}\"\ntracking_url = \"{}\"\naccount = \"000123456\"\n\
+         company_env = \"HOLDFAST_T_ORDERS_TNT_COMPANY\"\npassword_env = \"HOLDFAST_T_ORDERS_TNT_PASSWORD\"\n",
         fedex.base_url(),
         dhl.base_url(),
         dhl.tracking_url(),
         correos.base_url(),
-        correos.tracking_url()
+        correos.tracking_url(),
+        tnt.base_url(),
+        tnt.tracking_url()
     )
 }
 
@@ -121,7 +130,8 @@ fn packing_labels_and_tracking_moves_the_shipment() {
     let sim = FedexSim::start("l7xx-client", "s3cret", "740561073");
     let dhl = DhlSim::start("dhl-key", "user-valid", "pw", "33333333330102");
     let correos = CorreosSim::start("holdfast", "s3cret", "XX1A");
-    let cfg = config(&sim, &dhl, &correos);
+    let tnt = TntSim::start("HOLDFASTIT", "pw", "000123456");
+    let cfg = config(&sim, &dhl, &correos, &tnt);
     let mut s = Server::start(&cfg);
     let c = client();
     network(&c, &s);
@@ -215,6 +225,29 @@ fn packing_labels_and_tracking_moves_the_shipment() {
         .expect("parcel")
         .status = "Admitido".into();
     wait_status(&c, &s, "O-6", "shipped");
+
+    // To France: TNT, its label the XML TNT's style sheet renders; tracked
+    // to delivered.
+    order(&c, &s, "O-7", Some(address("Marie Dubois", "Lyon", "FR")));
+    let t7 = packed_at(&c, &s, "O-7", "tnt");
+    let r = c
+        .get(s.url("/v1/orders/O-7/shipments/1/label"))
+        .send()
+        .expect("label");
+    assert_eq!(
+        r.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/xml")
+    );
+    assert!(r.text().expect("text").contains(&t7));
+    tnt.state
+        .lock()
+        .parcels
+        .get_mut(&t7)
+        .expect("parcel")
+        .status = "DEL".into();
+    wait_status(&c, &s, "O-7", "delivered");
 
     // No address: packed without a label (handled by hand).
     order(&c, &s, "O-3", None);

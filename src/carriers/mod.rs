@@ -4,12 +4,13 @@
 //! - `fedex`: FedEx's Ship and Track APIs (OAuth client credentials).
 //! - `dhl`: DHL's Parcel DE Shipping API and its Unified tracking API.
 //! - `correos`: Correos' pre-registration web service (SOAP) and tracking.
-//!
-//! TNT is not built yet (issue 7).
+//! - `tnt`: TNT's ExpressConnect shipping and tracking (XML).
 
 pub mod correos;
 pub mod dhl;
 pub mod fedex;
+pub mod tnt;
+pub mod xml;
 
 use futures::future::BoxFuture;
 use std::path::{Path, PathBuf};
@@ -32,7 +33,7 @@ pub struct LabelRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Label {
     pub tracking: String,
-    /// "PDF", "ZPLII", "PNG".
+    /// "PDF", "ZPLII", "PNG", "XML" (TNT's, rendered by its style sheet).
     pub format: String,
     pub data: Vec<u8>,
 }
@@ -155,6 +156,7 @@ impl Shipping {
         let ext = match format {
             "PDF" => "pdf",
             "PNG" => "png",
+            "XML" => "xml",
             _ => "zpl",
         };
         self.labels.join(format!("{order}.{shipment}.{ext}"))

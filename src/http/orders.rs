@@ -1015,6 +1015,7 @@ pub fn get_label(state: &AppState, req: &Request, id: &str, n: &str) -> ApiResul
     let kind = match p.1.format.as_str() {
         "PDF" => "application/pdf",
         "PNG" => "image/png",
+        "XML" => "application/xml",
         _ => "application/x-zpl",
     };
     warp::http::Response::builder()

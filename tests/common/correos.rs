@@ -27,13 +27,7 @@ pub struct State {
     next: u64,
 }
 
-/// The text inside `<name>...</name>` of `xml`, if there.
-fn tag<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
-    let open = format!("<{name}>");
-    let start = xml.find(&open)? + open.len();
-    let end = xml[start..].find(&format!("</{name}>"))? + start;
-    Some(&xml[start..end])
-}
+use super::serve::xml_tag as tag;
 
 fn soap(inner: &str) -> String {
     format!(

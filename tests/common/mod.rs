@@ -11,6 +11,7 @@ pub mod redis;
 pub mod scalapay;
 pub mod serve;
 pub mod sim;
+pub mod tnt;
 pub mod ws;
 
 use reqwest::blocking::{Client, Response};

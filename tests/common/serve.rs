@@ -19,6 +19,15 @@ pub struct Parcel {
     pub cancelled: bool,
 }
 
+/// The text inside the first `<name>...</name>` of `xml` (the XML
+/// simulators' reading: no namespaces, no attributes on these tags).
+pub fn xml_tag<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
+    let open = format!("<{name}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find(&format!("</{name}>"))? + start;
+    Some(&xml[start..end])
+}
+
 /// A JSON answer with its status, as the simulators give them.
 pub fn reply(code: u16, body: &serde_json::Value) -> warp::reply::WithStatus<warp::reply::Json> {
     warp::reply::with_status(
