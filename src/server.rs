@@ -28,7 +28,7 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
     .map_err(|e| format!("recovery failed: {e}"))?;
     let feed_rt = feed_runtime(&cfg)?;
     let payments = payment_providers(&cfg)?;
-    let shipping = shipping(&cfg, &cfg.data_dir)?;
+    let shipping = shipping(&cfg)?;
     let state = app_state(
         &cfg,
         engine.clone(),
@@ -177,7 +177,7 @@ fn payment_providers(cfg: &Config) -> Result<Payments, String> {
 
 /// The carriers holdfast.toml configures; with one and no default, that
 /// one is the default.
-fn shipping(cfg: &Config, data_dir: &Path) -> Result<crate::carriers::Shipping, String> {
+fn shipping(cfg: &Config) -> Result<crate::carriers::Shipping, String> {
     let c = &cfg.carriers;
     let mut carriers: Vec<(String, Arc<dyn crate::carriers::Carrier>)> = Vec::new();
     if let Some(f) = &c.fedex {
@@ -212,7 +212,7 @@ fn shipping(cfg: &Config, data_dir: &Path) -> Result<crate::carriers::Shipping, 
         carriers,
         rules: c.rules.clone(),
         default,
-        labels: data_dir.join("labels"),
+        labels: cfg.data_dir.join("labels"),
     })
 }
 
@@ -248,7 +248,7 @@ pub fn run_cluster(config: Option<&Path>, cluster: &Path, node_id: &str) -> Resu
     let handle = feed_rt.handle().clone();
     let cfg2 = cfg.clone();
     let payments = payment_providers(&cfg)?;
-    let shipping = shipping(&cfg, &cfg.data_dir)?;
+    let shipping = shipping(&cfg)?;
     let node = crate::cluster::node::ClusterNode::start(
         cc.clone(),
         node_id,

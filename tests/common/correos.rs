@@ -15,6 +15,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use warp::Filter;
 
+use super::serve::xml_tag as tag;
+
 pub use super::serve::Parcel;
 
 #[derive(Default)]
@@ -26,8 +28,6 @@ pub struct State {
     pub calls: Vec<String>,
     next: u64,
 }
-
-use super::serve::xml_tag as tag;
 
 fn soap(inner: &str) -> String {
     format!(

@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use warp::Filter;
 
+use super::serve::xml_tag as tag;
+
 pub use super::serve::Parcel;
 
 #[derive(Default)]
@@ -25,8 +27,6 @@ pub struct State {
     pub calls: Vec<String>,
     next: u64,
 }
-
-use super::serve::xml_tag as tag;
 
 fn error(why: &str) -> String {
     format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><runtime_error><error_reason>{why}</error_reason></runtime_error>")
