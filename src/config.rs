@@ -218,6 +218,9 @@ pub struct PaymentsSection {
     /// `[[payments.rules]]`: `channel` and/or `country` -> `provider`.
     #[serde(default)]
     pub rules: Vec<PaymentRule>,
+    /// How often captures owed (a provider down when the goods left) are
+    /// tried again; 30 when absent.
+    pub retry_every_s: Option<u64>,
     pub adyen: Option<AdyenSection>,
     pub gestpay: Option<GestpaySection>,
     pub amazonpay: Option<AmazonPaySection>,
@@ -384,6 +387,7 @@ pub struct Payments {
     pub amazonpay: Option<crate::payments::amazonpay::AmazonPayConfig>,
     pub scalapay: Option<crate::payments::scalapay::ScalapayConfig>,
     pub routing: crate::payments::Routing,
+    pub retry_every: std::time::Duration,
 }
 
 /// The stock feed's sessions.
@@ -712,6 +716,11 @@ impl Config {
                 ));
             }
         }
+        let retry = p.retry_every_s.unwrap_or(30);
+        if !(1..=3600).contains(&retry) {
+            return Err("payments.retry_every_s must be 1..=3600".into());
+        }
+        payments.retry_every = std::time::Duration::from_secs(retry);
         payments.routing = crate::payments::Routing {
             default: p.default.clone(),
             rules: p

@@ -53,6 +53,11 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
     // Parcels followed at their carriers (when any is configured).
     let tracking = (!state.shipping.carriers.is_empty())
         .then(|| rt.spawn(http::tracking::run(state.clone(), cfg.carriers.track_every)));
+    // Captures owed (a provider down when the goods left) made later.
+    let captures = rt.spawn(http::payments::retry(
+        state.clone(),
+        cfg.payments.retry_every,
+    ));
     let durability = cfg.durability;
     let data_dir = cfg.data_dir.clone();
     let r = rt.block_on(http::serve(
@@ -66,6 +71,7 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
     if let Some(t) = tracking {
         t.abort();
     }
+    captures.abort();
     feed_rt.shutdown_timeout(std::time::Duration::from_secs(1));
     engine.shutdown();
     tracing::info!("stopped");

@@ -99,6 +99,19 @@ fn event(c: &Client, s: &Server, id: &str, status: &str) -> (u16, Value) {
     )
 }
 
+/// Waits until order `id`'s payment is captured (an owed capture made).
+fn wait_captured(c: &Client, s: &Server, id: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, o) = get(c, s, &format!("/v1/orders/{id}"));
+        if o["payment"]["state"] == "captured" {
+            return o;
+        }
+        assert!(std::time::Instant::now() < deadline, "never captured: {o}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The answer `st`, `v` is the problem `status`, `code`.
 fn expect_problem(st: u16, v: &Value, status: u16, code: &str) {
     assert_eq!((st, v["code"].as_str()), (status, Some(code)), "{v}");
@@ -357,11 +370,15 @@ fn an_order_is_paid_settled_refunded_and_cancelled_at_gestpay() {
 
 /// GestPay takes no idempotency key: a submit whose answer was lost is
 /// found again by its shop transaction id (charged once), and a capture
-/// whose answer was lost is not made twice.
+/// whose answer was lost (the goods leave, the capture owed) is made
+/// again by itself and not twice.
 #[test]
 fn lost_answers_at_gestpay_charge_and_settle_once() {
     let sim = GestpaySim::start("R0VTVFBBWQ==", "GESPAY65987");
-    let s = Server::start(&gestpay_config(&sim));
+    let s = Server::start(&format!(
+        "[payments]\nretry_every_s = 1\n{}",
+        gestpay_config(&sim)
+    ));
     let c = client();
     network(&c, &s);
 
@@ -380,10 +397,10 @@ fn lost_answers_at_gestpay_charge_and_settle_once() {
     );
 
     sim.state.lock().lose.push("capture".into());
-    let (st, v) = event(&c, &s, "O-1", "shipped");
-    expect_problem(st, &v, 503, "unavailable");
     let (st, o) = event(&c, &s, "O-1", "shipped");
-    expect_payment(st, &o, 200, "captured");
+    expect_payment(st, &o, 200, "authorized");
+    assert_eq!(o["payment"]["capture_pending"], true, "{o}");
+    wait_captured(&c, &s, "O-1");
     assert_eq!(
         sim.state.lock().payments_of("O-1:authorize")[0].captured,
         800,
@@ -642,4 +659,54 @@ fn an_order_is_paid_in_3_at_scalapay() {
     );
     expect_problem(st, &v, 422, "validation_failed");
     assert_eq!(sim.state.lock().calls.len(), calls);
+}
+
+/// Adyen down when the goods leave: the shipment moves anyway, its
+/// capture owed (returns wait for it); Adyen back, the capture is made
+/// once, by itself.
+#[test]
+fn a_capture_while_adyen_is_down_is_made_when_it_is_back() {
+    let sim = AdyenSim::start(KEY, MERCHANT);
+    let cfg = format!("[payments]\nretry_every_s = 1\n{}", config(&sim, "OWED"));
+    let s = Server::start(&cfg);
+    let c = client();
+    network(&c, &s);
+    let (st, o) = order(&c, &s, "O-1", 2, "10.00");
+    expect_payment(st, &o, 201, "authorized");
+
+    sim.state.lock().down = true;
+    let (st, o) = event(&c, &s, "O-1", "shipped");
+    expect_payment(st, &o, 200, "authorized");
+    assert_eq!(
+        (
+            o["shipments"][0]["status"].as_str(),
+            &o["payment"]["capture_pending"]
+        ),
+        (Some("shipped"), &Value::Bool(true)),
+        "{o}"
+    );
+    let (st, _) = event(&c, &s, "O-1", "delivered");
+    assert_eq!(st, 200);
+    let ret = json!({"lines": [{"sku": "A", "qty": 1}], "location": "DC1"}).to_string();
+    let (st, v) = post(&c, &s, "/v1/orders/O-1/returns", Some(&ret));
+    expect_problem(st, &v, 409, "invalid_transition");
+    assert!(
+        v["detail"].as_str().unwrap_or("").contains("capture"),
+        "{v}"
+    );
+
+    sim.state.lock().down = false;
+    let o = wait_captured(&c, &s, "O-1");
+    assert_eq!(o["payment"]["capture_pending"], false, "{o}");
+    assert_eq!(
+        sim.state.lock().payments_of("O-1")[0].captured,
+        2000,
+        "captured once"
+    );
+    let (st, o) = post(&c, &s, "/v1/orders/O-1/returns", Some(&ret));
+    assert_eq!(
+        (st, o["payment"]["refunded"].as_str()),
+        (200, Some("10.00")),
+        "{o}"
+    );
 }

@@ -764,6 +764,24 @@ impl Engine {
         v
     }
 
+    /// Orders owing a capture (something left while their provider could
+    /// not be reached: `Order::capture_owed`). A pass over the orders in
+    /// memory (an order owing one is not finished, so not passivated).
+    pub fn orders_owing_capture(&self) -> Vec<String> {
+        self.0
+            .orders
+            .iter()
+            .flat_map(|shard| {
+                shard
+                    .lock()
+                    .values()
+                    .filter(|o| o.capture_owed() > 0)
+                    .map(|o| o.id.clone())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     /// Orders held in memory (the rest are passivated).
     pub fn orders_in_memory(&self) -> usize {
         self.0.orders.iter().map(|s| s.lock().len()).sum()

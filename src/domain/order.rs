@@ -335,6 +335,10 @@ pub enum Refused {
     TooManyReturned { line: usize, asked: u32, can: u32 },
     #[error("a return must name at least one unit")]
     EmptyReturn,
+    #[error(
+        "the payment's capture is waiting for its provider: returns are taken once it is captured"
+    )]
+    CapturePending,
 }
 
 /// A fact about an order, as the journal keeps it.
@@ -373,6 +377,12 @@ pub enum OrderEvent {
     Labelled {
         shipment: u32,
         parcel: Parcel,
+        at_ms: TimeMs,
+    },
+    /// A capture made after the shipment that owed it left (its provider
+    /// was down then: `capture_owed`).
+    Captured {
+        amount: Minor,
         at_ms: TimeMs,
     },
 }
@@ -585,6 +595,48 @@ impl Order {
         }))
     }
 
+    /// `decide_move`, the capture it would record left owed instead (the
+    /// provider could not be reached: the goods leave anyway, and the
+    /// capture is made later, `decide_capture`).
+    pub fn decide_move_owing_capture(
+        &self,
+        shipment: u32,
+        to: ShipStatus,
+        now: TimeMs,
+    ) -> Result<Option<OrderEvent>, Refused> {
+        Ok(self.decide_move(shipment, to, now)?.map(|e| match e {
+            OrderEvent::ShipmentMoved {
+                shipment,
+                to,
+                at_ms,
+                ..
+            } => OrderEvent::ShipmentMoved {
+                shipment,
+                to,
+                captured: 0,
+                at_ms,
+            },
+            other => other,
+        }))
+    }
+
+    /// What is owed a capture: the authorized amount, once something left
+    /// its building while the payment is only authorized.
+    pub fn capture_owed(&self) -> Minor {
+        let left = self.shipments.iter().any(|s| s.status.left());
+        if !self.cancelled && left && self.payment.state == PayState::Authorized {
+            self.payment.authorized
+        } else {
+            0
+        }
+    }
+
+    /// The owed capture, made at the provider: recorded.
+    pub fn decide_capture(&self, now: TimeMs) -> Option<OrderEvent> {
+        let amount = self.capture_owed();
+        (amount > 0).then_some(OrderEvent::Captured { amount, at_ms: now })
+    }
+
     /// Decides a cancel: only while nothing has left a building.
     pub fn decide_cancel(&self, now: TimeMs) -> Result<Option<OrderEvent>, Refused> {
         if self.cancelled {
@@ -613,6 +665,10 @@ impl Order {
         }
         if lines.iter().all(|(_, q)| *q == 0) {
             return Err(Refused::EmptyReturn);
+        }
+        // Refunded from what was captured: not before it is.
+        if self.capture_owed() > 0 {
+            return Err(Refused::CapturePending);
         }
         let mut asked = vec![0u32; self.lines.len()];
         for &(line, qty) in lines {
@@ -758,6 +814,11 @@ impl Order {
                 self.updated_ms = n.at_ms;
                 self.payment.notices.push(n.clone());
             }
+            OrderEvent::Captured { amount, at_ms } => {
+                self.payment.state = PayState::Captured;
+                self.payment.captured = *amount;
+                self.updated_ms = *at_ms;
+            }
             OrderEvent::Labelled {
                 shipment,
                 parcel,
@@ -776,6 +837,43 @@ impl Order {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A shipment leaving while the provider is down owes the capture:
+    /// returns wait for it; it is made once, then the order is as if
+    /// captured when it left.
+    #[test]
+    fn a_capture_owed_is_made_later_and_returns_wait_for_it() {
+        let mut o = order(false);
+        assert_eq!(o.capture_owed(), 0, "nothing left yet");
+        let e = o
+            .decide_move_owing_capture(1, ShipStatus::Shipped, 2)
+            .expect("move")
+            .expect("event");
+        assert!(matches!(e, OrderEvent::ShipmentMoved { captured: 0, .. }));
+        o.apply(&e);
+        assert_eq!(o.capture_owed(), o.total());
+        assert_eq!(o.payment.state, PayState::Authorized);
+        // Delivered while the provider is still down: still owed. (A move
+        // that left while it is up captures: `decide_move`.)
+        let e = o
+            .decide_move_owing_capture(1, ShipStatus::Delivered, 3)
+            .expect("move")
+            .expect("event");
+        o.apply(&e);
+        assert_eq!(o.capture_owed(), o.total());
+        assert_eq!(
+            o.decide_return(&[(0, 1)], loc("S1"), 4),
+            Err(Refused::CapturePending)
+        );
+        let c = o.decide_capture(5).expect("owed");
+        o.apply(&c);
+        assert_eq!(
+            (o.payment.state, o.payment.captured),
+            (PayState::Captured, o.total())
+        );
+        assert_eq!((o.capture_owed(), o.decide_capture(6)), (0, None));
+        assert!(o.decide_return(&[(0, 1)], loc("S1"), 7).is_ok());
+    }
 
     /// Orders journaled before addresses, parcels and payment notices
     /// decode with none of them.

@@ -100,6 +100,9 @@ pub fn order_json(o: &Order) -> Value {
             "authorized": format_minor(o.payment.authorized),
             "captured": format_minor(o.payment.captured),
             "refunded": format_minor(o.payment.refunded),
+            // Something left while the provider could not be reached: the
+            // capture is made once it answers.
+            "capture_pending": o.capture_owed() > 0,
             "notices": o.payment.notices.iter().map(|n| json!({
                 "event": n.event, "success": n.success, "reference": n.reference, "at": rfc3339(n.at_ms),
             })).collect::<Vec<_>>(),
@@ -121,7 +124,7 @@ pub(super) fn provider_error(e: PaymentError) -> ApiError {
     }
 }
 
-fn provider(state: &AppState, name: &str) -> Option<Arc<dyn PaymentProvider>> {
+pub(super) fn provider(state: &AppState, name: &str) -> Option<Arc<dyn PaymentProvider>> {
     state
         .payments
         .iter()
@@ -848,28 +851,35 @@ pub async fn move_shipment(
     }
     // Capture first (idempotent by key) when this move is the first to
     // leave: the journal then records it captured.
+    // A provider that cannot be reached does not hold the goods back: the
+    // move is recorded owing the capture, made later (`payments::retry`).
     let mut captured_here = None;
+    let mut owing = false;
     if let Some(OrderEvent::ShipmentMoved { captured, .. }) = decided {
         if captured > 0 {
             let p = provider(state, &o.payment.provider).ok_or_else(|| {
                 ApiError::new(Code::Unavailable, "payment provider gone").retry_after(5)
             })?;
-            p.capture(&Follow {
-                idempotency_key: format!("{id}:capture"),
-                order: id.to_string(),
-                reference: o.payment.reference.clone(),
-                currency: CURRENCY.into(),
-                amount: captured,
-            })
-            .await
-            .map_err(provider_error)?;
-            captured_here = Some((p, captured));
+            match p.capture(&capture_of(&o, captured)).await {
+                Ok(()) => captured_here = Some((p, captured)),
+                Err(PaymentError::Unavailable(why)) => {
+                    tracing::warn!(order = %id, error = %why, "capture deferred: the goods leave, the capture is made once the provider answers");
+                    owing = true;
+                }
+                Err(e) => return Err(provider_error(e)),
+            }
         }
     }
     let from = o.shipments.iter().find(|s| s.id == n).map(|s| s.status);
     let changed = state
         .engine
-        .order_change(id, |o| o.decide_move(n, to, now))
+        .order_change(id, |o| {
+            if owing {
+                o.decide_move_owing_capture(n, to, now)
+            } else {
+                o.decide_move(n, to, now)
+            }
+        })
         .await?
         .ok_or_else(|| not_found(id))?;
     let (o, event) = match changed {
@@ -913,6 +923,18 @@ pub async fn move_shipment(
         }
     }
     Ok(o)
+}
+
+/// The capture of order `o`'s payment (`amount`), under the key every
+/// attempt of it shares.
+pub(super) fn capture_of(o: &Order, amount: Minor) -> Follow {
+    Follow {
+        idempotency_key: format!("{}:capture", o.id),
+        order: o.id.clone(),
+        reference: o.payment.reference.clone(),
+        currency: CURRENCY.into(),
+        amount,
+    }
 }
 
 fn carrier_error(e: CarrierError) -> ApiError {

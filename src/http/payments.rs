@@ -1,14 +1,21 @@
-//! `POST /v1/payments/scalapay/checkouts`: a Scalapay order for the
-//! shopper to approve before the order is placed (Scalapay's pay in 3
-//! starts at Scalapay): its `token` (the order names it in
-//! `payment.method.token`), the `checkout_url` to send the shopper to,
-//! and when it expires. Channel and admin tokens.
+//! Payments beside the order's own steps:
+//!
+//! - `POST /v1/payments/scalapay/checkouts`: a Scalapay order for the
+//!   shopper to approve before the order is placed (Scalapay's pay in 3
+//!   starts at Scalapay): its `token` (the order names it in
+//!   `payment.method.token`), the `checkout_url` to send the shopper to,
+//!   and when it expires. Channel and admin tokens.
+//! - `retry`: captures owed (a shipment left while its provider could not
+//!   be reached) made once the provider answers, every `[payments]
+//!   retry_every_s`, under the capture's own key (never twice).
 
 use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
 
 use super::error::{json_response, ApiError, ApiResult, Code};
 use super::input::{parse_object, Errors};
-use super::orders::provider_error;
+use super::orders::{capture_of, provider, provider_error};
 use super::{AppState, Request};
 use crate::domain::order::parse_minor;
 use crate::payments::scalapay::CheckoutRequest;
@@ -102,4 +109,45 @@ pub async fn scalapay_checkout(state: &AppState, req: &Request) -> ApiResult {
         201,
         &json!({"token": c.token, "checkout_url": c.checkout_url, "expires": c.expires}),
     ))
+}
+
+/// Makes the captures owed every `every` until the task is dropped.
+pub async fn retry(state: Arc<AppState>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let made = retry_once(&state).await;
+        if made > 0 {
+            tracing::info!(made, "owed captures made");
+        }
+    }
+}
+
+/// One round: the captures made.
+pub async fn retry_once(state: &AppState) -> usize {
+    let mut made = 0;
+    for id in state.engine.orders_owing_capture() {
+        let Ok(Some(o)) = state.engine.order(&id) else {
+            continue;
+        };
+        let amount = o.capture_owed();
+        let Some(p) = provider(state, &o.payment.provider).filter(|_| amount > 0) else {
+            continue;
+        };
+        if let Err(e) = p.capture(&capture_of(&o, amount)).await {
+            tracing::warn!(order = %id, error = %e, "an owed capture failed: tried again next round");
+            continue;
+        }
+        let now = state.engine.clock().now_ms();
+        match state
+            .engine
+            .order_change(&id, |o| Ok(o.decide_capture(now)))
+            .await
+        {
+            Ok(_) => made += 1,
+            Err(e) => {
+                tracing::warn!(order = %id, error = %e, "an owed capture made but not recorded: recorded next round")
+            }
+        }
+    }
+    made
 }
