@@ -710,3 +710,64 @@ fn a_capture_while_adyen_is_down_is_made_when_it_is_back() {
         "{o}"
     );
 }
+
+/// An order id, its provider, its payment.method, and how to take the
+/// provider down (true) or bring it back.
+type DownCase<'a> = (&'a str, &'a str, Value, &'a dyn Fn(bool));
+
+/// Each provider down: the order answers 503 with nothing held and
+/// nothing charged; back, the same order goes through, charged once.
+#[test]
+fn gestpay_amazon_pay_and_scalapay_down_then_back() {
+    let gestpay = GestpaySim::start("R0VTVFBBWQ==", "GESPAY65987");
+    let public = merchant_key("HOLDFAST_T_AMAZONPAY_DOWN");
+    let amazon = AmazonPaySim::start("SANDBOX-AHQX", public);
+    let scalapay = ScalapaySim::start("qhtfs87hjnc12kkos");
+    std::env::set_var("HOLDFAST_T_SCALAPAY_KEY", "qhtfs87hjnc12kkos");
+    let s = Server::start(&format!(
+        "{}{}[payments.scalapay]\nbase_url = \"{}\"\napi_key_env = \"HOLDFAST_T_SCALAPAY_KEY\"\n\
+         [payments.scalapay.calls]\ntimeout_ms = 2000\nretries = 1\nbackoff_ms = 10\ncircuit_trip = 100\ncircuit_open_s = 1\n",
+        gestpay_config(&gestpay),
+        amazonpay_config(&amazon, "HOLDFAST_T_AMAZONPAY_DOWN"),
+        scalapay.base_url()
+    ));
+    let c = client();
+    network(&c, &s);
+    amazon.state.lock().open_session("cs-1");
+    let token = scalapay_checkout(&c, &s, "O-3", "4.00");
+    scalapay.state.lock().approve(&token);
+    let cases: [DownCase; 3] = [
+        (
+            "O-1",
+            "gestpay",
+            json!({"creditcard": {"token": "4444xxxxxxxx4448"}}),
+            &|d| gestpay.state.lock().down = d,
+        ),
+        (
+            "O-2",
+            "amazonpay",
+            json!({"checkoutSessionId": "cs-1"}),
+            &|d| amazon.state.lock().down = d,
+        ),
+        ("O-3", "scalapay", json!({"token": token}), &|d| {
+            scalapay.state.lock().down = d
+        }),
+    ];
+    for (id, provider, method, down) in cases {
+        down(true);
+        let before = stock(&c, &s, "DC1", "A");
+        let (st, v) = order_with(&c, &s, id, 1, "4.00", provider, method.clone());
+        expect_problem(st, &v, 503, "unavailable");
+        assert_eq!(
+            stock(&c, &s, "DC1", "A"),
+            before,
+            "{provider}: nothing held"
+        );
+        down(false);
+        let (st, o) = order_with(&c, &s, id, 1, "4.00", provider, method);
+        expect_payment(st, &o, 201, "authorized");
+    }
+    assert_eq!(gestpay.state.lock().payments_of("O-1:authorize").len(), 1);
+    assert_eq!(amazon.state.lock().charges_of("cs-1").len(), 1);
+    assert_eq!(scalapay.state.lock().orders[&token].status, "charged");
+}

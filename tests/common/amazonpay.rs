@@ -7,8 +7,8 @@
 //! minor units is declined: `HardDeclined`); charges are captured,
 //! refunded, canceled, following the money; `x-amz-pay-idempotency-key`
 //! answers its first answer again. Errors `{"reasonCode", "message"}`.
-//! Faults: `lose` (the next answer of each operation named is lost: done,
-//! then a 500).
+//! Faults: `down` (503 before anything is done), `lose` (the next answer
+//! of each operation named is lost: done, then a 500).
 
 use base64::Engine as _;
 use parking_lot::Mutex;
@@ -40,6 +40,8 @@ pub struct State {
     pub lose: Vec<String>,
     /// Requests whose signature did not verify.
     pub forged: usize,
+    /// 503 before anything is done.
+    pub down: bool,
     keys: HashMap<String, (String, u16, Value)>,
     next: u64,
 }
@@ -227,6 +229,9 @@ fn handle(
     headers: &warp::http::HeaderMap,
     raw: &[u8],
 ) -> (u16, Value) {
+    if st.down {
+        return error(503, "ServiceUnavailable", "try again later");
+    }
     if !verified(st, method, path, headers, raw) {
         st.forged += 1;
         return error(
@@ -283,6 +288,7 @@ impl AmazonPaySim {
             charges: HashMap::new(),
             lose: Vec::new(),
             forged: 0,
+            down: false,
             keys: HashMap::new(),
             next: 0,
         }));

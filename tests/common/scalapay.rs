@@ -7,7 +7,8 @@
 //! charged), `DECLINED` for a declined one; `POST
 //! /v2/payments/{token}/refund` refunds within what was charged, a
 //! repeated `merchantRefundReference` answering its first refund.
-//! Errors `{"errorCode", "message"}`.
+//! Errors `{"errorCode", "message"}`. Fault: `down` (503 before anything
+//! is done).
 
 use parking_lot::Mutex;
 use serde_json::{json, Value};
@@ -33,6 +34,8 @@ pub struct State {
     /// merchantRefundReference -> answer.
     refunds: HashMap<String, Value>,
     pub calls: Vec<String>,
+    /// 503 before anything is done.
+    pub down: bool,
     next: u64,
 }
 
@@ -61,6 +64,9 @@ fn minor(v: &Value) -> Option<i64> {
 }
 
 fn handle(st: &mut State, path: &str, auth: Option<&str>, body: Value) -> (u16, Value) {
+    if st.down {
+        return error(503, "SERVICE_UNAVAILABLE", "try again later");
+    }
     st.calls.push(path.to_string());
     if auth != Some(format!("Bearer {}", st.api_key).as_str()) {
         return error(401, "UNAUTHORIZED", "Invalid API key");
