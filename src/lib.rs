@@ -7,8 +7,9 @@
 //! - `actors`: actix actors that own domain state and talk to the journal.
 //! - `persistence`: the journal (append, group commit, recovery) and snapshots.
 //! - `payments`: the `PaymentProvider` trait and its providers (the sandbox,
-//!   Adyen).
-//! - `carriers`: the `Carrier` trait and its carriers (FedEx).
+//!   Adyen, GestPay, Amazon Pay, Scalapay) and how an order gets one.
+//! - `carriers`: the `Carrier` trait and its carriers (FedEx, DHL, Correos,
+//!   TNT) and how a parcel gets one.
 //! - `wire`: how adapters call the outside (timeouts, retries, a circuit).
 //! - `collections`: maps and queues that grow without a pause.
 //! - `domain`: pure logic: no I/O, no clock reads.

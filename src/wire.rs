@@ -102,7 +102,7 @@ struct Circuit {
     open_until: Option<Instant>,
 }
 
-/// A provider's answer: its status and body.
+/// The other side's answer: its status and body.
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub status: u16,
@@ -116,7 +116,7 @@ impl Answer {
 }
 
 pub struct Caller {
-    /// For the logs and errors: the provider's name.
+    /// For the logs, errors and metrics: what it calls.
     name: &'static str,
     client: reqwest::Client,
     policy: Policy,
@@ -139,10 +139,6 @@ impl Caller {
             circuit: Mutex::default(),
             stats,
         })
-    }
-
-    pub fn client(&self) -> &reqwest::Client {
-        &self.client
     }
 
     /// Sends what `request` builds (built again for each attempt) until

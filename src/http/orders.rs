@@ -852,7 +852,7 @@ pub async fn move_shipment(
     // Capture first (idempotent by key) when this move is the first to
     // leave: the journal then records it captured.
     // A provider that cannot be reached does not hold the goods back: the
-    // move is recorded owing the capture, made later (`payments::retry`).
+    // move is recorded owing the capture, made later (`super::payments::retry`).
     let mut captured_here = None;
     let mut owing = false;
     if let Some(OrderEvent::ShipmentMoved { captured, .. }) = decided {
@@ -947,8 +947,10 @@ fn carrier_error(e: CarrierError) -> ApiError {
 /// Labels shipment `n` of `o` at the carrier of its destination, unless
 /// it has a label, goes nowhere (a pickup at the store itself), has no
 /// carrier, or an address is missing (the shipment is then handled by
-/// hand). The label is kept on disk before the order records it: a
-/// `packed` retried after a crash finds the label made.
+/// hand). The label is kept on disk before the order records it, so a
+/// recorded parcel always has its label; a `packed` retried after that
+/// finds the label made (one made but not recorded before a crash is made
+/// again: carriers charge a label only once its parcel is scanned).
 async fn label(state: &AppState, o: Order, n: u32) -> Result<Order, ApiError> {
     let Some(s) = o.shipments.iter().find(|s| s.id == n) else {
         return Ok(o);

@@ -1,6 +1,8 @@
 //! Payments behind one trait: authorize, capture, refund, void, each
 //! idempotent by a key the caller chooses (a retry after a timeout must
-//! never charge twice).
+//! never charge twice; where a provider takes no key, its adapter says
+//! how it keeps that promise, or where it cannot). `Routing`: the
+//! provider of an order that names none.
 //!
 //! - `sandbox`: outcomes fixed by the amount, so order flows are tested end
 //!   to end without a provider.
