@@ -10,6 +10,10 @@
 # alternating, ROUNDS times; then the replication lag the followers of the
 # last 3-node run saw (holdfast_cluster_replication_lag_seconds, p50/p99 by
 # its buckets). Usage: loadtest/cluster_bench.sh [SECONDS] [ROUNDS]
+# With FEED=N, N stock-feed clients follow the stores through the node
+# the harness talks to (on a cluster node: fed from its copies of the
+# shards it follows and the engines of those it owns), and each run also
+# prints the feed's line (changes delivered, latency from a change's ts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -56,12 +60,19 @@ start_cluster() { # file nodes; sets url (n1's) and pids
 
 stop_cluster() { kill "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; pids=(); }
 
+feed=()
+[ -n "${FEED:-}" ] && feed=(--feed-clients "$FEED")
+
 run() { # label [loadtest args]
   local label=$1; shift
-  local line
-  line=$("$bin/loadtest" run --target holdfast --scenario checkout --duration "$secs" --quiet \
-    --out "$tmp/out" "$@" 2>&1 | tee -a "$tmp/loadtest.log" | grep -E '^holdfast +checkout' || true)
+  local out line
+  out=$("$bin/loadtest" run --target holdfast --scenario checkout --duration "$secs" --quiet \
+    --out "$tmp/out" "${feed[@]}" "$@" 2>&1 | tee -a "$tmp/loadtest.log")
+  line=$(echo "$out" | grep -E '^holdfast +checkout' || true)
   printf '%-12s %s\n' "$label" "${line:-FAILED (see $tmp/loadtest.log)}"
+  if [ -n "${FEED:-}" ]; then
+    echo "$out" | grep -E '^ +feed:' | sed 's/^ */             /' || true
+  fi
 }
 
 echo "checkout, closed loop, $secs s a run, $rounds rounds; columns as loadtest prints them"

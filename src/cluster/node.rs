@@ -549,15 +549,30 @@ impl Manager {
         // acknowledged before the loss) would be written over.
         let ttl = self.node.config.lease.ttl();
         let now = unix_ms();
-        let longest = log
+        let heard: Vec<(String, u64)> = log
             .copies(shard)?
             .into_iter()
             .filter(|(node, _, at)| {
                 *node != self.node.node_id && now.saturating_sub(*at) < 3 * ttl.as_millis() as u64
             })
-            .map(|(node, seq, _)| (seq, node))
-            .max();
-        let settling = self.connected_at.elapsed() < 5 * REPORT_EVERY;
+            .map(|(node, seq, _)| (node, seq))
+            .collect();
+        let longest = heard.iter().map(|(node, seq)| (*seq, node.clone())).max();
+        // Redis holds less than this copy (it lost entries, its reports
+        // with them): every other node must say how far its copy goes
+        // before this one takes the shard, or a longer copy not heard yet
+        // would be written over (the test of `redis_down = "local"` lost
+        // the outage's writes that way under load). A node silent for
+        // three lease times after this one connected counts as down.
+        let unheard = applied > shipped
+            && self.connected_at.elapsed() < 3 * ttl
+            && self
+                .node
+                .config
+                .nodes
+                .iter()
+                .any(|n| n.id != self.node.node_id && !heard.iter().any(|(h, _)| *h == n.id));
+        let settling = self.connected_at.elapsed() < 5 * REPORT_EVERY || unheard;
         let behind = longest.as_ref().filter(|(seq, _)| *seq > applied);
         if settling || behind.is_some() {
             if let Some((seq, node)) = behind {
