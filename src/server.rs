@@ -219,6 +219,7 @@ fn shipping(cfg: &Config) -> Result<crate::carriers::Shipping, String> {
         rules: c.rules.clone(),
         default,
         labels: cfg.data_dir.join("labels"),
+        storage: Arc::new(RealStorage),
     })
 }
 

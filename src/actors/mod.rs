@@ -767,7 +767,7 @@ impl Engine {
     /// Orders owing a capture (something left while their provider could
     /// not be reached: `Order::capture_owed`). A pass over the orders in
     /// memory (an order owing one is not finished, so not passivated).
-    pub fn orders_owing_capture(&self) -> Vec<String> {
+    pub fn orders_owing_capture(&self) -> Vec<Order> {
         self.0
             .orders
             .iter()
@@ -776,7 +776,7 @@ impl Engine {
                     .lock()
                     .values()
                     .filter(|o| o.capture_owed() > 0)
-                    .map(|o| o.id.clone())
+                    .cloned()
                     .collect::<Vec<_>>()
             })
             .collect()

@@ -13,11 +13,12 @@ pub mod tnt;
 pub mod xml;
 
 use futures::future::BoxFuture;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::domain::address::Address;
 use crate::domain::order::ShipStatus;
+use crate::persistence::Storage;
 
 /// A parcel to label.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,14 +123,16 @@ pub trait Carrier: Send + Sync {
 
 /// The carriers of a server and how one is chosen for a parcel: the first
 /// rule naming the destination's country, else the default.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Shipping {
     pub carriers: Vec<(String, Arc<dyn Carrier>)>,
     /// (country, carrier)
     pub rules: Vec<(String, String)>,
     pub default: Option<String>,
-    /// Where labels are kept (`{data_dir}/labels`).
+    /// Where labels are kept (`{data_dir}/labels`), through the storage
+    /// the journal uses.
     pub labels: PathBuf,
+    pub storage: Arc<dyn Storage>,
 }
 
 impl Shipping {
@@ -152,7 +155,7 @@ impl Shipping {
     }
 
     /// The file of a shipment's label.
-    pub fn label_path(&self, order: &str, shipment: u32, format: &str) -> PathBuf {
+    fn label_path(&self, order: &str, shipment: u32, format: &str) -> PathBuf {
         let ext = match format {
             "PDF" => "pdf",
             "PNG" => "png",
@@ -161,18 +164,24 @@ impl Shipping {
         };
         self.labels.join(format!("{order}.{shipment}.{ext}"))
     }
-}
 
-/// Writes `data` at `path` durably: a temporary file fsynced, renamed
-/// over, the directory fsynced (a label acknowledged survives a crash).
-pub fn write_durably(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
+    /// Keeps a shipment's label durably (written, fdatasynced, its
+    /// directory entry synced) before the order records its parcel: a
+    /// recorded parcel always has its label. A write cut by a crash leaves
+    /// a label no order names, written again when the shipment is packed
+    /// again.
+    pub fn keep_label(&self, order: &str, shipment: u32, label: &Label) -> std::io::Result<()> {
+        self.storage.create_dir_all(&self.labels)?;
+        let mut f = self
+            .storage
+            .create(&self.label_path(order, shipment, &label.format))?;
+        f.write_all(&label.data)?;
+        f.sync_data()?;
+        self.storage.sync_dir(&self.labels)
+    }
+
+    /// A shipment's label as kept.
+    pub fn label(&self, order: &str, shipment: u32, format: &str) -> std::io::Result<Vec<u8>> {
+        self.storage.read(&self.label_path(order, shipment, format))
+    }
 }

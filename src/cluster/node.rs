@@ -44,15 +44,14 @@ struct ShardView {
     owner: Option<(String, u64)>,
     /// The last sequence number this node's copy applied.
     applied: u64,
-    /// This node's copy while it follows the shard (`Mirror::model`), and
-    /// when it last had read everything the stream held.
-    copy: Option<Arc<RwLock<Model>>>,
+    /// When this node's copy last had read everything the stream held.
     caught_up: Option<Instant>,
     /// When this node last answered a write of the shard.
     wrote_at: Option<Instant>,
-    /// The copy's stock feed while it follows the shard (none while it
-    /// is rebuilt), and a count of the changes of what feeds the shard
-    /// here (`moved`): feed sessions follow again when it moves.
+    /// This node's copy while it follows the shard (its model and its
+    /// stock feed; none while it is rebuilt), and a count of the changes
+    /// of what feeds the shard here (`moved`): feed sessions follow again
+    /// when it moves.
     feed: Option<CopyFeed>,
     moves: u64,
 }
@@ -188,7 +187,7 @@ impl ClusterNode {
         let v = self.views.get(shard as usize)?.read();
         v.caught_up
             .filter(|t| t.elapsed() <= fresh && v.wrote_at.is_none_or(|w| *t >= w))?;
-        v.copy.clone()
+        v.feed.as_ref().map(|f| f.model().clone())
     }
 
     /// What feeds `shard`'s stock changes on this node now, if anything
@@ -422,10 +421,7 @@ impl Manager {
                 let mut m = Mirror::open(&dir, storage.clone(), durability, log, s, policy)?;
                 m.start_feed(self.template.engine.feed_window)
                     .map_err(|e| JournalError::Io(e.to_string()))?;
-                let mut v = self.node.views[s as usize].write();
-                v.copy = Some(m.model().clone());
-                v.caught_up = None;
-                drop(v);
+                self.node.views[s as usize].write().caught_up = None;
                 self.copies[s as usize] = Copy::Following(Box::new(m));
             }
             if let Copy::Following(m) = &mut self.copies[s as usize] {
@@ -593,7 +589,7 @@ impl Manager {
         }
         // Not read from once its model moves into the engine.
         let mut v = self.node.views[i].write();
-        (v.copy, v.caught_up, v.feed) = (None, None, None);
+        (v.caught_up, v.feed) = (None, None);
         v.moved();
         drop(v);
         let recovered = m.promote()?;
@@ -707,7 +703,7 @@ impl Manager {
     fn close(&mut self, shard: u32) {
         let i = shard as usize;
         let mut v = self.node.views[i].write();
-        (v.owned, v.copy, v.caught_up, v.feed) = (None, None, None, None);
+        (v.owned, v.caught_up, v.feed) = (None, None, None);
         v.moved();
         drop(v);
         if let Copy::Owning { engine, .. } = std::mem::replace(&mut self.copies[i], Copy::Closed) {

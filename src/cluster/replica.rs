@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use super::log::{Entry, Fence, Follower, LogError, Resync, ShardLog};
 use crate::clock::Clock;
-use crate::domain::catalog::SkuIdx;
+use crate::domain::catalog::{LocIdx, SkuIdx};
 use crate::domain::model::Model;
 use crate::domain::stock::StockRecord;
 use crate::feed::{Change, Copied, Feed, Scope, Sink, SnapshotText};
@@ -148,17 +148,20 @@ pub struct Mirror {
     archive: Option<(Arc<SnapshotStore>, u64)>,
     model: Arc<RwLock<Model>>,
     follow: Follower,
-    last_seq: u64,
     /// When to snapshot the copy (as an engine's snapshotter does: from
     /// the journal, off the model in memory; the journal is cut behind),
     /// and the snapshotter's thread while the journal runs.
     snapshots: Option<SnapshotPolicy>,
     snapshotter: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
     /// The copy's stock feed (`start_feed`): the records each entry
-    /// changes, for the feed sessions of this node. `applied` is the last
-    /// sequence number applied, set under the model's write lock.
+    /// changes, for the feed sessions of this node. `applied` is the
+    /// sequence number of the copy's last record (`last_seq`), set under
+    /// the model's write lock: a feed's snapshot reads it with the records.
     feed: Option<(Feed, Arc<AtomicBool>, JoinHandle<()>)>,
     applied: Arc<AtomicU64>,
+    /// The records an entry changed, for the feed (kept: one allocation,
+    /// not one an entry).
+    touched: Vec<(SkuIdx, LocIdx)>,
 }
 
 /// What a node's feed sessions follow of a followed copy: its feed, and
@@ -171,6 +174,11 @@ pub struct CopyFeed {
 }
 
 impl CopyFeed {
+    /// The copy's state (`Mirror::model`).
+    pub fn model(&self) -> &Arc<RwLock<Model>> {
+        &self.model
+    }
+
     /// Whether the copy's catalog names `want`.
     pub fn names(&self, want: &Wanted) -> bool {
         want.scope(&self.model.read().catalog).is_some()
@@ -235,19 +243,19 @@ impl Mirror {
             archive: Some((store, base)),
             model: Arc::new(RwLock::new(model)),
             follow: Follower::default(),
-            last_seq: report.last_seq,
             snapshots,
             snapshotter: None,
             feed: None,
             applied: Arc::new(AtomicU64::new(report.last_seq)),
+            touched: Vec::new(),
         };
-        if m.last_seq > 0 {
+        if m.last_seq() > 0 {
             match m.place(log)? {
                 Some(f) => m.follow = f,
                 None => {
                     tracing::warn!(
                         shard,
-                        last_seq = m.last_seq,
+                        last_seq = m.last_seq(),
                         "this copy disagrees with the stream: rebuilding it from the stream"
                     );
                     m.wipe()?;
@@ -277,11 +285,11 @@ impl Mirror {
             let page = log.read_back(self.shard, &before, READ_BATCH)?;
             let Some(oldest) = page.last() else {
                 let lost_everything = before == "+" && log.published_seq(self.shard)? == 0;
-                return Ok(lost_everything.then(|| Follower::placed(self.last_seq, None)));
+                return Ok(lost_everything.then(|| Follower::placed(self.last_seq(), None)));
             };
-            if let Some(e) = page.iter().find(|e| e.seq <= self.last_seq) {
+            if let Some(e) = page.iter().find(|e| e.seq <= self.last_seq()) {
                 let same = self.local_record(e.seq)?.is_some_and(|b| b == e.data);
-                return Ok(same.then(|| Follower::placed(self.last_seq, Some(e))));
+                return Ok(same.then(|| Follower::placed(self.last_seq(), Some(e))));
             }
             before = format!("({}", oldest.id);
         }
@@ -323,7 +331,6 @@ impl Mirror {
         self.applied.store(0, Ordering::Release);
         drop(model);
         self.follow = Follower::default();
-        self.last_seq = 0;
         Ok(())
     }
 
@@ -335,7 +342,7 @@ impl Mirror {
         let (journal, writer) = Journal::start(
             self.storage.clone(),
             dir.clone(),
-            self.last_seq,
+            self.last_seq(),
             self.durability,
         )?;
         if let (Some(policy), Some((store, _))) = (self.snapshots, &self.archive) {
@@ -345,7 +352,7 @@ impl Mirror {
                 self.storage.clone(),
                 journal.stats.clone(),
                 stop.clone(),
-                self.last_seq,
+                self.last_seq(),
             );
             let thread = std::thread::Builder::new()
                 .name("mirror-snapshots".into())
@@ -404,8 +411,8 @@ impl Mirror {
         let (journal, _) = self.journal.as_ref().ok_or(JournalError::Closed)?;
         journal.append_encoded(e.data.clone())?;
         self.follow = next;
-        self.last_seq = e.seq;
-        let mut touched = Vec::new();
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.clear();
         let mut model = self.model.write();
         apply_record(
             &mut model,
@@ -418,7 +425,7 @@ impl Mirror {
         self.applied.store(e.seq, Ordering::Release);
         if let Some((feed, _, _)) = &self.feed {
             let at_ms = crate::clock::SystemClock.now_ms();
-            for (sku, loc) in touched {
+            for &(sku, loc) in &touched {
                 feed.change(Change {
                     sku,
                     record: model.stock.get_or_empty(sku, loc),
@@ -429,6 +436,8 @@ impl Mirror {
                 });
             }
         }
+        drop(model);
+        self.touched = touched;
         Ok(())
     }
 
@@ -501,7 +510,6 @@ impl Mirror {
         *m = model;
         self.applied.store(seq, Ordering::Release);
         drop(m);
-        self.last_seq = seq;
         self.follow = Follower::at(&p);
         Ok(())
     }
@@ -519,7 +527,7 @@ impl Mirror {
     }
 
     pub fn last_seq(&self) -> u64 {
-        self.last_seq
+        self.applied.load(Ordering::Acquire)
     }
 
     /// The stream id of the last entry read (`ms-n`: Redis's clock when
@@ -546,7 +554,7 @@ impl Mirror {
         self.stop_journal()?;
         self.archive = None; // the engine opens the snapshot store itself
         let report = RecoveryReport {
-            last_seq: self.last_seq,
+            last_seq: self.last_seq(),
             ..RecoveryReport::default()
         };
         Ok((std::mem::take(&mut *self.model.write()), report))

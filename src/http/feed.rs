@@ -435,13 +435,22 @@ async fn session(up: Upgraded, host: &FeedHost, want: Wanted, mut closing: watch
     // A lagging session's queue is no longer fed: look at the flags often.
     let mut lag_check = tokio::time::interval(Duration::from_millis(100));
     let mut last_heard = tokio::time::Instant::now();
+    // What feeds the scope is asked on the lag check's tick (and for a
+    // fresh snapshot), not on every batch: on a cluster node it reads a
+    // lock per shard.
+    let mut look = true;
     loop {
         let lagging = following.as_ref().is_none_or(|f| {
             f.parts
                 .iter()
                 .any(|p| p.sub.lagging.load(Ordering::Acquire))
         });
-        let now_moves = host.feeds.moves(&want);
+        let now_moves = if look || lagging {
+            host.feeds.moves(&want)
+        } else {
+            moves
+        };
+        look = false;
         if lagging || now_moves != moves {
             // The first snapshot; or fell behind, or what serves the scope
             // changed (a cluster shard changed hands here): a fresh
@@ -529,7 +538,7 @@ async fn session(up: Upgraded, host: &FeedHost, want: Wanted, mut closing: watch
                     break;
                 }
             }
-            _ = lag_check.tick() => {}
+            _ = lag_check.tick() => look = true,
             _ = closing.changed() => {
                 tx.close(1001, "server shutting down").await;
                 break;

@@ -827,7 +827,7 @@ pub async fn shipment_event(state: &AppState, req: &Request, id: &str, n: &str) 
     };
     let o = state.engine.order(&id)?.ok_or_else(|| not_found(&id))?;
     store_may(req, &o, Some((n, to)))?;
-    let o = move_shipment(state, &id, n, to).await?;
+    let o = move_shipment(state, o, n, to).await?;
     Ok(json_response(200, &order_json(&o)))
 }
 
@@ -837,14 +837,18 @@ pub async fn shipment_event(state: &AppState, req: &Request, id: &str, n: &str) 
 /// destination and both addresses are known; otherwise it is handled by
 /// hand); the first move that leaves captures the payment; a move that
 /// leaves fulfils the shipment's reservation.
+///
+/// `o` is the order as the caller read it; the move is decided again
+/// under the order's lock when it is recorded.
 pub async fn move_shipment(
     state: &AppState,
-    id: &str,
+    mut o: Order,
     n: u32,
     to: ShipStatus,
 ) -> Result<Order, ApiError> {
     let now = state.engine.clock().now_ms();
-    let mut o = state.engine.order(id)?.ok_or_else(|| not_found(id))?;
+    let id = o.id.clone();
+    let id = id.as_str();
     let decided = o.decide_move(n, to, now).map_err(refused)?;
     if to == ShipStatus::Packed && decided.is_some() {
         o = label(state, o, n).await?;
@@ -997,8 +1001,7 @@ async fn label(state: &AppState, o: Order, n: u32) -> Result<Order, ApiError> {
         })
         .await
         .map_err(carrier_error)?;
-    let path = state.shipping.label_path(&o.id, n, &made.format);
-    crate::carriers::write_durably(&path, &made.data).map_err(|e| {
+    state.shipping.keep_label(&o.id, n, &made).map_err(|e| {
         ApiError::new(Code::Unavailable, format!("keeping the label: {e}")).retry_after(5)
     })?;
     let parcel = Parcel {
@@ -1033,7 +1036,7 @@ pub fn get_label(state: &AppState, req: &Request, id: &str, n: &str) -> ApiResul
             format!("shipment {n} of order {id} has no label"),
         ));
     };
-    let data = std::fs::read(state.shipping.label_path(&id, p.0, &p.1.format)).map_err(|e| {
+    let data = state.shipping.label(&id, p.0, &p.1.format).map_err(|e| {
         ApiError::new(Code::Unavailable, format!("reading the label: {e}")).retry_after(5)
     })?;
     let kind = match p.1.format.as_str() {

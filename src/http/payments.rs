@@ -125,10 +125,8 @@ pub async fn retry(state: Arc<AppState>, every: Duration) {
 /// One round: the captures made.
 pub async fn retry_once(state: &AppState) -> usize {
     let mut made = 0;
-    for id in state.engine.orders_owing_capture() {
-        let Ok(Some(o)) = state.engine.order(&id) else {
-            continue;
-        };
+    for o in state.engine.orders_owing_capture() {
+        let id = o.id.clone();
         let amount = o.capture_owed();
         let Some(p) = provider(state, &o.payment.provider).filter(|_| amount > 0) else {
             continue;

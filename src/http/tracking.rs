@@ -63,9 +63,18 @@ pub async fn track_once(state: &AppState) -> usize {
                 if reached == ShipStatus::Delivered && *route == Route::Deliver {
                     steps.push(ShipStatus::Delivered);
                 }
+                if steps.is_empty() {
+                    continue;
+                }
+                let Ok(Some(mut o)) = state.engine.order(order) else {
+                    continue;
+                };
                 for to in steps {
-                    match move_shipment(state, order, *n, to).await {
-                        Ok(_) => moved += 1,
+                    match move_shipment(state, o, *n, to).await {
+                        Ok(next) => {
+                            o = next;
+                            moved += 1;
+                        }
                         Err(e) => {
                             tracing::warn!(%order, shipment = n, to = to.as_str(), error = %e.detail, "a tracked move failed: tried again next round");
                             break;

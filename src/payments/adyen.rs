@@ -22,7 +22,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use super::{Authorization, Authorize, Follow, PaymentError, PaymentProvider};
+use super::{bounded_key, Authorization, Authorize, Follow, PaymentError, PaymentProvider};
 use crate::wire::{Answer, Caller, Policy};
 
 #[derive(Debug, Clone)]
@@ -42,9 +42,7 @@ pub struct Adyen {
 }
 
 /// Adyen takes idempotency keys of 64 characters at most.
-pub fn idempotency_key(key: &str) -> String {
-    super::bounded_key(key, 64)
-}
+const IDEMPOTENCY_MAX: usize = 64;
 
 /// An error answer (`{status, errorCode, message, errorType}`) as a
 /// refusal: what Adyen refused, retrying cannot change.
@@ -66,7 +64,7 @@ impl Adyen {
 
     async fn post(&self, path: &str, key: &str, body: Value) -> Result<Answer, PaymentError> {
         let url = format!("{}{path}", self.cfg.base_url.trim_end_matches('/'));
-        let key = idempotency_key(key);
+        let key = bounded_key(key, IDEMPOTENCY_MAX);
         self.caller
             .send(true, |c| {
                 c.post(&url)
@@ -328,9 +326,12 @@ mod tests {
 
     #[test]
     fn long_idempotency_keys_are_cut_and_told_apart() {
-        assert_eq!(idempotency_key("O-1:authorize"), "O-1:authorize");
-        let a = idempotency_key(&format!("{}:authorize:1", "x".repeat(70)));
-        let b = idempotency_key(&format!("{}:authorize:2", "x".repeat(70)));
+        assert_eq!(
+            bounded_key("O-1:authorize", IDEMPOTENCY_MAX),
+            "O-1:authorize"
+        );
+        let a = bounded_key(&format!("{}:authorize:1", "x".repeat(70)), IDEMPOTENCY_MAX);
+        let b = bounded_key(&format!("{}:authorize:2", "x".repeat(70)), IDEMPOTENCY_MAX);
         assert!(a.len() <= 64 && b.len() <= 64, "{a} {b}");
         assert_ne!(a, b);
     }

@@ -119,13 +119,6 @@ fn verified(
         .is_ok()
 }
 
-/// "12.50" as 1250.
-fn minor(v: &Value) -> i64 {
-    let s = v["amount"].as_str().unwrap_or("0");
-    let (w, f) = s.split_once('.').unwrap_or((s, "00"));
-    w.parse::<i64>().unwrap_or(0) * 100 + f.parse::<i64>().unwrap_or(0)
-}
-
 fn decide(
     st: &mut State,
     method: &str,
@@ -142,7 +135,8 @@ fn decide(
                     "the session is completed",
                 ),
                 Some(None) => {
-                    let amount = minor(&body["chargeAmount"]);
+                    let amount =
+                        super::serve::decimal(&body["chargeAmount"]["amount"]).unwrap_or(0);
                     if amount % 100 == 51 {
                         error(400, "HardDeclined", "The payment method was declined")
                     } else {
@@ -168,7 +162,7 @@ fn decide(
             ("complete", answer)
         }
         ("POST", ["charges", id, "capture"]) => {
-            let amount = minor(&body["captureAmount"]);
+            let amount = super::serve::decimal(&body["captureAmount"]["amount"]).unwrap_or(0);
             let answer = match st.charges.get_mut(*id) {
                 Some(c) if !c.canceled && amount > 0 && amount <= c.amount - c.captured => {
                     c.captured += amount;
@@ -184,7 +178,7 @@ fn decide(
         }
         ("POST", ["refunds"]) => {
             let id = body["chargeId"].as_str().unwrap_or("");
-            let amount = minor(&body["refundAmount"]);
+            let amount = super::serve::decimal(&body["refundAmount"]["amount"]).unwrap_or(0);
             let answer = match st.charges.get_mut(id) {
                 Some(c) if amount > 0 && amount <= c.captured - c.refunded => {
                     c.refunded += amount;

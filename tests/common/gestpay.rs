@@ -57,16 +57,6 @@ fn answer(code: &str, description: &str, payload: Value) -> Value {
     json!({"error": {"code": code, "description": description}, "payload": payload})
 }
 
-/// "12.50" as 1250.
-fn minor(v: &Value) -> Option<i64> {
-    let s = v.as_str()?;
-    let (w, f) = s.split_once('.').unwrap_or((s, "00"));
-    if f.len() != 2 {
-        return None;
-    }
-    Some(w.parse::<i64>().ok()? * 100 + f.parse::<i64>().ok()?)
-}
-
 fn handle(
     st: &mut State,
     op: &str,
@@ -107,7 +97,7 @@ fn decide(st: &mut State, op: &str, token: Option<&str>, body: &Value) -> (u16, 
         "create" => {
             let shop_id = body["shopTransactionID"].as_str().unwrap_or("");
             let (Some(amount), 3, false, true) = (
-                minor(&body["amount"]),
+                super::serve::decimal(&body["amount"]),
                 body["currency"].as_str().map_or(0, str::len),
                 shop_id.is_empty(),
                 shop_id.len() <= 50,
@@ -205,7 +195,7 @@ fn decide(st: &mut State, op: &str, token: Option<&str>, body: &Value) -> (u16, 
                     ),
                 );
             };
-            let amount = minor(&body["amount"]).unwrap_or(0);
+            let amount = super::serve::decimal(&body["amount"]).unwrap_or(0);
             let refused = |code: &str, why: &str| {
                 (400, answer(code, why, json!({"transactionResult": "KO"})))
             };

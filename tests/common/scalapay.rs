@@ -57,12 +57,6 @@ fn error(code: u16, error: &str, message: &str) -> (u16, Value) {
     (code, json!({"errorCode": error, "message": message}))
 }
 
-fn minor(v: &Value) -> Option<i64> {
-    let s = v["amount"].as_str()?;
-    let (w, f) = s.split_once('.').unwrap_or((s, "00"));
-    Some(w.parse::<i64>().ok()? * 100 + f.parse::<i64>().ok()?)
-}
-
 fn handle(st: &mut State, path: &str, auth: Option<&str>, body: Value) -> (u16, Value) {
     if st.down {
         return error(503, "SERVICE_UNAVAILABLE", "try again later");
@@ -74,7 +68,7 @@ fn handle(st: &mut State, path: &str, auth: Option<&str>, body: Value) -> (u16, 
     let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
     match seg[..] {
         ["v2", "orders"] => {
-            let ok = minor(&body["totalAmount"]).is_some_and(|a| a > 0)
+            let ok = super::serve::decimal(&body["totalAmount"]["amount"]).is_some_and(|a| a > 0)
                 && body["consumer"]["givenNames"].is_string()
                 && body["consumer"]["surname"].is_string()
                 && body["items"].as_array().is_some_and(|i| !i.is_empty())
@@ -94,7 +88,7 @@ fn handle(st: &mut State, path: &str, auth: Option<&str>, body: Value) -> (u16, 
                 token.clone(),
                 Order {
                     reference: body["merchantReference"].as_str().unwrap_or("").into(),
-                    amount: minor(&body["totalAmount"]).unwrap_or(0),
+                    amount: super::serve::decimal(&body["totalAmount"]["amount"]).unwrap_or(0),
                     status: "created".into(),
                     refunded: 0,
                 },
@@ -139,7 +133,7 @@ fn handle(st: &mut State, path: &str, auth: Option<&str>, body: Value) -> (u16, 
             if let Some(done) = st.refunds.get(&reference) {
                 return (200, done.clone());
             }
-            let amount = minor(&body["refundAmount"]).unwrap_or(0);
+            let amount = super::serve::decimal(&body["refundAmount"]["amount"]).unwrap_or(0);
             let Some(o) = st.orders.get_mut(token) else {
                 return error(404, "NOT_FOUND", "no such order token");
             };

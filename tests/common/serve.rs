@@ -28,6 +28,16 @@ pub fn xml_tag<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
     Some(&xml[start..end])
 }
 
+/// A decimal amount with two decimals as the providers send them
+/// ("12.50"), in minor units; `None` for anything else.
+pub fn decimal(v: &serde_json::Value) -> Option<i64> {
+    let (w, f) = v.as_str()?.split_once('.')?;
+    if f.len() != 2 {
+        return None;
+    }
+    Some(w.parse::<i64>().ok()? * 100 + f.parse::<i64>().ok()?)
+}
+
 /// A JSON answer with its status, as the simulators give them.
 pub fn reply(code: u16, body: &serde_json::Value) -> warp::reply::WithStatus<warp::reply::Json> {
     warp::reply::with_status(
