@@ -66,26 +66,6 @@ pub struct TntSection {
     pub calls: CallsSection,
 }
 
-fn tnt_base_url() -> String {
-    "https://express.tnt.com/expressconnect/shipping/ship".into()
-}
-
-fn tnt_tracking_url() -> String {
-    "https://express.tnt.com/expressconnect/track.do".into()
-}
-
-fn tnt_service() -> String {
-    "15N".into()
-}
-
-fn tnt_company_env() -> String {
-    "HOLDFAST_TNT_COMPANY".into()
-}
-
-fn tnt_password_env() -> String {
-    "HOLDFAST_TNT_PASSWORD".into()
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CorreosSection {
@@ -102,22 +82,6 @@ pub struct CorreosSection {
     pub password_env: String,
     #[serde(default)]
     pub calls: CallsSection,
-}
-
-fn correos_tracking_url() -> String {
-    "https://localizador.correos.es/canonico/eventos_envio_servicio_auth".into()
-}
-
-fn correos_product() -> String {
-    "S0132".into()
-}
-
-fn correos_user_env() -> String {
-    "HOLDFAST_CORREOS_USER".into()
-}
-
-fn correos_password_env() -> String {
-    "HOLDFAST_CORREOS_PASSWORD".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -137,26 +101,6 @@ pub struct DhlSection {
     pub password_env: String,
     #[serde(default)]
     pub calls: CallsSection,
-}
-
-fn dhl_tracking_url() -> String {
-    "https://api-eu.dhl.com/track/shipments".into()
-}
-
-fn dhl_product() -> String {
-    "V01PAK".into()
-}
-
-fn dhl_api_key_env() -> String {
-    "HOLDFAST_DHL_API_KEY".into()
-}
-
-fn dhl_user_env() -> String {
-    "HOLDFAST_DHL_USER".into()
-}
-
-fn dhl_password_env() -> String {
-    "HOLDFAST_DHL_PASSWORD".into()
 }
 
 impl Default for CarriersSection {
@@ -195,18 +139,6 @@ pub struct FedexSection {
     pub calls: CallsSection,
 }
 
-fn fedex_client_id_env() -> String {
-    "HOLDFAST_FEDEX_CLIENT_ID".into()
-}
-
-fn fedex_client_secret_env() -> String {
-    "HOLDFAST_FEDEX_CLIENT_SECRET".into()
-}
-
-fn fedex_service_type() -> String {
-    "FEDEX_INTERNATIONAL_PRIORITY".into()
-}
-
 /// The payment providers besides the sandbox (always there). Secrets
 /// never sit in the file: each names the environment variable that holds
 /// it.
@@ -237,10 +169,6 @@ pub struct ScalapaySection {
     pub calls: CallsSection,
 }
 
-fn scalapay_api_key_env() -> String {
-    "HOLDFAST_SCALAPAY_API_KEY".into()
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AmazonPaySection {
@@ -255,14 +183,6 @@ pub struct AmazonPaySection {
     pub private_key_env: String,
     #[serde(default)]
     pub calls: CallsSection,
-}
-
-fn amazonpay_region() -> String {
-    "eu".into()
-}
-
-fn amazonpay_private_key_env() -> String {
-    "HOLDFAST_AMAZONPAY_PRIVATE_KEY".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -284,8 +204,40 @@ pub struct GestpaySection {
     pub calls: CallsSection,
 }
 
-fn gestpay_api_key_env() -> String {
-    "HOLDFAST_GESTPAY_API_KEY".into()
+/// The defaults of the providers' and carriers' sections (serde names a
+/// function for each).
+macro_rules! string_defaults {
+    ($($name:ident = $value:literal,)*) => {
+        $(fn $name() -> String {
+            $value.into()
+        })*
+    };
+}
+
+string_defaults! {
+    tnt_base_url = "https://express.tnt.com/expressconnect/shipping/ship",
+    tnt_tracking_url = "https://express.tnt.com/expressconnect/track.do",
+    tnt_service = "15N",
+    tnt_company_env = "HOLDFAST_TNT_COMPANY",
+    tnt_password_env = "HOLDFAST_TNT_PASSWORD",
+    correos_tracking_url = "https://localizador.correos.es/canonico/eventos_envio_servicio_auth",
+    correos_product = "S0132",
+    correos_user_env = "HOLDFAST_CORREOS_USER",
+    correos_password_env = "HOLDFAST_CORREOS_PASSWORD",
+    dhl_tracking_url = "https://api-eu.dhl.com/track/shipments",
+    dhl_product = "V01PAK",
+    dhl_api_key_env = "HOLDFAST_DHL_API_KEY",
+    dhl_user_env = "HOLDFAST_DHL_USER",
+    dhl_password_env = "HOLDFAST_DHL_PASSWORD",
+    fedex_client_id_env = "HOLDFAST_FEDEX_CLIENT_ID",
+    fedex_client_secret_env = "HOLDFAST_FEDEX_CLIENT_SECRET",
+    fedex_service_type = "FEDEX_INTERNATIONAL_PRIORITY",
+    scalapay_api_key_env = "HOLDFAST_SCALAPAY_API_KEY",
+    amazonpay_region = "eu",
+    amazonpay_private_key_env = "HOLDFAST_AMAZONPAY_PRIVATE_KEY",
+    gestpay_api_key_env = "HOLDFAST_GESTPAY_API_KEY",
+    adyen_api_key_env = "HOLDFAST_ADYEN_API_KEY",
+    adyen_hmac_key_env = "HOLDFAST_ADYEN_HMAC_KEY",
 }
 
 /// An http(s) URL, or why not.
@@ -311,14 +263,6 @@ pub struct AdyenSection {
     pub return_url: Option<String>,
     #[serde(default)]
     pub calls: CallsSection,
-}
-
-fn adyen_api_key_env() -> String {
-    "HOLDFAST_ADYEN_API_KEY".into()
-}
-
-fn adyen_hmac_key_env() -> String {
-    "HOLDFAST_ADYEN_HMAC_KEY".into()
 }
 
 /// How a provider is called (`payments::wire::Policy`).
