@@ -231,12 +231,24 @@ impl Cluster {
 }
 
 fn reserve(url: &str, sku: &str, qty: u32) -> Result<(u16, Value), reqwest::Error> {
+    reserve_keyed(url, sku, qty, None)
+}
+
+/// A hold of `qty` of `sku` at S000, with an `Idempotency-Key` if given.
+fn reserve_keyed(
+    url: &str,
+    sku: &str,
+    qty: u32,
+    key: Option<&str>,
+) -> Result<(u16, Value), reqwest::Error> {
     let c = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;
-    let r = c
-        .post(url)
-        .header("content-type", "application/json")
+    let mut req = c.post(url).header("content-type", "application/json");
+    if let Some(key) = key {
+        req = req.header("idempotency-key", key);
+    }
+    let r = req
         .body(format!(
             r#"{{"lines":[{{"sku":"{sku}","qty":{qty},"location":"S000"}}],"ttl_s":3600}}"#
         ))
@@ -263,10 +275,67 @@ struct Tally {
     /// Acknowledged holds: (id, sku).
     acked: Vec<(String, String)>,
     /// Per SKU: requests whose answer never came (the node died under
-    /// them): they may or may not have been held.
+    /// them, or a node forwarding them answered 504 `outcome_unknown`):
+    /// they may or may not have been held.
     unknown: HashMap<String, i64>,
+    /// (key, sku) of the keyed requests whose answer never came: sent
+    /// again under their key once the shard is served, as a client would.
+    resend: Vec<(String, String)>,
+    /// Keyed requests a node answered 504: it lost the owner's answer and
+    /// could not settle it by sending the request again under its key.
+    keyed_unsettled: usize,
     /// (sku, sent, answered) of every 201.
     times: Vec<(String, Instant, Instant)>,
+}
+
+/// A node forwarding a write whose owner goes away before answering
+/// never answers 503 (nothing done) for it: a keyed write is sent again
+/// under its key to the shard's next owner and held once; a keyless one is
+/// answered 504 `outcome_unknown`.
+#[test]
+fn a_forwarded_write_whose_answer_is_lost_is_settled() {
+    let redis = Redis::start();
+    let mut cl = Cluster::start(&redis, "");
+    cl.wait_served();
+    cl.seed(&|_| ON_HAND);
+    let shard = cl.config.shard_of("A0");
+    let victim = cl.owner_of(shard);
+    let via = (0..3).find(|i| *i != victim).expect("another node");
+    let url = cl.url(via, "/v1/reservations");
+    // The owner stopped: the forwarded requests wait in its sockets.
+    let mut dead = cl.nodes[victim].take().expect("running");
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &dead.child.id().to_string()])
+        .status()
+        .expect("kill -STOP");
+    assert!(stopped.success());
+    let keyed = {
+        let url = url.clone();
+        std::thread::spawn(move || reserve_keyed(&url, "A0", 2, Some("lost-1")))
+    };
+    let keyless = {
+        let url = url.clone();
+        std::thread::spawn(move || reserve(&url, "A0", 3))
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    // Killed with both unanswered: their connections are reset.
+    dead.child.kill().expect("kill -9");
+    let _ = dead.child.wait();
+    std::mem::forget(dead); // its data dir is the cluster's; Drop would only kill again
+    let (st, first) = keyed.join().expect("keyed").expect("answered");
+    assert_eq!(st, 201, "{first}");
+    let (st, b) = keyless.join().expect("keyless").expect("answered");
+    assert_eq!(
+        (st, &b["code"]),
+        (504, &Value::from("outcome_unknown")),
+        "{b}"
+    );
+    // The client sends the keyed one again: the same hold answers.
+    let (st, again) = reserve_keyed(&url, "A0", 2, Some("lost-1")).expect("again");
+    assert_eq!((st, &again["id"]), (201, &first["id"]), "{again}");
+    // Held once; the keyless one never reached the stopped owner's engine.
+    let (st, r, _) = read(&cl.url(via, "/v1/inventory/S000/A0"), true);
+    assert_eq!((st, r["reserved"].as_i64()), (200, Some(2)), "{r}");
 }
 
 #[test]
@@ -337,8 +406,14 @@ fn any_node_serves_and_a_killed_owner_loses_nothing() {
                     format!("A{}", k % SKUS)
                 };
                 let node = k % 3;
+                // Half the workers send an Idempotency-Key, as checkouts do.
+                let key = (w < 2).then(|| format!("w{w}-{k}"));
                 let sent = Instant::now();
-                match reserve(&urls[node], &sku, 1) {
+                let unknown = |t: &mut Tally| match &key {
+                    Some(key) => t.resend.push((key.clone(), sku.clone())),
+                    None => *t.unknown.entry(sku.clone()).or_default() += 1,
+                };
+                match reserve_keyed(&urls[node], &sku, 1, key.as_deref()) {
                     Ok((201, b)) => {
                         let id = b["id"].as_str().expect("id").to_string();
                         let mut t = tally.lock();
@@ -346,9 +421,15 @@ fn any_node_serves_and_a_killed_owner_loses_nothing() {
                         t.acked.push((id, sku));
                     }
                     Ok((409 | 503, _)) => {}
+                    Ok((504, b)) => {
+                        assert_eq!(b["code"], "outcome_unknown", "{b}");
+                        let mut t = tally.lock();
+                        t.keyed_unsettled += usize::from(key.is_some());
+                        unknown(&mut t);
+                    }
                     Ok((st, b)) => panic!("unexpected {st}: {b}"),
                     Err(e) if e.is_connect() => {} // the dead node: never reached it
-                    Err(_) => *tally.lock().unknown.entry(sku).or_default() += 1,
+                    Err(_) => unknown(&mut tally.lock()),
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -365,7 +446,7 @@ fn any_node_serves_and_a_killed_owner_loses_nothing() {
     for w in workers {
         w.join().expect("worker");
     }
-    let t = tally.lock();
+    let mut t = tally.lock();
 
     // A standby took the shard within 5 s: a hold of one of its SKUs,
     // asked for after the kill (so not by the dead process), was
@@ -389,6 +470,21 @@ fn any_node_serves_and_a_killed_owner_loses_nothing() {
     let (_, _, here) = &cl.view(new_owner)[victim_shard as usize];
     assert!(here);
     let live = (0..3).find(|i| *i != victim).expect("a live node");
+    // A node that lost the owner's answer to a keyed write sent it again
+    // under its key within the takeover: none of those was left unknown.
+    assert_eq!(t.keyed_unsettled, 0, "keyed writes left unsettled");
+    // The keyed requests whose answer never came, sent again under their
+    // keys: each answers the first answer (the key came back with the hold
+    // on the new owner) or holds now; never twice.
+    let resend = std::mem::take(&mut t.resend);
+    eprintln!("{} keyed requests sent again", resend.len());
+    for (key, sku) in resend {
+        match reserve_keyed(&cl.url(live, "/v1/reservations"), &sku, 1, Some(&key)) {
+            Ok((201, b)) => t.acked.push((b["id"].as_str().expect("id").into(), sku)),
+            Ok((409, b)) => assert_eq!(b["code"], "insufficient_stock", "{b}"),
+            other => panic!("{key} sent again: {other:?}"),
+        }
+    }
 
     // Nothing acknowledged is lost; nothing is oversold.
     let mut acked_per_sku: HashMap<String, i64> = HashMap::new();

@@ -387,7 +387,7 @@ impl Front {
             .unwrap_or(false);
         // The id: from the Idempotency-Key if any (a retry gets the same
         // one, which each part's key table answers), else random.
-        let tag = match r.headers.get("idempotency-key") {
+        let tag = match r.headers.get(http::reservations::IDEMPOTENCY_KEY) {
             Some(k) => {
                 let auth = r
                     .headers
@@ -448,8 +448,13 @@ impl Front {
                 held.iter().map(|i| answers[*i].1.clone()).collect();
             return Ok(json_response(201, &merge_parts(&id, &held_parts)));
         }
-        // Not whole: release what was held.
-        let held_shards: Vec<u32> = held.iter().map(|i| parts[*i].0).collect();
+        // Not whole: release what was held, and what may have been (a
+        // part whose owner went away before answering).
+        let outcome_unknown = Code::OutcomeUnknown.meta().1;
+        let held_shards: Vec<u32> = (0..parts.len())
+            .filter(|i| answers[*i].0 == 201 || answers[*i].0 == outcome_unknown)
+            .map(|i| parts[i].0)
+            .collect();
         self.release_parts(&id, &r.headers, &held_shards).await;
         // The answer: every short line if all refusals were for stock,
         // else the first other refusal (its field paths in the cart's
@@ -552,37 +557,61 @@ impl Front {
         )
     }
 
+    /// `r` served by `shard`'s engine here or forwarded to its owner.
+    ///
+    /// A forwarded write whose answer never came (the owner died or hung
+    /// with it) may have been applied: answering 503, which tells the
+    /// client nothing was done, would have it hold twice. With an
+    /// `Idempotency-Key` the write is sent again under it to whoever owns
+    /// the shard within the takeover's time (the key is journaled with the
+    /// hold and comes back on the new owner with it, so the first answer
+    /// comes back, or the write is applied once now); without one the
+    /// answer is 504 `outcome_unknown`, as a connection reset would be.
     async fn to_shard(&self, shard: u32, r: &Incoming<'_>) -> ApiResult {
-        if let Some(state) = self.node.owned(shard) {
-            return r.serve(&state).await;
-        }
-        let addr = self
-            .node
-            .owner_addr(shard)
+        let write = !matches!(r.method, Method::GET | Method::HEAD);
+        let resend = write && r.headers.contains_key(http::reservations::IDEMPOTENCY_KEY);
+        let lease = self.node.config.lease;
+        // Set when an answer is lost: the takeover's time from then.
+        let mut lost: Option<std::time::Instant> = None;
+        loop {
+            if let Some(state) = self.node.owned(shard) {
+                return r.serve(&state).await;
+            }
             // Our own address: the lease says we own it but the engine is
             // not up yet (or just went down).
-            .filter(|a| *a != self.me)
-            .ok_or_else(|| moving(shard))?;
-        self.node.stats.forwarded.fetch_add(1, Ordering::Relaxed);
-        self.forward(addr, shard, r, r.body.clone()).await
+            if let Some(addr) = self.node.owner_addr(shard).filter(|a| *a != self.me) {
+                self.node.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+                match self.forward(addr, shard, r).await {
+                    Forwarded::Answer(a) => return a,
+                    Forwarded::NotSent => {}
+                    Forwarded::AnswerLost => {
+                        lost.get_or_insert_with(|| {
+                            std::time::Instant::now() + lease.ttl() * 2 + Duration::from_secs(1)
+                        });
+                    }
+                }
+            }
+            let Some(deadline) = lost.filter(|_| write) else {
+                return Err(moving(shard));
+            };
+            if !resend || std::time::Instant::now() >= deadline {
+                return Err(outcome_unknown(shard));
+            }
+            tokio::time::sleep(Duration::from_millis(lease.renew_ms.min(200))).await;
+        }
     }
 
-    /// Sends `r` (with `body`) to the node at `addr` for `shard`, and its
-    /// answer back as it came.
-    async fn forward(
-        &self,
-        addr: std::net::SocketAddr,
-        shard: u32,
-        r: &Incoming<'_>,
-        body: Bytes,
-    ) -> ApiResult {
+    /// Sends `r` to the node at `addr` for `shard`, and its answer back as
+    /// it came.
+    async fn forward(&self, addr: std::net::SocketAddr, shard: u32, r: &Incoming<'_>) -> Forwarded {
         let url = match &r.query {
             Some(q) => format!("http://{addr}{}?{q}", r.path),
             None => format!("http://{addr}{}", r.path),
         };
-        let method = reqwest::Method::from_bytes(r.method.as_str().as_bytes())
-            .map_err(|_| ApiError::new(Code::MethodNotAllowed, "method"))?;
-        let mut out = self.client.request(method, url).body(body);
+        let Ok(method) = reqwest::Method::from_bytes(r.method.as_str().as_bytes()) else {
+            return Forwarded::Answer(Err(ApiError::new(Code::MethodNotAllowed, "method")));
+        };
+        let mut out = self.client.request(method, url).body(r.body.clone());
         for (k, v) in &r.headers {
             let skip = matches!(
                 k.as_str(),
@@ -592,23 +621,33 @@ impl Front {
                 out = out.header(k.as_str(), v.as_bytes());
             }
         }
-        let answer = out
-            .header(SHARD_HEADER, shard.to_string())
-            .send()
-            .await
-            .map_err(|e| {
+        let answer = match out.header(SHARD_HEADER, shard.to_string()).send().await {
+            Ok(a) => a,
+            Err(e) => {
                 tracing::warn!(shard, %addr, error = %e, "forwarding failed");
-                moving(shard)
-            })?;
+                return if e.is_connect() {
+                    Forwarded::NotSent
+                } else {
+                    Forwarded::AnswerLost
+                };
+            }
+        };
         let mut resp = Response::builder().status(answer.status().as_u16());
         for (k, v) in answer.headers() {
             if matches!(k.as_str(), "content-type" | "retry-after" | "location") {
                 resp = resp.header(k.as_str(), v.as_bytes());
             }
         }
-        let bytes = answer.bytes().await.map_err(|_| moving(shard))?;
-        resp.body(Body::from(bytes))
-            .map_err(|e| ApiError::new(Code::Unavailable, e.to_string()))
+        match answer.bytes().await {
+            Ok(bytes) => Forwarded::Answer(
+                resp.body(Body::from(bytes))
+                    .map_err(|e| ApiError::new(Code::Unavailable, e.to_string())),
+            ),
+            Err(e) => {
+                tracing::warn!(shard, %addr, error = %e, "forwarded answer cut short");
+                Forwarded::AnswerLost
+            }
+        }
     }
 
     /// `/v1/inventory/batch` split by shard: each gets its items; the
@@ -790,6 +829,27 @@ fn moving(shard: u32) -> ApiError {
         format!("shard {shard} has no serving owner right now (a takeover is in progress)"),
     )
     .retry_after(1)
+}
+
+/// 504 for a forwarded write whose answer never came (`Front::to_shard`).
+fn outcome_unknown(shard: u32) -> ApiError {
+    ApiError::new(
+        Code::OutcomeUnknown,
+        format!(
+            "shard {shard}'s owner went away before answering: the write may or may not have been applied; send it again with an Idempotency-Key to apply it once"
+        ),
+    )
+    .retry_after(1)
+}
+
+/// What became of a request forwarded to a shard's owner.
+enum Forwarded {
+    /// The owner's answer, as it came.
+    Answer(ApiResult),
+    /// No connection to the owner: the request was not sent.
+    NotSent,
+    /// Sent, and the answer never came (whole): it may have been applied.
+    AnswerLost,
 }
 
 /// A request on its way through the front.

@@ -30,6 +30,9 @@ pub enum Code {
     UpgradeRequired,
     /// A route a cluster node does not serve yet (it does on one node).
     NotImplemented,
+    /// A cluster node forwarded a write to its shard's owner, which went
+    /// away before answering: it may or may not have been applied.
+    OutcomeUnknown,
 }
 
 impl Code {
@@ -59,6 +62,7 @@ impl Code {
             Code::OrderExists => ("order_exists", 409, "Order exists"),
             Code::UpgradeRequired => ("upgrade_required", 426, "Upgrade to a WebSocket"),
             Code::NotImplemented => ("not_implemented", 501, "Not served by a cluster node yet"),
+            Code::OutcomeUnknown => ("outcome_unknown", 504, "The shard's owner did not answer"),
         }
     }
 }
