@@ -1220,3 +1220,199 @@ fn every_node_feeds_its_sessions_across_a_takeover() {
         }
     });
 }
+
+/// Lines without a location in a cart across shards: every node plans them
+/// as one node with the same catalog and stock does (the stock of each SKU
+/// gathered from its shard, the whole cart weighed together: two SKUs of
+/// two shards go in one shipment from the farther store that has both,
+/// not in two from the nearest of each), and holds the plan all or
+/// nothing; an Idempotency-Key holds it once; a line no store can serve is
+/// refused whole, a bad line named by its place in the cart.
+#[test]
+fn sourcing_across_shards_plans_as_one_node_does() {
+    let redis = Redis::start();
+    let cl = Cluster::start(&redis, "");
+    cl.wait_served();
+    let single = Server::start("");
+    let c = client();
+    // Two SKUs of two shards.
+    let x = "A0".to_string();
+    let y = (1..SKUS)
+        .map(|i| format!("A{i}"))
+        .find(|s| cl.config.shard_of(s) != cl.config.shard_of(&x))
+        .expect("a SKU of another shard");
+    let setup = |url: &dyn Fn(&str) -> String| {
+        for sku in [&x, &y] {
+            let (st, b) = call(
+                &c,
+                "PUT",
+                &url(&format!("/v1/skus/{sku}")),
+                None,
+                Some(r#"{"name":"x"}"#),
+            );
+            assert_eq!(st, 200, "{b}");
+        }
+        // S1 is 1 km from the shopper, S2 22 km.
+        for (id, lat) in [("S1", 45.01), ("S2", 45.2)] {
+            let body = serde_json::json!({"name": id, "kind": "store", "lat": lat, "lon": 9.0, "priority": 10, "ship": true, "pickup": true, "active": true});
+            let (st, b) = call(
+                &c,
+                "PUT",
+                &url(&format!("/v1/locations/{id}")),
+                None,
+                Some(&body.to_string()),
+            );
+            assert_eq!(st, 200, "{b}");
+        }
+        let items = serde_json::json!({"items": [
+            {"location": "S1", "sku": x, "on_hand": 5},
+            {"location": "S2", "sku": x, "on_hand": 5},
+            {"location": "S2", "sku": y, "on_hand": 5},
+        ]});
+        let (st, b) = call(
+            &c,
+            "POST",
+            &url("/v1/inventory/batch"),
+            None,
+            Some(&items.to_string()),
+        );
+        assert_eq!((st, b["applied"].as_u64()), (200, Some(3)), "{b}");
+    };
+    setup(&|p| cl.url(0, p));
+    setup(&|p| single.url(p));
+    let cart = |extra: Value| {
+        let mut b = serde_json::json!({
+            "lines": [{"sku": x, "qty": 1}, {"sku": y, "qty": 1}],
+            "destination": {"lat": 45.0, "lon": 9.0},
+            "ttl_s": 600,
+        });
+        if let (Some(b), Some(e)) = (b.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        b.to_string()
+    };
+
+    // The plan: one node's, through every node of the cluster.
+    let (st, one) = call(
+        &c,
+        "POST",
+        &single.url("/v1/sourcing/plan"),
+        None,
+        Some(&cart(Value::Null)),
+    );
+    assert_eq!(st, 200, "{one}");
+    let ships = one["shipments"].as_array().expect("shipments");
+    assert_eq!(ships.len(), 1, "grouped: {one}");
+    assert_eq!(ships[0]["location"], "S2", "{one}");
+    for n in 0..3 {
+        let (st, p) = call(
+            &c,
+            "POST",
+            &cl.url(n, "/v1/sourcing/plan"),
+            None,
+            Some(&cart(Value::Null)),
+        );
+        assert_eq!(st, 200, "{p}");
+        assert_eq!(
+            (&p["shipments"], &p["unsourced"], &p["method"]),
+            (&one["shipments"], &one["unsourced"], &one["method"]),
+            "node {n}: {p}"
+        );
+    }
+
+    // Held as planned, all or nothing, through a node.
+    let reserved = |loc: &str, sku: &str| {
+        let (st, r, _) = read(&cl.url(1, &format!("/v1/inventory/{loc}/{sku}")), true);
+        assert_eq!(st, 200, "{r}");
+        r["reserved"].as_i64().expect("reserved")
+    };
+    let (st, held) = call(
+        &c,
+        "POST",
+        &cl.url(2, "/v1/reservations"),
+        None,
+        Some(&cart(Value::Null)),
+    );
+    assert_eq!(st, 201, "{held}");
+    let at: Vec<(&str, &str)> = held["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .map(|l| {
+            (
+                l["sku"].as_str().unwrap_or(""),
+                l["location"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(at.len(), 2, "{held}");
+    assert!(at.iter().all(|(_, loc)| *loc == "S2"), "{held}");
+    assert_eq!(
+        (reserved("S2", &x), reserved("S2", &y), reserved("S1", &x)),
+        (1, 1, 0)
+    );
+    let id = held["id"].as_str().expect("id");
+    expect_status("GET", &cl.url(0, &format!("/v1/reservations/{id}")), "held");
+
+    // With a key: held once, the same answer again.
+    let keyed = |n: usize| {
+        let r = c
+            .post(cl.url(n, "/v1/reservations"))
+            .header("content-type", "application/json")
+            .header("idempotency-key", "sourced-1")
+            .body(cart(Value::Null))
+            .send()
+            .expect("keyed");
+        (
+            r.status().as_u16(),
+            r.json::<Value>().unwrap_or(Value::Null),
+        )
+    };
+    let (st, first) = keyed(0);
+    assert_eq!(st, 201, "{first}");
+    let (st, again) = keyed(1);
+    assert_eq!((st, &again["id"]), (201, &first["id"]), "{again}");
+    assert_eq!((reserved("S2", &x), reserved("S2", &y)), (2, 2));
+
+    // `lines` to the shopper's door, through node `n`.
+    let deliver = |n: usize, lines: Value| {
+        let body = serde_json::json!({"lines": lines, "destination": {"lat": 45.0, "lon": 9.0}});
+        call(
+            &c,
+            "POST",
+            &cl.url(n, "/v1/reservations"),
+            None,
+            Some(&body.to_string()),
+        )
+    };
+    let counts = || (reserved("S1", &x), reserved("S2", &x), reserved("S2", &y));
+
+    // A line the client placed stays where it is; the other is sourced.
+    let (st, b) = deliver(
+        0,
+        serde_json::json!([{"sku": x, "qty": 1, "location": "S1"}, {"sku": y, "qty": 1}]),
+    );
+    assert_eq!(st, 201, "{b}");
+    assert_eq!(counts(), (1, 2, 3));
+
+    // No store holds 100 of Y: refused whole, nothing held.
+    let (st, b) = deliver(
+        1,
+        serde_json::json!([{"sku": x, "qty": 1}, {"sku": y, "qty": 100}]),
+    );
+    assert_eq!(
+        (st, &b["code"]),
+        (409, &Value::from("insufficient_stock")),
+        "{b}"
+    );
+    assert_eq!(b["lines"][0]["sku"], Value::from(y.clone()), "{b}");
+    assert_eq!(counts(), (1, 2, 3));
+
+    // A bad sourced line is named by its place in the cart.
+    let (st, b) = deliver(
+        2,
+        serde_json::json!([{"sku": x, "qty": 1, "location": "S1"}, {"sku": y, "qty": 0}]),
+    );
+    assert_eq!(st, 422, "{b}");
+    assert_eq!(b["errors"][0]["field"], "lines[1].qty", "{b}");
+}

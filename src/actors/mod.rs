@@ -590,14 +590,24 @@ impl Engine {
         let mut skus: Vec<SkuIdx> = lines.iter().map(|l| l.0).collect();
         skus.sort_unstable();
         skus.dedup();
-        // Every SKU's shard asked at once.
+        let stock = self.plan_stock(&skus).await?;
+        Ok(self.plan_with(lines, stock, target, explain))
+    }
+
+    /// What the planner reads of each of `skus`: its stock at every
+    /// location with the rotation index there (every SKU's shard asked at
+    /// once). A cluster node gathers it from each SKU's shard.
+    pub async fn plan_stock(
+        &self,
+        skus: &[SkuIdx],
+    ) -> Result<Vec<(SkuIdx, Vec<LineStock>)>, EngineError> {
         let records =
             futures::future::try_join_all(skus.iter().map(|&s| self.stock_records(s, None)))
                 .await?;
-        let mut stock: Vec<(SkuIdx, Vec<LineStock>)> = skus
-            .into_iter()
+        Ok(skus
+            .iter()
             .zip(records)
-            .map(|(sku, recs)| {
+            .map(|(&sku, recs)| {
                 let v = recs
                     .iter()
                     .map(|v| LineStock {
@@ -608,7 +618,18 @@ impl Engine {
                     .collect();
                 (sku, v)
             })
-            .collect();
+            .collect())
+    }
+
+    /// The plan of `lines` from `stock` (`plan_stock`'s, or a cluster
+    /// node's gathered from the SKUs' shards).
+    pub fn plan_with(
+        &self,
+        lines: &[(SkuIdx, u32)],
+        mut stock: Vec<(SkuIdx, Vec<LineStock>)>,
+        target: Target,
+        explain: bool,
+    ) -> Result<Plan, PickupRefused> {
         let plan_lines: Vec<PlanLine> = {
             let c = self.catalog();
             lines
@@ -628,13 +649,7 @@ impl Engine {
                 .collect()
         };
         let sites = self.sites_now();
-        Ok(sourcing::plan(
-            &plan_lines,
-            target,
-            &sites,
-            &self.0.weights,
-            explain,
-        ))
+        sourcing::plan(&plan_lines, target, &sites, &self.0.weights, explain)
     }
 
     // ---- stock feed ----------------------------------------------------

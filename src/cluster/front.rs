@@ -14,6 +14,10 @@
 //! - A cart across shards: each shard holds its lines under the cart's id
 //!   (`{s}-{s}[...].c{hex}`), all or nothing (`hold_cart`); reads and
 //!   transitions go to every part (`cart_parts`).
+//! - Sourcing: a plan of SKUs in several shards is made by an engine of
+//!   this node from the stock gathered from each SKU's shard
+//!   (`plan_across`); a cart across shards with lines to source is planned
+//!   so, then held as a cart (`hold_sourced`). Of one shard: its engine.
 //!
 //! A forwarded request carries `x-holdfast-shard`: the node it reaches
 //! serves it for that shard or answers 503 (ownership is moving: the
@@ -34,12 +38,21 @@ use super::node::ClusterNode;
 use crate::clock::Clock;
 use crate::http;
 use crate::http::error::{json_response, ApiError, ApiResult, Code};
+use crate::limits::SOURCING_REPLANS_MAX;
 
 /// How fresh a followed copy must be to answer a read: it had read all
 /// its stream held no longer ago than this. A write acknowledged by the
 /// owner shows in a follower's answers within this and the replication
 /// lag (milliseconds); `Cache-Control: no-cache` reads the owner's.
 const FOLLOWER_FRESH: Duration = Duration::from_millis(250);
+
+/// A sourcing request a node without engines passed to one with some, to
+/// plan there (`plan_across`); never passed on again.
+const PLAN_HERE_HEADER: &str = "x-holdfast-plan-here";
+
+/// Asks a cluster node's planner for each plan line's index in the
+/// request (`hold_sourced` places the lines by it).
+pub const PLAN_INDEXED_HEADER: &str = "x-holdfast-plan-indexed";
 
 /// The header that marks a forwarded request, with its shard.
 pub const SHARD_HEADER: &str = "x-holdfast-shard";
@@ -51,6 +64,10 @@ pub const VALIDATE_HEADER: &str = "x-holdfast-validate-only";
 
 /// The id a cart across shards is held under in each of its shards.
 pub const CART_ID_HEADER: &str = "x-holdfast-reservation-id";
+
+/// The locations this node's planner chose for a sourced cart's part
+/// (`hold_sourced`): a JSON array beside the part's lines.
+pub const SOURCED_HEADER: &str = "x-holdfast-sourced";
 
 /// `{shard}-{shard}[-...].c{hex}`: a cart across shards.
 pub fn is_cart_id(id: &str) -> bool {
@@ -99,6 +116,12 @@ enum Target {
     Cart(Vec<u32>),
     /// A cart's id (`Cart`): a read or transition of each part.
     CartParts(Vec<u32>),
+    /// `/v1/sourcing/plan` of SKUs in these shards: planned here from the
+    /// stock gathered from each (`plan_across`).
+    Plan(Vec<u32>),
+    /// A cart across these shards with lines to source: planned, then held
+    /// as a `Cart` (`hold_sourced`).
+    SourcedCart(Vec<u32>),
 }
 
 impl Front {
@@ -169,13 +192,13 @@ impl Front {
             // to have it (`follower_read`).
             match &target {
                 Target::Shard(s) => self.node.wrote(*s),
-                Target::Cart(v) | Target::CartParts(v) => {
+                Target::Cart(v) | Target::CartParts(v) | Target::SourcedCart(v) => {
                     v.iter().for_each(|s| self.node.wrote(*s))
                 }
                 Target::All | Target::Batch => {
                     (0..self.node.config.shards).for_each(|s| self.node.wrote(s))
                 }
-                Target::Node | Target::Any => {}
+                Target::Node | Target::Any | Target::Plan(_) => {}
             }
         }
         answer
@@ -203,8 +226,10 @@ impl Front {
                 first.ok_or_else(|| ApiError::new(Code::Unavailable, "no shards"))
             }
             Target::Batch => self.batch(req).await,
-            Target::Cart(shards) => self.hold_cart(req, shards).await,
+            Target::Cart(shards) => self.hold_cart(req, shards, None).await,
             Target::CartParts(shards) => self.cart_parts(req, shards).await,
+            Target::Plan(shards) => self.plan_across(req, shards).await,
+            Target::SourcedCart(shards) => self.hold_sourced(req, shards).await,
         }
     }
 
@@ -272,7 +297,7 @@ impl Front {
             Target::Shard(s) => s == shard,
             Target::Node | Target::Any | Target::All => true,
             Target::CartParts(shards) => shards.contains(&shard),
-            Target::Cart(_) => false,
+            Target::Cart(_) | Target::Plan(_) | Target::SourcedCart(_) => false,
             Target::Batch if r.headers.contains_key(VALIDATE_HEADER) => true,
             Target::Batch => serde_json::from_slice::<serde_json::Value>(&r.body)
                 .ok()
@@ -307,10 +332,18 @@ impl Front {
             ["v1", "inventory", _, sku, ..] | ["v1", "availability", sku] => {
                 Target::Shard(c.shard_of(sku))
             }
-            ["v1", "reservations"] => match self.cart_shards_of(&r.body)? {
-                shards if shards.len() > 1 => Target::Cart(shards),
-                shards => Target::Shard(shards.first().copied().unwrap_or(0)),
+            ["v1", "reservations"] => match self.cart_shards_of(&r.body) {
+                (shards, true) if shards.len() > 1 => Target::SourcedCart(shards),
+                (shards, false) if shards.len() > 1 => Target::Cart(shards),
+                // One shard's engine sources its own SKUs itself.
+                (shards, _) => Target::Shard(shards[0]),
             },
+            ["v1", "sourcing", "plan"] => match self.cart_shards_of(&r.body) {
+                (shards, _) if shards.len() > 1 => Target::Plan(shards),
+                (shards, _) => Target::Shard(shards[0]),
+            },
+            // Between nodes only (`gather`).
+            ["v1", "sourcing", "stock"] if r.headers.contains_key(SHARD_HEADER) => Target::Any,
             ["v1", "reservations", id, ..] => match cart_shards(id) {
                 Some(shards) if shards.len() > 1 && shards.iter().all(|s| *s < c.shards) => {
                     Target::CartParts(shards)
@@ -328,7 +361,7 @@ impl Front {
                 return Err(ApiError::new(
                     Code::NotImplemented,
                     format!(
-                        "{} {} is not served by a cluster node yet (orders, sourcing and the board run on a single node)",
+                        "{} {} is not served by a cluster node yet (orders and the board run on a single node)",
                         r.method, r.path
                     ),
                 ))
@@ -336,35 +369,223 @@ impl Front {
         })
     }
 
-    /// The shards of a cart's lines, ascending. A body that does not parse
+    /// The shards of a cart's lines, ascending (at least one), and whether
+    /// a line lacks a location (to be sourced). A body that does not parse
     /// goes to shard 0, whose engine answers the problem.
-    fn cart_shards_of(&self, body: &Bytes) -> Result<Vec<u32>, ApiError> {
+    fn cart_shards_of(&self, body: &Bytes) -> (Vec<u32>, bool) {
         let c = &self.node.config;
         let Some(lines) = serde_json::from_slice::<serde_json::Value>(body)
             .ok()
             .and_then(|v| v.get("lines")?.as_array().cloned())
         else {
-            return Ok(vec![0]);
+            return (vec![0], false);
         };
         let skus: Option<Vec<&str>> = lines.iter().map(|l| l.get("sku")?.as_str()).collect();
         let Some(skus) = skus else {
             // A line without a SKU: one shard's engine names it.
-            return Ok(vec![0]);
+            return (vec![0], false);
         };
         let mut shards: Vec<u32> = skus.iter().map(|sku| c.shard_of(sku)).collect();
         shards.sort_unstable();
         shards.dedup();
-        if shards.len() > 1
-            && lines
-                .iter()
-                .any(|l| l.get("location").is_none_or(|v| v.is_null()))
-        {
-            return Err(ApiError::new(
-                Code::NotImplemented,
-                "a cart across shards needs a location on every line (sourcing is not served by the cluster yet)",
-            ));
+        if shards.is_empty() {
+            shards.push(0);
         }
-        Ok(if shards.is_empty() { vec![0] } else { shards })
+        let sourced = lines
+            .iter()
+            .any(|l| l.get("location").is_none_or(|v| v.is_null()));
+        (shards, sourced)
+    }
+
+    /// `/v1/sourcing/plan` of SKUs in several shards: the stock of each
+    /// SKU gathered from its shard (`gather`), then planned by an engine
+    /// of this node (every engine keeps the whole catalog, and the same
+    /// `[sourcing]` weights), so the plan weighs the whole cart, grouping
+    /// included, as one node's would. A node that owns no shard has it
+    /// planned by one that does.
+    async fn plan_across(&self, r: &Incoming<'_>, shards: &[u32]) -> ApiResult {
+        let owned = (0..self.node.config.shards).find_map(|s| self.node.owned(s));
+        let Some(state) = owned else {
+            if r.headers.contains_key(PLAN_HERE_HEADER) {
+                return Err(moving(shards[0]));
+            }
+            let addr = (0..self.node.config.shards)
+                .find_map(|s| self.node.owner_addr(s).filter(|a| *a != self.me))
+                .ok_or_else(|| moving(shards[0]))?;
+            let mut there = r.clone();
+            there
+                .headers
+                .insert(PLAN_HERE_HEADER, HeaderValue::from_static("1"));
+            return match self.forward(addr, None, &there).await {
+                Forwarded::Answer(a) => a,
+                // A plan writes nothing: asked again, it is planned again.
+                Forwarded::NotSent | Forwarded::AnswerLost => Err(moving(shards[0])),
+            };
+        };
+        let principal = state.auth.authenticate(&r.headers, None)?;
+        principal.require_channel()?;
+        let gathered = match self.gather(r, shards).await {
+            Ok(g) => g,
+            Err(problem) => return Ok(problem),
+        };
+        let req = http::Request {
+            method: r.method.clone(),
+            headers: r.headers.clone(),
+            query: r.query.clone(),
+            body: r.body.clone(),
+            principal,
+        };
+        http::sourcing::plan_from(&state, &req, Some(gathered)).await
+    }
+
+    /// What the shards hold of the cart's SKUs, for a planner: each shard
+    /// asked at once (`POST /v1/sourcing/stock`, with the client's token).
+    async fn gather(
+        &self,
+        r: &Incoming<'_>,
+        shards: &[u32],
+    ) -> Result<http::sourcing::Gathered, Response<Body>> {
+        let c = &self.node.config;
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        let skus: Vec<&str> = v["lines"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|l| l["sku"].as_str()).collect())
+            .unwrap_or_default();
+        let path = "/v1/sourcing/stock";
+        let seg = ["v1", "sourcing", "stock"];
+        let asks: Vec<(u32, Incoming<'_>)> = shards
+            .iter()
+            .map(|s| {
+                let mine: Vec<&str> = skus
+                    .iter()
+                    .copied()
+                    .filter(|sku| c.shard_of(sku) == *s)
+                    .collect();
+                let body = serde_json::json!({ "skus": mine }).to_string();
+                (
+                    *s,
+                    Incoming {
+                        method: Method::POST,
+                        path,
+                        seg: &seg,
+                        query: None,
+                        headers: r.headers.clone(),
+                        body: Bytes::from(body),
+                    },
+                )
+            })
+            .collect();
+        let answers =
+            futures::future::join_all(asks.iter().map(|(s, ask)| self.answer(*s, ask))).await;
+        let mut gathered = Vec::new();
+        for (st, b) in answers {
+            if st != 200 {
+                // The shard's problem (503 while it changes hands), as is.
+                return Err(problem_response(st, &b));
+            }
+            gathered.extend(http::sourcing::gathered_of(&b));
+        }
+        Ok(gathered)
+    }
+
+    /// A cart across shards with lines to source: planned (`plan_across`,
+    /// the lines without a location, as one node plans them), then held
+    /// all or nothing as a `Cart` with the chosen locations beside the
+    /// client's body (`SOURCED_HEADER`: the body, and an Idempotency-Key's
+    /// hash of it, stay the client's). Short on a planned line (the stock
+    /// moved since the plan): planned again, at most
+    /// `SOURCING_REPLANS_MAX` times; a keyed cart is not (each part's key
+    /// remembers its first answer), it answers the shortage.
+    async fn hold_sourced(&self, r: &Incoming<'_>, shards: &[u32]) -> ApiResult {
+        let v: serde_json::Value = serde_json::from_slice(&r.body)
+            .map_err(|e| ApiError::new(Code::BadRequest, format!("body: {e}")))?;
+        let lines = v["lines"].as_array().cloned().unwrap_or_default();
+        let partial = v["allow_partial"].as_bool().unwrap_or(false);
+        let keyed = r.headers.contains_key(http::reservations::IDEMPOTENCY_KEY);
+        // The lines to source, by their index in the cart.
+        let asked: Vec<usize> = (0..lines.len())
+            .filter(|i| lines[*i].get("location").is_none_or(|l| l.is_null()))
+            .collect();
+        let mut plan_body = serde_json::json!({
+            "lines": asked
+                .iter()
+                .map(|i| serde_json::json!({"sku": lines[*i]["sku"], "qty": lines[*i]["qty"]}))
+                .collect::<Vec<_>>(),
+        });
+        for k in ["destination", "pickup_location"] {
+            if let Some(x) = v.get(k) {
+                plan_body[k] = x.clone();
+            }
+        }
+        let plan_body = Bytes::from(plan_body.to_string());
+        let (plan_shards, _) = self.cart_shards_of(&plan_body);
+        let seg = ["v1", "sourcing", "plan"];
+        let mut headers = r.headers.clone();
+        headers.insert(PLAN_INDEXED_HEADER, HeaderValue::from_static("1"));
+        let plan_req = Incoming {
+            method: Method::POST,
+            path: "/v1/sourcing/plan",
+            seg: &seg,
+            query: None,
+            headers,
+            body: plan_body,
+        };
+        let mut attempt = 0;
+        loop {
+            let (st, mut plan) = body_of(self.plan_across(&plan_req, &plan_shards).await).await;
+            if st != 200 {
+                renumber_lines(&mut plan, &asked);
+                return Ok(problem_response(st, &plan));
+            }
+            let unsourced = plan["unsourced"].as_array().cloned().unwrap_or_default();
+            if !unsourced.is_empty() && !partial {
+                let short: Vec<serde_json::Value> = unsourced
+                    .iter()
+                    .map(|u| serde_json::json!({"sku": u["sku"], "location": null, "requested": u["qty"], "available": 0}))
+                    .collect();
+                return Err(ApiError::new(
+                    Code::InsufficientStock,
+                    "no eligible location can serve every line whole",
+                )
+                .with("lines", serde_json::Value::Array(short)));
+            }
+            let mut chosen: Vec<Option<String>> = vec![None; lines.len()];
+            for sh in plan["shipments"].as_array().into_iter().flatten() {
+                for l in sh["lines"].as_array().into_iter().flatten() {
+                    let k = l["line"].as_u64().and_then(|k| asked.get(k as usize));
+                    if let (Some(&i), Some(loc)) = (k, sh["location"].as_str()) {
+                        chosen[i] = Some(loc.to_string());
+                    }
+                }
+            }
+            if chosen.iter().all(Option::is_none) && asked.len() == lines.len() {
+                return Err(ApiError::new(
+                    Code::InsufficientStock,
+                    "no eligible location can serve any line",
+                )
+                .with("lines", serde_json::json!([])));
+            }
+            let (st, b) = body_of(self.hold_cart(r, shards, Some(&chosen)).await).await;
+            // Short where the planner sent a line: the stock moved since.
+            let moved = || {
+                b["lines"].as_array().into_iter().flatten().any(|s| {
+                    (0..lines.len()).any(|i| {
+                        chosen[i].as_deref().is_some_and(|loc| s["location"] == loc)
+                            && s["sku"] == lines[i]["sku"]
+                    })
+                })
+            };
+            let again = st == 409 && b["code"] == "insufficient_stock" && !keyed && moved();
+            if !again || attempt >= SOURCING_REPLANS_MAX {
+                return Ok(if st == 201 {
+                    json_response(st, &b)
+                } else {
+                    problem_response(st, &b)
+                });
+            }
+            attempt += 1;
+            tracing::debug!(attempt, "stock moved between plan and hold: planning again");
+        }
     }
 
     /// Holds a cart across shards, all or nothing: each shard holds its
@@ -372,7 +593,12 @@ impl Front {
     /// any part is refused, the parts held are released. A coordinator
     /// that dies in between leaves nothing held past the TTL: each part
     /// expires on its own.
-    async fn hold_cart(&self, r: &Incoming<'_>, shards: &[u32]) -> ApiResult {
+    async fn hold_cart(
+        &self,
+        r: &Incoming<'_>,
+        shards: &[u32],
+        sourced: Option<&[Option<String>]>,
+    ) -> ApiResult {
         let c = &self.node.config;
         let mut v: serde_json::Value = serde_json::from_slice(&r.body)
             .map_err(|e| ApiError::new(Code::BadRequest, format!("body: {e}")))?;
@@ -427,6 +653,19 @@ impl Front {
                 id.parse()
                     .map_err(|_| ApiError::new(Code::BadRequest, "cart id"))?,
             );
+            if let Some(chosen) = sourced {
+                let mine: Vec<Option<&str>> = index
+                    .iter()
+                    .map(|i| chosen.get(*i).and_then(|c| c.as_deref()))
+                    .collect();
+                let text = serde_json::to_string(&mine)
+                    .map_err(|e| ApiError::new(Code::BadRequest, e.to_string()))?;
+                headers.insert(
+                    SOURCED_HEADER,
+                    HeaderValue::from_str(&text)
+                        .map_err(|_| ApiError::new(Code::BadRequest, "location ids"))?,
+                );
+            }
             parts.push((
                 *s,
                 index,
@@ -543,18 +782,7 @@ impl Front {
 
     /// `r` served for `shard` (here or by its owner): status and body.
     async fn answer(&self, shard: u32, r: &Incoming<'_>) -> (u16, serde_json::Value) {
-        let resp = match self.to_shard(shard, r).await {
-            Ok(resp) => resp,
-            Err(e) => e.into_response(),
-        };
-        let st = resp.status().as_u16();
-        let bytes = warp::hyper::body::to_bytes(resp.into_body())
-            .await
-            .unwrap_or_default();
-        (
-            st,
-            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
-        )
+        body_of(self.to_shard(shard, r).await).await
     }
 
     /// `r` served by `shard`'s engine here or forwarded to its owner.
@@ -581,7 +809,7 @@ impl Front {
             // not up yet (or just went down).
             if let Some(addr) = self.node.owner_addr(shard).filter(|a| *a != self.me) {
                 self.node.stats.forwarded.fetch_add(1, Ordering::Relaxed);
-                match self.forward(addr, shard, r).await {
+                match self.forward(addr, Some(shard), r).await {
                     Forwarded::Answer(a) => return a,
                     Forwarded::NotSent => {}
                     Forwarded::AnswerLost => {
@@ -601,9 +829,14 @@ impl Front {
         }
     }
 
-    /// Sends `r` to the node at `addr` for `shard`, and its answer back as
-    /// it came.
-    async fn forward(&self, addr: std::net::SocketAddr, shard: u32, r: &Incoming<'_>) -> Forwarded {
+    /// Sends `r` to the node at `addr` (for `shard`'s engine there, or for
+    /// its front: `plan_across`), and its answer back as it came.
+    async fn forward(
+        &self,
+        addr: std::net::SocketAddr,
+        shard: Option<u32>,
+        r: &Incoming<'_>,
+    ) -> Forwarded {
         let url = match &r.query {
             Some(q) => format!("http://{addr}{}?{q}", r.path),
             None => format!("http://{addr}{}", r.path),
@@ -621,10 +854,13 @@ impl Front {
                 out = out.header(k.as_str(), v.as_bytes());
             }
         }
-        let answer = match out.header(SHARD_HEADER, shard.to_string()).send().await {
+        if let Some(shard) = shard {
+            out = out.header(SHARD_HEADER, shard.to_string());
+        }
+        let answer = match out.send().await {
             Ok(a) => a,
             Err(e) => {
-                tracing::warn!(shard, %addr, error = %e, "forwarding failed");
+                tracing::warn!(?shard, %addr, error = %e, "forwarding failed");
                 return if e.is_connect() {
                     Forwarded::NotSent
                 } else {
@@ -644,7 +880,7 @@ impl Front {
                     .map_err(|e| ApiError::new(Code::Unavailable, e.to_string())),
             ),
             Err(e) => {
-                tracing::warn!(shard, %addr, error = %e, "forwarded answer cut short");
+                tracing::warn!(?shard, %addr, error = %e, "forwarded answer cut short");
                 Forwarded::AnswerLost
             }
         }
@@ -829,6 +1065,19 @@ fn moving(shard: u32) -> ApiError {
         format!("shard {shard} has no serving owner right now (a takeover is in progress)"),
     )
     .retry_after(1)
+}
+
+/// An answer's status and JSON body (a problem's too).
+async fn body_of(answer: ApiResult) -> (u16, serde_json::Value) {
+    let resp = answer.unwrap_or_else(ApiError::into_response);
+    let st = resp.status().as_u16();
+    let bytes = warp::hyper::body::to_bytes(resp.into_body())
+        .await
+        .unwrap_or_default();
+    (
+        st,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 /// 504 for a forwarded write whose answer never came (`Front::to_shard`).

@@ -205,6 +205,32 @@ fn cart_id(state: &AppState, req: &Request) -> Result<Option<ReservationId>, Api
         })
 }
 
+/// The locations a cluster node's planner chose for a cart across shards
+/// (`x-holdfast-sourced`: a JSON array beside the body's lines, a location
+/// or null each), so that the body, and an Idempotency-Key's hash of it,
+/// stay the client's. Never honoured on a single node.
+fn sourced_by_node(
+    state: &AppState,
+    req: &Request,
+) -> Result<Option<Vec<Option<String>>>, ApiError> {
+    let Some(v) = req.headers.get(crate::cluster::front::SOURCED_HEADER) else {
+        return Ok(None);
+    };
+    if !state.engine.in_cluster() {
+        return Ok(None);
+    }
+    serde_json::from_slice::<Vec<Option<String>>>(v.as_bytes())
+        .ok()
+        .filter(|v| v.len() <= crate::limits::CART_LINES_MAX)
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::validation(vec![super::error::FieldError {
+                field: crate::cluster::front::SOURCED_HEADER.into(),
+                message: "must be a JSON array of location ids or nulls, one per line".into(),
+            }])
+        })
+}
+
 async fn serve_create(
     state: &AppState,
     req: &Request,
@@ -223,13 +249,17 @@ async fn serve_create(
     } else {
         None
     };
+    let sourced = sourced_by_node(state, req)?;
     // (line index, sku, location or None to source it, qty)
     let mut wanted = Vec::new();
     for (i, path, o) in cart_lines(&mut e, &m, "{sku, qty, location}") {
         let sku = e.id(o, "sku", &path, true);
         let qty = e.int(o, "qty", &path, 1, QTY_MAX, true);
-        let loc = e.id(o, "location", &path, false);
         let absent = matches!(o.get("location"), None | Some(Value::Null));
+        let loc = match sourced.as_ref().and_then(|v| v.get(i).cloned().flatten()) {
+            Some(planned) if absent => Some(planned),
+            _ => e.id(o, "location", &path, false),
+        };
         if absent && !sourcing_asked {
             e.add(
                 format!("{path}.location"),

@@ -9,25 +9,32 @@ use super::input::{cart_lines, parse_object, Errors};
 use super::inventory::resolve_sku;
 use super::{AppState, Request};
 use crate::domain::catalog::{Catalog, SkuIdx};
-use crate::domain::sourcing::{Method, PickupRefused, Plan, Target};
-use crate::limits::QTY_MAX;
+use crate::domain::sourcing::{LineStock, Method, PickupRefused, Plan, Target};
+use crate::limits::{CART_LINES_MAX, QTY_MAX};
 
 /// Kilometres to the metre: enough for people, stable for tests.
 fn km(d: f64) -> f64 {
     (d * 1000.0).round() / 1000.0
 }
 
-fn lines_json(c: &Catalog, lines: &[(SkuIdx, u32)], idx: &[usize]) -> Vec<Value> {
+/// Lines of a plan; `indexed`: with `line`, the line's index in the
+/// request, for a cluster node's front (a cart with two lines of one SKU
+/// tells them apart by it); clients get the lines as api.md shows them.
+fn lines_json(c: &Catalog, lines: &[(SkuIdx, u32)], idx: &[usize], indexed: bool) -> Vec<Value> {
     idx.iter()
         .map(|&i| {
             let (sku, qty) = lines[i];
             let id = c.sku(sku).map(|s| s.0.as_str()).unwrap_or_default();
-            json!({"sku": id, "qty": qty})
+            let mut l = json!({"sku": id, "qty": qty});
+            if indexed {
+                l["line"] = json!(i);
+            }
+            l
         })
         .collect()
 }
 
-fn plan_json(c: &Catalog, lines: &[(SkuIdx, u32)], p: &Plan) -> Value {
+fn plan_json(c: &Catalog, lines: &[(SkuIdx, u32)], p: &Plan, indexed: bool) -> Value {
     let name = |l| c.location(l).map(|x| x.0.as_str()).unwrap_or_default();
     let shipments: Vec<Value> = p
         .shipments
@@ -35,7 +42,7 @@ fn plan_json(c: &Catalog, lines: &[(SkuIdx, u32)], p: &Plan) -> Value {
         .map(|s| {
             json!({
                 "location": name(s.location),
-                "lines": lines_json(c, lines, &s.lines),
+                "lines": lines_json(c, lines, &s.lines, indexed),
                 "distance_km": km(s.distance_km),
                 "transfer": s.transfer,
             })
@@ -43,7 +50,7 @@ fn plan_json(c: &Catalog, lines: &[(SkuIdx, u32)], p: &Plan) -> Value {
         .collect();
     let mut out = json!({
         "shipments": shipments,
-        "unsourced": lines_json(c, lines, &p.unsourced),
+        "unsourced": lines_json(c, lines, &p.unsourced, indexed),
         "method": match p.method {
             Method::Exact => "exact",
             Method::Heuristic => "heuristic",
@@ -55,7 +62,7 @@ fn plan_json(c: &Catalog, lines: &[(SkuIdx, u32)], p: &Plan) -> Value {
             .map(|k| {
                 json!({
                     "location": name(k.location),
-                    "lines": lines_json(c, lines, &k.lines),
+                    "lines": lines_json(c, lines, &k.lines, indexed),
                     "distance_km": km(k.distance_km),
                     "scores": {
                         "distance": k.distance_score,
@@ -172,6 +179,21 @@ pub fn pickup_refused(refused: PickupRefused) -> ApiError {
 }
 
 pub async fn plan(state: &Arc<AppState>, req: &Request) -> ApiResult {
+    plan_from(state, req, None).await
+}
+
+/// What a cluster node gathers from the shards of a cart's SKUs for its
+/// planner: per SKU (its id), its stock at every location (location id,
+/// available, rotation index). `stock` below answers a shard's part.
+pub type Gathered = Vec<(String, Vec<(String, i64, f64)>)>;
+
+/// The plan of the request's lines, from the engine's own stock or, on a
+/// cluster node, from the stock `gathered` from every shard of the cart.
+pub async fn plan_from(
+    state: &Arc<AppState>,
+    req: &Request,
+    gathered: Option<Gathered>,
+) -> ApiResult {
     req.principal.require_channel()?;
     let m = parse_object(&req.body)?;
     let mut e = Errors::default();
@@ -200,11 +222,114 @@ pub async fn plan(state: &Arc<AppState>, req: &Request) -> ApiResult {
         };
         (lines, target)
     };
-    match state.engine.plan(&lines, target, explain).await? {
+    // A cluster node's front planning a cart's lines to hold them.
+    let indexed = gathered.is_some()
+        && req
+            .headers
+            .contains_key(crate::cluster::front::PLAN_INDEXED_HEADER);
+    let planned = match gathered {
+        None => state.engine.plan(&lines, target, explain).await?,
+        Some(g) => {
+            let c = state.engine.catalog();
+            let stock = g
+                .into_iter()
+                .filter_map(|(sku, at)| {
+                    let mut v: Vec<LineStock> = at
+                        .into_iter()
+                        .filter_map(|(loc, available, rotation)| {
+                            Some(LineStock {
+                                location: c.location_idx(&loc)?,
+                                available,
+                                rotation,
+                            })
+                        })
+                        .collect();
+                    // The planner reads each list in location order.
+                    v.sort_by_key(|l| l.location);
+                    Some((c.sku_idx(&sku)?, v))
+                })
+                .collect();
+            drop(c);
+            state.engine.plan_with(&lines, stock, target, explain)
+        }
+    };
+    match planned {
         Ok(p) => Ok(json_response(
             200,
-            &plan_json(&state.engine.catalog(), &lines, &p),
+            &plan_json(&state.engine.catalog(), &lines, &p, indexed),
         )),
         Err(refused) => Err(pickup_refused(refused)),
     }
+}
+
+/// `POST /v1/sourcing/stock` (between cluster nodes, `x-holdfast-shard`):
+/// `{"skus":[...]}` → `{"stock":[{"sku","at":[[location, available,
+/// rotation], ...]}]}`, what this shard's engine holds of them for a
+/// planner on another node (`Gathered`). SKUs it does not know are left
+/// out (the planning engine names them). 404 on a single node.
+pub async fn stock(state: &Arc<AppState>, req: &Request) -> ApiResult {
+    if !state.engine.in_cluster() {
+        return Err(ApiError::new(
+            Code::NotFound,
+            "no such endpoint: /v1/sourcing/stock",
+        ));
+    }
+    req.principal.require_channel()?;
+    let m = parse_object(&req.body)?;
+    let ids: Vec<&str> = match m.get("skus").and_then(Value::as_array) {
+        Some(a) if a.len() <= CART_LINES_MAX => a.iter().filter_map(Value::as_str).collect(),
+        _ => {
+            return Err(ApiError::new(
+                Code::ValidationFailed,
+                format!("skus: an array of at most {CART_LINES_MAX} SKU ids"),
+            ))
+        }
+    };
+    let mut skus: Vec<SkuIdx> = {
+        let c = state.engine.catalog();
+        ids.iter().filter_map(|id| c.sku_idx(id)).collect()
+    };
+    skus.sort_unstable();
+    skus.dedup();
+    let stock = state.engine.plan_stock(&skus).await?;
+    let c = state.engine.catalog();
+    let out: Vec<Value> = stock
+        .iter()
+        .filter_map(|(sku, at)| {
+            let at: Vec<Value> = at
+                .iter()
+                .filter_map(|l| {
+                    let loc = c.location(l.location)?.0.as_str();
+                    Some(json!([loc, l.available, l.rotation]))
+                })
+                .collect();
+            Some(json!({"sku": c.sku(*sku)?.0.as_str(), "at": at}))
+        })
+        .collect();
+    Ok(json_response(200, &json!({ "stock": out })))
+}
+
+/// A shard's answer of `stock` read back (`Gathered`'s part).
+pub fn gathered_of(v: &Value) -> Gathered {
+    v["stock"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| {
+                    let at = s["at"]
+                        .as_array()?
+                        .iter()
+                        .filter_map(|x| {
+                            Some((
+                                x.get(0)?.as_str()?.to_string(),
+                                x.get(1)?.as_i64()?,
+                                x.get(2)?.as_f64()?,
+                            ))
+                        })
+                        .collect();
+                    Some((s["sku"].as_str()?.to_string(), at))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
