@@ -18,6 +18,22 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+/// A call that got no answer retrying could not change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallError {
+    pub why: String,
+    /// The call was not idempotent and its last attempt may have been
+    /// done (a timeout, a 5xx other than 503): sending it again could do
+    /// it twice. Never set for idempotent calls, which may be sent again.
+    pub maybe_done: bool,
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
+    }
+}
+
 /// What a caller did, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct CallStats {
@@ -150,16 +166,19 @@ impl Caller {
         &self,
         idempotent: bool,
         request: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
-    ) -> Result<Answer, String> {
+    ) -> Result<Answer, CallError> {
         if let Some(until) = self.circuit.lock().open_until {
             if Instant::now() < until {
                 self.stats.short_circuited.fetch_add(1, Ordering::Relaxed);
-                return Err(format!(
-                    "{}: not called for {} ms more (it failed {} times in a row)",
-                    self.name,
-                    until.saturating_duration_since(Instant::now()).as_millis(),
-                    self.policy.trip
-                ));
+                return Err(CallError {
+                    why: format!(
+                        "{}: not called for {} ms more (it failed {} times in a row)",
+                        self.name,
+                        until.saturating_duration_since(Instant::now()).as_millis(),
+                        self.policy.trip
+                    ),
+                    maybe_done: false,
+                });
             }
         }
         let mut backoff = self.policy.backoff;
@@ -189,12 +208,16 @@ impl Caller {
             tracing::warn!(to = self.name, attempt, error = %why, "outbound call failed");
             if attempt >= self.policy.retries || !(idempotent || nothing_done) {
                 self.failed();
-                let done = if idempotent || nothing_done {
-                    ""
-                } else {
+                let maybe_done = !(idempotent || nothing_done);
+                let done = if maybe_done {
                     " (it may have been done)"
+                } else {
+                    ""
                 };
-                return Err(format!("{}: {why}{done}", self.name));
+                return Err(CallError {
+                    why: format!("{}: {why}{done}", self.name),
+                    maybe_done,
+                });
             }
             attempt += 1;
             tokio::time::sleep(backoff).await;

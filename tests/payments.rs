@@ -408,6 +408,117 @@ fn lost_answers_at_gestpay_charge_and_settle_once() {
     );
 }
 
+/// Waits until order `id`'s payment says `refunded`.
+fn wait_refunded(c: &Client, s: &Server, id: &str, refunded: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, o) = get(c, s, &format!("/v1/orders/{id}"));
+        if o["payment"]["refunded"] == refunded {
+            return o;
+        }
+        assert!(std::time::Instant::now() < deadline, "never refunded: {o}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Returns while GestPay cannot refund: the goods are taken back all the
+/// same. GestPay down: the return is recorded owing its refund (it
+/// survives kill -9), made once GestPay is back, once. A refund whose
+/// answer is lost (GestPay takes no key: sent again, it could refund
+/// twice) is recorded unclear and never sent again by itself; the back
+/// office settles it.
+#[test]
+fn refunds_owed_at_gestpay_are_made_once() {
+    let sim = GestpaySim::start("R0VTVFBBWQ==", "GESPAY65987");
+    let cfg = format!("[payments]\nretry_every_s = 1\n{}", gestpay_config(&sim));
+    let mut s = Server::start(&cfg);
+    let c = client();
+    network(&c, &s);
+    for (id, price) in [("O-1", "12.50"), ("O-2", "7.00")] {
+        let (st, o) = gestpay_order(&c, &s, id, price);
+        expect_payment(st, &o, 201, "authorized");
+        let (st, o) = event(&c, &s, id, "shipped");
+        expect_payment(st, &o, 200, "captured");
+        let (st, o) = event(&c, &s, id, "delivered");
+        assert_eq!(st, 200, "{o}");
+    }
+    let ret = json!({"lines": [{"sku": "A", "qty": 1}], "location": "DC1"}).to_string();
+    let refunds_of = |id: &str| {
+        let shop_id = format!("{id}:authorize");
+        let st = sim.state.lock();
+        let p = st.payments_of(&shop_id)[0].clone();
+        let bank_id = st
+            .payments
+            .iter()
+            .find(|(_, x)| x.shop_id == shop_id)
+            .map(|(k, _)| k.clone())
+            .unwrap_or_default();
+        let calls = st
+            .calls
+            .iter()
+            .filter(|(op, b)| op == "refund" && b["bankTransactionID"] == bank_id.as_str())
+            .count();
+        (p.refunded, calls)
+    };
+
+    // GestPay down: taken back, the refund owed.
+    let (on_hand, _) = stock(&c, &s, "DC1", "A");
+    sim.state.lock().down = true;
+    let (st, o) = post(&c, &s, "/v1/orders/O-1/returns", Some(&ret));
+    assert_eq!(st, 200, "{o}");
+    let owed = |o: &Value| {
+        (
+            o["payment"]["refunded"].as_str().map(String::from),
+            o["payment"]["refund_pending"].as_str().map(String::from),
+            o["payment"]["refund_unclear"].as_str().map(String::from),
+        )
+    };
+    let some = |a: &str, b: &str, c: &str| (Some(a.into()), Some(b.into()), Some(c.into()));
+    assert_eq!(owed(&o), some("0.00", "12.50", "0.00"), "{o}");
+    assert_eq!(o["lines"][0]["returned"], 1, "{o}");
+    assert_eq!(stock(&c, &s, "DC1", "A").0, on_hand + 1, "restocked");
+    assert_eq!(refunds_of("O-1"), (0, 0), "nothing refunded at GestPay");
+    // Owed across kill -9.
+    s.kill_and_restart(&cfg);
+    let (_, o) = get(&c, &s, "/v1/orders/O-1");
+    assert_eq!(owed(&o), some("0.00", "12.50", "0.00"), "{o}");
+    // Back: made by itself, once.
+    sim.state.lock().down = false;
+    let o = wait_refunded(&c, &s, "O-1", "12.50");
+    assert_eq!(owed(&o), some("12.50", "0.00", "0.00"), "{o}");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(refunds_of("O-1"), (1250, 1), "refunded once");
+
+    // The refund's answer lost: done at GestPay, unclear here.
+    sim.state.lock().lose.push("refund".into());
+    let (st, o) = post(&c, &s, "/v1/orders/O-2/returns", Some(&ret));
+    assert_eq!(st, 200, "{o}");
+    assert_eq!(owed(&o), some("0.00", "0.00", "7.00"), "{o}");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(refunds_of("O-2"), (700, 1), "never sent again");
+    // The back office finds it made at GestPay and says so.
+    let key = o["payment"]["refunds_owed"][0]["key"]
+        .as_str()
+        .expect("key")
+        .to_string();
+    let settle = |made: bool| {
+        post(
+            &c,
+            &s,
+            "/v1/orders/O-2/refunds/settle",
+            Some(&json!({"key": key, "made": made}).to_string()),
+        )
+    };
+    let (st, o) = settle(true);
+    assert_eq!(st, 200, "{o}");
+    assert_eq!(owed(&o), some("7.00", "0.00", "0.00"), "{o}");
+    let (st, v) = settle(true);
+    expect_problem(st, &v, 409, "invalid_transition");
+    let (st, v) = post(&c, &s, "/v1/orders/O-2/refunds/settle", Some("{}"));
+    expect_problem(st, &v, 422, "validation_failed");
+    assert_eq!(refunds_of("O-2"), (700, 1));
+}
+
 /// A merchant key pair (Amazon Pay's are RSA 2048), its private half as
 /// the PEM holdfast reads from the environment variable `var`.
 fn merchant_key(var: &str) -> rsa::RsaPublicKey {

@@ -780,9 +780,10 @@ impl Engine {
     }
 
     /// Orders owing a capture (something left while their provider could
-    /// not be reached: `Order::capture_owed`). A pass over the orders in
-    /// memory (an order owing one is not finished, so not passivated).
-    pub fn orders_owing_capture(&self) -> Vec<Order> {
+    /// not be reached: `Order::capture_owed`) or a refund to send again
+    /// (`Payment::refunds_owed`, not unclear). A pass over the orders in
+    /// memory (an order owing one is not finished, or not passivable).
+    pub fn orders_owing(&self) -> Vec<Order> {
         self.0
             .orders
             .iter()
@@ -790,7 +791,9 @@ impl Engine {
                 shard
                     .lock()
                     .values()
-                    .filter(|o| o.capture_owed() > 0)
+                    .filter(|o| {
+                        o.capture_owed() > 0 || o.payment.refunds_owed.iter().any(|r| !r.unclear)
+                    })
                     .cloned()
                     .collect::<Vec<_>>()
             })

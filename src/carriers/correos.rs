@@ -118,7 +118,7 @@ impl Correos {
                     .body(xml.clone())
             })
             .await
-            .map_err(CarrierError::Unavailable)
+            .map_err(CarrierError::from)
     }
 }
 
@@ -184,7 +184,7 @@ impl Carrier for Correos {
                             .basic_auth(&self.cfg.user, Some(&self.cfg.password))
                     })
                     .await
-                    .map_err(CarrierError::Unavailable)?;
+                    .map_err(CarrierError::from)?;
                 match a.status {
                     200 => {
                         let v = a.json();

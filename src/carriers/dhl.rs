@@ -169,7 +169,7 @@ impl Carrier for Dhl {
                         .json(&body)
                 })
                 .await
-                .map_err(CarrierError::Unavailable)?;
+                .map_err(CarrierError::from)?;
             if a.status != 200 {
                 return Err(refused(&a));
             }
@@ -200,7 +200,7 @@ impl Carrier for Dhl {
                             .header("DHL-API-Key", &self.cfg.api_key)
                     })
                     .await
-                    .map_err(CarrierError::Unavailable)?;
+                    .map_err(CarrierError::from)?;
                 match a.status {
                     200 => {
                         let v = a.json();
@@ -228,7 +228,7 @@ impl Carrier for Dhl {
                         .header("dhl-api-key", &self.cfg.api_key)
                 })
                 .await
-                .map_err(CarrierError::Unavailable)?;
+                .map_err(CarrierError::from)?;
             let v = a.json();
             match (a.status, v["items"][0]["sstatus"]["statusCode"].as_u64()) {
                 (200, Some(200)) => Ok(()),

@@ -111,7 +111,7 @@ impl Fedex {
             .caller
             .send(true, |c| c.post(&url).form(&form))
             .await
-            .map_err(CarrierError::Unavailable)?;
+            .map_err(CarrierError::from)?;
         let v = a.json();
         let (200, Some(token)) = (a.status, v["access_token"].as_str()) else {
             return Err(refused(&a));
@@ -151,7 +151,7 @@ impl Fedex {
                         .json(body)
                 })
                 .await
-                .map_err(CarrierError::Unavailable)?;
+                .map_err(CarrierError::from)?;
             if a.status != 401 || fresh {
                 return Ok(a);
             }

@@ -102,6 +102,13 @@ pub enum CarrierError {
     Rejected(String),
 }
 
+impl From<crate::wire::CallError> for CarrierError {
+    /// Its text says when the call may have been done.
+    fn from(e: crate::wire::CallError) -> Self {
+        CarrierError::Unavailable(e.why)
+    }
+}
+
 /// Tracking numbers asked at once at most (FedEx takes 30).
 pub const TRACK_BATCH: usize = 30;
 

@@ -91,7 +91,7 @@ impl Tnt {
                 c.post(url).form(&[("xml_in", xml_in.as_str())])
             })
             .await
-            .map_err(CarrierError::Unavailable)
+            .map_err(CarrierError::from)
     }
 }
 

@@ -227,6 +227,33 @@ pub struct Payment {
     /// each once, at most `NOTICES_MAX` (added later: default).
     #[serde(default)]
     pub notices: Vec<Notice>,
+    /// Refunds owed to the shopper (added later: default).
+    #[serde(default)]
+    pub refunds_owed: Vec<OwedRefund>,
+}
+
+/// A refund the order owes: its goods came back while the provider could
+/// not be reached (made by the retry loop, `http::payments::retry`, under
+/// its `key`), or its answer was lost at a provider where sending it again
+/// could refund twice (`unclear`: never sent again by itself; what the
+/// provider did is looked up in its back office and settled,
+/// `POST /v1/orders/{id}/refunds/settle`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwedRefund {
+    pub key: String,
+    pub amount: Minor,
+    pub unclear: bool,
+}
+
+/// What became of an owed refund.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefundOutcome {
+    /// The provider refunded it.
+    Made,
+    /// Its answer was lost where sending it again could refund twice.
+    Unclear,
+    /// Found not made (its provider's back office): owed again, retried.
+    NotMade,
 }
 
 /// A provider's word about a payment (a webhook notification): its event
@@ -370,6 +397,9 @@ pub enum OrderEvent {
         location: LocationId,
         refund: Minor,
         at_ms: TimeMs,
+        /// The refund not made yet: owed (added later: default).
+        #[serde(default)]
+        owed: Option<OwedRefund>,
     },
     /// A provider's notice (added later: variants go last).
     Notified(Notice),
@@ -383,6 +413,12 @@ pub enum OrderEvent {
     /// was down then: `capture_owed`).
     Captured {
         amount: Minor,
+        at_ms: TimeMs,
+    },
+    /// What became of the owed refund under `key`.
+    RefundSettled {
+        key: String,
+        outcome: RefundOutcome,
         at_ms: TimeMs,
     },
 }
@@ -411,6 +447,7 @@ impl Order {
                 captured: 0,
                 refunded: 0,
                 notices: Vec::new(),
+                refunds_owed: Vec::new(),
             },
             returned: vec![0; n],
             cancelled: false,
@@ -476,7 +513,8 @@ impl Order {
         matches!(
             self.status(),
             PaymentDeclined | Delivered | Collected | Cancelled | Returned
-        ) && self.updated_ms + crate::limits::ORDER_PASSIVATE_IDLE_MS <= now
+        ) && self.payment.refunds_owed.is_empty()
+            && self.updated_ms + crate::limits::ORDER_PASSIVATE_IDLE_MS <= now
             && self.created_ms.div_euclid(DAY) < now.div_euclid(DAY)
     }
 
@@ -704,8 +742,9 @@ impl Order {
             }
             refund += self.lines[line].unit_price * i64::from(a);
         }
-        // Never more than was captured and not yet refunded.
-        let refund = refund.min(self.payment.captured - self.payment.refunded);
+        // Never more than was captured and not yet refunded (or owed).
+        let refund =
+            refund.min(self.payment.captured - self.payment.refunded - self.refunds_owed_total());
         Ok(OrderEvent::Returned {
             lines: asked
                 .iter()
@@ -715,6 +754,41 @@ impl Order {
                 .collect(),
             location,
             refund,
+            at_ms: now,
+            owed: None,
+        })
+    }
+
+    /// What is owed in refunds, settled or not.
+    pub fn refunds_owed_total(&self) -> Minor {
+        self.payment.refunds_owed.iter().map(|r| r.amount).sum()
+    }
+
+    /// The provider's idempotency key of the next refund of `amount`: what
+    /// was refunded or is owed before names it, so a retry of the same
+    /// return reuses it and a later return gets its own.
+    pub fn refund_key(&self, amount: Minor) -> String {
+        let before = self.payment.refunded + self.refunds_owed_total();
+        format!("{}:refund:{before}:{amount}", self.id)
+    }
+
+    /// What became of the owed refund `key`; nothing when it is not owed
+    /// (settled before) or already stands so.
+    pub fn decide_refund(
+        &self,
+        key: &str,
+        outcome: RefundOutcome,
+        now: TimeMs,
+    ) -> Option<OrderEvent> {
+        let owed = self.payment.refunds_owed.iter().find(|r| r.key == key)?;
+        let same = match outcome {
+            RefundOutcome::Made => false,
+            RefundOutcome::Unclear => owed.unclear,
+            RefundOutcome::NotMade => !owed.unclear,
+        };
+        (!same).then(|| OrderEvent::RefundSettled {
+            key: key.to_string(),
+            outcome,
             at_ms: now,
         })
     }
@@ -800,6 +874,7 @@ impl Order {
                 lines,
                 refund,
                 at_ms,
+                owed,
                 ..
             } => {
                 for (l, q) in lines {
@@ -807,7 +882,27 @@ impl Order {
                         *r += q;
                     }
                 }
-                self.payment.refunded += refund;
+                match owed {
+                    Some(w) => self.payment.refunds_owed.push(w.clone()),
+                    None => self.payment.refunded += refund,
+                }
+                self.updated_ms = *at_ms;
+            }
+            OrderEvent::RefundSettled {
+                key,
+                outcome,
+                at_ms,
+            } => {
+                let owed = &mut self.payment.refunds_owed;
+                if let Some(i) = owed.iter().position(|r| &r.key == key) {
+                    match outcome {
+                        RefundOutcome::Made => {
+                            self.payment.refunded += owed.remove(i).amount;
+                        }
+                        RefundOutcome::Unclear => owed[i].unclear = true,
+                        RefundOutcome::NotMade => owed[i].unclear = false,
+                    }
+                }
                 self.updated_ms = *at_ms;
             }
             OrderEvent::Notified(n) => {

@@ -315,6 +315,10 @@ pub async fn handle(
         (["orders", _], _) => Err(method_not_allowed("GET")),
         (["orders", id, "cancel"], &Method::POST) => orders::cancel(state, &req, id).await,
         (["orders", id, "returns"], &Method::POST) => orders::returns(state, &req, id).await,
+        (["orders", id, "refunds", "settle"], &Method::POST) => {
+            orders::settle_refund(state, &req, id).await
+        }
+        (["orders", _, "refunds", "settle"], _) => Err(method_not_allowed("POST")),
         (["orders", id, "shipments", n, "label"], &Method::GET) => {
             orders::get_label(state, &req, id, n)
         }

@@ -161,11 +161,20 @@ const OPS: &[Op] = &[
     (
         "post",
         "/v1/orders/{id}/returns",
-        "Return delivered goods to a location: restocked and refunded",
+        "Return delivered goods to a location: restocked and refunded (a refund the provider cannot make now is owed: payment.refund_pending, made once it answers; one whose answer was lost where sending it again could refund twice: payment.refund_unclear)",
         Some("ReturnInput"),
         200,
         "Order",
         &[400, 401, 403, 404, 409, 422, 503],
+    ),
+    (
+        "post",
+        "/v1/orders/{id}/refunds/settle",
+        "Settle an owed refund from what the provider's back office shows (admin): made, or not (owed again: made by the retry loop)",
+        Some("RefundSettleInput"),
+        200,
+        "Order",
+        &[400, 401, 403, 404, 409, 413, 422, 503],
     ),
     (
         "post",
@@ -359,6 +368,7 @@ fn sourcing_schemas() -> Value {
         "ScalapayCheckout": {"type": "object", "properties": {"token": {"type": "string"}, "checkout_url": {"type": "string"}, "expires": {"type": "string"}}},
         "AdyenNotification": {"type": "object", "required": ["notificationItems"], "properties": {"live": {"type": "string"},
             "notificationItems": {"type": "array", "items": {"type": "object", "properties": {"NotificationRequestItem": {"type": "object", "required": ["pspReference", "eventCode", "success", "additionalData"]}}}}}},
+        "RefundSettleInput": {"type": "object", "required": ["key", "made"], "properties": {"key": {"type": "string", "maxLength": 200}, "made": {"type": "boolean"}}},
         "ReturnInput": {"type": "object", "required": ["lines", "location"], "properties": {"location": id, "lines": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["sku", "qty"], "properties": {"sku": id, "qty": qty}}}}},
         "PlanInput": {"type": "object", "required": ["lines"], "properties": {
             "lines": {"type": "array", "minItems": 1, "maxItems": 100, "items": {"type": "object", "required": ["sku", "qty"], "properties": {"sku": id, "qty": qty}}},

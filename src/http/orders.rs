@@ -28,8 +28,8 @@ use crate::config::Role;
 use crate::domain::catalog::SkuIdx;
 use crate::domain::ids::{LocationId, ReservationId, SkuId};
 use crate::domain::order::{
-    format_minor, parse_minor, Delivery, Minor, Order, OrderEvent, OrderLine, Parcel, PayState,
-    Refused, Route, ShipStatus, Shipment,
+    format_minor, parse_minor, Delivery, Minor, Order, OrderEvent, OrderLine, OwedRefund, Parcel,
+    PayState, RefundOutcome, Refused, Route, ShipStatus, Shipment,
 };
 use crate::domain::reservation::{Line, SplitRefused, Status, Transition};
 use crate::domain::sourcing::Target;
@@ -103,6 +103,13 @@ pub fn order_json(o: &Order) -> Value {
             // Something left while the provider could not be reached: the
             // capture is made once it answers.
             "capture_pending": o.capture_owed() > 0,
+            // Refunds of returns owed: `pending` made by itself once the
+            // provider answers, `unclear` ones settled by the back office.
+            "refund_pending": format_minor(o.payment.refunds_owed.iter().filter(|r| !r.unclear).map(|r| r.amount).sum()),
+            "refund_unclear": format_minor(o.payment.refunds_owed.iter().filter(|r| r.unclear).map(|r| r.amount).sum()),
+            "refunds_owed": o.payment.refunds_owed.iter().map(|r| json!({
+                "key": r.key, "amount": format_minor(r.amount), "unclear": r.unclear,
+            })).collect::<Vec<_>>(),
             "notices": o.payment.notices.iter().map(|n| json!({
                 "event": n.event, "success": n.success, "reference": n.reference, "at": rfc3339(n.at_ms),
             })).collect::<Vec<_>>(),
@@ -119,7 +126,9 @@ fn refused(r: Refused) -> ApiError {
 
 pub(super) fn provider_error(e: PaymentError) -> ApiError {
     match e {
-        PaymentError::Unavailable(m) => ApiError::new(Code::Unavailable, m).retry_after(5),
+        PaymentError::Unavailable(m) | PaymentError::Unclear(m) => {
+            ApiError::new(Code::Unavailable, m).retry_after(5)
+        }
         PaymentError::Rejected(m) => ApiError::new(Code::InvalidTransition, m),
     }
 }
@@ -866,7 +875,10 @@ pub async fn move_shipment(
             })?;
             match p.capture(&capture_of(&o, captured)).await {
                 Ok(()) => captured_here = Some((p, captured)),
-                Err(PaymentError::Unavailable(why)) => {
+                // A capture asked again is never made twice (a key, or
+                // the provider answers "already captured"): one that may
+                // have been made is owed all the same.
+                Err(PaymentError::Unavailable(why) | PaymentError::Unclear(why)) => {
                     tracing::warn!(order = %id, error = %why, "capture deferred: the goods leave, the capture is made once the provider answers");
                     owing = true;
                 }
@@ -932,13 +944,7 @@ pub async fn move_shipment(
 /// The capture of order `o`'s payment (`amount`), under the key every
 /// attempt of it shares.
 pub(super) fn capture_of(o: &Order, amount: Minor) -> Follow {
-    Follow {
-        idempotency_key: format!("{}:capture", o.id),
-        order: o.id.clone(),
-        reference: o.payment.reference.clone(),
-        currency: CURRENCY.into(),
-        amount,
-    }
+    follow_of(o, format!("{}:capture", o.id), amount)
 }
 
 fn carrier_error(e: CarrierError) -> ApiError {
@@ -1159,29 +1165,104 @@ pub async fn returns(state: &AppState, req: &Request, id: &str) -> ApiResult {
     let decided = o
         .decide_return(&asked, location.clone(), now)
         .map_err(refused)?;
+    // The goods are back at the counter: a provider that cannot be
+    // reached does not send them away again. The return is recorded owing
+    // its refund, made later by the retry loop under the same key; one
+    // whose answer was lost where sending it again could refund twice is
+    // recorded unclear, for the back office to settle.
+    let mut owed = None;
     if let OrderEvent::Returned { refund, .. } = &decided {
         if *refund > 0 {
             let p = provider(state, &o.payment.provider).ok_or_else(|| {
                 ApiError::new(Code::Unavailable, "payment provider gone").retry_after(5)
             })?;
-            p.refund(&Follow {
-                // What was refunded before names this refund: a retry of the
-                // same return reuses the key, a later return gets its own.
-                idempotency_key: format!("{id}:refund:{}:{refund}", o.payment.refunded),
-                order: id.to_string(),
-                reference: o.payment.reference.clone(),
-                currency: CURRENCY.into(),
-                amount: *refund,
-            })
-            .await
-            .map_err(provider_error)?;
+            let key = o.refund_key(*refund);
+            match p.refund(&follow_of(&o, key.clone(), *refund)).await {
+                Ok(()) => {}
+                Err(e @ PaymentError::Rejected(_)) => return Err(provider_error(e)),
+                Err(e) => {
+                    let unclear = matches!(e, PaymentError::Unclear(_));
+                    tracing::warn!(order = %id, error = %e, unclear, "refund owed: the return is recorded, the refund made once the provider answers");
+                    owed = Some(OwedRefund {
+                        key,
+                        amount: *refund,
+                        unclear,
+                    });
+                }
+            }
         }
     }
     let (o, _) = state
         .engine
         .order_change(&id, |o| {
-            o.decide_return(&asked, location.clone(), now).map(Some)
+            let mut e = o.decide_return(&asked, location.clone(), now)?;
+            if let OrderEvent::Returned {
+                owed: w, refund, ..
+            } = &mut e
+            {
+                // What was decided again is what was sent (a return
+                // racing this one would have changed the amount).
+                *w = owed.clone().map(|x| OwedRefund {
+                    amount: *refund,
+                    ..x
+                });
+            }
+            Ok(Some(e))
         })
+        .await?
+        .ok_or_else(|| not_found(&id))?
+        .map_err(refused)?;
+    Ok(json_response(200, &order_json(&o)))
+}
+
+/// The provider's call about `o`'s payment for `amount` under `key`.
+pub(super) fn follow_of(o: &Order, key: String, amount: Minor) -> Follow {
+    Follow {
+        idempotency_key: key,
+        order: o.id.clone(),
+        reference: o.payment.reference.clone(),
+        currency: CURRENCY.into(),
+        amount,
+    }
+}
+
+/// `POST /v1/orders/{id}/refunds/settle` `{"key", "made"}` (admin): what
+/// the provider's back office shows of an owed refund whose answer was
+/// lost (`payment.refunds_owed[].unclear`): made (it counts as refunded)
+/// or not (owed again: the retry loop makes it).
+pub async fn settle_refund(state: &AppState, req: &Request, id: &str) -> ApiResult {
+    req.principal.require_admin()?;
+    let id = path_id(id, "id")?;
+    let m = parse_object(&req.body)?;
+    let mut e = Errors::default();
+    let key = e.string(&m, "key", "", 200, true);
+    let made = e.boolean(&m, "made", "");
+    if matches!(m.get("made"), None | Some(Value::Null)) {
+        e.add(
+            "made",
+            "is required: true if the provider made the refund, false if not",
+        );
+    }
+    e.into_result()?;
+    let (Some(key), Some(made)) = (key, made) else {
+        return Err(ApiError::new(Code::ValidationFailed, "key, made"));
+    };
+    let o = state.engine.order(&id)?.ok_or_else(|| not_found(&id))?;
+    if !o.payment.refunds_owed.iter().any(|r| r.key == key) {
+        return Err(ApiError::new(
+            Code::InvalidTransition,
+            format!("order {id} owes no refund {key}"),
+        ));
+    }
+    let outcome = if made {
+        RefundOutcome::Made
+    } else {
+        RefundOutcome::NotMade
+    };
+    let now = state.engine.clock().now_ms();
+    let (o, _) = state
+        .engine
+        .order_change(&id, |o| Ok(o.decide_refund(&key, outcome, now)))
         .await?
         .ok_or_else(|| not_found(&id))?
         .map_err(refused)?;

@@ -6,8 +6,9 @@
 //!   `payment.method.token`), the `checkout_url` to send the shopper to,
 //!   and when it expires. Channel and admin tokens.
 //! - `retry`: captures owed (a shipment left while its provider could not
-//!   be reached) made once the provider answers, every `[payments]
-//!   retry_every_s`, under the capture's own key (never twice).
+//!   be reached) and refunds owed (goods returned then) made once the
+//!   provider answers, every `[payments] retry_every_s`, each under its own
+//!   key (never twice).
 
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -15,10 +16,11 @@ use std::time::Duration;
 
 use super::error::{json_response, ApiError, ApiResult, Code};
 use super::input::{parse_object, Errors};
-use super::orders::{capture_of, provider, provider_error};
+use super::orders::{capture_of, follow_of, provider, provider_error};
 use super::{AppState, Request};
-use crate::domain::order::parse_minor;
+use crate::domain::order::{parse_minor, RefundOutcome};
 use crate::payments::scalapay::CheckoutRequest;
+use crate::payments::PaymentError;
 
 /// A URL's length at most.
 const URL_MAX: usize = 500;
@@ -111,39 +113,69 @@ pub async fn scalapay_checkout(state: &AppState, req: &Request) -> ApiResult {
     ))
 }
 
-/// Makes the captures owed every `every` until the task is dropped.
+/// Makes the captures and refunds owed every `every` until the task is
+/// dropped.
 pub async fn retry(state: Arc<AppState>, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
         let made = retry_once(&state).await;
         if made > 0 {
-            tracing::info!(made, "owed captures made");
+            tracing::info!(made, "owed captures and refunds made");
         }
     }
 }
 
-/// One round: the captures made.
+/// One round: the captures and refunds made. Each under the key it was
+/// first tried with, so the provider never does one twice; a refund whose
+/// answer is lost again where that could refund twice is recorded unclear
+/// and not sent again.
 pub async fn retry_once(state: &AppState) -> usize {
     let mut made = 0;
-    for o in state.engine.orders_owing_capture() {
+    for o in state.engine.orders_owing() {
         let id = o.id.clone();
-        let amount = o.capture_owed();
-        let Some(p) = provider(state, &o.payment.provider).filter(|_| amount > 0) else {
+        let Some(p) = provider(state, &o.payment.provider) else {
             continue;
         };
-        if let Err(e) = p.capture(&capture_of(&o, amount)).await {
-            tracing::warn!(order = %id, error = %e, "an owed capture failed: tried again next round");
-            continue;
+        let amount = o.capture_owed();
+        if amount > 0 {
+            if let Err(e) = p.capture(&capture_of(&o, amount)).await {
+                tracing::warn!(order = %id, error = %e, "an owed capture failed: tried again next round");
+                continue;
+            }
+            let now = state.engine.clock().now_ms();
+            match state
+                .engine
+                .order_change(&id, |o| Ok(o.decide_capture(now)))
+                .await
+            {
+                Ok(_) => made += 1,
+                Err(e) => {
+                    tracing::warn!(order = %id, error = %e, "an owed capture made but not recorded: recorded next round")
+                }
+            }
         }
-        let now = state.engine.clock().now_ms();
-        match state
-            .engine
-            .order_change(&id, |o| Ok(o.decide_capture(now)))
-            .await
-        {
-            Ok(_) => made += 1,
-            Err(e) => {
-                tracing::warn!(order = %id, error = %e, "an owed capture made but not recorded: recorded next round")
+        for r in o.payment.refunds_owed.iter().filter(|r| !r.unclear) {
+            let outcome = match p.refund(&follow_of(&o, r.key.clone(), r.amount)).await {
+                Ok(()) => RefundOutcome::Made,
+                Err(PaymentError::Unclear(e)) => {
+                    tracing::error!(order = %id, key = %r.key, error = %e, "an owed refund's answer was lost: left for the back office to settle");
+                    RefundOutcome::Unclear
+                }
+                Err(e) => {
+                    tracing::warn!(order = %id, error = %e, "an owed refund failed: tried again next round");
+                    continue;
+                }
+            };
+            let now = state.engine.clock().now_ms();
+            match state
+                .engine
+                .order_change(&id, |o| Ok(o.decide_refund(&r.key, outcome, now)))
+                .await
+            {
+                Ok(_) => made += usize::from(outcome == RefundOutcome::Made),
+                Err(e) => {
+                    tracing::warn!(order = %id, error = %e, "an owed refund settled at the provider but not recorded: asked again next round under its key")
+                }
             }
         }
     }

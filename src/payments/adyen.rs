@@ -73,7 +73,7 @@ impl Adyen {
                     .json(&body)
             })
             .await
-            .map_err(PaymentError::Unavailable)
+            .map_err(PaymentError::from)
     }
 
     /// A capture, refund or cancel of the authorization `r.reference`.

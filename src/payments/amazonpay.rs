@@ -190,7 +190,7 @@ impl AmazonPay {
                 r
             })
             .await
-            .map_err(PaymentError::Unavailable)
+            .map_err(PaymentError::from)
     }
 
     fn amount(amount: i64, currency: &str) -> Value {

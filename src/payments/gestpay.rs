@@ -90,7 +90,7 @@ impl Gestpay {
                 }
             })
             .await
-            .map_err(PaymentError::Unavailable)
+            .map_err(PaymentError::from)
     }
 
     /// The outcome of an authorization under `shop_id` made before, if

@@ -87,10 +87,25 @@ pub enum PaymentError {
     /// with the same key.
     #[error("payment provider unavailable: {0}")]
     Unavailable(String),
+    /// A call that is not idempotent at the provider (a GestPay refund)
+    /// went unanswered and may have been done: sending it again could do
+    /// it twice; what the provider did must be found out first.
+    #[error("payment provider did not say whether it was done: {0}")]
+    Unclear(String),
     /// The provider refused the request itself (an amount over what is
     /// left, a key reused with other parameters): retrying cannot help.
     #[error("payment provider refused the request: {0}")]
     Rejected(String),
+}
+
+impl From<crate::wire::CallError> for PaymentError {
+    fn from(e: crate::wire::CallError) -> Self {
+        if e.maybe_done {
+            PaymentError::Unclear(e.why)
+        } else {
+            PaymentError::Unavailable(e.why)
+        }
+    }
 }
 
 /// How an order that names no provider gets one: the first rule whose

@@ -100,7 +100,7 @@ impl Scalapay {
                 c.post(&url).bearer_auth(&self.cfg.api_key).json(body)
             })
             .await
-            .map_err(PaymentError::Unavailable)
+            .map_err(PaymentError::from)
     }
 
     /// A Scalapay order for the shopper to approve.
