@@ -36,8 +36,9 @@ pub struct FileConfig {
 pub struct CarriersSection {
     /// The carrier of a parcel no rule names.
     pub default: Option<String>,
-    /// By the destination's country: `[[carriers.rules]] country = "ES"
-    /// carrier = "fedex"`.
+    /// By the order's channel and/or the destination's country, the
+    /// first that fits: `[[carriers.rules]] channel = "app" country =
+    /// "ES" carrier = "fedex"`.
     pub rules: Vec<CarrierRule>,
     /// How often parcels in transit are tracked.
     pub track_every_s: u64,
@@ -120,7 +121,8 @@ impl Default for CarriersSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CarrierRule {
-    pub country: String,
+    pub channel: Option<String>,
+    pub country: Option<String>,
     pub carrier: String,
 }
 
@@ -317,8 +319,8 @@ pub struct Carriers {
     pub dhl: Option<crate::carriers::dhl::DhlConfig>,
     pub correos: Option<crate::carriers::correos::CorreosConfig>,
     pub tnt: Option<crate::carriers::tnt::TntConfig>,
-    pub rules: Vec<(String, String)>,
-    pub default: Option<String>,
+    /// The rules and the default of `[carriers]`.
+    pub routing: crate::payments::Routing,
     pub track_every: std::time::Duration,
 }
 
@@ -673,18 +675,24 @@ impl Config {
                 .map(|r| crate::payments::Rule {
                     channel: r.channel.clone(),
                     country: r.country.clone(),
-                    provider: r.provider.clone(),
+                    to: r.provider.clone(),
                 })
                 .collect(),
         };
         let c = &f.carriers;
         let mut carriers = Carriers {
-            rules: c
-                .rules
-                .iter()
-                .map(|r| (r.country.clone(), r.carrier.clone()))
-                .collect(),
-            default: c.default.clone(),
+            routing: crate::payments::Routing {
+                default: c.default.clone(),
+                rules: c
+                    .rules
+                    .iter()
+                    .map(|r| crate::payments::Rule {
+                        channel: r.channel.clone(),
+                        country: r.country.clone(),
+                        to: r.carrier.clone(),
+                    })
+                    .collect(),
+            },
             track_every: std::time::Duration::from_secs(c.track_every_s),
             ..Carriers::default()
         };

@@ -210,14 +210,13 @@ fn shipping(cfg: &Config) -> Result<crate::carriers::Shipping, String> {
             Arc::new(crate::carriers::tnt::Tnt::new(x.clone())?),
         ));
     }
-    let default = c
-        .default
-        .clone()
-        .or_else(|| (carriers.len() == 1).then(|| carriers[0].0.clone()));
+    let mut routing = c.routing.clone();
+    if routing.default.is_none() && carriers.len() == 1 {
+        routing.default = Some(carriers[0].0.clone());
+    }
     Ok(crate::carriers::Shipping {
         carriers,
-        rules: c.rules.clone(),
-        default,
+        routing,
         labels: cfg.data_dir.join("labels"),
         storage: Arc::new(RealStorage),
     })

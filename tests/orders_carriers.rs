@@ -1,7 +1,7 @@
 //! Shipments labelled and tracked at their carrier (a local FedEx, DHL,
 //! Correos and TNT speaking their APIs, tests/common/), through
 //! the order API of the real binary: packing labels a delivery at the
-//! carrier its country's rule names (the label printable, kept across a
+//! carrier its channel's and country's rule names (the label printable, kept across a
 //! kill -9), packing again makes no second label, tracking moves the
 //! shipment to shipped (the payment captured) and delivered; a cancelled
 //! order's label is cancelled; an order without an address is handled by
@@ -31,7 +31,9 @@ fn config(fedex: &FedexSim, dhl: &DhlSim, correos: &CorreosSim, tnt: &TntSim) ->
     std::env::set_var("HOLDFAST_T_ORDERS_DHL_USER", "user-valid");
     std::env::set_var("HOLDFAST_T_ORDERS_DHL_PASSWORD", "pw");
     format!(
-        "[carriers]\ntrack_every_s = 1\ndefault = \"fedex\"\n[[carriers.rules]]\ncountry = \"DE\"\ncarrier = \"dhl\"\n\
+        "[carriers]\ntrack_every_s = 1\ndefault = \"fedex\"\n\
+         [[carriers.rules]]\nchannel = \"app\"\ncountry = \"DE\"\ncarrier = \"tnt\"\n\
+         [[carriers.rules]]\ncountry = \"DE\"\ncarrier = \"dhl\"\n\
          [carriers.fedex]\nbase_url = \"{}\"\naccount_number = \"740561073\"\n\
          client_id_env = \"HOLDFAST_T_ORDERS_FEDEX_ID\"\nclient_secret_env = \"HOLDFAST_T_ORDERS_FEDEX_SECRET\"\n\
          [carriers.fedex.calls]\ntimeout_ms = 2000\nretries = 1\nbackoff_ms = 10\ncircuit_trip = 100\ncircuit_open_s = 1\n\
@@ -70,12 +72,17 @@ fn network(c: &Client, s: &Server) {
         c,
         s,
         "/v1/inventory/batch",
-        Some(&json!({"items": [{"location": "DC1", "sku": "A", "on_hand": 10}]}).to_string()),
+        Some(&json!({"items": [{"location": "DC1", "sku": "A", "on_hand": 20}]}).to_string()),
     );
     assert_eq!(st, 200, "{v}");
 }
 
 fn order(c: &Client, s: &Server, id: &str, to: Option<Value>) -> Value {
+    order_on(c, s, id, to, Value::Null)
+}
+
+/// `order`, placed on `channel` (web, app...).
+fn order_on(c: &Client, s: &Server, id: &str, to: Option<Value>, channel: Value) -> Value {
     let mut delivery = json!({"type": "ship", "lat": 40.42, "lon": -3.70});
     if let Some(a) = to {
         delivery["address"] = a;
@@ -84,9 +91,10 @@ fn order(c: &Client, s: &Server, id: &str, to: Option<Value>) -> Value {
         c,
         s,
         "/v1/orders",
-        Some(&json!({"id": id, "lines": [{"sku": "A", "qty": 2, "unit_price": "10.00"}], "delivery": delivery, "payment": {"provider": "sandbox"}}).to_string()),
+        Some(&json!({"id": id, "lines": [{"sku": "A", "qty": 2, "unit_price": "10.00"}], "delivery": delivery, "payment": {"provider": "sandbox"}, "channel": channel}).to_string()),
     );
     assert_eq!(st, 201, "{o}");
+    assert_eq!(o["channel"], channel, "{o}");
     o
 }
 
@@ -201,8 +209,12 @@ fn packing_labels_and_tracking_moves_the_shipment() {
     assert_eq!(st, 200, "{o}");
     assert!(sim.state.lock().parcels[&t2].cancelled);
 
-    // To Germany: DHL, by the rule; tracked there to delivered.
-    order(&c, &s, "O-5", Some(address("Jonas Weber", "Berlin", "DE")));
+    // To Germany: DHL, by the country's rule; from the app, TNT, by the
+    // rule of the app's orders to Germany before it.
+    let berlin = || Some(address("Jonas Weber", "Berlin", "DE"));
+    order_on(&c, &s, "O-5A", berlin(), json!("app"));
+    packed_at(&c, &s, "O-5A", "tnt");
+    order_on(&c, &s, "O-5", berlin(), json!("web"));
     let t5 = packed_at(&c, &s, "O-5", "dhl");
     assert_eq!(dhl.state.lock().parcels[&t5].to_country, "DEU");
     dhl.state

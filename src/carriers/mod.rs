@@ -129,13 +129,12 @@ pub trait Carrier: Send + Sync {
 }
 
 /// The carriers of a server and how one is chosen for a parcel: the first
-/// rule naming the destination's country, else the default.
+/// rule that fits the order's channel and the destination's country, else
+/// the default.
 #[derive(Clone)]
 pub struct Shipping {
     pub carriers: Vec<(String, Arc<dyn Carrier>)>,
-    /// (country, carrier)
-    pub rules: Vec<(String, String)>,
-    pub default: Option<String>,
+    pub routing: crate::payments::Routing,
     /// Where labels are kept (`{data_dir}/labels`), through the storage
     /// the journal uses.
     pub labels: PathBuf,
@@ -150,15 +149,10 @@ impl Shipping {
             .map(|(_, c)| c.clone())
     }
 
-    /// The carrier for a parcel to `country`, if any is configured for it.
-    pub fn choose(&self, country: &str) -> Option<Arc<dyn Carrier>> {
-        let name = self
-            .rules
-            .iter()
-            .find(|(c, _)| c == country)
-            .map(|(_, n)| n)
-            .or(self.default.as_ref())?;
-        self.by_name(name)
+    /// The carrier for a parcel of an order of `channel` to `country`, if
+    /// any is configured for it.
+    pub fn choose(&self, channel: Option<&str>, country: &str) -> Option<Arc<dyn Carrier>> {
+        self.by_name(self.routing.choose(channel, Some(country))?)
     }
 
     /// The file of a shipment's label.

@@ -326,6 +326,10 @@ pub struct Order {
     pub cancelled: bool,
     pub created_ms: TimeMs,
     pub updated_ms: TimeMs,
+    /// Where it was placed (web, app, callcenter...): payment and carrier
+    /// rules choose by it (added later: default).
+    #[serde(default)]
+    pub channel: Option<String>,
 }
 
 /// Why a change was refused (409 `invalid_transition`).
@@ -453,6 +457,7 @@ impl Order {
             cancelled: false,
             created_ms: now,
             updated_ms: now,
+            channel: None,
         }
     }
 

@@ -77,6 +77,7 @@ pub fn order_json(o: &Order) -> Value {
     json!({
         "id": o.id,
         "status": o.status().as_str(),
+        "channel": o.channel,
         "lines": o.lines.iter().zip(&o.returned).map(|(l, r)| json!({
             "sku": l.sku.as_str(), "qty": l.qty, "unit_price": format_minor(l.unit_price), "returned": r,
         })).collect::<Vec<_>>(),
@@ -403,14 +404,17 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
         }
     };
     let now = state.engine.clock().now_ms();
-    let order = Order::new(
-        id.clone(),
-        lines,
-        delivery,
-        shipments,
-        provider.name().to_string(),
-        now,
-    );
+    let order = Order {
+        channel: channel.clone(),
+        ..Order::new(
+            id.clone(),
+            lines,
+            delivery,
+            shipments,
+            provider.name().to_string(),
+            now,
+        )
+    };
 
     let auth = Authorize {
         // From a reservation, the key names it too: if the split loses a
@@ -995,7 +999,7 @@ async fn label(state: &AppState, o: Order, n: u32) -> Result<Order, ApiError> {
     let (Some(from), Some(to)) = (from, to) else {
         return Ok(o);
     };
-    let Some(carrier) = state.shipping.choose(&to.country) else {
+    let Some(carrier) = state.shipping.choose(o.channel.as_deref(), &to.country) else {
         return Ok(o);
     };
     let made = carrier

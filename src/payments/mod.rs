@@ -108,8 +108,9 @@ impl From<crate::wire::CallError> for PaymentError {
     }
 }
 
-/// How an order that names no provider gets one: the first rule whose
-/// channel and country (those it names) are the order's, else the default.
+/// How an order gets its payment provider when it names none, and a
+/// parcel its carrier: the first rule whose channel and country (those it
+/// names) are the order's, else the default.
 #[derive(Debug, Clone, Default)]
 pub struct Routing {
     pub default: Option<String>,
@@ -121,7 +122,8 @@ pub struct Rule {
     pub channel: Option<String>,
     /// ISO 3166-1 alpha-2 of where the goods go.
     pub country: Option<String>,
-    pub provider: String,
+    /// The provider or carrier chosen.
+    pub to: String,
 }
 
 impl Routing {
@@ -132,7 +134,7 @@ impl Routing {
         self.rules
             .iter()
             .find(|r| fits(&r.channel, channel) && fits(&r.country, country))
-            .map(|r| r.provider.as_str())
+            .map(|r| r.to.as_str())
             .or(self.default.as_deref())
     }
 }
@@ -180,7 +182,7 @@ mod tests {
         let rule = |channel: Option<&str>, country: Option<&str>, provider: &str| Rule {
             channel: channel.map(String::from),
             country: country.map(String::from),
-            provider: provider.into(),
+            to: provider.into(),
         };
         let r = Routing {
             default: Some("adyen".into()),
