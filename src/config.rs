@@ -44,6 +44,7 @@ pub struct CarriersSection {
     pub track_every_s: u64,
     pub fedex: Option<FedexSection>,
     pub dhl: Option<DhlSection>,
+    pub dhl_express: Option<DhlExpressSection>,
     pub correos: Option<CorreosSection>,
     pub tnt: Option<TntSection>,
 }
@@ -104,6 +105,21 @@ pub struct DhlSection {
     pub calls: CallsSection,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DhlExpressSection {
+    pub base_url: String,
+    pub account_number: String,
+    #[serde(default = "dhl_express_product_code")]
+    pub product_code: String,
+    #[serde(default = "dhl_express_api_key_env")]
+    pub api_key_env: String,
+    #[serde(default = "dhl_express_api_secret_env")]
+    pub api_secret_env: String,
+    #[serde(default)]
+    pub calls: CallsSection,
+}
+
 impl Default for CarriersSection {
     fn default() -> Self {
         CarriersSection {
@@ -112,6 +128,7 @@ impl Default for CarriersSection {
             track_every_s: 300,
             fedex: None,
             dhl: None,
+            dhl_express: None,
             correos: None,
             tnt: None,
         }
@@ -231,6 +248,9 @@ string_defaults! {
     dhl_api_key_env = "HOLDFAST_DHL_API_KEY",
     dhl_user_env = "HOLDFAST_DHL_USER",
     dhl_password_env = "HOLDFAST_DHL_PASSWORD",
+    dhl_express_product_code = "P",
+    dhl_express_api_key_env = "HOLDFAST_DHL_EXPRESS_API_KEY",
+    dhl_express_api_secret_env = "HOLDFAST_DHL_EXPRESS_API_SECRET",
     fedex_client_id_env = "HOLDFAST_FEDEX_CLIENT_ID",
     fedex_client_secret_env = "HOLDFAST_FEDEX_CLIENT_SECRET",
     fedex_service_type = "FEDEX_INTERNATIONAL_PRIORITY",
@@ -317,6 +337,7 @@ impl CallsSection {
 pub struct Carriers {
     pub fedex: Option<crate::carriers::fedex::FedexConfig>,
     pub dhl: Option<crate::carriers::dhl::DhlConfig>,
+    pub dhl_express: Option<crate::carriers::dhl_express::DhlExpressConfig>,
     pub correos: Option<crate::carriers::correos::CorreosConfig>,
     pub tnt: Option<crate::carriers::tnt::TntConfig>,
     /// The rules and the default of `[carriers]`.
@@ -702,6 +723,7 @@ impl Config {
         let known = |name: &str| match name {
             "fedex" => c.fedex.is_some(),
             "dhl" => c.dhl.is_some(),
+            "dhl_express" => c.dhl_express.is_some(),
             "correos" => c.correos.is_some(),
             "tnt" => c.tnt.is_some(),
             _ => false,
@@ -737,6 +759,18 @@ impl Config {
                 password: secret(at, &x.password_env)?,
                 billing_number: x.billing_number.clone(),
                 product: x.product.clone(),
+                policy: x.calls.policy(at)?,
+            });
+        }
+        if let Some(x) = &f.carriers.dhl_express {
+            let at = "carriers.dhl_express";
+            http_url(at, &x.base_url)?;
+            carriers.dhl_express = Some(crate::carriers::dhl_express::DhlExpressConfig {
+                base_url: x.base_url.clone(),
+                api_key: secret(at, &x.api_key_env)?,
+                api_secret: secret(at, &x.api_secret_env)?,
+                account_number: x.account_number.clone(),
+                product_code: x.product_code.clone(),
                 policy: x.calls.policy(at)?,
             });
         }

@@ -198,6 +198,12 @@ fn shipping(cfg: &Config) -> Result<crate::carriers::Shipping, String> {
             Arc::new(crate::carriers::dhl::Dhl::new(d.clone())?),
         ));
     }
+    if let Some(x) = &c.dhl_express {
+        carriers.push((
+            "dhl_express".into(),
+            Arc::new(crate::carriers::dhl_express::DhlExpress::new(x.clone())?),
+        ));
+    }
     if let Some(x) = &c.correos {
         carriers.push((
             "correos".into(),

@@ -1,5 +1,5 @@
 //! The carrier adapters against local carriers speaking their APIs
-//! (tests/common/fedex.rs, dhl.rs, correos.rs, tnt.rs): a label (tracking number and PDF) for
+//! (tests/common/fedex.rs, dhl.rs, dhl_express.rs, correos.rs, tnt.rs): a label (tracking number and PDF) for
 //! a parcel, tracking mapped to places, cancelling a label not picked up,
 //! refusals (bad credentials, a bad address), the carrier down; FedEx's
 //! OAuth tokens fetched once and again after a 401.
@@ -8,10 +8,12 @@ mod common;
 
 use common::correos::CorreosSim;
 use common::dhl::DhlSim;
+use common::dhl_express::DhlExpressSim;
 use common::fedex::FedexSim;
 use common::tnt::TntSim;
 use holdfast::carriers::correos::{Correos, CorreosConfig};
 use holdfast::carriers::dhl::{Dhl, DhlConfig};
+use holdfast::carriers::dhl_express::{DhlExpress, DhlExpressConfig};
 use holdfast::carriers::fedex::{Fedex, FedexConfig};
 use holdfast::carriers::tnt::{Tnt, TntConfig};
 use holdfast::carriers::{Carrier, CarrierError, Label, LabelRequest, Tracked};
@@ -388,6 +390,93 @@ fn labels_and_tracking_at_tnt() {
     });
     match rt.block_on(tnt(&sim, "nope").create_label(&parcel("O-4/1"))) {
         Err(CarrierError::Rejected(m)) => assert!(m.contains("Invalid login"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn dhl_express(sim: &DhlExpressSim, secret: &str) -> DhlExpress {
+    DhlExpress::new(DhlExpressConfig {
+        base_url: sim.base_url(),
+        api_key: "apxKey".into(),
+        api_secret: secret.into(),
+        account_number: "123456789".into(),
+        product_code: "P".into(),
+        policy: policy(),
+    })
+    .expect("adapter")
+}
+
+/// DHL Express (MyDHL API): a PDF label per parcel, tracking by its
+/// checkpoints (none yet: labelled; `PU`: on its way; `OK`: delivered; a
+/// number it does not know left out); MyDHL API voids nothing, so a
+/// cancel is refused; refusals (bad credentials, an address without a
+/// city) and DHL down.
+#[test]
+fn labels_and_tracking_at_dhl_express() {
+    let sim = DhlExpressSim::start("apxKey", "s3cret", "123456789");
+    let k = dhl_express(&sim, "s3cret");
+    let rt = runtime();
+    rt.block_on(async {
+        let a = k.create_label(&parcel("O-1/1")).await.expect("label");
+        let b = k.create_label(&parcel("O-2/1")).await.expect("label");
+        assert!(a.data.starts_with(b"%PDF"), "a PDF label: {a:?}");
+        assert_eq!(a.format, "PDF");
+        {
+            let st = sim.state.lock();
+            let s = &st.shipments[&a.tracking];
+            assert_eq!(
+                (s.reference.as_str(), s.to_country.as_str()),
+                ("O-1/1", "ES")
+            );
+        }
+        let pu = |t: &str, codes: &[&str]| {
+            sim.state
+                .lock()
+                .shipments
+                .get_mut(t)
+                .expect("shipment")
+                .events = codes.iter().map(|c| c.to_string()).collect();
+        };
+        let asked = vec![a.tracking.clone(), b.tracking.clone(), "9999999999".into()];
+        let mut got = k.track(&asked).await.expect("tracked");
+        got.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(
+            got,
+            vec![
+                (a.tracking.clone(), Tracked::Created),
+                (b.tracking.clone(), Tracked::Created)
+            ]
+        );
+        pu(&a.tracking, &["PU", "AF"]);
+        pu(&b.tracking, &["PU", "AF", "WC", "OK"]);
+        let mut got = k.track(&asked).await.expect("tracked");
+        got.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(
+            got,
+            vec![
+                (a.tracking.clone(), Tracked::InTransit),
+                (b.tracking.clone(), Tracked::Delivered)
+            ]
+        );
+        assert!(matches!(
+            k.cancel(&a.tracking).await,
+            Err(CarrierError::Rejected(_))
+        ));
+        let mut bad = parcel("O-3/1");
+        bad.to.city.clear();
+        match k.create_label(&bad).await {
+            Err(CarrierError::Rejected(m)) => assert!(m.contains("cityName"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        sim.state.lock().down = true;
+        assert!(matches!(
+            k.create_label(&parcel("O-4/1")).await,
+            Err(CarrierError::Unavailable(_))
+        ));
+        sim.state.lock().down = false;
+    });
+    match rt.block_on(dhl_express(&sim, "nope").create_label(&parcel("O-5/1"))) {
+        Err(CarrierError::Rejected(m)) => assert!(m.contains("Unauthorized"), "{m}"),
         other => panic!("{other:?}"),
     }
 }

@@ -11,6 +11,7 @@ mod common;
 
 use common::correos::CorreosSim;
 use common::dhl::DhlSim;
+use common::dhl_express::DhlExpressSim;
 use common::fedex::FedexSim;
 use common::tnt::TntSim;
 use common::{client, get, post, put_ok, Server};
@@ -18,9 +19,17 @@ use reqwest::blocking::Client;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-/// FedEx by default, DHL for Germany, Correos for Portugal, TNT for
-/// France.
-fn config(fedex: &FedexSim, dhl: &DhlSim, correos: &CorreosSim, tnt: &TntSim) -> String {
+/// FedEx by default, DHL for Germany (TNT for the app's orders there),
+/// Correos for Portugal, TNT for France, DHL Express for Switzerland.
+fn config(
+    fedex: &FedexSim,
+    dhl: &DhlSim,
+    correos: &CorreosSim,
+    tnt: &TntSim,
+    express: &DhlExpressSim,
+) -> String {
+    std::env::set_var("HOLDFAST_T_ORDERS_DHLX_KEY", "apxKey");
+    std::env::set_var("HOLDFAST_T_ORDERS_DHLX_SECRET", "s3cret");
     std::env::set_var("HOLDFAST_T_ORDERS_TNT_COMPANY", "HOLDFASTIT");
     std::env::set_var("HOLDFAST_T_ORDERS_TNT_PASSWORD", "pw");
     std::env::set_var("HOLDFAST_T_ORDERS_CORREOS_USER", "holdfast");
@@ -44,14 +53,18 @@ fn config(fedex: &FedexSim, dhl: &DhlSim, correos: &CorreosSim, tnt: &TntSim) ->
          user_env = \"HOLDFAST_T_ORDERS_CORREOS_USER\"\npassword_env = \"HOLDFAST_T_ORDERS_CORREOS_PASSWORD\"\n\
          [[carriers.rules]]\ncountry = \"FR\"\ncarrier = \"tnt\"\n\
          [carriers.tnt]\nbase_url = \"{}\"\ntracking_url = \"{}\"\naccount = \"000123456\"\n\
-         company_env = \"HOLDFAST_T_ORDERS_TNT_COMPANY\"\npassword_env = \"HOLDFAST_T_ORDERS_TNT_PASSWORD\"\n",
+         company_env = \"HOLDFAST_T_ORDERS_TNT_COMPANY\"\npassword_env = \"HOLDFAST_T_ORDERS_TNT_PASSWORD\"\n\
+         [[carriers.rules]]\ncountry = \"CH\"\ncarrier = \"dhl_express\"\n\
+         [carriers.dhl_express]\nbase_url = \"{}\"\naccount_number = \"123456789\"\n\
+         api_key_env = \"HOLDFAST_T_ORDERS_DHLX_KEY\"\napi_secret_env = \"HOLDFAST_T_ORDERS_DHLX_SECRET\"\n",
         fedex.base_url(),
         dhl.base_url(),
         dhl.tracking_url(),
         correos.base_url(),
         correos.tracking_url(),
         tnt.base_url(),
-        tnt.tracking_url()
+        tnt.tracking_url(),
+        express.base_url()
     )
 }
 
@@ -139,7 +152,8 @@ fn packing_labels_and_tracking_moves_the_shipment() {
     let dhl = DhlSim::start("dhl-key", "user-valid", "pw", "33333333330102");
     let correos = CorreosSim::start("holdfast", "s3cret", "XX1A");
     let tnt = TntSim::start("HOLDFASTIT", "pw", "000123456");
-    let cfg = config(&sim, &dhl, &correos, &tnt);
+    let express = DhlExpressSim::start("apxKey", "s3cret", "123456789");
+    let cfg = config(&sim, &dhl, &correos, &tnt, &express);
     let mut s = Server::start(&cfg);
     let c = client();
     network(&c, &s);
@@ -260,6 +274,23 @@ fn packing_labels_and_tracking_moves_the_shipment() {
         .expect("parcel")
         .status = "DEL".into();
     wait_status(&c, &s, "O-7", "delivered");
+
+    // To Switzerland: DHL Express; picked up, then delivered.
+    order(&c, &s, "O-8", Some(address("Lea Meier", "Zürich", "CH")));
+    let t8 = packed_at(&c, &s, "O-8", "dhl_express");
+    let checkpoints = |codes: &[&str]| {
+        express
+            .state
+            .lock()
+            .shipments
+            .get_mut(&t8)
+            .expect("shipment")
+            .events = codes.iter().map(|c| c.to_string()).collect();
+    };
+    checkpoints(&["PU"]);
+    wait_status(&c, &s, "O-8", "shipped");
+    checkpoints(&["PU", "AF", "WC", "OK"]);
+    wait_status(&c, &s, "O-8", "delivered");
 
     // No address: packed without a label (handled by hand).
     order(&c, &s, "O-3", None);

@@ -3,11 +3,13 @@
 //!
 //! - `fedex`: FedEx's Ship and Track APIs (OAuth client credentials).
 //! - `dhl`: DHL's Parcel DE Shipping API and its Unified tracking API.
+//! - `dhl_express`: DHL Express's MyDHL API (shipments and tracking).
 //! - `correos`: Correos' pre-registration web service (SOAP) and tracking.
 //! - `tnt`: TNT's ExpressConnect shipping and tracking (XML).
 
 pub mod correos;
 pub mod dhl;
+pub mod dhl_express;
 pub mod fedex;
 pub mod tnt;
 pub mod xml;

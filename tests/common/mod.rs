@@ -5,6 +5,7 @@ pub mod adyen;
 pub mod amazonpay;
 pub mod correos;
 pub mod dhl;
+pub mod dhl_express;
 pub mod fedex;
 pub mod gestpay;
 pub mod redis;
