@@ -4,7 +4,8 @@
 //! scalapay.rs: the shopper approves first),
 //! through the order API of the real binary: authorized when placed,
 //! captured when shipped, refunded on a return, voided on a cancel; a
-//! refusal; answers lost on the way (charged once); Adyen down (503,
+//! refusal; answers lost on the way or late past the timeout (charged
+//! once); Adyen down (503,
 //! nothing held, the circuit opens and stops calling), then back; Adyen's
 //! webhooks kept once, a forged one refused.
 
@@ -257,6 +258,25 @@ fn a_lost_answer_charges_once_and_a_provider_down_opens_the_circuit() {
     let (st, o) = order(&c, &s, "O-1", 1, "5.00");
     assert_eq!(st, 201, "{o}");
     assert_eq!(sim.state.lock().payments_of("O-1").len(), 1);
+
+    // Authorized, but answered past the adapter's 2 s timeout: asked
+    // again under its key, the first answer: one payment.
+    {
+        let mut st = sim.state.lock();
+        st.slow_answers = 1;
+        st.slow_by = Duration::from_millis(3000);
+    }
+    let (st, o) = order(&c, &s, "O-1B", 1, "5.00");
+    assert_eq!(st, 201, "{o}");
+    assert_eq!(sim.state.lock().payments_of("O-1B").len(), 1);
+    let asked = sim
+        .state
+        .lock()
+        .calls
+        .iter()
+        .filter(|(path, b)| path.ends_with("/payments") && b["reference"] == "O-1B")
+        .count();
+    assert_eq!(asked, 2, "timed out once, asked again once");
 
     // Adyen down: each order is refused with 503 and nothing held; after
     // three failed calls the circuit opens: no request reaches Adyen.

@@ -6,7 +6,8 @@
 //! a capture), answering 201 `received`; `X-API-Key` is checked, an
 //! `Idempotency-Key` seen before answers its first answer. Faults: `down`
 //! (503 before anything is done), `lose_answers` (done, then a 500: the
-//! answer lost on the way). `webhook` delivers notifications as Adyen
+//! answer lost on the way), `slow_answers` (done, answered only after
+//! `slow_by`: past the caller's timeout). `webhook` delivers notifications as Adyen
 //! does: `{"live", "notificationItems": [{"NotificationRequestItem"}]}`,
 //! each signed with the HMAC key (HMAC-SHA256 over eight fields joined by
 //! `:`, base64, in `additionalData.hmacSignature`).
@@ -34,6 +35,8 @@ pub struct State {
     pub merchant: String,
     pub down: bool,
     pub lose_answers: u32,
+    pub slow_answers: u32,
+    pub slow_by: std::time::Duration,
     /// By pspReference.
     pub payments: HashMap<String, Payment>,
     /// Idempotency-Key -> (request body, status, answer).
@@ -301,20 +304,33 @@ impl AdyenSim {
             .and(warp::header::optional::<String>("x-api-key"))
             .and(warp::header::optional::<String>("idempotency-key"))
             .and(warp::body::bytes())
-            .map(
+            .and_then(
                 move |path: warp::path::FullPath,
                       key: Option<String>,
                       idem: Option<String>,
                       body: bytes::Bytes| {
                     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    let (status, answer) = handle(
-                        &mut s.lock(),
-                        path.as_str(),
-                        key.as_deref(),
-                        idem.as_deref(),
-                        body,
-                    );
-                    super::serve::reply(status, &answer)
+                    let (status, answer, late) = {
+                        let mut st = s.lock();
+                        let (status, answer) = handle(
+                            &mut st,
+                            path.as_str(),
+                            key.as_deref(),
+                            idem.as_deref(),
+                            body,
+                        );
+                        let late = (st.slow_answers > 0).then(|| {
+                            st.slow_answers -= 1;
+                            st.slow_by
+                        });
+                        (status, answer, late)
+                    };
+                    async move {
+                        if let Some(d) = late {
+                            tokio::time::sleep(d).await;
+                        }
+                        Ok::<_, warp::Rejection>(super::serve::reply(status, &answer))
+                    }
                 },
             );
         let served = super::serve::serve(route);
