@@ -3,9 +3,10 @@
 //! the order API of the real binary: packing labels a delivery at the
 //! carrier its channel's and country's rule names (the label printable, kept across a
 //! kill -9), packing again makes no second label, tracking moves the
-//! shipment to shipped (the payment captured) and delivered; a cancelled
-//! order's label is cancelled; an order without an address is handled by
-//! hand.
+//! shipment to shipped (the payment captured) and delivered; a carrier
+//! down makes packing wait (503) until it is back, then labels once; a
+//! cancelled order's label is cancelled; an order without an address is
+//! handled by hand.
 
 mod common;
 
@@ -251,6 +252,14 @@ fn packing_labels_and_tracking_moves_the_shipment() {
         .expect("parcel")
         .status = "Admitido".into();
     wait_status(&c, &s, "O-6", "shipped");
+    correos
+        .state
+        .lock()
+        .parcels
+        .get_mut(&t6)
+        .expect("parcel")
+        .status = "Entregado".into();
+    wait_status(&c, &s, "O-6", "delivered");
 
     // To France: TNT, its label the XML TNT's style sheet renders; tracked
     // to delivered.
@@ -274,6 +283,29 @@ fn packing_labels_and_tracking_moves_the_shipment() {
         .expect("parcel")
         .status = "DEL".into();
     wait_status(&c, &s, "O-7", "delivered");
+
+    // DHL down: packing waits (503, nothing labelled, the shipment as it
+    // was); DHL back: packed, labelled once.
+    order_on(&c, &s, "O-9", berlin(), json!("web"));
+    dhl.state.lock().down = true;
+    let (st, v) = event(&c, &s, "O-9", "packed");
+    assert_eq!((st, v["code"].as_str()), (503, Some("unavailable")), "{v}");
+    let (_, o) = get(&c, &s, "/v1/orders/O-9");
+    let ship = &o["shipments"][0];
+    assert!(
+        ship["status"] != "packed" && ship["parcel"].is_null(),
+        "{o}"
+    );
+    dhl.state.lock().down = false;
+    let t9 = packed_at(&c, &s, "O-9", "dhl");
+    let labels = |reference: &str| {
+        let st = dhl.state.lock();
+        st.parcels
+            .values()
+            .filter(|p| p.reference.starts_with(reference))
+            .count()
+    };
+    assert_eq!(labels("O-9/1"), 1, "{t9}");
 
     // To Switzerland: DHL Express; picked up, then delivered.
     order(&c, &s, "O-8", Some(address("Lea Meier", "Zürich", "CH")));
