@@ -19,46 +19,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-10}
 rounds=${2:-2}
 bin=target/release
-tmp=$(mktemp -d)
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-rport=$(port)
-redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" >/dev/null 2>&1 &
-redis_pid=$!
-pids=()
-cleanup() { kill "${pids[@]}" "$redis_pid" 2>/dev/null || true; rm -rf "$tmp"; }
-trap cleanup EXIT
-sleep 0.5
-
-cluster_file() { # nodes shards
-  local f="$tmp/cluster-$1.toml"
-  printf 'cluster = "bench%s"\nshards = %s\nredis_url = "redis://127.0.0.1:%s/"\n[replication]\ndurability = "replicated"\n' \
-    "$RANDOM" "$2" "$rport" > "$f"
-  for i in $(seq 1 "$1"); do
-    printf '[[nodes]]\nid = "n%s"\nhttp = "127.0.0.1:%s"\ndata_dir = "%s/d%s-n%s"\n' \
-      "$i" "$(port)" "$tmp" "$RANDOM" "$i" >> "$f"
-  done
-  echo "$f"
-}
-
-start_cluster() { # file nodes; sets url (n1's) and pids
-  pids=()
-  for i in $(seq 1 "$2"); do
-    RUST_LOG=warn "$bin/holdfast" serve --cluster "$1" --node "n$i" >/dev/null 2>>"$tmp/nodes.log" &
-    pids+=($!)
-  done
-  url="http://$(grep -m1 '^http' "$1" | cut -d'"' -f2)"
-  for _ in $(seq 1 100); do
-    owned=0
-    for p in $(grep '^http' "$1" | cut -d'"' -f2); do
-      n=$(curl -s "http://$p/v1/cluster" | grep -o '"owned_here":true' | wc -l || true)
-      owned=$((owned + n))
-    done
-    [ "$owned" -ge "$(grep -m1 '^shards' "$1" | grep -o '[0-9]*')" ] && break
-    sleep 0.2
-  done
-}
-
-stop_cluster() { kill "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; pids=(); }
+. loadtest/cluster_env.sh
 
 feed=()
 [ -n "${FEED:-}" ] && feed=(--feed-clients "$FEED")

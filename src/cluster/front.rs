@@ -439,7 +439,8 @@ impl Front {
     }
 
     /// What the shards hold of the cart's SKUs, for a planner: each shard
-    /// asked at once (`POST /v1/sourcing/stock`, with the client's token).
+    /// asked at once, read from this node's engine of it or asked of its
+    /// owner (`POST /v1/sourcing/stock`, with the client's token).
     async fn gather(
         &self,
         r: &Incoming<'_>,
@@ -451,39 +452,44 @@ impl Front {
             .as_array()
             .map(|a| a.iter().filter_map(|l| l["sku"].as_str()).collect())
             .unwrap_or_default();
-        let path = "/v1/sourcing/stock";
-        let seg = ["v1", "sourcing", "stock"];
-        let asks: Vec<(u32, Incoming<'_>)> = shards
+        let asks: Vec<(u32, Vec<&str>)> = shards
             .iter()
             .map(|s| {
-                let mine: Vec<&str> = skus
+                let mine = skus
                     .iter()
                     .copied()
                     .filter(|sku| c.shard_of(sku) == *s)
                     .collect();
-                let body = serde_json::json!({ "skus": mine }).to_string();
-                (
-                    *s,
-                    Incoming {
-                        method: Method::POST,
-                        path,
-                        seg: &seg,
-                        query: None,
-                        headers: r.headers.clone(),
-                        body: Bytes::from(body),
-                    },
-                )
+                (*s, mine)
             })
             .collect();
-        let answers =
-            futures::future::join_all(asks.iter().map(|(s, ask)| self.answer(*s, ask))).await;
-        let mut gathered = Vec::new();
-        for (st, b) in answers {
-            if st != 200 {
-                // The shard's problem (503 while it changes hands), as is.
-                return Err(problem_response(st, &b));
+        let seg = ["v1", "sourcing", "stock"];
+        let answers = futures::future::join_all(asks.iter().map(|(s, mine)| async move {
+            // An engine here: read, not sent through HTTP and JSON (the
+            // caller authenticated the token).
+            if let Some(state) = self.node.owned(*s) {
+                return http::sourcing::stock_of(&state, mine)
+                    .await
+                    .map_err(ApiError::into_response);
             }
-            gathered.extend(http::sourcing::gathered_of(&b));
+            let ask = Incoming {
+                method: Method::POST,
+                path: "/v1/sourcing/stock",
+                seg: &seg,
+                query: None,
+                headers: r.headers.clone(),
+                body: Bytes::from(serde_json::json!({ "skus": mine }).to_string()),
+            };
+            match self.answer(*s, &ask).await {
+                (200, b) => Ok(http::sourcing::gathered_of(&b)),
+                // The shard's problem (503 while it changes hands), as is.
+                (st, b) => Err(problem_response(st, &b)),
+            }
+        }))
+        .await;
+        let mut gathered = Vec::new();
+        for part in answers {
+            gathered.extend(part?);
         }
         Ok(gathered)
     }

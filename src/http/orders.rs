@@ -1206,7 +1206,7 @@ pub async fn returns(state: &AppState, req: &Request, id: &str) -> ApiResult {
             {
                 // What was decided again is what was sent (a return
                 // racing this one would have changed the amount).
-                *w = owed.clone().map(|x| OwedRefund {
+                *w = owed.clone().filter(|_| *refund > 0).map(|x| OwedRefund {
                     amount: *refund,
                     ..x
                 });

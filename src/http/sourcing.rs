@@ -285,6 +285,21 @@ pub async fn stock(state: &Arc<AppState>, req: &Request) -> ApiResult {
             ))
         }
     };
+    let out: Vec<Value> = stock_of(state, &ids)
+        .await?
+        .into_iter()
+        .map(|(sku, at)| {
+            let at: Vec<Value> = at.iter().map(|(l, a, r)| json!([l, a, r])).collect();
+            json!({"sku": sku, "at": at})
+        })
+        .collect();
+    Ok(json_response(200, &json!({ "stock": out })))
+}
+
+/// What this shard's engine holds of the SKUs `ids` (those it knows), by
+/// id: `stock`'s answer, or the part a cluster node's front reads from an
+/// engine of its own.
+pub async fn stock_of(state: &AppState, ids: &[&str]) -> Result<Gathered, ApiError> {
     let mut skus: Vec<SkuIdx> = {
         let c = state.engine.catalog();
         ids.iter().filter_map(|id| c.sku_idx(id)).collect()
@@ -293,20 +308,19 @@ pub async fn stock(state: &Arc<AppState>, req: &Request) -> ApiResult {
     skus.dedup();
     let stock = state.engine.plan_stock(&skus).await?;
     let c = state.engine.catalog();
-    let out: Vec<Value> = stock
+    Ok(stock
         .iter()
         .filter_map(|(sku, at)| {
-            let at: Vec<Value> = at
+            let at = at
                 .iter()
                 .filter_map(|l| {
-                    let loc = c.location(l.location)?.0.as_str();
-                    Some(json!([loc, l.available, l.rotation]))
+                    let loc = c.location(l.location)?.0.as_str().to_string();
+                    Some((loc, l.available, l.rotation))
                 })
                 .collect();
-            Some(json!({"sku": c.sku(*sku)?.0.as_str(), "at": at}))
+            Some((c.sku(*sku)?.0.as_str().to_string(), at))
         })
-        .collect();
-    Ok(json_response(200, &json!({ "stock": out })))
+        .collect())
 }
 
 /// A shard's answer of `stock` read back (`Gathered`'s part).
