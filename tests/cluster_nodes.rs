@@ -1227,7 +1227,8 @@ fn every_node_feeds_its_sessions_across_a_takeover() {
 /// two shards go in one shipment from the farther store that has both,
 /// not in two from the nearest of each), and holds the plan all or
 /// nothing; an Idempotency-Key holds it once; a line no store can serve is
-/// refused whole, a bad line named by its place in the cart.
+/// refused whole, a bad line named by its place in the cart. The store
+/// board's page is served by every node.
 #[test]
 fn sourcing_across_shards_plans_as_one_node_does() {
     let redis = Redis::start();
@@ -1415,4 +1416,24 @@ fn sourcing_across_shards_plans_as_one_node_does() {
     );
     assert_eq!(st, 422, "{b}");
     assert_eq!(b["errors"][0]["field"], "lines[1].qty", "{b}");
+
+    // The store board's page through every node (its stock comes from the
+    // node's feed); a store's pickups are orders: not on a cluster node.
+    for n in 0..3 {
+        let r = c.get(cl.url(n, "/ui/stores/S1")).send().expect("board");
+        assert_eq!(r.status().as_u16(), 200);
+        assert!(r.text().expect("page").contains("\"location\":\"S1\""));
+        let (st, b) = call(
+            &c,
+            "GET",
+            &cl.url(n, "/v1/locations/S1/pickups"),
+            None,
+            None,
+        );
+        assert_eq!(
+            (st, &b["code"]),
+            (501, &Value::from("not_implemented")),
+            "{b}"
+        );
+    }
 }

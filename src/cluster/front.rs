@@ -318,15 +318,22 @@ impl Front {
         Ok(match r.seg {
             ["healthz"] | ["metrics"] | ["v1", "openapi.json"] | ["v1", "cluster"] => Target::Node,
             // Its upgrades are taken before the front (`cluster::feed`).
-            ["v1", "feed"] => {
-                return Err(ApiError::new(
-                    Code::UpgradeRequired,
-                    "the stock feed is a WebSocket: GET with Connection: Upgrade, Upgrade: websocket",
-                ))
-            }
+            ["v1", "feed"] => return Err(ApiError::new(
+                Code::UpgradeRequired,
+                "the stock feed is a WebSocket: GET with Connection: Upgrade, Upgrade: websocket",
+            )),
             ["v1", "skus", sku] if get => Target::Shard(c.shard_of(sku)),
             ["v1", "skus", ..] => Target::All,
+            ["v1", "locations", _, "pickups"] => {
+                return Err(ApiError::new(
+                    Code::NotImplemented,
+                    "the pickups of a store are orders, which run on a single node for now",
+                ))
+            }
             ["v1", "locations", ..] if get => Target::Any,
+            // The store board's page: any engine knows the location (its
+            // stock comes from this node's feed, `cluster::feed`).
+            ["ui", "stores", _] => Target::Any,
             ["v1", "locations", _] => Target::All,
             ["v1", "inventory", "batch"] => Target::Batch,
             ["v1", "inventory", _, sku, ..] | ["v1", "availability", sku] => {
@@ -361,7 +368,7 @@ impl Front {
                 return Err(ApiError::new(
                     Code::NotImplemented,
                     format!(
-                        "{} {} is not served by a cluster node yet (orders and the board run on a single node)",
+                        "{} {} is not served by a cluster node yet (orders run on a single node)",
                         r.method, r.path
                     ),
                 ))
