@@ -1321,6 +1321,35 @@ fn sourcing_across_shards_plans_as_one_node_does() {
         );
     }
 
+    // For pickup at a store: the same plan as one node's.
+    let pickup = |at: &str| {
+        serde_json::json!({"lines": [{"sku": x, "qty": 1}, {"sku": y, "qty": 1}], "pickup_location": at})
+            .to_string()
+    };
+    for at in ["S1", "S2"] {
+        let (st, one) = call(
+            &c,
+            "POST",
+            &single.url("/v1/sourcing/plan"),
+            None,
+            Some(&pickup(at)),
+        );
+        assert_eq!(st, 200, "{one}");
+        let (st, p) = call(
+            &c,
+            "POST",
+            &cl.url(1, "/v1/sourcing/plan"),
+            None,
+            Some(&pickup(at)),
+        );
+        assert_eq!(st, 200, "{p}");
+        assert_eq!(
+            (&p["shipments"], &p["unsourced"]),
+            (&one["shipments"], &one["unsourced"]),
+            "{at}: {p}"
+        );
+    }
+
     // Held as planned, all or nothing, through a node.
     let reserved = |loc: &str, sku: &str| {
         let (st, r, _) = read(&cl.url(1, &format!("/v1/inventory/{loc}/{sku}")), true);
