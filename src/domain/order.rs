@@ -370,6 +370,8 @@ pub enum Refused {
         "the payment's capture is waiting for its provider: returns are taken once it is captured"
     )]
     CapturePending,
+    #[error("no refund {0} is owed")]
+    NoRefundOwed(String),
 }
 
 /// A fact about an order, as the journal keeps it.
@@ -777,25 +779,30 @@ impl Order {
         format!("{}:refund:{before}:{amount}", self.id)
     }
 
-    /// What became of the owed refund `key`; nothing when it is not owed
-    /// (settled before) or already stands so.
+    /// What became of the owed refund `key`: refused when it is not owed
+    /// (settled before), nothing when it already stands so.
     pub fn decide_refund(
         &self,
         key: &str,
         outcome: RefundOutcome,
         now: TimeMs,
-    ) -> Option<OrderEvent> {
-        let owed = self.payment.refunds_owed.iter().find(|r| r.key == key)?;
+    ) -> Result<Option<OrderEvent>, Refused> {
+        let owed = self
+            .payment
+            .refunds_owed
+            .iter()
+            .find(|r| r.key == key)
+            .ok_or_else(|| Refused::NoRefundOwed(key.to_string()))?;
         let same = match outcome {
             RefundOutcome::Made => false,
             RefundOutcome::Unclear => owed.unclear,
             RefundOutcome::NotMade => !owed.unclear,
         };
-        (!same).then(|| OrderEvent::RefundSettled {
+        Ok((!same).then(|| OrderEvent::RefundSettled {
             key: key.to_string(),
             outcome,
             at_ms: now,
-        })
+        }))
     }
 
     /// A provider's notice, kept unless it is kept already (a webhook
@@ -1046,9 +1053,81 @@ mod tests {
         assert_eq!(o.delivery.address(), None);
         assert_eq!(o.shipments[0].parcel, None);
         assert!(o.payment.notices.is_empty());
+        assert!(o.payment.refunds_owed.is_empty());
+        assert_eq!(o.channel, None);
         assert_eq!(
             (o.shipments[0].status, o.payment.authorized),
             (ShipStatus::Packed, 100)
+        );
+        // A return journaled before refunds could be owed: made.
+        #[derive(Serialize)]
+        enum OldEvent {
+            _Placed,
+            _PaymentAuthorized,
+            _PaymentDeclined,
+            _ShipmentMoved,
+            _Cancelled,
+            Returned {
+                lines: Vec<(usize, u32)>,
+                location: LocationId,
+                refund: Minor,
+                at_ms: TimeMs,
+            },
+        }
+        let bytes = rmp_serde::to_vec(&OldEvent::Returned {
+            lines: vec![(0, 1)],
+            location: loc("S1"),
+            refund: 700,
+            at_ms: 3,
+        })
+        .expect("encode");
+        let e: OrderEvent = rmp_serde::from_slice(&bytes).expect("decode");
+        assert!(matches!(
+            e,
+            OrderEvent::Returned {
+                refund: 700,
+                owed: None,
+                ..
+            }
+        ));
+    }
+
+    /// A refund owed is not refunded until it is settled made; the next
+    /// return's key counts it; a refund settled is no longer owed.
+    #[test]
+    fn an_owed_refund_counts_once_settled() {
+        let mut o = order(false);
+        for n in [1, 2] {
+            for to in [ShipStatus::Shipped, ShipStatus::Delivered] {
+                let e = o.decide_move(n, to, 2).expect("move").expect("event");
+                o.apply(&e);
+            }
+        }
+        assert_eq!(o.status(), OrderStatus::Delivered);
+        assert!(o.is_passivable(i64::MAX / 2));
+        let key = o.refund_key(1000);
+        let mut e = o.decide_return(&[(0, 1)], loc("S1"), 3).expect("return");
+        if let OrderEvent::Returned { owed, refund, .. } = &mut e {
+            *owed = Some(OwedRefund {
+                key: key.clone(),
+                amount: *refund,
+                unclear: true,
+            });
+        }
+        o.apply(&e);
+        assert_eq!((o.payment.refunded, o.refunds_owed_total()), (0, 1000));
+        assert_ne!(o.refund_key(1000), key, "the next return's own key");
+        assert!(!o.is_passivable(i64::MAX / 2), "kept in memory while owed");
+        assert_eq!(o.decide_refund(&key, RefundOutcome::Unclear, 4), Ok(None));
+        let made = o
+            .decide_refund(&key, RefundOutcome::Made, 5)
+            .expect("owed")
+            .expect("event");
+        o.apply(&made);
+        assert_eq!((o.payment.refunded, o.refunds_owed_total()), (1000, 0));
+        assert_eq!(
+            o.decide_refund(&key, RefundOutcome::Made, 6),
+            Err(Refused::NoRefundOwed(key))
         );
     }
 

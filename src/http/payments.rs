@@ -169,10 +169,12 @@ pub async fn retry_once(state: &AppState) -> usize {
             let now = state.engine.clock().now_ms();
             match state
                 .engine
-                .order_change(&id, |o| Ok(o.decide_refund(&r.key, outcome, now)))
+                .order_change(&id, |o| o.decide_refund(&r.key, outcome, now))
                 .await
             {
-                Ok(_) => made += usize::from(outcome == RefundOutcome::Made),
+                Ok(Some(Ok(_))) => made += usize::from(outcome == RefundOutcome::Made),
+                // Settled meanwhile (the back office), or the order gone.
+                Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(order = %id, error = %e, "an owed refund settled at the provider but not recorded: asked again next round under its key")
                 }
