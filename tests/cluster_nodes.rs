@@ -290,8 +290,9 @@ struct Tally {
 
 /// A node forwarding a write whose owner goes away before answering
 /// never answers 503 (nothing done) for it: a keyed write is sent again
-/// under its key to the shard's next owner and held once; a keyless one is
-/// answered 504 `outcome_unknown`.
+/// under its key to the shard's next owner and held once, a PUT of a
+/// count sent again as it is; a keyless hold is answered 504
+/// `outcome_unknown`.
 #[test]
 fn a_forwarded_write_whose_answer_is_lost_is_settled() {
     let redis = Redis::start();
@@ -317,6 +318,10 @@ fn a_forwarded_write_whose_answer_is_lost_is_settled() {
         let url = url.clone();
         std::thread::spawn(move || reserve(&url, "A0", 3))
     };
+    let count = {
+        let url = cl.url(via, "/v1/inventory/S000/A0");
+        std::thread::spawn(move || call(&client(), "PUT", &url, None, Some(r#"{"on_hand": 777}"#)))
+    };
     std::thread::sleep(Duration::from_millis(500));
     // Killed with both unanswered: their connections are reset.
     dead.child.kill().expect("kill -9");
@@ -330,6 +335,9 @@ fn a_forwarded_write_whose_answer_is_lost_is_settled() {
         (504, &Value::from("outcome_unknown")),
         "{b}"
     );
+    // A count is the value itself: sent again as it was.
+    let (st, b) = count.join().expect("count");
+    assert_eq!((st, b["on_hand"].as_i64()), (200, Some(777)), "{b}");
     // The client sends the keyed one again: the same hold answers.
     let (st, again) = reserve_keyed(&url, "A0", 2, Some("lost-1")).expect("again");
     assert_eq!((st, &again["id"]), (201, &first["id"]), "{again}");

@@ -806,11 +806,15 @@ impl Front {
     /// `Idempotency-Key` the write is sent again under it to whoever owns
     /// the shard within the takeover's time (the key is journaled with the
     /// hold and comes back on the new owner with it, so the first answer
-    /// comes back, or the write is applied once now); without one the
-    /// answer is 504 `outcome_unknown`, as a connection reset would be.
+    /// comes back, or the write is applied once now). A PUT (a stock
+    /// count, a catalog entry: the value itself) is sent again as it is:
+    /// applied twice, it is what it was once. Otherwise the answer is 504
+    /// `outcome_unknown`, as a connection reset would be.
     async fn to_shard(&self, shard: u32, r: &Incoming<'_>) -> ApiResult {
         let write = !matches!(r.method, Method::GET | Method::HEAD);
-        let resend = write && r.headers.contains_key(http::reservations::IDEMPOTENCY_KEY);
+        let resend = write
+            && (r.method == Method::PUT
+                || r.headers.contains_key(http::reservations::IDEMPOTENCY_KEY));
         let lease = self.node.config.lease;
         // Set when an answer is lost: the takeover's time from then.
         let mut lost: Option<std::time::Instant> = None;
