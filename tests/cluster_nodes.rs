@@ -1474,3 +1474,101 @@ fn sourcing_across_shards_plans_as_one_node_does() {
         );
     }
 }
+
+/// A node that owns no shard (it joined after the others took them all)
+/// has a cart across shards planned by a node that owns some, and holds
+/// it as any node does.
+#[test]
+fn a_node_owning_no_shard_plans_through_one_that_does() {
+    let redis = Redis::start();
+    let mut cl = Cluster::new(&redis, "");
+    for i in 0..2 {
+        cl.nodes[i] = Some(cl.launch(i));
+    }
+    cl.wait_served();
+    cl.nodes[2] = Some(cl.launch(2));
+    let c = client();
+    let x = "A0".to_string();
+    let y = (1..SKUS)
+        .map(|i| format!("A{i}"))
+        .find(|s| cl.config.shard_of(s) != cl.config.shard_of(&x))
+        .expect("a SKU of another shard");
+    for sku in [&x, &y] {
+        let (st, b) = call(
+            &c,
+            "PUT",
+            &cl.url(0, &format!("/v1/skus/{sku}")),
+            None,
+            Some(r#"{"name":"x"}"#),
+        );
+        assert_eq!(st, 200, "{b}");
+    }
+    let store = serde_json::json!({"name": "S1", "kind": "store", "lat": 45.01, "lon": 9.0, "priority": 10, "ship": true, "pickup": true, "active": true});
+    let (st, b) = call(
+        &c,
+        "PUT",
+        &cl.url(0, "/v1/locations/S1"),
+        None,
+        Some(&store.to_string()),
+    );
+    assert_eq!(st, 200, "{b}");
+    let items = serde_json::json!({"items": [
+        {"location": "S1", "sku": x, "on_hand": 5},
+        {"location": "S1", "sku": y, "on_hand": 5},
+    ]});
+    let (st, b) = call(
+        &c,
+        "POST",
+        &cl.url(1, "/v1/inventory/batch"),
+        None,
+        Some(&items.to_string()),
+    );
+    assert_eq!(st, 200, "{b}");
+    // Node 2 owns nothing.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while call(&c, "GET", &cl.url(2, "/v1/cluster"), None, None).0 != 200 {
+        assert!(Instant::now() < deadline, "node 2 never answered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        cl.view(2).iter().all(|(_, _, here)| !here),
+        "{:?}",
+        cl.view(2)
+    );
+    let cart = serde_json::json!({
+        "lines": [{"sku": x, "qty": 1}, {"sku": y, "qty": 1}],
+        "destination": {"lat": 45.0, "lon": 9.0},
+    })
+    .to_string();
+    let (st, owner) = call(
+        &c,
+        "POST",
+        &cl.url(0, "/v1/sourcing/plan"),
+        None,
+        Some(&cart),
+    );
+    assert_eq!(st, 200, "{owner}");
+    assert_eq!(owner["shipments"][0]["location"], "S1", "{owner}");
+    let (st, p) = call(
+        &c,
+        "POST",
+        &cl.url(2, "/v1/sourcing/plan"),
+        None,
+        Some(&cart),
+    );
+    assert_eq!((st, &p["shipments"]), (200, &owner["shipments"]), "{p}");
+    let (st, held) = call(
+        &c,
+        "POST",
+        &cl.url(2, "/v1/reservations"),
+        None,
+        Some(&cart),
+    );
+    assert_eq!(st, 201, "{held}");
+    assert!(
+        held["lines"]
+            .as_array()
+            .is_some_and(|l| l.len() == 2 && l.iter().all(|l| l["location"] == "S1")),
+        "{held}"
+    );
+}
