@@ -1245,47 +1245,15 @@ fn sourcing_across_shards_plans_as_one_node_does() {
     let single = Server::start("");
     let c = client();
     // Two SKUs of two shards.
-    let x = "A0".to_string();
-    let y = (1..SKUS)
-        .map(|i| format!("A{i}"))
-        .find(|s| cl.config.shard_of(s) != cl.config.shard_of(&x))
-        .expect("a SKU of another shard");
+    let (x, y) = skus_of_two_shards(&cl);
+    // S1 is 1 km from the shopper, S2 22 km.
     let setup = |url: &dyn Fn(&str) -> String| {
-        for sku in [&x, &y] {
-            let (st, b) = call(
-                &c,
-                "PUT",
-                &url(&format!("/v1/skus/{sku}")),
-                None,
-                Some(r#"{"name":"x"}"#),
-            );
-            assert_eq!(st, 200, "{b}");
-        }
-        // S1 is 1 km from the shopper, S2 22 km.
-        for (id, lat) in [("S1", 45.01), ("S2", 45.2)] {
-            let body = serde_json::json!({"name": id, "kind": "store", "lat": lat, "lon": 9.0, "priority": 10, "ship": true, "pickup": true, "active": true});
-            let (st, b) = call(
-                &c,
-                "PUT",
-                &url(&format!("/v1/locations/{id}")),
-                None,
-                Some(&body.to_string()),
-            );
-            assert_eq!(st, 200, "{b}");
-        }
-        let items = serde_json::json!({"items": [
-            {"location": "S1", "sku": x, "on_hand": 5},
-            {"location": "S2", "sku": x, "on_hand": 5},
-            {"location": "S2", "sku": y, "on_hand": 5},
-        ]});
-        let (st, b) = call(
-            &c,
-            "POST",
-            &url("/v1/inventory/batch"),
-            None,
-            Some(&items.to_string()),
-        );
-        assert_eq!((st, b["applied"].as_u64()), (200, Some(3)), "{b}");
+        stores_network(
+            url,
+            &[&x, &y],
+            &[("S1", 45.01), ("S2", 45.2)],
+            &[("S1", &x, 5), ("S2", &x, 5), ("S2", &y, 5)],
+        )
     };
     setup(&|p| cl.url(0, p));
     setup(&|p| single.url(p));
@@ -1488,42 +1456,13 @@ fn a_node_owning_no_shard_plans_through_one_that_does() {
     cl.wait_served();
     cl.nodes[2] = Some(cl.launch(2));
     let c = client();
-    let x = "A0".to_string();
-    let y = (1..SKUS)
-        .map(|i| format!("A{i}"))
-        .find(|s| cl.config.shard_of(s) != cl.config.shard_of(&x))
-        .expect("a SKU of another shard");
-    for sku in [&x, &y] {
-        let (st, b) = call(
-            &c,
-            "PUT",
-            &cl.url(0, &format!("/v1/skus/{sku}")),
-            None,
-            Some(r#"{"name":"x"}"#),
-        );
-        assert_eq!(st, 200, "{b}");
-    }
-    let store = serde_json::json!({"name": "S1", "kind": "store", "lat": 45.01, "lon": 9.0, "priority": 10, "ship": true, "pickup": true, "active": true});
-    let (st, b) = call(
-        &c,
-        "PUT",
-        &cl.url(0, "/v1/locations/S1"),
-        None,
-        Some(&store.to_string()),
+    let (x, y) = skus_of_two_shards(&cl);
+    stores_network(
+        &|p| cl.url(0, p),
+        &[&x, &y],
+        &[("S1", 45.01)],
+        &[("S1", &x, 5), ("S1", &y, 5)],
     );
-    assert_eq!(st, 200, "{b}");
-    let items = serde_json::json!({"items": [
-        {"location": "S1", "sku": x, "on_hand": 5},
-        {"location": "S1", "sku": y, "on_hand": 5},
-    ]});
-    let (st, b) = call(
-        &c,
-        "POST",
-        &cl.url(1, "/v1/inventory/batch"),
-        None,
-        Some(&items.to_string()),
-    );
-    assert_eq!(st, 200, "{b}");
     // Node 2 owns nothing.
     let deadline = Instant::now() + Duration::from_secs(10);
     while call(&c, "GET", &cl.url(2, "/v1/cluster"), None, None).0 != 200 {
@@ -1570,5 +1509,58 @@ fn a_node_owning_no_shard_plans_through_one_that_does() {
             .as_array()
             .is_some_and(|l| l.len() == 2 && l.iter().all(|l| l["location"] == "S1")),
         "{held}"
+    );
+}
+
+/// Two SKUs of two shards: `A0` and the first of another shard.
+fn skus_of_two_shards(cl: &Cluster) -> (String, String) {
+    let x = "A0".to_string();
+    let y = (1..SKUS)
+        .map(|i| format!("A{i}"))
+        .find(|s| cl.config.shard_of(s) != cl.config.shard_of(&x))
+        .expect("a SKU of another shard");
+    (x, y)
+}
+
+/// Through `url`: the SKUs `skus`, stores (id, latitude; longitude 9)
+/// that ship and take pickups, and the counts (store, SKU, on_hand).
+fn stores_network(
+    url: &dyn Fn(&str) -> String,
+    skus: &[&String],
+    stores: &[(&str, f64)],
+    counts: &[(&str, &String, i64)],
+) {
+    let c = client();
+    for sku in skus {
+        let (st, b) = call(
+            &c,
+            "PUT",
+            &url(&format!("/v1/skus/{sku}")),
+            None,
+            Some(r#"{"name":"x"}"#),
+        );
+        assert_eq!(st, 200, "{b}");
+    }
+    for (id, lat) in stores {
+        let body = serde_json::json!({"name": id, "kind": "store", "lat": lat, "lon": 9.0, "priority": 10, "ship": true, "pickup": true, "active": true});
+        let (st, b) = call(
+            &c,
+            "PUT",
+            &url(&format!("/v1/locations/{id}")),
+            None,
+            Some(&body.to_string()),
+        );
+        assert_eq!(st, 200, "{b}");
+    }
+    let items: Vec<Value> = counts
+        .iter()
+        .map(|(l, sku, n)| serde_json::json!({"location": l, "sku": sku, "on_hand": n}))
+        .collect();
+    let body = serde_json::json!({ "items": items }).to_string();
+    let (st, b) = call(&c, "POST", &url("/v1/inventory/batch"), None, Some(&body));
+    assert_eq!(
+        (st, b["applied"].as_u64()),
+        (200, Some(counts.len() as u64)),
+        "{b}"
     );
 }
