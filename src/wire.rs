@@ -34,6 +34,20 @@ impl std::fmt::Display for CallError {
     }
 }
 
+/// An error with the causes under it (reqwest's own text is "error
+/// sending request": the refused connection, the TLS alert, the timeout
+/// are below).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 /// What a caller did, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct CallStats {
@@ -200,10 +214,10 @@ impl Caller {
                             ),
                             status == 429 || status == 503,
                         ),
-                        Err(e) => (e.to_string(), false),
+                        Err(e) => (with_causes(&e), false),
                     }
                 }
-                Err(e) => (e.to_string(), e.is_connect()),
+                Err(e) => (with_causes(&e), e.is_connect()),
             };
             tracing::warn!(to = self.name, attempt, error = %why, "outbound call failed");
             if attempt >= self.policy.retries || !(idempotent || nothing_done) {

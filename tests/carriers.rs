@@ -480,3 +480,27 @@ fn labels_and_tracking_at_dhl_express() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The carriers' and providers' endpoints are HTTPS: the adapters speak
+/// TLS (a client built without it refuses every https URL before sending
+/// anything). Against a plain-HTTP port the TLS handshake is tried and
+/// fails, reported as the carrier being unreachable, nothing sent.
+#[test]
+fn https_endpoints_are_spoken_to_over_tls() {
+    let sim = DhlExpressSim::start("apxKey", "s3cret", "123456789");
+    let k = DhlExpress::new(DhlExpressConfig {
+        base_url: format!("https://127.0.0.1:{}/mydhlapi/test", sim.port),
+        api_key: "apxKey".into(),
+        api_secret: "s3cret".into(),
+        account_number: "123456789".into(),
+        product_code: "P".into(),
+        policy: policy(),
+    })
+    .expect("adapter");
+    match runtime().block_on(k.create_label(&parcel("O-1/1"))) {
+        // rustls read the plain-HTTP answer as a TLS record.
+        Err(CarrierError::Unavailable(m)) => assert!(m.contains("InvalidContentType"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(sim.state.lock().shipments.is_empty());
+}
