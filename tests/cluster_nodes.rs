@@ -1564,3 +1564,71 @@ fn stores_network(
         "{b}"
     );
 }
+
+/// A keyed cart across shards refused and undone stays refused under its
+/// key: asked again after the shard that refused it forgot its refusal
+/// (kept in memory only: its owner killed) and got stock, the part that
+/// answers its first hold from its key is found released, the part held
+/// now is released, and nothing is held.
+#[test]
+fn a_keyed_cart_undone_is_not_held_again_in_part() {
+    let redis = Redis::start();
+    let mut cl = Cluster::start(&redis, "");
+    cl.wait_served();
+    let (x, y) = skus_of_two_shards(&cl);
+    cl.seed(&|i| if i == 0 { 0 } else { ON_HAND });
+    let c = client();
+    let cart = serde_json::json!({"lines": [
+        {"sku": x, "qty": 1, "location": "S000"},
+        {"sku": y, "qty": 1, "location": "S000"},
+    ]})
+    .to_string();
+    let keyed = |url: String| {
+        let r = c
+            .post(url)
+            .header("content-type", "application/json")
+            .header("idempotency-key", "undone-1")
+            .body(cart.clone())
+            .send()
+            .expect("cart");
+        (
+            r.status().as_u16(),
+            r.json::<Value>().unwrap_or(Value::Null),
+        )
+    };
+    let (st, b) = keyed(cl.url(0, "/v1/reservations"));
+    assert_eq!(
+        (st, &b["code"]),
+        (409, &Value::from("insufficient_stock")),
+        "{b}"
+    );
+
+    // The owner of x's shard dies: its refusal is forgotten; x gets stock.
+    let shard = cl.config.shard_of(&x);
+    let victim = cl.owner_of(shard);
+    let mut dead = cl.nodes[victim].take().expect("running");
+    dead.child.kill().expect("kill -9");
+    let _ = dead.child.wait();
+    std::mem::forget(dead);
+    cl.wait_served();
+    let live = (0..3).find(|i| *i != victim).expect("a live node");
+    let (st, b) = call(
+        &c,
+        "PUT",
+        &cl.url(live, &format!("/v1/inventory/S000/{x}")),
+        None,
+        Some(r#"{"on_hand": 5}"#),
+    );
+    assert_eq!(st, 200, "{b}");
+
+    let (st, b) = keyed(cl.url(live, "/v1/reservations"));
+    assert_eq!(
+        (st, &b["code"]),
+        (409, &Value::from("insufficient_stock")),
+        "{b}"
+    );
+    for sku in [&x, &y] {
+        let (st, r, _) = read(&cl.url(live, &format!("/v1/inventory/S000/{sku}")), true);
+        assert_eq!((st, r["reserved"].as_i64()), (200, Some(0)), "{sku}: {r}");
+    }
+}

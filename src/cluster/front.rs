@@ -69,6 +69,10 @@ pub const CART_ID_HEADER: &str = "x-holdfast-reservation-id";
 /// (`hold_sourced`): a JSON array beside the part's lines.
 pub const SOURCED_HEADER: &str = "x-holdfast-sourced";
 
+/// On a hold answered from its Idempotency-Key (the first answer again),
+/// not made now.
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+
 /// `{shard}-{shard}[-...].c{hex}`: a cart across shards.
 pub fn is_cart_id(id: &str) -> bool {
     cart_shards(id).is_some_and(|s| s.len() >= 2)
@@ -689,10 +693,38 @@ impl Front {
                 },
             ));
         }
-        let answers =
-            futures::future::join_all(parts.iter().map(|(s, _, part)| self.answer(*s, part))).await;
+        let replies = futures::future::join_all(
+            parts
+                .iter()
+                .map(|(s, _, part)| async move { replied(self.to_shard(*s, part).await).await }),
+        )
+        .await;
+        let replayed: Vec<bool> = replies.iter().map(|(_, _, x)| *x).collect();
+        let answers: Vec<(u16, serde_json::Value)> =
+            replies.into_iter().map(|(st, b, _)| (st, b)).collect();
         let held: Vec<usize> = (0..parts.len()).filter(|i| answers[*i].0 == 201).collect();
         let whole = held.len() == parts.len();
+        if whole && replayed.contains(&true) && replayed.contains(&false) {
+            // A key some parts answer from (their first answer) and others
+            // held now: the parts that forgot theirs (a refusal is kept in
+            // memory only) may have refused, and the cart was undone then.
+            // A part answered from its key but no longer held says so.
+            let undone = self.undone_parts(&id, &r.headers, &parts, &replayed).await;
+            if undone {
+                let fresh: Vec<u32> = (0..parts.len())
+                    .filter(|i| !replayed[*i])
+                    .map(|i| parts[i].0)
+                    .collect();
+                self.release_parts(&id, &r.headers, &fresh).await;
+                return Err(ApiError::new(
+                    Code::InsufficientStock,
+                    format!(
+                        "cart {id} was refused and undone under this Idempotency-Key before: nothing is held"
+                    ),
+                )
+                .with("lines", serde_json::json!([])));
+            }
+        }
         if whole
             || (partial && !held.is_empty() && answers.iter().all(|a| matches!(a.0, 201 | 409)))
         {
@@ -737,6 +769,34 @@ impl Front {
         let (st, mut body) = answers[i].clone();
         renumber_lines(&mut body, &parts[i].1);
         Ok(problem_response(st, &body))
+    }
+
+    /// Whether a part of cart `id` answered from its key (`replayed`) is
+    /// no longer held (released or expired): the cart was undone.
+    async fn undone_parts(
+        &self,
+        id: &str,
+        headers: &HeaderMap,
+        parts: &[(u32, Vec<usize>, Incoming<'_>)],
+        replayed: &[bool],
+    ) -> bool {
+        let path = format!("/v1/reservations/{id}");
+        let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let read = Incoming {
+            method: Method::GET,
+            path: &path,
+            seg: &seg,
+            query: None,
+            headers: headers.clone(),
+            body: Bytes::new(),
+        };
+        for ((s, _, _), _) in parts.iter().zip(replayed).filter(|(_, r)| **r) {
+            let (st, b) = self.answer(*s, &read).await;
+            if st == 200 && matches!(b["status"].as_str(), Some("released" | "expired")) {
+                return true;
+            }
+        }
+        false
     }
 
     /// A read or transition of a cart across shards: each part, in shard
@@ -887,7 +947,10 @@ impl Front {
         };
         let mut resp = Response::builder().status(answer.status().as_u16());
         for (k, v) in answer.headers() {
-            if matches!(k.as_str(), "content-type" | "retry-after" | "location") {
+            if matches!(
+                k.as_str(),
+                "content-type" | "retry-after" | "location" | REPLAYED_HEADER
+            ) {
                 resp = resp.header(k.as_str(), v.as_bytes());
             }
         }
@@ -1086,14 +1149,22 @@ fn moving(shard: u32) -> ApiError {
 
 /// An answer's status and JSON body (a problem's too).
 async fn body_of(answer: ApiResult) -> (u16, serde_json::Value) {
+    let (st, b, _) = replied(answer).await;
+    (st, b)
+}
+
+/// `body_of`, and whether it was answered from an Idempotency-Key.
+async fn replied(answer: ApiResult) -> (u16, serde_json::Value, bool) {
     let resp = answer.unwrap_or_else(ApiError::into_response);
     let st = resp.status().as_u16();
+    let replayed = resp.headers().contains_key(REPLAYED_HEADER);
     let bytes = warp::hyper::body::to_bytes(resp.into_body())
         .await
         .unwrap_or_default();
     (
         st,
         serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        replayed,
     )
 }
 

@@ -110,7 +110,14 @@ fn replay(a: &Answer, body_hash: u64) -> ApiResult {
         );
         return Ok(resp);
     }
-    Ok(json_response(a.status, &v))
+    let mut resp = json_response(a.status, &v);
+    // Said, so that a cluster node holding a cart across shards can tell
+    // a part held now from one answered from its key (`Front::hold_cart`).
+    resp.headers_mut().insert(
+        crate::cluster::front::REPLAYED_HEADER,
+        warp::http::HeaderValue::from_static("true"),
+    );
+    Ok(resp)
 }
 
 pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
