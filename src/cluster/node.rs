@@ -702,12 +702,35 @@ impl Manager {
     /// mirror: its journal stopped); it is opened again next round.
     fn close(&mut self, shard: u32) {
         let i = shard as usize;
+        let closing = std::mem::replace(&mut self.copies[i], Copy::Closed);
         let mut v = self.node.views[i].write();
         (v.owned, v.caught_up, v.feed) = (None, None, None);
         v.moved();
+        if let Copy::Owning { engine, .. } = &closing {
+            // Until it opens again as a mirror, the copy is what its
+            // engine kept, and reported so: a shorter copy elsewhere must
+            // not take the shard from this one (an owner given up when
+            // Redis came back empty holds the outage's writes; reported
+            // as the copy it followed before it owned, its writes were
+            // lost under a shorter copy: found by the `redis_down =
+            // "local"` test under load).
+            v.applied = self.owned_report(engine, self.behind_since[i]);
+        }
         drop(v);
-        if let Copy::Owning { engine, .. } = std::mem::replace(&mut self.copies[i], Copy::Closed) {
+        if let Copy::Owning { engine, .. } = closing {
             engine.shutdown();
+        }
+    }
+
+    /// How far an owned copy is reported to go (`report_copies`).
+    fn owned_report(&self, engine: &Engine, behind: Option<Instant>) -> u64 {
+        let local = self.node.config.replication.durability == ClusterDurability::Local;
+        let stats = &engine.journal().stats;
+        let long_behind = behind.is_some_and(|t| t.elapsed() >= BEHIND_REPORTED);
+        if local && long_behind {
+            stats.last_seq.load(Ordering::Acquire)
+        } else {
+            stats.shipped_seq.load(Ordering::Acquire)
         }
     }
 
@@ -720,22 +743,13 @@ impl Manager {
     /// holds past the stream was acknowledged) is reported whole: this
     /// copy must be the one that takes the shard back.
     fn report_copies(&mut self) -> Result<(), MirrorError> {
-        let local = self.node.config.replication.durability == ClusterDurability::Local;
         let seqs: Vec<u64> = self
             .copies
             .iter()
             .zip(&self.node.views)
             .zip(&self.behind_since)
             .map(|((c, v), behind)| match c {
-                Copy::Owning { engine, .. } => {
-                    let stats = &engine.journal().stats;
-                    let long_behind = behind.is_some_and(|t| t.elapsed() >= BEHIND_REPORTED);
-                    if local && long_behind {
-                        stats.last_seq.load(Ordering::Acquire)
-                    } else {
-                        stats.shipped_seq.load(Ordering::Acquire)
-                    }
-                }
+                Copy::Owning { engine, .. } => self.owned_report(engine, *behind),
                 _ => v.read().applied,
             })
             .collect();
