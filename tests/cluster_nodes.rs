@@ -284,6 +284,9 @@ struct Tally {
     /// Keyed requests a node answered 504: it lost the owner's answer and
     /// could not settle it by sending the request again under its key.
     keyed_unsettled: usize,
+    /// Per SKU: the details of its 503s (nothing held), for a failure's
+    /// message.
+    refused: HashMap<String, Vec<String>>,
     /// (sku, sent, answered) of every 201.
     times: Vec<(String, Instant, Instant)>,
 }
@@ -428,7 +431,11 @@ fn any_node_serves_and_a_killed_owner_loses_nothing() {
                         t.times.push((sku.clone(), sent, Instant::now()));
                         t.acked.push((id, sku));
                     }
-                    Ok((409 | 503, _)) => {}
+                    Ok((409, _)) => {}
+                    Ok((503, b)) => {
+                        let why = b["detail"].as_str().unwrap_or("").to_string();
+                        tally.lock().refused.entry(sku).or_default().push(why);
+                    }
                     Ok((504, b)) => {
                         assert_eq!(b["code"], "outcome_unknown", "{b}");
                         let mut t = tally.lock();
@@ -528,7 +535,8 @@ fn any_node_serves_and_a_killed_owner_loses_nothing() {
         let unknown = t.unknown.get(&sku).copied().unwrap_or(0);
         assert!(
             reserved >= acked && reserved <= acked + unknown,
-            "{sku}: reserved {reserved}, acknowledged {acked}, unknown {unknown}"
+            "{sku}: reserved {reserved}, acknowledged {acked}, unknown {unknown}; refused with 503: {:?}",
+            t.refused.get(&sku)
         );
         assert!(reserved <= on_hand(i), "{sku} oversold: {r}");
         assert_eq!(r["on_hand"].as_i64(), Some(on_hand(i)));

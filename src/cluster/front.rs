@@ -866,7 +866,8 @@ impl Front {
     /// `Idempotency-Key` the write is sent again under it to whoever owns
     /// the shard within the takeover's time (the key is journaled with the
     /// hold and comes back on the new owner with it, so the first answer
-    /// comes back, or the write is applied once now). A PUT (a stock
+    /// comes back, or the write is applied once now; a 503 meanwhile, the
+    /// new owner not serving yet, is asked again). A PUT (a stock
     /// count, a catalog entry: the value itself) is sent again as it is:
     /// applied twice, it is what it was once. Otherwise the answer is 504
     /// `outcome_unknown`, as a connection reset would be.
@@ -879,22 +880,31 @@ impl Front {
         // Set when an answer is lost: the takeover's time from then.
         let mut lost: Option<std::time::Instant> = None;
         loop {
-            if let Some(state) = self.node.owned(shard) {
-                return r.serve(&state).await;
-            }
-            // Our own address: the lease says we own it but the engine is
-            // not up yet (or just went down).
-            if let Some(addr) = self.node.owner_addr(shard).filter(|a| *a != self.me) {
+            let answer = if let Some(state) = self.node.owned(shard) {
+                Some(r.serve(&state).await)
+            } else if let Some(addr) = self.node.owner_addr(shard).filter(|a| *a != self.me) {
+                // (Our own address: the lease says we own it but the
+                // engine is not up yet, or just went down.)
                 self.node.stats.forwarded.fetch_add(1, Ordering::Relaxed);
                 match self.forward(addr, Some(shard), r).await {
-                    Forwarded::Answer(a) => return a,
-                    Forwarded::NotSent => {}
+                    Forwarded::Answer(a) => Some(a),
+                    Forwarded::NotSent => None,
                     Forwarded::AnswerLost => {
                         lost.get_or_insert_with(|| {
                             std::time::Instant::now() + lease.ttl() * 2 + Duration::from_secs(1)
                         });
+                        None
                     }
                 }
+            } else {
+                None
+            };
+            match answer {
+                // Sent again after a lost answer, a 503 (the new owner not
+                // serving yet) says nothing of the first: asked again.
+                Some(a) if lost.is_some() && status_of(&a) == 503 => {}
+                Some(a) => return a,
+                None => {}
             }
             let Some(deadline) = lost.filter(|_| write) else {
                 return Err(moving(shard));
@@ -1145,6 +1155,14 @@ fn moving(shard: u32) -> ApiError {
         format!("shard {shard} has no serving owner right now (a takeover is in progress)"),
     )
     .retry_after(1)
+}
+
+/// An answer's status (a problem's too).
+fn status_of(a: &ApiResult) -> u16 {
+    match a {
+        Ok(resp) => resp.status().as_u16(),
+        Err(e) => e.status(),
+    }
 }
 
 /// An answer's status and JSON body (a problem's too).
