@@ -103,8 +103,7 @@ async fn labels_track_and_cancel(
     set(&a.tracking, Tracked::InTransit);
     set(&b.tracking, Tracked::Delivered);
     let asked = vec![a.tracking.clone(), b.tracking.clone(), unknown.to_string()];
-    let mut got = k.track(&asked).await.expect("tracked");
-    got.sort_by(|x, y| x.0.cmp(&y.0));
+    let got = tracked_sorted(k, &asked).await;
     let mut want = vec![
         (a.tracking.clone(), Tracked::InTransit),
         (b.tracking.clone(), Tracked::Delivered),
@@ -157,10 +156,7 @@ fn labels_tracking_and_cancels_at_fedex() {
         // A recipient without a city: refused, with FedEx's code.
         let mut bad = parcel("O-4/1");
         bad.to.city.clear();
-        match f.create_label(&bad).await {
-            Err(CarrierError::Rejected(m)) => assert!(m.contains("INVALID.INPUT"), "{m}"),
-            other => panic!("{other:?}"),
-        }
+        expect_refused(f.create_label(&bad).await, "INVALID.INPUT");
 
         // FedEx down: unavailable (try later), nothing made.
         sim.state.lock().down = true;
@@ -180,10 +176,7 @@ fn labels_tracking_and_cancels_at_fedex() {
     let wrong = fedex(&sim, "nope");
     sim.state.lock().down = false;
     let r = rt.block_on(wrong.create_label(&parcel("O-6/1")));
-    match r {
-        Err(CarrierError::Rejected(m)) => assert!(m.contains("NOT.AUTHORIZED"), "{m}"),
-        other => panic!("{other:?}"),
-    }
+    expect_refused(r, "NOT.AUTHORIZED")
 }
 
 #[test]
@@ -221,10 +214,7 @@ fn labels_tracking_and_cancels_at_dhl() {
         // A recipient without a postal code: DHL's validation message.
         let mut bad = parcel("O-4/1");
         bad.to.postal_code.clear();
-        match d.create_label(&bad).await {
-            Err(CarrierError::Rejected(m)) => assert!(m.contains("postalCode"), "{m}"),
-            other => panic!("{other:?}"),
-        }
+        expect_refused(d.create_label(&bad).await, "postalCode");
         // A country DHL's table does not know: refused before any call.
         let calls = sim.state.lock().calls.len();
         let mut far = parcel("O-5/1");
@@ -245,10 +235,7 @@ fn labels_tracking_and_cancels_at_dhl() {
     });
     sim.state.lock().down = false;
     let wrong = dhl(&sim, "nope");
-    match rt.block_on(wrong.create_label(&parcel("O-7/1"))) {
-        Err(CarrierError::Rejected(m)) => assert!(m.contains("401"), "{m}"),
-        other => panic!("{other:?}"),
-    }
+    expect_refused(rt.block_on(wrong.create_label(&parcel("O-7/1"))), "401")
 }
 
 fn correos(sim: &CorreosSim, password: &str) -> Correos {
@@ -296,16 +283,13 @@ fn labels_tracking_and_cancels_at_correos() {
         k.create_label(&odd).await.expect("escaped");
         let mut bad = parcel("O-5/1");
         bad.to.city.clear();
-        match k.create_label(&bad).await {
-            Err(CarrierError::Rejected(m)) => assert!(m.contains("Destinatario/Localidad"), "{m}"),
-            other => panic!("{other:?}"),
-        }
+        expect_refused(k.create_label(&bad).await, "Destinatario/Localidad")
     });
     let wrong = correos(&sim, "nope");
-    match rt.block_on(wrong.create_label(&parcel("O-6/1"))) {
-        Err(CarrierError::Rejected(m)) => assert!(m.contains("Unauthorized"), "{m}"),
-        other => panic!("{other:?}"),
-    }
+    expect_refused(
+        rt.block_on(wrong.create_label(&parcel("O-6/1"))),
+        "Unauthorized",
+    )
 }
 
 fn tnt(sim: &TntSim, password: &str) -> Tnt {
@@ -368,8 +352,7 @@ fn labels_and_tracking_at_tnt() {
             b.tracking.clone(),
             "GE000000000WW".into(),
         ];
-        let mut got = t.track(&asked).await.expect("tracked");
-        got.sort_by(|x, y| x.0.cmp(&y.0));
+        let got = tracked_sorted(&t, &asked).await;
         assert_eq!(
             got,
             vec![
@@ -383,15 +366,12 @@ fn labels_and_tracking_at_tnt() {
         ));
         let mut bad = parcel("O-3/1");
         bad.to.city.clear();
-        match t.create_label(&bad).await {
-            Err(CarrierError::Rejected(m)) => assert!(m.contains("RECEIVER CITY"), "{m}"),
-            other => panic!("{other:?}"),
-        }
+        expect_refused(t.create_label(&bad).await, "RECEIVER CITY")
     });
-    match rt.block_on(tnt(&sim, "nope").create_label(&parcel("O-4/1"))) {
-        Err(CarrierError::Rejected(m)) => assert!(m.contains("Invalid login"), "{m}"),
-        other => panic!("{other:?}"),
-    }
+    expect_refused(
+        rt.block_on(tnt(&sim, "nope").create_label(&parcel("O-4/1"))),
+        "Invalid login",
+    )
 }
 
 fn dhl_express(sim: &DhlExpressSim, secret: &str) -> DhlExpress {
@@ -438,8 +418,7 @@ fn labels_and_tracking_at_dhl_express() {
                 .events = codes.iter().map(|c| c.to_string()).collect();
         };
         let asked = vec![a.tracking.clone(), b.tracking.clone(), "9999999999".into()];
-        let mut got = k.track(&asked).await.expect("tracked");
-        got.sort_by(|x, y| x.0.cmp(&y.0));
+        let got = tracked_sorted(&k, &asked).await;
         assert_eq!(
             got,
             vec![
@@ -449,8 +428,7 @@ fn labels_and_tracking_at_dhl_express() {
         );
         pu(&a.tracking, &["PU", "AF"]);
         pu(&b.tracking, &["PU", "AF", "WC", "OK"]);
-        let mut got = k.track(&asked).await.expect("tracked");
-        got.sort_by(|x, y| x.0.cmp(&y.0));
+        let got = tracked_sorted(&k, &asked).await;
         assert_eq!(
             got,
             vec![
@@ -464,10 +442,7 @@ fn labels_and_tracking_at_dhl_express() {
         ));
         let mut bad = parcel("O-3/1");
         bad.to.city.clear();
-        match k.create_label(&bad).await {
-            Err(CarrierError::Rejected(m)) => assert!(m.contains("cityName"), "{m}"),
-            other => panic!("{other:?}"),
-        }
+        expect_refused(k.create_label(&bad).await, "cityName");
         sim.state.lock().down = true;
         assert!(matches!(
             k.create_label(&parcel("O-4/1")).await,
@@ -475,10 +450,10 @@ fn labels_and_tracking_at_dhl_express() {
         ));
         sim.state.lock().down = false;
     });
-    match rt.block_on(dhl_express(&sim, "nope").create_label(&parcel("O-5/1"))) {
-        Err(CarrierError::Rejected(m)) => assert!(m.contains("Unauthorized"), "{m}"),
-        other => panic!("{other:?}"),
-    }
+    expect_refused(
+        rt.block_on(dhl_express(&sim, "nope").create_label(&parcel("O-5/1"))),
+        "Unauthorized",
+    )
 }
 
 /// The carriers' and providers' endpoints are HTTPS: the adapters speak
@@ -503,4 +478,19 @@ fn https_endpoints_are_spoken_to_over_tls() {
         other => panic!("{other:?}"),
     }
     assert!(sim.state.lock().shipments.is_empty());
+}
+
+/// `k`'s tracking of `asked`, in tracking-number order.
+async fn tracked_sorted(k: &dyn Carrier, asked: &[String]) -> Vec<(String, Tracked)> {
+    let mut got = k.track(asked).await.expect("tracked");
+    got.sort_by(|x, y| x.0.cmp(&y.0));
+    got
+}
+
+/// A label the carrier refused, its reason naming `why`.
+fn expect_refused(label: Result<Label, CarrierError>, why: &str) {
+    match label {
+        Err(CarrierError::Rejected(m)) => assert!(m.contains(why), "{m}"),
+        other => panic!("{other:?}"),
+    }
 }

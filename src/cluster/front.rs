@@ -483,14 +483,13 @@ impl Front {
                     .await
                     .map_err(ApiError::into_response);
             }
-            let ask = Incoming {
-                method: Method::POST,
-                path: "/v1/sourcing/stock",
-                seg: &seg,
-                query: None,
-                headers: r.headers.clone(),
-                body: Bytes::from(serde_json::json!({ "skus": mine }).to_string()),
-            };
+            let ask = Incoming::internal(
+                Method::POST,
+                "/v1/sourcing/stock",
+                &seg,
+                r.headers.clone(),
+                Bytes::from(serde_json::json!({ "skus": mine }).to_string()),
+            );
             match self.answer(*s, &ask).await {
                 (200, b) => Ok(http::sourcing::gathered_of(&b)),
                 // The shard's problem (503 while it changes hands), as is.
@@ -539,14 +538,8 @@ impl Front {
         let seg = ["v1", "sourcing", "plan"];
         let mut headers = r.headers.clone();
         headers.insert(PLAN_INDEXED_HEADER, HeaderValue::from_static("1"));
-        let plan_req = Incoming {
-            method: Method::POST,
-            path: "/v1/sourcing/plan",
-            seg: &seg,
-            query: None,
-            headers,
-            body: plan_body,
-        };
+        let plan_req =
+            Incoming::internal(Method::POST, "/v1/sourcing/plan", &seg, headers, plan_body);
         let mut attempt = 0;
         loop {
             let (st, mut plan) = body_of(self.plan_across(&plan_req, &plan_shards).await).await;
@@ -782,14 +775,7 @@ impl Front {
     ) -> bool {
         let path = format!("/v1/reservations/{id}");
         let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let read = Incoming {
-            method: Method::GET,
-            path: &path,
-            seg: &seg,
-            query: None,
-            headers: headers.clone(),
-            body: Bytes::new(),
-        };
+        let read = Incoming::internal(Method::GET, &path, &seg, headers.clone(), Bytes::new());
         for ((s, _, _), _) in parts.iter().zip(replayed).filter(|(_, r)| **r) {
             let (st, b) = self.answer(*s, &read).await;
             if st == 200 && matches!(b["status"].as_str(), Some("released" | "expired")) {
@@ -837,14 +823,7 @@ impl Front {
     async fn release_parts(&self, id: &str, headers: &HeaderMap, shards: &[u32]) {
         let path = format!("/v1/reservations/{id}/release");
         let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let release = Incoming {
-            method: Method::POST,
-            path: &path,
-            seg: &seg,
-            query: None,
-            headers: headers.clone(),
-            body: Bytes::new(),
-        };
+        let release = Incoming::internal(Method::POST, &path, &seg, headers.clone(), Bytes::new());
         for s in shards {
             let (st, b) = self.answer(*s, &release).await;
             if st != 200 {
@@ -1218,7 +1197,26 @@ struct Incoming<'a> {
     body: Bytes,
 }
 
-impl Incoming<'_> {
+impl<'a> Incoming<'a> {
+    /// A request this node makes itself (of a shard's engine, here or at
+    /// its owner), with the client's headers: its token.
+    fn internal(
+        method: Method,
+        path: &'a str,
+        seg: &'a [&'a str],
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Self {
+        Incoming {
+            method,
+            path,
+            seg,
+            query: None,
+            headers,
+            body,
+        }
+    }
+
     /// Serves it with this node's engine of its shard.
     async fn serve(&self, state: &Arc<http::AppState>) -> ApiResult {
         http::handle(
