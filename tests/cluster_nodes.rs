@@ -112,20 +112,33 @@ impl Cluster {
             .collect()
     }
 
-    /// Waits until every shard is served by some live node.
+    /// Waits until every shard is served by some live node and every live
+    /// node knows it: a node still naming a dead owner (its lease not yet
+    /// seen to lapse) answers 503 for the shard, as it should, so a test
+    /// writing through every node waits for their views to agree.
     fn wait_served(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
+        let live: Vec<usize> = (0..3).filter(|i| self.nodes[*i].is_some()).collect();
         loop {
-            let mut served = vec![false; self.config.shards as usize];
-            for i in (0..3).filter(|i| self.nodes[*i].is_some()) {
-                for (s, (_, _, here)) in self.view(i).into_iter().enumerate() {
-                    served[s] |= here;
-                }
-            }
-            if served.iter().all(|x| *x) {
+            let views: Vec<_> = live.iter().map(|i| (*i, self.view(*i))).collect();
+            let agreed: Vec<bool> = (0..self.config.shards as usize)
+                .map(|s| {
+                    let Some((i, v)) = views.iter().find(|(_, v)| v[s].2) else {
+                        return false;
+                    };
+                    let owner = Some(format!("n{}", i + 1));
+                    views
+                        .iter()
+                        .all(|(_, w)| w[s].0 == owner && w[s].1 == v[s].1)
+                })
+                .collect();
+            if agreed.iter().all(|x| *x) {
                 return;
             }
-            assert!(Instant::now() < deadline, "shards unserved: {served:?}");
+            assert!(
+                Instant::now() < deadline,
+                "shards not served, or their owner not known on every node: {agreed:?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
