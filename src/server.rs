@@ -36,6 +36,7 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
         feed_rt.handle().clone(),
         payments,
         &shipping,
+        http::order_stock::OrderStock::Engine,
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -51,13 +52,14 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
         Err(e) => return Err(format!("reconciling orders: {e}")),
     }
     // Parcels followed at their carriers (when any is configured).
+    let one = || {
+        let s = state.clone();
+        move || vec![s.clone()]
+    };
     let tracking = (!state.shipping.carriers.is_empty())
-        .then(|| rt.spawn(http::tracking::run(state.clone(), cfg.carriers.track_every)));
+        .then(|| rt.spawn(http::tracking::run(one(), cfg.carriers.track_every)));
     // Captures owed (a provider down when the goods left) made later.
-    let captures = rt.spawn(http::payments::retry(
-        state.clone(),
-        cfg.payments.retry_every,
-    ));
+    let captures = rt.spawn(http::payments::retry(one(), cfg.payments.retry_every));
     let durability = cfg.durability;
     let data_dir = cfg.data_dir.clone();
     let r = rt.block_on(http::serve(
@@ -115,6 +117,7 @@ fn app_state(
     feed_rt: tokio::runtime::Handle,
     payments: Payments,
     shipping: &crate::carriers::Shipping,
+    stock: http::order_stock::OrderStock,
 ) -> Arc<AppState> {
     let idem = IdemTable::default();
     for (key, entry) in &recovered.idempotency {
@@ -136,6 +139,7 @@ fn app_state(
             feed_rt,
         )),
         engine,
+        stock,
     })
 }
 
@@ -261,6 +265,23 @@ pub fn run_cluster(config: Option<&Path>, cluster: &Path, node_id: &str) -> Resu
     let cfg2 = cfg.clone();
     let payments = payment_providers(&cfg)?;
     let shipping = shipping(&cfg)?;
+    let no_carriers = shipping.carriers.is_empty();
+    // The orders of this node's engines reach their stock through the
+    // front, made below, with an admin token of [auth] (any: every node
+    // has the same tokens).
+    let token = cfg.tokens.as_ref().map(|t| {
+        t.iter()
+            .find(|x| x.role == crate::config::Role::Admin)
+            .map(|x| x.token.clone())
+    });
+    if token == Some(None) {
+        tracing::warn!("[auth] has no admin token: this cluster node cannot hold, confirm or release an order's stock");
+    }
+    let front_of_orders = Arc::new(std::sync::OnceLock::new());
+    let stock = http::order_stock::OrderStock::Cluster(http::order_stock::ClusterStock {
+        front: front_of_orders.clone(),
+        token: token.flatten(),
+    });
     let node = crate::cluster::node::ClusterNode::start(
         cc.clone(),
         node_id,
@@ -275,6 +296,7 @@ pub fn run_cluster(config: Option<&Path>, cluster: &Path, node_id: &str) -> Resu
                     handle.clone(),
                     payments.clone(),
                     &shipping,
+                    stock.clone(),
                 )
             }),
         },
@@ -292,11 +314,21 @@ pub fn run_cluster(config: Option<&Path>, cluster: &Path, node_id: &str) -> Resu
         auth(),
         feed,
     )?);
+    let _ = front_of_orders.set(Arc::downgrade(&front));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("http")
         .build()
         .map_err(|e| e.to_string())?;
+    // The owed captures and refunds, and the parcels, of the orders of
+    // the shards this node owns at each round.
+    let owned = || {
+        let node = node.clone();
+        move || node.owned_states()
+    };
+    let tracking =
+        (!no_carriers).then(|| rt.spawn(http::tracking::run(owned(), cfg.carriers.track_every)));
+    let captures = rt.spawn(http::payments::retry(owned(), cfg.payments.retry_every));
     let (cluster_name, shards) = (cc.cluster.clone(), cc.shards);
     let r = rt.block_on(http::serve(
         http::Api::Cluster(front),
@@ -306,6 +338,10 @@ pub fn run_cluster(config: Option<&Path>, cluster: &Path, node_id: &str) -> Resu
             tracing::info!(%addr, node = %me.id, cluster = %cluster_name, shards, "ready");
         },
     ));
+    if let Some(t) = tracking {
+        t.abort();
+    }
+    captures.abort();
     node.shutdown();
     feed_rt.shutdown_timeout(std::time::Duration::from_secs(1));
     tracing::info!("stopped");

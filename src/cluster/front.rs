@@ -126,6 +126,9 @@ enum Target {
     /// A cart across these shards with lines to source: planned, then held
     /// as a `Cart` (`hold_sourced`).
     SourcedCart(Vec<u32>),
+    /// A store's pickups: orders live with the shard of their id, so each
+    /// shard's, merged (`pickups`).
+    Pickups,
 }
 
 impl Front {
@@ -202,7 +205,7 @@ impl Front {
                 Target::All | Target::Batch => {
                     (0..self.node.config.shards).for_each(|s| self.node.wrote(s))
                 }
-                Target::Node | Target::Any | Target::Plan(_) => {}
+                Target::Node | Target::Any | Target::Plan(_) | Target::Pickups => {}
             }
         }
         answer
@@ -234,7 +237,40 @@ impl Front {
             Target::CartParts(shards) => self.cart_parts(req, shards).await,
             Target::Plan(shards) => self.plan_across(req, shards).await,
             Target::SourcedCart(shards) => self.hold_sourced(req, shards).await,
+            Target::Pickups => self.pickups(req).await,
         }
+    }
+
+    /// A store's pickups: every shard's (its orders), merged in the order
+    /// one node lists them (oldest first, then by id), as many as one
+    /// node's list holds at most. A shard's problem (unknown store, a
+    /// token of another store, a takeover) is the answer.
+    async fn pickups(&self, r: &Incoming<'_>) -> ApiResult {
+        let answers =
+            futures::future::join_all((0..self.node.config.shards).map(|s| self.answer(s, r)))
+                .await;
+        let mut all: Vec<serde_json::Value> = Vec::new();
+        let mut first = None;
+        for (st, b) in answers {
+            if st != 200 {
+                return Ok(problem_response(st, &b));
+            }
+            if let Some(v) = b["pickups"].as_array() {
+                all.extend(v.iter().cloned());
+            }
+            first.get_or_insert(b);
+        }
+        let key = |o: &serde_json::Value| {
+            (
+                o["created_at"].as_str().unwrap_or("").to_string(),
+                o["id"].as_str().unwrap_or("").to_string(),
+            )
+        };
+        all.sort_by_key(key);
+        all.truncate(http::orders::PICKUPS_MAX);
+        let mut b = first.unwrap_or_default();
+        b["pickups"] = serde_json::Value::Array(all);
+        Ok(json_response(200, &b))
     }
 
     /// An availability or stock-record read of a shard this node follows,
@@ -299,7 +335,7 @@ impl Front {
         let c = &self.node.config;
         Ok(match self.target(r)? {
             Target::Shard(s) => s == shard,
-            Target::Node | Target::Any | Target::All => true,
+            Target::Node | Target::Any | Target::All | Target::Pickups => true,
             Target::CartParts(shards) => shards.contains(&shard),
             Target::Cart(_) | Target::Plan(_) | Target::SourcedCart(_) => false,
             Target::Batch if r.headers.contains_key(VALIDATE_HEADER) => true,
@@ -328,12 +364,23 @@ impl Front {
             )),
             ["v1", "skus", sku] if get => Target::Shard(c.shard_of(sku)),
             ["v1", "skus", ..] => Target::All,
-            ["v1", "locations", _, "pickups"] => {
-                return Err(ApiError::new(
-                    Code::NotImplemented,
-                    "the pickups of a store are orders, which run on a single node for now",
-                ))
-            }
+            ["v1", "locations", _, "pickups"] => Target::Pickups,
+            // An order lives with the shard of its id (its stock with each
+            // SKU's: `http::order_stock`). A body without an id goes to
+            // shard 0, whose engine names what is missing.
+            ["v1", "orders"] => Target::Shard(
+                serde_json::from_slice::<serde_json::Value>(&r.body)
+                    .ok()
+                    .and_then(|v| v["id"].as_str().map(|id| c.shard_of(id)))
+                    .unwrap_or(0),
+            ),
+            ["v1", "orders", id, ..] => Target::Shard(c.shard_of(id)),
+            // A provider's delivery may name orders of several shards:
+            // every shard checks its signature and keeps its own orders'
+            // notices (a forged one is refused by the first).
+            ["v1", "webhooks", "adyen"] => Target::All,
+            // A checkout at the provider: no order yet, nothing of a shard.
+            ["v1", "payments", "scalapay", "checkouts"] => Target::Any,
             ["v1", "locations", ..] if get => Target::Any,
             // The store board's page: any engine knows the location (its
             // stock comes from this node's feed, `cluster::feed`).
@@ -372,7 +419,7 @@ impl Front {
                 return Err(ApiError::new(
                     Code::NotImplemented,
                     format!(
-                        "{} {} is not served by a cluster node yet (orders run on a single node)",
+                        "{} {} is not served by a cluster node yet",
                         r.method, r.path
                     ),
                 ))
@@ -457,12 +504,22 @@ impl Front {
         r: &Incoming<'_>,
         shards: &[u32],
     ) -> Result<http::sourcing::Gathered, Response<Body>> {
-        let c = &self.node.config;
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
         let skus: Vec<&str> = v["lines"]
             .as_array()
             .map(|a| a.iter().filter_map(|l| l["sku"].as_str()).collect())
             .unwrap_or_default();
+        self.stock_of(&r.headers, shards, &skus).await
+    }
+
+    /// What `shards` hold of `skus` (`gather`), asked with `headers`.
+    pub async fn stock_of(
+        &self,
+        headers: &HeaderMap,
+        shards: &[u32],
+        skus: &[&str],
+    ) -> Result<http::sourcing::Gathered, Response<Body>> {
+        let c = &self.node.config;
         let asks: Vec<(u32, Vec<&str>)> = shards
             .iter()
             .map(|s| {
@@ -487,7 +544,7 @@ impl Front {
                 Method::POST,
                 "/v1/sourcing/stock",
                 &seg,
-                r.headers.clone(),
+                headers.clone(),
                 Bytes::from(serde_json::json!({ "skus": mine }).to_string()),
             );
             match self.answer(*s, &ask).await {
@@ -1145,7 +1202,7 @@ fn status_of(a: &ApiResult) -> u16 {
 }
 
 /// An answer's status and JSON body (a problem's too).
-async fn body_of(answer: ApiResult) -> (u16, serde_json::Value) {
+pub async fn body_of(answer: ApiResult) -> (u16, serde_json::Value) {
     let (st, b, _) = replied(answer).await;
     (st, b)
 }

@@ -227,6 +227,14 @@ impl ClusterNode {
         self.leases.get().is_some_and(|l| l.redis_reachable())
     }
 
+    /// The engines of the shards this node owns now.
+    pub fn owned_states(&self) -> Vec<Owned> {
+        self.views
+            .iter()
+            .filter_map(|v| v.read().owned.clone())
+            .collect()
+    }
+
     /// Any shard this node owns (for the node-wide answers: metrics).
     pub fn any_owned(&self) -> Option<Owned> {
         self.views.iter().find_map(|v| v.read().owned.clone())

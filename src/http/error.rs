@@ -1,7 +1,7 @@
 //! The one table mapping error codes to HTTP status and title, and the
 //! problem+json (RFC 9457) body.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use warp::http::{header, Response, StatusCode};
 use warp::hyper::Body;
@@ -36,6 +36,34 @@ pub enum Code {
 }
 
 impl Code {
+    const ALL: [Code; 20] = [
+        Code::BadRequest,
+        Code::Unauthorized,
+        Code::Forbidden,
+        Code::NotFound,
+        Code::MethodNotAllowed,
+        Code::PayloadTooLarge,
+        Code::ValidationFailed,
+        Code::UnknownSku,
+        Code::UnknownLocation,
+        Code::InsufficientStock,
+        Code::ReservationNotHeld,
+        Code::IdempotencyKeyReused,
+        Code::RateLimited,
+        Code::Unavailable,
+        Code::InvalidTransition,
+        Code::PaymentDeclined,
+        Code::OrderExists,
+        Code::UpgradeRequired,
+        Code::NotImplemented,
+        Code::OutcomeUnknown,
+    ];
+
+    /// The code a problem's `code` member names.
+    pub fn named(name: &str) -> Option<Code> {
+        Code::ALL.into_iter().find(|c| c.meta().0 == name)
+    }
+
     /// The table: code, status, title.
     pub fn meta(self) -> (&'static str, u16, &'static str) {
         match self {
@@ -67,7 +95,7 @@ impl Code {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -118,6 +146,30 @@ impl ApiError {
 
     pub fn status(&self) -> u16 {
         self.code.meta().1
+    }
+
+    /// The problem another engine answered (a cluster node's request of a
+    /// shard), as this node answers it: its code, detail, field errors and
+    /// `lines`. An answer that is no problem of ours (a proxy's page) is
+    /// `unavailable`.
+    pub fn from_problem(status: u16, body: &Value) -> Self {
+        let code = body["code"]
+            .as_str()
+            .and_then(Code::named)
+            .filter(|c| c.meta().1 == status)
+            .unwrap_or(Code::Unavailable);
+        let detail = body["detail"]
+            .as_str()
+            .map(String::from)
+            .unwrap_or_else(|| format!("a shard answered {status}"));
+        let mut e = ApiError::new(code, detail);
+        if let Some(v) = body.get("errors") {
+            e.errors = serde_json::from_value::<Vec<FieldError>>(v.clone()).unwrap_or_default();
+        }
+        if let Some(l) = body.get("lines") {
+            e.extra = Some(("lines", l.clone()));
+        }
+        e
     }
 
     pub fn body(&self) -> Value {

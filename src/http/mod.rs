@@ -19,6 +19,7 @@ pub mod input;
 pub mod inventory;
 pub mod openapi;
 pub mod ops;
+pub mod order_stock;
 pub mod orders;
 pub mod payments;
 pub mod reservations;
@@ -64,6 +65,8 @@ pub struct AppState {
     /// The stock feed's sessions (a cluster node's shards leave theirs
     /// unused: the node's front has one for all of them).
     pub feed: Arc<feed::FeedHost>,
+    /// Where its orders' stock is (`order_stock`).
+    pub stock: order_stock::OrderStock,
 }
 
 /// A request as the handlers see it.

@@ -114,13 +114,16 @@ pub async fn scalapay_checkout(state: &AppState, req: &Request) -> ApiResult {
 }
 
 /// Makes the captures and refunds owed every `every` until the task is
-/// dropped.
-pub async fn retry(state: Arc<AppState>, every: Duration) {
+/// dropped, for the orders of the engines `states` names each round (one
+/// node's; a cluster node's owned shards).
+pub async fn retry(states: impl Fn() -> Vec<Arc<AppState>>, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
-        let made = retry_once(&state).await;
-        if made > 0 {
-            tracing::info!(made, "owed captures and refunds made");
+        for state in states() {
+            let made = retry_once(&state).await;
+            if made > 0 {
+                tracing::info!(made, "owed captures and refunds made");
+            }
         }
     }
 }

@@ -230,26 +230,7 @@ pub async fn plan_from(
     let planned = match gathered {
         None => state.engine.plan(&lines, target, explain).await?,
         Some(g) => {
-            let c = state.engine.catalog();
-            let stock = g
-                .into_iter()
-                .filter_map(|(sku, at)| {
-                    let mut v: Vec<LineStock> = at
-                        .into_iter()
-                        .filter_map(|(loc, available, rotation)| {
-                            Some(LineStock {
-                                location: c.location_idx(&loc)?,
-                                available,
-                                rotation,
-                            })
-                        })
-                        .collect();
-                    // The planner reads each list in location order.
-                    v.sort_by_key(|l| l.location);
-                    Some((c.sku_idx(&sku)?, v))
-                })
-                .collect();
-            drop(c);
+            let stock = stock_by_index(&state.engine.catalog(), g);
             state.engine.plan_with(&lines, stock, target, explain)
         }
     };
@@ -260,6 +241,30 @@ pub async fn plan_from(
         )),
         Err(refused) => Err(pickup_refused(refused)),
     }
+}
+
+/// Stock `gathered` by id, as an engine's planner reads it: by the
+/// indices of `c` (what it does not know left out), each SKU's locations
+/// in index order.
+pub fn stock_by_index(c: &Catalog, gathered: Gathered) -> Vec<(SkuIdx, Vec<LineStock>)> {
+    gathered
+        .into_iter()
+        .filter_map(|(sku, at)| {
+            let mut v: Vec<LineStock> = at
+                .into_iter()
+                .filter_map(|(loc, available, rotation)| {
+                    Some(LineStock {
+                        location: c.location_idx(&loc)?,
+                        available,
+                        rotation,
+                    })
+                })
+                .collect();
+            // The planner reads each list in location order.
+            v.sort_by_key(|l| l.location);
+            Some((c.sku_idx(&sku)?, v))
+        })
+        .collect()
 }
 
 /// `POST /v1/sourcing/stock` (between cluster nodes, `x-holdfast-shard`):

@@ -15,13 +15,17 @@ use super::AppState;
 use crate::carriers::TRACK_BATCH;
 use crate::domain::order::{Route, ShipStatus};
 
-/// Tracks every `every` until the task is dropped.
-pub async fn run(state: Arc<AppState>, every: Duration) {
+/// Tracks every `every` until the task is dropped, the parcels of the
+/// engines `states` names each round (one node's; a cluster node's owned
+/// shards).
+pub async fn run(states: impl Fn() -> Vec<Arc<AppState>>, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
-        let moved = track_once(&state).await;
-        if moved > 0 {
-            tracing::info!(moved, "tracking moved shipments");
+        for state in states() {
+            let moved = track_once(&state).await;
+            if moved > 0 {
+                tracing::info!(moved, "tracking moved shipments");
+            }
         }
     }
 }

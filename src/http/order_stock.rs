@@ -1,0 +1,246 @@
+//! Where an order's stock goes: the plan, the holds of its shipments, and
+//! their confirm, fulfil and release.
+//!
+//! On one node the order and its stock share one engine. On a cluster
+//! node an order lives with the engine of its home shard (the shard of its
+//! id: `cluster::front`), while each SKU's stock lives with the shard of
+//! the SKU; the order's stock operations then go through the node's front,
+//! exactly as a client's requests would (any node, forwarded to each
+//! shard's owner, carts across shards all or nothing), with the node's own
+//! credential.
+
+use std::sync::{Arc, OnceLock, Weak};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use serde_json::{json, Value};
+use warp::http::{HeaderMap, HeaderValue, Method};
+
+use super::error::{ApiError, Code};
+use super::AppState;
+use crate::actors::CartLine;
+use crate::cluster::front::Front;
+use crate::domain::catalog::SkuIdx;
+use crate::domain::ids::ReservationId;
+use crate::domain::reservation::Transition;
+use crate::domain::sourcing::{PickupRefused, Plan, Target};
+
+/// See the module's documentation.
+#[derive(Clone, Default)]
+pub enum OrderStock {
+    /// The stock is this engine's.
+    #[default]
+    Engine,
+    /// Each SKU's shard, through the node's front.
+    Cluster(ClusterStock),
+}
+
+/// A cluster node's way to its shards, for the orders of its engines.
+#[derive(Clone)]
+pub struct ClusterStock {
+    /// Set once the front exists (it is made after the node and its
+    /// engines).
+    pub front: Arc<OnceLock<Weak<Front>>>,
+    /// The node's own credential: an admin token of `[auth]` (none when
+    /// the node runs open).
+    pub token: Option<String>,
+}
+
+/// The answer of a request the order code made of the front.
+type Answer = (u16, Value);
+
+impl ClusterStock {
+    fn front(&self) -> Result<Arc<Front>, ApiError> {
+        self.front.get().and_then(Weak::upgrade).ok_or_else(|| {
+            ApiError::new(
+                Code::Unavailable,
+                "the cluster node is starting or stopping",
+            )
+            .retry_after(1)
+        })
+    }
+
+    fn headers(&self, key: Option<&str>) -> Result<HeaderMap, ApiError> {
+        let mut h = HeaderMap::new();
+        if let Some(t) = &self.token {
+            let v = HeaderValue::from_str(&format!("Bearer {t}")).map_err(|_| {
+                ApiError::new(Code::Unavailable, "the node's token is not a header value")
+            })?;
+            h.insert(warp::http::header::AUTHORIZATION, v);
+        }
+        if let Some(k) = key {
+            let v = HeaderValue::from_str(k)
+                .map_err(|_| ApiError::new(Code::BadRequest, "an order id makes no key"))?;
+            h.insert(super::reservations::IDEMPOTENCY_KEY, v);
+        }
+        Ok(h)
+    }
+
+    /// `method path` with `body` through the front. Boxed: it comes back
+    /// to an engine's handler (the order's own came from one).
+    fn call(
+        &self,
+        method: Method,
+        path: String,
+        key: Option<String>,
+        body: Value,
+    ) -> BoxFuture<'static, Result<Answer, ApiError>> {
+        let ready = self
+            .front()
+            .and_then(|f| Ok((f, self.headers(key.as_deref())?)));
+        Box::pin(async move {
+            let (front, headers) = ready?;
+            let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
+            let body = if body.is_null() {
+                Bytes::new()
+            } else {
+                Bytes::from(body.to_string())
+            };
+            let answer = front.handle(method, &path, &seg, None, headers, body).await;
+            Ok(crate::cluster::front::body_of(answer).await)
+        })
+    }
+}
+
+/// Why the node's own request of a shard was refused: its token.
+fn not_allowed(st: u16, b: &Value) -> ApiError {
+    ApiError::new(
+        Code::Unavailable,
+        format!(
+            "the cluster node's own request was refused ({st}: {}): its [auth] needs an admin token",
+            b["detail"].as_str().unwrap_or("")
+        ),
+    )
+}
+
+impl OrderStock {
+    /// The plan of `asked` for `target`, from the stock of every SKU.
+    pub async fn plan(
+        &self,
+        state: &AppState,
+        asked: &[(SkuIdx, u32)],
+        target: Target,
+    ) -> Result<Result<Plan, PickupRefused>, ApiError> {
+        let OrderStock::Cluster(cl) = self else {
+            return Ok(state.engine.plan(asked, target, false).await?);
+        };
+        let front = cl.front()?;
+        let skus: Vec<String> = {
+            let c = state.engine.catalog();
+            asked
+                .iter()
+                .filter_map(|(s, _)| c.sku(*s).map(|x| x.0.as_str().to_string()))
+                .collect()
+        };
+        let ids: Vec<&str> = skus.iter().map(String::as_str).collect();
+        let mut shards: Vec<u32> = ids.iter().map(|s| front.node.config.shard_of(s)).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        let headers = cl.headers(None)?;
+        let gathered = match Box::pin(front.stock_of(&headers, &shards, &ids)).await {
+            Ok(g) => g,
+            Err(resp) => {
+                let (st, b) = crate::cluster::front::body_of(Ok(resp)).await;
+                return Err(match st {
+                    401 | 403 => not_allowed(st, &b),
+                    _ => ApiError::from_problem(st, &b),
+                });
+            }
+        };
+        let stock = super::sourcing::stock_by_index(&state.engine.catalog(), gathered);
+        Ok(state.engine.plan_with(asked, stock, target, false))
+    }
+
+    /// Holds `cart` for `ttl_s`: its id, or `None` when a line is short
+    /// (the stock moved since the plan). On a cluster the hold goes under
+    /// `key`, so a hold whose answer was lost with a shard's owner is
+    /// asked again under it, never held twice.
+    pub async fn hold(
+        &self,
+        state: &AppState,
+        cart: &[CartLine],
+        ttl_s: u64,
+        key: &str,
+    ) -> Result<Option<ReservationId>, ApiError> {
+        let OrderStock::Cluster(cl) = self else {
+            return Ok(state
+                .engine
+                .reserve(cart, false, ttl_s, None)
+                .await?
+                .ok()
+                .map(|r| r.id));
+        };
+        let lines: Vec<Value> = {
+            let c = state.engine.catalog();
+            cart.iter()
+                .map(|l| {
+                    json!({
+                        "sku": c.sku(l.sku).map(|x| x.0.as_str()),
+                        "location": c.location(l.location).map(|x| x.0.as_str()),
+                        "qty": l.qty,
+                    })
+                })
+                .collect()
+        };
+        let body = json!({ "lines": lines, "ttl_s": ttl_s });
+        let (st, b) = cl
+            .call(
+                Method::POST,
+                "/v1/reservations".into(),
+                Some(key.into()),
+                body,
+            )
+            .await?;
+        match st {
+            201 => b["id"]
+                .as_str()
+                .and_then(|id| ReservationId::parse(id).ok())
+                .map(Some)
+                .ok_or_else(|| ApiError::new(Code::Unavailable, "a hold answered no id")),
+            409 if b["code"] == "insufficient_stock" => Ok(None),
+            401 | 403 => Err(not_allowed(st, &b)),
+            _ => Err(ApiError::from_problem(st, &b)),
+        }
+    }
+
+    /// `t` (confirm, release or fulfil) of reservation `r`: whether it was
+    /// made (false: the reservation is not in a status that allows it).
+    pub async fn transition(
+        &self,
+        state: &AppState,
+        r: ReservationId,
+        t: Transition,
+    ) -> Result<bool, ApiError> {
+        let OrderStock::Cluster(cl) = self else {
+            return Ok(state.engine.transition(r, t).await?.is_ok());
+        };
+        let verb = match t {
+            Transition::Confirm => "confirm",
+            Transition::Release => "release",
+            Transition::Fulfil => "fulfil",
+            Transition::Extend { .. } | Transition::Expire => {
+                return Err(ApiError::new(Code::InvalidTransition, "not an order's"))
+            }
+        };
+        let (st, b) = cl
+            .call(
+                Method::POST,
+                format!("/v1/reservations/{r}/{verb}"),
+                None,
+                Value::Null,
+            )
+            .await?;
+        match st {
+            200 => Ok(true),
+            409 => Ok(false),
+            401 | 403 => Err(not_allowed(st, &b)),
+            _ => Err(ApiError::from_problem(st, &b)),
+        }
+    }
+
+    /// Whether the order's stock is a cluster's (what is not served there
+    /// yet asks).
+    pub fn in_cluster(&self) -> bool {
+        matches!(self, OrderStock::Cluster(_))
+    }
+}
