@@ -139,6 +139,8 @@ fn app_state(
             feed_rt,
         )),
         engine,
+        // One node reconciles before it serves (`run`).
+        reconciled: std::sync::atomic::AtomicBool::new(!stock.in_cluster()),
         stock,
     })
 }

@@ -51,13 +51,19 @@ impl Cluster {
 
     /// `new`, with cluster.toml's `[replication]` section `replication`.
     fn replicating(redis: &Redis, replication: &str, node_config: &str) -> Cluster {
+        Cluster::leased(redis, replication, 1500, node_config)
+    }
+
+    /// `replicating`, with leases of `ttl_ms` (renewed every fifth).
+    fn leased(redis: &Redis, replication: &str, ttl_ms: u64, node_config: &str) -> Cluster {
         let tmp = tempfile::tempdir().expect("tmp");
         let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let mut text = format!(
             "cluster = \"t\"\nshards = 4\nredis_url = \"{}\"\n\
              [replication]\n{replication}\n\
-             [lease]\nttl_ms = 1500\nrenew_ms = 300\n",
-            redis.url()
+             [lease]\nttl_ms = {ttl_ms}\nrenew_ms = {}\n",
+            redis.url(),
+            ttl_ms / 5
         );
         for (i, p) in ports.iter().enumerate() {
             text.push_str(&format!(
@@ -1698,10 +1704,7 @@ type Sender<'a> = dyn Fn(&str, &str, &str, Option<Value>, usize) -> (u16, Value)
 /// locations, collected at a store: every answer and the stock after each
 /// step, as `send(method, path, token, body, turn)` answered it (`turn`
 /// picks a node on a cluster).
-fn orders_script(
-    k: &[String],
-    send: &Sender<'_>,
-) -> Vec<(String, u16, Value)> {
+fn orders_script(k: &[String], send: &Sender<'_>) -> Vec<(String, u16, Value)> {
     use serde_json::json;
     let mut out = Vec::new();
     let (a, b, cc, d) = (&k[0], &k[1], &k[2], &k[3]);
@@ -2131,4 +2134,130 @@ fn orders_through_any_node_answer_as_one_node() {
         &[],
     );
     assert_eq!((st, o["status"].as_str()), (200, Some("shipped")), "{o}");
+}
+
+/// An order journaled on its home shard whose holds, in another node's
+/// shard, were never confirmed (the home's owner died between the two,
+/// the confirm stuck at the stopped owner of the SKU's shard, which died
+/// too): the node that takes the shards over reconciles the order with
+/// its holds (`orders::reconcile`) and confirms them, as one node does at
+/// its start. Without it they would stay held and expire, the order
+/// having lost its stock. Leases of 10 s: the stopped owner keeps its
+/// shard while the order's confirm reaches it.
+#[test]
+fn a_takeover_confirms_the_holds_of_an_order_its_owner_left_unconfirmed() {
+    use serde_json::json;
+    let redis = Redis::start();
+    let mut cl = Cluster::leased(
+        &redis,
+        "durability = \"replicated\"",
+        10_000,
+        "[payments]\nretry_every_s = 1\n",
+    );
+    for i in 0..3 {
+        cl.nodes[i] = Some(cl.launch(i));
+    }
+    cl.wait_served();
+    cl.seed(&|_| 100);
+    let sku = "A0";
+    let x = cl.owner_of(cl.config.shard_of(sku));
+    // An order whose home is another node's.
+    let (id, y) = (0..)
+        .map(|i| format!("R-{i}"))
+        .map(|id| {
+            let y = cl.owner_of(cl.config.shard_of(&id));
+            (id, y)
+        })
+        .find(|(_, y)| *y != x)
+        .expect("an id");
+    let z = 3 - x - y;
+    // Paid slowly (3 s: `sandbox::SLOW`), so the owner of the SKU's shard
+    // can be stopped between the hold and the confirm.
+    let placing = {
+        let url = cl.url(y, "/v1/orders");
+        let body = json!({"id": id, "lines": [{"sku": sku, "qty": 1, "unit_price": "10.53"}],
+            "delivery": {"type": "ship", "lat": 45.1, "lon": 9.1}, "payment": {"provider": "sandbox"}});
+        std::thread::spawn(move || {
+            let c = reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .expect("client");
+            c.post(url).json(&body).send().map(|r| r.status().as_u16())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(1_500));
+    let held = call(
+        &client(),
+        "GET",
+        &cl.url(z, &format!("/v1/inventory/S000/{sku}")),
+        None,
+        None,
+    );
+    assert_eq!(
+        held.1["reserved"], 1,
+        "not held before the stop: {}",
+        held.1
+    );
+    let stopped = std::process::Command::new("kill")
+        .args([
+            "-STOP",
+            &cl.nodes[x].as_ref().expect("x").child.id().to_string(),
+        ])
+        .status()
+        .expect("kill -STOP");
+    assert!(stopped.success());
+    // The order is journaled once paid (at 3 s); its confirm waits at x.
+    std::thread::sleep(Duration::from_millis(3_000));
+    drop(cl.nodes[y].take()); // SIGKILL
+    drop(cl.nodes[x].take()); // SIGKILL: the confirm dies unread
+    let placed = placing.join().expect("placing");
+    assert!(
+        !matches!(placed, Ok(201)),
+        "placed before its confirm was stopped"
+    );
+    cl.wait_served();
+    let c = client();
+    let (st, o) = call(
+        &c,
+        "GET",
+        &cl.url(z, &format!("/v1/orders/{id}")),
+        None,
+        None,
+    );
+    assert_eq!((st, o["status"].as_str()), (200, Some("confirmed")), "{o}");
+    let rid = o["shipments"][0]["reservation_id"]
+        .as_str()
+        .expect("a hold")
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (st, r) = call(
+            &c,
+            "GET",
+            &cl.url(z, &format!("/v1/reservations/{rid}")),
+            None,
+            None,
+        );
+        assert_eq!(st, 200, "{r}");
+        if r["status"] == "confirmed" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the order's hold was not confirmed after the takeover: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, rec) = call(
+        &c,
+        "GET",
+        &cl.url(z, &format!("/v1/inventory/S000/{sku}")),
+        None,
+        None,
+    );
+    assert_eq!(
+        (rec["on_hand"].as_i64(), rec["reserved"].as_i64()),
+        (Some(100), Some(1)),
+        "{rec}"
+    );
 }

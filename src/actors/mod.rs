@@ -938,6 +938,27 @@ impl Engine {
     /// confirmed now; one whose holds expired meanwhile has lost its stock
     /// and is named in the log. Returns (confirmed, lost).
     pub async fn reconcile_orders(&self) -> Result<(usize, usize), EngineError> {
+        let pending = self.unconfirmed_holds();
+        let (mut confirmed, mut lost) = (0, 0);
+        for (order, r) in pending {
+            match self.reservation(r.clone()).await?.map(|x| x.status) {
+                Some(Status::Held) => {
+                    let done = self.transition(r, Transition::Confirm).await?;
+                    confirmed += usize::from(done.is_ok());
+                }
+                Some(Status::Expired | Status::Released) => {
+                    lost += 1;
+                    tracing::warn!(%order, reservation = %r, "an order's hold expired before it was confirmed: the order has lost that stock");
+                }
+                _ => {}
+            }
+        }
+        Ok((confirmed, lost))
+    }
+
+    /// The holds of orders journaled as paid that nothing has moved yet:
+    /// (order, reservation), the ones `reconcile_orders` asks about.
+    pub fn unconfirmed_holds(&self) -> Vec<(String, ReservationId)> {
         let mut pending = Vec::new();
         for shard in &self.0.orders {
             // Only orders nothing has moved yet: once a shipment moved, its
@@ -955,21 +976,7 @@ impl Engine {
                 }
             }
         }
-        let (mut confirmed, mut lost) = (0, 0);
-        for (order, r) in pending {
-            match self.reservation(r.clone()).await?.map(|x| x.status) {
-                Some(Status::Held) => {
-                    let done = self.transition(r, Transition::Confirm).await?;
-                    confirmed += usize::from(done.is_ok());
-                }
-                Some(Status::Expired | Status::Released) => {
-                    lost += 1;
-                    tracing::warn!(%order, reservation = %r, "an order's hold expired before it was confirmed: the order has lost that stock");
-                }
-                _ => {}
-            }
-        }
-        Ok((confirmed, lost))
+        pending
     }
 
     /// The stock side of a journaled return: on_hand grows where the goods

@@ -904,13 +904,18 @@ impl Front {
     /// hold and comes back on the new owner with it, so the first answer
     /// comes back, or the write is applied once now; a 503 meanwhile, the
     /// new owner not serving yet, is asked again). A PUT (a stock
-    /// count, a catalog entry: the value itself) is sent again as it is:
-    /// applied twice, it is what it was once. Otherwise the answer is 504
+    /// count, a catalog entry: the value itself), a reservation's confirm
+    /// or release are sent again as they are: applied twice, they are what
+    /// they were once. Otherwise the answer is 504
     /// `outcome_unknown`, as a connection reset would be.
     async fn to_shard(&self, shard: u32, r: &Incoming<'_>) -> ApiResult {
         let write = !matches!(r.method, Method::GET | Method::HEAD);
+        // A confirm or a release made twice is made once (the second
+        // finds it done and changes nothing).
+        let settles = matches!(r.seg, ["v1", "reservations", _, "confirm" | "release"]);
         let resend = write
             && (r.method == Method::PUT
+                || settles
                 || r.headers.contains_key(http::reservations::IDEMPOTENCY_KEY));
         let lease = self.node.config.lease;
         // Set when an answer is lost: the takeover's time from then.

@@ -251,3 +251,38 @@ pub fn json_text_response(status: u16, body: String) -> Response<Body> {
         .body(Body::from(body))
         .unwrap_or_else(|_| Response::new(Body::empty()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_named_back() {
+        for c in Code::ALL {
+            assert_eq!(Code::named(c.meta().0), Some(c));
+        }
+        assert_eq!(Code::named("teapot"), None);
+    }
+
+    #[test]
+    fn a_part_s_problem_is_answered_as_it_came() {
+        let e = ApiError::new(Code::InsufficientStock, "short")
+            .with("lines", json!([{"sku": "A", "available": 0}]));
+        let back = ApiError::from_problem(409, &e.body());
+        assert_eq!(back.body(), e.body());
+        let v = ApiError::validation(vec![FieldError {
+            field: "lines[0].qty".into(),
+            message: "must be at least 1".into(),
+        }]);
+        assert_eq!(ApiError::from_problem(422, &v.body()).body(), v.body());
+        // Not ours, or a status that is not the code's: unavailable.
+        assert_eq!(
+            ApiError::from_problem(502, &json!("<html>bad gateway</html>")).code,
+            Code::Unavailable
+        );
+        assert_eq!(
+            ApiError::from_problem(500, &json!({"code": "insufficient_stock"})).code,
+            Code::Unavailable
+        );
+    }
+}

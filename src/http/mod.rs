@@ -67,6 +67,10 @@ pub struct AppState {
     pub feed: Arc<feed::FeedHost>,
     /// Where its orders' stock is (`order_stock`).
     pub stock: order_stock::OrderStock,
+    /// Whether its orders' holds were reconciled since its engine opened
+    /// (one node: at start; a cluster shard: by the retry loop once it
+    /// serves, `orders::reconcile`).
+    pub reconciled: std::sync::atomic::AtomicBool,
 }
 
 /// A request as the handlers see it.

@@ -22,7 +22,7 @@ use crate::actors::CartLine;
 use crate::cluster::front::Front;
 use crate::domain::catalog::SkuIdx;
 use crate::domain::ids::ReservationId;
-use crate::domain::reservation::Transition;
+use crate::domain::reservation::{Status, Transition};
 use crate::domain::sourcing::{PickupRefused, Plan, Target};
 
 /// See the module's documentation.
@@ -233,6 +233,33 @@ impl OrderStock {
         match st {
             200 => Ok(true),
             409 => Ok(false),
+            401 | 403 => Err(not_allowed(st, &b)),
+            _ => Err(ApiError::from_problem(st, &b)),
+        }
+    }
+
+    /// The status of reservation `r` (`None`: no such reservation).
+    pub async fn status(
+        &self,
+        state: &AppState,
+        r: ReservationId,
+    ) -> Result<Option<Status>, ApiError> {
+        let OrderStock::Cluster(cl) = self else {
+            return Ok(state.engine.reservation(r).await?.map(|x| x.status));
+        };
+        let (st, b) = cl
+            .call(
+                Method::GET,
+                format!("/v1/reservations/{r}"),
+                None,
+                Value::Null,
+            )
+            .await?;
+        match st {
+            200 => serde_json::from_value::<Status>(b["status"].clone())
+                .map(Some)
+                .map_err(|_| ApiError::new(Code::Unavailable, "a reservation answered no status")),
+            404 => Ok(None),
             401 | 403 => Err(not_allowed(st, &b)),
             _ => Err(ApiError::from_problem(st, &b)),
         }

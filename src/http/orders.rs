@@ -544,11 +544,19 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
                 }
             };
             for r in &held {
-                if !state
+                let confirmed = state
                     .stock
                     .transition(state, r.clone(), Transition::Confirm)
-                    .await?
-                {
+                    .await;
+                if !matches!(confirmed, Ok(true)) {
+                    // The order is journaled: the retry loop's next
+                    // reconciliation confirms what is still held (a
+                    // cluster shard moving answered 503) or names it lost.
+                    state
+                        .reconciled
+                        .store(false, std::sync::atomic::Ordering::Release);
+                }
+                if !confirmed? {
                     return Err(ApiError::new(
                         Code::Unavailable,
                         "a hold of the order expired before it was confirmed",
@@ -562,6 +570,31 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
             Ok(resp)
         }
     }
+}
+
+/// On a cluster node, a shard's orders once it serves them (its owner may
+/// have died between journaling an order and confirming its holds, which
+/// are in other shards): as `Engine::reconcile_orders` on one node's
+/// start, with the holds asked of their shards. Returns (confirmed, lost).
+pub async fn reconcile(state: &AppState) -> Result<(usize, usize), ApiError> {
+    let (mut confirmed, mut lost) = (0, 0);
+    for (order, r) in state.engine.unconfirmed_holds() {
+        match state.stock.status(state, r.clone()).await? {
+            Some(Status::Held) => {
+                let done = state
+                    .stock
+                    .transition(state, r, Transition::Confirm)
+                    .await?;
+                confirmed += usize::from(done);
+            }
+            Some(Status::Expired | Status::Released) => {
+                lost += 1;
+                tracing::warn!(%order, reservation = %r, "an order's hold expired before it was confirmed: the order has lost that stock");
+            }
+            _ => {}
+        }
+    }
+    Ok((confirmed, lost))
 }
 
 fn not_held(r: &ReservationId, st: Status) -> ApiError {

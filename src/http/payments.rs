@@ -11,6 +11,7 @@
 //!   key (never twice).
 
 use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -115,11 +116,25 @@ pub async fn scalapay_checkout(state: &AppState, req: &Request) -> ApiResult {
 
 /// Makes the captures and refunds owed every `every` until the task is
 /// dropped, for the orders of the engines `states` names each round (one
-/// node's; a cluster node's owned shards).
+/// node's; a cluster node's owned shards), after reconciling a shard's
+/// orders with their holds the first round it is served.
 pub async fn retry(states: impl Fn() -> Vec<Arc<AppState>>, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
         for state in states() {
+            if !state.reconciled.load(Ordering::Acquire) {
+                match super::orders::reconcile(&state).await {
+                    Ok((confirmed, lost)) => {
+                        state.reconciled.store(true, Ordering::Release);
+                        if confirmed + lost > 0 {
+                            tracing::info!(confirmed, lost, "orders reconciled with their holds");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e.detail, "reconciling orders with their holds: tried again next round")
+                    }
+                }
+            }
             let made = retry_once(&state).await;
             if made > 0 {
                 tracing::info!(made, "owed captures and refunds made");

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `51` (e.g. 10.51) | declined: "refused by the issuer" |
 //! | `52` (e.g. 10.52) | `Unavailable` (the provider is down: retry) |
+//! | `53` (e.g. 10.53) | authorized, after `SLOW` (a slow provider) |
 //! | anything else | authorized, reference `sbx-<boot>-<n>-<amount>` |
 //!
 //! Captures, refunds and voids follow the money: never more captured than
@@ -16,6 +17,9 @@ use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 
 use super::{Authorization, Authorize, Follow, PaymentError, PaymentProvider};
+
+/// How long an authorization of an amount ending in 53 takes.
+pub const SLOW: std::time::Duration = std::time::Duration::from_secs(3);
 use crate::domain::order::Minor;
 
 const KEYS_MAX: usize = 1_000_000;
@@ -209,7 +213,12 @@ impl PaymentProvider for Sandbox {
         &'a self,
         r: &'a Authorize,
     ) -> BoxFuture<'a, Result<Authorization, PaymentError>> {
-        Box::pin(async move { self.authorize_now(r) })
+        Box::pin(async move {
+            if r.amount % 100 == 53 {
+                tokio::time::sleep(SLOW).await;
+            }
+            self.authorize_now(r)
+        })
     }
     fn capture<'a>(&'a self, r: &'a Follow) -> BoxFuture<'a, Result<(), PaymentError>> {
         Box::pin(async move { self.follow_now(Op::Capture, r) })
