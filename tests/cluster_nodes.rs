@@ -1976,6 +1976,72 @@ fn orders_script(k: &[String], send: &Sender<'_>) -> Vec<(String, u16, Value)> {
         "store-roma",
         None,
     );
+    // A cart held at checkout, then its order: the cart's lines (in
+    // several shards) become the order's shipments, one per location.
+    let (st, cart) = send(
+        "POST",
+        "/v1/reservations",
+        "web-checkout",
+        Some(json!({"lines": [
+            {"sku": a, "qty": 1, "location": "S_RM"},
+            {"sku": b, "qty": 1, "location": "S_RM"},
+            {"sku": b, "qty": 1, "location": "DC1"},
+        ], "ttl_s": 600})),
+        0,
+    );
+    assert_eq!(st, 201, "{cart}");
+    let rid = cart["id"].as_str().expect("id").to_string();
+    let from_cart = |id: &str, price: &str| {
+        Some(json!({"id": id, "reservation_id": rid,
+            "lines": [{"sku": a, "qty": 1, "unit_price": price}, {"sku": b, "qty": 2, "unit_price": "1"}],
+            "delivery": roma, "payment": {"provider": "sandbox"}}))
+    };
+    step(
+        "from a cart, declined",
+        "POST",
+        "/v1/orders",
+        "web-checkout",
+        from_cart("R-0", "1.51"),
+    );
+    step(
+        "from a cart",
+        "POST",
+        "/v1/orders",
+        "web-checkout",
+        from_cart("R-1", "1"),
+    );
+    let (_, after) = send(
+        "GET",
+        &format!("/v1/reservations/{rid}"),
+        "web-checkout",
+        None,
+        1,
+    );
+    assert_eq!(
+        after["status"], "released",
+        "the cart after its order: {after}"
+    );
+    step(
+        "from a cart again",
+        "POST",
+        "/v1/orders",
+        "web-checkout",
+        from_cart("R-2", "1"),
+    );
+    step(
+        "from a cart, shipped",
+        "POST",
+        "/v1/orders/R-1/shipments/1/events",
+        "admin-secret",
+        Some(json!({"status": "shipped"})),
+    );
+    step(
+        "from a cart, cancelled",
+        "POST",
+        "/v1/orders/R-1/cancel",
+        "admin-secret",
+        None,
+    );
     out
 }
 
@@ -1983,9 +2049,10 @@ fn orders_script(k: &[String], send: &Sender<'_>) -> Vec<(String, u16, Value)> {
 /// stock with each SKU's shard. The same script of orders (placed, moved,
 /// cancelled, declined, short, split, picked up; with tokens: the stock
 /// operations go with the node's own) answers through the three nodes in
-/// turn exactly what it answers on one node, stock included. An order
-/// survives its home shard's owner killed. Returns and orders from a held
-/// reservation answer 501 on a cluster.
+/// turn exactly what it answers on one node, stock included; an order
+/// from a cart held across shards is split into its shipments as one
+/// node splits it. An order survives its home shard's owner killed.
+/// Returns answer 501 on a cluster.
 #[test]
 fn orders_through_any_node_answer_as_one_node() {
     use serde_json::json;
@@ -2054,6 +2121,18 @@ fn orders_through_any_node_answer_as_one_node() {
     assert_eq!(status("provider down, read").0, 404);
     assert_eq!(status("short").2.as_deref(), Some("insufficient_stock"));
     assert_eq!(status("collected").1.as_deref(), Some("collected"));
+    assert_eq!(status("from a cart, declined").0, 402);
+    assert_eq!(status("from a cart").0, 201);
+    assert_eq!(
+        status("from a cart again").2.as_deref(),
+        Some("reservation_not_held")
+    );
+    let shipments = single
+        .iter()
+        .find(|x| x.0 == "from a cart")
+        .map(|x| x.2["shipments"].as_array().map_or(0, Vec::len))
+        .expect("step");
+    assert_eq!(shipments, 2, "one shipment per location of the cart");
     let stock_after = |label: &str| {
         single
             .iter()
@@ -2087,6 +2166,16 @@ fn orders_through_any_node_answer_as_one_node() {
     assert!(
         homes.len() > 1,
         "the orders all live in one shard: {homes:?}"
+    );
+
+    // The shipment of the cart's lines at Roma, in two shards, is one
+    // hold across them (an id naming both).
+    let (_, r1) = on_cluster("GET", "/v1/orders/R-1", "admin-secret", None, 0);
+    let at_roma = r1["shipments"][0]["reservation_id"].as_str().unwrap_or("");
+    assert_eq!(
+        at_roma.split_once('.').map(|(s, _)| s.split('-').count()),
+        Some(2),
+        "{r1}"
     );
 
     // Not served on a cluster yet: 501, nothing done.

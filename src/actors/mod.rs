@@ -468,6 +468,11 @@ impl Engine {
     fn stock_of(&self, sku: SkuIdx) -> &Addr<StockShard> {
         &self.0.stock[sku as usize % self.0.stock.len()]
     }
+    /// How many reservation books the engine has (`book_of`).
+    pub fn books(&self) -> usize {
+        self.0.books.len()
+    }
+
     fn book_for(&self, id: &ReservationId) -> &Addr<ReservationBook> {
         &self.0.books[book_of(id, self.0.books.len())]
     }
@@ -1462,6 +1467,27 @@ impl Engine {
             .into_iter()
             .map(|lines| (self.new_reservation_id(book), lines))
             .collect();
+        self.split_reservation_as(from, into, ttl_s).await
+    }
+
+    /// `split_reservation` into parts of the ids given (a cluster's order:
+    /// a part across shards has one id in each), each of which must be in
+    /// the book of `from` (`book_of`: the book inserts them as it journals
+    /// the split); one that is not, or that is held already, is refused
+    /// as lines that differ.
+    pub async fn split_reservation_as(
+        &self,
+        from: ReservationId,
+        into: Vec<(ReservationId, Vec<Line>)>,
+        ttl_s: u64,
+    ) -> Result<Result<Vec<Reservation>, SplitRefused>, EngineError> {
+        let book = book_of(&from, self.0.books.len());
+        if into
+            .iter()
+            .any(|(id, _)| book_of(id, self.0.books.len()) != book)
+        {
+            return Ok(Err(SplitRefused::LinesDiffer));
+        }
         let now = self.0.clock.now_ms();
         let (tx, rx) = oneshot::channel();
         self.0.books[book]
@@ -1551,7 +1577,8 @@ fn sweep_orders(engine: std::sync::Weak<Inner>, stop: Arc<AtomicBool>) {
     }
 }
 
-fn book_of(id: &ReservationId, n: usize) -> usize {
+/// The book (of `n`) that keeps reservation `id`.
+pub fn book_of(id: &ReservationId, n: usize) -> usize {
     let s = id.as_str();
     // After a cluster shard's prefix (`id_prefix`), if any.
     let counter = s

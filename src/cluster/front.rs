@@ -512,6 +512,22 @@ impl Front {
         self.stock_of(&r.headers, shards, &skus).await
     }
 
+    /// `method path` with `body` and `headers`, served by `shard`'s engine
+    /// (here, or forwarded to its owner): an order's own request of one
+    /// shard (`http::order_stock`).
+    pub async fn shard_call(
+        &self,
+        shard: u32,
+        method: Method,
+        path: &str,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> (u16, serde_json::Value) {
+        let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let r = Incoming::internal(method, path, &seg, headers, body);
+        self.answer(shard, &r).await
+    }
+
     /// What `shards` hold of `skus` (`gather`), asked with `headers`.
     pub async fn stock_of(
         &self,

@@ -22,7 +22,7 @@ use crate::actors::CartLine;
 use crate::cluster::front::Front;
 use crate::domain::catalog::SkuIdx;
 use crate::domain::ids::ReservationId;
-use crate::domain::reservation::{Status, Transition};
+use crate::domain::reservation::{Line, SplitRefused, Status, Transition};
 use crate::domain::sourcing::{PickupRefused, Plan, Target};
 
 /// See the module's documentation.
@@ -98,6 +98,26 @@ impl ClusterStock {
             };
             let answer = front.handle(method, &path, &seg, None, headers, body).await;
             Ok(crate::cluster::front::body_of(answer).await)
+        })
+    }
+}
+
+impl ClusterStock {
+    /// `POST path` with `body`, served by `shard`'s engine (here or at its
+    /// owner). Boxed, as `call`.
+    fn call_shard(
+        &self,
+        shard: u32,
+        path: String,
+        body: Value,
+    ) -> BoxFuture<'static, Result<Answer, ApiError>> {
+        let ready = self.front().and_then(|f| Ok((f, self.headers(None)?)));
+        Box::pin(async move {
+            let (front, headers) = ready?;
+            let body = Bytes::from(body.to_string());
+            Ok(front
+                .shard_call(shard, Method::POST, &path, headers, body)
+                .await)
         })
     }
 }
@@ -244,8 +264,21 @@ impl OrderStock {
         state: &AppState,
         r: ReservationId,
     ) -> Result<Option<Status>, ApiError> {
+        Ok(self.reservation(state, r).await?.map(|x| x.0))
+    }
+
+    /// Reservation `r`'s status and lines (`None`: no such reservation).
+    pub async fn reservation(
+        &self,
+        state: &AppState,
+        r: ReservationId,
+    ) -> Result<Option<(Status, Vec<Line>)>, ApiError> {
         let OrderStock::Cluster(cl) = self else {
-            return Ok(state.engine.reservation(r).await?.map(|x| x.status));
+            return Ok(state
+                .engine
+                .reservation(r)
+                .await?
+                .map(|x| (x.status, x.lines)));
         };
         let (st, b) = cl
             .call(
@@ -256,13 +289,113 @@ impl OrderStock {
             )
             .await?;
         match st {
-            200 => serde_json::from_value::<Status>(b["status"].clone())
-                .map(Some)
-                .map_err(|_| ApiError::new(Code::Unavailable, "a reservation answered no status")),
+            200 => {
+                let status = serde_json::from_value::<Status>(b["status"].clone());
+                let lines = serde_json::from_value::<Vec<Line>>(b["lines"].clone());
+                match (status, lines) {
+                    (Ok(s), Ok(l)) => Ok(Some((s, l))),
+                    _ => Err(ApiError::new(
+                        Code::Unavailable,
+                        "a reservation answered no lines",
+                    )),
+                }
+            }
             404 => Ok(None),
             401 | 403 => Err(not_allowed(st, &b)),
             _ => Err(ApiError::from_problem(st, &b)),
         }
+    }
+
+    /// Held reservation `from` turned into `parts` (an order's shipments),
+    /// each held for `ttl_s`: their ids, or why not. On a cluster a part
+    /// whose lines are in several shards is one id in each (a cart's, as
+    /// `cluster::front` holds carts), each shard's part of `from` split by
+    /// its engine in turn; one refused, the parts split before it are
+    /// released (the order fails: `from` was not held whole).
+    pub async fn split(
+        &self,
+        state: &AppState,
+        from: ReservationId,
+        parts: Vec<Vec<Line>>,
+        ttl_s: u64,
+    ) -> Result<Result<Vec<ReservationId>, SplitRefused>, ApiError> {
+        let OrderStock::Cluster(cl) = self else {
+            return Ok(state
+                .engine
+                .split_reservation(from, parts, ttl_s)
+                .await?
+                .map(|v| v.into_iter().map(|r| r.id).collect()));
+        };
+        let front = cl.front()?;
+        let config = &front.node.config;
+        let books = state.engine.books();
+        let book = crate::actors::book_of(&from, books);
+        // Each part's id: its shards, then a random number, drawn until the
+        // id falls in `from`'s book (the book inserts the parts as it
+        // journals the split).
+        let ids: Vec<ReservationId> = parts
+            .iter()
+            .map(|lines| {
+                let mut shards: Vec<u32> = lines
+                    .iter()
+                    .map(|l| config.shard_of(l.sku.as_str()))
+                    .collect();
+                shards.sort_unstable();
+                shards.dedup();
+                let prefix = shards
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join("-");
+                loop {
+                    let id = format!("{prefix}.c{:016x}", rand::random::<u64>());
+                    if let Ok(id) = ReservationId::parse(&id) {
+                        if crate::actors::book_of(&id, books) == book {
+                            break id;
+                        }
+                    }
+                }
+            })
+            .collect();
+        let mut by_shard: std::collections::BTreeMap<u32, Vec<(String, Vec<Line>)>> =
+            std::collections::BTreeMap::new();
+        for (id, lines) in ids.iter().zip(&parts) {
+            for l in lines {
+                let mine = by_shard.entry(config.shard_of(l.sku.as_str())).or_default();
+                match mine.iter_mut().find(|p| p.0 == id.as_str()) {
+                    Some(p) => p.1.push(l.clone()),
+                    None => mine.push((id.as_str().to_string(), vec![l.clone()])),
+                }
+            }
+        }
+        let mut refused = None;
+        for (shard, into) in &by_shard {
+            let body = json!({ "into": into, "ttl_s": ttl_s });
+            let (st, b) = cl
+                .call_shard(*shard, format!("/v1/reservations/{from}/split"), body)
+                .await?;
+            let why = match st {
+                200 => continue,
+                409 => match serde_json::from_value::<Status>(b["status"].clone()) {
+                    Ok(s) => Ok(SplitRefused::NotHeld(s)),
+                    Err(_) => Ok(SplitRefused::LinesDiffer),
+                },
+                401 | 403 => Err(not_allowed(st, &b)),
+                _ => Err(ApiError::from_problem(st, &b)),
+            };
+            refused = Some(why);
+            break;
+        }
+        let Some(why) = refused else {
+            return Ok(Ok(ids));
+        };
+        // The parts split so far go: the order is not placed.
+        for id in &ids {
+            let _ = self
+                .transition(state, id.clone(), Transition::Release)
+                .await;
+        }
+        why.map(Err)
     }
 
     /// Whether the order's stock is a cluster's (what is not served there

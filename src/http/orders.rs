@@ -350,14 +350,6 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
         }
     };
     e.into_result()?;
-    if from.is_some() && state.stock.in_cluster() {
-        // Its split is one engine's write; a cart's parts may be in
-        // several shards.
-        return Err(ApiError::new(
-            Code::NotImplemented,
-            "an order from a held reservation is not placed by a cluster node yet: send its lines instead (they are planned and held)",
-        ));
-    }
     let (Some(id), Some(delivery), Some(provider)) = (id, delivery, provider) else {
         return Err(ApiError::new(Code::ValidationFailed, "order"));
     };
@@ -482,15 +474,15 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
             let mut order = order;
             if let Some(r) = &from {
                 let refused = match state
-                    .engine
-                    .split_reservation(r.clone(), parts, ORDER_HOLD_TTL_S)
+                    .stock
+                    .split(state, r.clone(), parts, ORDER_HOLD_TTL_S)
                     .await
                 {
                     Ok(Ok(split)) => {
                         for (s, part) in order.shipments.iter_mut().zip(&split) {
-                            s.reservation = Some(part.id.as_str().to_string());
+                            s.reservation = Some(part.as_str().to_string());
                         }
-                        held = split.into_iter().map(|p| p.id).collect();
+                        held = split;
                         None
                     }
                     Ok(Err(SplitRefused::NotHeld(st))) => Some(not_held(r, st)),
@@ -498,7 +490,7 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
                         Code::ReservationNotHeld,
                         format!("reservation {r} changed while the order was placed"),
                     )),
-                    Err(e) => Some(e.into()),
+                    Err(e) => Some(e),
                 };
                 if let Some(err) = refused {
                     // Expired or released since it was read: nothing is
@@ -649,20 +641,20 @@ async fn shipments_of_reservation(
             message: msg,
         }])
     };
-    let r = state
-        .engine
-        .reservation(rid.clone())
+    let (status, held_lines) = state
+        .stock
+        .reservation(state, rid.clone())
         .await?
         .ok_or_else(|| field(format!("no reservation {rid}")))?;
-    if r.status != Status::Held {
-        return Err(not_held(rid, r.status));
+    if status != Status::Held {
+        return Err(not_held(rid, status));
     }
     let mut ordered: BTreeMap<&str, u64> = BTreeMap::new();
     for l in lines {
         *ordered.entry(l.sku.as_str()).or_default() += u64::from(l.qty);
     }
     let mut holds: BTreeMap<&str, u64> = BTreeMap::new();
-    for l in &r.lines {
+    for l in &held_lines {
         *holds.entry(l.sku.as_str()).or_default() += u64::from(l.qty);
     }
     if ordered != holds {
@@ -680,7 +672,7 @@ async fn shipments_of_reservation(
     }
     // One shipment per location, in the order the reservation names them.
     let mut groups: Vec<(LocationId, Vec<Line>)> = Vec::new();
-    for l in &r.lines {
+    for l in &held_lines {
         match groups.iter_mut().find(|g| g.0 == l.location) {
             Some(g) => g.1.push(l.clone()),
             None => groups.push((l.location.clone(), vec![l.clone()])),

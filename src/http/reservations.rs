@@ -459,6 +459,9 @@ pub async fn get(state: &AppState, req: &Request, id: &str) -> ApiResult {
 }
 
 pub async fn transition(state: &AppState, req: &Request, id: &str, action: &str) -> ApiResult {
+    if action == "split" {
+        return split(state, req, id).await;
+    }
     let t = match action {
         "confirm" => Transition::Confirm,
         "release" => Transition::Release,
@@ -496,5 +499,58 @@ pub async fn transition(state: &AppState, req: &Request, id: &str, action: &str)
             ),
         )
         .with("status", json!(s.as_str()))),
+    }
+}
+
+/// `POST /v1/reservations/{id}/split` (between cluster nodes, with
+/// `x-holdfast-shard`; admin): this shard's part of held reservation `id`
+/// turned into the parts `{"into": [[part id, [line, ...]], ...], "ttl_s"}`
+/// (an order's shipments placed from a cart: `order_stock`), as one
+/// engine splits a reservation. 200 `{"into": [ids]}`; 409
+/// `reservation_not_held` when it is not held or its lines differ. 404 on
+/// a single node.
+async fn split(state: &AppState, req: &Request, id: &str) -> ApiResult {
+    if !state.engine.in_cluster() {
+        return Err(ApiError::new(
+            Code::NotFound,
+            "no action split on reservations",
+        ));
+    }
+    req.principal.require_admin()?;
+    let from = parse_reservation_id(id)?;
+    let m = parse_object(&req.body)?;
+    let into: Vec<(ReservationId, Vec<Line>)> = m
+        .get("into")
+        .cloned()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .filter(|v: &Vec<(ReservationId, Vec<Line>)>| {
+            let lines: usize = v.iter().map(|p| p.1.len()).sum();
+            !v.is_empty() && lines <= crate::limits::CART_LINES_MAX
+        })
+        .ok_or_else(|| {
+            ApiError::new(
+                Code::ValidationFailed,
+                "into: the parts, [id, [{sku, location, qty, requested}]], of at most a cart's lines",
+            )
+        })?;
+    let ttl = m
+        .get("ttl_s")
+        .and_then(Value::as_u64)
+        .filter(|t| (TTL_S_MIN..=TTL_S_MAX).contains(t))
+        .ok_or_else(|| ApiError::new(Code::ValidationFailed, "ttl_s"))?;
+    match state.engine.split_reservation_as(from, into, ttl).await? {
+        Ok(parts) => Ok(json_response(
+            200,
+            &json!({"into": parts.iter().map(|p| p.id.as_str()).collect::<Vec<_>>()}),
+        )),
+        Err(crate::domain::reservation::SplitRefused::NotHeld(st)) => Err(ApiError::new(
+            Code::ReservationNotHeld,
+            format!("reservation {id} is {}", st.as_str()),
+        )
+        .with("status", json!(st.as_str()))),
+        Err(crate::domain::reservation::SplitRefused::LinesDiffer) => Err(ApiError::new(
+            Code::ReservationNotHeld,
+            format!("reservation {id} changed while the order was placed"),
+        )),
     }
 }
