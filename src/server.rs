@@ -123,6 +123,13 @@ fn app_state(
     for (key, entry) in &recovered.idempotency {
         idem.seed(key.clone(), http::reservations::idempotent_answer(entry));
     }
+    // One node reconciles before it serves (`run`); a shard taken over,
+    // whatever its orders did just before.
+    let unsettled_since = if stock.in_cluster() {
+        http::orders::Unsettled::since_takeover(engine.clock().now_ms())
+    } else {
+        http::orders::Unsettled::default()
+    };
     Arc::new(AppState {
         auth: Auth::new(cfg.tokens.as_deref()),
         idem,
@@ -139,8 +146,7 @@ fn app_state(
             feed_rt,
         )),
         engine,
-        // One node reconciles before it serves (`run`).
-        reconciled: std::sync::atomic::AtomicBool::new(!stock.in_cluster()),
+        unsettled_since,
         stock,
     })
 }

@@ -984,6 +984,23 @@ impl Engine {
         pending
     }
 
+    /// What the holds of the orders in memory changed at or after
+    /// `since_ms` must be (`Order::hold_states`): (order, reservation,
+    /// status), for a cluster's reconciliation (`http::orders::reconcile`).
+    pub fn holds_to_settle(&self, since_ms: TimeMs) -> Vec<(String, ReservationId, Status)> {
+        let mut v = Vec::new();
+        for shard in &self.0.orders {
+            for o in shard.lock().values().filter(|o| o.updated_ms >= since_ms) {
+                for (r, want) in o.hold_states() {
+                    if let Ok(r) = ReservationId::parse(r) {
+                        v.push((o.id.clone(), r, want));
+                    }
+                }
+            }
+        }
+        v
+    }
+
     /// The stock side of a journaled return: on_hand grows where the goods
     /// came back (replay does the same from the order's record).
     fn restock(

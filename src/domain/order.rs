@@ -525,6 +525,30 @@ impl Order {
             && self.created_ms.div_euclid(DAY) < now.div_euclid(DAY)
     }
 
+    /// What each shipment's reservation must be now, by what the order
+    /// says: released (the order cancelled), fulfilled (its goods left
+    /// their building), confirmed (paid, not left). Nothing before the
+    /// payment's yes, or after its no (nothing is held then).
+    pub fn hold_states(&self) -> Vec<(&str, super::reservation::Status)> {
+        use super::reservation::Status;
+        if matches!(self.payment.state, PayState::Pending | PayState::Declined) {
+            return Vec::new();
+        }
+        self.shipments
+            .iter()
+            .filter_map(|s| {
+                let want = if self.cancelled {
+                    Status::Released
+                } else if s.route.leaves_stock(ShipStatus::Pending, s.status) {
+                    Status::Fulfilled
+                } else {
+                    Status::Confirmed
+                };
+                Some((s.reservation.as_deref()?, want))
+            })
+            .collect()
+    }
+
     pub fn status(&self) -> OrderStatus {
         if self.cancelled {
             return OrderStatus::Cancelled;
@@ -980,6 +1004,39 @@ mod tests {
         );
         assert_eq!((o.capture_owed(), o.decide_capture(6)), (0, None));
         assert!(o.decide_return(&[(0, 1)], loc("S1"), 7).is_ok());
+    }
+
+    /// What an order's holds must be follows the order: confirmed once
+    /// paid, fulfilled when the goods left their building (collected, for
+    /// a pickup at the store itself; shipped, for a transfer), released
+    /// when cancelled; nothing when the payment said no.
+    #[test]
+    fn an_order_says_what_its_holds_must_be() {
+        use crate::domain::reservation::Status::*;
+        let held = |o: &mut Order| {
+            for (s, r) in o.shipments.iter_mut().zip(["r1", "r2"]) {
+                s.reservation = Some(r.into());
+            }
+        };
+        let mut o = order(true);
+        held(&mut o);
+        assert_eq!(o.hold_states(), [("r1", Confirmed), ("r2", Confirmed)]);
+        step(&mut o, 2, ShipStatus::Shipped).expect("transfer leaves");
+        step(&mut o, 1, ShipStatus::ReadyForPickup).expect("ready");
+        assert_eq!(o.hold_states(), [("r1", Confirmed), ("r2", Fulfilled)]);
+        step(&mut o, 1, ShipStatus::Collected).expect("collected");
+        assert_eq!(o.hold_states(), [("r1", Fulfilled), ("r2", Fulfilled)]);
+
+        let mut o = order(false);
+        held(&mut o);
+        let c = o.decide_cancel(5).expect("cancel").expect("event");
+        o.apply(&c);
+        assert_eq!(o.hold_states(), [("r1", Released), ("r2", Released)]);
+
+        let mut o = order(false);
+        held(&mut o);
+        o.payment.state = PayState::Declined;
+        assert!(o.hold_states().is_empty());
     }
 
     /// Orders journaled before addresses, parcels and payment notices

@@ -67,10 +67,12 @@ pub struct AppState {
     pub feed: Arc<feed::FeedHost>,
     /// Where its orders' stock is (`order_stock`).
     pub stock: order_stock::OrderStock,
-    /// Whether its orders' holds were reconciled since its engine opened
-    /// (one node: at start; a cluster shard: by the retry loop once it
-    /// serves, `orders::reconcile`).
-    pub reconciled: std::sync::atomic::AtomicBool,
+    /// Since when its orders' holds may not be what the orders say
+    /// (`orders::reconcile`, by the retry loop; `i64::MAX`: they are): a
+    /// cluster shard's since a while before a node took it over, any
+    /// engine's since a stock operation of an order failed after the
+    /// order recorded it.
+    pub unsettled_since: orders::Unsettled,
 }
 
 /// A request as the handlers see it.

@@ -33,6 +33,7 @@ use crate::domain::order::{
 };
 use crate::domain::reservation::{Line, SplitRefused, Status, Transition};
 use crate::domain::sourcing::Target;
+use crate::domain::TimeMs;
 use crate::limits::{QTY_MAX, SOURCING_REPLANS_MAX};
 use crate::payments::{Authorization, Authorize, Follow, PaymentError, PaymentProvider};
 use std::collections::BTreeMap;
@@ -544,9 +545,7 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
                     // The order is journaled: the retry loop's next
                     // reconciliation confirms what is still held (a
                     // cluster shard moving answered 503) or names it lost.
-                    state
-                        .reconciled
-                        .store(false, std::sync::atomic::Ordering::Release);
+                    state.unsettled_since.failed(placed.updated_ms);
                 }
                 if !confirmed? {
                     return Err(ApiError::new(
@@ -564,29 +563,80 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
     }
 }
 
-/// On a cluster node, a shard's orders once it serves them (its owner may
-/// have died between journaling an order and confirming its holds, which
-/// are in other shards): as `Engine::reconcile_orders` on one node's
-/// start, with the holds asked of their shards. Returns (confirmed, lost).
-pub async fn reconcile(state: &AppState) -> Result<(usize, usize), ApiError> {
-    let (mut confirmed, mut lost) = (0, 0);
-    for (order, r) in state.engine.unconfirmed_holds() {
-        match state.stock.status(state, r.clone()).await? {
-            Some(Status::Held) => {
-                let done = state
-                    .stock
-                    .transition(state, r, Transition::Confirm)
-                    .await?;
-                confirmed += usize::from(done);
-            }
-            Some(Status::Expired | Status::Released) => {
-                lost += 1;
-                tracing::warn!(%order, reservation = %r, "an order's hold expired before it was confirmed: the order has lost that stock");
-            }
-            _ => {}
+/// How far back a node that takes a shard over reconciles its orders'
+/// holds: its owner may have died between recording an order's step and
+/// the stock operation it asks of another shard (moments, or a forward's
+/// timeouts), or with one failed and not yet reconciled (the retry loop's
+/// round). Orders changed before were settled by their owner.
+const TAKEOVER_SETTLE_MS: TimeMs = 15 * 60 * 1000;
+
+/// Since when an engine's orders' holds may not be what the orders say
+/// (`AppState::unsettled_since`), and how many failures marked it (a
+/// pass of `reconcile` clears it only if none came meanwhile: the order
+/// of one may have changed after the pass read the orders).
+pub struct Unsettled(parking_lot::Mutex<(TimeMs, u64)>);
+
+impl Default for Unsettled {
+    fn default() -> Self {
+        Unsettled(parking_lot::Mutex::new((TimeMs::MAX, 0)))
+    }
+}
+
+impl Unsettled {
+    /// A shard taken over at `now`.
+    pub fn since_takeover(now: TimeMs) -> Self {
+        Unsettled(parking_lot::Mutex::new((now - TAKEOVER_SETTLE_MS, 0)))
+    }
+    /// A stock operation of an order changed at `at` failed.
+    pub fn failed(&self, at: TimeMs) {
+        let mut m = self.0.lock();
+        m.0 = m.0.min(at);
+        m.1 += 1;
+    }
+    /// Since when, and the mark's count, if unsettled.
+    pub fn get(&self) -> Option<(TimeMs, u64)> {
+        let m = *self.0.lock();
+        (m.0 != TimeMs::MAX).then_some(m)
+    }
+    /// Reconciled as of mark `seen` (`get`): settled, unless marked since.
+    pub fn settled(&self, seen: (TimeMs, u64)) {
+        let mut m = self.0.lock();
+        if *m == seen {
+            m.0 = TimeMs::MAX;
         }
     }
-    Ok((confirmed, lost))
+}
+
+/// The holds of the orders changed at or after `since` made what their
+/// orders say (`Order::hold_states`): a paid order's held holds confirmed,
+/// a shipment that left fulfilled, a cancelled order's released; a hold
+/// that expired before its order was confirmed is named lost. On one node
+/// at its start (`Engine::reconcile_orders`) an order's holds are its own
+/// engine's; on a cluster they are in other shards, and a node that takes
+/// a shard over, or an engine whose order's stock operation failed, asks
+/// them here. Returns (settled, lost).
+pub async fn reconcile(state: &AppState, since: TimeMs) -> Result<(usize, usize), ApiError> {
+    let (mut settled, mut lost) = (0, 0);
+    for (order, r, want) in state.engine.holds_to_settle(since) {
+        let now = state.stock.status(state, r.clone()).await?;
+        let steps: &[Transition] = match (now, want) {
+            (Some(Status::Held), Status::Confirmed) => &[Transition::Confirm],
+            (Some(Status::Held), Status::Fulfilled) => &[Transition::Confirm, Transition::Fulfil],
+            (Some(Status::Confirmed), Status::Fulfilled) => &[Transition::Fulfil],
+            (Some(Status::Held | Status::Confirmed), Status::Released) => &[Transition::Release],
+            (Some(Status::Expired | Status::Released), Status::Confirmed | Status::Fulfilled) => {
+                lost += 1;
+                tracing::warn!(%order, reservation = %r, "an order's hold expired before it was confirmed: the order has lost that stock");
+                &[]
+            }
+            _ => &[],
+        };
+        for t in steps {
+            state.stock.transition(state, r.clone(), *t).await?;
+        }
+        settled += usize::from(!steps.is_empty());
+    }
+    Ok((settled, lost))
 }
 
 fn not_held(r: &ReservationId, st: Status) -> ApiError {
@@ -962,7 +1012,12 @@ pub async fn move_shipment(
                 .as_deref()
                 .and_then(|r| ReservationId::parse(r).ok())
             {
-                if !state.stock.transition(state, r, Transition::Fulfil).await? {
+                let fulfilled = state.stock.transition(state, r, Transition::Fulfil).await;
+                if fulfilled.is_err() {
+                    // Recorded as left: the retry loop fulfils it.
+                    state.unsettled_since.failed(o.updated_ms);
+                }
+                if !fulfilled? {
                     return Err(ApiError::new(
                         Code::InvalidTransition,
                         "the shipment's reservation is not confirmed",
@@ -1127,10 +1182,12 @@ pub async fn cancel(state: &AppState, req: &Request, id: &str) -> ApiResult {
             .and_then(|r| ReservationId::parse(r).ok())
         {
             // Released at once; a held one would also expire by its TTL.
-            let _ = state
-                .stock
-                .transition(state, r, Transition::Release)
-                .await?;
+            let released = state.stock.transition(state, r, Transition::Release).await;
+            if let Err(e) = released {
+                // Recorded as cancelled: the retry loop releases it.
+                state.unsettled_since.failed(o.updated_ms);
+                return Err(e);
+            }
         }
         // A label made for it is cancelled at its carrier (nothing has
         // left, so nothing was picked up); a failure is logged: an unused
@@ -1330,4 +1387,28 @@ pub fn pickups(state: &AppState, req: &Request, id: &str) -> ApiResult {
         200,
         &json!({"location": id, "pickups": list}),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Unsettled;
+
+    /// A pass settles the mark it read, not one a failure moved meanwhile
+    /// (that failure's order may have changed after the pass read them).
+    #[test]
+    fn a_failure_during_a_pass_keeps_its_engine_unsettled() {
+        let u = Unsettled::default();
+        assert_eq!(u.get(), None);
+        u.failed(500);
+        let seen = u.get().expect("unsettled");
+        assert_eq!(seen.0, 500);
+        u.failed(700);
+        u.settled(seen);
+        assert_eq!(u.get().map(|m| m.0), Some(500), "the later failure is kept");
+        let seen = u.get().expect("unsettled");
+        u.settled(seen);
+        assert_eq!(u.get(), None);
+        let t = Unsettled::since_takeover(10_000_000);
+        assert!(t.get().is_some_and(|m| m.0 < 10_000_000));
+    }
 }

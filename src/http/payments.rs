@@ -11,7 +11,6 @@
 //!   key (never twice).
 
 use serde_json::{json, Value};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -122,16 +121,20 @@ pub async fn retry(states: impl Fn() -> Vec<Arc<AppState>>, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
         for state in states() {
-            if !state.reconciled.load(Ordering::Acquire) {
-                match super::orders::reconcile(&state).await {
-                    Ok((confirmed, lost)) => {
-                        state.reconciled.store(true, Ordering::Release);
-                        if confirmed + lost > 0 {
-                            tracing::info!(confirmed, lost, "orders reconciled with their holds");
+            if let Some(mark) = state.unsettled_since.get() {
+                match super::orders::reconcile(&state, mark.0).await {
+                    Ok((settled, lost)) => {
+                        state.unsettled_since.settled(mark);
+                        if settled + lost > 0 {
+                            tracing::info!(
+                                settled,
+                                lost,
+                                "orders' holds reconciled with their orders"
+                            );
                         }
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e.detail, "reconciling orders with their holds: tried again next round")
+                        tracing::warn!(error = %e.detail, "reconciling orders' holds: tried again next round")
                     }
                 }
             }
