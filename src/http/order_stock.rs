@@ -100,9 +100,7 @@ impl ClusterStock {
             Ok(crate::cluster::front::body_of(answer).await)
         })
     }
-}
 
-impl ClusterStock {
     /// `POST path` with `body`, served by `shard`'s engine (here or at its
     /// owner). Boxed, as `call`.
     fn call_shard(
@@ -371,9 +369,16 @@ impl OrderStock {
         let mut refused = None;
         for (shard, into) in &by_shard {
             let body = json!({ "into": into, "ttl_s": ttl_s });
-            let (st, b) = cl
+            let answer = cl
                 .call_shard(*shard, format!("/v1/reservations/{from}/split"), body)
-                .await?;
+                .await;
+            let (st, b) = match answer {
+                Ok(x) => x,
+                Err(e) => {
+                    refused = Some(Err(e));
+                    break;
+                }
+            };
             let why = match st {
                 200 => continue,
                 409 => match serde_json::from_value::<Status>(b["status"].clone()) {

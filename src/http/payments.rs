@@ -115,8 +115,8 @@ pub async fn scalapay_checkout(state: &AppState, req: &Request) -> ApiResult {
 
 /// Makes the captures and refunds owed every `every` until the task is
 /// dropped, for the orders of the engines `states` names each round (one
-/// node's; a cluster node's owned shards), after reconciling a shard's
-/// orders with their holds the first round it is served.
+/// node's; a cluster node's owned shards), after reconciling an engine's
+/// orders with their holds when they may be unsettled (`orders::reconcile`).
 pub async fn retry(states: impl Fn() -> Vec<Arc<AppState>>, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
