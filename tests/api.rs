@@ -908,3 +908,59 @@ fn a_bulk_catalog_import_is_all_or_nothing_and_survives_kill_9() {
     );
     assert_eq!(get(&c, &s, "/v1/skus/K0000").1["ship_alone"], true);
 }
+
+/// An adjustment with an `Idempotency-Key` is applied once per key (of its
+/// token): asked again it answers the record as it is, another adjustment
+/// under the key is refused (422), and the key outlives a kill -9 and a
+/// snapshot that trimmed the journal behind it.
+#[test]
+fn a_keyed_adjustment_is_applied_once_across_a_kill_9() {
+    let mut s = Server::start("[snapshot]\nevery_records = 5\nevery_s = 1\n");
+    let c = client();
+    seed(&c, &s, None, 1, 1, 10);
+    let adjust = |s: &Server, key: &str, delta: i64| {
+        call_full(
+            &c,
+            "POST",
+            &s.url("/v1/inventory/S000/A0/adjustments"),
+            None,
+            Some(&json!({"delta": delta, "reason": "return"}).to_string()),
+            &[("Idempotency-Key", key)],
+        )
+    };
+    let on_hand = |s: &Server| get(&c, s, "/v1/inventory/S000/A0").1["on_hand"].clone();
+    let (st, _, v) = adjust(&s, "back-1", 2);
+    assert_eq!((st, &v["on_hand"]), (200, &json!(12)), "{v}");
+    let (st, _, v) = adjust(&s, "back-1", 2);
+    assert_eq!((st, &v["on_hand"]), (200, &json!(12)), "applied twice: {v}");
+    let (st, h, v) = adjust(&s, "back-1", 3);
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (422, Some("idempotency_key_reused")),
+        "{v}"
+    );
+    assert!(is_problem(&h, &v, 422));
+    // Enough records for a snapshot, then its time.
+    for i in 0..8 {
+        assert_eq!(adjust(&s, &format!("more-{i}"), 1).0, 200);
+    }
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert_eq!(on_hand(&s), json!(20));
+    s.kill_and_restart("[snapshot]\nevery_records = 5\nevery_s = 1\n");
+    assert_eq!(on_hand(&s), json!(20));
+    for key in ["back-1", "more-0", "more-7"] {
+        let delta = if key == "back-1" { 2 } else { 1 };
+        let (st, _, v) = adjust(&s, key, delta);
+        assert_eq!((st, &v["on_hand"]), (200, &json!(20)), "{key} again: {v}");
+    }
+    // Unkeyed adjustments are applied each time, as before.
+    let (st, _, v) = call_full(
+        &c,
+        "POST",
+        &s.url("/v1/inventory/S000/A0/adjustments"),
+        None,
+        Some(&json!({"delta": 1, "reason": "receipt"}).to_string()),
+        &[],
+    );
+    assert_eq!((st, &v["on_hand"]), (200, &json!(21)), "{v}");
+}

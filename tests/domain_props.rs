@@ -122,6 +122,7 @@ proptest! {
                                 delta,
                                 reason: AdjustReason::Correction,
                                 at_ms: now,
+                                key: None,
                             })
                         }
                         Err(_) => {

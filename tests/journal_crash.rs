@@ -236,6 +236,7 @@ fn snapshots_and_segment_removal_survive_power_cuts() {
                 delta: i + 1,
                 reason: AdjustReason::Receipt,
                 at_ms: 0,
+                key: None,
             };
             journal.append(&e).expect("append").wait().expect("durable");
             acked_delta += i + 1;
@@ -256,6 +257,7 @@ fn snapshots_and_segment_removal_survive_power_cuts() {
                 delta: 1,
                 reason: AdjustReason::Receipt,
                 at_ms: 0,
+                key: None,
             };
             journal.append(&e).expect("append").wait().expect("durable");
             acked_delta += 1;

@@ -322,10 +322,21 @@ impl Engine {
         let mut rest = model.stock;
         let mut rotation = model.rotation;
         rotation.forget_stale(clock.now_ms());
-        for i in 0..n {
+        let mut keys: Vec<ahash::AHashMap<String, crate::domain::model::AdjustKey>> =
+            vec![Default::default(); n];
+        {
+            let c = catalog.read();
+            for (k, a) in model.adjust_keys {
+                if let Some(s) = c.sku_idx(a.sku.as_str()) {
+                    keys[s as usize % n].insert(k, a);
+                }
+            }
+        }
+        for (i, keys) in keys.into_iter().enumerate() {
             stock_tables.push((
                 rest.split_off(|s| s as usize % n != i),
                 rotation.split_off(|s| s as usize % n != i),
+                keys,
             ));
         }
         let mut books: Vec<ahash::AHashMap<ReservationId, Reservation>> =
@@ -360,10 +371,10 @@ impl Engine {
                     let stock: Vec<Addr<StockShard>> = stock_tables
                         .into_iter()
                         .enumerate()
-                        .map(|(i, (t, r))| {
+                        .map(|(i, (t, r, k))| {
                             let (j, c, f) = (journal2.clone(), clock2.clone(), feed2.clone());
                             StockShard::start_in_arbiter(&arbiters[i].handle(), move |_| {
-                                StockShard::new(t, r, j, c, f, i as u32)
+                                StockShard::new(t, r, j, c, f, i as u32, k)
                             })
                         })
                         .collect();
@@ -785,8 +796,9 @@ impl Engine {
     }
 
     /// Orders owing a capture (something left while their provider could
-    /// not be reached: `Order::capture_owed`) or a refund to send again
-    /// (`Payment::refunds_owed`, not unclear). A pass over the orders in
+    /// not be reached: `Order::capture_owed`), a refund to send again
+    /// (`Payment::refunds_owed`, not unclear) or a restock to another
+    /// shard (`Order::restocks_owed`). A pass over the orders in
     /// memory (an order owing one is not finished, or not passivable).
     pub fn orders_owing(&self) -> Vec<Order> {
         self.0
@@ -797,7 +809,9 @@ impl Engine {
                     .lock()
                     .values()
                     .filter(|o| {
-                        o.capture_owed() > 0 || o.payment.refunds_owed.iter().any(|r| !r.unclear)
+                        o.capture_owed() > 0
+                            || o.payment.refunds_owed.iter().any(|r| !r.unclear)
+                            || !o.restocks_owed.is_empty()
                     })
                     .cloned()
                     .collect::<Vec<_>>()
@@ -916,10 +930,12 @@ impl Engine {
                 id: id.to_string(),
                 events: vec![e.clone()],
             })?;
+            // (Owed, on a cluster: another shard's stock takes them.)
             if let OrderEvent::Returned {
                 lines,
                 location,
                 at_ms,
+                restock_owed: false,
                 ..
             } = &e
             {
@@ -1060,7 +1076,6 @@ impl Engine {
         Ok(out.into_iter().map(|(_, r)| r).collect())
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub async fn adjust(
         &self,
         sku_idx: SkuIdx,
@@ -1069,6 +1084,25 @@ impl Engine {
         location: LocationId,
         delta: i64,
         reason: AdjustReason,
+    ) -> Result<Result<RecordView, AdjustRefused>, EngineError> {
+        self.adjust_keyed(sku_idx, loc_idx, sku, location, delta, reason, None)
+            .await
+    }
+
+    /// `adjust`, applied once under `key` if given (journaled with it, so
+    /// a takeover or a restart keeps it): the same adjustment asked again
+    /// answers the record as it is, another under the key is refused
+    /// (`AdjustRefused::key_reused`).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn adjust_keyed(
+        &self,
+        sku_idx: SkuIdx,
+        loc_idx: LocIdx,
+        sku: SkuId,
+        location: LocationId,
+        delta: i64,
+        reason: AdjustReason,
+        key: Option<String>,
     ) -> Result<Result<RecordView, AdjustRefused>, EngineError> {
         let (tx, rx) = oneshot::channel();
         self.stock_of(sku_idx)
@@ -1079,6 +1113,7 @@ impl Engine {
                 location,
                 delta,
                 reason,
+                key,
                 reply: tx,
             })
             .map_err(full)?;

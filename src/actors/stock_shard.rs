@@ -17,6 +17,7 @@ use crate::domain::catalog::{LocIdx, SkuIdx};
 use crate::domain::event::{sold_by_adjustment, Count as CountFact, Event, IdemKey};
 use crate::domain::ids::ReservationId;
 use crate::domain::ids::{LocationId, SkuId};
+use crate::domain::model::AdjustKey;
 use crate::domain::reservation::{expires_at, sold_by_effect, Line, Reservation, Status};
 use crate::domain::rotation::RotationTable;
 use crate::domain::stock::{AdjustReason, AdjustRefused, StockDelta, StockRecord, StockTable};
@@ -39,6 +40,9 @@ pub struct StockShard {
     /// Units held by carts spanning shards whose record is not journaled
     /// yet (`Hold`, then `Commit` or an undo): the feed never shows them.
     provisional: AHashMap<(SkuIdx, LocIdx), i64>,
+    /// The keyed adjustments of this shard's SKUs (`Adjust::key`), as long
+    /// as idempotency keys are kept.
+    applied: AHashMap<String, AdjustKey>,
 }
 
 impl StockShard {
@@ -49,6 +53,7 @@ impl StockShard {
         clock: Arc<dyn Clock>,
         feed: Feed,
         index: u32,
+        applied: AHashMap<String, AdjustKey>,
     ) -> Self {
         Self {
             table,
@@ -59,6 +64,7 @@ impl StockShard {
             index,
             changes: 0,
             provisional: AHashMap::new(),
+            applied,
         }
     }
 
@@ -450,6 +456,9 @@ pub struct Adjust {
     pub location: LocationId,
     pub delta: i64,
     pub reason: AdjustReason,
+    /// Applied once under it: asked again with the same adjustment, the
+    /// record is answered as it is; another adjustment under it is refused.
+    pub key: Option<String>,
     #[allow(clippy::type_complexity)]
     pub reply: oneshot::Sender<Result<Result<(RecordView, Durable), AdjustRefused>, JournalError>>,
 }
@@ -459,24 +468,63 @@ impl Handler<Adjust> for StockShard {
     fn handle(&mut self, m: Adjust, _: &mut Context<Self>) {
         let rec = self.table.get_or_empty(m.sku_idx, m.loc_idx);
         let now = self.clock.now_ms();
+        if let Some(before) = m.key.as_ref().and_then(|k| self.applied.get(k)) {
+            let same =
+                before.sku == m.sku && before.location == m.location && before.delta == m.delta;
+            let r = if same {
+                Ok((self.view(m.sku_idx, rec, now), Durable::journaled_before()))
+            } else {
+                Err(AdjustRefused {
+                    on_hand: rec.on_hand,
+                    key_reused: true,
+                })
+            };
+            let _ = m.reply.send(Ok(r));
+            return;
+        }
         let r = match rec.decide_adjust(m.delta) {
             Err(refused) => Ok(Err(refused)),
             Ok(d) => self
                 .journal
                 .append_ticketed(&Event::Adjusted {
-                    sku: m.sku,
-                    location: m.location,
+                    sku: m.sku.clone(),
+                    location: m.location.clone(),
                     delta: m.delta,
                     reason: m.reason,
                     at_ms: now,
+                    key: m.key.clone(),
                 })
                 .map(|(durable, ticket)| {
                     let sold = sold_by_adjustment(m.reason, m.delta);
                     let r = self.apply_journaled(m.sku_idx, m.loc_idx, d, now, sold, ticket);
+                    if let Some(k) = m.key {
+                        self.remember(
+                            k,
+                            AdjustKey {
+                                sku: m.sku,
+                                location: m.location,
+                                delta: m.delta,
+                                at_ms: now,
+                            },
+                        );
+                    }
                     Ok((self.view(m.sku_idx, r, now), durable))
                 }),
         };
         let _ = m.reply.send(r);
+    }
+}
+
+impl StockShard {
+    /// Keeps a keyed adjustment's key; every 1,024 keys, forgets those
+    /// older than idempotency keys are kept (as snapshots do).
+    fn remember(&mut self, key: String, done: AdjustKey) {
+        let now = done.at_ms;
+        self.applied.insert(key, done);
+        if self.applied.len().is_multiple_of(1024) {
+            self.applied
+                .retain(|_, k| k.at_ms >= now - crate::limits::IDEMPOTENCY_RETENTION_MS);
+        }
     }
 }
 

@@ -65,6 +65,10 @@ pub enum Event {
         /// When (for the rotation window); 0 in older records.
         #[serde(default)]
         at_ms: TimeMs,
+        /// The key it is applied once under (an order's restock on a
+        /// cluster: `AdjustKey`); none in older records.
+        #[serde(default)]
+        key: Option<String>,
     },
     /// A whole cart: the unit of atomicity of a multi-line reservation.
     ReservationHeld {
@@ -182,7 +186,8 @@ mod tests {
                 location: location.clone(),
                 delta: -2,
                 reason: AdjustReason::Sale,
-                at_ms: 0
+                at_ms: 0,
+                key: None,
             }
         );
         let old = rmp_serde::to_vec(&Old::Counted { items: vec![] }).expect("encode");

@@ -67,6 +67,21 @@ pub struct Model {
     /// The sales windows of the records selling lately (added later: default).
     #[serde(default)]
     pub rotation: RotationTable,
+    /// The keys of keyed adjustments, kept as long as idempotency keys
+    /// (added later: default).
+    #[serde(default)]
+    pub adjust_keys: AHashMap<String, AdjustKey>,
+}
+
+/// What a keyed adjustment did: applied once under its key, a repeat of
+/// the same is answered without applying it again, another under the same
+/// key refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdjustKey {
+    pub sku: SkuId,
+    pub location: LocationId,
+    pub delta: i64,
+    pub at_ms: TimeMs,
 }
 
 /// A stock change of `apply_noting`: applied, and noted if asked.
@@ -125,6 +140,7 @@ impl Model {
                             lines,
                             location,
                             at_ms,
+                            restock_owed: false,
                             ..
                         },
                         Some(o),
@@ -174,8 +190,20 @@ impl Model {
                 delta,
                 reason,
                 at_ms,
+                key,
             } => {
                 let (s, l) = self.sku_loc(sku, location)?;
+                if let Some(k) = key {
+                    self.adjust_keys.insert(
+                        k.clone(),
+                        AdjustKey {
+                            sku: sku.clone(),
+                            location: location.clone(),
+                            delta: *delta,
+                            at_ms: *at_ms,
+                        },
+                    );
+                }
                 let r = noted(
                     &mut self.stock,
                     &mut touched,
@@ -430,11 +458,13 @@ impl Model {
     }
 
     /// Forgets idempotency keys first used before `cutoff_ms` (api.md keeps
-    /// them at least 24 hours; snapshots drop the older ones).
+    /// them at least 24 hours; snapshots drop the older ones), and the keys
+    /// of keyed adjustments made before it.
     pub fn forget_idempotency_before(&mut self, cutoff_ms: TimeMs) -> usize {
-        let before = self.idem.len();
+        let before = self.idem.len() + self.adjust_keys.len();
         self.idem.retain(|_, e| e.created_ms >= cutoff_ms);
-        before - self.idem.len()
+        self.adjust_keys.retain(|_, k| k.at_ms >= cutoff_ms);
+        before - self.idem.len() - self.adjust_keys.len()
     }
 
     /// Forgets reservations that finished (released, expired, fulfilled)

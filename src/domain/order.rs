@@ -330,6 +330,24 @@ pub struct Order {
     /// rules choose by it (added later: default).
     #[serde(default)]
     pub channel: Option<String>,
+    /// Returned goods not put back in stock yet: on a cluster node their
+    /// stock is another shard's, restocked by a keyed adjustment there
+    /// (added later: default).
+    #[serde(default)]
+    pub restocks_owed: Vec<OwedRestock>,
+    /// Restocks owed so far (their keys' numbers; added later: default).
+    #[serde(default)]
+    pub restocks: u32,
+}
+
+/// Returned goods owed to a location's stock (`Order::restocks_owed`),
+/// under the key of the adjustment that puts them back once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwedRestock {
+    pub key: String,
+    pub sku: SkuId,
+    pub location: LocationId,
+    pub qty: u32,
 }
 
 /// Why a change was refused (409 `invalid_transition`).
@@ -406,6 +424,11 @@ pub enum OrderEvent {
         /// The refund not made yet: owed (added later: default).
         #[serde(default)]
         owed: Option<OwedRefund>,
+        /// The goods go back to another shard's stock (a cluster's):
+        /// owed (`Order::restocks_owed`), not restocked with this record
+        /// (added later: default).
+        #[serde(default)]
+        restock_owed: bool,
     },
     /// A provider's notice (added later: variants go last).
     Notified(Notice),
@@ -427,9 +450,35 @@ pub enum OrderEvent {
         outcome: RefundOutcome,
         at_ms: TimeMs,
     },
+    /// The owed restock under `key` was made.
+    Restocked {
+        key: String,
+        at_ms: TimeMs,
+    },
+}
+
+/// The key of an order's `n`th owed restock: short enough for a header
+/// whatever the order's id (its hash).
+fn restock_key(order: &str, n: u32) -> String {
+    format!(
+        "restock:{:016x}:{n}",
+        super::event::fnv1a64(order.as_bytes())
+    )
 }
 
 impl Order {
+    /// The event that records the owed restock under `key` made; `None`
+    /// when it is not owed (made before).
+    pub fn decide_restocked(&self, key: &str, now: TimeMs) -> Option<OrderEvent> {
+        self.restocks_owed
+            .iter()
+            .any(|r| r.key == key)
+            .then(|| OrderEvent::Restocked {
+                key: key.to_string(),
+                at_ms: now,
+            })
+    }
+
     /// A new order, its payment pending.
     pub fn new(
         id: String,
@@ -460,6 +509,8 @@ impl Order {
             created_ms: now,
             updated_ms: now,
             channel: None,
+            restocks_owed: Vec::new(),
+            restocks: 0,
         }
     }
 
@@ -521,6 +572,7 @@ impl Order {
             self.status(),
             PaymentDeclined | Delivered | Collected | Cancelled | Returned
         ) && self.payment.refunds_owed.is_empty()
+            && self.restocks_owed.is_empty()
             && self.updated_ms + crate::limits::ORDER_PASSIVATE_IDLE_MS <= now
             && self.created_ms.div_euclid(DAY) < now.div_euclid(DAY)
     }
@@ -787,6 +839,7 @@ impl Order {
             refund,
             at_ms: now,
             owed: None,
+            restock_owed: false,
         })
     }
 
@@ -908,14 +961,25 @@ impl Order {
             }
             OrderEvent::Returned {
                 lines,
+                location,
                 refund,
                 at_ms,
                 owed,
-                ..
+                restock_owed,
             } => {
                 for (l, q) in lines {
                     if let Some(r) = self.returned.get_mut(*l) {
                         *r += q;
+                    }
+                    let sku = self.lines.get(*l).map(|x| x.sku.clone());
+                    if let (true, Some(sku)) = (*restock_owed, sku) {
+                        self.restocks += 1;
+                        self.restocks_owed.push(OwedRestock {
+                            key: restock_key(&self.id, self.restocks),
+                            sku,
+                            location: location.clone(),
+                            qty: *q,
+                        });
                     }
                 }
                 match owed {
@@ -939,6 +1003,10 @@ impl Order {
                         RefundOutcome::NotMade => owed[i].unclear = false,
                     }
                 }
+                self.updated_ms = *at_ms;
+            }
+            OrderEvent::Restocked { key, at_ms } => {
+                self.restocks_owed.retain(|r| &r.key != key);
                 self.updated_ms = *at_ms;
             }
             OrderEvent::Notified(n) => {

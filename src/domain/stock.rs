@@ -53,10 +53,12 @@ impl AdjustReason {
     }
 }
 
-/// The adjustment would take on_hand out of range.
+/// The adjustment would take on_hand out of range, or (`key_reused`) its
+/// key was used by another adjustment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AdjustRefused {
     pub on_hand: i64,
+    pub key_reused: bool,
 }
 
 impl StockRecord {
@@ -114,6 +116,7 @@ impl StockRecord {
         if !(0..=STOCK_MAX).contains(&next) {
             return Err(AdjustRefused {
                 on_hand: self.on_hand,
+                key_reused: false,
             });
         }
         Ok(StockDelta {

@@ -120,14 +120,22 @@ pub async fn adjust(state: &AppState, req: &Request, loc: &str, sku: &str) -> Ap
             "delta and reason are required",
         ));
     };
+    // Applied once per key (of this token): a repeat answers the record
+    // as it is now.
+    let key =
+        super::reservations::idempotency_key(req)?.map(|(scope, k)| format!("{scope:016x}:{k}"));
     let (s, l) = resolve(&state.engine.catalog(), &sku, &loc, "")?;
     let (sku_id, loc_id) = ids(&sku, &loc)?;
     match state
         .engine
-        .adjust(s, l, sku_id, loc_id, delta, reason)
+        .adjust_keyed(s, l, sku_id, loc_id, delta, reason, key)
         .await?
     {
         Ok(r) => Ok(json_response(200, &record_json(&sku, &loc, &r))),
+        Err(refused) if refused.key_reused => Err(ApiError::new(
+            Code::IdempotencyKeyReused,
+            "this Idempotency-Key was used by another adjustment",
+        )),
         Err(refused) => Err(ApiError::new(
             Code::InsufficientStock,
             format!(

@@ -80,7 +80,7 @@ const OPS: &[Op] = &[
     (
         "post",
         "/v1/inventory/{location}/{sku}/adjustments",
-        "Adjust on_hand with a reason",
+        "Adjust on_hand with a reason (with an optional Idempotency-Key header: applied once per key of the token, kept 24 hours; the same adjustment again answers the record as it is, another under the key is 422 idempotency_key_reused)",
         Some("AdjustmentInput"),
         200,
         "StockRecord",

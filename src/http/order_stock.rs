@@ -22,8 +22,10 @@ use crate::actors::CartLine;
 use crate::cluster::front::Front;
 use crate::domain::catalog::SkuIdx;
 use crate::domain::ids::ReservationId;
+use crate::domain::order::OwedRestock;
 use crate::domain::reservation::{Line, SplitRefused, Status, Transition};
 use crate::domain::sourcing::{PickupRefused, Plan, Target};
+use crate::domain::stock::AdjustReason;
 
 /// See the module's documentation.
 #[derive(Clone, Default)]
@@ -401,6 +403,48 @@ impl OrderStock {
                 .await;
         }
         why.map(Err)
+    }
+
+    /// Puts owed returned goods back in stock, once under the restock's
+    /// key (a repeat is answered, not applied again).
+    pub async fn restock(&self, state: &AppState, r: &OwedRestock) -> Result<(), ApiError> {
+        let OrderStock::Cluster(cl) = self else {
+            let (s, l) = super::inventory::resolve(
+                &state.engine.catalog(),
+                r.sku.as_str(),
+                r.location.as_str(),
+                "",
+            )?;
+            let done = state
+                .engine
+                .adjust_keyed(
+                    s,
+                    l,
+                    r.sku.clone(),
+                    r.location.clone(),
+                    i64::from(r.qty),
+                    AdjustReason::Return,
+                    Some(r.key.clone()),
+                )
+                .await?;
+            return done.map(|_| ()).map_err(|x| {
+                ApiError::new(Code::InsufficientStock, format!("on_hand is {}", x.on_hand))
+            });
+        };
+        let body = json!({"delta": r.qty, "reason": "return"});
+        let (st, b) = cl
+            .call(
+                Method::POST,
+                format!("/v1/inventory/{}/{}/adjustments", r.location, r.sku),
+                Some(r.key.clone()),
+                body,
+            )
+            .await?;
+        match st {
+            200 => Ok(()),
+            401 | 403 => Err(not_allowed(st, &b)),
+            _ => Err(ApiError::from_problem(st, &b)),
+        }
     }
 
     /// Whether the order's stock is a cluster's (what is not served there

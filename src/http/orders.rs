@@ -87,6 +87,9 @@ pub fn order_json(o: &Order) -> Value {
             Delivery::Pickup { location } => json!({"type": "pickup", "location": location.as_str()}),
         },
         "total": format_minor(o.total()),
+        // Returned units not back in stock yet (a cluster's restock to
+        // another shard, made by the retry loop).
+        "restock_pending": o.restocks_owed.iter().map(|r| u64::from(r.qty)).sum::<u64>(),
         "payment": {
             "provider": o.payment.provider,
             // The provider's reference of the authorization (Adyen's
@@ -1204,14 +1207,6 @@ pub async fn cancel(state: &AppState, req: &Request, id: &str) -> ApiResult {
 }
 
 pub async fn returns(state: &AppState, req: &Request, id: &str) -> ApiResult {
-    if state.stock.in_cluster() {
-        // Its restock is in the order's own record on one node; on a
-        // cluster it goes to each SKU's shard, which is not built yet.
-        return Err(ApiError::new(
-            Code::NotImplemented,
-            "returns are not taken by a cluster node yet",
-        ));
-    }
     let id = path_id(id, "id")?;
     let m = parse_object(&req.body)?;
     let mut e = Errors::default();
@@ -1298,7 +1293,10 @@ pub async fn returns(state: &AppState, req: &Request, id: &str) -> ApiResult {
         .order_change(&id, |o| {
             let mut e = o.decide_return(&asked, location.clone(), now)?;
             if let OrderEvent::Returned {
-                owed: w, refund, ..
+                owed: w,
+                refund,
+                restock_owed,
+                ..
             } = &mut e
             {
                 // What was decided again is what was sent (a return
@@ -1307,13 +1305,50 @@ pub async fn returns(state: &AppState, req: &Request, id: &str) -> ApiResult {
                     amount: *refund,
                     ..x
                 });
+                // On a cluster the goods go back to their SKUs' shards:
+                // owed by this record, made just below (or by the retry
+                // loop), each once under its key.
+                *restock_owed = state.stock.in_cluster();
             }
             Ok(Some(e))
         })
         .await?
         .ok_or_else(|| not_found(&id))?
         .map_err(refused)?;
+    let o = if o.restocks_owed.is_empty() {
+        o
+    } else {
+        settle_restocks(state, &o).await;
+        state.engine.order(&id)?.unwrap_or(o)
+    };
     Ok(json_response(200, &order_json(&o)))
+}
+
+/// Makes the restocks `o` owes (`Order::restocks_owed`): each a keyed
+/// adjustment of its SKU's stock, recorded made on the order once its
+/// shard took it; one that fails stays owed for the retry loop. Returns
+/// how many were made.
+pub(super) async fn settle_restocks(state: &AppState, o: &Order) -> usize {
+    let mut made = 0;
+    for r in &o.restocks_owed {
+        if let Err(e) = state.stock.restock(state, r).await {
+            tracing::warn!(order = %o.id, key = %r.key, error = %e.detail, "a restock owed: made by the retry loop");
+            continue;
+        }
+        let now = state.engine.clock().now_ms();
+        match state
+            .engine
+            .order_change(&o.id, |o| Ok(o.decide_restocked(&r.key, now)))
+            .await
+        {
+            Ok(_) => made += 1,
+            // Made under its key: sent again, it is not made twice.
+            Err(e) => {
+                tracing::warn!(order = %o.id, key = %r.key, error = %e, "a restock made but not recorded: recorded next round")
+            }
+        }
+    }
+    made
 }
 
 /// The provider's call about `o`'s payment for `amount` under `key`.

@@ -140,7 +140,7 @@ pub async fn retry(states: impl Fn() -> Vec<Arc<AppState>>, every: Duration) {
             }
             let made = retry_once(&state).await;
             if made > 0 {
-                tracing::info!(made, "owed captures and refunds made");
+                tracing::info!(made, "owed captures, refunds and restocks made");
             }
         }
     }
@@ -153,6 +153,7 @@ pub async fn retry(states: impl Fn() -> Vec<Arc<AppState>>, every: Duration) {
 pub async fn retry_once(state: &AppState) -> usize {
     let mut made = 0;
     for o in state.engine.orders_owing() {
+        made += super::orders::settle_restocks(state, &o).await;
         let id = o.id.clone();
         let Some(p) = provider(state, &o.payment.provider) else {
             continue;

@@ -120,24 +120,27 @@ fn replay(a: &Answer, body_hash: u64) -> ApiResult {
     Ok(resp)
 }
 
+/// The request's `Idempotency-Key` with its token's scope, if it has one.
+pub fn idempotency_key(req: &Request) -> Result<Option<(u64, String)>, ApiError> {
+    let Some(v) = req.headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let k = v
+        .to_str()
+        .ok()
+        .filter(|k| validate_id(k).is_ok())
+        .ok_or_else(|| {
+            ApiError::validation(vec![super::error::FieldError {
+                field: "Idempotency-Key".into(),
+                message: "must be 1 to 64 characters of A-Z a-z 0-9 . _ : -".into(),
+            }])
+        })?;
+    Ok(Some((req.principal.scope, k.to_string())))
+}
+
 pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
     req.principal.require_channel()?;
-    let key = match req.headers.get(IDEMPOTENCY_KEY) {
-        None => None,
-        Some(v) => {
-            let k = v
-                .to_str()
-                .ok()
-                .filter(|k| validate_id(k).is_ok())
-                .ok_or_else(|| {
-                    ApiError::validation(vec![super::error::FieldError {
-                        field: "Idempotency-Key".into(),
-                        message: "must be 1 to 64 characters of A-Z a-z 0-9 . _ : -".into(),
-                    }])
-                })?;
-            Some((req.principal.scope, k.to_string()))
-        }
-    };
+    let key = idempotency_key(req)?;
     let Some(key) = key else {
         return serve_create(state, req, None).await.map(|(r, _)| r);
     };

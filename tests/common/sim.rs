@@ -132,5 +132,6 @@ pub fn journal_event(i: u64) -> holdfast::domain::event::Event {
         delta: i as i64 + 1,
         reason: holdfast::domain::stock::AdjustReason::Receipt,
         at_ms: 0,
+        key: None,
     }
 }
