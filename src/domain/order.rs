@@ -1037,6 +1037,48 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// A return whose goods go to another shard's stock owes them, one
+    /// restock per line under its own key, until each is recorded made;
+    /// the order is not passivated meanwhile.
+    #[test]
+    fn a_return_to_another_shard_owes_its_restocks_until_made() {
+        let mut o = order(false);
+        for n in [1, 2] {
+            step(&mut o, n, ShipStatus::Shipped).expect("left");
+            step(&mut o, n, ShipStatus::Delivered).expect("delivered");
+        }
+        let mut e = o
+            .decide_return(&[(0, 1), (1, 1)], loc("S1"), 4)
+            .expect("return");
+        if let OrderEvent::Returned { restock_owed, .. } = &mut e {
+            *restock_owed = true;
+        }
+        o.apply(&e);
+        assert_eq!(o.restocks_owed.len(), 2);
+        let keys: Vec<String> = o.restocks_owed.iter().map(|r| r.key.clone()).collect();
+        assert_ne!(keys[0], keys[1]);
+        assert!(keys.iter().all(|k| k.len() <= 64));
+        assert_eq!(
+            (o.restocks_owed[0].qty, o.restocks_owed[0].sku.as_str()),
+            (1, "A")
+        );
+        let far = crate::limits::ORDER_PASSIVATE_IDLE_MS + 10 * 86_400_000;
+        assert!(!o.is_passivable(far), "owing a restock");
+        let made = o.decide_restocked(&keys[0], 5).expect("owed");
+        o.apply(&made);
+        assert_eq!(o.decide_restocked(&keys[0], 6), None, "made once");
+        let made = o.decide_restocked(&keys[1], 7).expect("owed");
+        o.apply(&made);
+        assert!(o.restocks_owed.is_empty());
+        // The next return's keys are new ones.
+        let mut e = o.decide_return(&[(0, 1)], loc("S1"), 8).expect("return");
+        if let OrderEvent::Returned { restock_owed, .. } = &mut e {
+            *restock_owed = true;
+        }
+        o.apply(&e);
+        assert!(!keys.contains(&o.restocks_owed[0].key));
+    }
+
     /// A shipment leaving while the provider is down owes the capture:
     /// returns wait for it; it is made once, then the order is as if
     /// captured when it left.
@@ -1212,6 +1254,7 @@ mod tests {
             OrderEvent::Returned {
                 refund: 700,
                 owed: None,
+                restock_owed: false,
                 ..
             }
         ));
