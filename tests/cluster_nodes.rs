@@ -1704,7 +1704,7 @@ type Sender<'a> = dyn Fn(&str, &str, &str, Option<Value>, usize) -> (u16, Value)
 /// locations, collected at a store: every answer and the stock after each
 /// step, as `send(method, path, token, body, turn)` answered it (`turn`
 /// picks a node on a cluster).
-fn orders_script(k: &[String], send: &Sender<'_>) -> Vec<(String, u16, Value)> {
+fn orders_script(k: &[String], capped: &[String], send: &Sender<'_>) -> Vec<(String, u16, Value)> {
     use serde_json::json;
     let mut out = Vec::new();
     let (a, b, cc, d) = (&k[0], &k[1], &k[2], &k[3]);
@@ -2065,6 +2065,44 @@ fn orders_script(k: &[String], send: &Sender<'_>) -> Vec<(String, u16, Value)> {
         "admin-secret",
         None,
     );
+    // A daily capacity: the Milano store takes two pickups today, orders
+    // kept in several shards (`capped`: ids of other homes) counted
+    // together; a cancel gives its slot back.
+    let body = json!({"name": "S_MI", "kind": "store", "lat": 45.4642, "lon": 9.19, "priority": 10, "ship": true, "pickup": true, "daily_capacity": 2});
+    let (st, v) = send("PUT", "/v1/locations/S_MI", "admin-secret", Some(body), 0);
+    assert_eq!(st, 200, "{v}");
+    let at_milano = json!({"type": "pickup", "location": "S_MI"});
+    for (n, id) in capped.iter().enumerate() {
+        step(
+            &format!("capped {n}"),
+            "POST",
+            "/v1/orders",
+            "web-checkout",
+            order(
+                id,
+                json!([{"sku": a, "qty": 1, "unit_price": "1"}]),
+                &at_milano,
+            ),
+        );
+    }
+    step(
+        "capped, a cancel",
+        "POST",
+        &format!("/v1/orders/{}/cancel", capped[0]),
+        "admin-secret",
+        None,
+    );
+    step(
+        "capped, its slot",
+        "POST",
+        "/v1/orders",
+        "web-checkout",
+        order(
+            &capped[capped.len() - 1],
+            json!([{"sku": a, "qty": 1, "unit_price": "1"}]),
+            &at_milano,
+        ),
+    );
     out
 }
 
@@ -2110,13 +2148,27 @@ fn orders_through_any_node_answer_as_one_node() {
         );
         (st, v)
     };
-    let clustered = orders_script(&k, &on_cluster);
+    // Three orders' ids, each kept by another shard.
+    let mut capped: Vec<String> = Vec::new();
+    for i in 0.. {
+        let id = format!("Q-{i}");
+        if capped
+            .iter()
+            .all(|c| cl.config.shard_of(c) != cl.config.shard_of(&id))
+        {
+            capped.push(id);
+        }
+        if capped.len() == 3 {
+            break;
+        }
+    }
+    let clustered = orders_script(&k, &capped, &on_cluster);
     let one = Server::start(&order_tokens());
     let on_one = |m: &str, path: &str, token: &str, body: Option<Value>, _: usize| {
         let b = body.map(|b| b.to_string());
         call(&c, m, &one.url(path), Some(token), b.as_deref())
     };
-    let single = orders_script(&k, &on_one);
+    let single = orders_script(&k, &capped, &on_one);
     assert_eq!(clustered.len(), single.len());
     for (x, y) in clustered.iter().zip(&single) {
         assert_eq!(x, y, "a cluster node answered otherwise than one node");
@@ -2152,6 +2204,24 @@ fn orders_through_any_node_answer_as_one_node() {
     assert_eq!(status("returned, the rest").1.as_deref(), Some("returned"));
     assert_eq!(status("from a cart, declined").0, 402);
     assert_eq!(status("from a cart").0, 201);
+    let capacity: Vec<(u16, Option<String>)> =
+        ["capped 0", "capped 1", "capped 2", "capped, its slot"]
+            .iter()
+            .map(|l| {
+                let (st, _, code) = status(l);
+                (st, code)
+            })
+            .collect();
+    assert_eq!(
+        capacity,
+        [
+            (201, None),
+            (201, None),
+            (422, Some("validation_failed".to_string())),
+            (201, None)
+        ],
+        "Milano's two pickups a day"
+    );
     assert_eq!(
         status("from a cart again").2.as_deref(),
         Some("reservation_not_held")

@@ -574,9 +574,28 @@ impl Engine {
     /// The count is checked when planning: two orders placed at the same
     /// moment can both take a location's last slot of the day.
     fn sites_now(&self) -> Arc<Sites> {
-        let sites = self.sites();
         let today = self.0.clock.now_ms().div_euclid(DAY_MS);
         let full = self.0.capacity.lock().full_on(today);
+        self.sites_marking(full)
+    }
+
+    /// Today's count of orders of each location this engine counted (a
+    /// cluster shard's part of each location's count: `plan_with_counts`).
+    pub fn capacity_today(&self) -> Vec<(LocationId, u32)> {
+        let today = self.0.clock.now_ms().div_euclid(DAY_MS);
+        self.0
+            .capacity
+            .lock()
+            .counts
+            .iter()
+            .filter(|(_, e)| e.0 == today && e.1 > 0)
+            .map(|(l, e)| (l.clone(), e.1))
+            .collect()
+    }
+
+    /// The network with the locations `full` marked at capacity.
+    fn sites_marking(&self, full: Vec<LocationId>) -> Arc<Sites> {
+        let sites = self.sites();
         if full.is_empty() {
             return sites;
         }
@@ -642,9 +661,23 @@ impl Engine {
     pub fn plan_with(
         &self,
         lines: &[(SkuIdx, u32)],
+        stock: Vec<(SkuIdx, Vec<LineStock>)>,
+        target: Target,
+        explain: bool,
+    ) -> Result<Plan, PickupRefused> {
+        self.plan_with_counts(lines, stock, target, explain, None)
+    }
+
+    /// `plan_with`, the locations full today read from `counts` (today's
+    /// orders of each location, summed over a cluster's shards: each
+    /// counts the orders it keeps) instead of this engine's own count.
+    pub fn plan_with_counts(
+        &self,
+        lines: &[(SkuIdx, u32)],
         mut stock: Vec<(SkuIdx, Vec<LineStock>)>,
         target: Target,
         explain: bool,
+        counts: Option<&[(LocationId, u32)]>,
     ) -> Result<Plan, PickupRefused> {
         let plan_lines: Vec<PlanLine> = {
             let c = self.catalog();
@@ -664,7 +697,23 @@ impl Engine {
                 })
                 .collect()
         };
-        let sites = self.sites_now();
+        let sites = match counts {
+            None => self.sites_now(),
+            Some(counts) => {
+                let c = self.catalog();
+                let full = counts
+                    .iter()
+                    .filter(|(l, n)| {
+                        c.location_by_id(l.as_str())
+                            .and_then(|x| x.daily_capacity)
+                            .is_some_and(|cap| *n >= cap)
+                    })
+                    .map(|(l, _)| l.clone())
+                    .collect();
+                drop(c);
+                self.sites_marking(full)
+            }
+        };
         sourcing::plan(&plan_lines, target, &sites, &self.0.weights, explain)
     }
 

@@ -401,7 +401,9 @@ impl Front {
                 (shards, _) => Target::Shard(shards[0]),
             },
             // Between nodes only (`gather`).
-            ["v1", "sourcing", "stock"] if r.headers.contains_key(SHARD_HEADER) => Target::Any,
+            ["v1", "sourcing", "stock" | "capacity"] if r.headers.contains_key(SHARD_HEADER) => {
+                Target::Any
+            }
             ["v1", "reservations", id, ..] => match cart_shards(id) {
                 Some(shards) if shards.len() > 1 && shards.iter().all(|s| *s < c.shards) => {
                     Target::CartParts(shards)

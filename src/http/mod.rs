@@ -223,7 +223,7 @@ fn route_of(method: &Method, seg: &[&str]) -> Route {
         (["v1", "inventory", ..], false) => Route::InventoryWrite,
         (["v1", "inventory", ..], true) => Route::InventoryRead,
         (["v1", "availability", _], _) => Route::Availability,
-        (["v1", "sourcing", "plan" | "stock"], _) => Route::SourcingPlan,
+        (["v1", "sourcing", "plan" | "stock" | "capacity"], _) => Route::SourcingPlan,
         (["v1", "orders" | "webhooks" | "payments", ..] | ["v1", "locations", _, "pickups"], _) => {
             Route::Orders
         }
@@ -341,6 +341,7 @@ pub async fn handle(
         (["sourcing", "plan"], &Method::POST) => sourcing::plan(state, &req).await,
         (["sourcing", "plan"], _) => Err(method_not_allowed("POST")),
         (["sourcing", "stock"], &Method::POST) => sourcing::stock(state, &req).await,
+        (["sourcing", "capacity"], &Method::POST) => sourcing::capacity(state, &req),
         _ => Err(ApiError::new(
             Code::NotFound,
             format!("no such endpoint: {path}"),

@@ -21,7 +21,7 @@ use super::AppState;
 use crate::actors::CartLine;
 use crate::cluster::front::Front;
 use crate::domain::catalog::SkuIdx;
-use crate::domain::ids::ReservationId;
+use crate::domain::ids::{LocationId, ReservationId};
 use crate::domain::order::OwedRestock;
 use crate::domain::reservation::{Line, SplitRefused, Status, Transition};
 use crate::domain::sourcing::{PickupRefused, Plan, Target};
@@ -168,7 +168,54 @@ impl OrderStock {
             }
         };
         let stock = super::sourcing::stock_by_index(&state.engine.catalog(), gathered);
-        Ok(state.engine.plan_with(asked, stock, target, false))
+        let counts = self.capacity_counts(state).await?;
+        Ok(state
+            .engine
+            .plan_with_counts(asked, stock, target, false, counts.as_deref()))
+    }
+
+    /// On a cluster, today's orders of each location summed over every
+    /// shard (each counts the orders it keeps), when a location has a
+    /// daily capacity: what a plan marks full. `None`: nothing to count.
+    async fn capacity_counts(
+        &self,
+        state: &AppState,
+    ) -> Result<Option<Vec<(LocationId, u32)>>, ApiError> {
+        let OrderStock::Cluster(cl) = self else {
+            return Ok(None);
+        };
+        let capped = state
+            .engine
+            .catalog()
+            .locations()
+            .any(|(_, l)| l.daily_capacity.is_some());
+        if !capped {
+            return Ok(None);
+        }
+        let shards = cl.front()?.node.config.shards;
+        let answers = futures::future::join_all(
+            (0..shards).map(|s| cl.call_shard(s, "/v1/sourcing/capacity".into(), json!({}))),
+        )
+        .await;
+        let mut sum: std::collections::BTreeMap<LocationId, u32> = Default::default();
+        for a in answers {
+            let (st, b) = a?;
+            if st != 200 {
+                return Err(match st {
+                    401 | 403 => not_allowed(st, &b),
+                    _ => ApiError::from_problem(st, &b),
+                });
+            }
+            for c in b["counts"].as_array().into_iter().flatten() {
+                let l = c[0].as_str().and_then(|l| LocationId::parse(l).ok());
+                let n = c[1].as_u64().and_then(|n| u32::try_from(n).ok());
+                if let (Some(l), Some(n)) = (l, n) {
+                    let e = sum.entry(l).or_default();
+                    *e = e.saturating_add(n);
+                }
+            }
+        }
+        Ok(Some(sum.into_iter().collect()))
     }
 
     /// Holds `cart` for `ttl_s`: its id, or `None` when a line is short

@@ -301,6 +301,28 @@ pub async fn stock(state: &Arc<AppState>, req: &Request) -> ApiResult {
     Ok(json_response(200, &json!({ "stock": out })))
 }
 
+/// `POST /v1/sourcing/capacity` (between cluster nodes,
+/// `x-holdfast-shard`; admin): today's count of the orders this shard
+/// keeps at each location, `{"counts": [[location, orders], ...]}`, for a
+/// planner on another node that sums every shard's (a location's daily
+/// capacity counts the orders of every shard). 404 on a single node.
+pub fn capacity(state: &AppState, req: &Request) -> ApiResult {
+    if !state.engine.in_cluster() {
+        return Err(ApiError::new(
+            Code::NotFound,
+            "no such endpoint: /v1/sourcing/capacity",
+        ));
+    }
+    req.principal.require_admin()?;
+    let counts: Vec<Value> = state
+        .engine
+        .capacity_today()
+        .iter()
+        .map(|(l, n)| json!([l.as_str(), n]))
+        .collect();
+    Ok(json_response(200, &json!({ "counts": counts })))
+}
+
 /// What this shard's engine holds of the SKUs `ids` (those it knows), by
 /// id: `stock`'s answer, or the part a cluster node's front reads from an
 /// engine of its own.
