@@ -8,11 +8,16 @@
 #              from each shard's engine, then planned
 #   3 nodes    three nodes, 12 shards, through n1: the stock of 2/3 of the
 #              shards asked of the other nodes over HTTP
-# alternating, ROUNDS times. Usage: loadtest/sourcing_bench.sh [SECONDS] [ROUNDS]
+# alternating, ROUNDS times. With SCRIPT loadtest/orders.lua, the same
+# for orders (BENCHMARKS.md, "Orders on cluster nodes"): each planned from
+# the stock of its SKUs' shards, its shipments held across them, kept by
+# the shard of its id.
+# Usage: loadtest/sourcing_bench.sh [SECONDS] [ROUNDS] [SCRIPT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 rounds=${2:-2}
+script=${3:-loadtest/plan.lua}
 . loadtest/cluster_env.sh
 
 wait_up() { # url
@@ -53,7 +58,7 @@ PY
 run() { # label
   seed
   local out
-  out=$(wrk -t1 -c16 -d"${secs}s" --latency -s loadtest/plan.lua "$url" 2>&1)
+  out=$(wrk -t1 -c16 -d"${secs}s" --latency -s "$script" "$url" 2>&1)
   local rps p50 p99 non2xx
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
@@ -62,7 +67,7 @@ run() { # label
   printf '%-10s %10s req/s   p50 %8s   p99 %8s   non-2xx %s\n' "$1" "$rps" "$p50" "$p99" "${non2xx:-0}"
 }
 
-echo "POST /v1/sourcing/plan, 3-line carts, wrk -t1 -c16, $secs s a run, $rounds rounds"
+echo "$script (3-line carts), wrk -t1 -c16, $secs s a run, $rounds rounds"
 for _ in $(seq 1 "$rounds"); do
   start_single; run single; stop_cluster
   start_cluster "$(cluster_file 1 4)" 1; run cluster; stop_cluster
