@@ -2442,3 +2442,95 @@ fn a_takeover_confirms_the_holds_of_an_order_its_owner_left_unconfirmed() {
         "{rec}"
     );
 }
+
+/// Adyen's webhook through any cluster node: a delivery naming orders kept
+/// by two shards is read by every shard, each keeping its own orders'
+/// notices, once however often it comes; a forged one is refused and
+/// nothing kept.
+#[test]
+fn an_adyen_delivery_reaches_the_orders_of_every_shard() {
+    use common::adyen::{self, AdyenSim};
+    use serde_json::json;
+    const HMAC: &str = "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056";
+    let sim = AdyenSim::start("AQEyhmfxK4-test-key", "HoldfastECOM");
+    std::env::set_var("HOLDFAST_T_CLUSTER_ADYEN_KEY", "AQEyhmfxK4-test-key");
+    std::env::set_var("HOLDFAST_T_CLUSTER_ADYEN_HMAC", HMAC);
+    let node_config = format!(
+        "[payments.adyen]\nbase_url = \"{}\"\nmerchant_account = \"HoldfastECOM\"\n\
+         api_key_env = \"HOLDFAST_T_CLUSTER_ADYEN_KEY\"\nhmac_key_env = \"HOLDFAST_T_CLUSTER_ADYEN_HMAC\"\n",
+        sim.base_url()
+    );
+    let redis = Redis::start();
+    let cl = Cluster::start(&redis, &node_config);
+    cl.wait_served();
+    cl.seed(&|_| 100);
+    // Two orders kept by two shards.
+    let ids: Vec<String> = {
+        let mut v: Vec<String> = Vec::new();
+        for i in 0.. {
+            let id = format!("W-{i}");
+            if v.iter()
+                .all(|x| cl.config.shard_of(x) != cl.config.shard_of(&id))
+            {
+                v.push(id);
+            }
+            if v.len() == 2 {
+                break;
+            }
+        }
+        v
+    };
+    let c = client();
+    let card = json!({"type": "scheme", "encryptedCardNumber": "test_4111111111111111",
+        "encryptedExpiryMonth": "test_03", "encryptedExpiryYear": "test_2030", "encryptedSecurityCode": "test_737"});
+    let mut items = Vec::new();
+    for id in &ids {
+        let body = json!({"id": id, "lines": [{"sku": "A1", "qty": 1, "unit_price": "20.00"}],
+            "delivery": {"type": "ship", "lat": 45.1, "lon": 9.1}, "payment": {"provider": "adyen", "method": card}});
+        let (st, o) = call(
+            &c,
+            "POST",
+            &cl.url(0, "/v1/orders"),
+            None,
+            Some(&body.to_string()),
+        );
+        assert_eq!(st, 201, "{o}");
+        let psp = o["payment"]["reference"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        items.push(adyen::item(
+            &format!("SIMCAPTURE{id}"),
+            &psp,
+            id,
+            2000,
+            "CAPTURE",
+            true,
+        ));
+    }
+    let hook = cl.url(1, "/v1/webhooks/adyen");
+    for _ in 0..2 {
+        assert_eq!(
+            adyen::webhook(&hook, &items, HMAC),
+            (200, "[accepted]".into())
+        );
+    }
+    let forged = adyen::webhook(&hook, &items, &"AB".repeat(32));
+    assert_eq!(forged.0, 401, "{forged:?}");
+    for id in &ids {
+        let (st, o) = call(
+            &c,
+            "GET",
+            &cl.url(2, &format!("/v1/orders/{id}")),
+            None,
+            None,
+        );
+        assert_eq!(st, 200, "{o}");
+        let notices = o["payment"]["notices"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(notices.len(), 1, "{id}: {o}");
+        assert_eq!(notices[0]["event"], "CAPTURE", "{o}");
+    }
+}
