@@ -2085,6 +2085,21 @@ fn orders_script(k: &[String], capped: &[String], send: &Sender<'_>) -> Vec<(Str
             ),
         );
     }
+    // A plan, as an order's, sees the store full (every shard's orders).
+    step(
+        "capped, a plan to pick up",
+        "POST",
+        "/v1/sourcing/plan",
+        "web-checkout",
+        Some(json!({"lines": [{"sku": a, "qty": 1}], "pickup_location": "S_MI"})),
+    );
+    step(
+        "capped, a plan to a door",
+        "POST",
+        "/v1/sourcing/plan",
+        "web-checkout",
+        Some(json!({"lines": [{"sku": a, "qty": 1}], "destination": {"lat": 45.46, "lon": 9.19}})),
+    );
     step(
         "capped, a cancel",
         "POST",
@@ -2221,6 +2236,18 @@ fn orders_through_any_node_answer_as_one_node() {
             (201, None)
         ],
         "Milano's two pickups a day"
+    );
+    assert_eq!(status("capped, a plan to pick up").0, 422);
+    let door = single
+        .iter()
+        .find(|x| x.0 == "capped, a plan to a door")
+        .map(|x| x.2.clone())
+        .expect("step");
+    assert!(
+        door["shipments"]
+            .as_array()
+            .is_some_and(|v| !v.is_empty() && v.iter().all(|s| s["location"] != "S_MI")),
+        "a full store is not planned: {door}"
     );
     assert_eq!(
         status("from a cart again").2.as_deref(),

@@ -622,11 +622,23 @@ impl Engine {
         target: Target,
         explain: bool,
     ) -> Result<Result<Plan, PickupRefused>, EngineError> {
+        self.plan_counting(lines, target, explain, None).await
+    }
+
+    /// `plan`, the locations full today read from `counts` when given
+    /// (`plan_with_counts`).
+    pub async fn plan_counting(
+        &self,
+        lines: &[(SkuIdx, u32)],
+        target: Target,
+        explain: bool,
+        counts: Option<&[(LocationId, u32)]>,
+    ) -> Result<Result<Plan, PickupRefused>, EngineError> {
         let mut skus: Vec<SkuIdx> = lines.iter().map(|l| l.0).collect();
         skus.sort_unstable();
         skus.dedup();
         let stock = self.plan_stock(&skus).await?;
-        Ok(self.plan_with(lines, stock, target, explain))
+        Ok(self.plan_with_counts(lines, stock, target, explain, counts))
     }
 
     /// What the planner reads of each of `skus`: its stock at every

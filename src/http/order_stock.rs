@@ -177,7 +177,7 @@ impl OrderStock {
     /// On a cluster, today's orders of each location summed over every
     /// shard (each counts the orders it keeps), when a location has a
     /// daily capacity: what a plan marks full. `None`: nothing to count.
-    async fn capacity_counts(
+    pub async fn capacity_counts(
         &self,
         state: &AppState,
     ) -> Result<Option<Vec<(LocationId, u32)>>, ApiError> {

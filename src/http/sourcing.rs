@@ -227,11 +227,21 @@ pub async fn plan_from(
         && req
             .headers
             .contains_key(crate::cluster::front::PLAN_INDEXED_HEADER);
+    // On a cluster node a location's daily capacity counts every shard's
+    // orders (`OrderStock::capacity_counts`; `None` on one node).
+    let counts = state.stock.capacity_counts(state).await?;
     let planned = match gathered {
-        None => state.engine.plan(&lines, target, explain).await?,
+        None => {
+            state
+                .engine
+                .plan_counting(&lines, target, explain, counts.as_deref())
+                .await?
+        }
         Some(g) => {
             let stock = stock_by_index(&state.engine.catalog(), g);
-            state.engine.plan_with(&lines, stock, target, explain)
+            state
+                .engine
+                .plan_with_counts(&lines, stock, target, explain, counts.as_deref())
         }
     };
     match planned {
