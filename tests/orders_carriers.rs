@@ -244,21 +244,18 @@ fn packing_labels_and_tracking_moves_the_shipment() {
     // To Portugal: Correos; admitted there: shipped.
     order(&c, &s, "O-6", Some(address("Rui Costa", "Porto", "PT")));
     let t6 = packed_at(&c, &s, "O-6", "correos");
-    correos
-        .state
-        .lock()
-        .parcels
-        .get_mut(&t6)
-        .expect("parcel")
-        .status = "Admitido".into();
+    let at_correos = |status: &str| {
+        correos
+            .state
+            .lock()
+            .parcels
+            .get_mut(&t6)
+            .expect("parcel")
+            .status = status.into();
+    };
+    at_correos("Admitido");
     wait_status(&c, &s, "O-6", "shipped");
-    correos
-        .state
-        .lock()
-        .parcels
-        .get_mut(&t6)
-        .expect("parcel")
-        .status = "Entregado".into();
+    at_correos("Entregado");
     wait_status(&c, &s, "O-6", "delivered");
 
     // To France: TNT, its label the XML TNT's style sheet renders; tracked

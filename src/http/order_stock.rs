@@ -122,8 +122,13 @@ impl ClusterStock {
     }
 }
 
-/// Why the node's own request of a shard was refused: its token.
-fn not_allowed(st: u16, b: &Value) -> ApiError {
+/// A shard's refusal of the node's own request, as this node answers it:
+/// its problem as it came, or, refused for the node's token (401, 403),
+/// what the node lacks.
+fn part_error(st: u16, b: &Value) -> ApiError {
+    if !matches!(st, 401 | 403) {
+        return ApiError::from_problem(st, b);
+    }
     ApiError::new(
         Code::Unavailable,
         format!(
@@ -161,10 +166,7 @@ impl OrderStock {
             Ok(g) => g,
             Err(resp) => {
                 let (st, b) = crate::cluster::front::body_of(Ok(resp)).await;
-                return Err(match st {
-                    401 | 403 => not_allowed(st, &b),
-                    _ => ApiError::from_problem(st, &b),
-                });
+                return Err(part_error(st, &b));
             }
         };
         let stock = super::sourcing::stock_by_index(&state.engine.catalog(), gathered);
@@ -201,10 +203,7 @@ impl OrderStock {
         for a in answers {
             let (st, b) = a?;
             if st != 200 {
-                return Err(match st {
-                    401 | 403 => not_allowed(st, &b),
-                    _ => ApiError::from_problem(st, &b),
-                });
+                return Err(part_error(st, &b));
             }
             for c in b["counts"].as_array().into_iter().flatten() {
                 let l = c[0].as_str().and_then(|l| LocationId::parse(l).ok());
@@ -265,8 +264,7 @@ impl OrderStock {
                 .map(Some)
                 .ok_or_else(|| ApiError::new(Code::Unavailable, "a hold answered no id")),
             409 if b["code"] == "insufficient_stock" => Ok(None),
-            401 | 403 => Err(not_allowed(st, &b)),
-            _ => Err(ApiError::from_problem(st, &b)),
+            _ => Err(part_error(st, &b)),
         }
     }
 
@@ -300,8 +298,7 @@ impl OrderStock {
         match st {
             200 => Ok(true),
             409 => Ok(false),
-            401 | 403 => Err(not_allowed(st, &b)),
-            _ => Err(ApiError::from_problem(st, &b)),
+            _ => Err(part_error(st, &b)),
         }
     }
 
@@ -348,8 +345,7 @@ impl OrderStock {
                 }
             }
             404 => Ok(None),
-            401 | 403 => Err(not_allowed(st, &b)),
-            _ => Err(ApiError::from_problem(st, &b)),
+            _ => Err(part_error(st, &b)),
         }
     }
 
@@ -434,8 +430,7 @@ impl OrderStock {
                     Ok(s) => Ok(SplitRefused::NotHeld(s)),
                     Err(_) => Ok(SplitRefused::LinesDiffer),
                 },
-                401 | 403 => Err(not_allowed(st, &b)),
-                _ => Err(ApiError::from_problem(st, &b)),
+                _ => Err(part_error(st, &b)),
             };
             refused = Some(why);
             break;
@@ -489,8 +484,7 @@ impl OrderStock {
             .await?;
         match st {
             200 => Ok(()),
-            401 | 403 => Err(not_allowed(st, &b)),
-            _ => Err(ApiError::from_problem(st, &b)),
+            _ => Err(part_error(st, &b)),
         }
     }
 

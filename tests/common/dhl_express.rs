@@ -13,7 +13,6 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
-use warp::Filter;
 
 /// A shipment the simulator labelled.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -97,8 +96,9 @@ fn handle(
     method: &str,
     path: &str,
     basic: Option<&str>,
-    body: Value,
+    body: &[u8],
 ) -> (u16, Value) {
+    let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     if st.down {
         return problem(503, "Service Unavailable", "try again later", "");
     }
@@ -203,28 +203,7 @@ impl DhlExpressSim {
             account: account.into(),
             ..State::default()
         }));
-        let s = state.clone();
-        let route = warp::method()
-            .and(warp::path::full())
-            .and(warp::header::optional::<String>("authorization"))
-            .and(warp::body::bytes())
-            .map(
-                move |m: warp::http::Method,
-                      path: warp::path::FullPath,
-                      basic: Option<String>,
-                      body: bytes::Bytes| {
-                    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    let (code, out) = handle(
-                        &mut s.lock(),
-                        m.as_str(),
-                        path.as_str(),
-                        basic.as_deref(),
-                        body,
-                    );
-                    super::serve::reply(code, &out)
-                },
-            );
-        let served = super::serve::serve(route);
+        let served = super::serve::serve_json(state.clone(), handle);
         DhlExpressSim {
             port: served.port,
             state,

@@ -14,7 +14,6 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use warp::Filter;
 
 pub use super::serve::Parcel;
 
@@ -243,27 +242,7 @@ impl FedexSim {
             token_life_s: 3600,
             ..State::default()
         }));
-        let s = state.clone();
-        let route = warp::method()
-            .and(warp::path::full())
-            .and(warp::header::optional::<String>("authorization"))
-            .and(warp::body::bytes())
-            .map(
-                move |m: warp::http::Method,
-                      path: warp::path::FullPath,
-                      auth: Option<String>,
-                      body: bytes::Bytes| {
-                    let (status, answer) = handle(
-                        &mut s.lock(),
-                        m.as_str(),
-                        path.as_str(),
-                        auth.as_deref(),
-                        &body,
-                    );
-                    super::serve::reply(status, &answer)
-                },
-            );
-        let served = super::serve::serve(route);
+        let served = super::serve::serve_json(state.clone(), handle);
         FedexSim {
             port: served.port,
             state,

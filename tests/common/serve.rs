@@ -47,6 +47,39 @@ pub fn reply(code: u16, body: &serde_json::Value) -> warp::reply::WithStatus<war
     )
 }
 
+/// A JSON simulator's handler: (state, method, path, `Authorization`,
+/// body) to (status, answer).
+pub type Handler<S> = fn(&mut S, &str, &str, Option<&str>, &[u8]) -> (u16, serde_json::Value);
+
+/// A JSON simulator served: every request's method, path, `Authorization`
+/// header and body handed to `handle` with the state locked, its answer
+/// sent back as JSON with its status.
+pub fn serve_json<S: Send + 'static>(
+    state: std::sync::Arc<parking_lot::Mutex<S>>,
+    handle: Handler<S>,
+) -> Served {
+    let route = warp::method()
+        .and(warp::path::full())
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::body::bytes())
+        .map(
+            move |m: warp::http::Method,
+                  path: warp::path::FullPath,
+                  auth: Option<String>,
+                  body: bytes::Bytes| {
+                let (code, out) = handle(
+                    &mut state.lock(),
+                    m.as_str(),
+                    path.as_str(),
+                    auth.as_deref(),
+                    &body,
+                );
+                reply(code, &out)
+            },
+        );
+    serve(route)
+}
+
 pub fn serve<F>(route: F) -> Served
 where
     F: Filter + Clone + Send + Sync + 'static,
