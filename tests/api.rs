@@ -964,3 +964,166 @@ fn a_keyed_adjustment_is_applied_once_across_a_kill_9() {
     );
     assert_eq!((st, &v["on_hand"]), (200, &json!(21)), "{v}");
 }
+
+/// A count sets on_hand: a batch naming one record twice applies its items
+/// in order (the last wins), never the sum of their deltas from the value
+/// before the batch (issue 17: it read 20 after two counts of 10, then -40
+/// after three of 0, and a restart kept it).
+#[test]
+fn a_batch_naming_a_record_twice_applies_its_counts_in_order() {
+    let mut s = Server::start("");
+    let c = client();
+    seed(&c, &s, None, 1, 1, 0);
+    let batch = |s: &Server, counts: &[i64]| {
+        let items: Vec<Value> = counts
+            .iter()
+            .map(|n| json!({"location": "S000", "sku": "A0", "on_hand": n}))
+            .collect();
+        call(
+            &c,
+            "POST",
+            &s.url("/v1/inventory/batch"),
+            None,
+            Some(&json!({ "items": items }).to_string()),
+        )
+    };
+    let record = |s: &Server| get(&c, s, "/v1/inventory/S000/A0").1;
+    let (st, v) = batch(&s, &[10, 10]);
+    assert_eq!((st, &v["applied"]), (200, &json!(2)), "{v}");
+    let r = record(&s);
+    assert_eq!(
+        (&r["on_hand"], &r["available"]),
+        (&json!(10), &json!(10)),
+        "{r}"
+    );
+    let (st, v) = post(
+        &c,
+        &s,
+        "/v1/reservations",
+        Some(r#"{"lines":[{"sku":"A0","qty":11,"location":"S000"}]}"#),
+    );
+    assert_eq!(st, 409, "11 of 10 held: {v}");
+    assert_eq!(batch(&s, &[0, 0, 0]).0, 200);
+    assert_eq!(record(&s)["on_hand"], json!(0));
+    assert_eq!(batch(&s, &[7, 3, 5]).0, 200);
+    let before = record(&s);
+    assert_eq!(before["on_hand"], json!(5), "{before}");
+    s.kill_and_restart("");
+    let after = record(&s);
+    assert_eq!(after, before, "the restart changed the record");
+    // Nothing is stuck: an adjustment applies.
+    let (st, v) = post(
+        &c,
+        &s,
+        "/v1/inventory/S000/A0/adjustments",
+        Some(r#"{"delta":-5,"reason":"sale"}"#),
+    );
+    assert_eq!((st, &v["on_hand"]), (200, &json!(0)), "{v}");
+}
+
+/// A refused cart changes nothing, its records' versions included, and a
+/// version never goes backwards across a restart (issue 17: a refused cart
+/// moved S001's version 2 -> 4, and a restart read 2 again).
+#[test]
+fn a_refused_cart_moves_no_version_and_versions_survive_a_restart() {
+    let mut s = Server::start("");
+    let c = client();
+    // A0 and A1 live in different stock shards where there are two or more
+    // (a cart across shards holds provisionally, then undoes).
+    seed(&c, &s, None, 2, 2, 0);
+    put_ok_count(&c, &s, "S000", "A0", 10);
+    put_ok_count(&c, &s, "S001", "A0", 1);
+    put_ok_count(&c, &s, "S001", "A1", 1);
+    let versions = |s: &Server| {
+        ["S000/A0", "S001/A0", "S000/A1", "S001/A1"].map(|r| {
+            get(&c, s, &format!("/v1/inventory/{r}")).1["version"]
+                .as_u64()
+                .expect("a version")
+        })
+    };
+    let before = versions(&s);
+    for cart in [
+        r#"{"lines":[{"sku":"A0","qty":2,"location":"S000"},{"sku":"A0","qty":5,"location":"S001"}]}"#,
+        r#"{"lines":[{"sku":"A0","qty":2,"location":"S000"},{"sku":"A1","qty":5,"location":"S001"}]}"#,
+    ] {
+        let (st, v) = post(&c, &s, "/v1/reservations", Some(cart));
+        assert_eq!(st, 409, "{v}");
+        assert_eq!(versions(&s), before, "after the refused {cart}");
+    }
+    // A granted hold moves each of its records by one, and that survives a
+    // restart.
+    let (st, v) = post(
+        &c,
+        &s,
+        "/v1/reservations",
+        Some(
+            r#"{"lines":[{"sku":"A0","qty":2,"location":"S000"},{"sku":"A1","qty":1,"location":"S001"}]}"#,
+        ),
+    );
+    assert_eq!(st, 201, "{v}");
+    let mut want = before;
+    want[0] += 1;
+    want[3] += 1;
+    assert_eq!(versions(&s), want);
+    s.kill_and_restart("");
+    assert_eq!(versions(&s), want);
+}
+
+fn put_ok_count(c: &reqwest::blocking::Client, s: &Server, loc: &str, sku: &str, on_hand: i64) {
+    let (st, v) = call(
+        c,
+        "PUT",
+        &s.url(&format!("/v1/inventory/{loc}/{sku}")),
+        None,
+        Some(&json!({ "on_hand": on_hand }).to_string()),
+    );
+    assert_eq!(st, 200, "{v}");
+}
+
+/// on_hand never leaves 0..=1,000,000,000: a count below what is reserved,
+/// then the fulfilment of the reserved units (the goods left all the same),
+/// corrects the record to 0 with a journaled correction instead of leaving
+/// it negative (and every later adjustment refused).
+#[test]
+fn a_fulfilment_past_a_lower_count_leaves_on_hand_at_zero() {
+    let mut s = Server::start("");
+    let c = client();
+    seed(&c, &s, None, 1, 1, 5);
+    let (st, v) = post(
+        &c,
+        &s,
+        "/v1/reservations",
+        Some(r#"{"lines":[{"sku":"A0","qty":5,"location":"S000"}]}"#),
+    );
+    assert_eq!(st, 201, "{v}");
+    let id = v["id"].as_str().expect("id").to_string();
+    assert_eq!(
+        post(&c, &s, &format!("/v1/reservations/{id}/confirm"), None).0,
+        200
+    );
+    put_ok_count(&c, &s, "S000", "A0", 2);
+    let (st, v) = post(&c, &s, &format!("/v1/reservations/{id}/fulfil"), None);
+    assert_eq!(st, 200, "{v}");
+    let record = |s: &Server| get(&c, s, "/v1/inventory/S000/A0").1;
+    let r = record(&s);
+    assert_eq!(
+        (&r["on_hand"], &r["reserved"]),
+        (&json!(0), &json!(0)),
+        "{r}"
+    );
+    s.kill_and_restart("");
+    let after = record(&s);
+    assert_eq!(
+        (&after["on_hand"], &after["reserved"]),
+        (&json!(0), &json!(0)),
+        "{after}"
+    );
+    assert_eq!(after["version"], r["version"], "{after} after {r}");
+    let (st, v) = post(
+        &c,
+        &s,
+        "/v1/inventory/S000/A0/adjustments",
+        Some(r#"{"delta":3,"reason":"receipt"}"#),
+    );
+    assert_eq!((st, &v["on_hand"]), (200, &json!(3)), "{v}");
+}

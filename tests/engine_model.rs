@@ -23,7 +23,8 @@ const LOCS: u32 = 2;
 
 #[derive(Debug, Clone)]
 enum Cmd {
-    Count(u32, u32, i64),
+    /// A batch of counts, in order; a record may be named more than once.
+    Count(Vec<(u32, u32, i64)>),
     Adjust(u32, u32, i64),
     Reserve(Vec<(u32, u32, u32)>, bool, u64),
     Transit(usize, u8),
@@ -34,7 +35,7 @@ enum Cmd {
 
 fn cmd() -> impl Strategy<Value = Cmd> {
     prop_oneof![
-        3 => (0..SKUS, 0..LOCS, 0..20i64).prop_map(|(s, l, n)| Cmd::Count(s, l, n)),
+        3 => prop::collection::vec((0..SKUS, 0..LOCS, 0..20i64), 1..4).prop_map(Cmd::Count),
         2 => (0..SKUS, 0..LOCS, -6..6i64).prop_filter("nonzero", |x| x.2 != 0).prop_map(|(s, l, d)| Cmd::Adjust(s, l, d)),
         6 => (prop::collection::vec((0..SKUS, 0..LOCS, 1..5u32), 1..4), any::<bool>(), 1..30u64).prop_map(|(l, p, t)| Cmd::Reserve(l, p, t)),
         6 => (0..64usize, 0..4u8).prop_map(|(i, t)| Cmd::Transit(i, t)),
@@ -50,21 +51,30 @@ type PlainReservation = (Vec<(u32, u32, i64)>, Status, i64);
 /// The plain model: what api.md says, in the simplest terms.
 #[derive(Debug, Default, Clone, PartialEq)]
 struct Plain {
-    /// (sku, loc) -> (on_hand, reserved)
-    stock: BTreeMap<(u32, u32), (i64, i64)>,
+    /// (sku, loc) -> (on_hand, reserved, version): the version counts the
+    /// changes of the record that happened (were journaled).
+    stock: BTreeMap<(u32, u32), (i64, i64, u64)>,
     /// in creation order: (lines (sku, loc, qty), status, expires_at)
     res: Vec<PlainReservation>,
 }
 
 impl Plain {
     fn avail(&self, k: (u32, u32)) -> i64 {
-        let (o, r) = self.stock.get(&k).copied().unwrap_or((0, 0));
+        let (o, r, _) = self.stock.get(&k).copied().unwrap_or((0, 0, 0));
         (o - r).max(0)
     }
+    /// One change of a record: its version grows by one.
     fn add(&mut self, k: (u32, u32), on_hand: i64, reserved: i64) {
-        let e = self.stock.entry(k).or_insert((0, 0));
+        let e = self.stock.entry(k).or_insert((0, 0, 0));
         e.0 += on_hand;
         e.1 += reserved;
+        e.2 += 1;
+    }
+    /// A count sets on_hand (one change).
+    fn set(&mut self, k: (u32, u32), on_hand: i64) {
+        let e = self.stock.entry(k).or_insert((0, 0, 0));
+        e.0 = on_hand;
+        e.2 += 1;
     }
     fn expire(&mut self, now: i64) {
         for i in 0..self.res.len() {
@@ -88,7 +98,8 @@ fn observe(rt: &tokio::runtime::Runtime, e: &Engine, ids: &[ReservationId]) -> P
     let mut p = Plain::default();
     for (s, r) in stock.iter() {
         if r.version > 0 {
-            p.stock.insert((s, r.location), (r.on_hand, r.reserved));
+            p.stock
+                .insert((s, r.location), (r.on_hand, r.reserved, r.version));
         }
     }
     let by_id: BTreeMap<_, _> = res.into_iter().map(|r| (r.id.clone(), r)).collect();
@@ -150,15 +161,20 @@ proptest! {
         for c in cmds {
             let now = clock.now_ms();
             match c.clone() {
-                Cmd::Count(s, l, n) => {
-                    let recs = rt.block_on(e.count(vec![CountItem { sku_idx: s, loc_idx: l, sku: sku(s), location: loc(l), on_hand: n, safety_stock: Some(0) }])).expect("count");
-                    let old = plain.stock.get(&(s, l)).copied().unwrap_or((0, 0));
-                    plain.stock.insert((s, l), (n, old.1));
-                    prop_assert_eq!(recs[0].record.on_hand, n);
+                Cmd::Count(items) => {
+                    let batch = items.iter().map(|&(s, l, n)| CountItem { sku_idx: s, loc_idx: l, sku: sku(s), location: loc(l), on_hand: n, safety_stock: Some(0) }).collect();
+                    let recs = rt.block_on(e.count(batch)).expect("count");
+                    // Items apply in order: each answers the record after it,
+                    // and the last count of a record is what it holds.
+                    for (i, &(s, l, n)) in items.iter().enumerate() {
+                        plain.set((s, l), n);
+                        prop_assert_eq!(recs[i].record.on_hand, n, "item {} of {:?}", i, items);
+                        prop_assert_eq!(recs[i].record.version, plain.stock[&(s, l)].2, "item {} of {:?}", i, items);
+                    }
                 }
                 Cmd::Adjust(s, l, d) => {
                     let r = rt.block_on(e.adjust(s, l, sku(s), loc(l), d, AdjustReason::Correction)).expect("adjust");
-                    let old = plain.stock.get(&(s, l)).copied().unwrap_or((0, 0));
+                    let old = plain.stock.get(&(s, l)).copied().unwrap_or((0, 0, 0));
                     let ok = old.0 + d >= 0;
                     prop_assert_eq!(r.is_ok(), ok, "adjust {} on {:?}", d, old);
                     if ok { plain.add((s, l), d, 0); }

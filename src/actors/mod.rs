@@ -371,10 +371,19 @@ impl Engine {
                     let stock: Vec<Addr<StockShard>> = stock_tables
                         .into_iter()
                         .enumerate()
-                        .map(|(i, (t, r, k))| {
-                            let (j, c, f) = (journal2.clone(), clock2.clone(), feed2.clone());
+                        .map(|(i, (table, rotation, applied))| {
+                            let start = stock_shard::ShardStart {
+                                table,
+                                rotation,
+                                applied,
+                                catalog: catalog2.clone(),
+                                journal: journal2.clone(),
+                                clock: clock2.clone(),
+                                feed: feed2.clone(),
+                                index: i as u32,
+                            };
                             StockShard::start_in_arbiter(&arbiters[i].handle(), move |_| {
-                                StockShard::new(t, r, j, c, f, i as u32, k)
+                                StockShard::new(start)
                             })
                         })
                         .collect();
@@ -649,7 +658,7 @@ impl Engine {
         skus: &[SkuIdx],
     ) -> Result<Vec<(SkuIdx, Vec<LineStock>)>, EngineError> {
         let records =
-            futures::future::try_join_all(skus.iter().map(|&s| self.stock_records(s, None)))
+            futures::future::try_join_all(skus.iter().map(|&s| self.read_stock(s, None, true)))
                 .await?;
         Ok(skus
             .iter()
@@ -1187,16 +1196,27 @@ impl Engine {
         }
     }
 
+    /// Records of `sku` as a client reads them: what was journaled.
     pub async fn stock_records(
         &self,
         sku: SkuIdx,
         locations: Option<Vec<LocIdx>>,
+    ) -> Result<Vec<RecordView>, EngineError> {
+        self.read_stock(sku, locations, false).await
+    }
+
+    async fn read_stock(
+        &self,
+        sku: SkuIdx,
+        locations: Option<Vec<LocIdx>>,
+        provisional: bool,
     ) -> Result<Vec<RecordView>, EngineError> {
         let (tx, rx) = oneshot::channel();
         self.stock_of(sku)
             .try_send(Read {
                 sku,
                 locations,
+                provisional,
                 reply: tx,
             })
             .map_err(full)?;

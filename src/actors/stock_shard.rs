@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 
 use super::reservation_book::{Insert, ReservationBook};
 use crate::clock::Clock;
-use crate::domain::catalog::{LocIdx, SkuIdx};
+use crate::domain::catalog::{Catalog, LocIdx, SkuIdx};
 use crate::domain::event::{sold_by_adjustment, Count as CountFact, Event, IdemKey};
 use crate::domain::ids::ReservationId;
 use crate::domain::ids::{LocationId, SkuId};
@@ -23,11 +23,14 @@ use crate::domain::rotation::RotationTable;
 use crate::domain::stock::{AdjustReason, AdjustRefused, StockDelta, StockRecord, StockTable};
 use crate::domain::TimeMs;
 use crate::feed::{Change, Feed, Scope};
-use crate::limits::MAILBOX_CAPACITY;
+use crate::limits::{MAILBOX_CAPACITY, STOCK_MAX};
 use crate::persistence::{Durable, Journal, JournalError};
 use ahash::AHashMap;
 
 pub struct StockShard {
+    /// Names a record's SKU and location in a correction it journals
+    /// (`keep_in_range`); read only then.
+    catalog: Arc<parking_lot::RwLock<Catalog>>,
     table: StockTable,
     /// The sales windows of this shard's records (domain::rotation).
     rotation: RotationTable,
@@ -45,17 +48,33 @@ pub struct StockShard {
     applied: AHashMap<String, AdjustKey>,
 }
 
+/// What a shard starts from: its records, their sales windows and its
+/// keyed adjustments (recovered), and what it shares with the engine.
+pub struct ShardStart {
+    pub table: StockTable,
+    pub rotation: RotationTable,
+    pub applied: AHashMap<String, AdjustKey>,
+    pub catalog: Arc<parking_lot::RwLock<Catalog>>,
+    pub journal: Journal,
+    pub clock: Arc<dyn Clock>,
+    pub feed: Feed,
+    pub index: u32,
+}
+
 impl StockShard {
-    pub fn new(
-        table: StockTable,
-        rotation: RotationTable,
-        journal: Journal,
-        clock: Arc<dyn Clock>,
-        feed: Feed,
-        index: u32,
-        applied: AHashMap<String, AdjustKey>,
-    ) -> Self {
+    pub fn new(s: ShardStart) -> Self {
+        let ShardStart {
+            table,
+            rotation,
+            applied,
+            catalog,
+            journal,
+            clock,
+            feed,
+            index,
+        } = s;
         Self {
+            catalog,
             table,
             rotation,
             journal,
@@ -132,6 +151,18 @@ impl Actor for StockShard {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        // A crash between a fulfilment and its correction (`keep_in_range`)
+        // recovers the record out of range: corrected before serving.
+        let out: Vec<(SkuIdx, StockRecord)> = self
+            .table
+            .iter()
+            .filter(|(_, r)| !(0..=STOCK_MAX).contains(&r.on_hand))
+            .map(|(s, r)| (s, *r))
+            .collect();
+        let now = self.clock.now_ms();
+        for (s, r) in out {
+            self.keep_in_range(s, r.location, r, now);
+        }
         ctx.run_interval(ROTATION_SWEEP, |shard, _| {
             shard.rotation.forget_stale(shard.clock.now_ms())
         });
@@ -195,7 +226,8 @@ impl StockShard {
                 rec.decide_hold(want).map(|_| want).unwrap_or(0)
             };
             if got > 0 {
-                rec.apply(StockDelta {
+                // Not journaled yet: the version moves once it is.
+                rec.apply_provisional(StockDelta {
                     reserved: got,
                     ..StockDelta::default()
                 });
@@ -219,7 +251,7 @@ impl StockShard {
     fn undo(&mut self, lines: &[HoldLine], out: &mut [HoldOutcome]) {
         for (l, o) in lines.iter().zip(out.iter_mut()) {
             if o.held > 0 {
-                self.table.apply(
+                self.table.apply_provisional(
                     l.sku,
                     l.location,
                     StockDelta {
@@ -262,7 +294,7 @@ impl Handler<Commit> for StockShard {
     fn handle(&mut self, m: Commit, _: &mut Context<Self>) {
         for (s, l, q) in m.lines {
             self.provisional_add(s, l, -i64::from(q));
-            let r = self.table.get_or_empty(s, l);
+            let r = self.table.commit(s, l);
             self.publish(s, r, m.at_ms, m.ticket);
         }
     }
@@ -322,7 +354,7 @@ impl Handler<HoldAndRecord> for StockShard {
             Ok((durable, ticket)) => {
                 for (l, o) in m.lines.iter().zip(&out) {
                     if o.held > 0 {
-                        let r = self.table.get_or_empty(l.sku, l.location);
+                        let r = self.table.commit(l.sku, l.location);
                         self.publish(l.sku, r, m.now, ticket);
                     }
                 }
@@ -362,11 +394,12 @@ impl Handler<ApplyDeltas> for StockShard {
                     } else {
                         0
                     };
-                    self.apply_journaled(s, l, d, m.at_ms, sold, t);
+                    let r = self.apply_journaled(s, l, d, m.at_ms, sold, t);
+                    self.keep_in_range(s, l, r, m.at_ms);
                 }
                 // Undoing holds the feed never showed: on_hand untouched.
                 None => {
-                    self.table.apply(s, l, d);
+                    self.table.apply_provisional(s, l, d);
                     self.provisional_add(s, l, d.reserved);
                 }
             }
@@ -397,13 +430,20 @@ pub struct Count {
 impl Handler<Count> for StockShard {
     type Result = ();
     fn handle(&mut self, m: Count, _: &mut Context<Self>) {
+        // Items apply in order: each is decided on the record as the items
+        // before it left it (a batch naming a record twice sets it twice;
+        // the last count wins), not on the record before the batch.
+        let mut after: AHashMap<(SkuIdx, LocIdx), StockRecord> = AHashMap::new();
         let facts: Vec<CountFact> = m
             .items
             .iter()
             .map(|c| {
-                let rec = self.table.get_or_empty(c.sku_idx, c.loc_idx);
+                let rec = after
+                    .entry((c.sku_idx, c.loc_idx))
+                    .or_insert_with(|| self.table.get_or_empty(c.sku_idx, c.loc_idx));
                 let safety_stock = c.safety_stock.unwrap_or(i64::from(rec.safety_stock));
                 let d = rec.decide_count(c.on_hand, safety_stock);
+                rec.apply(d);
                 CountFact {
                     sku: c.sku.clone(),
                     location: c.location.clone(),
@@ -516,6 +556,55 @@ impl Handler<Adjust> for StockShard {
 }
 
 impl StockShard {
+    /// A fact decided elsewhere took the record's on_hand out of
+    /// `0..=STOCK_MAX`: a fulfilment of more than a count left (the count
+    /// was lower than what was reserved, and the goods left all the same),
+    /// or a return past the bound. The fact stands (the goods did leave or
+    /// come back), so the record is corrected to the bound by a journaled
+    /// `correction` adjustment, in this same turn of the shard: no read nor
+    /// feed ever shows it out of range, and replay applies both records
+    /// (additive, so it ends where this does whatever order the shards saw
+    /// them in).
+    fn keep_in_range(&mut self, sku: SkuIdx, loc: LocIdx, r: StockRecord, at_ms: TimeMs) {
+        let delta = r.on_hand.clamp(0, STOCK_MAX) - r.on_hand;
+        if delta == 0 {
+            return;
+        }
+        let names = {
+            let c = self.catalog.read();
+            c.sku(sku)
+                .map(|x| x.0.clone())
+                .zip(c.location(loc).map(|x| x.0.clone()))
+        };
+        let Some((sku_id, loc_id)) = names else {
+            return;
+        };
+        tracing::warn!(
+            sku = %sku_id,
+            location = %loc_id,
+            on_hand = r.on_hand,
+            delta,
+            "on_hand out of range after a fulfilment or return: corrected"
+        );
+        let fact = Event::Adjusted {
+            sku: sku_id,
+            location: loc_id,
+            delta,
+            reason: AdjustReason::Correction,
+            at_ms,
+            key: None,
+        };
+        // Nobody waits on it: a journal that fails is poisoned, and the
+        // engine stops taking writes.
+        if let Ok((_, ticket)) = self.journal.append_ticketed(&fact) {
+            let d = StockDelta {
+                on_hand: delta,
+                ..StockDelta::default()
+            };
+            self.apply_journaled(sku, loc, d, at_ms, 0, ticket);
+        }
+    }
+
     /// Keeps a keyed adjustment's key; every 1,024 keys, forgets those
     /// older than idempotency keys are kept (as snapshots do).
     fn remember(&mut self, key: String, done: AdjustKey) {
@@ -534,6 +623,11 @@ impl StockShard {
 pub struct Read {
     pub sku: SkuIdx,
     pub locations: Option<Vec<LocIdx>>,
+    /// Counts the holds of carts not journaled yet (which may still be
+    /// undone) in `reserved`, as holds decide: the planner's view. A
+    /// client's read leaves them out, as the feed does: what it shows
+    /// happened, and its version says so.
+    pub provisional: bool,
     pub reply: oneshot::Sender<Vec<RecordView>>,
 }
 
@@ -541,16 +635,24 @@ impl Handler<Read> for StockShard {
     type Result = ();
     fn handle(&mut self, m: Read, _: &mut Context<Self>) {
         let now = self.clock.now_ms();
+        let shown = |r: StockRecord| {
+            let r = if m.provisional {
+                r
+            } else {
+                self.committed(m.sku, r)
+            };
+            self.view(m.sku, r, now)
+        };
         let out = match m.locations {
             Some(locs) => locs
                 .iter()
-                .map(|l| self.view(m.sku, self.table.get_or_empty(m.sku, *l), now))
+                .map(|l| shown(self.table.get_or_empty(m.sku, *l)))
                 .collect(),
             None => self
                 .table
                 .records_of(m.sku)
                 .iter()
-                .map(|r| self.view(m.sku, *r, now))
+                .map(|r| shown(*r))
                 .collect(),
         };
         let _ = m.reply.send(out);

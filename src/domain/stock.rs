@@ -74,12 +74,24 @@ impl StockRecord {
         (self.on_hand - self.reserved - i64::from(self.safety_stock)).max(0)
     }
 
+    /// A change that happened (it is journaled): applied, and the version
+    /// grows by one.
     pub fn apply(&mut self, d: StockDelta) {
+        self.apply_provisional(d);
+        self.version += 1;
+    }
+
+    /// A change not journaled (yet): a cart's hold until its record is
+    /// written, or the undo of one that never will be. The version counts
+    /// changes that happened, so it stays: a refused cart leaves its
+    /// records as they were, and a restart (which replays the journal)
+    /// reads the same version (`StockTable::commit` counts the hold once
+    /// it is journaled).
+    pub fn apply_provisional(&mut self, d: StockDelta) {
         self.on_hand += d.on_hand;
         self.reserved += d.reserved;
         self.safety_stock =
             (i64::from(self.safety_stock) + d.safety_stock).clamp(0, STOCK_MAX) as u32;
-        self.version += 1;
         debug_assert!(self.reserved >= 0, "reserved below zero: {self:?}");
     }
 
@@ -168,6 +180,21 @@ impl StockTable {
         *r
     }
 
+    /// `StockRecord::apply_provisional` on a record.
+    pub fn apply_provisional(&mut self, sku: SkuIdx, loc: LocIdx, d: StockDelta) -> StockRecord {
+        let r = self.get_mut_or_insert(sku, loc);
+        r.apply_provisional(d);
+        *r
+    }
+
+    /// A provisional change of the record is now journaled: it counts as
+    /// one change (its version grows by one, as its replay will make it).
+    pub fn commit(&mut self, sku: SkuIdx, loc: LocIdx) -> StockRecord {
+        let r = self.get_mut_or_insert(sku, loc);
+        r.version += 1;
+        *r
+    }
+
     /// Every record at one location, by SKU: a binary search in each SKU's
     /// records (not a pass over every record).
     pub fn at_location(&self, loc: LocIdx) -> impl Iterator<Item = (SkuIdx, &StockRecord)> {
@@ -240,6 +267,34 @@ mod tests {
         assert_eq!(r.reserved, 9);
         assert_eq!(r.version, 2);
         assert_eq!(r.decide_hold_partial(5), 0);
+    }
+
+    #[test]
+    fn only_changes_that_happened_move_the_version() {
+        let mut t = StockTable::default();
+        t.apply(1, 0, StockRecord::empty(0).decide_count(5, 0));
+        let held = StockDelta {
+            reserved: 2,
+            ..StockDelta::default()
+        };
+        let r = t.apply_provisional(1, 0, held);
+        assert_eq!((r.reserved, r.version), (2, 1));
+        let r = t.commit(1, 0);
+        assert_eq!((r.reserved, r.version), (2, 2));
+        t.apply_provisional(1, 0, held);
+        let r = t.apply_provisional(
+            1,
+            0,
+            StockDelta {
+                reserved: -2,
+                ..StockDelta::default()
+            },
+        );
+        assert_eq!(
+            (r.reserved, r.version),
+            (2, 2),
+            "an undone hold left a trace"
+        );
     }
 
     #[test]
