@@ -12,6 +12,17 @@ pub const REQUEST_BODY_BYTES_MAX: usize = 1024 * 1024;
 /// past it the connection is cut. Cost: bandwidth only, nothing is kept.
 pub const REQUEST_BODY_DRAIN_BYTES_MAX: usize = 8 * 1024 * 1024;
 
+/// Seconds a client has to send a request's head (request line and
+/// headers), and that a kept-alive connection may wait idle for its next
+/// request: past it the connection is closed. Bounds what a client that
+/// trickles bytes (slowloris) holds: a connection permit and its buffers.
+pub const REQUEST_HEAD_READ_S: u64 = 10;
+
+/// Seconds a client has to send a request's body once its head arrived:
+/// past it the answer is 408 and the connection is closed. Cost: as above,
+/// plus the body read so far (at most `REQUEST_BODY_BYTES_MAX`).
+pub const REQUEST_BODY_READ_S: u64 = 10;
+
 /// The largest side of a SKU, in mm (30 m: anything a retailer ships).
 pub const DIMENSION_MM_MAX: i64 = 30_000;
 

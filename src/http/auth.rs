@@ -49,6 +49,15 @@ pub fn forbidden(detail: &str) -> ApiError {
     ApiError::new(Code::Forbidden, detail)
 }
 
+/// The token of an `Authorization: Bearer <token>` value; the scheme is
+/// case-insensitive (RFC 9110 §11.1), spaces around the token are not
+/// part of it.
+fn bearer(v: &str) -> Option<&str> {
+    let (scheme, token) = v.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// A token bucket.
 struct Bucket {
     rate_per_s: f64,
@@ -130,8 +139,7 @@ impl Auth {
         let token = headers
             .get(warp::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(bearer)
             .or(query_token)
             .ok_or_else(|| {
                 ApiError::new(Code::Unauthorized, "send Authorization: Bearer <token>")
@@ -155,6 +163,16 @@ impl Auth {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for v in ["Bearer t1", "bearer t1", "BEARER  t1 ", " Bearer t1"] {
+            assert_eq!(bearer(v), Some("t1"), "{v:?}");
+        }
+        for v in ["Basic t1", "Bearer", "Bearer ", "Bearert1", "t1"] {
+            assert_eq!(bearer(v), None, "{v:?}");
+        }
+    }
 
     #[test]
     fn bucket_refills() {

@@ -28,6 +28,8 @@ pub enum Code {
     PaymentDeclined,
     OrderExists,
     UpgradeRequired,
+    /// The request's body did not arrive within `REQUEST_BODY_READ_S`.
+    RequestTimeout,
     /// A route a cluster node does not serve yet (it does on one node).
     NotImplemented,
     /// A cluster node forwarded a write to its shard's owner, which went
@@ -36,7 +38,7 @@ pub enum Code {
 }
 
 impl Code {
-    const ALL: [Code; 20] = [
+    const ALL: [Code; 21] = [
         Code::BadRequest,
         Code::Unauthorized,
         Code::Forbidden,
@@ -55,6 +57,7 @@ impl Code {
         Code::PaymentDeclined,
         Code::OrderExists,
         Code::UpgradeRequired,
+        Code::RequestTimeout,
         Code::NotImplemented,
         Code::OutcomeUnknown,
     ];
@@ -89,6 +92,7 @@ impl Code {
             Code::PaymentDeclined => ("payment_declined", 402, "Payment declined"),
             Code::OrderExists => ("order_exists", 409, "Order exists"),
             Code::UpgradeRequired => ("upgrade_required", 426, "Upgrade to a WebSocket"),
+            Code::RequestTimeout => ("request_timeout", 408, "The request was not sent in time"),
             Code::NotImplemented => ("not_implemented", 501, "Not served by a cluster node yet"),
             Code::OutcomeUnknown => ("outcome_unknown", 504, "The shard's owner did not answer"),
         }
@@ -120,6 +124,21 @@ impl ApiError {
             errors: Vec::new(),
             extra: None,
             retry_after_s: None,
+        }
+    }
+
+    /// 405 for a resource that allows `allowed` (`"GET, PUT"`): the
+    /// `Allow` header (RFC 9110 §15.5.6), and `allow` in the body, so that
+    /// a cluster node relaying a shard's answer keeps it.
+    pub fn method_not_allowed(allowed: &str) -> Self {
+        Self::new(Code::MethodNotAllowed, format!("allowed: {allowed}"))
+            .with("allow", json!(allowed))
+    }
+
+    fn allow(&self) -> Option<&str> {
+        match &self.extra {
+            Some(("allow", v)) if self.code == Code::MethodNotAllowed => v.as_str(),
+            _ => None,
         }
     }
 
@@ -166,8 +185,10 @@ impl ApiError {
         if let Some(v) = body.get("errors") {
             e.errors = serde_json::from_value::<Vec<FieldError>>(v.clone()).unwrap_or_default();
         }
-        if let Some(l) = body.get("lines") {
-            e.extra = Some(("lines", l.clone()));
+        for k in ["lines", "allow"] {
+            if let Some(l) = body.get(k) {
+                e.extra = Some((k, l.clone()));
+            }
         }
         e
     }
@@ -197,6 +218,14 @@ impl ApiError {
             .header(header::CONTENT_TYPE, "application/problem+json");
         if let Some(s) = self.retry_after_s {
             b = b.header(header::RETRY_AFTER, s.to_string());
+        }
+        if let Some(a) = self.allow() {
+            b = b.header(header::ALLOW, a);
+        }
+        if self.code == Code::RequestTimeout {
+            // The rest of the body is not read: the connection cannot
+            // carry another request.
+            b = b.header(header::CONNECTION, "close");
         }
         b.body(Body::from(self.body().to_string()))
             .unwrap_or_else(|_| Response::new(Body::empty()))

@@ -270,6 +270,39 @@ pub fn join(path: &str, key: &str) -> String {
     }
 }
 
+/// A path segment percent-decoded (RFC 3986 §2.1: `FZ%3AP1` is `FZ:P1`, as
+/// JavaScript's `encodeURIComponent` writes it). A segment that does not
+/// decode (a bad escape, bytes that are not UTF-8) is kept as it came, so
+/// the identifier check names it (422).
+pub fn decode_segment(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains('%') {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let (Some(hi), Some(lo)) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            ) else {
+                return std::borrow::Cow::Borrowed(s);
+            };
+            out.push(hi << 4 | lo);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    match String::from_utf8(out) {
+        Ok(d) => std::borrow::Cow::Owned(d),
+        Err(_) => std::borrow::Cow::Borrowed(s),
+    }
+}
+
 /// Validates a path segment as an identifier: 422 when it is not one.
 pub fn path_id(s: &str, what: &str) -> Result<String, ApiError> {
     validate_id(s).map_err(|e| {
@@ -279,4 +312,24 @@ pub fn path_id(s: &str, what: &str) -> Result<String, ApiError> {
         }])
     })?;
     Ok(s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_percent_decoded() {
+        assert_eq!(decode_segment("FZ%3AP1"), "FZ:P1");
+        assert_eq!(decode_segment("fz%3ap1"), "fz:p1");
+        assert_eq!(decode_segment("A1"), "A1");
+        assert_eq!(decode_segment("%41%2d"), "A-");
+        // Decoded, then refused by the identifier check.
+        assert_eq!(decode_segment("a%2Fb"), "a/b");
+        assert_eq!(decode_segment("caf%C3%A9"), "café");
+        // Kept as they came: the check refuses the `%`.
+        for bad in ["%", "%4", "%ZZ", "a%G1", "%FF"] {
+            assert_eq!(decode_segment(bad), bad);
+        }
+    }
 }

@@ -62,9 +62,11 @@ fn ids(sku: &str, location: &str) -> Result<(SkuId, LocationId), ApiError> {
 }
 
 pub async fn put(state: &AppState, req: &Request, loc: &str, sku: &str) -> ApiResult {
+    // Authorization before validation: a malformed location is not a
+    // store token's own.
+    req.principal.require_location(loc)?;
     let loc = path_id(loc, "location")?;
     let sku = path_id(sku, "sku")?;
-    req.principal.require_location(&loc)?;
     let m = parse_object(&req.body)?;
     let mut e = Errors::default();
     let on_hand = e.int(&m, "on_hand", "", 0, STOCK_MAX, true);
@@ -88,9 +90,11 @@ pub async fn put(state: &AppState, req: &Request, loc: &str, sku: &str) -> ApiRe
 }
 
 pub async fn adjust(state: &AppState, req: &Request, loc: &str, sku: &str) -> ApiResult {
+    // Authorization before validation: a malformed location is not a
+    // store token's own.
+    req.principal.require_location(loc)?;
     let loc = path_id(loc, "location")?;
     let sku = path_id(sku, "sku")?;
-    req.principal.require_location(&loc)?;
     let m = parse_object(&req.body)?;
     let mut e = Errors::default();
     let delta = e.int(&m, "delta", "", -STOCK_MAX, STOCK_MAX, true);
@@ -154,9 +158,9 @@ fn record_of(
     loc: &str,
     sku: &str,
 ) -> Result<(String, String, SkuIdx, LocIdx), ApiError> {
+    req.principal.require_location(loc)?;
     let loc = path_id(loc, "location")?;
     let sku = path_id(sku, "sku")?;
-    req.principal.require_location(&loc)?;
     let s = c
         .sku_idx(&sku)
         .ok_or_else(|| ApiError::new(Code::NotFound, format!("no SKU {sku}")))?;
@@ -190,8 +194,8 @@ pub fn get_from(model: &Model, now: TimeMs, req: &Request, loc: &str, sku: &str)
 /// `GET /v1/availability/{sku}`'s checks: the id, a channel's token, a
 /// known SKU.
 fn available_of(c: &Catalog, req: &Request, sku: &str) -> Result<(String, SkuIdx), ApiError> {
-    let sku = path_id(sku, "sku")?;
     req.principal.require_channel()?;
+    let sku = path_id(sku, "sku")?;
     let s = c
         .sku_idx(&sku)
         .ok_or_else(|| ApiError::new(Code::NotFound, format!("no SKU {sku}")))?;
@@ -238,7 +242,30 @@ pub fn availability_from(model: &Model, req: &Request, sku: &str) -> ApiResult {
 }
 
 pub async fn batch(state: &AppState, req: &Request) -> ApiResult {
+    let refused = || {
+        super::auth::forbidden(
+            "a batch needs an admin token, or a store token for its own location",
+        )
+    };
+    // Authorization before validation: a channel token is refused whatever
+    // it sent, a store token as soon as an item names another location.
+    let own = match &req.principal.role {
+        Role::Admin => None,
+        Role::Store(l) => Some(l.as_str()),
+        Role::Channel => return Err(refused()),
+    };
     let m = parse_object(&req.body)?;
+    if let Some(own) = own {
+        let items = m.get("items").and_then(Value::as_array);
+        let elsewhere = items.into_iter().flatten().any(|it| {
+            it.get("location")
+                .and_then(Value::as_str)
+                .is_some_and(|l| l != own)
+        });
+        if elsewhere {
+            return Err(refused());
+        }
+    }
     let mut e = Errors::default();
     // Validate everything before writing anything.
     let mut parsed = Vec::new();
@@ -259,15 +286,6 @@ pub async fn batch(state: &AppState, req: &Request) -> ApiResult {
         }
     }
     e.into_result()?;
-    match &req.principal.role {
-        Role::Admin => {}
-        Role::Store(l) if parsed.iter().all(|p| p.1 == l.as_str()) => {}
-        _ => {
-            return Err(super::auth::forbidden(
-                "a batch needs an admin token, or a store token for its own location",
-            ))
-        }
-    }
     let mut counts = Vec::with_capacity(parsed.len());
     {
         let c = state.engine.catalog();

@@ -38,7 +38,10 @@ use warp::hyper::Body;
 use warp::Filter;
 
 use crate::actors::Engine;
-use crate::limits::{CONNECTIONS_MAX, REQUEST_BODY_BYTES_MAX, REQUEST_BODY_DRAIN_BYTES_MAX};
+use crate::limits::{
+    CONNECTIONS_MAX, REQUEST_BODY_BYTES_MAX, REQUEST_BODY_DRAIN_BYTES_MAX, REQUEST_BODY_READ_S,
+    REQUEST_HEAD_READ_S,
+};
 use crate::metrics::Route;
 use auth::{Auth, Principal};
 use error::{ApiError, ApiResult, Code};
@@ -117,10 +120,36 @@ pub fn routes(api: Api) -> impl Filter<Extract = (Response<Body>,), Error = Infa
              body,
              api: Api| async move {
                 let started = Instant::now();
-                // The path is split once: for the route label and for dispatch.
-                let seg: Vec<&str> = path.as_str().trim_matches('/').split('/').collect();
+                // HEAD is GET without the body (RFC 9110 §9.3.2: hyper
+                // leaves the body of a HEAD's answer out).
+                let method = if method == Method::HEAD {
+                    Method::GET
+                } else {
+                    method
+                };
+                // The path is split once, each segment percent-decoded
+                // (RFC 3986 §2.1: `FZ%3AP1` names `FZ:P1`), for the route
+                // label and for dispatch.
+                let decoded: Vec<std::borrow::Cow<'_, str>> = path
+                    .as_str()
+                    .trim_matches('/')
+                    .split('/')
+                    .map(input::decode_segment)
+                    .collect();
+                let seg: Vec<&str> = decoded.iter().map(|s| s.as_ref()).collect();
                 let route = route_of(&method, &seg);
-                let resp = match read_body(&headers, body).await {
+                let body = tokio::time::timeout(
+                    std::time::Duration::from_secs(REQUEST_BODY_READ_S),
+                    read_body(&headers, body),
+                )
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ApiError::new(
+                        Code::RequestTimeout,
+                        format!("the body must arrive within {REQUEST_BODY_READ_S} s"),
+                    ))
+                });
+                let resp = match body {
                     Ok(body) => {
                         let query = (!query.is_empty()).then_some(query);
                         let p = path.as_str();
@@ -148,7 +177,7 @@ pub fn routes(api: Api) -> impl Filter<Extract = (Response<Body>,), Error = Infa
             // Only the extractors above can reject; none should, but a
             // rejection still leaves as problem+json, never as a 5xx.
             let e = if r.find::<warp::reject::MethodNotAllowed>().is_some() {
-                ApiError::new(Code::MethodNotAllowed, "method not allowed")
+                ApiError::method_not_allowed("GET, HEAD, PUT, POST")
             } else {
                 ApiError::new(Code::BadRequest, format!("unreadable request: {r:?}"))
             };
@@ -235,8 +264,12 @@ fn route_of(method: &Method, seg: &[&str]) -> Route {
     }
 }
 
+/// 405 naming the methods the resource allows (HEAD wherever GET is).
 fn method_not_allowed(allowed: &str) -> ApiError {
-    ApiError::new(Code::MethodNotAllowed, format!("allowed: {allowed}"))
+    match allowed.strip_prefix("GET") {
+        Some(rest) => ApiError::method_not_allowed(&format!("GET, HEAD{rest}")),
+        None => ApiError::method_not_allowed(allowed),
+    }
 }
 
 /// Serves one request with one engine (a node's, or a cluster shard's).
@@ -250,10 +283,14 @@ pub async fn handle(
     body: Bytes,
 ) -> ApiResult {
     // Operations need no token.
+    let get = method == Method::GET;
     match seg {
-        ["healthz"] => return ops::healthz(state),
-        ["metrics"] => return ops::metrics(state),
-        ["v1", "openapi.json"] => return ops::openapi(),
+        ["healthz"] if get => return ops::healthz(state),
+        ["metrics"] if get => return ops::metrics(state),
+        ["v1", "openapi.json"] if get => return ops::openapi(),
+        ["healthz"] | ["metrics"] | ["v1", "openapi.json"] => {
+            return Err(method_not_allowed("GET"))
+        }
         // The store board: a page, no token (its feed asks for one).
         ["ui", "stores", loc] if method == Method::GET => return board::page(state, loc),
         ["ui", "stores", _] => return Err(method_not_allowed("GET")),
@@ -280,10 +317,11 @@ pub async fn handle(
     };
     let m = &req.method;
     match (&seg[1..], m) {
-        (["feed"], _) => Err(ApiError::new(
+        (["feed"], &Method::GET) => Err(ApiError::new(
             Code::UpgradeRequired,
             "the stock feed is a WebSocket: GET with Connection: Upgrade, Upgrade: websocket",
         )),
+        (["feed"], _) => Err(method_not_allowed("GET")),
         (["skus", "batch"], &Method::POST) => catalog::put_skus(state, &req).await,
         (["skus", sku], &Method::PUT) => catalog::put_sku(state, &req, sku).await,
         (["skus", sku], &Method::GET) => catalog::get_sku(state, &req, sku),
@@ -413,6 +451,10 @@ pub async fn serve(
         }
     });
     warp::hyper::Server::builder(warp::hyper::server::accept::from_stream(incoming))
+        // A client that trickles its request head is cut off (slowloris);
+        // the clock also runs while a kept-alive connection waits for its
+        // next request, so this is the idle bound too.
+        .http1_header_read_timeout(std::time::Duration::from_secs(REQUEST_HEAD_READ_S))
         .serve(make)
         .with_graceful_shutdown(shutdown)
         .await

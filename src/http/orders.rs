@@ -905,6 +905,10 @@ pub async fn shipment_event(state: &AppState, req: &Request, id: &str, n: &str) 
     let n: u32 = n
         .parse()
         .map_err(|_| ApiError::new(Code::NotFound, format!("no shipment {n}")))?;
+    let o = state.engine.order(&id)?.ok_or_else(|| not_found(&id))?;
+    // Authorization before validation: a store that may not see the order
+    // learns nothing of the body's rules (the move itself is checked below).
+    store_may(req, &o, None)?;
     let m = parse_object(&req.body)?;
     let mut e = Errors::default();
     let to = match m.get("status").and_then(Value::as_str) {
@@ -924,7 +928,6 @@ pub async fn shipment_event(state: &AppState, req: &Request, id: &str, n: &str) 
     let Some(to) = to else {
         return Err(ApiError::new(Code::ValidationFailed, "status"));
     };
-    let o = state.engine.order(&id)?.ok_or_else(|| not_found(&id))?;
     store_may(req, &o, Some((n, to)))?;
     let o = move_shipment(state, o, n, to).await?;
     Ok(json_response(200, &order_json(&o)))
@@ -1209,6 +1212,12 @@ pub async fn cancel(state: &AppState, req: &Request, id: &str) -> ApiResult {
 pub async fn returns(state: &AppState, req: &Request, id: &str) -> ApiResult {
     let id = path_id(id, "id")?;
     let m = parse_object(&req.body)?;
+    // Authorization before validation: a store takes returns at its own
+    // counter only, whatever else the body says.
+    let location = m.get("location").and_then(Value::as_str);
+    if let (Role::Store(_), Some(l)) = (&req.principal.role, location) {
+        req.principal.require_location(l)?;
+    }
     let mut e = Errors::default();
     let location = e.id(&m, "location", "", true);
     let mut wanted = Vec::new();
