@@ -21,6 +21,8 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 const KEY: &str = "AQEyhmfxK4-test-key";
+/// Where a shopper sent to a redirect comes back (Adyen requires it).
+const RETURN_URL: &str = "https://shop.example.com/checkout/return";
 const HMAC: &str = "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056";
 const MERCHANT: &str = "HoldfastECOM";
 
@@ -35,6 +37,7 @@ fn config(sim: &AdyenSim, test: &str) -> String {
     std::env::set_var(&hmac_env, HMAC);
     format!(
         "[payments.adyen]\nbase_url = \"{}\"\nmerchant_account = \"{MERCHANT}\"\n\
+         return_url = \"{RETURN_URL}\"\n\
          api_key_env = \"{key_env}\"\nhmac_key_env = \"{hmac_env}\"\n\
          [payments.adyen.calls]\ntimeout_ms = 2000\nretries = 2\nbackoff_ms = 20\n\
          circuit_trip = 3\ncircuit_open_s = 2\n",
@@ -162,6 +165,7 @@ fn an_order_is_authorized_captured_and_refunded_at_adyen() {
     assert_eq!(path, "/v71/payments");
     assert_eq!(body["paymentMethod"]["type"], "scheme", "{body}");
     assert_eq!(body["merchantAccount"], MERCHANT);
+    assert_eq!(body["returnUrl"], RETURN_URL, "{body}");
 
     // Shipped: captured; delivered; one unit returned: refunded.
     let (st, o) = event(&c, &s, "O-1", "shipped");
@@ -243,6 +247,93 @@ fn an_order_is_authorized_captured_and_refunded_at_adyen() {
     expect_problem(st, &v, 422, "validation_failed");
     assert!(v.to_string().contains("payment.method"), "{v}");
     assert_eq!(sim.state.lock().calls.len(), calls);
+}
+
+/// The local Adyen refuses what Adyen's Checkout API v71 refuses
+/// (tests/specs/): a payment without any of its required fields, with one
+/// of the wrong type, or with a field the API does not know, is answered
+/// 422 `validation` naming the field, and nothing is authorised; the same
+/// payment whole is authorised. A payment without `returnUrl` (what
+/// holdfast sent when configured as the README showed) is refused.
+#[test]
+fn the_adyen_simulator_refuses_what_adyen_refuses() {
+    let sim = AdyenSim::start(KEY, MERCHANT);
+    let c = reqwest::blocking::Client::new();
+    let send_keyed = |body: &Value, key: &str| {
+        let r = c
+            .post(format!("{}/payments", sim.base_url()))
+            .header("X-API-Key", KEY)
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .expect("sent");
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().expect("json"))
+    };
+    // A refused request is not kept under its key: the same key serves
+    // every attempt.
+    let send = |body: &Value| send_keyed(body, "O-1:authorize");
+    let whole = json!({
+        "merchantAccount": MERCHANT, "reference": "O-1",
+        "amount": {"currency": "EUR", "value": 1000},
+        "paymentMethod": {"type": "scheme", "encryptedCardNumber": "test_4111111111111111"},
+        "returnUrl": RETURN_URL, "shopperInteraction": "Ecommerce",
+    });
+    for (field, broken) in [
+        ("returnUrl", None),
+        ("reference", None),
+        ("paymentMethod", None),
+        ("amount.currency", Some(("amount", json!({"value": 1000})))),
+        (
+            "amount.value",
+            Some(("amount", json!({"currency": "EUR", "value": "10.00"}))),
+        ),
+        ("returnUrl", Some(("returnUrl", json!(42)))),
+        (
+            "shopperInteraction",
+            Some(("shopperInteraction", json!("Phone"))),
+        ),
+        ("returnURL", Some(("returnURL", json!(RETURN_URL)))),
+    ] {
+        let mut body = whole.clone();
+        match broken {
+            None => {
+                body.as_object_mut().expect("object").remove(field);
+            }
+            Some((k, v)) => body[k] = v,
+        }
+        let (st, v) = send(&body);
+        assert_eq!(
+            (st, v["status"].as_u64(), v["errorType"].as_str()),
+            (422, Some(422), Some("validation")),
+            "{field}: {v}"
+        );
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains(&format!("'{field}'"))
+                || v["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains(&format!("[{field}]")),
+            "{field}: {v}"
+        );
+    }
+    // Adyen's Idempotency-Key: 64 characters at most.
+    let (st, v) = send_keyed(&whole, &"k".repeat(65));
+    assert_eq!(
+        (st, v["errorType"].as_str()),
+        (422, Some("validation")),
+        "{v}"
+    );
+    assert!(sim.state.lock().payments.is_empty(), "nothing authorised");
+    let (st, v) = send(&whole);
+    assert_eq!(
+        (st, v["resultCode"].as_str()),
+        (200, Some("Authorised")),
+        "{v}"
+    );
 }
 
 #[test]
