@@ -733,6 +733,149 @@ fn amazon_pay_refuses_requests_signed_with_another_key() {
     assert!(sim.state.lock().charges.is_empty());
 }
 
+/// A request to the local Amazon Pay signed as holdfast signs them
+/// (`AMZN-PAY-RSASSA-PSS-V2` under `key`), with `idempotency` as its
+/// `x-amz-pay-idempotency-key` when given: the status and answer.
+fn amazon_call(
+    sim: &AmazonPaySim,
+    key: &rsa::RsaPrivateKey,
+    method: &str,
+    path: &str,
+    body: &Value,
+    idempotency: Option<&str>,
+) -> (u16, Value) {
+    use base64::Engine as _;
+    use holdfast::payments::amazonpay::{string_to_sign, ALGORITHM};
+    use rsa::signature::{RandomizedSigner, SignatureEncoding};
+    let body = body.to_string();
+    let mut headers: Vec<(String, String)> = vec![
+        ("accept".into(), "application/json".into()),
+        ("content-type".into(), "application/json".into()),
+        ("x-amz-pay-date".into(), "20261127T101010Z".into()),
+        ("x-amz-pay-host".into(), "127.0.0.1".into()),
+        ("x-amz-pay-region".into(), "eu".into()),
+    ];
+    if let Some(k) = idempotency {
+        headers.push(("x-amz-pay-idempotency-key".into(), k.into()));
+    }
+    headers.sort();
+    let signer = rsa::pss::BlindedSigningKey::<sha2::Sha256>::new(key.clone());
+    let signature = signer.sign_with_rng(
+        &mut rand::thread_rng(),
+        string_to_sign(method, path, "", &headers, &body).as_bytes(),
+    );
+    let signed: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
+    let mut r = reqwest::blocking::Client::new()
+        .request(
+            method.parse().expect("method"),
+            format!("{}{path}", sim.base_url()),
+        )
+        .header(
+            "authorization",
+            format!(
+                "{ALGORITHM} PublicKeyId=SANDBOX-AHQX, SignedHeaders={}, Signature={}",
+                signed.join(";"),
+                base64::engine::general_purpose::STANDARD.encode(signature.to_bytes())
+            ),
+        )
+        .body(body);
+    for (k, v) in &headers {
+        r = r.header(k.as_str(), v.as_str());
+    }
+    let r = r.send().expect("sent");
+    let status = r.status().as_u16();
+    (status, r.json().expect("json"))
+}
+
+/// The local Amazon Pay refuses what Amazon Pay refuses
+/// (tests/specs/amazonpay_v2_signing.json), each signed request answered
+/// 400 with Amazon's reason code and nothing done: an idempotency key
+/// beyond 32 characters of a-z A-Z 0-9 - _ (`HF-AMZ-2001:authorize`, as
+/// holdfast sent them), none on a capture, a body without the amount it
+/// requires or with a field it does not know; the same requests right go
+/// through.
+#[test]
+fn the_amazon_pay_simulator_refuses_what_amazon_pay_refuses() {
+    let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).expect("key");
+    let sim = AmazonPaySim::start("SANDBOX-AHQX", key.to_public_key());
+    sim.state.lock().open_session("cs-1");
+    let call = |method: &str, path: &str, body: Value, k: Option<&str>| {
+        amazon_call(&sim, &key, method, path, &body, k)
+    };
+    let complete = "/sandbox/v2/checkoutSessions/cs-1/complete";
+    let amount = json!({"amount": "20.00", "currencyCode": "EUR"});
+    for (k, reason) in [
+        ("HF-AMZ-2001:authorize", "InvalidHeaderValue"),
+        ("HF-AMZ-2001~77c0db7be23b5217", "InvalidHeaderValue"),
+        (&*"K".repeat(33), "InvalidHeaderValue"),
+    ] {
+        let (st, v) = call("POST", complete, json!({"chargeAmount": amount}), Some(k));
+        assert_eq!(
+            (st, v["reasonCode"].as_str()),
+            (400, Some(reason)),
+            "{k}: {v}"
+        );
+    }
+    for (body, reason) in [
+        (json!({}), "MissingParameterValue"),
+        (
+            json!({"chargeAmount": {"amount": "20.00"}}),
+            "InvalidParameterValue",
+        ),
+        (
+            json!({"chargeAmount": amount, "note": "x"}),
+            "UnrecognizedField",
+        ),
+    ] {
+        let (st, v) = call("POST", complete, body.clone(), Some("K-1"));
+        assert_eq!(
+            (st, v["reasonCode"].as_str()),
+            (400, Some(reason)),
+            "{body}: {v}"
+        );
+    }
+    assert!(sim.state.lock().charges.is_empty(), "nothing charged");
+    let (st, v) = call(
+        "POST",
+        complete,
+        json!({"chargeAmount": amount}),
+        Some("K-1"),
+    );
+    assert_eq!(st, 200, "{v}");
+    let charge = v["chargeId"].as_str().expect("charge").to_string();
+    let capture = format!("/sandbox/v2/charges/{charge}/capture");
+    let (st, v) = call("POST", &capture, json!({"captureAmount": amount}), None);
+    assert_eq!(
+        (st, v["reasonCode"].as_str()),
+        (400, Some("MissingHeader")),
+        "{v}"
+    );
+    let (st, v) = call(
+        "POST",
+        &capture,
+        json!({"captureAmount": amount}),
+        Some("K-2"),
+    );
+    assert_eq!(
+        (st, v["statusDetails"]["state"].as_str()),
+        (200, Some("Captured")),
+        "{v}"
+    );
+    // The key again for another request: Amazon's DuplicateIdempotencyKey.
+    let (st, v) = call(
+        "POST",
+        &capture,
+        json!({"captureAmount": {"amount": "1.00", "currencyCode": "EUR"}}),
+        Some("K-2"),
+    );
+    assert_eq!(
+        (st, v["reasonCode"].as_str()),
+        (400, Some("DuplicateIdempotencyKey")),
+        "{v}"
+    );
+    assert_eq!(sim.state.lock().forged, 0, "every request signed");
+}
+
 /// An order that names no provider gets the one the payment rules choose
 /// for its channel and its destination's country, else the default; one
 /// that names a provider keeps it.
