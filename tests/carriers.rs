@@ -179,6 +179,133 @@ fn labels_tracking_and_cancels_at_fedex() {
     expect_refused(r, "NOT.AUTHORIZED")
 }
 
+/// The local FedEx refuses what FedEx's Ship and Track APIs refuse
+/// (tests/specs/fedex_ship_track_v1.json): the spec's own intra-EU sample
+/// is labelled, and the same without `requestedShipment.totalWeight` (what
+/// holdfast sent), or without any other field required at any depth, or
+/// with one of the wrong type, is 400 `INVALID.INPUT.EXCEPTION` naming
+/// the field, nothing made; a cancel or a track missing what they require
+/// too.
+#[test]
+fn the_fedex_simulator_refuses_what_fedex_refuses() {
+    use serde_json::{json, Value};
+    let sim = FedexSim::start("l7xx-client", "s3cret", "XXXXX2888");
+    let c = reqwest::blocking::Client::new();
+    let token = c
+        .post(format!("{}/oauth/token", sim.base_url()))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "l7xx-client"),
+            ("client_secret", "s3cret"),
+        ])
+        .send()
+        .expect("sent")
+        .json::<Value>()
+        .expect("json")["access_token"]
+        .as_str()
+        .expect("a token")
+        .to_string();
+    let send = |method: &str, path: &str, body: &Value| {
+        let r = c
+            .request(
+                method.parse().expect("method"),
+                format!("{}{path}", sim.base_url()),
+            )
+            .bearer_auth(&token)
+            .json(body)
+            .send()
+            .expect("sent");
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().expect("json"))
+    };
+    let spec: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/specs/fedex_ship_track_v1.json"
+        ))
+        .expect("the spec"),
+    )
+    .expect("json");
+    let sample = spec["sample_MinimumSamplePayload-Intra-EU"].clone();
+    let refused = |what: &str, body: &Value| {
+        let (st, v) = send("POST", "/ship/v1/shipments", body);
+        assert_eq!(
+            (st, v["errors"][0]["code"].as_str()),
+            (400, Some("INVALID.INPUT.EXCEPTION")),
+            "{what}: {v}"
+        );
+        let named = v["errors"].as_array().into_iter().flatten().any(|e| {
+            e["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains(&format!("{what}:"))
+        });
+        assert!(named, "{what}: {v}");
+    };
+    let without = |path: &[&str]| {
+        let mut b = sample.clone();
+        let (last, parents) = path.split_last().expect("a path");
+        let mut at = &mut b;
+        for p in parents {
+            at = match p.parse::<usize>() {
+                Ok(i) => &mut at[i],
+                Err(_) => &mut at[*p],
+            };
+        }
+        at.as_object_mut().expect("an object").remove(*last);
+        b
+    };
+    for path in [
+        &["requestedShipment", "totalWeight"][..],
+        &["requestedShipment", "labelSpecification"],
+        &[
+            "requestedShipment",
+            "requestedPackageLineItems",
+            "0",
+            "weight",
+        ],
+        &[
+            "requestedShipment",
+            "recipients",
+            "0",
+            "contact",
+            "phoneNumber",
+        ],
+        &["requestedShipment", "shipper", "address", "countryCode"],
+        &["accountNumber", "value"],
+        &["labelResponseOptions"],
+    ] {
+        refused(&path.join(".").replace(".0.", "[0]."), &without(path));
+    }
+    let mut wrong = sample.clone();
+    wrong["requestedShipment"]["totalWeight"] = json!("heavy");
+    refused("requestedShipment.totalWeight", &wrong);
+    let mut wrong = sample.clone();
+    wrong["requestedShipment"]["pickupType"] = json!("WHENEVER");
+    refused("requestedShipment.pickupType", &wrong);
+    assert!(sim.state.lock().parcels.is_empty(), "nothing made");
+    let (st, v) = send("POST", "/ship/v1/shipments", &sample);
+    assert_eq!(st, 200, "{v}");
+    let tracking = v["output"]["transactionShipments"][0]["pieceResponses"][0]["trackingNumber"]
+        .as_str()
+        .expect("a tracking number")
+        .to_string();
+
+    let (st, v) = send(
+        "PUT",
+        "/ship/v1/shipments/cancel",
+        &json!({"trackingNumber": tracking}),
+    );
+    assert_eq!(st, 400, "no accountNumber: {v}");
+    let (st, v) = send(
+        "POST",
+        "/track/v1/trackingnumbers",
+        &json!({"trackingInfo": [{"trackingNumberInfo": {"trackingNumber": tracking}}]}),
+    );
+    assert_eq!(st, 400, "no includeDetailedScans: {v}");
+    assert!(!sim.state.lock().parcels[&tracking].cancelled);
+}
+
 #[test]
 fn labels_tracking_and_cancels_at_dhl() {
     let sim = DhlSim::start(

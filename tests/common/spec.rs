@@ -47,6 +47,10 @@ impl std::fmt::Display for Problem {
 /// One provider's spec file, parsed.
 pub struct Spec {
     pub doc: Value,
+    /// A string holding a number fits `number` and `integer`: for a
+    /// provider whose own published samples send numbers so (FedEx's),
+    /// which it therefore takes.
+    numbers_as_strings: bool,
 }
 
 impl Spec {
@@ -60,6 +64,16 @@ impl Spec {
         Spec {
             doc: serde_json::from_str(&text)
                 .unwrap_or_else(|e| panic!("the spec {}: {e}", path.display())),
+            numbers_as_strings: false,
+        }
+    }
+
+    /// The same spec, taking numbers sent as strings (`"5.8"`) where it
+    /// says number or integer.
+    pub fn numbers_as_strings(self) -> Spec {
+        Spec {
+            numbers_as_strings: true,
+            ..self
         }
     }
 
@@ -132,12 +146,15 @@ impl Spec {
             })
         };
         if let Some(t) = schema["type"].as_str() {
+            let text = v.as_str().filter(|_| self.numbers_as_strings);
             let fits = match t {
                 "object" => v.is_object(),
                 "array" => v.is_array(),
                 "string" => v.is_string(),
-                "number" => v.is_number(),
-                "integer" => v.is_i64() || v.is_u64(),
+                "number" => v.is_number() || text.is_some_and(|s| s.parse::<f64>().is_ok()),
+                "integer" => {
+                    v.is_i64() || v.is_u64() || text.is_some_and(|s| s.parse::<i64>().is_ok())
+                }
                 "boolean" => v.is_boolean(),
                 _ => true,
             };
