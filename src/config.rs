@@ -95,6 +95,10 @@ pub struct DhlSection {
     pub billing_number: String,
     #[serde(default = "dhl_product")]
     pub product: String,
+    /// The user group profile sent with every label and cancel (DHL's
+    /// standard one unless the account has a dedicated one).
+    #[serde(default = "dhl_profile")]
+    pub profile: String,
     #[serde(default = "dhl_api_key_env")]
     pub api_key_env: String,
     #[serde(default = "dhl_user_env")]
@@ -245,6 +249,7 @@ string_defaults! {
     correos_password_env = "HOLDFAST_CORREOS_PASSWORD",
     dhl_tracking_url = "https://api-eu.dhl.com/track/shipments",
     dhl_product = "V01PAK",
+    dhl_profile = "STANDARD_GRUPPENPROFIL",
     dhl_api_key_env = "HOLDFAST_DHL_API_KEY",
     dhl_user_env = "HOLDFAST_DHL_USER",
     dhl_password_env = "HOLDFAST_DHL_PASSWORD",
@@ -769,6 +774,10 @@ impl Config {
             let at = "carriers.dhl";
             http_url(at, &x.base_url)?;
             http_url(at, &x.tracking_url)?;
+            // DHL takes a profile of 35 characters at most.
+            if !(1..=35).contains(&x.profile.chars().count()) {
+                return Err(format!("{at}.profile must have 1 to 35 characters"));
+            }
             carriers.dhl = Some(crate::carriers::dhl::DhlConfig {
                 base_url: x.base_url.clone(),
                 tracking_url: x.tracking_url.clone(),
@@ -777,6 +786,7 @@ impl Config {
                 password: secret(at, &x.password_env)?,
                 billing_number: x.billing_number.clone(),
                 product: x.product.clone(),
+                profile: x.profile.clone(),
                 policy: x.calls.policy(at)?,
             });
         }
