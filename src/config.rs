@@ -95,6 +95,10 @@ pub struct DhlSection {
     pub billing_number: String,
     #[serde(default = "dhl_product")]
     pub product: String,
+    /// The user group profile sent with every label and cancel (DHL's
+    /// standard one unless the account has a dedicated one).
+    #[serde(default = "dhl_profile")]
+    pub profile: String,
     #[serde(default = "dhl_api_key_env")]
     pub api_key_env: String,
     #[serde(default = "dhl_user_env")]
@@ -245,6 +249,7 @@ string_defaults! {
     correos_password_env = "HOLDFAST_CORREOS_PASSWORD",
     dhl_tracking_url = "https://api-eu.dhl.com/track/shipments",
     dhl_product = "V01PAK",
+    dhl_profile = "STANDARD_GRUPPENPROFIL",
     dhl_api_key_env = "HOLDFAST_DHL_API_KEY",
     dhl_user_env = "HOLDFAST_DHL_USER",
     dhl_password_env = "HOLDFAST_DHL_PASSWORD",
@@ -282,6 +287,9 @@ pub struct AdyenSection {
     /// The webhook's HMAC key (hex, as Adyen's Customer Area shows it).
     #[serde(default = "adyen_hmac_key_env")]
     pub hmac_key_env: String,
+    /// Where a shopper sent to a redirect comes back (`returnUrl`):
+    /// required, since Adyen refuses a payment without it; checked in
+    /// `Config::resolve` so its absence is named at startup.
     pub return_url: Option<String>,
     #[serde(default)]
     pub calls: CallsSection,
@@ -618,12 +626,27 @@ impl Config {
         if let Some(a) = &f.payments.adyen {
             let at = "payments.adyen";
             http_url(at, &a.base_url)?;
+            let return_url = a
+                .return_url
+                .clone()
+                .filter(|u| {
+                    (u.starts_with("https://") || u.starts_with("http://"))
+                        && u.len() <= crate::payments::adyen::RETURN_URL_MAX
+                })
+                .ok_or_else(|| {
+                    format!(
+                        "{at}.return_url is required: an http(s) URL of at most {} characters \
+                         where a shopper sent to a redirect comes back (Adyen refuses \
+                         every payment without returnUrl)",
+                        crate::payments::adyen::RETURN_URL_MAX
+                    )
+                })?;
             payments.adyen = Some((
                 crate::payments::adyen::AdyenConfig {
                     base_url: a.base_url.clone(),
                     merchant_account: a.merchant_account.clone(),
                     api_key: secret(at, &a.api_key_env)?,
-                    return_url: a.return_url.clone(),
+                    return_url,
                     policy: a.calls.policy(at)?,
                 },
                 crate::payments::adyen::hmac_key(&secret(at, &a.hmac_key_env)?).ok_or_else(
@@ -751,6 +774,10 @@ impl Config {
             let at = "carriers.dhl";
             http_url(at, &x.base_url)?;
             http_url(at, &x.tracking_url)?;
+            // DHL takes a profile of 35 characters at most.
+            if !(1..=35).contains(&x.profile.chars().count()) {
+                return Err(format!("{at}.profile must have 1 to 35 characters"));
+            }
             carriers.dhl = Some(crate::carriers::dhl::DhlConfig {
                 base_url: x.base_url.clone(),
                 tracking_url: x.tracking_url.clone(),
@@ -759,6 +786,7 @@ impl Config {
                 password: secret(at, &x.password_env)?,
                 billing_number: x.billing_number.clone(),
                 product: x.product.clone(),
+                profile: x.profile.clone(),
                 policy: x.calls.policy(at)?,
             });
         }
@@ -848,6 +876,39 @@ mod tests {
         let e = Config::resolve(f, |_| None).expect_err("negative weight");
         assert!(e.contains("sourcing.priority"), "{e}");
         assert!(toml::from_str::<FileConfig>("[sourcing]\nspeed = 1\n").is_err());
+    }
+
+    /// Adyen's `POST /payments` requires `returnUrl` (its Checkout API
+    /// v71): a section without one is refused at startup, naming the
+    /// field, instead of every payment being refused by Adyen later.
+    #[test]
+    fn an_adyen_section_without_return_url_is_refused_at_startup() {
+        let section = |extra: &str| -> FileConfig {
+            toml::from_str(&format!(
+                "[payments.adyen]\nbase_url = \"https://checkout-test.adyen.com/v71\"\n\
+                 merchant_account = \"YourMerchantECOM\"\n{extra}"
+            ))
+            .expect("parses")
+        };
+        let secrets = |k: &str| match k {
+            "HOLDFAST_ADYEN_API_KEY" => Some("AQE-key".to_string()),
+            "HOLDFAST_ADYEN_HMAC_KEY" => Some("44782DEF547AAA06".to_string()),
+            _ => None,
+        };
+        let e = Config::resolve(section(""), secrets).expect_err("no return_url");
+        assert!(e.contains("payments.adyen.return_url"), "{e}");
+        for bad in ["\"\"", "\"shop.example.com/back\""] {
+            let e = Config::resolve(section(&format!("return_url = {bad}\n")), secrets)
+                .expect_err("not a URL");
+            assert!(e.contains("payments.adyen.return_url"), "{e}");
+        }
+        let c = Config::resolve(
+            section("return_url = \"https://shop.example.com/checkout/return\"\n"),
+            secrets,
+        )
+        .expect("valid");
+        let (adyen, _) = c.payments.adyen.expect("adyen");
+        assert_eq!(adyen.return_url, "https://shop.example.com/checkout/return");
     }
 
     #[test]

@@ -19,6 +19,7 @@ use holdfast::carriers::tnt::{Tnt, TntConfig};
 use holdfast::carriers::{Carrier, CarrierError, Label, LabelRequest, Tracked};
 use holdfast::domain::address::Address;
 use holdfast::wire::Policy;
+use serde_json::{json, Value};
 use std::time::Duration;
 
 fn policy() -> Policy {
@@ -43,6 +44,10 @@ fn fedex(sim: &FedexSim, secret: &str) -> Fedex {
     .expect("adapter")
 }
 
+/// A dedicated user group profile (not DHL's standard one): what the
+/// adapter is configured with is what it sends.
+const PROFILE: &str = "HOLDFAST_VERSAND";
+
 fn dhl(sim: &DhlSim, password: &str) -> Dhl {
     Dhl::new(DhlConfig {
         base_url: sim.base_url(),
@@ -52,6 +57,7 @@ fn dhl(sim: &DhlSim, password: &str) -> Dhl {
         password: password.into(),
         billing_number: "33333333330102".into(),
         product: "V01PAK".into(),
+        profile: PROFILE.into(),
         policy: policy(),
     })
     .expect("adapter")
@@ -179,6 +185,132 @@ fn labels_tracking_and_cancels_at_fedex() {
     expect_refused(r, "NOT.AUTHORIZED")
 }
 
+/// The local FedEx refuses what FedEx's Ship and Track APIs refuse
+/// (tests/specs/fedex_ship_track_v1.json): the spec's own intra-EU sample
+/// is labelled, and the same without `requestedShipment.totalWeight` (what
+/// holdfast sent), or without any other field required at any depth, or
+/// with one of the wrong type, is 400 `INVALID.INPUT.EXCEPTION` naming
+/// the field, nothing made; a cancel or a track missing what they require
+/// too.
+#[test]
+fn the_fedex_simulator_refuses_what_fedex_refuses() {
+    let sim = FedexSim::start("l7xx-client", "s3cret", "XXXXX2888");
+    let c = reqwest::blocking::Client::new();
+    let token = c
+        .post(format!("{}/oauth/token", sim.base_url()))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "l7xx-client"),
+            ("client_secret", "s3cret"),
+        ])
+        .send()
+        .expect("sent")
+        .json::<Value>()
+        .expect("json")["access_token"]
+        .as_str()
+        .expect("a token")
+        .to_string();
+    let send = |method: &str, path: &str, body: &Value| {
+        let r = c
+            .request(
+                method.parse().expect("method"),
+                format!("{}{path}", sim.base_url()),
+            )
+            .bearer_auth(&token)
+            .json(body)
+            .send()
+            .expect("sent");
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().expect("json"))
+    };
+    let spec: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/specs/fedex_ship_track_v1.json"
+        ))
+        .expect("the spec"),
+    )
+    .expect("json");
+    let sample = spec["sample_MinimumSamplePayload-Intra-EU"].clone();
+    let refused = |what: &str, body: &Value| {
+        let (st, v) = send("POST", "/ship/v1/shipments", body);
+        assert_eq!(
+            (st, v["errors"][0]["code"].as_str()),
+            (400, Some("INVALID.INPUT.EXCEPTION")),
+            "{what}: {v}"
+        );
+        let named = v["errors"].as_array().into_iter().flatten().any(|e| {
+            e["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains(&format!("{what}:"))
+        });
+        assert!(named, "{what}: {v}");
+    };
+    let without = |path: &[&str]| {
+        let mut b = sample.clone();
+        let (last, parents) = path.split_last().expect("a path");
+        let mut at = &mut b;
+        for p in parents {
+            at = match p.parse::<usize>() {
+                Ok(i) => &mut at[i],
+                Err(_) => &mut at[*p],
+            };
+        }
+        at.as_object_mut().expect("an object").remove(*last);
+        b
+    };
+    for path in [
+        &["requestedShipment", "totalWeight"][..],
+        &["requestedShipment", "labelSpecification"],
+        &[
+            "requestedShipment",
+            "requestedPackageLineItems",
+            "0",
+            "weight",
+        ],
+        &[
+            "requestedShipment",
+            "recipients",
+            "0",
+            "contact",
+            "phoneNumber",
+        ],
+        &["requestedShipment", "shipper", "address", "countryCode"],
+        &["accountNumber", "value"],
+        &["labelResponseOptions"],
+    ] {
+        refused(&path.join(".").replace(".0.", "[0]."), &without(path));
+    }
+    let mut wrong = sample.clone();
+    wrong["requestedShipment"]["totalWeight"] = json!("heavy");
+    refused("requestedShipment.totalWeight", &wrong);
+    let mut wrong = sample.clone();
+    wrong["requestedShipment"]["pickupType"] = json!("WHENEVER");
+    refused("requestedShipment.pickupType", &wrong);
+    assert!(sim.state.lock().parcels.is_empty(), "nothing made");
+    let (st, v) = send("POST", "/ship/v1/shipments", &sample);
+    assert_eq!(st, 200, "{v}");
+    let tracking = v["output"]["transactionShipments"][0]["pieceResponses"][0]["trackingNumber"]
+        .as_str()
+        .expect("a tracking number")
+        .to_string();
+
+    let (st, v) = send(
+        "PUT",
+        "/ship/v1/shipments/cancel",
+        &json!({"trackingNumber": tracking}),
+    );
+    assert_eq!(st, 400, "no accountNumber: {v}");
+    let (st, v) = send(
+        "POST",
+        "/track/v1/trackingnumbers",
+        &json!({"trackingInfo": [{"trackingNumberInfo": {"trackingNumber": tracking}}]}),
+    );
+    assert_eq!(st, 400, "no includeDetailedScans: {v}");
+    assert!(!sim.state.lock().parcels[&tracking].cancelled);
+}
+
 #[test]
 fn labels_tracking_and_cancels_at_dhl() {
     let sim = DhlSim::start(
@@ -199,7 +331,23 @@ fn labels_tracking_and_cancels_at_dhl() {
             sim.state.lock().parcels.get_mut(t).expect("parcel").status = code.into();
         };
         let cancelled = |t: &str| sim.state.lock().parcels[t].cancelled;
-        let [a, _, _] = labels_track_and_cancel(&d, &set, &cancelled, "00340000000000000000").await;
+        let [a, _, c] = labels_track_and_cancel(&d, &set, &cancelled, "00340000000000000000").await;
+        {
+            // The configured profile with the label and with its cancel
+            // (where DHL requires it).
+            let st = sim.state.lock();
+            let labelled = st.calls.iter().find(|(call, _)| call.starts_with("POST"));
+            assert_eq!(labelled.map(|(_, b)| &b["profile"]), Some(&json!(PROFILE)));
+            let cancel = format!(
+                "DELETE /parcel/de/shipping/v2/orders?profile={PROFILE}&shipment={}",
+                c.tracking
+            );
+            assert!(
+                st.calls.iter().any(|(call, _)| *call == cancel),
+                "{cancel} in {:?}",
+                st.calls
+            );
+        }
         {
             let st = sim.state.lock();
             let p = &st.parcels[&a.tracking];
@@ -236,6 +384,102 @@ fn labels_tracking_and_cancels_at_dhl() {
     sim.state.lock().down = false;
     let wrong = dhl(&sim, "nope");
     expect_refused(rt.block_on(wrong.create_label(&parcel("O-7/1"))), "401")
+}
+
+/// The local DHL refuses what DHL's Parcel DE Shipping API refuses
+/// (tests/specs/dhl_parcel_de_v2.json): a cancel without its required
+/// `profile` (what holdfast sent) is 400 with a validation message naming
+/// it, nothing cancelled; the spec's own DHL Paket example is labelled,
+/// and the same without its profile or its weight, with a consignee's
+/// country in alpha-2, or asking for an unknown document format, is 400
+/// naming the property.
+#[test]
+fn the_dhl_simulator_refuses_what_dhl_refuses() {
+    let sim = DhlSim::start("dhl-key", "user-valid", "pw", "33333333330102");
+    let c = reqwest::blocking::Client::new();
+    let send = |method: &str, query: &str, body: Option<&Value>| {
+        let mut r = c
+            .request(
+                method.parse().expect("method"),
+                format!("{}/orders?{query}", sim.base_url()),
+            )
+            .basic_auth("user-valid", Some("pw"))
+            .header("dhl-api-key", "dhl-key");
+        if let Some(b) = body {
+            r = r.json(b);
+        }
+        let r = r.send().expect("sent");
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().expect("json"))
+    };
+    let refused = |(st, v): (u16, Value), property: &str| {
+        assert_eq!(
+            (st, v["status"]["statusCode"].as_u64()),
+            (400, Some(400)),
+            "{property}: {v}"
+        );
+        let named = v["items"][0]["validationMessages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|m| m["property"] == property);
+        assert!(named, "{property}: {v}");
+    };
+    let spec: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/specs/dhl_parcel_de_v2.json"
+        ))
+        .expect("the spec"),
+    )
+    .expect("json");
+    let example = spec["example_DHLPaket"].clone();
+    let mut no_profile = example.clone();
+    no_profile
+        .as_object_mut()
+        .expect("object")
+        .remove("profile");
+    refused(send("POST", "docFormat=PDF", Some(&no_profile)), "profile");
+    let mut no_weight = example.clone();
+    no_weight["shipments"][0]["details"]
+        .as_object_mut()
+        .expect("object")
+        .remove("weight");
+    refused(
+        send("POST", "docFormat=PDF", Some(&no_weight)),
+        "shipments[0].details.weight",
+    );
+    let mut alpha2 = example.clone();
+    alpha2["shipments"][0]["consignee"]["country"] = json!("DE");
+    refused(
+        send("POST", "docFormat=PDF", Some(&alpha2)),
+        "shipments[0].consignee.country",
+    );
+    refused(send("POST", "docFormat=GIF", Some(&example)), "docFormat");
+    assert!(sim.state.lock().parcels.is_empty(), "nothing labelled");
+    let (st, v) = send("POST", "docFormat=PDF", Some(&example));
+    assert_eq!(st, 200, "{v}");
+    let number = v["items"][0]["shipmentNo"]
+        .as_str()
+        .expect("a shipment number")
+        .to_string();
+
+    refused(
+        send("DELETE", &format!("shipment={number}"), None),
+        "profile",
+    );
+    refused(
+        send("DELETE", "profile=STANDARD_GRUPPENPROFIL", None),
+        "shipment",
+    );
+    assert!(!sim.state.lock().parcels[&number].cancelled);
+    let (st, v) = send(
+        "DELETE",
+        &format!("profile=STANDARD_GRUPPENPROFIL&shipment={number}"),
+        None,
+    );
+    assert_eq!(st, 200, "{v}");
+    assert!(sim.state.lock().parcels[&number].cancelled);
 }
 
 fn correos(sim: &CorreosSim, password: &str) -> Correos {

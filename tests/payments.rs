@@ -21,6 +21,8 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 const KEY: &str = "AQEyhmfxK4-test-key";
+/// Where a shopper sent to a redirect comes back (Adyen requires it).
+const RETURN_URL: &str = "https://shop.example.com/checkout/return";
 const HMAC: &str = "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056";
 const MERCHANT: &str = "HoldfastECOM";
 
@@ -35,6 +37,7 @@ fn config(sim: &AdyenSim, test: &str) -> String {
     std::env::set_var(&hmac_env, HMAC);
     format!(
         "[payments.adyen]\nbase_url = \"{}\"\nmerchant_account = \"{MERCHANT}\"\n\
+         return_url = \"{RETURN_URL}\"\n\
          api_key_env = \"{key_env}\"\nhmac_key_env = \"{hmac_env}\"\n\
          [payments.adyen.calls]\ntimeout_ms = 2000\nretries = 2\nbackoff_ms = 20\n\
          circuit_trip = 3\ncircuit_open_s = 2\n",
@@ -162,6 +165,7 @@ fn an_order_is_authorized_captured_and_refunded_at_adyen() {
     assert_eq!(path, "/v71/payments");
     assert_eq!(body["paymentMethod"]["type"], "scheme", "{body}");
     assert_eq!(body["merchantAccount"], MERCHANT);
+    assert_eq!(body["returnUrl"], RETURN_URL, "{body}");
 
     // Shipped: captured; delivered; one unit returned: refunded.
     let (st, o) = event(&c, &s, "O-1", "shipped");
@@ -243,6 +247,93 @@ fn an_order_is_authorized_captured_and_refunded_at_adyen() {
     expect_problem(st, &v, 422, "validation_failed");
     assert!(v.to_string().contains("payment.method"), "{v}");
     assert_eq!(sim.state.lock().calls.len(), calls);
+}
+
+/// The local Adyen refuses what Adyen's Checkout API v71 refuses
+/// (tests/specs/): a payment without any of its required fields, with one
+/// of the wrong type, or with a field the API does not know, is answered
+/// 422 `validation` naming the field, and nothing is authorised; the same
+/// payment whole is authorised. A payment without `returnUrl` (what
+/// holdfast sent when configured as the README showed) is refused.
+#[test]
+fn the_adyen_simulator_refuses_what_adyen_refuses() {
+    let sim = AdyenSim::start(KEY, MERCHANT);
+    let c = reqwest::blocking::Client::new();
+    let send_keyed = |body: &Value, key: &str| {
+        let r = c
+            .post(format!("{}/payments", sim.base_url()))
+            .header("X-API-Key", KEY)
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .expect("sent");
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().expect("json"))
+    };
+    // A refused request is not kept under its key: the same key serves
+    // every attempt.
+    let send = |body: &Value| send_keyed(body, "O-1:authorize");
+    let whole = json!({
+        "merchantAccount": MERCHANT, "reference": "O-1",
+        "amount": {"currency": "EUR", "value": 1000},
+        "paymentMethod": {"type": "scheme", "encryptedCardNumber": "test_4111111111111111"},
+        "returnUrl": RETURN_URL, "shopperInteraction": "Ecommerce",
+    });
+    for (field, broken) in [
+        ("returnUrl", None),
+        ("reference", None),
+        ("paymentMethod", None),
+        ("amount.currency", Some(("amount", json!({"value": 1000})))),
+        (
+            "amount.value",
+            Some(("amount", json!({"currency": "EUR", "value": "10.00"}))),
+        ),
+        ("returnUrl", Some(("returnUrl", json!(42)))),
+        (
+            "shopperInteraction",
+            Some(("shopperInteraction", json!("Phone"))),
+        ),
+        ("returnURL", Some(("returnURL", json!(RETURN_URL)))),
+    ] {
+        let mut body = whole.clone();
+        match broken {
+            None => {
+                body.as_object_mut().expect("object").remove(field);
+            }
+            Some((k, v)) => body[k] = v,
+        }
+        let (st, v) = send(&body);
+        assert_eq!(
+            (st, v["status"].as_u64(), v["errorType"].as_str()),
+            (422, Some(422), Some("validation")),
+            "{field}: {v}"
+        );
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains(&format!("'{field}'"))
+                || v["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains(&format!("[{field}]")),
+            "{field}: {v}"
+        );
+    }
+    // Adyen's Idempotency-Key: 64 characters at most.
+    let (st, v) = send_keyed(&whole, &"k".repeat(65));
+    assert_eq!(
+        (st, v["errorType"].as_str()),
+        (422, Some("validation")),
+        "{v}"
+    );
+    assert!(sim.state.lock().payments.is_empty(), "nothing authorised");
+    let (st, v) = send(&whole);
+    assert_eq!(
+        (st, v["resultCode"].as_str()),
+        (200, Some("Authorised")),
+        "{v}"
+    );
 }
 
 #[test]
@@ -640,6 +731,149 @@ fn amazon_pay_refuses_requests_signed_with_another_key() {
     assert_eq!(stock(&c, &s, "DC1", "A"), before, "nothing held");
     assert_eq!(sim.state.lock().forged, 1);
     assert!(sim.state.lock().charges.is_empty());
+}
+
+/// A request to the local Amazon Pay signed as holdfast signs them
+/// (`AMZN-PAY-RSASSA-PSS-V2` under `key`), with `idempotency` as its
+/// `x-amz-pay-idempotency-key` when given: the status and answer.
+fn amazon_call(
+    sim: &AmazonPaySim,
+    key: &rsa::RsaPrivateKey,
+    method: &str,
+    path: &str,
+    body: &Value,
+    idempotency: Option<&str>,
+) -> (u16, Value) {
+    use base64::Engine as _;
+    use holdfast::payments::amazonpay::{string_to_sign, ALGORITHM};
+    use rsa::signature::{RandomizedSigner, SignatureEncoding};
+    let body = body.to_string();
+    let mut headers: Vec<(String, String)> = vec![
+        ("accept".into(), "application/json".into()),
+        ("content-type".into(), "application/json".into()),
+        ("x-amz-pay-date".into(), "20261127T101010Z".into()),
+        ("x-amz-pay-host".into(), "127.0.0.1".into()),
+        ("x-amz-pay-region".into(), "eu".into()),
+    ];
+    if let Some(k) = idempotency {
+        headers.push(("x-amz-pay-idempotency-key".into(), k.into()));
+    }
+    headers.sort();
+    let signer = rsa::pss::BlindedSigningKey::<sha2::Sha256>::new(key.clone());
+    let signature = signer.sign_with_rng(
+        &mut rand::thread_rng(),
+        string_to_sign(method, path, "", &headers, &body).as_bytes(),
+    );
+    let signed: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
+    let mut r = reqwest::blocking::Client::new()
+        .request(
+            method.parse().expect("method"),
+            format!("{}{path}", sim.base_url()),
+        )
+        .header(
+            "authorization",
+            format!(
+                "{ALGORITHM} PublicKeyId=SANDBOX-AHQX, SignedHeaders={}, Signature={}",
+                signed.join(";"),
+                base64::engine::general_purpose::STANDARD.encode(signature.to_bytes())
+            ),
+        )
+        .body(body);
+    for (k, v) in &headers {
+        r = r.header(k.as_str(), v.as_str());
+    }
+    let r = r.send().expect("sent");
+    let status = r.status().as_u16();
+    (status, r.json().expect("json"))
+}
+
+/// The local Amazon Pay refuses what Amazon Pay refuses
+/// (tests/specs/amazonpay_v2_signing.json), each signed request answered
+/// 400 with Amazon's reason code and nothing done: an idempotency key
+/// beyond 32 characters of a-z A-Z 0-9 - _ (`HF-AMZ-2001:authorize`, as
+/// holdfast sent them), none on a capture, a body without the amount it
+/// requires or with a field it does not know; the same requests right go
+/// through.
+#[test]
+fn the_amazon_pay_simulator_refuses_what_amazon_pay_refuses() {
+    let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).expect("key");
+    let sim = AmazonPaySim::start("SANDBOX-AHQX", key.to_public_key());
+    sim.state.lock().open_session("cs-1");
+    let call = |method: &str, path: &str, body: Value, k: Option<&str>| {
+        amazon_call(&sim, &key, method, path, &body, k)
+    };
+    let complete = "/sandbox/v2/checkoutSessions/cs-1/complete";
+    let amount = json!({"amount": "20.00", "currencyCode": "EUR"});
+    for (k, reason) in [
+        ("HF-AMZ-2001:authorize", "InvalidHeaderValue"),
+        ("HF-AMZ-2001~77c0db7be23b5217", "InvalidHeaderValue"),
+        (&*"K".repeat(33), "InvalidHeaderValue"),
+    ] {
+        let (st, v) = call("POST", complete, json!({"chargeAmount": amount}), Some(k));
+        assert_eq!(
+            (st, v["reasonCode"].as_str()),
+            (400, Some(reason)),
+            "{k}: {v}"
+        );
+    }
+    for (body, reason) in [
+        (json!({}), "MissingParameterValue"),
+        (
+            json!({"chargeAmount": {"amount": "20.00"}}),
+            "InvalidParameterValue",
+        ),
+        (
+            json!({"chargeAmount": amount, "note": "x"}),
+            "UnrecognizedField",
+        ),
+    ] {
+        let (st, v) = call("POST", complete, body.clone(), Some("K-1"));
+        assert_eq!(
+            (st, v["reasonCode"].as_str()),
+            (400, Some(reason)),
+            "{body}: {v}"
+        );
+    }
+    assert!(sim.state.lock().charges.is_empty(), "nothing charged");
+    let (st, v) = call(
+        "POST",
+        complete,
+        json!({"chargeAmount": amount}),
+        Some("K-1"),
+    );
+    assert_eq!(st, 200, "{v}");
+    let charge = v["chargeId"].as_str().expect("charge").to_string();
+    let capture = format!("/sandbox/v2/charges/{charge}/capture");
+    let (st, v) = call("POST", &capture, json!({"captureAmount": amount}), None);
+    assert_eq!(
+        (st, v["reasonCode"].as_str()),
+        (400, Some("MissingHeader")),
+        "{v}"
+    );
+    let (st, v) = call(
+        "POST",
+        &capture,
+        json!({"captureAmount": amount}),
+        Some("K-2"),
+    );
+    assert_eq!(
+        (st, v["statusDetails"]["state"].as_str()),
+        (200, Some("Captured")),
+        "{v}"
+    );
+    // The key again for another request: Amazon's DuplicateIdempotencyKey.
+    let (st, v) = call(
+        "POST",
+        &capture,
+        json!({"captureAmount": {"amount": "1.00", "currencyCode": "EUR"}}),
+        Some("K-2"),
+    );
+    assert_eq!(
+        (st, v["reasonCode"].as_str()),
+        (400, Some("DuplicateIdempotencyKey")),
+        "{v}"
+    );
+    assert_eq!(sim.state.lock().forged, 0, "every request signed");
 }
 
 /// An order that names no provider gets the one the payment rules choose

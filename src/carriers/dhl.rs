@@ -3,7 +3,7 @@
 //! header; shipping calls Basic authentication too (the business
 //! customer's user). `POST {base}/orders?docFormat=PDF` labels a parcel
 //! (`items[0].shipmentNo`, `items[0].label.b64`); `DELETE
-//! {base}/orders?shipment=` cancels one not yet handed over; `GET
+//! {base}/orders?profile=&shipment=` cancels one not yet handed over; `GET
 //! {tracking_url}?trackingNumber=` tracks one (`shipments[0].status.
 //! statusCode`: pre-transit, transit, delivered, failure). Countries are
 //! ISO 3166-1 alpha-3 on the wire. Errors: `{"status": {"title",
@@ -11,7 +11,9 @@
 //!
 //! `base_url`: `https://api-sandbox.dhl.com/parcel/de/shipping/v2`
 //! (test), `https://api-eu.dhl.com/parcel/de/shipping/v2`; `tracking_url`:
-//! `https://api-eu.dhl.com/track/shipments`.
+//! `https://api-eu.dhl.com/track/shipments`. `profile`: the user group
+//! profile, sent with every label and every cancel (the cancel requires
+//! it: DHL cancels only shipments of billing numbers the profile may use).
 
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
@@ -31,6 +33,9 @@ pub struct DhlConfig {
     pub billing_number: String,
     /// "V01PAK" (DHL Paket), "V53WPAK" (international), ...
     pub product: String,
+    /// The user group profile entitled to the billing number
+    /// ("STANDARD_GRUPPENPROFIL" when the account has no dedicated one).
+    pub profile: String,
     pub policy: Policy,
 }
 
@@ -146,7 +151,7 @@ impl Carrier for Dhl {
     ) -> BoxFuture<'a, Result<Label, CarrierError>> {
         Box::pin(async move {
             let body = json!({
-                "profile": "STANDARD_GRUPPENPROFIL",
+                "profile": self.cfg.profile,
                 "shipments": [{
                     "product": self.cfg.product,
                     "billingNumber": self.cfg.billing_number,
@@ -222,8 +227,13 @@ impl Carrier for Dhl {
             let a = self
                 .caller
                 .send(true, |c| {
+                    // The profile is required: the label's, so the
+                    // shipment is one it may cancel.
                     c.delete(&url)
-                        .query(&[("shipment", tracking)])
+                        .query(&[
+                            ("profile", self.cfg.profile.as_str()),
+                            ("shipment", tracking),
+                        ])
                         .basic_auth(&self.cfg.user, Some(&self.cfg.password))
                         .header("dhl-api-key", &self.cfg.api_key)
                 })

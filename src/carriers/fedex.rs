@@ -64,6 +64,33 @@ fn party(a: &Address) -> Value {
     })
 }
 
+/// The body of `POST /ship/v1/shipments` for `r` under `cfg`: one
+/// package, so `totalWeight` (which the Ship API requires: international
+/// shipments need it) is its weight, in its unit (KG), with the one
+/// decimal FedEx reads, rounded up so a parcel is never declared lighter
+/// than it is (100 g at least, as before).
+fn ship_request(cfg: &FedexConfig, r: &LabelRequest) -> Value {
+    let kg = f64::from(r.weight_g.max(1).div_ceil(100)) / 10.0;
+    json!({
+        "labelResponseOptions": "LABEL",
+        "accountNumber": {"value": cfg.account_number},
+        "requestedShipment": {
+            "shipper": party(&r.from),
+            "recipients": [party(&r.to)],
+            "serviceType": cfg.service_type,
+            "packagingType": "YOUR_PACKAGING",
+            "pickupType": "USE_SCHEDULED_PICKUP",
+            "shippingChargesPayment": {"paymentType": "SENDER"},
+            "labelSpecification": {"imageType": "PDF", "labelStockType": "PAPER_85X11_TOP_HALF_LABEL"},
+            "totalWeight": kg,
+            "requestedPackageLineItems": [{
+                "customerReferences": [{"customerReferenceType": "CUSTOMER_REFERENCE", "value": r.reference}],
+                "weight": {"units": "KG", "value": kg},
+            }],
+        },
+    })
+}
+
 /// FedEx's status codes, as a parcel's place.
 fn tracked(code: &str) -> Tracked {
     match code {
@@ -170,23 +197,7 @@ impl Carrier for Fedex {
         r: &'a LabelRequest,
     ) -> BoxFuture<'a, Result<Label, CarrierError>> {
         Box::pin(async move {
-            let body = json!({
-                "labelResponseOptions": "LABEL",
-                "accountNumber": {"value": self.cfg.account_number},
-                "requestedShipment": {
-                    "shipper": party(&r.from),
-                    "recipients": [party(&r.to)],
-                    "serviceType": self.cfg.service_type,
-                    "packagingType": "YOUR_PACKAGING",
-                    "pickupType": "USE_SCHEDULED_PICKUP",
-                    "shippingChargesPayment": {"paymentType": "SENDER"},
-                    "labelSpecification": {"imageType": "PDF", "labelStockType": "PAPER_85X11_TOP_HALF_LABEL"},
-                    "requestedPackageLineItems": [{
-                        "customerReferences": [{"customerReferenceType": "CUSTOMER_REFERENCE", "value": r.reference}],
-                        "weight": {"units": "KG", "value": (r.weight_g.max(100) as f64) / 1000.0},
-                    }],
-                },
-            });
+            let body = ship_request(&self.cfg, r);
             let a = self
                 .call(
                     reqwest::Method::POST,
@@ -284,6 +295,46 @@ impl Carrier for Fedex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// FedEx's Ship API requires `requestedShipment.totalWeight`
+    /// (fedex_ship_track_v1.json; international shipments need it), in
+    /// the unit of the package's weight, with one decimal: never less
+    /// than the parcel weighs.
+    #[test]
+    fn a_ship_request_carries_the_total_weight() {
+        let cfg = FedexConfig {
+            base_url: "https://apis-sandbox.fedex.com".into(),
+            account_number: "740561073".into(),
+            client_id: "id".into(),
+            client_secret: "secret".into(),
+            service_type: "FEDEX_INTERNATIONAL_PRIORITY".into(),
+            policy: Policy::default(),
+        };
+        let address = Address {
+            name: "Ana Ruiz".into(),
+            street: "Calle Mayor 5".into(),
+            city: "Madrid".into(),
+            postal_code: "28013".into(),
+            country: "ES".into(),
+            phone: "+34911234567".into(),
+        };
+        for (weight_g, kg) in [(1200, 1.2), (1201, 1.3), (30, 0.1), (25_000, 25.0)] {
+            let r = LabelRequest {
+                reference: "O-1/1".into(),
+                from: address.clone(),
+                to: address.clone(),
+                weight_g,
+            };
+            let body = ship_request(&cfg, &r);
+            let s = &body["requestedShipment"];
+            assert_eq!(s["totalWeight"].as_f64(), Some(kg), "{weight_g} g: {body}");
+            assert_eq!(
+                s["requestedPackageLineItems"][0]["weight"],
+                json!({"units": "KG", "value": kg}),
+                "{weight_g} g"
+            );
+        }
+    }
 
     #[test]
     fn status_codes_map_to_places_and_statuses() {

@@ -30,9 +30,11 @@ pub struct AdyenConfig {
     pub base_url: String,
     pub merchant_account: String,
     pub api_key: String,
-    /// Where a shopper sent to a redirect comes back (required by Adyen
-    /// for redirect methods; sent when set).
-    pub return_url: Option<String>,
+    /// Where a shopper sent to a redirect comes back: `returnUrl`, which
+    /// Adyen's `POST /payments` requires of every payment (this flow
+    /// refuses answers that redirect, but Adyen refuses a payment without
+    /// it before deciding anything).
+    pub return_url: String,
     pub policy: Policy,
 }
 
@@ -43,6 +45,9 @@ pub struct Adyen {
 
 /// Adyen takes idempotency keys of 64 characters at most.
 const IDEMPOTENCY_MAX: usize = 64;
+
+/// Adyen takes a `returnUrl` of 8000 characters at most.
+pub const RETURN_URL_MAX: usize = 8000;
 
 /// An error answer (`{status, errorCode, message, errorType}`) as a
 /// refusal: what Adyen refused, retrying cannot change.
@@ -119,16 +124,14 @@ impl PaymentProvider for Adyen {
     ) -> BoxFuture<'a, Result<Authorization, PaymentError>> {
         Box::pin(async move {
             let method = r.method_for("adyen")?;
-            let mut body = json!({
+            let body = json!({
                 "merchantAccount": self.cfg.merchant_account,
                 "reference": r.order,
                 "amount": { "currency": r.currency, "value": r.amount },
                 "paymentMethod": method,
+                "returnUrl": self.cfg.return_url,
                 "shopperInteraction": "Ecommerce",
             });
-            if let Some(u) = &self.cfg.return_url {
-                body["returnUrl"] = json!(u);
-            }
             let a = self.post("/payments", &r.idempotency_key, body).await?;
             if a.status != 200 {
                 return Err(refused(&a));

@@ -26,7 +26,7 @@ use rsa::signature::{RandomizedSigner, SignatureEncoding};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::{bounded_key, Authorization, Authorize, Follow, PaymentError, PaymentProvider};
+use super::{Authorization, Authorize, Follow, PaymentError, PaymentProvider};
 use crate::domain::order::format_minor;
 use crate::wire::{Answer, Caller, Policy};
 
@@ -60,7 +60,8 @@ pub fn private_key(pem: &str) -> Result<rsa::RsaPrivateKey, String> {
 
 pub const ALGORITHM: &str = "AMZN-PAY-RSASSA-PSS-V2";
 
-/// Amazon Pay's idempotency keys are 32 characters at most.
+/// Amazon Pay's idempotency keys are 32 characters at most (of a-z A-Z
+/// 0-9 - _).
 const IDEMPOTENCY_MAX: usize = 32;
 
 /// The string Amazon Pay signs of a request: the algorithm's name and the
@@ -87,6 +88,25 @@ pub fn string_to_sign(
         "{ALGORITHM}\n{}",
         hex(&Sha256::digest(canonical.as_bytes()))
     )
+}
+
+/// The `x-amz-pay-idempotency-key` of the call holdfast keys `key`:
+/// Amazon Pay takes at most 32 characters of a-z A-Z 0-9 - _, and
+/// holdfast's keys name their operation after a `:` and may be longer. A
+/// key that fits goes as it is; any other as the first 24 bytes of its
+/// SHA-256 in base64url without padding (32 characters, 192 bits: no two
+/// keys collide in practice). A function of the key alone: a retry, a
+/// process after a restart, another node send the same call under the
+/// same key, which is what makes Amazon answer it once.
+fn idempotency_key(key: &str) -> String {
+    let fits = (1..=IDEMPOTENCY_MAX).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if fits {
+        return key.to_string();
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&Sha256::digest(key.as_bytes())[..24])
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -156,10 +176,7 @@ impl AmazonPay {
             ("x-amz-pay-region".into(), self.cfg.region.clone()),
         ];
         if let Some(k) = key {
-            headers.push((
-                "x-amz-pay-idempotency-key".into(),
-                bounded_key(k, IDEMPOTENCY_MAX),
-            ));
+            headers.push(("x-amz-pay-idempotency-key".into(), idempotency_key(k)));
         }
         headers.sort();
         let to_sign = string_to_sign(method.as_str(), &full, "", &headers, &body);
@@ -304,6 +321,47 @@ impl PaymentProvider for AmazonPay {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Amazon Pay's rule (amazonpay_v2_signing.json, its idempotency
+    /// page): at most 32 characters of a-z A-Z 0-9 - _.
+    fn fits(k: &str) -> bool {
+        (1..=32).contains(&k.len())
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    }
+
+    #[test]
+    fn idempotency_keys_fit_amazons_rule_and_are_stable() {
+        let long = format!("HF-AMZ-2001:authorize:{}", "R".repeat(40));
+        let keys = [
+            "HF-AMZ-2001:authorize",
+            "HF-AMZ-2001:capture",
+            "HF-AMZ-2001:return:1",
+            "HF-AMZ-2001:return:2",
+            long.as_str(),
+            &format!("{long}~77c0db7be23b5217"),
+        ];
+        let sent: Vec<String> = keys.iter().map(|k| idempotency_key(k)).collect();
+        for (k, s) in keys.iter().zip(&sent) {
+            assert!(fits(s), "{k} sent as {s}");
+            // The same call, asked again (a retry, another process after
+            // a restart, another build): the same key.
+            assert_eq!(&idempotency_key(k), s);
+        }
+        let mut distinct = sent.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), sent.len(), "{sent:?}");
+        // Pinned (base64url of the first 24 bytes of SHA-256, computed
+        // independently): a change of the derivation would make Amazon
+        // take a call retried across an upgrade for a new one.
+        assert_eq!(sent[0], "i96fYxjEMQ2suNCLjgAjwI6gqUmJT84f");
+        // A key that fits already goes as it is.
+        assert_eq!(
+            idempotency_key("AVLo5tI10BHgEk2jEXAMPLEKEY"),
+            "AVLo5tI10BHgEk2jEXAMPLEKEY"
+        );
+    }
 
     #[test]
     fn the_string_to_sign_is_the_canonical_requests_hash() {

@@ -11,12 +11,32 @@
 //! does: `{"live", "notificationItems": [{"NotificationRequestItem"}]}`,
 //! each signed with the HMAC key (HMAC-SHA256 over eight fields joined by
 //! `:`, base64, in `additionalData.hmacSignature`).
+//!
+//! Every request is first held to Adyen's published Checkout API v71
+//! (tests/specs/adyen_checkout_v71.json): the operation's request schema
+//! (required fields such as `returnUrl`, their JSON types, no field the
+//! schema does not know) and the `Idempotency-Key` of at most 64
+//! characters; what breaks it is answered as Adyen answers a bad request:
+//! 422 `{status, errorCode, message, errorType: "validation"}` naming the
+//! field, nothing done. (The error codes are the simulator's; the body's
+//! shape is Adyen's `ServiceError`.)
 
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use warp::Filter;
+
+use super::spec::{Kind, Spec};
+
+/// Adyen's Checkout API v71 as published (read once per test binary).
+fn spec() -> &'static Spec {
+    static SPEC: OnceLock<Spec> = OnceLock::new();
+    SPEC.get_or_init(|| Spec::load("adyen_checkout_v71.json"))
+}
+
+/// The spec's `Idempotency-Key`: "a maximum of 64 characters".
+const IDEMPOTENCY_KEY_MAX: usize = 64;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Payment {
@@ -69,6 +89,32 @@ fn error(status: u16, code: &str, message: &str, kind: &str) -> (u16, Value) {
     )
 }
 
+/// What Adyen refuses of a request before anything is done: 422
+/// `validation` naming the first field the spec's schema of the operation
+/// finds wrong (a path no operation of the spec has is left to `decide`).
+pub fn refusal(path: &str, idem: Option<&str>, body: &Value) -> Option<(u16, Value)> {
+    if idem.is_some_and(|k| k.is_empty() || k.chars().count() > IDEMPOTENCY_KEY_MAX) {
+        return Some(error(
+            422,
+            "14_030",
+            "Idempotency-Key must have 1 to 64 characters",
+            "validation",
+        ));
+    }
+    let (_, op) = spec().operation("POST", path.strip_prefix("/v71")?)?;
+    let schema = op["request"].as_str()?;
+    let first = spec().check(schema, body).into_iter().next()?;
+    let message = match first.kind {
+        Kind::Missing => format!("Required field '{}' is not provided", first.at),
+        Kind::Unknown => format!(
+            "Structure of {schema} contains the following unknown fields: [{}]",
+            first.at
+        ),
+        Kind::Invalid => format!("Field '{}' is invalid: {}", first.at, first.detail),
+    };
+    Some(error(422, "14_030", &message, "validation"))
+}
+
 fn handle(
     st: &mut State,
     path: &str,
@@ -87,6 +133,9 @@ fn handle(
             "HTTP Status Response - Unauthorized",
             "security",
         );
+    }
+    if let Some(refused) = refusal(path, idem, &body) {
+        return refused;
     }
     if let Some(k) = idem {
         if let Some((asked, status, answer)) = st.keys.get(k) {

@@ -9,6 +9,17 @@
 //! answers its first answer again. Errors `{"reasonCode", "message"}`.
 //! Faults: `down` (503 before anything is done), `lose` (the next answer
 //! of each operation named is lost: done, then a 500).
+//!
+//! A signed request is then held to Amazon Pay's published rules
+//! (tests/specs/amazonpay_v2_signing.json) before anything is done, and
+//! refused as Amazon does, 400 with its reason code: an
+//! `x-amz-pay-idempotency-key` of more than 32 characters or any but
+//! a-z A-Z 0-9 - _ (`InvalidHeaderValue`), none on an operation the spec
+//! says carries one (`MissingHeader`); a body without a field the
+//! operation requires (`MissingParameterValue`), with one it does not know
+//! (`UnrecognizedField`), or a Price or string of the wrong shape
+//! (`InvalidParameterValue`). A key used again for another request is
+//! `DuplicateIdempotencyKey`.
 
 use base64::Engine as _;
 use parking_lot::Mutex;
@@ -16,8 +27,94 @@ use rsa::signature::Verifier;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use warp::Filter;
+
+use super::spec::Spec;
+
+/// Amazon Pay's signing, operations and idempotency rules as published.
+fn spec() -> &'static Spec {
+    static SPEC: OnceLock<Spec> = OnceLock::new();
+    SPEC.get_or_init(|| Spec::load("amazonpay_v2_signing.json"))
+}
+
+/// The spec's idempotency rule: "at most 32 characters of a-z A-Z 0-9 - _".
+fn key_fits(k: &str) -> bool {
+    (1..=32).contains(&k.len())
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A Price (`{amount, currencyCode}`): the amount a decimal, as a string
+/// (the README's) or a number (the .NET SDK's); the currency ISO 4217.
+fn price_fits(v: &Value) -> bool {
+    let amount = match &v["amount"] {
+        Value::String(a) => a.parse::<f64>().is_ok(),
+        a => a.is_number(),
+    };
+    let currency = v["currencyCode"]
+        .as_str()
+        .is_some_and(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()));
+    v.is_object() && amount && currency
+}
+
+/// What Amazon Pay refuses of a request to `/v2/{rest}` before anything
+/// is done, by the spec's operation (its body's fields, each "Price" or
+/// "string", "(required" or optional; whether it carries a key).
+fn refusal(method: &str, rest: &str, key: Option<&str>, body: &Value) -> Option<(u16, Value)> {
+    if let Some(k) = key.filter(|k| !key_fits(k)) {
+        return Some(error(
+            400,
+            "InvalidHeaderValue",
+            &format!("x-amz-pay-idempotency-key {k:?}: at most 32 characters of a-z A-Z 0-9 - _"),
+        ));
+    }
+    let (_, op) = spec().operation(method, &format!("/v2/{rest}"))?;
+    if key.is_none() && op.get("idempotency_key").is_some() {
+        return Some(error(
+            400,
+            "MissingHeader",
+            "x-amz-pay-idempotency-key is required",
+        ));
+    }
+    let fields = op["body"].as_object()?;
+    if let Some(unknown) = body
+        .as_object()
+        .into_iter()
+        .flat_map(|b| b.keys())
+        .find(|k| !fields.contains_key(*k))
+    {
+        return Some(error(
+            400,
+            "UnrecognizedField",
+            &format!("{unknown} is not a field of this request"),
+        ));
+    }
+    for (name, what) in fields {
+        let what = what.as_str().unwrap_or_default();
+        let fits = match &body[name.as_str()] {
+            Value::Null if what.contains("(required") => {
+                return Some(error(
+                    400,
+                    "MissingParameterValue",
+                    &format!("{name} is required"),
+                ))
+            }
+            Value::Null => true,
+            v if what.starts_with("Price") => price_fits(v),
+            v if what.starts_with("string") => v.is_string(),
+            _ => true,
+        };
+        if !fits {
+            return Some(error(
+                400,
+                "InvalidParameterValue",
+                &format!("The value provided for {name} is invalid"),
+            ));
+        }
+    }
+    None
+}
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Charge {
@@ -242,13 +339,16 @@ fn handle(
         .get("x-amz-pay-idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(String::from);
+    if let Some(refused) = refusal(method, rest, key.as_deref(), &body) {
+        return refused;
+    }
     if let Some((asked, status, answer)) = key.as_ref().and_then(|k| st.keys.get(k)) {
         if *asked == format!("{method} {path} {body}") {
             return (*status, answer.clone());
         }
         return error(
             400,
-            "InvalidParameterValue",
+            "DuplicateIdempotencyKey",
             "idempotency key used for another request",
         );
     }

@@ -3,17 +3,70 @@
 //! /parcel/de/shipping/v2/orders?docFormat=PDF` (Basic authentication and
 //! `dhl-api-key`; the billing number, an 8-35 character reference and
 //! both addresses, countries in alpha-3, checked) answers a shipment
-//! number and a base64 PDF label; `DELETE ...orders?shipment=` cancels
-//! one still `pre-transit`; `GET /track/shipments?trackingNumber=`
+//! number and a base64 PDF label; `DELETE ...orders?profile=&shipment=`
+//! cancels one still `pre-transit`; `GET /track/shipments?trackingNumber=`
 //! answers its status code (set by the test: pre-transit, transit,
 //! delivered, failure) or 404. Errors as DHL's `{"status": {"title",
 //! "statusCode", "detail"}, "items": [{"validationMessages"}]}`.
+//!
+//! A shipping call is first held to DHL's published Parcel DE Shipping
+//! API 2.1.12 (tests/specs/dhl_parcel_de_v2.json): the operation's query
+//! parameters (the cancel's required `profile` and `shipment`; the
+//! create's enums and booleans) and the create's `ShipmentOrderRequest`
+//! schema (required fields at every depth, JSON types, enums such as the
+//! alpha-3 countries, lengths, ranges; `oneOf` for the shipper and the
+//! consignee); what breaks them is answered 400 with a validation message
+//! for each property, nothing done. Every call is recorded with its query.
 
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use warp::Filter;
+
+use super::spec::{query_pairs, Problem, Spec};
+
+/// DHL's Parcel DE Shipping API as published.
+fn spec() -> &'static Spec {
+    static SPEC: OnceLock<Spec> = OnceLock::new();
+    SPEC.get_or_init(|| Spec::load("dhl_parcel_de_v2.json"))
+}
+
+/// What DHL refuses of a shipping call to `/orders` (`rest`: the path
+/// after the API's base) before anything is done: its query parameters,
+/// then its body, by the spec's operation.
+fn refusal(method: &str, rest: &str, q: &str, body: &Value) -> Option<(u16, Value)> {
+    let (_, op) = spec().operation(method, rest)?;
+    let pairs = query_pairs(q);
+    let get = |place: &str, name: &str| {
+        (place == "query")
+            .then(|| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+            })
+            .flatten()
+    };
+    let mut problems = spec().check_parameters(&op["parameters"], &get);
+    if let Some(schema) = op["request"].as_str() {
+        problems.extend(spec().check(schema, body));
+    }
+    (!problems.is_empty()).then(|| invalid_all(&problems))
+}
+
+/// DHL's answer to a request that fails validation: a message for each
+/// property.
+fn invalid_all(problems: &[Problem]) -> (u16, Value) {
+    let messages: Vec<Value> = problems
+        .iter()
+        .map(|p| json!({"property": p.at, "validationMessage": p.detail, "validationState": "Error"}))
+        .collect();
+    let mut v = status(400, "Bad Request", "Validation failed");
+    v["items"] = json!([{"sstatus": {"title": "Bad Request", "statusCode": 400},
+        "validationMessages": messages}]);
+    (400, v)
+}
 
 pub use super::serve::Parcel;
 
@@ -80,16 +133,26 @@ fn handle(
     if st.down {
         return (503, status(503, "Service Unavailable", "try again later"));
     }
-    st.calls.push((format!("{method} {path}"), body.clone()));
+    let called = if q.is_empty() {
+        format!("{method} {path}")
+    } else {
+        format!("{method} {path}?{q}")
+    };
+    st.calls.push((called, body.clone()));
     if key != Some(st.api_key.as_str()) {
         return (401, status(401, "Unauthorized", "Invalid API key"));
     }
     let authenticated = basic == Some(format!("Basic {}", st.basic).as_str());
+    if let Some(rest) = path.strip_prefix("/parcel/de/shipping/v2") {
+        if !authenticated {
+            return (401, status(401, "Unauthorized", "Invalid user credentials"));
+        }
+        if let Some(refused) = refusal(method, rest, q, &body) {
+            return refused;
+        }
+    }
     match (method, path) {
         ("POST", "/parcel/de/shipping/v2/orders") => {
-            if !authenticated {
-                return (401, status(401, "Unauthorized", "Invalid user credentials"));
-            }
             if query(q, "docFormat") != "PDF" {
                 return invalid("docFormat", "must be PDF or ZPL2");
             }
@@ -131,9 +194,6 @@ fn handle(
             (200, v)
         }
         ("DELETE", "/parcel/de/shipping/v2/orders") => {
-            if !authenticated {
-                return (401, status(401, "Unauthorized", "Invalid user credentials"));
-            }
             let number = query(q, "shipment");
             let mut v = status(200, "OK", "");
             match st.parcels.get_mut(&number) {

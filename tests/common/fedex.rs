@@ -8,12 +8,46 @@
 //! `latestStatusDetail.code` (set by the test with `set_status`: OC, PU,
 //! IT, OD, DL...). Errors as FedEx's `{"errors": [{"code", "message"}]}`.
 //! `down`: 503 to everything.
+//!
+//! Every request is first held to FedEx's published schemas
+//! (tests/specs/fedex_ship_track_v1.json): the token's form to
+//! `OAuth_FullSchema`, each Ship and Track request to its schema (required
+//! fields at every depth, such as `requestedShipment.totalWeight`, their
+//! JSON types, enums, lengths); what breaks it is answered 400 with one
+//! `INVALID.INPUT.EXCEPTION` error naming each field, nothing done. A
+//! number sent as a string (`"5.8"`) is taken where the schema says
+//! number or integer: the spec's own intra-EU sample sends its weights and
+//! counts so.
 
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+use super::spec::Spec;
+
+/// FedEx's OAuth, Ship and Track APIs as published.
+fn spec() -> &'static Spec {
+    static SPEC: OnceLock<Spec> = OnceLock::new();
+    SPEC.get_or_init(|| Spec::load("fedex_ship_track_v1.json").numbers_as_strings())
+}
+
+/// What FedEx refuses of `body` sent to `method path` before anything is
+/// done: 400, an error for each problem the operation's request schema
+/// finds.
+fn refusal(method: &str, path: &str, body: &Value) -> Option<(u16, Value)> {
+    let (_, op) = spec().operation(method, path)?;
+    let problems = spec().check(op["request"].as_str()?, body);
+    if problems.is_empty() {
+        return None;
+    }
+    let errors: Vec<Value> = problems
+        .iter()
+        .map(|p| json!({"code": "INVALID.INPUT.EXCEPTION", "message": format!("Invalid field value in the input: {p}")}))
+        .collect();
+    Some((400, json!({"transactionId": "sim", "errors": errors})))
+}
 
 pub use super::serve::Parcel;
 
@@ -59,6 +93,14 @@ fn form(body: &[u8]) -> HashMap<String, String> {
         .collect()
 }
 
+/// A number as FedEx takes them: JSON's, or a string holding one; 0
+/// for anything else.
+fn number(v: &Value) -> f64 {
+    v.as_f64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or(0.0)
+}
+
 fn address_ok(p: &Value) -> bool {
     let a = &p["address"];
     a["streetLines"][0].as_str().is_some_and(|s| !s.is_empty())
@@ -87,6 +129,13 @@ fn handle(
     if (method, path) == ("POST", "/oauth/token") {
         let f = form(body);
         st.calls.push(("POST /oauth/token".into(), json!({})));
+        let fields: serde_json::Map<String, Value> = f
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        if let Some(refused) = refusal(method, path, &Value::Object(fields)) {
+            return refused;
+        }
         let ok = f.get("grant_type").map(String::as_str) == Some("client_credentials")
             && f.get("client_id") == Some(&st.client_id)
             && f.get("client_secret") == Some(&st.client_secret);
@@ -121,6 +170,9 @@ fn handle(
             "Access token expired. Please modify your request and try again.",
         );
     }
+    if let Some(refused) = refusal(method, path, &body) {
+        return refused;
+    }
     match (method, path) {
         ("POST", "/ship/v1/shipments") => {
             let s = &body["requestedShipment"];
@@ -131,10 +183,13 @@ fn handle(
                     "The account number is not valid for these credentials",
                 );
             }
-            let weight = s["requestedPackageLineItems"][0]["weight"]["value"]
-                .as_f64()
-                .unwrap_or(0.0);
-            if !address_ok(&s["shipper"]) || !address_ok(&s["recipients"][0]) || weight <= 0.0 {
+            let weight = number(&s["requestedPackageLineItems"][0]["weight"]["value"]);
+            let total = number(&s["totalWeight"]);
+            if !address_ok(&s["shipper"])
+                || !address_ok(&s["recipients"][0])
+                || weight <= 0.0
+                || total <= 0.0
+            {
                 return error(
                     400,
                     "INVALID.INPUT.EXCEPTION",

@@ -12,6 +12,7 @@ pub mod redis;
 pub mod scalapay;
 pub mod serve;
 pub mod sim;
+pub mod spec;
 pub mod tnt;
 pub mod ws;
 
