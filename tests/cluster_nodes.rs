@@ -2484,6 +2484,7 @@ fn an_adyen_delivery_reaches_the_orders_of_every_shard() {
     std::env::set_var("HOLDFAST_T_CLUSTER_ADYEN_HMAC", HMAC);
     let node_config = format!(
         "[payments.adyen]\nbase_url = \"{}\"\nmerchant_account = \"HoldfastECOM\"\n\
+         return_url = \"https://shop.example.com/checkout/return\"\n\
          api_key_env = \"HOLDFAST_T_CLUSTER_ADYEN_KEY\"\nhmac_key_env = \"HOLDFAST_T_CLUSTER_ADYEN_HMAC\"\n",
         sim.base_url()
     );
