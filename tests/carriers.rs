@@ -738,3 +738,63 @@ fn expect_refused(label: Result<Label, CarrierError>, why: &str) {
         other => panic!("{other:?}"),
     }
 }
+
+/// An address at holdfast's own bounds (100 characters a field): what the
+/// carrier's fields cannot take whole.
+fn long_parcel(reference: &str) -> LabelRequest {
+    let mut p = parcel(reference);
+    p.to = Address {
+        name:
+            "Ana María de los Ángeles Ruiz-Fernández y Gómez de la Serna, Departamento de Compras"
+                .into(),
+        street:
+            "Calle del Doctor Fourquet, número 14, escalera B, planta tercera, puerta izquierda"
+                .into(),
+        city: "San Sebastián de los Reyes (Comunidad de Madrid), Urbanización".into(),
+        postal_code: "28703".into(),
+        country: "ES".into(),
+        phone: "+34 (91) 123 45 67 ext. 890".into(),
+    };
+    p
+}
+
+/// Fields longer than a carrier takes are fitted to its limits (a name or a
+/// street continued in the next field it has, a city cut), never sent to
+/// be refused: a label the carrier refuses leaves a paid order unshipped.
+#[test]
+fn long_addresses_fit_the_carriers_fields() {
+    let rt = runtime();
+    let dhl_sim = DhlSim::start(
+        "dhl-key",
+        "user-valid",
+        "SandboxPasswort2023!",
+        "33333333330102",
+    );
+    let d = dhl(&dhl_sim, "SandboxPasswort2023!");
+    let fedex_sim = FedexSim::start("l7xx-client", "s3cret", "740561073");
+    let f = fedex(&fedex_sim, "s3cret");
+    rt.block_on(async {
+        let label = d.create_label(&long_parcel("O-9/1")).await;
+        assert!(label.is_ok(), "dhl: {label:?}");
+        let label = f.create_label(&long_parcel("O-9/2")).await;
+        assert!(label.is_ok(), "fedex: {label:?}");
+    });
+    // Nothing lost: the overflow went to the next field.
+    let st = dhl_sim.state.lock();
+    let (_, body) = st
+        .calls
+        .iter()
+        .find(|(call, _)| call.starts_with("POST"))
+        .expect("a label call");
+    let to = &body["shipments"][0]["consignee"];
+    let joined = format!(
+        "{} {}",
+        to["addressStreet"].as_str().unwrap_or(""),
+        to["additionalAddressInformation1"].as_str().unwrap_or("")
+    );
+    assert_eq!(
+        joined,
+        "Calle del Doctor Fourquet, número 14, escalera B, planta tercera, puerta izquierda",
+        "{to}"
+    );
+}

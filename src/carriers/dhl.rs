@@ -87,14 +87,29 @@ fn alpha3(country: &str) -> Option<&'static str> {
 fn party(a: &Address) -> Result<Value, CarrierError> {
     let country = alpha3(&a.country)
         .ok_or_else(|| CarrierError::Rejected(format!("dhl: no route to country {}", a.country)))?;
-    Ok(json!({
-        "name1": a.name,
-        "addressStreet": a.street,
+    // DHL's field limits (ContactAddress): a name of 3 x 50 characters, a
+    // street of 50 continued in an additional line of 60, a city of 40, a
+    // phone of 20 (without its spaces first).
+    let mut party = json!({
         "postalCode": a.postal_code,
-        "city": a.city,
         "country": country,
-        "phone": a.phone,
-    }))
+    });
+    for (key, text) in ["name1", "name2", "name3"]
+        .iter()
+        .zip(super::fit(&a.name, 50, 3))
+    {
+        party[*key] = json!(text);
+    }
+    for (key, text) in ["addressStreet", "additionalAddressInformation1"]
+        .iter()
+        .zip(super::fit(&a.street, 50, 2))
+    {
+        party[*key] = json!(text);
+    }
+    let phone: String = a.phone.split_whitespace().collect();
+    party["city"] = json!(super::fit(&a.city, 40, 1).concat());
+    party["phone"] = json!(super::fit(&phone, 20, 1).concat());
+    Ok(party)
 }
 
 /// DHL's error answer as a refusal: its title, detail, and the first

@@ -56,8 +56,10 @@ fn party(a: &Address) -> Value {
     json!({
         "contact": {"personName": a.name, "phoneNumber": a.phone},
         "address": {
-            "streetLines": [a.street],
-            "city": a.city,
+            // Three street lines of 35 characters, a city of 35 (the
+            // Ship API's PartyAddress).
+            "streetLines": super::fit(&a.street, 35, 3),
+            "city": super::fit(&a.city, 35, 1).concat(),
             "postalCode": a.postal_code,
             "countryCode": a.country,
         },

@@ -188,3 +188,49 @@ impl Shipping {
         self.storage.read(&self.label_path(order, shipment, format))
     }
 }
+
+/// A field's text in `parts` pieces of at most `max` characters each, cut
+/// at spaces where it can be (a carrier's name or street continued in its
+/// next field): a label the carrier refuses for a long field leaves a paid
+/// order unshipped. What does not fit the last piece is cut off there.
+pub fn fit(text: &str, max: usize, parts: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text.trim();
+    while !rest.is_empty() && out.len() < parts {
+        let last = out.len() + 1 == parts;
+        let piece: String = if rest.chars().count() <= max || last {
+            rest.chars().take(max).collect()
+        } else {
+            let head: String = rest.chars().take(max + 1).collect();
+            // The last space within the limit (a word is not split), or
+            // a hard cut for a word longer than the field.
+            match head.rfind(' ').filter(|i| *i > 0) {
+                Some(i) => head[..i].to_string(),
+                None => head.chars().take(max).collect(),
+            }
+        };
+        rest = rest[piece.len()..].trim_start();
+        out.push(piece.trim_end().to_string());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit;
+
+    #[test]
+    fn long_fields_are_cut_at_spaces_into_the_next_field() {
+        assert_eq!(fit("Via Roma 1", 50, 2), vec!["Via Roma 1"]);
+        assert_eq!(fit("aaa bbb ccc", 7, 2), vec!["aaa bbb", "ccc"]);
+        assert_eq!(fit("aaa bbb ccc", 5, 2), vec!["aaa", "bbb c"]);
+        assert_eq!(fit("abcdefgh", 3, 3), vec!["abc", "def", "gh"]);
+        // Characters, not bytes.
+        assert_eq!(fit("ñññ ñ", 3, 1), vec!["ñññ"]);
+        assert_eq!(fit("Ángeles Ruiz", 8, 2), vec!["Ángeles", "Ruiz"]);
+        assert!(fit("", 5, 2).is_empty());
+        for piece in fit(&"word ".repeat(40), 35, 3) {
+            assert!(piece.chars().count() <= 35, "{piece}");
+        }
+    }
+}
