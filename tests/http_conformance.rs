@@ -266,3 +266,35 @@ fn clients_that_trickle_are_cut_off() {
     let (st, _) = call(&client(), "GET", &s.url("/healthz"), None, None);
     assert_eq!(st, 200);
 }
+
+#[test]
+fn the_bulk_import_s_path_allows_the_methods_of_both_its_resources() {
+    // `/v1/skus/batch` is the bulk import (POST) and SKU `batch` (GET,
+    // PUT): a 405 there names all of them (schemathesis: an OPTIONS
+    // answered `Allow: GET, HEAD, PUT`, the document says POST).
+    let s = Server::start("");
+    let c = client();
+    for method in ["OPTIONS", "DELETE", "PATCH"] {
+        let (st, h, v) = call_full(&c, method, &s.url("/v1/skus/batch"), None, None, &[]);
+        assert_eq!(st, 405, "{method}: {v}");
+        assert_eq!(
+            h.get("allow").and_then(|a| a.to_str().ok()),
+            Some("GET, HEAD, PUT, POST"),
+            "{method}"
+        );
+    }
+    // Each of them still does what it did.
+    let (st, v) = call(
+        &c,
+        "PUT",
+        &s.url("/v1/skus/batch"),
+        None,
+        Some(r#"{"name":"b"}"#),
+    );
+    assert_eq!((st, &v["sku"]), (200, &json!("batch")), "{v}");
+    let (st, v) = call(&c, "GET", &s.url("/v1/skus/batch"), None, None);
+    assert_eq!((st, &v["name"]), (200, &json!("b")), "{v}");
+    let body = r#"{"items":[{"sku":"A1","name":"a"}]}"#;
+    let (st, v) = call(&c, "POST", &s.url("/v1/skus/batch"), None, Some(body));
+    assert_eq!((st, &v["applied"]), (200, &json!(1)), "{v}");
+}

@@ -325,6 +325,8 @@ pub async fn handle(
         (["skus", "batch"], &Method::POST) => catalog::put_skus(state, &req).await,
         (["skus", sku], &Method::PUT) => catalog::put_sku(state, &req, sku).await,
         (["skus", sku], &Method::GET) => catalog::get_sku(state, &req, sku),
+        // The bulk import's path is also SKU `batch`'s.
+        (["skus", "batch"], _) => Err(method_not_allowed("GET, PUT, POST")),
         (["skus", _], _) => Err(method_not_allowed("GET, PUT")),
         (["locations"], &Method::GET) => catalog::list_locations(state, &req),
         (["locations"], _) => Err(method_not_allowed("GET")),
