@@ -298,3 +298,30 @@ fn the_bulk_import_s_path_allows_the_methods_of_both_its_resources() {
     let (st, v) = call(&c, "POST", &s.url("/v1/skus/batch"), None, Some(body));
     assert_eq!((st, &v["applied"]), (200, &json!(1)), "{v}");
 }
+
+#[test]
+fn a_single_node_s_cluster_view_is_404_to_get_and_405_to_the_rest() {
+    // The document lists GET /v1/cluster (a single node answers 404): any
+    // other method is 405, as everywhere (schemathesis: TRACE got 404).
+    let s = secured();
+    let c = client();
+    let (st, v) = call(&c, "GET", &s.url("/v1/cluster"), Some("admin-secret"), None);
+    assert_eq!((st, v["code"].as_str()), (404, Some("not_found")), "{v}");
+    assert_eq!(call(&c, "GET", &s.url("/v1/cluster"), None, None).0, 401);
+    for method in ["TRACE", "POST", "DELETE", "OPTIONS"] {
+        let (st, h, v) = call_full(
+            &c,
+            method,
+            &s.url("/v1/cluster"),
+            Some("admin-secret"),
+            None,
+            &[],
+        );
+        assert_eq!(st, 405, "{method}: {v}");
+        assert_eq!(
+            h.get("allow").and_then(|a| a.to_str().ok()),
+            Some("GET, HEAD"),
+            "{method}"
+        );
+    }
+}

@@ -378,6 +378,12 @@ pub async fn handle(
         (["orders", _, "cancel" | "returns"], _) | (["orders", _, "shipments", _, "events"], _) => {
             Err(method_not_allowed("POST"))
         }
+        // A cluster node's view (`cluster::front`): a single node has none.
+        (["cluster"], &Method::GET) => Err(ApiError::new(
+            Code::NotFound,
+            "not a cluster node: no cluster view",
+        )),
+        (["cluster"], _) => Err(method_not_allowed("GET")),
         (["sourcing", "plan"], &Method::POST) => sourcing::plan(state, &req).await,
         (["sourcing", "plan"], _) => Err(method_not_allowed("POST")),
         (["sourcing", "stock"], &Method::POST) => sourcing::stock(state, &req).await,
