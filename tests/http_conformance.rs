@@ -325,3 +325,56 @@ fn a_single_node_s_cluster_view_is_404_to_get_and_405_to_the_rest() {
         );
     }
 }
+
+#[test]
+fn an_integer_may_be_written_with_a_zero_fraction() {
+    // JSON has numbers: 850.0 and 8.5e2 are the integer 850, as JSON
+    // Schema's `integer` reads them (schemathesis sent `"ttl_s": 29239.0`
+    // and got 422).
+    let s = Server::start("");
+    let c = client();
+    let (st, v) = call(
+        &c,
+        "PUT",
+        &s.url("/v1/skus/A1"),
+        None,
+        Some(r#"{"name":"x","weight_g":850.0,"max_qty_per_reservation":8.5e2}"#),
+    );
+    assert_eq!(
+        (st, &v["weight_g"], &v["max_qty_per_reservation"]),
+        (200, &json!(850), &json!(850)),
+        "{v}"
+    );
+    let loc = r#"{"name":"s","kind":"store","lat":45,"lon":9,"priority":1.0,"daily_capacity":2e2}"#;
+    let (st, v) = call(&c, "PUT", &s.url("/v1/locations/S1"), None, Some(loc));
+    assert_eq!((st, &v["daily_capacity"]), (200, &json!(200)), "{v}");
+    let (st, v) = call(
+        &c,
+        "PUT",
+        &s.url("/v1/inventory/S1/A1"),
+        None,
+        Some(r#"{"on_hand":1e1,"safety_stock":0.0}"#),
+    );
+    assert_eq!((st, &v["on_hand"]), (200, &json!(10)), "{v}");
+    let (st, v) = call(
+        &c,
+        "POST",
+        &s.url("/v1/reservations"),
+        None,
+        Some(r#"{"lines":[{"sku":"A1","qty":2.0,"location":"S1"}],"ttl_s":6e2}"#),
+    );
+    assert_eq!((st, &v["lines"][0]["qty"]), (201, &json!(2)), "{v}");
+    // A fraction is not an integer; a number past the range is past it.
+    for body in [
+        r#"{"on_hand":1.5}"#,
+        r#"{"on_hand":1e10}"#,
+        r#"{"on_hand":-1.0}"#,
+    ] {
+        let (st, v) = call(&c, "PUT", &s.url("/v1/inventory/S1/A1"), None, Some(body));
+        assert_eq!(
+            (st, v["errors"][0]["field"].as_str()),
+            (422, Some("on_hand")),
+            "{body}: {v}"
+        );
+    }
+}
