@@ -1127,3 +1127,25 @@ fn a_fulfilment_past_a_lower_count_leaves_on_hand_at_zero() {
     );
     assert_eq!((st, &v["on_hand"]), (200, &json!(3)), "{v}");
 }
+
+#[test]
+fn a_null_destination_sources_nothing_and_holds_nothing() {
+    // A null member is an absent one: a line without a location and a
+    // null destination (or pickup_location) has nowhere to be sourced
+    // for. It was left out and the rest held, 201: all or nothing broken.
+    let s = Server::start("");
+    let c = client();
+    seed(&c, &s, None, 2, 1, 5);
+    for target in [r#""destination":null"#, r#""pickup_location":null"#] {
+        let body = format!(
+            r#"{{"lines":[{{"sku":"A0","qty":1,"location":"S000"}},{{"sku":"A1","qty":1}}],{target}}}"#
+        );
+        let (st, v) = post(&c, &s, "/v1/reservations", Some(&body));
+        assert_eq!(
+            (st, v["errors"][0]["field"].as_str()),
+            (422, Some("lines[1].location")),
+            "{body}: {v}"
+        );
+    }
+    assert_eq!(common::stock(&c, &s, "S000", "A0"), (5, 0));
+}

@@ -253,7 +253,9 @@ async fn serve_create(
         .map(|t| t as u64)
         .unwrap_or(TTL_S_DEFAULT);
     let partial = e.boolean(&m, "allow_partial", "").unwrap_or(false);
-    let sourcing_asked = m.contains_key("destination") || m.contains_key("pickup_location");
+    // A null member is an absent one (`input::Errors`).
+    let given = |k: &str| !matches!(m.get(k), None | Some(Value::Null));
+    let sourcing_asked = given("destination") || given("pickup_location");
     let target = if sourcing_asked {
         parse_target(&mut e, &m, false)
     } else {
