@@ -1149,3 +1149,38 @@ fn a_null_destination_sources_nothing_and_holds_nothing() {
     }
     assert_eq!(common::stock(&c, &s, "S000", "A0"), (5, 0));
 }
+
+#[test]
+fn a_reservation_not_held_keeps_the_problem_s_status() {
+    // RFC 9457 (and api.md's problems): `status` is the HTTP status. A
+    // 409 reservation_not_held wrote the reservation's there ("released");
+    // it is `reservation_status`.
+    let s = Server::start("");
+    let c = client();
+    seed(&c, &s, None, 1, 1, 5);
+    let (st, r) = post(
+        &c,
+        &s,
+        "/v1/reservations",
+        Some(r#"{"lines":[{"sku":"A0","qty":1,"location":"S000"}]}"#),
+    );
+    assert_eq!(st, 201, "{r}");
+    let id = r["id"].as_str().expect("id");
+    let (st, _) = post(&c, &s, &format!("/v1/reservations/{id}/release"), None);
+    assert_eq!(st, 200);
+    let order = json!({"id": "O-1", "lines": [{"sku": "A0", "qty": 1, "unit_price": "1.00"}],
+        "delivery": {"type": "ship", "lat": 45.4, "lon": 9.1}, "payment": {"provider": "sandbox"},
+        "reservation_id": id});
+    for (path, body) in [
+        (format!("/v1/reservations/{id}/confirm"), None),
+        ("/v1/orders".to_string(), Some(order.to_string())),
+    ] {
+        let (st, h, v) = call_full(&c, "POST", &s.url(&path), None, body.as_deref(), &[]);
+        assert!(is_problem(&h, &v, 409), "{path}: {v}");
+        assert_eq!(
+            (v["code"].as_str(), v["reservation_status"].as_str()),
+            (Some("reservation_not_held"), Some("released")),
+            "{path}: {v}"
+        );
+    }
+}

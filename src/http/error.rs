@@ -185,7 +185,7 @@ impl ApiError {
         if let Some(v) = body.get("errors") {
             e.errors = serde_json::from_value::<Vec<FieldError>>(v.clone()).unwrap_or_default();
         }
-        for k in ["lines", "allow"] {
+        for k in ["lines", "allow", "reservation_status"] {
             if let Some(l) = body.get(k) {
                 e.extra = Some((k, l.clone()));
             }

@@ -650,7 +650,7 @@ fn not_held(r: &ReservationId, st: Status) -> ApiError {
             st.as_str()
         ),
     )
-    .with("status", json!(st.as_str()))
+    .with("reservation_status", json!(st.as_str()))
 }
 
 /// Voids an authorization that nothing will use (`key`: the order and the

@@ -503,7 +503,7 @@ pub async fn transition(state: &AppState, req: &Request, id: &str, action: &str)
                 s.as_str()
             ),
         )
-        .with("status", json!(s.as_str()))),
+        .with("reservation_status", json!(s.as_str()))),
     }
 }
 
@@ -552,7 +552,7 @@ async fn split(state: &AppState, req: &Request, id: &str) -> ApiResult {
             Code::ReservationNotHeld,
             format!("reservation {id} is {}", st.as_str()),
         )
-        .with("status", json!(st.as_str()))),
+        .with("reservation_status", json!(st.as_str()))),
         Err(crate::domain::reservation::SplitRefused::LinesDiffer) => Err(ApiError::new(
             Code::ReservationNotHeld,
             format!("reservation {id} changed while the order was placed"),
