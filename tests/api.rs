@@ -1184,3 +1184,41 @@ fn a_reservation_not_held_keeps_the_problem_s_status() {
         );
     }
 }
+
+#[test]
+fn a_malformed_idempotency_key_is_refused_by_every_endpoint_that_takes_one() {
+    // api.md: an idempotency key is an identifier; anything else is 422.
+    // An order took any header and placed the order.
+    let s = Server::start("");
+    let c = client();
+    seed(&c, &s, None, 1, 1, 5);
+    let order = json!({"id": "O-1", "lines": [{"sku": "A0", "qty": 1, "unit_price": "1.00"}],
+        "delivery": {"type": "ship", "lat": 45.4, "lon": 9.1}, "payment": {"provider": "sandbox"}});
+    for (path, body) in [
+        ("/v1/orders", order.to_string()),
+        (
+            "/v1/reservations",
+            r#"{"lines":[{"sku":"A0","qty":1,"location":"S000"}]}"#.to_string(),
+        ),
+        (
+            "/v1/inventory/S000/A0/adjustments",
+            r#"{"delta":1,"reason":"receipt"}"#.to_string(),
+        ),
+    ] {
+        let (st, _, v) = call_full(
+            &c,
+            "POST",
+            &s.url(path),
+            None,
+            Some(&body),
+            &[("Idempotency-Key", "not a key!")],
+        );
+        assert_eq!(
+            (st, v["errors"][0]["field"].as_str()),
+            (422, Some("Idempotency-Key")),
+            "{path}: {v}"
+        );
+    }
+    assert_eq!(get(&c, &s, "/v1/orders/O-1").0, 404);
+    assert_eq!(common::stock(&c, &s, "S000", "A0"), (5, 0));
+}
