@@ -378,3 +378,41 @@ fn an_integer_may_be_written_with_a_zero_fraction() {
         );
     }
 }
+
+#[test]
+fn an_address_field_is_counted_in_characters() {
+    // "at most 100 characters": 60 accented letters are 120 bytes, and
+    // were refused as "longer than 100 characters".
+    let s = Server::start("");
+    let c = client();
+    let location = |name: &str| {
+        json!({"name": "s", "kind": "store", "lat": 45.0, "lon": 9.0, "address": {"name": name,
+            "street": "Via Dante 1", "city": "Milano", "postal_code": "20121", "country": "IT",
+            "phone": "+39021234567"}})
+        .to_string()
+    };
+    let (st, v) = call(
+        &c,
+        "PUT",
+        &s.url("/v1/locations/S1"),
+        None,
+        Some(&location(&"é".repeat(100))),
+    );
+    assert_eq!(
+        (st, v["address"]["name"].as_str().map(|n| n.chars().count())),
+        (200, Some(100)),
+        "{v}"
+    );
+    let (st, v) = call(
+        &c,
+        "PUT",
+        &s.url("/v1/locations/S1"),
+        None,
+        Some(&location(&"é".repeat(101))),
+    );
+    assert_eq!(
+        (st, v["errors"][0]["field"].as_str()),
+        (422, Some("address.name")),
+        "{v}"
+    );
+}
