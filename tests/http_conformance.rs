@@ -416,3 +416,49 @@ fn an_address_field_is_counted_in_characters() {
         "{v}"
     );
 }
+
+#[test]
+fn the_feed_s_query_is_percent_decoded() {
+    // `?location=S%3A1` is `S:1` (encodeURIComponent), as in a path: it
+    // was looked up as `S%3A1` and answered 404. The token too.
+    let s = secured();
+    let c = client();
+    let (st, v) = call(
+        &c,
+        "PUT",
+        &s.url("/v1/locations/S:1"),
+        Some("admin-secret"),
+        Some(r#"{"name":"s","kind":"store","lat":45.0,"lon":9.0}"#),
+    );
+    assert_eq!(st, 200, "{v}");
+    let upgrade = [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("Sec-WebSocket-Version", "13"),
+    ];
+    for query in [
+        "location=S:1&token=admin-secret",
+        "location=S%3A1&token=admin-secret",
+        "location=S%3a1&token=admin%2Dsecret",
+    ] {
+        let (st, _, v) = call_full(
+            &c,
+            "GET",
+            &s.url(&format!("/v1/feed?{query}")),
+            None,
+            None,
+            &upgrade,
+        );
+        assert_eq!(st, 101, "{query}: {v}");
+    }
+    let (st, _, v) = call_full(
+        &c,
+        "GET",
+        &s.url("/v1/feed?location=S%3A2&token=admin-secret"),
+        None,
+        None,
+        &upgrade,
+    );
+    assert_eq!(st, 404, "{v}");
+}
