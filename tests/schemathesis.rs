@@ -7,9 +7,10 @@
 //! refused, one it forbids that is taken. tests/schemathesis.toml gives
 //! the data and the few allowances a schema cannot state, each with its
 //! reason. CI installs schemathesis (`.ci/run`); elsewhere, without it, the
-//! test says so and passes only if `CI` is not set. With
-//! `HOLDFAST_ST_REPORTS=DIR`, each run's requests and answers are kept
-//! there (HAR).
+//! test says so and passes only if `CI` is not set. By hand,
+//! `HOLDFAST_ST_SEED` and `HOLDFAST_ST_EXAMPLES` run another seed or
+//! longer, and `HOLDFAST_ST_REPORTS=DIR` keeps each run's requests and
+//! answers there (HAR).
 
 mod common;
 
@@ -142,7 +143,12 @@ fn seed(s: &Server) -> Vec<String> {
 fn run(st: &str, s: &Server, token: &str, reservations: &[String]) -> (bool, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let ids: Vec<String> = reservations.iter().map(|r| format!("\"{r}\"")).collect();
-    let config = include_str!("schemathesis.toml").replace("@RESERVATIONS@", &ids.join(", "));
+    let config = include_str!("schemathesis.toml")
+        .replace("@RESERVATIONS@", &ids.join(", "))
+        .replace(
+            "@HOOKS@",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis_hooks.py"),
+        );
     let file = dir.path().join("schemathesis.toml");
     std::fs::write(&file, config).expect("config");
     let out = dir.path().join("out.txt");
@@ -152,6 +158,15 @@ fn run(st: &str, s: &Server, token: &str, reservations: &[String]) -> (bool, Str
         .arg("--config-file")
         .arg(&file)
         .args(["run", "--checks", "all", "--no-color"]);
+    // Another seed, more examples: a longer look by hand.
+    for (var, flag) in [
+        ("HOLDFAST_ST_SEED", "--seed"),
+        ("HOLDFAST_ST_EXAMPLES", "--max-examples"),
+    ] {
+        if let Ok(v) = std::env::var(var) {
+            cmd.args([flag, &v]);
+        }
+    }
     // Every request and answer, for a look at what the run did.
     if let Ok(reports) = std::env::var("HOLDFAST_ST_REPORTS") {
         cmd.args(["--report", "har", "--report-dir"])
