@@ -1176,7 +1176,7 @@ fn a_reservation_not_held_keeps_the_problem_s_status() {
         ("/v1/orders".to_string(), Some(order.to_string())),
     ] {
         let (st, h, v) = call_full(&c, "POST", &s.url(&path), None, body.as_deref(), &[]);
-        assert!(is_problem(&h, &v, 409), "{path}: {v}");
+        assert!(st == 409 && is_problem(&h, &v, 409), "{path}: {st} {v}");
         assert_eq!(
             (v["code"].as_str(), v["reservation_status"].as_str()),
             (Some("reservation_not_held"), Some("released")),
