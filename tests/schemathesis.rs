@@ -28,7 +28,7 @@ const ROLES: [(&str, &str); 3] = [
     ("channel", "web-checkout"),
     ("store", "store-s001"),
 ];
-/// A run past this is cut and fails (each takes about 30 s here).
+/// A run past this is cut and fails (each takes 20 to 35 s here).
 const RUN_S_MAX: u64 = 150;
 
 /// The schemathesis command, if it is installed: 4.x, whose command line
@@ -68,7 +68,7 @@ fn config(adyen: &AdyenSim, scalapay: &ScalapaySim) -> String {
 
 /// What tests/schemathesis.toml's dictionaries name: three SKUs at three
 /// locations with plenty of stock, a held and a confirmed reservation,
-/// an order to collect at S001 and one shipped from it. The reservations'
+/// an order to collect at S001 and one to deliver. The reservations'
 /// ids.
 fn seed(s: &Server) -> Vec<String> {
     let c = client();
