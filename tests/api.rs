@@ -1127,3 +1127,98 @@ fn a_fulfilment_past_a_lower_count_leaves_on_hand_at_zero() {
     );
     assert_eq!((st, &v["on_hand"]), (200, &json!(3)), "{v}");
 }
+
+#[test]
+fn a_null_destination_sources_nothing_and_holds_nothing() {
+    // A null member is an absent one: a line without a location and a
+    // null destination (or pickup_location) has nowhere to be sourced
+    // for. It was left out and the rest held, 201: all or nothing broken.
+    let s = Server::start("");
+    let c = client();
+    seed(&c, &s, None, 2, 1, 5);
+    for target in [r#""destination":null"#, r#""pickup_location":null"#] {
+        let body = format!(
+            r#"{{"lines":[{{"sku":"A0","qty":1,"location":"S000"}},{{"sku":"A1","qty":1}}],{target}}}"#
+        );
+        let (st, v) = post(&c, &s, "/v1/reservations", Some(&body));
+        assert_eq!(
+            (st, v["errors"][0]["field"].as_str()),
+            (422, Some("lines[1].location")),
+            "{body}: {v}"
+        );
+    }
+    assert_eq!(common::stock(&c, &s, "S000", "A0"), (5, 0));
+}
+
+#[test]
+fn a_reservation_not_held_keeps_the_problem_s_status() {
+    // RFC 9457 (and api.md's problems): `status` is the HTTP status. A
+    // 409 reservation_not_held wrote the reservation's there ("released");
+    // it is `reservation_status`.
+    let s = Server::start("");
+    let c = client();
+    seed(&c, &s, None, 1, 1, 5);
+    let (st, r) = post(
+        &c,
+        &s,
+        "/v1/reservations",
+        Some(r#"{"lines":[{"sku":"A0","qty":1,"location":"S000"}]}"#),
+    );
+    assert_eq!(st, 201, "{r}");
+    let id = r["id"].as_str().expect("id");
+    let (st, _) = post(&c, &s, &format!("/v1/reservations/{id}/release"), None);
+    assert_eq!(st, 200);
+    let order = json!({"id": "O-1", "lines": [{"sku": "A0", "qty": 1, "unit_price": "1.00"}],
+        "delivery": {"type": "ship", "lat": 45.4, "lon": 9.1}, "payment": {"provider": "sandbox"},
+        "reservation_id": id});
+    for (path, body) in [
+        (format!("/v1/reservations/{id}/confirm"), None),
+        ("/v1/orders".to_string(), Some(order.to_string())),
+    ] {
+        let (st, h, v) = call_full(&c, "POST", &s.url(&path), None, body.as_deref(), &[]);
+        assert!(st == 409 && is_problem(&h, &v, 409), "{path}: {st} {v}");
+        assert_eq!(
+            (v["code"].as_str(), v["reservation_status"].as_str()),
+            (Some("reservation_not_held"), Some("released")),
+            "{path}: {v}"
+        );
+    }
+}
+
+#[test]
+fn a_malformed_idempotency_key_is_refused_by_every_endpoint_that_takes_one() {
+    // api.md: an idempotency key is an identifier; anything else is 422.
+    // An order took any header and placed the order.
+    let s = Server::start("");
+    let c = client();
+    seed(&c, &s, None, 1, 1, 5);
+    let order = json!({"id": "O-1", "lines": [{"sku": "A0", "qty": 1, "unit_price": "1.00"}],
+        "delivery": {"type": "ship", "lat": 45.4, "lon": 9.1}, "payment": {"provider": "sandbox"}});
+    for (path, body) in [
+        ("/v1/orders", order.to_string()),
+        (
+            "/v1/reservations",
+            r#"{"lines":[{"sku":"A0","qty":1,"location":"S000"}]}"#.to_string(),
+        ),
+        (
+            "/v1/inventory/S000/A0/adjustments",
+            r#"{"delta":1,"reason":"receipt"}"#.to_string(),
+        ),
+    ] {
+        let (st, _, v) = call_full(
+            &c,
+            "POST",
+            &s.url(path),
+            None,
+            Some(&body),
+            &[("Idempotency-Key", "not a key!")],
+        );
+        assert_eq!(
+            (st, v["errors"][0]["field"].as_str()),
+            (422, Some("Idempotency-Key")),
+            "{path}: {v}"
+        );
+    }
+    assert_eq!(get(&c, &s, "/v1/orders/O-1").0, 404);
+    assert_eq!(common::stock(&c, &s, "S000", "A0"), (5, 0));
+}

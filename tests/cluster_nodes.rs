@@ -393,6 +393,12 @@ fn any_node_serves_and_a_killed_owner_loses_nothing() {
     // The node's view is described and measured.
     let (_, doc) = call(&c, "GET", &cl.url(1, "/v1/openapi.json"), None, None);
     assert!(doc["paths"]["/v1/cluster"]["get"].is_object());
+    // The node's own resources are read only.
+    for path in ["/healthz", "/metrics", "/v1/openapi.json", "/v1/cluster"] {
+        let (st, h, v) = common::call_full(&c, "DELETE", &cl.url(1, path), None, None, &[]);
+        let allow = h.get("allow").and_then(|a| a.to_str().ok());
+        assert_eq!((st, allow), (405, Some("GET, HEAD")), "{path}: {v}");
+    }
     let m = c
         .get(cl.url(2, "/metrics"))
         .send()

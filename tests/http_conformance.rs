@@ -266,3 +266,199 @@ fn clients_that_trickle_are_cut_off() {
     let (st, _) = call(&client(), "GET", &s.url("/healthz"), None, None);
     assert_eq!(st, 200);
 }
+
+#[test]
+fn the_bulk_import_s_path_allows_the_methods_of_both_its_resources() {
+    // `/v1/skus/batch` is the bulk import (POST) and SKU `batch` (GET,
+    // PUT): a 405 there names all of them (schemathesis: an OPTIONS
+    // answered `Allow: GET, HEAD, PUT`, the document says POST).
+    let s = Server::start("");
+    let c = client();
+    for method in ["OPTIONS", "DELETE", "PATCH"] {
+        let (st, h, v) = call_full(&c, method, &s.url("/v1/skus/batch"), None, None, &[]);
+        assert_eq!(st, 405, "{method}: {v}");
+        assert_eq!(
+            h.get("allow").and_then(|a| a.to_str().ok()),
+            Some("GET, HEAD, PUT, POST"),
+            "{method}"
+        );
+    }
+    // Each of them still does what it did.
+    let (st, v) = call(
+        &c,
+        "PUT",
+        &s.url("/v1/skus/batch"),
+        None,
+        Some(r#"{"name":"b"}"#),
+    );
+    assert_eq!((st, &v["sku"]), (200, &json!("batch")), "{v}");
+    let (st, v) = call(&c, "GET", &s.url("/v1/skus/batch"), None, None);
+    assert_eq!((st, &v["name"]), (200, &json!("b")), "{v}");
+    let body = r#"{"items":[{"sku":"A1","name":"a"}]}"#;
+    let (st, v) = call(&c, "POST", &s.url("/v1/skus/batch"), None, Some(body));
+    assert_eq!((st, &v["applied"]), (200, &json!(1)), "{v}");
+}
+
+#[test]
+fn a_single_node_s_cluster_view_is_404_to_get_and_405_to_the_rest() {
+    // The document lists GET /v1/cluster (a single node answers 404): any
+    // other method is 405, as everywhere (schemathesis: TRACE got 404).
+    let s = secured();
+    let c = client();
+    let (st, v) = call(&c, "GET", &s.url("/v1/cluster"), Some("admin-secret"), None);
+    assert_eq!((st, v["code"].as_str()), (404, Some("not_found")), "{v}");
+    assert_eq!(call(&c, "GET", &s.url("/v1/cluster"), None, None).0, 401);
+    for method in ["TRACE", "POST", "DELETE", "OPTIONS"] {
+        let (st, h, v) = call_full(
+            &c,
+            method,
+            &s.url("/v1/cluster"),
+            Some("admin-secret"),
+            None,
+            &[],
+        );
+        assert_eq!(st, 405, "{method}: {v}");
+        assert_eq!(
+            h.get("allow").and_then(|a| a.to_str().ok()),
+            Some("GET, HEAD"),
+            "{method}"
+        );
+    }
+}
+
+#[test]
+fn an_integer_may_be_written_with_a_zero_fraction() {
+    // JSON has numbers: 850.0 and 8.5e2 are the integer 850, as JSON
+    // Schema's `integer` reads them (schemathesis sent `"ttl_s": 29239.0`
+    // and got 422).
+    let s = Server::start("");
+    let c = client();
+    let (st, v) = call(
+        &c,
+        "PUT",
+        &s.url("/v1/skus/A1"),
+        None,
+        Some(r#"{"name":"x","weight_g":850.0,"max_qty_per_reservation":8.5e2}"#),
+    );
+    assert_eq!(
+        (st, &v["weight_g"], &v["max_qty_per_reservation"]),
+        (200, &json!(850), &json!(850)),
+        "{v}"
+    );
+    let loc = r#"{"name":"s","kind":"store","lat":45,"lon":9,"priority":1.0,"daily_capacity":2e2}"#;
+    let (st, v) = call(&c, "PUT", &s.url("/v1/locations/S1"), None, Some(loc));
+    assert_eq!((st, &v["daily_capacity"]), (200, &json!(200)), "{v}");
+    let (st, v) = call(
+        &c,
+        "PUT",
+        &s.url("/v1/inventory/S1/A1"),
+        None,
+        Some(r#"{"on_hand":1e1,"safety_stock":0.0}"#),
+    );
+    assert_eq!((st, &v["on_hand"]), (200, &json!(10)), "{v}");
+    let (st, v) = call(
+        &c,
+        "POST",
+        &s.url("/v1/reservations"),
+        None,
+        Some(r#"{"lines":[{"sku":"A1","qty":2.0,"location":"S1"}],"ttl_s":6e2}"#),
+    );
+    assert_eq!((st, &v["lines"][0]["qty"]), (201, &json!(2)), "{v}");
+    // A fraction is not an integer; a number past the range is past it.
+    for body in [
+        r#"{"on_hand":1.5}"#,
+        r#"{"on_hand":1e10}"#,
+        r#"{"on_hand":-1.0}"#,
+    ] {
+        let (st, v) = call(&c, "PUT", &s.url("/v1/inventory/S1/A1"), None, Some(body));
+        assert_eq!(
+            (st, v["errors"][0]["field"].as_str()),
+            (422, Some("on_hand")),
+            "{body}: {v}"
+        );
+    }
+}
+
+#[test]
+fn an_address_field_is_counted_in_characters() {
+    // "at most 100 characters": 60 accented letters are 120 bytes, and
+    // were refused as "longer than 100 characters".
+    let s = Server::start("");
+    let c = client();
+    let location = |name: &str| {
+        json!({"name": "s", "kind": "store", "lat": 45.0, "lon": 9.0, "address": {"name": name,
+            "street": "Via Dante 1", "city": "Milano", "postal_code": "20121", "country": "IT",
+            "phone": "+39021234567"}})
+        .to_string()
+    };
+    let (st, v) = call(
+        &c,
+        "PUT",
+        &s.url("/v1/locations/S1"),
+        None,
+        Some(&location(&"é".repeat(100))),
+    );
+    assert_eq!(
+        (st, v["address"]["name"].as_str().map(|n| n.chars().count())),
+        (200, Some(100)),
+        "{v}"
+    );
+    let (st, v) = call(
+        &c,
+        "PUT",
+        &s.url("/v1/locations/S1"),
+        None,
+        Some(&location(&"é".repeat(101))),
+    );
+    assert_eq!(
+        (st, v["errors"][0]["field"].as_str()),
+        (422, Some("address.name")),
+        "{v}"
+    );
+}
+
+#[test]
+fn the_feed_s_query_is_percent_decoded() {
+    // `?location=S%3A1` is `S:1` (encodeURIComponent), as in a path: it
+    // was looked up as `S%3A1` and answered 404. The token too.
+    let s = secured();
+    let c = client();
+    let (st, v) = call(
+        &c,
+        "PUT",
+        &s.url("/v1/locations/S:1"),
+        Some("admin-secret"),
+        Some(r#"{"name":"s","kind":"store","lat":45.0,"lon":9.0}"#),
+    );
+    assert_eq!(st, 200, "{v}");
+    let upgrade = [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("Sec-WebSocket-Version", "13"),
+    ];
+    for query in [
+        "location=S:1&token=admin-secret",
+        "location=S%3A1&token=admin-secret",
+        "location=S%3a1&token=admin%2Dsecret",
+    ] {
+        let (st, _, v) = call_full(
+            &c,
+            "GET",
+            &s.url(&format!("/v1/feed?{query}")),
+            None,
+            None,
+            &upgrade,
+        );
+        assert_eq!(st, 101, "{query}: {v}");
+    }
+    let (st, _, v) = call_full(
+        &c,
+        "GET",
+        &s.url("/v1/feed?location=S%3A2&token=admin-secret"),
+        None,
+        None,
+        &upgrade,
+    );
+    assert_eq!(st, 404, "{v}");
+}

@@ -1099,6 +1099,9 @@ impl Front {
 
     /// `/healthz`, `/metrics`, the OpenAPI document, `/v1/cluster`.
     fn node_answer(&self, r: &Incoming<'_>) -> ApiResult {
+        if r.method != Method::GET {
+            return Err(ApiError::method_not_allowed("GET, HEAD"));
+        }
         match r.seg {
             ["healthz"] => Ok(json_response(200, &serde_json::json!({"status": "ok"}))),
             ["metrics"] => {

@@ -31,7 +31,7 @@ impl Address {
         ] {
             if value.trim().is_empty() {
                 v.push((field, "is required"));
-            } else if value.len() > FIELD_MAX {
+            } else if value.chars().count() > FIELD_MAX {
                 v.push((field, "is longer than 100 characters"));
             }
         }

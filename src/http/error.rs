@@ -185,7 +185,7 @@ impl ApiError {
         if let Some(v) = body.get("errors") {
             e.errors = serde_json::from_value::<Vec<FieldError>>(v.clone()).unwrap_or_default();
         }
-        for k in ["lines", "allow"] {
+        for k in ["lines", "allow", "reservation_status"] {
             if let Some(l) = body.get(k) {
                 e.extra = Some((k, l.clone()));
             }
@@ -216,7 +216,13 @@ impl ApiError {
         let mut b = Response::builder()
             .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
             .header(header::CONTENT_TYPE, "application/problem+json");
-        if let Some(s) = self.retry_after_s {
+        // api.md: every 503 says when to retry; a second unless its
+        // maker knew better.
+        let retry_after_s = match self.code {
+            Code::Unavailable => Some(self.retry_after_s.unwrap_or(1)),
+            _ => self.retry_after_s,
+        };
+        if let Some(s) = retry_after_s {
             b = b.header(header::RETRY_AFTER, s.to_string());
         }
         if let Some(a) = self.allow() {
@@ -291,6 +297,30 @@ mod tests {
             assert_eq!(Code::named(c.meta().0), Some(c));
         }
         assert_eq!(Code::named("teapot"), None);
+    }
+
+    #[test]
+    fn every_503_says_when_to_retry() {
+        // api.md: `unavailable` (503, with Retry-After), whoever made it.
+        let after = |e: ApiError| {
+            e.into_response()
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok().map(String::from))
+        };
+        assert_eq!(
+            after(ApiError::new(Code::Unavailable, "a provider failed")).as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            after(ApiError::new(Code::Unavailable, "storage").retry_after(30)).as_deref(),
+            Some("30")
+        );
+        assert_eq!(
+            after(ApiError::from_problem(502, &json!("<html>"))).as_deref(),
+            Some("1")
+        );
+        assert_eq!(after(ApiError::new(Code::NotFound, "no")), None);
     }
 
     #[test]

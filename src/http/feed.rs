@@ -221,10 +221,12 @@ impl Sink for Queue {
     }
 }
 
-fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+/// The value of `name` in a query, percent-decoded as a path segment is
+/// (`?location=S%3A1` names `S:1`; `+` stays `+`: a token may hold one).
+fn query_param<'a>(query: &'a str, name: &str) -> Option<std::borrow::Cow<'a, str>> {
     query.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (k == name).then_some(v)
+        (k == name).then(|| super::input::decode_segment(v))
     })
 }
 
@@ -297,11 +299,11 @@ fn handshake(host: Arc<FeedHost>, mut req: Request<Body>) -> Result<Response<Bod
 /// The scope asked for, if the token may follow it.
 fn check(host: &FeedHost, query: &str, headers: &HeaderMap) -> Result<Wanted, ApiError> {
     let token = query_param(query, "token");
-    let principal = host.auth.authenticate(headers, token)?;
+    let principal = host.auth.authenticate(headers, token.as_deref())?;
     let want = match (query_param(query, "location"), query_param(query, "sku")) {
         (Some(l), None) if !l.is_empty() => {
-            principal.require_location(l)?;
-            Wanted::Location(l.to_string())
+            principal.require_location(&l)?;
+            Wanted::Location(l.into_owned())
         }
         (None, Some(s)) if !s.is_empty() => {
             if let Role::Store(_) = principal.role {
@@ -309,7 +311,7 @@ fn check(host: &FeedHost, query: &str, headers: &HeaderMap) -> Result<Wanted, Ap
                     "a store token may only follow its own location (?location=)",
                 ));
             }
-            Wanted::Sku(s.to_string())
+            Wanted::Sku(s.into_owned())
         }
         _ => {
             return Err(ApiError::validation(vec![super::error::FieldError {

@@ -84,7 +84,14 @@ impl Errors {
         required: bool,
     ) -> Option<i64> {
         let (v, field) = self.present(m, key, path, required)?;
-        match v.as_i64() {
+        // JSON has numbers, not integers: 850.0 and 8.5e2 are 850 (as JSON
+        // Schema's `integer` reads them). Below 2^53 a float is exact.
+        let whole = v.as_i64().or_else(|| {
+            v.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                .map(|f| f as i64)
+        });
+        match whole {
             Some(n) if (min..=max).contains(&n) => Some(n),
             Some(_) => {
                 self.add(field, format!("must be between {min} and {max}"));

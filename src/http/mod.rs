@@ -325,6 +325,8 @@ pub async fn handle(
         (["skus", "batch"], &Method::POST) => catalog::put_skus(state, &req).await,
         (["skus", sku], &Method::PUT) => catalog::put_sku(state, &req, sku).await,
         (["skus", sku], &Method::GET) => catalog::get_sku(state, &req, sku),
+        // The bulk import's path is also SKU `batch`'s.
+        (["skus", "batch"], _) => Err(method_not_allowed("GET, PUT, POST")),
         (["skus", _], _) => Err(method_not_allowed("GET, PUT")),
         (["locations"], &Method::GET) => catalog::list_locations(state, &req),
         (["locations"], _) => Err(method_not_allowed("GET")),
@@ -376,6 +378,12 @@ pub async fn handle(
         (["orders", _, "cancel" | "returns"], _) | (["orders", _, "shipments", _, "events"], _) => {
             Err(method_not_allowed("POST"))
         }
+        // A cluster node's view (`cluster::front`): a single node has none.
+        (["cluster"], &Method::GET) => Err(ApiError::new(
+            Code::NotFound,
+            "not a cluster node: no cluster view",
+        )),
+        (["cluster"], _) => Err(method_not_allowed("GET")),
         (["sourcing", "plan"], &Method::POST) => sourcing::plan(state, &req).await,
         (["sourcing", "plan"], _) => Err(method_not_allowed("POST")),
         (["sourcing", "stock"], &Method::POST) => sourcing::stock(state, &req).await,

@@ -1,6 +1,15 @@
-//! The OpenAPI 3 description of every endpoint, built from one table.
+//! The OpenAPI 3.1 description of every endpoint, built from one table:
+//! each operation's request rules as the handlers enforce them (what a
+//! schema can say: lengths, ranges, patterns, required members, a null
+//! member read as an absent one), and every status it may answer.
 
 use serde_json::{json, Map, Value};
+
+use crate::domain::address::FIELD_MAX as ADDRESS_FIELD_MAX;
+use crate::limits::{
+    BATCH_ITEMS_MAX, CART_LINES_MAX, DIMENSION_MM_MAX, QTY_MAX, STOCK_MAX, TTL_S_DEFAULT,
+    TTL_S_MAX, TTL_S_MIN,
+};
 
 /// (method, path, summary, request schema, success status, response schema, error statuses)
 type Op = (
@@ -21,7 +30,7 @@ const OPS: &[Op] = &[
         Some("SkuInput"),
         200,
         "Sku",
-        &[400, 401, 403, 413, 422],
+        &[400, 401, 403, 408, 413, 422, 429, 503, 504],
     ),
     (
         "get",
@@ -30,7 +39,7 @@ const OPS: &[Op] = &[
         None,
         200,
         "Sku",
-        &[401, 404, 422],
+        &[401, 404, 422, 429, 503],
     ),
     (
         "put",
@@ -39,7 +48,7 @@ const OPS: &[Op] = &[
         Some("LocationInput"),
         200,
         "Location",
-        &[400, 401, 403, 413, 422],
+        &[400, 401, 403, 408, 413, 422, 429, 503, 504],
     ),
     (
         "get",
@@ -48,7 +57,7 @@ const OPS: &[Op] = &[
         None,
         200,
         "Location",
-        &[401, 404, 422],
+        &[401, 404, 422, 429, 503],
     ),
     (
         "get",
@@ -57,7 +66,7 @@ const OPS: &[Op] = &[
         None,
         200,
         "LocationList",
-        &[401],
+        &[401, 429, 503],
     ),
     (
         "put",
@@ -66,7 +75,7 @@ const OPS: &[Op] = &[
         Some("CountInput"),
         200,
         "StockRecord",
-        &[400, 401, 403, 413, 422, 503],
+        &[400, 401, 403, 408, 413, 422, 429, 503, 504],
     ),
     (
         "get",
@@ -75,7 +84,7 @@ const OPS: &[Op] = &[
         None,
         200,
         "StockRecord",
-        &[401, 403, 404, 422],
+        &[401, 403, 404, 422, 429, 503],
     ),
     (
         "post",
@@ -84,7 +93,7 @@ const OPS: &[Op] = &[
         Some("AdjustmentInput"),
         200,
         "StockRecord",
-        &[400, 401, 403, 409, 413, 422, 503],
+        &[400, 401, 403, 408, 409, 413, 422, 429, 503, 504],
     ),
     (
         "post",
@@ -93,7 +102,7 @@ const OPS: &[Op] = &[
         Some("BatchInput"),
         200,
         "BatchResult",
-        &[400, 401, 403, 413, 422, 503],
+        &[400, 401, 403, 408, 413, 422, 429, 503, 504],
     ),
     (
         "get",
@@ -102,7 +111,25 @@ const OPS: &[Op] = &[
         None,
         200,
         "Availability",
-        &[401, 403, 404, 422],
+        &[401, 403, 404, 422, 429, 503],
+    ),
+    (
+        "get",
+        "/v1/skus/batch",
+        "Read SKU batch (the bulk import's path is also the SKU's whose id is batch: as GET /v1/skus/{sku})",
+        None,
+        200,
+        "Sku",
+        &[401, 404, 429, 503],
+    ),
+    (
+        "put",
+        "/v1/skus/batch",
+        "Create or replace SKU batch (admin; as PUT /v1/skus/{sku})",
+        Some("SkuInput"),
+        200,
+        "Sku",
+        &[400, 401, 403, 408, 413, 422, 429, 503, 504],
     ),
     (
         "post",
@@ -111,7 +138,7 @@ const OPS: &[Op] = &[
         Some("SkuBatchInput"),
         200,
         "BatchResult",
-        &[400, 401, 403, 413, 422, 503],
+        &[400, 401, 403, 408, 413, 422, 429, 503, 504],
     ),
     (
         "post",
@@ -120,7 +147,7 @@ const OPS: &[Op] = &[
         Some("OrderInput"),
         201,
         "Order",
-        &[400, 401, 402, 403, 409, 413, 422, 503],
+        &[400, 401, 402, 403, 408, 409, 413, 422, 429, 503, 504],
     ),
     (
         "get",
@@ -129,7 +156,7 @@ const OPS: &[Op] = &[
         None,
         200,
         "Order",
-        &[401, 403, 404, 422],
+        &[401, 403, 404, 422, 429, 503],
     ),
     (
         "post",
@@ -138,7 +165,7 @@ const OPS: &[Op] = &[
         None,
         200,
         "Order",
-        &[401, 403, 404, 409, 422, 503],
+        &[401, 403, 404, 408, 409, 413, 422, 429, 503, 504],
     ),
     (
         "post",
@@ -147,7 +174,7 @@ const OPS: &[Op] = &[
         Some("ShipmentEventInput"),
         200,
         "Order",
-        &[400, 401, 403, 404, 409, 422, 503],
+        &[400, 401, 403, 404, 408, 409, 413, 422, 429, 503, 504],
     ),
     (
         "get",
@@ -156,7 +183,7 @@ const OPS: &[Op] = &[
         None,
         200,
         "Label",
-        &[401, 403, 404, 422, 503],
+        &[401, 403, 404, 422, 429, 503],
     ),
     (
         "post",
@@ -165,7 +192,7 @@ const OPS: &[Op] = &[
         Some("ReturnInput"),
         200,
         "Order",
-        &[400, 401, 403, 404, 409, 422, 503],
+        &[400, 401, 403, 404, 408, 409, 413, 422, 429, 503, 504],
     ),
     (
         "post",
@@ -174,7 +201,7 @@ const OPS: &[Op] = &[
         Some("RefundSettleInput"),
         200,
         "Order",
-        &[400, 401, 403, 404, 409, 413, 422, 503],
+        &[400, 401, 403, 404, 408, 409, 413, 422, 429, 503, 504],
     ),
     (
         "post",
@@ -183,7 +210,7 @@ const OPS: &[Op] = &[
         Some("ScalapayCheckoutInput"),
         201,
         "ScalapayCheckout",
-        &[400, 401, 403, 404, 409, 413, 422, 503],
+        &[400, 401, 403, 404, 408, 409, 413, 422, 429, 503, 504],
     ),
     (
         "post",
@@ -192,7 +219,7 @@ const OPS: &[Op] = &[
         Some("AdyenNotification"),
         200,
         "Accepted",
-        &[400, 401, 404, 413],
+        &[400, 401, 404, 408, 413, 503, 504],
     ),
     (
         "post",
@@ -201,7 +228,7 @@ const OPS: &[Op] = &[
         Some("PlanInput"),
         200,
         "Plan",
-        &[400, 401, 403, 413, 422, 503],
+        &[400, 401, 403, 408, 413, 422, 429, 503],
     ),
     (
         "post",
@@ -210,7 +237,7 @@ const OPS: &[Op] = &[
         Some("ReservationInput"),
         201,
         "Reservation",
-        &[400, 401, 403, 409, 413, 422, 429, 503, 504],
+        &[400, 401, 403, 408, 409, 413, 422, 429, 503, 504],
     ),
     (
         "get",
@@ -219,7 +246,7 @@ const OPS: &[Op] = &[
         None,
         200,
         "Reservation",
-        &[401, 403, 404, 422],
+        &[401, 403, 404, 422, 429, 503],
     ),
     (
         "post",
@@ -228,7 +255,7 @@ const OPS: &[Op] = &[
         None,
         200,
         "Reservation",
-        &[401, 403, 404, 409, 503, 504],
+        &[401, 403, 404, 408, 409, 413, 422, 429, 503, 504],
     ),
     (
         "post",
@@ -237,7 +264,7 @@ const OPS: &[Op] = &[
         None,
         200,
         "Reservation",
-        &[401, 403, 404, 409, 503, 504],
+        &[401, 403, 404, 408, 409, 413, 422, 429, 503, 504],
     ),
     (
         "post",
@@ -246,7 +273,7 @@ const OPS: &[Op] = &[
         None,
         200,
         "Reservation",
-        &[401, 403, 404, 409, 503, 504],
+        &[401, 403, 404, 408, 409, 413, 422, 429, 503, 504],
     ),
     (
         "post",
@@ -255,7 +282,7 @@ const OPS: &[Op] = &[
         Some("ExtendInput"),
         200,
         "Reservation",
-        &[400, 401, 403, 404, 409, 422, 503, 504],
+        &[400, 401, 403, 404, 408, 409, 413, 422, 429, 503, 504],
     ),
     (
         "get",
@@ -264,7 +291,7 @@ const OPS: &[Op] = &[
         None,
         200,
         "PickupList",
-        &[401, 403, 404, 422],
+        &[401, 403, 404, 422, 429, 503],
     ),
     (
         "get",
@@ -273,7 +300,7 @@ const OPS: &[Op] = &[
         None,
         101,
         "FeedMessage",
-        &[401, 403, 404, 422, 426],
+        &[400, 401, 403, 404, 422, 426, 429, 503],
     ),
     (
         "get",
@@ -282,7 +309,7 @@ const OPS: &[Op] = &[
         None,
         200,
         "ClusterView",
-        &[404],
+        &[401, 404, 429],
     ),
     (
         "get",
@@ -313,164 +340,529 @@ const OPS: &[Op] = &[
     ),
 ];
 
-fn schemas() -> Value {
-    let mut all = core_schemas();
-    for more in [sourcing_schemas(), cluster_schemas()] {
-        if let (Some(a), Value::Object(more)) = (all.as_object_mut(), more) {
-            a.extend(more);
-        }
-    }
-    all
+/// Identifiers (api.md): 1 to 64 of `A-Z a-z 0-9 . _ : -`.
+const ID_PATTERN: &str = "^[A-Za-z0-9._:-]{1,64}$";
+
+/// The operations anyone may call, without a token: the operations
+/// endpoints, and Adyen's webhook (signed by Adyen instead).
+fn is_public(path: &str) -> bool {
+    matches!(
+        path,
+        "/healthz" | "/metrics" | "/v1/openapi.json" | "/v1/webhooks/adyen"
+    )
 }
 
-/// The bulk catalog import and the sourcing planner (one `json!` per half:
-/// the macro's recursion limit).
-fn cluster_schemas() -> Value {
+fn id() -> Value {
+    json!({"type": "string", "pattern": ID_PATTERN})
+}
+
+/// `schema`, or null (the server reads a null member as an absent one).
+fn nullable(schema: Value) -> Value {
+    match schema.get("type").and_then(Value::as_str) {
+        Some(t) => {
+            let mut s = schema.clone();
+            s["type"] = json!([t, "null"]);
+            s
+        }
+        None => json!({"anyOf": [schema, {"type": "null"}]}),
+    }
+}
+
+/// A character that is not white space as the server trims it (Rust's
+/// `char::is_whitespace`, Unicode's White_Space; ECMA's `\S` differs on
+/// U+0085 and U+FEFF).
+const NOT_BLANK: &str =
+    "[^\\t\\n\\v\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
+
+/// A string of 1 to `max` characters, not all of them blank.
+fn text(max: usize) -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": NOT_BLANK})
+}
+
+fn int(min: i64, max: i64) -> Value {
+    json!({"type": "integer", "minimum": min, "maximum": max})
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+/// An array of 1 to `max` of `items`.
+fn some(items: Value, max: usize) -> Value {
+    json!({"type": "array", "minItems": 1, "maxItems": max, "items": items})
+}
+
+fn schemas() -> Value {
+    let mut all = Map::new();
+    for part in [
+        catalog_schemas(),
+        stock_schemas(),
+        reservation_schemas(),
+        sourcing_schemas(),
+        order_schemas(),
+        payment_schemas(),
+        cluster_schemas(),
+    ] {
+        if let Value::Object(part) = part {
+            all.extend(part);
+        }
+    }
+    if let Value::Object(examples) = examples() {
+        for (name, example) in examples {
+            if let Some(schema) = all.get_mut(&name) {
+                schema["examples"] = json!([example]);
+            }
+        }
+    }
+    Value::Object(all)
+}
+
+/// A request of each kind, as api.md shows them (schemathesis's examples
+/// phase sends these first).
+fn examples() -> Value {
+    let lines = json!([{"sku": "A1", "qty": 2, "location": "S001"}]);
     json!({
-        "ClusterView": {"type": "object", "properties": {
-            "cluster": {"type": "string"}, "node": {"type": "string"},
-            "redis_reachable": {"type": "boolean"},
-            "shards": {"type": "array", "items": {"type": "object", "properties": {
-                "shard": {"type": "integer"}, "owner": {"type": ["string", "null"]},
-                "epoch": {"type": "integer"}, "owned_here": {"type": "boolean"},
-                "applied_seq": {"type": "integer"}}}}}}
+        "SkuInput": {"name": "Trail shoe 42", "weight_g": 850},
+        "SkuBatchInput": {"items": [{"sku": "A1", "name": "Trail shoe 42", "weight_g": 850}]},
+        "LocationInput": {"name": "Milano Duomo", "kind": "store", "lat": 45.4642, "lon": 9.19, "priority": 1,
+            "ship": true, "pickup": true, "daily_capacity": 200, "active": true},
+        "CountInput": {"on_hand": 10, "safety_stock": 1},
+        "AdjustmentInput": {"delta": -2, "reason": "sale"},
+        "BatchInput": {"items": [{"location": "S001", "sku": "A1", "on_hand": 10, "safety_stock": 1}]},
+        "ReservationInput": {"lines": lines, "ttl_s": 600},
+        "ExtendInput": {"ttl_s": 600},
+        "PlanInput": {"lines": [{"sku": "A1", "qty": 2}], "destination": {"lat": 45.1, "lon": 9.2}},
+        "OrderInput": {"id": "O-1001", "lines": [{"sku": "A1", "qty": 2, "unit_price": "59.90"}],
+            "delivery": {"type": "ship", "lat": 45.1, "lon": 9.2}, "payment": {"provider": "sandbox"}},
+        "ShipmentEventInput": {"status": "picked"},
+        "ReturnInput": {"lines": [{"sku": "A1", "qty": 1}], "location": "S001"},
+        "RefundSettleInput": {"key": "O-1001:refund:0:5990", "made": true},
+        "ScalapayCheckoutInput": {"reference": "O-1002", "amount": "119.80",
+            "consumer": {"given_names": "Maria", "surname": "Rossi", "email": "maria@example.com"},
+            "redirect": {"confirm_url": "https://shop.example.com/ok", "cancel_url": "https://shop.example.com/ko"}}
     })
 }
 
-fn sourcing_schemas() -> Value {
-    let id = json!({"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"});
-    let qty = json!({"type": "integer", "minimum": 1, "maximum": 1_000_000});
+/// SKUs and locations (one `json!` per part: the macro's recursion limit).
+fn catalog_schemas() -> Value {
+    let sku_fields = json!({
+        "name": text(256),
+        "weight_g": nullable(int(0, STOCK_MAX)),
+        "max_qty_per_reservation": nullable(int(1, QTY_MAX)),
+        "dimensions_mm": nullable(schema_ref("Dimensions")),
+        "ship_alone": {"type": ["boolean", "null"], "default": false}
+    });
+    let mut batch_item = sku_fields.clone();
+    batch_item["sku"] = id();
     json!({
-        "SkuBatchInput": {"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "minItems": 1, "maxItems": 10000,
-            "items": {"allOf": [{"$ref": "#/components/schemas/SkuInput"}, {"type": "object", "required": ["sku"], "properties": {"sku": id}}]}}}},
-        "OrderInput": {"type": "object", "required": ["id", "lines", "delivery", "payment"], "properties": {
-            "id": id,
-            "lines": {"type": "array", "minItems": 1, "maxItems": 100, "items": {"type": "object", "required": ["sku", "qty", "unit_price"], "properties": {"sku": id, "qty": qty, "unit_price": {"type": "string", "pattern": "^[0-9]{1,11}(\\.[0-9]{1,2})?$"}}}},
-            "delivery": {"type": "object", "required": ["type"], "properties": {"type": {"enum": ["ship", "pickup"]}, "lat": {"type": "number"}, "lon": {"type": "number"}, "location": id,
-                "address": {"$ref": "#/components/schemas/Address"}}},
-            "channel": {"type": "string", "description": "Where the order comes from (web, app, callcenter...): payment rules may choose its provider by it"},
-            "payment": {"type": "object", "properties": {"provider": {"type": "string", "description": "sandbox (amounts ending in .51 are declined, .52 answer unavailable), or a provider holdfast.toml configures (adyen, gestpay, amazonpay); absent: the one [[payments.rules]] choose by channel and destination country, else [payments] default"},
-                "method": {"type": "object", "description": "The shopper's payment details from the checkout, passed to the provider as they are (Adyen: the Drop-in's paymentMethod object; GestPay: paymentTypeDetails; Amazon Pay: {checkoutSessionId}); required by those; at most 4096 bytes"}}},
-            "reservation_id": {"type": "string", "description": "A held reservation to turn into the order: its lines must be the order's (same SKUs and quantities); its units become one reservation per shipment without ever being released. Not held: 409 reservation_not_held. A declined payment leaves it held."}}},
-        "Order": {"type": "object", "properties": {"id": id, "status": {"enum": ["pending_payment", "payment_declined", "confirmed", "in_fulfilment", "shipped", "ready_for_pickup", "delivered", "collected", "cancelled", "returned"]},
-            "total": {"type": "string"}, "lines": {"type": "array", "items": {"type": "object"}}, "delivery": {"type": "object"}, "payment": {"type": "object"},
-            "shipments": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "integer"}, "location": id, "type": {"enum": ["delivery", "pickup", "transfer"]}, "status": {"type": "string"}}}}}},
-        "ShipmentEventInput": {"type": "object", "required": ["status"], "properties": {"status": {"enum": ["picked", "packed", "shipped", "delivered", "ready_for_pickup", "collected"]}}},
-        "Accepted": {"type": "string", "enum": ["[accepted]"]},
-        "Address": {"type": "object", "description": "A postal address, for carriers' labels (a delivery's, a location's)", "required": ["name", "street", "city", "postal_code", "country", "phone"],
-            "properties": {"name": {"type": "string", "maxLength": 100}, "street": {"type": "string", "maxLength": 100}, "city": {"type": "string", "maxLength": 100},
-                "postal_code": {"type": "string", "maxLength": 100}, "country": {"type": "string", "pattern": "^[A-Z]{2}$"}, "phone": {"type": "string", "maxLength": 100}}},
-        "Label": {"type": "string", "format": "binary"},
-        "ScalapayCheckoutInput": {"type": "object", "required": ["reference", "amount", "consumer", "redirect"], "properties": {
-            "reference": id, "amount": {"type": "string"}, "shipping": {"$ref": "#/components/schemas/Address"},
-            "consumer": {"type": "object", "required": ["given_names", "surname", "email"]},
-            "redirect": {"type": "object", "required": ["confirm_url", "cancel_url"]}}},
-        "ScalapayCheckout": {"type": "object", "properties": {"token": {"type": "string"}, "checkout_url": {"type": "string"}, "expires": {"type": "string"}}},
-        "AdyenNotification": {"type": "object", "required": ["notificationItems"], "properties": {"live": {"type": "string"},
-            "notificationItems": {"type": "array", "items": {"type": "object", "properties": {"NotificationRequestItem": {"type": "object", "required": ["pspReference", "eventCode", "success", "additionalData"]}}}}}},
-        "RefundSettleInput": {"type": "object", "required": ["key", "made"], "properties": {"key": {"type": "string", "maxLength": 200}, "made": {"type": "boolean"}}},
-        "ReturnInput": {"type": "object", "required": ["lines", "location"], "properties": {"location": id, "lines": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["sku", "qty"], "properties": {"sku": id, "qty": qty}}}}},
+        "Dimensions": {"type": "object", "required": ["length", "width", "height"], "properties": {
+            "length": int(1, DIMENSION_MM_MAX), "width": int(1, DIMENSION_MM_MAX), "height": int(1, DIMENSION_MM_MAX)}},
+        "SkuInput": {"type": "object", "required": ["name"], "properties": sku_fields},
+        "SkuBatchInput": {"type": "object", "required": ["items"], "properties": {
+            "items": some(json!({"type": "object", "required": ["sku", "name"], "properties": batch_item}), BATCH_ITEMS_MAX)}},
+        "Sku": {"type": "object", "required": ["sku", "name", "weight_g", "max_qty_per_reservation", "dimensions_mm", "ship_alone"], "properties": {
+            "sku": id(), "name": {"type": "string"}, "weight_g": {"type": ["integer", "null"]}, "max_qty_per_reservation": {"type": ["integer", "null"]},
+            "dimensions_mm": nullable(schema_ref("Dimensions")), "ship_alone": {"type": "boolean"}}},
+        "Address": {"type": "object", "description": "A postal address, for carriers' labels (a delivery's, a location's)",
+            "required": ["name", "street", "city", "postal_code", "country", "phone"], "properties": {
+            "name": text(ADDRESS_FIELD_MAX), "street": text(ADDRESS_FIELD_MAX), "city": text(ADDRESS_FIELD_MAX),
+            "postal_code": text(ADDRESS_FIELD_MAX), "country": {"type": "string", "pattern": "^[A-Z]{2}$", "description": "ISO 3166-1 alpha-2"},
+            "phone": text(ADDRESS_FIELD_MAX)}},
+        "LocationInput": {"type": "object", "required": ["name", "kind", "lat", "lon"], "properties": {
+            "name": text(256), "kind": {"enum": ["store", "dc"]}, "lat": lat(), "lon": lon(),
+            "priority": nullable(json!({"type": "integer", "minimum": 0, "maximum": 1000, "default": 1, "description": "lower is preferred"})),
+            "ship": {"type": ["boolean", "null"]}, "pickup": {"type": ["boolean", "null"]},
+            "daily_capacity": nullable(json!({"type": "integer", "minimum": 0, "maximum": STOCK_MAX, "description": "orders a day; absent: unlimited"})),
+            "active": {"type": ["boolean", "null"]}, "address": nullable(schema_ref("Address"))}},
+        "Location": {"type": "object", "required": ["id", "name", "kind", "lat", "lon", "priority", "ship", "pickup", "daily_capacity", "active", "address"], "properties": {
+            "id": id(), "name": {"type": "string"}, "kind": {"enum": ["store", "dc"]}, "lat": {"type": "number"}, "lon": {"type": "number"},
+            "priority": {"type": "integer"}, "ship": {"type": "boolean"}, "pickup": {"type": "boolean"},
+            "daily_capacity": {"type": ["integer", "null"]}, "active": {"type": "boolean"}, "address": nullable(schema_ref("Address"))}},
+        "LocationList": {"type": "object", "required": ["locations"], "properties": {"locations": {"type": "array", "items": schema_ref("Location")}}}
+    })
+}
+
+fn lat() -> Value {
+    json!({"type": "number", "minimum": -90, "maximum": 90})
+}
+
+fn lon() -> Value {
+    json!({"type": "number", "minimum": -180, "maximum": 180})
+}
+
+/// Stock records, counts and adjustments.
+fn stock_schemas() -> Value {
+    let stock = int(0, STOCK_MAX);
+    json!({
+        "CountInput": {"type": "object", "required": ["on_hand"], "properties": {"on_hand": stock, "safety_stock": nullable(stock.clone())}},
+        "AdjustmentInput": {"type": "object", "required": ["delta", "reason"], "properties": {
+            "delta": {"type": "integer", "minimum": -STOCK_MAX, "maximum": STOCK_MAX, "not": {"const": 0}},
+            "reason": {"enum": ["receipt", "sale", "return", "damage", "correction"]}}},
+        "StockRecord": {"type": "object", "required": ["location", "sku", "on_hand", "reserved", "safety_stock", "available", "version"], "properties": {
+            "location": id(), "sku": id(), "on_hand": {"type": "integer"}, "reserved": {"type": "integer"}, "safety_stock": {"type": "integer"},
+            "available": {"type": "integer", "minimum": 0}, "version": {"type": "integer", "minimum": 0},
+            "rotation": {"type": "number", "description": "Units sold (sales adjustments and fulfilled reservations) over the last 7 UTC days per average unit on hand; 0 when nothing sold"}}},
+        "BatchInput": {"type": "object", "required": ["items"], "properties": {"items": some(json!({"type": "object", "required": ["location", "sku", "on_hand"], "properties": {
+            "location": id(), "sku": id(), "on_hand": stock, "safety_stock": nullable(stock.clone())}}), BATCH_ITEMS_MAX)}},
+        "BatchResult": {"type": "object", "required": ["applied"], "properties": {"applied": {"type": "integer", "minimum": 0}}},
+        "Availability": {"type": "object", "required": ["sku", "available", "locations"], "properties": {"sku": id(), "available": {"type": "integer"},
+            "locations": {"type": "array", "items": {"type": "object", "required": ["location", "available"], "properties": {"location": id(), "available": {"type": "integer"}}}}}}
+    })
+}
+
+/// Where a cart goes: the rules of `destination` and `pickup_location`
+/// (`sourcing::parse_target`: a null member is an absent one).
+fn has_destination() -> Value {
+    json!({"required": ["destination"], "properties": {"destination": {"type": "object"}}})
+}
+
+fn has_pickup() -> Value {
+    json!({"required": ["pickup_location"], "properties": {"pickup_location": {"type": "string"}}})
+}
+
+/// Reservations.
+fn reservation_schemas() -> Value {
+    let qty = int(1, QTY_MAX);
+    let located = json!({"required": ["location"], "properties": {"location": {"type": "string"}}});
+    json!({
+        "ReservationInput": {"type": "object", "required": ["lines"], "properties": {
+            "lines": some(json!({"type": "object", "required": ["sku", "qty"], "properties": {"sku": id(), "qty": qty, "location": nullable(id())},
+                "description": "A line without a location is sourced (a destination or a pickup_location is then required)."}), CART_LINES_MAX),
+            "ttl_s": nullable(json!({"type": "integer", "minimum": TTL_S_MIN, "maximum": TTL_S_MAX, "default": TTL_S_DEFAULT})),
+            "allow_partial": {"type": ["boolean", "null"], "default": false},
+            "destination": nullable(schema_ref("Destination")),
+            "pickup_location": nullable(id())},
+            "description": "A destination or a pickup_location, not both; one of them when a line has no location.",
+            "not": {"allOf": [has_destination(), has_pickup()]},
+            "anyOf": [{"properties": {"lines": {"items": located}}}, has_destination(), has_pickup()]},
+        "ExtendInput": {"type": "object", "required": ["ttl_s"], "properties": {"ttl_s": {"type": "integer", "minimum": TTL_S_MIN, "maximum": TTL_S_MAX}}},
+        "Reservation": {"type": "object", "required": ["id", "status", "expires_at", "created_at", "lines"], "properties": {
+            "id": id(), "status": {"enum": ["held", "confirmed", "released", "expired", "fulfilled"]},
+            "expires_at": {"type": ["string", "null"], "format": "date-time", "description": "null once it no longer expires (confirmed, released, fulfilled)"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "lines": {"type": "array", "items": {"type": "object", "required": ["sku", "qty", "location", "requested"], "properties": {
+                "sku": id(), "qty": qty, "location": id(), "requested": qty}}}}}
+    })
+}
+
+/// The sourcing planner.
+fn sourcing_schemas() -> Value {
+    let qty = int(1, QTY_MAX);
+    let lines = json!({"type": "array", "items": {"type": "object", "required": ["sku", "qty"], "properties": {"sku": id(), "qty": qty}}});
+    json!({
+        "Destination": {"type": "object", "required": ["lat", "lon"], "properties": {"lat": lat(), "lon": lon()}},
         "PlanInput": {"type": "object", "required": ["lines"], "properties": {
-            "lines": {"type": "array", "minItems": 1, "maxItems": 100, "items": {"type": "object", "required": ["sku", "qty"], "properties": {"sku": id, "qty": qty}}},
-            "destination": {"type": "object", "required": ["lat", "lon"], "properties": {"lat": {"type": "number", "minimum": -90, "maximum": 90}, "lon": {"type": "number", "minimum": -180, "maximum": 180}}},
-            "pickup_location": id, "explain": {"type": "boolean", "default": false}},
-            "description": "A destination or a pickup_location, exactly one."},
-        "Plan": {"type": "object", "properties": {
-            "shipments": {"type": "array", "items": {"type": "object", "properties": {"location": id, "lines": {"type": "array", "items": {"type": "object", "properties": {"sku": id, "qty": qty}}}, "distance_km": {"type": "number"}, "transfer": {"type": "boolean"}}}},
-            "unsourced": {"type": "array", "items": {"type": "object", "properties": {"sku": id, "qty": qty}}},
+            "lines": some(json!({"type": "object", "required": ["sku", "qty"], "properties": {"sku": id(), "qty": qty}}), CART_LINES_MAX),
+            "destination": nullable(schema_ref("Destination")),
+            "pickup_location": nullable(id()), "explain": {"type": ["boolean", "null"], "default": false}},
+            "description": "A destination or a pickup_location, exactly one.",
+            "oneOf": [has_destination(), has_pickup()]},
+        "Plan": {"type": "object", "required": ["shipments", "unsourced", "method"], "properties": {
+            "shipments": {"type": "array", "items": {"type": "object", "required": ["location", "lines", "distance_km", "transfer"], "properties": {
+                "location": id(), "lines": lines, "distance_km": {"type": "number"}, "transfer": {"type": "boolean"}}}},
+            "unsourced": lines,
             "method": {"enum": ["exact", "heuristic"]},
-            "explain": {"type": "array", "items": {"type": "object", "properties": {"location": id, "distance_km": {"type": "number"}, "chosen": {"type": "boolean"},
-                "lines": {"type": "array", "items": {"type": "object", "properties": {"sku": id, "qty": qty}}},
+            "explain": {"type": "array", "items": {"type": "object", "properties": {"location": id(), "distance_km": {"type": "number"}, "chosen": {"type": "boolean"},
+                "lines": lines,
                 "scores": {"type": "object", "properties": {"distance": {"type": "number"}, "priority": {"type": "number"}, "rotation": {"type": "number"}, "total": {"type": "number"}}}}}}}}
     })
 }
 
-fn core_schemas() -> Value {
-    let id = json!({"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"});
-    let qty = json!({"type": "integer", "minimum": 1, "maximum": 1_000_000});
-    let stock = json!({"type": "integer", "minimum": 0, "maximum": 1_000_000_000i64});
-    let side = json!({"type": "integer", "minimum": 1, "maximum": 30_000});
-    let dims = json!({"type": "object", "required": ["length", "width", "height"], "properties": {"length": side, "width": side, "height": side}});
-    let line = json!({"type": "object", "required": ["sku", "qty", "location"], "properties": {"sku": id, "qty": qty, "location": id, "requested": qty}});
+/// Orders: placing one, and what happens to it.
+fn order_schemas() -> Value {
+    let qty = int(1, QTY_MAX);
+    let price = json!({"type": "string", "pattern": "^[0-9]{1,11}(\\.[0-9]{1,2})?$"});
+    let ship = json!({"required": ["type", "lat", "lon"], "properties": {"type": {"const": "ship"}, "lat": lat(), "lon": lon()}});
+    let pickup = json!({"required": ["type", "location"], "properties": {"type": {"const": "pickup"}, "location": id()}});
     json!({
-        "SkuInput": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}, "weight_g": {"type": "integer"}, "max_qty_per_reservation": qty,
-            "dimensions_mm": dims, "ship_alone": {"type": "boolean", "default": false}}},
-        "Sku": {"type": "object", "properties": {"sku": id, "name": {"type": "string"}, "weight_g": {"type": ["integer", "null"]}, "max_qty_per_reservation": {"type": ["integer", "null"]},
-            "dimensions_mm": {"oneOf": [dims, {"type": "null"}]}, "ship_alone": {"type": "boolean"}}},
-        "LocationInput": {"type": "object", "required": ["name", "kind", "lat", "lon"], "properties": {
-            "name": {"type": "string"}, "kind": {"enum": ["store", "dc"]}, "lat": {"type": "number", "minimum": -90, "maximum": 90},
-            "lon": {"type": "number", "minimum": -180, "maximum": 180}, "priority": {"type": "integer", "minimum": 0, "maximum": 1000},
-            "ship": {"type": "boolean"}, "pickup": {"type": "boolean"}, "daily_capacity": {"type": ["integer", "null"]}, "active": {"type": "boolean"},
-            "address": {"$ref": "#/components/schemas/Address"}}},
-        "Location": {"allOf": [{"$ref": "#/components/schemas/LocationInput"}, {"type": "object", "properties": {"id": id}}]},
-        "LocationList": {"type": "object", "properties": {"locations": {"type": "array", "items": {"$ref": "#/components/schemas/Location"}}}},
-        "CountInput": {"type": "object", "required": ["on_hand"], "properties": {"on_hand": stock, "safety_stock": stock}},
-        "AdjustmentInput": {"type": "object", "required": ["delta", "reason"], "properties": {"delta": {"type": "integer"}, "reason": {"enum": ["receipt", "sale", "return", "damage", "correction"]}}},
-        "StockRecord": {"type": "object", "properties": {"location": id, "sku": id, "on_hand": {"type": "integer"}, "reserved": {"type": "integer"}, "safety_stock": {"type": "integer"}, "available": {"type": "integer"}, "version": {"type": "integer"}, "rotation": {"type": "number", "description": "Units sold (sales adjustments and fulfilled reservations) over the last 7 UTC days per average unit on hand; 0 when nothing sold"}}},
-        "BatchInput": {"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "maxItems": 10000, "items": {"type": "object", "required": ["location", "sku", "on_hand"], "properties": {"location": id, "sku": id, "on_hand": stock, "safety_stock": stock}}}}},
-        "BatchResult": {"type": "object", "properties": {"applied": {"type": "integer"}}},
-        "Availability": {"type": "object", "properties": {"sku": id, "available": {"type": "integer"}, "locations": {"type": "array", "items": {"type": "object", "properties": {"location": id, "available": {"type": "integer"}}}}}},
-        "ReservationInput": {"type": "object", "required": ["lines"], "properties": {
-            "lines": {"type": "array", "minItems": 1, "maxItems": 100, "items": {"type": "object", "required": ["sku", "qty"], "properties": {"sku": id, "qty": qty, "location": id},
-                "description": "A line without a location is sourced (a destination or a pickup_location is then required)."}},
-            "ttl_s": {"type": "integer", "minimum": 1, "maximum": 86400, "default": 900}, "allow_partial": {"type": "boolean"},
-            "destination": {"type": "object", "required": ["lat", "lon"], "properties": {"lat": {"type": "number", "minimum": -90, "maximum": 90}, "lon": {"type": "number", "minimum": -180, "maximum": 180}}},
-            "pickup_location": id}},
-        "ExtendInput": {"type": "object", "required": ["ttl_s"], "properties": {"ttl_s": {"type": "integer", "minimum": 1, "maximum": 86400}}},
-        "Reservation": {"type": "object", "properties": {"id": id, "status": {"enum": ["held", "confirmed", "released", "expired", "fulfilled"]}, "expires_at": {"type": ["string", "null"], "format": "date-time"}, "created_at": {"type": "string", "format": "date-time"}, "lines": {"type": "array", "items": line}}},
-        "Health": {"type": "object", "properties": {"status": {"type": "string"}}},
-        "PickupList": {"type": "object", "properties": {"location": {"type": "string"}, "pickups": {"type": "array", "items": {"$ref": "#/components/schemas/Order"}}}},
+        "OrderInput": {"type": "object", "required": ["id", "lines", "delivery", "payment"], "properties": {
+            "id": id(),
+            "lines": some(json!({"type": "object", "required": ["sku", "qty", "unit_price"], "properties": {"sku": id(), "qty": qty, "unit_price": price}}), CART_LINES_MAX),
+            "delivery": {"type": "object", "required": ["type"], "properties": {"type": {"enum": ["ship", "pickup"]}, "address": nullable(schema_ref("Address"))},
+                "oneOf": [ship, pickup], "description": "{type: ship, lat, lon, address?} or {type: pickup, location}"},
+            "channel": nullable(json!({"type": "string", "pattern": ID_PATTERN, "description": "Where the order comes from (web, app, callcenter...): payment rules may choose its provider by it"})),
+            "payment": {"type": "object", "properties": {
+                "provider": nullable(json!({"type": "string", "minLength": 1, "maxLength": 64, "pattern": NOT_BLANK, "description": "sandbox (amounts ending in .51 are declined, .52 answer unavailable), or a provider holdfast.toml configures (adyen, gestpay, amazonpay, scalapay); absent: the one [[payments.rules]] choose by channel and destination country, else [payments] default (none: 422)"})),
+                "method": nullable(json!({"type": "object", "description": "The shopper's payment details from the checkout, passed to the provider as they are (Adyen: the Drop-in's paymentMethod object; GestPay: paymentTypeDetails; Amazon Pay: {checkoutSessionId}; Scalapay: {token}); required by those; at most 4096 bytes"}))}},
+            "reservation_id": nullable(json!({"type": "string", "pattern": ID_PATTERN, "description": "A held reservation to turn into the order: its lines must be the order's (same SKUs and quantities); its units become one reservation per shipment without ever being released. Not held: 409 reservation_not_held. A declined payment leaves it held."}))}},
+        "Order": order_schema(),
+        "ShipmentEventInput": {"type": "object", "required": ["status"], "properties": {"status": {"enum": ["picked", "packed", "shipped", "delivered", "ready_for_pickup", "collected"]}}},
+        "ReturnInput": {"type": "object", "required": ["lines", "location"], "properties": {"location": id(),
+            "lines": some(json!({"type": "object", "required": ["sku", "qty"], "properties": {"sku": id(), "qty": qty}}), CART_LINES_MAX)}},
+        "RefundSettleInput": {"type": "object", "required": ["key", "made"], "properties": {"key": text(200), "made": {"type": "boolean"}}},
+        "PickupList": {"type": "object", "required": ["location", "pickups"], "properties": {"location": id(), "pickups": {"type": "array", "maxItems": 200, "items": schema_ref("Order")}}}
+    })
+}
+
+/// An order as every answer shows it (`orders::order_json`).
+fn order_schema() -> Value {
+    let money = json!({"type": "string", "pattern": "^[0-9]+\\.[0-9]{2}$"});
+    let time = json!({"type": "string", "format": "date-time"});
+    let line = json!({"type": "object", "required": ["sku", "qty"], "properties": {"sku": id(), "qty": {"type": "integer"}}});
+    let payment = json!({"type": "object", "required": ["provider", "reference", "state", "authorized", "captured", "refunded", "capture_pending", "refund_pending", "refund_unclear", "refunds_owed", "notices"], "properties": {
+        "provider": {"type": "string"}, "reference": {"type": "string", "description": "The provider's reference of the authorization (Adyen's pspReference)"},
+        "state": {"enum": ["pending", "authorized", "declined", "captured", "voided"]},
+        "authorized": money, "captured": money, "refunded": money, "capture_pending": {"type": "boolean"},
+        "refund_pending": money, "refund_unclear": money,
+        "refunds_owed": {"type": "array", "items": {"type": "object", "required": ["key", "amount", "unclear"], "properties": {"key": {"type": "string"}, "amount": money, "unclear": {"type": "boolean"}}}},
+        "notices": {"type": "array", "items": {"type": "object", "required": ["event", "success", "reference", "at"], "properties": {"event": {"type": "string"}, "success": {"type": "boolean"}, "reference": {"type": "string"}, "at": time}}}}});
+    let shipment = json!({"type": "object", "required": ["id", "location", "type", "status", "lines", "reservation_id", "parcel"], "properties": {
+        "id": {"type": "integer", "minimum": 0}, "location": id(), "type": {"enum": ["delivery", "pickup", "transfer"]},
+        "status": {"enum": ["pending", "picked", "packed", "shipped", "ready_for_pickup", "delivered", "collected"]},
+        "lines": {"type": "array", "items": line}, "reservation_id": {"type": ["string", "null"]},
+        "parcel": nullable(json!({"type": "object", "required": ["carrier", "tracking", "label"], "properties": {"carrier": {"type": "string"}, "tracking": {"type": "string"}, "label": {"type": "string", "description": "the label's path"}}}))}});
+    json!({"type": "object", "required": ["id", "status", "channel", "lines", "delivery", "total", "restock_pending", "payment", "shipments", "created_at", "updated_at"], "properties": {
+        "id": id(),
+        "status": {"enum": ["pending_payment", "payment_declined", "confirmed", "in_fulfilment", "shipped", "ready_for_pickup", "delivered", "collected", "cancelled", "returned"]},
+        "channel": {"type": ["string", "null"]},
+        "lines": {"type": "array", "items": {"type": "object", "required": ["sku", "qty", "unit_price", "returned"], "properties": {"sku": id(), "qty": {"type": "integer"}, "unit_price": money, "returned": {"type": "integer", "minimum": 0}}}},
+        "delivery": {"oneOf": [
+            {"type": "object", "required": ["type", "lat", "lon", "address"], "properties": {"type": {"const": "ship"}, "lat": {"type": "number"}, "lon": {"type": "number"}, "address": nullable(schema_ref("Address"))}},
+            {"type": "object", "required": ["type", "location"], "properties": {"type": {"const": "pickup"}, "location": id()}}]},
+        "total": money,
+        "restock_pending": {"type": "integer", "minimum": 0, "description": "Returned units not back in stock yet (a cluster's restock to another shard, made by the retry loop)"},
+        "payment": payment, "shipments": {"type": "array", "items": shipment}, "created_at": time, "updated_at": time}})
+}
+
+/// Payment providers' own endpoints.
+fn payment_schemas() -> Value {
+    let url = json!({"type": "string", "maxLength": 500, "pattern": "^https?://"});
+    json!({
+        "ScalapayCheckoutInput": {"type": "object", "required": ["reference", "amount", "consumer", "redirect"], "properties": {
+            "reference": id(), "amount": {"type": "string", "pattern": "^(?=.*[1-9])[0-9]{1,11}(\\.[0-9]{1,2})?$", "description": "a positive decimal amount"},
+            "shipping": nullable(schema_ref("Address")),
+            "consumer": {"type": "object", "required": ["given_names", "surname", "email"], "properties": {"given_names": text(100), "surname": text(100), "email": text(200)}},
+            "redirect": {"type": "object", "required": ["confirm_url", "cancel_url"], "properties": {"confirm_url": url, "cancel_url": url}}}},
+        "ScalapayCheckout": {"type": "object", "required": ["token", "checkout_url", "expires"], "properties": {"token": {"type": "string"}, "checkout_url": {"type": "string"}, "expires": {"type": "string"}}},
+        "AdyenNotification": {"type": "object", "required": ["notificationItems"], "properties": {"live": {"description": "not read"},
+            "notificationItems": {"type": "array", "items": {"type": "object", "required": ["NotificationRequestItem"], "properties": {"NotificationRequestItem": {"type": "object",
+                "required": ["pspReference", "additionalData"], "properties": {"pspReference": {"type": "string", "minLength": 1},
+                    "additionalData": {"type": "object", "required": ["hmacSignature"], "properties": {"hmacSignature": {"type": "string", "contentEncoding": "base64"}}}}}}}}}},
+        "Accepted": {"type": "string", "enum": ["[accepted]"]}
+    })
+}
+
+/// A cluster node's view, the operations endpoints, the feed's messages,
+/// and the problem every error answers.
+fn cluster_schemas() -> Value {
+    json!({
+        "ClusterView": {"type": "object", "required": ["cluster", "node", "redis_reachable", "shards"], "properties": {
+            "cluster": {"type": "string"}, "node": {"type": "string"},
+            "redis_reachable": {"type": "boolean"},
+            "shards": {"type": "array", "items": {"type": "object", "required": ["shard", "owner", "epoch", "owned_here", "applied_seq"], "properties": {
+                "shard": {"type": "integer"}, "owner": {"type": ["string", "null"]},
+                "epoch": {"type": "integer"}, "owned_here": {"type": "boolean"},
+                "applied_seq": {"type": "integer"}}}}}},
+        "Health": {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}},
         "FeedMessage": {"type": "object", "required": ["type"], "properties": {"type": {"enum": ["snapshot", "stock"]},
-            "records": {"type": "array", "items": {"$ref": "#/components/schemas/StockRecord"}, "description": "snapshot: every record of the scope (without rotation)"},
+            "records": {"type": "array", "items": schema_ref("StockRecord"), "description": "snapshot: every record of the scope (without rotation)"},
             "ts": {"type": "string", "format": "date-time", "description": "stock: when the change was made; the other fields are the StockRecord's"}}},
         "Metrics": {"type": "string"},
-        "OpenApi": {"type": "object"},
-        "Problem": {"type": "object", "required": ["type", "title", "status", "code"], "properties": {
+        "OpenApi": {"type": "object", "required": ["openapi", "info", "paths"]},
+        "Problem": {"type": "object", "required": ["type", "title", "status", "code", "detail"], "properties": {
             "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"}, "code": {"type": "string"}, "detail": {"type": "string"},
-            "errors": {"type": "array", "items": {"type": "object", "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}},
-            "lines": {"type": "array", "items": {"type": "object", "properties": {"sku": id, "location": id, "requested": {"type": "integer"}, "available": {"type": "integer"}}}}}}
+            "errors": {"type": "array", "items": {"type": "object", "required": ["field", "message"], "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}},
+            "lines": {"type": "array", "items": {"type": "object", "properties": {"sku": id(), "location": {"type": ["string", "null"]}, "requested": {"type": "integer"}, "available": {"type": "integer"}}}},
+            "field": {"type": "string", "description": "unknown_sku, unknown_location: the member naming it"},
+            "allow": {"type": "string", "description": "405: the methods the resource allows"},
+            "reservation_status": {"enum": ["held", "confirmed", "released", "expired", "fulfilled"], "description": "reservation_not_held: the reservation's status"},
+            "order": {"type": "object", "description": "payment_declined: the order as recorded"}}}
     })
+}
+
+/// What each error status means, for every operation that answers it.
+fn problem_description(status: u16) -> &'static str {
+    match status {
+        400 => "bad_request: the body is not JSON, or is missing",
+        401 => "unauthorized: no token, or an unknown one",
+        402 => "payment_declined: the provider declined; the order is recorded as declined (member `order`) and nothing is held",
+        403 => "forbidden: the token's role or location does not allow this",
+        404 => "not_found",
+        408 => "request_timeout: the body did not arrive within 10 s; the connection is closed",
+        409 => "insufficient_stock (`lines` names the short ones), reservation_not_held, invalid_transition or order_exists",
+        413 => "payload_too_large: the body is over 1 MiB",
+        422 => "validation_failed (`errors` names each field, a path segment by its parameter's name), unknown_sku, unknown_location (`field` names it) or idempotency_key_reused",
+        426 => "upgrade_required: a plain GET of the WebSocket feed",
+        429 => "rate_limited: the token is over its rate; retry after Retry-After seconds",
+        503 => "unavailable: the engine is at capacity, stopping, or its storage or a provider fails; retry after Retry-After seconds",
+        504 => "outcome_unknown: a cluster node's shard owner went away before answering the forwarded write; it may or may not have been applied",
+        _ => "problem",
+    }
+}
+
+fn problem_response(status: u16) -> Value {
+    let mut r = json!({"description": problem_description(status), "content": {"application/problem+json": {"schema": schema_ref("Problem")}}});
+    match status {
+        429 | 503 => {
+            r["headers"] = json!({"Retry-After": {"required": true, "description": "seconds", "schema": {"type": "integer", "minimum": 0}}})
+        }
+        408 => {
+            r["headers"] = json!({"Connection": {"required": true, "schema": {"const": "close"}}})
+        }
+        _ => {}
+    }
+    r
+}
+
+/// The success answer of an operation.
+fn success_response(path: &str, status: u16, output: &str) -> Value {
+    let json_of = |media: &str| json!({ media: {"schema": schema_ref(output)} });
+    let mut r = match path {
+        "/v1/feed" => {
+            return json!({"description": "Switching Protocols: the WebSocket, whose text messages are FeedMessage (#/components/schemas/FeedMessage)",
+                "headers": {"Upgrade": {"required": true, "schema": {"const": "websocket"}}, "Sec-WebSocket-Accept": {"required": true, "schema": {"type": "string"}}}})
+        }
+        "/metrics" => {
+            json!({"description": "Prometheus text format", "content": json_of("text/plain")})
+        }
+        "/v1/webhooks/adyen" => {
+            json!({"description": "What Adyen expects back", "content": json_of("text/plain")})
+        }
+        // The label as its carrier made it.
+        "/v1/orders/{id}/shipments/{shipment}/label" => {
+            json!({"description": "the label, in the carrier's format", "content": {
+            "application/pdf": {}, "image/png": {}, "application/xml": {}, "application/x-zpl": {}}})
+        }
+        _ => {
+            json!({"description": if status == 201 { "created" } else { "success" }, "content": json_of("application/json")})
+        }
+    };
+    if status == 201 {
+        r["headers"] = json!({"Location": {"description": "the path of what was created", "schema": {"type": "string"}}});
+    }
+    if matches!(
+        path,
+        "/v1/inventory/{location}/{sku}" | "/v1/availability/{sku}"
+    ) {
+        r["headers"] = json!({"x-holdfast-read": {"description": "follower: a cluster node answered from its copy of the shard", "schema": {"const": "follower"}}});
+    }
+    r
+}
+
+/// What a client does next with what it created: the reservation's and
+/// the order's operations, by the id the answer gives.
+fn links(path: &str, status: u16) -> Option<Value> {
+    let op = |path: &str, method: &str| format!("#/paths/{}/{method}", path.replace('/', "~1"));
+    let to = |path: &str, method: &str, params: Value| json!({"operationRef": op(path, method), "parameters": params});
+    let id = json!({"id": "$response.body#/id"});
+    match (path, status) {
+        ("/v1/reservations", 201) => Some(json!({
+            "read": to("/v1/reservations/{id}", "get", id.clone()),
+            "confirm": to("/v1/reservations/{id}/confirm", "post", id.clone()),
+            "extend": to("/v1/reservations/{id}/extend", "post", id.clone()),
+            "release": to("/v1/reservations/{id}/release", "post", id.clone()),
+            "fulfil": to("/v1/reservations/{id}/fulfil", "post", id),
+        })),
+        ("/v1/orders", 201) => {
+            let shipment =
+                json!({"id": "$response.body#/id", "shipment": "$response.body#/shipments/0/id"});
+            Some(json!({
+                "read": to("/v1/orders/{id}", "get", id.clone()),
+                "cancel": to("/v1/orders/{id}/cancel", "post", id.clone()),
+                "return": to("/v1/orders/{id}/returns", "post", id),
+                "move": to("/v1/orders/{id}/shipments/{shipment}/events", "post", shipment.clone()),
+                "label": to("/v1/orders/{id}/shipments/{shipment}/label", "get", shipment),
+            }))
+        }
+        _ => None,
+    }
+}
+
+fn path_parameter(name: &str) -> Value {
+    let (schema, example) = match name {
+        "shipment" => (
+            json!({"type": "integer", "minimum": 0, "maximum": u32::MAX}),
+            json!(1),
+        ),
+        "sku" => (id(), json!("A1")),
+        "location" => (id(), json!("S001")),
+        _ => (id(), Value::Null),
+    };
+    let mut p = json!({"name": name, "in": "path", "required": true, "schema": schema});
+    if !example.is_null() {
+        p["example"] = example;
+    }
+    p
+}
+
+/// The parameters an operation reads beside its path and its token.
+fn other_parameters(method: &str, path: &str) -> Vec<Value> {
+    let key = json!({"name": "Idempotency-Key", "in": "header", "required": false, "schema": id(),
+        "description": "Applied once per key of the token (kept at least 24 hours): the same request again answers the first answer; another request under the key is 422 idempotency_key_reused"});
+    let fresh = json!({"name": "Cache-Control", "in": "header", "required": false, "schema": {"type": "string"},
+        "description": "no-cache: a cluster node asks the shard's owner instead of answering from its copy"});
+    match (method, path) {
+        ("post", "/v1/reservations" | "/v1/inventory/{location}/{sku}/adjustments") => vec![key],
+        ("post", "/v1/orders") => vec![
+            json!({"name": "Idempotency-Key", "in": "header", "required": false, "schema": id(),
+            "description": "Checked as an identifier (422 otherwise); an order is placed once by its id whatever the key: a repeat answers 409 order_exists"}),
+        ],
+        ("get", "/v1/inventory/{location}/{sku}" | "/v1/availability/{sku}") => vec![fresh],
+        ("get", "/v1/feed") => {
+            let header = |name: &str, schema: Value| json!({"name": name, "in": "header", "required": true, "schema": schema});
+            let query = |name: &str, description: &str| json!({"name": name, "in": "query", "required": false, "schema": id(), "description": description});
+            vec![
+                header("Upgrade", json!({"const": "websocket"})),
+                header("Connection", json!({"const": "Upgrade"})),
+                header(
+                    "Sec-WebSocket-Key",
+                    json!({"type": "string", "pattern": "^[A-Za-z0-9+/]{22}==$"}),
+                ),
+                header("Sec-WebSocket-Version", json!({"const": "13"})),
+                query(
+                    "location",
+                    "the location to follow (exactly one of location and sku)",
+                ),
+                query(
+                    "sku",
+                    "the SKU to follow (exactly one of location and sku; not with a store token)",
+                ),
+                json!({"name": "token", "in": "query", "required": false, "schema": {"type": "string"}, "description": "the token, for browsers (instead of Authorization)"}),
+            ]
+        }
+        _ => Vec::new(),
+    }
 }
 
 pub fn document() -> Value {
     let mut paths = Map::new();
-    for (method, path, summary, input, status, output, errors) in OPS {
-        let params: Vec<Value> = path
+    for &(method, path, summary, input, status, output, errors) in OPS {
+        let mut params: Vec<Value> = path
             .split('/')
             .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|p| json!({"name": p, "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"}}))
+            .map(path_parameter)
             .collect();
+        params.extend(other_parameters(method, path));
         let mut responses = Map::new();
-        let content_type = match *path {
-            "/metrics" | "/v1/webhooks/adyen" => "text/plain",
-            "/v1/orders/{id}/shipments/{shipment}/label" => "application/pdf",
-            _ => "application/json",
-        };
-        responses.insert(
-            status.to_string(),
-            json!({"description": "success", "content": {content_type: {"schema": {"$ref": format!("#/components/schemas/{output}")}}}}),
-        );
-        for e in *errors {
-            responses.insert(
-                e.to_string(),
-                json!({"description": "problem", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}),
-            );
+        responses.insert(status.to_string(), success_response(path, status, output));
+        for e in errors {
+            responses.insert(e.to_string(), problem_response(*e));
         }
-        let mut op = json!({"summary": summary, "parameters": params, "responses": responses});
-        if *path == "/v1/reservations" {
-            if let Some(a) = op["parameters"].as_array_mut() {
-                a.push(json!({"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"}}));
-            }
+        let mut op = json!({"summary": summary, "responses": responses});
+        if !params.is_empty() {
+            op["parameters"] = json!(params);
+        }
+        if is_public(path) {
+            op["security"] = json!([]);
+        }
+        if path == "/v1/cluster" {
+            // A single node asks for a token (then answers 404); a
+            // cluster node answers anyone.
+            op["security"] = json!([{"bearer": []}, {}]);
+        }
+        if let Some(l) = links(path, status) {
+            op["responses"][status.to_string()]["links"] = l;
         }
         if let Some(i) = input {
-            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{i}")}}}});
+            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": schema_ref(i)}}});
         }
         let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
-        entry[*method] = op;
+        entry[method] = op;
     }
     json!({
-        "openapi": "3.0.3",
-        "info": {"title": "holdfast", "version": env!("CARGO_PKG_VERSION"), "description": "Order-management and stock-reservation engine"},
+        "openapi": "3.1.0",
+        "info": {"title": "holdfast", "version": env!("CARGO_PKG_VERSION"),
+            "description": "Order-management and stock-reservation engine. Every resource answers HEAD as GET without a body, and any other method it does not list 405 with Allow. Errors are application/problem+json (RFC 9457)."},
         "components": {
             "schemas": schemas(),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}
@@ -478,4 +870,106 @@ pub fn document() -> Value {
         "security": [{"bearer": []}],
         "paths": paths,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `$ref` under `v`, with where it is.
+    fn refs<'a>(v: &'a Value, at: String, out: &mut Vec<(String, &'a str)>) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    match (k.as_str(), x) {
+                        ("$ref", Value::String(r)) => out.push((at.clone(), r)),
+                        _ => refs(x, format!("{at}/{k}"), out),
+                    }
+                }
+            }
+            Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    refs(x, format!("{at}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_ref_resolves() {
+        let doc = document();
+        let mut found = Vec::new();
+        refs(&doc, String::new(), &mut found);
+        assert!(found.len() > 20, "{found:?}");
+        for (at, r) in found {
+            let pointer = r.strip_prefix('#').unwrap_or_else(|| panic!("{at}: {r}"));
+            assert!(
+                doc.pointer(pointer).is_some(),
+                "{at}: {r} resolves to nothing"
+            );
+        }
+    }
+
+    #[test]
+    fn every_operation_answers_what_it_may() {
+        let doc = document();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths = doc["paths"].as_object().expect("paths");
+        assert_eq!(
+            paths
+                .values()
+                .map(|p| p.as_object().map_or(0, |m| m.len()))
+                .sum::<usize>(),
+            OPS.len()
+        );
+        for (path, ops) in paths {
+            for (method, op) in ops.as_object().expect("operations") {
+                let at = format!("{method} {path}");
+                let responses = op["responses"].as_object().expect(&at);
+                assert!(
+                    responses.keys().any(|s| s.starts_with('2') || s == "101"),
+                    "{at}: no success"
+                );
+                for (status, r) in responses {
+                    assert!(r["description"].is_string(), "{at} {status}");
+                }
+                // A token's operation says what a missing token gets, and
+                // a public one asks for none.
+                let public = op["security"] == json!([]);
+                assert_eq!(public, is_public(path), "{at}");
+                if !public {
+                    for s in ["401", "429"] {
+                        assert!(responses.contains_key(s), "{at}: {s}");
+                    }
+                }
+                // A body read: malformed (400 where it is parsed), too
+                // large, too slow.
+                if op.get("requestBody").is_some() {
+                    for s in ["400", "408", "413"] {
+                        assert!(responses.contains_key(s), "{at}: {s}");
+                    }
+                }
+                // Every path parameter is declared, and nothing else of the path.
+                let declared: Vec<&str> = op["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p["in"] == "path")
+                    .filter_map(|p| p["name"].as_str())
+                    .collect();
+                let in_path: Vec<&str> = path
+                    .split('/')
+                    .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+                    .collect();
+                assert_eq!(declared, in_path, "{at}");
+                if !in_path.is_empty() {
+                    assert!(
+                        responses.contains_key("422") || responses.contains_key("404"),
+                        "{at}: a malformed id"
+                    );
+                }
+            }
+        }
+    }
 }

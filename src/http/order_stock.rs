@@ -426,7 +426,7 @@ impl OrderStock {
             };
             let why = match st {
                 200 => continue,
-                409 => match serde_json::from_value::<Status>(b["status"].clone()) {
+                409 => match serde_json::from_value::<Status>(b["reservation_status"].clone()) {
                     Ok(s) => Ok(SplitRefused::NotHeld(s)),
                     Err(_) => Ok(SplitRefused::LinesDiffer),
                 },

@@ -200,6 +200,9 @@ async fn release_all(state: &AppState, held: &[ReservationId]) {
 
 pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
     req.principal.require_channel()?;
+    // An identifier (api.md), or 422. An order is placed once by its id:
+    // a repeat answers 409 order_exists whatever its key.
+    super::reservations::idempotency_key(req)?;
     let m = parse_object(&req.body)?;
     let mut e = Errors::default();
     let id = e.id(&m, "id", "", true);
@@ -650,7 +653,7 @@ fn not_held(r: &ReservationId, st: Status) -> ApiError {
             st.as_str()
         ),
     )
-    .with("status", json!(st.as_str()))
+    .with("reservation_status", json!(st.as_str()))
 }
 
 /// Voids an authorization that nothing will use (`key`: the order and the

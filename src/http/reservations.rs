@@ -253,7 +253,9 @@ async fn serve_create(
         .map(|t| t as u64)
         .unwrap_or(TTL_S_DEFAULT);
     let partial = e.boolean(&m, "allow_partial", "").unwrap_or(false);
-    let sourcing_asked = m.contains_key("destination") || m.contains_key("pickup_location");
+    // A null member is an absent one (`input::Errors`).
+    let given = |k: &str| !matches!(m.get(k), None | Some(Value::Null));
+    let sourcing_asked = given("destination") || given("pickup_location");
     let target = if sourcing_asked {
         parse_target(&mut e, &m, false)
     } else {
@@ -501,7 +503,7 @@ pub async fn transition(state: &AppState, req: &Request, id: &str, action: &str)
                 s.as_str()
             ),
         )
-        .with("status", json!(s.as_str()))),
+        .with("reservation_status", json!(s.as_str()))),
     }
 }
 
@@ -550,7 +552,7 @@ async fn split(state: &AppState, req: &Request, id: &str) -> ApiResult {
             Code::ReservationNotHeld,
             format!("reservation {id} is {}", st.as_str()),
         )
-        .with("status", json!(st.as_str()))),
+        .with("reservation_status", json!(st.as_str()))),
         Err(crate::domain::reservation::SplitRefused::LinesDiffer) => Err(ApiError::new(
             Code::ReservationNotHeld,
             format!("reservation {id} changed while the order was placed"),

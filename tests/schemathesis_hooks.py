@@ -1,0 +1,57 @@
+"""A check of tests/schemathesis.rs beside schemathesis's own.
+
+tests/schemathesis.toml allows a 422 to a request the document allows on a
+few operations, for rejections no schema can state (an unknown SKU, say).
+That allowance would also hide a rule the document fails to state; this
+check keeps it to the rejections it is for: a 422 to a schema-valid request
+must be one of these, never validation_failed over a rule of the request's
+own shape.
+"""
+
+import re
+
+import schemathesis
+
+# Each with its reason in tests/schemathesis.toml.
+BUSINESS_CODES = {"unknown_sku", "unknown_location", "idempotency_key_reused"}
+
+# validation_failed over what the server knows, not over the request's shape:
+# (field, message) patterns.
+BUSINESS_FIELDS = [
+    # A provider not configured on this server, or none chosen by a rule,
+    # or one that needs the shopper's details.
+    (r"payment\.provider", r".*(not configured here|no payment rule chooses one)"),
+    (r"payment\.method", r"is required by "),
+    # A pickup location inactive, without a counter, at capacity.
+    (r"pickup_location", r"(is unknown|is not active|has no pickup counter|has reached its daily capacity)$"),
+    # More of a SKU than its max_qty_per_reservation.
+    (r"lines\[\d+\]\.qty", r"at most \d+ of SKU .* may be reserved at once$"),
+    # A return of a SKU the order does not have.
+    (r"lines\[\d+\]\.sku", r".* is not in order "),
+]
+
+
+def _business(error):
+    field, message = error.get("field", ""), error.get("message", "")
+    return any(re.fullmatch(f, field) and re.match(m, message) for f, m in BUSINESS_FIELDS)
+
+
+@schemathesis.check
+def business_rejections_only(ctx, response, case):
+    meta = case.meta
+    if response.status_code != 422 or meta is None or not meta.generation.mode.is_positive:
+        return None
+    try:
+        problem = response.json()
+    except ValueError:
+        raise AssertionError("a 422 without a problem+json body")
+    code = problem.get("code")
+    if code in BUSINESS_CODES:
+        return None
+    errors = problem.get("errors") or []
+    if code == "validation_failed" and errors and all(_business(e) for e in errors):
+        return None
+    raise AssertionError(
+        f"A request the document allows was refused over its shape ({code}: {problem.get('detail')}): "
+        "the document does not state a rule the server enforces"
+    )
