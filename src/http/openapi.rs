@@ -351,6 +351,7 @@ fn sourcing_schemas() -> Value {
             "channel": {"type": "string", "description": "Where the order comes from (web, app, callcenter...): payment rules may choose its provider by it"},
             "payment": {"type": "object", "properties": {"provider": {"type": "string", "description": "sandbox (amounts ending in .51 are declined, .52 answer unavailable), or a provider holdfast.toml configures (adyen, gestpay, amazonpay); absent: the one [[payments.rules]] choose by channel and destination country, else [payments] default"},
                 "method": {"type": "object", "description": "The shopper's payment details from the checkout, passed to the provider as they are (Adyen: the Drop-in's paymentMethod object; GestPay: paymentTypeDetails; Amazon Pay: {checkoutSessionId}); required by those; at most 4096 bytes"}}},
+            "split_lines": {"type": "boolean", "description": "A line no single location can serve whole is split across the fewest locations that together can (default: [sourcing] split_lines, true); false: it is unsourced"},
             "reservation_id": {"type": "string", "description": "A held reservation to turn into the order: its lines must be the order's (same SKUs and quantities); its units become one reservation per shipment without ever being released. Not held: 409 reservation_not_held. A declined payment leaves it held."}}},
         "Order": {"type": "object", "properties": {"id": id, "status": {"enum": ["pending_payment", "payment_declined", "confirmed", "in_fulfilment", "shipped", "ready_for_pickup", "delivered", "collected", "cancelled", "returned"]},
             "total": {"type": "string"}, "lines": {"type": "array", "items": {"type": "object"}}, "delivery": {"type": "object"}, "payment": {"type": "object"},
@@ -373,7 +374,7 @@ fn sourcing_schemas() -> Value {
         "PlanInput": {"type": "object", "required": ["lines"], "properties": {
             "lines": {"type": "array", "minItems": 1, "maxItems": 100, "items": {"type": "object", "required": ["sku", "qty"], "properties": {"sku": id, "qty": qty}}},
             "destination": {"type": "object", "required": ["lat", "lon"], "properties": {"lat": {"type": "number", "minimum": -90, "maximum": 90}, "lon": {"type": "number", "minimum": -180, "maximum": 180}}},
-            "pickup_location": id, "explain": {"type": "boolean", "default": false}},
+            "pickup_location": id, "explain": {"type": "boolean", "default": false}, "split_lines": {"type": "boolean", "description": "A line no single location can serve whole is split across the fewest locations that together can (default: [sourcing] split_lines, true); false: it is unsourced"}},
             "description": "A destination or a pickup_location, exactly one."},
         "Plan": {"type": "object", "properties": {
             "shipments": {"type": "array", "items": {"type": "object", "properties": {"location": id, "lines": {"type": "array", "items": {"type": "object", "properties": {"sku": id, "qty": qty}}}, "distance_km": {"type": "number"}, "transfer": {"type": "boolean"}}}},
@@ -415,7 +416,7 @@ fn core_schemas() -> Value {
                 "description": "A line without a location is sourced (a destination or a pickup_location is then required)."}},
             "ttl_s": {"type": "integer", "minimum": 1, "maximum": 86400, "default": 900}, "allow_partial": {"type": "boolean"},
             "destination": {"type": "object", "required": ["lat", "lon"], "properties": {"lat": {"type": "number", "minimum": -90, "maximum": 90}, "lon": {"type": "number", "minimum": -180, "maximum": 180}}},
-            "pickup_location": id}},
+            "pickup_location": id, "split_lines": {"type": "boolean", "description": "A line no single location can serve whole is split across the fewest locations that together can (default: [sourcing] split_lines, true); false: it is unsourced"}}},
         "ExtendInput": {"type": "object", "required": ["ttl_s"], "properties": {"ttl_s": {"type": "integer", "minimum": 1, "maximum": 86400}}},
         "Reservation": {"type": "object", "properties": {"id": id, "status": {"enum": ["held", "confirmed", "released", "expired", "fulfilled"]}, "expires_at": {"type": ["string", "null"], "format": "date-time"}, "created_at": {"type": "string", "format": "date-time"}, "lines": {"type": "array", "items": line}}},
         "Health": {"type": "object", "properties": {"status": {"type": "string"}}},
