@@ -12,6 +12,9 @@
 //! the same figures without the one-location path (`plan_every_location`),
 //! with the ratio. `--assortment N`: stores also stock the N most popular
 //! SKUs, so that the store near the customer can serve the whole cart.
+//! `--qty-max Q` (default 2): lines of 1 to Q units; past the 5 units a
+//! store holds at most, a line the DC is short of is split across stores
+//! (the count of lines split is printed).
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -51,6 +54,7 @@ fn main() {
     // Stores also stock the `--assortment N` most popular SKUs (0: only
     // one SKU in five): the store near the customer can serve the cart.
     let assortment: usize = arg("--assortment", 0);
+    let qty_max: u32 = arg("--qty-max", 2);
     let mut rng = StdRng::seed_from_u64(7);
 
     let mut sites = Vec::with_capacity(locations);
@@ -107,14 +111,14 @@ fn main() {
     let weights = Weights::default();
     let mut times = Vec::with_capacity(plans);
     let mut baseline = Vec::with_capacity(plans);
-    let (mut exact, mut shipments, mut unsourced) = (0usize, 0usize, 0usize);
+    let (mut exact, mut shipments, mut unsourced, mut split) = (0usize, 0usize, 0usize, 0usize);
     for i in 0..plans {
         let cart: Vec<PlanLine> = (0..lines)
             .map(|_| {
                 let sku = pick(&mut rng);
                 PlanLine {
                     sku: sku as u32,
-                    qty: rng.gen_range(1..3),
+                    qty: rng.gen_range(1..qty_max + 1),
                     stock: stock[sku].clone(),
                     ship_alone: false,
                 }
@@ -152,6 +156,16 @@ fn main() {
             exact += usize::from(p.method == Method::Exact);
             shipments += p.shipments.len();
             unsourced += p.unsourced.len();
+            // A split line is in more than one shipment.
+            let mut in_shipments: Vec<usize> = p
+                .shipments
+                .iter()
+                .flat_map(|s| s.lines.iter().map(|l| l.0))
+                .collect();
+            in_shipments.sort_unstable();
+            let all = in_shipments.len();
+            in_shipments.dedup();
+            split += usize::from(in_shipments.len() < all);
         }
     }
     // The DC stocks every SKU: every plan that was not refused served
@@ -162,13 +176,14 @@ fn main() {
     let q = |f: f64| times[((times.len() - 1) as f64 * f) as usize].as_secs_f64() * 1e6;
     let qb = |f: f64| baseline[((baseline.len() - 1) as f64 * f) as usize].as_secs_f64() * 1e6;
     println!(
-        "plan: p50 {:.1} us, p99 {:.1} us, max {:.1} us; exact {:.1} %, mean shipments {:.2}, unsourced lines {}",
+        "plan: p50 {:.1} us, p99 {:.1} us, max {:.1} us; exact {:.1} %, mean shipments {:.2}, unsourced lines {}, plans splitting a line {}",
         q(0.5),
         q(0.99),
         q(1.0),
         100.0 * exact as f64 / plans as f64,
         shipments as f64 / plans as f64,
-        unsourced
+        unsourced,
+        split
     );
     println!(
         "every location (no one-location path): p50 {:.1} us, p99 {:.1} us, max {:.1} us; p50 ratio {:.2}x, p99 ratio {:.2}x",

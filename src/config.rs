@@ -17,8 +17,8 @@ pub struct FileConfig {
     pub auth: Option<AuthSection>,
     #[serde(default)]
     pub snapshot: SnapshotSection,
-    /// The sourcing planner's weights and bounds (defaults documented on
-    /// `Weights`).
+    /// The sourcing planner's weights and bounds, and whether lines are
+    /// split across locations (defaults documented on `Weights`).
     #[serde(default)]
     pub sourcing: Weights,
     #[serde(default)]
@@ -876,6 +876,12 @@ mod tests {
         let e = Config::resolve(f, |_| None).expect_err("negative weight");
         assert!(e.contains("sourcing.priority"), "{e}");
         assert!(toml::from_str::<FileConfig>("[sourcing]\nspeed = 1\n").is_err());
+        // Lines are split across locations unless the section says no.
+        assert!(c.sourcing.split_lines);
+        let f: FileConfig = toml::from_str("[sourcing]\nsplit_lines = false\n").expect("parses");
+        let c = Config::resolve(f, |_| None).expect("valid");
+        assert!(!c.sourcing.split_lines);
+        assert!(toml::from_str::<FileConfig>("[sourcing]\nsplit_lines = \"no\"\n").is_err());
     }
 
     /// Adyen's `POST /payments` requires `returnUrl` (its Checkout API

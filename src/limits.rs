@@ -105,3 +105,22 @@ pub const ORDER_PASSIVATE_IDLE_MS: i64 = 3600 * 1000;
 
 /// How often the engine drops the orders the snapshotter has archived.
 pub const ORDER_SWEEP_EVERY_S: u64 = 60;
+
+/// Holders of a split line's SKU its parts are chosen among (sourcing.rs,
+/// split lines): past this many, the largest few, then the cheapest that
+/// could share a shipment, then the cheapest, and the plan says
+/// `heuristic`. Cost: at most C(12, 6) = 924 subsets looked at per split
+/// SKU (~50 us).
+pub const SOURCING_SPLIT_POOL_MAX: usize = 12;
+
+/// Combinations of the split SKUs' options the exact search weighs (each
+/// split SKU's best ranked first; past it, `heuristic`). Cost: a score of
+/// the parts each (~100 ns) and a partition of the whole lines per
+/// distinct set of shared locations (`SOURCING_SPLIT_STEPS_MAX`).
+pub const SOURCING_SPLIT_COMBOS_MAX: usize = 256;
+
+/// Steps of the exact search's partitions spent on split lines'
+/// combinations: 3^k per distinct set of shared locations, k the SKUs
+/// served whole (a 10-SKU cart: 59,049 each, 35 sets). Cost: ~2 M steps,
+/// a few ms at most, on the rare plan that splits.
+pub const SOURCING_SPLIT_STEPS_MAX: usize = 1 << 21;

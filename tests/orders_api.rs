@@ -243,6 +243,114 @@ fn pay_and_collect_from_the_store_or_by_transfer_and_a_split() {
     assert_eq!(get(&c, &s, "/v1/orders/S-1").1["status"], "shipped");
 }
 
+/// The number of the shipment of order `o` from `location`, and its lines.
+fn shipment_at(o: &Value, location: &str) -> (u32, Value) {
+    o["shipments"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["location"] == location))
+        .map(|s| (s["id"].as_u64().unwrap_or(0) as u32, s["lines"].clone()))
+        .unwrap_or((0, Value::Null))
+}
+
+/// 12 A near Roma: no location has 12; Roma's 5 and 7 of the DC's 10 do
+/// (the fewest parts, then the nearest first). One line, two shipments:
+/// a cancel releases both holds; each part is shipped, delivered,
+/// returned and refunded on its own; the payment is captured once.
+#[test]
+fn a_line_split_across_locations_ships_returns_and_cancels_per_part() {
+    let s = Server::start("");
+    let c = client();
+    network(&c, &s);
+    let body = |id: &str| json!({"id": id, "lines": [{"sku": "A", "qty": 12, "unit_price": "2.00"}], "delivery": roma(), "payment": {"provider": "sandbox"}});
+    let (st, o) = order(&c, &s, body("X-1"));
+    assert_eq!(st, 201, "{o}");
+    assert_eq!(o["total"], "24.00");
+    assert_eq!(o["shipments"].as_array().map(Vec::len), Some(2), "{o}");
+    assert_eq!(shipment_at(&o, "S_RM").1, json!([{"sku": "A", "qty": 5}]));
+    assert_eq!(shipment_at(&o, "DC1").1, json!([{"sku": "A", "qty": 7}]));
+    assert_eq!(
+        (stock(&c, &s, "S_RM", "A"), stock(&c, &s, "DC1", "A")),
+        ((5, 5), (10, 7))
+    );
+    let (st, o) = post(&c, &s, "/v1/orders/X-1/cancel", None);
+    assert_eq!((st, o["status"].as_str()), (200, Some("cancelled")));
+    assert_eq!(
+        (stock(&c, &s, "S_RM", "A"), stock(&c, &s, "DC1", "A")),
+        ((5, 0), (10, 0))
+    );
+
+    let (st, o) = order(&c, &s, body("X-2"));
+    assert_eq!(st, 201, "{o}");
+    let (roma_part, dc_part) = (shipment_at(&o, "S_RM").0, shipment_at(&o, "DC1").0);
+    let (st, o) = event(&c, &s, "X-2", roma_part, "shipped");
+    assert_eq!(
+        (st, o["status"].as_str(), o["payment"]["captured"].as_str()),
+        (200, Some("in_fulfilment"), Some("24.00"))
+    );
+    assert_eq!(stock(&c, &s, "S_RM", "A"), (0, 0));
+    assert_eq!(event(&c, &s, "X-2", roma_part, "delivered").0, 200);
+    let give_back = |qty: u32, at: &str| {
+        post(
+            &c,
+            &s,
+            "/v1/orders/X-2/returns",
+            Some(&json!({"location": at, "lines": [{"sku": "A", "qty": qty}]}).to_string()),
+        )
+    };
+    // Only what was delivered comes back: Roma's 5.
+    let (st, v) = give_back(6, "S_RM");
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (409, Some("invalid_transition")),
+        "{v}"
+    );
+    let (st, o) = give_back(5, "S_RM");
+    assert_eq!(
+        (st, o["payment"]["refunded"].as_str()),
+        (200, Some("10.00")),
+        "{o}"
+    );
+    assert_eq!(stock(&c, &s, "S_RM", "A"), (5, 0));
+    // The DC's part: left, delivered, returned; every cent refunded.
+    assert_eq!(event(&c, &s, "X-2", dc_part, "shipped").0, 200);
+    assert_eq!(stock(&c, &s, "DC1", "A"), (3, 0));
+    let (st, o) = event(&c, &s, "X-2", dc_part, "delivered");
+    assert_eq!(
+        (st, o["payment"]["captured"].as_str()),
+        (200, Some("24.00"))
+    );
+    let (st, o) = give_back(7, "DC1");
+    assert_eq!(
+        (st, o["status"].as_str(), o["payment"]["refunded"].as_str()),
+        (200, Some("returned"), Some("24.00")),
+        "{o}"
+    );
+
+    // A checkout's reservation sourced the same way (two parts of one
+    // line) becomes an order of the same two shipments.
+    let (st, r) = post(
+        &c,
+        &s,
+        "/v1/reservations",
+        Some(&json!({"lines": [{"sku": "A", "qty": 12}], "destination": {"lat": 41.89, "lon": 12.49}}).to_string()),
+    );
+    assert_eq!(
+        (st, r["lines"].as_array().map(Vec::len)),
+        (201, Some(2)),
+        "{r}"
+    );
+    let mut from = body("X-3");
+    from["reservation_id"] = r["id"].clone();
+    let (st, o) = order(&c, &s, from);
+    assert_eq!(st, 201, "{o}");
+    assert_eq!(shipment_at(&o, "S_RM").1, json!([{"sku": "A", "qty": 5}]));
+    assert_eq!(shipment_at(&o, "DC1").1, json!([{"sku": "A", "qty": 7}]));
+    assert_eq!(
+        (stock(&c, &s, "S_RM", "A"), stock(&c, &s, "DC1", "A")),
+        ((5, 5), (10, 7))
+    );
+}
+
 #[test]
 fn cancel_declined_payment_and_short_stock_leave_nothing_held() {
     let s = Server::start("");

@@ -56,6 +56,7 @@ fn config(adyen: &AdyenSim, scalapay: &ScalapaySim) -> String {
     std::env::set_var("HOLDFAST_T_ST_SCALAPAY_KEY", "st-scalapay-key");
     format!(
         "[auth]\n{}\n[payments.adyen]\nbase_url = \"{}\"\nmerchant_account = \"HoldfastECOM\"\n\
+         return_url = \"https://shop.example.com/checkout/return\"\n\
          api_key_env = \"HOLDFAST_T_ST_ADYEN_KEY\"\nhmac_key_env = \"HOLDFAST_T_ST_ADYEN_HMAC\"\n\
          [payments.scalapay]\nbase_url = \"{}\"\napi_key_env = \"HOLDFAST_T_ST_SCALAPAY_KEY\"\n",
         auth_with(

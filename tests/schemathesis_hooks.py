@@ -31,6 +31,16 @@ BUSINESS_FIELDS = [
 ]
 
 
+def _both_targets(case):
+    """A body naming a destination and a pickup_location: the document
+    forbids it (`not`/`oneOf` of ReservationInput and PlanInput), but
+    schemathesis's generator does not always honour those keywords (seen
+    with seed 17 once a property was added beside them), so such a case is
+    not a schema-valid request whatever its generation mode says."""
+    body = case.body if isinstance(case.body, dict) else {}
+    return body.get("destination") is not None and body.get("pickup_location") is not None
+
+
 def _business(error):
     field, message = error.get("field", ""), error.get("message", "")
     return any(re.fullmatch(f, field) and re.match(m, message) for f, m in BUSINESS_FIELDS)
@@ -40,6 +50,8 @@ def _business(error):
 def business_rejections_only(ctx, response, case):
     meta = case.meta
     if response.status_code != 422 or meta is None or not meta.generation.mode.is_positive:
+        return None
+    if _both_targets(case):
         return None
     try:
         problem = response.json()

@@ -580,3 +580,220 @@ fn the_store_that_sells_fast_keeps_its_stock_for_walk_ins() {
     let (_, v) = plan(&c, &s, body);
     assert_eq!(shipments(&v), one("S_QUIET", &[("A", 1)]), "{v}");
 }
+
+/// Issue 17's network: W1 (near Milano) has 3 of Q5, W2 (Torino) has 4.
+fn split_network(c: &reqwest::blocking::Client, s: &Server) {
+    put_ok(c, s, "/v1/skus/Q5", json!({"name": "Q5"}));
+    location(c, s, "W1", "dc", 45.52, 9.21, json!({}));
+    location(c, s, "W2", "dc", TORINO.0, TORINO.1, json!({}));
+    let items = json!({"items": [
+        {"location": "W1", "sku": "Q5", "on_hand": 3}, {"location": "W2", "sku": "Q5", "on_hand": 4},
+    ]});
+    let (st, v) = post(c, s, "/v1/inventory/batch", Some(&items.to_string()));
+    assert_eq!(st, 200, "{v}");
+}
+
+/// (sku, location, qty) per reservation line.
+fn held_lines(v: &Value) -> Vec<(String, String, u64)> {
+    let mut at: Vec<(String, String, u64)> = v["lines"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|l| {
+                    (
+                        l["sku"].as_str().unwrap_or("").to_string(),
+                        l["location"].as_str().unwrap_or("").to_string(),
+                        l["qty"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    at.sort();
+    at
+}
+
+fn split_order(id: &str, extra: Value) -> Value {
+    let mut b = json!({"id": id, "lines": [{"sku": "Q5", "qty": 6, "unit_price": "10.00"}],
+        "delivery": {"type": "ship", "lat": MILANO.0, "lon": MILANO.1}, "payment": {"provider": "sandbox"}});
+    if let (Some(b), Some(e)) = (b.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    b
+}
+
+/// Issue 17: a cart of 6 Q5 where W1 has 3 and W2 has 4 is served by
+/// both (W1, nearer Milano, gives its 3; W2 the other 3): planned, held
+/// as a reservation of two parts, placed as an order of two shipments.
+/// `"split_lines": false` gives the old answer (unsourced, 409), and so
+/// does `[sourcing] split_lines = false` (a request's true overrides it).
+#[test]
+fn a_line_no_location_can_serve_whole_is_split_across_locations() {
+    let s = Server::start("");
+    let c = client();
+    split_network(&c, &s);
+    let cart = json!([{"sku": "Q5", "qty": 6}]);
+    let milano = json!({"lat": MILANO.0, "lon": MILANO.1});
+
+    let (st, v) = plan(&c, &s, json!({"lines": cart, "destination": milano}));
+    assert_eq!(st, 200, "{v}");
+    let mut got = shipments(&v);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("W1".to_string(), vec![("Q5".to_string(), 3)]),
+            ("W2".to_string(), vec![("Q5".to_string(), 3)]),
+        ],
+        "{v}"
+    );
+    assert_eq!(v["unsourced"], json!([]));
+    // Asked not to split: the old answer.
+    let (st, v) = plan(
+        &c,
+        &s,
+        json!({"lines": cart, "destination": milano, "split_lines": false}),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        (&v["shipments"], &v["unsourced"]),
+        (&json!([]), &json!([{"sku": "Q5", "qty": 6}]))
+    );
+    let (st, v) = plan(
+        &c,
+        &s,
+        json!({"lines": cart, "destination": milano, "split_lines": "no"}),
+    );
+    assert_eq!(
+        (st, v["code"].as_str(), v["errors"][0]["field"].as_str()),
+        (422, Some("validation_failed"), Some("split_lines")),
+        "{v}"
+    );
+
+    // A reservation holds both parts, all or nothing.
+    let reserve = |body: Value| post(&c, &s, "/v1/reservations", Some(&body.to_string()));
+    let (st, r) = reserve(json!({"lines": cart, "destination": milano}));
+    assert_eq!(st, 201, "{r}");
+    assert_eq!(
+        held_lines(&r),
+        vec![
+            ("Q5".to_string(), "W1".to_string(), 3),
+            ("Q5".to_string(), "W2".to_string(), 3)
+        ]
+    );
+    assert_eq!(
+        (reserved(&c, &s, "W1", "Q5"), reserved(&c, &s, "W2", "Q5")),
+        (3, 3)
+    );
+    let id = r["id"].as_str().unwrap_or("");
+    let (st, _) = post(&c, &s, &format!("/v1/reservations/{id}/release"), None);
+    assert_eq!(st, 200);
+    let (st, v) = reserve(json!({"lines": cart, "destination": milano, "split_lines": false}));
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (409, Some("insufficient_stock")),
+        "{v}"
+    );
+    let (st, v) = reserve(json!({"lines": cart, "destination": milano, "split_lines": 1}));
+    assert_eq!(
+        (st, v["errors"][0]["field"].as_str()),
+        (422, Some("split_lines")),
+        "{v}"
+    );
+    assert_eq!(
+        (reserved(&c, &s, "W1", "Q5"), reserved(&c, &s, "W2", "Q5")),
+        (0, 0)
+    );
+
+    // An order: one shipment per location, the line's parts in each.
+    let order = |body: Value| post(&c, &s, "/v1/orders", Some(&body.to_string()));
+    let (st, v) = order(split_order("O-OFF", json!({"split_lines": false})));
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (409, Some("insufficient_stock")),
+        "{v}"
+    );
+    let (st, v) = order(split_order("O-BAD", json!({"split_lines": "yes"})));
+    assert_eq!(
+        (st, v["errors"][0]["field"].as_str()),
+        (422, Some("split_lines")),
+        "{v}"
+    );
+    let (st, o) = order(split_order("O-SPLIT", json!({})));
+    assert_eq!(st, 201, "{o}");
+    assert_eq!(o["total"], "60.00");
+    let mut parts: Vec<(String, Value)> = o["shipments"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| {
+                    (
+                        x["location"].as_str().unwrap_or("").to_string(),
+                        x["lines"].clone(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    parts.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        parts,
+        vec![
+            ("W1".to_string(), json!([{"sku": "Q5", "qty": 3}])),
+            ("W2".to_string(), json!([{"sku": "Q5", "qty": 3}])),
+        ],
+        "{o}"
+    );
+    assert_eq!(
+        (reserved(&c, &s, "W1", "Q5"), reserved(&c, &s, "W2", "Q5")),
+        (3, 3)
+    );
+}
+
+#[test]
+fn sourcing_split_lines_false_in_the_configuration_keeps_lines_whole() {
+    let s = Server::start("[sourcing]\nsplit_lines = false");
+    let c = client();
+    split_network(&c, &s);
+    let cart = json!([{"sku": "Q5", "qty": 6}]);
+    let milano = json!({"lat": MILANO.0, "lon": MILANO.1});
+    let (st, v) = plan(&c, &s, json!({"lines": cart, "destination": milano}));
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        (&v["shipments"], &v["unsourced"]),
+        (&json!([]), &json!([{"sku": "Q5", "qty": 6}]))
+    );
+    let (st, v) = post(
+        &c,
+        &s,
+        "/v1/reservations",
+        Some(&json!({"lines": cart, "destination": milano}).to_string()),
+    );
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (409, Some("insufficient_stock")),
+        "{v}"
+    );
+    let (st, v) = post(
+        &c,
+        &s,
+        "/v1/orders",
+        Some(&split_order("O-1", json!({})).to_string()),
+    );
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (409, Some("insufficient_stock")),
+        "{v}"
+    );
+    assert_eq!(
+        (reserved(&c, &s, "W1", "Q5"), reserved(&c, &s, "W2", "Q5")),
+        (0, 0)
+    );
+    // A request may still ask for it.
+    let (_, v) = plan(
+        &c,
+        &s,
+        json!({"lines": cart, "destination": milano, "split_lines": true}),
+    );
+    assert_eq!(v["shipments"].as_array().map(Vec::len), Some(2), "{v}");
+}

@@ -27,7 +27,7 @@ use crate::domain::model::{IdemEntry, Shortage, TransitionRefused};
 use crate::domain::order::{Order, OrderEvent, Refused};
 use crate::domain::reservation::{expires_at, Line, Reservation, SplitRefused, Status, Transition};
 use crate::domain::sourcing::{
-    self, LineStock, PickupRefused, Plan, PlanLine, Site, Sites, Target, Weights,
+    self, LineStock, PickupRefused, Plan, PlanLine, PlanOptions, Site, Sites, Target, Weights,
 };
 use crate::domain::stock::{AdjustReason, AdjustRefused, StockDelta, StockRecord, StockTable};
 use crate::domain::TimeMs;
@@ -629,9 +629,9 @@ impl Engine {
         &self,
         lines: &[(SkuIdx, u32)],
         target: Target,
-        explain: bool,
+        options: PlanOptions,
     ) -> Result<Result<Plan, PickupRefused>, EngineError> {
-        self.plan_counting(lines, target, explain, None).await
+        self.plan_counting(lines, target, options, None).await
     }
 
     /// `plan`, the locations full today read from `counts` when given
@@ -640,14 +640,14 @@ impl Engine {
         &self,
         lines: &[(SkuIdx, u32)],
         target: Target,
-        explain: bool,
+        options: PlanOptions,
         counts: Option<&[(LocationId, u32)]>,
     ) -> Result<Result<Plan, PickupRefused>, EngineError> {
         let mut skus: Vec<SkuIdx> = lines.iter().map(|l| l.0).collect();
         skus.sort_unstable();
         skus.dedup();
         let stock = self.plan_stock(&skus).await?;
-        Ok(self.plan_with_counts(lines, stock, target, explain, counts))
+        Ok(self.plan_with_counts(lines, stock, target, options, counts))
     }
 
     /// What the planner reads of each of `skus`: its stock at every
@@ -684,20 +684,22 @@ impl Engine {
         lines: &[(SkuIdx, u32)],
         stock: Vec<(SkuIdx, Vec<LineStock>)>,
         target: Target,
-        explain: bool,
+        options: PlanOptions,
     ) -> Result<Plan, PickupRefused> {
-        self.plan_with_counts(lines, stock, target, explain, None)
+        self.plan_with_counts(lines, stock, target, options, None)
     }
 
     /// `plan_with`, the locations full today read from `counts` (today's
     /// orders of each location, summed over a cluster's shards: each
     /// counts the orders it keeps) instead of this engine's own count.
+    /// The one way every caller plans: `[sourcing]`'s weights with the
+    /// request's `options` applied.
     pub fn plan_with_counts(
         &self,
         lines: &[(SkuIdx, u32)],
         mut stock: Vec<(SkuIdx, Vec<LineStock>)>,
         target: Target,
-        explain: bool,
+        options: PlanOptions,
         counts: Option<&[(LocationId, u32)]>,
     ) -> Result<Plan, PickupRefused> {
         let plan_lines: Vec<PlanLine> = {
@@ -735,7 +737,8 @@ impl Engine {
                 self.sites_marking(full)
             }
         };
-        sourcing::plan(&plan_lines, target, &sites, &self.0.weights, explain)
+        let weights = self.0.weights.asked(options);
+        sourcing::plan(&plan_lines, target, &sites, &weights, options.explain)
     }
 
     // ---- stock feed ----------------------------------------------------

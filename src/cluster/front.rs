@@ -66,7 +66,8 @@ pub const VALIDATE_HEADER: &str = "x-holdfast-validate-only";
 pub const CART_ID_HEADER: &str = "x-holdfast-reservation-id";
 
 /// The locations this node's planner chose for a sourced cart's part
-/// (`hold_sourced`): a JSON array beside the part's lines.
+/// (`hold_sourced`): a JSON array beside the part's lines, each a
+/// location, a split line's parts `[[location, qty], ...]`, or null.
 pub const SOURCED_HEADER: &str = "x-holdfast-sourced";
 
 /// On a hold answered from its Idempotency-Key (the first answer again),
@@ -603,7 +604,7 @@ impl Front {
                 .map(|i| serde_json::json!({"sku": lines[*i]["sku"], "qty": lines[*i]["qty"]}))
                 .collect::<Vec<_>>(),
         });
-        for k in ["destination", "pickup_location"] {
+        for k in ["destination", "pickup_location", "split_lines"] {
             if let Some(x) = v.get(k) {
                 plan_body[k] = x.clone();
             }
@@ -630,20 +631,22 @@ impl Front {
                     .collect();
                 return Err(ApiError::new(
                     Code::InsufficientStock,
-                    "no eligible location can serve every line whole",
+                    "the eligible locations cannot serve every line",
                 )
                 .with("lines", serde_json::Value::Array(short)));
             }
-            let mut chosen: Vec<Option<String>> = vec![None; lines.len()];
+            // Each sourced line's parts (location, qty): one unless split.
+            let mut chosen: Vec<Vec<(String, u64)>> = vec![Vec::new(); lines.len()];
             for sh in plan["shipments"].as_array().into_iter().flatten() {
                 for l in sh["lines"].as_array().into_iter().flatten() {
                     let k = l["line"].as_u64().and_then(|k| asked.get(k as usize));
-                    if let (Some(&i), Some(loc)) = (k, sh["location"].as_str()) {
-                        chosen[i] = Some(loc.to_string());
+                    let part = sh["location"].as_str().zip(l["qty"].as_u64());
+                    if let (Some(&i), Some((loc, qty))) = (k, part) {
+                        chosen[i].push((loc.to_string(), qty));
                     }
                 }
             }
-            if chosen.iter().all(Option::is_none) && asked.len() == lines.len() {
+            if chosen.iter().all(Vec::is_empty) && asked.len() == lines.len() {
                 return Err(ApiError::new(
                     Code::InsufficientStock,
                     "no eligible location can serve any line",
@@ -655,7 +658,9 @@ impl Front {
             let moved = || {
                 b["lines"].as_array().into_iter().flatten().any(|s| {
                     (0..lines.len()).any(|i| {
-                        chosen[i].as_deref().is_some_and(|loc| s["location"] == loc)
+                        chosen[i]
+                            .iter()
+                            .any(|(loc, _)| s["location"] == loc.as_str())
                             && s["sku"] == lines[i]["sku"]
                     })
                 })
@@ -682,7 +687,7 @@ impl Front {
         &self,
         r: &Incoming<'_>,
         shards: &[u32],
-        sourced: Option<&[Option<String>]>,
+        sourced: Option<&[Vec<(String, u64)>]>,
     ) -> ApiResult {
         let c = &self.node.config;
         let mut v: serde_json::Value = serde_json::from_slice(&r.body)
@@ -739,17 +744,7 @@ impl Front {
                     .map_err(|_| ApiError::new(Code::BadRequest, "cart id"))?,
             );
             if let Some(chosen) = sourced {
-                let mine: Vec<Option<&str>> = index
-                    .iter()
-                    .map(|i| chosen.get(*i).and_then(|c| c.as_deref()))
-                    .collect();
-                let text = serde_json::to_string(&mine)
-                    .map_err(|e| ApiError::new(Code::BadRequest, e.to_string()))?;
-                headers.insert(
-                    SOURCED_HEADER,
-                    HeaderValue::from_str(&text)
-                        .map_err(|_| ApiError::new(Code::BadRequest, "location ids"))?,
-                );
+                headers.insert(SOURCED_HEADER, sourced_header(chosen, &index)?);
             }
             parts.push((
                 *s,
@@ -1199,6 +1194,23 @@ fn renumber_lines(body: &mut serde_json::Value, index: &[usize]) {
             e["field"] = format!("lines[{i}]{tail}").into();
         }
     }
+}
+
+/// `SOURCED_HEADER` of a cart's part (its lines' `index` in the cart):
+/// a line from one location names it, a split line its parts
+/// `[[location, qty], ...]`, a line the client placed is null.
+fn sourced_header(chosen: &[Vec<(String, u64)>], index: &[usize]) -> Result<HeaderValue, ApiError> {
+    let mine: Vec<serde_json::Value> = index
+        .iter()
+        .map(|i| match chosen.get(*i).map(Vec::as_slice) {
+            Some([(loc, _)]) => serde_json::json!(loc),
+            Some(parts @ [_, _, ..]) => serde_json::json!(parts),
+            _ => serde_json::Value::Null,
+        })
+        .collect();
+    let text =
+        serde_json::to_string(&mine).map_err(|e| ApiError::new(Code::BadRequest, e.to_string()))?;
+    HeaderValue::from_str(&text).map_err(|_| ApiError::new(Code::BadRequest, "location ids"))
 }
 
 /// A problem+json answer with `body` as it came from a part.

@@ -1371,6 +1371,71 @@ mod tests {
         o
     }
 
+    /// Line 0 (6 x 10.00) split by sourcing: 4 from S1 (with line 1, 1 x
+    /// 5.50), 2 from DC.
+    fn split_order() -> Order {
+        let mut o = order(false);
+        o.lines[0].qty = 6;
+        o.returned = vec![0, 0];
+        o.shipments[0].lines = vec![(0, 4), (1, 1)];
+        o.shipments[1].lines = vec![(0, 2)];
+        o.payment.authorized = o.total();
+        o
+    }
+
+    /// A line whose quantity is spread over two shipments: the payment is
+    /// the line's whole amount, captured once; returns and refunds count
+    /// what each shipment delivered of it; a cancel releases both parts'
+    /// holds and is refused once either part has left.
+    #[test]
+    fn a_line_split_across_two_shipments_ships_returns_and_refunds_per_part() {
+        let mut o = split_order();
+        assert_eq!(o.total(), 6550);
+        step(&mut o, 1, ShipStatus::Shipped).expect("the first part leaves");
+        assert_eq!((o.payment.captured, o.capture_owed()), (6550, 0));
+        assert_eq!(o.decide_cancel(3), Err(Refused::AlreadyLeft(1)));
+        step(&mut o, 1, ShipStatus::Delivered).expect("delivered");
+        assert_eq!(o.status(), OrderStatus::InFulfilment);
+        // Only the part delivered can come back.
+        assert_eq!(
+            o.decide_return(&[(0, 5)], loc("S1"), 4),
+            Err(Refused::TooManyReturned {
+                line: 0,
+                asked: 5,
+                can: 4
+            })
+        );
+        let e = o.decide_return(&[(0, 4)], loc("S1"), 4).expect("a return");
+        assert!(matches!(&e, OrderEvent::Returned { refund: 4000, .. }));
+        o.apply(&e);
+        assert_eq!(o.returned, vec![4, 0]);
+        assert!(o.decide_return(&[(0, 1)], loc("S1"), 5).is_err());
+        // The second part arrives: its 2 can come back, and the order ends
+        // returned with every cent refunded.
+        step(&mut o, 2, ShipStatus::Shipped).expect("left");
+        assert_eq!(o.payment.captured, 6550, "captured once");
+        step(&mut o, 2, ShipStatus::Delivered).expect("delivered");
+        assert_eq!(o.status(), OrderStatus::Delivered);
+        let e = o
+            .decide_return(&[(0, 2), (1, 1)], loc("DC"), 6)
+            .expect("the rest");
+        assert!(matches!(&e, OrderEvent::Returned { refund: 2550, .. }));
+        o.apply(&e);
+        assert_eq!(o.status(), OrderStatus::Returned);
+        assert_eq!(o.payment.refunded, o.payment.captured);
+
+        // Cancelled before anything left: both parts' holds released.
+        let mut o = split_order();
+        for (s, r) in o.shipments.iter_mut().zip(["r1", "r2"]) {
+            s.reservation = Some(r.into());
+        }
+        let c = o.decide_cancel(2).expect("cancel").expect("event");
+        o.apply(&c);
+        use crate::domain::reservation::Status::Released;
+        assert_eq!(o.hold_states(), [("r1", Released), ("r2", Released)]);
+        assert_eq!(o.payment.state, PayState::Voided);
+    }
+
     fn step(o: &mut Order, shipment: u32, to: ShipStatus) -> Result<(), Refused> {
         if let Some(e) = o.decide_move(shipment, to, 10)? {
             o.apply(&e);

@@ -482,6 +482,11 @@ fn catalog_schemas() -> Value {
     })
 }
 
+/// `split_lines` of a plan, a reservation or an order.
+fn split_lines() -> Value {
+    json!({"type": ["boolean", "null"], "description": "A line no single location can serve whole is split across the fewest locations that together can (default: [sourcing] split_lines, true); false: it is unsourced"})
+}
+
 fn lat() -> Value {
     json!({"type": "number", "minimum": -90, "maximum": 90})
 }
@@ -531,7 +536,7 @@ fn reservation_schemas() -> Value {
             "ttl_s": nullable(json!({"type": "integer", "minimum": TTL_S_MIN, "maximum": TTL_S_MAX, "default": TTL_S_DEFAULT})),
             "allow_partial": {"type": ["boolean", "null"], "default": false},
             "destination": nullable(schema_ref("Destination")),
-            "pickup_location": nullable(id())},
+            "pickup_location": nullable(id()), "split_lines": split_lines()},
             "description": "A destination or a pickup_location, not both; one of them when a line has no location.",
             "not": {"allOf": [has_destination(), has_pickup()]},
             "anyOf": [{"properties": {"lines": {"items": located}}}, has_destination(), has_pickup()]},
@@ -554,7 +559,8 @@ fn sourcing_schemas() -> Value {
         "PlanInput": {"type": "object", "required": ["lines"], "properties": {
             "lines": some(json!({"type": "object", "required": ["sku", "qty"], "properties": {"sku": id(), "qty": qty}}), CART_LINES_MAX),
             "destination": nullable(schema_ref("Destination")),
-            "pickup_location": nullable(id()), "explain": {"type": ["boolean", "null"], "default": false}},
+            "pickup_location": nullable(id()), "explain": {"type": ["boolean", "null"], "default": false},
+            "split_lines": split_lines()},
             "description": "A destination or a pickup_location, exactly one.",
             "oneOf": [has_destination(), has_pickup()]},
         "Plan": {"type": "object", "required": ["shipments", "unsourced", "method"], "properties": {
@@ -576,7 +582,7 @@ fn order_schemas() -> Value {
     let pickup = json!({"required": ["type", "location"], "properties": {"type": {"const": "pickup"}, "location": id()}});
     json!({
         "OrderInput": {"type": "object", "required": ["id", "lines", "delivery", "payment"], "properties": {
-            "id": id(),
+            "id": id(), "split_lines": split_lines(),
             "lines": some(json!({"type": "object", "required": ["sku", "qty", "unit_price"], "properties": {"sku": id(), "qty": qty, "unit_price": price}}), CART_LINES_MAX),
             "delivery": {"type": "object", "required": ["type"], "properties": {"type": {"enum": ["ship", "pickup"]}, "address": nullable(schema_ref("Address"))},
                 "oneOf": [ship, pickup], "description": "{type: ship, lat, lon, address?} or {type: pickup, location}"},

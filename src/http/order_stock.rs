@@ -24,7 +24,7 @@ use crate::domain::catalog::SkuIdx;
 use crate::domain::ids::{LocationId, ReservationId};
 use crate::domain::order::OwedRestock;
 use crate::domain::reservation::{Line, SplitRefused, Status, Transition};
-use crate::domain::sourcing::{PickupRefused, Plan, Target};
+use crate::domain::sourcing::{PickupRefused, Plan, PlanOptions, Target};
 use crate::domain::stock::AdjustReason;
 
 /// See the module's documentation.
@@ -145,9 +145,10 @@ impl OrderStock {
         state: &AppState,
         asked: &[(SkuIdx, u32)],
         target: Target,
+        options: PlanOptions,
     ) -> Result<Result<Plan, PickupRefused>, ApiError> {
         let OrderStock::Cluster(cl) = self else {
-            return Ok(state.engine.plan(asked, target, false).await?);
+            return Ok(state.engine.plan(asked, target, options).await?);
         };
         let front = cl.front()?;
         let skus: Vec<String> = {
@@ -173,7 +174,7 @@ impl OrderStock {
         let counts = self.capacity_counts(state).await?;
         Ok(state
             .engine
-            .plan_with_counts(asked, stock, target, false, counts.as_deref()))
+            .plan_with_counts(asked, stock, target, options, counts.as_deref()))
     }
 
     /// On a cluster, today's orders of each location summed over every

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use super::error::{json_response, ApiError, ApiResult, Code};
 use super::input::{cart_lines, parse_object, path_id, Errors};
 use super::inventory::resolve_sku;
-use super::sourcing::{pickup_refused, resolve_target, unsourced_error, TargetInput};
+use super::sourcing::{pickup_refused, resolve_target, split_lines, unsourced_error, TargetInput};
 use super::{AppState, Request};
 use crate::actors::CartLine;
 use crate::carriers::{CarrierError, LabelRequest};
@@ -32,7 +32,7 @@ use crate::domain::order::{
     PayState, RefundOutcome, Refused, Route, ShipStatus, Shipment,
 };
 use crate::domain::reservation::{Line, SplitRefused, Status, Transition};
-use crate::domain::sourcing::Target;
+use crate::domain::sourcing::{PlanOptions, Target};
 use crate::domain::TimeMs;
 use crate::limits::{QTY_MAX, SOURCING_REPLANS_MAX};
 use crate::payments::{Authorization, Authorize, Follow, PaymentError, PaymentProvider};
@@ -339,6 +339,12 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
             );
         }
     }
+    // Lines sourced by the planner may be split across locations unless
+    // the order says no (`[sourcing] split_lines` otherwise).
+    let options = PlanOptions {
+        explain: false,
+        split_lines: split_lines(&mut e, &m),
+    };
     let from = match m.get("reservation_id") {
         None | Some(Value::Null) => None,
         Some(Value::String(r)) => match ReservationId::parse(r) {
@@ -402,7 +408,7 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
     // into them once the payment is authorized.
     let (shipments, mut held, parts) = match &from {
         None => {
-            let (shipments, held) = hold_shipments(state, &asked, target).await?;
+            let (shipments, held) = hold_shipments(state, &asked, target, options).await?;
             (shipments, held, Vec::new())
         }
         Some(r) => {
@@ -815,12 +821,15 @@ async fn shipments_of_reservation(
     Ok((shipments, parts))
 }
 
-/// Plans the cart and holds each planned shipment as a reservation. If a
-/// hold fails (the stock moved), releases what was held and plans again.
+/// Plans the cart and holds each planned shipment as a reservation (a
+/// split line's part in the shipment of its location, with its share of
+/// the line's quantity). If a hold fails (the stock moved), releases what
+/// was held and plans again.
 async fn hold_shipments(
     state: &AppState,
     asked: &[(SkuIdx, u32)],
     target: Target,
+    options: PlanOptions,
 ) -> Result<(Vec<Shipment>, Vec<ReservationId>), ApiError> {
     // The holds' keys on a cluster (`OrderStock::hold`): this placement's
     // own, so a retried order never reads an earlier attempt's holds.
@@ -829,7 +838,7 @@ async fn hold_shipments(
     loop {
         let plan = state
             .stock
-            .plan(state, asked, target)
+            .plan(state, asked, target, options)
             .await?
             .map_err(pickup_refused)?;
         if !plan.unsourced.is_empty() {
@@ -837,7 +846,7 @@ async fn hold_shipments(
                 &state.engine.catalog(),
                 asked,
                 &plan.unsourced,
-                "no eligible location can serve every line whole: nothing is held",
+                "the eligible locations cannot serve every line: nothing is held",
             ));
         }
         let mut held = Vec::new();
@@ -847,10 +856,10 @@ async fn hold_shipments(
             let cart: Vec<CartLine> = sh
                 .lines
                 .iter()
-                .map(|&k| CartLine {
+                .map(|&(k, qty)| CartLine {
                     sku: asked[k].0,
                     location: sh.location,
-                    qty: asked[k].1,
+                    qty,
                 })
                 .collect();
             let key = format!("order-hold:{nonce:016x}:{attempt}:{n}");
@@ -871,7 +880,7 @@ async fn hold_shipments(
                         id: n as u32 + 1,
                         location,
                         route,
-                        lines: sh.lines.iter().map(|&k| (k, asked[k].1)).collect(),
+                        lines: sh.lines.clone(),
                         status: ShipStatus::Pending,
                         reservation: Some(r.as_str().to_string()),
                         parcel: None,

@@ -7,7 +7,7 @@ use super::error::{json_response, json_text_response, ApiError, ApiResult, Code}
 use super::idempotency::{Answer, Claim};
 use super::input::{cart_lines, parse_object, path_id, Errors};
 use super::inventory::{resolve, resolve_sku};
-use super::sourcing::{parse_target, pickup_refused, resolve_target, unsourced_error};
+use super::sourcing::{parse_target, pickup_refused, resolve_target, split_lines, unsourced_error};
 use super::{AppState, Request};
 use crate::actors::CartLine;
 use crate::clock::rfc3339;
@@ -16,7 +16,7 @@ use crate::domain::event::{fnv1a64, IdemKey};
 use crate::domain::ids::{validate_id, ReservationId};
 use crate::domain::model::{IdemEntry, Shortage, TransitionRefused};
 use crate::domain::reservation::{Line, Reservation, Status, Transition};
-use crate::domain::sourcing::Target;
+use crate::domain::sourcing::{PlanOptions, Target};
 use crate::domain::TimeMs;
 use crate::limits::{QTY_MAX, SOURCING_REPLANS_MAX, TTL_S_DEFAULT, TTL_S_MAX, TTL_S_MIN};
 
@@ -215,30 +215,92 @@ fn cart_id(state: &AppState, req: &Request) -> Result<Option<ReservationId>, Api
         })
 }
 
+/// Where a cluster node's planner sends a line of a cart across shards:
+/// one location, or a split line's parts, `[[location, qty], ...]`.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Sourced {
+    At(String),
+    Parts(Vec<(String, u32)>),
+}
+
 /// The locations a cluster node's planner chose for a cart across shards
-/// (`x-holdfast-sourced`: a JSON array beside the body's lines, a location
-/// or null each), so that the body, and an Idempotency-Key's hash of it,
-/// stay the client's. Never honoured on a single node.
+/// (`x-holdfast-sourced`: a JSON array beside the body's lines, a
+/// `Sourced` or null each), so that the body, and an Idempotency-Key's
+/// hash of it, stay the client's. Never honoured on a single node.
 fn sourced_by_node(
     state: &AppState,
     req: &Request,
-) -> Result<Option<Vec<Option<String>>>, ApiError> {
+) -> Result<Option<Vec<Option<Sourced>>>, ApiError> {
     let Some(v) = req.headers.get(crate::cluster::front::SOURCED_HEADER) else {
         return Ok(None);
     };
     if !state.engine.in_cluster() {
         return Ok(None);
     }
-    serde_json::from_slice::<Vec<Option<String>>>(v.as_bytes())
+    serde_json::from_slice::<Vec<Option<Sourced>>>(v.as_bytes())
         .ok()
         .filter(|v| v.len() <= crate::limits::CART_LINES_MAX)
         .map(Some)
         .ok_or_else(|| {
             ApiError::validation(vec![super::error::FieldError {
                 field: crate::cluster::front::SOURCED_HEADER.into(),
-                message: "must be a JSON array of location ids or nulls, one per line".into(),
+                message: "must be a JSON array of location ids, [[location, qty], ...] or nulls, one per line".into(),
             }])
         })
+}
+
+/// A reservation's lines as asked: (line index, sku, location or None to
+/// source it, qty). A line a cluster node's planner placed (`sourced`)
+/// takes its location, or one entry per part when it split the line.
+/// Errors in `e`.
+fn wanted_lines(
+    e: &mut Errors,
+    m: &serde_json::Map<String, Value>,
+    sourced: Option<&[Option<Sourced>]>,
+    sourcing_asked: bool,
+) -> Vec<(usize, String, Option<String>, u32)> {
+    let mut wanted = Vec::new();
+    for (i, path, o) in cart_lines(e, m, "{sku, qty, location}") {
+        let sku = e.id(o, "sku", &path, true);
+        let qty = e.int(o, "qty", &path, 1, QTY_MAX, true);
+        let absent = matches!(o.get("location"), None | Some(Value::Null));
+        let planned = sourced
+            .and_then(|v| v.get(i))
+            .and_then(Option::as_ref)
+            .filter(|_| absent);
+        let loc = match planned {
+            Some(_) => None,
+            None => e.id(o, "location", &path, false),
+        };
+        if absent && !sourcing_asked {
+            e.add(
+                format!("{path}.location"),
+                "is required (or give a destination or pickup_location to have it sourced)",
+            );
+        }
+        let (Some(sku), Some(qty)) = (sku, qty) else {
+            continue;
+        };
+        match planned {
+            Some(Sourced::At(at)) => wanted.push((i, sku, Some(at.clone()), qty as u32)),
+            Some(Sourced::Parts(parts)) => {
+                let sum: i64 = parts.iter().map(|p| i64::from(p.1)).sum();
+                if sum != qty || parts.iter().any(|p| p.1 == 0) {
+                    e.add(
+                        crate::cluster::front::SOURCED_HEADER,
+                        format!("line {i}: its parts must add up to its qty"),
+                    );
+                }
+                for (at, q) in parts {
+                    wanted.push((i, sku.clone(), Some(at.clone()), *q));
+                }
+            }
+            None if loc.is_some() || absent => wanted.push((i, sku, loc, qty as u32)),
+            None => {}
+        }
+    }
+    wanted
 }
 
 async fn serve_create(
@@ -261,29 +323,9 @@ async fn serve_create(
     } else {
         None
     };
+    let split = split_lines(&mut e, &m);
     let sourced = sourced_by_node(state, req)?;
-    // (line index, sku, location or None to source it, qty)
-    let mut wanted = Vec::new();
-    for (i, path, o) in cart_lines(&mut e, &m, "{sku, qty, location}") {
-        let sku = e.id(o, "sku", &path, true);
-        let qty = e.int(o, "qty", &path, 1, QTY_MAX, true);
-        let absent = matches!(o.get("location"), None | Some(Value::Null));
-        let loc = match sourced.as_ref().and_then(|v| v.get(i).cloned().flatten()) {
-            Some(planned) if absent => Some(planned),
-            _ => e.id(o, "location", &path, false),
-        };
-        if absent && !sourcing_asked {
-            e.add(
-                format!("{path}.location"),
-                "is required (or give a destination or pickup_location to have it sourced)",
-            );
-        }
-        if let (Some(sku), Some(qty)) = (sku, qty) {
-            if loc.is_some() || absent {
-                wanted.push((i, sku, loc, qty as u32));
-            }
-        }
-    }
+    let wanted = wanted_lines(&mut e, &m, sourced.as_deref(), sourcing_asked);
     e.into_result()?;
     let mut e = Errors::default();
     let (lines, target) = {
@@ -317,7 +359,11 @@ async fn serve_create(
     let keyed = idem.as_ref().map(|k| k.body_hash);
     let held = match target {
         Some(target) if lines.iter().any(|l| l.1.is_none()) => {
-            reserve_sourced(state, &lines, target, partial, ttl_s, idem).await?
+            let options = PlanOptions {
+                explain: false,
+                split_lines: split,
+            };
+            reserve_sourced(state, &lines, target, options, partial, ttl_s, idem).await?
         }
         _ => {
             let cart: Vec<CartLine> = lines
@@ -344,14 +390,17 @@ async fn serve_create(
     Ok((resp, answer))
 }
 
-/// Sources the lines without a location, then holds the whole cart; if
-/// the stock moved between the plan and the hold (a sourced line came up
-/// short), plans again, at most `SOURCING_REPLANS_MAX` times. Each attempt
-/// is one all-or-nothing hold: a failed one held nothing.
+/// Sources the lines without a location, then holds the whole cart (a
+/// split line as one reservation line per part: same SKU, each part's
+/// location); if the stock moved between the plan and the hold (a sourced
+/// line came up short), plans again, at most `SOURCING_REPLANS_MAX`
+/// times. Each attempt is one all-or-nothing hold: a failed one held
+/// nothing.
 async fn reserve_sourced(
     state: &AppState,
     lines: &[(SkuIdx, Option<LocIdx>, u32)],
     target: Target,
+    options: PlanOptions,
     partial: bool,
     ttl_s: u64,
     idem: Option<IdemKey>,
@@ -365,7 +414,7 @@ async fn reserve_sourced(
     loop {
         let plan = state
             .engine
-            .plan(&asked, target, false)
+            .plan(&asked, target, options)
             .await?
             .map_err(pickup_refused)?;
         if !plan.unsourced.is_empty() && !partial {
@@ -373,24 +422,27 @@ async fn reserve_sourced(
                 &state.engine.catalog(),
                 &asked,
                 &plan.unsourced,
-                "no eligible location can serve every line whole",
+                "the eligible locations cannot serve every line",
             ));
         }
-        let mut chosen: Vec<Option<LocIdx>> = vec![None; lines.len()];
+        // Each sourced line's parts: (location, qty); one unless split.
+        let mut chosen: Vec<Vec<(LocIdx, u32)>> = vec![Vec::new(); lines.len()];
         for sh in &plan.shipments {
-            for &k in &sh.lines {
-                chosen[to_source[k]] = Some(sh.location);
+            for &(k, q) in &sh.lines {
+                chosen[to_source[k]].push((sh.location, q));
             }
         }
-        let cart: Vec<CartLine> = lines
-            .iter()
-            .zip(&chosen)
-            .filter_map(|(&(sku, fixed, qty), planned)| {
-                fixed
-                    .or(*planned)
-                    .map(|location| CartLine { sku, location, qty })
-            })
-            .collect();
+        let mut cart: Vec<CartLine> = Vec::with_capacity(lines.len());
+        for (&(sku, fixed, qty), planned) in lines.iter().zip(&chosen) {
+            match fixed {
+                Some(location) => cart.push(CartLine { sku, location, qty }),
+                None => cart.extend(planned.iter().map(|&(location, qty)| CartLine {
+                    sku,
+                    location,
+                    qty,
+                })),
+            }
+        }
         if cart.is_empty() {
             return Err(ApiError::new(
                 Code::InsufficientStock,
@@ -414,9 +466,9 @@ async fn reserve_sourced(
                         c.sku_idx(s.sku.as_str()),
                         c.location_idx(s.location.as_str()),
                     );
-                    to_source
-                        .iter()
-                        .any(|&i| Some(lines[i].0) == sku && chosen[i] == loc)
+                    to_source.iter().any(|&i| {
+                        Some(lines[i].0) == sku && chosen[i].iter().any(|p| Some(p.0) == loc)
+                    })
                 });
                 drop(c);
                 if !moved || attempt >= SOURCING_REPLANS_MAX {

@@ -9,7 +9,7 @@ use super::input::{cart_lines, parse_object, Errors};
 use super::inventory::resolve_sku;
 use super::{AppState, Request};
 use crate::domain::catalog::{Catalog, SkuIdx};
-use crate::domain::sourcing::{LineStock, Method, PickupRefused, Plan, Target};
+use crate::domain::sourcing::{LineStock, Method, PickupRefused, Plan, PlanOptions, Target};
 use crate::limits::{CART_LINES_MAX, QTY_MAX};
 
 /// Kilometres to the metre: enough for people, stable for tests.
@@ -17,21 +17,27 @@ fn km(d: f64) -> f64 {
     (d * 1000.0).round() / 1000.0
 }
 
-/// Lines of a plan; `indexed`: with `line`, the line's index in the
-/// request, for a cluster node's front (a cart with two lines of one SKU
-/// tells them apart by it); clients get the lines as api.md shows them.
-fn lines_json(c: &Catalog, lines: &[(SkuIdx, u32)], idx: &[usize], indexed: bool) -> Vec<Value> {
-    idx.iter()
-        .map(|&i| {
-            let (sku, qty) = lines[i];
-            let id = c.sku(sku).map(|s| s.0.as_str()).unwrap_or_default();
-            let mut l = json!({"sku": id, "qty": qty});
-            if indexed {
-                l["line"] = json!(i);
-            }
-            l
-        })
-        .collect()
+/// Lines of a plan, (index in the request, quantity) each: a split line's
+/// part has a share of its quantity. `indexed`: with `line`, the line's
+/// index in the request, for a cluster node's front (a cart with two
+/// lines of one SKU tells them apart by it); clients get the lines as
+/// api.md shows them.
+fn lines_json(
+    c: &Catalog,
+    lines: &[(SkuIdx, u32)],
+    idx: impl Iterator<Item = (usize, u32)>,
+    indexed: bool,
+) -> Vec<Value> {
+    idx.map(|(i, qty)| {
+        let sku = lines[i].0;
+        let id = c.sku(sku).map(|s| s.0.as_str()).unwrap_or_default();
+        let mut l = json!({"sku": id, "qty": qty});
+        if indexed {
+            l["line"] = json!(i);
+        }
+        l
+    })
+    .collect()
 }
 
 fn plan_json(c: &Catalog, lines: &[(SkuIdx, u32)], p: &Plan, indexed: bool) -> Value {
@@ -42,7 +48,7 @@ fn plan_json(c: &Catalog, lines: &[(SkuIdx, u32)], p: &Plan, indexed: bool) -> V
         .map(|s| {
             json!({
                 "location": name(s.location),
-                "lines": lines_json(c, lines, &s.lines, indexed),
+                "lines": lines_json(c, lines, s.lines.iter().copied(), indexed),
                 "distance_km": km(s.distance_km),
                 "transfer": s.transfer,
             })
@@ -50,7 +56,7 @@ fn plan_json(c: &Catalog, lines: &[(SkuIdx, u32)], p: &Plan, indexed: bool) -> V
         .collect();
     let mut out = json!({
         "shipments": shipments,
-        "unsourced": lines_json(c, lines, &p.unsourced, indexed),
+        "unsourced": lines_json(c, lines, p.unsourced.iter().map(|&i| (i, lines[i].1)), indexed),
         "method": match p.method {
             Method::Exact => "exact",
             Method::Heuristic => "heuristic",
@@ -62,7 +68,7 @@ fn plan_json(c: &Catalog, lines: &[(SkuIdx, u32)], p: &Plan, indexed: bool) -> V
             .map(|k| {
                 json!({
                     "location": name(k.location),
-                    "lines": lines_json(c, lines, &k.lines, indexed),
+                    "lines": lines_json(c, lines, k.lines.iter().map(|&i| (i, lines[i].1)), indexed),
                     "distance_km": km(k.distance_km),
                     "scores": {
                         "distance": k.distance_score,
@@ -146,7 +152,7 @@ pub fn resolve_target(c: &Catalog, t: TargetInput) -> Result<Target, ApiError> {
 }
 
 /// 409 `insufficient_stock` naming the lines (indices into `asked`, SKU
-/// and quantity) no eligible location can serve whole.
+/// and quantity) the eligible locations cannot serve.
 pub fn unsourced_error(
     c: &Catalog,
     asked: &[(SkuIdx, u32)],
@@ -162,6 +168,13 @@ pub fn unsourced_error(
         })
         .collect();
     ApiError::new(Code::InsufficientStock, detail).with("lines", json!(short))
+}
+
+/// A request's `split_lines` (plans, sourced reservations, orders): a
+/// boolean, or absent (`[sourcing] split_lines` then says); anything
+/// else is an error on `split_lines`.
+pub fn split_lines(e: &mut Errors, m: &serde_json::Map<String, Value>) -> Option<bool> {
+    e.boolean(m, "split_lines", "")
 }
 
 /// A pickup the store cannot take: 422 on `pickup_location`.
@@ -197,7 +210,10 @@ pub async fn plan_from(
     req.principal.require_channel()?;
     let m = parse_object(&req.body)?;
     let mut e = Errors::default();
-    let explain = e.boolean(&m, "explain", "").unwrap_or(false);
+    let options = PlanOptions {
+        explain: e.boolean(&m, "explain", "").unwrap_or(false),
+        split_lines: split_lines(&mut e, &m),
+    };
     let mut wanted: Vec<(usize, String, u32)> = Vec::new();
     for (i, path, o) in cart_lines(&mut e, &m, "{sku, qty}") {
         let sku = e.id(o, "sku", &path, true);
@@ -234,14 +250,14 @@ pub async fn plan_from(
         None => {
             state
                 .engine
-                .plan_counting(&lines, target, explain, counts.as_deref())
+                .plan_counting(&lines, target, options, counts.as_deref())
                 .await?
         }
         Some(g) => {
             let stock = stock_by_index(&state.engine.catalog(), g);
             state
                 .engine
-                .plan_with_counts(&lines, stock, target, explain, counts.as_deref())
+                .plan_with_counts(&lines, stock, target, options, counts.as_deref())
         }
     };
     match planned {
