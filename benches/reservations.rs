@@ -48,7 +48,6 @@ fn open(dir: &std::path::Path, durability: Durability) -> Engine {
             snapshot: None,
             sourcing: Default::default(),
             feed_window: std::time::Duration::from_millis(2),
-            id_prefix: String::new(),
         },
         Arc::new(RealStorage),
         Arc::new(SystemClock),

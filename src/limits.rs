@@ -124,3 +124,8 @@ pub const SOURCING_SPLIT_COMBOS_MAX: usize = 256;
 /// served whole (a 10-SKU cart: 59,049 each, 35 sets). Cost: ~2 M steps,
 /// a few ms at most, on the rare plan that splits.
 pub const SOURCING_SPLIT_STEPS_MAX: usize = 1 << 21;
+
+/// A request a follower forwards to the leader waits this long for the
+/// answer at most (a lost answer is then settled as `cluster::front`
+/// says: sent again under its key, or 504).
+pub const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -36,7 +36,7 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
         feed_rt.handle().clone(),
         payments,
         &shipping,
-        http::order_stock::OrderStock::Engine,
+        false,
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -117,15 +117,16 @@ fn app_state(
     feed_rt: tokio::runtime::Handle,
     payments: Payments,
     shipping: &crate::carriers::Shipping,
-    stock: http::order_stock::OrderStock,
+    took_over: bool,
 ) -> Arc<AppState> {
     let idem = IdemTable::default();
     for (key, entry) in &recovered.idempotency {
         idem.seed(key.clone(), http::reservations::idempotent_answer(entry));
     }
-    // One node reconciles before it serves (`run`); a shard taken over,
-    // whatever its orders did just before.
-    let unsettled_since = if stock.in_cluster() {
+    // One node reconciles before it serves (`run`); a cluster leader that
+    // took over, for whatever its orders did just before (the previous
+    // leader may have died between an order's record and its holds').
+    let unsettled_since = if took_over {
         http::orders::Unsettled::since_takeover(engine.clock().now_ms())
     } else {
         http::orders::Unsettled::default()
@@ -147,7 +148,6 @@ fn app_state(
         )),
         engine,
         unsettled_since,
-        stock,
     })
 }
 
@@ -247,7 +247,6 @@ fn engine_config(cfg: &Config) -> EngineConfig {
         shards: cfg.shards,
         sourcing: cfg.sourcing,
         feed_window: std::time::Duration::from_millis(cfg.feed.window_ms),
-        id_prefix: String::new(),
         snapshot: Some(SnapshotPolicy {
             every_records: cfg.snapshot.every_records,
             every_s: cfg.snapshot.every_s,
@@ -262,6 +261,9 @@ pub fn run_cluster(config: Option<&Path>, cluster: &Path, node_id: &str) -> Resu
     let mut cfg = Config::load(config)?;
     let cc = crate::cluster::ClusterConfig::load(cluster)?;
     let me = cc.node(node_id)?.clone();
+    if let Some(n) = cc.shards {
+        tracing::warn!(shards = n, "cluster.toml: `shards` is no longer read: one leader writes the whole network, with [server] shards of holdfast.toml in process (docs/cluster.md)");
+    }
     cfg.listen = me.http;
     cfg.data_dir = me.data_dir.clone();
     let lock = lock_data_dir(&cfg.data_dir)?;
@@ -274,22 +276,6 @@ pub fn run_cluster(config: Option<&Path>, cluster: &Path, node_id: &str) -> Resu
     let payments = payment_providers(&cfg)?;
     let shipping = shipping(&cfg)?;
     let no_carriers = shipping.carriers.is_empty();
-    // The orders of this node's engines reach their stock through the
-    // front, made below, with an admin token of [auth] (any: every node
-    // has the same tokens).
-    let token = cfg.tokens.as_ref().map(|t| {
-        t.iter()
-            .find(|x| x.role == crate::config::Role::Admin)
-            .map(|x| x.token.clone())
-    });
-    if token == Some(None) {
-        tracing::warn!("[auth] has no admin token: this cluster node cannot hold, confirm or release an order's stock");
-    }
-    let front_of_orders = Arc::new(std::sync::OnceLock::new());
-    let stock = http::order_stock::OrderStock::Cluster(http::order_stock::ClusterStock {
-        front: front_of_orders.clone(),
-        token: token.flatten(),
-    });
     let node = crate::cluster::node::ClusterNode::start(
         cc.clone(),
         node_id,
@@ -304,7 +290,7 @@ pub fn run_cluster(config: Option<&Path>, cluster: &Path, node_id: &str) -> Resu
                     handle.clone(),
                     payments.clone(),
                     &shipping,
-                    stock.clone(),
+                    true,
                 )
             }),
         },
@@ -322,7 +308,6 @@ pub fn run_cluster(config: Option<&Path>, cluster: &Path, node_id: &str) -> Resu
         auth(),
         feed,
     )?);
-    let _ = front_of_orders.set(Arc::downgrade(&front));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("http")
@@ -337,13 +322,13 @@ pub fn run_cluster(config: Option<&Path>, cluster: &Path, node_id: &str) -> Resu
     let tracking =
         (!no_carriers).then(|| rt.spawn(http::tracking::run(owned(), cfg.carriers.track_every)));
     let captures = rt.spawn(http::payments::retry(owned(), cfg.payments.retry_every));
-    let (cluster_name, shards) = (cc.cluster.clone(), cc.shards);
+    let cluster_name = cc.cluster.clone();
     let r = rt.block_on(http::serve(
         http::Api::Cluster(front),
         cfg.listen,
         shutdown_signal(),
         move |addr| {
-            tracing::info!(%addr, node = %me.id, cluster = %cluster_name, shards, "ready");
+            tracing::info!(%addr, node = %me.id, cluster = %cluster_name, "ready");
         },
     ));
     if let Some(t) = tracking {

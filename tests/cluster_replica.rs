@@ -44,7 +44,6 @@ fn own(r: &Redis, dir: &Path, m: Mirror, holder: &str, epoch: u64, clock: &Manua
             snapshot: None,
             sourcing: Default::default(),
             feed_window: Duration::from_millis(2),
-            id_prefix: String::new(),
         },
         Arc::new(RealStorage),
         Arc::new(clock.clone()),

@@ -44,7 +44,6 @@ fn open(dir: &Path, clock: &ManualClock, auto: bool) -> Engine {
             snapshot: Some(policy),
             sourcing: Default::default(),
             feed_window: std::time::Duration::from_millis(2),
-            id_prefix: String::new(),
         },
         Arc::new(RealStorage),
         Arc::new(clock.clone()),

@@ -88,9 +88,6 @@ pub struct EngineConfig {
     pub sourcing: Weights,
     /// The stock feed's window (`[feed] window_ms`).
     pub feed_window: std::time::Duration,
-    /// Put before every reservation id (a cluster shard's `"{shard}."`,
-    /// which routes requests about it; empty on a single node).
-    pub id_prefix: String,
 }
 
 /// How an engine starts beyond its configuration.
@@ -119,7 +116,6 @@ struct Inner {
     /// Reservation ids: a random per-process prefix and a counter.
     boot_nonce: u64,
     next_id: AtomicU64,
-    id_prefix: String,
     system: System,
     actix_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The journal writer and the snapshotter.
@@ -418,7 +414,6 @@ impl Engine {
             metrics,
             boot_nonce: rand::random::<u64>(),
             next_id: AtomicU64::new(0),
-            id_prefix: cfg.id_prefix.clone(),
             system,
             actix_thread: Mutex::new(Some(actix_thread)),
             threads: Mutex::new(threads),
@@ -466,10 +461,6 @@ impl Engine {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.0.metrics
-    }
-    /// Whether this engine is a cluster shard's (its ids carry a prefix).
-    pub fn in_cluster(&self) -> bool {
-        !self.0.id_prefix.is_empty()
     }
     pub fn journal(&self) -> &Journal {
         &self.0.journal
@@ -588,20 +579,6 @@ impl Engine {
         self.sites_marking(full)
     }
 
-    /// Today's count of orders of each location this engine counted (a
-    /// cluster shard's part of each location's count: `plan_with_counts`).
-    pub fn capacity_today(&self) -> Vec<(LocationId, u32)> {
-        let today = self.0.clock.now_ms().div_euclid(DAY_MS);
-        self.0
-            .capacity
-            .lock()
-            .counts
-            .iter()
-            .filter(|(_, e)| e.0 == today && e.1 > 0)
-            .map(|(l, e)| (l.clone(), e.1))
-            .collect()
-    }
-
     /// The network with the locations `full` marked at capacity.
     fn sites_marking(&self, full: Vec<LocationId>) -> Arc<Sites> {
         let sites = self.sites();
@@ -623,37 +600,10 @@ impl Engine {
         Arc::new(marked)
     }
 
-    /// Plans `lines` (SKU, quantity) for `target`: reads the stock of each
-    /// SKU from its shard, then runs the planner. Holds nothing.
-    pub async fn plan(
-        &self,
-        lines: &[(SkuIdx, u32)],
-        target: Target,
-        options: PlanOptions,
-    ) -> Result<Result<Plan, PickupRefused>, EngineError> {
-        self.plan_counting(lines, target, options, None).await
-    }
-
-    /// `plan`, the locations full today read from `counts` when given
-    /// (`plan_with_counts`).
-    pub async fn plan_counting(
-        &self,
-        lines: &[(SkuIdx, u32)],
-        target: Target,
-        options: PlanOptions,
-        counts: Option<&[(LocationId, u32)]>,
-    ) -> Result<Result<Plan, PickupRefused>, EngineError> {
-        let mut skus: Vec<SkuIdx> = lines.iter().map(|l| l.0).collect();
-        skus.sort_unstable();
-        skus.dedup();
-        let stock = self.plan_stock(&skus).await?;
-        Ok(self.plan_with_counts(lines, stock, target, options, counts))
-    }
-
     /// What the planner reads of each of `skus`: its stock at every
     /// location with the rotation index there (every SKU's shard asked at
-    /// once). A cluster node gathers it from each SKU's shard.
-    pub async fn plan_stock(
+    /// once).
+    async fn plan_stock(
         &self,
         skus: &[SkuIdx],
     ) -> Result<Vec<(SkuIdx, Vec<LineStock>)>, EngineError> {
@@ -677,31 +627,20 @@ impl Engine {
             .collect())
     }
 
-    /// The plan of `lines` from `stock` (`plan_stock`'s, or a cluster
-    /// node's gathered from the SKUs' shards).
-    pub fn plan_with(
+    /// Plans `lines` (SKU, quantity) for `target`: reads the stock of each
+    /// SKU from its shard (every shard asked at once), then runs the
+    /// planner with `[sourcing]`'s weights and the request's `options`.
+    /// Holds nothing. The one way every caller plans.
+    pub async fn plan(
         &self,
         lines: &[(SkuIdx, u32)],
-        stock: Vec<(SkuIdx, Vec<LineStock>)>,
         target: Target,
         options: PlanOptions,
-    ) -> Result<Plan, PickupRefused> {
-        self.plan_with_counts(lines, stock, target, options, None)
-    }
-
-    /// `plan_with`, the locations full today read from `counts` (today's
-    /// orders of each location, summed over a cluster's shards: each
-    /// counts the orders it keeps) instead of this engine's own count.
-    /// The one way every caller plans: `[sourcing]`'s weights with the
-    /// request's `options` applied.
-    pub fn plan_with_counts(
-        &self,
-        lines: &[(SkuIdx, u32)],
-        mut stock: Vec<(SkuIdx, Vec<LineStock>)>,
-        target: Target,
-        options: PlanOptions,
-        counts: Option<&[(LocationId, u32)]>,
-    ) -> Result<Plan, PickupRefused> {
+    ) -> Result<Result<Plan, PickupRefused>, EngineError> {
+        let mut skus: Vec<SkuIdx> = lines.iter().map(|l| l.0).collect();
+        skus.sort_unstable();
+        skus.dedup();
+        let mut stock = self.plan_stock(&skus).await?;
         let plan_lines: Vec<PlanLine> = {
             let c = self.catalog();
             lines
@@ -720,25 +659,15 @@ impl Engine {
                 })
                 .collect()
         };
-        let sites = match counts {
-            None => self.sites_now(),
-            Some(counts) => {
-                let c = self.catalog();
-                let full = counts
-                    .iter()
-                    .filter(|(l, n)| {
-                        c.location_by_id(l.as_str())
-                            .and_then(|x| x.daily_capacity)
-                            .is_some_and(|cap| *n >= cap)
-                    })
-                    .map(|(l, _)| l.clone())
-                    .collect();
-                drop(c);
-                self.sites_marking(full)
-            }
-        };
+        let sites = self.sites_now();
         let weights = self.0.weights.asked(options);
-        sourcing::plan(&plan_lines, target, &sites, &weights, options.explain)
+        Ok(sourcing::plan(
+            &plan_lines,
+            target,
+            &sites,
+            &weights,
+            options.explain,
+        ))
     }
 
     // ---- stock feed ----------------------------------------------------
@@ -1236,10 +1165,7 @@ impl Engine {
         let n = self.0.books.len() as u64;
         let k = self.0.next_id.fetch_add(1, Ordering::Relaxed);
         let counter = k * n + book as u64;
-        let s = format!(
-            "{}r{:016x}{:08x}",
-            self.0.id_prefix, self.0.boot_nonce, counter
-        );
+        let s = format!("r{:016x}{:08x}", self.0.boot_nonce, counter);
         ReservationId::parse(&s).expect("hex ids are valid")
     }
 
@@ -1252,30 +1178,15 @@ impl Engine {
         ttl_s: u64,
         idem: Option<IdemKey>,
     ) -> Result<Result<Reservation, Vec<Shortage>>, EngineError> {
-        self.reserve_as(None, lines, partial, ttl_s, idem).await
-    }
-
-    /// `reserve`, under the id `id` if given (a cluster's cart across
-    /// shards: each shard's part carries the cart's id). A chosen id goes
-    /// through the book's `Create`, which refuses an id it holds already.
-    pub async fn reserve_as(
-        &self,
-        id: Option<ReservationId>,
-        lines: &[CartLine],
-        partial: bool,
-        ttl_s: u64,
-        idem: Option<IdemKey>,
-    ) -> Result<Result<Reservation, Vec<Shortage>>, EngineError> {
         if lines.is_empty() {
             // The HTTP layer refuses empty carts; an empty one holds nothing.
             return Ok(Err(Vec::new()));
         }
         let n = self.0.stock.len();
         let first_shard = lines.first().map(|l| l.sku as usize % n);
-        if id.is_none()
-            && lines
-                .iter()
-                .all(|l| Some(l.sku as usize % n) == first_shard)
+        if lines
+            .iter()
+            .all(|l| Some(l.sku as usize % n) == first_shard)
         {
             if let Some(shard) = first_shard {
                 // Cancelling this future after the send is harmless: the
@@ -1288,17 +1199,13 @@ impl Engine {
         // Across shards the coordinator itself undoes holds: it runs in its
         // own task so that a caller that goes away cannot leak them.
         let (me, lines) = (self.clone(), lines.to_vec());
-        tokio::spawn(async move {
-            me.reserve_across_shards(id, &lines, partial, ttl_s, idem)
-                .await
-        })
-        .await
-        .map_err(|_| EngineError::Stopped)?
+        tokio::spawn(async move { me.reserve_across_shards(&lines, partial, ttl_s, idem).await })
+            .await
+            .map_err(|_| EngineError::Stopped)?
     }
 
     async fn reserve_across_shards(
         &self,
-        id: Option<ReservationId>,
         lines: &[CartLine],
         partial: bool,
         ttl_s: u64,
@@ -1354,10 +1261,8 @@ impl Engine {
         }
         outcomes.sort_by_key(|o| o.line);
         let now = self.0.clock.now_ms();
-        let id = id.unwrap_or_else(|| {
-            let book = self.0.next_id.load(Ordering::Relaxed) as usize % self.0.books.len();
-            self.new_reservation_id(book)
-        });
+        let book = self.0.next_id.load(Ordering::Relaxed) as usize % self.0.books.len();
+        let id = self.new_reservation_id(book);
         let held: Vec<Line> = {
             let c = self.0.catalog.read();
             outcomes
@@ -1603,27 +1508,6 @@ impl Engine {
             .into_iter()
             .map(|lines| (self.new_reservation_id(book), lines))
             .collect();
-        self.split_reservation_as(from, into, ttl_s).await
-    }
-
-    /// `split_reservation` into parts of the ids given (a cluster's order:
-    /// a part across shards has one id in each), each of which must be in
-    /// the book of `from` (`book_of`: the book inserts them as it journals
-    /// the split); one that is not, or that is held already, is refused
-    /// as lines that differ.
-    pub async fn split_reservation_as(
-        &self,
-        from: ReservationId,
-        into: Vec<(ReservationId, Vec<Line>)>,
-        ttl_s: u64,
-    ) -> Result<Result<Vec<Reservation>, SplitRefused>, EngineError> {
-        let book = book_of(&from, self.0.books.len());
-        if into
-            .iter()
-            .any(|(id, _)| book_of(id, self.0.books.len()) != book)
-        {
-            return Ok(Err(SplitRefused::LinesDiffer));
-        }
         let now = self.0.clock.now_ms();
         let (tx, rx) = oneshot::channel();
         self.0.books[book]
@@ -1716,7 +1600,8 @@ fn sweep_orders(engine: std::sync::Weak<Inner>, stop: Arc<AtomicBool>) {
 /// The book (of `n`) that keeps reservation `id`.
 pub fn book_of(id: &ReservationId, n: usize) -> usize {
     let s = id.as_str();
-    // After a cluster shard's prefix (`id_prefix`), if any.
+    // Ids of the sharded cluster carried a `{shard}.` prefix: skipped, so
+    // that journals written then still find their books.
     let counter = s
         .rsplit('.')
         .next()

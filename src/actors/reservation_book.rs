@@ -293,14 +293,8 @@ pub struct Split {
 impl Handler<Split> for ReservationBook {
     type Result = ();
     fn handle(&mut self, m: Split, _: &mut Context<Self>) {
-        let taken = m
-            .into
-            .iter()
-            .any(|(id, _)| self.reservations.get(id).is_some());
         let reply = match self.reservations.get(&m.from) {
             None => Ok(Err(SplitRefused::NotHeld(Status::Released))),
-            // A chosen id held already (`split_reservation_as`).
-            Some(_) if taken => Ok(Err(SplitRefused::LinesDiffer)),
             Some(r) => {
                 let parts: Vec<Vec<Line>> = m.into.iter().map(|p| p.1.clone()).collect();
                 match r.decide_split(&parts, m.now) {

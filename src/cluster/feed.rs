@@ -1,15 +1,14 @@
 //! The stock feed on a cluster node (api.md, Stock feed): a session is
-//! fed from this node's copy of every shard its scope spans (a SKU's
-//! one, a location's all of them): the engine of a shard it owns, the
-//! followed copy of the others. Followers serve feed subscriptions, so
-//! store apps spread over the nodes; none of them is forwarded.
+//! fed from this node's copy: the leader's engine, or a follower's copy.
+//! Followers serve feed subscriptions, so store apps spread over the
+//! nodes; none of them is forwarded.
 //!
-//! When what feeds a shard here changes (the node takes it or gives it
-//! up, or its copy is rebuilt), the sessions of that shard follow again
-//! from a fresh snapshot (`Feeds::moves`), as a reader that fell behind
-//! does. A shard with nothing to feed it here (its copy being rebuilt)
-//! refuses new sessions with 503 and closes the ones following again
-//! with 1011: the client connects again.
+//! When what feeds the copy here changes (the node takes the lead or
+//! gives it up, or its copy is rebuilt), the sessions follow again from a
+//! fresh snapshot (`Feeds::moves`), as a reader that fell behind does.
+//! While nothing feeds it here (its copy being rebuilt) new sessions are
+//! refused with 503 and the ones following again are closed with 1011:
+//! the client connects again.
 
 use futures::future::BoxFuture;
 use std::sync::Arc;
@@ -23,25 +22,20 @@ use crate::http::feed::{Feeds, Following, Part, Wanted};
 pub struct ClusterFeeds(pub Arc<ClusterNode>);
 
 impl ClusterFeeds {
-    /// The shards `want` spans.
-    fn shards(&self, want: &Wanted) -> Vec<u32> {
-        let c = &self.0.config;
-        match want {
-            Wanted::Sku(s) => vec![c.shard_of(s)],
-            Wanted::Location(_) => (0..c.shards).collect(),
-        }
+    /// The partitions `want` spans: the network's one.
+    fn shards(&self, _want: &Wanted) -> Vec<u32> {
+        vec![super::PARTITION]
     }
 }
 
 fn unavailable(shard: u32) -> ApiError {
     ApiError::new(
         Code::Unavailable,
-        format!("shard {shard} is being copied again on this node: retry shortly"),
+        format!("partition {shard} is being copied again on this node: retry shortly"),
     )
 }
 
 impl Feeds for ClusterFeeds {
-    /// Every shard holds the whole catalog: the first one's names it.
     fn check(&self, want: &Wanted) -> Result<(), ApiError> {
         let shard = self.shards(want)[0];
         let named = match self.0.feed_of(shard).ok_or_else(|| unavailable(shard))? {

@@ -43,11 +43,9 @@ struct Shared {
 pub struct Placement {
     pub redis_url: String,
     pub cluster: String,
-    pub shards: u32,
-    /// This node's position among `nodes`: shard `s` is its own when
-    /// `s % nodes == index`.
+    /// This node's position among `nodes`: the first node takes the lease
+    /// when the cluster starts; the others only once it lapsed.
     pub index: u32,
-    pub nodes: u32,
     /// `node/incarnation`: a restarted node is a new holder.
     pub holder: String,
     pub timings: LeaseTimings,
@@ -59,15 +57,6 @@ pub struct Placement {
     /// without it is too narrow for its seeds to hit.
     pub wait_aof: bool,
     pub wait_replicas: u32,
-    /// `[replication] redis_down = "local"`: while Redis cannot be reached
-    /// (and `peers` confirm it) the shards held stay held: nobody can take
-    /// them meanwhile. Redis answering that a lease is gone still ends it.
-    pub keep_when_unreachable: bool,
-    /// The other nodes' HTTP addresses: with `keep_when_unreachable`,
-    /// shards stay held only while one of them confirms that it cannot
-    /// reach Redis either (or there is no other node). A node cut off from
-    /// Redis alone, or from everything, lets its leases lapse as usual.
-    pub peers: Vec<std::net::SocketAddr>,
 }
 
 impl Shared {
@@ -190,37 +179,6 @@ impl Drop for LeaseKeeper {
     }
 }
 
-/// Whether another node confirms that Redis is down for it too (its
-/// `/v1/cluster` says `redis_reachable: false`), and none says it reaches
-/// it; with no other node there is nobody to take the shards over.
-fn outage_confirmed(
-    peers: &[std::net::SocketAddr],
-    client: &Option<reqwest::blocking::Client>,
-) -> bool {
-    if peers.is_empty() {
-        return true;
-    }
-    let Some(client) = client else {
-        return false;
-    };
-    let mut confirmed = false;
-    for peer in peers {
-        let answer = client
-            .get(format!("http://{peer}/v1/cluster"))
-            .send()
-            .and_then(|r| r.json::<serde_json::Value>());
-        match answer
-            .ok()
-            .and_then(|v| v.get("redis_reachable")?.as_bool())
-        {
-            Some(true) => return false,
-            Some(false) => confirmed = true,
-            None => {}
-        }
-    }
-    confirmed
-}
-
 /// How long a lease renewed (or taken) at some instant lets its holder
 /// write, on the holder's clock from the instant the request was sent:
 /// the TTL less a tenth for the clocks' drift and the answer's way back.
@@ -234,17 +192,6 @@ fn run(p: Placement, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
     let valid = lease_valid_for(ttl);
     let started = Instant::now();
     let mut log: Option<ShardLog> = None;
-    // Only `keep_when_unreachable` asks the other nodes (a blocking client
-    // runs a thread of its own: none is made otherwise).
-    let confirm = p
-        .keep_when_unreachable
-        .then(|| {
-            reqwest::blocking::Client::builder()
-                .timeout(Duration::from_millis(200))
-                .build()
-                .ok()
-        })
-        .flatten();
     while !stop.load(Ordering::Acquire) {
         let tick = Instant::now();
         if log.is_none() {
@@ -256,8 +203,8 @@ fn run(p: Placement, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
             // Others' shards only once their owners had a TTL to take them.
             let takeover = started.elapsed() >= ttl;
             let mut failed = false;
-            for shard in 0..p.shards {
-                let mine = shard % p.nodes.max(1) == p.index;
+            for shard in [super::PARTITION] {
+                let mine = p.index == 0;
                 let had = shared.held.lock().get(&shard).copied();
                 if had.is_none() && !mine && !takeover {
                     continue;
@@ -317,74 +264,7 @@ fn run(p: Placement, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
             }
         }
         shared.reachable.store(log.is_some(), Ordering::Release);
-        let held_any = !shared.held.lock().is_empty();
-        if log.is_none() && p.keep_when_unreachable && held_any {
-            if outage_confirmed(&p.peers, &confirm) {
-                // Redis is down for others too: what is held stays held.
-                let until = Instant::now() + valid;
-                for h in shared.held.lock().values_mut() {
-                    h.until = h.until.max(until);
-                }
-            } else {
-                tracing::warn!("leases: Redis unreachable from here alone (no other node confirms it down): letting the leases lapse");
-            }
-        }
         let rest = every.saturating_sub(tick.elapsed());
         std::thread::sleep(rest);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::{Read, Write};
-    use std::net::{SocketAddr, TcpListener};
-
-    /// A peer whose `/v1/cluster` says `redis_reachable: reachable`, for
-    /// one request.
-    fn peer(reachable: bool) -> SocketAddr {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = l.local_addr().expect("addr");
-        std::thread::spawn(move || {
-            if let Ok((mut s, _)) = l.accept() {
-                let mut buf = [0u8; 1024];
-                let _ = s.read(&mut buf);
-                let body = format!("{{\"redis_reachable\":{reachable}}}");
-                let _ = write!(
-                    s,
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            }
-        });
-        addr
-    }
-
-    /// A port nobody listens on.
-    fn gone() -> SocketAddr {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr")
-    }
-
-    #[test]
-    fn an_outage_counts_only_when_another_node_confirms_it() {
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_millis(500))
-            .build()
-            .ok();
-        assert!(
-            outage_confirmed(&[], &client),
-            "alone: nobody can take over"
-        );
-        assert!(outage_confirmed(&[peer(false)], &client));
-        assert!(outage_confirmed(&[gone(), peer(false)], &client));
-        assert!(
-            !outage_confirmed(&[peer(false), peer(true)], &client),
-            "one reaches Redis: cut off alone"
-        );
-        assert!(
-            !outage_confirmed(&[gone(), gone()], &client),
-            "cut off from everything"
-        );
     }
 }

@@ -1,16 +1,25 @@
-//! The cluster (ARCHITECTURE.md, Cluster; `cluster.toml`): SKUs hashed to
-//! shards, each shard owned by one node at a time through a lease in Redis
-//! whose growing epoch fences every append to the shard's stream.
+//! The cluster (docs/cluster.md; `cluster.toml`): one leader and its
+//! followers. The leader holds the network's lease in Redis, whose growing
+//! epoch fences every append to the network's stream, and runs exactly the
+//! single-node engine; followers keep a hot copy of the whole state from
+//! the stream, serve reads and the stock feed, forward writes to the
+//! leader, and one of them takes over when the lease lapses.
 //!
-//! - `log`: the shard log on Redis (leases, fenced appends with per-shard
-//!   sequence numbers, reading, published snapshots and the trim behind
-//!   them, the follower's rule for gaps and duplicates).
+//! The network is one partition (`PARTITION`): the code keeps its number
+//! in Redis's keys and on the wire so that a deployment past one network
+//! (partitions per brand, country or tenant, each with its own lease,
+//! stream and leader: docs/cluster.md) changes no format.
+//!
+//! - `log`: the log on Redis (the lease, fenced appends with sequence
+//!   numbers, reading, published snapshots and the trim behind them, the
+//!   follower's rule for gaps and duplicates).
 //! - `lease`: the node's lease keeper.
-//! - `replica`: a shard's copies (the owner's shipping, the follower's
-//!   mirror and its promotion to an engine).
-//! - `node`: a node's copy of every shard, switched by its leases.
-//! - `front`: any node accepts any request (served or forwarded).
-//! - `feed`: the stock feed from this node's copies of the shards.
+//! - `replica`: the copies (the leader's shipping, the follower's mirror
+//!   and its promotion to an engine).
+//! - `node`: this node's copy, leading or following by the lease.
+//! - `front`: any node accepts any request (served, read from the copy,
+//!   or forwarded to the leader).
+//! - `feed`: the stock feed from this node's copy.
 
 pub mod feed;
 pub mod front;
@@ -31,8 +40,12 @@ use std::time::Duration;
 pub struct ClusterConfig {
     /// Names the cluster's keys in Redis: `holdfast:{cluster}:...`.
     pub cluster: String,
-    /// SKU partitions (`crc32c(sku) % shards`): fixed for the cluster's life.
-    pub shards: u32,
+    /// No longer read: one leader writes the whole network (its engine's
+    /// in-process shards are `[server] shards` of holdfast.toml, as on one
+    /// node). Accepted so that files written for the sharded cluster keep
+    /// working; a warning says it is ignored.
+    #[serde(default)]
+    pub shards: Option<u32>,
     pub redis_url: String,
     #[serde(default)]
     pub replication: Replication,
@@ -61,16 +74,20 @@ pub enum ClusterDurability {
     Replicated,
 }
 
-/// What a node does when Redis cannot be reached.
+/// What a node does when Redis cannot be reached: the leader stops taking
+/// writes once its lease runs out (503 with Retry-After), followers keep
+/// serving reads with their staleness shown. The one choice left: the
+/// `local` of the sharded cluster let a cut-off owner write beside a new
+/// one, and is refused with the reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RedisDown {
-    /// Refuse writes with 503 `unavailable`.
     Refuse,
-    /// Owners keep serving from their journal (leases cannot be renewed,
-    /// so this gives up failover until Redis is back).
     Local,
 }
+
+/// The network's partition: its number in Redis's keys and on the wire.
+pub const PARTITION: u32 = 0;
 
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -143,9 +160,6 @@ impl ClusterConfig {
         if !name_ok(&self.cluster) {
             return Err("cluster: 1-64 of [A-Za-z0-9_-]".into());
         }
-        if !(1..=4096).contains(&self.shards) {
-            return Err("shards must be 1..=4096".into());
-        }
         if !self.redis_url.starts_with("redis://") {
             return Err("redis_url must start with redis://".into());
         }
@@ -171,10 +185,8 @@ impl ClusterConfig {
         if !(1..=10_000).contains(&self.replication.batch_max) {
             return Err("replication.batch_max must be 1..=10000".into());
         }
-        if self.replication.redis_down == RedisDown::Local
-            && self.replication.durability == ClusterDurability::Replicated
-        {
-            return Err("replication: redis_down = \"local\" needs durability = \"local\" (\"replicated\" acknowledges only what Redis took)".into());
+        if self.replication.redis_down == RedisDown::Local {
+            return Err("replication: redis_down = \"local\" is no longer offered: it let a node cut off from Redis keep writing while another took over (two writers at once). Remove it: with Redis down the leader stops taking writes when its lease runs out, followers keep serving reads (docs/cluster.md)".into());
         }
         Ok(())
     }
@@ -184,16 +196,6 @@ impl ClusterConfig {
             .iter()
             .find(|n| n.id == id)
             .ok_or_else(|| format!("no node {id} in the cluster file"))
-    }
-
-    /// The shard of a SKU: the same on every node and every version (a
-    /// fixed hash, not the process's). crc32c is linear: the low bits of
-    /// SKUs that differ in one character take few values (A0..A15 fell in
-    /// 2 of 4 shards), so it is mixed (Fibonacci hashing, the product's
-    /// high half) before the modulo.
-    pub fn shard_of(&self, sku: &str) -> u32 {
-        let h = u64::from(crc32c::crc32c(sku.as_bytes())).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        ((h >> 32) % u64::from(self.shards)) as u32
     }
 }
 
@@ -209,13 +211,6 @@ mod tests {
         assert_eq!(c.node("n2").expect("n2").id, "n2");
         assert!(c.node("n9").is_err());
         assert_eq!(c.replication.durability, ClusterDurability::Replicated);
-        // Stable: the same SKU, the same shard, whatever the process.
-        assert_eq!(c.shard_of("A1"), c.shard_of(&String::from("A1")));
-        let spread: HashSet<u32> = (0..1000).map(|i| c.shard_of(&format!("S{i}"))).collect();
-        assert_eq!(spread.len() as u32, c.shards, "every shard gets SKUs");
-        // Even SKUs that differ in their last character only spread.
-        let few: HashSet<u32> = (0..16).map(|i| c.shard_of(&format!("A{i}"))).collect();
-        assert!(few.len() >= 6, "A0..A15 in {} of 12 shards", few.len());
     }
 
     #[test]
@@ -232,8 +227,14 @@ mod tests {
         };
         let two = format!("{}{}", node("a", 1), node("b", 2));
         assert!(ClusterConfig::parse(&base("", &two)).is_ok());
+        // A file of the sharded cluster: its shard count is accepted.
+        assert_eq!(
+            ClusterConfig::parse(&base("", &two)).map(|c| c.shards),
+            Ok(Some(4))
+        );
         let local = "[replication]\ndurability = \"local\"\nredis_down = \"local\"";
-        assert!(ClusterConfig::parse(&base(local, &two)).is_ok());
+        let e = ClusterConfig::parse(&base(local, &two)).expect_err("two writers");
+        assert!(e.contains("no longer offered"), "{e}");
         let cases = [
             (
                 base("", &format!("{}{}", node("a", 1), node("a", 2))),
@@ -253,7 +254,7 @@ mod tests {
             ),
             (
                 base("[replication]\nredis_down = \"local\"", &two),
-                "needs durability",
+                "two writers at once",
             ),
         ];
         for (text, why) in cases {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use super::lease::{LeaseKeeper, LeaseView, Placement};
 use super::log::{Fence, LogError, Resync, ShardLog};
 use super::replica::{CopyFeed, Mirror, MirrorError, StreamShip};
-use super::{ClusterConfig, ClusterDurability, RedisDown};
+use super::{ClusterConfig, ClusterDurability};
 use crate::actors::{Engine, EngineConfig, Start};
 use crate::clock::Clock;
 use crate::domain::model::Model;
@@ -48,6 +48,11 @@ struct ShardView {
     caught_up: Option<Instant>,
     /// When this node last answered a write of the shard.
     wrote_at: Option<Instant>,
+    /// The epoch the engine in `owned` writes under.
+    owned_epoch: u64,
+    /// How far each node's copy goes, as they last said in Redis: (node,
+    /// last sequence, when said, Unix ms).
+    reports: Vec<(String, u64, u64)>,
     /// This node's copy while it follows the shard (its model and its
     /// stock feed; none while it is rebuilt), and a count of the changes
     /// of what feeds the shard here (`moved`): feed sessions follow again
@@ -123,7 +128,7 @@ impl ClusterNode {
         let holder = format!("{node_id}/{:016x}", rand::random::<u64>());
         let metrics = Arc::new(Metrics::default());
         let n = ClusterNode {
-            views: (0..config.shards).map(|_| Default::default()).collect(),
+            views: vec![Default::default()],
             config: config.clone(),
             node_id: node_id.to_string(),
             holder: holder.clone(),
@@ -137,20 +142,11 @@ impl ClusterNode {
         let keeper = LeaseKeeper::start(Placement {
             redis_url: config.redis_url.clone(),
             cluster: config.cluster.clone(),
-            shards: config.shards,
             index,
-            nodes: config.nodes.len() as u32,
             holder,
             timings: config.lease,
             wait_aof: config.replication.wait_aof,
             wait_replicas: config.replication.wait_replicas,
-            keep_when_unreachable: config.replication.redis_down == RedisDown::Local,
-            peers: config
-                .nodes
-                .iter()
-                .filter(|n| n.id != node.id)
-                .map(|n| n.http)
-                .collect(),
         })
         .map_err(|e| e.to_string())?;
         let _ = node_arc.leases.set(keeper.view());
@@ -161,10 +157,9 @@ impl ClusterNode {
             dir: node.data_dir.clone(),
             log: None,
             connected_at: Instant::now(),
-            copies: (0..config.shards).map(|_| Copy::Closed).collect(),
+            copies: vec![Copy::Closed],
             last_owners: Instant::now() - Duration::from_secs(1),
-            published: vec![0; config.shards as usize],
-            behind_since: vec![None; config.shards as usize],
+            published: vec![0],
             last_snapshots: Instant::now(),
         };
         let thread = std::thread::Builder::new()
@@ -178,6 +173,36 @@ impl ClusterNode {
     /// This node's engine for `shard`, if it owns it.
     pub fn owned(&self, shard: u32) -> Option<Owned> {
         self.views.get(shard as usize)?.read().owned.clone()
+    }
+
+    /// The leader's engine, while this node may answer as the leader: its
+    /// lease is held under the engine's epoch now (on this node's clock,
+    /// `lease_valid_for` after the renewal was sent: safely before anyone
+    /// else may take it) and its journal takes writes. Asked on every
+    /// request and again before a read's answer leaves: a leader whose
+    /// lease ran out answers nothing more (no zombie answers).
+    pub fn leading(&self) -> Option<Owned> {
+        let v = self.views.first()?.read();
+        let state = v.owned.clone()?;
+        let lease = self.leases.get()?.owns(super::PARTITION)?;
+        (lease == v.owned_epoch && !state.engine.journal().is_poisoned()).then_some(state)
+    }
+
+    /// This node's copy while it follows, whatever its age, and how long
+    /// ago it had read everything the stream held (`None`: never since it
+    /// opened): what a follower answers reads from when the leader cannot
+    /// (its staleness shown).
+    pub fn stale_copy(&self) -> Option<(Arc<RwLock<Model>>, Option<Duration>)> {
+        let v = self.views.first()?.read();
+        let model = v.feed.as_ref()?.model().clone();
+        Some((model, v.caught_up.map(|t| t.elapsed())))
+    }
+
+    /// How far each node's copy goes, as they last said (`report_copies`).
+    pub fn reports(&self) -> Vec<(String, u64, u64)> {
+        self.views
+            .first()
+            .map_or(Vec::new(), |v| v.read().reports.clone())
     }
 
     /// This node's copy of `shard` while it follows it, if the copy had
@@ -252,6 +277,14 @@ impl ClusterNode {
             .map(|n| n.http)
     }
 
+    /// The leader's epoch as last read from Redis (0: none known).
+    pub fn leader_epoch(&self) -> u64 {
+        self.views
+            .first()
+            .and_then(|v| v.read().owner.as_ref().map(|o| o.1))
+            .unwrap_or(0)
+    }
+
     /// Per shard: (owned here, owner node, epoch, last applied).
     pub fn status(&self) -> Vec<(bool, Option<String>, u64, u64)> {
         self.views
@@ -265,6 +298,59 @@ impl ClusterNode {
                 (v.owned.is_some(), owner, epoch, applied)
             })
             .collect()
+    }
+
+    /// `GET /v1/cluster`: the leader and its epoch, this node's role and
+    /// copy, and every node's copy as they last said it in Redis, with its
+    /// lag behind the leader's (in records).
+    pub fn view_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let status = self.status();
+        let (here, owner, epoch, applied) = status.first().cloned().unwrap_or_default();
+        let leading = self.leading().is_some();
+        let reports = self.reports();
+        let leader_seq = reports
+            .iter()
+            .find(|(n, ..)| Some(n) == owner.as_ref())
+            .map(|r| r.1)
+            .unwrap_or(if here { applied } else { 0 })
+            .max(if here { applied } else { 0 });
+        let now = unix_ms();
+        let mut nodes: Vec<serde_json::Value> = self
+            .config
+            .nodes
+            .iter()
+            .map(|n| {
+                let mine = n.id == self.node_id;
+                let r = reports.iter().find(|(id, ..)| *id == n.id);
+                let seq = if mine { Some(applied) } else { r.map(|r| r.1) };
+                json!({
+                    "node": n.id,
+                    "http": n.http.to_string(),
+                    "leader": owner.as_deref() == Some(n.id.as_str()),
+                    "applied_seq": seq,
+                    "lag_records": seq.map(|s| leader_seq.saturating_sub(s)),
+                    "reported_ms_ago": r.map(|r| now.saturating_sub(r.2)),
+                })
+            })
+            .collect();
+        nodes.sort_by(|a, b| a["node"].as_str().cmp(&b["node"].as_str()));
+        json!({
+            "cluster": self.config.cluster,
+            "node": self.node_id,
+            "role": if leading { "leader" } else { "follower" },
+            "redis_reachable": self.redis_reachable(),
+            "leader": owner.as_ref().map(|n| json!({"node": n, "epoch": epoch})),
+            "epoch": epoch,
+            "applied_seq": applied,
+            "nodes": nodes,
+            // The sharded cluster's shape, kept for its clients: the
+            // network is one partition.
+            "shards": [{
+                "shard": super::PARTITION, "owner": owner, "epoch": epoch,
+                "owned_here": here, "applied_seq": applied,
+            }],
+        })
     }
 
     /// The cluster's lines of `/metrics`.
@@ -358,16 +444,10 @@ struct Manager {
     /// published at or after it).
     published: Vec<u64>,
     last_snapshots: Instant,
-    /// Per owned shard, since when its stream has been behind its journal.
-    behind_since: Vec<Option<Instant>>,
 }
 
 /// How often a node reads the owners and says how far its copies go.
 const REPORT_EVERY: Duration = Duration::from_millis(100);
-
-/// In `local` mode, an owner whose stream has been behind its journal for
-/// this long reports its whole journal as its copy (`report_copies`).
-const BEHIND_REPORTED: Duration = Duration::from_secs(1);
 
 /// How often a node looks for snapshots of the shards it owns to publish.
 const SNAPSHOTS_EVERY: Duration = Duration::from_secs(1);
@@ -407,7 +487,6 @@ impl Manager {
     fn round(&mut self, storage: &Arc<dyn Storage>) -> Result<usize, MirrorError> {
         // First what needs no Redis: engines that may no longer write.
         self.give_up_lost();
-        self.track_backlog();
         let reporting = self.last_owners.elapsed() >= REPORT_EVERY;
         if reporting {
             self.refresh_owners()?;
@@ -422,7 +501,7 @@ impl Manager {
         for s in 0..self.copies.len() as u32 {
             let lease = self.keeper.owns(s);
             if matches!(self.copies[s as usize], Copy::Closed) {
-                let dir = self.dir.join(format!("shard-{s}"));
+                let dir = self.dir.clone();
                 let durability = self.template.engine.durability;
                 let policy = self.template.engine.snapshot;
                 let log = self.log()?;
@@ -488,26 +567,6 @@ impl Manager {
             }
         }
         Ok(read)
-    }
-
-    /// Notes since when each owned shard's stream has been behind its
-    /// journal (every round, Redis reachable or not: `report_copies`).
-    fn track_backlog(&mut self) {
-        for (c, behind) in self.copies.iter().zip(&mut self.behind_since) {
-            let lagging = match c {
-                Copy::Owning { engine, .. } => {
-                    let stats = &engine.journal().stats;
-                    stats.shipped_seq.load(Ordering::Acquire)
-                        < stats.last_seq.load(Ordering::Acquire)
-                }
-                _ => false,
-            };
-            if !lagging {
-                *behind = None;
-            } else if behind.is_none() {
-                *behind = Some(Instant::now());
-            }
-        }
     }
 
     /// Stops the engines whose lease ended or whose write was refused
@@ -603,8 +662,7 @@ impl Manager {
         let recovered = m.promote()?;
         let c = &self.node.config;
         let mut cfg = self.template.engine.clone();
-        cfg.data_dir = self.dir.join(format!("shard-{shard}"));
-        cfg.id_prefix = format!("{shard}.");
+        cfg.data_dir = self.dir.clone();
         let ship = StreamShip::new(
             &c.redis_url,
             &c.cluster,
@@ -613,14 +671,6 @@ impl Manager {
             c.lease.ttl(),
         )
         .waiting_for(c.replication.wait_aof, c.replication.wait_replicas);
-        // `redis_down = "local"`: shipping waits out an unreachable Redis
-        // for as long as this node holds the shard.
-        let ship = if c.replication.redis_down == RedisDown::Local {
-            let lease = self.keeper.view();
-            ship.retrying_while(Box::new(move || lease.owns(shard) == Some(epoch)))
-        } else {
-            ship
-        };
         let opened = Engine::open_with(
             &cfg,
             Arc::new(RealStorage),
@@ -646,6 +696,7 @@ impl Manager {
         let state = (self.template.make_state)(engine.clone(), &recovered);
         let mut v = self.node.views[i].write();
         v.owned = Some(state);
+        v.owned_epoch = epoch;
         v.moved();
         drop(v);
         self.copies[i] = Copy::Owning { engine, epoch };
@@ -708,37 +759,20 @@ impl Manager {
 
     /// Stops whatever copy of `shard` runs (an engine: no longer served; a
     /// mirror: its journal stopped); it is opened again next round.
+    ///
+    /// An engine given up cuts its copy back to what the stream took
+    /// (`cut_back`): a record Redis refused was answered 503, and must
+    /// never come back (were this copy to lead again, it would ship it).
     fn close(&mut self, shard: u32) {
         let i = shard as usize;
         let closing = std::mem::replace(&mut self.copies[i], Copy::Closed);
         let mut v = self.node.views[i].write();
         (v.owned, v.caught_up, v.feed) = (None, None, None);
         v.moved();
-        if let Copy::Owning { engine, .. } = &closing {
-            // Until it opens again as a mirror, the copy is what its
-            // engine kept, and reported so: a shorter copy elsewhere must
-            // not take the shard from this one (an owner given up when
-            // Redis came back empty holds the outage's writes; reported
-            // as the copy it followed before it owned, its writes were
-            // lost under a shorter copy: found by the `redis_down =
-            // "local"` test under load).
-            v.applied = self.owned_report(engine, self.behind_since[i]);
-        }
         drop(v);
         if let Copy::Owning { engine, .. } = closing {
-            engine.shutdown();
-        }
-    }
-
-    /// How far an owned copy is reported to go (`report_copies`).
-    fn owned_report(&self, engine: &Engine, behind: Option<Instant>) -> u64 {
-        let local = self.node.config.replication.durability == ClusterDurability::Local;
-        let stats = &engine.journal().stats;
-        let long_behind = behind.is_some_and(|t| t.elapsed() >= BEHIND_REPORTED);
-        if local && long_behind {
-            stats.last_seq.load(Ordering::Acquire)
-        } else {
-            stats.shipped_seq.load(Ordering::Acquire)
+            let shipped = cut_back(&engine, &self.dir);
+            self.node.views[i].write().applied = shipped;
         }
     }
 
@@ -755,9 +789,10 @@ impl Manager {
             .copies
             .iter()
             .zip(&self.node.views)
-            .zip(&self.behind_since)
-            .map(|((c, v), behind)| match c {
-                Copy::Owning { engine, .. } => self.owned_report(engine, *behind),
+            .map(|(c, v)| match c {
+                Copy::Owning { engine, .. } => {
+                    engine.journal().stats.shipped_seq.load(Ordering::Acquire)
+                }
                 _ => v.read().applied,
             })
             .collect();
@@ -771,17 +806,63 @@ impl Manager {
         let log = self.log()?;
         let mut owners = HashMap::new();
         for s in 0..shards {
-            owners.insert(s, log.owner(s)?);
+            owners.insert(s, (log.owner(s)?, log.copies(s)?));
         }
-        for (s, o) in owners {
+        for (s, (o, reports)) in owners {
             let o = o.map(|(holder, epoch)| {
                 let node = holder.split('/').next().unwrap_or_default().to_string();
                 (node, epoch)
             });
-            self.node.views[s as usize].write().owner = o;
+            let mut v = self.node.views[s as usize].write();
+            v.owner = o;
+            v.reports = reports;
         }
         Ok(())
     }
+}
+
+/// Stops a leader's engine for good and cuts its copy back to the records
+/// the stream took: the journal halts (no batch is being written, none will
+/// be), then loses its records past `shipped_seq`. A snapshot past them
+/// (taken of records Redis never had) cannot be cut: the copy is dropped
+/// whole and rebuilt from the stream. Answers the sequence kept.
+fn cut_back(engine: &Engine, dir: &std::path::Path) -> u64 {
+    let journal = engine.journal();
+    journal.halt();
+    let shipped = journal.stats.shipped_seq.load(Ordering::Acquire);
+    let last = journal.stats.last_seq.load(Ordering::Acquire);
+    let snapshot = engine
+        .snapshots()
+        .and_then(|s| s.newest_encoded())
+        .map_or(0, |(seq, _)| seq);
+    engine.shutdown();
+    if last <= shipped {
+        return shipped;
+    }
+    let storage = RealStorage;
+    let result = if snapshot > shipped {
+        ["journal", "snapshots"]
+            .iter()
+            .try_for_each(|sub| match std::fs::remove_dir_all(dir.join(sub)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+                _ => Ok(()),
+            })
+            .map(|()| 0)
+    } else {
+        crate::persistence::journal::truncate_after(&storage, &dir.join("journal"), shipped)
+            .map_err(|e| e.to_string())
+    };
+    match result {
+        Ok(cut) => tracing::warn!(
+            shipped,
+            last,
+            cut,
+            snapshot,
+            "cluster: the copy cut back to what the stream took"
+        ),
+        Err(e) => tracing::error!(error = %e, "cluster: cutting the copy back failed"),
+    }
+    shipped
 }
 
 /// Applies what the stream has past the mirror; records the lag of the

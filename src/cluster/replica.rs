@@ -6,12 +6,10 @@
 //! model in memory: the shard stays hot, and taking it over is starting an
 //! engine on that model (`Mirror::promote`), with no replay.
 //!
-//! A mirror opened on a shard directory checks its copy against the
-//! stream: the stream's newest entry at or before its last record must be
-//! the record it holds under that number, or it rebuilds from the stream
-//! (what another owner wrote over is not the cluster's). A copy longer
-//! than the stream (Redis lost entries, or never got an owner's last ones)
-//! keeps its tail and ships it if it takes the shard.
+//! A mirror opened on a node's directory checks its copy against the
+//! stream: the stream must hold its last record, or it rebuilds from the
+//! stream (what the stream never took, or another leader wrote over, is
+//! not the cluster's: `Mirror::place`).
 
 use parking_lot::RwLock;
 use std::path::{Path, PathBuf};
@@ -49,9 +47,6 @@ pub struct StreamShip {
     /// replicas before a batch counts as shipped.
     wait_aof: bool,
     wait_replicas: u32,
-    /// While this says so, an unreachable Redis is waited out past
-    /// `patience` (`redis_down = "local"`: the lease is still held).
-    retry_while: Option<Box<dyn Fn() -> bool + Send>>,
     log: Option<ShardLog>,
 }
 
@@ -66,15 +61,8 @@ impl StreamShip {
             timeout: Duration::from_secs(2).min(patience.max(Duration::from_millis(100))),
             wait_aof: false,
             wait_replicas: 0,
-            retry_while: None,
             log: None,
         }
-    }
-
-    /// Waits out an unreachable Redis for as long as `holds` says.
-    pub fn retrying_while(mut self, holds: Box<dyn Fn() -> bool + Send>) -> Self {
-        self.retry_while = Some(holds);
-        self
     }
 
     /// Also waits for Redis's fsync (`aof`) and `replicas` replicas.
@@ -109,8 +97,7 @@ impl Replicate for StreamShip {
                 Ok(()) => return Ok(()),
                 Err(LogError::Redis(e)) => {
                     self.log = None; // a fresh connection next time
-                    let holds = self.retry_while.as_ref().is_some_and(|h| h());
-                    if started.elapsed() + backoff > self.patience && !holds {
+                    if started.elapsed() + backoff > self.patience {
                         return Err(format!("shard {}: redis unreachable: {e}", self.shard));
                     }
                     tracing::warn!(shard = self.shard, error = %e, "shipping: redis unreachable, retrying");
@@ -267,18 +254,16 @@ impl Mirror {
     }
 
     /// Where this copy stands in the stream, if it agrees with it: the
-    /// stream's newest entry at or before this copy's last record must be
-    /// the record this copy holds under that number. The stream may end
-    /// before this copy does (Redis lost entries it had, or never got this
-    /// owner's last ones): the copy keeps its tail, and ships it if it
-    /// takes the shard; an entry of another owner under those numbers
-    /// later makes it rebuild (`Resync::Diverged`; or a gap past
-    /// `Follower::confirmed`, when a trim took those entries first). An
-    /// empty stream with
-    /// no published snapshot (Redis lost everything) holds nothing to
-    /// disagree with; one emptied by a snapshot's trim holds its records
-    /// only in that snapshot, so the copy cannot be checked: it rebuilds
-    /// (the simulation found a stale owner's tail kept that way).
+    /// stream must hold this copy's last record, the same bytes under the
+    /// same number. A copy longer than the stream holds records the stream
+    /// never took (a leader killed with a refused append or an unshipped
+    /// tail): they were never acknowledged in `replicated` mode and must
+    /// not come back, so the copy rebuilds from the stream. An empty
+    /// stream with no published snapshot (Redis lost everything) holds
+    /// nothing to disagree with: the copy is kept (the longest copy takes
+    /// the lead and fills the stream again); one emptied by a snapshot's
+    /// trim holds its records only in that snapshot, so the copy cannot be
+    /// checked: it rebuilds.
     fn place(&self, log: &mut ShardLog) -> Result<Option<Follower>, MirrorError> {
         let mut before = "+".to_string();
         loop {
@@ -288,7 +273,8 @@ impl Mirror {
                 return Ok(lost_everything.then(|| Follower::placed(self.last_seq(), None)));
             };
             if let Some(e) = page.iter().find(|e| e.seq <= self.last_seq()) {
-                let same = self.local_record(e.seq)?.is_some_and(|b| b == e.data);
+                let same = e.seq == self.last_seq()
+                    && self.local_record(e.seq)?.is_some_and(|b| b == e.data);
                 return Ok(same.then(|| Follower::placed(self.last_seq(), Some(e))));
             }
             before = format!("({}", oldest.id);

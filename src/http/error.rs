@@ -30,15 +30,13 @@ pub enum Code {
     UpgradeRequired,
     /// The request's body did not arrive within `REQUEST_BODY_READ_S`.
     RequestTimeout,
-    /// A route a cluster node does not serve yet (it does on one node).
-    NotImplemented,
-    /// A cluster node forwarded a write to its shard's owner, which went
-    /// away before answering: it may or may not have been applied.
+    /// A cluster follower forwarded a write to the leader, which went away
+    /// before answering: it may or may not have been applied.
     OutcomeUnknown,
 }
 
 impl Code {
-    const ALL: [Code; 21] = [
+    const ALL: [Code; 20] = [
         Code::BadRequest,
         Code::Unauthorized,
         Code::Forbidden,
@@ -58,7 +56,6 @@ impl Code {
         Code::OrderExists,
         Code::UpgradeRequired,
         Code::RequestTimeout,
-        Code::NotImplemented,
         Code::OutcomeUnknown,
     ];
 
@@ -93,7 +90,6 @@ impl Code {
             Code::OrderExists => ("order_exists", 409, "Order exists"),
             Code::UpgradeRequired => ("upgrade_required", 426, "Upgrade to a WebSocket"),
             Code::RequestTimeout => ("request_timeout", 408, "The request was not sent in time"),
-            Code::NotImplemented => ("not_implemented", 501, "Not served by a cluster node yet"),
             Code::OutcomeUnknown => ("outcome_unknown", 504, "The shard's owner did not answer"),
         }
     }

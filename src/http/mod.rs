@@ -68,8 +68,6 @@ pub struct AppState {
     /// The stock feed's sessions (a cluster node's shards leave theirs
     /// unused: the node's front has one for all of them).
     pub feed: Arc<feed::FeedHost>,
-    /// Where its orders' stock is (`order_stock`).
-    pub stock: order_stock::OrderStock,
     /// Since when its orders' holds may not be what the orders say
     /// (`orders::reconcile`, by the retry loop; `i64::MAX`: they are): a
     /// cluster shard's since a while before a node took it over, any
@@ -252,7 +250,7 @@ fn route_of(method: &Method, seg: &[&str]) -> Route {
         (["v1", "inventory", ..], false) => Route::InventoryWrite,
         (["v1", "inventory", ..], true) => Route::InventoryRead,
         (["v1", "availability", _], _) => Route::Availability,
-        (["v1", "sourcing", "plan" | "stock" | "capacity"], _) => Route::SourcingPlan,
+        (["v1", "sourcing", "plan"], _) => Route::SourcingPlan,
         (["v1", "orders" | "webhooks" | "payments", ..] | ["v1", "locations", _, "pickups"], _) => {
             Route::Orders
         }
@@ -386,8 +384,6 @@ pub async fn handle(
         (["cluster"], _) => Err(method_not_allowed("GET")),
         (["sourcing", "plan"], &Method::POST) => sourcing::plan(state, &req).await,
         (["sourcing", "plan"], _) => Err(method_not_allowed("POST")),
-        (["sourcing", "stock"], &Method::POST) => sourcing::stock(state, &req).await,
-        (["sourcing", "capacity"], &Method::POST) => sourcing::capacity(state, &req),
         _ => Err(ApiError::new(
             Code::NotFound,
             format!("no such endpoint: {path}"),

@@ -20,7 +20,7 @@ use super::error::{json_response, ApiError, ApiResult, Code};
 use super::input::{cart_lines, parse_object, path_id, Errors};
 use super::inventory::resolve_sku;
 use super::sourcing::{pickup_refused, resolve_target, split_lines, unsourced_error, TargetInput};
-use super::{AppState, Request};
+use super::{order_stock, AppState, Request};
 use crate::actors::CartLine;
 use crate::carriers::{CarrierError, LabelRequest};
 use crate::clock::rfc3339;
@@ -191,10 +191,7 @@ pub fn get(state: &AppState, req: &Request, id: &str) -> ApiResult {
 async fn release_all(state: &AppState, held: &[ReservationId]) {
     for r in held {
         // A release that fails leaves a hold that expires by its TTL.
-        let _ = state
-            .stock
-            .transition(state, r.clone(), Transition::Release)
-            .await;
+        let _ = order_stock::transition(state, r.clone(), Transition::Release).await;
     }
 }
 
@@ -486,25 +483,22 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
         Authorization::Authorized { reference } => {
             let mut order = order;
             if let Some(r) = &from {
-                let refused = match state
-                    .stock
-                    .split(state, r.clone(), parts, ORDER_HOLD_TTL_S)
-                    .await
-                {
-                    Ok(Ok(split)) => {
-                        for (s, part) in order.shipments.iter_mut().zip(&split) {
-                            s.reservation = Some(part.as_str().to_string());
+                let refused =
+                    match order_stock::split(state, r.clone(), parts, ORDER_HOLD_TTL_S).await {
+                        Ok(Ok(split)) => {
+                            for (s, part) in order.shipments.iter_mut().zip(&split) {
+                                s.reservation = Some(part.as_str().to_string());
+                            }
+                            held = split;
+                            None
                         }
-                        held = split;
-                        None
-                    }
-                    Ok(Err(SplitRefused::NotHeld(st))) => Some(not_held(r, st)),
-                    Ok(Err(SplitRefused::LinesDiffer)) => Some(ApiError::new(
-                        Code::ReservationNotHeld,
-                        format!("reservation {r} changed while the order was placed"),
-                    )),
-                    Err(e) => Some(e),
-                };
+                        Ok(Err(SplitRefused::NotHeld(st))) => Some(not_held(r, st)),
+                        Ok(Err(SplitRefused::LinesDiffer)) => Some(ApiError::new(
+                            Code::ReservationNotHeld,
+                            format!("reservation {r} changed while the order was placed"),
+                        )),
+                        Err(e) => Some(e),
+                    };
                 if let Some(err) = refused {
                     // Expired or released since it was read: nothing is
                     // held for the order, so its authorization goes.
@@ -549,10 +543,8 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
                 }
             };
             for r in &held {
-                let confirmed = state
-                    .stock
-                    .transition(state, r.clone(), Transition::Confirm)
-                    .await;
+                let confirmed =
+                    order_stock::transition(state, r.clone(), Transition::Confirm).await;
                 if !matches!(confirmed, Ok(true)) {
                     // The order is journaled: the retry loop's next
                     // reconciliation confirms what is still held (a
@@ -630,7 +622,7 @@ impl Unsettled {
 pub async fn reconcile(state: &AppState, since: TimeMs) -> Result<(usize, usize), ApiError> {
     let (mut settled, mut lost) = (0, 0);
     for (order, r, want) in state.engine.holds_to_settle(since) {
-        let now = state.stock.status(state, r.clone()).await?;
+        let now = order_stock::status(state, r.clone()).await?;
         let steps: &[Transition] = match (now, want) {
             (Some(Status::Held), Status::Confirmed) => &[Transition::Confirm],
             (Some(Status::Held), Status::Fulfilled) => &[Transition::Confirm, Transition::Fulfil],
@@ -644,7 +636,7 @@ pub async fn reconcile(state: &AppState, since: TimeMs) -> Result<(usize, usize)
             _ => &[],
         };
         for t in steps {
-            state.stock.transition(state, r.clone(), *t).await?;
+            order_stock::transition(state, r.clone(), *t).await?;
         }
         settled += usize::from(!steps.is_empty());
     }
@@ -703,9 +695,7 @@ async fn shipments_of_reservation(
             message: msg,
         }])
     };
-    let (status, held_lines) = state
-        .stock
-        .reservation(state, rid.clone())
+    let (status, held_lines) = order_stock::reservation(state, rid.clone())
         .await?
         .ok_or_else(|| field(format!("no reservation {rid}")))?;
     if status != Status::Held {
@@ -831,14 +821,9 @@ async fn hold_shipments(
     target: Target,
     options: PlanOptions,
 ) -> Result<(Vec<Shipment>, Vec<ReservationId>), ApiError> {
-    // The holds' keys on a cluster (`OrderStock::hold`): this placement's
-    // own, so a retried order never reads an earlier attempt's holds.
-    let nonce: u64 = rand::random();
     let mut attempt = 0;
     loop {
-        let plan = state
-            .stock
-            .plan(state, asked, target, options)
+        let plan = order_stock::plan(state, asked, target, options)
             .await?
             .map_err(pickup_refused)?;
         if !plan.unsourced.is_empty() {
@@ -862,8 +847,7 @@ async fn hold_shipments(
                     qty,
                 })
                 .collect();
-            let key = format!("order-hold:{nonce:016x}:{attempt}:{n}");
-            match state.stock.hold(state, &cart, ORDER_HOLD_TTL_S, &key).await {
+            match order_stock::hold(state, &cart, ORDER_HOLD_TTL_S).await {
                 Ok(Some(r)) => {
                     let location = state
                         .engine
@@ -1030,7 +1014,7 @@ pub async fn move_shipment(
                 .as_deref()
                 .and_then(|r| ReservationId::parse(r).ok())
             {
-                let fulfilled = state.stock.transition(state, r, Transition::Fulfil).await;
+                let fulfilled = order_stock::transition(state, r, Transition::Fulfil).await;
                 if fulfilled.is_err() {
                     // Recorded as left: the retry loop fulfils it.
                     state.unsettled_since.failed(o.updated_ms);
@@ -1200,7 +1184,7 @@ pub async fn cancel(state: &AppState, req: &Request, id: &str) -> ApiResult {
             .and_then(|r| ReservationId::parse(r).ok())
         {
             // Released at once; a held one would also expire by its TTL.
-            let released = state.stock.transition(state, r, Transition::Release).await;
+            let released = order_stock::transition(state, r, Transition::Release).await;
             if let Err(e) = released {
                 // Recorded as cancelled: the retry loop releases it.
                 state.unsettled_since.failed(o.updated_ms);
@@ -1314,10 +1298,7 @@ pub async fn returns(state: &AppState, req: &Request, id: &str) -> ApiResult {
         .order_change(&id, |o| {
             let mut e = o.decide_return(&asked, location.clone(), now)?;
             if let OrderEvent::Returned {
-                owed: w,
-                refund,
-                restock_owed,
-                ..
+                owed: w, refund, ..
             } = &mut e
             {
                 // What was decided again is what was sent (a return
@@ -1326,10 +1307,6 @@ pub async fn returns(state: &AppState, req: &Request, id: &str) -> ApiResult {
                     amount: *refund,
                     ..x
                 });
-                // On a cluster the goods go back to their SKUs' shards:
-                // owed by this record, made just below (or by the retry
-                // loop), each once under its key.
-                *restock_owed = state.stock.in_cluster();
             }
             Ok(Some(e))
         })
@@ -1352,7 +1329,7 @@ pub async fn returns(state: &AppState, req: &Request, id: &str) -> ApiResult {
 pub(super) async fn settle_restocks(state: &AppState, o: &Order) -> usize {
     let mut made = 0;
     for r in &o.restocks_owed {
-        if let Err(e) = state.stock.restock(state, r).await {
+        if let Err(e) = order_stock::restock(state, r).await {
             tracing::warn!(order = %o.id, key = %r.key, error = %e.detail, "a restock owed: made by the retry loop");
             continue;
         }

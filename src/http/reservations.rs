@@ -111,14 +111,19 @@ fn replay(a: &Answer, body_hash: u64) -> ApiResult {
         return Ok(resp);
     }
     let mut resp = json_response(a.status, &v);
-    // Said, so that a cluster node holding a cart across shards can tell
-    // a part held now from one answered from its key (`Front::hold_cart`).
+    // Said, so that a client (or a follower that sent the write again to
+    // a new leader) can tell a hold made now from one answered from its
+    // key.
     resp.headers_mut().insert(
-        crate::cluster::front::REPLAYED_HEADER,
+        REPLAYED_HEADER,
         warp::http::HeaderValue::from_static("true"),
     );
     Ok(resp)
 }
+
+/// On a hold answered from its Idempotency-Key (the first answer again),
+/// not made now.
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
 /// The request's `Idempotency-Key` with its token's scope, if it has one.
 pub fn idempotency_key(req: &Request) -> Result<Option<(u64, String)>, ApiError> {
@@ -191,73 +196,11 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
     }
 }
 
-/// Validates, holds and answers; with a key, also the answer to remember.
-/// The id a cluster node's coordinator gives each part of a cart across
-/// shards (`x-holdfast-reservation-id`, `{shards}.c...`); never honoured
-/// on a single node.
-fn cart_id(state: &AppState, req: &Request) -> Result<Option<ReservationId>, ApiError> {
-    let Some(v) = req.headers.get(crate::cluster::front::CART_ID_HEADER) else {
-        return Ok(None);
-    };
-    if !state.engine.in_cluster() {
-        return Ok(None);
-    }
-    v.to_str()
-        .ok()
-        .filter(|id| crate::cluster::front::is_cart_id(id))
-        .and_then(|id| ReservationId::parse(id).ok())
-        .map(Some)
-        .ok_or_else(|| {
-            ApiError::validation(vec![super::error::FieldError {
-                field: crate::cluster::front::CART_ID_HEADER.into(),
-                message: "must be a cart id: {shard}-{shard}[...].c{hex}".into(),
-            }])
-        })
-}
-
-/// Where a cluster node's planner sends a line of a cart across shards:
-/// one location, or a split line's parts, `[[location, qty], ...]`.
-#[derive(serde::Deserialize)]
-#[serde(untagged)]
-enum Sourced {
-    At(String),
-    Parts(Vec<(String, u32)>),
-}
-
-/// The locations a cluster node's planner chose for a cart across shards
-/// (`x-holdfast-sourced`: a JSON array beside the body's lines, a
-/// `Sourced` or null each), so that the body, and an Idempotency-Key's
-/// hash of it, stay the client's. Never honoured on a single node.
-fn sourced_by_node(
-    state: &AppState,
-    req: &Request,
-) -> Result<Option<Vec<Option<Sourced>>>, ApiError> {
-    let Some(v) = req.headers.get(crate::cluster::front::SOURCED_HEADER) else {
-        return Ok(None);
-    };
-    if !state.engine.in_cluster() {
-        return Ok(None);
-    }
-    serde_json::from_slice::<Vec<Option<Sourced>>>(v.as_bytes())
-        .ok()
-        .filter(|v| v.len() <= crate::limits::CART_LINES_MAX)
-        .map(Some)
-        .ok_or_else(|| {
-            ApiError::validation(vec![super::error::FieldError {
-                field: crate::cluster::front::SOURCED_HEADER.into(),
-                message: "must be a JSON array of location ids, [[location, qty], ...] or nulls, one per line".into(),
-            }])
-        })
-}
-
 /// A reservation's lines as asked: (line index, sku, location or None to
-/// source it, qty). A line a cluster node's planner placed (`sourced`)
-/// takes its location, or one entry per part when it split the line.
-/// Errors in `e`.
+/// source it, qty). Errors in `e`.
 fn wanted_lines(
     e: &mut Errors,
     m: &serde_json::Map<String, Value>,
-    sourced: Option<&[Option<Sourced>]>,
     sourcing_asked: bool,
 ) -> Vec<(usize, String, Option<String>, u32)> {
     let mut wanted = Vec::new();
@@ -265,14 +208,7 @@ fn wanted_lines(
         let sku = e.id(o, "sku", &path, true);
         let qty = e.int(o, "qty", &path, 1, QTY_MAX, true);
         let absent = matches!(o.get("location"), None | Some(Value::Null));
-        let planned = sourced
-            .and_then(|v| v.get(i))
-            .and_then(Option::as_ref)
-            .filter(|_| absent);
-        let loc = match planned {
-            Some(_) => None,
-            None => e.id(o, "location", &path, false),
-        };
+        let loc = e.id(o, "location", &path, false);
         if absent && !sourcing_asked {
             e.add(
                 format!("{path}.location"),
@@ -282,22 +218,8 @@ fn wanted_lines(
         let (Some(sku), Some(qty)) = (sku, qty) else {
             continue;
         };
-        match planned {
-            Some(Sourced::At(at)) => wanted.push((i, sku, Some(at.clone()), qty as u32)),
-            Some(Sourced::Parts(parts)) => {
-                let sum: i64 = parts.iter().map(|p| i64::from(p.1)).sum();
-                if sum != qty || parts.iter().any(|p| p.1 == 0) {
-                    e.add(
-                        crate::cluster::front::SOURCED_HEADER,
-                        format!("line {i}: its parts must add up to its qty"),
-                    );
-                }
-                for (at, q) in parts {
-                    wanted.push((i, sku.clone(), Some(at.clone()), *q));
-                }
-            }
-            None if loc.is_some() || absent => wanted.push((i, sku, loc, qty as u32)),
-            None => {}
+        if loc.is_some() || absent {
+            wanted.push((i, sku, loc, qty as u32));
         }
     }
     wanted
@@ -324,8 +246,7 @@ async fn serve_create(
         None
     };
     let split = split_lines(&mut e, &m);
-    let sourced = sourced_by_node(state, req)?;
-    let wanted = wanted_lines(&mut e, &m, sourced.as_deref(), sourcing_asked);
+    let wanted = wanted_lines(&mut e, &m, sourcing_asked);
     e.into_result()?;
     let mut e = Errors::default();
     let (lines, target) = {
@@ -372,7 +293,7 @@ async fn serve_create(
                 .collect();
             state
                 .engine
-                .reserve_as(cart_id(state, req)?, &cart, partial, ttl_s, idem)
+                .reserve(&cart, partial, ttl_s, idem)
                 .await?
                 .map_err(|short| shortage_error(&short))?
         }
@@ -516,9 +437,6 @@ pub async fn get(state: &AppState, req: &Request, id: &str) -> ApiResult {
 }
 
 pub async fn transition(state: &AppState, req: &Request, id: &str, action: &str) -> ApiResult {
-    if action == "split" {
-        return split(state, req, id).await;
-    }
     let t = match action {
         "confirm" => Transition::Confirm,
         "release" => Transition::Release,
@@ -556,58 +474,5 @@ pub async fn transition(state: &AppState, req: &Request, id: &str, action: &str)
             ),
         )
         .with("reservation_status", json!(s.as_str()))),
-    }
-}
-
-/// `POST /v1/reservations/{id}/split` (between cluster nodes, with
-/// `x-holdfast-shard`; admin): this shard's part of held reservation `id`
-/// turned into the parts `{"into": [[part id, [line, ...]], ...], "ttl_s"}`
-/// (an order's shipments placed from a cart: `order_stock`), as one
-/// engine splits a reservation. 200 `{"into": [ids]}`; 409
-/// `reservation_not_held` when it is not held or its lines differ. 404 on
-/// a single node.
-async fn split(state: &AppState, req: &Request, id: &str) -> ApiResult {
-    if !state.engine.in_cluster() {
-        return Err(ApiError::new(
-            Code::NotFound,
-            "no action split on reservations",
-        ));
-    }
-    req.principal.require_admin()?;
-    let from = parse_reservation_id(id)?;
-    let m = parse_object(&req.body)?;
-    let into: Vec<(ReservationId, Vec<Line>)> = m
-        .get("into")
-        .cloned()
-        .and_then(|v| serde_json::from_value(v).ok())
-        .filter(|v: &Vec<(ReservationId, Vec<Line>)>| {
-            let lines: usize = v.iter().map(|p| p.1.len()).sum();
-            !v.is_empty() && lines <= crate::limits::CART_LINES_MAX
-        })
-        .ok_or_else(|| {
-            ApiError::new(
-                Code::ValidationFailed,
-                "into: the parts, [id, [{sku, location, qty, requested}]], of at most a cart's lines",
-            )
-        })?;
-    let ttl = m
-        .get("ttl_s")
-        .and_then(Value::as_u64)
-        .filter(|t| (TTL_S_MIN..=TTL_S_MAX).contains(t))
-        .ok_or_else(|| ApiError::new(Code::ValidationFailed, "ttl_s"))?;
-    match state.engine.split_reservation_as(from, into, ttl).await? {
-        Ok(parts) => Ok(json_response(
-            200,
-            &json!({"into": parts.iter().map(|p| p.id.as_str()).collect::<Vec<_>>()}),
-        )),
-        Err(crate::domain::reservation::SplitRefused::NotHeld(st)) => Err(ApiError::new(
-            Code::ReservationNotHeld,
-            format!("reservation {id} is {}", st.as_str()),
-        )
-        .with("reservation_status", json!(st.as_str()))),
-        Err(crate::domain::reservation::SplitRefused::LinesDiffer) => Err(ApiError::new(
-            Code::ReservationNotHeld,
-            format!("reservation {id} changed while the order was placed"),
-        )),
     }
 }

@@ -54,11 +54,6 @@ pub async fn adyen(state: &AppState, body: &Bytes) -> ApiResult {
                 tracing::warn!(order = %n.merchant_reference, payment = %n.payment(), "adyen notice about another payment than the order's: ignored")
             }
             Some(_) => {}
-            // On a cluster every shard reads the delivery; an order is
-            // known to its home shard only.
-            None if state.stock.in_cluster() => {
-                tracing::debug!(order = %n.merchant_reference, "adyen notice of another shard's order")
-            }
             None => {
                 tracing::warn!(order = %n.merchant_reference, event = %n.event_code, "adyen notice of an unknown order: ignored")
             }

@@ -165,6 +165,8 @@ pub struct Journal {
     /// Why replication poisoned the journal, if it did: what later writes
     /// are refused with.
     shipping_failed: Arc<parking_lot::Mutex<Option<String>>>,
+    /// Held by the writer while it commits a batch (`halt`).
+    committing: Arc<parking_lot::Mutex<()>>,
 }
 
 /// What recovery found.
@@ -281,6 +283,43 @@ pub fn remove_segments_through(
         storage.sync_dir(dir).map_err(io)?;
     }
     Ok(removed)
+}
+
+/// Cuts the journal in `dir` back to its records up to `seq`: the
+/// segments that start after it go, the one holding it ends with it.
+/// Answers the records cut. Only on a journal no writer writes (`halt`).
+pub fn truncate_after(storage: &dyn Storage, dir: &Path, seq: u64) -> Result<u64, JournalError> {
+    let io = |e: std::io::Error| JournalError::Io(e.to_string());
+    let mut cut = 0;
+    for (first, name) in segments(storage, dir)?.into_iter().rev() {
+        let path = dir.join(&name);
+        let data = storage.read(&path).map_err(io)?;
+        let mut at = HEADER_LEN.min(data.len());
+        let mut kept_end = at;
+        let mut next = first;
+        while let Some((s, _, end)) = decode_frame(&data, at) {
+            if s != next {
+                break;
+            }
+            if s <= seq {
+                kept_end = end;
+            } else {
+                cut += 1;
+            }
+            next += 1;
+            at = end;
+        }
+        if first > seq {
+            storage.remove(&path).map_err(io)?;
+        } else {
+            if kept_end < data.len() {
+                storage.truncate(&path, kept_end as u64).map_err(io)?;
+            }
+            break;
+        }
+    }
+    storage.sync_dir(dir).map_err(io)?;
+    Ok(cut)
 }
 
 fn read(
@@ -436,6 +475,7 @@ impl Journal {
         let stats = Arc::new(JournalStats::default());
         stats.last_seq.store(last_seq, Ordering::Relaxed);
         let shipping_failed = Arc::new(parking_lot::Mutex::new(None));
+        let committing = Arc::new(parking_lot::Mutex::new(()));
         let ship = match replication {
             Some(r) => Some(Shipper::start(
                 storage.clone(),
@@ -457,6 +497,7 @@ impl Journal {
             segment_bytes_max,
             next_seq: last_seq + 1,
             poisoned: poisoned.clone(),
+            committing: committing.clone(),
             stats: stats.clone(),
             buf: Vec::with_capacity(1 << 20),
             ship,
@@ -473,6 +514,7 @@ impl Journal {
                 stats,
                 tickets: Arc::new(parking_lot::Mutex::new(0)),
                 shipping_failed,
+                committing,
             },
             handle,
         ))
@@ -480,6 +522,15 @@ impl Journal {
 
     pub fn is_poisoned(&self) -> bool {
         self.poisoned.load(Ordering::Acquire)
+    }
+
+    /// Stops the journal for good: every later write is refused, and when
+    /// this returns no batch is being written nor ever will be (a cluster
+    /// leader giving up the lead cuts its journal back after this:
+    /// `truncate_after`).
+    pub fn halt(&self) {
+        self.poisoned.store(true, Ordering::Release);
+        drop(self.committing.lock());
     }
 
     /// Queues a record; its place in the journal is fixed when this returns,
@@ -582,6 +633,7 @@ struct Writer {
     segment_bytes_max: u64,
     next_seq: u64,
     poisoned: Arc<AtomicBool>,
+    committing: Arc<parking_lot::Mutex<()>>,
     stats: Arc<JournalStats>,
     /// Reused for every batch.
     buf: Vec<u8>,
@@ -616,11 +668,14 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            let committing = self.committing.clone();
+            let held = committing.lock();
             let result = if self.poisoned.load(Ordering::Acquire) {
                 Err(JournalError::Poisoned)
             } else {
                 self.commit(&batch)
             };
+            drop(held);
             match result {
                 Ok(first_seq) => match &self.ship {
                     Some(ship) if ship.ack_after => ship.after(first_seq, &mut batch),

@@ -39,7 +39,6 @@ pub fn open(fs: &SimStorage, clock: &ManualClock, shards: usize) -> Engine {
             snapshot: None,
             sourcing: Default::default(),
             feed_window: std::time::Duration::from_millis(2),
-            id_prefix: String::new(),
         },
         Arc::new(fs.clone()),
         Arc::new(clock.clone()),
