@@ -23,7 +23,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-const TTL: Duration = Duration::from_millis(400);
+/// Long enough for a first owner to seed and ship on a busy machine
+/// (the leases here are never renewed).
+const TTL: Duration = Duration::from_millis(1_000);
 
 fn log(r: &Redis) -> ShardLog {
     ShardLog::open(&r.url(), "t", Duration::from_secs(2)).expect("connect")
@@ -374,4 +376,50 @@ fn a_rebuild_cut_short_leaves_a_copy_that_still_follows() {
     b.catch_up(&mut log_b).expect("the copy applies again");
     assert_eq!(b.last_seq(), written);
     same_state(&rt, &b, &x);
+}
+
+/// A leader's journal holds a record the stream never took (its append
+/// refused by the fence) and nobody wrote after it: the stream ends one
+/// record before the copy. The copy is not kept with that tail (it would
+/// ship it if it led again: a write answered 503 come back); it rebuilds
+/// from the stream.
+#[test]
+fn a_copy_longer_than_the_stream_rebuilds_from_it() {
+    let redis = Redis::start();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir_a = tmp.path().join("a");
+    let clock = ManualClock::new(1_700_000_000_000);
+    let rt = rt();
+    let (mut log_a, a) = first_owner(&redis, &dir_a, &clock, &rt);
+    for _ in 0..3 {
+        rt.block_on(hold_one(&a, 600));
+    }
+    let shipped = log_a.last_seq(0).expect("last");
+    // Another takes the lease and writes nothing; a's next hold is fenced.
+    std::thread::sleep(TTL + Duration::from_millis(150));
+    let mut log_b = log(&redis);
+    assert_eq!(log_b.acquire(0, "b/1", TTL, 1), Ok(Some(2)));
+    let one = [CartLine {
+        sku: 0,
+        location: 0,
+        qty: 1,
+    }];
+    assert!(rt.block_on(a.reserve(&one, false, 600, None)).is_err());
+    let journaled = a
+        .journal()
+        .stats
+        .last_seq
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(journaled, shipped + 1, "the refused hold is in a's journal");
+    a.shutdown();
+    drop(a);
+    let mut a_copy = mirror(&dir_a, &mut log_a);
+    assert_eq!(
+        a_copy.last_seq(),
+        0,
+        "the tail the stream never took is not kept"
+    );
+    a_copy.catch_up(&mut log_a).expect("catch up");
+    assert_eq!(a_copy.last_seq(), shipped);
+    assert_eq!(a_copy.model().read().reservations.len(), 3);
 }

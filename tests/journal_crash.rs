@@ -326,3 +326,51 @@ fn durable_tickets_cover_every_acknowledged_append() {
     drop(journal);
     let _ = writer.join();
 }
+
+/// A journal halted and cut back after record `k` (a cluster leader giving
+/// up the lead: `Journal::halt`, `truncate_after`) holds exactly records
+/// 1..=k, across segment boundaries, whatever `k`; a journal started on it
+/// goes on at k + 1.
+#[test]
+fn a_journal_cut_back_keeps_exactly_its_prefix() {
+    use holdfast::persistence::journal::truncate_after;
+    for k in [0u64, 1, 7, 20, 33, 59, 60] {
+        let fs = SimStorage::new(5);
+        let storage: Arc<dyn Storage> = Arc::new(fs.clone());
+        let (journal, writer) =
+            Journal::start_with_segment_size(storage.clone(), dir(), 0, Durability::Fsync, 512)
+                .expect("start");
+        for i in 0..60 {
+            journal
+                .append(&event(i))
+                .expect("append")
+                .wait()
+                .expect("durable");
+        }
+        journal.halt();
+        assert!(journal.append(&event(99)).is_err(), "halted: refused");
+        drop(journal);
+        let _ = writer.join();
+        let segments = holdfast::persistence::journal::segments(&fs, &dir())
+            .expect("segments")
+            .len();
+        assert!(segments > 3, "the records span segments: {segments}");
+        let cut = truncate_after(&fs, &dir(), k).expect("cut back");
+        assert_eq!(cut, 60 - k, "k = {k}");
+        let found = recovered(&fs, &dir()).expect("recover");
+        let seqs: Vec<u64> = found.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, (1..=k).collect::<Vec<_>>(), "k = {k}");
+        let (journal, writer) =
+            Journal::start_with_segment_size(storage.clone(), dir(), k, Durability::Fsync, 512)
+                .expect("start again");
+        let seq = journal
+            .append(&event(100))
+            .expect("append")
+            .wait()
+            .expect("durable");
+        assert_eq!(seq, k + 1);
+        drop(journal);
+        let _ = writer.join();
+        assert_eq!(recovered(&fs, &dir()).expect("recover").len() as u64, k + 1);
+    }
+}
