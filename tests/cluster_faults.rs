@@ -302,7 +302,8 @@ fn a_paused_leader_answers_nothing_past_its_lease() {
 }
 
 /// The leader alone cut off from Redis: a hold it takes then cannot be
-/// appended and is answered 503; another node leads. Healed, the old
+/// appended and is not acknowledged (503, or 504: it cannot tell whether
+/// Redis took it); another node leads. Healed, the old
 /// leader follows, its copy cut back to what the stream took; made leader
 /// again (the others killed), the refused hold is nowhere.
 #[test]
@@ -331,7 +332,10 @@ fn a_write_redis_refused_never_comes_back() {
         Some("refused"),
     )
     .expect("answer");
-    assert_eq!(st, 503, "{b}");
+    // Cut mid-connection, the leader cannot tell whether its append reached
+    // Redis: 504 (or 503 when it could not even send it). Redis did not
+    // take it: it must never come back.
+    assert!(st == 503 || st == 504, "{st} {b}");
     tally.refused.push(("refused".into(), "A1".into()));
     // Another leads; the old one, cut off, does not.
     let others: Vec<usize> = (0..3).filter(|n| *n != leader).collect();

@@ -8,7 +8,7 @@ mod common;
 
 use common::sim::journal_event as event;
 use holdfast::domain::event::Event;
-use holdfast::persistence::journal::{decode_event, Replicate, Replication};
+use holdfast::persistence::journal::{decode_event, Replicate, Replication, OUTCOME_UNKNOWN};
 use holdfast::persistence::{Durability, Journal, JournalError, SimStorage, Storage};
 use parking_lot::{Condvar, Mutex};
 use std::path::PathBuf;
@@ -25,6 +25,8 @@ struct Seen {
     opened: Condvar,
     /// Refuse every shipment from this sequence on.
     refuse_from: Mutex<Option<u64>>,
+    /// With it: the refusal's answer was lost (the replicas may have it).
+    lost_answer: Mutex<bool>,
 }
 
 struct Hook(Arc<Seen>);
@@ -53,6 +55,9 @@ impl Replicate for Hook {
             .lock()
             .is_some_and(|s| first + bodies.len() as u64 > s)
         {
+            if *self.0.lost_answer.lock() {
+                return Err(format!("{OUTCOME_UNKNOWN}no answer from Redis"));
+            }
             return Err("refused: a stale epoch".into());
         }
         *self.0.calls.lock() += 1;
@@ -150,6 +155,35 @@ fn a_refused_shipment_fails_its_records_and_poisons_the_journal() {
         "a later write is refused with the reason: {later:?}"
     );
     assert_eq!(seen.records.lock().len(), 10, "nothing past the refusal");
+}
+
+/// A shipment whose answer was lost may be the replicas': its records are
+/// answered "outcome unknown" (504 over HTTP), never "refused" (503, which
+/// says nothing was done); later writes, never sent, are refused.
+#[test]
+fn a_shipment_whose_answer_was_lost_is_neither_acknowledged_nor_refused() {
+    let seen = Arc::new(Seen::default());
+    *seen.refuse_from.lock() = Some(4);
+    *seen.lost_answer.lock() = true;
+    seen.gate(true);
+    let (journal, _writer) = start(&seen, true);
+    for i in 0..3 {
+        assert_eq!(journal.append(&event(i)).expect("queued").wait(), Ok(i + 1));
+    }
+    let lost = journal.append(&event(3)).expect("queued").wait();
+    assert!(
+        matches!(lost, Err(JournalError::ReplicationUnknown(_))),
+        "{lost:?}"
+    );
+    let later = journal.append(&event(4)).err();
+    assert!(
+        matches!(later, Some(JournalError::Replication(_))),
+        "never sent: refused, {later:?}"
+    );
+    let api = holdfast::http::error::ApiError::from(holdfast::actors::EngineError::Storage(
+        JournalError::ReplicationUnknown("x".into()),
+    ));
+    assert_eq!(api.status(), 504);
 }
 
 #[test]

@@ -133,16 +133,23 @@ impl Front {
         answer
     }
 
-    /// Serves `r` as the leader. A read whose answer is ready after the
-    /// lease ran out is not sent (another node may lead by now: 503); a
-    /// write is (answered only once journaled and, `replicated`, taken by
-    /// Redis under this leader's epoch: it is the cluster's).
+    /// Serves `r` as the leader. An answer ready after the lease ran out
+    /// (on this node's clock) is not sent as it is: another node may lead
+    /// by now. A read, or a write that did nothing, is 503 (nothing was
+    /// done here; ask again); a write that was applied is 504
+    /// `outcome_unknown` (it is the cluster's, taken by Redis under this
+    /// leader's epoch; sent again under its key, the new leader answers it).
     async fn lead(&self, state: &Arc<http::AppState>, r: &Incoming<'_>) -> ApiResult {
         let answer = r.serve(state).await;
-        if !is_write(&r.method) && self.node.leading().is_none() {
-            return Err(no_leader());
+        if self.node.leading().is_some() {
+            return answer;
         }
-        answer
+        let status = status_of(&answer);
+        match status {
+            503 | 504 => answer,
+            200..=299 if is_write(&r.method) => Err(outcome_unknown()),
+            _ => Err(no_leader()),
+        }
     }
 
     /// An availability or stock-record read answered from this node's
@@ -376,7 +383,9 @@ fn status_of(a: &ApiResult) -> u16 {
     }
 }
 
-/// 504 for a forwarded write whose answer never came (`Front::to_leader`).
+/// 504 for a write whose answer cannot be given: forwarded, the leader
+/// went away before answering (`Front::to_leader`); or served here, the
+/// lease ran out meanwhile (`Front::lead`).
 fn outcome_unknown() -> ApiError {
     ApiError::new(
         Code::OutcomeUnknown,

@@ -25,7 +25,7 @@ use crate::domain::model::Model;
 use crate::domain::stock::StockRecord;
 use crate::feed::{Change, Copied, Feed, Scope, Sink, SnapshotText};
 use crate::http::feed::{Part, Wanted};
-use crate::persistence::journal::{decode_event, read_range, Replicate};
+use crate::persistence::journal::{decode_event, read_range, Replicate, OUTCOME_UNKNOWN};
 use crate::persistence::recovery::{apply_record, recover_model};
 use crate::persistence::snapshot::{
     decode_snapshot, run_snapshotter, SnapshotPolicy, SnapshotStore,
@@ -72,39 +72,60 @@ impl StreamShip {
         self
     }
 
-    fn append(&mut self, first: u64, bodies: &[&[u8]]) -> Result<(), LogError> {
-        let log = match &mut self.log {
-            Some(l) => l,
-            None => self
-                .log
-                .insert(ShardLog::open(&self.url, &self.cluster, self.timeout)?),
+    /// One attempt; its error, and whether the entries may have reached
+    /// Redis (a connection that never opened sent nothing).
+    fn append(&mut self, first: u64, bodies: &[&[u8]]) -> Result<(), (LogError, bool)> {
+        if self.log.is_none() {
+            let log = ShardLog::open(&self.url, &self.cluster, self.timeout);
+            self.log = Some(log.map_err(|e| (e, false))?);
+        }
+        let (shard, fence) = (self.shard, &self.fence);
+        let Some(log) = self.log.as_mut() else {
+            return Err((LogError::Redis("no connection".into()), false));
         };
         // A retry after a failed wait finds the events in (a no-op) and
         // waits again: they count as shipped only once the wait holds.
-        log.append(self.shard, &self.fence, first, bodies)?;
+        log.append(shard, fence, first, bodies)
+            .map_err(|e| (e, true))?;
         // Half the connection's timeout: Redis answers before the socket
         // gives up on it.
         log.wait(self.wait_aof, self.wait_replicas, self.timeout / 2)
+            .map_err(|e| (e, true))
     }
 }
 
 impl Replicate for StreamShip {
+    /// Appends `bodies`, retried (a retry of entries the stream holds is a
+    /// no-op) for `patience`. Failing, the error says whether an attempt
+    /// may have reached Redis (`OUTCOME_UNKNOWN`: its answer was lost, the
+    /// entries may be in the stream) or none did (refused, or no
+    /// connection).
     fn ship(&mut self, first: u64, bodies: &[&[u8]]) -> Result<(), String> {
         let started = Instant::now();
         let mut backoff = Duration::from_millis(10);
+        let mut maybe_sent = false;
         loop {
             match self.append(first, bodies) {
                 Ok(()) => return Ok(()),
-                Err(LogError::Redis(e)) => {
+                Err((LogError::Redis(e), sent)) => {
                     self.log = None; // a fresh connection next time
+                    maybe_sent |= sent;
                     if started.elapsed() + backoff > self.patience {
-                        return Err(format!("shard {}: redis unreachable: {e}", self.shard));
+                        let unknown = if maybe_sent { OUTCOME_UNKNOWN } else { "" };
+                        return Err(format!(
+                            "{unknown}shard {}: redis unreachable: {e}",
+                            self.shard
+                        ));
                     }
                     tracing::warn!(shard = self.shard, error = %e, "shipping: redis unreachable, retrying");
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_millis(500));
                 }
-                Err(e) => return Err(format!("shard {}: {e}", self.shard)),
+                // Refused now; an earlier attempt may still have been taken.
+                Err((e, _)) => {
+                    let unknown = if maybe_sent { OUTCOME_UNKNOWN } else { "" };
+                    return Err(format!("{unknown}shard {}: {e}", self.shard));
+                }
             }
         }
     }

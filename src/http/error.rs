@@ -90,7 +90,7 @@ impl Code {
             Code::OrderExists => ("order_exists", 409, "Order exists"),
             Code::UpgradeRequired => ("upgrade_required", 426, "Upgrade to a WebSocket"),
             Code::RequestTimeout => ("request_timeout", 408, "The request was not sent in time"),
-            Code::OutcomeUnknown => ("outcome_unknown", 504, "The shard's owner did not answer"),
+            Code::OutcomeUnknown => ("outcome_unknown", 504, "The write's outcome is unknown"),
         }
     }
 }
@@ -247,6 +247,14 @@ impl From<EngineError> for ApiError {
                 ApiError::new(
                     Code::Unavailable,
                     "the write could not be replicated (the shard's owner is changing or Redis is unreachable); nothing was acknowledged, retry shortly",
+                )
+                .retry_after(1)
+            }
+            EngineError::Storage(crate::persistence::JournalError::ReplicationUnknown(err)) => {
+                tracing::warn!(error = %err, "write not acknowledged: its replication's outcome is unknown");
+                ApiError::new(
+                    Code::OutcomeUnknown,
+                    "Redis did not answer the write's replication: it may or may not have been applied; send it again with an Idempotency-Key to apply it once",
                 )
                 .retry_after(1)
             }

@@ -80,7 +80,7 @@ const OPS: &[Op] = &[
     (
         "get",
         "/v1/inventory/{location}/{sku}",
-        "Read a stock record (on a cluster node that follows the SKU's shard: from its copy, fresh within 250 ms and past the node's own writes, answer header x-holdfast-read: follower; Cache-Control: no-cache asks the owner)",
+        "Read a stock record (on a cluster follower: from its copy, fresh within 250 ms and past the node's own writes, answer header x-holdfast-read: follower; Cache-Control: no-cache asks the leader; with no leader to answer, from the copy whatever its age, with x-holdfast-stale-ms)",
         None,
         200,
         "StockRecord",
@@ -107,7 +107,7 @@ const OPS: &[Op] = &[
     (
         "get",
         "/v1/availability/{sku}",
-        "Availability of a SKU across the network (on a cluster node that follows the SKU's shard: from its copy, fresh within 250 ms and past the node's own writes, answer header x-holdfast-read: follower; Cache-Control: no-cache asks the owner)",
+        "Availability of a SKU across the network (on a cluster follower: from its copy, fresh within 250 ms and past the node's own writes, answer header x-holdfast-read: follower; Cache-Control: no-cache asks the leader; with no leader to answer, from the copy whatever its age, with x-holdfast-stale-ms)",
         None,
         200,
         "Availability",
@@ -305,7 +305,7 @@ const OPS: &[Op] = &[
     (
         "get",
         "/v1/cluster",
-        "A cluster node's view (holdfast serve --cluster): per shard, its owner node, the lease's epoch, whether this node owns it, and the last sequence number this node's copy holds. A single node answers 404",
+        "A cluster node's view (holdfast serve --cluster): its role, the leader and its epoch, this node's copy, and every node's copy and lag behind the leader as they last reported them (shards: the same in the sharded cluster's shape, one entry). A single node answers 404",
         None,
         200,
         "ClusterView",
@@ -626,7 +626,7 @@ fn order_schema() -> Value {
             {"type": "object", "required": ["type", "lat", "lon", "address"], "properties": {"type": {"const": "ship"}, "lat": {"type": "number"}, "lon": {"type": "number"}, "address": nullable(schema_ref("Address"))}},
             {"type": "object", "required": ["type", "location"], "properties": {"type": {"const": "pickup"}, "location": id()}}]},
         "total": money,
-        "restock_pending": {"type": "integer", "minimum": 0, "description": "Returned units not back in stock yet (a cluster's restock to another shard, made by the retry loop)"},
+        "restock_pending": {"type": "integer", "minimum": 0, "description": "Returned units not back in stock yet (owed by orders returned on the sharded cluster, made by the retry loop; 0 otherwise)"},
         "payment": payment, "shipments": {"type": "array", "items": shipment}, "created_at": time, "updated_at": time}})
 }
 
@@ -652,9 +652,16 @@ fn payment_schemas() -> Value {
 /// and the problem every error answers.
 fn cluster_schemas() -> Value {
     json!({
-        "ClusterView": {"type": "object", "required": ["cluster", "node", "redis_reachable", "shards"], "properties": {
+        "ClusterView": {"type": "object", "required": ["cluster", "node", "role", "redis_reachable", "leader", "epoch", "applied_seq", "nodes", "shards"], "properties": {
             "cluster": {"type": "string"}, "node": {"type": "string"},
+            "role": {"enum": ["leader", "follower"]},
             "redis_reachable": {"type": "boolean"},
+            "leader": {"type": ["object", "null"], "required": ["node", "epoch"], "properties": {"node": {"type": "string"}, "epoch": {"type": "integer"}}},
+            "epoch": {"type": "integer"}, "applied_seq": {"type": "integer"},
+            "nodes": {"type": "array", "items": {"type": "object", "required": ["node", "http", "leader", "applied_seq", "lag_records", "reported_ms_ago"], "properties": {
+                "node": {"type": "string"}, "http": {"type": "string"}, "leader": {"type": "boolean"},
+                "applied_seq": {"type": ["integer", "null"]}, "lag_records": {"type": ["integer", "null"]},
+                "reported_ms_ago": {"type": ["integer", "null"]}}}},
             "shards": {"type": "array", "items": {"type": "object", "required": ["shard", "owner", "epoch", "owned_here", "applied_seq"], "properties": {
                 "shard": {"type": "integer"}, "owner": {"type": ["string", "null"]},
                 "epoch": {"type": "integer"}, "owned_here": {"type": "boolean"},
@@ -691,7 +698,7 @@ fn problem_description(status: u16) -> &'static str {
         426 => "upgrade_required: a plain GET of the WebSocket feed",
         429 => "rate_limited: the token is over its rate; retry after Retry-After seconds",
         503 => "unavailable: the engine is at capacity, stopping, or its storage or a provider fails; retry after Retry-After seconds",
-        504 => "outcome_unknown: a cluster node's shard owner went away before answering the forwarded write; it may or may not have been applied",
+        504 => "outcome_unknown: the write may or may not have been applied (a cluster's leader went away before answering, or Redis did not answer its replication); send it again under its Idempotency-Key",
         _ => "problem",
     }
 }
@@ -740,7 +747,9 @@ fn success_response(path: &str, status: u16, output: &str) -> Value {
         path,
         "/v1/inventory/{location}/{sku}" | "/v1/availability/{sku}"
     ) {
-        r["headers"] = json!({"x-holdfast-read": {"description": "follower: a cluster node answered from its copy of the shard", "schema": {"const": "follower"}}});
+        r["headers"] = json!({
+            "x-holdfast-read": {"description": "follower: a cluster follower answered from its copy", "schema": {"const": "follower"}},
+            "x-holdfast-stale-ms": {"description": "on a follower's answer while no leader could answer: how long ago its copy had read the whole stream", "schema": {"type": "integer", "minimum": 0}}});
     }
     r
 }
@@ -796,7 +805,7 @@ fn other_parameters(method: &str, path: &str) -> Vec<Value> {
     let key = json!({"name": "Idempotency-Key", "in": "header", "required": false, "schema": id(),
         "description": "Applied once per key of the token (kept at least 24 hours): the same request again answers the first answer; another request under the key is 422 idempotency_key_reused"});
     let fresh = json!({"name": "Cache-Control", "in": "header", "required": false, "schema": {"type": "string"},
-        "description": "no-cache: a cluster node asks the shard's owner instead of answering from its copy"});
+        "description": "no-cache: a cluster follower asks the leader instead of answering from its copy"});
     match (method, path) {
         ("post", "/v1/reservations" | "/v1/inventory/{location}/{sku}/adjustments") => vec![key],
         ("post", "/v1/orders") => vec![

@@ -73,6 +73,11 @@ pub enum JournalError {
     /// is poisoned (what it holds beyond them is not the cluster's).
     #[error("replication: {0}")]
     Replication(String),
+    /// The shipment of this record may have reached the replicas (its
+    /// answer was lost): it may be the cluster's, or not. The journal is
+    /// poisoned as with `Replication`.
+    #[error("replication outcome unknown: {0}")]
+    ReplicationUnknown(String),
 }
 
 /// Where committed records go beyond the local disk.
@@ -760,6 +765,15 @@ fn acknowledge(stats: &JournalStats, first_seq: u64, batch: &mut Vec<Append>) {
     }
 }
 
+/// What a replication hook's error starts with when the shipment may have
+/// reached the replicas (its answer was lost): the records in it are
+/// answered `ReplicationUnknown`, not refused.
+pub const OUTCOME_UNKNOWN: &str = "outcome unknown: ";
+
+fn is_outcome_unknown(e: &str) -> bool {
+    e.starts_with(OUTCOME_UNKNOWN)
+}
+
 /// Committed records on their way to the replicas.
 struct Shipment {
     first: u64,
@@ -899,7 +913,9 @@ impl ShipperThread {
     /// from the segments first. Then answers the batches in it: those
     /// wholly shipped, or the failure.
     fn ship_group(&mut self, group: Vec<Shipment>) {
-        let mut outcome = match self.failed.lock().clone() {
+        // Failed before: this group was never sent.
+        let before = self.failed.lock().clone();
+        let mut outcome = match before.clone() {
             Some(e) => Err(e),
             None => Ok(()),
         };
@@ -940,9 +956,17 @@ impl ShipperThread {
                         Err(e) => e.clone(),
                         Ok(()) => "not shipped".to_string(),
                     };
+                    // Sent now, and the hook could not tell whether the
+                    // replicas took it: neither acknowledged nor refused.
+                    let unknown = before.is_none() && is_outcome_unknown(&e);
                     for a in s.batch {
                         if let Some(ack) = a.ack {
-                            let _ = ack.send(Err(JournalError::Replication(e.clone())));
+                            let err = if unknown {
+                                JournalError::ReplicationUnknown(e.clone())
+                            } else {
+                                JournalError::Replication(e.clone())
+                            };
+                            let _ = ack.send(Err(err));
                         }
                     }
                 }
