@@ -1,7 +1,9 @@
-//! A deterministic simulation of the cluster protocol (issue 6), on turmoil:
-//! three nodes, two clients and a fake stream server, every one a host of
-//! one simulated network whose latency, message loss, partitions, held
-//! (late) messages and crashes come from one seed. A failing seed prints
+//! A deterministic simulation of the cluster protocol (issues 6 and 18), on
+//! turmoil: three nodes, two clients and a fake stream server, every one a
+//! host of one simulated network whose latency, message loss, partitions,
+//! held (late) messages, crashes, frozen nodes (SIGSTOP past the lease, then
+//! resumed with requests waiting) and a node whose clock runs slow come
+//! from one seed. A failing seed prints
 //! the command that replays it exactly, and the run's last events.
 //!
 //! What is simulated is the protocol of `src/cluster/`, rule for rule:
@@ -17,12 +19,15 @@
 //! - a node (`node`): the lease keeper's rules (a lease lets its holder write
 //!   until `lease_valid_for` after the request was sent, taken only after a
 //!   TTL for another's shard, a taken lease waited for when `WAIT` is
-//!   configured), the owner's (a reservation journaled locally, shipped
-//!   fenced, acknowledged only once shipped, a snapshot published every
-//!   ten; a refused or unanswered shipment hands the shard back), the
+//!   configured), the leader's (a reservation journaled locally, shipped
+//!   fenced, acknowledged only once shipped and only within its lease's
+//!   deadline, a snapshot published every ten; a refused shipment answered
+//!   503, an unanswered one 504; either hands the lead back and cuts the
+//!   copy back to what the stream took), the
 //!   follower's (`log::Follower`, the real type: duplicates skipped; a gap,
 //!   a diverged tail or a lost position rebuilt from the published
-//!   snapshot; a copy placed against the stream when it starts), and the
+//!   snapshot; a copy placed against the stream when it starts, rebuilt if
+//!   longer than the stream), and the
 //!   taker's (catch up, leave the shard to a live node with a longer copy,
 //!   seed a stream that lost what its copy holds as a snapshot, ship a tail
 //!   the stream lost);
@@ -32,9 +37,11 @@
 //! Checked on every run: never more held than the stock (on any node's
 //! copy, at any time, and in acknowledgements); no acknowledged reservation
 //! lost; no two writers in one epoch (over every append any incarnation of
-//! the server accepted, lost ones included); and, after the faults end,
+//! the server accepted, lost ones included); no definite answer from a node
+//! past its lease's deadline; no hold answered 503 ever in the stream; and,
+//! after the faults end,
 //! one owner serving and every copy equal to the stream. (Without WAIT, a
-//! Redis failover may lose acknowledged holds: README.md's window; that
+//! Redis failover may lose acknowledged holds: docs/cluster.md's window; that
 //! mode's runs count such losses instead of failing on them.)
 //!
 //! `HOLDFAST_SIM_SEEDS` sets how many seeds a test runs (default 250 each;
@@ -114,6 +121,9 @@ enum Bug {
     AckBeforeShip,
     /// The server appends without checking the lease (no fencing).
     NoFence,
+    /// A leader answers whenever its answer is ready, its lease run out or
+    /// not (a zombie's answers).
+    NoDeadline,
 }
 
 // ---------------------------------------------------------------- wire
@@ -246,7 +256,10 @@ enum Answer {
     Reserved,
     SoldOut,
     NotOwner,
+    /// Nothing was done (HTTP 503).
     Unavailable,
+    /// It may or may not have been done (HTTP 504): the client asks again.
+    Unknown,
 }
 
 // ------------------------------------------------------------ the server
@@ -647,6 +660,15 @@ struct World {
     takeovers: u64,
     /// Acknowledged reservations the final stream does not hold.
     lost: usize,
+    /// The records of the holds answered `Unavailable` (nothing done):
+    /// none may ever be in the stream.
+    refused: BTreeSet<String>,
+    /// Nodes frozen now (the driver's `Freeze`): they run nothing.
+    frozen: BTreeSet<&'static str>,
+    /// Per node, how long its clock takes for a lease's time, in percent
+    /// (100: true; one node of a run up to 130).
+    clock_pct: Vec<u64>,
+    freezes: u64,
 }
 
 impl World {
@@ -727,7 +749,12 @@ impl Node {
     /// The lease keeper's round.
     async fn leases(&mut self) {
         let sent = now_ms();
-        let valid = lease_valid_for(Duration::from_millis(TTL_MS)).as_millis() as u64;
+        // This node's clock may run slow, past the margin the lease leaves
+        // for drift (`lease_valid_for`): it then believes in its lease
+        // after Redis let it go, and only the fence stops its writes.
+        let valid = lease_valid_for(Duration::from_millis(TTL_MS)).as_millis() as u64
+            * self.world.borrow().clock_pct[self.index]
+            / 100;
         if let Some((epoch, _)) = self.lease {
             let holder = self.holder.clone();
             match self.rpc.call(Req::Renew { holder, epoch }).await {
@@ -768,6 +795,25 @@ impl Node {
         let _ = self.rpc.call(Req::Release { holder }).await;
     }
 
+    /// `cut_back` of node.rs: a leader that gives up the lead keeps only
+    /// what the stream took (`shipped`); a record Redis refused must never
+    /// come back.
+    fn cut_back(&mut self, shipped: u64) {
+        let mut st = self.state.borrow_mut();
+        if st.base > shipped {
+            drop(st);
+            self.wipe();
+            return;
+        }
+        let keep = (shipped - st.base) as usize;
+        if st.copy.len() > keep {
+            let cut = st.copy.len() - keep;
+            st.copy.truncate(keep);
+            drop(st);
+            self.log(format!("cuts its copy back to {shipped} ({cut} records)"));
+        }
+    }
+
     fn wipe(&mut self) {
         self.log(format!("wipes its copy of {}", self.copy_len()));
         self.state.borrow_mut().clear();
@@ -789,7 +835,10 @@ impl Node {
                 // The record, as the real copy compares its journal's
                 // bytes (an owner's own entries carry no stream id).
                 let same = self.state.borrow().record(e.seq).map(|x| &x.data) == Some(&e.data);
-                if same {
+                // The stream must end at this copy's last record: a longer
+                // copy holds what the stream never took.
+                let whole = e.seq == last;
+                if same && whole {
                     self.log(format!("placed at {last} (stream entry {} agrees)", e.seq));
                     Follower::placed(last, Some(&e.entry()))
                 } else {
@@ -952,13 +1001,17 @@ impl Node {
         self.role = Role::Owning { epoch, shipped };
     }
 
-    /// Holds what it can of `batch`, ships, and answers each.
+    /// Holds what it can of `batch`, ships, and answers each. An answer
+    /// ready after the lease's deadline is not given (`Front::lead`): a
+    /// hold made is `Unknown` (it is the cluster's; asked again, the next
+    /// leader answers it), anything else `Unavailable` (nothing done).
     async fn serve(
         &mut self,
         epoch: u64,
         shipped: u64,
         batch: Vec<(u64, std::net::SocketAddr, String)>,
     ) -> Vec<(u64, std::net::SocketAddr, Answer)> {
+        let mut made = Vec::new();
         for (_, _, id) in &batch {
             let (held, len) = {
                 let s = self.state.borrow();
@@ -972,6 +1025,7 @@ impl Node {
                     epoch,
                     data: format!("{id}@{}", now_ms()),
                 };
+                made.push(e.data.clone());
                 self.push(e);
             }
         }
@@ -990,28 +1044,46 @@ impl Node {
             self.ship(epoch, shipped).await;
             return early;
         }
-        if !self.ship(epoch, shipped).await {
-            return batch
+        let all = |batch: Vec<(u64, std::net::SocketAddr, String)>, a: Answer| {
+            batch
                 .into_iter()
-                .map(|(r, f, _)| (r, f, Answer::Unavailable))
-                .collect();
+                .map(|(r, f, _)| (r, f, a))
+                .collect::<Vec<_>>()
+        };
+        match self.ship(epoch, shipped).await {
+            Shipped::Yes => {}
+            Shipped::Refused => {
+                // Nothing of it is the cluster's: answered 503.
+                self.world.borrow_mut().refused.extend(made);
+                return all(batch, Answer::Unavailable);
+            }
+            Shipped::Unknown => return all(batch, Answer::Unknown),
         }
+        let late = self.owns(now_ms()) != Some(epoch) && self.mode.bug != Bug::NoDeadline;
         batch
             .iter()
-            .map(|(r, f, id)| (*r, *f, answer(self, id)))
+            .map(|(r, f, id)| {
+                let a = match answer(self, id) {
+                    Answer::Reserved if late => Answer::Unknown,
+                    _ if late => Answer::Unavailable,
+                    a => a,
+                };
+                (*r, *f, a)
+            })
             .collect()
     }
 
-    /// Ships the copy's tail after `shipped`; false: the shard is handed
-    /// back (the journal's poisoning).
-    async fn ship(&mut self, epoch: u64, shipped: u64) -> bool {
+    /// Ships the copy's tail after `shipped`; failing, the lead is given
+    /// up (the journal's poisoning) and the copy cut back to what the
+    /// stream took.
+    async fn ship(&mut self, epoch: u64, shipped: u64) -> Shipped {
         let tail: Vec<String> = {
             let s = self.state.borrow();
             let from = (shipped.saturating_sub(s.base) as usize).min(s.copy.len());
             s.copy[from..].iter().map(|e| e.data.clone()).collect()
         };
         if tail.is_empty() {
-            return true;
+            return Shipped::Yes;
         }
         let last = shipped + tail.len() as u64;
         let req = Req::Append {
@@ -1021,35 +1093,49 @@ impl Node {
             data: tail,
             wait: self.mode.wait,
         };
-        match self.rpc.call(req).await {
-            Some(Resp::Appended) => {
-                self.role = Role::Owning {
-                    epoch,
-                    shipped: last,
-                };
-                if last >= self.published + PUBLISH_EVERY {
-                    // The engine's snapshot, published (the stream trimmed
-                    // behind it).
-                    let data: Vec<String> = self.state.borrow().records().cloned().collect();
-                    let req = Req::Publish {
-                        holder: self.holder.clone(),
-                        epoch,
-                        seq: last,
-                        data,
-                    };
-                    if let Some(Resp::Done(true)) = self.rpc.call(req).await {
-                        self.published = last;
-                    }
-                }
-                true
-            }
-            other => {
-                self.step_down(&format!("shipment refused: {other:?}"))
-                    .await;
-                false
+        let got = self.rpc.call(req).await;
+        let outcome = match &got {
+            Some(Resp::Appended) => Shipped::Yes,
+            // Refused by the script: not in the stream.
+            Some(Resp::Stale | Resp::Gap) => Shipped::Refused,
+            // No answer, or appended and not waited for: maybe in it.
+            _ => Shipped::Unknown,
+        };
+        if outcome != Shipped::Yes {
+            self.cut_back(shipped);
+            self.step_down(&format!("shipment failed: {got:?}")).await;
+            return outcome;
+        }
+        self.role = Role::Owning {
+            epoch,
+            shipped: last,
+        };
+        if last >= self.published + PUBLISH_EVERY {
+            // The engine's snapshot, published (the stream trimmed behind
+            // it).
+            let data: Vec<String> = self.state.borrow().records().cloned().collect();
+            let req = Req::Publish {
+                holder: self.holder.clone(),
+                epoch,
+                seq: last,
+                data,
+            };
+            if let Some(Resp::Done(true)) = self.rpc.call(req).await {
+                self.published = last;
             }
         }
+        Shipped::Yes
     }
+}
+
+/// What became of a shipment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shipped {
+    Yes,
+    /// Refused by the fence or a gap: not in the stream.
+    Refused,
+    /// Its answer lost (or its WAIT failed): maybe in the stream.
+    Unknown,
 }
 
 async fn node_host(
@@ -1092,20 +1178,30 @@ async fn node_host(
     node.log("starts".into());
     let (mut next_lease, mut next_report) = (0, 0);
     let mut buf = vec![0u8; 1 << 16];
+    // Just resumed from a freeze: the requests that waited are served
+    // before anything else runs (as a resumed process's HTTP threads may
+    // answer before its lease keeper has looked).
+    let mut thawed = false;
     loop {
+        if node.world.borrow().frozen.contains(name) {
+            thawed = true;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        }
         let now = now_ms();
-        if now >= next_lease {
+        if now >= next_lease && !thawed {
             next_lease = now + RENEW_MS;
             node.leases().await;
         }
         let owns = node.owns(now_ms());
         match std::mem::replace(&mut node.role, Role::Placing) {
-            Role::Owning { epoch, shipped } if owns == Some(epoch) => {
+            Role::Owning { epoch, shipped } if owns == Some(epoch) || thawed => {
                 node.role = Role::Owning { epoch, shipped };
             }
-            Role::Owning { epoch, .. } => {
+            Role::Owning { epoch, shipped } => {
                 node.log(format!("no longer owns epoch {epoch}"));
                 node.state.borrow_mut().serving = None;
+                node.cut_back(shipped);
             }
             Role::Placing => node.place().await,
             Role::Following(f) => match owns {
@@ -1141,8 +1237,9 @@ async fn node_host(
             }
         }
         if !batch.is_empty() {
+            let zombie = node.mode.bug == Bug::NoDeadline;
             let answers = match node.role {
-                Role::Owning { epoch, shipped } if node.owns(now_ms()) == Some(epoch) => {
+                Role::Owning { epoch, shipped } if node.owns(now_ms()) == Some(epoch) || zombie => {
                     node.serve(epoch, shipped, batch).await
                 }
                 _ => batch
@@ -1151,10 +1248,21 @@ async fn node_host(
                     .collect(),
             };
             for (id, to, body) in answers {
+                // A definite answer only from a leader within its lease's
+                // deadline (on its clock).
+                let definite = matches!(body, Answer::Reserved | Answer::SoldOut);
+                if definite && node.owns(now_ms()).is_none() {
+                    let v = format!(
+                        "{}: answered {body:?} past its lease's deadline",
+                        node.holder
+                    );
+                    node.world.borrow_mut().violations.push(v);
+                }
                 let bytes = serde_json::to_vec(&Msg { id, body })?;
                 inbox.send_to(&bytes, to).await?;
             }
         }
+        thawed = false;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -1227,6 +1335,9 @@ enum Fault {
     Hold(&'static str, &'static str),
     Release(&'static str, &'static str),
     Failover,
+    /// The node runs nothing (SIGSTOP), then resumes (SIGCONT).
+    Freeze(&'static str),
+    Thaw(&'static str),
 }
 
 fn schedule(rng: &mut Rng, mode: Mode) -> Vec<(u64, Fault)> {
@@ -1237,10 +1348,17 @@ fn schedule(rng: &mut Rng, mode: Mode) -> Vec<(u64, Fault)> {
         let lasts = 200 + rng.below(3_000);
         let node = NODES[rng.below(3) as usize];
         let end = (at + lasts).min(FAULTS_END_MS);
-        match rng.below(if mode.failover { 6 } else { 5 }) {
+        match rng.below(if mode.failover { 7 } else { 6 }) {
             0 | 1 => {
                 v.push((at, Fault::Crash(node)));
                 v.push((end, Fault::Restart(node)));
+            }
+            5 => {
+                // Frozen past its lease, mostly (a leader then resumes
+                // with requests waiting).
+                let thaw = at + TTL_MS / 2 + rng.below(3 * TTL_MS);
+                v.push((at, Fault::Freeze(node)));
+                v.push((thaw.min(FAULTS_END_MS), Fault::Thaw(node)));
             }
             2 => {
                 v.push((at, Fault::Partition(node, "redis")));
@@ -1282,7 +1400,12 @@ fn run(seed: u64, mode: Mode) -> Outcome {
         .fail_rate(0.0005)
         .repair_rate(0.2);
     let mut sim = b.build();
-    let world = Rc::new(RefCell::new(World::default()));
+    let mut clock_pct = vec![100; NODES.len()];
+    clock_pct[rng.below(NODES.len() as u64) as usize] = 100 + rng.below(31);
+    let world = Rc::new(RefCell::new(World {
+        clock_pct,
+        ..World::default()
+    }));
     let server = Rc::new(RefCell::new(Server::new(seed, mode.bug)));
     let states: Vec<Rc<RefCell<NodeState>>> = NODES
         .iter()
@@ -1300,8 +1423,9 @@ fn run(seed: u64, mode: Mode) -> Outcome {
         let w = world.clone();
         sim.host(name, move || client_host(name, seed, w.clone()));
     }
+    let pct = world.borrow().clock_pct.clone();
     world.borrow_mut().trace.push(format!(
-        "seed {seed} {mode:?} stock {stock} faults {faults:?}"
+        "seed {seed} {mode:?} stock {stock} clocks {pct:?} faults {faults:?}"
     ));
     let mut faults = VecDeque::from(faults);
     let mut down: BTreeSet<&str> = BTreeSet::new();
@@ -1321,6 +1445,14 @@ fn run(seed: u64, mode: Mode) -> Outcome {
                 Fault::Hold(a, b) => sim.hold(a, b),
                 Fault::Release(a, b) => sim.release(a, b),
                 Fault::Failover => server.borrow_mut().failover(),
+                Fault::Freeze(n) => {
+                    let mut w = world.borrow_mut();
+                    w.frozen.insert(n);
+                    w.freezes += 1;
+                }
+                Fault::Thaw(n) => {
+                    world.borrow_mut().frozen.remove(n);
+                }
                 _ => {}
             }
         }
@@ -1334,6 +1466,7 @@ fn run(seed: u64, mode: Mode) -> Outcome {
                 sim.release(n, "redis");
                 sim.repair(n, "redis");
             }
+            world.borrow_mut().frozen.clear();
             world.borrow_mut().trace.push(format!("{t:>6} healed"));
         }
         if t >= END_MS {
@@ -1390,6 +1523,12 @@ fn check(
         ));
     }
     let held: BTreeSet<&str> = stream.iter().map(|d| reservation_of(d)).collect();
+    let came_back: Vec<&&String> = stream.iter().filter(|d| w.refused.contains(**d)).collect();
+    if !came_back.is_empty() {
+        w.violations.push(format!(
+            "holds answered 503 are in the stream: {came_back:?}"
+        ));
+    }
     if held.len() != stream.len() || stream.len() > stock {
         w.violations.push(format!(
             "the stream holds {} ({} distinct) of {stock}",
@@ -1460,7 +1599,7 @@ fn seeds() -> u64 {
 /// Runs `count` seeds from `first`; panics with the first failing seed.
 fn sweep(first: u64, count: u64, mode: Mode) {
     let started = std::time::Instant::now();
-    let (mut acks, mut takeovers, mut unknown, mut sold_out) = (0, 0, 0, 0);
+    let (mut acks, mut takeovers, mut unknown, mut sold_out, mut freezes) = (0, 0, 0, 0, 0);
     for seed in first..first + count {
         let o = run(seed, mode);
         if !o.world.violations.is_empty() {
@@ -1476,9 +1615,10 @@ fn sweep(first: u64, count: u64, mode: Mode) {
         takeovers += o.world.takeovers;
         unknown += o.world.unknown;
         sold_out += o.world.sold_out;
+        freezes += o.world.freezes;
     }
     println!(
-        "{count} seeds from {first} ({mode:?}) in {:.1} s: {acks} acknowledged, {sold_out} sold out, {unknown} unknown, {takeovers} takeovers; no violation",
+        "{count} seeds from {first} ({mode:?}) in {:.1} s: {acks} acknowledged, {sold_out} sold out, {unknown} unknown, {takeovers} takeovers, {freezes} freezes; no violation",
         started.elapsed().as_secs_f64()
     );
 }
@@ -1536,15 +1676,28 @@ fn without_wait_a_redis_failover_can_lose_acknowledged_holds() {
     );
 }
 
-/// Each rule left out is caught within a few hundred seeds.
+/// Each rule left out is caught: within a few hundred seeds, or by the
+/// seed that found it (a seed replays exactly). The fence matters only
+/// when a node's clock runs slower than the lease's margin allows (one
+/// node of a run may): seed 431 found it. A copy that keeps a tail the
+/// stream never took is caught on real processes instead
+/// (tests/cluster_faults.rs, tests/cluster_replica.rs): the seeds here
+/// rarely make a refused append whose leader then leads again.
 #[test]
 fn a_broken_protocol_is_caught() {
-    for bug in [Bug::AckBeforeShip, Bug::NoFence] {
+    for bug in [Bug::AckBeforeShip, Bug::NoDeadline] {
         let mode = Mode { bug, ..WAIT };
         let caught = (1..=300).find(|s| !run(*s, mode).world.violations.is_empty());
         assert!(caught.is_some(), "{bug:?} went unnoticed in 300 seeds");
         println!("{bug:?}: caught by seed {}", caught.unwrap_or(0));
     }
+    let no_fence = Mode {
+        bug: Bug::NoFence,
+        ..WAIT
+    };
+    let v = run(431, no_fence).world.violations;
+    assert!(!v.is_empty(), "NoFence went unnoticed by its seed");
+    println!("NoFence: caught by seed 431: {v:?}");
 }
 
 /// A seed replays exactly: the same trace, event for event.
