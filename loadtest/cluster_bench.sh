@@ -1,56 +1,56 @@
 #!/usr/bin/env bash
-# The cluster against one node, in one command (BENCHMARKS.md, "Cluster"):
-# the checkout scenario, closed loop, for each of
-#   single      one node, the embedded default (fsync)
-#   replicated  a one-node cluster on a Redis of its own (durability
-#               "replicated": fsync, then Redis took the event), 4 shards
-#   repl 1 shard the same with 1 shard (no cart split across shards)
-#   3 nodes     three nodes on that Redis, the harness talking to n1 (the
-#               others' shards forwarded; carts across nodes held by n1)
-# alternating, ROUNDS times; then the replication lag the followers of the
-# last 3-node run saw (holdfast_cluster_replication_lag_seconds, p50/p99 by
-# its buckets). Usage: loadtest/cluster_bench.sh [SECONDS] [ROUNDS]
-# With FEED=N, N stock-feed clients follow the stores through the node
-# the harness talks to (on a cluster node: fed from its copies of the
-# shards it follows and the engines of those it owns), and each run also
-# prints the feed's line (changes delivered, latency from a change's ts).
+# The cluster against one node, in one command (BENCHMARKS.md, "Cluster:
+# one leader"): the checkout scenario, closed loop, alternating ROUNDS
+# times between
+#   single     one node, the embedded default (fsync, no Redis)
+#   leader     three nodes on a Redis of their own (durability
+#              "replicated": fsync, then Redis took the batch), the
+#              harness talking to the leader
+#   follower   the same cluster, the harness talking to a follower (every
+#              write forwarded to the leader, one hop)
+# For each run: requests/s, holds acknowledged, and the server CPU per
+# acknowledged hold and per request, of every process serving it (the
+# node; or the three nodes and Redis). Then the replication lag the
+# followers of the last cluster saw (holdfast_cluster_replication_lag_
+# seconds, p50/p99 by its buckets).
+# Usage: loadtest/cluster_bench.sh [SECONDS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 rounds=${2:-2}
 bin=target/release
 . loadtest/cluster_env.sh
+tck=$(getconf CLK_TCK)
 
-feed=()
-[ -n "${FEED:-}" ] && feed=(--feed-clients "$FEED")
-
-run() { # label [loadtest args]
-  local label=$1; shift
-  local out line
-  out=$("$bin/loadtest" run --target holdfast --scenario checkout --duration "$secs" --quiet \
-    --out "$tmp/out" "${feed[@]}" "$@" 2>&1 | tee -a "$tmp/loadtest.log")
-  line=$(echo "$out" | grep -E '^holdfast +checkout' || true)
-  printf '%-12s %s\n' "$label" "${line:-FAILED (see $tmp/loadtest.log)}"
-  if [ -n "${FEED:-}" ]; then
-    echo "$out" | grep -E '^ +feed:' | sed 's/^ */             /' || true
-  fi
+cpu_of() { # pids...: utime + stime, in ticks
+  local t=0 p
+  for p in "$@"; do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$t"
 }
 
-echo "checkout, closed loop, $secs s a run, $rounds rounds; columns as loadtest prints them"
-for r in $(seq 1 "$rounds"); do
-  run single
-  f=$(cluster_file 1 4); start_cluster "$f" 1
-  run replicated --url "$url"
-  stop_cluster
-  f=$(cluster_file 1 1); start_cluster "$f" 1
-  run "repl 1 shard" --url "$url"
-  stop_cluster
-  f=$(cluster_file 3 12); start_cluster "$f" 3
-  run "3 nodes" --url "$url"
-  if [ "$r" = "$rounds" ]; then
-    for p in $(grep '^http' "$f" | cut -d'"' -f2 | tail -n +2); do
-      curl -s "http://$p/metrics" | grep '^holdfast_cluster_replication_lag_seconds_bucket'
-    done | python3 -c '
+run() { # label url pids...
+  local label=$1 target=$2; shift 2
+  local c0 c1 out line holds reqs
+  c0=$(cpu_of "$@")
+  out=$("$bin/loadtest" run --url "$target" --scenario checkout --duration "$secs" \
+    --out "$tmp/out" 2>&1 | tee -a "$tmp/loadtest.log")
+  c1=$(cpu_of "$@")
+  line=$(echo "$out" | grep -E '^holdfast +checkout' | awk '{print $4}')
+  holds=$(echo "$out" | awk '$1 == "reserve" {print $2; exit}')
+  reqs=$(echo "$out" | awk '/ closed: / {print $6; exit}')
+  verified=$(echo "$out" | grep -E '^holdfast +checkout' | awk '{print $NF}')
+  python3 -c "
+c = ($c1 - $c0) / $tck * 1e6
+print('%-9s %8s req/s  %7d holds  %6.1f us CPU/hold  %5.1f us CPU/request  verified %s' % (
+    '$label', '$line', $holds, c / $holds, c / $reqs, '$verified'))"
+}
+
+lag() { # file: the followers' replication lag
+  for p in $(grep '^http' "$1" | cut -d'"' -f2); do
+    curl -s "http://$p/metrics" | grep '^holdfast_cluster_replication_lag_seconds_bucket' || true
+  done | python3 -c '
 import sys, collections
 b = collections.Counter()
 for line in sys.stdin:
@@ -63,6 +63,25 @@ def q(p):
         if b[k] >= p * total:
             return "<= %g ms" % (v * 1000)
 print("replication lag at the followers (%d entries applied): p50 %s, p99 %s" % (total, q(0.5), q(0.99)))'
-  fi
+}
+
+echo "checkout, closed loop, $secs s a run, $rounds rounds"
+for r in $(seq 1 "$rounds"); do
+  sport=$(port)
+  HOLDFAST_LISTEN="127.0.0.1:$sport" HOLDFAST_DATA_DIR="$tmp/single-$r" RUST_LOG=warn \
+    "$bin/holdfast" serve >/dev/null 2>&1 &
+  spid=$!
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$sport/healthz" >/dev/null && break; sleep 0.1; done
+  run single "http://127.0.0.1:$sport" "$spid"
+  kill "$spid"; wait "$spid" 2>/dev/null || true
+
+  f=$(cluster_file 3)
+  start_cluster "$f" 3
+  run leader "$url" "${pids[@]}" "$redis_pid"
+  stop_cluster
+  f=$(cluster_file 3)
+  start_cluster "$f" 3
+  run follower "$follower_url" "${pids[@]}" "$redis_pid"
+  lag "$f"
   stop_cluster
 done

@@ -4,14 +4,11 @@
 # /v1/sourcing/plan (3-line carts of 200 SKUs stocked at 20 stores, a door
 # around them: loadtest/plan.lua) to
 #   single     one node, the embedded default
-#   cluster    a one-node cluster of 4 shards: the SKUs' stock gathered
-#              from each shard's engine, then planned
-#   3 nodes    three nodes, 12 shards, through n1: the stock of 2/3 of the
-#              shards asked of the other nodes over HTTP
+#   leader     three nodes on a Redis of their own, through the leader
+#              (the single-node engine; orders journaled and replicated)
+#   follower   the same, through a follower (forwarded to the leader)
 # alternating, ROUNDS times. With SCRIPT loadtest/orders.lua, the same
-# for orders (BENCHMARKS.md, "Orders on cluster nodes"): each planned from
-# the stock of its SKUs' shards, its shipments held across them, kept by
-# the shard of its id.
+# for orders (BENCHMARKS.md, "Orders on cluster nodes").
 # Usage: loadtest/sourcing_bench.sh [SECONDS] [ROUNDS] [SCRIPT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,6 +67,6 @@ run() { # label
 echo "$script (3-line carts), wrk -t1 -c16, $secs s a run, $rounds rounds"
 for _ in $(seq 1 "$rounds"); do
   start_single; run single; stop_cluster
-  start_cluster "$(cluster_file 1 4)" 1; run cluster; stop_cluster
-  start_cluster "$(cluster_file 3 12)" 3; run "3 nodes"; stop_cluster
+  start_cluster "$(cluster_file 3)" 3; run leader; stop_cluster
+  start_cluster "$(cluster_file 3)" 3; url=$follower_url; run follower; stop_cluster
 done

@@ -131,8 +131,23 @@ fn one_leader_writes_and_every_node_serves() {
     );
     assert_eq!((st, rec["reserved"].as_i64()), (200, Some(3)), "{rec}");
 
-    // The cluster's view, from every node.
+    // Reservations and orders, too, from a follower's copy once it has
+    // them; what it does not hold, the leader answers.
     cl.wait_copies_equal();
+    for f in [f1, f2] {
+        let (st, v, copy) = read(&cl.url(f, &format!("/v1/reservations/{}", ids[0])), false);
+        assert_eq!(
+            (st, copy, v["status"].as_str()),
+            (200, true, Some("held")),
+            "{v}"
+        );
+        let (st, v, copy) = read(&cl.url(f, "/v1/orders/O-1"), false);
+        assert_eq!((st, copy, &v), (200, true, &got), "{v}");
+        let (st, v, copy) = read(&cl.url(f, "/v1/orders/O-404"), false);
+        assert_eq!((st, copy), (404, false), "{v}");
+    }
+
+    // The cluster's view, from every node.
     let name = format!("n{}", leader + 1);
     for n in 0..3 {
         let v = cl.view(n);

@@ -152,8 +152,9 @@ impl Front {
         }
     }
 
-    /// An availability or stock-record read answered from this node's
-    /// copy: when `stale` (no leader could answer) whatever its age, with
+    /// A read of a stock record, a SKU's availability, a reservation or an
+    /// order answered from this node's copy: when `stale` (no leader could
+    /// answer) whatever its age, with
     /// `x-holdfast-stale-ms`; otherwise only when the copy had read
     /// everything the stream held within `FOLLOWER_FRESH` and since this
     /// node last forwarded a write (a client reads its own writes through
@@ -161,11 +162,19 @@ impl Front {
     /// (`Cache-Control: no-cache`). The answer says `x-holdfast-read:
     /// follower`.
     fn follower_read(&self, r: &Incoming<'_>, stale: bool) -> Option<ApiResult> {
-        let (loc, sku) = match r.seg {
-            ["v1", "availability", sku] if r.method == Method::GET => (None, *sku),
-            ["v1", "inventory", loc, sku] if r.method == Method::GET => (Some(*loc), *sku),
-            _ => return None,
-        };
+        // Every request passes here: the route first, the header after.
+        if r.method != Method::GET {
+            return None;
+        }
+        if !matches!(
+            r.seg,
+            ["v1", "availability", _]
+                | ["v1", "inventory", _, _]
+                | ["v1", "reservations", _]
+                | ["v1", "orders", _]
+        ) {
+            return None;
+        }
         let no_cache = r.headers.get_all("cache-control").iter().any(|v| {
             v.to_str()
                 .is_ok_and(|v| v.to_ascii_lowercase().contains("no-cache"))
@@ -177,23 +186,29 @@ impl Front {
         } else {
             (self.node.fresh_copy(PARTITION, FOLLOWER_FRESH)?, None)
         };
-        let answer = (|| {
-            let req = http::Request {
+        let req = match self.auth.authenticate(&r.headers, None) {
+            Ok(principal) => http::Request {
                 method: r.method.clone(),
                 headers: r.headers.clone(),
                 query: r.query.clone(),
                 body: r.body.clone(),
-                principal: self.auth.authenticate(&r.headers, None)?,
-            };
-            let model = copy.read();
-            match loc {
-                Some(loc) => {
-                    let now = crate::clock::SystemClock.now_ms();
-                    http::inventory::get_from(&model, now, &req, loc, sku)
-                }
-                None => http::inventory::availability_from(&model, &req, sku),
+                principal,
+            },
+            Err(e) => return Some(Err(e)),
+        };
+        let model = copy.read();
+        let answer = match r.seg {
+            ["v1", "inventory", loc, sku] => {
+                let now = crate::clock::SystemClock.now_ms();
+                http::inventory::get_from(&model, now, &req, loc, sku)
             }
-        })();
+            ["v1", "availability", sku] => http::inventory::availability_from(&model, &req, sku),
+            // What the copy does not hold, the leader answers.
+            ["v1", "reservations", id] => http::reservations::get_from(&model, &req, id)?,
+            ["v1", "orders", id] => http::orders::get_from(&model, &req, id)?,
+            _ => return None,
+        };
+        drop(model);
         Some(answer.map(|mut resp| {
             let h = resp.headers_mut();
             h.insert(READ_HEADER, HeaderValue::from_static("follower"));

@@ -743,10 +743,14 @@ fn success_response(path: &str, status: u16, output: &str) -> Value {
     if status == 201 {
         r["headers"] = json!({"Location": {"description": "the path of what was created", "schema": {"type": "string"}}});
     }
-    if matches!(
+    let read = matches!(
         path,
-        "/v1/inventory/{location}/{sku}" | "/v1/availability/{sku}"
-    ) {
+        "/v1/inventory/{location}/{sku}"
+            | "/v1/availability/{sku}"
+            | "/v1/reservations/{id}"
+            | "/v1/orders/{id}"
+    );
+    if read && status == 200 {
         r["headers"] = json!({
             "x-holdfast-read": {"description": "follower: a cluster follower answered from its copy", "schema": {"const": "follower"}},
             "x-holdfast-stale-ms": {"description": "on a follower's answer while no leader could answer: how long ago its copy had read the whole stream", "schema": {"type": "integer", "minimum": 0}}});

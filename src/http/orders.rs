@@ -180,6 +180,18 @@ fn not_found(id: &str) -> ApiError {
     ApiError::new(Code::NotFound, format!("no order {id}"))
 }
 
+/// `GET /v1/orders/{id}` answered from a copy of the state (a cluster
+/// follower's): `None` when the copy does not hold it (passivated, or not
+/// there yet: the leader answers then).
+pub fn get_from(model: &crate::domain::model::Model, req: &Request, id: &str) -> Option<ApiResult> {
+    let id = match path_id(id, "id") {
+        Ok(id) => id,
+        Err(e) => return Some(Err(e)),
+    };
+    let o = model.orders.get(&id)?;
+    Some(store_may(req, o, None).map(|()| json_response(200, &order_json(o))))
+}
+
 pub fn get(state: &AppState, req: &Request, id: &str) -> ApiResult {
     let id = path_id(id, "id")?;
     let o = state.engine.order(&id)?.ok_or_else(|| not_found(&id))?;

@@ -14,6 +14,7 @@ use crate::clock::rfc3339;
 use crate::domain::catalog::{LocIdx, SkuIdx};
 use crate::domain::event::{fnv1a64, IdemKey};
 use crate::domain::ids::{validate_id, ReservationId};
+use crate::domain::model::Model;
 use crate::domain::model::{IdemEntry, Shortage, TransitionRefused};
 use crate::domain::reservation::{Line, Reservation, Status, Transition};
 use crate::domain::sourcing::{PlanOptions, Target};
@@ -422,6 +423,22 @@ fn shortage_error(short: &[Shortage]) -> ApiError {
 fn parse_reservation_id(id: &str) -> Result<ReservationId, ApiError> {
     let id = path_id(id, "id")?;
     ReservationId::parse(&id).map_err(|_| ApiError::new(Code::ValidationFailed, "id"))
+}
+
+/// `GET /v1/reservations/{id}` answered from a copy of the state (a
+/// cluster follower's): `None` when the copy does not hold it (the leader
+/// answers then).
+pub fn get_from(model: &Model, req: &Request, id: &str) -> Option<ApiResult> {
+    let found = (|| {
+        req.principal.require_channel()?;
+        let rid = parse_reservation_id(id)?;
+        Ok(model.reservations.get(&rid).map(reservation_json))
+    })();
+    match found {
+        Ok(Some(body)) => Some(Ok(json_text_response(200, body))),
+        Ok(None) => None,
+        Err(e) => Some(Err(e)),
+    }
 }
 
 pub async fn get(state: &AppState, req: &Request, id: &str) -> ApiResult {
