@@ -129,3 +129,8 @@ pub const SOURCING_SPLIT_STEPS_MAX: usize = 1 << 21;
 /// answer at most (a lost answer is then settled as `cluster::front`
 /// says: sent again under its key, or 504).
 pub const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Idle connections a follower keeps to the leader: as many as requests
+/// it forwards at once under a checkout's load (more are opened, and
+/// closed after use).
+pub const FORWARD_IDLE_CONNECTIONS: usize = 256;

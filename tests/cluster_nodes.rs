@@ -33,6 +33,19 @@ fn read(url: &str, leader: bool) -> (u16, Value, bool) {
     (st, v, follower)
 }
 
+/// `read` at a follower until its copy answers (fresh: it has read the
+/// whole stream since the node's last forwarded write, a poll away).
+fn read_copy(url: &str) -> (u16, Value, bool) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let got = read(url, false);
+        if got.2 || Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Every route one node serves, the cluster serves through any node: the
 /// leader as one node does, followers forwarding what they do not answer
 /// from their copy (reads of stock records and availability, with
@@ -86,7 +99,7 @@ fn one_leader_writes_and_every_node_serves() {
     let (st, from_leader, copy) = read(&cl.url(leader, "/v1/availability/A0"), false);
     assert_eq!((st, copy), (200, false), "{from_leader}");
     for f in [f1, f2] {
-        let (st, v, copy) = read(&cl.url(f, "/v1/availability/A0"), false);
+        let (st, v, copy) = read_copy(&cl.url(f, "/v1/availability/A0"));
         assert_eq!((st, copy), (200, true), "{v}");
         assert_eq!(v, from_leader);
         // Asked for the leader's answer: forwarded.
@@ -135,13 +148,13 @@ fn one_leader_writes_and_every_node_serves() {
     // them; what it does not hold, the leader answers.
     cl.wait_copies_equal();
     for f in [f1, f2] {
-        let (st, v, copy) = read(&cl.url(f, &format!("/v1/reservations/{}", ids[0])), false);
+        let (st, v, copy) = read_copy(&cl.url(f, &format!("/v1/reservations/{}", ids[0])));
         assert_eq!(
             (st, copy, v["status"].as_str()),
             (200, true, Some("held")),
             "{v}"
         );
-        let (st, v, copy) = read(&cl.url(f, "/v1/orders/O-1"), false);
+        let (st, v, copy) = read_copy(&cl.url(f, "/v1/orders/O-1"));
         assert_eq!((st, copy, &v), (200, true, &got), "{v}");
         let (st, v, copy) = read(&cl.url(f, "/v1/orders/O-404"), false);
         assert_eq!((st, copy), (404, false), "{v}");

@@ -56,7 +56,9 @@ pub struct Front {
     /// For the reads this node answers from its copy (the leader's engine
     /// authenticates the rest).
     auth: http::auth::Auth,
-    client: reqwest::Client,
+    /// To the leader: hyper's own client (the server's types, headers
+    /// passed as they came; a third of reqwest's cost per request).
+    client: hyper::Client<hyper::client::HttpConnector>,
     /// This node's own HTTP address (never forwarded to).
     me: std::net::SocketAddr,
 }
@@ -67,11 +69,9 @@ impl Front {
         auth: http::auth::Auth,
         feed: Arc<http::feed::FeedHost>,
     ) -> Result<Front, String> {
-        let client = reqwest::Client::builder()
-            .timeout(crate::limits::FORWARD_TIMEOUT)
-            .pool_max_idle_per_host(64)
-            .build()
-            .map_err(|e| e.to_string())?;
+        let client = hyper::Client::builder()
+            .pool_max_idle_per_host(crate::limits::FORWARD_IDLE_CONNECTIONS)
+            .build_http();
         let me = node.config.node(&node.node_id)?.http;
         Ok(Front {
             node,
@@ -296,52 +296,48 @@ impl Front {
 
     /// Sends `r` to the node at `addr`, and its answer back as it came.
     async fn forward(&self, addr: std::net::SocketAddr, r: &Incoming<'_>) -> Forwarded {
-        let url = match &r.query {
+        let uri = match &r.query {
             Some(q) => format!("http://{addr}{}?{q}", r.path),
             None => format!("http://{addr}{}", r.path),
         };
-        let Ok(method) = reqwest::Method::from_bytes(r.method.as_str().as_bytes()) else {
-            return Forwarded::Answer(Err(ApiError::method_not_allowed("GET, HEAD")));
-        };
-        let mut out = self.client.request(method, url).body(r.body.clone());
-        for (k, v) in &r.headers {
-            let skip = matches!(
-                k.as_str(),
-                "host" | "content-length" | "connection" | "transfer-encoding"
-            );
-            if !skip {
-                out = out.header(k.as_str(), v.as_bytes());
-            }
+        let mut out = warp::http::Request::new(Body::from(r.body.clone()));
+        *out.method_mut() = r.method.clone();
+        match uri.parse() {
+            Ok(uri) => *out.uri_mut() = uri,
+            Err(_) => return Forwarded::Answer(Err(ApiError::new(Code::BadRequest, "path"))),
         }
-        out = out.header(FORWARDED_HEADER, self.node.node_id.as_str());
-        let answer = match out.send().await {
-            Ok(a) => a,
-            Err(e) => {
+        let headers = out.headers_mut();
+        *headers = r.headers.clone();
+        for hop in ["host", "content-length", "connection", "transfer-encoding"] {
+            headers.remove(hop);
+        }
+        if let Ok(v) = HeaderValue::from_str(&self.node.node_id) {
+            headers.insert(FORWARDED_HEADER, v);
+        }
+        let sent = tokio::time::timeout(crate::limits::FORWARD_TIMEOUT, async {
+            let answer = self.client.request(out).await?;
+            let (parts, body) = answer.into_parts();
+            let bytes = hyper::body::to_bytes(body).await?;
+            Ok::<_, hyper::Error>((parts, bytes))
+        })
+        .await;
+        match sent {
+            Ok(Ok((mut parts, bytes))) => {
+                for hop in ["content-length", "connection", "transfer-encoding", "date"] {
+                    parts.headers.remove(hop);
+                }
+                Forwarded::Answer(Ok(Response::from_parts(parts, Body::from(bytes))))
+            }
+            Ok(Err(e)) if e.is_connect() => {
                 tracing::warn!(%addr, error = %e, "forwarding to the leader failed");
-                return if e.is_connect() {
-                    Forwarded::NotSent
-                } else {
-                    Forwarded::AnswerLost
-                };
+                Forwarded::NotSent
             }
-        };
-        let mut resp = Response::builder().status(answer.status().as_u16());
-        for (k, v) in answer.headers() {
-            let hop = matches!(
-                k.as_str(),
-                "content-length" | "connection" | "transfer-encoding" | "date"
-            );
-            if !hop {
-                resp = resp.header(k.as_str(), v.as_bytes());
+            Ok(Err(e)) => {
+                tracing::warn!(%addr, error = %e, "the leader's answer was lost");
+                Forwarded::AnswerLost
             }
-        }
-        match answer.bytes().await {
-            Ok(bytes) => Forwarded::Answer(
-                resp.body(Body::from(bytes))
-                    .map_err(|e| ApiError::new(Code::Unavailable, e.to_string())),
-            ),
-            Err(e) => {
-                tracing::warn!(%addr, error = %e, "the leader's answer was cut short");
+            Err(_) => {
+                tracing::warn!(%addr, "the leader did not answer in time");
                 Forwarded::AnswerLost
             }
         }

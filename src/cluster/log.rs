@@ -408,6 +408,34 @@ impl ShardLog {
         entries(raw)
     }
 
+    /// `read`, waiting up to `block` for an entry when there is none yet
+    /// (`XREAD BLOCK`): a follower that caught up sleeps in Redis rather
+    /// than asking again and again, and wakes when the leader appends.
+    /// `block` stays under the connection's timeout.
+    pub fn read_waiting(
+        &mut self,
+        shard: u32,
+        after: &str,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<Entry>, LogError> {
+        let raw: Option<Vec<(String, RawEntries)>> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(count)
+            .arg("BLOCK")
+            .arg(block.as_millis().max(1) as u64)
+            .arg("STREAMS")
+            .arg(self.key("shard", shard))
+            .arg(after)
+            .query(&mut self.conn)?;
+        let raw = raw
+            .into_iter()
+            .flatten()
+            .flat_map(|(_, entries)| entries)
+            .collect();
+        entries(raw)
+    }
+
     /// Up to `count` entries from `before` ("+": the last; "(id": before
     /// id) backwards, newest first.
     pub fn read_back(

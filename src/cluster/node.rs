@@ -27,7 +27,7 @@ use crate::clock::Clock;
 use crate::domain::model::Model;
 use crate::metrics::Metrics;
 use crate::persistence::journal::Replication;
-use crate::persistence::{JournalError, RealStorage, Storage};
+use crate::persistence::{Durability, JournalError, RealStorage, Storage};
 
 /// What the HTTP side needs of an owned shard.
 pub type Owned = Arc<crate::http::AppState>;
@@ -160,6 +160,7 @@ impl ClusterNode {
             copies: vec![Copy::Closed],
             last_owners: Instant::now() - Duration::from_secs(1),
             published: vec![0],
+            idle: false,
             last_snapshots: Instant::now(),
         };
         let thread = std::thread::Builder::new()
@@ -444,6 +445,8 @@ struct Manager {
     /// published at or after it).
     published: Vec<u64>,
     last_snapshots: Instant,
+    /// The follower's last poll found nothing: the next waits in Redis.
+    idle: bool,
 }
 
 /// How often a node reads the owners and says how far its copies go.
@@ -454,6 +457,12 @@ const SNAPSHOTS_EVERY: Duration = Duration::from_secs(1);
 
 /// Stream entries a follower applies per shard per round.
 const FOLLOW_BATCH: usize = 1000;
+
+/// A follower that has read everything waits this long in Redis for the
+/// next entry (`XREAD BLOCK`) before its round goes on: it wakes as soon
+/// as the leader appends, and costs nothing while nothing is written.
+/// Well under the connection's timeout and the lease's renewal.
+const FOLLOW_WAIT: Duration = Duration::from_millis(20);
 
 impl Manager {
     fn run(&mut self) {
@@ -469,8 +478,12 @@ impl Manager {
                     0
                 }
             };
-            if read == 0 {
-                std::thread::sleep(Duration::from_millis(2));
+            // A follower with nothing to read waits in Redis next round
+            // (`FOLLOW_WAIT`); a leader has only its lease and snapshots to
+            // look after; without a connection, nothing was waited for.
+            let waits = self.log.is_some() && self.node.owned(super::PARTITION).is_none();
+            if read == 0 && !waits {
+                std::thread::sleep(Duration::from_millis(5));
             }
         }
         for s in 0..self.copies.len() {
@@ -502,7 +515,12 @@ impl Manager {
             let lease = self.keeper.owns(s);
             if matches!(self.copies[s as usize], Copy::Closed) {
                 let dir = self.dir.clone();
-                let durability = self.template.engine.durability;
+                // A copy is written without fsync: the stream holds every
+                // record of it, a copy cut short by a power loss catches up
+                // from there, and it is made durable when it is promoted
+                // (`Mirror::promote`). Two fsyncs a batch on each follower
+                // cost as much CPU as the leader's own work.
+                let durability = Durability::None;
                 let policy = self.template.engine.snapshot;
                 let log = self.log()?;
                 let mut m = Mirror::open(&dir, storage.clone(), durability, log, s, policy)?;
@@ -519,9 +537,10 @@ impl Manager {
                 };
                 // Read to the stream's end (as it was when the read began)?
                 let polled_at = Instant::now();
-                let caught_up = match follow(s, m, log, &self.node.stats, reporting) {
+                let caught_up = match follow(s, m, log, &self.node.stats, reporting, self.idle) {
                     Ok(n) => {
                         read += n;
+                        self.idle = n == 0;
                         n < FOLLOW_BATCH
                     }
                     Err(why @ (MirrorError::Resync(_) | MirrorError::Stream { .. })) => {
@@ -874,16 +893,22 @@ fn cut_back(engine: &Engine, dir: &std::path::Path) -> u64 {
 /// the copy's position has lost that position (Redis started it again
 /// from a snapshot, or a trim took what another owner wrote over a tail
 /// this copy kept): the copy resyncs.
+///
+/// `wait`: the last poll found nothing, so this one waits in Redis for the
+/// next entry (`FOLLOW_WAIT`). After entries, the next poll does not wait:
+/// finding nothing then, the copy is known to hold the whole stream as of
+/// that poll (freshness for reads, `ClusterNode::fresh_copy`).
 fn follow(
     shard: u32,
     m: &mut Mirror,
     log: &mut ShardLog,
     stats: &ClusterStats,
     check: bool,
+    wait: bool,
 ) -> Result<usize, MirrorError> {
     let stream = if check { log.last_seq(shard)? } else { 0 };
     let (before, confirmed) = (m.last_seq(), m.confirmed());
-    let n = m.poll(log, FOLLOW_BATCH)?;
+    let n = m.poll_waiting(log, FOLLOW_BATCH, wait.then_some(FOLLOW_WAIT))?;
     // Past what the stream was seen to hold as this copy does: a copy with
     // a tail the stream lacked is behind too once the stream has more than
     // the confirmed part and none of it can be read (trimmed).

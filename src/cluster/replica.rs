@@ -389,7 +389,20 @@ impl Mirror {
     /// Copies and applies up to `max` stream entries after the last one
     /// applied; answers how many it read (0: none there yet).
     pub fn poll(&mut self, log: &mut ShardLog, max: usize) -> Result<usize, MirrorError> {
-        let entries = log.read(self.shard, &self.follow.after, max)?;
+        self.poll_waiting(log, max, None)
+    }
+
+    /// `poll`, waiting up to `wait` for an entry when none is there yet.
+    pub fn poll_waiting(
+        &mut self,
+        log: &mut ShardLog,
+        max: usize,
+        wait: Option<Duration>,
+    ) -> Result<usize, MirrorError> {
+        let entries = match wait {
+            Some(block) => log.read_waiting(self.shard, &self.follow.after, max, block)?,
+            None => log.read(self.shard, &self.follow.after, max)?,
+        };
         for e in &entries {
             self.apply(e)?;
         }
@@ -559,6 +572,14 @@ impl Mirror {
     pub fn promote(mut self) -> Result<(Model, RecoveryReport), MirrorError> {
         self.stop_feed();
         self.stop_journal()?;
+        if self.durability != Durability::Fsync {
+            // Copied without fsync (the stream held it): durable before the
+            // engine acknowledges anything on top of it.
+            crate::persistence::journal::sync_segments(
+                self.storage.as_ref(),
+                &self.dir.join("journal"),
+            )?;
+        }
         self.archive = None; // the engine opens the snapshot store itself
         let report = RecoveryReport {
             last_seq: self.last_seq(),

@@ -290,6 +290,16 @@ pub fn remove_segments_through(
     Ok(removed)
 }
 
+/// Makes every segment in `dir` durable (a journal written without fsync:
+/// a cluster follower's copy, about to become the leader's journal).
+pub fn sync_segments(storage: &dyn Storage, dir: &Path) -> Result<(), JournalError> {
+    let io = |e: std::io::Error| JournalError::Io(e.to_string());
+    for (_, name) in segments(storage, dir)? {
+        storage.sync_file(&dir.join(name)).map_err(io)?;
+    }
+    storage.sync_dir(dir).map_err(io)
+}
+
 /// Cuts the journal in `dir` back to its records up to `seq`: the
 /// segments that start after it go, the one holding it ends with it.
 /// Answers the records cut. Only on a journal no writer writes (`halt`).

@@ -33,6 +33,8 @@ pub trait Storage: Send + Sync + 'static {
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// fsync of a directory: makes created, renamed and removed entries durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// fsync of a file written earlier (by a writer that did not sync).
+    fn sync_file(&self, path: &Path) -> io::Result<()>;
 }
 
 /// `std::fs`.
@@ -88,6 +90,9 @@ impl Storage for RealStorage {
     }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
+    }
+    fn sync_file(&self, path: &Path) -> io::Result<()> {
+        File::open(path)?.sync_all()
     }
 }
 
@@ -332,6 +337,18 @@ impl Storage for SimStorage {
                 f.entry_durable = true;
             }
         }
+        Ok(())
+    }
+    fn sync_file(&self, path: &Path) -> io::Result<()> {
+        let mut s = self.0.lock();
+        if !s.sync_allowed() {
+            return Err(io::Error::other("simulated fsync failure"));
+        }
+        let f = s
+            .files
+            .get_mut(path)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such file"))?;
+        f.durable_len = f.data.len();
         Ok(())
     }
 }
