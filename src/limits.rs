@@ -134,3 +134,8 @@ pub const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// it forwards at once under a checkout's load (more are opened, and
 /// closed after use).
 pub const FORWARD_IDLE_CONNECTIONS: usize = 256;
+
+/// A follower's connection to the leader is given up after this (a leader
+/// that is gone, or cut off): nothing was sent, the request waits for the
+/// next leader or is answered 503.
+pub const FORWARD_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);

@@ -266,6 +266,9 @@ pub fn run_cluster(config: Option<&Path>, cluster: &Path, node_id: &str) -> Resu
     }
     cfg.listen = me.http;
     cfg.data_dir = me.data_dir.clone();
+    if cfg.data_dir.join("shard-0").exists() {
+        tracing::warn!(data_dir = %cfg.data_dir.display(), "this data dir holds a sharded cluster's shard-N/ copies, which the one-leader cluster does not read: give it a new data_dir and cluster name (docs/cluster.md, Upgrading)");
+    }
     let lock = lock_data_dir(&cfg.data_dir)?;
     if cfg.tokens.is_none() {
         tracing::warn!("NO [auth] SECTION: the cluster node runs OPEN, every request is admin. For local development only.");

@@ -77,6 +77,14 @@ impl Seen {
 }
 
 fn start(seen: &Arc<Seen>, ack_after: bool) -> (Journal, std::thread::JoinHandle<()>) {
+    start_chunked(seen, ack_after, 50)
+}
+
+fn start_chunked(
+    seen: &Arc<Seen>,
+    ack_after: bool,
+    batch_max: usize,
+) -> (Journal, std::thread::JoinHandle<()>) {
     let fs = SimStorage::new(7);
     let storage: Arc<dyn Storage> = Arc::new(fs);
     Journal::start_replicated(
@@ -88,7 +96,7 @@ fn start(seen: &Arc<Seen>, ack_after: bool) -> (Journal, std::thread::JoinHandle
         Some(Replication {
             hook: Box::new(Hook(seen.clone())),
             ack_after,
-            batch_max: 50,
+            batch_max,
             shipped: 0,
         }),
     )
@@ -155,6 +163,99 @@ fn a_refused_shipment_fails_its_records_and_poisons_the_journal() {
         "a later write is refused with the reason: {later:?}"
     );
     assert_eq!(seen.records.lock().len(), 10, "nothing past the refusal");
+}
+
+/// `Journal::halt` (a leader giving up the lead) waits for the chunk being
+/// shipped, and nothing is shipped after it: `shipped_seq` is final, so the
+/// journal can be cut back to it.
+#[test]
+fn a_halted_journal_ships_nothing_more() {
+    let seen = Arc::new(Seen::default());
+    let (journal, _writer) = start_chunked(&seen, true, 4);
+    let pending: Vec<_> = (0..40)
+        .map(|i| journal.append(&event(i)).expect("queued"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    let halting = {
+        let j = journal.clone();
+        std::thread::spawn(move || j.halt())
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(!halting.is_finished(), "halt waits for the chunk in flight");
+    seen.gate(true);
+    halting.join().expect("halted");
+    let calls = *seen.calls.lock();
+    let shipped = journal
+        .stats
+        .shipped_seq
+        .load(std::sync::atomic::Ordering::Acquire);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(*seen.calls.lock(), calls, "nothing shipped after the halt");
+    assert_eq!(
+        journal
+            .stats
+            .shipped_seq
+            .load(std::sync::atomic::Ordering::Acquire),
+        shipped
+    );
+    assert!(shipped < 40, "the queue was not shipped: {shipped}");
+    for (i, d) in pending.into_iter().enumerate() {
+        let seq = i as u64 + 1;
+        match d.wait() {
+            Ok(s) => assert!(s <= shipped, "record {s} acknowledged, not shipped"),
+            Err(JournalError::Replication(e)) => {
+                assert!(seq > shipped, "record {seq} refused: {e}")
+            }
+            Err(e) => panic!("record {seq}: {e:?}"),
+        }
+    }
+    assert!(journal.append(&event(99)).is_err(), "halted: refused");
+}
+
+/// A shipment of several chunks whose later chunk is refused: the records
+/// the replicas took are acknowledged, never refused (a 503 for a write
+/// that is the cluster's), and only those are (failing first: the whole
+/// batch was refused).
+#[test]
+fn records_shipped_before_a_refused_chunk_are_acknowledged() {
+    let seen = Arc::new(Seen::default());
+    *seen.refuse_from.lock() = Some(61);
+    // Chunks of 4: the refused record falls in a later chunk of its
+    // group (a group gathers the shipments queued while the gate was shut).
+    let (journal, _writer) = start_chunked(&seen, true, 4);
+    let pending: Vec<_> = (0..100)
+        .map(|i| journal.append(&event(i)).expect("queued"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    seen.gate(true);
+    let shipped: Vec<u64> = seen.records.lock().iter().map(|r| r.0).collect();
+    let answers: Vec<Result<u64, JournalError>> = pending.into_iter().map(|d| d.wait()).collect();
+    let shipped_now: Vec<u64> = seen.records.lock().iter().map(|r| r.0).collect();
+    assert!(shipped.len() <= shipped_now.len());
+    let (mut ok, mut refused) = (0, 0);
+    for (i, a) in answers.iter().enumerate() {
+        let seq = i as u64 + 1;
+        let in_replicas = shipped_now.contains(&seq);
+        match a {
+            Ok(s) => {
+                assert_eq!(*s, seq);
+                assert!(in_replicas, "record {seq} acknowledged, not shipped");
+                ok += 1;
+            }
+            Err(JournalError::Replication(_)) => {
+                assert!(
+                    !in_replicas,
+                    "record {seq} refused, yet the replicas have it"
+                );
+                refused += 1;
+            }
+            Err(e) => panic!("record {seq}: {e:?}"),
+        }
+    }
+    assert!(
+        ok >= 60 && refused > 0,
+        "{ok} acknowledged, {refused} refused"
+    );
 }
 
 /// A shipment whose answer was lost may be the replicas': its records are

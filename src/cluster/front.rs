@@ -69,9 +69,12 @@ impl Front {
         auth: http::auth::Auth,
         feed: Arc<http::feed::FeedHost>,
     ) -> Result<Front, String> {
+        let mut connector = hyper::client::HttpConnector::new();
+        connector.set_connect_timeout(Some(crate::limits::FORWARD_CONNECT_TIMEOUT));
+        connector.set_nodelay(true);
         let client = hyper::Client::builder()
             .pool_max_idle_per_host(crate::limits::FORWARD_IDLE_CONNECTIONS)
-            .build_http();
+            .build(connector);
         let me = node.config.node(&node.node_id)?.http;
         Ok(Front {
             node,
@@ -135,19 +138,19 @@ impl Front {
 
     /// Serves `r` as the leader. An answer ready after the lease ran out
     /// (on this node's clock) is not sent as it is: another node may lead
-    /// by now. A read, or a write that did nothing, is 503 (nothing was
-    /// done here; ask again); a write that was applied is 504
-    /// `outcome_unknown` (it is the cluster's, taken by Redis under this
-    /// leader's epoch; sent again under its key, the new leader answers it).
+    /// by now. A read is 503 (ask again); a write is 504
+    /// `outcome_unknown`, whatever it answered (an applied hold is the
+    /// cluster's, and an order may be recorded before a refusal: sent again
+    /// under its key, the new leader answers it), unless it already said
+    /// it could not be made (503) or may not have been (504).
     async fn lead(&self, state: &Arc<http::AppState>, r: &Incoming<'_>) -> ApiResult {
         let answer = r.serve(state).await;
         if self.node.leading().is_some() {
             return answer;
         }
-        let status = status_of(&answer);
-        match status {
+        match status_of(&answer) {
             503 | 504 => answer,
-            200..=299 if is_write(&r.method) => Err(outcome_unknown()),
+            _ if is_write(&r.method) => Err(outcome_unknown()),
             _ => Err(no_leader()),
         }
     }
@@ -227,21 +230,27 @@ impl Front {
     ///
     /// A forwarded write whose answer never came (the leader died or hung
     /// with it) may have been applied: answering 503, which tells the
-    /// client nothing was done, would have it hold twice. With an
-    /// `Idempotency-Key` the write is sent again under it to whoever leads
-    /// within the takeover's time (the key is journaled with the hold and
-    /// comes back on the new leader with it, so the first answer comes
-    /// back, or the write is applied once now; a 503 meanwhile, the new
-    /// leader not serving yet, is asked again). A PUT (a stock count, a
-    /// catalog entry: the value itself), a reservation's confirm or release
-    /// are sent again as they are: applied twice, they are what they were
-    /// once. Otherwise the answer is 504 `outcome_unknown`, as a
-    /// connection reset would be.
+    /// client nothing was done, would have it hold twice. A hold or an
+    /// adjustment with an `Idempotency-Key` is sent again under it to
+    /// whoever leads within the takeover's time (the key is journaled with
+    /// it and comes back on the new leader, so the first answer comes back,
+    /// or the write is applied once now; a 503 meanwhile, the new leader
+    /// not serving yet, is asked again); a reservation's confirm or release
+    /// is sent again as it is (made twice, made once). Otherwise the answer
+    /// is 504 `outcome_unknown`, as a connection reset would be.
     async fn to_leader(&self, r: &Incoming<'_>) -> ApiResult {
         let write = is_write(&r.method);
+        // What is safe to send again to the next leader: a confirm or a
+        // release (made twice, made once), and the writes that honour an
+        // Idempotency-Key (a hold, an adjustment) under theirs. Not a PUT
+        // of a count: sent seconds later it could undo a newer one.
         let settles = matches!(r.seg, ["v1", "reservations", _, "confirm" | "release"]);
-        let resend = write
-            && (r.method == Method::PUT || settles || r.headers.contains_key(IDEMPOTENCY_KEY));
+        let keyed = r.headers.contains_key(IDEMPOTENCY_KEY)
+            && matches!(
+                r.seg,
+                ["v1", "reservations"] | ["v1", "inventory", _, _, "adjustments"]
+            );
+        let resend = write && (settles || keyed);
         let lease = self.node.config.lease;
         // Set when an answer is lost: the takeover's time from then.
         let mut lost: Option<Instant> = None;
@@ -249,12 +258,11 @@ impl Front {
             let answer = if let Some(state) = self.node.leading() {
                 // This node took the lead meanwhile.
                 Some(self.lead(&state, r).await)
-            } else if let Some(addr) = self.node.owner_addr(PARTITION).filter(|a| *a != self.me) {
+            } else if let Some((addr, epoch)) = self.leader_at() {
                 self.node.stats.forwarded.fetch_add(1, Ordering::Relaxed);
                 // A leader that stops answering (dead, paused) is given up
                 // as soon as another takes the lease: the request is then
                 // settled as an answer lost.
-                let epoch = self.node.leader_epoch();
                 let moved = async {
                     while self.node.leader_epoch() == epoch {
                         tokio::time::sleep(LEADER_WATCH).await;
@@ -294,6 +302,14 @@ impl Front {
         }
     }
 
+    /// The leader's address (another node's) and epoch, as last read: the
+    /// epoch first, so that a change after it is seen as one.
+    fn leader_at(&self) -> Option<(std::net::SocketAddr, u64)> {
+        let epoch = self.node.leader_epoch();
+        let addr = self.node.owner_addr(PARTITION).filter(|a| *a != self.me)?;
+        Some((addr, epoch))
+    }
+
     /// Sends `r` to the node at `addr`, and its answer back as it came.
     async fn forward(&self, addr: std::net::SocketAddr, r: &Incoming<'_>) -> Forwarded {
         let uri = match &r.query {
@@ -308,9 +324,9 @@ impl Front {
         }
         let headers = out.headers_mut();
         *headers = r.headers.clone();
-        for hop in ["host", "content-length", "connection", "transfer-encoding"] {
-            headers.remove(hop);
-        }
+        strip_hop_by_hop(headers);
+        headers.remove("host");
+        headers.remove("content-length");
         if let Ok(v) = HeaderValue::from_str(&self.node.node_id) {
             headers.insert(FORWARDED_HEADER, v);
         }
@@ -323,9 +339,9 @@ impl Front {
         .await;
         match sent {
             Ok(Ok((mut parts, bytes))) => {
-                for hop in ["content-length", "connection", "transfer-encoding", "date"] {
-                    parts.headers.remove(hop);
-                }
+                strip_hop_by_hop(&mut parts.headers);
+                parts.headers.remove("content-length");
+                parts.headers.remove("date");
                 Forwarded::Answer(Ok(Response::from_parts(parts, Body::from(bytes))))
             }
             Ok(Err(e)) if e.is_connect() => {
@@ -369,6 +385,34 @@ impl Front {
             ["v1", "openapi.json"] => Ok(json_response(200, &http::openapi::document())),
             _ => Ok(json_response(200, &self.node.view_json())),
         }
+    }
+}
+
+/// The headers of one connection (RFC 9110 §7.6.1): never passed on.
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<String> = h
+        .get_all("connection")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty())
+        .collect();
+    for n in named {
+        h.remove(n.as_str());
+    }
+    for hop in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ] {
+        h.remove(hop);
     }
 }
 

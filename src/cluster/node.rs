@@ -1,15 +1,17 @@
-//! A node of the cluster: a copy of every shard, each either followed (a
-//! `Mirror`, kept hot from the shard's stream) or owned (an engine whose
-//! journal ships to the stream under the lease's fence), switched by the
-//! lease keeper's word. One manager thread does every switch and every
-//! follower's reading, so a shard is never both at once on this node.
+//! A node of the cluster: its copy of the network's state, either followed
+//! (a `Mirror`, kept hot from the stream) or leading (the single-node
+//! engine, whose journal ships to the stream under the lease's fence),
+//! switched by the lease keeper's word. One manager thread does every
+//! switch and every read of the stream, so the copy is never both at once.
+//! (The code keeps per-partition vectors of one: `PARTITION`.)
 //!
-//! Taking a shard: the lease is held first (nobody else appends), the
+//! Taking the lead: the lease is held first (nobody else appends), the
 //! mirror reads the stream to its end, and the engine starts on the
 //! mirror's model (unless a live node reported a longer copy: Redis lost
-//! entries, and that node takes it). Losing one (the lease lapsed, or the
-//! fence refused a write): the engine stops, and the shard is opened again
-//! as a mirror, checked against the stream (`Mirror::open`).
+//! everything, and that node fills it again). Giving it up (the lease
+//! lapsed, or the fence refused a write): the engine stops, its journal is
+//! cut back to what the stream took (`cut_back`), and the copy is opened
+//! again as a mirror, checked against the stream (`Mirror::open`).
 
 use parking_lot::RwLock;
 use std::collections::HashMap;
@@ -253,12 +255,12 @@ impl ClusterNode {
         self.leases.get().is_some_and(|l| l.redis_reachable())
     }
 
-    /// The engines of the shards this node owns now.
+    /// The leader's engine while this node may act as the leader
+    /// (`leading`): what the owed captures and refunds and the carriers'
+    /// tracking run on, so that a node whose lease ran out calls no
+    /// provider any more.
     pub fn owned_states(&self) -> Vec<Owned> {
-        self.views
-            .iter()
-            .filter_map(|v| v.read().owned.clone())
-            .collect()
+        self.leading().into_iter().collect()
     }
 
     /// Any shard this node owns (for the node-wide answers: metrics).
@@ -360,7 +362,7 @@ impl ClusterNode {
         let st = &self.stats;
         let status = self.status();
         let owned = status.iter().filter(|x| x.0).count();
-        let _ = writeln!(s, "# HELP holdfast_cluster_owned_shards Shards this node writes now.\n# TYPE holdfast_cluster_owned_shards gauge\nholdfast_cluster_owned_shards {owned}");
+        let _ = writeln!(s, "# HELP holdfast_cluster_owned_shards 1 while this node leads (the network is one partition).\n# TYPE holdfast_cluster_owned_shards gauge\nholdfast_cluster_owned_shards {owned}");
         let _ = writeln!(s, "# HELP holdfast_cluster_shard_epoch The epoch of each shard's lease as last read.\n# TYPE holdfast_cluster_shard_epoch gauge");
         for (i, (_, _, epoch, _)) in status.iter().enumerate() {
             let _ = writeln!(s, "holdfast_cluster_shard_epoch{{shard=\"{i}\"}} {epoch}");
@@ -375,27 +377,27 @@ impl ClusterNode {
         for (name, help, v) in [
             (
                 "holdfast_cluster_takeovers_total",
-                "Shards this node took (its engine started).",
+                "Times this node took the lead (its engine started).",
                 &st.takeovers,
             ),
             (
                 "holdfast_cluster_handovers_total",
-                "Shards this node stopped writing (lease lost or a write refused).",
+                "Times this node gave up the lead (lease lost or a write refused).",
                 &st.handovers,
             ),
             (
                 "holdfast_cluster_resyncs_total",
-                "Followed shards rebuilt from their stream (a gap or a diverged tail).",
+                "Times this node's copy was rebuilt from the stream (a gap or a diverged tail).",
                 &st.resyncs,
             ),
             (
                 "holdfast_cluster_forwarded_total",
-                "Requests forwarded to the owner of their shard.",
+                "Requests this node forwarded to the leader.",
                 &st.forwarded,
             ),
             (
                 "holdfast_cluster_snapshots_published_total",
-                "Snapshots of owned shards published to Redis (the stream trimmed behind each).",
+                "Snapshots this node published as the leader (the stream trimmed behind each).",
                 &st.snapshots_published,
             ),
         ] {
@@ -708,8 +710,12 @@ impl Manager {
         let (engine, recovered) = match opened {
             Ok(x) => x,
             Err(e) => {
-                tracing::error!(shard, error = %e, "cluster: the shard's engine did not start");
-                return Ok(()); // Closed: opened again as a mirror next round
+                tracing::error!(shard, error = %e, "cluster: the engine did not start");
+                // Closed: opened again as a mirror after the round's pause.
+                return Err(MirrorError::Stream {
+                    shard,
+                    detail: format!("the engine did not start: {e}"),
+                });
             }
         };
         let state = (self.template.make_state)(engine.clone(), &recovered);
@@ -848,13 +854,14 @@ impl Manager {
 fn cut_back(engine: &Engine, dir: &std::path::Path) -> u64 {
     let journal = engine.journal();
     journal.halt();
+    // Its snapshotter stopped first: the newest snapshot is final too.
+    engine.shutdown();
     let shipped = journal.stats.shipped_seq.load(Ordering::Acquire);
     let last = journal.stats.last_seq.load(Ordering::Acquire);
     let snapshot = engine
         .snapshots()
         .and_then(|s| s.newest_encoded())
         .map_or(0, |(seq, _)| seq);
-    engine.shutdown();
     if last <= shipped {
         return shipped;
     }

@@ -1,6 +1,6 @@
-//! A cluster shard's copies. The owner's engine journals as a single node's
-//! does and ships every committed record to the shard's stream under its
-//! lease (`StreamShip`, the journal's replication hook). A follower
+//! The cluster's copies. The leader's engine journals as a single node's
+//! does and ships every committed record to the stream under its lease
+//! (`StreamShip`, the journal's replication hook). A follower
 //! (`Mirror`) copies the stream into a journal of its own, record for
 //! record under the same sequence numbers, and applies each record to a
 //! model in memory: the shard stays hot, and taking it over is starting an

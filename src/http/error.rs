@@ -246,7 +246,7 @@ impl From<EngineError> for ApiError {
                 tracing::warn!(error = %err, "write refused: not replicated");
                 ApiError::new(
                     Code::Unavailable,
-                    "the write could not be replicated (the shard's owner is changing or Redis is unreachable); nothing was acknowledged, retry shortly",
+                    "the write could not be replicated (the cluster's leader is changing or Redis is unreachable); nothing was done, retry shortly",
                 )
                 .retry_after(1)
             }
@@ -268,7 +268,7 @@ impl From<EngineError> for ApiError {
             }
             EngineError::Stopped => ApiError::new(
                 Code::Unavailable,
-                "the engine is stopping (the server shuts down, or its cluster shard moves)",
+                "the engine is stopping (the server shuts down, or this cluster node no longer leads)",
             )
             .retry_after(1),
         }

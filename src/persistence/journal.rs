@@ -172,6 +172,8 @@ pub struct Journal {
     shipping_failed: Arc<parking_lot::Mutex<Option<String>>>,
     /// Held by the writer while it commits a batch (`halt`).
     committing: Arc<parking_lot::Mutex<()>>,
+    /// Held by the shipper while it ships a chunk (`halt`).
+    shipping: Arc<parking_lot::Mutex<()>>,
 }
 
 /// What recovery found.
@@ -491,14 +493,18 @@ impl Journal {
         stats.last_seq.store(last_seq, Ordering::Relaxed);
         let shipping_failed = Arc::new(parking_lot::Mutex::new(None));
         let committing = Arc::new(parking_lot::Mutex::new(()));
+        let shipping = Arc::new(parking_lot::Mutex::new(()));
         let ship = match replication {
             Some(r) => Some(Shipper::start(
                 storage.clone(),
                 dir.clone(),
                 r.shipped.min(last_seq) + 1,
                 r,
-                poisoned.clone(),
-                shipping_failed.clone(),
+                Guards {
+                    poisoned: poisoned.clone(),
+                    failed: shipping_failed.clone(),
+                    shipping: shipping.clone(),
+                },
                 stats.clone(),
             )?),
             None => None,
@@ -530,6 +536,7 @@ impl Journal {
                 tickets: Arc::new(parking_lot::Mutex::new(0)),
                 shipping_failed,
                 committing,
+                shipping,
             },
             handle,
         ))
@@ -539,13 +546,20 @@ impl Journal {
         self.poisoned.load(Ordering::Acquire)
     }
 
-    /// Stops the journal for good: every later write is refused, and when
-    /// this returns no batch is being written nor ever will be (a cluster
-    /// leader giving up the lead cuts its journal back after this:
-    /// `truncate_after`).
+    /// Stops the journal for good: every later write is refused (as
+    /// replication's, retried elsewhere), and when this returns no batch is
+    /// being written or shipped nor ever will be (a cluster leader giving
+    /// up the lead cuts its journal back after this: `truncate_after`).
     pub fn halt(&self) {
+        self.shipping_failed
+            .lock()
+            .get_or_insert_with(|| "this node no longer leads".to_string());
         self.poisoned.store(true, Ordering::Release);
         drop(self.committing.lock());
+        // No chunk is being shipped now, and none will be (the shipper
+        // looks at `shipping_failed` under this lock): `shipped_seq` is
+        // final.
+        drop(self.shipping.lock());
     }
 
     /// Queues a record; its place in the journal is fixed when this returns,
@@ -784,6 +798,44 @@ fn is_outcome_unknown(e: &str) -> bool {
     e.starts_with(OUTCOME_UNKNOWN)
 }
 
+/// Answers a committed batch (`first_seq`: its first record's number) of
+/// which only the records up to `shipped` reached the replicas (a later
+/// chunk of its shipment failed): those are acknowledged (the replicas
+/// have them; a copy cut back keeps them), the rest fail with `e`: as
+/// unknown when the hook could not tell whether the replicas took them
+/// (this shipment, or an earlier read-back of these records), as refused
+/// otherwise (a halt or a refusal sent nothing of what was not shipped).
+fn fail_unshipped(
+    stats: &JournalStats,
+    first_seq: u64,
+    shipped: u64,
+    batch: &mut Vec<Append>,
+    e: &str,
+) {
+    let unknown = is_outcome_unknown(e);
+    let mut seq = first_seq - 1;
+    for a in batch.drain(..) {
+        if !a.body.is_empty() {
+            seq += 1;
+        }
+        if seq <= shipped {
+            stats.durable_ticket.fetch_max(a.ticket, Ordering::AcqRel);
+            if let Some(ack) = a.ack {
+                let _ = ack.send(Ok(seq));
+            }
+            continue;
+        }
+        let err = if unknown {
+            JournalError::ReplicationUnknown(e.to_string())
+        } else {
+            JournalError::Replication(e.to_string())
+        };
+        if let Some(ack) = a.ack {
+            let _ = ack.send(Err(err));
+        }
+    }
+}
+
 /// Committed records on their way to the replicas.
 struct Shipment {
     first: u64,
@@ -807,6 +859,13 @@ impl Shipment {
     }
 }
 
+/// What the shipper shares with the journal's handle.
+struct Guards {
+    poisoned: Arc<AtomicBool>,
+    failed: Arc<parking_lot::Mutex<Option<String>>>,
+    shipping: Arc<parking_lot::Mutex<()>>,
+}
+
 /// The writer's end of the shipper thread.
 struct Shipper {
     tx: Sender<Shipment>,
@@ -823,8 +882,7 @@ impl Shipper {
         dir: PathBuf,
         next: u64,
         r: Replication,
-        poisoned: Arc<AtomicBool>,
-        failed: Arc<parking_lot::Mutex<Option<String>>>,
+        guards: Guards,
         stats: Arc<JournalStats>,
     ) -> Result<Shipper, JournalError> {
         let (tx, rx) = bounded(SHIP_QUEUE);
@@ -836,9 +894,10 @@ impl Shipper {
             storage,
             dir,
             next,
-            poisoned,
+            poisoned: guards.poisoned,
             stats,
-            failed,
+            failed: guards.failed,
+            shipping: guards.shipping,
         };
         std::thread::Builder::new()
             .name("journal-shipper".into())
@@ -886,6 +945,8 @@ struct ShipperThread {
     /// The first failure: every later record fails with it (shared with
     /// the journal's handle, which refuses new writes with it).
     failed: Arc<parking_lot::Mutex<Option<String>>>,
+    /// Held while a chunk is shipped (`Journal::halt`).
+    shipping: Arc<parking_lot::Mutex<()>>,
 }
 
 impl ShipperThread {
@@ -959,28 +1020,16 @@ impl ShipperThread {
                 continue;
             }
             let last = s.first + s.len() as u64 - 1;
-            match &outcome {
-                Ok(()) if last < self.next => acknowledge(&self.stats, s.first, &mut s.batch),
-                _ => {
-                    let e = match &outcome {
-                        Err(e) => e.clone(),
-                        Ok(()) => "not shipped".to_string(),
-                    };
-                    // Sent now, and the hook could not tell whether the
-                    // replicas took it: neither acknowledged nor refused.
-                    let unknown = before.is_none() && is_outcome_unknown(&e);
-                    for a in s.batch {
-                        if let Some(ack) = a.ack {
-                            let err = if unknown {
-                                JournalError::ReplicationUnknown(e.clone())
-                            } else {
-                                JournalError::Replication(e.clone())
-                            };
-                            let _ = ack.send(Err(err));
-                        }
-                    }
-                }
+            let shipped = self.stats.shipped_seq.load(Ordering::Acquire);
+            if last <= shipped {
+                acknowledge(&self.stats, s.first, &mut s.batch);
+                continue;
             }
+            let e = match &outcome {
+                Err(e) => e.clone(),
+                Ok(()) => "not shipped".to_string(),
+            };
+            fail_unshipped(&self.stats, s.first, shipped, &mut s.batch, &e);
         }
     }
 
@@ -1000,6 +1049,12 @@ impl ShipperThread {
     fn ship(&mut self, first: u64, bodies: &[&[u8]]) -> Result<(), String> {
         for (i, chunk) in bodies.chunks(self.batch_max).enumerate() {
             let at = first + (i * self.batch_max) as u64;
+            let shipping = self.shipping.clone();
+            let _held = shipping.lock();
+            // Halted (or failed) meanwhile: nothing more leaves.
+            if let Some(e) = self.failed.lock().clone() {
+                return Err(e);
+            }
             if let Err(e) = self.hook.ship(at, chunk) {
                 // The reason first: a write refused for the poison says it.
                 *self.failed.lock() = Some(e.clone());
