@@ -494,6 +494,17 @@ impl Manager {
         self.keeper.stop();
     }
 
+    /// Logs a round's step that failed; a connection that failed is opened
+    /// again by the next step that needs it.
+    fn step_failed(&mut self, what: &str, step: Result<(), MirrorError>) {
+        if let Err(e) = step {
+            tracing::warn!(error = %e, "cluster: {what} failed");
+            if matches!(e, MirrorError::Log(LogError::Redis(_))) {
+                self.log = None;
+            }
+        }
+    }
+
     fn log(&mut self) -> Result<&mut ShardLog, MirrorError> {
         connect(&mut self.log, &self.node.config, &mut self.connected_at)
     }
@@ -502,15 +513,18 @@ impl Manager {
     fn round(&mut self, storage: &Arc<dyn Storage>) -> Result<usize, MirrorError> {
         // First what needs no Redis: engines that may no longer write.
         self.give_up_lost();
+        // Each step on its own: one that fails (said in the log) keeps
+        // neither the copy from following nor a follower from taking over.
         let reporting = self.last_owners.elapsed() >= REPORT_EVERY;
         if reporting {
-            self.refresh_owners()?;
-            self.report_copies()?;
             self.last_owners = Instant::now();
+            let step = self.refresh_owners().and_then(|()| self.report_copies());
+            self.step_failed("reading the leader and reporting the copy", step);
         }
         if self.last_snapshots.elapsed() >= SNAPSHOTS_EVERY {
             self.last_snapshots = Instant::now();
-            self.publish_snapshots()?;
+            let step = self.publish_snapshots();
+            self.step_failed("publishing a snapshot", step);
         }
         let mut read = 0;
         for s in 0..self.copies.len() as u32 {
