@@ -63,7 +63,7 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
     let durability = cfg.durability;
     let data_dir = cfg.data_dir.clone();
     let r = rt.block_on(http::serve(
-        http::Api::Node(state),
+        Arc::new(http::Node(state)),
         cfg.listen,
         shutdown_signal(),
         move |addr| {
@@ -327,7 +327,7 @@ pub fn run_cluster(config: Option<&Path>, cluster: &Path, node_id: &str) -> Resu
     let captures = rt.spawn(http::payments::retry(owned(), cfg.payments.retry_every));
     let cluster_name = cc.cluster.clone();
     let r = rt.block_on(http::serve(
-        http::Api::Cluster(front),
+        front,
         cfg.listen,
         shutdown_signal(),
         move |addr| {

@@ -107,6 +107,49 @@ fn a_405_names_the_allowed_methods() {
     assert_eq!(call(&c, "GET", &s.url("/v1/feed"), None, None).0, 426);
 }
 
+/// The served document and the server agree: every documented operation
+/// reaches a handler (never "no such endpoint", never 405), and every
+/// other method on a documented path is 405 naming exactly the documented
+/// ones (HEAD beside GET).
+#[test]
+fn every_documented_operation_is_served_and_no_other() {
+    let s = Server::start("");
+    let c = client();
+    let (st, doc) = call(&c, "GET", &s.url("/v1/openapi.json"), None, None);
+    assert_eq!(st, 200);
+    let paths = doc["paths"].as_object().expect("paths");
+    assert!(paths.len() >= 30, "{}", paths.len());
+    for (template, ops) in paths {
+        let path = template.replace("{shipment}", "1").replace(['{', '}'], "");
+        let mut documented: Vec<String> = ops
+            .as_object()
+            .expect("operations")
+            .keys()
+            .map(|m| m.to_uppercase())
+            .collect();
+        for method in &documented {
+            let (st, v) = call(&c, method, &s.url(&path), None, Some("{}"));
+            let unrouted = st == 405
+                || v["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("no such endpoint"));
+            assert!(!unrouted, "{method} {path}: {st} {v}");
+        }
+        let (st, h, v) = call_full(&c, "DELETE", &s.url(&path), None, None, &[]);
+        assert_eq!(st, 405, "DELETE {path}: {v}");
+        let order = ["GET", "HEAD", "PUT", "POST"];
+        if documented.iter().any(|m| m == "GET") {
+            documented.push("HEAD".into());
+        }
+        documented.sort_by_key(|m| order.iter().position(|o| o == m));
+        assert_eq!(
+            h.get("allow").and_then(|a| a.to_str().ok()),
+            Some(documented.join(", ").as_str()),
+            "{path}"
+        );
+    }
+}
+
 #[test]
 fn authorization_comes_before_validation() {
     let s = secured();

@@ -14,7 +14,6 @@
 //!   answers those reads from its copy, saying how stale it may be
 //!   (`x-holdfast-stale-ms`).
 
-use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +26,8 @@ use crate::clock::Clock;
 use crate::http;
 use crate::http::error::{json_response, ApiError, ApiResult, Code};
 use crate::http::reservations::IDEMPOTENCY_KEY;
+use crate::http::route::Serving;
+use crate::http::{Incoming, Route};
 
 /// How fresh a follower's copy must be to answer a read: it had read all
 /// the stream held no longer ago than this. A write acknowledged by the
@@ -85,36 +86,22 @@ impl Front {
         })
     }
 
-    pub async fn handle(
-        &self,
-        method: Method,
-        path: &str,
-        seg: &[&str],
-        query: Option<String>,
-        headers: HeaderMap,
-        body: Bytes,
-    ) -> ApiResult {
-        let req = Incoming {
-            method,
-            path,
-            seg,
-            query,
-            headers,
-            body,
+    /// Answers `req`: as the node itself, as the leader, from the copy, or
+    /// by forwarding it to the leader (the module's comment).
+    pub async fn handle(&self, req: Incoming<'_>) -> ApiResult {
+        let Some(route) = req.route else {
+            return self.elsewhere(req).await;
         };
-        match req.seg {
-            ["healthz"] | ["metrics"] | ["v1", "openapi.json"] | ["v1", "cluster"] => {
-                return self.node_answer(&req)
-            }
-            // Its upgrades are taken before the front (`cluster::feed`).
-            ["v1", "feed"] if req.method == Method::GET => return Err(ApiError::new(
-                Code::UpgradeRequired,
-                "the stock feed is a WebSocket: GET with Connection: Upgrade, Upgrade: websocket",
-            )),
-            _ => {}
+        match route.serving() {
+            Serving::Node => self.node_answer(route, &req),
+            Serving::CopyOrLeader | Serving::Leader => self.elsewhere(req).await,
         }
+    }
+
+    /// Answers what the node does not answer itself.
+    async fn elsewhere(&self, req: Incoming<'_>) -> ApiResult {
         if let Some(state) = self.node.leading() {
-            return self.lead(&state, &req).await;
+            return self.lead(&state, req).await;
         }
         if req.headers.contains_key(FORWARDED_HEADER) {
             return Err(no_leader());
@@ -143,14 +130,15 @@ impl Front {
     /// cluster's, and an order may be recorded before a refusal: sent again
     /// under its key, the new leader answers it), unless it already said
     /// it could not be made (503) or may not have been (504).
-    async fn lead(&self, state: &Arc<http::AppState>, r: &Incoming<'_>) -> ApiResult {
-        let answer = r.serve(state).await;
+    async fn lead(&self, state: &Arc<http::AppState>, r: Incoming<'_>) -> ApiResult {
+        let write = is_write(&r.method);
+        let answer = http::handle(state, r).await;
         if self.node.leading().is_some() {
             return answer;
         }
         match status_of(&answer) {
             503 | 504 => answer,
-            _ if is_write(&r.method) => Err(outcome_unknown()),
+            _ if write => Err(outcome_unknown()),
             _ => Err(no_leader()),
         }
     }
@@ -166,16 +154,7 @@ impl Front {
     /// follower`.
     fn follower_read(&self, r: &Incoming<'_>, stale: bool) -> Option<ApiResult> {
         // Every request passes here: the route first, the header after.
-        if r.method != Method::GET {
-            return None;
-        }
-        if !matches!(
-            r.seg,
-            ["v1", "availability", _]
-                | ["v1", "inventory", _, _]
-                | ["v1", "reservations", _]
-                | ["v1", "orders", _]
-        ) {
+        if r.method != Method::GET || r.route.map(Route::serving) != Some(Serving::CopyOrLeader) {
             return None;
         }
         let no_cache = r.headers.get_all("cache-control").iter().any(|v| {
@@ -200,15 +179,16 @@ impl Front {
             Err(e) => return Some(Err(e)),
         };
         let model = copy.read();
-        let answer = match r.seg {
-            ["v1", "inventory", loc, sku] => {
+        let seg = r.seg;
+        let answer = match r.route? {
+            Route::Stock => {
                 let now = crate::clock::SystemClock.now_ms();
-                http::inventory::get_from(&model, now, &req, loc, sku)
+                http::inventory::get_from(&model, now, &req, seg[2], seg[3])
             }
-            ["v1", "availability", sku] => http::inventory::availability_from(&model, &req, sku),
+            Route::Availability => http::inventory::availability_from(&model, &req, seg[2]),
             // What the copy does not hold, the leader answers.
-            ["v1", "reservations", id] => http::reservations::get_from(&model, &req, id)?,
-            ["v1", "orders", id] => http::orders::get_from(&model, &req, id)?,
+            Route::Reservation => http::reservations::get_from(&model, &req, seg[2])?,
+            Route::Order => http::orders::get_from(&model, &req, seg[2])?,
             _ => return None,
         };
         drop(model);
@@ -244,20 +224,15 @@ impl Front {
         // release (made twice, made once), and the writes that honour an
         // Idempotency-Key (a hold, an adjustment) under theirs. Not a PUT
         // of a count: sent seconds later it could undo a newer one.
-        let settles = matches!(r.seg, ["v1", "reservations", _, "confirm" | "release"]);
-        let keyed = r.headers.contains_key(IDEMPOTENCY_KEY)
-            && matches!(
-                r.seg,
-                ["v1", "reservations"] | ["v1", "inventory", _, _, "adjustments"]
-            );
-        let resend = write && (settles || keyed);
+        let keyed = r.headers.contains_key(IDEMPOTENCY_KEY);
+        let resend = write && r.route.is_some_and(|route| route.resendable(keyed));
         let lease = self.node.config.lease;
         // Set when an answer is lost: the takeover's time from then.
         let mut lost: Option<Instant> = None;
         loop {
             let answer = if let Some(state) = self.node.leading() {
                 // This node took the lead meanwhile.
-                Some(self.lead(&state, r).await)
+                Some(self.lead(&state, r.again()).await)
             } else if let Some((addr, epoch)) = self.leader_at() {
                 self.node.stats.forwarded.fetch_add(1, Ordering::Relaxed);
                 // A leader that stops answering (dead, paused) is given up
@@ -359,14 +334,22 @@ impl Front {
         }
     }
 
-    /// `/healthz`, `/metrics`, the OpenAPI document, `/v1/cluster`.
-    fn node_answer(&self, r: &Incoming<'_>) -> ApiResult {
-        if !matches!(r.method, Method::GET | Method::HEAD) {
-            return Err(ApiError::method_not_allowed("GET, HEAD"));
+    /// `/healthz`, `/metrics`, the OpenAPI document, `/v1/cluster`, and the
+    /// feed (its upgrades are taken before routing: `http::feed`).
+    fn node_answer(&self, route: Route, r: &Incoming<'_>) -> ApiResult {
+        if route == Route::Feed {
+            self.auth.authenticate(&r.headers, None)?;
         }
-        match r.seg {
-            ["healthz"] => Ok(json_response(200, &serde_json::json!({"status": "ok"}))),
-            ["metrics"] => {
+        if !route.allows(&r.method) {
+            return Err(ApiError::method_not_allowed(&route.allow()));
+        }
+        match route {
+            Route::Feed => Err(ApiError::new(
+                Code::UpgradeRequired,
+                "the stock feed is a WebSocket: GET with Connection: Upgrade, Upgrade: websocket",
+            )),
+            Route::Healthz => Ok(json_response(200, &serde_json::json!({"status": "ok"}))),
+            Route::Metrics => {
                 let mut text = match self.node.owned(PARTITION) {
                     Some(state) => state
                         .engine
@@ -382,7 +365,7 @@ impl Front {
                     .body(Body::from(text))
                     .map_err(|e| ApiError::new(Code::Unavailable, e.to_string()))
             }
-            ["v1", "openapi.json"] => Ok(json_response(200, &http::openapi::document())),
+            Route::OpenApi => Ok(json_response(200, &http::openapi::document())),
             _ => Ok(json_response(200, &self.node.view_json())),
         }
     }
@@ -459,28 +442,14 @@ enum Forwarded {
     AnswerLost,
 }
 
-/// A request on its way through the front.
-struct Incoming<'a> {
-    method: Method,
-    path: &'a str,
-    seg: &'a [&'a str],
-    query: Option<String>,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Incoming<'_> {
-    /// Serves it with this node's engine, as one node would.
-    async fn serve(&self, state: &Arc<http::AppState>) -> ApiResult {
-        http::handle(
-            state,
-            self.method.clone(),
-            self.path,
-            self.seg,
-            self.query.clone(),
-            self.headers.clone(),
-            self.body.clone(),
-        )
-        .await
+impl http::Serve for Front {
+    fn serve<'a>(&'a self, req: Incoming<'a>) -> futures::future::BoxFuture<'a, ApiResult> {
+        Box::pin(self.handle(req))
+    }
+    fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.node.metrics
+    }
+    fn feed(&self) -> Arc<http::feed::FeedHost> {
+        self.feed.clone()
     }
 }

@@ -23,6 +23,7 @@ pub mod order_stock;
 pub mod orders;
 pub mod payments;
 pub mod reservations;
+pub mod route;
 pub mod sourcing;
 pub mod tracking;
 pub mod webhooks;
@@ -42,10 +43,11 @@ use crate::limits::{
     CONNECTIONS_MAX, REQUEST_BODY_BYTES_MAX, REQUEST_BODY_DRAIN_BYTES_MAX, REQUEST_BODY_READ_S,
     REQUEST_HEAD_READ_S,
 };
-use crate::metrics::Route;
+use crate::metrics::Route as Label;
 use auth::{Auth, Principal};
 use error::{ApiError, ApiResult, Code};
 use idempotency::IdemTable;
+pub use route::Route;
 use tokio::sync::Semaphore;
 
 /// What every handler may use.
@@ -86,24 +88,64 @@ pub struct Request {
     pub principal: Principal,
 }
 
-/// What serves the API: one node's engine, or a cluster node's front.
-#[derive(Clone)]
-pub enum Api {
-    Node(Arc<AppState>),
-    Cluster(Arc<crate::cluster::front::Front>),
+/// A request as it came, its path parsed once (`route`).
+pub struct Incoming<'a> {
+    pub method: Method,
+    /// The path as sent (for a forward, and "no such endpoint").
+    pub path: &'a str,
+    /// The path split at `/`, each segment percent-decoded.
+    pub seg: &'a [&'a str],
+    pub route: Option<Route>,
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
 }
 
-impl Api {
-    fn metrics(&self) -> &crate::metrics::Metrics {
-        match self {
-            Api::Node(s) => s.engine.metrics(),
-            Api::Cluster(f) => &f.node.metrics,
+impl Incoming<'_> {
+    /// The same request again (a cluster front may serve it twice).
+    pub fn again(&self) -> Incoming<'_> {
+        Incoming {
+            method: self.method.clone(),
+            path: self.path,
+            seg: self.seg,
+            route: self.route,
+            query: self.query.clone(),
+            headers: self.headers.clone(),
+            body: self.body.clone(),
         }
     }
 }
 
+/// What answers the API's requests: one node's engine (`AppState`), or
+/// a cluster node's front, which serves through `handle` in turn.
+pub trait Serve: Send + Sync + 'static {
+    /// The answer to one request.
+    fn serve<'a>(&'a self, req: Incoming<'a>) -> futures::future::BoxFuture<'a, ApiResult>;
+    /// Where requests are counted.
+    fn metrics(&self) -> &crate::metrics::Metrics;
+    /// The stock feed's sessions on this server.
+    fn feed(&self) -> Arc<feed::FeedHost>;
+}
+
+/// One node serving with its engine.
+pub struct Node(pub Arc<AppState>);
+
+impl Serve for Node {
+    fn serve<'a>(&'a self, req: Incoming<'a>) -> futures::future::BoxFuture<'a, ApiResult> {
+        Box::pin(handle(&self.0, req))
+    }
+    fn metrics(&self) -> &crate::metrics::Metrics {
+        self.0.engine.metrics()
+    }
+    fn feed(&self) -> Arc<feed::FeedHost> {
+        self.0.feed.clone()
+    }
+}
+
 /// The warp filter serving the whole API.
-pub fn routes(api: Api) -> impl Filter<Extract = (Response<Body>,), Error = Infallible> + Clone {
+pub fn routes(
+    api: Arc<dyn Serve>,
+) -> impl Filter<Extract = (Response<Body>,), Error = Infallible> + Clone {
     let api = warp::method()
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
@@ -116,7 +158,7 @@ pub fn routes(api: Api) -> impl Filter<Extract = (Response<Body>,), Error = Infa
              query: String,
              headers: HeaderMap,
              body,
-             api: Api| async move {
+             api: Arc<dyn Serve>| async move {
                 let started = Instant::now();
                 // HEAD is GET without the body (RFC 9110 §9.3.2: hyper
                 // leaves the body of a HEAD's answer out).
@@ -135,7 +177,8 @@ pub fn routes(api: Api) -> impl Filter<Extract = (Response<Body>,), Error = Infa
                     .map(input::decode_segment)
                     .collect();
                 let seg: Vec<&str> = decoded.iter().map(|s| s.as_ref()).collect();
-                let route = route_of(&method, &seg);
+                let route = Route::parse(&seg);
+                let label = route.map_or(Label::Other, |r| r.label(&method));
                 let body = tokio::time::timeout(
                     std::time::Duration::from_secs(REQUEST_BODY_READ_S),
                     read_body(&headers, body),
@@ -149,22 +192,21 @@ pub fn routes(api: Api) -> impl Filter<Extract = (Response<Body>,), Error = Infa
                 });
                 let resp = match body {
                     Ok(body) => {
-                        let query = (!query.is_empty()).then_some(query);
-                        let p = path.as_str();
-                        match &api {
-                            Api::Node(state) => {
-                                handle(state, method, p, &seg, query, headers, body).await
-                            }
-                            Api::Cluster(front) => {
-                                front.handle(method, p, &seg, query, headers, body).await
-                            }
-                        }
-                        .unwrap_or_else(ApiError::into_response)
+                        let req = Incoming {
+                            method,
+                            path: path.as_str(),
+                            seg: &seg,
+                            route,
+                            query: (!query.is_empty()).then_some(query),
+                            headers,
+                            body,
+                        };
+                        api.serve(req).await.unwrap_or_else(ApiError::into_response)
                     }
                     Err(e) => e.into_response(),
                 };
                 api.metrics().observe_request(
-                    route,
+                    label,
                     resp.status().as_u16(),
                     started.elapsed().as_micros() as u64,
                 );
@@ -241,160 +283,101 @@ where
     }
 }
 
-fn route_of(method: &Method, seg: &[&str]) -> Route {
-    match (seg, method == Method::GET) {
-        (["v1", "reservations"], _) => Route::ReservationsCreate,
-        (["v1", "reservations", _, _], _) => Route::ReservationsTransition,
-        (["v1", "reservations", _], _) => Route::ReservationsGet,
-        (["v1", "inventory", "batch"], _) => Route::InventoryBatch,
-        (["v1", "inventory", ..], false) => Route::InventoryWrite,
-        (["v1", "inventory", ..], true) => Route::InventoryRead,
-        (["v1", "availability", _], _) => Route::Availability,
-        (["v1", "sourcing", "plan"], _) => Route::SourcingPlan,
-        (["v1", "orders" | "webhooks" | "payments", ..] | ["v1", "locations", _, "pickups"], _) => {
-            Route::Orders
+/// Serves one request with this node's engine: the public routes
+/// without a token, every other after authenticating it, then 405 for a
+/// method the route does not answer, then its handler.
+pub async fn handle(state: &Arc<AppState>, r: Incoming<'_>) -> ApiResult {
+    let not_found = || ApiError::new(Code::NotFound, format!("no such endpoint: {}", r.path));
+    if let Some(route) = r.route.filter(|route| route.public()) {
+        if !route.allows(&r.method) {
+            return Err(ApiError::method_not_allowed(&route.allow()));
         }
-        (["v1", "skus" | "locations", ..], false) => Route::CatalogWrite,
-        (["v1", "skus" | "locations", ..], true) => Route::CatalogRead,
-        (["healthz"] | ["metrics"] | ["v1", "openapi.json"], _) => Route::Operations,
-        (["v1", "feed"], _) => Route::Feed,
-        _ => Route::Other,
+        return public(state, route, r.seg, &r.body).await;
     }
-}
-
-/// 405 naming the methods the resource allows (HEAD wherever GET is).
-fn method_not_allowed(allowed: &str) -> ApiError {
-    match allowed.strip_prefix("GET") {
-        Some(rest) => ApiError::method_not_allowed(&format!("GET, HEAD{rest}")),
-        None => ApiError::method_not_allowed(allowed),
+    if r.seg.first() != Some(&"v1") {
+        return Err(not_found());
     }
-}
-
-/// Serves one request with one engine (a node's, or a cluster shard's).
-pub async fn handle(
-    state: &Arc<AppState>,
-    method: Method,
-    path: &str,
-    seg: &[&str],
-    query: Option<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
-    // Operations need no token.
-    let get = method == Method::GET;
-    match seg {
-        ["healthz"] if get => return ops::healthz(state),
-        ["metrics"] if get => return ops::metrics(state),
-        ["v1", "openapi.json"] if get => return ops::openapi(),
-        ["healthz"] | ["metrics"] | ["v1", "openapi.json"] => {
-            return Err(method_not_allowed("GET"))
-        }
-        // The store board: a page, no token (its feed asks for one).
-        ["ui", "stores", loc] if method == Method::GET => return board::page(state, loc),
-        ["ui", "stores", _] => return Err(method_not_allowed("GET")),
-        // Signed by the provider instead (`webhooks`).
-        ["v1", "webhooks", "adyen"] if method == Method::POST => {
-            return webhooks::adyen(state, &body).await
-        }
-        ["v1", "webhooks", "adyen"] => return Err(method_not_allowed("POST")),
-        _ => {}
+    let principal = state.auth.authenticate(&r.headers, None)?;
+    let Some(route) = r.route else {
+        return Err(not_found());
+    };
+    if !route.allows(&r.method) {
+        return Err(ApiError::method_not_allowed(&route.allow()));
     }
-    if seg.first() != Some(&"v1") {
-        return Err(ApiError::new(
-            Code::NotFound,
-            format!("no such endpoint: {path}"),
-        ));
-    }
-    let principal = state.auth.authenticate(&headers, None)?;
     let req = Request {
-        method,
-        headers,
-        query,
-        body,
+        method: r.method,
+        headers: r.headers,
+        query: r.query,
+        body: r.body,
         principal,
     };
-    let m = &req.method;
-    match (&seg[1..], m) {
-        (["feed"], &Method::GET) => Err(ApiError::new(
+    dispatch(state, route, &req, r.seg).await
+}
+
+/// The routes served without a token.
+async fn public(state: &AppState, route: Route, seg: &[&str], body: &Bytes) -> ApiResult {
+    match route {
+        Route::Healthz => ops::healthz(state),
+        Route::Metrics => ops::metrics(state),
+        Route::OpenApi => ops::openapi(),
+        Route::Board => board::page(state, seg[2]),
+        // Signed by the provider instead (`webhooks`).
+        Route::AdyenWebhook => webhooks::adyen(state, body).await,
+        _ => Err(ApiError::new(Code::Forbidden, "not a public route")),
+    }
+}
+
+/// An authenticated request to the handler of its route, which answers
+/// its method (`Route::allows`); path parameters by their place in
+/// `Route::template`.
+async fn dispatch(state: &Arc<AppState>, route: Route, req: &Request, seg: &[&str]) -> ApiResult {
+    let get = req.method == Method::GET;
+    match route {
+        Route::Feed => Err(ApiError::new(
             Code::UpgradeRequired,
             "the stock feed is a WebSocket: GET with Connection: Upgrade, Upgrade: websocket",
         )),
-        (["feed"], _) => Err(method_not_allowed("GET")),
-        (["skus", "batch"], &Method::POST) => catalog::put_skus(state, &req).await,
-        (["skus", sku], &Method::PUT) => catalog::put_sku(state, &req, sku).await,
-        (["skus", sku], &Method::GET) => catalog::get_sku(state, &req, sku),
-        // The bulk import's path is also SKU `batch`'s.
-        (["skus", "batch"], _) => Err(method_not_allowed("GET, PUT, POST")),
-        (["skus", _], _) => Err(method_not_allowed("GET, PUT")),
-        (["locations"], &Method::GET) => catalog::list_locations(state, &req),
-        (["locations"], _) => Err(method_not_allowed("GET")),
-        (["locations", id], &Method::PUT) => catalog::put_location(state, &req, id).await,
-        (["locations", id], &Method::GET) => catalog::get_location(state, &req, id),
-        (["locations", id, "pickups"], &Method::GET) => orders::pickups(state, &req, id),
-        (["locations", _, "pickups"], _) => Err(method_not_allowed("GET")),
-        (["locations", _], _) => Err(method_not_allowed("GET, PUT")),
-        (["inventory", "batch"], &Method::POST) => inventory::batch(state, &req).await,
-        (["inventory", "batch"], _) => Err(method_not_allowed("POST")),
-        (["inventory", loc, sku], &Method::PUT) => inventory::put(state, &req, loc, sku).await,
-        (["inventory", loc, sku], &Method::GET) => inventory::get(state, &req, loc, sku).await,
-        (["inventory", _, _], _) => Err(method_not_allowed("GET, PUT")),
-        (["inventory", loc, sku, "adjustments"], &Method::POST) => {
-            inventory::adjust(state, &req, loc, sku).await
-        }
-        (["inventory", _, _, "adjustments"], _) => Err(method_not_allowed("POST")),
-        (["availability", sku], &Method::GET) => inventory::availability(state, &req, sku).await,
-        (["availability", _], _) => Err(method_not_allowed("GET")),
-        (["reservations"], &Method::POST) => reservations::create(state, &req).await,
-        (["reservations"], _) => Err(method_not_allowed("POST")),
-        (["reservations", id], &Method::GET) => reservations::get(state, &req, id).await,
-        (["reservations", _], _) => Err(method_not_allowed("GET")),
-        (["reservations", id, action], &Method::POST) => {
-            reservations::transition(state, &req, id, action).await
-        }
-        (["reservations", _, _], _) => Err(method_not_allowed("POST")),
-        (["payments", "scalapay", "checkouts"], &Method::POST) => {
-            payments::scalapay_checkout(state, &req).await
-        }
-        (["payments", "scalapay", "checkouts"], _) => Err(method_not_allowed("POST")),
-        (["orders"], &Method::POST) => orders::create(state, &req).await,
-        (["orders"], _) => Err(method_not_allowed("POST")),
-        (["orders", id], &Method::GET) => orders::get(state, &req, id),
-        (["orders", _], _) => Err(method_not_allowed("GET")),
-        (["orders", id, "cancel"], &Method::POST) => orders::cancel(state, &req, id).await,
-        (["orders", id, "returns"], &Method::POST) => orders::returns(state, &req, id).await,
-        (["orders", id, "refunds", "settle"], &Method::POST) => {
-            orders::settle_refund(state, &req, id).await
-        }
-        (["orders", _, "refunds", "settle"], _) => Err(method_not_allowed("POST")),
-        (["orders", id, "shipments", n, "label"], &Method::GET) => {
-            orders::get_label(state, &req, id, n)
-        }
-        (["orders", _, "shipments", _, "label"], _) => Err(method_not_allowed("GET")),
-        (["orders", id, "shipments", n, "events"], &Method::POST) => {
-            orders::shipment_event(state, &req, id, n).await
-        }
-        (["orders", _, "cancel" | "returns"], _) | (["orders", _, "shipments", _, "events"], _) => {
-            Err(method_not_allowed("POST"))
-        }
         // A cluster node's view (`cluster::front`): a single node has none.
-        (["cluster"], &Method::GET) => Err(ApiError::new(
+        Route::Cluster => Err(ApiError::new(
             Code::NotFound,
             "not a cluster node: no cluster view",
         )),
-        (["cluster"], _) => Err(method_not_allowed("GET")),
-        (["sourcing", "plan"], &Method::POST) => sourcing::plan(state, &req).await,
-        (["sourcing", "plan"], _) => Err(method_not_allowed("POST")),
-        _ => Err(ApiError::new(
-            Code::NotFound,
-            format!("no such endpoint: {path}"),
-        )),
+        Route::SkuBatch if req.method == Method::POST => catalog::put_skus(state, req).await,
+        Route::SkuBatch | Route::Sku if get => catalog::get_sku(state, req, seg[2]),
+        Route::SkuBatch | Route::Sku => catalog::put_sku(state, req, seg[2]).await,
+        Route::Locations => catalog::list_locations(state, req),
+        Route::Location if get => catalog::get_location(state, req, seg[2]),
+        Route::Location => catalog::put_location(state, req, seg[2]).await,
+        Route::Pickups => orders::pickups(state, req, seg[2]),
+        Route::InventoryBatch => inventory::batch(state, req).await,
+        Route::Stock if get => inventory::get(state, req, seg[2], seg[3]).await,
+        Route::Stock => inventory::put(state, req, seg[2], seg[3]).await,
+        Route::Adjustments => inventory::adjust(state, req, seg[2], seg[3]).await,
+        Route::Availability => inventory::availability(state, req, seg[2]).await,
+        Route::Reservations => reservations::create(state, req).await,
+        Route::Reservation => reservations::get(state, req, seg[2]).await,
+        Route::Confirm | Route::Release | Route::Fulfil | Route::Extend => {
+            reservations::transition(state, req, seg[2], seg[3]).await
+        }
+        Route::ScalapayCheckouts => payments::scalapay_checkout(state, req).await,
+        Route::Orders => orders::create(state, req).await,
+        Route::Order => orders::get(state, req, seg[2]),
+        Route::OrderCancel => orders::cancel(state, req, seg[2]).await,
+        Route::OrderReturns => orders::returns(state, req, seg[2]).await,
+        Route::RefundSettle => orders::settle_refund(state, req, seg[2]).await,
+        Route::ShipmentLabel => orders::get_label(state, req, seg[2], seg[4]),
+        Route::ShipmentEvents => orders::shipment_event(state, req, seg[2], seg[4]).await,
+        Route::SourcingPlan => sourcing::plan(state, req).await,
+        Route::Healthz | Route::Metrics | Route::OpenApi | Route::Board | Route::AdyenWebhook => {
+            public(state, route, seg, &req.body).await
+        }
     }
 }
 
 /// Serves until `shutdown` resolves, then finishes the requests in flight.
 /// Calls `ready` with the bound address once listening.
 pub async fn serve(
-    api: Api,
+    api: Arc<dyn Serve>,
     listen: SocketAddr,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ready: impl FnOnce(SocketAddr),
@@ -427,10 +410,7 @@ pub async fn serve(
         }
     });
     ready(addr);
-    let host = match &api {
-        Api::Node(state) => state.feed.clone(),
-        Api::Cluster(front) => front.feed.clone(),
-    };
+    let host = api.feed();
     let feeds = host.clone();
     let shutdown = async move {
         shutdown.await;

@@ -5,16 +5,18 @@
 
 use serde_json::{json, Map, Value};
 
+use super::route::Route;
+
 use crate::domain::address::FIELD_MAX as ADDRESS_FIELD_MAX;
 use crate::limits::{
     BATCH_ITEMS_MAX, CART_LINES_MAX, DIMENSION_MM_MAX, QTY_MAX, STOCK_MAX, TTL_S_DEFAULT,
     TTL_S_MAX, TTL_S_MIN,
 };
 
-/// (method, path, summary, request schema, success status, response schema, error statuses)
+/// (method, route, summary, request schema, success status, response schema, error statuses)
 type Op = (
     &'static str,
-    &'static str,
+    Route,
     &'static str,
     Option<&'static str>,
     u16,
@@ -25,7 +27,7 @@ type Op = (
 const OPS: &[Op] = &[
     (
         "put",
-        "/v1/skus/{sku}",
+        Route::Sku,
         "Create or replace a SKU (admin)",
         Some("SkuInput"),
         200,
@@ -34,7 +36,7 @@ const OPS: &[Op] = &[
     ),
     (
         "get",
-        "/v1/skus/{sku}",
+        Route::Sku,
         "Read a SKU",
         None,
         200,
@@ -43,7 +45,7 @@ const OPS: &[Op] = &[
     ),
     (
         "put",
-        "/v1/locations/{id}",
+        Route::Location,
         "Create or replace a location (admin)",
         Some("LocationInput"),
         200,
@@ -52,7 +54,7 @@ const OPS: &[Op] = &[
     ),
     (
         "get",
-        "/v1/locations/{id}",
+        Route::Location,
         "Read a location",
         None,
         200,
@@ -61,7 +63,7 @@ const OPS: &[Op] = &[
     ),
     (
         "get",
-        "/v1/locations",
+        Route::Locations,
         "List the locations",
         None,
         200,
@@ -70,7 +72,7 @@ const OPS: &[Op] = &[
     ),
     (
         "put",
-        "/v1/inventory/{location}/{sku}",
+        Route::Stock,
         "Count: set on_hand (and safety_stock)",
         Some("CountInput"),
         200,
@@ -79,7 +81,7 @@ const OPS: &[Op] = &[
     ),
     (
         "get",
-        "/v1/inventory/{location}/{sku}",
+        Route::Stock,
         "Read a stock record (on a cluster follower: from its copy, fresh within 250 ms and past the node's own writes, answer header x-holdfast-read: follower; Cache-Control: no-cache asks the leader; with no leader to answer, from the copy whatever its age, with x-holdfast-stale-ms)",
         None,
         200,
@@ -88,7 +90,7 @@ const OPS: &[Op] = &[
     ),
     (
         "post",
-        "/v1/inventory/{location}/{sku}/adjustments",
+        Route::Adjustments,
         "Adjust on_hand with a reason (with an optional Idempotency-Key header: applied once per key of the token, kept 24 hours; the same adjustment again answers the record as it is, another under the key is 422 idempotency_key_reused)",
         Some("AdjustmentInput"),
         200,
@@ -97,7 +99,7 @@ const OPS: &[Op] = &[
     ),
     (
         "post",
-        "/v1/inventory/batch",
+        Route::InventoryBatch,
         "Bulk count (at most 10,000 items)",
         Some("BatchInput"),
         200,
@@ -106,7 +108,7 @@ const OPS: &[Op] = &[
     ),
     (
         "get",
-        "/v1/availability/{sku}",
+        Route::Availability,
         "Availability of a SKU across the network (on a cluster follower: from its copy, fresh within 250 ms and past the node's own writes, answer header x-holdfast-read: follower; Cache-Control: no-cache asks the leader; with no leader to answer, from the copy whatever its age, with x-holdfast-stale-ms)",
         None,
         200,
@@ -115,7 +117,7 @@ const OPS: &[Op] = &[
     ),
     (
         "get",
-        "/v1/skus/batch",
+        Route::SkuBatch,
         "Read SKU batch (the bulk import's path is also the SKU's whose id is batch: as GET /v1/skus/{sku})",
         None,
         200,
@@ -124,7 +126,7 @@ const OPS: &[Op] = &[
     ),
     (
         "put",
-        "/v1/skus/batch",
+        Route::SkuBatch,
         "Create or replace SKU batch (admin; as PUT /v1/skus/{sku})",
         Some("SkuInput"),
         200,
@@ -133,7 +135,7 @@ const OPS: &[Op] = &[
     ),
     (
         "post",
-        "/v1/skus/batch",
+        Route::SkuBatch,
         "Bulk catalog import: up to 10,000 SKUs, all or nothing",
         Some("SkuBatchInput"),
         200,
@@ -142,7 +144,7 @@ const OPS: &[Op] = &[
     ),
     (
         "post",
-        "/v1/orders",
+        Route::Orders,
         "Place an order: sourced, held per shipment, paid (authorized at its provider; captured when the first shipment ships)",
         Some("OrderInput"),
         201,
@@ -151,7 +153,7 @@ const OPS: &[Op] = &[
     ),
     (
         "get",
-        "/v1/orders/{id}",
+        Route::Order,
         "Read an order",
         None,
         200,
@@ -160,7 +162,7 @@ const OPS: &[Op] = &[
     ),
     (
         "post",
-        "/v1/orders/{id}/cancel",
+        Route::OrderCancel,
         "Cancel an order before anything left a building",
         None,
         200,
@@ -169,7 +171,7 @@ const OPS: &[Op] = &[
     ),
     (
         "post",
-        "/v1/orders/{id}/shipments/{shipment}/events",
+        Route::ShipmentEvents,
         "Move a shipment: picked, packed (a delivery or a transfer is labelled at its carrier), shipped, delivered, ready_for_pickup, collected (a labelled parcel's carrier moves it to shipped and delivered as it tracks it)",
         Some("ShipmentEventInput"),
         200,
@@ -178,7 +180,7 @@ const OPS: &[Op] = &[
     ),
     (
         "get",
-        "/v1/orders/{id}/shipments/{shipment}/label",
+        Route::ShipmentLabel,
         "The carrier's label of a shipment (made when it was packed: a delivery or a transfer, with a carrier configured for its destination and both addresses known)",
         None,
         200,
@@ -187,7 +189,7 @@ const OPS: &[Op] = &[
     ),
     (
         "post",
-        "/v1/orders/{id}/returns",
+        Route::OrderReturns,
         "Return delivered goods to a location: restocked and refunded (a refund the provider cannot make now is owed: payment.refund_pending, made once it answers; one whose answer was lost where sending it again could refund twice: payment.refund_unclear)",
         Some("ReturnInput"),
         200,
@@ -196,7 +198,7 @@ const OPS: &[Op] = &[
     ),
     (
         "post",
-        "/v1/orders/{id}/refunds/settle",
+        Route::RefundSettle,
         "Settle an owed refund from what the provider's back office shows (admin): made, or not (owed again: made by the retry loop)",
         Some("RefundSettleInput"),
         200,
@@ -205,7 +207,7 @@ const OPS: &[Op] = &[
     ),
     (
         "post",
-        "/v1/payments/scalapay/checkouts",
+        Route::ScalapayCheckouts,
         "A Scalapay order for the shopper to approve before the order is placed (pay in 3): its token (the order names it in payment.method.token) and the checkout URL to send the shopper to",
         Some("ScalapayCheckoutInput"),
         201,
@@ -214,7 +216,7 @@ const OPS: &[Op] = &[
     ),
     (
         "post",
-        "/v1/webhooks/adyen",
+        Route::AdyenWebhook,
         "Adyen's notifications (no token: each item's HMAC signature is checked, a forged one refuses the delivery with 401); each kept once on its order's payment.notices; answers [accepted]",
         Some("AdyenNotification"),
         200,
@@ -223,7 +225,7 @@ const OPS: &[Op] = &[
     ),
     (
         "post",
-        "/v1/sourcing/plan",
+        Route::SourcingPlan,
         "Plan which locations would serve a cart (holds nothing)",
         Some("PlanInput"),
         200,
@@ -232,7 +234,7 @@ const OPS: &[Op] = &[
     ),
     (
         "post",
-        "/v1/reservations",
+        Route::Reservations,
         "Hold a cart (all or nothing); optional Idempotency-Key",
         Some("ReservationInput"),
         201,
@@ -241,7 +243,7 @@ const OPS: &[Op] = &[
     ),
     (
         "get",
-        "/v1/reservations/{id}",
+        Route::Reservation,
         "Read a reservation",
         None,
         200,
@@ -250,7 +252,7 @@ const OPS: &[Op] = &[
     ),
     (
         "post",
-        "/v1/reservations/{id}/confirm",
+        Route::Confirm,
         "Confirm a held reservation",
         None,
         200,
@@ -259,7 +261,7 @@ const OPS: &[Op] = &[
     ),
     (
         "post",
-        "/v1/reservations/{id}/release",
+        Route::Release,
         "Release a reservation",
         None,
         200,
@@ -268,7 +270,7 @@ const OPS: &[Op] = &[
     ),
     (
         "post",
-        "/v1/reservations/{id}/fulfil",
+        Route::Fulfil,
         "Fulfil a confirmed reservation",
         None,
         200,
@@ -277,7 +279,7 @@ const OPS: &[Op] = &[
     ),
     (
         "post",
-        "/v1/reservations/{id}/extend",
+        Route::Extend,
         "Extend a held reservation",
         Some("ExtendInput"),
         200,
@@ -286,7 +288,7 @@ const OPS: &[Op] = &[
     ),
     (
         "get",
-        "/v1/locations/{id}/pickups",
+        Route::Pickups,
         "The store's open pickups (pay and collect orders not yet collected, cancelled or declined), oldest first, at most 200 (admin or the store's token)",
         None,
         200,
@@ -295,7 +297,7 @@ const OPS: &[Op] = &[
     ),
     (
         "get",
-        "/v1/feed",
+        Route::Feed,
         "Stock feed: upgrade to a WebSocket with ?location= or ?sku= (token in Authorization or ?token=; a store token follows its own location only). Messages: {type: snapshot, records}, then {type: stock, <StockRecord>, ts} per committed change in version order; a fresh snapshot when the client falls behind; 1001 on shutdown",
         None,
         101,
@@ -304,7 +306,7 @@ const OPS: &[Op] = &[
     ),
     (
         "get",
-        "/v1/cluster",
+        Route::Cluster,
         "A cluster node's view (holdfast serve --cluster): its role, the leader and its epoch, this node's copy, and every node's copy and lag behind the leader as they last reported them (shards: the same in the sharded cluster's shape, one entry). A single node answers 404",
         None,
         200,
@@ -313,7 +315,16 @@ const OPS: &[Op] = &[
     ),
     (
         "get",
-        "/healthz",
+        Route::Board,
+        "The store board: a page following a location's stock feed, for the store's screens (no token for the page; its feed asks for one)",
+        None,
+        200,
+        "BoardPage",
+        &[404, 422],
+    ),
+    (
+        "get",
+        Route::Healthz,
         "Liveness and readiness",
         None,
         200,
@@ -322,7 +333,7 @@ const OPS: &[Op] = &[
     ),
     (
         "get",
-        "/metrics",
+        Route::Metrics,
         "Prometheus metrics (text format)",
         None,
         200,
@@ -331,7 +342,7 @@ const OPS: &[Op] = &[
     ),
     (
         "get",
-        "/v1/openapi.json",
+        Route::OpenApi,
         "This document",
         None,
         200,
@@ -342,15 +353,6 @@ const OPS: &[Op] = &[
 
 /// Identifiers (api.md): 1 to 64 of `A-Z a-z 0-9 . _ : -`.
 const ID_PATTERN: &str = "^[A-Za-z0-9._:-]{1,64}$";
-
-/// The operations anyone may call, without a token: the operations
-/// endpoints, and Adyen's webhook (signed by Adyen instead).
-fn is_public(path: &str) -> bool {
-    matches!(
-        path,
-        "/healthz" | "/metrics" | "/v1/openapi.json" | "/v1/webhooks/adyen"
-    )
-}
 
 fn id() -> Value {
     json!({"type": "string", "pattern": ID_PATTERN})
@@ -728,6 +730,9 @@ fn success_response(path: &str, status: u16, output: &str) -> Value {
         "/metrics" => {
             json!({"description": "Prometheus text format", "content": json_of("text/plain")})
         }
+        "/ui/stores/{location}" => {
+            json!({"description": "the page (HTML, no external assets)", "content": {"text/html": {"schema": {"type": "string"}}}})
+        }
         "/v1/webhooks/adyen" => {
             json!({"description": "What Adyen expects back", "content": json_of("text/plain")})
         }
@@ -845,7 +850,8 @@ fn other_parameters(method: &str, path: &str) -> Vec<Value> {
 
 pub fn document() -> Value {
     let mut paths = Map::new();
-    for &(method, path, summary, input, status, output, errors) in OPS {
+    for &(method, route, summary, input, status, output, errors) in OPS {
+        let path = route.template();
         let mut params: Vec<Value> = path
             .split('/')
             .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
@@ -861,7 +867,7 @@ pub fn document() -> Value {
         if !params.is_empty() {
             op["parameters"] = json!(params);
         }
-        if is_public(path) {
+        if route.public() {
             op["security"] = json!([]);
         }
         if path == "/v1/cluster" {
@@ -930,6 +936,28 @@ mod tests {
         }
     }
 
+    /// One table: each method of each route is one documented operation,
+    /// and each operation a route's method.
+    #[test]
+    fn every_route_is_documented_and_every_operation_served() {
+        let mut documented: std::collections::HashSet<(Route, String)> =
+            OPS.iter().map(|op| (op.1, op.0.to_uppercase())).collect();
+        assert_eq!(documented.len(), OPS.len(), "an operation twice");
+        for &r in Route::ALL {
+            for m in r.methods() {
+                assert!(
+                    documented.remove(&(r, m.to_string())),
+                    "{m} {} is served but not documented",
+                    r.template()
+                );
+            }
+        }
+        assert!(
+            documented.is_empty(),
+            "documented, not served: {documented:?}"
+        );
+    }
+
     #[test]
     fn every_operation_answers_what_it_may() {
         let doc = document();
@@ -956,7 +984,8 @@ mod tests {
                 // A token's operation says what a missing token gets, and
                 // a public one asks for none.
                 let public = op["security"] == json!([]);
-                assert_eq!(public, is_public(path), "{at}");
+                let route = Route::ALL.iter().find(|r| r.template() == path);
+                assert_eq!(Some(public), route.map(|r| r.public()), "{at}");
                 if !public {
                     for s in ["401", "429"] {
                         assert!(responses.contains_key(s), "{at}: {s}");
