@@ -472,7 +472,7 @@ fn catalog_schemas() -> Value {
             "phone": text(ADDRESS_FIELD_MAX)}},
         "LocationInput": {"type": "object", "required": ["name", "kind", "lat", "lon"], "properties": {
             "name": text(256), "kind": {"enum": ["store", "dc"]}, "lat": lat(), "lon": lon(),
-            "priority": nullable(json!({"type": "integer", "minimum": 0, "maximum": 1000, "default": 1, "description": "lower is preferred"})),
+            "priority": nullable(json!({"type": "integer", "minimum": 0, "maximum": 1000, "default": 100, "description": "lower is preferred"})),
             "ship": {"type": ["boolean", "null"]}, "pickup": {"type": ["boolean", "null"]},
             "daily_capacity": nullable(json!({"type": "integer", "minimum": 0, "maximum": STOCK_MAX, "description": "orders a day; absent: unlimited"})),
             "active": {"type": ["boolean", "null"]}, "address": nullable(schema_ref("Address"))}},
@@ -956,6 +956,22 @@ mod tests {
             documented.is_empty(),
             "documented, not served: {documented:?}"
         );
+    }
+
+    /// A default the document states is the one the server applies.
+    #[test]
+    fn a_location_s_priority_defaults_as_served() {
+        use crate::domain::catalog::{Location, LocationKind};
+        let served = Location::new("x", LocationKind::Store, 0.0, 0.0).priority;
+        let doc = document();
+        let p = &doc["components"]["schemas"]["LocationInput"]["properties"]["priority"];
+        let stated = p["default"].as_u64().or_else(|| {
+            p["anyOf"]
+                .as_array()?
+                .iter()
+                .find_map(|s| s["default"].as_u64())
+        });
+        assert_eq!(stated, Some(served as u64), "{p}");
     }
 
     #[test]
