@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-use super::stock_shard::{ApplyDeltas, StockShard};
+use super::stock_shard::{ApplyDeltas, Insert, StockShard};
 use crate::clock::Clock;
 use crate::collections::{ChunkedQueue, SegmentedMap};
 use crate::domain::catalog::Catalog;
@@ -224,11 +224,6 @@ impl Handler<Create> for ReservationBook {
         let _ = m.reply.send(r);
     }
 }
-
-/// A reservation whose cart a stock shard journaled (the fast path).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Insert(pub Reservation);
 
 impl Handler<Insert> for ReservationBook {
     type Result = ();

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-use super::reservation_book::{Insert, ReservationBook};
 use crate::clock::Clock;
 use crate::domain::catalog::{Catalog, LocIdx, SkuIdx};
 use crate::domain::event::{sold_by_adjustment, Count as CountFact, Event, IdemKey};
@@ -303,6 +302,12 @@ impl Handler<Commit> for StockShard {
 pub type HoldAndRecordReply =
     Result<Result<(Reservation, Durable), Vec<HoldOutcome>>, JournalError>;
 
+/// A reservation whose cart a stock shard journaled (the fast path), for
+/// its reservation book to keep.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Insert(pub Reservation);
+
 /// The fast path of a cart whose lines all live in this shard: hold, journal
 /// the cart, hand it to its book, answer; one round trip instead of two.
 /// The book gets the reservation before the client can name it: the client
@@ -319,7 +324,8 @@ pub struct HoldAndRecord {
     pub now: TimeMs,
     pub ttl_s: u64,
     pub idem: Option<IdemKey>,
-    pub book: Addr<ReservationBook>,
+    /// The reservation book that keeps the reservation (`Insert`).
+    pub book: Recipient<Insert>,
     pub reply: oneshot::Sender<HoldAndRecordReply>,
 }
 

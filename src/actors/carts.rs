@@ -1,0 +1,427 @@
+use super::*;
+
+/// A reservation line to hold, resolved, with its index in the cart.
+#[derive(Debug, Clone, Copy)]
+pub struct CartLine {
+    pub sku: SkuIdx,
+    pub location: LocIdx,
+    pub qty: u32,
+}
+
+impl Engine {
+    /// A new id whose book is `book` (see `book_of`): a cart held in one
+    /// stock shard gets the book on the same arbiter thread, so that the
+    /// reservation's insert, and later its confirm or release and their
+    /// stock deltas, never wake the other thread.
+    pub(super) fn new_reservation_id(&self, book: usize) -> ReservationId {
+        let n = self.0.books.len() as u64;
+        let k = self.0.next_id.fetch_add(1, Ordering::Relaxed);
+        let counter = k * n + book as u64;
+        let s = format!("r{:016x}{:08x}", self.0.boot_nonce, counter);
+        ReservationId::parse(&s).expect("hex ids are valid")
+    }
+
+    /// Holds a cart: every line or none (or what is available with
+    /// `partial`). Answers once the cart's journal record is durable.
+    pub async fn reserve(
+        &self,
+        lines: &[CartLine],
+        partial: bool,
+        ttl_s: u64,
+        idem: Option<IdemKey>,
+    ) -> Result<Result<Reservation, Vec<Shortage>>, EngineError> {
+        if lines.is_empty() {
+            // The HTTP layer refuses empty carts; an empty one holds nothing.
+            return Ok(Err(Vec::new()));
+        }
+        let n = self.0.stock.len();
+        let first_shard = lines.first().map(|l| l.sku as usize % n);
+        if lines
+            .iter()
+            .all(|l| Some(l.sku as usize % n) == first_shard)
+        {
+            if let Some(shard) = first_shard {
+                // Cancelling this future after the send is harmless: the
+                // shard completes the cart on its own.
+                return self
+                    .reserve_in_one_shard(shard, lines, partial, ttl_s, idem)
+                    .await;
+            }
+        }
+        // Across shards the coordinator itself undoes holds: it runs in its
+        // own task so that a caller that goes away cannot leak them.
+        let (me, lines) = (self.clone(), lines.to_vec());
+        tokio::spawn(async move { me.reserve_across_shards(&lines, partial, ttl_s, idem).await })
+            .await
+            .map_err(|_| EngineError::Stopped)?
+    }
+
+    pub(super) async fn reserve_across_shards(
+        &self,
+        lines: &[CartLine],
+        partial: bool,
+        ttl_s: u64,
+        idem: Option<IdemKey>,
+    ) -> Result<Result<Reservation, Vec<Shortage>>, EngineError> {
+        let (mut outcomes, overloaded) = self.hold_in_every_shard(lines, partial).await?;
+        let short = outcomes.iter().any(|o| o.short);
+        let nothing = outcomes.iter().all(|o| o.held == 0);
+        if overloaded || (short && !partial) || nothing {
+            self.undo_holds(lines, &outcomes);
+            if overloaded {
+                self.0
+                    .metrics
+                    .overload_rejections
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(EngineError::Overloaded);
+            }
+            self.0
+                .metrics
+                .reservations_rejected
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(Err(self.shortages(lines, &outcomes)));
+        }
+        outcomes.sort_by_key(|o| o.line);
+        let now = self.0.clock.now_ms();
+        let book = self.0.next_id.load(Ordering::Relaxed) as usize % self.0.books.len();
+        let id = self.new_reservation_id(book);
+        let held = self.held_lines(lines, &outcomes);
+        let reservation = Reservation::held(id.clone(), held, now, expires_at(now, ttl_s));
+        let event = Event::held(&reservation, idem);
+        let (tx, rx) = oneshot::channel();
+        if let Err(e) = self.book_for(&id).try_send(Create {
+            event,
+            reservation: reservation.clone(),
+            reply: tx,
+        }) {
+            self.undo_holds(lines, &outcomes);
+            self.0
+                .metrics
+                .overload_rejections
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(full(e));
+        }
+        match reply(rx).await? {
+            Ok((durable, ticket)) => {
+                self.commit_holds(lines, &outcomes, now, ticket);
+                durable.await?;
+                self.0
+                    .metrics
+                    .reservations_held
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(Ok(reservation))
+            }
+            Err(e) => {
+                // Not journaled: nothing of it exists.
+                self.undo_holds(lines, &outcomes);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Asks every stock shard of the cart at once to hold its lines
+    /// provisionally: each line's outcome, and whether a shard's mailbox
+    /// was full (its lines not asked).
+    async fn hold_in_every_shard(
+        &self,
+        lines: &[CartLine],
+        partial: bool,
+    ) -> Result<(Vec<stock_shard::HoldOutcome>, bool), EngineError> {
+        let n = self.0.stock.len();
+        let mut per_shard: Vec<Vec<HoldLine>> = vec![Vec::new(); n];
+        for (i, l) in lines.iter().enumerate() {
+            per_shard[l.sku as usize % n].push(HoldLine {
+                line: i,
+                sku: l.sku,
+                location: l.location,
+                qty: l.qty,
+            });
+        }
+        let mut waiting = Vec::with_capacity(n);
+        let mut overloaded = false;
+        for (shard, hl) in per_shard.into_iter().enumerate() {
+            if hl.is_empty() {
+                continue;
+            }
+            let (tx, rx) = oneshot::channel();
+            match self.0.stock[shard].try_send(Hold {
+                lines: hl,
+                partial,
+                reply: tx,
+            }) {
+                Ok(()) => waiting.push(rx),
+                Err(_) => overloaded = true,
+            }
+        }
+        let mut outcomes = Vec::with_capacity(lines.len());
+        for rx in waiting {
+            outcomes.extend(reply(rx).await?);
+        }
+        Ok((outcomes, overloaded))
+    }
+
+    /// The reservation's lines: what each held line got.
+    fn held_lines(&self, lines: &[CartLine], outcomes: &[stock_shard::HoldOutcome]) -> Vec<Line> {
+        let c = self.0.catalog.read();
+        outcomes
+            .iter()
+            .filter(|o| o.held > 0)
+            .filter_map(|o| {
+                let l = &lines[o.line];
+                Some(Line {
+                    sku: c.sku(l.sku)?.0.clone(),
+                    location: c.location(l.location)?.0.clone(),
+                    qty: o.held,
+                    requested: l.qty,
+                })
+            })
+            .collect()
+    }
+
+    /// The holds are journaled (`ticket`): each shard counts its own as
+    /// committed, and the feed may show them.
+    fn commit_holds(
+        &self,
+        lines: &[CartLine],
+        outcomes: &[stock_shard::HoldOutcome],
+        now: TimeMs,
+        ticket: u64,
+    ) {
+        let n = self.0.stock.len();
+        let mut per_shard: Vec<Vec<(SkuIdx, LocIdx, u32)>> = vec![Vec::new(); n];
+        for o in outcomes.iter().filter(|o| o.held > 0) {
+            let l = &lines[o.line];
+            per_shard[l.sku as usize % n].push((l.sku, l.location, o.held));
+        }
+        for (i, lines) in per_shard.into_iter().enumerate() {
+            if !lines.is_empty() {
+                // Must not be dropped: bounded by the carts in flight.
+                self.0.stock[i].do_send(Commit {
+                    lines,
+                    at_ms: now,
+                    ticket,
+                });
+            }
+        }
+    }
+
+    /// The fast path: every line in one stock shard, which journals the cart.
+    pub(super) async fn reserve_in_one_shard(
+        &self,
+        shard: usize,
+        lines: &[CartLine],
+        partial: bool,
+        ttl_s: u64,
+        idem: Option<IdemKey>,
+    ) -> Result<Result<Reservation, Vec<Shortage>>, EngineError> {
+        let names: Vec<(SkuId, LocationId)> = {
+            let c = self.0.catalog.read();
+            lines
+                .iter()
+                .filter_map(|l| Some((c.sku(l.sku)?.0.clone(), c.location(l.location)?.0.clone())))
+                .collect()
+        };
+        if names.len() != lines.len() {
+            // Lines are resolved against the catalog, which never forgets.
+            return Err(EngineError::Stopped);
+        }
+        let hold_lines = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| HoldLine {
+                line: i,
+                sku: l.sku,
+                location: l.location,
+                qty: l.qty,
+            })
+            .collect();
+        let id = self.new_reservation_id(shard);
+        let (tx, rx) = oneshot::channel();
+        let sent = self.0.stock[shard].try_send(HoldAndRecord {
+            lines: hold_lines,
+            names,
+            partial,
+            book: self.book_for(&id).clone().recipient(),
+            id,
+            now: self.0.clock.now_ms(),
+            ttl_s,
+            idem,
+            reply: tx,
+        });
+        if let Err(e) = sent {
+            self.0
+                .metrics
+                .overload_rejections
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(full(e));
+        }
+        match reply(rx).await?? {
+            Ok((reservation, durable)) => {
+                durable.await?;
+                self.0
+                    .metrics
+                    .reservations_held
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(Ok(reservation))
+            }
+            Err(outcomes) => {
+                self.0
+                    .metrics
+                    .reservations_rejected
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(Err(self.shortages(lines, &outcomes)))
+            }
+        }
+    }
+
+    pub(super) fn undo_holds(&self, lines: &[CartLine], outcomes: &[stock_shard::HoldOutcome]) {
+        // Provisional holds only: on_hand untouched (the time does not
+        // matter), never journaled (no ticket).
+        self.send_deltas(
+            0,
+            None,
+            outcomes.iter().filter(|o| o.held > 0).map(|o| {
+                let l = &lines[o.line];
+                (
+                    l.sku,
+                    l.location,
+                    StockDelta {
+                        reserved: -i64::from(o.held),
+                        ..StockDelta::default()
+                    },
+                )
+            }),
+        );
+    }
+
+    /// Sends deltas already decided (journaled at `at_ms` with `ticket`,
+    /// or `None`: undoing provisional holds; none is a sale) to their stock
+    /// shards, one message per shard touched.
+    pub(super) fn send_deltas(
+        &self,
+        at_ms: TimeMs,
+        ticket: Option<u64>,
+        deltas: impl IntoIterator<Item = (SkuIdx, LocIdx, StockDelta)>,
+    ) {
+        let n = self.0.stock.len();
+        let mut per_shard: Vec<Vec<(SkuIdx, LocIdx, StockDelta)>> = vec![Vec::new(); n];
+        for d in deltas {
+            per_shard[d.0 as usize % n].push(d);
+        }
+        for (i, d) in per_shard.into_iter().enumerate() {
+            if !d.is_empty() {
+                self.0.stock[i].do_send(ApplyDeltas {
+                    deltas: d,
+                    at_ms,
+                    sale: false,
+                    ticket,
+                });
+            }
+        }
+    }
+
+    pub(super) fn shortages(
+        &self,
+        lines: &[CartLine],
+        outcomes: &[stock_shard::HoldOutcome],
+    ) -> Vec<Shortage> {
+        let c = self.0.catalog.read();
+        let mut v: Vec<_> = outcomes
+            .iter()
+            .filter(|o| o.short)
+            .filter_map(|o| {
+                let l = &lines[o.line];
+                Some((
+                    o.line,
+                    Shortage {
+                        sku: c.sku(l.sku)?.0.clone(),
+                        location: c.location(l.location)?.0.clone(),
+                        requested: l.qty,
+                        available: o.available,
+                    },
+                ))
+            })
+            .collect();
+        v.sort_by_key(|(i, _)| *i);
+        v.into_iter().map(|(_, s)| s).collect()
+    }
+
+    pub async fn transition(
+        &self,
+        id: ReservationId,
+        transition: Transition,
+    ) -> Result<Result<Reservation, TransitionRefused>, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        let now = self.0.clock.now_ms();
+        self.book_for(&id)
+            .try_send(Transit {
+                id,
+                transition,
+                now,
+                reply: tx,
+            })
+            .map_err(full)?;
+        durable_reply(rx).await
+    }
+
+    /// Turns the held reservation `from` into one new reservation per part
+    /// (an order's shipments), expiring `ttl_s` from now: one journal
+    /// record, no stock moved. Answers once it is durable.
+    pub async fn split_reservation(
+        &self,
+        from: ReservationId,
+        parts: Vec<Vec<Line>>,
+        ttl_s: u64,
+    ) -> Result<Result<Vec<Reservation>, SplitRefused>, EngineError> {
+        let book = book_of(&from, self.0.books.len());
+        // The parts live in the same book as `from`: the book inserts them
+        // as it journals the split, no other actor involved.
+        let into = parts
+            .into_iter()
+            .map(|lines| (self.new_reservation_id(book), lines))
+            .collect();
+        let now = self.0.clock.now_ms();
+        let (tx, rx) = oneshot::channel();
+        self.0.books[book]
+            .try_send(Split {
+                from,
+                into,
+                now,
+                expires_at_ms: expires_at(now, ttl_s),
+                reply: tx,
+            })
+            .map_err(full)?;
+        durable_reply(rx).await
+    }
+
+    pub async fn reservation(&self, id: ReservationId) -> Result<Option<Reservation>, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.book_for(&id)
+            .try_send(Get { id, reply: tx })
+            .map_err(full)?;
+        reply(rx).await
+    }
+
+    /// A copy of the whole state (tests, invariant checks). Not for the hot path.
+    pub async fn dump(&self) -> Result<(Catalog, StockTable, Vec<Reservation>), EngineError> {
+        let mut stock = StockTable::default();
+        for s in &self.0.stock {
+            let (tx, rx) = oneshot::channel();
+            s.send(Dump { reply: tx })
+                .await
+                .map_err(|_| EngineError::Stopped)?;
+            for (sku, r) in reply(rx).await?.iter() {
+                *stock.get_mut_or_insert(sku, r.location) = *r;
+            }
+        }
+        let mut res = Vec::new();
+        for b in &self.0.books {
+            let (tx, rx) = oneshot::channel();
+            b.send(DumpBook { reply: tx })
+                .await
+                .map_err(|_| EngineError::Stopped)?;
+            res.extend(reply(rx).await?);
+        }
+        Ok((self.0.catalog.read().clone(), stock, res))
+    }
+}

@@ -1,0 +1,283 @@
+//! Starting an engine: recover the state, start the journal, the
+//! snapshotter and the feed, share the state among the shards, start the
+//! actors.
+
+use super::*;
+
+/// The recovered state shared among `n` shards.
+struct Shares {
+    /// Per stock shard: its records, its rotation counts, its adjustments'
+    /// keys.
+    stock: Vec<StockShare>,
+    /// Per reservation book: its reservations.
+    books: Vec<ahash::AHashMap<ReservationId, Reservation>>,
+    /// Orders by `order_shard`.
+    orders: Vec<Mutex<ahash::AHashMap<String, Order>>>,
+    /// Today's orders per location, counted from them.
+    capacity: DailyCapacity,
+}
+
+type StockShare = (
+    StockTable,
+    crate::domain::rotation::RotationTable,
+    ahash::AHashMap<String, crate::domain::model::AdjustKey>,
+);
+
+/// The running actors.
+struct Actors {
+    stock: Vec<Addr<StockShard>>,
+    books: Vec<Addr<ReservationBook>>,
+    system: System,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Engine {
+    /// Recovers the state under `data_dir/journal` and starts the actors.
+    pub fn open(
+        cfg: &EngineConfig,
+        storage: Arc<dyn Storage>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Engine, Recovered), EngineError> {
+        Self::open_with(cfg, storage, clock, metrics, Start::default())
+    }
+
+    /// `open`, from a state already in memory or with a replicated journal.
+    pub fn open_with(
+        cfg: &EngineConfig,
+        storage: Arc<dyn Storage>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        start: Start,
+    ) -> Result<(Engine, Recovered), EngineError> {
+        let dir = cfg.data_dir.join("journal");
+        let snapshots = match cfg.snapshot {
+            Some(_) => Some(Arc::new(SnapshotStore::open(
+                &cfg.data_dir.join("snapshots"),
+            )?)),
+            None => None,
+        };
+        let (mut model, report) = match start.recovered {
+            Some(r) => r,
+            None => {
+                let snapshot = snapshots.as_ref().and_then(|s| s.load());
+                recover_model(storage.as_ref(), &dir, snapshot, snapshots.as_deref())?
+            }
+        };
+        let (journal, writer) = Journal::start_replicated(
+            storage.clone(),
+            dir.clone(),
+            report.last_seq,
+            cfg.durability,
+            crate::limits::JOURNAL_SEGMENT_BYTES_MAX,
+            start.replication,
+        )?;
+        let stop_snapshots = Arc::new(AtomicBool::new(false));
+        let mut threads = vec![writer];
+        if let (Some(store), Some(policy)) = (snapshots.clone(), cfg.snapshot) {
+            let (stats, stop) = (journal.stats.clone(), stop_snapshots.clone());
+            let storage = storage.clone();
+            let last = report.last_seq;
+            threads.push(spawn("snapshotter", move || {
+                run_snapshotter(store, storage, dir, stats, policy, stop, last)
+            })?);
+        }
+        let n = if cfg.shards == 0 {
+            default_shards()
+        } else {
+            cfg.shards
+        };
+        let catalog = Arc::new(RwLock::new(std::mem::take(&mut model.catalog)));
+        let (feed, feed_thread) = Feed::start(
+            crate::feed::Journaled {
+                journal: journal.clone(),
+                catalog: catalog.clone(),
+            },
+            cfg.feed_window,
+            stop_snapshots.clone(),
+        )
+        .map_err(|_| EngineError::Stopped)?;
+        threads.push(feed_thread);
+        let idempotency = std::mem::take(&mut model.idem).into_iter().collect();
+        let shares = share(model, n, &catalog.read(), clock.now_ms());
+        let actors = start_actors(
+            shares.stock,
+            shares.books,
+            &catalog,
+            &journal,
+            &clock,
+            &feed,
+            &metrics,
+        )?;
+        let engine = Engine(Arc::new(Inner {
+            catalog,
+            stock: actors.stock,
+            books: actors.books,
+            journal,
+            clock,
+            metrics,
+            boot_nonce: rand::random::<u64>(),
+            next_id: AtomicU64::new(0),
+            system: actors.system,
+            actix_thread: Mutex::new(Some(actors.thread)),
+            threads: Mutex::new(threads),
+            stop_snapshots,
+            weights: cfg.sourcing,
+            locations_version: AtomicU64::new(0),
+            sites: RwLock::new(None),
+            orders: shares.orders,
+            capacity: Mutex::new(shares.capacity),
+            archive: snapshots,
+            feed,
+        }));
+        engine.start_sweeper()?;
+        Ok((
+            engine,
+            Recovered {
+                report,
+                idempotency,
+            },
+        ))
+    }
+
+    /// With an archive, the thread that passivates settled orders.
+    fn start_sweeper(&self) -> Result<(), EngineError> {
+        if self.0.archive.is_none() {
+            return Ok(());
+        }
+        let weak = Arc::downgrade(&self.0);
+        let stop = self.0.stop_snapshots.clone();
+        let sweeper = spawn("order-sweeper", move || sweep_orders(weak, stop))?;
+        self.0.threads.lock().push(sweeper);
+        Ok(())
+    }
+}
+
+/// A named thread of the engine's.
+fn spawn(
+    name: &str,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>, EngineError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|_| EngineError::Stopped)
+}
+
+/// Shares the recovered state among `n` shards: stock, rotation counts and
+/// adjustment keys by SKU, reservations by book, orders by id (counting
+/// today's capacity from them).
+fn share(model: Model, n: usize, c: &Catalog, now: TimeMs) -> Shares {
+    let mut rest = model.stock;
+    let mut rotation = model.rotation;
+    rotation.forget_stale(now);
+    let mut keys: Vec<ahash::AHashMap<String, crate::domain::model::AdjustKey>> =
+        vec![Default::default(); n];
+    for (k, a) in model.adjust_keys {
+        if let Some(s) = c.sku_idx(a.sku.as_str()) {
+            keys[s as usize % n].insert(k, a);
+        }
+    }
+    let stock = keys
+        .into_iter()
+        .enumerate()
+        .map(|(i, keys)| {
+            (
+                rest.split_off(|s| s as usize % n != i),
+                rotation.split_off(|s| s as usize % n != i),
+                keys,
+            )
+        })
+        .collect();
+    let mut books: Vec<ahash::AHashMap<ReservationId, Reservation>> = vec![Default::default(); n];
+    for (id, r) in model.reservations {
+        books[book_of(&id, n)].insert(id, r);
+    }
+    let orders: Vec<Mutex<ahash::AHashMap<String, Order>>> = (0..ORDER_SHARDS)
+        .map(|_| Mutex::new(Default::default()))
+        .collect();
+    let mut capacity = DailyCapacity::default();
+    for (id, o) in model.orders {
+        if o.takes_capacity() {
+            capacity.count_order(c, &o, 1);
+        }
+        orders[order_shard(&id)].lock().insert(id, o);
+    }
+    Shares {
+        stock,
+        books,
+        orders,
+        capacity,
+    }
+}
+
+/// Starts the actix system on its own thread, one arbiter per shard, each
+/// running that shard's `StockShard` and `ReservationBook`.
+fn start_actors(
+    stock: Vec<StockShare>,
+    books: Vec<ahash::AHashMap<ReservationId, Reservation>>,
+    catalog: &Arc<RwLock<Catalog>>,
+    journal: &Journal,
+    clock: &Arc<dyn Clock>,
+    feed: &Feed,
+    metrics: &Arc<Metrics>,
+) -> Result<Actors, EngineError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (catalog, journal, clock, feed, metrics) = (
+        catalog.clone(),
+        journal.clone(),
+        clock.clone(),
+        feed.clone(),
+        metrics.clone(),
+    );
+    let thread = spawn("actix-system", move || {
+        let sys = System::new();
+        sys.block_on(async move {
+            let arbiters: Vec<Arbiter> = (0..stock.len()).map(|_| Arbiter::new()).collect();
+            let stock: Vec<Addr<StockShard>> = stock
+                .into_iter()
+                .enumerate()
+                .map(|(i, (table, rotation, applied))| {
+                    let start = stock_shard::ShardStart {
+                        table,
+                        rotation,
+                        applied,
+                        catalog: catalog.clone(),
+                        journal: journal.clone(),
+                        clock: clock.clone(),
+                        feed: feed.clone(),
+                        index: i as u32,
+                    };
+                    StockShard::start_in_arbiter(&arbiters[i].handle(), move |_| {
+                        StockShard::new(start)
+                    })
+                })
+                .collect();
+            let books: Vec<Addr<ReservationBook>> = books
+                .into_iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    let (j, s, c, k, m) = (
+                        journal.clone(),
+                        stock.clone(),
+                        catalog.clone(),
+                        clock.clone(),
+                        metrics.clone(),
+                    );
+                    ReservationBook::start_in_arbiter(&arbiters[i].handle(), move |_| {
+                        ReservationBook::new(b, j, s, c, k, m)
+                    })
+                })
+                .collect();
+            let _ = tx.send((stock, books, System::current(), arbiters));
+        });
+        sys.run().ok();
+    })?;
+    let (stock, books, system, _arbiters) = rx.recv().map_err(|_| EngineError::Stopped)?;
+    Ok(Actors {
+        stock,
+        books,
+        system,
+        thread,
+    })
+}
