@@ -25,7 +25,7 @@ use super::PARTITION;
 use crate::clock::Clock;
 use crate::http;
 use crate::http::error::{json_response, ApiError, ApiResult, Code};
-use crate::http::reservations::IDEMPOTENCY_KEY;
+use crate::http::idempotency::IDEMPOTENCY_KEY;
 use crate::http::route::Serving;
 use crate::http::{Incoming, Route};
 

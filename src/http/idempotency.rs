@@ -10,8 +10,16 @@
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
+use serde_json::Value;
+
+use super::error::{json_response, ApiError, ApiResult, Code, FieldError};
+use super::Request;
 use crate::collections::{ChunkedQueue, SegmentedMap};
+use crate::domain::ids::validate_id;
 use crate::limits::IDEMPOTENCY_KEYS_MAX;
+
+/// The header naming a write's key.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
@@ -102,6 +110,57 @@ impl IdemTable {
         self.inner.lock().map.remove(key);
         drop(tx);
     }
+}
+
+/// The first answer of a key again: the same status and body, said to
+/// be replayed; 422 if this request's body is not the first one's.
+pub fn replay(a: &Answer, body_hash: u64) -> ApiResult {
+    if a.body_hash != body_hash {
+        return Err(ApiError::new(
+            Code::IdempotencyKeyReused,
+            "this Idempotency-Key was used with a different body",
+        ));
+    }
+    let v: Value = serde_json::from_str(&a.body).unwrap_or(Value::Null);
+    if a.status >= 400 {
+        let mut resp = json_response(a.status, &v);
+        resp.headers_mut().insert(
+            warp::http::header::CONTENT_TYPE,
+            warp::http::HeaderValue::from_static("application/problem+json"),
+        );
+        return Ok(resp);
+    }
+    let mut resp = json_response(a.status, &v);
+    // Said, so that a client (or a follower that sent the write again to
+    // a new leader) can tell a hold made now from one answered from its
+    // key.
+    resp.headers_mut().insert(
+        REPLAYED_HEADER,
+        warp::http::HeaderValue::from_static("true"),
+    );
+    Ok(resp)
+}
+
+/// On a hold answered from its Idempotency-Key (the first answer again),
+/// not made now.
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+
+/// The request's `Idempotency-Key` with its token's scope, if it has one.
+pub fn idempotency_key(req: &Request) -> Result<Option<(u64, String)>, ApiError> {
+    let Some(v) = req.headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let k = v
+        .to_str()
+        .ok()
+        .filter(|k| validate_id(k).is_ok())
+        .ok_or_else(|| {
+            ApiError::validation(vec![FieldError {
+                field: "Idempotency-Key".into(),
+                message: "must be 1 to 64 characters of A-Z a-z 0-9 . _ : -".into(),
+            }])
+        })?;
+    Ok(Some((req.principal.scope, k.to_string())))
 }
 
 #[cfg(test)]

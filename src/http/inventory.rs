@@ -127,7 +127,7 @@ pub async fn adjust(state: &AppState, req: &Request, loc: &str, sku: &str) -> Ap
     // Applied once per key (of this token): a repeat answers the record
     // as it is now.
     let key =
-        super::reservations::idempotency_key(req)?.map(|(scope, k)| format!("{scope:016x}:{k}"));
+        super::idempotency::idempotency_key(req)?.map(|(scope, k)| format!("{scope:016x}:{k}"));
     let (s, l) = resolve(&state.engine.catalog(), &sku, &loc, "")?;
     let (sku_id, loc_id) = ids(&sku, &loc)?;
     match state

@@ -211,7 +211,7 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
     req.principal.require_channel()?;
     // An identifier (api.md), or 422. An order is placed once by its id:
     // a repeat answers 409 order_exists whatever its key.
-    super::reservations::idempotency_key(req)?;
+    super::idempotency::idempotency_key(req)?;
     let m = parse_object(&req.body)?;
     let mut e = Errors::default();
     let id = e.id(&m, "id", "", true);

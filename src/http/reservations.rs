@@ -3,8 +3,8 @@
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-use super::error::{json_response, json_text_response, ApiError, ApiResult, Code};
-use super::idempotency::{Answer, Claim};
+use super::error::{json_text_response, ApiError, ApiResult, Code};
+use super::idempotency::{idempotency_key, replay, Answer, Claim};
 use super::input::{cart_lines, parse_object, path_id, Errors};
 use super::inventory::{resolve, resolve_sku};
 use super::sourcing::{parse_target, pickup_refused, resolve_target, split_lines, unsourced_error};
@@ -13,15 +13,13 @@ use crate::actors::CartLine;
 use crate::clock::rfc3339;
 use crate::domain::catalog::{LocIdx, SkuIdx};
 use crate::domain::event::{fnv1a64, IdemKey};
-use crate::domain::ids::{validate_id, ReservationId};
+use crate::domain::ids::ReservationId;
 use crate::domain::model::Model;
 use crate::domain::model::{IdemEntry, Shortage, TransitionRefused};
 use crate::domain::reservation::{Line, Reservation, Status, Transition};
 use crate::domain::sourcing::{PlanOptions, Target};
 use crate::domain::TimeMs;
 use crate::limits::{QTY_MAX, SOURCING_REPLANS_MAX, TTL_S_DEFAULT, TTL_S_MAX, TTL_S_MIN};
-
-pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// A reservation as JSON, serialized straight from borrowed fields (no
 /// `Value` tree: building one showed in the profile of the hot path).
@@ -93,55 +91,6 @@ pub fn idempotent_answer(e: &IdemEntry) -> Answer {
             &e.lines,
         ),
     }
-}
-
-fn replay(a: &Answer, body_hash: u64) -> ApiResult {
-    if a.body_hash != body_hash {
-        return Err(ApiError::new(
-            Code::IdempotencyKeyReused,
-            "this Idempotency-Key was used with a different body",
-        ));
-    }
-    let v: Value = serde_json::from_str(&a.body).unwrap_or(Value::Null);
-    if a.status >= 400 {
-        let mut resp = json_response(a.status, &v);
-        resp.headers_mut().insert(
-            warp::http::header::CONTENT_TYPE,
-            warp::http::HeaderValue::from_static("application/problem+json"),
-        );
-        return Ok(resp);
-    }
-    let mut resp = json_response(a.status, &v);
-    // Said, so that a client (or a follower that sent the write again to
-    // a new leader) can tell a hold made now from one answered from its
-    // key.
-    resp.headers_mut().insert(
-        REPLAYED_HEADER,
-        warp::http::HeaderValue::from_static("true"),
-    );
-    Ok(resp)
-}
-
-/// On a hold answered from its Idempotency-Key (the first answer again),
-/// not made now.
-pub const REPLAYED_HEADER: &str = "idempotent-replayed";
-
-/// The request's `Idempotency-Key` with its token's scope, if it has one.
-pub fn idempotency_key(req: &Request) -> Result<Option<(u64, String)>, ApiError> {
-    let Some(v) = req.headers.get(IDEMPOTENCY_KEY) else {
-        return Ok(None);
-    };
-    let k = v
-        .to_str()
-        .ok()
-        .filter(|k| validate_id(k).is_ok())
-        .ok_or_else(|| {
-            ApiError::validation(vec![super::error::FieldError {
-                field: "Idempotency-Key".into(),
-                message: "must be 1 to 64 characters of A-Z a-z 0-9 . _ : -".into(),
-            }])
-        })?;
-    Ok(Some((req.principal.scope, k.to_string())))
 }
 
 pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
