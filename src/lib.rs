@@ -3,7 +3,10 @@
 //! # Layout (data flows down; nothing below imports what is above)
 //! - `config`: one typed configuration (TOML + environment overrides).
 //! - `cluster`: `cluster.toml` and the shard logs on Redis (leases, streams).
-//! - `http`: warp routes, auth, validation, problem+json errors.
+//! - `http`: one route table, auth, validation, problem+json answers;
+//!   handlers parse, authorize, call and render.
+//! - `orders`: the order workflow (place, ship, cancel, return, refund,
+//!   the background jobs) over the engine, payments and carriers.
 //! - `actors`: actix actors that own domain state and talk to the journal.
 //! - `persistence`: the journal (append, group commit, recovery) and snapshots.
 //! - `payments`: the `PaymentProvider` trait and its providers (the sandbox,
@@ -13,6 +16,7 @@
 //! - `wire`: how adapters call the outside (timeouts, retries, a circuit).
 //! - `collections`: maps and queues that grow without a pause.
 //! - `domain`: pure logic: no I/O, no clock reads.
+//! - `problem`: the API's errors (RFC 9457 problems) and their codes.
 //! - `limits`: every bound, with what it costs.
 //! - `clock`: the only place that reads the wall clock.
 
@@ -28,7 +32,9 @@ pub mod http;
 pub mod import;
 pub mod limits;
 pub mod metrics;
+pub mod orders;
 pub mod payments;
 pub mod persistence;
+pub mod problem;
 pub mod server;
 pub mod wire;

@@ -9,6 +9,7 @@ use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::http::{self, auth::Auth, idempotency::IdemTable, AppState};
 use crate::metrics::Metrics;
+use crate::orders;
 use crate::persistence::snapshot::SnapshotPolicy;
 use crate::persistence::RealStorage;
 
@@ -53,13 +54,13 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
     }
     // Parcels followed at their carriers (when any is configured).
     let one = || {
-        let s = state.clone();
+        let s = state.orders.clone();
         move || vec![s.clone()]
     };
-    let tracking = (!state.shipping.carriers.is_empty())
-        .then(|| rt.spawn(http::tracking::run(one(), cfg.carriers.track_every)));
+    let tracking = (!state.orders.shipping.carriers.is_empty())
+        .then(|| rt.spawn(orders::jobs::track(one(), cfg.carriers.track_every)));
     // Captures owed (a provider down when the goods left) made later.
-    let captures = rt.spawn(http::payments::retry(one(), cfg.payments.retry_every));
+    let captures = rt.spawn(orders::jobs::retry(one(), cfg.payments.retry_every));
     let durability = cfg.durability;
     let data_dir = cfg.data_dir.clone();
     let r = rt.block_on(http::serve(
@@ -127,18 +128,22 @@ fn app_state(
     // took over, for whatever its orders did just before (the previous
     // leader may have died between an order's record and its holds').
     let unsettled_since = if took_over {
-        http::orders::Unsettled::since_takeover(engine.clock().now_ms())
+        orders::Unsettled::since_takeover(engine.clock().now_ms())
     } else {
-        http::orders::Unsettled::default()
+        orders::Unsettled::default()
     };
     Arc::new(AppState {
         auth: Auth::new(cfg.tokens.as_deref()),
         idem,
-        payments: payments.providers,
-        scalapay: payments.scalapay,
+        orders: Arc::new(orders::Orders {
+            engine: engine.clone(),
+            payments: payments.providers,
+            scalapay: payments.scalapay,
+            payment_routing: cfg.payments.routing.clone(),
+            shipping: shipping.clone(),
+            unsettled_since,
+        }),
         adyen_hmac: cfg.payments.adyen.as_ref().map(|(_, key)| key.clone()),
-        payment_routing: cfg.payments.routing.clone(),
-        shipping: shipping.clone(),
         feed: Arc::new(http::feed::FeedHost::new(
             Arc::new(http::feed::EngineFeeds(engine.clone())),
             Auth::new(cfg.tokens.as_deref()),
@@ -147,7 +152,6 @@ fn app_state(
             feed_rt,
         )),
         engine,
-        unsettled_since,
     })
 }
 
@@ -320,11 +324,14 @@ pub fn run_cluster(config: Option<&Path>, cluster: &Path, node_id: &str) -> Resu
     // the shards this node owns at each round.
     let owned = || {
         let node = node.clone();
-        move || node.owned_states()
+        move || {
+            let owned = node.owned_states();
+            owned.iter().map(|s| s.orders.clone()).collect()
+        }
     };
     let tracking =
-        (!no_carriers).then(|| rt.spawn(http::tracking::run(owned(), cfg.carriers.track_every)));
-    let captures = rt.spawn(http::payments::retry(owned(), cfg.payments.retry_every));
+        (!no_carriers).then(|| rt.spawn(orders::jobs::track(owned(), cfg.carriers.track_every)));
+    let captures = rt.spawn(orders::jobs::retry(owned(), cfg.payments.retry_every));
     let cluster_name = cc.cluster.clone();
     let r = rt.block_on(http::serve(
         front,

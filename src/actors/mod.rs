@@ -58,6 +58,7 @@ use crate::persistence::journal::{Durable, Replication};
 use crate::persistence::recovery::recover_model;
 use crate::persistence::snapshot::{run_snapshotter, SnapshotPolicy, SnapshotStore};
 use crate::persistence::{Durability, Journal, JournalError, RecoveryReport, Storage};
+use crate::problem::{ApiError, Code};
 use reservation_book::{Create, DumpBook, Get, ReservationBook, Split, Transit};
 use stock_shard::{
     ApplyDeltas, Commit, Count, CountItem, Dump, FeedSnapshot, FeedSnapshotReply, Hold,
@@ -82,6 +83,48 @@ impl From<JournalError> for EngineError {
         match e {
             JournalError::Full => EngineError::Overloaded,
             e => EngineError::Storage(e),
+        }
+    }
+}
+
+/// The answer to a write the engine could not take.
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Overloaded => ApiError::new(
+                Code::Unavailable,
+                "the engine is at capacity; retry shortly",
+            )
+            .retry_after(1),
+            EngineError::Storage(crate::persistence::JournalError::Replication(err)) => {
+                tracing::warn!(error = %err, "write refused: not replicated");
+                ApiError::new(
+                    Code::Unavailable,
+                    "the write could not be replicated (the cluster's leader is changing or Redis is unreachable); nothing was done, retry shortly",
+                )
+                .retry_after(1)
+            }
+            EngineError::Storage(crate::persistence::JournalError::ReplicationUnknown(err)) => {
+                tracing::warn!(error = %err, "write not acknowledged: its replication's outcome is unknown");
+                ApiError::new(
+                    Code::OutcomeUnknown,
+                    "Redis did not answer the write's replication: it may or may not have been applied; send it again with an Idempotency-Key to apply it once",
+                )
+                .retry_after(1)
+            }
+            EngineError::Storage(err) => {
+                tracing::error!(error = %err, "write refused: storage failure");
+                ApiError::new(
+                    Code::Unavailable,
+                    "storage is failing; writes are refused until the server is restarted",
+                )
+                .retry_after(30)
+            }
+            EngineError::Stopped => ApiError::new(
+                Code::Unavailable,
+                "the engine is stopping (the server shuts down, or this cluster node no longer leads)",
+            )
+            .retry_after(1),
         }
     }
 }

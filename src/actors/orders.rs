@@ -311,7 +311,7 @@ impl Engine {
 
     /// What the holds of the orders in memory changed at or after
     /// `since_ms` must be (`Order::hold_states`): (order, reservation,
-    /// status), for a cluster's reconciliation (`http::orders::reconcile`).
+    /// status), for a cluster's reconciliation (`orders::reconcile`).
     pub fn holds_to_settle(&self, since_ms: TimeMs) -> Vec<(String, ReservationId, Status)> {
         let mut v = Vec::new();
         for shard in &self.0.orders {

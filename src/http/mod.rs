@@ -19,13 +19,11 @@ pub mod input;
 pub mod inventory;
 pub mod openapi;
 pub mod ops;
-pub mod order_stock;
 pub mod orders;
 pub mod payments;
 pub mod reservations;
 pub mod route;
 pub mod sourcing;
-pub mod tracking;
 pub mod webhooks;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -55,27 +53,14 @@ pub struct AppState {
     pub engine: Engine,
     pub auth: Auth,
     pub idem: IdemTable,
-    /// Payment providers by the name an order gives (`sandbox` for now;
-    /// the real adapters come with issue 7).
-    pub payments: Vec<(String, Arc<dyn crate::payments::PaymentProvider>)>,
-    /// Scalapay's own side (the checkouts its shoppers approve), when
-    /// configured.
-    pub scalapay: Option<Arc<crate::payments::scalapay::Scalapay>>,
-    /// How an order naming no provider gets one.
-    pub payment_routing: crate::payments::Routing,
+    /// The order workflow over this engine (the same engine), its payment
+    /// providers and carriers.
+    pub orders: Arc<crate::orders::Orders>,
     /// Adyen's webhook HMAC key, when Adyen is configured.
     pub adyen_hmac: Option<Vec<u8>>,
-    /// The carriers that label and track shipments.
-    pub shipping: crate::carriers::Shipping,
     /// The stock feed's sessions (a cluster node's shards leave theirs
     /// unused: the node's front has one for all of them).
     pub feed: Arc<feed::FeedHost>,
-    /// Since when its orders' holds may not be what the orders say
-    /// (`orders::reconcile`, by the retry loop; `i64::MAX`: they are): a
-    /// cluster shard's since a while before a node took it over, any
-    /// engine's since a stock operation of an order failed after the
-    /// order recorded it.
-    pub unsettled_since: orders::Unsettled,
 }
 
 /// A request as the handlers see it.

@@ -5,29 +5,24 @@
 //!   starts at Scalapay): its `token` (the order names it in
 //!   `payment.method.token`), the `checkout_url` to send the shopper to,
 //!   and when it expires. Channel and admin tokens.
-//! - `retry`: captures owed (a shipment left while its provider could not
-//!   be reached) and refunds owed (goods returned then) made once the
-//!   provider answers, every `[payments] retry_every_s`, each under its own
-//!   key (never twice).
+//!
+//! The captures and refunds owed are made by `orders::jobs::retry`.
 
 use serde_json::{json, Value};
-use std::sync::Arc;
-use std::time::Duration;
 
 use super::error::{json_response, ApiError, ApiResult, Code};
 use super::input::{parse_object, Errors};
-use super::orders::{capture_of, follow_of, provider, provider_error};
 use super::{AppState, Request};
-use crate::domain::order::{parse_minor, RefundOutcome};
+use crate::domain::order::parse_minor;
+use crate::orders::provider_error;
 use crate::payments::scalapay::CheckoutRequest;
-use crate::payments::PaymentError;
 
 /// A URL's length at most.
 const URL_MAX: usize = 500;
 
 pub async fn scalapay_checkout(state: &AppState, req: &Request) -> ApiResult {
     req.principal.require_channel()?;
-    let Some(scalapay) = &state.scalapay else {
+    let Some(scalapay) = &state.orders.scalapay else {
         return Err(ApiError::new(
             Code::NotFound,
             "scalapay is not configured here",
@@ -111,97 +106,4 @@ pub async fn scalapay_checkout(state: &AppState, req: &Request) -> ApiResult {
         201,
         &json!({"token": c.token, "checkout_url": c.checkout_url, "expires": c.expires}),
     ))
-}
-
-/// Makes the captures and refunds owed every `every` until the task is
-/// dropped, for the orders of the engines `states` names each round (one
-/// node's; a cluster node's owned shards), after reconciling an engine's
-/// orders with their holds when they may be unsettled (`orders::reconcile`).
-pub async fn retry(states: impl Fn() -> Vec<Arc<AppState>>, every: Duration) {
-    loop {
-        tokio::time::sleep(every).await;
-        for state in states() {
-            if let Some(mark) = state.unsettled_since.get() {
-                match super::orders::reconcile(&state, mark.0).await {
-                    Ok((settled, lost)) => {
-                        state.unsettled_since.settled(mark);
-                        if settled + lost > 0 {
-                            tracing::info!(
-                                settled,
-                                lost,
-                                "orders' holds reconciled with their orders"
-                            );
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e.detail, "reconciling orders' holds: tried again next round")
-                    }
-                }
-            }
-            let made = retry_once(&state).await;
-            if made > 0 {
-                tracing::info!(made, "owed captures, refunds and restocks made");
-            }
-        }
-    }
-}
-
-/// One round: the captures and refunds made. Each under the key it was
-/// first tried with, so the provider never does one twice; a refund whose
-/// answer is lost again where that could refund twice is recorded unclear
-/// and not sent again.
-pub async fn retry_once(state: &AppState) -> usize {
-    let mut made = 0;
-    for o in state.engine.orders_owing() {
-        made += super::orders::settle_restocks(state, &o).await;
-        let id = o.id.clone();
-        let Some(p) = provider(state, &o.payment.provider) else {
-            continue;
-        };
-        let amount = o.capture_owed();
-        if amount > 0 {
-            if let Err(e) = p.capture(&capture_of(&o, amount)).await {
-                tracing::warn!(order = %id, error = %e, "an owed capture failed: tried again next round");
-                continue;
-            }
-            let now = state.engine.clock().now_ms();
-            match state
-                .engine
-                .order_change(&id, |o| Ok(o.decide_capture(now)))
-                .await
-            {
-                Ok(_) => made += 1,
-                Err(e) => {
-                    tracing::warn!(order = %id, error = %e, "an owed capture made but not recorded: recorded next round")
-                }
-            }
-        }
-        for r in o.payment.refunds_owed.iter().filter(|r| !r.unclear) {
-            let outcome = match p.refund(&follow_of(&o, r.key.clone(), r.amount)).await {
-                Ok(()) => RefundOutcome::Made,
-                Err(PaymentError::Unclear(e)) => {
-                    tracing::error!(order = %id, key = %r.key, error = %e, "an owed refund's answer was lost: left for the back office to settle");
-                    RefundOutcome::Unclear
-                }
-                Err(e) => {
-                    tracing::warn!(order = %id, error = %e, "an owed refund failed: tried again next round");
-                    continue;
-                }
-            };
-            let now = state.engine.clock().now_ms();
-            match state
-                .engine
-                .order_change(&id, |o| o.decide_refund(&r.key, outcome, now))
-                .await
-            {
-                Ok(Some(Ok(_))) => made += usize::from(outcome == RefundOutcome::Made),
-                // Settled meanwhile (the back office), or the order gone.
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(order = %id, error = %e, "an owed refund settled at the provider but not recorded: asked again next round under its key")
-                }
-            }
-        }
-    }
-    made
 }

@@ -7,7 +7,7 @@ use super::error::{json_text_response, ApiError, ApiResult, Code};
 use super::idempotency::{idempotency_key, replay, Answer, Claim};
 use super::input::{cart_lines, parse_object, path_id, Errors};
 use super::inventory::{resolve, resolve_sku};
-use super::sourcing::{parse_target, pickup_refused, resolve_target, split_lines, unsourced_error};
+use super::sourcing::{parse_target, resolve_target, split_lines};
 use super::{AppState, Request};
 use crate::actors::CartLine;
 use crate::clock::rfc3339;
@@ -19,7 +19,8 @@ use crate::domain::model::{IdemEntry, Shortage, TransitionRefused};
 use crate::domain::reservation::{Line, Reservation, Status, Transition};
 use crate::domain::sourcing::{PlanOptions, Target};
 use crate::domain::TimeMs;
-use crate::limits::{QTY_MAX, SOURCING_REPLANS_MAX, TTL_S_DEFAULT, TTL_S_MAX, TTL_S_MIN};
+use crate::limits::{QTY_MAX, TTL_S_DEFAULT, TTL_S_MAX, TTL_S_MIN};
+use crate::orders::stock::{unsourced_error, Replans};
 
 /// A reservation as JSON, serialized straight from borrowed fields (no
 /// `Value` tree: building one showed in the profile of the hot path).
@@ -281,13 +282,9 @@ async fn reserve_sourced(
         .iter()
         .map(|&i| (lines[i].0, lines[i].2))
         .collect();
-    let mut attempt = 0;
+    let mut replans = Replans::default();
     loop {
-        let plan = state
-            .engine
-            .plan(&asked, target, options)
-            .await?
-            .map_err(pickup_refused)?;
+        let plan = replans.plan(&state.engine, &asked, target, options).await?;
         if !plan.unsourced.is_empty() && !partial {
             return Err(unsourced_error(
                 &state.engine.catalog(),
@@ -303,17 +300,7 @@ async fn reserve_sourced(
                 chosen[to_source[k]].push((sh.location, q));
             }
         }
-        let mut cart: Vec<CartLine> = Vec::with_capacity(lines.len());
-        for (&(sku, fixed, qty), planned) in lines.iter().zip(&chosen) {
-            match fixed {
-                Some(location) => cart.push(CartLine { sku, location, qty }),
-                None => cart.extend(planned.iter().map(|&(location, qty)| CartLine {
-                    sku,
-                    location,
-                    qty,
-                })),
-            }
-        }
+        let cart = cart_of(lines, &chosen);
         if cart.is_empty() {
             return Err(ApiError::new(
                 Code::InsufficientStock,
@@ -327,29 +314,58 @@ async fn reserve_sourced(
             .await?
         {
             Ok(r) => return Ok(r),
-            Err(short) => {
-                // Short on a line the planner chose: the stock moved since
-                // the plan. Short only on a line the client fixed: planning
-                // again cannot help.
-                let c = state.engine.catalog();
-                let moved = short.iter().any(|s| {
-                    let (sku, loc) = (
-                        c.sku_idx(s.sku.as_str()),
-                        c.location_idx(s.location.as_str()),
-                    );
-                    to_source.iter().any(|&i| {
-                        Some(lines[i].0) == sku && chosen[i].iter().any(|p| Some(p.0) == loc)
-                    })
-                });
-                drop(c);
-                if !moved || attempt >= SOURCING_REPLANS_MAX {
-                    return Err(shortage_error(&short));
-                }
-                attempt += 1;
-                tracing::debug!(attempt, "stock moved between plan and hold: planning again");
+            // Short on a line the planner chose: the stock moved since the
+            // plan. Short only on a line the client fixed: planning again
+            // cannot help.
+            Err(short) if planned_short(state, lines, &to_source, &chosen, &short) => {
+                replans.moved(shortage_error(&short))?
+            }
+            Err(short) => return Err(shortage_error(&short)),
+        }
+    }
+}
+
+/// The cart to hold: each line at its fixed location, or in the parts
+/// the plan chose for it (`chosen`).
+fn cart_of(
+    lines: &[(SkuIdx, Option<LocIdx>, u32)],
+    chosen: &[Vec<(LocIdx, u32)>],
+) -> Vec<CartLine> {
+    let mut cart: Vec<CartLine> = Vec::with_capacity(lines.len());
+    for (&(sku, fixed, qty), planned) in lines.iter().zip(chosen) {
+        match fixed {
+            Some(location) => cart.push(CartLine { sku, location, qty }),
+            None => {
+                cart.extend(
+                    planned
+                        .iter()
+                        .map(|&(location, qty)| CartLine { sku, location, qty }),
+                )
             }
         }
     }
+    cart
+}
+
+/// Whether a line the planner chose (not one the client fixed) came up
+/// short.
+fn planned_short(
+    state: &AppState,
+    lines: &[(SkuIdx, Option<LocIdx>, u32)],
+    to_source: &[usize],
+    chosen: &[Vec<(LocIdx, u32)>],
+    short: &[Shortage],
+) -> bool {
+    let c = state.engine.catalog();
+    short.iter().any(|s| {
+        let (sku, loc) = (
+            c.sku_idx(s.sku.as_str()),
+            c.location_idx(s.location.as_str()),
+        );
+        to_source
+            .iter()
+            .any(|&i| Some(lines[i].0) == sku && chosen[i].iter().any(|p| Some(p.0) == loc))
+    })
 }
 
 fn shortage_error(short: &[Shortage]) -> ApiError {

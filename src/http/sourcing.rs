@@ -9,7 +9,7 @@ use super::input::{cart_lines, parse_object, Errors};
 use super::inventory::resolve_sku;
 use super::{AppState, Request};
 use crate::domain::catalog::{Catalog, SkuIdx};
-use crate::domain::sourcing::{Method, PickupRefused, Plan, PlanOptions, Target};
+use crate::domain::sourcing::{Method, Plan, PlanOptions, Target};
 use crate::limits::QTY_MAX;
 
 /// Kilometres to the metre: enough for people, stable for tests.
@@ -143,44 +143,11 @@ pub fn resolve_target(c: &Catalog, t: TargetInput) -> Result<Target, ApiError> {
     })
 }
 
-/// 409 `insufficient_stock` naming the lines (indices into `asked`, SKU
-/// and quantity) the eligible locations cannot serve.
-pub fn unsourced_error(
-    c: &Catalog,
-    asked: &[(SkuIdx, u32)],
-    unsourced: &[usize],
-    detail: &str,
-) -> ApiError {
-    let short: Vec<Value> = unsourced
-        .iter()
-        .map(|&k| {
-            let (sku, qty) = asked[k];
-            let id = c.sku(sku).map(|s| s.0.as_str()).unwrap_or_default();
-            json!({"sku": id, "location": null, "requested": qty, "available": 0})
-        })
-        .collect();
-    ApiError::new(Code::InsufficientStock, detail).with("lines", json!(short))
-}
-
 /// A request's `split_lines` (plans, sourced reservations, orders): a
 /// boolean, or absent (`[sourcing] split_lines` then says); anything
 /// else is an error on `split_lines`.
 pub fn split_lines(e: &mut Errors, m: &serde_json::Map<String, Value>) -> Option<bool> {
     e.boolean(m, "split_lines", "")
-}
-
-/// A pickup the store cannot take: 422 on `pickup_location`.
-pub fn pickup_refused(refused: PickupRefused) -> ApiError {
-    ApiError::validation(vec![super::error::FieldError {
-        field: "pickup_location".into(),
-        message: match refused {
-            PickupRefused::Unknown => "is unknown",
-            PickupRefused::Inactive => "is not active",
-            PickupRefused::NoPickup => "has no pickup counter",
-            PickupRefused::AtCapacity => "has reached its daily capacity",
-        }
-        .into(),
-    }])
 }
 
 pub async fn plan(state: &Arc<AppState>, req: &Request) -> ApiResult {
@@ -221,6 +188,6 @@ pub async fn plan(state: &Arc<AppState>, req: &Request) -> ApiResult {
             200,
             &plan_json(&state.engine.catalog(), &lines, &p),
         )),
-        Err(refused) => Err(pickup_refused(refused)),
+        Err(refused) => Err(crate::orders::stock::pickup_refused(refused)),
     }
 }
