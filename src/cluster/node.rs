@@ -24,12 +24,12 @@ use super::lease::{LeaseKeeper, LeaseView, Placement};
 use super::log::{Fence, LogError, Resync, ShardLog};
 use super::replica::{CopyFeed, Mirror, MirrorError, StreamShip};
 use super::{ClusterConfig, ClusterDurability};
-use crate::actors::{Engine, EngineConfig, Start};
+use crate::actors::{Engine, EngineConfig, Recovered, Start};
 use crate::clock::Clock;
 use crate::domain::model::Model;
 use crate::metrics::Metrics;
 use crate::persistence::journal::Replication;
-use crate::persistence::{Durability, JournalError, RealStorage, Storage};
+use crate::persistence::{Durability, JournalError, RealStorage, RecoveryReport, Storage};
 
 /// What the HTTP side needs of an owned shard.
 pub type Owned = Arc<crate::http::AppState>;
@@ -627,21 +627,18 @@ impl Manager {
         }
     }
 
-    /// Starts the engine of `shard` under the lease `epoch`: the mirror
-    /// first reads the stream to its end (nobody else appends now).
-    fn take(&mut self, shard: u32, epoch: u64) -> Result<(), MirrorError> {
-        let i = shard as usize;
-        let Copy::Following(mut m) = std::mem::replace(&mut self.copies[i], Copy::Closed) else {
-            return Ok(());
-        };
+    /// Whether this node, its copy at `applied` and the stream at
+    /// `shipped`, must not take `shard` yet: while it settles after
+    /// connecting, while a node not heard from may hold a longer copy, or
+    /// when a node is heard with a longer one (the lease is then left to
+    /// it).
+    fn leave_to_others(
+        &mut self,
+        shard: u32,
+        applied: u64,
+        shipped: u64,
+    ) -> Result<bool, MirrorError> {
         let log = connect(&mut self.log, &self.node.config, &mut self.connected_at)?;
-        if let Err(e) = m.catch_up(log) {
-            self.copies[i] = Copy::Following(m);
-            return Err(e);
-        }
-        let applied = m.last_seq();
-        // What the stream holds: a copy ahead of it ships the rest first.
-        let mut shipped = log.last_seq(shard)?;
         // The stream is the truth, unless Redis lost entries: then the
         // longest copy must take the shard, or what only it holds (writes
         // acknowledged before the loss) would be written over.
@@ -672,29 +669,23 @@ impl Manager {
                 .any(|n| n.id != self.node.node_id && !heard.iter().any(|(h, _)| *h == n.id));
         let settling = self.connected_at.elapsed() < 5 * REPORT_EVERY || unheard;
         let behind = longest.as_ref().filter(|(seq, _)| *seq > applied);
-        if settling || behind.is_some() {
-            if let Some((seq, node)) = behind {
-                tracing::warn!(shard, applied, longest = seq, %node, "cluster: leaving the shard to the node with the longest copy");
-                self.keeper.step_down(shard, 2 * ttl);
-                log.release(shard, &self.node.holder)?;
-            }
-            self.copies[i] = Copy::Following(m);
-            return Ok(());
+        if let Some((seq, node)) = behind {
+            tracing::warn!(shard, applied, longest = seq, %node, "cluster: leaving the shard to the node with the longest copy");
+            self.keeper.step_down(shard, 2 * ttl);
+            log.release(shard, &self.node.holder)?;
         }
-        // Redis lost more than this copy's journal holds (it was cut
-        // behind its snapshot): the stream starts again from that snapshot.
-        if let Some((seq, bytes)) = m.newest_snapshot().filter(|(seq, _)| *seq > shipped) {
-            if log.seed(shard, &self.node.fence(epoch), seq, &bytes)? {
-                tracing::warn!(shard, seq, stream = shipped, "cluster: the stream lost what this copy holds as a snapshot: started again from it");
-            }
-            shipped = log.last_seq(shard)?;
-        }
-        // Not read from once its model moves into the engine.
-        let mut v = self.node.views[i].write();
-        (v.caught_up, v.feed) = (None, None);
-        v.moved();
-        drop(v);
-        let recovered = m.promote()?;
+        Ok(settling || behind.is_some())
+    }
+
+    /// The engine of `shard` under the lease `epoch`, on the copy's state
+    /// (`recovered`), shipping to the stream after `shipped`.
+    fn open_engine(
+        &self,
+        shard: u32,
+        epoch: u64,
+        recovered: (Model, RecoveryReport),
+        shipped: u64,
+    ) -> Result<(Engine, Recovered), MirrorError> {
         let c = &self.node.config;
         let mut cfg = self.template.engine.clone();
         cfg.data_dir = self.dir.clone();
@@ -721,17 +712,51 @@ impl Manager {
                 }),
             },
         );
-        let (engine, recovered) = match opened {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::error!(shard, error = %e, "cluster: the engine did not start");
-                // Closed: opened again as a mirror after the round's pause.
-                return Err(MirrorError::Stream {
-                    shard,
-                    detail: format!("the engine did not start: {e}"),
-                });
+        opened.map_err(|e| {
+            tracing::error!(shard, error = %e, "cluster: the engine did not start");
+            // Closed: opened again as a mirror after the round's pause.
+            MirrorError::Stream {
+                shard,
+                detail: format!("the engine did not start: {e}"),
             }
+        })
+    }
+
+    /// Starts the engine of `shard` under the lease `epoch`: the mirror
+    /// first reads the stream to its end (nobody else appends now).
+    fn take(&mut self, shard: u32, epoch: u64) -> Result<(), MirrorError> {
+        let i = shard as usize;
+        let Copy::Following(mut m) = std::mem::replace(&mut self.copies[i], Copy::Closed) else {
+            return Ok(());
         };
+        let log = connect(&mut self.log, &self.node.config, &mut self.connected_at)?;
+        if let Err(e) = m.catch_up(log) {
+            self.copies[i] = Copy::Following(m);
+            return Err(e);
+        }
+        let applied = m.last_seq();
+        // What the stream holds: a copy ahead of it ships the rest first.
+        let mut shipped = log.last_seq(shard)?;
+        if self.leave_to_others(shard, applied, shipped)? {
+            self.copies[i] = Copy::Following(m);
+            return Ok(());
+        }
+        let log = connect(&mut self.log, &self.node.config, &mut self.connected_at)?;
+        // Redis lost more than this copy's journal holds (it was cut
+        // behind its snapshot): the stream starts again from that snapshot.
+        if let Some((seq, bytes)) = m.newest_snapshot().filter(|(seq, _)| *seq > shipped) {
+            if log.seed(shard, &self.node.fence(epoch), seq, &bytes)? {
+                tracing::warn!(shard, seq, stream = shipped, "cluster: the stream lost what this copy holds as a snapshot: started again from it");
+            }
+            shipped = log.last_seq(shard)?;
+        }
+        // Not read from once its model moves into the engine.
+        let mut v = self.node.views[i].write();
+        (v.caught_up, v.feed) = (None, None);
+        v.moved();
+        drop(v);
+        let recovered = m.promote()?;
+        let (engine, recovered) = self.open_engine(shard, epoch, recovered, shipped)?;
         let state = (self.template.make_state)(engine.clone(), &recovered);
         let mut v = self.node.views[i].write();
         v.owned = Some(state);

@@ -482,53 +482,14 @@ async fn session(up: Upgraded, host: &FeedHost, want: Wanted, mut closing: watch
         tokio::select! {
             b = batches.recv() => {
                 let Some(first) = b else { break };
-                // What else is queued goes out now too; at most a queue's
-                // worth, so that pings, closes and the lag check still get
-                // their turn under a steady stream.
-                let mut next = Some(first);
-                let mut sent = 0;
-                let mut failed = false;
-                while let Some(t) = next.take() {
-                    let seen = parts.get(t.part).map(|p| &p.seen[..]);
-                    let wrote = match seen {
-                        Some(seen) if t.round == round => tx.batch(&t.batch, seen).await,
-                        _ => Ok(()),
-                    };
-                    held.fetch_sub(t.batch.wire.len(), Ordering::AcqRel);
-                    if wrote.is_err() {
-                        failed = true;
-                        break;
-                    }
-                    sent += 1;
-                    if sent < SESSION_QUEUE {
-                        next = batches.try_recv().ok();
-                    }
-                }
-                if failed {
+                if send_queued(&mut tx, first, &mut batches, parts, round, &held).await.is_err() {
                     break;
                 }
             }
             m = reader.next(&mut rd) => {
                 last_heard = tokio::time::Instant::now();
-                match m {
-                    Ok(Incoming::Ping(p)) => {
-                        let mut pong = Vec::with_capacity(p.len() + 2);
-                        ws::frame_into(&mut pong, ws::OP_PONG, &p);
-                        if tx.write(&pong).await.is_err() {
-                            break;
-                        }
-                    }
-                    Ok(Incoming::Pong | Incoming::Data) => {}
-                    Ok(Incoming::Close(code)) => {
-                        // The closing handshake: the client's code echoed.
-                        tx.close(code.unwrap_or(1000), "").await;
-                        break;
-                    }
-                    Err(ReadError::Gone) => break,
-                    Err(ReadError::Protocol(code, why)) => {
-                        tx.close(code, why).await;
-                        break;
-                    }
+                if !answer(&mut tx, m).await {
+                    break;
                 }
             }
             _ = ping.tick() => {
@@ -545,6 +506,58 @@ async fn session(up: Upgraded, host: &FeedHost, want: Wanted, mut closing: watch
                 tx.close(1001, "server shutting down").await;
                 break;
             }
+        }
+    }
+}
+
+/// Writes `first` and what else is queued behind it: at most a queue's
+/// worth, so that pings, closes and the lag check still get their turn
+/// under a steady stream. A batch of an earlier round is dropped.
+async fn send_queued(
+    tx: &mut Writer,
+    first: Tagged,
+    batches: &mut mpsc::Receiver<Tagged>,
+    parts: &[Part],
+    round: u64,
+    held: &AtomicUsize,
+) -> Result<(), ()> {
+    let mut next = Some(first);
+    let mut sent = 0;
+    while let Some(t) = next.take() {
+        let seen = parts.get(t.part).map(|p| &p.seen[..]);
+        let wrote = match seen {
+            Some(seen) if t.round == round => tx.batch(&t.batch, seen).await,
+            _ => Ok(()),
+        };
+        held.fetch_sub(t.batch.wire.len(), Ordering::AcqRel);
+        wrote?;
+        sent += 1;
+        if sent < SESSION_QUEUE {
+            next = batches.try_recv().ok();
+        }
+    }
+    Ok(())
+}
+
+/// Answers what the client sent: a pong to its ping, the closing
+/// handshake to its close (its code echoed), a close to a protocol
+/// error. Whether the session goes on.
+async fn answer(tx: &mut Writer, m: Result<Incoming, ReadError>) -> bool {
+    match m {
+        Ok(Incoming::Ping(p)) => {
+            let mut pong = Vec::with_capacity(p.len() + 2);
+            ws::frame_into(&mut pong, ws::OP_PONG, &p);
+            tx.write(&pong).await.is_ok()
+        }
+        Ok(Incoming::Pong | Incoming::Data) => true,
+        Ok(Incoming::Close(code)) => {
+            tx.close(code.unwrap_or(1000), "").await;
+            false
+        }
+        Err(ReadError::Gone) => false,
+        Err(ReadError::Protocol(code, why)) => {
+            tx.close(code, why).await;
+            false
         }
     }
 }

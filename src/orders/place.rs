@@ -311,27 +311,7 @@ async fn shipments_of_reservation(
     if status != Status::Held {
         return Err(not_held(rid, status));
     }
-    let mut ordered: BTreeMap<&str, u64> = BTreeMap::new();
-    for l in lines {
-        *ordered.entry(l.sku.as_str()).or_default() += u64::from(l.qty);
-    }
-    let mut holds: BTreeMap<&str, u64> = BTreeMap::new();
-    for l in &held_lines {
-        *holds.entry(l.sku.as_str()).or_default() += u64::from(l.qty);
-    }
-    if ordered != holds {
-        let list = |m: &BTreeMap<&str, u64>| {
-            m.iter()
-                .map(|(s, q)| format!("{s} x{q}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        return Err(field(format!(
-            "the order's lines must be what the reservation holds: it holds {}, the order asks {}",
-            list(&holds),
-            list(&ordered)
-        )));
-    }
+    same_goods(lines, &held_lines).map_err(field)?;
     // One shipment per location, in the order the reservation names them.
     let mut groups: Vec<(LocationId, Vec<Line>)> = Vec::new();
     for l in &held_lines {
@@ -377,26 +357,7 @@ async fn shipments_of_reservation(
                 "holds stock at {location}, which is inactive or does not ship"
             )));
         }
-        let mut mine: Vec<(usize, u32)> = Vec::new();
-        for h in held {
-            let mut want = h.qty;
-            for (k, l) in lines.iter().enumerate() {
-                if want == 0 {
-                    break;
-                }
-                if l.sku != h.sku || left[k] == 0 {
-                    continue;
-                }
-                let take = want.min(left[k]);
-                left[k] -= take;
-                want -= take;
-                match mine.iter_mut().find(|x| x.0 == k) {
-                    Some(x) => x.1 += take,
-                    None => mine.push((k, take)),
-                }
-            }
-        }
-        mine.sort_unstable();
+        let mine = order_lines_of(held, lines, &mut left);
         shipments.push(Shipment {
             id: n as u32 + 1,
             location: location.clone(),
@@ -419,6 +380,60 @@ async fn shipments_of_reservation(
         })
         .collect();
     Ok((shipments, parts))
+}
+
+/// Whether the order asks for exactly what the reservation holds (each
+/// SKU's quantity); why not, if not.
+fn same_goods(lines: &[OrderLine], held_lines: &[Line]) -> Result<(), String> {
+    let mut ordered: BTreeMap<&str, u64> = BTreeMap::new();
+    for l in lines {
+        *ordered.entry(l.sku.as_str()).or_default() += u64::from(l.qty);
+    }
+    let mut holds: BTreeMap<&str, u64> = BTreeMap::new();
+    for l in held_lines {
+        *holds.entry(l.sku.as_str()).or_default() += u64::from(l.qty);
+    }
+    if ordered != holds {
+        let list = |m: &BTreeMap<&str, u64>| {
+            m.iter()
+                .map(|(s, q)| format!("{s} x{q}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        return Err(format!(
+            "the order's lines must be what the reservation holds: it holds {}, the order asks {}",
+            list(&holds),
+            list(&ordered)
+        ));
+    }
+    Ok(())
+}
+
+/// A shipment's order lines, (index, qty), from the reservation lines it
+/// ships (`held`): each taken from the order's lines of its SKU, first
+/// line first, out of what is `left` of each.
+fn order_lines_of(held: &[Line], lines: &[OrderLine], left: &mut [u32]) -> Vec<(usize, u32)> {
+    let mut mine: Vec<(usize, u32)> = Vec::new();
+    for h in held {
+        let mut want = h.qty;
+        for (k, l) in lines.iter().enumerate() {
+            if want == 0 {
+                break;
+            }
+            if l.sku != h.sku || left[k] == 0 {
+                continue;
+            }
+            let take = want.min(left[k]);
+            left[k] -= take;
+            want -= take;
+            match mine.iter_mut().find(|x| x.0 == k) {
+                Some(x) => x.1 += take,
+                None => mine.push((k, take)),
+            }
+        }
+    }
+    mine.sort_unstable();
+    mine
 }
 
 /// Plans the cart and holds each planned shipment as a reservation (a
