@@ -139,3 +139,76 @@ pub const FORWARD_IDLE_CONNECTIONS: usize = 256;
 /// that is gone, or cut off): nothing was sent, the request waits for the
 /// next leader or is answered 503.
 pub const FORWARD_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Holds of an order waiting for its payment: long enough for a slow
+/// provider, short enough that a crash before the order is journaled gives
+/// the stock back soon.
+pub const ORDER_HOLD_TTL_S: u64 = 900;
+
+/// How far back a node that takes a shard over reconciles its orders'
+/// holds: its owner may have died between recording an order's step and
+/// the stock operation it asks of another shard (moments, or a forward's
+/// timeouts), or with one failed and not yet reconciled (the retry loop's
+/// round). Orders changed before were settled by their owner.
+pub const TAKEOVER_SETTLE_MS: i64 = 15 * 60 * 1000;
+
+/// The length of a Scalapay checkout's confirm and cancel URLs at most.
+pub const CHECKOUT_URL_MAX: usize = 500;
+
+/// Batches queued for one stock feed session at most: a batch is what one window of
+/// the feed (`[feed] window_ms`) changed in the session's scope, shared by
+/// every session of the scope.
+pub const FEED_SESSION_QUEUE: usize = 64;
+
+/// The bytes of the batches a stock feed session holds (queued or being written) at
+/// most, beyond one: what a reader that stopped reading can keep alive
+/// before it is resynced instead. One batch is always taken, so the bound
+/// is this or one window's changes of the scope (no more than a snapshot).
+pub const FEED_SESSION_BYTES: usize = 128 * 1024;
+
+/// Stock feed snapshots built at once at most (`http::feed::snapshot`):
+/// each reads every record of its scope.
+pub const FEED_SNAPSHOTS_AT_ONCE: usize = 4;
+
+/// How long a stock feed session waits for every part of its scope to be
+/// fed again (`http::feed::follow`) before it closes with 1011 (the
+/// client connects again).
+pub const FEED_FOLLOW_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A SKU's or a location's name, in characters, at most.
+pub const NAME_LEN_MAX: usize = 256;
+
+/// The bytes of an order's `payment.method` at most.
+pub const PAYMENT_METHOD_MAX: usize = 4096;
+
+/// Pickups listed at most (the oldest first).
+pub const PICKUPS_MAX: usize = 200;
+
+/// A WebSocket frame a feed client may send at most (payload bytes): the feed expects
+/// control frames (125 bytes at most) and nothing large.
+pub const FEED_CLIENT_FRAME_MAX: usize = 64 * 1024;
+
+/// Stock feed changes waiting for the journal at most; past it, every subscriber
+/// resyncs (the hub cannot keep up, and says so rather than grow).
+pub const FEED_PENDING_MAX: usize = 1 << 20;
+
+/// Changes and requests queued for the feed's thread at most.
+pub const FEED_QUEUE_MAX: usize = 65_536;
+
+/// Stream entries a follower applies per shard per round.
+pub const FOLLOW_BATCH: usize = 1000;
+
+/// A follower that has read everything waits this long in Redis for the
+/// next entry (`XREAD BLOCK`) before its round goes on: it wakes as soon
+/// as the leader appends, and costs nothing while nothing is written.
+/// Well under the connection's timeout and the lease's renewal.
+pub const FOLLOW_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Stream entries a cluster copy reads from Redis at once.
+pub const STREAM_READ_BATCH: usize = 1000;
+
+/// How fresh a follower's copy must be to answer a read: it had read all
+/// the stream held no longer ago than this. A write acknowledged by the
+/// leader shows in a follower's answers within this and the replication
+/// lag (milliseconds); `Cache-Control: no-cache` reads the leader's.
+pub const FOLLOWER_FRESH: std::time::Duration = std::time::Duration::from_millis(250);

@@ -252,8 +252,11 @@ fn records_shipped_before_a_refused_chunk_are_acknowledged() {
             Err(e) => panic!("record {seq}: {e:?}"),
         }
     }
+    // Records 1 to 60 are refused only when they share a chunk (of 4)
+    // with 61: where the chunks start depends on how the writer's batches
+    // fell (timing), so 57 to 60 are acknowledged, never fewer.
     assert!(
-        ok >= 60 && refused > 0,
+        ok >= 61 - 4 && refused > 0,
         "{ok} acknowledged, {refused} refused"
     );
 }

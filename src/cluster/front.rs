@@ -28,12 +28,7 @@ use crate::http::error::{json_response, ApiError, ApiResult, Code};
 use crate::http::idempotency::IDEMPOTENCY_KEY;
 use crate::http::route::Serving;
 use crate::http::{Incoming, Route};
-
-/// How fresh a follower's copy must be to answer a read: it had read all
-/// the stream held no longer ago than this. A write acknowledged by the
-/// leader shows in a follower's answers within this and the replication
-/// lag (milliseconds); `Cache-Control: no-cache` reads the leader's.
-const FOLLOWER_FRESH: Duration = Duration::from_millis(250);
+use crate::limits::FOLLOWER_FRESH;
 
 /// How often a forward in flight looks whether another node took the lead.
 const LEADER_WATCH: Duration = Duration::from_millis(50);

@@ -27,6 +27,8 @@ use super::{ClusterConfig, ClusterDurability};
 use crate::actors::{Engine, EngineConfig, Recovered, Start};
 use crate::clock::Clock;
 use crate::domain::model::Model;
+use crate::limits::FOLLOW_BATCH;
+use crate::limits::FOLLOW_WAIT;
 use crate::metrics::Metrics;
 use crate::persistence::journal::Replication;
 use crate::persistence::{Durability, JournalError, RealStorage, RecoveryReport, Storage};
@@ -456,15 +458,6 @@ const REPORT_EVERY: Duration = Duration::from_millis(100);
 
 /// How often a node looks for snapshots of the shards it owns to publish.
 const SNAPSHOTS_EVERY: Duration = Duration::from_secs(1);
-
-/// Stream entries a follower applies per shard per round.
-const FOLLOW_BATCH: usize = 1000;
-
-/// A follower that has read everything waits this long in Redis for the
-/// next entry (`XREAD BLOCK`) before its round goes on: it wakes as soon
-/// as the leader appends, and costs nothing while nothing is written.
-/// Well under the connection's timeout and the lease's renewal.
-const FOLLOW_WAIT: Duration = Duration::from_millis(20);
 
 impl Manager {
     fn run(&mut self) {

@@ -25,6 +25,7 @@ use crate::domain::model::Model;
 use crate::domain::stock::StockRecord;
 use crate::feed::{Change, Copied, Feed, Scope, Sink, SnapshotText};
 use crate::http::feed::{Part, Wanted};
+use crate::limits::STREAM_READ_BATCH;
 use crate::persistence::journal::{decode_event, read_range, Replicate, OUTCOME_UNKNOWN};
 use crate::persistence::recovery::{apply_record, recover_model};
 use crate::persistence::snapshot::{
@@ -217,9 +218,6 @@ impl CopyFeed {
     }
 }
 
-/// Stream entries read at once.
-const READ_BATCH: usize = 1000;
-
 impl Mirror {
     /// Opens the copy of `shard` under `dir` (`journal/`, `snapshots/`), and
     /// finds where it stands in the stream: after its last record if the
@@ -288,7 +286,7 @@ impl Mirror {
     fn place(&self, log: &mut ShardLog) -> Result<Option<Follower>, MirrorError> {
         let mut before = "+".to_string();
         loop {
-            let page = log.read_back(self.shard, &before, READ_BATCH)?;
+            let page = log.read_back(self.shard, &before, STREAM_READ_BATCH)?;
             let Some(oldest) = page.last() else {
                 let lost_everything = before == "+" && log.published_seq(self.shard)? == 0;
                 return Ok(lost_everything.then(|| Follower::placed(self.last_seq(), None)));
@@ -411,7 +409,7 @@ impl Mirror {
 
     /// Polls until the stream has nothing more.
     pub fn catch_up(&mut self, log: &mut ShardLog) -> Result<(), MirrorError> {
-        while self.poll(log, READ_BATCH)? > 0 {}
+        while self.poll(log, STREAM_READ_BATCH)? > 0 {}
         Ok(())
     }
 

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use crate::domain::catalog::{LocIdx, SkuIdx};
 use crate::domain::stock::StockRecord;
 use crate::domain::TimeMs;
+use crate::limits::FEED_PENDING_MAX;
 
 /// What a subscriber follows (api.md: `?location=` or `?sku=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,10 +74,6 @@ pub trait Sink: Send {
     /// False when full: the batch is not taken.
     fn offer(&self, batch: &Arc<Batch>) -> bool;
 }
-
-/// Changes waiting for the journal at most; past it, every subscriber
-/// resyncs (the hub cannot keep up, and says so rather than grow).
-pub const PENDING_MAX: usize = 1 << 20;
 
 struct Subscriber {
     scope: Scope,
@@ -169,7 +166,7 @@ impl Hub {
                 p.ticket = ticket;
             }
             None => {
-                if self.pending.len() >= PENDING_MAX {
+                if self.pending.len() >= FEED_PENDING_MAX {
                     self.overflow();
                 }
                 self.pending.insert(key, c);

@@ -19,12 +19,10 @@ pub use hub::{Batch, Change, Scope, Sink};
 use crate::clock::rfc3339;
 use crate::domain::catalog::{Catalog, SkuIdx};
 use crate::domain::stock::StockRecord;
+use crate::limits::FEED_QUEUE_MAX;
 use crate::persistence::Journal;
 use parking_lot::{MappedRwLockReadGuard, RwLock, RwLockReadGuard};
 use serde::Serialize;
-
-/// Changes and requests queued for the feed's thread at most.
-pub const FEED_QUEUE_MAX: usize = 65_536;
 
 enum Msg {
     Change(Change),

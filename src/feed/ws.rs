@@ -8,6 +8,7 @@
 //! close, ping); anything they send is parsed, bounded and, for data,
 //! ignored.
 
+use crate::limits::FEED_CLIENT_FRAME_MAX;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -17,10 +18,6 @@ pub const OP_BINARY: u8 = 0x2;
 pub const OP_CLOSE: u8 = 0x8;
 pub const OP_PING: u8 = 0x9;
 pub const OP_PONG: u8 = 0xA;
-
-/// A frame a client may send at most (payload bytes): the feed expects
-/// control frames (125 bytes at most) and nothing large.
-pub const CLIENT_FRAME_MAX: usize = 64 * 1024;
 
 /// Appends a final, unmasked frame of `payload` to `out`.
 pub fn frame_into(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
@@ -76,7 +73,7 @@ pub enum ReadError {
 }
 
 /// Reads client frames, keeping a small buffer (grown only for a frame
-/// that needs it, up to `CLIENT_FRAME_MAX`, and given back afterwards).
+/// that needs it, up to `FEED_CLIENT_FRAME_MAX`, and given back afterwards).
 #[derive(Default)]
 pub struct Reader {
     buf: BytesMut,
@@ -137,7 +134,7 @@ impl Reader {
         if control && (len > 125 || !fin) {
             return Err(ReadError::Protocol(1002, "bad control frame"));
         }
-        if len > CLIENT_FRAME_MAX {
+        if len > FEED_CLIENT_FRAME_MAX {
             return Err(ReadError::Protocol(1009, "frame too large"));
         }
         let total = at + 4 + len;
@@ -242,7 +239,7 @@ mod tests {
         let big = read_all(client_frame(
             true,
             OP_BINARY,
-            &vec![0; CLIENT_FRAME_MAX + 1],
+            &vec![0; FEED_CLIENT_FRAME_MAX + 1],
         ))
         .await;
         assert_eq!(big, vec![Err(ReadError::Protocol(1009, "frame too large"))]);

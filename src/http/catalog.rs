@@ -8,9 +8,8 @@ use super::input::{join, objects, parse_object, path_id, Errors};
 use super::{AppState, Request};
 use crate::domain::catalog::{Location, LocationKind, Sku};
 use crate::domain::ids::{LocationId, SkuId};
+use crate::limits::NAME_LEN_MAX;
 use crate::limits::{BATCH_ITEMS_MAX, DIMENSION_MM_MAX, QTY_MAX, STOCK_MAX};
-
-const NAME_LEN_MAX: usize = 256;
 
 pub fn sku_json(id: &str, s: &Sku) -> Value {
     json!({

@@ -5,7 +5,7 @@
 //!
 //! A session: subscribe, send the scope's snapshot, then every committed
 //! change after it (`{"type":"stock", <record>, "ts"}`), in each record's
-//! version order. Its queue is bounded (`SESSION_QUEUE`): a reader that
+//! version order. Its queue is bounded (`FEED_SESSION_QUEUE`): a reader that
 //! falls behind is sent a fresh snapshot instead of the backlog. A client
 //! silent for `[feed] idle_timeout_s` (60 s) is closed, and pinged every
 //! third of it; on SIGTERM every session is closed with 1001 (going away).
@@ -27,21 +27,11 @@ use crate::actors::{Engine, EngineError};
 use crate::config::Role;
 use crate::feed::ws::{self, Incoming, ReadError, Reader};
 use crate::feed::{Batch, Scope, Sink, Subscription};
+use crate::limits::FEED_FOLLOW_PATIENCE;
+use crate::limits::FEED_SESSION_BYTES;
+use crate::limits::FEED_SESSION_QUEUE;
+use crate::limits::FEED_SNAPSHOTS_AT_ONCE;
 use crate::metrics::{Metrics, Route};
-
-/// Batches queued for one session at most: a batch is what one window of
-/// the feed (`[feed] window_ms`) changed in the session's scope, shared by
-/// every session of the scope.
-pub const SESSION_QUEUE: usize = 64;
-
-/// The bytes of the batches a session holds (queued or being written) at
-/// most, beyond one: what a reader that stopped reading can keep alive
-/// before it is resynced instead. One batch is always taken, so the bound
-/// is this or one window's changes of the scope (no more than a snapshot).
-pub const SESSION_BYTES: usize = 128 * 1024;
-
-/// Snapshots built at once at most (see `snapshot`).
-pub const SNAPSHOTS_AT_ONCE: usize = 4;
 
 /// What a session follows, by name: each part of a cluster node's feed
 /// (a shard) names it in its own catalog.
@@ -147,7 +137,7 @@ pub struct FeedHost {
     pub closing: watch::Sender<bool>,
     /// A client silent this long is closed (`[feed] idle_timeout_s`).
     pub idle: Duration,
-    /// Snapshots built at once at most (`SNAPSHOTS_AT_ONCE`).
+    /// Snapshots built at once at most (`FEED_SNAPSHOTS_AT_ONCE`).
     pub snapshots: Semaphore,
     /// Where the sessions run (`[feed] threads`).
     pub rt: tokio::runtime::Handle,
@@ -169,7 +159,7 @@ impl FeedHost {
             metrics,
             closing: watch::channel(false).0,
             idle,
-            snapshots: Semaphore::new(SNAPSHOTS_AT_ONCE),
+            snapshots: Semaphore::new(FEED_SNAPSHOTS_AT_ONCE),
             rt,
             sessions: AtomicU64::new(0),
         }
@@ -213,7 +203,7 @@ impl Sink for Queue {
             part: self.part,
             batch: b.clone(),
         };
-        if (before > 0 && before + n > SESSION_BYTES) || self.tx.try_send(tagged).is_err() {
+        if (before > 0 && before + n > FEED_SESSION_BYTES) || self.tx.try_send(tagged).is_err() {
             self.held.fetch_sub(n, Ordering::AcqRel);
             return false;
         }
@@ -332,7 +322,7 @@ fn check(host: &FeedHost, query: &str, headers: &HeaderMap) -> Result<Wanted, Ap
 ///
 /// A part with nothing to feed it for a moment (a cluster shard being
 /// taken over on this node: between its copy and its engine) is waited
-/// for, up to `FOLLOW_PATIENCE`.
+/// for, up to `FEED_FOLLOW_PATIENCE`.
 async fn follow(
     host: &FeedHost,
     want: &Wanted,
@@ -357,7 +347,7 @@ async fn follow(
             .map_err(|_| EngineError::Stopped)?;
         match host.feeds.follow(want, &sink).await {
             Ok(f) => return Ok(f),
-            Err(e) if started.elapsed() >= FOLLOW_PATIENCE => return Err(e),
+            Err(e) if started.elapsed() >= FEED_FOLLOW_PATIENCE => return Err(e),
             Err(_) => {
                 drop(permit);
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -365,10 +355,6 @@ async fn follow(
         }
     }
 }
-
-/// How long a session waits for every part of its scope to be fed again
-/// (see `follow`) before it closes with 1011 (the client connects again).
-const FOLLOW_PATIENCE: Duration = Duration::from_secs(5);
 
 /// The write side of a session: every write bounded by `limit`, so that a
 /// client that stopped reading cannot hold its session forever.
@@ -425,7 +411,7 @@ async fn session(up: Upgraded, host: &FeedHost, want: Wanted, mut closing: watch
     let idle = host.idle;
     let mut tx = Writer { w, limit: idle };
     let mut reader = Reader::default();
-    let (queue, mut batches) = mpsc::channel::<Tagged>(SESSION_QUEUE);
+    let (queue, mut batches) = mpsc::channel::<Tagged>(FEED_SESSION_QUEUE);
     let held = Arc::new(AtomicUsize::new(0));
     // Each fresh snapshot starts a round: batches of an earlier one are
     // dropped (their subscriptions were). The first round starts at once.
@@ -532,7 +518,7 @@ async fn send_queued(
         held.fetch_sub(t.batch.wire.len(), Ordering::AcqRel);
         wrote?;
         sent += 1;
-        if sent < SESSION_QUEUE {
+        if sent < FEED_SESSION_QUEUE {
             next = batches.try_recv().ok();
         }
     }
@@ -575,7 +561,7 @@ mod tests {
 
     #[test]
     fn a_session_holds_one_batch_of_any_size_and_more_only_within_its_bytes() {
-        let (tx, mut rx) = mpsc::channel(SESSION_QUEUE);
+        let (tx, mut rx) = mpsc::channel(FEED_SESSION_QUEUE);
         let held = Arc::new(AtomicUsize::new(0));
         let q = Queue {
             tx,
@@ -583,25 +569,28 @@ mod tests {
             round: 0,
             part: 0,
         };
-        assert!(q.offer(&batch(SESSION_BYTES * 4)), "one batch always goes");
+        assert!(
+            q.offer(&batch(FEED_SESSION_BYTES * 4)),
+            "one batch always goes"
+        );
         assert!(!q.offer(&batch(10)), "nothing more past the bound");
-        assert_eq!(held.load(Ordering::Acquire), SESSION_BYTES * 4);
+        assert_eq!(held.load(Ordering::Acquire), FEED_SESSION_BYTES * 4);
         // The session wrote it and gave its bytes back.
         let b = rx.try_recv().expect("queued").batch;
         held.fetch_sub(b.wire.len(), Ordering::AcqRel);
-        let small = SESSION_BYTES / 4;
+        let small = FEED_SESSION_BYTES / 4;
         for _ in 0..4 {
             assert!(q.offer(&batch(small)));
         }
         assert!(!q.offer(&batch(1)), "the bound counts bytes");
-        assert_eq!(held.load(Ordering::Acquire), SESSION_BYTES);
-        // And the count: many small batches stop at SESSION_QUEUE.
+        assert_eq!(held.load(Ordering::Acquire), FEED_SESSION_BYTES);
+        // And the count: many small batches stop at FEED_SESSION_QUEUE.
         while rx.try_recv().is_ok() {}
         held.store(0, Ordering::Release);
-        let taken = (0..SESSION_QUEUE * 2)
+        let taken = (0..FEED_SESSION_QUEUE * 2)
             .filter(|_| q.offer(&batch(1)))
             .count();
-        assert_eq!(taken, SESSION_QUEUE);
-        assert_eq!(held.load(Ordering::Acquire), SESSION_QUEUE);
+        assert_eq!(taken, FEED_SESSION_QUEUE);
+        assert_eq!(held.load(Ordering::Acquire), FEED_SESSION_QUEUE);
     }
 }

@@ -16,15 +16,14 @@ use crate::domain::catalog::SkuIdx;
 use crate::domain::ids::{LocationId, ReservationId, SkuId};
 use crate::domain::order::{parse_minor, Delivery, Minor, Order, OrderLine, ShipStatus};
 use crate::domain::sourcing::{PlanOptions, Target};
+use crate::limits::PAYMENT_METHOD_MAX;
+use crate::limits::PICKUPS_MAX;
 use crate::limits::QTY_MAX;
 use crate::orders::place::NewOrder;
 use crate::orders::shipments::move_shipment;
 use crate::orders::view::order_json;
 use crate::orders::{not_found, provider};
 use crate::payments::PaymentProvider;
-
-/// The bytes of an order's `payment.method` at most.
-const PAYMENT_METHOD_MAX: usize = 4096;
 
 /// A store token's reach over an order: the shipments its store sends,
 /// and, at its pickup counter, the handing over. Admin and channel tokens
@@ -517,9 +516,6 @@ pub async fn cancel(state: &AppState, req: &Request, id: &str) -> ApiResult {
     let o = crate::orders::cancel::cancel(&state.orders, &id).await?;
     Ok(json_response(200, &order_json(&o)))
 }
-
-/// Pickups listed at most (the oldest first).
-pub const PICKUPS_MAX: usize = 200;
 
 /// `GET /v1/locations/{id}/pickups`: the store's open pickups (pay and
 /// collect orders not yet collected, cancelled or declined), for its

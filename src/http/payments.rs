@@ -14,11 +14,9 @@ use super::error::{json_response, ApiError, ApiResult, Code};
 use super::input::{parse_object, Errors};
 use super::{AppState, Request};
 use crate::domain::order::parse_minor;
+use crate::limits::CHECKOUT_URL_MAX;
 use crate::orders::provider_error;
 use crate::payments::scalapay::CheckoutRequest;
-
-/// A URL's length at most.
-const URL_MAX: usize = 500;
 
 pub async fn scalapay_checkout(state: &AppState, req: &Request) -> ApiResult {
     req.principal.require_channel()?;
@@ -62,7 +60,7 @@ pub async fn scalapay_checkout(state: &AppState, req: &Request) -> ApiResult {
     let shipping = e.address(&m, "shipping", "");
     let mut url = |k: &str| {
         let u = match m.get("redirect") {
-            Some(Value::Object(r)) => e.string(r, k, "redirect", URL_MAX, true),
+            Some(Value::Object(r)) => e.string(r, k, "redirect", CHECKOUT_URL_MAX, true),
             _ => None,
         };
         if let Some(u) = &u {

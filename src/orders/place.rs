@@ -17,6 +17,7 @@ use crate::domain::order::{
 };
 use crate::domain::reservation::{Line, SplitRefused, Status, Transition};
 use crate::domain::sourcing::{PlanOptions, Target};
+use crate::limits::ORDER_HOLD_TTL_S;
 use crate::payments::{Authorization, Authorize, Follow, PaymentProvider};
 use crate::problem::{ApiError, Code, FieldError};
 
@@ -239,11 +240,6 @@ async fn record(
     }
     Ok(placed)
 }
-
-/// Holds of an order waiting for its payment: long enough for a slow
-/// provider, short enough that a crash before the order is journaled gives
-/// the stock back soon.
-const ORDER_HOLD_TTL_S: u64 = 900;
 
 /// Releases the reservations of `held` (a failed or declined placement).
 async fn release_all(orders: &Orders, held: &[ReservationId]) {

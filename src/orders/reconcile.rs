@@ -4,14 +4,8 @@
 use super::{stock, Orders};
 use crate::domain::reservation::{Status, Transition};
 use crate::domain::TimeMs;
+use crate::limits::TAKEOVER_SETTLE_MS;
 use crate::problem::ApiError;
-
-/// How far back a node that takes a shard over reconciles its orders'
-/// holds: its owner may have died between recording an order's step and
-/// the stock operation it asks of another shard (moments, or a forward's
-/// timeouts), or with one failed and not yet reconciled (the retry loop's
-/// round). Orders changed before were settled by their owner.
-const TAKEOVER_SETTLE_MS: TimeMs = 15 * 60 * 1000;
 
 /// Since when an engine's orders' holds may not be what the orders say
 /// (`Orders::unsettled_since`), and how many failures marked it (a
