@@ -462,7 +462,7 @@ pub enum OrderEvent {
 fn restock_key(order: &str, n: u32) -> String {
     format!(
         "restock:{:016x}:{n}",
-        super::event::fnv1a64(order.as_bytes())
+        super::hash::fnv1a64(order.as_bytes())
     )
 }
 

@@ -152,7 +152,7 @@ pub fn bounded_key(key: &str, max: usize) -> String {
     format!(
         "{}~{:016x}",
         &key[..cut],
-        crate::domain::event::fnv1a64(key.as_bytes())
+        crate::domain::hash::fnv1a64(key.as_bytes())
     )
 }
 
