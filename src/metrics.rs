@@ -155,9 +155,15 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self, journal: &JournalStats, feed: &FeedStats) -> String {
         let mut s = String::with_capacity(8192);
-        let counter = |s: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
-        };
+        self.write_reservations(&mut s);
+        self.write_orders(&mut s);
+        write_feed_and_journal(&mut s, feed, journal);
+        self.write_http(&mut s);
+        s
+    }
+
+    /// The reservations by status, carts refused and overload refusals.
+    fn write_reservations(&self, s: &mut String) {
         let _ = writeln!(
             s,
             "# HELP holdfast_reservations_total Reservations by the status they reached.\n# TYPE holdfast_reservations_total counter"
@@ -176,89 +182,44 @@ impl Metrics {
             );
         }
         counter(
-            &mut s,
+            s,
             "holdfast_reservations_insufficient_stock_total",
             "Carts refused for insufficient stock.",
             self.reservations_rejected.load(Relaxed),
         );
         counter(
-            &mut s,
+            s,
             "holdfast_overload_rejections_total",
             "Requests answered 503 because a mailbox or the journal queue was full.",
             self.overload_rejections.load(Relaxed),
         );
+    }
+
+    /// The orders passivated and activated.
+    fn write_orders(&self, s: &mut String) {
         counter(
-            &mut s,
+            s,
             "holdfast_orders_passivated_total",
             "Finished orders dropped from memory; they are read back from the archive on demand.",
             self.orders_passivated.load(Relaxed),
         );
         counter(
-            &mut s,
+            s,
             "holdfast_orders_activated_total",
             "Passivated orders read back into memory to change (a late return).",
             self.orders_activated.load(Relaxed),
         );
-        for (name, help, v) in [
-            (
-                "holdfast_feed_changes_total",
-                "Record changes handed to the stock feed.",
-                &feed.changes,
-            ),
-            (
-                "holdfast_feed_released_total",
-                "Changes sent to subscribers once durable (coalesced per record).",
-                &feed.released,
-            ),
-            (
-                "holdfast_feed_dropped_total",
-                "Changes the feed queue could not take (every subscriber resynced).",
-                &feed.dropped,
-            ),
-        ] {
-            counter(&mut s, name, help, v.load(Relaxed));
-        }
-        let _ = writeln!(
-            s,
-            "# HELP holdfast_feed_subscribers Subscribers of the stock feed.\n# TYPE holdfast_feed_subscribers gauge\nholdfast_feed_subscribers {}",
-            feed.subscribers.load(Relaxed)
-        );
-        counter(
-            &mut s,
-            "holdfast_journal_records_total",
-            "Records written to the journal.",
-            journal.records.load(Relaxed),
-        );
-        counter(
-            &mut s,
-            "holdfast_journal_batches_total",
-            "Group commits.",
-            journal.batches.load(Relaxed),
-        );
-        counter(
-            &mut s,
-            "holdfast_journal_fsyncs_total",
-            "fdatasync calls of the journal.",
-            journal.syncs.load(Relaxed),
-        );
-        counter(
-            &mut s,
-            "holdfast_journal_bytes_total",
-            "Bytes written to the journal.",
-            journal.bytes.load(Relaxed),
-        );
-        let _ = writeln!(
-            s,
-            "# HELP holdfast_journal_last_seq Sequence of the last durable record.\n# TYPE holdfast_journal_last_seq gauge\nholdfast_journal_last_seq {}",
-            journal.last_seq.load(Relaxed)
-        );
+    }
+
+    /// The request latencies and the responses, by route.
+    fn write_http(&self, s: &mut String) {
         let _ = writeln!(
             s,
             "# HELP holdfast_http_request_duration_seconds Request latency by route.\n# TYPE holdfast_http_request_duration_seconds histogram"
         );
         for (i, route) in Route::ALL.iter().map(|r| r.name()).enumerate() {
             self.latency[i].write(
-                &mut s,
+                s,
                 "holdfast_http_request_duration_seconds",
                 &format!("route=\"{route}\","),
             );
@@ -276,6 +237,80 @@ impl Metrics {
                 );
             }
         }
-        s
+    }
+}
+
+/// One metric's lines: its help, its type (`counter` or `gauge`) and its
+/// value.
+fn metric(s: &mut String, kind: &str, name: &str, help: &str, v: u64) {
+    let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+}
+
+/// A counter's lines.
+fn counter(s: &mut String, name: &str, help: &str, v: u64) {
+    metric(s, "counter", name, help, v);
+}
+
+/// The stock feed's changes and subscribers, then the journal's records,
+/// commits, syncs, bytes and last durable sequence.
+fn write_feed_and_journal(s: &mut String, feed: &FeedStats, journal: &JournalStats) {
+    let (c, g) = ("counter", "gauge");
+    for (kind, name, help, v) in [
+        (
+            c,
+            "holdfast_feed_changes_total",
+            "Record changes handed to the stock feed.",
+            &feed.changes,
+        ),
+        (
+            c,
+            "holdfast_feed_released_total",
+            "Changes sent to subscribers once durable (coalesced per record).",
+            &feed.released,
+        ),
+        (
+            c,
+            "holdfast_feed_dropped_total",
+            "Changes the feed queue could not take (every subscriber resynced).",
+            &feed.dropped,
+        ),
+        (
+            g,
+            "holdfast_feed_subscribers",
+            "Subscribers of the stock feed.",
+            &feed.subscribers,
+        ),
+        (
+            c,
+            "holdfast_journal_records_total",
+            "Records written to the journal.",
+            &journal.records,
+        ),
+        (
+            c,
+            "holdfast_journal_batches_total",
+            "Group commits.",
+            &journal.batches,
+        ),
+        (
+            c,
+            "holdfast_journal_fsyncs_total",
+            "fdatasync calls of the journal.",
+            &journal.syncs,
+        ),
+        (
+            c,
+            "holdfast_journal_bytes_total",
+            "Bytes written to the journal.",
+            &journal.bytes,
+        ),
+        (
+            g,
+            "holdfast_journal_last_seq",
+            "Sequence of the last durable record.",
+            &journal.last_seq,
+        ),
+    ] {
+        metric(s, kind, name, help, v.load(Relaxed));
     }
 }

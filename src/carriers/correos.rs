@@ -12,10 +12,12 @@
 //! `https://localizador.correos.es/canonico/eventos_envio_servicio_auth`.
 
 use futures::future::BoxFuture;
+use serde::Deserialize;
 
 use super::xml::{element, escape};
 use super::{Carrier, CarrierError, Label, LabelRequest, Tracked, TRACK_BATCH};
 use crate::domain::address::Address;
+use crate::payments::section::{http_url, string_defaults, CallsSection, Secrets};
 use crate::wire::{Answer, Caller, Policy};
 
 #[derive(Debug, Clone)]
@@ -29,6 +31,50 @@ pub struct CorreosConfig {
     /// `CodProducto`: "S0132" (Paq Premium), "S0235" (Paq Estándar)...
     pub product: String,
     pub policy: Policy,
+}
+
+/// `[carriers.correos]` as the file has it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorreosSection {
+    pub base_url: String,
+    #[serde(default = "tracking_url")]
+    pub tracking_url: String,
+    /// `CodEtiquetador`.
+    pub labeller: String,
+    #[serde(default = "product")]
+    pub product: String,
+    #[serde(default = "user_env")]
+    pub user_env: String,
+    #[serde(default = "password_env")]
+    pub password_env: String,
+    #[serde(default)]
+    pub calls: CallsSection,
+}
+
+string_defaults! {
+    tracking_url = "https://localizador.correos.es/canonico/eventos_envio_servicio_auth",
+    product = "S0132",
+    user_env = "HOLDFAST_CORREOS_USER",
+    password_env = "HOLDFAST_CORREOS_PASSWORD",
+}
+
+impl CorreosSection {
+    /// The adapter's configuration, its credentials read, or why not.
+    pub fn resolve(&self, secrets: &Secrets) -> Result<CorreosConfig, String> {
+        let at = "carriers.correos";
+        http_url(at, &self.base_url)?;
+        http_url(at, &self.tracking_url)?;
+        Ok(CorreosConfig {
+            base_url: self.base_url.clone(),
+            tracking_url: self.tracking_url.clone(),
+            user: secrets.get(at, &self.user_env)?,
+            password: secrets.get(at, &self.password_env)?,
+            labeller: self.labeller.clone(),
+            product: self.product.clone(),
+            policy: self.calls.policy(at)?,
+        })
+    }
 }
 
 pub struct Correos {

@@ -16,10 +16,12 @@
 //! it: DHL cancels only shipments of billing numbers the profile may use).
 
 use futures::future::BoxFuture;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{Carrier, CarrierError, Label, LabelRequest, Tracked, TRACK_BATCH};
 use crate::domain::address::Address;
+use crate::payments::section::{http_url, string_defaults, CallsSection, Secrets};
 use crate::wire::{Answer, Caller, Policy};
 
 #[derive(Debug, Clone)]
@@ -37,6 +39,63 @@ pub struct DhlConfig {
     /// ("STANDARD_GRUPPENPROFIL" when the account has no dedicated one).
     pub profile: String,
     pub policy: Policy,
+}
+
+/// `[carriers.dhl]` as the file has it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DhlSection {
+    pub base_url: String,
+    #[serde(default = "tracking_url")]
+    pub tracking_url: String,
+    pub billing_number: String,
+    #[serde(default = "product")]
+    pub product: String,
+    /// The user group profile sent with every label and cancel (DHL's
+    /// standard one unless the account has a dedicated one).
+    #[serde(default = "profile")]
+    pub profile: String,
+    #[serde(default = "api_key_env")]
+    pub api_key_env: String,
+    #[serde(default = "user_env")]
+    pub user_env: String,
+    #[serde(default = "password_env")]
+    pub password_env: String,
+    #[serde(default)]
+    pub calls: CallsSection,
+}
+
+string_defaults! {
+    tracking_url = "https://api-eu.dhl.com/track/shipments",
+    product = "V01PAK",
+    profile = "STANDARD_GRUPPENPROFIL",
+    api_key_env = "HOLDFAST_DHL_API_KEY",
+    user_env = "HOLDFAST_DHL_USER",
+    password_env = "HOLDFAST_DHL_PASSWORD",
+}
+
+impl DhlSection {
+    /// The adapter's configuration, its credentials read, or why not.
+    pub fn resolve(&self, secrets: &Secrets) -> Result<DhlConfig, String> {
+        let at = "carriers.dhl";
+        http_url(at, &self.base_url)?;
+        http_url(at, &self.tracking_url)?;
+        // DHL takes a profile of 35 characters at most.
+        if !(1..=35).contains(&self.profile.chars().count()) {
+            return Err(format!("{at}.profile must have 1 to 35 characters"));
+        }
+        Ok(DhlConfig {
+            base_url: self.base_url.clone(),
+            tracking_url: self.tracking_url.clone(),
+            api_key: secrets.get(at, &self.api_key_env)?,
+            user: secrets.get(at, &self.user_env)?,
+            password: secrets.get(at, &self.password_env)?,
+            billing_number: self.billing_number.clone(),
+            product: self.product.clone(),
+            profile: self.profile.clone(),
+            policy: self.calls.policy(at)?,
+        })
+    }
 }
 
 pub struct Dhl {

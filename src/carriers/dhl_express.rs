@@ -13,10 +13,12 @@
 //! `https://express.api.dhl.com/mydhlapi`.
 
 use futures::future::BoxFuture;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{Carrier, CarrierError, Label, LabelRequest, Tracked, TRACK_BATCH};
 use crate::domain::address::Address;
+use crate::payments::section::{http_url, string_defaults, CallsSection, Secrets};
 use crate::wire::{Answer, Caller, Policy};
 
 #[derive(Debug, Clone)]
@@ -29,6 +31,44 @@ pub struct DhlExpressConfig {
     /// "P" (Express Worldwide), "N" (domestic), "U" (Worldwide EU)...
     pub product_code: String,
     pub policy: Policy,
+}
+
+/// `[carriers.dhl_express]` as the file has it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DhlExpressSection {
+    pub base_url: String,
+    pub account_number: String,
+    #[serde(default = "product_code")]
+    pub product_code: String,
+    #[serde(default = "api_key_env")]
+    pub api_key_env: String,
+    #[serde(default = "api_secret_env")]
+    pub api_secret_env: String,
+    #[serde(default)]
+    pub calls: CallsSection,
+}
+
+string_defaults! {
+    product_code = "P",
+    api_key_env = "HOLDFAST_DHL_EXPRESS_API_KEY",
+    api_secret_env = "HOLDFAST_DHL_EXPRESS_API_SECRET",
+}
+
+impl DhlExpressSection {
+    /// The adapter's configuration, its key and secret read, or why not.
+    pub fn resolve(&self, secrets: &Secrets) -> Result<DhlExpressConfig, String> {
+        let at = "carriers.dhl_express";
+        http_url(at, &self.base_url)?;
+        Ok(DhlExpressConfig {
+            base_url: self.base_url.clone(),
+            api_key: secrets.get(at, &self.api_key_env)?,
+            api_secret: secrets.get(at, &self.api_secret_env)?,
+            account_number: self.account_number.clone(),
+            product_code: self.product_code.clone(),
+            policy: self.calls.policy(at)?,
+        })
+    }
 }
 
 pub struct DhlExpress {

@@ -15,11 +15,13 @@
 
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 use super::{Carrier, CarrierError, Label, LabelRequest, Tracked, TRACK_BATCH};
 use crate::domain::address::Address;
+use crate::payments::section::{http_url, string_defaults, CallsSection, Secrets};
 use crate::wire::{Answer, Caller, Policy};
 
 #[derive(Debug, Clone)]
@@ -31,6 +33,44 @@ pub struct FedexConfig {
     /// `serviceType`, e.g. "FEDEX_INTERNATIONAL_PRIORITY".
     pub service_type: String,
     pub policy: Policy,
+}
+
+/// `[carriers.fedex]` as the file has it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FedexSection {
+    pub base_url: String,
+    pub account_number: String,
+    #[serde(default = "client_id_env")]
+    pub client_id_env: String,
+    #[serde(default = "client_secret_env")]
+    pub client_secret_env: String,
+    #[serde(default = "service_type")]
+    pub service_type: String,
+    #[serde(default)]
+    pub calls: CallsSection,
+}
+
+string_defaults! {
+    client_id_env = "HOLDFAST_FEDEX_CLIENT_ID",
+    client_secret_env = "HOLDFAST_FEDEX_CLIENT_SECRET",
+    service_type = "FEDEX_INTERNATIONAL_PRIORITY",
+}
+
+impl FedexSection {
+    /// The adapter's configuration, its client credentials read, or why not.
+    pub fn resolve(&self, secrets: &Secrets) -> Result<FedexConfig, String> {
+        let at = "carriers.fedex";
+        http_url(at, &self.base_url)?;
+        Ok(FedexConfig {
+            base_url: self.base_url.clone(),
+            account_number: self.account_number.clone(),
+            client_id: secrets.get(at, &self.client_id_env)?,
+            client_secret: secrets.get(at, &self.client_secret_env)?,
+            service_type: self.service_type.clone(),
+            policy: self.calls.policy(at)?,
+        })
+    }
 }
 
 pub struct Fedex {

@@ -16,10 +16,12 @@
 //! `tracking_url`: `https://express.tnt.com/expressconnect/track.do`.
 
 use futures::future::BoxFuture;
+use serde::Deserialize;
 
 use super::xml::{element, escape};
 use super::{Carrier, CarrierError, Label, LabelRequest, Tracked, TRACK_BATCH};
 use crate::domain::address::Address;
+use crate::payments::section::{http_url, string_defaults, CallsSection, Secrets};
 use crate::wire::{Answer, Caller, Policy};
 
 #[derive(Debug, Clone)]
@@ -33,6 +35,52 @@ pub struct TntConfig {
     /// "15N" (Express), "48N" (Economy Express)...
     pub service: String,
     pub policy: Policy,
+}
+
+/// `[carriers.tnt]` as the file has it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TntSection {
+    #[serde(default = "base_url")]
+    pub base_url: String,
+    #[serde(default = "tracking_url")]
+    pub tracking_url: String,
+    /// The sender's TNT account number.
+    pub account: String,
+    #[serde(default = "service")]
+    pub service: String,
+    #[serde(default = "company_env")]
+    pub company_env: String,
+    #[serde(default = "password_env")]
+    pub password_env: String,
+    #[serde(default)]
+    pub calls: CallsSection,
+}
+
+string_defaults! {
+    base_url = "https://express.tnt.com/expressconnect/shipping/ship",
+    tracking_url = "https://express.tnt.com/expressconnect/track.do",
+    service = "15N",
+    company_env = "HOLDFAST_TNT_COMPANY",
+    password_env = "HOLDFAST_TNT_PASSWORD",
+}
+
+impl TntSection {
+    /// The adapter's configuration, its credentials read, or why not.
+    pub fn resolve(&self, secrets: &Secrets) -> Result<TntConfig, String> {
+        let at = "carriers.tnt";
+        http_url(at, &self.base_url)?;
+        http_url(at, &self.tracking_url)?;
+        Ok(TntConfig {
+            base_url: self.base_url.clone(),
+            tracking_url: self.tracking_url.clone(),
+            company: secrets.get(at, &self.company_env)?,
+            password: secrets.get(at, &self.password_env)?,
+            account: self.account.clone(),
+            service: self.service.clone(),
+            policy: self.calls.policy(at)?,
+        })
+    }
 }
 
 pub struct Tnt {

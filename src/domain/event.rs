@@ -8,6 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{Location, Sku};
+// The hash moved below `order`, which uses it too; named here as before.
+pub use super::hash::fnv1a64;
 use super::ids::{LocationId, ReservationId, SkuId};
 use super::reservation::{Line, Reservation, Status};
 use super::stock::AdjustReason;
@@ -133,17 +135,6 @@ pub fn sold_by_adjustment(reason: AdjustReason, delta: i64) -> u32 {
     } else {
         0
     }
-}
-
-/// FNV-1a, 64 bits: a stable hash for the idempotency scope and body (stable
-/// across builds and versions, unlike the std or ahash hashers).
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
 }
 
 #[cfg(test)]

@@ -8,12 +8,14 @@
 //! - `rotation`: the rotation index of a record (sales over average stock).
 //! - `sourcing`: the fulfilment planner: which location serves which line.
 //! - `event`: the journal record bodies: facts that replay applies.
+//! - `hash`: a stable hash (idempotency scopes, restock keys, shards).
 //! - `model`: the whole engine state in one struct, decide + apply; the
 //!   reference the actors and the property tests are held to.
 
 pub mod address;
 pub mod catalog;
 pub mod event;
+pub mod hash;
 pub mod ids;
 pub mod model;
 pub mod order;

@@ -12,7 +12,7 @@ use super::reservation::{
     expires_at, sold_by_effect, Decision, Line, NotHeld, Reservation, Status, Transition,
 };
 use super::rotation::RotationTable;
-use super::stock::{StockDelta, StockTable};
+use super::stock::{AdjustReason, StockDelta, StockTable};
 use super::TimeMs;
 
 /// A line short of stock (api.md 409 `insufficient_stock`).
@@ -84,10 +84,13 @@ pub struct AdjustKey {
     pub at_ms: TimeMs,
 }
 
+/// Where `apply_noting` pushes the stock records it changed, if asked.
+type Touched<'a> = Option<&'a mut Vec<(SkuIdx, LocIdx)>>;
+
 /// A stock change of `apply_noting`: applied, and noted if asked.
 fn noted(
     stock: &mut StockTable,
-    touched: &mut Option<&mut Vec<(SkuIdx, LocIdx)>>,
+    touched: &mut Touched<'_>,
     s: SkuIdx,
     l: LocIdx,
     d: StockDelta,
@@ -124,41 +127,12 @@ impl Model {
         e: &Event,
         mut touched: Option<&mut Vec<(SkuIdx, LocIdx)>>,
     ) -> Result<(), ReplayError> {
+        let touched = &mut touched;
         match e {
             Event::SkuPut { sku, value } => {
                 self.catalog.put_sku(sku.clone(), value.clone());
             }
-            Event::Order { id, events } => {
-                for e in events {
-                    if let super::order::OrderEvent::Placed(o) = e {
-                        self.orders.insert(id.clone(), (**o).clone());
-                        continue;
-                    }
-                    // A return restocks where the goods came back.
-                    if let (
-                        super::order::OrderEvent::Returned {
-                            lines,
-                            location,
-                            at_ms,
-                            restock_owed: false,
-                            ..
-                        },
-                        Some(o),
-                    ) = (e, self.orders.get(id))
-                    {
-                        let back: Vec<(SkuId, StockDelta)> =
-                            o.restock(lines).map(|(s, d)| (s.clone(), d)).collect();
-                        for (sku, d) in back {
-                            let (s, l) = self.sku_loc(&sku, location)?;
-                            let r = noted(&mut self.stock, &mut touched, s, l, d);
-                            self.rotation.record(s, l, *at_ms, 0, r.on_hand);
-                        }
-                    }
-                    if let Some(o) = self.orders.get_mut(id) {
-                        o.apply(e);
-                    }
-                }
-            }
+            Event::Order { id, events } => self.apply_order(id, events, touched)?,
             Event::SkusPut { skus } => {
                 for (sku, value) in skus {
                     self.catalog.put_sku(sku.clone(), value.clone());
@@ -167,23 +141,7 @@ impl Model {
             Event::LocationPut { location, value } => {
                 self.catalog.put_location(location.clone(), value.clone());
             }
-            Event::Counted { items, at_ms } => {
-                for c in items {
-                    let (s, l) = self.sku_loc(&c.sku, &c.location)?;
-                    let r = noted(
-                        &mut self.stock,
-                        &mut touched,
-                        s,
-                        l,
-                        StockDelta {
-                            on_hand: c.on_hand_delta,
-                            reserved: 0,
-                            safety_stock: c.safety_stock_delta,
-                        },
-                    );
-                    self.rotation.record(s, l, *at_ms, 0, r.on_hand);
-                }
-            }
+            Event::Counted { items, at_ms } => self.apply_counted(items, *at_ms, touched)?,
             Event::Adjusted {
                 sku,
                 location,
@@ -191,145 +149,280 @@ impl Model {
                 reason,
                 at_ms,
                 key,
-            } => {
-                let (s, l) = self.sku_loc(sku, location)?;
-                if let Some(k) = key {
-                    self.adjust_keys.insert(
-                        k.clone(),
-                        AdjustKey {
-                            sku: sku.clone(),
-                            location: location.clone(),
-                            delta: *delta,
-                            at_ms: *at_ms,
-                        },
-                    );
-                }
-                let r = noted(
-                    &mut self.stock,
-                    &mut touched,
-                    s,
-                    l,
-                    StockDelta {
-                        on_hand: *delta,
-                        ..Default::default()
-                    },
-                );
-                let sold = sold_by_adjustment(*reason, *delta);
-                self.rotation.record(s, l, *at_ms, sold, r.on_hand);
-            }
+            } => self.apply_adjusted(sku, location, *delta, *reason, *at_ms, key, touched)?,
             Event::ReservationHeld {
                 id,
                 lines,
                 created_ms,
                 expires_at_ms,
                 idem,
-            } => {
-                if self.reservations.contains_key(id) {
-                    return Err(ReplayError(format!("reservation {id} held twice")));
-                }
-                // The lines share the catalog's id strings instead of the
-                // copies decoded from the record (a million reservations
-                // would otherwise hold two million small strings).
-                let mut shared = Vec::with_capacity(lines.len());
-                for line in lines {
-                    let (s, l) = self.sku_loc(&line.sku, &line.location)?;
-                    noted(
-                        &mut self.stock,
-                        &mut touched,
-                        s,
-                        l,
-                        StockDelta {
-                            reserved: i64::from(line.qty),
-                            ..Default::default()
-                        },
-                    );
-                    shared.push(Line {
-                        sku: self
-                            .catalog
-                            .sku(s)
-                            .map(|x| x.0.clone())
-                            .unwrap_or_else(|| line.sku.clone()),
-                        location: self
-                            .catalog
-                            .location(l)
-                            .map(|x| x.0.clone())
-                            .unwrap_or_else(|| line.location.clone()),
-                        qty: line.qty,
-                        requested: line.requested,
-                    });
-                }
-                let r = Reservation::held(id.clone(), shared, *created_ms, *expires_at_ms);
-                if let Some(k) = idem {
-                    self.idem.insert(
-                        (k.scope, k.key.clone()),
-                        IdemEntry {
-                            body_hash: k.body_hash,
-                            reservation: id.clone(),
-                            expires_at_ms: *expires_at_ms,
-                            lines: lines.clone(),
-                            created_ms: *created_ms,
-                        },
-                    );
-                }
-                self.reservations.insert(id.clone(), r);
-            }
+            } => self.apply_held(
+                id,
+                lines,
+                *created_ms,
+                *expires_at_ms,
+                idem.as_ref(),
+                touched,
+            )?,
             Event::ReservationStatus { id, status, at_ms } => {
-                let r = self
-                    .reservations
-                    .get(id)
-                    .ok_or_else(|| ReplayError(format!("status of unknown reservation {id}")))?;
-                let effects: Vec<(SkuId, LocationId, StockDelta)> = r
-                    .stock_effects(*status)
-                    .map(|(l, d)| (l.sku.clone(), l.location.clone(), d))
-                    .collect();
-                for (sku, loc, d) in effects {
-                    let (s, l) = self.sku_loc(&sku, &loc)?;
-                    let r = noted(&mut self.stock, &mut touched, s, l, d);
-                    if d.on_hand != 0 {
-                        self.rotation
-                            .record(s, l, *at_ms, sold_by_effect(*status, d), r.on_hand);
-                    }
-                }
-                if let Some(r) = self.reservations.get_mut(id) {
-                    r.status = *status;
-                    r.updated_ms = *at_ms;
-                }
+                self.apply_status(id, *status, *at_ms, touched)?
             }
             Event::ReservationSplit {
                 from,
                 into,
                 at_ms,
                 expires_at_ms,
-            } => {
-                // The release of `from` and the holds of `into` cancel out
-                // on every record: the stock is left as it is.
-                let r = self
-                    .reservations
-                    .get_mut(from)
-                    .ok_or_else(|| ReplayError(format!("split of unknown reservation {from}")))?;
-                r.status = Status::Released;
-                r.updated_ms = *at_ms;
-                for (id, lines) in into {
-                    if self.reservations.contains_key(id) {
-                        return Err(ReplayError(format!("reservation {id} held twice")));
-                    }
-                    let part = Reservation::held(id.clone(), lines.clone(), *at_ms, *expires_at_ms);
-                    self.reservations.insert(id.clone(), part);
-                }
-            }
+            } => self.apply_split(from, into, *at_ms, *expires_at_ms)?,
             Event::ReservationExtended {
                 id,
                 expires_at_ms,
                 at_ms,
-            } => {
-                let r = self
-                    .reservations
-                    .get_mut(id)
-                    .ok_or_else(|| ReplayError(format!("extension of unknown reservation {id}")))?;
-                r.expires_at_ms = *expires_at_ms;
-                r.updated_ms = *at_ms;
+            } => self.apply_extended(id, *expires_at_ms, *at_ms)?,
+        }
+        Ok(())
+    }
+
+    /// Applies an order's facts; a return not owed restocks where the
+    /// goods came back.
+    fn apply_order(
+        &mut self,
+        id: &str,
+        events: &[super::order::OrderEvent],
+        touched: &mut Touched<'_>,
+    ) -> Result<(), ReplayError> {
+        for e in events {
+            if let super::order::OrderEvent::Placed(o) = e {
+                self.orders.insert(id.to_string(), (**o).clone());
+                continue;
+            }
+            // A return restocks where the goods came back.
+            if let (
+                super::order::OrderEvent::Returned {
+                    lines,
+                    location,
+                    at_ms,
+                    restock_owed: false,
+                    ..
+                },
+                Some(o),
+            ) = (e, self.orders.get(id))
+            {
+                let back: Vec<(SkuId, StockDelta)> =
+                    o.restock(lines).map(|(s, d)| (s.clone(), d)).collect();
+                for (sku, d) in back {
+                    let (s, l) = self.sku_loc(&sku, location)?;
+                    let r = noted(&mut self.stock, touched, s, l, d);
+                    self.rotation.record(s, l, *at_ms, 0, r.on_hand);
+                }
+            }
+            if let Some(o) = self.orders.get_mut(id) {
+                o.apply(e);
             }
         }
+        Ok(())
+    }
+
+    /// Applies a batch of counts by the deltas they applied when counted.
+    fn apply_counted(
+        &mut self,
+        items: &[Count],
+        at_ms: TimeMs,
+        touched: &mut Touched<'_>,
+    ) -> Result<(), ReplayError> {
+        for c in items {
+            let (s, l) = self.sku_loc(&c.sku, &c.location)?;
+            let r = noted(
+                &mut self.stock,
+                touched,
+                s,
+                l,
+                StockDelta {
+                    on_hand: c.on_hand_delta,
+                    reserved: 0,
+                    safety_stock: c.safety_stock_delta,
+                },
+            );
+            self.rotation.record(s, l, at_ms, 0, r.on_hand);
+        }
+        Ok(())
+    }
+
+    /// Applies an adjustment, and remembers its key if it has one.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_adjusted(
+        &mut self,
+        sku: &SkuId,
+        location: &LocationId,
+        delta: i64,
+        reason: AdjustReason,
+        at_ms: TimeMs,
+        key: &Option<String>,
+        touched: &mut Touched<'_>,
+    ) -> Result<(), ReplayError> {
+        let (s, l) = self.sku_loc(sku, location)?;
+        if let Some(k) = key {
+            self.adjust_keys.insert(
+                k.clone(),
+                AdjustKey {
+                    sku: sku.clone(),
+                    location: location.clone(),
+                    delta,
+                    at_ms,
+                },
+            );
+        }
+        let r = noted(
+            &mut self.stock,
+            touched,
+            s,
+            l,
+            StockDelta {
+                on_hand: delta,
+                ..Default::default()
+            },
+        );
+        let sold = sold_by_adjustment(reason, delta);
+        self.rotation.record(s, l, at_ms, sold, r.on_hand);
+        Ok(())
+    }
+
+    /// Applies a cart held: its lines reserved, the reservation and its
+    /// idempotency key recorded.
+    fn apply_held(
+        &mut self,
+        id: &ReservationId,
+        lines: &[Line],
+        created_ms: TimeMs,
+        expires_at_ms: TimeMs,
+        idem: Option<&IdemKey>,
+        touched: &mut Touched<'_>,
+    ) -> Result<(), ReplayError> {
+        if self.reservations.contains_key(id) {
+            return Err(ReplayError(format!("reservation {id} held twice")));
+        }
+        // The lines share the catalog's id strings instead of the
+        // copies decoded from the record (a million reservations
+        // would otherwise hold two million small strings).
+        let mut shared = Vec::with_capacity(lines.len());
+        for line in lines {
+            let (s, l) = self.sku_loc(&line.sku, &line.location)?;
+            noted(
+                &mut self.stock,
+                touched,
+                s,
+                l,
+                StockDelta {
+                    reserved: i64::from(line.qty),
+                    ..Default::default()
+                },
+            );
+            shared.push(self.shared_line(line, s, l));
+        }
+        let r = Reservation::held(id.clone(), shared, created_ms, expires_at_ms);
+        if let Some(k) = idem {
+            self.idem.insert(
+                (k.scope, k.key.clone()),
+                IdemEntry {
+                    body_hash: k.body_hash,
+                    reservation: id.clone(),
+                    expires_at_ms,
+                    lines: lines.to_vec(),
+                    created_ms,
+                },
+            );
+        }
+        self.reservations.insert(id.clone(), r);
+        Ok(())
+    }
+
+    /// `line` with the catalog's id strings of its record `(s, l)`.
+    fn shared_line(&self, line: &Line, s: SkuIdx, l: LocIdx) -> Line {
+        Line {
+            sku: self
+                .catalog
+                .sku(s)
+                .map(|x| x.0.clone())
+                .unwrap_or_else(|| line.sku.clone()),
+            location: self
+                .catalog
+                .location(l)
+                .map(|x| x.0.clone())
+                .unwrap_or_else(|| line.location.clone()),
+            qty: line.qty,
+            requested: line.requested,
+        }
+    }
+
+    /// Applies a reservation's new status and its effects on the stock.
+    fn apply_status(
+        &mut self,
+        id: &ReservationId,
+        status: Status,
+        at_ms: TimeMs,
+        touched: &mut Touched<'_>,
+    ) -> Result<(), ReplayError> {
+        let r = self
+            .reservations
+            .get(id)
+            .ok_or_else(|| ReplayError(format!("status of unknown reservation {id}")))?;
+        let effects: Vec<(SkuId, LocationId, StockDelta)> = r
+            .stock_effects(status)
+            .map(|(l, d)| (l.sku.clone(), l.location.clone(), d))
+            .collect();
+        for (sku, loc, d) in effects {
+            let (s, l) = self.sku_loc(&sku, &loc)?;
+            let r = noted(&mut self.stock, touched, s, l, d);
+            if d.on_hand != 0 {
+                self.rotation
+                    .record(s, l, at_ms, sold_by_effect(status, d), r.on_hand);
+            }
+        }
+        if let Some(r) = self.reservations.get_mut(id) {
+            r.status = status;
+            r.updated_ms = at_ms;
+        }
+        Ok(())
+    }
+
+    /// Applies a reservation split: `from` released, each of `into` held.
+    fn apply_split(
+        &mut self,
+        from: &ReservationId,
+        into: &[(ReservationId, Vec<Line>)],
+        at_ms: TimeMs,
+        expires_at_ms: TimeMs,
+    ) -> Result<(), ReplayError> {
+        // The release of `from` and the holds of `into` cancel out
+        // on every record: the stock is left as it is.
+        let r = self
+            .reservations
+            .get_mut(from)
+            .ok_or_else(|| ReplayError(format!("split of unknown reservation {from}")))?;
+        r.status = Status::Released;
+        r.updated_ms = at_ms;
+        for (id, lines) in into {
+            if self.reservations.contains_key(id) {
+                return Err(ReplayError(format!("reservation {id} held twice")));
+            }
+            let part = Reservation::held(id.clone(), lines.clone(), at_ms, expires_at_ms);
+            self.reservations.insert(id.clone(), part);
+        }
+        Ok(())
+    }
+
+    /// Applies a reservation's new expiry.
+    fn apply_extended(
+        &mut self,
+        id: &ReservationId,
+        expires_at_ms: TimeMs,
+        at_ms: TimeMs,
+    ) -> Result<(), ReplayError> {
+        let r = self
+            .reservations
+            .get_mut(id)
+            .ok_or_else(|| ReplayError(format!("extension of unknown reservation {id}")))?;
+        r.expires_at_ms = expires_at_ms;
+        r.updated_ms = at_ms;
         Ok(())
     }
 

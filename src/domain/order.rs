@@ -462,7 +462,7 @@ pub enum OrderEvent {
 fn restock_key(order: &str, n: u32) -> String {
     format!(
         "restock:{:016x}:{n}",
-        super::event::fnv1a64(order.as_bytes())
+        super::hash::fnv1a64(order.as_bytes())
     )
 }
 
@@ -927,38 +927,15 @@ impl Order {
                 amount,
                 reference,
                 at_ms,
-            } => {
-                self.payment.state = PayState::Authorized;
-                self.payment.authorized = *amount;
-                self.payment.reference = reference.clone();
-                self.updated_ms = *at_ms;
-            }
-            OrderEvent::PaymentDeclined { at_ms } => {
-                self.payment.state = PayState::Declined;
-                self.updated_ms = *at_ms;
-            }
+            } => self.apply_authorized(*amount, reference, *at_ms),
+            OrderEvent::PaymentDeclined { at_ms } => self.apply_declined(*at_ms),
             OrderEvent::ShipmentMoved {
                 shipment,
                 to,
                 captured,
                 at_ms,
-            } => {
-                if let Some(s) = self.shipments.iter_mut().find(|s| s.id == *shipment) {
-                    s.status = *to;
-                }
-                if *captured > 0 {
-                    self.payment.state = PayState::Captured;
-                    self.payment.captured = *captured;
-                }
-                self.updated_ms = *at_ms;
-            }
-            OrderEvent::Cancelled { voided, at_ms } => {
-                self.cancelled = true;
-                if *voided {
-                    self.payment.state = PayState::Voided;
-                }
-                self.updated_ms = *at_ms;
-            }
+            } => self.apply_moved(*shipment, *to, *captured, *at_ms),
+            OrderEvent::Cancelled { voided, at_ms } => self.apply_cancelled(*voided, *at_ms),
             OrderEvent::Returned {
                 lines,
                 location,
@@ -966,69 +943,138 @@ impl Order {
                 at_ms,
                 owed,
                 restock_owed,
-            } => {
-                for (l, q) in lines {
-                    if let Some(r) = self.returned.get_mut(*l) {
-                        *r += q;
-                    }
-                    let sku = self.lines.get(*l).map(|x| x.sku.clone());
-                    if let (true, Some(sku)) = (*restock_owed, sku) {
-                        self.restocks += 1;
-                        self.restocks_owed.push(OwedRestock {
-                            key: restock_key(&self.id, self.restocks),
-                            sku,
-                            location: location.clone(),
-                            qty: *q,
-                        });
-                    }
-                }
-                match owed {
-                    Some(w) => self.payment.refunds_owed.push(w.clone()),
-                    None => self.payment.refunded += refund,
-                }
-                self.updated_ms = *at_ms;
-            }
+            } => self.apply_returned(
+                lines,
+                location,
+                *refund,
+                owed.as_ref(),
+                *restock_owed,
+                *at_ms,
+            ),
             OrderEvent::RefundSettled {
                 key,
                 outcome,
                 at_ms,
-            } => {
-                let owed = &mut self.payment.refunds_owed;
-                if let Some(i) = owed.iter().position(|r| &r.key == key) {
-                    match outcome {
-                        RefundOutcome::Made => {
-                            self.payment.refunded += owed.remove(i).amount;
-                        }
-                        RefundOutcome::Unclear => owed[i].unclear = true,
-                        RefundOutcome::NotMade => owed[i].unclear = false,
-                    }
-                }
-                self.updated_ms = *at_ms;
-            }
-            OrderEvent::Restocked { key, at_ms } => {
-                self.restocks_owed.retain(|r| &r.key != key);
-                self.updated_ms = *at_ms;
-            }
-            OrderEvent::Notified(n) => {
-                self.updated_ms = n.at_ms;
-                self.payment.notices.push(n.clone());
-            }
-            OrderEvent::Captured { amount, at_ms } => {
-                self.payment.state = PayState::Captured;
-                self.payment.captured = *amount;
-                self.updated_ms = *at_ms;
-            }
+            } => self.apply_refund_settled(key, *outcome, *at_ms),
+            OrderEvent::Restocked { key, at_ms } => self.apply_restocked(key, *at_ms),
+            OrderEvent::Notified(n) => self.apply_notified(n),
+            OrderEvent::Captured { amount, at_ms } => self.apply_captured(*amount, *at_ms),
             OrderEvent::Labelled {
                 shipment,
                 parcel,
                 at_ms,
-            } => {
-                if let Some(s) = self.shipments.iter_mut().find(|s| s.id == *shipment) {
-                    s.parcel = Some(parcel.clone());
-                }
-                self.updated_ms = *at_ms;
+            } => self.apply_labelled(*shipment, parcel, *at_ms),
+        }
+    }
+
+    /// The payment authorized for `amount` under the provider's `reference`.
+    fn apply_authorized(&mut self, amount: Minor, reference: &str, at_ms: TimeMs) {
+        self.payment.state = PayState::Authorized;
+        self.payment.authorized = amount;
+        self.payment.reference = reference.to_string();
+        self.updated_ms = at_ms;
+    }
+
+    /// The payment declined.
+    fn apply_declined(&mut self, at_ms: TimeMs) {
+        self.payment.state = PayState::Declined;
+        self.updated_ms = at_ms;
+    }
+
+    /// A shipment's new status, and the capture made with it if any.
+    fn apply_moved(&mut self, shipment: u32, to: ShipStatus, captured: Minor, at_ms: TimeMs) {
+        if let Some(s) = self.shipments.iter_mut().find(|s| s.id == shipment) {
+            s.status = to;
+        }
+        if captured > 0 {
+            self.payment.state = PayState::Captured;
+            self.payment.captured = captured;
+        }
+        self.updated_ms = at_ms;
+    }
+
+    /// The order cancelled, its authorization voided if it says so.
+    fn apply_cancelled(&mut self, voided: bool, at_ms: TimeMs) {
+        self.cancelled = true;
+        if voided {
+            self.payment.state = PayState::Voided;
+        }
+        self.updated_ms = at_ms;
+    }
+
+    /// A return: the lines counted, the restocks owed noted (goods going
+    /// back to another shard's stock), the refund made or owed.
+    fn apply_returned(
+        &mut self,
+        lines: &[(usize, u32)],
+        location: &LocationId,
+        refund: Minor,
+        owed: Option<&OwedRefund>,
+        restock_owed: bool,
+        at_ms: TimeMs,
+    ) {
+        for (l, q) in lines {
+            if let Some(r) = self.returned.get_mut(*l) {
+                *r += q;
+            }
+            let sku = self.lines.get(*l).map(|x| x.sku.clone());
+            if let (true, Some(sku)) = (restock_owed, sku) {
+                self.restocks += 1;
+                self.restocks_owed.push(OwedRestock {
+                    key: restock_key(&self.id, self.restocks),
+                    sku,
+                    location: location.clone(),
+                    qty: *q,
+                });
             }
         }
+        match owed {
+            Some(w) => self.payment.refunds_owed.push(w.clone()),
+            None => self.payment.refunded += refund,
+        }
+        self.updated_ms = at_ms;
+    }
+
+    /// What became of the owed refund under `key`.
+    fn apply_refund_settled(&mut self, key: &str, outcome: RefundOutcome, at_ms: TimeMs) {
+        let owed = &mut self.payment.refunds_owed;
+        if let Some(i) = owed.iter().position(|r| r.key == key) {
+            match outcome {
+                RefundOutcome::Made => {
+                    self.payment.refunded += owed.remove(i).amount;
+                }
+                RefundOutcome::Unclear => owed[i].unclear = true,
+                RefundOutcome::NotMade => owed[i].unclear = false,
+            }
+        }
+        self.updated_ms = at_ms;
+    }
+
+    /// The owed restock under `key` made.
+    fn apply_restocked(&mut self, key: &str, at_ms: TimeMs) {
+        self.restocks_owed.retain(|r| r.key != key);
+        self.updated_ms = at_ms;
+    }
+
+    /// A provider's notice kept.
+    fn apply_notified(&mut self, n: &Notice) {
+        self.updated_ms = n.at_ms;
+        self.payment.notices.push(n.clone());
+    }
+
+    /// A capture owed made.
+    fn apply_captured(&mut self, amount: Minor, at_ms: TimeMs) {
+        self.payment.state = PayState::Captured;
+        self.payment.captured = amount;
+        self.updated_ms = at_ms;
+    }
+
+    /// A shipment's parcel at its carrier.
+    fn apply_labelled(&mut self, shipment: u32, parcel: &Parcel, at_ms: TimeMs) {
+        if let Some(s) = self.shipments.iter_mut().find(|s| s.id == shipment) {
+            s.parcel = Some(parcel.clone());
+        }
+        self.updated_ms = at_ms;
     }
 }
 

@@ -473,107 +473,18 @@ fn one_location(
     debug_assert!(lists
         .iter()
         .all(|l| l.windows(2).all(|w| w[0].location < w[1].location)));
-    // The best so far: (a transfer, cost, location, index per list).
-    type Best = (bool, f64, LocIdx, Vec<usize>);
-    let mut best: Option<Best> = None;
-    let mut at: Vec<usize> = vec![0; lists.len()];
-    // The rotation costs of the entries at `at`, summed as the planner
-    // sums them (per unit, in order), onto `base`.
-    let with_rotation = |base: f64, at: &[usize]| {
-        lists.iter().zip(at).fold(base, |c, (list, &i)| {
-            c + list[i].rotation.max(0.0) * weights.rotation
-        })
+    let mut walk = OneWalk {
+        lists,
+        units: &units,
+        sites,
+        weights,
+        dest,
+        pickup,
+        best: None,
     };
-    let consider = |best: &mut Option<Best>, site: &Site, own: bool, loc: LocIdx, at: &[usize]| {
-        let key = |cost: f64| (!own, cost, loc);
-        let wins = |k: (bool, f64, LocIdx), b: &Best| {
-            k.0.cmp(&b.0)
-                .then(k.1.total_cmp(&b.1))
-                .then(k.2.cmp(&b.2))
-                .is_lt()
-        };
-        let ship = if own {
-            0.0
-        } else {
-            f64::from(site.priority) * weights.priority
-        };
-        if let Some(b) = best.as_ref().filter(|_| !own) {
-            // The chord bound first: the arcsine only if it may win.
-            let chord_km = chord(&site.xyz, &dest) * EARTH_RADIUS_KM;
-            let floor = chord_km * weights.distance_per_km + ship;
-            // Rotation costs are >= 0: without them first, then with.
-            if !wins(key(floor), b) || !wins(key(with_rotation(floor, at)), b) {
-                return;
-            }
-        }
-        let base = if own {
-            0.0
-        } else {
-            km_between(&site.xyz, &dest) * weights.distance_per_km + ship
-        };
-        let k = key(with_rotation(base, at));
-        if best.as_ref().is_none_or(|b| wins(k, b)) {
-            *best = Some((k.0, k.1, k.2, at.to_vec()));
-        }
-    };
-    // The pickup store serving the whole cart itself beats any transfer:
-    // looked up first, and then nothing else is walked.
-    if let Some(own) = pickup {
-        let found: Option<Vec<usize>> = lists
-            .iter()
-            .zip(&units)
-            .map(|(list, u)| {
-                list.binary_search_by_key(&own, |e| e.location)
-                    .ok()
-                    .filter(|&i| list[i].available >= u.qty)
-            })
-            .collect();
-        if let (Some(found), Some(site)) = (found, sites.get(own)) {
-            if site.serves(true) {
-                consider(&mut best, site, true, own, &found);
-            }
-        }
-    }
-    let mut x: LocIdx = 0;
-    'walk: loop {
-        if best.as_ref().is_some_and(|b| !b.0) {
-            break;
-        }
-        // Every list to its first entry at or past `x` with enough units.
-        let mut top = x;
-        for (u, list) in lists.iter().enumerate() {
-            let mut i = gallop(list, at[u], x);
-            while i < list.len() && list[i].available < units[u].qty {
-                i += 1;
-            }
-            if i == list.len() {
-                break 'walk;
-            }
-            at[u] = i;
-            top = top.max(list[i].location);
-        }
-        if lists
-            .iter()
-            .zip(&at)
-            .any(|(list, &i)| list[i].location != top)
-        {
-            x = top;
-            continue;
-        }
-        // `top` holds every unit.
-        let loc = top;
-        if let Some(site) = sites.get(loc) {
-            let own = pickup == Some(loc);
-            if site.serves(own) {
-                consider(&mut best, site, own, loc, &at);
-            }
-        }
-        match loc.checked_add(1) {
-            Some(next) => x = next,
-            None => break,
-        }
-    }
-    let (_, _, _, picked) = best?;
+    walk.pickup_itself();
+    walk.leapfrog();
+    let (_, _, _, picked) = walk.best?;
     Some(
         lines
             .iter()
@@ -585,11 +496,162 @@ fn one_location(
                 stock: units
                     .iter()
                     .position(|u| u.lines[0] == i)
-                    .map(|u| vec![lists[u][picked[u]]])
+                    .map(|u| vec![walk.lists[u][picked[u]]])
                     .unwrap_or_default(),
             })
             .collect(),
     )
+}
+
+/// The best location serving the whole cart so far: (a transfer, cost,
+/// location, index per list).
+type Best = (bool, f64, LocIdx, Vec<usize>);
+
+/// Whether rank `a` (a transfer, cost, location) comes before `b`: no
+/// transfer first, then the lower cost, then the lower index.
+fn ranks_before(a: (bool, f64, LocIdx), b: (bool, f64, LocIdx)) -> bool {
+    a.0.cmp(&b.0)
+        .then(a.1.total_cmp(&b.1))
+        .then(a.2.cmp(&b.2))
+        .is_lt()
+}
+
+/// Whether rank `k` beats the best so far.
+fn wins(k: (bool, f64, LocIdx), b: &Best) -> bool {
+    ranks_before(k, (b.0, b.1, b.2))
+}
+
+/// The one-location path's walk: the units' stock lists (one per unit,
+/// by location), where the cart goes, and the best location so far.
+struct OneWalk<'a> {
+    lists: Vec<&'a [LineStock]>,
+    units: &'a [Unit],
+    sites: &'a Sites,
+    weights: &'a Weights,
+    dest: [f64; 3],
+    pickup: Option<LocIdx>,
+    best: Option<Best>,
+}
+
+impl OneWalk<'_> {
+    /// The rotation costs of the entries at `at`, summed as the planner
+    /// sums them (per unit, in order), onto `base`.
+    fn with_rotation(&self, base: f64, at: &[usize]) -> f64 {
+        self.lists.iter().zip(at).fold(base, |c, (list, &i)| {
+            c + list[i].rotation.max(0.0) * self.weights.rotation
+        })
+    }
+
+    /// Takes location `loc` (`own`: the pickup store itself), whose
+    /// entries are at `at`, as the best if it beats it.
+    fn consider(&mut self, site: &Site, own: bool, loc: LocIdx, at: &[usize]) {
+        let weights = self.weights;
+        let key = |cost: f64| (!own, cost, loc);
+        let ship = if own {
+            0.0
+        } else {
+            f64::from(site.priority) * weights.priority
+        };
+        if let Some(b) = self.best.as_ref().filter(|_| !own) {
+            // The chord bound first: the arcsine only if it may win.
+            let chord_km = chord(&site.xyz, &self.dest) * EARTH_RADIUS_KM;
+            let floor = chord_km * weights.distance_per_km + ship;
+            // Rotation costs are >= 0: without them first, then with.
+            if !wins(key(floor), b) || !wins(key(self.with_rotation(floor, at)), b) {
+                return;
+            }
+        }
+        let base = if own {
+            0.0
+        } else {
+            km_between(&site.xyz, &self.dest) * weights.distance_per_km + ship
+        };
+        let k = key(self.with_rotation(base, at));
+        if self.best.as_ref().is_none_or(|b| wins(k, b)) {
+            self.best = Some((k.0, k.1, k.2, at.to_vec()));
+        }
+    }
+
+    /// The pickup store serving the whole cart itself beats any transfer:
+    /// looked up first (and then nothing else is walked).
+    fn pickup_itself(&mut self) {
+        let Some(own) = self.pickup else {
+            return;
+        };
+        let found: Option<Vec<usize>> = self
+            .lists
+            .iter()
+            .zip(self.units)
+            .map(|(list, u)| {
+                list.binary_search_by_key(&own, |e| e.location)
+                    .ok()
+                    .filter(|&i| list[i].available >= u.qty)
+            })
+            .collect();
+        let sites = self.sites;
+        if let (Some(found), Some(site)) = (found, sites.get(own)) {
+            if site.serves(true) {
+                self.consider(site, true, own, &found);
+            }
+        }
+    }
+
+    /// Walks the lists together by leapfrogging, considering every
+    /// location that holds every unit, until the pickup store itself is
+    /// the best.
+    fn leapfrog(&mut self) {
+        let sites = self.sites;
+        let mut at: Vec<usize> = vec![0; self.lists.len()];
+        let mut x: LocIdx = 0;
+        loop {
+            if self.best.as_ref().is_some_and(|b| !b.0) {
+                break;
+            }
+            let Some(top) = self.align(&mut at, x) else {
+                break;
+            };
+            if self
+                .lists
+                .iter()
+                .zip(&at)
+                .any(|(list, &i)| list[i].location != top)
+            {
+                x = top;
+                continue;
+            }
+            // `top` holds every unit.
+            let loc = top;
+            if let Some(site) = sites.get(loc) {
+                let own = self.pickup == Some(loc);
+                if site.serves(own) {
+                    self.consider(site, own, loc, &at);
+                }
+            }
+            match loc.checked_add(1) {
+                Some(next) => x = next,
+                None => break,
+            }
+        }
+    }
+
+    /// Moves every list to its first entry at or past `x` with enough
+    /// units: the highest location they are at, or `None` when a list
+    /// runs out.
+    fn align(&self, at: &mut [usize], x: LocIdx) -> Option<LocIdx> {
+        let mut top = x;
+        for (u, list) in self.lists.iter().enumerate() {
+            let mut i = gallop(list, at[u], x);
+            while i < list.len() && list[i].available < self.units[u].qty {
+                i += 1;
+            }
+            if i == list.len() {
+                return None;
+            }
+            at[u] = i;
+            top = top.max(list[i].location);
+        }
+        Some(top)
+    }
 }
 
 /// What every step of one plan reads: the network, where the cart goes
@@ -832,96 +894,73 @@ impl Holders {
     /// location whose bound already loses to a full list is skipped
     /// without it.
     fn keep(&self, ctx: &Ctx) -> Vec<Cand> {
-        struct Group {
-            mask: u128,
-            best: Vec<(bool, f64, LocIdx, usize)>,
-        }
-        let (n, sites, weights, dest, pickup) =
-            (self.n, ctx.sites, ctx.weights, ctx.dest, ctx.pickup);
-        let (touched, rot) = (&self.touched, &self.rot);
-        let k = weights.candidates_per_mask;
-        let mut groups: Vec<Group> = Vec::new();
-        // Group by mask: a direct table for small carts, a map beyond.
-        let mut group_direct: Vec<u32> = if n <= 12 {
-            vec![u32::MAX; 1 << n]
-        } else {
-            Vec::new()
-        };
-        let mut group_of: ahash::AHashMap<u128, usize> = ahash::AHashMap::new();
-        let mut dist: Vec<f64> = vec![f64::NAN; touched.len()];
-        for (t, &(loc, mask)) in touched.iter().enumerate() {
-            let site = &sites.0[loc as usize];
-            let own = pickup == Some(loc);
-            let mut rot_sum = 0.0;
-            let mut m = mask;
-            while m != 0 {
-                rot_sum += rot[t * n + m.trailing_zeros() as usize];
-                m &= m - 1;
-            }
-            let prio = if own {
-                0.0
-            } else {
-                f64::from(site.priority) * weights.priority
-            };
-            let known = if group_direct.is_empty() {
-                group_of.get(&mask).copied()
-            } else {
-                Some(group_direct[mask as usize] as usize).filter(|&g| g != u32::MAX as usize)
-            };
-            let g = match known {
-                Some(g) => g,
-                None => {
-                    groups.push(Group {
-                        mask,
-                        best: Vec::with_capacity(k + 1),
-                    });
-                    let g = groups.len() - 1;
-                    if group_direct.is_empty() {
-                        group_of.insert(mask, g);
-                    } else {
-                        group_direct[mask as usize] = g as u32;
-                    }
-                    g
-                }
-            };
-            let best = &mut groups[g].best;
-            let key_of = |cost: f64| (!own, cost, loc);
-            let beats = |a: (bool, f64, LocIdx), b: &(bool, f64, LocIdx, usize)| {
-                a.0.cmp(&b.0)
-                    .then(a.1.total_cmp(&b.1))
-                    .then(a.2.cmp(&b.2))
-                    .is_lt()
-            };
-            if !own && best.len() >= k {
-                let chord_km = chord(&site.xyz, &dest) * EARTH_RADIUS_KM;
-                let bound = chord_km * weights.distance_per_km + prio + rot_sum;
-                if let Some(worst) = best.last() {
-                    if !beats(key_of(bound), worst) {
-                        continue;
-                    }
-                }
-            }
-            let d = if own {
-                0.0
-            } else {
-                km_between(&site.xyz, &dest)
-            };
-            dist[t] = d;
-            let key = key_of(d * weights.distance_per_km + prio + rot_sum);
-            let at = best
-                .iter()
-                .position(|b| beats(key, b))
-                .unwrap_or(best.len());
-            if at < k {
-                best.insert(at, (key.0, key.1, key.2, t));
-                best.truncate(k);
+        let k = ctx.weights.candidates_per_mask;
+        let mut groups = Groups::new(self.n);
+        let mut dist: Vec<f64> = vec![f64::NAN; self.touched.len()];
+        for (t, &(_, mask)) in self.touched.iter().enumerate() {
+            let g = groups.of(mask, k);
+            if let Some(d) = self.offer(t, &mut groups.list[g].best, k, ctx) {
+                dist[t] = d;
             }
         }
         groups
+            .list
             .iter()
             .flat_map(|g| g.best.iter().map(move |b| (g.mask, b.3)))
             .map(|(mask, t)| self.cand(t, mask, dist[t], ctx))
             .collect()
+    }
+
+    /// Offers entry `t` of `touched` to `best`, its mask's best `k` so
+    /// far: its distance, or `None` when its lower bound already loses to
+    /// a full list (the distance is not computed then).
+    fn offer(&self, t: usize, best: &mut Vec<Ranked>, k: usize, ctx: &Ctx) -> Option<f64> {
+        let (weights, dest) = (ctx.weights, ctx.dest);
+        let (loc, mask) = self.touched[t];
+        let site = &ctx.sites.0[loc as usize];
+        let own = ctx.pickup == Some(loc);
+        let rot_sum = self.rot_sum(t, mask);
+        let prio = if own {
+            0.0
+        } else {
+            f64::from(site.priority) * weights.priority
+        };
+        let key_of = |cost: f64| (!own, cost, loc);
+        if !own && best.len() >= k {
+            let chord_km = chord(&site.xyz, &dest) * EARTH_RADIUS_KM;
+            let bound = chord_km * weights.distance_per_km + prio + rot_sum;
+            if let Some(worst) = best.last() {
+                if !ranks_before(key_of(bound), (worst.0, worst.1, worst.2)) {
+                    return None;
+                }
+            }
+        }
+        let d = if own {
+            0.0
+        } else {
+            km_between(&site.xyz, &dest)
+        };
+        let key = key_of(d * weights.distance_per_km + prio + rot_sum);
+        let at = best
+            .iter()
+            .position(|b| ranks_before(key, (b.0, b.1, b.2)))
+            .unwrap_or(best.len());
+        if at < k {
+            best.insert(at, (key.0, key.1, key.2, t));
+            best.truncate(k);
+        }
+        Some(d)
+    }
+
+    /// The rotation cost of the units of `mask` at entry `t` of `touched`.
+    fn rot_sum(&self, t: usize, mask: u128) -> f64 {
+        let mut rot_sum = 0.0;
+        let mut m = mask;
+        while m != 0 {
+            rot_sum += self.rot[t * self.n + m.trailing_zeros() as usize];
+            m &= m - 1;
+        }
+        rot_sum
     }
 
     /// The candidate of entry `t` of `touched`, `distance_km` away.
@@ -948,6 +987,63 @@ impl Holders {
     }
 }
 
+/// A kept candidate's rank (a transfer, cost, location) and its entry in
+/// `Holders::touched`.
+type Ranked = (bool, f64, LocIdx, usize);
+
+/// The candidates of one mask kept so far, best first.
+struct Group {
+    mask: u128,
+    best: Vec<Ranked>,
+}
+
+/// The groups of `Holders::keep`, found by mask: a direct table for small
+/// carts, a map beyond.
+struct Groups {
+    list: Vec<Group>,
+    /// By mask, for carts of at most 12 units (`u32::MAX`: none yet).
+    direct: Vec<u32>,
+    map: ahash::AHashMap<u128, usize>,
+}
+
+impl Groups {
+    /// No groups yet, for a cart of `n` units.
+    fn new(n: usize) -> Groups {
+        Groups {
+            list: Vec::new(),
+            direct: if n <= 12 {
+                vec![u32::MAX; 1 << n]
+            } else {
+                Vec::new()
+            },
+            map: ahash::AHashMap::new(),
+        }
+    }
+
+    /// The group of `mask`, made (with room for `k` and one more) if new.
+    fn of(&mut self, mask: u128, k: usize) -> usize {
+        let known = if self.direct.is_empty() {
+            self.map.get(&mask).copied()
+        } else {
+            Some(self.direct[mask as usize] as usize).filter(|&g| g != u32::MAX as usize)
+        };
+        if let Some(g) = known {
+            return g;
+        }
+        self.list.push(Group {
+            mask,
+            best: Vec::with_capacity(k + 1),
+        });
+        let g = self.list.len() - 1;
+        if self.direct.is_empty() {
+            self.map.insert(mask, g);
+        } else {
+            self.direct[mask as usize] = g as u32;
+        }
+        g
+    }
+}
+
 /// What a search chose.
 struct Chosen {
     /// (candidate, units) per whole part: a candidate index past the kept
@@ -971,70 +1067,87 @@ fn shipments_of(
     chosen: &Chosen,
     splits: &[Split],
 ) -> Vec<Shipment> {
-    let mut out: Vec<Shipment> = Vec::with_capacity(chosen.whole.len() + splits.len());
-    // The shipment of each location but ship-alone ones (a split SKU may
-    // have thousands of parts: no linear search). Without split lines,
-    // whole parts are at distinct locations: nothing to merge, and no map
-    // on the checkout path.
-    let mut shared: Option<ahash::AHashMap<LocIdx, usize>> =
-        (!splits.is_empty()).then(ahash::AHashMap::new);
-    // The shipment at `location` (a new one for a ship-alone part).
-    let mut at = |out: &mut Vec<Shipment>, location, distance_km, transfer, lone: bool| {
-        if let Some(shared) = shared.as_mut().filter(|_| !lone) {
-            if let Some(&i) = shared.get(&location) {
-                return i;
-            }
-            shared.insert(location, out.len());
-        }
-        out.push(Shipment {
-            location,
-            lines: Vec::new(),
-            distance_km,
-            transfer,
-        });
-        out.len() - 1
+    // Without split lines, whole parts are at distinct locations: nothing
+    // to merge, and no map on the checkout path.
+    let mut b = Building {
+        out: Vec::with_capacity(chosen.whole.len() + splits.len()),
+        shared: (!splits.is_empty()).then(ahash::AHashMap::new),
     };
     for (s, &o) in splits.iter().zip(&chosen.options) {
         let lone = alone & (1u128 << s.unit) != 0;
-        let take = &s.options[o].take;
-        // Each part's shipment (a part's pieces of several lines share it).
-        let mut of_part: Vec<Option<usize>> = vec![None; take.len()];
-        for (part, line, qty) in pieces(lines, &units[s.unit], take) {
-            let p = &s.spots[take[part].0];
-            let i = *of_part[part]
-                .get_or_insert_with(|| at(&mut out, p.location, p.distance_km, p.transfer, lone));
-            out[i].lines.push((line, qty));
-        }
+        b.add_parts(lines, &units[s.unit], s, &s.options[o].take, lone);
     }
     for &(ci, mask) in &chosen.whole {
         let c = kept.get(ci).or_else(|| chosen.free.get(ci - kept.len()));
         let Some(c) = c else { continue };
         debug_assert!(
-            !c.free || out.iter().any(|s| s.location == c.location),
+            !c.free || b.out.iter().any(|s| s.location == c.location),
             "a free candidate rides in a split line's shipment"
         );
-        let i = at(
-            &mut out,
-            c.location,
-            c.distance_km,
-            c.transfer,
-            mask & alone != 0,
-        );
+        let i = b.at(c.location, c.distance_km, c.transfer, mask & alone != 0);
         let mut m = mask;
         while m != 0 {
             let u = m.trailing_zeros() as usize;
-            out[i]
+            b.out[i]
                 .lines
                 .extend(units[u].lines.iter().map(|&l| (l, lines[l].qty)));
             m &= m - 1;
         }
     }
-    let mut shipments = out;
+    let mut shipments = b.out;
     for s in &mut shipments {
         s.lines.sort_unstable();
     }
     shipments.sort_by_key(|s| s.location);
     shipments
+}
+
+/// The shipments `shipments_of` builds.
+struct Building {
+    out: Vec<Shipment>,
+    /// The shipment of each location but ship-alone ones (a split SKU may
+    /// have thousands of parts: no linear search); `None` without split
+    /// lines.
+    shared: Option<ahash::AHashMap<LocIdx, usize>>,
+}
+
+impl Building {
+    /// The shipment at `location` (a new one for a ship-alone part).
+    fn at(&mut self, location: LocIdx, distance_km: f64, transfer: bool, lone: bool) -> usize {
+        if let Some(shared) = self.shared.as_mut().filter(|_| !lone) {
+            if let Some(&i) = shared.get(&location) {
+                return i;
+            }
+            shared.insert(location, self.out.len());
+        }
+        self.out.push(Shipment {
+            location,
+            lines: Vec::new(),
+            distance_km,
+            transfer,
+        });
+        self.out.len() - 1
+    }
+
+    /// The parts `take` of split line `s` (of `unit`), each in its
+    /// location's shipment (`lone`: a ship-alone SKU, one per part).
+    fn add_parts(
+        &mut self,
+        lines: &[PlanLine],
+        unit: &Unit,
+        s: &Split,
+        take: &[(usize, i64)],
+        lone: bool,
+    ) {
+        // Each part's shipment (a part's pieces of several lines share it).
+        let mut of_part: Vec<Option<usize>> = vec![None; take.len()];
+        for (part, line, qty) in pieces(lines, unit, take) {
+            let p = &s.spots[take[part].0];
+            let i = *of_part[part]
+                .get_or_insert_with(|| self.at(p.location, p.distance_km, p.transfer, lone));
+            self.out[i].lines.push((line, qty));
+        }
+    }
 }
 
 /// A unit's quantity as `take` gives it (units per part, in order) laid
@@ -1266,12 +1379,29 @@ fn greedy(
     alone: u128,
     n: usize,
 ) -> Vec<(usize, u128)> {
-    // A `ship_alone` unit is a part by itself: from the location that
-    // serves it best (the pickup store first, then the lowest cost).
-    let mut alone_parts: Vec<(usize, u128)> = Vec::new();
+    let alone_parts = alone_parts(kept, servable & alone, n);
+    let servable = servable & !alone;
+    let left = servable & !free.iter().fold(0u128, |m, c| m | c.mask);
+    let chosen = greedy_cover(kept, left);
+    // Index j < free.len() is a free one, then the chosen.
+    let parts = cheapest_parts(kept, free, &chosen, servable, n);
+    let (at_free, at_chosen) = parts.split_at(free.len());
+    chosen
+        .into_iter()
+        .zip(at_chosen.iter().copied())
+        .chain((0..free.len()).map(|i| (kept.len() + i, at_free[i])))
+        .filter(|(_, m)| *m != 0)
+        .chain(alone_parts)
+        .collect()
+}
+
+/// A `ship_alone` unit (of `units`) is a part by itself: from the location
+/// that serves it best (the pickup store first, then the lowest cost).
+fn alone_parts(kept: &[Cand], units: u128, n: usize) -> Vec<(usize, u128)> {
+    let mut parts: Vec<(usize, u128)> = Vec::new();
     for u in 0..n {
         let bit = 1u128 << u;
-        if servable & alone & bit == 0 {
+        if units & bit == 0 {
             continue;
         }
         let best = kept
@@ -1285,11 +1415,15 @@ fn greedy(
                     .then(a.location.cmp(&b.location))
             });
         if let Some((ci, _)) = best {
-            alone_parts.push((ci, bit));
+            parts.push((ci, bit));
         }
     }
-    let servable = servable & !alone;
-    let mut left = servable & !free.iter().fold(0u128, |m, c| m | c.mask);
+    parts
+}
+
+/// The candidates the greedy cover takes, in order, until the units
+/// `left` are taken (or none serves what is left).
+fn greedy_cover(kept: &[Cand], mut left: u128) -> Vec<usize> {
     let mut chosen: Vec<usize> = Vec::new();
     while left != 0 {
         let mut pick: Option<(u32, bool, f64, usize)> = None;
@@ -1315,8 +1449,19 @@ fn greedy(
         chosen.push(ci);
         left &= !kept[ci].mask;
     }
-    // Each unit to the free or chosen location that serves it cheapest:
-    // index j < free.len() is a free one, then the chosen.
+    chosen
+}
+
+/// Each unit of `servable` to the free or chosen location that serves it
+/// cheapest (the first on ties): the units per location, the free ones
+/// first, then the chosen.
+fn cheapest_parts(
+    kept: &[Cand],
+    free: &[Cand],
+    chosen: &[usize],
+    servable: u128,
+    n: usize,
+) -> Vec<u128> {
     let mut parts: Vec<u128> = vec![0; free.len() + chosen.len()];
     for u in 0..n {
         let bit = 1u128 << u;
@@ -1337,14 +1482,7 @@ fn greedy(
             parts[j] |= bit;
         }
     }
-    let (at_free, at_chosen) = parts.split_at(free.len());
-    chosen
-        .into_iter()
-        .zip(at_chosen.iter().copied())
-        .chain((0..free.len()).map(|i| (kept.len() + i, at_free[i])))
-        .filter(|(_, m)| *m != 0)
-        .chain(alone_parts)
-        .collect()
+    parts
 }
 
 // ---- split lines ----------------------------------------------------
@@ -1480,6 +1618,20 @@ impl Split {
     /// the answer is true (options were left out). At most C(12, 6) = 924
     /// subsets are looked at; when k itself is past the bound, one.
     fn choose(&mut self, qty: i64, shared: &dyn Fn(LocIdx) -> bool) -> bool {
+        let Some((by_units, k, top_k)) = self.fewest(qty) else {
+            return false;
+        };
+        let (pool, cut) = self.pool(&by_units, (k, top_k), qty, shared);
+        let mut options = self.options_of(&pool, k, qty, shared);
+        options.sort_by(|a, b| a.rank(b));
+        self.options = options;
+        cut
+    }
+
+    /// The spots by units held, the most first (then the lower index);
+    /// how many of the first reach `qty` (the fewest parts), and their
+    /// units. `None` when all of them do not.
+    fn fewest(&self, qty: i64) -> Option<(Vec<usize>, usize, i64)> {
         let spots = &self.spots;
         let avail = |i: usize| spots[i].available;
         let mut by_units: Vec<usize> = (0..spots.len()).collect();
@@ -1494,9 +1646,24 @@ impl Split {
             k += 1;
         }
         if sum < qty || k == 0 {
-            return false;
+            return None;
         }
-        let top_k: i64 = sum;
+        Some((by_units, k, sum))
+    }
+
+    /// The spots an option may take, by preference: those that can reach
+    /// `qty` with the k - 1 largest others (`top_k`: the k largest's
+    /// units), cut to `SOURCING_SPLIT_POOL_MAX` (then true) as `choose`
+    /// says.
+    fn pool(
+        &self,
+        by_units: &[usize],
+        (k, top_k): (usize, i64),
+        qty: i64,
+        shared: &dyn Fn(LocIdx) -> bool,
+    ) -> (Vec<usize>, bool) {
+        let spots = &self.spots;
+        let avail = |i: usize| spots[i].available;
         let top_k1 = top_k - avail(by_units[k - 1]);
         let useful: Vec<usize> = by_units
             .iter()
@@ -1534,7 +1701,20 @@ impl Split {
         };
         // By preference: a subset in index order is in fill order.
         pool.sort_by(pref);
-        let p = pool.len();
+        (pool, cut)
+    }
+
+    /// Every k-subset of `pool` (spots by preference) that reaches `qty`,
+    /// as an option: each spot gives all it has but the last.
+    fn options_of(
+        &self,
+        pool: &[usize],
+        k: usize,
+        qty: i64,
+        shared: &dyn Fn(LocIdx) -> bool,
+    ) -> Vec<SplitOption> {
+        let spots = &self.spots;
+        let avail = |i: usize| spots[i].available;
         let mut idx: Vec<usize> = (0..k).collect();
         let mut options = Vec::new();
         loop {
@@ -1563,19 +1743,26 @@ impl Split {
                     take,
                 });
             }
-            // The next k-subset of the pool, in lexicographic order.
-            let Some(j) = (0..k).rev().find(|&j| idx[j] < p - k + j) else {
+            if !next_subset(&mut idx, pool.len()) {
                 break;
-            };
-            idx[j] += 1;
-            for i in j + 1..k {
-                idx[i] = idx[i - 1] + 1;
             }
         }
-        options.sort_by(|a, b| a.rank(b));
-        self.options = options;
-        cut
+        options
     }
+}
+
+/// Moves `idx` to the next k-subset of `0..p` in lexicographic order;
+/// false after the last.
+fn next_subset(idx: &mut [usize], p: usize) -> bool {
+    let k = idx.len();
+    let Some(j) = (0..k).rev().find(|&j| idx[j] < p - k + j) else {
+        return false;
+    };
+    idx[j] += 1;
+    for i in j + 1..k {
+        idx[i] = idx[i - 1] + 1;
+    }
+    true
 }
 
 /// The score of the split lines' parts for one option each (`combo`):
@@ -1650,50 +1837,30 @@ fn exact_with_splits(
     let per = options_per_split(splits.len());
     let radix: Vec<usize> = splits.iter().map(|s| s.options.len().min(per)).collect();
     let mut cut = splits.iter().any(|s| s.options.len() > per);
-    // (free locations, their candidates, the whole lines' partition)
-    type Partition = (Vec<LocIdx>, Vec<Cand>, Score, Vec<(usize, u128)>);
-    let mut cache: Vec<Partition> = Vec::new();
-    let mut steps = 0usize;
+    let mut partitions = Partitions {
+        table,
+        kept,
+        holders,
+        alone,
+        cache: Vec::new(),
+        steps: 0,
+    };
     let mut best: Option<(Score, Vec<usize>, usize)> = None;
     let mut combo = vec![0usize; splits.len()];
-    'combos: loop {
+    loop {
         let (score, shared) = split_score(splits, &combo, alone);
-        let free_at: Vec<LocIdx> = shared
-            .into_iter()
-            .filter(|&l| holders.whole_at(l) & !alone != 0)
-            .collect();
-        let known = cache.iter().position(|c| c.0 == free_at);
-        let at = match known {
-            Some(i) => Some(i),
-            None if steps == 0 || steps + table.steps() <= SOURCING_SPLIT_STEPS_MAX => {
-                let free = holders.free_at(&free_at, alone);
-                let mut t = table.clone();
-                t.offer(&free, kept.len(), alone);
-                let (s, parts) = t.partition();
-                steps += table.steps();
-                cache.push((free_at, free, s, parts));
-                Some(cache.len() - 1)
+        match partitions.around(shared) {
+            Some(i) => {
+                let total = score.plus(&partitions.cache[i].2);
+                if best.as_ref().is_none_or(|b| total.better_than(&b.0)) {
+                    best = Some((total, combo.clone(), i));
+                }
             }
-            None => {
-                cut = true;
-                None
-            }
-        };
-        if let Some(i) = at {
-            let total = score.plus(&cache[i].2);
-            if best.as_ref().is_none_or(|b| total.better_than(&b.0)) {
-                best = Some((total, combo.clone(), i));
-            }
+            None => cut = true,
         }
-        // The next combination: mixed radix, the first split fastest.
-        for (d, r) in combo.iter_mut().zip(&radix) {
-            *d += 1;
-            if *d < *r {
-                continue 'combos;
-            }
-            *d = 0;
+        if !next_combo(&mut combo, &radix) {
+            break;
         }
-        break;
     }
     let Some((_, options, i)) = best else {
         // Not reached: the first combination is always weighed.
@@ -1709,7 +1876,7 @@ fn exact_with_splits(
             true,
         );
     };
-    let (_, free, _, whole) = cache.swap_remove(i);
+    let (_, free, _, whole) = partitions.cache.swap_remove(i);
     (
         Chosen {
             whole,
@@ -1718,6 +1885,60 @@ fn exact_with_splits(
         },
         cut,
     )
+}
+
+/// The next combination of the splits' options: mixed radix, the first
+/// split fastest; false after the last.
+fn next_combo(combo: &mut [usize], radix: &[usize]) -> bool {
+    for (d, r) in combo.iter_mut().zip(radix) {
+        *d += 1;
+        if *d < *r {
+            return true;
+        }
+        *d = 0;
+    }
+    false
+}
+
+/// (free locations, their candidates, the whole lines' partition)
+type Partition = (Vec<LocIdx>, Vec<Cand>, Score, Vec<(usize, u128)>);
+
+/// The whole lines' exact partitions `exact_with_splits` has computed,
+/// one per distinct set of free locations, and the steps they took.
+struct Partitions<'a> {
+    /// The whole lines' table, the kept candidates offered.
+    table: Table,
+    kept: &'a [Cand],
+    holders: &'a Holders,
+    alone: u128,
+    cache: Vec<Partition>,
+    steps: usize,
+}
+
+impl Partitions<'_> {
+    /// The partition around the locations of `shared` that serve whole
+    /// lines: its index in `cache`, computed if new while within
+    /// `SOURCING_SPLIT_STEPS_MAX` steps (the first always); `None` past it.
+    fn around(&mut self, shared: Vec<LocIdx>) -> Option<usize> {
+        let alone = self.alone;
+        let free_at: Vec<LocIdx> = shared
+            .into_iter()
+            .filter(|&l| self.holders.whole_at(l) & !alone != 0)
+            .collect();
+        if let Some(i) = self.cache.iter().position(|c| c.0 == free_at) {
+            return Some(i);
+        }
+        if self.steps != 0 && self.steps + self.table.steps() > SOURCING_SPLIT_STEPS_MAX {
+            return None;
+        }
+        let free = self.holders.free_at(&free_at, alone);
+        let mut t = self.table.clone();
+        t.offer(&free, self.kept.len(), alone);
+        let (s, parts) = t.partition();
+        self.steps += self.table.steps();
+        self.cache.push((free_at, free, s, parts));
+        Some(self.cache.len() - 1)
+    }
 }
 
 /// The bounded heuristic with split lines: the whole lines' greedy cover;

@@ -19,9 +19,11 @@
 use base64::Engine as _;
 use futures::future::BoxFuture;
 use hmac::{Hmac, Mac};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
+use super::section::{http_url, string_defaults, CallsSection, Secrets};
 use super::{bounded_key, Authorization, Authorize, Follow, PaymentError, PaymentProvider};
 use crate::wire::{Answer, Caller, Policy};
 
@@ -36,6 +38,64 @@ pub struct AdyenConfig {
     /// it before deciding anything).
     pub return_url: String,
     pub policy: Policy,
+}
+
+/// `[payments.adyen]` as the file has it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdyenSection {
+    /// The Checkout API's, version included (see the module's doc).
+    pub base_url: String,
+    pub merchant_account: String,
+    #[serde(default = "api_key_env")]
+    pub api_key_env: String,
+    /// The webhook's HMAC key (hex, as Adyen's Customer Area shows it).
+    #[serde(default = "hmac_key_env")]
+    pub hmac_key_env: String,
+    /// Where a shopper sent to a redirect comes back (`returnUrl`):
+    /// required, since Adyen refuses a payment without it; checked in
+    /// `AdyenSection::resolve` so its absence is named at startup.
+    pub return_url: Option<String>,
+    #[serde(default)]
+    pub calls: CallsSection,
+}
+
+string_defaults! {
+    api_key_env = "HOLDFAST_ADYEN_API_KEY",
+    hmac_key_env = "HOLDFAST_ADYEN_HMAC_KEY",
+}
+
+impl AdyenSection {
+    /// The adapter's configuration and the webhook's HMAC key, secrets
+    /// read, or why not.
+    pub fn resolve(&self, secrets: &Secrets) -> Result<(AdyenConfig, Vec<u8>), String> {
+        let at = "payments.adyen";
+        http_url(at, &self.base_url)?;
+        let return_url = self
+            .return_url
+            .clone()
+            .filter(|u| {
+                (u.starts_with("https://") || u.starts_with("http://")) && u.len() <= RETURN_URL_MAX
+            })
+            .ok_or_else(|| {
+                format!(
+                    "{at}.return_url is required: an http(s) URL of at most {} characters \
+                     where a shopper sent to a redirect comes back (Adyen refuses \
+                     every payment without returnUrl)",
+                    RETURN_URL_MAX
+                )
+            })?;
+        let config = AdyenConfig {
+            base_url: self.base_url.clone(),
+            merchant_account: self.merchant_account.clone(),
+            api_key: secrets.get(at, &self.api_key_env)?,
+            return_url,
+            policy: self.calls.policy(at)?,
+        };
+        let key = hmac_key(&secrets.get(at, &self.hmac_key_env)?)
+            .ok_or_else(|| format!("{at}: {} must hold the HMAC key in hex", self.hmac_key_env))?;
+        Ok((config, key))
+    }
 }
 
 pub struct Adyen {

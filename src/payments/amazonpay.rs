@@ -23,9 +23,11 @@ use base64::Engine as _;
 use futures::future::BoxFuture;
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::signature::{RandomizedSigner, SignatureEncoding};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use super::section::{http_url, string_defaults, CallsSection, Secrets};
 use super::{Authorization, Authorize, Follow, PaymentError, PaymentProvider};
 use crate::domain::order::format_minor;
 use crate::wire::{Answer, Caller, Policy};
@@ -41,6 +43,49 @@ pub struct AmazonPayConfig {
     /// The merchant's RSA private key (PKCS#8 PEM).
     pub private_key: rsa::RsaPrivateKey,
     pub policy: Policy,
+}
+
+/// `[payments.amazonpay]` as the file has it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmazonPaySection {
+    pub base_url: String,
+    /// "sandbox" or "live".
+    pub environment: String,
+    #[serde(default = "region")]
+    pub region: String,
+    pub public_key_id: String,
+    /// The environment variable holding the private key (PKCS#8 PEM).
+    #[serde(default = "private_key_env")]
+    pub private_key_env: String,
+    #[serde(default)]
+    pub calls: CallsSection,
+}
+
+string_defaults! {
+    region = "eu",
+    private_key_env = "HOLDFAST_AMAZONPAY_PRIVATE_KEY",
+}
+
+impl AmazonPaySection {
+    /// The adapter's configuration, its private key read, or why not.
+    pub fn resolve(&self, secrets: &Secrets) -> Result<AmazonPayConfig, String> {
+        let at = "payments.amazonpay";
+        http_url(at, &self.base_url)?;
+        if self.environment != "sandbox" && self.environment != "live" {
+            return Err(format!("{at}.environment must be sandbox or live"));
+        }
+        let pem = secrets.get(at, &self.private_key_env)?;
+        Ok(AmazonPayConfig {
+            base_url: self.base_url.clone(),
+            environment: self.environment.clone(),
+            region: self.region.clone(),
+            public_key_id: self.public_key_id.clone(),
+            private_key: private_key(&pem)
+                .map_err(|e| format!("{at}: {}: {e}", self.private_key_env))?,
+            policy: self.calls.policy(at)?,
+        })
+    }
 }
 
 impl std::fmt::Debug for AmazonPayConfig {

@@ -20,8 +20,10 @@
 //! `base_url`: `https://sandbox.gestpay.net` (test), `https://ecomms2s.sella.it`.
 
 use futures::future::BoxFuture;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::section::{http_url, string_defaults, CallsSection, Secrets};
 use super::{bounded_key, Authorization, Authorize, Follow, PaymentError, PaymentProvider};
 use crate::domain::order::format_minor;
 use crate::wire::{Answer, Caller, Policy};
@@ -32,6 +34,36 @@ pub struct GestpayConfig {
     pub shop_login: String,
     pub api_key: String,
     pub policy: Policy,
+}
+
+/// `[payments.gestpay]` as the file has it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GestpaySection {
+    pub base_url: String,
+    pub shop_login: String,
+    #[serde(default = "api_key_env")]
+    pub api_key_env: String,
+    #[serde(default)]
+    pub calls: CallsSection,
+}
+
+string_defaults! {
+    api_key_env = "HOLDFAST_GESTPAY_API_KEY",
+}
+
+impl GestpaySection {
+    /// The adapter's configuration, its key read, or why not.
+    pub fn resolve(&self, secrets: &Secrets) -> Result<GestpayConfig, String> {
+        let at = "payments.gestpay";
+        http_url(at, &self.base_url)?;
+        Ok(GestpayConfig {
+            base_url: self.base_url.clone(),
+            shop_login: self.shop_login.clone(),
+            api_key: secrets.get(at, &self.api_key_env)?,
+            policy: self.calls.policy(at)?,
+        })
+    }
 }
 
 pub struct Gestpay {

@@ -11,12 +11,15 @@
 //! - `gestpay`: GestPay (Axerve E-commerce Solutions)' REST API.
 //! - `amazonpay`: Amazon Pay's API v2, requests signed (RSASSA-PSS).
 //! - `scalapay`: Scalapay's API v2 (pay in 3: the shopper approves first).
+//! - `section`: what the providers' and carriers' config sections share
+//!   (each adapter owns its section).
 
 pub mod adyen;
 pub mod amazonpay;
 pub mod gestpay;
 pub mod sandbox;
 pub mod scalapay;
+pub mod section;
 
 use futures::future::BoxFuture;
 
@@ -127,6 +130,35 @@ pub struct Rule {
 }
 
 impl Routing {
+    /// The routing of `[{at}]` (`payments` or `carriers`) from its rules
+    /// (channel, country, name) and its default, once every name they give
+    /// is `configured`; else which one is not.
+    pub fn checked<'a>(
+        at: &str,
+        rules: impl Iterator<Item = (&'a Option<String>, &'a Option<String>, &'a String)>,
+        default: &Option<String>,
+        configured: impl Fn(&str) -> bool,
+    ) -> Result<Routing, String> {
+        let rules: Vec<Rule> = rules
+            .map(|(channel, country, to)| Rule {
+                channel: channel.clone(),
+                country: country.clone(),
+                to: to.clone(),
+            })
+            .collect();
+        for name in rules.iter().map(|r| &r.to).chain(default) {
+            if !configured(name) {
+                return Err(format!(
+                    "{at}: {name} is named but not configured ([{at}.{name}])"
+                ));
+            }
+        }
+        Ok(Routing {
+            default: default.clone(),
+            rules,
+        })
+    }
+
     pub fn choose(&self, channel: Option<&str>, country: Option<&str>) -> Option<&str> {
         let fits = |want: &Option<String>, have: Option<&str>| {
             want.as_deref().is_none_or(|w| Some(w) == have)
@@ -152,7 +184,7 @@ pub fn bounded_key(key: &str, max: usize) -> String {
     format!(
         "{}~{:016x}",
         &key[..cut],
-        crate::domain::event::fnv1a64(key.as_bytes())
+        crate::domain::hash::fnv1a64(key.as_bytes())
     )
 }
 

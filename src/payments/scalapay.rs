@@ -19,8 +19,10 @@
 //! `https://api.scalapay.com`.
 
 use futures::future::BoxFuture;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::section::{http_url, string_defaults, CallsSection, Secrets};
 use super::{bounded_key, Authorization, Authorize, Follow, PaymentError, PaymentProvider};
 use crate::domain::address::Address;
 use crate::domain::order::{format_minor, Minor};
@@ -31,6 +33,34 @@ pub struct ScalapayConfig {
     pub base_url: String,
     pub api_key: String,
     pub policy: Policy,
+}
+
+/// `[payments.scalapay]` as the file has it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScalapaySection {
+    pub base_url: String,
+    #[serde(default = "api_key_env")]
+    pub api_key_env: String,
+    #[serde(default)]
+    pub calls: CallsSection,
+}
+
+string_defaults! {
+    api_key_env = "HOLDFAST_SCALAPAY_API_KEY",
+}
+
+impl ScalapaySection {
+    /// The adapter's configuration, its key read, or why not.
+    pub fn resolve(&self, secrets: &Secrets) -> Result<ScalapayConfig, String> {
+        let at = "payments.scalapay";
+        http_url(at, &self.base_url)?;
+        Ok(ScalapayConfig {
+            base_url: self.base_url.clone(),
+            api_key: secrets.get(at, &self.api_key_env)?,
+            policy: self.calls.policy(at)?,
+        })
+    }
 }
 
 pub struct Scalapay {

@@ -339,6 +339,8 @@ pub fn truncate_after(storage: &dyn Storage, dir: &Path, seq: u64) -> Result<u64
     Ok(cut)
 }
 
+/// Reads the records after `after_seq` (up to `upto_seq`, while the writer
+/// runs; else to the end, a torn tail or header cut) into `apply`.
 fn read(
     storage: &dyn Storage,
     dir: &Path,
@@ -347,6 +349,61 @@ fn read(
     mut apply: impl FnMut(u64, &[u8]) -> Result<(), JournalError>,
 ) -> Result<RecoveryReport, JournalError> {
     let io = |e: std::io::Error| JournalError::Io(e.to_string());
+    let names = segments_after(storage, dir, after_seq)?;
+    let mut report = RecoveryReport {
+        last_seq: after_seq,
+        ..RecoveryReport::default()
+    };
+    let mut expected: Option<u64> = None;
+    for (i, name) in names.iter().enumerate() {
+        let path = dir.join(name);
+        let seg = Segment {
+            name,
+            data: storage.read(&path).map_err(io)?,
+            last: i + 1 == names.len(),
+        };
+        report.segments += 1;
+        let first = match segment_header(&seg, upto_seq.is_some())? {
+            Header::First(first) => first,
+            Header::Creating => break,
+            Header::Torn => {
+                // A segment whose header never became durable: nothing in it was acknowledged.
+                tracing::warn!(segment = %name, bytes = seg.data.len(), "cutting a segment with a torn header");
+                storage.remove(&path).map_err(io)?;
+                storage.sync_dir(dir).map_err(io)?;
+                report.truncated_bytes += seg.data.len() as u64;
+                report.segments -= 1;
+                continue;
+            }
+        };
+        if let Some(e) = expected {
+            if first != e {
+                return Err(JournalError::Corrupt(format!(
+                    "{name}: starts at {first}, expected {e}"
+                )));
+            }
+        }
+        let range = (after_seq, upto_seq);
+        let (next, torn_at) = read_records(&seg, first, range, &mut apply, &mut report)?;
+        if let Some(at) = torn_at {
+            let cut = (seg.data.len() - at) as u64;
+            tracing::warn!(segment = %name, at, bytes = cut, "cutting the torn tail of the journal");
+            storage.truncate(&path, at as u64).map_err(io)?;
+            report.truncated_bytes += cut;
+        }
+        expected = Some(next);
+        report.last_seq = report.last_seq.max(next - 1);
+    }
+    Ok(report)
+}
+
+/// The names of the segments holding records after `after_seq`, or why
+/// the journal cannot follow a state that covers up to it.
+fn segments_after(
+    storage: &dyn Storage,
+    dir: &Path,
+    after_seq: u64,
+) -> Result<Vec<String>, JournalError> {
     let segs = segments(storage, dir)?;
     // Skip the segments wholly covered by `after_seq`.
     let skip = segs
@@ -360,94 +417,104 @@ fn read(
             )));
         }
     }
-    let names: Vec<String> = segs.into_iter().skip(skip).map(|(_, n)| n).collect();
-    let mut report = RecoveryReport {
-        last_seq: after_seq,
-        ..RecoveryReport::default()
-    };
-    let mut expected: Option<u64> = None;
-    for (i, name) in names.iter().enumerate() {
-        let last = i + 1 == names.len();
-        let path = dir.join(name);
-        let data = storage.read(&path).map_err(io)?;
-        report.segments += 1;
-        if data.len() < HEADER_LEN || &data[0..4] != MAGIC {
-            if upto_seq.is_some() && last {
-                break; // the writer is creating it
-            }
-            if last && data.len() < HEADER_LEN && MAGIC.starts_with(&data[..data.len().min(4)]) {
-                // A segment whose header never became durable: nothing in it was acknowledged.
-                tracing::warn!(segment = %name, bytes = data.len(), "cutting a segment with a torn header");
-                storage.remove(&path).map_err(io)?;
-                storage.sync_dir(dir).map_err(io)?;
-                report.truncated_bytes += data.len() as u64;
-                report.segments -= 1;
-                continue;
-            }
-            return Err(JournalError::Corrupt(format!("{name}: bad segment header")));
+    Ok(segs.into_iter().skip(skip).map(|(_, n)| n).collect())
+}
+
+/// One segment file as `read` walks it.
+struct Segment<'a> {
+    name: &'a str,
+    data: Vec<u8>,
+    /// The newest segment: only its tail (or header) may be torn.
+    last: bool,
+}
+
+/// What a segment's header says.
+enum Header {
+    /// The sequence of its first record.
+    First(u64),
+    /// Not whole in the newest segment while the writer runs: the writer
+    /// is creating it.
+    Creating,
+    /// Torn in the newest segment: it never became durable.
+    Torn,
+}
+
+/// Reads the header of `seg`; `live`: the writer runs (nothing is cut).
+fn segment_header(seg: &Segment, live: bool) -> Result<Header, JournalError> {
+    let (name, data) = (seg.name, &seg.data);
+    if data.len() < HEADER_LEN || &data[0..4] != MAGIC {
+        if live && seg.last {
+            return Ok(Header::Creating);
         }
-        let version = u32::from_le_bytes([data[4], data[5], data[6], data[7]]);
-        if version != EVENT_FORMAT_VERSION {
-            return Err(JournalError::Corrupt(format!(
-                "{name}: format version {version}"
-            )));
+        if seg.last && data.len() < HEADER_LEN && MAGIC.starts_with(&data[..data.len().min(4)]) {
+            return Ok(Header::Torn);
         }
-        let first = u64::from_le_bytes(
-            data[8..16]
-                .try_into()
-                .map_err(|_| JournalError::Corrupt("header".into()))?,
-        );
-        if let Some(e) = expected {
-            if first != e {
+        return Err(JournalError::Corrupt(format!("{name}: bad segment header")));
+    }
+    let version = u32::from_le_bytes([data[4], data[5], data[6], data[7]]);
+    if version != EVENT_FORMAT_VERSION {
+        return Err(JournalError::Corrupt(format!(
+            "{name}: format version {version}"
+        )));
+    }
+    let first = u64::from_le_bytes(
+        data[8..16]
+            .try_into()
+            .map_err(|_| JournalError::Corrupt("header".into()))?,
+    );
+    Ok(Header::First(first))
+}
+
+/// Applies the records of `seg`, numbered from `first`, that come after
+/// `range.0` (and up to `range.1`, while the writer runs). Answers the
+/// sequence after the last one read and, if its tail is torn (never
+/// durable), where the tail starts; a bad record with whole ones after it
+/// is corruption.
+fn read_records(
+    seg: &Segment,
+    first: u64,
+    (after_seq, upto_seq): (u64, Option<u64>),
+    apply: &mut impl FnMut(u64, &[u8]) -> Result<(), JournalError>,
+    report: &mut RecoveryReport,
+) -> Result<(u64, Option<usize>), JournalError> {
+    let (name, data) = (seg.name, &seg.data);
+    let mut next = first;
+    let mut at = HEADER_LEN;
+    while at < data.len() {
+        if upto_seq.is_some_and(|u| next > u) {
+            break;
+        }
+        match decode_frame(data, at) {
+            Some((seq, body, end)) if seq == next => {
+                if seq > after_seq {
+                    apply(seq, body)?;
+                }
+                report.records += 1;
+                next += 1;
+                at = end;
+            }
+            Some((seq, ..)) => {
                 return Err(JournalError::Corrupt(format!(
-                    "{name}: starts at {first}, expected {e}"
+                    "{name} at {at}: sequence {seq}, expected {next}"
                 )));
             }
-        }
-        let mut next = first;
-        let mut at = HEADER_LEN;
-        while at < data.len() {
-            if upto_seq.is_some_and(|u| next > u) {
-                break;
-            }
-            match decode_frame(&data, at) {
-                Some((seq, body, end)) if seq == next => {
-                    if seq > after_seq {
-                        apply(seq, body)?;
-                    }
-                    report.records += 1;
-                    next += 1;
-                    at = end;
-                }
-                Some((seq, ..)) => {
+            None if upto_seq.is_some() => break,
+            None => {
+                // Torn tail or corruption? Only if no whole record follows
+                // is it a tail that never became durable.
+                let later = (at + 1..data.len()).any(|p| {
+                    matches!(decode_frame(data, p), Some((s, ..)) if s >= next && s < next + (1 << 40))
+                });
+                if !seg.last || later {
                     return Err(JournalError::Corrupt(format!(
-                        "{name} at {at}: sequence {seq}, expected {next}"
+                        "{name}: bad record at byte {at} followed by valid records; refusing to guess"
                     )));
                 }
-                None if upto_seq.is_some() => break,
-                None => {
-                    // Torn tail or corruption? Only if no whole record follows
-                    // is it a tail that never became durable.
-                    let later = (at + 1..data.len()).any(|p| {
-                        matches!(decode_frame(&data, p), Some((s, ..)) if s >= next && s < next + (1 << 40))
-                    });
-                    if !last || later {
-                        return Err(JournalError::Corrupt(format!(
-                            "{name}: bad record at byte {at} followed by valid records; refusing to guess"
-                        )));
-                    }
-                    let cut = (data.len() - at) as u64;
-                    tracing::warn!(segment = %name, at, bytes = cut, "cutting the torn tail of the journal");
-                    storage.truncate(&path, at as u64).map_err(io)?;
-                    report.truncated_bytes += cut;
-                    break;
-                }
+                return Ok((next, Some(at)));
             }
         }
-        expected = Some(next);
-        report.last_seq = report.last_seq.max(next - 1);
     }
-    Ok(report)
+    Ok((next, None))
 }
 
 impl Journal {

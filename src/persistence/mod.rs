@@ -5,6 +5,9 @@
 //!   which loses every byte not yet fdatasync'd when the power is cut.
 //! - `journal`: record framing, the writer thread (group commit), the reader
 //!   and recovery (torn tail cut, corrupt middle refused).
+//! - `snapshot`: snapshots in sled, the archive of passivated orders,
+//!   replaying one record through it (`apply_record`), the snapshotter.
+//! - `recovery`: the journal after the snapshot replayed into a `Model`.
 
 pub mod journal;
 pub mod recovery;

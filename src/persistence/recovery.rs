@@ -5,37 +5,15 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::journal::{decode_event, recover, JournalError, RecoveryReport};
+// `apply_record` lives beside the archive it reads (the snapshotter
+// replays through it too); named here as before.
+pub use super::snapshot::apply_record;
 use super::snapshot::SnapshotStore;
 use super::storage::Storage;
-use crate::domain::catalog::{LocIdx, SkuIdx};
-use crate::domain::event::Event;
 use crate::domain::model::Model;
 
 /// Log a progress line every this many records.
 const PROGRESS_RECORDS: u64 = 1_000_000;
-
-/// Applies one journal record to `model`. An order event for an order the
-/// snapshot passivated loads it back from `archive` first: the version
-/// archived at or before `base`, the snapshot the replay started from
-/// (a later version would already hold the records being replayed).
-/// With `touched`, the stock records it changed are pushed there.
-pub fn apply_record(
-    model: &mut Model,
-    e: &Event,
-    archive: Option<(&SnapshotStore, u64)>,
-    touched: Option<&mut Vec<(SkuIdx, LocIdx)>>,
-) -> Result<(), JournalError> {
-    if let (Event::Order { id, .. }, Some((store, base))) = (e, archive) {
-        if !model.orders.contains_key(id) {
-            if let Some(o) = store.archived_order(id, Some(base))? {
-                model.orders.insert(id.clone(), o);
-            }
-        }
-    }
-    model
-        .apply_noting(e, touched)
-        .map_err(|err| JournalError::Corrupt(err.to_string()))
-}
 
 /// Replays the journal after the snapshot (if any) into its model;
 /// `archive` holds the orders that snapshots passivated.

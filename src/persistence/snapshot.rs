@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 use super::journal::{
     decode_event, read_range, remove_segments_through, JournalError, JournalStats,
 };
-use super::recovery::apply_record;
 use super::storage::Storage;
+use crate::domain::catalog::{LocIdx, SkuIdx};
+use crate::domain::event::Event;
 use crate::domain::model::Model;
 use crate::domain::order::Order;
 use crate::limits::{FINISHED_RETENTION_MS, IDEMPOTENCY_RETENTION_MS};
@@ -269,6 +270,29 @@ impl SnapshotStore {
         }
         Ok(())
     }
+}
+
+/// Applies one journal record to `model`. An order event for an order the
+/// snapshot passivated loads it back from `archive` first: the version
+/// archived at or before `base`, the snapshot the replay started from
+/// (a later version would already hold the records being replayed).
+/// With `touched`, the stock records it changed are pushed there.
+pub fn apply_record(
+    model: &mut Model,
+    e: &Event,
+    archive: Option<(&SnapshotStore, u64)>,
+    touched: Option<&mut Vec<(SkuIdx, LocIdx)>>,
+) -> Result<(), JournalError> {
+    if let (Event::Order { id, .. }, Some((store, base))) = (e, archive) {
+        if !model.orders.contains_key(id) {
+            if let Some(o) = store.archived_order(id, Some(base))? {
+                model.orders.insert(id.clone(), o);
+            }
+        }
+    }
+    model
+        .apply_noting(e, touched)
+        .map_err(|err| JournalError::Corrupt(err.to_string()))
 }
 
 /// When the snapshotter writes a snapshot.
