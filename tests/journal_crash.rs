@@ -158,6 +158,43 @@ fn a_failed_fsync_poisons_and_acknowledges_nothing_after() {
     }
 }
 
+/// A write whose fdatasync failed may be on the disk all the same (found
+/// at the next start): it is answered "outcome unknown" (504), never
+/// refused (503: not written) and then found at a restart. The writes
+/// refused once the journal was poisoned were never written.
+#[test]
+fn a_write_whose_sync_failed_is_unknown_never_refused() {
+    for fail_after in [0u64, 1, 3, 10] {
+        let fs = SimStorage::new(fail_after + 11);
+        let storage: Arc<dyn Storage> = Arc::new(fs.clone());
+        let (journal, writer) =
+            Journal::start(storage.clone(), dir(), 0, Durability::Fsync).expect("start");
+        fs.fail_syncs_landing_after(fail_after);
+        let mut results = Vec::new();
+        for i in 0..100u64 {
+            results.push(journal.append(&event(i)).and_then(|d| d.wait()));
+        }
+        drop(journal);
+        let _ = writer.join();
+        fs.power_cut();
+        fs.power_on();
+        let found = recovered(&fs, &dir()).expect("recovery");
+        let mut unknown = 0;
+        for (i, r) in results.iter().enumerate() {
+            let there = found.iter().any(|(_, e)| e == &event(i as u64));
+            match r {
+                Ok(_) => assert!(there, "{fail_after}: acknowledged record {i} lost"),
+                Err(JournalError::WriteUnknown(_)) => unknown += 1,
+                Err(e) => assert!(
+                    !there,
+                    "{fail_after}: record {i} refused ({e}), yet written"
+                ),
+            }
+        }
+        assert!(unknown > 0, "{fail_after}: no write's outcome was unknown");
+    }
+}
+
 #[test]
 fn torn_tail_is_cut_and_corrupt_middle_is_refused() {
     let fs = SimStorage::new(3);

@@ -112,6 +112,14 @@ impl From<EngineError> for ApiError {
                 )
                 .retry_after(1)
             }
+            EngineError::Storage(crate::persistence::JournalError::WriteUnknown(err)) => {
+                tracing::error!(error = %err, "write failed part way: storage failure");
+                ApiError::new(
+                    Code::OutcomeUnknown,
+                    "storage failed while writing: the write may or may not have been applied (it may be found when the server restarts); writes are refused until then",
+                )
+                .retry_after(30)
+            }
             EngineError::Storage(err) => {
                 tracing::error!(error = %err, "write refused: storage failure");
                 ApiError::new(

@@ -65,6 +65,11 @@ pub enum JournalError {
     Closed,
     #[error("journal I/O: {0}")]
     Io(String),
+    /// Writing this record's batch failed part way (a failed write or
+    /// fdatasync): its bytes may be on the disk all the same and be found
+    /// at the next start, or not. The journal is poisoned.
+    #[error("journal write failed, the record may or may not be on disk: {0}")]
+    WriteUnknown(String),
     #[error("journal corrupt: {0}")]
     Corrupt(String),
     #[error("journal record encoding: {0}")]
@@ -787,9 +792,17 @@ impl Writer {
                     if !self.poisoned.swap(true, Ordering::AcqRel) {
                         tracing::error!(error = %e, "journal write failed: poisoned, refusing every write until restart");
                     }
+                    // A batch this write failed on may be on the disk all
+                    // the same (found at the next start): its outcome is
+                    // unknown, never "not written". One refused because
+                    // the journal was poisoned before was never written.
+                    let answer = match e {
+                        JournalError::Poisoned => JournalError::Poisoned,
+                        e => JournalError::WriteUnknown(e.to_string()),
+                    };
                     for a in batch.drain(..) {
                         if let Some(ack) = a.ack {
-                            let _ = ack.send(Err(JournalError::Poisoned));
+                            let _ = ack.send(Err(answer.clone()));
                         }
                     }
                 }

@@ -109,6 +109,9 @@ struct SimState {
     files: BTreeMap<PathBuf, SimFile>,
     /// fdatasync calls still to succeed before they start failing; `None`: never fail.
     syncs_before_failure: Option<u64>,
+    /// A failing fdatasync's bytes reach the disk all the same (a device
+    /// that wrote them, then reported an error): they survive a power cut.
+    failed_syncs_land: bool,
     /// Between `power_cut` and `power_on` the machine is off: every call fails.
     off: bool,
     rng: u64,
@@ -194,6 +197,15 @@ impl SimStorage {
         self.0.lock().syncs_before_failure = Some(n);
     }
 
+    /// As `fail_syncs_after`, but what a failing fdatasync was to make
+    /// durable reaches the disk all the same: a write answered as failed
+    /// is found at the next start.
+    pub fn fail_syncs_landing_after(&self, n: u64) {
+        let mut s = self.0.lock();
+        s.syncs_before_failure = Some(n);
+        s.failed_syncs_land = true;
+    }
+
     pub fn heal(&self) {
         self.0.lock().syncs_before_failure = None;
     }
@@ -261,6 +273,7 @@ impl WritableFile for SimWritable {
     fn sync_data(&mut self) -> io::Result<()> {
         let mut s = self.fs.0.lock();
         let ok = s.sync_allowed();
+        let s_land = s.failed_syncs_land;
         let f = s
             .files
             .get_mut(&self.path)
@@ -269,8 +282,12 @@ impl WritableFile for SimWritable {
             f.durable_len = f.data.len();
             Ok(())
         } else {
-            // Writeback failed: the kernel drops the dirty pages.
-            f.data.truncate(f.durable_len);
+            if s_land {
+                f.durable_len = f.data.len();
+            } else {
+                // Writeback failed: the kernel drops the dirty pages.
+                f.data.truncate(f.durable_len);
+            }
             Err(io::Error::other("simulated fdatasync failure"))
         }
     }
