@@ -233,7 +233,7 @@ pub struct Payment {
 }
 
 /// A refund the order owes: its goods came back while the provider could
-/// not be reached (made by the retry loop, `http::payments::retry`, under
+/// not be reached (made by the retry loop, `orders::jobs::retry`, under
 /// its `key`), or its answer was lost at a provider where sending it again
 /// could refund twice (`unclear`: never sent again by itself; what the
 /// provider did is looked up in its back office and settled,
