@@ -212,3 +212,19 @@ pub const STREAM_READ_BATCH: usize = 1000;
 /// leader shows in a follower's answers within this and the replication
 /// lag (milliseconds); `Cache-Control: no-cache` reads the leader's.
 pub const FOLLOWER_FRESH: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Shipments queued to the shipper: beyond them the writer waits
+/// (`ack_after`) or the shipper reads from the segments.
+pub const JOURNAL_SHIP_QUEUE: usize = 64;
+
+/// Idempotency keys the sandbox payment provider remembers (the oldest
+/// forgotten first). Cost: a key and its answer, ~100 bytes each.
+pub const SANDBOX_KEYS_MAX: usize = 1_000_000;
+
+/// Notices an order keeps at most: a provider sends a handful per
+/// payment; past this, more are not kept (and logged by the caller).
+pub const PAYMENT_NOTICES_MAX: usize = 32;
+
+/// An address field's length, in characters, at most (what the carriers'
+/// labels take).
+pub const ADDRESS_FIELD_MAX: usize = 100;

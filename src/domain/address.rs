@@ -1,6 +1,7 @@
 //! A postal address: what a carrier's label needs of the shipping
 //! location and of the recipient.
 
+use crate::limits::ADDRESS_FIELD_MAX;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,9 +16,6 @@ pub struct Address {
     pub phone: String,
 }
 
-/// Each field's length at most.
-pub const FIELD_MAX: usize = 100;
-
 impl Address {
     /// Why it cannot go on a label, if it cannot: (field, problem).
     pub fn problems(&self) -> Vec<(&'static str, &'static str)> {
@@ -31,7 +29,7 @@ impl Address {
         ] {
             if value.trim().is_empty() {
                 v.push((field, "is required"));
-            } else if value.chars().count() > FIELD_MAX {
+            } else if value.chars().count() > ADDRESS_FIELD_MAX {
                 v.push((field, "is longer than 100 characters"));
             }
         }

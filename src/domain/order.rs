@@ -26,6 +26,7 @@ use super::address::Address;
 use super::ids::{LocationId, SkuId};
 use super::stock::StockDelta;
 use super::TimeMs;
+use crate::limits::PAYMENT_NOTICES_MAX;
 
 /// An amount in minor units (cents).
 pub type Minor = i64;
@@ -224,7 +225,7 @@ pub struct Payment {
     pub captured: Minor,
     pub refunded: Minor,
     /// What the provider said of the payment afterwards (its webhooks),
-    /// each once, at most `NOTICES_MAX` (added later: default).
+    /// each once, at most `PAYMENT_NOTICES_MAX` (added later: default).
     #[serde(default)]
     pub notices: Vec<Notice>,
     /// Refunds owed to the shopper (added later: default).
@@ -266,10 +267,6 @@ pub struct Notice {
     pub reference: String,
     pub at_ms: TimeMs,
 }
-
-/// Notices an order keeps at most: a provider sends a handful per
-/// payment; past this, more are not kept (and logged by the caller).
-pub const NOTICES_MAX: usize = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OrderStatus {
@@ -883,13 +880,14 @@ impl Order {
     }
 
     /// A provider's notice, kept unless it is kept already (a webhook
-    /// delivered twice, or replayed) or the order keeps `NOTICES_MAX`.
+    /// delivered twice, or replayed) or the order keeps `PAYMENT_NOTICES_MAX`.
     pub fn decide_notice(&self, n: Notice) -> Option<OrderEvent> {
         let seen = self.payment.notices.iter().any(|k| {
             (k.event.as_str(), k.success, k.reference.as_str())
                 == (n.event.as_str(), n.success, n.reference.as_str())
         });
-        (!seen && self.payment.notices.len() < NOTICES_MAX).then_some(OrderEvent::Notified(n))
+        (!seen && self.payment.notices.len() < PAYMENT_NOTICES_MAX)
+            .then_some(OrderEvent::Notified(n))
     }
 
     /// A label for shipment `n`, unless it has one (a retried `packed`

@@ -162,7 +162,7 @@ impl Errors {
                 return None;
             }
         };
-        let max = crate::domain::address::FIELD_MAX;
+        let max = crate::limits::ADDRESS_FIELD_MAX;
         let mut field = |k: &str| self.string(a, k, &at, max, true);
         let address = crate::domain::address::Address {
             name: field("name")?,

@@ -7,10 +7,9 @@ use serde_json::{json, Map, Value};
 
 use super::route::Route;
 
-use crate::domain::address::FIELD_MAX as ADDRESS_FIELD_MAX;
 use crate::limits::{
-    BATCH_ITEMS_MAX, CART_LINES_MAX, DIMENSION_MM_MAX, QTY_MAX, STOCK_MAX, TTL_S_DEFAULT,
-    TTL_S_MAX, TTL_S_MIN,
+    ADDRESS_FIELD_MAX, BATCH_ITEMS_MAX, CART_LINES_MAX, DIMENSION_MM_MAX, QTY_MAX, STOCK_MAX,
+    TTL_S_DEFAULT, TTL_S_MAX, TTL_S_MIN,
 };
 
 /// (method, route, summary, request schema, success status, response schema, error statuses)

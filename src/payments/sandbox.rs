@@ -10,7 +10,7 @@
 //! Captures, refunds and voids follow the money: never more captured than
 //! authorized, never more refunded than captured, nothing captured after a
 //! void. Every call is idempotent by its key (the same key with other
-//! parameters is `Rejected`); at most `KEYS_MAX` keys are remembered.
+//! parameters is `Rejected`); at most `SANDBOX_KEYS_MAX` keys are remembered.
 
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
@@ -21,8 +21,7 @@ use super::{Authorization, Authorize, Follow, PaymentError, PaymentProvider};
 /// How long an authorization of an amount ending in 53 takes.
 pub const SLOW: std::time::Duration = std::time::Duration::from_secs(3);
 use crate::domain::order::Minor;
-
-const KEYS_MAX: usize = 1_000_000;
+use crate::limits::SANDBOX_KEYS_MAX;
 
 #[derive(Debug, Default)]
 struct Auth {
@@ -67,7 +66,7 @@ impl State {
     fn remember(&mut self, key: &str, asked: String, answer: Answer) {
         self.keys.insert(key.to_string(), (asked, answer));
         self.order.push_back(key.to_string());
-        while self.order.len() > KEYS_MAX {
+        while self.order.len() > SANDBOX_KEYS_MAX {
             if let Some(old) = self.order.pop_front() {
                 self.keys.remove(&old);
             }

@@ -32,6 +32,7 @@ use tokio::sync::oneshot;
 
 use super::storage::{Storage, WritableFile};
 use crate::domain::event::{Event, EVENT_FORMAT_VERSION};
+use crate::limits::JOURNAL_SHIP_QUEUE;
 use crate::limits::{
     JOURNAL_BATCH_RECORDS_MAX, JOURNAL_QUEUE_RECORDS_MAX, JOURNAL_RECORD_BYTES_MAX,
     JOURNAL_SEGMENT_BYTES_MAX,
@@ -952,10 +953,6 @@ struct Shipper {
     ack_after: bool,
 }
 
-/// Shipments queued to the shipper: beyond them the writer waits
-/// (`ack_after`) or the shipper reads from the segments.
-const SHIP_QUEUE: usize = 64;
-
 impl Shipper {
     fn start(
         storage: Arc<dyn Storage>,
@@ -965,7 +962,7 @@ impl Shipper {
         guards: Guards,
         stats: Arc<JournalStats>,
     ) -> Result<Shipper, JournalError> {
-        let (tx, rx) = bounded(SHIP_QUEUE);
+        let (tx, rx) = bounded(JOURNAL_SHIP_QUEUE);
         let ack_after = r.ack_after;
         stats.shipped_seq.store(next - 1, Ordering::Release);
         let mut t = ShipperThread {
