@@ -89,6 +89,15 @@ fn ship_to_home_from_order_to_return() {
     );
     assert_eq!((st, v["code"].as_str()), (409, Some("order_exists")));
     assert_eq!(stock(&c, &s, "S_RM", "A"), (5, 2));
+    // Whatever the body names: an order's id is taken before its SKUs and
+    // its pickup are looked up (a retry with another cart is 409 too).
+    for body in [
+        json!({"id": "O-1", "lines": [{"sku": "NOPE", "qty": 1, "unit_price": "1"}], "delivery": roma(), "payment": {"provider": "sandbox"}}),
+        json!({"id": "O-1", "lines": [{"sku": "A", "qty": 1, "unit_price": "1"}], "delivery": {"type": "pickup", "location": "NOWHERE"}, "payment": {"provider": "sandbox"}}),
+    ] {
+        let (st, v) = order(&c, &s, body);
+        assert_eq!((st, v["code"].as_str()), (409, Some("order_exists")), "{v}");
+    }
 
     let (st, o) = event(&c, &s, "O-1", 1, "picked");
     assert_eq!(

@@ -111,6 +111,8 @@ fn new_order(state: &AppState, req: &Request) -> Result<NewOrder, ApiError> {
     let (Some(id), Some(delivery), Some(provider)) = (id, delivery, provider) else {
         return Err(ApiError::new(Code::ValidationFailed, "order"));
     };
+    // Taken before its SKUs and destination are looked up.
+    crate::orders::place::refuse_existing(&state.orders, &id)?;
     let r = resolved(state, &wanted, delivery, address)?;
     Ok(NewOrder {
         id,

@@ -42,12 +42,8 @@ pub struct NewOrder {
 /// Places `n`: the order as recorded (201), or why not; a declined payment
 /// is 402 with the order, recorded declined, in its `order` member.
 pub async fn place(orders: &Orders, n: NewOrder) -> Result<Order, ApiError> {
-    if let Some(o) = orders.engine.order(&n.id)? {
-        return Err(ApiError::new(
-            Code::OrderExists,
-            format!("order {} exists ({})", n.id, o.status().as_str()),
-        ));
-    }
+    // Never authorized twice for one id.
+    refuse_existing(orders, &n.id)?;
     // Plan, then hold each shipment as its own reservation; all or none.
     // Or, with a reservation named, its lines make the shipments, split
     // into them once the payment is authorized.
@@ -114,6 +110,18 @@ pub async fn place(orders: &Orders, n: NewOrder) -> Result<Order, ApiError> {
             };
             record(orders, order, held, auth.amount, reference, now).await
         }
+    }
+}
+
+/// 409 `order_exists` if order `id` exists: an order is placed once by
+/// its id, whatever else a request for it says.
+pub fn refuse_existing(orders: &Orders, id: &str) -> Result<(), ApiError> {
+    match orders.engine.order(id)? {
+        Some(o) => Err(ApiError::new(
+            Code::OrderExists,
+            format!("order {id} exists ({})", o.status().as_str()),
+        )),
+        None => Ok(()),
     }
 }
 
@@ -208,9 +216,11 @@ async fn record(
     let placed = match placed {
         Ok(Ok(o)) => o,
         Err(e) => {
-            // Not recorded (the journal refused): give the stock back
-            // now; a retry with the same id authorizes with the same key,
-            // so it is never charged twice.
+            // Not recorded, or not known to be (the journal refused or
+            // failed): give the stock back now (a poisoned journal refuses
+            // the releases, and the holds expire); a retry with the same
+            // id authorizes with the same key, so it is never charged
+            // twice.
             release_all(orders, &held).await;
             return Err(e.into());
         }

@@ -150,14 +150,16 @@ pub async fn split(
 pub async fn restock(orders: &Orders, r: &OwedRestock) -> Result<(), ApiError> {
     let (s, l) = {
         let c = orders.engine.catalog();
-        let s = c.sku_idx(r.sku.as_str());
-        let l = c.location_idx(r.location.as_str());
-        s.zip(l).ok_or_else(|| {
+        let s = c
+            .sku_idx(r.sku.as_str())
+            .ok_or_else(|| ApiError::new(Code::UnknownSku, format!("unknown SKU {}", r.sku)))?;
+        let l = c.location_idx(r.location.as_str()).ok_or_else(|| {
             ApiError::new(
-                Code::UnknownSku,
-                format!("{} at {} is not in the catalog", r.sku, r.location),
+                Code::UnknownLocation,
+                format!("unknown location {}", r.location),
             )
-        })?
+        })?;
+        (s, l)
     };
     let done = orders
         .engine
