@@ -121,3 +121,117 @@ fn a_split_s_parts_are_found_in_the_cart_s_book_across_a_restart() {
         assert_eq!(done.status, Status::Confirmed);
     });
 }
+
+/// A payment so slow that the order's holds expire while it is
+/// authorized: the order is then recorded as paid, so its answer is the
+/// order (its lost hold named by the reconciliation the failure asks
+/// for), never a 503 that says nothing was done.
+#[test]
+fn an_order_whose_holds_expired_while_it_was_paid_is_answered_as_placed() {
+    use holdfast::carriers::Shipping;
+    use holdfast::domain::order::{Delivery, OrderLine};
+    use holdfast::domain::sourcing::{PlanOptions, Target};
+    use holdfast::domain::SkuId;
+    use holdfast::orders::place::{place, NewOrder};
+    use holdfast::orders::{Orders, Unsettled};
+    use holdfast::payments::{PaymentProvider, Routing};
+    use std::sync::Arc;
+
+    let rt = rt();
+    let fs = SimStorage::new(9);
+    let clock = ManualClock::new(1_700_000_000_000);
+    let e = open(&fs, &clock, 1);
+    rt.block_on(one_record(&e, 5));
+    let slow: Arc<dyn PaymentProvider> = Arc::new(Slow(clock.clone()));
+    let orders = Orders {
+        engine: e.clone(),
+        payments: vec![("slow".into(), slow.clone())],
+        scalapay: None,
+        payment_routing: Routing::default(),
+        shipping: Shipping {
+            carriers: Vec::new(),
+            routing: Routing::default(),
+            labels: "/data/labels".into(),
+            storage: Arc::new(fs.clone()),
+        },
+        unsettled_since: Unsettled::default(),
+    };
+    let new = NewOrder {
+        id: "O-1".into(),
+        channel: None,
+        lines: vec![OrderLine {
+            sku: SkuId::parse("S0").expect("id"),
+            qty: 1,
+            unit_price: 1_000,
+        }],
+        asked: vec![(0, 1)],
+        target: Target::Deliver {
+            lat: 45.0,
+            lon: 9.0,
+        },
+        delivery: Delivery::Ship {
+            lat: 45.0,
+            lon: 9.0,
+            address: None,
+        },
+        provider: slow,
+        method: None,
+        options: PlanOptions {
+            explain: false,
+            split_lines: None,
+        },
+        from: None,
+    };
+    let placed = rt
+        .block_on(place(&orders, new))
+        .expect("answered as placed");
+    assert_eq!(placed.id, "O-1");
+    assert!(e.order("O-1").expect("read").is_some(), "recorded");
+    assert!(
+        orders.unsettled_since.get().is_some(),
+        "the failed confirm asks for a reconciliation"
+    );
+}
+
+/// Authorizes after the order's holds expired: the clock jumps past their
+/// TTL, and the books' expiry tick (real time) sees it.
+struct Slow(ManualClock);
+
+impl holdfast::payments::PaymentProvider for Slow {
+    fn name(&self) -> &str {
+        "slow"
+    }
+    fn authorize<'a>(
+        &'a self,
+        _: &'a holdfast::payments::Authorize,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<holdfast::payments::Authorization, holdfast::payments::PaymentError>,
+    > {
+        Box::pin(async move {
+            self.0.advance_ms(901_000);
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            Ok(holdfast::payments::Authorization::Authorized {
+                reference: "ref-1".into(),
+            })
+        })
+    }
+    fn capture<'a>(
+        &'a self,
+        _: &'a holdfast::payments::Follow,
+    ) -> futures::future::BoxFuture<'a, Result<(), holdfast::payments::PaymentError>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn refund<'a>(
+        &'a self,
+        _: &'a holdfast::payments::Follow,
+    ) -> futures::future::BoxFuture<'a, Result<(), holdfast::payments::PaymentError>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn void<'a>(
+        &'a self,
+        _: &'a holdfast::payments::Follow,
+    ) -> futures::future::BoxFuture<'a, Result<(), holdfast::payments::PaymentError>> {
+        Box::pin(async { Ok(()) })
+    }
+}

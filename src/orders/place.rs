@@ -233,19 +233,16 @@ async fn record(
             ));
         }
     };
+    // Recorded: the order is placed, whatever its holds say now. A hold
+    // not confirmed here (the engine busy, or it expired while the
+    // payment was authorized) is left to the retry job's reconciliation,
+    // which confirms it if it is still held or names it lost; answering
+    // 503 would tell the client that nothing was done.
     for r in &held {
         let confirmed = stock::transition(orders, r.clone(), Transition::Confirm).await;
         if !matches!(confirmed, Ok(true)) {
-            // The order is journaled: the retry loop's next
-            // reconciliation confirms what is still held (a cluster
-            // shard moving answered 503) or names it lost.
+            tracing::warn!(order = %placed.id, reservation = %r, ?confirmed, "an order's hold was not confirmed: left to the reconciliation");
             orders.unsettled_since.failed(placed.updated_ms);
-        }
-        if !confirmed? {
-            return Err(ApiError::new(
-                Code::Unavailable,
-                "a hold of the order expired before it was confirmed",
-            ));
         }
     }
     Ok(placed)
