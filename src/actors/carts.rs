@@ -241,7 +241,7 @@ impl Engine {
             lines: hold_lines,
             names,
             partial,
-            book: self.book_for(&id).clone().recipient(),
+            book: self.0.book_inserts[book_of(&id, self.0.books.len())].clone(),
             id,
             now: self.0.clock.now_ms(),
             ttl_s,

@@ -200,6 +200,9 @@ struct Inner {
     catalog: Arc<RwLock<Catalog>>,
     stock: Vec<Addr<StockShard>>,
     books: Vec<Addr<ReservationBook>>,
+    /// Each book's address as the stock shards' fast path sends to it
+    /// (`stock_shard::Insert`), made once.
+    book_inserts: Vec<Recipient<stock_shard::Insert>>,
     journal: Journal,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
@@ -286,18 +289,6 @@ impl Engine {
     fn book_for(&self, id: &ReservationId) -> &Addr<ReservationBook> {
         &self.0.books[book_of(id, self.0.books.len())]
     }
-
-    // ---- catalog -------------------------------------------------------
-
-    // ---- sourcing ------------------------------------------------------
-
-    // ---- stock feed ----------------------------------------------------
-
-    // ---- orders --------------------------------------------------------
-
-    // ---- stock ---------------------------------------------------------
-
-    // ---- reservations --------------------------------------------------
 }
 
 /// Actor threads by default: one for every two cores, at least one.

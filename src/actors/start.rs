@@ -112,6 +112,7 @@ impl Engine {
         let engine = Engine(Arc::new(Inner {
             catalog,
             stock: actors.stock,
+            book_inserts: actors.books.iter().map(|b| b.clone().recipient()).collect(),
             books: actors.books,
             journal,
             clock,

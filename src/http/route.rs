@@ -89,19 +89,26 @@ pub enum Serving {
 
 use Route::*;
 
+/// Every route's template split at `/`, once (requests are parsed against
+/// it on the hot path).
+static SPLIT: std::sync::LazyLock<Vec<(Route, Vec<&'static str>)>> =
+    std::sync::LazyLock::new(|| {
+        Route::ALL
+            .iter()
+            .map(|r| (*r, r.template()[1..].split('/').collect()))
+            .collect()
+    });
+
 impl Route {
     /// The route of a path split at `/` (each segment percent-decoded),
     /// if any.
     pub fn parse(seg: &[&str]) -> Option<Route> {
-        Route::ALL.iter().copied().find(|r| r.matches(seg))
-    }
-
-    fn matches(self, seg: &[&str]) -> bool {
-        let mut t = self.template()[1..].split('/');
-        seg.iter().all(|s| match t.next() {
-            Some(p) => p.starts_with('{') || p == *s,
-            None => false,
-        }) && t.next().is_none()
+        SPLIT
+            .iter()
+            .find(|(_, t)| {
+                t.len() == seg.len() && t.iter().zip(seg).all(|(p, s)| p.starts_with('{') || p == s)
+            })
+            .map(|(r, _)| *r)
     }
 
     /// The methods it answers (HEAD too wherever GET is: `allows`).

@@ -40,10 +40,12 @@ pub struct NewOrder {
 }
 
 /// Places `n`: the order as recorded (201), or why not; a declined payment
-/// is 402 with the order, recorded declined, in its `order` member.
+/// is 402 with the order, recorded declined, in its `order` member. The
+/// caller checked that its id is free (`refuse_existing`: one lookup, which
+/// for a new id reads the archive); a request racing it for the same id
+/// authorizes under the same key and is refused when recording
+/// (`order_exists`, its holds released).
 pub async fn place(orders: &Orders, n: NewOrder) -> Result<Order, ApiError> {
-    // Never authorized twice for one id.
-    refuse_existing(orders, &n.id)?;
     // Plan, then hold each shipment as its own reservation; all or none.
     // Or, with a reservation named, its lines make the shipments, split
     // into them once the payment is authorized.
