@@ -106,6 +106,12 @@ pub const ORDER_PASSIVATE_IDLE_MS: i64 = 3600 * 1000;
 /// How often the engine drops the orders the snapshotter has archived.
 pub const ORDER_SWEEP_EVERY_S: u64 = 60;
 
+/// Orders an order book examines for passivation at a time (each one read
+/// back from the archive to compare): the stretch its arbiter spends on it
+/// before serving checkouts again. Cost: about a millisecond per batch
+/// (sled reads from its cache); a book with more due goes on 10 ms later.
+pub const ORDER_SWEEP_BATCH: usize = 256;
+
 /// Holders of a split line's SKU its parts are chosen among (sourcing.rs,
 /// split lines): past this many, the largest few, then the cheapest that
 /// could share a shipment, then the cheapest, and the plan says

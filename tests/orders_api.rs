@@ -564,11 +564,24 @@ fn daily_capacity_is_taken_by_orders_and_given_back_by_cancels() {
     );
     assert_eq!(st, 422);
 
-    // The counts are rebuilt from the orders after kill -9.
+    // The counts and the counter's open pickups are rebuilt from the
+    // orders after kill -9.
     s.kill_and_restart("");
     let (_, o6) = order(&c, &s, one_a("Q-6", roma()));
     assert_eq!(from(&o6), "DC1", "both stores are full today");
     assert_eq!(order(&c, &s, one_a("Q-7", pickup)).0, 422);
+    let (st, p) = get(&c, &s, "/v1/locations/S_MI/pickups");
+    assert_eq!(
+        (st, p["pickups"][0]["id"].as_str()),
+        (200, Some("Q-4")),
+        "{p}"
+    );
+    // A cancelled pickup leaves the counter and gives its slot back.
+    assert_eq!(post(&c, &s, "/v1/orders/Q-4/cancel", None).0, 200);
+    let (_, p) = get(&c, &s, "/v1/locations/S_MI/pickups");
+    assert_eq!(p["pickups"], json!([]));
+    let pickup = json!({"type": "pickup", "location": "S_MI"});
+    assert_eq!(order(&c, &s, one_a("Q-8", pickup)).0, 201);
 }
 
 const STORES: &str = r#"

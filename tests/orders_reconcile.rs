@@ -57,6 +57,7 @@ fn a_paid_order_whose_holds_were_not_confirmed_is_reconciled_at_start() {
         assert_eq!(e.reconcile_orders().await.expect("engine"), (0, 1));
         assert!(e
             .order("O-1")
+            .await
             .expect("engine")
             .is_some_and(|o| o.shipments[0].reservation.as_deref() == Some(kept.as_str())));
     });
@@ -186,7 +187,10 @@ fn an_order_whose_holds_expired_while_it_was_paid_is_answered_as_placed() {
         .block_on(place(&orders, new))
         .expect("answered as placed");
     assert_eq!(placed.id, "O-1");
-    assert!(e.order("O-1").expect("read").is_some(), "recorded");
+    assert!(
+        rt.block_on(e.order("O-1")).expect("read").is_some(),
+        "recorded"
+    );
     assert!(
         orders.unsettled_since.get().is_some(),
         "the failed confirm asks for a reconciliation"

@@ -60,7 +60,17 @@ fn snapshot(dir: &Path) {
 }
 
 fn status(e: &Engine, id: &str) -> Option<OrderStatus> {
-    e.order(id).expect("engine").map(|o| o.status())
+    rt().block_on(e.order(id))
+        .expect("engine")
+        .map(|o| o.status())
+}
+
+fn in_memory(e: &Engine) -> usize {
+    rt().block_on(e.orders_in_memory()).expect("engine")
+}
+
+fn passivate(e: &Engine) -> usize {
+    rt().block_on(e.passivate_orders()).expect("sweep")
 }
 
 /// Places a paid order of one unit; its hold confirmed.
@@ -84,11 +94,12 @@ fn change(
     e: &Engine,
     id: &str,
     decide: impl FnOnce(
-        &holdfast::domain::order::Order,
-    ) -> Result<
-        Option<holdfast::domain::order::OrderEvent>,
-        holdfast::domain::order::Refused,
-    >,
+            &holdfast::domain::order::Order,
+        ) -> Result<
+            Option<holdfast::domain::order::OrderEvent>,
+            holdfast::domain::order::Refused,
+        > + Send
+        + 'static,
 ) {
     rt.block_on(e.order_change(id, decide))
         .expect("engine")
@@ -113,12 +124,12 @@ fn finished_orders_leave_memory_and_come_back_on_demand() {
         ShipStatus::Delivered,
     ] {
         let now = clock.now_ms();
-        change(&rt, &e, "O-DELIVERED", |o| o.decide_move(1, to, now));
+        change(&rt, &e, "O-DELIVERED", move |o| o.decide_move(1, to, now));
     }
     let now = clock.now_ms();
-    change(&rt, &e, "O-CANCELLED", |o| o.decide_cancel(now));
-    assert_eq!(e.orders_in_memory(), 3);
-    assert_eq!(e.passivate_orders().expect("sweep"), 0, "not idle yet");
+    change(&rt, &e, "O-CANCELLED", move |o| o.decide_cancel(now));
+    assert_eq!(in_memory(&e), 3);
+    assert_eq!(passivate(&e), 0, "not idle yet");
 
     // The next day: today's order moves the records' clock on, a snapshot
     // archives yesterday's finished orders, the sweep drops them.
@@ -129,15 +140,15 @@ fn finished_orders_leave_memory_and_come_back_on_demand() {
     while dropped < 2 {
         assert!(t0.elapsed() < Duration::from_secs(15), "never passivated");
         std::thread::sleep(Duration::from_millis(100));
-        dropped += e.passivate_orders().expect("sweep");
+        dropped += passivate(&e);
     }
     assert_eq!(dropped, 2);
-    assert_eq!(e.orders_in_memory(), 2, "the open order and today's stay");
+    assert_eq!(in_memory(&e), 2, "the open order and today's stay");
     assert_eq!(e.metrics().orders_passivated.load(Ordering::Relaxed), 2);
     // Read back on demand, without coming back to memory.
     assert_eq!(status(&e, "O-DELIVERED"), Some(OrderStatus::Delivered));
     assert_eq!(status(&e, "O-CANCELLED"), Some(OrderStatus::Cancelled));
-    assert_eq!(e.orders_in_memory(), 2);
+    assert_eq!(in_memory(&e), 2);
     // Its id stays taken.
     let (o, paid) = paid_order("O-CANCELLED", "r-x", clock.now_ms());
     assert!(rt
@@ -150,15 +161,15 @@ fn finished_orders_leave_memory_and_come_back_on_demand() {
 
     // Restarted from a snapshot without them: only two orders in memory.
     let e = open(tmp.path(), &clock, false);
-    assert_eq!(e.orders_in_memory(), 2);
+    assert_eq!(in_memory(&e), 2);
     assert_eq!(status(&e, "O-CANCELLED"), Some(OrderStatus::Cancelled));
     // A late return brings the delivered order back to memory.
     let now = clock.now_ms();
-    change(&rt, &e, "O-DELIVERED", |o| {
+    change(&rt, &e, "O-DELIVERED", move |o| {
         o.decide_return(&[(0, 1)], LocationId::parse("L0").expect("id"), now)
             .map(Some)
     });
-    assert_eq!(e.orders_in_memory(), 3);
+    assert_eq!(in_memory(&e), 3);
     assert_eq!(e.metrics().orders_activated.load(Ordering::Relaxed), 1);
     assert_eq!(status(&e, "O-DELIVERED"), Some(OrderStatus::Returned));
     // A day later it is archived again, returned, by a snapshot that also
@@ -177,7 +188,10 @@ fn finished_orders_leave_memory_and_come_back_on_demand() {
             store.corrupt_newest().expect("corrupt");
         }
         let e = open(tmp.path(), &clock, false);
-        let o = e.order("O-DELIVERED").expect("engine").expect("order");
+        let o = rt
+            .block_on(e.order("O-DELIVERED"))
+            .expect("engine")
+            .expect("order");
         assert_eq!(o.status(), OrderStatus::Returned, "damaged: {damaged}");
         assert_eq!(o.returned, vec![1], "returned once (damaged: {damaged})");
         assert_eq!(status(&e, "O-CANCELLED"), Some(OrderStatus::Cancelled));

@@ -277,7 +277,8 @@ impl Engine {
     pub(super) fn undo_holds(&self, lines: &[CartLine], outcomes: &[stock_shard::HoldOutcome]) {
         // Provisional holds only: on_hand untouched (the time does not
         // matter), never journaled (no ticket).
-        self.send_deltas(
+        stock_shard::send_deltas(
+            &self.0.stock,
             0,
             None,
             outcomes.iter().filter(|o| o.held > 0).map(|o| {
@@ -292,32 +293,6 @@ impl Engine {
                 )
             }),
         );
-    }
-
-    /// Sends deltas already decided (journaled at `at_ms` with `ticket`,
-    /// or `None`: undoing provisional holds; none is a sale) to their stock
-    /// shards, one message per shard touched.
-    pub(super) fn send_deltas(
-        &self,
-        at_ms: TimeMs,
-        ticket: Option<u64>,
-        deltas: impl IntoIterator<Item = (SkuIdx, LocIdx, StockDelta)>,
-    ) {
-        let n = self.0.stock.len();
-        let mut per_shard: Vec<Vec<(SkuIdx, LocIdx, StockDelta)>> = vec![Vec::new(); n];
-        for d in deltas {
-            per_shard[d.0 as usize % n].push(d);
-        }
-        for (i, d) in per_shard.into_iter().enumerate() {
-            if !d.is_empty() {
-                self.0.stock[i].do_send(ApplyDeltas {
-                    deltas: d,
-                    at_ms,
-                    sale: false,
-                    ticket,
-                });
-            }
-        }
     }
 
     pub(super) fn shortages(

@@ -46,10 +46,14 @@ impl Engine {
             location: id.clone(),
             value: loc.clone(),
         };
-        let (version, capacity) = (&self.0.locations_version, &self.0.capacity);
+        let (version, locations) = (&self.0.locations_version, &self.0.locations);
         self.write_catalog(event, |c| {
-            // A new capacity may make the location full, or not any more.
-            capacity.lock().recheck(&id, loc.daily_capacity);
+            // A new capacity may make the location full, or not any more:
+            // its actor reads it once this write is applied. (A location
+            // without an actor has taken no order today.)
+            if let Some(actor) = locations.existing(&id) {
+                actor.do_send(location::Recheck);
+            }
             c.put_location(id, loc);
             version.fetch_add(1, Ordering::Release);
         })

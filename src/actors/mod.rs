@@ -4,6 +4,9 @@
 //!   and holds.
 //! - `reservation_book`: `ReservationBook` shards: reservations, transitions,
 //!   expiry.
+//! - `order_book`: `OrderBook` shards: orders, their changes, passivation.
+//! - `location`: `LocationActor`, one per location: today's capacity
+//!   count, open pickups.
 //! - `Engine` (here): starts the actix system with one arbiter per two
 //!   cores and recovers the state from the journal; its methods, one file
 //!   per concern:
@@ -13,12 +16,15 @@
 //!   - `stock`: counts, adjustments and reads of stock records;
 //!   - `catalog_writes`: SKUs and locations;
 //!   - `planning`: sourcing plans over live stock and today's capacity;
-//!   - `orders`: orders, their holds and their passivation;
+//!   - `orders`: the order books' side: routing, passes over every
+//!     order, reconciling their holds;
 //!   - `feed_views`: the stock feed's subscriptions and first views.
 
 mod carts;
 mod catalog_writes;
 mod feed_views;
+pub mod location;
+pub mod order_book;
 mod orders;
 mod planning;
 pub mod reservation_book;
@@ -28,9 +34,8 @@ pub mod stock_shard;
 
 pub use carts::CartLine;
 pub use feed_views::FeedView;
-pub use orders::OrderExists;
-use orders::{order_shard, sweep_orders};
-use planning::DailyCapacity;
+pub use order_book::OrderExists;
+pub use orders::ParcelCarried;
 
 use actix::prelude::*;
 use parking_lot::{Mutex, RwLock};
@@ -59,10 +64,14 @@ use crate::persistence::recovery::recover_model;
 use crate::persistence::snapshot::{run_snapshotter, SnapshotPolicy, SnapshotStore};
 use crate::persistence::{Durability, Journal, JournalError, RecoveryReport, Storage};
 use crate::problem::{ApiError, Code};
+use location::{LiveState, LiveView, LocationActor, Locations};
+use order_book::{
+    order_book_of, ChangeOrder, FindOrder, InMemory, OrderBook, Passivate, PlaceOrder, ScanOrders,
+};
 use reservation_book::{Create, DumpBook, Get, ReservationBook, Split, Transit};
 use stock_shard::{
-    ApplyDeltas, Commit, Count, CountItem, Dump, FeedSnapshot, FeedSnapshotReply, Hold,
-    HoldAndRecord, HoldLine, Read, RecordView, StockShard,
+    Commit, Count, CountItem, Dump, FeedSnapshot, FeedSnapshotReply, Hold, HoldAndRecord, HoldLine,
+    Read, RecordView, StockShard,
 };
 
 /// A write could not be taken; nothing about the client's input is wrong.
@@ -219,16 +228,10 @@ struct Inner {
     /// from the catalog when it has moved.
     locations_version: AtomicU64,
     sites: RwLock<Option<(u64, Arc<Sites>)>>,
-    /// Live orders (and finished ones not passivated yet), in shards by id.
-    /// Each shard's lock orders the decision, the journal append and the
-    /// change alike (as the catalog's does): one order is one state
-    /// machine, never two writers. ARCHITECTURE.md's `OrderActor` per order
-    /// in this form: an actix actor per order would cost a mailbox and a
-    /// context more than the order itself, and the lock is held only for
-    /// the decision and the journal enqueue, never across an await (the
-    /// durability wait comes after it is released).
-    orders: Vec<Mutex<ahash::AHashMap<String, Order>>>,
-    capacity: Mutex<DailyCapacity>,
+    /// Live orders (and finished ones not passivated yet), in books by id.
+    order_books: Vec<Addr<OrderBook>>,
+    /// The location actors: today's capacity counts, open pickups.
+    locations: Arc<Locations>,
     /// The order archive (in the snapshot store): passivated orders.
     /// `None` without snapshots: every order stays in memory.
     archive: Option<Arc<SnapshotStore>>,
@@ -237,9 +240,6 @@ struct Inner {
 }
 
 const DAY_MS: crate::domain::TimeMs = 86_400_000;
-
-/// Order shards: enough that two orders rarely share a lock.
-const ORDER_SHARDS: usize = 64;
 
 /// The engine: cheap to clone; every clone talks to the same actors.
 #[derive(Clone)]

@@ -1,66 +1,5 @@
 use super::*;
 
-/// Orders taken per location and day, for `daily_capacity`, and the
-/// locations that have reached theirs: a plan reads only those, not every
-/// count. Lock order: the catalog before this.
-#[derive(Default)]
-pub(super) struct DailyCapacity {
-    /// (day since the epoch, UTC; orders that day)
-    counts: ahash::AHashMap<LocationId, (i64, u32)>,
-    /// Locations whose count reached their capacity on the day counted.
-    full: ahash::AHashSet<LocationId>,
-}
-
-impl DailyCapacity {
-    /// Adds `delta` orders of the day of `at_ms` to `loc`'s count: a newer
-    /// day starts from zero, an older one no longer matters.
-    pub(super) fn add(
-        &mut self,
-        loc: &LocationId,
-        at_ms: crate::domain::TimeMs,
-        delta: i32,
-        cap: Option<u32>,
-    ) {
-        let day = at_ms.div_euclid(DAY_MS);
-        let e = self.counts.entry(loc.clone()).or_insert((day, 0));
-        if day > e.0 {
-            *e = (day, 0);
-        }
-        if day == e.0 {
-            e.1 = e.1.saturating_add_signed(delta);
-        }
-        self.recheck(loc, cap);
-    }
-
-    /// `loc` against its (maybe new) capacity.
-    pub(super) fn recheck(&mut self, loc: &LocationId, cap: Option<u32>) {
-        let n = self.counts.get(loc).map_or(0, |e| e.1);
-        if cap.is_some_and(|c| n >= c) {
-            self.full.insert(loc.clone());
-        } else {
-            self.full.remove(loc);
-        }
-    }
-
-    /// The locations full on `day`.
-    pub(super) fn full_on(&self, day: i64) -> Vec<LocationId> {
-        self.full
-            .iter()
-            .filter(|l| self.counts.get(*l).is_some_and(|e| e.0 == day))
-            .cloned()
-            .collect()
-    }
-
-    /// Counts `o` (`delta` +1 placed, -1 cancelled) at every location it
-    /// takes capacity from.
-    pub(super) fn count_order(&mut self, c: &Catalog, o: &Order, delta: i32) {
-        for l in o.capacity_locations() {
-            let cap = c.location_by_id(l.as_str()).and_then(|x| x.daily_capacity);
-            self.add(&l, o.created_ms, delta, cap);
-        }
-    }
-}
-
 impl Engine {
     /// The network as the planner sees it, rebuilt only when a location
     /// was written since the last build.
@@ -90,7 +29,7 @@ impl Engine {
     /// moment can both take a location's last slot of the day.
     pub(super) fn sites_now(&self) -> Arc<Sites> {
         let today = self.0.clock.now_ms().div_euclid(DAY_MS);
-        let full = self.0.capacity.lock().full_on(today);
+        let full = self.0.locations.board().full_on(today);
         self.sites_marking(full)
     }
 

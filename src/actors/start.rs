@@ -11,10 +11,11 @@ struct Shares {
     stock: Vec<StockShare>,
     /// Per reservation book: its reservations.
     books: Vec<ahash::AHashMap<ReservationId, Reservation>>,
-    /// Orders by `order_shard`.
-    orders: Vec<Mutex<ahash::AHashMap<String, Order>>>,
-    /// Today's orders per location, counted from them.
-    capacity: DailyCapacity,
+    /// Per order book: its orders.
+    orders: Vec<ahash::AHashMap<String, Order>>,
+    /// What the orders leave at each location: today's counts, open
+    /// pickups.
+    locations: ahash::AHashMap<LocationId, location::LocationStart>,
 }
 
 type StockShare = (
@@ -27,8 +28,9 @@ type StockShare = (
 struct Actors {
     stock: Vec<Addr<StockShard>>,
     books: Vec<Addr<ReservationBook>>,
+    order_books: Vec<Addr<OrderBook>>,
+    locations: Arc<Locations>,
     system: System,
-    thread: std::thread::JoinHandle<()>,
 }
 
 impl Engine {
@@ -100,14 +102,16 @@ impl Engine {
         threads.push(feed_thread);
         let idempotency = std::mem::take(&mut model.idem).into_iter().collect();
         let shares = share(model, n, &catalog.read(), clock.now_ms());
-        let actors = start_actors(
-            shares.stock,
-            shares.books,
-            &catalog,
-            &journal,
-            &clock,
-            &feed,
-            &metrics,
+        let (actors, actix_thread) = start_actors(
+            shares,
+            Handles {
+                catalog: catalog.clone(),
+                journal: journal.clone(),
+                clock: clock.clone(),
+                feed: feed.clone(),
+                metrics: metrics.clone(),
+                archive: snapshots.clone(),
+            },
         )?;
         let engine = Engine(Arc::new(Inner {
             catalog,
@@ -120,18 +124,17 @@ impl Engine {
             boot_nonce: rand::random::<u64>(),
             next_id: AtomicU64::new(0),
             system: actors.system,
-            actix_thread: Mutex::new(Some(actors.thread)),
+            actix_thread: Mutex::new(Some(actix_thread)),
             threads: Mutex::new(threads),
             stop_snapshots,
             weights: cfg.sourcing,
             locations_version: AtomicU64::new(0),
             sites: RwLock::new(None),
-            orders: shares.orders,
-            capacity: Mutex::new(shares.capacity),
+            order_books: actors.order_books,
+            locations: actors.locations,
             archive: snapshots,
             feed,
         }));
-        engine.start_sweeper()?;
         Ok((
             engine,
             Recovered {
@@ -139,18 +142,6 @@ impl Engine {
                 idempotency,
             },
         ))
-    }
-
-    /// With an archive, the thread that passivates settled orders.
-    fn start_sweeper(&self) -> Result<(), EngineError> {
-        if self.0.archive.is_none() {
-            return Ok(());
-        }
-        let weak = Arc::downgrade(&self.0);
-        let stop = self.0.stop_snapshots.clone();
-        let sweeper = spawn("order-sweeper", move || sweep_orders(weak, stop))?;
-        self.0.threads.lock().push(sweeper);
-        Ok(())
     }
 }
 
@@ -194,91 +185,119 @@ fn share(model: Model, n: usize, c: &Catalog, now: TimeMs) -> Shares {
     for (id, r) in model.reservations {
         books[book_of(&id, n)].insert(id, r);
     }
-    let orders: Vec<Mutex<ahash::AHashMap<String, Order>>> = (0..ORDER_SHARDS)
-        .map(|_| Mutex::new(Default::default()))
-        .collect();
-    let mut capacity = DailyCapacity::default();
+    let locations = location::LocationStart::of_orders(model.orders.values());
+    let mut orders: Vec<ahash::AHashMap<String, Order>> = vec![Default::default(); n];
     for (id, o) in model.orders {
-        if o.takes_capacity() {
-            capacity.count_order(c, &o, 1);
-        }
-        orders[order_shard(&id)].lock().insert(id, o);
+        orders[order_book_of(&id, n)].insert(id, o);
     }
     Shares {
         stock,
         books,
         orders,
-        capacity,
+        locations,
     }
 }
 
+/// What every actor shares.
+struct Handles {
+    catalog: Arc<RwLock<Catalog>>,
+    journal: Journal,
+    clock: Arc<dyn Clock>,
+    feed: Feed,
+    metrics: Arc<Metrics>,
+    archive: Option<Arc<SnapshotStore>>,
+}
+
 /// Starts the actix system on its own thread, one arbiter per shard, each
-/// running that shard's `StockShard` and `ReservationBook`.
+/// running that shard's `StockShard`, `ReservationBook` and `OrderBook`;
+/// the location actors are spread over the same arbiters.
 fn start_actors(
-    stock: Vec<StockShare>,
-    books: Vec<ahash::AHashMap<ReservationId, Reservation>>,
-    catalog: &Arc<RwLock<Catalog>>,
-    journal: &Journal,
-    clock: &Arc<dyn Clock>,
-    feed: &Feed,
-    metrics: &Arc<Metrics>,
-) -> Result<Actors, EngineError> {
+    shares: Shares,
+    h: Handles,
+) -> Result<(Actors, std::thread::JoinHandle<()>), EngineError> {
     let (tx, rx) = std::sync::mpsc::channel();
-    let (catalog, journal, clock, feed, metrics) = (
-        catalog.clone(),
-        journal.clone(),
-        clock.clone(),
-        feed.clone(),
-        metrics.clone(),
-    );
     let thread = spawn("actix-system", move || {
         let sys = System::new();
         sys.block_on(async move {
-            let arbiters: Vec<Arbiter> = (0..stock.len()).map(|_| Arbiter::new()).collect();
-            let stock: Vec<Addr<StockShard>> = stock
-                .into_iter()
-                .enumerate()
-                .map(|(i, (table, rotation, applied))| {
-                    let start = stock_shard::ShardStart {
-                        table,
-                        rotation,
-                        applied,
-                        catalog: catalog.clone(),
-                        journal: journal.clone(),
-                        clock: clock.clone(),
-                        feed: feed.clone(),
-                        index: i as u32,
-                    };
-                    StockShard::start_in_arbiter(&arbiters[i].handle(), move |_| {
-                        StockShard::new(start)
-                    })
-                })
-                .collect();
-            let books: Vec<Addr<ReservationBook>> = books
+            let arbiters: Vec<Arbiter> = (0..shares.stock.len()).map(|_| Arbiter::new()).collect();
+            let handles: Vec<ArbiterHandle> = arbiters.iter().map(|a| a.handle()).collect();
+            let stock = start_stock(shares.stock, &handles, &h);
+            let books: Vec<Addr<ReservationBook>> = shares
+                .books
                 .into_iter()
                 .enumerate()
                 .map(|(i, b)| {
                     let (j, s, c, k, m) = (
-                        journal.clone(),
+                        h.journal.clone(),
                         stock.clone(),
-                        catalog.clone(),
-                        clock.clone(),
-                        metrics.clone(),
+                        h.catalog.clone(),
+                        h.clock.clone(),
+                        h.metrics.clone(),
                     );
-                    ReservationBook::start_in_arbiter(&arbiters[i].handle(), move |_| {
+                    ReservationBook::start_in_arbiter(&handles[i], move |_| {
                         ReservationBook::new(b, j, s, c, k, m)
                     })
                 })
                 .collect();
-            let _ = tx.send((stock, books, System::current(), arbiters));
+            let locations = Arc::new(Locations::start(
+                shares.locations,
+                handles.clone(),
+                h.catalog.clone(),
+            ));
+            let order_books = shares
+                .orders
+                .into_iter()
+                .enumerate()
+                .map(|(i, orders)| {
+                    let start = order_book::OrderBookStart {
+                        orders,
+                        journal: h.journal.clone(),
+                        archive: h.archive.clone(),
+                        stock: stock.clone(),
+                        locations: locations.clone(),
+                        catalog: h.catalog.clone(),
+                        clock: h.clock.clone(),
+                        metrics: h.metrics.clone(),
+                    };
+                    OrderBook::start_in_arbiter(&handles[i], move |_| OrderBook::new(start))
+                })
+                .collect();
+            let actors = Actors {
+                stock,
+                books,
+                order_books,
+                locations,
+                system: System::current(),
+            };
+            let _ = tx.send((actors, arbiters));
         });
         sys.run().ok();
     })?;
-    let (stock, books, system, _arbiters) = rx.recv().map_err(|_| EngineError::Stopped)?;
-    Ok(Actors {
-        stock,
-        books,
-        system,
-        thread,
-    })
+    let (actors, _arbiters) = rx.recv().map_err(|_| EngineError::Stopped)?;
+    Ok((actors, thread))
+}
+
+/// Starts each stock shard on its arbiter.
+fn start_stock(
+    shares: Vec<StockShare>,
+    arbiters: &[ArbiterHandle],
+    h: &Handles,
+) -> Vec<Addr<StockShard>> {
+    shares
+        .into_iter()
+        .enumerate()
+        .map(|(i, (table, rotation, applied))| {
+            let start = stock_shard::ShardStart {
+                table,
+                rotation,
+                applied,
+                catalog: h.catalog.clone(),
+                journal: h.journal.clone(),
+                clock: h.clock.clone(),
+                feed: h.feed.clone(),
+                index: i as u32,
+            };
+            StockShard::start_in_arbiter(&arbiters[i], move |_| StockShard::new(start))
+        })
+        .collect()
 }

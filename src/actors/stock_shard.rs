@@ -725,3 +725,29 @@ impl Handler<FeedSnapshot> for StockShard {
         });
     }
 }
+
+/// Sends deltas already decided (journaled at `at_ms` with `ticket`, or
+/// `None`: undoing provisional holds; none is a sale) to their stock
+/// shards, one message per shard touched.
+pub fn send_deltas(
+    shards: &[Addr<StockShard>],
+    at_ms: TimeMs,
+    ticket: Option<u64>,
+    deltas: impl IntoIterator<Item = (SkuIdx, LocIdx, StockDelta)>,
+) {
+    let n = shards.len();
+    let mut per_shard: Vec<Vec<(SkuIdx, LocIdx, StockDelta)>> = vec![Vec::new(); n];
+    for d in deltas {
+        per_shard[d.0 as usize % n].push(d);
+    }
+    for (i, d) in per_shard.into_iter().enumerate() {
+        if !d.is_empty() {
+            shards[i].do_send(ApplyDeltas {
+                deltas: d,
+                at_ms,
+                sale: false,
+                ticket,
+            });
+        }
+    }
+}

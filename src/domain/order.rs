@@ -563,15 +563,42 @@ impl Order {
     /// `now`: the day's capacity counts are rebuilt from the orders in
     /// memory.
     pub fn is_passivable(&self, now: TimeMs) -> bool {
+        self.passivable_from().is_some_and(|at| at <= now)
+    }
+
+    /// When this order, as it is, may leave memory (`is_passivable`): an
+    /// idle hour after its last change and not before the UTC day after
+    /// it was placed. `None`: not finished, or owing a refund or restock.
+    pub fn passivable_from(&self) -> Option<TimeMs> {
         use OrderStatus::*;
         const DAY: TimeMs = 86_400_000;
-        matches!(
+        let finished = matches!(
             self.status(),
             PaymentDeclined | Delivered | Collected | Cancelled | Returned
         ) && self.payment.refunds_owed.is_empty()
-            && self.restocks_owed.is_empty()
-            && self.updated_ms + crate::limits::ORDER_PASSIVATE_IDLE_MS <= now
-            && self.created_ms.div_euclid(DAY) < now.div_euclid(DAY)
+            && self.restocks_owed.is_empty();
+        finished.then(|| {
+            let idle = self.updated_ms + crate::limits::ORDER_PASSIVATE_IDLE_MS;
+            let next_day = (self.created_ms.div_euclid(DAY) + 1) * DAY;
+            idle.max(next_day)
+        })
+    }
+
+    /// The store where this order waits to be collected: a pay and
+    /// collect order not yet collected, cancelled, declined or returned.
+    pub fn open_pickup(&self) -> Option<&LocationId> {
+        use OrderStatus::*;
+        match &self.delivery {
+            Delivery::Pickup { location }
+                if !matches!(
+                    self.status(),
+                    Collected | Cancelled | PaymentDeclined | Returned
+                ) =>
+            {
+                Some(location)
+            }
+            _ => None,
+        }
     }
 
     /// What each shipment's reservation must be now, by what the order

@@ -333,7 +333,7 @@ async fn dispatch(state: &Arc<AppState>, route: Route, req: &Request, seg: &[&st
         Route::Locations => catalog::list_locations(state, req),
         Route::Location if get => catalog::get_location(state, req, seg[2]),
         Route::Location => catalog::put_location(state, req, seg[2]).await,
-        Route::Pickups => orders::pickups(state, req, seg[2]),
+        Route::Pickups => orders::pickups(state, req, seg[2]).await,
         Route::InventoryBatch => inventory::batch(state, req).await,
         Route::Stock if get => inventory::get(state, req, seg[2], seg[3]).await,
         Route::Stock => inventory::put(state, req, seg[2], seg[3]).await,
@@ -346,11 +346,11 @@ async fn dispatch(state: &Arc<AppState>, route: Route, req: &Request, seg: &[&st
         }
         Route::ScalapayCheckouts => payments::scalapay_checkout(state, req).await,
         Route::Orders => orders::create(state, req).await,
-        Route::Order => orders::get(state, req, seg[2]),
+        Route::Order => orders::get(state, req, seg[2]).await,
         Route::OrderCancel => orders::cancel(state, req, seg[2]).await,
         Route::OrderReturns => orders::returns(state, req, seg[2]).await,
         Route::RefundSettle => orders::settle_refund(state, req, seg[2]).await,
-        Route::ShipmentLabel => orders::get_label(state, req, seg[2], seg[4]),
+        Route::ShipmentLabel => orders::get_label(state, req, seg[2], seg[4]).await,
         Route::ShipmentEvents => orders::shipment_event(state, req, seg[2], seg[4]).await,
         Route::SourcingPlan => sourcing::plan(state, req).await,
         Route::Healthz | Route::Metrics | Route::OpenApi | Route::Board | Route::AdyenWebhook => {

@@ -67,9 +67,13 @@ pub fn get_from(model: &crate::domain::model::Model, req: &Request, id: &str) ->
     Some(store_may(req, o, None).map(|()| json_response(200, &order_json(o))))
 }
 
-pub fn get(state: &AppState, req: &Request, id: &str) -> ApiResult {
+pub async fn get(state: &AppState, req: &Request, id: &str) -> ApiResult {
     let id = path_id(id, "id")?;
-    let o = state.engine.order(&id)?.ok_or_else(|| not_found(&id))?;
+    let o = state
+        .engine
+        .order(&id)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
     store_may(req, &o, None)?;
     Ok(json_response(200, &order_json(&o)))
 }
@@ -80,7 +84,7 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
     // An identifier (api.md), or 422. An order is placed once by its id:
     // a repeat answers 409 order_exists whatever its key.
     super::idempotency::idempotency_key(req)?;
-    let new = new_order(state, req)?;
+    let new = new_order(state, req).await?;
     let placed = crate::orders::place::place(&state.orders, new).await?;
     let mut resp = json_response(201, &order_json(&placed));
     if let Ok(loc) = format!("/v1/orders/{}", placed.id).parse() {
@@ -91,7 +95,7 @@ pub async fn create(state: &Arc<AppState>, req: &Request) -> ApiResult {
 
 /// The order a request asks for: every field checked (all the errors in
 /// one 422), its SKUs and destination resolved.
-fn new_order(state: &AppState, req: &Request) -> Result<NewOrder, ApiError> {
+async fn new_order(state: &AppState, req: &Request) -> Result<NewOrder, ApiError> {
     let m = parse_object(&req.body)?;
     let mut e = Errors::default();
     let id = e.id(&m, "id", "", true);
@@ -112,7 +116,7 @@ fn new_order(state: &AppState, req: &Request) -> Result<NewOrder, ApiError> {
         return Err(ApiError::new(Code::ValidationFailed, "order"));
     };
     // Taken before its SKUs and destination are looked up.
-    crate::orders::place::refuse_existing(&state.orders, &id)?;
+    crate::orders::place::refuse_existing(&state.orders, &id).await?;
     let r = resolved(state, &wanted, delivery, address)?;
     Ok(NewOrder {
         id,
@@ -376,7 +380,11 @@ pub async fn shipment_event(state: &AppState, req: &Request, id: &str, n: &str) 
     let n: u32 = n
         .parse()
         .map_err(|_| ApiError::new(Code::NotFound, format!("no shipment {n}")))?;
-    let o = state.engine.order(&id)?.ok_or_else(|| not_found(&id))?;
+    let o = state
+        .engine
+        .order(&id)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
     // Authorization before validation: a store that may not see the order
     // learns nothing of the body's rules (the move itself is checked below).
     store_may(req, &o, None)?;
@@ -405,9 +413,13 @@ pub async fn shipment_event(state: &AppState, req: &Request, id: &str, n: &str) 
 }
 
 /// `GET /v1/orders/{id}/shipments/{n}/label`: the label to print.
-pub fn get_label(state: &AppState, req: &Request, id: &str, n: &str) -> ApiResult {
+pub async fn get_label(state: &AppState, req: &Request, id: &str, n: &str) -> ApiResult {
     let id = path_id(id, "id")?;
-    let o = state.engine.order(&id)?.ok_or_else(|| not_found(&id))?;
+    let o = state
+        .engine
+        .order(&id)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
     store_may(req, &o, None)?;
     let Some(p) = n
         .parse::<u32>()
@@ -522,7 +534,7 @@ pub async fn cancel(state: &AppState, req: &Request, id: &str) -> ApiResult {
 /// `GET /v1/locations/{id}/pickups`: the store's open pickups (pay and
 /// collect orders not yet collected, cancelled or declined), for its
 /// counter and its board. Admin, or the store's own token.
-pub fn pickups(state: &AppState, req: &Request, id: &str) -> ApiResult {
+pub async fn pickups(state: &AppState, req: &Request, id: &str) -> ApiResult {
     let id = path_id(id, "location")?;
     req.principal.require_location(&id)?;
     let loc =
@@ -533,6 +545,7 @@ pub fn pickups(state: &AppState, req: &Request, id: &str) -> ApiResult {
     let list: Vec<Value> = state
         .engine
         .pickups_at(&loc, PICKUPS_MAX)
+        .await?
         .iter()
         .map(order_json)
         .collect();

@@ -41,9 +41,12 @@ pub async fn adyen(state: &AppState, body: &Bytes) -> ApiResult {
         };
         let kept = state
             .engine
-            .order_change(&n.merchant_reference, |o| {
-                let ours = o.payment.provider == "adyen" && o.payment.reference == n.payment();
-                Ok(if ours { o.decide_notice(notice) } else { None })
+            .order_change(&n.merchant_reference, {
+                let payment = n.payment().to_string();
+                move |o| {
+                    let ours = o.payment.provider == "adyen" && o.payment.reference == payment;
+                    Ok(if ours { o.decide_notice(notice) } else { None })
+                }
             })
             .await?;
         match kept {

@@ -11,7 +11,11 @@ use crate::problem::ApiError;
 /// Cancels order `id`: the order as recorded cancelled, or why not.
 pub async fn cancel(orders: &Orders, id: &str) -> Result<Order, ApiError> {
     let now = orders.engine.clock().now_ms();
-    let o = orders.engine.order(id)?.ok_or_else(|| not_found(id))?;
+    let o = orders
+        .engine
+        .order(id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
     if let Some(OrderEvent::Cancelled { voided: true, .. }) =
         o.decide_cancel(now).map_err(refused)?
     {
@@ -33,7 +37,7 @@ pub async fn cancel(orders: &Orders, id: &str) -> Result<Order, ApiError> {
     }
     let (o, _) = orders
         .engine
-        .order_change(id, |o| o.decide_cancel(now))
+        .order_change(id, move |o| o.decide_cancel(now))
         .await?
         .ok_or_else(|| not_found(id))?
         .map_err(refused)?;

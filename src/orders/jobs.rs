@@ -66,7 +66,14 @@ pub async fn retry(states: impl Fn() -> Vec<Arc<Orders>>, every: Duration) {
 /// and not sent again.
 pub async fn retry_once(orders: &Orders) -> usize {
     let mut made = 0;
-    for o in orders.engine.orders_owing() {
+    let owing = match orders.engine.orders_owing().await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "the orders owing could not be listed: asked again next round");
+            return 0;
+        }
+    };
+    for o in owing {
         made += returns::settle_restocks(orders, &o).await;
         let id = o.id.clone();
         let Some(p) = provider(orders, &o.payment.provider) else {
@@ -81,7 +88,7 @@ pub async fn retry_once(orders: &Orders) -> usize {
             let now = orders.engine.clock().now_ms();
             match orders
                 .engine
-                .order_change(&id, |o| Ok(o.decide_capture(now)))
+                .order_change(&id, move |o| Ok(o.decide_capture(now)))
                 .await
             {
                 Ok(_) => made += 1,
@@ -105,7 +112,10 @@ pub async fn retry_once(orders: &Orders) -> usize {
             let now = orders.engine.clock().now_ms();
             match orders
                 .engine
-                .order_change(&id, |o| o.decide_refund(&r.key, outcome, now))
+                .order_change(&id, {
+                    let key = r.key.clone();
+                    move |o| o.decide_refund(&key, outcome, now)
+                })
                 .await
             {
                 Ok(Some(Ok(_))) => made += usize::from(outcome == RefundOutcome::Made),
@@ -138,7 +148,14 @@ pub async fn track(states: impl Fn() -> Vec<Arc<Orders>>, every: Duration) {
 /// One round: the moves made.
 pub async fn track_once(orders: &Orders) -> usize {
     let mut by_carrier: HashMap<String, Vec<_>> = HashMap::new();
-    for p in orders.engine.parcels_in_transit() {
+    let carried = match orders.engine.parcels_in_transit().await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "the parcels in transit could not be listed: asked again next round");
+            return 0;
+        }
+    };
+    for p in carried {
         by_carrier.entry(p.2.carrier.clone()).or_default().push(p);
     }
     let mut moved = 0;
@@ -175,7 +192,7 @@ pub async fn track_once(orders: &Orders) -> usize {
                 if steps.is_empty() {
                     continue;
                 }
-                let Ok(Some(mut o)) = orders.engine.order(order) else {
+                let Ok(Some(mut o)) = orders.engine.order(order).await else {
                     continue;
                 };
                 for to in steps {

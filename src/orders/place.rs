@@ -117,8 +117,8 @@ pub async fn place(orders: &Orders, n: NewOrder) -> Result<Order, ApiError> {
 
 /// 409 `order_exists` if order `id` exists: an order is placed once by
 /// its id, whatever else a request for it says.
-pub fn refuse_existing(orders: &Orders, id: &str) -> Result<(), ApiError> {
-    match orders.engine.order(id)? {
+pub async fn refuse_existing(orders: &Orders, id: &str) -> Result<(), ApiError> {
+    match orders.engine.order(id).await? {
         Some(o) => Err(ApiError::new(
             Code::OrderExists,
             format!("order {id} exists ({})", o.status().as_str()),

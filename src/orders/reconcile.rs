@@ -54,7 +54,7 @@ impl Unsettled {
 /// them here. Returns (settled, lost).
 pub async fn reconcile(orders: &Orders, since: TimeMs) -> Result<(usize, usize), ApiError> {
     let (mut settled, mut lost) = (0, 0);
-    for (order, r, want) in orders.engine.holds_to_settle(since) {
+    for (order, r, want) in orders.engine.holds_to_settle(since).await? {
         let now = stock::status(orders, r.clone()).await?;
         let steps: &[Transition] = match (now, want) {
             (Some(Status::Held), Status::Confirmed) => &[Transition::Confirm],

@@ -18,7 +18,11 @@ pub async fn take(
     wanted: &[(usize, String, u32)],
 ) -> Result<Order, ApiError> {
     let now = orders.engine.clock().now_ms();
-    let o = orders.engine.order(id)?.ok_or_else(|| not_found(id))?;
+    let o = orders
+        .engine
+        .order(id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
     // Each returned SKU against the order's lines of it, first line first.
     let mut asked: Vec<(usize, u32)> = Vec::new();
     for (i, sku, qty) in wanted {
@@ -66,8 +70,8 @@ pub async fn take(
     }
     let (o, _) = orders
         .engine
-        .order_change(id, |o| {
-            let mut e = o.decide_return(&asked, location.clone(), now)?;
+        .order_change(id, move |o| {
+            let mut e = o.decide_return(&asked, location, now)?;
             if let OrderEvent::Returned {
                 owed: w, refund, ..
             } = &mut e
@@ -88,7 +92,7 @@ pub async fn take(
         o
     } else {
         settle_restocks(orders, &o).await;
-        orders.engine.order(id)?.unwrap_or(o)
+        orders.engine.order(id).await?.unwrap_or(o)
     };
     Ok(o)
 }
@@ -110,7 +114,10 @@ pub async fn settle_refund(
     let now = orders.engine.clock().now_ms();
     let (o, _) = orders
         .engine
-        .order_change(id, |o| o.decide_refund(key, outcome, now))
+        .order_change(id, {
+            let key = key.to_string();
+            move |o| o.decide_refund(&key, outcome, now)
+        })
         .await?
         .ok_or_else(|| not_found(id))?
         .map_err(refused)?;
@@ -131,7 +138,10 @@ pub async fn settle_restocks(orders: &Orders, o: &Order) -> usize {
         let now = orders.engine.clock().now_ms();
         match orders
             .engine
-            .order_change(&o.id, |o| Ok(o.decide_restocked(&r.key, now)))
+            .order_change(&o.id, {
+                let key = r.key.clone();
+                move |o| Ok(o.decide_restocked(&key, now))
+            })
             .await
         {
             Ok(_) => made += 1,

@@ -63,7 +63,7 @@ pub async fn move_shipment(
     let from = o.shipments.iter().find(|s| s.id == n).map(|s| s.status);
     let changed = orders
         .engine
-        .order_change(id, |o| {
+        .order_change(id, move |o| {
             if owing {
                 o.decide_move_owing_capture(n, to, now)
             } else {
@@ -191,7 +191,7 @@ async fn label(orders: &Orders, o: Order, n: u32) -> Result<Order, ApiError> {
     let now = orders.engine.clock().now_ms();
     let (o, _) = orders
         .engine
-        .order_change(&o.id, |o| o.decide_label(n, parcel, now))
+        .order_change(&o.id, move |o| o.decide_label(n, parcel, now))
         .await?
         .ok_or_else(|| not_found(&o.id))?
         .map_err(refused)?;
