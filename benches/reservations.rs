@@ -89,6 +89,7 @@ async fn load(engine: &Engine, skus: u32, locs: u32, on_hand: i64, progress: boo
                 location: LocationId::parse(&format!("S{l}")).expect("id"),
                 on_hand,
                 safety_stock: Some(0),
+                counted_at: None,
             });
             if batch.len() == 10_000 {
                 done += batch.len() as u64;

@@ -41,6 +41,12 @@ impl Clock for ManualClock {
     }
 }
 
+/// An RFC 3339 date-time (any offset) as milliseconds since the epoch.
+pub fn parse_rfc3339(s: &str) -> Option<TimeMs> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
 /// RFC 3339 in UTC with milliseconds, e.g. `2026-11-24T14:20:00.000Z`.
 pub fn rfc3339(ms: TimeMs) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)

@@ -234,3 +234,19 @@ pub const PAYMENT_NOTICES_MAX: usize = 32;
 /// An address field's length, in characters, at most (what the carriers'
 /// labels take).
 pub const ADDRESS_FIELD_MAX: usize = 100;
+
+/// How far back a count may say it was taken (`counted_at`): each record
+/// keeps its on_hand movements this long, to add those after the count.
+/// Two days: a count taken in a store's morning and uploaded the next day
+/// still lands. Cost: 16 bytes per movement of the last two days, for the
+/// records that moved (bounded per record below).
+pub const COUNT_REACH_MS: i64 = 48 * 3600 * 1000;
+
+/// A `counted_at` ahead of the engine's clock by at most this much (a
+/// device's clock running fast) is taken as now; further ahead, refused.
+pub const COUNT_AHEAD_MS: i64 = 5 * 60 * 1000;
+
+/// Movements a record keeps for late counts (one per millisecond with
+/// movements): past it the oldest go, and a count reaching back before
+/// the ones kept is refused. Cost: at most 1 MiB for the busiest record.
+pub const MOVES_PER_RECORD_MAX: usize = 65_536;

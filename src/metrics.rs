@@ -124,6 +124,9 @@ pub struct Metrics {
     pub reservations_expired: AtomicU64,
     pub reservations_fulfilled: AtomicU64,
     pub overload_rejections: AtomicU64,
+    /// Counts as of a time (`counted_at`): placed, refused as older than
+    /// the record's last count, refused as reaching past its movements.
+    pub late_counts: [AtomicU64; 3],
     /// Finished orders dropped from memory (archived in sled), and orders
     /// read back into memory to change.
     pub orders_passivated: AtomicU64,
@@ -193,6 +196,17 @@ impl Metrics {
             "Requests answered 503 because a mailbox or the journal queue was full.",
             self.overload_rejections.load(Relaxed),
         );
+        let _ = writeln!(
+            s,
+            "# HELP holdfast_late_counts_total Counts taken before they arrived (counted_at), by outcome.\n# TYPE holdfast_late_counts_total counter"
+        );
+        for (outcome, c) in ["placed", "stale", "too_old"].iter().zip(&self.late_counts) {
+            let _ = writeln!(
+                s,
+                "holdfast_late_counts_total{{outcome=\"{outcome}\"}} {}",
+                c.load(Relaxed)
+            );
+        }
     }
 
     /// The orders passivated and activated.

@@ -31,10 +31,12 @@ pub enum Code {
     /// A cluster follower forwarded a write to the leader, which went away
     /// before answering: it may or may not have been applied.
     OutcomeUnknown,
+    /// A count taken before the record's last count (`counted_at`).
+    StaleCount,
 }
 
 impl Code {
-    pub const ALL: [Code; 20] = [
+    pub const ALL: [Code; 21] = [
         Code::BadRequest,
         Code::Unauthorized,
         Code::Forbidden,
@@ -55,6 +57,7 @@ impl Code {
         Code::UpgradeRequired,
         Code::RequestTimeout,
         Code::OutcomeUnknown,
+        Code::StaleCount,
     ];
 
     /// The code a problem's `code` member names.
@@ -89,6 +92,7 @@ impl Code {
             Code::UpgradeRequired => ("upgrade_required", 426, "Upgrade to a WebSocket"),
             Code::RequestTimeout => ("request_timeout", 408, "The request was not sent in time"),
             Code::OutcomeUnknown => ("outcome_unknown", 504, "The write's outcome is unknown"),
+            Code::StaleCount => ("stale_count", 409, "Counted before the record's last count"),
         }
     }
 }

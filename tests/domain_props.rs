@@ -1,11 +1,14 @@
 //! Property tests of the pure domain over random command sequences: never
-//! oversold, conservation, `reserved` equals the sum of live lines, and replay
-//! of the events from empty gives the same state as the live run.
+//! oversold, conservation (on_hand is always the last count plus the
+//! movements after the time it was taken, so a late count never brings
+//! back units sold after it), `reserved` equals the sum of live lines, and
+//! replay of the events from empty gives the same state as the live run.
 
 use ahash::AHashMap;
 use holdfast::domain::catalog::{Location, LocationKind, Sku};
 use holdfast::domain::event::Event;
 use holdfast::domain::model::{LineRequest, Model};
+use holdfast::domain::recent_moves::LateCountRefused;
 use holdfast::domain::reservation::Transition;
 use holdfast::domain::stock::{AdjustReason, StockDelta};
 use holdfast::domain::{LocationId, ReservationId, SkuId};
@@ -21,6 +24,8 @@ enum Cmd {
         loc: u32,
         on_hand: i64,
         safety: i64,
+        /// Taken this long before it is recorded (`counted_at`), or now.
+        ago: Option<i64>,
     },
     Adjust {
         sku: u32,
@@ -42,12 +47,20 @@ enum Cmd {
 
 fn cmd() -> impl Strategy<Value = Cmd> {
     prop_oneof![
-        (0..SKUS, 0..LOCS, 0..30i64, 0..3i64).prop_map(|(sku, loc, on_hand, safety)| Cmd::Count {
-            sku,
-            loc,
-            on_hand,
-            safety
-        }),
+        (
+            0..SKUS,
+            0..LOCS,
+            0..30i64,
+            0..3i64,
+            prop_oneof![Just(None), (0..20_000i64).prop_map(Some)]
+        )
+            .prop_map(|(sku, loc, on_hand, safety, ago)| Cmd::Count {
+                sku,
+                loc,
+                on_hand,
+                safety,
+                ago
+            }),
         (0..SKUS, 0..LOCS, -10..10i64).prop_map(|(sku, loc, delta)| Cmd::Adjust {
             sku,
             loc,
@@ -101,21 +114,49 @@ proptest! {
         setup(&mut m, &mut log);
         let mut now: i64 = 1_000_000;
         let mut ids: Vec<ReservationId> = Vec::new();
-        // Expected on_hand per record: counts set it, adjustments add, fulfilment subtracts.
+        // Expected on_hand per record: counts set it (plus what moved after
+        // the time they were taken), adjustments add, fulfilment subtracts.
         let mut on_hand: AHashMap<(u32, u32), i64> = AHashMap::new();
+        // Every movement (when, record, on_hand delta), and each record's
+        // newest count (the time it was taken).
+        let mut moves: Vec<(i64, (u32, u32), i64)> = Vec::new();
+        let mut last_count: AHashMap<(u32, u32), i64> = AHashMap::new();
 
         for c in cmds {
             let event = match c {
-                Cmd::Count { sku, loc, on_hand: oh, safety } => {
-                    let count = m.decide_count(sku, loc, oh, safety);
-                    on_hand.insert((sku, loc), oh);
-                    Some(Event::Counted { items: vec![count], at_ms: now })
+                Cmd::Count { sku, loc, on_hand: oh, safety, ago } => {
+                    let counted_at = ago.map(|a| now - a);
+                    let taken = counted_at.unwrap_or(now);
+                    let key = (sku, loc);
+                    match m.decide_count(sku, loc, oh, safety, counted_at, now) {
+                        Ok(count) => {
+                            prop_assert!(last_count.get(&key).is_none_or(|l| taken >= *l));
+                            let since: i64 = moves
+                                .iter()
+                                .filter(|(t, k, _)| *k == key && *t > taken)
+                                .map(|x| x.2)
+                                .sum();
+                            on_hand.insert(key, (oh + since).max(0));
+                            last_count.insert(key, taken.max(last_count.get(&key).copied().unwrap_or(taken)));
+                            Some(Event::Counted { items: vec![count], at_ms: now })
+                        }
+                        Err(LateCountRefused::Stale { last }) => {
+                            prop_assert_eq!(last_count.get(&key), Some(&last));
+                            prop_assert!(taken < last);
+                            None
+                        }
+                        Err(other) => {
+                            prop_assert!(false, "a count within the reach refused: {:?}", other);
+                            None
+                        }
+                    }
                 }
                 Cmd::Adjust { sku, loc, delta } => {
                     let r = m.stock.get_or_empty(sku, loc);
                     match r.decide_adjust(delta) {
                         Ok(_) => {
                             *on_hand.entry((sku, loc)).or_default() += delta;
+                            moves.push((now, (sku, loc), delta));
                             Some(Event::Adjusted {
                                 sku: SkuId::parse(&format!("S{sku}")).expect("id"),
                                 location: LocationId::parse(&format!("L{loc}")).expect("id"),
@@ -156,6 +197,7 @@ proptest! {
                             let s = m.catalog.sku_idx(l.sku.as_str()).expect("sku");
                             let c = m.catalog.location_idx(l.location.as_str()).expect("loc");
                             *on_hand.entry((s, c)).or_default() -= i64::from(l.qty);
+                            moves.push((now, (s, c), -i64::from(l.qty)));
                         }
                     }
                     e
@@ -201,6 +243,7 @@ proptest! {
         }
         prop_assert_eq!(&replayed.stock, &m.stock);
         prop_assert_eq!(&replayed.reservations, &m.reservations);
+        prop_assert_eq!(&replayed.moves, &m.moves);
     }
 }
 

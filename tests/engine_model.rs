@@ -10,6 +10,7 @@ use holdfast::actors::{CartLine, Engine};
 use holdfast::clock::{Clock, ManualClock};
 use holdfast::domain::catalog::{Location, LocationKind, Sku};
 use holdfast::domain::model::TransitionRefused;
+use holdfast::domain::recent_moves::LateCountRefused;
 use holdfast::domain::reservation::{Status, Transition};
 use holdfast::domain::stock::AdjustReason;
 use holdfast::domain::ReservationId;
@@ -24,7 +25,8 @@ const LOCS: u32 = 2;
 #[derive(Debug, Clone)]
 enum Cmd {
     /// A batch of counts, in order; a record may be named more than once.
-    Count(Vec<(u32, u32, i64)>),
+    /// (sku, location, on_hand, taken this long ago or now).
+    Count(Vec<(u32, u32, i64, Option<i64>)>),
     Adjust(u32, u32, i64),
     Reserve(Vec<(u32, u32, u32)>, bool, u64),
     Transit(usize, u8),
@@ -35,7 +37,7 @@ enum Cmd {
 
 fn cmd() -> impl Strategy<Value = Cmd> {
     prop_oneof![
-        3 => prop::collection::vec((0..SKUS, 0..LOCS, 0..20i64), 1..4).prop_map(Cmd::Count),
+        3 => prop::collection::vec((0..SKUS, 0..LOCS, 0..20i64, prop_oneof![3 => Just(None), 1 => (0..30_000i64).prop_map(Some)]), 1..4).prop_map(Cmd::Count),
         2 => (0..SKUS, 0..LOCS, -6..6i64).prop_filter("nonzero", |x| x.2 != 0).prop_map(|(s, l, d)| Cmd::Adjust(s, l, d)),
         6 => (prop::collection::vec((0..SKUS, 0..LOCS, 1..5u32), 1..4), any::<bool>(), 1..30u64).prop_map(|(l, p, t)| Cmd::Reserve(l, p, t)),
         6 => (0..64usize, 0..4u8).prop_map(|(i, t)| Cmd::Transit(i, t)),
@@ -56,6 +58,36 @@ struct Plain {
     stock: BTreeMap<(u32, u32), (i64, i64, u64)>,
     /// in creation order: (lines (sku, loc, qty), status, expires_at)
     res: Vec<PlainReservation>,
+}
+
+/// What a late count needs (not observed from the engine): every on_hand
+/// movement (when, record, delta) and each record's newest count (when it
+/// was taken).
+#[derive(Debug, Default)]
+struct Moves {
+    moves: Vec<(i64, (u32, u32), i64)>,
+    last_count: BTreeMap<(u32, u32), i64>,
+}
+
+impl Moves {
+    /// A count of `k`, taken at `taken`: on_hand becomes the figure plus
+    /// what moved after it; `None` (nothing changes) when stale.
+    fn count(&mut self, plain: &mut Plain, k: (u32, u32), n: i64, taken: i64) -> Option<i64> {
+        if self.last_count.get(&k).is_some_and(|l| taken < *l) {
+            return None;
+        }
+        let since: i64 = self
+            .moves
+            .iter()
+            .filter(|m| m.1 == k && m.0 > taken)
+            .map(|m| m.2)
+            .sum();
+        let target = (n + since).max(0);
+        plain.set(k, target);
+        let last = self.last_count.entry(k).or_insert(taken);
+        *last = (*last).max(taken);
+        Some(target)
+    }
 }
 
 impl Plain {
@@ -157,19 +189,27 @@ proptest! {
             }
         });
         let mut plain = Plain::default();
+        let mut moves = Moves::default();
         let mut ids: Vec<ReservationId> = Vec::new();
         for c in cmds {
             let now = clock.now_ms();
             match c.clone() {
                 Cmd::Count(items) => {
-                    let batch = items.iter().map(|&(s, l, n)| CountItem { sku_idx: s, loc_idx: l, sku: sku(s), location: loc(l), on_hand: n, safety_stock: Some(0) }).collect();
+                    let batch = items.iter().map(|&(s, l, n, ago)| CountItem { sku_idx: s, loc_idx: l, sku: sku(s), location: loc(l), on_hand: n, safety_stock: Some(0), counted_at: ago.map(|a| now - a) }).collect();
                     let recs = rt.block_on(e.count(batch)).expect("count");
                     // Items apply in order: each answers the record after it,
-                    // and the last count of a record is what it holds.
-                    for (i, &(s, l, n)) in items.iter().enumerate() {
-                        plain.set((s, l), n);
-                        prop_assert_eq!(recs[i].record.on_hand, n, "item {} of {:?}", i, items);
-                        prop_assert_eq!(recs[i].record.version, plain.stock[&(s, l)].2, "item {} of {:?}", i, items);
+                    // and the last count of a record is what it holds; a
+                    // late one adds what moved after it was taken, a stale
+                    // one is refused and changes nothing.
+                    for (i, &(s, l, n, ago)) in items.iter().enumerate() {
+                        match (moves.count(&mut plain, (s, l), n, now - ago.unwrap_or(0)), &recs[i]) {
+                            (Some(want), Ok(r)) => {
+                                prop_assert_eq!(r.record.on_hand, want, "item {} of {:?}", i, items);
+                                prop_assert_eq!(r.record.version, plain.stock[&(s, l)].2, "item {} of {:?}", i, items);
+                            }
+                            (None, Err(LateCountRefused::Stale { .. })) => {}
+                            (want, got) => prop_assert!(false, "item {} of {:?}: want {:?}, got {:?}", i, items, want, got),
+                        }
                     }
                 }
                 Cmd::Adjust(s, l, d) => {
@@ -177,7 +217,10 @@ proptest! {
                     let old = plain.stock.get(&(s, l)).copied().unwrap_or((0, 0, 0));
                     let ok = old.0 + d >= 0;
                     prop_assert_eq!(r.is_ok(), ok, "adjust {} on {:?}", d, old);
-                    if ok { plain.add((s, l), d, 0); }
+                    if ok {
+                        plain.add((s, l), d, 0);
+                        moves.moves.push((now, (s, l), d));
+                    }
                 }
                 Cmd::Reserve(lines, partial, ttl) => {
                     let cart: Vec<CartLine> = lines.iter().map(|(s, l, q)| CartLine { sku: *s, location: *l, qty: *q }).collect();
@@ -219,11 +262,14 @@ proptest! {
                         (Ok(_), Some((to, exp))) => {
                             if st.is_live() && !to.is_live() {
                                 for (s, l, q) in &lines {
-                                    plain.add((*s, *l), if to == Fulfilled { -q } else { 0 }, -q);
+                                    let out = if to == Fulfilled { -q } else { 0 };
+                                    plain.add((*s, *l), out, -q);
+                                    moves.moves.push((now, (*s, *l), out));
                                     // A fulfilment past a lower count: the
                                     // record is corrected to 0, one change more.
                                     let e = plain.stock.get_mut(&(*s, *l)).expect("added");
                                     if e.0 < 0 {
+                                        moves.moves.push((now, (*s, *l), -e.0));
                                         e.0 = 0;
                                         e.2 += 1;
                                     }

@@ -47,6 +47,7 @@ fn count(s: u32, l: u32, n: i64) -> CountItem {
         location: loc(l),
         on_hand: n,
         safety_stock: None,
+        counted_at: None,
     }
 }
 

@@ -61,6 +61,7 @@ fn sales_and_fulfilments_make_the_index_and_it_survives_restarts() {
                 location: loc(l),
                 on_hand: 100,
                 safety_stock: None,
+                counted_at: None,
             })
             .collect();
         e.count(counts).await.expect("count");

@@ -51,6 +51,7 @@ use crate::domain::ids::{LocationId, ReservationId, SkuId};
 use crate::domain::model::Model;
 use crate::domain::model::{IdemEntry, Shortage, TransitionRefused};
 use crate::domain::order::{Order, OrderEvent, Refused};
+use crate::domain::recent_moves::LateCountRefused;
 use crate::domain::reservation::{expires_at, Line, Reservation, SplitRefused, Status, Transition};
 use crate::domain::sourcing::{
     self, LineStock, PickupRefused, Plan, PlanLine, PlanOptions, Site, Sites, Target, Weights,

@@ -6,8 +6,8 @@ use super::*;
 
 /// The recovered state shared among `n` shards.
 struct Shares {
-    /// Per stock shard: its records, its rotation counts, its adjustments'
-    /// keys.
+    /// Per stock shard: its records, its rotation counts, its recent
+    /// movements, its adjustments' keys.
     stock: Vec<StockShare>,
     /// Per reservation book: its reservations.
     books: Vec<ahash::AHashMap<ReservationId, Reservation>>,
@@ -21,6 +21,7 @@ struct Shares {
 type StockShare = (
     StockTable,
     crate::domain::rotation::RotationTable,
+    crate::domain::recent_moves::RecentMoves,
     ahash::AHashMap<String, crate::domain::model::AdjustKey>,
 );
 
@@ -156,13 +157,15 @@ fn spawn(
         .map_err(|_| EngineError::Stopped)
 }
 
-/// Shares the recovered state among `n` shards: stock, rotation counts and
-/// adjustment keys by SKU, reservations by book, orders by id (counting
+/// Shares the recovered state among `n` shards: stock, rotation counts,
+/// recent movements and adjustment keys by SKU, reservations by book, orders by id (counting
 /// today's capacity from them).
 fn share(model: Model, n: usize, c: &Catalog, now: TimeMs) -> Shares {
     let mut rest = model.stock;
     let mut rotation = model.rotation;
     rotation.forget_stale(now);
+    let mut moves = model.moves;
+    moves.forget_stale(now);
     let mut keys: Vec<ahash::AHashMap<String, crate::domain::model::AdjustKey>> =
         vec![Default::default(); n];
     for (k, a) in model.adjust_keys {
@@ -177,6 +180,7 @@ fn share(model: Model, n: usize, c: &Catalog, now: TimeMs) -> Shares {
             (
                 rest.split_off(|s| s as usize % n != i),
                 rotation.split_off(|s| s as usize % n != i),
+                moves.split_off(|s| s as usize % n != i),
                 keys,
             )
         })
@@ -286,10 +290,11 @@ fn start_stock(
     shares
         .into_iter()
         .enumerate()
-        .map(|(i, (table, rotation, applied))| {
+        .map(|(i, (table, rotation, moves, applied))| {
             let start = stock_shard::ShardStart {
                 table,
                 rotation,
+                moves,
                 applied,
                 catalog: h.catalog.clone(),
                 journal: h.journal.clone(),

@@ -2,9 +2,14 @@ use super::*;
 
 impl Engine {
     /// Counts: sets on_hand and safety_stock of records; one journal record
-    /// per shard touched. Waits for mailbox room (a back-office path).
-    pub async fn count(&self, items: Vec<CountItem>) -> Result<Vec<RecordView>, EngineError> {
+    /// per shard touched. Waits for mailbox room (a back-office path). Per
+    /// item, its record, or why a count as of a time was refused.
+    pub async fn count(
+        &self,
+        items: Vec<CountItem>,
+    ) -> Result<Vec<Result<RecordView, LateCountRefused>>, EngineError> {
         let n = self.0.stock.len();
+        let late: Vec<bool> = items.iter().map(|c| c.counted_at.is_some()).collect();
         let mut per_shard: Vec<Vec<(usize, CountItem)>> = (0..n).map(|_| Vec::new()).collect();
         for (i, it) in items.into_iter().enumerate() {
             per_shard[it.sku_idx as usize % n].push((i, it));
@@ -33,6 +38,15 @@ impl Engine {
             d.await?;
         }
         out.sort_by_key(|(i, _)| *i);
+        let counted = &self.0.metrics.late_counts;
+        for (_, r) in out.iter().filter(|(i, _)| late[*i]) {
+            let i = match r {
+                Ok(_) => 0,
+                Err(LateCountRefused::Stale { .. }) => 1,
+                Err(LateCountRefused::TooOld { .. }) => 2,
+            };
+            counted[i].fetch_add(1, Ordering::Relaxed);
+        }
         Ok(out.into_iter().map(|(_, r)| r).collect())
     }
 

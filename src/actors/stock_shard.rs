@@ -17,6 +17,7 @@ use crate::domain::event::{sold_by_adjustment, Count as CountFact, Event, IdemKe
 use crate::domain::ids::ReservationId;
 use crate::domain::ids::{LocationId, SkuId};
 use crate::domain::model::AdjustKey;
+use crate::domain::recent_moves::{LateCountRefused, RecentMoves};
 use crate::domain::reservation::{expires_at, sold_by_effect, Line, Reservation, Status};
 use crate::domain::rotation::RotationTable;
 use crate::domain::stock::{AdjustReason, AdjustRefused, StockDelta, StockRecord, StockTable};
@@ -33,6 +34,8 @@ pub struct StockShard {
     table: StockTable,
     /// The sales windows of this shard's records (domain::rotation).
     rotation: RotationTable,
+    /// Their recent movements and last counts (domain::recent_moves).
+    moves: RecentMoves,
     journal: Journal,
     clock: Arc<dyn Clock>,
     /// The stock feed, this shard's index, and its count of changes sent.
@@ -52,6 +55,7 @@ pub struct StockShard {
 pub struct ShardStart {
     pub table: StockTable,
     pub rotation: RotationTable,
+    pub moves: RecentMoves,
     pub applied: AHashMap<String, AdjustKey>,
     pub catalog: Arc<parking_lot::RwLock<Catalog>>,
     pub journal: Journal,
@@ -65,6 +69,7 @@ impl StockShard {
         let ShardStart {
             table,
             rotation,
+            moves,
             applied,
             catalog,
             journal,
@@ -76,6 +81,7 @@ impl StockShard {
             catalog,
             table,
             rotation,
+            moves,
             journal,
             clock,
             feed,
@@ -108,20 +114,26 @@ impl StockShard {
         });
     }
 
-    /// Applies a journaled change (`ticket`) made at `at_ms`, `sold` units
-    /// of it sold: the record, its sales window, the feed.
+    /// Applies a journaled change (`ticket`) made at `at_ms`: the record,
+    /// its sales window, its recent movements, the feed. `sold`: the units
+    /// a movement sold; `None`: a count, which sets the figure and is not
+    /// a movement (the count handler notes it).
     fn apply_journaled(
         &mut self,
         sku: SkuIdx,
         loc: LocIdx,
         d: StockDelta,
         at_ms: TimeMs,
-        sold: u32,
+        sold: Option<u32>,
         ticket: u64,
     ) -> StockRecord {
         let r = self.table.apply(sku, loc, d);
         if d.on_hand != 0 {
-            self.rotation.record(sku, loc, at_ms, sold, r.on_hand);
+            self.rotation
+                .record(sku, loc, at_ms, sold.unwrap_or(0), r.on_hand);
+            if sold.is_some() {
+                self.moves.moved(sku, loc, at_ms, d.on_hand);
+            }
         }
         self.publish(sku, r, at_ms, ticket);
         r
@@ -400,7 +412,7 @@ impl Handler<ApplyDeltas> for StockShard {
                     } else {
                         0
                     };
-                    let r = self.apply_journaled(s, l, d, m.at_ms, sold, t);
+                    let r = self.apply_journaled(s, l, d, m.at_ms, Some(sold), t);
                     self.keep_in_range(s, l, r, m.at_ms);
                 }
                 // Undoing holds the feed never showed: on_hand untouched.
@@ -423,14 +435,56 @@ pub struct CountItem {
     pub on_hand: i64,
     /// `None` keeps the current safety stock.
     pub safety_stock: Option<i64>,
+    /// When it was taken, if earlier than now: on_hand becomes the count
+    /// plus what moved since (`domain::recent_moves`).
+    pub counted_at: Option<TimeMs>,
 }
+
+/// What a batch of counts answers: per item, its record after the count,
+/// or why a count as of a time was refused (the rest are applied).
+pub type CountReply = Result<(Vec<Result<RecordView, LateCountRefused>>, Durable), JournalError>;
 
 /// Counts (sets on_hand and safety_stock) as one journal record.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Count {
     pub items: Vec<CountItem>,
-    pub reply: oneshot::Sender<Result<(Vec<RecordView>, Durable), JournalError>>,
+    pub reply: oneshot::Sender<CountReply>,
+}
+
+impl StockShard {
+    /// Decides one item of a batch on its record as the items before it
+    /// left it (`rec`, and `last`, the record's last count).
+    fn decide_count_item(
+        &self,
+        c: &CountItem,
+        rec: &mut StockRecord,
+        last: &mut Option<TimeMs>,
+        now: TimeMs,
+    ) -> Result<CountFact, LateCountRefused> {
+        // A device's clock a little ahead (the API bounds how far) is now.
+        let counted_at = c.counted_at.map(|t| t.min(now));
+        let taken = counted_at.unwrap_or(now);
+        if let Some(l) = last.filter(|l| taken < *l) {
+            return Err(LateCountRefused::Stale { last: l });
+        }
+        let target = self
+            .moves
+            .count_target(c.sku_idx, c.loc_idx, c.on_hand, counted_at, now)?;
+        let safety_stock = c.safety_stock.unwrap_or(i64::from(rec.safety_stock));
+        let d = rec.decide_count(target, safety_stock);
+        rec.apply(d);
+        *last = Some(last.map_or(taken, |l| l.max(taken)));
+        Ok(CountFact {
+            sku: c.sku.clone(),
+            location: c.location.clone(),
+            on_hand: c.on_hand,
+            safety_stock,
+            on_hand_delta: d.on_hand,
+            safety_stock_delta: d.safety_stock,
+            counted_at,
+        })
+    }
 }
 
 impl Handler<Count> for StockShard {
@@ -439,37 +493,22 @@ impl Handler<Count> for StockShard {
         // Items apply in order: each is decided on the record as the items
         // before it left it (a batch naming a record twice sets it twice;
         // the last count wins), not on the record before the batch.
-        let mut after: AHashMap<(SkuIdx, LocIdx), StockRecord> = AHashMap::new();
-        let facts: Vec<CountFact> = m
+        let now = self.clock.now_ms();
+        let mut after: AHashMap<(SkuIdx, LocIdx), (StockRecord, Option<TimeMs>)> = AHashMap::new();
+        let decided: Vec<Result<CountFact, LateCountRefused>> = m
             .items
             .iter()
             .map(|c| {
-                let rec = after
-                    .entry((c.sku_idx, c.loc_idx))
-                    .or_insert_with(|| self.table.get_or_empty(c.sku_idx, c.loc_idx));
-                let safety_stock = c.safety_stock.unwrap_or(i64::from(rec.safety_stock));
-                let d = rec.decide_count(c.on_hand, safety_stock);
-                rec.apply(d);
-                CountFact {
-                    sku: c.sku.clone(),
-                    location: c.location.clone(),
-                    on_hand: c.on_hand,
-                    safety_stock,
-                    on_hand_delta: d.on_hand,
-                    safety_stock_delta: d.safety_stock,
-                }
+                let key = (c.sku_idx, c.loc_idx);
+                let (rec, last) = after.entry(key).or_insert_with(|| {
+                    let rec = self.table.get_or_empty(c.sku_idx, c.loc_idx);
+                    (rec, self.moves.last_counted(c.sku_idx, c.loc_idx))
+                });
+                self.decide_count_item(c, rec, last, now)
             })
             .collect();
-        let deltas: Vec<StockDelta> = facts
-            .iter()
-            .map(|f| StockDelta {
-                on_hand: f.on_hand_delta,
-                reserved: 0,
-                safety_stock: f.safety_stock_delta,
-            })
-            .collect();
+        let facts: Vec<CountFact> = decided.iter().flatten().cloned().collect();
         // Persist first (the record's place is fixed), then apply.
-        let now = self.clock.now_ms();
         let r = self
             .journal
             .append_ticketed(&Event::Counted {
@@ -480,10 +519,18 @@ impl Handler<Count> for StockShard {
                 let recs = m
                     .items
                     .iter()
-                    .zip(deltas)
-                    .map(|(c, d)| {
-                        let r = self.apply_journaled(c.sku_idx, c.loc_idx, d, now, 0, ticket);
-                        self.view(c.sku_idx, r, now)
+                    .zip(decided)
+                    .map(|(c, fact)| {
+                        let f = fact?;
+                        let d = StockDelta {
+                            on_hand: f.on_hand_delta,
+                            reserved: 0,
+                            safety_stock: f.safety_stock_delta,
+                        };
+                        let r = self.apply_journaled(c.sku_idx, c.loc_idx, d, now, None, ticket);
+                        let taken = f.counted_at.unwrap_or(now);
+                        self.moves.counted(c.sku_idx, c.loc_idx, taken, now);
+                        Ok(self.view(c.sku_idx, r, now))
                     })
                     .collect();
                 (recs, durable)
@@ -542,7 +589,7 @@ impl Handler<Adjust> for StockShard {
                 })
                 .map(|(durable, ticket)| {
                     let sold = sold_by_adjustment(m.reason, m.delta);
-                    let r = self.apply_journaled(m.sku_idx, m.loc_idx, d, now, sold, ticket);
+                    let r = self.apply_journaled(m.sku_idx, m.loc_idx, d, now, Some(sold), ticket);
                     if let Some(k) = m.key {
                         self.remember(
                             k,
@@ -607,7 +654,7 @@ impl StockShard {
                 on_hand: delta,
                 ..StockDelta::default()
             };
-            self.apply_journaled(sku, loc, d, at_ms, 0, ticket);
+            self.apply_journaled(sku, loc, d, at_ms, Some(0), ticket);
         }
     }
 

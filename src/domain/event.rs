@@ -28,6 +28,12 @@ pub struct Count {
     pub safety_stock: i64,
     pub on_hand_delta: i64,
     pub safety_stock_delta: i64,
+    /// When the count was taken, if earlier than it was recorded (a count
+    /// as of a time): `on_hand` is the figure counted then, and the delta
+    /// includes what moved since. `None`: taken when recorded (and in
+    /// records written before the field existed).
+    #[serde(default)]
+    pub counted_at: Option<TimeMs>,
 }
 
 /// The idempotency key that created a reservation, so that the key survives a

@@ -6,6 +6,8 @@
 //! - `reservation`: a reservation's lines, status and transitions.
 //! - `order`: the order state machine: shipments, payment, cancel, returns.
 //! - `rotation`: the rotation index of a record (sales over average stock).
+//! - `recent_moves`: each record's recent on_hand movements and last
+//!   count, for counts taken earlier than they arrive.
 //! - `sourcing`: the fulfilment planner: which location serves which line.
 //! - `event`: the journal record bodies: facts that replay applies.
 //! - `hash`: a stable hash (idempotency scopes, restock keys, shards).
@@ -19,6 +21,7 @@ pub mod hash;
 pub mod ids;
 pub mod model;
 pub mod order;
+pub mod recent_moves;
 pub mod reservation;
 pub mod rotation;
 pub mod sourcing;

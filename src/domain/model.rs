@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::catalog::{Catalog, LocIdx, SkuIdx};
 use super::event::{sold_by_adjustment, Count, Event, IdemKey};
 use super::ids::{LocationId, ReservationId, SkuId};
+use super::recent_moves::{LateCountRefused, RecentMoves};
 use super::reservation::{
     expires_at, sold_by_effect, Decision, Line, NotHeld, Reservation, Status, Transition,
 };
@@ -71,6 +72,10 @@ pub struct Model {
     /// (added later: default).
     #[serde(default)]
     pub adjust_keys: AHashMap<String, AdjustKey>,
+    /// The records' recent on_hand movements and last counts, for counts
+    /// as of a time (added later: default).
+    #[serde(default)]
+    pub moves: RecentMoves,
 }
 
 /// What a keyed adjustment did: applied once under its key, a repeat of
@@ -213,6 +218,7 @@ impl Model {
                     let (s, l) = self.sku_loc(&sku, location)?;
                     let r = noted(&mut self.stock, touched, s, l, d);
                     self.rotation.record(s, l, *at_ms, 0, r.on_hand);
+                    self.moves.moved(s, l, *at_ms, d.on_hand);
                 }
             }
             if let Some(o) = self.orders.get_mut(id) {
@@ -243,6 +249,8 @@ impl Model {
                 },
             );
             self.rotation.record(s, l, at_ms, 0, r.on_hand);
+            self.moves
+                .counted(s, l, c.counted_at.unwrap_or(at_ms), at_ms);
         }
         Ok(())
     }
@@ -283,6 +291,7 @@ impl Model {
         );
         let sold = sold_by_adjustment(reason, delta);
         self.rotation.record(s, l, at_ms, sold, r.on_hand);
+        self.moves.moved(s, l, at_ms, delta);
         Ok(())
     }
 
@@ -375,6 +384,7 @@ impl Model {
             if d.on_hand != 0 {
                 self.rotation
                     .record(s, l, at_ms, sold_by_effect(status, d), r.on_hand);
+                self.moves.moved(s, l, at_ms, d.on_hand);
             }
         }
         if let Some(r) = self.reservations.get_mut(id) {
@@ -514,12 +524,24 @@ impl Model {
         transition_event(r, t, now).map_err(|NotHeld(s)| TransitionRefused::NotHeld(s))
     }
 
-    /// Decides a count of one record.
-    pub fn decide_count(&self, sku: SkuIdx, loc: LocIdx, on_hand: i64, safety_stock: i64) -> Count {
+    /// Decides a count of one record at `now`, taken then or (`counted_at`)
+    /// earlier: on_hand becomes the count plus what moved since.
+    pub fn decide_count(
+        &self,
+        sku: SkuIdx,
+        loc: LocIdx,
+        on_hand: i64,
+        safety_stock: i64,
+        counted_at: Option<TimeMs>,
+        now: TimeMs,
+    ) -> Result<Count, LateCountRefused> {
+        let target = self
+            .moves
+            .count_target(sku, loc, on_hand, counted_at, now)?;
         let d = self
             .stock
             .get_or_empty(sku, loc)
-            .decide_count(on_hand, safety_stock);
+            .decide_count(target, safety_stock);
         let line = self.line(
             &LineRequest {
                 sku,
@@ -528,14 +550,15 @@ impl Model {
             },
             0,
         );
-        Count {
+        Ok(Count {
             sku: line.sku,
             location: line.location,
             on_hand,
             safety_stock,
             on_hand_delta: d.on_hand,
             safety_stock_delta: d.safety_stock,
-        }
+            counted_at,
+        })
     }
 
     /// Reservations held past their expiry at `now`.

@@ -73,6 +73,32 @@ impl Errors {
         }
     }
 
+    /// An RFC 3339 date-time in `min..=max` (milliseconds since the
+    /// epoch); `None` if absent (an error only if `required`) or wrong.
+    pub fn time(
+        &mut self,
+        m: &Map<String, Value>,
+        key: &str,
+        path: &str,
+        (min, max): (crate::domain::TimeMs, crate::domain::TimeMs),
+        required: bool,
+    ) -> Option<crate::domain::TimeMs> {
+        use crate::clock::{parse_rfc3339, rfc3339};
+        let (v, field) = self.present(m, key, path, required)?;
+        match v.as_str().and_then(parse_rfc3339) {
+            Some(t) if (min..=max).contains(&t) => Some(t),
+            Some(_) => {
+                let (a, b) = (rfc3339(min), rfc3339(max));
+                self.add(field, format!("must be between {a} and {b}"));
+                None
+            }
+            None => {
+                self.add(field, "must be an RFC 3339 date-time");
+                None
+            }
+        }
+    }
+
     /// An integer in `min..=max`; `None` if absent (not an error) or wrong (an error).
     pub fn int(
         &mut self,

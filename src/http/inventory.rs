@@ -6,13 +6,16 @@ use super::error::{json_response, ApiError, ApiResult, Code};
 use super::input::{objects, parse_object, path_id, Errors};
 use super::{AppState, Request};
 use crate::actors::stock_shard::{CountItem, RecordView};
+use crate::clock::rfc3339;
 use crate::config::Role;
 use crate::domain::catalog::{Catalog, LocIdx, SkuIdx};
 use crate::domain::ids::{LocationId, SkuId};
 use crate::domain::model::Model;
+use crate::domain::recent_moves::LateCountRefused;
 use crate::domain::stock::{AdjustReason, StockRecord};
 use crate::domain::TimeMs;
-use crate::limits::{BATCH_ITEMS_MAX, STOCK_MAX};
+use crate::limits::{BATCH_ITEMS_MAX, COUNT_AHEAD_MS, COUNT_REACH_MS, STOCK_MAX};
+use crate::problem::FieldError;
 
 /// A stock record as api.md shows it, with its rotation index (units sold
 /// over the last 7 days per average unit on hand; 0 when it sold nothing).
@@ -71,6 +74,8 @@ pub async fn put(state: &AppState, req: &Request, loc: &str, sku: &str) -> ApiRe
     let mut e = Errors::default();
     let on_hand = e.int(&m, "on_hand", "", 0, STOCK_MAX, true);
     let safety_stock = e.int(&m, "safety_stock", "", 0, STOCK_MAX, false);
+    let window = count_window(state.engine.clock().now_ms());
+    let counted_at = e.time(&m, "counted_at", "", window, false);
     e.into_result()?;
     let (s, l) = resolve(&state.engine.catalog(), &sku, &loc, "")?;
     let (sku_id, loc_id) = ids(&sku, &loc)?;
@@ -83,10 +88,45 @@ pub async fn put(state: &AppState, req: &Request, loc: &str, sku: &str) -> ApiRe
             location: loc_id,
             on_hand: on_hand.unwrap_or_default(),
             safety_stock,
+            counted_at,
         }])
         .await?;
-    let r = recs.first().copied().unwrap_or_default();
-    Ok(json_response(200, &record_json(&sku, &loc, &r)))
+    match recs.into_iter().next() {
+        Some(Err(refused)) => Err(count_refused(refused, "")),
+        r => {
+            let r = r.and_then(Result::ok).unwrap_or_default();
+            Ok(json_response(200, &record_json(&sku, &loc, &r)))
+        }
+    }
+}
+
+/// The times a count may say it was taken at `now`: back as far as the
+/// movements are kept, ahead as far as a device's clock may run fast.
+fn count_window(now: TimeMs) -> (TimeMs, TimeMs) {
+    (now - COUNT_REACH_MS, now + COUNT_AHEAD_MS)
+}
+
+/// A count as of a time that cannot be placed: 409 `stale_count` (the
+/// record was counted after it), or 422 on `{field}counted_at` (it
+/// reaches back before the movements the record kept).
+fn count_refused(refused: LateCountRefused, field: &str) -> ApiError {
+    match refused {
+        LateCountRefused::Stale { last } => ApiError::new(
+            Code::StaleCount,
+            format!(
+                "the record was counted at {}, after this count was taken",
+                rfc3339(last)
+            ),
+        )
+        .with("last_counted_at", json!(rfc3339(last))),
+        LateCountRefused::TooOld { from } => ApiError::validation(vec![FieldError {
+            field: format!("{field}counted_at"),
+            message: format!(
+                "reaches back before {}: the record's movements are kept from then on",
+                rfc3339(from)
+            ),
+        }]),
+    }
 }
 
 pub async fn adjust(state: &AppState, req: &Request, loc: &str, sku: &str) -> ApiResult {
@@ -267,6 +307,7 @@ pub async fn batch(state: &AppState, req: &Request) -> ApiResult {
         }
     }
     let mut e = Errors::default();
+    let window = count_window(state.engine.clock().now_ms());
     // Validate everything before writing anything.
     let mut parsed = Vec::new();
     for (i, path, o) in objects(
@@ -275,21 +316,22 @@ pub async fn batch(state: &AppState, req: &Request) -> ApiResult {
         "items",
         "item",
         BATCH_ITEMS_MAX,
-        "{location, sku, on_hand, safety_stock}",
+        "{location, sku, on_hand, safety_stock, counted_at}",
     ) {
         let loc = e.id(o, "location", &path, true);
         let sku = e.id(o, "sku", &path, true);
         let on_hand = e.int(o, "on_hand", &path, 0, STOCK_MAX, true);
         let safety = e.int(o, "safety_stock", &path, 0, STOCK_MAX, false);
+        let counted_at = e.time(o, "counted_at", &path, window, false);
         if let (Some(loc), Some(sku), Some(on_hand)) = (loc, sku, on_hand) {
-            parsed.push((i, loc, sku, on_hand, safety));
+            parsed.push((i, loc, sku, on_hand, safety, counted_at));
         }
     }
     e.into_result()?;
     let mut counts = Vec::with_capacity(parsed.len());
     {
         let c = state.engine.catalog();
-        for (i, loc, sku, on_hand, safety) in parsed {
+        for (i, loc, sku, on_hand, safety, counted_at) in parsed {
             let (s, l) = resolve(&c, &sku, &loc, &format!("items[{i}]."))?;
             let (sku_id, loc_id) = ids(&sku, &loc)?;
             counts.push(CountItem {
@@ -299,10 +341,31 @@ pub async fn batch(state: &AppState, req: &Request) -> ApiResult {
                 location: loc_id,
                 on_hand,
                 safety_stock: safety,
+                counted_at,
             });
         }
     }
-    let n = counts.len();
-    state.engine.count(counts).await?;
-    Ok(json_response(200, &json!({ "applied": n })))
+    let results = state.engine.count(counts.clone()).await?;
+    // A count as of a time that cannot be placed is reported with its
+    // item; the rest are applied.
+    let refused: Vec<Value> = results
+        .iter()
+        .zip(&counts)
+        .enumerate()
+        .filter_map(|(i, (r, c))| {
+            let why = count_refused(*r.as_ref().err()?, &format!("items[{i}]."));
+            let mut v = why.body();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("index".into(), json!(i));
+                o.insert("sku".into(), json!(c.sku.as_str()));
+                o.insert("location".into(), json!(c.location.as_str()));
+            }
+            Some(v)
+        })
+        .collect();
+    let applied = results.len() - refused.len();
+    Ok(json_response(
+        200,
+        &json!({ "applied": applied, "refused": refused }),
+    ))
 }

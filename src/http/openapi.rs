@@ -72,11 +72,11 @@ const OPS: &[Op] = &[
     (
         "put",
         Route::Stock,
-        "Count: set on_hand (and safety_stock)",
+        "Count: set on_hand (and safety_stock). With counted_at, a count taken earlier than it arrives: on_hand becomes the count plus what moved after counted_at (fulfilments and sales subtract, receipts, returns and transfers in add); older than the record's last count is 409 stale_count; counted_at may reach back 48 hours and be at most 5 minutes ahead",
         Some("CountInput"),
         200,
         "StockRecord",
-        &[400, 401, 403, 408, 413, 422, 429, 503, 504],
+        &[400, 401, 403, 408, 409, 413, 422, 429, 503, 504],
     ),
     (
         "get",
@@ -99,7 +99,7 @@ const OPS: &[Op] = &[
     (
         "post",
         Route::InventoryBatch,
-        "Bulk count (at most 10,000 items)",
+        "Bulk count (at most 10,000 items), each item as a count's PUT; an item with counted_at that cannot be placed (stale_count, or reaching back before its record's kept movements) is reported in `refused`, the rest applied",
         Some("BatchInput"),
         200,
         "BatchResult",
@@ -496,11 +496,18 @@ fn lon() -> Value {
     json!({"type": "number", "minimum": -180, "maximum": 180})
 }
 
+/// When a count was taken (`counted_at`).
+fn counted_at() -> Value {
+    nullable(
+        json!({"type": "string", "format": "date-time", "description": "RFC 3339: when the count was taken, if earlier than it arrives (at most 48 hours back, 5 minutes ahead)"}),
+    )
+}
+
 /// Stock records, counts and adjustments.
 fn stock_schemas() -> Value {
     let stock = int(0, STOCK_MAX);
     json!({
-        "CountInput": {"type": "object", "required": ["on_hand"], "properties": {"on_hand": stock, "safety_stock": nullable(stock.clone())}},
+        "CountInput": {"type": "object", "required": ["on_hand"], "properties": {"on_hand": stock, "safety_stock": nullable(stock.clone()), "counted_at": counted_at()}},
         "AdjustmentInput": {"type": "object", "required": ["delta", "reason"], "properties": {
             "delta": {"type": "integer", "minimum": -STOCK_MAX, "maximum": STOCK_MAX, "not": {"const": 0}},
             "reason": {"enum": ["receipt", "sale", "return", "damage", "correction"]}}},
@@ -509,8 +516,12 @@ fn stock_schemas() -> Value {
             "available": {"type": "integer", "minimum": 0}, "version": {"type": "integer", "minimum": 0},
             "rotation": {"type": "number", "description": "Units sold (sales adjustments and fulfilled reservations) over the last 7 UTC days per average unit on hand; 0 when nothing sold"}}},
         "BatchInput": {"type": "object", "required": ["items"], "properties": {"items": some(json!({"type": "object", "required": ["location", "sku", "on_hand"], "properties": {
-            "location": id(), "sku": id(), "on_hand": stock, "safety_stock": nullable(stock.clone())}}), BATCH_ITEMS_MAX)}},
-        "BatchResult": {"type": "object", "required": ["applied"], "properties": {"applied": {"type": "integer", "minimum": 0}}},
+            "location": id(), "sku": id(), "on_hand": stock, "safety_stock": nullable(stock.clone()), "counted_at": counted_at()}}), BATCH_ITEMS_MAX)}},
+        "BatchResult": {"type": "object", "required": ["applied", "refused"], "properties": {"applied": {"type": "integer", "minimum": 0},
+            "refused": {"type": "array", "items": {"type": "object", "required": ["index", "sku", "location", "code", "status", "detail"], "properties": {
+                "index": {"type": "integer", "minimum": 0}, "sku": id(), "location": id(), "code": {"enum": ["stale_count", "validation_failed"]},
+                "status": {"type": "integer"}, "title": {"type": "string"}, "type": {"type": "string"}, "detail": {"type": "string"},
+                "last_counted_at": {"type": "string", "format": "date-time"}, "errors": {"type": "array"}}}}}},
         "Availability": {"type": "object", "required": ["sku", "available", "locations"], "properties": {"sku": id(), "available": {"type": "integer"},
             "locations": {"type": "array", "items": {"type": "object", "required": ["location", "available"], "properties": {"location": id(), "available": {"type": "integer"}}}}}}
     })
@@ -693,7 +704,7 @@ fn problem_description(status: u16) -> &'static str {
         403 => "forbidden: the token's role or location does not allow this",
         404 => "not_found",
         408 => "request_timeout: the body did not arrive within 10 s; the connection is closed",
-        409 => "insufficient_stock (`lines` names the short ones), reservation_not_held, invalid_transition or order_exists",
+        409 => "insufficient_stock (`lines` names the short ones), reservation_not_held, invalid_transition, order_exists or stale_count (a count taken before the record's last count, member `last_counted_at`)",
         413 => "payload_too_large: the body is over 1 MiB",
         422 => "validation_failed (`errors` names each field, a path segment by its parameter's name), unknown_sku, unknown_location (`field` names it) or idempotency_key_reused",
         426 => "upgrade_required: a plain GET of the WebSocket feed",

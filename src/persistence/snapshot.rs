@@ -329,6 +329,8 @@ pub fn take_snapshot(
     let latest = model.latest_ms();
     let forgotten = model.forget_idempotency_before(latest - IDEMPOTENCY_RETENTION_MS);
     let archived = model.forget_finished_before(latest - FINISHED_RETENTION_MS);
+    // Movements past the reach of a late count (on the same clock).
+    model.moves.forget_stale(latest);
     let passivated = model.take_passivable(latest);
     store.archive_orders(seq, &passivated)?;
     store.save(seq, &model)?;

@@ -68,6 +68,7 @@ pub async fn one_record(e: &Engine, on_hand: i64) {
         location: loc,
         on_hand,
         safety_stock: None,
+        counted_at: None,
     }])
     .await
     .expect("count");
