@@ -3,6 +3,7 @@
 #
 #   loadtest/cpu_per_request.sh BIN [SECONDS]
 #
+# SCENARIO (default checkout) names the loadtest scenario, e.g. orders.
 # BIN is a holdfast binary (extra server environment through SERVER_ENV,
 # e.g. SERVER_ENV="HOLDFAST_SHARDS=1") or the word `ceiling`. The server
 # runs alone on a free port with a fresh data directory; the harness warms
@@ -11,6 +12,7 @@
 set -euo pipefail
 BIN=$1
 SECS=${2:-8}
+SCENARIO=${SCENARIO:-checkout}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LT=$ROOT/target/release/loadtest
 D=$(mktemp -d)
@@ -26,9 +28,9 @@ trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$D"'
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" > /dev/null && break; sleep 0.1; done
 cpu() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
 ctx() { cat /proc/"$PID"/task/*/status 2> /dev/null | awk '/ctxt_switches/ {s += $2} END {print s}'; }
-"$LT" run --url "http://127.0.0.1:$PORT" --scenario checkout --duration 2 --out "$D/warm" > /dev/null 2>&1
+"$LT" run --url "http://127.0.0.1:$PORT" --scenario "$SCENARIO" --duration 2 --out "$D/warm" > /dev/null 2>&1
 c0=$(cpu); x0=$(ctx)
-"$LT" run --url "http://127.0.0.1:$PORT" --scenario checkout --duration "$SECS" --out "$D/run" > "$D/out" 2>&1
+"$LT" run --url "http://127.0.0.1:$PORT" --scenario "$SCENARIO" --duration "$SECS" --out "$D/run" > "$D/out" 2>&1
 c1=$(cpu); x1=$(ctx)
 n=$(awk '/ closed: / {print $6; exit}' "$D/out")
 python3 -c "

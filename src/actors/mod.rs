@@ -67,7 +67,7 @@ use crate::persistence::{Durability, Journal, JournalError, RecoveryReport, Stor
 use crate::problem::{ApiError, Code};
 use location::{LiveState, LiveView, LocationActor, Locations};
 use order_book::{
-    order_book_of, ChangeOrder, FindOrder, InMemory, OrderBook, Passivate, PlaceOrder, ScanOrders,
+    order_book_of, ChangeOrder, InMemory, OrderBook, Passivate, PlaceOrder, ScanOrders,
 };
 use reservation_book::{Create, DumpBook, Get, ReservationBook, Split, Transit};
 use stock_shard::{
@@ -231,6 +231,9 @@ struct Inner {
     sites: RwLock<Option<(u64, Arc<Sites>)>>,
     /// Live orders (and finished ones not passivated yet), in books by id.
     order_books: Vec<Addr<OrderBook>>,
+    /// Their orders in memory, read without a message (each book is the
+    /// only writer of its own).
+    order_maps: Vec<order_book::OrderMap>,
     /// The location actors: today's capacity counts, open pickups.
     locations: Arc<Locations>,
     /// The order archive (in the snapshot store): passivated orders.

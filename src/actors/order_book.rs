@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-use super::location::{Locations, Pickup, TakeOrders};
+use super::location::{LiveState, LiveView, LocationActor, Locations, Pickup, TakeOrders};
 use super::stock_shard::{send_deltas, StockShard};
 use crate::clock::Clock;
 use crate::domain::catalog::Catalog;
@@ -50,8 +50,14 @@ pub struct OrderBookStart {
     pub metrics: Arc<Metrics>,
 }
 
+/// A book's orders in memory: written by the book alone (one order, one
+/// writer), read by the engine without a message (`Engine::order`): a
+/// message per read cost an order request a thread wake-up more, about a
+/// tenth of its CPU (BENCHMARKS.md, "Order books").
+pub type OrderMap = Arc<RwLock<AHashMap<String, Order>>>;
+
 pub struct OrderBook {
-    orders: AHashMap<String, Order>,
+    orders: OrderMap,
     /// Finished orders by when they may leave memory. An entry whose order
     /// has changed since is stale and dropped when met (the change put a
     /// new one in if the order is still finished).
@@ -60,23 +66,26 @@ pub struct OrderBook {
 }
 
 impl OrderBook {
-    pub fn new(mut start: OrderBookStart) -> Self {
+    /// The book, and its orders as the engine reads them.
+    pub fn new(mut start: OrderBookStart) -> (Self, OrderMap) {
         let orders = std::mem::take(&mut start.orders);
         let passivable = orders
             .values()
             .filter_map(|o| Some((o.passivable_from()?, o.id.clone())))
             .collect();
-        OrderBook {
-            orders,
+        let orders: OrderMap = Arc::new(RwLock::new(orders));
+        let book = OrderBook {
+            orders: orders.clone(),
             passivable,
             start,
-        }
+        };
+        (book, orders)
     }
 
     /// Brings a passivated order back to memory (a change is coming);
     /// `false`: no such order.
     fn activate(&mut self, id: &str) -> Result<bool, JournalError> {
-        if !self.orders.contains_key(id) {
+        if !self.orders.read().contains_key(id) {
             let Some(o) = self.archived(id)? else {
                 return Ok(false);
             };
@@ -84,7 +93,7 @@ impl OrderBook {
                 .metrics
                 .orders_activated
                 .fetch_add(1, Ordering::Relaxed);
-            self.orders.insert(id.to_string(), o);
+            self.orders.write().insert(id.to_string(), o);
         }
         Ok(true)
     }
@@ -98,36 +107,53 @@ impl OrderBook {
 
     /// Tells the locations what `o` now takes from them, against what it
     /// took before (`was`: capacity today, an open pickup), and notes when
-    /// it may leave memory.
-    fn after_change(&mut self, was: Footprint, o: &Order) {
+    /// it may leave memory. Answers when the locations told have taken it
+    /// in (`Told`).
+    fn after_change(&mut self, was: Footprint, o: &Order) -> Told {
         let now = Footprint::of(o);
+        let mut told: Vec<(LocationId, Addr<LocationActor>)> = Vec::new();
+        let mut tell = |l: &LocationId| {
+            let a = self.start.locations.of(l);
+            if !told.iter().any(|t| &t.0 == l) {
+                told.push((l.clone(), a.clone()));
+            }
+            a
+        };
         if was.takes_capacity != now.takes_capacity {
             let delta = if now.takes_capacity { 1 } else { -1 };
             for l in o.capacity_locations() {
-                self.start.locations.of(&l).do_send(TakeOrders {
+                tell(&l).do_send(TakeOrders {
                     at_ms: o.created_ms,
                     delta,
                 });
             }
         }
         if was.pickup != now.pickup {
-            let tell = |l: &LocationId, open: bool| {
-                self.start.locations.of(l).do_send(Pickup {
-                    order: o.id.clone(),
-                    placed_ms: o.created_ms,
-                    open,
-                })
-            };
-            if let Some(l) = &was.pickup {
-                tell(l, false);
-            }
-            if let Some(l) = &now.pickup {
-                tell(l, true);
+            for (l, open) in [(&was.pickup, false), (&now.pickup, true)] {
+                if let Some(l) = l {
+                    tell(l).do_send(Pickup {
+                        order: o.id.clone(),
+                        placed_ms: o.created_ms,
+                        open,
+                    });
+                }
             }
         }
         if let Some(at) = o.passivable_from() {
             self.passivable.insert((at, o.id.clone()));
         }
+        Told(
+            told.into_iter()
+                .map(|(_, a)| {
+                    let (tx, rx) = oneshot::channel();
+                    a.do_send(LiveState {
+                        pickups: 0,
+                        reply: tx,
+                    });
+                    rx
+                })
+                .collect(),
+        )
     }
 
     /// The stock side of a journaled return: on_hand grows where the goods
@@ -160,7 +186,7 @@ impl OrderBook {
         let more = due.len() > max;
         let mut dropped = 0;
         for (at, id) in due.into_iter().take(max) {
-            let Some(o) = self.orders.get(&id) else {
+            let Some(o) = self.orders.read().get(&id).cloned() else {
                 self.passivable.remove(&(at, id));
                 continue;
             };
@@ -169,8 +195,9 @@ impl OrderBook {
                 continue;
             }
             // Not archived as it is yet: kept, and met again next sweep.
-            if archive.archived_order(&id, None)?.as_ref() == Some(o) {
-                self.orders.remove(&id);
+            // (The book is the only writer: nothing changed it meanwhile.)
+            if archive.archived_order(&id, None)?.as_ref() == Some(&o) {
+                self.orders.write().remove(&id);
                 self.passivable.remove(&(at, id));
                 dropped += 1;
             }
@@ -211,73 +238,64 @@ impl Actor for OrderBook {
     }
 }
 
-/// Reads one order: from memory, or (`archive`) read back from the archive
-/// without coming back to memory: a read changes nothing.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct FindOrder {
-    pub id: String,
-    pub reply: oneshot::Sender<Result<Option<Order>, JournalError>>,
-}
+pub type PlaceReply = Result<Result<(Order, Durable, Told), OrderExists>, JournalError>;
 
-impl Handler<FindOrder> for OrderBook {
-    type Result = ();
-    fn handle(&mut self, m: FindOrder, _: &mut Context<Self>) {
-        let found = match self.orders.get(&m.id) {
-            Some(o) => Ok(Some(o.clone())),
-            None => self.archived(&m.id),
-        };
-        let _ = m.reply.send(found);
+/// The location actors an order step told: each answers once it has taken
+/// the step in, so that a plan made after the step sees its capacity.
+pub struct Told(Vec<oneshot::Receiver<LiveView>>);
+
+impl Told {
+    /// Waits until every location told has taken the step in (or is gone
+    /// with the engine: nothing to wait for then).
+    pub async fn taken_in(self) {
+        for rx in self.0 {
+            let _ = rx.await;
+        }
     }
 }
 
-pub type PlaceReply = Result<Result<(Order, Durable), OrderExists>, JournalError>;
-
-/// Places `order` with the payment's answer `then`, as one journal record.
+/// Places `order` with the payment's answer `then`, as one journal record:
+/// `record`, `Event::Order` of both, encoded by the asker.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct PlaceOrder {
     pub order: Order,
     pub then: OrderEvent,
+    pub record: Vec<u8>,
     pub reply: oneshot::Sender<PlaceReply>,
 }
 
 impl Handler<PlaceOrder> for OrderBook {
     type Result = ();
     fn handle(&mut self, m: PlaceOrder, _: &mut Context<Self>) {
-        let reply = self.place(m.order, m.then);
+        let reply = self.place(m.order, m.then, m.record);
         let _ = m.reply.send(reply);
     }
 }
 
 impl OrderBook {
-    fn place(&mut self, order: Order, then: OrderEvent) -> PlaceReply {
-        if let Some(o) = self.orders.get(&order.id) {
+    fn place(&mut self, order: Order, then: OrderEvent, record: Vec<u8>) -> PlaceReply {
+        if let Some(o) = self.orders.read().get(&order.id) {
             return Ok(Err(OrderExists(o.clone())));
         }
         if let Some(o) = self.archived(&order.id)? {
             return Ok(Err(OrderExists(o)));
         }
         let id = order.id.clone();
-        let events = vec![OrderEvent::Placed(Box::new(order.clone())), then];
-        let durable = self.start.journal.append(&Event::Order {
-            id: id.clone(),
-            events: events.clone(),
-        })?;
+        let (durable, _) = self.start.journal.append_encoded_ticketed(record)?;
         let mut o = order;
-        for e in &events[1..] {
-            o.apply(e);
-        }
-        self.after_change(Footprint::default(), &o);
-        self.orders.insert(id, o.clone());
-        Ok(Ok((o, durable)))
+        o.apply(&then);
+        let told = self.after_change(Footprint::default(), &o);
+        self.orders.write().insert(id, o.clone());
+        Ok(Ok((o, durable, told)))
     }
 
     fn change(&mut self, id: &str, decide: Decide) -> ChangeReply {
         if !self.activate(id)? {
             return Ok(None);
         }
-        let Some(o) = self.orders.get_mut(id) else {
+        let mut orders = self.orders.write();
+        let Some(o) = orders.get_mut(id) else {
             return Ok(None);
         };
         let e = match decide(o) {
@@ -292,6 +310,7 @@ impl OrderBook {
         let was = Footprint::of(o);
         o.apply(&e);
         let o = o.clone();
+        drop(orders);
         // (Owed, on a cluster: another shard's stock takes them.)
         if let OrderEvent::Returned {
             lines,
@@ -303,8 +322,8 @@ impl OrderBook {
         {
             self.restock(&o, lines, location, *at_ms, ticket);
         }
-        self.after_change(was, &o);
-        Ok(Some(Ok((o, Some((e, durable))))))
+        let told = self.after_change(was, &o);
+        Ok(Some(Ok((o, Some((e, durable, told))))))
     }
 }
 
@@ -329,10 +348,10 @@ impl Footprint {
 /// changes, or a refusal.
 pub type Decide = Box<dyn FnOnce(&Order) -> Result<Option<OrderEvent>, Refused> + Send>;
 
-/// The order after a change, with the event and its record's durability
-/// (`None`: nothing changed); `None`: no such order.
+/// The order after a change, with the event, its record's durability and
+/// the locations told (`None`: nothing changed); `None`: no such order.
 pub type ChangeReply =
-    Result<Option<Result<(Order, Option<(OrderEvent, Durable)>), Refused>>, JournalError>;
+    Result<Option<Result<(Order, Option<(OrderEvent, Durable, Told)>), Refused>>, JournalError>;
 
 /// Decides a change of an order, journals it and applies it. A passivated
 /// order is read back into memory first.
@@ -371,7 +390,7 @@ impl<T: Send + 'static> Handler<ScanOrders<T>> for OrderBook {
     type Result = ();
     fn handle(&mut self, m: ScanOrders<T>, _: &mut Context<Self>) {
         let mut v = Vec::new();
-        for o in self.orders.values() {
+        for o in self.orders.read().values() {
             (m.pick)(o, &mut v);
         }
         let _ = m.reply.send(v);
@@ -388,7 +407,7 @@ pub struct InMemory {
 impl Handler<InMemory> for OrderBook {
     type Result = ();
     fn handle(&mut self, m: InMemory, _: &mut Context<Self>) {
-        let _ = m.reply.send(self.orders.len());
+        let _ = m.reply.send(self.orders.read().len());
     }
 }
 

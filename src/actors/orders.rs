@@ -9,16 +9,18 @@ impl Engine {
     }
 
     /// An order: from memory, or read back from the archive if it was
-    /// passivated (without bringing it back: a read changes nothing).
+    /// passivated (without bringing it back: a read changes nothing). A
+    /// passivated order is archived before it leaves memory, so a miss
+    /// here finds it there.
     pub async fn order(&self, id: &str) -> Result<Option<Order>, EngineError> {
-        let (tx, rx) = oneshot::channel();
-        self.order_book(id)
-            .try_send(FindOrder {
-                id: id.to_string(),
-                reply: tx,
-            })
-            .map_err(full)?;
-        Ok(reply(rx).await??)
+        let book = order_book_of(id, self.0.order_maps.len());
+        if let Some(o) = self.0.order_maps[book].read().get(id) {
+            return Ok(Some(o.clone()));
+        }
+        match &self.0.archive {
+            Some(a) => Ok(a.archived_order(id, None)?),
+            None => Ok(None),
+        }
     }
 
     /// What `pick` takes from every order in memory, every book asked at
@@ -76,19 +78,6 @@ impl Engine {
             .await
             .map_err(|_| EngineError::Stopped)?;
         reply(rx).await
-    }
-
-    /// Waits until the location actors of `o` have taken in what its
-    /// book told them: a plan made after this sees its capacity taken.
-    async fn locations_told(&self, o: &Order) -> Result<(), EngineError> {
-        let mut at = o.capacity_locations();
-        at.extend(o.open_pickup().cloned());
-        for l in at {
-            if let Some(actor) = self.0.locations.existing(&l) {
-                self.live_state(&actor, 0).await?;
-            }
-        }
-        Ok(())
     }
 
     /// Labelled shipments whose parcel its carrier still carries: a
@@ -176,19 +165,27 @@ impl Engine {
         order: Order,
         then: OrderEvent,
     ) -> Result<Result<Order, OrderExists>, EngineError> {
+        let record = crate::persistence::journal::encode_event(&Event::Order {
+            id: order.id.clone(),
+            events: vec![OrderEvent::Placed(Box::new(order.clone())), then.clone()],
+        })?;
         let (tx, rx) = oneshot::channel();
         self.order_book(&order.id)
             .try_send(PlaceOrder {
                 order,
                 then,
+                record,
                 reply: tx,
             })
             .map_err(full)?;
-        let placed = durable_reply(rx).await?;
-        if let Ok(o) = &placed {
-            self.locations_told(o).await?;
+        match reply(rx).await?? {
+            Err(exists) => Ok(Err(exists)),
+            Ok((o, durable, told)) => {
+                durable.await?;
+                told.taken_in().await;
+                Ok(Ok(o))
+            }
         }
-        Ok(placed)
     }
 
     /// Decides a change of order `id` in its book, journals it and applies
@@ -212,11 +209,11 @@ impl Engine {
             Some(Err(refused)) => return Ok(Some(Err(refused))),
             Some(Ok(changed)) => changed,
         };
-        let Some((e, durable)) = changed else {
+        let Some((e, durable, told)) = changed else {
             return Ok(Some(Ok((o, None))));
         };
         durable.await?;
-        self.locations_told(&o).await?;
+        told.taken_in().await;
         Ok(Some(Ok((o, Some(e)))))
     }
 

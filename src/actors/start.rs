@@ -30,6 +30,7 @@ struct Actors {
     stock: Vec<Addr<StockShard>>,
     books: Vec<Addr<ReservationBook>>,
     order_books: Vec<Addr<OrderBook>>,
+    order_maps: Vec<order_book::OrderMap>,
     locations: Arc<Locations>,
     system: System,
 }
@@ -132,6 +133,7 @@ impl Engine {
             locations_version: AtomicU64::new(0),
             sites: RwLock::new(None),
             order_books: actors.order_books,
+            order_maps: actors.order_maps,
             locations: actors.locations,
             archive: snapshots,
             feed,
@@ -248,7 +250,7 @@ fn start_actors(
                 handles.clone(),
                 h.catalog.clone(),
             ));
-            let order_books = shares
+            let (order_books, order_maps) = shares
                 .orders
                 .into_iter()
                 .enumerate()
@@ -263,13 +265,15 @@ fn start_actors(
                         clock: h.clock.clone(),
                         metrics: h.metrics.clone(),
                     };
-                    OrderBook::start_in_arbiter(&handles[i], move |_| OrderBook::new(start))
+                    let (book, map) = OrderBook::new(start);
+                    (OrderBook::start_in_arbiter(&handles[i], move |_| book), map)
                 })
-                .collect();
+                .unzip();
             let actors = Actors {
                 stock,
                 books,
                 order_books,
+                order_maps,
                 locations,
                 system: System::current(),
             };

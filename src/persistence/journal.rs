@@ -646,7 +646,13 @@ impl Journal {
     /// (and barrier) so far. Once `durable_ticket() >= ticket` the record
     /// is durable, and so is every change made before it was appended.
     pub fn append_ticketed(&self, e: &Event) -> Result<(Durable, u64), JournalError> {
-        let body = encode_event(e)?;
+        self.append_encoded_ticketed(encode_event(e)?)
+    }
+
+    /// `append_ticketed` of a record encoded beforehand by `encode_event`
+    /// (an order's placement, encoded on the asker's thread so that the
+    /// actor that decides spends no time on it).
+    pub fn append_encoded_ticketed(&self, body: Vec<u8>) -> Result<(Durable, u64), JournalError> {
         let (ack, rx) = oneshot::channel();
         let ticket = self.send(Append {
             body,
