@@ -21,8 +21,6 @@ use crate::domain::order::Order;
 use crate::domain::TimeMs;
 use crate::limits::MAILBOX_CAPACITY;
 
-const DAY_MS: TimeMs = 86_400_000;
-
 /// The locations at their daily capacity, with the day (since the epoch,
 /// UTC) they reached it. Written by the location actors only.
 #[derive(Default)]
@@ -73,7 +71,7 @@ impl LocationStart {
     /// Adds `delta` orders of the day of `at_ms`: a newer day starts from
     /// zero, an older one no longer matters.
     fn take(&mut self, at_ms: TimeMs, delta: i32) {
-        let day = at_ms.div_euclid(DAY_MS);
+        let day = crate::domain::rotation::day_of(at_ms);
         if day > self.today.0 {
             self.today = (day, 0);
         }
@@ -280,6 +278,8 @@ impl Handler<LiveState> for LocationActor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const DAY_MS: TimeMs = 86_400_000;
 
     #[test]
     fn a_day_counts_from_zero_and_an_older_day_changes_nothing() {

@@ -243,8 +243,6 @@ struct Inner {
     feed: Feed,
 }
 
-const DAY_MS: crate::domain::TimeMs = 86_400_000;
-
 /// The engine: cheap to clone; every clone talks to the same actors.
 #[derive(Clone)]
 pub struct Engine(Arc<Inner>);

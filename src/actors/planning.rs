@@ -28,7 +28,7 @@ impl Engine {
     /// The count is checked when planning: two orders placed at the same
     /// moment can both take a location's last slot of the day.
     pub(super) fn sites_now(&self) -> Arc<Sites> {
-        let today = self.0.clock.now_ms().div_euclid(DAY_MS);
+        let today = crate::domain::rotation::day_of(self.0.clock.now_ms());
         let full = self.0.locations.board().full_on(today);
         self.sites_marking(full)
     }
