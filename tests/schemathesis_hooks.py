@@ -28,6 +28,17 @@ BUSINESS_FIELDS = [
     (r"lines\[\d+\]\.qty", r"at most \d+ of SKU .* may be reserved at once$"),
     # A return of a SKU the order does not have.
     (r"lines\[\d+\]\.sku", r".* is not in order "),
+    # A count's time outside the window around the server's clock (48 hours
+    # back, 5 minutes ahead), or before the record's kept movements: the
+    # document says so, but no schema can state a bound that moves with now.
+    (r"(items\[\d+\]\.)?counted_at", r"(must be between .* and |reaches back before )"),
+]
+
+# Fields whose `format` the document states but schemathesis's coverage
+# phase does not honour (it sends "" as a date-time): the 422 names the
+# rule the document states.
+FORMAT_FIELDS = [
+    (r"(items\[\d+\]\.)?counted_at", r"must be an RFC 3339 date-time$"),
 ]
 
 
@@ -43,7 +54,8 @@ def _both_targets(case):
 
 def _business(error):
     field, message = error.get("field", ""), error.get("message", "")
-    return any(re.fullmatch(f, field) and re.match(m, message) for f, m in BUSINESS_FIELDS)
+    stated = BUSINESS_FIELDS + FORMAT_FIELDS
+    return any(re.fullmatch(f, field) and re.match(m, message) for f, m in stated)
 
 
 @schemathesis.check

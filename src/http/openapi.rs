@@ -138,7 +138,7 @@ const OPS: &[Op] = &[
         "Bulk catalog import: up to 10,000 SKUs, all or nothing",
         Some("SkuBatchInput"),
         200,
-        "BatchResult",
+        "SkuBatchResult",
         &[400, 401, 403, 408, 413, 422, 429, 503, 504],
     ),
     (
@@ -461,6 +461,7 @@ fn catalog_schemas() -> Value {
         "SkuInput": {"type": "object", "required": ["name"], "properties": sku_fields},
         "SkuBatchInput": {"type": "object", "required": ["items"], "properties": {
             "items": some(json!({"type": "object", "required": ["sku", "name"], "properties": batch_item}), BATCH_ITEMS_MAX)}},
+        "SkuBatchResult": {"type": "object", "required": ["applied"], "properties": {"applied": {"type": "integer", "minimum": 0}}},
         "Sku": {"type": "object", "required": ["sku", "name", "weight_g", "max_qty_per_reservation", "dimensions_mm", "ship_alone"], "properties": {
             "sku": id(), "name": {"type": "string"}, "weight_g": {"type": ["integer", "null"]}, "max_qty_per_reservation": {"type": ["integer", "null"]},
             "dimensions_mm": nullable(schema_ref("Dimensions")), "ship_alone": {"type": "boolean"}}},
