@@ -94,7 +94,7 @@ async fn load(engine: &Engine, skus: u32, locs: u32, on_hand: i64, progress: boo
             if batch.len() == 10_000 {
                 done += batch.len() as u64;
                 engine
-                    .count(std::mem::take(&mut batch))
+                    .count(std::mem::take(&mut batch), None)
                     .await
                     .expect("count");
                 if progress && done.is_multiple_of(200_000) {
@@ -104,7 +104,7 @@ async fn load(engine: &Engine, skus: u32, locs: u32, on_hand: i64, progress: boo
         }
     }
     if !batch.is_empty() {
-        engine.count(batch).await.expect("count");
+        engine.count(batch, None).await.expect("count");
     }
 }
 

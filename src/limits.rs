@@ -250,3 +250,39 @@ pub const COUNT_AHEAD_MS: i64 = 5 * 60 * 1000;
 /// movements): past it the oldest go, and a count reaching back before
 /// the ones kept is refused. Cost: at most 1 MiB for the busiest record.
 pub const MOVES_PER_RECORD_MAX: usize = 65_536;
+
+/// An adjustment's `note`, in characters, at most: a line a person writes
+/// beside the reason ("broken in the stockroom"), kept in the journal and
+/// the movement history.
+pub const ADJUST_NOTE_MAX: usize = 256;
+
+/// How often the snapshotter's copy follows the journal: a movement is
+/// in the history at most about this long after it is durable (a history
+/// read waits for it, `HISTORY_WAIT`).
+pub const SNAPSHOTTER_TICK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Movements written to the history in one sled batch at most, when the
+/// snapshotter's copy catches up on a long journal (a restart): memory
+/// ~150 bytes each while the batch is built.
+pub const HISTORY_WRITE_BATCH: usize = 10_000;
+
+/// Movements the history forgets in one round at most, and how often (in
+/// snapshotter rounds: every 10 s) it looks: past retention, or beyond
+/// `[history] movements_max`, the oldest go a batch at a time.
+pub const HISTORY_PRUNE_BATCH: usize = 10_000;
+pub const HISTORY_PRUNE_EVERY_ROUNDS: u64 = 100;
+
+/// A history read waits this long at most for the movements of what was
+/// durable when it came (the snapshotter writes them within a tick); past
+/// it, 503 with Retry-After (a restart's catch-up on a long journal).
+pub const HISTORY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `[history]`'s defaults: movements are kept 90 days, at most 100
+/// million in all (~150 bytes of disk each: ~15 GB).
+pub const HISTORY_RETENTION_DAYS_DEFAULT: u64 = 90;
+pub const HISTORY_MOVEMENTS_MAX_DEFAULT: u64 = 100_000_000;
+
+/// A history page's movements: `limit` defaults to the first, at most
+/// the second.
+pub const HISTORY_PAGE_DEFAULT: usize = 100;
+pub const HISTORY_PAGE_MAX: usize = 1_000;

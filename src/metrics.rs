@@ -324,6 +324,18 @@ fn write_feed_and_journal(s: &mut String, feed: &FeedStats, journal: &JournalSta
             "Sequence of the last durable record.",
             &journal.last_seq,
         ),
+        (
+            g,
+            "holdfast_history_seq",
+            "Journal sequence the movement history is complete through (it follows holdfast_journal_last_seq within a tick).",
+            &journal.history_seq,
+        ),
+        (
+            g,
+            "holdfast_history_movements",
+            "Movements the movement history holds ([history] movements_max at most).",
+            &journal.history_movements,
+        ),
     ] {
         metric(s, kind, name, help, v.load(Relaxed));
     }

@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::http::{self, auth::Auth, idempotency::IdemTable, AppState};
 use crate::metrics::Metrics;
 use crate::orders;
-use crate::persistence::snapshot::SnapshotPolicy;
+use crate::persistence::snapshot::{HistoryPolicy, SnapshotPolicy};
 use crate::persistence::RealStorage;
 
 pub fn run(config: Option<&Path>) -> Result<(), String> {
@@ -254,6 +254,7 @@ fn engine_config(cfg: &Config) -> EngineConfig {
         snapshot: Some(SnapshotPolicy {
             every_records: cfg.snapshot.every_records,
             every_s: cfg.snapshot.every_s,
+            history: HistoryPolicy::new(cfg.history.retention_days, cfg.history.movements_max),
         }),
     }
 }

@@ -7,6 +7,7 @@
 use ahash::AHashMap;
 use holdfast::domain::catalog::{Location, LocationKind, Sku};
 use holdfast::domain::event::Event;
+use holdfast::domain::history::{cause, Movement};
 use holdfast::domain::model::{LineRequest, Model};
 use holdfast::domain::recent_moves::LateCountRefused;
 use holdfast::domain::reservation::Transition;
@@ -138,7 +139,7 @@ proptest! {
                                 .sum();
                             on_hand.insert(key, (oh + since).max(0));
                             last_count.insert(key, taken.max(last_count.get(&key).copied().unwrap_or(taken)));
-                            Some(Event::Counted { items: vec![count], at_ms: now })
+                            Some(Event::Counted { items: vec![count], at_ms: now, by: None })
                         }
                         Err(LateCountRefused::Stale { last }) => {
                             prop_assert_eq!(last_count.get(&key), Some(&last));
@@ -164,6 +165,8 @@ proptest! {
                                 reason: AdjustReason::Correction,
                                 at_ms: now,
                                 key: None,
+                                by: None,
+                                note: Some("proptest".into()),
                             })
                         }
                         Err(_) => {
@@ -236,10 +239,33 @@ proptest! {
                 prop_assert_eq!(m.stock.get_or_empty(*s, *l).on_hand, *want);
             }
         }
-        // Replay from empty gives the same state.
+        // Replay from empty gives the same state, and the movement
+        // history it notes tells each record's story: every movement
+        // starts where the record's last one ended, each fact that moves
+        // stock names why, and the last movement is the record as it is.
         let mut replayed = Model::default();
+        let mut told: AHashMap<(u32, u32), (i64, i64)> = AHashMap::new();
+        let mut moved = Vec::new();
         for e in &log {
-            replayed.apply(e).expect("replay");
+            moved.clear();
+            replayed.apply_noting(e, Some(&mut moved)).expect("replay");
+            if moved.is_empty() {
+                continue;
+            }
+            let Some(why) = cause(e) else {
+                prop_assert!(false, "a fact moved stock without a cause: {:?}", e);
+                continue;
+            };
+            for mv in &moved {
+                let h = Movement::new(&why, mv);
+                let (oh, rs) = told.get(&(mv.sku, mv.location)).copied().unwrap_or((0, 0));
+                prop_assert_eq!((oh + h.delta_on_hand, rs + h.delta_reserved), (h.on_hand, h.reserved));
+                told.insert((mv.sku, mv.location), (h.on_hand, h.reserved));
+            }
+        }
+        for ((s, l), (oh, rs)) in &told {
+            let r = replayed.stock.get_or_empty(*s, *l);
+            prop_assert_eq!((r.on_hand, r.reserved), (*oh, *rs));
         }
         prop_assert_eq!(&replayed.stock, &m.stock);
         prop_assert_eq!(&replayed.reservations, &m.reservations);

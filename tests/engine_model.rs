@@ -196,7 +196,7 @@ proptest! {
             match c.clone() {
                 Cmd::Count(items) => {
                     let batch = items.iter().map(|&(s, l, n, ago)| CountItem { sku_idx: s, loc_idx: l, sku: sku(s), location: loc(l), on_hand: n, safety_stock: Some(0), counted_at: ago.map(|a| now - a) }).collect();
-                    let recs = rt.block_on(e.count(batch)).expect("count");
+                    let recs = rt.block_on(e.count(batch, None)).expect("count");
                     // Items apply in order: each answers the record after it,
                     // and the last count of a record is what it holds; a
                     // late one adds what moved after it was taken, a stale

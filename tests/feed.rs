@@ -69,7 +69,7 @@ fn subscribers_get_every_committed_change_in_order_and_no_unjournaled_hold() {
     // Two shards: SKUs 0 and 2 in one, 1 and 3 in the other.
     let e = open(&fs, &clock, 2);
     rt.block_on(setup(&e));
-    rt.block_on(e.count(vec![count(0, 0, 10), count(1, 0, 5)]))
+    rt.block_on(e.count(vec![count(0, 0, 10), count(1, 0, 5)], None))
         .expect("count");
 
     let at_l0 = Collect::default();
@@ -137,7 +137,7 @@ fn subscribers_get_every_committed_change_in_order_and_no_unjournaled_hold() {
             .await
             .expect("engine");
         assert!(b.is_err(), "no stock of SKU 2 yet");
-        e.count(vec![count(2, 0, 4)]).await.expect("count");
+        e.count(vec![count(2, 0, 4)], None).await.expect("count");
         let b = e
             .reserve(&cart(&[(2, 1)]), false, 600, None)
             .await
@@ -223,7 +223,8 @@ fn a_change_the_journal_could_not_keep_is_never_shown() {
     let clock = ManualClock::new(1_700_000_000_000);
     let e = open(&fs, &clock, 2);
     rt.block_on(setup(&e));
-    rt.block_on(e.count(vec![count(0, 0, 10)])).expect("count");
+    rt.block_on(e.count(vec![count(0, 0, 10)], None))
+        .expect("count");
     let sink = Collect::default();
     let (_sub, view) = rt
         .block_on(e.feed_subscribe(Scope::Sku(0), Box::new(sink.clone())))

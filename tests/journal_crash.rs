@@ -274,6 +274,8 @@ fn snapshots_and_segment_removal_survive_power_cuts() {
                 reason: AdjustReason::Receipt,
                 at_ms: 0,
                 key: None,
+                by: None,
+                note: None,
             };
             journal.append(&e).expect("append").wait().expect("durable");
             acked_delta += i + 1;
@@ -295,6 +297,8 @@ fn snapshots_and_segment_removal_survive_power_cuts() {
                 reason: AdjustReason::Receipt,
                 at_ms: 0,
                 key: None,
+                by: None,
+                note: None,
             };
             journal.append(&e).expect("append").wait().expect("durable");
             acked_delta += 1;
@@ -410,4 +414,55 @@ fn a_journal_cut_back_keeps_exactly_its_prefix() {
         let _ = writer.join();
         assert_eq!(recovered(&fs, &dir()).expect("recover").len() as u64, k + 1);
     }
+}
+
+/// A reader following a live journal (`read_on`, the snapshotter's copy)
+/// reads every record once, in order, across segment boundaries, however
+/// the durable mark moves while the writer goes on; a cursor started
+/// after a record starts after it.
+#[test]
+fn a_reader_following_the_journal_reads_each_record_once() {
+    use holdfast::persistence::journal::{read_on, ReadCursor};
+    let fs = SimStorage::new(9);
+    let storage: Arc<dyn Storage> = Arc::new(fs.clone());
+    let (journal, writer) =
+        Journal::start_with_segment_size(storage.clone(), dir(), 0, Durability::Fsync, 512)
+            .expect("start");
+    let mut cursor = ReadCursor::after(0);
+    let mut read = Vec::new();
+    let follow = |cursor: &mut ReadCursor, upto: u64, read: &mut Vec<u64>| {
+        read_on(&fs, &dir(), cursor, upto, |seq, body| {
+            assert_eq!(decode_event(body)?, event(seq - 1));
+            read.push(seq);
+            Ok(())
+        })
+        .expect("read on");
+    };
+    for i in 0..90u64 {
+        let seq = journal
+            .append(&event(i))
+            .expect("append")
+            .wait()
+            .expect("durable");
+        assert_eq!(seq, i + 1);
+        // The mark moves by 0 to 4 records between reads.
+        if i % 5 != 4 {
+            follow(&mut cursor, seq - (i % 3), &mut read);
+        }
+    }
+    follow(&mut cursor, 90, &mut read);
+    follow(&mut cursor, 90, &mut read);
+    assert_eq!(read, (1..=90).collect::<Vec<_>>());
+    assert_eq!(cursor.last_seq(), 90);
+    let segments = holdfast::persistence::journal::segments(&fs, &dir())
+        .expect("segments")
+        .len();
+    assert!(segments > 5, "the records span segments: {segments}");
+    // From the middle of a segment, past its end: the rest, once.
+    let mut from_37 = ReadCursor::after(37);
+    let mut rest = Vec::new();
+    follow(&mut from_37, u64::MAX, &mut rest);
+    assert_eq!(rest, (38..=90).collect::<Vec<_>>());
+    drop(journal);
+    let _ = writer.join();
 }

@@ -13,7 +13,9 @@ use holdfast::domain::order::{OrderStatus, ShipStatus};
 use holdfast::domain::reservation::Transition;
 use holdfast::domain::LocationId;
 use holdfast::metrics::Metrics;
-use holdfast::persistence::snapshot::{take_snapshot, SnapshotPolicy, SnapshotStore};
+use holdfast::persistence::snapshot::{
+    take_snapshot, HistoryPolicy, SnapshotPolicy, SnapshotStore,
+};
 use holdfast::persistence::{Durability, RealStorage};
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -29,11 +31,13 @@ fn open(dir: &Path, clock: &ManualClock, auto: bool) -> Engine {
         SnapshotPolicy {
             every_records: 1,
             every_s: 1,
+            history: HistoryPolicy::default(),
         }
     } else {
         SnapshotPolicy {
             every_records: 1 << 40,
             every_s: 1 << 30,
+            history: HistoryPolicy::default(),
         }
     };
     Engine::open(

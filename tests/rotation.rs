@@ -64,7 +64,7 @@ fn sales_and_fulfilments_make_the_index_and_it_survives_restarts() {
                 counted_at: None,
             })
             .collect();
-        e.count(counts).await.expect("count");
+        e.count(counts, None).await.expect("count");
     });
     assert_eq!(rotations(&rt, &e), (0.0, 0.0), "nothing sold yet");
 

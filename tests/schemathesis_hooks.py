@@ -39,6 +39,7 @@ BUSINESS_FIELDS = [
 # rule the document states.
 FORMAT_FIELDS = [
     (r"(items\[\d+\]\.)?counted_at", r"must be an RFC 3339 date-time$"),
+    (r"since", r"must be an RFC 3339 date-time$"),
 ]
 
 

@@ -36,6 +36,8 @@ pub use carts::CartLine;
 pub use feed_views::FeedView;
 pub use order_book::OrderExists;
 pub use orders::ParcelCarried;
+pub use stock::HistoryRead;
+pub use stock_shard::Adjustment;
 
 use actix::prelude::*;
 use parking_lot::{Mutex, RwLock};
@@ -47,6 +49,7 @@ use tokio::sync::oneshot;
 use crate::clock::Clock;
 use crate::domain::catalog::{Catalog, LocIdx, Location, Sku, SkuIdx};
 use crate::domain::event::{Event, IdemKey};
+use crate::domain::history::By;
 use crate::domain::ids::{LocationId, ReservationId, SkuId};
 use crate::domain::model::Model;
 use crate::domain::model::{IdemEntry, Shortage, TransitionRefused};

@@ -1,4 +1,6 @@
 use super::*;
+use crate::limits::HISTORY_WAIT;
+use crate::persistence::history::{Page, Place};
 
 impl Engine {
     /// Counts: sets on_hand and safety_stock of records; one journal record
@@ -7,6 +9,7 @@ impl Engine {
     pub async fn count(
         &self,
         items: Vec<CountItem>,
+        by: Option<By>,
     ) -> Result<Vec<Result<RecordView, LateCountRefused>>, EngineError> {
         let n = self.0.stock.len();
         let late: Vec<bool> = items.iter().map(|c| c.counted_at.is_some()).collect();
@@ -22,7 +25,11 @@ impl Engine {
             let (order, items): (Vec<usize>, Vec<CountItem>) = v.into_iter().unzip();
             let (tx, rx) = oneshot::channel();
             self.0.stock[shard]
-                .send(Count { items, reply: tx })
+                .send(Count {
+                    items,
+                    by: by.clone(),
+                    reply: tx,
+                })
                 .await
                 .map_err(|_| EngineError::Stopped)?;
             pending.push((order, rx));
@@ -59,37 +66,31 @@ impl Engine {
         delta: i64,
         reason: AdjustReason,
     ) -> Result<Result<RecordView, AdjustRefused>, EngineError> {
-        self.adjust_keyed(sku_idx, loc_idx, sku, location, delta, reason, None)
-            .await
+        self.adjust_as(stock_shard::Adjustment {
+            sku_idx,
+            loc_idx,
+            sku,
+            location,
+            delta,
+            reason,
+            key: None,
+            by: None,
+            note: None,
+        })
+        .await
     }
 
-    /// `adjust`, applied once under `key` if given (journaled with it, so
-    /// a takeover or a restart keeps it): the same adjustment asked again
-    /// answers the record as it is, another under the key is refused
-    /// (`AdjustRefused::key_reused`).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn adjust_keyed(
+    /// `adjust` as asked: applied once under its `key` if it has one
+    /// (journaled with it, so a takeover or a restart keeps it): the same
+    /// adjustment asked again answers the record as it is, another under
+    /// the key is refused (`AdjustRefused::key_reused`).
+    pub async fn adjust_as(
         &self,
-        sku_idx: SkuIdx,
-        loc_idx: LocIdx,
-        sku: SkuId,
-        location: LocationId,
-        delta: i64,
-        reason: AdjustReason,
-        key: Option<String>,
+        what: stock_shard::Adjustment,
     ) -> Result<Result<RecordView, AdjustRefused>, EngineError> {
         let (tx, rx) = oneshot::channel();
-        self.stock_of(sku_idx)
-            .try_send(stock_shard::Adjust {
-                sku_idx,
-                loc_idx,
-                sku,
-                location,
-                delta,
-                reason,
-                key,
-                reply: tx,
-            })
+        self.stock_of(what.sku_idx)
+            .try_send(stock_shard::Adjust { what, reply: tx })
             .map_err(full)?;
         durable_reply(rx).await
     }
@@ -119,5 +120,49 @@ impl Engine {
             })
             .map_err(full)?;
         reply(rx).await
+    }
+}
+
+/// A page of a record's movement history, as `Engine::history` reads it.
+pub enum HistoryRead {
+    Page(Page),
+    /// The history has not caught up with what was durable when asked
+    /// within `HISTORY_WAIT` (a restart's catch-up on a long journal).
+    CatchingUp,
+    /// No history here: snapshots are off (it is kept beside them).
+    Off,
+}
+
+impl Engine {
+    /// A page of the movements of `location`'s `sku`, newest first (older
+    /// than `before`, none older than `since`), once the history holds
+    /// every movement durable when asked: a client reads its own writes.
+    pub async fn history(
+        &self,
+        location: String,
+        sku: String,
+        since: Option<TimeMs>,
+        before: Option<Place>,
+        limit: usize,
+    ) -> Result<HistoryRead, EngineError> {
+        let Some(store) = self.snapshots() else {
+            return Ok(HistoryRead::Off);
+        };
+        let stats = &self.journal().stats;
+        let wanted = stats.last_seq.load(Ordering::Acquire);
+        let deadline = std::time::Instant::now() + HISTORY_WAIT;
+        while stats.history_seq.load(Ordering::Acquire) < wanted {
+            if std::time::Instant::now() >= deadline {
+                return Ok(HistoryRead::CatchingUp);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let history = store.history()?;
+        let page = tokio::task::spawn_blocking(move || {
+            history.page(&location, &sku, since, before, limit)
+        })
+        .await
+        .map_err(|_| EngineError::Stopped)??;
+        Ok(HistoryRead::Page(page))
     }
 }

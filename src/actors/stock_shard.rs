@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use crate::clock::Clock;
 use crate::domain::catalog::{Catalog, LocIdx, SkuIdx};
 use crate::domain::event::{sold_by_adjustment, Count as CountFact, Event, IdemKey};
+use crate::domain::history::By;
 use crate::domain::ids::ReservationId;
 use crate::domain::ids::{LocationId, SkuId};
 use crate::domain::model::AdjustKey;
@@ -449,6 +450,7 @@ pub type CountReply = Result<(Vec<Result<RecordView, LateCountRefused>>, Durable
 #[rtype(result = "()")]
 pub struct Count {
     pub items: Vec<CountItem>,
+    pub by: Option<By>,
     pub reply: oneshot::Sender<CountReply>,
 }
 
@@ -514,6 +516,7 @@ impl Handler<Count> for StockShard {
             .append_ticketed(&Event::Counted {
                 items: facts,
                 at_ms: now,
+                by: m.by,
             })
             .map(|(durable, ticket)| {
                 let recs = m
@@ -539,10 +542,9 @@ impl Handler<Count> for StockShard {
     }
 }
 
-/// A stock adjustment with its reason.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Adjust {
+/// A stock adjustment with its reason, and whose word it is on.
+#[derive(Debug, Clone)]
+pub struct Adjustment {
     pub sku_idx: SkuIdx,
     pub loc_idx: LocIdx,
     pub sku: SkuId,
@@ -552,6 +554,14 @@ pub struct Adjust {
     /// Applied once under it: asked again with the same adjustment, the
     /// record is answered as it is; another adjustment under it is refused.
     pub key: Option<String>,
+    pub by: Option<By>,
+    pub note: Option<String>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Adjust {
+    pub what: Adjustment,
     #[allow(clippy::type_complexity)]
     pub reply: oneshot::Sender<Result<Result<(RecordView, Durable), AdjustRefused>, JournalError>>,
 }
@@ -559,13 +569,14 @@ pub struct Adjust {
 impl Handler<Adjust> for StockShard {
     type Result = ();
     fn handle(&mut self, m: Adjust, _: &mut Context<Self>) {
-        let rec = self.table.get_or_empty(m.sku_idx, m.loc_idx);
+        let a = m.what;
+        let rec = self.table.get_or_empty(a.sku_idx, a.loc_idx);
         let now = self.clock.now_ms();
-        if let Some(before) = m.key.as_ref().and_then(|k| self.applied.get(k)) {
+        if let Some(before) = a.key.as_ref().and_then(|k| self.applied.get(k)) {
             let same =
-                before.sku == m.sku && before.location == m.location && before.delta == m.delta;
+                before.sku == a.sku && before.location == a.location && before.delta == a.delta;
             let r = if same {
-                Ok((self.view(m.sku_idx, rec, now), Durable::journaled_before()))
+                Ok((self.view(a.sku_idx, rec, now), Durable::journaled_before()))
             } else {
                 Err(AdjustRefused {
                     on_hand: rec.on_hand,
@@ -575,33 +586,35 @@ impl Handler<Adjust> for StockShard {
             let _ = m.reply.send(Ok(r));
             return;
         }
-        let r = match rec.decide_adjust(m.delta) {
+        let r = match rec.decide_adjust(a.delta) {
             Err(refused) => Ok(Err(refused)),
             Ok(d) => self
                 .journal
                 .append_ticketed(&Event::Adjusted {
-                    sku: m.sku.clone(),
-                    location: m.location.clone(),
-                    delta: m.delta,
-                    reason: m.reason,
+                    sku: a.sku.clone(),
+                    location: a.location.clone(),
+                    delta: a.delta,
+                    reason: a.reason,
                     at_ms: now,
-                    key: m.key.clone(),
+                    key: a.key.clone(),
+                    by: a.by,
+                    note: a.note,
                 })
                 .map(|(durable, ticket)| {
-                    let sold = sold_by_adjustment(m.reason, m.delta);
-                    let r = self.apply_journaled(m.sku_idx, m.loc_idx, d, now, Some(sold), ticket);
-                    if let Some(k) = m.key {
+                    let sold = sold_by_adjustment(a.reason, a.delta);
+                    let r = self.apply_journaled(a.sku_idx, a.loc_idx, d, now, Some(sold), ticket);
+                    if let Some(k) = a.key {
                         self.remember(
                             k,
                             AdjustKey {
-                                sku: m.sku,
-                                location: m.location,
-                                delta: m.delta,
+                                sku: a.sku,
+                                location: a.location,
+                                delta: a.delta,
                                 at_ms: now,
                             },
                         );
                     }
-                    Ok((self.view(m.sku_idx, r, now), durable))
+                    Ok((self.view(a.sku_idx, r, now), durable))
                 }),
         };
         let _ = m.reply.send(r);
@@ -646,6 +659,8 @@ impl StockShard {
             reason: AdjustReason::Correction,
             at_ms,
             key: None,
+            by: None,
+            note: Some("on_hand out of range after a fulfilment or return".into()),
         };
         // Nobody waits on it: a journal that fails is poisoned, and the
         // engine stops taking writes.

@@ -908,6 +908,13 @@ fn cut_back(engine: &Engine, dir: &std::path::Path) -> u64 {
             .map(|()| 0)
     } else {
         crate::persistence::journal::truncate_after(&storage, &dir.join("journal"), shipped)
+            .and_then(|cut| {
+                // The movements of the records cut go with them.
+                if let Some(store) = engine.snapshots() {
+                    store.history()?.cut_after(shipped)?;
+                }
+                Ok(cut)
+            })
             .map_err(|e| e.to_string())
     };
     match result {

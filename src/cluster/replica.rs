@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use super::log::{Entry, Fence, Follower, LogError, Resync, ShardLog};
 use crate::clock::Clock;
-use crate::domain::catalog::{LocIdx, SkuIdx};
+use crate::domain::catalog::SkuIdx;
 use crate::domain::model::Model;
 use crate::domain::stock::StockRecord;
 use crate::feed::{Change, Copied, Feed, Scope, Sink, SnapshotText};
@@ -170,7 +170,7 @@ pub struct Mirror {
     applied: Arc<AtomicU64>,
     /// The records an entry changed, for the feed (kept: one allocation,
     /// not one an entry).
-    touched: Vec<(SkuIdx, LocIdx)>,
+    touched: Vec<crate::domain::history::Moved>,
 }
 
 /// What a node's feed sessions follow of a followed copy: its feed, and
@@ -443,10 +443,10 @@ impl Mirror {
         self.applied.store(e.seq, Ordering::Release);
         if let Some((feed, _, _)) = &self.feed {
             let at_ms = crate::clock::SystemClock.now_ms();
-            for &(sku, loc) in &touched {
+            for m in touched.iter().filter(|m| m.changed()) {
                 feed.change(Change {
-                    sku,
-                    record: model.stock.get_or_empty(sku, loc),
+                    sku: m.sku,
+                    record: model.stock.get_or_empty(m.sku, m.location),
                     at_ms,
                     ticket: 0,
                     shard: 0,

@@ -41,6 +41,8 @@ pub struct FileConfig {
     pub auth: Option<AuthSection>,
     #[serde(default)]
     pub snapshot: SnapshotSection,
+    #[serde(default)]
+    pub history: HistorySection,
     /// The sourcing planner's weights and bounds, and whether lines are
     /// split across locations (defaults documented on `Weights`).
     #[serde(default)]
@@ -100,6 +102,27 @@ impl Default for SnapshotSection {
     }
 }
 
+/// The movement history (api.md, Movement history), kept beside the
+/// snapshots: ~150 bytes of disk per movement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistorySection {
+    /// Movements older than this go.
+    pub retention_days: u64,
+    /// At most this many in all: past it, the oldest go (100 million:
+    /// ~15 GB).
+    pub movements_max: u64,
+}
+
+impl Default for HistorySection {
+    fn default() -> Self {
+        Self {
+            retention_days: crate::limits::HISTORY_RETENTION_DAYS_DEFAULT,
+            movements_max: crate::limits::HISTORY_MOVEMENTS_MAX_DEFAULT,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSection {
@@ -131,6 +154,7 @@ pub struct Config {
     /// `None`: open (every request is admin), the local-development default.
     pub tokens: Option<Vec<TokenConfig>>,
     pub snapshot: SnapshotSection,
+    pub history: HistorySection,
     pub sourcing: Weights,
     pub feed: FeedSection,
     /// The payment providers configured, secrets read (Adyen's with its
@@ -183,6 +207,7 @@ impl Config {
             shards: f.server.shards,
             tokens,
             snapshot: f.snapshot,
+            history: f.history,
             sourcing: f.sourcing,
             feed: f.feed,
         })
@@ -247,6 +272,12 @@ impl FileConfig {
         }
         if self.snapshot.every_records == 0 || self.snapshot.every_s == 0 {
             return Err("snapshot.every_records and snapshot.every_s must be at least 1".into());
+        }
+        if !(1..=3650).contains(&self.history.retention_days) {
+            return Err("history.retention_days must be 1..=3650".into());
+        }
+        if self.history.movements_max == 0 {
+            return Err("history.movements_max must be at least 1".into());
         }
         Ok(())
     }

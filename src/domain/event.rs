@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{Location, Sku};
+use super::history::By;
 // The hash moved below `order`, which uses it too; named here as before.
 pub use super::hash::fnv1a64;
 use super::ids::{LocationId, ReservationId, SkuId};
@@ -64,6 +65,9 @@ pub enum Event {
         /// field existed decode as 0: outside any window.
         #[serde(default)]
         at_ms: TimeMs,
+        /// Whose word (added later: none in older records).
+        #[serde(default)]
+        by: Option<By>,
     },
     Adjusted {
         sku: SkuId,
@@ -77,6 +81,13 @@ pub enum Event {
         /// cluster: `AdjustKey`); none in older records.
         #[serde(default)]
         key: Option<String>,
+        /// Whose word (added later: none in older records).
+        #[serde(default)]
+        by: Option<By>,
+        /// What the person adjusting wrote beside the reason (added
+        /// later), at most `ADJUST_NOTE_MAX` bytes.
+        #[serde(default)]
+        note: Option<String>,
     },
     /// A whole cart: the unit of atomicity of a multi-line reservation.
     ReservationHeld {
@@ -185,6 +196,8 @@ mod tests {
                 reason: AdjustReason::Sale,
                 at_ms: 0,
                 key: None,
+                by: None,
+                note: None,
             }
         );
         let old = rmp_serde::to_vec(&Old::Counted { items: vec![] }).expect("encode");
@@ -193,7 +206,8 @@ mod tests {
             e,
             Event::Counted {
                 items: vec![],
-                at_ms: 0
+                at_ms: 0,
+                by: None,
             }
         );
         assert_eq!(sold_by_adjustment(AdjustReason::Sale, -3), 3);

@@ -10,6 +10,8 @@
 //!   count, for counts taken earlier than they arrive.
 //! - `sourcing`: the fulfilment planner: which location serves which line.
 //! - `event`: the journal record bodies: facts that replay applies.
+//! - `history`: what each fact did to each stock record, and why (the
+//!   movement history's entries).
 //! - `hash`: a stable hash (idempotency scopes, restock keys, shards).
 //! - `model`: the whole engine state in one struct, decide + apply; the
 //!   reference the actors and the property tests are held to.
@@ -18,6 +20,7 @@ pub mod address;
 pub mod catalog;
 pub mod event;
 pub mod hash;
+pub mod history;
 pub mod ids;
 pub mod model;
 pub mod order;

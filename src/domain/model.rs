@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::catalog::{Catalog, LocIdx, SkuIdx};
 use super::event::{sold_by_adjustment, Count, Event, IdemKey};
+use super::history::Moved;
 use super::ids::{LocationId, ReservationId, SkuId};
 use super::recent_moves::{LateCountRefused, RecentMoves};
 use super::reservation::{
@@ -89,8 +90,8 @@ pub struct AdjustKey {
     pub at_ms: TimeMs,
 }
 
-/// Where `apply_noting` pushes the stock records it changed, if asked.
-type Touched<'a> = Option<&'a mut Vec<(SkuIdx, LocIdx)>>;
+/// Where `apply_noting` notes the stock records a fact moved, if asked.
+type Touched<'a> = Option<&'a mut Vec<Moved>>;
 
 /// A stock change of `apply_noting`: applied, and noted if asked.
 fn noted(
@@ -100,10 +101,16 @@ fn noted(
     l: LocIdx,
     d: StockDelta,
 ) -> super::stock::StockRecord {
+    let after = stock.apply(s, l, d);
     if let Some(t) = touched.as_deref_mut() {
-        t.push((s, l));
+        t.push(Moved {
+            sku: s,
+            location: l,
+            delta: d,
+            after,
+        });
     }
-    stock.apply(s, l, d)
+    after
 }
 
 impl Model {
@@ -125,12 +132,14 @@ impl Model {
         self.apply_noting(e, None)
     }
 
-    /// `apply`, and, with `touched`, the stock records it changed pushed
-    /// there (a followed copy's feed sends them).
+    /// `apply`, and, with `touched`, each stock record it moved noted
+    /// there, in the order it moved them (a followed copy's feed sends
+    /// them; the movement history keeps them). A confirm notes its lines'
+    /// records unchanged: a step of theirs all the same.
     pub fn apply_noting(
         &mut self,
         e: &Event,
-        mut touched: Option<&mut Vec<(SkuIdx, LocIdx)>>,
+        mut touched: Option<&mut Vec<Moved>>,
     ) -> Result<(), ReplayError> {
         let touched = &mut touched;
         match e {
@@ -146,7 +155,7 @@ impl Model {
             Event::LocationPut { location, value } => {
                 self.catalog.put_location(location.clone(), value.clone());
             }
-            Event::Counted { items, at_ms } => self.apply_counted(items, *at_ms, touched)?,
+            Event::Counted { items, at_ms, .. } => self.apply_counted(items, *at_ms, touched)?,
             Event::Adjusted {
                 sku,
                 location,
@@ -154,6 +163,7 @@ impl Model {
                 reason,
                 at_ms,
                 key,
+                ..
             } => self.apply_adjusted(sku, location, *delta, *reason, *at_ms, key, touched)?,
             Event::ReservationHeld {
                 id,
@@ -378,6 +388,17 @@ impl Model {
             .stock_effects(status)
             .map(|(l, d)| (l.sku.clone(), l.location.clone(), d))
             .collect();
+        if let (Status::Confirmed, Some(t)) = (status, touched.as_deref_mut()) {
+            for line in &r.lines {
+                let (s, l) = self.sku_loc(&line.sku, &line.location)?;
+                t.push(Moved {
+                    sku: s,
+                    location: l,
+                    delta: StockDelta::default(),
+                    after: self.stock.get_or_empty(s, l),
+                });
+            }
+        }
         for (sku, loc, d) in effects {
             let (s, l) = self.sku_loc(&sku, &loc)?;
             let r = noted(&mut self.stock, touched, s, l, d);

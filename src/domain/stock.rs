@@ -38,9 +38,22 @@ pub enum AdjustReason {
     Return,
     Damage,
     Correction,
+    /// Units gone missing (added later: a new name, older records keep theirs).
+    Theft,
 }
 
 impl AdjustReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Receipt => "receipt",
+            Self::Sale => "sale",
+            Self::Return => "return",
+            Self::Damage => "damage",
+            Self::Correction => "correction",
+            Self::Theft => "theft",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "receipt" => Self::Receipt,
@@ -48,6 +61,7 @@ impl AdjustReason {
             "return" => Self::Return,
             "damage" => Self::Damage,
             "correction" => Self::Correction,
+            "theft" => Self::Theft,
             _ => return None,
         })
     }

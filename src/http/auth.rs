@@ -9,6 +9,7 @@ use warp::http::HeaderMap;
 use super::error::{ApiError, Code};
 use crate::config::{Role, TokenConfig};
 use crate::domain::event::fnv1a64;
+use crate::domain::history::{By, ByRole};
 
 /// Who is asking.
 #[derive(Debug, Clone)]
@@ -19,6 +20,16 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Whose word a write is on, as the journal keeps it.
+    pub fn by(&self) -> By {
+        let (role, location) = match &self.role {
+            Role::Admin => (ByRole::Admin, None),
+            Role::Channel => (ByRole::Channel, None),
+            Role::Store(l) => (ByRole::Store, Some(l.clone())),
+        };
+        By { role, location }
+    }
+
     pub fn require_admin(&self) -> Result<(), ApiError> {
         match self.role {
             Role::Admin => Ok(()),

@@ -211,15 +211,6 @@ impl Sink for Queue {
     }
 }
 
-/// The value of `name` in a query, percent-decoded as a path segment is
-/// (`?location=S%3A1` names `S:1`; `+` stays `+`: a token may hold one).
-fn query_param<'a>(query: &'a str, name: &str) -> Option<std::borrow::Cow<'a, str>> {
-    query.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (k == name).then(|| super::input::decode_segment(v))
-    })
-}
-
 /// A WebSocket upgrade of `/v1/feed` (the server routes it here before
 /// the rest of the API: warp's own WebSocket keeps buffers as large as the
 /// largest message sent, a snapshot, and encodes every message per
@@ -288,9 +279,12 @@ fn handshake(host: Arc<FeedHost>, mut req: Request<Body>) -> Result<Response<Bod
 
 /// The scope asked for, if the token may follow it.
 fn check(host: &FeedHost, query: &str, headers: &HeaderMap) -> Result<Wanted, ApiError> {
-    let token = query_param(query, "token");
+    let token = super::input::query_param(query, "token");
     let principal = host.auth.authenticate(headers, token.as_deref())?;
-    let want = match (query_param(query, "location"), query_param(query, "sku")) {
+    let want = match (
+        super::input::query_param(query, "location"),
+        super::input::query_param(query, "sku"),
+    ) {
         (Some(l), None) if !l.is_empty() => {
             principal.require_location(&l)?;
             Wanted::Location(l.into_owned())

@@ -307,6 +307,16 @@ pub fn join(path: &str, key: &str) -> String {
 /// JavaScript's `encodeURIComponent` writes it). A segment that does not
 /// decode (a bad escape, bytes that are not UTF-8) is kept as it came, so
 /// the identifier check names it (422).
+/// The value of `name` in a query (the first if named twice),
+/// percent-decoded as a path segment is (`?location=S%3A1` names `S:1`;
+/// `+` stays `+`: a token may hold one).
+pub fn query_param<'a>(query: &'a str, name: &str) -> Option<std::borrow::Cow<'a, str>> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then(|| decode_segment(v))
+    })
+}
+
 pub fn decode_segment(s: &str) -> std::borrow::Cow<'_, str> {
     if !s.contains('%') {
         return std::borrow::Cow::Borrowed(s);

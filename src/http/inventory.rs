@@ -3,18 +3,24 @@
 use serde_json::{json, Value};
 
 use super::error::{json_response, ApiError, ApiResult, Code};
-use super::input::{objects, parse_object, path_id, Errors};
+use super::input::{objects, parse_object, path_id, query_param, Errors};
 use super::{AppState, Request};
 use crate::actors::stock_shard::{CountItem, RecordView};
-use crate::clock::rfc3339;
+use crate::actors::{Adjustment, HistoryRead};
+use crate::clock::{parse_rfc3339, rfc3339};
 use crate::config::Role;
 use crate::domain::catalog::{Catalog, LocIdx, SkuIdx};
+use crate::domain::history::Movement;
 use crate::domain::ids::{LocationId, SkuId};
 use crate::domain::model::Model;
 use crate::domain::recent_moves::LateCountRefused;
 use crate::domain::stock::{AdjustReason, StockRecord};
 use crate::domain::TimeMs;
-use crate::limits::{BATCH_ITEMS_MAX, COUNT_AHEAD_MS, COUNT_REACH_MS, STOCK_MAX};
+use crate::limits::{
+    ADJUST_NOTE_MAX, BATCH_ITEMS_MAX, COUNT_AHEAD_MS, COUNT_REACH_MS, HISTORY_PAGE_DEFAULT,
+    HISTORY_PAGE_MAX, STOCK_MAX,
+};
+use crate::persistence::history::Place;
 use crate::problem::FieldError;
 
 /// A stock record as api.md shows it, with its rotation index (units sold
@@ -81,15 +87,18 @@ pub async fn put(state: &AppState, req: &Request, loc: &str, sku: &str) -> ApiRe
     let (sku_id, loc_id) = ids(&sku, &loc)?;
     let recs = state
         .engine
-        .count(vec![CountItem {
-            sku_idx: s,
-            loc_idx: l,
-            sku: sku_id,
-            location: loc_id,
-            on_hand: on_hand.unwrap_or_default(),
-            safety_stock,
-            counted_at,
-        }])
+        .count(
+            vec![CountItem {
+                sku_idx: s,
+                loc_idx: l,
+                sku: sku_id,
+                location: loc_id,
+                on_hand: on_hand.unwrap_or_default(),
+                safety_stock,
+                counted_at,
+            }],
+            Some(req.principal.by()),
+        )
         .await?;
     match recs.into_iter().next() {
         Some(Err(refused)) => Err(count_refused(refused, "")),
@@ -151,12 +160,13 @@ pub async fn adjust(state: &AppState, req: &Request, loc: &str, sku: &str) -> Ap
             if r.is_none() {
                 e.add(
                     "reason",
-                    "must be one of receipt, sale, return, damage, correction",
+                    "must be one of receipt, sale, return, damage, theft, correction",
                 );
             }
             r
         }
     };
+    let note = e.string(&m, "note", "", ADJUST_NOTE_MAX, false);
     e.into_result()?;
     let (Some(delta), Some(reason)) = (delta, reason) else {
         return Err(ApiError::new(
@@ -172,7 +182,17 @@ pub async fn adjust(state: &AppState, req: &Request, loc: &str, sku: &str) -> Ap
     let (sku_id, loc_id) = ids(&sku, &loc)?;
     match state
         .engine
-        .adjust_keyed(s, l, sku_id, loc_id, delta, reason, key)
+        .adjust_as(Adjustment {
+            sku_idx: s,
+            loc_idx: l,
+            sku: sku_id,
+            location: loc_id,
+            delta,
+            reason,
+            key,
+            by: Some(req.principal.by()),
+            note,
+        })
         .await?
     {
         Ok(r) => Ok(json_response(200, &record_json(&sku, &loc, &r))),
@@ -218,6 +238,85 @@ pub async fn get(state: &AppState, req: &Request, loc: &str, sku: &str) -> ApiRe
         rotation: 0.0,
     });
     Ok(json_response(200, &record_json(&sku, &loc, &r)))
+}
+
+/// `GET /v1/inventory/{location}/{sku}/history?since=&limit=&cursor=`:
+/// the record's movements, newest first, a page at a time.
+pub async fn history(state: &AppState, req: &Request, loc: &str, sku: &str) -> ApiResult {
+    let (loc, sku, ..) = record_of(&state.engine.catalog(), req, loc, sku)?;
+    let q = req.query.as_deref().unwrap_or("");
+    let mut e = Errors::default();
+    let since = query_param(q, "since").and_then(|v| {
+        let t = parse_rfc3339(&v);
+        if t.is_none() {
+            e.add("since", "must be an RFC 3339 date-time");
+        }
+        t
+    });
+    let limit = match query_param(q, "limit") {
+        None => HISTORY_PAGE_DEFAULT,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=HISTORY_PAGE_MAX).contains(&n) => n,
+            _ => {
+                e.add(
+                    "limit",
+                    format!("must be an integer from 1 to {HISTORY_PAGE_MAX}"),
+                );
+                HISTORY_PAGE_DEFAULT
+            }
+        },
+    };
+    let before = query_param(q, "cursor").and_then(|v| {
+        let p = Place::parse_cursor(&v);
+        if p.is_none() {
+            e.add("cursor", "must be a next_cursor this endpoint answered");
+        }
+        p
+    });
+    e.into_result()?;
+    let read = state
+        .engine
+        .history(loc.clone(), sku.clone(), since, before, limit)
+        .await?;
+    let page = match read {
+        HistoryRead::Page(p) => p,
+        HistoryRead::CatchingUp => return Err(ApiError::new(
+            Code::Unavailable,
+            "the movement history is catching up with the journal (after a restart); retry shortly",
+        )
+        .retry_after(1)),
+        HistoryRead::Off => {
+            return Err(ApiError::new(
+                Code::NotFound,
+                "this server keeps no movement history (snapshots are off)",
+            ))
+        }
+    };
+    let movements: Vec<Value> = page.movements.iter().map(movement_json).collect();
+    Ok(json_response(
+        200,
+        &json!({
+            "location": loc,
+            "sku": sku,
+            "movements": movements,
+            "next_cursor": page.next.map(Place::cursor),
+        }),
+    ))
+}
+
+fn movement_json(m: &Movement) -> Value {
+    json!({
+        "at": rfc3339(m.at_ms),
+        "kind": m.kind.as_str(),
+        "on_hand": m.on_hand,
+        "reserved": m.reserved,
+        "delta_on_hand": m.delta_on_hand,
+        "delta_reserved": m.delta_reserved,
+        "reason": m.reason.map(AdjustReason::as_str),
+        "ref": m.reference,
+        "by": m.by.as_ref().map(|b| json!({"role": b.role.as_str(), "location": b.location.as_ref().map(LocationId::as_str)})),
+        "note": m.note,
+    })
 }
 
 /// `get`'s answer from a model (a cluster follower's copy of the shard)
@@ -345,7 +444,10 @@ pub async fn batch(state: &AppState, req: &Request) -> ApiResult {
             });
         }
     }
-    let results = state.engine.count(counts.clone()).await?;
+    let results = state
+        .engine
+        .count(counts.clone(), Some(req.principal.by()))
+        .await?;
     // A count as of a time that cannot be placed is reported with its
     // item; the rest are applied.
     let refused: Vec<Value> = results

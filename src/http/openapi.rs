@@ -8,8 +8,9 @@ use serde_json::{json, Map, Value};
 use super::route::Route;
 
 use crate::limits::{
-    ADDRESS_FIELD_MAX, BATCH_ITEMS_MAX, CART_LINES_MAX, DIMENSION_MM_MAX, QTY_MAX, STOCK_MAX,
-    TTL_S_DEFAULT, TTL_S_MAX, TTL_S_MIN,
+    ADDRESS_FIELD_MAX, ADJUST_NOTE_MAX, BATCH_ITEMS_MAX, CART_LINES_MAX, DIMENSION_MM_MAX,
+    HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX, QTY_MAX, STOCK_MAX, TTL_S_DEFAULT, TTL_S_MAX,
+    TTL_S_MIN,
 };
 
 /// (method, route, summary, request schema, success status, response schema, error statuses)
@@ -95,6 +96,15 @@ const OPS: &[Op] = &[
         200,
         "StockRecord",
         &[400, 401, 403, 408, 409, 413, 422, 429, 503, 504],
+    ),
+    (
+        "get",
+        Route::History,
+        "A record's movement history, newest first, a page at a time: each count, adjustment, hold, confirm, release, expiry, fulfilment and return, with the record after it, why (reason, ref) and on whose word (by). Kept beside the snapshots for [history] retention_days (90 by default); a read shows every movement durable when it came (503 with Retry-After while a restart catches up)",
+        None,
+        200,
+        "History",
+        &[401, 403, 404, 422, 429, 503],
     ),
     (
         "post",
@@ -511,7 +521,8 @@ fn stock_schemas() -> Value {
         "CountInput": {"type": "object", "required": ["on_hand"], "properties": {"on_hand": stock, "safety_stock": nullable(stock.clone()), "counted_at": counted_at()}},
         "AdjustmentInput": {"type": "object", "required": ["delta", "reason"], "properties": {
             "delta": {"type": "integer", "minimum": -STOCK_MAX, "maximum": STOCK_MAX, "not": {"const": 0}},
-            "reason": {"enum": ["receipt", "sale", "return", "damage", "correction"]}}},
+            "reason": {"enum": ["receipt", "sale", "return", "damage", "theft", "correction"]},
+            "note": nullable(text(ADJUST_NOTE_MAX))}},
         "StockRecord": {"type": "object", "required": ["location", "sku", "on_hand", "reserved", "safety_stock", "available", "version"], "properties": {
             "location": id(), "sku": id(), "on_hand": {"type": "integer"}, "reserved": {"type": "integer"}, "safety_stock": {"type": "integer"},
             "available": {"type": "integer", "minimum": 0}, "version": {"type": "integer", "minimum": 0},
@@ -523,6 +534,21 @@ fn stock_schemas() -> Value {
                 "index": {"type": "integer", "minimum": 0}, "sku": id(), "location": id(), "code": {"enum": ["stale_count", "validation_failed"]},
                 "status": {"type": "integer"}, "title": {"type": "string"}, "type": {"type": "string"}, "detail": {"type": "string"},
                 "last_counted_at": {"type": "string", "format": "date-time"}, "errors": {"type": "array"}}}}}},
+        "History": {"type": "object", "required": ["location", "sku", "movements", "next_cursor"], "properties": {
+            "location": id(), "sku": id(),
+            "movements": {"type": "array", "items": schema_ref("Movement")},
+            "next_cursor": {"type": ["string", "null"], "description": "the next (older) page's cursor; null on the last page"}}},
+        "Movement": {"type": "object", "required": ["at", "kind", "on_hand", "reserved", "delta_on_hand", "delta_reserved", "reason", "ref", "by", "note"], "properties": {
+            "at": {"type": "string", "format": "date-time"},
+            "kind": {"enum": ["count", "adjustment", "hold", "confirm", "release", "expiry", "fulfil", "return", "transfer_out", "transfer_in", "receipt", "unsellable"]},
+            "on_hand": {"type": "integer"}, "reserved": {"type": "integer"},
+            "delta_on_hand": {"type": "integer"}, "delta_reserved": {"type": "integer"},
+            "reason": {"type": ["string", "null"], "description": "an adjustment's reason"},
+            "ref": {"type": ["string", "null"], "description": "the reservation, the order, or a keyed adjustment's key"},
+            "by": {"type": ["object", "null"], "required": ["role", "location"], "properties": {
+                "role": {"enum": ["admin", "channel", "store"]}, "location": {"type": ["string", "null"]}},
+                "description": "whose token made it (a store token's location); null for the engine's own steps (an expiry) and what came before this was recorded"},
+            "note": {"type": ["string", "null"], "description": "an adjustment's note"}}},
         "Availability": {"type": "object", "required": ["sku", "available", "locations"], "properties": {"sku": id(), "available": {"type": "integer"},
             "locations": {"type": "array", "items": {"type": "object", "required": ["location", "available"], "properties": {"location": id(), "available": {"type": "integer"}}}}}}
     })
@@ -833,6 +859,14 @@ fn other_parameters(method: &str, path: &str) -> Vec<Value> {
             "description": "Checked as an identifier (422 otherwise); an order is placed once by its id whatever the key: a repeat answers 409 order_exists"}),
         ],
         ("get", "/v1/inventory/{location}/{sku}" | "/v1/availability/{sku}") => vec![fresh],
+        ("get", "/v1/inventory/{location}/{sku}/history") => vec![
+            json!({"name": "since", "in": "query", "required": false, "schema": {"type": "string", "format": "date-time"},
+                "description": "RFC 3339: no movement older than this"}),
+            json!({"name": "limit", "in": "query", "required": false,
+                "schema": {"type": "integer", "minimum": 1, "maximum": HISTORY_PAGE_MAX, "default": HISTORY_PAGE_DEFAULT}}),
+            json!({"name": "cursor", "in": "query", "required": false, "schema": {"type": "string", "pattern": "^[0-9]{1,19}\\.[0-9]{1,9}$"},
+                "description": "a page's next_cursor: the page after it"}),
+        ],
         ("get", "/v1/feed") => {
             let header = |name: &str, schema: Value| json!({"name": name, "in": "header", "required": true, "schema": schema});
             let query = |name: &str, description: &str| json!({"name": name, "in": "query", "required": false, "schema": id(), "description": description});

@@ -57,6 +57,8 @@ routes! {
     InventoryBatch => "/v1/inventory/batch",
     Stock => "/v1/inventory/{location}/{sku}",
     Adjustments => "/v1/inventory/{location}/{sku}/adjustments",
+    /// A record's movement history.
+    History => "/v1/inventory/{location}/{sku}/history",
     Availability => "/v1/availability/{sku}",
     Reservations => "/v1/reservations",
     Reservation => "/v1/reservations/{id}",
@@ -118,7 +120,7 @@ impl Route {
         const GET_PUT: &[Method] = &[Method::GET, Method::PUT];
         match self {
             Healthz | Metrics | OpenApi | Board | Feed | Cluster | Locations | Pickups
-            | Availability | Reservation | Order | ShipmentLabel => GET,
+            | Availability | Reservation | Order | ShipmentLabel | History => GET,
             SkuBatch => &[Method::GET, Method::PUT, Method::POST],
             Sku | Location | Stock => GET_PUT,
             AdyenWebhook | InventoryBatch | Adjustments | Reservations | Confirm | Release
@@ -158,8 +160,8 @@ impl Route {
             Confirm | Release | Fulfil | Extend => Label::ReservationsTransition,
             Reservation => Label::ReservationsGet,
             InventoryBatch => Label::InventoryBatch,
-            Stock | Adjustments if read => Label::InventoryRead,
-            Stock | Adjustments => Label::InventoryWrite,
+            Stock | Adjustments | History if read => Label::InventoryRead,
+            Stock | Adjustments | History => Label::InventoryWrite,
             Availability => Label::Availability,
             SourcingPlan => Label::SourcingPlan,
             Orders | Order | OrderCancel | OrderReturns | RefundSettle | ShipmentLabel

@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use super::Orders;
-use crate::actors::{CartLine, Engine};
+use crate::actors::{Adjustment, CartLine, Engine};
 use crate::domain::catalog::{Catalog, SkuIdx};
 use crate::domain::ids::ReservationId;
 use crate::domain::order::OwedRestock;
@@ -163,15 +163,17 @@ pub async fn restock(orders: &Orders, r: &OwedRestock) -> Result<(), ApiError> {
     };
     let done = orders
         .engine
-        .adjust_keyed(
-            s,
-            l,
-            r.sku.clone(),
-            r.location.clone(),
-            i64::from(r.qty),
-            AdjustReason::Return,
-            Some(r.key.clone()),
-        )
+        .adjust_as(Adjustment {
+            sku_idx: s,
+            loc_idx: l,
+            sku: r.sku.clone(),
+            location: r.location.clone(),
+            delta: i64::from(r.qty),
+            reason: AdjustReason::Return,
+            key: Some(r.key.clone()),
+            by: None,
+            note: None,
+        })
         .await?;
     done.map(|_| ())
         .map_err(|x| ApiError::new(Code::InsufficientStock, format!("on_hand is {}", x.on_hand)))

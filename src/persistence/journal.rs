@@ -132,6 +132,10 @@ pub struct JournalStats {
     pub shipped_seq: AtomicU64,
     /// The sequence number the newest snapshot covers (its snapshotter's).
     pub snapshot_seq: AtomicU64,
+    /// The sequence number the movement history is complete through (the
+    /// snapshotter's copy writes it), and how many movements it holds.
+    pub history_seq: AtomicU64,
+    pub history_movements: AtomicU64,
 }
 
 /// Resolves when the record is durable (per the durability mode), with its
@@ -259,6 +263,112 @@ pub fn read_range(
     apply: impl FnMut(u64, &[u8]) -> Result<(), JournalError>,
 ) -> Result<RecoveryReport, JournalError> {
     read(storage, dir, after_seq, Some(upto_seq), apply)
+}
+
+/// Where a reader following a live journal has got to (`read_on`).
+#[derive(Debug, Clone)]
+pub struct ReadCursor {
+    /// The segment being read (its first sequence and file name), once found.
+    segment: Option<(u64, String)>,
+    /// Its byte after the last record read.
+    offset: usize,
+    /// The next sequence to read.
+    next: u64,
+}
+
+impl ReadCursor {
+    /// A cursor at the records after `after_seq`.
+    pub fn after(after_seq: u64) -> ReadCursor {
+        ReadCursor {
+            segment: None,
+            offset: 0,
+            next: after_seq + 1,
+        }
+    }
+
+    /// The last sequence read.
+    pub fn last_seq(&self) -> u64 {
+        self.next - 1
+    }
+}
+
+/// Reads the records after `cursor` up to `upto_seq`, from where the cursor
+/// left off: a reader following a live journal (the snapshotter's copy,
+/// the movement history) reads each byte once, never the writer's
+/// unfinished tail (it stops at `upto_seq`, which is durable).
+pub fn read_on(
+    storage: &dyn Storage,
+    dir: &Path,
+    cursor: &mut ReadCursor,
+    upto_seq: u64,
+    mut apply: impl FnMut(u64, &[u8]) -> Result<(), JournalError>,
+) -> Result<(), JournalError> {
+    let io = |e: std::io::Error| JournalError::Io(e.to_string());
+    while cursor.next <= upto_seq {
+        let (first, name) = match &cursor.segment {
+            Some((first, name)) if *first <= cursor.next => (*first, name.clone()),
+            _ => {
+                // The segment holding `next`: the last one starting at or before it.
+                let segs = segments(storage, dir)?;
+                let Some((first, name)) = segs.into_iter().rev().find(|(f, _)| *f <= cursor.next)
+                else {
+                    return Err(JournalError::Corrupt(format!(
+                        "no segment holds record {}",
+                        cursor.next
+                    )));
+                };
+                cursor.segment = Some((first, name.clone()));
+                cursor.offset = HEADER_LEN;
+                (first, name)
+            }
+        };
+        let data = storage
+            .read_from(&dir.join(&name), cursor.offset as u64)
+            .map_err(io)?;
+        let mut at = 0;
+        let mut seq = if cursor.offset == HEADER_LEN {
+            first
+        } else {
+            cursor.next
+        };
+        while seq <= upto_seq {
+            let Some((s, body, end)) = decode_frame(&data, at) else {
+                break;
+            };
+            if s != seq {
+                return Err(JournalError::Corrupt(format!(
+                    "{name} at {}: sequence {s}, expected {seq}",
+                    cursor.offset + at
+                )));
+            }
+            if s >= cursor.next {
+                apply(s, body)?;
+                cursor.next = s + 1;
+            }
+            seq += 1;
+            at = end;
+        }
+        cursor.offset += at;
+        if cursor.next <= upto_seq {
+            // This segment has no more records: `next` is in the one
+            // after it, if there is one yet.
+            let segs = segments(storage, dir)?;
+            match segs.into_iter().find(|(f, _)| *f > first) {
+                Some((f, n)) if f == cursor.next => {
+                    cursor.segment = Some((f, n));
+                    cursor.offset = HEADER_LEN;
+                }
+                Some((f, n)) => {
+                    return Err(JournalError::Corrupt(format!(
+                        "{n} starts at {f}, but {name} ends before {}",
+                        cursor.next
+                    )))
+                }
+                None => break,
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The segments in `dir`, by first sequence.

@@ -9,6 +9,7 @@
 //!   replaying one record through it (`apply_record`), the snapshotter.
 //! - `recovery`: the journal after the snapshot replayed into a `Model`.
 
+pub mod history;
 pub mod journal;
 pub mod recovery;
 pub mod snapshot;

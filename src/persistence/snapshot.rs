@@ -20,15 +20,21 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::history::{Entry, History, Place};
 use super::journal::{
-    decode_event, read_range, remove_segments_through, JournalError, JournalStats,
+    decode_event, read_on, remove_segments_through, JournalError, JournalStats, ReadCursor,
 };
 use super::storage::Storage;
-use crate::domain::catalog::{LocIdx, SkuIdx};
 use crate::domain::event::Event;
+use crate::domain::history::{cause, Moved, Movement};
 use crate::domain::model::Model;
 use crate::domain::order::Order;
-use crate::limits::{FINISHED_RETENTION_MS, IDEMPOTENCY_RETENTION_MS};
+use crate::domain::TimeMs;
+use crate::limits::{
+    FINISHED_RETENTION_MS, HISTORY_MOVEMENTS_MAX_DEFAULT, HISTORY_PRUNE_BATCH,
+    HISTORY_PRUNE_EVERY_ROUNDS, HISTORY_RETENTION_DAYS_DEFAULT, HISTORY_WRITE_BATCH,
+    IDEMPOTENCY_RETENTION_MS, SNAPSHOTTER_TICK,
+};
 
 const MAGIC: &[u8; 4] = b"HFS1";
 const FORMAT_VERSION: u32 = 1;
@@ -195,6 +201,11 @@ impl SnapshotStore {
         Ok(())
     }
 
+    /// The movement history kept beside the snapshots.
+    pub fn history(&self) -> Result<History, JournalError> {
+        History::open(&self.db)
+    }
+
     fn orders_tree(&self) -> Result<sled::Tree, JournalError> {
         self.db.open_tree(ORDERS_TREE).map_err(err)
     }
@@ -281,7 +292,7 @@ pub fn apply_record(
     model: &mut Model,
     e: &Event,
     archive: Option<(&SnapshotStore, u64)>,
-    touched: Option<&mut Vec<(SkuIdx, LocIdx)>>,
+    touched: Option<&mut Vec<Moved>>,
 ) -> Result<(), JournalError> {
     if let (Event::Order { id, .. }, Some((store, base))) = (e, archive) {
         if !model.orders.contains_key(id) {
@@ -295,58 +306,209 @@ pub fn apply_record(
         .map_err(|err| JournalError::Corrupt(err.to_string()))
 }
 
-/// When the snapshotter writes a snapshot.
+/// When the snapshotter writes a snapshot, and how long the movement
+/// history it writes keeps its movements.
 #[derive(Debug, Clone, Copy)]
 pub struct SnapshotPolicy {
     pub every_records: u64,
     pub every_s: u64,
+    pub history: HistoryPolicy,
+}
+
+/// `[history]`: movements older than `retention_ms` (on the records' own
+/// clock) go, and the oldest beyond `movements_max` in all.
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryPolicy {
+    pub retention_ms: TimeMs,
+    pub movements_max: u64,
+}
+
+impl HistoryPolicy {
+    pub fn new(retention_days: u64, movements_max: u64) -> Self {
+        HistoryPolicy {
+            retention_ms: TimeMs::try_from(retention_days)
+                .unwrap_or(TimeMs::MAX)
+                .saturating_mul(86_400_000),
+            movements_max,
+        }
+    }
+}
+
+impl Default for HistoryPolicy {
+    fn default() -> Self {
+        HistoryPolicy::new(
+            HISTORY_RETENTION_DAYS_DEFAULT,
+            HISTORY_MOVEMENTS_MAX_DEFAULT,
+        )
+    }
+}
+
+/// The snapshotter's copy of the state: the newest snapshot plus every
+/// durable journal record after it, kept between snapshots (a snapshot
+/// is this copy written out). Each record it applies gives the movement
+/// history its movements: the one place they are derived, on a leader
+/// and on a follower alike (each applies its own journal).
+pub struct Tail {
+    /// The snapshot the copy was loaded from or last wrote: an archived
+    /// order is read as of it.
+    base: u64,
+    cursor: ReadCursor,
+    model: Model,
+    moved: Vec<Moved>,
+    history: History,
+    history_through: u64,
+}
+
+impl Tail {
+    /// The newest snapshot that checks out, and the history beside it.
+    pub fn load(store: &SnapshotStore) -> Result<Tail, JournalError> {
+        let (base, model) = store.load().unwrap_or_default();
+        let history = store.history()?;
+        let history_through = history.through()?;
+        Ok(Tail {
+            base,
+            cursor: ReadCursor::after(base),
+            model,
+            moved: Vec::new(),
+            history,
+            history_through,
+        })
+    }
+
+    /// The last record applied.
+    pub fn seq(&self) -> u64 {
+        self.cursor.last_seq()
+    }
+
+    /// Applies the durable records after the copy, up to `durable`, and
+    /// writes the movements of those the history lacks, a bounded batch
+    /// at a time (each with its mark).
+    pub fn catch_up(
+        &mut self,
+        store: &SnapshotStore,
+        storage: &dyn Storage,
+        journal_dir: &Path,
+        durable: u64,
+    ) -> Result<(), JournalError> {
+        let Tail {
+            base,
+            cursor,
+            model,
+            moved,
+            history,
+            history_through,
+        } = self;
+        let mut entries: Vec<Entry> = Vec::new();
+        read_on(storage, journal_dir, cursor, durable, |s, body| {
+            let e = decode_event(body)?;
+            moved.clear();
+            apply_record(model, &e, Some((store, *base)), Some(moved))
+                .map_err(|x| JournalError::Corrupt(format!("record {s}: {x}")))?;
+            if s <= *history_through {
+                return Ok(());
+            }
+            if let Some(c) = cause(&e) {
+                for (i, m) in moved.iter().enumerate() {
+                    let names = model
+                        .catalog
+                        .location(m.location)
+                        .zip(model.catalog.sku(m.sku));
+                    if let Some(((location, _), (sku, _))) = names {
+                        entries.push(Entry {
+                            location: location.clone(),
+                            sku: sku.clone(),
+                            place: Place {
+                                seq: s,
+                                idx: u32::try_from(i).unwrap_or(u32::MAX),
+                            },
+                            movement: Movement::new(&c, m),
+                        });
+                    }
+                }
+            }
+            if entries.len() >= HISTORY_WRITE_BATCH {
+                history.write(s, &entries)?;
+                entries.clear();
+            }
+            *history_through = s;
+            Ok(())
+        })?;
+        let through = self.cursor.last_seq().max(self.history_through);
+        self.history.write(through, &entries)?;
+        self.history_through = through;
+        Ok(())
+    }
+
+    /// Forgets a bounded batch of the history's movements past `policy`
+    /// (time on the records' own clock: the snapshotter reads no clock).
+    pub fn prune_history(&self, policy: &HistoryPolicy) -> Result<usize, JournalError> {
+        let latest = self.model.latest_ms();
+        self.history.prune(
+            latest - policy.retention_ms,
+            policy.movements_max,
+            HISTORY_PRUNE_BATCH,
+        )
+    }
+
+    /// Writes the copy as a snapshot (forgetting and archiving what a
+    /// snapshot does), then removes the journal segments both stored
+    /// generations cover. Returns the sequence covered.
+    pub fn snapshot(
+        &mut self,
+        store: &SnapshotStore,
+        storage: &dyn Storage,
+        journal_dir: &Path,
+    ) -> Result<u64, JournalError> {
+        let seq = self.seq();
+        let model = &mut self.model;
+        model
+            .check_invariants()
+            .map_err(|e| JournalError::Corrupt(format!("snapshot at {seq}: {e}")))?;
+        // Idempotency keys are kept 24 hours after their first use, measured
+        // on the records' own clock: the snapshot reads no clock.
+        let latest = model.latest_ms();
+        let forgotten = model.forget_idempotency_before(latest - IDEMPOTENCY_RETENTION_MS);
+        let archived = model.forget_finished_before(latest - FINISHED_RETENTION_MS);
+        // Movements past the reach of a late count (on the same clock).
+        model.moves.forget_stale(latest);
+        let passivated = model.take_passivable(latest);
+        store.archive_orders(seq, &passivated)?;
+        store.save(seq, model)?;
+        self.base = seq;
+        let removed = remove_segments_through(storage, journal_dir, store.oldest_kept_seq())?;
+        tracing::info!(
+            seq,
+            removed_segments = removed,
+            forgotten_idempotency_keys = forgotten,
+            forgotten_finished_reservations = archived,
+            passivated_orders = passivated.len(),
+            "snapshot taken"
+        );
+        Ok(seq)
+    }
 }
 
 /// Takes a snapshot now: the last snapshot plus the durable journal records
-/// after it. Returns the sequence covered.
+/// after it (their movements written to the history). Returns the
+/// sequence covered.
 pub fn take_snapshot(
     store: &SnapshotStore,
     storage: &dyn Storage,
     journal_dir: &Path,
     durable_seq: u64,
 ) -> Result<u64, JournalError> {
-    let (base, mut model) = store.load().unwrap_or_default();
-    let mut seq = base;
-    if seq >= durable_seq {
-        return Ok(seq);
+    let mut tail = Tail::load(store)?;
+    if tail.seq() >= durable_seq {
+        return Ok(tail.seq());
     }
-    read_range(storage, journal_dir, seq, durable_seq, |s, body| {
-        apply_record(&mut model, &decode_event(body)?, Some((store, base)), None)
-            .map_err(|e| JournalError::Corrupt(format!("record {s}: {e}")))?;
-        seq = s;
-        Ok(())
-    })?;
-    model
-        .check_invariants()
-        .map_err(|e| JournalError::Corrupt(format!("snapshot at {seq}: {e}")))?;
-    // Idempotency keys are kept 24 hours after their first use, measured
-    // on the records' own clock: the snapshot reads no clock.
-    let latest = model.latest_ms();
-    let forgotten = model.forget_idempotency_before(latest - IDEMPOTENCY_RETENTION_MS);
-    let archived = model.forget_finished_before(latest - FINISHED_RETENTION_MS);
-    // Movements past the reach of a late count (on the same clock).
-    model.moves.forget_stale(latest);
-    let passivated = model.take_passivable(latest);
-    store.archive_orders(seq, &passivated)?;
-    store.save(seq, &model)?;
-    let removed = remove_segments_through(storage, journal_dir, store.oldest_kept_seq())?;
-    tracing::info!(
-        seq,
-        removed_segments = removed,
-        forgotten_idempotency_keys = forgotten,
-        forgotten_finished_reservations = archived,
-        passivated_orders = passivated.len(),
-        "snapshot taken"
-    );
-    Ok(seq)
+    tail.catch_up(store, storage, journal_dir, durable_seq)?;
+    tail.snapshot(store, storage, journal_dir)
 }
 
-/// Runs the snapshotter until `stop` is set.
+/// Runs the snapshotter until `stop` is set: its copy follows the durable
+/// journal (every `SNAPSHOTTER_TICK`), feeding the movement history, and
+/// is written out as a snapshot as `policy` says. A failure drops the
+/// copy: the next round loads it again from the snapshot and the journal.
 pub fn run_snapshotter(
     store: Arc<SnapshotStore>,
     storage: Arc<dyn Storage>,
@@ -360,23 +522,46 @@ pub fn run_snapshotter(
     if let Some((seq, _)) = store.generations().first() {
         stats.snapshot_seq.store(*seq, Ordering::Release);
     }
+    let mut tail: Option<Tail> = None;
+    let mut rounds = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(SNAPSHOTTER_TICK);
+        rounds += 1;
         let durable = stats.last_seq.load(Ordering::Relaxed);
-        let due = durable >= last_seq + policy.every_records
-            || (durable > last_seq && last_at.elapsed() >= Duration::from_secs(policy.every_s));
-        if !due {
-            continue;
-        }
-        match take_snapshot(&store, storage.as_ref(), &journal_dir, durable) {
-            Ok(s) => {
+        let round = |tail: &mut Option<Tail>| -> Result<Option<u64>, JournalError> {
+            let t = match tail {
+                Some(t) => t,
+                None => tail.insert(Tail::load(&store)?),
+            };
+            t.catch_up(&store, storage.as_ref(), &journal_dir, durable)?;
+            if rounds.is_multiple_of(HISTORY_PRUNE_EVERY_ROUNDS) {
+                t.prune_history(&policy.history)?;
+            }
+            stats
+                .history_seq
+                .store(t.history_through, Ordering::Release);
+            stats
+                .history_movements
+                .store(t.history.len()?, Ordering::Relaxed);
+            let due = durable >= last_seq + policy.every_records
+                || (durable > last_seq && last_at.elapsed() >= Duration::from_secs(policy.every_s));
+            if !due {
+                return Ok(None);
+            }
+            t.snapshot(&store, storage.as_ref(), &journal_dir).map(Some)
+        };
+        match round(&mut tail) {
+            Ok(None) => {}
+            Ok(Some(s)) => {
                 last_seq = s;
+                last_at = Instant::now();
                 stats.snapshot_seq.store(s, Ordering::Release);
             }
             Err(e) => {
-                tracing::error!(error = %e, "snapshot failed; the journal still holds everything")
+                tail = None;
+                last_at = Instant::now();
+                tracing::error!(error = %e, "snapshotter: its copy is dropped and loaded again; the journal still holds everything")
             }
         }
-        last_at = Instant::now();
     }
 }

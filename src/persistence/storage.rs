@@ -25,6 +25,13 @@ pub trait Storage: Send + Sync + 'static {
     /// File names (not paths) in `dir`, sorted.
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// The bytes of a file from `offset` on (none past its end): a reader
+    /// following a growing file reads each byte once.
+    fn read_from(&self, path: &Path, offset: u64) -> io::Result<Vec<u8>> {
+        let v = self.read(path)?;
+        let at = usize::try_from(offset).unwrap_or(usize::MAX).min(v.len());
+        Ok(v[at..].to_vec())
+    }
     /// Creates (or truncates) a file for appending. The directory entry is
     /// durable only after `sync_dir`.
     fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>>;
@@ -70,6 +77,14 @@ impl Storage for RealStorage {
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         let mut v = Vec::new();
         File::open(path)?.read_to_end(&mut v)?;
+        Ok(v)
+    }
+    fn read_from(&self, path: &Path, offset: u64) -> io::Result<Vec<u8>> {
+        use std::io::{Seek, SeekFrom};
+        let mut f = File::open(path)?;
+        f.seek(SeekFrom::Start(offset))?;
+        let mut v = Vec::new();
+        f.read_to_end(&mut v)?;
         Ok(v)
     }
     fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {

@@ -61,15 +61,18 @@ pub async fn one_record(e: &Engine, on_hand: i64) {
     )
     .await
     .expect("loc");
-    e.count(vec![CountItem {
-        sku_idx: 0,
-        loc_idx: 0,
-        sku,
-        location: loc,
-        on_hand,
-        safety_stock: None,
-        counted_at: None,
-    }])
+    e.count(
+        vec![CountItem {
+            sku_idx: 0,
+            loc_idx: 0,
+            sku,
+            location: loc,
+            on_hand,
+            safety_stock: None,
+            counted_at: None,
+        }],
+        None,
+    )
     .await
     .expect("count");
 }
@@ -133,5 +136,7 @@ pub fn journal_event(i: u64) -> holdfast::domain::event::Event {
         reason: holdfast::domain::stock::AdjustReason::Receipt,
         at_ms: 0,
         key: None,
+        by: None,
+        note: None,
     }
 }

@@ -1,0 +1,214 @@
+//! A stock record's movement history (api.md, Movement history): what each
+//! committed fact did to each record, why, and on whose word.
+//!
+//! One derivation: `Model::apply_noting` notes every record a fact moves
+//! (`Moved`), and `cause` names why from the fact alone. Whoever applies
+//! the journal (the snapshotter's copy on a leader and on a follower)
+//! joins the two into `Movement`s; `persistence::history` keeps them
+//! outside the journal, which is trimmed behind snapshots.
+
+use serde::{Deserialize, Serialize};
+
+use super::catalog::{LocIdx, SkuIdx};
+use super::event::Event;
+use super::ids::LocationId;
+use super::order::OrderEvent;
+use super::reservation::Status;
+use super::stock::{AdjustReason, StockDelta, StockRecord};
+use super::TimeMs;
+
+/// What kind of step moved a record (api.md lists them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MoveKind {
+    Count,
+    Adjustment,
+    Hold,
+    Confirm,
+    Release,
+    Expiry,
+    Fulfil,
+    Return,
+    TransferOut,
+    TransferIn,
+    Receipt,
+    Unsellable,
+}
+
+impl MoveKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MoveKind::Count => "count",
+            MoveKind::Adjustment => "adjustment",
+            MoveKind::Hold => "hold",
+            MoveKind::Confirm => "confirm",
+            MoveKind::Release => "release",
+            MoveKind::Expiry => "expiry",
+            MoveKind::Fulfil => "fulfil",
+            MoveKind::Return => "return",
+            MoveKind::TransferOut => "transfer_out",
+            MoveKind::TransferIn => "transfer_in",
+            MoveKind::Receipt => "receipt",
+            MoveKind::Unsellable => "unsellable",
+        }
+    }
+}
+
+/// Whose word a change was made on: a token's role, and a store token's
+/// location.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct By {
+    pub role: ByRole,
+    pub location: Option<LocationId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ByRole {
+    Admin,
+    Channel,
+    Store,
+}
+
+impl ByRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ByRole::Admin => "admin",
+            ByRole::Channel => "channel",
+            ByRole::Store => "store",
+        }
+    }
+}
+
+/// A record as a fact left it, noted by `Model::apply_noting`: the delta
+/// it applied (zero for a step that moves no units, a confirm) and the
+/// record after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Moved {
+    pub sku: SkuIdx,
+    pub location: LocIdx,
+    pub delta: StockDelta,
+    pub after: StockRecord,
+}
+
+impl Moved {
+    /// Whether the record changed (a confirm notes its lines unchanged).
+    pub fn changed(&self) -> bool {
+        self.delta != StockDelta::default()
+    }
+}
+
+/// Why a fact moved stock: a movement but for the record's figures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cause<'a> {
+    pub at_ms: TimeMs,
+    pub kind: MoveKind,
+    pub reason: Option<AdjustReason>,
+    /// The reservation, order or adjustment key.
+    pub reference: Option<&'a str>,
+    pub by: Option<&'a By>,
+    pub note: Option<&'a str>,
+}
+
+impl Cause<'_> {
+    fn of(at_ms: TimeMs, kind: MoveKind) -> Self {
+        Cause {
+            at_ms,
+            kind,
+            reason: None,
+            reference: None,
+            by: None,
+            note: None,
+        }
+    }
+}
+
+/// Why `e` moves stock, if it can: the rest of a movement is what
+/// `apply_noting` notes.
+pub fn cause(e: &Event) -> Option<Cause<'_>> {
+    Some(match e {
+        Event::Counted { at_ms, by, .. } => Cause {
+            by: by.as_ref(),
+            ..Cause::of(*at_ms, MoveKind::Count)
+        },
+        Event::Adjusted {
+            reason,
+            at_ms,
+            key,
+            by,
+            note,
+            ..
+        } => Cause {
+            reason: Some(*reason),
+            reference: key.as_deref(),
+            by: by.as_ref(),
+            note: note.as_deref(),
+            ..Cause::of(*at_ms, MoveKind::Adjustment)
+        },
+        Event::ReservationHeld { id, created_ms, .. } => Cause {
+            reference: Some(id.as_str()),
+            ..Cause::of(*created_ms, MoveKind::Hold)
+        },
+        Event::ReservationStatus { id, status, at_ms } => {
+            let kind = match status {
+                Status::Held => return None,
+                Status::Confirmed => MoveKind::Confirm,
+                Status::Released => MoveKind::Release,
+                Status::Expired => MoveKind::Expiry,
+                Status::Fulfilled => MoveKind::Fulfil,
+            };
+            Cause {
+                reference: Some(id.as_str()),
+                ..Cause::of(*at_ms, kind)
+            }
+        }
+        Event::Order { id, events } => {
+            let at_ms = events.iter().find_map(|e| match e {
+                OrderEvent::Returned { at_ms, .. } => Some(*at_ms),
+                _ => None,
+            })?;
+            Cause {
+                reference: Some(id.as_str()),
+                ..Cause::of(at_ms, MoveKind::Return)
+            }
+        }
+        // A split or an extension moves no units; a catalog write none.
+        Event::ReservationSplit { .. }
+        | Event::ReservationExtended { .. }
+        | Event::SkuPut { .. }
+        | Event::SkusPut { .. }
+        | Event::LocationPut { .. } => return None,
+    })
+}
+
+/// One movement as the history keeps it (its record and place are its key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Movement {
+    pub at_ms: TimeMs,
+    pub kind: MoveKind,
+    pub on_hand: i64,
+    pub reserved: i64,
+    pub delta_on_hand: i64,
+    pub delta_reserved: i64,
+    pub reason: Option<AdjustReason>,
+    pub reference: Option<String>,
+    pub by: Option<By>,
+    pub note: Option<String>,
+}
+
+impl Movement {
+    pub fn new(c: &Cause<'_>, m: &Moved) -> Movement {
+        Movement {
+            at_ms: c.at_ms,
+            kind: c.kind,
+            on_hand: m.after.on_hand,
+            reserved: m.after.reserved,
+            delta_on_hand: m.delta.on_hand,
+            delta_reserved: m.delta.reserved,
+            reason: c.reason,
+            reference: c.reference.map(str::to_string),
+            by: c.by.cloned(),
+            note: c.note.map(str::to_string),
+        }
+    }
+}
