@@ -256,14 +256,18 @@ pub const MOVES_PER_RECORD_MAX: usize = 65_536;
 /// the movement history.
 pub const ADJUST_NOTE_MAX: usize = 256;
 
+/// The movement history's page cache (redb's; its default is 1 GiB): a
+/// page of a record's history read past it comes from the disk.
+pub const HISTORY_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 /// How often the snapshotter's copy follows the journal: a movement is
 /// in the history at most about this long after it is durable (a history
 /// read waits for it, `HISTORY_WAIT`).
 pub const SNAPSHOTTER_TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Movements written to the history in one sled batch at most, when the
+/// Movements written to the history in one transaction at most, when the
 /// snapshotter's copy catches up on a long journal (a restart): memory
-/// ~150 bytes each while the batch is built.
+/// ~200 bytes each while the batch is built.
 pub const HISTORY_WRITE_BATCH: usize = 10_000;
 
 /// Movements the history forgets in one round at most, and how often (in
@@ -277,10 +281,11 @@ pub const HISTORY_PRUNE_EVERY_ROUNDS: u64 = 100;
 /// it, 503 with Retry-After (a restart's catch-up on a long journal).
 pub const HISTORY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// `[history]`'s defaults: movements are kept 90 days, at most 100
-/// million in all (~150 bytes of disk each: ~15 GB).
+/// `[history]`'s defaults: movements are kept 90 days, at most 20
+/// million in all (~400 bytes of disk each: ~8 GB; 90 days of 200,000
+/// movements a day fit).
 pub const HISTORY_RETENTION_DAYS_DEFAULT: u64 = 90;
-pub const HISTORY_MOVEMENTS_MAX_DEFAULT: u64 = 100_000_000;
+pub const HISTORY_MOVEMENTS_MAX_DEFAULT: u64 = 20_000_000;
 
 /// A history page's movements: `limit` defaults to the first, at most
 /// the second.

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{auth_with, call, client, seed, stock, Server};
+use common::{auth_with, call, client, movement_kinds, seed, stock, Server};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -91,13 +91,6 @@ fn assert_chained(moves: &[Value], now: (i64, i64)) {
     assert_eq!(figures, now);
 }
 
-fn kinds(moves: &[Value]) -> Vec<&str> {
-    moves
-        .iter()
-        .map(|m| m["kind"].as_str().unwrap_or("?"))
-        .collect()
-}
-
 #[test]
 fn every_step_of_a_record_is_in_its_history_with_why_and_whose_word() {
     let s = Server::start(&auth_with(STORE));
@@ -124,7 +117,7 @@ fn every_step_of_a_record_is_in_its_history_with_why_and_whose_word() {
 
     let moves = all(&c, &s, ADMIN, 1_000);
     assert_eq!(
-        kinds(&moves),
+        movement_kinds(&moves),
         [
             "expiry",
             "hold",
@@ -210,7 +203,10 @@ fn every_step_of_a_record_is_in_its_history_with_why_and_whose_word() {
         None,
     );
     assert_eq!(
-        (st, kinds(v["movements"].as_array().expect("movements"))),
+        (
+            st,
+            movement_kinds(v["movements"].as_array().expect("movements"))
+        ),
         (200, vec!["count"])
     );
 
@@ -305,7 +301,7 @@ fn the_history_survives_kill_9_whole_and_once() {
     s.kill_and_restart(journal_only);
     let moves = story(&s);
     assert_eq!(
-        kinds(&moves),
+        movement_kinds(&moves),
         ["adjustment"; 5]
             .iter()
             .copied()

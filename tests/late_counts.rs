@@ -8,17 +8,10 @@
 
 mod common;
 
-use common::{call, client, put_ok, seed, stock, Server};
+use common::{call, client, now_ms, put_ok, seed, stock, Server};
 use holdfast::clock::rfc3339;
 use serde_json::{json, Value};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use std::time::Duration;
 
 /// A moment strictly between what came before and what comes after.
 fn instant() -> i64 {

@@ -103,14 +103,15 @@ impl Default for SnapshotSection {
 }
 
 /// The movement history (api.md, Movement history), kept beside the
-/// snapshots: ~150 bytes of disk per movement.
+/// snapshots: ~400 bytes of disk per movement (measured: 600,000
+/// movements of 10,000 records, written 10,000 at a time, took 257 MB).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HistorySection {
     /// Movements older than this go.
     pub retention_days: u64,
-    /// At most this many in all: past it, the oldest go (100 million:
-    /// ~15 GB).
+    /// At most this many in all: past it, the oldest go (20 million:
+    /// ~8 GB).
     pub movements_max: u64,
 }
 

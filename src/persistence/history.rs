@@ -1,25 +1,42 @@
 //! The movement history's store (api.md, Movement history): each stock
-//! record's movements, kept in sled beside the snapshots and outside the
-//! journal (which is trimmed behind them), for `[history] retention_days`
-//! and at most `[history] movements_max` movements in all.
+//! record's movements, kept in `snapshots/history.redb` beside the
+//! snapshots and outside the journal (which is trimmed behind them), for
+//! `[history] retention_days` and at most `[history] movements_max`
+//! movements in all.
 //!
-//! One tree, three kinds of key (ids never hold a 0 byte, ids.rs):
+//! Why redb and not the snapshots' sled: sled's memory grew by ~3 KB per
+//! movement written until its default 1 GiB cache filled, whatever its
+//! `cache_capacity` (tests/feed_ws.rs's slow reader saw the server grow
+//! by 100 MB under 50,000 counts); redb keeps to its cache
+//! (`HISTORY_CACHE_BYTES`).
+//!
+//! One table, three kinds of key (ids never hold a 0 byte, ids.rs):
 //! - `r location 0 sku 0 seq idx`: a record's movement (rmp `Movement`),
 //!   in journal order: a page is a range read backwards;
 //! - `t seq idx`: the same movement's place in time, valued its time and
 //!   record key: the oldest go first when pruned;
-//! - `m`: the journal sequence the history is complete through, and how
-//!   many movements it holds.
+//! - `m.through`, `m.count`: the journal sequence the history is complete
+//!   through, and how many movements it holds.
 //!
-//! Each write is one sled batch with its new mark, so a crash leaves the
-//! history complete through a mark, and the writer (the snapshotter's
-//! copy, which applies the journal) writes what comes after it again.
+//! Each write is one transaction with its new mark (committed durably,
+//! with redb's quick repair: a restart after a crash does not scan the
+//! file), so a crash leaves the history complete through a mark, and the
+//! writer (the snapshotter's copy, which applies the journal) writes what
+//! comes after it again.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{ReadableTable, TableDefinition};
 
 use crate::domain::history::Movement;
 use crate::domain::ids::{LocationId, SkuId};
 use crate::domain::TimeMs;
 
 use super::journal::JournalError;
+use crate::limits::HISTORY_CACHE_BYTES;
+
+const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("history");
 
 const THROUGH: &[u8] = b"m.through";
 const COUNT: &[u8] = b"m.count";
@@ -67,12 +84,16 @@ impl Place {
 
 fn record_prefix(location: &str, sku: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(location.len() + sku.len() + 15);
+    record_prefix_into(&mut k, location, sku);
+    k
+}
+
+fn record_prefix_into(k: &mut Vec<u8>, location: &str, sku: &str) {
     k.push(b'r');
     k.extend_from_slice(location.as_bytes());
     k.push(0);
     k.extend_from_slice(sku.as_bytes());
     k.push(0);
-    k
 }
 
 fn time_key(p: Place) -> Vec<u8> {
@@ -100,23 +121,47 @@ pub struct Page {
 
 #[derive(Clone)]
 pub struct History {
-    tree: sled::Tree,
+    db: Arc<redb::Database>,
 }
 
 impl History {
-    pub fn open(db: &sled::Db) -> Result<History, JournalError> {
-        Ok(History {
-            tree: db.open_tree("history").map_err(err)?,
-        })
+    /// Opens (or creates) the history at `path`.
+    pub fn open(path: &Path) -> Result<History, JournalError> {
+        let db = redb::Builder::new()
+            .set_cache_size(HISTORY_CACHE_BYTES)
+            .create(path)
+            .map_err(err)?;
+        let h = History { db: Arc::new(db) };
+        // The table exists from the start: a read never finds it missing.
+        h.change(|_| Ok(()))?;
+        Ok(h)
+    }
+
+    /// Runs `f` on the table in one durable transaction.
+    fn change<T>(
+        &self,
+        f: impl FnOnce(&mut redb::Table<&[u8], &[u8]>) -> Result<T, JournalError>,
+    ) -> Result<T, JournalError> {
+        let mut tx = self.db.begin_write().map_err(err)?;
+        tx.set_quick_repair(true);
+        let out = {
+            let mut t = tx.open_table(TABLE).map_err(err)?;
+            f(&mut t)?
+        };
+        tx.commit().map_err(err)?;
+        Ok(out)
+    }
+
+    fn read(&self) -> Result<redb::ReadOnlyTable<&'static [u8], &'static [u8]>, JournalError> {
+        self.db
+            .begin_read()
+            .map_err(err)?
+            .open_table(TABLE)
+            .map_err(err)
     }
 
     fn number(&self, key: &[u8]) -> Result<u64, JournalError> {
-        Ok(self
-            .tree
-            .get(key)
-            .map_err(err)?
-            .and_then(|v| Some(u64::from_le_bytes(v.as_ref().try_into().ok()?)))
-            .unwrap_or(0))
+        Ok(number_in(&self.read()?, key))
     }
 
     /// The journal sequence the history is complete through.
@@ -133,25 +178,32 @@ impl History {
         Ok(self.len()? == 0)
     }
 
-    /// Writes `entries` and the new mark `through` in one batch.
+    /// Writes `entries` and the new mark `through` in one transaction.
     pub fn write(&self, through: u64, entries: &[Entry]) -> Result<(), JournalError> {
-        let mut b = sled::Batch::default();
-        for e in entries {
-            let body =
-                rmp_serde::to_vec(&e.movement).map_err(|x| JournalError::Encode(x.to_string()))?;
-            let mut key = record_prefix(e.location.as_str(), e.sku.as_str());
-            let record_len = key.len();
-            key.extend_from_slice(&e.place.bytes());
-            let mut when = Vec::with_capacity(8 + record_len);
-            when.extend_from_slice(&e.movement.at_ms.to_be_bytes());
-            when.extend_from_slice(&key[..record_len]);
-            b.insert(key, body);
-            b.insert(time_key(e.place), when);
-        }
-        let count = self.len()? + entries.len() as u64;
-        b.insert(THROUGH, &through.to_le_bytes());
-        b.insert(COUNT, &count.to_le_bytes());
-        self.tree.apply_batch(b).map_err(err)
+        self.change(|t| {
+            let mut key = Vec::new();
+            let mut when = Vec::new();
+            for e in entries {
+                let body = rmp_serde::to_vec(&e.movement)
+                    .map_err(|x| JournalError::Encode(x.to_string()))?;
+                key.clear();
+                record_prefix_into(&mut key, e.location.as_str(), e.sku.as_str());
+                let record_len = key.len();
+                key.extend_from_slice(&e.place.bytes());
+                when.clear();
+                when.extend_from_slice(&e.movement.at_ms.to_be_bytes());
+                when.extend_from_slice(&key[..record_len]);
+                t.insert(key.as_slice(), body.as_slice()).map_err(err)?;
+                t.insert(time_key(e.place).as_slice(), when.as_slice())
+                    .map_err(err)?;
+            }
+            let count = number_in(t, COUNT) + entries.len() as u64;
+            t.insert(THROUGH, through.to_le_bytes().as_slice())
+                .map_err(err)?;
+            t.insert(COUNT, count.to_le_bytes().as_slice())
+                .map_err(err)?;
+            Ok(())
+        })
     }
 
     /// Up to `limit` of a record's movements before `before` (all if
@@ -170,13 +222,18 @@ impl History {
             Some(p) => end.extend_from_slice(&p.bytes()),
             None => end.extend_from_slice(&[0xff; 12]),
         }
+        let t = self.read()?;
         let mut page = Page::default();
         let mut last = None;
-        for kv in self.tree.range(start.clone()..end).rev() {
+        for kv in t
+            .range(start.as_slice()..end.as_slice())
+            .map_err(err)?
+            .rev()
+        {
             let (k, v) = kv.map_err(err)?;
-            let place = Place::of(&k[start.len()..])
+            let place = Place::of(&k.value()[start.len()..])
                 .ok_or_else(|| JournalError::Corrupt("history: a key without a place".into()))?;
-            let m: Movement = rmp_serde::from_slice(&v)
+            let m: Movement = rmp_serde::from_slice(v.value())
                 .map_err(|x| JournalError::Corrupt(format!("history: {x}")))?;
             if since.is_some_and(|s| m.at_ms < s) {
                 break;
@@ -197,24 +254,17 @@ impl History {
     /// with records the stream never took) loses those records, and the
     /// records written later under their numbers are other ones.
     pub fn cut_after(&self, seq: u64) -> Result<usize, JournalError> {
-        let mut count = self.len()?;
-        let mut b = sled::Batch::default();
-        let mut gone = 0;
-        for kv in self.tree.range(
-            time_key(Place {
-                seq: seq + 1,
-                idx: 0,
-            })..b"u".to_vec(),
-        ) {
-            let (k, v) = kv.map_err(err)?;
-            forget(&mut b, &k, &v);
-            count = count.saturating_sub(1);
-            gone += 1;
-        }
-        b.insert(COUNT, &count.to_le_bytes());
-        b.insert(THROUGH, &self.through()?.min(seq).to_le_bytes());
-        self.tree.apply_batch(b).map_err(err)?;
-        Ok(gone)
+        let from = time_key(Place {
+            seq: seq + 1,
+            idx: 0,
+        });
+        self.change(|t| {
+            let gone = forget_while(t, &from, |_| true, usize::MAX)?;
+            let through = number_in(t, THROUGH).min(seq);
+            t.insert(THROUGH, through.to_le_bytes().as_slice())
+                .map_err(err)?;
+            Ok(gone)
+        })
     }
 
     /// Forgets up to `batch` of the oldest movements: those before
@@ -227,36 +277,61 @@ impl History {
         batch: usize,
     ) -> Result<usize, JournalError> {
         let mut count = self.len()?;
-        let mut b = sled::Batch::default();
-        let mut gone = 0;
-        for kv in self.tree.range(&b"t"[..]..&b"u"[..]).take(batch) {
-            let (k, v) = kv.map_err(err)?;
-            let at = v
-                .get(..8)
-                .and_then(|x| Some(i64::from_be_bytes(x.try_into().ok()?)))
-                .unwrap_or(TimeMs::MIN);
-            if at >= older_than && count <= keep_at_most {
-                break;
-            }
-            forget(&mut b, &k, &v);
-            count = count.saturating_sub(1);
-            gone += 1;
-        }
-        if gone > 0 {
-            b.insert(COUNT, &count.to_le_bytes());
-            self.tree.apply_batch(b).map_err(err)?;
-        }
-        Ok(gone)
+        self.change(|t| {
+            forget_while(
+                t,
+                b"t",
+                |at| {
+                    let go = at < older_than || count > keep_at_most;
+                    count = count.saturating_sub(u64::from(go));
+                    go
+                },
+                batch,
+            )
+        })
     }
 }
 
-/// Removes in `b` a movement by its time key `k` (valued `v`: its time
-/// and record key) and its record's entry.
-fn forget(b: &mut sled::Batch, k: &[u8], v: &[u8]) {
-    let mut record = v.get(8..).unwrap_or_default().to_vec();
-    record.extend_from_slice(k.get(1..).unwrap_or_default());
-    b.remove(record);
-    b.remove(k);
+/// A number kept under `key` (0 if none).
+fn number_in(t: &impl ReadableTable<&'static [u8], &'static [u8]>, key: &[u8]) -> u64 {
+    t.get(key)
+        .ok()
+        .flatten()
+        .and_then(|v| Some(u64::from_le_bytes(v.value().try_into().ok()?)))
+        .unwrap_or(0)
+}
+
+/// Forgets movements in time order from the time key `from`, while `go`
+/// says so of each one's time, `batch` at most, and counts them off.
+fn forget_while(
+    t: &mut redb::Table<&[u8], &[u8]>,
+    from: &[u8],
+    mut go: impl FnMut(TimeMs) -> bool,
+    batch: usize,
+) -> Result<usize, JournalError> {
+    let mut doomed: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    for kv in t.range(from..&b"u"[..]).map_err(err)?.take(batch) {
+        let (k, v) = kv.map_err(err)?;
+        let (k, v) = (k.value(), v.value());
+        let at = v
+            .get(..8)
+            .and_then(|x| Some(i64::from_be_bytes(x.try_into().ok()?)))
+            .unwrap_or(TimeMs::MIN);
+        if !go(at) {
+            break;
+        }
+        let mut record = v.get(8..).unwrap_or_default().to_vec();
+        record.extend_from_slice(k.get(1..).unwrap_or_default());
+        doomed.push((k.to_vec(), record));
+    }
+    for (k, record) in &doomed {
+        t.remove(k.as_slice()).map_err(err)?;
+        t.remove(record.as_slice()).map_err(err)?;
+    }
+    let count = number_in(t, COUNT).saturating_sub(doomed.len() as u64);
+    t.insert(COUNT, count.to_le_bytes().as_slice())
+        .map_err(err)?;
+    Ok(doomed.len())
 }
 
 #[cfg(test)]
@@ -264,9 +339,10 @@ mod tests {
     use super::*;
     use crate::domain::history::MoveKind;
 
-    fn store() -> History {
-        let db = sled::Config::new().temporary(true).open().expect("sled");
-        History::open(&db).expect("history")
+    fn store() -> (tempfile::TempDir, History) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let h = History::open(&dir.path().join("history.redb")).expect("history");
+        (dir, h)
     }
 
     fn entry(location: &str, sku: &str, seq: u64, idx: u32, at_ms: TimeMs) -> Entry {
@@ -295,7 +371,7 @@ mod tests {
 
     #[test]
     fn pages_run_newest_first_per_record_and_cursors_chain() {
-        let h = store();
+        let (_dir, h) = store();
         // Records whose keys share a prefix ("S1"/"A" and "S1"/"AB", "S12"/"A")
         // stay apart.
         let mut batch = Vec::new();
@@ -347,7 +423,7 @@ mod tests {
 
     #[test]
     fn pruning_forgets_the_oldest_past_retention_or_the_bound() {
-        let h = store();
+        let (_dir, h) = store();
         let batch: Vec<Entry> = (1..=10)
             .map(|s| entry("S1", "A", s, 0, s as i64 * 10))
             .collect();
@@ -369,7 +445,7 @@ mod tests {
 
     #[test]
     fn a_journal_cut_back_cuts_its_movements_back() {
-        let h = store();
+        let (_dir, h) = store();
         let batch: Vec<Entry> = (1..=6)
             .flat_map(|s| [entry("S1", "A", s, 0, 0), entry("S2", "A", s, 1, 0)])
             .collect();

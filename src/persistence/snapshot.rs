@@ -63,6 +63,8 @@ fn version_of(key: &[u8]) -> Option<u64> {
 
 pub struct SnapshotStore {
     db: sled::Db,
+    /// The movement history, in its own file in the same directory.
+    history: History,
 }
 
 fn err(e: impl std::fmt::Display) -> JournalError {
@@ -110,7 +112,8 @@ pub fn decode_snapshot(v: &[u8]) -> Result<(u64, Model), String> {
 impl SnapshotStore {
     pub fn open(dir: &Path) -> Result<SnapshotStore, JournalError> {
         let db = sled::Config::new().path(dir).open().map_err(err)?;
-        Ok(SnapshotStore { db })
+        let history = History::open(&dir.join("history.redb"))?;
+        Ok(SnapshotStore { db, history })
     }
 
     /// The sequences of the stored generations whose checksum holds, newest first.
@@ -203,7 +206,7 @@ impl SnapshotStore {
 
     /// The movement history kept beside the snapshots.
     pub fn history(&self) -> Result<History, JournalError> {
-        History::open(&self.db)
+        Ok(self.history.clone())
     }
 
     fn orders_tree(&self) -> Result<sled::Tree, JournalError> {

@@ -296,3 +296,19 @@ pub fn stock(c: &Client, s: &Server, loc: &str, sku: &str) -> (i64, i64) {
         v["reserved"].as_i64().unwrap_or(-1),
     )
 }
+
+/// The kinds of a movement history's movements (GET .../history), in order.
+pub fn movement_kinds(moves: &[Value]) -> Vec<&str> {
+    moves
+        .iter()
+        .map(|m| m["kind"].as_str().unwrap_or("?"))
+        .collect()
+}
+
+/// Milliseconds since the Unix epoch, as the server's clock reads them.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
