@@ -256,6 +256,10 @@ pub const MOVES_PER_RECORD_MAX: usize = 65_536;
 /// the movement history.
 pub const ADJUST_NOTE_MAX: usize = 256;
 
+/// Movements per block of the history's store: a write appends a block
+/// per this many, a page's read decodes a block per step back (~15 KB).
+pub const HISTORY_BLOCK_MOVES: usize = 256;
+
 /// The movement history's page cache (redb's; its default is 1 GiB): a
 /// page of a record's history read past it comes from the disk.
 pub const HISTORY_CACHE_BYTES: usize = 32 * 1024 * 1024;
@@ -264,6 +268,12 @@ pub const HISTORY_CACHE_BYTES: usize = 32 * 1024 * 1024;
 /// in the history at most about this long after it is durable (a history
 /// read waits for it, `HISTORY_WAIT`).
 pub const SNAPSHOTTER_TICK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The snapshotter writes the movements it applied once a second (or
+/// at once when a history read waits for them): redb rewrites every
+/// page a transaction touches, so one write a second of many movements
+/// costs far less than ten small ones (BENCHMARKS.md, "Movement history").
+pub const HISTORY_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Movements written to the history in one transaction at most, when the
 /// snapshotter's copy catches up on a long journal (a restart): memory

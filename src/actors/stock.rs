@@ -152,6 +152,7 @@ impl Engine {
         let wanted = stats.last_seq.load(Ordering::Acquire);
         let deadline = std::time::Instant::now() + HISTORY_WAIT;
         while stats.history_seq.load(Ordering::Acquire) < wanted {
+            stats.history_wanted.store(true, Ordering::Release);
             if std::time::Instant::now() >= deadline {
                 return Ok(HistoryRead::CatchingUp);
             }

@@ -4,42 +4,45 @@
 //! `[history] retention_days` and at most `[history] movements_max`
 //! movements in all.
 //!
-//! Why redb and not the snapshots' sled: sled's memory grew by ~3 KB per
-//! movement written until its default 1 GiB cache filled, whatever its
-//! `cache_capacity` (tests/feed_ws.rs's slow reader saw the server grow
-//! by 100 MB under 50,000 counts); redb keeps to its cache
-//! (`HISTORY_CACHE_BYTES`).
+//! A log in a B-tree: movements are kept in blocks of up to
+//! `HISTORY_BLOCK_MOVES`, keyed by the place of their first (journal
+//! sequence, index), so every write appends blocks at the tree's right
+//! edge and every prune cuts whole blocks at its left edge; each movement
+//! names the place of its record's movement before it, and `heads` the
+//! newest of each record: a page follows that chain back, a block at a
+//! time. (Keyed by record instead, each movement was an insert at a
+//! random leaf, a page read from disk past the cache: the checkout
+//! benchmark's CPU per request doubled; one key per movement still cost
+//! ~5 µs each. sled, first tried, grew in memory with every write.)
 //!
-//! One table, three kinds of key (ids never hold a 0 byte, ids.rs):
-//! - `r location 0 sku 0 seq idx`: a record's movement (rmp `Movement`),
-//!   in journal order: a page is a range read backwards;
-//! - `t seq idx`: the same movement's place in time, valued its time and
-//!   record key: the oldest go first when pruned;
-//! - `m.through`, `m.count`: the journal sequence the history is complete
-//!   through, and how many movements it holds.
-//!
-//! Each write is one transaction with its new mark (committed durably,
-//! with redb's quick repair: a restart after a crash does not scan the
-//! file), so a crash leaves the history complete through a mark, and the
-//! writer (the snapshotter's copy, which applies the journal) writes what
-//! comes after it again.
+//! Each write is one durable transaction with its mark (redb's quick
+//! repair: a restart after a crash does not scan the file), so a crash
+//! leaves the history complete through a mark, and the writer (the
+//! snapshotter's copy, which applies the journal) writes what comes
+//! after it again.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use ahash::AHashMap;
 use redb::{ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
 
 use crate::domain::history::Movement;
 use crate::domain::ids::{LocationId, SkuId};
 use crate::domain::TimeMs;
+use crate::limits::{HISTORY_BLOCK_MOVES, HISTORY_CACHE_BYTES};
 
 use super::journal::JournalError;
-use crate::limits::HISTORY_CACHE_BYTES;
 
-const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("history");
-
-const THROUGH: &[u8] = b"m.through";
-const COUNT: &[u8] = b"m.count";
+/// The place of a block's first movement (12 bytes) -> the block (rmp
+/// `Vec<(Place, Stored)>`, in place order).
+const MOVES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("moves");
+/// Record key (`location 0 sku`) -> the place of its newest movement.
+const HEADS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("heads");
+/// `through` (the journal sequence the history is complete through) and
+/// `count` (movements held).
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 fn err(e: impl std::fmt::Display) -> JournalError {
     JournalError::Io(format!("history: {e}"))
@@ -47,7 +50,7 @@ fn err(e: impl std::fmt::Display) -> JournalError {
 
 /// A movement's place: the journal record that made it and its index
 /// among that record's movements. Newest first is highest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Place {
     pub seq: u64,
     pub idx: u32,
@@ -82,25 +85,43 @@ impl Place {
     }
 }
 
-fn record_prefix(location: &str, sku: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(location.len() + sku.len() + 15);
-    record_prefix_into(&mut k, location, sku);
-    k
-}
-
-fn record_prefix_into(k: &mut Vec<u8>, location: &str, sku: &str) {
-    k.push(b'r');
+fn record_key(location: &str, sku: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(location.len() + sku.len() + 1);
     k.extend_from_slice(location.as_bytes());
     k.push(0);
     k.extend_from_slice(sku.as_bytes());
-    k.push(0);
+    k
 }
 
-fn time_key(p: Place) -> Vec<u8> {
-    let mut k = Vec::with_capacity(13);
-    k.push(b't');
-    k.extend_from_slice(&p.bytes());
-    k
+/// A movement as stored: its record, and the place of the record's
+/// movement before it.
+#[derive(Clone, Serialize, Deserialize)]
+struct Stored {
+    record: Vec<u8>,
+    prev: Option<Place>,
+    movement: Movement,
+}
+
+type Block = Vec<(Place, Stored)>;
+
+fn decode(v: &[u8]) -> Result<Block, JournalError> {
+    rmp_serde::from_slice(v).map_err(|x| JournalError::Corrupt(format!("history: {x}")))
+}
+
+fn encode(b: &Block) -> Result<Vec<u8>, JournalError> {
+    rmp_serde::to_vec(b).map_err(|x| JournalError::Encode(x.to_string()))
+}
+
+/// The block holding `p`, if any: the last one starting at or before it.
+fn block_of(
+    moves: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    p: Place,
+) -> Result<Option<Block>, JournalError> {
+    let mut r = moves.range(..=p.bytes().as_slice()).map_err(err)?;
+    match r.next_back() {
+        Some(kv) => decode(kv.map_err(err)?.1.value()).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// One movement to write: its record, place and body.
@@ -132,82 +153,94 @@ impl History {
             .create(path)
             .map_err(err)?;
         let h = History { db: Arc::new(db) };
-        // The table exists from the start: a read never finds it missing.
+        // The tables exist from the start: a read never finds one missing.
         h.change(|_| Ok(()))?;
         Ok(h)
     }
 
-    /// Runs `f` on the table in one durable transaction.
+    /// Runs `f` on the tables in one durable transaction.
     fn change<T>(
         &self,
-        f: impl FnOnce(&mut redb::Table<&[u8], &[u8]>) -> Result<T, JournalError>,
+        f: impl FnOnce(&mut Tables<'_>) -> Result<T, JournalError>,
     ) -> Result<T, JournalError> {
         let mut tx = self.db.begin_write().map_err(err)?;
         tx.set_quick_repair(true);
         let out = {
-            let mut t = tx.open_table(TABLE).map_err(err)?;
+            let mut t = Tables {
+                moves: tx.open_table(MOVES).map_err(err)?,
+                heads: tx.open_table(HEADS).map_err(err)?,
+                meta: tx.open_table(META).map_err(err)?,
+            };
             f(&mut t)?
         };
         tx.commit().map_err(err)?;
         Ok(out)
     }
 
-    fn read(&self) -> Result<redb::ReadOnlyTable<&'static [u8], &'static [u8]>, JournalError> {
-        self.db
-            .begin_read()
-            .map_err(err)?
-            .open_table(TABLE)
-            .map_err(err)
-    }
-
-    fn number(&self, key: &[u8]) -> Result<u64, JournalError> {
-        Ok(number_in(&self.read()?, key))
+    fn meta(&self, key: &str) -> Result<u64, JournalError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let t = tx.open_table(META).map_err(err)?;
+        Ok(t.get(key).map_err(err)?.map_or(0, |v| v.value()))
     }
 
     /// The journal sequence the history is complete through.
     pub fn through(&self) -> Result<u64, JournalError> {
-        self.number(THROUGH)
+        self.meta("through")
     }
 
     /// How many movements it holds.
     pub fn len(&self) -> Result<u64, JournalError> {
-        self.number(COUNT)
+        self.meta("count")
     }
 
     pub fn is_empty(&self) -> Result<bool, JournalError> {
         Ok(self.len()? == 0)
     }
 
-    /// Writes `entries` and the new mark `through` in one transaction.
+    /// Writes `entries` (in place order) and the new mark `through` in
+    /// one transaction.
     pub fn write(&self, through: u64, entries: &[Entry]) -> Result<(), JournalError> {
         self.change(|t| {
-            let mut key = Vec::new();
-            let mut when = Vec::new();
-            for e in entries {
-                let body = rmp_serde::to_vec(&e.movement)
-                    .map_err(|x| JournalError::Encode(x.to_string()))?;
-                key.clear();
-                record_prefix_into(&mut key, e.location.as_str(), e.sku.as_str());
-                let record_len = key.len();
-                key.extend_from_slice(&e.place.bytes());
-                when.clear();
-                when.extend_from_slice(&e.movement.at_ms.to_be_bytes());
-                when.extend_from_slice(&key[..record_len]);
-                t.insert(key.as_slice(), body.as_slice()).map_err(err)?;
-                t.insert(time_key(e.place).as_slice(), when.as_slice())
+            // The newest place of each record this write names, so far.
+            let mut newest: AHashMap<Vec<u8>, Place> = AHashMap::new();
+            for chunk in entries.chunks(HISTORY_BLOCK_MOVES) {
+                let mut block: Block = Vec::with_capacity(chunk.len());
+                for e in chunk {
+                    let record = record_key(e.location.as_str(), e.sku.as_str());
+                    let prev = match newest.get(&record) {
+                        Some(p) => Some(*p),
+                        None => t.head(&record)?,
+                    };
+                    newest.insert(record.clone(), e.place);
+                    let movement = e.movement.clone();
+                    block.push((
+                        e.place,
+                        Stored {
+                            record,
+                            prev,
+                            movement,
+                        },
+                    ));
+                }
+                if let Some((first, _)) = block.first() {
+                    t.moves
+                        .insert(first.bytes().as_slice(), encode(&block)?.as_slice())
+                        .map_err(err)?;
+                }
+            }
+            for (record, place) in &newest {
+                t.heads
+                    .insert(record.as_slice(), place.bytes().as_slice())
                     .map_err(err)?;
             }
-            let count = number_in(t, COUNT) + entries.len() as u64;
-            t.insert(THROUGH, through.to_le_bytes().as_slice())
-                .map_err(err)?;
-            t.insert(COUNT, count.to_le_bytes().as_slice())
-                .map_err(err)?;
+            t.add_count(entries.len() as i64)?;
+            t.meta.insert("through", through).map_err(err)?;
             Ok(())
         })
     }
 
-    /// Up to `limit` of a record's movements before `before` (all if
-    /// none), newest first, none older than `since`.
+    /// Up to `limit` of a record's movements before `before` (from its
+    /// newest if none), newest first, none older than `since`.
     pub fn page(
         &self,
         location: &str,
@@ -216,26 +249,37 @@ impl History {
         before: Option<Place>,
         limit: usize,
     ) -> Result<Page, JournalError> {
-        let start = record_prefix(location, sku);
-        let mut end = start.clone();
-        match before {
-            Some(p) => end.extend_from_slice(&p.bytes()),
-            None => end.extend_from_slice(&[0xff; 12]),
-        }
-        let t = self.read()?;
+        let record = record_key(location, sku);
+        let tx = self.db.begin_read().map_err(err)?;
+        let moves = tx.open_table(MOVES).map_err(err)?;
+        // The block last read: a chain mostly steps within one.
+        let mut block: Block = Vec::new();
+        let mut get = |p: Place| -> Result<Option<Stored>, JournalError> {
+            let within =
+                block.first().is_some_and(|f| f.0 <= p) && block.last().is_some_and(|l| p <= l.0);
+            if !within {
+                block = block_of(&moves, p)?.unwrap_or_default();
+            }
+            Ok(block
+                .binary_search_by_key(&p, |e| e.0)
+                .ok()
+                .map(|i| block[i].1.clone()))
+        };
+        let mut at = match before {
+            // A cursor names the last movement of the page before.
+            Some(p) => get(p)?.filter(|s| s.record == record).and_then(|s| s.prev),
+            None => {
+                let heads = tx.open_table(HEADS).map_err(err)?;
+                let head = heads.get(record.as_slice()).map_err(err)?;
+                head.and_then(|v| Place::of(v.value()))
+            }
+        };
         let mut page = Page::default();
         let mut last = None;
-        for kv in t
-            .range(start.as_slice()..end.as_slice())
-            .map_err(err)?
-            .rev()
-        {
-            let (k, v) = kv.map_err(err)?;
-            let place = Place::of(&k.value()[start.len()..])
-                .ok_or_else(|| JournalError::Corrupt("history: a key without a place".into()))?;
-            let m: Movement = rmp_serde::from_slice(v.value())
-                .map_err(|x| JournalError::Corrupt(format!("history: {x}")))?;
-            if since.is_some_and(|s| m.at_ms < s) {
+        while let Some(place) = at {
+            // Pruned past here: the chain ends.
+            let Some(s) = get(place)? else { break };
+            if since.is_some_and(|t| s.movement.at_ms < t) {
                 break;
             }
             if page.movements.len() == limit {
@@ -243,8 +287,9 @@ impl History {
                 page.next = last;
                 break;
             }
-            page.movements.push(m);
+            page.movements.push(s.movement);
             last = Some(place);
+            at = s.prev;
         }
         Ok(page)
     }
@@ -254,22 +299,48 @@ impl History {
     /// with records the stream never took) loses those records, and the
     /// records written later under their numbers are other ones.
     pub fn cut_after(&self, seq: u64) -> Result<usize, JournalError> {
-        let from = time_key(Place {
+        let from = Place {
             seq: seq + 1,
             idx: 0,
-        });
+        };
         self.change(|t| {
-            let gone = forget_while(t, &from, |_| true, usize::MAX)?;
-            let through = number_in(t, THROUGH).min(seq);
-            t.insert(THROUGH, through.to_le_bytes().as_slice())
-                .map_err(err)?;
-            Ok(gone)
+            // The block holding `from`, and every one after it.
+            let first = block_of(&t.moves, from)?
+                .and_then(|b| b.first().map(|e| e.0))
+                .unwrap_or(from);
+            let mut blocks = Vec::new();
+            for kv in t.moves.range(first.bytes().as_slice()..).map_err(err)? {
+                let (k, v) = kv.map_err(err)?;
+                blocks.push((k.value().to_vec(), decode(v.value())?));
+            }
+            let mut doomed = Vec::new();
+            for (key, mut block) in blocks {
+                let kept = block.partition_point(|e| e.0 < from);
+                doomed.extend(block.drain(kept..));
+                if block.is_empty() {
+                    t.moves.remove(key.as_slice()).map_err(err)?;
+                } else {
+                    t.moves
+                        .insert(key.as_slice(), encode(&block)?.as_slice())
+                        .map_err(err)?;
+                }
+            }
+            // Newest first: each record's head steps back along its chain.
+            for (place, s) in doomed.iter().rev() {
+                if t.head(&s.record)? == Some(*place) {
+                    t.set_head(&s.record, s.prev)?;
+                }
+            }
+            t.add_count(-(doomed.len() as i64))?;
+            let through = t.meta.get("through").map_err(err)?.map_or(0, |v| v.value());
+            t.meta.insert("through", through.min(seq)).map_err(err)?;
+            Ok(doomed.len())
         })
     }
 
-    /// Forgets up to `batch` of the oldest movements: those before
-    /// `older_than`, and any beyond `keep_at_most` in all. Answers how
-    /// many went.
+    /// Forgets the oldest blocks of movements, `batch` movements at most:
+    /// those wholly before `older_than`, and any beyond `keep_at_most` in
+    /// all. Answers how many movements went.
     pub fn prune(
         &self,
         older_than: TimeMs,
@@ -278,60 +349,69 @@ impl History {
     ) -> Result<usize, JournalError> {
         let mut count = self.len()?;
         self.change(|t| {
-            forget_while(
-                t,
-                b"t",
-                |at| {
-                    let go = at < older_than || count > keep_at_most;
-                    count = count.saturating_sub(u64::from(go));
-                    go
-                },
-                batch,
-            )
+            let mut doomed = Vec::new();
+            let mut gone = 0;
+            for kv in t.moves.iter().map_err(err)? {
+                let (k, v) = kv.map_err(err)?;
+                let block = decode(v.value())?;
+                let newest = block.iter().map(|e| e.1.movement.at_ms).max();
+                let old = newest.is_some_and(|at| at < older_than);
+                if gone + block.len() > batch.max(1) || !(old || count > keep_at_most) {
+                    break;
+                }
+                count = count.saturating_sub(block.len() as u64);
+                gone += block.len();
+                doomed.push((k.value().to_vec(), block));
+            }
+            for (k, block) in &doomed {
+                t.moves.remove(k.as_slice()).map_err(err)?;
+                // A record whose newest movement goes has none left.
+                for (place, s) in block {
+                    if t.head(&s.record)? == Some(*place) {
+                        t.set_head(&s.record, None)?;
+                    }
+                }
+            }
+            t.add_count(-(gone as i64))?;
+            Ok(gone)
         })
     }
 }
 
-/// A number kept under `key` (0 if none).
-fn number_in(t: &impl ReadableTable<&'static [u8], &'static [u8]>, key: &[u8]) -> u64 {
-    t.get(key)
-        .ok()
-        .flatten()
-        .and_then(|v| Some(u64::from_le_bytes(v.value().try_into().ok()?)))
-        .unwrap_or(0)
+/// The tables of one write transaction.
+struct Tables<'t> {
+    moves: redb::Table<'t, &'static [u8], &'static [u8]>,
+    heads: redb::Table<'t, &'static [u8], &'static [u8]>,
+    meta: redb::Table<'t, &'static str, u64>,
 }
 
-/// Forgets movements in time order from the time key `from`, while `go`
-/// says so of each one's time, `batch` at most, and counts them off.
-fn forget_while(
-    t: &mut redb::Table<&[u8], &[u8]>,
-    from: &[u8],
-    mut go: impl FnMut(TimeMs) -> bool,
-    batch: usize,
-) -> Result<usize, JournalError> {
-    let mut doomed: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-    for kv in t.range(from..&b"u"[..]).map_err(err)?.take(batch) {
-        let (k, v) = kv.map_err(err)?;
-        let (k, v) = (k.value(), v.value());
-        let at = v
-            .get(..8)
-            .and_then(|x| Some(i64::from_be_bytes(x.try_into().ok()?)))
-            .unwrap_or(TimeMs::MIN);
-        if !go(at) {
-            break;
+impl Tables<'_> {
+    fn head(&self, record: &[u8]) -> Result<Option<Place>, JournalError> {
+        Ok(self
+            .heads
+            .get(record)
+            .map_err(err)?
+            .and_then(|v| Place::of(v.value())))
+    }
+
+    fn set_head(&mut self, record: &[u8], place: Option<Place>) -> Result<(), JournalError> {
+        match place {
+            Some(p) => self.heads.insert(record, p.bytes().as_slice()).map(|_| ()),
+            None => self.heads.remove(record).map(|_| ()),
         }
-        let mut record = v.get(8..).unwrap_or_default().to_vec();
-        record.extend_from_slice(k.get(1..).unwrap_or_default());
-        doomed.push((k.to_vec(), record));
+        .map_err(err)
     }
-    for (k, record) in &doomed {
-        t.remove(k.as_slice()).map_err(err)?;
-        t.remove(record.as_slice()).map_err(err)?;
+
+    fn add_count(&mut self, by: i64) -> Result<(), JournalError> {
+        let n = self
+            .meta
+            .get("count")
+            .map_err(err)?
+            .map_or(0, |v| v.value());
+        let n = n.saturating_add_signed(by);
+        self.meta.insert("count", n).map_err(err)?;
+        Ok(())
     }
-    let count = number_in(t, COUNT).saturating_sub(doomed.len() as u64);
-    t.insert(COUNT, count.to_le_bytes().as_slice())
-        .map_err(err)?;
-    Ok(doomed.len())
 }
 
 #[cfg(test)]
@@ -424,10 +504,11 @@ mod tests {
     #[test]
     fn pruning_forgets_the_oldest_past_retention_or_the_bound() {
         let (_dir, h) = store();
-        let batch: Vec<Entry> = (1..=10)
-            .map(|s| entry("S1", "A", s, 0, s as i64 * 10))
-            .collect();
-        h.write(10, &batch).expect("write");
+        // One block per write: whole blocks go.
+        for s in 1..=10 {
+            h.write(s, &[entry("S1", "A", s, 0, s as i64 * 10)])
+                .expect("write");
+        }
         // Older than 35: three go, a batch of two at a time.
         assert_eq!(h.prune(35, u64::MAX, 2).expect("prune"), 2);
         assert_eq!(h.prune(35, u64::MAX, 2).expect("prune"), 1);
@@ -441,6 +522,57 @@ mod tests {
             (h.len().expect("len"), h.through().expect("through")),
             (5, 10)
         );
+        // A block goes whole or not at all; the last movement of a record
+        // gone, its record has none.
+        h.write(
+            11,
+            &(11..=13)
+                .map(|s| entry("S2", "A", s, 0, 500))
+                .collect::<Vec<_>>(),
+        )
+        .expect("write");
+        assert_eq!(h.prune(1_000, u64::MAX, 4).expect("prune"), 4);
+        // 1 and then a block of 3 would be 4, past a batch of 3.
+        assert_eq!(h.prune(1_000, u64::MAX, 3).expect("prune"), 1);
+        assert_eq!(h.len().expect("len"), 3);
+        assert_eq!(h.prune(1_000, u64::MAX, 3).expect("prune"), 3);
+        assert_eq!(h.prune(1_000, u64::MAX, 3).expect("prune"), 0);
+        assert!(h
+            .page("S2", "A", None, None, 10)
+            .expect("page")
+            .movements
+            .is_empty());
+        assert_eq!(h.len().expect("len"), 0);
+    }
+
+    #[test]
+    fn chains_cross_blocks_and_a_cut_splits_one() {
+        let (_dir, h) = store();
+        // 600 movements of two records, interleaved: three blocks.
+        let batch: Vec<Entry> = (1..=300)
+            .flat_map(|s| [entry("S1", "A", s, 0, 0), entry("S2", "A", s, 1, 0)])
+            .collect();
+        h.write(300, &batch).expect("write");
+        let mut all = Vec::new();
+        let mut next = None;
+        loop {
+            let p = h.page("S1", "A", None, next, 64).expect("page");
+            all.extend(seqs(&p));
+            next = p.next;
+            if next.is_none() {
+                break;
+            }
+        }
+        assert_eq!(all, (1..=300).rev().map(|s| s as i64).collect::<Vec<_>>());
+        // Cut inside the second block: what is left of it stays.
+        assert_eq!(h.cut_after(200).expect("cut"), 200);
+        let p = h.page("S2", "A", None, None, 3).expect("page");
+        assert_eq!(seqs(&p), [200, 199, 198]);
+        assert_eq!(h.len().expect("len"), 400);
+        // Writes after the cut chain onto what is left.
+        h.write(201, &[entry("S1", "A", 201, 0, 0)]).expect("write");
+        let p = h.page("S1", "A", None, None, 2).expect("page");
+        assert_eq!(seqs(&p), [201, 200]);
     }
 
     #[test]

@@ -136,6 +136,8 @@ pub struct JournalStats {
     /// snapshotter's copy writes it), and how many movements it holds.
     pub history_seq: AtomicU64,
     pub history_movements: AtomicU64,
+    /// A history read waits: the snapshotter writes what it holds now.
+    pub history_wanted: std::sync::atomic::AtomicBool,
 }
 
 /// Resolves when the record is durable (per the durability mode), with its

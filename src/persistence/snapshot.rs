@@ -31,7 +31,7 @@ use crate::domain::model::Model;
 use crate::domain::order::Order;
 use crate::domain::TimeMs;
 use crate::limits::{
-    FINISHED_RETENTION_MS, HISTORY_MOVEMENTS_MAX_DEFAULT, HISTORY_PRUNE_BATCH,
+    FINISHED_RETENTION_MS, HISTORY_FLUSH_EVERY, HISTORY_MOVEMENTS_MAX_DEFAULT, HISTORY_PRUNE_BATCH,
     HISTORY_PRUNE_EVERY_ROUNDS, HISTORY_RETENTION_DAYS_DEFAULT, HISTORY_WRITE_BATCH,
     IDEMPOTENCY_RETENTION_MS, SNAPSHOTTER_TICK,
 };
@@ -359,7 +359,15 @@ pub struct Tail {
     model: Model,
     moved: Vec<Moved>,
     history: History,
+    /// The journal record the stored history is complete through.
     history_through: u64,
+    /// Movements applied but not written yet (written a second apart,
+    /// `HISTORY_FLUSH_EVERY`, or when a read waits: redb rewrites every
+    /// page a transaction touches, so fewer, larger ones cost less), and
+    /// the record they are complete through.
+    pending: Vec<Entry>,
+    pending_through: u64,
+    flushed_at: Instant,
 }
 
 impl Tail {
@@ -375,7 +383,23 @@ impl Tail {
             moved: Vec::new(),
             history,
             history_through,
+            pending: Vec::new(),
+            pending_through: history_through,
+            flushed_at: Instant::now(),
         })
+    }
+
+    /// Writes the pending movements and their mark.
+    pub fn flush_history(&mut self) -> Result<(), JournalError> {
+        let through = self.pending_through;
+        write_pending(
+            &self.history,
+            &mut self.pending,
+            &mut self.history_through,
+            through,
+        )?;
+        self.flushed_at = Instant::now();
+        Ok(())
     }
 
     /// The last record applied.
@@ -384,8 +408,8 @@ impl Tail {
     }
 
     /// Applies the durable records after the copy, up to `durable`, and
-    /// writes the movements of those the history lacks, a bounded batch
-    /// at a time (each with its mark).
+    /// keeps the movements of those the history lacks for the next
+    /// `flush_history` (written at once past `HISTORY_WRITE_BATCH`).
     pub fn catch_up(
         &mut self,
         store: &SnapshotStore,
@@ -400,8 +424,10 @@ impl Tail {
             moved,
             history,
             history_through,
+            pending,
+            pending_through,
+            ..
         } = self;
-        let mut entries: Vec<Entry> = Vec::new();
         read_on(storage, journal_dir, cursor, durable, |s, body| {
             let e = decode_event(body)?;
             moved.clear();
@@ -417,7 +443,7 @@ impl Tail {
                         .location(m.location)
                         .zip(model.catalog.sku(m.sku));
                     if let Some(((location, _), (sku, _))) = names {
-                        entries.push(Entry {
+                        pending.push(Entry {
                             location: location.clone(),
                             sku: sku.clone(),
                             place: Place {
@@ -429,16 +455,12 @@ impl Tail {
                     }
                 }
             }
-            if entries.len() >= HISTORY_WRITE_BATCH {
-                history.write(s, &entries)?;
-                entries.clear();
+            *pending_through = s;
+            if pending.len() >= HISTORY_WRITE_BATCH {
+                write_pending(history, pending, history_through, s)?;
             }
-            *history_through = s;
             Ok(())
         })?;
-        let through = self.cursor.last_seq().max(self.history_through);
-        self.history.write(through, &entries)?;
-        self.history_through = through;
         Ok(())
     }
 
@@ -462,6 +484,9 @@ impl Tail {
         storage: &dyn Storage,
         journal_dir: &Path,
     ) -> Result<u64, JournalError> {
+        // The history first: it must never lag behind what the journal
+        // keeps once this snapshot lets segments go.
+        self.flush_history()?;
         let seq = self.seq();
         let model = &mut self.model;
         model
@@ -489,6 +514,22 @@ impl Tail {
         );
         Ok(seq)
     }
+}
+
+/// Writes `pending` and the mark `through` (if anything is new), and
+/// empties it.
+fn write_pending(
+    history: &History,
+    pending: &mut Vec<Entry>,
+    written: &mut u64,
+    through: u64,
+) -> Result<(), JournalError> {
+    if through > *written || !pending.is_empty() {
+        history.write(through, pending)?;
+        pending.clear();
+        *written = through;
+    }
+    Ok(())
 }
 
 /// Takes a snapshot now: the last snapshot plus the durable journal records
@@ -537,6 +578,11 @@ pub fn run_snapshotter(
                 None => tail.insert(Tail::load(&store)?),
             };
             t.catch_up(&store, storage.as_ref(), &journal_dir, durable)?;
+            if t.flushed_at.elapsed() >= HISTORY_FLUSH_EVERY
+                || stats.history_wanted.swap(false, Ordering::AcqRel)
+            {
+                t.flush_history()?;
+            }
             if rounds.is_multiple_of(HISTORY_PRUNE_EVERY_ROUNDS) {
                 t.prune_history(&policy.history)?;
             }
