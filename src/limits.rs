@@ -269,6 +269,10 @@ pub const HISTORY_CACHE_BYTES: usize = 32 * 1024 * 1024;
 /// read waits for it, `HISTORY_WAIT`).
 pub const SNAPSHOTTER_TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// After a failure (its copy dropped: a bad record, storage), the
+/// snapshotter loads its copy again this much later, not every tick.
+pub const SNAPSHOTTER_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The snapshotter writes the movements it applied once a second (or
 /// at once when a history read waits for them): redb rewrites every
 /// page a transaction touches, so one write a second of many movements

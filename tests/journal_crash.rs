@@ -466,3 +466,82 @@ fn a_reader_following_the_journal_reads_each_record_once() {
     drop(journal);
     let _ = writer.join();
 }
+
+/// A journal cut back below what the movement history holds (a cluster
+/// leader's cut-back killed before it cut the history too; a power cut
+/// under `durability = "none"`): the snapshotter's copy, loaded on it,
+/// cuts the history back first, so the records written next under the
+/// same numbers are told as they are, and the cut ones are not.
+#[test]
+fn a_history_past_its_journal_is_cut_back_to_it() {
+    use holdfast::domain::catalog::{Location, LocationKind, Sku};
+    use holdfast::persistence::journal::truncate_after;
+    use holdfast::persistence::snapshot::{SnapshotStore, Tail};
+    let fs = SimStorage::new(13);
+    let storage: Arc<dyn Storage> = Arc::new(fs.clone());
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = SnapshotStore::open(&tmp.path().join("snapshots")).expect("store");
+    let adjust = |delta: i64| Event::Adjusted {
+        sku: SkuId::parse("A").expect("id"),
+        location: LocationId::parse("S001").expect("id"),
+        delta,
+        reason: AdjustReason::Receipt,
+        at_ms: 1,
+        key: None,
+        by: None,
+        note: None,
+    };
+    let (journal, writer) =
+        Journal::start(storage.clone(), dir(), 0, Durability::Fsync).expect("start");
+    let setup = [
+        Event::SkuPut {
+            sku: SkuId::parse("A").expect("id"),
+            value: Sku::named("a"),
+        },
+        Event::LocationPut {
+            location: LocationId::parse("S001").expect("id"),
+            value: Location::new("s", LocationKind::Store, 0.0, 0.0),
+        },
+    ];
+    for e in setup.iter().cloned().chain((1..=5).map(adjust)) {
+        journal.append(&e).expect("append").wait().expect("durable");
+    }
+    // Seqs 3..=7 moved the record by 1..=5; the history has them all.
+    let mut tail = Tail::load(&store, Some(7)).expect("load");
+    tail.catch_up(&store, &fs, &dir(), 7).expect("catch up");
+    tail.flush_history().expect("flush");
+    let history = store.history().expect("history");
+    assert_eq!(
+        (
+            history.through().expect("through"),
+            history.len().expect("len")
+        ),
+        (7, 5)
+    );
+    drop(journal);
+    let _ = writer.join();
+
+    // The journal loses 6 and 7; 6 and 7 are then other records.
+    truncate_after(&fs, &dir(), 5).expect("cut");
+    let (journal, writer) =
+        Journal::start(storage.clone(), dir(), 5, Durability::Fsync).expect("start");
+    for d in [100, 200] {
+        journal
+            .append(&adjust(d))
+            .expect("append")
+            .wait()
+            .expect("durable");
+    }
+    // Loaded on a journal opened at 5 (what the restart found before the
+    // new records): cut back to it, then told anew.
+    let mut tail = Tail::load(&store, Some(5)).expect("load");
+    tail.catch_up(&store, &fs, &dir(), 7).expect("catch up");
+    tail.flush_history().expect("flush");
+    let page = history.page("S001", "A", None, None, 100).expect("page");
+    let deltas: Vec<i64> = page.movements.iter().map(|m| m.delta_on_hand).collect();
+    assert_eq!(deltas, [200, 100, 3, 2, 1]);
+    let on_hand: Vec<i64> = page.movements.iter().map(|m| m.on_hand).collect();
+    assert_eq!(on_hand, [306, 106, 6, 3, 1]);
+    drop(journal);
+    let _ = writer.join();
+}

@@ -443,7 +443,7 @@ impl Mirror {
         self.applied.store(e.seq, Ordering::Release);
         if let Some((feed, _, _)) = &self.feed {
             let at_ms = crate::clock::SystemClock.now_ms();
-            for m in touched.iter().filter(|m| m.changed()) {
+            for m in touched.iter().filter(|m| m.applied) {
                 feed.change(Change {
                     sku: m.sku,
                     record: model.stock.get_or_empty(m.sku, m.location),

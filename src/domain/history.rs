@@ -81,21 +81,16 @@ impl ByRole {
 }
 
 /// A record as a fact left it, noted by `Model::apply_noting`: the delta
-/// it applied (zero for a step that moves no units, a confirm) and the
-/// record after it.
+/// it applied and the record after it; `applied` is false for a step
+/// noted without a change of the record (a confirm's lines), true for
+/// every change, a zero delta's included (its version moved).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Moved {
     pub sku: SkuIdx,
     pub location: LocIdx,
     pub delta: StockDelta,
     pub after: StockRecord,
-}
-
-impl Moved {
-    /// Whether the record changed (a confirm notes its lines unchanged).
-    pub fn changed(&self) -> bool {
-        self.delta != StockDelta::default()
-    }
+    pub applied: bool,
 }
 
 /// Why a fact moved stock: a movement but for the record's figures.

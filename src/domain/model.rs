@@ -108,6 +108,7 @@ fn noted(
             location: l,
             delta: d,
             after,
+            applied: true,
         });
     }
     after
@@ -396,6 +397,7 @@ impl Model {
                     location: l,
                     delta: StockDelta::default(),
                     after: self.stock.get_or_empty(s, l),
+                    applied: false,
                 });
             }
         }

@@ -303,10 +303,6 @@ pub fn join(path: &str, key: &str) -> String {
     }
 }
 
-/// A path segment percent-decoded (RFC 3986 §2.1: `FZ%3AP1` is `FZ:P1`, as
-/// JavaScript's `encodeURIComponent` writes it). A segment that does not
-/// decode (a bad escape, bytes that are not UTF-8) is kept as it came, so
-/// the identifier check names it (422).
 /// The value of `name` in a query (the first if named twice),
 /// percent-decoded as a path segment is (`?location=S%3A1` names `S:1`;
 /// `+` stays `+`: a token may hold one).
@@ -317,6 +313,10 @@ pub fn query_param<'a>(query: &'a str, name: &str) -> Option<std::borrow::Cow<'a
     })
 }
 
+/// A path segment percent-decoded (RFC 3986 §2.1: `FZ%3AP1` is `FZ:P1`, as
+/// JavaScript's `encodeURIComponent` writes it). A segment that does not
+/// decode (a bad escape, bytes that are not UTF-8) is kept as it came, so
+/// the identifier check names it (422).
 pub fn decode_segment(s: &str) -> std::borrow::Cow<'_, str> {
     if !s.contains('%') {
         return std::borrow::Cow::Borrowed(s);

@@ -33,7 +33,7 @@ use crate::domain::TimeMs;
 use crate::limits::{
     FINISHED_RETENTION_MS, HISTORY_FLUSH_EVERY, HISTORY_MOVEMENTS_MAX_DEFAULT, HISTORY_PRUNE_BATCH,
     HISTORY_PRUNE_EVERY_ROUNDS, HISTORY_RETENTION_DAYS_DEFAULT, HISTORY_WRITE_BATCH,
-    IDEMPOTENCY_RETENTION_MS, SNAPSHOTTER_TICK,
+    IDEMPOTENCY_RETENTION_MS, SNAPSHOTTER_RETRY, SNAPSHOTTER_TICK,
 };
 
 const MAGIC: &[u8; 4] = b"HFS1";
@@ -368,14 +368,33 @@ pub struct Tail {
     pending: Vec<Entry>,
     pending_through: u64,
     flushed_at: Instant,
+    /// The newest movement's time applied: the history's clock for its
+    /// retention (the snapshotter reads no clock).
+    newest_ms: TimeMs,
 }
 
 impl Tail {
     /// The newest snapshot that checks out, and the history beside it.
-    pub fn load(store: &SnapshotStore) -> Result<Tail, JournalError> {
+    /// `journal_start`: the journal's last record when it was opened (the
+    /// first load after a start). A history past it (a journal cut back
+    /// after the history had its records, a power cut under `durability =
+    /// "none"`) is cut back to it first: those numbers will name other
+    /// records.
+    pub fn load(store: &SnapshotStore, journal_start: Option<u64>) -> Result<Tail, JournalError> {
         let (base, model) = store.load().unwrap_or_default();
         let history = store.history()?;
-        let history_through = history.through()?;
+        let mut history_through = history.through()?;
+        let journal_last = journal_start.map_or(u64::MAX, |l| l.max(base));
+        if history_through > journal_last {
+            let cut = history.cut_after(journal_last)?;
+            tracing::warn!(
+                history_through,
+                journal_last,
+                cut,
+                "the movement history was past the journal: cut back to it"
+            );
+            history_through = history.through()?;
+        }
         Ok(Tail {
             base,
             cursor: ReadCursor::after(base),
@@ -384,8 +403,12 @@ impl Tail {
             history,
             history_through,
             pending: Vec::new(),
-            pending_through: history_through,
+            // What the journal no longer holds (before the snapshot) the
+            // history never will: complete through it (a history new
+            // beside an older snapshot starts there).
+            pending_through: history_through.max(base),
             flushed_at: Instant::now(),
+            newest_ms: 0,
         })
     }
 
@@ -426,6 +449,7 @@ impl Tail {
             history_through,
             pending,
             pending_through,
+            newest_ms,
             ..
         } = self;
         read_on(storage, journal_dir, cursor, durable, |s, body| {
@@ -437,6 +461,7 @@ impl Tail {
                 return Ok(());
             }
             if let Some(c) = cause(&e) {
+                *newest_ms = (*newest_ms).max(c.at_ms);
                 for (i, m) in moved.iter().enumerate() {
                     let names = model
                         .catalog
@@ -467,7 +492,10 @@ impl Tail {
     /// Forgets a bounded batch of the history's movements past `policy`
     /// (time on the records' own clock: the snapshotter reads no clock).
     pub fn prune_history(&self, policy: &HistoryPolicy) -> Result<usize, JournalError> {
-        let latest = self.model.latest_ms();
+        if self.newest_ms == 0 {
+            return Ok(0);
+        }
+        let latest = self.newest_ms;
         self.history.prune(
             latest - policy.retention_ms,
             policy.movements_max,
@@ -484,9 +512,12 @@ impl Tail {
         storage: &dyn Storage,
         journal_dir: &Path,
     ) -> Result<u64, JournalError> {
-        // The history first: it must never lag behind what the journal
-        // keeps once this snapshot lets segments go.
-        self.flush_history()?;
+        // The history first. A history that cannot be written does not
+        // stop snapshots; segments then go only up to what it holds, so it
+        // can still catch up from the journal.
+        if let Err(e) = self.flush_history() {
+            tracing::error!(error = %e, "movement history not written; the journal keeps its records");
+        }
         let seq = self.seq();
         let model = &mut self.model;
         model
@@ -503,7 +534,8 @@ impl Tail {
         store.archive_orders(seq, &passivated)?;
         store.save(seq, model)?;
         self.base = seq;
-        let removed = remove_segments_through(storage, journal_dir, store.oldest_kept_seq())?;
+        let removable = store.oldest_kept_seq().min(self.history_through);
+        let removed = remove_segments_through(storage, journal_dir, removable)?;
         tracing::info!(
             seq,
             removed_segments = removed,
@@ -541,7 +573,7 @@ pub fn take_snapshot(
     journal_dir: &Path,
     durable_seq: u64,
 ) -> Result<u64, JournalError> {
-    let mut tail = Tail::load(store)?;
+    let mut tail = Tail::load(store, None)?;
     if tail.seq() >= durable_seq {
         return Ok(tail.seq());
     }
@@ -568,14 +600,21 @@ pub fn run_snapshotter(
     }
     let mut tail: Option<Tail> = None;
     let mut rounds = 0u64;
+    // After a failure, the copy is loaded again only this much later.
+    let mut resume_at = Instant::now();
+    // The journal's end as it was opened: checked against the history once.
+    let mut journal_start = Some(last_seq);
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(SNAPSHOTTER_TICK);
         rounds += 1;
+        if Instant::now() < resume_at {
+            continue;
+        }
         let durable = stats.last_seq.load(Ordering::Relaxed);
-        let round = |tail: &mut Option<Tail>| -> Result<Option<u64>, JournalError> {
+        let mut round = |tail: &mut Option<Tail>| -> Result<Option<u64>, JournalError> {
             let t = match tail {
                 Some(t) => t,
-                None => tail.insert(Tail::load(&store)?),
+                None => tail.insert(Tail::load(&store, journal_start.take())?),
             };
             t.catch_up(&store, storage.as_ref(), &journal_dir, durable)?;
             if t.flushed_at.elapsed() >= HISTORY_FLUSH_EVERY
@@ -609,7 +648,8 @@ pub fn run_snapshotter(
             Err(e) => {
                 tail = None;
                 last_at = Instant::now();
-                tracing::error!(error = %e, "snapshotter: its copy is dropped and loaded again; the journal still holds everything")
+                resume_at = last_at + SNAPSHOTTER_RETRY;
+                tracing::error!(error = %e, "snapshotter: its copy is dropped and loaded again in 5 s; the journal still holds everything")
             }
         }
     }
