@@ -512,9 +512,12 @@ impl Tail {
         storage: &dyn Storage,
         journal_dir: &Path,
     ) -> Result<u64, JournalError> {
-        // The history first. A history that cannot be written does not
-        // stop snapshots; segments then go only up to what it holds, so it
-        // can still catch up from the journal.
+        // The history first. A history that cannot be written (a full
+        // disk, a damaged file) does not stop snapshots: the engine's
+        // restart time and disk matter more. Segments then go only up to
+        // what it holds; while this copy runs it writes the rest when it
+        // can, but a copy loaded again starts at this snapshot, and the
+        // movements between are lost (logged).
         if let Err(e) = self.flush_history() {
             tracing::error!(error = %e, "movement history not written; the journal keeps its records");
         }
