@@ -237,7 +237,6 @@ fn torn_tail_is_cut_and_corrupt_middle_is_refused() {
 /// every acknowledged record.
 #[test]
 fn snapshots_and_segment_removal_survive_power_cuts() {
-    use holdfast::domain::catalog::{Location, LocationKind, Sku};
     use holdfast::persistence::recovery::recover_model;
     use holdfast::persistence::snapshot::{take_snapshot, SnapshotStore};
 
@@ -247,16 +246,7 @@ fn snapshots_and_segment_removal_survive_power_cuts() {
     let store = SnapshotStore::open(&tmp.path().join("snapshots")).expect("sled");
     let mut last = 0u64;
     let mut acked_delta = 0i64;
-    let setup = [
-        Event::SkuPut {
-            sku: SkuId::parse("A").expect("id"),
-            value: Sku::named("a"),
-        },
-        Event::LocationPut {
-            location: LocationId::parse("S001").expect("id"),
-            value: Location::new("s", LocationKind::Store, 0.0, 0.0),
-        },
-    ];
+    let setup = catalog();
     for round in 0..8u64 {
         let (journal, writer) =
             Journal::start_with_segment_size(storage.clone(), dir(), last, Durability::Fsync, 2048)
@@ -474,7 +464,6 @@ fn a_reader_following_the_journal_reads_each_record_once() {
 /// same numbers are told as they are, and the cut ones are not.
 #[test]
 fn a_history_past_its_journal_is_cut_back_to_it() {
-    use holdfast::domain::catalog::{Location, LocationKind, Sku};
     use holdfast::persistence::journal::truncate_after;
     use holdfast::persistence::snapshot::{SnapshotStore, Tail};
     let fs = SimStorage::new(13);
@@ -493,16 +482,7 @@ fn a_history_past_its_journal_is_cut_back_to_it() {
     };
     let (journal, writer) =
         Journal::start(storage.clone(), dir(), 0, Durability::Fsync).expect("start");
-    let setup = [
-        Event::SkuPut {
-            sku: SkuId::parse("A").expect("id"),
-            value: Sku::named("a"),
-        },
-        Event::LocationPut {
-            location: LocationId::parse("S001").expect("id"),
-            value: Location::new("s", LocationKind::Store, 0.0, 0.0),
-        },
-    ];
+    let setup = catalog();
     for e in setup.iter().cloned().chain((1..=5).map(adjust)) {
         journal.append(&e).expect("append").wait().expect("durable");
     }
@@ -510,7 +490,7 @@ fn a_history_past_its_journal_is_cut_back_to_it() {
     let mut tail = Tail::load(&store, Some(7)).expect("load");
     tail.catch_up(&store, &fs, &dir(), 7).expect("catch up");
     tail.flush_history().expect("flush");
-    let history = store.history().expect("history");
+    let history = store.history();
     assert_eq!(
         (
             history.through().expect("through"),
@@ -544,4 +524,19 @@ fn a_history_past_its_journal_is_cut_back_to_it() {
     assert_eq!(on_hand, [306, 106, 6, 3, 1]);
     drop(journal);
     let _ = writer.join();
+}
+
+/// SKU `A` and location `S001`: what the records of these tests name.
+fn catalog() -> [Event; 2] {
+    use holdfast::domain::catalog::{Location, LocationKind, Sku};
+    [
+        Event::SkuPut {
+            sku: SkuId::parse("A").expect("id"),
+            value: Sku::named("a"),
+        },
+        Event::LocationPut {
+            location: LocationId::parse("S001").expect("id"),
+            value: Location::new("s", LocationKind::Store, 0.0, 0.0),
+        },
+    ]
 }

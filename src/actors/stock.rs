@@ -158,7 +158,7 @@ impl Engine {
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        let history = store.history()?;
+        let history = store.history().clone();
         let page = tokio::task::spawn_blocking(move || {
             history.page(&location, &sku, since, before, limit)
         })

@@ -911,7 +911,7 @@ fn cut_back(engine: &Engine, dir: &std::path::Path) -> u64 {
             .and_then(|cut| {
                 // The movements of the records cut go with them.
                 if let Some(store) = engine.snapshots() {
-                    store.history()?.cut_after(shipped)?;
+                    store.history().cut_after(shipped)?;
                 }
                 Ok(cut)
             })

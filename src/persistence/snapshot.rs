@@ -205,8 +205,8 @@ impl SnapshotStore {
     }
 
     /// The movement history kept beside the snapshots.
-    pub fn history(&self) -> Result<History, JournalError> {
-        Ok(self.history.clone())
+    pub fn history(&self) -> &History {
+        &self.history
     }
 
     fn orders_tree(&self) -> Result<sled::Tree, JournalError> {
@@ -382,7 +382,7 @@ impl Tail {
     /// records.
     pub fn load(store: &SnapshotStore, journal_start: Option<u64>) -> Result<Tail, JournalError> {
         let (base, model) = store.load().unwrap_or_default();
-        let history = store.history()?;
+        let history = store.history().clone();
         let mut history_through = history.through()?;
         let journal_last = journal_start.map_or(u64::MAX, |l| l.max(base));
         if history_through > journal_last {
@@ -620,20 +620,27 @@ pub fn run_snapshotter(
                 None => tail.insert(Tail::load(&store, journal_start.take())?),
             };
             t.catch_up(&store, storage.as_ref(), &journal_dir, durable)?;
+            // The history's count is read only when a write or a prune
+            // moved it, not every tick.
+            let mut counted = false;
             if t.flushed_at.elapsed() >= HISTORY_FLUSH_EVERY
                 || stats.history_wanted.swap(false, Ordering::AcqRel)
             {
                 t.flush_history()?;
+                counted = true;
             }
             if rounds.is_multiple_of(HISTORY_PRUNE_EVERY_ROUNDS) {
                 t.prune_history(&policy.history)?;
+                counted = true;
             }
             stats
                 .history_seq
                 .store(t.history_through, Ordering::Release);
-            stats
-                .history_movements
-                .store(t.history.len()?, Ordering::Relaxed);
+            if counted {
+                stats
+                    .history_movements
+                    .store(t.history.len()?, Ordering::Relaxed);
+            }
             let due = durable >= last_seq + policy.every_records
                 || (durable > last_seq && last_at.elapsed() >= Duration::from_secs(policy.every_s));
             if !due {
