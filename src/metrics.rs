@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::domain::reservation::Status;
+use crate::domain::stock::Bucket;
 use crate::feed::FeedStats;
 use crate::persistence::JournalStats;
 
@@ -127,6 +128,10 @@ pub struct Metrics {
     /// Counts as of a time (`counted_at`): placed, refused as older than
     /// the record's last count, refused as reaching past its movements.
     pub late_counts: [AtomicU64; 3],
+    /// Units of unsellable stock moved, by bucket (`Bucket::ALL`'s
+    /// order): into it (set apart, received into it), out of it (set
+    /// back, written off).
+    pub unsellable_units: [[AtomicU64; 2]; 6],
     /// Finished orders dropped from memory (archived in sled), and orders
     /// read back into memory to change.
     pub orders_passivated: AtomicU64,
@@ -206,6 +211,20 @@ impl Metrics {
                 "holdfast_late_counts_total{{outcome=\"{outcome}\"}} {}",
                 c.load(Relaxed)
             );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP holdfast_unsellable_units_total Units moved into a bucket of unsellable stock (set apart, received into it) and out of it (set back, written off).\n# TYPE holdfast_unsellable_units_total counter"
+        );
+        for (b, moved) in Bucket::ALL.iter().zip(&self.unsellable_units) {
+            for (direction, c) in ["in", "out"].iter().zip(moved) {
+                let _ = writeln!(
+                    s,
+                    "holdfast_unsellable_units_total{{bucket=\"{}\",direction=\"{direction}\"}} {}",
+                    b.as_str(),
+                    c.load(Relaxed)
+                );
+            }
         }
     }
 

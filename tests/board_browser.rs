@@ -209,6 +209,24 @@ fn the_store_board_shows_a_stock_change_as_it_happens() {
             "3",
             "the change"
         );
+        // One found damaged: set apart, no longer available.
+        let (st, v) = tokio::task::block_in_place(|| {
+            call(
+                &c,
+                "POST",
+                &s.url("/v1/inventory/S000/A1/unsellable"),
+                None,
+                Some(r#"{"bucket":"damaged","delta":1,"reason":"damage"}"#),
+            )
+        });
+        assert_eq!(st, 200, "{v}");
+        let apart = r#"(() => { const td = document.querySelector('tr[data-sku="A1"] td.unsellable'); return td ? td.textContent + " " + td.title : "" })()"#;
+        assert_eq!(
+            wait_for(&mut ws, &mut id, apart, "1 damaged 1").await,
+            "1 damaged 1",
+            "the unsellable column"
+        );
+        assert_eq!(wait_for(&mut ws, &mut id, cell, "2").await, "2");
         let flashed =
             r#"String(document.querySelector('tr[data-sku="A1"]').classList.contains("flash"))"#;
         assert_eq!(

@@ -11,7 +11,7 @@ use holdfast::domain::history::{cause, Movement};
 use holdfast::domain::model::{LineRequest, Model};
 use holdfast::domain::recent_moves::LateCountRefused;
 use holdfast::domain::reservation::Transition;
-use holdfast::domain::stock::{AdjustReason, StockDelta};
+use holdfast::domain::stock::{AdjustReason, Bucket, StockDelta};
 use holdfast::domain::{LocationId, ReservationId, SkuId};
 use proptest::prelude::*;
 
@@ -32,6 +32,15 @@ enum Cmd {
         sku: u32,
         loc: u32,
         delta: i64,
+    },
+    /// Units set apart (or back) in a bucket; `write_off`: taken out of
+    /// on_hand and the bucket alike.
+    SetApart {
+        sku: u32,
+        loc: u32,
+        bucket: usize,
+        delta: i64,
+        write_off: bool,
     },
     Reserve {
         lines: Vec<(u32, u32, u32)>,
@@ -67,6 +76,15 @@ fn cmd() -> impl Strategy<Value = Cmd> {
             loc,
             delta
         }),
+        (0..SKUS, 0..LOCS, 0..3usize, -6..8i64, any::<bool>()).prop_map(
+            |(sku, loc, bucket, delta, write_off)| Cmd::SetApart {
+                sku,
+                loc,
+                bucket,
+                delta,
+                write_off
+            }
+        ),
         (
             prop::collection::vec((0..SKUS, 0..LOCS, 1..8u32), 1..4),
             any::<bool>(),
@@ -122,6 +140,8 @@ proptest! {
         // newest count (the time it was taken).
         let mut moves: Vec<(i64, (u32, u32), i64)> = Vec::new();
         let mut last_count: AHashMap<(u32, u32), i64> = AHashMap::new();
+        // Expected unsellable units per record and bucket.
+        let mut apart: AHashMap<(u32, u32, Bucket), i64> = AHashMap::new();
 
         for c in cmds {
             let event = match c {
@@ -154,7 +174,7 @@ proptest! {
                 }
                 Cmd::Adjust { sku, loc, delta } => {
                     let r = m.stock.get_or_empty(sku, loc);
-                    match r.decide_adjust(delta) {
+                    match r.decide_adjust(delta, None) {
                         Ok(_) => {
                             *on_hand.entry((sku, loc)).or_default() += delta;
                             moves.push((now, (sku, loc), delta));
@@ -167,10 +187,45 @@ proptest! {
                                 key: None,
                                 by: None,
                                 note: Some("proptest".into()),
+                                unsellable: None,
                             })
                         }
                         Err(_) => {
                             prop_assert!(r.on_hand + delta < 0);
+                            None
+                        }
+                    }
+                }
+                Cmd::SetApart { sku, loc, bucket, delta, write_off } => {
+                    let b = Bucket::ALL[bucket];
+                    let r = m.stock.get_or_empty(sku, loc);
+                    let (oh, u) = if write_off { (-delta.abs(), -delta.abs()) } else { (0, delta) };
+                    let has = apart.get(&(sku, loc, b)).copied().unwrap_or(0);
+                    prop_assert_eq!(r.unsellable.get(b), has);
+                    match r.decide_adjust(oh, Some((b, u))) {
+                        Ok(_) => {
+                            // Set apart only from free units, never below 0.
+                            prop_assert!(has + u >= 0);
+                            prop_assert!(u <= oh || r.free() >= u - oh, "set apart past free: {r:?}");
+                            *apart.entry((sku, loc, b)).or_default() += u;
+                            if oh != 0 {
+                                *on_hand.entry((sku, loc)).or_default() += oh;
+                                moves.push((now, (sku, loc), oh));
+                            }
+                            Some(Event::Adjusted {
+                                sku: SkuId::parse(&format!("S{sku}")).expect("id"),
+                                location: LocationId::parse(&format!("L{loc}")).expect("id"),
+                                delta: oh,
+                                reason: AdjustReason::Damage,
+                                at_ms: now,
+                                key: None,
+                                by: None,
+                                note: None,
+                                unsellable: Some((b, u)),
+                            })
+                        }
+                        Err(_) => {
+                            prop_assert!(has + u < 0 || r.free() < u - oh || r.on_hand + oh < 0);
                             None
                         }
                     }
@@ -238,13 +293,17 @@ proptest! {
             for ((s, l), want) in &on_hand {
                 prop_assert_eq!(m.stock.get_or_empty(*s, *l).on_hand, *want);
             }
+            // The buckets hold what was set apart, and nothing else.
+            for ((s, l, b), want) in &apart {
+                prop_assert_eq!(m.stock.get_or_empty(*s, *l).unsellable.get(*b), *want);
+            }
         }
         // Replay from empty gives the same state, and the movement
         // history it notes tells each record's story: every movement
         // starts where the record's last one ended, each fact that moves
         // stock names why, and the last movement is the record as it is.
         let mut replayed = Model::default();
-        let mut told: AHashMap<(u32, u32), (i64, i64)> = AHashMap::new();
+        let mut told: AHashMap<(u32, u32), (i64, i64, i64)> = AHashMap::new();
         let mut moved = Vec::new();
         for e in &log {
             moved.clear();
@@ -258,14 +317,19 @@ proptest! {
             };
             for mv in &moved {
                 let h = Movement::new(&why, mv);
-                let (oh, rs) = told.get(&(mv.sku, mv.location)).copied().unwrap_or((0, 0));
-                prop_assert_eq!((oh + h.delta_on_hand, rs + h.delta_reserved), (h.on_hand, h.reserved));
-                told.insert((mv.sku, mv.location), (h.on_hand, h.reserved));
+                let (oh, rs, un) = told.get(&(mv.sku, mv.location)).copied().unwrap_or((0, 0, 0));
+                let un_delta = h.delta_unsellable.map_or(0, |(_, u)| u);
+                let un_after = h.unsellable.map_or(0, |u| u.total());
+                prop_assert_eq!(
+                    (oh + h.delta_on_hand, rs + h.delta_reserved, un + un_delta),
+                    (h.on_hand, h.reserved, un_after)
+                );
+                told.insert((mv.sku, mv.location), (h.on_hand, h.reserved, un_after));
             }
         }
-        for ((s, l), (oh, rs)) in &told {
+        for ((s, l), (oh, rs, un)) in &told {
             let r = replayed.stock.get_or_empty(*s, *l);
-            prop_assert_eq!((r.on_hand, r.reserved), (*oh, *rs));
+            prop_assert_eq!((r.on_hand, r.reserved, r.unsellable.total()), (*oh, *rs, *un));
         }
         prop_assert_eq!(&replayed.stock, &m.stock);
         prop_assert_eq!(&replayed.reservations, &m.reservations);
@@ -281,18 +345,17 @@ fn deltas_commute() {
     let ds = [
         StockDelta {
             on_hand: 10,
-            reserved: 0,
             safety_stock: 1,
+            ..StockDelta::default()
         },
         StockDelta {
-            on_hand: 0,
             reserved: 4,
-            safety_stock: 0,
+            ..StockDelta::default()
         },
         StockDelta {
             on_hand: -4,
             reserved: -4,
-            safety_stock: 0,
+            ..StockDelta::default()
         },
     ];
     for d in ds {

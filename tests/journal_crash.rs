@@ -266,6 +266,7 @@ fn snapshots_and_segment_removal_survive_power_cuts() {
                 key: None,
                 by: None,
                 note: None,
+                unsellable: None,
             };
             journal.append(&e).expect("append").wait().expect("durable");
             acked_delta += i + 1;
@@ -289,6 +290,7 @@ fn snapshots_and_segment_removal_survive_power_cuts() {
                 key: None,
                 by: None,
                 note: None,
+                unsellable: None,
             };
             journal.append(&e).expect("append").wait().expect("durable");
             acked_delta += 1;
@@ -479,6 +481,7 @@ fn a_history_past_its_journal_is_cut_back_to_it() {
         key: None,
         by: None,
         note: None,
+        unsellable: None,
     };
     let (journal, writer) =
         Journal::start(storage.clone(), dir(), 0, Durability::Fsync).expect("start");

@@ -386,7 +386,7 @@ impl Engine {
                 .await
                 .map_err(|_| EngineError::Stopped)?;
             for (sku, r) in reply(rx).await?.iter() {
-                *stock.get_mut_or_insert(sku, r.location) = *r;
+                stock.put(sku, r);
             }
         }
         let mut res = Vec::new();

@@ -304,6 +304,7 @@ fn start_stock(
                 journal: h.journal.clone(),
                 clock: h.clock.clone(),
                 feed: h.feed.clone(),
+                metrics: h.metrics.clone(),
                 index: i as u32,
             };
             StockShard::start_in_arbiter(&arbiters[i], move |_| StockShard::new(start))

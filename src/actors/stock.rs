@@ -1,5 +1,5 @@
 use super::*;
-use crate::limits::HISTORY_WAIT;
+use crate::limits::{HISTORY_WAIT, STOCK_MAX};
 use crate::persistence::history::{Page, Place};
 
 impl Engine {
@@ -76,6 +76,7 @@ impl Engine {
             key: None,
             by: None,
             note: None,
+            unsellable: None,
         })
         .await
     }
@@ -165,5 +166,35 @@ impl Engine {
         .await
         .map_err(|_| EngineError::Stopped)??;
         Ok(HistoryRead::Page(page))
+    }
+}
+
+/// An adjustment refused, as the API answers it: 409 `insufficient_stock`
+/// saying what the record has, or 422 `idempotency_key_reused`.
+impl From<AdjustRefused> for ApiError {
+    fn from(r: AdjustRefused) -> ApiError {
+        match r {
+            AdjustRefused::OutOfRange { on_hand } => ApiError::new(
+                Code::InsufficientStock,
+                format!(
+                    "on_hand is {on_hand}: the adjustment would take it out of 0..={STOCK_MAX}"
+                ),
+            )
+            .with("on_hand", serde_json::json!(on_hand)),
+            AdjustRefused::BucketShort { bucket, has } => ApiError::new(
+                Code::InsufficientStock,
+                format!("the {} bucket holds {has} units", bucket.as_str()),
+            )
+            .with("unsellable", serde_json::json!({ bucket.as_str(): has })),
+            AdjustRefused::NotFree { free } => ApiError::new(
+                Code::InsufficientStock,
+                format!("{free} units are neither reserved nor unsellable"),
+            )
+            .with("free", serde_json::json!(free)),
+            AdjustRefused::KeyReused => ApiError::new(
+                Code::IdempotencyKeyReused,
+                "this Idempotency-Key was used by another adjustment",
+            ),
+        }
     }
 }

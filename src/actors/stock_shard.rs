@@ -21,12 +21,16 @@ use crate::domain::model::AdjustKey;
 use crate::domain::recent_moves::{LateCountRefused, RecentMoves};
 use crate::domain::reservation::{expires_at, sold_by_effect, Line, Reservation, Status};
 use crate::domain::rotation::RotationTable;
-use crate::domain::stock::{AdjustReason, AdjustRefused, StockDelta, StockRecord, StockTable};
+use crate::domain::stock::{
+    AdjustReason, AdjustRefused, Bucket, StockDelta, StockRecord, StockTable,
+};
 use crate::domain::TimeMs;
 use crate::feed::{Change, Feed, Scope};
 use crate::limits::{MAILBOX_CAPACITY, STOCK_MAX};
+use crate::metrics::Metrics;
 use crate::persistence::{Durable, Journal, JournalError};
 use ahash::AHashMap;
+use std::sync::atomic::Ordering;
 
 pub struct StockShard {
     /// Names a record's SKU and location in a correction it journals
@@ -41,6 +45,8 @@ pub struct StockShard {
     clock: Arc<dyn Clock>,
     /// The stock feed, this shard's index, and its count of changes sent.
     feed: Feed,
+    /// Counts the units moved in and out of unsellable buckets.
+    metrics: Arc<Metrics>,
     index: u32,
     changes: u64,
     /// Units held by carts spanning shards whose record is not journaled
@@ -62,6 +68,7 @@ pub struct ShardStart {
     pub journal: Journal,
     pub clock: Arc<dyn Clock>,
     pub feed: Feed,
+    pub metrics: Arc<Metrics>,
     pub index: u32,
 }
 
@@ -76,6 +83,7 @@ impl StockShard {
             journal,
             clock,
             feed,
+            metrics,
             index,
         } = s;
         Self {
@@ -86,6 +94,7 @@ impl StockShard {
             journal,
             clock,
             feed,
+            metrics,
             index,
             changes: 0,
             provisional: AHashMap::new(),
@@ -169,7 +178,6 @@ impl Actor for StockShard {
             .table
             .iter()
             .filter(|(_, r)| !(0..=STOCK_MAX).contains(&r.on_hand))
-            .map(|(s, r)| (s, *r))
             .collect();
         let now = self.clock.now_ms();
         for (s, r) in out {
@@ -225,7 +233,7 @@ impl StockShard {
         let mut out = Vec::with_capacity(lines.len());
         let mut short = false;
         for l in lines {
-            let rec = self.table.get_mut_or_insert(l.sku, l.location);
+            let rec = self.table.get_or_empty(l.sku, l.location);
             let want = i64::from(l.qty);
             let available = rec.available();
             let got = if partial {
@@ -239,10 +247,14 @@ impl StockShard {
             };
             if got > 0 {
                 // Not journaled yet: the version moves once it is.
-                rec.apply_provisional(StockDelta {
-                    reserved: got,
-                    ..StockDelta::default()
-                });
+                self.table.apply_provisional(
+                    l.sku,
+                    l.location,
+                    StockDelta {
+                        reserved: got,
+                        ..StockDelta::default()
+                    },
+                );
             }
             let line_short = available < want;
             short |= line_short;
@@ -527,8 +539,8 @@ impl Handler<Count> for StockShard {
                         let f = fact?;
                         let d = StockDelta {
                             on_hand: f.on_hand_delta,
-                            reserved: 0,
                             safety_stock: f.safety_stock_delta,
+                            ..StockDelta::default()
                         };
                         let r = self.apply_journaled(c.sku_idx, c.loc_idx, d, now, None, ticket);
                         let taken = f.counted_at.unwrap_or(now);
@@ -556,6 +568,10 @@ pub struct Adjustment {
     pub key: Option<String>,
     pub by: Option<By>,
     pub note: Option<String>,
+    /// Units into (positive) or out of a bucket of unsellable stock:
+    /// with a `delta` of 0, set apart or back; with one, a write-off of
+    /// unsellable units or a receipt straight into a bucket.
+    pub unsellable: Option<(Bucket, i64)>,
 }
 
 #[derive(Message)]
@@ -573,20 +589,19 @@ impl Handler<Adjust> for StockShard {
         let rec = self.table.get_or_empty(a.sku_idx, a.loc_idx);
         let now = self.clock.now_ms();
         if let Some(before) = a.key.as_ref().and_then(|k| self.applied.get(k)) {
-            let same =
-                before.sku == a.sku && before.location == a.location && before.delta == a.delta;
+            let same = before.sku == a.sku
+                && before.location == a.location
+                && before.delta == a.delta
+                && before.unsellable == a.unsellable;
             let r = if same {
                 Ok((self.view(a.sku_idx, rec, now), Durable::journaled_before()))
             } else {
-                Err(AdjustRefused {
-                    on_hand: rec.on_hand,
-                    key_reused: true,
-                })
+                Err(AdjustRefused::KeyReused)
             };
             let _ = m.reply.send(Ok(r));
             return;
         }
-        let r = match rec.decide_adjust(a.delta) {
+        let r = match rec.decide_adjust(a.delta, a.unsellable) {
             Err(refused) => Ok(Err(refused)),
             Ok(d) => self
                 .journal
@@ -599,10 +614,15 @@ impl Handler<Adjust> for StockShard {
                     key: a.key.clone(),
                     by: a.by,
                     note: a.note,
+                    unsellable: a.unsellable,
                 })
                 .map(|(durable, ticket)| {
                     let sold = sold_by_adjustment(a.reason, a.delta);
                     let r = self.apply_journaled(a.sku_idx, a.loc_idx, d, now, Some(sold), ticket);
+                    if let Some((b, u)) = a.unsellable {
+                        self.metrics.unsellable_units[b as usize][usize::from(u < 0)]
+                            .fetch_add(u.unsigned_abs(), Ordering::Relaxed);
+                    }
                     if let Some(k) = a.key {
                         self.remember(
                             k,
@@ -611,6 +631,7 @@ impl Handler<Adjust> for StockShard {
                                 location: a.location,
                                 delta: a.delta,
                                 at_ms: now,
+                                unsellable: a.unsellable,
                             },
                         );
                     }
@@ -661,6 +682,7 @@ impl StockShard {
             key: None,
             by: None,
             note: Some("on_hand out of range after a fulfilment or return".into()),
+            unsellable: None,
         };
         // Nobody waits on it: a journal that fails is poisoned, and the
         // engine stops taking writes.
@@ -716,12 +738,7 @@ impl Handler<Read> for StockShard {
                 .iter()
                 .map(|l| shown(self.table.get_or_empty(m.sku, *l)))
                 .collect(),
-            None => self
-                .table
-                .records_of(m.sku)
-                .iter()
-                .map(|r| shown(*r))
-                .collect(),
+            None => self.table.records_of(m.sku).map(shown).collect(),
         };
         let _ = m.reply.send(out);
     }
@@ -767,14 +784,13 @@ impl Handler<FeedSnapshot> for StockShard {
             Scope::Sku(s) => self
                 .table
                 .records_of(s)
-                .iter()
-                .map(|r| (s, self.committed(s, *r)))
+                .map(|r| (s, self.committed(s, r)))
                 .collect(),
             Scope::Location(l) => {
                 let mut v: Vec<(SkuIdx, StockRecord)> = self
                     .table
                     .at_location(l)
-                    .map(|(s, r)| (s, self.committed(s, *r)))
+                    .map(|(s, r)| (s, self.committed(s, r)))
                     .collect();
                 v.sort_unstable_by_key(|(s, _)| *s);
                 v

@@ -210,8 +210,8 @@ impl CopyFeed {
         let m = self.model.read();
         let seen = vec![self.applied.load(Ordering::Acquire)];
         let records: Vec<(SkuIdx, StockRecord)> = match scope {
-            Scope::Location(l) => m.stock.at_location(l).map(|(s, r)| (s, *r)).collect(),
-            Scope::Sku(s) => m.stock.records_of(s).iter().map(|r| (s, *r)).collect(),
+            Scope::Location(l) => m.stock.at_location(l).collect(),
+            Scope::Sku(s) => m.stock.records_of(s).map(|r| (s, r)).collect(),
         };
         text.add(&m.catalog, &records);
         Some(Part { sub, seen })

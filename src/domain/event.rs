@@ -13,7 +13,7 @@ use super::history::By;
 pub use super::hash::fnv1a64;
 use super::ids::{LocationId, ReservationId, SkuId};
 use super::reservation::{Line, Reservation, Status};
-use super::stock::AdjustReason;
+use super::stock::{AdjustReason, Bucket};
 use super::TimeMs;
 
 /// Version of the record body format, written in each segment header.
@@ -88,6 +88,11 @@ pub enum Event {
         /// later), at most `ADJUST_NOTE_MAX` bytes.
         #[serde(default)]
         note: Option<String>,
+        /// Units into (positive) or out of a bucket of unsellable stock
+        /// (added later: none in older records). With a `delta` of 0 it
+        /// only sets units apart or back.
+        #[serde(default)]
+        unsellable: Option<(Bucket, i64)>,
     },
     /// A whole cart: the unit of atomicity of a multi-line reservation.
     ReservationHeld {
@@ -198,6 +203,7 @@ mod tests {
                 key: None,
                 by: None,
                 note: None,
+                unsellable: None,
             }
         );
         let old = rmp_serde::to_vec(&Old::Counted { items: vec![] }).expect("encode");

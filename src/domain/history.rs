@@ -14,7 +14,7 @@ use super::event::Event;
 use super::ids::LocationId;
 use super::order::OrderEvent;
 use super::reservation::Status;
-use super::stock::{AdjustReason, StockDelta, StockRecord};
+use super::stock::{AdjustReason, Bucket, StockDelta, StockRecord, Unsellable};
 use super::TimeMs;
 
 /// What kind of step moved a record (api.md lists them).
@@ -127,18 +127,28 @@ pub fn cause(e: &Event) -> Option<Cause<'_>> {
             ..Cause::of(*at_ms, MoveKind::Count)
         },
         Event::Adjusted {
+            delta,
             reason,
             at_ms,
             key,
             by,
             note,
+            unsellable,
             ..
         } => Cause {
             reason: Some(*reason),
             reference: key.as_deref(),
             by: by.as_ref(),
             note: note.as_deref(),
-            ..Cause::of(*at_ms, MoveKind::Adjustment)
+            // Units set apart or back, on_hand unmoved.
+            ..Cause::of(
+                *at_ms,
+                if *delta == 0 && unsellable.is_some() {
+                    MoveKind::Unsellable
+                } else {
+                    MoveKind::Adjustment
+                },
+            )
         },
         Event::ReservationHeld { id, created_ms, .. } => Cause {
             reference: Some(id.as_str()),
@@ -189,6 +199,12 @@ pub struct Movement {
     pub reference: Option<String>,
     pub by: Option<By>,
     pub note: Option<String>,
+    /// The record's unsellable units after it, if any (added later).
+    #[serde(default)]
+    pub unsellable: Option<Unsellable>,
+    /// The units it moved into (or out of) a bucket (added later).
+    #[serde(default)]
+    pub delta_unsellable: Option<(Bucket, i64)>,
 }
 
 impl Movement {
@@ -204,6 +220,49 @@ impl Movement {
             reference: c.reference.map(str::to_string),
             by: c.by.cloned(),
             note: c.note.map(str::to_string),
+            unsellable: Some(m.after.unsellable).filter(|u| !u.is_empty()),
+            delta_unsellable: m.delta.unsellable,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Movements kept before the unsellable fields existed still read.
+    #[test]
+    fn movements_kept_before_the_buckets_decode() {
+        #[derive(Serialize)]
+        struct Old {
+            at_ms: TimeMs,
+            kind: MoveKind,
+            on_hand: i64,
+            reserved: i64,
+            delta_on_hand: i64,
+            delta_reserved: i64,
+            reason: Option<AdjustReason>,
+            reference: Option<String>,
+            by: Option<By>,
+            note: Option<String>,
+        }
+        let old = Old {
+            at_ms: 7,
+            kind: MoveKind::Count,
+            on_hand: 5,
+            reserved: 1,
+            delta_on_hand: 5,
+            delta_reserved: 0,
+            reason: None,
+            reference: None,
+            by: None,
+            note: None,
+        };
+        let bytes = rmp_serde::to_vec(&old).expect("encode");
+        let m: Movement = rmp_serde::from_slice(&bytes).expect("decode");
+        assert_eq!(
+            (m.at_ms, m.on_hand, m.unsellable, m.delta_unsellable),
+            (7, 5, None, None)
+        );
     }
 }

@@ -14,7 +14,7 @@ use super::reservation::{
     expires_at, sold_by_effect, Decision, Line, NotHeld, Reservation, Status, Transition,
 };
 use super::rotation::RotationTable;
-use super::stock::{AdjustReason, StockDelta, StockTable};
+use super::stock::{Bucket, StockDelta, StockTable};
 use super::TimeMs;
 
 /// A line short of stock (api.md 409 `insufficient_stock`).
@@ -88,6 +88,9 @@ pub struct AdjustKey {
     pub location: LocationId,
     pub delta: i64,
     pub at_ms: TimeMs,
+    /// The bucket it moved (added later: none in older snapshots).
+    #[serde(default)]
+    pub unsellable: Option<(Bucket, i64)>,
 }
 
 /// Where `apply_noting` notes the stock records a fact moved, if asked.
@@ -157,15 +160,7 @@ impl Model {
                 self.catalog.put_location(location.clone(), value.clone());
             }
             Event::Counted { items, at_ms, .. } => self.apply_counted(items, *at_ms, touched)?,
-            Event::Adjusted {
-                sku,
-                location,
-                delta,
-                reason,
-                at_ms,
-                key,
-                ..
-            } => self.apply_adjusted(sku, location, *delta, *reason, *at_ms, key, touched)?,
+            Event::Adjusted { .. } => self.apply_adjusted(e, touched)?,
             Event::ReservationHeld {
                 id,
                 lines,
@@ -255,8 +250,8 @@ impl Model {
                 l,
                 StockDelta {
                     on_hand: c.on_hand_delta,
-                    reserved: 0,
                     safety_stock: c.safety_stock_delta,
+                    ..StockDelta::default()
                 },
             );
             self.rotation.record(s, l, at_ms, 0, r.on_hand);
@@ -266,18 +261,23 @@ impl Model {
         Ok(())
     }
 
-    /// Applies an adjustment, and remembers its key if it has one.
-    #[allow(clippy::too_many_arguments)]
-    fn apply_adjusted(
-        &mut self,
-        sku: &SkuId,
-        location: &LocationId,
-        delta: i64,
-        reason: AdjustReason,
-        at_ms: TimeMs,
-        key: &Option<String>,
-        touched: &mut Touched<'_>,
-    ) -> Result<(), ReplayError> {
+    /// Applies an adjustment (`e` is an `Event::Adjusted`), and remembers
+    /// its key if it has one.
+    fn apply_adjusted(&mut self, e: &Event, touched: &mut Touched<'_>) -> Result<(), ReplayError> {
+        let Event::Adjusted {
+            sku,
+            location,
+            delta,
+            reason,
+            at_ms,
+            key,
+            unsellable,
+            ..
+        } = e
+        else {
+            return Ok(());
+        };
+        let (delta, at_ms, unsellable) = (*delta, *at_ms, *unsellable);
         let (s, l) = self.sku_loc(sku, location)?;
         if let Some(k) = key {
             self.adjust_keys.insert(
@@ -287,22 +287,21 @@ impl Model {
                     location: location.clone(),
                     delta,
                     at_ms,
+                    unsellable,
                 },
             );
         }
-        let r = noted(
-            &mut self.stock,
-            touched,
-            s,
-            l,
-            StockDelta {
-                on_hand: delta,
-                ..Default::default()
-            },
-        );
-        let sold = sold_by_adjustment(reason, delta);
-        self.rotation.record(s, l, at_ms, sold, r.on_hand);
-        self.moves.moved(s, l, at_ms, delta);
+        let d = StockDelta {
+            on_hand: delta,
+            unsellable,
+            ..Default::default()
+        };
+        let r = noted(&mut self.stock, touched, s, l, d);
+        if delta != 0 {
+            let sold = sold_by_adjustment(*reason, delta);
+            self.rotation.record(s, l, at_ms, sold, r.on_hand);
+            self.moves.moved(s, l, at_ms, delta);
+        }
         Ok(())
     }
 

@@ -326,7 +326,7 @@ mod tests {
             vec![StockDelta {
                 on_hand: -2,
                 reserved: -2,
-                safety_stock: 0
+                ..StockDelta::default()
             }]
         );
         let r = res(Status::Released, 0);

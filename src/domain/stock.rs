@@ -3,13 +3,101 @@
 //! Every change to a record is a `StockDelta` (additive), so replaying the
 //! journal gives the same record whatever the interleaving of records written
 //! by different actors: holds and releases add up the same in any order.
+//!
+//! The table keeps a record's figures in a 32-byte `Slot` (millions of
+//! them), and the few records with unsellable units keep those beside it:
+//! a record as read (`StockRecord`) joins the two.
 
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{LocIdx, SkuIdx};
 use crate::limits::STOCK_MAX;
 
-/// One stock record. 32 bytes: the table stores millions.
+/// Why units are set apart from sale (api.md, Unsellable stock): a fixed
+/// list, as a retailer's reports need the same names in every store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bucket {
+    Damaged,
+    Quarantine,
+    Display,
+    Expired,
+    Recalled,
+    Other,
+}
+
+impl Bucket {
+    pub const ALL: [Bucket; 6] = [
+        Bucket::Damaged,
+        Bucket::Quarantine,
+        Bucket::Display,
+        Bucket::Expired,
+        Bucket::Recalled,
+        Bucket::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bucket::Damaged => "damaged",
+            Bucket::Quarantine => "quarantine",
+            Bucket::Display => "display",
+            Bucket::Expired => "expired",
+            Bucket::Recalled => "recalled",
+            Bucket::Other => "other",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|b| b.as_str() == s)
+    }
+}
+
+/// A record's unsellable units by bucket: counted in on_hand, never
+/// available.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Unsellable([u32; 6]);
+
+impl Unsellable {
+    pub fn get(&self, b: Bucket) -> i64 {
+        i64::from(self.0[b as usize])
+    }
+
+    pub fn total(&self) -> i64 {
+        self.0.iter().map(|u| i64::from(*u)).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|u| *u == 0)
+    }
+
+    /// The buckets holding units, in the list's order.
+    pub fn iter(&self) -> impl Iterator<Item = (Bucket, i64)> + '_ {
+        Bucket::ALL
+            .into_iter()
+            .map(|b| (b, self.get(b)))
+            .filter(|(_, u)| *u != 0)
+    }
+
+    /// Adds `delta` to a bucket, kept in `0..=STOCK_MAX` (decisions refuse
+    /// what would leave it; a replayed fact applies as it was decided).
+    fn add(&mut self, b: Bucket, delta: i64) {
+        let u = &mut self.0[b as usize];
+        *u = (i64::from(*u) + delta).clamp(0, STOCK_MAX) as u32;
+    }
+}
+
+/// A record's figures as the table stores them. 32 bytes: the table
+/// stores millions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+struct Slot {
+    location: LocIdx,
+    safety_stock: u32,
+    on_hand: i64,
+    reserved: i64,
+    version: u64,
+}
+
+/// One stock record as read and decided on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct StockRecord {
     pub location: LocIdx,
@@ -19,6 +107,21 @@ pub struct StockRecord {
     pub reserved: i64,
     /// Grows by one with every change of the record.
     pub version: u64,
+    /// Units of on_hand set apart from sale.
+    pub unsellable: Unsellable,
+}
+
+impl Slot {
+    fn record(self, unsellable: Unsellable) -> StockRecord {
+        StockRecord {
+            location: self.location,
+            safety_stock: self.safety_stock,
+            on_hand: self.on_hand,
+            reserved: self.reserved,
+            version: self.version,
+            unsellable,
+        }
+    }
 }
 
 /// An additive change to a record; applying one bumps the version by one.
@@ -27,6 +130,8 @@ pub struct StockDelta {
     pub on_hand: i64,
     pub reserved: i64,
     pub safety_stock: i64,
+    /// Units into (positive) or out of a bucket of unsellable stock.
+    pub unsellable: Option<(Bucket, i64)>,
 }
 
 /// Why an adjustment was made (api.md).
@@ -67,12 +172,19 @@ impl AdjustReason {
     }
 }
 
-/// The adjustment would take on_hand out of range, or (`key_reused`) its
-/// key was used by another adjustment.
+/// Why an adjustment (of on_hand, of a bucket of unsellable units, or
+/// both) is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AdjustRefused {
-    pub on_hand: i64,
-    pub key_reused: bool,
+pub enum AdjustRefused {
+    /// It would take on_hand out of `0..=STOCK_MAX`.
+    OutOfRange { on_hand: i64 },
+    /// It takes more units out of the bucket than it holds.
+    BucketShort { bucket: Bucket, has: i64 },
+    /// It sets apart more units than are free (on_hand less what is
+    /// reserved and already unsellable).
+    NotFree { free: i64 },
+    /// Its key was used by another adjustment.
+    KeyReused,
 }
 
 impl StockRecord {
@@ -83,9 +195,17 @@ impl StockRecord {
         }
     }
 
-    /// api.md: `max(0, on_hand - reserved - safety_stock)`.
+    /// api.md: `max(0, on_hand - reserved - safety_stock)`, less the
+    /// unsellable units.
     pub fn available(&self) -> i64 {
-        (self.on_hand - self.reserved - i64::from(self.safety_stock)).max(0)
+        (self.on_hand - self.reserved - i64::from(self.safety_stock) - self.unsellable.total())
+            .max(0)
+    }
+
+    /// Units neither reserved nor unsellable (safety stock is a margin
+    /// on availability, not units apart): what may be set apart.
+    pub fn free(&self) -> i64 {
+        self.on_hand - self.reserved - self.unsellable.total()
     }
 
     /// A change that happened (it is journaled): applied, and the version
@@ -106,6 +226,9 @@ impl StockRecord {
         self.reserved += d.reserved;
         self.safety_stock =
             (i64::from(self.safety_stock) + d.safety_stock).clamp(0, STOCK_MAX) as u32;
+        if let Some((b, u)) = d.unsellable {
+            self.unsellable.add(b, u);
+        }
         debug_assert!(self.reserved >= 0, "reserved below zero: {self:?}");
     }
 
@@ -127,107 +250,172 @@ impl StockRecord {
         qty.min(self.available())
     }
 
-    /// A count sets on_hand and safety_stock; reserved is untouched.
+    /// A count sets on_hand (every unit, unsellable ones too) and
+    /// safety_stock; reserved and the buckets are untouched.
     pub fn decide_count(&self, on_hand: i64, safety_stock: i64) -> StockDelta {
         StockDelta {
             on_hand: on_hand - self.on_hand,
-            reserved: 0,
             safety_stock: safety_stock - i64::from(self.safety_stock),
+            ..StockDelta::default()
         }
     }
 
-    /// An adjustment may not take on_hand below 0 (409) nor past the bound.
-    pub fn decide_adjust(&self, delta: i64) -> Result<StockDelta, AdjustRefused> {
+    /// An adjustment of on_hand by `delta` and of a bucket by `unsellable`
+    /// (units set apart or back; a write-off or a receipt straight into a
+    /// bucket moves both alike). on_hand stays in `0..=STOCK_MAX`, a
+    /// bucket never goes below 0, and units are set apart only from the
+    /// free ones (409).
+    pub fn decide_adjust(
+        &self,
+        delta: i64,
+        unsellable: Option<(Bucket, i64)>,
+    ) -> Result<StockDelta, AdjustRefused> {
         let next = self.on_hand + delta;
         if !(0..=STOCK_MAX).contains(&next) {
-            return Err(AdjustRefused {
+            return Err(AdjustRefused::OutOfRange {
                 on_hand: self.on_hand,
-                key_reused: false,
             });
+        }
+        if let Some((bucket, u)) = unsellable {
+            let has = self.unsellable.get(bucket);
+            if has + u < 0 {
+                return Err(AdjustRefused::BucketShort { bucket, has });
+            }
+            // Only what sets apart more than on_hand gains needs free units.
+            if u > delta && self.free() < u - delta {
+                return Err(AdjustRefused::NotFree { free: self.free() });
+            }
         }
         Ok(StockDelta {
             on_hand: delta,
+            unsellable,
             ..StockDelta::default()
         })
     }
 }
 
-/// The stock records of many SKUs: per SKU, its records sorted by location.
+/// The stock records of many SKUs: per SKU, its records' figures sorted
+/// by location; the few records with unsellable units keep them beside.
 /// A `Vec` per SKU keeps a record at 32 bytes plus the vector's slack.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StockTable {
-    by_sku: ahash::AHashMap<SkuIdx, Vec<StockRecord>>,
+    by_sku: ahash::AHashMap<SkuIdx, Vec<Slot>>,
     records: usize,
+    /// Added later (default): none in older snapshots.
+    #[serde(default)]
+    unsellable: ahash::AHashMap<(SkuIdx, LocIdx), Unsellable>,
 }
 
 impl StockTable {
-    pub fn get(&self, sku: SkuIdx, loc: LocIdx) -> Option<&StockRecord> {
+    fn unsellable_of(&self, sku: SkuIdx, loc: LocIdx) -> Unsellable {
+        if self.unsellable.is_empty() {
+            return Unsellable::default();
+        }
+        self.unsellable
+            .get(&(sku, loc))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    pub fn get(&self, sku: SkuIdx, loc: LocIdx) -> Option<StockRecord> {
         let v = self.by_sku.get(&sku)?;
-        v.binary_search_by_key(&loc, |r| r.location)
-            .ok()
-            .map(|i| &v[i])
+        let i = v.binary_search_by_key(&loc, |r| r.location).ok()?;
+        Some(v[i].record(self.unsellable_of(sku, loc)))
     }
 
     /// The record, or zeros (version 0) when there is none.
     pub fn get_or_empty(&self, sku: SkuIdx, loc: LocIdx) -> StockRecord {
         self.get(sku, loc)
-            .copied()
             .unwrap_or_else(|| StockRecord::empty(loc))
     }
 
-    pub fn get_mut_or_insert(&mut self, sku: SkuIdx, loc: LocIdx) -> &mut StockRecord {
+    /// Changes a record (made if there is none) by `f`, and answers it.
+    fn update(
+        &mut self,
+        sku: SkuIdx,
+        loc: LocIdx,
+        f: impl FnOnce(&mut StockRecord),
+    ) -> StockRecord {
+        let before = self.unsellable_of(sku, loc);
         let v = self.by_sku.entry(sku).or_default();
         let i = match v.binary_search_by_key(&loc, |r| r.location) {
             Ok(i) => i,
             Err(i) => {
-                v.insert(i, StockRecord::empty(loc));
+                v.insert(
+                    i,
+                    Slot {
+                        location: loc,
+                        ..Slot::default()
+                    },
+                );
                 self.records += 1;
                 i
             }
         };
-        &mut v[i]
+        let mut r = v[i].record(before);
+        f(&mut r);
+        v[i] = Slot {
+            location: r.location,
+            safety_stock: r.safety_stock,
+            on_hand: r.on_hand,
+            reserved: r.reserved,
+            version: r.version,
+        };
+        if r.unsellable != before {
+            if r.unsellable.is_empty() {
+                self.unsellable.remove(&(sku, loc));
+            } else {
+                self.unsellable.insert((sku, loc), r.unsellable);
+            }
+        }
+        r
+    }
+
+    /// Sets a record as it is elsewhere (a copy of another table).
+    pub fn put(&mut self, sku: SkuIdx, record: StockRecord) {
+        self.update(sku, record.location, |r| *r = record);
     }
 
     pub fn apply(&mut self, sku: SkuIdx, loc: LocIdx, d: StockDelta) -> StockRecord {
-        let r = self.get_mut_or_insert(sku, loc);
-        r.apply(d);
-        *r
+        self.update(sku, loc, |r| r.apply(d))
     }
 
     /// `StockRecord::apply_provisional` on a record.
     pub fn apply_provisional(&mut self, sku: SkuIdx, loc: LocIdx, d: StockDelta) -> StockRecord {
-        let r = self.get_mut_or_insert(sku, loc);
-        r.apply_provisional(d);
-        *r
+        self.update(sku, loc, |r| r.apply_provisional(d))
     }
 
     /// A provisional change of the record is now journaled: it counts as
     /// one change (its version grows by one, as its replay will make it).
     pub fn commit(&mut self, sku: SkuIdx, loc: LocIdx) -> StockRecord {
-        let r = self.get_mut_or_insert(sku, loc);
-        r.version += 1;
-        *r
+        self.update(sku, loc, |r| r.version += 1)
     }
 
     /// Every record at one location, by SKU: a binary search in each SKU's
     /// records (not a pass over every record).
-    pub fn at_location(&self, loc: LocIdx) -> impl Iterator<Item = (SkuIdx, &StockRecord)> {
+    pub fn at_location(&self, loc: LocIdx) -> impl Iterator<Item = (SkuIdx, StockRecord)> + '_ {
         self.by_sku.iter().filter_map(move |(s, v)| {
             v.binary_search_by_key(&loc, |r| r.location)
                 .ok()
-                .map(|i| (*s, &v[i]))
+                .map(|i| (*s, v[i].record(self.unsellable_of(*s, loc))))
         })
     }
 
     /// Every record of one SKU, sorted by location index.
-    pub fn records_of(&self, sku: SkuIdx) -> &[StockRecord] {
-        self.by_sku.get(&sku).map(Vec::as_slice).unwrap_or(&[])
+    pub fn records_of(&self, sku: SkuIdx) -> impl Iterator<Item = StockRecord> + '_ {
+        self.by_sku
+            .get(&sku)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+            .iter()
+            .map(move |r| r.record(self.unsellable_of(sku, r.location)))
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (SkuIdx, &StockRecord)> {
-        self.by_sku
-            .iter()
-            .flat_map(|(s, v)| v.iter().map(move |r| (*s, r)))
+    pub fn iter(&self) -> impl Iterator<Item = (SkuIdx, StockRecord)> + '_ {
+        self.by_sku.iter().flat_map(move |(s, v)| {
+            v.iter()
+                .map(move |r| (*s, r.record(self.unsellable_of(*s, r.location))))
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -248,6 +436,17 @@ impl StockTable {
                 out.by_sku.insert(s, v);
             }
         }
+        let apart: Vec<(SkuIdx, LocIdx)> = self
+            .unsellable
+            .keys()
+            .copied()
+            .filter(|(s, _)| out.by_sku.contains_key(s))
+            .collect();
+        for k in apart {
+            if let Some(u) = self.unsellable.remove(&k) {
+                out.unsellable.insert(k, u);
+            }
+        }
         out
     }
 
@@ -257,6 +456,7 @@ impl StockTable {
             v.shrink_to_fit();
         }
         self.by_sku.shrink_to_fit();
+        self.unsellable.shrink_to_fit();
     }
 }
 
@@ -265,8 +465,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn record_is_32_bytes() {
-        assert_eq!(std::mem::size_of::<StockRecord>(), 32);
+    fn stored_figures_are_32_bytes() {
+        assert_eq!(std::mem::size_of::<Slot>(), 32);
     }
 
     #[test]
@@ -315,9 +515,92 @@ mod tests {
     fn adjust_bounds() {
         let mut r = StockRecord::empty(0);
         r.apply(r.decide_count(2, 0));
-        assert!(r.decide_adjust(-3).is_err());
-        assert!(r.decide_adjust(-2).is_ok());
-        assert!(r.decide_adjust(STOCK_MAX).is_err());
+        assert!(r.decide_adjust(-3, None).is_err());
+        assert!(r.decide_adjust(-2, None).is_ok());
+        assert!(r.decide_adjust(STOCK_MAX, None).is_err());
+    }
+
+    #[test]
+    fn unsellable_units_are_on_hand_but_never_available() {
+        let mut r = StockRecord::empty(0);
+        r.apply(r.decide_count(10, 1));
+        r.apply(r.decide_hold(3).expect("hold"));
+        // 10 on hand, 3 reserved: 7 free, 6 available (safety stock 1).
+        let damaged = Some((Bucket::Damaged, 7));
+        assert_eq!(
+            r.decide_adjust(0, Some((Bucket::Damaged, 8))),
+            Err(AdjustRefused::NotFree { free: 7 })
+        );
+        r.apply(r.decide_adjust(0, damaged).expect("7 free"));
+        assert_eq!((r.on_hand, r.available(), r.free()), (10, 0, 0));
+        assert_eq!(
+            r.decide_adjust(0, Some((Bucket::Display, 1))),
+            Err(AdjustRefused::NotFree { free: 0 })
+        );
+        assert_eq!(
+            r.decide_adjust(0, Some((Bucket::Display, -1))),
+            Err(AdjustRefused::BucketShort {
+                bucket: Bucket::Display,
+                has: 0
+            })
+        );
+        // A write-off takes units out of on_hand and the bucket alike:
+        // what is available does not move.
+        r.apply(
+            r.decide_adjust(-2, Some((Bucket::Damaged, -2)))
+                .expect("write-off"),
+        );
+        assert_eq!(
+            (r.on_hand, r.unsellable.get(Bucket::Damaged), r.available()),
+            (8, 5, 0)
+        );
+        // A receipt straight into quarantine needs no free units.
+        r.apply(
+            r.decide_adjust(4, Some((Bucket::Quarantine, 4)))
+                .expect("receipt"),
+        );
+        assert_eq!((r.on_hand, r.unsellable.total(), r.available()), (12, 9, 0));
+        // Set back: sellable again.
+        r.apply(
+            r.decide_adjust(0, Some((Bucket::Damaged, -5)))
+                .expect("back"),
+        );
+        assert_eq!(r.available(), 4);
+        let names: Vec<_> = r.unsellable.iter().map(|(b, u)| (b.as_str(), u)).collect();
+        assert_eq!(names, vec![("quarantine", 4)]);
+        assert_eq!(Bucket::parse("quarantine"), Some(Bucket::Quarantine));
+        assert_eq!(Bucket::parse("Damaged"), None);
+    }
+
+    #[test]
+    fn the_table_keeps_unsellable_units_beside_the_figures() {
+        let mut t = StockTable::default();
+        t.apply(1, 2, StockRecord::empty(2).decide_count(5, 0));
+        let apart = StockDelta {
+            unsellable: Some((Bucket::Display, 2)),
+            ..StockDelta::default()
+        };
+        let r = t.apply(1, 2, apart);
+        assert_eq!((r.version, r.available()), (2, 3));
+        assert_eq!(t.get_or_empty(1, 2).unsellable.get(Bucket::Display), 2);
+        assert_eq!(t.records_of(1).next().map(|r| r.available()), Some(3));
+        assert_eq!(t.at_location(2).next().map(|(_, r)| r.free()), Some(3));
+        let moved = t.split_off(|s| s != 1);
+        assert!(t.unsellable.is_empty(), "the buckets moved with their SKU");
+        assert_eq!(moved.get_or_empty(1, 2).unsellable.get(Bucket::Display), 2);
+        let mut moved = moved;
+        let back = StockDelta {
+            unsellable: Some((Bucket::Display, -2)),
+            ..StockDelta::default()
+        };
+        moved.apply(1, 2, back);
+        assert!(
+            moved.unsellable.is_empty(),
+            "an empty bucket set is not kept"
+        );
+        let bytes = rmp_serde::to_vec(&moved).expect("encode");
+        let again: StockTable = rmp_serde::from_slice(&bytes).expect("decode");
+        assert_eq!(again, moved);
     }
 
     #[test]
@@ -333,7 +616,7 @@ mod tests {
                 },
             );
         }
-        let locs: Vec<_> = t.records_of(7).iter().map(|r| r.location).collect();
+        let locs: Vec<_> = t.records_of(7).map(|r| r.location).collect();
         assert_eq!(locs, vec![1, 3, 5]);
         assert_eq!(t.len(), 3);
         assert_eq!(t.get_or_empty(7, 2).version, 0);

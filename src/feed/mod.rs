@@ -18,7 +18,7 @@ pub use hub::{Batch, Change, Scope, Sink};
 
 use crate::clock::rfc3339;
 use crate::domain::catalog::{Catalog, SkuIdx};
-use crate::domain::stock::StockRecord;
+use crate::domain::stock::{StockRecord, Unsellable};
 use crate::limits::FEED_QUEUE_MAX;
 use crate::persistence::Journal;
 use parking_lot::{MappedRwLockReadGuard, RwLock, RwLockReadGuard};
@@ -168,8 +168,28 @@ pub struct RecordWire<'a> {
     pub safety_stock: u32,
     pub available: i64,
     pub version: u64,
+    /// Units of on_hand set apart from sale, by bucket (only buckets
+    /// holding units; left out when none, so a record looks as it always
+    /// did until a store sets units apart).
+    #[serde(skip_serializing_if = "BucketsWire::is_empty")]
+    pub unsellable: BucketsWire,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ts: Option<String>,
+}
+
+/// A record's unsellable units as a JSON object: `{"damaged":2}`.
+pub struct BucketsWire(pub Unsellable);
+
+impl BucketsWire {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for BucketsWire {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(b, u)| (b.as_str(), u)))
+    }
 }
 
 impl<'a> RecordWire<'a> {
@@ -183,6 +203,7 @@ impl<'a> RecordWire<'a> {
             safety_stock: r.safety_stock,
             available: r.available(),
             version: r.version,
+            unsellable: BucketsWire(r.unsellable),
             ts: None,
         }
     }

@@ -229,6 +229,24 @@ impl Errors {
         }
     }
 
+    /// One of a list of names (`parse` reads one; `names` lists them for
+    /// the error).
+    pub fn one_of<T>(
+        &mut self,
+        m: &Map<String, Value>,
+        key: &str,
+        path: &str,
+        (parse, names): (fn(&str) -> Option<T>, &str),
+        required: bool,
+    ) -> Option<T> {
+        let (v, field) = self.present(m, key, path, required)?;
+        let got = v.as_str().and_then(parse);
+        if got.is_none() {
+            self.add(field, format!("must be one of {names}"));
+        }
+        got
+    }
+
     /// An identifier per api.md (1 to 64 of `A-Z a-z 0-9 . _ : -`).
     pub fn id(
         &mut self,

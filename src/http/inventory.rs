@@ -14,7 +14,7 @@ use crate::domain::history::Movement;
 use crate::domain::ids::{LocationId, SkuId};
 use crate::domain::model::Model;
 use crate::domain::recent_moves::LateCountRefused;
-use crate::domain::stock::{AdjustReason, StockRecord};
+use crate::domain::stock::{AdjustReason, Bucket, StockRecord};
 use crate::domain::TimeMs;
 use crate::limits::{
     ADJUST_NOTE_MAX, BATCH_ITEMS_MAX, COUNT_AHEAD_MS, COUNT_REACH_MS, HISTORY_PAGE_DEFAULT,
@@ -138,7 +138,63 @@ fn count_refused(refused: LateCountRefused, field: &str) -> ApiError {
     }
 }
 
+/// The adjustment reasons, as a field of `Errors::one_of` reads them.
+const REASONS: (fn(&str) -> Option<AdjustReason>, &str) = (
+    AdjustReason::parse,
+    "receipt, sale, return, damage, theft, correction",
+);
+
+/// The buckets of unsellable stock, as `Errors::one_of` reads them.
+const BUCKETS: (fn(&str) -> Option<Bucket>, &str) = (
+    Bucket::parse,
+    "damaged, quarantine, display, expired, recalled, other",
+);
+
+/// `POST /v1/inventory/{loc}/{sku}/adjustments` `{"delta","reason","note"?,
+/// "bucket"?}`: on_hand moves by `delta`; with a `bucket`, its unsellable
+/// units move alike (a write-off of damaged units, a receipt straight
+/// into quarantine) and what is available does not.
 pub async fn adjust(state: &AppState, req: &Request, loc: &str, sku: &str) -> ApiResult {
+    adjust_record(state, req, loc, sku, |m, e| {
+        let delta = e.int(m, "delta", "", -STOCK_MAX, STOCK_MAX, true);
+        if delta == Some(0) {
+            e.add("delta", "must not be 0");
+        }
+        let bucket = e.one_of(m, "bucket", "", BUCKETS, false);
+        delta.map(|d| (d, bucket.map(|b| (b, d))))
+    })
+    .await
+}
+
+/// `POST /v1/inventory/{loc}/{sku}/unsellable` `{"bucket","delta",
+/// "reason","note"?}`: sets `delta` units apart from sale into the bucket
+/// (negative: back to sale); on_hand does not move.
+pub async fn unsellable(state: &AppState, req: &Request, loc: &str, sku: &str) -> ApiResult {
+    adjust_record(state, req, loc, sku, |m, e| {
+        let bucket = e.one_of(m, "bucket", "", BUCKETS, true);
+        let delta = e.int(m, "delta", "", -STOCK_MAX, STOCK_MAX, true);
+        if delta == Some(0) {
+            e.add("delta", "must not be 0");
+        }
+        Some((0, Some((bucket?, delta?))))
+    })
+    .await
+}
+
+/// What an adjustment's body asks of on_hand and of a bucket.
+type Asked = Option<(i64, Option<(Bucket, i64)>)>;
+
+/// An adjustment of a record: the token's location, then the body
+/// (`asked` reads its figures; the reason and note are common), then
+/// applied once per Idempotency-Key (of this token): a repeat answers the
+/// record as it is now.
+async fn adjust_record(
+    state: &AppState,
+    req: &Request,
+    loc: &str,
+    sku: &str,
+    asked: impl FnOnce(&serde_json::Map<String, Value>, &mut Errors) -> Asked,
+) -> ApiResult {
     // Authorization before validation: a malformed location is not a
     // store token's own.
     req.principal.require_location(loc)?;
@@ -146,41 +202,21 @@ pub async fn adjust(state: &AppState, req: &Request, loc: &str, sku: &str) -> Ap
     let sku = path_id(sku, "sku")?;
     let m = parse_object(&req.body)?;
     let mut e = Errors::default();
-    let delta = e.int(&m, "delta", "", -STOCK_MAX, STOCK_MAX, true);
-    if delta == Some(0) {
-        e.add("delta", "must not be 0");
-    }
-    let reason = match m.get("reason") {
-        None | Some(Value::Null) => {
-            e.add("reason", "is required");
-            None
-        }
-        Some(v) => {
-            let r = v.as_str().and_then(AdjustReason::parse);
-            if r.is_none() {
-                e.add(
-                    "reason",
-                    "must be one of receipt, sale, return, damage, theft, correction",
-                );
-            }
-            r
-        }
-    };
+    let figures = asked(&m, &mut e);
+    let reason = e.one_of(&m, "reason", "", REASONS, true);
     let note = e.string(&m, "note", "", ADJUST_NOTE_MAX, false);
     e.into_result()?;
-    let (Some(delta), Some(reason)) = (delta, reason) else {
+    let (Some((delta, unsellable)), Some(reason)) = (figures, reason) else {
         return Err(ApiError::new(
             Code::ValidationFailed,
-            "delta and reason are required",
+            "incomplete adjustment",
         ));
     };
-    // Applied once per key (of this token): a repeat answers the record
-    // as it is now.
     let key =
         super::idempotency::idempotency_key(req)?.map(|(scope, k)| format!("{scope:016x}:{k}"));
     let (s, l) = resolve(&state.engine.catalog(), &sku, &loc, "")?;
     let (sku_id, loc_id) = ids(&sku, &loc)?;
-    match state
+    let r = state
         .engine
         .adjust_as(Adjustment {
             sku_idx: s,
@@ -192,22 +228,10 @@ pub async fn adjust(state: &AppState, req: &Request, loc: &str, sku: &str) -> Ap
             key,
             by: Some(req.principal.by()),
             note,
+            unsellable,
         })
-        .await?
-    {
-        Ok(r) => Ok(json_response(200, &record_json(&sku, &loc, &r))),
-        Err(refused) if refused.key_reused => Err(ApiError::new(
-            Code::IdempotencyKeyReused,
-            "this Idempotency-Key was used by another adjustment",
-        )),
-        Err(refused) => Err(ApiError::new(
-            Code::InsufficientStock,
-            format!(
-                "on_hand is {}: a delta of {delta} would take it out of 0..={STOCK_MAX}",
-                refused.on_hand
-            ),
-        )),
-    }
+        .await??;
+    Ok(json_response(200, &record_json(&sku, &loc, &r)))
 }
 
 /// `GET /v1/inventory/{loc}/{sku}`'s checks: the ids, the token's
@@ -305,7 +329,7 @@ pub async fn history(state: &AppState, req: &Request, loc: &str, sku: &str) -> A
 }
 
 fn movement_json(m: &Movement) -> Value {
-    json!({
+    let mut j = json!({
         "at": rfc3339(m.at_ms),
         "kind": m.kind.as_str(),
         "on_hand": m.on_hand,
@@ -316,7 +340,17 @@ fn movement_json(m: &Movement) -> Value {
         "ref": m.reference,
         "by": m.by.as_ref().map(|b| json!({"role": b.role.as_str(), "location": b.location.as_ref().map(LocationId::as_str)})),
         "note": m.note,
-    })
+    });
+    // As on records: only when there are units apart, or moved.
+    if let Some(o) = j.as_object_mut() {
+        if let Some(u) = m.unsellable {
+            o.insert("unsellable".into(), json!(crate::feed::BucketsWire(u)));
+        }
+        if let Some((b, u)) = m.delta_unsellable {
+            o.insert("delta_unsellable".into(), json!({ b.as_str(): u }));
+        }
+    }
+    j
 }
 
 /// `get`'s answer from a model (a cluster follower's copy of the shard)
@@ -342,11 +376,7 @@ fn available_of(c: &Catalog, req: &Request, sku: &str) -> Result<(String, SkuIdx
 }
 
 /// What is available of `sku` at every active location, and in all.
-fn availability_json<'a>(
-    c: &Catalog,
-    sku: &str,
-    records: impl Iterator<Item = &'a StockRecord>,
-) -> Value {
+fn availability_json(c: &Catalog, sku: &str, records: impl Iterator<Item = StockRecord>) -> Value {
     let mut total = 0i64;
     let locations: Vec<Value> = records
         .filter_map(|r| {
@@ -365,18 +395,14 @@ fn availability_json<'a>(
 pub async fn availability(state: &AppState, req: &Request, sku: &str) -> ApiResult {
     let (sku, s) = available_of(&state.engine.catalog(), req, sku)?;
     let recs = state.engine.stock_records(s, None).await?;
-    let body = availability_json(
-        &state.engine.catalog(),
-        &sku,
-        recs.iter().map(|r| &r.record),
-    );
+    let body = availability_json(&state.engine.catalog(), &sku, recs.iter().map(|r| r.record));
     Ok(json_response(200, &body))
 }
 
 /// `availability`'s answer from a model (a cluster follower's copy).
 pub fn availability_from(model: &Model, req: &Request, sku: &str) -> ApiResult {
     let (sku, s) = available_of(&model.catalog, req, sku)?;
-    let body = availability_json(&model.catalog, &sku, model.stock.records_of(s).iter());
+    let body = availability_json(&model.catalog, &sku, model.stock.records_of(s));
     Ok(json_response(200, &body))
 }
 

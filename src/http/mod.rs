@@ -338,6 +338,7 @@ async fn dispatch(state: &Arc<AppState>, route: Route, req: &Request, seg: &[&st
         Route::Stock if get => inventory::get(state, req, seg[2], seg[3]).await,
         Route::Stock => inventory::put(state, req, seg[2], seg[3]).await,
         Route::Adjustments => inventory::adjust(state, req, seg[2], seg[3]).await,
+        Route::Unsellable => inventory::unsellable(state, req, seg[2], seg[3]).await,
         Route::History => inventory::history(state, req, seg[2], seg[3]).await,
         Route::Availability => inventory::availability(state, req, seg[2]).await,
         Route::Reservations => reservations::create(state, req).await,

@@ -6,6 +6,7 @@
 use serde_json::{json, Map, Value};
 
 use super::route::Route;
+use crate::domain::stock::Bucket;
 
 use crate::limits::{
     ADDRESS_FIELD_MAX, ADJUST_NOTE_MAX, BATCH_ITEMS_MAX, CART_LINES_MAX, DIMENSION_MM_MAX,
@@ -91,8 +92,17 @@ const OPS: &[Op] = &[
     (
         "post",
         Route::Adjustments,
-        "Adjust on_hand with a reason (with an optional Idempotency-Key header: applied once per key of the token, kept 24 hours; the same adjustment again answers the record as it is, another under the key is 422 idempotency_key_reused)",
+        "Adjust on_hand with a reason (with an optional Idempotency-Key header: applied once per key of the token, kept 24 hours; the same adjustment again answers the record as it is, another under the key is 422 idempotency_key_reused). With a bucket, that bucket's unsellable units move alike: a write-off of damaged units (409 insufficient_stock if the bucket holds fewer), a receipt straight into quarantine; available does not move",
         Some("AdjustmentInput"),
+        200,
+        "StockRecord",
+        &[400, 401, 403, 408, 409, 413, 422, 429, 503, 504],
+    ),
+    (
+        "post",
+        Route::Unsellable,
+        "Set units apart from sale into a bucket (delta > 0; 409 insufficient_stock if fewer units are neither reserved nor unsellable) or back to sale (delta < 0; 409 if the bucket holds fewer). on_hand does not move; available does. Idempotency-Key as for adjustments",
+        Some("UnsellableInput"),
         200,
         "StockRecord",
         &[400, 401, 403, 408, 409, 413, 422, 429, 503, 504],
@@ -439,6 +449,7 @@ fn examples() -> Value {
             "ship": true, "pickup": true, "daily_capacity": 200, "active": true},
         "CountInput": {"on_hand": 10, "safety_stock": 1},
         "AdjustmentInput": {"delta": -2, "reason": "sale"},
+        "UnsellableInput": {"bucket": "damaged", "delta": 1, "reason": "damage", "note": "box crushed"},
         "BatchInput": {"items": [{"location": "S001", "sku": "A1", "on_hand": 10, "safety_stock": 1}]},
         "ReservationInput": {"lines": lines, "ttl_s": 600},
         "ExtendInput": {"ttl_s": 600},
@@ -517,15 +528,27 @@ fn counted_at() -> Value {
 /// Stock records, counts and adjustments.
 fn stock_schemas() -> Value {
     let stock = int(0, STOCK_MAX);
+    let reasons = json!(["receipt", "sale", "return", "damage", "theft", "correction"]);
+    let buckets = json!(Bucket::ALL.map(Bucket::as_str));
+    let unsellable = json!({"type": "object", "description": "units of on_hand set apart from sale, by bucket (only buckets holding units; absent when none)",
+        "properties": Bucket::ALL.map(|b| (b.as_str().to_string(), int(1, STOCK_MAX))).into_iter().collect::<Map<String, Value>>(),
+        "additionalProperties": false});
     json!({
         "CountInput": {"type": "object", "required": ["on_hand"], "properties": {"on_hand": stock, "safety_stock": nullable(stock.clone()), "counted_at": counted_at()}},
         "AdjustmentInput": {"type": "object", "required": ["delta", "reason"], "properties": {
             "delta": {"type": "integer", "minimum": -STOCK_MAX, "maximum": STOCK_MAX, "not": {"const": 0}},
-            "reason": {"enum": ["receipt", "sale", "return", "damage", "theft", "correction"]},
+            "reason": {"enum": reasons},
+            "note": nullable(text(ADJUST_NOTE_MAX)),
+            "bucket": nullable(json!({"enum": buckets, "description": "the bucket of unsellable units that moves with on_hand"}))}},
+        "UnsellableInput": {"type": "object", "required": ["bucket", "delta", "reason"], "properties": {
+            "bucket": {"enum": buckets},
+            "delta": {"type": "integer", "minimum": -STOCK_MAX, "maximum": STOCK_MAX, "not": {"const": 0}, "description": "units set apart (positive) or back to sale (negative)"},
+            "reason": {"enum": reasons},
             "note": nullable(text(ADJUST_NOTE_MAX))}},
         "StockRecord": {"type": "object", "required": ["location", "sku", "on_hand", "reserved", "safety_stock", "available", "version"], "properties": {
             "location": id(), "sku": id(), "on_hand": {"type": "integer"}, "reserved": {"type": "integer"}, "safety_stock": {"type": "integer"},
-            "available": {"type": "integer", "minimum": 0}, "version": {"type": "integer", "minimum": 0},
+            "available": {"type": "integer", "minimum": 0, "description": "max(0, on_hand - reserved - safety_stock - unsellable units)"}, "version": {"type": "integer", "minimum": 0},
+            "unsellable": unsellable.clone(),
             "rotation": {"type": "number", "description": "Units sold (sales adjustments and fulfilled reservations) over the last 7 UTC days per average unit on hand; 0 when nothing sold"}}},
         "BatchInput": {"type": "object", "required": ["items"], "properties": {"items": some(json!({"type": "object", "required": ["location", "sku", "on_hand"], "properties": {
             "location": id(), "sku": id(), "on_hand": stock, "safety_stock": nullable(stock.clone()), "counted_at": counted_at()}}), BATCH_ITEMS_MAX)}},
@@ -548,7 +571,9 @@ fn stock_schemas() -> Value {
             "by": {"type": ["object", "null"], "required": ["role", "location"], "properties": {
                 "role": {"enum": ["admin", "channel", "store"]}, "location": {"type": ["string", "null"]}},
                 "description": "whose token made it (a store token's location); null for the engine's own steps (an expiry) and what came before this was recorded"},
-            "note": {"type": ["string", "null"], "description": "an adjustment's note"}}},
+            "note": {"type": ["string", "null"], "description": "an adjustment's note"},
+            "unsellable": unsellable,
+            "delta_unsellable": {"type": "object", "description": "the units this movement set apart (positive) or back (negative), by bucket; absent when none", "additionalProperties": {"type": "integer"}}}},
         "Availability": {"type": "object", "required": ["sku", "available", "locations"], "properties": {"sku": id(), "available": {"type": "integer"},
             "locations": {"type": "array", "items": {"type": "object", "required": ["location", "available"], "properties": {"location": id(), "available": {"type": "integer"}}}}}}
     })

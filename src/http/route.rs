@@ -57,6 +57,8 @@ routes! {
     InventoryBatch => "/v1/inventory/batch",
     Stock => "/v1/inventory/{location}/{sku}",
     Adjustments => "/v1/inventory/{location}/{sku}/adjustments",
+    /// Units set apart from sale (or back), by bucket.
+    Unsellable => "/v1/inventory/{location}/{sku}/unsellable",
     /// A record's movement history.
     History => "/v1/inventory/{location}/{sku}/history",
     Availability => "/v1/availability/{sku}",
@@ -123,9 +125,9 @@ impl Route {
             | Availability | Reservation | Order | ShipmentLabel | History => GET,
             SkuBatch => &[Method::GET, Method::PUT, Method::POST],
             Sku | Location | Stock => GET_PUT,
-            AdyenWebhook | InventoryBatch | Adjustments | Reservations | Confirm | Release
-            | Fulfil | Extend | ScalapayCheckouts | Orders | OrderCancel | OrderReturns
-            | RefundSettle | ShipmentEvents | SourcingPlan => POST,
+            AdyenWebhook | InventoryBatch | Adjustments | Unsellable | Reservations | Confirm
+            | Release | Fulfil | Extend | ScalapayCheckouts | Orders | OrderCancel
+            | OrderReturns | RefundSettle | ShipmentEvents | SourcingPlan => POST,
         }
     }
 
@@ -160,8 +162,8 @@ impl Route {
             Confirm | Release | Fulfil | Extend => Label::ReservationsTransition,
             Reservation => Label::ReservationsGet,
             InventoryBatch => Label::InventoryBatch,
-            Stock | Adjustments | History if read => Label::InventoryRead,
-            Stock | Adjustments | History => Label::InventoryWrite,
+            Stock | Adjustments | Unsellable | History if read => Label::InventoryRead,
+            Stock | Adjustments | Unsellable | History => Label::InventoryWrite,
             Availability => Label::Availability,
             SourcingPlan => Label::SourcingPlan,
             Orders | Order | OrderCancel | OrderReturns | RefundSettle | ShipmentLabel
@@ -186,12 +188,13 @@ impl Route {
     /// A write a follower may send again to the next leader when the
     /// first one's answer was lost (`cluster::front`): a confirm or a
     /// release (made twice, made once), and, under an `Idempotency-Key`,
-    /// a hold or an adjustment (applied once per key). Not a count's PUT:
+    /// a hold or an adjustment, of on_hand or of a bucket (applied once
+    /// per key). Not a count's PUT:
     /// sent seconds later it could undo a newer one.
     pub fn resendable(self, keyed: bool) -> bool {
         match self {
             Confirm | Release => true,
-            Reservations | Adjustments => keyed,
+            Reservations | Adjustments | Unsellable => keyed,
             _ => false,
         }
     }

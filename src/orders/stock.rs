@@ -173,8 +173,8 @@ pub async fn restock(orders: &Orders, r: &OwedRestock) -> Result<(), ApiError> {
             key: Some(r.key.clone()),
             by: None,
             note: None,
+            unsellable: None,
         })
         .await?;
-    done.map(|_| ())
-        .map_err(|x| ApiError::new(Code::InsufficientStock, format!("on_hand is {}", x.on_hand)))
+    done.map(|_| ()).map_err(ApiError::from)
 }

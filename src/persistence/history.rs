@@ -441,6 +441,8 @@ mod tests {
                 reference: None,
                 by: None,
                 note: None,
+                unsellable: None,
+                delta_unsellable: None,
             },
         }
     }

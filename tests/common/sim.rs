@@ -138,5 +138,6 @@ pub fn journal_event(i: u64) -> holdfast::domain::event::Event {
         key: None,
         by: None,
         note: None,
+        unsellable: None,
     }
 }
