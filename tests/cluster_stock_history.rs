@@ -2,7 +2,8 @@
 //! (tests/common/cluster.rs, a `redis-server` of the test's own): written
 //! and read through followers, and after the leader is killed (-9) the
 //! new leader holds every acknowledged movement, once, derived from its
-//! own copy of the journal.
+//! own copy of the journal; units set apart through a follower stay
+//! apart.
 
 mod common;
 
@@ -69,6 +70,20 @@ fn late_counts_and_the_history_hold_through_followers_and_a_takeover() {
         );
         assert_eq!((st, v["code"].as_str()), (409, Some("stale_count")), "{v}");
     }
+    // Two found damaged, through a follower: set apart, not sold.
+    let (st, v) = send(
+        &cl,
+        f2,
+        "POST",
+        "/v1/inventory/S000/A0/unsellable",
+        json!({"bucket": "damaged", "delta": 2, "reason": "damage"}),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        (v["available"].as_i64(), &v["unsellable"]),
+        (Some(4), &json!({"damaged": 2})),
+        "{v}"
+    );
     let (st, r) = reserve(&cl.url(f2, "/v1/reservations"), "A0", 2, None).expect("answer");
     assert_eq!(st, 201, "{r}");
 
@@ -76,10 +91,11 @@ fn late_counts_and_the_history_hold_through_followers_and_a_takeover() {
     let told = history(&cl, leader);
     assert_eq!(
         movement_kinds(&told),
-        ["hold", "count", "adjustment", "count"],
+        ["hold", "unsellable", "count", "adjustment", "count"],
         "{told:#?}"
     );
-    assert_eq!(told[1]["on_hand"], 6);
+    assert_eq!(told[2]["on_hand"], 6);
+    assert_eq!(told[1]["delta_unsellable"], json!({"damaged": 2}));
     assert_eq!(told[0]["ref"], r["id"]);
     for via in [f1, f2] {
         assert_eq!(history(&cl, via), told);
@@ -110,6 +126,11 @@ fn late_counts_and_the_history_hold_through_followers_and_a_takeover() {
         json!({"delta": 4, "reason": "receipt"}),
     );
     assert_eq!((st, v["on_hand"].as_i64()), (200, Some(10)), "{v}");
+    assert_eq!(
+        (v["available"].as_i64(), &v["unsellable"]),
+        (Some(6), &json!({"damaged": 2})),
+        "the damaged units stayed apart through the takeover: {v}"
+    );
     let after = history(&cl, survivor);
     assert_eq!(movement_kinds(&after)[0], "adjustment");
     assert_eq!(after[1..], told[..]);

@@ -544,7 +544,7 @@ impl Handler<Count> for StockShard {
                         };
                         let r = self.apply_journaled(c.sku_idx, c.loc_idx, d, now, None, ticket);
                         let taken = f.counted_at.unwrap_or(now);
-                        self.moves.counted(c.sku_idx, c.loc_idx, taken, now);
+                        self.moves.counted(c.sku_idx, c.loc_idx, taken);
                         Ok(self.view(c.sku_idx, r, now))
                     })
                     .collect();

@@ -255,8 +255,7 @@ impl Model {
                 },
             );
             self.rotation.record(s, l, at_ms, 0, r.on_hand);
-            self.moves
-                .counted(s, l, c.counted_at.unwrap_or(at_ms), at_ms);
+            self.moves.counted(s, l, c.counted_at.unwrap_or(at_ms));
         }
         Ok(())
     }

@@ -30,8 +30,8 @@ struct Moves {
     /// count reaching before it cannot be placed. `TimeMs::MIN`: none
     /// dropped but by age.
     complete_from: TimeMs,
-    /// The time the newest count was taken (`counted_at`, or when it
-    /// arrived); `None`: not counted within the reach.
+    /// The time the newest count was taken, in snapshots written before
+    /// counts were kept in `RecentMoves::counted`; `None` since.
     counted_at: Option<TimeMs>,
     /// The newest time written (a movement or a count's arrival).
     newest: TimeMs,
@@ -48,10 +48,57 @@ pub enum LateCountRefused {
     TooOld { from: TimeMs },
 }
 
-/// The recent movements of the records that moved or were counted lately.
+/// The recent movements of the records that moved lately, and the last
+/// count of those counted lately.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RecentMoves {
     by_record: AHashMap<(SkuIdx, LocIdx), Moves>,
+    /// Per SKU, its records' last count (when it was taken): 8 bytes a
+    /// record, as a network counted in bulk has millions (a map entry of
+    /// `Moves` a record cost 400 bytes resident). Added later (default).
+    #[serde(default)]
+    counted: AHashMap<SkuIdx, Counted>,
+}
+
+/// The last counts of one SKU's records: locations sorted, and the time
+/// of each as milliseconds after `base` (a `u32`, 49 days: the counts
+/// that matter are within the reach of the newest, 48 hours).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Counted {
+    base: TimeMs,
+    locations: Vec<LocIdx>,
+    after_base: Vec<u32>,
+}
+
+impl Counted {
+    fn at(&self, i: usize) -> TimeMs {
+        self.base + TimeMs::from(self.after_base[i])
+    }
+
+    /// Keeps the counts `keep` keeps, with `add` (a location not kept
+    /// yet at its place, and its time) among them, on a base that holds
+    /// them all: the earliest kept. Counts older than the reach of the
+    /// newest are dropped when the times would not fit otherwise.
+    fn rebuild(&mut self, keep: impl Fn(TimeMs) -> bool, add: Option<(usize, LocIdx, TimeMs)>) {
+        let mut all: Vec<(LocIdx, TimeMs)> = (0..self.locations.len())
+            .map(|i| (self.locations[i], self.at(i)))
+            .filter(|(_, t)| keep(*t))
+            .collect();
+        if let Some((i, l, t)) = add {
+            all.insert(i.min(all.len()), (l, t));
+            all.sort_by_key(|(l, _)| *l);
+        }
+        let newest = all.iter().map(|(_, t)| *t).max().unwrap_or(0);
+        if all.iter().any(|(_, t)| newest - t > TimeMs::from(u32::MAX)) {
+            all.retain(|(_, t)| *t >= newest - COUNT_REACH_MS);
+        }
+        self.base = all.iter().map(|(_, t)| *t).min().unwrap_or(0);
+        self.locations = all.iter().map(|(l, _)| *l).collect();
+        self.after_base = all
+            .iter()
+            .map(|(_, t)| u32::try_from(t - self.base).unwrap_or(u32::MAX))
+            .collect();
+    }
 }
 
 impl RecentMoves {
@@ -80,19 +127,40 @@ impl RecentMoves {
         }
     }
 
-    /// A count of the record, taken at `counted_at`, arrived at `at_ms`.
-    pub fn counted(&mut self, sku: SkuIdx, loc: LocIdx, counted_at: TimeMs, at_ms: TimeMs) {
-        let m = self.by_record.entry((sku, loc)).or_insert_with(|| Moves {
-            complete_from: TimeMs::MIN,
-            ..Moves::default()
+    /// A count of the record, taken at `counted_at` (it is kept as long
+    /// as that is within the reach).
+    pub fn counted(&mut self, sku: SkuIdx, loc: LocIdx, counted_at: TimeMs) {
+        let v = self.counted.entry(sku).or_insert_with(|| Counted {
+            base: counted_at,
+            ..Counted::default()
         });
-        m.counted_at = Some(m.counted_at.map_or(counted_at, |c| c.max(counted_at)));
-        m.newest = m.newest.max(at_ms);
+        let fits = |t: TimeMs| (0..=TimeMs::from(u32::MAX)).contains(&(t - v.base));
+        match v.locations.binary_search(&loc) {
+            Ok(i) if counted_at <= v.at(i) => {}
+            Ok(i) if fits(counted_at) => v.after_base[i] = (counted_at - v.base) as u32,
+            Err(i) if fits(counted_at) => {
+                v.locations.insert(i, loc);
+                v.after_base.insert(i, (counted_at - v.base) as u32);
+            }
+            // A new base (rare: an older count than every other, or 49
+            // days on).
+            Ok(i) => {
+                v.locations.remove(i);
+                v.after_base.remove(i);
+                v.rebuild(|_| true, Some((i, loc, counted_at)));
+            }
+            Err(i) => v.rebuild(|_| true, Some((i, loc, counted_at))),
+        }
     }
 
     /// When the record was last counted, if within the reach.
     pub fn last_counted(&self, sku: SkuIdx, loc: LocIdx) -> Option<TimeMs> {
-        self.by_record.get(&(sku, loc)).and_then(|m| m.counted_at)
+        let kept = self.counted.get(&sku).and_then(|v| {
+            let i = v.locations.binary_search(&loc).ok()?;
+            Some(v.at(i))
+        });
+        let older = self.by_record.get(&(sku, loc)).and_then(|m| m.counted_at);
+        kept.max(older)
     }
 
     /// What a count taken at `counted_at` must add to the figure counted:
@@ -110,12 +178,15 @@ impl RecentMoves {
         if counted_at < reach {
             return Err(LateCountRefused::TooOld { from: reach });
         }
+        if let Some(last) = self
+            .last_counted(sku, loc)
+            .filter(|last| counted_at < *last)
+        {
+            return Err(LateCountRefused::Stale { last });
+        }
         let Some(m) = self.by_record.get(&(sku, loc)) else {
             return Ok(0);
         };
-        if let Some(last) = m.counted_at.filter(|last| counted_at < *last) {
-            return Err(LateCountRefused::Stale { last });
-        }
         if counted_at < m.complete_from {
             return Err(LateCountRefused::TooOld {
                 from: m.complete_from,
@@ -153,6 +224,10 @@ impl RecentMoves {
             m.forget_before(reach);
             m.newest >= reach
         });
+        self.counted.retain(|_, v| {
+            v.rebuild(|t| t >= reach, None);
+            !v.locations.is_empty()
+        });
     }
 
     /// Moves the entries of the SKUs for which `keep` is false into a new
@@ -167,14 +242,38 @@ impl RecentMoves {
                 false
             }
         });
+        self.counted.retain(|s, v| {
+            if keep(*s) {
+                true
+            } else {
+                out.counted.insert(*s, std::mem::take(v));
+                false
+            }
+        });
         out
     }
 
+    /// Records with movements or a count kept.
     pub fn len(&self) -> usize {
         self.by_record.len()
+            + self
+                .counted
+                .values()
+                .map(|v| v.locations.len())
+                .sum::<usize>()
     }
     pub fn is_empty(&self) -> bool {
-        self.by_record.is_empty()
+        self.by_record.is_empty() && self.counted.is_empty()
+    }
+
+    /// Releases vector slack (after recovery, before serving).
+    pub fn shrink_to_fit(&mut self) {
+        for v in self.counted.values_mut() {
+            v.locations.shrink_to_fit();
+            v.after_base.shrink_to_fit();
+        }
+        self.counted.shrink_to_fit();
+        self.by_record.shrink_to_fit();
     }
 }
 
@@ -216,7 +315,7 @@ mod tests {
     fn a_count_older_than_the_last_or_the_reach_is_refused() {
         let mut m = RecentMoves::default();
         let t0 = 1_000 * H;
-        m.counted(1, 2, t0 + 20, t0 + 25);
+        m.counted(1, 2, t0 + 20);
         assert_eq!(
             m.moved_since(1, 2, t0 + 10, t0 + 30),
             Err(LateCountRefused::Stale { last: t0 + 20 })
@@ -227,7 +326,7 @@ mod tests {
             "the same instant"
         );
         // An older count arriving later does not move the last one back.
-        m.counted(1, 2, t0 + 5, t0 + 40);
+        m.counted(1, 2, t0 + 5);
         assert_eq!(m.last_counted(1, 2), Some(t0 + 20));
         let now = t0 + COUNT_REACH_MS + 100;
         assert_eq!(
@@ -236,6 +335,28 @@ mod tests {
                 from: now - COUNT_REACH_MS
             })
         );
+    }
+
+    #[test]
+    fn last_counts_keep_their_time_whatever_the_base() {
+        let mut m = RecentMoves::default();
+        let t0 = 1_000 * H;
+        m.counted(1, 5, t0 + 7);
+        m.counted(1, 2, t0 - 3); // before the base: a new one
+        m.counted(1, 9, t0 + 40 * 24 * H);
+        assert_eq!(m.last_counted(1, 2), Some(t0 - 3));
+        assert_eq!(m.last_counted(1, 5), Some(t0 + 7));
+        m.counted(1, 5, t0 + 1); // older: the newer stays
+        assert_eq!(m.last_counted(1, 5), Some(t0 + 7));
+        // 60 days on: the counts out of the newest's reach go.
+        let later = t0 + 60 * 24 * H;
+        m.counted(1, 3, later);
+        assert_eq!(m.last_counted(1, 3), Some(later));
+        assert_eq!(m.last_counted(1, 9), None, "40 days before the newest");
+        assert_eq!(m.last_counted(1, 2), None);
+        m.counted(1, 9, later - 5);
+        assert_eq!(m.last_counted(1, 9), Some(later - 5));
+        assert_eq!(m.len(), 2);
     }
 
     #[test]
@@ -269,10 +390,15 @@ mod tests {
         let mut m = RecentMoves::default();
         let t0 = 1_000 * H;
         m.moved(1, 1, t0, -1);
-        m.counted(2, 1, t0, t0);
+        m.counted(2, 1, t0);
+        m.counted(4, 1, t0 + 2 * H);
         m.moved(3, 1, t0 + 2 * H, 4);
         m.forget_stale(t0 + COUNT_REACH_MS + H);
-        assert_eq!(m.len(), 1);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m.last_counted(2, 1), None);
+        assert_eq!(m.last_counted(4, 1), Some(t0 + 2 * H));
+        let other = m.split_off(|s| s == 4);
+        assert_eq!((m.len(), other.len()), (1, 1));
         let other = m.split_off(|_| false);
         assert_eq!((m.len(), other.len()), (0, 1));
         assert!(m.is_empty());

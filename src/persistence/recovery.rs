@@ -45,6 +45,7 @@ pub fn recover_model(
         .check_invariants()
         .map_err(|e| JournalError::Corrupt(format!("invariant broken after replay: {e}")))?;
     model.stock.shrink_to_fit();
+    model.moves.shrink_to_fit();
     tracing::info!(
         records = report.records,
         segments = report.segments,
