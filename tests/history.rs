@@ -184,6 +184,10 @@ fn every_step_of_a_record_is_in_its_history_with_why_and_whose_word() {
         "the engine's own step: {}",
         moves[0]
     );
+    // The checkout's steps are the channel's word.
+    for m in &moves[1..=6] {
+        assert_eq!(m["by"], json!({"role": "channel", "location": null}), "{m}");
+    }
 
     // Pages of two give the same movements, in the same order.
     assert_eq!(all(&c, &s, ADMIN, 2), moves);

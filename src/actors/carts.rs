@@ -30,6 +30,18 @@ impl Engine {
         ttl_s: u64,
         idem: Option<IdemKey>,
     ) -> Result<Result<Reservation, Vec<Shortage>>, EngineError> {
+        self.reserve_as(lines, partial, ttl_s, idem, None).await
+    }
+
+    /// `reserve` on `by`'s word (the movement history names it).
+    pub async fn reserve_as(
+        &self,
+        lines: &[CartLine],
+        partial: bool,
+        ttl_s: u64,
+        idem: Option<IdemKey>,
+        by: Option<By>,
+    ) -> Result<Result<Reservation, Vec<Shortage>>, EngineError> {
         if lines.is_empty() {
             // The HTTP layer refuses empty carts; an empty one holds nothing.
             return Ok(Err(Vec::new()));
@@ -44,16 +56,19 @@ impl Engine {
                 // Cancelling this future after the send is harmless: the
                 // shard completes the cart on its own.
                 return self
-                    .reserve_in_one_shard(shard, lines, partial, ttl_s, idem)
+                    .reserve_in_one_shard(shard, lines, partial, ttl_s, (idem, by))
                     .await;
             }
         }
         // Across shards the coordinator itself undoes holds: it runs in its
         // own task so that a caller that goes away cannot leak them.
         let (me, lines) = (self.clone(), lines.to_vec());
-        tokio::spawn(async move { me.reserve_across_shards(&lines, partial, ttl_s, idem).await })
-            .await
-            .map_err(|_| EngineError::Stopped)?
+        tokio::spawn(async move {
+            me.reserve_across_shards(&lines, partial, ttl_s, (idem, by))
+                .await
+        })
+        .await
+        .map_err(|_| EngineError::Stopped)?
     }
 
     pub(super) async fn reserve_across_shards(
@@ -61,7 +76,7 @@ impl Engine {
         lines: &[CartLine],
         partial: bool,
         ttl_s: u64,
-        idem: Option<IdemKey>,
+        (idem, by): (Option<IdemKey>, Option<By>),
     ) -> Result<Result<Reservation, Vec<Shortage>>, EngineError> {
         let (mut outcomes, overloaded) = self.hold_in_every_shard(lines, partial).await?;
         let short = outcomes.iter().any(|o| o.short);
@@ -87,7 +102,7 @@ impl Engine {
         let id = self.new_reservation_id(book);
         let held = self.held_lines(lines, &outcomes);
         let reservation = Reservation::held(id.clone(), held, now, expires_at(now, ttl_s));
-        let event = Event::held(&reservation, idem);
+        let event = Event::held(&reservation, idem, by);
         let (tx, rx) = oneshot::channel();
         if let Err(e) = self.book_for(&id).try_send(Create {
             event,
@@ -212,7 +227,7 @@ impl Engine {
         lines: &[CartLine],
         partial: bool,
         ttl_s: u64,
-        idem: Option<IdemKey>,
+        (idem, by): (Option<IdemKey>, Option<By>),
     ) -> Result<Result<Reservation, Vec<Shortage>>, EngineError> {
         let names: Vec<(SkuId, LocationId)> = {
             let c = self.0.catalog.read();
@@ -246,6 +261,7 @@ impl Engine {
             now: self.0.clock.now_ms(),
             ttl_s,
             idem,
+            by,
             reply: tx,
         });
         if let Err(e) = sent {
@@ -326,6 +342,16 @@ impl Engine {
         id: ReservationId,
         transition: Transition,
     ) -> Result<Result<Reservation, TransitionRefused>, EngineError> {
+        self.transition_as(id, transition, None).await
+    }
+
+    /// `transition` on `by`'s word (the movement history names it).
+    pub async fn transition_as(
+        &self,
+        id: ReservationId,
+        transition: Transition,
+        by: Option<By>,
+    ) -> Result<Result<Reservation, TransitionRefused>, EngineError> {
         let (tx, rx) = oneshot::channel();
         let now = self.0.clock.now_ms();
         self.book_for(&id)
@@ -333,6 +359,7 @@ impl Engine {
                 id,
                 transition,
                 now,
+                by,
                 reply: tx,
             })
             .map_err(full)?;

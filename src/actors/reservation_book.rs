@@ -15,6 +15,7 @@ use crate::clock::Clock;
 use crate::collections::{ChunkedQueue, SegmentedMap};
 use crate::domain::catalog::Catalog;
 use crate::domain::event::Event;
+use crate::domain::history::By;
 use crate::domain::ids::ReservationId;
 use crate::domain::model::{transition_event, TransitionRefused};
 use crate::domain::reservation::{Line, Reservation, SplitRefused, Status, Transition};
@@ -103,7 +104,9 @@ impl ReservationBook {
     /// book (and the stock).
     fn apply(&mut self, e: &Event, ticket: u64) {
         match e {
-            Event::ReservationStatus { id, status, at_ms } => {
+            Event::ReservationStatus {
+                id, status, at_ms, ..
+            } => {
                 if let Some(r) = self.reservations.get(id) {
                     self.send_effects(r, *status, *at_ms, ticket);
                     self.expiries.remove(&(r.expires_at_ms, id.clone()));
@@ -166,7 +169,7 @@ impl ReservationBook {
                 self.expiries.remove(&(at, id));
                 continue;
             };
-            match transition_event(r, Transition::Expire, now) {
+            match transition_event(r, Transition::Expire, now, None) {
                 Ok(Some(e)) => {
                     let Ok(ticket) = self.journal.append_unacknowledged(&e) else {
                         // Queue full or journal poisoned: try again next tick.
@@ -243,6 +246,8 @@ pub struct Transit {
     pub id: ReservationId,
     pub transition: Transition,
     pub now: TimeMs,
+    /// Whose word (none: the engine's own, an order's step).
+    pub by: Option<By>,
     pub reply: oneshot::Sender<TransitionReply>,
 }
 
@@ -251,7 +256,7 @@ impl Handler<Transit> for ReservationBook {
     fn handle(&mut self, m: Transit, _: &mut Context<Self>) {
         let reply = match self.reservations.get(&m.id) {
             None => Ok(Err(TransitionRefused::NotFound)),
-            Some(r) => match transition_event(r, m.transition, m.now) {
+            Some(r) => match transition_event(r, m.transition, m.now, m.by.as_ref()) {
                 Err(nh) => Ok(Err(TransitionRefused::NotHeld(nh.0))),
                 // Nothing changes, but the write that made it so may still be
                 // in flight: answer once everything queued is durable.

@@ -183,7 +183,10 @@ impl From<AdjustRefused> for ApiError {
             .with("on_hand", serde_json::json!(on_hand)),
             AdjustRefused::BucketShort { bucket, has } => ApiError::new(
                 Code::InsufficientStock,
-                format!("the {} bucket holds {has} units", bucket.as_str()),
+                format!(
+                    "the {} bucket holds {has} units (0 to {STOCK_MAX})",
+                    bucket.as_str()
+                ),
             )
             .with("unsellable", serde_json::json!({ bucket.as_str(): has })),
             AdjustRefused::NotFree { free } => ApiError::new(

@@ -349,6 +349,8 @@ pub struct HoldAndRecord {
     pub now: TimeMs,
     pub ttl_s: u64,
     pub idem: Option<IdemKey>,
+    /// Whose word (the movement history names it).
+    pub by: Option<By>,
     /// The reservation book that keeps the reservation (`Insert`).
     pub book: Recipient<Insert>,
     pub reply: oneshot::Sender<HoldAndRecordReply>,
@@ -376,7 +378,7 @@ impl Handler<HoldAndRecord> for StockShard {
             })
             .collect();
         let reservation = Reservation::held(m.id, lines, m.now, expires_at(m.now, m.ttl_s));
-        let event = Event::held(&reservation, m.idem);
+        let event = Event::held(&reservation, m.idem, m.by);
         match self.journal.append_ticketed(&event) {
             Err(e) => {
                 self.undo(&m.lines, &mut out);

@@ -101,12 +101,19 @@ pub enum Event {
         created_ms: TimeMs,
         expires_at_ms: TimeMs,
         idem: Option<IdemKey>,
+        /// Whose word (added later: none in older records).
+        #[serde(default)]
+        by: Option<By>,
     },
     /// Confirmed, released, expired or fulfilled.
     ReservationStatus {
         id: ReservationId,
         status: Status,
         at_ms: TimeMs,
+        /// Whose word: none for the engine's own (an expiry) and in
+        /// older records.
+        #[serde(default)]
+        by: Option<By>,
     },
     ReservationExtended {
         id: ReservationId,
@@ -138,14 +145,16 @@ pub enum Event {
 }
 
 impl Event {
-    /// The record of a reservation just held: the whole cart in one record.
-    pub fn held(r: &Reservation, idem: Option<IdemKey>) -> Event {
+    /// The record of a reservation just held: the whole cart in one
+    /// record, on `by`'s word.
+    pub fn held(r: &Reservation, idem: Option<IdemKey>, by: Option<By>) -> Event {
         Event::ReservationHeld {
             id: r.id.clone(),
             lines: r.lines.clone(),
             created_ms: r.created_ms,
             expires_at_ms: r.expires_at_ms,
             idem,
+            by,
         }
     }
 }

@@ -150,11 +150,19 @@ pub fn cause(e: &Event) -> Option<Cause<'_>> {
                 },
             )
         },
-        Event::ReservationHeld { id, created_ms, .. } => Cause {
+        Event::ReservationHeld {
+            id, created_ms, by, ..
+        } => Cause {
             reference: Some(id.as_str()),
+            by: by.as_ref(),
             ..Cause::of(*created_ms, MoveKind::Hold)
         },
-        Event::ReservationStatus { id, status, at_ms } => {
+        Event::ReservationStatus {
+            id,
+            status,
+            at_ms,
+            by,
+        } => {
             let kind = match status {
                 Status::Held => return None,
                 Status::Confirmed => MoveKind::Confirm,
@@ -164,6 +172,7 @@ pub fn cause(e: &Event) -> Option<Cause<'_>> {
             };
             Cause {
                 reference: Some(id.as_str()),
+                by: by.as_ref(),
                 ..Cause::of(*at_ms, kind)
             }
         }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::catalog::{Catalog, LocIdx, SkuIdx};
 use super::event::{sold_by_adjustment, Count, Event, IdemKey};
-use super::history::Moved;
+use super::history::{By, Moved};
 use super::ids::{LocationId, ReservationId, SkuId};
 use super::recent_moves::{LateCountRefused, RecentMoves};
 use super::reservation::{
@@ -167,6 +167,7 @@ impl Model {
                 created_ms,
                 expires_at_ms,
                 idem,
+                ..
             } => self.apply_held(
                 id,
                 lines,
@@ -175,9 +176,9 @@ impl Model {
                 idem.as_ref(),
                 touched,
             )?,
-            Event::ReservationStatus { id, status, at_ms } => {
-                self.apply_status(id, *status, *at_ms, touched)?
-            }
+            Event::ReservationStatus {
+                id, status, at_ms, ..
+            } => self.apply_status(id, *status, *at_ms, touched)?,
             Event::ReservationSplit {
                 from,
                 into,
@@ -501,6 +502,7 @@ impl Model {
             created_ms: now,
             expires_at_ms: expires_at(now, ttl_s),
             idem,
+            by: None,
         })
     }
 
@@ -542,7 +544,7 @@ impl Model {
             .reservations
             .get(id)
             .ok_or(TransitionRefused::NotFound)?;
-        transition_event(r, t, now).map_err(|NotHeld(s)| TransitionRefused::NotHeld(s))
+        transition_event(r, t, now, None).map_err(|NotHeld(s)| TransitionRefused::NotHeld(s))
     }
 
     /// Decides a count of one record at `now`, taken then or (`counted_at`)
@@ -643,11 +645,13 @@ impl Model {
     }
 }
 
-/// The event a transition writes, if any. Shared by the model and the book.
+/// The event a transition writes, if any, on `by`'s word. Shared by the
+/// model and the book.
 pub fn transition_event(
     r: &Reservation,
     t: Transition,
     now: TimeMs,
+    by: Option<&By>,
 ) -> Result<Option<Event>, NotHeld> {
     Ok(match r.decide(t, now)? {
         Decision::Unchanged => None,
@@ -663,6 +667,7 @@ pub fn transition_event(
             id: r.id.clone(),
             status,
             at_ms: now,
+            by: by.cloned(),
         }),
     })
 }

@@ -225,7 +225,10 @@ impl RecentMoves {
             m.newest >= reach
         });
         self.counted.retain(|_, v| {
-            v.rebuild(|t| t >= reach, None);
+            // The base is the earliest time kept: nothing to drop past it.
+            if v.base < reach {
+                v.rebuild(|t| t >= reach, None);
+            }
             !v.locations.is_empty()
         });
     }

@@ -82,6 +82,7 @@ impl Unsellable {
     /// what would leave it; a replayed fact applies as it was decided).
     fn add(&mut self, b: Bucket, delta: i64) {
         let u = &mut self.0[b as usize];
+        debug_assert!((0..=STOCK_MAX).contains(&(i64::from(*u) + delta)));
         *u = (i64::from(*u) + delta).clamp(0, STOCK_MAX) as u32;
     }
 }
@@ -178,7 +179,8 @@ impl AdjustReason {
 pub enum AdjustRefused {
     /// It would take on_hand out of `0..=STOCK_MAX`.
     OutOfRange { on_hand: i64 },
-    /// It takes more units out of the bucket than it holds.
+    /// It takes more units out of the bucket than it holds, or would
+    /// take it past `STOCK_MAX`.
     BucketShort { bucket: Bucket, has: i64 },
     /// It sets apart more units than are free (on_hand less what is
     /// reserved and already unsellable).
@@ -278,12 +280,14 @@ impl StockRecord {
         }
         if let Some((bucket, u)) = unsellable {
             let has = self.unsellable.get(bucket);
-            if has + u < 0 {
+            if !(0..=STOCK_MAX).contains(&(has + u)) {
                 return Err(AdjustRefused::BucketShort { bucket, has });
             }
             // Only what sets apart more than on_hand gains needs free units.
             if u > delta && self.free() < u - delta {
-                return Err(AdjustRefused::NotFree { free: self.free() });
+                return Err(AdjustRefused::NotFree {
+                    free: self.free().max(0),
+                });
             }
         }
         Ok(StockDelta {
@@ -569,6 +573,19 @@ mod tests {
         let names: Vec<_> = r.unsellable.iter().map(|(b, u)| (b.as_str(), u)).collect();
         assert_eq!(names, vec![("quarantine", 4)]);
         assert_eq!(Bucket::parse("quarantine"), Some(Bucket::Quarantine));
+        // A bucket stays within the bound, whatever a count did to on_hand.
+        let mut r = StockRecord::empty(0);
+        r.apply(r.decide_count(STOCK_MAX, 0));
+        let all = Some((Bucket::Quarantine, STOCK_MAX));
+        r.apply(r.decide_adjust(0, all).expect("all of them"));
+        r.apply(r.decide_count(0, 0));
+        assert_eq!(
+            r.decide_adjust(1, Some((Bucket::Quarantine, 1))),
+            Err(AdjustRefused::BucketShort {
+                bucket: Bucket::Quarantine,
+                has: STOCK_MAX
+            })
+        );
         assert_eq!(Bucket::parse("Damaged"), None);
     }
 

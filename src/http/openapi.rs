@@ -743,7 +743,11 @@ fn cluster_schemas() -> Value {
             "field": {"type": "string", "description": "unknown_sku, unknown_location: the member naming it"},
             "allow": {"type": "string", "description": "405: the methods the resource allows"},
             "reservation_status": {"enum": ["held", "confirmed", "released", "expired", "fulfilled"], "description": "reservation_not_held: the reservation's status"},
-            "order": {"type": "object", "description": "payment_declined: the order as recorded"}}}
+            "order": {"type": "object", "description": "payment_declined: the order as recorded"},
+            "on_hand": {"type": "integer", "description": "insufficient_stock of an adjustment: the record's on_hand"},
+            "free": {"type": "integer", "minimum": 0, "description": "insufficient_stock setting units apart: the units neither reserved nor unsellable"},
+            "unsellable": {"type": "object", "additionalProperties": {"type": "integer"}, "description": "insufficient_stock of a bucket: what it holds"},
+            "last_counted_at": {"type": "string", "format": "date-time", "description": "stale_count: when the record was last counted"}}}
     })
 }
 
@@ -756,7 +760,7 @@ fn problem_description(status: u16) -> &'static str {
         403 => "forbidden: the token's role or location does not allow this",
         404 => "not_found",
         408 => "request_timeout: the body did not arrive within 10 s; the connection is closed",
-        409 => "insufficient_stock (`lines` names the short ones), reservation_not_held, invalid_transition, order_exists or stale_count (a count taken before the record's last count, member `last_counted_at`)",
+        409 => "insufficient_stock (`lines` names the short ones; of an adjustment `on_hand`, `free` or `unsellable`), reservation_not_held, invalid_transition, order_exists or stale_count (a count taken before the record's last count, member `last_counted_at`)",
         413 => "payload_too_large: the body is over 1 MiB",
         422 => "validation_failed (`errors` names each field, a path segment by its parameter's name), unknown_sku, unknown_location (`field` names it) or idempotency_key_reused",
         426 => "upgrade_required: a plain GET of the WebSocket feed",

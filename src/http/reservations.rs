@@ -13,6 +13,7 @@ use crate::actors::CartLine;
 use crate::clock::rfc3339;
 use crate::domain::catalog::{LocIdx, SkuIdx};
 use crate::domain::event::{fnv1a64, IdemKey};
+use crate::domain::history::By;
 use crate::domain::ids::ReservationId;
 use crate::domain::model::Model;
 use crate::domain::model::{IdemEntry, Shortage, TransitionRefused};
@@ -235,7 +236,8 @@ async fn serve_create(
                 explain: false,
                 split_lines: split,
             };
-            reserve_sourced(state, &lines, target, options, partial, ttl_s, idem).await?
+            let by = Some(req.principal.by());
+            reserve_sourced(state, &lines, target, options, partial, ttl_s, (idem, by)).await?
         }
         _ => {
             let cart: Vec<CartLine> = lines
@@ -244,7 +246,7 @@ async fn serve_create(
                 .collect();
             state
                 .engine
-                .reserve(&cart, partial, ttl_s, idem)
+                .reserve_as(&cart, partial, ttl_s, idem, Some(req.principal.by()))
                 .await?
                 .map_err(|short| shortage_error(&short))?
         }
@@ -275,7 +277,7 @@ async fn reserve_sourced(
     options: PlanOptions,
     partial: bool,
     ttl_s: u64,
-    idem: Option<IdemKey>,
+    (idem, by): (Option<IdemKey>, Option<By>),
 ) -> Result<Reservation, ApiError> {
     let to_source: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].1.is_none()).collect();
     let asked: Vec<(SkuIdx, u32)> = to_source
@@ -310,7 +312,7 @@ async fn reserve_sourced(
         }
         match state
             .engine
-            .reserve(&cart, partial, ttl_s, idem.clone())
+            .reserve_as(&cart, partial, ttl_s, idem.clone(), by.clone())
             .await?
         {
             Ok(r) => return Ok(r),
@@ -442,7 +444,11 @@ pub async fn transition(state: &AppState, req: &Request, id: &str, action: &str)
     };
     req.principal.require_channel()?;
     let rid = parse_reservation_id(id)?;
-    match state.engine.transition(rid, t).await? {
+    match state
+        .engine
+        .transition_as(rid, t, Some(req.principal.by()))
+        .await?
+    {
         Ok(r) => Ok(json_text_response(200, reservation_json(&r))),
         Err(TransitionRefused::NotFound) => Err(ApiError::new(
             Code::NotFound,
