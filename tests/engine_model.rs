@@ -6,13 +6,13 @@ mod common;
 
 use common::sim::{hold_one, loc, one_record, rt, sku};
 use holdfast::actors::stock_shard::CountItem;
-use holdfast::actors::{CartLine, Engine};
+use holdfast::actors::{Adjustment, CartLine, Engine};
 use holdfast::clock::{Clock, ManualClock};
 use holdfast::domain::catalog::{Location, LocationKind, Sku};
 use holdfast::domain::model::TransitionRefused;
 use holdfast::domain::recent_moves::LateCountRefused;
 use holdfast::domain::reservation::{Status, Transition};
-use holdfast::domain::stock::AdjustReason;
+use holdfast::domain::stock::{AdjustReason, Bucket};
 use holdfast::domain::ReservationId;
 use holdfast::persistence::SimStorage;
 use proptest::prelude::*;
@@ -28,6 +28,8 @@ enum Cmd {
     /// (sku, location, on_hand, taken this long ago or now).
     Count(Vec<(u32, u32, i64, Option<i64>)>),
     Adjust(u32, u32, i64),
+    /// Units set apart as damaged (positive) or back (negative).
+    SetApart(u32, u32, i64),
     Reserve(Vec<(u32, u32, u32)>, bool, u64),
     Transit(usize, u8),
     Advance(i64),
@@ -39,6 +41,7 @@ fn cmd() -> impl Strategy<Value = Cmd> {
     prop_oneof![
         3 => prop::collection::vec((0..SKUS, 0..LOCS, 0..20i64, prop_oneof![3 => Just(None), 1 => (0..30_000i64).prop_map(Some)]), 1..4).prop_map(Cmd::Count),
         2 => (0..SKUS, 0..LOCS, -6..6i64).prop_filter("nonzero", |x| x.2 != 0).prop_map(|(s, l, d)| Cmd::Adjust(s, l, d)),
+        2 => (0..SKUS, 0..LOCS, -4..6i64).prop_filter("nonzero", |x| x.2 != 0).prop_map(|(s, l, d)| Cmd::SetApart(s, l, d)),
         6 => (prop::collection::vec((0..SKUS, 0..LOCS, 1..5u32), 1..4), any::<bool>(), 1..30u64).prop_map(|(l, p, t)| Cmd::Reserve(l, p, t)),
         6 => (0..64usize, 0..4u8).prop_map(|(i, t)| Cmd::Transit(i, t)),
         1 => (1..20_000i64).prop_map(Cmd::Advance),
@@ -56,6 +59,8 @@ struct Plain {
     /// (sku, loc) -> (on_hand, reserved, version): the version counts the
     /// changes of the record that happened (were journaled).
     stock: BTreeMap<(u32, u32), (i64, i64, u64)>,
+    /// (sku, loc) -> units set apart as damaged (none: no entry).
+    apart: BTreeMap<(u32, u32), i64>,
     /// in creation order: (lines (sku, loc, qty), status, expires_at)
     res: Vec<PlainReservation>,
 }
@@ -93,7 +98,26 @@ impl Moves {
 impl Plain {
     fn avail(&self, k: (u32, u32)) -> i64 {
         let (o, r, _) = self.stock.get(&k).copied().unwrap_or((0, 0, 0));
-        (o - r).max(0)
+        (o - r - self.apart(k)).max(0)
+    }
+    fn apart(&self, k: (u32, u32)) -> i64 {
+        self.apart.get(&k).copied().unwrap_or(0)
+    }
+    /// Sets `d` units apart (or back): only free ones, never below none.
+    fn set_apart(&mut self, k: (u32, u32), d: i64) -> bool {
+        let (o, r, _) = self.stock.get(&k).copied().unwrap_or((0, 0, 0));
+        let has = self.apart(k);
+        let ok = if d > 0 {
+            o - r - has >= d
+        } else {
+            has + d >= 0
+        };
+        if ok {
+            self.add(k, 0, 0);
+            self.apart.insert(k, has + d);
+            self.apart.retain(|_, u| *u != 0);
+        }
+        ok
     }
     /// One change of a record: its version grows by one.
     fn add(&mut self, k: (u32, u32), on_hand: i64, reserved: i64) {
@@ -132,6 +156,10 @@ fn observe(rt: &tokio::runtime::Runtime, e: &Engine, ids: &[ReservationId]) -> P
         if r.version > 0 {
             p.stock
                 .insert((s, r.location), (r.on_hand, r.reserved, r.version));
+            let apart = r.unsellable.get(Bucket::Damaged);
+            if apart != 0 {
+                p.apart.insert((s, r.location), apart);
+            }
         }
     }
     let by_id: BTreeMap<_, _> = res.into_iter().map(|r| (r.id.clone(), r)).collect();
@@ -221,6 +249,15 @@ proptest! {
                         plain.add((s, l), d, 0);
                         moves.moves.push((now, (s, l), d));
                     }
+                }
+                Cmd::SetApart(s, l, d) => {
+                    let r = rt.block_on(e.adjust_as(Adjustment {
+                        sku_idx: s, loc_idx: l, sku: sku(s), location: loc(l), delta: 0,
+                        reason: AdjustReason::Damage, key: None, by: None, note: None,
+                        unsellable: Some((Bucket::Damaged, d)),
+                    })).expect("set apart");
+                    let before = plain.clone();
+                    prop_assert_eq!(r.is_ok(), plain.set_apart((s, l), d), "set apart {} on {:?} {:?}", d, before.stock, before.apart);
                 }
                 Cmd::Reserve(lines, partial, ttl) => {
                     let cart: Vec<CartLine> = lines.iter().map(|(s, l, q)| CartLine { sku: *s, location: *l, qty: *q }).collect();
