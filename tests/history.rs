@@ -328,3 +328,30 @@ fn the_history_survives_kill_9_whole_and_once() {
     assert_chained(&moves, (10 + (1..=9).sum::<i64>(), 0));
     assert_eq!(stock(&c, &s, "S000", "A0").0, 55);
 }
+
+#[test]
+fn a_damaged_history_is_set_aside_and_the_node_still_serves() {
+    let journal_only = "[snapshot]\nevery_records = 1000000\n";
+    let mut s = Server::start(journal_only);
+    let c = client();
+    seed(&c, &s, None, 1, 1, 10);
+    assert_eq!(story(&s).len(), 1, "the count");
+    s.kill_and_restart_after(journal_only, |dir| {
+        let path = dir.join("snapshots").join("history.redb");
+        assert!(path.exists(), "{}", path.display());
+        std::fs::write(&path, b"torn".repeat(1000)).expect("damage it");
+    });
+    // It starts, serves, and tells again what the journal still holds.
+    assert_eq!(stock(&c, &s, "S000", "A0"), (10, 0));
+    let (st, v) = call(
+        &c,
+        "POST",
+        &s.url("/v1/inventory/S000/A0/adjustments"),
+        None,
+        Some(r#"{"delta":-1,"reason":"sale"}"#),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(movement_kinds(&story(&s)), ["adjustment", "count"]);
+    let aside = s.data_dir.join("snapshots").join("history.redb.damaged-0");
+    assert!(aside.exists(), "kept for a look: {}", aside.display());
+}

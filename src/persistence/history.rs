@@ -48,6 +48,13 @@ fn err(e: impl std::fmt::Display) -> JournalError {
     JournalError::Io(format!("history: {e}"))
 }
 
+/// Why a history file did not open: `Damaged` (it is not one, or not
+/// whole) or `Failed` (it could not be read: locked, a disk error).
+enum Opened {
+    Damaged(String),
+    Failed(String),
+}
+
 /// A movement's place: the journal record that made it and its index
 /// among that record's movements. Newest first is highest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -147,14 +154,59 @@ pub struct History {
 
 impl History {
     /// Opens (or creates) the history at `path`.
+    /// Opens the history at `path`, made if there is none. A file that
+    /// cannot be read as one (a damaged disk, a torn copy) is set aside
+    /// as `history.redb.damaged-N` and a new history begins: the history
+    /// is derived from the journal, and a node that would not start for
+    /// it would sell nothing. What the journal still holds is written
+    /// again; what went before is in the file set aside.
     pub fn open(path: &Path) -> Result<History, JournalError> {
+        match Self::open_file(path) {
+            Ok(h) => Ok(h),
+            Err(Opened::Damaged(why)) => {
+                let aside = (0u32..)
+                    .map(|n| path.with_extension(format!("redb.damaged-{n}")))
+                    .find(|p| !p.exists())
+                    .unwrap_or_else(|| path.with_extension("redb.damaged"));
+                tracing::error!(
+                    path = %path.display(),
+                    aside = %aside.display(),
+                    why = %why,
+                    "movement history unreadable: set aside, a new one begins"
+                );
+                std::fs::rename(path, &aside).map_err(err)?;
+                Self::open_file(path).map_err(|e| match e {
+                    Opened::Damaged(why) | Opened::Failed(why) => err(why),
+                })
+            }
+            Err(Opened::Failed(why)) => Err(err(why)),
+        }
+    }
+
+    fn open_file(path: &Path) -> Result<History, Opened> {
+        use redb::{DatabaseError as D, StorageError as S};
         let db = redb::Builder::new()
             .set_cache_size(HISTORY_CACHE_BYTES)
             .create(path)
-            .map_err(err)?;
+            .map_err(|e| match e {
+                D::Storage(S::Corrupted(_)) | D::UpgradeRequired(_) | D::RepairAborted => {
+                    Opened::Damaged(e.to_string())
+                }
+                D::Storage(S::Io(ref io))
+                    if matches!(
+                        io.kind(),
+                        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
+                    ) =>
+                {
+                    Opened::Damaged(e.to_string())
+                }
+                e => Opened::Failed(e.to_string()),
+            })?;
         let h = History { db: Arc::new(db) };
         // The tables exist from the start: a read never finds one missing.
-        h.change(|_| Ok(()))?;
+        // A file that opens but whose tables cannot be read is damaged.
+        h.change(|_| Ok(()))
+            .map_err(|e| Opened::Damaged(e.to_string()))?;
         Ok(h)
     }
 
@@ -423,6 +475,27 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let h = History::open(&dir.path().join("history.redb")).expect("history");
         (dir, h)
+    }
+
+    #[test]
+    fn a_damaged_file_is_set_aside_and_a_locked_one_is_not() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("history.redb");
+        for (n, junk) in [vec![0u8; 3], vec![0x5a; 4096], b"not a history".repeat(900)]
+            .into_iter()
+            .enumerate()
+        {
+            std::fs::write(&path, &junk).expect("junk");
+            let h = History::open(&path).expect("opens all the same");
+            assert_eq!(h.through().expect("through"), 0, "a new one");
+            let aside = dir.path().join(format!("history.redb.damaged-{n}"));
+            assert_eq!(std::fs::read(&aside).expect("set aside"), junk);
+        }
+        // Another holder of the file is not damage: refused, kept.
+        let held = History::open(&path).expect("whole");
+        assert!(History::open(&path).is_err());
+        assert!(!dir.path().join("history.redb.damaged-3").exists());
+        drop(held);
     }
 
     fn entry(location: &str, sku: &str, seq: u64, idx: u32, at_ms: TimeMs) -> Entry {

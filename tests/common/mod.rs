@@ -133,8 +133,14 @@ impl Server {
 
     /// SIGKILL, then start again on the same data dir and port.
     pub fn kill_and_restart(&mut self, extra_toml: &str) {
+        self.kill_and_restart_after(extra_toml, |_| {});
+    }
+
+    /// SIGKILL, `between` on the data dir, then start again.
+    pub fn kill_and_restart_after(&mut self, extra_toml: &str, between: impl FnOnce(&Path)) {
         self.child.kill().expect("kill -9");
         let _ = self.child.wait();
+        between(&self.data_dir);
         let tmp = self._tmp.take();
         let mut s = Self::start_on(&self.data_dir.clone(), self.port, extra_toml);
         s._tmp = tmp;
