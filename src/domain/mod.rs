@@ -9,6 +9,8 @@
 //! - `recent_moves`: each record's recent on_hand movements and last
 //!   count, for counts taken earlier than they arrive.
 //! - `sourcing`: the fulfilment planner: which location serves which line.
+//! - `transfer`: a transfer of stock between two locations, its steps and
+//!   the records each moves.
 //! - `event`: the journal record bodies: facts that replay applies.
 //! - `history`: what each fact did to each stock record, and why (the
 //!   movement history's entries).
@@ -29,6 +31,7 @@ pub mod reservation;
 pub mod rotation;
 pub mod sourcing;
 pub mod stock;
+pub mod transfer;
 
 pub use ids::*;
 

@@ -1,0 +1,361 @@
+//! Transfers of stock between two locations (issue 20): requested, then
+//! shipped (the units leave `from`'s on_hand and show as in transit at
+//! `to`), then received (what arrived joins `to`'s on_hand; what did not
+//! is the discrepancy, shown on the transfer), or cancelled before it
+//! ships.
+//!
+//! Pure: a transfer's decisions and the stock each step moves. Whoever
+//! keeps transfers decides with `Transfer::decide` and journals the step;
+//! replay applies it with `Transfer::apply`, never deciding again. Units
+//! are conserved by construction: every line ships `qty`, and receives
+//! `received` with `qty - received` as its discrepancy.
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::{LocationId, SkuId};
+use super::TimeMs;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransferStatus {
+    Requested,
+    Shipped,
+    Received,
+    Cancelled,
+}
+
+impl TransferStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requested => "requested",
+            Self::Shipped => "shipped",
+            Self::Received => "received",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One SKU of a transfer: the units sent, and once received, those that
+/// arrived.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferLine {
+    pub sku: SkuId,
+    pub qty: u32,
+    pub received: Option<u32>,
+}
+
+impl TransferLine {
+    /// Sent less arrived (negative: more arrived than was sent); none
+    /// before it is received.
+    pub fn discrepancy(&self) -> Option<i64> {
+        self.received.map(|r| i64::from(self.qty) - i64::from(r))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transfer {
+    pub id: String,
+    pub from: LocationId,
+    pub to: LocationId,
+    pub lines: Vec<TransferLine>,
+    pub status: TransferStatus,
+    pub created_ms: TimeMs,
+    pub updated_ms: TimeMs,
+}
+
+/// A step asked of a transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferStep {
+    Ship,
+    /// What arrived, per SKU; a SKU of the transfer not named arrived
+    /// not at all.
+    Receive(Vec<(SkuId, u32)>),
+    Cancel,
+}
+
+/// Why a step is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepRefused {
+    /// Not in this status (409): shipping a cancelled transfer, receiving
+    /// one not shipped, cancelling one shipped, receiving again other
+    /// figures.
+    NotNow(TransferStatus),
+    /// A received line names a SKU the transfer does not carry (422).
+    UnknownSku(SkuId),
+    /// A received line names a SKU twice (422).
+    TwiceNamed(SkuId),
+}
+
+/// Why a transfer cannot be requested (422, naming the member).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferInvalid {
+    SameLocation,
+    NoLines,
+    TwiceNamed(SkuId),
+    ZeroQty(SkuId),
+}
+
+/// What a step decided: a new status, or nothing to write (a repeat).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepDecision {
+    To(TransferStatus),
+    Unchanged,
+}
+
+/// A record a transfer step moves: `on_hand` and `in_transit` deltas of
+/// one SKU at one location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferMove {
+    pub sku: SkuId,
+    pub location: LocationId,
+    pub on_hand: i64,
+    pub in_transit: i64,
+}
+
+impl Transfer {
+    /// A transfer as requested: two different locations, each SKU once
+    /// with at least one unit.
+    pub fn request(
+        id: String,
+        from: LocationId,
+        to: LocationId,
+        lines: Vec<(SkuId, u32)>,
+        now: TimeMs,
+    ) -> Result<Transfer, TransferInvalid> {
+        if from == to {
+            return Err(TransferInvalid::SameLocation);
+        }
+        if lines.is_empty() {
+            return Err(TransferInvalid::NoLines);
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (sku, qty) in &lines {
+            if !seen.insert(sku.clone()) {
+                return Err(TransferInvalid::TwiceNamed(sku.clone()));
+            }
+            if *qty == 0 {
+                return Err(TransferInvalid::ZeroQty(sku.clone()));
+            }
+        }
+        Ok(Transfer {
+            id,
+            from,
+            to,
+            lines: lines
+                .into_iter()
+                .map(|(sku, qty)| TransferLine {
+                    sku,
+                    qty,
+                    received: None,
+                })
+                .collect(),
+            status: TransferStatus::Requested,
+            created_ms: now,
+            updated_ms: now,
+        })
+    }
+
+    /// Decides a step. A repeat of a step already taken (ship of a
+    /// shipped or received transfer, cancel of a cancelled one, the same
+    /// receipt again) is `Unchanged`: a client's retry is answered, not
+    /// refused.
+    pub fn decide(&self, step: &TransferStep) -> Result<StepDecision, StepRefused> {
+        use TransferStatus::*;
+        match (step, self.status) {
+            (TransferStep::Ship, Requested) => Ok(StepDecision::To(Shipped)),
+            (TransferStep::Ship, Shipped | Received) => Ok(StepDecision::Unchanged),
+            (TransferStep::Cancel, Requested) => Ok(StepDecision::To(Cancelled)),
+            (TransferStep::Cancel, Cancelled) => Ok(StepDecision::Unchanged),
+            (TransferStep::Receive(got), Shipped) => {
+                self.arrived(got)?;
+                Ok(StepDecision::To(Received))
+            }
+            (TransferStep::Receive(got), Received) => {
+                let same =
+                    self.arrived(got)? == self.lines.iter().map(|l| l.received).collect::<Vec<_>>();
+                if same {
+                    Ok(StepDecision::Unchanged)
+                } else {
+                    Err(StepRefused::NotNow(Received))
+                }
+            }
+            (_, status) => Err(StepRefused::NotNow(status)),
+        }
+    }
+
+    /// What arrived of each line, in the lines' order, from a receipt.
+    fn arrived(&self, got: &[(SkuId, u32)]) -> Result<Vec<Option<u32>>, StepRefused> {
+        let mut out: Vec<Option<u32>> = vec![None; self.lines.len()];
+        for (sku, qty) in got {
+            let i = self
+                .lines
+                .iter()
+                .position(|l| &l.sku == sku)
+                .ok_or_else(|| StepRefused::UnknownSku(sku.clone()))?;
+            if out[i].is_some() {
+                return Err(StepRefused::TwiceNamed(sku.clone()));
+            }
+            out[i] = Some(*qty);
+        }
+        Ok(out.into_iter().map(|q| Some(q.unwrap_or(0))).collect())
+    }
+
+    /// The records a step moves, decided: a shipment takes every line's
+    /// units off `from`'s on_hand and shows them in transit at `to`; a
+    /// receipt turns them into `to`'s on_hand as far as they arrived.
+    pub fn moves(&self, step: &TransferStep) -> Vec<TransferMove> {
+        match step {
+            TransferStep::Ship => self
+                .lines
+                .iter()
+                .flat_map(|l| {
+                    let q = i64::from(l.qty);
+                    [
+                        TransferMove {
+                            sku: l.sku.clone(),
+                            location: self.from.clone(),
+                            on_hand: -q,
+                            in_transit: 0,
+                        },
+                        TransferMove {
+                            sku: l.sku.clone(),
+                            location: self.to.clone(),
+                            on_hand: 0,
+                            in_transit: q,
+                        },
+                    ]
+                })
+                .collect(),
+            TransferStep::Receive(got) => {
+                let arrived = self.arrived(got).unwrap_or_default();
+                self.lines
+                    .iter()
+                    .zip(arrived)
+                    .map(|(l, a)| TransferMove {
+                        sku: l.sku.clone(),
+                        location: self.to.clone(),
+                        on_hand: i64::from(a.unwrap_or(0)),
+                        in_transit: -i64::from(l.qty),
+                    })
+                    .collect()
+            }
+            TransferStep::Cancel => Vec::new(),
+        }
+    }
+
+    /// Applies a step decided earlier (replay never decides again).
+    pub fn apply(&mut self, step: &TransferStep, to: TransferStatus, now: TimeMs) {
+        if let TransferStep::Receive(got) = step {
+            if let Ok(arrived) = self.arrived(got) {
+                for (l, a) in self.lines.iter_mut().zip(arrived) {
+                    l.received = a;
+                }
+            }
+        }
+        self.status = to;
+        self.updated_ms = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sku(i: u32) -> SkuId {
+        SkuId::parse(&format!("A{i}")).expect("id")
+    }
+    fn loc(s: &str) -> LocationId {
+        LocationId::parse(s).expect("id")
+    }
+
+    fn transfer(lines: &[(u32, u32)]) -> Transfer {
+        let lines = lines.iter().map(|(s, q)| (sku(*s), *q)).collect();
+        Transfer::request("T1".into(), loc("DC"), loc("S1"), lines, 0).expect("valid")
+    }
+
+    #[test]
+    fn a_request_names_two_places_and_each_sku_once() {
+        let one = vec![(sku(1), 2)];
+        let same = Transfer::request("T".into(), loc("S1"), loc("S1"), one.clone(), 0);
+        assert_eq!(same.err(), Some(TransferInvalid::SameLocation));
+        let none = Transfer::request("T".into(), loc("DC"), loc("S1"), vec![], 0);
+        assert_eq!(none.err(), Some(TransferInvalid::NoLines));
+        let twice = vec![(sku(1), 2), (sku(1), 1)];
+        let twice = Transfer::request("T".into(), loc("DC"), loc("S1"), twice, 0);
+        assert_eq!(twice.err(), Some(TransferInvalid::TwiceNamed(sku(1))));
+        let zero = Transfer::request("T".into(), loc("DC"), loc("S1"), vec![(sku(2), 0)], 0);
+        assert_eq!(zero.err(), Some(TransferInvalid::ZeroQty(sku(2))));
+    }
+
+    #[test]
+    fn steps_go_in_order_and_repeats_change_nothing() {
+        use StepDecision::*;
+        use TransferStatus::*;
+        let mut t = transfer(&[(1, 5), (2, 3)]);
+        let got = TransferStep::Receive(vec![(sku(1), 4)]);
+        assert_eq!(t.decide(&got), Err(StepRefused::NotNow(Requested)));
+        assert_eq!(t.decide(&TransferStep::Ship), Ok(To(Shipped)));
+        t.apply(&TransferStep::Ship, Shipped, 1);
+        assert_eq!(t.decide(&TransferStep::Ship), Ok(Unchanged));
+        assert_eq!(
+            t.decide(&TransferStep::Cancel),
+            Err(StepRefused::NotNow(Shipped))
+        );
+        let stray = TransferStep::Receive(vec![(sku(9), 1)]);
+        assert_eq!(t.decide(&stray), Err(StepRefused::UnknownSku(sku(9))));
+        let twice = TransferStep::Receive(vec![(sku(1), 1), (sku(1), 1)]);
+        assert_eq!(t.decide(&twice), Err(StepRefused::TwiceNamed(sku(1))));
+        assert_eq!(t.decide(&got), Ok(To(Received)));
+        t.apply(&got, Received, 2);
+        assert_eq!(t.lines[0].discrepancy(), Some(1));
+        assert_eq!(t.lines[1].discrepancy(), Some(3), "not named: none arrived");
+        assert_eq!(t.decide(&got), Ok(Unchanged), "the same receipt again");
+        let other = TransferStep::Receive(vec![(sku(1), 5)]);
+        assert_eq!(t.decide(&other), Err(StepRefused::NotNow(Received)));
+        let mut c = transfer(&[(1, 1)]);
+        assert_eq!(c.decide(&TransferStep::Cancel), Ok(To(Cancelled)));
+        c.apply(&TransferStep::Cancel, Cancelled, 1);
+        assert_eq!(c.decide(&TransferStep::Cancel), Ok(Unchanged));
+        assert_eq!(
+            c.decide(&TransferStep::Ship),
+            Err(StepRefused::NotNow(Cancelled))
+        );
+    }
+
+    proptest! {
+        /// Transfers conserve units: what left `from` equals what arrived
+        /// at `to` plus the discrepancy, and nothing stays in transit.
+        #[test]
+        fn what_left_is_what_arrived_plus_the_discrepancy(
+            lines in prop::collection::btree_map(0..20u32, 1..50u32, 1..6),
+            arrived in prop::collection::vec((0..24u32, 0..60u32), 0..8),
+        ) {
+            let lines: Vec<(u32, u32)> = lines.into_iter().collect();
+            let mut t = transfer(&lines);
+            let ship = TransferStep::Ship;
+            let mut moved: Vec<TransferMove> = t.moves(&ship);
+            t.apply(&ship, TransferStatus::Shipped, 1);
+            let got = TransferStep::Receive(arrived.iter().map(|(s, q)| (sku(*s), *q)).collect());
+            if t.decide(&got).is_ok() {
+                moved.extend(t.moves(&got));
+                t.apply(&got, TransferStatus::Received, 2);
+                let left: i64 = moved.iter().filter(|m| m.location == t.from).map(|m| -m.on_hand).sum();
+                let came: i64 = moved.iter().filter(|m| m.location == t.to).map(|m| m.on_hand).sum();
+                let lost: i64 = t.lines.iter().filter_map(TransferLine::discrepancy).sum();
+                prop_assert_eq!(left, came + lost);
+                let in_transit: i64 = moved.iter().map(|m| m.in_transit).sum();
+                prop_assert_eq!(in_transit, 0);
+                prop_assert!(t.lines.iter().all(|l| l.received.is_some()));
+            } else {
+                // Refused only for a SKU not carried or named twice.
+                let names: Vec<u32> = arrived.iter().map(|x| x.0).collect();
+                let stray = names.iter().any(|s| !lines.iter().any(|l| l.0 == *s));
+                let mut sorted = names.clone();
+                sorted.sort_unstable();
+                sorted.dedup();
+                prop_assert!(stray || sorted.len() < names.len());
+            }
+        }
+    }
+}
