@@ -6,12 +6,14 @@
 
 use ahash::AHashMap;
 use holdfast::domain::catalog::{Location, LocationKind, Sku};
-use holdfast::domain::event::Event;
+use holdfast::domain::event::{Event, TransferFact};
 use holdfast::domain::history::{cause, Movement};
+use holdfast::domain::model::TransferRefused;
 use holdfast::domain::model::{LineRequest, Model};
 use holdfast::domain::recent_moves::LateCountRefused;
 use holdfast::domain::reservation::Transition;
 use holdfast::domain::stock::{AdjustReason, Bucket, StockDelta};
+use holdfast::domain::transfer::Transfer;
 use holdfast::domain::{LocationId, ReservationId, SkuId};
 use proptest::prelude::*;
 
@@ -42,6 +44,14 @@ enum Cmd {
         delta: i64,
         write_off: bool,
     },
+    /// A transfer from a location to the other one.
+    TransferRequest {
+        from: u32,
+        lines: Vec<(u32, u32)>,
+    },
+    TransferShip(usize),
+    TransferReceive(usize, Vec<(u32, u32)>),
+    TransferCancel(usize),
     Reserve {
         lines: Vec<(u32, u32, u32)>,
         partial: bool,
@@ -95,6 +105,12 @@ fn cmd() -> impl Strategy<Value = Cmd> {
                 partial,
                 ttl_s
             }),
+        (0..LOCS, prop::collection::vec((0..SKUS, 1..6u32), 1..3))
+            .prop_map(|(from, lines)| Cmd::TransferRequest { from, lines }),
+        (0..20usize).prop_map(Cmd::TransferShip),
+        (0..20usize, prop::collection::vec((0..SKUS, 0..7u32), 0..3))
+            .prop_map(|(i, got)| Cmd::TransferReceive(i, got)),
+        (0..20usize).prop_map(Cmd::TransferCancel),
         (0..40usize).prop_map(Cmd::Confirm),
         (0..40usize).prop_map(Cmd::Release),
         (0..40usize).prop_map(Cmd::Fulfil),
@@ -142,6 +158,7 @@ proptest! {
         let mut last_count: AHashMap<(u32, u32), i64> = AHashMap::new();
         // Expected unsellable units per record and bucket.
         let mut apart: AHashMap<(u32, u32, Bucket), i64> = AHashMap::new();
+        let mut transfers: Vec<String> = Vec::new();
 
         for c in cmds {
             let event = match c {
@@ -244,6 +261,60 @@ proptest! {
                         }
                     }
                 }
+                Cmd::TransferRequest { from, lines } => {
+                    let id = format!("T{}", transfers.len());
+                    let to = (from + 1) % LOCS;
+                    let lines: Vec<(SkuId, u32)> = lines.iter().map(|(s, q)| (SkuId::parse(&format!("S{s}")).expect("id"), *q)).collect();
+                    let fact = TransferFact::Requested {
+                        from: LocationId::parse(&format!("L{from}")).expect("id"),
+                        to: LocationId::parse(&format!("L{to}")).expect("id"),
+                        lines,
+                    };
+                    let ok = match &fact {
+                        TransferFact::Requested { from, to, lines } => Transfer::request(id.clone(), from.clone(), to.clone(), lines.clone(), now).is_ok(),
+                        _ => false,
+                    };
+                    ok.then(|| {
+                        transfers.push(id.clone());
+                        Event::Transfer { id, step: fact, at_ms: now, by: None }
+                    })
+                }
+                Cmd::TransferShip(_) | Cmd::TransferReceive(..) | Cmd::TransferCancel(_) if transfers.is_empty() => None,
+                Cmd::TransferShip(i) | Cmd::TransferReceive(i, _) | Cmd::TransferCancel(i) => {
+                    let id = transfers[i % transfers.len()].clone();
+                    let fact = match &c {
+                        Cmd::TransferShip(_) => TransferFact::Shipped,
+                        Cmd::TransferReceive(_, got) => TransferFact::Received {
+                            lines: got.iter().map(|(s, q)| (SkuId::parse(&format!("S{s}")).expect("id"), *q)).collect(),
+                        },
+                        _ => TransferFact::Cancelled,
+                    };
+                    let t = m.transfers[&id].clone();
+                    match m.decide_transfer(&id, fact.clone(), now) {
+                        Ok(Some(e)) => {
+                            // The model's on_hand follows each shipped or
+                            // received unit; never past what was free.
+                            for mv in t.moves(&fact.step().expect("a step")) {
+                                let s = m.catalog.sku_idx(mv.sku.as_str()).expect("sku");
+                                let l = m.catalog.location_idx(mv.location.as_str()).expect("loc");
+                                if mv.on_hand < 0 {
+                                    prop_assert!(m.stock.get_or_empty(s, l).free() >= -mv.on_hand, "shipped past free");
+                                }
+                                if mv.on_hand != 0 {
+                                    *on_hand.entry((s, l)).or_default() += mv.on_hand;
+                                    moves.push((now, (s, l), mv.on_hand));
+                                }
+                            }
+                            Some(e)
+                        }
+                        Ok(None) => None,
+                        Err(TransferRefused::Short(short)) => {
+                            prop_assert!(fact == TransferFact::Shipped && !short.is_empty());
+                            None
+                        }
+                        Err(_) => None,
+                    }
+                }
                 Cmd::Confirm(_) | Cmd::Release(_) | Cmd::Fulfil(_) | Cmd::Extend(..) if ids.is_empty() => None,
                 Cmd::Confirm(i) => m.decide_transition(&ids[i % ids.len()], Transition::Confirm, now).ok().flatten(),
                 Cmd::Release(i) => m.decide_transition(&ids[i % ids.len()], Transition::Release, now).ok().flatten(),
@@ -303,7 +374,7 @@ proptest! {
         // starts where the record's last one ended, each fact that moves
         // stock names why, and the last movement is the record as it is.
         let mut replayed = Model::default();
-        let mut told: AHashMap<(u32, u32), (i64, i64, i64)> = AHashMap::new();
+        let mut told: AHashMap<(u32, u32), (i64, i64, i64, i64)> = AHashMap::new();
         let mut moved = Vec::new();
         for e in &log {
             moved.clear();
@@ -317,20 +388,24 @@ proptest! {
             };
             for mv in &moved {
                 let h = Movement::new(&why, mv);
-                let (oh, rs, un) = told.get(&(mv.sku, mv.location)).copied().unwrap_or((0, 0, 0));
+                let (oh, rs, un, tr) = told.get(&(mv.sku, mv.location)).copied().unwrap_or((0, 0, 0, 0));
                 let un_delta = h.delta_unsellable.map_or(0, |(_, u)| u);
                 let un_after = h.unsellable.map_or(0, |u| u.total());
                 prop_assert_eq!(
-                    (oh + h.delta_on_hand, rs + h.delta_reserved, un + un_delta),
-                    (h.on_hand, h.reserved, un_after)
+                    (oh + h.delta_on_hand, rs + h.delta_reserved, un + un_delta, tr + h.delta_in_transit),
+                    (h.on_hand, h.reserved, un_after, h.in_transit)
                 );
-                told.insert((mv.sku, mv.location), (h.on_hand, h.reserved, un_after));
+                told.insert((mv.sku, mv.location), (h.on_hand, h.reserved, un_after, h.in_transit));
             }
         }
-        for ((s, l), (oh, rs, un)) in &told {
+        for ((s, l), (oh, rs, un, tr)) in &told {
             let r = replayed.stock.get_or_empty(*s, *l);
-            prop_assert_eq!((r.on_hand, r.reserved, r.unsellable.total()), (*oh, *rs, *un));
+            prop_assert_eq!((r.on_hand, r.reserved, r.unsellable.total(), r.in_transit), (*oh, *rs, *un, *tr));
         }
+        // Transfers conserve units: each received one shipped what arrived
+        // plus its discrepancy (domain::transfer), and nothing is left in
+        // transit but what shipped transfers carry (check_invariants).
+        prop_assert_eq!(&replayed.transfers, &m.transfers);
         prop_assert_eq!(&replayed.stock, &m.stock);
         prop_assert_eq!(&replayed.reservations, &m.reservations);
         prop_assert_eq!(&replayed.moves, &m.moves);

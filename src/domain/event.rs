@@ -142,6 +142,44 @@ pub enum Event {
         at_ms: TimeMs,
         expires_at_ms: TimeMs,
     },
+    /// A step of a transfer between two locations (`domain::transfer`),
+    /// decided by its book: the stock it moves follows from the step and
+    /// the transfer as requested.
+    Transfer {
+        id: String,
+        step: TransferFact,
+        at_ms: TimeMs,
+        by: Option<By>,
+    },
+}
+
+/// A transfer's step as journaled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TransferFact {
+    Requested {
+        from: LocationId,
+        to: LocationId,
+        lines: Vec<(SkuId, u32)>,
+    },
+    Shipped,
+    /// What arrived, per SKU (a SKU not named: none).
+    Received {
+        lines: Vec<(SkuId, u32)>,
+    },
+    Cancelled,
+}
+
+impl TransferFact {
+    /// The step it records (none for the request itself).
+    pub fn step(&self) -> Option<super::transfer::TransferStep> {
+        use super::transfer::TransferStep;
+        match self {
+            TransferFact::Requested { .. } => None,
+            TransferFact::Shipped => Some(TransferStep::Ship),
+            TransferFact::Received { lines } => Some(TransferStep::Receive(lines.clone())),
+            TransferFact::Cancelled => Some(TransferStep::Cancel),
+        }
+    }
 }
 
 impl Event {

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{LocIdx, SkuIdx};
-use super::event::Event;
+use super::event::{Event, TransferFact};
 use super::ids::LocationId;
 use super::order::OrderEvent;
 use super::reservation::Status;
@@ -186,6 +186,26 @@ pub fn cause(e: &Event) -> Option<Cause<'_>> {
                 ..Cause::of(at_ms, MoveKind::Return)
             }
         }
+        // A transfer's shipment moves both ends (off the sender's on_hand,
+        // in transit at the receiver's), its receipt the receiver's.
+        Event::Transfer {
+            id,
+            step,
+            at_ms,
+            by,
+            ..
+        } => {
+            let kind = match step {
+                TransferFact::Shipped => MoveKind::TransferOut,
+                TransferFact::Received { .. } => MoveKind::TransferIn,
+                TransferFact::Requested { .. } | TransferFact::Cancelled => return None,
+            };
+            Cause {
+                reference: Some(id.as_str()),
+                by: by.as_ref(),
+                ..Cause::of(*at_ms, kind)
+            }
+        }
         // A split or an extension moves no units; a catalog write none.
         Event::ReservationSplit { .. }
         | Event::ReservationExtended { .. }
@@ -214,6 +234,12 @@ pub struct Movement {
     /// The units it moved into (or out of) a bucket (added later).
     #[serde(default)]
     pub delta_unsellable: Option<(Bucket, i64)>,
+    /// The record's units in transit after it, and its change (added
+    /// later).
+    #[serde(default)]
+    pub in_transit: i64,
+    #[serde(default)]
+    pub delta_in_transit: i64,
 }
 
 impl Movement {
@@ -231,6 +257,8 @@ impl Movement {
             note: c.note.map(str::to_string),
             unsellable: Some(m.after.unsellable).filter(|u| !u.is_empty()),
             delta_unsellable: m.delta.unsellable,
+            in_transit: m.after.in_transit,
+            delta_in_transit: m.delta.in_transit,
         }
     }
 }

@@ -6,7 +6,7 @@ use ahash::AHashMap;
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{Catalog, LocIdx, SkuIdx};
-use super::event::{sold_by_adjustment, Count, Event, IdemKey};
+use super::event::{sold_by_adjustment, Count, Event, IdemKey, TransferFact};
 use super::history::{By, Moved};
 use super::ids::{LocationId, ReservationId, SkuId};
 use super::recent_moves::{LateCountRefused, RecentMoves};
@@ -15,6 +15,7 @@ use super::reservation::{
 };
 use super::rotation::RotationTable;
 use super::stock::{Bucket, StockDelta, StockTable};
+use super::transfer::{StepDecision, StepRefused, Transfer, TransferStatus};
 use super::TimeMs;
 
 /// A line short of stock (api.md 409 `insufficient_stock`).
@@ -51,6 +52,15 @@ pub struct IdemEntry {
 #[error("replay: {0}")]
 pub struct ReplayError(pub String);
 
+/// Why a transfer's step is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferRefused {
+    NotFound,
+    Step(StepRefused),
+    /// Lines whose units are not free at the sender: (SKU, free units).
+    Short(Vec<(SkuId, i64)>),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransitionRefused {
     NotFound,
@@ -77,6 +87,9 @@ pub struct Model {
     /// as of a time (added later: default).
     #[serde(default)]
     pub moves: RecentMoves,
+    /// Transfers between locations by id (added later: default).
+    #[serde(default)]
+    pub transfers: std::collections::BTreeMap<String, Transfer>,
 }
 
 /// What a keyed adjustment did: applied once under its key, a repeat of
@@ -190,6 +203,58 @@ impl Model {
                 expires_at_ms,
                 at_ms,
             } => self.apply_extended(id, *expires_at_ms, *at_ms)?,
+            Event::Transfer {
+                id, step, at_ms, ..
+            } => self.apply_transfer(id, step, *at_ms, touched)?,
+        }
+        Ok(())
+    }
+
+    /// Applies a transfer's step: its request, or the stock its shipment
+    /// or receipt moves (the units are movements of on_hand, as a count
+    /// taken before them must know), and its new status.
+    fn apply_transfer(
+        &mut self,
+        id: &str,
+        fact: &TransferFact,
+        at_ms: TimeMs,
+        touched: &mut Touched<'_>,
+    ) -> Result<(), ReplayError> {
+        if let TransferFact::Requested { from, to, lines } = fact {
+            let t = Transfer::request(
+                id.to_string(),
+                from.clone(),
+                to.clone(),
+                lines.clone(),
+                at_ms,
+            )
+            .map_err(|e| ReplayError(format!("transfer {id} requested as {e:?}")))?;
+            self.transfers.insert(id.to_string(), t);
+            return Ok(());
+        }
+        let (Some(step), Some(t)) = (fact.step(), self.transfers.get(id)) else {
+            return Err(ReplayError(format!("step of unknown transfer {id}")));
+        };
+        let status = match fact {
+            TransferFact::Shipped => TransferStatus::Shipped,
+            TransferFact::Received { .. } => TransferStatus::Received,
+            _ => TransferStatus::Cancelled,
+        };
+        for m in t.moves(&step) {
+            let (s, l) = self.sku_loc(&m.sku, &m.location)?;
+            let d = StockDelta {
+                on_hand: m.on_hand,
+                in_transit: m.in_transit,
+                ..StockDelta::default()
+            };
+            let r = noted(&mut self.stock, touched, s, l, d);
+            if m.on_hand != 0 {
+                self.rotation.record(s, l, at_ms, 0, r.on_hand);
+                self.moves.moved(s, l, at_ms, m.on_hand);
+            }
+        }
+        if let Some(t) = self.transfers.get_mut(id) {
+            t.apply(&step, status, at_ms);
         }
         Ok(())
     }
@@ -584,6 +649,49 @@ impl Model {
         })
     }
 
+    /// Decides a step of transfer `id` at `now`: `Ok(None)` when it was
+    /// taken already (a retry). A shipment takes every line or none, and
+    /// only units free at the sender (neither reserved nor unsellable:
+    /// safety stock is a margin on what is sold online, not units kept
+    /// back from a transfer).
+    pub fn decide_transfer(
+        &self,
+        id: &str,
+        fact: TransferFact,
+        now: TimeMs,
+    ) -> Result<Option<Event>, TransferRefused> {
+        let t = self.transfers.get(id).ok_or(TransferRefused::NotFound)?;
+        let step = fact.step().ok_or(TransferRefused::NotFound)?;
+        match t.decide(&step).map_err(TransferRefused::Step)? {
+            StepDecision::Unchanged => return Ok(None),
+            StepDecision::To(_) => {}
+        }
+        if fact == TransferFact::Shipped {
+            let from = self
+                .catalog
+                .location_idx(t.from.as_str())
+                .ok_or(TransferRefused::NotFound)?;
+            let short: Vec<(SkuId, i64)> = t
+                .lines
+                .iter()
+                .filter_map(|l| {
+                    let s = self.catalog.sku_idx(l.sku.as_str())?;
+                    let free = self.stock.get_or_empty(s, from).free().max(0);
+                    (free < i64::from(l.qty)).then(|| (l.sku.clone(), free))
+                })
+                .collect();
+            if !short.is_empty() {
+                return Err(TransferRefused::Short(short));
+            }
+        }
+        Ok(Some(Event::Transfer {
+            id: id.to_string(),
+            step: fact,
+            at_ms: now,
+            by: None,
+        }))
+    }
+
     /// Reservations held past their expiry at `now`.
     pub fn due(&self, now: TimeMs) -> Vec<ReservationId> {
         let mut v: Vec<_> = self
@@ -641,7 +749,44 @@ impl Model {
 
     /// The invariants of ARCHITECTURE.md that a state can show by itself.
     pub fn check_invariants(&self) -> Result<(), String> {
-        check_reserved(&self.catalog, &self.stock, self.reservations.values())
+        check_reserved(&self.catalog, &self.stock, self.reservations.values())?;
+        self.check_in_transit()
+    }
+
+    /// Each record's units in transit are its shipped transfers' lines.
+    fn check_in_transit(&self) -> Result<(), String> {
+        let mut want: AHashMap<(SkuIdx, LocIdx), i64> = AHashMap::new();
+        for t in self.transfers.values() {
+            if t.status != TransferStatus::Shipped {
+                continue;
+            }
+            for l in &t.lines {
+                let s = self
+                    .catalog
+                    .sku_idx(l.sku.as_str())
+                    .ok_or("transfer of unknown sku")?;
+                let c = self
+                    .catalog
+                    .location_idx(t.to.as_str())
+                    .ok_or("transfer to unknown location")?;
+                *want.entry((s, c)).or_default() += i64::from(l.qty);
+            }
+        }
+        for (s, r) in self.stock.iter().filter(|(_, r)| r.in_transit != 0) {
+            let w = want.remove(&(s, r.location)).unwrap_or(0);
+            if r.in_transit != w {
+                return Err(format!(
+                    "record sku#{s} loc#{}: in transit {} but shipped transfers carry {w}",
+                    r.location, r.in_transit
+                ));
+            }
+        }
+        match want.into_iter().find(|(_, q)| *q != 0) {
+            Some(((s, l), q)) => Err(format!(
+                "{q} in transit to sku#{s} loc#{l} not on its record"
+            )),
+            None => Ok(()),
+        }
     }
 }
 

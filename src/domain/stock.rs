@@ -110,10 +110,13 @@ pub struct StockRecord {
     pub version: u64,
     /// Units of on_hand set apart from sale.
     pub unsellable: Unsellable,
+    /// Units shipped here by transfers, not yet received: not on hand,
+    /// not available.
+    pub in_transit: i64,
 }
 
 impl Slot {
-    fn record(self, unsellable: Unsellable) -> StockRecord {
+    fn record(self, (unsellable, in_transit): Beside) -> StockRecord {
         StockRecord {
             location: self.location,
             safety_stock: self.safety_stock,
@@ -121,6 +124,7 @@ impl Slot {
             reserved: self.reserved,
             version: self.version,
             unsellable,
+            in_transit: i64::from(in_transit),
         }
     }
 }
@@ -133,7 +137,13 @@ pub struct StockDelta {
     pub safety_stock: i64,
     /// Units into (positive) or out of a bucket of unsellable stock.
     pub unsellable: Option<(Bucket, i64)>,
+    /// Units shipped here (positive) or received (negative) by transfers.
+    pub in_transit: i64,
 }
+
+/// What the few records that have any keep beside their figures: units
+/// apart from sale, and units in transit to them.
+type Beside = (Unsellable, u32);
 
 /// Why an adjustment was made (api.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -231,6 +241,7 @@ impl StockRecord {
         if let Some((b, u)) = d.unsellable {
             self.unsellable.add(b, u);
         }
+        self.in_transit = (self.in_transit + d.in_transit).clamp(0, STOCK_MAX);
         debug_assert!(self.reserved >= 0, "reserved below zero: {self:?}");
     }
 
@@ -299,7 +310,8 @@ impl StockRecord {
 }
 
 /// The stock records of many SKUs: per SKU, its records' figures sorted
-/// by location; the few records with unsellable units keep them beside.
+/// by location; the few records with unsellable units or units in
+/// transit keep them beside.
 /// A `Vec` per SKU keeps a record at 32 bytes plus the vector's slack.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StockTable {
@@ -308,23 +320,33 @@ pub struct StockTable {
     /// Added later (default): none in older snapshots.
     #[serde(default)]
     unsellable: ahash::AHashMap<(SkuIdx, LocIdx), Unsellable>,
+    /// Added later (default): none in older snapshots.
+    #[serde(default)]
+    in_transit: ahash::AHashMap<(SkuIdx, LocIdx), u32>,
 }
 
 impl StockTable {
-    fn unsellable_of(&self, sku: SkuIdx, loc: LocIdx) -> Unsellable {
-        if self.unsellable.is_empty() {
-            return Unsellable::default();
-        }
-        self.unsellable
-            .get(&(sku, loc))
-            .copied()
-            .unwrap_or_default()
+    fn beside(&self, sku: SkuIdx, loc: LocIdx) -> Beside {
+        let u = if self.unsellable.is_empty() {
+            Unsellable::default()
+        } else {
+            self.unsellable
+                .get(&(sku, loc))
+                .copied()
+                .unwrap_or_default()
+        };
+        let t = if self.in_transit.is_empty() {
+            0
+        } else {
+            self.in_transit.get(&(sku, loc)).copied().unwrap_or(0)
+        };
+        (u, t)
     }
 
     pub fn get(&self, sku: SkuIdx, loc: LocIdx) -> Option<StockRecord> {
         let v = self.by_sku.get(&sku)?;
         let i = v.binary_search_by_key(&loc, |r| r.location).ok()?;
-        Some(v[i].record(self.unsellable_of(sku, loc)))
+        Some(v[i].record(self.beside(sku, loc)))
     }
 
     /// The record, or zeros (version 0) when there is none.
@@ -340,7 +362,7 @@ impl StockTable {
         loc: LocIdx,
         f: impl FnOnce(&mut StockRecord),
     ) -> StockRecord {
-        let before = self.unsellable_of(sku, loc);
+        let before = self.beside(sku, loc);
         let v = self.by_sku.entry(sku).or_default();
         let i = match v.binary_search_by_key(&loc, |r| r.location) {
             Ok(i) => i,
@@ -365,11 +387,19 @@ impl StockTable {
             reserved: r.reserved,
             version: r.version,
         };
-        if r.unsellable != before {
+        if r.unsellable != before.0 {
             if r.unsellable.is_empty() {
                 self.unsellable.remove(&(sku, loc));
             } else {
                 self.unsellable.insert((sku, loc), r.unsellable);
+            }
+        }
+        let in_transit = u32::try_from(r.in_transit).unwrap_or(u32::MAX);
+        if in_transit != before.1 {
+            if in_transit == 0 {
+                self.in_transit.remove(&(sku, loc));
+            } else {
+                self.in_transit.insert((sku, loc), in_transit);
             }
         }
         r
@@ -401,7 +431,7 @@ impl StockTable {
         self.by_sku.iter().filter_map(move |(s, v)| {
             v.binary_search_by_key(&loc, |r| r.location)
                 .ok()
-                .map(|i| (*s, v[i].record(self.unsellable_of(*s, loc))))
+                .map(|i| (*s, v[i].record(self.beside(*s, loc))))
         })
     }
 
@@ -412,13 +442,13 @@ impl StockTable {
             .map(Vec::as_slice)
             .unwrap_or(&[])
             .iter()
-            .map(move |r| r.record(self.unsellable_of(sku, r.location)))
+            .map(move |r| r.record(self.beside(sku, r.location)))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (SkuIdx, StockRecord)> + '_ {
         self.by_sku.iter().flat_map(move |(s, v)| {
             v.iter()
-                .map(move |r| (*s, r.record(self.unsellable_of(*s, r.location))))
+                .map(move |r| (*s, r.record(self.beside(*s, r.location))))
         })
     }
 
@@ -451,6 +481,17 @@ impl StockTable {
                 out.unsellable.insert(k, u);
             }
         }
+        let coming: Vec<(SkuIdx, LocIdx)> = self
+            .in_transit
+            .keys()
+            .copied()
+            .filter(|(s, _)| out.by_sku.contains_key(s))
+            .collect();
+        for k in coming {
+            if let Some(t) = self.in_transit.remove(&k) {
+                out.in_transit.insert(k, t);
+            }
+        }
         out
     }
 
@@ -461,6 +502,7 @@ impl StockTable {
         }
         self.by_sku.shrink_to_fit();
         self.unsellable.shrink_to_fit();
+        self.in_transit.shrink_to_fit();
     }
 }
 
@@ -615,6 +657,24 @@ mod tests {
             moved.unsellable.is_empty(),
             "an empty bucket set is not kept"
         );
+        // Units in transit live beside too, and go at zero.
+        let coming = StockDelta {
+            in_transit: 4,
+            ..StockDelta::default()
+        };
+        let r = moved.apply(1, 3, coming);
+        assert_eq!((r.in_transit, r.on_hand, r.available()), (4, 0, 0));
+        assert_eq!(moved.records_of(1).map(|r| r.in_transit).sum::<i64>(), 4);
+        let mut again = moved.split_off(|_| false);
+        assert!(moved.in_transit.is_empty(), "moved with their SKU");
+        let arrived = StockDelta {
+            on_hand: 3,
+            in_transit: -4,
+            ..StockDelta::default()
+        };
+        assert_eq!(again.apply(1, 3, arrived).in_transit, 0);
+        assert!(again.in_transit.is_empty());
+        let moved = again;
         let bytes = rmp_serde::to_vec(&moved).expect("encode");
         let again: StockTable = rmp_serde::from_slice(&bytes).expect("decode");
         assert_eq!(again, moved);

@@ -173,8 +173,15 @@ pub struct RecordWire<'a> {
     /// did until a store sets units apart).
     #[serde(skip_serializing_if = "BucketsWire::is_empty")]
     pub unsellable: BucketsWire,
+    /// Units on their way here by transfer (left out when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub in_transit: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ts: Option<String>,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// A record's unsellable units as a JSON object: `{"damaged":2}`.
@@ -204,6 +211,7 @@ impl<'a> RecordWire<'a> {
             available: r.available(),
             version: r.version,
             unsellable: BucketsWire(r.unsellable),
+            in_transit: r.in_transit,
             ts: None,
         }
     }

@@ -349,6 +349,10 @@ fn movement_json(m: &Movement) -> Value {
         if let Some((b, u)) = m.delta_unsellable {
             o.insert("delta_unsellable".into(), json!({ b.as_str(): u }));
         }
+        if m.in_transit != 0 || m.delta_in_transit != 0 {
+            o.insert("in_transit".into(), json!(m.in_transit));
+            o.insert("delta_in_transit".into(), json!(m.delta_in_transit));
+        }
     }
     j
 }

@@ -549,6 +549,7 @@ fn stock_schemas() -> Value {
             "location": id(), "sku": id(), "on_hand": {"type": "integer"}, "reserved": {"type": "integer"}, "safety_stock": {"type": "integer"},
             "available": {"type": "integer", "minimum": 0, "description": "max(0, on_hand - reserved - safety_stock - unsellable units)"}, "version": {"type": "integer", "minimum": 0},
             "unsellable": unsellable.clone(),
+            "in_transit": {"type": "integer", "minimum": 1, "description": "units shipped here by transfers, not yet received (absent when none)"},
             "rotation": {"type": "number", "description": "Units sold (sales adjustments and fulfilled reservations) over the last 7 UTC days per average unit on hand; 0 when nothing sold"}}},
         "BatchInput": {"type": "object", "required": ["items"], "properties": {"items": some(json!({"type": "object", "required": ["location", "sku", "on_hand"], "properties": {
             "location": id(), "sku": id(), "on_hand": stock, "safety_stock": nullable(stock.clone()), "counted_at": counted_at()}}), BATCH_ITEMS_MAX)}},
@@ -573,6 +574,8 @@ fn stock_schemas() -> Value {
                 "description": "whose token made it (a store token's location); null for the engine's own steps (an expiry) and what came before this was recorded"},
             "note": {"type": ["string", "null"], "description": "an adjustment's note"},
             "unsellable": unsellable,
+            "in_transit": {"type": "integer", "description": "units in transit to the record after it (with delta_in_transit, when a transfer moved them)"},
+            "delta_in_transit": {"type": "integer"},
             "delta_unsellable": {"type": "object", "description": "the units this movement set apart (positive) or back (negative), by bucket; absent when none", "additionalProperties": {"type": "integer"}}}},
         "Availability": {"type": "object", "required": ["sku", "available", "locations"], "properties": {"sku": id(), "available": {"type": "integer"},
             "locations": {"type": "array", "items": {"type": "object", "required": ["location", "available"], "properties": {"location": id(), "available": {"type": "integer"}}}}}}

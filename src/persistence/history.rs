@@ -516,6 +516,8 @@ mod tests {
                 note: None,
                 unsellable: None,
                 delta_unsellable: None,
+                in_transit: 0,
+                delta_in_transit: 0,
             },
         }
     }
