@@ -235,11 +235,6 @@ impl Model {
         let (Some(step), Some(t)) = (fact.step(), self.transfers.get(id)) else {
             return Err(ReplayError(format!("step of unknown transfer {id}")));
         };
-        let status = match fact {
-            TransferFact::Shipped => TransferStatus::Shipped,
-            TransferFact::Received { .. } => TransferStatus::Received,
-            _ => TransferStatus::Cancelled,
-        };
         for m in t.moves(&step) {
             let (s, l) = self.sku_loc(&m.sku, &m.location)?;
             let d = StockDelta {
@@ -254,7 +249,7 @@ impl Model {
             }
         }
         if let Some(t) = self.transfers.get_mut(id) {
-            t.apply(&step, status, at_ms);
+            t.apply(&step, at_ms);
         }
         Ok(())
     }

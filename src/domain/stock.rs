@@ -319,28 +319,45 @@ pub struct StockTable {
     records: usize,
     /// Added later (default): none in older snapshots.
     #[serde(default)]
-    unsellable: ahash::AHashMap<(SkuIdx, LocIdx), Unsellable>,
+    unsellable: SideMap<Unsellable>,
     /// Added later (default): none in older snapshots.
     #[serde(default)]
-    in_transit: ahash::AHashMap<(SkuIdx, LocIdx), u32>,
+    in_transit: SideMap<u32>,
+}
+
+/// A figure kept beside the table for the few records where it is not
+/// its default (none apart, none in transit): no entry means the default.
+type SideMap<V> = ahash::AHashMap<(SkuIdx, LocIdx), V>;
+
+fn side_get<V: Copy + Default>(m: &SideMap<V>, k: (SkuIdx, LocIdx)) -> V {
+    if m.is_empty() {
+        return V::default();
+    }
+    m.get(&k).copied().unwrap_or_default()
+}
+
+fn side_set<V: Copy + Default + PartialEq>(m: &mut SideMap<V>, k: (SkuIdx, LocIdx), v: V) {
+    if v == V::default() {
+        m.remove(&k);
+    } else {
+        m.insert(k, v);
+    }
+}
+
+/// Takes out the entries of the SKUs `moved` names.
+fn side_take<V>(m: &mut SideMap<V>, moved: impl Fn(SkuIdx) -> bool) -> SideMap<V> {
+    let keys: Vec<(SkuIdx, LocIdx)> = m.keys().copied().filter(|(s, _)| moved(*s)).collect();
+    keys.into_iter()
+        .filter_map(|k| m.remove(&k).map(|v| (k, v)))
+        .collect()
 }
 
 impl StockTable {
     fn beside(&self, sku: SkuIdx, loc: LocIdx) -> Beside {
-        let u = if self.unsellable.is_empty() {
-            Unsellable::default()
-        } else {
-            self.unsellable
-                .get(&(sku, loc))
-                .copied()
-                .unwrap_or_default()
-        };
-        let t = if self.in_transit.is_empty() {
-            0
-        } else {
-            self.in_transit.get(&(sku, loc)).copied().unwrap_or(0)
-        };
-        (u, t)
+        (
+            side_get(&self.unsellable, (sku, loc)),
+            side_get(&self.in_transit, (sku, loc)),
+        )
     }
 
     pub fn get(&self, sku: SkuIdx, loc: LocIdx) -> Option<StockRecord> {
@@ -388,19 +405,11 @@ impl StockTable {
             version: r.version,
         };
         if r.unsellable != before.0 {
-            if r.unsellable.is_empty() {
-                self.unsellable.remove(&(sku, loc));
-            } else {
-                self.unsellable.insert((sku, loc), r.unsellable);
-            }
+            side_set(&mut self.unsellable, (sku, loc), r.unsellable);
         }
         let in_transit = u32::try_from(r.in_transit).unwrap_or(u32::MAX);
         if in_transit != before.1 {
-            if in_transit == 0 {
-                self.in_transit.remove(&(sku, loc));
-            } else {
-                self.in_transit.insert((sku, loc), in_transit);
-            }
+            side_set(&mut self.in_transit, (sku, loc), in_transit);
         }
         r
     }
@@ -470,28 +479,11 @@ impl StockTable {
                 out.by_sku.insert(s, v);
             }
         }
-        let apart: Vec<(SkuIdx, LocIdx)> = self
-            .unsellable
-            .keys()
-            .copied()
-            .filter(|(s, _)| out.by_sku.contains_key(s))
-            .collect();
-        for k in apart {
-            if let Some(u) = self.unsellable.remove(&k) {
-                out.unsellable.insert(k, u);
-            }
-        }
-        let coming: Vec<(SkuIdx, LocIdx)> = self
-            .in_transit
-            .keys()
-            .copied()
-            .filter(|(s, _)| out.by_sku.contains_key(s))
-            .collect();
-        for k in coming {
-            if let Some(t) = self.in_transit.remove(&k) {
-                out.in_transit.insert(k, t);
-            }
-        }
+        let moved = |s: SkuIdx| out.by_sku.contains_key(&s);
+        let unsellable = side_take(&mut self.unsellable, moved);
+        let in_transit = side_take(&mut self.in_transit, moved);
+        out.unsellable = unsellable;
+        out.in_transit = in_transit;
         out
     }
 

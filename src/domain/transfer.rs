@@ -244,7 +244,7 @@ impl Transfer {
     }
 
     /// Applies a step decided earlier (replay never decides again).
-    pub fn apply(&mut self, step: &TransferStep, to: TransferStatus, now: TimeMs) {
+    pub fn apply(&mut self, step: &TransferStep, now: TimeMs) {
         if let TransferStep::Receive(got) = step {
             if let Ok(arrived) = self.arrived(got) {
                 for (l, a) in self.lines.iter_mut().zip(arrived) {
@@ -252,7 +252,11 @@ impl Transfer {
                 }
             }
         }
-        self.status = to;
+        self.status = match step {
+            TransferStep::Ship => TransferStatus::Shipped,
+            TransferStep::Receive(_) => TransferStatus::Received,
+            TransferStep::Cancel => TransferStatus::Cancelled,
+        };
         self.updated_ms = now;
     }
 }
@@ -296,7 +300,7 @@ mod tests {
         let got = TransferStep::Receive(vec![(sku(1), 4)]);
         assert_eq!(t.decide(&got), Err(StepRefused::NotNow(Requested)));
         assert_eq!(t.decide(&TransferStep::Ship), Ok(To(Shipped)));
-        t.apply(&TransferStep::Ship, Shipped, 1);
+        t.apply(&TransferStep::Ship, 1);
         assert_eq!(t.decide(&TransferStep::Ship), Ok(Unchanged));
         assert_eq!(
             t.decide(&TransferStep::Cancel),
@@ -307,7 +311,7 @@ mod tests {
         let twice = TransferStep::Receive(vec![(sku(1), 1), (sku(1), 1)]);
         assert_eq!(t.decide(&twice), Err(StepRefused::TwiceNamed(sku(1))));
         assert_eq!(t.decide(&got), Ok(To(Received)));
-        t.apply(&got, Received, 2);
+        t.apply(&got, 2);
         assert_eq!(t.lines[0].discrepancy(), Some(1));
         assert_eq!(t.lines[1].discrepancy(), Some(3), "not named: none arrived");
         assert_eq!(t.decide(&got), Ok(Unchanged), "the same receipt again");
@@ -315,7 +319,7 @@ mod tests {
         assert_eq!(t.decide(&other), Err(StepRefused::NotNow(Received)));
         let mut c = transfer(&[(1, 1)]);
         assert_eq!(c.decide(&TransferStep::Cancel), Ok(To(Cancelled)));
-        c.apply(&TransferStep::Cancel, Cancelled, 1);
+        c.apply(&TransferStep::Cancel, 1);
         assert_eq!(c.decide(&TransferStep::Cancel), Ok(Unchanged));
         assert_eq!(
             c.decide(&TransferStep::Ship),
@@ -335,11 +339,11 @@ mod tests {
             let mut t = transfer(&lines);
             let ship = TransferStep::Ship;
             let mut moved: Vec<TransferMove> = t.moves(&ship);
-            t.apply(&ship, TransferStatus::Shipped, 1);
+            t.apply(&ship, 1);
             let got = TransferStep::Receive(arrived.iter().map(|(s, q)| (sku(*s), *q)).collect());
             if t.decide(&got).is_ok() {
                 moved.extend(t.moves(&got));
-                t.apply(&got, TransferStatus::Received, 2);
+                t.apply(&got, 2);
                 let left: i64 = moved.iter().filter(|m| m.location == t.from).map(|m| -m.on_hand).sum();
                 let came: i64 = moved.iter().filter(|m| m.location == t.to).map(|m| m.on_hand).sum();
                 let lost: i64 = t.lines.iter().filter_map(TransferLine::discrepancy).sum();
