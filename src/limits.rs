@@ -305,3 +305,23 @@ pub const HISTORY_MOVEMENTS_MAX_DEFAULT: u64 = 20_000_000;
 /// the second.
 pub const HISTORY_PAGE_DEFAULT: usize = 100;
 pub const HISTORY_PAGE_MAX: usize = 1_000;
+
+/// Transfers between locations (`domain::transfer::Transfers`): at most
+/// this many kept (open and recently closed; ~300 bytes each with a few
+/// lines: ~60 MB); a request past it is refused (503) until closed ones
+/// are forgotten.
+pub const TRANSFERS_MAX: usize = 200_000;
+/// A closed transfer (received, cancelled) is forgotten this long after
+/// its last step (as the movement history's default retention)...
+pub const TRANSFER_CLOSED_KEPT_MS: i64 = 90 * 24 * 3600 * 1000;
+/// ...looked for every this many requests.
+pub const TRANSFER_SWEEP_EVERY: usize = 1024;
+/// A transfer's lines (as a cart's).
+pub const TRANSFER_LINES_MAX: usize = 100;
+/// A transfer step waits this long at most for the one before it (the
+/// transfer book takes one at a time); past it, 503 with Retry-After.
+pub const TRANSFER_BOOK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// A listing's transfers: `limit` defaults to the first, at most the
+/// second.
+pub const TRANSFER_PAGE_DEFAULT: usize = 50;
+pub const TRANSFER_PAGE_MAX: usize = 200;

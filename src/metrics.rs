@@ -31,11 +31,12 @@ pub enum Route {
     CatalogRead,
     Operations,
     Feed,
+    Transfers,
     Other,
 }
 
 impl Route {
-    pub const ALL: [Route; 14] = [
+    pub const ALL: [Route; 15] = [
         Route::ReservationsCreate,
         Route::ReservationsTransition,
         Route::ReservationsGet,
@@ -49,6 +50,7 @@ impl Route {
         Route::CatalogRead,
         Route::Operations,
         Route::Feed,
+        Route::Transfers,
         Route::Other,
     ];
 
@@ -68,10 +70,14 @@ impl Route {
             Route::CatalogRead => "catalog_read",
             Route::Operations => "operations",
             Route::Feed => "feed",
+            Route::Transfers => "transfers",
             Route::Other => "other",
         }
     }
 }
+
+/// The steps of a transfer, as `holdfast_transfers_total` labels them.
+pub const TRANSFER_STEPS: [&str; 4] = ["requested", "shipped", "received", "cancelled"];
 
 /// Latencies (or any durations) in the buckets of `LATENCY_BUCKETS_US`.
 #[derive(Default)]
@@ -135,6 +141,13 @@ pub struct Metrics {
     /// Finished orders dropped from memory (archived in sled), and orders
     /// read back into memory to change.
     pub orders_passivated: AtomicU64,
+    /// Transfer steps taken (`TRANSFER_STEPS`' order), units shipped and
+    /// arrived (`["shipped", "received"]`), shipments refused for units
+    /// not free at the sender, and transfers open (requested or shipped).
+    pub transfer_steps: [AtomicU64; 4],
+    pub transfer_units: [AtomicU64; 2],
+    pub transfers_short: AtomicU64,
+    pub transfers_open: AtomicU64,
     pub orders_activated: AtomicU64,
     /// Per route: latency histogram; per route and status class: counts.
     latency: [Histogram; Route::ALL.len()],
@@ -165,6 +178,7 @@ impl Metrics {
         let mut s = String::with_capacity(8192);
         self.write_reservations(&mut s);
         self.write_orders(&mut s);
+        self.write_transfers(&mut s);
         write_feed_and_journal(&mut s, feed, journal);
         self.write_http(&mut s);
         s
@@ -226,6 +240,45 @@ impl Metrics {
                 );
             }
         }
+    }
+
+    /// Transfers' steps, units, refusals and those open.
+    fn write_transfers(&self, s: &mut String) {
+        let _ = writeln!(
+            s,
+            "# HELP holdfast_transfers_total Transfer steps taken between locations.\n# TYPE holdfast_transfers_total counter"
+        );
+        for (step, c) in TRANSFER_STEPS.iter().zip(&self.transfer_steps) {
+            let _ = writeln!(
+                s,
+                "holdfast_transfers_total{{step=\"{step}\"}} {}",
+                c.load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP holdfast_transfer_units_total Units that left a location by transfer (shipped) and that arrived (received); the difference, once received, is the discrepancy.\n# TYPE holdfast_transfer_units_total counter"
+        );
+        for (kind, c) in ["shipped", "received"].iter().zip(&self.transfer_units) {
+            let _ = writeln!(
+                s,
+                "holdfast_transfer_units_total{{kind=\"{kind}\"}} {}",
+                c.load(Relaxed)
+            );
+        }
+        counter(
+            s,
+            "holdfast_transfers_short_total",
+            "Transfer shipments refused: units not free at the sender.",
+            self.transfers_short.load(Relaxed),
+        );
+        metric(
+            s,
+            "gauge",
+            "holdfast_transfers_open",
+            "Transfers requested or shipped, not yet received or cancelled (kept by the leader).",
+            self.transfers_open.load(Relaxed),
+        );
     }
 
     /// The orders passivated and activated.

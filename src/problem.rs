@@ -33,10 +33,12 @@ pub enum Code {
     OutcomeUnknown,
     /// A count taken before the record's last count (`counted_at`).
     StaleCount,
+    /// Another transfer has this id.
+    TransferExists,
 }
 
 impl Code {
-    pub const ALL: [Code; 21] = [
+    pub const ALL: [Code; 22] = [
         Code::BadRequest,
         Code::Unauthorized,
         Code::Forbidden,
@@ -58,6 +60,7 @@ impl Code {
         Code::RequestTimeout,
         Code::OutcomeUnknown,
         Code::StaleCount,
+        Code::TransferExists,
     ];
 
     /// The code a problem's `code` member names.
@@ -93,6 +96,7 @@ impl Code {
             Code::RequestTimeout => ("request_timeout", 408, "The request was not sent in time"),
             Code::OutcomeUnknown => ("outcome_unknown", 504, "The write's outcome is unknown"),
             Code::StaleCount => ("stale_count", 409, "Counted before the record's last count"),
+            Code::TransferExists => ("transfer_exists", 409, "Transfer exists"),
         }
     }
 }

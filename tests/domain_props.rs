@@ -289,7 +289,7 @@ proptest! {
                         },
                         _ => TransferFact::Cancelled,
                     };
-                    let t = m.transfers[&id].clone();
+                    let t = m.transfers.get(&id).cloned().expect("requested");
                     match m.decide_transfer(&id, fact.clone(), now) {
                         Ok(Some(e)) => {
                             // The model's on_hand follows each shipped or

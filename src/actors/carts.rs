@@ -78,7 +78,9 @@ impl Engine {
         ttl_s: u64,
         (idem, by): (Option<IdemKey>, Option<By>),
     ) -> Result<Result<Reservation, Vec<Shortage>>, EngineError> {
-        let (mut outcomes, overloaded) = self.hold_in_every_shard(lines, partial).await?;
+        let (mut outcomes, overloaded) = self
+            .hold_in_every_shard(lines, partial, stock_shard::Against::Available)
+            .await?;
         let short = outcomes.iter().any(|o| o.short);
         let nothing = outcomes.iter().all(|o| o.held == 0);
         if overloaded || (short && !partial) || nothing {
@@ -137,10 +139,11 @@ impl Engine {
     /// Asks every stock shard of the cart at once to hold its lines
     /// provisionally: each line's outcome, and whether a shard's mailbox
     /// was full (its lines not asked).
-    async fn hold_in_every_shard(
+    pub(super) async fn hold_in_every_shard(
         &self,
         lines: &[CartLine],
         partial: bool,
+        against: stock_shard::Against,
     ) -> Result<(Vec<stock_shard::HoldOutcome>, bool), EngineError> {
         let n = self.0.stock.len();
         let mut per_shard: Vec<Vec<HoldLine>> = vec![Vec::new(); n];
@@ -162,6 +165,7 @@ impl Engine {
             match self.0.stock[shard].try_send(Hold {
                 lines: hl,
                 partial,
+                against,
                 reply: tx,
             }) {
                 Ok(()) => waiting.push(rx),
@@ -202,21 +206,17 @@ impl Engine {
         now: TimeMs,
         ticket: u64,
     ) {
-        let n = self.0.stock.len();
-        let mut per_shard: Vec<Vec<(SkuIdx, LocIdx, u32)>> = vec![Vec::new(); n];
-        for o in outcomes.iter().filter(|o| o.held > 0) {
+        let held = outcomes.iter().filter(|o| o.held > 0).map(|o| {
             let l = &lines[o.line];
-            per_shard[l.sku as usize % n].push((l.sku, l.location, o.held));
-        }
-        for (i, lines) in per_shard.into_iter().enumerate() {
-            if !lines.is_empty() {
-                // Must not be dropped: bounded by the carts in flight.
-                self.0.stock[i].do_send(Commit {
-                    lines,
-                    at_ms: now,
-                    ticket,
-                });
-            }
+            (l.sku, (l.sku, l.location, o.held))
+        });
+        for (i, lines) in stock_shard::by_shard(self.0.stock.len(), held) {
+            // Must not be dropped: bounded by the carts in flight.
+            self.0.stock[i].do_send(Commit {
+                lines,
+                at_ms: now,
+                ticket,
+            });
         }
     }
 

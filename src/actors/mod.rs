@@ -18,7 +18,9 @@
 //!   - `planning`: sourcing plans over live stock and today's capacity;
 //!   - `orders`: the order books' side: routing, passes over every
 //!     order, reconciling their holds;
-//!   - `feed_views`: the stock feed's subscriptions and first views.
+//!   - `feed_views`: the stock feed's subscriptions and first views;
+//!   - `transfers`: transfers between locations (their book, shipments
+//!     held across shards as carts are, receipts).
 
 mod carts;
 mod catalog_writes;
@@ -31,6 +33,7 @@ pub mod reservation_book;
 mod start;
 mod stock;
 pub mod stock_shard;
+mod transfers;
 
 pub use carts::CartLine;
 pub use feed_views::FeedView;
@@ -244,6 +247,8 @@ struct Inner {
     archive: Option<Arc<SnapshotStore>>,
     /// The stock feed's hub (committed changes for store apps).
     feed: Feed,
+    /// Transfers between locations (`transfers`): one writer at a time.
+    transfers: tokio::sync::Mutex<crate::domain::transfer::Transfers>,
 }
 
 /// The engine: cheap to clone; every clone talks to the same actors.

@@ -103,6 +103,10 @@ impl Engine {
         .map_err(|_| EngineError::Stopped)?;
         threads.push(feed_thread);
         let idempotency = std::mem::take(&mut model.idem).into_iter().collect();
+        let transfers = std::mem::take(&mut model.transfers);
+        let open = transfers.values().filter(|t| t.is_open()).count() as u64;
+        metrics.transfers_open.store(open, Ordering::Relaxed);
+        let transfers = tokio::sync::Mutex::new(transfers);
         let shares = share(model, n, &catalog.read(), clock.now_ms());
         let (actors, actix_thread) = start_actors(
             shares,
@@ -137,6 +141,7 @@ impl Engine {
             locations: actors.locations,
             archive: snapshots,
             feed,
+            transfers,
         }));
         Ok((
             engine,

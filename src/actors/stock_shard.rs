@@ -223,27 +223,54 @@ pub struct HoldOutcome {
 pub struct Hold {
     pub lines: Vec<HoldLine>,
     pub partial: bool,
+    /// What the units are held against: a sale's (available) or a
+    /// transfer's shipment's (free).
+    pub against: Against,
     pub reply: oneshot::Sender<Vec<HoldOutcome>>,
+}
+
+/// What a hold may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Against {
+    /// A sale: what is available (safety stock kept back).
+    Available,
+    /// A transfer's shipment: what is free (neither reserved nor
+    /// unsellable); safety stock is a margin on what is sold online, not
+    /// units kept from a transfer (`Model::decide_transfer` decides alike).
+    Free,
 }
 
 impl StockShard {
     /// Holds the lines: all or nothing unless `partial`. Returns what each
     /// line got; on a failed all-or-nothing cart nothing stays held.
-    fn hold(&mut self, lines: &[HoldLine], partial: bool) -> (Vec<HoldOutcome>, bool) {
+    fn hold(
+        &mut self,
+        lines: &[HoldLine],
+        partial: bool,
+        against: Against,
+    ) -> (Vec<HoldOutcome>, bool) {
         let mut out = Vec::with_capacity(lines.len());
         let mut short = false;
         for l in lines {
             let rec = self.table.get_or_empty(l.sku, l.location);
             let want = i64::from(l.qty);
-            let available = rec.available();
-            let got = if partial {
-                rec.decide_hold_partial(want)
-            } else if short {
-                // The cart fails anyway: hold nothing more, but say which
-                // lines are short.
-                0
-            } else {
-                rec.decide_hold(want).map(|_| want).unwrap_or(0)
+            // Once short, an all-or-nothing cart fails anyway: nothing
+            // more is held, but each line says whether it is short.
+            let (available, got) = match against {
+                Against::Available => (
+                    rec.available(),
+                    if partial {
+                        rec.decide_hold_partial(want)
+                    } else if short {
+                        0
+                    } else {
+                        rec.decide_hold(want).map(|_| want).unwrap_or(0)
+                    },
+                ),
+                Against::Free => {
+                    let free = rec.free().max(0);
+                    (free, if short || free < want { 0 } else { want })
+                }
             };
             if got > 0 {
                 // Not journaled yet: the version moves once it is.
@@ -292,7 +319,7 @@ impl StockShard {
 impl Handler<Hold> for StockShard {
     type Result = ();
     fn handle(&mut self, m: Hold, _: &mut Context<Self>) {
-        let (out, _) = self.hold(&m.lines, m.partial);
+        let (out, _) = self.hold(&m.lines, m.partial, m.against);
         // Not journaled yet: the coordinator commits or undoes them.
         for (l, o) in m.lines.iter().zip(&out) {
             if o.held > 0 {
@@ -359,7 +386,7 @@ pub struct HoldAndRecord {
 impl Handler<HoldAndRecord> for StockShard {
     type Result = ();
     fn handle(&mut self, m: HoldAndRecord, _: &mut Context<Self>) {
-        let (mut out, failed) = self.hold(&m.lines, m.partial);
+        let (mut out, failed) = self.hold(&m.lines, m.partial, Against::Available);
         if failed {
             let _ = m.reply.send(Ok(Err(out)));
             return;
@@ -395,6 +422,46 @@ impl Handler<HoldAndRecord> for StockShard {
                 m.book.do_send(Insert(reservation.clone()));
                 let _ = m.reply.send(Ok(Ok((reservation, durable))));
             }
+        }
+    }
+}
+
+/// A transfer's shipment is in the journal (`ticket`): per line, its
+/// units held at `from` (`Hold` against free units) leave `from`'s
+/// on_hand and show in transit at `to`, in one turn (nobody sees the hold
+/// released before the units left).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ShipTransfer {
+    /// (SKU, from, to, units).
+    pub lines: Vec<(SkuIdx, LocIdx, LocIdx, u32)>,
+    pub at_ms: TimeMs,
+    pub ticket: u64,
+}
+
+impl Handler<ShipTransfer> for StockShard {
+    type Result = ();
+    fn handle(&mut self, m: ShipTransfer, _: &mut Context<Self>) {
+        for (s, from, to, q) in m.lines {
+            let q = i64::from(q);
+            let release = StockDelta {
+                reserved: -q,
+                ..StockDelta::default()
+            };
+            self.table.apply_provisional(s, from, release);
+            self.provisional_add(s, from, -q);
+            let out = StockDelta {
+                on_hand: -q,
+                ..StockDelta::default()
+            };
+            // A movement, not a sale: a count taken before it must see it.
+            let r = self.apply_journaled(s, from, out, m.at_ms, Some(0), m.ticket);
+            self.keep_in_range(s, from, r, m.at_ms);
+            let coming = StockDelta {
+                in_transit: q,
+                ..StockDelta::default()
+            };
+            self.apply_journaled(s, to, coming, m.at_ms, Some(0), m.ticket);
         }
     }
 }
@@ -815,19 +882,28 @@ pub fn send_deltas(
     ticket: Option<u64>,
     deltas: impl IntoIterator<Item = (SkuIdx, LocIdx, StockDelta)>,
 ) {
-    let n = shards.len();
-    let mut per_shard: Vec<Vec<(SkuIdx, LocIdx, StockDelta)>> = vec![Vec::new(); n];
-    for d in deltas {
-        per_shard[d.0 as usize % n].push(d);
+    for (i, d) in by_shard(shards.len(), deltas.into_iter().map(|d| (d.0, d))) {
+        shards[i].do_send(ApplyDeltas {
+            deltas: d,
+            at_ms,
+            sale: false,
+            ticket,
+        });
     }
-    for (i, d) in per_shard.into_iter().enumerate() {
-        if !d.is_empty() {
-            shards[i].do_send(ApplyDeltas {
-                deltas: d,
-                at_ms,
-                sale: false,
-                ticket,
-            });
-        }
+}
+
+/// Items grouped by the stock shard (of `n`) of their SKU: each shard
+/// touched with its items, in their order.
+pub fn by_shard<T>(
+    n: usize,
+    items: impl IntoIterator<Item = (SkuIdx, T)>,
+) -> impl Iterator<Item = (usize, Vec<T>)> {
+    let mut per_shard: Vec<Vec<T>> = (0..n).map(|_| Vec::new()).collect();
+    for (sku, item) in items {
+        per_shard[sku as usize % n].push(item);
     }
+    per_shard
+        .into_iter()
+        .enumerate()
+        .filter(|(_, v)| !v.is_empty())
 }

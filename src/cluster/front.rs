@@ -184,6 +184,8 @@ impl Front {
             // What the copy does not hold, the leader answers.
             Route::Reservation => http::reservations::get_from(&model, &req, seg[2])?,
             Route::Order => http::orders::get_from(&model, &req, seg[2])?,
+            Route::Transfer => http::transfers::get_from(&model, &req, Some(seg[2]))?,
+            Route::Transfers => http::transfers::get_from(&model, &req, None)?,
             _ => return None,
         };
         drop(model);

@@ -244,9 +244,15 @@ pub struct Movement {
 
 impl Movement {
     pub fn new(c: &Cause<'_>, m: &Moved) -> Movement {
+        // A shipment is a transfer out at the sender and, at the receiver
+        // (units now in transit to it), a transfer in.
+        let kind = match c.kind {
+            MoveKind::TransferOut if m.delta.in_transit > 0 => MoveKind::TransferIn,
+            k => k,
+        };
         Movement {
             at_ms: c.at_ms,
-            kind: c.kind,
+            kind,
             on_hand: m.after.on_hand,
             reserved: m.after.reserved,
             delta_on_hand: m.delta.on_hand,

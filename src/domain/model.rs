@@ -15,7 +15,7 @@ use super::reservation::{
 };
 use super::rotation::RotationTable;
 use super::stock::{Bucket, StockDelta, StockTable};
-use super::transfer::{StepDecision, StepRefused, Transfer, TransferStatus};
+use super::transfer::{StepDecision, StepRefused, Transfer, TransferStatus, Transfers};
 use super::TimeMs;
 
 /// A line short of stock (api.md 409 `insufficient_stock`).
@@ -89,7 +89,7 @@ pub struct Model {
     pub moves: RecentMoves,
     /// Transfers between locations by id (added later: default).
     #[serde(default)]
-    pub transfers: std::collections::BTreeMap<String, Transfer>,
+    pub transfers: Transfers,
 }
 
 /// What a keyed adjustment did: applied once under its key, a repeat of
@@ -229,7 +229,7 @@ impl Model {
                 at_ms,
             )
             .map_err(|e| ReplayError(format!("transfer {id} requested as {e:?}")))?;
-            self.transfers.insert(id.to_string(), t);
+            self.transfers.insert(t);
             return Ok(());
         }
         let (Some(step), Some(t)) = (fact.step(), self.transfers.get(id)) else {
@@ -248,9 +248,7 @@ impl Model {
                 self.moves.moved(s, l, at_ms, m.on_hand);
             }
         }
-        if let Some(t) = self.transfers.get_mut(id) {
-            t.apply(&step, at_ms);
-        }
+        self.transfers.apply(id, &step, at_ms);
         Ok(())
     }
 

@@ -11,9 +11,11 @@
 //! `received` with `qty - received` as its discrepancy.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 use super::ids::{LocationId, SkuId};
 use super::TimeMs;
+use crate::limits::{TRANSFERS_MAX, TRANSFER_CLOSED_KEPT_MS, TRANSFER_SWEEP_EVERY};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -61,6 +63,11 @@ pub struct Transfer {
     pub status: TransferStatus,
     pub created_ms: TimeMs,
     pub updated_ms: TimeMs,
+    /// When it shipped and when it was received (added later: default).
+    #[serde(default)]
+    pub shipped_ms: Option<TimeMs>,
+    #[serde(default)]
+    pub received_ms: Option<TimeMs>,
 }
 
 /// A step asked of a transfer.
@@ -152,6 +159,8 @@ impl Transfer {
             status: TransferStatus::Requested,
             created_ms: now,
             updated_ms: now,
+            shipped_ms: None,
+            received_ms: None,
         })
     }
 
@@ -253,11 +262,180 @@ impl Transfer {
             }
         }
         self.status = match step {
-            TransferStep::Ship => TransferStatus::Shipped,
-            TransferStep::Receive(_) => TransferStatus::Received,
+            TransferStep::Ship => {
+                self.shipped_ms = Some(now);
+                TransferStatus::Shipped
+            }
+            TransferStep::Receive(_) => {
+                self.received_ms = Some(now);
+                TransferStatus::Received
+            }
             TransferStep::Cancel => TransferStatus::Cancelled,
         };
         self.updated_ms = now;
+    }
+
+    /// The request it was made from, to tell a client's retry (the same
+    /// places and lines) from another transfer under the same id.
+    pub fn same_request(&self, from: &LocationId, to: &LocationId, lines: &[(SkuId, u32)]) -> bool {
+        &self.from == from
+            && &self.to == to
+            && self.lines.len() == lines.len()
+            && self
+                .lines
+                .iter()
+                .zip(lines)
+                .all(|(l, (sku, qty))| &l.sku == sku && l.qty == *qty)
+    }
+
+    /// Requested or shipped: its units are still to move.
+    pub fn is_open(&self) -> bool {
+        matches!(
+            self.status,
+            TransferStatus::Requested | TransferStatus::Shipped
+        )
+    }
+
+    /// Whether it leaves or reaches `location`.
+    pub fn touches(&self, location: &str) -> bool {
+        self.from.as_str() == location || self.to.as_str() == location
+    }
+}
+
+/// Every transfer by id: the engine's book and replay's, one type so that
+/// both keep and forget alike (their contents must match for a follower's
+/// copy and a snapshot to answer what the leader does).
+///
+/// Bounded: closed transfers (received, cancelled) are forgotten
+/// `TRANSFER_CLOSED_KEPT_MS` after their last step, looked for every
+/// `TRANSFER_SWEEP_EVERY` requests (a pure function of the requests in
+/// journal order, so every copy forgets the same ones); past
+/// `TRANSFERS_MAX` kept, a request is refused (`is_full`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Transfers(BTreeMap<String, Transfer>);
+
+/// What a request decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Requested {
+    /// To journal and keep.
+    New(Transfer),
+    /// Kept already as asked: nothing to write.
+    Repeat(Transfer),
+}
+
+/// Why a request is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestRefused {
+    Invalid(TransferInvalid),
+    /// Another transfer has this id (409).
+    Exists,
+    /// `TRANSFERS_MAX` are kept (503).
+    Full,
+}
+
+/// Which transfers a listing wants.
+#[derive(Debug, Clone, Default)]
+pub struct TransferFilter {
+    /// Leaving or reaching this location.
+    pub location: Option<String>,
+    pub status: Option<TransferStatus>,
+}
+
+impl TransferFilter {
+    pub fn wants(&self, t: &Transfer) -> bool {
+        self.location.as_deref().is_none_or(|l| t.touches(l))
+            && self.status.is_none_or(|s| t.status == s)
+    }
+}
+
+impl Transfers {
+    pub fn get(&self, id: &str) -> Option<&Transfer> {
+        self.0.get(id)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Transfer> {
+        self.0.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Decides a request: a new transfer, or the repeat of one kept
+    /// (the same places and lines: a client's retry, answered as the
+    /// transfer is now).
+    pub fn decide_request(
+        &self,
+        id: &str,
+        from: LocationId,
+        to: LocationId,
+        lines: Vec<(SkuId, u32)>,
+        now: TimeMs,
+    ) -> Result<Requested, RequestRefused> {
+        if let Some(t) = self.0.get(id) {
+            return if t.same_request(&from, &to, &lines) {
+                Ok(Requested::Repeat(t.clone()))
+            } else {
+                Err(RequestRefused::Exists)
+            };
+        }
+        if self.0.len() >= TRANSFERS_MAX {
+            return Err(RequestRefused::Full);
+        }
+        Transfer::request(id.to_string(), from, to, lines, now)
+            .map(Requested::New)
+            .map_err(RequestRefused::Invalid)
+    }
+
+    /// Keeps a transfer just requested at `t.created_ms` (replacing none:
+    /// the decider refuses a known id), forgetting long-closed ones every
+    /// `TRANSFER_SWEEP_EVERY` requests.
+    pub fn insert(&mut self, t: Transfer) {
+        let now = t.created_ms;
+        self.0.insert(t.id.clone(), t);
+        if self.0.len().is_multiple_of(TRANSFER_SWEEP_EVERY) {
+            self.0
+                .retain(|_, t| t.is_open() || t.updated_ms >= now - TRANSFER_CLOSED_KEPT_MS);
+        }
+    }
+
+    /// Applies a step decided earlier to transfer `id`; false if unknown.
+    pub fn apply(&mut self, id: &str, step: &TransferStep, now: TimeMs) -> bool {
+        match self.0.get_mut(id) {
+            Some(t) => {
+                t.apply(step, now);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Up to `limit` transfers `filter` wants, in id order after `after`,
+    /// and the id to go on after if there may be more.
+    pub fn page(
+        &self,
+        filter: &TransferFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<&Transfer>, Option<String>) {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let from = after.map_or(Unbounded, |a| Excluded(a.to_string()));
+        let mut got: Vec<&Transfer> = self
+            .0
+            .range((from, Unbounded))
+            .map(|(_, t)| t)
+            .filter(|t| filter.wants(t))
+            .take(limit + 1)
+            .collect();
+        let more = got.len() > limit;
+        got.truncate(limit);
+        let next = more.then(|| got.last().map(|t| t.id.clone())).flatten();
+        (got, next)
     }
 }
 

@@ -331,6 +331,21 @@ pub fn query_param<'a>(query: &'a str, name: &str) -> Option<std::borrow::Cow<'a
     })
 }
 
+/// A page's `limit` query parameter: `default` when absent, else 1 to
+/// `max` (an error named `limit` otherwise).
+pub fn page_limit(e: &mut Errors, query: &str, default: usize, max: usize) -> usize {
+    match query_param(query, "limit") {
+        None => default,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => n,
+            _ => {
+                e.add("limit", format!("must be an integer from 1 to {max}"));
+                default
+            }
+        },
+    }
+}
+
 /// A path segment percent-decoded (RFC 3986 §2.1: `FZ%3AP1` is `FZ:P1`, as
 /// JavaScript's `encodeURIComponent` writes it). A segment that does not
 /// decode (a bad escape, bytes that are not UTF-8) is kept as it came, so

@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use super::error::{json_response, ApiError, ApiResult, Code};
-use super::input::{objects, parse_object, path_id, query_param, Errors};
+use super::input::{objects, page_limit, parse_object, path_id, query_param, Errors};
 use super::{AppState, Request};
 use crate::actors::stock_shard::{CountItem, RecordView};
 use crate::actors::{Adjustment, HistoryRead};
@@ -277,19 +277,7 @@ pub async fn history(state: &AppState, req: &Request, loc: &str, sku: &str) -> A
         }
         t
     });
-    let limit = match query_param(q, "limit") {
-        None => HISTORY_PAGE_DEFAULT,
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if (1..=HISTORY_PAGE_MAX).contains(&n) => n,
-            _ => {
-                e.add(
-                    "limit",
-                    format!("must be an integer from 1 to {HISTORY_PAGE_MAX}"),
-                );
-                HISTORY_PAGE_DEFAULT
-            }
-        },
-    };
+    let limit = page_limit(&mut e, q, HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX);
     let before = query_param(q, "cursor").and_then(|v| {
         let p = Place::parse_cursor(&v);
         if p.is_none() {

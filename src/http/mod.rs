@@ -24,6 +24,7 @@ pub mod payments;
 pub mod reservations;
 pub mod route;
 pub mod sourcing;
+pub mod transfers;
 pub mod webhooks;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -355,6 +356,12 @@ async fn dispatch(state: &Arc<AppState>, route: Route, req: &Request, seg: &[&st
         Route::ShipmentLabel => orders::get_label(state, req, seg[2], seg[4]).await,
         Route::ShipmentEvents => orders::shipment_event(state, req, seg[2], seg[4]).await,
         Route::SourcingPlan => sourcing::plan(state, req).await,
+        Route::Transfers if get => transfers::list(state, req).await,
+        Route::Transfers => transfers::create(state, req).await,
+        Route::Transfer => transfers::get(state, req, seg[2]).await,
+        Route::TransferShip | Route::TransferReceive | Route::TransferCancel => {
+            transfers::step(state, req, seg[2], seg[3]).await
+        }
         Route::Healthz | Route::Metrics | Route::OpenApi | Route::Board | Route::AdyenWebhook => {
             public(state, route, seg, &req.body).await
         }

@@ -10,8 +10,8 @@ use crate::domain::stock::Bucket;
 
 use crate::limits::{
     ADDRESS_FIELD_MAX, ADJUST_NOTE_MAX, BATCH_ITEMS_MAX, CART_LINES_MAX, DIMENSION_MM_MAX,
-    HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX, QTY_MAX, STOCK_MAX, TTL_S_DEFAULT, TTL_S_MAX,
-    TTL_S_MIN,
+    HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX, QTY_MAX, STOCK_MAX, TRANSFER_LINES_MAX,
+    TRANSFER_PAGE_DEFAULT, TRANSFER_PAGE_MAX, TTL_S_DEFAULT, TTL_S_MAX, TTL_S_MIN,
 };
 
 /// (method, route, summary, request schema, success status, response schema, error statuses)
@@ -306,6 +306,60 @@ const OPS: &[Op] = &[
         &[400, 401, 403, 404, 408, 409, 413, 422, 429, 503, 504],
     ),
     (
+        "post",
+        Route::Transfers,
+        "Request a transfer of stock between two locations (admin, or the token of a store it leaves or reaches): 201 requested. The id is its idempotency key: the same request again answers the transfer as it is now (200), another under the id 409 transfer_exists",
+        Some("TransferInput"),
+        201,
+        "Transfer",
+        &[400, 401, 403, 408, 409, 413, 422, 429, 503, 504],
+    ),
+    (
+        "get",
+        Route::Transfers,
+        "List transfers in id order, a page at a time (admin; a store token its own location's), by location (leaving or reaching it) and status (on a cluster follower: from its copy when fresh, as a stock record's read)",
+        None,
+        200,
+        "TransferList",
+        &[401, 403, 422, 429, 503],
+    ),
+    (
+        "get",
+        Route::Transfer,
+        "Read a transfer (admin, or a store it leaves or reaches; on a cluster follower: from its copy when fresh, as a stock record's read)",
+        None,
+        200,
+        "Transfer",
+        &[401, 403, 404, 422, 429, 503],
+    ),
+    (
+        "post",
+        Route::TransferShip,
+        "Ship a requested transfer (admin or the sending store's token): every line's units leave from's on_hand and show as in_transit on to's records, all or none; 409 insufficient_stock if a line's units are not free at the sender (neither reserved nor unsellable; `lines` names them with `available`, the free units), 409 invalid_transition if it was cancelled. Shipping again answers the transfer",
+        None,
+        200,
+        "Transfer",
+        &[401, 403, 404, 409, 422, 429, 503, 504],
+    ),
+    (
+        "post",
+        Route::TransferReceive,
+        "Receive a shipped transfer (admin or the receiving store's token): what arrived of each SKU joins to's on_hand (a SKU not named: none arrived), its in_transit goes, each line shows received and its discrepancy (sent less arrived), and the transfer is closed. The same receipt again answers the transfer; other figures are 409 invalid_transition",
+        Some("ReceiveInput"),
+        200,
+        "Transfer",
+        &[400, 401, 403, 404, 408, 409, 413, 422, 429, 503, 504],
+    ),
+    (
+        "post",
+        Route::TransferCancel,
+        "Cancel a transfer not yet shipped (admin, or a store it leaves or reaches); 409 invalid_transition once shipped. Cancelling again answers the transfer",
+        None,
+        200,
+        "Transfer",
+        &[401, 403, 404, 409, 422, 429, 503, 504],
+    ),
+    (
         "get",
         Route::Pickups,
         "The store's open pickups (pay and collect orders not yet collected, cancelled or declined), oldest first, at most 200 (admin or the store's token)",
@@ -422,6 +476,7 @@ fn schemas() -> Value {
         sourcing_schemas(),
         order_schemas(),
         payment_schemas(),
+        transfer_schemas(),
         cluster_schemas(),
     ] {
         if let Value::Object(part) = part {
@@ -459,6 +514,8 @@ fn examples() -> Value {
         "ShipmentEventInput": {"status": "picked"},
         "ReturnInput": {"lines": [{"sku": "A1", "qty": 1}], "location": "S001"},
         "RefundSettleInput": {"key": "O-1001:refund:0:5990", "made": true},
+        "TransferInput": {"id": "T-1001", "from": "DC1", "to": "S001", "lines": [{"sku": "A1", "qty": 6}]},
+        "ReceiveInput": {"lines": [{"sku": "A1", "qty": 5}]},
         "ScalapayCheckoutInput": {"reference": "O-1002", "amount": "119.80",
             "consumer": {"given_names": "Maria", "surname": "Rossi", "email": "maria@example.com"},
             "redirect": {"confirm_url": "https://shop.example.com/ok", "cancel_url": "https://shop.example.com/ko"}}
@@ -697,6 +754,32 @@ fn order_schema() -> Value {
         "payment": payment, "shipments": {"type": "array", "items": shipment}, "created_at": time, "updated_at": time}})
 }
 
+/// Transfers between locations.
+fn transfer_schemas() -> Value {
+    let line = |min: i64, what: &str| json!({"type": "object", "required": ["sku", "qty"], "properties": {"sku": id(), "qty": int(min, STOCK_MAX)}, "description": what});
+    let time = json!({"type": "string", "format": "date-time"});
+    let at = json!({"type": ["string", "null"], "format": "date-time"});
+    json!({
+        "TransferInput": {"type": "object", "required": ["id", "from", "to", "lines"], "properties": {
+            "id": id(), "from": id(), "to": {"allOf": [id()], "description": "a location other than from"},
+            "lines": some(line(1, "units of a SKU to send; each SKU once"), TRANSFER_LINES_MAX)}},
+        "ReceiveInput": {"type": "object", "required": ["lines"], "properties": {
+            "lines": some(line(0, "units of a SKU of the transfer that arrived; each SKU once"), TRANSFER_LINES_MAX)}},
+        "Transfer": {"type": "object", "required": ["id", "from", "to", "status", "lines", "discrepancy", "created_at", "updated_at", "shipped_at", "received_at"], "properties": {
+            "id": id(), "from": id(), "to": id(),
+            "status": {"enum": ["requested", "shipped", "received", "cancelled"]},
+            "lines": {"type": "array", "items": {"type": "object", "required": ["sku", "qty", "received", "discrepancy"], "properties": {
+                "sku": id(), "qty": int(1, STOCK_MAX),
+                "received": {"type": ["integer", "null"], "minimum": 0, "description": "units that arrived; null until received"},
+                "discrepancy": {"type": ["integer", "null"], "description": "qty less received (negative: more arrived than was sent); null until received"}}}},
+            "discrepancy": {"type": ["integer", "null"], "description": "the lines' discrepancies summed, once received"},
+            "created_at": time, "updated_at": time.clone(), "shipped_at": at, "received_at": at.clone()}},
+        "TransferList": {"type": "object", "required": ["transfers", "next_cursor"], "properties": {
+            "transfers": {"type": "array", "items": schema_ref("Transfer")},
+            "next_cursor": {"type": ["string", "null"], "description": "the next page's cursor; null on the last page"}}}
+    })
+}
+
 /// Payment providers' own endpoints.
 fn payment_schemas() -> Value {
     let url = json!({"type": "string", "maxLength": 500, "pattern": "^https?://"});
@@ -750,7 +833,8 @@ fn cluster_schemas() -> Value {
             "on_hand": {"type": "integer", "description": "insufficient_stock of an adjustment: the record's on_hand"},
             "free": {"type": "integer", "minimum": 0, "description": "insufficient_stock setting units apart: the units neither reserved nor unsellable"},
             "unsellable": {"type": "object", "additionalProperties": {"type": "integer"}, "description": "insufficient_stock of a bucket: what it holds"},
-            "last_counted_at": {"type": "string", "format": "date-time", "description": "stale_count: when the record was last counted"}}}
+            "last_counted_at": {"type": "string", "format": "date-time", "description": "stale_count: when the record was last counted"},
+            "transfer_status": {"enum": ["requested", "shipped", "received", "cancelled"], "description": "invalid_transition of a transfer: its status"}}}
     })
 }
 
@@ -763,7 +847,7 @@ fn problem_description(status: u16) -> &'static str {
         403 => "forbidden: the token's role or location does not allow this",
         404 => "not_found",
         408 => "request_timeout: the body did not arrive within 10 s; the connection is closed",
-        409 => "insufficient_stock (`lines` names the short ones; of an adjustment `on_hand`, `free` or `unsellable`), reservation_not_held, invalid_transition, order_exists or stale_count (a count taken before the record's last count, member `last_counted_at`)",
+        409 => "insufficient_stock (`lines` names the short ones; of an adjustment `on_hand`, `free` or `unsellable`), reservation_not_held, invalid_transition (of a transfer: member `transfer_status`), order_exists, transfer_exists or stale_count (a count taken before the record's last count, member `last_counted_at`)",
         413 => "payload_too_large: the body is over 1 MiB",
         422 => "validation_failed (`errors` names each field, a path segment by its parameter's name), unknown_sku, unknown_location (`field` names it) or idempotency_key_reused",
         426 => "upgrade_required: a plain GET of the WebSocket feed",
@@ -823,6 +907,8 @@ fn success_response(path: &str, status: u16, output: &str) -> Value {
             | "/v1/availability/{sku}"
             | "/v1/reservations/{id}"
             | "/v1/orders/{id}"
+            | "/v1/transfers"
+            | "/v1/transfers/{id}"
     );
     if read && status == 200 {
         r["headers"] = json!({
@@ -845,6 +931,12 @@ fn links(path: &str, status: u16) -> Option<Value> {
             "extend": to("/v1/reservations/{id}/extend", "post", id.clone()),
             "release": to("/v1/reservations/{id}/release", "post", id.clone()),
             "fulfil": to("/v1/reservations/{id}/fulfil", "post", id),
+        })),
+        ("/v1/transfers", 201) => Some(json!({
+            "read": to("/v1/transfers/{id}", "get", id.clone()),
+            "ship": to("/v1/transfers/{id}/ship", "post", id.clone()),
+            "receive": to("/v1/transfers/{id}/receive", "post", id.clone()),
+            "cancel": to("/v1/transfers/{id}/cancel", "post", id),
         })),
         ("/v1/orders", 201) => {
             let shipment =
@@ -891,6 +983,17 @@ fn other_parameters(method: &str, path: &str) -> Vec<Value> {
             "description": "Checked as an identifier (422 otherwise); an order is placed once by its id whatever the key: a repeat answers 409 order_exists"}),
         ],
         ("get", "/v1/inventory/{location}/{sku}" | "/v1/availability/{sku}") => vec![fresh],
+        ("get", "/v1/transfers") => vec![
+            json!({"name": "location", "in": "query", "required": false, "schema": id(),
+                "description": "transfers leaving or reaching this location (a store token: its own, the default)"}),
+            json!({"name": "status", "in": "query", "required": false, "schema": {"enum": ["requested", "shipped", "received", "cancelled"]}}),
+            json!({"name": "limit", "in": "query", "required": false,
+                "schema": {"type": "integer", "minimum": 1, "maximum": TRANSFER_PAGE_MAX, "default": TRANSFER_PAGE_DEFAULT}}),
+            json!({"name": "cursor", "in": "query", "required": false, "schema": id(),
+                "description": "a page's next_cursor: the page after it"}),
+            fresh,
+        ],
+        ("get", "/v1/transfers/{id}") => vec![fresh],
         ("get", "/v1/inventory/{location}/{sku}/history") => vec![
             json!({"name": "since", "in": "query", "required": false, "schema": {"type": "string", "format": "date-time"},
                 "description": "RFC 3339: no movement older than this"}),

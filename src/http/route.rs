@@ -77,6 +77,12 @@ routes! {
     ShipmentLabel => "/v1/orders/{id}/shipments/{shipment}/label",
     ShipmentEvents => "/v1/orders/{id}/shipments/{shipment}/events",
     SourcingPlan => "/v1/sourcing/plan",
+    /// Transfers between locations: the listing, and requests.
+    Transfers => "/v1/transfers",
+    Transfer => "/v1/transfers/{id}",
+    TransferShip => "/v1/transfers/{id}/ship",
+    TransferReceive => "/v1/transfers/{id}/receive",
+    TransferCancel => "/v1/transfers/{id}/cancel",
 }
 
 /// Who answers a request on a cluster node (`cluster::front`).
@@ -122,12 +128,14 @@ impl Route {
         const GET_PUT: &[Method] = &[Method::GET, Method::PUT];
         match self {
             Healthz | Metrics | OpenApi | Board | Feed | Cluster | Locations | Pickups
-            | Availability | Reservation | Order | ShipmentLabel | History => GET,
+            | Availability | Reservation | Order | ShipmentLabel | History | Transfer => GET,
+            Transfers => &[Method::GET, Method::POST],
             SkuBatch => &[Method::GET, Method::PUT, Method::POST],
             Sku | Location | Stock => GET_PUT,
             AdyenWebhook | InventoryBatch | Adjustments | Unsellable | Reservations | Confirm
             | Release | Fulfil | Extend | ScalapayCheckouts | Orders | OrderCancel
-            | OrderReturns | RefundSettle | ShipmentEvents | SourcingPlan => POST,
+            | OrderReturns | RefundSettle | ShipmentEvents | SourcingPlan | TransferShip
+            | TransferReceive | TransferCancel => POST,
         }
     }
 
@@ -172,6 +180,9 @@ impl Route {
             SkuBatch | Sku | Locations | Location => Label::CatalogWrite,
             Healthz | Metrics | OpenApi => Label::Operations,
             Feed => Label::Feed,
+            Transfers | Transfer | TransferShip | TransferReceive | TransferCancel => {
+                Label::Transfers
+            }
             Board | Cluster => Label::Other,
         }
     }
@@ -180,7 +191,9 @@ impl Route {
     pub fn serving(self) -> Serving {
         match self {
             Healthz | Metrics | OpenApi | Cluster | Feed => Serving::Node,
-            Stock | Availability | Reservation | Order => Serving::CopyOrLeader,
+            Stock | Availability | Reservation | Order | Transfers | Transfer => {
+                Serving::CopyOrLeader
+            }
             _ => Serving::Leader,
         }
     }
@@ -189,11 +202,12 @@ impl Route {
     /// first one's answer was lost (`cluster::front`): a confirm or a
     /// release (made twice, made once), and, under an `Idempotency-Key`,
     /// a hold or an adjustment, of on_hand or of a bucket (applied once
-    /// per key). Not a count's PUT:
+    /// per key), and a transfer's request or step (its id is its key; a
+    /// step taken answers the transfer). Not a count's PUT:
     /// sent seconds later it could undo a newer one.
     pub fn resendable(self, keyed: bool) -> bool {
         match self {
-            Confirm | Release => true,
+            Confirm | Release | Transfers | TransferShip | TransferReceive | TransferCancel => true,
             Reservations | Adjustments | Unsellable => keyed,
             _ => false,
         }

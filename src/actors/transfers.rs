@@ -1,0 +1,285 @@
+//! Transfers between locations: the engine's book of them (one step at a
+//! time), a shipment held across the stock shards as a cart's lines are,
+//! its receipt.
+
+use super::*;
+use crate::domain::event::TransferFact;
+use crate::domain::model::TransferRefused;
+use crate::domain::transfer::{
+    RequestRefused, Requested, StepDecision, Transfer, TransferFilter, TransferMove, TransferStep,
+    Transfers,
+};
+use crate::limits::TRANSFER_BOOK_WAIT;
+use stock_shard::{Against, ShipTransfer};
+
+/// A transfer step as asked: what the transfer is now, or why not.
+pub type StepAnswer = Result<Result<Transfer, TransferRefused>, EngineError>;
+
+impl Engine {
+    /// The transfer book, once the step before has been taken; past
+    /// `TRANSFER_BOOK_WAIT`, the engine is at capacity (503).
+    ///
+    /// A lock, not an actor: a shipment waits on the stock shards' holds,
+    /// then journals; an actix actor would hold its mailbox through it all
+    /// (an atomic response future) to take one step at a time, which is
+    /// what this lock is, with its wait bounded. Transfers are few next
+    /// to checkouts: one at a time costs nothing.
+    async fn transfer_book(&self) -> Result<tokio::sync::MutexGuard<'_, Transfers>, EngineError> {
+        tokio::time::timeout(TRANSFER_BOOK_WAIT, self.0.transfers.lock())
+            .await
+            .map_err(|_| EngineError::Overloaded)
+    }
+
+    pub async fn transfer(&self, id: &str) -> Result<Option<Transfer>, EngineError> {
+        Ok(self.transfer_book().await?.get(id).cloned())
+    }
+
+    /// Up to `limit` transfers `filter` wants after id `after`, in id
+    /// order, and the id to go on after if there may be more.
+    pub async fn transfers(
+        &self,
+        filter: &TransferFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Transfer>, Option<String>), EngineError> {
+        let book = self.transfer_book().await?;
+        let (page, next) = book.page(filter, after, limit);
+        Ok((page.into_iter().cloned().collect(), next))
+    }
+
+    /// Requests a transfer: the new one (`true`) once its record is
+    /// durable, or the one kept under this id if asked alike (`false`: a
+    /// retry, answered once what came before is durable).
+    pub async fn request_transfer(
+        &self,
+        id: String,
+        (from, to): (LocationId, LocationId),
+        lines: Vec<(SkuId, u32)>,
+        by: Option<By>,
+    ) -> Result<Result<(Transfer, bool), RequestRefused>, EngineError> {
+        // In its own task: a caller that goes away cannot cut it short.
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut book = me.transfer_book().await?;
+            let now = me.0.clock.now_ms();
+            let t = match book.decide_request(&id, from.clone(), to.clone(), lines.clone(), now) {
+                Err(refused) => return Ok(Err(refused)),
+                Ok(Requested::Repeat(t)) => {
+                    drop(book);
+                    me.0.journal.barrier()?.await?;
+                    return Ok(Ok((t, false)));
+                }
+                Ok(Requested::New(t)) => t,
+            };
+            let durable = me.0.journal.append(&Event::Transfer {
+                id,
+                step: TransferFact::Requested { from, to, lines },
+                at_ms: now,
+                by,
+            })?;
+            book.insert(t.clone());
+            drop(book);
+            let m = &me.0.metrics;
+            m.transfer_steps[0].fetch_add(1, Ordering::Relaxed);
+            m.transfers_open.fetch_add(1, Ordering::Relaxed);
+            durable.await?;
+            Ok(Ok((t, true)))
+        })
+        .await
+        .map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Takes a step of transfer `id`: ships it (every line's units free
+    /// at the sender, or none), receives it, cancels it. A step taken
+    /// already answers the transfer as it is (a retry).
+    pub async fn transfer_step(
+        &self,
+        id: String,
+        step: TransferStep,
+        by: Option<By>,
+    ) -> StepAnswer {
+        // In its own task: a shipment's holds are undone by whoever made
+        // them, which a caller going away must not cut short.
+        let me = self.clone();
+        tokio::spawn(async move { me.take_transfer_step(&id, step, by).await })
+            .await
+            .map_err(|_| EngineError::Stopped)?
+    }
+
+    async fn take_transfer_step(&self, id: &str, step: TransferStep, by: Option<By>) -> StepAnswer {
+        let mut book = self.transfer_book().await?;
+        let Some(t) = book.get(id).cloned() else {
+            return Ok(Err(TransferRefused::NotFound));
+        };
+        match t.decide(&step) {
+            Err(refused) => return Ok(Err(TransferRefused::Step(refused))),
+            Ok(StepDecision::Unchanged) => {
+                drop(book);
+                self.0.journal.barrier()?.await?;
+                return Ok(Ok(t));
+            }
+            Ok(StepDecision::To(_)) => {}
+        }
+        let now = self.0.clock.now_ms();
+        let fact = match &step {
+            TransferStep::Ship => TransferFact::Shipped,
+            TransferStep::Receive(lines) => TransferFact::Received {
+                lines: lines.clone(),
+            },
+            TransferStep::Cancel => TransferFact::Cancelled,
+        };
+        let event = Event::Transfer {
+            id: id.to_string(),
+            step: fact,
+            at_ms: now,
+            by,
+        };
+        let durable = match &step {
+            TransferStep::Ship => match self.ship(&t, &event, now).await? {
+                Ok(durable) => durable,
+                Err(short) => {
+                    self.0
+                        .metrics
+                        .transfers_short
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Ok(Err(TransferRefused::Short(short)));
+                }
+            },
+            TransferStep::Receive(_) => {
+                let deltas = self.resolved(t.moves(&step))?;
+                let (durable, ticket) = self.0.journal.append_ticketed(&event)?;
+                stock_shard::send_deltas(&self.0.stock, now, Some(ticket), deltas);
+                durable
+            }
+            TransferStep::Cancel => self.0.journal.append(&event)?,
+        };
+        book.apply(id, &step, now);
+        let after = book.get(id).cloned().unwrap_or(t);
+        drop(book);
+        self.count_step(&after);
+        durable.await?;
+        Ok(Ok(after))
+    }
+
+    /// Holds every line at the sender against its free units across the
+    /// stock shards (as a cart's lines are held), then journals the
+    /// shipment and has each shard move its lines; on any line short,
+    /// undoes the holds and answers the short lines with their free units.
+    async fn ship(
+        &self,
+        t: &Transfer,
+        event: &Event,
+        now: TimeMs,
+    ) -> Result<Result<Durable, Vec<(SkuId, i64)>>, EngineError> {
+        let (lines, to) = {
+            let c = self.0.catalog.read();
+            let place = |l: &LocationId| c.location_idx(l.as_str());
+            let (Some(from), Some(to)) = (place(&t.from), place(&t.to)) else {
+                // Requests are checked against the catalog, which never forgets.
+                return Err(EngineError::Stopped);
+            };
+            let lines: Option<Vec<CartLine>> = t
+                .lines
+                .iter()
+                .map(|l| {
+                    Some(CartLine {
+                        sku: c.sku_idx(l.sku.as_str())?,
+                        location: from,
+                        qty: l.qty,
+                    })
+                })
+                .collect();
+            (lines.ok_or(EngineError::Stopped)?, to)
+        };
+        let (outcomes, overloaded) = self
+            .hold_in_every_shard(&lines, false, Against::Free)
+            .await?;
+        if overloaded || outcomes.iter().any(|o| o.short) {
+            self.undo_holds(&lines, &outcomes);
+            if overloaded {
+                self.0
+                    .metrics
+                    .overload_rejections
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(EngineError::Overloaded);
+            }
+            let mut short: Vec<(usize, SkuId, i64)> = outcomes
+                .iter()
+                .filter(|o| o.short)
+                .map(|o| (o.line, t.lines[o.line].sku.clone(), o.available))
+                .collect();
+            short.sort_by_key(|s| s.0);
+            return Ok(Err(short.into_iter().map(|(_, s, f)| (s, f)).collect()));
+        }
+        let (durable, ticket) = match self.0.journal.append_ticketed(event) {
+            Ok(journaled) => journaled,
+            Err(e) => {
+                self.undo_holds(&lines, &outcomes);
+                return Err(e.into());
+            }
+        };
+        let moving = lines
+            .iter()
+            .map(|l| (l.sku, (l.sku, l.location, to, l.qty)));
+        for (i, lines) in stock_shard::by_shard(self.0.stock.len(), moving) {
+            // Must not be dropped: bounded by the transfers in flight (one
+            // at a time).
+            self.0.stock[i].do_send(ShipTransfer {
+                lines,
+                at_ms: now,
+                ticket,
+            });
+        }
+        Ok(Ok(durable))
+    }
+
+    /// A step's moves as deltas of records.
+    fn resolved(
+        &self,
+        moves: Vec<TransferMove>,
+    ) -> Result<Vec<(SkuIdx, LocIdx, StockDelta)>, EngineError> {
+        let c = self.0.catalog.read();
+        moves
+            .into_iter()
+            .map(|m| {
+                let s = c.sku_idx(m.sku.as_str()).ok_or(EngineError::Stopped)?;
+                let l = c
+                    .location_idx(m.location.as_str())
+                    .ok_or(EngineError::Stopped)?;
+                let d = StockDelta {
+                    on_hand: m.on_hand,
+                    in_transit: m.in_transit,
+                    ..StockDelta::default()
+                };
+                Ok((s, l, d))
+            })
+            .collect()
+    }
+
+    /// Counts a step just taken, and the units it moved.
+    fn count_step(&self, t: &Transfer) {
+        use crate::domain::transfer::TransferStatus::*;
+        let m = &self.0.metrics;
+        let (step, units) = match t.status {
+            Requested => return,
+            Shipped => (1, t.lines.iter().map(|l| u64::from(l.qty)).sum::<u64>()),
+            Received => (
+                2,
+                t.lines
+                    .iter()
+                    .map(|l| u64::from(l.received.unwrap_or(0)))
+                    .sum(),
+            ),
+            Cancelled => (3, 0),
+        };
+        m.transfer_steps[step].fetch_add(1, Ordering::Relaxed);
+        if step < 3 {
+            m.transfer_units[step - 1].fetch_add(units, Ordering::Relaxed);
+        }
+        if matches!(t.status, Received | Cancelled) {
+            let _ = m
+                .transfers_open
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
+    }
+}
