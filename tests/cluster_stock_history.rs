@@ -24,6 +24,16 @@ fn send(cl: &Cluster, via: usize, method: &str, path: &str, body: Value) -> (u16
     )
 }
 
+/// (on_hand, in_transit) of A0 at `loc`, read through node `via`.
+fn record(cl: &Cluster, via: usize, loc: &str) -> (i64, i64) {
+    let (st, v) = get_retrying(&cl.url(via, &format!("/v1/inventory/{loc}/A0")));
+    assert_eq!(st, 200, "{v}");
+    (
+        v["on_hand"].as_i64().unwrap_or(-1),
+        v.get("in_transit").and_then(Value::as_i64).unwrap_or(0),
+    )
+}
+
 fn history(cl: &Cluster, via: usize) -> Vec<Value> {
     let (st, v) = get_retrying(&cl.url(via, "/v1/inventory/S000/A0/history"));
     assert_eq!(st, 200, "{v}");
@@ -134,4 +144,74 @@ fn late_counts_and_the_history_hold_through_followers_and_a_takeover() {
     let after = history(&cl, survivor);
     assert_eq!(movement_kinds(&after)[0], "adjustment");
     assert_eq!(after[1..], told[..]);
+}
+
+/// A transfer requested, shipped and read through followers; the leader
+/// killed (-9) while it is in transit: the new leader holds the shipment
+/// (the units off the sender, in transit at the receiver) and receives it.
+#[test]
+fn a_transfer_in_transit_survives_a_takeover() {
+    let redis = Redis::start();
+    let mut cl = Cluster::start(redis.port, "durability = \"replicated\"", 1500, "");
+    let leader = cl.wait_leader();
+    let (f1, f2) = ((leader + 1) % 3, (leader + 2) % 3);
+    cl.seed(f1, 2, 10);
+    let (st, v) = send(
+        &cl,
+        f1,
+        "PUT",
+        "/v1/locations/S001",
+        json!({"name": "t", "kind": "store", "lat": 45.1, "lon": 9.1}),
+    );
+    assert_eq!(st, 200, "{v}");
+    let ask = json!({"id": "T-1", "from": "S000", "to": "S001", "lines": [{"sku": "A0", "qty": 4}, {"sku": "A1", "qty": 2}]});
+    let (st, v) = send(&cl, f1, "POST", "/v1/transfers", ask.clone());
+    assert_eq!((st, v["status"].as_str()), (201, Some("requested")), "{v}");
+    let (st, v) = send(&cl, f2, "POST", "/v1/transfers/T-1/ship", json!({}));
+    assert_eq!((st, v["status"].as_str()), (200, Some("shipped")), "{v}");
+
+    // Read through a follower, from its own copy once it caught up with
+    // the write it forwarded (the leader answers until then).
+    let from_copy = (0..50).find_map(|_| {
+        let (st, h, v) = common::call_full(
+            &client(),
+            "GET",
+            &cl.url(f2, "/v1/transfers/T-1"),
+            None,
+            None,
+            &[],
+        );
+        let copy = h.get("x-holdfast-read").is_some_and(|r| r == "follower");
+        if !copy {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        copy.then_some((st, v))
+    });
+    let (st, v) = from_copy.expect("a follower's read");
+    assert_eq!((st, v["status"].as_str()), (200, Some("shipped")), "{v}");
+    assert_eq!(record(&cl, f2, "S000"), (6, 0));
+    assert_eq!(record(&cl, f2, "S001"), (0, 4));
+
+    // The leader killed while the units are on their way.
+    cl.wait_copies_equal();
+    cl.kill(leader);
+    let next = cl.wait_leader();
+    assert_ne!(next, leader);
+    let survivor = if next == f1 { f2 } else { f1 };
+    assert_eq!(record(&cl, next, "S000"), (6, 0), "the shipment held");
+    assert_eq!(record(&cl, next, "S001"), (0, 4));
+    // A retried request and shipment answer the transfer as it is.
+    let (st, v) = send(&cl, survivor, "POST", "/v1/transfers", ask);
+    assert_eq!((st, v["status"].as_str()), (200, Some("shipped")), "{v}");
+    let (st, v) = send(&cl, survivor, "POST", "/v1/transfers/T-1/ship", json!({}));
+    assert_eq!((st, v["status"].as_str()), (200, Some("shipped")), "{v}");
+    assert_eq!(record(&cl, next, "S000"), (6, 0), "shipped once");
+    // Received through the surviving follower: three of four arrived.
+    let got = json!({"lines": [{"sku": "A0", "qty": 3}, {"sku": "A1", "qty": 2}]});
+    let (st, v) = send(&cl, survivor, "POST", "/v1/transfers/T-1/receive", got);
+    assert_eq!((st, v["discrepancy"].as_i64()), (200, Some(1)), "{v}");
+    assert_eq!(record(&cl, next, "S001"), (3, 0));
+    let (st, v) = get_retrying(&cl.url(survivor, "/v1/transfers?status=received"));
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["transfers"][0]["id"], "T-1", "{v}");
 }

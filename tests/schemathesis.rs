@@ -136,6 +136,15 @@ fn seed(s: &Server) -> Vec<String> {
     };
     order("O-1", json!({"type": "pickup", "location": "S001"}));
     order("O-2", json!({"type": "ship", "lat": 45.47, "lon": 9.2}));
+    // A transfer requested (T-1) and one on its way (T-2).
+    for (id, from, to) in [("T-1", "S001", "S002"), ("T-2", "DC1", "S001")] {
+        send(
+            "POST",
+            "/v1/transfers",
+            json!({"id": id, "from": from, "to": to, "lines": [{"sku": "A2", "qty": 2}]}),
+        );
+    }
+    send("POST", "/v1/transfers/T-2/ship", json!({}));
     vec![held, confirmed]
 }
 

@@ -28,6 +28,10 @@ BUSINESS_FIELDS = [
     (r"lines\[\d+\]\.qty", r"at most \d+ of SKU .* may be reserved at once$"),
     # A return of a SKU the order does not have.
     (r"lines\[\d+\]\.sku", r".* is not in order "),
+    # A transfer between one place and itself, a SKU its lines name twice,
+    # a receipt of a SKU the transfer does not carry.
+    (r"to", r"must differ from from$"),
+    (r"lines\[\d+\]\.sku", r"(names a SKU an earlier line names|is not a SKU of this transfer)$"),
     # A count's time outside the window around the server's clock (48 hours
     # back, 5 minutes ahead), or before the record's kept movements: the
     # document says so, but no schema can state a bound that moves with now.

@@ -533,3 +533,131 @@ fn transfers_survive_kill_9_between_their_steps() {
         "{text}"
     );
 }
+
+/// What a worker was told of one transfer: its last acknowledged step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Told {
+    Requested,
+    Shipped,
+    Received,
+}
+
+#[test]
+fn transfers_under_way_when_killed_lose_nothing_acknowledged() {
+    let journal_only = "[snapshot]\nevery_records = 1000000\n";
+    let mut s = Server::start(journal_only);
+    let c = client();
+    seed(&c, &s, None, 4, 2, 100);
+    let base = s.base.clone();
+    // Two workers, one each way, request, ship and receive until the
+    // server dies under them; each keeps what it was told.
+    let workers: Vec<_> = [("S000", "S001"), ("S001", "S000")]
+        .into_iter()
+        .enumerate()
+        .map(|(w, (from, to))| {
+            let base = base.clone();
+            std::thread::spawn(move || {
+                let c = client();
+                let mut told: Vec<(String, Told)> = Vec::new();
+                for i in 0.. {
+                    let id = format!("T-{w}-{i}");
+                    let sku = format!("A{}", i % 4);
+                    let ask = json!({"id": id, "from": from, "to": to, "lines": [{"sku": sku, "qty": 1 + i % 3}]});
+                    let url = |p: &str| format!("{base}{p}");
+                    let body = ask.to_string();
+                    let Some((201, _)) = common::try_call(&c, "POST", &url("/v1/transfers"), Some(&body)) else {
+                        break;
+                    };
+                    told.push((id.clone(), Told::Requested));
+                    let ship = url(&format!("/v1/transfers/{id}/ship"));
+                    match common::try_call(&c, "POST", &ship, None) {
+                        Some((200, _)) => {}
+                        // Out of free units: leave it requested.
+                        Some((409, _)) => continue,
+                        _ => break,
+                    }
+                    told.last_mut().expect("told").1 = Told::Shipped;
+                    let got = json!({"lines": [{"sku": sku, "qty": i % 3}]}).to_string();
+                    let receive = url(&format!("/v1/transfers/{id}/receive"));
+                    let Some((200, _)) = common::try_call(&c, "POST", &receive, Some(&got)) else {
+                        break;
+                    };
+                    told.last_mut().expect("told").1 = Told::Received;
+                }
+                told
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(1_500));
+    s.kill_and_restart(journal_only);
+    let told: Vec<(String, Told)> = workers
+        .into_iter()
+        .flat_map(|w| w.join().expect("worker"))
+        .collect();
+    assert!(told.len() > 10, "the workers got going: {told:?}");
+
+    // Every acknowledged step is there after the restart.
+    let mut kept: Vec<Value> = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let path = format!("/v1/transfers?limit=200{cursor}");
+        let (st, v) = send(&c, &s, "GET", &path, None, None);
+        assert_eq!(st, 200, "{v}");
+        kept.extend(
+            v["transfers"]
+                .as_array()
+                .expect("transfers")
+                .iter()
+                .cloned(),
+        );
+        match v["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    let status = |id: &str| {
+        let t = kept.iter().find(|t| t["id"] == id);
+        match t.and_then(|t| t["status"].as_str()) {
+            Some("requested") => Some(Told::Requested),
+            Some("shipped") => Some(Told::Shipped),
+            Some("received") => Some(Told::Received),
+            _ => None,
+        }
+    };
+    for (id, was) in &told {
+        assert!(
+            status(id) >= Some(*was),
+            "{id}: told {was:?}, kept {:?}",
+            status(id)
+        );
+    }
+
+    // Units are conserved: on hand, in transit, and lost on the way.
+    let lost: i64 = kept.iter().filter_map(|t| t["discrepancy"].as_i64()).sum();
+    let mut total = 0;
+    for sku in 0..4 {
+        for loc in ["S000", "S001"] {
+            let (on_hand, reserved, in_transit) = figures(&c, &s, loc, &format!("A{sku}"));
+            assert!(on_hand >= 0 && reserved == 0, "{loc} A{sku}: {on_hand}");
+            let coming: i64 = kept
+                .iter()
+                .filter(|t| {
+                    t["status"] == "shipped"
+                        && t["to"] == loc
+                        && t["lines"][0]["sku"] == format!("A{sku}")
+                })
+                .map(|t| t["lines"][0]["qty"].as_i64().unwrap_or(0))
+                .sum();
+            assert_eq!(
+                in_transit, coming,
+                "{loc} A{sku}: in transit is what shipped there"
+            );
+            total += on_hand + in_transit;
+        }
+    }
+    assert_eq!(
+        total + lost,
+        4 * 2 * 100,
+        "what left arrived or was lost on the way"
+    );
+}

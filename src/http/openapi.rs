@@ -1040,6 +1040,15 @@ pub fn document() -> Value {
         params.extend(other_parameters(method, path));
         let mut responses = Map::new();
         responses.insert(status.to_string(), success_response(path, status, output));
+        if (method, path) == ("post", "/v1/transfers") {
+            // The id is the key: a request repeated alike answers the
+            // transfer as it is now.
+            responses.insert(
+                "200".into(),
+                json!({"description": "the transfer already requested under this id, asked alike (a retry), as it is now",
+                    "content": {"application/json": {"schema": schema_ref(output)}}}),
+            );
+        }
         for e in errors {
             responses.insert(e.to_string(), problem_response(*e));
         }
