@@ -72,12 +72,34 @@ fn figures(c: &Client, s: &Server, loc: &str, sku: &str) -> (i64, i64, i64) {
     )
 }
 
+/// Every transfer the server keeps, page by page.
+fn all_transfers(c: &Client, s: &Server) -> Vec<Value> {
+    let mut kept: Vec<Value> = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let path = format!("/v1/transfers?limit=200{cursor}");
+        let (st, v) = send(c, s, "GET", &path, None, None);
+        assert_eq!(st, 200, "{v}");
+        kept.extend(
+            v["transfers"]
+                .as_array()
+                .expect("transfers")
+                .iter()
+                .cloned(),
+        );
+        match v["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => return kept,
+        }
+    }
+}
+
 fn code(v: &Value) -> &str {
     v["code"].as_str().unwrap_or("?")
 }
 
 #[test]
-fn a_transfer_ships_free_units_only_and_receives_what_arrived() {
+fn a_shipment_takes_free_units_all_or_none() {
     let s = Server::start(&auth_with(STORES));
     let c = client();
     seed(&c, &s, ADMIN, 2, 3, 10);
@@ -162,7 +184,24 @@ fn a_transfer_ships_free_units_only_and_receives_what_arrived() {
     // Cancelling once shipped is refused.
     let (st, v) = step(&c, &s, ADMIN, "T-1", "cancel", None);
     assert_eq!((st, code(&v)), (409, "invalid_transition"), "{v}");
+    let (_, text) = send(&c, &s, "GET", "/metrics", None, None);
+    let text = text.as_str().unwrap_or_default().to_string();
+    for line in [
+        "holdfast_transfers_short_total 1",
+        "holdfast_transfers_open 1",
+        "holdfast_transfers_total{step=\"cancelled\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+}
 
+#[test]
+fn a_receipt_adds_what_arrived_and_shows_the_rest_as_discrepancy() {
+    let s = Server::start(&auth_with(STORES));
+    let c = client();
+    seed(&c, &s, ADMIN, 2, 3, 10);
+    assert_eq!(request(&c, &s, RECEIVER, "T-1", 5).0, 201);
+    assert_eq!(step(&c, &s, SENDER, "T-1", "ship", None).0, 200);
     // Four of A0 arrive, A1 not named: none of it.
     let got = json!({"lines": [{"sku": "A0", "qty": 4}]});
     let (st, v) = step(&c, &s, RECEIVER, "T-1", "receive", Some(got.clone()));
@@ -246,13 +285,13 @@ fn a_transfer_ships_free_units_only_and_receives_what_arrived() {
     let (_, text) = send(&c, &s, "GET", "/metrics", None, None);
     let text = text.as_str().unwrap_or_default().to_string();
     for line in [
-        "holdfast_transfers_total{step=\"requested\"} 2",
+        "holdfast_transfers_total{step=\"requested\"} 1",
         "holdfast_transfers_total{step=\"shipped\"} 1",
         "holdfast_transfers_total{step=\"received\"} 1",
-        "holdfast_transfers_total{step=\"cancelled\"} 1",
+        "holdfast_transfers_total{step=\"cancelled\"} 0",
         "holdfast_transfer_units_total{kind=\"shipped\"} 6",
         "holdfast_transfer_units_total{kind=\"received\"} 4",
-        "holdfast_transfers_short_total 1",
+        "holdfast_transfers_short_total 0",
         "holdfast_transfers_open 0",
     ] {
         assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
@@ -312,7 +351,15 @@ fn the_id_is_the_key_and_each_role_reaches_its_own() {
     );
     let (st, v) = step(&c, &s, RECEIVER, "T-1", "receive", Some(got));
     assert_eq!((st, v["discrepancy"].as_i64()), (200, Some(0)), "{v}");
+}
 
+#[test]
+fn the_listing_shows_a_store_its_own_a_page_at_a_time() {
+    let s = Server::start(&auth_with(STORES));
+    let c = client();
+    seed(&c, &s, ADMIN, 2, 3, 10);
+    assert_eq!(request(&c, &s, SENDER, "T-1", 2).0, 201);
+    assert_eq!(step(&c, &s, SENDER, "T-1", "ship", None).0, 200);
     // The listing: a store sees its own location's only.
     let body =
         json!({"id": "T-2", "from": "S001", "to": "S002", "lines": [{"sku": "A0", "qty": 1}]});
@@ -597,24 +644,7 @@ fn transfers_under_way_when_killed_lose_nothing_acknowledged() {
     assert!(told.len() > 10, "the workers got going: {told:?}");
 
     // Every acknowledged step is there after the restart.
-    let mut kept: Vec<Value> = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let path = format!("/v1/transfers?limit=200{cursor}");
-        let (st, v) = send(&c, &s, "GET", &path, None, None);
-        assert_eq!(st, 200, "{v}");
-        kept.extend(
-            v["transfers"]
-                .as_array()
-                .expect("transfers")
-                .iter()
-                .cloned(),
-        );
-        match v["next_cursor"].as_str() {
-            Some(next) => cursor = format!("&cursor={next}"),
-            None => break,
-        }
-    }
+    let kept = all_transfers(&c, &s);
     let status = |id: &str| {
         let t = kept.iter().find(|t| t["id"] == id);
         match t.and_then(|t| t["status"].as_str()) {

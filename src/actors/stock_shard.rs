@@ -234,9 +234,8 @@ pub struct Hold {
 pub enum Against {
     /// A sale: what is available (safety stock kept back).
     Available,
-    /// A transfer's shipment: what is free (neither reserved nor
-    /// unsellable); safety stock is a margin on what is sold online, not
-    /// units kept from a transfer (`Model::decide_transfer` decides alike).
+    /// A transfer's shipment: what is free, all or nothing
+    /// (`StockRecord::decide_hold_free`).
     Free,
 }
 
@@ -268,8 +267,12 @@ impl StockShard {
                     },
                 ),
                 Against::Free => {
-                    let free = rec.free().max(0);
-                    (free, if short || free < want { 0 } else { want })
+                    debug_assert!(!partial, "a transfer's shipment is all or nothing");
+                    match rec.decide_hold_free(want) {
+                        Ok(_) if !short => (rec.free(), want),
+                        Ok(_) => (rec.free(), 0),
+                        Err(free) => (free, 0),
+                    }
                 }
             };
             if got > 0 {
@@ -426,15 +429,17 @@ impl Handler<HoldAndRecord> for StockShard {
     }
 }
 
-/// A transfer's shipment is in the journal (`ticket`): per line, its
-/// units held at `from` (`Hold` against free units) leave `from`'s
-/// on_hand and show in transit at `to`, in one turn (nobody sees the hold
-/// released before the units left).
+/// A transfer's shipment is in the journal (`ticket`): its units held at
+/// the sender (`Hold` against free units) are released and its moves
+/// (`Transfer::moves`: off the sender's on_hand, in transit at the
+/// receiver) applied, in one turn: nobody sees the hold released before
+/// the units left.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct ShipTransfer {
-    /// (SKU, from, to, units).
-    pub lines: Vec<(SkuIdx, LocIdx, LocIdx, u32)>,
+    /// The holds: (SKU, sender, units).
+    pub held: Vec<(SkuIdx, LocIdx, u32)>,
+    pub moves: Vec<(SkuIdx, LocIdx, StockDelta)>,
     pub at_ms: TimeMs,
     pub ticket: u64,
 }
@@ -442,26 +447,18 @@ pub struct ShipTransfer {
 impl Handler<ShipTransfer> for StockShard {
     type Result = ();
     fn handle(&mut self, m: ShipTransfer, _: &mut Context<Self>) {
-        for (s, from, to, q) in m.lines {
-            let q = i64::from(q);
+        for (s, from, q) in m.held {
             let release = StockDelta {
-                reserved: -q,
+                reserved: -i64::from(q),
                 ..StockDelta::default()
             };
             self.table.apply_provisional(s, from, release);
-            self.provisional_add(s, from, -q);
-            let out = StockDelta {
-                on_hand: -q,
-                ..StockDelta::default()
-            };
-            // A movement, not a sale: a count taken before it must see it.
-            let r = self.apply_journaled(s, from, out, m.at_ms, Some(0), m.ticket);
-            self.keep_in_range(s, from, r, m.at_ms);
-            let coming = StockDelta {
-                in_transit: q,
-                ..StockDelta::default()
-            };
-            self.apply_journaled(s, to, coming, m.at_ms, Some(0), m.ticket);
+            self.provisional_add(s, from, -i64::from(q));
+        }
+        for (s, l, d) in m.moves {
+            // Movements, not sales: a count taken before them must see them.
+            let r = self.apply_journaled(s, l, d, m.at_ms, Some(0), m.ticket);
+            self.keep_in_range(s, l, r, m.at_ms);
         }
     }
 }

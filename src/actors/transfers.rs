@@ -171,26 +171,24 @@ impl Engine {
         event: &Event,
         now: TimeMs,
     ) -> Result<Result<Durable, Vec<(SkuId, i64)>>, EngineError> {
-        let (lines, to) = {
+        let lines: Vec<CartLine> = {
             let c = self.0.catalog.read();
-            let place = |l: &LocationId| c.location_idx(l.as_str());
-            let (Some(from), Some(to)) = (place(&t.from), place(&t.to)) else {
-                // Requests are checked against the catalog, which never forgets.
-                return Err(EngineError::Stopped);
-            };
-            let lines: Option<Vec<CartLine>> = t
-                .lines
+            let from = c.location_idx(t.from.as_str());
+            t.lines
                 .iter()
                 .map(|l| {
                     Some(CartLine {
                         sku: c.sku_idx(l.sku.as_str())?,
-                        location: from,
+                        location: from?,
                         qty: l.qty,
                     })
                 })
-                .collect();
-            (lines.ok_or(EngineError::Stopped)?, to)
+                .collect::<Option<_>>()
+                // Requests are checked against the catalog, which never
+                // forgets.
+                .ok_or(EngineError::Stopped)?
         };
+        let moves = self.resolved(t.moves(&TransferStep::Ship))?;
         let (outcomes, overloaded) = self
             .hold_in_every_shard(&lines, false, Against::Free)
             .await?;
@@ -218,17 +216,31 @@ impl Engine {
                 return Err(e.into());
             }
         };
-        let moving = lines
-            .iter()
-            .map(|l| (l.sku, (l.sku, l.location, to, l.qty)));
-        for (i, lines) in stock_shard::by_shard(self.0.stock.len(), moving) {
-            // Must not be dropped: bounded by the transfers in flight (one
-            // at a time).
-            self.0.stock[i].do_send(ShipTransfer {
-                lines,
+        // Each shard its holds to release and its moves (a SKU's records
+        // all live in one shard).
+        let n = self.0.stock.len();
+        let mut per_shard: Vec<ShipTransfer> = (0..n)
+            .map(|_| ShipTransfer {
+                held: Vec::new(),
+                moves: Vec::new(),
                 at_ms: now,
                 ticket,
-            });
+            })
+            .collect();
+        for l in &lines {
+            per_shard[l.sku as usize % n]
+                .held
+                .push((l.sku, l.location, l.qty));
+        }
+        for m in moves {
+            per_shard[m.0 as usize % n].moves.push(m);
+        }
+        for (i, ship) in per_shard.into_iter().enumerate() {
+            if !ship.moves.is_empty() {
+                // Must not be dropped: bounded by the transfers in flight
+                // (one at a time).
+                self.0.stock[i].do_send(ship);
+            }
         }
         Ok(Ok(durable))
     }
@@ -246,12 +258,7 @@ impl Engine {
                 let l = c
                     .location_idx(m.location.as_str())
                     .ok_or(EngineError::Stopped)?;
-                let d = StockDelta {
-                    on_hand: m.on_hand,
-                    in_transit: m.in_transit,
-                    ..StockDelta::default()
-                };
-                Ok((s, l, d))
+                Ok((s, l, m.delta()))
             })
             .collect()
     }

@@ -237,12 +237,7 @@ impl Model {
         };
         for m in t.moves(&step) {
             let (s, l) = self.sku_loc(&m.sku, &m.location)?;
-            let d = StockDelta {
-                on_hand: m.on_hand,
-                in_transit: m.in_transit,
-                ..StockDelta::default()
-            };
-            let r = noted(&mut self.stock, touched, s, l, d);
+            let r = noted(&mut self.stock, touched, s, l, m.delta());
             if m.on_hand != 0 {
                 self.rotation.record(s, l, at_ms, 0, r.on_hand);
                 self.moves.moved(s, l, at_ms, m.on_hand);
@@ -669,8 +664,9 @@ impl Model {
                 .iter()
                 .filter_map(|l| {
                     let s = self.catalog.sku_idx(l.sku.as_str())?;
-                    let free = self.stock.get_or_empty(s, from).free().max(0);
-                    (free < i64::from(l.qty)).then(|| (l.sku.clone(), free))
+                    let rec = self.stock.get_or_empty(s, from);
+                    let free = rec.decide_hold_free(i64::from(l.qty)).err()?;
+                    Some((l.sku.clone(), free))
                 })
                 .collect();
             if !short.is_empty() {

@@ -258,6 +258,22 @@ impl StockRecord {
         }
     }
 
+    /// All or nothing against free units (neither reserved nor
+    /// unsellable; safety stock is a margin on what is sold online, not
+    /// units kept from a transfer's shipment): the hold, or the free units.
+    pub fn decide_hold_free(&self, qty: i64) -> Result<StockDelta, i64> {
+        debug_assert!(qty > 0);
+        let free = self.free().max(0);
+        if free >= qty {
+            Ok(StockDelta {
+                reserved: qty,
+                ..StockDelta::default()
+            })
+        } else {
+            Err(free)
+        }
+    }
+
     /// Partial: holds what is available up to `qty` (may be zero).
     pub fn decide_hold_partial(&self, qty: i64) -> i64 {
         qty.min(self.available())

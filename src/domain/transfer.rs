@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use super::ids::{LocationId, SkuId};
+use super::stock::StockDelta;
 use super::TimeMs;
 use crate::limits::{TRANSFERS_MAX, TRANSFER_CLOSED_KEPT_MS, TRANSFER_SWEEP_EVERY};
 
@@ -117,6 +118,17 @@ pub struct TransferMove {
     pub location: LocationId,
     pub on_hand: i64,
     pub in_transit: i64,
+}
+
+impl TransferMove {
+    /// The change of its record.
+    pub fn delta(&self) -> StockDelta {
+        StockDelta {
+            on_hand: self.on_hand,
+            in_transit: self.in_transit,
+            ..StockDelta::default()
+        }
+    }
 }
 
 impl Transfer {
@@ -308,12 +320,18 @@ impl Transfer {
 ///
 /// Bounded: closed transfers (received, cancelled) are forgotten
 /// `TRANSFER_CLOSED_KEPT_MS` after their last step, looked for every
-/// `TRANSFER_SWEEP_EVERY` requests (a pure function of the requests in
-/// journal order, so every copy forgets the same ones); past
-/// `TRANSFERS_MAX` kept, a request is refused (`is_full`).
+/// `TRANSFER_SWEEP_EVERY` requests and whenever the book holds more than
+/// `TRANSFERS_MAX` (a pure function of the requests in journal order, so
+/// every copy forgets the same ones); a request that would leave more
+/// than `TRANSFERS_MAX` after that is refused (`RequestRefused::Full`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Transfers(BTreeMap<String, Transfer>);
+
+/// Closed long enough before `now` to be forgotten.
+fn forgettable(t: &Transfer, now: TimeMs) -> bool {
+    !t.is_open() && t.updated_ms < now - TRANSFER_CLOSED_KEPT_MS
+}
 
 /// What a request decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -384,7 +402,7 @@ impl Transfers {
                 Err(RequestRefused::Exists)
             };
         }
-        if self.0.len() >= TRANSFERS_MAX {
+        if self.0.len() >= TRANSFERS_MAX && !self.0.values().any(|t| forgettable(t, now)) {
             return Err(RequestRefused::Full);
         }
         Transfer::request(id.to_string(), from, to, lines, now)
@@ -398,9 +416,9 @@ impl Transfers {
     pub fn insert(&mut self, t: Transfer) {
         let now = t.created_ms;
         self.0.insert(t.id.clone(), t);
-        if self.0.len().is_multiple_of(TRANSFER_SWEEP_EVERY) {
-            self.0
-                .retain(|_, t| t.is_open() || t.updated_ms >= now - TRANSFER_CLOSED_KEPT_MS);
+        let n = self.0.len();
+        if n.is_multiple_of(TRANSFER_SWEEP_EVERY) || n > TRANSFERS_MAX {
+            self.0.retain(|_, t| !forgettable(t, now));
         }
     }
 
@@ -503,6 +521,32 @@ mod tests {
             c.decide(&TransferStep::Ship),
             Err(StepRefused::NotNow(Cancelled))
         );
+    }
+
+    #[test]
+    fn a_full_book_forgets_long_closed_transfers_to_take_more() {
+        use crate::limits::{TRANSFERS_MAX, TRANSFER_CLOSED_KEPT_MS};
+        let mut book = Transfers::default();
+        for i in 0..TRANSFERS_MAX {
+            let mut t = transfer(&[(1, 1)]);
+            t.id = format!("T{i:06}");
+            t.status = TransferStatus::Cancelled;
+            book.insert(t);
+        }
+        assert_eq!(book.len(), TRANSFERS_MAX, "nothing closed long enough ago");
+        let ask = |book: &Transfers, now| {
+            book.decide_request("N", loc("DC"), loc("S1"), vec![(sku(1), 1)], now)
+        };
+        assert_eq!(ask(&book, 1), Err(RequestRefused::Full));
+        // 90 days on, the closed ones may go: the request is taken and
+        // its insert forgets them (replay forgets alike).
+        let later = TRANSFER_CLOSED_KEPT_MS + 1;
+        let Ok(Requested::New(t)) = ask(&book, later) else {
+            panic!("taken once closed transfers may be forgotten");
+        };
+        book.insert(t);
+        assert_eq!(book.len(), 1);
+        assert!(book.get("N").is_some());
     }
 
     proptest! {
