@@ -13,6 +13,7 @@ use holdfast::domain::model::TransitionRefused;
 use holdfast::domain::recent_moves::LateCountRefused;
 use holdfast::domain::reservation::{Status, Transition};
 use holdfast::domain::stock::{AdjustReason, Bucket};
+use holdfast::domain::transfer::TransferStep;
 use holdfast::domain::ReservationId;
 use holdfast::persistence::SimStorage;
 use proptest::prelude::*;
@@ -32,6 +33,11 @@ enum Cmd {
     SetApart(u32, u32, i64),
     Reserve(Vec<(u32, u32, u32)>, bool, u64),
     Transit(usize, u8),
+    /// A transfer of (sku, qty) from a location to the other, requested
+    /// and shipped.
+    Ship(u32, u32, u32),
+    /// The receipt of the i-th transfer shipped: this many arrived.
+    Receive(usize, u32),
     Advance(i64),
     Restart,
     PowerCut,
@@ -44,6 +50,8 @@ fn cmd() -> impl Strategy<Value = Cmd> {
         2 => (0..SKUS, 0..LOCS, -4..6i64).prop_filter("nonzero", |x| x.2 != 0).prop_map(|(s, l, d)| Cmd::SetApart(s, l, d)),
         6 => (prop::collection::vec((0..SKUS, 0..LOCS, 1..5u32), 1..4), any::<bool>(), 1..30u64).prop_map(|(l, p, t)| Cmd::Reserve(l, p, t)),
         6 => (0..64usize, 0..4u8).prop_map(|(i, t)| Cmd::Transit(i, t)),
+        2 => (0..SKUS, 0..LOCS, 1..8u32).prop_map(|(s, l, q)| Cmd::Ship(s, l, q)),
+        2 => (0..16usize, 0..8u32).prop_map(|(i, q)| Cmd::Receive(i, q)),
         1 => (1..20_000i64).prop_map(Cmd::Advance),
         1 => Just(Cmd::Restart),
         1 => Just(Cmd::PowerCut),
@@ -61,6 +69,8 @@ struct Plain {
     stock: BTreeMap<(u32, u32), (i64, i64, u64)>,
     /// (sku, loc) -> units set apart as damaged (none: no entry).
     apart: BTreeMap<(u32, u32), i64>,
+    /// (sku, loc) -> units in transit to it (none: no entry).
+    transit: BTreeMap<(u32, u32), i64>,
     /// in creation order: (lines (sku, loc, qty), status, expires_at)
     res: Vec<PlainReservation>,
 }
@@ -160,6 +170,9 @@ fn observe(rt: &tokio::runtime::Runtime, e: &Engine, ids: &[ReservationId]) -> P
             if apart != 0 {
                 p.apart.insert((s, r.location), apart);
             }
+            if r.in_transit != 0 {
+                p.transit.insert((s, r.location), r.in_transit);
+            }
         }
     }
     let by_id: BTreeMap<_, _> = res.into_iter().map(|r| (r.id.clone(), r)).collect();
@@ -219,6 +232,10 @@ proptest! {
         let mut plain = Plain::default();
         let mut moves = Moves::default();
         let mut ids: Vec<ReservationId> = Vec::new();
+        // Transfers shipped: (id, sku, to, qty, what arrived once received),
+        // and how many were requested.
+        let mut shipped: Vec<(String, u32, u32, u32, Option<u32>)> = Vec::new();
+        let mut requested = 0;
         for c in cmds {
             let now = clock.now_ms();
             match c.clone() {
@@ -317,6 +334,48 @@ proptest! {
                         }
                         (Err(TransitionRefused::NotHeld(_)), None) => {}
                         _ => prop_assert!(false, "{:?} on {:?}: engine {:?}", t, st, r),
+                    }
+                }
+                Cmd::Ship(s, from, q) => {
+                    let (to, id) = (1 - from, format!("T{requested}"));
+                    requested += 1;
+                    let asked = rt.block_on(e.request_transfer(id.clone(), (loc(from), loc(to)), vec![(sku(s), q)], None)).expect("request");
+                    prop_assert!(asked.is_ok(), "{:?}", asked);
+                    let r = rt.block_on(e.transfer_step(id.clone(), TransferStep::Ship, None)).expect("ship");
+                    // Only units free at the sender (neither reserved nor
+                    // set apart), all of them or none.
+                    let (o, res, _) = plain.stock.get(&(s, from)).copied().unwrap_or((0, 0, 0));
+                    let free = o - res - plain.apart((s, from));
+                    prop_assert_eq!(r.is_ok(), free >= i64::from(q), "ship {} of {:?}", q, plain);
+                    if r.is_ok() {
+                        plain.add((s, from), -i64::from(q), 0);
+                        moves.moves.push((now, (s, from), -i64::from(q)));
+                        plain.add((s, to), 0, 0);
+                        *plain.transit.entry((s, to)).or_insert(0) += i64::from(q);
+                        shipped.push((id, s, to, q, None));
+                    } else {
+                        // Refused: requested still; cancelled, it never ships.
+                        let c = rt.block_on(e.transfer_step(id.clone(), TransferStep::Cancel, None)).expect("cancel");
+                        prop_assert!(c.is_ok(), "{:?}", c);
+                        let again = rt.block_on(e.transfer_step(id, TransferStep::Ship, None)).expect("ship");
+                        prop_assert!(again.is_err(), "{:?}", again);
+                    }
+                }
+                Cmd::Receive(_, _) if shipped.is_empty() => {}
+                Cmd::Receive(i, got) => {
+                    let i = i % shipped.len();
+                    let (id, s, to, q, received) = shipped[i].clone();
+                    let r = rt.block_on(e.transfer_step(id, TransferStep::Receive(vec![(sku(s), got)]), None)).expect("receive");
+                    // Received once: the same figures again answer it, other
+                    // figures are refused; nothing moves twice.
+                    prop_assert_eq!(r.is_ok(), received.is_none_or(|r| r == got), "receive {} of {:?}", got, shipped[i]);
+                    if received.is_none() {
+                        plain.add((s, to), i64::from(got), 0);
+                        moves.moves.push((now, (s, to), i64::from(got)));
+                        let t = plain.transit.entry((s, to)).or_insert(0);
+                        *t -= i64::from(q);
+                        plain.transit.retain(|_, u| *u != 0);
+                        shipped[i].4 = Some(got);
                     }
                 }
                 Cmd::Advance(ms) => {
