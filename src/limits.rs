@@ -306,21 +306,31 @@ pub const HISTORY_MOVEMENTS_MAX_DEFAULT: u64 = 20_000_000;
 pub const HISTORY_PAGE_DEFAULT: usize = 100;
 pub const HISTORY_PAGE_MAX: usize = 1_000;
 
-/// Transfers between locations (`domain::transfer::Transfers`): at most
-/// this many kept (open and recently closed; ~300 bytes each with a few
-/// lines: ~60 MB); a request past it is refused (503) until closed ones
-/// are forgotten.
-pub const TRANSFERS_MAX: usize = 200_000;
-/// A closed transfer (received, cancelled) is forgotten this long after
-/// its last step (as the movement history's default retention)...
-pub const TRANSFER_CLOSED_KEPT_MS: i64 = 90 * 24 * 3600 * 1000;
-/// ...looked for every this many requests.
-pub const TRANSFER_SWEEP_EVERY: usize = 1024;
-/// A transfer's lines (as a cart's).
+/// The books of transfers and of incoming supply (`domain::book`): each
+/// keeps at most this many (open and recently closed; ~300 bytes each
+/// with a few lines: ~60 MB); a new one past it is refused (503) until
+/// closed ones are forgotten.
+pub const BOOK_MAX: usize = 200_000;
+/// A closed entry (a transfer received or cancelled, supply received or
+/// cancelled) is forgotten this long after its last step (as the movement
+/// history's default retention)...
+pub const BOOK_CLOSED_KEPT_MS: i64 = 90 * 24 * 3600 * 1000;
+/// ...looked for every this many new entries.
+pub const BOOK_SWEEP_EVERY: usize = 1024;
+/// When incoming supply may be expected: up to a year late (a purchase
+/// order long overdue is still owed) and two years ahead.
+pub const SUPPLY_BEHIND_MS: i64 = 365 * 24 * 3600 * 1000;
+pub const SUPPLY_AHEAD_MS: i64 = 2 * 365 * 24 * 3600 * 1000;
+/// A supply's deliveries: each is kept on it (what arrived, its key);
+/// past this many a delivery is refused (409) and the supply is to be
+/// closed (cancelled) and a new one announced.
+pub const SUPPLY_RECEIPTS_MAX: usize = 200;
+/// A transfer's lines (as a cart's), a supply's.
 pub const TRANSFER_LINES_MAX: usize = 100;
-/// A transfer step waits this long at most for the one before it (the
-/// transfer book takes one at a time); past it, 503 with Retry-After.
-pub const TRANSFER_BOOK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// A transfer's or a supply's step waits this long at most for the one
+/// before it (each book takes one at a time); past it, 503 with
+/// Retry-After.
+pub const BOOK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// A listing's transfers: `limit` defaults to the first, at most the
 /// second.
 pub const TRANSFER_PAGE_DEFAULT: usize = 50;

@@ -32,11 +32,12 @@ pub enum Route {
     Operations,
     Feed,
     Transfers,
+    Supply,
     Other,
 }
 
 impl Route {
-    pub const ALL: [Route; 15] = [
+    pub const ALL: [Route; 16] = [
         Route::ReservationsCreate,
         Route::ReservationsTransition,
         Route::ReservationsGet,
@@ -51,6 +52,7 @@ impl Route {
         Route::Operations,
         Route::Feed,
         Route::Transfers,
+        Route::Supply,
         Route::Other,
     ];
 
@@ -71,10 +73,14 @@ impl Route {
             Route::Operations => "operations",
             Route::Feed => "feed",
             Route::Transfers => "transfers",
+            Route::Supply => "supply",
             Route::Other => "other",
         }
     }
 }
+
+/// The steps of incoming supply, as `holdfast_supply_total` labels them.
+pub const SUPPLY_STEPS: [&str; 3] = ["expected", "received", "cancelled"];
 
 /// The steps of a transfer, as `holdfast_transfers_total` labels them.
 pub const TRANSFER_STEPS: [&str; 4] = ["requested", "shipped", "received", "cancelled"];
@@ -148,6 +154,9 @@ pub struct Metrics {
     pub transfer_units: [AtomicU64; 2],
     pub transfers_short: AtomicU64,
     pub transfers_open: AtomicU64,
+    /// Supply steps (`SUPPLY_STEPS`' order) and units delivered.
+    pub supply_steps: [AtomicU64; 3],
+    pub supply_units_received: AtomicU64,
     pub orders_activated: AtomicU64,
     /// Per route: latency histogram; per route and status class: counts.
     latency: [Histogram; Route::ALL.len()],
@@ -179,6 +188,7 @@ impl Metrics {
         self.write_reservations(&mut s);
         self.write_orders(&mut s);
         self.write_transfers(&mut s);
+        self.write_supply(&mut s);
         write_feed_and_journal(&mut s, feed, journal);
         self.write_http(&mut s);
         s
@@ -278,6 +288,27 @@ impl Metrics {
             "holdfast_transfers_open",
             "Transfers requested or shipped, not yet received or cancelled (kept by the leader).",
             self.transfers_open.load(Relaxed),
+        );
+    }
+
+    /// Incoming supply's steps and units delivered.
+    fn write_supply(&self, s: &mut String) {
+        let _ = writeln!(
+            s,
+            "# HELP holdfast_supply_total Steps of incoming supply (purchase orders, advance shipping notices): announced, deliveries, cancels.\n# TYPE holdfast_supply_total counter"
+        );
+        for (step, c) in SUPPLY_STEPS.iter().zip(&self.supply_steps) {
+            let _ = writeln!(
+                s,
+                "holdfast_supply_total{{step=\"{step}\"}} {}",
+                c.load(Relaxed)
+            );
+        }
+        counter(
+            s,
+            "holdfast_supply_units_received_total",
+            "Units delivered by incoming supply.",
+            self.supply_units_received.load(Relaxed),
         );
     }
 

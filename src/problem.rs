@@ -35,10 +35,12 @@ pub enum Code {
     StaleCount,
     /// Another transfer has this id.
     TransferExists,
+    /// Another supply has this id.
+    SupplyExists,
 }
 
 impl Code {
-    pub const ALL: [Code; 22] = [
+    pub const ALL: [Code; 23] = [
         Code::BadRequest,
         Code::Unauthorized,
         Code::Forbidden,
@@ -61,6 +63,7 @@ impl Code {
         Code::OutcomeUnknown,
         Code::StaleCount,
         Code::TransferExists,
+        Code::SupplyExists,
     ];
 
     /// The code a problem's `code` member names.
@@ -97,6 +100,7 @@ impl Code {
             Code::OutcomeUnknown => ("outcome_unknown", 504, "The write's outcome is unknown"),
             Code::StaleCount => ("stale_count", 409, "Counted before the record's last count"),
             Code::TransferExists => ("transfer_exists", 409, "Transfer exists"),
+            Code::SupplyExists => ("supply_exists", 409, "Supply exists"),
         }
     }
 }

@@ -6,13 +6,14 @@
 
 use ahash::AHashMap;
 use holdfast::domain::catalog::{Location, LocationKind, Sku};
-use holdfast::domain::event::{Event, TransferFact};
+use holdfast::domain::event::{Event, SupplyFact, TransferFact};
 use holdfast::domain::history::{cause, Movement};
 use holdfast::domain::model::TransferRefused;
 use holdfast::domain::model::{LineRequest, Model};
 use holdfast::domain::recent_moves::LateCountRefused;
 use holdfast::domain::reservation::Transition;
 use holdfast::domain::stock::{AdjustReason, Bucket, StockDelta};
+use holdfast::domain::supply::{Supply, SupplyDecision};
 use holdfast::domain::transfer::Transfer;
 use holdfast::domain::{LocationId, ReservationId, SkuId};
 use proptest::prelude::*;
@@ -52,6 +53,15 @@ enum Cmd {
     TransferShip(usize),
     TransferReceive(usize, Vec<(u32, u32)>),
     TransferCancel(usize),
+    /// Incoming supply at a location, expected some time ahead.
+    SupplyExpect {
+        loc: u32,
+        lines: Vec<(u32, u32)>,
+        ahead: i64,
+    },
+    /// A delivery of the i-th supply (a key from a few: repeats happen).
+    SupplyReceive(usize, Vec<(u32, u32)>, Option<u8>),
+    SupplyCancel(usize),
     Reserve {
         lines: Vec<(u32, u32, u32)>,
         partial: bool,
@@ -111,6 +121,19 @@ fn cmd() -> impl Strategy<Value = Cmd> {
         (0..20usize, prop::collection::vec((0..SKUS, 0..7u32), 0..3))
             .prop_map(|(i, got)| Cmd::TransferReceive(i, got)),
         (0..20usize).prop_map(Cmd::TransferCancel),
+        (
+            0..LOCS,
+            prop::collection::vec((0..SKUS, 1..9u32), 1..3),
+            0..50_000i64
+        )
+            .prop_map(|(loc, lines, ahead)| Cmd::SupplyExpect { loc, lines, ahead }),
+        (
+            0..20usize,
+            prop::collection::vec((0..SKUS, 0..9u32), 1..3),
+            prop::option::of(0..3u8)
+        )
+            .prop_map(|(i, got, key)| Cmd::SupplyReceive(i, got, key)),
+        (0..20usize).prop_map(Cmd::SupplyCancel),
         (0..40usize).prop_map(Cmd::Confirm),
         (0..40usize).prop_map(Cmd::Release),
         (0..40usize).prop_map(Cmd::Fulfil),
@@ -159,6 +182,7 @@ proptest! {
         // Expected unsellable units per record and bucket.
         let mut apart: AHashMap<(u32, u32, Bucket), i64> = AHashMap::new();
         let mut transfers: Vec<String> = Vec::new();
+        let mut supplies: Vec<String> = Vec::new();
 
         for c in cmds {
             let event = match c {
@@ -315,6 +339,44 @@ proptest! {
                         Err(_) => None,
                     }
                 }
+                Cmd::SupplyExpect { loc, lines, ahead } => {
+                    let id = format!("P{}", supplies.len());
+                    let location = LocationId::parse(&format!("L{loc}")).expect("id");
+                    let lines: Vec<(SkuId, u32)> = lines.iter().map(|(s, q)| (SkuId::parse(&format!("S{s}")).expect("id"), *q)).collect();
+                    let ok = Supply::expect(id.clone(), location.clone(), now + ahead, lines.clone(), now).is_ok();
+                    ok.then(|| {
+                        supplies.push(id.clone());
+                        Event::Supply { id, step: SupplyFact::Expected { location, expected_ms: now + ahead, lines }, at_ms: now, by: None }
+                    })
+                }
+                Cmd::SupplyReceive(..) | Cmd::SupplyCancel(_) if supplies.is_empty() => None,
+                Cmd::SupplyReceive(i, _, _) | Cmd::SupplyCancel(i) => {
+                    let id = supplies[i % supplies.len()].clone();
+                    let fact = match &c {
+                        Cmd::SupplyReceive(_, got, key) => SupplyFact::Received {
+                            lines: got.iter().map(|(s, q)| (SkuId::parse(&format!("S{s}")).expect("id"), *q)).collect(),
+                            key: key.map(|k| format!("k{k}")),
+                        },
+                        _ => SupplyFact::Cancelled,
+                    };
+                    let sup = m.supplies.get(&id).cloned().expect("expected");
+                    let step = fact.step().expect("a step");
+                    match sup.decide(&step) {
+                        Ok(SupplyDecision::Apply) => {
+                            // Every unit delivered joins on_hand.
+                            for mv in sup.moves(&step) {
+                                let s = m.catalog.sku_idx(mv.sku.as_str()).expect("sku");
+                                let l = m.catalog.location_idx(sup.location.as_str()).expect("loc");
+                                if mv.on_hand != 0 {
+                                    *on_hand.entry((s, l)).or_default() += mv.on_hand;
+                                    moves.push((now, (s, l), mv.on_hand));
+                                }
+                            }
+                            Some(Event::Supply { id, step: fact, at_ms: now, by: None })
+                        }
+                        Ok(SupplyDecision::Repeat) | Err(_) => None,
+                    }
+                }
                 Cmd::Confirm(_) | Cmd::Release(_) | Cmd::Fulfil(_) | Cmd::Extend(..) if ids.is_empty() => None,
                 Cmd::Confirm(i) => m.decide_transition(&ids[i % ids.len()], Transition::Confirm, now).ok().flatten(),
                 Cmd::Release(i) => m.decide_transition(&ids[i % ids.len()], Transition::Release, now).ok().flatten(),
@@ -379,7 +441,13 @@ proptest! {
         for e in &log {
             moved.clear();
             replayed.apply_noting(e, Some(&mut moved)).expect("replay");
-            if moved.is_empty() {
+            // Only incoming units moved (supply announced or cancelled):
+            // not a movement of the history.
+            let told_of = |mv: &holdfast::domain::history::Moved| {
+                let d = mv.delta;
+                d.on_hand != 0 || d.reserved != 0 || d.unsellable.is_some() || d.in_transit != 0
+            };
+            if moved.is_empty() || (matches!(e, Event::Supply { .. }) && !moved.iter().any(told_of)) {
                 continue;
             }
             let Some(why) = cause(e) else {
@@ -406,6 +474,9 @@ proptest! {
         // plus its discrepancy (domain::transfer), and nothing is left in
         // transit but what shipped transfers carry (check_invariants).
         prop_assert_eq!(&replayed.transfers, &m.transfers);
+        // Incoming is what expected supplies still bring, at its earliest
+        // time (check_invariants), whatever the order of the steps.
+        prop_assert_eq!(&replayed.supplies, &m.supplies);
         prop_assert_eq!(&replayed.stock, &m.stock);
         prop_assert_eq!(&replayed.reservations, &m.reservations);
         prop_assert_eq!(&replayed.moves, &m.moves);

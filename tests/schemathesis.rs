@@ -145,6 +145,13 @@ fn seed(s: &Server) -> Vec<String> {
         );
     }
     send("POST", "/v1/transfers/T-2/ship", json!({}));
+    // Incoming supply expected at the DC.
+    send(
+        "POST",
+        "/v1/supply",
+        json!({"id": "PO-1", "location": "DC1", "expected_at": "2027-01-15T08:00:00Z",
+            "lines": [{"sku": "A1", "qty": 500}]}),
+    );
     vec![held, confirmed]
 }
 

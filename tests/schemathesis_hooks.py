@@ -31,7 +31,12 @@ BUSINESS_FIELDS = [
     # A transfer between one place and itself, a SKU its lines name twice,
     # a receipt of a SKU the transfer does not carry.
     (r"to", r"must differ from from$"),
-    (r"lines\[\d+\]\.sku", r"(names a SKU an earlier line names|is not a SKU of this transfer)$"),
+    (r"lines\[\d+\]\.sku", r"(names a SKU an earlier line names|is not a SKU of this transfer or supply)$"),
+    # A delivery of no units at all (a sum no schema states).
+    (r"lines", r"must bring at least one unit$"),
+    # When supply is expected: a year back to two years ahead of the
+    # server's clock.
+    (r"expected_at", r"must be between "),
     # A count's time outside the window around the server's clock (48 hours
     # back, 5 minutes ahead), or before the record's kept movements: the
     # document says so, but no schema can state a bound that moves with now.
@@ -44,6 +49,7 @@ BUSINESS_FIELDS = [
 FORMAT_FIELDS = [
     (r"(items\[\d+\]\.)?counted_at", r"must be an RFC 3339 date-time$"),
     (r"since", r"must be an RFC 3339 date-time$"),
+    (r"expected_at", r"must be an RFC 3339 date-time$"),
 ]
 
 

@@ -20,7 +20,8 @@
 //!     order, reconciling their holds;
 //!   - `feed_views`: the stock feed's subscriptions and first views;
 //!   - `transfers`: transfers between locations (their book, shipments
-//!     held across shards as carts are, receipts).
+//!     held across shards as carts are, receipts);
+//!   - `supplies`: incoming supply (its book, deliveries, cancels).
 
 mod carts;
 mod catalog_writes;
@@ -33,6 +34,7 @@ pub mod reservation_book;
 mod start;
 mod stock;
 pub mod stock_shard;
+mod supplies;
 mod transfers;
 
 pub use carts::CartLine;
@@ -249,6 +251,8 @@ struct Inner {
     feed: Feed,
     /// Transfers between locations (`transfers`): one writer at a time.
     transfers: tokio::sync::Mutex<crate::domain::transfer::Transfers>,
+    /// Incoming supply (`supplies`): one writer at a time.
+    supplies: tokio::sync::Mutex<crate::domain::supply::Supplies>,
 }
 
 /// The engine: cheap to clone; every clone talks to the same actors.

@@ -107,6 +107,7 @@ impl Engine {
         let open = transfers.values().filter(|t| t.is_open()).count() as u64;
         metrics.transfers_open.store(open, Ordering::Relaxed);
         let transfers = tokio::sync::Mutex::new(transfers);
+        let supplies = tokio::sync::Mutex::new(std::mem::take(&mut model.supplies));
         let shares = share(model, n, &catalog.read(), clock.now_ms());
         let (actors, actix_thread) = start_actors(
             shares,
@@ -142,6 +143,7 @@ impl Engine {
             archive: snapshots,
             feed,
             transfers,
+            supplies,
         }));
         Ok((
             engine,

@@ -6,18 +6,26 @@ use super::*;
 use crate::domain::event::TransferFact;
 use crate::domain::model::TransferRefused;
 use crate::domain::transfer::{
-    RequestRefused, Requested, StepDecision, Transfer, TransferFilter, TransferMove, TransferStep,
-    Transfers,
+    RequestRefused, Requested, StepDecision, Transfer, TransferMove, TransferStep, Transfers,
 };
-use crate::limits::TRANSFER_BOOK_WAIT;
+use crate::limits::BOOK_WAIT;
 use stock_shard::{Against, ShipTransfer};
+
+/// A book, once the step before has been taken; past `BOOK_WAIT`, the
+/// engine is at capacity (503).
+pub(super) async fn locked<T>(
+    book: &tokio::sync::Mutex<T>,
+) -> Result<tokio::sync::MutexGuard<'_, T>, EngineError> {
+    tokio::time::timeout(BOOK_WAIT, book.lock())
+        .await
+        .map_err(|_| EngineError::Overloaded)
+}
 
 /// A transfer step as asked: what the transfer is now, or why not.
 pub type StepAnswer = Result<Result<Transfer, TransferRefused>, EngineError>;
 
 impl Engine {
-    /// The transfer book, once the step before has been taken; past
-    /// `TRANSFER_BOOK_WAIT`, the engine is at capacity (503).
+    /// The transfer book, once the step before has been taken (`locked`).
     ///
     /// A lock, not an actor: a shipment waits on the stock shards' holds,
     /// then journals; an actix actor would hold its mailbox through it all
@@ -25,26 +33,15 @@ impl Engine {
     /// what this lock is, with its wait bounded. Transfers are few next
     /// to checkouts: one at a time costs nothing.
     async fn transfer_book(&self) -> Result<tokio::sync::MutexGuard<'_, Transfers>, EngineError> {
-        tokio::time::timeout(TRANSFER_BOOK_WAIT, self.0.transfers.lock())
-            .await
-            .map_err(|_| EngineError::Overloaded)
+        locked(&self.0.transfers).await
     }
 
-    pub async fn transfer(&self, id: &str) -> Result<Option<Transfer>, EngineError> {
-        Ok(self.transfer_book().await?.get(id).cloned())
-    }
-
-    /// Up to `limit` transfers `filter` wants after id `after`, in id
-    /// order, and the id to go on after if there may be more.
-    pub async fn transfers(
+    /// `f` of the transfer book as it is between steps.
+    pub async fn read_transfers<R>(
         &self,
-        filter: &TransferFilter,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<(Vec<Transfer>, Option<String>), EngineError> {
-        let book = self.transfer_book().await?;
-        let (page, next) = book.page(filter, after, limit);
-        Ok((page.into_iter().cloned().collect(), next))
+        f: impl FnOnce(&Transfers) -> R,
+    ) -> Result<R, EngineError> {
+        Ok(f(&*self.transfer_book().await?))
     }
 
     /// Requests a transfer: the new one (`true`) once its record is

@@ -184,8 +184,10 @@ impl Front {
             // What the copy does not hold, the leader answers.
             Route::Reservation => http::reservations::get_from(&model, &req, seg[2])?,
             Route::Order => http::orders::get_from(&model, &req, seg[2])?,
-            Route::Transfer => http::transfers::get_from(&model, &req, Some(seg[2]))?,
-            Route::Transfers => http::transfers::get_from(&model, &req, None)?,
+            Route::Transfer => http::books::read(&model.transfers, &req, Some(seg[2]))?,
+            Route::Transfers => http::books::read(&model.transfers, &req, None)?,
+            Route::Supply => http::books::read(&model.supplies, &req, Some(seg[2]))?,
+            Route::Supplies => http::books::read(&model.supplies, &req, None)?,
             _ => return None,
         };
         drop(model);

@@ -151,6 +151,45 @@ pub enum Event {
         at_ms: TimeMs,
         by: Option<By>,
     },
+    /// A step of incoming supply at a location (`domain::supply`),
+    /// decided by its book: the stock it moves follows from the step and
+    /// the supply as expected.
+    Supply {
+        id: String,
+        step: SupplyFact,
+        at_ms: TimeMs,
+        by: Option<By>,
+    },
+}
+
+/// A supply's step as journaled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SupplyFact {
+    Expected {
+        location: LocationId,
+        expected_ms: TimeMs,
+        lines: Vec<(SkuId, u32)>,
+    },
+    /// A delivery: what arrived, per SKU, under the client's key if any.
+    Received {
+        lines: Vec<(SkuId, u32)>,
+        key: Option<String>,
+    },
+    Cancelled,
+}
+
+impl SupplyFact {
+    /// The step it records (none for the supply's announcement itself).
+    pub fn step(&self) -> Option<super::supply::SupplyStep> {
+        use super::supply::SupplyStep;
+        match self {
+            SupplyFact::Expected { .. } => None,
+            SupplyFact::Received { lines, key } => {
+                Some(SupplyStep::Receive(lines.clone(), key.clone()))
+            }
+            SupplyFact::Cancelled => Some(SupplyStep::Cancel),
+        }
+    }
 }
 
 /// A transfer's step as journaled.

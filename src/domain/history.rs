@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{LocIdx, SkuIdx};
-use super::event::{Event, TransferFact};
+use super::event::{Event, SupplyFact, TransferFact};
 use super::ids::LocationId;
 use super::order::OrderEvent;
 use super::reservation::Status;
@@ -206,6 +206,19 @@ pub fn cause(e: &Event) -> Option<Cause<'_>> {
                 ..Cause::of(*at_ms, kind)
             }
         }
+        // A supply's delivery; its announcement and cancel move only
+        // incoming units, which movements do not tell.
+        Event::Supply {
+            id,
+            step: SupplyFact::Received { .. },
+            at_ms,
+            by,
+        } => Cause {
+            reference: Some(id.as_str()),
+            by: by.as_ref(),
+            ..Cause::of(*at_ms, MoveKind::Receipt)
+        },
+        Event::Supply { .. } => return None,
         // A split or an extension moves no units; a catalog write none.
         Event::ReservationSplit { .. }
         | Event::ReservationExtended { .. }

@@ -11,6 +11,10 @@
 //! - `sourcing`: the fulfilment planner: which location serves which line.
 //! - `transfer`: a transfer of stock between two locations, its steps and
 //!   the records each moves.
+//! - `book`: transfers and supplies by id, bounded alike in the engine
+//!   and in replay.
+//! - `supply`: incoming supply (a purchase order, an advance shipping
+//!   notice) at a location, its receipts and the records each moves.
 //! - `event`: the journal record bodies: facts that replay applies.
 //! - `history`: what each fact did to each stock record, and why (the
 //!   movement history's entries).
@@ -19,6 +23,7 @@
 //!   reference the actors and the property tests are held to.
 
 pub mod address;
+pub mod book;
 pub mod catalog;
 pub mod event;
 pub mod hash;
@@ -31,6 +36,7 @@ pub mod reservation;
 pub mod rotation;
 pub mod sourcing;
 pub mod stock;
+pub mod supply;
 pub mod transfer;
 
 pub use ids::*;

@@ -6,7 +6,7 @@ use ahash::AHashMap;
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{Catalog, LocIdx, SkuIdx};
-use super::event::{sold_by_adjustment, Count, Event, IdemKey, TransferFact};
+use super::event::{sold_by_adjustment, Count, Event, IdemKey, SupplyFact, TransferFact};
 use super::history::{By, Moved};
 use super::ids::{LocationId, ReservationId, SkuId};
 use super::recent_moves::{LateCountRefused, RecentMoves};
@@ -14,7 +14,8 @@ use super::reservation::{
     expires_at, sold_by_effect, Decision, Line, NotHeld, Reservation, Status, Transition,
 };
 use super::rotation::RotationTable;
-use super::stock::{Bucket, StockDelta, StockTable};
+use super::stock::{Bucket, StockDelta, StockRecord, StockTable};
+use super::supply::{Supplies, Supply};
 use super::transfer::{StepDecision, StepRefused, Transfer, TransferStatus, Transfers};
 use super::TimeMs;
 
@@ -90,6 +91,9 @@ pub struct Model {
     /// Transfers between locations by id (added later: default).
     #[serde(default)]
     pub transfers: Transfers,
+    /// Incoming supply by id (added later: default).
+    #[serde(default)]
+    pub supplies: Supplies,
 }
 
 /// What a keyed adjustment did: applied once under its key, a repeat of
@@ -206,6 +210,9 @@ impl Model {
             Event::Transfer {
                 id, step, at_ms, ..
             } => self.apply_transfer(id, step, *at_ms, touched)?,
+            Event::Supply {
+                id, step, at_ms, ..
+            } => self.apply_supply(id, step, *at_ms, touched)?,
         }
         Ok(())
     }
@@ -244,6 +251,61 @@ impl Model {
             }
         }
         self.transfers.apply(id, &step, at_ms);
+        Ok(())
+    }
+
+    /// Applies a supply's step: its announcement (its units incoming), or
+    /// a delivery (units on hand, movements a count taken before them
+    /// must know) or a cancel; each record moved shows its earliest time
+    /// expected as the book has it after the step.
+    fn apply_supply(
+        &mut self,
+        id: &str,
+        fact: &SupplyFact,
+        at_ms: TimeMs,
+        touched: &mut Touched<'_>,
+    ) -> Result<(), ReplayError> {
+        let (changed, moves) = match (fact, fact.step()) {
+            (
+                SupplyFact::Expected {
+                    location,
+                    expected_ms,
+                    lines,
+                },
+                _,
+            ) => {
+                let s = Supply::expect(
+                    id.to_string(),
+                    location.clone(),
+                    *expected_ms,
+                    lines.clone(),
+                    at_ms,
+                )
+                .map_err(|e| ReplayError(format!("supply {id} expected as {e:?}")))?;
+                let moves = s.expected_moves();
+                (s, moves)
+            }
+            (_, Some(step)) => {
+                let mut s = self
+                    .supplies
+                    .get(id)
+                    .cloned()
+                    .ok_or_else(|| ReplayError(format!("step of unknown supply {id}")))?;
+                let moves = s.moves(&step);
+                s.apply(&step, at_ms);
+                (s, moves)
+            }
+            (_, None) => return Err(ReplayError(format!("supply {id}: no step"))),
+        };
+        for (sku, loc, d) in self.supplies.with_eta(&changed, moves) {
+            let (s, l) = self.sku_loc(&sku, &loc)?;
+            let r = noted(&mut self.stock, touched, s, l, d);
+            if d.on_hand != 0 {
+                self.rotation.record(s, l, at_ms, 0, r.on_hand);
+                self.moves.moved(s, l, at_ms, d.on_hand);
+            }
+        }
+        self.supplies.keep(changed);
         Ok(())
     }
 
@@ -739,7 +801,8 @@ impl Model {
     /// The invariants of ARCHITECTURE.md that a state can show by itself.
     pub fn check_invariants(&self) -> Result<(), String> {
         check_reserved(&self.catalog, &self.stock, self.reservations.values())?;
-        self.check_in_transit()
+        self.check_in_transit()?;
+        self.check_incoming()
     }
 
     /// Each record's units in transit are its shipped transfers' lines.
@@ -750,30 +813,57 @@ impl Model {
                 continue;
             }
             for l in &t.lines {
-                let s = self
-                    .catalog
-                    .sku_idx(l.sku.as_str())
-                    .ok_or("transfer of unknown sku")?;
-                let c = self
-                    .catalog
-                    .location_idx(t.to.as_str())
-                    .ok_or("transfer to unknown location")?;
+                let (s, c) = self
+                    .sku_loc(&l.sku, &t.to)
+                    .map_err(|_| "transfer of an unknown sku or place")?;
                 *want.entry((s, c)).or_default() += i64::from(l.qty);
             }
         }
-        for (s, r) in self.stock.iter().filter(|(_, r)| r.in_transit != 0) {
+        self.check_figure("in transit", want, |r| r.in_transit)
+    }
+
+    /// Each record's incoming units are what its expected supplies still
+    /// bring, and its earliest time expected theirs.
+    fn check_incoming(&self) -> Result<(), String> {
+        let mut want: AHashMap<(SkuIdx, LocIdx), i64> = AHashMap::new();
+        for sup in self.supplies.values() {
+            for (sku, q) in sup.incoming() {
+                let (s, c) = self
+                    .sku_loc(sku, &sup.location)
+                    .map_err(|_| "supply of an unknown sku or place")?;
+                *want.entry((s, c)).or_default() += i64::from(q);
+                let r = self.stock.get_or_empty(s, c);
+                let eta = self.supplies.eta(sku, &sup.location, None);
+                if r.incoming_eta != eta {
+                    return Err(format!(
+                        "record sku#{s} loc#{c}: expected at {} but its supplies say {eta}",
+                        r.incoming_eta
+                    ));
+                }
+            }
+        }
+        self.check_figure("incoming", want, |r| r.incoming)
+    }
+
+    /// Each record's `figure` is what `want` says (none: 0).
+    fn check_figure(
+        &self,
+        name: &str,
+        mut want: AHashMap<(SkuIdx, LocIdx), i64>,
+        figure: impl Fn(&StockRecord) -> i64,
+    ) -> Result<(), String> {
+        for (s, r) in self.stock.iter().filter(|(_, r)| figure(r) != 0) {
             let w = want.remove(&(s, r.location)).unwrap_or(0);
-            if r.in_transit != w {
+            if figure(&r) != w {
                 return Err(format!(
-                    "record sku#{s} loc#{}: in transit {} but shipped transfers carry {w}",
-                    r.location, r.in_transit
+                    "record sku#{s} loc#{}: {name} {} but its sources say {w}",
+                    r.location,
+                    figure(&r)
                 ));
             }
         }
         match want.into_iter().find(|(_, q)| *q != 0) {
-            Some(((s, l), q)) => Err(format!(
-                "{q} in transit to sku#{s} loc#{l} not on its record"
-            )),
+            Some(((s, l), q)) => Err(format!("{name} {q} of sku#{s} loc#{l} not on its record")),
             None => Ok(()),
         }
     }

@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{LocIdx, SkuIdx};
+use super::TimeMs;
 use crate::limits::STOCK_MAX;
 
 /// Why units are set apart from sale (api.md, Unsellable stock): a fixed
@@ -113,10 +114,22 @@ pub struct StockRecord {
     /// Units shipped here by transfers, not yet received: not on hand,
     /// not available.
     pub in_transit: i64,
+    /// Units of incoming supply (purchase orders, advance shipping
+    /// notices) still to come here: not on hand, not available; and the
+    /// earliest time one of them is expected (0 when none).
+    pub incoming: i64,
+    pub incoming_eta: TimeMs,
+}
+
+/// Units of supply still to come to a record, and the earliest expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Incoming {
+    pub units: u32,
+    pub eta: TimeMs,
 }
 
 impl Slot {
-    fn record(self, (unsellable, in_transit): Beside) -> StockRecord {
+    fn record(self, (unsellable, in_transit, incoming): Beside) -> StockRecord {
         StockRecord {
             location: self.location,
             safety_stock: self.safety_stock,
@@ -125,6 +138,8 @@ impl Slot {
             version: self.version,
             unsellable,
             in_transit: i64::from(in_transit),
+            incoming: i64::from(incoming.units),
+            incoming_eta: incoming.eta,
         }
     }
 }
@@ -139,11 +154,17 @@ pub struct StockDelta {
     pub unsellable: Option<(Bucket, i64)>,
     /// Units shipped here (positive) or received (negative) by transfers.
     pub in_transit: i64,
+    /// Units of supply expected here (positive), or received or
+    /// cancelled (negative)...
+    pub incoming: i64,
+    /// ...and the earliest time the rest is expected, set by the book
+    /// that keeps the supply (not a change: a figure).
+    pub incoming_eta: Option<TimeMs>,
 }
 
 /// What the few records that have any keep beside their figures: units
-/// apart from sale, and units in transit to them.
-type Beside = (Unsellable, u32);
+/// apart from sale, units in transit to them, units of supply to come.
+type Beside = (Unsellable, u32, Incoming);
 
 /// Why an adjustment was made (api.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -242,6 +263,13 @@ impl StockRecord {
             self.unsellable.add(b, u);
         }
         self.in_transit = (self.in_transit + d.in_transit).clamp(0, STOCK_MAX);
+        self.incoming = (self.incoming + d.incoming).clamp(0, STOCK_MAX);
+        if let Some(eta) = d.incoming_eta {
+            self.incoming_eta = eta;
+        }
+        if self.incoming == 0 {
+            self.incoming_eta = 0;
+        }
         debug_assert!(self.reserved >= 0, "reserved below zero: {self:?}");
     }
 
@@ -339,6 +367,9 @@ pub struct StockTable {
     /// Added later (default): none in older snapshots.
     #[serde(default)]
     in_transit: SideMap<u32>,
+    /// Added later (default): none in older snapshots.
+    #[serde(default)]
+    incoming: SideMap<Incoming>,
 }
 
 /// A figure kept beside the table for the few records where it is not
@@ -373,6 +404,7 @@ impl StockTable {
         (
             side_get(&self.unsellable, (sku, loc)),
             side_get(&self.in_transit, (sku, loc)),
+            side_get(&self.incoming, (sku, loc)),
         )
     }
 
@@ -426,6 +458,13 @@ impl StockTable {
         let in_transit = u32::try_from(r.in_transit).unwrap_or(u32::MAX);
         if in_transit != before.1 {
             side_set(&mut self.in_transit, (sku, loc), in_transit);
+        }
+        let incoming = Incoming {
+            units: u32::try_from(r.incoming).unwrap_or(u32::MAX),
+            eta: r.incoming_eta,
+        };
+        if incoming != before.2 {
+            side_set(&mut self.incoming, (sku, loc), incoming);
         }
         r
     }
@@ -498,8 +537,10 @@ impl StockTable {
         let moved = |s: SkuIdx| out.by_sku.contains_key(&s);
         let unsellable = side_take(&mut self.unsellable, moved);
         let in_transit = side_take(&mut self.in_transit, moved);
+        let incoming = side_take(&mut self.incoming, moved);
         out.unsellable = unsellable;
         out.in_transit = in_transit;
+        out.incoming = incoming;
         out
     }
 
@@ -511,6 +552,7 @@ impl StockTable {
         self.by_sku.shrink_to_fit();
         self.unsellable.shrink_to_fit();
         self.in_transit.shrink_to_fit();
+        self.incoming.shrink_to_fit();
     }
 }
 

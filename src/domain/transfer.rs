@@ -10,13 +10,11 @@
 //! are conserved by construction: every line ships `qty`, and receives
 //! `received` with `qty - received` as its discrepancy.
 
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-
+use super::book::{check_lines, per_line, Book, Kept, LineRefused, LinesInvalid};
 use super::ids::{LocationId, SkuId};
 use super::stock::StockDelta;
 use super::TimeMs;
-use crate::limits::{TRANSFERS_MAX, TRANSFER_CLOSED_KEPT_MS, TRANSFER_SWEEP_EVERY};
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -98,9 +96,7 @@ pub enum StepRefused {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransferInvalid {
     SameLocation,
-    NoLines,
-    TwiceNamed(SkuId),
-    ZeroQty(SkuId),
+    Lines(LinesInvalid),
 }
 
 /// What a step decided: a new status, or nothing to write (a repeat).
@@ -144,18 +140,7 @@ impl Transfer {
         if from == to {
             return Err(TransferInvalid::SameLocation);
         }
-        if lines.is_empty() {
-            return Err(TransferInvalid::NoLines);
-        }
-        let mut seen = std::collections::BTreeSet::new();
-        for (sku, qty) in &lines {
-            if !seen.insert(sku.clone()) {
-                return Err(TransferInvalid::TwiceNamed(sku.clone()));
-            }
-            if *qty == 0 {
-                return Err(TransferInvalid::ZeroQty(sku.clone()));
-            }
-        }
+        check_lines(&lines).map_err(TransferInvalid::Lines)?;
         Ok(Transfer {
             id,
             from,
@@ -206,19 +191,12 @@ impl Transfer {
 
     /// What arrived of each line, in the lines' order, from a receipt.
     fn arrived(&self, got: &[(SkuId, u32)]) -> Result<Vec<Option<u32>>, StepRefused> {
-        let mut out: Vec<Option<u32>> = vec![None; self.lines.len()];
-        for (sku, qty) in got {
-            let i = self
-                .lines
-                .iter()
-                .position(|l| &l.sku == sku)
-                .ok_or_else(|| StepRefused::UnknownSku(sku.clone()))?;
-            if out[i].is_some() {
-                return Err(StepRefused::TwiceNamed(sku.clone()));
-            }
-            out[i] = Some(*qty);
+        let carried: Vec<&SkuId> = self.lines.iter().map(|l| &l.sku).collect();
+        match per_line(&carried, got) {
+            Ok(q) => Ok(q.into_iter().map(Some).collect()),
+            Err(LineRefused::Unknown(s)) => Err(StepRefused::UnknownSku(s)),
+            Err(LineRefused::Twice(s)) => Err(StepRefused::TwiceNamed(s)),
         }
-        Ok(out.into_iter().map(|q| Some(q.unwrap_or(0))).collect())
     }
 
     /// The records a step moves, decided: a shipment takes every line's
@@ -314,23 +292,22 @@ impl Transfer {
     }
 }
 
-/// Every transfer by id: the engine's book and replay's, one type so that
-/// both keep and forget alike (their contents must match for a follower's
-/// copy and a snapshot to answer what the leader does).
-///
-/// Bounded: closed transfers (received, cancelled) are forgotten
-/// `TRANSFER_CLOSED_KEPT_MS` after their last step, looked for every
-/// `TRANSFER_SWEEP_EVERY` requests and whenever the book holds more than
-/// `TRANSFERS_MAX` (a pure function of the requests in journal order, so
-/// every copy forgets the same ones); a request that would leave more
-/// than `TRANSFERS_MAX` after that is refused (`RequestRefused::Full`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Transfers(BTreeMap<String, Transfer>);
+/// Every transfer by id (`book`).
+pub type Transfers = Book<Transfer>;
 
-/// Closed long enough before `now` to be forgotten.
-fn forgettable(t: &Transfer, now: TimeMs) -> bool {
-    !t.is_open() && t.updated_ms < now - TRANSFER_CLOSED_KEPT_MS
+impl Kept for Transfer {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn is_open(&self) -> bool {
+        Transfer::is_open(self)
+    }
+    fn created_ms(&self) -> TimeMs {
+        self.created_ms
+    }
+    fn updated_ms(&self) -> TimeMs {
+        self.updated_ms
+    }
 }
 
 /// What a request decided.
@@ -348,42 +325,11 @@ pub enum RequestRefused {
     Invalid(TransferInvalid),
     /// Another transfer has this id (409).
     Exists,
-    /// `TRANSFERS_MAX` are kept (503).
+    /// The book has no room (`Book::has_room`, 503).
     Full,
 }
 
-/// Which transfers a listing wants.
-#[derive(Debug, Clone, Default)]
-pub struct TransferFilter {
-    /// Leaving or reaching this location.
-    pub location: Option<String>,
-    pub status: Option<TransferStatus>,
-}
-
-impl TransferFilter {
-    pub fn wants(&self, t: &Transfer) -> bool {
-        self.location.as_deref().is_none_or(|l| t.touches(l))
-            && self.status.is_none_or(|s| t.status == s)
-    }
-}
-
-impl Transfers {
-    pub fn get(&self, id: &str) -> Option<&Transfer> {
-        self.0.get(id)
-    }
-
-    pub fn values(&self) -> impl Iterator<Item = &Transfer> {
-        self.0.values()
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
+impl Book<Transfer> {
     /// Decides a request: a new transfer, or the repeat of one kept
     /// (the same places and lines: a client's retry, answered as the
     /// transfer is now).
@@ -395,14 +341,14 @@ impl Transfers {
         lines: Vec<(SkuId, u32)>,
         now: TimeMs,
     ) -> Result<Requested, RequestRefused> {
-        if let Some(t) = self.0.get(id) {
+        if let Some(t) = self.get(id) {
             return if t.same_request(&from, &to, &lines) {
                 Ok(Requested::Repeat(t.clone()))
             } else {
                 Err(RequestRefused::Exists)
             };
         }
-        if self.0.len() >= TRANSFERS_MAX && !self.0.values().any(|t| forgettable(t, now)) {
+        if !self.has_room(now) {
             return Err(RequestRefused::Full);
         }
         Transfer::request(id.to_string(), from, to, lines, now)
@@ -410,50 +356,15 @@ impl Transfers {
             .map_err(RequestRefused::Invalid)
     }
 
-    /// Keeps a transfer just requested at `t.created_ms` (replacing none:
-    /// the decider refuses a known id), forgetting long-closed ones every
-    /// `TRANSFER_SWEEP_EVERY` requests.
-    pub fn insert(&mut self, t: Transfer) {
-        let now = t.created_ms;
-        self.0.insert(t.id.clone(), t);
-        let n = self.0.len();
-        if n.is_multiple_of(TRANSFER_SWEEP_EVERY) || n > TRANSFERS_MAX {
-            self.0.retain(|_, t| !forgettable(t, now));
-        }
-    }
-
     /// Applies a step decided earlier to transfer `id`; false if unknown.
     pub fn apply(&mut self, id: &str, step: &TransferStep, now: TimeMs) -> bool {
-        match self.0.get_mut(id) {
+        match self.get_mut(id) {
             Some(t) => {
                 t.apply(step, now);
                 true
             }
             None => false,
         }
-    }
-
-    /// Up to `limit` transfers `filter` wants, in id order after `after`,
-    /// and the id to go on after if there may be more.
-    pub fn page(
-        &self,
-        filter: &TransferFilter,
-        after: Option<&str>,
-        limit: usize,
-    ) -> (Vec<&Transfer>, Option<String>) {
-        use std::ops::Bound::{Excluded, Unbounded};
-        let from = after.map_or(Unbounded, |a| Excluded(a.to_string()));
-        let mut got: Vec<&Transfer> = self
-            .0
-            .range((from, Unbounded))
-            .map(|(_, t)| t)
-            .filter(|t| filter.wants(t))
-            .take(limit + 1)
-            .collect();
-        let more = got.len() > limit;
-        got.truncate(limit);
-        let next = more.then(|| got.last().map(|t| t.id.clone())).flatten();
-        (got, next)
     }
 }
 
@@ -480,12 +391,21 @@ mod tests {
         let same = Transfer::request("T".into(), loc("S1"), loc("S1"), one.clone(), 0);
         assert_eq!(same.err(), Some(TransferInvalid::SameLocation));
         let none = Transfer::request("T".into(), loc("DC"), loc("S1"), vec![], 0);
-        assert_eq!(none.err(), Some(TransferInvalid::NoLines));
+        assert_eq!(
+            none.err(),
+            Some(TransferInvalid::Lines(LinesInvalid::NoLines))
+        );
         let twice = vec![(sku(1), 2), (sku(1), 1)];
         let twice = Transfer::request("T".into(), loc("DC"), loc("S1"), twice, 0);
-        assert_eq!(twice.err(), Some(TransferInvalid::TwiceNamed(sku(1))));
+        assert_eq!(
+            twice.err(),
+            Some(TransferInvalid::Lines(LinesInvalid::TwiceNamed(sku(1))))
+        );
         let zero = Transfer::request("T".into(), loc("DC"), loc("S1"), vec![(sku(2), 0)], 0);
-        assert_eq!(zero.err(), Some(TransferInvalid::ZeroQty(sku(2))));
+        assert_eq!(
+            zero.err(),
+            Some(TransferInvalid::Lines(LinesInvalid::ZeroQty(sku(2))))
+        );
     }
 
     #[test]
@@ -525,22 +445,22 @@ mod tests {
 
     #[test]
     fn a_full_book_forgets_long_closed_transfers_to_take_more() {
-        use crate::limits::{TRANSFERS_MAX, TRANSFER_CLOSED_KEPT_MS};
+        use crate::limits::{BOOK_CLOSED_KEPT_MS, BOOK_MAX};
         let mut book = Transfers::default();
-        for i in 0..TRANSFERS_MAX {
+        for i in 0..BOOK_MAX {
             let mut t = transfer(&[(1, 1)]);
             t.id = format!("T{i:06}");
             t.status = TransferStatus::Cancelled;
             book.insert(t);
         }
-        assert_eq!(book.len(), TRANSFERS_MAX, "nothing closed long enough ago");
+        assert_eq!(book.len(), BOOK_MAX, "nothing closed long enough ago");
         let ask = |book: &Transfers, now| {
             book.decide_request("N", loc("DC"), loc("S1"), vec![(sku(1), 1)], now)
         };
         assert_eq!(ask(&book, 1), Err(RequestRefused::Full));
         // 90 days on, the closed ones may go: the request is taken and
         // its insert forgets them (replay forgets alike).
-        let later = TRANSFER_CLOSED_KEPT_MS + 1;
+        let later = BOOK_CLOSED_KEPT_MS + 1;
         let Ok(Requested::New(t)) = ask(&book, later) else {
             panic!("taken once closed transfers may be forgotten");
         };

@@ -176,6 +176,12 @@ pub struct RecordWire<'a> {
     /// Units on their way here by transfer (left out when none).
     #[serde(skip_serializing_if = "is_zero")]
     pub in_transit: i64,
+    /// Units of supply still to come here, and the earliest time one is
+    /// expected (both left out when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub incoming: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incoming_eta: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ts: Option<String>,
 }
@@ -212,6 +218,8 @@ impl<'a> RecordWire<'a> {
             version: r.version,
             unsellable: BucketsWire(r.unsellable),
             in_transit: r.in_transit,
+            incoming: r.incoming,
+            incoming_eta: (r.incoming > 0).then(|| rfc3339(r.incoming_eta)),
             ts: None,
         }
     }

@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod board;
+pub mod books;
 pub mod catalog;
 pub mod error;
 pub mod feed;
@@ -24,6 +25,7 @@ pub mod payments;
 pub mod reservations;
 pub mod route;
 pub mod sourcing;
+pub mod supply;
 pub mod transfers;
 pub mod webhooks;
 
@@ -356,11 +358,17 @@ async fn dispatch(state: &Arc<AppState>, route: Route, req: &Request, seg: &[&st
         Route::ShipmentLabel => orders::get_label(state, req, seg[2], seg[4]).await,
         Route::ShipmentEvents => orders::shipment_event(state, req, seg[2], seg[4]).await,
         Route::SourcingPlan => sourcing::plan(state, req).await,
-        Route::Transfers if get => transfers::list(state, req).await,
+        Route::Transfers if get => transfers::get(state, req, None).await,
         Route::Transfers => transfers::create(state, req).await,
-        Route::Transfer => transfers::get(state, req, seg[2]).await,
+        Route::Transfer => transfers::get(state, req, Some(seg[2])).await,
         Route::TransferShip | Route::TransferReceive | Route::TransferCancel => {
             transfers::step(state, req, seg[2], seg[3]).await
+        }
+        Route::Supplies if get => supply::get(state, req, None).await,
+        Route::Supplies => supply::create(state, req).await,
+        Route::Supply => supply::get(state, req, Some(seg[2])).await,
+        Route::SupplyReceive | Route::SupplyCancel => {
+            supply::step(state, req, seg[2], seg[3]).await
         }
         Route::Healthz | Route::Metrics | Route::OpenApi | Route::Board | Route::AdyenWebhook => {
             public(state, route, seg, &req.body).await

@@ -360,6 +360,51 @@ const OPS: &[Op] = &[
         &[401, 403, 404, 408, 409, 413, 422, 429, 503, 504],
     ),
     (
+        "post",
+        Route::Supplies,
+        "Announce incoming supply at a location, a purchase order or an advance shipping notice (admin, or the location's store token): 201 expected; its units show as incoming on the location's records (with the earliest expected_at as incoming_eta) until delivered or cancelled. The id is its idempotency key: the same announcement again answers the supply as it is now (200), another under the id 409 supply_exists",
+        Some("SupplyInput"),
+        201,
+        "Supply",
+        &[400, 401, 403, 408, 409, 413, 422, 429, 503, 504],
+    ),
+    (
+        "get",
+        Route::Supplies,
+        "List incoming supply in id order, a page at a time (admin; a store token its own location's), by location and status (on a cluster follower: from its copy when fresh, as a stock record's read)",
+        None,
+        200,
+        "SupplyList",
+        &[401, 403, 422, 429, 503],
+    ),
+    (
+        "get",
+        Route::Supply,
+        "Read incoming supply (admin, or the location's store token; on a cluster follower: from its copy when fresh)",
+        None,
+        200,
+        "Supply",
+        &[401, 403, 404, 422, 429, 503],
+    ),
+    (
+        "post",
+        Route::SupplyReceive,
+        "A delivery of incoming supply (admin, or the location's store token): what arrived of each SKU joins on_hand (more than ordered too), and leaves incoming as far as it was still to come; once nothing remains the supply is received. Several deliveries may come: with an Idempotency-Key a delivery is applied once per key (the same again answers the supply; another under the key is 422 idempotency_key_reused). 409 invalid_transition once received or cancelled",
+        Some("ReceiveInput"),
+        200,
+        "Supply",
+        &[400, 401, 403, 404, 408, 409, 413, 422, 429, 503, 504],
+    ),
+    (
+        "post",
+        Route::SupplyCancel,
+        "Cancel what is still to come of incoming supply (admin, or the location's store token): its units leave incoming; what was delivered stays. 409 invalid_transition once received or cancelled",
+        None,
+        200,
+        "Supply",
+        &[401, 403, 404, 408, 409, 413, 422, 429, 503, 504],
+    ),
+    (
         "get",
         Route::Pickups,
         "The store's open pickups (pay and collect orders not yet collected, cancelled or declined), oldest first, at most 200 (admin or the store's token)",
@@ -516,6 +561,7 @@ fn examples() -> Value {
         "RefundSettleInput": {"key": "O-1001:refund:0:5990", "made": true},
         "TransferInput": {"id": "T-1001", "from": "DC1", "to": "S001", "lines": [{"sku": "A1", "qty": 6}]},
         "ReceiveInput": {"lines": [{"sku": "A1", "qty": 5}]},
+        "SupplyInput": {"id": "PO-1001", "location": "DC1", "expected_at": "2027-01-15T08:00:00Z", "lines": [{"sku": "A1", "qty": 500}]},
         "ScalapayCheckoutInput": {"reference": "O-1002", "amount": "119.80",
             "consumer": {"given_names": "Maria", "surname": "Rossi", "email": "maria@example.com"},
             "redirect": {"confirm_url": "https://shop.example.com/ok", "cancel_url": "https://shop.example.com/ko"}}
@@ -607,6 +653,8 @@ fn stock_schemas() -> Value {
             "available": {"type": "integer", "minimum": 0, "description": "max(0, on_hand - reserved - safety_stock - unsellable units)"}, "version": {"type": "integer", "minimum": 0},
             "unsellable": unsellable.clone(),
             "in_transit": {"type": "integer", "minimum": 1, "description": "units shipped here by transfers, not yet received (absent when none)"},
+            "incoming": {"type": "integer", "minimum": 1, "description": "units of incoming supply still to come here (absent when none)"},
+            "incoming_eta": {"type": "string", "format": "date-time", "description": "the earliest expected_at of the supply still to come here (absent when none)"},
             "rotation": {"type": "number", "description": "Units sold (sales adjustments and fulfilled reservations) over the last 7 UTC days per average unit on hand; 0 when nothing sold"}}},
         "BatchInput": {"type": "object", "required": ["items"], "properties": {"items": some(json!({"type": "object", "required": ["location", "sku", "on_hand"], "properties": {
             "location": id(), "sku": id(), "on_hand": stock, "safety_stock": nullable(stock.clone()), "counted_at": counted_at()}}), BATCH_ITEMS_MAX)}},
@@ -773,9 +821,25 @@ fn transfer_schemas() -> Value {
                 "received": {"type": ["integer", "null"], "minimum": 0, "description": "units that arrived; null until received"},
                 "discrepancy": {"type": ["integer", "null"], "description": "qty less received (negative: more arrived than was sent); null until received"}}}},
             "discrepancy": {"type": ["integer", "null"], "description": "the lines' discrepancies summed, once received"},
-            "created_at": time, "updated_at": time.clone(), "shipped_at": at, "received_at": at.clone()}},
+            "created_at": time.clone(), "updated_at": time.clone(), "shipped_at": at, "received_at": at.clone()}},
         "TransferList": {"type": "object", "required": ["transfers", "next_cursor"], "properties": {
             "transfers": {"type": "array", "items": schema_ref("Transfer")},
+            "next_cursor": {"type": ["string", "null"], "description": "the next page's cursor; null on the last page"}}},
+        "SupplyInput": {"type": "object", "required": ["id", "location", "expected_at", "lines"], "properties": {
+            "id": id(), "location": id(),
+            "expected_at": {"type": "string", "format": "date-time", "description": "RFC 3339: when its units are expected (up to a year back, two years ahead)"},
+            "lines": some(line(1, "units of a SKU ordered; each SKU once"), TRANSFER_LINES_MAX)}},
+        "Supply": {"type": "object", "required": ["id", "location", "expected_at", "status", "lines", "receipts", "created_at", "updated_at"], "properties": {
+            "id": id(), "location": id(), "expected_at": time.clone(),
+            "status": {"enum": ["expected", "received", "cancelled"]},
+            "lines": {"type": "array", "items": {"type": "object", "required": ["sku", "qty", "received", "remaining"], "properties": {
+                "sku": id(), "qty": int(1, STOCK_MAX), "received": {"type": "integer", "minimum": 0},
+                "remaining": {"type": "integer", "minimum": 0, "description": "qty less received, at least 0 (once cancelled, none of it comes)"}}}},
+            "receipts": {"type": "array", "items": {"type": "object", "required": ["at", "lines"], "properties": {
+                "at": time.clone(), "lines": {"type": "array", "items": {"type": "object", "required": ["sku", "qty"], "properties": {"sku": id(), "qty": {"type": "integer", "minimum": 0}}}}}}},
+            "created_at": time.clone(), "updated_at": time}},
+        "SupplyList": {"type": "object", "required": ["supplies", "next_cursor"], "properties": {
+            "supplies": {"type": "array", "items": schema_ref("Supply")},
             "next_cursor": {"type": ["string", "null"], "description": "the next page's cursor; null on the last page"}}}
     })
 }
@@ -834,7 +898,8 @@ fn cluster_schemas() -> Value {
             "free": {"type": "integer", "minimum": 0, "description": "insufficient_stock setting units apart: the units neither reserved nor unsellable"},
             "unsellable": {"type": "object", "additionalProperties": {"type": "integer"}, "description": "insufficient_stock of a bucket: what it holds"},
             "last_counted_at": {"type": "string", "format": "date-time", "description": "stale_count: when the record was last counted"},
-            "transfer_status": {"enum": ["requested", "shipped", "received", "cancelled"], "description": "invalid_transition of a transfer: its status"}}}
+            "transfer_status": {"enum": ["requested", "shipped", "received", "cancelled"], "description": "invalid_transition of a transfer: its status"},
+            "supply_status": {"enum": ["expected", "received", "cancelled"], "description": "invalid_transition of incoming supply: its status"}}}
     })
 }
 
@@ -847,7 +912,7 @@ fn problem_description(status: u16) -> &'static str {
         403 => "forbidden: the token's role or location does not allow this",
         404 => "not_found",
         408 => "request_timeout: the body did not arrive within 10 s; the connection is closed",
-        409 => "insufficient_stock (`lines` names the short ones; of an adjustment `on_hand`, `free` or `unsellable`), reservation_not_held, invalid_transition (of a transfer: member `transfer_status`), order_exists, transfer_exists or stale_count (a count taken before the record's last count, member `last_counted_at`)",
+        409 => "insufficient_stock (`lines` names the short ones; of an adjustment `on_hand`, `free` or `unsellable`), reservation_not_held, invalid_transition (of a transfer: member `transfer_status`), order_exists, transfer_exists, supply_exists or stale_count (a count taken before the record's last count, member `last_counted_at`)",
         413 => "payload_too_large: the body is over 1 MiB",
         422 => "validation_failed (`errors` names each field, a path segment by its parameter's name), unknown_sku, unknown_location (`field` names it) or idempotency_key_reused",
         426 => "upgrade_required: a plain GET of the WebSocket feed",
@@ -909,6 +974,8 @@ fn success_response(path: &str, status: u16, output: &str) -> Value {
             | "/v1/orders/{id}"
             | "/v1/transfers"
             | "/v1/transfers/{id}"
+            | "/v1/supply"
+            | "/v1/supply/{id}"
     );
     if read && status == 200 {
         r["headers"] = json!({
@@ -937,6 +1004,11 @@ fn links(path: &str, status: u16) -> Option<Value> {
             "ship": to("/v1/transfers/{id}/ship", "post", id.clone()),
             "receive": to("/v1/transfers/{id}/receive", "post", id.clone()),
             "cancel": to("/v1/transfers/{id}/cancel", "post", id),
+        })),
+        ("/v1/supply", 201) => Some(json!({
+            "read": to("/v1/supply/{id}", "get", id.clone()),
+            "receive": to("/v1/supply/{id}/receive", "post", id.clone()),
+            "cancel": to("/v1/supply/{id}/cancel", "post", id.clone()),
         })),
         ("/v1/orders", 201) => {
             let shipment =
@@ -983,6 +1055,21 @@ fn other_parameters(method: &str, path: &str) -> Vec<Value> {
             "description": "Checked as an identifier (422 otherwise); an order is placed once by its id whatever the key: a repeat answers 409 order_exists"}),
         ],
         ("get", "/v1/inventory/{location}/{sku}" | "/v1/availability/{sku}") => vec![fresh],
+        ("post", "/v1/supply/{id}/receive") => vec![
+            json!({"name": "Idempotency-Key", "in": "header", "required": false, "schema": id(),
+            "description": "A delivery is applied once per key of the token: the same delivery again answers the supply; another under the key is 422 idempotency_key_reused"}),
+        ],
+        ("get", "/v1/supply") => vec![
+            json!({"name": "location", "in": "query", "required": false, "schema": id(),
+                "description": "supply expected at this location (a store token: its own, the default)"}),
+            json!({"name": "status", "in": "query", "required": false, "schema": {"enum": ["expected", "received", "cancelled"]}}),
+            json!({"name": "limit", "in": "query", "required": false,
+                "schema": {"type": "integer", "minimum": 1, "maximum": TRANSFER_PAGE_MAX, "default": TRANSFER_PAGE_DEFAULT}}),
+            json!({"name": "cursor", "in": "query", "required": false, "schema": id(),
+                "description": "a page's next_cursor: the page after it"}),
+            fresh,
+        ],
+        ("get", "/v1/supply/{id}") => vec![fresh],
         ("get", "/v1/transfers") => vec![
             json!({"name": "location", "in": "query", "required": false, "schema": id(),
                 "description": "transfers leaving or reaching this location (a store token: its own, the default)"}),
@@ -1040,12 +1127,12 @@ pub fn document() -> Value {
         params.extend(other_parameters(method, path));
         let mut responses = Map::new();
         responses.insert(status.to_string(), success_response(path, status, output));
-        if (method, path) == ("post", "/v1/transfers") {
-            // The id is the key: a request repeated alike answers the
-            // transfer as it is now.
+        if method == "post" && matches!(path, "/v1/transfers" | "/v1/supply") {
+            // The id is the key: a request repeated alike answers what
+            // it made, as it is now.
             responses.insert(
                 "200".into(),
-                json!({"description": "the transfer already requested under this id, asked alike (a retry), as it is now",
+                json!({"description": "made already under this id, asked alike (a retry), as it is now",
                     "content": {"application/json": {"schema": schema_ref(output)}}}),
             );
         }

@@ -83,6 +83,11 @@ routes! {
     TransferShip => "/v1/transfers/{id}/ship",
     TransferReceive => "/v1/transfers/{id}/receive",
     TransferCancel => "/v1/transfers/{id}/cancel",
+    /// Incoming supply: the listing, and announcements.
+    Supplies => "/v1/supply",
+    Supply => "/v1/supply/{id}",
+    SupplyReceive => "/v1/supply/{id}/receive",
+    SupplyCancel => "/v1/supply/{id}/cancel",
 }
 
 /// Who answers a request on a cluster node (`cluster::front`).
@@ -128,14 +133,16 @@ impl Route {
         const GET_PUT: &[Method] = &[Method::GET, Method::PUT];
         match self {
             Healthz | Metrics | OpenApi | Board | Feed | Cluster | Locations | Pickups
-            | Availability | Reservation | Order | ShipmentLabel | History | Transfer => GET,
-            Transfers => &[Method::GET, Method::POST],
+            | Availability | Reservation | Order | ShipmentLabel | History | Transfer | Supply => {
+                GET
+            }
+            Transfers | Supplies => &[Method::GET, Method::POST],
             SkuBatch => &[Method::GET, Method::PUT, Method::POST],
             Sku | Location | Stock => GET_PUT,
             AdyenWebhook | InventoryBatch | Adjustments | Unsellable | Reservations | Confirm
             | Release | Fulfil | Extend | ScalapayCheckouts | Orders | OrderCancel
             | OrderReturns | RefundSettle | ShipmentEvents | SourcingPlan | TransferShip
-            | TransferReceive | TransferCancel => POST,
+            | TransferReceive | TransferCancel | SupplyReceive | SupplyCancel => POST,
         }
     }
 
@@ -183,6 +190,7 @@ impl Route {
             Transfers | Transfer | TransferShip | TransferReceive | TransferCancel => {
                 Label::Transfers
             }
+            Supplies | Supply | SupplyReceive | SupplyCancel => Label::Supply,
             Board | Cluster => Label::Other,
         }
     }
@@ -191,9 +199,8 @@ impl Route {
     pub fn serving(self) -> Serving {
         match self {
             Healthz | Metrics | OpenApi | Cluster | Feed => Serving::Node,
-            Stock | Availability | Reservation | Order | Transfers | Transfer => {
-                Serving::CopyOrLeader
-            }
+            Stock | Availability | Reservation | Order | Transfers | Transfer | Supplies
+            | Supply => Serving::CopyOrLeader,
             _ => Serving::Leader,
         }
     }
@@ -202,13 +209,15 @@ impl Route {
     /// first one's answer was lost (`cluster::front`): a confirm or a
     /// release (made twice, made once), and, under an `Idempotency-Key`,
     /// a hold or an adjustment, of on_hand or of a bucket (applied once
-    /// per key), and a transfer's request or step (its id is its key; a
-    /// step taken answers the transfer). Not a count's PUT:
+    /// per key), a transfer's request or step (its id is its key; a
+    /// step taken answers the transfer), a supply's announcement or
+    /// cancel, and, keyed, its delivery. Not a count's PUT:
     /// sent seconds later it could undo a newer one.
     pub fn resendable(self, keyed: bool) -> bool {
         match self {
-            Confirm | Release | Transfers | TransferShip | TransferReceive | TransferCancel => true,
-            Reservations | Adjustments | Unsellable => keyed,
+            Confirm | Release | Transfers | TransferShip | TransferReceive | TransferCancel
+            | Supplies | SupplyCancel => true,
+            Reservations | Adjustments | Unsellable | SupplyReceive => keyed,
             _ => false,
         }
     }

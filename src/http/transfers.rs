@@ -11,19 +11,18 @@
 use serde_json::{json, Value};
 
 use super::auth::forbidden;
+use super::books::{self, arrived, lines, lines_invalid, not_channel, requested, Shown};
 use super::error::{json_response, ApiError, ApiResult, Code};
-use super::input::{join, objects, page_limit, parse_object, path_id, query_param, Errors};
+use super::input::{parse_object, path_id, Errors};
 use super::inventory::resolve_sku;
 use super::{AppState, Request};
 use crate::clock::rfc3339;
 use crate::config::Role;
 use crate::domain::ids::{LocationId, SkuId};
-use crate::domain::model::{Model, TransferRefused};
+use crate::domain::model::TransferRefused;
 use crate::domain::transfer::{
-    RequestRefused, StepRefused, Transfer, TransferFilter, TransferInvalid, TransferStatus,
-    TransferStep,
+    RequestRefused, StepRefused, Transfer, TransferInvalid, TransferStatus, TransferStep,
 };
-use crate::limits::{STOCK_MAX, TRANSFER_LINES_MAX, TRANSFER_PAGE_DEFAULT, TRANSFER_PAGE_MAX};
 use crate::problem::FieldError;
 
 /// A transfer as the API shows it: each line's `received` and
@@ -51,14 +50,6 @@ pub fn transfer_json(t: &Transfer) -> Value {
         "shipped_at": t.shipped_ms.map(rfc3339),
         "received_at": t.received_ms.map(rfc3339),
     })
-}
-
-/// Transfers are the stores' and the back office's: not a channel's.
-fn not_channel(req: &Request) -> Result<(), ApiError> {
-    match req.principal.role {
-        Role::Channel => Err(forbidden("a channel token cannot see or move transfers")),
-        _ => Ok(()),
-    }
 }
 
 /// Admin, or a store the transfer leaves or reaches.
@@ -97,18 +88,7 @@ pub async fn create(state: &AppState, req: &Request) -> ApiResult {
     if from.is_some() && from == to {
         e.add("to", "must differ from from");
     }
-    let shape = "{\"sku\",\"qty\"}";
-    let mut lines: Vec<(String, u32)> = Vec::new();
-    for (_, path, o) in objects(&mut e, &m, "lines", "line", TRANSFER_LINES_MAX, shape) {
-        let sku = e.id(o, "sku", &path, true);
-        let qty = e.int(o, "qty", &path, 1, STOCK_MAX, true);
-        if let (Some(sku), Some(qty)) = (sku, qty) {
-            if lines.iter().any(|(s, _)| *s == sku) {
-                e.add(join(&path, "sku"), "names a SKU an earlier line names");
-            }
-            lines.push((sku, qty as u32));
-        }
-    }
+    let lines = lines(&mut e, &m);
     e.into_result()?;
     let (Some(id), Some(from), Some(to)) = (id, from, to) else {
         return Err(ApiError::new(Code::ValidationFailed, "incomplete transfer"));
@@ -119,13 +99,7 @@ pub async fn create(state: &AppState, req: &Request) -> ApiResult {
         .request_transfer(id, parsed.0, parsed.1, Some(req.principal.by()))
         .await?;
     match r {
-        Ok((t, created)) => {
-            let mut resp = json_response(if created { 201 } else { 200 }, &transfer_json(&t));
-            if let Ok(loc) = format!("/v1/transfers/{}", t.id).parse() {
-                resp.headers_mut().insert(warp::http::header::LOCATION, loc);
-            }
-            Ok(resp)
-        }
+        Ok((t, created)) => requested(created, &transfer_json(&t), format!("/v1/transfers/{}", t.id)),
         Err(RequestRefused::Exists) => Err(ApiError::new(
             Code::TransferExists,
             "another transfer has this id (a request repeated with the same from, to and lines answers the transfer)",
@@ -167,121 +141,51 @@ fn known(
 }
 
 fn invalid(why: TransferInvalid) -> ApiError {
-    let (field, message) = match why {
-        TransferInvalid::SameLocation => ("to".to_string(), "must differ from from".to_string()),
-        TransferInvalid::NoLines => ("lines".into(), "must have at least one line".into()),
-        TransferInvalid::TwiceNamed(s) => ("lines".into(), format!("name SKU {s} twice")),
-        TransferInvalid::ZeroQty(s) => ("lines".into(), format!("SKU {s}: qty must be at least 1")),
-    };
-    ApiError::validation(vec![FieldError { field, message }])
-}
-
-/// `GET /v1/transfers/{id}`.
-pub async fn get(state: &AppState, req: &Request, id: &str) -> ApiResult {
-    not_channel(req)?;
-    let id = path_id(id, "id")?;
-    let t = state.engine.transfer(&id).await?;
-    answer(req, &id, t.as_ref())
-}
-
-fn answer(req: &Request, id: &str, t: Option<&Transfer>) -> ApiResult {
-    let t = t.ok_or_else(|| no_transfer(id))?;
-    may_see(req, t)?;
-    Ok(json_response(200, &transfer_json(t)))
-}
-
-/// `GET /v1/transfers/{id}` and `GET /v1/transfers` from a copy of the
-/// state (a cluster follower's): `None` when the copy does not hold the
-/// transfer (the leader answers then).
-pub fn get_from(model: &Model, req: &Request, id: Option<&str>) -> Option<ApiResult> {
-    let Some(id) = id else {
-        return Some(list_query(req).and_then(|(filter, after, limit)| {
-            let (page, next) = model.transfers.page(&filter, after.as_deref(), limit);
-            list_json(&page, next)
-        }));
-    };
-    let found = (|| {
-        not_channel(req)?;
-        path_id(id, "id")
-    })();
-    match found {
-        Err(e) => Some(Err(e)),
-        Ok(id) => {
-            let t = model.transfers.get(&id)?;
-            Some(answer(req, &id, Some(t)))
-        }
+    match why {
+        TransferInvalid::SameLocation => ApiError::validation(vec![FieldError {
+            field: "to".into(),
+            message: "must differ from from".into(),
+        }]),
+        TransferInvalid::Lines(why) => lines_invalid(why),
     }
 }
 
-/// `GET /v1/transfers?location=&status=&limit=&cursor=`: in id order, a
-/// page at a time; a store token sees its own location's (`location`
-/// defaults to it).
-pub async fn list(state: &AppState, req: &Request) -> ApiResult {
-    let (filter, after, limit) = list_query(req)?;
-    let (page, next) = state
+impl Shown for Transfer {
+    type Status = TransferStatus;
+    const LISTED: &'static str = "transfers";
+    const STATUSES: &'static [TransferStatus] = &[
+        TransferStatus::Requested,
+        TransferStatus::Shipped,
+        TransferStatus::Received,
+        TransferStatus::Cancelled,
+    ];
+    fn status_name(s: TransferStatus) -> &'static str {
+        s.as_str()
+    }
+    fn status(&self) -> TransferStatus {
+        self.status
+    }
+    fn at(&self, location: &str) -> bool {
+        self.touches(location)
+    }
+    fn json(&self) -> Value {
+        transfer_json(self)
+    }
+    fn missing(id: &str) -> ApiError {
+        no_transfer(id)
+    }
+    fn may_see(&self, req: &Request) -> Result<(), ApiError> {
+        may_see(req, self)
+    }
+}
+
+/// `GET /v1/transfers/{id}` (`Some`) and `GET /v1/transfers` (`None`).
+pub async fn get(state: &AppState, req: &Request, id: Option<&str>) -> ApiResult {
+    let read = state
         .engine
-        .transfers(&filter, after.as_deref(), limit)
+        .read_transfers(|b| books::read(b, req, id))
         .await?;
-    list_json(&page.iter().collect::<Vec<_>>(), next)
-}
-
-fn list_json(page: &[&Transfer], next: Option<String>) -> ApiResult {
-    let transfers: Vec<Value> = page.iter().map(|t| transfer_json(t)).collect();
-    Ok(json_response(
-        200,
-        &json!({"transfers": transfers, "next_cursor": next}),
-    ))
-}
-
-/// A listing's filter, its cursor (the last id of the page before) and
-/// its limit; the token's location first.
-fn list_query(req: &Request) -> Result<(TransferFilter, Option<String>, usize), ApiError> {
-    not_channel(req)?;
-    let q = req.query.as_deref().unwrap_or("");
-    let location = query_param(q, "location").map(|l| l.into_owned());
-    let location = match &req.principal.role {
-        Role::Store(own) => {
-            if location.as_deref().is_some_and(|l| l != own.as_str()) {
-                return Err(forbidden(
-                    "a store token may only list its own location's transfers",
-                ));
-            }
-            Some(own.as_str().to_string())
-        }
-        _ => location,
-    };
-    let mut e = Errors::default();
-    if let Some(l) = &location {
-        if let Err(err) = path_id(l, "location") {
-            e.0.extend(err.errors);
-        }
-    }
-    let status = query_param(q, "status").and_then(|s| {
-        let got = status_named(&s);
-        if got.is_none() {
-            e.add(
-                "status",
-                "must be one of requested, shipped, received, cancelled",
-            );
-        }
-        got
-    });
-    let limit = page_limit(&mut e, q, TRANSFER_PAGE_DEFAULT, TRANSFER_PAGE_MAX);
-    let after = query_param(q, "cursor").map(|c| c.into_owned());
-    if let Some(c) = &after {
-        if let Err(err) = path_id(c, "cursor") {
-            e.0.extend(err.errors);
-        }
-    }
-    e.into_result()?;
-    Ok((TransferFilter { location, status }, after, limit))
-}
-
-fn status_named(s: &str) -> Option<TransferStatus> {
-    use TransferStatus::*;
-    [Requested, Shipped, Received, Cancelled]
-        .into_iter()
-        .find(|t| t.as_str() == s)
+    books::found::<Transfer>(read, id)
 }
 
 /// `POST /v1/transfers/{id}/ship|receive|cancel`.
@@ -290,7 +194,7 @@ pub async fn step(state: &AppState, req: &Request, id: &str, action: &str) -> Ap
     let id = path_id(id, "id")?;
     let t = state
         .engine
-        .transfer(&id)
+        .read_transfers(|b| b.get(&id).cloned())
         .await?
         .ok_or_else(|| no_transfer(&id))?;
     // Authorization before validation.
@@ -301,7 +205,9 @@ pub async fn step(state: &AppState, req: &Request, id: &str, action: &str) -> Ap
     }
     let step = match action {
         "ship" => TransferStep::Ship,
-        "receive" => TransferStep::Receive(arrived(req, &t)?),
+        "receive" => TransferStep::Receive(arrived(req, |sku| {
+            t.lines.iter().map(|l| &l.sku).find(|s| s.as_str() == sku)
+        })?),
         _ => TransferStep::Cancel,
     };
     let r = state
@@ -348,29 +254,4 @@ pub async fn step(state: &AppState, req: &Request, id: &str, action: &str) -> Ap
             Err(ApiError::new(Code::InsufficientStock, detail).with("lines", json!(lines)))
         }
     }
-}
-
-/// A receipt's `{"lines":[{"sku","qty"}]}`: what arrived of each SKU of
-/// the transfer (0 to `STOCK_MAX`; a SKU not named arrived not at all).
-fn arrived(req: &Request, t: &Transfer) -> Result<Vec<(SkuId, u32)>, ApiError> {
-    let m = parse_object(&req.body)?;
-    let mut e = Errors::default();
-    let shape = "{\"sku\",\"qty\"}: what arrived of each SKU";
-    let mut got: Vec<(SkuId, u32)> = Vec::new();
-    for (_, path, o) in objects(&mut e, &m, "lines", "line", TRANSFER_LINES_MAX, shape) {
-        let sku = e.id(o, "sku", &path, true);
-        let qty = e.int(o, "qty", &path, 0, STOCK_MAX, true);
-        let (Some(sku), Some(qty)) = (sku, qty) else {
-            continue;
-        };
-        match t.lines.iter().find(|l| l.sku.as_str() == sku) {
-            None => e.add(join(&path, "sku"), "is not a SKU of this transfer"),
-            Some(_) if got.iter().any(|(s, _)| s.as_str() == sku) => {
-                e.add(join(&path, "sku"), "names a SKU an earlier line names")
-            }
-            Some(l) => got.push((l.sku.clone(), qty as u32)),
-        }
-    }
-    e.into_result()?;
-    Ok(got)
 }
