@@ -146,11 +146,13 @@ fn late_counts_and_the_history_hold_through_followers_and_a_takeover() {
     assert_eq!(after[1..], told[..]);
 }
 
-/// A transfer requested, shipped and read through followers; the leader
-/// killed (-9) while it is in transit: the new leader holds the shipment
-/// (the units off the sender, in transit at the receiver) and receives it.
+/// A transfer requested, shipped and read through followers, and supply
+/// announced and partly delivered; the leader killed (-9) while they are
+/// on their way: the new leader holds the shipment (the units off the
+/// sender, in transit at the receiver) and the supply still to come, and
+/// takes the rest through the survivor.
 #[test]
-fn a_transfer_in_transit_survives_a_takeover() {
+fn transfers_and_supply_on_their_way_survive_a_takeover() {
     let redis = Redis::start();
     let mut cl = Cluster::start(redis.port, "durability = \"replicated\"", 1500, "");
     let leader = cl.wait_leader();
@@ -191,6 +193,31 @@ fn a_transfer_in_transit_survives_a_takeover() {
     assert_eq!((st, v["status"].as_str()), (200, Some("shipped")), "{v}");
     assert_eq!(record(&cl, f2, "S000"), (6, 0));
     assert_eq!(record(&cl, f2, "S001"), (0, 4));
+    // Supply of A1 at S000: announced through one follower, half of it
+    // delivered through the other.
+    let po = json!({"id": "PO-1", "location": "S000", "expected_at": rfc3339(now_ms() + 86_400_000), "lines": [{"sku": "A1", "qty": 10}]});
+    let (st, v) = send(&cl, f1, "POST", "/v1/supply", po);
+    assert_eq!((st, v["status"].as_str()), (201, Some("expected")), "{v}");
+    let half = json!({"lines": [{"sku": "A1", "qty": 5}]});
+    let (st, v) = send(&cl, f2, "POST", "/v1/supply/PO-1/receive", half);
+    assert_eq!(
+        (st, v["lines"][0]["remaining"].as_i64()),
+        (200, Some(5)),
+        "{v}"
+    );
+    let supply = |cl: &Cluster, via: usize| {
+        let (st, v) = get_retrying(&cl.url(via, "/v1/inventory/S000/A1"));
+        assert_eq!(st, 200, "{v}");
+        (
+            v["on_hand"].as_i64().unwrap_or(-1),
+            v.get("incoming").and_then(Value::as_i64).unwrap_or(0),
+        )
+    };
+    assert_eq!(
+        supply(&cl, f2),
+        (13, 5),
+        "two shipped by the transfer, five delivered"
+    );
 
     // The leader killed while the units are on their way.
     cl.wait_copies_equal();
@@ -214,4 +241,12 @@ fn a_transfer_in_transit_survives_a_takeover() {
     let (st, v) = get_retrying(&cl.url(survivor, "/v1/transfers?status=received"));
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["transfers"][0]["id"], "T-1", "{v}");
+
+    // The supply still to come held through the takeover; the rest
+    // arrives through the survivor.
+    assert_eq!(supply(&cl, next), (13, 5));
+    let rest = json!({"lines": [{"sku": "A1", "qty": 5}]});
+    let (st, v) = send(&cl, survivor, "POST", "/v1/supply/PO-1/receive", rest);
+    assert_eq!((st, v["status"].as_str()), (200, Some("received")), "{v}");
+    assert_eq!(supply(&cl, next), (18, 0));
 }

@@ -13,6 +13,7 @@ use holdfast::domain::model::TransitionRefused;
 use holdfast::domain::recent_moves::LateCountRefused;
 use holdfast::domain::reservation::{Status, Transition};
 use holdfast::domain::stock::{AdjustReason, Bucket};
+use holdfast::domain::supply::SupplyStep;
 use holdfast::domain::transfer::TransferStep;
 use holdfast::domain::ReservationId;
 use holdfast::persistence::SimStorage;
@@ -38,6 +39,11 @@ enum Cmd {
     Ship(u32, u32, u32),
     /// The receipt of the i-th transfer shipped: this many arrived.
     Receive(usize, u32),
+    /// Supply of (sku, location, qty) expected this long ahead.
+    Expect(u32, u32, u32, i64),
+    /// A delivery of the i-th supply: this many arrived.
+    Deliver(usize, u32),
+    CancelSupply(usize),
     Advance(i64),
     Restart,
     PowerCut,
@@ -52,6 +58,9 @@ fn cmd() -> impl Strategy<Value = Cmd> {
         6 => (0..64usize, 0..4u8).prop_map(|(i, t)| Cmd::Transit(i, t)),
         2 => (0..SKUS, 0..LOCS, 1..8u32).prop_map(|(s, l, q)| Cmd::Ship(s, l, q)),
         2 => (0..16usize, 0..8u32).prop_map(|(i, q)| Cmd::Receive(i, q)),
+        2 => (0..SKUS, 0..LOCS, 1..9u32, 0..90_000i64).prop_map(|(s, l, q, a)| Cmd::Expect(s, l, q, a)),
+        2 => (0..16usize, 0..6u32).prop_map(|(i, q)| Cmd::Deliver(i, q)),
+        1 => (0..16usize).prop_map(Cmd::CancelSupply),
         1 => (1..20_000i64).prop_map(Cmd::Advance),
         1 => Just(Cmd::Restart),
         1 => Just(Cmd::PowerCut),
@@ -71,6 +80,9 @@ struct Plain {
     apart: BTreeMap<(u32, u32), i64>,
     /// (sku, loc) -> units in transit to it (none: no entry).
     transit: BTreeMap<(u32, u32), i64>,
+    /// (sku, loc) -> units of supply still to come, and the earliest
+    /// time expected (none: no entry).
+    incoming: BTreeMap<(u32, u32), (i64, i64)>,
     /// in creation order: (lines (sku, loc, qty), status, expires_at)
     res: Vec<PlainReservation>,
 }
@@ -154,6 +166,23 @@ impl Plain {
     }
 }
 
+/// Each record's units of supply still to come and the earliest time
+/// expected, from the supplies (id, sku, loc, eta, qty, received, open).
+fn incoming_of(
+    supplies: &[(String, u32, u32, i64, u32, u32, bool)],
+) -> BTreeMap<(u32, u32), (i64, i64)> {
+    let mut out: BTreeMap<(u32, u32), (i64, i64)> = BTreeMap::new();
+    for (_, s, l, eta, q, received, open) in supplies {
+        let left = i64::from(q.saturating_sub(*received));
+        if *open && left > 0 {
+            let e = out.entry((*s, *l)).or_insert((0, *eta));
+            e.0 += left;
+            e.1 = e.1.min(*eta);
+        }
+    }
+    out
+}
+
 fn open(fs: &SimStorage, clock: &ManualClock) -> Engine {
     common::sim::open(fs, clock, 2)
 }
@@ -172,6 +201,10 @@ fn observe(rt: &tokio::runtime::Runtime, e: &Engine, ids: &[ReservationId]) -> P
             }
             if r.in_transit != 0 {
                 p.transit.insert((s, r.location), r.in_transit);
+            }
+            if r.incoming != 0 {
+                p.incoming
+                    .insert((s, r.location), (r.incoming, r.incoming_eta));
             }
         }
     }
@@ -236,6 +269,8 @@ proptest! {
         // and how many were requested.
         let mut shipped: Vec<(String, u32, u32, u32, Option<u32>)> = Vec::new();
         let mut requested = 0;
+        // Supplies: (id, sku, loc, eta, qty, received, open).
+        let mut supplies: Vec<(String, u32, u32, i64, u32, u32, bool)> = Vec::new();
         for c in cmds {
             let now = clock.now_ms();
             match c.clone() {
@@ -376,6 +411,40 @@ proptest! {
                         *t -= i64::from(q);
                         plain.transit.retain(|_, u| *u != 0);
                         shipped[i].4 = Some(got);
+                    }
+                }
+                Cmd::Expect(s, l, q, ahead) => {
+                    let id = format!("P{}", supplies.len());
+                    let r = rt.block_on(e.expect_supply(id.clone(), (loc(l), now + ahead), vec![(sku(s), q)], None)).expect("expect");
+                    prop_assert!(matches!(r, Ok((_, true))), "{:?}", r);
+                    supplies.push((id, s, l, now + ahead, q, 0, true));
+                    plain.add((s, l), 0, 0);
+                    plain.incoming = incoming_of(&supplies);
+                }
+                Cmd::Deliver(_, _) | Cmd::CancelSupply(_) if supplies.is_empty() => {}
+                Cmd::Deliver(i, got) => {
+                    let i = i % supplies.len();
+                    let (id, s, l, _, q, received, open) = supplies[i].clone();
+                    let r = rt.block_on(e.supply_step(id, SupplyStep::Receive(vec![(sku(s), got)], None), None)).expect("deliver");
+                    // Only while expected, and only a delivery of something.
+                    prop_assert_eq!(r.is_ok(), open && got > 0, "deliver {} of {:?}", got, supplies[i]);
+                    if r.is_ok() {
+                        plain.add((s, l), i64::from(got), 0);
+                        moves.moves.push((now, (s, l), i64::from(got)));
+                        supplies[i].5 = received + got;
+                        supplies[i].6 = received + got < q;
+                        plain.incoming = incoming_of(&supplies);
+                    }
+                }
+                Cmd::CancelSupply(i) => {
+                    let i = i % supplies.len();
+                    let (id, s, l, ..) = supplies[i].clone();
+                    let r = rt.block_on(e.supply_step(id, SupplyStep::Cancel, None)).expect("cancel");
+                    prop_assert_eq!(r.is_ok(), supplies[i].6, "cancel {:?}", supplies[i]);
+                    if r.is_ok() {
+                        plain.add((s, l), 0, 0);
+                        supplies[i].6 = false;
+                        plain.incoming = incoming_of(&supplies);
                     }
                 }
                 Cmd::Advance(ms) => {

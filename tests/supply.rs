@@ -351,3 +351,89 @@ fn deliver_plain(c: &Client, s: &Server, id: &str, qty: u32) -> u16 {
     )
     .0
 }
+
+#[test]
+fn deliveries_under_way_when_killed_lose_nothing_acknowledged() {
+    let journal_only = "[snapshot]\nevery_records = 1000000\n";
+    let mut s = Server::start(journal_only);
+    let c = client();
+    seed(&c, &s, None, 3, 1, 10);
+    let base = s.base.clone();
+    // A worker announces supply and delivers it in two parts until the
+    // server dies under it; it keeps the deliveries it was told of.
+    let worker = std::thread::spawn(move || {
+        let c = client();
+        let mut told: Vec<(String, u32)> = Vec::new();
+        for i in 0.. {
+            let id = format!("PO-{i}");
+            let ask = json!({"id": id, "location": "S000", "expected_at": eta(1 + i % 5),
+                "lines": [{"sku": format!("A{}", i % 3), "qty": 6}]});
+            let url = |p: &str| format!("{base}{p}");
+            let Some((201, _)) =
+                common::try_call(&c, "POST", &url("/v1/supply"), Some(&ask.to_string()))
+            else {
+                break;
+            };
+            told.push((id.clone(), 0));
+            for part in [2u32, 4 + (i % 2) as u32] {
+                let got =
+                    json!({"lines": [{"sku": format!("A{}", i % 3), "qty": part}]}).to_string();
+                match common::try_call(
+                    &c,
+                    "POST",
+                    &url(&format!("/v1/supply/{id}/receive")),
+                    Some(&got),
+                ) {
+                    Some((200, _)) => told.last_mut().expect("told").1 += part,
+                    _ => return told,
+                }
+            }
+        }
+        told
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1_500));
+    s.kill_and_restart(journal_only);
+    let told = worker.join().expect("worker");
+    assert!(told.len() > 5, "the worker got going: {told:?}");
+
+    // Every acknowledged delivery is there; units are accounted: on hand
+    // is the seed and every delivery kept, incoming what is still to come.
+    let mut kept: Vec<Value> = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (st, v) = send(
+            &c,
+            &s,
+            "GET",
+            &format!("/v1/supply?limit=200{cursor}"),
+            None,
+            None,
+        );
+        assert_eq!(st, 200, "{v}");
+        kept.extend(v["supplies"].as_array().expect("supplies").iter().cloned());
+        match v["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    for (id, units) in &told {
+        let got = kept
+            .iter()
+            .find(|k| k["id"] == *id)
+            .map_or(0, |k| k["lines"][0]["received"].as_u64().unwrap_or(0));
+        assert!(got >= u64::from(*units), "{id}: told {units}, kept {got}");
+    }
+    for k in 0..3 {
+        let sku = format!("A{k}");
+        let of_sku = || kept.iter().filter(|p| p["lines"][0]["sku"] == sku);
+        let received: i64 = of_sku()
+            .map(|p| p["lines"][0]["received"].as_i64().unwrap_or(0))
+            .sum();
+        let coming: i64 = of_sku()
+            .filter(|p| p["status"] == "expected")
+            .map(|p| p["lines"][0]["remaining"].as_i64().unwrap_or(0))
+            .sum();
+        let (on_hand, _, incoming, _) = figures(&c, &s, k);
+        assert_eq!((on_hand, incoming), (10 + received, coming), "A{k}");
+    }
+}
