@@ -227,6 +227,24 @@ fn the_store_board_shows_a_stock_change_as_it_happens() {
             "the unsellable column"
         );
         assert_eq!(wait_for(&mut ws, &mut id, cell, "2").await, "2");
+        // Supply announced: the Incoming column, its time on hover.
+        let (st, v) = tokio::task::block_in_place(|| {
+            call(
+                &c,
+                "POST",
+                &s.url("/v1/supply"),
+                None,
+                Some(r#"{"id":"PO-1","location":"S000","expected_at":"2027-01-15T08:00:00Z","lines":[{"sku":"A1","qty":40}]}"#),
+            )
+        });
+        assert_eq!(st, 201, "{v}");
+        let incoming = r#"(() => { const td = document.querySelector('tr[data-sku="A1"] td.incoming'); return td ? td.textContent + " " + td.title : "" })()"#;
+        let want = "40 expected from 2027-01-15T08:00:00.000Z";
+        assert_eq!(
+            wait_for(&mut ws, &mut id, incoming, want).await,
+            want,
+            "the incoming column"
+        );
         let flashed =
             r#"String(document.querySelector('tr[data-sku="A1"]').classList.contains("flash"))"#;
         assert_eq!(
