@@ -294,6 +294,20 @@ fn each_role_reaches_its_own_and_bad_input_is_named() {
         assert_eq!((st, fields(&v)), (422, vec![field.to_string()]), "{v}");
     }
     assert_eq!(figures(&c, &s, 0).2, 3, "nothing delivered");
+    // A record's incoming units stay within 1,000,000,000.
+    let (st, v) = announce(&c, &s, ADMIN, "PO-big", 1, &[(0, 999_999_998)]);
+    assert_eq!((st, fields(&v)), (422, vec!["lines".to_string()]), "{v}");
+    assert_eq!(
+        announce(&c, &s, ADMIN, "PO-big", 1, &[(0, 999_999_997)]).0,
+        201
+    );
+    // A cancel asked again is answered; a delivery after it refused.
+    for _ in 0..2 {
+        let (st, v) = send(&c, &s, "POST", "/v1/supply/PO-big/cancel", ADMIN, None);
+        assert_eq!((st, v["status"].as_str()), (200, Some("cancelled")), "{v}");
+    }
+    assert_eq!(deliver(&c, &s, "PO-big", None, &[(0, 1)]).0, 409);
+    assert_eq!(figures(&c, &s, 0).2, 3);
 }
 
 #[test]

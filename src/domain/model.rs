@@ -825,21 +825,26 @@ impl Model {
     /// Each record's incoming units are what its expected supplies still
     /// bring, and its earliest time expected theirs.
     fn check_incoming(&self) -> Result<(), String> {
+        // One pass: the units and the earliest time per record.
         let mut want: AHashMap<(SkuIdx, LocIdx), i64> = AHashMap::new();
+        let mut eta: AHashMap<(SkuIdx, LocIdx), TimeMs> = AHashMap::new();
         for sup in self.supplies.values() {
             for (sku, q) in sup.incoming() {
                 let (s, c) = self
                     .sku_loc(sku, &sup.location)
                     .map_err(|_| "supply of an unknown sku or place")?;
                 *want.entry((s, c)).or_default() += i64::from(q);
-                let r = self.stock.get_or_empty(s, c);
-                let eta = self.supplies.eta(sku, &sup.location, None);
-                if r.incoming_eta != eta {
-                    return Err(format!(
-                        "record sku#{s} loc#{c}: expected at {} but its supplies say {eta}",
-                        r.incoming_eta
-                    ));
-                }
+                let e = eta.entry((s, c)).or_insert(sup.expected_ms);
+                *e = (*e).min(sup.expected_ms);
+            }
+        }
+        for ((s, c), at) in eta {
+            let r = self.stock.get_or_empty(s, c);
+            if r.incoming_eta != at {
+                return Err(format!(
+                    "record sku#{s} loc#{c}: expected at {} but its supplies say {at}",
+                    r.incoming_eta
+                ));
             }
         }
         self.check_figure("incoming", want, |r| r.incoming)

@@ -18,7 +18,7 @@ use super::book::{check_lines, per_line, Book, Kept, LineRefused, LinesInvalid};
 use super::ids::{LocationId, SkuId};
 use super::stock::StockDelta;
 use super::TimeMs;
-use crate::limits::SUPPLY_RECEIPTS_MAX;
+use crate::limits::{STOCK_MAX, SUPPLY_RECEIPTS_MAX};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -189,12 +189,18 @@ impl Supply {
         if let SupplyStep::Receive(got, Some(key)) = step {
             let before = self.receipts.iter().find(|r| r.key.as_ref() == Some(key));
             if let Some(r) = before {
-                return if &r.lines == got {
+                let asked: Vec<(SkuId, u32)> =
+                    got.iter().filter(|(_, q)| *q > 0).cloned().collect();
+                return if r.lines == asked {
                     Ok(SupplyDecision::Repeat)
                 } else {
                     Err(SupplyRefused::KeyReused)
                 };
             }
+        }
+        if *step == SupplyStep::Cancel && self.status == SupplyStatus::Cancelled {
+            // A cancel asked again (its answer lost): answered.
+            return Ok(SupplyDecision::Repeat);
         }
         if self.status != SupplyStatus::Expected {
             return Err(SupplyRefused::NotNow(self.status));
@@ -262,9 +268,11 @@ impl Supply {
                         l.received = l.received.saturating_add(q);
                     }
                 }
+                // Lines of no units are not kept (the key compares the
+                // delivery as asked: `decide`).
                 self.receipts.push(SupplyReceipt {
                     key: key.clone(),
-                    lines: got.clone(),
+                    lines: got.iter().filter(|(_, q)| *q > 0).cloned().collect(),
                     at_ms: now,
                 });
                 if self.lines.iter().all(|l| l.remaining() == 0) {
@@ -321,6 +329,8 @@ pub enum AnnounceRefused {
     Exists,
     /// The book has no room (`Book::has_room`, 503).
     Full,
+    /// The record's incoming units would pass `STOCK_MAX` (422).
+    TooMuch(SkuId),
 }
 
 impl Book<Supply> {
@@ -350,6 +360,21 @@ impl Book<Supply> {
         }
         if !self.has_room(now) {
             return Err(AnnounceRefused::Full);
+        }
+        // A record's incoming units stay within STOCK_MAX, as every
+        // figure of it does (a clamped figure would no longer be what the
+        // book says is to come).
+        for (sku, qty) in &lines {
+            let coming: i64 = self
+                .values()
+                .filter(|s| s.location == location)
+                .flat_map(|s| s.incoming())
+                .filter(|(k, _)| *k == sku)
+                .map(|(_, q)| i64::from(q))
+                .sum();
+            if coming + i64::from(*qty) > STOCK_MAX {
+                return Err(AnnounceRefused::TooMuch(sku.clone()));
+            }
         }
         Supply::expect(id.to_string(), location, expected_ms, lines, now)
             .map(Announced::New)
@@ -451,9 +476,18 @@ mod tests {
         c.apply(&SupplyStep::Receive(vec![(sku(1), 2)], None), 1);
         assert_eq!(c.moves(&SupplyStep::Cancel)[0].incoming, -3);
         c.apply(&SupplyStep::Cancel, 2);
+        // A cancel asked again (its answer lost) is answered; a delivery
+        // after it refused.
+        assert_eq!(c.decide(&SupplyStep::Cancel), Ok(SupplyDecision::Repeat));
+        let late = SupplyStep::Receive(vec![(sku(1), 1)], None);
         assert_eq!(
-            c.decide(&SupplyStep::Cancel),
+            c.decide(&late),
             Err(SupplyRefused::NotNow(SupplyStatus::Cancelled))
+        );
+        // A received supply is not cancelled.
+        assert_eq!(
+            s.decide(&SupplyStep::Cancel),
+            Err(SupplyRefused::NotNow(SupplyStatus::Received))
         );
     }
 
@@ -477,7 +511,7 @@ mod tests {
                     Some(got) => SupplyStep::Receive(got.into_iter().map(|(k, q)| (sku(k), q)).collect(), None),
                     None => SupplyStep::Cancel,
                 };
-                if s.decide(&step).is_err() {
+                if s.decide(&step) != Ok(SupplyDecision::Apply) {
                     continue;
                 }
                 if let SupplyStep::Receive(got, _) = &step {

@@ -19,7 +19,7 @@ use crate::clock::rfc3339;
 use crate::domain::ids::{LocationId, SkuId};
 use crate::domain::supply::{AnnounceRefused, Supply, SupplyRefused, SupplyStatus, SupplyStep};
 use crate::domain::TimeMs;
-use crate::limits::{SUPPLY_AHEAD_MS, SUPPLY_BEHIND_MS};
+use crate::limits::{STOCK_MAX, SUPPLY_AHEAD_MS, SUPPLY_BEHIND_MS};
 use crate::problem::FieldError;
 
 /// A supply as the API shows it: per line what was ordered, received so
@@ -99,6 +99,12 @@ pub async fn create(state: &AppState, req: &Request) -> ApiResult {
         )
         .retry_after(60)),
         Err(AnnounceRefused::Invalid(why)) => Err(lines_invalid(why)),
+        Err(AnnounceRefused::TooMuch(sku)) => Err(ApiError::validation(vec![FieldError {
+            field: "lines".into(),
+            message: format!(
+                "SKU {sku}: the location's incoming units would pass {STOCK_MAX}"
+            ),
+        }])),
     }
 }
 
