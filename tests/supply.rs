@@ -191,16 +191,16 @@ fn supply_shows_incoming_until_delivered_and_joins_on_hand() {
     assert_eq!(figures(&c, &s, 1), (17, 17, 0, Value::Null));
     assert_eq!(deliver(&c, &s, "PO-3", None, &[(1, 1)]).0, 409);
 
-    let (_, text) = send(&c, &s, "GET", "/metrics", None, None);
-    let text = text.as_str().unwrap_or_default().to_string();
-    for line in [
-        "holdfast_supply_total{step=\"expected\"} 3",
-        "holdfast_supply_total{step=\"received\"} 4",
-        "holdfast_supply_total{step=\"cancelled\"} 1",
-        "holdfast_supply_units_received_total 22",
-    ] {
-        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
-    }
+    common::assert_metrics(
+        &c,
+        &s,
+        &[
+            "holdfast_supply_total{step=\"expected\"} 3",
+            "holdfast_supply_total{step=\"received\"} 4",
+            "holdfast_supply_total{step=\"cancelled\"} 1",
+            "holdfast_supply_units_received_total 22",
+        ],
+    );
 }
 
 #[test]
@@ -412,24 +412,7 @@ fn deliveries_under_way_when_killed_lose_nothing_acknowledged() {
 
     // Every acknowledged delivery is there; units are accounted: on hand
     // is the seed and every delivery kept, incoming what is still to come.
-    let mut kept: Vec<Value> = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let (st, v) = send(
-            &c,
-            &s,
-            "GET",
-            &format!("/v1/supply?limit=200{cursor}"),
-            None,
-            None,
-        );
-        assert_eq!(st, 200, "{v}");
-        kept.extend(v["supplies"].as_array().expect("supplies").iter().cloned());
-        match v["next_cursor"].as_str() {
-            Some(next) => cursor = format!("&cursor={next}"),
-            None => break,
-        }
-    }
+    let kept = common::all_pages(&c, &s, "/v1/supply", "supplies");
     for (id, units) in &told {
         let got = kept
             .iter()

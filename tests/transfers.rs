@@ -72,28 +72,6 @@ fn figures(c: &Client, s: &Server, loc: &str, sku: &str) -> (i64, i64, i64) {
     )
 }
 
-/// Every transfer the server keeps, page by page.
-fn all_transfers(c: &Client, s: &Server) -> Vec<Value> {
-    let mut kept: Vec<Value> = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let path = format!("/v1/transfers?limit=200{cursor}");
-        let (st, v) = send(c, s, "GET", &path, None, None);
-        assert_eq!(st, 200, "{v}");
-        kept.extend(
-            v["transfers"]
-                .as_array()
-                .expect("transfers")
-                .iter()
-                .cloned(),
-        );
-        match v["next_cursor"].as_str() {
-            Some(next) => cursor = format!("&cursor={next}"),
-            None => return kept,
-        }
-    }
-}
-
 fn code(v: &Value) -> &str {
     v["code"].as_str().unwrap_or("?")
 }
@@ -184,15 +162,15 @@ fn a_shipment_takes_free_units_all_or_none() {
     // Cancelling once shipped is refused.
     let (st, v) = step(&c, &s, ADMIN, "T-1", "cancel", None);
     assert_eq!((st, code(&v)), (409, "invalid_transition"), "{v}");
-    let (_, text) = send(&c, &s, "GET", "/metrics", None, None);
-    let text = text.as_str().unwrap_or_default().to_string();
-    for line in [
-        "holdfast_transfers_short_total 1",
-        "holdfast_transfers_open 1",
-        "holdfast_transfers_total{step=\"cancelled\"} 1",
-    ] {
-        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
-    }
+    common::assert_metrics(
+        &c,
+        &s,
+        &[
+            "holdfast_transfers_short_total 1",
+            "holdfast_transfers_open 1",
+            "holdfast_transfers_total{step=\"cancelled\"} 1",
+        ],
+    );
 }
 
 #[test]
@@ -282,20 +260,20 @@ fn a_receipt_adds_what_arrived_and_shows_the_rest_as_discrepancy() {
     );
 
     // And the metrics count them.
-    let (_, text) = send(&c, &s, "GET", "/metrics", None, None);
-    let text = text.as_str().unwrap_or_default().to_string();
-    for line in [
-        "holdfast_transfers_total{step=\"requested\"} 1",
-        "holdfast_transfers_total{step=\"shipped\"} 1",
-        "holdfast_transfers_total{step=\"received\"} 1",
-        "holdfast_transfers_total{step=\"cancelled\"} 0",
-        "holdfast_transfer_units_total{kind=\"shipped\"} 6",
-        "holdfast_transfer_units_total{kind=\"received\"} 4",
-        "holdfast_transfers_short_total 0",
-        "holdfast_transfers_open 0",
-    ] {
-        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
-    }
+    common::assert_metrics(
+        &c,
+        &s,
+        &[
+            "holdfast_transfers_total{step=\"requested\"} 1",
+            "holdfast_transfers_total{step=\"shipped\"} 1",
+            "holdfast_transfers_total{step=\"received\"} 1",
+            "holdfast_transfers_total{step=\"cancelled\"} 0",
+            "holdfast_transfer_units_total{kind=\"shipped\"} 6",
+            "holdfast_transfer_units_total{kind=\"received\"} 4",
+            "holdfast_transfers_short_total 0",
+            "holdfast_transfers_open 0",
+        ],
+    );
 }
 
 #[test]
@@ -571,14 +549,7 @@ fn transfers_survive_kill_9_between_their_steps() {
     let (_, v) = send(&c, &s, "GET", "/v1/transfers?status=received", None, None);
     assert_eq!(v["transfers"].as_array().map(Vec::len), Some(2), "{v}");
     assert_eq!(v["transfers"][1]["discrepancy"], 2, "{v}");
-    let (_, text) = send(&c, &s, "GET", "/metrics", None, None);
-    assert!(
-        text.as_str()
-            .unwrap_or_default()
-            .lines()
-            .any(|l| l == "holdfast_transfers_open 0"),
-        "{text}"
-    );
+    common::assert_metrics(&c, &s, &["holdfast_transfers_open 0"]);
 }
 
 /// What a worker was told of one transfer: its last acknowledged step.
@@ -644,7 +615,7 @@ fn transfers_under_way_when_killed_lose_nothing_acknowledged() {
     assert!(told.len() > 10, "the workers got going: {told:?}");
 
     // Every acknowledged step is there after the restart.
-    let kept = all_transfers(&c, &s);
+    let kept = common::all_pages(&c, &s, "/v1/transfers", "transfers");
     let status = |id: &str| {
         let t = kept.iter().find(|t| t["id"] == id);
         match t.and_then(|t| t["status"].as_str()) {

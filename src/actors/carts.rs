@@ -21,6 +21,14 @@ impl Engine {
         ReservationId::parse(&s).expect("hex ids are valid")
     }
 
+    /// A write refused for a full mailbox (503): counted.
+    pub(super) fn count_overload(&self) {
+        self.0
+            .metrics
+            .overload_rejections
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Holds a cart: every line or none (or what is available with
     /// `partial`). Answers once the cart's journal record is durable.
     pub async fn reserve(
@@ -86,10 +94,7 @@ impl Engine {
         if overloaded || (short && !partial) || nothing {
             self.undo_holds(lines, &outcomes);
             if overloaded {
-                self.0
-                    .metrics
-                    .overload_rejections
-                    .fetch_add(1, Ordering::Relaxed);
+                self.count_overload();
                 return Err(EngineError::Overloaded);
             }
             self.0
@@ -112,10 +117,7 @@ impl Engine {
             reply: tx,
         }) {
             self.undo_holds(lines, &outcomes);
-            self.0
-                .metrics
-                .overload_rejections
-                .fetch_add(1, Ordering::Relaxed);
+            self.count_overload();
             return Err(full(e));
         }
         match reply(rx).await? {
@@ -265,10 +267,7 @@ impl Engine {
             reply: tx,
         });
         if let Err(e) = sent {
-            self.0
-                .metrics
-                .overload_rejections
-                .fetch_add(1, Ordering::Relaxed);
+            self.count_overload();
             return Err(full(e));
         }
         match reply(rx).await?? {

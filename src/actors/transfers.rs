@@ -192,10 +192,7 @@ impl Engine {
         if overloaded || outcomes.iter().any(|o| o.short) {
             self.undo_holds(&lines, &outcomes);
             if overloaded {
-                self.0
-                    .metrics
-                    .overload_rejections
-                    .fetch_add(1, Ordering::Relaxed);
+                self.count_overload();
                 return Err(EngineError::Overloaded);
             }
             let mut short: Vec<(usize, SkuId, i64)> = outcomes

@@ -5,12 +5,15 @@
 use serde_json::{json, Map, Value};
 
 use super::auth::forbidden;
+use super::error::Code;
 use super::error::{json_response, ApiError, ApiResult};
 use super::input::{join, objects, page_limit, parse_object, path_id, query_param, Errors};
+use super::inventory::{resolve_location, resolve_sku};
 use super::Request;
 use crate::config::Role;
 use crate::domain::book::{Book, Kept, LinesInvalid};
-use crate::domain::ids::SkuId;
+use crate::domain::catalog::Catalog;
+use crate::domain::ids::{LocationId, SkuId};
 use crate::limits::{STOCK_MAX, TRANSFER_LINES_MAX, TRANSFER_PAGE_DEFAULT, TRANSFER_PAGE_MAX};
 use crate::problem::FieldError;
 
@@ -208,4 +211,25 @@ pub fn lines_invalid(why: LinesInvalid) -> ApiError {
         field: "lines".into(),
         message,
     }])
+}
+
+/// A location of the catalog named by `field`, as an id (422
+/// `unknown_location` otherwise).
+pub fn known_location(c: &Catalog, location: &str, field: &str) -> Result<LocationId, ApiError> {
+    resolve_location(c, location, field)?;
+    LocationId::parse(location).map_err(|_| ApiError::new(Code::ValidationFailed, "location"))
+}
+
+/// The lines' SKUs of the catalog, as ids (422 `unknown_sku` naming
+/// `lines[i].sku` otherwise).
+pub fn known_skus(c: &Catalog, lines: &[(String, u32)]) -> Result<Vec<(SkuId, u32)>, ApiError> {
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, (sku, qty))| {
+            resolve_sku(c, sku, &format!("lines[{i}]."))?;
+            let id = SkuId::parse(sku).map_err(|_| ApiError::new(Code::ValidationFailed, "sku"))?;
+            Ok((id, *qty))
+        })
+        .collect()
 }

@@ -52,14 +52,20 @@ pub fn resolve(
     field: &str,
 ) -> Result<(SkuIdx, LocIdx), ApiError> {
     let s = resolve_sku(c, sku, field)?;
-    let l = c.location_idx(location).ok_or_else(|| {
+    let l = resolve_location(c, location, &format!("{field}location"))?;
+    Ok((s, l))
+}
+
+/// A location id against the catalog: 422 `unknown_location` naming
+/// `field`.
+pub fn resolve_location(c: &Catalog, location: &str, field: &str) -> Result<LocIdx, ApiError> {
+    c.location_idx(location).ok_or_else(|| {
         ApiError::new(
             Code::UnknownLocation,
             format!("unknown location {location}"),
         )
-        .with("field", json!(format!("{field}location")))
-    })?;
-    Ok((s, l))
+        .with("field", json!(field))
+    })
 }
 
 fn ids(sku: &str, location: &str) -> Result<(SkuId, LocationId), ApiError> {

@@ -10,13 +10,13 @@
 
 use serde_json::{json, Value};
 
-use super::books::{self, arrived, lines, lines_invalid, not_channel, requested, Shown};
+use super::books::{
+    self, arrived, known_location, known_skus, lines, lines_invalid, not_channel, requested, Shown,
+};
 use super::error::{json_response, ApiError, ApiResult, Code};
 use super::input::{parse_object, path_id, Errors};
-use super::inventory::resolve_sku;
 use super::{AppState, Request};
 use crate::clock::rfc3339;
-use crate::domain::ids::{LocationId, SkuId};
 use crate::domain::supply::{AnnounceRefused, Supply, SupplyRefused, SupplyStatus, SupplyStep};
 use crate::domain::TimeMs;
 use crate::limits::{STOCK_MAX, SUPPLY_AHEAD_MS, SUPPLY_BEHIND_MS};
@@ -82,7 +82,13 @@ pub async fn create(state: &AppState, req: &Request) -> ApiResult {
     let (Some(id), Some(location), Some(expected)) = (id, location, expected) else {
         return Err(ApiError::new(Code::ValidationFailed, "incomplete supply"));
     };
-    let (location, skus) = known(state, &location, &lines)?;
+    let (location, skus) = {
+        let c = state.engine.catalog();
+        (
+            known_location(&c, &location, "location")?,
+            known_skus(&c, &lines)?,
+        )
+    };
     let r = state
         .engine
         .expect_supply(id, (location, expected), skus, Some(req.principal.by()))
@@ -106,33 +112,6 @@ pub async fn create(state: &AppState, req: &Request) -> ApiResult {
             ),
         }])),
     }
-}
-
-/// The location and SKUs of a supply, known to the catalog (422
-/// `unknown_location` / `unknown_sku` naming the member otherwise).
-fn known(
-    state: &AppState,
-    location: &str,
-    lines: &[(String, u32)],
-) -> Result<(LocationId, Vec<(SkuId, u32)>), ApiError> {
-    let c = state.engine.catalog();
-    let place = c
-        .location_idx(location)
-        .and_then(|_| LocationId::parse(location).ok())
-        .ok_or_else(|| {
-            ApiError::new(
-                Code::UnknownLocation,
-                format!("unknown location {location}"),
-            )
-            .with("field", json!("location"))
-        })?;
-    let mut skus = Vec::with_capacity(lines.len());
-    for (i, (sku, qty)) in lines.iter().enumerate() {
-        resolve_sku(&c, sku, &format!("lines[{i}]."))?;
-        let id = SkuId::parse(sku).map_err(|_| ApiError::new(Code::ValidationFailed, "sku"))?;
-        skus.push((id, *qty));
-    }
-    Ok((place, skus))
 }
 
 /// Admin, or the store of the supply's location.

@@ -11,14 +11,14 @@
 use serde_json::{json, Value};
 
 use super::auth::forbidden;
-use super::books::{self, arrived, lines, lines_invalid, not_channel, requested, Shown};
+use super::books::{
+    self, arrived, known_location, known_skus, lines, lines_invalid, not_channel, requested, Shown,
+};
 use super::error::{json_response, ApiError, ApiResult, Code};
 use super::input::{parse_object, path_id, Errors};
-use super::inventory::resolve_sku;
 use super::{AppState, Request};
 use crate::clock::rfc3339;
 use crate::config::Role;
-use crate::domain::ids::{LocationId, SkuId};
 use crate::domain::model::TransferRefused;
 use crate::domain::transfer::{
     RequestRefused, StepRefused, Transfer, TransferInvalid, TransferStatus, TransferStep,
@@ -93,7 +93,14 @@ pub async fn create(state: &AppState, req: &Request) -> ApiResult {
     let (Some(id), Some(from), Some(to)) = (id, from, to) else {
         return Err(ApiError::new(Code::ValidationFailed, "incomplete transfer"));
     };
-    let parsed = known(state, (&from, &to), &lines)?;
+    let parsed = {
+        let c = state.engine.catalog();
+        let places = (
+            known_location(&c, &from, "from")?,
+            known_location(&c, &to, "to")?,
+        );
+        (places, known_skus(&c, &lines)?)
+    };
     let r = state
         .engine
         .request_transfer(id, parsed.0, parsed.1, Some(req.principal.by()))
@@ -111,33 +118,6 @@ pub async fn create(state: &AppState, req: &Request) -> ApiResult {
         .retry_after(60)),
         Err(RequestRefused::Invalid(why)) => Err(invalid(why)),
     }
-}
-
-/// The places and SKUs of a request, known to the catalog (422
-/// `unknown_location` / `unknown_sku` naming the member otherwise).
-#[allow(clippy::type_complexity)]
-fn known(
-    state: &AppState,
-    (from, to): (&str, &str),
-    lines: &[(String, u32)],
-) -> Result<((LocationId, LocationId), Vec<(SkuId, u32)>), ApiError> {
-    let c = state.engine.catalog();
-    let place = |l: &str, field: &str| {
-        c.location_idx(l)
-            .and_then(|_| LocationId::parse(l).ok())
-            .ok_or_else(|| {
-                ApiError::new(Code::UnknownLocation, format!("unknown location {l}"))
-                    .with("field", json!(field))
-            })
-    };
-    let places = (place(from, "from")?, place(to, "to")?);
-    let mut skus = Vec::with_capacity(lines.len());
-    for (i, (sku, qty)) in lines.iter().enumerate() {
-        resolve_sku(&c, sku, &format!("lines[{i}]."))?;
-        let id = SkuId::parse(sku).map_err(|_| ApiError::new(Code::ValidationFailed, "sku"))?;
-        skus.push((id, *qty));
-    }
-    Ok((places, skus))
 }
 
 fn invalid(why: TransferInvalid) -> ApiError {

@@ -318,3 +318,28 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// Asserts that `/metrics` holds each of `lines`, whole.
+pub fn assert_metrics(c: &Client, s: &Server, lines: &[&str]) {
+    let (_, text) = get(c, s, "/metrics");
+    let text = text.as_str().unwrap_or_default();
+    for line in lines {
+        assert!(text.lines().any(|l| l == *line), "{line} in\n{text}");
+    }
+}
+
+/// Every entry of a listing paged by `next_cursor` (`key`: its member),
+/// 200 a page, from `path` (which has no query).
+pub fn all_pages(c: &Client, s: &Server, path: &str, key: &str) -> Vec<Value> {
+    let mut kept: Vec<Value> = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (st, v) = get(c, s, &format!("{path}?limit=200{cursor}"));
+        assert_eq!(st, 200, "{v}");
+        kept.extend(v[key].as_array().expect("a listing").iter().cloned());
+        match v["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => return kept,
+        }
+    }
+}
