@@ -25,6 +25,8 @@ fn reservation(i: u64, sku: &SkuId, loc: &LocationId) -> (ReservationId, Reserva
         location: loc.clone(),
         qty: 1,
         requested: 1,
+        backordered: 0,
+        eta_ms: 0,
     };
     let r = Reservation::held(id.clone(), vec![line], 1_000, 601_000);
     (id, r)

@@ -132,11 +132,11 @@ async fn run(
                         n = n
                             .wrapping_mul(6364136223846793005)
                             .wrapping_add(1442695040888963407);
-                        CartLine {
-                            sku: ((n >> 33) % u64::from(skus)) as u32,
-                            location: ((n >> 13) % u64::from(locs)) as u32,
-                            qty: 1,
-                        }
+                        CartLine::on_hand(
+                            ((n >> 33) % u64::from(skus)) as u32,
+                            ((n >> 13) % u64::from(locs)) as u32,
+                            1,
+                        )
                     })
                     .collect();
                 match engine.reserve(&cart, false, 900, None).await {
@@ -226,11 +226,11 @@ fn big_run(rt: &tokio::runtime::Runtime, records: u64, callers: usize) {
             hs.push(tokio::spawn(async move {
                 let mut i = c;
                 while made.load(Ordering::Relaxed) < target {
-                    let cart = [CartLine {
-                        sku: (i % u64::from(skus)) as u32,
-                        location: ((i / u64::from(skus)) % u64::from(locs)) as u32,
-                        qty: 1,
-                    }];
+                    let cart = [CartLine::on_hand(
+                        (i % u64::from(skus)) as u32,
+                        ((i / u64::from(skus)) % u64::from(locs)) as u32,
+                        1,
+                    )];
                     if let Ok(Ok(_)) = engine.reserve(&cart, false, 86_400, None).await {
                         let m = made.fetch_add(1, Ordering::Relaxed) + 1;
                         if m.is_multiple_of(200_000) {

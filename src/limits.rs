@@ -321,6 +321,12 @@ pub const BOOK_SWEEP_EVERY: usize = 1024;
 /// order long overdue is still owed) and two years ahead.
 pub const SUPPLY_BEHIND_MS: i64 = 365 * 24 * 3600 * 1000;
 pub const SUPPLY_AHEAD_MS: i64 = 2 * 365 * 24 * 3600 * 1000;
+/// A preorder's `release_at` is any RFC 3339 date-time (a date, not a
+/// window around now, so that a SKU's record written once may be written
+/// again years later), kept within 0000-01-01T00:00:00Z and
+/// 9999-12-31T23:59:59.999Z (a time an offset takes past them is as good
+/// as them).
+pub const RELEASE_AT_MS: (i64, i64) = (-62_167_219_200_000, 253_402_300_799_999);
 /// A supply's deliveries: each is kept on it (what arrived, its key);
 /// past this many a delivery is refused (409) and the supply is to be
 /// closed (cancelled) and a new one announced.

@@ -157,6 +157,10 @@ pub struct Metrics {
     /// Supply steps (`SUPPLY_STEPS`' order) and units delivered.
     pub supply_steps: [AtomicU64; 3],
     pub supply_units_received: AtomicU64,
+    /// Units held against incoming supply (backorders and preorders), and
+    /// units of them converted to on hand as supply arrived.
+    pub backorder_units_held: AtomicU64,
+    pub backorder_units_converted: AtomicU64,
     pub orders_activated: AtomicU64,
     /// Per route: latency histogram; per route and status class: counts.
     latency: [Histogram; Route::ALL.len()],
@@ -309,6 +313,18 @@ impl Metrics {
             "holdfast_supply_units_received_total",
             "Units delivered by incoming supply.",
             self.supply_units_received.load(Relaxed),
+        );
+        counter(
+            s,
+            "holdfast_backorder_units_held_total",
+            "Units held against incoming supply (backorders and preorders).",
+            self.backorder_units_held.load(Relaxed),
+        );
+        counter(
+            s,
+            "holdfast_backorder_units_converted_total",
+            "Backordered units converted to reserved units on hand as supply arrived.",
+            self.backorder_units_converted.load(Relaxed),
         );
     }
 

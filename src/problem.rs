@@ -37,10 +37,13 @@ pub enum Code {
     TransferExists,
     /// Another supply has this id.
     SupplyExists,
+    /// A reservation with units sold against supply not arrived yet
+    /// cannot be fulfilled.
+    Backordered,
 }
 
 impl Code {
-    pub const ALL: [Code; 23] = [
+    pub const ALL: [Code; 24] = [
         Code::BadRequest,
         Code::Unauthorized,
         Code::Forbidden,
@@ -64,6 +67,7 @@ impl Code {
         Code::StaleCount,
         Code::TransferExists,
         Code::SupplyExists,
+        Code::Backordered,
     ];
 
     /// The code a problem's `code` member names.
@@ -101,6 +105,7 @@ impl Code {
             Code::StaleCount => ("stale_count", 409, "Counted before the record's last count"),
             Code::TransferExists => ("transfer_exists", 409, "Transfer exists"),
             Code::SupplyExists => ("supply_exists", 409, "Supply exists"),
+            Code::Backordered => ("backordered", 409, "Units not arrived yet"),
         }
     }
 }

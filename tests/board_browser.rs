@@ -245,6 +245,26 @@ fn the_store_board_shows_a_stock_change_as_it_happens() {
             want,
             "the incoming column"
         );
+        // Sold ahead against it: 2 on hand, 3 backordered.
+        let (st, v) = tokio::task::block_in_place(|| {
+            let sku = r#"{"name":"sku 1","backorder":{"max_units":10}}"#;
+            assert_eq!(call(&c, "PUT", &s.url("/v1/skus/A1"), None, Some(sku)).0, 200);
+            call(
+                &c,
+                "POST",
+                &s.url("/v1/reservations"),
+                None,
+                Some(r#"{"lines":[{"sku":"A1","location":"S000","qty":5,"allow_backorder":true}]}"#),
+            )
+        });
+        assert_eq!(st, 201, "{v}");
+        let ahead = r#"(() => { const td = document.querySelector('tr[data-sku="A1"] td.backordered'); return td ? td.textContent : "" })()"#;
+        assert_eq!(
+            wait_for(&mut ws, &mut id, ahead, "3").await,
+            "3",
+            "the sold-ahead column"
+        );
+        assert_eq!(wait_for(&mut ws, &mut id, cell, "0").await, "0");
         let flashed =
             r#"String(document.querySelector('tr[data-sku="A1"]').classList.contains("flash"))"#;
         assert_eq!(

@@ -146,11 +146,7 @@ fn a_follower_takes_over_and_the_old_owner_is_fenced_then_rebuilt() {
     let (_, _, res) = rt.block_on(b.dump()).expect("dump");
     assert_eq!(res.len(), 12, "every hold a acknowledged is b's");
     // Only 20 - 12 = 8 units are left: b never oversells what a held.
-    let cart = [CartLine {
-        sku: 0,
-        location: 0,
-        qty: 9,
-    }];
+    let cart = [CartLine::on_hand(0, 0, 9)];
     let short = rt
         .block_on(b.reserve(&cart, false, 600, None))
         .expect("engine");
@@ -302,11 +298,7 @@ fn a_stale_tail_is_dropped_when_the_stream_was_trimmed_empty() {
         rt.block_on(hold_one(&b, 600));
     }
     // a, stale, journals a hold the fence refuses.
-    let one = [CartLine {
-        sku: 0,
-        location: 0,
-        qty: 1,
-    }];
+    let one = [CartLine::on_hand(0, 0, 1)];
     assert!(rt.block_on(a.reserve(&one, false, 600, None)).is_err());
     a.shutdown();
     drop(a);
@@ -399,11 +391,7 @@ fn a_copy_longer_than_the_stream_rebuilds_from_it() {
     std::thread::sleep(TTL + Duration::from_millis(150));
     let mut log_b = log(&redis);
     assert_eq!(log_b.acquire(0, "b/1", TTL, 1), Ok(Some(2)));
-    let one = [CartLine {
-        sku: 0,
-        location: 0,
-        qty: 1,
-    }];
+    let one = [CartLine::on_hand(0, 0, 1)];
     assert!(rt.block_on(a.reserve(&one, false, 600, None)).is_err());
     let journaled = a
         .journal()

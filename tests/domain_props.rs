@@ -356,6 +356,7 @@ proptest! {
                         Cmd::SupplyReceive(_, got, key) => SupplyFact::Received {
                             lines: got.iter().map(|(s, q)| (SkuId::parse(&format!("S{s}")).expect("id"), *q)).collect(),
                             key: key.map(|k| format!("k{k}")),
+                            converted: Vec::new(),
                         },
                         _ => SupplyFact::Cancelled,
                     };

@@ -312,7 +312,7 @@ proptest! {
                     prop_assert_eq!(r.is_ok(), plain.set_apart((s, l), d), "set apart {} on {:?} {:?}", d, before.stock, before.apart);
                 }
                 Cmd::Reserve(lines, partial, ttl) => {
-                    let cart: Vec<CartLine> = lines.iter().map(|(s, l, q)| CartLine { sku: *s, location: *l, qty: *q }).collect();
+                    let cart: Vec<CartLine> = lines.iter().map(|(s, l, q)| CartLine::on_hand(*s, *l, *q)).collect();
                     let r = rt.block_on(e.reserve(&cart, partial, ttl, None)).expect("reserve");
                     // The plain rule: all or nothing, or each line what is left.
                     let mut trial = plain.clone();

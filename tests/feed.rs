@@ -91,11 +91,7 @@ fn subscribers_get_every_committed_change_in_order_and_no_unjournaled_hold() {
     let cart = |lines: &[(u32, u32)]| -> Vec<CartLine> {
         lines
             .iter()
-            .map(|&(s, q)| CartLine {
-                sku: s,
-                location: 0,
-                qty: q,
-            })
+            .map(|&(s, q)| CartLine::on_hand(s, 0, q))
             .collect()
     };
     rt.block_on(async {

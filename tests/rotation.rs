@@ -81,11 +81,7 @@ fn sales_and_fulfilments_make_the_index_and_it_survives_restarts() {
             .expect("engine")
             .expect("damaged");
         // L1 ships 5 to a web customer: held, confirmed, fulfilled.
-        let cart = [CartLine {
-            sku: 0,
-            location: 1,
-            qty: 5,
-        }];
+        let cart = [CartLine::on_hand(0, 1, 5)];
         let r = e
             .reserve(&cart, false, 600, None)
             .await

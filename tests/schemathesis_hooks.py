@@ -50,6 +50,7 @@ FORMAT_FIELDS = [
     (r"(items\[\d+\]\.)?counted_at", r"must be an RFC 3339 date-time$"),
     (r"since", r"must be an RFC 3339 date-time$"),
     (r"expected_at", r"must be an RFC 3339 date-time$"),
+    (r"(items\[\d+\]\.)?preorder\.release_at", r"must be an RFC 3339 date-time$"),
 ]
 
 

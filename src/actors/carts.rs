@@ -6,6 +6,51 @@ pub struct CartLine {
     pub sku: SkuIdx,
     pub location: LocIdx,
     pub qty: u32,
+    /// What is not on hand may be sold against incoming supply, as far
+    /// as the SKU allows (its `backorder` or `preorder`).
+    pub backorder: bool,
+}
+
+impl CartLine {
+    /// A line held on hand only.
+    pub fn on_hand(sku: SkuIdx, location: LocIdx, qty: u32) -> Self {
+        Self {
+            sku,
+            location,
+            qty,
+            backorder: false,
+        }
+    }
+}
+
+/// How `l` may be sold against incoming supply at `now`: as its SKU
+/// allows if the line asks to; a preorder before its release sells
+/// nothing on hand, so a line that does not ask gets nothing then.
+fn supply_of(c: &Catalog, l: &CartLine, now: TimeMs) -> Option<SupplySale> {
+    let sale = c.sku(l.sku)?.1.supply_sale(now)?;
+    match (l.backorder, sale.only_supply) {
+        (true, _) => Some(sale),
+        (false, true) => Some(SupplySale {
+            max_units: 0,
+            only_supply: true,
+        }),
+        (false, false) => None,
+    }
+}
+
+/// Each line's `HoldLine`, with its index in the cart.
+fn hold_lines<'a>(
+    c: &'a Catalog,
+    lines: impl IntoIterator<Item = (usize, &'a CartLine)> + 'a,
+    now: TimeMs,
+) -> impl Iterator<Item = HoldLine> + 'a {
+    lines.into_iter().map(move |(i, l)| HoldLine {
+        line: i,
+        sku: l.sku,
+        location: l.location,
+        qty: l.qty,
+        supply: supply_of(c, l, now),
+    })
 }
 
 impl Engine {
@@ -19,6 +64,17 @@ impl Engine {
         let counter = k * n + book as u64;
         let s = format!("r{:016x}{:08x}", self.0.boot_nonce, counter);
         ReservationId::parse(&s).expect("hex ids are valid")
+    }
+
+    /// A reservation held: counted, with its units sold against supply.
+    fn count_held(&self, r: &Reservation) {
+        let m = &self.0.metrics;
+        m.reservations_held.fetch_add(1, Ordering::Relaxed);
+        let backordered = r.backordered();
+        if backordered > 0 {
+            m.backorder_units_held
+                .fetch_add(u64::from(backordered), Ordering::Relaxed);
+        }
     }
 
     /// A write refused for a full mailbox (503): counted.
@@ -105,7 +161,11 @@ impl Engine {
         }
         outcomes.sort_by_key(|o| o.line);
         let now = self.0.clock.now_ms();
-        let book = self.0.next_id.load(Ordering::Relaxed) as usize % self.0.books.len();
+        let book = if outcomes.iter().any(|o| o.backordered > 0) {
+            BACKORDER_BOOK
+        } else {
+            self.0.next_id.load(Ordering::Relaxed) as usize % self.0.books.len()
+        };
         let id = self.new_reservation_id(book);
         let held = self.held_lines(lines, &outcomes);
         let reservation = Reservation::held(id.clone(), held, now, expires_at(now, ttl_s));
@@ -124,10 +184,7 @@ impl Engine {
             Ok((durable, ticket)) => {
                 self.commit_holds(lines, &outcomes, now, ticket);
                 durable.await?;
-                self.0
-                    .metrics
-                    .reservations_held
-                    .fetch_add(1, Ordering::Relaxed);
+                self.count_held(&reservation);
                 Ok(Ok(reservation))
             }
             Err(e) => {
@@ -149,13 +206,12 @@ impl Engine {
     ) -> Result<(Vec<stock_shard::HoldOutcome>, bool), EngineError> {
         let n = self.0.stock.len();
         let mut per_shard: Vec<Vec<HoldLine>> = vec![Vec::new(); n];
-        for (i, l) in lines.iter().enumerate() {
-            per_shard[l.sku as usize % n].push(HoldLine {
-                line: i,
-                sku: l.sku,
-                location: l.location,
-                qty: l.qty,
-            });
+        {
+            let c = self.0.catalog.read();
+            for hl in hold_lines(&c, lines.iter().enumerate(), self.0.clock.now_ms()) {
+                let shard = hl.sku as usize % n;
+                per_shard[shard].push(hl);
+            }
         }
         let mut waiting = Vec::with_capacity(n);
         let mut overloaded = false;
@@ -194,6 +250,8 @@ impl Engine {
                     location: c.location(l.location)?.0.clone(),
                     qty: o.held,
                     requested: l.qty,
+                    backordered: o.backordered,
+                    eta_ms: o.eta,
                 })
             })
             .collect()
@@ -210,7 +268,7 @@ impl Engine {
     ) {
         let held = outcomes.iter().filter(|o| o.held > 0).map(|o| {
             let l = &lines[o.line];
-            (l.sku, (l.sku, l.location, o.held))
+            (l.sku, (l.sku, l.location, o.delta()))
         });
         for (i, lines) in stock_shard::by_shard(self.0.stock.len(), held) {
             // Must not be dropped: bounded by the carts in flight.
@@ -231,28 +289,30 @@ impl Engine {
         ttl_s: u64,
         (idem, by): (Option<IdemKey>, Option<By>),
     ) -> Result<Result<Reservation, Vec<Shortage>>, EngineError> {
-        let names: Vec<(SkuId, LocationId)> = {
+        let now = self.0.clock.now_ms();
+        let (names, hold_lines): (Vec<(SkuId, LocationId)>, Vec<HoldLine>) = {
             let c = self.0.catalog.read();
-            lines
+            let names = lines
                 .iter()
                 .filter_map(|l| Some((c.sku(l.sku)?.0.clone(), c.location(l.location)?.0.clone())))
-                .collect()
+                .collect();
+            (
+                names,
+                hold_lines(&c, lines.iter().enumerate(), now).collect(),
+            )
         };
         if names.len() != lines.len() {
             // Lines are resolved against the catalog, which never forgets.
             return Err(EngineError::Stopped);
         }
-        let hold_lines = lines
-            .iter()
-            .enumerate()
-            .map(|(i, l)| HoldLine {
-                line: i,
-                sku: l.sku,
-                location: l.location,
-                qty: l.qty,
-            })
-            .collect();
-        let id = self.new_reservation_id(shard);
+        // A cart that may be sold against supply is kept by the one book
+        // that converts backorders first-in first-out (`BACKORDER_BOOK`).
+        let book = if hold_lines.iter().any(|l| l.supply.is_some()) {
+            BACKORDER_BOOK
+        } else {
+            shard
+        };
+        let id = self.new_reservation_id(book);
         let (tx, rx) = oneshot::channel();
         let sent = self.0.stock[shard].try_send(HoldAndRecord {
             lines: hold_lines,
@@ -260,7 +320,7 @@ impl Engine {
             partial,
             book: self.0.book_inserts[book_of(&id, self.0.books.len())].clone(),
             id,
-            now: self.0.clock.now_ms(),
+            now,
             ttl_s,
             idem,
             by,
@@ -273,10 +333,7 @@ impl Engine {
         match reply(rx).await?? {
             Ok((reservation, durable)) => {
                 durable.await?;
-                self.0
-                    .metrics
-                    .reservations_held
-                    .fetch_add(1, Ordering::Relaxed);
+                self.count_held(&reservation);
                 Ok(Ok(reservation))
             }
             Err(outcomes) => {
@@ -298,11 +355,13 @@ impl Engine {
             None,
             outcomes.iter().filter(|o| o.held > 0).map(|o| {
                 let l = &lines[o.line];
+                let d = o.delta();
                 (
                     l.sku,
                     l.location,
                     StockDelta {
-                        reserved: -i64::from(o.held),
+                        reserved: -d.reserved,
+                        backordered: -d.backordered,
                         ..StockDelta::default()
                     },
                 )

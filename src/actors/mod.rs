@@ -52,7 +52,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
-use crate::domain::catalog::{Catalog, LocIdx, Location, Sku, SkuIdx};
+use crate::domain::catalog::{Catalog, LocIdx, Location, Sku, SkuIdx, SupplySale};
 use crate::domain::event::{Event, IdemKey};
 use crate::domain::history::By;
 use crate::domain::ids::{LocationId, ReservationId, SkuId};
@@ -321,6 +321,12 @@ pub fn default_shards() -> usize {
         .unwrap_or(1)
         .max(1)
 }
+
+/// The book that keeps every reservation with a line that may be sold
+/// against incoming supply: one actor sees them all, in the order they
+/// came, and converts them first-in first-out when supply arrives
+/// (`reservation_book::Receive`).
+pub const BACKORDER_BOOK: usize = 0;
 
 /// The book (of `n`) that keeps reservation `id`.
 pub fn book_of(id: &ReservationId, n: usize) -> usize {

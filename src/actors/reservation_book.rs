@@ -10,19 +10,29 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-use super::stock_shard::{ApplyDeltas, Insert, StockShard};
+use super::stock_shard::{send_deltas, ApplyDeltas, Insert, StockShard};
 use crate::clock::Clock;
 use crate::collections::{ChunkedQueue, SegmentedMap};
 use crate::domain::catalog::Catalog;
 use crate::domain::event::Event;
+use crate::domain::event::SupplyFact;
 use crate::domain::history::By;
-use crate::domain::ids::ReservationId;
+use crate::domain::ids::{LocationId, ReservationId, SkuId};
 use crate::domain::model::{transition_event, TransitionRefused};
-use crate::domain::reservation::{Line, Reservation, SplitRefused, Status, Transition};
+use crate::domain::reservation::{
+    add_conversions, decide_conversions, Line, Reservation, SplitRefused, Status, Transition,
+};
+use crate::domain::stock::StockDelta;
 use crate::domain::TimeMs;
 use crate::limits::{EXPIRY_BATCH_MAX, EXPIRY_TICK_MS, FINISHED_RETENTION_MS, MAILBOX_CAPACITY};
 use crate::metrics::Metrics;
 use crate::persistence::{Durable, Journal, JournalError};
+use std::sync::atomic::Ordering::Relaxed;
+
+/// Whether `r` waits for supply to arrive (`ReservationBook::backorders`).
+fn waits_for_supply(r: &Reservation) -> bool {
+    r.status.is_live() && r.backordered() > 0
+}
 
 pub struct ReservationBook {
     /// Segmented: a book of a few hundred thousand reservations grows
@@ -33,6 +43,10 @@ pub struct ReservationBook {
     /// Finished reservations in the order they finished: forgotten after
     /// `FINISHED_RETENTION_MS`.
     finished: ChunkedQueue<(TimeMs, ReservationId)>,
+    /// Live reservations with units sold against supply not arrived, in
+    /// the order they were made (the backorder book's only,
+    /// `BACKORDER_BOOK`): a delivery converts them first-in first-out.
+    backorders: BTreeSet<(TimeMs, ReservationId)>,
     journal: Journal,
     stock: Vec<Addr<StockShard>>,
     catalog: Arc<RwLock<Catalog>>,
@@ -60,10 +74,16 @@ impl ReservationBook {
             .map(|r| (r.updated_ms, r.id.clone()))
             .collect();
         finished.sort();
+        let backorders = reservations
+            .values()
+            .filter(|r| waits_for_supply(r))
+            .map(|r| (r.created_ms, r.id.clone()))
+            .collect();
         Self {
             reservations: reservations.into_iter().collect(),
             expiries,
             finished: finished.into_iter().collect(),
+            backorders,
             journal,
             stock,
             catalog,
@@ -110,6 +130,9 @@ impl ReservationBook {
                 if let Some(r) = self.reservations.get(id) {
                     self.send_effects(r, *status, *at_ms, ticket);
                     self.expiries.remove(&(r.expires_at_ms, id.clone()));
+                    if !status.is_live() {
+                        self.backorders.remove(&(r.created_ms, id.clone()));
+                    }
                 }
                 if let Some(r) = self.reservations.get_mut(id) {
                     r.status = *status;
@@ -219,11 +242,10 @@ impl Handler<Create> for ReservationBook {
             ))));
             return;
         }
-        let r = self.journal.append_ticketed(&m.event).inspect(|_| {
-            let res = m.reservation;
-            self.expiries.insert((res.expires_at_ms, res.id.clone()));
-            self.reservations.insert(res.id.clone(), res);
-        });
+        let r = self
+            .journal
+            .append_ticketed(&m.event)
+            .inspect(|_| self.keep(m.reservation));
         let _ = m.reply.send(r);
     }
 }
@@ -231,8 +253,17 @@ impl Handler<Create> for ReservationBook {
 impl Handler<Insert> for ReservationBook {
     type Result = ();
     fn handle(&mut self, m: Insert, _: &mut Context<Self>) {
-        let res = m.0;
+        self.keep(m.0);
+    }
+}
+
+impl ReservationBook {
+    /// Keeps a new held reservation (its record journaled).
+    fn keep(&mut self, res: Reservation) {
         self.expiries.insert((res.expires_at_ms, res.id.clone()));
+        if waits_for_supply(&res) {
+            self.backorders.insert((res.created_ms, res.id.clone()));
+        }
         self.reservations.insert(res.id.clone(), res);
     }
 }
@@ -257,7 +288,7 @@ impl Handler<Transit> for ReservationBook {
         let reply = match self.reservations.get(&m.id) {
             None => Ok(Err(TransitionRefused::NotFound)),
             Some(r) => match transition_event(r, m.transition, m.now, m.by.as_ref()) {
-                Err(nh) => Ok(Err(TransitionRefused::NotHeld(nh.0))),
+                Err(refused) => Ok(Err(refused)),
                 // Nothing changes, but the write that made it so may still be
                 // in flight: answer once everything queued is durable.
                 Ok(None) => self.journal.barrier().map(|d| Ok((r.clone(), d))),
@@ -332,16 +363,107 @@ impl ReservationBook {
             r.status = Status::Released;
             r.updated_ms = now;
             self.finished.push_back((now, from.clone()));
+            self.backorders.remove(&(r.created_ms, from.clone()));
             self.metrics.reservation_transition(Status::Released);
         }
         into.into_iter()
             .map(|(id, lines)| {
-                let part = Reservation::held(id.clone(), lines, now, expires_at_ms);
-                self.expiries.insert((expires_at_ms, id.clone()));
-                self.reservations.insert(id, part.clone());
+                let part = Reservation::held(id, lines, now, expires_at_ms);
+                self.keep(part.clone());
                 part
             })
             .collect()
+    }
+}
+
+/// A supply's delivery, for the backorder book (`BACKORDER_BOOK`) to
+/// journal: it decides what the units arrived convert of the backorders
+/// waiting there, first-in first-out, writes both as one record, and
+/// moves the records (the delivery's `deltas` and the conversions).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Receive {
+    pub supply: String,
+    pub location: LocationId,
+    pub lines: Vec<(SkuId, u32)>,
+    pub key: Option<String>,
+    /// The delivery's record changes (`Supplies::with_eta`).
+    pub deltas: Vec<(SkuId, LocationId, StockDelta)>,
+    pub at_ms: TimeMs,
+    pub by: Option<By>,
+    pub reply: oneshot::Sender<Result<Durable, JournalError>>,
+}
+
+impl Handler<Receive> for ReservationBook {
+    type Result = ();
+    fn handle(&mut self, m: Receive, _: &mut Context<Self>) {
+        let converted = decide_conversions(
+            &m.location,
+            &m.lines,
+            self.backorders
+                .iter()
+                .filter_map(|(_, id)| self.reservations.get(id)),
+        );
+        let mut deltas = m.deltas;
+        add_conversions(&mut deltas, &m.location, &converted);
+        let event = Event::Supply {
+            id: m.supply,
+            step: SupplyFact::Received {
+                lines: m.lines,
+                key: m.key,
+                converted,
+            },
+            at_ms: m.at_ms,
+            by: m.by,
+        };
+        let (durable, ticket) = match self.journal.append_ticketed(&event) {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = m.reply.send(Err(e));
+                return;
+            }
+        };
+        if let Event::Supply {
+            step: SupplyFact::Received { converted, .. },
+            ..
+        } = &event
+        {
+            for c in converted {
+                self.convert(&c.reservation, &c.sku, &m.location, c.units);
+            }
+            self.metrics
+                .backorder_units_converted
+                .fetch_add(converted.iter().map(|c| u64::from(c.units)).sum(), Relaxed);
+        }
+        let named = {
+            let catalog = self.catalog.read();
+            deltas
+                .into_iter()
+                .filter_map(|(sku, loc, d)| {
+                    // The delivery was checked against the catalog, which
+                    // never forgets an entry.
+                    Some((
+                        catalog.sku_idx(sku.as_str())?,
+                        catalog.location_idx(loc.as_str())?,
+                        d,
+                    ))
+                })
+                .collect::<Vec<_>>()
+        };
+        send_deltas(&self.stock, m.at_ms, Some(ticket), named);
+        let _ = m.reply.send(Ok(durable));
+    }
+}
+
+impl ReservationBook {
+    /// `units` of reservation `id`'s lines of `sku` at `location` arrived.
+    fn convert(&mut self, id: &ReservationId, sku: &SkuId, location: &LocationId, units: u32) {
+        if let Some(r) = self.reservations.get_mut(id) {
+            r.convert(sku, location, units);
+            if !waits_for_supply(r) {
+                self.backorders.remove(&(r.created_ms, id.clone()));
+            }
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
-use crate::domain::catalog::{Catalog, LocIdx, SkuIdx};
+use crate::domain::catalog::{Catalog, LocIdx, SkuIdx, SupplySale};
 use crate::domain::event::{sold_by_adjustment, Count as CountFact, Event, IdemKey};
 use crate::domain::history::By;
 use crate::domain::ids::ReservationId;
@@ -51,7 +51,8 @@ pub struct StockShard {
     changes: u64,
     /// Units held by carts spanning shards whose record is not journaled
     /// yet (`Hold`, then `Commit` or an undo): the feed never shows them.
-    provisional: AHashMap<(SkuIdx, LocIdx), i64>,
+    /// Reserved on hand and backordered, as in `Line::held`.
+    provisional: AHashMap<(SkuIdx, LocIdx), (i64, i64)>,
     /// The keyed adjustments of this shard's SKUs (`Adjust::key`), as long
     /// as idempotency keys are kept.
     applied: AHashMap<String, AdjustKey>,
@@ -105,7 +106,8 @@ impl StockShard {
     /// A record as the feed may show it: provisional holds left out.
     fn committed(&self, sku: SkuIdx, mut r: StockRecord) -> StockRecord {
         if let Some(p) = self.provisional.get(&(sku, r.location)) {
-            r.reserved -= p;
+            r.reserved -= p.0;
+            r.backordered -= p.1;
         }
         r
     }
@@ -149,12 +151,21 @@ impl StockShard {
         r
     }
 
-    fn provisional_add(&mut self, sku: SkuIdx, loc: LocIdx, qty: i64) {
-        let e = self.provisional.entry((sku, loc)).or_insert(0);
-        *e += qty;
-        if *e <= 0 {
+    /// Counts a change `d` of provisional holds (its reserved and
+    /// backordered units).
+    fn provisional_add(&mut self, sku: SkuIdx, loc: LocIdx, d: StockDelta) {
+        let e = self.provisional.entry((sku, loc)).or_insert((0, 0));
+        e.0 += d.reserved;
+        e.1 += d.backordered;
+        if e.0 <= 0 && e.1 <= 0 {
             self.provisional.remove(&(sku, loc));
         }
+    }
+
+    /// Units of `sku` sold against incoming supply and not arrived, at
+    /// every location (all of a SKU's records live in one shard).
+    fn backordered_of(&self, sku: SkuIdx) -> i64 {
+        self.table.records_of(sku).map(|r| r.backordered).sum()
     }
 
     fn view(&self, sku: SkuIdx, record: StockRecord, now: TimeMs) -> RecordView {
@@ -203,6 +214,9 @@ pub struct HoldLine {
     pub sku: SkuIdx,
     pub location: LocIdx,
     pub qty: u32,
+    /// How it may be sold against incoming supply (a backorder or a
+    /// preorder; `Catalog`'s `SupplySale`), if at all.
+    pub supply: Option<SupplySale>,
 }
 
 /// What a line got: `held` (0 when short) and the availability seen.
@@ -210,9 +224,24 @@ pub struct HoldLine {
 pub struct HoldOutcome {
     pub line: usize,
     pub held: u32,
+    /// Of `held`, the units sold against incoming supply, and the
+    /// earliest time that supply is expected.
+    pub backordered: u32,
+    pub eta: TimeMs,
     pub available: i64,
     /// Fewer than the requested quantity were available.
     pub short: bool,
+}
+
+impl HoldOutcome {
+    /// Its record's change: `Line::held` of what it got.
+    pub fn delta(&self) -> StockDelta {
+        StockDelta {
+            reserved: i64::from(self.held - self.backordered),
+            backordered: i64::from(self.backordered),
+            ..StockDelta::default()
+        }
+    }
 }
 
 /// Holds the lines of this shard. All or nothing within the shard unless
@@ -255,8 +284,8 @@ impl StockShard {
             let want = i64::from(l.qty);
             // Once short, an all-or-nothing cart fails anyway: nothing
             // more is held, but each line says whether it is short.
-            let (available, got) = match against {
-                Against::Available => (
+            let (available, got, backordered) = match (against, l.supply) {
+                (Against::Available, None) => (
                     rec.available(),
                     if partial {
                         rec.decide_hold_partial(want)
@@ -265,35 +294,42 @@ impl StockShard {
                     } else {
                         rec.decide_hold(want).map(|_| want).unwrap_or(0)
                     },
+                    0,
                 ),
-                Against::Free => {
+                (Against::Available, Some(sale)) => {
+                    let room = i64::from(sale.max_units) - self.backordered_of(l.sku);
+                    let (on_hand, backordered) =
+                        rec.decide_hold_backorder(want, sale.only_supply, room);
+                    let whole = on_hand + backordered == want;
+                    if partial || (whole && !short) {
+                        (on_hand + backordered, on_hand + backordered, backordered)
+                    } else {
+                        (on_hand + backordered, 0, 0)
+                    }
+                }
+                (Against::Free, _) => {
                     debug_assert!(!partial, "a transfer's shipment is all or nothing");
                     match rec.decide_hold_free(want) {
-                        Ok(_) if !short => (rec.free(), want),
-                        Ok(_) => (rec.free(), 0),
-                        Err(free) => (free, 0),
+                        Ok(_) if !short => (rec.free(), want, 0),
+                        Ok(_) => (rec.free(), 0, 0),
+                        Err(free) => (free, 0, 0),
                     }
                 }
             };
-            if got > 0 {
-                // Not journaled yet: the version moves once it is.
-                self.table.apply_provisional(
-                    l.sku,
-                    l.location,
-                    StockDelta {
-                        reserved: got,
-                        ..StockDelta::default()
-                    },
-                );
-            }
-            let line_short = available < want;
-            short |= line_short;
-            out.push(HoldOutcome {
+            let o = HoldOutcome {
                 line: l.line,
                 held: got as u32,
+                backordered: backordered as u32,
+                eta: if backordered > 0 { rec.incoming_eta } else { 0 },
                 available,
-                short: line_short,
-            });
+                short: available < want,
+            };
+            if got > 0 {
+                // Not journaled yet: the version moves once it is.
+                self.table.apply_provisional(l.sku, l.location, o.delta());
+            }
+            short |= o.short;
+            out.push(o);
         }
         let failed = (short && !partial) || out.iter().all(|o| o.held == 0);
         if failed {
@@ -305,15 +341,18 @@ impl StockShard {
     fn undo(&mut self, lines: &[HoldLine], out: &mut [HoldOutcome]) {
         for (l, o) in lines.iter().zip(out.iter_mut()) {
             if o.held > 0 {
+                let d = o.delta();
                 self.table.apply_provisional(
                     l.sku,
                     l.location,
                     StockDelta {
-                        reserved: -i64::from(o.held),
+                        reserved: -d.reserved,
+                        backordered: -d.backordered,
                         ..StockDelta::default()
                     },
                 );
                 o.held = 0;
+                o.backordered = 0;
             }
         }
     }
@@ -326,7 +365,7 @@ impl Handler<Hold> for StockShard {
         // Not journaled yet: the coordinator commits or undoes them.
         for (l, o) in m.lines.iter().zip(&out) {
             if o.held > 0 {
-                self.provisional_add(l.sku, l.location, i64::from(o.held));
+                self.provisional_add(l.sku, l.location, o.delta());
             }
         }
         let _ = m.reply.send(out);
@@ -338,7 +377,8 @@ impl Handler<Hold> for StockShard {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Commit {
-    pub lines: Vec<(SkuIdx, LocIdx, u32)>,
+    /// Each hold's record and its change (`HoldOutcome::delta`).
+    pub lines: Vec<(SkuIdx, LocIdx, StockDelta)>,
     pub at_ms: TimeMs,
     pub ticket: u64,
 }
@@ -346,8 +386,16 @@ pub struct Commit {
 impl Handler<Commit> for StockShard {
     type Result = ();
     fn handle(&mut self, m: Commit, _: &mut Context<Self>) {
-        for (s, l, q) in m.lines {
-            self.provisional_add(s, l, -i64::from(q));
+        for (s, l, d) in m.lines {
+            self.provisional_add(
+                s,
+                l,
+                StockDelta {
+                    reserved: -d.reserved,
+                    backordered: -d.backordered,
+                    ..StockDelta::default()
+                },
+            );
             let r = self.table.commit(s, l);
             self.publish(s, r, m.at_ms, m.ticket);
         }
@@ -405,6 +453,8 @@ impl Handler<HoldAndRecord> for StockShard {
                 location: m.names[l.line].1.clone(),
                 qty: o.held,
                 requested: l.qty,
+                backordered: o.backordered,
+                eta_ms: o.eta,
             })
             .collect();
         let reservation = Reservation::held(m.id, lines, m.now, expires_at(m.now, m.ttl_s));
@@ -453,7 +503,7 @@ impl Handler<ShipTransfer> for StockShard {
                 ..StockDelta::default()
             };
             self.table.apply_provisional(s, from, release);
-            self.provisional_add(s, from, -i64::from(q));
+            self.provisional_add(s, from, release);
         }
         for (s, l, d) in m.moves {
             // Movements, not sales: a count taken before them must see them.
@@ -497,7 +547,7 @@ impl Handler<ApplyDeltas> for StockShard {
                 // Undoing holds the feed never showed: on_hand untouched.
                 None => {
                     self.table.apply_provisional(s, l, d);
-                    self.provisional_add(s, l, d.reserved);
+                    self.provisional_add(s, l, d);
                 }
             }
         }

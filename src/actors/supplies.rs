@@ -2,6 +2,7 @@
 //! step journaled, then its records moved (incoming units, their earliest
 //! time expected, and a delivery's units on hand).
 
+use super::reservation_book::Receive;
 use super::transfers::locked;
 use super::*;
 use crate::domain::event::SupplyFact;
@@ -87,19 +88,39 @@ impl Engine {
             }
             let now = me.0.clock.now_ms();
             let moves = s.moves(&step);
-            let fact = match &step {
-                SupplyStep::Receive(lines, key) => SupplyFact::Received {
-                    lines: lines.clone(),
-                    key: key.clone(),
-                },
-                SupplyStep::Cancel => SupplyFact::Cancelled,
-            };
             let mut after = s;
             after.apply(&step, now);
-            let durable = me.journal_supply(&mut book, after.clone(), fact, moves, (now, by));
+            let durable = match &step {
+                SupplyStep::Receive(lines, key) => {
+                    // The book of backorders journals a delivery: it
+                    // decides what the units arrived convert.
+                    let (tx, rx) = oneshot::channel();
+                    let sent = me.0.books[BACKORDER_BOOK].try_send(Receive {
+                        supply: after.id.clone(),
+                        location: after.location.clone(),
+                        lines: lines.clone(),
+                        key: key.clone(),
+                        deltas: book.with_eta(&after, moves),
+                        at_ms: now,
+                        by,
+                        reply: tx,
+                    });
+                    if let Err(e) = sent {
+                        me.count_overload();
+                        return Err(full(e));
+                    }
+                    let durable = reply(rx).await??;
+                    book.keep(after.clone());
+                    durable
+                }
+                SupplyStep::Cancel => {
+                    let fact = SupplyFact::Cancelled;
+                    me.journal_supply(&mut book, after.clone(), fact, moves, (now, by))?
+                }
+            };
             drop(book);
             me.count_supply_step(&step);
-            durable?.await?;
+            durable.await?;
             Ok(Ok(after))
         })
         .await

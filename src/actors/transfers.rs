@@ -173,13 +173,7 @@ impl Engine {
             let from = c.location_idx(t.from.as_str());
             t.lines
                 .iter()
-                .map(|l| {
-                    Some(CartLine {
-                        sku: c.sku_idx(l.sku.as_str())?,
-                        location: from?,
-                        qty: l.qty,
-                    })
-                })
+                .map(|l| Some(CartLine::on_hand(c.sku_idx(l.sku.as_str())?, from?, l.qty)))
                 .collect::<Option<_>>()
                 // Requests are checked against the catalog, which never
                 // forgets.

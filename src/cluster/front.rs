@@ -180,7 +180,10 @@ impl Front {
                 let now = crate::clock::SystemClock.now_ms();
                 http::inventory::get_from(&model, now, &req, seg[2], seg[3])
             }
-            Route::Availability => http::inventory::availability_from(&model, &req, seg[2]),
+            Route::Availability => {
+                let now = crate::clock::SystemClock.now_ms();
+                http::inventory::availability_from(&model, now, &req, seg[2])
+            }
             // What the copy does not hold, the leader answers.
             Route::Reservation => http::reservations::get_from(&model, &req, seg[2])?,
             Route::Order => http::orders::get_from(&model, &req, seg[2])?,

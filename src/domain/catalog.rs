@@ -29,6 +29,35 @@ pub struct Sku {
     /// never packed with other lines.
     #[serde(default)]
     pub ship_alone: bool,
+    /// May be sold against incoming supply once on-hand units run out, up
+    /// to `max_units` outstanding (sold, not yet arrived) network-wide.
+    #[serde(default)]
+    pub backorder: Option<Backorder>,
+    /// Sold only against incoming supply until `release_ms`, up to
+    /// `max_units` outstanding; after its release as any SKU (with its
+    /// `backorder`, if any).
+    #[serde(default)]
+    pub preorder: Option<Preorder>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backorder {
+    pub max_units: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preorder {
+    pub release_ms: super::TimeMs,
+    pub max_units: u32,
+}
+
+/// How a SKU may be sold against incoming supply at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SupplySale {
+    /// Units that may be outstanding against supply, network-wide.
+    pub max_units: u32,
+    /// Before a preorder's release: on-hand units are not sold at all.
+    pub only_supply: bool,
 }
 
 impl Sku {
@@ -40,6 +69,24 @@ impl Sku {
             max_qty_per_reservation: None,
             dimensions_mm: None,
             ship_alone: false,
+            backorder: None,
+            preorder: None,
+        }
+    }
+
+    /// Whether (and how far) it may be sold against incoming supply at
+    /// `now`: a preorder before its release, else its backorder.
+    pub fn supply_sale(&self, now: super::TimeMs) -> Option<SupplySale> {
+        match (self.preorder, self.backorder) {
+            (Some(p), _) if now < p.release_ms => Some(SupplySale {
+                max_units: p.max_units,
+                only_supply: true,
+            }),
+            (_, Some(b)) => Some(SupplySale {
+                max_units: b.max_units,
+                only_supply: false,
+            }),
+            _ => None,
         }
     }
 }

@@ -12,7 +12,7 @@ use super::history::By;
 // The hash moved below `order`, which uses it too; named here as before.
 pub use super::hash::fnv1a64;
 use super::ids::{LocationId, ReservationId, SkuId};
-use super::reservation::{Line, Reservation, Status};
+use super::reservation::{Conversion, Line, Reservation, Status};
 use super::stock::{AdjustReason, Bucket};
 use super::TimeMs;
 
@@ -174,6 +174,12 @@ pub enum SupplyFact {
     Received {
         lines: Vec<(SkuId, u32)>,
         key: Option<String>,
+        /// The units sold against this supply that it brought, converted
+        /// into reserved units on hand first-in first-out
+        /// (`reservation::decide_conversions`; added later: none in
+        /// older records).
+        #[serde(default)]
+        converted: Vec<Conversion>,
     },
     Cancelled,
 }
@@ -184,7 +190,7 @@ impl SupplyFact {
         use super::supply::SupplyStep;
         match self {
             SupplyFact::Expected { .. } => None,
-            SupplyFact::Received { lines, key } => {
+            SupplyFact::Received { lines, key, .. } => {
                 Some(SupplyStep::Receive(lines.clone(), key.clone()))
             }
             SupplyFact::Cancelled => Some(SupplyStep::Cancel),

@@ -11,7 +11,8 @@ use super::history::{By, Moved};
 use super::ids::{LocationId, ReservationId, SkuId};
 use super::recent_moves::{LateCountRefused, RecentMoves};
 use super::reservation::{
-    expires_at, sold_by_effect, Decision, Line, NotHeld, Reservation, Status, Transition,
+    add_conversions, expires_at, sold_by_effect, Decision, Line, NotHeld, Reservation, Status,
+    Transition,
 };
 use super::rotation::RotationTable;
 use super::stock::{Bucket, StockDelta, StockRecord, StockTable};
@@ -66,6 +67,9 @@ pub enum TransferRefused {
 pub enum TransitionRefused {
     NotFound,
     NotHeld(Status),
+    /// A fulfilment of a reservation with these units sold against
+    /// supply not arrived yet.
+    Backordered(u32),
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -297,7 +301,16 @@ impl Model {
             }
             (_, None) => return Err(ReplayError(format!("supply {id}: no step"))),
         };
-        for (sku, loc, d) in self.supplies.with_eta(&changed, moves) {
+        let mut deltas = self.supplies.with_eta(&changed, moves);
+        if let SupplyFact::Received { converted, .. } = fact {
+            add_conversions(&mut deltas, &changed.location, converted);
+            for c in converted {
+                if let Some(r) = self.reservations.get_mut(&c.reservation) {
+                    r.convert(&c.sku, &changed.location, c.units);
+                }
+            }
+        }
+        for (sku, loc, d) in deltas {
             let (s, l) = self.sku_loc(&sku, &loc)?;
             let r = noted(&mut self.stock, touched, s, l, d);
             if d.on_hand != 0 {
@@ -440,16 +453,7 @@ impl Model {
         let mut shared = Vec::with_capacity(lines.len());
         for line in lines {
             let (s, l) = self.sku_loc(&line.sku, &line.location)?;
-            noted(
-                &mut self.stock,
-                touched,
-                s,
-                l,
-                StockDelta {
-                    reserved: i64::from(line.qty),
-                    ..Default::default()
-                },
-            );
+            noted(&mut self.stock, touched, s, l, line.held());
             shared.push(self.shared_line(line, s, l));
         }
         let r = Reservation::held(id.clone(), shared, created_ms, expires_at_ms);
@@ -484,6 +488,8 @@ impl Model {
                 .unwrap_or_else(|| line.location.clone()),
             qty: line.qty,
             requested: line.requested,
+            backordered: line.backordered,
+            eta_ms: line.eta_ms,
         }
     }
 
@@ -635,6 +641,8 @@ impl Model {
                 .expect("resolved location"),
             qty,
             requested: l.qty,
+            backordered: 0,
+            eta_ms: 0,
         }
     }
 
@@ -659,7 +667,7 @@ impl Model {
             .reservations
             .get(id)
             .ok_or(TransitionRefused::NotFound)?;
-        transition_event(r, t, now, None).map_err(|NotHeld(s)| TransitionRefused::NotHeld(s))
+        transition_event(r, t, now, None)
     }
 
     /// Decides a count of one record at `now`, taken then or (`counted_at`)
@@ -881,8 +889,15 @@ pub fn transition_event(
     t: Transition,
     now: TimeMs,
     by: Option<&By>,
-) -> Result<Option<Event>, NotHeld> {
-    Ok(match r.decide(t, now)? {
+) -> Result<Option<Event>, TransitionRefused> {
+    let backordered = r.backordered();
+    if t == Transition::Fulfil && r.status.is_live() && backordered > 0 {
+        return Err(TransitionRefused::Backordered(backordered));
+    }
+    let decided = r
+        .decide(t, now)
+        .map_err(|NotHeld(s)| TransitionRefused::NotHeld(s))?;
+    Ok(match decided {
         Decision::Unchanged => None,
         Decision::Change {
             status: Status::Held,
@@ -901,14 +916,15 @@ pub fn transition_event(
     })
 }
 
-/// `0 <= reserved` and `reserved == sum of held and confirmed lines` for
-/// every record.
+/// `0 <= reserved` and `reserved == sum of held and confirmed lines` (on
+/// hand) for every record, and its `backordered` the sum of their units
+/// not arrived.
 pub fn check_reserved<'a>(
     catalog: &Catalog,
     stock: &StockTable,
     reservations: impl Iterator<Item = &'a Reservation>,
 ) -> Result<(), String> {
-    let mut sums: AHashMap<(SkuIdx, LocIdx), i64> = AHashMap::new();
+    let mut sums: AHashMap<(SkuIdx, LocIdx), (i64, i64)> = AHashMap::new();
     for r in reservations.filter(|r| r.status.is_live()) {
         for l in &r.lines {
             let s = catalog
@@ -917,21 +933,29 @@ pub fn check_reserved<'a>(
             let c = catalog
                 .location_idx(l.location.as_str())
                 .ok_or("line of unknown location")?;
-            *sums.entry((s, c)).or_insert(0) += i64::from(l.qty);
+            let e = sums.entry((s, c)).or_insert((0, 0));
+            e.0 += l.on_hand();
+            e.1 += i64::from(l.backordered);
         }
     }
     for (s, r) in stock.iter() {
-        let want = sums.remove(&(s, r.location)).unwrap_or(0);
+        let (want, backordered) = sums.remove(&(s, r.location)).unwrap_or((0, 0));
         if r.reserved != want || r.reserved < 0 {
             return Err(format!(
                 "record sku#{s} loc#{}: reserved {} but live lines sum to {want}",
                 r.location, r.reserved
             ));
         }
+        if r.backordered != backordered {
+            return Err(format!(
+                "record sku#{s} loc#{}: backordered {} but live lines sum to {backordered}",
+                r.location, r.backordered
+            ));
+        }
     }
-    if let Some(((s, l), q)) = sums.into_iter().find(|(_, q)| *q != 0) {
+    if let Some(((s, l), q)) = sums.into_iter().find(|(_, q)| *q != (0, 0)) {
         return Err(format!(
-            "live lines of {q} on sku#{s} loc#{l} without a record"
+            "live lines of {q:?} on sku#{s} loc#{l} without a record"
         ));
     }
     Ok(())
@@ -940,6 +964,29 @@ pub fn check_reserved<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn units_not_arrived_are_never_fulfilled_but_may_be_confirmed_or_released() {
+        let line = Line {
+            sku: SkuId::parse("A").expect("id"),
+            location: LocationId::parse("S").expect("id"),
+            qty: 3,
+            requested: 3,
+            backordered: 1,
+            eta_ms: 0,
+        };
+        let mut r = Reservation::held(ReservationId::parse("r1").expect("id"), vec![line], 0, 1000);
+        assert!(transition_event(&r, Transition::Confirm, 10, None).is_ok());
+        r.status = Status::Confirmed;
+        assert_eq!(
+            transition_event(&r, Transition::Fulfil, 10, None),
+            Err(TransitionRefused::Backordered(1))
+        );
+        assert!(transition_event(&r, Transition::Release, 10, None).is_ok());
+        let at = LocationId::parse("S").expect("id");
+        r.convert(&SkuId::parse("A").expect("id"), &at, 5);
+        assert!(transition_event(&r, Transition::Fulfil, 10, None).is_ok());
+    }
 
     #[test]
     fn idempotency_keys_are_forgotten_after_the_cutoff_only() {

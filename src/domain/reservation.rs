@@ -36,13 +36,130 @@ impl Status {
 }
 
 /// One line of a reservation: `qty` held of `requested` (equal unless the
-/// cart allowed partial holds).
+/// cart allowed partial holds); of `qty`, `backordered` units are sold
+/// against incoming supply and not arrived yet (the rest are on hand).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Line {
     pub sku: SkuId,
     pub location: LocationId,
     pub qty: u32,
     pub requested: u32,
+    /// Added later (default): none in older records.
+    #[serde(default)]
+    pub backordered: u32,
+    /// When the supply the backordered units wait for was expected as
+    /// they were held (0: none, or not known).
+    #[serde(default)]
+    pub eta_ms: TimeMs,
+}
+
+impl Line {
+    /// Its units held on hand (counted in the record's `reserved`).
+    pub fn on_hand(&self) -> i64 {
+        i64::from(self.qty) - i64::from(self.backordered)
+    }
+
+    /// Its record's change when it stops being held: what it held on
+    /// hand and against supply, given back.
+    pub fn released(&self) -> StockDelta {
+        StockDelta {
+            reserved: -self.on_hand(),
+            backordered: -i64::from(self.backordered),
+            ..StockDelta::default()
+        }
+    }
+
+    /// Its record's change when it is held.
+    pub fn held(&self) -> StockDelta {
+        StockDelta {
+            reserved: self.on_hand(),
+            backordered: i64::from(self.backordered),
+            ..StockDelta::default()
+        }
+    }
+}
+
+/// `units` of a line of a reservation sold against supply arrived: they
+/// are reserved units on hand now (`SupplyFact::Received`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversion {
+    pub reservation: ReservationId,
+    pub sku: SkuId,
+    pub units: u32,
+}
+
+/// The record's change of `units` of backorder converted: reserved on hand.
+pub fn converted_delta(units: u32) -> StockDelta {
+    StockDelta {
+        reserved: i64::from(units),
+        backordered: -i64::from(units),
+        ..StockDelta::default()
+    }
+}
+
+/// Decides what a delivery of `arrived` (units per SKU) at `location`
+/// converts: the units of the reservations' lines there not arrived yet,
+/// reservations in `order` (first in, first converted), each as far as
+/// what arrived reaches. Never more of a SKU than arrived.
+pub fn decide_conversions<'a>(
+    location: &LocationId,
+    arrived: &[(SkuId, u32)],
+    order: impl IntoIterator<Item = &'a Reservation>,
+) -> Vec<Conversion> {
+    let mut left: Vec<(&SkuId, u32)> = Vec::new();
+    for (sku, q) in arrived {
+        match left.iter_mut().find(|(s, _)| *s == sku) {
+            Some(e) => e.1 += q,
+            None => left.push((sku, *q)),
+        }
+    }
+    let mut out: Vec<Conversion> = Vec::new();
+    for r in order.into_iter().filter(|r| r.status.is_live()) {
+        for l in r.lines.iter().filter(|l| &l.location == location) {
+            let Some(e) = left.iter_mut().find(|(s, _)| *s == &l.sku) else {
+                continue;
+            };
+            let k = e.1.min(l.backordered);
+            if k == 0 {
+                continue;
+            }
+            e.1 -= k;
+            match out
+                .iter_mut()
+                .find(|c| c.reservation == r.id && c.sku == l.sku)
+            {
+                Some(c) => c.units += k,
+                None => out.push(Conversion {
+                    reservation: r.id.clone(),
+                    sku: l.sku.clone(),
+                    units: k,
+                }),
+            }
+        }
+    }
+    out
+}
+
+/// Adds to a delivery's record changes (`Supplies::with_eta`, one per
+/// SKU at one location) what its conversions change there.
+pub fn add_conversions(
+    deltas: &mut Vec<(SkuId, LocationId, StockDelta)>,
+    location: &LocationId,
+    converted: &[Conversion],
+) {
+    for c in converted {
+        let d = converted_delta(c.units);
+        match deltas
+            .iter_mut()
+            .find(|(s, l, _)| s == &c.sku && l == location)
+        {
+            Some(e) => {
+                e.2.reserved += d.reserved;
+                e.2.backordered += d.backordered;
+            }
+            None => deltas.push((c.sku.clone(), location.clone(), d)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,20 +256,37 @@ impl Reservation {
         self.status == Status::Held && self.expires_at_ms <= now
     }
 
+    /// Units of its lines sold against supply not arrived yet: while
+    /// any are, it cannot be fulfilled.
+    pub fn backordered(&self) -> u32 {
+        self.lines.iter().map(|l| l.backordered).sum()
+    }
+
+    /// Converts `units` of its line of `sku` at `location` (backordered
+    /// units arrived); the units it took.
+    pub fn convert(&mut self, sku: &SkuId, location: &LocationId, units: u32) -> u32 {
+        let mut left = units;
+        for l in &mut self.lines {
+            if &l.sku == sku && &l.location == location {
+                let k = left.min(l.backordered);
+                l.backordered -= k;
+                left -= k;
+            }
+        }
+        units - left
+    }
+
     /// The stock deltas of moving from the current status to `to`, per line.
     pub fn stock_effects(&self, to: Status) -> impl Iterator<Item = (&Line, StockDelta)> + '_ {
         let from_live = self.status.is_live();
         self.lines.iter().filter_map(move |l| {
-            let q = i64::from(l.qty);
             let d = match to {
-                Status::Released | Status::Expired if from_live => StockDelta {
-                    reserved: -q,
-                    ..Default::default()
-                },
+                Status::Released | Status::Expired if from_live => l.released(),
+                // A line with units not arrived is never fulfilled
+                // (`TransitionRefused::Backordered`): all on hand.
                 Status::Fulfilled if from_live => StockDelta {
-                    reserved: -q,
-                    on_hand: -q,
-                    ..Default::default()
+                    on_hand: -l.on_hand(),
+                    ..l.released()
                 },
                 _ => return None,
             };
@@ -183,15 +317,21 @@ impl Reservation {
             };
             return Err(SplitRefused::NotHeld(s));
         }
+        // Every unit, and every unit not arrived, goes to one part.
         let key = |l: &Line| (l.sku.clone(), l.location.clone());
-        let mut want: std::collections::BTreeMap<(SkuId, LocationId), i64> = Default::default();
+        let mut want: std::collections::BTreeMap<(SkuId, LocationId), (i64, i64)> =
+            Default::default();
         for l in &self.lines {
-            *want.entry(key(l)).or_default() += i64::from(l.qty);
+            let w = want.entry(key(l)).or_default();
+            w.0 += i64::from(l.qty);
+            w.1 += i64::from(l.backordered);
         }
         for l in parts.iter().flatten() {
-            *want.entry(key(l)).or_default() -= i64::from(l.qty);
+            let w = want.entry(key(l)).or_default();
+            w.0 -= i64::from(l.qty);
+            w.1 -= i64::from(l.backordered);
         }
-        if want.values().any(|v| *v != 0) || parts.iter().any(Vec::is_empty) {
+        if want.values().any(|v| *v != (0, 0)) || parts.iter().any(Vec::is_empty) {
             return Err(SplitRefused::LinesDiffer);
         }
         Ok(())
@@ -219,6 +359,8 @@ mod tests {
             location: LocationId::parse(loc).expect("id"),
             qty,
             requested: qty,
+            backordered: 0,
+            eta_ms: 0,
         };
         let mut r = res(Status::Held, 1000);
         r.lines = vec![line("A", "S1", 2), line("B", "S2", 1), line("A", "S1", 1)];
@@ -244,6 +386,103 @@ mod tests {
         );
     }
 
+    fn bline(sku: &str, loc: &str, qty: u32, backordered: u32) -> Line {
+        Line {
+            sku: SkuId::parse(sku).expect("id"),
+            location: LocationId::parse(loc).expect("id"),
+            qty,
+            requested: qty,
+            backordered,
+            eta_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_split_keeps_every_unit_not_arrived_in_one_part() {
+        let mut r = res(Status::Held, 1000);
+        r.lines = vec![bline("A", "S1", 3, 2)];
+        let good = vec![vec![bline("A", "S1", 1, 0)], vec![bline("A", "S1", 2, 2)]];
+        assert_eq!(r.decide_split(&good, 10), Ok(()));
+        let lost = vec![vec![bline("A", "S1", 1, 0)], vec![bline("A", "S1", 2, 1)]];
+        assert_eq!(r.decide_split(&lost, 10), Err(SplitRefused::LinesDiffer));
+    }
+
+    #[test]
+    fn conversions_go_first_in_first_out_as_far_as_the_delivery_reaches() {
+        let mk = |id: &str, lines: Vec<Line>| Reservation {
+            id: ReservationId::parse(id).expect("id"),
+            lines,
+            ..res(Status::Held, 1000)
+        };
+        let first = mk("r1", vec![bline("A", "S1", 3, 2), bline("B", "S1", 1, 1)]);
+        let elsewhere = mk("r2", vec![bline("A", "S2", 5, 5)]);
+        let mut gone = mk("r3", vec![bline("A", "S1", 4, 4)]);
+        gone.status = Status::Released;
+        let second = mk("r4", vec![bline("A", "S1", 4, 4)]);
+        let at = LocationId::parse("S1").expect("id");
+        let a = SkuId::parse("A").expect("id");
+        let got = decide_conversions(
+            &at,
+            &[(a.clone(), 3), (SkuId::parse("C").expect("id"), 9)],
+            [&first, &elsewhere, &gone, &second],
+        );
+        let units: Vec<(&str, &str, u32)> = got
+            .iter()
+            .map(|c| (c.reservation.as_str(), c.sku.as_str(), c.units))
+            .collect();
+        assert_eq!(units, vec![("r1", "A", 2), ("r4", "A", 1)]);
+        let mut deltas = vec![(a.clone(), at.clone(), StockDelta::default())];
+        add_conversions(&mut deltas, &at, &got);
+        assert_eq!((deltas[0].2.reserved, deltas[0].2.backordered), (3, -3));
+        let mut r = second.clone();
+        assert_eq!(r.convert(&a, &at, 1), 1);
+        assert_eq!((r.backordered(), r.lines[0].on_hand()), (3, 1));
+    }
+
+    proptest::proptest! {
+        /// Never more of a SKU converted than arrived, nor more of a line
+        /// than it waits for; and a later reservation gets units of a SKU
+        /// only once every earlier one waiting for it has all it waits for.
+        #[test]
+        fn conversions_never_exceed_receipts_and_keep_their_order(
+            waits in proptest::collection::vec(proptest::collection::vec((0u8..3, 0u32..4), 1..3), 0..8),
+            arrived in proptest::collection::vec((0u8..3, 0u32..8), 0..4),
+        ) {
+            let sku = |k: u8| SkuId::parse(&format!("A{k}")).expect("id");
+            let at = LocationId::parse("S").expect("id");
+            let order: Vec<Reservation> = waits
+                .iter()
+                .enumerate()
+                .map(|(i, ls)| Reservation {
+                    id: ReservationId::parse(&format!("r{i}")).expect("id"),
+                    lines: ls.iter().map(|&(k, b)| bline(sku(k).as_str(), "S", b + 1, b)).collect(),
+                    ..res(Status::Held, 1000)
+                })
+                .collect();
+            let arrived: Vec<(SkuId, u32)> = arrived.iter().map(|&(k, q)| (sku(k), q)).collect();
+            let got = decide_conversions(&at, &arrived, &order);
+            for k in 0..3u8 {
+                let s = sku(k);
+                let came: u32 = arrived.iter().filter(|a| a.0 == s).map(|a| a.1).sum();
+                let took: u32 = got.iter().filter(|c| c.sku == s).map(|c| c.units).sum();
+                proptest::prop_assert!(took <= came);
+                let waiting = |r: &Reservation| -> u32 {
+                    r.lines.iter().filter(|l| l.sku == s).map(|l| l.backordered).sum()
+                };
+                let mut short_before = false;
+                for r in &order {
+                    let had: u32 = got.iter().filter(|c| c.sku == s && c.reservation == r.id).map(|c| c.units).sum();
+                    proptest::prop_assert!(had <= waiting(r));
+                    proptest::prop_assert!(!(short_before && had > 0), "out of order: {got:?}");
+                    short_before |= had < waiting(r);
+                }
+                // All that arrived is taken while any is still waiting.
+                let wanted: u32 = order.iter().map(waiting).sum();
+                proptest::prop_assert_eq!(took, came.min(wanted));
+            }
+        }
+    }
+
     fn res(status: Status, expires_at_ms: TimeMs) -> Reservation {
         Reservation {
             id: ReservationId::parse("r1").expect("id"),
@@ -252,6 +491,8 @@ mod tests {
                 location: LocationId::parse("S").expect("id"),
                 qty: 2,
                 requested: 2,
+                backordered: 0,
+                eta_ms: 0,
             }],
             status,
             created_ms: 0,

@@ -119,13 +119,21 @@ pub struct StockRecord {
     /// earliest time one of them is expected (0 when none).
     pub incoming: i64,
     pub incoming_eta: TimeMs,
+    /// Units sold against incoming supply here (reservation lines that
+    /// allowed a backorder), not yet arrived: not in `reserved`, which
+    /// counts units on hand.
+    pub backordered: i64,
 }
 
-/// Units of supply still to come to a record, and the earliest expected.
+/// Units of supply still to come to a record, and the earliest expected;
+/// and the units sold against it (a backorder or preorder), not arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Incoming {
     pub units: u32,
     pub eta: TimeMs,
+    /// Added later (default): none in older snapshots.
+    #[serde(default)]
+    pub backordered: u32,
 }
 
 impl Slot {
@@ -140,6 +148,7 @@ impl Slot {
             in_transit: i64::from(in_transit),
             incoming: i64::from(incoming.units),
             incoming_eta: incoming.eta,
+            backordered: i64::from(incoming.backordered),
         }
     }
 }
@@ -160,6 +169,9 @@ pub struct StockDelta {
     /// ...and the earliest time the rest is expected, set by the book
     /// that keeps the supply (not a change: a figure).
     pub incoming_eta: Option<TimeMs>,
+    /// Units sold against incoming supply (positive), or arrived (turned
+    /// into reserved units on hand) or released (negative).
+    pub backordered: i64,
 }
 
 /// What the few records that have any keep beside their figures: units
@@ -270,6 +282,7 @@ impl StockRecord {
         if self.incoming == 0 {
             self.incoming_eta = 0;
         }
+        self.backordered = (self.backordered + d.backordered).clamp(0, STOCK_MAX);
         debug_assert!(self.reserved >= 0, "reserved below zero: {self:?}");
     }
 
@@ -305,6 +318,29 @@ impl StockRecord {
     /// Partial: holds what is available up to `qty` (may be zero).
     pub fn decide_hold_partial(&self, qty: i64) -> i64 {
         qty.min(self.available())
+    }
+
+    /// Units of the incoming supply not sold yet: what a backorder may
+    /// take here (before the SKU's own limit).
+    pub fn incoming_unsold(&self) -> i64 {
+        (self.incoming - self.backordered).max(0)
+    }
+
+    /// A line that may be sold against incoming supply: `(on hand,
+    /// backordered)` units of `qty` it gets, on-hand units first (none
+    /// when `sale.only_supply`, a preorder before its release), then
+    /// against the supply not sold yet, within `sku_room` (the SKU's
+    /// limit less what it has outstanding). The caller decides whether
+    /// fewer than `qty` will do.
+    pub fn decide_hold_backorder(&self, qty: i64, only_supply: bool, sku_room: i64) -> (i64, i64) {
+        let on_hand = if only_supply {
+            0
+        } else {
+            qty.min(self.available())
+        };
+        let rest = qty - on_hand;
+        let backordered = rest.min(self.incoming_unsold()).min(sku_room.max(0));
+        (on_hand, backordered.max(0))
     }
 
     /// A count sets on_hand (every unit, unsellable ones too) and
@@ -462,6 +498,7 @@ impl StockTable {
         let incoming = Incoming {
             units: u32::try_from(r.incoming).unwrap_or(u32::MAX),
             eta: r.incoming_eta,
+            backordered: u32::try_from(r.backordered).unwrap_or(u32::MAX),
         };
         if incoming != before.2 {
             side_set(&mut self.incoming, (sku, loc), incoming);
@@ -559,6 +596,24 @@ impl StockTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_backorder_takes_on_hand_first_then_unsold_supply_within_room() {
+        let r = StockRecord {
+            on_hand: 3,
+            reserved: 1,
+            safety_stock: 1,
+            incoming: 5,
+            backordered: 2,
+            ..StockRecord::empty(0)
+        };
+        assert_eq!(r.incoming_unsold(), 3);
+        assert_eq!(r.decide_hold_backorder(2, false, 10), (1, 1));
+        assert_eq!(r.decide_hold_backorder(9, false, 10), (1, 3));
+        assert_eq!(r.decide_hold_backorder(9, false, 2), (1, 2));
+        assert_eq!(r.decide_hold_backorder(9, false, -4), (1, 0));
+        assert_eq!(r.decide_hold_backorder(2, true, 10), (0, 2));
+    }
 
     #[test]
     fn stored_figures_are_32_bytes() {

@@ -182,6 +182,10 @@ pub struct RecordWire<'a> {
     pub incoming: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub incoming_eta: Option<String>,
+    /// Units sold here against incoming supply, not arrived (left out
+    /// when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub backordered: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ts: Option<String>,
 }
@@ -220,6 +224,7 @@ impl<'a> RecordWire<'a> {
             in_transit: r.in_transit,
             incoming: r.incoming,
             incoming_eta: (r.incoming > 0).then(|| rfc3339(r.incoming_eta)),
+            backordered: r.backordered,
             ts: None,
         }
     }

@@ -6,20 +6,52 @@ use serde_json::{json, Map, Value};
 use super::error::{json_response, ApiError, ApiResult, Code};
 use super::input::{join, objects, parse_object, path_id, Errors};
 use super::{AppState, Request};
-use crate::domain::catalog::{Location, LocationKind, Sku};
+use crate::clock::rfc3339;
+use crate::domain::catalog::{Backorder, Location, LocationKind, Preorder, Sku};
 use crate::domain::ids::{LocationId, SkuId};
-use crate::limits::NAME_LEN_MAX;
 use crate::limits::{BATCH_ITEMS_MAX, DIMENSION_MM_MAX, QTY_MAX, STOCK_MAX};
+use crate::limits::{NAME_LEN_MAX, RELEASE_AT_MS};
 
 pub fn sku_json(id: &str, s: &Sku) -> Value {
-    json!({
+    let mut v = json!({
         "sku": id,
         "name": s.name,
         "weight_g": s.weight_g,
         "max_qty_per_reservation": s.max_qty_per_reservation,
         "dimensions_mm": s.dimensions_mm.map(|[l, w, h]| json!({"length": l, "width": w, "height": h})),
         "ship_alone": s.ship_alone,
-    })
+    });
+    // Left out when none: a SKU reads as it always did until it is sold
+    // against supply.
+    if let Some(b) = s.backorder {
+        v["backorder"] = json!({"max_units": b.max_units});
+    }
+    if let Some(p) = s.preorder {
+        v["preorder"] = json!({"release_at": rfc3339(p.release_ms), "max_units": p.max_units});
+    }
+    v
+}
+
+/// `backorder` `{max_units}` or `preorder` `{release_at, max_units}` of a
+/// SKU, if given (null: none).
+fn supply_sale_of<'a>(
+    e: &mut Errors,
+    m: &'a Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Option<(&'a Map<String, Value>, String, u32)> {
+    let p = join(path, key);
+    match m.get(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(o)) => {
+            let units = e.int(o, "max_units", &p, 1, STOCK_MAX, true)?;
+            Some((o, p, units as u32))
+        }
+        Some(_) => {
+            e.add(p, "must be an object");
+            None
+        }
+    }
 }
 
 pub fn location_json(id: &str, l: &Location) -> Value {
@@ -59,11 +91,22 @@ fn parse_sku(e: &mut Errors, m: &Map<String, Value>, path: &str) -> Option<Sku> 
             None
         }
     };
+    let backorder =
+        supply_sale_of(e, m, "backorder", path).map(|(_, _, max_units)| Backorder { max_units });
+    let preorder = supply_sale_of(e, m, "preorder", path).and_then(|(o, p, max_units)| {
+        let release_ms = e.time(o, "release_at", &p, (i64::MIN, i64::MAX), true)?;
+        Some(Preorder {
+            release_ms: release_ms.clamp(RELEASE_AT_MS.0, RELEASE_AT_MS.1),
+            max_units,
+        })
+    });
     Some(Sku {
         weight_g: weight_g.map(|w| w as u32),
         max_qty_per_reservation: max_qty.map(|q| q as u32),
         dimensions_mm: dimensions,
         ship_alone,
+        backorder,
+        preorder,
         ..Sku::named(name?)
     })
 }

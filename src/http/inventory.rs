@@ -373,34 +373,64 @@ fn available_of(c: &Catalog, req: &Request, sku: &str) -> Result<(String, SkuIdx
     Ok((sku, s))
 }
 
-/// What is available of `sku` at every active location, and in all.
-fn availability_json(c: &Catalog, sku: &str, records: impl Iterator<Item = StockRecord>) -> Value {
-    let mut total = 0i64;
+/// What is available of `sku` at every active location, and in all; for
+/// a SKU that may be sold against incoming supply at `now` (a backorder
+/// or a preorder), also what may be sold so (`available_to_backorder`:
+/// the supply still to come not sold yet, within the SKU's limit), and
+/// before a preorder's release nothing on hand.
+fn availability_json(
+    c: &Catalog,
+    (sku, s): (&str, SkuIdx),
+    records: impl Iterator<Item = StockRecord>,
+    now: TimeMs,
+) -> Value {
+    let sale = c.sku(s).and_then(|x| x.1.supply_sale(now));
+    let records: Vec<StockRecord> = records.collect();
+    let outstanding: i64 = records.iter().map(|r| r.backordered).sum();
+    let room = sale.map_or(0, |p| (i64::from(p.max_units) - outstanding).max(0));
+    let on_hand = |r: &StockRecord| match sale {
+        Some(p) if p.only_supply => 0,
+        _ => r.available(),
+    };
+    let (mut total, mut to_backorder) = (0i64, 0i64);
     let locations: Vec<Value> = records
+        .iter()
         .filter_map(|r| {
             let (id, l) = c.location(r.location)?;
             // Inactive locations sell nothing.
             if !l.active {
                 return None;
             }
-            total += r.available();
-            Some(json!({"location": id.as_str(), "available": r.available()}))
+            total += on_hand(r);
+            let mut o = json!({"location": id.as_str(), "available": on_hand(r)});
+            if sale.is_some() {
+                let b = r.incoming_unsold().min(room);
+                to_backorder += r.incoming_unsold();
+                o["available_to_backorder"] = json!(b);
+            }
+            Some(o)
         })
         .collect();
-    json!({"sku": sku, "available": total, "locations": locations})
+    let mut body = json!({"sku": sku, "available": total, "locations": locations});
+    if sale.is_some() {
+        body["available_to_backorder"] = json!(to_backorder.min(room));
+    }
+    body
 }
 
 pub async fn availability(state: &AppState, req: &Request, sku: &str) -> ApiResult {
     let (sku, s) = available_of(&state.engine.catalog(), req, sku)?;
     let recs = state.engine.stock_records(s, None).await?;
-    let body = availability_json(&state.engine.catalog(), &sku, recs.iter().map(|r| r.record));
+    let now = state.engine.clock().now_ms();
+    let records = recs.iter().map(|r| r.record);
+    let body = availability_json(&state.engine.catalog(), (&sku, s), records, now);
     Ok(json_response(200, &body))
 }
 
 /// `availability`'s answer from a model (a cluster follower's copy).
-pub fn availability_from(model: &Model, req: &Request, sku: &str) -> ApiResult {
+pub fn availability_from(model: &Model, now: TimeMs, req: &Request, sku: &str) -> ApiResult {
     let (sku, s) = available_of(&model.catalog, req, sku)?;
-    let body = availability_json(&model.catalog, &sku, model.stock.records_of(s));
+    let body = availability_json(&model.catalog, (&sku, s), model.stock.records_of(s), now);
     Ok(json_response(200, &body))
 }
 

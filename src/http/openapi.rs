@@ -290,7 +290,7 @@ const OPS: &[Op] = &[
     (
         "post",
         Route::Fulfil,
-        "Fulfil a confirmed reservation",
+        "Fulfil a confirmed reservation (409 backordered while units sold against incoming supply have not arrived)",
         None,
         200,
         "Reservation",
@@ -575,7 +575,11 @@ fn catalog_schemas() -> Value {
         "weight_g": nullable(int(0, STOCK_MAX)),
         "max_qty_per_reservation": nullable(int(1, QTY_MAX)),
         "dimensions_mm": nullable(schema_ref("Dimensions")),
-        "ship_alone": {"type": ["boolean", "null"], "default": false}
+        "ship_alone": {"type": ["boolean", "null"], "default": false},
+        "backorder": nullable(json!({"type": "object", "required": ["max_units"], "description": "May be sold against incoming supply once on-hand units run out (a reservation line's allow_backorder), up to max_units sold and not arrived, network-wide", "properties": {
+            "max_units": int(1, STOCK_MAX)}})),
+        "preorder": nullable(json!({"type": "object", "required": ["release_at", "max_units"], "description": "Sold only against incoming supply until release_at (its on-hand units are not sold before then, and a line without allow_backorder gets none), up to max_units sold and not arrived; after it as any SKU (with its backorder, if any)", "properties": {
+            "release_at": {"type": "string", "format": "date-time"}, "max_units": int(1, STOCK_MAX)}}))
     });
     let mut batch_item = sku_fields.clone();
     batch_item["sku"] = id();
@@ -588,7 +592,10 @@ fn catalog_schemas() -> Value {
         "SkuBatchResult": {"type": "object", "required": ["applied"], "properties": {"applied": {"type": "integer", "minimum": 0}}},
         "Sku": {"type": "object", "required": ["sku", "name", "weight_g", "max_qty_per_reservation", "dimensions_mm", "ship_alone"], "properties": {
             "sku": id(), "name": {"type": "string"}, "weight_g": {"type": ["integer", "null"]}, "max_qty_per_reservation": {"type": ["integer", "null"]},
-            "dimensions_mm": nullable(schema_ref("Dimensions")), "ship_alone": {"type": "boolean"}}},
+            "dimensions_mm": nullable(schema_ref("Dimensions")), "ship_alone": {"type": "boolean"},
+            "backorder": {"type": "object", "required": ["max_units"], "description": "absent when none", "properties": {"max_units": {"type": "integer"}}},
+            "preorder": {"type": "object", "required": ["release_at", "max_units"], "description": "absent when none", "properties": {
+                "release_at": {"type": "string", "format": "date-time"}, "max_units": {"type": "integer"}}}}},
         "Address": {"type": "object", "description": "A postal address, for carriers' labels (a delivery's, a location's)",
             "required": ["name", "street", "city", "postal_code", "country", "phone"], "properties": {
             "name": text(ADDRESS_FIELD_MAX), "street": text(ADDRESS_FIELD_MAX), "city": text(ADDRESS_FIELD_MAX),
@@ -655,6 +662,7 @@ fn stock_schemas() -> Value {
             "in_transit": {"type": "integer", "minimum": 1, "description": "units shipped here by transfers, not yet received (absent when none)"},
             "incoming": {"type": "integer", "minimum": 1, "description": "units of incoming supply still to come here (absent when none)"},
             "incoming_eta": {"type": "string", "format": "date-time", "description": "the earliest expected_at of the supply still to come here (absent when none)"},
+            "backordered": {"type": "integer", "minimum": 1, "description": "units sold here against incoming supply, not arrived yet (absent when none); not in reserved, which counts units on hand"},
             "rotation": {"type": "number", "description": "Units sold (sales adjustments and fulfilled reservations) over the last 7 UTC days per average unit on hand; 0 when nothing sold"}}},
         "BatchInput": {"type": "object", "required": ["items"], "properties": {"items": some(json!({"type": "object", "required": ["location", "sku", "on_hand"], "properties": {
             "location": id(), "sku": id(), "on_hand": stock, "safety_stock": nullable(stock.clone()), "counted_at": counted_at()}}), BATCH_ITEMS_MAX)}},
@@ -683,7 +691,9 @@ fn stock_schemas() -> Value {
             "delta_in_transit": {"type": "integer"},
             "delta_unsellable": {"type": "object", "description": "the units this movement set apart (positive) or back (negative), by bucket; absent when none", "additionalProperties": {"type": "integer"}}}},
         "Availability": {"type": "object", "required": ["sku", "available", "locations"], "properties": {"sku": id(), "available": {"type": "integer"},
-            "locations": {"type": "array", "items": {"type": "object", "required": ["location", "available"], "properties": {"location": id(), "available": {"type": "integer"}}}}}}
+            "available_to_backorder": {"type": "integer", "minimum": 0, "description": "a SKU sold against incoming supply (a backorder, or a preorder before its release, when available is 0): the units that may still be so, within its max_units (absent for other SKUs)"},
+            "locations": {"type": "array", "items": {"type": "object", "required": ["location", "available"], "properties": {"location": id(), "available": {"type": "integer"},
+                "available_to_backorder": {"type": "integer", "minimum": 0}}}}}}
     })
 }
 
@@ -703,7 +713,8 @@ fn reservation_schemas() -> Value {
     let located = json!({"required": ["location"], "properties": {"location": {"type": "string"}}});
     json!({
         "ReservationInput": {"type": "object", "required": ["lines"], "properties": {
-            "lines": some(json!({"type": "object", "required": ["sku", "qty"], "properties": {"sku": id(), "qty": qty, "location": nullable(id())},
+            "lines": some(json!({"type": "object", "required": ["sku", "qty"], "properties": {"sku": id(), "qty": qty, "location": nullable(id()),
+                "allow_backorder": {"type": ["boolean", "null"], "default": false, "description": "What is not available on hand may be held against incoming supply at the line's location, as far as the SKU's backorder or preorder allows: the answer's line says how many units are backordered and their eta"}},
                 "description": "A line without a location is sourced (a destination or a pickup_location is then required)."}), CART_LINES_MAX),
             "ttl_s": nullable(json!({"type": "integer", "minimum": TTL_S_MIN, "maximum": TTL_S_MAX, "default": TTL_S_DEFAULT})),
             "allow_partial": {"type": ["boolean", "null"], "default": false},
@@ -718,7 +729,9 @@ fn reservation_schemas() -> Value {
             "expires_at": {"type": ["string", "null"], "format": "date-time", "description": "null once it no longer expires (confirmed, released, fulfilled)"},
             "created_at": {"type": "string", "format": "date-time"},
             "lines": {"type": "array", "items": {"type": "object", "required": ["sku", "qty", "location", "requested"], "properties": {
-                "sku": id(), "qty": qty, "location": id(), "requested": qty}}}}}
+                "sku": id(), "qty": qty, "location": id(), "requested": qty,
+                "backordered": {"type": "integer", "minimum": 1, "description": "of qty, the units sold against incoming supply and not arrived yet (absent when none): converted to units on hand first-in first-out as the supply is received; until then the reservation cannot be fulfilled (409 backordered)"},
+                "eta": {"type": "string", "format": "date-time", "description": "when the supply the backordered units wait for was expected as they were held"}}}}}}
     })
 }
 
@@ -899,7 +912,8 @@ fn cluster_schemas() -> Value {
             "unsellable": {"type": "object", "additionalProperties": {"type": "integer"}, "description": "insufficient_stock of a bucket: what it holds"},
             "last_counted_at": {"type": "string", "format": "date-time", "description": "stale_count: when the record was last counted"},
             "transfer_status": {"enum": ["requested", "shipped", "received", "cancelled"], "description": "invalid_transition of a transfer: its status"},
-            "supply_status": {"enum": ["expected", "received", "cancelled"], "description": "invalid_transition of incoming supply: its status"}}}
+            "supply_status": {"enum": ["expected", "received", "cancelled"], "description": "invalid_transition of incoming supply: its status"},
+            "backordered": {"type": "integer", "minimum": 1, "description": "backordered: the units not arrived yet"}}}
     })
 }
 
@@ -912,7 +926,7 @@ fn problem_description(status: u16) -> &'static str {
         403 => "forbidden: the token's role or location does not allow this",
         404 => "not_found",
         408 => "request_timeout: the body did not arrive within 10 s; the connection is closed",
-        409 => "insufficient_stock (`lines` names the short ones; of an adjustment `on_hand`, `free` or `unsellable`), reservation_not_held, invalid_transition (of a transfer: member `transfer_status`), order_exists, transfer_exists, supply_exists or stale_count (a count taken before the record's last count, member `last_counted_at`)",
+        409 => "insufficient_stock (`lines` names the short ones; of an adjustment `on_hand`, `free` or `unsellable`), reservation_not_held, invalid_transition (of a transfer: member `transfer_status`), order_exists, transfer_exists, supply_exists, stale_count (a count taken before the record's last count, member `last_counted_at`) or backordered (a fulfilment, or a shipment leaving, with units sold against supply not arrived yet, member `backordered`)",
         413 => "payload_too_large: the body is over 1 MiB",
         422 => "validation_failed (`errors` names each field, a path segment by its parameter's name), unknown_sku, unknown_location (`field` names it) or idempotency_key_reused",
         426 => "upgrade_required: a plain GET of the WebSocket feed",

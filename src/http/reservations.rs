@@ -41,6 +41,13 @@ struct LineOut<'a> {
     qty: u32,
     location: &'a str,
     requested: u32,
+    /// Of `qty`, the units sold against incoming supply and not arrived
+    /// (absent when none), and when the supply was expected as they
+    /// were held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backordered: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    eta: Option<String>,
 }
 
 fn reservation_body(
@@ -63,6 +70,8 @@ fn reservation_body(
                 qty: l.qty,
                 location: l.location.as_str(),
                 requested: l.requested,
+                backordered: (l.backordered > 0).then_some(l.backordered),
+                eta: (l.backordered > 0 && l.eta_ms > 0).then(|| rfc3339(l.eta_ms)),
             })
             .collect(),
     };
@@ -154,11 +163,12 @@ fn wanted_lines(
     e: &mut Errors,
     m: &serde_json::Map<String, Value>,
     sourcing_asked: bool,
-) -> Vec<(usize, String, Option<String>, u32)> {
+) -> Vec<(usize, String, Option<String>, u32, bool)> {
     let mut wanted = Vec::new();
     for (i, path, o) in cart_lines(e, m, "{sku, qty, location}") {
         let sku = e.id(o, "sku", &path, true);
         let qty = e.int(o, "qty", &path, 1, QTY_MAX, true);
+        let backorder = e.boolean(o, "allow_backorder", &path).unwrap_or(false);
         let absent = matches!(o.get("location"), None | Some(Value::Null));
         let loc = e.id(o, "location", &path, false);
         if absent && !sourcing_asked {
@@ -171,7 +181,7 @@ fn wanted_lines(
             continue;
         };
         if loc.is_some() || absent {
-            wanted.push((i, sku, loc, qty as u32));
+            wanted.push((i, sku, loc, qty as u32, backorder));
         }
     }
     wanted
@@ -203,9 +213,9 @@ async fn serve_create(
     let mut e = Errors::default();
     let (lines, target) = {
         let c = state.engine.catalog();
-        let mut lines: Vec<(SkuIdx, Option<LocIdx>, u32)> = Vec::with_capacity(wanted.len());
+        let mut lines: Vec<(SkuIdx, Option<LocIdx>, u32, bool)> = Vec::with_capacity(wanted.len());
         let mut per_sku: ahash::AHashMap<u32, u64> = ahash::AHashMap::new();
-        for (i, sku, loc, qty) in &wanted {
+        for (i, sku, loc, qty, backorder) in &wanted {
             let field = format!("lines[{i}].");
             let (s, l) = match loc {
                 Some(loc) => {
@@ -223,7 +233,7 @@ async fn serve_create(
                     );
                 }
             }
-            lines.push((s, l, *qty));
+            lines.push((s, l, *qty, *backorder));
         }
         let target = target.map(|t| resolve_target(&c, t)).transpose()?;
         (lines, target)
@@ -242,7 +252,14 @@ async fn serve_create(
         _ => {
             let cart: Vec<CartLine> = lines
                 .iter()
-                .filter_map(|&(sku, l, qty)| l.map(|location| CartLine { sku, location, qty }))
+                .filter_map(|&(sku, l, qty, backorder)| {
+                    l.map(|location| CartLine {
+                        sku,
+                        location,
+                        qty,
+                        backorder,
+                    })
+                })
                 .collect();
             state
                 .engine
@@ -272,7 +289,7 @@ async fn serve_create(
 /// nothing.
 async fn reserve_sourced(
     state: &AppState,
-    lines: &[(SkuIdx, Option<LocIdx>, u32)],
+    lines: &[(SkuIdx, Option<LocIdx>, u32, bool)],
     target: Target,
     options: PlanOptions,
     partial: bool,
@@ -330,20 +347,20 @@ async fn reserve_sourced(
 /// The cart to hold: each line at its fixed location, or in the parts
 /// the plan chose for it (`chosen`).
 fn cart_of(
-    lines: &[(SkuIdx, Option<LocIdx>, u32)],
+    lines: &[(SkuIdx, Option<LocIdx>, u32, bool)],
     chosen: &[Vec<(LocIdx, u32)>],
 ) -> Vec<CartLine> {
     let mut cart: Vec<CartLine> = Vec::with_capacity(lines.len());
-    for (&(sku, fixed, qty), planned) in lines.iter().zip(chosen) {
+    for (&(sku, fixed, qty, backorder), planned) in lines.iter().zip(chosen) {
+        let line = |location, qty| CartLine {
+            sku,
+            location,
+            qty,
+            backorder,
+        };
         match fixed {
-            Some(location) => cart.push(CartLine { sku, location, qty }),
-            None => {
-                cart.extend(
-                    planned
-                        .iter()
-                        .map(|&(location, qty)| CartLine { sku, location, qty }),
-                )
-            }
+            Some(location) => cart.push(line(location, qty)),
+            None => cart.extend(planned.iter().map(|&(location, qty)| line(location, qty))),
         }
     }
     cart
@@ -353,7 +370,7 @@ fn cart_of(
 /// short.
 fn planned_short(
     state: &AppState,
-    lines: &[(SkuIdx, Option<LocIdx>, u32)],
+    lines: &[(SkuIdx, Option<LocIdx>, u32, bool)],
     to_source: &[usize],
     chosen: &[Vec<(LocIdx, u32)>],
     short: &[Shortage],
@@ -454,6 +471,14 @@ pub async fn transition(state: &AppState, req: &Request, id: &str, action: &str)
             Code::NotFound,
             format!("no reservation {id}"),
         )),
+        Err(TransitionRefused::Backordered(units)) => Err(ApiError::new(
+            Code::Backordered,
+            format!(
+                "reservation {id} has {units} units sold against supply not arrived yet: \
+                 it cannot be fulfilled before they are received"
+            ),
+        )
+        .with("backordered", json!(units))),
         Err(TransitionRefused::NotHeld(s)) => Err(ApiError::new(
             Code::ReservationNotHeld,
             format!(

@@ -469,11 +469,7 @@ async fn hold_shipments(
             let cart: Vec<CartLine> = sh
                 .lines
                 .iter()
-                .map(|&(k, qty)| CartLine {
-                    sku: asked[k].0,
-                    location: sh.location,
-                    qty,
-                })
+                .map(|&(k, qty)| CartLine::on_hand(asked[k].0, sh.location, qty))
                 .collect();
             match stock::hold(orders, &cart, ORDER_HOLD_TTL_S).await {
                 Ok(Some(r)) => {

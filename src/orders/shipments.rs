@@ -33,6 +33,9 @@ pub async fn move_shipment(
     let id = o.id.clone();
     let id = id.as_str();
     let decided = o.decide_move(n, to, now).map_err(refused)?;
+    if decided.is_some() {
+        refuse_backordered(orders, &o, n, to).await?;
+    }
     if to == ShipStatus::Packed && decided.is_some() {
         o = label(orders, o, n).await?;
     }
@@ -111,6 +114,46 @@ pub async fn move_shipment(
         }
     }
     Ok(o)
+}
+
+/// Refuses (409 `backordered`) a move that would take shipment `n`'s
+/// goods out of its building while some of its units, sold against
+/// incoming supply, have not arrived. Supply arriving only lowers them:
+/// a move allowed here stays allowed.
+async fn refuse_backordered(
+    orders: &Orders,
+    o: &Order,
+    n: u32,
+    to: ShipStatus,
+) -> Result<(), ApiError> {
+    let Some(s) = o.shipments.iter().find(|s| s.id == n) else {
+        return Ok(());
+    };
+    if !s.route.leaves_stock(s.status, to) {
+        return Ok(());
+    }
+    let Some(r) = s
+        .reservation
+        .as_deref()
+        .and_then(|r| ReservationId::parse(r).ok())
+    else {
+        return Ok(());
+    };
+    let units: u32 = match stock::reservation(orders, r).await? {
+        Some((_, lines)) => lines.iter().map(|l| l.backordered).sum(),
+        None => 0,
+    };
+    if units == 0 {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        Code::Backordered,
+        format!(
+            "shipment {n} of order {} has {units} units sold against supply not arrived yet: it cannot leave before they are received",
+            o.id
+        ),
+    )
+    .with("backordered", serde_json::json!(units)))
 }
 
 /// The capture of order `o`'s payment (`amount`), under the key every

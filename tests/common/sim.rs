@@ -79,11 +79,7 @@ pub async fn one_record(e: &Engine, on_hand: i64) {
 
 /// Holds one unit of `S0` at `L0` for `ttl_s`.
 pub async fn hold_one(e: &Engine, ttl_s: u64) -> Reservation {
-    let cart = [CartLine {
-        sku: 0,
-        location: 0,
-        qty: 1,
-    }];
+    let cart = [CartLine::on_hand(0, 0, 1)];
     e.reserve(&cart, false, ttl_s, None)
         .await
         .expect("engine")
