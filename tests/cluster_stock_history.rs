@@ -250,3 +250,68 @@ fn transfers_and_supply_on_their_way_survive_a_takeover() {
     assert_eq!((st, v["status"].as_str()), (200, Some("received")), "{v}");
     assert_eq!(supply(&cl, next), (18, 0));
 }
+
+/// Backorders held through followers, read from a follower's copy, and
+/// the leader killed (-9) before the supply arrives: the new leader's
+/// book still knows who waits, in order, and converts them as the
+/// delivery comes through the survivor.
+#[test]
+fn backorders_wait_through_a_takeover_and_convert_in_order() {
+    let redis = Redis::start();
+    let mut cl = Cluster::start(redis.port, "durability = \"replicated\"", 1500, "");
+    let leader = cl.wait_leader();
+    let (f1, f2) = ((leader + 1) % 3, (leader + 2) % 3);
+    cl.seed(f1, 1, 10);
+    let sku = json!({"name": "x", "backorder": {"max_units": 10}});
+    assert_eq!(send(&cl, f1, "PUT", "/v1/skus/A0", sku).0, 200);
+    let po = json!({"id": "PO-1", "location": "S000", "expected_at": rfc3339(now_ms() + 86_400_000), "lines": [{"sku": "A0", "qty": 6}]});
+    assert_eq!(send(&cl, f1, "POST", "/v1/supply", po).0, 201);
+    let hold = |via: usize, qty: u32| {
+        let line = json!({"sku": "A0", "location": "S000", "qty": qty, "allow_backorder": true});
+        let (st, v) = send(
+            &cl,
+            via,
+            "POST",
+            "/v1/reservations",
+            json!({ "lines": [line] }),
+        );
+        assert_eq!(st, 201, "{v}");
+        v["id"].as_str().expect("an id").to_string()
+    };
+    let first = hold(f2, 12);
+    let second = hold(f1, 3);
+    // (backordered units of a reservation, of the record), via `via`.
+    let waiting = |cl: &Cluster, via: usize, id: &str| {
+        let (st, r) = get_retrying(&cl.url(via, &format!("/v1/reservations/{id}")));
+        assert_eq!(st, 200, "{r}");
+        let (st, v) = get_retrying(&cl.url(via, "/v1/inventory/S000/A0"));
+        assert_eq!(st, 200, "{v}");
+        let n = |v: &Value| v.get("backordered").and_then(Value::as_i64).unwrap_or(0);
+        (n(&r["lines"][0]), n(&v))
+    };
+    cl.wait_copies_equal();
+    assert_eq!(waiting(&cl, f2, &first), (2, 5));
+    assert_eq!(waiting(&cl, f1, &second), (3, 5));
+
+    cl.kill(leader);
+    let next = cl.wait_leader();
+    let survivor = if next == f1 { f2 } else { f1 };
+    assert_eq!(waiting(&cl, next, &second), (3, 5), "held through it");
+    let four = json!({"lines": [{"sku": "A0", "qty": 4}]});
+    let (st, v) = send(&cl, survivor, "POST", "/v1/supply/PO-1/receive", four);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(waiting(&cl, next, &first), (0, 1), "the first waited first");
+    assert_eq!(waiting(&cl, next, &second), (1, 1));
+    for step in ["confirm", "fulfil"] {
+        let path = format!("/v1/reservations/{first}/{step}");
+        let (st, v) = send(&cl, survivor, "POST", &path, json!({}));
+        assert_eq!(st, 200, "{step}: {v}");
+    }
+    let path = format!("/v1/reservations/{second}/fulfil");
+    let (st, v) = send(&cl, survivor, "POST", &path, json!({}));
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (409, Some("reservation_not_held")),
+        "{v}"
+    );
+}

@@ -890,13 +890,21 @@ pub fn transition_event(
     now: TimeMs,
     by: Option<&By>,
 ) -> Result<Option<Event>, TransitionRefused> {
-    let backordered = r.backordered();
-    if t == Transition::Fulfil && r.status.is_live() && backordered > 0 {
-        return Err(TransitionRefused::Backordered(backordered));
-    }
     let decided = r
         .decide(t, now)
         .map_err(|NotHeld(s)| TransitionRefused::NotHeld(s))?;
+    // A fulfilment the status allows, of units not all arrived.
+    let backordered = r.backordered();
+    if let (
+        Decision::Change {
+            status: Status::Fulfilled,
+            ..
+        },
+        1..,
+    ) = (&decided, backordered)
+    {
+        return Err(TransitionRefused::Backordered(backordered));
+    }
     Ok(match decided {
         Decision::Unchanged => None,
         Decision::Change {
@@ -976,6 +984,11 @@ mod tests {
             eta_ms: 0,
         };
         let mut r = Reservation::held(ReservationId::parse("r1").expect("id"), vec![line], 0, 1000);
+        assert_eq!(
+            transition_event(&r, Transition::Fulfil, 10, None),
+            Err(TransitionRefused::NotHeld(Status::Held)),
+            "the status's refusal first, as api.md's table says"
+        );
         assert!(transition_event(&r, Transition::Confirm, 10, None).is_ok());
         r.status = Status::Confirmed;
         assert_eq!(
