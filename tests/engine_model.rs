@@ -8,7 +8,7 @@ use common::sim::{hold_one, loc, one_record, rt, sku};
 use holdfast::actors::stock_shard::CountItem;
 use holdfast::actors::{Adjustment, CartLine, Engine};
 use holdfast::clock::{Clock, ManualClock};
-use holdfast::domain::catalog::{Location, LocationKind, Sku};
+use holdfast::domain::catalog::{Backorder, Location, LocationKind, Sku};
 use holdfast::domain::model::TransitionRefused;
 use holdfast::domain::recent_moves::LateCountRefused;
 use holdfast::domain::reservation::{Status, Transition};
@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 
 const SKUS: u32 = 3;
 const LOCS: u32 = 2;
+/// SKU 0 may be sold against incoming supply: this many units at most
+/// outstanding (`Sku::backorder`).
+const BACKORDER_MAX: i64 = 6;
 
 #[derive(Debug, Clone)]
 enum Cmd {
@@ -32,7 +35,8 @@ enum Cmd {
     Adjust(u32, u32, i64),
     /// Units set apart as damaged (positive) or back (negative).
     SetApart(u32, u32, i64),
-    Reserve(Vec<(u32, u32, u32)>, bool, u64),
+    /// Lines, partial, ttl, and whether they allow a backorder.
+    Reserve(Vec<(u32, u32, u32)>, bool, u64, bool),
     Transit(usize, u8),
     /// A transfer of (sku, qty) from a location to the other, requested
     /// and shipped.
@@ -54,7 +58,7 @@ fn cmd() -> impl Strategy<Value = Cmd> {
         3 => prop::collection::vec((0..SKUS, 0..LOCS, 0..20i64, prop_oneof![3 => Just(None), 1 => (0..30_000i64).prop_map(Some)]), 1..4).prop_map(Cmd::Count),
         2 => (0..SKUS, 0..LOCS, -6..6i64).prop_filter("nonzero", |x| x.2 != 0).prop_map(|(s, l, d)| Cmd::Adjust(s, l, d)),
         2 => (0..SKUS, 0..LOCS, -4..6i64).prop_filter("nonzero", |x| x.2 != 0).prop_map(|(s, l, d)| Cmd::SetApart(s, l, d)),
-        6 => (prop::collection::vec((0..SKUS, 0..LOCS, 1..5u32), 1..4), any::<bool>(), 1..30u64).prop_map(|(l, p, t)| Cmd::Reserve(l, p, t)),
+        6 => (prop::collection::vec((0..SKUS, 0..LOCS, 1..5u32), 1..4), any::<bool>(), 1..30u64, any::<bool>()).prop_map(|(l, p, t, b)| Cmd::Reserve(l, p, t, b)),
         6 => (0..64usize, 0..4u8).prop_map(|(i, t)| Cmd::Transit(i, t)),
         2 => (0..SKUS, 0..LOCS, 1..8u32).prop_map(|(s, l, q)| Cmd::Ship(s, l, q)),
         2 => (0..16usize, 0..8u32).prop_map(|(i, q)| Cmd::Receive(i, q)),
@@ -67,8 +71,8 @@ fn cmd() -> impl Strategy<Value = Cmd> {
     ]
 }
 
-/// Lines (sku, loc, qty), status, expires_at.
-type PlainReservation = (Vec<(u32, u32, i64)>, Status, i64);
+/// Lines (sku, loc, qty, of it backordered), status, expires_at.
+type PlainReservation = (Vec<(u32, u32, i64, i64)>, Status, i64);
 
 /// The plain model: what api.md says, in the simplest terms.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -83,6 +87,9 @@ struct Plain {
     /// (sku, loc) -> units of supply still to come, and the earliest
     /// time expected (none: no entry).
     incoming: BTreeMap<(u32, u32), (i64, i64)>,
+    /// (sku, loc) -> units sold against that supply, not arrived (none:
+    /// no entry).
+    backordered: BTreeMap<(u32, u32), i64>,
     /// in creation order: (lines (sku, loc, qty), status, expires_at)
     res: Vec<PlainReservation>,
 }
@@ -158,11 +165,55 @@ impl Plain {
         for i in 0..self.res.len() {
             if self.res[i].1 == Status::Held && self.res[i].2 <= now {
                 self.res[i].1 = Status::Expired;
-                for (s, l, q) in self.res[i].0.clone() {
-                    self.add((s, l), 0, -q);
+                for (s, l, q, b) in self.res[i].0.clone() {
+                    self.add((s, l), 0, -(q - b));
+                    self.sell_ahead((s, l), -b);
                 }
             }
         }
+    }
+    fn backordered(&self, k: (u32, u32)) -> i64 {
+        self.backordered.get(&k).copied().unwrap_or(0)
+    }
+    /// `d` units more (or fewer) sold against the supply of `k`.
+    fn sell_ahead(&mut self, k: (u32, u32), d: i64) {
+        *self.backordered.entry(k).or_insert(0) += d;
+        self.backordered.retain(|_, u| *u != 0);
+    }
+    /// A line of `q` of `k` that may be sold against supply: (on hand,
+    /// backordered) units it gets, on hand first, then the supply not
+    /// sold yet within SKU 0's limit.
+    fn decide_backorder(&self, k: (u32, u32), q: i64) -> (i64, i64) {
+        let on_hand = self.avail(k).min(q);
+        let outstanding: i64 = (0..LOCS).map(|l| self.backordered((k.0, l))).sum();
+        let unsold = (self.incoming.get(&k).map_or(0, |i| i.0) - self.backordered(k)).max(0);
+        let b = (q - on_hand)
+            .min(unsold)
+            .min(BACKORDER_MAX - outstanding)
+            .max(0);
+        (on_hand, b)
+    }
+    /// A delivery of `got` units of `k` converts the units waiting for it,
+    /// reservations oldest first (`order`: their indexes).
+    fn convert(&mut self, k: (u32, u32), mut got: i64, order: &[usize]) {
+        let mut took = 0;
+        for &i in order {
+            if !self.res[i].1.is_live() {
+                continue;
+            }
+            for line in self.res[i].0.iter_mut() {
+                if (line.0, line.1) == k {
+                    let n = got.min(line.3);
+                    line.3 -= n;
+                    got -= n;
+                    took += n;
+                }
+            }
+        }
+        if let Some(e) = self.stock.get_mut(&k) {
+            e.1 += took;
+        }
+        self.sell_ahead(k, -took);
     }
 }
 
@@ -206,6 +257,9 @@ fn observe(rt: &tokio::runtime::Runtime, e: &Engine, ids: &[ReservationId]) -> P
                 p.incoming
                     .insert((s, r.location), (r.incoming, r.incoming_eta));
             }
+            if r.backordered != 0 {
+                p.backordered.insert((s, r.location), r.backordered);
+            }
         }
     }
     let by_id: BTreeMap<_, _> = res.into_iter().map(|r| (r.id.clone(), r)).collect();
@@ -219,6 +273,7 @@ fn observe(rt: &tokio::runtime::Runtime, e: &Engine, ids: &[ReservationId]) -> P
                     catalog.sku_idx(l.sku.as_str()).expect("sku"),
                     catalog.location_idx(l.location.as_str()).expect("loc"),
                     i64::from(l.qty),
+                    i64::from(l.backordered),
                 )
             })
             .collect();
@@ -256,7 +311,8 @@ proptest! {
         let mut e = open(&fs, &clock);
         rt.block_on(async {
             for s in 0..SKUS {
-                e.put_sku(sku(s), Sku::named("x")).await.expect("sku");
+                let backorder = (s == 0).then_some(Backorder { max_units: BACKORDER_MAX as u32 });
+                e.put_sku(sku(s), Sku { backorder, ..Sku::named("x") }).await.expect("sku");
             }
             for l in 0..LOCS {
                 e.put_location(loc(l), Location::new("y", LocationKind::Store, 0.0, 0.0)).await.expect("loc");
@@ -265,6 +321,8 @@ proptest! {
         let mut plain = Plain::default();
         let mut moves = Moves::default();
         let mut ids: Vec<ReservationId> = Vec::new();
+        // When each was made (a delivery converts oldest first, ties by id).
+        let mut made: Vec<i64> = Vec::new();
         // Transfers shipped: (id, sku, to, qty, what arrived once received),
         // and how many were requested.
         let mut shipped: Vec<(String, u32, u32, u32, Option<u32>)> = Vec::new();
@@ -311,18 +369,24 @@ proptest! {
                     let before = plain.clone();
                     prop_assert_eq!(r.is_ok(), plain.set_apart((s, l), d), "set apart {} on {:?} {:?}", d, before.stock, before.apart);
                 }
-                Cmd::Reserve(lines, partial, ttl) => {
-                    let cart: Vec<CartLine> = lines.iter().map(|(s, l, q)| CartLine::on_hand(*s, *l, *q)).collect();
+                Cmd::Reserve(lines, partial, ttl, backorder) => {
+                    let cart: Vec<CartLine> = lines.iter().map(|(s, l, q)| CartLine { backorder, ..CartLine::on_hand(*s, *l, *q) }).collect();
                     let r = rt.block_on(e.reserve(&cart, partial, ttl, None)).expect("reserve");
                     // The plain rule: all or nothing, or each line what is left.
                     let mut trial = plain.clone();
                     let mut held = Vec::new();
                     let mut short = false;
                     for (s, l, q) in &lines {
-                        let a = trial.avail((*s, *l));
-                        let got = if partial { a.min(i64::from(*q)) } else if a >= i64::from(*q) { i64::from(*q) } else { 0 };
-                        if got < i64::from(*q) { short = true; }
-                        if got > 0 { trial.add((*s, *l), 0, got); held.push((*s, *l, got)); }
+                        let (k, q) = ((*s, *l), i64::from(*q));
+                        let (on_hand, ahead) = if backorder && *s == 0 { trial.decide_backorder(k, q) } else { (trial.avail(k).min(q), 0) };
+                        let can = on_hand + ahead;
+                        let (got, b) = if partial || can == q { (can, ahead) } else { (0, 0) };
+                        if can < q { short = true; }
+                        if got > 0 {
+                            trial.add(k, 0, got - b);
+                            trial.sell_ahead(k, b);
+                            held.push((*s, *l, got, b));
+                        }
                     }
                     let granted = if partial { !held.is_empty() } else { !short };
                     prop_assert_eq!(r.is_ok(), granted, "cart {:?} partial {} on {:?}", lines, partial, plain.stock);
@@ -330,6 +394,7 @@ proptest! {
                         trial.res.push((held, Status::Held, now + ttl as i64 * 1000));
                         plain = trial;
                         ids.push(res.id);
+                        made.push(now);
                     }
                 }
                 Cmd::Transit(_, _) if ids.is_empty() => {}
@@ -343,16 +408,17 @@ proptest! {
                         (Transition::Confirm, Held | Confirmed) => Some((Confirmed, exp)),
                         (Transition::Release, Held | Confirmed) => Some((Released, exp)),
                         (Transition::Release, Released | Expired) => Some((st, exp)),
-                        (Transition::Fulfil, Confirmed) => Some((Fulfilled, exp)),
+                        (Transition::Fulfil, Confirmed) if lines.iter().all(|l| l.3 == 0) => Some((Fulfilled, exp)),
                         (Transition::Extend { ttl_s }, Held) => Some((Held, now + ttl_s as i64 * 1000)),
                         _ => None,
                     };
                     match (&r, next) {
                         (Ok(_), Some((to, exp))) => {
                             if st.is_live() && !to.is_live() {
-                                for (s, l, q) in &lines {
+                                for (s, l, q, b) in &lines {
                                     let out = if to == Fulfilled { -q } else { 0 };
-                                    plain.add((*s, *l), out, -q);
+                                    plain.add((*s, *l), out, -(q - b));
+                                    plain.sell_ahead((*s, *l), -b);
                                     moves.moves.push((now, (*s, *l), out));
                                     // A fulfilment past a lower count: the
                                     // record is corrected to 0, one change more.
@@ -368,6 +434,7 @@ proptest! {
                             plain.res[i].2 = exp;
                         }
                         (Err(TransitionRefused::NotHeld(_)), None) => {}
+                        (Err(TransitionRefused::Backordered(_)), None) if st == Confirmed => {}
                         _ => prop_assert!(false, "{:?} on {:?}: engine {:?}", t, st, r),
                     }
                 }
@@ -430,6 +497,9 @@ proptest! {
                     prop_assert_eq!(r.is_ok(), open && got > 0, "deliver {} of {:?}", got, supplies[i]);
                     if r.is_ok() {
                         plain.add((s, l), i64::from(got), 0);
+                        let mut order: Vec<usize> = (0..ids.len()).collect();
+                        order.sort_by_key(|&j| (made[j], ids[j].as_str().to_string()));
+                        plain.convert((s, l), i64::from(got), &order);
                         moves.moves.push((now, (s, l), i64::from(got)));
                         supplies[i].5 = received + got;
                         supplies[i].6 = received + got < q;

@@ -598,6 +598,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn units_sold_ahead_ride_in_the_incoming_side_map_without_growing_it() {
+        // The few records with incoming supply keep it beside their
+        // figures (`StockTable::incoming`); a record without any stays
+        // within the 64 bytes a record may take.
+        assert_eq!(std::mem::size_of::<Incoming>(), 16);
+    }
+
+    #[test]
     fn a_backorder_takes_on_hand_first_then_unsold_supply_within_room() {
         let r = StockRecord {
             on_hand: 3,
