@@ -223,7 +223,7 @@ fn the_skus_limit_bounds_what_is_outstanding_across_locations() {
 }
 
 #[test]
-fn a_preorder_sells_only_against_supply_until_its_release() {
+fn a_preorder_sells_only_to_preorders_until_its_release() {
     let s = Server::start("");
     let c = client();
     seed(&c, &s, None, 1, 1, 5);
@@ -241,27 +241,33 @@ fn a_preorder_sells_only_against_supply_until_its_release() {
         "{v}"
     );
 
-    // Five on hand, none sold before the release; none against no supply.
-    assert_eq!(availability(&c, &s, "A0"), (0, 0));
+    // Before the release only preorders (lines allowing it) buy: the two
+    // units that arrived early first, then against supply, 3 at most.
+    assert_eq!(availability(&c, &s, "A0"), (0, 5));
     short(&c, &s, "A0", 1, false);
-    short(&c, &s, "A0", 1, true);
+    let early = held(&c, &s, "A0", 2);
+    assert!(early["lines"][0].get("backordered").is_none(), "{early}");
     announce(&c, &s, "PO-1", &in_days(9), "A0", 10);
-    let r = held(&c, &s, "A0", 2);
-    assert_eq!(r["lines"][0]["backordered"], 2, "none on hand: {r}");
-    // 3 at most outstanding.
+    let r = held(&c, &s, "A0", 5);
+    assert_eq!(r["lines"][0]["backordered"], 2, "three on hand: {r}");
+    assert_eq!(availability(&c, &s, "A0"), (0, 1));
     short(&c, &s, "A0", 2, true);
-    assert_eq!(record(&c, &s, "A0"), (5, 0, 5, 10, 2));
+    assert_eq!(record(&c, &s, "A0"), (5, 5, 0, 10, 2));
 
-    // Released: sold on hand as any SKU (no backorder configured).
+    // Released: sold on hand as any SKU (no backorder configured) once
+    // the supply is in and the preorders have theirs.
+    deliver(&c, &s, "PO-1", "A0", 4);
+    assert_eq!(backordered(&c, &s, &r), 0);
     sku(
         &c,
         &s,
         "A0",
         json!({"preorder": {"release_at": in_days(-1), "max_units": 3}}),
     );
-    let (st, v) = reserve(&c, &s, "A0", 5, false);
+    assert_eq!(availability(&c, &s, "A0"), (2, -1));
+    let (st, v) = reserve(&c, &s, "A0", 2, false);
     assert_eq!(st, 201, "{v}");
-    assert!(v["lines"][0].get("backordered").is_none(), "{v}");
+    assert_eq!(record(&c, &s, "A0"), (9, 9, 0, 6, 0));
 }
 
 #[test]
@@ -365,4 +371,25 @@ fn a_cart_across_shards_holds_or_undoes_its_backorder_whole() {
     assert_eq!(step(&c, &s, &r, "confirm").0, 200);
     assert_eq!(step(&c, &s, &r, "fulfil").0, 200);
     assert_eq!(record(&c, &s, "A0"), (3, 0, 3, 0, 0));
+}
+
+#[test]
+fn backorders_made_under_another_number_of_books_still_convert_in_order() {
+    let mut s = Server::start("shards = 1\n");
+    let c = client();
+    seed(&c, &s, None, 1, 1, 0);
+    sku(&c, &s, "A0", json!({"backorder": {"max_units": 20}}));
+    announce(&c, &s, "PO-1", &in_days(2), "A0", 12);
+    let rs: Vec<Value> = (0..6).map(|_| held(&c, &s, "A0", 2)).collect();
+    // Restarted with three books: most ids now name another book.
+    s.kill_and_restart("shards = 3\n");
+    deliver(&c, &s, "PO-1", "A0", 7);
+    let waiting: Vec<i64> = rs.iter().map(|r| backordered(&c, &s, r)).collect();
+    assert_eq!(waiting, vec![0, 0, 0, 1, 2, 2]);
+    assert_eq!(record(&c, &s, "A0"), (7, 7, 0, 5, 5));
+    // Each is still found where it is kept.
+    assert_eq!(step(&c, &s, &rs[1], "confirm").0, 200);
+    assert_eq!(step(&c, &s, &rs[1], "fulfil").0, 200);
+    assert_eq!(step(&c, &s, &rs[4], "release").0, 200);
+    assert_eq!(record(&c, &s, "A0"), (5, 5, 0, 5, 3));
 }

@@ -904,3 +904,65 @@ fn a_held_reservation_becomes_the_order() {
     assert_eq!(stock(&c, &s, "S_RM", "A"), (3, 0));
     assert_eq!(get(&c, &s, "/v1/orders/O-E").0, 404);
 }
+
+/// A cart sold ahead of supply becomes an order: its shipment cannot
+/// leave (409 backordered) until the supply arrives and is converted to
+/// it, the parts wait in the cart's turn, and then it ships.
+#[test]
+fn an_order_of_units_not_arrived_ships_once_they_are_received() {
+    let s = Server::start("");
+    let c = client();
+    network(&c, &s);
+    put_ok(
+        &c,
+        &s,
+        "/v1/skus/C",
+        json!({"name": "C", "backorder": {"max_units": 10}}),
+    );
+    let po = json!({"id": "PO-C", "location": "S_RM", "expected_at": holdfast::clock::rfc3339(common::now_ms() + 86_400_000),
+        "lines": [{"sku": "C", "qty": 4}]});
+    assert_eq!(post(&c, &s, "/v1/supply", Some(&po.to_string())).0, 201);
+    let (st, r) = post(
+        &c,
+        &s,
+        "/v1/reservations",
+        Some(&json!({"lines": [{"sku": "C", "location": "S_RM", "qty": 5, "allow_backorder": true}]}).to_string()),
+    );
+    assert_eq!(
+        (st, r["lines"][0]["backordered"].as_i64()),
+        (201, Some(2)),
+        "{r}"
+    );
+    let body = json!({"id": "O-BO", "lines": [{"sku": "C", "qty": 5, "unit_price": "3.00"}], "delivery": roma(),
+        "payment": {"provider": "sandbox"}, "reservation_id": r["id"]});
+    let (st, o) = order(&c, &s, body);
+    assert_eq!(st, 201, "{o}");
+    let part = o["shipments"][0]["reservation_id"]
+        .as_str()
+        .expect("a part")
+        .to_string();
+    let (_, p) = get(&c, &s, &format!("/v1/reservations/{part}"));
+    assert_eq!(
+        (
+            p["lines"][0]["backordered"].as_i64(),
+            p["created_at"].clone()
+        ),
+        (Some(2), r["created_at"].clone()),
+        "{p}"
+    );
+    assert_eq!(event(&c, &s, "O-BO", 1, "packed").0, 200);
+    let (st, v) = event(&c, &s, "O-BO", 1, "shipped");
+    assert_eq!(
+        (st, v["code"].as_str(), v["backordered"].as_i64()),
+        (409, Some("backordered"), Some(2)),
+        "{v}"
+    );
+    let got = json!({"lines": [{"sku": "C", "qty": 4}]});
+    assert_eq!(
+        post(&c, &s, "/v1/supply/PO-C/receive", Some(&got.to_string())).0,
+        200
+    );
+    let (st, v) = event(&c, &s, "O-BO", 1, "shipped");
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(stock(&c, &s, "S_RM", "C"), (2, 0));
+}

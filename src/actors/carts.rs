@@ -24,12 +24,16 @@ impl CartLine {
 }
 
 /// How `l` may be sold against incoming supply at `now`: as its SKU
-/// allows if the line asks to; a preorder before its release sells
-/// nothing on hand, so a line that does not ask gets nothing then.
+/// allows if the line asks to (on hand first, a preorder's too: units
+/// that arrived early are sold to preorders); before a preorder's
+/// release a line that does not ask gets nothing.
 fn supply_of(c: &Catalog, l: &CartLine, now: TimeMs) -> Option<SupplySale> {
     let sale = c.sku(l.sku)?.1.supply_sale(now)?;
     match (l.backorder, sale.only_supply) {
-        (true, _) => Some(sale),
+        (true, _) => Some(SupplySale {
+            only_supply: false,
+            ..sale
+        }),
         (false, true) => Some(SupplySale {
             max_units: 0,
             only_supply: true,
@@ -64,6 +68,15 @@ impl Engine {
         let counter = k * n + book as u64;
         let s = format!("r{:016x}{:08x}", self.0.boot_nonce, counter);
         ReservationId::parse(&s).expect("hex ids are valid")
+    }
+
+    /// Whether a line of the cart may be sold against incoming supply now.
+    fn sells_ahead(&self, lines: &[CartLine]) -> bool {
+        if !lines.iter().any(|l| l.backorder) {
+            return false;
+        }
+        let (c, now) = (self.0.catalog.read(), self.0.clock.now_ms());
+        lines.iter().any(|l| supply_of(&c, l, now).is_some())
     }
 
     /// A reservation held: counted, with its units sold against supply.
@@ -112,9 +125,14 @@ impl Engine {
         }
         let n = self.0.stock.len();
         let first_shard = lines.first().map(|l| l.sku as usize % n);
-        if lines
-            .iter()
-            .all(|l| Some(l.sku as usize % n) == first_shard)
+        // A cart that may be sold against supply is journaled by the
+        // backorder book (`reserve_across_shards`), never by a stock
+        // shard: so a delivery, which that book journals too, either
+        // precedes the cart or sees it (`reservation_book::Receive`).
+        if !self.sells_ahead(lines)
+            && lines
+                .iter()
+                .all(|l| Some(l.sku as usize % n) == first_shard)
         {
             if let Some(shard) = first_shard {
                 // Cancelling this future after the send is harmless: the
@@ -174,6 +192,7 @@ impl Engine {
         if let Err(e) = self.book_for(&id).try_send(Create {
             event,
             reservation: reservation.clone(),
+            commits: self.holds_to_commit(lines, &outcomes),
             reply: tx,
         }) {
             self.undo_holds(lines, &outcomes);
@@ -181,8 +200,7 @@ impl Engine {
             return Err(full(e));
         }
         match reply(rx).await? {
-            Ok((durable, ticket)) => {
-                self.commit_holds(lines, &outcomes, now, ticket);
+            Ok((durable, _)) => {
                 durable.await?;
                 self.count_held(&reservation);
                 Ok(Ok(reservation))
@@ -257,27 +275,18 @@ impl Engine {
             .collect()
     }
 
-    /// The holds are journaled (`ticket`): each shard counts its own as
-    /// committed, and the feed may show them.
-    fn commit_holds(
+    /// What each stock shard is to count as committed once the cart is
+    /// journaled (`reservation_book::Create` sends it).
+    fn holds_to_commit(
         &self,
         lines: &[CartLine],
         outcomes: &[stock_shard::HoldOutcome],
-        now: TimeMs,
-        ticket: u64,
-    ) {
+    ) -> Vec<reservation_book::ShardCommit> {
         let held = outcomes.iter().filter(|o| o.held > 0).map(|o| {
             let l = &lines[o.line];
             (l.sku, (l.sku, l.location, o.delta()))
         });
-        for (i, lines) in stock_shard::by_shard(self.0.stock.len(), held) {
-            // Must not be dropped: bounded by the carts in flight.
-            self.0.stock[i].do_send(Commit {
-                lines,
-                at_ms: now,
-                ticket,
-            });
-        }
+        stock_shard::by_shard(self.0.stock.len(), held).collect()
     }
 
     /// The fast path: every line in one stock shard, which journals the cart.
@@ -305,20 +314,13 @@ impl Engine {
             // Lines are resolved against the catalog, which never forgets.
             return Err(EngineError::Stopped);
         }
-        // A cart that may be sold against supply is kept by the one book
-        // that converts backorders first-in first-out (`BACKORDER_BOOK`).
-        let book = if hold_lines.iter().any(|l| l.supply.is_some()) {
-            BACKORDER_BOOK
-        } else {
-            shard
-        };
-        let id = self.new_reservation_id(book);
+        let id = self.new_reservation_id(shard);
         let (tx, rx) = oneshot::channel();
         let sent = self.0.stock[shard].try_send(HoldAndRecord {
             lines: hold_lines,
             names,
             partial,
-            book: self.0.book_inserts[book_of(&id, self.0.books.len())].clone(),
+            book: self.0.book_inserts[self.book_index(&id)].clone(),
             id,
             now,
             ttl_s,
@@ -433,7 +435,7 @@ impl Engine {
         parts: Vec<Vec<Line>>,
         ttl_s: u64,
     ) -> Result<Result<Vec<Reservation>, SplitRefused>, EngineError> {
-        let book = book_of(&from, self.0.books.len());
+        let book = self.book_index(&from);
         // The parts live in the same book as `from`: the book inserts them
         // as it journals the split, no other actor involved.
         let into = parts

@@ -79,8 +79,8 @@ use order_book::{
 };
 use reservation_book::{Create, DumpBook, Get, ReservationBook, Split, Transit};
 use stock_shard::{
-    Commit, Count, CountItem, Dump, FeedSnapshot, FeedSnapshotReply, Hold, HoldAndRecord, HoldLine,
-    Read, RecordView, StockShard,
+    Count, CountItem, Dump, FeedSnapshot, FeedSnapshotReply, Hold, HoldAndRecord, HoldLine, Read,
+    RecordView, StockShard,
 };
 
 /// A write could not be taken; nothing about the client's input is wrong.
@@ -218,6 +218,9 @@ struct Inner {
     catalog: Arc<RwLock<Catalog>>,
     stock: Vec<Addr<StockShard>>,
     books: Vec<Addr<ReservationBook>>,
+    /// Reservations kept by the backorder book though their ids name
+    /// another (`start::share`): fixed at start.
+    strays: ahash::AHashSet<ReservationId>,
     /// Each book's address as the stock shards' fast path sends to it
     /// (`stock_shard::Insert`), made once.
     book_inserts: Vec<Recipient<stock_shard::Insert>>,
@@ -301,7 +304,16 @@ impl Engine {
     }
 
     fn book_for(&self, id: &ReservationId) -> &Addr<ReservationBook> {
-        &self.0.books[book_of(id, self.0.books.len())]
+        &self.0.books[self.book_index(id)]
+    }
+
+    /// The book that keeps reservation `id`: the one its id names, or
+    /// the backorder book for a stray (`Inner::strays`).
+    fn book_index(&self, id: &ReservationId) -> usize {
+        if self.0.strays.contains(id) {
+            return BACKORDER_BOOK;
+        }
+        book_of(id, self.0.books.len())
     }
 }
 

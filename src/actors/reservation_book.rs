@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-use super::stock_shard::{send_deltas, ApplyDeltas, Insert, StockShard};
+use super::stock_shard::{send_deltas, ApplyDeltas, Commit, Insert, StockShard};
 use crate::clock::Clock;
 use crate::collections::{ChunkedQueue, SegmentedMap};
 use crate::domain::catalog::Catalog;
+use crate::domain::catalog::{LocIdx, SkuIdx};
 use crate::domain::event::Event;
 use crate::domain::event::SupplyFact;
 use crate::domain::history::By;
@@ -30,7 +31,7 @@ use crate::persistence::{Durable, Journal, JournalError};
 use std::sync::atomic::Ordering::Relaxed;
 
 /// Whether `r` waits for supply to arrive (`ReservationBook::backorders`).
-fn waits_for_supply(r: &Reservation) -> bool {
+pub fn waits_for_supply(r: &Reservation) -> bool {
     r.status.is_live() && r.backordered() > 0
 }
 
@@ -218,6 +219,9 @@ impl Actor for ReservationBook {
     }
 }
 
+/// One stock shard's holds of a cart to commit: (shard, its records' changes).
+pub type ShardCommit = (usize, Vec<(SkuIdx, LocIdx, StockDelta)>);
+
 /// Records a new reservation whose lines the stock shards hold: journals the
 /// cart as one record and answers when it is queued; the caller awaits the
 /// `Durable` before answering its client.
@@ -226,6 +230,10 @@ impl Actor for ReservationBook {
 pub struct Create {
     pub event: Event,
     pub reservation: Reservation,
+    /// Each stock shard's provisional holds of the cart, committed by the
+    /// book as it journals the cart: so any change the book makes to
+    /// those records later (a conversion) reaches the shard after them.
+    pub commits: Vec<ShardCommit>,
     /// The record's durability and its journal ticket.
     pub reply: oneshot::Sender<Result<(Durable, u64), JournalError>>,
 }
@@ -245,7 +253,17 @@ impl Handler<Create> for ReservationBook {
         let r = self
             .journal
             .append_ticketed(&m.event)
-            .inspect(|_| self.keep(m.reservation));
+            .inspect(|(_, ticket)| {
+                for (shard, lines) in m.commits {
+                    // Must not be dropped: bounded by the carts in flight.
+                    self.stock[shard].do_send(Commit {
+                        lines,
+                        at_ms: m.reservation.created_ms,
+                        ticket: *ticket,
+                    });
+                }
+                self.keep(m.reservation);
+            });
         let _ = m.reply.send(r);
     }
 }
@@ -327,18 +345,21 @@ impl Handler<Split> for ReservationBook {
         let reply = match self.reservations.get(&m.from) {
             None => Ok(Err(SplitRefused::NotHeld(Status::Released))),
             Some(r) => {
-                let parts: Vec<Vec<Line>> = m.into.iter().map(|p| p.1.clone()).collect();
+                let mut parts: Vec<Vec<Line>> = m.into.iter().map(|p| p.1.clone()).collect();
                 match r.decide_split(&parts, m.now) {
                     Err(refused) => Ok(Err(refused)),
                     Ok(()) => {
+                        r.spread_backorders(&mut parts);
+                        let into: Vec<(ReservationId, Vec<Line>)> =
+                            m.into.into_iter().map(|p| p.0).zip(parts).collect();
                         let e = Event::ReservationSplit {
                             from: m.from.clone(),
-                            into: m.into.clone(),
+                            into: into.clone(),
                             at_ms: m.now,
                             expires_at_ms: m.expires_at_ms,
                         };
                         self.journal.append(&e).map(|d| {
-                            Ok((self.apply_split(&m.from, m.into, m.now, m.expires_at_ms), d))
+                            Ok((self.apply_split(&m.from, into, m.now, m.expires_at_ms), d))
                         })
                     }
                 }
@@ -358,6 +379,8 @@ impl ReservationBook {
         now: TimeMs,
         expires_at_ms: TimeMs,
     ) -> Vec<Reservation> {
+        // The parts were made when `from` was: a backorder waits its turn.
+        let made = self.reservations.get(from).map_or(now, |r| r.created_ms);
         if let Some(r) = self.reservations.get_mut(from) {
             self.expiries.remove(&(r.expires_at_ms, from.clone()));
             r.status = Status::Released;
@@ -368,7 +391,8 @@ impl ReservationBook {
         }
         into.into_iter()
             .map(|(id, lines)| {
-                let part = Reservation::held(id, lines, now, expires_at_ms);
+                let mut part = Reservation::held(id, lines, made, expires_at_ms);
+                part.updated_ms = now;
                 self.keep(part.clone());
                 part
             })

@@ -11,6 +11,10 @@ struct Shares {
     stock: Vec<StockShare>,
     /// Per reservation book: its reservations.
     books: Vec<ahash::AHashMap<ReservationId, Reservation>>,
+    /// Reservations waiting for supply whose ids name another book (made
+    /// when the engine ran with another number of books): kept by the
+    /// backorder book all the same (`Engine::book_index`).
+    strays: ahash::AHashSet<ReservationId>,
     /// Per order book: its orders.
     orders: Vec<ahash::AHashMap<String, Order>>,
     /// What the orders leave at each location: today's counts, open
@@ -108,7 +112,8 @@ impl Engine {
         metrics.transfers_open.store(open, Ordering::Relaxed);
         let transfers = tokio::sync::Mutex::new(transfers);
         let supplies = tokio::sync::Mutex::new(std::mem::take(&mut model.supplies));
-        let shares = share(model, n, &catalog.read(), clock.now_ms());
+        let mut shares = share(model, n, &catalog.read(), clock.now_ms());
+        let strays = std::mem::take(&mut shares.strays);
         let (actors, actix_thread) = start_actors(
             shares,
             Handles {
@@ -129,6 +134,7 @@ impl Engine {
             clock,
             metrics,
             boot_nonce: rand::random::<u64>(),
+            strays,
             next_id: AtomicU64::new(0),
             system: actors.system,
             actix_thread: Mutex::new(Some(actix_thread)),
@@ -195,8 +201,16 @@ fn share(model: Model, n: usize, c: &Catalog, now: TimeMs) -> Shares {
         })
         .collect();
     let mut books: Vec<ahash::AHashMap<ReservationId, Reservation>> = vec![Default::default(); n];
+    let mut strays = ahash::AHashSet::new();
     for (id, r) in model.reservations {
-        books[book_of(&id, n)].insert(id, r);
+        // One book sees every reservation waiting for supply, whatever
+        // number of books its id was made for.
+        let mut book = book_of(&id, n);
+        if book != BACKORDER_BOOK && reservation_book::waits_for_supply(&r) {
+            book = BACKORDER_BOOK;
+            strays.insert(id.clone());
+        }
+        books[book].insert(id, r);
     }
     let locations = location::LocationStart::of_orders(model.orders.values());
     let mut orders: Vec<ahash::AHashMap<String, Order>> = vec![Default::default(); n];
@@ -206,6 +220,7 @@ fn share(model: Model, n: usize, c: &Catalog, now: TimeMs) -> Shares {
     Shares {
         stock,
         books,
+        strays,
         orders,
         locations,
     }

@@ -56,7 +56,8 @@ pub struct Preorder {
 pub struct SupplySale {
     /// Units that may be outstanding against supply, network-wide.
     pub max_units: u32,
-    /// Before a preorder's release: on-hand units are not sold at all.
+    /// Before a preorder's release: sold only to lines that allow it (a
+    /// plain line gets nothing, not even on hand).
     pub only_supply: bool,
 }
 

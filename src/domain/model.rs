@@ -553,11 +553,14 @@ impl Model {
             .ok_or_else(|| ReplayError(format!("split of unknown reservation {from}")))?;
         r.status = Status::Released;
         r.updated_ms = at_ms;
+        // The parts were made when `from` was (`ReservationBook::apply_split`).
+        let made = r.created_ms;
         for (id, lines) in into {
             if self.reservations.contains_key(id) {
                 return Err(ReplayError(format!("reservation {id} held twice")));
             }
-            let part = Reservation::held(id.clone(), lines.clone(), at_ms, expires_at_ms);
+            let mut part = Reservation::held(id.clone(), lines.clone(), made, expires_at_ms);
+            part.updated_ms = at_ms;
             self.reservations.insert(id.clone(), part);
         }
         Ok(())

@@ -276,6 +276,39 @@ impl Reservation {
         units - left
     }
 
+    /// Sets the units not arrived of `parts` (a split `decide_split`
+    /// allowed) from this reservation as it is now: each record's go to
+    /// its parts' lines in order, as far as their quantity. The book does
+    /// it as it journals the split, so a conversion between an order's
+    /// reading of the lines and its split changes nothing.
+    pub fn spread_backorders(&self, parts: &mut [Vec<Line>]) {
+        let mut left: Vec<(&SkuId, &LocationId, u32, TimeMs)> = Vec::new();
+        for l in self.lines.iter().filter(|l| l.backordered > 0) {
+            match left
+                .iter_mut()
+                .find(|e| e.0 == &l.sku && e.1 == &l.location)
+            {
+                Some(e) => {
+                    e.2 += l.backordered;
+                    e.3 = e.3.max(l.eta_ms);
+                }
+                None => left.push((&l.sku, &l.location, l.backordered, l.eta_ms)),
+            }
+        }
+        for l in parts.iter_mut().flatten() {
+            let e = left
+                .iter_mut()
+                .find(|e| e.0 == &l.sku && e.1 == &l.location);
+            let (k, eta) = e.map_or((0, 0), |e| {
+                let k = e.2.min(l.qty);
+                e.2 -= k;
+                (k, e.3)
+            });
+            l.backordered = k;
+            l.eta_ms = if k > 0 { eta } else { 0 };
+        }
+    }
+
     /// The stock deltas of moving from the current status to `to`, per line.
     pub fn stock_effects(&self, to: Status) -> impl Iterator<Item = (&Line, StockDelta)> + '_ {
         let from_live = self.status.is_live();
@@ -317,21 +350,16 @@ impl Reservation {
             };
             return Err(SplitRefused::NotHeld(s));
         }
-        // Every unit, and every unit not arrived, goes to one part.
+        // Every unit goes to one part (those not arrived: `spread_backorders`).
         let key = |l: &Line| (l.sku.clone(), l.location.clone());
-        let mut want: std::collections::BTreeMap<(SkuId, LocationId), (i64, i64)> =
-            Default::default();
+        let mut want: std::collections::BTreeMap<(SkuId, LocationId), i64> = Default::default();
         for l in &self.lines {
-            let w = want.entry(key(l)).or_default();
-            w.0 += i64::from(l.qty);
-            w.1 += i64::from(l.backordered);
+            *want.entry(key(l)).or_default() += i64::from(l.qty);
         }
         for l in parts.iter().flatten() {
-            let w = want.entry(key(l)).or_default();
-            w.0 -= i64::from(l.qty);
-            w.1 -= i64::from(l.backordered);
+            *want.entry(key(l)).or_default() -= i64::from(l.qty);
         }
-        if want.values().any(|v| *v != (0, 0)) || parts.iter().any(Vec::is_empty) {
+        if want.values().any(|v| *v != 0) || parts.iter().any(Vec::is_empty) {
             return Err(SplitRefused::LinesDiffer);
         }
         Ok(())
@@ -398,13 +426,23 @@ mod tests {
     }
 
     #[test]
-    fn a_split_keeps_every_unit_not_arrived_in_one_part() {
+    fn a_split_spreads_the_units_not_arrived_as_they_are_now() {
         let mut r = res(Status::Held, 1000);
-        r.lines = vec![bline("A", "S1", 3, 2)];
-        let good = vec![vec![bline("A", "S1", 1, 0)], vec![bline("A", "S1", 2, 2)]];
-        assert_eq!(r.decide_split(&good, 10), Ok(()));
-        let lost = vec![vec![bline("A", "S1", 1, 0)], vec![bline("A", "S1", 2, 1)]];
-        assert_eq!(r.decide_split(&lost, 10), Err(SplitRefused::LinesDiffer));
+        r.lines = vec![bline("A", "S1", 3, 2), bline("B", "S1", 1, 0)];
+        // Read before a conversion: the parts say 2 not arrived, now 1.
+        let mut parts = vec![
+            vec![bline("A", "S1", 1, 1), bline("B", "S1", 1, 0)],
+            vec![bline("A", "S1", 2, 1)],
+        ];
+        assert_eq!(r.decide_split(&parts, 10), Ok(()));
+        r.convert(
+            &SkuId::parse("A").expect("id"),
+            &LocationId::parse("S1").expect("id"),
+            1,
+        );
+        r.spread_backorders(&mut parts);
+        let got: Vec<u32> = parts.iter().flatten().map(|l| l.backordered).collect();
+        assert_eq!(got, vec![1, 0, 0]);
     }
 
     #[test]

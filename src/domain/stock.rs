@@ -328,10 +328,10 @@ impl StockRecord {
 
     /// A line that may be sold against incoming supply: `(on hand,
     /// backordered)` units of `qty` it gets, on-hand units first (none
-    /// when `sale.only_supply`, a preorder before its release), then
-    /// against the supply not sold yet, within `sku_room` (the SKU's
-    /// limit less what it has outstanding). The caller decides whether
-    /// fewer than `qty` will do.
+    /// when `only_supply`: a plain line before a preorder's release,
+    /// whose `sku_room` is then 0), then against the supply not sold yet,
+    /// within `sku_room` (the SKU's limit less what it has outstanding).
+    /// The caller decides whether fewer than `qty` will do.
     pub fn decide_hold_backorder(&self, qty: i64, only_supply: bool, sku_room: i64) -> (i64, i64) {
         let on_hand = if only_supply {
             0

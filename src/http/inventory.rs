@@ -375,9 +375,10 @@ fn available_of(c: &Catalog, req: &Request, sku: &str) -> Result<(String, SkuIdx
 
 /// What is available of `sku` at every active location, and in all; for
 /// a SKU that may be sold against incoming supply at `now` (a backorder
-/// or a preorder), also what may be sold so (`available_to_backorder`:
-/// the supply still to come not sold yet, within the SKU's limit), and
-/// before a preorder's release nothing on hand.
+/// or a preorder), also what a line allowing it may get beyond that
+/// (`available_to_backorder`: the supply still to come not sold yet,
+/// within the SKU's limit; before a preorder's release, when `available`
+/// is 0, the units on hand too).
 fn availability_json(
     c: &Catalog,
     (sku, s): (&str, SkuIdx),
@@ -388,11 +389,8 @@ fn availability_json(
     let records: Vec<StockRecord> = records.collect();
     let outstanding: i64 = records.iter().map(|r| r.backordered).sum();
     let room = sale.map_or(0, |p| (i64::from(p.max_units) - outstanding).max(0));
-    let on_hand = |r: &StockRecord| match sale {
-        Some(p) if p.only_supply => 0,
-        _ => r.available(),
-    };
-    let (mut total, mut to_backorder) = (0i64, 0i64);
+    let only_supply = sale.is_some_and(|p| p.only_supply);
+    let (mut total, mut on_hand_ahead, mut supply_ahead) = (0i64, 0i64, 0i64);
     let locations: Vec<Value> = records
         .iter()
         .filter_map(|r| {
@@ -401,19 +399,21 @@ fn availability_json(
             if !l.active {
                 return None;
             }
-            total += on_hand(r);
-            let mut o = json!({"location": id.as_str(), "available": on_hand(r)});
+            let plain = if only_supply { 0 } else { r.available() };
+            total += plain;
+            let mut o = json!({"location": id.as_str(), "available": plain});
             if sale.is_some() {
-                let b = r.incoming_unsold().min(room);
-                to_backorder += r.incoming_unsold();
-                o["available_to_backorder"] = json!(b);
+                let on_hand = r.available() - plain;
+                on_hand_ahead += on_hand;
+                supply_ahead += r.incoming_unsold();
+                o["available_to_backorder"] = json!(on_hand + r.incoming_unsold().min(room));
             }
             Some(o)
         })
         .collect();
     let mut body = json!({"sku": sku, "available": total, "locations": locations});
     if sale.is_some() {
-        body["available_to_backorder"] = json!(to_backorder.min(room));
+        body["available_to_backorder"] = json!(on_hand_ahead + supply_ahead.min(room));
     }
     body
 }
