@@ -288,14 +288,18 @@ fn run_cmd(kinds: Vec<TargetKind>, open_fraction: Option<f64>, c: Common) -> Res
     let comparing = kinds.len() > 1;
     for kind in kinds {
         // The rivals answer the reservation endpoints only.
-        if c.scenario == Scenario::Orders && kind != TargetKind::Holdfast {
+        if c.scenario.holdfast_only() && kind != TargetKind::Holdfast {
             if comparing {
-                eprintln!("{}: skipped, it has no orders", kind.name());
+                eprintln!(
+                    "{}: skipped, it has no orders, transfers or supply",
+                    kind.name()
+                );
                 continue;
             }
             return Err(format!(
-                "{}: the orders scenario needs holdfast",
-                kind.name()
+                "{}: the {} scenario needs holdfast",
+                kind.name(),
+                c.scenario.name()
             ));
         }
         let target = match targets::start(kind, &topts) {

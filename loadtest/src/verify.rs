@@ -14,6 +14,8 @@ use crate::workload::{Ledger, Network, Scenario};
 const SIDE_CONNECTIONS: usize = 8;
 /// Items per `POST /v1/inventory/batch` (api.md's bound).
 const BATCH_ITEMS_MAX: usize = 10_000;
+/// A backorder SKU's limit of units sold ahead of supply (`store-day`).
+const BACKORDER_MAX_UNITS: u32 = 200;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Check {
@@ -75,12 +77,12 @@ pub async fn setup(base: &str, token: &Option<String>, net: &Arc<Network>) -> Re
         let n = n.clone();
         async move {
             for s in chunk {
+                let mut sku = json!({"name": format!("load-test SKU {s}")});
+                if n.backorder(s) {
+                    sku["backorder"] = json!({"max_units": BACKORDER_MAX_UNITS});
+                }
                 let (st, b) = conn
-                    .json(
-                        Method::PUT,
-                        &format!("/v1/skus/{}", n.sku(s)),
-                        Some(json!({"name": format!("load-test SKU {s}")})),
-                    )
+                    .json(Method::PUT, &format!("/v1/skus/{}", n.sku(s)), Some(sku))
                     .await?;
                 expect(st, &[200, 201], "PUT sku", &b)?;
             }
@@ -116,7 +118,7 @@ pub async fn setup(base: &str, token: &Option<String>, net: &Arc<Network>) -> Re
     for s in 0..net.skus {
         for j in 0..net.locations {
             items.push(json!({"location": net.location(j), "sku": net.sku(s),
-                              "on_hand": net.on_hand, "safety_stock": 0}));
+                              "on_hand": net.initial(s), "safety_stock": 0}));
             if items.len() == BATCH_ITEMS_MAX {
                 let (st, b) = conn
                     .json(
@@ -203,28 +205,39 @@ pub async fn verify(
     .await?;
     let (mut oversold, mut unconserved, mut reserved_off) = (Vec::new(), Vec::new(), Vec::new());
     let mut exact = 0usize;
+    let figure = |r: &Value, k: &str| r.get(k).and_then(Value::as_i64).unwrap_or(0);
     for (k, r) in &records {
         let on_hand = r["on_hand"].as_i64().unwrap_or(i64::MIN);
         let reserved = r["reserved"].as_i64().unwrap_or(i64::MIN);
         let name = format!("{}/{}", net.location(k.1), net.sku(k.0));
-        if on_hand < 0 || reserved < 0 || reserved > on_hand {
+        // A count may find fewer units on the shelf than are reserved
+        // (shrinkage discovered): not an oversell.
+        let counted = ledger.counted.contains(k);
+        if on_hand < 0 || reserved < 0 || (reserved > on_hand && !counted) {
             oversold.push(format!("{name}: on_hand {on_hand}, reserved {reserved}"));
         }
         if ledger.doubt.contains(k) {
             continue;
         }
         exact += 1;
-        let want_on_hand = net.on_hand + ledger.adjusted.get(k).copied().unwrap_or(0)
+        let want_on_hand = net.initial(k.0) + ledger.adjusted.get(k).copied().unwrap_or(0)
             - ledger.fulfilled.get(k).copied().unwrap_or(0);
-        if on_hand != want_on_hand {
+        if on_hand != want_on_hand && !counted {
             unconserved.push(format!(
                 "{name}: on_hand {on_hand}, expected {want_on_hand}"
             ));
         }
+        // Units sold ahead of supply are held too: on hand once arrived.
         let want_reserved = ledger.open.get(k).copied().unwrap_or(0);
-        if reserved != want_reserved {
+        let held = reserved + figure(r, "backordered");
+        let (in_transit, incoming) = (figure(r, "in_transit"), figure(r, "incoming"));
+        let want_moving = (
+            ledger.in_transit.get(k).copied().unwrap_or(0),
+            ledger.incoming.get(k).copied().unwrap_or(0),
+        );
+        if held != want_reserved || (in_transit, incoming) != want_moving {
             reserved_off.push(format!(
-                "{name}: reserved {reserved}, expected {want_reserved}"
+                "{name}: reserved+backordered {held}, in_transit {in_transit}, incoming {incoming}, expected {want_reserved}, {want_moving:?}"
             ));
         }
     }
@@ -248,9 +261,10 @@ pub async fn verify(
         unconserved.is_empty(),
         if unconserved.is_empty() {
             format!(
-                "{exact} records (of {}; {} in doubt): on_hand = count + adjustments - fulfilled",
+                "{exact} records (of {}; {} in doubt, {} counted late): on_hand = count + adjustments - fulfilled",
                 records.len(),
-                ledger.doubt.len()
+                ledger.doubt.len(),
+                ledger.counted.len()
             )
         } else {
             format!("{} records off: {}", unconserved.len(), first(&unconserved))
@@ -261,7 +275,7 @@ pub async fn verify(
         "reserved = live holds",
         reserved_off.is_empty(),
         if reserved_off.is_empty() {
-            format!("{exact} records: reserved = held + confirmed lines the run knows of")
+            format!("{exact} records: reserved (+ backordered) = held + confirmed lines the run knows of; in transit and incoming as shipped and announced")
         } else {
             format!(
                 "{} records off: {}",
@@ -270,6 +284,10 @@ pub async fn verify(
             )
         },
     );
+
+    if scenario == Scenario::StoreDay {
+        store_day_checks(base, token, net, ledger, &mut checks).await?;
+    }
 
     if scenario == Scenario::FlashSale {
         let in_doubt = !ledger.doubt.is_empty();
@@ -345,4 +363,93 @@ pub async fn verify(
         passed: checks.iter().all(|c| c.passed),
         checks,
     })
+}
+
+/// `store-day`'s own invariants: each record counted late tells its story
+/// whole (every movement of its history's newest page leaves the figure
+/// the next starts from, and the newest is the record's on_hand), and no
+/// more units were converted from backorders than supply delivered.
+async fn store_day_checks(
+    base: &str,
+    token: &Option<String>,
+    net: &Arc<Network>,
+    ledger: &Ledger,
+    checks: &mut Vec<Check>,
+) -> Result<(), String> {
+    let mut keys: Vec<(u32, u32)> = ledger.counted.iter().copied().collect();
+    keys.sort_unstable();
+    let n = net.clone();
+    let broken: Vec<String> = parallel(base, token, keys.clone(), move |mut conn, chunk| {
+        let n = n.clone();
+        async move {
+            let mut bad = Vec::new();
+            for k in chunk {
+                let rec = format!("/v1/inventory/{}/{}", n.location(k.1), n.sku(k.0));
+                let (st, r) = conn.json(Method::GET, &rec, None).await?;
+                expect(st, &[200], &rec, &r)?;
+                let path = format!("{rec}/history?limit=200");
+                let (st, h) = conn.json(Method::GET, &path, None).await?;
+                expect(st, &[200], &path, &h)?;
+                let moves = h["movements"].as_array().cloned().unwrap_or_default();
+                let at = |i: usize, f: &str| moves[i][f].as_i64().unwrap_or(i64::MIN);
+                if moves.first().is_some_and(|m| m["on_hand"] != r["on_hand"]) {
+                    bad.push(format!(
+                        "{rec}: newest movement {} is not the record {}",
+                        moves[0], r
+                    ));
+                }
+                for i in 1..moves.len() {
+                    if at(i - 1, "on_hand") - at(i - 1, "delta_on_hand") != at(i, "on_hand") {
+                        bad.push(format!(
+                            "{rec}: {} does not follow {}",
+                            moves[i - 1],
+                            moves[i]
+                        ));
+                        break;
+                    }
+                }
+            }
+            Ok(bad)
+        }
+    })
+    .await?;
+    let first = |v: &[String]| v.iter().take(3).cloned().collect::<Vec<_>>().join("; ");
+    check(
+        checks,
+        "store day: every late count's history adds up",
+        broken.is_empty(),
+        if broken.is_empty() {
+            format!(
+                "{} records counted late: each movement leaves the figure the next starts from, the newest the record's",
+                keys.len()
+            )
+        } else {
+            format!("{} records: {}", broken.len(), first(&broken))
+        },
+    );
+    let mut conn = Conn::new(base, token.clone(), Duration::from_secs(30))?;
+    let (st, m) = conn
+        .call(Method::GET, "/metrics", None)
+        .await
+        .map_err(|f| format!("GET /metrics: {f:?}"))?;
+    expect(st, &[200], "/metrics", &Value::Null)?;
+    let m = String::from_utf8_lossy(&m);
+    let metric = |name: &str| {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let converted = metric("holdfast_backorder_units_converted_total ");
+    let received = metric("holdfast_supply_units_received_total ");
+    let held = metric("holdfast_backorder_units_held_total ");
+    check(
+        checks,
+        "store day: backorder conversions never exceed receipts",
+        converted <= received && converted <= held,
+        format!(
+            "{held} units sold ahead of supply, {converted} converted as {received} units were delivered; {} fulfilments waited for supply",
+            ledger.backorder_waits
+        ),
+    );
+    Ok(())
 }

@@ -8,6 +8,11 @@
 //!   units; every buyer who wins confirms.
 //! - `mixed`: availability reads (60 %), store adjustments (10 %) and
 //!   one-line reservations released at once (30 %).
+//! - `store-day` (holdfast only): a store's day around checkout carts
+//!   (50 %): availability reads (10 %), counts arriving late (8 %),
+//!   transfers requested, shipped and received (10 %), supply announced
+//!   and delivered in two parts (10 %), adjustments (12 %); every 8th SKU
+//!   starts with 3 units and is sold ahead of its supply (backorders).
 //!
 //! Every arrival is one HTTP request: a session's follow-ups (confirm,
 //! fulfil, release) take the next arrivals of the same connection.
@@ -34,6 +39,8 @@ pub enum Scenario {
     /// engine, paid by its sandbox), then each shipment shipped and
     /// delivered (90 %) or the order cancelled (10 %).
     Orders,
+    /// A store's day (holdfast only): see the module's text.
+    StoreDay,
 }
 
 impl Scenario {
@@ -43,7 +50,13 @@ impl Scenario {
             Scenario::FlashSale => "flash-sale",
             Scenario::Mixed => "mixed",
             Scenario::Orders => "orders",
+            Scenario::StoreDay => "store-day",
         }
+    }
+
+    /// Whether only holdfast answers it (the rivals hold reservations only).
+    pub fn holdfast_only(self) -> bool {
+        matches!(self, Scenario::Orders | Scenario::StoreDay)
     }
 }
 
@@ -60,9 +73,12 @@ pub enum Op {
     Order,
     ShipmentEvent,
     Cancel,
+    Count,
+    Transfer,
+    Supply,
 }
 
-pub const OPS: [Op; 9] = [
+pub const OPS: [Op; 12] = [
     Op::Reserve,
     Op::Confirm,
     Op::Release,
@@ -72,6 +88,9 @@ pub const OPS: [Op; 9] = [
     Op::Order,
     Op::ShipmentEvent,
     Op::Cancel,
+    Op::Count,
+    Op::Transfer,
+    Op::Supply,
 ];
 
 impl Op {
@@ -89,6 +108,9 @@ impl Op {
             Op::Order => "order",
             Op::ShipmentEvent => "shipment_event",
             Op::Cancel => "cancel",
+            Op::Count => "count",
+            Op::Transfer => "transfer",
+            Op::Supply => "supply",
         }
     }
 }
@@ -104,7 +126,14 @@ pub struct Network {
     pub on_hand: i64,
     /// Zipf exponent of SKU popularity.
     pub zipf_s: f64,
+    /// Every this many SKUs one may be sold against incoming supply
+    /// (`store-day`; 0: none).
+    pub backorder_every: u32,
 }
+
+/// A backorder SKU's units on hand at the start: few, so that carts soon
+/// sell against its supply.
+pub const BACKORDER_ON_HAND: i64 = 3;
 
 impl Network {
     pub fn for_scenario(scenario: Scenario, opts: &WorkloadOptions, prefix: String) -> Network {
@@ -115,6 +144,7 @@ impl Network {
                 locations: 1,
                 on_hand: opts.hot_stock,
                 zipf_s: 0.0,
+                backorder_every: 0,
             },
             _ => Network {
                 prefix,
@@ -122,7 +152,20 @@ impl Network {
                 locations: opts.locations,
                 on_hand: opts.on_hand,
                 zipf_s: opts.zipf_s,
+                backorder_every: if scenario == Scenario::StoreDay { 8 } else { 0 },
             },
+        }
+    }
+    /// Whether SKU `s` may be sold against its incoming supply.
+    pub fn backorder(&self, s: u32) -> bool {
+        self.backorder_every > 0 && s.is_multiple_of(self.backorder_every)
+    }
+    /// What SKU `s` has on hand at every location at the start.
+    pub fn initial(&self, s: u32) -> i64 {
+        if self.backorder(s) {
+            BACKORDER_ON_HAND.min(self.on_hand)
+        } else {
+            self.on_hand
         }
     }
     pub fn sku(&self, i: u32) -> String {
@@ -191,6 +234,51 @@ enum What {
     Adjust { key: RecordKey, delta: i64 },
     NewOrder { skus: Vec<u32>, cancel: bool },
     OrderStep(OrderStep),
+    Count { key: RecordKey },
+    Chore(Chore),
+}
+
+/// A transfer's or a supply's next step (`store-day`).
+#[derive(Clone)]
+enum Chore {
+    /// A transfer of `qty` of SKU `sku` from a location to another.
+    Transfer {
+        id: String,
+        sku: u32,
+        from: u32,
+        to: u32,
+        qty: i64,
+        stage: TransferStage,
+    },
+    /// Supply of `qty` of `key` announced, then delivered in two parts.
+    Supply {
+        id: String,
+        key: RecordKey,
+        qty: i64,
+        /// Units delivered so far; `None`: not announced yet.
+        delivered: Option<i64>,
+    },
+}
+
+impl Chore {
+    /// The same transfer at its next stage, or the same supply with
+    /// `delivered` units in.
+    fn then(&self, stage: TransferStage, delivered: i64) -> Chore {
+        let mut next = self.clone();
+        match &mut next {
+            Chore::Transfer { stage: s, .. } => *s = stage,
+            Chore::Supply { delivered: d, .. } => *d = Some(delivered),
+        }
+        next
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TransferStage {
+    Request,
+    Ship,
+    /// This many arrived.
+    Receive(i64),
 }
 
 /// The next step of a placed order.
@@ -245,8 +333,18 @@ pub struct Ledger {
     /// Sum of acknowledged adjustment deltas per record.
     pub adjusted: AHashMap<RecordKey, i64>,
     /// Quantity held or confirmed and not finished, per record (abandoned
-    /// carts excluded: they expire).
+    /// carts excluded: they expire); units sold against supply included.
     pub open: AHashMap<RecordKey, i64>,
+    /// Units shipped by transfers to a record and not received; supply
+    /// announced for it and not delivered (`store-day`).
+    pub in_transit: AHashMap<RecordKey, i64>,
+    pub incoming: AHashMap<RecordKey, i64>,
+    /// Records a count set (their on_hand is the count plus what moved
+    /// after it: the movement history is checked instead).
+    pub counted: AHashSet<RecordKey>,
+    /// Fulfilments refused for units not arrived (409 backordered): the
+    /// reservation stays confirmed.
+    pub backorder_waits: u64,
     /// Records touched by a write whose outcome is unknown (no answer, 5xx):
     /// exact checks skip them.
     pub doubt: AHashSet<RecordKey>,
@@ -294,6 +392,14 @@ impl Ledger {
         for (k, v) in o.open {
             *self.open.entry(k).or_default() += v;
         }
+        for (k, v) in o.in_transit {
+            *self.in_transit.entry(k).or_default() += v;
+        }
+        for (k, v) in o.incoming {
+            *self.incoming.entry(k).or_default() += v;
+        }
+        self.counted.extend(o.counted);
+        self.backorder_waits += o.backorder_waits;
         self.doubt.extend(o.doubt);
         self.touched.extend(o.touched);
         self.confirmed.extend(o.confirmed);
@@ -324,6 +430,7 @@ pub struct Session {
     rng: SmallRng,
     follow: VecDeque<Follow>,
     steps: VecDeque<OrderStep>,
+    chores: VecDeque<Chore>,
     /// This session's seed and order counter: order ids unique in the run.
     seed: u64,
     orders: u64,
@@ -346,6 +453,7 @@ impl Session {
             rng: SmallRng::seed_from_u64(seed),
             follow: VecDeque::new(),
             steps: VecDeque::new(),
+            chores: VecDeque::new(),
             seed,
             orders: 0,
             ledger: Ledger::default(),
@@ -361,6 +469,9 @@ impl Session {
         if let Some(st) = self.steps.pop_front() {
             return Some(self.step_req(st));
         }
+        if let Some(c) = self.chores.pop_front() {
+            return Some(self.chore_req(c));
+        }
         if stopping {
             return None;
         }
@@ -368,40 +479,13 @@ impl Session {
             Scenario::Checkout => self.new_cart(),
             Scenario::Orders => self.new_order(),
             Scenario::FlashSale => self.cart_req(vec![(0, 0, 1)], Fate::Confirm),
+            Scenario::StoreDay => self.store_day(),
             Scenario::Mixed => {
                 let roll = self.rng.gen_range(0..100);
                 if roll < 60 {
-                    let sku = self.net.sku(self.zipf.sample(&mut self.rng));
-                    Req {
-                        op: Op::Availability,
-                        method: Method::GET,
-                        path: format!("/v1/availability/{sku}"),
-                        body: None,
-                        what: What::Read,
-                    }
+                    self.availability_req()
                 } else if roll < 70 {
-                    let key = (
-                        self.zipf.sample(&mut self.rng),
-                        self.rng.gen_range(0..self.net.locations),
-                    );
-                    let (delta, reason) = if self.rng.gen_bool(0.5) {
-                        (self.rng.gen_range(1..=3), "receipt")
-                    } else {
-                        (-1, "sale")
-                    };
-                    Req {
-                        op: Op::Adjust,
-                        method: Method::POST,
-                        path: format!(
-                            "/v1/inventory/{}/{}/adjustments",
-                            self.net.location(key.1),
-                            self.net.sku(key.0)
-                        ),
-                        body: Some(Bytes::from(format!(
-                            r#"{{"delta":{delta},"reason":"{reason}"}}"#
-                        ))),
-                        what: What::Adjust { key, delta },
-                    }
+                    self.adjust_req()
                 } else {
                     let line = (
                         self.zipf.sample(&mut self.rng),
@@ -412,6 +496,179 @@ impl Session {
                 }
             }
         })
+    }
+
+    fn availability_req(&mut self) -> Req {
+        let sku = self.net.sku(self.zipf.sample(&mut self.rng));
+        Req {
+            op: Op::Availability,
+            method: Method::GET,
+            path: format!("/v1/availability/{sku}"),
+            body: None,
+            what: What::Read,
+        }
+    }
+
+    /// A store's adjustment: a receipt of 1-3 or a sale of 1.
+    fn adjust_req(&mut self) -> Req {
+        let key = self.record();
+        let (delta, reason) = if self.rng.gen_bool(0.5) {
+            (self.rng.gen_range(1..=3), "receipt")
+        } else {
+            (-1, "sale")
+        };
+        Req {
+            op: Op::Adjust,
+            method: Method::POST,
+            path: format!("{}/adjustments", self.record_path(key)),
+            body: Some(Bytes::from(format!(
+                r#"{{"delta":{delta},"reason":"{reason}"}}"#
+            ))),
+            what: What::Adjust { key, delta },
+        }
+    }
+
+    /// `/v1/inventory/{location}/{sku}` of a record.
+    fn record_path(&self, key: RecordKey) -> String {
+        format!(
+            "/v1/inventory/{}/{}",
+            self.net.location(key.1),
+            self.net.sku(key.0)
+        )
+    }
+
+    /// A record: a SKU by popularity at any location.
+    fn record(&mut self) -> RecordKey {
+        (
+            self.zipf.sample(&mut self.rng),
+            self.rng.gen_range(0..self.net.locations),
+        )
+    }
+
+    /// The next new thing a store's day does (module text).
+    fn store_day(&mut self) -> Req {
+        let roll = self.rng.gen_range(0..100);
+        if roll < 50 {
+            return self.new_cart();
+        }
+        if roll < 60 {
+            return self.availability_req();
+        }
+        if roll < 68 {
+            return self.count_req();
+        }
+        self.orders += 1;
+        let n = self.orders;
+        let (seed, prefix) = (self.seed, self.net.prefix.clone());
+        if roll < 78 && self.net.locations > 1 {
+            let (sku, from) = self.record();
+            let to = (from + self.rng.gen_range(1..self.net.locations)) % self.net.locations;
+            let qty = self.rng.gen_range(1..=3);
+            return self.chore_req(Chore::Transfer {
+                id: format!("{prefix}T{seed:x}-{n}"),
+                sku,
+                from,
+                to,
+                qty,
+                stage: TransferStage::Request,
+            });
+        }
+        if roll < 88 {
+            let key = self.record();
+            let qty = self.rng.gen_range(4..=12);
+            return self.chore_req(Chore::Supply {
+                id: format!("{prefix}P{seed:x}-{n}"),
+                key,
+                qty,
+                delivered: None,
+            });
+        }
+        self.adjust_req()
+    }
+
+    /// A count taken up to 20 s before it arrives (`counted_at`), of
+    /// about what the record started with.
+    fn count_req(&mut self) -> Req {
+        let key = self.record();
+        let on_hand = (self.net.initial(key.0) + self.rng.gen_range(-2..=2)).max(0);
+        let ago = self.rng.gen_range(0..20_000);
+        Req {
+            op: Op::Count,
+            method: Method::PUT,
+            path: self.record_path(key),
+            body: Some(Bytes::from(format!(
+                r#"{{"on_hand":{on_hand},"counted_at":"{}"}}"#,
+                rfc3339_from_now(-ago)
+            ))),
+            what: What::Count { key },
+        }
+    }
+
+    fn chore_req(&self, c: Chore) -> Req {
+        let line = |sku: u32, qty: i64| {
+            format!(
+                r#"{{"lines":[{{"sku":"{}","qty":{qty}}}]}}"#,
+                self.net.sku(sku)
+            )
+        };
+        let (op, (path, body)) = match &c {
+            Chore::Transfer {
+                id,
+                sku,
+                from,
+                to,
+                qty,
+                stage,
+            } => (
+                Op::Transfer,
+                match stage {
+                    TransferStage::Request => (
+                        "/v1/transfers".to_string(),
+                        format!(
+                            r#"{{"id":"{id}","from":"{}","to":"{}","lines":[{{"sku":"{}","qty":{qty}}}]}}"#,
+                            self.net.location(*from),
+                            self.net.location(*to),
+                            self.net.sku(*sku)
+                        ),
+                    ),
+                    TransferStage::Ship => (format!("/v1/transfers/{id}/ship"), "{}".to_string()),
+                    TransferStage::Receive(got) => {
+                        (format!("/v1/transfers/{id}/receive"), line(*sku, *got))
+                    }
+                },
+            ),
+            Chore::Supply {
+                id,
+                key,
+                qty,
+                delivered,
+            } => (
+                Op::Supply,
+                match delivered {
+                    None => (
+                        "/v1/supply".to_string(),
+                        format!(
+                            r#"{{"id":"{id}","location":"{}","expected_at":"{}","lines":[{{"sku":"{}","qty":{qty}}}]}}"#,
+                            self.net.location(key.1),
+                            rfc3339_from_now(86_400_000),
+                            self.net.sku(key.0)
+                        ),
+                    ),
+                    // Half first, then the rest.
+                    Some(d) => {
+                        let part = if *d == 0 { qty / 2 } else { qty - d };
+                        (format!("/v1/supply/{id}/receive"), line(key.0, part))
+                    }
+                },
+            ),
+        };
+        Req {
+            op,
+            method: Method::POST,
+            path,
+            body: Some(Bytes::from(body)),
+            what: What::Chore(c),
+        }
     }
 
     fn new_cart(&mut self) -> Req {
@@ -527,8 +784,14 @@ impl Session {
             if i > 0 {
                 body.push(',');
             }
+            // Sold against supply once on hand runs out, where it may be.
+            let ahead = if self.net.backorder(s) {
+                r#","allow_backorder":true"#
+            } else {
+                ""
+            };
             body.push_str(&format!(
-                r#"{{"sku":"{}","qty":{q},"location":"{}"}}"#,
+                r#"{{"sku":"{}","qty":{q},"location":"{}"{ahead}}}"#,
                 self.net.sku(s),
                 self.net.location(l)
             ));
@@ -647,6 +910,25 @@ impl Session {
                     }
                 }
             }
+            What::Count { key } => {
+                self.ledger.touched.insert(key);
+                match status {
+                    Some(200) => {
+                        self.ledger.counted.insert(key);
+                    }
+                    // Taken before the record's last count.
+                    Some(409) | Some(503) => {}
+                    _ if in_doubt => {
+                        self.ledger.counted.insert(key);
+                    }
+                    other => self.ledger.unexpected(format!(
+                        "count {}: {other:?} {}",
+                        req.path,
+                        body_text(result)
+                    )),
+                }
+            }
+            What::Chore(c) => self.chore_answer(c, status, in_doubt, result),
             What::Read => {
                 if status.is_some_and(|s| s != 200 && s != 503) && !in_doubt {
                     self.ledger
@@ -715,7 +997,7 @@ impl Session {
             What::Follow(f) => match status {
                 Some(200) => match f.op {
                     Op::Confirm => {
-                        if self.scenario == Scenario::Checkout {
+                        if matches!(self.scenario, Scenario::Checkout | Scenario::StoreDay) {
                             self.follow.push_back(Follow {
                                 op: Op::Fulfil,
                                 ..f.clone()
@@ -733,6 +1015,12 @@ impl Session {
                     _ => {}
                 },
                 Some(503) => self.follow.push_back(f),
+                // Units sold against supply not arrived: it stays
+                // confirmed, its units held (on hand or ahead).
+                Some(409) if f.op == Op::Fulfil && body_code(result) == Some("backordered") => {
+                    self.ledger.backorder_waits += 1;
+                    self.ledger.confirmed.push((f.id, false));
+                }
                 _ if in_doubt => self.ledger.doubt(&f.lines),
                 other => {
                     self.ledger.unexpected(format!(
@@ -746,6 +1034,110 @@ impl Session {
             },
         }
     }
+}
+
+impl Session {
+    /// Learns from the answer to a transfer's or a supply's step.
+    fn chore_answer(
+        &mut self,
+        c: Chore,
+        status: Option<u16>,
+        in_doubt: bool,
+        result: &Result<(u16, Bytes), Failure>,
+    ) {
+        let l = &mut self.ledger;
+        match (&c, status) {
+            (_, Some(503)) => self.chores.push_back(c),
+            (
+                Chore::Transfer {
+                    sku,
+                    from,
+                    to,
+                    qty,
+                    stage,
+                    ..
+                },
+                Some(s),
+            ) if !in_doubt => {
+                let (sender, receiver) = ((*sku, *from), (*sku, *to));
+                l.touched.insert(sender);
+                l.touched.insert(receiver);
+                match (stage, s) {
+                    (TransferStage::Request, 201) => {
+                        self.chores.push_back(c.then(TransferStage::Ship, 0))
+                    }
+                    (TransferStage::Ship, 200) => {
+                        *l.adjusted.entry(sender).or_default() -= qty;
+                        *l.in_transit.entry(receiver).or_default() += qty;
+                        // One in ten arrives a unit short.
+                        let got = if self.rng.gen_range(0..10) == 0 {
+                            qty - 1
+                        } else {
+                            *qty
+                        };
+                        self.chores
+                            .push_back(c.then(TransferStage::Receive(got), 0));
+                    }
+                    // Not free at the sender: it stays requested.
+                    (TransferStage::Ship, 409) => {}
+                    (TransferStage::Receive(got), 200) => {
+                        *l.adjusted.entry(receiver).or_default() += got;
+                        *l.in_transit.entry(receiver).or_default() -= qty;
+                    }
+                    _ => l.unexpected(format!("transfer: {s} {}", body_text(result))),
+                }
+            }
+            (Chore::Transfer { sku, from, to, .. }, _) => {
+                l.doubt.insert((*sku, *from));
+                l.doubt.insert((*sku, *to));
+            }
+            (
+                Chore::Supply {
+                    key,
+                    qty,
+                    delivered,
+                    ..
+                },
+                Some(s),
+            ) if !in_doubt => {
+                l.touched.insert(*key);
+                match (delivered, s) {
+                    (None, 201) => {
+                        *l.incoming.entry(*key).or_default() += qty;
+                        self.chores.push_back(c.then(TransferStage::Request, 0));
+                    }
+                    (Some(d), 200) => {
+                        let part = if *d == 0 { qty / 2 } else { qty - d };
+                        *l.adjusted.entry(*key).or_default() += part;
+                        *l.incoming.entry(*key).or_default() -= part;
+                        if d + part < *qty {
+                            self.chores
+                                .push_back(c.then(TransferStage::Request, d + part));
+                        }
+                    }
+                    _ => l.unexpected(format!("supply: {s} {}", body_text(result))),
+                }
+            }
+            (Chore::Supply { key, .. }, _) => {
+                l.doubt.insert(*key);
+            }
+        }
+    }
+}
+
+/// A problem's `code`, if the answer is one.
+fn body_code(result: &Result<(u16, Bytes), Failure>) -> Option<&str> {
+    let Ok((_, b)) = result else { return None };
+    let i = b.windows(8).position(|w| w == b"\"code\":\"")? + 8;
+    let rest = std::str::from_utf8(&b[i..]).ok()?;
+    rest.split('"').next()
+}
+
+/// RFC 3339 (UTC) of now plus `ms`.
+fn rfc3339_from_now(ms: i64) -> String {
+    let t = time::OffsetDateTime::now_utc() + time::Duration::milliseconds(ms);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 fn body_text(result: &Result<(u16, Bytes), Failure>) -> String {
