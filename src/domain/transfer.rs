@@ -327,6 +327,9 @@ pub enum RequestRefused {
     Exists,
     /// The book has no room (`Book::has_room`, 503).
     Full,
+    /// The receiver's units on their way by transfer would pass
+    /// `STOCK_MAX` (422).
+    TooMuch(SkuId),
 }
 
 impl Book<Transfer> {
@@ -350,6 +353,20 @@ impl Book<Transfer> {
         }
         if !self.has_room(now) {
             return Err(RequestRefused::Full);
+        }
+        // The receiver's in_transit stays within STOCK_MAX, as every
+        // figure of a record does (clamped, it would no longer be what
+        // the shipped transfers say): open ones count, requested too.
+        for (sku, qty) in &lines {
+            let coming: i64 = self
+                .values()
+                .filter(|t| t.to == to && t.is_open())
+                .flat_map(|t| t.lines.iter().filter(|l| &l.sku == sku))
+                .map(|l| i64::from(l.qty))
+                .sum();
+            if coming + i64::from(*qty) > crate::limits::STOCK_MAX {
+                return Err(RequestRefused::TooMuch(sku.clone()));
+            }
         }
         Transfer::request(id.to_string(), from, to, lines, now)
             .map(Requested::New)
@@ -383,6 +400,35 @@ mod tests {
     fn transfer(lines: &[(u32, u32)]) -> Transfer {
         let lines = lines.iter().map(|(s, q)| (sku(*s), *q)).collect();
         Transfer::request("T1".into(), loc("DC"), loc("S1"), lines, 0).expect("valid")
+    }
+
+    #[test]
+    fn units_on_their_way_to_a_place_stay_within_stock_max() {
+        let mut book = Transfers::default();
+        let big = crate::limits::STOCK_MAX as u32 / 2;
+        for i in 0..2 {
+            let id = format!("T{i}");
+            let Ok(Requested::New(t)) =
+                book.decide_request(&id, loc("DC"), loc("S1"), vec![(sku(1), big)], 0)
+            else {
+                panic!("the first two fit");
+            };
+            book.keep(t);
+        }
+        let one = vec![(sku(1), 1)];
+        assert_eq!(
+            book.decide_request("T2", loc("DC"), loc("S1"), one.clone(), 0)
+                .err(),
+            Some(RequestRefused::TooMuch(sku(1)))
+        );
+        // Elsewhere, or of another SKU, it fits.
+        assert!(book
+            .decide_request("T2", loc("DC"), loc("S2"), one, 0)
+            .is_ok());
+        let other = vec![(sku(2), 1)];
+        assert!(book
+            .decide_request("T2", loc("DC"), loc("S1"), other, 0)
+            .is_ok());
     }
 
     #[test]

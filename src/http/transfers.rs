@@ -117,6 +117,13 @@ pub async fn create(state: &AppState, req: &Request) -> ApiResult {
         )
         .retry_after(60)),
         Err(RequestRefused::Invalid(why)) => Err(invalid(why)),
+        Err(RequestRefused::TooMuch(sku)) => Err(ApiError::validation(vec![FieldError {
+            field: "lines".into(),
+            message: format!(
+                "SKU {sku}: the units on their way to `to` would pass {}",
+                crate::limits::STOCK_MAX
+            ),
+        }])),
     }
 }
 
