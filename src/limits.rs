@@ -321,6 +321,10 @@ pub const BOOK_SWEEP_EVERY: usize = 1024;
 /// order long overdue is still owed) and two years ahead.
 pub const SUPPLY_BEHIND_MS: i64 = 365 * 24 * 3600 * 1000;
 pub const SUPPLY_AHEAD_MS: i64 = 2 * 365 * 24 * 3600 * 1000;
+/// A cart sold ahead of supply that a delivery overtook between its holds
+/// and its record is held again this many times at most (deliveries are
+/// rare beside carts: one retry nearly always does), then 503.
+pub const BACKORDER_HOLD_TRIES: usize = 4;
 /// A preorder's `release_at` is any RFC 3339 date-time (a date, not a
 /// window around now, so that a SKU's record written once may be written
 /// again years later), kept within 0000-01-01T00:00:00Z and

@@ -9,7 +9,8 @@
 //! - `mixed`: availability reads (60 %), store adjustments (10 %) and
 //!   one-line reservations released at once (30 %).
 //! - `store-day` (holdfast only): a store's day around checkout carts
-//!   (50 %): availability reads (10 %), counts arriving late (8 %),
+//!   (50 %): availability reads (10 %), counts arriving late at the first
+//!   location (8 %),
 //!   transfers requested, shipped and received (10 %), supply announced
 //!   and delivered in two parts (10 %), adjustments (12 %); every 8th SKU
 //!   starts with 3 units and is sold ahead of its supply (backorders).
@@ -342,6 +343,9 @@ pub struct Ledger {
     /// Records a count set (their on_hand is the count plus what moved
     /// after it: the movement history is checked instead).
     pub counted: AHashSet<RecordKey>,
+    /// Records a sale adjustment or a count took units from: on_hand may
+    /// be below reserved there (units found missing), not an oversell.
+    pub shrunk: AHashSet<RecordKey>,
     /// Fulfilments refused for units not arrived (409 backordered): the
     /// reservation stays confirmed.
     pub backorder_waits: u64,
@@ -399,6 +403,7 @@ impl Ledger {
             *self.incoming.entry(k).or_default() += v;
         }
         self.counted.extend(o.counted);
+        self.shrunk.extend(o.shrunk);
         self.backorder_waits += o.backorder_waits;
         self.doubt.extend(o.doubt);
         self.touched.extend(o.touched);
@@ -587,9 +592,10 @@ impl Session {
     }
 
     /// A count taken up to 20 s before it arrives (`counted_at`), of
-    /// about what the record started with.
+    /// about what the record started with; at the first location only,
+    /// so the others' on_hand stays exactly checked.
     fn count_req(&mut self) -> Req {
-        let key = self.record();
+        let key = (self.zipf.sample(&mut self.rng), 0);
         let on_hand = (self.net.initial(key.0) + self.rng.gen_range(-2..=2)).max(0);
         let ago = self.rng.gen_range(0..20_000);
         Req {
@@ -915,11 +921,13 @@ impl Session {
                 match status {
                     Some(200) => {
                         self.ledger.counted.insert(key);
+                        self.ledger.shrunk.insert(key);
                     }
                     // Taken before the record's last count.
                     Some(409) | Some(503) => {}
                     _ if in_doubt => {
                         self.ledger.counted.insert(key);
+                        self.ledger.shrunk.insert(key);
                     }
                     other => self.ledger.unexpected(format!(
                         "count {}: {other:?} {}",
@@ -938,7 +946,12 @@ impl Session {
             What::Adjust { key, delta } => {
                 self.ledger.touched.insert(key);
                 match status {
-                    Some(200) => *self.ledger.adjusted.entry(key).or_default() += delta,
+                    Some(200) => {
+                        *self.ledger.adjusted.entry(key).or_default() += delta;
+                        if delta < 0 {
+                            self.ledger.shrunk.insert(key);
+                        }
+                    }
                     Some(409) | Some(503) => {}
                     _ if in_doubt => {
                         self.ledger.doubt.insert(key);

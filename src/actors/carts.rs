@@ -153,6 +153,10 @@ impl Engine {
         .map_err(|_| EngineError::Stopped)?
     }
 
+    /// Holds the cart in every shard it spans, then has its book journal
+    /// it. A cart sold ahead of supply that a delivery overtook between
+    /// its holds and its record is held again (`Create::deliveries_seen`),
+    /// at most `BACKORDER_HOLD_TRIES` times, then 503: nothing is held.
     pub(super) async fn reserve_across_shards(
         &self,
         lines: &[CartLine],
@@ -160,57 +164,65 @@ impl Engine {
         ttl_s: u64,
         (idem, by): (Option<IdemKey>, Option<By>),
     ) -> Result<Result<Reservation, Vec<Shortage>>, EngineError> {
-        let (mut outcomes, overloaded) = self
-            .hold_in_every_shard(lines, partial, stock_shard::Against::Available)
-            .await?;
-        let short = outcomes.iter().any(|o| o.short);
-        let nothing = outcomes.iter().all(|o| o.held == 0);
-        if overloaded || (short && !partial) || nothing {
-            self.undo_holds(lines, &outcomes);
-            if overloaded {
-                self.count_overload();
-                return Err(EngineError::Overloaded);
-            }
-            self.0
-                .metrics
-                .reservations_rejected
-                .fetch_add(1, Ordering::Relaxed);
-            return Ok(Err(self.shortages(lines, &outcomes)));
-        }
-        outcomes.sort_by_key(|o| o.line);
-        let now = self.0.clock.now_ms();
-        let book = if outcomes.iter().any(|o| o.backordered > 0) {
-            BACKORDER_BOOK
-        } else {
-            self.0.next_id.load(Ordering::Relaxed) as usize % self.0.books.len()
-        };
-        let id = self.new_reservation_id(book);
-        let held = self.held_lines(lines, &outcomes);
-        let reservation = Reservation::held(id.clone(), held, now, expires_at(now, ttl_s));
-        let event = Event::held(&reservation, idem, by);
-        let (tx, rx) = oneshot::channel();
-        if let Err(e) = self.book_for(&id).try_send(Create {
-            event,
-            reservation: reservation.clone(),
-            commits: self.holds_to_commit(lines, &outcomes),
-            reply: tx,
-        }) {
-            self.undo_holds(lines, &outcomes);
-            self.count_overload();
-            return Err(full(e));
-        }
-        match reply(rx).await? {
-            Ok((durable, _)) => {
-                durable.await?;
-                self.count_held(&reservation);
-                Ok(Ok(reservation))
-            }
-            Err(e) => {
-                // Not journaled: nothing of it exists.
+        for _ in 0..crate::limits::BACKORDER_HOLD_TRIES {
+            let seen = self.0.deliveries.load(Ordering::SeqCst);
+            let (mut outcomes, overloaded) = self
+                .hold_in_every_shard(lines, partial, stock_shard::Against::Available)
+                .await?;
+            let short = outcomes.iter().any(|o| o.short);
+            let nothing = outcomes.iter().all(|o| o.held == 0);
+            if overloaded || (short && !partial) || nothing {
                 self.undo_holds(lines, &outcomes);
-                Err(e.into())
+                if overloaded {
+                    self.count_overload();
+                    return Err(EngineError::Overloaded);
+                }
+                self.0
+                    .metrics
+                    .reservations_rejected
+                    .fetch_add(1, Ordering::Relaxed);
+                return Ok(Err(self.shortages(lines, &outcomes)));
+            }
+            outcomes.sort_by_key(|o| o.line);
+            let ahead = outcomes.iter().any(|o| o.backordered > 0);
+            let now = self.0.clock.now_ms();
+            let book = if ahead {
+                BACKORDER_BOOK
+            } else {
+                self.0.next_id.load(Ordering::Relaxed) as usize % self.0.books.len()
+            };
+            let id = self.new_reservation_id(book);
+            let held = self.held_lines(lines, &outcomes);
+            let reservation = Reservation::held(id.clone(), held, now, expires_at(now, ttl_s));
+            let (tx, rx) = oneshot::channel();
+            if let Err(e) = self.book_for(&id).try_send(Create {
+                event: Event::held(&reservation, idem.clone(), by.clone()),
+                reservation: reservation.clone(),
+                commits: self.holds_to_commit(lines, &outcomes),
+                deliveries_seen: ahead.then_some(seen),
+                reply: tx,
+            }) {
+                self.undo_holds(lines, &outcomes);
+                self.count_overload();
+                return Err(full(e));
+            }
+            match reply(rx).await? {
+                Ok(Some((durable, _))) => {
+                    durable.await?;
+                    self.count_held(&reservation);
+                    return Ok(Ok(reservation));
+                }
+                // Overtaken by a delivery: not journaled, held again.
+                Ok(None) => self.undo_holds(lines, &outcomes),
+                Err(e) => {
+                    // Not journaled: nothing of it exists.
+                    self.undo_holds(lines, &outcomes);
+                    return Err(e.into());
+                }
             }
         }
+        self.count_overload();
+        Err(EngineError::Overloaded)
     }
 
     /// Asks every stock shard of the cart at once to hold its lines
@@ -305,10 +317,14 @@ impl Engine {
                 .iter()
                 .filter_map(|l| Some((c.sku(l.sku)?.0.clone(), c.location(l.location)?.0.clone())))
                 .collect();
-            (
-                names,
-                hold_lines(&c, lines.iter().enumerate(), now).collect(),
-            )
+            // Never sold ahead here (`reserve_as` sends such carts across
+            // shards): a SKU allowing it since `sells_ahead` read the
+            // catalog holds on hand only.
+            let hold = hold_lines(&c, lines.iter().enumerate(), now).map(|mut h| {
+                h.supply = h.supply.map(|s| SupplySale { max_units: 0, ..s });
+                h
+            });
+            (names, hold.collect())
         };
         if names.len() != lines.len() {
             // Lines are resolved against the catalog, which never forgets.

@@ -221,6 +221,11 @@ struct Inner {
     /// Reservations kept by the backorder book though their ids name
     /// another (`start::share`): fixed at start.
     strays: ahash::AHashSet<ReservationId>,
+    /// Supply deliveries the backorder book has journaled, counted after
+    /// their records' changes are sent: a cart sold ahead that a delivery
+    /// overtook between its hold and its record is held again
+    /// (`reserve_across_shards`).
+    deliveries: Arc<AtomicU64>,
     /// Each book's address as the stock shards' fast path sends to it
     /// (`stock_shard::Insert`), made once.
     book_inserts: Vec<Recipient<stock_shard::Insert>>,

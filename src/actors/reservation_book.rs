@@ -28,7 +28,8 @@ use crate::domain::TimeMs;
 use crate::limits::{EXPIRY_BATCH_MAX, EXPIRY_TICK_MS, FINISHED_RETENTION_MS, MAILBOX_CAPACITY};
 use crate::metrics::Metrics;
 use crate::persistence::{Durable, Journal, JournalError};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 
 /// Whether `r` waits for supply to arrive (`ReservationBook::backorders`).
 pub fn waits_for_supply(r: &Reservation) -> bool {
@@ -53,6 +54,8 @@ pub struct ReservationBook {
     catalog: Arc<RwLock<Catalog>>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
+    /// Supply deliveries journaled by the backorder book (`Receive`).
+    deliveries: Arc<AtomicU64>,
 }
 
 impl ReservationBook {
@@ -62,7 +65,7 @@ impl ReservationBook {
         stock: Vec<Addr<StockShard>>,
         catalog: Arc<RwLock<Catalog>>,
         clock: Arc<dyn Clock>,
-        metrics: Arc<Metrics>,
+        (metrics, deliveries): (Arc<Metrics>, Arc<AtomicU64>),
     ) -> Self {
         let expiries = reservations
             .values()
@@ -90,6 +93,7 @@ impl ReservationBook {
             catalog,
             clock,
             metrics,
+            deliveries,
         }
     }
 
@@ -234,8 +238,12 @@ pub struct Create {
     /// book as it journals the cart: so any change the book makes to
     /// those records later (a conversion) reaches the shard after them.
     pub commits: Vec<ShardCommit>,
-    /// The record's durability and its journal ticket.
-    pub reply: oneshot::Sender<Result<(Durable, u64), JournalError>>,
+    /// A cart sold ahead of supply: the deliveries journaled before its
+    /// holds were decided. Another since, and it is not recorded (`None`):
+    /// it may have been decided without the units that arrived.
+    pub deliveries_seen: Option<u64>,
+    /// The record's durability and its journal ticket; `None`: overtaken.
+    pub reply: oneshot::Sender<Result<Option<(Durable, u64)>, JournalError>>,
 }
 
 impl Handler<Create> for ReservationBook {
@@ -248,6 +256,12 @@ impl Handler<Create> for ReservationBook {
                 "reservation id {} is taken",
                 m.reservation.id
             ))));
+            return;
+        }
+        if m.deliveries_seen
+            .is_some_and(|d| d != self.deliveries.load(SeqCst))
+        {
+            let _ = m.reply.send(Ok(None));
             return;
         }
         let r = self
@@ -264,7 +278,7 @@ impl Handler<Create> for ReservationBook {
                 }
                 self.keep(m.reservation);
             });
-        let _ = m.reply.send(r);
+        let _ = m.reply.send(r.map(Some));
     }
 }
 
@@ -475,6 +489,9 @@ impl Handler<Receive> for ReservationBook {
                 .collect::<Vec<_>>()
         };
         send_deltas(&self.stock, m.at_ms, Some(ticket), named);
+        // After the changes are on their way to the shards: a hold decided
+        // after this count reads them (`Create::deliveries_seen`).
+        self.deliveries.fetch_add(1, SeqCst);
         let _ = m.reply.send(Ok(durable));
     }
 }

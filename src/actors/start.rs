@@ -114,6 +114,7 @@ impl Engine {
         let supplies = tokio::sync::Mutex::new(std::mem::take(&mut model.supplies));
         let mut shares = share(model, n, &catalog.read(), clock.now_ms());
         let strays = std::mem::take(&mut shares.strays);
+        let deliveries = Arc::new(AtomicU64::new(0));
         let (actors, actix_thread) = start_actors(
             shares,
             Handles {
@@ -123,6 +124,7 @@ impl Engine {
                 feed: feed.clone(),
                 metrics: metrics.clone(),
                 archive: snapshots.clone(),
+                deliveries: deliveries.clone(),
             },
         )?;
         let engine = Engine(Arc::new(Inner {
@@ -135,6 +137,7 @@ impl Engine {
             metrics,
             boot_nonce: rand::random::<u64>(),
             strays,
+            deliveries,
             next_id: AtomicU64::new(0),
             system: actors.system,
             actix_thread: Mutex::new(Some(actix_thread)),
@@ -234,6 +237,8 @@ struct Handles {
     feed: Feed,
     metrics: Arc<Metrics>,
     archive: Option<Arc<SnapshotStore>>,
+    /// Deliveries the backorder book has journaled (`Inner::deliveries`).
+    deliveries: Arc<AtomicU64>,
 }
 
 /// Starts the actix system on its own thread, one arbiter per shard, each
@@ -255,15 +260,16 @@ fn start_actors(
                 .into_iter()
                 .enumerate()
                 .map(|(i, b)| {
-                    let (j, s, c, k, m) = (
+                    let (j, s, c, k, m, d) = (
                         h.journal.clone(),
                         stock.clone(),
                         h.catalog.clone(),
                         h.clock.clone(),
                         h.metrics.clone(),
+                        h.deliveries.clone(),
                     );
                     ReservationBook::start_in_arbiter(&handles[i], move |_| {
-                        ReservationBook::new(b, j, s, c, k, m)
+                        ReservationBook::new(b, j, s, c, k, (m, d))
                     })
                 })
                 .collect();
