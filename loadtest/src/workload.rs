@@ -262,15 +262,22 @@ enum Chore {
 }
 
 impl Chore {
-    /// The same transfer at its next stage, or the same supply with
-    /// `delivered` units in.
-    fn then(&self, stage: TransferStage, delivered: i64) -> Chore {
-        let mut next = self.clone();
-        match &mut next {
-            Chore::Transfer { stage: s, .. } => *s = stage,
-            Chore::Supply { delivered: d, .. } => *d = Some(delivered),
+    /// The same transfer at its next stage.
+    fn at(&self, next: TransferStage) -> Chore {
+        let mut c = self.clone();
+        if let Chore::Transfer { stage, .. } = &mut c {
+            *stage = next;
         }
-        next
+        c
+    }
+
+    /// The same supply with `units` delivered.
+    fn delivered(&self, units: i64) -> Chore {
+        let mut c = self.clone();
+        if let Chore::Supply { delivered, .. } = &mut c {
+            *delivered = Some(units);
+        }
+        c
     }
 }
 
@@ -1077,7 +1084,7 @@ impl Session {
                 l.touched.insert(receiver);
                 match (stage, s) {
                     (TransferStage::Request, 201) => {
-                        self.chores.push_back(c.then(TransferStage::Ship, 0))
+                        self.chores.push_back(c.at(TransferStage::Ship))
                     }
                     (TransferStage::Ship, 200) => {
                         *l.adjusted.entry(sender).or_default() -= qty;
@@ -1088,8 +1095,7 @@ impl Session {
                         } else {
                             *qty
                         };
-                        self.chores
-                            .push_back(c.then(TransferStage::Receive(got), 0));
+                        self.chores.push_back(c.at(TransferStage::Receive(got)));
                     }
                     // Not free at the sender: it stays requested.
                     (TransferStage::Ship, 409) => {}
@@ -1117,15 +1123,14 @@ impl Session {
                 match (delivered, s) {
                     (None, 201) => {
                         *l.incoming.entry(*key).or_default() += qty;
-                        self.chores.push_back(c.then(TransferStage::Request, 0));
+                        self.chores.push_back(c.delivered(0));
                     }
                     (Some(d), 200) => {
                         let part = if *d == 0 { qty / 2 } else { qty - d };
                         *l.adjusted.entry(*key).or_default() += part;
                         *l.incoming.entry(*key).or_default() -= part;
                         if d + part < *qty {
-                            self.chores
-                                .push_back(c.then(TransferStage::Request, d + part));
+                            self.chores.push_back(c.delivered(d + part));
                         }
                     }
                     _ => l.unexpected(format!("supply: {s} {}", body_text(result))),

@@ -373,16 +373,7 @@ impl Engine {
             None,
             outcomes.iter().filter(|o| o.held > 0).map(|o| {
                 let l = &lines[o.line];
-                let d = o.delta();
-                (
-                    l.sku,
-                    l.location,
-                    StockDelta {
-                        reserved: -d.reserved,
-                        backordered: -d.backordered,
-                        ..StockDelta::default()
-                    },
-                )
+                (l.sku, l.location, o.delta().hold_undone())
             }),
         );
     }

@@ -449,7 +449,7 @@ impl Handler<Receive> for ReservationBook {
             step: SupplyFact::Received {
                 lines: m.lines,
                 key: m.key,
-                converted,
+                converted: converted.clone(),
             },
             at_ms: m.at_ms,
             by: m.by,
@@ -461,18 +461,13 @@ impl Handler<Receive> for ReservationBook {
                 return;
             }
         };
-        if let Event::Supply {
-            step: SupplyFact::Received { converted, .. },
-            ..
-        } = &event
-        {
-            for c in converted {
-                self.convert(&c.reservation, &c.sku, &m.location, c.units);
-            }
-            self.metrics
-                .backorder_units_converted
-                .fetch_add(converted.iter().map(|c| u64::from(c.units)).sum(), Relaxed);
+        for c in &converted {
+            self.convert(&c.reservation, &c.sku, &m.location, c.units);
         }
+        let units: u64 = converted.iter().map(|c| u64::from(c.units)).sum();
+        self.metrics
+            .backorder_units_converted
+            .fetch_add(units, Relaxed);
         let named = {
             let catalog = self.catalog.read();
             deltas

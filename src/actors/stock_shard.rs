@@ -341,16 +341,8 @@ impl StockShard {
     fn undo(&mut self, lines: &[HoldLine], out: &mut [HoldOutcome]) {
         for (l, o) in lines.iter().zip(out.iter_mut()) {
             if o.held > 0 {
-                let d = o.delta();
-                self.table.apply_provisional(
-                    l.sku,
-                    l.location,
-                    StockDelta {
-                        reserved: -d.reserved,
-                        backordered: -d.backordered,
-                        ..StockDelta::default()
-                    },
-                );
+                self.table
+                    .apply_provisional(l.sku, l.location, o.delta().hold_undone());
                 o.held = 0;
                 o.backordered = 0;
             }
@@ -387,15 +379,7 @@ impl Handler<Commit> for StockShard {
     type Result = ();
     fn handle(&mut self, m: Commit, _: &mut Context<Self>) {
         for (s, l, d) in m.lines {
-            self.provisional_add(
-                s,
-                l,
-                StockDelta {
-                    reserved: -d.reserved,
-                    backordered: -d.backordered,
-                    ..StockDelta::default()
-                },
-            );
+            self.provisional_add(s, l, d.hold_undone());
             let r = self.table.commit(s, l);
             self.publish(s, r, m.at_ms, m.ticket);
         }

@@ -62,11 +62,7 @@ impl Line {
     /// Its record's change when it stops being held: what it held on
     /// hand and against supply, given back.
     pub fn released(&self) -> StockDelta {
-        StockDelta {
-            reserved: -self.on_hand(),
-            backordered: -i64::from(self.backordered),
-            ..StockDelta::default()
-        }
+        self.held().hold_undone()
     }
 
     /// Its record's change when it is held.

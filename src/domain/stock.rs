@@ -174,6 +174,18 @@ pub struct StockDelta {
     pub backordered: i64,
 }
 
+impl StockDelta {
+    /// The change that takes back a hold's change `self`: its units
+    /// reserved on hand and sold ahead of supply, given back.
+    pub fn hold_undone(self) -> StockDelta {
+        StockDelta {
+            reserved: -self.reserved,
+            backordered: -self.backordered,
+            ..StockDelta::default()
+        }
+    }
+}
+
 /// What the few records that have any keep beside their figures: units
 /// apart from sale, units in transit to them, units of supply to come.
 type Beside = (Unsellable, u32, Incoming);
