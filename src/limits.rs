@@ -317,6 +317,11 @@ pub const BOOK_MAX: usize = 200_000;
 pub const BOOK_CLOSED_KEPT_MS: i64 = 90 * 24 * 3600 * 1000;
 /// ...looked for every this many new entries.
 pub const BOOK_SWEEP_EVERY: usize = 1024;
+/// The ids an order's transfer may take (`{order}:{n}`, then
+/// `{order}:{n}:1`...) when transfers asked through the API hold the
+/// first ones; past them the order's goods travel without a transfer
+/// (logged at error: someone chose those ids on purpose).
+pub const ORDER_TRANSFER_IDS: u32 = 8;
 /// When incoming supply may be expected: up to a year late (a purchase
 /// order long overdue is still owed) and two years ahead.
 pub const SUPPLY_BEHIND_MS: i64 = 365 * 24 * 3600 * 1000;

@@ -966,3 +966,153 @@ fn an_order_of_units_not_arrived_ships_once_they_are_received() {
     assert_eq!(st, 200, "{v}");
     assert_eq!(stock(&c, &s, "S_RM", "C"), (2, 0));
 }
+
+/// A record's units in transit (0 when the record shows none).
+fn in_transit(c: &Client, s: &Server, loc: &str, sku: &str) -> i64 {
+    let (_, v) = get(c, s, &format!("/v1/inventory/{loc}/{sku}"));
+    v["in_transit"].as_i64().unwrap_or(0)
+}
+
+/// A pickup served by a transfer from the DC travels as a transfer
+/// (`{order}:{n}`): made shipped as its goods leave (in transit at the
+/// pickup store; the DC's units left with the reservation), received in
+/// full as they reach the counter (sold goods: the store's on_hand does
+/// not move), never moved by a step asked of it; kept across kill -9.
+#[test]
+fn a_pickup_by_transfer_travels_as_a_transfer() {
+    let mut s = Server::start("");
+    let c = client();
+    network(&c, &s);
+    let pickup = json!({"type": "pickup", "location": "S_MI"});
+    let (st, o) = order(
+        &c,
+        &s,
+        json!({"id": "PT-1", "lines": [{"sku": "A", "qty": 2, "unit_price": "3"}, {"sku": "B", "qty": 1, "unit_price": "4"}], "delivery": pickup, "payment": {"provider": "sandbox"}}),
+    );
+    assert_eq!(st, 201, "{o}");
+    assert_eq!(o["shipments"][0]["type"], "transfer", "{o}");
+    assert_eq!(
+        get(&c, &s, "/v1/transfers/PT-1:1").0,
+        404,
+        "not before it leaves"
+    );
+    assert_eq!(event(&c, &s, "PT-1", 1, "packed").0, 200);
+    assert_eq!(
+        get(&c, &s, "/v1/transfers/PT-1:1").0,
+        404,
+        "packed, not left"
+    );
+
+    let (st, _) = event(&c, &s, "PT-1", 1, "shipped");
+    assert_eq!(st, 200);
+    let (st, t) = get(&c, &s, "/v1/transfers/PT-1:1");
+    assert_eq!(st, 200, "{t}");
+    assert_eq!(
+        (&t["from"], &t["to"], &t["status"], &t["order"]),
+        (
+            &json!("DC1"),
+            &json!("S_MI"),
+            &json!("shipped"),
+            &json!({"id": "PT-1", "shipment": 1})
+        )
+    );
+    assert_eq!(
+        t["lines"],
+        json!([{"sku": "A", "qty": 2, "received": null, "discrepancy": null},
+               {"sku": "B", "qty": 1, "received": null, "discrepancy": null}])
+    );
+    assert_eq!(
+        stock(&c, &s, "DC1", "A"),
+        (8, 0),
+        "left with the reservation"
+    );
+    assert_eq!(stock(&c, &s, "S_MI", "A"), (2, 0));
+    assert_eq!(in_transit(&c, &s, "S_MI", "A"), 2);
+    assert_eq!(in_transit(&c, &s, "S_MI", "B"), 1);
+    let (_, listed) = get(&c, &s, "/v1/transfers?location=S_MI&status=shipped");
+    assert_eq!(listed["transfers"][0]["id"], "PT-1:1", "{listed}");
+
+    // Its steps are the shipment's: refused when asked of the transfer.
+    let arrived = json!({"lines": [{"sku": "A", "qty": 2}]}).to_string();
+    for (action, body) in [
+        ("receive", Some(arrived.as_str())),
+        ("cancel", None),
+        ("ship", None),
+    ] {
+        let (st, v) = post(&c, &s, &format!("/v1/transfers/PT-1:1/{action}"), body);
+        assert_eq!(
+            (st, v["code"].as_str(), &v["order"]),
+            (
+                409,
+                Some("invalid_transition"),
+                &json!({"id": "PT-1", "shipment": 1})
+            ),
+            "{action}: {v}"
+        );
+    }
+    assert_eq!(in_transit(&c, &s, "S_MI", "A"), 2, "nothing moved");
+
+    s.kill_and_restart("");
+    assert_eq!(get(&c, &s, "/v1/transfers/PT-1:1").1["status"], "shipped");
+    assert_eq!(in_transit(&c, &s, "S_MI", "A"), 2);
+
+    assert_eq!(event(&c, &s, "PT-1", 1, "ready_for_pickup").0, 200);
+    let (_, t) = get(&c, &s, "/v1/transfers/PT-1:1");
+    assert_eq!(
+        (&t["status"], &t["discrepancy"]),
+        (&json!("received"), &json!(0)),
+        "{t}"
+    );
+    assert_eq!(t["lines"][0]["received"], 2);
+    assert_eq!(
+        (in_transit(&c, &s, "S_MI", "A"), stock(&c, &s, "S_MI", "A")),
+        (0, (2, 0)),
+        "at the counter, not on the shelf"
+    );
+    let (_, h) = get(&c, &s, "/v1/inventory/S_MI/A/history");
+    let moves = h["movements"].as_array().cloned().unwrap_or_default();
+    let refs: Vec<(&str, i64, i64)> = moves
+        .iter()
+        .filter(|m| m["ref"] == "PT-1:1")
+        .map(|m| {
+            let n = |k: &str| m[k].as_i64().unwrap_or(i64::MIN);
+            (
+                m["kind"].as_str().unwrap_or("?"),
+                n("delta_on_hand"),
+                n("delta_in_transit"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        refs,
+        vec![("transfer_in", 0, -2), ("transfer_in", 0, 2)],
+        "{h}"
+    );
+    assert_eq!(event(&c, &s, "PT-1", 1, "collected").0, 200);
+    assert_eq!(stock(&c, &s, "S_MI", "A"), (2, 0));
+
+    s.kill_and_restart("");
+    assert_eq!(get(&c, &s, "/v1/transfers/PT-1:1").1["status"], "received");
+    assert_eq!(in_transit(&c, &s, "S_MI", "A"), 0);
+
+    // Straight to the counter (a move may skip steps): made and received.
+    let (st, o) = order(
+        &c,
+        &s,
+        json!({"id": "PT-2", "lines": [{"sku": "B", "qty": 1, "unit_price": "4"}], "delivery": pickup, "payment": {"provider": "sandbox"}}),
+    );
+    assert_eq!(
+        (st, &o["shipments"][0]["type"]),
+        (201, &json!("transfer")),
+        "{o}"
+    );
+    assert_eq!(event(&c, &s, "PT-2", 1, "ready_for_pickup").0, 200);
+    let (_, t) = get(&c, &s, "/v1/transfers/PT-2:1");
+    assert_eq!(
+        (&t["status"], &t["from"]),
+        (&json!("received"), &json!("DC1")),
+        "{t}"
+    );
+    assert_eq!(in_transit(&c, &s, "S_MI", "B"), 0);
+    assert_eq!(stock(&c, &s, "DC1", "B"), (8, 0));
+}

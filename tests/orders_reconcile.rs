@@ -239,3 +239,96 @@ impl holdfast::payments::PaymentProvider for Slow {
         Box::pin(async { Ok(()) })
     }
 }
+
+/// A pickup by transfer whose shipment was journaled as shipped, then as
+/// ready for pickup, when the process died before its transfer's record:
+/// the next start makes the transfer (in transit at the pickup store),
+/// then receives it, once each.
+#[test]
+fn a_pickup_s_transfer_not_recorded_before_a_crash_is_made_at_start() {
+    use holdfast::domain::ids::LocationId;
+    use holdfast::domain::order::{Delivery, Route, ShipStatus};
+    use holdfast::domain::transfer::{OrderRef, TransferStatus};
+    let rt = rt();
+    let fs = SimStorage::new(13);
+    let clock = ManualClock::new(1_700_000_000_000);
+    let now = 1_700_000_000_000;
+    let pickup = LocationId::parse("P0").expect("id");
+    let e = open(&fs, &clock, 2);
+    rt.block_on(async {
+        one_record(&e, 5).await;
+        e.put_location(
+            pickup.clone(),
+            holdfast::domain::catalog::Location::new(
+                "p",
+                holdfast::domain::catalog::LocationKind::Store,
+                45.1,
+                9.1,
+            ),
+        )
+        .await
+        .expect("loc");
+        let r = hold_one(&e, 900).await;
+        let (mut o, paid) = paid_order("O-T", r.id.as_str(), now);
+        o.delivery = Delivery::Pickup {
+            location: pickup.clone(),
+        };
+        o.shipments[0].route = Route::Transfer;
+        e.place_order(o, paid)
+            .await
+            .expect("engine")
+            .expect("placed");
+        // The move is journaled; what follows it (the fulfil, the
+        // transfer) is not: the process dies here.
+        e.order_change("O-T", move |o| o.decide_move(1, ShipStatus::Shipped, now))
+            .await
+            .expect("engine")
+            .expect("order")
+            .expect("moved");
+    });
+    let of = OrderRef {
+        order: "O-T".into(),
+        shipment: 1,
+    };
+    let transfer = |e: &holdfast::actors::Engine| {
+        let of = of.clone();
+        rt.block_on(e.read_transfers(move |b| b.of_order(&of).ok().cloned()))
+            .expect("engine")
+    };
+    let in_transit = |e: &holdfast::actors::Engine| {
+        rt.block_on(e.stock_records(0, Some(vec![1])))
+            .expect("engine")[0]
+            .record
+            .in_transit
+    };
+    assert_eq!(transfer(&e), None);
+    e.shutdown();
+    drop(e);
+
+    let e = open(&fs, &clock, 2);
+    rt.block_on(e.reconcile_orders()).expect("engine");
+    let t = transfer(&e).expect("made at start");
+    assert_eq!(
+        (t.id.as_str(), t.status),
+        ("O-T:1", TransferStatus::Shipped)
+    );
+    assert_eq!(in_transit(&e), 1);
+    rt.block_on(e.reconcile_orders()).expect("engine");
+    assert_eq!(in_transit(&e), 1, "made once");
+    rt.block_on(e.order_change("O-T", move |o| {
+        o.decide_move(1, ShipStatus::ReadyForPickup, now)
+    }))
+    .expect("engine")
+    .expect("order")
+    .expect("moved");
+    e.shutdown();
+    drop(e);
+
+    let e = open(&fs, &clock, 2);
+    rt.block_on(e.reconcile_orders()).expect("engine");
+    let t = transfer(&e).expect("kept");
+    assert_eq!(t.status, TransferStatus::Received);
+    assert_eq!(t.lines[0].received, Some(1));
+    assert_eq!(in_transit(&e), 0);
+    e.shutdown();
+}

@@ -1,4 +1,5 @@
 use super::*;
+use crate::domain::transfer::OrderTransfer;
 
 /// The engine's side of the order books: routes each order to its book,
 /// asks every book for the passes over all orders, and waits for the
@@ -217,11 +218,42 @@ impl Engine {
         Ok(Some(Ok((o, Some(e)))))
     }
 
+    /// The transfers to pickup stores that the orders in memory changed
+    /// at or after `since_ms` say are made (or received) and are not
+    /// (`Order::transfers_owed`): the process died, or the engine was
+    /// busy, between the order's record and its transfer's.
+    pub async fn order_transfers_unsettled(
+        &self,
+        since_ms: TimeMs,
+    ) -> Result<Vec<OrderTransfer>, EngineError> {
+        let owed = self
+            .scan_orders(move |o, v| {
+                if o.updated_ms >= since_ms {
+                    v.extend(o.transfers_owed());
+                }
+            })
+            .await?;
+        self.read_transfers(|book| {
+            owed.into_iter()
+                .filter(|w| match book.of_order(&w.of) {
+                    Ok(t) => w.arrived && t.at_the_counter().is_some(),
+                    Err(_) => true,
+                })
+                .collect()
+        })
+        .await
+    }
+
     /// After recovery: an order journaled as paid whose shipments' holds
     /// were not confirmed yet (the process died between the two) gets them
     /// confirmed now; one whose holds expired meanwhile has lost its stock
-    /// and is named in the log. Returns (confirmed, lost).
+    /// and is named in the log; a transfer to a pickup store its order
+    /// says is made is made (`order_transfers_unsettled`, of every order
+    /// in memory). Returns (confirmed, lost).
     pub async fn reconcile_orders(&self) -> Result<(usize, usize), EngineError> {
+        for want in self.order_transfers_unsettled(0).await? {
+            self.settle_order_transfer(want).await?;
+        }
         let pending = self.unconfirmed_holds().await?;
         let (mut confirmed, mut lost) = (0, 0);
         for (order, r) in pending {

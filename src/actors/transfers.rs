@@ -6,7 +6,8 @@ use super::*;
 use crate::domain::event::TransferFact;
 use crate::domain::model::TransferRefused;
 use crate::domain::transfer::{
-    RequestRefused, Requested, StepDecision, Transfer, TransferMove, TransferStep, Transfers,
+    OrderTransfer, RequestRefused, Requested, StepDecision, Transfer, TransferMove, TransferStep,
+    Transfers,
 };
 use crate::limits::BOOK_WAIT;
 use stock_shard::{Against, ShipTransfer};
@@ -142,12 +143,7 @@ impl Engine {
                     return Ok(Err(TransferRefused::Short(short)));
                 }
             },
-            TransferStep::Receive(_) => {
-                let deltas = self.resolved(t.moves(&step))?;
-                let (durable, ticket) = self.0.journal.append_ticketed(&event)?;
-                stock_shard::send_deltas(&self.0.stock, now, Some(ticket), deltas);
-                durable
-            }
+            TransferStep::Receive(_) => self.journal_moves(&event, t.moves(&step), now)?,
             TransferStep::Cancel => self.0.journal.append(&event)?,
         };
         book.apply(id, &step, now);
@@ -231,6 +227,99 @@ impl Engine {
             }
         }
         Ok(Ok(durable))
+    }
+
+    /// Journals `event` and has the stock shards apply `moves` in its
+    /// order (a receipt, an order's transfer: nothing to hold first).
+    fn journal_moves(
+        &self,
+        event: &Event,
+        moves: Vec<TransferMove>,
+        now: TimeMs,
+    ) -> Result<Durable, EngineError> {
+        let deltas = self.resolved(moves)?;
+        let (durable, ticket) = self.0.journal.append_ticketed(event)?;
+        stock_shard::send_deltas(&self.0.stock, now, Some(ticket), deltas);
+        Ok(durable)
+    }
+
+    /// Makes the transfer of an order's shipment what its order says
+    /// (`Order::transfers_owed`): made, shipped, as its goods leave;
+    /// received in full once they are at the pickup store's counter.
+    /// Idempotent: what is made already is answered (a reconciliation
+    /// asks again whatever it is not sure of). `None`: every id the
+    /// transfer may take is another's (logged).
+    pub async fn settle_order_transfer(
+        &self,
+        want: OrderTransfer,
+    ) -> Result<Option<Transfer>, EngineError> {
+        // In its own task, as a step asked through the API.
+        let me = self.clone();
+        tokio::spawn(async move { me.take_order_transfer(want).await })
+            .await
+            .map_err(|_| EngineError::Stopped)?
+    }
+
+    async fn take_order_transfer(
+        &self,
+        want: OrderTransfer,
+    ) -> Result<Option<Transfer>, EngineError> {
+        let mut book = self.transfer_book().await?;
+        let now = self.0.clock.now_ms();
+        let mut durable = Vec::new();
+        let mut t = match book.of_order(&want.of) {
+            Ok(t) => t.clone(),
+            Err(None) => {
+                tracing::error!(order = %want.of.order, shipment = want.of.shipment, "every id of this shipment's transfer is taken by transfers asked through the API: its goods travel without one");
+                return Ok(None);
+            }
+            Err(Some(_)) if !book.has_room(now) => return Err(EngineError::Overloaded),
+            Err(Some(id)) => {
+                let t = Transfer::for_order(id.clone(), &want, now);
+                let event = Event::Transfer {
+                    id,
+                    step: TransferFact::ForOrder {
+                        from: want.from.clone(),
+                        to: want.to.clone(),
+                        lines: want.lines.clone(),
+                        order: want.of.order.clone(),
+                        shipment: want.of.shipment,
+                    },
+                    at_ms: now,
+                    by: None,
+                };
+                durable.push(self.journal_moves(&event, t.moves(&TransferStep::Ship), now)?);
+                book.insert(t.clone());
+                self.0
+                    .metrics
+                    .transfers_open
+                    .fetch_add(1, Ordering::Relaxed);
+                self.count_step(&t);
+                t
+            }
+        };
+        if let Some(lines) = t.at_the_counter().filter(|_| want.arrived) {
+            let step = TransferStep::Receive(lines.clone());
+            let event = Event::Transfer {
+                id: t.id.clone(),
+                step: TransferFact::Received { lines },
+                at_ms: now,
+                by: None,
+            };
+            durable.push(self.journal_moves(&event, t.moves(&step), now)?);
+            book.apply(&t.id, &step, now);
+            t.apply(&step, now);
+            self.count_step(&t);
+        }
+        drop(book);
+        if durable.is_empty() {
+            // Made before: answered once what came before is durable.
+            self.0.journal.barrier()?.await?;
+        }
+        for d in durable {
+            d.await?;
+        }
+        Ok(Some(t))
     }
 
     /// A step's moves as deltas of records.

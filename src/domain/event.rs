@@ -212,6 +212,15 @@ pub enum TransferFact {
         lines: Vec<(SkuId, u32)>,
     },
     Cancelled,
+    /// An order's transfer, made shipped as its goods leave for the
+    /// pickup store (added later: new variants go last).
+    ForOrder {
+        from: LocationId,
+        to: LocationId,
+        lines: Vec<(SkuId, u32)>,
+        order: String,
+        shipment: u32,
+    },
 }
 
 impl TransferFact {
@@ -219,7 +228,7 @@ impl TransferFact {
     pub fn step(&self) -> Option<super::transfer::TransferStep> {
         use super::transfer::TransferStep;
         match self {
-            TransferFact::Requested { .. } => None,
+            TransferFact::Requested { .. } | TransferFact::ForOrder { .. } => None,
             TransferFact::Shipped => Some(TransferStep::Ship),
             TransferFact::Received { lines } => Some(TransferStep::Receive(lines.clone())),
             TransferFact::Cancelled => Some(TransferStep::Cancel),

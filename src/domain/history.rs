@@ -196,7 +196,7 @@ pub fn cause(e: &Event) -> Option<Cause<'_>> {
             ..
         } => {
             let kind = match step {
-                TransferFact::Shipped => MoveKind::TransferOut,
+                TransferFact::Shipped | TransferFact::ForOrder { .. } => MoveKind::TransferOut,
                 TransferFact::Received { .. } => MoveKind::TransferIn,
                 TransferFact::Requested { .. } | TransferFact::Cancelled => return None,
             };

@@ -17,7 +17,10 @@ use super::reservation::{
 use super::rotation::RotationTable;
 use super::stock::{Bucket, StockDelta, StockRecord, StockTable};
 use super::supply::{Supplies, Supply};
-use super::transfer::{StepDecision, StepRefused, Transfer, TransferStatus, Transfers};
+use super::transfer::{
+    OrderRef, OrderTransfer, StepDecision, StepRefused, Transfer, TransferStatus, TransferStep,
+    Transfers,
+};
 use super::TimeMs;
 
 /// A line short of stock (api.md 409 `insufficient_stock`).
@@ -240,6 +243,32 @@ impl Model {
                 at_ms,
             )
             .map_err(|e| ReplayError(format!("transfer {id} requested as {e:?}")))?;
+            self.transfers.insert(t);
+            return Ok(());
+        }
+        if let TransferFact::ForOrder {
+            from,
+            to,
+            lines,
+            order,
+            shipment,
+        } = fact
+        {
+            let of = OrderTransfer {
+                of: OrderRef {
+                    order: order.clone(),
+                    shipment: *shipment,
+                },
+                from: from.clone(),
+                to: to.clone(),
+                lines: lines.clone(),
+                arrived: false,
+            };
+            let t = Transfer::for_order(id.to_string(), &of, at_ms);
+            for m in t.moves(&TransferStep::Ship) {
+                let (s, l) = self.sku_loc(&m.sku, &m.location)?;
+                noted(&mut self.stock, touched, s, l, m.delta());
+            }
             self.transfers.insert(t);
             return Ok(());
         }

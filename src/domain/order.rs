@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::address::Address;
 use super::ids::{LocationId, SkuId};
 use super::stock::StockDelta;
+use super::transfer::{OrderRef, OrderTransfer};
 use super::TimeMs;
 use crate::limits::PAYMENT_NOTICES_MAX;
 
@@ -621,6 +622,41 @@ impl Order {
                     Status::Confirmed
                 };
                 Some((s.reservation.as_deref()?, want))
+            })
+            .collect()
+    }
+
+    /// What each of its transfers to the pickup store must be, by what
+    /// the order says: one per shipment by transfer whose goods left
+    /// (shipped, or further), at the counter once ready for pickup.
+    pub fn transfers_owed(&self) -> Vec<OrderTransfer> {
+        let Delivery::Pickup { location } = &self.delivery else {
+            return Vec::new();
+        };
+        self.shipments
+            .iter()
+            .filter(|s| s.route == Route::Transfer && s.status.left())
+            .map(|s| {
+                let mut lines: Vec<(SkuId, u32)> = Vec::new();
+                for &(l, q) in &s.lines {
+                    let Some(line) = self.lines.get(l) else {
+                        continue;
+                    };
+                    match lines.iter_mut().find(|(sku, _)| *sku == line.sku) {
+                        Some(same) => same.1 = same.1.saturating_add(q),
+                        None => lines.push((line.sku.clone(), q)),
+                    }
+                }
+                OrderTransfer {
+                    of: OrderRef {
+                        order: self.id.clone(),
+                        shipment: s.id,
+                    },
+                    from: s.location.clone(),
+                    to: location.clone(),
+                    lines,
+                    arrived: s.status >= ShipStatus::ReadyForPickup,
+                }
             })
             .collect()
     }

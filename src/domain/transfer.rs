@@ -67,6 +67,52 @@ pub struct Transfer {
     pub shipped_ms: Option<TimeMs>,
     #[serde(default)]
     pub received_ms: Option<TimeMs>,
+    /// The order's shipment it carries to its pickup store (added later:
+    /// none in older records and for a transfer asked through the API).
+    #[serde(default)]
+    pub order: Option<OrderRef>,
+}
+
+/// The shipment of an order a transfer carries to the order's pickup
+/// store: an order's transfer, made and moved by its order (shipped,
+/// then at the counter), never by a step asked of the transfer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRef {
+    pub order: String,
+    pub shipment: u32,
+}
+
+/// What an order's transfer must be by what its order says
+/// (`Order::transfers_owed`): shipped from `from` to the pickup store
+/// `to` with `lines` (each SKU once), and whether its goods are at the
+/// counter (ready for pickup, or collected).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderTransfer {
+    pub of: OrderRef,
+    pub from: LocationId,
+    pub to: LocationId,
+    pub lines: Vec<(SkuId, u32)>,
+    pub arrived: bool,
+}
+
+/// The id of the transfer of `order`'s shipment `shipment`: `{order}:{n}`
+/// (an id of the API's grammar: an order id with a long one's end a
+/// hash of it), or on the `attempt`-th try (an id taken by a transfer
+/// asked through the API) `{order}:{n}:{attempt}`.
+pub fn order_transfer_id(order: &str, shipment: u32, attempt: u32) -> String {
+    use crate::limits::ID_LEN_MAX;
+    let suffix = if attempt == 0 {
+        format!(":{shipment}")
+    } else {
+        format!(":{shipment}:{attempt}")
+    };
+    if order.len() + suffix.len() <= ID_LEN_MAX {
+        return format!("{order}{suffix}");
+    }
+    // Order ids are ASCII (their grammar): any byte is a boundary.
+    let keep = ID_LEN_MAX - suffix.len() - 17;
+    let hash = super::hash::fnv1a64(order.as_bytes());
+    format!("{}-{hash:016x}{suffix}", &order[..keep])
 }
 
 /// A step asked of a transfer.
@@ -90,6 +136,8 @@ pub enum StepRefused {
     UnknownSku(SkuId),
     /// A received line names a SKU twice (422).
     TwiceNamed(SkuId),
+    /// An order's transfer moves with its order's shipment (409).
+    OrderOwned(OrderRef),
 }
 
 /// Why a transfer cannot be requested (422, naming the member).
@@ -158,7 +206,42 @@ impl Transfer {
             updated_ms: now,
             shipped_ms: None,
             received_ms: None,
+            order: None,
         })
+    }
+
+    /// An order's transfer as its goods leave (`OrderTransfer`): shipped
+    /// at `now`. Its lines come from a placed order, not a request:
+    /// nothing to refuse.
+    pub fn for_order(id: String, o: &OrderTransfer, now: TimeMs) -> Transfer {
+        Transfer {
+            id,
+            from: o.from.clone(),
+            to: o.to.clone(),
+            lines: o
+                .lines
+                .iter()
+                .map(|(sku, qty)| TransferLine {
+                    sku: sku.clone(),
+                    qty: *qty,
+                    received: None,
+                })
+                .collect(),
+            status: TransferStatus::Shipped,
+            created_ms: now,
+            updated_ms: now,
+            shipped_ms: Some(now),
+            received_ms: None,
+            order: Some(o.of.clone()),
+        }
+    }
+
+    /// An order's transfer at the pickup store's counter: what its
+    /// receipt names, every unit it carries (`None`: it is not shipped,
+    /// or was received).
+    pub fn at_the_counter(&self) -> Option<Vec<(SkuId, u32)>> {
+        (self.order.is_some() && self.status == TransferStatus::Shipped)
+            .then(|| self.lines.iter().map(|l| (l.sku.clone(), l.qty)).collect())
     }
 
     /// Decides a step. A repeat of a step already taken (ship of a
@@ -167,6 +250,9 @@ impl Transfer {
     /// refused.
     pub fn decide(&self, step: &TransferStep) -> Result<StepDecision, StepRefused> {
         use TransferStatus::*;
+        if let Some(of) = &self.order {
+            return Err(StepRefused::OrderOwned(of.clone()));
+        }
         match (step, self.status) {
             (TransferStep::Ship, Requested) => Ok(StepDecision::To(Shipped)),
             (TransferStep::Ship, Shipped | Received) => Ok(StepDecision::Unchanged),
@@ -202,27 +288,31 @@ impl Transfer {
     /// The records a step moves, decided: a shipment takes every line's
     /// units off `from`'s on_hand and shows them in transit at `to`; a
     /// receipt turns them into `to`'s on_hand as far as they arrived.
+    ///
+    /// An order's transfer carries goods sold already: they left `from`
+    /// with their reservation's fulfilment (so its shipment moves only
+    /// `to`'s in transit), and they reach the counter, not the pickup
+    /// store's stock (its receipt only ends their transit).
     pub fn moves(&self, step: &TransferStep) -> Vec<TransferMove> {
+        let sold = self.order.is_some();
         match step {
             TransferStep::Ship => self
                 .lines
                 .iter()
                 .flat_map(|l| {
                     let q = i64::from(l.qty);
-                    [
-                        TransferMove {
-                            sku: l.sku.clone(),
-                            location: self.from.clone(),
-                            on_hand: -q,
-                            in_transit: 0,
-                        },
-                        TransferMove {
-                            sku: l.sku.clone(),
-                            location: self.to.clone(),
-                            on_hand: 0,
-                            in_transit: q,
-                        },
-                    ]
+                    let leaves = (!sold).then(|| TransferMove {
+                        sku: l.sku.clone(),
+                        location: self.from.clone(),
+                        on_hand: -q,
+                        in_transit: 0,
+                    });
+                    leaves.into_iter().chain([TransferMove {
+                        sku: l.sku.clone(),
+                        location: self.to.clone(),
+                        on_hand: 0,
+                        in_transit: q,
+                    }])
                 })
                 .collect(),
             TransferStep::Receive(got) => {
@@ -233,7 +323,7 @@ impl Transfer {
                     .map(|(l, a)| TransferMove {
                         sku: l.sku.clone(),
                         location: self.to.clone(),
-                        on_hand: i64::from(a.unwrap_or(0)),
+                        on_hand: if sold { 0 } else { i64::from(a.unwrap_or(0)) },
                         in_transit: -i64::from(l.qty),
                     })
                     .collect()
@@ -373,6 +463,21 @@ impl Book<Transfer> {
             .map_err(RequestRefused::Invalid)
     }
 
+    /// The transfer kept for order shipment `of` (`Ok`), or else the id a
+    /// new one takes (`Err(Some)`; `Err(None)`: every id it may take is
+    /// another transfer's).
+    pub fn of_order(&self, of: &OrderRef) -> Result<&Transfer, Option<String>> {
+        for attempt in 0..crate::limits::ORDER_TRANSFER_IDS {
+            let id = order_transfer_id(&of.order, of.shipment, attempt);
+            match self.get(&id) {
+                None => return Err(Some(id)),
+                Some(t) if t.order.as_ref() == Some(of) => return Ok(t),
+                Some(_) => {}
+            }
+        }
+        Err(None)
+    }
+
     /// Applies a step decided earlier to transfer `id`; false if unknown.
     pub fn apply(&mut self, id: &str, step: &TransferStep, now: TimeMs) -> bool {
         match self.get_mut(id) {
@@ -487,6 +592,72 @@ mod tests {
             c.decide(&TransferStep::Ship),
             Err(StepRefused::NotNow(Cancelled))
         );
+    }
+
+    /// An order's transfer: its ids within the API's grammar, the next
+    /// one when a transfer asked through the API holds one; its goods
+    /// left with their reservation and reach the counter, not the stock;
+    /// no step may be asked of it.
+    #[test]
+    fn an_order_s_transfer_moves_only_what_is_in_transit() {
+        use crate::domain::ids::validate_id;
+        assert_eq!(order_transfer_id("O-1", 2, 0), "O-1:2");
+        assert_eq!(order_transfer_id("O-1", 2, 3), "O-1:2:3");
+        let long = "O".repeat(64);
+        let ids: Vec<String> = (0..3).map(|a| order_transfer_id(&long, 7, a)).collect();
+        for id in &ids {
+            assert_eq!(validate_id(id), Ok(()), "{id}");
+        }
+        assert!(ids[0] != ids[1] && ids[0] != order_transfer_id(&"O".repeat(63), 7, 0));
+        let of = OrderRef {
+            order: "O-1".into(),
+            shipment: 2,
+        };
+        let want = OrderTransfer {
+            of: of.clone(),
+            from: loc("DC"),
+            to: loc("S1"),
+            lines: vec![(sku(1), 3)],
+            arrived: true,
+        };
+        let mut book = Transfers::default();
+        book.insert(transfer(&[(1, 1)]));
+        let mut taken = transfer(&[(1, 1)]);
+        taken.id = "O-1:2".into();
+        book.insert(taken);
+        assert_eq!(book.of_order(&of), Err(Some("O-1:2:1".into())));
+        let mut t = Transfer::for_order("O-1:2:1".into(), &want, 5);
+        assert_eq!(t.status, TransferStatus::Shipped);
+        book.insert(t.clone());
+        assert_eq!(book.of_order(&of), Ok(&t));
+        let moved = t.moves(&TransferStep::Ship);
+        assert_eq!(
+            moved.len(),
+            1,
+            "the sender's units left with the reservation"
+        );
+        assert_eq!((moved[0].location.as_str(), moved[0].in_transit), ("S1", 3));
+        for step in [
+            TransferStep::Ship,
+            TransferStep::Cancel,
+            TransferStep::Receive(vec![]),
+        ] {
+            assert_eq!(t.decide(&step), Err(StepRefused::OrderOwned(of.clone())));
+        }
+        let lines = t.at_the_counter().expect("shipped");
+        let got = TransferStep::Receive(lines);
+        let moved = t.moves(&got);
+        assert_eq!(
+            (moved[0].on_hand, moved[0].in_transit),
+            (0, -3),
+            "to the counter"
+        );
+        t.apply(&got, 6);
+        assert_eq!(
+            (t.status, t.lines[0].discrepancy()),
+            (TransferStatus::Received, Some(0))
+        );
+        assert_eq!(t.at_the_counter(), None, "received once");
     }
 
     #[test]

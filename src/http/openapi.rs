@@ -826,7 +826,7 @@ fn transfer_schemas() -> Value {
             "lines": some(line(1, "units of a SKU to send; each SKU once"), TRANSFER_LINES_MAX)}},
         "ReceiveInput": {"type": "object", "required": ["lines"], "properties": {
             "lines": some(line(0, "units of a SKU of the transfer that arrived; each SKU once"), TRANSFER_LINES_MAX)}},
-        "Transfer": {"type": "object", "required": ["id", "from", "to", "status", "lines", "discrepancy", "created_at", "updated_at", "shipped_at", "received_at"], "properties": {
+        "Transfer": {"type": "object", "required": ["id", "from", "to", "status", "lines", "discrepancy", "created_at", "updated_at", "shipped_at", "received_at", "order"], "properties": {
             "id": id(), "from": id(), "to": id(),
             "status": {"enum": ["requested", "shipped", "received", "cancelled"]},
             "lines": {"type": "array", "items": {"type": "object", "required": ["sku", "qty", "received", "discrepancy"], "properties": {
@@ -834,7 +834,9 @@ fn transfer_schemas() -> Value {
                 "received": {"type": ["integer", "null"], "minimum": 0, "description": "units that arrived; null until received"},
                 "discrepancy": {"type": ["integer", "null"], "description": "qty less received (negative: more arrived than was sent); null until received"}}}},
             "discrepancy": {"type": ["integer", "null"], "description": "the lines' discrepancies summed, once received"},
-            "created_at": time.clone(), "updated_at": time.clone(), "shipped_at": at, "received_at": at.clone()}},
+            "created_at": time.clone(), "updated_at": time.clone(), "shipped_at": at, "received_at": at.clone(),
+            "order": {"type": ["object", "null"], "required": ["id", "shipment"], "description": "the order shipment it carries to its pickup store (made shipped as the goods leave, received as they reach the counter; it moves with the shipment, never by a step asked of it); null for a transfer asked through the API",
+                "properties": {"id": id(), "shipment": int(1, i64::from(u32::MAX))}}}},
         "TransferList": {"type": "object", "required": ["transfers", "next_cursor"], "properties": {
             "transfers": {"type": "array", "items": schema_ref("Transfer")},
             "next_cursor": {"type": ["string", "null"], "description": "the next page's cursor; null on the last page"}}},

@@ -21,12 +21,14 @@ use crate::clock::rfc3339;
 use crate::config::Role;
 use crate::domain::model::TransferRefused;
 use crate::domain::transfer::{
-    RequestRefused, StepRefused, Transfer, TransferInvalid, TransferStatus, TransferStep,
+    OrderRef, RequestRefused, StepRefused, Transfer, TransferInvalid, TransferStatus, TransferStep,
 };
 use crate::problem::FieldError;
 
 /// A transfer as the API shows it: each line's `received` and
-/// `discrepancy` (sent less arrived) null until it is received.
+/// `discrepancy` (sent less arrived) null until it is received; `order`
+/// the order shipment it carries to its pickup store (null for one asked
+/// through the API).
 pub fn transfer_json(t: &Transfer) -> Value {
     let lines: Vec<Value> = t
         .lines
@@ -49,6 +51,7 @@ pub fn transfer_json(t: &Transfer) -> Value {
         "updated_at": rfc3339(t.updated_ms),
         "shipped_at": t.shipped_ms.map(rfc3339),
         "received_at": t.received_ms.map(rfc3339),
+        "order": t.order.as_ref().map(order_json),
     })
 }
 
@@ -127,6 +130,23 @@ pub async fn create(state: &AppState, req: &Request) -> ApiResult {
     }
 }
 
+/// A step asked of an order's transfer: 409, it moves with the order's
+/// shipment (shipped, then ready for pickup).
+fn order_owned(id: &str, of: &OrderRef) -> ApiError {
+    ApiError::new(
+        Code::InvalidTransition,
+        format!(
+            "transfer {id} carries shipment {} of order {} to its pickup store: it moves with the shipment (`POST /v1/orders/{}/shipments/{}/events`)",
+            of.shipment, of.order, of.order, of.shipment
+        ),
+    )
+    .with("order", order_json(of))
+}
+
+fn order_json(of: &OrderRef) -> Value {
+    json!({"id": of.order, "shipment": of.shipment})
+}
+
 fn invalid(why: TransferInvalid) -> ApiError {
     match why {
         TransferInvalid::SameLocation => ApiError::validation(vec![FieldError {
@@ -190,6 +210,9 @@ pub async fn step(state: &AppState, req: &Request, id: &str, action: &str) -> Ap
         "receive" => req.principal.require_location(t.to.as_str())?,
         _ => may_see(req, &t)?,
     }
+    if let Some(of) = &t.order {
+        return Err(order_owned(&id, of));
+    }
     let step = match action {
         "ship" => TransferStep::Ship,
         "receive" => TransferStep::Receive(arrived(req, |sku| {
@@ -217,6 +240,7 @@ pub async fn step(state: &AppState, req: &Request, id: &str, action: &str) -> Ap
             ),
         )
         .with("transfer_status", json!(status.as_str()))),
+        Err(TransferRefused::Step(StepRefused::OrderOwned(of))) => Err(order_owned(&id, &of)),
         Err(TransferRefused::Step(StepRefused::UnknownSku(s) | StepRefused::TwiceNamed(s))) => {
             Err(ApiError::validation(vec![FieldError {
                 field: "lines".into(),

@@ -47,7 +47,8 @@ impl Unsettled {
 /// The holds of the orders changed at or after `since` made what their
 /// orders say (`Order::hold_states`): a paid order's held holds confirmed,
 /// a shipment that left fulfilled, a cancelled order's released; a hold
-/// that expired before its order was confirmed is named lost. On one node
+/// that expired before its order was confirmed is named lost; a transfer
+/// to a pickup store made (`Order::transfers_owed`). On one node
 /// at its start (`Engine::reconcile_orders`) an order's holds are its own
 /// engine's; on a cluster they are in other shards, and a node that takes
 /// a shard over, or an engine whose order's stock operation failed, asks
@@ -72,6 +73,10 @@ pub async fn reconcile(orders: &Orders, since: TimeMs) -> Result<(usize, usize),
             stock::transition(orders, r.clone(), *t).await?;
         }
         settled += usize::from(!steps.is_empty());
+    }
+    for want in orders.engine.order_transfers_unsettled(since).await? {
+        orders.engine.settle_order_transfer(want).await?;
+        settled += 1;
     }
     Ok((settled, lost))
 }

@@ -95,7 +95,7 @@ pub async fn move_shipment(
         }
     };
     // The goods left their building: their reservation is fulfilled.
-    if let (Some(_), Some(from), Some(s)) = (event, from, o.shipments.iter().find(|s| s.id == n)) {
+    if let (Some(_), Some(from), Some(s)) = (&event, from, o.shipments.iter().find(|s| s.id == n)) {
         if s.route.leaves_stock(from, to) {
             if let Some(r) = s
                 .reservation
@@ -112,6 +112,12 @@ pub async fn move_shipment(
                 }
             }
         }
+    }
+    // A transfer to the pickup store made as its goods leave, received as
+    // they reach the counter (after the fulfil: they left their building
+    // first).
+    if event.is_some() && !stock::settle_transfers(orders, &o, Some(n)).await {
+        orders.unsettled_since.failed(o.updated_ms);
     }
     Ok(o)
 }

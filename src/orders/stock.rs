@@ -9,7 +9,7 @@ use super::Orders;
 use crate::actors::{Adjustment, CartLine, Engine};
 use crate::domain::catalog::{Catalog, SkuIdx};
 use crate::domain::ids::ReservationId;
-use crate::domain::order::OwedRestock;
+use crate::domain::order::{Order, OwedRestock};
 use crate::domain::reservation::{Line, SplitRefused, Status, Transition};
 use crate::domain::sourcing::{PickupRefused, Plan, PlanOptions, Target};
 use crate::domain::stock::AdjustReason;
@@ -143,6 +143,24 @@ pub async fn split(
         .split_reservation(from, parts, ttl_s)
         .await?
         .map(|v| v.into_iter().map(|r| r.id).collect()))
+}
+
+/// Makes `o`'s transfers to its pickup store what it says
+/// (`Order::transfers_owed`; of shipment `only`, or all): false if one
+/// could not be (logged; the reconciliation's, as a fulfil not made).
+pub async fn settle_transfers(orders: &Orders, o: &Order, only: Option<u32>) -> bool {
+    let mut settled = true;
+    for want in o.transfers_owed() {
+        if only.is_some_and(|n| n != want.of.shipment) {
+            continue;
+        }
+        let shipment = want.of.shipment;
+        if let Err(e) = orders.engine.settle_order_transfer(want).await {
+            tracing::warn!(order = %o.id, shipment, error = %e, "a shipment's transfer to its pickup store was not recorded: left to the reconciliation");
+            settled = false;
+        }
+    }
+    settled
 }
 
 /// Puts owed returned goods back in stock, once under the restock's key
