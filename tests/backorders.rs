@@ -442,3 +442,151 @@ fn carts_racing_deliveries_are_never_left_waiting_for_supply_that_came() {
     assert_eq!(reserved, won.min(120), "{won} carts won");
     assert!(won <= 120, "never sold past the supply: {won}");
 }
+
+/// Sourcing plans lines allowing a backorder from on-hand stock first;
+/// what on hand cannot serve is planned against supply after it, in a
+/// shipment naming the units not on hand and the supply's ETA; a
+/// reservation sourced so holds it there. A plain line gets no supply,
+/// and before a preorder's release nothing.
+#[test]
+fn sourcing_plans_on_hand_first_then_against_supply_with_its_eta() {
+    let s = Server::start("");
+    let c = client();
+    seed(&c, &s, None, 2, 2, 0);
+    sku(&c, &s, "A0", json!({"backorder": {"max_units": 5}}));
+    let count = json!({"on_hand": 2});
+    assert_eq!(send(&c, &s, "PUT", "/v1/inventory/S001/A0", count).0, 200);
+    let eta = in_days(3);
+    announce(&c, &s, "PO-1", &eta, "A0", 10);
+    let near = json!({"lat": 45.4, "lon": 9.1});
+    let plan = |qty: u32, backorder: bool| {
+        let line = json!({"sku": "A0", "qty": qty, "allow_backorder": backorder});
+        let (st, v) = send(
+            &c,
+            &s,
+            "POST",
+            "/v1/sourcing/plan",
+            json!({"lines": [line], "destination": near}),
+        );
+        assert_eq!(st, 200, "{v}");
+        v
+    };
+    let p = plan(2, true);
+    assert_eq!(p["shipments"][0]["location"], "S001", "on hand first: {p}");
+    assert_eq!(p["shipments"][0].get("eta"), None, "{p}");
+    assert_eq!(p["shipments"][0]["lines"], json!([{"sku": "A0", "qty": 2}]));
+
+    // What on hand cannot serve is sold ahead, after it: S001's 2 now,
+    // 2 more at S000 once its supply comes (a shipment of its own).
+    let parts = |p: &Value| {
+        let mut v: Vec<(String, Value, Value)> = p["shipments"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|s| {
+                let eta = s.get("eta").cloned().unwrap_or(Value::Null);
+                (
+                    s["location"].as_str().unwrap_or("?").to_string(),
+                    s["lines"].clone(),
+                    eta,
+                )
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let p = plan(4, true);
+    assert_eq!(p["unsourced"], json!([]), "{p}");
+    assert_eq!(
+        parts(&p),
+        vec![
+            (
+                "S000".into(),
+                json!([{"sku": "A0", "qty": 2, "backordered": 2}]),
+                json!(eta)
+            ),
+            ("S001".into(), json!([{"sku": "A0", "qty": 2}]), Value::Null),
+        ],
+        "{p}"
+    );
+    let p = plan(4, false);
+    assert_eq!(p["unsourced"], json!([{"sku": "A0", "qty": 4}]), "{p}");
+    assert_eq!(
+        plan(7, true)["unsourced"],
+        json!([]),
+        "2 on hand and the limit's 5"
+    );
+    assert_eq!(
+        plan(8, true)["unsourced"],
+        json!([{"sku": "A0", "qty": 8}]),
+        "past the SKU's limit"
+    );
+
+    // Held where it was planned: on hand, and sold ahead.
+    let line = json!({"sku": "A0", "qty": 4, "allow_backorder": true});
+    let (st, r) = cart(&c, &s, json!({"lines": [line], "destination": near}));
+    assert_eq!(st, 201, "{r}");
+    let mut held: Vec<(String, i64, i64)> = r["lines"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|l| {
+            let n = |k: &str| l.get(k).and_then(Value::as_i64).unwrap_or(0);
+            (
+                l["location"].as_str().unwrap_or("?").to_string(),
+                n("qty"),
+                n("backordered"),
+            )
+        })
+        .collect();
+    held.sort();
+    assert_eq!(
+        held,
+        vec![("S000".into(), 2, 2), ("S001".into(), 2, 0)],
+        "{r}"
+    );
+    // On hand gone, 3 of the limit left.
+    assert_eq!(
+        parts(&plan(3, true)),
+        vec![(
+            "S000".into(),
+            json!([{"sku": "A0", "qty": 3, "backordered": 3}]),
+            json!(eta)
+        )]
+    );
+    assert_eq!(plan(4, true)["unsourced"], json!([{"sku": "A0", "qty": 4}]));
+    // Supply at two places, the limit network-wide: never planned past it.
+    let body = json!({"id": "PO-2", "location": "S001", "expected_at": in_days(1),
+        "lines": [{"sku": "A0", "qty": 10}]});
+    assert_eq!(send(&c, &s, "POST", "/v1/supply", body).0, 201);
+    assert_eq!(plan(4, true)["unsourced"], json!([{"sku": "A0", "qty": 4}]));
+    let p = plan(3, true);
+    assert_eq!(
+        (p["shipments"].as_array().map(Vec::len), &p["unsourced"]),
+        (Some(1), &json!([])),
+        "{p}"
+    );
+
+    // A preorder before its release: a plain line is planned nothing.
+    sku(
+        &c,
+        &s,
+        "A1",
+        json!({"preorder": {"release_at": in_days(9), "max_units": 5}}),
+    );
+    let count = json!({"on_hand": 3});
+    assert_eq!(send(&c, &s, "PUT", "/v1/inventory/S001/A1", count).0, 200);
+    let plain = json!({"lines": [{"sku": "A1", "qty": 1}], "destination": near});
+    let (_, p) = send(&c, &s, "POST", "/v1/sourcing/plan", plain);
+    assert_eq!(p["unsourced"], json!([{"sku": "A1", "qty": 1}]), "{p}");
+    let ahead =
+        json!({"lines": [{"sku": "A1", "qty": 1, "allow_backorder": true}], "destination": near});
+    let (_, p) = send(&c, &s, "POST", "/v1/sourcing/plan", ahead);
+    assert_eq!(
+        (&p["shipments"][0]["location"], &p["shipments"][0]["lines"]),
+        (&json!("S001"), &json!([{"sku": "A1", "qty": 1}])),
+        "units that arrived early, on hand: {p}"
+    );
+}

@@ -61,6 +61,14 @@ pub struct SupplySale {
     pub only_supply: bool,
 }
 
+impl SupplySale {
+    /// Units the SKU may still sell against supply, network-wide, with
+    /// `outstanding` sold and not arrived (its records' `backordered`).
+    pub fn room(&self, outstanding: i64) -> i64 {
+        (i64::from(self.max_units) - outstanding).max(0)
+    }
+}
+
 impl Sku {
     /// A SKU with a name and nothing else set.
     pub fn named(name: impl Into<String>) -> Self {

@@ -286,6 +286,13 @@ pub struct Shipment {
     pub distance_km: f64,
     /// A transfer to the pickup store (pickups only).
     pub transfer: bool,
+    /// Planned against incoming supply (lines allowing a backorder that
+    /// on-hand stock could not serve: planned after every on-hand one):
+    /// per line, as `lines`, the units not on hand; empty when none.
+    pub backordered: Vec<u32>,
+    /// The earliest time the supply its backordered units wait for is
+    /// expected.
+    pub eta: Option<super::TimeMs>,
 }
 
 /// Why a location was or was not chosen: each rule's score.
@@ -1125,6 +1132,8 @@ impl Building {
             lines: Vec::new(),
             distance_km,
             transfer,
+            backordered: Vec::new(),
+            eta: None,
         });
         self.out.len() - 1
     }

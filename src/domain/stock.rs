@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::catalog::{LocIdx, SkuIdx};
+use super::catalog::{LocIdx, SkuIdx, SupplySale};
 use super::TimeMs;
 use crate::limits::STOCK_MAX;
 
@@ -336,6 +336,26 @@ impl StockRecord {
     /// take here (before the SKU's own limit).
     pub fn incoming_unsold(&self) -> i64 {
         (self.incoming - self.backordered).max(0)
+    }
+
+    /// What this record offers of a SKU sold against supply (`sale`;
+    /// none: a plain SKU): `(available, ahead)`, what any line may hold
+    /// and what a line allowing a backorder may get beyond that (units
+    /// on hand a plain line may not have before a preorder's release, and
+    /// the supply not sold yet within `sku_room`: the SKU's limit less
+    /// what it has outstanding, `SupplySale::room`). What availability
+    /// shows and what the planner plans with.
+    pub fn offered(&self, sale: Option<SupplySale>, sku_room: i64) -> (i64, i64) {
+        let Some(sale) = sale else {
+            return (self.available(), 0);
+        };
+        let plain = if sale.only_supply {
+            0
+        } else {
+            self.available()
+        };
+        let supply = self.incoming_unsold().min(sku_room.max(0));
+        (plain, self.available() - plain + supply)
     }
 
     /// A line that may be sold against incoming supply: `(on hand,

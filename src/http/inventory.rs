@@ -388,8 +388,7 @@ fn availability_json(
     let sale = c.sku(s).and_then(|x| x.1.supply_sale(now));
     let records: Vec<StockRecord> = records.collect();
     let outstanding: i64 = records.iter().map(|r| r.backordered).sum();
-    let room = sale.map_or(0, |p| (i64::from(p.max_units) - outstanding).max(0));
-    let only_supply = sale.is_some_and(|p| p.only_supply);
+    let room = sale.map_or(0, |p| p.room(outstanding));
     let (mut total, mut on_hand_ahead, mut supply_ahead) = (0i64, 0i64, 0i64);
     let locations: Vec<Value> = records
         .iter()
@@ -399,14 +398,16 @@ fn availability_json(
             if !l.active {
                 return None;
             }
-            let plain = if only_supply { 0 } else { r.available() };
+            let (plain, ahead) = r.offered(sale, room);
             total += plain;
             let mut o = json!({"location": id.as_str(), "available": plain});
             if sale.is_some() {
-                let on_hand = r.available() - plain;
+                // The network's figure bounds the supply by the room once,
+                // not once per location.
+                let (_, on_hand) = r.offered(sale, 0);
                 on_hand_ahead += on_hand;
                 supply_ahead += r.incoming_unsold();
-                o["available_to_backorder"] = json!(on_hand + r.incoming_unsold().min(room));
+                o["available_to_backorder"] = json!(ahead);
             }
             Some(o)
         })

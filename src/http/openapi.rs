@@ -742,7 +742,8 @@ fn sourcing_schemas() -> Value {
     json!({
         "Destination": {"type": "object", "required": ["lat", "lon"], "properties": {"lat": lat(), "lon": lon()}},
         "PlanInput": {"type": "object", "required": ["lines"], "properties": {
-            "lines": some(json!({"type": "object", "required": ["sku", "qty"], "properties": {"sku": id(), "qty": qty}}), CART_LINES_MAX),
+            "lines": some(json!({"type": "object", "required": ["sku", "qty"], "properties": {"sku": id(), "qty": qty,
+                "allow_backorder": {"type": ["boolean", "null"], "default": false, "description": "What on-hand stock cannot serve may be planned against incoming supply (a SKU with a backorder or preorder): after every on-hand unit, in a shipment naming the supply's eta"}}}), CART_LINES_MAX),
             "destination": nullable(schema_ref("Destination")),
             "pickup_location": nullable(id()), "explain": {"type": ["boolean", "null"], "default": false},
             "split_lines": split_lines()},
@@ -750,7 +751,10 @@ fn sourcing_schemas() -> Value {
             "oneOf": [has_destination(), has_pickup()]},
         "Plan": {"type": "object", "required": ["shipments", "unsourced", "method"], "properties": {
             "shipments": {"type": "array", "items": {"type": "object", "required": ["location", "lines", "distance_km", "transfer"], "properties": {
-                "location": id(), "lines": lines, "distance_km": {"type": "number"}, "transfer": {"type": "boolean"}}}},
+                "location": id(), "distance_km": {"type": "number"}, "transfer": {"type": "boolean"},
+                "lines": {"type": "array", "items": {"type": "object", "required": ["sku", "qty"], "properties": {"sku": id(), "qty": qty,
+                    "backordered": {"type": "integer", "minimum": 1, "description": "of qty, the units planned against incoming supply (left out when none)"}}}},
+                "eta": {"type": "string", "format": "date-time", "description": "the earliest time the supply its backordered units wait for is expected (left out when none)"}}}},
             "unsourced": lines,
             "method": {"enum": ["exact", "heuristic"]},
             "explain": {"type": "array", "items": {"type": "object", "properties": {"location": id(), "distance_km": {"type": "number"}, "chosen": {"type": "boolean"},

@@ -301,9 +301,12 @@ async fn reserve_sourced(
         .iter()
         .map(|&i| (lines[i].0, lines[i].2))
         .collect();
+    let ahead: Vec<bool> = to_source.iter().map(|&i| lines[i].3).collect();
     let mut replans = Replans::default();
     loop {
-        let plan = replans.plan(&state.engine, &asked, target, options).await?;
+        let plan = replans
+            .plan(&state.engine, &asked, &ahead, target, options)
+            .await?;
         if !plan.unsourced.is_empty() && !partial {
             return Err(unsourced_error(
                 &state.engine.catalog(),

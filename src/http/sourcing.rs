@@ -8,6 +8,7 @@ use super::error::{json_response, ApiError, ApiResult, Code};
 use super::input::{cart_lines, parse_object, Errors};
 use super::inventory::resolve_sku;
 use super::{AppState, Request};
+use crate::clock::rfc3339;
 use crate::domain::catalog::{Catalog, SkuIdx};
 use crate::domain::sourcing::{Method, Plan, PlanOptions, Target};
 use crate::limits::QTY_MAX;
@@ -38,12 +39,22 @@ fn plan_json(c: &Catalog, lines: &[(SkuIdx, u32)], p: &Plan) -> Value {
         .shipments
         .iter()
         .map(|s| {
-            json!({
+            let mut lines = lines_json(c, lines, s.lines.iter().copied());
+            for (l, &b) in lines.iter_mut().zip(&s.backordered) {
+                if b > 0 {
+                    l["backordered"] = json!(b);
+                }
+            }
+            let mut out = json!({
                 "location": name(s.location),
-                "lines": lines_json(c, lines, s.lines.iter().copied()),
+                "lines": lines,
                 "distance_km": km(s.distance_km),
                 "transfer": s.transfer,
-            })
+            });
+            if let Some(eta) = s.eta {
+                out["eta"] = json!(rfc3339(eta));
+            }
+            out
         })
         .collect();
     let mut out = json!({
@@ -159,11 +170,14 @@ pub async fn plan(state: &Arc<AppState>, req: &Request) -> ApiResult {
         split_lines: split_lines(&mut e, &m),
     };
     let mut wanted: Vec<(usize, String, u32)> = Vec::new();
+    let mut ahead: Vec<bool> = Vec::new();
     for (i, path, o) in cart_lines(&mut e, &m, "{sku, qty}") {
         let sku = e.id(o, "sku", &path, true);
         let qty = e.int(o, "qty", &path, 1, QTY_MAX, true);
+        let backorder = e.boolean(o, "allow_backorder", &path).unwrap_or(false);
         if let (Some(sku), Some(qty)) = (sku, qty) {
             wanted.push((i, sku, qty as u32));
+            ahead.push(backorder);
         }
     }
     let target = parse_target(&mut e, &m, true);
@@ -182,7 +196,7 @@ pub async fn plan(state: &Arc<AppState>, req: &Request) -> ApiResult {
         };
         (lines, target)
     };
-    let planned = state.engine.plan(&lines, target, options).await?;
+    let planned = state.engine.plan(&lines, &ahead, target, options).await?;
     match planned {
         Ok(p) => Ok(json_response(
             200,

@@ -453,7 +453,9 @@ async fn hold_shipments(
 ) -> Result<(Vec<Shipment>, Vec<ReservationId>), ApiError> {
     let mut replans = Replans::default();
     loop {
-        let plan = replans.plan(&orders.engine, asked, target, options).await?;
+        let plan = replans
+            .plan(&orders.engine, asked, &[], target, options)
+            .await?;
         if !plan.unsourced.is_empty() {
             return Err(unsourced_error(
                 &orders.engine.catalog(),

@@ -25,17 +25,19 @@ pub struct Replans {
 }
 
 impl Replans {
-    /// The plan of `asked` for `target` now; 422 for a pickup the store
-    /// cannot take.
+    /// The plan of `asked` for `target` now (the lines `ahead` names may
+    /// be sold against supply: `Engine::plan`); 422 for a pickup the
+    /// store cannot take.
     pub async fn plan(
         &mut self,
         engine: &Engine,
         asked: &[(SkuIdx, u32)],
+        ahead: &[bool],
         target: Target,
         options: PlanOptions,
     ) -> Result<Plan, ApiError> {
         engine
-            .plan(asked, target, options)
+            .plan(asked, ahead, target, options)
             .await?
             .map_err(pickup_refused)
     }
