@@ -97,6 +97,17 @@ fn step(c: &Client, s: &Server, r: &Value, action: &str) -> (u16, Value) {
     )
 }
 
+/// The plan of `qty` of `sku` near the stores, allowing a backorder or
+/// not.
+fn plan_of(c: &Client, s: &Server, sku: &str, qty: u32, backorder: bool) -> Value {
+    let line = json!({"sku": sku, "qty": qty, "allow_backorder": backorder});
+    let near = json!({"lat": 45.4, "lon": 9.1});
+    let body = json!({"lines": [line], "destination": near});
+    let (st, v) = send(c, s, "POST", "/v1/sourcing/plan", body);
+    assert_eq!(st, 200, "{v}");
+    v
+}
+
 /// A reservation's first line's units not arrived (0 when the answer
 /// leaves them out).
 fn backordered(c: &Client, s: &Server, r: &Value) -> i64 {
@@ -459,18 +470,7 @@ fn sourcing_plans_on_hand_first_then_against_supply_with_its_eta() {
     let eta = in_days(3);
     announce(&c, &s, "PO-1", &eta, "A0", 10);
     let near = json!({"lat": 45.4, "lon": 9.1});
-    let plan = |qty: u32, backorder: bool| {
-        let line = json!({"sku": "A0", "qty": qty, "allow_backorder": backorder});
-        let (st, v) = send(
-            &c,
-            &s,
-            "POST",
-            "/v1/sourcing/plan",
-            json!({"lines": [line], "destination": near}),
-        );
-        assert_eq!(st, 200, "{v}");
-        v
-    };
+    let plan = |qty: u32, backorder: bool| plan_of(&c, &s, "A0", qty, backorder);
     let p = plan(2, true);
     assert_eq!(p["shipments"][0]["location"], "S001", "on hand first: {p}");
     assert_eq!(p["shipments"][0].get("eta"), None, "{p}");
@@ -589,4 +589,35 @@ fn sourcing_plans_on_hand_first_then_against_supply_with_its_eta() {
         (&json!("S001"), &json!([{"sku": "A1", "qty": 1}])),
         "units that arrived early, on hand: {p}"
     );
+}
+
+/// A line sold ahead is told when the supply that first-in first-out
+/// gives its units is expected, after the units sold ahead before it:
+/// not the earliest supply's time when that one is sold out already. A
+/// plan names the same.
+#[test]
+fn the_eta_is_the_supply_first_in_first_out_gives() {
+    let s = Server::start("");
+    let c = client();
+    seed(&c, &s, None, 1, 1, 0);
+    sku(&c, &s, "A0", json!({"backorder": {"max_units": 20}}));
+    let (soon, later) = (in_days(2), in_days(6));
+    announce(&c, &s, "PO-A", &later, "A0", 5);
+    announce(&c, &s, "PO-B", &soon, "A0", 3);
+    let first = held(&c, &s, "A0", 2);
+    assert_eq!(first["lines"][0]["eta"], json!(soon), "{first}");
+    let second = held(&c, &s, "A0", 2);
+    assert_eq!(
+        second["lines"][0]["eta"],
+        json!(later),
+        "units 3 and 4: the soon supply has 3: {second}"
+    );
+    let plan = |qty: u32| plan_of(&c, &s, "A0", qty, true);
+    let p = plan(4);
+    assert_eq!(p["shipments"][0]["eta"], json!(later), "{p}");
+    assert_eq!(plan(5)["unsourced"], json!([{"sku": "A0", "qty": 5}]));
+    // The first released: its units go to the next in line.
+    assert_eq!(step(&c, &s, &first, "release").0, 200);
+    let third = held(&c, &s, "A0", 1);
+    assert_eq!(third["lines"][0]["eta"], json!(soon), "{third}");
 }

@@ -185,6 +185,12 @@ impl Engine {
             }
             outcomes.sort_by_key(|o| o.line);
             let ahead = outcomes.iter().any(|o| o.backordered > 0);
+            if ahead {
+                if let Err(e) = self.fifo_etas(lines, &mut outcomes).await {
+                    self.undo_holds(lines, &outcomes);
+                    return Err(e);
+                }
+            }
             let now = self.0.clock.now_ms();
             let book = if ahead {
                 BACKORDER_BOOK
@@ -265,6 +271,50 @@ impl Engine {
             outcomes.extend(reply(rx).await?);
         }
         Ok((outcomes, overloaded))
+    }
+
+    /// Each line sold ahead of supply gets the time the supply that
+    /// first-in first-out gives its units is expected (the units sold
+    /// ahead before it first), not merely the earliest one's. An
+    /// estimate, as every ETA: supply arrives in its own order.
+    async fn fifo_etas(
+        &self,
+        lines: &[CartLine],
+        outcomes: &mut [stock_shard::HoldOutcome],
+    ) -> Result<(), EngineError> {
+        let named: Vec<(usize, SkuId, LocationId)> = {
+            let c = self.0.catalog.read();
+            outcomes
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| o.backordered > 0)
+                .filter_map(|(i, o)| {
+                    let l = &lines[o.line];
+                    Some((
+                        i,
+                        c.sku(l.sku)?.0.clone(),
+                        c.location(l.location)?.0.clone(),
+                    ))
+                })
+                .collect()
+        };
+        let etas: Vec<(usize, Option<TimeMs>)> = self
+            .read_supplies(|b| {
+                named
+                    .iter()
+                    .map(|(i, sku, loc)| {
+                        let o = &outcomes[*i];
+                        (*i, b.fifo_eta(sku, loc, o.after, o.backordered))
+                    })
+                    .collect()
+            })
+            .await?;
+        for (i, eta) in etas {
+            if let Some(eta) = eta {
+                outcomes[i].eta = eta;
+            }
+        }
+        Ok(())
     }
 
     /// The reservation's lines: what each held line got.

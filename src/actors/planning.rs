@@ -86,7 +86,7 @@ impl Engine {
                             own,
                             supply: ahead - (own - available),
                             room,
-                            eta: (v.record.incoming > 0).then_some(v.record.incoming_eta),
+                            sold_ahead: u32::try_from(v.record.backordered).unwrap_or(u32::MAX),
                         }
                     })
                     .collect();
@@ -153,8 +153,62 @@ impl Engine {
                 .ok()
             };
             plan_ahead(&mut plan, lines, &again, &offers, &run);
+            self.plan_etas(&mut plan, lines, &offers).await?;
         }
         Ok(Ok(plan))
+    }
+
+    /// Each shipment planned against supply gets the time its last units
+    /// are expected: each line's, the supply that first-in first-out gives
+    /// them (after the units sold ahead there before, and those of the
+    /// plan's earlier parts), as a hold's line's `eta` is.
+    async fn plan_etas(
+        &self,
+        plan: &mut Plan,
+        lines: &[(SkuIdx, u32)],
+        offers: &[(SkuIdx, Vec<Offer>)],
+    ) -> Result<(), EngineError> {
+        // (shipment, SKU, location, units sold ahead before, units).
+        let mut asks: Vec<(usize, SkuId, LocationId, u32, u32)> = Vec::new();
+        {
+            let c = self.catalog();
+            let mut after: AHashMap<(SkuIdx, LocIdx), u32> = AHashMap::new();
+            for (i, sh) in plan.shipments.iter().enumerate() {
+                for (&(k, _), &b) in sh.lines.iter().zip(&sh.backordered) {
+                    let sku = lines[k].0;
+                    let (Some(s), Some(l)) = (c.sku(sku), c.location(sh.location)) else {
+                        continue;
+                    };
+                    if b == 0 {
+                        continue;
+                    }
+                    let before = after.entry((sku, sh.location)).or_insert_with(|| {
+                        offers
+                            .iter()
+                            .find(|(x, _)| *x == sku)
+                            .and_then(|(_, v)| v.iter().find(|o| o.stock.location == sh.location))
+                            .map_or(0, |o| o.sold_ahead)
+                    });
+                    asks.push((i, s.0.clone(), l.0.clone(), *before, b));
+                    *before = before.saturating_add(b);
+                }
+            }
+        }
+        if asks.is_empty() {
+            return Ok(());
+        }
+        let etas: Vec<(usize, Option<TimeMs>)> = self
+            .read_supplies(|b| {
+                asks.iter()
+                    .map(|(i, sku, loc, after, units)| (*i, b.fifo_eta(sku, loc, *after, *units)))
+                    .collect()
+            })
+            .await?;
+        for (i, eta) in etas {
+            let sh = &mut plan.shipments[i];
+            sh.eta = sh.eta.max(eta);
+        }
+        Ok(())
     }
 
     /// The planner's lines of `lines` with `stock` of each SKU (given to
@@ -185,8 +239,7 @@ impl Engine {
 /// One SKU's stock at one location as the planner reads it: what any line
 /// may hold (`stock`); what a line allowing a backorder may hold on hand
 /// (`own`: more than `stock` before a preorder's release) and against the
-/// supply not sold yet (`supply`, within the SKU's limit); when that
-/// supply is first expected.
+/// supply not sold yet (`supply`, within the SKU's limit).
 struct Offer {
     stock: LineStock,
     own: i64,
@@ -194,7 +247,8 @@ struct Offer {
     /// What the SKU may still sell against supply, network-wide (every
     /// location's `supply` is within it; their sum may not be).
     room: i64,
-    eta: Option<TimeMs>,
+    /// Units sold ahead there already: the supply comes to them first.
+    sold_ahead: u32,
 }
 
 /// Plans `lines` against a stock of each SKU (`None`: the target refused).
@@ -206,8 +260,7 @@ type Run<'r> = dyn Fn(&[(SkuIdx, u32)], &dyn Fn(SkuIdx) -> Vec<LineStock>) -> Op
 /// then the rest against what each location may sell ahead of its supply
 /// (on hand first there, as the hold takes it). Their parts join `plan`
 /// as shipments of their own, one per location, each line's part naming
-/// its units not on hand and the shipment the earliest ETA of the supply
-/// they wait for. A line not served whole, or one of a SKU that would
+/// its units not on hand (their ETA: `Engine::plan_etas`). A line not served whole, or one of a SKU that would
 /// sell more ahead than its limit leaves, stays unsourced, whole.
 fn plan_ahead(
     plan: &mut Plan,
@@ -381,8 +434,7 @@ impl Ahead<'_> {
     }
 
     /// The parts as shipments, one per location in location order, a
-    /// line's parts there summed; each names the earliest ETA of the
-    /// supply its units not on hand wait for.
+    /// line's parts there summed.
     fn shipments(&self) -> Vec<Shipment> {
         let mut out: Vec<Shipment> = Vec::new();
         for &(k, l, q, b) in &self.parts {
@@ -413,16 +465,6 @@ impl Ahead<'_> {
                     sh.backordered.push(b);
                 }
             }
-            let eta = self
-                .offer(self.lines[k].0)
-                .iter()
-                .find(|o| o.stock.location == l)
-                .and_then(|o| o.eta)
-                .filter(|_| b > 0);
-            sh.eta = match (sh.eta, eta) {
-                (Some(a), Some(e)) => Some(a.min(e)),
-                (a, e) => a.or(e),
-            };
         }
         out.sort_by_key(|sh| sh.location);
         out

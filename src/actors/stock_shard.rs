@@ -225,9 +225,13 @@ pub struct HoldOutcome {
     pub line: usize,
     pub held: u32,
     /// Of `held`, the units sold against incoming supply, and the
-    /// earliest time that supply is expected.
+    /// earliest time that supply is expected (`Engine::fifo_etas` makes
+    /// it the time of the supply first-in first-out gives them).
     pub backordered: u32,
     pub eta: TimeMs,
+    /// The units sold ahead at the record before this line's: their
+    /// supply comes to them first.
+    pub after: u32,
     pub available: i64,
     /// Fewer than the requested quantity were available.
     pub short: bool,
@@ -321,6 +325,7 @@ impl StockShard {
                 held: got as u32,
                 backordered: backordered as u32,
                 eta: if backordered > 0 { rec.incoming_eta } else { 0 },
+                after: u32::try_from(rec.backordered).unwrap_or(u32::MAX),
                 available,
                 short: available < want,
             };

@@ -290,8 +290,8 @@ pub struct Shipment {
     /// on-hand stock could not serve: planned after every on-hand one):
     /// per line, as `lines`, the units not on hand; empty when none.
     pub backordered: Vec<u32>,
-    /// The earliest time the supply its backordered units wait for is
-    /// expected.
+    /// When the supply its backordered units wait for is expected, the
+    /// last of them (first-in first-out after the units sold ahead before).
     pub eta: Option<super::TimeMs>,
 }
 

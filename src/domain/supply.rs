@@ -385,6 +385,43 @@ impl Book<Supply> {
     /// (0: none are), with `changed` in place of the supply of its id
     /// (or beside the others, if new): the book as it will be after a
     /// step, decided before it is taken.
+    /// When the supply still to come of `sku` at `location` that
+    /// first-in first-out gives to `units` sold ahead after `after` others
+    /// is expected: the supplies taken in the order they are expected, the
+    /// one whose units reach `after + units`; past them all (supply
+    /// cancelled after units were sold against it), the last one's.
+    /// `None`: none is expected.
+    pub fn fifo_eta(
+        &self,
+        sku: &SkuId,
+        location: &LocationId,
+        after: u32,
+        units: u32,
+    ) -> Option<TimeMs> {
+        let mut coming: Vec<(TimeMs, &str, u32)> = self
+            .values()
+            .filter(|s| &s.location == location)
+            .filter_map(|s| {
+                let q: u32 = s
+                    .incoming()
+                    .filter(|(k, _)| *k == sku)
+                    .map(|(_, q)| q)
+                    .sum();
+                (q > 0).then_some((s.expected_ms, s.id.as_str(), q))
+            })
+            .collect();
+        coming.sort_unstable();
+        let need = u64::from(after) + u64::from(units);
+        let mut got = 0u64;
+        for &(at, _, q) in &coming {
+            got += u64::from(q);
+            if got >= need {
+                return Some(at);
+            }
+        }
+        coming.last().map(|c| c.0)
+    }
+
     pub fn eta(&self, sku: &SkuId, location: &LocationId, changed: Option<&Supply>) -> TimeMs {
         let others = self
             .values()
@@ -419,6 +456,33 @@ impl Book<Supply> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// First-in first-out: the supplies in the order they are expected,
+    /// each giving its units to those sold ahead before.
+    #[test]
+    fn the_fifo_eta_is_the_supply_that_reaches_the_units() {
+        let mut book = Supplies::default();
+        let loc = LocationId::parse("S1").expect("id");
+        let a = SkuId::parse("A").expect("id");
+        let b = SkuId::parse("B").expect("id");
+        for (id, at, sku, qty) in [("P1", 600, &a, 5), ("P2", 200, &a, 3), ("P3", 100, &b, 9)] {
+            let lines = vec![(sku.clone(), qty)];
+            let s = Supply::expect(id.into(), loc.clone(), at, lines, 0).expect("valid");
+            book.insert(s);
+        }
+        assert_eq!(book.fifo_eta(&a, &loc, 0, 3), Some(200));
+        assert_eq!(book.fifo_eta(&a, &loc, 2, 2), Some(600));
+        assert_eq!(book.fifo_eta(&a, &loc, 7, 1), Some(600));
+        assert_eq!(
+            book.fifo_eta(&a, &loc, 8, 4),
+            Some(600),
+            "past them all: the last"
+        );
+        assert_eq!(book.fifo_eta(&b, &loc, 0, 1), Some(100));
+        let other = LocationId::parse("S2").expect("id");
+        assert_eq!(book.fifo_eta(&a, &other, 0, 1), None);
+    }
+
     use proptest::prelude::*;
 
     fn sku(i: u32) -> SkuId {
