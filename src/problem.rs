@@ -40,10 +40,12 @@ pub enum Code {
     /// A reservation with units sold against supply not arrived yet
     /// cannot be fulfilled.
     Backordered,
+    /// A preorder cannot be fulfilled before its release.
+    NotReleased,
 }
 
 impl Code {
-    pub const ALL: [Code; 24] = [
+    pub const ALL: [Code; 25] = [
         Code::BadRequest,
         Code::Unauthorized,
         Code::Forbidden,
@@ -68,6 +70,7 @@ impl Code {
         Code::TransferExists,
         Code::SupplyExists,
         Code::Backordered,
+        Code::NotReleased,
     ];
 
     /// The code a problem's `code` member names.
@@ -106,6 +109,7 @@ impl Code {
             Code::TransferExists => ("transfer_exists", 409, "Transfer exists"),
             Code::SupplyExists => ("supply_exists", 409, "Supply exists"),
             Code::Backordered => ("backordered", 409, "Units not arrived yet"),
+            Code::NotReleased => ("not_released", 409, "Preorder not released yet"),
         }
     }
 }

@@ -264,6 +264,14 @@ fn a_preorder_sells_only_to_preorders_until_its_release() {
     assert_eq!(availability(&c, &s, "A0"), (0, 1));
     short(&c, &s, "A0", 2, true);
     assert_eq!(record(&c, &s, "A0"), (5, 5, 0, 10, 2));
+    // Units that arrived early are not handed over before the street date.
+    assert_eq!(step(&c, &s, &early, "confirm").0, 200, "confirmed as any");
+    let (st, v) = step(&c, &s, &early, "fulfil");
+    assert_eq!(
+        (st, v["code"].as_str(), &v["release_at"]),
+        (409, Some("not_released"), &json!(release)),
+        "{v}"
+    );
 
     // Released: sold on hand as any SKU (no backorder configured) once
     // the supply is in and the preorders have theirs.
@@ -279,6 +287,8 @@ fn a_preorder_sells_only_to_preorders_until_its_release() {
     let (st, v) = reserve(&c, &s, "A0", 2, false);
     assert_eq!(st, 201, "{v}");
     assert_eq!(record(&c, &s, "A0"), (9, 9, 0, 6, 0));
+    let (st, v) = step(&c, &s, &early, "fulfil");
+    assert_eq!((st, &v["status"]), (200, &json!("fulfilled")), "{v}");
 }
 
 #[test]

@@ -907,7 +907,8 @@ fn a_held_reservation_becomes_the_order() {
 
 /// A cart sold ahead of supply becomes an order: its shipment cannot
 /// leave (409 backordered) until the supply arrives and is converted to
-/// it, the parts wait in the cart's turn, and then it ships.
+/// it, the parts wait in the cart's turn, nor (409 not_released) before
+/// a preorder's release, and then it ships.
 #[test]
 fn an_order_of_units_not_arrived_ships_once_they_are_received() {
     let s = Server::start("");
@@ -962,6 +963,19 @@ fn an_order_of_units_not_arrived_ships_once_they_are_received() {
         post(&c, &s, "/v1/supply/PO-C/receive", Some(&got.to_string())).0,
         200
     );
+    // Made a preorder meanwhile: arrived, it waits for its street date.
+    let release =
+        |days: i64| holdfast::clock::rfc3339((common::now_ms() / 1000 + days * 86_400) * 1000);
+    let street = release(3);
+    let preorder = |at: &str| json!({"name": "C", "preorder": {"release_at": at, "max_units": 10}});
+    put_ok(&c, &s, "/v1/skus/C", preorder(&street));
+    let (st, v) = event(&c, &s, "O-BO", 1, "shipped");
+    assert_eq!(
+        (st, v["code"].as_str(), &v["release_at"]),
+        (409, Some("not_released"), &json!(street)),
+        "{v}"
+    );
+    put_ok(&c, &s, "/v1/skus/C", preorder(&release(-1)));
     let (st, v) = event(&c, &s, "O-BO", 1, "shipped");
     assert_eq!(st, 200, "{v}");
     assert_eq!(stock(&c, &s, "S_RM", "C"), (2, 0));

@@ -197,7 +197,7 @@ impl ReservationBook {
                 self.expiries.remove(&(at, id));
                 continue;
             };
-            match transition_event(r, Transition::Expire, now, None) {
+            match transition_event(r, Transition::Expire, (now, &Catalog::default()), None) {
                 Ok(Some(e)) => {
                     let Ok(ticket) = self.journal.append_unacknowledged(&e) else {
                         // Queue full or journal poisoned: try again next tick.
@@ -317,9 +317,16 @@ pub struct Transit {
 impl Handler<Transit> for ReservationBook {
     type Result = ();
     fn handle(&mut self, m: Transit, _: &mut Context<Self>) {
-        let reply = match self.reservations.get(&m.id) {
+        let decided = self.reservations.get(&m.id).map(|r| {
+            let c = self.catalog.read();
+            (
+                r,
+                transition_event(r, m.transition, (m.now, &c), m.by.as_ref()),
+            )
+        });
+        let reply = match decided {
             None => Ok(Err(TransitionRefused::NotFound)),
-            Some(r) => match transition_event(r, m.transition, m.now, m.by.as_ref()) {
+            Some((r, decided)) => match decided {
                 Err(refused) => Ok(Err(refused)),
                 // Nothing changes, but the write that made it so may still be
                 // in flight: answer once everything queued is durable.

@@ -73,6 +73,8 @@ pub enum TransitionRefused {
     /// A fulfilment of a reservation with these units sold against
     /// supply not arrived yet.
     Backordered(u32),
+    /// A fulfilment of a preorder before its release (the SKU and when).
+    NotReleased(SkuId, TimeMs),
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -699,7 +701,7 @@ impl Model {
             .reservations
             .get(id)
             .ok_or(TransitionRefused::NotFound)?;
-        transition_event(r, t, now, None)
+        transition_event(r, t, (now, &self.catalog), None)
     }
 
     /// Decides a count of one record at `now`, taken then or (`counted_at`)
@@ -919,23 +921,26 @@ impl Model {
 pub fn transition_event(
     r: &Reservation,
     t: Transition,
-    now: TimeMs,
+    (now, catalog): (TimeMs, &Catalog),
     by: Option<&By>,
 ) -> Result<Option<Event>, TransitionRefused> {
     let decided = r
         .decide(t, now)
         .map_err(|NotHeld(s)| TransitionRefused::NotHeld(s))?;
-    // A fulfilment the status allows, of units not all arrived.
-    let backordered = r.backordered();
-    if let (
-        Decision::Change {
-            status: Status::Fulfilled,
-            ..
-        },
-        1..,
-    ) = (&decided, backordered)
+    // A fulfilment the status allows, of units not all arrived, or of a
+    // preorder before its release.
+    if let Decision::Change {
+        status: Status::Fulfilled,
+        ..
+    } = &decided
     {
-        return Err(TransitionRefused::Backordered(backordered));
+        let backordered = r.backordered();
+        if backordered > 0 {
+            return Err(TransitionRefused::Backordered(backordered));
+        }
+        if let Some((sku, release_ms)) = r.unreleased(catalog, now) {
+            return Err(TransitionRefused::NotReleased(sku, release_ms));
+        }
     }
     Ok(match decided {
         Decision::Unchanged => None,
@@ -1017,20 +1022,20 @@ mod tests {
         };
         let mut r = Reservation::held(ReservationId::parse("r1").expect("id"), vec![line], 0, 1000);
         assert_eq!(
-            transition_event(&r, Transition::Fulfil, 10, None),
+            transition_event(&r, Transition::Fulfil, (10, &Catalog::default()), None),
             Err(TransitionRefused::NotHeld(Status::Held)),
             "the status's refusal first, as api.md's table says"
         );
-        assert!(transition_event(&r, Transition::Confirm, 10, None).is_ok());
+        assert!(transition_event(&r, Transition::Confirm, (10, &Catalog::default()), None).is_ok());
         r.status = Status::Confirmed;
         assert_eq!(
-            transition_event(&r, Transition::Fulfil, 10, None),
+            transition_event(&r, Transition::Fulfil, (10, &Catalog::default()), None),
             Err(TransitionRefused::Backordered(1))
         );
-        assert!(transition_event(&r, Transition::Release, 10, None).is_ok());
+        assert!(transition_event(&r, Transition::Release, (10, &Catalog::default()), None).is_ok());
         let at = LocationId::parse("S").expect("id");
         r.convert(&SkuId::parse("A").expect("id"), &at, 5);
-        assert!(transition_event(&r, Transition::Fulfil, 10, None).is_ok());
+        assert!(transition_event(&r, Transition::Fulfil, (10, &Catalog::default()), None).is_ok());
     }
 
     #[test]

@@ -258,6 +258,11 @@ impl Reservation {
         self.lines.iter().map(|l| l.backordered).sum()
     }
 
+    /// A line of a preorder SKU not released at `now` (`unreleased`).
+    pub fn unreleased(&self, c: &super::catalog::Catalog, now: TimeMs) -> Option<(SkuId, TimeMs)> {
+        unreleased(&self.lines, c, now)
+    }
+
     /// Converts `units` of its line of `sku` at `location` (backordered
     /// units arrived); the units it took.
     pub fn convert(&mut self, sku: &SkuId, location: &LocationId, units: u32) -> u32 {
@@ -370,6 +375,20 @@ pub fn sold_by_effect(to: Status, d: StockDelta) -> u32 {
     } else {
         0
     }
+}
+
+/// The first of `lines` of a preorder SKU not released at `now` (its
+/// units may have arrived early: they are not handed over before the
+/// street date), and the release.
+pub fn unreleased(
+    lines: &[Line],
+    c: &super::catalog::Catalog,
+    now: TimeMs,
+) -> Option<(SkuId, TimeMs)> {
+    lines.iter().find_map(|l| {
+        let p = c.sku_by_id(l.sku.as_str())?.preorder?;
+        (now < p.release_ms).then(|| (l.sku.clone(), p.release_ms))
+    })
 }
 
 #[cfg(test)]

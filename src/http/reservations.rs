@@ -21,7 +21,7 @@ use crate::domain::reservation::{Line, Reservation, Status, Transition};
 use crate::domain::sourcing::{PlanOptions, Target};
 use crate::domain::TimeMs;
 use crate::limits::{QTY_MAX, TTL_S_DEFAULT, TTL_S_MAX, TTL_S_MIN};
-use crate::orders::stock::{unsourced_error, Replans};
+use crate::orders::stock::{not_released, unsourced_error, Replans};
 
 /// A reservation as JSON, serialized straight from borrowed fields (no
 /// `Value` tree: building one showed in the profile of the hot path).
@@ -482,11 +482,20 @@ pub async fn transition(state: &AppState, req: &Request, id: &str, action: &str)
             ),
         )
         .with("backordered", json!(units))),
+        Err(TransitionRefused::NotReleased(sku, at)) => {
+            Err(not_released(&format!("reservation {id}"), &sku, at))
+        }
         Err(TransitionRefused::NotHeld(s)) => Err(ApiError::new(
             Code::ReservationNotHeld,
             format!(
-                "reservation {id} is {}: it cannot be {action}ed",
-                s.as_str()
+                "reservation {id} is {}: it cannot be {}",
+                s.as_str(),
+                match action {
+                    "fulfil" => "fulfilled",
+                    "extend" => "extended",
+                    "release" => "released",
+                    _ => "confirmed",
+                }
             ),
         )
         .with("reservation_status", json!(s.as_str()))),

@@ -3,11 +3,12 @@
 //! captures the payment, a move that leaves fulfils its reservation.
 
 use super::returns::follow_of;
+use super::stock::not_released;
 use super::{not_found, provider, provider_error, refused, stock, Orders, CURRENCY};
 use crate::carriers::{CarrierError, LabelRequest};
 use crate::domain::ids::ReservationId;
 use crate::domain::order::{Delivery, Minor, Order, OrderEvent, Parcel, Route, ShipStatus};
-use crate::domain::reservation::Transition;
+use crate::domain::reservation::{unreleased, Transition};
 use crate::payments::{Follow, PaymentError};
 use crate::problem::{ApiError, Code};
 
@@ -124,8 +125,9 @@ pub async fn move_shipment(
 
 /// Refuses (409 `backordered`) a move that would take shipment `n`'s
 /// goods out of its building while some of its units, sold against
-/// incoming supply, have not arrived. Supply arriving only lowers them:
-/// a move allowed here stays allowed.
+/// incoming supply, have not arrived, or (409 `not_released`) hold a
+/// preorder before its release. Supply arriving only lowers them, and
+/// time only brings the release: a move allowed here stays allowed.
 async fn refuse_backordered(
     orders: &Orders,
     o: &Order,
@@ -145,10 +147,20 @@ async fn refuse_backordered(
     else {
         return Ok(());
     };
-    let units: u32 = match stock::reservation(orders, r).await? {
-        Some((_, lines)) => lines.iter().map(|l| l.backordered).sum(),
-        None => 0,
+    let lines = match stock::reservation(orders, r).await? {
+        Some((_, lines)) => lines,
+        None => return Ok(()),
     };
+    let now = orders.engine.clock().now_ms();
+    let unreleased = unreleased(&lines, &orders.engine.catalog(), now);
+    if let Some((sku, at)) = unreleased {
+        return Err(not_released(
+            &format!("shipment {n} of order {}", o.id),
+            &sku,
+            at,
+        ));
+    }
+    let units: u32 = lines.iter().map(|l| l.backordered).sum();
     if units == 0 {
         return Ok(());
     }

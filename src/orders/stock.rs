@@ -90,6 +90,23 @@ pub fn unsourced_error(
     ApiError::new(Code::InsufficientStock, detail).with("lines", json!(short))
 }
 
+/// 409 `not_released`: `what` holds a preorder of `sku`, released `at`,
+/// which is not handed over before then.
+pub fn not_released(
+    what: &str,
+    sku: &crate::domain::ids::SkuId,
+    at: crate::domain::TimeMs,
+) -> ApiError {
+    ApiError::new(
+        Code::NotReleased,
+        format!(
+            "{what} holds preorder SKU {sku}, released at {}: it cannot be handed over before then",
+            crate::clock::rfc3339(at)
+        ),
+    )
+    .with("release_at", json!(crate::clock::rfc3339(at)))
+}
+
 /// Holds `cart` for `ttl_s`: its id, or `None` when a line is short (the
 /// stock moved since the plan).
 pub async fn hold(
