@@ -226,9 +226,13 @@ impl Engine {
         &self,
         since_ms: TimeMs,
     ) -> Result<Vec<OrderTransfer>, EngineError> {
+        // A received transfer is forgotten `BOOK_CLOSED_KEPT_MS` after its
+        // order moved it: an order not moved since is not asked about
+        // (it would make its transfer again).
+        let kept_from = self.0.clock.now_ms() - crate::limits::BOOK_CLOSED_KEPT_MS;
         let owed = self
             .scan_orders(move |o, v| {
-                if o.updated_ms >= since_ms {
+                if o.updated_ms >= since_ms.max(kept_from) {
                     v.extend(o.transfers_owed());
                 }
             })
@@ -251,8 +255,13 @@ impl Engine {
     /// says is made is made (`order_transfers_unsettled`, of every order
     /// in memory). Returns (confirmed, lost).
     pub async fn reconcile_orders(&self) -> Result<(usize, usize), EngineError> {
+        // A transfer not made now is the retry job's (logged): it never
+        // stops a start.
         for want in self.order_transfers_unsettled(0).await? {
-            self.settle_order_transfer(want).await?;
+            let (order, shipment) = (want.of.order.clone(), want.of.shipment);
+            if let Err(e) = self.settle_order_transfer(want).await {
+                tracing::error!(%order, shipment, error = %e, "a pickup's transfer could not be made at start");
+            }
         }
         let pending = self.unconfirmed_holds().await?;
         let (mut confirmed, mut lost) = (0, 0);

@@ -467,15 +467,21 @@ impl Book<Transfer> {
     /// new one takes (`Err(Some)`; `Err(None)`: every id it may take is
     /// another transfer's).
     pub fn of_order(&self, of: &OrderRef) -> Result<&Transfer, Option<String>> {
-        for attempt in 0..crate::limits::ORDER_TRANSFER_IDS {
-            let id = order_transfer_id(&of.order, of.shipment, attempt);
+        let ids = (0..crate::limits::ORDER_TRANSFER_IDS)
+            .map(|attempt| order_transfer_id(&of.order, of.shipment, attempt));
+        // Every id first: an earlier one freed since (a transfer asked
+        // through the API, forgotten) must not make it a second time.
+        let mut free = None;
+        for id in ids {
             match self.get(&id) {
-                None => return Err(Some(id)),
                 Some(t) if t.order.as_ref() == Some(of) => return Ok(t),
                 Some(_) => {}
+                None => {
+                    free.get_or_insert(id);
+                }
             }
         }
-        Err(None)
+        Err(free)
     }
 
     /// Applies a step decided earlier to transfer `id`; false if unknown.
@@ -630,6 +636,10 @@ mod tests {
         assert_eq!(t.status, TransferStatus::Shipped);
         book.insert(t.clone());
         assert_eq!(book.of_order(&of), Ok(&t));
+        // The id before it freed (forgotten): still found, not made again.
+        let mut freed = Transfers::default();
+        freed.insert(t.clone());
+        assert_eq!(freed.of_order(&of), Ok(&t));
         let moved = t.moves(&TransferStep::Ship);
         assert_eq!(
             moved.len(),
