@@ -47,12 +47,5 @@ pub fn parse_rfc3339(s: &str) -> Option<TimeMs> {
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
-/// RFC 3339 in UTC with milliseconds, e.g. `2026-11-24T14:20:00.000Z`.
-pub fn rfc3339(ms: TimeMs) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let f = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    t.format(&f).unwrap_or_default()
-}
+/// RFC 3339 in UTC with milliseconds (pure: it lives beside `TimeMs`).
+pub use crate::domain::rfc3339;

@@ -306,6 +306,51 @@ pub const HISTORY_MOVEMENTS_MAX_DEFAULT: u64 = 20_000_000;
 pub const HISTORY_PAGE_DEFAULT: usize = 100;
 pub const HISTORY_PAGE_MAX: usize = 1_000;
 
+/// Published events per block of the event store (`persistence::events`):
+/// a write fills the newest block then appends blocks of this many; a
+/// page decodes a block per step (~60 KB).
+pub const EVENTS_BLOCK: usize = 256;
+
+/// The event store's page cache (redb's): readers far behind read the
+/// disk.
+pub const EVENTS_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Events written in one transaction at most while the snapshotter's copy
+/// catches up on a long journal (a restart): ~300 bytes each in memory.
+/// Otherwise it writes every `SNAPSHOTTER_TICK`, so an event reaches
+/// readers within about a tick of its record being durable.
+pub const EVENTS_WRITE_BATCH: usize = 10_000;
+
+/// Events the store forgets in one round at most (every
+/// `HISTORY_PRUNE_EVERY_ROUNDS`): past `[events] retention_days`, or
+/// beyond `[events] events_max`, the oldest blocks go.
+pub const EVENTS_PRUNE_BATCH: usize = 20_000;
+
+/// `[events]`'s defaults: 7 days, at most 5 million events (~300 bytes of
+/// disk each: ~1.5 GB; a week of 700,000 a day fits).
+pub const EVENTS_RETENTION_DAYS_DEFAULT: u64 = 7;
+pub const EVENTS_MAX_DEFAULT: u64 = 5_000_000;
+
+/// A page of `GET /v1/events`: `limit` defaults to the first, at most the
+/// second; a page looks at `EVENTS_SCAN_MAX` events at most for those its
+/// filter (types, a store's location) passes, and says where it stopped.
+pub const EVENTS_PAGE_DEFAULT: usize = 100;
+pub const EVENTS_PAGE_MAX: usize = 1_000;
+pub const EVENTS_SCAN_MAX: usize = 10_000;
+
+/// A read of the events waits this long at most for those of what was
+/// durable when it came (read your writes); past it, 503 with Retry-After.
+pub const EVENTS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `types=` names this many patterns at most.
+pub const EVENT_TYPES_MAX: usize = 64;
+
+/// Server-Sent Events streams open at once on a node, at most (past it,
+/// 503); each sends a comment this often when there is nothing to send,
+/// so proxies keep it open and a dead client is found.
+pub const SSE_STREAMS_MAX: usize = 4_096;
+pub const SSE_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// The books of transfers and of incoming supply (`domain::book`): each
 /// keeps at most this many (open and recently closed; ~300 bytes each
 /// with a few lines: ~60 MB); a new one past it is refused (503) until

@@ -33,11 +33,12 @@ pub enum Route {
     Feed,
     Transfers,
     Supply,
+    Events,
     Other,
 }
 
 impl Route {
-    pub const ALL: [Route; 16] = [
+    pub const ALL: [Route; 17] = [
         Route::ReservationsCreate,
         Route::ReservationsTransition,
         Route::ReservationsGet,
@@ -53,6 +54,7 @@ impl Route {
         Route::Feed,
         Route::Transfers,
         Route::Supply,
+        Route::Events,
         Route::Other,
     ];
 
@@ -74,6 +76,7 @@ impl Route {
             Route::Feed => "feed",
             Route::Transfers => "transfers",
             Route::Supply => "supply",
+            Route::Events => "events",
             Route::Other => "other",
         }
     }
@@ -454,6 +457,24 @@ fn write_feed_and_journal(s: &mut String, feed: &FeedStats, journal: &JournalSta
             "holdfast_history_movements",
             "Movements the movement history holds ([history] movements_max at most).",
             &journal.history_movements,
+        ),
+        (
+            g,
+            "holdfast_events_last",
+            "The newest published event's number (GET /v1/events).",
+            &journal.events_last,
+        ),
+        (
+            g,
+            "holdfast_events_kept",
+            "Published events kept ([events] events_max at most).",
+            &journal.events_kept,
+        ),
+        (
+            g,
+            "holdfast_events_seq",
+            "Journal sequence the published events are complete through (it follows holdfast_journal_last_seq within a tick).",
+            &journal.events_seq,
         ),
     ] {
         metric(s, kind, name, help, v.load(Relaxed));

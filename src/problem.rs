@@ -42,10 +42,12 @@ pub enum Code {
     Backordered,
     /// A preorder cannot be fulfilled before its release.
     NotReleased,
+    /// Events asked for were dropped (retention): member `oldest`.
+    EventsGone,
 }
 
 impl Code {
-    pub const ALL: [Code; 25] = [
+    pub const ALL: [Code; 26] = [
         Code::BadRequest,
         Code::Unauthorized,
         Code::Forbidden,
@@ -71,6 +73,7 @@ impl Code {
         Code::SupplyExists,
         Code::Backordered,
         Code::NotReleased,
+        Code::EventsGone,
     ];
 
     /// The code a problem's `code` member names.
@@ -110,6 +113,7 @@ impl Code {
             Code::SupplyExists => ("supply_exists", 409, "Supply exists"),
             Code::Backordered => ("backordered", 409, "Units not arrived yet"),
             Code::NotReleased => ("not_released", 409, "Preorder not released yet"),
+            Code::EventsGone => ("events_gone", 410, "Events no longer kept"),
         }
     }
 }

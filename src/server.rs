@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::http::{self, auth::Auth, idempotency::IdemTable, AppState};
 use crate::metrics::Metrics;
 use crate::orders;
+use crate::persistence::events::EventsPolicy;
 use crate::persistence::snapshot::{HistoryPolicy, SnapshotPolicy};
 use crate::persistence::RealStorage;
 
@@ -255,6 +256,7 @@ fn engine_config(cfg: &Config) -> EngineConfig {
             every_records: cfg.snapshot.every_records,
             every_s: cfg.snapshot.every_s,
             history: HistoryPolicy::new(cfg.history.retention_days, cfg.history.movements_max),
+            events: EventsPolicy::new(cfg.events.retention_days, cfg.events.events_max),
         }),
     }
 }

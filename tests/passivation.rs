@@ -32,12 +32,14 @@ fn open(dir: &Path, clock: &ManualClock, auto: bool) -> Engine {
             every_records: 1,
             every_s: 1,
             history: HistoryPolicy::default(),
+            events: Default::default(),
         }
     } else {
         SnapshotPolicy {
             every_records: 1 << 40,
             every_s: 1 << 30,
             history: HistoryPolicy::default(),
+            events: Default::default(),
         }
     };
     Engine::open(

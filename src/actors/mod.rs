@@ -21,10 +21,13 @@
 //!   - `feed_views`: the stock feed's subscriptions and first views;
 //!   - `transfers`: transfers between locations (their book, shipments
 //!     held across shards as carts are, receipts);
-//!   - `supplies`: incoming supply (its book, deliveries, cancels).
+//!   - `supplies`: incoming supply (its book, deliveries, cancels);
+//!   - `events`: reads of the published events (written by the
+//!     snapshotter's copy).
 
 mod carts;
 mod catalog_writes;
+mod events;
 mod feed_views;
 pub mod location;
 pub mod order_book;
@@ -38,6 +41,7 @@ mod supplies;
 mod transfers;
 
 pub use carts::CartLine;
+pub use events::{EventFilter, EventsRead};
 pub use feed_views::FeedView;
 pub use order_book::OrderExists;
 pub use orders::ParcelCarried;

@@ -909,9 +909,10 @@ fn cut_back(engine: &Engine, dir: &std::path::Path) -> u64 {
     } else {
         crate::persistence::journal::truncate_after(&storage, &dir.join("journal"), shipped)
             .and_then(|cut| {
-                // The movements of the records cut go with them.
+                // The movements and events of the records cut go with them.
                 if let Some(store) = engine.snapshots() {
                     store.history().cut_after(shipped)?;
+                    store.events().cut_after(shipped)?;
                 }
                 Ok(cut)
             })

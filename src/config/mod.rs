@@ -43,6 +43,8 @@ pub struct FileConfig {
     pub snapshot: SnapshotSection,
     #[serde(default)]
     pub history: HistorySection,
+    #[serde(default)]
+    pub events: EventsSection,
     /// The sourcing planner's weights and bounds, and whether lines are
     /// split across locations (defaults documented on `Weights`).
     #[serde(default)]
@@ -124,6 +126,28 @@ impl Default for HistorySection {
     }
 }
 
+/// The published events (api.md, Events), kept beside the snapshots:
+/// ~300 bytes of disk per event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsSection {
+    /// Events older than this go (a reader asking before the oldest kept
+    /// is answered 410).
+    pub retention_days: u64,
+    /// At most this many in all: past it, the oldest go (5 million:
+    /// ~1.5 GB).
+    pub events_max: u64,
+}
+
+impl Default for EventsSection {
+    fn default() -> Self {
+        Self {
+            retention_days: crate::limits::EVENTS_RETENTION_DAYS_DEFAULT,
+            events_max: crate::limits::EVENTS_MAX_DEFAULT,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSection {
@@ -156,6 +180,7 @@ pub struct Config {
     pub tokens: Option<Vec<TokenConfig>>,
     pub snapshot: SnapshotSection,
     pub history: HistorySection,
+    pub events: EventsSection,
     pub sourcing: Weights,
     pub feed: FeedSection,
     /// The payment providers configured, secrets read (Adyen's with its
@@ -209,6 +234,7 @@ impl Config {
             tokens,
             snapshot: f.snapshot,
             history: f.history,
+            events: f.events,
             sourcing: f.sourcing,
             feed: f.feed,
         })
@@ -279,6 +305,12 @@ impl FileConfig {
         }
         if self.history.movements_max == 0 {
             return Err("history.movements_max must be at least 1".into());
+        }
+        if !(1..=3650).contains(&self.events.retention_days) {
+            return Err("events.retention_days must be 1..=3650".into());
+        }
+        if self.events.events_max == 0 {
+            return Err("events.events_max must be at least 1".into());
         }
         Ok(())
     }

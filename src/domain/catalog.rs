@@ -38,6 +38,18 @@ pub struct Sku {
     /// `backorder`, if any).
     #[serde(default)]
     pub preorder: Option<Preorder>,
+    /// Availability at or under which `stock.low` is published, at a
+    /// location and across the network (added later: none).
+    #[serde(default)]
+    pub low_stock: Option<LowStock>,
+}
+
+/// A SKU's low-stock thresholds (api.md, Events): `stock.low` when
+/// availability falls to one of them or under (and above 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LowStock {
+    pub location: Option<u32>,
+    pub network: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +92,7 @@ impl Sku {
             ship_alone: false,
             backorder: None,
             preorder: None,
+            low_stock: None,
         }
     }
 

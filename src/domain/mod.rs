@@ -16,6 +16,8 @@
 //! - `supply`: incoming supply (a purchase order, an advance shipping
 //!   notice) at a location, its receipts and the records each moves.
 //! - `event`: the journal record bodies: facts that replay applies.
+//! - `published`: the events published to the rest of the business, derived
+//!   from each fact in commit order.
 //! - `history`: what each fact did to each stock record, and why (the
 //!   movement history's entries).
 //! - `hash`: a stable hash (idempotency scopes, restock keys, shards).
@@ -31,6 +33,7 @@ pub mod history;
 pub mod ids;
 pub mod model;
 pub mod order;
+pub mod published;
 pub mod recent_moves;
 pub mod reservation;
 pub mod rotation;
@@ -43,3 +46,13 @@ pub use ids::*;
 
 /// Milliseconds since the Unix epoch. Time enters the domain only as a value.
 pub type TimeMs = i64;
+
+/// RFC 3339 in UTC with milliseconds, e.g. `2026-11-24T14:20:00.000Z`.
+pub fn rfc3339(ms: TimeMs) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let f = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.format(&f).unwrap_or_default()
+}

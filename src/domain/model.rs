@@ -103,6 +103,13 @@ pub struct Model {
     /// Incoming supply by id (added later: default).
     #[serde(default)]
     pub supplies: Supplies,
+    /// Events published through the last fact applied (the last one's
+    /// id): counted by whoever derives them (`published::Watch`, the
+    /// snapshotter's copy), and carried by the snapshot so that a node
+    /// started from one numbers the next event as every node does
+    /// (added later: default). Applying a fact does not move it.
+    #[serde(default)]
+    pub events_published: u64,
 }
 
 /// What a keyed adjustment did: applied once under its key, a repeat of

@@ -7,7 +7,7 @@ use super::error::{json_response, ApiError, ApiResult, Code};
 use super::input::{join, objects, parse_object, path_id, Errors};
 use super::{AppState, Request};
 use crate::clock::rfc3339;
-use crate::domain::catalog::{Backorder, Location, LocationKind, Preorder, Sku};
+use crate::domain::catalog::{Backorder, Location, LocationKind, LowStock, Preorder, Sku};
 use crate::domain::ids::{LocationId, SkuId};
 use crate::limits::{BATCH_ITEMS_MAX, DIMENSION_MM_MAX, QTY_MAX, STOCK_MAX};
 use crate::limits::{NAME_LEN_MAX, RELEASE_AT_MS};
@@ -28,6 +28,9 @@ pub fn sku_json(id: &str, s: &Sku) -> Value {
     }
     if let Some(p) = s.preorder {
         v["preorder"] = json!({"release_at": rfc3339(p.release_ms), "max_units": p.max_units});
+    }
+    if let Some(l) = s.low_stock {
+        v["low_stock"] = json!({"location": l.location, "network": l.network});
     }
     v
 }
@@ -100,6 +103,24 @@ fn parse_sku(e: &mut Errors, m: &Map<String, Value>, path: &str) -> Option<Sku> 
             max_units,
         })
     });
+    let low_path = join(path, "low_stock");
+    let low_stock = match m.get("low_stock") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(o)) => {
+            let mut level = |k| {
+                e.int(o, k, &low_path, 0, STOCK_MAX, false)
+                    .map(|v| v as u32)
+            };
+            Some(LowStock {
+                location: level("location"),
+                network: level("network"),
+            })
+        }
+        Some(_) => {
+            e.add(low_path, "must be an object {location, network}");
+            None
+        }
+    };
     Some(Sku {
         weight_g: weight_g.map(|w| w as u32),
         max_qty_per_reservation: max_qty.map(|q| q as u32),
@@ -107,6 +128,7 @@ fn parse_sku(e: &mut Errors, m: &Map<String, Value>, path: &str) -> Option<Sku> 
         ship_alone,
         backorder,
         preorder,
+        low_stock,
         ..Sku::named(name?)
     })
 }

@@ -143,6 +143,9 @@ pub struct FeedHost {
     pub rt: tokio::runtime::Handle,
     /// Sessions open now.
     pub sessions: AtomicU64,
+    /// Server-Sent Events streams of the events (`http::events`): one
+    /// permit each, `SSE_STREAMS_MAX` in all.
+    pub streams: Arc<Semaphore>,
 }
 
 impl FeedHost {
@@ -162,6 +165,7 @@ impl FeedHost {
             snapshots: Semaphore::new(FEED_SNAPSHOTS_AT_ONCE),
             rt,
             sessions: AtomicU64::new(0),
+            streams: Arc::new(Semaphore::new(crate::limits::SSE_STREAMS_MAX)),
         }
     }
 

@@ -14,6 +14,7 @@ pub mod board;
 pub mod books;
 pub mod catalog;
 pub mod error;
+pub mod events;
 pub mod feed;
 pub mod idempotency;
 pub mod input;
@@ -343,6 +344,7 @@ async fn dispatch(state: &Arc<AppState>, route: Route, req: &Request, seg: &[&st
         Route::Adjustments => inventory::adjust(state, req, seg[2], seg[3]).await,
         Route::Unsellable => inventory::unsellable(state, req, seg[2], seg[3]).await,
         Route::History => inventory::history(state, req, seg[2], seg[3]).await,
+        Route::Events => events::get(state, req).await,
         Route::Availability => inventory::availability(state, req, seg[2]).await,
         Route::Reservations => reservations::create(state, req).await,
         Route::Reservation => reservations::get(state, req, seg[2]).await,

@@ -10,8 +10,9 @@ use crate::domain::stock::Bucket;
 
 use crate::limits::{
     ADDRESS_FIELD_MAX, ADJUST_NOTE_MAX, BATCH_ITEMS_MAX, CART_LINES_MAX, DIMENSION_MM_MAX,
-    HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX, QTY_MAX, STOCK_MAX, TRANSFER_LINES_MAX,
-    TRANSFER_PAGE_DEFAULT, TRANSFER_PAGE_MAX, TTL_S_DEFAULT, TTL_S_MAX, TTL_S_MIN,
+    EVENTS_PAGE_DEFAULT, EVENTS_PAGE_MAX, EVENT_TYPES_MAX, HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX,
+    QTY_MAX, STOCK_MAX, TRANSFER_LINES_MAX, TRANSFER_PAGE_DEFAULT, TRANSFER_PAGE_MAX,
+    TTL_S_DEFAULT, TTL_S_MAX, TTL_S_MIN,
 };
 
 /// (method, route, summary, request schema, success status, response schema, error statuses)
@@ -115,6 +116,15 @@ const OPS: &[Op] = &[
         200,
         "History",
         &[401, 403, 404, 422, 429, 503],
+    ),
+    (
+        "get",
+        Route::Events,
+        "The published events after a number, in commit order, a page at a time: stock.changed/out/back/low, reservation.*, order.*, shipment.*, transfer.*, supply.* (api.md, Events). With Accept: text/event-stream, a Server-Sent Events stream of them (id: the event's number, event: its type, data: its data), resumed after Last-Event-ID. A store token sees its own location's events only. Kept [events] retention_days (7 by default): a number already dropped is 410 events_gone with the oldest kept. A page shows every event of what was durable when it came (503 with Retry-After while a restart catches up)",
+        None,
+        200,
+        "EventPage",
+        &[401, 404, 410, 422, 429, 503],
     ),
     (
         "post",
@@ -579,7 +589,9 @@ fn catalog_schemas() -> Value {
         "backorder": nullable(json!({"type": "object", "required": ["max_units"], "description": "May be sold against incoming supply once on-hand units run out (a reservation line's allow_backorder), up to max_units sold and not arrived, network-wide", "properties": {
             "max_units": int(1, STOCK_MAX)}})),
         "preorder": nullable(json!({"type": "object", "required": ["release_at", "max_units"], "description": "Sold only against incoming supply until release_at (its on-hand units are not sold before then, and a line without allow_backorder gets none), up to max_units sold and not arrived; after it as any SKU (with its backorder, if any)", "properties": {
-            "release_at": {"type": "string", "format": "date-time"}, "max_units": int(1, STOCK_MAX)}}))
+            "release_at": {"type": "string", "format": "date-time"}, "max_units": int(1, STOCK_MAX)}})),
+        "low_stock": nullable(json!({"type": "object", "description": "Thresholds of stock.low events: available falling to this or under (above 0), at a location and network-wide (api.md, Events); each optional", "properties": {
+            "location": nullable(int(0, STOCK_MAX)), "network": nullable(int(0, STOCK_MAX))}}))
     });
     let mut batch_item = sku_fields.clone();
     batch_item["sku"] = id();
@@ -595,7 +607,9 @@ fn catalog_schemas() -> Value {
             "dimensions_mm": nullable(schema_ref("Dimensions")), "ship_alone": {"type": "boolean"},
             "backorder": {"type": "object", "required": ["max_units"], "description": "absent when none", "properties": {"max_units": {"type": "integer"}}},
             "preorder": {"type": "object", "required": ["release_at", "max_units"], "description": "absent when none", "properties": {
-                "release_at": {"type": "string", "format": "date-time"}, "max_units": {"type": "integer"}}}}},
+                "release_at": {"type": "string", "format": "date-time"}, "max_units": {"type": "integer"}}},
+            "low_stock": {"type": "object", "required": ["location", "network"], "description": "absent when none", "properties": {
+                "location": {"type": ["integer", "null"]}, "network": {"type": ["integer", "null"]}}}}},
         "Address": {"type": "object", "description": "A postal address, for carriers' labels (a delivery's, a location's)",
             "required": ["name", "street", "city", "postal_code", "country", "phone"], "properties": {
             "name": text(ADDRESS_FIELD_MAX), "street": text(ADDRESS_FIELD_MAX), "city": text(ADDRESS_FIELD_MAX),
@@ -690,6 +704,16 @@ fn stock_schemas() -> Value {
             "in_transit": {"type": "integer", "description": "units in transit to the record after it (with delta_in_transit, when a transfer moved them)"},
             "delta_in_transit": {"type": "integer"},
             "delta_unsellable": {"type": "object", "description": "the units this movement set apart (positive) or back (negative), by bucket; absent when none", "additionalProperties": {"type": "integer"}}}},
+        "EventPage": {"type": "object", "required": ["events", "next_after", "latest", "oldest"], "properties": {
+            "events": {"type": "array", "items": schema_ref("Event")},
+            "next_after": {"type": "integer", "minimum": 0, "description": "the next page's after: the last event looked at (a filter may pass over many), the after asked when there was none"},
+            "latest": {"type": "integer", "minimum": 0, "description": "the newest event's number written"},
+            "oldest": {"type": "integer", "minimum": 0, "description": "the oldest event's number kept"}}},
+        "Event": {"type": "object", "required": ["id", "type", "at", "data"], "properties": {
+            "id": {"type": "integer", "minimum": 1, "description": "its number: every node numbers alike, in commit order, with no gap"},
+            "type": {"type": "string", "description": "stock.changed, stock.out, stock.back, stock.low, reservation.held|confirmed|released|expired|fulfilled|extended|split|converted, order.placed|paid|payment_declined|captured|cancelled|returned|refunded, shipment.labelled|picked|packed|shipped|ready_for_pickup|delivered|collected, transfer.requested|shipped|received|cancelled, supply.expected|received|cancelled"},
+            "at": {"type": "string", "format": "date-time", "description": "when its fact happened"},
+            "data": {"type": "object", "description": "what happened, by type (api.md, Events)"}}},
         "Availability": {"type": "object", "required": ["sku", "available", "locations"], "properties": {"sku": id(), "available": {"type": "integer"},
             "available_to_backorder": {"type": "integer", "minimum": 0, "description": "a SKU sold against incoming supply (a backorder, or a preorder before its release, when available is 0): the units that may still be so, within its max_units (absent for other SKUs)"},
             "locations": {"type": "array", "items": {"type": "object", "required": ["location", "available"], "properties": {"location": id(), "available": {"type": "integer"},
@@ -935,6 +959,7 @@ fn problem_description(status: u16) -> &'static str {
         409 => "insufficient_stock (`lines` names the short ones; of an adjustment `on_hand`, `free` or `unsellable`), reservation_not_held, invalid_transition (of a transfer: member `transfer_status`), order_exists, transfer_exists, supply_exists, stale_count (a count taken before the record's last count, member `last_counted_at`) or backordered (a fulfilment, or a shipment leaving, with units sold against supply not arrived yet, member `backordered`)",
         413 => "payload_too_large: the body is over 1 MiB",
         422 => "validation_failed (`errors` names each field, a path segment by its parameter's name), unknown_sku, unknown_location (`field` names it) or idempotency_key_reused",
+        410 => "events_gone: events after the number asked were dropped ([events] retention); member `oldest`, the oldest kept",
         426 => "upgrade_required: a plain GET of the WebSocket feed",
         429 => "rate_limited: the token is over its rate; retry after Retry-After seconds",
         503 => "unavailable: the engine is at capacity, stopping, or its storage or a provider fails; retry after Retry-After seconds",
@@ -970,6 +995,10 @@ fn success_response(path: &str, status: u16, output: &str) -> Value {
         }
         "/ui/stores/{location}" => {
             json!({"description": "the page (HTML, no external assets)", "content": {"text/html": {"schema": {"type": "string"}}}})
+        }
+        "/v1/events" => {
+            json!({"description": "a page (application/json), or with Accept: text/event-stream the stream: for each event `id: N`, `event: TYPE`, `data: DATA` (the event's data as one line of JSON); `: keep-alive` comments when quiet; `event: gone` (data: code, detail, oldest) before it ends when the next events were dropped under it",
+                "content": {"application/json": {"schema": schema_ref(output)}, "text/event-stream": {"schema": {"type": "string"}}}})
         }
         "/v1/webhooks/adyen" => {
             json!({"description": "What Adyen expects back", "content": json_of("text/plain")})
@@ -1108,6 +1137,16 @@ fn other_parameters(method: &str, path: &str) -> Vec<Value> {
                 "schema": {"type": "integer", "minimum": 1, "maximum": HISTORY_PAGE_MAX, "default": HISTORY_PAGE_DEFAULT}}),
             json!({"name": "cursor", "in": "query", "required": false, "schema": {"type": "string", "pattern": "^[0-9]{1,19}\\.[0-9]{1,9}$"},
                 "description": "a page's next_cursor: the page after it"}),
+        ],
+        ("get", "/v1/events") => vec![
+            json!({"name": "after", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0, "maximum": u64::MAX, "default": 0},
+                "description": "the events after this number (a page's next_after)"}),
+            json!({"name": "types", "in": "query", "required": false, "schema": {"type": "string"},
+                "description": format!("comma-separated types or families (stock.*, order.placed, *), at most {EVENT_TYPES_MAX}; absent: every type")}),
+            json!({"name": "limit", "in": "query", "required": false,
+                "schema": {"type": "integer", "minimum": 1, "maximum": EVENTS_PAGE_MAX, "default": EVENTS_PAGE_DEFAULT}}),
+            json!({"name": "Last-Event-ID", "in": "header", "required": false, "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"},
+                "description": "a stream (Accept: text/event-stream) resumes after it, in place of after"}),
         ],
         ("get", "/v1/feed") => {
             let header = |name: &str, schema: Value| json!({"name": name, "in": "header", "required": true, "schema": schema});

@@ -44,6 +44,8 @@ routes! {
     /// The store board's page (`http::board`).
     Board => "/ui/stores/{location}",
     AdyenWebhook => "/v1/webhooks/adyen",
+    /// The published events: a page, or a Server-Sent Events stream.
+    Events => "/v1/events",
     /// The stock feed: a WebSocket, upgraded before routing (`http::feed`).
     Feed => "/v1/feed",
     /// A cluster node's view (`cluster::front`); a single node has none.
@@ -133,9 +135,8 @@ impl Route {
         const GET_PUT: &[Method] = &[Method::GET, Method::PUT];
         match self {
             Healthz | Metrics | OpenApi | Board | Feed | Cluster | Locations | Pickups
-            | Availability | Reservation | Order | ShipmentLabel | History | Transfer | Supply => {
-                GET
-            }
+            | Availability | Reservation | Order | ShipmentLabel | History | Transfer | Supply
+            | Events => GET,
             Transfers | Supplies => &[Method::GET, Method::POST],
             SkuBatch => &[Method::GET, Method::PUT, Method::POST],
             Sku | Location | Stock => GET_PUT,
@@ -191,6 +192,7 @@ impl Route {
                 Label::Transfers
             }
             Supplies | Supply | SupplyReceive | SupplyCancel => Label::Supply,
+            Events => Label::Events,
             Board | Cluster => Label::Other,
         }
     }

@@ -48,13 +48,6 @@ fn err(e: impl std::fmt::Display) -> JournalError {
     JournalError::Io(format!("history: {e}"))
 }
 
-/// Why a history file did not open: `Damaged` (it is not one, or not
-/// whole) or `Failed` (it could not be read: locked, a disk error).
-enum Opened {
-    Damaged(String),
-    Failed(String),
-}
-
 /// A movement's place: the journal record that made it and its index
 /// among that record's movements. Newest first is highest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -153,7 +146,6 @@ pub struct History {
 }
 
 impl History {
-    /// Opens (or creates) the history at `path`.
     /// Opens the history at `path`, made if there is none. A file that
     /// cannot be read as one (a damaged disk, a torn copy) is set aside
     /// as `history.redb.damaged-N` and a new history begins: the history
@@ -161,53 +153,10 @@ impl History {
     /// it would sell nothing. What the journal still holds is written
     /// again; what went before is in the file set aside.
     pub fn open(path: &Path) -> Result<History, JournalError> {
-        match Self::open_file(path) {
-            Ok(h) => Ok(h),
-            Err(Opened::Damaged(why)) => {
-                let aside = (0u32..)
-                    .map(|n| path.with_extension(format!("redb.damaged-{n}")))
-                    .find(|p| !p.exists())
-                    .unwrap_or_else(|| path.with_extension("redb.damaged"));
-                tracing::error!(
-                    path = %path.display(),
-                    aside = %aside.display(),
-                    why = %why,
-                    "movement history unreadable: set aside, a new one begins"
-                );
-                std::fs::rename(path, &aside).map_err(err)?;
-                Self::open_file(path).map_err(|e| match e {
-                    Opened::Damaged(why) | Opened::Failed(why) => err(why),
-                })
-            }
-            Err(Opened::Failed(why)) => Err(err(why)),
-        }
-    }
-
-    fn open_file(path: &Path) -> Result<History, Opened> {
-        use redb::{DatabaseError as D, StorageError as S};
-        let db = redb::Builder::new()
-            .set_cache_size(HISTORY_CACHE_BYTES)
-            .create(path)
-            .map_err(|e| match e {
-                D::Storage(S::Corrupted(_)) | D::UpgradeRequired(_) | D::RepairAborted => {
-                    Opened::Damaged(e.to_string())
-                }
-                D::Storage(S::Io(ref io))
-                    if matches!(
-                        io.kind(),
-                        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
-                    ) =>
-                {
-                    Opened::Damaged(e.to_string())
-                }
-                e => Opened::Failed(e.to_string()),
-            })?;
-        let h = History { db: Arc::new(db) };
-        // The tables exist from the start: a read never finds one missing.
-        // A file that opens but whose tables cannot be read is damaged.
-        h.change(|_| Ok(()))
-            .map_err(|e| Opened::Damaged(e.to_string()))?;
-        Ok(h)
+        let db = open_derived(path, HISTORY_CACHE_BYTES, "movement history", |db| {
+            History { db: db.clone() }.change(|_| Ok(()))
+        })?;
+        Ok(History { db })
     }
 
     /// Runs `f` on the tables in one durable transaction.
@@ -427,6 +376,80 @@ impl History {
             t.add_count(-(gone as i64))?;
             Ok(gone)
         })
+    }
+}
+
+/// `days` in milliseconds (a retention), saturating.
+pub(super) fn days_ms(days: u64) -> TimeMs {
+    TimeMs::try_from(days)
+        .unwrap_or(TimeMs::MAX)
+        .saturating_mul(86_400_000)
+}
+
+/// Why a derived store's file did not open: `Damaged` (it is not one,
+/// or not whole) or `Failed` (it could not be read: locked, a disk error).
+enum Opened {
+    Damaged(String),
+    Failed(String),
+}
+
+/// Opens a store derived from the journal (the movement history, the
+/// published events) at `path`, made if there is none, `init` making its
+/// tables. A file that cannot be read as one is set aside as
+/// `NAME.redb.damaged-N` (logged at error) and a new one begins: the
+/// journal still holds what it can be derived from again, and a node that
+/// would not start for it would sell nothing. A file held by another
+/// opener, or a disk error, is refused.
+pub(super) fn open_derived(
+    path: &Path,
+    cache_bytes: usize,
+    what: &str,
+    init: impl Fn(&Arc<redb::Database>) -> Result<(), JournalError>,
+) -> Result<Arc<redb::Database>, JournalError> {
+    let open = || -> Result<Arc<redb::Database>, Opened> {
+        use redb::{DatabaseError as D, StorageError as S};
+        let db = redb::Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(path)
+            .map_err(|e| match e {
+                D::Storage(S::Corrupted(_)) | D::UpgradeRequired(_) | D::RepairAborted => {
+                    Opened::Damaged(e.to_string())
+                }
+                D::Storage(S::Io(ref io))
+                    if matches!(
+                        io.kind(),
+                        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
+                    ) =>
+                {
+                    Opened::Damaged(e.to_string())
+                }
+                e => Opened::Failed(e.to_string()),
+            })?;
+        let db = Arc::new(db);
+        // The tables exist from the start: a read never finds one missing.
+        // A file that opens but whose tables cannot be made is damaged.
+        init(&db).map_err(|e| Opened::Damaged(e.to_string()))?;
+        Ok(db)
+    };
+    match open() {
+        Ok(db) => Ok(db),
+        Err(Opened::Damaged(why)) => {
+            let aside = (0u32..)
+                .map(|n| path.with_extension(format!("redb.damaged-{n}")))
+                .find(|p| !p.exists())
+                .unwrap_or_else(|| path.with_extension("redb.damaged"));
+            tracing::error!(
+                path = %path.display(),
+                aside = %aside.display(),
+                why = %why,
+                "{what} unreadable: set aside, a new one begins"
+            );
+            std::fs::rename(path, &aside).map_err(err)?;
+            open().map_err(|e| match e {
+                Opened::Damaged(why) | Opened::Failed(why) => err(why),
+            })
+        }
+        Err(Opened::Failed(why)) => Err(err(why)),
     }
 }
 

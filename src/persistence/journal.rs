@@ -138,6 +138,14 @@ pub struct JournalStats {
     pub history_movements: AtomicU64,
     /// A history read waits: the snapshotter writes what it holds now.
     pub history_wanted: std::sync::atomic::AtomicBool,
+    /// The journal record the published events are complete through, the
+    /// newest event's number and how many are kept (the snapshotter's
+    /// copy writes them); `events_written` wakes the readers waiting for
+    /// more (Server-Sent Events) when the newest number moves.
+    pub events_seq: AtomicU64,
+    pub events_last: AtomicU64,
+    pub events_kept: AtomicU64,
+    pub events_written: tokio::sync::Notify,
 }
 
 /// Resolves when the record is durable (per the durability mode), with its

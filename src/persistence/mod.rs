@@ -7,8 +7,10 @@
 //!   and recovery (torn tail cut, corrupt middle refused).
 //! - `snapshot`: snapshots in sled, the archive of passivated orders,
 //!   replaying one record through it (`apply_record`), the snapshotter.
+//! - `events`: the published events' store, beside the snapshots.
 //! - `recovery`: the journal after the snapshot replayed into a `Model`.
 
+pub mod events;
 pub mod history;
 pub mod journal;
 pub mod recovery;

@@ -20,7 +20,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::history::{Entry, History, Place};
+use super::events::{EventStore, EventsPolicy, Publisher};
+use super::history::{days_ms, Entry, History, Place};
 use super::journal::{
     decode_event, read_on, remove_segments_through, JournalError, JournalStats, ReadCursor,
 };
@@ -62,6 +63,8 @@ fn version_of(key: &[u8]) -> Option<u64> {
 }
 
 pub struct SnapshotStore {
+    /// The published events, in their own file in the same directory.
+    events: EventStore,
     db: sled::Db,
     /// The movement history, in its own file in the same directory.
     history: History,
@@ -113,7 +116,12 @@ impl SnapshotStore {
     pub fn open(dir: &Path) -> Result<SnapshotStore, JournalError> {
         let db = sled::Config::new().path(dir).open().map_err(err)?;
         let history = History::open(&dir.join("history.redb"))?;
-        Ok(SnapshotStore { db, history })
+        let events = EventStore::open(&dir.join("events.redb"))?;
+        Ok(SnapshotStore {
+            db,
+            history,
+            events,
+        })
     }
 
     /// The sequences of the stored generations whose checksum holds, newest first.
@@ -207,6 +215,11 @@ impl SnapshotStore {
     /// The movement history kept beside the snapshots.
     pub fn history(&self) -> &History {
         &self.history
+    }
+
+    /// The published events kept beside the snapshots.
+    pub fn events(&self) -> &EventStore {
+        &self.events
     }
 
     fn orders_tree(&self) -> Result<sled::Tree, JournalError> {
@@ -316,6 +329,7 @@ pub struct SnapshotPolicy {
     pub every_records: u64,
     pub every_s: u64,
     pub history: HistoryPolicy,
+    pub events: EventsPolicy,
 }
 
 /// `[history]`: movements older than `retention_ms` (on the records' own
@@ -329,9 +343,7 @@ pub struct HistoryPolicy {
 impl HistoryPolicy {
     pub fn new(retention_days: u64, movements_max: u64) -> Self {
         HistoryPolicy {
-            retention_ms: TimeMs::try_from(retention_days)
-                .unwrap_or(TimeMs::MAX)
-                .saturating_mul(86_400_000),
+            retention_ms: days_ms(retention_days),
             movements_max,
         }
     }
@@ -371,6 +383,8 @@ pub struct Tail {
     /// The newest movement's time applied: the history's clock for its
     /// retention (the snapshotter reads no clock).
     newest_ms: TimeMs,
+    /// The published events derived from the same records.
+    events: Publisher,
 }
 
 impl Tail {
@@ -381,7 +395,7 @@ impl Tail {
     /// "none"`) is cut back to it first: those numbers will name other
     /// records.
     pub fn load(store: &SnapshotStore, journal_start: Option<u64>) -> Result<Tail, JournalError> {
-        let (base, model) = store.load().unwrap_or_default();
+        let (base, mut model) = store.load().unwrap_or_default();
         let history = store.history().clone();
         let mut history_through = history.through()?;
         let journal_last = journal_start.map_or(u64::MAX, |l| l.max(base));
@@ -395,6 +409,7 @@ impl Tail {
             );
             history_through = history.through()?;
         }
+        let events = Publisher::load(store.events(), base, &mut model, journal_last)?;
         Ok(Tail {
             base,
             cursor: ReadCursor::after(base),
@@ -409,6 +424,7 @@ impl Tail {
             pending_through: history_through.max(base),
             flushed_at: Instant::now(),
             newest_ms: 0,
+            events,
         })
     }
 
@@ -450,6 +466,7 @@ impl Tail {
             pending,
             pending_through,
             newest_ms,
+            events,
             ..
         } = self;
         read_on(storage, journal_dir, cursor, durable, |s, body| {
@@ -457,6 +474,7 @@ impl Tail {
             moved.clear();
             apply_record(model, &e, Some((store, *base)), Some(moved))
                 .map_err(|x| JournalError::Corrupt(format!("record {s}: {x}")))?;
+            events.derive(model, s, &e, moved)?;
             if s <= *history_through {
                 return Ok(());
             }
@@ -521,6 +539,9 @@ impl Tail {
         if let Err(e) = self.flush_history() {
             tracing::error!(error = %e, "movement history not written; the journal keeps its records");
         }
+        if let Err(e) = self.events.flush() {
+            tracing::error!(error = %e, "events not written; the journal keeps their records");
+        }
         let seq = self.seq();
         let model = &mut self.model;
         model
@@ -537,7 +558,10 @@ impl Tail {
         store.archive_orders(seq, &passivated)?;
         store.save(seq, model)?;
         self.base = seq;
-        let removable = store.oldest_kept_seq().min(self.history_through);
+        let removable = store
+            .oldest_kept_seq()
+            .min(self.history_through)
+            .min(self.events.marks().through);
         let removed = remove_segments_through(storage, journal_dir, removable)?;
         tracing::info!(
             seq,
@@ -631,7 +655,16 @@ pub fn run_snapshotter(
             }
             if rounds.is_multiple_of(HISTORY_PRUNE_EVERY_ROUNDS) {
                 t.prune_history(&policy.history)?;
+                t.events.prune(&policy.events)?;
                 counted = true;
+            }
+            // Events every round: a reader waits a tick at most.
+            t.events.flush()?;
+            let marks = t.events.marks();
+            stats.events_kept.store(marks.count, Ordering::Relaxed);
+            stats.events_seq.store(marks.through, Ordering::Release);
+            if stats.events_last.swap(marks.last, Ordering::AcqRel) != marks.last {
+                stats.events_written.notify_waiters();
             }
             stats
                 .history_seq

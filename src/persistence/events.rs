@@ -1,0 +1,636 @@
+//! The published events' store (api.md, Events): every event with its
+//! number, in `snapshots/events.redb` beside the snapshots and outside
+//! the journal (which is trimmed behind them), for `[events]
+//! retention_days` and at most `[events] events_max` events in all.
+//!
+//! A log in a B-tree, as the movement history's: events are kept in
+//! blocks of up to `EVENTS_BLOCK`, keyed by the number of their first
+//! (numbers have no gaps within the store), so a write appends at the
+//! tree's right edge and a prune cuts whole blocks at its left edge.
+//! Each event keeps the journal record it came from, so the store can be
+//! cut back with the journal. Each write is one durable transaction with
+//! its mark (`through`, the journal record the store is complete
+//! through): a crash leaves it whole through a mark, and the writer (the
+//! snapshotter's copy) derives what comes after it again.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::event::Event;
+use crate::domain::history::Moved;
+use crate::domain::model::Model;
+use crate::domain::published::{Kind, Published, Watch};
+use crate::domain::TimeMs;
+use crate::limits::{
+    EVENTS_BLOCK, EVENTS_CACHE_BYTES, EVENTS_MAX_DEFAULT, EVENTS_PRUNE_BATCH,
+    EVENTS_RETENTION_DAYS_DEFAULT, EVENTS_WRITE_BATCH,
+};
+
+use super::history::{days_ms, open_derived};
+use super::journal::JournalError;
+
+/// The number of a block's first event -> the block (rmp `Block`).
+const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
+/// `through` (the journal record the store is complete through), `last`
+/// (the newest event's number) and `count` (events held).
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+fn err(e: impl std::fmt::Display) -> JournalError {
+    JournalError::Io(format!("events: {e}"))
+}
+
+/// One event as stored (its number is its place in its block).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stored {
+    /// The journal record it was derived from.
+    pub seq: u64,
+    pub kind: u16,
+    pub at_ms: TimeMs,
+    pub locations: Vec<String>,
+    pub data: String,
+}
+
+impl Stored {
+    pub fn new(seq: u64, p: Published) -> Stored {
+        Stored {
+            seq,
+            kind: p.kind.code(),
+            at_ms: p.at_ms,
+            locations: p.locations.into_iter().map(|l| l.to_string()).collect(),
+            data: p.data,
+        }
+    }
+
+    pub fn kind(&self) -> Option<Kind> {
+        Kind::of_code(self.kind)
+    }
+}
+
+type Block = Vec<Stored>;
+
+/// The newest block's key and bytes, if any.
+fn newest_block(
+    blocks: &redb::Table<'_, u64, &'static [u8]>,
+) -> Result<Option<(u64, Vec<u8>)>, JournalError> {
+    Ok(blocks
+        .last()
+        .map_err(err)?
+        .map(|(k, v)| (k.value(), v.value().to_vec())))
+}
+
+fn decode(v: &[u8]) -> Result<Block, JournalError> {
+    rmp_serde::from_slice(v).map_err(|x| JournalError::Corrupt(format!("events: {x}")))
+}
+
+fn encode(b: &Block) -> Result<Vec<u8>, JournalError> {
+    rmp_serde::to_vec(b).map_err(|x| JournalError::Encode(x.to_string()))
+}
+
+/// What a read found after the number asked.
+#[derive(Debug, Default)]
+pub struct Page {
+    /// The events that passed the filter, with their numbers, in order.
+    pub events: Vec<(u64, Stored)>,
+    /// The number of the last event looked at (the filter may pass over
+    /// many): the next read goes on after it. The number asked for when
+    /// nothing was looked at.
+    pub through: u64,
+    /// Events were dropped after the number asked: the oldest kept.
+    pub gone: Option<u64>,
+}
+
+/// The store's figures.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Marks {
+    pub through: u64,
+    pub last: u64,
+    pub count: u64,
+}
+
+#[derive(Clone)]
+pub struct EventStore {
+    db: Arc<redb::Database>,
+}
+
+impl EventStore {
+    /// Opens the store at `path`, made if there is none; a damaged one is
+    /// set aside and a new one begins (`history::open_derived`).
+    pub fn open(path: &Path) -> Result<EventStore, JournalError> {
+        let db = open_derived(path, EVENTS_CACHE_BYTES, "event store", |db| {
+            EventStore { db: db.clone() }.change(|_, _| Ok(()))
+        })?;
+        Ok(EventStore { db })
+    }
+
+    /// Runs `f` on the tables in one durable transaction.
+    fn change<T>(
+        &self,
+        f: impl FnOnce(
+            &mut redb::Table<'_, u64, &'static [u8]>,
+            &mut redb::Table<'_, &'static str, u64>,
+        ) -> Result<T, JournalError>,
+    ) -> Result<T, JournalError> {
+        let mut tx = self.db.begin_write().map_err(err)?;
+        tx.set_quick_repair(true);
+        let out = {
+            let mut blocks = tx.open_table(BLOCKS).map_err(err)?;
+            let mut meta = tx.open_table(META).map_err(err)?;
+            f(&mut blocks, &mut meta)?
+        };
+        tx.commit().map_err(err)?;
+        Ok(out)
+    }
+
+    pub fn marks(&self) -> Result<Marks, JournalError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let t = tx.open_table(META).map_err(err)?;
+        let get = |k: &str| -> Result<u64, JournalError> {
+            Ok(t.get(k).map_err(err)?.map_or(0, |v| v.value()))
+        };
+        Ok(Marks {
+            through: get("through")?,
+            last: get("last")?,
+            count: get("count")?,
+        })
+    }
+
+    /// The oldest event's number kept (the next one's when none is).
+    pub fn oldest(&self) -> Result<u64, JournalError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let blocks = tx.open_table(BLOCKS).map_err(err)?;
+        let first = blocks.first().map_err(err)?.map(|(k, _)| k.value());
+        match first {
+            Some(f) => Ok(f),
+            None => Ok(self.marks()?.last + 1),
+        }
+    }
+
+    /// Writes `events`, numbered from `first`, and the mark `through`, in
+    /// one transaction. `first` follows the newest kept, or starts a
+    /// store that held none (a node begun from another's snapshot starts
+    /// at that snapshot's number).
+    pub fn write(&self, through: u64, first: u64, events: &[Stored]) -> Result<(), JournalError> {
+        self.change(|blocks, meta| {
+            let last = meta.get("last").map_err(err)?.map_or(0, |v| v.value());
+            let count = meta.get("count").map_err(err)?.map_or(0, |v| v.value());
+            if !events.is_empty() && first <= last && count > 0 {
+                return Err(JournalError::Corrupt(format!(
+                    "events: {first} written after {last}"
+                )));
+            }
+            let mut rest = events;
+            // The newest block filled up first, so a quiet store does not
+            // keep a block per write. Numbers skipped (events lost with
+            // records the journal no longer had when this store was
+            // behind: logged by the writer) start a block of their own.
+            let newest = newest_block(blocks)?;
+            if let Some((key, v)) = newest.filter(|_| first == last + 1) {
+                let mut block = decode(&v)?;
+                if block.len() < EVENTS_BLOCK
+                    && !rest.is_empty()
+                    && key + block.len() as u64 == first
+                {
+                    let n = (EVENTS_BLOCK - block.len()).min(rest.len());
+                    block.extend_from_slice(&rest[..n]);
+                    blocks
+                        .insert(key, encode(&block)?.as_slice())
+                        .map_err(err)?;
+                    rest = &rest[n..];
+                }
+            }
+            let mut at = first + (events.len() - rest.len()) as u64;
+            for chunk in rest.chunks(EVENTS_BLOCK) {
+                blocks
+                    .insert(at, encode(&chunk.to_vec())?.as_slice())
+                    .map_err(err)?;
+                at += chunk.len() as u64;
+            }
+            if !events.is_empty() {
+                meta.insert("last", first + events.len() as u64 - 1)
+                    .map_err(err)?;
+                meta.insert("count", count + events.len() as u64)
+                    .map_err(err)?;
+            }
+            meta.insert("through", through).map_err(err)?;
+            Ok(())
+        })
+    }
+
+    /// The events after `after` that `keep` passes, `limit` at most,
+    /// looking at `scan` events at most.
+    pub fn page(
+        &self,
+        after: u64,
+        limit: usize,
+        scan: usize,
+        keep: impl Fn(&Stored) -> bool,
+    ) -> Result<Page, JournalError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let blocks = tx.open_table(BLOCKS).map_err(err)?;
+        let mut page = Page {
+            through: after,
+            ..Page::default()
+        };
+        if let Some((first, _)) = blocks.first().map_err(err)? {
+            if first.value() > after + 1 {
+                page.gone = Some(first.value());
+                return Ok(page);
+            }
+        }
+        // The block holding `after + 1`, and those after it.
+        let start = match blocks.range(..=after + 1).map_err(err)?.next_back() {
+            Some(kv) => kv.map_err(err)?.0.value(),
+            None => after + 1,
+        };
+        let mut looked = 0usize;
+        for kv in blocks.range(start..).map_err(err)? {
+            let (k, v) = kv.map_err(err)?;
+            let first = k.value();
+            for (i, e) in decode(v.value())?.into_iter().enumerate() {
+                let id = first + i as u64;
+                if id <= after {
+                    continue;
+                }
+                if page.events.len() == limit || looked == scan {
+                    return Ok(page);
+                }
+                looked += 1;
+                page.through = id;
+                if keep(&e) {
+                    page.events.push((id, e));
+                }
+            }
+        }
+        Ok(page)
+    }
+
+    /// Forgets the events of journal records after `seq`, and the mark
+    /// past it: a journal cut back (a cluster leader giving up the lead
+    /// with records the stream never took) loses those records, and the
+    /// records written later under their numbers are other ones. Answers
+    /// how many went.
+    pub fn cut_after(&self, seq: u64) -> Result<usize, JournalError> {
+        self.change(|blocks, meta| {
+            let mut gone = 0usize;
+            let mut last = meta.get("last").map_err(err)?.map_or(0, |v| v.value());
+            // From the newest block back, while its newest is past `seq`.
+            while let Some((key, v)) = newest_block(blocks)? {
+                let mut block = decode(&v)?;
+                let kept = block.partition_point(|e| e.seq <= seq);
+                if kept == block.len() {
+                    break;
+                }
+                gone += block.len() - kept;
+                block.truncate(kept);
+                if block.is_empty() {
+                    blocks.remove(key).map_err(err)?;
+                    last = key - 1;
+                } else {
+                    blocks
+                        .insert(key, encode(&block)?.as_slice())
+                        .map_err(err)?;
+                    break;
+                }
+            }
+            if let Some((key, v)) = newest_block(blocks)? {
+                last = key + decode(&v)?.len() as u64 - 1;
+            }
+            if gone > 0 {
+                let count = meta.get("count").map_err(err)?.map_or(0, |v| v.value());
+                meta.insert("count", count.saturating_sub(gone as u64))
+                    .map_err(err)?;
+                meta.insert("last", last).map_err(err)?;
+            }
+            let through = meta.get("through").map_err(err)?.map_or(0, |v| v.value());
+            meta.insert("through", through.min(seq)).map_err(err)?;
+            Ok(gone)
+        })
+    }
+
+    /// Forgets the oldest blocks, `batch` events at most: those wholly
+    /// before `older_than`, and any beyond `keep_at_most` in all. The
+    /// newest event is always kept (the next number follows it). Answers
+    /// how many went.
+    pub fn prune(
+        &self,
+        older_than: TimeMs,
+        keep_at_most: u64,
+        batch: usize,
+    ) -> Result<usize, JournalError> {
+        self.change(|blocks, meta| {
+            let mut count = meta.get("count").map_err(err)?.map_or(0, |v| v.value());
+            let newest = blocks.last().map_err(err)?.map(|(k, _)| k.value());
+            let mut doomed = Vec::new();
+            let mut gone = 0usize;
+            for kv in blocks.iter().map_err(err)? {
+                let (k, v) = kv.map_err(err)?;
+                if Some(k.value()) == newest {
+                    break;
+                }
+                let block = decode(v.value())?;
+                let old = block
+                    .iter()
+                    .map(|e| e.at_ms)
+                    .max()
+                    .is_some_and(|at| at < older_than);
+                if gone + block.len() > batch.max(1) || !(old || count > keep_at_most) {
+                    break;
+                }
+                count = count.saturating_sub(block.len() as u64);
+                gone += block.len();
+                doomed.push(k.value());
+            }
+            for k in doomed {
+                blocks.remove(k).map_err(err)?;
+            }
+            meta.insert("count", count).map_err(err)?;
+            Ok(gone)
+        })
+    }
+}
+
+/// `[events]`: events older than `retention_ms` (on the records' own
+/// clock) go, and the oldest beyond `events_max` in all.
+#[derive(Debug, Clone, Copy)]
+pub struct EventsPolicy {
+    pub retention_ms: TimeMs,
+    pub events_max: u64,
+}
+
+impl EventsPolicy {
+    pub fn new(retention_days: u64, events_max: u64) -> Self {
+        EventsPolicy {
+            retention_ms: days_ms(retention_days),
+            events_max,
+        }
+    }
+}
+
+impl Default for EventsPolicy {
+    fn default() -> Self {
+        EventsPolicy::new(EVENTS_RETENTION_DAYS_DEFAULT, EVENTS_MAX_DEFAULT)
+    }
+}
+
+/// The snapshotter's side of the events: derives them from each record
+/// its copy applies, numbers them (`Model::events_published`, kept in the
+/// snapshots, so a node begun from another's snapshot numbers as it
+/// does), and writes those the store lacks.
+pub struct Publisher {
+    store: EventStore,
+    /// The store's marks as written.
+    marks: Marks,
+    watch: Watch,
+    derived: Vec<Published>,
+    /// Derived, not written yet; the first's number; the record they are
+    /// complete through.
+    pending: Vec<Stored>,
+    pending_first: u64,
+    pending_through: u64,
+    /// The newest event's time: the store's clock for its retention.
+    newest_ms: TimeMs,
+}
+
+impl Publisher {
+    /// Beside a copy loaded from the snapshot at `base` (its `model`).
+    /// A store past `journal_last` (a journal cut back after the store had
+    /// its records) is cut back to it first.
+    pub fn load(
+        store: &EventStore,
+        base: u64,
+        model: &mut Model,
+        journal_last: u64,
+    ) -> Result<Publisher, JournalError> {
+        let mut marks = store.marks()?;
+        if marks.through > journal_last {
+            let cut = store.cut_after(journal_last)?;
+            tracing::warn!(
+                through = marks.through,
+                journal_last,
+                cut,
+                "the event store was past the journal: cut back to it"
+            );
+            marks = store.marks()?;
+        }
+        // A store complete through the snapshot or before it (its records
+        // gone from the journal, a store new beside an old snapshot)
+        // numbers on from the newer of the two: never a number twice.
+        if marks.through <= base {
+            model.events_published = model.events_published.max(marks.last);
+        }
+        Ok(Publisher {
+            store: store.clone(),
+            marks,
+            watch: Watch::default(),
+            derived: Vec::new(),
+            pending: Vec::new(),
+            pending_first: 0,
+            pending_through: marks.through.max(base),
+            newest_ms: 0,
+        })
+    }
+
+    /// The events of record `s` (`e`, applied to make `model`, moving
+    /// `moved`): numbered, and kept for `flush` if the store lacks them.
+    pub fn derive(
+        &mut self,
+        model: &mut Model,
+        s: u64,
+        e: &Event,
+        moved: &[Moved],
+    ) -> Result<(), JournalError> {
+        self.watch.derive(model, e, moved, &mut self.derived);
+        let n = self.derived.len() as u64;
+        if s <= self.marks.through {
+            model.events_published += n;
+            self.derived.clear();
+            if s == self.marks.through && model.events_published != self.marks.last {
+                // Another derivation numbered the store (a version that
+                // derived otherwise): the store's numbers stand.
+                tracing::warn!(
+                    derived = model.events_published,
+                    stored = self.marks.last,
+                    "events numbered otherwise than stored: numbering goes on from the store"
+                );
+                model.events_published = self.marks.last;
+            }
+            return Ok(());
+        }
+        if self.pending.is_empty() {
+            self.pending_first = model.events_published + 1;
+        }
+        model.events_published += n;
+        for p in self.derived.drain(..) {
+            self.newest_ms = self.newest_ms.max(p.at_ms);
+            self.pending.push(Stored::new(s, p));
+        }
+        self.pending_through = s;
+        if self.pending.len() >= EVENTS_WRITE_BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is pending and the mark, if anything is new.
+    pub fn flush(&mut self) -> Result<(), JournalError> {
+        if self.pending_through > self.marks.through || !self.pending.is_empty() {
+            if !self.pending.is_empty()
+                && self.marks.count > 0
+                && self.pending_first > self.marks.last + 1
+            {
+                tracing::error!(
+                    from = self.marks.last + 1,
+                    to = self.pending_first - 1,
+                    "events lost: the store was behind the journal's oldest record"
+                );
+            }
+            self.store
+                .write(self.pending_through, self.pending_first, &self.pending)?;
+            if !self.pending.is_empty() {
+                self.marks.last = self.pending_first + self.pending.len() as u64 - 1;
+                self.marks.count += self.pending.len() as u64;
+            }
+            self.marks.through = self.pending_through;
+            self.pending.clear();
+        }
+        Ok(())
+    }
+
+    /// The journal record the store is complete through, and its newest
+    /// event's number.
+    pub fn marks(&self) -> Marks {
+        self.marks
+    }
+
+    /// Forgets a bounded batch of events past `policy` (time on the
+    /// events' own clock: the snapshotter reads no clock).
+    pub fn prune(&mut self, policy: &EventsPolicy) -> Result<usize, JournalError> {
+        if self.newest_ms == 0 {
+            return Ok(0);
+        }
+        let gone = self.store.prune(
+            self.newest_ms - policy.retention_ms,
+            policy.events_max,
+            EVENTS_PRUNE_BATCH,
+        )?;
+        self.marks.count = self.marks.count.saturating_sub(gone as u64);
+        Ok(gone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(seq: u64, at_ms: TimeMs) -> Stored {
+        Stored {
+            seq,
+            kind: Kind::StockChanged.code(),
+            at_ms,
+            locations: vec!["S1".into()],
+            data: format!("{{\"seq\":{seq}}}"),
+        }
+    }
+
+    fn ids(p: &Page) -> Vec<u64> {
+        p.events.iter().map(|(id, _)| *id).collect()
+    }
+
+    #[test]
+    fn writes_pages_cuts_and_prunes_in_number_order() {
+        let dir = tempfile::tempdir().expect("events");
+        let s = EventStore::open(&dir.path().join("events.redb")).expect("events");
+        assert_eq!(s.oldest().expect("events"), 1);
+        assert_eq!(
+            ids(&s.page(0, 10, 100, |_| true).expect("events")),
+            Vec::<u64>::new()
+        );
+        // Three writes: the first fills the newest block, the rest follow.
+        s.write(2, 1, &[ev(1, 10), ev(2, 20), ev(2, 20)])
+            .expect("events");
+        let many: Vec<Stored> = (0..EVENTS_BLOCK as u64 + 5)
+            .map(|i| ev(3 + i / 10, 30))
+            .collect();
+        s.write(3 + many.len() as u64 / 10, 4, &many)
+            .expect("events");
+        let last = 3 + many.len() as u64;
+        assert_eq!(s.marks().expect("events").last, last);
+        assert_eq!(s.marks().expect("events").count, last);
+        // Numbers never go back.
+        assert!(s.write(100, last, &[ev(100, 40)]).is_err());
+        // Pages: after, limit, a filter, a scan bound.
+        let p = s.page(2, 3, 1000, |_| true).expect("events");
+        assert_eq!(ids(&p), vec![3, 4, 5]);
+        assert_eq!(p.through, 5);
+        let all = s.page(0, 10_000, 10_000, |_| true).expect("events");
+        assert_eq!(ids(&all), (1..=last).collect::<Vec<_>>());
+        let odd = s.page(0, 10_000, 10, |e| e.seq % 2 == 1).expect("events");
+        assert_eq!(odd.through, 10, "the scan stops at 10 looked at");
+        assert!(odd.events.iter().all(|(_, e)| e.seq % 2 == 1));
+        // Cut back to journal record 3: events of records 4.. go.
+        let kept = all.events.iter().filter(|(_, e)| e.seq <= 3).count() as u64;
+        s.cut_after(3).expect("events");
+        let m = s.marks().expect("events");
+        assert_eq!((m.last, m.count, m.through), (kept, kept, 3));
+        s.write(4, kept + 1, &[ev(4, 50)]).expect("events");
+        assert_eq!(
+            s.page(kept, 10, 10, |_| true).expect("events").events[0].1,
+            ev(4, 50)
+        );
+        // A gap (events lost with the journal's records) starts a block.
+        s.write(4, kept + 3, &[ev(4, 50)]).expect("events");
+        let p = s.page(kept, 10, 10, |_| true).expect("events");
+        assert_eq!(ids(&p), vec![kept + 1, kept + 3]);
+        s.cut_after(3).expect("events");
+        assert_eq!(
+            s.marks().expect("events").last,
+            kept,
+            "the cut finds the last kept"
+        );
+        s.write(4, kept + 1, &[ev(4, 50)]).expect("events");
+        // Prune by count: whole blocks, never the newest one.
+        let more: Vec<Stored> = (0..3 * EVENTS_BLOCK).map(|_| ev(5, 60)).collect();
+        s.write(5, kept + 2, &more).expect("events");
+        let gone = s.prune(0, 1, usize::MAX).expect("events");
+        assert!(gone > 0);
+        let oldest = s.oldest().expect("events");
+        let p = s.page(0, 10, 10, |_| true).expect("events");
+        assert_eq!(p.gone, Some(oldest), "asking before the oldest is told it");
+        assert_eq!(
+            s.page(oldest - 1, 1, 1, |_| true).expect("events").events[0].0,
+            oldest
+        );
+        assert_eq!(
+            s.marks().expect("events").count,
+            s.marks().expect("events").last - oldest + 1
+        );
+        // By age.
+        let before = s.marks().expect("events").count;
+        assert_eq!(
+            s.prune(0, u64::MAX, usize::MAX).expect("events"),
+            0,
+            "nothing older than 0"
+        );
+        assert_eq!(s.marks().expect("events").count, before);
+        drop(s);
+        let s = EventStore::open(&dir.path().join("events.redb")).expect("events");
+        assert_eq!(
+            s.marks().expect("events").count,
+            before,
+            "kept across a reopen"
+        );
+    }
+
+    #[test]
+    fn a_damaged_file_is_set_aside() {
+        let dir = tempfile::tempdir().expect("events");
+        let path = dir.path().join("events.redb");
+        std::fs::write(&path, b"not a database at all, not even close").expect("events");
+        let s = EventStore::open(&path).expect("events");
+        assert_eq!(s.marks().expect("events"), Marks::default());
+        assert!(dir.path().join("events.redb.damaged-0").exists());
+    }
+}
