@@ -5,6 +5,8 @@
 //! - `cluster`: `cluster.toml` and the shard logs on Redis (leases, streams).
 //! - `http`: one route table, auth, validation, problem+json answers;
 //!   handlers parse, authorize, call and render.
+//! - `webhooks`: delivery of the published events to subscriptions
+//!   (signed, in order, at least once), over the engine and `wire`.
 //! - `orders`: the order workflow (place, ship, cancel, return, refund,
 //!   the background jobs) over the engine, payments and carriers.
 //! - `actors`: actix actors that own domain state and talk to the journal.
@@ -37,4 +39,5 @@ pub mod payments;
 pub mod persistence;
 pub mod problem;
 pub mod server;
+pub mod webhooks;
 pub mod wire;

@@ -351,6 +351,53 @@ pub const EVENT_TYPES_MAX: usize = 64;
 pub const SSE_STREAMS_MAX: usize = 4_096;
 pub const SSE_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(15);
 
+/// Webhook subscriptions kept at most (a new one past it is 409
+/// `too_many_webhooks`): each has a delivery task and a log.
+pub const WEBHOOKS_MAX: usize = 64;
+
+/// The largest integer a JSON number holds exactly (2^53 - 1): the
+/// bound of event numbers a body names (`replay`'s `after`).
+pub const JSON_INT_MAX: i64 = 9_007_199_254_740_991;
+
+/// Type patterns of a subscription, at most; its URL's length at most.
+pub const WEBHOOK_TYPES_MAX: usize = 64;
+pub const WEBHOOK_URL_MAX: usize = 2_048;
+
+/// A subscription's URL, as the API takes it and the OpenAPI document
+/// states it (one pattern for both): http or https; a host name (its last
+/// label starting with a letter, so never read as an address) or an IPv4
+/// address; a port 1 to 65535; a path and a query of plain characters.
+pub const WEBHOOK_URL_PATTERN: &str = r"^https?://(((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])|([a-z0-9-]{1,63}\.){0,8}[a-z][a-z0-9-]{0,62})(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?(/[A-Za-z0-9._~-]*)*(\?[A-Za-z0-9._~=&-]*)?$";
+
+/// One delivery attempt's limit (connect, send, answer): a slow receiver
+/// holds its own subscription back, never another's or a checkout.
+pub const WEBHOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// After a failed attempt the same event is tried again after 1 s,
+/// doubled each time up to this; a subscription failing for
+/// `WEBHOOK_FAILING_AFTER` (24 h) is marked failing, and still tried.
+pub const WEBHOOK_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(600);
+pub const WEBHOOK_FAILING_AFTER: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+/// How far delivery got is journaled at most this often per
+/// subscription (and when it stops or fails): after a crash at most this
+/// much is sent again.
+pub const WEBHOOK_MARK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Events read for a subscription at a time (sent one by one, in order).
+pub const WEBHOOK_READ: usize = 100;
+
+/// Delivery attempts kept per subscription (`GET .../deliveries`).
+pub const WEBHOOK_ATTEMPTS_KEPT: usize = 100;
+
+/// How often the delivery supervisor looks for subscriptions made or
+/// deleted (and, on a cluster, for the lead moving).
+pub const WEBHOOK_SUPERVISE_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// After the signal to stop, connections still open this much later
+/// (an event stream whose client reads nothing) are closed.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The books of transfers and of incoming supply (`domain::book`): each
 /// keeps at most this many (open and recently closed; ~300 bytes each
 /// with a few lines: ~60 MB); a new one past it is refused (503) until

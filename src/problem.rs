@@ -44,10 +44,12 @@ pub enum Code {
     NotReleased,
     /// Events asked for were dropped (retention): member `oldest`.
     EventsGone,
+    /// `WEBHOOKS_MAX` subscriptions are kept already.
+    TooManyWebhooks,
 }
 
 impl Code {
-    pub const ALL: [Code; 26] = [
+    pub const ALL: [Code; 27] = [
         Code::BadRequest,
         Code::Unauthorized,
         Code::Forbidden,
@@ -74,6 +76,7 @@ impl Code {
         Code::Backordered,
         Code::NotReleased,
         Code::EventsGone,
+        Code::TooManyWebhooks,
     ];
 
     /// The code a problem's `code` member names.
@@ -114,6 +117,7 @@ impl Code {
             Code::Backordered => ("backordered", 409, "Units not arrived yet"),
             Code::NotReleased => ("not_released", 409, "Preorder not released yet"),
             Code::EventsGone => ("events_gone", 410, "Events no longer kept"),
+            Code::TooManyWebhooks => ("too_many_webhooks", 409, "Too many webhooks"),
         }
     }
 }

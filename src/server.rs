@@ -62,6 +62,9 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
         .then(|| rt.spawn(orders::jobs::track(one(), cfg.carriers.track_every)));
     // Captures owed (a provider down when the goods left) made later.
     let captures = rt.spawn(orders::jobs::retry(one(), cfg.payments.retry_every));
+    // The webhook subscriptions' deliveries.
+    let hooks = state.webhooks.clone();
+    let deliveries = rt.spawn(crate::webhooks::run(move || vec![hooks.clone()]));
     let durability = cfg.durability;
     let data_dir = cfg.data_dir.clone();
     let r = rt.block_on(http::serve(
@@ -76,6 +79,7 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
         t.abort();
     }
     captures.abort();
+    deliveries.abort();
     feed_rt.shutdown_timeout(std::time::Duration::from_secs(1));
     engine.shutdown();
     tracing::info!("stopped");
@@ -145,6 +149,7 @@ fn app_state(
             unsettled_since,
         }),
         adyen_hmac: cfg.payments.adyen.as_ref().map(|(_, key)| key.clone()),
+        webhooks: crate::webhooks::Webhooking::new(engine.clone()),
         feed: Arc::new(http::feed::FeedHost::new(
             Arc::new(http::feed::EngineFeeds(engine.clone())),
             Auth::new(cfg.tokens.as_deref()),
@@ -335,6 +340,15 @@ pub fn run_cluster(config: Option<&Path>, cluster: &Path, node_id: &str) -> Resu
     let tracking =
         (!no_carriers).then(|| rt.spawn(orders::jobs::track(owned(), cfg.carriers.track_every)));
     let captures = rt.spawn(orders::jobs::retry(owned(), cfg.payments.retry_every));
+    // The webhook subscriptions' deliveries, while this node leads.
+    let leading = node.clone();
+    let deliveries = rt.spawn(crate::webhooks::run(move || {
+        leading
+            .owned_states()
+            .iter()
+            .map(|s| s.webhooks.clone())
+            .collect()
+    }));
     let cluster_name = cc.cluster.clone();
     let r = rt.block_on(http::serve(
         front,
@@ -348,6 +362,7 @@ pub fn run_cluster(config: Option<&Path>, cluster: &Path, node_id: &str) -> Resu
         t.abort();
     }
     captures.abort();
+    deliveries.abort();
     node.shutdown();
     feed_rt.shutdown_timeout(std::time::Duration::from_secs(1));
     tracing::info!("stopped");

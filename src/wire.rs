@@ -26,6 +26,8 @@ pub struct CallError {
     /// done (a timeout, a 5xx other than 503): sending it again could do
     /// it twice. Never set for idempotent calls, which may be sent again.
     pub maybe_done: bool,
+    /// The other side's last status, when it answered (429, a 5xx).
+    pub status: Option<u16>,
 }
 
 impl std::fmt::Display for CallError {
@@ -156,12 +158,19 @@ pub struct Caller {
 
 impl Caller {
     pub fn new(name: &'static str, policy: Policy) -> Result<Caller, String> {
+        let c = Caller::unlisted(name, policy)?;
+        registry().lock().push((name, c.stats.clone()));
+        Ok(c)
+    }
+
+    /// A caller whose calls its owner shows on `/metrics` itself (`stats`):
+    /// one of many alike (a webhook subscription's).
+    pub fn unlisted(name: &'static str, policy: Policy) -> Result<Caller, String> {
         let client = reqwest::Client::builder()
             .timeout(policy.timeout)
             .build()
             .map_err(|e| e.to_string())?;
         let stats = Arc::new(CallStats::default());
-        registry().lock().push((name, stats.clone()));
         Ok(Caller {
             name,
             client,
@@ -192,6 +201,7 @@ impl Caller {
                         self.policy.trip
                     ),
                     maybe_done: false,
+                    status: None,
                 });
             }
         }
@@ -199,9 +209,11 @@ impl Caller {
         let mut attempt = 0;
         loop {
             // Whether this attempt surely did nothing.
+            let mut answered = None;
             let (why, nothing_done) = match request(&self.client).send().await {
                 Ok(r) => {
                     let status = r.status().as_u16();
+                    answered = Some(status);
                     match r.bytes().await {
                         Ok(body) if status != 429 && status < 500 => {
                             self.succeeded();
@@ -231,12 +243,17 @@ impl Caller {
                 return Err(CallError {
                     why: format!("{}: {why}{done}", self.name),
                     maybe_done,
+                    status: answered,
                 });
             }
             attempt += 1;
             tokio::time::sleep(backoff).await;
             backoff *= 2;
         }
+    }
+
+    pub fn stats(&self) -> &CallStats {
+        &self.stats
     }
 
     fn succeeded(&self) {

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{auth_with, call, call_full, client, seed, Server};
+use common::{auth_with, call, call_full, client, hold, seed, step, Server};
 use serde_json::{json, Value};
 use std::io::Read;
 use std::time::{Duration, Instant};
@@ -69,25 +69,6 @@ fn ids(events: &[Value]) -> Vec<u64> {
         .iter()
         .map(|e| e["id"].as_u64().expect("id"))
         .collect()
-}
-
-fn hold(c: &reqwest::blocking::Client, s: &Server, sku: &str, loc: &str, qty: u32) -> String {
-    let body = json!({"lines": [{"sku": sku, "qty": qty, "location": loc}], "ttl_s": 600});
-    let (st, v) = call(
-        c,
-        "POST",
-        &s.url("/v1/reservations"),
-        CHANNEL,
-        Some(&body.to_string()),
-    );
-    assert_eq!(st, 201, "{v}");
-    v["id"].as_str().expect("id").to_string()
-}
-
-fn step(c: &reqwest::blocking::Client, s: &Server, id: &str, action: &str) {
-    let url = s.url(&format!("/v1/reservations/{id}/{action}"));
-    let (st, v) = call(c, "POST", &url, CHANNEL, None);
-    assert_eq!(st, 200, "{action}: {v}");
 }
 
 #[test]

@@ -61,16 +61,8 @@ impl Engine {
         let Some(store) = self.snapshots() else {
             return Ok(EventsRead::Off);
         };
-        let stats = &self.journal().stats;
-        if own_writes {
-            let wanted = stats.last_seq.load(Ordering::Acquire);
-            let deadline = std::time::Instant::now() + EVENTS_WAIT;
-            while stats.events_seq.load(Ordering::Acquire) < wanted {
-                if std::time::Instant::now() >= deadline {
-                    return Ok(EventsRead::CatchingUp);
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
+        if own_writes && !self.events_caught_up().await {
+            return Ok(EventsRead::CatchingUp);
         }
         let events = store.events().clone();
         let page = tokio::task::spawn_blocking(move || {
@@ -79,6 +71,31 @@ impl Engine {
         .await
         .map_err(|_| EngineError::Stopped)??;
         Ok(EventsRead::Page(page))
+    }
+
+    /// Waits (up to `EVENTS_WAIT`) until the store holds the events of
+    /// every record settled when asked: `false` if it did not.
+    async fn events_caught_up(&self) -> bool {
+        let stats = &self.journal().stats;
+        let wanted = stats.settled_seq();
+        let deadline = std::time::Instant::now() + EVENTS_WAIT;
+        while stats.events_seq.load(Ordering::Acquire) < wanted {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        true
+    }
+
+    /// The newest event's number once the store holds the events of what
+    /// was settled when asked (a subscription made now hears what comes
+    /// after it): `None` without events, or while they catch up.
+    pub async fn latest_event(&self) -> Option<u64> {
+        self.snapshots()?;
+        self.events_caught_up()
+            .await
+            .then(|| self.journal().stats.events_last.load(Ordering::Acquire))
     }
 
     /// Resolves when the newest event's number may have moved past
@@ -90,6 +107,11 @@ impl Engine {
             return;
         }
         notified.await
+    }
+
+    /// Whether the engine is stopping (a stream of its events ends).
+    pub fn stopping(&self) -> bool {
+        self.0.stop_snapshots.load(Ordering::Relaxed)
     }
 
     /// The newest event's number written, and the oldest kept.

@@ -23,7 +23,9 @@
 //!     held across shards as carts are, receipts);
 //!   - `supplies`: incoming supply (its book, deliveries, cancels);
 //!   - `events`: reads of the published events (written by the
-//!     snapshotter's copy).
+//!     snapshotter's copy);
+//!   - `webhooks`: webhook subscriptions (made, deleted, how far
+//!     delivered), each step journaled.
 
 mod carts;
 mod catalog_writes;
@@ -39,6 +41,7 @@ mod stock;
 pub mod stock_shard;
 mod supplies;
 mod transfers;
+mod webhooks;
 
 pub use carts::CartLine;
 pub use events::{EventFilter, EventsRead};
@@ -47,6 +50,7 @@ pub use order_book::OrderExists;
 pub use orders::ParcelCarried;
 pub use stock::HistoryRead;
 pub use stock_shard::Adjustment;
+pub use webhooks::WebhookRefused;
 
 use actix::prelude::*;
 use parking_lot::{Mutex, RwLock};
@@ -265,6 +269,8 @@ struct Inner {
     transfers: tokio::sync::Mutex<crate::domain::transfer::Transfers>,
     /// Incoming supply (`supplies`): one writer at a time.
     supplies: tokio::sync::Mutex<crate::domain::supply::Supplies>,
+    /// Webhook subscriptions (`webhooks`): one writer at a time.
+    webhooks: tokio::sync::Mutex<crate::domain::webhook::Webhooks>,
 }
 
 /// The engine: cheap to clone; every clone talks to the same actors.

@@ -112,6 +112,7 @@ impl Engine {
         metrics.transfers_open.store(open, Ordering::Relaxed);
         let transfers = tokio::sync::Mutex::new(transfers);
         let supplies = tokio::sync::Mutex::new(std::mem::take(&mut model.supplies));
+        let webhooks = tokio::sync::Mutex::new(std::mem::take(&mut model.webhooks));
         let mut shares = share(model, n, &catalog.read(), clock.now_ms());
         let strays = std::mem::take(&mut shares.strays);
         let deliveries = Arc::new(AtomicU64::new(0));
@@ -153,6 +154,7 @@ impl Engine {
             feed,
             transfers,
             supplies,
+            webhooks,
         }));
         Ok((
             engine,

@@ -150,7 +150,7 @@ impl Engine {
             return Ok(HistoryRead::Off);
         };
         let stats = &self.journal().stats;
-        let wanted = stats.last_seq.load(Ordering::Acquire);
+        let wanted = stats.settled_seq();
         let deadline = std::time::Instant::now() + HISTORY_WAIT;
         while stats.history_seq.load(Ordering::Acquire) < wanted {
             stats.history_wanted.store(true, Ordering::Release);

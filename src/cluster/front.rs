@@ -353,10 +353,14 @@ impl Front {
             Route::Healthz => Ok(json_response(200, &serde_json::json!({"status": "ok"}))),
             Route::Metrics => {
                 let mut text = match self.node.owned(PARTITION) {
-                    Some(state) => state
-                        .engine
-                        .metrics()
-                        .render(&state.engine.journal().stats, state.engine.feed_stats()),
+                    Some(state) => {
+                        let mut t = state
+                            .engine
+                            .metrics()
+                            .render(&state.engine.journal().stats, state.engine.feed_stats());
+                        state.webhooks.render_metrics(&mut t);
+                        t
+                    }
                     None => String::new(),
                 };
                 self.node.render_metrics(&mut text);

@@ -160,6 +160,13 @@ pub enum Event {
         at_ms: TimeMs,
         by: Option<By>,
     },
+    /// A step of a webhook subscription (`domain::webhook`): moves no
+    /// stock and publishes nothing.
+    Webhook {
+        id: String,
+        fact: super::webhook::WebhookFact,
+        at_ms: TimeMs,
+    },
 }
 
 /// A supply's step as journaled.

@@ -218,7 +218,7 @@ pub fn cause(e: &Event) -> Option<Cause<'_>> {
             by: by.as_ref(),
             ..Cause::of(*at_ms, MoveKind::Receipt)
         },
-        Event::Supply { .. } => return None,
+        Event::Supply { .. } | Event::Webhook { .. } => return None,
         // A split or an extension moves no units; a catalog write none.
         Event::ReservationSplit { .. }
         | Event::ReservationExtended { .. }

@@ -41,6 +41,7 @@ pub mod sourcing;
 pub mod stock;
 pub mod supply;
 pub mod transfer;
+pub mod webhook;
 
 pub use ids::*;
 

@@ -110,6 +110,9 @@ pub struct Model {
     /// (added later: default). Applying a fact does not move it.
     #[serde(default)]
     pub events_published: u64,
+    /// Webhook subscriptions by id (added later: default).
+    #[serde(default)]
+    pub webhooks: super::webhook::Webhooks,
 }
 
 /// What a keyed adjustment did: applied once under its key, a repeat of
@@ -229,6 +232,9 @@ impl Model {
             Event::Supply {
                 id, step, at_ms, ..
             } => self.apply_supply(id, step, *at_ms, touched)?,
+            Event::Webhook { id, fact, at_ms } => {
+                super::webhook::apply(&mut self.webhooks, id, fact, *at_ms)
+            }
         }
         Ok(())
     }

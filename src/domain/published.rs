@@ -100,9 +100,29 @@ impl Kind {
         }
     }
 
-    /// Whether `pattern` names at least one type.
+    /// Every name a filter may hold: each type, each family (`stock.*`),
+    /// and `*`.
+    pub fn patterns() -> Vec<String> {
+        let mut v: Vec<String> = Kind::ALL.iter().map(|k| k.as_str().to_string()).collect();
+        for k in Kind::ALL {
+            let family = format!("{}.*", k.as_str().split('.').next().unwrap_or(""));
+            if !v.contains(&family) {
+                v.push(family);
+            }
+        }
+        v.push("*".into());
+        v
+    }
+
+    /// Whether `pattern` is one of `patterns`.
     pub fn is_pattern(pattern: &str) -> bool {
-        Kind::ALL.iter().any(|k| k.matches(pattern))
+        Kind::ALL.iter().any(|k| k.as_str() == pattern)
+            || pattern == "*"
+            || pattern.strip_suffix(".*").is_some_and(|f| {
+                Kind::ALL
+                    .iter()
+                    .any(|k| k.as_str().split('.').next() == Some(f))
+            })
     }
 
     fn of_shipment(s: ShipStatus) -> Option<Kind> {
@@ -248,7 +268,7 @@ impl Watch {
             Event::SkuPut { .. } | Event::LocationPut { .. } | Event::SkusPut { .. } => {
                 self.network.clear()
             }
-            Event::Counted { .. } | Event::Adjusted { .. } => {}
+            Event::Counted { .. } | Event::Adjusted { .. } | Event::Webhook { .. } => {}
         }
         self.stock(model, moved, at_ms, out);
     }
@@ -618,7 +638,8 @@ fn fact_at(e: &Event) -> Option<TimeMs> {
         | Event::ReservationExtended { at_ms, .. }
         | Event::ReservationSplit { at_ms, .. }
         | Event::Transfer { at_ms, .. }
-        | Event::Supply { at_ms, .. } => *at_ms,
+        | Event::Supply { at_ms, .. }
+        | Event::Webhook { at_ms, .. } => *at_ms,
         Event::ReservationHeld { created_ms, .. } => *created_ms,
         Event::Order { events, .. } => events.iter().map(order_event_at).max()?,
         Event::SkuPut { .. } | Event::LocationPut { .. } | Event::SkusPut { .. } => return None,
@@ -638,5 +659,44 @@ fn order_event_at(e: &OrderEvent) -> TimeMs {
         | OrderEvent::RefundSettled { at_ms, .. }
         | OrderEvent::Restocked { at_ms, .. } => *at_ms,
         OrderEvent::Notified(n) => n.at_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_name_types_families_and_all_and_nothing_else() {
+        let all = Kind::patterns();
+        assert!(all.iter().all(|p| Kind::is_pattern(p)));
+        for p in ["stock.*", "order.placed", "*", "supply.*"] {
+            assert!(all.iter().any(|x| x == p), "{p}");
+        }
+        for p in [
+            "",
+            "s*",
+            "stock.",
+            "stock.ch*",
+            "nope",
+            "nope.*",
+            " stock.*",
+        ] {
+            assert!(!Kind::is_pattern(p), "{p:?}");
+        }
+        assert!(Kind::StockOut.matches("stock.*") && !Kind::StockOut.matches("order.*"));
+        assert!(Kind::ALL
+            .iter()
+            .all(|k| Kind::of_code(k.code()) == Some(*k)));
+    }
+
+    #[test]
+    fn crossings_are_out_back_and_low_in_that_order() {
+        assert_eq!(crossing(5, 0, None), Some(Kind::StockOut));
+        assert_eq!(crossing(0, 3, Some(5)), Some(Kind::StockBack));
+        assert_eq!(crossing(8, 5, Some(5)), Some(Kind::StockLow));
+        assert_eq!(crossing(5, 4, Some(5)), None, "low already");
+        assert_eq!(crossing(8, 6, Some(5)), None);
+        assert_eq!(crossing(8, 5, None), None);
     }
 }

@@ -33,26 +33,28 @@ struct Asked {
 fn asked(req: &Request, stream: bool) -> Result<Asked, ApiError> {
     let q = req.query.as_deref().unwrap_or("");
     let mut e = Errors::default();
-    let mut number = |name: &str, v: &str| match v.trim().parse::<u64>() {
-        Ok(n) => n,
-        Err(_) => {
+    let mut number = |name: &str, v: &str| match v.parse::<u64>() {
+        Ok(n) if !v.starts_with('+') => n,
+        _ => {
             e.add(name, "must be an event's id: an integer from 0");
             0
         }
     };
-    // A stream resumes after the last id its client saw.
-    let resumed = stream
-        .then(|| req.headers.get("last-event-id"))
-        .flatten()
-        .map(|v| v.to_str().unwrap_or("x").to_string());
-    let after = match (resumed, query_param(q, "after")) {
-        (Some(v), _) => number("Last-Event-ID", &v),
-        (None, Some(v)) => number("after", &v),
-        (None, None) => 0,
+    // A stream resumes after the last id its client saw (checked on a
+    // page too, where it is not read).
+    let resumed = req
+        .headers
+        .get("last-event-id")
+        .map(|v| number("Last-Event-ID", v.to_str().unwrap_or("x")));
+    let after = query_param(q, "after").map(|v| number("after", &v));
+    let after = match (stream, resumed, after) {
+        (true, Some(n), _) => n,
+        (_, _, Some(n)) => n,
+        _ => 0,
     };
     let mut types = Vec::new();
     if let Some(v) = query_param(q, "types") {
-        for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        for p in v.split(',') {
             if !EventFilter::known(p) {
                 e.add(
                     "types",
@@ -247,10 +249,21 @@ impl Stream {
                 // All passed over by the filter: on at once.
                 continue;
             }
-            tokio::select! {
-                _ = self.state.engine.events_after(self.asked.after) => {}
-                _ = tokio::time::sleep(SSE_HEARTBEAT) => return Some(": keep-alive\n\n".into()),
-                _ = self.closing.changed() => return None,
+            // A second at a time: a stream of an engine that stops (a
+            // cluster leader stepping down) ends within one.
+            let quiet_since = std::time::Instant::now();
+            loop {
+                if self.state.engine.stopping() {
+                    return None;
+                }
+                tokio::select! {
+                    _ = self.state.engine.events_after(self.asked.after) => break,
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    _ = self.closing.changed() => return None,
+                }
+                if quiet_since.elapsed() >= SSE_HEARTBEAT {
+                    return Some(": keep-alive\n\n".into());
+                }
             }
         }
     }

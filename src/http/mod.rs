@@ -26,6 +26,7 @@ pub mod payments;
 pub mod reservations;
 pub mod route;
 pub mod sourcing;
+pub mod subscriptions;
 pub mod supply;
 pub mod transfers;
 pub mod webhooks;
@@ -65,6 +66,8 @@ pub struct AppState {
     /// The stock feed's sessions (a cluster node's shards leave theirs
     /// unused: the node's front has one for all of them).
     pub feed: Arc<feed::FeedHost>,
+    /// The webhook subscriptions' deliveries (their attempts, metrics).
+    pub webhooks: Arc<crate::webhooks::Webhooking>,
 }
 
 /// A request as the handlers see it.
@@ -345,6 +348,12 @@ async fn dispatch(state: &Arc<AppState>, route: Route, req: &Request, seg: &[&st
         Route::Unsellable => inventory::unsellable(state, req, seg[2], seg[3]).await,
         Route::History => inventory::history(state, req, seg[2], seg[3]).await,
         Route::Events => events::get(state, req).await,
+        Route::Webhooks if get => subscriptions::list(state, req).await,
+        Route::Webhooks => subscriptions::create(state, req).await,
+        Route::Webhook if get => subscriptions::get(state, req, seg[2]).await,
+        Route::Webhook => subscriptions::delete(state, req, seg[2]).await,
+        Route::WebhookDeliveries => subscriptions::deliveries(state, req, seg[2]).await,
+        Route::WebhookReplay => subscriptions::replay(state, req, seg[2]).await,
         Route::Availability => inventory::availability(state, req, seg[2]).await,
         Route::Reservations => reservations::create(state, req).await,
         Route::Reservation => reservations::get(state, req, seg[2]).await,
@@ -416,8 +425,10 @@ pub async fn serve(
     ready(addr);
     let host = api.feed();
     let feeds = host.clone();
+    let (stopped, mut stopping) = tokio::sync::watch::channel(false);
     let shutdown = async move {
         shutdown.await;
+        let _ = stopped.send(true);
         // Feed sessions close with 1001; give them a moment to say so.
         feeds.close_all().await;
     };
@@ -438,15 +449,27 @@ pub async fn serve(
             }))
         }
     });
-    warp::hyper::Server::builder(warp::hyper::server::accept::from_stream(incoming))
+    let server = warp::hyper::Server::builder(warp::hyper::server::accept::from_stream(incoming))
         // A client that trickles its request head is cut off (slowloris);
         // the clock also runs while a kept-alive connection waits for its
         // next request, so this is the idle bound too.
         .http1_header_read_timeout(std::time::Duration::from_secs(REQUEST_HEAD_READ_S))
         .serve(make)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| format!("serving: {e}"))?;
+        .with_graceful_shutdown(shutdown);
+    // Connections that do not finish (an event stream whose client reads
+    // nothing, so the stream is never polled to see the end) are closed
+    // `SHUTDOWN_GRACE` after the signal.
+    tokio::select! {
+        r = server => r.map_err(|e| format!("serving: {e}"))?,
+        _ = async {
+            while !*stopping.borrow() {
+                if stopping.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            tokio::time::sleep(crate::limits::SHUTDOWN_GRACE).await
+        } => tracing::warn!("connections still open past the shutdown grace: closed"),
+    }
     Ok(())
 }
 

@@ -6,13 +6,14 @@
 use serde_json::{json, Map, Value};
 
 use super::route::Route;
+use crate::domain::published::Kind;
 use crate::domain::stock::Bucket;
 
 use crate::limits::{
     ADDRESS_FIELD_MAX, ADJUST_NOTE_MAX, BATCH_ITEMS_MAX, CART_LINES_MAX, DIMENSION_MM_MAX,
     EVENTS_PAGE_DEFAULT, EVENTS_PAGE_MAX, EVENT_TYPES_MAX, HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX,
-    QTY_MAX, STOCK_MAX, TRANSFER_LINES_MAX, TRANSFER_PAGE_DEFAULT, TRANSFER_PAGE_MAX,
-    TTL_S_DEFAULT, TTL_S_MAX, TTL_S_MIN,
+    JSON_INT_MAX, QTY_MAX, STOCK_MAX, TRANSFER_LINES_MAX, TRANSFER_PAGE_DEFAULT, TRANSFER_PAGE_MAX,
+    TTL_S_DEFAULT, TTL_S_MAX, TTL_S_MIN, WEBHOOK_TYPES_MAX, WEBHOOK_URL_MAX, WEBHOOK_URL_PATTERN,
 };
 
 /// (method, route, summary, request schema, success status, response schema, error statuses)
@@ -125,6 +126,60 @@ const OPS: &[Op] = &[
         200,
         "EventPage",
         &[401, 404, 410, 422, 429, 503],
+    ),
+    (
+        "post",
+        Route::Webhooks,
+        "Subscribe a URL to events (admin): they are POSTed to it one at a time in order, at least once, signed as Standard Webhooks says (webhook-id, webhook-timestamp, webhook-signature: v1, and the base64 HMAC-SHA256 of id.timestamp.body with the whsec_ secret), from the events published after it is made; failed deliveries are retried with backoff, and a subscription failing for 24 hours is marked failing and still tried (api.md, Webhooks)",
+        Some("WebhookInput"),
+        201,
+        "Webhook",
+        &[400, 401, 403, 408, 409, 413, 422, 429, 503],
+    ),
+    (
+        "get",
+        Route::Webhooks,
+        "Every webhook subscription (admin)",
+        None,
+        200,
+        "WebhookList",
+        &[401, 403, 429, 503],
+    ),
+    (
+        "get",
+        Route::Webhook,
+        "A webhook subscription (admin)",
+        None,
+        200,
+        "Webhook",
+        &[401, 403, 404, 422, 429, 503],
+    ),
+    (
+        "delete",
+        Route::Webhook,
+        "Delete a webhook subscription (admin): nothing more is sent to it",
+        None,
+        204,
+        "Webhook",
+        &[401, 403, 404, 422, 429, 503],
+    ),
+    (
+        "get",
+        Route::WebhookDeliveries,
+        "A webhook subscription's recent delivery attempts, newest first (admin): the event, the receiver's status or the error, the latency",
+        None,
+        200,
+        "WebhookDeliveries",
+        &[401, 403, 404, 422, 429, 503],
+    ),
+    (
+        "post",
+        Route::WebhookReplay,
+        "Send a webhook subscription's events again from after a number (admin), in order",
+        Some("ReplayInput"),
+        200,
+        "Webhook",
+        &[400, 401, 403, 404, 408, 413, 422, 429, 503],
     ),
     (
         "post",
@@ -704,6 +759,25 @@ fn stock_schemas() -> Value {
             "in_transit": {"type": "integer", "description": "units in transit to the record after it (with delta_in_transit, when a transfer moved them)"},
             "delta_in_transit": {"type": "integer"},
             "delta_unsellable": {"type": "object", "description": "the units this movement set apart (positive) or back (negative), by bucket; absent when none", "additionalProperties": {"type": "integer"}}}},
+        "WebhookInput": {"type": "object", "required": ["url", "types"], "properties": {
+            "url": {"type": "string", "minLength": 1, "maxLength": WEBHOOK_URL_MAX, "pattern": WEBHOOK_URL_PATTERN, "description": "an http:// or https:// URL: a host name or an IPv4 address, a port, a path and a query of plain characters"},
+            "types": {"type": "array", "minItems": 1, "maxItems": WEBHOOK_TYPES_MAX, "items": {"enum": Kind::patterns()}},
+            "secret": {"type": ["string", "null"], "pattern": "^whsec_([A-Za-z0-9+/]{4}){8,20}([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$", "description": "whsec_ and 24 to 62 bytes in base64; absent: one is made"}}},
+        "Webhook": {"type": "object", "required": ["id", "url", "types", "secret", "status", "delivered", "created_at"], "properties": {
+            "id": id(), "url": {"type": "string"}, "types": {"type": "array", "items": {"type": "string"}},
+            "secret": {"type": "string", "description": "whsec_ and the key in base64: verify each delivery's webhook-signature with it"},
+            "status": {"enum": ["active", "failing"]},
+            "delivered": {"type": "integer", "minimum": 0, "description": "the last event acknowledged (a 2xx answer), as journaled (a second apart at most)"},
+            "created_at": {"type": "string", "format": "date-time"}}},
+        "WebhookList": {"type": "object", "required": ["webhooks"], "properties": {"webhooks": {"type": "array", "items": schema_ref("Webhook")}}},
+        "WebhookDeliveries": {"type": "object", "required": ["webhook", "status", "delivered", "latest", "deliveries"], "properties": {
+            "webhook": id(), "status": {"enum": ["active", "failing"]},
+            "delivered": {"type": "integer", "minimum": 0}, "latest": {"type": "integer", "minimum": 0},
+            "deliveries": {"type": "array", "items": {"type": "object", "required": ["event", "at", "attempt", "status", "error", "latency_ms", "ok"], "properties": {
+                "event": {"type": "integer"}, "at": {"type": "string", "format": "date-time"}, "attempt": {"type": "integer", "minimum": 1},
+                "status": {"type": ["integer", "null"], "description": "the receiver's answer; null when none came"},
+                "error": {"type": ["string", "null"]}, "latency_ms": {"type": "integer", "minimum": 0}, "ok": {"type": "boolean"}}}}}},
+        "ReplayInput": {"type": "object", "required": ["after"], "properties": {"after": {"type": "integer", "minimum": 0, "maximum": JSON_INT_MAX, "description": "the events after this number are sent again (one past the newest: from the newest)"}}},
         "EventPage": {"type": "object", "required": ["events", "next_after", "latest", "oldest"], "properties": {
             "events": {"type": "array", "items": schema_ref("Event")},
             "next_after": {"type": "integer", "minimum": 0, "description": "the next page's after: the last event looked at (a filter may pass over many), the after asked when there was none"},
@@ -956,7 +1030,7 @@ fn problem_description(status: u16) -> &'static str {
         403 => "forbidden: the token's role or location does not allow this",
         404 => "not_found",
         408 => "request_timeout: the body did not arrive within 10 s; the connection is closed",
-        409 => "insufficient_stock (`lines` names the short ones; of an adjustment `on_hand`, `free` or `unsellable`), reservation_not_held, invalid_transition (of a transfer: member `transfer_status`), order_exists, transfer_exists, supply_exists, stale_count (a count taken before the record's last count, member `last_counted_at`) or backordered (a fulfilment, or a shipment leaving, with units sold against supply not arrived yet, member `backordered`)",
+        409 => "too_many_webhooks, insufficient_stock (`lines` names the short ones; of an adjustment `on_hand`, `free` or `unsellable`), reservation_not_held, invalid_transition (of a transfer: member `transfer_status`), order_exists, transfer_exists, supply_exists, stale_count (a count taken before the record's last count, member `last_counted_at`) or backordered (a fulfilment, or a shipment leaving, with units sold against supply not arrived yet, member `backordered`)",
         413 => "payload_too_large: the body is over 1 MiB",
         422 => "validation_failed (`errors` names each field, a path segment by its parameter's name), unknown_sku, unknown_location (`field` names it) or idempotency_key_reused",
         410 => "events_gone: events after the number asked were dropped ([events] retention); member `oldest`, the oldest kept",
@@ -985,6 +1059,9 @@ fn problem_response(status: u16) -> Value {
 /// The success answer of an operation.
 fn success_response(path: &str, status: u16, output: &str) -> Value {
     let json_of = |media: &str| json!({ media: {"schema": schema_ref(output)} });
+    if status == 204 {
+        return json!({"description": "done: no content"});
+    }
     let mut r = match path {
         "/v1/feed" => {
             return json!({"description": "Switching Protocols: the WebSocket, whose text messages are FeedMessage (#/components/schemas/FeedMessage)",
@@ -1091,6 +1168,16 @@ fn path_parameter(name: &str) -> Value {
     p
 }
 
+/// `types=`: comma-separated names of `event_patterns`.
+fn types_pattern() -> String {
+    let one = Kind::patterns()
+        .iter()
+        .map(|p| regex::escape(p))
+        .collect::<Vec<_>>()
+        .join("|");
+    format!("^({one})(,({one}))*$")
+}
+
 /// The parameters an operation reads beside its path and its token.
 fn other_parameters(method: &str, path: &str) -> Vec<Value> {
     let key = json!({"name": "Idempotency-Key", "in": "header", "required": false, "schema": id(),
@@ -1141,7 +1228,7 @@ fn other_parameters(method: &str, path: &str) -> Vec<Value> {
         ("get", "/v1/events") => vec![
             json!({"name": "after", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0, "maximum": u64::MAX, "default": 0},
                 "description": "the events after this number (a page's next_after)"}),
-            json!({"name": "types", "in": "query", "required": false, "schema": {"type": "string"},
+            json!({"name": "types", "in": "query", "required": false, "schema": {"type": "string", "pattern": types_pattern()},
                 "description": format!("comma-separated types or families (stock.*, order.placed, *), at most {EVENT_TYPES_MAX}; absent: every type")}),
             json!({"name": "limit", "in": "query", "required": false,
                 "schema": {"type": "integer", "minimum": 1, "maximum": EVENTS_PAGE_MAX, "default": EVENTS_PAGE_DEFAULT}}),

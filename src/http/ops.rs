@@ -23,6 +23,7 @@ pub fn metrics(state: &AppState) -> ApiResult {
         .metrics()
         .render(&state.engine.journal().stats, state.engine.feed_stats());
     crate::wire::render_metrics(&mut text);
+    state.webhooks.render_metrics(&mut text);
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
         .body(Body::from(text))

@@ -46,6 +46,11 @@ routes! {
     AdyenWebhook => "/v1/webhooks/adyen",
     /// The published events: a page, or a Server-Sent Events stream.
     Events => "/v1/events",
+    /// Webhook subscriptions (after Adyen's literal path).
+    Webhooks => "/v1/webhooks",
+    Webhook => "/v1/webhooks/{id}",
+    WebhookDeliveries => "/v1/webhooks/{id}/deliveries",
+    WebhookReplay => "/v1/webhooks/{id}/replay",
     /// The stock feed: a WebSocket, upgraded before routing (`http::feed`).
     Feed => "/v1/feed",
     /// A cluster node's view (`cluster::front`); a single node has none.
@@ -136,14 +141,17 @@ impl Route {
         match self {
             Healthz | Metrics | OpenApi | Board | Feed | Cluster | Locations | Pickups
             | Availability | Reservation | Order | ShipmentLabel | History | Transfer | Supply
-            | Events => GET,
-            Transfers | Supplies => &[Method::GET, Method::POST],
+            | Events | WebhookDeliveries => GET,
+            Transfers | Supplies | Webhooks => &[Method::GET, Method::POST],
+            Webhook => &[Method::GET, Method::DELETE],
             SkuBatch => &[Method::GET, Method::PUT, Method::POST],
             Sku | Location | Stock => GET_PUT,
             AdyenWebhook | InventoryBatch | Adjustments | Unsellable | Reservations | Confirm
             | Release | Fulfil | Extend | ScalapayCheckouts | Orders | OrderCancel
             | OrderReturns | RefundSettle | ShipmentEvents | SourcingPlan | TransferShip
-            | TransferReceive | TransferCancel | SupplyReceive | SupplyCancel => POST,
+            | TransferReceive | TransferCancel | SupplyReceive | SupplyCancel | WebhookReplay => {
+                POST
+            }
         }
     }
 
@@ -192,7 +200,7 @@ impl Route {
                 Label::Transfers
             }
             Supplies | Supply | SupplyReceive | SupplyCancel => Label::Supply,
-            Events => Label::Events,
+            Events | Webhooks | Webhook | WebhookDeliveries | WebhookReplay => Label::Events,
             Board | Cluster => Label::Other,
         }
     }

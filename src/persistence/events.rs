@@ -234,16 +234,19 @@ impl EventStore {
             through: after,
             ..Page::default()
         };
+        let Some(next) = after.checked_add(1) else {
+            return Ok(page);
+        };
         if let Some((first, _)) = blocks.first().map_err(err)? {
-            if first.value() > after + 1 {
+            if first.value() > next {
                 page.gone = Some(first.value());
                 return Ok(page);
             }
         }
-        // The block holding `after + 1`, and those after it.
-        let start = match blocks.range(..=after + 1).map_err(err)?.next_back() {
+        // The block holding `next`, and those after it.
+        let start = match blocks.range(..=next).map_err(err)?.next_back() {
             Some(kv) => kv.map_err(err)?.0.value(),
-            None => after + 1,
+            None => next,
         };
         let mut looked = 0usize;
         for kv in blocks.range(start..).map_err(err)? {
@@ -511,12 +514,21 @@ impl Publisher {
         if self.newest_ms == 0 {
             return Ok(0);
         }
-        let gone = self.store.prune(
-            self.newest_ms - policy.retention_ms,
-            policy.events_max,
-            EVENTS_PRUNE_BATCH,
-        )?;
-        self.marks.count = self.marks.count.saturating_sub(gone as u64);
+        // Batches until nothing more goes (a busy engine publishes more
+        // than a batch between two rounds), ten at most.
+        let mut gone = 0;
+        for _ in 0..10 {
+            let n = self.store.prune(
+                self.newest_ms - policy.retention_ms,
+                policy.events_max,
+                EVENTS_PRUNE_BATCH,
+            )?;
+            self.marks.count = self.marks.count.saturating_sub(n as u64);
+            gone += n;
+            if n == 0 {
+                break;
+            }
+        }
         Ok(gone)
     }
 }
@@ -566,6 +578,11 @@ mod tests {
         assert_eq!(ids(&p), vec![3, 4, 5]);
         assert_eq!(p.through, 5);
         let all = s.page(0, 10_000, 10_000, |_| true).expect("events");
+        assert!(s
+            .page(u64::MAX, 10, 10, |_| true)
+            .expect("events")
+            .events
+            .is_empty());
         assert_eq!(ids(&all), (1..=last).collect::<Vec<_>>());
         let odd = s.page(0, 10_000, 10, |e| e.seq % 2 == 1).expect("events");
         assert_eq!(odd.through, 10, "the scan stops at 10 looked at");

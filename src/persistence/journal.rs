@@ -130,6 +130,11 @@ pub struct JournalStats {
     pub durable_ticket: AtomicU64,
     /// With replication: the last record the replicas hold.
     pub shipped_seq: AtomicU64,
+    /// Whether the journal is replicated (a cluster leader's): what is
+    /// derived from it for readers (the published events, the movement
+    /// history) waits for `shipped_seq`, as a write's answer does, so
+    /// nothing is shown that a step-down would cut back.
+    pub replicated: std::sync::atomic::AtomicBool,
     /// The sequence number the newest snapshot covers (its snapshotter's).
     pub snapshot_seq: AtomicU64,
     /// The sequence number the movement history is complete through (the
@@ -146,6 +151,20 @@ pub struct JournalStats {
     pub events_last: AtomicU64,
     pub events_kept: AtomicU64,
     pub events_written: tokio::sync::Notify,
+}
+
+impl JournalStats {
+    /// The last record readers of what is derived from the journal may be
+    /// shown: the last durable one, and on a replicated journal the last
+    /// one the replicas hold.
+    pub fn settled_seq(&self) -> u64 {
+        let last = self.last_seq.load(Ordering::Acquire);
+        if self.replicated.load(Ordering::Acquire) {
+            last.min(self.shipped_seq.load(Ordering::Acquire))
+        } else {
+            last
+        }
+    }
 }
 
 /// Resolves when the record is durable (per the durability mode), with its
@@ -1091,6 +1110,7 @@ impl Shipper {
         let (tx, rx) = bounded(JOURNAL_SHIP_QUEUE);
         let ack_after = r.ack_after;
         stats.shipped_seq.store(next - 1, Ordering::Release);
+        stats.replicated.store(true, Ordering::Release);
         let mut t = ShipperThread {
             hook: r.hook,
             batch_max: r.batch_max.max(1),

@@ -637,7 +637,7 @@ pub fn run_snapshotter(
         if Instant::now() < resume_at {
             continue;
         }
-        let durable = stats.last_seq.load(Ordering::Relaxed);
+        let durable = stats.settled_seq();
         let mut round = |tail: &mut Option<Tail>| -> Result<Option<u64>, JournalError> {
             let t = match tail {
                 Some(t) => t,
@@ -655,11 +655,20 @@ pub fn run_snapshotter(
             }
             if rounds.is_multiple_of(HISTORY_PRUNE_EVERY_ROUNDS) {
                 t.prune_history(&policy.history)?;
-                t.events.prune(&policy.events)?;
+                if let Err(e) = t.events.prune(&policy.events) {
+                    tracing::error!(error = %e, "events not pruned; tried again in 10 s");
+                }
                 counted = true;
             }
-            // Events every round: a reader waits a tick at most.
-            t.events.flush()?;
+            // Events every round: a reader waits a tick at most. A store
+            // that cannot be written does not stop snapshots (the journal
+            // keeps the records its events lack: segments go only as far
+            // as it holds).
+            if let Err(e) = t.events.flush() {
+                if rounds.is_multiple_of(HISTORY_PRUNE_EVERY_ROUNDS) {
+                    tracing::error!(error = %e, "events not written; the journal keeps their records");
+                }
+            }
             let marks = t.events.marks();
             stats.events_kept.store(marks.count, Ordering::Relaxed);
             stats.events_seq.store(marks.through, Ordering::Release);

@@ -343,3 +343,27 @@ pub fn all_pages(c: &Client, s: &Server, path: &str, key: &str) -> Vec<Value> {
         }
     }
 }
+
+/// Holds `qty` of `sku` at `loc` for 10 minutes with the channel token
+/// (`auth_with`'s `web-checkout`): the reservation's id.
+pub fn hold(c: &Client, s: &Server, sku: &str, loc: &str, qty: u32) -> String {
+    let body =
+        serde_json::json!({"lines": [{"sku": sku, "qty": qty, "location": loc}], "ttl_s": 600});
+    let (st, v) = call(
+        c,
+        "POST",
+        &s.url("/v1/reservations"),
+        Some("web-checkout"),
+        Some(&body.to_string()),
+    );
+    assert_eq!(st, 201, "{v}");
+    v["id"].as_str().expect("id").to_string()
+}
+
+/// A reservation's step (`confirm`, `release`, `fulfil`) with the channel
+/// token, which must answer 200.
+pub fn step(c: &Client, s: &Server, id: &str, action: &str) {
+    let url = s.url(&format!("/v1/reservations/{id}/{action}"));
+    let (st, v) = call(c, "POST", &url, Some("web-checkout"), None);
+    assert_eq!(st, 200, "{action}: {v}");
+}
