@@ -17,6 +17,7 @@
 mod client;
 mod driver;
 mod fanout;
+mod hooks;
 mod report;
 mod rivals;
 mod targets;
@@ -168,6 +169,10 @@ struct Common {
     /// over the locations: delivery latency and server memory per client.
     #[arg(long, default_value_t = 0)]
     feed_clients: usize,
+    /// Webhook subscriptions to every event type during the run, each to a
+    /// receiver of this harness: their cost, and delivery latency.
+    #[arg(long, default_value_t = 0)]
+    webhooks: usize,
 }
 
 fn main() -> ExitCode {
@@ -402,6 +407,14 @@ async fn one_run(
     } else {
         None
     };
+    let hooks = if c.webhooks > 0 {
+        if target.kind != TargetKind::Holdfast {
+            return Err("--webhooks needs holdfast".into());
+        }
+        Some(hooks::start(&target.base, &token, c.webhooks).await?)
+    } else {
+        None
+    };
     let zipf = Arc::new(Zipf::new(net.skus, net.zipf_s));
     let sessions = (0..c.connections.max(1))
         .map(|k| {
@@ -426,6 +439,10 @@ async fn one_run(
     let driven = driver::drive(&plan, sessions).await?;
     let feed = match feed {
         Some(f) => Some(f.finish().await),
+        None => None,
+    };
+    let webhooks = match hooks {
+        Some(h) => Some(h.finish().await),
         None => None,
     };
     let verification = if c.no_verify {
@@ -470,6 +487,7 @@ async fn one_run(
         timeline: driven.timeline,
         verification,
         feed,
+        webhooks,
         environment: Environment {
             date: time::OffsetDateTime::now_utc()
                 .format(&time::format_description::well_known::Rfc3339)

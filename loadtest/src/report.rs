@@ -71,6 +71,9 @@ pub struct RunResult {
     /// Stock-feed clients during the run (`--feed-clients`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub feed: Option<crate::fanout::FeedResult>,
+    /// Webhook subscriptions during the run (`--webhooks`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhooks: Option<crate::hooks::HooksResult>,
     pub environment: Environment,
 }
 
@@ -175,6 +178,17 @@ pub fn detail(r: &RunResult) -> String {
                 ch.detail
             );
         }
+    }
+    if let Some(w) = &r.webhooks {
+        let _ = writeln!(
+            s,
+            "  webhooks: {} subscriptions, {} events delivered; from an event's time to its receiver p50 {} ms, p99 {} ms, max {} ms",
+            w.subscriptions,
+            w.deliveries,
+            ms(w.latency.p50_us),
+            ms(w.latency.p99_us),
+            ms(w.latency.max_us)
+        );
     }
     if let Some(f) = &r.feed {
         let _ = writeln!(

@@ -87,6 +87,20 @@ impl Front {
         let Some(route) = req.route else {
             return self.elsewhere(req).await;
         };
+        // An event stream never ends: forwarded, its answer would be
+        // buffered until the forward's timeout. Opened on the leader.
+        let stream = req
+            .headers
+            .get("accept")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/event-stream"));
+        if route == Route::Events && stream && self.node.leading().is_none() {
+            return Err(ApiError::new(
+                Code::Unavailable,
+                "event streams are served by the cluster's leader (GET /v1/cluster names it); pages are served here",
+            )
+            .retry_after(1));
+        }
         match route.serving() {
             Serving::Node => self.node_answer(route, &req),
             Serving::CopyOrLeader | Serving::Leader => self.elsewhere(req).await,
