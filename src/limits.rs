@@ -384,8 +384,10 @@ pub const WEBHOOK_FAILING_AFTER: std::time::Duration = std::time::Duration::from
 /// much is sent again.
 pub const WEBHOOK_MARK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Events read for a subscription at a time (sent one by one, in order).
-pub const WEBHOOK_READ: usize = 100;
+/// Events read for a subscription at a time (sent one by one, in order):
+/// a read decodes whole blocks of `EVENTS_BLOCK`, so fewer reads of more
+/// cost less (~300 bytes each in memory).
+pub const WEBHOOK_READ: usize = 1_000;
 
 /// Delivery attempts kept per subscription (`GET .../deliveries`).
 pub const WEBHOOK_ATTEMPTS_KEPT: usize = 100;

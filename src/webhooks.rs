@@ -377,13 +377,13 @@ impl Delivery {
         n: u64,
         e: &Stored,
     ) -> Result<bool, String> {
-        let body = serde_json::json!({
-            "id": n,
-            "type": e.kind().map(Kind::as_str),
-            "at": crate::domain::rfc3339(e.at_ms),
-            "data": serde_json::from_str::<serde_json::Value>(&e.data).unwrap_or_default(),
-        })
-        .to_string();
+        // As `GET /v1/events` shows it; its data is JSON already.
+        let kind = e.kind().map_or("unknown", Kind::as_str);
+        let at = crate::domain::rfc3339(e.at_ms);
+        let body = format!(
+            r#"{{"id":{n},"type":"{kind}","at":"{at}","data":{}}}"#,
+            e.data
+        );
         let msg_id = format!("evt_{n}");
         let mut backoff = Duration::from_secs(1);
         let mut attempt = 1u32;

@@ -1,5 +1,5 @@
 //! Webhook subscriptions during a run (`--webhooks N`): N subscriptions to
-//! every event type, each delivering to a receiver of this harness that
+//! `--webhook-types` (every type by default), each delivering to a receiver of this harness that
 //! answers 204 at once. What they cost checkout (the run's throughput
 //! against one without), and how long an event takes to reach a receiver:
 //! from its fact's time (`at`, the server's clock, on this machine) to its
@@ -42,7 +42,12 @@ fn now_us() -> i128 {
 }
 
 /// Starts the receiver and makes `n` subscriptions to it.
-pub async fn start(base: &str, token: &Option<String>, n: usize) -> Result<Hooks, String> {
+pub async fn start(
+    base: &str,
+    token: &Option<String>,
+    n: usize,
+    types: &[&str],
+) -> Result<Hooks, String> {
     let taken = Arc::new(AtomicU64::new(0));
     let hist = Arc::new(Mutex::new(
         Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).map_err(|e| e.to_string())?,
@@ -70,7 +75,7 @@ pub async fn start(base: &str, token: &Option<String>, n: usize) -> Result<Hooks
     let mut conn = Conn::new(base, token.clone(), Duration::from_secs(10))?;
     let mut ids = Vec::with_capacity(n);
     for _ in 0..n {
-        let body = serde_json::json!({"url": format!("http://{addr}/hook"), "types": ["*"]});
+        let body = serde_json::json!({"url": format!("http://{addr}/hook"), "types": types});
         let (status, v) = conn.json(Method::POST, "/v1/webhooks", Some(body)).await?;
         if status != 201 {
             return Err(format!("POST /v1/webhooks: {status} {v}"));

@@ -173,6 +173,9 @@ struct Common {
     /// receiver of this harness: their cost, and delivery latency.
     #[arg(long, default_value_t = 0)]
     webhooks: usize,
+    /// The event types those subscriptions name (comma-separated).
+    #[arg(long, default_value = "*")]
+    webhook_types: String,
 }
 
 fn main() -> ExitCode {
@@ -411,7 +414,8 @@ async fn one_run(
         if target.kind != TargetKind::Holdfast {
             return Err("--webhooks needs holdfast".into());
         }
-        Some(hooks::start(&target.base, &token, c.webhooks).await?)
+        let types: Vec<&str> = c.webhook_types.split(',').collect();
+        Some(hooks::start(&target.base, &token, c.webhooks, &types).await?)
     } else {
         None
     };
