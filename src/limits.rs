@@ -389,6 +389,10 @@ pub const WEBHOOK_MARK_EVERY: std::time::Duration = std::time::Duration::from_se
 /// cost less (~300 bytes each in memory).
 pub const WEBHOOK_READ: usize = 1_000;
 
+/// A receiver's answer is read this far at most (its status is what
+/// counts).
+pub const WEBHOOK_REPLY_MAX: usize = 4_096;
+
 /// Delivery attempts kept per subscription (`GET .../deliveries`).
 pub const WEBHOOK_ATTEMPTS_KEPT: usize = 100;
 
@@ -397,8 +401,10 @@ pub const WEBHOOK_ATTEMPTS_KEPT: usize = 100;
 pub const WEBHOOK_SUPERVISE_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// After the signal to stop, connections still open this much later
-/// (an event stream whose client reads nothing) are closed.
-pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+/// (an event stream whose client reads nothing) are closed: past the
+/// longest a request may take (a forward's 10 s and a takeover, a
+/// provider's three 10 s attempts), so none in flight is cut.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(40);
 
 /// The books of transfers and of incoming supply (`domain::book`): each
 /// keeps at most this many (open and recently closed; ~300 bytes each

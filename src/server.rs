@@ -64,6 +64,7 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
     let captures = rt.spawn(orders::jobs::retry(one(), cfg.payments.retry_every));
     // The webhook subscriptions' deliveries.
     let hooks = state.webhooks.clone();
+    let hooks_stop = state.webhooks.clone();
     let deliveries = rt.spawn(crate::webhooks::run(move || vec![hooks.clone()]));
     let durability = cfg.durability;
     let data_dir = cfg.data_dir.clone();
@@ -80,6 +81,7 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
     }
     captures.abort();
     deliveries.abort();
+    hooks_stop.stop();
     feed_rt.shutdown_timeout(std::time::Duration::from_secs(1));
     engine.shutdown();
     tracing::info!("stopped");
@@ -363,6 +365,9 @@ pub fn run_cluster(config: Option<&Path>, cluster: &Path, node_id: &str) -> Resu
     }
     captures.abort();
     deliveries.abort();
+    for s in node.owned_states() {
+        s.webhooks.stop();
+    }
     node.shutdown();
     feed_rt.shutdown_timeout(std::time::Duration::from_secs(1));
     tracing::info!("stopped");

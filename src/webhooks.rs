@@ -31,7 +31,7 @@ use crate::domain::webhook::{Webhook, WebhookFact};
 use crate::domain::TimeMs;
 use crate::limits::{
     WEBHOOK_ATTEMPTS_KEPT, WEBHOOK_BACKOFF_MAX, WEBHOOK_FAILING_AFTER, WEBHOOK_MARK_EVERY,
-    WEBHOOK_READ, WEBHOOK_SUPERVISE_EVERY, WEBHOOK_TIMEOUT,
+    WEBHOOK_READ, WEBHOOK_REPLY_MAX, WEBHOOK_SUPERVISE_EVERY, WEBHOOK_TIMEOUT,
 };
 use crate::persistence::events::Stored;
 use crate::wire::{Caller, Policy};
@@ -155,10 +155,25 @@ impl Webhooking {
         }
     }
 
-    /// Stops every task (this engine no longer leads).
-    fn stop(&self) {
+    /// Stops every task (this engine no longer leads, or stops).
+    pub fn stop(&self) {
         for (_, t) in self.workers.lock().drain() {
             t.abort();
+        }
+    }
+
+    /// Stops subscription `id`'s task at once (deleted, or replayed: the
+    /// supervisor starts it again from what the subscription says).
+    pub fn stop_one(&self, id: &str) {
+        if let Some(t) = self.workers.lock().remove(id) {
+            t.abort();
+        }
+    }
+
+    /// What the subscription's log shows as acknowledged, after a replay.
+    fn replayed(&self, id: &str, delivered: u64) {
+        if let Some(l) = self.logs.lock().get_mut(id) {
+            l.through = delivered;
         }
     }
 
@@ -214,7 +229,7 @@ impl Webhooking {
             retries: 0,
             ..Policy::default()
         };
-        let Ok(caller) = Caller::unlisted("webhook", policy) else {
+        let Ok(caller) = Caller::to_receiver("webhook", policy, WEBHOOK_REPLY_MAX) else {
             return;
         };
         let mut d = Delivery {
@@ -291,6 +306,7 @@ impl Delivery {
             self.cursor = now.delivered;
             self.marked = now.delivered;
             self.failing_since = None;
+            w.replayed(&self.id, now.delivered);
         }
         self.sub = Some(now);
         Ok(true)
@@ -337,13 +353,29 @@ impl Delivery {
             .map_err(|e| e.to_string())?;
         let page = match read {
             EventsRead::Page(p) => p,
-            EventsRead::Off => return Ok(false),
+            // Journaled subscriptions on a node now without events: the
+            // task waits (the supervisor would start it again at once).
+            EventsRead::Off => {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                return Ok(true);
+            }
             EventsRead::CatchingUp => return Err("events catching up".into()),
         };
         if let Some(oldest) = page.gone {
-            // Dropped before it could be sent (retention): said, and on.
-            tracing::error!(webhook = %self.id, from = self.cursor + 1, to = oldest - 1, "webhook: events dropped before delivery");
-            self.cursor = oldest - 1;
+            // Dropped before it could be sent ([events] retention or
+            // events_max): said in the log and among its attempts, and on.
+            let (from, to) = (self.cursor + 1, oldest - 1);
+            tracing::error!(webhook = %self.id, from, to, "webhook: events dropped before delivery");
+            let a = Attempt {
+                event: to,
+                at_ms: w.engine.clock().now_ms(),
+                status: None,
+                error: Some(format!("events {from} to {to} were dropped ([events] retention) before they could be delivered")),
+                latency_ms: 0,
+                attempt: 1,
+            };
+            w.record(&self.id, a, to);
+            self.cursor = to;
             return Ok(true);
         }
         for (n, e) in &page.events {
@@ -425,7 +457,8 @@ impl Delivery {
                 return Ok(true);
             }
             let since = *self.failing_since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= WEBHOOK_FAILING_AFTER && !sub.failing {
+            let failing = self.sub.as_ref().is_some_and(|s| s.failing);
+            if since.elapsed() >= WEBHOOK_FAILING_AFTER && !failing {
                 let fact = WebhookFact::Failing { failing: true };
                 w.engine
                     .webhook_step(self.id.clone(), fact)

@@ -50,6 +50,24 @@ fn with_causes(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// An answer's body, its first `max` bytes at most.
+async fn read_at_most(
+    mut r: reqwest::Response,
+    max: usize,
+) -> Result<bytes::Bytes, reqwest::Error> {
+    if max == usize::MAX {
+        return r.bytes().await;
+    }
+    let mut out = bytes::BytesMut::new();
+    while out.len() < max {
+        match r.chunk().await? {
+            Some(c) => out.extend_from_slice(&c[..c.len().min(max - out.len())]),
+            None => break,
+        }
+    }
+    Ok(out.freeze())
+}
+
 /// What a caller did, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct CallStats {
@@ -154,29 +172,47 @@ pub struct Caller {
     policy: Policy,
     circuit: Mutex<Circuit>,
     stats: Arc<CallStats>,
+    /// An answer's bytes read at most (the rest is not read).
+    reply_max: usize,
 }
 
 impl Caller {
     pub fn new(name: &'static str, policy: Policy) -> Result<Caller, String> {
-        let c = Caller::unlisted(name, policy)?;
+        let client = reqwest::Client::builder().timeout(policy.timeout);
+        let c = Caller::with(name, policy, client, usize::MAX)?;
         registry().lock().push((name, c.stats.clone()));
         Ok(c)
     }
 
-    /// A caller whose calls its owner shows on `/metrics` itself (`stats`):
-    /// one of many alike (a webhook subscription's).
-    pub fn unlisted(name: &'static str, policy: Policy) -> Result<Caller, String> {
+    /// A caller to a receiver someone named (a webhook subscription's),
+    /// whose calls its owner shows on `/metrics` itself (`stats`). It
+    /// follows no redirect (a 3xx is the answer: a signed body never goes
+    /// where it was not sent) and reads at most `reply_max` bytes of an
+    /// answer.
+    pub fn to_receiver(
+        name: &'static str,
+        policy: Policy,
+        reply_max: usize,
+    ) -> Result<Caller, String> {
         let client = reqwest::Client::builder()
             .timeout(policy.timeout)
-            .build()
-            .map_err(|e| e.to_string())?;
-        let stats = Arc::new(CallStats::default());
+            .redirect(reqwest::redirect::Policy::none());
+        Caller::with(name, policy, client, reply_max)
+    }
+
+    fn with(
+        name: &'static str,
+        policy: Policy,
+        client: reqwest::ClientBuilder,
+        reply_max: usize,
+    ) -> Result<Caller, String> {
         Ok(Caller {
             name,
-            client,
+            client: client.build().map_err(|e| e.to_string())?,
             policy,
             circuit: Mutex::default(),
-            stats,
+            stats: Arc::new(CallStats::default()),
+            reply_max,
         })
     }
 
@@ -214,7 +250,7 @@ impl Caller {
                 Ok(r) => {
                     let status = r.status().as_u16();
                     answered = Some(status);
-                    match r.bytes().await {
+                    match read_at_most(r, self.reply_max).await {
                         Ok(body) if status != 429 && status < 500 => {
                             self.succeeded();
                             return Ok(Answer { status, body });

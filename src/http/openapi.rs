@@ -134,7 +134,7 @@ const OPS: &[Op] = &[
         Some("WebhookInput"),
         201,
         "Webhook",
-        &[400, 401, 403, 408, 409, 413, 422, 429, 503],
+        &[400, 401, 403, 404, 408, 409, 413, 422, 429, 503, 504],
     ),
     (
         "get",
@@ -161,7 +161,7 @@ const OPS: &[Op] = &[
         None,
         204,
         "Webhook",
-        &[401, 403, 404, 422, 429, 503],
+        &[401, 403, 404, 422, 429, 503, 504],
     ),
     (
         "get",
@@ -179,7 +179,7 @@ const OPS: &[Op] = &[
         Some("ReplayInput"),
         200,
         "Webhook",
-        &[400, 401, 403, 404, 408, 413, 422, 429, 503],
+        &[400, 401, 403, 404, 408, 413, 422, 429, 503, 504],
     ),
     (
         "post",
@@ -1175,7 +1175,7 @@ fn types_pattern() -> String {
         .map(|p| regex::escape(p))
         .collect::<Vec<_>>()
         .join("|");
-    format!("^({one})(,({one}))*$")
+    format!("^({one})(,({one})){{0,{}}}$", EVENT_TYPES_MAX - 1)
 }
 
 /// The parameters an operation reads beside its path and its token.
