@@ -93,14 +93,21 @@ impl Receiver {
                     if r.read_exact(&mut body).is_err() {
                         return;
                     }
-                    let status = st.load(Ordering::SeqCst);
+                    // Where a 301 sends its client: taken, whatever came.
+                    let moved = line.contains(" /moved ");
+                    let status = if moved {
+                        200
+                    } else {
+                        st.load(Ordering::SeqCst)
+                    };
                     if status == 200 {
                         let body = String::from_utf8(body).expect("utf-8");
+                        headers.push(("request-line".into(), line.trim().to_string()));
                         tk.lock().expect("lock").push(Taken { headers, body });
                     }
                     let _ = write!(
                         conn,
-                        "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        "HTTP/1.1 {status} X\r\nlocation: /moved\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
                     );
                 });
             }
@@ -383,7 +390,7 @@ fn deliveries_are_signed_in_order_retried_and_caught_up() {
     );
     assert_eq!(st, 200, "{v}");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while r.taken().len() < want.len() + 2 {
+    while r.taken().len() < want.len() + want[7..].len() {
         assert!(Instant::now() < deadline, "no replay");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -565,5 +572,61 @@ fn kill_9_sends_again_from_the_mark_in_order_at_least_once() {
         v["webhooks"][0]["url"],
         r.url(),
         "the subscription survives kill -9"
+    );
+}
+
+#[test]
+fn a_redirect_is_a_failure_never_an_acknowledgement() {
+    // Followed, a 301 made the POST a GET of /moved, whose 200 counted as
+    // the event delivered: it never was.
+    let s = Server::start(&auth_with(STORE));
+    let c = client();
+    seed(&c, &s, ADMIN, 1, 1, 10);
+    let r = Receiver::start();
+    r.status.store(301, Ordering::SeqCst);
+    let w = subscribe(&c, &s, &r.url(), &["reservation.held"]);
+    let id = w["id"].as_str().expect("id").to_string();
+    hold(&c, &s, "A0", "S000", 1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (st, v) = call(
+            &c,
+            "GET",
+            &s.url(&format!("/v1/webhooks/{id}/deliveries")),
+            ADMIN,
+            None,
+        );
+        assert_eq!(st, 200, "{v}");
+        let attempts = v["deliveries"].as_array().expect("deliveries").clone();
+        if attempts.len() >= 2 {
+            assert!(
+                attempts
+                    .iter()
+                    .all(|a| a["status"] == 301 && a["ok"] == false),
+                "{v}"
+            );
+            assert_eq!(v["delivered"], w["delivered"], "nothing acknowledged: {v}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no attempts: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        r.taken().is_empty(),
+        "the redirect was not followed: {:?}",
+        r.taken()
+    );
+    // The receiver back: delivered, by POST, to where it was sent.
+    r.status.store(200, Ordering::SeqCst);
+    let want = published(
+        &c,
+        &s,
+        w["delivered"].as_u64().expect("n"),
+        "reservation.held",
+    );
+    let got = r.wait_for(&want);
+    assert_eq!(
+        got[0].header("request-line"),
+        "POST /hooks/holdfast HTTP/1.1"
     );
 }
