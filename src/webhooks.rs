@@ -14,7 +14,6 @@
 //! at least once, in order.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,7 +25,6 @@ use sha2::Sha256;
 
 use crate::actors::Engine;
 use crate::actors::{EventFilter, EventsRead};
-use crate::domain::published::Kind;
 use crate::domain::webhook::{Webhook, WebhookFact};
 use crate::domain::TimeMs;
 use crate::limits::{
@@ -104,8 +102,6 @@ pub struct Webhooking {
     engine: Engine,
     logs: Mutex<AHashMap<String, Log>>,
     workers: Mutex<AHashMap<String, tokio::task::JoinHandle<()>>>,
-    /// Rounds of the supervisor (for the tests' and metrics' eyes).
-    rounds: AtomicU64,
 }
 
 impl Webhooking {
@@ -114,7 +110,6 @@ impl Webhooking {
             engine,
             logs: Mutex::default(),
             workers: Mutex::default(),
-            rounds: AtomicU64::new(0),
         })
     }
 
@@ -131,7 +126,6 @@ impl Webhooking {
     /// Starts a task for each subscription without one; stops those of
     /// subscriptions gone.
     async fn supervise(self: &Arc<Self>) {
-        self.rounds.fetch_add(1, Ordering::Relaxed);
         let Ok(subs) = self.engine.webhooks().await else {
             return;
         };
@@ -196,7 +190,7 @@ impl Webhooking {
     pub fn render_metrics(&self, s: &mut String) {
         use std::fmt::Write;
         let logs = self.logs.lock();
-        let latest = self.engine.events_marks().map_or(0, |(l, _)| l);
+        let latest = self.engine.latest_written();
         let _ = writeln!(s, "# HELP holdfast_webhook_deliveries_total Webhook delivery attempts, by subscription and outcome.\n# TYPE holdfast_webhook_deliveries_total counter");
         for (id, l) in logs.iter() {
             let _ = writeln!(
@@ -409,13 +403,7 @@ impl Delivery {
         n: u64,
         e: &Stored,
     ) -> Result<bool, String> {
-        // As `GET /v1/events` shows it; its data is JSON already.
-        let kind = e.kind().map_or("unknown", Kind::as_str);
-        let at = crate::domain::rfc3339(e.at_ms);
-        let body = format!(
-            r#"{{"id":{n},"type":"{kind}","at":"{at}","data":{}}}"#,
-            e.data
-        );
+        let body = e.to_json(n);
         let msg_id = format!("evt_{n}");
         let mut backoff = Duration::from_secs(1);
         let mut attempt = 1u32;

@@ -184,6 +184,19 @@ fn subscribe(c: &reqwest::blocking::Client, s: &Server, url: &str, types: &[&str
     v
 }
 
+/// A subscription's `GET .../deliveries`, which must answer 200.
+fn deliveries(c: &reqwest::blocking::Client, s: &Server, id: &str) -> Value {
+    let (st, v) = call(
+        c,
+        "GET",
+        &s.url(&format!("/v1/webhooks/{id}/deliveries")),
+        ADMIN,
+        None,
+    );
+    assert_eq!(st, 200, "{v}");
+    v
+}
+
 /// Checks a delivery's signature as the specification reads: `v1,` and
 /// the base64 HMAC-SHA256 of `id.timestamp.body` keyed with the secret's
 /// base64 after `whsec_`.
@@ -309,14 +322,7 @@ fn deliveries_are_signed_in_order_retried_and_caught_up() {
     let held = hold(&c, &s, "A0", "S000", 100); // out of stock: reservation.held, stock.out
     let deadline = Instant::now() + Duration::from_secs(30);
     let attempts = loop {
-        let (st, v) = call(
-            &c,
-            "GET",
-            &s.url(&format!("/v1/webhooks/{id}/deliveries")),
-            ADMIN,
-            None,
-        );
-        assert_eq!(st, 200, "{v}");
+        let v = deliveries(&c, &s, &id);
         let failed: Vec<Value> = v["deliveries"]
             .as_array()
             .expect("deliveries")
@@ -589,14 +595,7 @@ fn a_redirect_is_a_failure_never_an_acknowledgement() {
     hold(&c, &s, "A0", "S000", 1);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (st, v) = call(
-            &c,
-            "GET",
-            &s.url(&format!("/v1/webhooks/{id}/deliveries")),
-            ADMIN,
-            None,
-        );
-        assert_eq!(st, 200, "{v}");
+        let v = deliveries(&c, &s, &id);
         let attempts = v["deliveries"].as_array().expect("deliveries").clone();
         if attempts.len() >= 2 {
             assert!(

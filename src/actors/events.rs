@@ -114,10 +114,14 @@ impl Engine {
         self.0.stop_snapshots.load(Ordering::Relaxed)
     }
 
+    /// The newest event's number written (what the snapshotter said last).
+    pub fn latest_written(&self) -> u64 {
+        self.journal().stats.events_last.load(Ordering::Acquire)
+    }
+
     /// The newest event's number written, and the oldest kept.
     pub fn events_marks(&self) -> Option<(u64, u64)> {
         let store = self.snapshots()?;
-        let last = self.journal().stats.events_last.load(Ordering::Acquire);
-        Some((last, store.events().oldest().ok()?))
+        Some((self.latest_written(), store.events().oldest().ok()?))
     }
 }

@@ -18,7 +18,6 @@ use super::error::{json_response, ApiError, ApiResult, Code};
 use super::input::{page_limit, query_param, Errors};
 use super::{AppState, Request};
 use crate::actors::{EventFilter, EventsRead};
-use crate::clock::rfc3339;
 use crate::config::Role;
 use crate::limits::{EVENTS_PAGE_DEFAULT, EVENTS_PAGE_MAX, EVENT_TYPES_MAX, SSE_HEARTBEAT};
 use crate::persistence::events::{Page, Stored};
@@ -81,14 +80,9 @@ fn asked(req: &Request, stream: bool) -> Result<Asked, ApiError> {
     })
 }
 
-/// An event as the API shows it.
+/// An event as the API shows it (`Stored::to_json`, as webhooks send it).
 fn event_json(id: u64, e: &Stored) -> Value {
-    json!({
-        "id": id,
-        "type": e.kind().map(|k| k.as_str()),
-        "at": rfc3339(e.at_ms),
-        "data": serde_json::from_str::<Value>(&e.data).unwrap_or(Value::Null),
-    })
+    serde_json::from_str(&e.to_json(id)).unwrap_or(Value::Null)
 }
 
 fn gone(oldest: u64) -> ApiError {

@@ -217,7 +217,7 @@ pub async fn deliveries(state: &Arc<AppState>, req: &Request, id: &str) -> ApiRe
             })
         })
         .collect();
-    let latest = state.engine.events_marks().map_or(0, |(l, _)| l);
+    let latest = state.engine.latest_written();
     Ok(json_response(
         200,
         &json!({

@@ -67,6 +67,17 @@ impl Stored {
     pub fn kind(&self) -> Option<Kind> {
         Kind::of_code(self.kind)
     }
+
+    /// The event numbered `id` as the API shows it and webhooks send it:
+    /// `{"id","type","at","data"}` (its data is JSON already).
+    pub fn to_json(&self, id: u64) -> String {
+        let kind = self.kind().map_or("unknown", Kind::as_str);
+        let at = crate::domain::rfc3339(self.at_ms);
+        format!(
+            r#"{{"id":{id},"type":"{kind}","at":"{at}","data":{}}}"#,
+            self.data
+        )
+    }
 }
 
 type Block = Vec<Stored>;
