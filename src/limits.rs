@@ -450,3 +450,30 @@ pub const BOOK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// second.
 pub const TRANSFER_PAGE_DEFAULT: usize = 50;
 pub const TRANSFER_PAGE_MAX: usize = 200;
+
+/// An order search's page (`GET /v1/orders`): by default, and at most.
+pub const ORDER_PAGE_DEFAULT: usize = 20;
+pub const ORDER_PAGE_MAX: usize = 100;
+
+/// Archived orders an order search looks at per page at most: a page of
+/// a rare match over a long archive ends short with a cursor to go on
+/// from, instead of reading the whole archive in one request.
+pub const ORDER_SEARCH_ARCHIVE_SCAN: usize = 5_000;
+
+/// A customer's email (an order's `customer.email`, a search's `email`):
+/// at most this long, and of this shape (the OpenAPI document states the
+/// same pattern).
+pub const EMAIL_MAX: usize = 254;
+pub const EMAIL_PATTERN: &str =
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63}){0,8}$";
+
+/// A customer's phone number: digits, spaces and `+().-`, at least 4
+/// digits (a search's `phone` alike: orders whose number ends with those
+/// digits).
+pub const PHONE_MAX: usize = 32;
+pub const PHONE_PATTERN: &str = r"^\+?[ ().-]*([0-9][ ().-]*){4,}$";
+
+/// Steps an order's timeline keeps (`Order::timeline`): its first (placed)
+/// and the newest others. An order sees a few dozen at most; the bound
+/// holds whatever a client keeps asking of it.
+pub const ORDER_TIMELINE_MAX: usize = 64;

@@ -8,156 +8,21 @@
 
 mod common;
 
+use common::browser::{base64_decode, cdp, chromium, wait_for, Browser};
 use common::{call, client, seed, Server};
-use futures::{SinkExt, StreamExt};
-use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-use tokio_tungstenite::tungstenite::Message;
-
-fn chromium() -> Option<String> {
-    let candidates = [
-        std::env::var("CHROMIUM").unwrap_or_default(),
-        "/usr/bin/chromium".into(),
-        "/usr/bin/chromium-browser".into(),
-    ];
-    candidates
-        .into_iter()
-        .find(|p| !p.is_empty() && std::path::Path::new(p).exists())
-}
-
-/// Standard base64 (the screenshot), padding allowed.
-fn base64_decode(s: &str) -> Vec<u8> {
-    let val = |c: u8| match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    };
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0);
-    for v in s.bytes().filter_map(val) {
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    out
-}
-
-type Cdp =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Sends one DevTools command and waits for its answer (events skipped).
-async fn cdp(ws: &mut Cdp, id: u64, method: &str, params: Value) -> Value {
-    let msg = json!({"id": id, "method": method, "params": params}).to_string();
-    ws.send(Message::Text(msg)).await.expect("cdp send");
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("cdp answer in time")
-            .expect("cdp open")
-            .expect("cdp message");
-        if let Message::Text(t) = m {
-            let v: Value = serde_json::from_str(&t).expect("cdp json");
-            if v["id"] == id {
-                return v;
-            }
-        }
-    }
-}
-
-/// Evaluates `expr` in the page until it gives `want`, or 10 s.
-async fn wait_for(ws: &mut Cdp, next_id: &mut u64, expr: &str, want: &str) -> String {
-    let t0 = Instant::now();
-    loop {
-        *next_id += 1;
-        let v = cdp(
-            ws,
-            *next_id,
-            "Runtime.evaluate",
-            json!({"expression": expr, "returnByValue": true}),
-        )
-        .await;
-        let got = v["result"]["result"]["value"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        if got == want || t0.elapsed() > Duration::from_secs(10) {
-            return got;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use serde_json::json;
 
 #[test]
 fn the_store_board_shows_a_stock_change_as_it_happens() {
     let Some(browser) = chromium() else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must have chromium (.ci/run installs it)"
-        );
-        eprintln!("chromium not installed: the browser test did not run");
-        return;
+        return; // said by `chromium` (CI must have it)
     };
     let s = Server::start("");
     let c = client();
     seed(&c, &s, None, 2, 1, 5);
 
-    let profile = tempfile::tempdir().expect("profile dir");
-    let mut chrome = Command::new(browser)
-        .args([
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--window-size=1024,768",
-            "--remote-debugging-port=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg("about:blank")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start chromium");
-    // "DevTools listening on ws://127.0.0.1:PORT/devtools/browser/ID"
-    let stderr = chrome.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("DevTools listening on ") {
-                let _ = tx.send(url.to_string());
-            }
-        }
-    });
-    let browser_url = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("chromium's DevTools address");
-    let port = browser_url
-        .trim_start_matches("ws://127.0.0.1:")
-        .split('/')
-        .next()
-        .expect("port")
-        .to_string();
-    // The page target opened with about:blank.
-    let targets: Value = c
-        .get(format!("http://127.0.0.1:{port}/json/list"))
-        .send()
-        .expect("targets")
-        .json()
-        .expect("targets json");
-    let page_ws = targets
-        .as_array()
-        .and_then(|a| a.iter().find(|t| t["type"] == "page"))
-        .and_then(|t| t["webSocketDebuggerUrl"].as_str())
-        .expect("a page target")
-        .to_string();
+    let b = Browser::start(&browser, &c, (1024, 768));
+    let page_ws = b.page_ws.clone();
 
     // A pay-and-collect order waiting at this store's counter.
     let (st, v) = call(
@@ -286,17 +151,5 @@ fn the_store_board_shows_a_stock_change_as_it_happens() {
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("store-board.png");
     std::fs::write(&path, &png).expect("keep the screenshot");
     println!("screenshot: {}", path.display());
-    // Closed through DevTools, so that no renderer is left behind.
-    rt.block_on(async {
-        if let Ok((mut b, _)) = tokio_tungstenite::connect_async(browser_url.as_str()).await {
-            let close = json!({"id": 1, "method": "Browser.close"}).to_string();
-            let _ = b.send(Message::Text(close)).await;
-        }
-    });
-    let t0 = Instant::now();
-    while chrome.try_wait().ok().flatten().is_none() && t0.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = chrome.kill();
-    let _ = chrome.wait();
+    b.close();
 }

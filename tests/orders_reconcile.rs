@@ -160,6 +160,7 @@ fn an_order_whose_holds_expired_while_it_was_paid_is_answered_as_placed() {
     let new = NewOrder {
         id: "O-1".into(),
         channel: None,
+        customer: Default::default(),
         lines: vec![OrderLine {
             sku: SkuId::parse("S0").expect("id"),
             qty: 1,

@@ -207,3 +207,127 @@ fn finished_orders_leave_memory_and_come_back_on_demand() {
         e.shutdown();
     }
 }
+
+/// `(ids, next)` of a search page.
+fn search(
+    e: &Engine,
+    q: &holdfast::domain::order::OrderQuery,
+    before: Option<(i64, String)>,
+    (limit, budget): (usize, usize),
+) -> (Vec<String>, Option<(i64, String)>) {
+    let (orders, next) = e
+        .search_orders_within(q, before, limit, budget)
+        .expect("search");
+    (orders.into_iter().map(|o| o.id).collect(), next)
+}
+
+/// Every page of `q`, `limit` at a time, each page looking at `budget`
+/// archived orders at most (a short page goes on where it stopped).
+fn search_all(
+    e: &Engine,
+    q: &holdfast::domain::order::OrderQuery,
+    limit: usize,
+    budget: usize,
+) -> Vec<String> {
+    let (mut out, mut next) = search(e, q, None, (limit, budget));
+    while let Some(before) = next {
+        let (more, after) = search(e, q, Some(before), (limit, budget));
+        assert!(more.len() <= limit);
+        out.extend(more);
+        next = after;
+    }
+    out
+}
+
+#[test]
+fn a_search_finds_archived_orders_beside_those_in_memory() {
+    use holdfast::domain::order::{Customer, OrderQuery};
+    let rt = rt();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let clock = ManualClock::new(20_000 * DAY + DAY / 2);
+    let e = open(tmp.path(), &clock, true);
+    rt.block_on(one_record(&e, 20));
+    let email = |i: usize| (i % 2 == 1).then(|| "Anna@Example.com".to_string());
+    for i in 0..6 {
+        rt.block_on(async {
+            let r = hold_one(&e, 900).await;
+            let (mut o, paid) = paid_order(&format!("O-{i}"), r.id.as_str(), clock.now_ms());
+            o.customer = Customer {
+                email: email(i),
+                phone: None,
+            };
+            e.place_order(o, paid)
+                .await
+                .expect("engine")
+                .expect("placed");
+        });
+        if i < 4 {
+            let now = clock.now_ms();
+            change(&rt, &e, &format!("O-{i}"), move |o| o.decide_cancel(now));
+        }
+        clock.advance_ms(1000);
+    }
+    // The next day the four cancelled ones leave memory.
+    clock.advance_ms(DAY + 2 * 3600 * 1000);
+    place(&rt, &e, "O-NEXT");
+    let t0 = Instant::now();
+    let mut dropped = 0;
+    while dropped < 4 {
+        assert!(t0.elapsed() < Duration::from_secs(15), "never passivated");
+        std::thread::sleep(Duration::from_millis(100));
+        dropped += passivate(&e);
+    }
+    assert_eq!(in_memory(&e), 3);
+    let all: Vec<String> = ["O-NEXT", "O-5", "O-4", "O-3", "O-2", "O-1", "O-0"]
+        .map(String::from)
+        .to_vec();
+    let check = |e: &Engine| {
+        let everything = OrderQuery::default();
+        // Pages across memory and the archive: newest first, each once.
+        for limit in [1, 2, 3, 7, 100] {
+            for budget in [1, 2, 3, 5_000] {
+                let found = search_all(e, &everything, limit, budget);
+                assert_eq!(found, all, "limit {limit}, budget {budget}");
+            }
+        }
+        let anna = OrderQuery {
+            email: Some("anna@example.COM".into()),
+            ..OrderQuery::default()
+        };
+        assert_eq!(search_all(e, &anna, 1, 5_000), ["O-5", "O-3", "O-1"]);
+        assert_eq!(search_all(e, &anna, 2, 1), ["O-5", "O-3", "O-1"]);
+        let cancelled = OrderQuery {
+            status: Some(OrderStatus::Cancelled),
+            ..OrderQuery::default()
+        };
+        assert_eq!(
+            search_all(e, &cancelled, 3, 2),
+            ["O-3", "O-2", "O-1", "O-0"]
+        );
+        let by_id = OrderQuery {
+            id_prefix: Some("O-2".into()),
+            ..OrderQuery::default()
+        };
+        assert_eq!(search_all(e, &by_id, 5, 1), ["O-2"]);
+    };
+    check(&e);
+    e.shutdown();
+    drop(e);
+
+    // Restarted: the archive's index was kept.
+    let e = open(tmp.path(), &clock, false);
+    check(&e);
+    e.shutdown();
+    drop(e);
+
+    // An archive from before the index: indexed when opened.
+    let store = SnapshotStore::open(&tmp.path().join("snapshots")).expect("store");
+    store.forget_order_index().expect("forget");
+    let none = store
+        .archived_before(None, None, 10, 100, |_, _| true, |_| true)
+        .expect("read");
+    assert!(none.orders.is_empty(), "the index was forgotten");
+    drop(store);
+    let e = open(tmp.path(), &clock, false);
+    check(&e);
+}

@@ -1,5 +1,11 @@
 use super::*;
+use crate::domain::order::OrderQuery;
 use crate::domain::transfer::OrderTransfer;
+use crate::limits::ORDER_SEARCH_ARCHIVE_SCAN;
+
+/// A page of an order search: the orders, and the `(created_ms, id)` the
+/// next page starts before, if one may hold more.
+pub type OrderSearchPage = (Vec<Order>, Option<(TimeMs, String)>);
 
 /// The engine's side of the order books: routes each order to its book,
 /// asks every book for the passes over all orders, and waits for the
@@ -24,6 +30,93 @@ impl Engine {
         }
     }
 
+    /// An order search's page (`GET /v1/orders`): the orders `q` matches
+    /// placed before `before` (`(created_ms, id)`, exclusive), newest
+    /// first, at most `limit`, in memory or archived; and where the next
+    /// page starts, if one may hold more. Memory is read before the
+    /// archive: an order passivated between the two was archived before
+    /// it left memory, so it is found once.
+    pub fn search_orders(
+        &self,
+        q: &OrderQuery,
+        before: Option<(TimeMs, String)>,
+        limit: usize,
+    ) -> Result<OrderSearchPage, EngineError> {
+        self.search_orders_within(q, before, limit, ORDER_SEARCH_ARCHIVE_SCAN)
+    }
+
+    /// `search_orders` looking at most at `budget` archived orders (tests
+    /// spend small ones).
+    pub fn search_orders_within(
+        &self,
+        q: &OrderQuery,
+        before: Option<(TimeMs, String)>,
+        limit: usize,
+        budget: usize,
+    ) -> Result<OrderSearchPage, EngineError> {
+        let earlier = |at: TimeMs, id: &str| {
+            before
+                .as_ref()
+                .is_none_or(|(t, b)| (at, id) < (*t, b.as_str()))
+        };
+        let mut found: Vec<(TimeMs, Order)> = Vec::new();
+        for map in &self.0.order_maps {
+            let map = map.read();
+            let mut keys: Vec<(TimeMs, &String)> = map
+                .values()
+                .filter(|o| earlier(o.created_ms, &o.id) && q.matches(o))
+                .map(|o| (o.created_ms, &o.id))
+                .collect();
+            keys.sort_unstable_by(|a, b| b.cmp(a));
+            keys.truncate(limit);
+            found.extend(
+                keys.iter()
+                    .filter_map(|(t, id)| Some((*t, map.get(*id)?.clone()))),
+            );
+        }
+        let mut stopped = None;
+        if let Some(archive) = &self.0.archive {
+            let in_memory = |id: &str| {
+                self.0.order_maps[order_book_of(id, self.0.order_maps.len())]
+                    .read()
+                    .contains_key(id)
+            };
+            let page = archive.archived_before(
+                before.as_ref().map(|(t, id)| (*t, id.as_str())),
+                q.from_ms,
+                limit,
+                budget,
+                |at, id| q.may_match(at, id) && !in_memory(id),
+                |o| q.matches(o),
+            )?;
+            found.extend(page.orders);
+            stopped = page.stopped_at;
+            // An id asked whole: found however old.
+            if let Some(id) = &q.id_prefix {
+                if !found.iter().any(|(_, o)| &o.id == id) && !in_memory(id) {
+                    if let Some(o) = archive.archived_order(id, None)? {
+                        if q.matches(&o) && earlier(o.created_ms, &o.id) {
+                            found.push((o.created_ms, o));
+                        }
+                    }
+                }
+            }
+        }
+        found.sort_unstable_by(|a, b| (b.0, &b.1.id).cmp(&(a.0, &a.1.id)));
+        found.dedup_by(|a, b| a.1.id == b.1.id);
+        // Past where the archive's read stopped, an order in memory could
+        // come after archived ones not read yet: the next page has it.
+        if let Some((t, id)) = &stopped {
+            found.retain(|(at, o)| (*at, o.id.as_str()) >= (*t, id.as_str()));
+        }
+        found.truncate(limit);
+        let next = match found.last() {
+            Some((t, o)) if found.len() == limit => Some((*t, o.id.clone())),
+            _ => stopped,
+        };
+        Ok((found.into_iter().map(|(_, o)| o).collect(), next))
+    }
+
     /// What `pick` takes from every order in memory, every book asked at
     /// once.
     async fn scan_orders<T: Send + 'static>(
@@ -46,24 +139,33 @@ impl Engine {
 
     /// The open pickups at `location` (pay and collect orders not yet
     /// collected, cancelled or declined), oldest first, at most `limit`,
-    /// as its location actor keeps them.
+    /// as its location actor keeps them; and the orders it took today
+    /// (`(day since the epoch, UTC; orders)`).
     pub async fn pickups_at(
         &self,
         location: &LocationId,
         limit: usize,
-    ) -> Result<Vec<Order>, EngineError> {
+    ) -> Result<((i64, u32), Vec<Order>), EngineError> {
+        let today = self.clock().now_ms().div_euclid(86_400_000);
         let Some(actor) = self.0.locations.existing(location) else {
-            return Ok(Vec::new());
+            return Ok(((today, 0), Vec::new()));
         };
         let view = self.live_state(&actor, limit).await?;
         let found =
             futures::future::try_join_all(view.pickups.iter().map(|id| self.order(id))).await?;
         // An order that closed since its location was asked is left out.
-        Ok(found
+        let open = found
             .into_iter()
             .flatten()
             .filter(|o| o.open_pickup() == Some(location))
-            .collect())
+            .collect();
+        // A count of an earlier day is today's 0.
+        let taken = if view.today.0 == today {
+            view.today.1
+        } else {
+            0
+        };
+        Ok(((today, taken), open))
     }
 
     /// A location's live state (today's count, its first `pickups` open

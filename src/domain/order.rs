@@ -284,6 +284,23 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
+    pub const ALL: [OrderStatus; 10] = [
+        OrderStatus::PendingPayment,
+        OrderStatus::PaymentDeclined,
+        OrderStatus::Confirmed,
+        OrderStatus::InFulfilment,
+        OrderStatus::Shipped,
+        OrderStatus::ReadyForPickup,
+        OrderStatus::Delivered,
+        OrderStatus::Collected,
+        OrderStatus::Cancelled,
+        OrderStatus::Returned,
+    ];
+
+    pub fn parse(s: &str) -> Option<OrderStatus> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             OrderStatus::PendingPayment => "pending_payment",
@@ -336,6 +353,101 @@ pub struct Order {
     /// Restocks owed so far (their keys' numbers; added later: default).
     #[serde(default)]
     pub restocks: u32,
+    /// Who ordered, as customer service finds them (added later: default).
+    #[serde(default)]
+    pub customer: Customer,
+    /// What happened to it, oldest first: the first and the newest
+    /// `ORDER_TIMELINE_MAX` - 1 steps (added later: default).
+    #[serde(default)]
+    pub timeline: Vec<Step>,
+}
+
+/// What one of an order's facts did, as its timeline shows it and its
+/// published events name it (`published::Kind::of_happened`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Happened {
+    Placed,
+    Paid,
+    PaymentDeclined,
+    Captured { amount: Minor },
+    Shipment { id: u32, to: ShipStatus },
+    Labelled { shipment: u32 },
+    Cancelled,
+    Returned,
+    Refunded,
+}
+
+/// One step of an order's timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub at_ms: TimeMs,
+    pub happened: Happened,
+}
+
+/// The customer's contact, each optional: an order search finds orders by
+/// them (`OrderQuery`). The email is kept as given; searches ignore case.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Customer {
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+/// The digits of a phone number: how numbers written differently
+/// ("+39 02 1234", "0039-02-1234") are compared.
+pub fn phone_digits(s: &str) -> String {
+    s.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// What an order search asks (`GET /v1/orders`); every part optional, all
+/// of them must hold.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OrderQuery {
+    /// The id starts with this.
+    pub id_prefix: Option<String>,
+    /// The customer's email, any case.
+    pub email: Option<String>,
+    /// The digits a phone number ends with: the customer's, or the
+    /// delivery address's (at least 4: `PHONE_PATTERN`).
+    pub phone_digits: Option<String>,
+    pub status: Option<OrderStatus>,
+    /// Ships from, or is collected at, this location.
+    pub location: Option<LocationId>,
+    /// Placed at or after.
+    pub from_ms: Option<TimeMs>,
+    /// Placed before.
+    pub to_ms: Option<TimeMs>,
+}
+
+impl OrderQuery {
+    /// Whether `(created_ms, id)` can match (what the order archive's
+    /// index knows without reading the order).
+    pub fn may_match(&self, created_ms: TimeMs, id: &str) -> bool {
+        self.from_ms.is_none_or(|f| created_ms >= f)
+            && self.to_ms.is_none_or(|t| created_ms < t)
+            && self.id_prefix.as_deref().is_none_or(|p| id.starts_with(p))
+    }
+
+    pub fn matches(&self, o: &Order) -> bool {
+        let phone_ends = |p: &str, want: &str| phone_digits(p).ends_with(want);
+        self.may_match(o.created_ms, &o.id)
+            && self.status.is_none_or(|s| o.status() == s)
+            && self.email.as_deref().is_none_or(|e| {
+                o.customer
+                    .email
+                    .as_deref()
+                    .is_some_and(|c| c.eq_ignore_ascii_case(e))
+            })
+            && self.phone_digits.as_deref().is_none_or(|want| {
+                o.customer
+                    .phone
+                    .as_deref()
+                    .is_some_and(|p| phone_ends(p, want))
+                    || o.delivery
+                        .address()
+                        .is_some_and(|a| phone_ends(&a.phone, want))
+            })
+            && self.location.as_ref().is_none_or(|l| o.concerns(l))
+    }
 }
 
 /// Returned goods owed to a location's stock (`Order::restocks_owed`),
@@ -388,6 +500,68 @@ pub enum Refused {
     CapturePending,
     #[error("no refund {0} is owed")]
     NoRefundOwed(String),
+}
+
+impl OrderEvent {
+    /// When it happened.
+    pub fn at_ms(&self) -> TimeMs {
+        match self {
+            OrderEvent::Placed(o) => o.created_ms,
+            OrderEvent::PaymentAuthorized { at_ms, .. }
+            | OrderEvent::PaymentDeclined { at_ms }
+            | OrderEvent::ShipmentMoved { at_ms, .. }
+            | OrderEvent::Cancelled { at_ms, .. }
+            | OrderEvent::Returned { at_ms, .. }
+            | OrderEvent::Labelled { at_ms, .. }
+            | OrderEvent::Captured { at_ms, .. }
+            | OrderEvent::RefundSettled { at_ms, .. }
+            | OrderEvent::Restocked { at_ms, .. } => *at_ms,
+            OrderEvent::Notified(n) => n.at_ms,
+        }
+    }
+
+    /// What it did that the outside hears of (at most two things: a
+    /// shipment leaving captures the payment; a return refunds it).
+    pub fn happened(&self) -> Vec<Happened> {
+        match self {
+            OrderEvent::Placed(_) => vec![Happened::Placed],
+            OrderEvent::PaymentAuthorized { .. } => vec![Happened::Paid],
+            OrderEvent::PaymentDeclined { .. } => vec![Happened::PaymentDeclined],
+            OrderEvent::Captured { amount, .. } => vec![Happened::Captured { amount: *amount }],
+            OrderEvent::ShipmentMoved {
+                shipment,
+                to,
+                captured,
+                ..
+            } => {
+                let mut v = vec![Happened::Shipment {
+                    id: *shipment,
+                    to: *to,
+                }];
+                if *captured > 0 {
+                    v.push(Happened::Captured { amount: *captured });
+                }
+                v
+            }
+            OrderEvent::Labelled { shipment, .. } => vec![Happened::Labelled {
+                shipment: *shipment,
+            }],
+            OrderEvent::Cancelled { .. } => vec![Happened::Cancelled],
+            OrderEvent::Returned { refund, owed, .. } => {
+                let mut v = vec![Happened::Returned];
+                if owed.is_none() && *refund > 0 {
+                    v.push(Happened::Refunded);
+                }
+                v
+            }
+            OrderEvent::RefundSettled { outcome, .. } if *outcome == RefundOutcome::Made => {
+                vec![Happened::Refunded]
+            }
+            OrderEvent::RefundSettled { .. }
+            | OrderEvent::Notified(_)
+            | OrderEvent::Restocked { .. } => Vec::new(),
+        }
+    }
 }
 
 /// A fact about an order, as the journal keeps it.
@@ -509,7 +683,18 @@ impl Order {
             channel: None,
             restocks_owed: Vec::new(),
             restocks: 0,
+            customer: Customer::default(),
+            timeline: vec![Step {
+                at_ms: now,
+                happened: Happened::Placed,
+            }],
         }
+    }
+
+    /// Ships from `location`, or is collected there.
+    pub fn concerns(&self, location: &LocationId) -> bool {
+        self.shipments.iter().any(|s| &s.location == location)
+            || matches!(&self.delivery, Delivery::Pickup { location: l } if l == location)
     }
 
     /// The locations whose daily capacity this order takes: every
@@ -982,6 +1167,20 @@ impl Order {
 
     /// Folds in one fact (replay applies, never decides).
     pub fn apply(&mut self, e: &OrderEvent) {
+        self.apply_fact(e);
+        let at_ms = e.at_ms();
+        for happened in e.happened() {
+            if happened == Happened::Placed {
+                continue; // the placed order holds it from `Order::new`
+            }
+            if self.timeline.len() >= crate::limits::ORDER_TIMELINE_MAX {
+                self.timeline.remove(1); // the first step stays: placed
+            }
+            self.timeline.push(Step { at_ms, happened });
+        }
+    }
+
+    fn apply_fact(&mut self, e: &OrderEvent) {
         match e {
             OrderEvent::Placed(o) => *self = (**o).clone(),
             OrderEvent::PaymentAuthorized {

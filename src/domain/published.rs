@@ -18,7 +18,7 @@ use super::event::{Event, SupplyFact, TransferFact};
 use super::history::Moved;
 use super::ids::{LocationId, ReservationId};
 use super::model::Model;
-use super::order::{Order, OrderEvent, RefundOutcome, ShipStatus};
+use super::order::{Happened, Order, OrderEvent, ShipStatus};
 use super::reservation::Status;
 use super::stock::{StockDelta, StockRecord};
 use super::TimeMs;
@@ -123,6 +123,22 @@ impl Kind {
                     .iter()
                     .any(|k| k.as_str().split('.').next() == Some(f))
             })
+    }
+
+    /// The event of what an order's fact did (none for a shipment back
+    /// to pending, which publishes nothing).
+    pub fn of_happened(h: Happened) -> Option<Kind> {
+        Some(match h {
+            Happened::Placed => Kind::OrderPlaced,
+            Happened::Paid => Kind::OrderPaid,
+            Happened::PaymentDeclined => Kind::OrderPaymentDeclined,
+            Happened::Captured { .. } => Kind::OrderCaptured,
+            Happened::Shipment { to, .. } => return Kind::of_shipment(to),
+            Happened::Labelled { .. } => Kind::ShipmentLabelled,
+            Happened::Cancelled => Kind::OrderCancelled,
+            Happened::Returned => Kind::OrderReturned,
+            Happened::Refunded => Kind::OrderRefunded,
+        })
     }
 
     fn of_shipment(s: ShipStatus) -> Option<Kind> {
@@ -407,123 +423,88 @@ fn order_locations(o: &Order) -> Vec<LocationId> {
 fn order_event(o: &Order, e: &OrderEvent, push: &mut impl FnMut(Kind, Vec<LocationId>, Value)) {
     let id = o.id.as_str();
     let locations = order_locations(o);
-    match e {
-        OrderEvent::Placed(_) => {
-            let lines: Vec<Value> = o
-                .lines
-                .iter()
-                .map(|l| json!({"sku": l.sku.as_str(), "qty": l.qty, "unit_price": l.unit_price}))
-                .collect();
-            let shipments: Vec<Value> = o
-                .shipments
-                .iter()
-                .map(|s| json!({"id": s.id, "location": s.location.as_str(), "status": s.status.as_str()}))
-                .collect();
-            let delivery = match &o.delivery {
-                super::order::Delivery::Ship { .. } => json!({"type": "ship"}),
-                super::order::Delivery::Pickup { location } => {
-                    json!({"type": "pickup", "location": location.as_str()})
-                }
-            };
-            push(
-                Kind::OrderPlaced,
-                locations,
-                json!({
-                    "id": id,
-                    "channel": o.channel,
-                    "lines": lines,
-                    "shipments": shipments,
-                    "delivery": delivery,
-                    "payment": {"provider": o.payment.provider},
-                }),
-            )
-        }
-        OrderEvent::PaymentAuthorized {
-            amount, reference, ..
-        } => push(
-            Kind::OrderPaid,
-            locations,
-            json!({"id": id, "amount": amount, "reference": reference}),
-        ),
-        OrderEvent::PaymentDeclined { .. } => {
-            push(Kind::OrderPaymentDeclined, locations, json!({"id": id}))
-        }
-        OrderEvent::Captured { amount, .. } => push(
-            Kind::OrderCaptured,
-            locations,
-            json!({"id": id, "amount": amount}),
-        ),
-        OrderEvent::ShipmentMoved {
-            shipment,
-            to,
-            captured,
-            ..
-        } => {
-            if let Some(kind) = Kind::of_shipment(*to) {
-                push(kind, locations.clone(), shipment_data(o, *shipment));
+    for h in e.happened() {
+        let Some(kind) = Kind::of_happened(h) else {
+            continue;
+        };
+        let data = match (h, e) {
+            (Happened::Placed, _) => placed_data(o),
+            (
+                Happened::Paid,
+                OrderEvent::PaymentAuthorized {
+                    amount, reference, ..
+                },
+            ) => json!({"id": id, "amount": amount, "reference": reference}),
+            (Happened::Captured { amount }, _) => json!({"id": id, "amount": amount}),
+            (Happened::Shipment { id: n, .. } | Happened::Labelled { shipment: n }, _) => {
+                shipment_data(o, n)
             }
-            if *captured > 0 {
-                push(
-                    Kind::OrderCaptured,
-                    locations,
-                    json!({"id": id, "amount": captured}),
-                )
+            (Happened::Cancelled, OrderEvent::Cancelled { voided, .. }) => {
+                json!({"id": id, "voided": voided})
             }
-        }
-        OrderEvent::Labelled { shipment, .. } => push(
-            Kind::ShipmentLabelled,
-            locations,
-            shipment_data(o, *shipment),
-        ),
-        OrderEvent::Cancelled { voided, .. } => push(
-            Kind::OrderCancelled,
-            locations,
-            json!({"id": id, "voided": voided}),
-        ),
-        OrderEvent::Returned {
-            lines,
-            location,
-            refund,
-            owed,
-            ..
-        } => {
-            let returned: Vec<Value> = lines
-                .iter()
-                .map(|(line, qty)| {
-                    let sku = o.lines.get(*line).map(|l| l.sku.as_str());
-                    json!({"line": line, "sku": sku, "qty": qty})
-                })
-                .collect();
-            push(
-                Kind::OrderReturned,
-                locations.clone(),
+            (
+                Happened::Returned,
+                OrderEvent::Returned {
+                    lines,
+                    location,
+                    refund,
+                    owed,
+                    ..
+                },
+            ) => {
+                let returned: Vec<Value> = lines
+                    .iter()
+                    .map(|(line, qty)| {
+                        let sku = o.lines.get(*line).map(|l| l.sku.as_str());
+                        json!({"line": line, "sku": sku, "qty": qty})
+                    })
+                    .collect();
                 json!({
                     "id": id,
                     "lines": returned,
                     "location": location.as_str(),
                     "refund": refund,
                     "refund_owed": owed.is_some(),
-                }),
-            );
-            if owed.is_none() && *refund > 0 {
-                push(
-                    Kind::OrderRefunded,
-                    locations,
-                    json!({"id": id, "amount": refund}),
-                )
+                })
             }
-        }
-        OrderEvent::RefundSettled { key, outcome, .. } => {
-            if *outcome == RefundOutcome::Made {
-                push(
-                    Kind::OrderRefunded,
-                    locations,
-                    json!({"id": id, "key": key}),
-                )
+            (Happened::Refunded, OrderEvent::Returned { refund, .. }) => {
+                json!({"id": id, "amount": refund})
             }
-        }
-        OrderEvent::Notified(_) | OrderEvent::Restocked { .. } => {}
+            (Happened::Refunded, OrderEvent::RefundSettled { key, .. }) => {
+                json!({"id": id, "key": key})
+            }
+            _ => json!({"id": id}),
+        };
+        push(kind, locations.clone(), data);
     }
+}
+
+/// `order.placed`'s data.
+fn placed_data(o: &Order) -> Value {
+    let lines: Vec<Value> = o
+        .lines
+        .iter()
+        .map(|l| json!({"sku": l.sku.as_str(), "qty": l.qty, "unit_price": l.unit_price}))
+        .collect();
+    let shipments: Vec<Value> = o
+        .shipments
+        .iter()
+        .map(|s| json!({"id": s.id, "location": s.location.as_str(), "status": s.status.as_str()}))
+        .collect();
+    let delivery = match &o.delivery {
+        super::order::Delivery::Ship { .. } => json!({"type": "ship"}),
+        super::order::Delivery::Pickup { location } => {
+            json!({"type": "pickup", "location": location.as_str()})
+        }
+    };
+    json!({
+        "id": o.id.as_str(),
+        "channel": o.channel,
+        "lines": lines,
+        "shipments": shipments,
+        "delivery": delivery,
+        "payment": {"provider": o.payment.provider},
+    })
 }
 
 fn shipment_data(o: &Order, shipment: u32) -> Value {
@@ -641,25 +622,9 @@ fn fact_at(e: &Event) -> Option<TimeMs> {
         | Event::Supply { at_ms, .. }
         | Event::Webhook { at_ms, .. } => *at_ms,
         Event::ReservationHeld { created_ms, .. } => *created_ms,
-        Event::Order { events, .. } => events.iter().map(order_event_at).max()?,
+        Event::Order { events, .. } => events.iter().map(OrderEvent::at_ms).max()?,
         Event::SkuPut { .. } | Event::LocationPut { .. } | Event::SkusPut { .. } => return None,
     })
-}
-
-fn order_event_at(e: &OrderEvent) -> TimeMs {
-    match e {
-        OrderEvent::Placed(o) => o.created_ms,
-        OrderEvent::PaymentAuthorized { at_ms, .. }
-        | OrderEvent::PaymentDeclined { at_ms }
-        | OrderEvent::ShipmentMoved { at_ms, .. }
-        | OrderEvent::Cancelled { at_ms, .. }
-        | OrderEvent::Returned { at_ms, .. }
-        | OrderEvent::Labelled { at_ms, .. }
-        | OrderEvent::Captured { at_ms, .. }
-        | OrderEvent::RefundSettled { at_ms, .. }
-        | OrderEvent::Restocked { at_ms, .. } => *at_ms,
-        OrderEvent::Notified(n) => n.at_ms,
-    }
 }
 
 #[cfg(test)]

@@ -56,6 +56,19 @@ impl Principal {
     }
 }
 
+/// `GET /v1/whoami`: the token's role, and a store token's location.
+pub fn whoami(req: &super::Request) -> warp::http::Response<warp::hyper::Body> {
+    let (role, location) = match &req.principal.role {
+        Role::Admin => ("admin", None),
+        Role::Channel => ("channel", None),
+        Role::Store(l) => ("store", Some(l.as_str())),
+    };
+    super::error::json_response(
+        200,
+        &serde_json::json!({"role": role, "location": location}),
+    )
+}
+
 pub fn forbidden(detail: &str) -> ApiError {
     ApiError::new(Code::Forbidden, detail)
 }

@@ -15,6 +15,27 @@ use super::input::path_id;
 use super::AppState;
 
 const PAGE: &str = include_str!("board.html");
+const CONSOLE: &str = include_str!("console.html");
+
+/// The page's headers: no caching, nothing from elsewhere.
+fn html(body: String) -> Response<Body> {
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-store")
+        .header(
+            "content-security-policy",
+            "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self' ws: wss:",
+        )
+        .body(Body::from(body))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+/// `GET /ui/`: the operations console (api.md, "The operations console"):
+/// one self-contained page over the API, the token as on the board
+/// (`?token=`, or typed in and kept for the tab).
+pub fn console() -> Response<Body> {
+    html(CONSOLE.to_string())
+}
 
 pub fn page(state: &AppState, location: &str) -> ApiResult {
     let location = path_id(location, "location")?;
@@ -31,14 +52,5 @@ pub fn page(state: &AppState, location: &str) -> ApiResult {
     let boot = json!({"location": location, "name": name}).to_string();
     // `</` cannot end the script early inside a JSON string.
     let boot = boot.replace("</", "<\\/");
-    let html = PAGE.replace("/*BOOT*/null", &boot);
-    Ok(Response::builder()
-        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
-        .header(header::CACHE_CONTROL, "no-store")
-        .header(
-            "content-security-policy",
-            "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self' ws: wss:",
-        )
-        .body(Body::from(html))
-        .unwrap_or_else(|_| Response::new(Body::empty())))
+    Ok(html(PAGE.replace("/*BOOT*/null", &boot)))
 }

@@ -15,6 +15,7 @@ pub mod books;
 pub mod catalog;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod feed;
 pub mod idempotency;
 pub mod input;
@@ -313,6 +314,7 @@ async fn public(state: &AppState, route: Route, seg: &[&str], body: &Bytes) -> A
         Route::Metrics => ops::metrics(state),
         Route::OpenApi => ops::openapi(),
         Route::Board => board::page(state, seg[2]),
+        Route::Console => Ok(board::console()),
         // Signed by the provider instead (`webhooks`).
         Route::AdyenWebhook => webhooks::adyen(state, body).await,
         _ => Err(ApiError::new(Code::Forbidden, "not a public route")),
@@ -342,6 +344,7 @@ async fn dispatch(state: &Arc<AppState>, route: Route, req: &Request, seg: &[&st
         Route::Location => catalog::put_location(state, req, seg[2]).await,
         Route::Pickups => orders::pickups(state, req, seg[2]).await,
         Route::InventoryBatch => inventory::batch(state, req).await,
+        Route::InventoryExport => export::get(state, req).await,
         Route::Stock if get => inventory::get(state, req, seg[2], seg[3]).await,
         Route::Stock => inventory::put(state, req, seg[2], seg[3]).await,
         Route::Adjustments => inventory::adjust(state, req, seg[2], seg[3]).await,
@@ -361,6 +364,7 @@ async fn dispatch(state: &Arc<AppState>, route: Route, req: &Request, seg: &[&st
             reservations::transition(state, req, seg[2], seg[3]).await
         }
         Route::ScalapayCheckouts => payments::scalapay_checkout(state, req).await,
+        Route::Orders if get => orders::search(state, req).await,
         Route::Orders => orders::create(state, req).await,
         Route::Order => orders::get(state, req, seg[2]).await,
         Route::OrderCancel => orders::cancel(state, req, seg[2]).await,
@@ -381,9 +385,13 @@ async fn dispatch(state: &Arc<AppState>, route: Route, req: &Request, seg: &[&st
         Route::SupplyReceive | Route::SupplyCancel => {
             supply::step(state, req, seg[2], seg[3]).await
         }
-        Route::Healthz | Route::Metrics | Route::OpenApi | Route::Board | Route::AdyenWebhook => {
-            public(state, route, seg, &req.body).await
-        }
+        Route::Whoami => Ok(auth::whoami(req)),
+        Route::Healthz
+        | Route::Metrics
+        | Route::OpenApi
+        | Route::Board
+        | Route::Console
+        | Route::AdyenWebhook => public(state, route, seg, &req.body).await,
     }
 }
 

@@ -11,9 +11,11 @@ use crate::domain::stock::Bucket;
 
 use crate::limits::{
     ADDRESS_FIELD_MAX, ADJUST_NOTE_MAX, BATCH_ITEMS_MAX, CART_LINES_MAX, DIMENSION_MM_MAX,
-    EVENTS_PAGE_DEFAULT, EVENTS_PAGE_MAX, EVENT_TYPES_MAX, HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX,
-    JSON_INT_MAX, QTY_MAX, STOCK_MAX, TRANSFER_LINES_MAX, TRANSFER_PAGE_DEFAULT, TRANSFER_PAGE_MAX,
-    TTL_S_DEFAULT, TTL_S_MAX, TTL_S_MIN, WEBHOOK_TYPES_MAX, WEBHOOK_URL_MAX, WEBHOOK_URL_PATTERN,
+    EMAIL_MAX, EMAIL_PATTERN, EVENTS_PAGE_DEFAULT, EVENTS_PAGE_MAX, EVENT_TYPES_MAX,
+    HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX, JSON_INT_MAX, ORDER_PAGE_DEFAULT, ORDER_PAGE_MAX,
+    ORDER_TIMELINE_MAX, PHONE_MAX, PHONE_PATTERN, QTY_MAX, STOCK_MAX, TRANSFER_LINES_MAX,
+    TRANSFER_PAGE_DEFAULT, TRANSFER_PAGE_MAX, TTL_S_DEFAULT, TTL_S_MAX, TTL_S_MIN,
+    WEBHOOK_TYPES_MAX, WEBHOOK_URL_MAX, WEBHOOK_URL_PATTERN,
 };
 
 /// (method, route, summary, request schema, success status, response schema, error statuses)
@@ -116,6 +118,33 @@ const OPS: &[Op] = &[
         None,
         200,
         "History",
+        &[401, 403, 404, 422, 429, 503],
+    ),
+    (
+        "get",
+        Route::Whoami,
+        "Who the token is: its role (admin, channel, store) and a store token's location (the console shows the actions it may take)",
+        None,
+        200,
+        "Whoami",
+        &[401, 429, 503],
+    ),
+    (
+        "get",
+        Route::Console,
+        "The operations console: one page (no external assets) over this API: order search, an order's page with its timeline and actions, a SKU's stock by location and movements, a store's day and pickups, the cluster. The token as on the store board (?token=), or typed in",
+        None,
+        200,
+        "BoardPage",
+        &[],
+    ),
+    (
+        "get",
+        Route::InventoryExport,
+        "A location's stock records, or the whole network's, as CSV streamed a location at a time (admin; a store token its own location): a header line, then location,sku,on_hand,safety_stock (the columns holdfast import reads: an export imported again changes nothing), reserved, available, unsellable, in_transit, incoming, incoming_eta, backordered, version. An answer cut short (the engine stopping) ends as a broken transfer, never as a shorter file",
+        None,
+        200,
+        "StockRecord",
         &[401, 403, 404, 422, 429, 503],
     ),
     (
@@ -234,6 +263,15 @@ const OPS: &[Op] = &[
         201,
         "Order",
         &[400, 401, 402, 403, 408, 409, 413, 422, 429, 503, 504],
+    ),
+    (
+        "get",
+        Route::Orders,
+        "Find orders, newest first, a page at a time: by id (its start), customer email (any case) or phone (the digits a number ends with: the customer's or the delivery address's), status, location (shipping from or collected at), and placed from/to; every part given must hold. In memory and archived alike; a page of a rare match over a long archive may end short with a next_cursor to go on from. Admin and channel tokens find every order, a store token its own location's",
+        None,
+        200,
+        "OrderPage",
+        &[401, 403, 422, 429, 503],
     ),
     (
         "get",
@@ -873,17 +911,26 @@ fn order_schemas() -> Value {
             "lines": some(json!({"type": "object", "required": ["sku", "qty", "unit_price"], "properties": {"sku": id(), "qty": qty, "unit_price": price}}), CART_LINES_MAX),
             "delivery": {"type": "object", "required": ["type"], "properties": {"type": {"enum": ["ship", "pickup"]}, "address": nullable(schema_ref("Address"))},
                 "oneOf": [ship, pickup], "description": "{type: ship, lat, lon, address?} or {type: pickup, location}"},
+            "customer": nullable(json!({"type": "object", "description": "Who ordered, as customer service finds them (GET /v1/orders?email=, ?phone=): each optional", "properties": {
+                "email": nullable(json!({"type": "string", "maxLength": EMAIL_MAX, "pattern": EMAIL_PATTERN})),
+                "phone": nullable(json!({"type": "string", "maxLength": PHONE_MAX, "pattern": PHONE_PATTERN, "description": "at least 4 digits"}))}})),
             "channel": nullable(json!({"type": "string", "pattern": ID_PATTERN, "description": "Where the order comes from (web, app, callcenter...): payment rules may choose its provider by it"})),
             "payment": {"type": "object", "properties": {
                 "provider": nullable(json!({"type": "string", "minLength": 1, "maxLength": 64, "pattern": NOT_BLANK, "description": "sandbox (amounts ending in .51 are declined, .52 answer unavailable), or a provider holdfast.toml configures (adyen, gestpay, amazonpay, scalapay); absent: the one [[payments.rules]] choose by channel and destination country, else [payments] default (none: 422)"})),
                 "method": nullable(json!({"type": "object", "description": "The shopper's payment details from the checkout, passed to the provider as they are (Adyen: the Drop-in's paymentMethod object; GestPay: paymentTypeDetails; Amazon Pay: {checkoutSessionId}; Scalapay: {token}); required by those; at most 4096 bytes"}))}},
             "reservation_id": nullable(json!({"type": "string", "pattern": ID_PATTERN, "description": "A held reservation to turn into the order: its lines must be the order's (same SKUs and quantities); its units become one reservation per shipment without ever being released. Not held: 409 reservation_not_held. A declined payment leaves it held."}))}},
         "Order": order_schema(),
+        "Whoami": {"type": "object", "required": ["role", "location"], "properties": {"role": {"enum": ["admin", "channel", "store"]}, "location": {"type": ["string", "null"]}}},
+        "OrderPage": {"type": "object", "required": ["orders", "next_cursor"], "properties": {
+            "orders": {"type": "array", "maxItems": ORDER_PAGE_MAX, "items": schema_ref("Order")},
+            "next_cursor": {"type": ["string", "null"], "description": "the next page's cursor; null: no more"}}},
         "ShipmentEventInput": {"type": "object", "required": ["status"], "properties": {"status": {"enum": ["picked", "packed", "shipped", "delivered", "ready_for_pickup", "collected"]}}},
         "ReturnInput": {"type": "object", "required": ["lines", "location"], "properties": {"location": id(),
             "lines": some(json!({"type": "object", "required": ["sku", "qty"], "properties": {"sku": id(), "qty": qty}}), CART_LINES_MAX)}},
         "RefundSettleInput": {"type": "object", "required": ["key", "made"], "properties": {"key": text(200), "made": {"type": "boolean"}}},
-        "PickupList": {"type": "object", "required": ["location", "pickups"], "properties": {"location": id(), "pickups": {"type": "array", "maxItems": 200, "items": schema_ref("Order")}}}
+        "PickupList": {"type": "object", "required": ["location", "pickups", "today"], "properties": {"location": id(), "pickups": {"type": "array", "maxItems": 200, "items": schema_ref("Order")},
+            "today": {"type": "object", "required": ["date", "orders", "daily_capacity"], "description": "Orders the location took today (UTC) against its daily_capacity (null: unlimited)",
+                "properties": {"date": {"type": "string", "format": "date"}, "orders": {"type": "integer", "minimum": 0}, "daily_capacity": {"type": ["integer", "null"], "minimum": 0}}}}}
     })
 }
 
@@ -914,6 +961,9 @@ fn order_schema() -> Value {
             {"type": "object", "required": ["type", "location"], "properties": {"type": {"const": "pickup"}, "location": id()}}]},
         "total": money,
         "restock_pending": {"type": "integer", "minimum": 0, "description": "Returned units not back in stock yet (owed by orders returned on the sharded cluster, made by the retry loop; 0 otherwise)"},
+        "customer": {"type": "object", "required": ["email", "phone"], "properties": {"email": {"type": ["string", "null"]}, "phone": {"type": ["string", "null"]}}},
+        "timeline": {"type": "array", "maxItems": ORDER_TIMELINE_MAX, "description": "What happened to it, oldest first, each named as its published event (api.md, Events): the first step and the newest",
+            "items": {"type": "object", "required": ["at", "type"], "properties": {"at": time, "type": {"type": "string"}, "shipment": {"type": "integer", "minimum": 0}, "amount": money}}},
         "payment": payment, "shipments": {"type": "array", "items": shipment}, "created_at": time, "updated_at": time}})
 }
 
@@ -1070,8 +1120,11 @@ fn success_response(path: &str, status: u16, output: &str) -> Value {
         "/metrics" => {
             json!({"description": "Prometheus text format", "content": json_of("text/plain")})
         }
-        "/ui/stores/{location}" => {
+        "/ui/stores/{location}" | "/ui" => {
             json!({"description": "the page (HTML, no external assets)", "content": {"text/html": {"schema": {"type": "string"}}}})
+        }
+        "/v1/inventory/export" => {
+            json!({"description": "the records as CSV, a header line first", "content": {"text/csv": {"schema": {"type": "string"}}}})
         }
         "/v1/events" => {
             json!({"description": "a page (application/json), or with Accept: text/event-stream the stream: for each event `id: N`, `event: TYPE`, `data: DATA` (the event's data as one line of JSON); `: keep-alive` comments when quiet; `event: gone` (data: code, detail, oldest) before it ends when the next events were dropped under it",
@@ -1224,6 +1277,26 @@ fn other_parameters(method: &str, path: &str) -> Vec<Value> {
                 "schema": {"type": "integer", "minimum": 1, "maximum": HISTORY_PAGE_MAX, "default": HISTORY_PAGE_DEFAULT}}),
             json!({"name": "cursor", "in": "query", "required": false, "schema": {"type": "string", "pattern": "^[0-9]{1,19}\\.[0-9]{1,9}$"},
                 "description": "a page's next_cursor: the page after it"}),
+        ],
+        ("get", "/v1/orders") => vec![
+            json!({"name": "id", "in": "query", "required": false, "schema": id(), "description": "orders whose id starts with this"}),
+            json!({"name": "email", "in": "query", "required": false, "schema": {"type": "string", "maxLength": EMAIL_MAX, "pattern": EMAIL_PATTERN}, "description": "the customer's email, any case"}),
+            json!({"name": "phone", "in": "query", "required": false, "schema": {"type": "string", "maxLength": PHONE_MAX, "pattern": PHONE_PATTERN},
+                "description": "at least 4 digits: orders whose customer's or delivery address's phone number ends with these digits"}),
+            json!({"name": "status", "in": "query", "required": false, "schema": {"enum": ["pending_payment", "payment_declined", "confirmed", "in_fulfilment", "shipped", "ready_for_pickup", "delivered", "collected", "cancelled", "returned"]}}),
+            json!({"name": "location", "in": "query", "required": false, "schema": id(),
+                "description": "orders shipping from or collected at this location (a store token: its own, the default)"}),
+            json!({"name": "from", "in": "query", "required": false, "schema": {"type": "string", "format": "date-time"}, "description": "placed at or after (RFC 3339)"}),
+            json!({"name": "to", "in": "query", "required": false, "schema": {"type": "string", "format": "date-time"}, "description": "placed before (RFC 3339)"}),
+            json!({"name": "limit", "in": "query", "required": false,
+                "schema": {"type": "integer", "minimum": 1, "maximum": ORDER_PAGE_MAX, "default": ORDER_PAGE_DEFAULT}}),
+            json!({"name": "cursor", "in": "query", "required": false, "schema": {"type": "string", "pattern": "^[0-9]{1,15}\\.[A-Za-z0-9._:-]{1,64}$"},
+                "description": "a page's next_cursor: the page after it"}),
+        ],
+        ("get", "/v1/inventory/export") => vec![
+            json!({"name": "location", "in": "query", "required": false, "schema": id(),
+                "description": "this location's records (a store token: its own, required); absent: every location's"}),
+            json!({"name": "format", "in": "query", "required": false, "schema": {"enum": ["csv"], "default": "csv"}}),
         ],
         ("get", "/v1/events") => vec![
             json!({"name": "after", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0, "maximum": u64::MAX, "default": 0},

@@ -6,19 +6,25 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 use super::error::{json_response, ApiError, ApiResult, Code};
-use super::input::{cart_lines, parse_object, path_id, Errors};
+use super::input::{cart_lines, page_limit, parse_object, path_id, query_param, Errors};
 use super::inventory::resolve_sku;
 use super::sourcing::{resolve_target, split_lines, TargetInput};
 use super::{AppState, Request};
+use crate::clock::parse_rfc3339;
 use crate::config::Role;
 use crate::domain::address::Address;
 use crate::domain::catalog::SkuIdx;
 use crate::domain::ids::{LocationId, ReservationId, SkuId};
 use crate::domain::order::{parse_minor, Delivery, Minor, Order, OrderLine, ShipStatus};
+use crate::domain::order::{phone_digits, Customer, OrderQuery, OrderStatus};
 use crate::domain::sourcing::{PlanOptions, Target};
+use crate::domain::TimeMs;
 use crate::limits::PAYMENT_METHOD_MAX;
 use crate::limits::PICKUPS_MAX;
 use crate::limits::QTY_MAX;
+use crate::limits::{
+    EMAIL_MAX, EMAIL_PATTERN, ORDER_PAGE_DEFAULT, ORDER_PAGE_MAX, PHONE_MAX, PHONE_PATTERN,
+};
 use crate::orders::place::NewOrder;
 use crate::orders::shipments::move_shipment;
 use crate::orders::view::order_json;
@@ -111,6 +117,7 @@ async fn new_order(state: &AppState, req: &Request) -> Result<NewOrder, ApiError
         split_lines: split_lines(&mut e, &m),
     };
     let from = reservation_of(&mut e, &m);
+    let customer = customer_of(&mut e, &m);
     e.into_result()?;
     let (Some(id), Some(delivery), Some(provider)) = (id, delivery, provider) else {
         return Err(ApiError::new(Code::ValidationFailed, "order"));
@@ -129,8 +136,160 @@ async fn new_order(state: &AppState, req: &Request) -> Result<NewOrder, ApiError
         method,
         options,
         from,
+        customer,
     })
 }
+
+/// A string of `pattern` (a regex of `limits`, as the OpenAPI document
+/// states it) and at most `max` characters, or why not.
+fn patterned(v: &str, pattern: &'static str, max: usize) -> bool {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex};
+    static COMPILED: LazyLock<Mutex<HashMap<&'static str, Option<regex::Regex>>>> =
+        LazyLock::new(|| Mutex::new(HashMap::new()));
+    let mut c = COMPILED.lock().unwrap_or_else(|p| p.into_inner());
+    let re = c
+        .entry(pattern)
+        .or_insert_with(|| regex::Regex::new(pattern).ok());
+    v.chars().count() <= max && re.as_ref().is_some_and(|r| r.is_match(v))
+}
+
+const EMAIL_RULE: &str = "must be an email address (name@domain), at most 254 characters";
+const PHONE_RULE: &str =
+    "must be a phone number: digits, spaces and + ( ) . -, at least 4 digits, at most 32 characters";
+
+fn email_ok(v: &str) -> bool {
+    patterned(v, EMAIL_PATTERN, EMAIL_MAX)
+}
+
+fn phone_ok(v: &str) -> bool {
+    patterned(v, PHONE_PATTERN, PHONE_MAX)
+}
+
+/// The optional `customer` `{email?, phone?}`.
+fn customer_of(e: &mut Errors, m: &serde_json::Map<String, Value>) -> Customer {
+    let c = match m.get("customer") {
+        None | Some(Value::Null) => return Customer::default(),
+        Some(Value::Object(c)) => c,
+        Some(_) => {
+            e.add(
+                "customer",
+                "must be an object: {email, phone}, each optional",
+            );
+            return Customer::default();
+        }
+    };
+    let mut field = |key: &str, ok: fn(&str) -> bool, rule: &str| match c.get(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(v)) if ok(v) => Some(v.clone()),
+        Some(_) => {
+            e.add(format!("customer.{key}"), rule);
+            None
+        }
+    };
+    Customer {
+        email: field("email", email_ok, EMAIL_RULE),
+        phone: field("phone", phone_ok, PHONE_RULE),
+    }
+}
+
+/// `GET /v1/orders?id=&email=&phone=&status=&location=&from=&to=&limit=&cursor=`:
+/// an order search, newest first, a bounded page at a time (api.md,
+/// "Finding orders"). An admin or a channel token searches every order;
+/// a store token those its store ships or hands over (`location` its own,
+/// the default).
+pub async fn search(state: &Arc<AppState>, req: &Request) -> ApiResult {
+    let q = req.query.as_deref().unwrap_or("");
+    let location = query_param(q, "location");
+    let location = match &req.principal.role {
+        Role::Store(own) => {
+            if location.as_deref().is_some_and(|l| l != own.as_str()) {
+                return Err(super::auth::forbidden(
+                    "a store token finds its own location's orders only",
+                ));
+            }
+            Some(own.as_str().to_string())
+        }
+        _ => location.map(|l| l.into_owned()),
+    };
+    let mut e = Errors::default();
+    let mut id_of = |name: &str, v: String| match path_id(&v, name) {
+        Ok(v) => Some(v),
+        Err(err) => {
+            e.0.extend(err.errors);
+            None
+        }
+    };
+    let id_prefix = query_param(q, "id").and_then(|v| id_of("id", v.into_owned()));
+    let location = location.and_then(|l| id_of("location", l));
+    // A form-encoded space is `+` (query strings keep `+` as it is): in a
+    // phone number past its first character, `+` can only be a space.
+    let phone = query_param(q, "phone").and_then(|v| {
+        let mut spaced = v.chars();
+        let v: String = spaced
+            .next()
+            .into_iter()
+            .chain(spaced.map(|c| if c == '+' { ' ' } else { c }))
+            .collect();
+        if phone_ok(&v) {
+            return Some(v);
+        }
+        e.add("phone", PHONE_RULE);
+        None
+    });
+    let mut checked = |name: &str, ok: fn(&str) -> bool, rule: &str| {
+        let v = query_param(q, name)?;
+        if ok(&v) {
+            return Some(v.into_owned());
+        }
+        e.add(name, rule);
+        None
+    };
+    let email = checked("email", email_ok, EMAIL_RULE);
+    let status = checked("status", |v| OrderStatus::parse(v).is_some(), STATUS_RULE)
+        .and_then(|s| OrderStatus::parse(&s));
+    let mut time = |name: &str| {
+        let v = query_param(q, name)?;
+        let t = parse_rfc3339(&v);
+        if t.is_none() {
+            e.add(name, "must be an RFC 3339 date-time");
+        }
+        t
+    };
+    let (from_ms, to_ms) = (time("from"), time("to"));
+    let limit = page_limit(&mut e, q, ORDER_PAGE_DEFAULT, ORDER_PAGE_MAX);
+    let before = query_param(q, "cursor").and_then(|c| {
+        let parsed = c
+            .split_once('.')
+            .filter(|(t, _)| (1..=15).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|(t, id)| Some((t.parse::<TimeMs>().ok()?, path_id(id, "cursor").ok()?)));
+        if parsed.is_none() {
+            e.add("cursor", "must be a next_cursor this endpoint answered");
+        }
+        parsed
+    });
+    e.into_result()?;
+    let query = OrderQuery {
+        id_prefix,
+        email,
+        phone_digits: phone.map(|p| phone_digits(&p)),
+        status,
+        location: location.and_then(|l| LocationId::parse(&l).ok()),
+        from_ms,
+        to_ms,
+    };
+    let (orders, next) = state.engine.search_orders(&query, before, limit)?;
+    let orders: Vec<Value> = orders.iter().map(order_json).collect();
+    Ok(json_response(
+        200,
+        &json!({
+            "orders": orders,
+            "next_cursor": next.map(|(t, id)| format!("{t}.{id}")),
+        }),
+    ))
+}
+
+const STATUS_RULE: &str = "must be one of pending_payment, payment_declined, confirmed, in_fulfilment, shipped, ready_for_pickup, delivered, collected, cancelled, returned";
 
 /// The order's lines: (index, SKU, qty, unit price in minor units).
 fn priced_lines(
@@ -542,15 +701,20 @@ pub async fn pickups(state: &AppState, req: &Request, id: &str) -> ApiResult {
     if state.engine.catalog().location_idx(&id).is_none() {
         return Err(ApiError::new(Code::NotFound, format!("no location {id}")));
     }
-    let list: Vec<Value> = state
-        .engine
-        .pickups_at(&loc, PICKUPS_MAX)
-        .await?
-        .iter()
-        .map(order_json)
-        .collect();
+    let ((day, taken), open) = state.engine.pickups_at(&loc, PICKUPS_MAX).await?;
+    let list: Vec<Value> = open.iter().map(order_json).collect();
+    let capacity = {
+        let c = state.engine.catalog();
+        c.location_idx(&id)
+            .and_then(|i| c.location(i))
+            .and_then(|(_, l)| l.daily_capacity)
+    };
     Ok(json_response(
         200,
-        &json!({"location": id, "pickups": list}),
+        &json!({"location": id, "pickups": list, "today": {
+            "date": crate::domain::rfc3339(day * 86_400_000).get(..10),
+            "orders": taken,
+            "daily_capacity": capacity,
+        }}),
     ))
 }

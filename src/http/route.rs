@@ -41,8 +41,12 @@ routes! {
     Healthz => "/healthz",
     Metrics => "/metrics",
     OpenApi => "/v1/openapi.json",
+    /// The operations console's page (`http::console`); `/ui/` alike.
+    Console => "/ui",
     /// The store board's page (`http::board`).
     Board => "/ui/stores/{location}",
+    /// Who the request's token is (the console shows what it may do).
+    Whoami => "/v1/whoami",
     AdyenWebhook => "/v1/webhooks/adyen",
     /// The published events: a page, or a Server-Sent Events stream.
     Events => "/v1/events",
@@ -62,6 +66,8 @@ routes! {
     Location => "/v1/locations/{id}",
     Pickups => "/v1/locations/{id}/pickups",
     InventoryBatch => "/v1/inventory/batch",
+    /// A location's or the network's records as CSV.
+    InventoryExport => "/v1/inventory/export",
     Stock => "/v1/inventory/{location}/{sku}",
     Adjustments => "/v1/inventory/{location}/{sku}/adjustments",
     /// Units set apart from sale (or back), by bucket.
@@ -139,19 +145,17 @@ impl Route {
         const POST: &[Method] = &[Method::POST];
         const GET_PUT: &[Method] = &[Method::GET, Method::PUT];
         match self {
-            Healthz | Metrics | OpenApi | Board | Feed | Cluster | Locations | Pickups
-            | Availability | Reservation | Order | ShipmentLabel | History | Transfer | Supply
-            | Events | WebhookDeliveries => GET,
-            Transfers | Supplies | Webhooks => &[Method::GET, Method::POST],
+            Healthz | Metrics | OpenApi | Board | Console | Whoami | Feed | Cluster | Locations
+            | Pickups | Availability | Reservation | Order | ShipmentLabel | History | Transfer
+            | Supply | Events | WebhookDeliveries | InventoryExport => GET,
+            Transfers | Supplies | Webhooks | Orders => &[Method::GET, Method::POST],
             Webhook => &[Method::GET, Method::DELETE],
             SkuBatch => &[Method::GET, Method::PUT, Method::POST],
             Sku | Location | Stock => GET_PUT,
             AdyenWebhook | InventoryBatch | Adjustments | Unsellable | Reservations | Confirm
-            | Release | Fulfil | Extend | ScalapayCheckouts | Orders | OrderCancel
-            | OrderReturns | RefundSettle | ShipmentEvents | SourcingPlan | TransferShip
-            | TransferReceive | TransferCancel | SupplyReceive | SupplyCancel | WebhookReplay => {
-                POST
-            }
+            | Release | Fulfil | Extend | ScalapayCheckouts | OrderCancel | OrderReturns
+            | RefundSettle | ShipmentEvents | SourcingPlan | TransferShip | TransferReceive
+            | TransferCancel | SupplyReceive | SupplyCancel | WebhookReplay => POST,
         }
     }
 
@@ -175,7 +179,10 @@ impl Route {
     /// Served without a token: the operations endpoints, the store board's
     /// page (its feed asks for one), Adyen's webhook (signed by Adyen).
     pub fn public(self) -> bool {
-        matches!(self, Healthz | Metrics | OpenApi | Board | AdyenWebhook)
+        matches!(
+            self,
+            Healthz | Metrics | OpenApi | Board | Console | AdyenWebhook
+        )
     }
 
     /// The label of its requests in the latency histogram (a bounded set).
@@ -187,6 +194,7 @@ impl Route {
             Reservation => Label::ReservationsGet,
             InventoryBatch => Label::InventoryBatch,
             Stock | Adjustments | Unsellable | History if read => Label::InventoryRead,
+            InventoryExport => Label::InventoryRead,
             Stock | Adjustments | Unsellable | History => Label::InventoryWrite,
             Availability => Label::Availability,
             SourcingPlan => Label::SourcingPlan,
@@ -201,7 +209,7 @@ impl Route {
             }
             Supplies | Supply | SupplyReceive | SupplyCancel => Label::Supply,
             Events | Webhooks | Webhook | WebhookDeliveries | WebhookReplay => Label::Events,
-            Board | Cluster => Label::Other,
+            Board | Console | Whoami | Cluster => Label::Other,
         }
     }
 
@@ -265,8 +273,9 @@ mod tests {
     fn allow_names_head_beside_get() {
         assert_eq!(SkuBatch.allow(), "GET, HEAD, PUT, POST");
         assert_eq!(Stock.allow(), "GET, HEAD, PUT");
-        assert_eq!(Orders.allow(), "POST");
+        assert_eq!(Orders.allow(), "GET, HEAD, POST");
+        assert_eq!(Confirm.allow(), "POST");
         assert!(Order.allows(&Method::HEAD));
-        assert!(!Orders.allows(&Method::HEAD));
+        assert!(!Confirm.allows(&Method::HEAD));
     }
 }

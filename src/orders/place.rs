@@ -37,6 +37,7 @@ pub struct NewOrder {
     pub options: PlanOptions,
     /// The held reservation it is made from, if any.
     pub from: Option<ReservationId>,
+    pub customer: crate::domain::order::Customer,
 }
 
 /// Places `n`: the order as recorded (201), or why not; a declined payment
@@ -63,6 +64,7 @@ pub async fn place(orders: &Orders, n: NewOrder) -> Result<Order, ApiError> {
     let now = orders.engine.clock().now_ms();
     let order = Order {
         channel: n.channel.clone(),
+        customer: n.customer.clone(),
         ..Order::new(
             n.id.clone(),
             n.lines,

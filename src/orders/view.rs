@@ -3,7 +3,8 @@
 use serde_json::{json, Value};
 
 use crate::clock::rfc3339;
-use crate::domain::order::{format_minor, Delivery, Order, PayState, Route};
+use crate::domain::order::{format_minor, Delivery, Happened, Order, PayState, Route};
+use crate::domain::published::Kind;
 
 pub fn order_json(o: &Order) -> Value {
     let shipments: Vec<Value> = o
@@ -32,6 +33,7 @@ pub fn order_json(o: &Order) -> Value {
         "id": o.id,
         "status": o.status().as_str(),
         "channel": o.channel,
+        "customer": {"email": o.customer.email, "phone": o.customer.phone},
         "lines": o.lines.iter().zip(&o.returned).map(|(l, r)| json!({
             "sku": l.sku.as_str(), "qty": l.qty, "unit_price": format_minor(l.unit_price), "returned": r,
         })).collect::<Vec<_>>(),
@@ -73,7 +75,28 @@ pub fn order_json(o: &Order) -> Value {
             })).collect::<Vec<_>>(),
         },
         "shipments": shipments,
+        "timeline": timeline_json(o),
         "created_at": rfc3339(o.created_ms),
         "updated_at": rfc3339(o.updated_ms),
     })
+}
+
+/// What happened to it, oldest first, each named as its published event
+/// (orders placed before the timeline was kept show it from then on).
+fn timeline_json(o: &Order) -> Vec<Value> {
+    o.timeline
+        .iter()
+        .filter_map(|s| {
+            let kind = Kind::of_happened(s.happened)?;
+            let mut v = json!({"at": rfc3339(s.at_ms), "type": kind.as_str()});
+            match s.happened {
+                Happened::Shipment { id, .. } | Happened::Labelled { shipment: id } => {
+                    v["shipment"] = json!(id);
+                }
+                Happened::Captured { amount } => v["amount"] = json!(format_minor(amount)),
+                _ => {}
+            }
+            Some(v)
+        })
+        .collect()
 }

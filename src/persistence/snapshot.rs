@@ -57,6 +57,36 @@ fn order_key(id: &str, through: u64) -> Vec<u8> {
     k
 }
 
+/// The archive's index by time: key `created_ms (u64 BE), order id`, no
+/// value; one entry per archived order, written with its every version.
+const ORDERS_BY_TIME_TREE: &str = "orders_by_time";
+/// Set once the index holds every archived order (an archive from before
+/// the index is indexed when opened).
+const ORDERS_INDEXED_KEY: &[u8] = b"orders_by_time_complete";
+
+fn time_key(created_ms: TimeMs, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(id.len() + 8);
+    k.extend_from_slice(&(created_ms.max(0) as u64).to_be_bytes());
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn of_time_key(k: &[u8]) -> Option<(TimeMs, String)> {
+    let at: [u8; 8] = k.get(..8)?.try_into().ok()?;
+    let id = std::str::from_utf8(k.get(8..)?).ok()?;
+    Some((u64::from_be_bytes(at) as TimeMs, id.to_string()))
+}
+
+/// Archived orders newest first, as `SnapshotStore::archived_before`
+/// reads them.
+pub struct ArchivedPage {
+    /// (created_ms, order), newest first.
+    pub orders: Vec<(TimeMs, Order)>,
+    /// Where the read stopped with more left to read (its budget spent):
+    /// the last entry looked at; what is older was not.
+    pub stopped_at: Option<(TimeMs, String)>,
+}
+
 fn version_of(key: &[u8]) -> Option<u64> {
     let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
     Some(u64::from_be_bytes(tail))
@@ -117,11 +147,113 @@ impl SnapshotStore {
         let db = sled::Config::new().path(dir).open().map_err(err)?;
         let history = History::open(&dir.join("history.redb"))?;
         let events = EventStore::open(&dir.join("events.redb"))?;
-        Ok(SnapshotStore {
+        let store = SnapshotStore {
             db,
             history,
             events,
-        })
+        };
+        store.index_archive()?;
+        Ok(store)
+    }
+
+    fn by_time_tree(&self) -> Result<sled::Tree, JournalError> {
+        self.db.open_tree(ORDERS_BY_TIME_TREE).map_err(err)
+    }
+
+    /// Indexes by time an archive written before the index was (once):
+    /// every archived order's newest version.
+    fn index_archive(&self) -> Result<(), JournalError> {
+        if self.db.get(ORDERS_INDEXED_KEY).map_err(err)?.is_some() {
+            return Ok(());
+        }
+        let (orders, index) = (self.orders_tree()?, self.by_time_tree()?);
+        let mut indexed = 0u64;
+        let mut last: Option<String> = None;
+        for kv in orders.iter() {
+            let (k, v) = kv.map_err(err)?;
+            let Some(id) = k
+                .iter()
+                .position(|b| *b == 0)
+                .and_then(|n| std::str::from_utf8(&k[..n]).ok())
+            else {
+                continue;
+            };
+            if last.as_deref() == Some(id) {
+                continue; // its versions share created_ms
+            }
+            last = Some(id.to_string());
+            let Ok(o) = rmp_serde::from_slice::<Order>(&v) else {
+                continue; // read (and reported) when asked for by id
+            };
+            index
+                .insert(time_key(o.created_ms, id), sled::IVec::default())
+                .map_err(err)?;
+            indexed += 1;
+            if indexed.is_multiple_of(100_000) {
+                tracing::info!(indexed, "indexing the order archive by time");
+            }
+        }
+        self.db
+            .insert(ORDERS_INDEXED_KEY, sled::IVec::default())
+            .map_err(err)?;
+        self.db.flush().map_err(err)?;
+        if indexed > 0 {
+            tracing::info!(indexed, "order archive indexed by time");
+        }
+        Ok(())
+    }
+
+    /// Archived orders placed before `before` (a `(created_ms, id)`
+    /// exclusive; none: from the newest), newest first, that `keep` takes:
+    /// at most `limit` of them, and at most `budget` index entries looked
+    /// at (`ArchivedPage::stopped_at` says where the read stopped then).
+    pub fn archived_before(
+        &self,
+        before: Option<(TimeMs, &str)>,
+        from_ms: Option<TimeMs>,
+        limit: usize,
+        budget: usize,
+        mut keep: impl FnMut(TimeMs, &str) -> bool,
+        mut take: impl FnMut(&Order) -> bool,
+    ) -> Result<ArchivedPage, JournalError> {
+        let index = self.by_time_tree()?;
+        let end = before.map(|(t, id)| time_key(t, id));
+        let range = match &end {
+            Some(e) => index.range(..e.as_slice()),
+            None => index.range::<&[u8], _>(..),
+        };
+        let mut page = ArchivedPage {
+            orders: Vec::new(),
+            stopped_at: None,
+        };
+        let mut last_looked = None;
+        for (looked, k) in range.keys().rev().enumerate() {
+            let k = k.map_err(err)?;
+            let Some((at, id)) = of_time_key(&k) else {
+                continue;
+            };
+            if from_ms.is_some_and(|f| at < f) {
+                break; // older than asked: so is the rest
+            }
+            if looked >= budget.max(1) {
+                // The next page starts after the last one looked at.
+                page.stopped_at = last_looked;
+                break;
+            }
+            last_looked = Some((at, id.clone()));
+            if !keep(at, &id) {
+                continue;
+            }
+            if let Some(o) = self.archived_order(&id, None)? {
+                if take(&o) {
+                    page.orders.push((at, o));
+                    if page.orders.len() == limit {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(page)
     }
 
     /// The sequences of the stored generations whose checksum holds, newest first.
@@ -239,6 +371,7 @@ impl SnapshotStore {
             return Ok(());
         }
         let tree = self.orders_tree()?;
+        let index = self.by_time_tree()?;
         let newest = self.generations().first().map_or(0, |g| g.0);
         for (id, o) in orders {
             let versions: Vec<(u64, sled::IVec)> = tree
@@ -255,6 +388,9 @@ impl SnapshotStore {
             }
             let body = rmp_serde::to_vec(o).map_err(|e| JournalError::Encode(e.to_string()))?;
             tree.insert(order_key(id, through), body).map_err(err)?;
+            index
+                .insert(time_key(o.created_ms, id), sled::IVec::default())
+                .map_err(err)?;
         }
         Ok(())
     }
@@ -281,6 +417,15 @@ impl SnapshotStore {
             return Ok(Some(o));
         }
         Ok(None)
+    }
+
+    /// Test hook: forgets the archive's index by time, as an archive
+    /// written before it was (the next `open` indexes it again).
+    pub fn forget_order_index(&self) -> Result<(), JournalError> {
+        self.by_time_tree()?.clear().map_err(err)?;
+        self.db.remove(ORDERS_INDEXED_KEY).map_err(err)?;
+        self.db.flush().map_err(err)?;
+        Ok(())
     }
 
     /// Test hook: damages the newest snapshot.

@@ -3,6 +3,7 @@
 
 pub mod adyen;
 pub mod amazonpay;
+pub mod browser;
 pub mod cluster;
 pub mod correos;
 pub mod dhl;
