@@ -455,10 +455,14 @@ pub const TRANSFER_PAGE_MAX: usize = 200;
 pub const ORDER_PAGE_DEFAULT: usize = 20;
 pub const ORDER_PAGE_MAX: usize = 100;
 
-/// Archived orders an order search looks at per page at most: a page of
+/// Archived orders an order search reads per page at most: a page of
 /// a rare match over a long archive ends short with a cursor to go on
 /// from, instead of reading the whole archive in one request.
 pub const ORDER_SEARCH_ARCHIVE_SCAN: usize = 5_000;
+
+/// Entries of the archive's index by time an order search page looks at
+/// most (keys only: an id or a time range rules most out unread).
+pub const ORDER_SEARCH_INDEX_SCAN: usize = 200_000;
 
 /// A customer's email (an order's `customer.email`, a search's `email`):
 /// at most this long, and of this shape (the OpenAPI document states the

@@ -111,6 +111,14 @@ fn the_console_finds_an_order_shows_its_story_and_cancels_it() {
         assert_eq!(wait_for(ws, id, ROWS, "CS-3,CS-2,CS-1").await, "CS-3,CS-2,CS-1");
         run(ws, id, r#"document.querySelector('#search input[name=email]').value = "ANNA@example.com"; document.querySelector('#search button').click()"#).await;
         assert_eq!(wait_for(ws, id, ROWS, "CS-2,CS-1").await, "CS-2,CS-1", "the search");
+        // Placed today (the page's days are local ones), anyone's.
+        run(ws, id, r##"const t = new Date(); const d = t.getFullYear() + "-" + String(t.getMonth() + 1).padStart(2, "0") + "-" + String(t.getDate()).padStart(2, "0"); location.hash = "#/orders?from=" + d + "&to=" + d"##).await;
+        assert_eq!(wait_for(ws, id, ROWS, "CS-3,CS-2,CS-1").await, "CS-3,CS-2,CS-1", "today");
+        run(ws, id, r##"location.hash = "#/orders?to=2000-01-01""##).await;
+        let none = r#"(document.querySelector('#search-status .empty') || {}).textContent || """#;
+        assert_eq!(wait_for(ws, id, none, "No order matches.").await, "No order matches.");
+        run(ws, id, r##"location.hash = "#/orders?email=anna%40example.com""##).await;
+        assert_eq!(wait_for(ws, id, ROWS, "CS-2,CS-1").await, "CS-2,CS-1");
         shots.push(screenshot(ws, id, "console-search.png").await);
 
         // The order's page: lines, shipments, its timeline.

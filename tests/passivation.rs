@@ -324,7 +324,7 @@ fn a_search_finds_archived_orders_beside_those_in_memory() {
     let store = SnapshotStore::open(&tmp.path().join("snapshots")).expect("store");
     store.forget_order_index().expect("forget");
     let none = store
-        .archived_before(None, None, 10, 100, |_, _| true, |_| true)
+        .archived_before(None, (None, None), 10, 100, |_, _| true, |_| true)
         .expect("read");
     assert!(none.orders.is_empty(), "the index was forgotten");
     drop(store);

@@ -45,7 +45,7 @@ impl Engine {
         self.search_orders_within(q, before, limit, ORDER_SEARCH_ARCHIVE_SCAN)
     }
 
-    /// `search_orders` looking at most at `budget` archived orders (tests
+    /// `search_orders` reading at most `budget` archived orders (tests
     /// spend small ones).
     pub fn search_orders_within(
         &self,
@@ -60,13 +60,23 @@ impl Engine {
                 .is_none_or(|(t, b)| (at, id) < (*t, b.as_str()))
         };
         let mut found: Vec<(TimeMs, Order)> = Vec::new();
+        // Every order in memory the archive's read could also meet (found
+        // or not): their archived copies are older. One brought back to
+        // memory after this pass is read from the archive instead: never
+        // from neither.
+        let mut in_memory: ahash::AHashSet<String> = ahash::AHashSet::new();
         for map in &self.0.order_maps {
             let map = map.read();
-            let mut keys: Vec<(TimeMs, &String)> = map
-                .values()
-                .filter(|o| earlier(o.created_ms, &o.id) && q.matches(o))
-                .map(|o| (o.created_ms, &o.id))
-                .collect();
+            let mut keys: Vec<(TimeMs, &String)> = Vec::new();
+            for o in map.values() {
+                if !earlier(o.created_ms, &o.id) || !q.may_match(o.created_ms, &o.id) {
+                    continue;
+                }
+                in_memory.insert(o.id.clone());
+                if q.matches(o) {
+                    keys.push((o.created_ms, &o.id));
+                }
+            }
             keys.sort_unstable_by(|a, b| b.cmp(a));
             keys.truncate(limit);
             found.extend(
@@ -76,31 +86,16 @@ impl Engine {
         }
         let mut stopped = None;
         if let Some(archive) = &self.0.archive {
-            let in_memory = |id: &str| {
-                self.0.order_maps[order_book_of(id, self.0.order_maps.len())]
-                    .read()
-                    .contains_key(id)
-            };
             let page = archive.archived_before(
                 before.as_ref().map(|(t, id)| (*t, id.as_str())),
-                q.from_ms,
+                (q.from_ms, q.to_ms),
                 limit,
                 budget,
-                |at, id| q.may_match(at, id) && !in_memory(id),
+                |at, id| q.may_match(at, id) && !in_memory.contains(id),
                 |o| q.matches(o),
             )?;
             found.extend(page.orders);
             stopped = page.stopped_at;
-            // An id asked whole: found however old.
-            if let Some(id) = &q.id_prefix {
-                if !found.iter().any(|(_, o)| &o.id == id) && !in_memory(id) {
-                    if let Some(o) = archive.archived_order(id, None)? {
-                        if q.matches(&o) && earlier(o.created_ms, &o.id) {
-                            found.push((o.created_ms, o));
-                        }
-                    }
-                }
-            }
         }
         found.sort_unstable_by(|a, b| (b.0, &b.1.id).cmp(&(a.0, &a.1.id)));
         found.dedup_by(|a, b| a.1.id == b.1.id);

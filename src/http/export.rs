@@ -8,7 +8,7 @@
 //! no comma, quote or line break (`validate_id`), so no field is quoted.
 //!
 //! Who may: an admin any location or the network; a store token its own
-//! location (named or not); a channel token nothing.
+//! location, named; a channel token nothing.
 
 use std::sync::Arc;
 

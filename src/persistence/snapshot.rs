@@ -34,7 +34,7 @@ use crate::domain::TimeMs;
 use crate::limits::{
     FINISHED_RETENTION_MS, HISTORY_FLUSH_EVERY, HISTORY_MOVEMENTS_MAX_DEFAULT, HISTORY_PRUNE_BATCH,
     HISTORY_PRUNE_EVERY_ROUNDS, HISTORY_RETENTION_DAYS_DEFAULT, HISTORY_WRITE_BATCH,
-    IDEMPOTENCY_RETENTION_MS, SNAPSHOTTER_RETRY, SNAPSHOTTER_TICK,
+    IDEMPOTENCY_RETENTION_MS, ORDER_SEARCH_INDEX_SCAN, SNAPSHOTTER_RETRY, SNAPSHOTTER_TICK,
 };
 
 const MAGIC: &[u8; 4] = b"HFS1";
@@ -203,21 +203,31 @@ impl SnapshotStore {
         Ok(())
     }
 
-    /// Archived orders placed before `before` (a `(created_ms, id)`
-    /// exclusive; none: from the newest), newest first, that `keep` takes:
-    /// at most `limit` of them, and at most `budget` index entries looked
-    /// at (`ArchivedPage::stopped_at` says where the read stopped then).
+    /// Archived orders placed in `[from, to)` before `before` (a
+    /// `(created_ms, id)`, exclusive; none: from the newest), newest
+    /// first, that `keep` (before reading) and `take` (once read) take: at
+    /// most `limit` of them, reading at most `reads` orders and looking at
+    /// most at `ORDER_SEARCH_INDEX_SCAN` index entries
+    /// (`ArchivedPage::stopped_at` says where the read stopped then). An
+    /// archived order that cannot be read is logged and left out.
+    #[allow(clippy::too_many_arguments)] // each bound is its own
     pub fn archived_before(
         &self,
         before: Option<(TimeMs, &str)>,
-        from_ms: Option<TimeMs>,
+        (from_ms, to_ms): (Option<TimeMs>, Option<TimeMs>),
         limit: usize,
-        budget: usize,
+        reads: usize,
         mut keep: impl FnMut(TimeMs, &str) -> bool,
         mut take: impl FnMut(&Order) -> bool,
     ) -> Result<ArchivedPage, JournalError> {
         let index = self.by_time_tree()?;
-        let end = before.map(|(t, id)| time_key(t, id));
+        let end = [
+            before.map(|(t, id)| time_key(t, id)),
+            to_ms.map(|t| time_key(t, "")),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let range = match &end {
             Some(e) => index.range(..e.as_slice()),
             None => index.range::<&[u8], _>(..),
@@ -226,7 +236,7 @@ impl SnapshotStore {
             orders: Vec::new(),
             stopped_at: None,
         };
-        let mut last_looked = None;
+        let (mut read, mut last_looked) = (0usize, None);
         for (looked, k) in range.keys().rev().enumerate() {
             let k = k.map_err(err)?;
             let Some((at, id)) = of_time_key(&k) else {
@@ -235,7 +245,7 @@ impl SnapshotStore {
             if from_ms.is_some_and(|f| at < f) {
                 break; // older than asked: so is the rest
             }
-            if looked >= budget.max(1) {
+            if read >= reads.max(1) || looked >= ORDER_SEARCH_INDEX_SCAN {
                 // The next page starts after the last one looked at.
                 page.stopped_at = last_looked;
                 break;
@@ -244,12 +254,20 @@ impl SnapshotStore {
             if !keep(at, &id) {
                 continue;
             }
-            if let Some(o) = self.archived_order(&id, None)? {
-                if take(&o) {
-                    page.orders.push((at, o));
-                    if page.orders.len() == limit {
-                        break;
-                    }
+            read += 1;
+            let o = match self.archived_order(&id, None) {
+                Ok(Some(o)) => o,
+                Ok(None) => continue,
+                Err(JournalError::Corrupt(why)) => {
+                    tracing::warn!(order = %id, %why, "an archived order cannot be read: left out of the search");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if take(&o) {
+                page.orders.push((at, o));
+                if page.orders.len() == limit {
+                    break;
                 }
             }
         }
