@@ -311,6 +311,11 @@ pub const HISTORY_PAGE_MAX: usize = 1_000;
 /// page decodes a block per step (~60 KB).
 pub const EVENTS_BLOCK: usize = 256;
 
+/// The newest events kept in memory beside the store (`EventStore`'s
+/// `Recent`), shared by the readers keeping up with it: a second and more
+/// of a busy checkout's, some 25 MB at most with their JSON.
+pub const EVENTS_RECENT: usize = 32_768;
+
 /// The event store's page cache (redb's): readers far behind read the
 /// disk.
 pub const EVENTS_CACHE_BYTES: usize = 32 * 1024 * 1024;
@@ -361,6 +366,9 @@ pub const JSON_INT_MAX: i64 = 9_007_199_254_740_991;
 
 /// Type patterns of a subscription, at most; its URL's length at most.
 pub const WEBHOOK_TYPES_MAX: usize = 64;
+/// Events a subscription may take in one request (`batch`): a receiver
+/// of every event of a busy network takes them a hundred at a time.
+pub const WEBHOOK_BATCH_MAX: u32 = 100;
 pub const WEBHOOK_URL_MAX: usize = 2_048;
 
 /// A subscription's URL, as the API takes it and the OpenAPI document

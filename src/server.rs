@@ -65,7 +65,8 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
     // The webhook subscriptions' deliveries.
     let hooks = state.webhooks.clone();
     let hooks_stop = state.webhooks.clone();
-    let deliveries = rt.spawn(crate::webhooks::run(move || vec![hooks.clone()]));
+    let deliveries =
+        crate::webhooks::spawn(move || vec![hooks.clone()]).map_err(|e| e.to_string())?;
     let durability = cfg.durability;
     let data_dir = cfg.data_dir.clone();
     let r = rt.block_on(http::serve(
@@ -80,7 +81,7 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
         t.abort();
     }
     captures.abort();
-    deliveries.abort();
+    drop(deliveries);
     hooks_stop.stop();
     feed_rt.shutdown_timeout(std::time::Duration::from_secs(1));
     engine.shutdown();
@@ -344,13 +345,14 @@ pub fn run_cluster(config: Option<&Path>, cluster: &Path, node_id: &str) -> Resu
     let captures = rt.spawn(orders::jobs::retry(owned(), cfg.payments.retry_every));
     // The webhook subscriptions' deliveries, while this node leads.
     let leading = node.clone();
-    let deliveries = rt.spawn(crate::webhooks::run(move || {
+    let deliveries = crate::webhooks::spawn(move || {
         leading
             .owned_states()
             .iter()
             .map(|s| s.webhooks.clone())
             .collect()
-    }));
+    })
+    .map_err(|e| e.to_string())?;
     let cluster_name = cc.cluster.clone();
     let r = rt.block_on(http::serve(
         front,
@@ -364,7 +366,7 @@ pub fn run_cluster(config: Option<&Path>, cluster: &Path, node_id: &str) -> Resu
         t.abort();
     }
     captures.abort();
-    deliveries.abort();
+    drop(deliveries);
     for s in node.owned_states() {
         s.webhooks.stop();
     }

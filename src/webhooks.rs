@@ -31,7 +31,7 @@ use crate::limits::{
     WEBHOOK_ATTEMPTS_KEPT, WEBHOOK_BACKOFF_MAX, WEBHOOK_FAILING_AFTER, WEBHOOK_MARK_EVERY,
     WEBHOOK_READ, WEBHOOK_REPLY_MAX, WEBHOOK_SUPERVISE_EVERY, WEBHOOK_TIMEOUT,
 };
-use crate::persistence::events::Stored;
+use crate::persistence::events::Read;
 use crate::wire::{Caller, Policy};
 
 /// The Standard Webhooks signature of `body` sent as message `id` at
@@ -39,11 +39,31 @@ use crate::wire::{Caller, Policy};
 /// base64): `v1,` and the base64 HMAC-SHA256 of `id.timestamp.body`.
 /// `None` for a secret that is not one.
 pub fn sign(secret: &str, id: &str, timestamp: i64, body: &str) -> Option<String> {
-    let key = secret_key(secret)?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).ok()?;
-    mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
-    let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-    Some(format!("v1,{sig}"))
+    Some(Signer::new(secret)?.sign(id, timestamp, body.as_bytes()))
+}
+
+/// A subscription's key, decoded once and its HMAC keyed once: each
+/// message costs the hash of its own bytes only.
+#[derive(Clone)]
+struct Signer(Hmac<Sha256>);
+
+impl Signer {
+    fn new(secret: &str) -> Option<Signer> {
+        Hmac::<Sha256>::new_from_slice(&secret_key(secret)?)
+            .ok()
+            .map(Signer)
+    }
+
+    fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
+        let mut mac = self.0.clone();
+        mac.update(id.as_bytes());
+        mac.update(b".");
+        mac.update(timestamp.to_string().as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        format!("v1,{sig}")
+    }
 }
 
 /// The key of a `whsec_` secret (base64, padded or not).
@@ -70,7 +90,10 @@ pub fn new_secret() -> String {
 /// One delivery attempt, as `GET /v1/webhooks/{id}/deliveries` shows it.
 #[derive(Debug, Clone)]
 pub struct Attempt {
+    /// The last event sent (of a batch, its newest).
     pub event: u64,
+    /// Events sent in the request (1 unless the subscription batches).
+    pub events: u32,
     pub at_ms: TimeMs,
     /// The receiver's status, if it answered.
     pub status: Option<u16>,
@@ -173,7 +196,12 @@ impl Webhooking {
 
     fn record(&self, id: &str, a: Attempt, through: u64) {
         let mut logs = self.logs.lock();
-        let log = logs.entry(id.to_string()).or_default();
+        if !logs.contains_key(id) {
+            logs.insert(id.to_string(), Log::default());
+        }
+        let Some(log) = logs.get_mut(id) else {
+            return;
+        };
         if a.ok() {
             log.delivered += 1;
         } else {
@@ -230,6 +258,7 @@ impl Webhooking {
             id,
             caller,
             sub: None,
+            signer: None,
             cursor: 0,
             marked: 0,
             marked_at: Instant::now(),
@@ -248,9 +277,73 @@ impl Webhooking {
     }
 }
 
-/// Runs the deliveries of the engines `states` names each round (one
-/// node's; a cluster node's while it leads) until dropped.
-pub async fn run(states: impl Fn() -> Vec<Arc<Webhooking>>) {
+/// The deliveries' thread (`spawn`): stopped when dropped.
+pub struct Deliveries {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Deliveries {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The niceness of the deliveries' thread: under a peak that takes every
+/// core, the request threads (niceness 0, ten times its weight) get the
+/// CPU first and deliveries what is left, catching up from the event
+/// store afterwards; on an idle machine it changes nothing. Checkout
+/// first: a retailer's webhooks may wait a second on Black Friday, its
+/// checkout may not.
+const DELIVERY_NICENESS_PRIORITY: u8 = 22;
+
+/// Runs the deliveries of the engines `states` names (one node's; a
+/// cluster node's while it leads) on a thread of their own, with a
+/// runtime of its own, at a lower CPU priority than the requests'
+/// (`DELIVERY_NICENESS_PRIORITY`: niceness 10).
+pub fn spawn(
+    states: impl Fn() -> Vec<Arc<Webhooking>> + Send + 'static,
+) -> std::io::Result<Deliveries> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("webhooks-io")
+        .build()?;
+    let thread = std::thread::Builder::new()
+        .name("webhooks".into())
+        .spawn(move || {
+            let lower = thread_priority::ThreadPriorityValue::try_from(DELIVERY_NICENESS_PRIORITY)
+                .map_err(|e| e.to_string())
+                .and_then(|p| {
+                    thread_priority::set_current_thread_priority(
+                        thread_priority::ThreadPriority::Crossplatform(p),
+                    )
+                    .map_err(|e| e.to_string())
+                });
+            if let Err(e) = lower {
+                tracing::warn!(error = %e, "webhook deliveries: could not lower their CPU priority");
+            }
+            rt.block_on(async move {
+                tokio::select! {
+                    _ = run(states) => {}
+                    _ = stopped => {}
+                }
+            });
+            // Reads of the event store in flight end on their own.
+            rt.shutdown_timeout(Duration::from_secs(1));
+        })?;
+    Ok(Deliveries {
+        stop: Some(stop),
+        thread: Some(thread),
+    })
+}
+
+/// Runs the deliveries of the engines `states` names each round until
+/// dropped.
+async fn run(states: impl Fn() -> Vec<Arc<Webhooking>>) {
     let mut last: Vec<Arc<Webhooking>> = Vec::new();
     loop {
         tokio::time::sleep(WEBHOOK_SUPERVISE_EVERY).await;
@@ -272,8 +365,9 @@ pub async fn run(states: impl Fn() -> Vec<Arc<Webhooking>>) {
 struct Delivery {
     id: String,
     caller: Caller,
-    /// The subscription as last read.
+    /// The subscription as last read, and its key.
     sub: Option<Webhook>,
+    signer: Option<Signer>,
     /// The last event acknowledged (or passed over: not its types).
     cursor: u64,
     /// What is journaled of it, and when.
@@ -301,6 +395,9 @@ impl Delivery {
             self.marked = now.delivered;
             self.failing_since = None;
             w.replayed(&self.id, now.delivered);
+        }
+        if self.sub.as_ref().is_none_or(|s| s.secret != now.secret) {
+            self.signer = Signer::new(&now.secret);
         }
         self.sub = Some(now);
         Ok(true)
@@ -363,6 +460,7 @@ impl Delivery {
             let a = Attempt {
                 event: to,
                 at_ms: w.engine.clock().now_ms(),
+                events: 0,
                 status: None,
                 error: Some(format!("events {from} to {to} were dropped ([events] retention) before they could be delivered")),
                 latency_ms: 0,
@@ -372,11 +470,11 @@ impl Delivery {
             self.cursor = to;
             return Ok(true);
         }
-        for (n, e) in &page.events {
-            if !self.send_until_acknowledged(w, &sub, *n, e).await? {
+        for group in page.events.chunks(sub.batch.max(1) as usize) {
+            if !self.send_until_acknowledged(w, &sub, group).await? {
                 return Ok(true);
             }
-            self.cursor = *n;
+            self.cursor = group.last().map_or(self.cursor, |(n, _)| *n);
             self.mark(w, false).await?;
         }
         let looked = page.through > self.cursor;
@@ -394,24 +492,38 @@ impl Delivery {
         Ok(true)
     }
 
-    /// Sends event `n` until the receiver acknowledges it: `false` if the
-    /// subscription changed meanwhile (deleted, replayed).
+    /// Sends `group` (one event, or a batch of them) until the receiver
+    /// acknowledges it: `false` if the subscription changed meanwhile
+    /// (deleted, replayed).
     async fn send_until_acknowledged(
         &mut self,
         w: &Webhooking,
         sub: &Webhook,
-        n: u64,
-        e: &Stored,
+        group: &[(u64, Arc<Read>)],
     ) -> Result<bool, String> {
-        let body = e.to_json(n);
-        let msg_id = format!("evt_{n}");
+        let (Some((first, _)), Some((n, _))) = (group.first(), group.last()) else {
+            return Ok(true);
+        };
+        let n = *n;
+        let body = message(sub.batch, group);
+        // The same message for every attempt: a receiver deduplicates by
+        // it (and, batched, by each event's id: a batch made again after
+        // a restart may group otherwise).
+        let msg_id = if *first == n {
+            format!("evt_{n}")
+        } else {
+            format!("evt_{first}-{n}")
+        };
         let mut backoff = Duration::from_secs(1);
         let mut attempt = 1u32;
         loop {
             let now_ms = w.engine.clock().now_ms();
             let timestamp = now_ms.div_euclid(1000);
-            let signature = sign(&sub.secret, &msg_id, timestamp, &body)
-                .ok_or_else(|| format!("webhook {}: its secret is not one", sub.id))?;
+            let signature = self
+                .signer
+                .as_ref()
+                .ok_or_else(|| format!("webhook {}: its secret is not one", sub.id))?
+                .sign(&msg_id, timestamp, &body);
             let t0 = Instant::now();
             let answer = self
                 .caller
@@ -432,6 +544,7 @@ impl Delivery {
             };
             let a = Attempt {
                 event: n,
+                events: group.len() as u32,
                 at_ms: now_ms,
                 status,
                 error,
@@ -465,6 +578,26 @@ impl Delivery {
             }
         }
     }
+}
+
+/// The body of a request carrying `group`: the event itself for a
+/// subscription of one event a request, `{"events":[...]}` for one that
+/// batches (however many the group has).
+fn message(batch: u32, group: &[(u64, Arc<Read>)]) -> bytes::Bytes {
+    if let ([(_, e)], 1) = (group, batch) {
+        return bytes::Bytes::copy_from_slice(e.json().as_bytes());
+    }
+    let len: usize = group.iter().map(|(_, e)| e.json().len() + 1).sum();
+    let mut b = String::with_capacity(len + 13);
+    b.push_str(r#"{"events":["#);
+    for (i, (_, e)) in group.iter().enumerate() {
+        if i > 0 {
+            b.push(',');
+        }
+        b.push_str(e.json());
+    }
+    b.push_str("]}");
+    bytes::Bytes::from(b)
 }
 
 #[cfg(test)]

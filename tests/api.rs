@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{auth_with, call, call_full, client, get, post, seed, Server};
+use common::{auth_with, call, call_full, client, get, holdfast_import, post, seed, Server};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -761,18 +761,12 @@ fn import_loads_a_network_through_the_batch_endpoint() {
         "sku,name,weight_g,ship_alone\nA0,x,100,\nA1,x,,\nA2,sofa,52000,true\n",
     )
     .expect("skus");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
-        .args([
-            "import",
-            "--catalog",
-            skus.to_str().expect("path"),
-            "--url",
-            &s.base,
-            "--token",
-            "admin-secret",
-        ])
-        .output()
-        .expect("import --catalog");
+    let out = holdfast_import(
+        &s.base,
+        "admin-secret",
+        &["--catalog", skus.to_str().expect("path")],
+        &[],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -808,19 +802,12 @@ fn import_loads_a_network_through_the_batch_endpoint() {
     )
     .expect("jsonl");
     let run = |file: &std::path::Path, token: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
-            .args([
-                "import",
-                file.to_str().expect("path"),
-                "--url",
-                &s.base,
-                "--token",
-                token,
-                "--batch",
-                "4",
-            ])
-            .output()
-            .expect("import")
+        holdfast_import(
+            &s.base,
+            token,
+            &[file.to_str().expect("path")],
+            &["--batch", "4"],
+        )
     };
     let out = run(&csv, "admin-secret");
     assert!(

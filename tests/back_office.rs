@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{auth_with, call, client, Server};
+use common::{auth_with, call, client, holdfast_import, Server};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 
@@ -390,17 +390,12 @@ fn an_export_lists_the_records_and_imports_back_unchanged() {
     let dir = tempfile::tempdir().expect("tmp");
     let file = dir.path().join("export.csv");
     std::fs::write(&file, &all).expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
-        .args([
-            "import",
-            file.to_str().expect("path"),
-            "--url",
-            &s.base,
-            "--token",
-            "admin-secret",
-        ])
-        .output()
-        .expect("import");
+    let out = holdfast_import(
+        &s.base,
+        "admin-secret",
+        &[file.to_str().expect("path")],
+        &[],
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -39,6 +39,14 @@ impl Taken {
     fn event(&self) -> Value {
         serde_json::from_str(&self.body).expect("a JSON body")
     }
+
+    /// The events of a batch's body `{"events":[...]}`.
+    fn batch(&self) -> Vec<Value> {
+        self.event()["events"]
+            .as_array()
+            .expect("a batch: {\"events\":[...]}")
+            .clone()
+    }
 }
 
 /// The events' numbers of what a receiver took, in the order taken.
@@ -468,6 +476,22 @@ fn only_an_admin_subscribes_and_bad_input_is_named() {
             json!({"url": "http://a.example.com", "types": ["*"], "secret": "whsec_AAAA"}),
             "secret",
         ),
+        (
+            json!({"url": "http://a.example.com", "types": ["*"], "batch": 0}),
+            "batch",
+        ),
+        (
+            json!({"url": "http://a.example.com", "types": ["*"], "batch": 101}),
+            "batch",
+        ),
+        (
+            json!({"url": "http://a.example.com", "types": ["*"], "batch": 2.5}),
+            "batch",
+        ),
+        (
+            json!({"url": "http://a.example.com", "types": ["*"], "batch": "10"}),
+            "batch",
+        ),
     ] {
         let (st, v) = call(
             &c,
@@ -492,6 +516,7 @@ fn only_an_admin_subscribes_and_bad_input_is_named() {
         Some(&body.to_string()),
     );
     assert_eq!((st, v["secret"].as_str()), (201, Some(mine)), "{v}");
+    assert_eq!(v["batch"], 1, "one event a request unless asked: {v}");
     for _ in 1..64 {
         let (st, v) = call(
             &c,
@@ -627,5 +652,92 @@ fn a_redirect_is_a_failure_never_an_acknowledgement() {
     assert_eq!(
         got[0].header("request-line"),
         "POST /hooks/holdfast HTTP/1.1"
+    );
+}
+
+#[test]
+fn a_batch_subscription_takes_its_events_many_a_request_in_order() {
+    let s = Server::start(&auth_with(STORE));
+    let c = client();
+    seed(&c, &s, ADMIN, 1, 1, 1_000);
+    let r = Receiver::start();
+    let body = json!({"url": r.url(), "types": ["reservation.*"], "batch": 4});
+    let (st, w) = call(
+        &c,
+        "POST",
+        &s.url("/v1/webhooks"),
+        ADMIN,
+        Some(&body.to_string()),
+    );
+    assert_eq!((st, w["batch"].as_u64()), (201, Some(4)), "{w}");
+    let (id, secret) = (
+        w["id"].as_str().expect("id").to_string(),
+        w["secret"].as_str().expect("secret").to_string(),
+    );
+    let start = w["delivered"].as_u64().expect("delivered");
+    // The receiver is down while they are published: they wait, then go
+    // four a request at most.
+    r.status.store(503, Ordering::SeqCst);
+    for _ in 0..5 {
+        let h = hold(&c, &s, "A0", "S000", 1);
+        step(&c, &s, &h, "release");
+    }
+    let want = published(&c, &s, start, "reservation.*");
+    assert_eq!(want.len(), 10);
+    std::thread::sleep(Duration::from_millis(1500));
+    r.status.store(200, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let got = loop {
+        let got = r.taken();
+        if got.iter().map(|t| t.batch().len()).sum::<usize>() >= want.len() {
+            break got;
+        }
+        assert!(Instant::now() < deadline, "took {got:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let ids: Vec<u64> = got
+        .iter()
+        .flat_map(|t| t.batch())
+        .map(|e| e["id"].as_u64().expect("id"))
+        .collect();
+    assert_eq!(ids, want, "every event once, in order");
+    assert!(
+        got.len() >= 3,
+        "ten events, four a request at most: {got:?}"
+    );
+    for t in &got {
+        let batch = t.batch();
+        assert!((1..=4).contains(&batch.len()), "{}", t.body);
+        let (first, last) = (&batch[0]["id"], &batch[batch.len() - 1]["id"]);
+        let msg = if batch.len() == 1 {
+            format!("evt_{first}")
+        } else {
+            format!("evt_{first}-{last}")
+        };
+        assert_eq!(t.header("webhook-id"), msg);
+        assert_signed(t, &secret);
+        assert!(batch.iter().all(|e| e["type"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("reservation."))
+            && e["at"].is_string()
+            && e["data"].is_object()));
+    }
+    if let Some(ok) = reference_verifies(&got[0], &secret) {
+        assert!(ok, "the reference library verifies a batch's signature");
+    }
+    // Its deliveries say how many each request carried.
+    let v = deliveries(&c, &s, &id);
+    let attempts = v["deliveries"].as_array().expect("deliveries");
+    let carried: u64 = attempts
+        .iter()
+        .filter(|a| a["ok"] == true)
+        .map(|a| a["events"].as_u64().expect("events"))
+        .sum();
+    assert_eq!(carried, want.len() as u64, "{v}");
+    assert!(
+        attempts
+            .iter()
+            .any(|a| a["status"] == 503 && a["events"].as_u64() >= Some(1)),
+        "the failed attempts are shown too: {v}"
     );
 }

@@ -20,6 +20,7 @@ mod fanout;
 mod hooks;
 mod report;
 mod rivals;
+mod sse;
 mod targets;
 mod verify;
 mod workload;
@@ -176,6 +177,17 @@ struct Common {
     /// The event types those subscriptions name (comma-separated).
     #[arg(long, default_value = "*")]
     webhook_types: String,
+    /// Clients of the event stream (`GET /v1/events` as Server-Sent
+    /// Events) during the run: delivery, latency, memory per client.
+    #[arg(long, default_value_t = 0)]
+    sse_clients: usize,
+    /// The event types those clients ask (comma-separated).
+    #[arg(long, default_value = "stock.out,stock.back,stock.low")]
+    sse_types: String,
+    /// Events a webhook request carries at most (the subscription's
+    /// `batch`).
+    #[arg(long, default_value_t = 1)]
+    webhook_batch: u32,
 }
 
 fn main() -> ExitCode {
@@ -415,7 +427,15 @@ async fn one_run(
             return Err("--webhooks needs holdfast".into());
         }
         let types: Vec<&str> = c.webhook_types.split(',').collect();
-        Some(hooks::start(&target.base, &token, c.webhooks, &types).await?)
+        Some(hooks::start(&target.base, &token, (c.webhooks, c.webhook_batch), &types).await?)
+    } else {
+        None
+    };
+    let streams = if c.sse_clients > 0 {
+        if target.kind != TargetKind::Holdfast {
+            return Err("--sse-clients needs holdfast".into());
+        }
+        Some(sse::connect(&target.base, c.sse_clients, &c.sse_types, target.pid()).await?)
     } else {
         None
     };
@@ -447,6 +467,10 @@ async fn one_run(
     };
     let webhooks = match hooks {
         Some(h) => Some(h.finish().await),
+        None => None,
+    };
+    let sse = match streams {
+        Some(s) => Some(s.finish().await?),
         None => None,
     };
     let verification = if c.no_verify {
@@ -492,6 +516,7 @@ async fn one_run(
         verification,
         feed,
         webhooks,
+        sse,
         environment: Environment {
             date: time::OffsetDateTime::now_utc()
                 .format(&time::format_description::well_known::Rfc3339)

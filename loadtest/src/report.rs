@@ -74,6 +74,8 @@ pub struct RunResult {
     /// Webhook subscriptions during the run (`--webhooks`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhooks: Option<crate::hooks::HooksResult>,
+    /// Event-stream clients during the run (`--sse-clients`).
+    pub sse: Option<crate::sse::SseResult>,
     pub environment: Environment,
 }
 
@@ -188,6 +190,26 @@ pub fn detail(r: &RunResult) -> String {
             ms(w.latency.p50_us),
             ms(w.latency.p99_us),
             ms(w.latency.max_us)
+        );
+    }
+    if let Some(e) = &r.sse {
+        let _ = writeln!(
+            s,
+            "  event streams: {} clients of {} (open in {:.1} s), server RSS {} -> {} kB: {} bytes a client; {} events published, {} delivered, at most {} behind at the end; event time to first client p50 {} ms, p99 {} ms; first client to each other p50 {} ms, p99 {} ms, max {} ms",
+            e.clients,
+            e.types,
+            e.connect_s,
+            e.server_rss_before_kb,
+            e.server_rss_after_kb,
+            e.bytes_per_client,
+            e.published,
+            e.deliveries,
+            e.behind_max,
+            ms(e.first_latency.p50_us),
+            ms(e.first_latency.p99_us),
+            ms(e.spread.p50_us),
+            ms(e.spread.p99_us),
+            ms(e.spread.max_us)
         );
     }
     if let Some(f) = &r.feed {

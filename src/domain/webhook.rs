@@ -29,6 +29,15 @@ pub struct Webhook {
     /// replay (journaled after it) is not taken, so a replay is never
     /// undone by a mark in flight.
     pub replays: u64,
+    /// Events sent in one request at most: 1, one event a request as its
+    /// own body; more, `{"events":[...]}` of up to this many.
+    #[serde(default = "one_event")]
+    pub batch: u32,
+}
+
+/// A subscription made before batches sends one event a request.
+fn one_event() -> u32 {
+    1
 }
 
 /// A subscription's step as journaled.
@@ -40,6 +49,8 @@ pub enum WebhookFact {
         types: Vec<String>,
         secret: String,
         after: u64,
+        #[serde(default = "one_event")]
+        batch: u32,
     },
     Deleted,
     /// Events through this one were acknowledged, by the delivery that
@@ -68,6 +79,7 @@ pub fn apply(webhooks: &mut Webhooks, id: &str, fact: &WebhookFact, at_ms: TimeM
             types,
             secret,
             after,
+            batch,
         } => {
             webhooks.insert(
                 id.to_string(),
@@ -80,6 +92,7 @@ pub fn apply(webhooks: &mut Webhooks, id: &str, fact: &WebhookFact, at_ms: TimeM
                     delivered: *after,
                     failing: false,
                     replays: 0,
+                    batch: *batch,
                 },
             );
         }
@@ -118,6 +131,7 @@ mod tests {
             types: vec!["*".into()],
             secret: "whsec_AA".into(),
             after: 5,
+            batch: 1,
         };
         apply(&mut w, "wh1", &made, 10);
         assert_eq!(w["wh1"].delivered, 5);

@@ -20,7 +20,7 @@ use super::{AppState, Request};
 use crate::actors::{EventFilter, EventsRead};
 use crate::config::Role;
 use crate::limits::{EVENTS_PAGE_DEFAULT, EVENTS_PAGE_MAX, EVENT_TYPES_MAX, SSE_HEARTBEAT};
-use crate::persistence::events::{Page, Stored};
+use crate::persistence::events::{Page, Read, Stored};
 
 /// What a reader asked: after which number, which types, how many.
 struct Asked {
@@ -81,8 +81,8 @@ fn asked(req: &Request, stream: bool) -> Result<Asked, ApiError> {
 }
 
 /// An event as the API shows it (`Stored::to_json`, as webhooks send it).
-fn event_json(id: u64, e: &Stored) -> Value {
-    serde_json::from_str(&e.to_json(id)).unwrap_or(Value::Null)
+fn event_json(e: &Read) -> Value {
+    serde_json::from_str(e.json()).unwrap_or(Value::Null)
 }
 
 fn gone(oldest: u64) -> ApiError {
@@ -132,11 +132,7 @@ pub async fn get(state: &Arc<AppState>, req: &Request) -> ApiResult {
     if stream {
         return sse(state.clone(), a, page);
     }
-    let events: Vec<Value> = page
-        .events
-        .iter()
-        .map(|(id, e)| event_json(*id, e))
-        .collect();
+    let events: Vec<Value> = page.events.iter().map(|(_, e)| event_json(e)).collect();
     let (latest, oldest) = state.engine.events_marks().unwrap_or((0, 1));
     Ok(json_response(
         200,

@@ -15,7 +15,7 @@ use crate::limits::{
     HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX, JSON_INT_MAX, ORDER_PAGE_DEFAULT, ORDER_PAGE_MAX,
     ORDER_TIMELINE_MAX, PHONE_MAX, PHONE_PATTERN, QTY_MAX, STOCK_MAX, TRANSFER_LINES_MAX,
     TRANSFER_PAGE_DEFAULT, TRANSFER_PAGE_MAX, TTL_S_DEFAULT, TTL_S_MAX, TTL_S_MIN,
-    WEBHOOK_TYPES_MAX, WEBHOOK_URL_MAX, WEBHOOK_URL_PATTERN,
+    WEBHOOK_BATCH_MAX, WEBHOOK_TYPES_MAX, WEBHOOK_URL_MAX, WEBHOOK_URL_PATTERN,
 };
 
 /// (method, route, summary, request schema, success status, response schema, error statuses)
@@ -159,7 +159,7 @@ const OPS: &[Op] = &[
     (
         "post",
         Route::Webhooks,
-        "Subscribe a URL to events (admin): they are POSTed to it one at a time in order, at least once, signed as Standard Webhooks says (webhook-id, webhook-timestamp, webhook-signature: v1, and the base64 HMAC-SHA256 of id.timestamp.body with the whsec_ secret), from the events published after it is made; failed deliveries are retried with backoff, and a subscription failing for 24 hours is marked failing and still tried (api.md, Webhooks)",
+        "Subscribe a URL to events (admin): they are POSTed to it in order (one a request, or batch of them as {events:[...]}), at least once, signed as Standard Webhooks says (webhook-id, webhook-timestamp, webhook-signature: v1, and the base64 HMAC-SHA256 of id.timestamp.body with the whsec_ secret), from the events published after it is made; failed deliveries are retried with backoff, and a subscription failing for 24 hours is marked failing and still tried (api.md, Webhooks)",
         Some("WebhookInput"),
         201,
         "Webhook",
@@ -800,19 +800,21 @@ fn stock_schemas() -> Value {
         "WebhookInput": {"type": "object", "required": ["url", "types"], "properties": {
             "url": {"type": "string", "minLength": 1, "maxLength": WEBHOOK_URL_MAX, "pattern": WEBHOOK_URL_PATTERN, "description": "an http:// or https:// URL: a host name or an IPv4 address, a port, a path and a query of plain characters"},
             "types": {"type": "array", "minItems": 1, "maxItems": WEBHOOK_TYPES_MAX, "items": {"enum": Kind::patterns()}},
-            "secret": {"type": ["string", "null"], "pattern": "^whsec_([A-Za-z0-9+/]{4}){8,20}([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$", "description": "whsec_ and 24 to 62 bytes in base64; absent: one is made"}}},
-        "Webhook": {"type": "object", "required": ["id", "url", "types", "secret", "status", "delivered", "created_at"], "properties": {
+            "secret": {"type": ["string", "null"], "pattern": "^whsec_([A-Za-z0-9+/]{4}){8,20}([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$", "description": "whsec_ and 24 to 62 bytes in base64; absent: one is made"},
+            "batch": {"type": ["integer", "null"], "minimum": 1, "maximum": WEBHOOK_BATCH_MAX, "description": "events a request carries at most (1, the default: each event its own body; more: {\"events\":[...]})"}}},
+        "Webhook": {"type": "object", "required": ["id", "url", "types", "secret", "status", "delivered", "batch", "created_at"], "properties": {
             "id": id(), "url": {"type": "string"}, "types": {"type": "array", "items": {"type": "string"}},
             "secret": {"type": "string", "description": "whsec_ and the key in base64: verify each delivery's webhook-signature with it"},
             "status": {"enum": ["active", "failing"]},
             "delivered": {"type": "integer", "minimum": 0, "description": "the last event acknowledged (a 2xx answer), as journaled (a second apart at most)"},
+            "batch": {"type": "integer", "minimum": 1, "maximum": WEBHOOK_BATCH_MAX, "description": "events a request carries at most"},
             "created_at": {"type": "string", "format": "date-time"}}},
         "WebhookList": {"type": "object", "required": ["webhooks"], "properties": {"webhooks": {"type": "array", "items": schema_ref("Webhook")}}},
         "WebhookDeliveries": {"type": "object", "required": ["webhook", "status", "delivered", "latest", "deliveries"], "properties": {
             "webhook": id(), "status": {"enum": ["active", "failing"]},
             "delivered": {"type": "integer", "minimum": 0}, "latest": {"type": "integer", "minimum": 0},
-            "deliveries": {"type": "array", "items": {"type": "object", "required": ["event", "at", "attempt", "status", "error", "latency_ms", "ok"], "properties": {
-                "event": {"type": "integer"}, "at": {"type": "string", "format": "date-time"}, "attempt": {"type": "integer", "minimum": 1},
+            "deliveries": {"type": "array", "items": {"type": "object", "required": ["event", "events", "at", "attempt", "status", "error", "latency_ms", "ok"], "properties": {
+                "event": {"type": "integer", "description": "the last event the request carried"}, "events": {"type": "integer", "minimum": 0, "description": "how many it carried (0: events dropped before they could be sent)"}, "at": {"type": "string", "format": "date-time"}, "attempt": {"type": "integer", "minimum": 1},
                 "status": {"type": ["integer", "null"], "description": "the receiver's answer; null when none came"},
                 "error": {"type": ["string", "null"]}, "latency_ms": {"type": "integer", "minimum": 0}, "ok": {"type": "boolean"}}}}}},
         "ReplayInput": {"type": "object", "required": ["after"], "properties": {"after": {"type": "integer", "minimum": 0, "maximum": JSON_INT_MAX, "description": "the events after this number are sent again (one past the newest: from the newest)"}}},

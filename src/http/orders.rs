@@ -3,13 +3,14 @@
 //! workflow (`crate::orders`) and renders its answer.
 
 use serde_json::{json, Value};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use super::error::{json_response, ApiError, ApiResult, Code};
 use super::input::{cart_lines, page_limit, parse_object, path_id, query_param, Errors};
 use super::inventory::resolve_sku;
 use super::sourcing::{resolve_target, split_lines, TargetInput};
 use super::{AppState, Request};
+use crate::actors::EngineError;
 use crate::clock::parse_rfc3339;
 use crate::config::Role;
 use crate::domain::address::Address;
@@ -142,15 +143,9 @@ async fn new_order(state: &AppState, req: &Request) -> Result<NewOrder, ApiError
 
 /// A string of `pattern` (a regex of `limits`, as the OpenAPI document
 /// states it) and at most `max` characters, or why not.
-fn patterned(v: &str, pattern: &'static str, max: usize) -> bool {
-    use std::collections::HashMap;
-    use std::sync::{LazyLock, Mutex};
-    static COMPILED: LazyLock<Mutex<HashMap<&'static str, Option<regex::Regex>>>> =
-        LazyLock::new(|| Mutex::new(HashMap::new()));
-    let mut c = COMPILED.lock().unwrap_or_else(|p| p.into_inner());
-    let re = c
-        .entry(pattern)
-        .or_insert_with(|| regex::Regex::new(pattern).ok());
+/// Whether `v` is at most `max` characters and matches `re` (a pattern
+/// of limits.rs; `None` only if one failed to compile, then nothing does).
+fn patterned(v: &str, re: &Option<regex::Regex>, max: usize) -> bool {
     v.chars().count() <= max && re.as_ref().is_some_and(|r| r.is_match(v))
 }
 
@@ -159,11 +154,15 @@ const PHONE_RULE: &str =
     "must be a phone number: digits, spaces and + ( ) . -, at least 4 digits, at most 32 characters";
 
 fn email_ok(v: &str) -> bool {
-    patterned(v, EMAIL_PATTERN, EMAIL_MAX)
+    static RE: LazyLock<Option<regex::Regex>> =
+        LazyLock::new(|| regex::Regex::new(EMAIL_PATTERN).ok());
+    patterned(v, &RE, EMAIL_MAX)
 }
 
 fn phone_ok(v: &str) -> bool {
-    patterned(v, PHONE_PATTERN, PHONE_MAX)
+    static RE: LazyLock<Option<regex::Regex>> =
+        LazyLock::new(|| regex::Regex::new(PHONE_PATTERN).ok());
+    patterned(v, &RE, PHONE_MAX)
 }
 
 /// The optional `customer` `{email?, phone?}`.
@@ -278,7 +277,13 @@ pub async fn search(state: &Arc<AppState>, req: &Request) -> ApiResult {
         from_ms,
         to_ms,
     };
-    let (orders, next) = state.engine.search_orders(&query, before, limit)?;
+    // Up to ORDER_SEARCH_ARCHIVE_SCAN archive reads: on the blocking
+    // pool, not a request thread.
+    let engine = state.engine.clone();
+    let (orders, next) =
+        tokio::task::spawn_blocking(move || engine.search_orders(&query, before, limit))
+            .await
+            .map_err(|_| EngineError::Stopped)??;
     let orders: Vec<Value> = orders.iter().map(order_json).collect();
     Ok(json_response(
         200,

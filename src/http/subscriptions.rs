@@ -12,7 +12,8 @@ use crate::actors::{EventFilter, WebhookRefused};
 use crate::clock::rfc3339;
 use crate::domain::webhook::{Webhook, WebhookFact};
 use crate::limits::{
-    JSON_INT_MAX, WEBHOOKS_MAX, WEBHOOK_TYPES_MAX, WEBHOOK_URL_MAX, WEBHOOK_URL_PATTERN,
+    JSON_INT_MAX, WEBHOOKS_MAX, WEBHOOK_BATCH_MAX, WEBHOOK_TYPES_MAX, WEBHOOK_URL_MAX,
+    WEBHOOK_URL_PATTERN,
 };
 use crate::webhooks::{new_secret, secret_key};
 
@@ -24,6 +25,7 @@ fn webhook_json(w: &Webhook) -> Value {
         "secret": w.secret,
         "status": if w.failing { "failing" } else { "active" },
         "delivered": w.delivered,
+        "batch": w.batch,
         "created_at": rfc3339(w.created_ms),
     })
 }
@@ -133,6 +135,7 @@ pub async fn create(state: &AppState, req: &Request) -> ApiResult {
     let m = parse_object(&req.body)?;
     let mut e = Errors::default();
     let (url, types, secret) = (url(&mut e, &m), types(&mut e, &m), secret(&mut e, &m));
+    let batch = e.int(&m, "batch", "", 1, i64::from(WEBHOOK_BATCH_MAX), false);
     e.into_result()?;
     let (Some(url), Some(types), Some(secret)) = (url, types, secret) else {
         return Err(ApiError::new(Code::ValidationFailed, "invalid webhook"));
@@ -144,6 +147,7 @@ pub async fn create(state: &AppState, req: &Request) -> ApiResult {
         types,
         secret,
         after,
+        batch: batch.map_or(1, |b| b as u32),
     };
     match state.engine.webhook_step(id.clone(), fact).await? {
         Ok(Some(w)) => Ok(json_response(201, &webhook_json(&w))),
@@ -208,6 +212,7 @@ pub async fn deliveries(state: &Arc<AppState>, req: &Request, id: &str) -> ApiRe
         .map(|a| {
             json!({
                 "event": a.event,
+                "events": a.events,
                 "at": rfc3339(a.at_ms),
                 "attempt": a.attempt,
                 "status": a.status,

@@ -13,8 +13,11 @@
 //! through): a crash leaves it whole through a mark, and the writer (the
 //! snapshotter's copy) derives what comes after it again.
 
+use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::RwLock;
 
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -25,7 +28,7 @@ use crate::domain::model::Model;
 use crate::domain::published::{Kind, Published, Watch};
 use crate::domain::TimeMs;
 use crate::limits::{
-    EVENTS_BLOCK, EVENTS_CACHE_BYTES, EVENTS_MAX_DEFAULT, EVENTS_PRUNE_BATCH,
+    EVENTS_BLOCK, EVENTS_CACHE_BYTES, EVENTS_MAX_DEFAULT, EVENTS_PRUNE_BATCH, EVENTS_RECENT,
     EVENTS_RETENTION_DAYS_DEFAULT, EVENTS_WRITE_BATCH,
 };
 
@@ -82,6 +85,115 @@ impl Stored {
 
 type Block = Vec<Stored>;
 
+/// An event read: as stored, and its JSON made once however many readers
+/// ask (every webhook subscription and stream sends the same text).
+#[derive(Debug)]
+pub struct Read {
+    pub stored: Stored,
+    id: u64,
+    json: OnceLock<String>,
+}
+
+impl Read {
+    fn new(id: u64, stored: Stored) -> Arc<Read> {
+        Arc::new(Read {
+            stored,
+            id,
+            json: OnceLock::new(),
+        })
+    }
+
+    /// `Stored::to_json` of it, made at the first ask.
+    pub fn json(&self) -> &str {
+        self.json.get_or_init(|| self.stored.to_json(self.id))
+    }
+}
+
+impl std::ops::Deref for Read {
+    type Target = Stored;
+    fn deref(&self) -> &Stored {
+        &self.stored
+    }
+}
+
+/// The newest events written, in memory (`EVENTS_RECENT` at most): a
+/// reader keeping up (a webhook subscription, a stream) reads them here,
+/// not by decoding the store's blocks, and all readers share one copy.
+/// Numbered from `first` without a gap; what the store no longer keeps
+/// (pruned, cut) is not kept here either.
+#[derive(Default)]
+struct Recent {
+    first: u64,
+    events: VecDeque<Arc<Read>>,
+    /// Kept only once a reader came (a server nobody reads the events of
+    /// spends nothing on them).
+    read: bool,
+}
+
+impl Recent {
+    fn next(&self) -> u64 {
+        self.first + self.events.len() as u64
+    }
+
+    /// Appends `events` numbered from `first` (the newest
+    /// `EVENTS_RECENT` of them); a gap starts again there.
+    fn append(&mut self, first: u64, events: &[Stored]) {
+        if events.is_empty() || !self.read {
+            return;
+        }
+        let skip = events.len().saturating_sub(EVENTS_RECENT);
+        if skip > 0 || self.events.is_empty() || first != self.next() {
+            self.events.clear();
+            self.first = first + skip as u64;
+        }
+        for (i, e) in events.iter().enumerate().skip(skip) {
+            self.events
+                .push_back(Read::new(first + i as u64, e.clone()));
+        }
+        while self.events.len() > EVENTS_RECENT {
+            self.events.pop_front();
+            self.first += 1;
+        }
+    }
+
+    /// Forgets those numbered before `oldest`.
+    fn forget_before(&mut self, oldest: u64) {
+        while self.first < oldest && self.events.pop_front().is_some() {
+            self.first += 1;
+        }
+    }
+
+    /// `EventStore::page` answered from memory, if every event after
+    /// `after` is here.
+    fn page(
+        &self,
+        after: u64,
+        limit: usize,
+        scan: usize,
+        keep: &impl Fn(&Stored) -> bool,
+    ) -> Option<Page> {
+        let next = after.checked_add(1)?;
+        if self.events.is_empty() || next < self.first || next > self.next() {
+            return None;
+        }
+        let mut page = Page {
+            through: after,
+            ..Page::default()
+        };
+        let from = (next - self.first) as usize;
+        for e in self.events.range(from..).take(scan) {
+            if page.events.len() == limit {
+                break;
+            }
+            page.through = e.id;
+            if keep(&e.stored) {
+                page.events.push((e.id, e.clone()));
+            }
+        }
+        Some(page)
+    }
+}
+
 /// The newest block's key and bytes, if any.
 fn newest_block(
     blocks: &redb::Table<'_, u64, &'static [u8]>,
@@ -104,7 +216,7 @@ fn encode(b: &Block) -> Result<Vec<u8>, JournalError> {
 #[derive(Debug, Default)]
 pub struct Page {
     /// The events that passed the filter, with their numbers, in order.
-    pub events: Vec<(u64, Stored)>,
+    pub events: Vec<(u64, Arc<Read>)>,
     /// The number of the last event looked at (the filter may pass over
     /// many): the next read goes on after it. The number asked for when
     /// nothing was looked at.
@@ -124,6 +236,7 @@ pub struct Marks {
 #[derive(Clone)]
 pub struct EventStore {
     db: Arc<redb::Database>,
+    recent: Arc<RwLock<Recent>>,
 }
 
 impl EventStore {
@@ -131,9 +244,16 @@ impl EventStore {
     /// set aside and a new one begins (`history::open_derived`).
     pub fn open(path: &Path) -> Result<EventStore, JournalError> {
         let db = open_derived(path, EVENTS_CACHE_BYTES, "event store", |db| {
-            EventStore { db: db.clone() }.change(|_, _| Ok(()))
+            EventStore {
+                db: db.clone(),
+                recent: Arc::default(),
+            }
+            .change(|_, _| Ok(()))
         })?;
-        Ok(EventStore { db })
+        Ok(EventStore {
+            db,
+            recent: Arc::default(),
+        })
     }
 
     /// Runs `f` on the tables in one durable transaction.
@@ -184,7 +304,7 @@ impl EventStore {
     /// store that held none (a node begun from another's snapshot starts
     /// at that snapshot's number).
     pub fn write(&self, through: u64, first: u64, events: &[Stored]) -> Result<(), JournalError> {
-        self.change(|blocks, meta| {
+        self.change_appending(first, events, |blocks, meta| {
             let last = meta.get("last").map_err(err)?.map_or(0, |v| v.value());
             let count = meta.get("count").map_err(err)?.map_or(0, |v| v.value());
             if !events.is_empty() && first <= last && count > 0 {
@@ -230,9 +350,49 @@ impl EventStore {
         })
     }
 
+    /// `change`, and `events` numbered from `first` taken into `recent`
+    /// once it is committed. A reader in between finds memory behind the
+    /// store: it reads the store for what memory lacks, or finds nothing
+    /// new yet, as it would have an instant earlier (readers learn of new
+    /// events from the writer's mark, moved after this).
+    fn change_appending(
+        &self,
+        first: u64,
+        events: &[Stored],
+        f: impl FnOnce(
+            &mut redb::Table<'_, u64, &'static [u8]>,
+            &mut redb::Table<'_, &'static str, u64>,
+        ) -> Result<(), JournalError>,
+    ) -> Result<(), JournalError> {
+        self.change(f)?;
+        self.recent.write().append(first, events);
+        Ok(())
+    }
+
     /// The events after `after` that `keep` passes, `limit` at most,
     /// looking at `scan` events at most.
     pub fn page(
+        &self,
+        after: u64,
+        limit: usize,
+        scan: usize,
+        keep: impl Fn(&Stored) -> bool,
+    ) -> Result<Page, JournalError> {
+        let kept = {
+            let recent = self.recent.read();
+            if let Some(page) = recent.page(after, limit, scan, &keep) {
+                return Ok(page);
+            }
+            recent.read
+        };
+        if !kept {
+            self.recent.write().read = true;
+        }
+        self.page_stored(after, limit, scan, keep)
+    }
+
+    /// `page` read from the store's blocks.
+    fn page_stored(
         &self,
         after: u64,
         limit: usize,
@@ -274,7 +434,7 @@ impl EventStore {
                 looked += 1;
                 page.through = id;
                 if keep(&e) {
-                    page.events.push((id, e));
+                    page.events.push((id, Read::new(id, e)));
                 }
             }
         }
@@ -287,6 +447,14 @@ impl EventStore {
     /// records written later under their numbers are other ones. Answers
     /// how many went.
     pub fn cut_after(&self, seq: u64) -> Result<usize, JournalError> {
+        // Rare (a start after a leader gave up the lead): the store's
+        // blocks alone until the next write; held across the cut so no
+        // reader is shown an event cut (its number is another's next).
+        let mut recent = self.recent.write();
+        *recent = Recent {
+            read: recent.read,
+            ..Recent::default()
+        };
         self.change(|blocks, meta| {
             let mut gone = 0usize;
             let mut last = meta.get("last").map_err(err)?.map_or(0, |v| v.value());
@@ -329,6 +497,22 @@ impl EventStore {
     /// newest event is always kept (the next number follows it). Answers
     /// how many went.
     pub fn prune(
+        &self,
+        older_than: TimeMs,
+        keep_at_most: u64,
+        batch: usize,
+    ) -> Result<usize, JournalError> {
+        let gone = self.prune_blocks(older_than, keep_at_most, batch)?;
+        if gone > 0 {
+            // Until this, a reader may still be shown one of them from
+            // memory: an event kept a moment longer, never a wrong one.
+            let oldest = self.oldest()?;
+            self.recent.write().forget_before(oldest);
+        }
+        Ok(gone)
+    }
+
+    fn prune_blocks(
         &self,
         older_than: TimeMs,
         keep_at_most: u64,
@@ -605,7 +789,9 @@ mod tests {
         assert_eq!((m.last, m.count, m.through), (kept, kept, 3));
         s.write(4, kept + 1, &[ev(4, 50)]).expect("events");
         assert_eq!(
-            s.page(kept, 10, 10, |_| true).expect("events").events[0].1,
+            s.page(kept, 10, 10, |_| true).expect("events").events[0]
+                .1
+                .stored,
             ev(4, 50)
         );
         // A gap (events lost with the journal's records) starts a block.
@@ -650,6 +836,78 @@ mod tests {
             before,
             "kept across a reopen"
         );
+    }
+
+    /// Every page the newest events in memory answer is the page the
+    /// blocks answer: after writes, a gap, a prune and a cut.
+    #[test]
+    fn pages_from_memory_are_the_stores_pages() {
+        let dir = tempfile::tempdir().expect("events");
+        let s = EventStore::open(&dir.path().join("events.redb")).expect("events");
+        s.write(0, 1, &[ev(0, 0)]).expect("events");
+        assert!(
+            s.recent.read().events.is_empty(),
+            "nothing kept before a reader"
+        );
+        assert!(s.page(0, 1, 1, |_| true).expect("events").events.len() == 1);
+        let same = |s: &EventStore, what: &str| {
+            let last = s.marks().expect("events").last;
+            let mut served = 0;
+            for after in 0..=last + 1 {
+                for (limit, scan) in [(1, 10_000), (3, 10_000), (1_000, 5), (1_000, 10_000)] {
+                    for odd in [false, true] {
+                        let keep = |e: &Stored| !odd || e.seq % 2 == 1;
+                        let mem = s.recent.read().page(after, limit, scan, &keep);
+                        let Some(mem) = mem else { continue };
+                        served += 1;
+                        let stored = s.page_stored(after, limit, scan, keep).expect("events");
+                        let ids = |p: &Page| -> Vec<(u64, Stored)> {
+                            p.events
+                                .iter()
+                                .map(|(n, e)| (*n, e.stored.clone()))
+                                .collect()
+                        };
+                        assert_eq!(
+                            (ids(&mem), mem.through, mem.gone),
+                            (ids(&stored), stored.through, stored.gone),
+                            "{what}: after {after}, limit {limit}, scan {scan}, odd {odd}"
+                        );
+                        for (n, e) in &mem.events {
+                            assert_eq!(e.json(), e.stored.to_json(*n));
+                        }
+                    }
+                }
+            }
+            served
+        };
+        let batch = |from: u64, n: u64| -> Vec<Stored> {
+            (from..from + n).map(|i| ev(i, 10 * i as i64)).collect()
+        };
+        s.write(5, 2, &batch(2, 4)).expect("events");
+        s.write(300, 6, &batch(6, 300)).expect("events");
+        assert!(same(&s, "writes") > 0, "memory answered");
+        // A gap: memory starts again after it; before it, the blocks.
+        s.write(310, 310, &batch(310, 5)).expect("events");
+        assert_eq!(s.recent.read().first, 310);
+        assert!(same(&s, "a gap") > 0);
+        s.write(700, 315, &batch(315, 3 * EVENTS_BLOCK as u64))
+            .expect("events");
+        // Pruned: memory forgets what the store no longer has.
+        assert!(s.prune(0, 200, usize::MAX).expect("events") > 0);
+        let oldest = s.oldest().expect("events");
+        assert!(s.recent.read().first >= oldest);
+        assert!(same(&s, "a prune") > 0);
+        assert_eq!(
+            s.page(oldest - 2, 1, 1, |_| true).expect("events").gone,
+            Some(oldest),
+            "what is gone is said gone"
+        );
+        // Cut back: memory forgets, the blocks answer, then memory again.
+        s.cut_after(400).expect("events");
+        assert_eq!(same(&s, "a cut"), 0);
+        let last = s.marks().expect("events").last;
+        s.write(401, last + 1, &batch(401, 1)).expect("events");
+        assert!(same(&s, "after a cut") > 0);
     }
 
     #[test]

@@ -368,3 +368,21 @@ pub fn step(c: &Client, s: &Server, id: &str, action: &str) {
     let (st, v) = call(c, "POST", &url, Some("web-checkout"), None);
     assert_eq!(st, 200, "{action}: {v}");
 }
+
+/// Runs `holdfast import` against `base` with `token`, `args` before
+/// them (the file, `--catalog file`, ...) and `extra` after: its output,
+/// once it ends.
+pub fn holdfast_import(
+    base: &str,
+    token: &str,
+    args: &[&str],
+    extra: &[&str],
+) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_holdfast"))
+        .arg("import")
+        .args(args)
+        .args(["--url", base, "--token", token])
+        .args(extra)
+        .output()
+        .expect("holdfast import")
+}
