@@ -29,6 +29,7 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
     )
     .map_err(|e| format!("recovery failed: {e}"))?;
     let feed_rt = feed_runtime(&cfg)?;
+    let background = background_runtime(&cfg)?;
     let payments = payment_providers(&cfg)?;
     let shipping = shipping(&cfg)?;
     let state = app_state(
@@ -65,8 +66,7 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
     // The webhook subscriptions' deliveries.
     let hooks = state.webhooks.clone();
     let hooks_stop = state.webhooks.clone();
-    let deliveries =
-        crate::webhooks::spawn(move || vec![hooks.clone()]).map_err(|e| e.to_string())?;
+    let deliveries = background.spawn(crate::webhooks::run(move || vec![hooks.clone()]));
     let durability = cfg.durability;
     let data_dir = cfg.data_dir.clone();
     let r = rt.block_on(http::serve(
@@ -81,9 +81,10 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
         t.abort();
     }
     captures.abort();
-    drop(deliveries);
+    deliveries.abort();
     hooks_stop.stop();
     feed_rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    background.shutdown_timeout(std::time::Duration::from_secs(1));
     engine.shutdown();
     tracing::info!("stopped");
     drop(lock);
@@ -113,6 +114,42 @@ fn feed_runtime(cfg: &Config) -> Result<tokio::runtime::Runtime, String> {
     feed_rt
         .enable_all()
         .thread_name("feed-ws")
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// The niceness priority of the background runtime's threads (the
+/// `thread_priority` crate's 0-99 scale: 22 is niceness 10, a tenth of a
+/// request thread's CPU weight).
+const BACKGROUND_PRIORITY: u8 = 22;
+
+/// The background runtime: webhook deliveries, on threads of a lower
+/// CPU priority than the requests' (niceness 10). When a peak takes every core, checkout gets
+/// the CPU first and this work falls behind and catches up after it
+/// (from the event store, which is its queue); on an idle machine it
+/// changes nothing. Checkout first: a retailer's webhooks may wait a
+/// second on Black Friday, its checkout may not. `[feed] threads` as the
+/// feed's (0: one per core).
+fn background_runtime(cfg: &Config) -> Result<tokio::runtime::Runtime, String> {
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if cfg.feed.threads > 0 {
+        rt.worker_threads(cfg.feed.threads);
+    }
+    rt.enable_all()
+        .thread_name("background")
+        .on_thread_start(|| {
+            let lower = thread_priority::ThreadPriorityValue::try_from(BACKGROUND_PRIORITY)
+                .map_err(|e| e.to_string())
+                .and_then(|p| {
+                    thread_priority::set_current_thread_priority(
+                        thread_priority::ThreadPriority::Crossplatform(p),
+                    )
+                    .map_err(|e| e.to_string())
+                });
+            if let Err(e) = lower {
+                tracing::warn!(error = %e, "background work: could not lower its CPU priority");
+            }
+        })
         .build()
         .map_err(|e| e.to_string())
 }
@@ -289,6 +326,7 @@ pub fn run_cluster(config: Option<&Path>, cluster: &Path, node_id: &str) -> Resu
         tracing::warn!("NO [auth] SECTION: the cluster node runs OPEN, every request is admin. For local development only.");
     }
     let feed_rt = feed_runtime(&cfg)?;
+    let background = background_runtime(&cfg)?;
     let handle = feed_rt.handle().clone();
     let cfg2 = cfg.clone();
     let payments = payment_providers(&cfg)?;
@@ -345,14 +383,13 @@ pub fn run_cluster(config: Option<&Path>, cluster: &Path, node_id: &str) -> Resu
     let captures = rt.spawn(orders::jobs::retry(owned(), cfg.payments.retry_every));
     // The webhook subscriptions' deliveries, while this node leads.
     let leading = node.clone();
-    let deliveries = crate::webhooks::spawn(move || {
+    let deliveries = background.spawn(crate::webhooks::run(move || {
         leading
             .owned_states()
             .iter()
             .map(|s| s.webhooks.clone())
             .collect()
-    })
-    .map_err(|e| e.to_string())?;
+    }));
     let cluster_name = cc.cluster.clone();
     let r = rt.block_on(http::serve(
         front,
@@ -366,12 +403,13 @@ pub fn run_cluster(config: Option<&Path>, cluster: &Path, node_id: &str) -> Resu
         t.abort();
     }
     captures.abort();
-    drop(deliveries);
+    deliveries.abort();
     for s in node.owned_states() {
         s.webhooks.stop();
     }
     node.shutdown();
     feed_rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    background.shutdown_timeout(std::time::Duration::from_secs(1));
     tracing::info!("stopped");
     drop(lock);
     r

@@ -3,15 +3,17 @@
 //!
 //! Each subscription has a task of its own: it reads the events after
 //! the last one acknowledged from the event store (nothing is queued: the
-//! store is the queue, bounded by its retention), sends them one at a
-//! time in order, and after a failure sends the same event again after
-//! 1 s, 2 s, ... up to `WEBHOOK_BACKOFF_MAX`; failing for 24 hours it is
+//! store is the queue, bounded by its retention), sends them in order,
+//! one a request or up to the subscription's `batch`, and after a
+//! failure sends the same request again after 1 s, 2 s, ... up to
+//! `WEBHOOK_BACKOFF_MAX`; failing for 24 hours it is
 //! marked failing and still tried. A slow or dead receiver holds back its
 //! own subscription only: checkouts never wait for a delivery, and other
 //! subscriptions have tasks of their own. How far delivery got is
 //! journaled (`WebhookFact::Delivered`) at most once a second, so after a
 //! crash or on a new leader the events after that mark are sent again:
-//! at least once, in order.
+//! at least once, in order. The tasks run on the server's background
+//! runtime, below the requests' CPU priority.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -277,73 +279,11 @@ impl Webhooking {
     }
 }
 
-/// The deliveries' thread (`spawn`): stopped when dropped.
-pub struct Deliveries {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Deliveries {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// The niceness of the deliveries' thread: under a peak that takes every
-/// core, the request threads (niceness 0, ten times its weight) get the
-/// CPU first and deliveries what is left, catching up from the event
-/// store afterwards; on an idle machine it changes nothing. Checkout
-/// first: a retailer's webhooks may wait a second on Black Friday, its
-/// checkout may not.
-const DELIVERY_NICENESS_PRIORITY: u8 = 22;
-
-/// Runs the deliveries of the engines `states` names (one node's; a
-/// cluster node's while it leads) on a thread of their own, with a
-/// runtime of its own, at a lower CPU priority than the requests'
-/// (`DELIVERY_NICENESS_PRIORITY`: niceness 10).
-pub fn spawn(
-    states: impl Fn() -> Vec<Arc<Webhooking>> + Send + 'static,
-) -> std::io::Result<Deliveries> {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .thread_name("webhooks-io")
-        .build()?;
-    let thread = std::thread::Builder::new()
-        .name("webhooks".into())
-        .spawn(move || {
-            let lower = thread_priority::ThreadPriorityValue::try_from(DELIVERY_NICENESS_PRIORITY)
-                .map_err(|e| e.to_string())
-                .and_then(|p| {
-                    thread_priority::set_current_thread_priority(
-                        thread_priority::ThreadPriority::Crossplatform(p),
-                    )
-                    .map_err(|e| e.to_string())
-                });
-            if let Err(e) = lower {
-                tracing::warn!(error = %e, "webhook deliveries: could not lower their CPU priority");
-            }
-            rt.block_on(async move {
-                tokio::select! {
-                    _ = run(states) => {}
-                    _ = stopped => {}
-                }
-            });
-            // Reads of the event store in flight end on their own.
-            rt.shutdown_timeout(Duration::from_secs(1));
-        })?;
-    Ok(Deliveries {
-        stop: Some(stop),
-        thread: Some(thread),
-    })
-}
-
-/// Runs the deliveries of the engines `states` names each round until
-/// dropped.
-async fn run(states: impl Fn() -> Vec<Arc<Webhooking>>) {
+/// Runs the deliveries of the engines `states` names each round (one
+/// node's; a cluster node's while it leads) until dropped: on the
+/// server's background runtime, at a lower CPU priority than requests
+/// (`server::background_runtime`).
+pub async fn run(states: impl Fn() -> Vec<Arc<Webhooking>>) {
     let mut last: Vec<Arc<Webhooking>> = Vec::new();
     loop {
         tokio::time::sleep(WEBHOOK_SUPERVISE_EVERY).await;

@@ -741,3 +741,38 @@ fn a_batch_subscription_takes_its_events_many_a_request_in_order() {
         "the failed attempts are shown too: {v}"
     );
 }
+
+/// The niceness of each of process `pid`'s threads named `name`
+/// (/proc/PID/task/TID/stat: the 19th field, counted past the name).
+fn niceness(pid: u32, name: &str) -> Vec<i64> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks") {
+        let dir = t.expect("task").path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+        let after_name = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let nice = after_name.split_whitespace().nth(16).expect("nice field");
+        out.push(nice.parse().expect("a number"));
+    }
+    out
+}
+
+#[test]
+fn deliveries_run_below_the_requests_cpu_priority() {
+    let s = Server::start(&auth_with(STORE));
+    let pid = s.child.id();
+    let background = niceness(pid, "background");
+    assert!(!background.is_empty(), "a background runtime runs");
+    assert!(
+        background.iter().all(|n| *n == 10),
+        "its threads at niceness 10: {background:?}"
+    );
+    let http = niceness(pid, "http");
+    assert!(
+        !http.is_empty() && http.iter().all(|n| *n == 0),
+        "the requests' at 0: {http:?}"
+    );
+}
