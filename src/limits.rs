@@ -350,6 +350,13 @@ pub const EVENTS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// `types=` names this many patterns at most.
 pub const EVENT_TYPES_MAX: usize = 64;
 
+/// A stock export (`GET /v1/inventory/export`) reads this many
+/// locations' records at a time at most, and at most about this many
+/// records (the memory it holds; one location at least): the journal is
+/// waited for once a batch.
+pub const EXPORT_LOCATIONS_AT_ONCE: usize = 64;
+pub const EXPORT_RECORDS_AT_ONCE: usize = 100_000;
+
 /// Server-Sent Events streams open at once on a node, at most (past it,
 /// 503); each sends a comment this often when there is nothing to send,
 /// so proxies keep it open and a dead client is found.

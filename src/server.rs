@@ -83,8 +83,9 @@ pub fn run(config: Option<&Path>) -> Result<(), String> {
     captures.abort();
     deliveries.abort();
     hooks_stop.stop();
-    feed_rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    // Deliveries (and their journal steps) end before the engine does.
     background.shutdown_timeout(std::time::Duration::from_secs(1));
+    feed_rt.shutdown_timeout(std::time::Duration::from_secs(1));
     engine.shutdown();
     tracing::info!("stopped");
     drop(lock);
@@ -407,9 +408,10 @@ pub fn run_cluster(config: Option<&Path>, cluster: &Path, node_id: &str) -> Resu
     for s in node.owned_states() {
         s.webhooks.stop();
     }
+    // Deliveries (and their journal steps) end before the engines do.
+    background.shutdown_timeout(std::time::Duration::from_secs(1));
     node.shutdown();
     feed_rt.shutdown_timeout(std::time::Duration::from_secs(1));
-    background.shutdown_timeout(std::time::Duration::from_secs(1));
     tracing::info!("stopped");
     drop(lock);
     r

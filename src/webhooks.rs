@@ -261,6 +261,7 @@ impl Webhooking {
             caller,
             sub: None,
             signer: None,
+            url: None,
             cursor: 0,
             marked: 0,
             marked_at: Instant::now(),
@@ -305,9 +306,11 @@ pub async fn run(states: impl Fn() -> Vec<Arc<Webhooking>>) {
 struct Delivery {
     id: String,
     caller: Caller,
-    /// The subscription as last read, and its key.
+    /// The subscription as last read, its key, and its URL parsed (once,
+    /// not per request).
     sub: Option<Webhook>,
     signer: Option<Signer>,
+    url: Option<reqwest::Url>,
     /// The last event acknowledged (or passed over: not its types).
     cursor: u64,
     /// What is journaled of it, and when.
@@ -338,6 +341,9 @@ impl Delivery {
         }
         if self.sub.as_ref().is_none_or(|s| s.secret != now.secret) {
             self.signer = Signer::new(&now.secret);
+        }
+        if self.sub.as_ref().is_none_or(|s| s.url != now.url) {
+            self.url = reqwest::Url::parse(&now.url).ok();
         }
         self.sub = Some(now);
         Ok(true)
@@ -464,11 +470,15 @@ impl Delivery {
                 .as_ref()
                 .ok_or_else(|| format!("webhook {}: its secret is not one", sub.id))?
                 .sign(&msg_id, timestamp, &body);
+            let url = self
+                .url
+                .clone()
+                .ok_or_else(|| format!("webhook {}: its url is not one", sub.id))?;
             let t0 = Instant::now();
             let answer = self
                 .caller
                 .send(true, |c| {
-                    c.post(&sub.url)
+                    c.post(url.clone())
                         .header("content-type", "application/json")
                         .header("user-agent", "holdfast-webhooks")
                         .header("webhook-id", &msg_id)

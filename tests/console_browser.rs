@@ -137,6 +137,9 @@ fn the_console_finds_an_order_shows_its_story_and_cancels_it() {
         );
         let clean = r#"String(!/\bnull\b|undefined|\[object/.test(document.querySelector("main").innerText))"#;
         assert_eq!(wait_for(ws, id, clean, "true").await, "true", "nothing unset shown");
+        // Not shipped yet: nothing to return, so no Return column.
+        let returns = r#"String(document.querySelectorAll("input.ret, #take-return").length + [...document.querySelectorAll("th")].filter((h) => h.textContent === "Return").length)"#;
+        assert_eq!(wait_for(ws, id, returns, "0").await, "0", "no return offered");
         shots.push(screenshot(ws, id, "console-order.png").await);
 
         // Cancelled from the page: asked, confirmed, shown, and done.

@@ -435,7 +435,16 @@ async fn one_run(
         if target.kind != TargetKind::Holdfast {
             return Err("--sse-clients needs holdfast".into());
         }
-        Some(sse::connect(&target.base, c.sse_clients, &c.sse_types, target.pid()).await?)
+        Some(
+            sse::connect(
+                &target.base,
+                &token,
+                c.sse_clients,
+                &c.sse_types,
+                target.pid(),
+            )
+            .await?,
+        )
     } else {
         None
     };

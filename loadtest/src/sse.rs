@@ -63,6 +63,7 @@ pub struct SseClients {
     rss: (u64, u64),
     start_after: u64,
     base: String,
+    token: Option<String>,
     types: String,
 }
 
@@ -75,8 +76,8 @@ fn histogram() -> Histogram<u64> {
 }
 
 /// The newest event's number.
-async fn latest(base: &str) -> Result<u64, String> {
-    let mut conn = Conn::new(base, None, Duration::from_secs(10))?;
+async fn latest(base: &str, token: &Option<String>) -> Result<u64, String> {
+    let mut conn = Conn::new(base, token.clone(), Duration::from_secs(10))?;
     let (status, v) = conn.json(Method::GET, "/v1/events?limit=1", None).await?;
     match v["latest"].as_u64() {
         Some(n) if status == 200 => Ok(n),
@@ -86,8 +87,13 @@ async fn latest(base: &str) -> Result<u64, String> {
 
 /// The events of `types` after `after` with their times (µs), read
 /// through the page API.
-async fn events(base: &str, after: u64, types: &str) -> Result<Vec<(u64, i128)>, String> {
-    let mut conn = Conn::new(base, None, Duration::from_secs(10))?;
+async fn events(
+    base: &str,
+    token: &Option<String>,
+    after: u64,
+    types: &str,
+) -> Result<Vec<(u64, i128)>, String> {
+    let mut conn = Conn::new(base, token.clone(), Duration::from_secs(10))?;
     let mut out = Vec::new();
     let mut after = after;
     loop {
@@ -113,7 +119,12 @@ async fn events(base: &str, after: u64, types: &str) -> Result<Vec<(u64, i128)>,
 }
 
 /// One stream, open (its answer's head read): its body.
-async fn open(base: &str, after: u64, types: &str) -> Result<hyper::body::Incoming, String> {
+async fn open(
+    base: &str,
+    token: &Option<String>,
+    after: u64,
+    types: &str,
+) -> Result<hyper::body::Incoming, String> {
     let (addr, host) = parse_base(base)?;
     let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
@@ -123,13 +134,15 @@ async fn open(base: &str, after: u64, types: &str) -> Result<hyper::body::Incomi
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    let req = hyper::Request::builder()
+    let mut req = hyper::Request::builder()
         .method(Method::GET)
         .uri(format!("/v1/events?after={after}&types={types}"))
         .header(hyper::header::HOST, host)
-        .header(hyper::header::ACCEPT, "text/event-stream")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
+        .header(hyper::header::ACCEPT, "text/event-stream");
+    if let Some(t) = token {
+        req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let req = req.body(Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
     if resp.status() != 200 {
         return Err(format!("event stream: {}", resp.status()));
@@ -184,12 +197,13 @@ async fn read(
 /// `types` from the newest event on.
 pub async fn connect(
     base: &str,
+    token: &Option<String>,
     n: usize,
     types: &str,
     server_pid: Option<u32>,
 ) -> Result<SseClients, String> {
     let rss_before = rss_kb(server_pid);
-    let start_after = latest(base).await?;
+    let start_after = latest(base, token).await?;
     let (stop, stopped) = watch::channel(false);
     let firsts: Firsts = Arc::default();
     let spread = Arc::new(Mutex::new(histogram()));
@@ -199,9 +213,10 @@ pub async fn connect(
     let mut opening = Vec::with_capacity(n);
     for _ in 0..n {
         let (gate, base, types) = (gate.clone(), base.to_string(), types.to_string());
+        let token = token.clone();
         opening.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await.map_err(|e| e.to_string())?;
-            open(&base, start_after, &types).await
+            open(&base, &token, start_after, &types).await
         }));
     }
     let mut tasks = Vec::with_capacity(n);
@@ -231,6 +246,7 @@ pub async fn connect(
         rss: (rss_before, rss_after),
         start_after,
         base: base.to_string(),
+        token: token.clone(),
         types: types.to_string(),
     })
 }
@@ -240,7 +256,7 @@ impl SseClients {
     /// flight) and sums up.
     pub async fn finish(self) -> Result<SseResult, String> {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let published = events(&self.base, self.start_after, &self.types).await?;
+        let published = events(&self.base, &self.token, self.start_after, &self.types).await?;
         let _ = self.stop.send(true);
         let clients = self.tasks.len();
         let mut behind_max = 0;

@@ -28,29 +28,41 @@ impl Engine {
     /// What the feed may show of `scope` now: the committed records of
     /// every shard, once the journal holds everything they show.
     pub async fn feed_view(&self, scope: Scope) -> Result<FeedView, EngineError> {
+        let mut views = self.feed_views(&[scope]).await?;
+        views.pop().ok_or(EngineError::Stopped)
+    }
+
+    /// `feed_view` of each of `scopes`, with one wait for the journal for
+    /// all of them (an export of many locations waits once a batch, not
+    /// once a location).
+    pub async fn feed_views(&self, scopes: &[Scope]) -> Result<Vec<FeedView>, EngineError> {
         let n = self.0.stock.len();
-        let shards: Vec<usize> = match scope {
-            Scope::Sku(s) => vec![s as usize % n],
-            Scope::Location(_) => (0..n).collect(),
-        };
-        let mut view = FeedView {
-            records: Vec::new(),
-            seen: vec![0; n],
-        };
-        for i in shards {
-            let (tx, rx) = oneshot::channel();
-            self.0.stock[i]
-                .send(FeedSnapshot { scope, reply: tx })
-                .await
-                .map_err(|_| EngineError::Stopped)?;
-            let r: FeedSnapshotReply = reply(rx).await?;
-            view.records.extend(r.records);
-            view.seen[r.shard as usize] = r.changes;
+        let mut views = Vec::with_capacity(scopes.len());
+        for &scope in scopes {
+            let shards: Vec<usize> = match scope {
+                Scope::Sku(s) => vec![s as usize % n],
+                Scope::Location(_) => (0..n).collect(),
+            };
+            let mut view = FeedView {
+                records: Vec::new(),
+                seen: vec![0; n],
+            };
+            for i in shards {
+                let (tx, rx) = oneshot::channel();
+                self.0.stock[i]
+                    .send(FeedSnapshot { scope, reply: tx })
+                    .await
+                    .map_err(|_| EngineError::Stopped)?;
+                let r: FeedSnapshotReply = reply(rx).await?;
+                view.records.extend(r.records);
+                view.seen[r.shard as usize] = r.changes;
+            }
+            views.push(view);
         }
         // Every change those records show was queued to the journal before
         // this barrier: once it is durable, so are they.
         self.0.journal.barrier()?.await?;
-        Ok(view)
+        Ok(views)
     }
 
     /// Subscribers of the feed and its counters (for `/metrics`).

@@ -123,6 +123,61 @@ pub fn apply(webhooks: &mut Webhooks, id: &str, fact: &WebhookFact, at_ms: TimeM
 mod tests {
     use super::*;
 
+    /// A subscription journaled (or snapshotted) before batches decodes
+    /// as one event a request.
+    #[test]
+    fn older_subscriptions_decode_with_batch_one() {
+        #[derive(Serialize)]
+        enum Old {
+            Created {
+                url: String,
+                types: Vec<String>,
+                secret: String,
+                after: u64,
+            },
+        }
+        #[derive(Serialize)]
+        struct OldWebhook {
+            id: String,
+            url: String,
+            types: Vec<String>,
+            secret: String,
+            created_ms: TimeMs,
+            delivered: u64,
+            failing: bool,
+            replays: u64,
+        }
+        let old = Old::Created {
+            url: "http://x".into(),
+            types: vec!["*".into()],
+            secret: "whsec_AA".into(),
+            after: 7,
+        };
+        let fact: WebhookFact =
+            rmp_serde::from_slice(&rmp_serde::to_vec(&old).expect("encode")).expect("decode");
+        assert!(matches!(
+            fact,
+            WebhookFact::Created {
+                batch: 1,
+                after: 7,
+                ..
+            }
+        ));
+        let old = OldWebhook {
+            id: "wh1".into(),
+            url: "http://x".into(),
+            types: vec!["*".into()],
+            secret: "whsec_AA".into(),
+            created_ms: 5,
+            delivered: 3,
+            failing: false,
+            replays: 0,
+        };
+        let w: Webhook =
+            rmp_serde::from_slice(&rmp_serde::to_vec(&old).expect("encode")).expect("decode");
+        assert_eq!((w.batch, w.delivered), (1, 3));
+    }
+
     #[test]
     fn steps_move_delivery_on_and_a_replay_back() {
         let mut w = Webhooks::new();

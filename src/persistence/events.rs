@@ -163,35 +163,42 @@ impl Recent {
         }
     }
 
-    /// `EventStore::page` answered from memory, if every event after
-    /// `after` is here.
-    fn page(
-        &self,
-        after: u64,
-        limit: usize,
-        scan: usize,
-        keep: &impl Fn(&Stored) -> bool,
-    ) -> Option<Page> {
+    /// The events after `after` that a page may look at (`scan`), if
+    /// every event after `after` is here (`page_of` makes the page).
+    fn after(&self, after: u64, scan: usize) -> Option<Vec<Arc<Read>>> {
         let next = after.checked_add(1)?;
         if self.events.is_empty() || next < self.first || next > self.next() {
             return None;
         }
-        let mut page = Page {
-            through: after,
-            ..Page::default()
-        };
         let from = (next - self.first) as usize;
-        for e in self.events.range(from..).take(scan) {
-            if page.events.len() == limit {
-                break;
-            }
-            page.through = e.id;
-            if keep(&e.stored) {
-                page.events.push((e.id, e.clone()));
-            }
-        }
-        Some(page)
+        Some(self.events.range(from..).take(scan).cloned().collect())
     }
+}
+
+/// The page `keep` makes of `events` (those after `after`, in order, as
+/// many as a page may look at), `limit` at most: outside the lock, so a
+/// reader's filter never holds back the writer (or, a reader of a lower
+/// CPU priority, every other reader queued behind the writer).
+fn page_of(
+    after: u64,
+    events: Vec<Arc<Read>>,
+    limit: usize,
+    keep: impl Fn(&Stored) -> bool,
+) -> Page {
+    let mut page = Page {
+        through: after,
+        ..Page::default()
+    };
+    for e in events {
+        if page.events.len() == limit {
+            break;
+        }
+        page.through = e.id;
+        if keep(&e.stored) {
+            page.events.push((e.id, e));
+        }
+    }
+    page
 }
 
 /// The newest block's key and bytes, if any.
@@ -380,8 +387,9 @@ impl EventStore {
     ) -> Result<Page, JournalError> {
         let kept = {
             let recent = self.recent.read();
-            if let Some(page) = recent.page(after, limit, scan, &keep) {
-                return Ok(page);
+            if let Some(events) = recent.after(after, scan) {
+                drop(recent);
+                return Ok(page_of(after, events, limit, keep));
             }
             recent.read
         };
@@ -502,22 +510,6 @@ impl EventStore {
         keep_at_most: u64,
         batch: usize,
     ) -> Result<usize, JournalError> {
-        let gone = self.prune_blocks(older_than, keep_at_most, batch)?;
-        if gone > 0 {
-            // Until this, a reader may still be shown one of them from
-            // memory: an event kept a moment longer, never a wrong one.
-            let oldest = self.oldest()?;
-            self.recent.write().forget_before(oldest);
-        }
-        Ok(gone)
-    }
-
-    fn prune_blocks(
-        &self,
-        older_than: TimeMs,
-        keep_at_most: u64,
-        batch: usize,
-    ) -> Result<usize, JournalError> {
         self.change(|blocks, meta| {
             let mut count = meta.get("count").map_err(err)?.map_or(0, |v| v.value());
             let newest = blocks.last().map_err(err)?.map(|(k, _)| k.value());
@@ -545,6 +537,13 @@ impl EventStore {
                 blocks.remove(k).map_err(err)?;
             }
             meta.insert("count", count).map_err(err)?;
+            // Memory forgets them before the store does (a reader falls
+            // back to the store, which says they are gone), never after.
+            if gone > 0 {
+                if let Some((first, _)) = blocks.first().map_err(err)? {
+                    self.recent.write().forget_before(first.value());
+                }
+            }
             Ok(gone)
         })
     }
@@ -857,8 +856,10 @@ mod tests {
                 for (limit, scan) in [(1, 10_000), (3, 10_000), (1_000, 5), (1_000, 10_000)] {
                     for odd in [false, true] {
                         let keep = |e: &Stored| !odd || e.seq % 2 == 1;
-                        let mem = s.recent.read().page(after, limit, scan, &keep);
-                        let Some(mem) = mem else { continue };
+                        let mem = s.recent.read().after(after, scan);
+                        let Some(mem) = mem.map(|m| page_of(after, m, limit, keep)) else {
+                            continue;
+                        };
                         served += 1;
                         let stored = s.page_stored(after, limit, scan, keep).expect("events");
                         let ids = |p: &Page| -> Vec<(u64, Stored)> {
@@ -893,7 +894,7 @@ mod tests {
         s.write(700, 315, &batch(315, 3 * EVENTS_BLOCK as u64))
             .expect("events");
         // Pruned: memory forgets what the store no longer has.
-        assert!(s.prune(0, 200, usize::MAX).expect("events") > 0);
+        assert!(s.prune(0, 300, usize::MAX).expect("events") > 0);
         let oldest = s.oldest().expect("events");
         assert!(s.recent.read().first >= oldest);
         assert!(same(&s, "a prune") > 0);
@@ -903,11 +904,57 @@ mod tests {
             "what is gone is said gone"
         );
         // Cut back: memory forgets, the blocks answer, then memory again.
-        s.cut_after(400).expect("events");
+        s.cut_after(1000).expect("events");
+        assert!(
+            s.marks().expect("events").last > oldest,
+            "the cut kept some"
+        );
         assert_eq!(same(&s, "a cut"), 0);
         let last = s.marks().expect("events").last;
-        s.write(401, last + 1, &batch(401, 1)).expect("events");
+        s.write(1001, last + 1, &batch(1001, 1)).expect("events");
         assert!(same(&s, "after a cut") > 0);
+    }
+
+    /// Memory holds the newest `EVENTS_RECENT` at most, numbered without
+    /// a gap, however they were written.
+    #[test]
+    fn memory_keeps_the_newest_events_only() {
+        let mut r = Recent {
+            read: true,
+            ..Recent::default()
+        };
+        let many = |n: u64| -> Vec<Stored> { (0..n).map(|i| ev(i, 0)).collect() };
+        let cap = EVENTS_RECENT as u64;
+        r.append(1, &many(cap + 10));
+        assert_eq!(
+            (r.first, r.next()),
+            (11, cap + 11),
+            "one write past the bound"
+        );
+        r.append(cap + 11, &many(5));
+        assert_eq!((r.first, r.next()), (16, cap + 16), "the oldest go first");
+        assert_eq!(r.events[0].id, 16);
+        assert_eq!(r.events[r.events.len() - 1].id, cap + 15);
+        assert!(r.after(14, usize::MAX).is_none(), "before it: the store's");
+        assert_eq!(r.after(15, 3).map(|e| e.len()), Some(3));
+        assert_eq!(
+            r.after(cap + 15, 3).map(|e| e.len()),
+            Some(0),
+            "nothing new"
+        );
+        assert!(
+            r.after(cap + 16, 3).is_none(),
+            "past the newest: the store's"
+        );
+        r.forget_before(cap);
+        assert_eq!((r.first, r.next()), (cap, cap + 16));
+        // A gap starts again.
+        r.append(cap + 20, &many(2));
+        assert_eq!((r.first, r.next()), (cap + 20, cap + 22));
+        // Nothing kept before a reader came.
+        let mut quiet = Recent::default();
+        quiet.append(1, &many(3));
+        assert!(quiet.events.is_empty());
     }
 
     #[test]
