@@ -125,12 +125,14 @@ fn feed_runtime(cfg: &Config) -> Result<tokio::runtime::Runtime, String> {
 const BACKGROUND_PRIORITY: u8 = 22;
 
 /// The background runtime: webhook deliveries, on threads of a lower
-/// CPU priority than the requests' (niceness 10). When a peak takes every core, checkout gets
-/// the CPU first and this work falls behind and catches up after it
-/// (from the event store, which is its queue); on an idle machine it
-/// changes nothing. Checkout first: a retailer's webhooks may wait a
-/// second on Black Friday, its checkout may not. `[feed] threads` as the
-/// feed's (0: one per core).
+/// CPU priority than the requests' (niceness 10). When a peak takes
+/// every core, checkout gets the CPU first and this work falls behind
+/// and catches up after it (from the event store, which is its queue);
+/// on an idle machine it changes nothing. Checkout first: a retailer's
+/// webhooks may wait a second on Black Friday, its checkout may not.
+/// Niceness 19 was tried: webhooks of every event then fell behind for
+/// as long as a peak lasts, past what `[events] events_max` keeps
+/// (BENCHMARKS.md). `[feed] threads` as the feed's (0: one per core).
 fn background_runtime(cfg: &Config) -> Result<tokio::runtime::Runtime, String> {
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if cfg.feed.threads > 0 {

@@ -141,10 +141,9 @@ async fn new_order(state: &AppState, req: &Request) -> Result<NewOrder, ApiError
     })
 }
 
-/// A string of `pattern` (a regex of `limits`, as the OpenAPI document
-/// states it) and at most `max` characters, or why not.
 /// Whether `v` is at most `max` characters and matches `re` (a pattern
-/// of limits.rs; `None` only if one failed to compile, then nothing does).
+/// of limits.rs, as the OpenAPI document states it; `None` only if one
+/// failed to compile, then nothing does).
 fn patterned(v: &str, re: &Option<regex::Regex>, max: usize) -> bool {
     v.chars().count() <= max && re.as_ref().is_some_and(|r| r.is_match(v))
 }
