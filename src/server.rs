@@ -107,16 +107,20 @@ fn lock_data_dir(dir: &Path) -> Result<File, String> {
 /// woken by one busy store would otherwise queue the API's requests behind
 /// them; the OS shares the cores between the two.
 fn feed_runtime(cfg: &Config) -> Result<tokio::runtime::Runtime, String> {
-    let mut feed_rt = tokio::runtime::Builder::new_multi_thread();
-    // 0: tokio's own default, one per core (as the API's runtime).
-    if cfg.feed.threads > 0 {
-        feed_rt.worker_threads(cfg.feed.threads);
-    }
-    feed_rt
-        .enable_all()
-        .thread_name("feed-ws")
+    runtime_of_feed_size(cfg, "feed-ws")
         .build()
         .map_err(|e| e.to_string())
+}
+
+/// A multi-threaded runtime named `name` of `[feed] threads` workers
+/// (0: tokio's own default, one per core, as the API's runtime).
+fn runtime_of_feed_size(cfg: &Config, name: &str) -> tokio::runtime::Builder {
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if cfg.feed.threads > 0 {
+        rt.worker_threads(cfg.feed.threads);
+    }
+    rt.enable_all().thread_name(name);
+    rt
 }
 
 /// The niceness priority of the background runtime's threads (the
@@ -134,12 +138,7 @@ const BACKGROUND_PRIORITY: u8 = 22;
 /// as long as a peak lasts, past what `[events] events_max` keeps
 /// (BENCHMARKS.md). `[feed] threads` as the feed's (0: one per core).
 fn background_runtime(cfg: &Config) -> Result<tokio::runtime::Runtime, String> {
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if cfg.feed.threads > 0 {
-        rt.worker_threads(cfg.feed.threads);
-    }
-    rt.enable_all()
-        .thread_name("background")
+    runtime_of_feed_size(cfg, "background")
         .on_thread_start(|| {
             let lower = thread_priority::ThreadPriorityValue::try_from(BACKGROUND_PRIORITY)
                 .map_err(|e| e.to_string())

@@ -309,7 +309,7 @@ impl EventStore {
     /// store that held none (a node begun from another's snapshot starts
     /// at that snapshot's number).
     pub fn write(&self, through: u64, first: u64, events: &[Stored]) -> Result<(), JournalError> {
-        self.change_appending(first, events, |blocks, meta| {
+        self.change(|blocks, meta| {
             let last = meta.get("last").map_err(err)?.map_or(0, |v| v.value());
             let count = meta.get("count").map_err(err)?.map_or(0, |v| v.value());
             if !events.is_empty() && first <= last && count > 0 {
@@ -352,24 +352,12 @@ impl EventStore {
             }
             meta.insert("through", through).map_err(err)?;
             Ok(())
-        })
-    }
-
-    /// `change`, and `events` numbered from `first` taken into `recent`
-    /// once it is committed. A reader in between finds memory behind the
-    /// store: it reads the store for what memory lacks, or finds nothing
-    /// new yet, as it would have an instant earlier (readers learn of new
-    /// events from the writer's mark, moved after this).
-    fn change_appending(
-        &self,
-        first: u64,
-        events: &[Stored],
-        f: impl FnOnce(
-            &mut redb::Table<'_, u64, &'static [u8]>,
-            &mut redb::Table<'_, &'static str, u64>,
-        ) -> Result<(), JournalError>,
-    ) -> Result<(), JournalError> {
-        self.change(f)?;
+        })?;
+        // Taken into memory once committed. A reader in between finds
+        // memory behind the store: it reads the store for what memory
+        // lacks, or finds nothing new yet, as it would have an instant
+        // earlier (readers learn of new events from the writer's mark,
+        // moved after this).
         self.recent.write().append(first, events);
         Ok(())
     }
